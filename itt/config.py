@@ -1,0 +1,309 @@
+"""Typed chain configuration, validated at the door.
+
+A config is YAML (read with ``yaml.safe_load``) grouped by concern: what is trained (``model``,
+``order``, ``target``, ``tasks``), how (``train``, ``stages``, ``finetune``), how it is judged
+(``eval``) and on what hardware (``hardware``). Unknown keys and wrong types are errors that name the
+key and the file. ``--set key=value`` overrides are applied to the raw mapping before validation, so
+they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from itt.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _split_commas(v: Any) -> Any:
+    """Accept ``a,b,c`` on the command line where a list is expected (``--set order=mnli,sst2``)."""
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return v
+
+
+# --------------------------------------------------------------------------- data sources
+class DataSpec(_Strict):
+    """Where one split of one task (in one language) comes from.
+
+    Exactly one of ``hub`` (a 🤗 Hub dataset ID, parquet), ``files`` (local tsv/csv/jsonl/json/
+    parquet/text files) or ``toy`` (the generated offline benchmark). ``{lang}`` in ``config``,
+    ``split`` or ``files`` is replaced by the language code.
+    """
+
+    hub: str | None = None
+    config: str | None = None  # Hub config name, e.g. "{lang}" for facebook/xnli
+    split: str = "train"  # Hub split name (datasets slicing/concatenation syntax allowed)
+    revision: str | None = None
+    files: str | list[str] | None = None
+    format: Literal["auto", "tsv", "csv", "jsonl", "json", "parquet", "text"] = "auto"
+    header: bool = True  # tsv/csv: first line names the columns
+    column_names: list[str] | None = None  # tsv/csv without header
+    line_pattern: str | None = None  # text format: regex with named groups, one line = one example
+    columns: dict[str, str] = Field(default_factory=dict)  # task field -> source column
+    label_map: dict[str, str | int | float] = Field(default_factory=dict)  # source value -> label
+    drop_labels: list[str | int] = Field(default_factory=list)  # e.g. SNLI's -1 (no gold label)
+    toy: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        n = sum([self.hub is not None, self.files is not None, self.toy])
+        if n != 1:
+            raise ValueError("give exactly one of 'hub', 'files' or 'toy'")
+        if self.format == "text" and not self.line_pattern:
+            raise ValueError("format 'text' needs a 'line_pattern' regex with named groups")
+        return self
+
+
+SplitSource = DataSpec | dict[str, DataSpec]  # one template, or one spec per language
+
+
+class TaskSpec(_Strict):
+    """A task defined (or a built-in task re-pointed) in a config; no code needed."""
+
+    kind: Literal["single_classification", "pair_classification", "pair_regression"] | None = None
+    fields: list[str] | None = None
+    labels: list[str] | None = None
+    metric: str | None = None
+    languages: list[str] | None = None
+    train: SplitSource | None = None
+    dev: SplitSource | None = None
+    test: SplitSource | None = None
+    description: str | None = None
+
+
+# --------------------------------------------------------------------------- model
+class TinyModel(_Strict):
+    """A random-init architecture for offline use; sizes are deliberately small."""
+
+    arch: Literal["bert", "roberta", "xlm-roberta", "xlnet", "distilbert"] = "bert"
+    hidden_size: int = Field(64, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(128, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModel:
+        if self.hidden_size % self.num_heads:
+            raise ValueError("hidden_size must be divisible by num_heads")
+        return self
+
+
+class TokenizerTrain(_Strict):
+    vocab_size: int = Field(2000, ge=100)  # small: the toy languages have a few hundred words each
+
+
+class ModelConfig(_Strict):
+    name: str | None = None  # 🤗 Hub ID or local path (xlm-roberta-base, bert-base-multilingual-cased, ...)
+    revision: str | None = None
+    tiny: TinyModel | None = None  # random-init model built from config instead of `name`
+    tokenizer: str | None = None  # Hub ID or local path; default: `name`
+    train_tokenizer: TokenizerTrain | None = None  # train a WordPiece tokenizer on the chain's data
+    trust_remote_code: bool = False  # never on unless a config asks for it
+    pooling: Literal["auto", "first", "last", "mean"] = "auto"  # auto: last token for XLNet, else first
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelConfig:
+        if (self.name is None) == (self.tiny is None):
+            raise ValueError("give exactly one of 'name' (Hub ID or path) or 'tiny' (architecture block)")
+        if self.tokenizer is None and self.train_tokenizer is None and self.name is None:
+            raise ValueError("a 'tiny' model needs 'tokenizer' (Hub ID or path) or 'train_tokenizer'")
+        if self.tokenizer is not None and self.train_tokenizer is not None:
+            raise ValueError("give 'tokenizer' or 'train_tokenizer', not both")
+        return self
+
+
+# --------------------------------------------------------------------------- training
+class StageHParams(_Strict):
+    """Per-stage training settings; ``train`` sets defaults, ``stages.<task>`` / ``finetune`` override."""
+
+    lr: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, gt=0)  # wins over epochs when set
+    max_examples: int | None = Field(None, gt=0)  # cap on training examples (first N after a seeded shuffle)
+    grad_accum: int | None = Field(None, gt=0)
+    warmup_ratio: float | None = Field(None, ge=0, le=1)
+    weight_decay: float | None = Field(None, ge=0)
+    max_length: int | None = Field(None, gt=4)
+    max_grad_norm: float | None = Field(None, gt=0)
+
+
+class TrainDefaults(StageHParams):
+    # Defaults follow the XTREME recipe scaled down: AdamW, linear decay with 10% warmup.
+    lr: float = Field(2e-5, gt=0)
+    batch_size: int = Field(32, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_length: int = Field(128, gt=4)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class Perturbation(_Strict):
+    """Seeded character/word noise on the dev text: how much does the score drop?"""
+
+    enabled: bool = False
+    char_rate: float = Field(0.05, ge=0, le=1)  # per character: substitute/delete/insert/swap
+    word_rate: float = Field(0.1, ge=0, le=1)  # per word: drop or swap with the next
+    seed: int = 1234
+
+
+class EvalConfig(_Strict):
+    splits: list[Literal["dev", "test"]] = Field(default_factory=lambda: ["dev", "test"])
+    batch_size: int = Field(128, gt=0)
+    max_examples: int | None = Field(None, gt=0)  # per language and split; None = all
+    perturbation: Perturbation = Field(default_factory=Perturbation)
+
+    _csv = field_validator("splits", mode="before")(_split_commas)
+
+
+class HardwareConfig(_Strict):
+    """How to run, never what is searched."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 where the GPU has it
+    sdpa: bool = True  # fused attention where the architecture supports it (not XLNet)
+    group_by_length: bool | None = None  # default: on GPU only
+    fused_optimizer: bool | None = None  # default: on GPU only
+    num_workers: int = Field(0, ge=0)  # DataLoader workers
+
+
+class TargetConfig(_Strict):
+    task: str
+    languages: list[str] | None = None  # default: all languages of the task
+
+    _csv = field_validator("languages", mode="before")(_split_commas)
+
+
+class ChainConfig(_Strict):
+    name: str = "chain"
+    model: ModelConfig
+    order: list[str] = Field(default_factory=list)  # intermediate tasks in order; [] = the F baseline
+    target: TargetConfig
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)
+    train: TrainDefaults = Field(default_factory=TrainDefaults)
+    stages: dict[str, StageHParams] = Field(default_factory=dict)
+    finetune: StageHParams = Field(default_factory=StageHParams)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0])  # repeats of the whole chain
+    data_seed: int = 0  # which examples a cap keeps; fixed across seeds so seeds vary only training
+    data_root: str | None = None  # relative `files` paths resolve against this (default: the config's folder)
+    toy: dict[str, Any] = Field(default_factory=dict)  # options of the generated toy benchmark
+    save_checkpoint: bool = True  # final encoder + tokenizer as safetensors in the output folder
+
+    _csv = field_validator("order", "seeds", mode="before")(_split_commas)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_nonempty(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @field_validator("order")
+    @classmethod
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"a task appears twice in the order: {v}")
+        return v
+
+    def stage_hparams(self, task: str | None) -> TrainDefaults:
+        """Resolved hyperparameters of one stage (``None`` = the target fine-tune)."""
+        over = self.finetune if task is None else self.stages.get(task, StageHParams())
+        merged = self.train.model_dump()
+        merged.update({k: v for k, v in over.model_dump().items() if v is not None})
+        return TrainDefaults(**merged)
+
+
+# --------------------------------------------------------------------------- loading
+def _set_dotted(raw: dict, key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    node = raw
+    for p in parts[:-1]:
+        if not isinstance(node.get(p, {}), dict):
+            raise ConfigError(f"{where}: cannot set '{key}': '{p}' is not a mapping")
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """``key=value`` strings (value parsed as YAML) applied to a raw config mapping."""
+    raw = copy.deepcopy(raw)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        _set_dotted(raw, key, value, f"--set {item!r}")
+    return raw
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    """The first problem of a pydantic error as one line that names the key and the file."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-union")))
+    # Unions (DataSpec | dict) report every branch; keep the location readable.
+    loc = loc.replace(".DataSpec", "").replace(".dict[str,DataSpec]", "")
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        msg = f"unknown key '{loc}'"
+    elif kind == "missing":
+        msg = f"missing key '{loc}'"
+    else:
+        msg = f"'{loc}': {e['msg']}" if loc else e["msg"]
+        if "input" in e and kind != "value_error" and not isinstance(e["input"], dict):
+            msg += f" (got {e['input']!r})"
+    return f"{where}: {msg}"
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def validate(raw: dict, where: str, model: type[BaseModel] = ChainConfig) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, where)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainConfig:
+    """Read, override and validate a chain config. Relative data paths resolve against its folder."""
+    raw = apply_overrides(read_yaml(path), overrides)
+    raw.setdefault("data_root", str(Path(path).resolve().parent))
+    cfg = validate(raw, str(path))
+    from itt.tasks import check_config_tasks  # late: the registry imports this module
+
+    check_config_tasks(cfg, str(path))
+    return cfg

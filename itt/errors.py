@@ -1,0 +1,15 @@
+"""User-facing errors: one clear line, no traceback (the CLI prints ``error: <message>``)."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in a config, a data file or a command line; the message names what and where."""
+
+
+class ConfigError(UserError):
+    pass
+
+
+class DataError(UserError):
+    pass

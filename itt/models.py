@@ -1,0 +1,184 @@
+"""Encoders, tokenizers and task heads.
+
+The encoder is any 🤗 ``AutoModel`` (a Hub ID, a local path, or a tiny random-init architecture
+from config); it passes from stage to stage. Each task gets its own small head on a pooled
+representation, so the hand-off between stages is explicit: only encoder weights carry over.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from itt.config import ModelConfig
+from itt.errors import UserError
+
+SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+# Archs whose real tokenizers return no token_type_ids (a size-1 type vocabulary).
+_NO_TYPE_IDS = {"roberta", "xlm-roberta", "distilbert"}
+
+
+# --------------------------------------------------------------------------- tokenizers
+def train_tokenizer(texts, *, arch: str, vocab_size: int):
+    """A WordPiece tokenizer trained on ``texts`` with the arch's special-token template.
+
+    A tokenizer trained with ``tokenizers`` adds no special tokens until it has a post-processor,
+    so one is set here ([CLS] first for BERT-likes; XLNet-style [CLS] last, padded on the left).
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token=SPECIAL["unk"]))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL.values()), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls, sep = tok.token_to_id(SPECIAL["cls"]), tok.token_to_id(SPECIAL["sep"])
+    if arch == "xlnet":
+        single, pair = "$A:0 [SEP]:0 [CLS]:2", "$A:0 [SEP]:0 $B:1 [SEP]:1 [CLS]:2"
+    else:
+        single, pair = "[CLS]:0 $A:0 [SEP]:0", "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"
+    tok.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    names = ["input_ids", "attention_mask"] + ([] if arch in _NO_TYPE_IDS else ["token_type_ids"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token=SPECIAL["unk"], pad_token=SPECIAL["pad"], cls_token=SPECIAL["cls"],
+        sep_token=SPECIAL["sep"], mask_token=SPECIAL["mask"], model_max_length=512,
+        padding_side="left" if arch == "xlnet" else "right", model_input_names=names,
+    )
+
+
+def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise UserError(f"tokenizer '{name_or_path}': cannot load ({_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+    s = str(e).strip()
+    return (s.splitlines()[0] if s else type(e).__name__)[:300]
+
+
+# --------------------------------------------------------------------------- encoders
+def _attn_impl(config, want_sdpa: bool) -> str:
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    cls = MODEL_MAPPING.get(type(config), None)
+    return "sdpa" if want_sdpa and getattr(cls, "_supports_sdpa", False) else "eager"
+
+
+def tiny_config(tiny, tokenizer, max_length: int):
+    """A random-init architecture config sized by ``tiny`` and matched to ``tokenizer``."""
+    from transformers import AutoConfig
+
+    pad = tokenizer.pad_token_id
+    common = dict(vocab_size=len(tokenizer), pad_token_id=pad)
+    if tiny.arch == "xlnet":
+        kw = dict(d_model=tiny.hidden_size, n_layer=tiny.num_layers, n_head=tiny.num_heads, d_inner=tiny.intermediate_size,
+                  dropout=tiny.dropout)
+    elif tiny.arch == "distilbert":
+        kw = dict(dim=tiny.hidden_size, n_layers=tiny.num_layers, n_heads=tiny.num_heads, hidden_dim=tiny.intermediate_size,
+                  dropout=tiny.dropout, attention_dropout=tiny.dropout, max_position_embeddings=max_length + 2)
+    else:
+        # RoBERTa/XLM-R number positions from padding_idx + 1, so they need pad + 1 extra slots.
+        kw = dict(hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_layers, num_attention_heads=tiny.num_heads,
+                  intermediate_size=tiny.intermediate_size, hidden_dropout_prob=tiny.dropout,
+                  attention_probs_dropout_prob=tiny.dropout, max_position_embeddings=max_length + pad + 2,
+                  type_vocab_size=1 if tiny.arch in _NO_TYPE_IDS else 2)
+    return AutoConfig.for_model(tiny.arch, **common, **kw)
+
+
+def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):
+    """The encoder: random init from ``mcfg.tiny`` or pretrained weights from ``mcfg.name``."""
+    from transformers import AutoConfig, AutoModel
+
+    if mcfg.tiny is not None:
+        config = tiny_config(mcfg.tiny, tokenizer, max_length)
+        return AutoModel.from_config(config, attn_implementation=_attn_impl(config, sdpa))
+    kw = dict(revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(mcfg.name, **kw)
+    except Exception as e:
+        raise UserError(f"model '{mcfg.name}': cannot load its config ({_first_line(e)})") from None
+    try:
+        return AutoModel.from_pretrained(mcfg.name, config=config, attn_implementation=_attn_impl(config, sdpa), **kw)
+    except Exception as e:
+        raise UserError(f"model '{mcfg.name}': cannot load its weights ({_first_line(e)})") from None
+
+
+def pooling_for(mcfg: ModelConfig, encoder) -> str:
+    if mcfg.pooling != "auto":
+        return mcfg.pooling
+    return "last" if encoder.config.model_type == "xlnet" else "first"
+
+
+def hidden_size(encoder) -> int:
+    c = encoder.config
+    return int(getattr(c, "hidden_size", None) or getattr(c, "d_model", None) or c.dim)
+
+
+# --------------------------------------------------------------------------- heads
+class ClassificationHead(nn.Module):
+    """dropout → dense → tanh → dropout → projection, as in the RoBERTa/XLM-R classification head."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(pooled)
+        x = torch.tanh(self.dense(x))
+        return self.out(self.dropout(x))
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """First token, last non-pad token (works for left and right padding), or masked mean."""
+    if how == "first":
+        # with left padding the first real token is not at 0
+        idx = attention_mask.float().argmax(dim=1)
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), idx]
+    if how == "last":
+        rev = attention_mask.flip(dims=[1]).float().argmax(dim=1)
+        idx = attention_mask.size(1) - 1 - rev
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), idx]
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+class TaskModel(nn.Module):
+    """Encoder + one task head; returns logits (``[batch, num_labels]``, or ``[batch]`` for regression)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, pooling: str, regression: bool):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.pooling = pooling
+        self.regression = regression
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
+        kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        logits = self.head(pool(hidden, attention_mask, self.pooling))
+        return logits.squeeze(-1) if self.regression else logits
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | Path, encoder, tokenizer, head: nn.Module | None = None, meta: dict | None = None) -> None:
+    """Encoder weights (safetensors) + config + tokenizer, and the target head if given."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    encoder.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    if head is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(path / "head.safetensors"))
+    if meta is not None:
+        (path / "itt_meta.json").write_text(json.dumps(meta, indent=2))

@@ -1,0 +1,94 @@
+"""Task registry: built-in tasks by name, plus tasks defined (or re-pointed) in a config.
+
+>>> from itt.tasks import get_task
+>>> get_task("xnli").languages[:3]
+('ar', 'bg', 'de')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from itt.errors import ConfigError
+from itt.tasks._base import SPLITS, Kind, Task
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    problems = task.problems()
+    if problems:
+        raise ValueError(f"task '{task.name}': {problems[0]}")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def registered() -> dict[str, Task]:
+    return dict(_REGISTRY)
+
+
+def resolve_task(name: str, specs: dict | None = None, where: str = "config") -> Task:
+    """A task by name: a built-in one, updated by any ``tasks.<name>`` block of the config."""
+    spec = (specs or {}).get(name)
+    base = _REGISTRY.get(name)
+    if base is None and spec is None:
+        raise ConfigError(f"{where}: unknown task '{name}' (known: {', '.join(sorted(_REGISTRY))})")
+    if spec is None:
+        return base
+    given = {k: v for k, v in spec.model_dump(exclude_unset=True).items()}
+    # keep DataSpec objects (model_dump turned them into dicts)
+    for s in SPLITS:
+        if s in given:
+            given[s] = getattr(spec, s)
+    for k in ("fields", "labels", "languages"):
+        if given.get(k) is not None:
+            given[k] = tuple(given[k])
+    if base is None:
+        missing = [k for k in ("kind", "fields", "train") if given.get(k) is None]
+        if missing:
+            raise ConfigError(f"{where}: new task '{name}' needs {', '.join(repr(m) for m in missing)}")
+        kind = given["kind"]
+        given.setdefault("metric", Kind.METRICS.get(kind, ("accuracy",))[0])
+        given.setdefault("languages", ("en",))
+        given.setdefault("labels", None)
+        task = Task(name=name, **given)
+    else:
+        task = dataclasses.replace(base, **given)
+    problems = task.problems()
+    if problems:
+        raise ConfigError(f"{where}: tasks.{name}: {problems[0]}")
+    return task
+
+
+def check_config_tasks(cfg, where: str) -> None:
+    """Every task the config names exists and fits its role; raises ConfigError naming the key."""
+    for name in cfg.order:
+        t = resolve_task(name, cfg.tasks, f"{where}: order")
+        if t.train is None:
+            raise ConfigError(f"{where}: order: task '{name}' has no 'train' data source")
+    tgt = resolve_task(cfg.target.task, cfg.tasks, f"{where}: target.task")
+    if cfg.target.task in cfg.order:
+        raise ConfigError(f"{where}: target task '{tgt.name}' is also in the intermediate order")
+    if tgt.train is None:
+        raise ConfigError(f"{where}: target.task '{tgt.name}' has no 'train' data source")
+    for lang in cfg.target.languages or ():
+        if lang not in tgt.languages:
+            raise ConfigError(
+                f"{where}: target.languages: unknown language '{lang}' for task '{tgt.name}' "
+                f"(known: {', '.join(tgt.languages)})"
+            )
+    for split in cfg.eval.splits:
+        for lang in cfg.target.languages or tgt.languages:
+            if tgt.source(split, lang) is None:
+                raise ConfigError(f"{where}: target task '{tgt.name}' has no '{split}' data for language '{lang}'")
+    for name in cfg.stages:  # may name tasks outside this order: a search shares one config
+        resolve_task(name, cfg.tasks, f"{where}: stages")
+    for name in cfg.tasks:
+        resolve_task(name, cfg.tasks, where)
+
+
+# Built-in tasks register on import.
+from itt.tasks import builtin as _builtin  # noqa: E402,F401
+from itt.tasks import toy as _toy  # noqa: E402,F401
+
+__all__ = ["Kind", "Task", "SPLITS", "register", "registered", "resolve_task", "check_config_tasks"]

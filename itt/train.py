@@ -1,0 +1,190 @@
+"""One training stage with 🤗 Accelerate, and batched prediction.
+
+The loop follows Accelerate's order (accelerator, seed, data, model, optimizer, one ``prepare``,
+``accelerator.backward``, ``gather_for_metrics``) and reads top to bottom, one comment per phase.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+from itt.config import HardwareConfig, TrainDefaults
+from itt.errors import UserError
+from itt.models import ClassificationHead, TaskModel
+from itt.tasks import Task
+
+
+def make_accelerator(hw: HardwareConfig):
+    """An Accelerator for ``hw``. On CPU it is ``Accelerator(cpu=True)``: in a multi-process CPU run
+    (Ray Train workers with gloo) plain ``Accelerator()`` gives one process and no gradient sync."""
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    if hw.device == "cuda" and not cuda:
+        raise UserError("hardware.device: 'cuda' asked for but no GPU is visible")
+    on_gpu = cuda and hw.device != "cpu"
+    mp = hw.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    if mp != "no" and not on_gpu:
+        raise UserError(f"hardware.mixed_precision: '{mp}' needs a GPU; use 'no' or 'auto' on CPU")
+    return Accelerator(cpu=not on_gpu, mixed_precision=mp)
+
+
+def tokenize(ds, task: Task, tokenizer, max_length: int):
+    """Token ids per example (no padding: batches are padded dynamically by the collator)."""
+
+    def enc(batch):
+        out = tokenizer(*[batch[f] for f in task.fields], truncation=True, max_length=max_length)
+        out["labels"] = batch["label"]
+        return out
+
+    keep = set(tokenizer.model_input_names) | {"labels"}
+    tok = ds.map(enc, batched=True, remove_columns=ds.column_names, desc=None)
+    return tok.remove_columns([c for c in tok.column_names if c not in keep])
+
+
+def _collator(tokenizer, on_gpu: bool):
+    from transformers import DataCollatorWithPadding
+
+    # multiples of 8 let tensor cores work on GPU; on CPU they only add padding
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if on_gpu else None)
+
+
+def train_loader(tok_ds, tokenizer, *, batch_size: int, seed: int, group_by_length: bool, on_gpu: bool, num_workers: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    if group_by_length:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        lengths = [len(x) for x in tok_ds["input_ids"]]
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=g)
+    else:
+        sampler = RandomSampler(tok_ds, generator=g)
+    return DataLoader(tok_ds, batch_size=batch_size, sampler=sampler, collate_fn=_collator(tokenizer, on_gpu),
+                      num_workers=num_workers, pin_memory=on_gpu)
+
+
+def eval_loader(tok_ds, tokenizer, *, batch_size: int, on_gpu: bool):
+    return DataLoader(tok_ds, batch_size=batch_size, sampler=SequentialSampler(tok_ds), collate_fn=_collator(tokenizer, on_gpu))
+
+
+def _optimizer(model: torch.nn.Module, hp: TrainDefaults, fused: bool):
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in n or "layer_norm" in n else decay).append(p)
+    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=hp.lr, fused=fused or None)
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    if regression:
+        return torch.nn.functional.mse_loss(logits.float(), labels.float())
+    return torch.nn.functional.cross_entropy(logits.float(), labels.long())
+
+
+@dataclass
+class StageStats:
+    task: str
+    steps: int
+    examples: int  # examples seen (all processes), counting repeats over epochs
+    train_loss: float  # mean loss over the last 10% of steps (at least one)
+    seconds: float
+    examples_per_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def new_head(encoder_hidden: int, task: Task, seed: int) -> ClassificationHead:
+    # a fresh head per stage, initialised from the stage seed (the target head starts fresh too)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ClassificationHead(encoder_hidden, task.num_labels)
+
+
+def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp: TrainDefaults, *, seed: int,
+                hw: HardwareConfig, log=None) -> StageStats:
+    """Train ``model`` (encoder + head) on one task; returns its statistics. Updates ``model`` in place."""
+    on_gpu = accelerator.device.type == "cuda"
+    group = hw.group_by_length if hw.group_by_length is not None else on_gpu
+    fused = hw.fused_optimizer if hw.fused_optimizer is not None else on_gpu
+    # data: seeded shuffling so a (config, seed) pair always sees the same batches
+    loader = train_loader(tok_ds, tokenizer, batch_size=hp.batch_size, seed=seed, group_by_length=group,
+                          on_gpu=on_gpu, num_workers=hw.num_workers)
+    # optimizer and one prepare (the scheduler is stepped by hand: a prepared one steps once per process)
+    optimizer = _optimizer(model, hp, fused)
+    pmodel, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # lr: linear warmup then linear decay to 0 over the stage's optimizer steps
+    per_epoch = math.ceil(len(loader) / hp.grad_accum)
+    total = hp.max_steps if hp.max_steps else max(1, math.ceil(hp.epochs * per_epoch))
+    from transformers import get_linear_schedule_with_warmup
+
+    sched = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
+    pmodel.train()
+    step, micro, seen, losses = 0, 0, 0, []
+    t0 = time.perf_counter()
+    while step < total:
+        for batch in loader:
+            labels = batch.pop("labels")
+            sync = (micro + 1) % hp.grad_accum == 0
+            # forward/backward; gradients sync across processes only on the accumulation boundary
+            ctx = accelerator.no_sync(pmodel) if not sync else _null()
+            with ctx:
+                with accelerator.autocast():
+                    logits = pmodel(**batch)
+                loss = loss_fn(logits, labels, model.regression)
+                accelerator.backward(loss / hp.grad_accum)
+            micro += 1
+            seen += labels.size(0) * accelerator.num_processes
+            losses.append(loss.detach())
+            if not sync:
+                continue
+            # step: clip, update, schedule
+            accelerator.clip_grad_norm_(pmodel.parameters(), hp.max_grad_norm)
+            optimizer.step()
+            sched.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step >= total:
+                break
+    secs = time.perf_counter() - t0
+    tail = torch.stack(losses[-max(1, len(losses) // 10):]).float().mean()
+    tail = accelerator.reduce(tail, reduction="mean").item()
+    accelerator.free_memory()
+    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0)
+    if log:
+        log(f"  {task.name}: {step} steps, {seen} examples, loss {tail:.4f}, {secs:.1f}s ({stats.examples_per_s:.0f} ex/s)")
+    return stats
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+@torch.no_grad()
+def predict(accelerator, model: TaskModel, tok_ds, tokenizer, *, batch_size: int) -> np.ndarray:
+    """Predictions in dataset order: class indices, or floats for regression."""
+    loader = accelerator.prepare(eval_loader(tok_ds, tokenizer, batch_size=batch_size, on_gpu=accelerator.device.type == "cuda"))
+    model.eval()
+    out = []
+    for batch in loader:
+        batch.pop("labels", None)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            logits = model(**batch)
+        pred = logits.float() if model.regression else logits.argmax(-1)
+        out.append(accelerator.gather_for_metrics(pred).cpu())
+    model.train()
+    return torch.cat(out).numpy() if out else np.zeros(0)

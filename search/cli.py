@@ -1,0 +1,106 @@
+"""The ``itt`` command line: thin wrappers over the library, one clear error line for user mistakes.
+
+Commands: ``itt run CONFIG`` (one chain), ``itt tasks`` (the task registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+def _quiet() -> None:
+    """Library chatter (HF warnings, progress bars) hides the lines a researcher reads."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def cmd_run(args) -> int:
+    from itt.chain import prepare, run_chain
+    from itt.config import load_config
+
+    cfg = load_config(args.config, args.set)
+    prepared = prepare(cfg)  # every input is checked here, before any output folder exists
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{stamp}"
+    if (out / "results.json").exists() and not args.overwrite:
+        raise _usage(f"--out {out}: holds results.json already (pass --overwrite to replace it)")
+    results = run_chain(cfg, out_dir=out, prepared=prepared)
+    _print_summary(results)
+    print(f"results: {out / 'results.json'}  (predictions and checkpoint under {out}/seed*/)")
+    return 0
+
+
+def _print_summary(results: dict) -> None:
+    m = results["metric"]
+    for split, agg in results["aggregate"].items():
+        if split == "perturbation":
+            print(f"perturbation ({m} on noisy dev): {agg['score']['mean']:.4f} (drop {agg['drop']['mean']:+.4f})")
+            continue
+        per = "  ".join(f"{lang} {v[m]['mean']:.4f}" for lang, v in agg["per_language"].items())
+        s = agg["summary"][m]
+        gap = s["transfer_gap"]["mean"]
+        print(f"{split} {m}: {per}")
+        print(f"  mean {s['mean']['mean']:.4f} ± {s['mean']['std']:.4f} (seeds)   std over languages {s['std']['mean']:.4f}"
+              f"   worst {s['worst']['mean']:.4f}   transfer gap {'-' if gap is None else f'{gap:.4f}'}")
+
+
+def cmd_tasks(args) -> int:
+    from itt.tasks import registered
+
+    rows = [(t.name, t.kind, t.metric, ",".join(t.languages), t.description) for t in registered().values()]
+    w = [max(len(r[i]) for r in rows + [("task", "kind", "metric", "languages", "")]) for i in range(4)]
+    print(f"{'task':<{w[0]}}  {'kind':<{w[1]}}  {'metric':<{w[2]}}  {'languages':<{w[3]}}")
+    for r in rows:
+        print(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]:<{w[3]}}  {r[4]}")
+    return 0
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(msg: str) -> _UsageError:
+    return _UsageError(msg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="itt", description="Intermediate-task order search for zero-shot cross-lingual transfer.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run one chain: intermediate tasks in order, target fine-tune, zero-shot eval")
+    r.add_argument("config", help="chain config (YAML)")
+    r.add_argument("--out", help="output folder (default: runs/<name>-<time>)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set order=mnli,sst2 --set train.lr=3e-5")
+    r.add_argument("--overwrite", action="store_true", help="replace results in an existing --out folder")
+    r.set_defaults(fn=cmd_run)
+    t = sub.add_parser("tasks", help="list every registered task with its kind, metric and languages")
+    t.set_defaults(fn=cmd_tasks)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet()
+    args = build_parser().parse_args(argv)
+    from itt.errors import UserError
+
+    try:
+        return args.fn(args)
+    except (UserError, _UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
