@@ -27,7 +27,7 @@ from itt import toy
 from itt.config import ChainConfig
 from itt.data import load_split
 from itt.errors import UserError
-from itt.models import TaskModel, build_encoder, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer
+from itt.models import TaskModel, build_encoder, check_model, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer
 from itt.noise import perturb_dataset
 from itt.tasks import Task, resolve_task
 from itt.train import make_accelerator, new_head, predict, tokenize, train_stage
@@ -85,6 +85,8 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         tokenizer = train_tokenizer(texts, arch=m.tiny.arch, vocab_size=m.train_tokenizer.vocab_size)
     else:
         tokenizer = load_tokenizer(m.tokenizer or m.name, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    if m.name is not None:
+        check_model(m)  # a wrong model name fails here, not after the first seed's output exists
 
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer)
     for t in [*order, target]:

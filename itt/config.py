@@ -301,7 +301,10 @@ def validate(raw: dict, where: str, model: type[BaseModel] = ChainConfig) -> Any
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainConfig:
     """Read, override and validate a chain config. Relative data paths resolve against its folder."""
     raw = apply_overrides(read_yaml(path), overrides)
-    raw.setdefault("data_root", str(Path(path).resolve().parent))
+    here = Path(path).resolve().parent
+    root = raw.get("data_root")
+    # relative paths in a config mean "relative to the config file", whatever the working directory
+    raw["data_root"] = str(here if root is None else (here / str(root)).resolve() if not Path(str(root)).is_absolute() else root)
     cfg = validate(raw, str(path))
     from itt.tasks import check_config_tasks  # late: the registry imports this module
 

@@ -8,6 +8,7 @@ representation, so the hand-off between stages is explicit: only encoder weights
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -23,19 +24,33 @@ _NO_TYPE_IDS = {"roberta", "xlm-roberta", "distilbert"}
 
 # --------------------------------------------------------------------------- tokenizers
 def train_tokenizer(texts, *, arch: str, vocab_size: int):
-    """A WordPiece tokenizer trained on ``texts`` with the arch's special-token template.
+    """A WordPiece tokenizer fitted to ``texts`` (most frequent words + all characters), with the arch's template.
 
     A tokenizer trained with ``tokenizers`` adds no special tokens until it has a post-processor,
     so one is set here ([CLS] first for BERT-likes; XLNet-style [CLS] last, padded on the left).
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token=SPECIAL["unk"]))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL.values()), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
+    # The vocabulary is counted here, not by tokenizers' WordPieceTrainer: that trainer breaks ties
+    # in hash order, so two runs on the same text gave different vocabularies (and numbers).
+    normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter = Counter()
+    for t in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(t)))
+    chars = sorted({c for w in counts for c in w})
+    vocab = list(SPECIAL.values()) + chars + ["##" + c for c in chars]  # every word stays spellable
+    have = set(vocab)
+    for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if w not in have:
+            vocab.append(w)
+            have.add(w)
+    tok = Tokenizer(models.WordPiece(vocab={w: i for i, w in enumerate(vocab)}, unk_token=SPECIAL["unk"], max_input_chars_per_word=100))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     cls, sep = tok.token_to_id(SPECIAL["cls"]), tok.token_to_id(SPECIAL["sep"])
     if arch == "xlnet":
         single, pair = "$A:0 [SEP]:0 [CLS]:2", "$A:0 [SEP]:0 $B:1 [SEP]:1 [CLS]:2"
@@ -91,6 +106,16 @@ def tiny_config(tiny, tokenizer, max_length: int):
                   attention_probs_dropout_prob=tiny.dropout, max_position_embeddings=max_length + pad + 2,
                   type_vocab_size=1 if tiny.arch in _NO_TYPE_IDS else 2)
     return AutoConfig.for_model(tiny.arch, **common, **kw)
+
+
+def check_model(mcfg: ModelConfig) -> None:
+    """Fail early (one line) when a named model's config cannot be had."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(mcfg.name, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+    except Exception as e:
+        raise UserError(f"model '{mcfg.name}': cannot load its config ({_first_line(e)})") from None
 
 
 def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):

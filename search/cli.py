@@ -20,7 +20,8 @@ def _quiet() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    for name in ("transformers", "huggingface_hub", "datasets", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def cmd_run(args) -> int:

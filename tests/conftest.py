@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+# A chain small enough for a test: tiny model, few toy examples.
+TINY = {
+    "name": "tiny",
+    "model": {"tiny": {"arch": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+              "train_tokenizer": {"vocab_size": 400}},
+    "order": ["toy_topic", "toy_length"],
+    "target": {"task": "toy_xnli"},
+    "train": {"lr": 1e-3, "batch_size": 16, "max_steps": 4, "max_length": 24},
+    "eval": {"batch_size": 64},
+    "toy": {"n_train": 64, "n_eval": 24},
+    "save_checkpoint": False,
+}
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"real data not found at {SHARED} (CI has it beside the project)")
+    return SHARED
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a config mapping to a YAML file (deep-merged over TINY unless base=None)."""
+
+    def _write(overrides: dict | None = None, base: dict | None = TINY, name: str = "cfg.yaml") -> Path:
+        cfg = _merge(base or {}, overrides or {})
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+        return path
+
+    return _write
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,0 +1,124 @@
+"""A chain end to end on tiny models: architectures, hand-off, determinism, files, callbacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from itt.chain import prepare, run_chain
+from itt.config import load_config
+
+
+def _cfg(write_config, overrides=None, sets=None):
+    return load_config(write_config(overrides), sets)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "xlm-roberta", "xlnet"])
+def test_chain_runs_on_each_architecture(arch, write_config, tmp_path):
+    cfg = _cfg(write_config, {"model": {"tiny": {"arch": arch}}, "save_checkpoint": True})
+    calls = []
+    res = run_chain(cfg, out_dir=tmp_path / "o", report=lambda m, step: calls.append((step, m)), log=lambda *a: None)
+    # stage reports 1..k, then the final report at k+1 (the callback a search adapts for ASHA)
+    assert [s for s, _ in calls] == [1, 2, 3]
+    assert calls[0][1]["task"] == "toy_topic" and "test_accuracy_mean" in calls[-1][1]
+    seed = res["seeds"]["0"]
+    assert [s["task"] for s in seed["stages"]] == ["toy_topic", "toy_length", "toy_xnli"]
+    assert all(s["steps"] == 4 for s in seed["stages"])
+    assert set(seed["test"]["per_language"]) == {"en", "xa", "xb", "xc"}
+    ck = tmp_path / "o" / "seed0" / "checkpoint"
+    assert (ck / "model.safetensors").is_file() and (ck / "head.safetensors").is_file()
+    assert json.loads((ck / "config.json").read_text())["model_type"] == arch
+
+
+def test_encoder_passes_between_stages_and_target_head_is_fresh(write_config):
+    """Only encoder weights carry over; the target head's init does not depend on earlier stages."""
+    from accelerate.utils import set_seed
+
+    from itt.models import TaskModel, build_encoder, pooling_for
+    from itt.train import make_accelerator, new_head, train_stage
+
+    cfg = _cfg(write_config)
+    p = prepare(cfg, log=lambda *a: None)
+    set_seed(0)
+    enc = build_encoder(cfg.model, p.tokenizer, max_length=24, sdpa=True)
+    start = {k: v.clone() for k, v in enc.state_dict().items()}
+    acc = make_accelerator(cfg.hardware)
+    task = p.order[0]
+    head = new_head(32, task, 7)
+    m = TaskModel(enc, head, pooling_for(cfg.model, enc), False)
+    train_stage(acc, m, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name), seed=7, hw=cfg.hardware)
+    assert any(not torch.equal(start[k], v) for k, v in enc.state_dict().items())  # the encoder was trained in place
+    fresh = new_head(32, p.target, 11)
+    again = new_head(32, p.target, 11)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), again.state_dict().values()))
+
+
+def test_same_config_and_seed_same_numbers(write_config):
+    cfg = _cfg(write_config, {"model": {"tiny": {"dropout": 0.1}}})
+    a = run_chain(cfg, log=lambda *x: None)
+    b = run_chain(cfg, log=lambda *x: None)
+    assert a["seeds"]["0"]["test"] == b["seeds"]["0"]["test"]
+    assert [s["train_loss"] for s in a["seeds"]["0"]["stages"]] == [s["train_loss"] for s in b["seeds"]["0"]["stages"]]
+
+
+def test_f_baseline_and_multi_seed_aggregate(write_config, tmp_path):
+    cfg = _cfg(write_config, {"order": [], "seeds": [0, 1, 2]})
+    res = run_chain(cfg, out_dir=tmp_path, log=lambda *a: None)
+    assert res["setting"] == "F" and res["order"] == []
+    vals = [res["seeds"][s]["test"]["summary"]["accuracy"]["mean"] for s in ("0", "1", "2")]
+    agg = res["aggregate"]["test"]["summary"]["accuracy"]["mean"]
+    mean = sum(vals) / 3
+    assert agg["mean"] == pytest.approx(mean)
+    assert agg["std"] == pytest.approx((sum((v - mean) ** 2 for v in vals) / 2) ** 0.5)
+    assert json.loads((tmp_path / "results.json").read_text())["aggregate"] == json.loads(json.dumps(res["aggregate"]))
+
+
+def test_prediction_files_recompute_metrics(write_config, tmp_path):
+    cfg = _cfg(write_config, {"eval": {"perturbation": {"enabled": True, "char_rate": 0.2}}})
+    res = run_chain(cfg, out_dir=tmp_path, log=lambda *a: None)
+    for split in ("dev", "test"):
+        for lang, m in res["seeds"]["0"][split]["per_language"].items():
+            rows = [json.loads(x) for x in (tmp_path / "seed0" / "predictions" / f"{split}.{lang}.jsonl").read_text().splitlines()]
+            assert len(rows) == 24 and len({r["id"] for r in rows}) == 24
+            assert m["accuracy"] == pytest.approx(sum(r["gold"] == r["pred"] for r in rows) / len(rows), abs=1e-12)
+    pert = res["seeds"]["0"]["perturbation"]
+    noisy = [json.loads(x) for x in (tmp_path / "seed0" / "predictions" / "dev-noisy.xb.jsonl").read_text().splitlines()]
+    assert pert["per_language"]["xb"]["accuracy"] == pytest.approx(sum(r["gold"] == r["pred"] for r in noisy) / len(noisy))
+    clean = res["seeds"]["0"]["dev"]["summary"]["accuracy"]["mean"]
+    assert pert["drop"] == pytest.approx(clean - pert["score"])
+
+
+def test_regression_stage_grad_accum_and_length_grouping(write_config):
+    cfg = _cfg(write_config, {"order": ["toy_sim"], "train": {"max_steps": None, "epochs": 1, "grad_accum": 2},
+                              "hardware": {"group_by_length": True}})
+    res = run_chain(cfg, log=lambda *a: None)
+    st = res["seeds"]["0"]["stages"]
+    # 64 examples / batch 16 = 4 micro-batches per epoch, 2 per optimizer step
+    assert st[0]["task"] == "toy_sim" and st[0]["steps"] == 2 and st[0]["examples"] == 64
+
+
+def test_checkpoint_reloads_to_same_predictions(write_config, tmp_path):
+    """The saved encoder + head (safetensors) reproduce the chain's dev predictions exactly."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from itt.models import ClassificationHead, TaskModel
+    from itt.train import make_accelerator, predict, tokenize
+    from itt.data import load_split
+    from itt.tasks import resolve_task
+
+    cfg = _cfg(write_config, {"save_checkpoint": True})
+    run_chain(cfg, out_dir=tmp_path, log=lambda *a: None)
+    ck = tmp_path / "seed0" / "checkpoint"
+    enc = AutoModel.from_pretrained(ck)
+    tok = AutoTokenizer.from_pretrained(ck)
+    head = ClassificationHead(32, 3)
+    head.load_state_dict(load_file(str(ck / "head.safetensors")))
+    model = TaskModel(enc, head, "first", False)
+    task = resolve_task("toy_xnli")
+    ds = load_split(task, "dev", "xa", toy_options={"n_eval": 24})
+    pred = predict(make_accelerator(cfg.hardware), model, tokenize(ds, task, tok, 24), tok, batch_size=8)
+    rows = [json.loads(x) for x in (tmp_path / "seed0" / "predictions" / "dev.xa.jsonl").read_text().splitlines()]
+    assert [task.labels[int(p)] for p in pred] == [r["pred"] for r in rows]

@@ -1,0 +1,141 @@
+"""Bad input: one clear line naming the problem and where, exit 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.cli import main
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def expect_error(args, capsys, *needles):
+    code, out, err = run_cli(args, capsys)
+    assert code == 2, (out, err)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err + out
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "overrides, needles",
+    [
+        ({"order": ["toy_topic", "no_such_task"]}, ["unknown task 'no_such_task'", "order"]),
+        ({"target": {"task": "xnlii"}}, ["unknown task 'xnlii'", "target.task"]),
+        ({"model": {"tiny": {"arch": "gpt9"}}}, ["model.tiny.arch"]),
+        ({"target": {"languages": ["en", "klingon"]}}, ["unknown language 'klingon'", "toy_xnli"]),
+        ({"train": {"lrr": 0.1}}, ["unknown key 'train.lrr'"]),
+        ({"train": {"lr": "fast"}}, ["'train.lr'", "fast"]),
+        ({"train": {"batch_size": -1}}, ["'train.batch_size'"]),
+        ({"tasks": {"my": {"kind": "tagging", "fields": ["a"], "train": {"files": "x.tsv"}}}}, ["tasks.my.kind"]),
+        ({"tasks": {"my": {"kind": "pair_classification", "fields": ["a"], "labels": ["x", "y"],
+                           "train": {"files": "x.tsv"}}}, "order": ["my"]}, ["needs 2 text field"]),
+        ({"seeds": []}, ["seeds"]),
+        ({"order": ["toy_topic", "toy_topic"]}, ["twice"]),
+    ],
+)
+def test_bad_config(overrides, needles, write_config, capsys, tmp_path):
+    path = write_config(overrides)
+    expect_error(["run", str(path), "--out", str(tmp_path / "out")], capsys, str(path) if "unknown key" in needles[0] else "", *needles)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_and_bad_yaml(tmp_path, capsys):
+    expect_error(["run", str(tmp_path / "nope.yaml")], capsys, "config file not found")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("order: [a, b\ntarget: x\n")
+    expect_error(["run", str(bad)], capsys, "bad.yaml", "not valid YAML")
+
+
+def test_bad_set_override(write_config, capsys):
+    path = write_config()
+    expect_error(["run", str(path), "--set", "train.lr"], capsys, "expected key=value")
+    expect_error(["run", str(path), "--set", "train.bogus=1"], capsys, "unknown key 'train.bogus'")
+
+
+def _nli_task(tmp_path, rows, header="premise\thypothesis\tlabel"):
+    f = tmp_path / "nli.tsv"
+    f.write_text(header + "\n" + "\n".join(rows) + ("\n" if rows else ""))
+    return {"tasks": {"my_nli": {"kind": "pair_classification", "fields": ["premise", "hypothesis"],
+                                 "labels": ["entailment", "neutral", "contradiction"], "train": {"files": str(f)}}},
+            "order": ["my_nli"]}, f
+
+
+def test_missing_file(write_config, capsys, tmp_path):
+    path = write_config({"tasks": {"my_nli": {"kind": "pair_classification", "fields": ["premise", "hypothesis"],
+                                              "labels": ["e", "n"], "train": {"files": "does/not/exist.tsv"}}},
+                         "order": ["my_nli"]})
+    expect_error(["run", str(path), "--out", str(tmp_path / "o")], capsys, "file not found", "exist.tsv", "my_nli")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_column(write_config, capsys, tmp_path):
+    cfg, f = _nli_task(tmp_path, ["a\tb\tneutral"], header="premise\thypo\tlabel")
+    expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys,
+                 "missing column 'hypothesis'", str(f))
+    assert not (tmp_path / "o").exists()
+
+
+def test_label_outside_label_set(write_config, capsys, tmp_path):
+    cfg, f = _nli_task(tmp_path, ["a\tb\tneutral", "c\td\tmaybe"])
+    line = expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys, "'maybe'", str(f), "row 2")
+    assert "label set" in line
+    cfg, f = _nli_task(tmp_path, ["a\tb\t0", "c\td\t7"])
+    expect_error(["run", str(write_config(cfg))], capsys, "7", "row 2", "label set")
+
+
+def test_empty_split(write_config, capsys, tmp_path):
+    cfg, f = _nli_task(tmp_path, [])
+    expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys, str(f), "empty")
+
+
+def test_unknown_model(write_config, capsys, tmp_path):
+    path = write_config({"model": {"name": str(tmp_path / "no-model"), "tiny": None, "train_tokenizer": None}})
+    expect_error(["run", str(path), "--out", str(tmp_path / "o")], capsys, "no-model")
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_needs_one_source(write_config, capsys):
+    path = write_config({"model": {"name": "bert-base-cased"}})
+    expect_error(["run", str(path)], capsys, "exactly one of 'name'", "model")
+
+
+def test_set_order_override_and_comma_lists(write_config):
+    from itt.config import load_config
+
+    path = write_config()
+    cfg = load_config(path, ["order=toy_align,toy_parity", "seeds=1,2,3", "train.lr=3e-5"])
+    assert cfg.order == ["toy_align", "toy_parity"] and cfg.seeds == [1, 2, 3] and cfg.train.lr == 3e-5
+    assert load_config(path, ["order="]).order == []  # the F baseline
+
+
+def test_stage_hparams_merge(write_config):
+    from itt.config import load_config
+
+    cfg = load_config(write_config({"stages": {"toy_topic": {"lr": 5e-4, "max_examples": 10}}, "finetune": {"epochs": 3}}))
+    assert cfg.stage_hparams("toy_topic").lr == 5e-4 and cfg.stage_hparams("toy_topic").max_examples == 10
+    assert cfg.stage_hparams("toy_length").lr == 1e-3 and cfg.stage_hparams("toy_length").max_examples is None
+    assert cfg.stage_hparams(None).epochs == 3 and cfg.stage_hparams(None).lr == 1e-3
+
+
+def test_real_use_configs_validate():
+    """The Hub configs cannot run offline, but they must be valid and name real tasks and languages."""
+    from itt.config import load_config
+    from tests.conftest import ROOT
+
+    x = load_config(ROOT / "configs" / "xnli_xlmr_base.yaml")
+    assert x.model.name == "xlm-roberta-base" and x.target.task == "xnli" and not x.model.trust_remote_code
+    from itt.tasks import resolve_task
+
+    assert len(resolve_task("xnli").languages) == 15
+    p = load_config(ROOT / "configs" / "pawsx_xlmr_base.yaml")
+    assert p.target.task == "pawsx" and len(resolve_task("pawsx").languages) == 7
+    for cfg in (x, p):
+        assert 2e-5 <= cfg.train.lr <= 3e-5 and cfg.train.max_length == 128
