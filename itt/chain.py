@@ -233,7 +233,8 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Re
     """Run the chain for every seed of ``cfg``; write ``results.json`` and predictions to ``out_dir``."""
     t0 = time.perf_counter()
     p = prepared or prepare(cfg, log=log)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if cfg.hardware.num_threads:
+        torch.set_num_threads(cfg.hardware.num_threads)
     accelerator = make_accelerator(cfg.hardware)
     out = Path(out_dir) if out_dir is not None else None
     setting = "IF" if cfg.order else "F"

@@ -177,6 +177,7 @@ class HardwareConfig(_Strict):
     group_by_length: bool | None = None  # default: on GPU only
     fused_optimizer: bool | None = None  # default: on GPU only
     num_workers: int = Field(0, ge=0)  # DataLoader workers
+    num_threads: int | None = Field(None, gt=0)  # CPU threads for torch; default: torch's choice
 
 
 class TargetConfig(_Strict):
@@ -305,6 +306,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainCo
     root = raw.get("data_root")
     # relative paths in a config mean "relative to the config file", whatever the working directory
     raw["data_root"] = str(here if root is None else (here / str(root)).resolve() if not Path(str(root)).is_absolute() else root)
+    model = raw.get("model")
+    if isinstance(model, dict):
+        for key in ("name", "tokenizer"):  # a local model path, like data, is relative to the config
+            v = model.get(key)
+            if isinstance(v, str) and not Path(v).is_absolute() and (here / v).exists():
+                model[key] = str((here / v).resolve())
     cfg = validate(raw, str(path))
     from itt.tasks import check_config_tasks  # late: the registry imports this module
 

@@ -160,8 +160,9 @@ def load_split(task: Task, split: str, lang: str, *, data_root: str | None = Non
 
     drop = {str(x) for x in spec.drop_labels}
     rows = {"id": [], **{f: [] for f in task.fields}, "label": []}
-    texts = {f: ds[wanted[f]] for f in task.fields}
-    for i, raw in enumerate(ds[wanted["label"]]):
+    # plain lists: a datasets Column reads Arrow once per cell
+    texts = {f: list(ds[wanted[f]]) for f in task.fields}
+    for i, raw in enumerate(list(ds[wanted["label"]])):
         if str(raw) in drop:
             continue
         rows["label"].append(_label_index(task, raw, where, i + 1, spec))

@@ -2,7 +2,7 @@
 
 Skipped as a whole when that folder is absent. Every expected number below comes from
 shared/data/README.md or from reading the files themselves, never from the library under test.
-Runs offline on a 2-core CPU (the chain is shrunk with --set; about a minute in all).
+Runs offline on a 2-core CPU in well under a minute (the chain is ~25 s of it).
 """
 
 from __future__ import annotations
@@ -238,16 +238,19 @@ def test_real_text_is_mostly_known_pieces(mbert, loaded, key):
     pieces = [p for text in list(ds["premise"]) + list(ds["hypothesis"]) for p in mbert.tokenize(text)]
     unk = pieces.count("[UNK]")
     assert len(pieces) > 1000
-    assert unk / len(pieces) < 0.005, f"{key}: {unk} of {len(pieces)} pieces are [UNK]"
+    # mBERT's vocab lacks some rare CJK interjections (呃, 嗯, 噢) and the curly quotes “ ”, which
+    # puts zh at ~0.8% [UNK] on these rows; the other languages are far below that.
+    assert unk / len(pieces) < 0.02, f"{key}: {unk} of {len(pieces)} pieces are [UNK]"
 
 
 # --------------------------------------------------------------------------- the config
 def test_config_resolves_from_any_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nowhere near the project
     cfg = load_config(str(CONFIG))
+    assert Path(cfg.data_root) == SHARED.resolve()  # `data_root: ../../shared/data`, config-relative
     assert cfg.eval.splits == ["test"]
     assert cfg.model.tiny is not None
-    assert (ROOT / cfg.model.tokenizer).resolve() == TOKENIZER.resolve()  # relative to the project root
+    assert Path(cfg.model.tokenizer) == TOKENIZER.resolve()  # local model paths are config-relative too
     tgt = resolve_task(cfg.target.task, cfg.tasks)
     assert list(tgt.languages) == ["en", "de", "es", "sw", "ur", "zh"]
     used = [(t, "train", "en") for t in cfg.order] + [(cfg.target.task, "train", "en")]
@@ -272,23 +275,28 @@ def test_config_dev_split_needs_every_language(tmp_path):
 
 # --------------------------------------------------------------------------- 3. one tiny chain
 LANGS = ["en", "de", "es", "sw", "ur", "zh"]
-N_EVAL = 200
+N_EVAL = 200  # eval.max_examples of the config; every eval file has more rows
 
 
 @pytest.fixture(scope="module")
 def chain_run(tmp_path_factory):
-    """`itt run configs/local_xnli_mbert_tiny.yaml --out TMP` from the project root, shrunk."""
+    """`itt run configs/local_xnli_mbert_tiny.yaml --out TMP` from the project root."""
+    import torch
+
     from search.cli import main
 
     out = tmp_path_factory.mktemp("local_chain") / "run"
-    old = os.getcwd()
+    old, threads = os.getcwd(), torch.get_num_threads()
+    # One intra-op thread: on a busy 2-core box, two OpenMP threads fighting other processes make
+    # this tiny model ~15x slower; one thread is as fast as two when the box is idle.
+    torch.set_num_threads(1)
     os.chdir(ROOT)
     try:
-        rc = main(["run", "configs/local_xnli_mbert_tiny.yaml", "--out", str(out),
-                   "--set", "train.max_examples=64", "--set", "finetune.max_examples=128",
-                   "--set", "finetune.epochs=1", "--set", f"eval.max_examples={N_EVAL}"])
+        # the config exactly as shipped (its caps keep it to ~100 optimizer steps)
+        rc = main(["run", "configs/local_xnli_mbert_tiny.yaml", "--out", str(out)])
     finally:
         os.chdir(old)
+        torch.set_num_threads(threads)
     return rc, out
 
 
