@@ -72,16 +72,20 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     if pert.enabled and "dev" not in cfg.eval.splits:
         raise UserError("eval.perturbation needs 'dev' in eval.splits")
 
-    # tokenizer: pretrained, or trained on the fly on the chain's text (for toy: the whole lexicon,
-    # standing in for a multilingual pretraining corpus)
+    # tokenizer: pretrained, or fitted on the fly. The toy benchmark fits it to its lexicon (its
+    # stand-in for a multilingual pretraining corpus), so the vocabulary never depends on which
+    # splits or caps a config picks; other data fits it to all loaded text (train and eval: the
+    # only text there is in the target languages, much as mBERT's vocabulary saw every language).
     m = cfg.model
     if m.train_tokenizer is not None:
-        texts = []
-        for ds, task in [(raw_train[t.name], t) for t in [*order, target]] + [(d, target) for d in ev.values()]:
-            for f in task.fields:
-                texts.extend(ds[f])
-        if any(t.source("train", t.languages[0]).toy for t in [*order, target]):
-            texts.extend(toy.corpus(cfg.toy))
+        tasks = [*order, target]
+        if all(t.source("train", t.languages[0]).toy for t in tasks):
+            texts = toy.corpus(cfg.toy)
+        else:
+            texts = []
+            for ds, task in [(raw_train[t.name], t) for t in tasks] + [(d, target) for d in ev.values()]:
+                for f in task.fields:
+                    texts.extend(ds[f])
         tokenizer = train_tokenizer(texts, arch=m.tiny.arch, vocab_size=m.train_tokenizer.vocab_size)
     else:
         tokenizer = load_tokenizer(m.tokenizer or m.name, revision=m.revision, trust_remote_code=m.trust_remote_code)
