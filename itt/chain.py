@@ -53,6 +53,7 @@ class Prepared:
     noisy_tok: dict[str, object] = field(default_factory=dict)  # lang -> tokenized noisy dev
     noisy: dict[str, object] = field(default_factory=dict)
     tokenizer: object = None
+    probe: dict[str, tuple] = field(default_factory=dict)  # lang -> (dev dataset, tokenized)
 
 
 def prepare(cfg: ChainConfig, log=print) -> Prepared:
@@ -93,6 +94,12 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         check_model(m)  # a wrong model name fails here, not after the first seed's output exists
 
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer)
+    if cfg.probe.enabled:
+        for lang in cfg.probe.languages or languages:
+            if lang not in target.languages:
+                raise UserError(f"probe.languages: unknown language '{lang}' for task '{target.name}'")
+            ds = load_split(target, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
+            p.probe[lang] = (ds, tokenize(ds, target, tokenizer, cfg.stage_hparams(None).max_length))
     for t in [*order, target]:
         hp = cfg.stage_hparams(t.name if t is not target else None)
         p.train[t.name] = tokenize(raw_train[t.name], t, tokenizer, hp.max_length)
@@ -139,6 +146,18 @@ def _evaluate(p: Prepared, accelerator, model, out: Path | None, tag: str = "") 
 def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop_report, out: Path | None = None,
              log=print) -> dict:
     """Train and evaluate the chain with one seed; returns its results (also reported at the end)."""
+    gen = _seed_steps(p, seed, accelerator=accelerator, out=out, log=log)
+    while True:
+        try:
+            metrics, step = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        report(metrics, step)
+
+
+def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = None, log=print):
+    """The chain of one seed as a generator: yields ``(metrics, step)`` after every stage and at the
+    end, and returns the seed's results. Several seeds can so advance in lockstep."""
     from accelerate.utils import set_seed
 
     cfg = p.cfg
@@ -159,7 +178,12 @@ def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop
         st = train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name),
                          seed=stage_seed, hw=cfg.hardware, log=log)
         stages.append(st.as_dict())
-        report({"stage": i, "task": task.name, "train_loss": st.train_loss}, i)
+        metrics = {"stage": i, "task": task.name, "train_loss": st.train_loss}
+        if cfg.probe.enabled:
+            probe = _probe(p, accelerator, encoder, pooling, hid, seed=seed * 1000 + 500 + i)
+            stages[-1]["probe"] = probe
+            metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
+        yield metrics, i
     # target fine-tune: a fresh head on the encoder the chain produced
     k = len(p.order) + 1
     stage_seed = seed * 1000 + k
@@ -187,8 +211,39 @@ def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop
     if out is not None and cfg.save_checkpoint and accelerator.is_main_process:
         save_checkpoint(out / "checkpoint", accelerator.unwrap_model(encoder), p.tokenizer, model.head,
                         meta={"order": cfg.order, "target": p.target.name, "seed": seed, "pooling": pooling})
-    report(flat_final(res, p.target.metric), k)
+    yield {**flat_final(res, p.target.metric), "final": 1}, k
     return res
+
+
+def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int) -> dict:
+    """Fine-tune a copy of the encoder on the target for a fixed budget; zero-shot dev scores."""
+    import copy
+
+    from accelerate.utils import set_seed
+
+    cfg, task = p.cfg, p.target
+    hp = cfg.stage_hparams(None).model_copy(update={"max_steps": cfg.probe.steps})
+    set_seed(seed)
+    model = TaskModel(copy.deepcopy(encoder), new_head(hid, task, seed), pooling, task.is_regression)
+    train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware)
+    per = {}
+    for lang, (ds, tok) in p.probe.items():
+        pred = predict(accelerator, model, tok, p.tokenizer, batch_size=cfg.eval.batch_size)
+        per[lang] = M.task_metrics(task, ds["label"], pred)[task.metric]
+    s = M.summary(per)
+    return {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
+
+
+def _mean_metrics(batch: list[dict]) -> dict:
+    """Numeric metrics averaged over seeds; other values taken from the first seed."""
+    out = dict(batch[0])
+    for k, v in batch[0].items():
+        vals = [m.get(k) for m in batch]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and all(isinstance(x, (int, float)) for x in vals):
+            out[k] = v if all(x == v for x in vals) else sum(vals) / len(vals)
+    if len(batch) > 1:
+        out["n_seeds"] = len(batch)
+    return out
 
 
 def flat_final(res: dict, metric: str) -> dict:
@@ -244,10 +299,23 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Re
     setting = "IF" if cfg.order else "F"
     log(f"chain [{setting}] {' > '.join(cfg.order) or '(no intermediate task)'} -> {p.target.name} "
         f"in {', '.join(p.languages)}; seeds {cfg.seeds}; device {accelerator.device}")
-    per_seed = {}
-    for seed in cfg.seeds:
-        sub = out / f"seed{seed}" if out is not None else None
-        per_seed[seed] = run_seed(p, seed, accelerator=accelerator, report=report, out=sub, log=log)
+    # Seeds advance in lockstep, one stage at a time, so each report (a scheduler's signal) is the mean
+    # over seeds at that stage. The cost: every seed's encoder is held in memory at once.
+    gens = {s: _seed_steps(p, s, accelerator=accelerator, out=out / f"seed{s}" if out is not None else None, log=log)
+            for s in cfg.seeds}
+    per_seed: dict = {}
+    while gens:
+        step, batch = None, []
+        for s, gen in list(gens.items()):
+            try:
+                metrics, step = next(gen)
+                batch.append(metrics)
+            except StopIteration as stop:
+                per_seed[s] = stop.value
+                del gens[s]
+        if batch:
+            report(_mean_metrics(batch), step)
+    per_seed = {s: per_seed[s] for s in cfg.seeds}
     results = {
         "name": cfg.name,
         "setting": setting,

@@ -168,6 +168,19 @@ class EvalConfig(_Strict):
     _csv = field_validator("splits", mode="before")(_split_commas)
 
 
+class ProbeConfig(_Strict):
+    """After each intermediate stage: a short fixed-budget target fine-tune on a *copy* of the encoder,
+    then zero-shot dev evaluation. It gives a scheduler (ASHA) a signal before the chain ends, and is
+    science in itself: transfer after each prefix."""
+
+    enabled: bool = False
+    steps: int = Field(50, gt=0)  # optimizer steps of the probe fine-tune (target hparams otherwise)
+    languages: list[str] | None = None  # default: the target languages
+    max_eval_examples: int | None = Field(200, gt=0)  # per language, from the dev split
+
+    _csv = field_validator("languages", mode="before")(_split_commas)
+
+
 class HardwareConfig(_Strict):
     """How to run, never what is searched."""
 
@@ -197,6 +210,7 @@ class ChainConfig(_Strict):
     stages: dict[str, StageHParams] = Field(default_factory=dict)
     finetune: StageHParams = Field(default_factory=StageHParams)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     seeds: list[int] = Field(default_factory=lambda: [0])  # repeats of the whole chain
     data_seed: int = 0  # which examples a cap keeps; fixed across seeds so seeds vary only training
@@ -302,6 +316,7 @@ def validate(raw: dict, where: str, model: type[BaseModel] = ChainConfig) -> Any
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainConfig:
     """Read, override and validate a chain config. Relative data paths resolve against its folder."""
     raw = apply_overrides(read_yaml(path), overrides)
+    raw.pop("search", None)  # the order search's own block (read by search/, not by a chain)
     here = Path(path).resolve().parent
     root = raw.get("data_root")
     # relative paths in a config mean "relative to the config file", whatever the working directory

@@ -124,16 +124,24 @@ def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):
 
     if mcfg.tiny is not None:
         config = tiny_config(mcfg.tiny, tokenizer, max_length)
-        return AutoModel.from_config(config, attn_implementation=_attn_impl(config, sdpa))
+        return _drop_pooler(AutoModel.from_config(config, attn_implementation=_attn_impl(config, sdpa)))
     kw = dict(revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(mcfg.name, **kw)
     except Exception as e:
         raise UserError(f"model '{mcfg.name}': cannot load its config ({_first_line(e)})") from None
     try:
-        return AutoModel.from_pretrained(mcfg.name, config=config, attn_implementation=_attn_impl(config, sdpa), **kw)
+        model = AutoModel.from_pretrained(mcfg.name, config=config, attn_implementation=_attn_impl(config, sdpa), **kw)
     except Exception as e:
         raise UserError(f"model '{mcfg.name}': cannot load its weights ({_first_line(e)})") from None
+    return _drop_pooler(model)
+
+
+def _drop_pooler(model):
+    """Heads pool the hidden states themselves; an unused pooler has no gradient, which DDP rejects."""
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    return model
 
 
 def pooling_for(mcfg: ModelConfig, encoder) -> str:

@@ -54,6 +54,33 @@ def _print_summary(results: dict) -> None:
               f"   worst {s['worst']['mean']:.4f}   transfer gap {'-' if gap is None else f'{gap:.4f}'}")
 
 
+def cmd_search(args) -> int:
+    from search.runner import run_search
+
+    run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=args.set)
+    return 0
+
+
+def cmd_space(args) -> int:
+    import random
+
+    from search.config import load_search
+    from search.space import order_key
+
+    scfg, _, _ = load_search(args.config, args.set)
+    space = scfg.space()
+    n = space.count()
+    print(f"{n} orders of {len(scfg.candidates)} candidate tasks ({', '.join(scfg.candidates)}), lengths {scfg.lengths}"
+          + (f"; include {scfg.include}" if scfg.include else "") + (f"; before {scfg.before}" if scfg.before else "")
+          + (f"; last {scfg.last}" if scfg.last else ""))
+    rng = random.Random(args.seed)
+    for _ in range(min(args.samples, n)):
+        k = rng.choice(scfg.lengths)
+        params = {"k": k, **{f"l{i}": rng.randrange(len(scfg.candidates) - i) for i in range(k)}}
+        print("  " + (order_key(space.decode(params)) or "(F: empty order)"))
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from itt.tasks import registered
 
@@ -83,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set order=mnli,sst2 --set train.lr=3e-5")
     r.add_argument("--overwrite", action="store_true", help="replace results in an existing --out folder")
     r.set_defaults(fn=cmd_run)
+    s = sub.add_parser("search", help="search the order space on Ray Tune (Optuna proposes, ASHA stops early)")
+    s.add_argument("config", help="config with a `search:` block")
+    s.add_argument("--name", help="experiment name (default: the config's name)")
+    s.add_argument("--storage", help="folder or shared path holding experiments (default: ./runs)")
+    s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.set_defaults(fn=cmd_search)
+    sp = sub.add_parser("space", help="print the number of orders in a config's search space and a few samples")
+    sp.add_argument("config")
+    sp.add_argument("--samples", type=int, default=5)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sp.set_defaults(fn=cmd_space)
     t = sub.add_parser("tasks", help="list every registered task with its kind, metric and languages")
     t.set_defaults(fn=cmd_tasks)
     return p

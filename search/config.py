@@ -1,0 +1,161 @@
+"""The ``search:`` block of a config: the order space, searched hyperparameters, searcher, scheduler
+and resources. The rest of the file is the chain config every trial starts from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from itt.config import ChainConfig, ConfigError, apply_overrides, read_yaml, validate
+from search.space import OrderSpace
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HParam(_Strict):
+    """One searched hyperparameter: exactly one of a float range, an int range or choices."""
+
+    float: tuple[float, float] | None = None
+    log: bool = False  # sample the float range on a log scale (learning rates)
+    int: tuple[int, int] | None = None
+    choice: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HParam:
+        given = [x is not None for x in (self.float, self.int, self.choice)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of 'float: [low, high]', 'int: [low, high]' or 'choice: [...]'")
+        rng = self.float or self.int
+        if rng is not None and not rng[0] < rng[1]:
+            raise ValueError("low must be below high")
+        if self.log and (self.float is None or self.float[0] <= 0):
+            raise ValueError("'log' needs a positive float range")
+        if self.choice is not None and not self.choice:
+            raise ValueError("'choice' is empty")
+        return self
+
+
+class SeedPoints(_Strict):
+    """Orders evaluated first, before the searcher proposes its own."""
+
+    baseline: bool = False  # F: the empty order (needs 0 among the lengths)
+    singles: bool = False  # each single-task IF order (needs 1 among the lengths)
+    orders: list[list[str]] = Field(default_factory=list)
+
+    @field_validator("orders", mode="before")
+    @classmethod
+    def _parse(cls, v):
+        return [o.split(">") if isinstance(o, str) else o for o in (v or [])]
+
+
+class Scheduler(_Strict):
+    """ASHA (Li et al., 2020, "A System for Massively Parallel Hyperparameter Tuning"); time = stage."""
+
+    type: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1)  # stages every order gets before it can be stopped
+    reduction_factor: float = Field(2, gt=1)
+    max_t: int | None = Field(None, ge=1)  # default: longest order + 1 (the final report)
+    brackets: int = Field(1, ge=1)
+
+
+class Resources(_Strict):
+    workers_per_trial: int = Field(1, ge=1)  # Ray Train workers (processes) per trial
+    gpus_per_worker: float = Field(0, ge=0)
+    cpus_per_worker: float = Field(1, gt=0)
+    trial_cpus: float = Field(0.25, gt=0)  # the trial's driver function (Ray needs a nonzero share)
+    max_concurrent: int | None = Field(None, ge=1)  # default: as many as the cluster's resources fit
+
+
+class Simulate(_Strict):
+    """Take probe and final scores from a table instead of training (searcher/scheduler studies)."""
+
+    table: str  # CSV: order (names joined by '>'), probe_1..probe_K, final; optional hparam columns
+    seconds_per_stage: float = Field(0.0, ge=0)  # sleep per stage, to mimic training time
+
+
+class SearchConfig(_Strict):
+    candidates: list[str]
+    length: int | tuple[int, int] = Field(..., description="an order length k, or [min, max] (0 = F baseline)")
+    include: list[str] = Field(default_factory=list)
+    before: list[tuple[str, str]] = Field(default_factory=list)
+    last: str | None = None
+    searcher: Literal["tpe", "gp", "random", "exhaustive"] = "tpe"
+    num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
+    seed: int = 0  # the searcher's own seed
+    seeds: list[int] | None = None  # repeats of every trial's chain; default: the chain config's seeds
+    seed_points: SeedPoints = Field(default_factory=SeedPoints)
+    hparams: dict[str, HParam] = Field(default_factory=dict)  # dotted chain-config keys; "stages.*.lr" = per stage
+    metric: Literal["mean", "worst", "robust"] = "mean"  # over target languages, on dev
+    robust_weight: float = Field(1.0, ge=0)  # robust = mean - weight * std over languages
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    resources: Resources = Field(default_factory=Resources)
+    simulate: Simulate | None = None
+    probe_steps: int = Field(50, ge=1)  # the probe's fixed fine-tune budget (ASHA's signal per stage)
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _csv(cls, v):
+        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+    @property
+    def lengths(self) -> list[int]:
+        if isinstance(self.length, int):
+            return [self.length]
+        lo, hi = self.length
+        return list(range(lo, hi + 1))
+
+    def space(self) -> OrderSpace:
+        return OrderSpace(candidates=list(self.candidates), lengths=self.lengths, include=list(self.include),
+                          before=[tuple(p) for p in self.before], last=self.last)
+
+
+def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[SearchConfig, ChainConfig, dict]:
+    """(search settings, base chain config, the raw resolved mapping) from one YAML file."""
+    from itt.config import load_config
+
+    raw = apply_overrides(read_yaml(path), overrides)
+    if "search" not in raw or not isinstance(raw["search"], dict):
+        raise ConfigError(f"{path}: no 'search:' block (the order space to search)")
+    scfg: SearchConfig = validate(raw["search"], f"{path}: search", SearchConfig)
+    space = scfg.space()
+    problems = space.problems()
+    if problems:
+        raise ConfigError(f"{path}: search: {problems[0]}")
+    if isinstance(scfg.length, tuple) and scfg.length[0] > scfg.length[1]:
+        raise ConfigError(f"{path}: search.length: min {scfg.length[0]} is above max {scfg.length[1]}")
+    # the chain config the trials start from (its own `order` is ignored: the search sets it)
+    chain = load_config(path, [o for o in overrides or [] if not o.startswith("search.")])
+    from itt.tasks import resolve_task
+
+    for t in scfg.candidates:
+        resolve_task(t, chain.tasks, f"{path}: search.candidates")
+    for key in scfg.hparams:
+        if not key.startswith(("train.", "finetune.", "stages.")):
+            raise ConfigError(f"{path}: search.hparams: '{key}' is not a training hyperparameter "
+                              "(use train.*, finetune.* or stages.*.<name>)")
+        field_name = key.rsplit(".", 1)[-1]
+        from itt.config import StageHParams
+
+        if field_name not in StageHParams.model_fields:
+            raise ConfigError(f"{path}: search.hparams: unknown hyperparameter '{field_name}' in '{key}'")
+    if space.count() == 0:
+        raise ConfigError(f"{path}: search: no order satisfies the constraints")
+    for o in scfg.seed_points.orders:
+        if not space.is_valid(o):
+            raise ConfigError(f"{path}: search.seed_points.orders: '{'>'.join(o)}' is not in the search space")
+    if scfg.seed_points.baseline and 0 not in scfg.lengths:
+        raise ConfigError(f"{path}: search.seed_points.baseline needs 0 among the lengths")
+    if scfg.seed_points.singles and 1 not in scfg.lengths:
+        raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
+    if scfg.simulate is not None:
+        t = Path(scfg.simulate.table)
+        if not t.is_absolute():
+            scfg.simulate.table = str((Path(path).resolve().parent / t).resolve())
+        if not Path(scfg.simulate.table).is_file():
+            raise ConfigError(f"{path}: search.simulate.table: file not found: {scfg.simulate.table}")
+    return scfg, chain, raw

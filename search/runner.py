@@ -1,0 +1,287 @@
+"""``itt search``: Ray Tune + Optuna (or an exhaustive grid) + ASHA over orders of intermediate tasks.
+
+The experiment directory is ``<storage>/<name>/`` (Ray Tune's own layout), plus ``results.csv`` (one
+row per trial, rewritten atomically as trials report and finish), ``dedup/`` (finished trials by
+content key, replayed instead of retrained) and ``trials/<trial_id>/`` (each chain's results.json,
+predictions and checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+from itt.errors import ConfigError, UserError
+from search.config import SearchConfig, load_search
+from search.space import order_key
+from search.trial import TrialContext, chain_trial, define, split_config
+
+SEARCHERS = ("tpe", "gp", "random", "exhaustive")
+
+
+class Status:
+    """Trial outcomes as written to results.csv."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # by the scheduler (ASHA), before the final report
+    ERRORED = "errored"
+
+
+# ------------------------------------------------------------------ results.csv + progress
+def _tune_callback_base():
+    from ray.tune import Callback
+
+    return Callback
+
+
+class ResultsWriter(_tune_callback_base()):
+    """Keeps ``results.csv`` up to date and prints a progress line whenever a trial ends."""
+
+    def __init__(self, exp_dir: Path, scfg: SearchConfig, metric: str, languages: list[str], log=print):
+        self.exp_dir, self.scfg, self.metric, self.languages, self.log = exp_dir, scfg, metric, languages, log
+        self.space = scfg.space()
+        self.rows: dict[str, dict] = {}
+        self.t0 = time.time()
+
+    # Tune hooks ----------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._row(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        row = self._row(trial)
+        row["stages_completed"] = max(row.get("stages_completed") or 0, int(result.get("step", 0)) - (1 if result.get("final") else 0))
+        if result.get("final"):
+            row["_final"] = result
+        row["_last"] = result
+        self._write()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        final = row.get("_final")
+        row["status"] = Status.COMPLETED if final else Status.STOPPED
+        row["stopped_early"] = "false" if final else "true"
+        if final:
+            m = self.metric
+            row["score"] = final.get("objective")
+            for lang in self.languages:
+                row[lang] = final.get(f"test_{m}_{lang}")
+            for fig in ("mean", "std", "worst", "transfer_gap"):
+                row[f"test_{fig}"] = final.get(f"test_{m}_{fig}")
+            row["dev_mean"] = final.get(f"dev_{m}_mean")
+            row["perturbation_score"] = final.get("perturbation_score")
+            row["replayed"] = "true" if final.get("replayed") else "false"
+        self._write()
+        self._progress(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        row = self._row(trial)
+        row["status"], row["stopped_early"] = Status.ERRORED, "false"
+        self._write()
+        self._progress(trials)
+
+    # helpers ---------------------------------------------------------------
+    def _row(self, trial) -> dict:
+        if trial.trial_id not in self.rows:
+            order, hp = split_config(trial.config, self.space)
+            self.rows[trial.trial_id] = {"trial_id": trial.trial_id, "status": Status.RUNNING, "order": order_key(order),
+                                         "order_length": len(order), "stages_completed": 0, "stopped_early": "",
+                                         "score": None, **{f"hp:{k}": v for k, v in sorted(hp.items())}}
+        return self.rows[trial.trial_id]
+
+    def columns(self) -> list[str]:
+        hp_cols = sorted({k for r in self.rows.values() for k in r if k.startswith("hp:")})
+        return (["trial_id", "status", "order", "order_length", "stages_completed", "stopped_early", "score"] + hp_cols
+                + list(self.languages) + ["test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean",
+                                          "perturbation_score", "replayed"])
+
+    def _write(self) -> None:
+        cols = self.columns()
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in self.rows.values():
+            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
+        path = self.exp_dir / "results.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".results.csv.tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, path)
+
+    def best(self, n: int = 5) -> list[dict]:
+        done = [r for r in self.rows.values() if r["status"] == Status.COMPLETED and r.get("score") is not None]
+        return sorted(done, key=lambda r: -float(r["score"]))[:n]
+
+    def _progress(self, trials) -> None:
+        c = {s: 0 for s in (Status.RUNNING, Status.COMPLETED, Status.STOPPED, Status.ERRORED)}
+        for r in self.rows.values():
+            c[r["status"]] += 1
+        pending = sum(1 for t in trials if t.status == "PENDING")
+        best = self.best(1)
+        b = f"best {float(best[0]['score']):.4f} ({best[0]['order'] or 'F'})" if best else "best -"
+        self.log(f"[{time.time() - self.t0:6.0f}s] trials: {c[Status.RUNNING]} running, {pending} pending, "
+                 f"{c[Status.COMPLETED]} finished, {c[Status.STOPPED]} stopped by ASHA, {c[Status.ERRORED]} errored; {b}")
+
+
+# ------------------------------------------------------------------ building the Tuner
+def make_searcher(scfg: SearchConfig, seed_points: list[list[str]]):
+    """Optuna (TPE, GP, random) through Ray's OptunaSearch, or Ray's grid for exhaustive."""
+    if scfg.searcher == "exhaustive":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=scfg.seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=scfg.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=scfg.seed),
+    }[scfg.searcher]()
+    space = scfg.space()
+    points = [space.encode(o) for o in seed_points]
+    if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
+        points = [{**p, **_hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
+    return OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
+                        sampler=sampler, points_to_evaluate=points or None)
+
+
+def _hparam_defaults(scfg: SearchConfig, order: list[str]) -> dict:
+    out = {}
+    for key, hp in scfg.hparams.items():
+        for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
+            if hp.choice is not None:
+                out[name] = hp.choice[0]
+            elif hp.int is not None:
+                out[name] = (hp.int[0] + hp.int[1]) // 2
+            else:
+                lo, hi = hp.float
+                out[name] = math.sqrt(lo * hi) if hp.log else (lo + hi) / 2
+    return out
+
+
+def seed_point_orders(scfg: SearchConfig) -> list[list[str]]:
+    sp, space, out = scfg.seed_points, scfg.space(), []
+    if sp.baseline:
+        out.append([])
+    if sp.singles:
+        out += [[t] for t in scfg.candidates if space.is_valid([t])]
+    out += [list(o) for o in sp.orders]
+    seen, uniq = set(), []
+    for o in out:
+        if tuple(o) not in seen:
+            seen.add(tuple(o))
+            uniq.append(o)
+    return uniq
+
+
+def _param_space(scfg: SearchConfig, seed_points: list[list[str]]) -> dict:
+    """Exhaustive: every order exactly once (seed points first); hparams sampled by Ray."""
+    from ray import tune
+
+    if scfg.searcher != "exhaustive":
+        return {}
+    if any("*" in k for k in scfg.hparams):
+        raise ConfigError("search: per-stage hparams ('stages.*.X') need an Optuna searcher, not 'exhaustive'")
+    orders = seed_points + [o for o in scfg.space().orders() if o not in seed_points]
+    ps: dict = {"order": tune.grid_search([order_key(o) for o in orders])}
+    for k, hp in scfg.hparams.items():
+        if hp.choice is not None:
+            ps[k] = tune.choice(hp.choice)
+        elif hp.int is not None:
+            ps[k] = tune.randint(hp.int[0], hp.int[1] + 1)
+        else:
+            ps[k] = tune.loguniform(*hp.float) if hp.log else tune.uniform(*hp.float)
+    return ps
+
+
+def _check_resources(scfg: SearchConfig) -> int:
+    """Trials that fit at once; a clear error when no node can hold one trial's workers."""
+    import ray
+
+    r = scfg.resources
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    worker = {"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker}
+    fits = [min(math.floor(n["Resources"].get(k, 0) / v + 1e-9) for k, v in worker.items() if v > 0) for n in nodes]
+    if not any(f >= 1 for f in fits):
+        have = ", ".join(f"{n['Resources'].get('CPU', 0):g} CPU / {n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
+        raise UserError(f"search.resources: a worker needs {r.cpus_per_worker:g} CPU and {r.gpus_per_worker:g} GPU, "
+                        f"but no node has that (nodes: {have})")
+    total = ray.cluster_resources()
+    per_trial = {"CPU": r.trial_cpus + r.workers_per_trial * r.cpus_per_worker, "GPU": r.workers_per_trial * r.gpus_per_worker}
+    if sum(fits) < r.workers_per_trial:
+        raise UserError(f"search.resources: a trial needs {r.workers_per_trial} workers but the cluster holds {sum(fits)}")
+    conc = min(math.floor(total.get(k, 0) / v + 1e-9) for k, v in per_trial.items() if v > 0)
+    return max(1, conc)
+
+
+def run_search(config: str, *, name: str | None = None, storage: str | None = None, address: str | None = None,
+               overrides: list[str] | None = None, log=print) -> Path:
+    """Run a search; returns the experiment directory. All config checks happen before Ray starts."""
+    scfg, chain, _ = load_search(config, overrides)
+    from itt.tasks import resolve_task
+
+    target = resolve_task(chain.target.task, chain.tasks)
+    languages = list(chain.target.languages or target.languages)
+    name = name or chain.name
+    storage = storage or str(Path("runs").resolve())
+    remote = "://" in storage
+    exp_dir = Path(storage) / name if not remote else None
+    if exp_dir is not None and exp_dir.exists():
+        raise UserError(f"experiment '{name}' exists already in {storage} (continue it with `itt resume {exp_dir}`, "
+                        "or pick another --name)")
+    if remote:
+        raise UserError("remote storage (s3://, gs://) needs the cluster setup of a later release; use a shared path")
+    seed_points = seed_point_orders(scfg)
+    space = scfg.space()
+    n_orders = space.count()
+    num_samples = scfg.num_samples or (n_orders if scfg.searcher == "exhaustive" else 20)
+    param_space = _param_space(scfg, seed_points)
+    if scfg.searcher == "exhaustive":
+        num_samples = 1  # the grid already lists every order once
+    if not scfg.simulate:  # every trial's data and model must load: check once before any trial starts
+        from itt.chain import prepare
+
+        probe = chain.model_copy(update={"order": list(scfg.candidates), "seeds": [chain.seeds[0]]})
+        prepare(probe, log=lambda *a: None)
+
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 configure_logging=True)
+    concurrency = scfg.resources.max_concurrent or _check_resources(scfg)
+    if scfg.resources.max_concurrent:
+        _check_resources(scfg)
+    max_t = scfg.scheduler.max_t or (max(scfg.lengths) + 1)
+    scheduler = (ASHAScheduler(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
+                               reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)
+                 if scfg.scheduler.type == "asha" else FIFOScheduler())
+    ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), exp_dir=str(Path(storage) / name),
+                       metric=target.metric)
+    trainable = tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), {"cpu": scfg.resources.trial_cpus})
+    writer = ResultsWriter(Path(storage) / name, scfg, target.metric, languages, log=log)
+    log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
+        f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
+        f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {Path(storage) / name}")
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
+                                    scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[writer], verbose=0),
+    )
+    tuner.fit()
+    log("best orders:")
+    for i, r in enumerate(writer.best(5), 1):
+        log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")
+    log(f"results: {Path(storage) / name / 'results.csv'}")
+    return Path(storage) / name

@@ -1,0 +1,138 @@
+"""The order space: orders of k of n candidate tasks, with optional constraints, for Optuna.
+
+Optuna has no permutation distribution, so an order is a Lehmer code: position ``i`` picks digit
+``l{i}`` in ``[0, n-1-i]`` among the tasks still unused. With constraints (a task that must be
+included, A before B, a fixed last task) the digit indexes the *feasible* choices at that position
+(those that still admit a valid completion), wrapping around modulo their number. So every sample is
+a valid order, every valid order is reached (by digits below the feasible count), and without
+constraints the map is the plain Lehmer bijection. The space is a pure function of the Optuna trial
+(test it with ``optuna.trial.FixedTrial``); ``suggest`` lives at module level so Ray can pickle the
+searcher for resume.
+
+>>> s = OrderSpace(candidates=["a", "b", "c"], lengths=[2])
+>>> s.count(), s.decode({"k": 2, "l0": 2, "l1": 0})
+(6, ['c', 'a'])
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from itt.errors import ConfigError
+
+MAX_ENUMERATE = 2_000_000  # beyond this an exhaustive listing is refused (and counting is by formula)
+
+
+@dataclass(frozen=True)
+class OrderSpace:
+    candidates: list[str]
+    lengths: list[int]  # allowed order lengths, ascending; 0 = the F baseline
+    include: list[str] = field(default_factory=list)  # tasks every order must contain
+    before: list[tuple[str, str]] = field(default_factory=list)  # (a, b): a precedes b when both appear
+    last: str | None = None  # every non-empty order ends with this task
+
+    # ------------------------------------------------------------------ validity
+    def problems(self) -> list[str]:
+        n, out = len(self.candidates), []
+        if not self.candidates:
+            out.append("no candidate tasks")
+        if len(set(self.candidates)) != n:
+            out.append("a candidate task is listed twice")
+        for k in self.lengths:
+            if k < 0 or k > n:
+                out.append(f"order length {k} is impossible with {n} candidate task(s)")
+        for t in [*self.include, *(x for p in self.before for x in p), *([self.last] if self.last else [])]:
+            if t not in self.candidates:
+                out.append(f"constraint names '{t}', which is not a candidate")
+        return out
+
+    def is_valid(self, order: list[str]) -> bool:
+        if len(order) not in self.lengths or len(set(order)) != len(order) or any(t not in self.candidates for t in order):
+            return False
+        if order and any(t not in order for t in self.include):
+            return False
+        if not order and self.include:
+            return False
+        if self.last and order and order[-1] != self.last:
+            return False
+        pos = {t: i for i, t in enumerate(order)}
+        return all(pos[a] < pos[b] for a, b in self.before if a in pos and b in pos)
+
+    def _completable(self, prefix: list[str], k: int) -> bool:
+        """Does some valid order of length k start with ``prefix``? (small k: a direct check)"""
+        rest = [t for t in self.candidates if t not in prefix]
+        need = k - len(prefix)
+        missing = [t for t in self.include if t not in prefix]
+        if len(missing) > need:
+            return False
+        pos = {t: i for i, t in enumerate(prefix)}
+        for a, b in self.before:
+            if b in pos and a in pos and pos[a] > pos[b]:
+                return False
+            if b in pos and a not in pos and a in self.include:
+                return False  # a must still come, but b is already placed
+        if self.last:
+            if self.last in prefix[:-1] or (len(prefix) == k and k and prefix[-1] != self.last):
+                return False
+            if len(prefix) < k and self.last in prefix:
+                return False
+        if need == 0:
+            return self.is_valid(prefix)
+        # exact check for the remainder (orders are short; the feasible set is small)
+        for tail in itertools.permutations(rest, need):
+            if self.is_valid(prefix + list(tail)):
+                return True
+        return False
+
+    def feasible(self, prefix: list[str], k: int) -> list[str]:
+        """Tasks that may come next after ``prefix`` in some valid order of length k (candidate order)."""
+        return [t for t in self.candidates if t not in prefix and self._completable(prefix + [t], k)]
+
+    # ------------------------------------------------------------------ encode / decode
+    def decode(self, params: dict) -> list[str]:
+        k = int(params.get("k", self.lengths[0]))
+        order: list[str] = []
+        for i in range(k):
+            choices = self.feasible(order, k)
+            order.append(choices[int(params[f"l{i}"]) % len(choices)])
+        return order
+
+    def encode(self, order: list[str]) -> dict:
+        """Canonical parameters of a valid order (for Optuna ``points_to_evaluate``)."""
+        if not self.is_valid(order):
+            raise ConfigError(f"order {'>'.join(order) or '(empty)'} is not in the search space")
+        params: dict = {"k": len(order)} if len(self.lengths) > 1 else {}
+        for i, t in enumerate(order):
+            params[f"l{i}"] = self.feasible(order[:i], len(order)).index(t)
+        return params
+
+    def suggest(self, trial) -> list[str]:
+        """Define-by-run: sample an order through an Optuna trial (fixed ranges per parameter)."""
+        n = len(self.candidates)
+        k = trial.suggest_categorical("k", self.lengths) if len(self.lengths) > 1 else self.lengths[0]
+        digits = {f"l{i}": trial.suggest_int(f"l{i}", 0, n - 1 - i) for i in range(k)}
+        return self.decode({"k": k, **digits})
+
+    # ------------------------------------------------------------------ listing
+    def count(self) -> int:
+        if not (self.include or self.before or self.last):
+            n = len(self.candidates)
+            return sum(math.perm(n, k) for k in self.lengths)
+        return sum(1 for _ in self.orders())
+
+    def orders(self):
+        """Every valid order, each exactly once (lengths ascending, then candidate order)."""
+        n = len(self.candidates)
+        if sum(math.perm(n, k) for k in self.lengths) > MAX_ENUMERATE:
+            raise ConfigError(f"the order space is too large to list (> {MAX_ENUMERATE:,} orders)")
+        for k in self.lengths:
+            for perm in itertools.permutations(self.candidates, k):
+                if self.is_valid(list(perm)):
+                    yield list(perm)
+
+
+def order_key(order: list[str]) -> str:
+    """Orders as text: task names joined by '>', empty for the F baseline."""
+    return ">".join(order)

@@ -1,0 +1,204 @@
+"""What one Ray Tune trial runs: a chain on a Ray Train ``TorchTrainer`` (Accelerate inside its
+workers), a replay of an earlier identical trial, or a lookup in a simulated-objective table.
+
+Every report carries ``step`` (ASHA's time attribute: the stage index, the final report at
+``len(order) + 1``) and ``objective`` (the metric the search optimises: the probe score after an
+intermediate stage, the final dev score at the end), plus ``final`` = 1 on the last report.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from search.config import HParam, SearchConfig
+from search.space import OrderSpace, order_key
+
+_DIGIT = re.compile(r"^(k|l\d+)$")
+
+
+# ------------------------------------------------------------------ the define-by-run space
+def define(trial, space: OrderSpace, hparams: dict[str, HParam]) -> None:
+    """Optuna define-by-run: an order (Lehmer code), then its hyperparameters. Module-level so the
+    searcher pickles for resume; ``stages.*.X`` gives one parameter per task of the sampled order."""
+    order = space.suggest(trial)
+    for key, hp in hparams.items():
+        for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
+            suggest_hparam(trial, name, hp)
+
+
+def suggest_hparam(trial, name: str, hp: HParam):
+    if hp.float is not None:
+        return trial.suggest_float(name, hp.float[0], hp.float[1], log=hp.log)
+    if hp.int is not None:
+        return trial.suggest_int(name, hp.int[0], hp.int[1])
+    return trial.suggest_categorical(name, hp.choice)
+
+
+def split_config(config: dict, space: OrderSpace) -> tuple[list[str], dict]:
+    """A Tune trial config -> (order, hyperparameters)."""
+    if "order" in config:  # exhaustive searcher: the order itself
+        order = [t for t in str(config["order"]).split(">") if t]
+    else:
+        order = space.decode(config)
+    hp = {k: v for k, v in config.items() if k != "order" and not _DIGIT.match(k)}
+    return order, hp
+
+
+# ------------------------------------------------------------------ what every trial knows
+@dataclass(frozen=True)
+class TrialContext:
+    search: SearchConfig
+    chain_raw: dict  # the resolved chain config (a plain mapping; ChainConfig is rebuilt per trial)
+    exp_dir: str
+    metric: str  # the target's primary metric (accuracy, pearson, ...)
+
+
+def objective(metrics: dict, ctx: TrialContext) -> float | None:
+    """The optimised value in one report: probe figures mid-chain, dev figures at the end."""
+    m = ctx.metric
+    prefix = f"dev_{m}" if metrics.get("final") else f"probe_{m}"
+    mean, worst, std = metrics.get(f"{prefix}_mean"), metrics.get(f"{prefix}_worst"), metrics.get(f"{prefix}_std")
+    if mean is None:
+        return None
+    if ctx.search.metric == "worst":
+        return worst
+    if ctx.search.metric == "robust":
+        return mean - ctx.search.robust_weight * (std or 0.0)
+    return mean
+
+
+def trial_chain_config(ctx: TrialContext, order: list[str], hp: dict) -> dict:
+    """The chain config of one trial: the base config with this order, these hparams, a probe."""
+    from itt.config import _set_dotted
+
+    raw = json.loads(json.dumps(ctx.chain_raw))
+    raw["order"] = order
+    if ctx.search.seeds:
+        raw["seeds"] = list(ctx.search.seeds)
+    raw.setdefault("eval", {})
+    splits = raw["eval"].get("splits") or ["dev", "test"]
+    raw["eval"]["splits"] = splits if "dev" in splits else ["dev", *splits]  # the objective is on dev
+    raw["probe"] = {**raw.get("probe", {}), "enabled": True, "steps": ctx.search.probe_steps}
+    for k, v in hp.items():
+        _set_dotted(raw, k, v, "search.hparams")
+    return raw
+
+
+def trial_key(chain_raw: dict) -> str:
+    """Everything that determines a trial's numbers (order, hparams, seeds and the rest of the config)."""
+    blob = json.dumps(chain_raw, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ the trainables
+def chain_trial(config: dict, ctx: TrialContext) -> None:
+    """A Tune function trial: replay an identical earlier trial, look up a table, or train."""
+    from ray import tune
+
+    space = ctx.search.space()
+    order, hp = split_config(config, space)
+    if ctx.search.simulate is not None:
+        return _simulated(order, hp, ctx)
+    chain_raw = trial_chain_config(ctx, order, hp)
+    key = trial_key(chain_raw)
+    record = Path(ctx.exp_dir) / "dedup" / f"{key}.json"
+    if record.is_file():  # the same (order, hparams, seeds) ran before in this search: report it again
+        for m in json.loads(record.read_text())["reports"]:
+            tune.report({**m, "replayed": 1})
+        return
+    _train(chain_raw, ctx, key)
+
+
+def _train(chain_raw: dict, ctx: TrialContext, key: str) -> None:
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    res = ctx.search.resources
+    trial_id = tune.get_context().get_trial_id()
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"chain": chain_raw, "ctx": ctx, "key": key, "trial_id": trial_id},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0,
+            resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}),
+        # a name stable across restarts (from the Tune trial id) lets Train resume the same run
+        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=str(Path(ctx.exp_dir) / "train"),
+                                       callbacks=[TuneReportCallback()]),
+    )
+    trainer.fit()
+
+
+def _worker_loop(loop_config: dict) -> None:
+    """Inside each Ray Train worker: the chain, with Accelerate (``Accelerator(cpu=True)`` on CPU so
+    gradients sync across processes); every report goes to Tune through Ray Train."""
+    import ray.train
+    import torch
+
+    from itt.chain import run_chain
+    from itt.config import ChainConfig
+
+    ctx: TrialContext = loop_config["ctx"]
+    raw = loop_config["chain"]
+    cfg = ChainConfig.model_validate(raw)
+    if cfg.hardware.num_threads is None and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, int(ctx.search.resources.cpus_per_worker)))
+    rank = ray.train.get_context().get_world_rank()
+    out = Path(ctx.exp_dir) / "trials" / loop_config["trial_id"]
+    record = Path(ctx.exp_dir) / "dedup" / f"{loop_config['key']}.json"
+    reports: list[dict] = []
+
+    def report(metrics: dict, step: int) -> None:
+        m = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        m["step"] = step
+        m["objective"] = objective(m, ctx)
+        reports.append(m)
+        if rank == 0 and m.get("final"):
+            _atomic_write(record, json.dumps({"order": cfg.order, "reports": reports}))
+        ray.train.report(m)  # a barrier: every worker reports the same number of times
+
+    log = print if rank == 0 else (lambda *a: None)
+    run_chain(cfg, out_dir=out, report=report, log=log)
+
+
+@lru_cache(maxsize=4)
+def load_table(path: str) -> dict[str, list[dict]]:
+    """Simulated objective: order (and hparams, if the table has their columns) -> rows."""
+    table: dict[str, list[dict]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            table.setdefault(row["order"], []).append(row)
+    return table
+
+
+def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
+    import time
+
+    from ray import tune
+
+    rows = load_table(ctx.search.simulate.table).get(order_key(order))
+    if not rows:
+        raise KeyError(f"simulated objective: order '{order_key(order)}' is not in {ctx.search.simulate.table}")
+    # a row whose hparam columns match the trial's values (tables without hparam columns: the first row)
+    row = next((r for r in rows if all(str(hp[k]) == r[k] for k in hp if k in r)), rows[0])
+    for i in range(1, len(order) + 1):
+        time.sleep(ctx.search.simulate.seconds_per_stage)
+        v = float(row[f"probe_{i}"])
+        tune.report({"step": i, "objective": v, f"probe_{ctx.metric}_mean": v, "simulated": 1})
+    v = float(row["final"])
+    tune.report({"step": len(order) + 1, "objective": v, f"dev_{ctx.metric}_mean": v, "final": 1, "simulated": 1})
