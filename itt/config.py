@@ -273,10 +273,10 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     return raw
 
 
-def format_validation_error(err: ValidationError, where: str) -> str:
+def format_validation_error(err: ValidationError, where: str, prefix: str = "") -> str:
     """The first problem of a pydantic error as one line that names the key and the file."""
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-union")))
+    loc = prefix + ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-union")))
     # Unions (DataSpec | dict) report every branch; keep the location readable.
     loc = loc.replace(".DataSpec", "").replace(".dict[str,DataSpec]", "")
     kind = e["type"]
@@ -306,11 +306,11 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def validate(raw: dict, where: str, model: type[BaseModel] = ChainConfig) -> Any:
+def validate(raw: dict, where: str, model: type[BaseModel] = ChainConfig, prefix: str = "") -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, where)) from None
+        raise ConfigError(format_validation_error(e, where, prefix)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainConfig:

@@ -17,12 +17,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_Float, _Int = float, int  # the field names below shadow the builtins inside the class
+
+
 class HParam(_Strict):
     """One searched hyperparameter: exactly one of a float range, an int range or choices."""
 
-    float: tuple[float, float] | None = None
+    float: tuple[_Float, _Float] | None = None
     log: bool = False  # sample the float range on a log scale (learning rates)
-    int: tuple[int, int] | None = None
+    int: tuple[_Int, _Int] | None = None
     choice: list[Any] | None = None
 
     @model_validator(mode="after")
@@ -121,7 +124,7 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     raw = apply_overrides(read_yaml(path), overrides)
     if "search" not in raw or not isinstance(raw["search"], dict):
         raise ConfigError(f"{path}: no 'search:' block (the order space to search)")
-    scfg: SearchConfig = validate(raw["search"], f"{path}: search", SearchConfig)
+    scfg: SearchConfig = validate(raw["search"], str(path), SearchConfig, prefix="search.")
     space = scfg.space()
     problems = space.problems()
     if problems:

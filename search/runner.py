@@ -19,7 +19,7 @@ from pathlib import Path
 from itt.errors import ConfigError, UserError
 from search.config import SearchConfig, load_search
 from search.space import order_key
-from search.trial import TrialContext, chain_trial, define, split_config
+from search.trial import TrialContext, chain_trial, define, release_train_resources, split_config
 
 SEARCHERS = ("tpe", "gp", "random", "exhaustive")
 
@@ -62,6 +62,7 @@ class ResultsWriter(_tune_callback_base()):
         self._write()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        release_train_resources(self.exp_dir, trial.trial_id)
         row = self._row(trial)
         final = row.get("_final")
         row["status"] = Status.COMPLETED if final else Status.STOPPED
@@ -80,6 +81,7 @@ class ResultsWriter(_tune_callback_base()):
         self._progress(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        release_train_resources(self.exp_dir, trial.trial_id)
         row = self._row(trial)
         row["status"], row["stopped_early"] = Status.ERRORED, "false"
         self._write()

@@ -160,6 +160,9 @@ def _worker_loop(loop_config: dict) -> None:
         torch.set_num_threads(max(1, int(ctx.search.resources.cpus_per_worker)))
     rank = ray.train.get_context().get_world_rank()
     out = Path(ctx.exp_dir) / "trials" / loop_config["trial_id"]
+    pg = ray.util.get_current_placement_group()
+    if rank == 0 and pg is not None:  # the driver removes it when the trial ends (see release_train_resources)
+        _atomic_write(out / PG_FILE, pg.id.hex())
     record = Path(ctx.exp_dir) / "dedup" / f"{loop_config['key']}.json"
     reports: list[dict] = []
 
@@ -174,6 +177,32 @@ def _worker_loop(loop_config: dict) -> None:
 
     log = print if rank == 0 else (lambda *a: None)
     run_chain(cfg, out_dir=out, report=report, log=log)
+
+
+PG_FILE = "placement_group"
+
+
+def release_train_resources(exp_dir: str | Path, trial_id: str) -> None:
+    """Remove the Ray Train worker group's placement group of a finished trial.
+
+    With Ray 2.60, a TorchTrainer run inside a Tune function trial leaves its worker group's
+    placement group CREATED after the trial ends (completed or stopped by ASHA): its CPUs stay
+    reserved and later trials wait forever. The trial's rank 0 records the group; this removes it.
+    """
+    path = Path(exp_dir) / "trials" / trial_id / PG_FILE
+    if not path.is_file():
+        return
+    import ray
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    try:
+        pg_id = path.read_text().strip()
+        state = ray.util.placement_group_table().get(pg_id, {}).get("state")
+        if state not in (None, "REMOVED"):
+            remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
+    except Exception:  # best effort: never let cleanup break the search
+        pass
 
 
 @lru_cache(maxsize=4)

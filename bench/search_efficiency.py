@@ -1,0 +1,452 @@
+"""How much compute does each search strategy spend before it first finds the best order of a table?
+
+Every search goes through ``search.runner.run_search`` (Ray Tune + Optuna + ASHA, exactly as ``itt
+search`` runs) on a bench config whose ``search.simulate.table`` makes each trial report its probes
+and final score from a CSV table instead of training:
+
+    python bench/search_efficiency.py                         # both tables, 10 seeds each
+    python bench/search_efficiency.py --tables planted --seeds 3 --json runs/bench/eff.json
+    python bench/search_efficiency.py --no-reuse-actors       # Ray's defaults (a new process per trial: slow)
+
+Strategies (``--strategies``): ``exhaustive`` (the library's grid, every order once, with its order
+shuffled per seed: the shuffled list is passed as ``search.seed_points.orders``, which the grid puts
+first, so this is the library's own exhaustive path), ``random`` (Optuna's RandomSampler, with
+replacement), ``tpe`` (Optuna TPE), ``tpe_asha`` (TPE + ASHA, grace 1, reduction factor 2, the
+probes as its signal); ``random_asha`` and ``tpe_asha_g2`` (grace period 2) on request. One row more,
+``exhaustive_enum``, is the library's grid in its plain enumeration order (deterministic, one run).
+
+Compute = stage-trainings, summed over trials in trial START order (results.csv order) up to and
+including the first trial of the table's best order that completes: a completed order of length k
+costs k intermediate stages + 1 final fine-tune; a trial ASHA stopped after s stages costs s; a
+trial whose order completed in an EARLIER-started trial costs 0 (the real path replays it from
+``dedup/``; the simulated path does not dedup, so this is applied here). A search that does not
+find the best within ``--budget`` x (number of orders) trials counts as not found, with the compute
+it spent (a lower bound): the medians then treat it as +inf.
+
+Changes to Ray's setup made here from outside the library, for speed only (none changes which trials
+run before the best order completes, or what they report): ``TuneConfig(reuse_actors=True)`` (Ray's
+default starts a new worker process per trial: ~2 s each on a loaded 2-core machine);
+``RunConfig(stop=..., callbacks=[...])`` with a stopper that ends the experiment once the best order
+has completed (the measurement needs nothing after it); both monkeypatched onto ``ray.tune`` while a
+search runs; and ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` (no per-trial result.json/progress.csv/
+TensorBoard files). Trials run one at a time by default (``--concurrency 1``): simulated trials take
+no time, so more concurrency only makes Tune's loop slower (120 trials: 6 s at 1, 28 s at 4) and the
+proposals depend on timing; a real search proposes with less information than this, so read the
+searcher numbers as the sequential best case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "data"
+TABLES = {"toy": DATA / "sim_toy_3of5.yaml", "planted": DATA / "sim_planted.yaml"}
+ASHA = ["search.scheduler.type=asha", "search.scheduler.grace_period=1", "search.scheduler.reduction_factor=2"]
+STRATEGIES = {
+    "exhaustive": ["search.searcher=exhaustive", "search.scheduler.type=none"],
+    "exhaustive_enum": ["search.searcher=exhaustive", "search.scheduler.type=none"],
+    "random": ["search.searcher=random", "search.scheduler.type=none"],
+    "tpe": ["search.searcher=tpe", "search.scheduler.type=none"],
+    "tpe_asha": ["search.searcher=tpe", *ASHA],
+    "random_asha": ["search.searcher=random", *ASHA],
+    "tpe_asha_g2": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=2",
+                    "search.scheduler.reduction_factor=2"],
+    # the same, with the searcher-level dedup prototyped below (DedupSearch: a proposed library fix)
+    "tpe_dedup": ["search.searcher=tpe", "search.scheduler.type=none"],
+    "tpe_asha_dedup": ["search.searcher=tpe", *ASHA],
+    "random_dedup": ["search.searcher=random", "search.scheduler.type=none"],
+    # ... and an ASHA-stopped trial told to Optuna as PRUNED (its probes are already reported as
+    # intermediate values) instead of COMPLETE with its last probe score, which Ray's OptunaSearch does
+    "tpe_asha_dedup_pruned": ["search.searcher=tpe", *ASHA],
+}
+DEDUP = {"tpe_dedup", "tpe_asha_dedup", "random_dedup", "tpe_asha_dedup_pruned"}
+PRUNED = {"tpe_asha_dedup_pruned"}
+DEFAULT_STRATEGIES = ["exhaustive", "random", "tpe", "tpe_asha", "tpe_dedup", "tpe_asha_dedup"]
+TOP_K = 3  # a second, softer target: compute until ANY of the table's top-3 orders completes
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tables", default="toy,planted", help=f"comma list of {sorted(TABLES)} or config paths")
+    ap.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help=f"comma list of {sorted(STRATEGIES)}")
+    ap.add_argument("--seeds", type=int, default=10, help="searcher seeds per (table, strategy)")
+    ap.add_argument("--budget", type=float, default=4.0, help="trial cap of non-exhaustive searches, x orders")
+    ap.add_argument("--concurrency", type=int, default=1,
+                    help="search.resources.max_concurrent (1: sequential, deterministic, ~4x faster than 4)")
+    ap.add_argument("--num-cpus", type=int, default=8, help="ray.init(num_cpus=...)")
+    ap.add_argument("--no-reuse-actors", action="store_true", help="Ray's default: a new actor per trial")
+    ap.add_argument("--no-early-stop", action="store_true", help="run every search to its trial cap")
+    ap.add_argument("--tune-loggers", action="store_true",
+                    help="keep Tune's per-trial JSON/CSV/TensorBoard loggers (3x slower per trial; results.csv "
+                         "is the library's own and is written either way)")
+    ap.add_argument("--no-enum", action="store_true", help="skip the exhaustive_enum reference row")
+    ap.add_argument("--json", default=None, help="write the table and every run to this file")
+    ap.add_argument("--keep", default=None, help="keep experiment directories under this folder")
+    return ap.parse_args(argv)
+
+
+# ------------------------------------------------------------------ the table's truth
+def table_info(config: Path) -> dict:
+    from search.config import load_search
+
+    scfg, _, _ = load_search(config)
+    with open(scfg.simulate.table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    space = scfg.space()
+    keys = [">".join(o) for o in space.orders()]
+    final = {r["order"]: float(r["final"]) for r in rows}
+    missing = [k for k in keys if k not in final]
+    if missing:
+        raise SystemExit(f"{scfg.simulate.table}: {len(missing)} of {len(keys)} orders missing (e.g. {missing[0]})")
+    ranked = sorted(keys, key=lambda k: -final[k])
+    best = ranked[0]
+    return {"config": str(config), "table": scfg.simulate.table, "orders": keys, "n": len(keys), "best": best,
+            "best_score": final[best], "gap_to_2nd": final[best] - final[ranked[1]], "length": max(scfg.lengths),
+            "top": ranked[:TOP_K], "top_scores": [final[k] for k in ranked[:TOP_K]]}
+
+
+# ------------------------------------------------------------------ Ray setup from outside the library
+class BestFound:
+    """Ends the experiment once a trial of ``best`` has COMPLETED (its on_trial_complete has run, so the
+    library's ResultsWriter, an earlier callback, has already written it to results.csv)."""
+
+    def __init__(self, best: str, space):
+        self.best, self.space, self.found = best, space, False
+
+    def trial_complete(self, trial) -> None:
+        from search.trial import split_config
+
+        last = trial.last_result or {}
+        if last.get("final") and ">".join(split_config(trial.config, self.space)[0]) == self.best:
+            self.found = True
+
+
+@contextlib.contextmanager
+def patched_tune(reuse_actors: bool, best: BestFound | None):
+    """``ray.tune.TuneConfig(reuse_actors=True)`` and ``RunConfig(stop=, callbacks=+)`` while a search runs."""
+    from ray import tune
+    from ray.tune import Callback, Stopper
+
+    orig_tc, orig_rc = tune.TuneConfig, tune.RunConfig
+
+    class Marker(Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            best.trial_complete(trial)
+
+    class Stop(Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return best.found
+
+    class tc(orig_tc):  # subclasses: Ray checks isinstance against the names it imported
+        def __init__(self, *a, **kw):
+            if reuse_actors:
+                kw.setdefault("reuse_actors", True)
+            super().__init__(*a, **kw)
+
+    class rc(orig_rc):
+        def __init__(self, *a, **kw):
+            if best is not None:
+                kw.setdefault("stop", Stop())
+                kw["callbacks"] = [*(kw.get("callbacks") or []), Marker()]
+            super().__init__(*a, **kw)
+
+    tune.TuneConfig, tune.RunConfig = tc, rc
+    try:
+        yield
+    finally:
+        tune.TuneConfig, tune.RunConfig = orig_tc, orig_rc
+
+
+# ------------------------------------------------------------------ one search and its cost
+def compute_to_best(results_csv: Path, best: str, top: list[str]) -> dict:
+    """Stage-trainings in trial start order until the first completed trial of ``best`` (and of any
+    order in ``top``)."""
+    with open(results_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    done: set[str] = set()
+    cost = trials = replays = truncated = 0
+    found = False
+    cost_top = None
+    for r in rows:  # ResultsWriter keeps rows in on_trial_start order
+        trials += 1
+        completed = r["status"] == "completed"
+        if r["order"] in done:
+            replays += 1  # the real path replays a finished identical trial from dedup/: no training
+        else:
+            cost += int(r["stages_completed"] or 0) + (1 if completed else 0)
+            truncated += r["status"] == "running"  # cut by the experiment stop (its cost is a lower bound)
+        if completed:
+            done.add(r["order"])
+            if cost_top is None and r["order"] in top:
+                cost_top = cost
+            if r["order"] == best:
+                found = True
+                break
+    return {"found": found, "cost": cost, "cost_top": cost_top, "trials": trials, "replays": replays,
+            "stopped": sum(r["status"] == "stopped" for r in rows[:trials]), "truncated": truncated,
+            "unique_orders": len({r["order"] for r in rows[:trials]}), "total_trials": len(rows)}
+
+
+# ------------------------------------------------------------------ searcher-level dedup (a library fix, prototyped)
+def _dedup_base():
+    from ray.tune.search import Searcher
+
+    return Searcher
+
+
+class DedupSearch(_dedup_base()):
+    """Wraps the library's OptunaSearch so that every trial gets an order (and hparams) not proposed
+    before in this search. A repeat proposal is told to Optuna as FAIL (TPE ignores failed trials) and
+    Optuna is asked again, up to ``tries`` times; then an unseen order is drawn at random (seeded) and
+    enqueued into the study, so the search keeps moving and ends (FINISHED) once every order is seen.
+    Trial ids are mapped to the inner searcher's ids (one Optuna trial per attempt)."""
+
+    def __init__(self, inner, space, seed: int = 0, tries: int = 10, prune_stopped: bool = False):
+        super().__init__(metric=inner.metric, mode=inner.mode)
+        self.inner, self.space, self.tries, self.prune_stopped = inner, space, tries, prune_stopped
+        self.rng = random.Random(f"dedup:{seed}")
+        self.seen: dict[str, float | None] = {}
+        self.ids: dict[str, str] = {}
+        self.keys: dict[str, str] = {}
+        self.n_repeats = self.n_fallbacks = 0
+
+    def _key(self, config: dict) -> str:
+        from search.trial import split_config
+
+        order, hp = split_config(config, self.space)
+        return json.dumps([">".join(order), sorted(hp.items())], default=str)
+
+    def set_search_properties(self, metric, mode, config, **spec):
+        ok = self.inner.set_search_properties(metric, mode, config, **spec)
+        self._metric, self._mode = self.inner.metric, self.inner.mode
+        return ok
+
+    def suggest(self, trial_id: str):
+        from ray.tune.search import Searcher
+
+        for attempt in range(self.tries + 1):
+            iid = f"{trial_id}.{attempt}"
+            if attempt == self.tries:  # TPE insists: an unseen order at random
+                unseen = [o for o in self.space.orders() if json.dumps([">".join(o), []]) not in self.seen]
+                if not unseen:
+                    return Searcher.FINISHED
+                self.inner._ot_study.enqueue_trial(self.space.encode(self.rng.choice(unseen)))
+                self.n_fallbacks += 1
+            cfg = self.inner.suggest(iid)
+            if cfg is None or cfg == Searcher.FINISHED:
+                return cfg
+            key = self._key(cfg)
+            if key not in self.seen:
+                self.seen[key] = None
+                self.ids[trial_id], self.keys[trial_id] = iid, key
+                return cfg
+            self.n_repeats += 1
+            self.inner.on_trial_complete(iid, None, error=True)
+        return None
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if trial_id in self.ids:
+            self.inner.on_trial_result(self.ids[trial_id], result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
+        if trial_id in self.ids:
+            stopped = bool(result) and not result.get("final")
+            # result=None, error=False: OptunaSearch tells the trial as PRUNED
+            self.inner.on_trial_complete(self.ids[trial_id], None if stopped and self.prune_stopped else result, error)
+            if result:
+                self.seen[self.keys[trial_id]] = result.get(self.metric)
+
+    def save(self, checkpoint_path: str):
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str):
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+@contextlib.contextmanager
+def patched_searcher(enabled: bool, prune_stopped: bool = False):
+    """``search.runner.make_searcher`` returning ``DedupSearch(OptunaSearch)`` while a search runs."""
+    import search.runner as runner
+
+    orig = runner.make_searcher
+
+    def make(scfg, seed_points):
+        inner = orig(scfg, seed_points)
+        return (DedupSearch(inner, scfg.space(), seed=scfg.seed, prune_stopped=prune_stopped)
+                if inner is not None else None)
+
+    if enabled:
+        runner.make_searcher = make
+    try:
+        yield
+    finally:
+        runner.make_searcher = orig
+
+
+def one_search(config: Path, strategy: str, seed: int, info: dict, args, storage: str) -> dict:
+    from search.runner import run_search
+    from search.config import load_search
+
+    n = info["n"]
+    over = list(STRATEGIES[strategy]) + [f"search.seed={seed}",
+                                         f"search.resources.max_concurrent={args.concurrency}"]
+    if strategy == "exhaustive":
+        orders = list(info["orders"])
+        random.Random(seed).shuffle(orders)  # the grid runs seed points first: a shuffled exhaustive search
+        over.append("search.seed_points.orders=[" + ",".join(orders) + "]")
+    elif strategy == "exhaustive_enum":
+        pass  # the grid in the space's enumeration order
+    else:
+        over.append(f"search.num_samples={int(math.ceil(args.budget * n))}")
+    scfg, _, _ = load_search(config, over)
+    stopper = None if args.no_early_stop else BestFound(info["best"], scfg.space())
+    name = f"{Path(config).stem}_{strategy}_s{seed}"
+    t0 = time.perf_counter()
+    with patched_tune(not args.no_reuse_actors, stopper), patched_searcher(strategy in DEDUP, strategy in PRUNED):
+        exp = run_search(str(config), name=name, storage=storage, overrides=over, log=lambda *a: None)
+    wall = time.perf_counter() - t0
+    res = compute_to_best(exp / "results.csv", info["best"], info["top"])
+    res.update({"strategy": strategy, "seed": seed, "wall_s": round(wall, 2)})
+    if not args.keep:
+        shutil.rmtree(exp, ignore_errors=True)
+    return res
+
+
+# ------------------------------------------------------------------ summary
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarize(info: dict, runs: list[dict]) -> list[dict]:
+    full = info["n"] * (info["length"] + 1)  # every order once, to the end
+    by: dict[str, list[dict]] = {}
+    for r in runs:
+        by.setdefault(r["strategy"], []).append(r)
+
+    def costs(rs, key="cost"):
+        return [r[key] if r["found"] or (key == "cost_top" and r[key] is not None) else math.inf for r in rs]
+
+    ex = by.get("exhaustive")
+    ex_med = _median(costs(ex)) if ex else math.nan
+    ex_top = _median(costs(ex, "cost_top")) if ex else math.nan
+    out = []
+    for s, rs in by.items():
+        c = sorted(costs(rs))
+        med, med_top = _median(c), _median(costs(rs, "cost_top"))
+        out.append({"table": Path(info["table"]).name, "strategy": s, "runs": len(rs),
+                    "found": sum(r["found"] for r in rs), "median_cost": med,
+                    "q25": c[len(c) // 4], "q75": c[(3 * len(c)) // 4],
+                    "ratio_to_exhaustive": med / ex_med if ex else math.nan,
+                    "of_full_grid": med / full,
+                    f"median_cost_top{TOP_K}": med_top,
+                    f"ratio_top{TOP_K}": med_top / ex_top if ex else math.nan,
+                    "median_trials": _median([r["trials"] for r in rs]),
+                    "median_stopped": _median([r["stopped"] for r in rs]),
+                    "median_wall_s": _median([r["wall_s"] for r in rs])})
+    return out
+
+
+def _finite(x):
+    """inf/nan -> None, so the JSON is strict (inf = not found)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else ("nan" if math.isnan(v) else f"{v:.2f}" if abs(v) < 10 else f"{v:.0f}")
+    return str(v)
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = list(rows[0])
+    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    w = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.rjust(w[i]) for i, c in enumerate(cols)))
+    for x in cells:
+        print("  ".join(v.rjust(w[i]) for i, v in enumerate(x)))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not args.tune_loggers:
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    import ray
+
+    configs = [TABLES.get(t, Path(t)) for t in args.tables.split(",") if t]
+    strategies = [s for s in args.strategies.split(",") if s]
+    bad = [s for s in strategies if s not in STRATEGIES]
+    if bad:
+        raise SystemExit(f"unknown strategy {bad[0]} (known: {', '.join(STRATEGIES)})")
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    storage = args.keep or tempfile.mkdtemp(prefix="itt_search_eff_")
+    t_all = time.perf_counter()
+    summary, detail = [], []
+    try:
+        for config in configs:
+            info = table_info(config)
+            print(f"== {Path(info['table']).name}: {info['n']} orders, best {info['best']} ({info['best_score']:.4f}, "
+                  f"gap to 2nd {info['gap_to_2nd']:.4f}); full grid = {info['n'] * (info['length'] + 1)} stage-trainings",
+                  flush=True)
+            runs = []
+            if not args.no_enum and "exhaustive" in strategies:
+                r = one_search(config, "exhaustive_enum", 0, info, args, storage)
+                print(f"  exhaustive_enum           cost {r['cost']:4d} (top{TOP_K} {r['cost_top']})  trials {r['trials']:4d}  "
+                      f"{r['wall_s']:.1f}s", flush=True)
+                runs.append(r)
+            for s in strategies:
+                for seed in range(args.seeds):
+                    r = one_search(config, s, seed, info, args, storage)
+                    runs.append(r)
+                    print(f"  {s:14s} seed {seed:2d}  {'found ' if r['found'] else 'MISSED'}  cost {r['cost']:4d} "
+                          f"(top{TOP_K} {r['cost_top'] if r['cost_top'] is not None else '-'})  trials {r['trials']:4d} "
+                          f"(unique {r['unique_orders']}, replays {r['replays']}, stopped {r['stopped']}, "
+                          f"cut {r['truncated']})  {r['wall_s']:.1f}s", flush=True)
+            summary += summarize(info, runs)
+            detail.append({**{k: v for k, v in info.items() if k != "orders"}, "runs": runs})
+    finally:
+        ray.shutdown()
+        if not args.keep:
+            shutil.rmtree(storage, ignore_errors=True)
+    total = time.perf_counter() - t_all
+    print()
+    print_table(summary)
+    print(f"\ntotal {total:.0f}s; reuse_actors={not args.no_reuse_actors}, early stop={not args.no_early_stop}, "
+          f"concurrency {args.concurrency}, Tune loggers {'on' if args.tune_loggers else 'off'}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        blob = {"summary": summary, "tables": detail, "args": vars(args), "seconds": total}
+        Path(args.json).write_text(json.dumps(_finite(blob), indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

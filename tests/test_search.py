@@ -1,0 +1,257 @@
+"""Order space, searchers and scheduler (on the simulated objective), bad input, and one real search."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import pickle
+from functools import partial
+
+import optuna
+import pytest
+import yaml
+
+from search.cli import main
+from search.space import OrderSpace, order_key
+from tests.conftest import ROOT, TINY
+
+TOY3 = ["toy_topic", "toy_align", "toy_length"]
+
+
+# ------------------------------------------------------------------ the space (pure)
+def _all_digit_vectors(n: int, k: int):
+    return itertools.product(*[range(n - i) for i in range(k)])
+
+
+@pytest.mark.parametrize("n, lengths", [(4, [4]), (4, [0, 1, 2, 3, 4]), (5, [3])])
+def test_lehmer_space_is_a_bijection(n, lengths):
+    cands = [f"t{i}" for i in range(n)]
+    space = OrderSpace(candidates=cands, lengths=lengths)
+    seen = []
+    for k in lengths:
+        for digits in _all_digit_vectors(n, k):
+            params = {"k": k, **{f"l{i}": d for i, d in enumerate(digits)}} if len(lengths) > 1 else \
+                {f"l{i}": d for i, d in enumerate(digits)}
+            order = space.suggest(optuna.trial.FixedTrial(params))
+            assert space.is_valid(order)
+            assert space.encode(order) == params  # the inverse
+            seen.append(tuple(order))
+    expected = sum(math.perm(n, k) for k in lengths)
+    assert len(seen) == len(set(seen)) == expected == space.count()
+    assert sorted(seen) == sorted(tuple(o) for o in space.orders())
+
+
+def test_constrained_space_every_sample_valid_every_order_reachable():
+    space = OrderSpace(candidates=["a", "b", "c", "d", "e"], lengths=[2, 3, 4], include=["a"], before=[("b", "c")], last="e")
+    valid = {tuple(o) for o in space.orders()}
+    assert valid and all(o[-1] == "e" and "a" in o for o in valid)
+    reached = set()
+    for k in space.lengths:
+        for digits in _all_digit_vectors(5, k):
+            o = space.suggest(optuna.trial.FixedTrial({"k": k, **{f"l{i}": d for i, d in enumerate(digits)}}))
+            assert space.is_valid(o), o
+            reached.add(tuple(o))
+    assert reached == valid
+    for o in valid:
+        assert space.decode(space.encode(list(o))) == list(o)
+
+
+def test_space_and_define_by_run_pickle():
+    from search.config import HParam
+    from search.trial import define
+
+    space = OrderSpace(candidates=TOY3, lengths=[1, 2], before=[("toy_topic", "toy_align")])
+    fn = partial(define, space=space, hparams={"train.lr": HParam(float=(1e-4, 1e-2), log=True),
+                                                "stages.*.epochs": HParam(choice=[1, 2])})
+    fn2 = pickle.loads(pickle.dumps(fn))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), direction="maximize")
+    for _ in range(10):
+        t = study.ask()
+        fn2(t)
+        order = space.decode(t.params)
+        assert space.is_valid(order)
+        assert {k for k in t.params if k.startswith("stages.")} == {f"stages.{x}.epochs" for x in order}
+        study.tell(t, 0.5)
+
+
+# ------------------------------------------------------------------ configs and bad input
+def _search_config(tmp_path, search: dict, base: dict | None = None, name="s.yaml"):
+    cfg = dict(base or TINY)
+    cfg["search"] = search
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _error(args, capsys, *needles):
+    code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    for n in needles:
+        assert n in err[0], err[0]
+
+
+@pytest.mark.parametrize("search, needles", [
+    ({"candidates": [], "length": 1}, ["no candidate tasks"]),
+    ({"candidates": TOY3, "length": 4}, ["order length 4 is impossible with 3"]),
+    ({"candidates": TOY3, "length": 2, "before": [["toy_topic", "toy_align"], ["toy_align", "toy_topic"]],
+      "include": ["toy_topic", "toy_align"]}, ["no order satisfies the constraints"]),
+    ({"candidates": TOY3, "length": 1, "searcher": "bayes"}, ["search.searcher"]),
+    ({"candidates": TOY3, "length": 1, "scheduler": {"type": "hyperband"}}, ["search.scheduler.type"]),
+    ({"candidates": ["toy_topic", "nope"], "length": 1}, ["unknown task 'nope'", "search.candidates"]),
+    ({"candidates": TOY3, "length": 1, "include": ["toy_parity"]}, ["not a candidate"]),
+    ({"candidates": TOY3, "length": 1, "hparams": {"model.tiny.hidden_size": {"choice": [32]}}}, ["not a training hyperparameter"]),
+    ({"candidates": TOY3, "length": 1, "hparams": {"train.lr": {"float": [0.1, 0.01]}}}, ["low must be below high"]),
+    ({"candidates": TOY3, "length": 1, "bogus": 1}, ["unknown key 'search.bogus'"]),
+])
+def test_bad_search_config(search, needles, tmp_path, capsys):
+    p = _search_config(tmp_path, search)
+    _error(["space", str(p)], capsys, *needles)
+    _error(["search", str(p), "--storage", str(tmp_path / "runs")], capsys, *needles)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_itt_space_prints_count_and_samples(tmp_path, capsys):
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": [0, 2]})
+    assert main(["space", str(p), "--samples", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("10 orders of 3 candidate tasks")  # 1 + 3 + 6
+    assert len(out) == 5
+
+
+# ------------------------------------------------------------------ searchers on the simulated objective
+def _table(tmp_path, space: OrderSpace):
+    """A planted objective: toy_topic early is good, toy_length late is bad; probes are partial sums."""
+    path = tmp_path / "table.csv"
+    eff = {"toy_topic": [0.3, 0.2, 0.1], "toy_align": [0.1, 0.15, 0.1], "toy_length": [0.0, -0.05, -0.2]}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["order", "probe_1", "probe_2", "final"])
+        for o in space.orders():
+            parts = [eff[t][i] for i, t in enumerate(o)]
+            probes = [0.3 + sum(parts[: i + 1]) for i in range(len(o))]
+            w.writerow([order_key(o), *(probes + [""] * (2 - len(probes))), 0.31 + sum(parts)])
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def _rows(exp):
+    with open(exp / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("searcher", ["tpe", "gp", "random", "exhaustive"])
+def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local):
+    from search.runner import run_search
+
+    space = OrderSpace(candidates=TOY3, lengths=[1, 2])
+    table = _table(tmp_path, space)
+    search = {"candidates": TOY3, "length": [1, 2], "searcher": searcher, "num_samples": 6, "seed": 1,
+              "seed_points": {"singles": True}, "scheduler": {"type": "none"},
+              "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}
+    p = _search_config(tmp_path, search)
+    exp = run_search(str(p), name=f"sim-{searcher}", storage=str(tmp_path / "runs"), log=lambda *a: None)
+    rows = _rows(exp)
+    orders = [r["order"] for r in rows]
+    assert all(space.is_valid(o.split(">")) for o in orders)
+    assert all(r["status"] == "completed" and r["stopped_early"] == "false" for r in rows)
+    # seed points (each single-task order) come first (within the window of concurrent starts)
+    assert set(TOY3) <= set(orders[: 3 + 1])
+    if searcher == "exhaustive":
+        assert sorted(orders) == sorted(order_key(o) for o in space.orders())  # every order exactly once
+    else:
+        assert len(rows) == 6
+    # scores are the table's
+    want = {r[0]: float(r[-1]) for r in csv.reader(open(table)) if r[0] != "order"}
+    assert all(float(r["score"]) == pytest.approx(want[r["order"]]) for r in rows)
+
+
+def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
+    from search.runner import run_search
+
+    space = OrderSpace(candidates=TOY3, lengths=[2])
+    table = _table(tmp_path, space)
+    search = {"candidates": TOY3, "length": 2, "searcher": "exhaustive", "simulate": {"table": str(table)},
+              "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+              "seed_points": {"orders": ["toy_topic>toy_align"]}, "resources": {"max_concurrent": 1}}
+    exp = run_search(str(_search_config(tmp_path, search)), name="asha", storage=str(tmp_path / "runs"), log=lambda *a: None)
+    rows = {r["order"]: r for r in _rows(exp)}
+    assert len(rows) == 6
+    # toy_length first has the worst first-stage probe: after the best prefix ran, ASHA stops it
+    stopped = [o for o, r in rows.items() if r["status"] == "stopped"]
+    assert stopped and all(r["stopped_early"] == "true" and r["score"] == "" for o, r in rows.items() if o in stopped)
+    assert rows["toy_topic>toy_align"]["status"] == "completed"
+    assert any(o.startswith("toy_length") for o in stopped)
+
+
+def test_searcher_state_pickles(tmp_path):
+    """Ray saves the searcher with the experiment (resume); it must round-trip."""
+    from search.config import SearchConfig
+    from search.runner import make_searcher
+
+    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True})
+    s = make_searcher(scfg, [[t] for t in TOY3])
+    s.set_search_properties("objective", "max", {})
+    first = [s.suggest(f"t{i}") for i in range(3)]
+    assert [scfg.space().decode(c) for c in first] == [[t] for t in TOY3]
+    s.save(str(tmp_path / "searcher.pkl"))
+    s2 = make_searcher(scfg, [])
+    s2.restore(str(tmp_path / "searcher.pkl"))
+    c = s2.suggest("t9")
+    assert scfg.space().is_valid(scfg.space().decode(c))
+
+
+# ------------------------------------------------------------------ one real search through Ray
+def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
+    """Trials train chains on Ray Train; ASHA stops at least one; a re-proposed order is replayed."""
+    # quickstart-sized: big enough that probes carry signal (the probe after toy_topic beats the
+    # others), so ASHA has something to stop; one seed point per task, then TPE re-proposes
+    base = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    base.pop("search")
+    base.update({"train": {"lr": 1e-3, "batch_size": 32, "max_steps": 60, "max_length": 32},
+                 "finetune": {"max_steps": 100}, "toy": {"n_train": 2000, "n_eval": 100}, "save_checkpoint": False,
+                 "eval": {"batch_size": 256}})
+    search = {"candidates": ["toy_topic", "toy_length", "toy_parity"], "length": 1, "searcher": "tpe",
+              "num_samples": 5, "seed_points": {"singles": True}, "probe_steps": 100,
+              "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+              "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.75, "trial_cpus": 0.25, "max_concurrent": 1}}
+    p = _search_config(tmp_path, search, base)
+    code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--name", "real"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    exp = tmp_path / "runs" / "real"
+    rows = _rows(exp)
+    assert len(rows) == 5 and "best orders:" in out and str(exp / "results.csv") in out
+    assert "stopped by ASHA" in out and "trials:" in out  # live progress lines
+    done = [r for r in rows if r["status"] == "completed"]
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    assert done and stopped, [(r["order"], r["status"]) for r in rows]
+    assert all(r["stopped_early"] == "true" and r["score"] == "" and r["stages_completed"] == "1" for r in stopped)
+    assert all(r["score"] and r["en"] and r["xc"] and r["test_mean"] and r["stopped_early"] == "false" for r in done)
+    for r in done:
+        if r["replayed"] == "false":
+            assert (exp / "trials" / r["trial_id"] / "results.json").is_file()
+    # 5 trials over 3 orders: some order came twice; a repeat of a completed order is not retrained
+    first: dict = {}
+    repeats = 0
+    for r in rows:
+        if r["order"] in first:
+            repeats += 1
+            if first[r["order"]]["status"] == "completed":
+                assert r["replayed"] == "true" and r["score"] == first[r["order"]]["score"]
+                assert not (exp / "trials" / r["trial_id"] / "results.json").exists()
+        else:
+            first[r["order"]] = r
+    assert repeats >= 2
