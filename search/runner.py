@@ -116,8 +116,15 @@ class ResultsWriter(_tune_callback_base()):
         os.replace(tmp, path)
 
     def best(self, n: int = 5) -> list[dict]:
+        """The best distinct configurations (a replayed repeat is the same result, listed once)."""
         done = [r for r in self.rows.values() if r["status"] == Status.COMPLETED and r.get("score") is not None]
-        return sorted(done, key=lambda r: -float(r["score"]))[:n]
+        seen, out = set(), []
+        for r in sorted(done, key=lambda r: -float(r["score"])):
+            key = (r["order"], tuple(sorted((k, str(v)) for k, v in r.items() if k.startswith("hp:"))))
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+        return out[:n]
 
     def _progress(self, trials) -> None:
         c = {s: 0 for s in (Status.RUNNING, Status.COMPLETED, Status.STOPPED, Status.ERRORED)}

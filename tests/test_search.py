@@ -255,3 +255,16 @@ def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
         else:
             first[r["order"]] = r
     assert repeats >= 2
+
+
+def test_existing_experiment_is_refused(tmp_path, capsys):
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 1})
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    _error(["search", str(p), "--storage", str(tmp_path / "runs"), "--name", "taken"], capsys, "exists already", "itt resume")
+
+
+def test_resources_no_node_can_hold(tmp_path, ray_local, capsys):
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 1}})
+    _error(["search", str(p), "--storage", str(tmp_path / "runs")], capsys, "search.resources", "no node has that")
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"workers_per_trial": 9}}, name="w.yaml")
+    _error(["search", str(p), "--storage", str(tmp_path / "runs2")], capsys, "9 workers")
