@@ -4,6 +4,9 @@ The exact command that produced ``bench/data/toy_3of5.csv`` (background, lowest 
 
     cd /work/main && nohup nice -n 19 python bench/make_toy_table.py > bench/data/toy_3of5.log 2>&1 &
 
+(20 minutes for the 60 chains on the shared 2-core machine, 8-11 s per chain when it had a core to
+itself; a few took 40 s while Ray benchmarks ran beside it: the ``seconds`` column is wall time.)
+
 Each of the 60 orders (3 of toy_topic, toy_align, toy_length, toy_parity, toy_sim) runs once through
 ``itt.chain.run_chain`` on the toy target toy_xnli, with a probe after every intermediate stage.
 Settings: configs/quickstart.yaml plus the overrides in ``OVERRIDES`` below (2000 training examples

@@ -4,16 +4,24 @@ Every search goes through ``search.runner.run_search`` (Ray Tune + Optuna + ASHA
 search`` runs) on a bench config whose ``search.simulate.table`` makes each trial report its probes
 and final score from a CSV table instead of training:
 
-    python bench/search_efficiency.py                         # both tables, 10 seeds each
-    python bench/search_efficiency.py --tables planted --seeds 3 --json runs/bench/eff.json
+    python bench/search_efficiency.py                         # both tables, 10 seeds, 4 strategies: ~9 min
+    python bench/search_efficiency.py --json bench/data/search_efficiency.json   # what produced that file
+    python bench/search_efficiency.py --tables planted --seeds 3 --strategies exhaustive,tpe,tpe_asha_g2
     python bench/search_efficiency.py --no-reuse-actors       # Ray's defaults (a new process per trial: slow)
 
 Strategies (``--strategies``): ``exhaustive`` (the library's grid, every order once, with its order
 shuffled per seed: the shuffled list is passed as ``search.seed_points.orders``, which the grid puts
 first, so this is the library's own exhaustive path), ``random`` (Optuna's RandomSampler, with
 replacement), ``tpe`` (Optuna TPE), ``tpe_asha`` (TPE + ASHA, grace 1, reduction factor 2, the
-probes as its signal); ``random_asha`` and ``tpe_asha_g2`` (grace period 2) on request. One row more,
-``exhaustive_enum``, is the library's grid in its plain enumeration order (deterministic, one run).
+probes as its signal). On request: ``random_asha``; ``tpe_asha_g2`` (grace period 2: the first rung
+is after stage 2); ``tpe_dedup`` / ``tpe_asha_dedup`` / ``random_dedup`` (the library's searcher
+wrapped in ``DedupSearch`` below, a prototype of a library fix: repeats never become trials);
+``tpe_asha_dedup_pruned`` (stopped trials told to Optuna as PRUNED, not COMPLETE with their probe
+score). One row more, ``exhaustive_enum``, is the library's grid in its plain enumeration order
+(deterministic, one run). Exhaustive rows aside, ratios are to the median of the shuffled exhaustive
+runs (``ratio_to_exhaustive``; 10 seeds make that denominator noisy) and to its expectation
+(k+1)(N+1)/2 (``ratio_to_exh_expected``). ``median_cost_top3``: the same count, to the first
+completed order among the table's best three.
 
 Compute = stage-trainings, summed over trials in trial START order (results.csv order) up to and
 including the first trial of the table's best order that completes: a completed order of length k
