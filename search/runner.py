@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import os
+import random
 import time
 from functools import partial
 from pathlib import Path
@@ -196,7 +197,10 @@ def _param_space(scfg: SearchConfig, seed_points: list[list[str]]) -> dict:
         return {}
     if any("*" in k for k in scfg.hparams):
         raise ConfigError("search: per-stage hparams ('stages.*.X') need an Optuna searcher, not 'exhaustive'")
-    orders = seed_points + [o for o in scfg.space().orders() if o not in seed_points]
+    rest = [o for o in scfg.space().orders() if o not in seed_points]
+    # shuffled by the search seed: a search cut short must not cover only the first tasks' orders
+    random.Random(scfg.seed).shuffle(rest)
+    orders = seed_points + rest
     ps: dict = {"order": tune.grid_search([order_key(o) for o in orders])}
     for k, hp in scfg.hparams.items():
         if hp.choice is not None:
@@ -263,6 +267,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if scfg.simulate:  # cheap trials: Ray's default per-trial loggers and fresh processes dominate
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
@@ -285,7 +291,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
-                                    scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency),
+                                    scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency,
+                                    reuse_actors=bool(scfg.simulate)),
         run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[writer], verbose=0),
     )
     tuner.fit()
