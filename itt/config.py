@@ -245,7 +245,7 @@ class ChainConfig(_Strict):
 
 
 # --------------------------------------------------------------------------- loading
-def _set_dotted(raw: dict, key: str, value: Any, where: str) -> None:
+def set_dotted(raw: dict, key: str, value: Any, where: str) -> None:
     parts = key.split(".")
     node = raw
     for p in parts[:-1]:
@@ -269,7 +269,7 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
             value = text
-        _set_dotted(raw, key, value, f"--set {item!r}")
+        set_dotted(raw, key, value, f"--set {item!r}")
     return raw
 
 

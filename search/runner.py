@@ -273,9 +273,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)
-    concurrency = scfg.resources.max_concurrent or _check_resources(scfg)
-    if scfg.resources.max_concurrent:
-        _check_resources(scfg)
+    fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
+    concurrency = scfg.resources.max_concurrent or fits
     max_t = scfg.scheduler.max_t or (max(scfg.lengths) + 1)
     scheduler = (ASHAScheduler(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
                                reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)

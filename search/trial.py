@@ -76,7 +76,7 @@ def objective(metrics: dict, ctx: TrialContext) -> float | None:
 
 def trial_chain_config(ctx: TrialContext, order: list[str], hp: dict) -> dict:
     """The chain config of one trial: the base config with this order, these hparams, a probe."""
-    from itt.config import _set_dotted
+    from itt.config import set_dotted
 
     raw = json.loads(json.dumps(ctx.chain_raw))
     raw["order"] = order
@@ -87,7 +87,7 @@ def trial_chain_config(ctx: TrialContext, order: list[str], hp: dict) -> dict:
     raw["eval"]["splits"] = splits if "dev" in splits else ["dev", *splits]  # the objective is on dev
     raw["probe"] = {**raw.get("probe", {}), "enabled": True, "steps": ctx.search.probe_steps}
     for k, v in hp.items():
-        _set_dotted(raw, k, v, "search.hparams")
+        set_dotted(raw, k, v, "search.hparams")
     return raw
 
 
