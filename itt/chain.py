@@ -50,8 +50,7 @@ class Prepared:
     train: dict[str, object]  # task name -> tokenized train split
     eval: dict[tuple[str, str], object] = field(default_factory=dict)  # (split, lang) -> raw dataset
     eval_tok: dict[tuple[str, str], object] = field(default_factory=dict)
-    noisy_tok: dict[str, object] = field(default_factory=dict)  # lang -> tokenized noisy dev
-    noisy: dict[str, object] = field(default_factory=dict)
+    noisy: dict[str, tuple] = field(default_factory=dict)  # lang -> (noisy dev dataset, tokenized)
     tokenizer: object = None
     probe: dict[str, tuple] = field(default_factory=dict)  # lang -> (dev dataset, tokenized)
 
@@ -108,9 +107,9 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         p.eval_tok[key] = tokenize(ds, target, tokenizer, max_len)
     if pert.enabled:
         for lang in languages:
-            p.noisy[lang] = perturb_dataset(ev[("dev", lang)], target.fields, char_rate=pert.char_rate,
-                                            word_rate=pert.word_rate, seed=pert.seed)
-            p.noisy_tok[lang] = tokenize(p.noisy[lang], target, tokenizer, max_len)
+            ds = perturb_dataset(ev[("dev", lang)], target.fields, char_rate=pert.char_rate,
+                                 word_rate=pert.word_rate, seed=pert.seed)
+            p.noisy[lang] = (ds, tokenize(ds, target, tokenizer, max_len))
     return p
 
 
@@ -126,18 +125,25 @@ def _write_predictions(path: Path, ds, pred: np.ndarray, task: Task) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _evaluate(p: Prepared, accelerator, model, out: Path | None, tag: str = "") -> dict:
+def _score(p: Prepared, accelerator, model, sets: dict[str, tuple], out: Path | None, name: str) -> dict:
+    """Target metrics per language on ``{lang: (dataset, tokenized)}``; predictions written to
+    ``out/predictions/<name>.<lang>.jsonl`` when ``out`` is given."""
+    per_lang = {}
+    for lang, (ds, tok) in sets.items():
+        pred = predict(accelerator, model, tok, p.tokenizer, batch_size=p.cfg.eval.batch_size)
+        per_lang[lang] = M.task_metrics(p.target, ds["label"], pred)
+        if out is not None and accelerator.is_main_process:
+            _write_predictions(out / "predictions" / f"{name}.{lang}.jsonl", ds, pred, p.target)
+    return per_lang
+
+
+def _evaluate(p: Prepared, accelerator, model, out: Path | None) -> dict:
     """Per-language metrics and their robustness summary for every eval split."""
-    cfg, task = p.cfg, p.target
+    task = p.target
     res: dict = {}
-    for split in cfg.eval.splits:
-        per_lang = {}
-        for lang in p.languages:
-            ds, tok = p.eval[(split, lang)], p.eval_tok[(split, lang)]
-            pred = predict(accelerator, model, tok, p.tokenizer, batch_size=cfg.eval.batch_size)
-            per_lang[lang] = M.task_metrics(task, ds["label"], pred)
-            if out is not None and accelerator.is_main_process:
-                _write_predictions(out / "predictions" / f"{split}{tag}.{lang}.jsonl", ds, pred, task)
+    for split in p.cfg.eval.splits:
+        sets = {lang: (p.eval[(split, lang)], p.eval_tok[(split, lang)]) for lang in p.languages}
+        per_lang = _score(p, accelerator, model, sets, out, split)
         res[split] = {"per_language": per_lang,
                       "summary": {m: M.summary({lang: per_lang[lang][m] for lang in per_lang}) for m in task.metrics}}
     return res
@@ -197,12 +203,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     res = _evaluate(p, accelerator, model, out)
     if cfg.eval.perturbation.enabled:
         pm = p.target.metric
-        noisy = {}
-        for lang in p.languages:
-            pred = predict(accelerator, model, p.noisy_tok[lang], p.tokenizer, batch_size=cfg.eval.batch_size)
-            noisy[lang] = M.task_metrics(p.target, p.noisy[lang]["label"], pred)
-            if out is not None and accelerator.is_main_process:
-                _write_predictions(out / "predictions" / f"dev-noisy.{lang}.jsonl", p.noisy[lang], pred, p.target)
+        noisy = _score(p, accelerator, model, p.noisy, out, "dev-noisy")
         clean = res["dev"]["summary"][pm]["mean"]
         score = float(np.mean([noisy[lang][pm] for lang in p.languages]))
         res["perturbation"] = {"per_language": noisy, "metric": pm, "score": score, "drop": clean - score}
@@ -226,10 +227,7 @@ def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: i
     set_seed(seed)
     model = TaskModel(copy.deepcopy(encoder), new_head(hid, task, seed), pooling, task.is_regression)
     train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware)
-    per = {}
-    for lang, (ds, tok) in p.probe.items():
-        pred = predict(accelerator, model, tok, p.tokenizer, batch_size=cfg.eval.batch_size)
-        per[lang] = M.task_metrics(task, ds["label"], pred)[task.metric]
+    per = {lang: m[task.metric] for lang, m in _score(p, accelerator, model, p.probe, None, "probe").items()}
     s = M.summary(per)
     return {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
 
