@@ -17,6 +17,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from ray.tune import Callback
+
 from itt.errors import ConfigError, UserError
 from search.config import SearchConfig, load_search
 from search.space import order_key
@@ -35,13 +37,7 @@ class Status:
 
 
 # ------------------------------------------------------------------ results.csv + progress
-def _tune_callback_base():
-    from ray.tune import Callback
-
-    return Callback
-
-
-class ResultsWriter(_tune_callback_base()):
+class ResultsWriter(Callback):
     """Keeps ``results.csv`` up to date and prints a progress line whenever a trial ends."""
 
     def __init__(self, exp_dir: Path, scfg: SearchConfig, metric: str, languages: list[str], log=print):
