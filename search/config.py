@@ -125,10 +125,6 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     if "search" not in raw or not isinstance(raw["search"], dict):
         raise ConfigError(f"{path}: no 'search:' block (the order space to search)")
     scfg: SearchConfig = validate(raw["search"], str(path), SearchConfig, prefix="search.")
-    space = scfg.space()
-    problems = space.problems()
-    if problems:
-        raise ConfigError(f"{path}: search: {problems[0]}")
     if isinstance(scfg.length, tuple) and scfg.length[0] > scfg.length[1]:
         raise ConfigError(f"{path}: search.length: min {scfg.length[0]} is above max {scfg.length[1]}")
     # the chain config the trials start from (its own `order` is ignored: the search sets it)
@@ -137,6 +133,10 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
 
     for t in scfg.candidates:
         resolve_task(t, chain.tasks, f"{path}: search.candidates")
+    space = scfg.space()
+    problems = space.problems()
+    if problems:
+        raise ConfigError(f"{path}: search: {problems[0]}")
     for key in scfg.hparams:
         if not key.startswith(("train.", "finetune.", "stages.")):
             raise ConfigError(f"{path}: search.hparams: '{key}' is not a training hyperparameter "
