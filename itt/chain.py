@@ -27,10 +27,11 @@ from itt import toy
 from itt.config import ChainConfig
 from itt.data import load_split
 from itt.errors import UserError
-from itt.models import TaskModel, build_encoder, check_model, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer
+from itt.kinds import EvalContext, handler
+from itt.models import build_encoder, check_model, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer
 from itt.noise import perturb_dataset
-from itt.tasks import Task, resolve_task
-from itt.train import make_accelerator, new_head, predict, tokenize, train_stage
+from itt.tasks import Kind, Task, resolve_task
+from itt.train import make_accelerator, train_stage
 
 Report = Callable[[dict, int], None]
 
@@ -64,13 +65,17 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     kw = dict(data_root=cfg.data_root, toy_options=cfg.toy, seed=cfg.data_seed)
     raw_train = {t.name: load_split(t, "train", t.languages[0], max_examples=cfg.stage_hparams(t.name).max_examples, **kw)
                  for t in order}
-    raw_train[target.name] = load_split(target, "train", target.languages[0],
-                                        max_examples=cfg.stage_hparams(None).max_examples, **kw)
+    if target.trains:
+        raw_train[target.name] = load_split(target, "train", target.languages[0],
+                                            max_examples=cfg.stage_hparams(None).max_examples, **kw)
     ev = {(s, lang): load_split(target, s, lang, max_examples=cfg.eval.max_examples, **kw)
           for s in cfg.eval.splits for lang in languages}
     pert = cfg.eval.perturbation
     if pert.enabled and "dev" not in cfg.eval.splits:
         raise UserError("eval.perturbation needs 'dev' in eval.splits")
+    if pert.enabled and target.kind not in Kind.CLASSIFICATION:
+        raise UserError(f"eval.perturbation: noisy text is defined for classification targets only, not "
+                        f"'{target.kind}' (noise would move answer spans and word/tag alignments)")
 
     # tokenizer: pretrained, or fitted on the fly. The toy benchmark fits it to its lexicon (its
     # stand-in for a multilingual pretraining corpus), so the vocabulary never depends on which
@@ -78,14 +83,15 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     # only text there is in the target languages, much as mBERT's vocabulary saw every language).
     m = cfg.model
     if m.train_tokenizer is not None:
-        tasks = [*order, target]
-        if all(t.source("train", t.languages[0]).toy for t in tasks):
+        tasks = [t for t in (*order, target) if t.name in raw_train]
+        if tasks and all(t.source("train", t.languages[0]).toy for t in tasks):
             texts = toy.corpus(cfg.toy)
         else:
             texts = []
             for ds, task in [(raw_train[t.name], t) for t in tasks] + [(d, target) for d in ev.values()]:
                 for f in task.fields:
-                    texts.extend(ds[f])
+                    # token lists and answer options are text too
+                    texts.extend(" ".join(x) if isinstance(x, list) else x for x in ds[f])
         tokenizer = train_tokenizer(texts, arch=m.tiny.arch, vocab_size=m.train_tokenizer.vocab_size)
     else:
         tokenizer = load_tokenizer(m.tokenizer or m.name, revision=m.revision, trust_remote_code=m.trust_remote_code)
@@ -93,60 +99,69 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         check_model(m)  # a wrong model name fails here, not after the first seed's output exists
 
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer)
+    hp_t = cfg.stage_hparams(None)
+    th = handler(target.kind)
     if cfg.probe.enabled:
         for lang in cfg.probe.languages or languages:
             if lang not in target.languages:
                 raise UserError(f"probe.languages: unknown language '{lang}' for task '{target.name}'")
             ds = load_split(target, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
-            p.probe[lang] = (ds, tokenize(ds, target, tokenizer, cfg.stage_hparams(None).max_length))
+            p.probe[lang] = (ds, th.featurize(ds, target, tokenizer, hp_t, train=False))
     for t in [*order, target]:
-        hp = cfg.stage_hparams(t.name if t is not target else None)
-        p.train[t.name] = tokenize(raw_train[t.name], t, tokenizer, hp.max_length)
-    max_len = cfg.stage_hparams(None).max_length
+        if t.name in raw_train:  # each kind its own features (windows, first subwords, options)
+            hp = cfg.stage_hparams(t.name if t is not target else None)
+            p.train[t.name] = handler(t.kind).featurize(raw_train[t.name], t, tokenizer, hp, train=True)
     for key, ds in ev.items():
-        p.eval_tok[key] = tokenize(ds, target, tokenizer, max_len)
+        p.eval_tok[key] = th.featurize(ds, target, tokenizer, hp_t, train=False)
     if pert.enabled:
         for lang in languages:
             ds = perturb_dataset(ev[("dev", lang)], target.fields, char_rate=pert.char_rate,
                                  word_rate=pert.word_rate, seed=pert.seed)
-            p.noisy[lang] = (ds, tokenize(ds, target, tokenizer, max_len))
+            p.noisy[lang] = (ds, th.featurize(ds, target, tokenizer, hp_t, train=False))
     return p
 
 
-def _write_predictions(path: Path, ds, pred: np.ndarray, task: Task) -> None:
+def _write_predictions(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        for i, (ex_id, gold) in enumerate(zip(ds["id"], ds["label"])):
-            p = pred[i]
-            if task.is_regression:
-                row = {"id": ex_id, "gold": float(gold), "pred": float(p)}
-            else:
-                row = {"id": ex_id, "gold": task.labels[int(gold)], "pred": task.labels[int(p)]}
+        for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _score(p: Prepared, accelerator, model, sets: dict[str, tuple], out: Path | None, name: str) -> dict:
-    """Target metrics per language on ``{lang: (dataset, tokenized)}``; predictions written to
+def _score(p: Prepared, accelerator, model, sets: dict[str, tuple], out: Path | None, name: str,
+           split: str = "dev", state: dict | None = None) -> dict:
+    """Target metrics per language on ``{lang: (dataset, features)}``; predictions written to
     ``out/predictions/<name>.<lang>.jsonl`` when ``out`` is given."""
+    h = handler(p.target.kind)
+    ctx = EvalContext(accelerator, p.tokenizer, p.cfg, p.target, split, state if state is not None else {})
     per_lang = {}
-    for lang, (ds, tok) in sets.items():
-        pred = predict(accelerator, model, tok, p.tokenizer, batch_size=p.cfg.eval.batch_size)
-        per_lang[lang] = M.task_metrics(p.target, ds["label"], pred)
+    for lang, (ds, feats) in sets.items():
+        per_lang[lang], rows = h.evaluate(ctx, model, ds, feats, lang)
         if out is not None and accelerator.is_main_process:
-            _write_predictions(out / "predictions" / f"{name}.{lang}.jsonl", ds, pred, p.target)
+            _write_predictions(out / "predictions" / f"{name}.{lang}.jsonl", rows)
     return per_lang
 
 
 def _evaluate(p: Prepared, accelerator, model, out: Path | None) -> dict:
-    """Per-language metrics and their robustness summary for every eval split."""
+    """Per-language metrics, their robustness summary and the XTREME score for every eval split."""
     task = p.target
     res: dict = {}
+    state: dict = {}  # BUCC: the dev threshold carries over to test
     for split in p.cfg.eval.splits:
         sets = {lang: (p.eval[(split, lang)], p.eval_tok[(split, lang)]) for lang in p.languages}
-        per_lang = _score(p, accelerator, model, sets, out, split)
+        per_lang = _score(p, accelerator, model, sets, out, split, split, state)
         res[split] = {"per_language": per_lang,
-                      "summary": {m: M.summary({lang: per_lang[lang][m] for lang in per_lang}) for m in task.metrics}}
+                      "summary": {m: M.summary({lang: per_lang[lang][m] for lang in per_lang}) for m in task.metrics},
+                      "xtreme": xtreme_scores(task, per_lang)}
     return res
+
+
+def xtreme_scores(task: Task, per_lang: dict[str, dict]) -> dict:
+    """XTREME's task score (evaluate.py's ``avg_metric``): the mean over languages of the task's metric,
+    (EM + F1) / 2 for QA. ``average`` is the XTREME average over the tasks this result holds."""
+    vals = {lang: M.xtreme_value(m, task.xtreme_metric) for lang, m in per_lang.items()}
+    score = float(np.mean(list(vals.values()))) if vals else None
+    return {"metric": task.xtreme_metric, "per_language": vals, "tasks": {task.name: score}, "average": score}
 
 
 def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop_report, out: Path | None = None,
@@ -172,14 +187,16 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     # model: the encoder is the only thing that passes from stage to stage
     set_seed(seed)
     max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length])
-    encoder = build_encoder(cfg.model, p.tokenizer, max_length=max_len, sdpa=cfg.hardware.sdpa)
+    encoder = build_encoder(cfg.model, p.tokenizer, max_length=max(max_len, cfg.eval.retrieval.max_length)
+                            if not p.target.trains else max_len, sdpa=cfg.hardware.sdpa)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     stages = []
     # intermediate stages, in order; each with a fresh head of its own
     for i, task in enumerate(p.order, start=1):
         stage_seed = seed * 1000 + i
         set_seed(stage_seed)
-        model = TaskModel(encoder, new_head(hid, task, stage_seed), pooling, task.is_regression)
+        # a fresh head of the task's kind on the shared encoder (only the encoder passes on)
+        model = handler(task.kind).model(encoder, task, hidden=hid, pooling=pooling, seed=stage_seed)
         log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name}")
         st = train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name),
                          seed=stage_seed, hw=cfg.hardware, log=log)
@@ -190,15 +207,17 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
             stages[-1]["probe"] = probe
             metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
         yield metrics, i
-    # target fine-tune: a fresh head on the encoder the chain produced
+    # target fine-tune: a fresh head on the encoder the chain produced (retrieval: none, the
+    # encoder itself is evaluated, as Phang et al. do for BUCC and Tatoeba)
     k = len(p.order) + 1
     stage_seed = seed * 1000 + k
     set_seed(stage_seed)
-    model = TaskModel(encoder, new_head(hid, p.target, stage_seed), pooling, p.target.is_regression)
-    log(f"[seed {seed}] stage {k}/{k} {p.target.name} (target fine-tune)")
-    st = train_stage(accelerator, model, p.train[p.target.name], p.tokenizer, p.target, cfg.stage_hparams(None),
-                     seed=stage_seed, hw=cfg.hardware, log=log)
-    stages.append(st.as_dict())
+    model = handler(p.target.kind).model(encoder, p.target, hidden=hid, pooling=pooling, seed=stage_seed)
+    if p.target.trains:
+        log(f"[seed {seed}] stage {k}/{k} {p.target.name} (target fine-tune)")
+        st = train_stage(accelerator, model, p.train[p.target.name], p.tokenizer, p.target, cfg.stage_hparams(None),
+                         seed=stage_seed, hw=cfg.hardware, log=log)
+        stages.append(st.as_dict())
     # zero-shot evaluation in every language (and on noisy dev text if asked)
     res = _evaluate(p, accelerator, model, out)
     if cfg.eval.perturbation.enabled:
@@ -210,7 +229,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     res["stages"] = stages
     res["seconds"] = time.perf_counter() - t0
     if out is not None and cfg.save_checkpoint and accelerator.is_main_process:
-        save_checkpoint(out / "checkpoint", accelerator.unwrap_model(encoder), p.tokenizer, model.head,
+        save_checkpoint(out / "checkpoint", accelerator.unwrap_model(encoder), p.tokenizer, getattr(model, "head", None),
                         meta={"order": cfg.order, "target": p.target.name, "seed": seed, "pooling": pooling})
     yield {**flat_final(res, p.target.metric), "final": 1}, k
     return res
@@ -225,8 +244,10 @@ def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: i
     cfg, task = p.cfg, p.target
     hp = cfg.stage_hparams(None).model_copy(update={"max_steps": cfg.probe.steps})
     set_seed(seed)
-    model = TaskModel(copy.deepcopy(encoder), new_head(hid, task, seed), pooling, task.is_regression)
-    train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware)
+    model = handler(task.kind).model(copy.deepcopy(encoder) if task.trains else encoder, task, hidden=hid,
+                                     pooling=pooling, seed=seed)
+    if task.trains:
+        train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware)
     per = {lang: m[task.metric] for lang, m in _score(p, accelerator, model, p.probe, None, "probe").items()}
     s = M.summary(per)
     return {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
@@ -253,6 +274,12 @@ def flat_final(res: dict, metric: str) -> dict:
         s = res[split]["summary"][metric]
         out.update({f"{split}_{metric}_{k}": v for k, v in s.items() if isinstance(v, (int, float)) and v is not None})
         out.update({f"{split}_{metric}_{lang}": v[metric] for lang, v in res[split]["per_language"].items()})
+    for split in ("dev", "test"):
+        if split in res and "xtreme" in res[split]:
+            x = res[split]["xtreme"]
+            if x["average"] is not None:
+                out[f"{split}_xtreme_average"] = x["average"]
+            out.update({f"{split}_xtreme_{t}": v for t, v in x["tasks"].items() if v is not None})
     if "perturbation" in res:
         out["perturbation_score"] = res["perturbation"]["score"]
         out["perturbation_drop"] = res["perturbation"]["drop"]
@@ -274,6 +301,13 @@ def aggregate(per_seed: dict[int, dict], metrics: tuple[str, ...]) -> dict:
             "summary": {m: {fig: M.mean_std([per_seed[s][split]["summary"][m][fig] for s in seeds])
                             for fig in ("mean", "std", "worst", "transfer_gap")} for m in metrics},
         }
+        if "xtreme" in first[split]:
+            xt = first[split]["xtreme"]
+            agg[split]["xtreme"] = {
+                "metric": xt["metric"],
+                "tasks": {t: M.mean_std([per_seed[s][split]["xtreme"]["tasks"][t] for s in seeds]) for t in xt["tasks"]},
+                "average": M.mean_std([per_seed[s][split]["xtreme"]["average"] for s in seeds]),
+            }
     if "perturbation" in first:
         agg["perturbation"] = {k: M.mean_std([per_seed[s]["perturbation"][k] for s in seeds]) for k in ("score", "drop")}
     return agg

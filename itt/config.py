@@ -10,6 +10,7 @@ they are checked exactly like the file.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,11 +45,20 @@ class DataSpec(_Strict):
     split: str = "train"  # Hub split name (datasets slicing/concatenation syntax allowed)
     revision: str | None = None
     files: str | list[str] | None = None
-    format: Literal["auto", "tsv", "csv", "jsonl", "json", "parquet", "text"] = "auto"
+    # conll: one token per line, blank line between sentences; conllu: CoNLL-U (comments, multiword
+    # ranges and empty nodes skipped); squad: SQuAD v1.1 JSON; parallel: two line-parallel text
+    # files (source, target); bucc: BUCC 2018 files `source (id\tsentence)`, `target`, `gold (id\tid)`.
+    format: Literal["auto", "tsv", "csv", "jsonl", "json", "parquet", "text", "conll", "conllu", "squad", "parallel",
+                    "bucc"] = "auto"
     header: bool = True  # tsv/csv: first line names the columns
     column_names: list[str] | None = None  # tsv/csv without header
     line_pattern: str | None = None  # text format: regex with named groups, one line = one example
-    columns: dict[str, str] = Field(default_factory=dict)  # task field -> source column
+    conll_columns: tuple[int, int] | None = None  # conll/conllu: (token, tag) column; default (0, -1) / (1, 3) = UPOS
+    # task field -> source column; a list joins several text columns with a space (a context and a
+    # question), or collects them as the answer options of a multiple-choice task
+    columns: dict[str, str | list[str]] = Field(default_factory=dict)
+    extract: dict[str, str] = Field(default_factory=dict)  # column -> regex whose named groups become columns
+    id_prefix: str | None = None  # keep rows whose id starts with this (TyDiQA mixes languages in one split)
     label_map: dict[str, str | int | float] = Field(default_factory=dict)  # source value -> label
     drop_labels: list[str | int] = Field(default_factory=list)  # e.g. SNLI's -1 (no gold label)
     toy: bool = False
@@ -60,6 +70,16 @@ class DataSpec(_Strict):
             raise ValueError("give exactly one of 'hub', 'files' or 'toy'")
         if self.format == "text" and not self.line_pattern:
             raise ValueError("format 'text' needs a 'line_pattern' regex with named groups")
+        n_files = 1 if isinstance(self.files, str) else len(self.files or [])
+        need = {"parallel": 2, "bucc": 3}.get(self.format)
+        if need and self.files is not None and n_files != need:
+            raise ValueError(f"format '{self.format}' needs {need} files in order (got {n_files})")
+        for col, pattern in self.extract.items():
+            try:
+                if not re.compile(pattern).groupindex:
+                    raise ValueError(f"extract.{col}: the regex has no named group")
+            except re.error as e:
+                raise ValueError(f"extract.{col}: not a valid regex ({e})") from None
         return self
 
 
@@ -69,7 +89,8 @@ SplitSource = DataSpec | dict[str, DataSpec]  # one template, or one spec per la
 class TaskSpec(_Strict):
     """A task defined (or a built-in task re-pointed) in a config; no code needed."""
 
-    kind: Literal["single_classification", "pair_classification", "pair_regression"] | None = None
+    kind: Literal["single_classification", "pair_classification", "pair_regression", "token_classification",
+                  "extractive_qa", "multiple_choice", "retrieval"] | None = None
     fields: list[str] | None = None
     labels: list[str] | None = None
     metric: str | None = None
@@ -78,6 +99,7 @@ class TaskSpec(_Strict):
     dev: SplitSource | None = None
     test: SplitSource | None = None
     description: str | None = None
+    options: dict[str, Any] | None = None  # kind-specific: qa_normalization (squad|mlqa), xtreme_metric
 
 
 # --------------------------------------------------------------------------- model
@@ -136,6 +158,7 @@ class StageHParams(_Strict):
     weight_decay: float | None = Field(None, ge=0)
     max_length: int | None = Field(None, gt=4)
     max_grad_norm: float | None = Field(None, gt=0)
+    doc_stride: int | None = Field(None, gt=0)  # QA: overlap of context windows (default max_length // 3)
 
 
 class TrainDefaults(StageHParams):
@@ -159,11 +182,33 @@ class Perturbation(_Strict):
     seed: int = 1234
 
 
+class QAEval(_Strict):
+    """Span decoding (as in the SQuAD/XTREME scripts): best start+end logit sum among the n-best starts
+    and ends of every window, a span of at most ``max_answer_length`` tokens inside the context."""
+
+    n_best: int = Field(20, gt=0)
+    max_answer_length: int = Field(30, gt=0)
+
+
+class RetrievalEval(_Strict):
+    """Sentence embeddings for Tatoeba/BUCC: pooled hidden states of one layer, no fine-tuning.
+
+    ``layer`` indexes the hidden states (0 = embeddings); default n_layers // 2 + 1, which is layer 7
+    of a 12-layer encoder, the layer XTREME uses for mBERT and XLM-R base."""
+
+    layer: int | None = None
+    pooling: Literal["mean", "first"] = "mean"
+    max_length: int = Field(128, gt=4)
+    bucc_neighbors: int = Field(4, gt=0)  # k of the ratio margin (LASER/XTREME mining)
+
+
 class EvalConfig(_Strict):
     splits: list[Literal["dev", "test"]] = Field(default_factory=lambda: ["dev", "test"])
     batch_size: int = Field(128, gt=0)
     max_examples: int | None = Field(None, gt=0)  # per language and split; None = all
     perturbation: Perturbation = Field(default_factory=Perturbation)
+    qa: QAEval = Field(default_factory=QAEval)
+    retrieval: RetrievalEval = Field(default_factory=RetrievalEval)
 
     _csv = field_validator("splits", mode="before")(_split_commas)
 

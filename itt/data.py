@@ -44,6 +44,8 @@ def _format(spec: DataSpec, files: list[str]) -> str:
     if spec.format != "auto":
         return spec.format
     fmt = _EXT.get(Path(files[0]).suffix.lower())
+    if Path(files[0]).suffix.lower() == ".conllu":
+        fmt = "conllu"
     if fmt is None or fmt == "text":
         raise DataError(f"{files[0]}: cannot tell the format from the file name; set 'format' (tsv, csv, jsonl, json, parquet, text)")
     return fmt
@@ -64,6 +66,14 @@ def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
         elif not spec.header:
             raise DataError(f"{files[0]}: 'header: false' needs 'column_names'")
         ds = datasets.load_dataset("csv", data_files=files, split="train", **kw)
+    elif fmt in ("conll", "conllu"):
+        ds = datasets.Dataset.from_list([r for f in files for r in read_conll(f, fmt, spec.conll_columns)])
+    elif fmt == "squad":
+        ds = datasets.Dataset.from_list([r for f in files for r in read_squad(f)])
+    elif fmt == "parallel":
+        ds = datasets.Dataset.from_list(read_parallel(*files))
+    elif fmt == "bucc":
+        ds = datasets.Dataset.from_list(read_bucc(*files))
     elif fmt in ("jsonl", "json"):
         ds = datasets.load_dataset("json", data_files=files, split="train")
     elif fmt == "parquet":
@@ -81,6 +91,259 @@ def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
             rows.append(m.groupdict())
         ds = datasets.Dataset.from_list(rows)
     return ds
+
+
+# --------------------------------------------------------------------------- structured formats
+def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None) -> list[dict]:
+    """Sentences of a CoNLL-style file: ``{"id", "tokens", "tags", "lines"}`` (1-based line of each token).
+
+    ``conll``: one token per line, columns split on tabs (or, without tabs, on whitespace), a blank line
+    between sentences; default token column 0, tag column -1. ``conllu``: CoNLL-U, 10 tab-separated
+    columns; comments, multiword ranges (``3-4``) and empty nodes (``5.1``) are skipped; default
+    FORM and UPOS. A line with too few columns is a DataError naming the file and line.
+    """
+    tok_col, tag_col = columns or ((1, 3) if fmt == "conllu" else (0, -1))
+    need = max(tok_col, tag_col) + 1 if min(tok_col, tag_col) >= 0 else max(abs(tok_col), abs(tag_col), 2)
+    out, tokens, tags, lines = [], [], [], []
+
+    def flush(end: int) -> None:
+        if tokens:
+            out.append({"id": f"{Path(path).name}:{lines[0]}", "tokens": list(tokens), "tags": list(tags),
+                        "lines": list(lines)})
+            tokens.clear(), tags.clear(), lines.clear()
+
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, start=1):
+            line = raw.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                flush(n)
+                continue
+            if fmt == "conllu" and line.startswith("#"):
+                continue
+            cols = line.split("\t") if "\t" in line else line.split()
+            if fmt == "conllu":
+                if len(cols) != 10:
+                    raise DataError(f"{path}: line {n}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}: {line[:80]!r}")
+                if "-" in cols[0] or "." in cols[0]:
+                    continue  # multiword token range or empty node: the words themselves carry the tags
+            if len(cols) < need:
+                raise DataError(f"{path}: line {n}: expected at least {need} columns (token and tag), got "
+                                f"{len(cols)}: {line[:80]!r}")
+            token, tag = cols[tok_col], cols[tag_col]
+            if not token or not tag:
+                raise DataError(f"{path}: line {n}: empty token or tag: {line[:80]!r}")
+            tokens.append(token)
+            tags.append(tag)
+            lines.append(n)
+    flush(-1)
+    return out
+
+
+def read_squad(path: str) -> list[dict]:
+    """SQuAD v1.1 JSON (``data[].paragraphs[].qas[]``) as flat rows ``{"id", "title", "context",
+    "question", "answers": {"text", "answer_start"}}``, the layout of the 🤗 Hub QA datasets."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    articles = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(articles, list):
+        raise DataError(f"{path}: not SQuAD format (expected a top-level 'data' list of articles)")
+    rows = []
+    for a, art in enumerate(articles):
+        for p, para in enumerate(art.get("paragraphs", [])):
+            if "context" not in para or "qas" not in para:
+                raise DataError(f"{path}: data[{a}].paragraphs[{p}]: missing 'context' or 'qas'")
+            for q in para["qas"]:
+                if "id" not in q or "question" not in q:
+                    raise DataError(f"{path}: data[{a}].paragraphs[{p}]: a question without 'id' or 'question'")
+                ans = q.get("answers", [])
+                rows.append({"id": str(q["id"]), "title": art.get("title", ""), "context": para["context"],
+                             "question": q["question"],
+                             "answers": {"text": [x.get("text", "") for x in ans],
+                                         "answer_start": [int(x.get("answer_start", -1)) for x in ans]}})
+    return rows
+
+
+def _text_lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [ln.rstrip("\n").rstrip("\r") for ln in f]
+
+
+def read_parallel(src: str, tgt: str) -> list[dict]:
+    """Two line-parallel files (Tatoeba): row i pairs line i of each."""
+    a, b = _text_lines(src), _text_lines(tgt)
+    if a and not a[-1]:
+        a = a[:-1]
+    if b and not b[-1]:
+        b = b[:-1]
+    if len(a) != len(b):
+        raise DataError(f"{src}: {len(a)} lines, but {tgt} has {len(b)}: parallel files must have as many lines")
+    return [{"id": str(i), "source": x, "target": y} for i, (x, y) in enumerate(zip(a, b))]
+
+
+def read_bucc(src: str, tgt: str, gold: str) -> list[dict]:
+    """BUCC 2018 files: ``id\\tsentence`` per language and ``src_id\\ttgt_id`` gold pairs. Every gold
+    pair becomes a row with both sentences; every other sentence a row with an empty partner."""
+
+    def sents(path):
+        out = {}
+        for n, line in enumerate(_text_lines(path), start=1):
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise DataError(f"{path}: line {n}: expected 'id<TAB>sentence'")
+            i, text = line.split("\t", 1)
+            out[i] = text
+        return out
+
+    s, t = sents(src), sents(tgt)
+    rows, used_s, used_t = [], set(), set()
+    for n, line in enumerate(_text_lines(gold), start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or parts[0] not in s or parts[1] not in t:
+            raise DataError(f"{gold}: line {n}: expected 'source_id<TAB>target_id' of sentences in {Path(src).name} "
+                            f"and {Path(tgt).name}: {line[:80]!r}")
+        rows.append({"id": f"{parts[0]}\t{parts[1]}", "source": s[parts[0]], "target": t[parts[1]]})
+        used_s.add(parts[0])
+        used_t.add(parts[1])
+    rows += [{"id": f"{i}\t", "source": x, "target": ""} for i, x in s.items() if i not in used_s]
+    rows += [{"id": f"\t{i}", "source": "", "target": x} for i, x in t.items() if i not in used_t]
+    return rows
+
+
+def _hub_names(ds, col: str):
+    """Names of a ClassLabel column (or a sequence of ClassLabels) of a Hub dataset, else None."""
+    feat = ds.features.get(col)
+    inner = getattr(feat, "feature", None)
+    for f in (feat, inner):
+        if isinstance(f, datasets.ClassLabel):
+            return f.names
+    if isinstance(feat, list) and feat and isinstance(feat[0], datasets.ClassLabel):
+        return feat[0].names
+    return None
+
+
+def _column(ds, col: str | list[str], where: str, field: str, head: str):
+    """Values of a source column for a task field: a column, a dotted path into a struct column
+    (``choices.text``), or a list of columns (kept as a list per row)."""
+    if isinstance(col, list):
+        cols = [_column(ds, c, where, field, head) for c in col]
+        return [list(vals) for vals in zip(*cols)]
+    name, _, sub = col.partition(".")
+    if name not in ds.column_names:
+        raise DataError(f"{where}: missing column '{name}' for field '{field}' of {head} "
+                        f"(columns: {', '.join(ds.column_names)}; map one with 'columns: {{{field}: ...}}')")
+    vals = list(ds[name])
+    for key in sub.split(".") if sub else []:
+        try:
+            vals = [v[key] for v in vals]
+        except (KeyError, TypeError):
+            raise DataError(f"{where}: column '{name}' has no '{key}' (field '{field}' of {head})") from None
+    return vals
+
+
+_CHOICE_PREFIX = re.compile(r"^\s*[A-Z][.)]\s+")
+
+
+def _kind_rows(task: Task, ds, spec: DataSpec, where: str, head: str, lang: str) -> datasets.Dataset:
+    """Rows of a token-classification, QA, multiple-choice or retrieval split, validated."""
+    from itt.tasks import Kind
+
+    get = lambda f: _column(ds, spec.columns.get(f, f), where, f, head)  # noqa: E731
+    id_col = spec.columns.get("id", "id")
+    ids = [str(x) for x in ds[id_col]] if isinstance(id_col, str) and id_col in ds.column_names else [f"{lang}-{i}" for i in range(len(ds))]
+    lines = list(ds["lines"]) if "lines" in ds.column_names else None
+
+    if task.kind == Kind.TOKEN:
+        tokens = get("tokens")
+        label_col = spec.columns.get("label", "tags" if "tags" in ds.column_names else "label")
+        tags = _column(ds, label_col, where, "label", head)
+        names = _hub_names(ds, label_col) if isinstance(label_col, str) else None
+        index = {t: i for i, t in enumerate(task.labels)}
+        out_tags = []
+        for r, (toks, row_tags) in enumerate(zip(tokens, tags)):
+            if len(toks) != len(row_tags):
+                raise DataError(f"{where}: row {r + 1}: {len(toks)} tokens but {len(row_tags)} tags")
+            ids_r = []
+            for j, tag in enumerate(row_tags):
+                if names is not None and isinstance(tag, int):
+                    tag = names[tag]
+                tag = spec.label_map.get(str(tag), tag)
+                if isinstance(tag, int) and not isinstance(tag, bool) and 0 <= tag < len(task.labels) and names is None:
+                    ids_r.append(tag)
+                    continue
+                if str(tag) not in index:
+                    at = f"line {lines[r][j]}" if lines is not None else f"row {r + 1}, token {j + 1}"
+                    raise DataError(f"{where}: {at}: tag {tag!r} is not in the label set {list(task.labels)}")
+                ids_r.append(index[str(tag)])
+            out_tags.append(ids_r)
+        keep = [i for i, t in enumerate(tokens) if len(t)]
+        rows = {"id": [ids[i] for i in keep], "tokens": [[str(x) for x in tokens[i]] for i in keep],
+                "label": [out_tags[i] for i in keep]}
+        features = datasets.Features({"id": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")),
+                                      "label": datasets.Sequence(datasets.ClassLabel(names=list(task.labels)))})
+    elif task.kind == Kind.QA:
+        q, ctx = get("question"), get("context")
+        answers = _column(ds, spec.columns.get("answers", "answers"), where, "answers", head)
+        rows = {"id": [], "question": [], "context": [], "answer_text": [], "answer_start": []}
+        for i, (qq, cc, aa) in enumerate(zip(q, ctx, answers)):
+            texts, starts = list(aa.get("text", [])), [int(x) for x in aa.get("answer_start", [])]
+            if len(texts) != len(starts):
+                raise DataError(f"{where}: question '{ids[i]}': {len(texts)} answer texts but {len(starts)} answer_start values")
+            for t, s0 in zip(texts, starts):
+                if s0 < 0 or cc[s0:s0 + len(t)] != t:
+                    raise DataError(f"{where}: question '{ids[i]}': answer {t!r} at {s0} does not match the context "
+                                    f"(there: {cc[max(s0, 0):max(s0, 0) + len(t)]!r})")
+            if not texts:
+                raise DataError(f"{where}: question '{ids[i]}' has no answer (SQuAD v1.1 format: every question has one)")
+            rows["id"].append(ids[i])
+            rows["question"].append(str(qq).strip())  # XTREME strips questions (leading spaces break windows)
+            rows["context"].append(str(cc))
+            rows["answer_text"].append(texts)
+            rows["answer_start"].append(starts)
+        features = datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
+                                      "context": datasets.Value("string"),
+                                      "answer_text": datasets.Sequence(datasets.Value("string")),
+                                      "answer_start": datasets.Sequence(datasets.Value("int32"))})
+    elif task.kind == Kind.CHOICE:
+        q = get("question")
+        q = [" ".join(str(x) for x in v) if isinstance(v, list) else str(v) for v in q]
+        choices = []
+        for i, c in enumerate(get("choices")):
+            if isinstance(c, str):  # one text block: one option per line, "A. " prefixes dropped
+                c = [_CHOICE_PREFIX.sub("", x).strip() for x in c.splitlines() if x.strip()]
+            choices.append([str(x) for x in c])
+        labels = []
+        n = len(choices[0]) if choices else 0
+        for i, raw in enumerate(get("label")):
+            if len(choices[i]) != n or n < 2:
+                raise DataError(f"{where}: row {i + 1}: {len(choices[i])} answer options (this split has {n}; "
+                                f"every example needs the same number, at least 2)")
+            v = spec.label_map.get(str(raw), raw)
+            if isinstance(v, str) and v.strip().isdigit():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
+                raise DataError(f"{where}: row {i + 1}: label {raw!r} is not an option index 0..{n - 1}"
+                                + (" (map letters with label_map)" if isinstance(raw, str) else ""))
+            labels.append(v)
+        rows = {"id": ids, "question": q, "choices": choices, "label": labels}
+        features = datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
+                                      "choices": datasets.Sequence(datasets.Value("string")),
+                                      "label": datasets.Value("int64")})
+    else:  # retrieval: parallel sentences; an empty side is an unpaired (distractor) sentence
+        src, tgt = get("source"), get("target")
+        rows = {"id": ids, "source": ["" if x is None else str(x) for x in src],
+                "target": ["" if x is None else str(x) for x in tgt]}
+        features = datasets.Features({k: datasets.Value("string") for k in rows})
+    if not rows["id"]:
+        raise DataError(f"{where}: {head} is empty")
+    return datasets.Dataset.from_dict(rows, features=features)
 
 
 def _load_hub(spec: DataSpec, lang: str) -> datasets.Dataset:
@@ -113,6 +376,33 @@ def _label_index(task: Task, value, where: str, row: int, spec: DataSpec):
         raise DataError(f"{where}: row {row}: label {value!r} is not in the label set {list(task.labels)} "
                         f"(integer labels index it: 0..{len(task.labels) - 1})")
     return value
+
+
+_CLASSIC = ("single_classification", "pair_classification", "pair_regression")
+
+
+def _prefilter(ds, spec: DataSpec, where: str, lang: str):
+    """``extract`` (regex groups of a column become columns) and ``id_prefix`` (keep matching ids)."""
+    for col, pattern in spec.extract.items():
+        if col not in ds.column_names:
+            raise DataError(f"{where}: extract: no column '{col}' (columns: {', '.join(ds.column_names)})")
+        rx = re.compile(pattern)
+        new: dict[str, list] = {g: [] for g in rx.groupindex}
+        for i, text in enumerate(ds[col]):
+            m = rx.search(str(text))
+            if m is None:
+                raise DataError(f"{where}: row {i + 1}: column '{col}' does not match extract pattern {pattern!r}")
+            for g in new:
+                new[g].append(m.group(g) or "")
+        for g, vals in new.items():
+            ds = (ds.remove_columns(g) if g in ds.column_names else ds).add_column(g, vals)
+    if spec.id_prefix is not None:
+        prefix = spec.id_prefix.replace("{lang}", lang)
+        if "id" not in ds.column_names:
+            raise DataError(f"{where}: id_prefix needs an 'id' column")
+        keep = [i for i, x in enumerate(ds["id"]) if str(x).startswith(prefix)]
+        ds = ds.select(keep)
+    return ds
 
 
 def load_split(task: Task, split: str, lang: str, *, data_root: str | None = None, toy_options: dict | None = None,
@@ -149,6 +439,12 @@ def load_split(task: Task, split: str, lang: str, *, data_root: str | None = Non
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise DataError(f"{where}: cannot read as {_format(spec, files)}: {msg[:300]}") from None
 
+    ds = _prefilter(ds, spec, where, lang)
+    if task.kind not in _CLASSIC:
+        out = _kind_rows(task, ds, spec, where, head, lang)
+        if max_examples is not None and max_examples < len(out):
+            out = out.shuffle(seed=seed).select(range(max_examples))
+        return out
     # column mapping: task field -> source column (identity by default); label column likewise
     wanted = {f: spec.columns.get(f, f) for f in (*task.fields, "label")}
     for field, col in wanted.items():

@@ -201,6 +201,11 @@ class TaskModel(nn.Module):
         logits = self.head(pool(hidden, attention_mask, self.pooling))
         return logits.squeeze(-1) if self.regression else logits
 
+    def loss(self, logits, labels):
+        if self.regression:
+            return torch.nn.functional.mse_loss(logits.float(), labels.float())
+        return torch.nn.functional.cross_entropy(logits.float(), labels.long())
+
 
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: str | Path, encoder, tokenizer, head: nn.Module | None = None, meta: dict | None = None) -> None:
@@ -215,3 +220,84 @@ def save_checkpoint(path: str | Path, encoder, tokenizer, head: nn.Module | None
         save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(path / "head.safetensors"))
     if meta is not None:
         (path / "itt_meta.json").write_text(json.dumps(meta, indent=2))
+
+
+# --------------------------------------------------------------------------- heads of the other kinds
+def _encode(encoder, input_ids, attention_mask, token_type_ids=None):
+    kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+    return encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+
+
+def align_left(x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Shift each row of ``x`` ([batch, seq, ...]) so position j is the j-th real token, whatever the
+    padding side (XLNet pads on the left). Labels and offsets index the unpadded sequence."""
+    lead = (attention_mask.cumsum(dim=1) == 0).sum(dim=1)  # left-pad count per row
+    if not bool(lead.any()):
+        return x
+    idx = (torch.arange(x.size(1), device=x.device).unsqueeze(0) + lead.unsqueeze(1)) % x.size(1)
+    shape = idx.shape + (1,) * (x.dim() - 2)
+    return torch.gather(x, 1, idx.view(shape).expand_as(x))
+
+
+class TokenModel(nn.Module):
+    """Encoder + dropout + linear tag classifier per token (BertForTokenClassification's head).
+    Logits ``[batch, seq, tags]``; loss on first subwords only (other positions are labelled -100)."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size(encoder), num_labels))
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
+        hidden = _encode(self.encoder, input_ids, attention_mask, token_type_ids)
+        return align_left(self.head(hidden), attention_mask)
+
+    @staticmethod
+    def loss(logits, labels):
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1).long(),
+                                                 ignore_index=-100)
+
+
+class SpanModel(nn.Module):
+    """Encoder + linear start/end scorer (BertForQuestionAnswering's head). Logits ``[batch, seq, 2]``,
+    padding positions at -1e4; labels ``[batch, 2]`` = start and end token of the answer (the [CLS]
+    position when the window does not hold it)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(hidden_size(encoder), 2)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
+        hidden = _encode(self.encoder, input_ids, attention_mask, token_type_ids)
+        logits = align_left(self.head(hidden).float(), attention_mask)
+        real = align_left(attention_mask, attention_mask).unsqueeze(-1).bool()
+        return logits.masked_fill(~real, -1e4)
+
+    @staticmethod
+    def loss(logits, labels):
+        labels = labels.long()
+        ce = torch.nn.functional.cross_entropy
+        return (ce(logits[..., 0], labels[:, 0]) + ce(logits[..., 1], labels[:, 1])) / 2
+
+
+class ChoiceModel(nn.Module):
+    """Encoder + one score per (question, option) pair from the pooled representation
+    (BertForMultipleChoice). Inputs ``[batch, options, seq]``; logits ``[batch, options]``."""
+
+    def __init__(self, encoder: nn.Module, pooling: str, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.head = ClassificationHead(hidden_size(encoder), 1, dropout)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
+        b, k, t = input_ids.shape
+        flat = lambda x: None if x is None else x.reshape(b * k, t)  # noqa: E731
+        mask = flat(attention_mask)
+        hidden = _encode(self.encoder, flat(input_ids), mask, flat(token_type_ids))
+        return self.head(pool(hidden, mask, self.pooling)).view(b, k)
+
+    @staticmethod
+    def loss(logits, labels):
+        return torch.nn.functional.cross_entropy(logits.float(), labels.long())

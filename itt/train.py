@@ -50,11 +50,58 @@ def tokenize(ds, task: Task, tokenizer, max_length: int):
     return tok.remove_columns([c for c in tok.column_names if c not in keep])
 
 
-def _collator(tokenizer, on_gpu: bool):
+class PadCollator:
+    """Pads what :class:`DataCollatorWithPadding` cannot: per-token labels (with -100, aligned to the
+    unpadded sequence: the models align their outputs the same way) and multiple-choice inputs
+    ``[options, seq]``. Inputs are padded on the tokenizer's side (left for XLNet)."""
+
+    def __init__(self, tokenizer, multiple: int | None = None):
+        self.pad = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "token_type_ids": tokenizer.pad_token_type_id}
+        self.left = tokenizer.padding_side == "left"
+        self.multiple = multiple
+
+    def _width(self, seqs) -> int:
+        n = max((len(x) for x in seqs), default=0)
+        return -(-n // self.multiple) * self.multiple if self.multiple else n
+
+    def __call__(self, rows: list[dict]) -> dict:
+        out = {}
+        nested = rows and isinstance(rows[0]["input_ids"][0], list)
+        for key, value in self.pad.items():
+            if key not in rows[0]:
+                continue
+            seqs = [s for r in rows for s in (r[key] if nested else [r[key]])]
+            w = self._width(seqs)
+            padded = [[value] * (w - len(s)) + list(s) if self.left else list(s) + [value] * (w - len(s)) for s in seqs]
+            t = torch.tensor(padded, dtype=torch.long)
+            out[key] = t.view(len(rows), -1, w) if nested else t
+        if "labels" in rows[0]:
+            labels = [r["labels"] for r in rows]
+            if isinstance(labels[0], list):
+                w = max(len(x) for x in labels)
+                labels = [list(x) + [-100] * (w - len(x)) for x in labels]
+            out["labels"] = torch.tensor(labels)
+        return out
+
+
+def _collator(tokenizer, on_gpu: bool, tok_ds=None):
     from transformers import DataCollatorWithPadding
 
     # multiples of 8 let tensor cores work on GPU; on CPU they only add padding
+    if tok_ds is not None and _needs_pad_collator(tok_ds):
+        return PadCollator(tokenizer, 8 if on_gpu else None)
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if on_gpu else None)
+
+
+def _needs_pad_collator(tok_ds) -> bool:
+    import datasets
+
+    feats = tok_ds.features
+    nested = isinstance(feats.get("input_ids"), (datasets.Sequence, list)) and isinstance(
+        getattr(feats["input_ids"], "feature", None) or (feats["input_ids"][0] if isinstance(feats["input_ids"], list) else None),
+        (datasets.Sequence, list))
+    lab = feats.get("labels")
+    return nested or lab is None or isinstance(lab, (datasets.Sequence, list))
 
 
 def train_loader(tok_ds, tokenizer, *, batch_size: int, seed: int, group_by_length: bool, on_gpu: bool, num_workers: int = 0):
@@ -66,12 +113,13 @@ def train_loader(tok_ds, tokenizer, *, batch_size: int, seed: int, group_by_leng
         sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=g)
     else:
         sampler = RandomSampler(tok_ds, generator=g)
-    return DataLoader(tok_ds, batch_size=batch_size, sampler=sampler, collate_fn=_collator(tokenizer, on_gpu),
+    return DataLoader(tok_ds, batch_size=batch_size, sampler=sampler, collate_fn=_collator(tokenizer, on_gpu, tok_ds),
                       num_workers=num_workers, pin_memory=on_gpu)
 
 
 def eval_loader(tok_ds, tokenizer, *, batch_size: int, on_gpu: bool):
-    return DataLoader(tok_ds, batch_size=batch_size, sampler=SequentialSampler(tok_ds), collate_fn=_collator(tokenizer, on_gpu))
+    return DataLoader(tok_ds, batch_size=batch_size, sampler=SequentialSampler(tok_ds),
+                      collate_fn=_collator(tokenizer, on_gpu, tok_ds))
 
 
 def _optimizer(model: torch.nn.Module, hp: TrainDefaults, fused: bool):
@@ -140,7 +188,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
             with ctx:
                 with accelerator.autocast():
                     logits = pmodel(**batch)
-                loss = loss_fn(logits, labels, model.regression)
+                # each kind's model knows its loss (classification, tags, spans, options)
+                loss = model.loss(logits, labels) if hasattr(model, "loss") else loss_fn(logits, labels, model.regression)
                 accelerator.backward(loss / hp.grad_accum)
             micro += 1
             seen += labels.size(0) * accelerator.num_processes
@@ -204,3 +253,26 @@ def predict(accelerator, model: TaskModel, tok_ds, tokenizer, *, batch_size: int
         out.append(accelerator.gather_for_metrics(pred).cpu())
     model.train()
     return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+@torch.no_grad()
+def predict_raw(accelerator, model, tok_ds, tokenizer, *, batch_size: int) -> list[np.ndarray]:
+    """Raw outputs per input row in dataset order: for sequence outputs (tags, spans) the first
+    ``len(input_ids)`` positions (the models align outputs to the unpadded sequence)."""
+    loader = accelerator.prepare(eval_loader(tok_ds, tokenizer, batch_size=batch_size, on_gpu=accelerator.device.type == "cuda"))
+    model.eval()
+    chunks = []
+    for batch in loader:
+        batch.pop("labels", None)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            out = model(**batch).float()
+        if out.dim() >= 3:  # [batch, seq, ...]: equal widths across processes before the gather
+            out = accelerator.pad_across_processes(out, dim=1, pad_index=0)
+        chunks.append(accelerator.gather_for_metrics(out).cpu())
+    model.train()
+    lengths = [len(x) for x in tok_ds["input_ids"]]
+    rows = []
+    for c in chunks:
+        rows.extend(c.numpy())
+    return [r[:n] if r.ndim >= 2 else r for r, n in zip(rows, lengths)]

@@ -43,12 +43,18 @@ def resolve_task(name: str, specs: dict | None = None, where: str = "config") ->
     for k in ("fields", "labels", "languages"):
         if given.get(k) is not None:
             given[k] = tuple(given[k])
+    options = given.pop("options", None) or {}
+    if options:
+        given["metadata"] = {**(base.metadata if base is not None else {}), **options}
     if base is None:
-        missing = [k for k in ("kind", "fields", "train") if given.get(k) is None]
+        missing = [k for k in ("kind", "fields", "train") if given.get(k) is None
+                   and not (k == "fields" and given.get("kind") in Kind.DEFAULT_FIELDS)
+                   and not (k == "train" and given.get("kind") == Kind.RETRIEVAL)]
         if missing:
             raise ConfigError(f"{where}: new task '{name}' needs {', '.join(repr(m) for m in missing)}")
         kind = given["kind"]
         given.setdefault("metric", Kind.METRICS.get(kind, ("accuracy",))[0])
+        given.setdefault("fields", Kind.DEFAULT_FIELDS.get(kind))
         given.setdefault("languages", ("en",))
         given.setdefault("labels", None)
         task = Task(name=name, **given)
@@ -64,12 +70,15 @@ def check_config_tasks(cfg, where: str) -> None:
     """Every task the config names exists and fits its role; raises ConfigError naming the key."""
     for name in cfg.order:
         t = resolve_task(name, cfg.tasks, f"{where}: order")
+        if not t.trains:
+            raise ConfigError(f"{where}: order: '{name}' is a {t.kind} task (evaluated without training); "
+                              "it can be a target, not an intermediate task")
         if t.train is None:
             raise ConfigError(f"{where}: order: task '{name}' has no 'train' data source")
     tgt = resolve_task(cfg.target.task, cfg.tasks, f"{where}: target.task")
     if cfg.target.task in cfg.order:
         raise ConfigError(f"{where}: target task '{tgt.name}' is also in the intermediate order")
-    if tgt.train is None:
+    if tgt.train is None and tgt.trains:
         raise ConfigError(f"{where}: target.task '{tgt.name}' has no 'train' data source")
     for lang in cfg.target.languages or ():
         if lang not in tgt.languages:
@@ -90,5 +99,6 @@ def check_config_tasks(cfg, where: str) -> None:
 # Built-in tasks register on import.
 from itt.tasks import builtin as _builtin  # noqa: E402,F401
 from itt.tasks import toy as _toy  # noqa: E402,F401
+from itt.tasks import xtreme as _xtreme  # noqa: E402,F401
 
 __all__ = ["Kind", "Task", "SPLITS", "register", "registered", "resolve_task", "check_config_tasks"]

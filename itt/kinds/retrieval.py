@@ -1,0 +1,99 @@
+"""Sentence retrieval without fine-tuning (Tatoeba, BUCC 2018), on the encoder as the chain left it.
+
+Sentences are embedded by pooling (mean over real tokens by default) the hidden states of one layer
+(``eval.retrieval.layer``; default n_layers // 2 + 1 = layer 7 of a 12-layer encoder, as XTREME).
+Tatoeba: every English sentence's nearest source sentence by cosine (accuracy). BUCC: ratio-margin
+mining, then the threshold of the official procedure: chosen on the dev gold pairs to maximise F1,
+and applied to test (a test split evaluated without a dev split in the same run optimises its own).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from itt import metrics as M
+from itt.errors import ConfigError
+from itt.kinds._base import EvalFeatures, KindHandler
+
+
+class Embedder(torch.nn.Module):
+    """The encoder's pooled hidden states of one layer; no parameters of its own."""
+
+    def __init__(self, encoder, layer: int, pooling: str):
+        super().__init__()
+        self.encoder, self.layer, self.pooling = encoder, layer, pooling
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
+        from itt.models import pool
+
+        kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kw)
+        return pool(out.hidden_states[self.layer], attention_mask, self.pooling)
+
+
+def resolve_layer(encoder, layer: int | None) -> int:
+    c = encoder.config
+    n = int(getattr(c, "num_hidden_layers", None) or getattr(c, "n_layer", None) or c.n_layers)
+    idx = n // 2 + 1 if layer is None else layer
+    if idx < 0:
+        idx += n + 1
+    if not 0 <= idx <= n:
+        raise ConfigError(f"eval.retrieval.layer: {layer} is out of range for a {n}-layer encoder (0..{n}, or negative)")
+    return min(idx, n)
+
+
+def _embed(ctx, encoder, texts: list[str]) -> np.ndarray:
+    import datasets
+
+    from itt.train import predict_raw
+
+    if not texts:
+        return np.zeros((0, 1))
+    opt = ctx.cfg.eval.retrieval
+    enc = ctx.tokenizer(texts, truncation=True, max_length=opt.max_length)
+    keep = [c for c in ctx.tokenizer.model_input_names if c in enc]
+    ds = datasets.Dataset.from_dict({c: enc[c] for c in keep})
+    model = Embedder(encoder, resolve_layer(encoder, opt.layer), opt.pooling)
+    return np.stack(predict_raw(ctx.accelerator, model, ds, ctx.tokenizer, batch_size=ctx.cfg.eval.batch_size))
+
+
+class RetrievalHandler(KindHandler):
+    trains = False
+
+    def featurize(self, ds, task, tokenizer, hp, *, train: bool):
+        return EvalFeatures(None)  # embedded at evaluation time: the encoder is what changes
+
+    def model(self, encoder, task, *, hidden: int, pooling: str, seed: int):
+        return encoder  # no head: the encoder itself is evaluated
+
+    def evaluate(self, ctx, model, ds, feats, lang):
+        encoder = getattr(model, "encoder", model)
+        src_rows = [i for i, s in enumerate(ds["source"]) if s]
+        tgt_rows = [i for i, t in enumerate(ds["target"]) if t]
+        sources, targets = list(ds["source"]), list(ds["target"])
+        x = _embed(ctx, encoder, [sources[i] for i in src_rows])
+        y = _embed(ctx, encoder, [targets[i] for i in tgt_rows])
+        ids = list(ds["id"])
+        if ctx.task.metric == "accuracy":  # Tatoeba: every row a translation pair
+            if len(src_rows) != len(ds) or len(tgt_rows) != len(ds):
+                raise ConfigError(f"task '{ctx.task.name}' ({lang}): Tatoeba-style retrieval needs a source and a "
+                                  "target sentence in every row")
+            scores, pred = M.tatoeba(x, y)
+            return scores, [{"id": ids[i], "gold": i, "pred": int(p)} for i, p in enumerate(pred)]
+        # BUCC: mine over all sentences (pairs and distractors); gold = the rows holding both sides
+        cand_idx = M.bucc_mine(x, y, k=ctx.cfg.eval.retrieval.bucc_neighbors)
+        cand = {(src_rows[i], tgt_rows[j]): s for (i, j), s in cand_idx.items()}
+        gold = {(i, i) for i in range(len(ds)) if sources[i] and targets[i]}
+        key = ("bucc_threshold", ctx.task.name, lang)
+        if ctx.split == "test" and key in ctx.state:
+            threshold, from_dev = ctx.state[key], 1.0
+        else:
+            threshold, from_dev = M.bucc_optimize(cand, gold), 0.0
+            if ctx.split == "dev":
+                ctx.state[key] = threshold
+        scores = M.bucc_f1(cand, gold, threshold)
+        scores.update(threshold=float(threshold), threshold_from_dev=from_dev)
+        rows = [{"id": ids[i], "pred": ids[j], "score": float(s), "kept": bool(s >= threshold), "gold": (i, j) in gold}
+                for (i, j), s in sorted(cand.items())]
+        return scores, rows
