@@ -32,6 +32,16 @@ class Embedder(torch.nn.Module):
         return pool(out.hidden_states[self.layer], attention_mask, self.pooling)
 
 
+class EncoderOnly(torch.nn.Module):
+    """A retrieval target's "model": the bare encoder, no head."""
+
+    head = None
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+
 def resolve_layer(encoder, layer: int | None) -> int:
     c = encoder.config
     n = int(getattr(c, "num_hidden_layers", None) or getattr(c, "n_layer", None) or c.n_layers)
@@ -65,10 +75,10 @@ class RetrievalHandler(KindHandler):
         return EvalFeatures(None)  # embedded at evaluation time: the encoder is what changes
 
     def model(self, encoder, task, *, hidden: int, pooling: str, seed: int):
-        return encoder  # no head: the encoder itself is evaluated
+        return EncoderOnly(encoder)  # no head: the encoder itself is evaluated
 
     def evaluate(self, ctx, model, ds, feats, lang):
-        encoder = getattr(model, "encoder", model)
+        encoder = model.encoder
         src_rows = [i for i, s in enumerate(ds["source"]) if s]
         tgt_rows = [i for i, t in enumerate(ds["target"]) if t]
         sources, targets = list(ds["source"]), list(ds["target"])
@@ -80,7 +90,8 @@ class RetrievalHandler(KindHandler):
                 raise ConfigError(f"task '{ctx.task.name}' ({lang}): Tatoeba-style retrieval needs a source and a "
                                   "target sentence in every row")
             scores, pred = M.tatoeba(x, y)
-            return scores, [{"id": ids[i], "gold": i, "pred": int(p)} for i, p in enumerate(pred)]
+            # each English sentence (row i) and the id of the source sentence it retrieved
+            return scores, [{"id": ids[i], "gold": ids[i], "pred": ids[int(p)]} for i, p in enumerate(pred)]
         # BUCC: mine over all sentences (pairs and distractors); gold = the rows holding both sides
         cand_idx = M.bucc_mine(x, y, k=ctx.cfg.eval.retrieval.bucc_neighbors)
         cand = {(src_rows[i], tgt_rows[j]): s for (i, j), s in cand_idx.items()}
