@@ -1,0 +1,180 @@
+"""Loading the XTREME kinds: real files in ../shared/data through the local-file path, long-sentence
+windows, and bad input (one clear error naming the file and line or question)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from itt.config import DataSpec, TaskSpec
+from itt.data import load_split
+from itt.errors import DataError
+from itt.tasks import resolve_task
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not found at {SHARED}")
+WIKIANN = dict(format="conll", conll_columns=(1, 2))
+CSQA = dict(files="intermediate/commonsenseqa/commonsense_qa.llmfoundry.jsonl", columns={"label": "gold"},
+            extract={"query": r"(?s)^Question: (?P<question>.*?)\nChoices:\n(?P<choices>.*)\nAnswer:\s*$"})
+
+
+def _load(task, split, lang, root=SHARED, **spec):
+    t = resolve_task(task, {task: TaskSpec(**{split: {lang: DataSpec(**spec)}})})
+    return load_split(t, split, lang, data_root=str(root))
+
+
+def _blocks(path: Path) -> list[list[list[str]]]:
+    """Sentences of a CoNLL file as lists of split lines (independent of the library)."""
+    out, cur = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if cur:
+                out.append(cur)
+            cur = []
+        elif not line.startswith("#"):
+            cur.append(line.split("\t"))
+    if cur:
+        out.append(cur)
+    return out
+
+
+# --------------------------------------------------------------------------- real data
+@needs_data
+@pytest.mark.parametrize("lang", ["de", "en", "ru"])
+def test_wikiann_conll_sentences_and_tags(lang):
+    path = SHARED / "panx_wikiann" / f"wikiann.{lang}.test.conllu"
+    ds = _load("panx", "test", lang, files=str(path), **WIKIANN)
+    blocks = _blocks(path)
+    assert len(ds) == len(blocks) == 10000  # README: 10,000 sentences per file
+    names = ds.features["label"].feature.names
+    for i in (0, 1, 9999):
+        assert ds[i]["tokens"] == [c[1] for c in blocks[i]]
+        assert [names[t] for t in ds[i]["label"]] == [c[2] for c in blocks[i]]
+    if lang == "de":
+        assert ds[0]["tokens"][:2] == ["WEITERLEITUNG", "Hu"]
+
+
+@needs_data
+@pytest.mark.parametrize("name, n", [("en_ewt-ud-dev", 2001), ("fr_gsd-ud-test", 416), ("zh_gsd-ud-test", 500)])
+def test_ud_conllu_skips_ranges_and_reads_upos(name, n):
+    path = SHARED / "pos" / f"{name}.conllu"
+    ds = _load("udpos", "test", "en", files=str(path))
+    assert len(ds) == n
+    words = [[c for c in b if c[0].isdigit()] for b in _blocks(path)]  # no "3-4" ranges, no "5.1" nodes
+    names = ds.features["label"].feature.names
+    assert sum(len(x) for x in ds["tokens"]) == sum(len(b) for b in words)
+    assert ds[0]["tokens"] == [c[1] for c in words[0]]
+    assert [names[t] for t in ds[0]["label"]] == [c[3] for c in words[0]]
+    if name.startswith("en"):  # EWT has multiword tokens ("don't" = do + n't): the words are kept, not the range
+        assert any(any("-" in c[0] for c in b) for b in _blocks(path))
+
+
+@needs_data
+def test_squad_format_files():
+    xq = _load("xquad", "test", "zh", files="xquad/xquad.zh.json", format="squad")
+    raw = json.loads((SHARED / "xquad" / "xquad.zh.json").read_text(encoding="utf-8"))
+    first = raw["data"][0]["paragraphs"][0]
+    assert len(xq) == 1190
+    assert xq[0]["id"] == first["qas"][0]["id"] and xq[0]["context"] == first["context"]
+    assert xq[0]["answer_text"] == [a["text"] for a in first["qas"][0]["answers"]]
+    ml = _load("mlqa", "dev", "de", files="mlqa/dev-context-de-question-de.squadfmt.json", format="squad")
+    assert len(ml) == 512  # README: all 512 spans match their contexts (the loader checks each)
+
+
+@needs_data
+def test_tatoeba_parallel_and_commonsenseqa():
+    ds = _load("tatoeba", "test", "de", files=["tatoeba/tatoeba.deu-eng.deu", "tatoeba/tatoeba.deu-eng.eng"],
+               format="parallel")
+    assert len(ds) == 1000
+    assert ds[0]["source"] == "Maria sagte, sie wisse nicht, wo Tom sei."
+    assert ds[0]["target"] == "Mary said she didn't know where Tom was."
+    cs = _load("commonsenseqa", "train", "en", **CSQA)
+    assert len(cs) == 1221
+    assert cs[0]["question"].startswith("A revolving door is convenient for two direction travel")
+    assert cs[0]["choices"] == ["bank", "department store", "mall", "new york"] and cs[0]["label"] == 0
+    assert all(len(c) == 4 for c in cs["choices"])  # README: 4 of the 5 original options kept
+
+
+# --------------------------------------------------------------------------- bad input
+def test_conll_malformed_line_names_file_and_line(tmp_path):
+    f = tmp_path / "bad.conll"
+    f.write_text("0\tAnton\tB-PER\n1\tWilhelm\n\n")
+    with pytest.raises(DataError, match=r"bad\.conll: line 2: expected at least 3 columns"):
+        _load("panx", "test", "de", files=str(f), **WIKIANN)
+
+
+def test_tag_outside_label_set_names_file_and_line(tmp_path):
+    f = tmp_path / "misc.conll"
+    f.write_text("0\tAnton\tB-PER\n\n0\tDie\tO\n1\tBeatles\tB-MISC\n")
+    with pytest.raises(DataError, match=r"misc\.conll: line 4: tag 'B-MISC' is not in the label set"):
+        _load("panx", "test", "de", files=str(f), **WIKIANN)
+
+
+def test_conllu_wrong_column_count(tmp_path):
+    f = tmp_path / "x.conllu"
+    f.write_text("# text = Hi\n1\tHi\thi\tINTJ\n")
+    with pytest.raises(DataError, match=r"x\.conllu: line 2: expected 10 tab-separated CoNLL-U columns, got 4"):
+        _load("udpos", "test", "en", files=str(f))
+
+
+def test_qa_answer_not_in_context_names_file_and_question(tmp_path):
+    f = tmp_path / "qa.json"
+    data = {"data": [{"title": "t", "paragraphs": [{"context": "Paris is the capital of France.", "qas": [
+        {"id": "ok1", "question": "Capital?", "answers": [{"text": "Paris", "answer_start": 0}]},
+        {"id": "q-bad", "question": "Country?", "answers": [{"text": "France", "answer_start": 3}]}]}]}]}
+    f.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"qa\.json: question 'q-bad': answer 'France' at 3 does not match the context"):
+        _load("squad", "train", "en", files=str(f), format="squad")
+    f.write_text("{\"data\": [\n  {\"title\": }\n]}")
+    with pytest.raises(DataError, match=r"qa\.json: line 2: not valid JSON"):
+        _load("squad", "train", "en", files=str(f), format="squad")
+
+
+def test_choice_label_out_of_range_and_parallel_mismatch(tmp_path):
+    f = tmp_path / "mc.jsonl"
+    f.write_text('{"q": "x?", "a": ["yes", "no"], "y": 0}\n{"q": "y?", "a": ["yes", "no"], "y": 2}\n')
+    with pytest.raises(DataError, match=r"mc\.jsonl: row 2: label 2 is not an option index 0..1"):
+        _load("hellaswag", "train", "en", files=str(f), columns={"question": "q", "choices": "a", "label": "y"})
+    (tmp_path / "a.txt").write_text("eins\nzwei\n")
+    (tmp_path / "b.txt").write_text("one\n")
+    with pytest.raises(DataError, match=r"a\.txt: 2 lines, but .*b\.txt has 1"):
+        _load("tatoeba", "test", "de", files=[str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], format="parallel")
+
+
+def test_bucc_files(tmp_path):
+    (tmp_path / "de").write_text("de-1\tHallo Welt\nde-2\tGuten Morgen\nde-3\tAllein\n")
+    (tmp_path / "en").write_text("en-1\tHello world\nen-2\tGood morning\n")
+    (tmp_path / "gold").write_text("de-1\ten-1\nde-2\ten-2\n")
+    ds = _load("bucc2018", "test", "de", files=[str(tmp_path / n) for n in ("de", "en", "gold")], format="bucc")
+    assert ds["source"] == ["Hallo Welt", "Guten Morgen", "Allein"]
+    assert ds["target"] == ["Hello world", "Good morning", ""]  # de-3 is an unpaired distractor
+    (tmp_path / "gold").write_text("de-1\ten-9\n")
+    with pytest.raises(DataError, match=r"gold: line 1: expected 'source_id<TAB>target_id'"):
+        _load("bucc2018", "test", "de", files=[str(tmp_path / n) for n in ("de", "en", "gold")], format="bucc")
+
+
+# --------------------------------------------------------------------------- long sentences: windows
+def test_long_sentence_split_into_windows_not_truncated():
+    from transformers import AutoTokenizer
+
+    from itt.kinds.tagging import featurize_words, windows
+
+    assert windows([1, 2, 3, 1, 5], 4) == [(0, 2), (2, 4), (4, 5)]  # a word longer than a window stands alone
+    if not SHARED.is_dir():
+        pytest.skip("needs the mBERT vocabulary in ../shared/data")
+    tok = AutoTokenizer.from_pretrained(str(SHARED / "tokenizers" / "bert-base-multilingual-cased"))
+    words = [f"Wort{i}" for i in range(40)] + ["Donaudampfschifffahrtsgesellschaftskapitän"] * 2
+    labels = [i % 7 for i in range(len(words))]
+    feats, meta = featurize_words([words, ["kurz"]], [labels, [3]], tok, 16)
+    assert all(len(x) <= 16 for x in feats["input_ids"])
+    windows_of_0 = [m for m in meta if m[0] == 0]
+    assert len(windows_of_0) > 3 and meta[-1] == (1, 0)
+    # every word labelled exactly once, in order, with its own tag, on its first subword
+    got = [lab for (ex, _), labs in zip(meta, feats["labels"]) if ex == 0 for lab in labs if lab != -100]
+    assert got == labels
+    for ids, labs in zip(feats["input_ids"], feats["labels"]):
+        for t, lab in zip(ids, labs):
+            if lab != -100:
+                assert not tok.convert_ids_to_tokens(t).startswith("##")
