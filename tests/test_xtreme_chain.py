@@ -1,0 +1,190 @@
+"""Tiny chains on real ../shared/data files for every new kind: tagging, QA, multiple choice,
+retrieval; hand-off between stages of different kinds; metrics recomputed from prediction files;
+the XTREME score; determinism. Tiny encoders, a few steps, a few dozen examples each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from itt import metrics as M
+from itt.chain import prepare, run_chain
+from itt.config import load_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.is_dir():
+    pytest.skip(f"real data folder not found: {SHARED}", allow_module_level=True)
+
+WIKIANN = {"format": "conll", "conll_columns": [1, 2]}
+BASE = {
+    "data_root": str(SHARED),
+    "model": {"tiny": {"arch": "bert", "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+              "tokenizer": str(SHARED / "tokenizers" / "bert-base-multilingual-cased")},
+    "train": {"lr": 1e-3, "batch_size": 8, "max_steps": 4, "max_examples": 32, "max_length": 48},
+    "eval": {"max_examples": 24, "batch_size": 32},
+    "save_checkpoint": False,
+    "tasks": {
+        "squad": {"train": {"files": "xquad/xquad.en.json", "format": "squad"}, "dev": None},
+        "xnli": {"train": {"files": "xnli/xnli.dev.en.tsv", "columns": {"premise": "sentence1_en", "hypothesis": "sentence2_en"}},
+                 "languages": ["en", "sw"],
+                 "test": {"en": {"files": "xnli/xnli.test.en.tsv", "columns": {"premise": "sentence1_en", "hypothesis": "sentence2_en"}},
+                          "sw": {"files": "xnli/xnli.test.sw.tsv", "columns": {"premise": "sentence1_sw", "hypothesis": "sentence2_sw"}}}},
+        "panx": {"train": {"files": "panx_wikiann/wikiann.en.val.conllu", **WIKIANN},
+                 "test": {"files": "panx_wikiann/wikiann.{lang}.test.conllu", **WIKIANN}},
+        "udpos": {"train": {"files": "pos/en_ewt-ud-dev.conllu"}, "test": {"files": "pos/{lang}_*-ud-test.conllu"}},
+        "mlqa": {"train": {"files": "xquad/xquad.en.json", "format": "squad"},
+                 "test": {"en": {"files": "xquad/xquad.en.json", "format": "squad"},
+                          "de": {"files": "mlqa/dev-context-de-question-de.squadfmt.json", "format": "squad"},
+                          "zh": {"files": "xquad/xquad.zh.json", "format": "squad"}}},
+        "commonsenseqa": {"train": {"files": "intermediate/commonsenseqa/commonsense_qa.llmfoundry.jsonl",
+                                    "columns": {"label": "gold"},
+                                    "extract": {"query": "(?s)^Question: (?P<question>.*?)\\nChoices:\\n(?P<choices>.*)\\nAnswer:\\s*$"}},
+                          "dev": None},
+        "tatoeba": {"test": {lang: {"files": [f"tatoeba/tatoeba.{iso}-eng.{iso}", f"tatoeba/tatoeba.{iso}-eng.eng"],
+                                    "format": "parallel"} for lang, iso in (("de", "deu"), ("zh", "cmn"))}},
+    },
+}
+
+
+def _cfg(write_config, **over):
+    return load_config(write_config(over, base=BASE))
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _run(cfg, tmp_path):
+    return run_chain(cfg, out_dir=tmp_path, log=lambda *a: None)
+
+
+def test_squad_then_panx_tagging_chain(write_config, tmp_path):
+    """QA → NER hand-off; entity F1 recomputed from the prediction files; long sentences fully predicted."""
+    cfg = _cfg(write_config, order=["squad"], target={"task": "panx", "languages": ["en", "de"]},
+               eval={"splits": ["test"]}, train={"max_length": 12})  # 12: many sentences need several windows
+    res = _run(cfg, tmp_path)
+    seed = res["seeds"]["0"]
+    assert [s["task"] for s in seed["stages"]] == ["squad", "panx"]
+    per = seed["test"]["per_language"]
+    for lang in ("en", "de"):
+        rows = _rows(tmp_path / "seed0" / "predictions" / f"test.{lang}.jsonl")
+        assert len(rows) == 24 and all(len(r["pred"]) == len(r["tokens"]) == len(r["gold"]) for r in rows)
+        assert any(len(r["tokens"]) > 10 for r in rows)  # longer than one window, still one tag per word
+        mine = M.tagging([r["gold"] for r in rows], [r["pred"] for r in rows], iob=True)
+        assert per[lang] == pytest.approx(mine)
+    x = seed["test"]["xtreme"]
+    assert x["metric"] == "f1" and x["tasks"]["panx"] == pytest.approx((per["en"]["f1"] + per["de"]["f1"]) / 2)
+    assert res["aggregate"]["test"]["xtreme"]["average"]["mean"] == pytest.approx(x["average"])
+
+
+def test_csqa_then_xnli_then_mlqa_chain(write_config, tmp_path):
+    """Multiple choice → pair classification → QA; MLQA scoring with its language rules, XTREME (EM+F1)/2."""
+    cfg = _cfg(write_config, order=["commonsenseqa", "xnli"], target={"task": "mlqa", "languages": ["en", "de", "zh"]},
+               eval={"splits": ["test"]}, train={"max_length": 64})
+    calls = []
+    res = run_chain(cfg, out_dir=tmp_path, log=lambda *a: None, report=lambda m, s: calls.append((s, m)))
+    seed = res["seeds"]["0"]
+    assert [s["task"] for s in seed["stages"]] == ["commonsenseqa", "xnli", "mlqa"]
+    assert [s for s, _ in calls] == [1, 2, 3] and "test_xtreme_mlqa" in calls[-1][1]
+    vals = {}
+    for lang in ("en", "de", "zh"):
+        rows = _rows(tmp_path / "seed0" / "predictions" / f"test.{lang}.jsonl")
+        assert len(rows) == 24 and all(isinstance(r["pred"], str) for r in rows)
+        mine = M.qa([r["gold"] for r in rows], [r["pred"] for r in rows], lang, "mlqa")
+        assert seed["test"]["per_language"][lang] == pytest.approx(mine)
+        vals[lang] = (mine["f1"] + mine["exact_match"]) / 2
+    assert seed["test"]["xtreme"]["tasks"]["mlqa"] == pytest.approx(np.mean(list(vals.values())))
+    assert calls[-1][1]["test_xtreme_average"] == pytest.approx(seed["test"]["xtreme"]["average"])
+
+
+def test_squad_then_xnli_and_xnli_then_udpos(write_config, tmp_path):
+    """The hand-offs the issue names: SQuAD then XNLI; XNLI then a tagging target (POS accuracy)."""
+    res = _run(_cfg(write_config, order=["squad"], target={"task": "xnli"}, eval={"splits": ["test"]}), tmp_path / "a")
+    assert [s["task"] for s in res["seeds"]["0"]["stages"]] == ["squad", "xnli"]
+    assert set(res["seeds"]["0"]["test"]["per_language"]) == {"en", "sw"}
+    res = _run(_cfg(write_config, order=["xnli"], target={"task": "udpos", "languages": ["en", "zh"]},
+                    eval={"splits": ["test"]}), tmp_path / "b")
+    for lang in ("en", "zh"):
+        rows = _rows(tmp_path / "b" / "seed0" / "predictions" / f"test.{lang}.jsonl")
+        gold = [t for r in rows for t in r["gold"]]
+        pred = [t for r in rows for t in r["pred"]]
+        acc = sum(g == p for g, p in zip(gold, pred)) / len(gold)
+        assert res["seeds"]["0"]["test"]["per_language"][lang]["accuracy"] == pytest.approx(acc)
+
+
+def test_tatoeba_on_the_encoder_after_the_chain(write_config, tmp_path):
+    """Retrieval: no target fine-tune; the encoder after the intermediate stages is evaluated, and the
+    intermediate stage changes the embeddings (so the score is of that encoder, not a fresh one)."""
+    cfg = _cfg(write_config, order=["udpos"], target={"task": "tatoeba", "languages": ["de", "zh"]},
+               eval={"splits": ["test"], "max_examples": 40})
+    res = _run(cfg, tmp_path / "if")
+    seed = res["seeds"]["0"]
+    assert [s["task"] for s in seed["stages"]] == ["udpos"]  # no target stage
+    for lang in ("de", "zh"):
+        rows = _rows(tmp_path / "if" / "seed0" / "predictions" / f"test.{lang}.jsonl")
+        assert len(rows) == 40
+        assert seed["test"]["per_language"][lang]["accuracy"] == pytest.approx(np.mean([r["gold"] == r["pred"] for r in rows]))
+    base = _run(_cfg(write_config, order=[], target={"task": "tatoeba", "languages": ["de", "zh"]},
+                     eval={"splits": ["test"], "max_examples": 40}), tmp_path / "f")
+    assert base["seeds"]["0"]["stages"] == []
+    a = [r["pred"] for r in _rows(tmp_path / "if" / "seed0" / "predictions" / "test.de.jsonl")]
+    b = [r["pred"] for r in _rows(tmp_path / "f" / "seed0" / "predictions" / "test.de.jsonl")]
+    assert a != b
+
+
+def test_bucc_dev_threshold_applies_to_test(write_config, tmp_path):
+    """BUCC files (synthetic, in the official layout): the test split uses the threshold chosen on dev."""
+    src = [x.rstrip("\n") for x in (SHARED / "tatoeba" / "tatoeba.deu-eng.deu").open(encoding="utf-8")][:30]
+    tgt = [x.rstrip("\n") for x in (SHARED / "tatoeba" / "tatoeba.deu-eng.eng").open(encoding="utf-8")][:30]
+    for split, rng in (("dev", range(0, 15)), ("test", range(15, 30))):
+        (tmp_path / f"{split}.de").write_text("".join(f"de-{i}\t{src[i]}\n" for i in rng), encoding="utf-8")
+        (tmp_path / f"{split}.en").write_text("".join(f"en-{i}\t{tgt[i]}\n" for i in rng), encoding="utf-8")
+        (tmp_path / f"{split}.gold").write_text("".join(f"de-{i}\ten-{i}\n" for i in list(rng)[:10]))  # 5 distractors each
+    spec = lambda s: {"files": [str(tmp_path / f"{s}.{x}") for x in ("de", "en", "gold")], "format": "bucc"}  # noqa: E731
+    cfg = _cfg(write_config, order=[], target={"task": "bucc2018", "languages": ["de"]},
+               tasks={"bucc2018": {"dev": {"de": spec("dev")}, "test": {"de": spec("test")}}},
+               eval={"splits": ["dev", "test"], "max_examples": None})
+    res = _run(cfg, tmp_path / "o")
+    dev, test = (res["seeds"]["0"][s]["per_language"]["de"] for s in ("dev", "test"))
+    assert dev["threshold_from_dev"] == 0.0 and test["threshold_from_dev"] == 1.0
+    assert test["threshold"] == dev["threshold"]
+    rows = _rows(tmp_path / "o" / "seed0" / "predictions" / "test.de.jsonl")
+    kept = [r for r in rows if r["kept"]]
+    assert all((r["score"] >= test["threshold"]) == r["kept"] for r in rows)
+    correct = sum(r["gold"] for r in kept)
+    p = correct / len(kept) if kept else 0.0
+    r_ = correct / 10
+    assert test["f1"] == pytest.approx(2 * p * r_ / (p + r_) if correct else 0.0)
+
+
+def test_same_config_and_seed_same_numbers(write_config):
+    cfg = _cfg(write_config, order=["commonsenseqa"], target={"task": "panx", "languages": ["de"]},
+               eval={"splits": ["test"], "max_examples": 16}, train={"max_steps": 3})
+    a = run_chain(cfg, log=lambda *x: None)
+    b = run_chain(cfg, log=lambda *x: None)
+    assert a["seeds"]["0"]["test"] == b["seeds"]["0"]["test"]
+    assert [s["train_loss"] for s in a["seeds"]["0"]["stages"]] == [s["train_loss"] for s in b["seeds"]["0"]["stages"]]
+
+
+def test_qa_windows_cover_long_contexts(write_config):
+    """A context longer than the window gives several overlapping windows; training labels point at
+    the answer's tokens (or [CLS] where a window does not hold it)."""
+    cfg = _cfg(write_config, order=[], target={"task": "mlqa", "languages": ["de"]},
+               eval={"splits": ["test"], "max_examples": 8}, train={"max_length": 48, "doc_stride": 16})
+    p = prepare(cfg, log=lambda *a: None)
+    feats = p.eval_tok[("test", "de")]
+    ex = feats.meta["example"]
+    assert len(ex) > 8 and sorted(set(ex)) == list(range(8))  # every question, most in several windows
+    train = p.train["mlqa"]
+    tok = p.tokenizer
+    hits = 0
+    for ids, (s, e) in zip(train["input_ids"], train["labels"]):
+        if s == 0:
+            assert e == 0
+            continue
+        hits += 1
+        assert s <= e and tok.sep_token_id not in ids[s:e + 1]
+    assert hits > 0
