@@ -44,10 +44,9 @@ def _format(spec: DataSpec, files: list[str]) -> str:
     if spec.format != "auto":
         return spec.format
     fmt = _EXT.get(Path(files[0]).suffix.lower())
-    if Path(files[0]).suffix.lower() == ".conllu":
-        fmt = "conllu"
+    fmt = {".conllu": "conllu", ".conll": "conll"}.get(Path(files[0]).suffix.lower(), fmt)
     if fmt is None or fmt == "text":
-        raise DataError(f"{files[0]}: cannot tell the format from the file name; set 'format' (tsv, csv, jsonl, json, parquet, text)")
+        raise DataError(f"{files[0]}: cannot tell the format from the file name; set 'format' (tsv, csv, jsonl, json, parquet, text, conll, conllu, squad, parallel, bucc)")
     return fmt
 
 
