@@ -12,7 +12,8 @@ so each task has a main effect that weighs more the later it comes (``W`` rises 
 a position-specific deviation, and a few planted precedence pairs pay a bonus when both appear in
 that order (the bonus is earned at the stage where ``b`` arrives). The probe after stage ``s`` is the
 same sum over the first ``s`` stages, shifted down by ``PROBE_SHIFT`` (a short probe fine-tune scores
-lower than a full one), plus a larger noise ``N(0, NOISE_PROBE)``: early stages carry real but noisy
+lower than a full one), plus a larger noise ``N(0, NOISE_PROBE)`` drawn once per prefix (orders that
+share a prefix share its probes, as they do in a real search with a fixed seed): early stages carry real but noisy
 signal, as ASHA needs. Everything is drawn from ``numpy.random.default_rng(seed)`` in a fixed order.
 
 Columns as ``bench/make_toy_table.py`` writes (what ``search.simulate.table`` reads): order ('>'-joined
@@ -48,7 +49,7 @@ def make_table(tasks: list[str], seed: int) -> tuple[list[dict], dict]:
     pairs_all = [(a, b) for a in tasks for b in tasks if a != b]
     idx = rng.choice(len(pairs_all), size=N_PAIRS, replace=False)
     bonus = {pairs_all[i]: float(rng.uniform(*BONUS)) for i in sorted(idx)}
-    rows = []
+    rows, prefix_noise = [], {}
     for order in itertools.permutations(tasks, LENGTH):
         stage = []  # the true gain of each stage
         for i, t in enumerate(order):
@@ -57,7 +58,11 @@ def make_table(tasks: list[str], seed: int) -> tuple[list[dict], dict]:
             stage.append(g)
         cum = np.cumsum(stage)
         final = BASE + cum[-1] + rng.normal(0, NOISE_FINAL)
-        probes = [BASE - PROBE_SHIFT + cum[s] + rng.normal(0, NOISE_PROBE) for s in range(LENGTH)]
+        # a probe scores the encoder trained on the prefix: orders sharing a prefix share its probe
+        # (as in a real search with a fixed seed), so its noise is drawn once per prefix
+        for s in range(LENGTH):
+            prefix_noise.setdefault(order[: s + 1], float(rng.normal(0, NOISE_PROBE)))
+        probes = [BASE - PROBE_SHIFT + cum[s] + prefix_noise[order[: s + 1]] for s in range(LENGTH)]
         test = final + rng.normal(0, NOISE_TEST)
         rows.append({"order": ">".join(order), **{f"probe_{s + 1}": f"{probes[s]:.6f}" for s in range(LENGTH)},
                      "final": f"{final:.6f}", "test_mean": f"{test:.6f}", "seconds": "0"})

@@ -72,16 +72,9 @@ STRATEGIES = {
     "random_asha": ["search.searcher=random", *ASHA],
     "tpe_asha_g2": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=2",
                     "search.scheduler.reduction_factor=2"],
-    # the same, with the searcher-level dedup prototyped below (DedupSearch: a proposed library fix)
-    "tpe_dedup": ["search.searcher=tpe", "search.scheduler.type=none"],
-    "tpe_asha_dedup": ["search.searcher=tpe", *ASHA],
-    "random_dedup": ["search.searcher=random", "search.scheduler.type=none"],
-    # ... and an ASHA-stopped trial told to Optuna as PRUNED (its probes are already reported as
-    # intermediate values) instead of COMPLETE with its last probe score, which Ray's OptunaSearch does
-    "tpe_asha_dedup_pruned": ["search.searcher=tpe", *ASHA],
+    "tpe_asha_rf3": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=1",
+                     "search.scheduler.reduction_factor=3"],
 }
-DEDUP = {"tpe_dedup", "tpe_asha_dedup", "random_dedup", "tpe_asha_dedup_pruned"}
-PRUNED = {"tpe_asha_dedup_pruned"}
 DEFAULT_STRATEGIES = ["exhaustive", "random", "tpe", "tpe_asha"]
 TOP_K = 3  # a second, softer target: compute until ANY of the table's top-3 orders completes
 
@@ -211,121 +204,6 @@ def compute_to_best(results_csv: Path, best: str, top: list[str]) -> dict:
             "unique_orders": len({r["order"] for r in rows[:trials]}), "total_trials": len(rows)}
 
 
-# ------------------------------------------------------------------ searcher-level dedup (a library fix, prototyped)
-def _dedup_base():
-    from ray.tune.search import Searcher
-
-    return Searcher
-
-
-class DedupSearch(_dedup_base()):
-    """Wraps the library's OptunaSearch so that every trial gets an order (and hparams) not proposed
-    before in this search. A repeat proposal is answered at once, inside the searcher, with the score
-    that order already has (what the real path's dedup replay would report, but without spending a
-    Tune trial or a ``num_samples`` slot on it; a repeat of a trial still running is told as FAIL), and
-    Optuna is asked again, up to ``tries`` times; then an unseen order is drawn at random (seeded) and
-    enqueued into the study, so the search keeps moving and ends (FINISHED) once every order is seen.
-    Trial ids are mapped to the inner searcher's ids (one Optuna trial per attempt). (A first version
-    told every repeat as FAIL: TPE then re-proposed the same order until the random fallback, and did
-    worse than plain TPE; the known score must go back to the model.)"""
-
-    def __init__(self, inner, space, seed: int = 0, tries: int = 20, prune_stopped: bool = False):
-        super().__init__(metric=inner.metric, mode=inner.mode)
-        self.inner, self.space, self.tries, self.prune_stopped = inner, space, tries, prune_stopped
-        self.rng = random.Random(f"dedup:{seed}")
-        self.seen: dict[str, float | None] = {}
-        self.stopped: set[str] = set()  # keys whose trial ASHA stopped
-        self.ids: dict[str, str] = {}
-        self.keys: dict[str, str] = {}
-        self.n_repeats = self.n_fallbacks = 0
-
-    def _key(self, config: dict) -> str:
-        from search.trial import split_config
-
-        order, hp = split_config(config, self.space)
-        return json.dumps([">".join(order), sorted(hp.items())], default=str)
-
-    def set_search_properties(self, metric, mode, config, **spec):
-        ok = self.inner.set_search_properties(metric, mode, config, **spec)
-        self._metric, self._mode = self.inner.metric, self.inner.mode
-        return ok
-
-    def suggest(self, trial_id: str):
-        from ray.tune.search import Searcher
-
-        for attempt in range(self.tries + 1):
-            iid = f"{trial_id}.{attempt}"
-            if attempt == self.tries:  # TPE insists: an unseen order at random
-                unseen = [o for o in self.space.orders() if json.dumps([">".join(o), []]) not in self.seen]
-                if not unseen:
-                    return Searcher.FINISHED
-                self.inner._ot_study.enqueue_trial(self.space.encode(self.rng.choice(unseen)))
-                self.n_fallbacks += 1
-            cfg = self.inner.suggest(iid)
-            if cfg is None or cfg == Searcher.FINISHED:
-                return cfg
-            key = self._key(cfg)
-            if key not in self.seen:
-                self.seen[key] = None
-                self.ids[trial_id], self.keys[trial_id] = iid, key
-                return cfg
-            self.n_repeats += 1
-            known = self.seen[key]
-            if known is None:  # still running: no score to give back yet
-                self.inner.on_trial_complete(iid, None, error=True)
-            elif self.prune_stopped and key in self.stopped:
-                self.inner.on_trial_complete(iid, None)  # PRUNED again
-            else:
-                self.inner.on_trial_complete(iid, {self.metric: known})
-        return None
-
-    def on_trial_result(self, trial_id: str, result: dict):
-        if trial_id in self.ids:
-            self.inner.on_trial_result(self.ids[trial_id], result)
-
-    def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
-        if trial_id in self.ids:
-            stopped = bool(result) and not result.get("final")
-            # result=None, error=False: OptunaSearch tells the trial as PRUNED
-            self.inner.on_trial_complete(self.ids[trial_id], None if stopped and self.prune_stopped else result, error)
-            if result and result.get(self.metric) is not None:
-                self.seen[self.keys[trial_id]] = result.get(self.metric)
-                if stopped:
-                    self.stopped.add(self.keys[trial_id])
-
-    def save(self, checkpoint_path: str):
-        import pickle
-
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str):
-        import pickle
-
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
-
-@contextlib.contextmanager
-def patched_searcher(enabled: bool, prune_stopped: bool = False):
-    """``search.runner.make_searcher`` returning ``DedupSearch(OptunaSearch)`` while a search runs."""
-    import search.runner as runner
-
-    orig = runner.make_searcher
-
-    def make(scfg, seed_points):
-        inner = orig(scfg, seed_points)
-        return (DedupSearch(inner, scfg.space(), seed=scfg.seed, prune_stopped=prune_stopped)
-                if inner is not None else None)
-
-    if enabled:
-        runner.make_searcher = make
-    try:
-        yield
-    finally:
-        runner.make_searcher = orig
-
-
 def one_search(config: Path, strategy: str, seed: int, info: dict, args, storage: str) -> dict:
     from search.runner import run_search
     from search.config import load_search
@@ -345,7 +223,7 @@ def one_search(config: Path, strategy: str, seed: int, info: dict, args, storage
     stopper = None if args.no_early_stop else BestFound(info["best"], scfg.space())
     name = f"{Path(config).stem}_{strategy}_s{seed}"
     t0 = time.perf_counter()
-    with patched_tune(not args.no_reuse_actors, stopper), patched_searcher(strategy in DEDUP, strategy in PRUNED):
+    with patched_tune(not args.no_reuse_actors, stopper):
         exp = run_search(str(config), name=name, storage=storage, overrides=over, log=lambda *a: None)
     wall = time.perf_counter() - t0
     res = compute_to_best(exp / "results.csv", info["best"], info["top"])

@@ -21,6 +21,7 @@ from ray.tune import Callback
 
 from itt.errors import ConfigError, UserError
 from search.config import SearchConfig, load_search
+from search.searcher import DedupSearcher
 from search.space import order_key
 from search.trial import TrialContext, chain_trial, define, release_train_resources, split_config
 
@@ -152,8 +153,9 @@ def make_searcher(scfg: SearchConfig, seed_points: list[list[str]]):
     points = [space.encode(o) for o in seed_points]
     if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
         points = [{**p, **_hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
-    return OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
-                        sampler=sampler, points_to_evaluate=points or None)
+    inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
+                         sampler=sampler, points_to_evaluate=points or None)
+    return DedupSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed)
 
 
 def _hparam_defaults(scfg: SearchConfig, order: list[str]) -> dict:

@@ -1,7 +1,7 @@
 """The order space: orders of k of n candidate tasks, with optional constraints, for Optuna.
 
 Optuna has no permutation distribution, so an order is a Lehmer code: position ``i`` picks digit
-``l{i}`` in ``[0, n-1-i]`` among the tasks still unused. With constraints (a task that must be
+``l{i}`` in ``[0, n-1-i]`` (a categorical parameter) among the tasks still unused. With constraints (a task that must be
 included, A before B, a fixed last task) the digit indexes the *feasible* choices at that position
 (those that still admit a valid completion), wrapping around modulo their number. So every sample is
 a valid order, every valid order is reached (by digits below the feasible count), and without
@@ -112,7 +112,9 @@ class OrderSpace:
         """Define-by-run: sample an order through an Optuna trial (fixed ranges per parameter)."""
         n = len(self.candidates)
         k = trial.suggest_categorical("k", self.lengths) if len(self.lengths) > 1 else self.lengths[0]
-        digits = {f"l{i}": trial.suggest_int(f"l{i}", 0, n - 1 - i) for i in range(k)}
+        # categorical, not int: a digit names a task among those left, it has no order or distance
+        # (TPE's int kernel would smooth between neighbouring task indices)
+        digits = {f"l{i}": trial.suggest_categorical(f"l{i}", list(range(n - i))) for i in range(k)}
         return self.decode({"k": k, **digits})
 
     # ------------------------------------------------------------------ listing

@@ -173,6 +173,7 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
         assert sorted(orders) == sorted(order_key(o) for o in space.orders())  # every order exactly once
     else:
         assert len(rows) == 6
+    assert len(set(orders)) == len(orders)  # no configuration is tried twice (DedupSearcher)
     # scores are the table's
     want = {r[0]: float(r[-1]) for r in csv.reader(open(table)) if r[0] != "order"}
     assert all(float(r["score"]) == pytest.approx(want[r["order"]]) for r in rows)
@@ -196,6 +197,63 @@ def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
     assert any(o.startswith("toy_length") for o in stopped)
 
 
+@pytest.mark.parametrize("searcher", ["tpe", "random"])
+def test_dedup_every_order_once_then_finished(searcher, tmp_path, ray_local):
+    """More samples than orders: each order runs once, then the searcher ends the search."""
+    from search.runner import run_search
+
+    space = OrderSpace(candidates=TOY3, lengths=[2])
+    table = _table(tmp_path, space)
+    search = {"candidates": TOY3, "length": 2, "searcher": searcher, "num_samples": 20, "seed": 3,
+              "scheduler": {"type": "none"}, "simulate": {"table": str(table)}, "resources": {"max_concurrent": 1}}
+    exp = run_search(str(_search_config(tmp_path, search)), name=f"dd-{searcher}", storage=str(tmp_path / "runs"),
+                     log=lambda *a: None)
+    orders = [r["order"] for r in _rows(exp)]
+    assert sorted(orders) == sorted(order_key(o) for o in space.orders())
+
+
+def _study_of(searcher):
+    return searcher.inner._ot_study
+
+
+def test_dedup_searcher_answers_repeats_with_known_scores():
+    """A repeat never becomes a trial: Optuna is told the earlier score (COMPLETE), PRUNED for a trial
+    ASHA stopped, FAIL while the original still runs; a trial ASHA stops is PRUNED, not COMPLETE."""
+    import optuna
+    from ray.tune.search import Searcher
+
+    from search.config import SearchConfig
+    from search.runner import make_searcher
+
+    scfg = SearchConfig(candidates=TOY3, length=1, seed=0)
+    space = scfg.space()
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    scores = {"toy_topic": 0.7, "toy_align": 0.5}
+    got = {}
+    for i in range(3):
+        cfg = s.suggest(f"t{i}")
+        got[f"t{i}"] = space.decode(cfg)[0]
+    assert sorted(got.values()) == sorted(TOY3)  # three distinct orders
+    assert s.suggest("t3") is Searcher.FINISHED  # every order proposed, no hparams: the search ends
+    for tid, task in got.items():
+        s.on_trial_result(tid, {"objective": 0.3, "training_iteration": 1})
+        if task == "toy_length":  # stopped by ASHA after its probe: no final report
+            s.on_trial_complete(tid, {"objective": 0.3})
+        else:
+            s.on_trial_complete(tid, {"objective": scores[task], "final": 1})
+    by_task = {}
+    for t in _study_of(s).trials:
+        by_task.setdefault(space.decode(t.params)[0], []).append(t)
+    assert [t.state for t in by_task["toy_length"]][0] == optuna.trial.TrialState.PRUNED
+    # the study holds repeats the searcher answered itself (random fallbacks aside): their values are the known ones
+    for task, trials in by_task.items():
+        for t in trials:
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                assert t.value == scores[task]
+    assert len(_study_of(s).trials) == 3 + s.repeats_answered
+
+
 def test_searcher_state_pickles(tmp_path):
     """Ray saves the searcher with the experiment (resume); it must round-trip."""
     from search.config import SearchConfig
@@ -209,8 +267,9 @@ def test_searcher_state_pickles(tmp_path):
     s.save(str(tmp_path / "searcher.pkl"))
     s2 = make_searcher(scfg, [])
     s2.restore(str(tmp_path / "searcher.pkl"))
+    assert s2.orders_seen == set(TOY3)  # the dedup state comes back with the Optuna study
     c = s2.suggest("t9")
-    assert scfg.space().is_valid(scfg.space().decode(c))
+    assert scfg.space().is_valid(scfg.space().decode(c)) and s2.space.decode(c) not in [[t] for t in TOY3]
 
 
 # ------------------------------------------------------------------ one real search through Ray
@@ -225,6 +284,9 @@ def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
                  "eval": {"batch_size": 256}})
     search = {"candidates": ["toy_topic", "toy_length", "toy_parity"], "length": 1, "searcher": "tpe",
               "num_samples": 5, "seed_points": {"singles": True}, "probe_steps": 100,
+              # a one-value hparam: once every order has run, the searcher lets a repeat through as a
+              # trial (hparams could differ in general), and the trial replays the earlier result
+              "hparams": {"train.lr": {"choice": [0.001]}},
               "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
               "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.75, "trial_cpus": 0.25, "max_concurrent": 1}}
     p = _search_config(tmp_path, search, base)
