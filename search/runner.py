@@ -23,6 +23,7 @@ from itt.errors import ConfigError, UserError
 from search.config import SearchConfig, load_search
 from search.searcher import DedupSearcher
 from search.space import order_key
+from search.storage import Storage
 from search.trial import TrialContext, chain_trial, define, release_train_resources, split_config
 
 SEARCHERS = ("tpe", "gp", "random", "exhaustive")
@@ -41,8 +42,8 @@ class Status:
 class ResultsWriter(Callback):
     """Keeps ``results.csv`` up to date and prints a progress line whenever a trial ends."""
 
-    def __init__(self, exp_dir: Path, scfg: SearchConfig, metric: str, languages: list[str], log=print):
-        self.exp_dir, self.scfg, self.metric, self.languages, self.log = exp_dir, scfg, metric, languages, log
+    def __init__(self, storage: Storage, scfg: SearchConfig, metric: str, languages: list[str], log=print):
+        self.storage, self.scfg, self.metric, self.languages, self.log = storage, scfg, metric, languages, log
         self.space = scfg.space()
         self.rows: dict[str, dict] = {}
         self.t0 = time.time()
@@ -60,7 +61,7 @@ class ResultsWriter(Callback):
         self._write()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        release_train_resources(self.exp_dir, trial.trial_id)
+        release_train_resources(self.storage, trial.trial_id)
         row = self._row(trial)
         final = row.get("_final")
         row["status"] = Status.COMPLETED if final else Status.STOPPED
@@ -79,7 +80,7 @@ class ResultsWriter(Callback):
         self._progress(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        release_train_resources(self.exp_dir, trial.trial_id)
+        release_train_resources(self.storage, trial.trial_id)
         row = self._row(trial)
         row["status"], row["stopped_early"] = Status.ERRORED, "false"
         self._write()
@@ -107,11 +108,7 @@ class ResultsWriter(Callback):
         w.writeheader()
         for r in self.rows.values():
             w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
-        path = self.exp_dir / "results.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".results.csv.tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
+        self.storage.write_text(buf.getvalue(), "results.csv")
 
     def best(self, n: int = 5) -> list[dict]:
         """The best distinct configurations (a replayed repeat is the same result, listed once)."""
@@ -231,22 +228,20 @@ def _check_resources(scfg: SearchConfig) -> int:
 
 
 def run_search(config: str, *, name: str | None = None, storage: str | None = None, address: str | None = None,
-               overrides: list[str] | None = None, log=print) -> Path:
-    """Run a search; returns the experiment directory. All config checks happen before Ray starts."""
+               overrides: list[str] | None = None, log=print) -> Path | str:
+    """Run a search; returns the experiment directory (a Path, or the URI on an object store). All
+    config and storage checks happen before Ray starts."""
     scfg, chain, _ = load_search(config, overrides)
     from itt.tasks import resolve_task
 
     target = resolve_task(chain.target.task, chain.tasks)
     languages = list(chain.target.languages or target.languages)
     name = name or chain.name
-    storage = storage or str(Path("runs").resolve())
-    remote = "://" in storage
-    exp_dir = Path(storage) / name if not remote else None
-    if exp_dir is not None and exp_dir.exists():
-        raise UserError(f"experiment '{name}' exists already in {storage} (continue it with `itt resume {exp_dir}`, "
-                        "or pick another --name)")
-    if remote:
-        raise UserError("remote storage (s3://, gs://) needs the cluster setup of a later release; use a shared path")
+    st = Storage(storage or str(Path("runs").resolve()), name)
+    if st.exists():
+        raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
+                        f"{st.display}`, or pick another --name)")
+    st.check_writable()
     seed_points = seed_point_orders(scfg)
     space = scfg.space()
     n_orders = space.count()
@@ -277,24 +272,24 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     scheduler = (ASHAScheduler(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
                                reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)
                  if scfg.scheduler.type == "asha" else FIFOScheduler())
-    ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), exp_dir=str(Path(storage) / name),
-                       metric=target.metric)
+    ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), storage=st, metric=target.metric)
     trainable = tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), {"cpu": scfg.resources.trial_cpus})
-    writer = ResultsWriter(Path(storage) / name, scfg, target.metric, languages, log=log)
+    writer = ResultsWriter(st, scfg, target.metric, languages, log=log)
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
-        f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {Path(storage) / name}")
+        f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
                                     scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency,
                                     reuse_actors=bool(scfg.simulate)),
-        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[writer], verbose=0),
+        run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs, callbacks=[writer],
+                                  verbose=0),
     )
     tuner.fit()
     log("best orders:")
     for i, r in enumerate(writer.best(5), 1):
         log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")
-    log(f"results: {Path(storage) / name / 'results.csv'}")
-    return Path(storage) / name
+    log(f"results: {st.display}/results.csv")
+    return st.display if st.remote else Path(st.path())

@@ -11,14 +11,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from search.config import HParam, SearchConfig
 from search.space import OrderSpace, order_key
+from search.storage import Storage
 
 _DIGIT = re.compile(r"^(k|l\d+)$")
 
@@ -56,7 +58,7 @@ def split_config(config: dict, space: OrderSpace) -> tuple[list[str], dict]:
 class TrialContext:
     search: SearchConfig
     chain_raw: dict  # the resolved chain config (a plain mapping; ChainConfig is rebuilt per trial)
-    exp_dir: str
+    storage: Storage  # the experiment directory (a local/shared folder or an object-store URI)
     metric: str  # the target's primary metric (accuracy, pearson, ...)
 
 
@@ -97,13 +99,6 @@ def trial_key(chain_raw: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------ the trainables
 def chain_trial(config: dict, ctx: TrialContext) -> None:
     """A Tune function trial: replay an identical earlier trial, look up a table, or train."""
@@ -115,9 +110,9 @@ def chain_trial(config: dict, ctx: TrialContext) -> None:
         return _simulated(order, hp, ctx)
     chain_raw = trial_chain_config(ctx, order, hp)
     key = trial_key(chain_raw)
-    record = Path(ctx.exp_dir) / "dedup" / f"{key}.json"
-    if record.is_file():  # the same (order, hparams, seeds) ran before in this search: report it again
-        for m in json.loads(record.read_text())["reports"]:
+    record = ctx.storage.read_text("dedup", f"{key}.json")
+    if record is not None:  # the same (order, hparams, seeds) ran before in this search: report it again
+        for m in json.loads(record)["reports"]:
             tune.report({**m, "replayed": 1})
         return
     _train(chain_raw, ctx, key)
@@ -138,8 +133,8 @@ def _train(chain_raw: dict, ctx: TrialContext, key: str) -> None:
             num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0,
             resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}),
         # a name stable across restarts (from the Tune trial id) lets Train resume the same run
-        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=str(Path(ctx.exp_dir) / "train"),
-                                       callbacks=[TuneReportCallback()]),
+        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=ctx.storage.path("train"),
+                                       storage_filesystem=ctx.storage.fs, callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
 
@@ -159,11 +154,13 @@ def _worker_loop(loop_config: dict) -> None:
     if cfg.hardware.num_threads is None and not torch.cuda.is_available():
         torch.set_num_threads(max(1, int(ctx.search.resources.cpus_per_worker)))
     rank = ray.train.get_context().get_world_rank()
-    out = Path(ctx.exp_dir) / "trials" / loop_config["trial_id"]
+    st, trial_id = ctx.storage, loop_config["trial_id"]
+    # chain outputs: straight into the experiment directory when it is a folder; on an object store,
+    # into a local scratch folder uploaded to trials/<id>/ when the chain ends
+    out = Path(st.path("trials", trial_id)) if not st.remote else Path(tempfile.mkdtemp(prefix=f"itt-{trial_id}-"))
     pg = ray.util.get_current_placement_group()
     if rank == 0 and pg is not None:  # the driver removes it when the trial ends (see release_train_resources)
-        _atomic_write(out / PG_FILE, pg.id.hex())
-    record = Path(ctx.exp_dir) / "dedup" / f"{loop_config['key']}.json"
+        st.write_text(pg.id.hex(), "trials", trial_id, PG_FILE)
     reports: list[dict] = []
 
     def report(metrics: dict, step: int) -> None:
@@ -172,32 +169,43 @@ def _worker_loop(loop_config: dict) -> None:
         m["objective"] = objective(m, ctx)
         reports.append(m)
         if rank == 0 and m.get("final"):
-            _atomic_write(record, json.dumps({"order": cfg.order, "reports": reports}))
+            if st.remote:  # outputs first: a dedup record must never point at missing files
+                st.upload_dir(out, "trials", trial_id)
+            st.write_text(json.dumps({"order": cfg.order, "reports": reports}), "dedup", f"{loop_config['key']}.json")
         ray.train.report(m)  # a barrier: every worker reports the same number of times
 
     log = print if rank == 0 else (lambda *a: None)
-    run_chain(cfg, out_dir=out, report=report, log=log)
+    try:
+        run_chain(cfg, out_dir=out, report=report, log=log)
+        if st.remote and rank == 0:  # results.json is written after the final report
+            st.upload_dir(out, "trials", trial_id)
+    finally:
+        if st.remote:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 PG_FILE = "placement_group"
 
 
-def release_train_resources(exp_dir: str | Path, trial_id: str) -> None:
+def release_train_resources(storage: Storage, trial_id: str) -> None:
     """Remove the Ray Train worker group's placement group of a finished trial.
 
     With Ray 2.60, a TorchTrainer run inside a Tune function trial leaves its worker group's
     placement group CREATED after the trial ends (completed or stopped by ASHA): its CPUs stay
     reserved and later trials wait forever. The trial's rank 0 records the group; this removes it.
     """
-    path = Path(exp_dir) / "trials" / trial_id / PG_FILE
-    if not path.is_file():
+    try:
+        pg_id = storage.read_text("trials", trial_id, PG_FILE)
+    except Exception:
+        return
+    if not pg_id:
         return
     import ray
     from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     try:
-        pg_id = path.read_text().strip()
+        pg_id = pg_id.strip()
         state = ray.util.placement_group_table().get(pg_id, {}).get("state")
         if state not in (None, "REMOVED"):
             remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))

@@ -1,0 +1,146 @@
+"""Where a search keeps its files: a local or shared folder, or an object store (s3://, gs://, ...).
+
+Everything the library writes into the experiment directory (``results.csv``, ``dedup/`` records,
+each trial's ``trials/<id>/`` outputs) goes through one ``pyarrow.fs`` filesystem, the same one Ray
+Tune is given (``RunConfig(storage_filesystem=...)``), so a search on a cluster whose nodes share no
+disk still ends up in one place. URIs may carry pyarrow's options as a query, e.g.
+``s3://bucket/searches?endpoint_override=minio:9000&scheme=http`` for an S3-compatible store;
+credentials come from the usual environment (``AWS_ACCESS_KEY_ID``, ..., or the node's IAM role /
+``GOOGLE_APPLICATION_CREDENTIALS``).
+
+Writes are atomic: a local file is written next to its target and renamed; an object-store PUT is
+atomic by itself (a reader sees the old object or the new one, never half of one).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from itt.errors import UserError
+
+
+def is_uri(storage: str) -> bool:
+    return "://" in storage and not storage.startswith("file://")
+
+
+@dataclass(frozen=True)
+class Storage:
+    """``root`` is the storage as the user gave it (a path or a URI); ``name`` the experiment."""
+
+    root: str
+    name: str
+
+    # ------------------------------------------------------------------ the filesystem
+    @cached_property
+    def _fs_and_base(self):
+        if not is_uri(self.root):
+            local = self.root[len("file://"):] if self.root.startswith("file://") else self.root
+            return None, str(Path(local).resolve())
+        import pyarrow.fs as pafs
+
+        try:
+            fs, base = pafs.FileSystem.from_uri(self.root)
+        except Exception as e:  # unknown scheme, bad query option, missing credentials helper, ...
+            raise UserError(f"--storage {self.root}: {str(e).splitlines()[0]}") from None
+        return fs, base.rstrip("/")
+
+    @property
+    def fs(self):
+        """The pyarrow filesystem (None for a local folder: plain file I/O)."""
+        return self._fs_and_base[0]
+
+    @property
+    def base(self) -> str:
+        """The storage root as a path on ``fs`` (for Ray: ``storage_path`` with the scheme stripped)."""
+        return self._fs_and_base[1]
+
+    @property
+    def remote(self) -> bool:
+        return self.fs is not None
+
+    def path(self, *rel: str) -> str:
+        return "/".join([self.base, self.name, *rel])
+
+    @property
+    def display(self) -> str:
+        """The experiment directory as a user would write it."""
+        if not self.remote:
+            return self.path()
+        scheme = self.root.split("://", 1)[0]
+        return f"{scheme}://{self.path()}"
+
+    # ------------------------------------------------------------------ file operations
+    def exists(self, *rel: str) -> bool:
+        if not self.remote:
+            return os.path.exists(self.path(*rel))
+        import pyarrow.fs as pafs
+
+        try:
+            return self.fs.get_file_info(self.path(*rel)).type != pafs.FileType.NotFound
+        except OSError as e:  # unreachable endpoint, no credentials, no such bucket, ...
+            raise UserError(f"--storage {self.root}: cannot reach the store ({str(e).splitlines()[0][:300]})") from None
+
+    def read_text(self, *rel: str) -> str | None:
+        """The file's text, or None when it does not exist."""
+        if not self.remote:
+            p = self.path(*rel)
+            return Path(p).read_text() if os.path.isfile(p) else None
+        try:
+            with self.fs.open_input_stream(self.path(*rel)) as f:
+                return f.read().decode()
+        except FileNotFoundError:
+            return None
+        except OSError as e:  # pyarrow raises OSError for a missing object on some stores
+            if "not found" in str(e).lower() or "does not exist" in str(e).lower():
+                return None
+            raise
+
+    def write_text(self, text: str, *rel: str) -> None:
+        if not self.remote:
+            p = Path(self.path(*rel))
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, p)
+            return
+        target = self.path(*rel)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(target) as f:
+            f.write(text.encode())
+
+    def upload_dir(self, local: str | Path, *rel: str) -> None:
+        """Copy a local folder (a trial's outputs) into the experiment directory; a no-op locally
+        when the folder already is that directory."""
+        if not self.remote:
+            dest = Path(self.path(*rel))
+            if Path(local).resolve() != dest.resolve():
+                import shutil
+
+                shutil.copytree(local, dest, dirs_exist_ok=True)
+            return
+        import pyarrow.fs as pafs
+
+        target = self.path(*rel)
+        self.fs.create_dir(target, recursive=True)
+        pafs.copy_files(str(Path(local).resolve()), target, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.fs)
+
+    def check_writable(self) -> None:
+        """Fail early (before Ray starts) when the store cannot be reached or written (the probe file
+        goes to the storage root, so a failed start leaves no experiment directory behind)."""
+        probe = Storage(self.root, f".itt-write-check-{os.getpid()}")
+        try:
+            probe.write_text("ok", "x")
+            if self.remote:
+                self.fs.delete_dir(probe.path())
+            else:
+                import shutil
+
+                shutil.rmtree(probe.path())
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"--storage {self.root}: cannot write there ({str(e).splitlines()[0][:200]})") from None
