@@ -212,6 +212,8 @@ def _check_resources(scfg: SearchConfig) -> int:
     import ray
 
     r = scfg.resources
+    if scfg.simulate:  # table lookups start no Ray Train workers: only the trial's own CPUs count
+        return max(1, math.floor(ray.cluster_resources().get("CPU", 0) / max(r.trial_cpus, 1e-9) + 1e-9))
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     worker = {"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker}
     fits = [min(math.floor(n["Resources"].get(k, 0) / v + 1e-9) for k, v in worker.items() if v > 0) for n in nodes]
