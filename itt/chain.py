@@ -54,6 +54,7 @@ class Prepared:
     noisy: dict[str, tuple] = field(default_factory=dict)  # lang -> (noisy dev dataset, tokenized)
     tokenizer: object = None
     probe: dict[str, tuple] = field(default_factory=dict)  # lang -> (dev dataset, tokenized)
+    also: dict[str, tuple] = field(default_factory=dict)  # eval.also: task name -> (task, {(split, lang): dataset})
 
 
 def prepare(cfg: ChainConfig, log=print) -> Prepared:
@@ -70,6 +71,20 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
                                             max_examples=cfg.stage_hparams(None).max_examples, **kw)
     ev = {(s, lang): load_split(target, s, lang, max_examples=cfg.eval.max_examples, **kw)
           for s in cfg.eval.splits for lang in languages}
+    also = {}
+    for name, langs in cfg.eval.also.items():
+        t = resolve_task(name, specs)
+        if t.trains:
+            raise UserError(f"eval.also: '{name}' is a {t.kind} task; only retrieval tasks (evaluated without "
+                            "fine-tuning, e.g. tatoeba, bucc) can be evaluated beside the target")
+        bad = [lang for lang in (langs or []) if lang not in t.languages]
+        if bad:
+            raise UserError(f"eval.also.{name}: unknown language '{bad[0]}' (known: {', '.join(t.languages)})")
+        splits = [sp for sp in cfg.eval.splits if any(t.source(sp, lang) for lang in (langs or t.languages))]
+        if not splits:
+            raise UserError(f"eval.also.{name}: the task has none of the splits {cfg.eval.splits}")
+        also[t.name] = (t, {(sp, lang): load_split(t, sp, lang, max_examples=cfg.eval.max_examples, **kw)
+                            for sp in splits for lang in (langs or t.languages) if t.source(sp, lang)})
     pert = cfg.eval.perturbation
     if pert.enabled and "dev" not in cfg.eval.splits:
         raise UserError("eval.perturbation needs 'dev' in eval.splits")
@@ -88,7 +103,8 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
             texts = toy.corpus(cfg.toy)
         else:
             texts = []
-            for ds, task in [(raw_train[t.name], t) for t in tasks] + [(d, target) for d in ev.values()]:
+            evals = [(d, target) for d in ev.values()] + [(d, t) for t, sets in also.values() for d in sets.values()]
+            for ds, task in [(raw_train[t.name], t) for t in tasks] + evals:
                 for f in task.fields:
                     # token lists and answer options are text too
                     texts.extend(" ".join(x) if isinstance(x, list) else x for x in ds[f])
@@ -98,7 +114,7 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     if m.name is not None:
         check_model(m)  # a wrong model name fails here, not after the first seed's output exists
 
-    p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer)
+    p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer, also=also)
     hp_t = cfg.stage_hparams(None)
     th = handler(target.kind)
     if cfg.probe.enabled:
@@ -156,6 +172,33 @@ def _evaluate(p: Prepared, accelerator, model, out: Path | None) -> dict:
     return res
 
 
+def _evaluate_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, out: Path | None) -> dict:
+    """``eval.also``: each retrieval task on the bare encoder, per split and language; predictions go
+    to ``predictions/<task>.<split>.<lang>.jsonl``."""
+    res: dict = {}
+    for name, (task, sets) in p.also.items():
+        h = handler(task.kind)
+        model = h.model(encoder, task, hidden=hid, pooling=pooling, seed=0)
+        state: dict = {}  # BUCC: the dev threshold carries over to test
+        for split in p.cfg.eval.splits:
+            langs = [lang for (sp, lang) in sets if sp == split]
+            if not langs:
+                continue
+            ctx = EvalContext(accelerator, p.tokenizer, p.cfg, task, split, state)
+            per_lang = {}
+            for lang in langs:
+                ds = sets[(split, lang)]
+                per_lang[lang], rows = h.evaluate(ctx, model, ds, h.featurize(ds, task, p.tokenizer, None, train=False),
+                                                  lang)
+                if out is not None and accelerator.is_main_process:
+                    _write_predictions(out / "predictions" / f"{name}.{split}.{lang}.jsonl", rows)
+            res.setdefault(name, {})[split] = {
+                "per_language": per_lang,
+                "summary": {m: M.summary({lang: per_lang[lang][m] for lang in per_lang}) for m in task.metrics},
+                "xtreme": xtreme_scores(task, per_lang)}
+    return res
+
+
 def xtreme_scores(task: Task, per_lang: dict[str, dict]) -> dict:
     """XTREME's task score (evaluate.py's ``avg_metric``): the mean over languages of the task's metric,
     (EM + F1) / 2 for QA. ``average`` is the XTREME average over the tasks this result holds."""
@@ -188,7 +231,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     set_seed(seed)
     max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length])
     encoder = build_encoder(cfg.model, p.tokenizer, max_length=max(max_len, cfg.eval.retrieval.max_length)
-                            if not p.target.trains else max_len, sdpa=cfg.hardware.sdpa)
+                            if not p.target.trains or p.also else max_len, sdpa=cfg.hardware.sdpa)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     stages = []
     # intermediate stages, in order; each with a fresh head of its own
@@ -207,6 +250,8 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
             stages[-1]["probe"] = probe
             metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
         yield metrics, i
+    # retrieval tasks beside the target: on the encoder the intermediate stages produced
+    also = _evaluate_also(p, accelerator, encoder, pooling, hid, out)
     # target fine-tune: a fresh head on the encoder the chain produced (retrieval: none, the
     # encoder itself is evaluated, as Phang et al. do for BUCC and Tatoeba)
     k = len(p.order) + 1
@@ -220,6 +265,13 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
         stages.append(st.as_dict())
     # zero-shot evaluation in every language (and on noisy dev text if asked)
     res = _evaluate(p, accelerator, model, out)
+    if also:
+        res["also"] = also
+        for split in cfg.eval.splits:  # the XTREME average over every task this chain evaluated
+            x = res[split]["xtreme"]
+            x["tasks"].update({t: a[split]["xtreme"]["tasks"][t] for t, a in also.items() if split in a})
+            vals = [v for v in x["tasks"].values() if v is not None]
+            x["average"] = float(np.mean(vals)) if vals else None
     if cfg.eval.perturbation.enabled:
         pm = p.target.metric
         noisy = _score(p, accelerator, model, p.noisy, out, "dev-noisy")

@@ -209,8 +209,16 @@ class EvalConfig(_Strict):
     perturbation: Perturbation = Field(default_factory=Perturbation)
     qa: QAEval = Field(default_factory=QAEval)
     retrieval: RetrievalEval = Field(default_factory=RetrievalEval)
+    # retrieval tasks (tatoeba, bucc) also evaluated on the encoder the intermediate stages produced,
+    # before the target fine-tune (as Phang et al. do): task -> languages (null = all of the task's)
+    also: dict[str, list[str] | None] = Field(default_factory=dict)
 
     _csv = field_validator("splits", mode="before")(_split_commas)
+
+    @field_validator("also", mode="before")
+    @classmethod
+    def _also_list(cls, v):
+        return {t: None for t in v} if isinstance(v, (list, tuple)) else v
 
 
 class ProbeConfig(_Strict):

@@ -75,6 +75,8 @@ class ResultsWriter(Callback):
                 row[f"test_{fig}"] = final.get(f"test_{m}_{fig}")
             row["dev_mean"] = final.get(f"dev_{m}_mean")
             row["perturbation_score"] = final.get("perturbation_score")
+            # XTREME's per-task scores and their average (test split), when the target has them
+            row.update({k[len("test_"):]: v for k, v in final.items() if k.startswith("test_xtreme_")})
             row["replayed"] = "true" if final.get("replayed") else "false"
         self._write()
         self._progress(trials)
@@ -99,7 +101,8 @@ class ResultsWriter(Callback):
         hp_cols = sorted({k for r in self.rows.values() for k in r if k.startswith("hp:")})
         return (["trial_id", "status", "order", "order_length", "stages_completed", "stopped_early", "score"] + hp_cols
                 + list(self.languages) + ["test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean",
-                                          "perturbation_score", "replayed"])
+                                          "perturbation_score"]
+                + sorted({k for r in self.rows.values() for k in r if k.startswith("xtreme_")}) + ["replayed"])
 
     def _write(self) -> None:
         cols = self.columns()

@@ -302,6 +302,9 @@ def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
     assert done and stopped, [(r["order"], r["status"]) for r in rows]
     assert all(r["stopped_early"] == "true" and r["score"] == "" and r["stages_completed"] == "1" for r in stopped)
     assert all(r["score"] and r["en"] and r["xc"] and r["test_mean"] and r["stopped_early"] == "false" for r in done)
+    # XTREME's score of an accuracy task is the mean accuracy over languages (test split)
+    assert all(float(r["xtreme_average"]) == pytest.approx(float(r["test_mean"])) == pytest.approx(
+        float(r["xtreme_toy_xnli"])) for r in done)
     for r in done:
         if r["replayed"] == "false":
             assert (exp / "trials" / r["trial_id"] / "results.json").is_file()

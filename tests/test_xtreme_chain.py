@@ -188,3 +188,37 @@ def test_qa_windows_cover_long_contexts(write_config):
         hits += 1
         assert s <= e and tok.sep_token_id not in ids[s:e + 1]
     assert hits > 0
+
+
+def test_eval_also_retrieval_beside_the_target_and_xtreme_average(write_config, tmp_path):
+    """``eval.also``: Tatoeba on the encoder the intermediate stage produced (before the XNLI fine-tune);
+    the XTREME average is the mean of the two task scores; Tatoeba's numbers equal a Tatoeba-target
+    chain of the same prefix (same encoder), recomputed from the prediction files."""
+    over = dict(order=["udpos"], eval={"splits": ["test"], "max_examples": 30, "also": {"tatoeba": ["de", "zh"]}})
+    res = _run(_cfg(write_config, target={"task": "xnli", "languages": ["en", "sw"]}, **over), tmp_path / "x")
+    seed = res["seeds"]["0"]
+    assert [s["task"] for s in seed["stages"]] == ["udpos", "xnli"]
+    x = seed["test"]["xtreme"]
+    tat = seed["also"]["tatoeba"]["test"]
+    for lang in ("de", "zh"):
+        rows = _rows(tmp_path / "x" / "seed0" / "predictions" / f"tatoeba.test.{lang}.jsonl")
+        assert tat["per_language"][lang]["accuracy"] == pytest.approx(np.mean([r["gold"] == r["pred"] for r in rows]))
+    want_tat = np.mean([tat["per_language"][lang]["accuracy"] for lang in ("de", "zh")])
+    want_xnli = np.mean([seed["test"]["per_language"][lang]["accuracy"] for lang in ("en", "sw")])
+    assert x["tasks"]["tatoeba"] == pytest.approx(want_tat) and x["tasks"]["xnli"] == pytest.approx(want_xnli)
+    assert x["average"] == pytest.approx((want_tat + want_xnli) / 2)
+    # the same encoder evaluated as a Tatoeba target chain gives the same retrieval numbers
+    ref = _run(_cfg(write_config, target={"task": "tatoeba", "languages": ["de", "zh"]},
+                    **{**over, "eval": {"splits": ["test"], "max_examples": 30}}), tmp_path / "t")
+    for lang in ("de", "zh"):
+        assert ref["seeds"]["0"]["test"]["per_language"][lang]["accuracy"] == pytest.approx(
+            tat["per_language"][lang]["accuracy"])
+
+
+def test_eval_also_refuses_a_task_that_needs_fine_tuning(write_config, tmp_path):
+    from itt.errors import UserError
+
+    cfg = _cfg(write_config, order=[], target={"task": "xnli", "languages": ["en"]},
+               eval={"splits": ["test"], "also": ["panx"]})
+    with pytest.raises(UserError, match="eval.also: 'panx'.*only retrieval"):
+        prepare(cfg, log=lambda *a: None)
