@@ -1,6 +1,7 @@
 """The ``itt`` command line: thin wrappers over the library, one clear error line for user mistakes.
 
-Commands: ``itt run CONFIG`` (one chain), ``itt tasks`` (the task registry).
+Commands: ``itt run CONFIG`` (one chain), ``itt search CONFIG`` (the order search), ``itt space CONFIG``,
+``itt mlflow-sync EXPERIMENT_DIR`` (backfill MLflow), ``itt ui`` (the MLflow UI), ``itt tasks``.
 """
 
 from __future__ import annotations
@@ -57,8 +58,32 @@ def _print_summary(results: dict) -> None:
 def cmd_search(args) -> int:
     from search.runner import run_search
 
-    run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=args.set)
+    overrides = list(args.set) + (["search.tracking.enabled=false"] if args.no_tracking else [])
+    run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=overrides,
+               tracking_uri=args.tracking_uri)
     return 0
+
+
+def cmd_mlflow_sync(args) -> int:
+    from search.tracking import sync
+
+    sync(args.experiment_dir, args.tracking_uri)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from search.tracking import resolve_uri, ui_command
+
+    uri = resolve_uri(args.tracking_uri)
+    db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).is_file():
+        raise _usage(f"no MLflow store at {db} (run `itt search` here first, or pass --tracking-uri)")
+    print(f"MLflow UI: http://{args.host}:{args.port}  (store {uri}; Ctrl-C stops it)", flush=True)
+    # the server's own background job runner serves GenAI features only: off, it starts in half the time
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    return subprocess.call(ui_command(uri, host=args.host, port=args.port), env=env)
 
 
 def cmd_space(args) -> int:
@@ -116,7 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="folder or shared path holding experiments (default: ./runs)")
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.add_argument("--tracking-uri", help="MLflow store (default: search.tracking.tracking_uri, $MLFLOW_TRACKING_URI, "
+                                          "sqlite:///mlflow.db)")
+    s.add_argument("--no-tracking", action="store_true", help="no MLflow runs (the experiment keeps tracking/ for "
+                                                               "`itt mlflow-sync`)")
     s.set_defaults(fn=cmd_search)
+    ms = sub.add_parser("mlflow-sync", help="backfill MLflow from an experiment directory (no duplicates)")
+    ms.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
+    ms.add_argument("--tracking-uri", help="MLflow store (default: the one the search used, else sqlite:///mlflow.db)")
+    ms.set_defaults(fn=cmd_mlflow_sync)
+    u = sub.add_parser("ui", help="the MLflow UI on a search store (mlflow server bound to 127.0.0.1)")
+    u.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    u.set_defaults(fn=cmd_ui)
     sp = sub.add_parser("space", help="print the number of orders in a config's search space and a few samples")
     sp.add_argument("config")
     sp.add_argument("--samples", type=int, default=5)

@@ -81,6 +81,15 @@ class Simulate(_Strict):
     seconds_per_stage: float = Field(0.0, ge=0)  # sleep per stage, to mimic training time
 
 
+class Tracking(_Strict):
+    """MLflow tracking (search/tracking.py): a parent run per search, a child run per trial."""
+
+    enabled: bool = True  # on by default: MLflow's embedded sqlite store costs seconds per search
+    tracking_uri: str | None = None  # default: --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str | None = None  # the MLflow experiment; default: the search name
+    best_k: int = Field(1, ge=0)  # the final checkpoints of the best K trials are logged as artifacts
+
+
 class SearchConfig(_Strict):
     candidates: list[str]
     length: int | tuple[int, int] = Field(..., description="an order length k, or [min, max] (0 = F baseline)")
@@ -99,6 +108,7 @@ class SearchConfig(_Strict):
     resources: Resources = Field(default_factory=Resources)
     simulate: Simulate | None = None
     probe_steps: int = Field(50, ge=1)  # the probe's fixed fine-tune budget (ASHA's signal per stage)
+    tracking: Tracking = Field(default_factory=Tracking)
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -233,9 +233,9 @@ def _check_resources(scfg: SearchConfig) -> int:
 
 
 def run_search(config: str, *, name: str | None = None, storage: str | None = None, address: str | None = None,
-               overrides: list[str] | None = None, log=print) -> Path | str:
+               overrides: list[str] | None = None, tracking_uri: str | None = None, log=print) -> Path | str:
     """Run a search; returns the experiment directory (a Path, or the URI on an object store). All
-    config and storage checks happen before Ray starts."""
+    config, storage and tracking-store checks happen before Ray starts."""
     scfg, chain, _ = load_search(config, overrides)
     from itt.tasks import resolve_task
 
@@ -247,6 +247,10 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
                         f"{st.display}`, or pick another --name)")
     st.check_writable()
+    from search.tracking import Tracker
+
+    tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
+                             target=target.name, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
     seed_points = seed_point_orders(scfg)
     space = scfg.space()
     n_orders = space.count()
@@ -289,10 +293,15 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
                                     scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency,
                                     reuse_actors=bool(scfg.simulate)),
-        run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs, callbacks=[writer],
-                                  verbose=0),
+        run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
+                                  callbacks=[writer, tracker], verbose=0),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except BaseException:
+        tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops
+        raise
+    tracker.close()
     log("best orders:")
     for i, r in enumerate(writer.best(5), 1):
         log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")

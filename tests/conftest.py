@@ -28,6 +28,17 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _mlflow_store(tmp_path_factory):
+    """Searches in tests track to a throwaway MLflow store, never to ./mlflow.db of the checkout."""
+    if "MLFLOW_TRACKING_URI" in os.environ:
+        yield
+        return
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED.is_dir():

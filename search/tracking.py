@@ -1,0 +1,678 @@
+"""MLflow tracking of a search: one parent run per search, one child run per trial, all from the driver.
+
+Every MLflow call happens in the driver process (``Tracker`` is a Ray Tune ``Callback`` beside
+``ResultsWriter``), so Train workers never open a sqlite file and an ``http://`` server on a cluster
+needs no access from the workers. Ray's ``MLflowLoggerCallback`` is not used: it keys runs by the
+``Trial`` object and keeps no state, so a resumed search duplicates runs and leaves the old ones
+RUNNING. Here runs are keyed by tags instead:
+
+* the parent run by ``search_id`` (a uuid kept in ``<experiment>/tracking/search.json``);
+* a child run by ``trial_id`` (Ray Tune's) under that parent (``mlflow.parentRunId``).
+
+A resumed search, or ``itt mlflow-sync``, looks runs up by those tags and continues them. The tag
+``reports_logged`` (written in the same ``log_batch`` as the metrics) says how many of a trial's
+reports are in MLflow, so neither a resume nor a sync logs a report twice.
+
+Besides MLflow, the tracker keeps ``<experiment>/tracking/`` through ``Storage`` (a folder or an object
+store): ``search.json``, ``config.yaml``, ``search_space.json`` and ``trials/<trial_id>.json`` (every
+report of the trial, its status and outcome). That log, ``results.csv`` and the trials' checkpoints
+are all that ``itt mlflow-sync`` needs to rebuild the MLflow side after an outage, or for a search run
+with tracking off.
+
+Store: ``--tracking-uri`` > ``search.tracking.tracking_uri`` > ``$MLFLOW_TRACKING_URI`` >
+``sqlite:///mlflow.db`` (MLflow's own default, in the working directory).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from ray.tune import Callback
+
+from itt.errors import UserError
+from search.space import order_key
+from search.storage import Storage, is_uri
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+F_NAME = "F (no intermediate task)"
+
+
+class Outcome:
+    """Trial statuses as results.csv writes them, and the MLflow run status each one ends with."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    ERRORED = "errored"
+    INTERRUPTED = "interrupted"  # the driver stopped (Ctrl-C, exit) before the trial ended
+    RUN_STATUS = {COMPLETED: "FINISHED", STOPPED: "FINISHED", ERRORED: "FAILED", INTERRUPTED: "KILLED",
+                  RUNNING: "KILLED"}
+
+
+# Tune's own bookkeeping in every result: not the chain's metrics
+_TUNE_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+              "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
+              "episodes_this_iter", "timesteps_this_iter", "episode_reward_mean", "should_checkpoint",
+              # flags of a report, kept as tags or steps instead
+              "step", "final", "replayed", "simulated", "stage", "n_seeds"}
+
+
+# ------------------------------------------------------------------ the store
+def resolve_uri(cli: str | None = None, config: str | None = None) -> str:
+    """The tracking URI to use; a relative sqlite path is made absolute (the working directory's)."""
+    uri = cli or config or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///"):]
+        if rel and rel != ":memory:":
+            uri = "sqlite:///" + str(Path(rel).resolve())
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    return None
+
+
+@contextmanager
+def _env(**values: str):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _quiet_mlflow() -> None:
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return (s.splitlines()[0] if s else type(e).__name__)[:300]
+
+
+def connect(uri: str):
+    """An ``MlflowClient`` on ``uri`` that answered one request, or a UserError naming the store.
+
+    The check is quick (no retries, a short timeout); later requests retry a little, so a server
+    that drops mid-search costs the driver seconds, not minutes, before tracking stops."""
+    for k, v in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                 ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+        os.environ.setdefault(k, v)
+    db = _sqlite_path(uri)
+    if db is not None and not db.parent.is_dir():
+        raise UserError(f"tracking: MLflow store {uri}: folder {db.parent} does not exist")
+    try:
+        from mlflow.tracking import MlflowClient
+
+        _quiet_mlflow()  # after the import: mlflow sets its own logger up when imported
+        with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
+    except Exception as e:
+        raise UserError(f"tracking: cannot reach the MLflow store {uri} ({_first_line(e)}); start the server, "
+                        "pass another --tracking-uri, or set search.tracking.enabled: false") from None
+    return client
+
+
+# ------------------------------------------------------------------ names, params, metrics
+def _fmt(v) -> str:
+    """Short and readable: 2e-5, 0.1, 3.14e+4 -> 3.14e4, 16."""
+    if isinstance(v, float):
+        s = f"{v:.2e}" if v and not 1e-2 <= abs(v) < 1e4 else f"{v:.3g}"
+        if "e" in s:
+            mant, exp = s.split("e")
+            mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+            s = f"{mant}e{int(exp)}"
+        return s
+    return str(v)
+
+
+def _short(key: str) -> str:
+    if key.startswith("train."):
+        return key[len("train."):]
+    if key.startswith("stages."):
+        return key[len("stages."):]
+    return key
+
+
+def run_name(order: list[str], hparams: dict) -> str:
+    """What a person reads in the run list, e.g. ``toy_topic>toy_align · lr=2e-5``."""
+    name = order_key(order) or F_NAME
+    hp = " ".join(f"{_short(k)}={_fmt(v)}" for k, v in sorted(hparams.items()))
+    return f"{name} · {hp}" if hp else name
+
+
+def trial_params(order: list[str], hparams: dict, seeds: list[int], max_length: int) -> dict[str, str]:
+    """order, order_length, pos_1..pos_<longest> ('-' past the end, so parallel coordinates keep
+    every run), every hyperparameter under its dotted key, the seeds."""
+    p = {"order": order_key(order) or "F", "order_length": str(len(order)),
+         "seeds": ",".join(str(s) for s in seeds)}
+    for i in range(1, max(max_length, len(order)) + 1):
+        p[f"pos_{i}"] = order[i - 1] if i <= len(order) else "-"
+    p.update({k: _fmt(v) for k, v in hparams.items()})
+    return p
+
+
+def report_metrics(result: dict) -> dict[str, float]:
+    """The chain's numeric figures in one Tune result (Tune's bookkeeping left out)."""
+    out = {}
+    for k, v in result.items():
+        if k in _TUNE_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            continue
+        out[k] = float(v)
+    if result.get("final") and result.get("objective") is not None:
+        out["score"] = float(result["objective"])  # the optimised dev metric (results.csv's score)
+    return out
+
+
+def outcome_text(status: str, stages: int) -> str:
+    if status == Outcome.STOPPED:
+        return f"stopped by ASHA at stage {stages}"
+    return status
+
+
+# ------------------------------------------------------------------ the MLflow side
+class _Mlflow:
+    """Idempotent operations on one MLflow experiment (runs found by tag, never duplicated)."""
+
+    def __init__(self, client, experiment: str, artifact_root: Path | None):
+        self.client = client
+        exp = client.get_experiment_by_name(experiment)
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        if exp is None:
+            loc = None
+            if artifact_root is not None:  # sqlite: artifacts beside the database, not in the working dir
+                loc = (artifact_root / re.sub(r"[^\w.-]", "_", experiment)).as_uri()
+            self.exp_id = client.create_experiment(experiment, artifact_location=loc)
+        else:
+            self.exp_id = exp.experiment_id
+
+    def _find(self, filt: str):
+        runs = self.client.search_runs([self.exp_id], filter_string=filt, max_results=2,
+                                       order_by=["attributes.start_time ASC"])
+        return runs[0] if runs else None
+
+    def parent(self, search_id: str, name: str, tags: dict):
+        run = self._find(f"tags.search_id = '{search_id}' and tags.itt_role = 'search'")
+        if run is None:
+            run = self.client.create_run(self.exp_id, run_name=name, tags={**tags, "search_id": search_id,
+                                                                           "itt_role": "search"})
+        elif run.info.status != "RUNNING":
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        return run
+
+    def child(self, parent_id: str, search_id: str, trial_id: str, name: str, params: dict, *, reopen: bool):
+        """The trial's run (created when missing), with every param logged; returns (run_id, reports_logged)."""
+        from mlflow.entities import Param
+
+        run = self._find(f"tags.trial_id = '{trial_id}' and tags.search_id = '{search_id}'")
+        if run is None:
+            run = self.client.create_run(self.exp_id, run_name=name, tags={
+                "mlflow.parentRunId": parent_id, "trial_id": trial_id, "search_id": search_id, "itt_role": "trial",
+                "status": Outcome.RUNNING, "outcome": Outcome.RUNNING})
+            have, logged = {}, 0
+        else:
+            have, logged = run.data.params, int(run.data.tags.get("reports_logged", 0))
+            if reopen and run.info.status != "RUNNING":
+                self.client.update_run(run.info.run_id, status="RUNNING")
+        missing = [Param(k, v) for k, v in params.items() if k not in have]
+        for i in range(0, len(missing), 100):
+            self.client.log_batch(run.info.run_id, params=missing[i:i + 100])
+        return run.info.run_id, logged
+
+    def log_reports(self, run_id: str, reports: list[dict], start: int) -> None:
+        """Reports ``start..`` (each ``{"step", "time", "metrics"}``), and ``reports_logged`` in the same batch."""
+        from mlflow.entities import Metric, RunTag
+
+        for n, rep in enumerate(reports[start:], start=start + 1):
+            ms = [Metric(k, v, int(rep.get("time", time.time()) * 1000), int(rep["step"])) for k, v in rep["metrics"].items()]
+            tags = [RunTag("reports_logged", str(n))]
+            for i in range(0, max(len(ms), 1), 900):
+                self.client.log_batch(run_id, metrics=ms[i:i + 900], tags=tags if i + 900 >= len(ms) else [])
+
+    def end(self, run_id: str, status: str, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.set_terminated(run_id, status=status)
+
+
+# ------------------------------------------------------------------ what both the live tracker and sync use
+def read_rows(st: Storage) -> list[dict]:
+    text = st.read_text("results.csv")
+    return list(csv.DictReader(io.StringIO(text))) if text else []
+
+
+def _num(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def summary(rows: list[dict]) -> tuple[dict[str, float], dict[str, str]]:
+    """The parent run's figures: trial counts, the best trial's scores; tags naming the best order."""
+    count = lambda s: sum(1 for r in rows if r.get("status") == s)  # noqa: E731
+    m = {"trials": len(rows), "trials_completed": count(Outcome.COMPLETED), "trials_stopped": count(Outcome.STOPPED),
+         "trials_errored": count(Outcome.ERRORED)}
+    done = [r for r in rows if r.get("status") == Outcome.COMPLETED and _num(r.get("score")) is not None]
+    tags = {}
+    if done:
+        best = max(done, key=lambda r: _num(r["score"]))
+        m["best_score"] = _num(best["score"])
+        for col in ("test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean", "perturbation_score"):
+            if _num(best.get(col)) is not None:
+                m[f"best_{col}"] = _num(best[col])
+        tags = {"best_order": best.get("order") or "F", "best_trial_id": best["trial_id"]}
+    return m, tags
+
+
+def best_with_checkpoints(st: Storage, rows: list[dict], k: int, seeds: list[int]) -> list[dict]:
+    """The best ``k`` distinct configurations whose trial saved checkpoints (a replay has none: its
+    original is taken instead)."""
+    done = [r for r in rows if r.get("status") == Outcome.COMPLETED and _num(r.get("score")) is not None]
+    seen, out = set(), []
+    for r in sorted(done, key=lambda r: -_num(r["score"])):
+        key = (r.get("order"), tuple(sorted((c, r[c]) for c in r if c.startswith("hp:"))))
+        if key in seen or len(out) >= k:
+            continue
+        if all(st.exists("trials", r["trial_id"], f"seed{s}", "checkpoint", "config.json") for s in seeds):
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def _log_checkpoint(ml: _Mlflow, st: Storage, run_id: str, trial_id: str, seeds: list[int]) -> None:
+    """``trials/<id>/seed<S>/checkpoint/`` -> the child run's artifacts ``checkpoint/seed<S>/``."""
+    for s in seeds:
+        rel = ("trials", trial_id, f"seed{s}", "checkpoint")
+        if not st.remote:
+            ml.client.log_artifacts(run_id, st.path(*rel), artifact_path=f"checkpoint/seed{s}")
+            continue
+        import pyarrow.fs as pafs
+
+        tmp = Path(tempfile.mkdtemp(prefix="itt-ckpt-"))
+        try:
+            pafs.copy_files(st.path(*rel), str(tmp / "checkpoint"), source_filesystem=st.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+            ml.client.log_artifacts(run_id, str(tmp / "checkpoint"), artifact_path=f"checkpoint/seed{s}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _log_text(ml: _Mlflow, run_id: str, text: str | None, name: str) -> None:
+    if text is not None:
+        ml.client.log_text(run_id, text, name)
+
+
+def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta: dict, *, status: str,
+                  best_k: int, log=print) -> None:
+    """Summary metrics, results.csv and the best K checkpoints on the parent run, then end it."""
+    from mlflow.entities import Metric, RunTag
+
+    rows = read_rows(st)
+    figures, tags = summary(rows)
+    now = int(time.time() * 1000)
+    ml.client.log_batch(parent_id, metrics=[Metric(k, v, now, 0) for k, v in figures.items()],
+                        tags=[RunTag(k, v) for k, v in tags.items()])
+    _log_text(ml, parent_id, st.read_text("results.csv"), "results.csv")
+    seeds = meta.get("seeds") or []
+    best = best_with_checkpoints(st, rows, best_k, seeds) if best_k and seeds else []
+    for rank, r in enumerate(best, 1):
+        run = ml._find(f"tags.trial_id = '{r['trial_id']}' and tags.search_id = '{search_id}'")
+        if run is None:
+            continue
+        if run.data.tags.get("checkpoint_logged") != "true":
+            _log_checkpoint(ml, st, run.info.run_id, r["trial_id"], seeds)
+        ml.client.log_batch(run.info.run_id, tags=[RunTag("checkpoint_logged", "true"), RunTag("best_rank", str(rank))])
+    if best:
+        ml.client.set_tag(parent_id, "best_checkpoints", ",".join(r["trial_id"] for r in best))
+    ml.client.set_terminated(parent_id, status=status)
+
+
+def _search_description(scfg, n_orders: int) -> dict:
+    return {"candidates": list(scfg.candidates), "lengths": scfg.lengths, "include": list(scfg.include),
+            "before": [list(p) for p in scfg.before], "last": scfg.last, "orders": n_orders,
+            "hparams": {k: v.model_dump(exclude_none=True, exclude_defaults=True) for k, v in scfg.hparams.items()},
+            "searcher": scfg.searcher, "num_samples": scfg.num_samples, "metric": scfg.metric,
+            "scheduler": scfg.scheduler.model_dump(), "probe_steps": scfg.probe_steps,
+            "simulated": scfg.simulate is not None}
+
+
+def _parent_params(desc: dict, meta: dict) -> dict[str, str]:
+    p = {"candidates": ",".join(desc["candidates"]), "lengths": ",".join(map(str, desc["lengths"])),
+         "orders": str(desc["orders"]), "searcher": desc["searcher"],
+         "metric": desc["metric"], "scheduler": desc["scheduler"]["type"], "probe_steps": str(desc["probe_steps"]),
+         "seeds": ",".join(map(str, meta.get("seeds") or [])), "target": meta.get("target", ""),
+         "languages": ",".join(meta.get("languages") or []), "hparams": ",".join(desc["hparams"]) or "-"}
+    if desc["num_samples"]:
+        p["num_samples"] = str(desc["num_samples"])
+    for k in ("include", "before", "last"):
+        if desc[k]:
+            p[k] = json.dumps(desc[k])
+    return p
+
+
+def _open_parent(ml: _Mlflow, st: Storage, meta: dict) -> str:
+    from mlflow.entities import Param
+
+    desc = json.loads(st.read_text("tracking", "search_space.json") or "{}")
+    note = (f"Order search **{meta['name']}** over {desc.get('orders', '?')} orders of "
+            f"{', '.join(desc.get('candidates', []))} (lengths {desc.get('lengths')}); searcher {desc.get('searcher')}, "
+            f"scheduler {desc.get('scheduler', {}).get('type')}. Experiment directory: `{meta['experiment_dir']}`.")
+    run = ml.parent(meta["search_id"], meta["name"], {"experiment_dir": meta["experiment_dir"],
+                                                      "mlflow.note.content": note})
+    have = run.data.params
+    params = [Param(k, v) for k, v in _parent_params(desc, meta).items() if k not in have] if desc else []
+    if params:
+        ml.client.log_batch(run.info.run_id, params=params)
+    if "config.yaml" not in {a.path for a in ml.client.list_artifacts(run.info.run_id)}:
+        _log_text(ml, run.info.run_id, st.read_text("tracking", "config.yaml"), "config.yaml")
+        _log_text(ml, run.info.run_id, st.read_text("tracking", "search_space.json"), "search_space.json")
+    return run.info.run_id
+
+
+# ------------------------------------------------------------------ the live tracker
+class Tracker(Callback):
+    """Ray Tune callback (driver side): the ``tracking/`` log always, MLflow runs when enabled.
+
+    Build it with :meth:`create` before Ray starts (that checks the store); runs open when Tune calls
+    :meth:`setup`; :meth:`close` (in a ``finally``) ends every run, also on Ctrl-C."""
+
+    def __init__(self, *, st: Storage, meta: dict, files: dict[str, str], uri: str | None, client, best_k: int,
+                 log=print):
+        self.st, self.meta, self.files, self.uri, self.best_k, self.log = st, meta, files, uri, best_k, log
+        self.client = client
+        self.ml: _Mlflow | None = None
+        self.parent_id: str | None = None
+        self.records: dict[str, dict] = {}
+        self.runs: dict[str, tuple[str, int]] = {}  # trial id -> (run id, reports logged)
+        self.warned = False
+
+    @classmethod
+    def create(cls, *, st: Storage, scfg, chain, name: str, n_orders: int, languages: list[str], target: str,
+               uri: str | None = None, log=print) -> Tracker:
+        """Checks the MLflow store when tracking is on (a UserError before any Ray work when it fails)."""
+        import yaml
+
+        tcfg = scfg.tracking
+        resolved = resolve_uri(uri, tcfg.tracking_uri) if tcfg.enabled else None
+        client = connect(resolved) if resolved else None
+        seeds = list(scfg.seeds or chain.seeds)
+        meta = {"name": name, "experiment": tcfg.experiment or name, "tracking_uri": resolved, "seeds": seeds,
+                "max_length": max(scfg.lengths), "target": target, "languages": languages,
+                "best_k": tcfg.best_k, "experiment_dir": st.display}
+        config = {**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")}
+        files = {"config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+                 "search_space.json": json.dumps(_search_description(scfg, n_orders), indent=2)}
+        return cls(st=st, meta=meta, files=files, uri=resolved, client=client, best_k=tcfg.best_k, log=log)
+
+    # guarded MLflow calls ------------------------------------------------
+    def _warn(self, e: BaseException) -> None:
+        self.ml = None
+        if not self.warned:
+            self.warned = True
+            self.log(f"warning: MLflow at {self.uri} failed ({_first_line(e)}); tracking stops for this search. "
+                     f"Results stay in {self.st.display}; backfill with `itt mlflow-sync {self.st.display}`")
+
+    def _mlflow(self, fn, *args, **kw):
+        """``fn(*args)`` while MLflow works; the first failure (the store went away) turns tracking off
+        with one warning, and the search goes on."""
+        if self.ml is None:
+            return None
+        try:
+            return fn(*args, **kw)
+        except Exception as e:
+            self._warn(e)
+            return None
+
+    # Tune hooks ----------------------------------------------------------
+    def setup(self, **info):
+        prev = self.st.read_text("tracking", "search.json")
+        # a restored search keeps its id: its MLflow runs are found again, not duplicated
+        self.meta["search_id"] = json.loads(prev)["search_id"] if prev else uuid.uuid4().hex
+        self.st.write_text(json.dumps(self.meta, indent=2), "tracking", "search.json")
+        for fname, text in self.files.items():
+            self.st.write_text(text, "tracking", fname)
+        if self.client is not None:
+            db = _sqlite_path(self.uri)
+            try:
+                self.ml = _Mlflow(self.client, self.meta["experiment"], db.parent / "mlruns" if db else None)
+                self.parent_id = _open_parent(self.ml, self.st, self.meta)
+            except Exception as e:
+                self._warn(e)
+
+    def _record(self, trial) -> dict:
+        tid = trial.trial_id
+        if tid not in self.records:
+            from search.trial import split_config
+
+            prev = self.st.read_text("tracking", "trials", f"{tid}.json")
+            if prev:
+                self.records[tid] = json.loads(prev)
+            else:
+                order, hp = split_config(trial.config, self._space())
+                self.records[tid] = {"trial_id": tid, "order": order, "hparams": hp, "seeds": self.meta["seeds"],
+                                     "run_name": run_name(order, hp), "status": Outcome.RUNNING,
+                                     "stages_completed": 0, "replayed": False, "reports": []}
+        return self.records[tid]
+
+    def _space(self):
+        if not hasattr(self, "_space_cache"):
+            from search.space import OrderSpace
+
+            d = json.loads(self.files["search_space.json"])
+            self._space_cache = OrderSpace(candidates=d["candidates"], lengths=d["lengths"], include=d["include"],
+                                           before=[tuple(p) for p in d["before"]], last=d["last"])
+        return self._space_cache
+
+    def _save(self, rec: dict) -> None:
+        self.st.write_text(json.dumps(rec), "tracking", "trials", f"{rec['trial_id']}.json")
+
+    def _run(self, rec: dict, *, reopen: bool = False) -> tuple[str, int] | None:
+        """(run id, reports logged) of the trial's child run, found or created on first use."""
+        tid = rec["trial_id"]
+        if self.ml is not None and (tid not in self.runs or reopen):
+            params = trial_params(rec["order"], rec["hparams"], rec["seeds"], self.meta["max_length"])
+            got = self._mlflow(self.ml.child, self.parent_id, self.meta["search_id"], tid, rec["run_name"], params,
+                               reopen=reopen)
+            if got is not None:
+                self.runs[tid] = got
+        return self.runs.get(tid) if self.ml is not None else None
+
+    def _push(self, rec: dict) -> None:
+        run = self._run(rec)
+        if run is None or len(rec["reports"]) <= run[1]:
+            return
+        self._mlflow(self.ml.log_reports, run[0], rec["reports"], run[1])
+        if self.ml is not None:
+            self.runs[rec["trial_id"]] = (run[0], len(rec["reports"]))
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        rec = self._record(trial)
+        restarted = rec["status"] != Outcome.RUNNING or bool(rec["reports"])
+        if restarted:  # a resumed search runs the trial again from its start
+            rec.update(status=Outcome.RUNNING, stages_completed=0, reports=[], final=False)
+        self._save(rec)
+        run = self._run(rec, reopen=True)
+        if run is not None and run[1]:  # its reports start over (MLflow keeps the earlier points)
+            self._mlflow(self.ml.client.set_tag, run[0], "reports_logged", "0")
+            self.runs[rec["trial_id"]] = (run[0], 0)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        rec = self._record(trial)
+        step = int(result.get("step", 0))
+        if result.get("final"):
+            rec["final"] = True
+        else:
+            rec["stages_completed"] = max(rec["stages_completed"], step)
+        if result.get("replayed"):
+            rec["replayed"] = True
+        rec["reports"].append({"step": step, "time": time.time(), "metrics": report_metrics(result)})
+        self._save(rec)
+        self._push(rec)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        rec = self._record(trial)
+        self._end(rec, Outcome.COMPLETED if rec.get("final") else Outcome.STOPPED)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        rec = self._record(trial)
+        try:
+            err = trial.get_error()
+            rec["error"] = _first_line(err) if err is not None else None
+        except Exception:
+            pass
+        self._end(rec, Outcome.ERRORED)
+
+    def _end(self, rec: dict, status: str) -> None:
+        rec["status"] = status
+        self._save(rec)
+        self._push(rec)
+        run = self._run(rec)
+        if run is not None:
+            self._mlflow(self.ml.end, run[0], Outcome.RUN_STATUS[status], end_tags(rec))
+
+    # the end of the search ---------------------------------------------------------
+    def close(self, *, interrupted: bool = False) -> None:
+        """End every run still open (KILLED when the search did not finish), log the summary,
+        results.csv and the best K checkpoints to the parent run. Never raises."""
+        open_ = [r for r in self.records.values() if r["status"] == Outcome.RUNNING]
+        interrupted = interrupted or bool(open_)
+        for rec in open_:
+            rec["status"] = Outcome.INTERRUPTED
+            try:
+                self._save(rec)
+            except Exception:
+                pass
+            run = self._run(rec)
+            if run is not None:
+                self._mlflow(self.ml.end, run[0], "KILLED", end_tags(rec))
+        if self.ml is not None and self.parent_id is not None:
+            self._mlflow(finish_parent, self.ml, self.st, self.parent_id, self.meta["search_id"], self.meta,
+                         status="KILLED" if interrupted else "FINISHED", best_k=self.best_k, log=self.log)
+            if self.ml is not None:
+                where = self.uri if not self.uri.startswith("sqlite:") else f"{self.uri} (`itt ui` shows it)"
+                self.log(f"MLflow: experiment '{self.meta['experiment']}', parent run {self.parent_id} in {where}")
+
+
+def end_tags(rec: dict) -> dict:
+    tags = {"status": rec["status"], "outcome": outcome_text(rec["status"], rec.get("stages_completed", 0)),
+            "stages_completed": rec.get("stages_completed", 0)}
+    if rec.get("replayed"):
+        tags["replayed"] = "true"
+    if rec.get("error"):
+        tags["error"] = rec["error"][:500]
+    return tags
+
+
+# ------------------------------------------------------------------ itt mlflow-sync
+def storage_of(exp_dir: str) -> Storage:
+    """An experiment directory (a folder or a store URI with its query) -> Storage(root, name)."""
+    if is_uri(exp_dir):
+        base, _, query = exp_dir.partition("?")
+        base = base.rstrip("/")
+        root, _, name = base.rpartition("/")
+        return Storage(root + (f"?{query}" if query else ""), name)
+    p = Path(exp_dir[len("file://"):] if exp_dir.startswith("file://") else exp_dir).resolve()
+    return Storage(str(p.parent), p.name)
+
+
+def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
+    """Backfill MLflow from an experiment directory: every trial of results.csv gets its child run
+    (found by trial id, created when missing), the reports MLflow lacks, its final status; the parent
+    gets its summary, results.csv and the best K checkpoints. Running it twice changes nothing."""
+    st = storage_of(exp_dir)
+    if not st.exists("results.csv"):
+        raise UserError(f"{exp_dir}: no results.csv here (not an `itt search` experiment directory)")
+    meta = json.loads(st.read_text("tracking", "search.json") or "{}")
+    if not meta:  # an experiment from before tracking/ existed: what results.csv holds is enough
+        meta = {"name": st.name, "experiment": st.name, "search_id": f"dir-{st.name}", "seeds": [],
+                "max_length": 0, "best_k": 1, "experiment_dir": st.display}
+    meta["experiment_dir"] = st.display
+    target_uri = resolve_uri(uri, meta.get("tracking_uri"))
+    client = connect(target_uri)
+    db = _sqlite_path(target_uri)
+    ml = _Mlflow(client, meta["experiment"], db.parent / "mlruns" if db else None)
+    parent_id = _open_parent(ml, st, meta)
+    rows = read_rows(st)
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    max_len = max([meta.get("max_length") or 0] + [int(r.get("order_length") or 0) for r in rows])
+    for row in rows:
+        tid = row["trial_id"]
+        rec = json.loads(st.read_text("tracking", "trials", f"{tid}.json") or "null") or _record_from_row(row, meta)
+        status = row.get("status") or rec["status"]
+        existed = ml._find(f"tags.trial_id = '{tid}' and tags.search_id = '{meta['search_id']}'")
+        params = trial_params(rec["order"], rec["hparams"], rec["seeds"], max_len)
+        run_id, logged = ml.child(parent_id, meta["search_id"], tid, rec["run_name"], params, reopen=False)
+        new_reports = len(rec["reports"]) > logged
+        if new_reports:
+            ml.log_reports(run_id, rec["reports"], logged)
+        rec["status"] = status
+        want = Outcome.RUN_STATUS.get(status, "KILLED")
+        if existed is None:
+            counts["created"] += 1
+        elif new_reports or existed.info.status != want or existed.data.tags.get("status") != status:
+            counts["updated"] += 1
+        else:
+            counts["unchanged"] += 1
+            continue
+        ml.end(run_id, want, end_tags(rec))
+    finish_parent(ml, st, parent_id, meta["search_id"], meta,
+                  status="FINISHED" if all(r.get("status") in Outcome.RUN_STATUS and r.get("status") != Outcome.RUNNING
+                                           for r in rows) else "KILLED",
+                  best_k=meta.get("best_k", 1), log=log)
+    log(f"mlflow-sync: {len(rows)} trials -> experiment '{meta['experiment']}' in {target_uri}: "
+        f"{counts['created']} runs created, {counts['updated']} updated, {counts['unchanged']} already complete")
+    return {**counts, "parent_run_id": parent_id}
+
+
+def _record_from_row(row: dict, meta: dict) -> dict:
+    """A trial without a tracking/ log: params and final figures from its results.csv row."""
+    order = [t for t in (row.get("order") or "").split(">") if t]
+    hp = {k[3:]: v for k, v in row.items() if k.startswith("hp:") and v not in ("", None)}
+    skip = {"trial_id", "status", "order", "order_length", "stopped_early", "replayed", "stages_completed"}
+    metrics = {k: _num(v) for k, v in row.items() if k not in skip and not k.startswith("hp:") and _num(v) is not None}
+    stages = int(row.get("stages_completed") or 0)
+    return {"trial_id": row["trial_id"], "order": order, "hparams": hp, "seeds": meta.get("seeds") or [],
+            "run_name": run_name(order, hp), "status": row.get("status"), "stages_completed": stages,
+            "replayed": row.get("replayed") == "true",
+            "reports": [{"step": len(order) + 1, "time": time.time(), "metrics": metrics}] if metrics else []}
+
+
+# ------------------------------------------------------------------ itt ui
+def ui_command(uri: str, *, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """``mlflow server`` on the search's store; a sqlite store serves its artifacts from beside the
+    database (where the tracker put them)."""
+    import sys
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+           "--workers", "1"]
+    db = _sqlite_path(uri)
+    if db is not None:
+        cmd += ["--default-artifact-root", (db.parent / "mlruns").as_uri()]
+    return cmd
