@@ -1,0 +1,383 @@
+"""MLflow tracking of a search, checked through a real ``MlflowClient`` on real stores: a sqlite file,
+and a real ``mlflow server`` process on 127.0.0.1 (started by ``itt ui``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.cli import main
+from search.space import OrderSpace, order_key
+from tests.conftest import ROOT, TINY
+from tests.test_search import TOY3, _search_config, _table
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+LANGS = ["en", "xa", "xb", "xc"]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def _rows(exp) -> dict[str, dict]:
+    with open(exp / "results.csv") as f:
+        return {r["trial_id"]: r for r in csv.DictReader(f)}
+
+
+def _runs(client: MlflowClient, experiment: str):
+    """(parent run, {trial id: child run}) of the only search in ``experiment``; fails on duplicates."""
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment '{experiment}'"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("itt_role") == "search"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    children = [r for r in runs if r.data.tags.get("itt_role") == "trial"]
+    by_trial = {r.data.tags["trial_id"]: r for r in children}
+    assert len(by_trial) == len(children), "a trial has two runs"
+    assert len(runs) == 1 + len(children)
+    return parents[0], by_trial
+
+
+def _sim_search(tmp_path, *, missing: str | None = None, seconds: float = 0.0, hparams: bool = True,
+                concurrent: int = 1, asha: bool = True):
+    """Every order of 1-2 of three toy tasks on the planted table (``missing``: an order whose row is
+    dropped, so that trial errors)."""
+    space = OrderSpace(candidates=TOY3, lengths=[1, 2])
+    table = _table(tmp_path, space)
+    if missing:
+        lines = table.read_text().splitlines()
+        table.write_text("\n".join(ln for ln in lines if not ln.startswith(missing + ",")) + "\n")
+    search = {"candidates": TOY3, "length": [1, 2], "searcher": "exhaustive",
+              "simulate": {"table": str(table), "seconds_per_stage": seconds},
+              "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2} if asha else {"type": "none"},
+              "seed_points": {"orders": ["toy_topic>toy_align"]}, "resources": {"max_concurrent": concurrent}}
+    if hparams:
+        search["hparams"] = {"train.lr": {"float": [1.0e-4, 1.0e-2], "log": True}}
+    return _search_config(tmp_path, search), table
+
+
+def _check_search(client, experiment: str, exp, *, hparams: bool = True) -> tuple:
+    """What every tracked simulated search must show: one child per results.csv row, the params and
+    metrics a comparison needs, statuses that agree with results.csv, nothing RUNNING."""
+    rows = _rows(exp)
+    parent, runs = _runs(client, experiment)
+    assert set(runs) == set(rows)
+    want_params = {"order", "order_length", "pos_1", "pos_2", "seeds"} | ({"train.lr"} if hparams else set())
+    for tid, run in runs.items():
+        row, p, m, t = rows[tid], run.data.params, run.data.metrics, run.data.tags
+        assert t["mlflow.parentRunId"] == parent.info.run_id
+        assert set(p) == want_params, p
+        order = [x for x in row["order"].split(">") if x]
+        assert p["order"] == row["order"] and p["order_length"] == str(len(order))
+        assert [p["pos_1"], p["pos_2"]] == (order + ["-"])[:2]
+        if hparams:
+            assert float(p["train.lr"]) == pytest.approx(float(row["hp:train.lr"]), rel=0.01)
+            assert run.info.run_name.startswith(f"{row['order']} · lr=")
+        else:
+            assert run.info.run_name == row["order"]
+        assert t["status"] == row["status"]
+        if row["status"] == "completed":
+            assert run.info.status == "FINISHED" and t["outcome"] == "completed"
+            assert m["score"] == pytest.approx(float(row["score"])) and m["dev_accuracy_mean"] == m["score"]
+            assert {"objective", "probe_accuracy_mean"} <= set(m)
+        elif row["status"] == "stopped":
+            assert run.info.status == "FINISHED" and "score" not in m
+            assert t["outcome"] == f"stopped by ASHA at stage {row['stages_completed']}"
+        else:
+            assert row["status"] == "errored" and run.info.status == "FAILED" and t["outcome"] == "errored"
+    assert all(r.info.status != "RUNNING" for r in [parent, *runs.values()])
+    # the parent: search description, summary figures, results.csv as an artifact
+    pm = parent.data.metrics
+    done = [r for r in rows.values() if r["status"] == "completed"]
+    assert pm["trials"] == len(rows) and pm["trials_completed"] == len(done)
+    assert pm["trials_stopped"] == sum(r["status"] == "stopped" for r in rows.values())
+    assert pm["trials_errored"] == sum(r["status"] == "errored" for r in rows.values())
+    best = max(done, key=lambda r: float(r["score"]))
+    assert pm["best_score"] == pytest.approx(float(best["score"])) and parent.data.tags["best_order"] == best["order"]
+    assert parent.data.params["candidates"] == ",".join(TOY3) and parent.data.params["orders"] == "9"
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "search_space.json", "results.csv"} <= arts
+    return parent, runs, rows
+
+
+# ------------------------------------------------------------------ simulated searches on a sqlite store
+def test_search_tracked_in_sqlite(tmp_path, ray_local):
+    """ASHA stops some orders, one trial errors: every trial has its child run, statuses agree with
+    results.csv, probe curves are logged per stage, the parent carries the summary and results.csv."""
+    from search.runner import run_search
+
+    p, table = _sim_search(tmp_path, missing="toy_align>toy_length")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = run_search(str(p), name="tracked", storage=str(tmp_path / "runs"), tracking_uri=uri, log=lambda *a: None)
+    client = MlflowClient(uri)
+    parent, runs, rows = _check_search(client, "tracked", exp)
+    statuses = {r["status"] for r in rows.values()}
+    assert statuses == {"completed", "stopped", "errored"}, statuses
+    # probe per stage (step = stage index) as the planted table has it
+    probes = {r[0]: (float(r[1]), float(r[2])) for r in csv.reader(open(table)) if r[0] == "toy_topic>toy_align"}
+    run = next(r for r in runs.values() if r.data.params["order"] == "toy_topic>toy_align")
+    hist = client.get_metric_history(run.info.run_id, "probe_accuracy_mean")
+    assert sorted((m.step, round(m.value, 9)) for m in hist) == [(1, probes["toy_topic>toy_align"][0]),
+                                                                (2, probes["toy_topic>toy_align"][1])]
+    # the resolved config and the space, as artifacts of the parent
+    cfg = yaml.safe_load(client.download_artifacts(parent.info.run_id, "config.yaml", str(tmp_path / "dl")) and
+                         (tmp_path / "dl" / "config.yaml").read_text())
+    assert cfg["search"]["candidates"] == TOY3 and cfg["target"]["task"] == "toy_xnli"
+    csv_art = client.download_artifacts(parent.info.run_id, "results.csv", str(tmp_path / "dl"))
+    assert open(csv_art).read() == (exp / "results.csv").read_text()
+    # artifacts sit beside the database, not in the working directory
+    assert client.get_experiment_by_name("tracked").artifact_location.startswith((tmp_path / "mlruns").as_uri())
+
+
+def test_sync_backfills_a_search_run_without_tracking(tmp_path, ray_local, capsys):
+    """`--no-tracking`: nothing in MLflow; `itt mlflow-sync` then builds the same runs from the experiment
+    directory (probe curves included); a second sync adds nothing."""
+    p, _ = _sim_search(tmp_path, missing="toy_length>toy_topic")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs_dir = tmp_path / "runs"
+    assert main(["search", str(p), "--storage", str(runs_dir), "--name", "offline", "--no-tracking",
+                 "--tracking-uri", uri]) == 0
+    exp = runs_dir / "offline"
+    assert not (tmp_path / "mlflow.db").exists()
+    capsys.readouterr()
+    assert main(["mlflow-sync", str(exp), "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    n = len(_rows(exp))
+    assert f"{n} runs created" in out, out
+    client = MlflowClient(uri)
+    parent, runs, rows = _check_search(client, "offline", exp)
+    history = {tid: len(client.get_metric_history(r.info.run_id, "objective")) for tid, r in runs.items()}
+    assert all(history[tid] == len(json.loads((exp / "tracking" / "trials" / f"{tid}.json").read_text())["reports"])
+               for tid in rows)
+    assert main(["mlflow-sync", str(exp), "--tracking-uri", uri]) == 0
+    assert "0 runs created, 0 updated" in capsys.readouterr().out
+    parent2, runs2 = _runs(client, "offline")
+    assert parent2.info.run_id == parent.info.run_id and {t: r.info.run_id for t, r in runs2.items()} == \
+        {t: r.info.run_id for t, r in runs.items()}
+    assert {tid: len(client.get_metric_history(r.info.run_id, "objective")) for tid, r in runs2.items()} == history
+
+
+def test_interrupted_search_leaves_no_run_running(tmp_path, ray_local):
+    """Ctrl-C in the driver mid-search: the parent and the trials still open end KILLED."""
+    from search.runner import run_search
+
+    p, _ = _sim_search(tmp_path, seconds=0.5, concurrent=2, asha=False, hparams=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def log(msg):
+        if msg.startswith("["):  # the first trial ended: the others are still running
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(str(p), name="cut", storage=str(tmp_path / "runs"), tracking_uri=uri, log=log)
+    parent, runs = _runs(MlflowClient(uri), "cut")
+    assert parent.info.status == "KILLED"
+    assert runs and all(r.info.status in ("FINISHED", "KILLED") for r in runs.values())
+    killed = [r for r in runs.values() if r.info.status == "KILLED"]
+    assert killed and all(r.data.tags["outcome"] == "interrupted" for r in killed)
+
+
+def test_unreachable_tracking_server_stops_before_ray(tmp_path, capsys):
+    p, _ = _sim_search(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--tracking-uri", f"http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: tracking: cannot reach the MLflow store"), err
+    assert f"127.0.0.1:{port}" in err[0] and time.time() - t0 < 60
+    assert not _experiments(tmp_path / "runs")
+    code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "does not exist" in err[0] and not _experiments(tmp_path / "runs")
+
+
+def _experiments(storage) -> list:
+    """What a search left in its storage root (the write check leaves the root itself, empty)."""
+    return sorted(p.name for p in storage.iterdir()) if storage.exists() else []
+
+
+def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path, monkeypatch):
+    from search.tracking import resolve_uri, run_name
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert resolve_uri(None, "http://h:5000") == "http://h:5000"
+    assert resolve_uri("http://a:1", "http://h:5000") == "http://a:1"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_uri() == "http://env:5000" and resolve_uri(None, "sqlite:///x.db") == f"sqlite:///{tmp_path / 'x.db'}"
+    assert run_name(["mnli", "anli", "sst2"], {"train.lr": 2e-5}) == "mnli>anli>sst2 · lr=2e-5"
+    assert run_name([], {}) == "F (no intermediate task)"
+
+
+# ------------------------------------------------------------------ a real mlflow server (itt ui), an outage
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def itt_ui(tmp_path):
+    """``itt ui`` on a sqlite store in tmp_path: a real ``mlflow server`` on 127.0.0.1."""
+    db = tmp_path / "server" / "mlflow.db"
+    db.parent.mkdir()
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # the store exists before the UI opens it
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--tracking-uri", f"sqlite:///{db}",
+                             "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"itt ui did not come up: {proc.stdout.read()[-2000:]}")
+        time.sleep(0.5)
+
+    def stop():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the UI's own process group (mlflow server + uvicorn)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+    yield {"url": url, "db": db, "stop": stop, "proc": proc}
+    stop()
+
+
+def test_http_server_then_outage_then_sync(tmp_path, ray_local, itt_ui, capsys):
+    """Through a real `mlflow server` (http): a whole search is tracked; then the server dies mid-search:
+    the search finishes with one warning, and `itt mlflow-sync` completes MLflow, twice without duplicates."""
+    from search.runner import run_search
+
+    url = itt_ui["url"]
+    assert url.startswith("http://127.0.0.1:")
+    client = MlflowClient(url)
+    p, _ = _sim_search(tmp_path)
+    exp = run_search(str(p), name="over-http", storage=str(tmp_path / "runs"), tracking_uri=url, log=lambda *a: None)
+    _check_search(client, "over-http", exp)
+    # the server goes away after the first trial ends; the search goes on
+    lines: list[str] = []
+
+    def log(msg):
+        lines.append(msg)
+        if msg.startswith("[") and itt_ui["proc"].poll() is None:
+            itt_ui["stop"]()
+
+    exp2 = run_search(str(p), name="outage", storage=str(tmp_path / "runs"), tracking_uri=url, log=log)
+    warnings = [ln for ln in lines if ln.startswith("warning: MLflow")]
+    assert len(warnings) == 1 and "itt mlflow-sync" in warnings[0], lines
+    rows = _rows(exp2)
+    assert len(rows) == 9 and all(r["status"] in ("completed", "stopped") for r in rows.values())
+    # the server's store, read directly: the search is incomplete there
+    db_uri = f"sqlite:///{itt_ui['db']}"
+    direct = MlflowClient(db_uri)
+    exp_id = direct.get_experiment_by_name("outage").experiment_id
+    assert len(direct.search_runs([exp_id])) < 1 + len(rows)
+    capsys.readouterr()
+    assert main(["mlflow-sync", str(exp2), "--tracking-uri", db_uri]) == 0
+    _check_search(direct, "outage", exp2)
+    assert main(["mlflow-sync", str(exp2), "--tracking-uri", db_uri]) == 0
+    assert "0 runs created, 0 updated" in capsys.readouterr().out
+    _check_search(direct, "outage", exp2)
+
+
+# ------------------------------------------------------------------ a real (tiny) training search: checkpoints
+def test_best_checkpoint_logged_and_reloaded_reproduces_dev_metric(tmp_path, ray_local):
+    """The best trial's final checkpoint goes to MLflow; rebuilt from the downloaded artifacts with
+    itt.models, it scores the trial's logged dev metric again (CPU, within 1e-6)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from itt.chain import _score, prepare
+    from itt.config import load_config
+    from itt.kinds import handler
+    from itt.models import ClassificationHead, TaskModel, hidden_size
+    from itt.train import make_accelerator
+    from search.runner import run_search
+
+    base = {**TINY, "save_checkpoint": True, "seeds": [0], "eval": {"batch_size": 64, "perturbation": {"enabled": True}}}
+    search = {"candidates": ["toy_topic"], "length": [0, 1], "searcher": "exhaustive", "probe_steps": 3,
+              "scheduler": {"type": "none"},
+              "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "trial_cpus": 0.5, "max_concurrent": 1}}
+    p = _search_config(tmp_path, search, base)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = run_search(str(p), name="ckpt", storage=str(tmp_path / "runs"), tracking_uri=uri, log=lambda *a: None)
+    client = MlflowClient(uri)
+    parent, runs = _runs(client, "ckpt")
+    rows = _rows(exp)
+    assert len(runs) == len(rows) == 2 and all(r["status"] == "completed" for r in rows.values())
+    for tid, run in runs.items():  # a real chain logs every language and the robustness figures
+        m = run.data.metrics
+        assert {f"test_accuracy_{lang}" for lang in LANGS} <= set(m)
+        assert {f"dev_accuracy_{x}" for x in ["mean", "std", "worst", "transfer_gap", *LANGS]} <= set(m)
+        assert {"test_accuracy_mean", "test_accuracy_worst", "perturbation_score", "score"} <= set(m)
+        assert m["test_accuracy_mean"] == pytest.approx(float(rows[tid]["test_mean"]))
+        if run.data.params["order"] != "F":
+            assert [h.step for h in client.get_metric_history(run.info.run_id, "probe_accuracy_mean")] == [1]
+        else:
+            assert run.info.run_name == "F (no intermediate task)" and "probe_accuracy_mean" not in m
+    best_id = max(rows.values(), key=lambda r: float(r["score"]))["trial_id"]
+    assert parent.data.tags["best_checkpoints"] == best_id
+    best = runs[best_id]
+    assert client.get_run(best.info.run_id).data.tags["best_rank"] == "1"
+    assert all(not client.list_artifacts(r.info.run_id) for t, r in runs.items() if t != best_id)  # K = 1
+    ck = client.download_artifacts(best.info.run_id, "checkpoint/seed0", str(tmp_path / "dl"))
+    names = {f.name for f in Path(ck).iterdir()}
+    assert {"model.safetensors", "config.json", "head.safetensors", "tokenizer.json"} <= names
+    # rebuild: encoder + tokenizer + target head from the artifacts alone
+    meta = json.loads(open(f"{ck}/itt_meta.json").read())
+    enc = AutoModel.from_pretrained(ck)
+    tok = AutoTokenizer.from_pretrained(ck)
+    task_cfg = load_config(str(p)).model_copy(update={"order": []})  # the search's base chain: same data
+    prepared = prepare(task_cfg.model_copy(update={"order": []}), log=lambda *a: None)
+    target = prepared.target
+    head = ClassificationHead(hidden_size(enc), len(target.labels))
+    head.load_state_dict(load_file(f"{ck}/head.safetensors"))
+    model = TaskModel(enc, head, meta["pooling"], target.is_regression).eval()
+    prepared.tokenizer = tok
+    h = handler(target.kind)
+    hp = task_cfg.stage_hparams(None)
+    sets = {lang: (prepared.eval[("dev", lang)], h.featurize(prepared.eval[("dev", lang)], target, tok, hp, train=False))
+            for lang in prepared.languages}
+    with torch.no_grad():
+        per_lang = _score(prepared, make_accelerator(task_cfg.hardware), model, sets, None, "dev")
+    dev_mean = sum(per_lang[lang]["accuracy"] for lang in prepared.languages) / len(prepared.languages)
+    for lang in prepared.languages:
+        assert per_lang[lang]["accuracy"] == pytest.approx(best.data.metrics[f"dev_accuracy_{lang}"], abs=1e-6)
+    assert dev_mean == pytest.approx(best.data.metrics["dev_accuracy_mean"], abs=1e-6)
+    assert best.data.metrics["dev_accuracy_mean"] == pytest.approx(float(rows[best_id]["score"]), abs=1e-12)
