@@ -115,7 +115,7 @@ def connect(uri: str):
 
     The check is quick (no retries, a short timeout); later requests retry a little, so a server
     that drops mid-search costs the driver seconds, not minutes, before tracking stops."""
-    for k, v in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    for k, v in (("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"), ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
                  ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
         os.environ.setdefault(k, v)
     db = _sqlite_path(uri)
@@ -430,6 +430,10 @@ class Tracker(Callback):
         files = {"config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
                  "search_space.json": json.dumps(_search_description(scfg, n_orders), indent=2)}
         return cls(st=st, meta=meta, files=files, uri=resolved, client=client, best_k=tcfg.best_k, log=log)
+
+    def __getstate__(self):
+        """Tune pickles its callbacks with the experiment: the client (sockets, locks) stays behind."""
+        return {**self.__dict__, "client": None, "ml": None}
 
     # guarded MLflow calls ------------------------------------------------
     def _warn(self, e: BaseException) -> None:

@@ -289,13 +289,21 @@ def test_http_server_then_outage_then_sync(tmp_path, ray_local, itt_ui, capsys):
     p, _ = _sim_search(tmp_path)
     exp = run_search(str(p), name="over-http", storage=str(tmp_path / "runs"), tracking_uri=url, log=lambda *a: None)
     _check_search(client, "over-http", exp)
-    # the server goes away after the first trial ends; the search goes on
+    # the server goes away after the first trial ends; the search goes on (the log function is pickled
+    # with the Tune callbacks: it holds plain values only)
     lines: list[str] = []
+    pgid, port = itt_ui["proc"].pid, int(url.rsplit(":", 1)[1])
 
     def log(msg):
         lines.append(msg)
-        if msg.startswith("[") and itt_ui["proc"].poll() is None:
-            itt_ui["stop"]()
+        if msg.startswith("[") and not any(ln.startswith("[") for ln in lines[:-1]):
+            os.killpg(pgid, signal.SIGKILL)
+            for _ in range(50):  # until the port refuses connections
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    time.sleep(0.1)
+                except OSError:
+                    break
 
     exp2 = run_search(str(p), name="outage", storage=str(tmp_path / "runs"), tracking_uri=url, log=log)
     warnings = [ln for ln in lines if ln.startswith("warning: MLflow")]
