@@ -412,6 +412,7 @@ class Tracker(Callback):
         self.records: dict[str, dict] = {}
         self.runs: dict[str, tuple[str, int]] = {}  # trial id -> (run id, reports logged)
         self.warned = False
+        self.closed = False
 
     @classmethod
     def create(cls, *, st: Storage, scfg, chain, name: str, n_orders: int, languages: list[str], target: str,
@@ -462,6 +463,12 @@ class Tracker(Callback):
         self.st.write_text(json.dumps(self.meta, indent=2), "tracking", "search.json")
         for fname, text in self.files.items():
             self.st.write_text(text, "tracking", fname)
+        self.closed, self.runs, self.records = False, {}, {}
+        if self.client is None and self.uri:  # unpickled by Tuner.restore: connect again
+            try:
+                self.client = connect(self.uri)
+            except UserError as e:
+                self._warn(e)
         if self.client is not None:
             db = _sqlite_path(self.uri)
             try:
@@ -562,9 +569,15 @@ class Tracker(Callback):
             self._mlflow(self.ml.end, run[0], Outcome.RUN_STATUS[status], end_tags(rec))
 
     # the end of the search ---------------------------------------------------------
+    def on_experiment_end(self, trials, **info):
+        self.close()  # Tune ends a fit here, also after Ctrl-C (SIGINT) and after a restore
+
     def close(self, *, interrupted: bool = False) -> None:
         """End every run still open (KILLED when the search did not finish), log the summary,
-        results.csv and the best K checkpoints to the parent run. Never raises."""
+        results.csv and the best K checkpoints to the parent run. Once per fit; never raises."""
+        if self.closed:
+            return
+        self.closed = True
         open_ = [r for r in self.records.values() if r["status"] == Outcome.RUNNING]
         interrupted = interrupted or bool(open_)
         for rec in open_:

@@ -389,3 +389,45 @@ def test_best_checkpoint_logged_and_reloaded_reproduces_dev_metric(tmp_path, ray
         assert per_lang[lang]["accuracy"] == pytest.approx(best.data.metrics[f"dev_accuracy_{lang}"], abs=1e-6)
     assert dev_mean == pytest.approx(best.data.metrics["dev_accuracy_mean"], abs=1e-6)
     assert best.data.metrics["dev_accuracy_mean"] == pytest.approx(float(rows[best_id]["score"]), abs=1e-12)
+
+
+def test_resumed_search_continues_the_same_runs(tmp_path, ray_local):
+    """The driver stops mid-search (runs end KILLED); `Tuner.restore` resumes it with the callbacks Tune
+    saved: the interrupted trials' child runs are reopened and finished, never duplicated, and the
+    parent run is the same one, FINISHED."""
+    from ray import tune
+
+    from search.config import load_search
+    from search.runner import run_search
+    from search.storage import Storage
+    from search.trial import TrialContext, chain_trial
+
+    p, _ = _sim_search(tmp_path, seconds=0.4, concurrent=2, asha=False, hparams=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    flag = str(tmp_path / "interrupted-once")
+
+    def log(msg):  # pickled with the callbacks: interrupts the first fit only
+        if msg.startswith("[") and not os.path.exists(flag):
+            open(flag, "w").close()
+            raise KeyboardInterrupt
+
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        run_search(str(p), name="resumed", storage=str(runs_dir), tracking_uri=uri, log=log)
+    client = MlflowClient(uri)
+    parent, before = _runs(client, "resumed")
+    killed = {t for t, r in before.items() if r.info.status == "KILLED"}
+    assert parent.info.status == "KILLED" and killed
+    exp = runs_dir / "resumed"
+    assert tune.Tuner.can_restore(str(exp))
+    scfg, chain, _ = load_search(str(p))
+    ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), storage=Storage(str(runs_dir), "resumed"),
+                       metric="accuracy")
+    trainable = tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), {"cpu": scfg.resources.trial_cpus})
+    tune.Tuner.restore(str(exp), trainable, resume_unfinished=True, resume_errored=True).fit()
+    parent2, after = _runs(client, "resumed")  # fails on a duplicated run
+    assert parent2.info.run_id == parent.info.run_id and parent2.info.status == "FINISHED"
+    assert set(before) <= set(after) and all(after[t].info.run_id == before[t].info.run_id for t in before)
+    assert len(after) == 9 and all(r.info.status == "FINISHED" for r in after.values())
+    for t in killed:
+        assert after[t].data.tags["outcome"] == "completed" and "score" in after[t].data.metrics
