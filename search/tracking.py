@@ -316,6 +316,7 @@ def _log_checkpoint(ml: _Mlflow, st: Storage, run_id: str, trial_id: str, seeds:
         import pyarrow.fs as pafs
 
         tmp = Path(tempfile.mkdtemp(prefix="itt-ckpt-"))
+        (tmp / "checkpoint").mkdir()  # pyarrow's local filesystem does not create it
         try:
             pafs.copy_files(st.path(*rel), str(tmp / "checkpoint"), source_filesystem=st.fs,
                             destination_filesystem=pafs.LocalFileSystem())

@@ -132,6 +132,15 @@ def test_itt_search_on_s3(s3, tmp_path):
     dedup = st.fs.get_file_info(pafs.FileSelector(st.path("dedup")))
     assert len(dedup) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
+    # MLflow (the session's store, see conftest): the best trial's checkpoint, read from the bucket
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("s3demo").experiment_id],
+                              filter_string="tags.best_rank = '1'")
+    assert len(runs) == 1, r.stdout[-3000:]
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id, "checkpoint/seed0")} >= {
+        "checkpoint/seed0/model.safetensors", "checkpoint/seed0/head.safetensors", "checkpoint/seed0/config.json"}
     # the same name again is refused, before any trial starts
     r2 = _itt(["search", "cfg.yaml", "--storage", uri], tmp_path, timeout=120)
     assert r2.returncode == 2 and "exists already" in r2.stderr and "Traceback" not in r2.stderr
