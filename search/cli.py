@@ -77,6 +77,9 @@ def cmd_ui(args) -> int:
     from search.tracking import resolve_uri, ui_command
 
     uri = resolve_uri(args.tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        print(f"{uri} is an MLflow server already: open it in a browser")
+        return 0
     db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
     if db is not None and not Path(db).is_file():
         raise _usage(f"no MLflow store at {db} (run `itt search` here first, or pass --tracking-uri)")

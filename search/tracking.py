@@ -331,14 +331,15 @@ def _log_text(ml: _Mlflow, run_id: str, text: str | None, name: str) -> None:
 
 
 def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta: dict, *, status: str,
-                  best_k: int, log=print) -> None:
+                  best_k: int) -> None:
     """Summary metrics, results.csv and the best K checkpoints on the parent run, then end it."""
     from mlflow.entities import Metric, RunTag
 
     rows = read_rows(st)
     figures, tags = summary(rows)
     now = int(time.time() * 1000)
-    ml.client.log_batch(parent_id, metrics=[Metric(k, v, now, 0) for k, v in figures.items()],
+    have = ml.client.get_run(parent_id).data.metrics  # a second sync logs no second point
+    ml.client.log_batch(parent_id, metrics=[Metric(k, v, now, 0) for k, v in figures.items() if have.get(k) != v],
                         tags=[RunTag(k, v) for k, v in tags.items()])
     _log_text(ml, parent_id, st.read_text("results.csv"), "results.csv")
     seeds = meta.get("seeds") or []
@@ -592,7 +593,7 @@ class Tracker(Callback):
                 self._mlflow(self.ml.end, run[0], "KILLED", end_tags(rec))
         if self.ml is not None and self.parent_id is not None:
             self._mlflow(finish_parent, self.ml, self.st, self.parent_id, self.meta["search_id"], self.meta,
-                         status="KILLED" if interrupted else "FINISHED", best_k=self.best_k, log=self.log)
+                         status="KILLED" if interrupted else "FINISHED", best_k=self.best_k)
             if self.ml is not None:
                 where = self.uri if not self.uri.startswith("sqlite:") else f"{self.uri} (`itt ui` shows it)"
                 self.log(f"MLflow: experiment '{self.meta['experiment']}', parent run {self.parent_id} in {where}")
@@ -644,6 +645,8 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
         tid = row["trial_id"]
         rec = json.loads(st.read_text("tracking", "trials", f"{tid}.json") or "null") or _record_from_row(row, meta)
         status = row.get("status") or rec["status"]
+        if status == Outcome.RUNNING:  # the driver stopped before the trial ended (a resume continues it)
+            status = Outcome.INTERRUPTED
         existed = ml._find(f"tags.trial_id = '{tid}' and tags.search_id = '{meta['search_id']}'")
         params = trial_params(rec["order"], rec["hparams"], rec["seeds"], max_len)
         run_id, logged = ml.child(parent_id, meta["search_id"], tid, rec["run_name"], params, reopen=False)
@@ -663,7 +666,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     finish_parent(ml, st, parent_id, meta["search_id"], meta,
                   status="FINISHED" if all(r.get("status") in Outcome.RUN_STATUS and r.get("status") != Outcome.RUNNING
                                            for r in rows) else "KILLED",
-                  best_k=meta.get("best_k", 1), log=log)
+                  best_k=meta.get("best_k", 1))
     log(f"mlflow-sync: {len(rows)} trials -> experiment '{meta['experiment']}' in {target_uri}: "
         f"{counts['created']} runs created, {counts['updated']} updated, {counts['unchanged']} already complete")
     return {**counts, "parent_run_id": parent_id}

@@ -176,6 +176,7 @@ def test_sync_backfills_a_search_run_without_tracking(tmp_path, ray_local, capsy
     assert parent2.info.run_id == parent.info.run_id and {t: r.info.run_id for t, r in runs2.items()} == \
         {t: r.info.run_id for t, r in runs.items()}
     assert {tid: len(client.get_metric_history(r.info.run_id, "objective")) for tid, r in runs2.items()} == history
+    assert len(client.get_metric_history(parent.info.run_id, "trials")) == 1
 
 
 def test_interrupted_search_leaves_no_run_running(tmp_path, ray_local):
@@ -232,6 +233,13 @@ def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path, monkeypat
     assert resolve_uri() == "http://env:5000" and resolve_uri(None, "sqlite:///x.db") == f"sqlite:///{tmp_path / 'x.db'}"
     assert run_name(["mnli", "anli", "sst2"], {"train.lr": 2e-5}) == "mnli>anli>sst2 · lr=2e-5"
     assert run_name([], {}) == "F (no intermediate task)"
+
+
+
+def test_itt_ui_without_a_store_is_one_error_line(tmp_path, capsys):
+    code = main(["ui", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: no MLflow store at"), err
 
 
 # ------------------------------------------------------------------ a real mlflow server (itt ui), an outage
