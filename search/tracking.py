@@ -403,7 +403,8 @@ class Tracker(Callback):
     """Ray Tune callback (driver side): the ``tracking/`` log always, MLflow runs when enabled.
 
     Build it with :meth:`create` before Ray starts (that checks the store); runs open when Tune calls
-    :meth:`setup`; :meth:`close` (in a ``finally``) ends every run, also on Ctrl-C."""
+    :meth:`setup`; :meth:`close` (from ``on_experiment_end``, and the runner on an exception) ends
+    every run, also on Ctrl-C."""
 
     def __init__(self, *, st: Storage, meta: dict, files: dict[str, str], uri: str | None, client, best_k: int,
                  log=print):

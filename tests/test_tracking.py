@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from search.cli import main
-from search.space import OrderSpace, order_key
-from tests.conftest import ROOT, TINY
+from search.space import OrderSpace
+from tests.conftest import TINY
 from tests.test_search import TOY3, _search_config, _table
 
 mlflow = pytest.importorskip("mlflow")
