@@ -439,3 +439,35 @@ def test_resumed_search_continues_the_same_runs(tmp_path, ray_local):
     assert len(after) == 9 and all(r.info.status == "FINISHED" for r in after.values())
     for t in killed:
         assert after[t].data.tags["outcome"] == "completed" and "score" in after[t].data.metrics
+
+
+def test_replayed_trial_is_tagged(tmp_path):
+    """The tracker on its own (no Ray run): a trial whose reports are replays of an identical earlier
+    trial gets the tag `replayed`; its metrics and outcome are those reports'."""
+    from types import SimpleNamespace
+
+    from search.config import load_search
+    from search.storage import Storage
+    from search.tracking import Tracker
+
+    p, _ = _sim_search(tmp_path, hparams=False)
+    scfg, chain, _ = load_search(str(p))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    st = Storage(str(tmp_path / "runs"), "replay")
+    tr = Tracker.create(st=st, scfg=scfg, chain=chain, name="replay", n_orders=9, languages=LANGS,
+                        target="toy_xnli", uri=uri, log=lambda *a: None)
+    tr.setup()
+    trial = SimpleNamespace(trial_id="t_00001", config={"order": "toy_topic"})
+    tr.on_trial_start(0, [], trial)
+    tr.on_trial_result(0, [], trial, {"step": 1, "objective": 0.4, "probe_accuracy_mean": 0.4, "replayed": 1,
+                                      "training_iteration": 1, "time_total_s": 3.0})
+    tr.on_trial_result(0, [], trial, {"step": 2, "objective": 0.6, "dev_accuracy_mean": 0.6, "final": 1,
+                                      "replayed": 1, "training_iteration": 2})
+    tr.on_trial_complete(0, [], trial)
+    tr.close()
+    _, runs = _runs(MlflowClient(uri), "replay")
+    run = runs["t_00001"]
+    assert run.data.tags["replayed"] == "true" and run.data.tags["outcome"] == "completed"
+    assert run.data.metrics == {"objective": 0.6, "probe_accuracy_mean": 0.4, "dev_accuracy_mean": 0.6, "score": 0.6}
+    assert run.info.run_name == "toy_topic" and run.info.status == "FINISHED"
+    assert json.loads((tmp_path / "runs" / "replay" / "tracking" / "trials" / "t_00001.json").read_text())["replayed"]
