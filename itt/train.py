@@ -238,20 +238,23 @@ class _null:
         return False
 
 
-@torch.no_grad()
-def predict(accelerator, model: TaskModel, tok_ds, tokenizer, *, batch_size: int) -> np.ndarray:
-    """Predictions in dataset order: class indices, or floats for regression."""
+def _forward_batches(accelerator, model, tok_ds, tokenizer, batch_size: int):
+    """The model's outputs batch by batch over an eval loader (eval mode, autocast; train mode after)."""
     loader = accelerator.prepare(eval_loader(tok_ds, tokenizer, batch_size=batch_size, on_gpu=accelerator.device.type == "cuda"))
     model.eval()
-    out = []
     for batch in loader:
         batch.pop("labels", None)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            logits = model(**batch)
-        pred = logits.float() if model.regression else logits.argmax(-1)
-        out.append(accelerator.gather_for_metrics(pred).cpu())
+            yield model(**batch)
     model.train()
+
+
+@torch.no_grad()
+def predict(accelerator, model: TaskModel, tok_ds, tokenizer, *, batch_size: int) -> np.ndarray:
+    """Predictions in dataset order: class indices, or floats for regression."""
+    out = [accelerator.gather_for_metrics(logits.float() if model.regression else logits.argmax(-1)).cpu()
+           for logits in _forward_batches(accelerator, model, tok_ds, tokenizer, batch_size)]
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
@@ -259,18 +262,12 @@ def predict(accelerator, model: TaskModel, tok_ds, tokenizer, *, batch_size: int
 def predict_raw(accelerator, model, tok_ds, tokenizer, *, batch_size: int) -> list[np.ndarray]:
     """Raw outputs per input row in dataset order: for sequence outputs (tags, spans) the first
     ``len(input_ids)`` positions (the models align outputs to the unpadded sequence)."""
-    loader = accelerator.prepare(eval_loader(tok_ds, tokenizer, batch_size=batch_size, on_gpu=accelerator.device.type == "cuda"))
-    model.eval()
     chunks = []
-    for batch in loader:
-        batch.pop("labels", None)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            out = model(**batch).float()
+    for out in _forward_batches(accelerator, model, tok_ds, tokenizer, batch_size):
+        out = out.float()
         if out.dim() >= 3:  # [batch, seq, ...]: equal widths across processes before the gather
             out = accelerator.pad_across_processes(out, dim=1, pad_index=0)
         chunks.append(accelerator.gather_for_metrics(out).cpu())
-    model.train()
     lengths = [len(x) for x in tok_ds["input_ids"]]
     rows = []
     for c in chunks:

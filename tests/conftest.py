@@ -39,6 +39,19 @@ def _mlflow_store(tmp_path_factory):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """An embedded Ray for one test module (2 CPUs), unless one is already running."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED.is_dir():

@@ -135,18 +135,6 @@ def _table(tmp_path, space: OrderSpace):
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def _rows(exp):
     with open(exp / "results.csv") as f:
         return list(csv.DictReader(f))

@@ -28,18 +28,6 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 LANGS = ["en", "xa", "xb", "xc"]
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def _rows(exp) -> dict[str, dict]:
     with open(exp / "results.csv") as f:
         return {r["trial_id"]: r for r in csv.DictReader(f)}
