@@ -55,6 +55,7 @@ class Prepared:
     tokenizer: object = None
     probe: dict[str, tuple] = field(default_factory=dict)  # lang -> (dev dataset, tokenized)
     also: dict[str, tuple] = field(default_factory=dict)  # eval.also: task name -> (task, {(split, lang): dataset})
+    fingerprints: dict[str, str] = field(default_factory=dict)  # stage-cache key parts, computed once (itt/cache.py)
 
 
 def prepare(cfg: ChainConfig, log=print) -> Prepared:
@@ -208,9 +209,9 @@ def xtreme_scores(task: Task, per_lang: dict[str, dict]) -> dict:
 
 
 def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop_report, out: Path | None = None,
-             log=print) -> dict:
+             log=print, cache=None) -> dict:
     """Train and evaluate the chain with one seed; returns its results (also reported at the end)."""
-    gen = _seed_steps(p, seed, accelerator=accelerator, out=out, log=log)
+    gen = _seed_steps(p, seed, accelerator=accelerator, out=out, log=log, cache=cache)
     while True:
         try:
             metrics, step = next(gen)
@@ -219,9 +220,11 @@ def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop
         report(metrics, step)
 
 
-def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = None, log=print):
+def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = None, log=print, cache=None):
     """The chain of one seed as a generator: yields ``(metrics, step)`` after every stage and at the
-    end, and returns the seed's results. Several seeds can so advance in lockstep."""
+    end, and returns the seed's results. Several seeds can so advance in lockstep. With a
+    :class:`itt.cache.StageCache`, a prefix trained before (by any chain) is loaded instead of trained,
+    and reported with the figures it had then, so a scheduler sees the same numbers."""
     from accelerate.utils import set_seed
 
     cfg = p.cfg
@@ -234,22 +237,45 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
                             if not p.target.trains or p.also else max_len, sdpa=cfg.hardware.sdpa)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     stages = []
+    sc = None
+    if cache is not None and p.order:
+        from itt.cache import SeedCache
+
+        sc = SeedCache(cache, p, seed, encoder, accelerator, pooling, log=log)
     # intermediate stages, in order; each with a fresh head of its own
-    for i, task in enumerate(p.order, start=1):
-        stage_seed = seed * 1000 + i
-        set_seed(stage_seed)
-        # a fresh head of the task's kind on the shared encoder (only the encoder passes on)
-        model = handler(task.kind).model(encoder, task, hidden=hid, pooling=pooling, seed=stage_seed)
-        log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name}")
-        st = train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name),
-                         seed=stage_seed, hw=cfg.hardware, log=log)
-        stages.append(st.as_dict())
-        metrics = {"stage": i, "task": task.name, "train_loss": st.train_loss}
-        if cfg.probe.enabled:
-            probe = _probe(p, accelerator, encoder, pooling, hid, seed=seed * 1000 + 500 + i)
-            stages[-1]["probe"] = probe
-            metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
-        yield metrics, i
+    try:
+        for i, task in enumerate(p.order, start=1):
+            stage_seed = seed * 1000 + i
+            # the stage cache: the encoder after this prefix, if any chain trained it before (loaded in place)
+            cached = sc.stage(i, encoder) if sc is not None else None
+            if cached is None:
+                set_seed(stage_seed)
+                # a fresh head of the task's kind on the shared encoder (only the encoder passes on)
+                model = handler(task.kind).model(encoder, task, hidden=hid, pooling=pooling, seed=stage_seed)
+                log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name}")
+                st = train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name),
+                                 seed=stage_seed, hw=cfg.hardware, log=log)
+                stat, probe = st.as_dict(), None
+            else:
+                log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name} (from the stage cache)")
+                stat, probe = dict(cached[0]), cached[1]
+            stages.append(stat)
+            metrics = {"stage": i, "task": task.name, "train_loss": stat["train_loss"]}
+            probe_new, probe_secs = False, 0.0
+            if cfg.probe.enabled:
+                if probe is None:
+                    t1 = time.perf_counter()
+                    probe = _probe(p, accelerator, encoder, pooling, hid, seed=seed * 1000 + 500 + i)
+                    probe_new, probe_secs = True, time.perf_counter() - t1
+                stages[-1] = {**stat, "probe": probe}
+                metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
+            if sc is not None:
+                sc.done(i, encoder, {k: v for k, v in stat.items() if k != "probe"}, probe, probe_secs, probe_new)
+                stages[-1]["from_cache"] = cached is not None
+            yield metrics, i
+    finally:
+        if sc is not None:
+            sc.close()
     # retrieval tasks beside the target: on the encoder the intermediate stages produced
     also = _evaluate_also(p, accelerator, encoder, pooling, hid, out)
     # target fine-tune: a fresh head on the encoder the chain produced (retrieval: none, the
@@ -283,7 +309,10 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     if out is not None and cfg.save_checkpoint and accelerator.is_main_process:
         save_checkpoint(out / "checkpoint", accelerator.unwrap_model(encoder), p.tokenizer, getattr(model, "head", None),
                         meta={"order": cfg.order, "target": p.target.name, "seed": seed, "pooling": pooling})
-    yield {**flat_final(res, p.target.metric), "final": 1}, k
+    counts = {"stages_trained": sc.trained if sc else len(p.order), "stages_from_cache": sc.from_cache if sc else 0,
+              "cache_seconds_saved": sc.seconds_saved if sc else 0.0}
+    res["cache"] = counts
+    yield {**flat_final(res, p.target.metric), **counts, "final": 1}, k
     return res
 
 
@@ -305,13 +334,17 @@ def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: i
     return {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
 
 
+# counts summed over seeds, not averaged: stage trainings a chain ran / took from the stage cache
+_SUMMED = ("stages_trained", "stages_from_cache", "cache_seconds_saved")
+
+
 def _mean_metrics(batch: list[dict]) -> dict:
-    """Numeric metrics averaged over seeds; other values taken from the first seed."""
+    """Numeric metrics averaged over seeds (the cache counts summed); other values from the first seed."""
     out = dict(batch[0])
     for k, v in batch[0].items():
         vals = [m.get(k) for m in batch]
         if isinstance(v, (int, float)) and not isinstance(v, bool) and all(isinstance(x, (int, float)) for x in vals):
-            out[k] = v if all(x == v for x in vals) else sum(vals) / len(vals)
+            out[k] = sum(vals) if k in _SUMMED else v if all(x == v for x in vals) else sum(vals) / len(vals)
     if len(batch) > 1:
         out["n_seeds"] = len(batch)
     return out
@@ -372,21 +405,28 @@ def _atomic_json(path: Path, obj) -> None:
 
 
 def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Report = _noop_report, log=print,
-              prepared: Prepared | None = None) -> dict:
-    """Run the chain for every seed of ``cfg``; write ``results.json`` and predictions to ``out_dir``."""
+              prepared: Prepared | None = None, cache=None) -> dict:
+    """Run the chain for every seed of ``cfg``; write ``results.json`` and predictions to ``out_dir``.
+
+    ``cache``: an :class:`itt.cache.StageCache` shared with other chains (default: ``cfg.cache_dir``
+    when set, else none); each seed has its own entries."""
     t0 = time.perf_counter()
     p = prepared or prepare(cfg, log=log)
     if cfg.hardware.num_threads:
         torch.set_num_threads(cfg.hardware.num_threads)
     accelerator = make_accelerator(cfg.hardware)
+    if cache is None and cfg.cache_dir:
+        from itt.cache import StageCache
+
+        cache = StageCache(cfg.cache_dir, log=log)
     out = Path(out_dir) if out_dir is not None else None
     setting = "IF" if cfg.order else "F"
     log(f"chain [{setting}] {' > '.join(cfg.order) or '(no intermediate task)'} -> {p.target.name} "
         f"in {', '.join(p.languages)}; seeds {cfg.seeds}; device {accelerator.device}")
     # Seeds advance in lockstep, one stage at a time, so each report (a scheduler's signal) is the mean
     # over seeds at that stage. The cost: every seed's encoder is held in memory at once.
-    gens = {s: _seed_steps(p, s, accelerator=accelerator, out=out / f"seed{s}" if out is not None else None, log=log)
-            for s in cfg.seeds}
+    gens = {s: _seed_steps(p, s, accelerator=accelerator, out=out / f"seed{s}" if out is not None else None, log=log,
+                           cache=cache) for s in cfg.seeds}
     per_seed: dict = {}
     while gens:
         step, batch = None, []

@@ -270,6 +270,7 @@ class ChainConfig(_Strict):
     data_root: str | None = None  # relative `files` paths resolve against this (default: the config's folder)
     toy: dict[str, Any] = Field(default_factory=dict)  # options of the generated toy benchmark
     save_checkpoint: bool = True  # final encoder + tokenizer as safetensors in the output folder
+    cache_dir: str | None = None  # stage cache (itt/cache.py): reuse encoders of prefixes trained before; a path or URI
 
     _csv = field_validator("order", "seeds", mode="before")(_split_commas)
 
