@@ -1,0 +1,501 @@
+"""``itt report EXPERIMENT_DIR``: does the order of intermediate tasks matter, for one finished search?
+
+Reads ``results.csv`` and each completed trial's ``trials/<id>/results.json`` (per seed, per
+language) through :class:`~search.storage.Storage` (a folder or an object store), runs the
+statistics of :mod:`search.stats`, draws the plots (matplotlib, Agg) and writes ``report.html``
+(self-contained: plots embedded as base64 PNG), ``report.md``, ``report.json`` (every statistic) and
+the PNGs into ``<experiment>/report/`` (or ``--out``); then logs them to the search's MLflow parent
+run (artifacts under ``report/``, headline figures as metrics). Every input check happens before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from itt.errors import UserError
+from search import stats as S
+from search.stats import F, show
+
+PLOTS = ("leaderboard", "heatmap", "if_vs_f", "position", "probe_curves", "robustness")
+
+
+# ------------------------------------------------------------------ reading an experiment
+@dataclass
+class Experiment:
+    st: object  # Storage
+    rows: list[dict]
+    meta: dict
+    metric: str
+    languages: list[str]
+    scores: pd.DataFrame  # order, seed, language, score (completed trials, one trial per order)
+    extra: pd.DataFrame  # order, seed, figure, value
+    stages: pd.DataFrame  # order, seed, stage, task, probe
+    trials: pd.DataFrame  # every trial: trial_id, order, status, stages_completed, score
+    notes: list[str] = field(default_factory=list)
+    config: dict | None = None
+
+
+def _num(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def load_experiment(exp_dir: str) -> Experiment:
+    """An experiment directory -> tidy tables; a UserError (nothing written) when it is none."""
+    import yaml
+
+    from search.tracking import read_rows, storage_of
+
+    st = storage_of(exp_dir)
+    if not st.exists():
+        raise UserError(f"{exp_dir}: no such experiment directory")
+    if not st.exists("results.csv"):
+        raise UserError(f"{exp_dir}: no results.csv here (not an `itt search` experiment directory)")
+    rows = read_rows(st)
+    done = [r for r in rows if r.get("status") == S.Status.COMPLETED]
+    if not done:
+        counts = ", ".join(f"{sum(r.get('status') == s for r in rows)} {s}" for s in ("running", "stopped", "errored"))
+        raise UserError(f"{exp_dir}: no completed trial in results.csv ({len(rows)} trials: {counts})")
+    meta = json.loads(st.read_text("tracking", "search.json") or "{}")
+    cfg_text = st.read_text("tracking", "config.yaml")
+    config = yaml.safe_load(cfg_text) if cfg_text else None
+    notes: list[str] = []
+    metric, languages = None, list(meta.get("languages") or [])
+    sc, ex, sg = [], [], []
+    # one trial per order: the best-scoring completed trial with per-seed results (replays and other
+    # hyperparameters of the same order are listed in the notes, not counted twice)
+    by_order: dict[str, list[dict]] = {}
+    for r in done:
+        by_order.setdefault(r.get("order") or "", []).append(r)
+    for order, rs in by_order.items():
+        rs = sorted(rs, key=lambda r: -(_num(r.get("score")) or -math.inf))
+        chosen, res = None, None
+        for r in rs:
+            text = st.read_text("trials", r["trial_id"], "results.json")
+            if text:
+                chosen, res = r, json.loads(text)
+                break
+        if len(rs) > 1:
+            notes.append(f"order {show(order)}: {len(rs)} completed trials (replays or other hyperparameters); "
+                         f"trial {(chosen or rs[0])['trial_id']} is the one counted")
+        if res is None:  # no per-seed results: the row's means count as one observation
+            r = rs[0]
+            langs = [c for c in languages if _num(r.get(c)) is not None]
+            if not langs:
+                notes.append(f"order {show(order)}: trial {r['trial_id']} has neither results.json nor per-language "
+                             "scores; left out")
+                continue
+            notes.append(f"order {show(order)}: trial {r['trial_id']} has no results.json; its results.csv means "
+                         "count as a single seed")
+            sc += [(order, -1, lang, _num(r[lang])) for lang in langs]
+            if _num(r.get("perturbation_score")) is not None:
+                ex.append((order, -1, "perturbation", _num(r["perturbation_score"])))
+            continue
+        metric = metric or res.get("metric")
+        m = res.get("metric", metric)
+        for seed, sr in res.get("seeds", {}).items():
+            split = "test" if "test" in sr else "dev"
+            for lang, v in sr.get(split, {}).get("per_language", {}).items():
+                sc.append((order, int(seed), lang, _num(v.get(m))))
+            if "perturbation" in sr:
+                ex.append((order, int(seed), "perturbation", _num(sr["perturbation"].get("score"))))
+            for i, stage in enumerate([s for s in sr.get("stages", []) if "probe" in s], 1):
+                sg.append((order, int(seed), i, stage.get("task"), _num(stage["probe"].get(f"{m}_mean"))))
+        languages = languages or list(res.get("languages") or [])
+    scores = pd.DataFrame(sc, columns=["order", "seed", "language", "score"])
+    if scores["score"].notna().sum() == 0:
+        raise UserError(f"{exp_dir}: the completed trials hold no per-language scores")
+    trials = pd.DataFrame([{"trial_id": r["trial_id"], "order": r.get("order") or "", "status": r.get("status"),
+                            "stages_completed": int(_num(r.get("stages_completed")) or 0), "score": _num(r.get("score"))}
+                           for r in rows])
+    return Experiment(st=st, rows=rows, meta=meta, metric=metric or "score", languages=languages, scores=scores,
+                      extra=pd.DataFrame(ex, columns=["order", "seed", "figure", "value"]),
+                      stages=pd.DataFrame(sg, columns=["order", "seed", "stage", "task", "probe"]),
+                      trials=trials, notes=notes, config=config)
+
+
+# ------------------------------------------------------------------ heuristic orders vs the searched best
+def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[dict]:
+    """Each heuristic's order(s), with their scores where the search ran them."""
+    from search.config import SearchConfig
+    from search.heuristics import KINDS, heuristic
+
+    if not exp.config or "search" not in exp.config:
+        return [{"kind": k, "error": "the experiment keeps no config (tracking/config.yaml)"} for k in KINDS]
+    from itt.config import ChainConfig
+
+    raw = dict(exp.config)
+    scfg = SearchConfig.model_validate(raw.pop("search"))
+    chain = ChainConfig.model_validate(raw)
+    byo = {r["order"]: r for r in board}
+    best = next((r for r in board if r["order"] != F), board[0])
+    out = []
+    for kind in KINDS:
+        singles = all(byo.get(t) for t in scfg.candidates)
+        try:
+            if kind == "curriculum" and not singles:
+                raise UserError("the search holds no completed single-task order for every candidate; with them "
+                                "(`seed_points: {singles: true}`) the difficulty is read from the search")
+            h = heuristic(kind, scfg, chain, from_exp=exp.st.display if kind == "curriculum" else None,
+                          log=lambda *a: None)
+        except Exception as e:  # data not reachable here, a config from another version, ...
+            out.append({"kind": kind, "error": str(e).splitlines()[0][:300],
+                        "command": _space_cmd(kind, exp, singles)})
+            continue
+        rows = []
+        for o in h["orders"]:
+            key = ">".join(o)
+            r = byo.get(key)
+            rows.append({"order": key, "evaluated": r is not None, "mean": r and r["mean"], "ci_low": r and r["ci_low"],
+                         "ci_high": r and r["ci_high"], "rank": r and r["rank"],
+                         "delta_vs_best": (r["mean"] - best["mean"]) if r else None})
+        out.append({"kind": kind, "source": h["source"], "values": h["values"], "orders": rows,
+                    "best": best["order"], "best_mean": best["mean"],
+                    "command": None if all(x["evaluated"] for x in rows) else _space_cmd(kind, exp, singles)})
+    return out
+
+
+def _space_cmd(kind: str, exp: Experiment, singles: bool) -> str:
+    frm = f" --from {exp.st.display}" if kind == "curriculum" and singles else ""
+    return (f"itt space CONFIG --heuristic {kind}{frm}   # then search with "
+            f"--set search.seed_points.heuristics=[{kind}]")
+
+
+# ------------------------------------------------------------------ plots
+def _fig_png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plots(res: dict, metric: str) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out: dict[str, bytes] = {}
+    board = res["leaderboard"][:25]
+    # leaderboard: mean with its t interval over seeds
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(board) + 1.2))
+    y = np.arange(len(board))[::-1]
+    means = [r["mean"] for r in board]
+    err = [[r["mean"] - (r["ci_low"] if r["ci_low"] is not None else r["mean"]) for r in board],
+           [(r["ci_high"] if r["ci_high"] is not None else r["mean"]) - r["mean"] for r in board]]
+    colors = ["#d95f02" if r["order"] == F else "#1b9e77" for r in board]
+    ax.barh(y, means, xerr=err, color=colors, alpha=0.85, capsize=3)
+    ax.set_yticks(y, [f"{show(r['order'])} (n={r['n_seeds']})" for r in board], fontsize=8)
+    lo = min(r["ci_low"] if r["ci_low"] is not None else r["mean"] for r in board)
+    ax.set_xlim(max(0.0, lo - 0.05), None)
+    ax.set_xlabel(f"test {metric}, mean over languages ({int(res['confidence'] * 100)}% t interval over seeds)")
+    ax.set_title("Orders ranked (F in orange)")
+    out["leaderboard"] = _fig_png(fig)
+    # heatmap: orders x languages
+    hm = res["heatmap"]
+    vals = np.array([[np.nan if v is None else v for v in row] for row in hm["values"]], float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(hm["languages"]) + 3, 0.3 * len(hm["orders"]) + 1.5))
+    im = ax.imshow(vals, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(hm["languages"])), hm["languages"])
+    ax.set_yticks(range(len(hm["orders"])), [show(o) for o in hm["orders"]], fontsize=8)
+    for i in range(vals.shape[0]):
+        for j in range(vals.shape[1]):
+            if np.isfinite(vals[i, j]):
+                ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=6, color="w")
+    fig.colorbar(im, ax=ax, label=f"test {metric}")
+    ax.set_title("Orders x languages (mean over seeds)")
+    out["heatmap"] = _fig_png(fig)
+    # IF vs F per language
+    iv = res["if_vs_f"]
+    if iv.get("available"):
+        langs = [r["language"] for r in iv["per_language"]]
+        x = np.arange(len(langs))
+        fig, ax = plt.subplots(figsize=(1.2 * len(langs) + 3, 3.5))
+        for k, (col, lab, c) in enumerate((("F", "F", "#d95f02"), ("best_IF", f"best IF ({show(iv['best_order'])})", "#1b9e77"),
+                                           ("mean_IF", f"mean of {iv['n_if_orders']} IF orders", "#7570b3"))):
+            ax.bar(x + (k - 1) * 0.27, [r[col] for r in iv["per_language"]], width=0.27, label=lab, color=c)
+        ax.set_xticks(x, langs)
+        lo = min(min(r["F"], r["mean_IF"], r["best_IF"] or 1) for r in iv["per_language"])
+        ax.set_ylim(max(0.0, lo - 0.05), None)
+        ax.set_ylabel(f"test {metric}")
+        ax.legend(fontsize=8)
+        ax.set_title("IF vs F per language")
+        out["if_vs_f"] = _fig_png(fig)
+    # position effects
+    cells = res["position"]["cells"]
+    if cells:
+        tasks = sorted({c["task"] for c in cells})
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        for k, t in enumerate(tasks):
+            cs = [c for c in cells if c["task"] == t]
+            xs = [c["position"] + (k - len(tasks) / 2) * 0.06 for c in cs]
+            ys = [c["mean"] for c in cs]
+            e = [[c["mean"] - (c["ci_low"] if c["ci_low"] is not None else c["mean"]) for c in cs],
+                 [(c["ci_high"] if c["ci_high"] is not None else c["mean"]) - c["mean"] for c in cs]]
+            ax.errorbar(xs, ys, yerr=e, marker="o", capsize=3, label=t)
+        ax.set_xticks(sorted({c["position"] for c in cells}))
+        ax.set_xlabel("position in the order")
+        ax.set_ylabel(f"test {metric} (orders' means)")
+        ax.legend(fontsize=8)
+        ax.set_title("Score when task T stands at position p")
+        out["position"] = _fig_png(fig)
+    # probe curves of the top orders
+    if res["probe_curves"]:
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        for c in res["probe_curves"]:
+            xs = [p["stage"] for p in c["points"]]
+            ax.plot(xs, [p["probe"] for p in c["points"]], marker="o", label=show(c["order"]))
+        ax.set_xlabel("after intermediate stage")
+        ax.set_ylabel(f"probe dev {metric} (mean over seeds)")
+        ax.legend(fontsize=7)
+        ax.set_title("Probe curves per stage, top orders")
+        out["probe_curves"] = _fig_png(fig)
+    # robustness: mean vs worst language
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    rb = res["leaderboard"]
+    ax.scatter([r["mean"] for r in rb], [r["worst"] for r in rb], c=["#d95f02" if r["order"] == F else "#1b9e77" for r in rb])
+    for r in rb[:5]:
+        ax.annotate(show(r["order"]), (r["mean"], r["worst"]), fontsize=7)
+    ax.set_xlabel(f"mean {metric} over languages")
+    ax.set_ylabel(f"worst-language {metric}")
+    ax.set_title("Robustness: mean vs worst language")
+    out["robustness"] = _fig_png(fig)
+    return out
+
+
+# ------------------------------------------------------------------ rendering
+def _x(v, nd: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{nd}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{nd}f}"
+    return str(v)
+
+
+def _p(r: dict, key: str = "p_holm") -> str:
+    if "underpowered" in r:
+        return f"underpowered: {r['underpowered']}"
+    return f"{r[key]:.3g}" + (" *" if r.get("significant") else "")
+
+
+def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list[list[str]], str | None]]:
+    """(title, text, table rows (first = header), plot name) — one list both renderers use."""
+    out = []
+    h = res["headline"]
+    tr = res["trials"]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(tr["counts"].items()))
+    out.append(("Does order matter?", f"{h['text']} Trials: {counts}. Metric: test {metric} (zero-shot), "
+                f"per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.", [], None))
+    head = ["rank", "order", "seeds", "mean ± std", f"{int(res['confidence'] * 100)}% CI", *res["languages"], "worst",
+            "std (langs)", "transfer gap", "perturbation"]
+    rows = [head] + [[str(r["rank"]), show(r["order"]), str(r["n_seeds"]), f"{_x(r['mean'])} ± {_x(r['std'])}",
+                      f"[{_x(r['ci_low'])}, {_x(r['ci_high'])}]", *[_x(r["per_language"].get(lg)) for lg in res["languages"]],
+                      _x(r["worst"]), _x(r["lang_std"]), _x(r["transfer_gap"]), _x(r["perturbation"])]
+                     for r in res["leaderboard"]]
+    out.append(("Leaderboard of orders", "Completed trials only (ASHA-stopped trials are listed below and kept out of "
+                "every final-score statistic). Robustness figures are means over seeds.", rows, "leaderboard"))
+    iv = res["if_vs_f"]
+    if iv.get("available"):
+        rows = [["language", "F", "best IF", "mean IF", "Δ best", "Δ mean", "p (best vs F, Holm)"]]
+        for r in iv["per_language"]:
+            rows.append([r["language"], _x(r["F"]), _x(r["best_IF"]), _x(r["mean_IF"]), _x(r["delta_best"]),
+                         _x(r["delta_mean"]), _x(r.get("p_best_vs_F_holm")) + (" *" if r.get("significant") else "")])
+        t = iv["test"]
+        out.append(("IF vs F (the comparison of arXiv 2210.01091)",
+                    f"F against the best IF order ({show(iv['best_order'])}) and the mean over {iv['n_if_orders']} IF "
+                    f"orders, per language. " + (f"Test: {t['method']}." if "method" in t else f"No test: underpowered: "
+                                                                                                f"{t['underpowered']}."),
+                    rows, "if_vs_f"))
+    else:
+        out.append(("IF vs F", f"Not available: {iv['reason']}.", [], None))
+    hm = res["heatmap"]
+    out.append(("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"))
+    oe = res["order_effect"]
+    rows = [["figure", "orders (3+ seeds)", "H", "p", "p (Holm)", "epsilon²", "share of variance between orders"]]
+    for t in oe["tests"]:
+        if "underpowered" in t:
+            rows.append([t["label"], str(t["orders_with_enough_seeds"]), "–", "–", f"underpowered: {t['underpowered']}",
+                         "–", "–"])
+        else:
+            rows.append([t["label"], str(t["n_orders"]), f"{t['H']:.2f}", f"{t['p']:.3g}", _p(t), f"{t['epsilon2']:.3f}",
+                         f"{t['variance_share']:.1%}"])
+    out.append(("Order effect beyond seed noise", f"{oe['method']}. * = significant at α after correction. F is left "
+                "out (that is IF vs F).", rows, "robustness"))
+    pos = res["position"]
+    rows = [["task", "position", "orders", "mean", "95% CI"]] + [
+        [c["task"], str(c["position"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]"]
+        for c in pos["cells"]]
+    tests = "; ".join(f"{t['task']}: {_p(t)}" for t in pos["tests"])
+    out.append(("Position effects", f"Does it matter where a task stands? {pos['method']}: {tests}.", rows, "position"))
+    pr = res["precedence"]
+    rows = [["A", "B", "orders A first", "orders B first", "mean A first", "mean B first", "diff", "p (Holm)"]] + [
+        [r["a"], r["b"], str(r["n_a_first"]), str(r["n_b_first"]), _x(r["mean_a_first"]), _x(r["mean_b_first"]),
+         _x(r["diff"]), _p(r)] for r in pr["pairs"]]
+    out.append(("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}.", rows, None))
+    hs = res.get("heuristics") or []
+    if hs:
+        rows = [["heuristic", "order", "evaluated", "mean", "95% CI", "rank", "Δ vs searched best"]]
+        text = []
+        for h in hs:
+            if "error" in h:
+                text.append(f"{h['kind']}: not computed ({h['error']}); compute it with `{h['command']}`.")
+                continue
+            text.append(f"{h['kind']}: {h['source']}; values " + ", ".join(f"{t} {v:.3f}" for t, v in h["values"].items())
+                        + "." + (f" Orders not run in this search: add them with `{h['command']}`." if h["command"] else ""))
+            for o in h["orders"]:
+                rows.append([h["kind"], o["order"], _x(o["evaluated"]), _x(o["mean"]),
+                             f"[{_x(o['ci_low'])}, {_x(o['ci_high'])}]" if o["evaluated"] else "not run", _x(o["rank"]),
+                             _x(o["delta_vs_best"])])
+        best = next((h for h in hs if "best" in h), None)
+        out.append(("Heuristic orders vs the searched best",
+                    (f"Searched best: {show(best['best'])} ({_x(best['best_mean'])}). " if best else "") + " ".join(text),
+                    rows if len(rows) > 1 else [], None))
+    rows = [["trial", "order", "status", "stages completed"]] + [
+        [t["trial_id"], show(t["order"]), "stopped by ASHA", str(t["stages_completed"])] for t in tr["stopped"]] + [
+        [t["trial_id"], show(t["order"]), "errored", "–"] for t in tr["errored"]]
+    text = "Probe curves (dev probe after each intermediate stage, mean over seeds) of the best orders. "
+    text += (f"{len(tr['stopped'])} trial(s) stopped by ASHA and {len(tr['errored'])} errored: shown here, never in "
+             "the statistics above." if len(rows) > 1 else "No trial was stopped or errored.")
+    out.append(("Probe curves; stopped and errored trials", text, rows if len(rows) > 1 else [], "probe_curves"))
+    if res.get("notes"):
+        out.append(("Notes", " ".join(res["notes"]), [], None))
+    return out
+
+
+def render_md(secs, title: str, pngs: dict[str, bytes]) -> str:
+    lines = [f"# {title}", ""]
+    for name, text, rows, plot in secs:
+        lines += [f"## {name}", "", text, ""]
+        if plot and plot in pngs:
+            lines += [f"![{name}]({plot}.png)", ""]
+        if len(rows) > 1:
+            lines.append("| " + " | ".join(rows[0]) + " |")
+            lines.append("|" + "---|" * len(rows[0]))
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows[1:]]
+            lines.append("")
+    return "\n".join(lines)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f0f0f0}td:nth-child(2),td:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}
+h2{border-bottom:2px solid #1b9e77;padding-bottom:3px}"""
+
+
+def render_html(secs, title: str, pngs: dict[str, bytes]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style></head>"
+             f"<body><h1>{e(title)}</h1>"]
+    for name, text, rows, plot in secs:
+        parts.append(f"<h2>{e(name)}</h2><p>{e(text)}</p>")
+        if plot and plot in pngs:
+            b64 = base64.b64encode(pngs[plot]).decode()
+            parts.append(f"<img alt='{e(plot)}' src='data:image/png;base64,{b64}'>")
+        if len(rows) > 1:
+            parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in rows[0]) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _json_safe(o):
+    if isinstance(o, dict):
+        return {str(k): _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if hasattr(o, "item"):  # numpy scalars
+        return _json_safe(o.item())
+    return o
+
+
+# ------------------------------------------------------------------ the command
+def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, log=print) -> tuple[dict, dict, str, str]:
+    """(report.json content, PNGs, markdown, html) — nothing written."""
+    res = S.analyse(exp.scores, extra=exp.extra, trials=exp.trials, stages=exp.stages, alpha=alpha)
+    res["experiment"] = exp.st.display
+    res["metric"] = exp.metric
+    res["notes"] = exp.notes
+    if heuristics:
+        res["heuristics"] = compare_heuristics(exp, res["leaderboard"], log=log)
+    res = _json_safe(res)
+    pngs = plots(res, exp.metric)
+    title = f"Does order matter? — {exp.meta.get('name') or exp.st.name}"
+    secs = sections(res, exp.st.name, exp.metric)
+    return res, pngs, render_md(secs, title, pngs), render_html(secs, title, pngs)
+
+
+def headline_metrics(res: dict) -> dict[str, float]:
+    """The parent run's report figures."""
+    h = res["headline"]
+    m = {"report_orders": float(h["n_orders"])}
+    if h.get("best_mean") is not None:
+        m["report_best_mean"] = h["best_mean"]
+    for t in res["order_effect"]["tests"]:
+        if "p" in t:
+            m[f"report_order_effect_{t['figure']}_p_holm"] = t["p_holm"]
+            m[f"report_order_effect_{t['figure']}_epsilon2"] = t["epsilon2"]
+            m[f"report_order_effect_{t['figure']}_variance_share"] = t["variance_share"]
+    iv = res["if_vs_f"]
+    if iv.get("available"):
+        m["report_if_best_minus_f"] = iv["overall"]["best_IF"] - iv["overall"]["F"]
+        m["report_if_mean_minus_f"] = iv["overall"]["mean_IF"] - iv["overall"]["F"]
+    return {k: float(v) for k, v in m.items() if v is not None and math.isfinite(v)}
+
+
+def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA, tracking_uri: str | None = None,
+                mlflow: bool = True, heuristics: bool = True, log=print) -> dict:
+    """``itt report``: read, analyse, render, then write (local folder or the experiment's store) and
+    log to MLflow. Returns report.json's content."""
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
+    exp = load_experiment(exp_dir)
+    res, pngs, md, page = build(exp, alpha=alpha, heuristics=heuristics, log=log)
+    tmp = Path(tempfile.mkdtemp(prefix="itt-report-"))
+    try:
+        (tmp / "report.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
+        (tmp / "report.md").write_text(md)
+        (tmp / "report.html").write_text(page)
+        for name, data in pngs.items():
+            (tmp / f"{name}.png").write_bytes(data)
+        if out:
+            dest = Path(out)
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in tmp.iterdir():
+                shutil.copy2(f, dest / f.name)
+            where = str(dest)
+        else:
+            exp.st.upload_dir(tmp, "report")
+            where = exp.st.display + "/report"
+        log(f"report: {where}/report.html  (report.md, report.json, {len(pngs)} PNGs)")
+        log(res["headline"]["text"])
+        if mlflow:
+            from search.tracking import log_report
+
+            log(log_report(exp.st, exp.meta, tmp, headline_metrics(res), uri=tracking_uri))
+        else:
+            log("MLflow: not logged (--no-mlflow)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return res

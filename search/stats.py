@@ -1,0 +1,350 @@
+"""The statistics behind ``itt report``: does the order of intermediate tasks matter beyond seed noise?
+
+A pure function (:func:`analyse`) over a tidy table — one row per (order, seed, language) with the
+target metric on the test split — so it is testable without Ray or training. Units: a *seed* is one
+replicate of an order (the statistics use per-seed values, never means of means where seeds exist);
+for position and precedence effects the unit is an *order* (its mean over seeds), since those
+compare different orders.
+
+Tests and their guards:
+
+* order effect: Kruskal–Wallis over IF orders with at least ``MIN_SEEDS`` seeds each (Kruskal &
+  Wallis, 1952), effect size epsilon² = H / (n - 1) (Tomczak & Tomczak, 2014) and the share of
+  variance between orders, ICC(1) of a one-way random-effects model; the same test for each
+  robustness figure; Holm's correction over that family;
+* IF vs F (Phang et al., 2020; the comparison of arXiv 2210.01091): Welch's t-test per language,
+  best and mean IF order against F, Holm over languages;
+* precedence (A before B vs B before A): Mann–Whitney U over orders, Holm over pairs;
+* position (task T at position p): t intervals over orders; Kruskal–Wallis over positions per task,
+  Holm over tasks.
+
+With too few seeds or orders a test is not run: its entry says ``underpowered: ...`` and carries no
+p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+MIN_SEEDS = 3  # seeds per order before an order-effect test is run
+MIN_ORDERS = 3  # orders per side/position before a precedence or position test is run
+CONFIDENCE = 0.95
+ENGLISH = "en"
+F = ""  # the empty order (fine-tune only)
+
+# per-(order, seed) figures: name -> (label, higher is better)
+FIGURES = {
+    "mean": ("mean over languages", True),
+    "worst": ("worst language", True),
+    "lang_std": ("std over languages", False),
+    "transfer_gap": ("transfer gap (en - others)", False),
+    "perturbation": ("perturbation score (noisy dev)", True),
+}
+
+
+class Status:
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    ERRORED = "errored"
+
+
+def show(order: str) -> str:
+    return order if order else "F"
+
+
+# ------------------------------------------------------------------ small helpers
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm, 1979), in the input order."""
+    m = len(pvalues)
+    idx = sorted(range(m), key=lambda i: pvalues[i])
+    out, running = [0.0] * m, 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def t_interval(values) -> tuple[float | None, float | None]:
+    """The ``CONFIDENCE`` t interval of a mean (None with fewer than two values)."""
+    x = np.asarray(values, float)
+    if len(x) < 2:
+        return None, None
+    sem = x.std(ddof=1) / math.sqrt(len(x))
+    if sem == 0:
+        return float(x.mean()), float(x.mean())
+    lo, hi = stats.t.interval(CONFIDENCE, len(x) - 1, loc=x.mean(), scale=sem)
+    return float(lo), float(hi)
+
+
+def _f(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def seed_figures(scores: pd.DataFrame, extra: pd.DataFrame | None = None, english: str = ENGLISH) -> pd.DataFrame:
+    """One row per (order, seed): the robustness figures of that seed's per-language scores
+    (mean, worst, population std over languages, English minus the mean of the others), plus
+    ``extra`` figures (columns order, seed, figure, value; e.g. the perturbation score)."""
+    wide = scores.pivot_table(index=["order", "seed"], columns="language", values="score", aggfunc="mean")
+    out = pd.DataFrame(index=wide.index)
+    out["mean"] = wide.mean(axis=1)
+    out["worst"] = wide.min(axis=1)
+    out["lang_std"] = wide.std(axis=1, ddof=0)
+    others = [c for c in wide.columns if c != english]
+    out["transfer_gap"] = (wide[english] - wide[others].mean(axis=1)) if english in wide and others else np.nan
+    if extra is not None and len(extra):
+        ex = extra.pivot_table(index=["order", "seed"], columns="figure", values="value", aggfunc="mean")
+        out = out.join(ex, how="left")
+    if "perturbation" not in out:
+        out["perturbation"] = np.nan
+    return out.reset_index()
+
+
+# ------------------------------------------------------------------ the tests
+def kruskal_effect(groups: list[np.ndarray]) -> dict:
+    """Kruskal–Wallis H, its p-value, epsilon² and the between-order share of variance (ICC(1))."""
+    n = sum(len(g) for g in groups)
+    k = len(groups)
+    allv = np.concatenate(groups)
+    if np.ptp(allv) == 0:  # every value equal: no evidence of any difference
+        h, p = 0.0, 1.0
+    else:
+        h, p = stats.kruskal(*groups)
+    # one-way random effects: MS between / within, n0 the adjusted group size
+    grand = allv.mean()
+    ssb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
+    ssw = sum(((g - g.mean()) ** 2).sum() for g in groups)
+    msb, msw = ssb / (k - 1), ssw / (n - k)
+    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
+    denom = msb + (n0 - 1) * msw
+    icc = max(0.0, (msb - msw) / denom) if denom > 0 else 0.0
+    return {"H": float(h), "p": float(p), "epsilon2": float(h / (n - 1)), "variance_share": float(icc),
+            "n_orders": k, "n_obs": n}
+
+
+def order_effect(fig: pd.DataFrame, figure: str, *, min_seeds: int = MIN_SEEDS) -> dict:
+    """Does the IF order change ``figure`` beyond seed noise? (F is left out: that is IF vs F.)"""
+    d = fig[(fig["order"] != F) & fig[figure].notna()]
+    sizes = d.groupby("order")[figure].size()
+    ok = sizes[sizes >= min_seeds].index
+    out = {"figure": figure, "label": FIGURES[figure][0], "orders_with_enough_seeds": int(len(ok)),
+           "orders": int(len(sizes)), "max_seeds": int(sizes.max()) if len(sizes) else 0}
+    if len(sizes) == 0:
+        return {**out, "underpowered": "no IF order has this figure"}
+    if len(ok) < 2:
+        return {**out, "underpowered": f"{len(ok)} IF order(s) with at least {min_seeds} seeds (need 2 or more; "
+                                       f"seeds per order here: at most {out['max_seeds']})"}
+    groups = [d.loc[d["order"] == o, figure].to_numpy(float) for o in ok]
+    return {**out, **kruskal_effect(groups)}
+
+
+def welch(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if np.ptp(np.concatenate([a, b])) == 0:
+        return 1.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+# ------------------------------------------------------------------ the whole analysis
+def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: pd.DataFrame | None = None,
+            stages: pd.DataFrame | None = None, alpha: float = ALPHA, english: str = ENGLISH,
+            min_seeds: int = MIN_SEEDS, top: int = 30) -> dict:
+    """Every statistic of the report, as plain JSON-able data.
+
+    ``scores``: columns order ('a>b', '' = F), seed, language, score — completed trials only (one
+    trial per order). ``extra``: order, seed, figure, value (e.g. perturbation). ``trials``: every
+    trial (trial_id, order, status, stages_completed, score) for the status overview. ``stages``:
+    order, seed, stage, task, probe (probe curves)."""
+    scores = scores.dropna(subset=["score"])
+    langs = list(dict.fromkeys(scores["language"]))
+    fig = seed_figures(scores, extra, english)
+    res: dict = {"alpha": alpha, "min_seeds": min_seeds, "confidence": CONFIDENCE, "languages": langs,
+                 "figures": {k: {"label": v[0], "higher_is_better": v[1]} for k, v in FIGURES.items()}}
+    res["trials"] = _trial_overview(trials)
+    res["leaderboard"] = _leaderboard(scores, fig)
+    res["if_vs_f"] = _if_vs_f(scores, fig, res["leaderboard"], alpha, min_seeds)
+    res["heatmap"] = _heatmap(scores, res["leaderboard"], top)
+    means = {r["order"]: r["mean"] for r in res["leaderboard"]}
+    res["position"] = _positions(means, alpha)
+    res["precedence"] = _precedence(means, alpha)
+    res["order_effect"] = _order_effects(fig, alpha, min_seeds)
+    res["probe_curves"] = _probe_curves(stages, res["leaderboard"]) if stages is not None else []
+    res["headline"] = _headline(res)
+    return res
+
+
+def _trial_overview(trials: pd.DataFrame | None) -> dict:
+    if trials is None or not len(trials):
+        return {"counts": {}, "stopped": [], "errored": []}
+    counts = trials["status"].value_counts().to_dict()
+    stopped = [{"trial_id": r.trial_id, "order": r.order, "stages_completed": int(r.stages_completed or 0)}
+               for r in trials.itertuples() if r.status == Status.STOPPED]
+    errored = [{"trial_id": r.trial_id, "order": r.order} for r in trials.itertuples() if r.status == Status.ERRORED]
+    return {"counts": {k: int(v) for k, v in counts.items()}, "stopped": stopped, "errored": errored}
+
+
+def _leaderboard(scores: pd.DataFrame, fig: pd.DataFrame) -> list[dict]:
+    per_lang = scores.groupby(["order", "language"])["score"].mean()
+    rows = []
+    for order, g in fig.groupby("order", sort=False):
+        m = g["mean"].to_numpy(float)
+        lo, hi = t_interval(m)
+        rows.append({
+            "order": order, "length": len([t for t in order.split(">") if t]), "n_seeds": int(len(m)),
+            "mean": float(m.mean()), "std": float(m.std(ddof=1)) if len(m) > 1 else None, "ci_low": lo, "ci_high": hi,
+            "per_language": {lang: float(v) for lang, v in per_lang[order].items()},
+            **{k: _f(g[k].mean()) for k in ("worst", "lang_std", "transfer_gap", "perturbation")},
+        })
+    rows.sort(key=lambda r: -r["mean"])
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    return rows
+
+
+def _if_vs_f(scores: pd.DataFrame, fig: pd.DataFrame, board: list[dict], alpha: float, min_seeds: int) -> dict:
+    ifs = [r for r in board if r["order"] != F]
+    if not any(r["order"] == F for r in board):
+        return {"available": False, "reason": "the F baseline (empty order) was not run: add `seed_points: "
+                                               "{baseline: true}` with 0 among the search lengths"}
+    if not ifs:
+        return {"available": False, "reason": "no completed IF order"}
+    best = ifs[0]["order"]
+    f_row = next(r for r in board if r["order"] == F)
+    rows = []
+    for lang in f_row["per_language"]:
+        mean_if = float(np.mean([r["per_language"][lang] for r in ifs if lang in r["per_language"]]))
+        rows.append({"language": lang, "F": f_row["per_language"][lang], "best_IF": ifs[0]["per_language"].get(lang),
+                     "mean_IF": mean_if})
+    for r in rows:
+        r["delta_best"] = None if r["best_IF"] is None else r["best_IF"] - r["F"]
+        r["delta_mean"] = r["mean_IF"] - r["F"]
+    out = {"available": True, "best_order": best, "n_if_orders": len(ifs), "per_language": rows,
+           "overall": {"F": f_row["mean"], "best_IF": ifs[0]["mean"], "mean_IF": float(np.mean([r["mean"] for r in ifs]))}}
+    # best IF vs F per language, on per-seed scores (Welch); the best was picked on these data: optimistic
+    s = scores.groupby(["order", "seed", "language"])["score"].mean().reset_index()
+    nf, nb = s[s["order"] == F]["seed"].nunique(), s[s["order"] == best]["seed"].nunique()
+    if min(nf, nb) < min_seeds:
+        out["test"] = {"underpowered": f"F has {nf} seed(s), the best IF order {nb} (need {min_seeds} each)"}
+    else:
+        ps = [welch(s[(s["order"] == best) & (s["language"] == r["language"])]["score"],
+                    s[(s["order"] == F) & (s["language"] == r["language"])]["score"]) for r in rows]
+        adj = holm(ps)
+        for r, p, pa in zip(rows, ps, adj):
+            r["p_best_vs_F"], r["p_best_vs_F_holm"], r["significant"] = p, pa, pa < alpha
+        out["test"] = {"method": "Welch t-test per language, best IF order vs F, Holm-corrected over languages; "
+                                 "the best order was chosen on the same data, so these p-values are optimistic"}
+    return out
+
+
+def _heatmap(scores: pd.DataFrame, board: list[dict], top: int) -> dict:
+    orders = [r["order"] for r in board[:top]]
+    if F not in orders and any(r["order"] == F for r in board):
+        orders.append(F)
+    langs = list(dict.fromkeys(scores["language"]))
+    byo = {r["order"]: r for r in board}
+    return {"orders": orders, "languages": langs,
+            "values": [[byo[o]["per_language"].get(lang) for lang in langs] for o in orders],
+            "shown": len(orders), "total": len(board)}
+
+
+def _positions(means: dict[str, float], alpha: float) -> dict:
+    """Score (order means) when task T stands at position p, with t intervals over orders."""
+    at: dict[tuple[str, int], list[float]] = {}
+    for order, m in means.items():
+        for p, t in enumerate([x for x in order.split(">") if x], 1):
+            at.setdefault((t, p), []).append(m)
+    cells = []
+    for (t, p), v in sorted(at.items()):
+        lo, hi = t_interval(v)
+        cells.append({"task": t, "position": p, "n_orders": len(v), "mean": float(np.mean(v)), "ci_low": lo, "ci_high": hi})
+    tests, ps = [], []
+    for t in sorted({c["task"] for c in cells}):
+        groups = [np.asarray(at[(t, c["position"])]) for c in cells if c["task"] == t and c["n_orders"] >= MIN_ORDERS]
+        if len(groups) < 2:
+            tests.append({"task": t, "underpowered": f"fewer than 2 positions with {MIN_ORDERS}+ orders holding {t}"})
+            continue
+        allv = np.concatenate(groups)
+        h, p = (0.0, 1.0) if np.ptp(allv) == 0 else stats.kruskal(*groups)
+        tests.append({"task": t, "H": float(h), "p": float(p), "positions": len(groups)})
+        ps.append(float(p))
+    adj = iter(holm(ps))
+    for r in tests:
+        if "p" in r:
+            r["p_holm"] = next(adj)
+            r["significant"] = r["p_holm"] < alpha
+    return {"cells": cells, "tests": tests, "method": f"Kruskal–Wallis over positions (orders as units, positions "
+                                                      f"with {MIN_ORDERS}+ orders), Holm over tasks"}
+
+
+def _precedence(means: dict[str, float], alpha: float) -> dict:
+    """A before B vs B before A among orders holding both (order means as units; Mann–Whitney U)."""
+    orders = {o: [t for t in o.split(">") if t] for o in means}
+    tasks = sorted({t for ts in orders.values() for t in ts})
+    pairs, ps = [], []
+    for a, b in combinations(tasks, 2):
+        ab = [means[o] for o, ts in orders.items() if a in ts and b in ts and ts.index(a) < ts.index(b)]
+        ba = [means[o] for o, ts in orders.items() if a in ts and b in ts and ts.index(a) > ts.index(b)]
+        if not ab and not ba:
+            continue
+        r = {"a": a, "b": b, "n_a_first": len(ab), "n_b_first": len(ba),
+             "mean_a_first": float(np.mean(ab)) if ab else None, "mean_b_first": float(np.mean(ba)) if ba else None}
+        r["diff"] = r["mean_a_first"] - r["mean_b_first"] if ab and ba else None
+        if min(len(ab), len(ba)) < MIN_ORDERS:
+            r["underpowered"] = f"{len(ab)} vs {len(ba)} orders (need {MIN_ORDERS} each)"
+        else:
+            allv = np.asarray(ab + ba)
+            r["p"] = 1.0 if np.ptp(allv) == 0 else float(stats.mannwhitneyu(ab, ba, alternative="two-sided").pvalue)
+            ps.append(r["p"])
+        pairs.append(r)
+    adj = iter(holm(ps))
+    for r in pairs:
+        if "p" in r:
+            r["p_holm"] = next(adj)
+            r["significant"] = r["p_holm"] < alpha
+    return {"pairs": pairs, "method": f"Mann–Whitney U over orders' mean scores, Holm over {len(ps)} pair(s)"}
+
+
+def _order_effects(fig: pd.DataFrame, alpha: float, min_seeds: int) -> dict:
+    tests = [order_effect(fig, k, min_seeds=min_seeds) for k in FIGURES]
+    ran = [t for t in tests if "p" in t]
+    for t, pa in zip(ran, holm([t["p"] for t in ran])):
+        t["p_holm"] = pa
+        t["significant"] = pa < alpha
+    return {"tests": tests, "method": f"Kruskal–Wallis over IF orders with {min_seeds}+ seeds (per-seed values), "
+                                      f"epsilon² = H/(n-1), variance share = ICC(1); Holm over the {len(ran)} figures"}
+
+
+def _probe_curves(stages: pd.DataFrame, board: list[dict], k: int = 5) -> list[dict]:
+    out = []
+    for r in [r for r in board if r["order"] != F][:k]:
+        g = stages[(stages["order"] == r["order"]) & stages["probe"].notna()]
+        if not len(g):
+            continue
+        by = g.groupby(["stage", "task"])["probe"].agg(["mean", "std", "size"]).reset_index().sort_values("stage")
+        out.append({"order": r["order"], "final_test_mean": r["mean"],
+                    "points": [{"stage": int(x.stage), "task": x.task, "probe": float(x["mean"]),
+                                "std": _f(x["std"]), "n_seeds": int(x["size"])} for _, x in by.iterrows()]})
+    return out
+
+
+def _headline(res: dict) -> dict:
+    main = res["order_effect"]["tests"][0]
+    board = res["leaderboard"]
+    h = {"n_orders": len(board), "best_order": board[0]["order"] if board else None,
+         "best_mean": board[0]["mean"] if board else None}
+    if "p" in main:
+        h.update({"order_matters": bool(main["significant"]), "p_holm": main["p_holm"], "epsilon2": main["epsilon2"],
+                  "variance_share": main["variance_share"]})
+        h["text"] = (f"Order {'matters' if main['significant'] else 'has no detectable effect'} for the mean score "
+                     f"over languages: Kruskal–Wallis over {main['n_orders']} IF orders, H = {main['H']:.2f}, "
+                     f"Holm p = {main['p_holm']:.3g} (α = {res['alpha']}), epsilon² = {main['epsilon2']:.2f}, "
+                     f"between-order share of variance {main['variance_share']:.0%}.")
+    else:
+        h["order_matters"] = None
+        h["text"] = f"Does order matter? Not tested — {main['underpowered']}."
+    return h
