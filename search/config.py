@@ -49,6 +49,9 @@ class SeedPoints(_Strict):
     baseline: bool = False  # F: the empty order (needs 0 among the lengths)
     singles: bool = False  # each single-task IF order (needs 1 among the lengths)
     orders: list[list[str]] = Field(default_factory=list)
+    # heuristic orders (search/heuristics.py): curriculum (easy to hard), similarity (least to most similar)
+    heuristics: list[Literal["curriculum", "similarity"]] = Field(default_factory=list)
+    heuristics_from: str | None = None  # a finished search whose single-task orders give the difficulty
 
     @field_validator("orders", mode="before")
     @classmethod
@@ -90,6 +93,15 @@ class Tracking(_Strict):
     best_k: int = Field(1, ge=0)  # the final checkpoints of the best K trials are logged as artifacts
 
 
+class Cache(_Strict):
+    """The stage cache (itt/cache.py): orders sharing a prefix share the encoder trained on it when
+    everything that determines it is equal (a searched hparam of an earlier stage breaks sharing)."""
+
+    enabled: bool = True  # on by default: identical prefixes are never trained twice
+    dir: str | None = None  # default: <experiment>/stage_cache/; a path (relative to this file) or URI shared across searches
+    max_bytes: int | None = Field(None, ge=1)  # size limit; least-recently-used entries are evicted beyond it
+
+
 class SearchConfig(_Strict):
     candidates: list[str]
     length: int | tuple[int, int] = Field(..., description="an order length k, or [min, max] (0 = F baseline)")
@@ -108,7 +120,14 @@ class SearchConfig(_Strict):
     resources: Resources = Field(default_factory=Resources)
     simulate: Simulate | None = None
     probe_steps: int = Field(50, ge=1)  # the probe's fixed fine-tune budget (ASHA's signal per stage)
+    # a trial whose process, worker or node dies runs again (its finished stages from the stage cache),
+    # at most this many times; -1 = without limit
+    max_failures: int = Field(2, ge=-1)
+    # final checkpoints (trials/<id>/seed<S>/checkpoint) kept for the best K completed trials only;
+    # the others' are removed as soon as K better ones exist. null = keep every trial's
+    keep_checkpoints: int | None = Field(3, ge=0)
     tracking: Tracking = Field(default_factory=Tracking)
+    cache: Cache = Field(default_factory=Cache)
 
     @field_validator("candidates", mode="before")
     @classmethod
@@ -165,6 +184,9 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         raise ConfigError(f"{path}: search.seed_points.baseline needs 0 among the lengths")
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
+    d = scfg.cache.dir
+    if d is not None and "://" not in d and not Path(d).is_absolute():  # Ray workers run elsewhere: make it absolute
+        scfg.cache.dir = str((Path(path).resolve().parent / d).resolve())
     if scfg.simulate is not None:
         t = Path(scfg.simulate.table)
         if not t.is_absolute():

@@ -13,6 +13,7 @@ import io
 import math
 import os
 import random
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -42,18 +43,41 @@ class Status:
 class ResultsWriter(Callback):
     """Keeps ``results.csv`` up to date and prints a progress line whenever a trial ends."""
 
-    def __init__(self, storage: Storage, scfg: SearchConfig, metric: str, languages: list[str], log=print):
+    def __init__(self, storage: Storage, scfg: SearchConfig, metric: str, languages: list[str], log=print,
+                 seeds: list[int] | None = None):
         self.storage, self.scfg, self.metric, self.languages, self.log = storage, scfg, metric, languages, log
+        self.seeds = list(seeds or [])  # the chain's seeds (trial folders hold seed<S>/ for each)
         self.space = scfg.space()
         self.rows: dict[str, dict] = {}
         self.t0 = time.time()
 
     # Tune hooks ----------------------------------------------------------
+    def setup(self, **info):
+        """Called when a fit starts. A restored search (``itt resume``) unpickles this callback as it
+        was when the search began, without rows: the rows come back from ``results.csv`` instead (it
+        is rewritten on every report, so it is newer than any Tune snapshot, also after a SIGKILL)."""
+        self.t0 = time.time()
+        text = self.storage.read_text("results.csv")
+        if text and not self.rows:
+            for r in csv.DictReader(io.StringIO(text)):
+                row = {k: (v if v != "" else None) for k, v in r.items()}
+                for k in ("order_length", "stages_completed"):
+                    row[k] = int(row[k] or 0)
+                row["order"] = row["order"] or ""
+                row["_restored"] = r.get("status")
+                self.rows[r["trial_id"]] = row
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._row(trial)
+        row = self._row(trial)
+        if row.get("_restored") == Status.COMPLETED:
+            return  # finished before the driver stopped, after Tune's last snapshot: it replays, row stays
+        if row["status"] != Status.RUNNING:  # a retried trial (errored, or its worker died) starts over
+            row.update(status=Status.RUNNING, stopped_early="", score=None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         row = self._row(trial)
+        if row.get("_restored") == Status.COMPLETED:
+            return
         row["stages_completed"] = max(row.get("stages_completed") or 0, int(result.get("step", 0)) - (1 if result.get("final") else 0))
         if result.get("final"):
             row["_final"] = result
@@ -63,6 +87,9 @@ class ResultsWriter(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         release_train_resources(self.storage, trial.trial_id)
         row = self._row(trial)
+        if row.get("_restored") == Status.COMPLETED:
+            self._progress(trials)
+            return
         final = row.get("_final")
         row["status"] = Status.COMPLETED if final else Status.STOPPED
         row["stopped_early"] = "false" if final else "true"
@@ -79,6 +106,7 @@ class ResultsWriter(Callback):
             row.update({k[len("test_"):]: v for k, v in final.items() if k.startswith("test_xtreme_")})
             row["replayed"] = "true" if final.get("replayed") else "false"
         self._write()
+        self._retain_checkpoints()
         self._progress(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -89,6 +117,27 @@ class ResultsWriter(Callback):
         self._progress(trials)
 
     # helpers ---------------------------------------------------------------
+    def _retain_checkpoints(self) -> None:
+        """Disk bound: final checkpoints only for the best K completed trials (K = keep_checkpoints,
+        at least tracking.best_k, whose checkpoints go to MLflow at the end); the rest are removed."""
+        k = self.scfg.keep_checkpoints
+        if k is None or self.scfg.simulate:
+            return
+        k = max(k, self.scfg.tracking.best_k if self.scfg.tracking.enabled else 0)
+        done = sorted((r for r in self.rows.values() if r["status"] == Status.COMPLETED and r.get("score") is not None),
+                      key=lambda r: -float(r["score"]))
+        self.pruned = getattr(self, "pruned", set())
+        for r in done[k:]:
+            tid = r["trial_id"]
+            if tid in self.pruned:
+                continue
+            self.pruned.add(tid)
+            for seed in self.scfg.seeds or self.seeds:
+                try:
+                    self.storage.delete("trials", tid, f"seed{seed}", "checkpoint")
+                except Exception as e:  # never let cleanup stop a search
+                    self.log(f"warning: could not remove the checkpoint of trial {tid}: {e}")
+
     def _row(self, trial) -> dict:
         if trial.trial_id not in self.rows:
             order, hp = split_config(trial.config, self.space)
@@ -232,21 +281,32 @@ def _check_resources(scfg: SearchConfig) -> int:
     return max(1, conc)
 
 
+SEARCH_FILE = "search.yaml"  # the resolved config (chain + search block) a resume rebuilds the search from
+DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
+
+
+class SearchInterrupted(Exception):
+    """The search stopped before it finished (Ctrl-C); ``itt resume`` continues it."""
+
+    def __init__(self, exp: str):
+        super().__init__(f"search interrupted; finished trials are kept. Continue it with:  itt resume {exp}")
+        self.exp = exp
+
+
 def run_search(config: str, *, name: str | None = None, storage: str | None = None, address: str | None = None,
                overrides: list[str] | None = None, tracking_uri: str | None = None, log=print) -> Path | str:
     """Run a search; returns the experiment directory (a Path, or the URI on an object store). All
     config, storage and tracking-store checks happen before Ray starts."""
-    scfg, chain, _ = load_search(config, overrides)
-    from itt.tasks import resolve_task
+    import yaml
 
-    target = resolve_task(chain.target.task, chain.tasks)
-    languages = list(chain.target.languages or target.languages)
+    scfg, chain, _ = load_search(config, overrides)
     name = name or chain.name
     st = Storage(storage or str(Path("runs").resolve()), name)
     if st.exists():
         raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
                         f"{st.display}`, or pick another --name)")
     st.check_writable()
+    target, languages = _target(chain)
     from search.tracking import Tracker
 
     tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
@@ -264,9 +324,97 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         probe = chain.model_copy(update={"order": list(scfg.candidates), "seeds": [chain.seeds[0]]})
         prepare(probe, log=lambda *a: None)
 
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    _init_ray(address, scfg)
+    fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
+    concurrency = scfg.resources.max_concurrent or fits
+    max_t = scfg.scheduler.max_t or (max(scfg.lengths) + 1)
+    scheduler = (ASHAScheduler(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
+                               reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)
+                 if scfg.scheduler.type == "asha" else FIFOScheduler())
+    # what `itt resume` needs to rebuild the trainable (the Tuner's own state is Ray's tuner.pkl)
+    config_text = yaml.safe_dump({**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")},
+                                 sort_keys=False, allow_unicode=True)
+    st.write_text(config_text, SEARCH_FILE)
+    writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
+    log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
+        f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
+        f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
+    tuner = tune.Tuner(
+        _trainable(scfg, chain, st, target.metric),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
+                                    scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency,
+                                    reuse_actors=bool(scfg.simulate)),
+        run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
+                                  callbacks=[writer, tracker], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
+    )
+    return _fit(tuner, st, writer, tracker, scfg, log=log)
+
+
+def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bool = False,
+                  tracking_uri: str | None = None, log=print) -> Path | str:
+    """``itt resume``: continue an interrupted search (driver killed, Ctrl-C, machine rebooted).
+
+    Finished trials are not rerun (Ray Tune's own state, plus ``dedup/`` for trials that finished
+    after its last snapshot); unfinished ones run again, their finished stages taken from the stage
+    cache; errored ones only with ``retry_errored``. The searcher (Optuna) continues from its saved
+    state; MLflow runs are found again by trial id."""
+    import yaml
+
+    from itt.config import ChainConfig, validate
+    from search.tracking import Tracker, connect, resolve_uri, storage_of
+
+    st = storage_of(exp_dir)
+    text = st.read_text(SEARCH_FILE)
+    if text is None:
+        if not st.exists():
+            raise UserError(f"itt resume: no experiment at {exp_dir}")
+        raise UserError(f"itt resume: {exp_dir} is not an itt search (no {SEARCH_FILE}); give the experiment "
+                        "directory `itt search` printed, e.g. runs/<name>")
+    raw = yaml.safe_load(text)
+    scfg: SearchConfig = validate(raw.pop("search"), f"{exp_dir}/{SEARCH_FILE}", SearchConfig, prefix="search.")
+    chain: ChainConfig = validate(raw, f"{exp_dir}/{SEARCH_FILE}", ChainConfig)
+    if not st.exists("tuner.pkl"):
+        raise UserError(f"itt resume: {exp_dir} holds no Ray Tune state (tuner.pkl): the search stopped before "
+                        f"its first trial. Remove it and start again with `itt search`")
+    _check_no_driver(st)
+    target, _ = _target(chain)
+    if tracking_uri and scfg.tracking.enabled:
+        connect(resolve_uri(tracking_uri))  # an unreachable store: one error line before Ray starts
+
+    from ray import tune
+
+    _init_ray(address, scfg)
+    _check_resources(scfg)
+    n_done = _count_status(st)
+    log(f"resuming search '{st.name}' ({n_done} trials finished before); experiment: {st.display}")
+    tuner = tune.Tuner.restore(st.display if st.remote else st.path(), _trainable(scfg, chain, st, target.metric),
+                               resume_unfinished=True, resume_errored=False, restart_errored=retry_errored,
+                               storage_filesystem=st.fs)
+    # the callbacks come back from Ray's pickle of the original Tuner; point them at this run
+    callbacks = tuner._local_tuner.get_run_config().callbacks or []
+    writer = next(c for c in callbacks if isinstance(c, ResultsWriter))
+    tracker = next(c for c in callbacks if isinstance(c, Tracker))
+    writer.log = tracker.log = log
+    if tracking_uri and scfg.tracking.enabled:
+        tracker.uri = resolve_uri(tracking_uri)
+        tracker.meta["tracking_uri"] = tracker.uri
+    return _fit(tuner, st, writer, tracker, scfg, log=log)
+
+
+def _target(chain):
+    from itt.tasks import resolve_task
+
+    target = resolve_task(chain.target.task, chain.tasks)
+    return target, list(chain.target.languages or target.languages)
+
+
+def _init_ray(address: str | None, scfg: SearchConfig) -> None:
+    import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if scfg.simulate:  # cheap trials: Ray's default per-trial loggers and fresh processes dominate
@@ -275,35 +423,94 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)
-    fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
-    concurrency = scfg.resources.max_concurrent or fits
-    max_t = scfg.scheduler.max_t or (max(scfg.lengths) + 1)
-    scheduler = (ASHAScheduler(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
-                               reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)
-                 if scfg.scheduler.type == "asha" else FIFOScheduler())
-    ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), storage=st, metric=target.metric)
-    trainable = tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), {"cpu": scfg.resources.trial_cpus})
-    writer = ResultsWriter(st, scfg, target.metric, languages, log=log)
-    log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
-        f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
-        f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
-                                    scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency,
-                                    reuse_actors=bool(scfg.simulate)),
-        run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
-                                  callbacks=[writer, tracker], verbose=0),
-    )
+
+
+def _trainable(scfg: SearchConfig, chain, st: Storage, metric: str):
+    from ray import tune
+
+    ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), storage=st, metric=metric)
+    return tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), {"cpu": scfg.resources.trial_cpus})
+
+
+def _count_status(st: Storage, status: str = Status.COMPLETED) -> int:
+    text = st.read_text("results.csv")
+    return sum(1 for r in csv.DictReader(io.StringIO(text)) if r["status"] == status) if text else 0
+
+
+def _check_no_driver(st: Storage) -> None:
+    """Two drivers on one experiment corrupt it: refuse while the recorded driver still lives."""
+    import json
+    import socket
+
+    text = st.read_text(DRIVER_FILE)
+    if not text:
+        return
+    d = json.loads(text)
+    if d.get("host") == socket.gethostname():
+        try:
+            os.kill(int(d["pid"]), 0)
+        except (ProcessLookupError, ValueError):
+            return  # it died (SIGKILL, reboot): resuming is safe
+        except PermissionError:
+            pass
+        raise UserError(f"itt resume: a driver (pid {d['pid']}) is still running this search; stop it first "
+                        f"(Ctrl-C) or wait for it to end")
+
+
+def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=print) -> Path | str:
+    """Run (or continue) the Tuner; end every MLflow run; print the best orders and the disk used.
+    Raises SearchInterrupted after a Ctrl-C (Ray Tune's handler stops the trials and saves its state)."""
+    import json
+    import signal
+    import socket
+
+    st.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}), DRIVER_FILE)
+
+    def _second_interrupt(sig, frame):  # Tune restores this after its own handler took the first Ctrl-C
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _second_interrupt) if main else None
     try:
         tuner.fit()
-    except BaseException:
+        # Tune's handler, once it has seen a Ctrl-C, puts back the one installed before it: ours
+        interrupted = main and signal.getsignal(signal.SIGINT) is _second_interrupt
+    except BaseException as e:
         tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops
+        _remove_driver_file(st)
+        if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
+            raise SearchInterrupted(st.display) from None
         raise
-    tracker.close()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    interrupted = interrupted or any(r["status"] == Status.RUNNING for r in writer.rows.values())
+    tracker.close(interrupted=interrupted)
+    _remove_driver_file(st)
     log("best orders:")
     for i, r in enumerate(writer.best(5), 1):
         log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")
     log(f"results: {st.display}/results.csv")
+    log(disk_usage_line(st))
+    if interrupted:
+        raise SearchInterrupted(st.display)
     return st.display if st.remote else Path(st.path())
+
+
+def _remove_driver_file(st: Storage) -> None:
+    try:
+        st.delete(DRIVER_FILE)
+    except Exception:
+        pass
+
+
+def disk_usage_line(st: Storage) -> str:
+    sizes = st.du()
+    total = sum(sizes.values())
+    top = sorted(sizes.items(), key=lambda kv: -kv[1])[:4]
+    parts = ", ".join(f"{k} {_mb(v)}" for k, v in top if v)
+    return f"disk: {_mb(total)} in {st.display} ({parts})"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"

@@ -128,6 +128,42 @@ class Storage:
         pafs.copy_files(str(Path(local).resolve()), target, source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=self.fs)
 
+    def delete(self, *rel: str) -> None:
+        """Remove a file or a folder (recursively) of the experiment; a missing one is no error."""
+        target = self.path(*rel)
+        if not self.remote:
+            import shutil
+
+            if os.path.isdir(target):
+                shutil.rmtree(target, ignore_errors=True)
+            elif os.path.exists(target):
+                os.remove(target)
+            return
+        import pyarrow.fs as pafs
+
+        info = self.fs.get_file_info(target)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(target)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(target)
+
+    def du(self, *rel: str) -> dict[str, int]:
+        """Bytes used under the experiment directory (or ``rel`` in it), per top-level entry."""
+        import pyarrow.fs as pafs
+
+        fs = self.fs or pafs.LocalFileSystem()
+        root = self.path(*rel)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+        except OSError:
+            return {}
+        sizes: dict[str, int] = {}
+        for info in infos:
+            if info.type == pafs.FileType.File:
+                top = info.path[len(root):].lstrip("/").split("/", 1)[0]
+                sizes[top] = sizes.get(top, 0) + (info.size or 0)
+        return sizes
+
     def check_writable(self) -> None:
         """Fail early (before Ray starts) when the store cannot be reached or written (the probe file
         goes to the storage root, so a failed start leaves no experiment directory behind)."""

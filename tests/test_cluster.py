@@ -1,0 +1,64 @@
+"""cluster.yaml: valid for Ray's cluster launcher (its own validator, offline), and what it promises."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load() -> dict:
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def _validate(cfg: dict) -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(cfg)))
+
+
+def test_cluster_yaml_passes_rays_validator():
+    _validate(_load())
+
+
+def test_validator_catches_a_broken_config():
+    """The check above can fail: a misspelt key or a missing node type is rejected."""
+    cfg = _load()
+    cfg["available_node_types"]["gpu_worker"]["min_worker"] = 0  # typo of min_workers
+    with pytest.raises(Exception, match="min_worker"):
+        _validate(cfg)
+    cfg = _load()
+    cfg["head_node_type"] = "no_such_type"
+    with pytest.raises(Exception):
+        _validate(cfg)
+
+
+def test_cluster_layout():
+    cfg = _load()
+    assert cfg["provider"]["type"] == "aws"
+    nodes = cfg["available_node_types"]
+    head = nodes[cfg["head_node_type"]]
+    assert head["resources"].get("CPU") == 0, "no trials on the head"
+    workers = [n for k, n in nodes.items() if k != cfg["head_node_type"]]
+    assert workers and all(n["max_workers"] > n.get("min_workers", 0) for n in workers), "autoscaling workers"
+    assert all(n["node_config"]["InstanceType"].startswith(("g", "p")) for n in workers), "GPU instances"
+    # the project is installed on every node
+    assert "." in cfg["file_mounts"].values()
+    setup = " ".join(cfg["setup_commands"])
+    assert "pip install" in setup and "[search]" in setup
+    head_cmds = " ".join(cfg["head_start_ray_commands"])
+    # the dashboard stays on loopback; MLflow runs on the head with its artifacts on the shared store
+    assert "--dashboard-host=127.0.0.1" in head_cmds
+    assert "mlflow server" in head_cmds and "--artifacts-destination s3://" in head_cmds
+    assert "security_group" not in cfg["provider"], "no extra inbound rules: only the cluster and SSH"
+
+
+def test_readme_shows_the_cluster_workflow():
+    readme = (ROOT / "README.md").read_text()
+    for cmd in ("ray up cluster.yaml", "ray job submit", "ray dashboard cluster.yaml", "ray down cluster.yaml",
+                "--storage s3://", "itt resume"):
+        assert cmd in readme, cmd
