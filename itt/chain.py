@@ -260,7 +260,10 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
                 log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name} (from the stage cache)")
                 stat, probe = dict(cached[0]), cached[1]
             stages.append(stat)
-            metrics = {"stage": i, "task": task.name, "train_loss": stat["train_loss"]}
+            # running counts (summed over seeds in a report): the last report of a stopped trial has them too
+            metrics = {"stage": i, "task": task.name, "train_loss": stat["train_loss"],
+                       "stages_trained": sc.trained + (cached is None) if sc else i,
+                       "stages_from_cache": sc.from_cache if sc else 0, "cache_seconds_saved": sc.seconds_saved if sc else 0.0}
             probe_new, probe_secs = False, 0.0
             if cfg.probe.enabled:
                 if probe is None:

@@ -112,8 +112,8 @@ def chain_trial(config: dict, ctx: TrialContext) -> None:
     key = trial_key(chain_raw)
     record = ctx.storage.read_text("dedup", f"{key}.json")
     if record is not None:  # the same (order, hparams, seeds) ran before in this search: report it again
-        for m in json.loads(record)["reports"]:
-            tune.report({**m, "replayed": 1})
+        for m in json.loads(record)["reports"]:  # it trained nothing, and took nothing from the stage cache
+            tune.report({**m, "replayed": 1, **({k: 0 for k in _CACHE_COUNTS if k in m})})
         return
     _train(chain_raw, ctx, key)
 
@@ -137,6 +137,23 @@ def _train(chain_raw: dict, ctx: TrialContext, key: str) -> None:
                                        storage_filesystem=ctx.storage.fs, callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
+
+
+_CACHE_COUNTS = ("stages_trained", "stages_from_cache", "cache_seconds_saved")
+
+
+def stage_cache(ctx: TrialContext, log=print):
+    """The search's stage cache (``search.cache``): ``<experiment>/stage_cache/`` in the search's
+    storage, or the shared ``dir``; None when disabled."""
+    from itt.cache import StageCache
+
+    c = ctx.search.cache
+    if not c.enabled:
+        return None
+    if c.dir is not None:
+        return StageCache(c.dir, max_bytes=c.max_bytes, log=log)
+    st = ctx.storage
+    return StageCache(st.path("stage_cache"), max_bytes=c.max_bytes, filesystem=st.fs, log=log)
 
 
 def _worker_loop(loop_config: dict) -> None:
@@ -176,7 +193,7 @@ def _worker_loop(loop_config: dict) -> None:
 
     log = print if rank == 0 else (lambda *a: None)
     try:
-        run_chain(cfg, out_dir=out, report=report, log=log)
+        run_chain(cfg, out_dir=out, report=report, log=log, cache=stage_cache(ctx, log=log))
         if st.remote and rank == 0:  # results.json is written after the final report
             st.upload_dir(out, "trials", trial_id)
     finally:

@@ -1,0 +1,278 @@
+"""The stage cache (itt/cache.py): same numbers with and without it, one training per distinct prefix,
+damaged entries retrained, LRU eviction, keys, leases under a race, an S3 store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import replace
+from itertools import permutations
+from pathlib import Path
+
+import pytest
+import torch
+
+from itt.cache import MANIFEST, WEIGHTS, StageCache, probe_key, stage_keys
+from itt.chain import prepare, run_chain
+from itt.config import validate
+from itt.models import build_encoder, pooling_for
+from itt.train import make_accelerator
+from tests.conftest import TINY, _merge
+
+TOY3 = ["toy_topic", "toy_length", "toy_align"]
+# small, but the target learns something: final scores differ between orders, so "identical" means something
+RAW = _merge(TINY, {"order": TOY3, "train": {"lr": 3e-3, "max_steps": 5}, "finetune": {"max_steps": 40, "lr": 5e-3},
+                    "probe": {"enabled": True, "steps": 4, "max_eval_examples": 24}, "toy": {"n_train": 96, "n_eval": 48}})
+COUNTS = ("stages_trained", "stages_from_cache", "cache_seconds_saved")
+
+
+def quiet(*a):
+    pass
+
+
+@pytest.fixture(scope="module")
+def base():
+    cfg = validate(RAW, "test")
+    return cfg, prepare(cfg, log=quiet)
+
+
+def _chain(base, order, cache=None):
+    """run_chain on one order, reusing the module's prepared data (the tasks' features do not depend on the order)."""
+    cfg, p = base
+    c = cfg.model_copy(update={"order": list(order)})
+    q = replace(p, cfg=c, order=[next(t for t in p.order if t.name == n) for n in order])
+    reports = []
+    res = run_chain(c, prepared=q, log=quiet, cache=cache, report=lambda m, s: reports.append(dict(m)))
+    return res, reports
+
+
+def _strip(reports):
+    return [{k: v for k, v in m.items() if k not in COUNTS} for m in reports]
+
+
+def test_exhaustive_sweep_same_numbers_with_and_without_cache(base, tmp_path):
+    """Point 7: every order's reports (probes, losses, final metrics) are identical; stage trainings
+    executed = distinct prefixes (3 + 6 = 9 for the 6 orders of length 2, 12 without the cache)."""
+    orders = list(permutations(TOY3, 2))
+    plain = {o: _chain(base, o) for o in orders}
+    cache = StageCache(str(tmp_path / "c"))
+    cached = {o: _chain(base, o, cache) for o in orders}
+    finals = {plain[o][1][-1]["test_accuracy_mean"] for o in orders}
+    assert len(finals) > 2  # the orders really differ: equality below is not trivial
+    for o in orders:
+        (ra, a), (rb, b) = plain[o], cached[o]
+        assert _strip(a) == _strip(b), o
+        # the target fine-tune's loss depends on every weight of the encoder it started from
+        assert ra["seeds"]["0"]["stages"][-1]["train_loss"] == rb["seeds"]["0"]["stages"][-1]["train_loss"]
+        assert ra["seeds"]["0"]["test"] == rb["seeds"]["0"]["test"]
+    assert sum(plain[o][1][-1]["stages_trained"] for o in orders) == 12
+    assert sum(cached[o][1][-1]["stages_trained"] for o in orders) == 9 == cache.stats.misses
+    assert sum(cached[o][1][-1]["stages_from_cache"] for o in orders) == 3 == cache.stats.hits
+    assert len(cache.entries()) == 9
+    # a second pass trains nothing and still reports the same figures (stage reports included)
+    again = StageCache(str(tmp_path / "c"))
+    for o in orders[:2]:
+        _, r = _chain(base, o, again)
+        assert _strip(r) == _strip(plain[o][1]) and r[-1]["stages_trained"] == 0 and r[-1]["stages_from_cache"] == 2
+        assert r[-1]["cache_seconds_saved"] > 0 and r[0]["stages_from_cache"] == 1  # running counts per report
+    # the longest prefix is taken directly: toy_topic>toy_length>toy_align loads the pair, trains one stage
+    _, r = _chain(base, TOY3, again)
+    assert r[-1]["stages_trained"] == 1 and r[-1]["stages_from_cache"] == 2
+
+
+def _entry_dir(cache: StageCache, key: str) -> Path:
+    return Path(cache.base) / "entries" / key
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_entry_is_retrained_not_loaded(base, tmp_path, damage):
+    order = ("toy_topic", "toy_length")
+    cache = StageCache(str(tmp_path / "c"))
+    _, first = _chain(base, order, cache)
+    entries = sorted(cache.entries(), key=lambda e: e["bytes"])
+    keys = [e["key"] for e in cache.entries()]
+    assert len(keys) == 2
+    # damage both weights files: a truncated copy, or a flipped byte at the same size
+    for k in keys:
+        f = _entry_dir(cache, k) / WEIGHTS
+        data = bytearray(f.read_bytes())
+        if damage == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            data[len(data) // 2] ^= 0xFF
+        f.write_bytes(bytes(data))
+    msgs = []
+    c2 = StageCache(str(tmp_path / "c"), log=msgs.append)
+    _, second = _chain(base, order, c2)
+    assert c2.stats.corrupt == 2 and c2.stats.hits == 0 and c2.stats.misses == 2
+    assert second[-1]["stages_trained"] == 2 and _strip(second) == _strip(first)
+    assert any("discarded" in m for m in msgs)
+    for k in keys:  # republished, intact again
+        f = _entry_dir(cache, k) / WEIGHTS
+        man = json.loads((_entry_dir(cache, k) / MANIFEST).read_text())
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == man["files"][WEIGHTS]["sha256"]
+    assert entries
+
+
+def test_half_written_entry_does_not_exist(tmp_path):
+    """Weights without a manifest (a writer died before publishing) are no entry; nor is a bad manifest."""
+    cache = StageCache(str(tmp_path / "c"))
+    d = _entry_dir(cache, "k1")
+    d.mkdir(parents=True)
+    (d / WEIGHTS).write_bytes(b"partial")
+    assert cache.get("k1") is None and cache.entries() == []
+    cache.put("k2", {"w": torch.ones(3)}, stages=[{"task": "t", "seconds": 1.0}], seconds=1.0)
+    (_entry_dir(cache, "k2") / MANIFEST).write_text('{"format": 1, "key": "k2", "fi')  # truncated manifest
+    assert cache.get("k2") is None and not _entry_dir(cache, "k2").exists()
+
+
+def test_lru_eviction_under_a_byte_limit(tmp_path):
+    state = {"w": torch.arange(4000, dtype=torch.float32)}  # ~16 kB per entry
+    cache = StageCache(str(tmp_path / "c"))
+    cache.put("a", state, stages=[], seconds=1.0)
+    one = cache.size()
+    cache.max_bytes = int(2.5 * one)  # room for two entries
+    cache.put("b", state, stages=[], seconds=1.0)
+    time.sleep(0.05)
+    cache.load(cache.get("a"))  # a is used again: b is now the least recently used
+    time.sleep(0.05)
+    cache.put("c", state, stages=[], seconds=1.0)
+    assert {e["key"] for e in cache.entries()} == {"a", "c"} and cache.stats.evicted == 1
+    assert cache.size() <= cache.max_bytes
+    # an entry whose lease is held is never evicted, even when it is the least recently used
+    lease = cache._try_lease("a")
+    time.sleep(0.05)
+    cache.put("d", state, stages=[], seconds=1.0)
+    lease.release()
+    assert {e["key"] for e in cache.entries()} == {"a", "d"}
+
+
+def test_two_chains_racing_for_one_prefix_train_it_once(tmp_path):
+    """Four threads claim the same key at once: one trains (holds the lease), the others wait, then
+    load what it published."""
+    cache_dir = str(tmp_path / "c")
+    trained, loaded = [], []
+    barrier = threading.Barrier(4)
+
+    def chain(i):
+        c = StageCache(cache_dir, poll_s=0.05)
+        barrier.wait()
+        entry, lease = c.claim("prefix")
+        if lease is not None:
+            time.sleep(0.5)  # "training"
+            c.put("prefix", {"w": torch.full((4,), float(i))}, stages=[{"task": "t", "seconds": 0.5}], seconds=0.5)
+            lease.release()
+            trained.append(i)
+        else:
+            loaded.append((i, c.load(entry)["w"][0].item()))
+
+    threads = [threading.Thread(target=chain, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(trained) == 1 and len(loaded) == 3
+    assert all(v == float(trained[0]) for _, v in loaded)
+    assert not (Path(cache_dir) / "leases" / "prefix").exists()
+
+
+def test_stale_lease_is_taken_over(tmp_path):
+    """A holder that died leaves a lease nobody renews: a waiter takes over after lease_ttl."""
+    dead = StageCache(str(tmp_path / "c"))
+    lease = dead._try_lease("k")
+    lease._stop.set()  # the holder "dies": no more heartbeats, the lease file stays
+    assert (Path(dead.base) / "leases" / "k").exists()
+    msgs = []
+    c = StageCache(str(tmp_path / "c"), lease_ttl=0.4, poll_s=0.05, log=msgs.append)
+    t0 = time.monotonic()
+    entry, mine = c.claim("k")
+    assert entry is None and mine is not None and 0.3 < time.monotonic() - t0 < 5
+    assert any("stale" in m for m in msgs)
+    mine.release()
+    # a live holder's lease is renewed, so a waiter keeps waiting (here: until wait_s)
+    live = StageCache(str(tmp_path / "c"), lease_ttl=0.2)._try_lease("k2")
+    c2 = StageCache(str(tmp_path / "c"), lease_ttl=0.2, poll_s=0.05, wait_s=1.0)
+    assert c2.claim("k2") == (None, None)
+    live.release()
+
+
+def test_keys_follow_what_determines_the_encoder(base):
+    cfg, p = base
+    acc = make_accelerator(cfg.hardware)
+
+    def keys(overrides: dict | None = None, seed: int = 0, prepared=None):
+        c = validate(_merge(RAW, overrides or {}), "test")
+        q = prepared or prepare(c, log=quiet)
+        torch.manual_seed(seed)
+        enc = build_encoder(c.model, q.tokenizer, max_length=24, sdpa=c.hardware.sdpa)
+        return stage_keys(q, seed, enc, acc, pooling_for(c.model, enc)), q
+
+    k0, _ = keys(prepared=p)
+    assert len(set(k0)) == 3
+    assert keys(prepared=p)[0] == k0  # stable
+    assert keys(seed=1, prepared=p)[0][0] != k0[0]
+    # an hparam of stage 2 changes keys 2 and 3, not 1
+    k, _ = keys({"stages": {"toy_length": {"lr": 1e-3}}})
+    assert k[0] == k0[0] and k[1] != k0[1] and k[2] != k0[2]
+    # a data cap of stage 1 changes every key (the data actually used differs)
+    k, _ = keys({"stages": {"toy_topic": {"max_examples": 50}}})
+    assert k[0] != k0[0]
+    # the order is part of the prefix
+    k, _ = keys({"order": ["toy_length", "toy_topic", "toy_align"]})
+    assert k[1] != k0[1] and k[0] != k0[0]
+    # the evaluation languages do not change the encoder; they do change the probe key
+    k, q = keys({"target": {"languages": ["en", "xa"]}})
+    assert k == k0 and probe_key(q) != probe_key(p)
+    k, q = keys({"probe": {"steps": 5}})
+    assert k == k0 and probe_key(q) != probe_key(p)
+
+
+def test_stage_cache_on_s3(s3, tmp_path):
+    """The same entries, leases and eviction through pyarrow's S3 filesystem (moto server)."""
+    import pyarrow.fs as pafs
+
+    uri = s3("cache")
+    fs, path = pafs.FileSystem.from_uri(uri)
+    cache = StageCache(path + "/stage_cache", filesystem=fs, poll_s=0.05)
+    assert not cache.local and cache.get("k") is None
+    entry, lease = cache.claim("k")
+    assert entry is None and lease is not None
+    assert cache._try_lease("k") is None  # held
+    cache.put("k", {"w": torch.arange(10.0)}, stages=[{"task": "t", "seconds": 2.0}], seconds=2.0)
+    lease.release()
+    e = cache.get("k")
+    assert torch.equal(cache.load(e)["w"], torch.arange(10.0)) and e.stages[0]["seconds"] == 2.0
+    cache.put_probes("k", "pk", [{"probe": {"accuracy_mean": 0.5}, "seconds": 1.0}])
+    assert cache.get_probes("k", "pk")[0]["probe"] == {"accuracy_mean": 0.5}
+    # a corrupt object is detected
+    with fs.open_output_stream(cache._entry("k", WEIGHTS)) as f:
+        f.write(b"garbage")
+    with pytest.raises(Exception):
+        cache.load(cache.get("k"))
+    assert cache.get("k") is None
+    # eviction by size
+    cache.max_bytes = 1
+    cache.put("a", {"w": torch.ones(100)}, stages=[], seconds=0.0)
+    time.sleep(0.01)
+    cache.put("b", {"w": torch.ones(100)}, stages=[], seconds=0.0)
+    assert [e["key"] for e in cache.entries()] == ["b"]
+
+
+from tests.test_storage import s3  # noqa: E402,F401  (the moto S3 server fixture)
+
+
+def test_search_config_cache_block(tmp_path):
+    from search.config import load_search
+
+    import yaml
+
+    raw = {**TINY, "search": {"candidates": TOY3, "length": 2, "cache": {"dir": "shared_cache", "max_bytes": 10**9}}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    scfg, _, _ = load_search(p)
+    assert scfg.cache.enabled and scfg.cache.max_bytes == 10**9
+    assert scfg.cache.dir == str((tmp_path / "shared_cache").resolve())  # Ray workers run elsewhere
+    assert os.path.isabs(scfg.cache.dir)
