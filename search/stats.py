@@ -346,5 +346,5 @@ def _headline(res: dict) -> dict:
                      f"between-order share of variance {main['variance_share']:.0%}.")
     else:
         h["order_matters"] = None
-        h["text"] = f"Does order matter? Not tested — {main['underpowered']}."
+        h["text"] = f"Does order matter? Not tested: underpowered: {main['underpowered']}."
     return h

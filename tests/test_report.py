@@ -1,0 +1,288 @@
+"""``itt report``: the statistics core (pure, on tidy tables), a report from an experiment directory,
+bad input, the heuristics, one simulated Ray search end to end, and the HTML in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats as sps
+
+from search import stats as S
+from search.cli import main
+from tests.conftest import TINY
+
+TASKS = ["ta", "tb", "tc", "td"]
+LANGS = ["en", "xa", "xb"]
+
+
+def _orders(tasks=TASKS, lengths=(0, 1, 2)):
+    return [">".join(p) for k in lengths for p in itertools.permutations(tasks, k)]
+
+
+def _tidy(rng, *, delta=0.0, seeds=3, orders=None, seed_sd=0.02, lang_sd=0.01) -> pd.DataFrame:
+    """Per-seed, per-language scores; an order starting with 'ta' gets +delta (the planted effect)."""
+    rows = []
+    for o in orders or _orders():
+        eff = delta if o.startswith("ta") else 0.0
+        for s in range(seeds):
+            shift = rng.normal(0, seed_sd)
+            for i, lang in enumerate(LANGS):
+                rows.append((o, s, lang, 0.7 - 0.1 * i + eff + shift + rng.normal(0, lang_sd)))
+    return pd.DataFrame(rows, columns=["order", "seed", "language", "score"])
+
+
+# ------------------------------------------------------------------ the statistics core (pure)
+def test_holm_against_hand_computation():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone: 0.02 0.03 0.06 0.06
+    assert S.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert S.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_leaderboard_figures_against_independent_computation():
+    rng = np.random.default_rng(3)
+    t = _tidy(rng, orders=["", "ta", "tb>ta"], seeds=4)
+    res = S.analyse(t)
+    for row in res["leaderboard"]:
+        g = t[t["order"] == row["order"]].pivot(index="seed", columns="language", values="score")
+        per_seed_mean = g.mean(axis=1).to_numpy()
+        n = len(per_seed_mean)
+        half = sps.t.ppf(0.975, n - 1) * per_seed_mean.std(ddof=1) / math.sqrt(n)
+        assert row["mean"] == pytest.approx(per_seed_mean.mean())
+        assert row["std"] == pytest.approx(np.std(per_seed_mean, ddof=1))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((per_seed_mean.mean() - half, per_seed_mean.mean() + half))
+        assert row["worst"] == pytest.approx(g.min(axis=1).mean())
+        assert row["transfer_gap"] == pytest.approx((g["en"] - g[["xa", "xb"]].mean(axis=1)).mean())
+        assert row["lang_std"] == pytest.approx(g.std(axis=1, ddof=0).mean())
+    means = [r["mean"] for r in res["leaderboard"]]
+    assert means == sorted(means, reverse=True)
+    iv = res["if_vs_f"]
+    f = t[t["order"] == ""].groupby("language")["score"].mean()
+    for r in iv["per_language"]:
+        assert r["F"] == pytest.approx(f[r["language"]])
+        assert r["mean_IF"] == pytest.approx(t[t["order"] != ""].groupby(["order", "language"])["score"].mean()
+                                             .xs(r["language"], level="language").mean())
+
+
+def test_planted_order_effect_is_detected():
+    rng = np.random.default_rng(0)
+    res = S.analyse(_tidy(rng, delta=0.08))
+    main_test = res["order_effect"]["tests"][0]
+    assert main_test["figure"] == "mean" and main_test["significant"] and main_test["p_holm"] < S.ALPHA
+    assert main_test["variance_share"] > 0.5 and 0 < main_test["epsilon2"] <= 1
+    assert res["headline"]["order_matters"] is True
+    assert res["leaderboard"][0]["order"].startswith("ta")
+    cells = {(c["task"], c["position"]): c for c in res["position"]["cells"]}
+    assert cells[("ta", 1)]["mean"] > cells[("ta", 2)]["mean"] + 0.05
+    # one order on each side of every pair: too few to test precedence, and the report says so
+    assert all("underpowered" in p and "p" not in p for p in res["precedence"]["pairs"])
+
+
+def test_false_positive_rate_stays_at_alpha():
+    """No effect (scores = noise): over 200 replicate tables, the order test rejects at most α of
+    the time, plus binomial slack (the 99th percentile of Binomial(200, α))."""
+    rng = np.random.default_rng(12345)
+    n, alpha = 200, S.ALPHA
+    orders = _orders(lengths=(1, 2))
+    rejections = 0
+    for _ in range(n):
+        fig = S.seed_figures(_tidy(rng, orders=orders))
+        rejections += S.order_effect(fig, "mean")["p"] < alpha
+    assert rejections / n <= sps.binom.ppf(0.99, n, alpha) / n
+
+
+def test_too_few_seeds_or_orders_is_underpowered_not_a_p_value():
+    rng = np.random.default_rng(1)
+    res = S.analyse(_tidy(rng, seeds=2, delta=0.3))
+    for t in res["order_effect"]["tests"]:
+        assert "underpowered" in t and "p" not in t and "H" not in t
+    assert res["headline"]["order_matters"] is None and "underpowered" in res["headline"]["text"]
+    assert "underpowered" in res["if_vs_f"]["test"]
+    one = S.analyse(_tidy(rng, seeds=5, orders=["", "ta"]))
+    assert "underpowered" in one["order_effect"]["tests"][0]  # a single IF order: nothing to compare
+
+
+# ------------------------------------------------------------------ an experiment directory (no Ray)
+def _fake_experiment(root, tidy: pd.DataFrame, *, stopped=("tc>td",), name="exp"):
+    """results.csv and trials/<id>/results.json as a search writes them, from a tidy table."""
+    exp = root / name
+    exp.mkdir(parents=True)
+    rows = []
+    for i, (order, g) in enumerate(tidy.groupby("order", sort=False)):
+        tid = f"t{i:03d}"
+        seeds = {}
+        for s, gs in g.groupby("seed"):
+            per = {r.language: {"accuracy": float(r.score)} for r in gs.itertuples()}
+            seeds[str(s)] = {"test": {"per_language": per},
+                             "stages": [{"task": t, "train_loss": 0.5 + 0.1 * j,
+                                         "probe": {"accuracy_mean": float(gs["score"].mean()) - 0.02 * (2 - j)}}
+                                        for j, t in enumerate([x for x in order.split(">") if x])]}
+        (exp / "trials" / tid).mkdir(parents=True, exist_ok=True)
+        (exp / "trials" / tid / "results.json").write_text(json.dumps({"metric": "accuracy", "languages": LANGS,
+                                                                        "seeds": seeds}))
+        lang_means = g.groupby("language")["score"].mean()
+        rows.append({"trial_id": tid, "status": "completed", "order": order, "order_length": len(order.split(">")) if order else 0,
+                     "stages_completed": 0, "stopped_early": "false", "score": float(g["score"].mean()),
+                     **{lang: float(lang_means[lang]) for lang in LANGS}})
+    for j, o in enumerate(stopped):
+        rows.append({"trial_id": f"s{j:03d}", "status": "stopped", "order": o, "order_length": 2, "stages_completed": 1,
+                     "stopped_early": "true", "score": ""})
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["trial_id", "status", "order", "order_length", "stages_completed",
+                                          "stopped_early", "score", *LANGS], restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return exp
+
+
+def test_report_from_an_experiment_directory(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    tidy = _tidy(rng, delta=0.1, orders=[o for o in _orders() if o != "tc>td"])
+    exp = _fake_experiment(tmp_path, tidy)
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    out = capsys.readouterr().out
+    assert "Order matters" in out and "MLflow: not logged" in out  # no tracking/ in this directory
+    rep = exp / "report"
+    for f in ("report.html", "report.md", "report.json", "leaderboard.png", "heatmap.png", "if_vs_f.png",
+              "position.png", "probe_curves.png"):
+        assert (rep / f).is_file() and (rep / f).stat().st_size > 0, f
+    res = json.loads((rep / "report.json").read_text())
+    assert res["trials"]["stopped"] == [{"trial_id": "s000", "order": "tc>td", "stages_completed": 1}]
+    assert "tc>td" not in {r["order"] for r in res["leaderboard"]}  # a stopped trial never enters the statistics
+    assert len(res["leaderboard"]) == len(tidy["order"].unique())
+    html = (rep / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5 and "<img" in html and "src='leaderboard.png'" not in html
+    md = (rep / "report.md").read_text()
+    assert "![Leaderboard of orders](leaderboard.png)" in md and "stopped by ASHA" in md
+
+
+def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, capsys):
+    def err(path, *needles):
+        assert main(["report", str(path), "--no-heuristics"]) == 2
+        e = capsys.readouterr().err.strip().splitlines()
+        assert len(e) == 1 and e[0].startswith("error: "), e
+        for n in needles:
+            assert n in e[0], e[0]
+
+    err(tmp_path / "nope", "no such experiment directory")
+    (tmp_path / "empty").mkdir()
+    err(tmp_path / "empty", "no results.csv")
+    exp = _fake_experiment(tmp_path, pd.DataFrame(columns=["order", "seed", "language", "score"]), stopped=("ta>tb", "tb"))
+    err(exp, "no completed trial", "2 stopped")
+    assert not (tmp_path / "empty" / "report").exists() and not (exp / "report").exists()
+
+
+def test_heuristic_orders_from_rankings():
+    from search.heuristics import orders_from_ranking
+    from search.space import OrderSpace
+
+    diff = {"a": 0.9, "b": 0.1, "c": 0.5}
+    assert orders_from_ranking("curriculum", diff, [0, 1, 2, 3]) == [["b"], ["b", "c"], ["b", "c", "a"]]
+    sim = {"a": 0.9, "b": 0.1, "c": 0.5}
+    assert orders_from_ranking("similarity", sim, [2, 3]) == [["c", "a"], ["b", "c", "a"]]  # most similar last
+    space = OrderSpace(candidates=["a", "b", "c"], lengths=[2], last="b")
+    assert orders_from_ranking("similarity", sim, [2], space) == []  # outside the constraints: dropped
+
+
+def test_itt_space_heuristic_similarity(write_config, capsys):
+    cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align", "toy_length"], "length": [1, 2]}})
+    assert main(["space", str(cfg), "--samples", "0", "--heuristic", "similarity"]) == 0
+    out = capsys.readouterr().out
+    sims = {line.split(":")[0].strip(): float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "similarity 0" in line}
+    assert set(sims) == {"toy_topic", "toy_align", "toy_length"} and all(0 < v <= 1 for v in sims.values())
+    ranked = sorted(sims, key=sims.get)
+    assert f"  order: {ranked[-1]}" in out and f"  order: {ranked[-2]}>{ranked[-1]}" in out
+
+
+# ------------------------------------------------------------------ end to end: a simulated Ray search
+def _sim_table(path, tasks, *, delta, seeds=(0, 1, 2), seed=0):
+    """Per-seed, per-language simulated scores; an order whose first task is tasks[0] gets +delta."""
+    rng = np.random.default_rng(seed)
+    langs = ["en", "xa", "xb", "xc"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["order", "seed", "probe_1", "probe_2", "final", *[f"test_{lang}" for lang in langs], "perturbation"])
+        for k in (0, 1, 2):
+            for o in itertools.permutations(tasks, k):
+                eff = delta if o and o[0] == tasks[0] else 0.0
+                for s in seeds:
+                    shift = rng.normal(0, 0.01)
+                    test = [0.75 - 0.08 * i + eff + shift + rng.normal(0, 0.005) for i in range(len(langs))]
+                    probes = [0.5 + eff + shift] * k + [""] * (2 - k)
+                    w.writerow([">".join(o), s, *probes, float(np.mean(test)), *test, float(np.mean(test)) - 0.05])
+    return path
+
+
+def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from search.runner import run_search
+    from search.tracking import resolve_uri
+
+    tasks = ["toy_topic", "toy_align", "toy_length"]
+    table = _sim_table(tmp_path / "table.csv", tasks, delta=0.06)
+    cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "exhaustive", "seeds": [0, 1, 2],
+                              "seed_points": {"baseline": True, "singles": True}, "scheduler": {"type": "none"},
+                              "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    exp = run_search(str(p), name="rep", storage=str(tmp_path / "runs"), log=lambda *a: None)
+    assert main(["report", str(exp)]) == 0
+    out = capsys.readouterr().out
+    res = json.loads((exp / "report" / "report.json").read_text())
+    assert len(res["leaderboard"]) == 10 and all(r["n_seeds"] == 3 for r in res["leaderboard"])
+    assert res["headline"]["order_matters"] is True  # the planted effect, through the real search path
+    assert res["leaderboard"][0]["order"].startswith("toy_topic")
+    # per-seed values are the table's, not means of means
+    want = pd.read_csv(table, keep_default_na=False)
+    best = res["leaderboard"][0]
+    assert best["per_language"]["xa"] == pytest.approx(want[want["order"] == best["order"]]["test_xa"].mean())
+    assert best["perturbation"] == pytest.approx(want[want["order"] == best["order"]]["perturbation"].mean())
+    # heuristics: curriculum from the search's single-task orders, similarity from the toy data
+    kinds = {h["kind"]: h for h in res["heuristics"]}
+    assert "1 - single-task final score" in kinds["curriculum"]["source"] and kinds["curriculum"]["orders"]
+    assert all(o["evaluated"] for o in kinds["curriculum"]["orders"])  # length-2 orders all ran (exhaustive)
+    assert "cosine" in kinds["similarity"]["source"]
+    # logged to the search's MLflow parent run
+    assert "report logged to parent run" in out
+    client = MlflowClient(resolve_uri())
+    meta = json.loads((exp / "tracking" / "search.json").read_text())
+    run = client.search_runs([client.get_experiment_by_name("rep").experiment_id],
+                             filter_string=f"tags.search_id = '{meta['search_id']}' and tags.itt_role = 'search'")[0]
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/report.html", "report/report.json", "report/leaderboard.png"} <= arts
+    assert run.data.metrics["report_order_effect_mean_p_holm"] == pytest.approx(res["order_effect"]["tests"][0]["p_holm"])
+
+
+# ------------------------------------------------------------------ the HTML, looked at
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_report_html_renders_with_visible_plots_in_headless_chromium(tmp_path):
+    from PIL import Image
+
+    from search.report import make_report
+
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(2), delta=0.05))
+    make_report(str(exp), heuristics=False, mlflow=False, log=lambda *a: None)
+    shot = tmp_path / "shot.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1200,2200", f"--screenshot={shot}", (exp / "report" / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=90)
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    non_white = (img < 235).any(axis=2).mean()
+    colours = len(np.unique(img.reshape(-1, 3)[::7], axis=0))
+    # text alone is grey on white: the plots' bars, heatmap and markers bring area and many colours
+    assert non_white > 0.08 and colours > 200, (non_white, colours)
+    green = ((img[..., 1] > 120) & (img[..., 0] < 80) & (img[..., 2] < 160)).mean()  # the leaderboard's bars
+    assert green > 0.005
