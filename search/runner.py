@@ -79,6 +79,9 @@ class ResultsWriter(Callback):
         if row.get("_restored") == Status.COMPLETED:
             return
         row["stages_completed"] = max(row.get("stages_completed") or 0, int(result.get("step", 0)) - (1 if result.get("final") else 0))
+        for k in ("stages_trained", "stages_from_cache", "cache_seconds_saved"):  # running counts (stage cache)
+            if k in result:
+                row[k] = result[k]
         if result.get("final"):
             row["_final"] = result
         row["_last"] = result
@@ -151,7 +154,8 @@ class ResultsWriter(Callback):
         return (["trial_id", "status", "order", "order_length", "stages_completed", "stopped_early", "score"] + hp_cols
                 + list(self.languages) + ["test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean",
                                           "perturbation_score"]
-                + sorted({k for r in self.rows.values() for k in r if k.startswith("xtreme_")}) + ["replayed"])
+                + sorted({k for r in self.rows.values() for k in r if k.startswith("xtreme_")}) + ["replayed"]
+                + ["stages_trained", "stages_from_cache", "cache_seconds_saved"])
 
     def _write(self) -> None:
         cols = self.columns()
@@ -161,6 +165,24 @@ class ResultsWriter(Callback):
         for r in self.rows.values():
             w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
         self.storage.write_text(buf.getvalue(), "results.csv")
+
+    def on_experiment_end(self, trials, **info):
+        if self.scfg.cache.enabled and not self.scfg.simulate:
+            self.log(self.cache_line())
+
+    def cache_line(self) -> str:
+        """``stage cache: H hits, M misses, ~X s of training saved`` over every trial's last report
+        (hits: stages taken from the cache, misses: stages trained, summed over seeds)."""
+        from itt.cache import stats_line
+
+        tot = {"hits": 0.0, "misses": 0.0, "seconds_saved": 0.0}
+        for r in self.rows.values():
+            for k, col in (("hits", "stages_from_cache"), ("misses", "stages_trained"), ("seconds_saved", "cache_seconds_saved")):
+                try:
+                    tot[k] += float(r.get(col) or 0)
+                except (TypeError, ValueError):
+                    pass
+        return stats_line(tot)
 
     def best(self, n: int = 5) -> list[dict]:
         """The best distinct configurations (a replayed repeat is the same result, listed once)."""

@@ -276,3 +276,49 @@ def test_search_config_cache_block(tmp_path):
     assert scfg.cache.enabled and scfg.cache.max_bytes == 10**9
     assert scfg.cache.dir == str((tmp_path / "shared_cache").resolve())  # Ray workers run elsewhere
     assert os.path.isabs(scfg.cache.dir)
+
+
+
+def test_results_csv_columns_and_end_line(tmp_path):
+    """ResultsWriter: the running counts of each trial's last report become results.csv columns (also
+    for a trial ASHA stopped); the end line sums them. (A real search through Ray: bench/stage_cache.py.)"""
+    import csv
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.runner import ResultsWriter
+    from search.storage import Storage
+
+    scfg = SearchConfig(candidates=TOY3, length=2, searcher="exhaustive")
+    st = Storage(str(tmp_path / "runs"), "e")
+    lines = []
+    w = ResultsWriter(st, scfg, "accuracy", ["en"], log=lines.append)
+    a = SimpleNamespace(trial_id="a", config={"order": "toy_topic>toy_length"}, status="TERMINATED")
+    b = SimpleNamespace(trial_id="b", config={"order": "toy_topic>toy_align"}, status="TERMINATED")
+    for t in (a, b):
+        w.on_trial_start(0, [a, b], t)
+    w.on_trial_result(0, [a, b], a, {"step": 1, "stages_trained": 1, "stages_from_cache": 0, "cache_seconds_saved": 0.0})
+    w.on_trial_result(0, [a, b], a, {"step": 3, "final": 1, "objective": 0.5, "stages_trained": 2, "stages_from_cache": 0,
+                                     "cache_seconds_saved": 0.0})
+    w.on_trial_result(0, [a, b], b, {"step": 1, "stages_trained": 0, "stages_from_cache": 1, "cache_seconds_saved": 12.5})
+    w.on_trial_complete(0, [a, b], a)
+    w.on_trial_complete(0, [a, b], b)  # stopped after stage 1: its counts so far still count
+    rows = {r["trial_id"]: r for r in csv.DictReader((tmp_path / "runs" / "e" / "results.csv").open())}
+    assert (rows["a"]["stages_trained"], rows["a"]["stages_from_cache"]) == ("2", "0")
+    assert (rows["b"]["stages_trained"], rows["b"]["stages_from_cache"], rows["b"]["status"]) == ("0", "1", "stopped")
+    w.on_experiment_end([a, b])
+    assert lines[-1] == "stage cache: 1 hits, 2 misses, ~12 s of training saved"
+
+
+def test_trial_builds_the_search_cache(tmp_path):
+    from search.config import SearchConfig
+    from search.storage import Storage
+    from search.trial import TrialContext, stage_cache
+
+    st = Storage(str(tmp_path / "runs"), "e")
+    ctx = lambda c: TrialContext(search=SearchConfig(candidates=TOY3, length=2, cache=c), chain_raw={}, storage=st,  # noqa: E731
+                                 metric="accuracy")
+    assert stage_cache(ctx({"enabled": False})) is None
+    c = stage_cache(ctx({"max_bytes": 1000}))
+    assert c.base == str(tmp_path / "runs" / "e" / "stage_cache") and c.max_bytes == 1000 and c.local
+    assert stage_cache(ctx({"dir": str(tmp_path / "shared")})).base == str(tmp_path / "shared")
