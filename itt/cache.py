@@ -279,10 +279,8 @@ class StageCache:
         self.fs.create_dir(parent, recursive=True)
         if self.local:
             tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb") as f:  # no fsync: after a crash, a torn file fails its checksum
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, path)
             return
         with self.fs.open_output_stream(path) as f:
