@@ -1,7 +1,7 @@
 """The ``itt`` command line: thin wrappers over the library, one clear error line for user mistakes.
 
 Commands: ``itt run CONFIG`` (one chain), ``itt search CONFIG`` (the order search), ``itt space CONFIG``,
-``itt mlflow-sync EXPERIMENT_DIR`` (backfill MLflow), ``itt ui`` (the MLflow UI), ``itt tasks``.
+``itt mlflow-sync EXPERIMENT_DIR`` (backfill MLflow), ``itt report EXPERIMENT_DIR`` (does order matter?), ``itt ui`` (the MLflow UI), ``itt tasks``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def cmd_space(args) -> int:
     from search.config import load_search
     from search.space import order_key
 
-    scfg, _, _ = load_search(args.config, args.set)
+    scfg, chain, _ = load_search(args.config, args.set)
     space = scfg.space()
     n = space.count()
     print(f"{n} orders of {len(scfg.candidates)} candidate tasks ({', '.join(scfg.candidates)}), lengths {scfg.lengths}"
@@ -106,6 +106,32 @@ def cmd_space(args) -> int:
         k = rng.choice(scfg.lengths)
         params = {"k": k, **{f"l{i}": rng.randrange(len(scfg.candidates) - i) for i in range(k)}}
         print("  " + (order_key(space.decode(params)) or "(F: empty order)"))
+    if args.heuristic:
+        _print_heuristic(args, scfg, chain)
+    return 0
+
+
+def _print_heuristic(args, scfg, chain) -> None:
+    from search.heuristics import heuristic
+
+    if args.heuristic != "curriculum" and args.from_exp:
+        raise _usage("--from: only --heuristic curriculum reads a finished search")
+    print(f"heuristic {args.heuristic}:")
+    h = heuristic(args.heuristic, scfg, chain, from_exp=args.from_exp, log=print)
+    print(f"  measured as: {h['source']}")
+    for o in h["orders"]:
+        print("  order: " + ">".join(o))
+    if not h["orders"]:
+        print("  no heuristic order satisfies the search space's constraints")
+    else:
+        print(f"  start a search from it: --set search.seed_points.heuristics=[{args.heuristic}]")
+
+
+def cmd_report(args) -> int:
+    from search.report import make_report
+
+    make_report(args.experiment_dir, out=args.out, alpha=args.alpha, tracking_uri=args.tracking_uri,
+                mlflow=not args.no_mlflow, heuristics=not args.no_heuristics)
     return 0
 
 
@@ -163,7 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", type=int, default=5)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--heuristic", choices=["curriculum", "similarity"],
+                    help="also print the heuristic order per length: curriculum (easy to hard) or similarity "
+                         "(least to most similar to the target)")
+    sp.add_argument("--from", dest="from_exp", metavar="EXPERIMENT_DIR",
+                    help="curriculum: task difficulty from this finished search's single-task orders "
+                         "(default: a short single-task training run of each task)")
     sp.set_defaults(fn=cmd_space)
+    rp = sub.add_parser("report", help="does order matter? statistics, plots and heuristics for a finished search "
+                                       "(report.html, report.md, report.json, PNGs; logged to the search's MLflow run)")
+    rp.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
+    rp.add_argument("--out", help="write the report here (default: <experiment_dir>/report/)")
+    rp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    rp.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
+    rp.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
+    rp.add_argument("--no-heuristics", action="store_true",
+                    help="skip the heuristic orders (they load the config's data for the similarity measure)")
+    rp.set_defaults(fn=cmd_report)
     t = sub.add_parser("tasks", help="list every registered task with its kind, metric and languages")
     t.set_defaults(fn=cmd_tasks)
     return p

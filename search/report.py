@@ -330,13 +330,14 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     hm = res["heatmap"]
     out.append(("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"))
     oe = res["order_effect"]
-    rows = [["figure", "orders (3+ seeds)", "H", "p", "p (Holm)", "epsilon²", "share of variance between orders"]]
+    rows = [["figure", "orders (3+ seeds)", "H", "p", "p (Holm, secondary)", "epsilon²", "share of variance between orders"]]
     for t in oe["tests"]:
         if "underpowered" in t:
             rows.append([t["label"], str(t["orders_with_enough_seeds"]), "–", "–", f"underpowered: {t['underpowered']}",
                          "–", "–"])
         else:
-            rows.append([t["label"], str(t["n_orders"]), f"{t['H']:.2f}", f"{t['p']:.3g}", _p(t), f"{t['epsilon2']:.3f}",
+            rows.append([t["label"] + (" (primary)" if t["figure"] == "mean" else ""), str(t["n_orders"]), f"{t['H']:.2f}",
+                         f"{t['p']:.3g}", _p(t) if t["figure"] != "mean" else "– (primary: p at α)", f"{t['epsilon2']:.3f}",
                          f"{t['variance_share']:.1%}"])
     out.append(("Order effect beyond seed noise", f"{oe['method']}. * = significant at α after correction. F is left "
                 "out (that is IF vs F).", rows, "robustness"))

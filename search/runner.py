@@ -243,13 +243,21 @@ def _hparam_defaults(scfg: SearchConfig, order: list[str]) -> dict:
     return out
 
 
-def seed_point_orders(scfg: SearchConfig) -> list[list[str]]:
+def seed_point_orders(scfg: SearchConfig, chain=None, log=print) -> list[list[str]]:
     sp, space, out = scfg.seed_points, scfg.space(), []
     if sp.baseline:
         out.append([])
     if sp.singles:
         out += [[t] for t in scfg.candidates if space.is_valid([t])]
     out += [list(o) for o in sp.orders]
+    if sp.heuristics and chain is None:
+        raise ConfigError("search.seed_points.heuristics: the chain config is needed to compute them")
+    for kind in sp.heuristics:  # curriculum / similarity orders (search/heuristics.py), one per length
+        from search.heuristics import heuristic
+
+        h = heuristic(kind, scfg, chain, from_exp=sp.heuristics_from, log=lambda *a: None)
+        log(f"seed points ({kind}, {h['source']}): {', '.join(order_key(o) for o in h['orders']) or 'none in the space'}")
+        out += h["orders"]
     seen, uniq = set(), []
     for o in out:
         if tuple(o) not in seen:
@@ -333,7 +341,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
     tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
                              target=target.name, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
-    seed_points = seed_point_orders(scfg)
+    seed_points = seed_point_orders(scfg, chain, log=log)
     space = scfg.space()
     n_orders = space.count()
     num_samples = scfg.num_samples or (n_orders if scfg.searcher == "exhaustive" else 20)

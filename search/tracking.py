@@ -698,3 +698,36 @@ def ui_command(uri: str, *, host: str = "127.0.0.1", port: int = 5000) -> list[s
     if db is not None:
         cmd += ["--default-artifact-root", (db.parent / "mlruns").as_uri()]
     return cmd
+
+
+# ------------------------------------------------------------------ itt report
+def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, float], uri: str | None = None) -> str:
+    """The report's files as artifacts (``report/``) and its headline figures as metrics of the search's
+    parent run (found by ``search_id``). Never raises: returns one line saying what was done."""
+    from mlflow.entities import Metric
+
+    target = uri or meta.get("tracking_uri")
+    if not target:
+        return (f"MLflow: not logged (tracking was off for this search; `itt mlflow-sync {st.display}` creates its "
+                "runs, then run `itt report` again, or pass --tracking-uri)")
+    if not meta.get("search_id"):
+        return "MLflow: not logged (the experiment keeps no tracking/search.json, so its parent run is unknown)"
+    target = resolve_uri(target)
+    db = _sqlite_path(target)
+    if db is not None and not db.is_file():
+        return f"MLflow: not logged (no MLflow store at {db})"
+    try:
+        client = connect(target)
+        exp = client.get_experiment_by_name(meta.get("experiment") or meta.get("name") or st.name)
+        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.search_id = '{meta['search_id']}' and "
+                                  "tags.itt_role = 'search'", max_results=1) if exp is not None else []
+        if not runs:
+            return (f"MLflow: not logged (no parent run of this search in {target}; `itt mlflow-sync {st.display}` "
+                    "creates it)")
+        run_id = runs[0].info.run_id
+        client.log_artifacts(run_id, str(folder), artifact_path="report")
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        return f"MLflow: report logged to parent run {run_id} (artifacts report/, {len(metrics)} metrics) in {target}"
+    except Exception as e:  # the store went away, a permission problem, ...
+        return f"MLflow: not logged ({_first_line(e)})"

@@ -241,6 +241,10 @@ def load_table(path: str) -> dict[str, list[dict]]:
 
 
 def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
+    """Probe and final scores from the table. Optional columns make it per seed and per language:
+    ``seed`` (one row per seed: reports are means over the seeds, as a real chain's), ``test_<lang>``
+    (or ``final_<lang>``) and ``dev_<lang>`` (zero-shot scores), ``perturbation``. With per-language
+    columns the trial writes ``trials/<id>/results.json`` in a chain's schema (what ``itt report`` reads)."""
     import time
 
     from ray import tune
@@ -248,11 +252,72 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     rows = load_table(ctx.search.simulate.table).get(order_key(order))
     if not rows:
         raise KeyError(f"simulated objective: order '{order_key(order)}' is not in {ctx.search.simulate.table}")
-    # a row whose hparam columns match the trial's values (tables without hparam columns: the first row)
-    row = next((r for r in rows if all(str(hp[k]) == r[k] for k in hp if k in r)), rows[0])
+    # rows whose hparam columns match the trial's values (tables without hparam columns: the first row)
+    match = [r for r in rows if all(str(hp[k]) == r[k] for k in hp if k in r)] or rows[:1]
+    if "seed" in match[0]:  # one row per seed
+        seeds = sorted({int(r["seed"]) for r in match})
+        match = [next(r for r in match if int(r["seed"]) == s) for s in seeds]
+    else:
+        match = match[:1]
+    mean = lambda col: sum(float(r[col]) for r in match) / len(match)  # noqa: E731
+    m = ctx.metric
     for i in range(1, len(order) + 1):
         time.sleep(ctx.search.simulate.seconds_per_stage)
-        v = float(row[f"probe_{i}"])
-        tune.report({"step": i, "objective": v, f"probe_{ctx.metric}_mean": v, "simulated": 1})
-    v = float(row["final"])
-    tune.report({"step": len(order) + 1, "objective": v, f"dev_{ctx.metric}_mean": v, "final": 1, "simulated": 1})
+        v = mean(f"probe_{i}")
+        tune.report({"step": i, "objective": v, f"probe_{m}_mean": v, "simulated": 1})
+    v = mean("final")
+    final = {"step": len(order) + 1, "objective": v, f"dev_{m}_mean": v, "final": 1, "simulated": 1}
+    res = _simulated_results(order, match, m)
+    if res is not None:
+        for fig, val in _flat_means(res, m).items():
+            final.setdefault(fig, val)
+        ctx.storage.write_text(json.dumps(res, indent=1), "trials", tune.get_context().get_trial_id(), "results.json")
+    tune.report(final)
+
+
+def _simulated_results(order: list[str], rows: list[dict], metric: str) -> dict | None:
+    """A chain's results.json (per seed: per-language scores and their summary, probes, perturbation)
+    from per-language table columns; None when the table has none."""
+    from itt import metrics as M
+
+    cols = {split: {c.split("_", 1)[1]: c for c in rows[0] if c.startswith(prefix) and c.split("_", 1)[1]}
+            for split, prefix in (("test", "test_"), ("dev", "dev_"))}
+    if not cols["test"]:
+        cols["test"] = {c.split("_", 1)[1]: c for c in rows[0] if c.startswith("final_")}
+    if not cols["test"]:
+        return None
+    per_seed = {}
+    for i, r in enumerate(rows):
+        seed = r.get("seed", str(i))
+        res: dict = {}
+        for split, langs in cols.items():
+            if langs:
+                per = {lang: float(r[c]) for lang, c in langs.items()}
+                res[split] = {"per_language": {lang: {metric: v} for lang, v in per.items()},
+                              "summary": {metric: M.summary(per)}}
+        res["stages"] = [{"task": t, "probe": {f"{metric}_mean": float(r[f"probe_{k}"])}}
+                         for k, t in enumerate(order, 1) if r.get(f"probe_{k}") not in (None, "")]
+        if r.get("perturbation") not in (None, ""):
+            res["perturbation"] = {"metric": metric, "score": float(r["perturbation"])}
+        per_seed[str(seed)] = res
+    langs = list(cols["test"])
+    return {"name": "simulated", "simulated": True, "setting": "IF" if order else "F", "order": list(order),
+            "languages": langs, "metric": metric, "metrics": [metric], "seeds": per_seed}
+
+
+def _flat_means(res: dict, metric: str) -> dict:
+    """The final report's figures: means over seeds (as a real chain reports them)."""
+    seeds = list(res["seeds"].values())
+    out: dict = {}
+    for split in ("dev", "test"):
+        if split not in seeds[0]:
+            continue
+        for lang in seeds[0][split]["per_language"]:
+            out[f"{split}_{metric}_{lang}"] = sum(s[split]["per_language"][lang][metric] for s in seeds) / len(seeds)
+        for fig in ("mean", "std", "worst", "transfer_gap"):
+            vals = [s[split]["summary"][metric][fig] for s in seeds]
+            if all(v is not None for v in vals):
+                out[f"{split}_{metric}_{fig}"] = sum(vals) / len(vals)
+    if all("perturbation" in s for s in seeds):
+        out["perturbation_score"] = sum(s["perturbation"]["score"] for s in seeds) / len(seeds)
+    return out
