@@ -339,8 +339,13 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
             rows.append([t["label"] + (" (primary)" if t["figure"] == "mean" else ""), str(t["n_orders"]), f"{t['H']:.2f}",
                          f"{t['p']:.3g}", _p(t) if t["figure"] != "mean" else "– (primary: p at α)", f"{t['epsilon2']:.3f}",
                          f"{t['variance_share']:.1%}"])
+    arr = oe.get("arrangement", {})
+    arr_text = (f"underpowered: {arr['underpowered']}" if "underpowered" in arr else
+                f"H = {arr['H']:.2f} summed over {arr['task_sets']} task set(s) ({arr['orders']} orders), df = {arr['df']}, "
+                f"p = {arr['p']:.3g}" + (" *" if arr.get("significant") else "")) if arr else "–"
     out.append(("Order effect beyond seed noise", f"{oe['method']}. * = significant at α after correction. F is left "
-                "out (that is IF vs F).", rows, "robustness"))
+                f"out (that is IF vs F). Arrangement alone (the same tasks in another order; Kruskal–Wallis within "
+                f"each task set, H summed over sets, chi² reference): {arr_text}.", rows, "robustness"))
     pos = res["position"]
     rows = [["task", "position", "orders", "mean", "95% CI"]] + [
         [c["task"], str(c["position"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]"]
@@ -458,6 +463,9 @@ def headline_metrics(res: dict) -> dict[str, float]:
             m[f"report_order_effect_{t['figure']}_p_holm"] = t["p_holm"]
             m[f"report_order_effect_{t['figure']}_epsilon2"] = t["epsilon2"]
             m[f"report_order_effect_{t['figure']}_variance_share"] = t["variance_share"]
+    arr = res["order_effect"].get("arrangement", {})
+    if "p" in arr:
+        m["report_arrangement_p"] = arr["p"]
     iv = res["if_vs_f"]
     if iv.get("available"):
         m["report_if_best_minus_f"] = iv["overall"]["best_IF"] - iv["overall"]["F"]

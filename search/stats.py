@@ -139,8 +139,32 @@ def order_effect(fig: pd.DataFrame, figure: str, *, min_seeds: int = MIN_SEEDS) 
     if len(ok) < 2:
         return {**out, "underpowered": f"{len(ok)} IF order(s) with at least {min_seeds} seeds (need 2 or more; "
                                        f"seeds per order here: at most {out['max_seeds']})"}
-    groups = [d.loc[d["order"] == o, figure].to_numpy(float) for o in ok]
-    return {**out, **kruskal_effect(groups)}
+    by = {o: g.to_numpy(float) for o, g in d.groupby("order")[figure]}
+    return {**out, **kruskal_effect([by[o] for o in ok])}
+
+
+def arrangement_effect(fig: pd.DataFrame, figure: str = "mean", *, min_seeds: int = MIN_SEEDS) -> dict:
+    """Order alone, task choice held fixed: Kruskal–Wallis within each set of tasks that has two or
+    more orders with ``min_seeds``+ seeds, the H statistics summed over sets (independent strata: a
+    chi² with the summed degrees of freedom under no effect)."""
+    d = fig[(fig["order"] != F) & fig[figure].notna()]
+    sizes = d.groupby("order")[figure].size()
+    ok = [o for o in sizes.index if sizes[o] >= min_seeds]
+    sets: dict[frozenset, list[str]] = {}
+    for o in ok:
+        sets.setdefault(frozenset(o.split(">")), []).append(o)
+    strata = [os_ for os_ in sets.values() if len(os_) >= 2]
+    out = {"figure": figure, "task_sets": len(strata), "orders": sum(len(x) for x in strata)}
+    if not strata:
+        return {**out, "underpowered": f"no set of tasks has 2 or more orders with {min_seeds}+ seeds"}
+    h_sum, df = 0.0, 0
+    by = {o: g.to_numpy(float) for o, g in d.groupby("order")[figure]}
+    for os_ in strata:
+        groups = [by[o] for o in os_]
+        allv = np.concatenate(groups)
+        h_sum += 0.0 if np.ptp(allv) == 0 else float(stats.kruskal(*groups).statistic)
+        df += len(os_) - 1
+    return {**out, "H": h_sum, "df": df, "p": float(stats.chi2.sf(h_sum, df))}
 
 
 def welch(a, b) -> float:
@@ -320,7 +344,10 @@ def _order_effects(fig: pd.DataFrame, alpha: float, min_seeds: int) -> dict:
     for t, pa in zip(ran, holm([t["p"] for t in ran])):
         t["p_holm"] = pa
         t["significant"] = pa < alpha
-    return {"tests": tests, "method": f"Kruskal–Wallis over IF orders with {min_seeds}+ seeds (per-seed values), "
+    arr = arrangement_effect(fig, "mean", min_seeds=min_seeds)
+    if "p" in arr:
+        arr["significant"] = arr["p"] < alpha
+    return {"tests": tests, "arrangement": arr, "method": f"Kruskal–Wallis over IF orders with {min_seeds}+ seeds (per-seed values), "
                                       f"epsilon² = H/(n-1), variance share = ICC(1); the mean over languages is the "
                                       f"primary test, the {len(ran)} robustness figure(s) are Holm-corrected among "
                                       f"themselves"}
