@@ -234,11 +234,14 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     tasks = ["toy_topic", "toy_align", "toy_length"]
     table = _sim_table(tmp_path / "table.csv", tasks, delta=0.06)
     cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "exhaustive", "seeds": [0, 1, 2],
-                              "seed_points": {"baseline": True, "singles": True}, "scheduler": {"type": "none"},
-                              "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}}
+                              "seed_points": {"baseline": True, "singles": True, "heuristics": ["similarity"]},
+                              "scheduler": {"type": "none"}, "simulate": {"table": str(table)},
+                              "resources": {"max_concurrent": 2}}}
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(cfg))
-    exp = run_search(str(p), name="rep", storage=str(tmp_path / "runs"), log=lambda *a: None)
+    lines: list[str] = []
+    exp = run_search(str(p), name="rep", storage=str(tmp_path / "runs"), log=lines.append)
+    seeded = next(x for x in lines if x.startswith("seed points (similarity"))
     assert main(["report", str(exp)]) == 0
     out = capsys.readouterr().out
     res = json.loads((exp / "report" / "report.json").read_text())
@@ -255,6 +258,7 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     assert "1 - single-task final score" in kinds["curriculum"]["source"] and kinds["curriculum"]["orders"]
     assert all(o["evaluated"] for o in kinds["curriculum"]["orders"])  # length-2 orders all ran (exhaustive)
     assert "cosine" in kinds["similarity"]["source"]
+    assert all(o["evaluated"] and o["order"] in seeded for o in kinds["similarity"]["orders"])  # the search started from them
     # logged to the search's MLflow parent run
     assert "report logged to parent run" in out
     client = MlflowClient(resolve_uri())
