@@ -294,3 +294,23 @@ def test_report_html_renders_with_visible_plots_in_headless_chromium(tmp_path):
     assert non_white > 0.08 and colours > 200, (non_white, colours)
     green = ((img[..., 1] > 120) & (img[..., 0] < 80) & (img[..., 2] < 160)).mean()  # the leaderboard's bars
     assert green > 0.005
+
+
+# ------------------------------------------------------------------ an experiment on an object store
+from tests.test_storage import s3  # noqa: E402,F401  (the moto S3 server fixture)
+
+
+def test_report_on_an_s3_experiment(s3, tmp_path, capsys):  # noqa: F811
+    from search.storage import Storage
+
+    local = _fake_experiment(tmp_path, _tidy(np.random.default_rng(4), delta=0.05))
+    root = s3("reports")
+    Storage(root, "exp").upload_dir(local)
+    base, _, query = root.partition("?")
+    uri = f"{base}/exp?{query}"
+    assert main(["report", uri, "--no-heuristics"]) == 0
+    assert "report: s3://reports/searches/exp/report/report.html" in capsys.readouterr().out
+    st = Storage(root, "exp")
+    res = json.loads(st.read_text("report", "report.json"))
+    assert res["headline"]["order_matters"] is True and st.exists("report", "heatmap.png")
+    assert "data:image/png;base64," in st.read_text("report", "report.html")
