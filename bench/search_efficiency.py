@@ -61,7 +61,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
-TABLES = {"toy": DATA / "sim_toy_3of5.yaml", "planted": DATA / "sim_planted.yaml"}
+TABLES = {"toy3": DATA / "sim_toy_3of5_s3.yaml", "planted": DATA / "sim_planted.yaml", "toy": DATA / "sim_toy_3of5.yaml"}
 ASHA = ["search.scheduler.type=asha", "search.scheduler.grace_period=1", "search.scheduler.reduction_factor=2"]
 STRATEGIES = {
     "exhaustive": ["search.searcher=exhaustive", "search.scheduler.type=none"],
@@ -74,14 +74,21 @@ STRATEGIES = {
                     "search.scheduler.reduction_factor=2"],
     "tpe_asha_rf3": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=1",
                      "search.scheduler.reduction_factor=3"],
+    "tpe_asha_g3": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=3",
+                    "search.scheduler.reduction_factor=2"],
 }
-DEFAULT_STRATEGIES = ["exhaustive", "random", "tpe", "tpe_asha"]
+# strategies run with optuna's TPESampler built with extra keyword arguments (patched in while a search runs)
+TPE_KW = {"tpe_mv": ("tpe", {"multivariate": True}),
+          "tpe_mv_asha_g2": ("tpe_asha_g2", {"multivariate": True}),
+          "tpe_mv_asha": ("tpe_asha", {"multivariate": True})}
+STRATEGIES.update({k: STRATEGIES[base] for k, (base, _) in TPE_KW.items()})
+DEFAULT_STRATEGIES = ["exhaustive", "random", "tpe", "tpe_asha", "tpe_asha_g2"]
 TOP_K = 3  # a second, softer target: compute until ANY of the table's top-3 orders completes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tables", default="toy,planted", help=f"comma list of {sorted(TABLES)} or config paths")
+    ap.add_argument("--tables", default="toy3,planted", help=f"comma list of {sorted(TABLES)} or config paths")
     ap.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help=f"comma list of {sorted(STRATEGIES)}")
     ap.add_argument("--seeds", type=int, default=10, help="searcher seeds per (table, strategy)")
     ap.add_argument("--budget", type=float, default=4.0, help="trial cap of non-exhaustive searches, x orders")
@@ -174,6 +181,21 @@ def patched_tune(reuse_actors: bool, best: BestFound | None):
         tune.TuneConfig, tune.RunConfig = orig_tc, orig_rc
 
 
+@contextlib.contextmanager
+def patched_tpe(kwargs: dict):
+    """``optuna.samplers.TPESampler`` with ``kwargs`` added while a search runs (search/runner.py builds
+    ``TPESampler(seed=...)`` in the driver process, where the searcher lives)."""
+    import optuna
+
+    orig = optuna.samplers.TPESampler
+    if kwargs:
+        optuna.samplers.TPESampler = lambda *a, **kw: orig(*a, **{**kwargs, **kw})
+    try:
+        yield
+    finally:
+        optuna.samplers.TPESampler = orig
+
+
 # ------------------------------------------------------------------ one search and its cost
 def compute_to_best(results_csv: Path, best: str, top: list[str]) -> dict:
     """Stage-trainings in trial start order until the first completed trial of ``best`` (and of any
@@ -181,7 +203,8 @@ def compute_to_best(results_csv: Path, best: str, top: list[str]) -> dict:
     with open(results_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     done: set[str] = set()
-    cost = trials = replays = truncated = 0
+    prefixes: set[tuple[str, ...]] = set()  # with a stage cache: each distinct prefix is trained once
+    cost = cost_cache = trials = replays = truncated = 0
     found = False
     cost_top = None
     for r in rows:  # ResultsWriter keeps rows in on_trial_start order
@@ -192,6 +215,10 @@ def compute_to_best(results_csv: Path, best: str, top: list[str]) -> dict:
         else:
             cost += int(r["stages_completed"] or 0) + (1 if completed else 0)
             truncated += r["status"] == "running"  # cut by the experiment stop (its cost is a lower bound)
+            o = tuple(r["order"].split(">"))
+            new = {o[:i] for i in range(1, int(r["stages_completed"] or 0) + 1)} - prefixes
+            cost_cache += len(new) + (1 if completed else 0)  # the final fine-tune is never shared
+            prefixes |= new
         if completed:
             done.add(r["order"])
             if cost_top is None and r["order"] in top:
@@ -199,7 +226,7 @@ def compute_to_best(results_csv: Path, best: str, top: list[str]) -> dict:
             if r["order"] == best:
                 found = True
                 break
-    return {"found": found, "cost": cost, "cost_top": cost_top, "trials": trials, "replays": replays,
+    return {"found": found, "cost": cost, "cost_cache": cost_cache, "cost_top": cost_top, "trials": trials, "replays": replays,
             "stopped": sum(r["status"] == "stopped" for r in rows[:trials]), "truncated": truncated,
             "unique_orders": len({r["order"] for r in rows[:trials]}), "total_trials": len(rows)}
 
@@ -209,7 +236,7 @@ def one_search(config: Path, strategy: str, seed: int, info: dict, args, storage
     from search.config import load_search
 
     n = info["n"]
-    over = list(STRATEGIES[strategy]) + [f"search.seed={seed}",
+    over = list(STRATEGIES[strategy]) + [f"search.seed={seed}", "search.tracking.enabled=false",
                                          f"search.resources.max_concurrent={args.concurrency}"]
     if strategy == "exhaustive":
         orders = list(info["orders"])
@@ -223,7 +250,7 @@ def one_search(config: Path, strategy: str, seed: int, info: dict, args, storage
     stopper = None if args.no_early_stop else BestFound(info["best"], scfg.space())
     name = f"{Path(config).stem}_{strategy}_s{seed}"
     t0 = time.perf_counter()
-    with patched_tune(not args.no_reuse_actors, stopper):
+    with patched_tune(not args.no_reuse_actors, stopper), patched_tpe(TPE_KW.get(strategy, (None, {}))[1]):
         exp = run_search(str(config), name=name, storage=storage, overrides=over, log=lambda *a: None)
     wall = time.perf_counter() - t0
     res = compute_to_best(exp / "results.csv", info["best"], info["top"])
@@ -247,13 +274,18 @@ def summarize(info: dict, runs: list[dict]) -> list[dict]:
     def costs(rs, key="cost"):
         return [r[key] if r["found"] or (key == "cost_top" and r[key] is not None) else math.inf for r in rs]
 
+    def q(c, f):  # the f-quantile of a sorted list (nearest rank), as the q25/q75 columns
+        return c[min(int(f * len(c)), len(c) - 1)]
+
     ex = by.get("exhaustive")
     ex_med = _median(costs(ex)) if ex else math.nan
     ex_top = _median(costs(ex, "cost_top")) if ex else math.nan
+    ex_cache = _median(costs(ex, "cost_cache")) if ex else math.nan
     out = []
     for s, rs in by.items():
         c = sorted(costs(rs))
         med, med_top = _median(c), _median(costs(rs, "cost_top"))
+        cc = sorted(costs(rs, "cost_cache"))
         out.append({"table": Path(info["table"]).name, "strategy": s, "runs": len(rs),
                     "found": sum(r["found"] for r in rs), "median_cost": med,
                     "q25": c[len(c) // 4], "q75": c[(3 * len(c)) // 4],
@@ -261,6 +293,9 @@ def summarize(info: dict, runs: list[dict]) -> list[dict]:
                     # the shuffled grid's expected cost, (k+1) * (N+1) / 2: a denominator without seed noise
                     "ratio_to_exh_expected": med / ((info["length"] + 1) * (info["n"] + 1) / 2),
                     "of_full_grid": med / full,
+                    # the same with a stage cache (issue 6): each distinct prefix trained once, finals never shared
+                    "median_cost_cache": _median(cc), "q25_cache": q(cc, 0.25), "q75_cache": q(cc, 0.75),
+                    "ratio_cache": _median(cc) / ex_cache if ex else math.nan,
                     f"median_cost_top{TOP_K}": med_top,
                     f"ratio_top{TOP_K}": med_top / ex_top if ex else math.nan,
                     "median_trials": _median([r["trials"] for r in rs]),
@@ -328,6 +363,7 @@ def main(argv=None) -> int:
                     r = one_search(config, s, seed, info, args, storage)
                     runs.append(r)
                     print(f"  {s:14s} seed {seed:2d}  {'found ' if r['found'] else 'MISSED'}  cost {r['cost']:4d} "
+                          f"(cached {r['cost_cache']:4d}) "
                           f"(top{TOP_K} {r['cost_top'] if r['cost_top'] is not None else '-'})  trials {r['trials']:4d} "
                           f"(unique {r['unique_orders']}, replays {r['replays']}, stopped {r['stopped']}, "
                           f"cut {r['truncated']})  {r['wall_s']:.1f}s", flush=True)
