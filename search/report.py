@@ -128,6 +128,14 @@ def load_experiment(exp_dir: str) -> Experiment:
                       trials=trials, notes=notes, config=config)
 
 
+def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
+    """A stopped trial's probe score per stage (mean over seeds), from the search's tracking/ log."""
+    rec = json.loads(exp.st.read_text("tracking", "trials", f"{trial_id}.json") or "null") or {}
+    key = f"probe_{exp.metric}_mean"
+    return [{"stage": int(r["step"]), "probe": r["metrics"][key]} for r in rec.get("reports", [])
+            if key in r.get("metrics", {}) and not r["metrics"].get("final")]
+
+
 # ------------------------------------------------------------------ heuristic orders vs the searched best
 def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[dict]:
     """Each heuristic's order(s), with their scores where the search ran them."""
@@ -257,11 +265,18 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
         ax.set_title("Score when task T stands at position p")
         out["position"] = _fig_png(fig)
     # probe curves of the top orders
-    if res["probe_curves"]:
+    stopped = [t for t in res["trials"]["stopped"] if t.get("probe")]
+    if res["probe_curves"] or stopped:
         fig, ax = plt.subplots(figsize=(6.5, 3.8))
         for c in res["probe_curves"]:
             xs = [p["stage"] for p in c["points"]]
             ax.plot(xs, [p["probe"] for p in c["points"]], marker="o", label=show(c["order"]))
+        for i, t in enumerate(stopped):
+            ax.plot([p["stage"] for p in t["probe"]], [p["probe"] for p in t["probe"]], ls="--", marker="x", color="grey",
+                    alpha=0.7, label="stopped by ASHA" if i == 0 else None)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("after intermediate stage")
         ax.set_ylabel(f"probe dev {metric} (mean over seeds)")
         ax.legend(fontsize=7)
@@ -375,10 +390,12 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
         out.append(("Heuristic orders vs the searched best",
                     (f"Searched best: {show(best['best'])} ({_x(best['best_mean'])}). " if best else "") + " ".join(text),
                     rows if len(rows) > 1 else [], None))
-    rows = [["trial", "order", "status", "stages completed"]] + [
-        [t["trial_id"], show(t["order"]), "stopped by ASHA", str(t["stages_completed"])] for t in tr["stopped"]] + [
-        [t["trial_id"], show(t["order"]), "errored", "–"] for t in tr["errored"]]
-    text = "Probe curves (dev probe after each intermediate stage, mean over seeds) of the best orders. "
+    rows = [["trial", "order", "status", "stages completed", "probe per stage"]] + [
+        [t["trial_id"], show(t["order"]), "stopped by ASHA", str(t["stages_completed"]),
+         ", ".join(f"{p['probe']:.4f}" for p in t.get("probe") or []) or "–"] for t in tr["stopped"]] + [
+        [t["trial_id"], show(t["order"]), "errored", "–", "–"] for t in tr["errored"]]
+    text = ("Probe curves (dev probe after each intermediate stage, mean over seeds) of the best orders; "
+            "stopped trials dashed. ")
     text += (f"{len(tr['stopped'])} trial(s) stopped by ASHA and {len(tr['errored'])} errored: shown here, never in "
              "the statistics above." if len(rows) > 1 else "No trial was stopped or errored.")
     out.append(("Probe curves; stopped and errored trials", text, rows if len(rows) > 1 else [], "probe_curves"))
@@ -445,6 +462,8 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     res["notes"] = exp.notes
     if heuristics:
         res["heuristics"] = compare_heuristics(exp, res["leaderboard"], log=log)
+    for t in res["trials"]["stopped"]:  # where ASHA stopped it: the probe figures it reported (tracking/ log)
+        t["probe"] = stopped_probes(exp, t["trial_id"])
     res = _json_safe(res)
     pngs = plots(res, exp.metric)
     title = f"Does order matter? — {exp.meta.get('name') or exp.st.name}"
