@@ -159,7 +159,7 @@ def test_report_from_an_experiment_directory(tmp_path, capsys):
               "position.png", "probe_curves.png"):
         assert (rep / f).is_file() and (rep / f).stat().st_size > 0, f
     res = json.loads((rep / "report.json").read_text())
-    assert res["trials"]["stopped"] == [{"trial_id": "s000", "order": "tc>td", "stages_completed": 1}]
+    assert res["trials"]["stopped"] == [{"trial_id": "s000", "order": "tc>td", "stages_completed": 1, "probe": []}]
     assert "tc>td" not in {r["order"] for r in res["leaderboard"]}  # a stopped trial never enters the statistics
     assert len(res["leaderboard"]) == len(tidy["order"].unique())
     html = (rep / "report.html").read_text()
