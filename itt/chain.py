@@ -253,6 +253,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
                 # a fresh head of the task's kind on the shared encoder (only the encoder passes on)
                 model = handler(task.kind).model(encoder, task, hidden=hid, pooling=pooling, seed=stage_seed)
                 log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name}")
+                _trace("stage", prefix=[t.name for t in p.order[:i]], seed=seed)
                 st = train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name),
                                  seed=stage_seed, hw=cfg.hardware, log=log)
                 stat, probe = st.as_dict(), None
@@ -289,6 +290,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     model = handler(p.target.kind).model(encoder, p.target, hidden=hid, pooling=pooling, seed=stage_seed)
     if p.target.trains:
         log(f"[seed {seed}] stage {k}/{k} {p.target.name} (target fine-tune)")
+        _trace("target", prefix=[t.name for t in p.order], seed=seed)
         st = train_stage(accelerator, model, p.train[p.target.name], p.tokenizer, p.target, cfg.stage_hparams(None),
                          seed=stage_seed, hw=cfg.hardware, log=log)
         stages.append(st.as_dict())
@@ -317,6 +319,15 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     res["cache"] = counts
     yield {**flat_final(res, p.target.metric), **counts, "final": 1}, k
     return res
+
+
+def _trace(event: str, **fields) -> None:
+    """``ITT_STAGE_LOG=<file>``: one JSON line per stage-training as it starts (an audit trail of what a
+    search really trained, across processes and restarts; the fault-tolerance tests count these)."""
+    path = os.environ.get("ITT_STAGE_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:  # O_APPEND: lines from many processes stay whole
+            f.write(json.dumps({"event": event, "pid": os.getpid(), "time": time.time(), **fields}) + "\n")
 
 
 def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int) -> dict:

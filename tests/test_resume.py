@@ -1,0 +1,147 @@
+"""A search survives interruption: the driver killed (SIGKILL) or stopped (SIGINT) and `itt resume`d, with
+real processes; errored trials retried on request; bad resume input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+
+SEARCH = {
+    "order": ["toy_topic"],
+    "seeds": [0],
+    "train": {"max_steps": 3},
+    "search": {"candidates": ["toy_topic", "toy_align", "toy_length"], "length": [1, 2], "searcher": "tpe",
+               "num_samples": 7, "seed": 3, "probe_steps": 2, "scheduler": {"type": "none"},
+               "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.75, "trial_cpus": 0.25}},
+}
+
+
+def _rows(exp: Path) -> list[dict]:
+    p = exp / "results.csv"
+    return list(csv.DictReader(io.StringIO(p.read_text()))) if p.is_file() else []
+
+
+def _events(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def _env(tmp_path: Path) -> dict:
+    return {**os.environ, "ITT_STAGE_LOG": str(tmp_path / "stages.log"), "OMP_NUM_THREADS": "1",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
+
+
+def _itt(*args: str) -> list[str]:
+    return [sys.executable, "-m", "search.cli", *args]
+
+
+def _interrupt_and_resume(tmp_path: Path, cfg: Path, sig: int) -> tuple[Path, list[dict], str]:
+    """Start `itt search`, send ``sig`` to its driver once 2 trials finished, then `itt resume` it."""
+    exp, env = tmp_path / "runs" / "t", _env(tmp_path)
+    out = open(tmp_path / "search.out", "w")
+    proc = subprocess.Popen(_itt("search", str(cfg), "--name", "t", "--storage", str(tmp_path / "runs")),
+                            env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while sum(r["status"] == "completed" for r in _rows(exp)) < 2:
+        assert proc.poll() is None, (tmp_path / "search.out").read_text()
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(0.5)
+    proc.send_signal(sig)
+    rc = proc.wait(timeout=120)
+    out.close()
+    at_stop = _rows(exp)
+    printed = (tmp_path / "search.out").read_text()
+    if sig == signal.SIGKILL:
+        assert rc == -signal.SIGKILL
+    else:  # Ctrl-C: a clean stop that says how to go on
+        assert rc == 130, printed
+        assert f"itt resume {exp}" in printed, printed
+    time.sleep(2)  # the killed driver's local Ray winds down
+    res = subprocess.run(_itt("resume", str(exp)), env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return exp, at_stop, res.stdout
+
+
+def _check_complete(tmp_path: Path, exp: Path, at_stop: list[dict]) -> None:
+    rows = _rows(exp)
+    n = SEARCH["search"]["num_samples"]
+    # the configured number of trials, each once, every one completed
+    assert len(rows) == n and len({r["trial_id"] for r in rows}) == n
+    assert all(r["status"] == "completed" and r["score"] for r in rows), rows
+    # trials finished before the stop kept their row and were not trained again
+    before = {r["trial_id"]: r for r in at_stop if r["status"] == "completed"}
+    assert before
+    for r in rows:
+        if r["trial_id"] in before:
+            assert r["score"] == before[r["trial_id"]]["score"]
+    # stage-trainings: no more than an uninterrupted search's (each distinct prefix once, thanks to the
+    # stage cache; one target fine-tune per distinct order) plus the stages in flight at the stop
+    ev = _events(tmp_path / "stages.log")
+    orders = {r["order"] for r in rows}
+    prefixes = {tuple(o.split(">")[:i]) for o in orders for i in range(1, len(o.split(">")) + 1)}
+    in_flight = sum(r["status"] == "running" for r in at_stop)
+    trained = [tuple(e["prefix"]) for e in ev if e["event"] == "stage"]
+    assert set(trained) == prefixes
+    assert len(trained) <= len(prefixes) + in_flight, (len(trained), len(prefixes), in_flight)
+    targets = [e for e in ev if e["event"] == "target"]
+    assert len(targets) <= len(orders) + in_flight
+    # MLflow: one child run per trial, none left RUNNING, the parent FINISHED
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    e = client.get_experiment_by_name("t")
+    runs = client.search_runs([e.experiment_id], max_results=200)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["trial_id"] for r in children) == sorted(r["trial_id"] for r in rows)
+    assert all(r.info.status == "FINISHED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+    assert len(runs) == n + 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "sigint"])
+def test_interrupted_search_resumes(sig, tmp_path, write_config):
+    cfg = write_config(SEARCH)
+    exp, at_stop, out = _interrupt_and_resume(tmp_path, cfg, sig)
+    assert "resuming search 't'" in out and "best orders:" in out and "disk:" in out
+    _check_complete(tmp_path, exp, at_stop)
+
+
+def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local, capsys):
+    """A simulated table that lacks some orders: those trials error. `itt resume` keeps them errored;
+    with --retry-errored, after the table is fixed, they run again and complete."""
+    from search.runner import resume_search, run_search
+
+    orders = ["toy_topic", "toy_align", "toy_length"]
+    table = tmp_path / "table.csv"
+    rows = [f"{o},{0.3 + 0.1 * i},{0.3 + 0.1 * i}" for i, o in enumerate(orders)]
+    table.write_text("order,probe_1,final\n" + "\n".join(rows[:2]) + "\n")  # toy_length is missing
+    cfg = write_config({"search": {"candidates": orders, "length": 1, "searcher": "exhaustive", "max_failures": 0,
+                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
+                                   "tracking": {"enabled": False}}})
+    run_search(str(cfg), name="e", storage=str(tmp_path / "runs"))
+    exp = tmp_path / "runs" / "e"
+    status = {r["order"]: r["status"] for r in _rows(exp)}
+    assert status == {"toy_topic": "completed", "toy_align": "completed", "toy_length": "errored"}
+    resume_search(str(exp))
+    assert {r["order"]: r["status"] for r in _rows(exp)} == status  # not retried without the flag
+    table.write_text("order,probe_1,final\n" + "\n".join(rows) + "\n")
+    resume_search(str(exp), retry_errored=True)
+    after = {r["order"]: (r["status"], r["score"]) for r in _rows(exp)}
+    assert after["toy_length"] == ("completed", "0.5") and len(after) == 3
+
+
+def test_resume_bad_input(tmp_path, capsys):
+    assert main(["resume", str(tmp_path / "nope")]) == 2
+    assert "no experiment at" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    assert main(["resume", str(tmp_path / "other")]) == 2
+    assert "is not an itt search" in capsys.readouterr().err
