@@ -64,6 +64,14 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_resume(args) -> int:
+    from search.runner import resume_search
+
+    resume_search(args.experiment_dir, address=args.address, retry_errored=args.retry_errored,
+                  tracking_uri=args.tracking_uri)
+    return 0
+
+
 def cmd_mlflow_sync(args) -> int:
     from search.tracking import sync
 
@@ -175,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-tracking", action="store_true", help="no MLflow runs (the experiment keeps tracking/ for "
                                                                "`itt mlflow-sync`)")
     s.set_defaults(fn=cmd_search)
+    rs = sub.add_parser("resume", help="continue an interrupted search (driver killed, Ctrl-C, reboot): finished "
+                                       "trials are kept, unfinished ones continue from their last finished stage")
+    rs.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
+    rs.add_argument("--retry-errored", action="store_true", help="run errored trials again too")
+    rs.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    rs.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
+    rs.set_defaults(fn=cmd_resume)
     ms = sub.add_parser("mlflow-sync", help="backfill MLflow from an experiment directory (no duplicates)")
     ms.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
     ms.add_argument("--tracking-uri", help="MLflow store (default: the one the search used, else sqlite:///mlflow.db)")
@@ -223,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from search.runner import SearchInterrupted
+
+        if not isinstance(e, SearchInterrupted):
+            raise
+        print(str(e), file=sys.stderr)
         return 130
 
 
