@@ -360,7 +360,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
                 f"p = {arr['p']:.3g}" + (" *" if arr.get("significant") else "")) if arr else "–"
     out.append(("Order effect beyond seed noise", f"{oe['method']}. * = significant at α after correction. F is left "
                 f"out (that is IF vs F). Arrangement alone (the same tasks in another order; Kruskal–Wallis within "
-                f"each task set, H summed over sets, chi² reference): {arr_text}.", rows, "robustness"))
+                f"each task set, H summed over sets, labels permuted within sets): {arr_text}.", rows, "robustness"))
     pos = res["position"]
     rows = [["task", "position", "orders", "mean", "95% CI"]] + [
         [c["task"], str(c["position"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]"]

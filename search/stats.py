@@ -9,7 +9,8 @@ compare different orders.
 Tests and their guards:
 
 * order effect: Kruskal–Wallis over IF orders with at least ``MIN_SEEDS`` seeds each (Kruskal &
-  Wallis, 1952), effect size epsilon² = H / (n - 1) (Tomczak & Tomczak, 2014) and the share of
+  Wallis, 1952), its p-value from 2000 seeded label permutations (the chi² approximation is
+  conservative with 3 seeds per order), effect size epsilon² = H / (n - 1) (Tomczak & Tomczak, 2014) and the share of
   variance between orders, ICC(1) of a one-way random-effects model. The mean over languages is the
   primary test; the same test for each robustness figure forms a secondary family, Holm-corrected;
 * IF vs F (Phang et al., 2020; the comparison of arXiv 2210.01091): Welch's t-test per language,
@@ -35,6 +36,8 @@ ALPHA = 0.05
 MIN_SEEDS = 3  # seeds per order before an order-effect test is run
 MIN_ORDERS = 3  # orders per side/position before a precedence or position test is run
 CONFIDENCE = 0.95
+PERMUTATIONS = 2000  # label permutations behind the order test's p-value
+PERMUTATION_SEED = 0
 ENGLISH = "en"
 F = ""  # the empty order (fine-tune only)
 
@@ -106,15 +109,34 @@ def seed_figures(scores: pd.DataFrame, extra: pd.DataFrame | None = None, englis
 
 
 # ------------------------------------------------------------------ the tests
-def kruskal_effect(groups: list[np.ndarray]) -> dict:
-    """Kruskal–Wallis H, its p-value, epsilon² and the between-order share of variance (ICC(1))."""
+def _h_statistic(*samples, axis=-1):
+    """Kruskal–Wallis H without the tie correction (a constant of the pooled data, so permutations
+    rank the same), vectorised along ``axis`` for ``scipy.stats.permutation_test``."""
+    x = np.concatenate(samples, axis=axis)
+    r = stats.rankdata(x, axis=axis)
+    n = x.shape[axis]
+    out, start = 0.0, 0
+    for smp in samples:
+        k = smp.shape[axis]
+        out = out + np.take(r, np.arange(start, start + k), axis=axis).sum(axis=axis) ** 2 / k
+        start += k
+    return 12.0 / (n * (n + 1)) * out - 3 * (n + 1)
+
+
+def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS) -> dict:
+    """Kruskal–Wallis H with a permutation p-value (orders' labels shuffled over the pooled per-seed
+    values, seeded: the same data give the same p), epsilon² and the between-order share of variance
+    (ICC(1)). The chi² approximation (``p_chi2``) is conservative with 3 seeds per order."""
     n = sum(len(g) for g in groups)
     k = len(groups)
     allv = np.concatenate(groups)
     if np.ptp(allv) == 0:  # every value equal: no evidence of any difference
-        h, p = 0.0, 1.0
+        h, p, p_chi2 = 0.0, 1.0, 1.0
     else:
-        h, p = stats.kruskal(*groups)
+        h, p_chi2 = stats.kruskal(*groups)
+        p = stats.permutation_test(groups, _h_statistic, permutation_type="independent", vectorized=True,
+                                   n_resamples=permutations, alternative="greater",
+                                   rng=np.random.default_rng(PERMUTATION_SEED)).pvalue
     # one-way random effects: MS between / within, n0 the adjusted group size
     grand = allv.mean()
     ssb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
@@ -123,8 +145,8 @@ def kruskal_effect(groups: list[np.ndarray]) -> dict:
     n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
     denom = msb + (n0 - 1) * msw
     icc = max(0.0, (msb - msw) / denom) if denom > 0 else 0.0
-    return {"H": float(h), "p": float(p), "epsilon2": float(h / (n - 1)), "variance_share": float(icc),
-            "n_orders": k, "n_obs": n}
+    return {"H": float(h), "p": float(p), "p_chi2": float(p_chi2), "permutations": permutations,
+            "epsilon2": float(h / (n - 1)), "variance_share": float(icc), "n_orders": k, "n_obs": n}
 
 
 def order_effect(fig: pd.DataFrame, figure: str, *, min_seeds: int = MIN_SEEDS) -> dict:
@@ -145,8 +167,8 @@ def order_effect(fig: pd.DataFrame, figure: str, *, min_seeds: int = MIN_SEEDS) 
 
 def arrangement_effect(fig: pd.DataFrame, figure: str = "mean", *, min_seeds: int = MIN_SEEDS) -> dict:
     """Order alone, task choice held fixed: Kruskal–Wallis within each set of tasks that has two or
-    more orders with ``min_seeds``+ seeds, the H statistics summed over sets (independent strata: a
-    chi² with the summed degrees of freedom under no effect)."""
+    more orders with ``min_seeds``+ seeds, the H statistics summed over sets; p-value from labels
+    permuted within each set (``p_chi2``: the chi² reference with the summed degrees of freedom)."""
     d = fig[(fig["order"] != F) & fig[figure].notna()]
     sizes = d.groupby("order")[figure].size()
     ok = [o for o in sizes.index if sizes[o] >= min_seeds]
@@ -157,14 +179,19 @@ def arrangement_effect(fig: pd.DataFrame, figure: str = "mean", *, min_seeds: in
     out = {"figure": figure, "task_sets": len(strata), "orders": sum(len(x) for x in strata)}
     if not strata:
         return {**out, "underpowered": f"no set of tasks has 2 or more orders with {min_seeds}+ seeds"}
-    h_sum, df = 0.0, 0
     by = {o: g.to_numpy(float) for o, g in d.groupby("order")[figure]}
-    for os_ in strata:
+    rng = np.random.default_rng(PERMUTATION_SEED)
+    h_obs, h_perm, df = 0.0, np.zeros(PERMUTATIONS), 0
+    for os_ in strata:  # labels permuted within each task set only
         groups = [by[o] for o in os_]
-        allv = np.concatenate(groups)
-        h_sum += 0.0 if np.ptp(allv) == 0 else float(stats.kruskal(*groups).statistic)
+        sizes_ = [len(g) for g in groups]
+        ranks = stats.rankdata(np.concatenate(groups))
+        perm = ranks[np.argsort(rng.random((PERMUTATIONS, len(ranks))), axis=1)]
+        h_obs += float(_h_statistic(*np.split(ranks, np.cumsum(sizes_)[:-1])))
+        h_perm += _h_statistic(*np.split(perm, np.cumsum(sizes_)[:-1], axis=1), axis=-1)
         df += len(os_) - 1
-    return {**out, "H": h_sum, "df": df, "p": float(stats.chi2.sf(h_sum, df))}
+    p = (1 + int((h_perm >= h_obs - 1e-12).sum())) / (PERMUTATIONS + 1)
+    return {**out, "H": h_obs, "df": df, "p": p, "p_chi2": float(stats.chi2.sf(h_obs, df))}
 
 
 def welch(a, b) -> float:
@@ -347,7 +374,8 @@ def _order_effects(fig: pd.DataFrame, alpha: float, min_seeds: int) -> dict:
     arr = arrangement_effect(fig, "mean", min_seeds=min_seeds)
     if "p" in arr:
         arr["significant"] = arr["p"] < alpha
-    return {"tests": tests, "arrangement": arr, "method": f"Kruskal–Wallis over IF orders with {min_seeds}+ seeds (per-seed values), "
+    return {"tests": tests, "arrangement": arr, "method": f"Kruskal–Wallis over IF orders with {min_seeds}+ seeds (per-seed values; "
+                                                          f"p-value from {PERMUTATIONS} label permutations), "
                                       f"epsilon² = H/(n-1), variance share = ICC(1); the mean over languages is the "
                                       f"primary test, the {len(ran)} robustness figure(s) are Holm-corrected among "
                                       f"themselves"}
