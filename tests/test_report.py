@@ -313,3 +313,14 @@ def test_report_on_an_s3_experiment(s3, tmp_path, capsys):  # noqa: F811
     res = json.loads(st.read_text("report", "report.json"))
     assert res["headline"]["order_matters"] is True and st.exists("report", "heatmap.png")
     assert "data:image/png;base64," in st.read_text("report", "report.html")
+
+
+def test_report_not_logged_says_why(tmp_path):
+    from search.storage import Storage
+    from search.tracking import log_report
+
+    st = Storage(str(tmp_path), "exp")
+    assert "tracking was off" in log_report(st, {"search_id": "x", "tracking_uri": None}, tmp_path, {})
+    assert "no MLflow store" in log_report(st, {"search_id": "x"}, tmp_path, {}, uri=f"sqlite:///{tmp_path}/none.db")
+    line = log_report(st, {"search_id": "x", "experiment": "e"}, tmp_path, {}, uri="http://127.0.0.1:9")
+    assert line.startswith("MLflow: not logged (") and "\n" not in line
