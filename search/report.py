@@ -143,12 +143,17 @@ def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[di
     from search.heuristics import KINDS, heuristic
 
     if not exp.config or "search" not in exp.config:
-        return [{"kind": k, "error": "the experiment keeps no config (tracking/config.yaml)"} for k in KINDS]
+        return [{"kind": k, "error": "the experiment keeps no config (tracking/config.yaml)",
+                 "command": f"itt space CONFIG --heuristic {k}"} for k in KINDS]
     from itt.config import ChainConfig
 
     raw = dict(exp.config)
-    scfg = SearchConfig.model_validate(raw.pop("search"))
-    chain = ChainConfig.model_validate(raw)
+    try:
+        scfg = SearchConfig.model_validate(raw.pop("search"))
+        chain = ChainConfig.model_validate(raw)
+    except Exception as e:  # a config written by another version of itt
+        msg = f"tracking/config.yaml does not validate ({str(e).splitlines()[0][:200]})"
+        return [{"kind": k, "error": msg, "command": f"itt space CONFIG --heuristic {k}"} for k in KINDS]
     byo = {r["order"]: r for r in board}
     best = next((r for r in board if r["order"] != F), board[0])
     out = []
