@@ -228,10 +228,12 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     im = ax.imshow(vals, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(hm["languages"])), hm["languages"])
     ax.set_yticks(range(len(hm["orders"])), [show(o) for o in hm["orders"]], fontsize=8)
+    lo_v, hi_v = np.nanmin(vals), np.nanmax(vals)
     for i in range(vals.shape[0]):
         for j in range(vals.shape[1]):
-            if np.isfinite(vals[i, j]):
-                ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=6, color="w")
+            if np.isfinite(vals[i, j]):  # dark text on the bright end of viridis
+                bright = hi_v > lo_v and (vals[i, j] - lo_v) / (hi_v - lo_v) > 0.6
+                ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=6, color="k" if bright else "w")
     fig.colorbar(im, ax=ax, label=f"test {metric}")
     ax.set_title("Orders x languages (mean over seeds)")
     out["heatmap"] = _fig_png(fig)
