@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 FORMAT = 1  # bump when the entry layout or the key's contents change
 
 MANIFEST, WEIGHTS, USED = "manifest.json", "model.safetensors", "used"
+DIST_WAIT_S = 20 * 60  # longest wait for another chain's lease in a multi-worker trial (then train it too)
 
 
 class CacheMiss(Exception):
@@ -207,6 +208,9 @@ class Lease:
             while not self._stop.wait(self.cache.lease_ttl / 4):
                 n += 1
                 try:
+                    body = self.cache._read(self.cache._lease_path(self.key))
+                    if body is None or json.loads(body).get("token") != self.token:
+                        return  # taken over (we were silent too long): never overwrite the new holder's lease
                     self.cache._write_lease(self.key, self.token, n)
                 except Exception:
                     pass
@@ -420,7 +424,7 @@ class StageCache:
     def lease_held(self, key: str) -> bool:
         return self._read(self._lease_path(key)) is not None
 
-    def claim(self, key: str) -> tuple[Entry | None, Lease | None]:
+    def claim(self, key: str, wait_s: float | None = None) -> tuple[Entry | None, Lease | None]:
         """``(entry, None)`` when the prefix is cached (perhaps after waiting for the chain training
         it), ``(None, lease)`` when this caller trains it, ``(None, None)`` after ``wait_s`` seconds
         of waiting for a live holder (train anyway; the first published entry is kept)."""
@@ -446,7 +450,7 @@ class StageCache:
                 self._break_lease(key)
                 seen, since = None, time.monotonic()
                 continue
-            if time.monotonic() - t0 > self.wait_s:
+            if time.monotonic() - t0 > (self.wait_s if wait_s is None else wait_s):
                 return None, None
             if not announced:
                 self.log(f"stage cache: {key[:12]} is being trained by another chain; waiting for it")
@@ -561,8 +565,10 @@ class SeedCache:
         return 0, None, [], None
 
     def _claim(self, i: int) -> tuple[dict | None, dict | None, list[dict] | None]:
+        # the other ranks wait in a broadcast meanwhile: stay under the process group's timeout (30 min)
+        wait = min(self.cache.wait_s, DIST_WAIT_S) if _distributed() else None
         while True:
-            entry, lease = self.cache.claim(self.keys[i - 1])
+            entry, lease = self.cache.claim(self.keys[i - 1], wait_s=wait)
             if entry is None:
                 self.lease = lease
                 return None, None, None

@@ -375,6 +375,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainCo
     root = raw.get("data_root")
     # relative paths in a config mean "relative to the config file", whatever the working directory
     raw["data_root"] = str(here if root is None else (here / str(root)).resolve() if not Path(str(root)).is_absolute() else root)
+    cd = raw.get("cache_dir")
+    if isinstance(cd, str) and "://" not in cd and not Path(cd).is_absolute():
+        raw["cache_dir"] = str((here / cd).resolve())
     model = raw.get("model")
     if isinstance(model, dict):
         for key in ("name", "tokenizer"):  # a local model path, like data, is relative to the config

@@ -21,6 +21,7 @@ from itt.config import validate
 from itt.models import build_encoder, pooling_for
 from itt.train import make_accelerator
 from tests.conftest import TINY, _merge
+from tests.test_storage import s3  # noqa: F401  (the moto S3 server fixture)
 
 TOY3 = ["toy_topic", "toy_length", "toy_align"]
 # small, but the target learns something: final scores differ between orders, so "identical" means something
@@ -261,7 +262,57 @@ def test_stage_cache_on_s3(s3, tmp_path):
     assert [e["key"] for e in cache.entries()] == ["b"]
 
 
-from tests.test_storage import s3  # noqa: E402,F401  (the moto S3 server fixture)
+
+# --------------------------------------------------------------------------- two DDP ranks (gloo, no Ray)
+def _ddp_rank(rank: int, port: int, cache_dir: str, out: str) -> None:
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"})
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    cfg = validate(_merge(RAW, {"order": ["toy_topic", "toy_length"], "train": {"max_steps": 3},
+                                "finetune": {"max_steps": 6}}), "test")
+    p = prepare(cfg, log=quiet)
+    runs = []
+    for _ in range(2):  # cold (both ranks train, rank 0 publishes), then warm (both ranks load)
+        reports = []
+        run_chain(cfg, prepared=p, log=quiet, cache=StageCache(cache_dir), report=lambda m, s: reports.append(dict(m)))
+        runs.append(reports)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(runs))
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_take_the_same_cache_decisions(tmp_path):
+    """Two gloo ranks: rank 0 looks up and publishes, the decision and weights are broadcast, so both
+    ranks skip the same stages and end with the same numbers as when they trained them."""
+    import multiprocessing as mp
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_ddp_rank, args=(r, port, str(tmp_path / "c"), str(tmp_path))) for r in (0, 1)]
+    for pr in procs:
+        pr.start()
+    try:
+        for pr in procs:
+            pr.join(600)  # generous: on a busy 2-core machine the two ranks take turns
+    finally:
+        for pr in procs:
+            if pr.is_alive():
+                pr.kill()
+                pr.join()
+    assert [pr.exitcode for pr in procs] == [0, 0]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    cold, warm = r0
+    assert cold[-1]["stages_trained"] == 2 and warm[-1]["stages_trained"] == 0 and warm[-1]["stages_from_cache"] == 2
+    assert _strip(cold) == _strip(warm)
+    assert _strip(r1[0]) == _strip(cold) and _strip(r1[1]) == _strip(warm)  # rank 1 reports the same
+    assert r1[1][-1]["stages_from_cache"] == 2
+    assert len(StageCache(str(tmp_path / "c")).entries()) == 2
+
 
 
 def test_search_config_cache_block(tmp_path):
@@ -308,6 +359,11 @@ def test_results_csv_columns_and_end_line(tmp_path):
     assert (rows["b"]["stages_trained"], rows["b"]["stages_from_cache"], rows["b"]["status"]) == ("0", "1", "stopped")
     w.on_experiment_end([a, b])
     assert lines[-1] == "stage cache: 1 hits, 2 misses, ~12 s of training saved"
+    # MLflow: the tracker logs every numeric figure of a report on the trial's child run, these too
+    from search.tracking import report_metrics
+
+    logged = report_metrics({"step": 1, "stages_trained": 0, "stages_from_cache": 1, "cache_seconds_saved": 12.5})
+    assert logged == {"stages_trained": 0.0, "stages_from_cache": 1.0, "cache_seconds_saved": 12.5}
 
 
 def test_trial_builds_the_search_cache(tmp_path):
