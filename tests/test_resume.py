@@ -145,3 +145,86 @@ def test_resume_bad_input(tmp_path, capsys):
     (tmp_path / "other").mkdir()
     assert main(["resume", str(tmp_path / "other")]) == 2
     assert "is not an itt search" in capsys.readouterr().err
+
+
+def test_worker_death_and_node_loss_do_not_stop_the_search(tmp_path, write_config, monkeypatch):
+    """A head and two worker nodes (ray.cluster_utils.Cluster). While trials run, one Train worker
+    process is SIGKILLed, then the node running another trial's worker is removed. The search ends
+    with every trial completed; the hit trials were retried (Tune's max_failures) and continued from
+    their finished stages (the stage cache): nothing but the stages in flight was trained twice."""
+    import threading
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from search.runner import run_search
+
+    log = tmp_path / "stages.log"
+    monkeypatch.setenv("ITT_STAGE_LOG", str(log))
+    cfg = write_config({**SEARCH, "train": {"max_steps": 6},
+                        "search": {**SEARCH["search"], "length": 2, "num_samples": 5, "max_failures": 3,
+                                   "tracking": {"enabled": False},
+                                   "resources": {**SEARCH["search"]["resources"], "max_concurrent": 2}}})
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes = [cluster.add_node(num_cpus=2), cluster.add_node(num_cpus=2)]
+    cluster.wait_for_nodes()
+    faults: list[str] = []
+
+    def raylet_pid(node) -> int:
+        return node.all_processes["raylet"][0].process.pid
+
+    def busy_worker(after: int):
+        """(pid, node) of a Train worker process that started a stage after event ``after`` and lives."""
+        import psutil
+
+        for e in reversed(_events(log)[after:]):
+            try:
+                parent = psutil.Process(e["pid"]).ppid()  # a worker's parent is its node's raylet
+            except psutil.NoSuchProcess:
+                continue
+            node = next((n for n in nodes if raylet_pid(n) == parent), None)
+            return e["pid"], node
+        return None, None
+
+    def inject():
+        deadline, seen = time.time() + 600, 0
+        while time.time() < deadline and len(faults) < 2:
+            time.sleep(0.3)
+            n_events = len(_events(log))
+            if n_events <= seen:
+                continue
+            pid, node = busy_worker(seen)
+            if pid is None:
+                continue
+            if not faults:  # 1: a worker process dies
+                os.kill(pid, signal.SIGKILL)
+                faults.append("worker")
+            elif node is not None:  # 2: a whole node disappears, with the worker running on it
+                cluster.remove_node(node, allow_graceful=False)
+                nodes.remove(node)
+                faults.append("node")
+            else:
+                continue
+            seen = n_events + 1  # the next fault after a stage has started since this one
+
+    t = threading.Thread(target=inject, daemon=True)
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+        t.start()
+        exp = run_search(str(cfg), name="f", storage=str(tmp_path / "runs"), log=lambda *a: None)
+        t.join(timeout=5)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert faults == ["worker", "node"]
+    rows = _rows(Path(exp))
+    assert len(rows) == 5 and all(r["status"] == "completed" for r in rows), rows
+    from ray.tune import ExperimentAnalysis
+
+    failures = [t.num_failures for t in ExperimentAnalysis(str(exp)).trials]
+    assert sum(failures) >= 2, failures
+    prefixes = {tuple(r["order"].split(">")[:i]) for r in rows for i in (1, 2)}
+    trained = [tuple(e["prefix"]) for e in _events(log) if e["event"] == "stage"]
+    assert set(trained) == prefixes and len(trained) <= len(prefixes) + 2, (trained, prefixes)
