@@ -62,3 +62,14 @@ def test_readme_shows_the_cluster_workflow():
     for cmd in ("ray up cluster.yaml", "ray job submit", "ray dashboard cluster.yaml", "ray down cluster.yaml",
                 "--storage s3://", "itt resume"):
         assert cmd in readme, cmd
+
+
+def test_the_readme_cluster_search_config_is_valid():
+    """The config the README submits to the cluster: a GPU search with the fault and disk settings."""
+    from search.config import load_search
+
+    scfg, chain, _ = load_search(ROOT / "configs" / "search_xnli_xlmr_base.yaml")
+    assert chain.model.name == "xlm-roberta-base" and chain.target.task == "xnli"
+    assert scfg.resources.gpus_per_worker >= 1 and scfg.max_failures >= 1 and scfg.keep_checkpoints
+    assert scfg.space().count() == 1 + 6 + 30 + 120
+    assert "configs/search_xnli_xlmr_base.yaml" in (ROOT / "README.md").read_text()
