@@ -236,15 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, _UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
-        from search.runner import SearchInterrupted
-
-        if not isinstance(e, SearchInterrupted):
-            raise
-        print(str(e), file=sys.stderr)
+    except KeyboardInterrupt as e:  # a search says how to resume it (search.runner.SearchInterrupted)
+        print(str(e) or "interrupted", file=sys.stderr)
         return 130
 
 

@@ -315,7 +315,7 @@ SEARCH_FILE = "search.yaml"  # the resolved config (chain + search block) a resu
 DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
 
 
-class SearchInterrupted(Exception):
+class SearchInterrupted(KeyboardInterrupt):
     """The search stopped before it finished (Ctrl-C); ``itt resume`` continues it."""
 
     def __init__(self, exp: str):
