@@ -394,6 +394,12 @@ def _probe_curves(stages: pd.DataFrame, board: list[dict], k: int = 5) -> list[d
     return out
 
 
+def _p_text(p: float) -> str:
+    if p * (PERMUTATIONS + 1) <= 1 + 1e-9:  # no permutation reached the observed H: the floor
+        return f"p ≤ {p:.2g} (no permuted H of {PERMUTATIONS} reached it)"
+    return f"p = {p:.3g}"
+
+
 def _headline(res: dict) -> dict:
     main = res["order_effect"]["tests"][0]
     board = res["leaderboard"]
@@ -404,7 +410,7 @@ def _headline(res: dict) -> dict:
                   "variance_share": main["variance_share"]})
         h["text"] = (f"Order {'matters' if main['significant'] else 'has no detectable effect'} for the mean score "
                      f"over languages: Kruskal–Wallis over {main['n_orders']} IF orders, H = {main['H']:.2f}, "
-                     f"p = {main['p']:.3g} (α = {res['alpha']}), epsilon² = {main['epsilon2']:.2f}, "
+                     f"{_p_text(main['p'])} (α = {res['alpha']}), epsilon² = {main['epsilon2']:.2f}, "
                      f"between-order share of variance {main['variance_share']:.0%}.")
     else:
         h["order_matters"] = None
