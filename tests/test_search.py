@@ -185,6 +185,17 @@ def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
     assert any(o.startswith("toy_length") for o in stopped)
 
 
+def test_asha_grace_period_defaults_to_the_longest_order():
+    """The one default rung is the probe after the last intermediate stage (bench/search_efficiency.py)."""
+    from search.config import SearchConfig
+
+    assert SearchConfig(candidates=TOY3, length=3).scheduler.grace_period == 3
+    assert SearchConfig(candidates=TOY3, length=(0, 2)).scheduler.grace_period == 2
+    assert SearchConfig(candidates=TOY3, length=0).scheduler.grace_period == 1
+    assert SearchConfig(candidates=TOY3, length=3, scheduler={"max_t": 2}).scheduler.grace_period == 2
+    assert SearchConfig(candidates=TOY3, length=3, scheduler={"grace_period": 1}).scheduler.grace_period == 1
+
+
 @pytest.mark.parametrize("searcher", ["tpe", "random"])
 def test_dedup_every_order_once_then_finished(searcher, tmp_path, ray_local):
     """More samples than orders: each order runs once, then the searcher ends the search."""
