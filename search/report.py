@@ -486,7 +486,7 @@ def headline_metrics(res: dict) -> dict[str, float]:
         m["report_best_mean"] = h["best_mean"]
     for t in res["order_effect"]["tests"]:
         if "p" in t:
-            m[f"report_order_effect_{t['figure']}_p_holm"] = t["p_holm"]
+            m[f"report_order_effect_{t['figure']}_p"] = t["p_holm"]  # Holm-adjusted for the secondary figures
             m[f"report_order_effect_{t['figure']}_epsilon2"] = t["epsilon2"]
             m[f"report_order_effect_{t['figure']}_variance_share"] = t["variance_share"]
     arr = res["order_effect"].get("arrangement", {})

@@ -9,7 +9,7 @@ compare different orders.
 Tests and their guards:
 
 * order effect: Kruskal–Wallis over IF orders with at least ``MIN_SEEDS`` seeds each (Kruskal &
-  Wallis, 1952), its p-value from 2000 seeded label permutations (the chi² approximation is
+  Wallis, 1952), its p-value from 2000 seeded label permutations (scipy's chi² approximation is
   conservative with 3 seeds per order), effect size epsilon² = H / (n - 1) (Tomczak & Tomczak, 2014) and the share of
   variance between orders, ICC(1) of a one-way random-effects model. The mean over languages is the
   primary test; the same test for each robustness figure forms a secondary family, Holm-corrected;
@@ -109,18 +109,22 @@ def seed_figures(scores: pd.DataFrame, extra: pd.DataFrame | None = None, englis
 
 
 # ------------------------------------------------------------------ the tests
-def _h_statistic(*samples, axis=-1):
-    """Kruskal–Wallis H without the tie correction (a constant of the pooled data, so permutations
-    rank the same), vectorised along ``axis`` for ``scipy.stats.permutation_test``."""
-    x = np.concatenate(samples, axis=axis)
-    r = stats.rankdata(x, axis=axis)
-    n = x.shape[axis]
-    out, start = 0.0, 0
-    for smp in samples:
-        k = smp.shape[axis]
-        out = out + np.take(r, np.arange(start, start + k), axis=axis).sum(axis=axis) ** 2 / k
-        start += k
-    return 12.0 / (n * (n + 1)) * out - 3 * (n + 1)
+def kw_permutation(strata: list[list[np.ndarray]], *, permutations: int = PERMUTATIONS) -> tuple[float, float]:
+    """(H summed over strata, its permutation p-value): group labels shuffled within each stratum
+    (seeded, so the same data give the same p); p = (1 + #{H_perm >= H}) / (1 + permutations)."""
+    rng = np.random.default_rng(PERMUTATION_SEED)
+    h_obs, h_perm = 0.0, np.zeros(permutations)
+    for groups in strata:
+        sizes = np.array([len(g) for g in groups])
+        ranks = stats.rankdata(np.concatenate(groups))
+        n, starts = len(ranks), np.r_[0, np.cumsum(sizes)[:-1]]
+
+        def h(r):  # H without the tie correction (a constant of the pooled data), along the last axis
+            return 12.0 / (n * (n + 1)) * (np.add.reduceat(r, starts, axis=-1) ** 2 / sizes).sum(axis=-1) - 3 * (n + 1)
+
+        h_obs += float(h(ranks))
+        h_perm += h(ranks[np.argsort(rng.random((permutations, n)), axis=1)])
+    return h_obs, (1 + int((h_perm >= h_obs - 1e-9).sum())) / (permutations + 1)
 
 
 def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS) -> dict:
@@ -134,9 +138,7 @@ def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS
         h, p, p_chi2 = 0.0, 1.0, 1.0
     else:
         h, p_chi2 = stats.kruskal(*groups)
-        p = stats.permutation_test(groups, _h_statistic, permutation_type="independent", vectorized=True,
-                                   n_resamples=permutations, alternative="greater",
-                                   rng=np.random.default_rng(PERMUTATION_SEED)).pvalue
+        p = kw_permutation([groups], permutations=permutations)[1]
     # one-way random effects: MS between / within, n0 the adjusted group size
     grand = allv.mean()
     ssb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
@@ -180,17 +182,8 @@ def arrangement_effect(fig: pd.DataFrame, figure: str = "mean", *, min_seeds: in
     if not strata:
         return {**out, "underpowered": f"no set of tasks has 2 or more orders with {min_seeds}+ seeds"}
     by = {o: g.to_numpy(float) for o, g in d.groupby("order")[figure]}
-    rng = np.random.default_rng(PERMUTATION_SEED)
-    h_obs, h_perm, df = 0.0, np.zeros(PERMUTATIONS), 0
-    for os_ in strata:  # labels permuted within each task set only
-        groups = [by[o] for o in os_]
-        sizes_ = [len(g) for g in groups]
-        ranks = stats.rankdata(np.concatenate(groups))
-        perm = ranks[np.argsort(rng.random((PERMUTATIONS, len(ranks))), axis=1)]
-        h_obs += float(_h_statistic(*np.split(ranks, np.cumsum(sizes_)[:-1])))
-        h_perm += _h_statistic(*np.split(perm, np.cumsum(sizes_)[:-1], axis=1), axis=-1)
-        df += len(os_) - 1
-    p = (1 + int((h_perm >= h_obs - 1e-12).sum())) / (PERMUTATIONS + 1)
+    h_obs, p = kw_permutation([[by[o] for o in os_] for os_ in strata])  # labels permuted within each task set
+    df = sum(len(os_) - 1 for os_ in strata)
     return {**out, "H": h_obs, "df": df, "p": p, "p_chi2": float(stats.chi2.sf(h_obs, df))}
 
 
