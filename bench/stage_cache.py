@@ -10,12 +10,14 @@ exhaustive, cache on) and prints the search's own cache line and the results.csv
 
     python bench/stage_cache.py                 # in-process, ~5 min on 2 CPU cores
     python bench/stage_cache.py --search        # + the Ray search (several minutes more)
+    python bench/stage_cache.py --search --no-sweep   # the Ray search only
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import csv
 import os
 import sys
@@ -30,6 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+print = functools.partial(print, flush=True)  # noqa: A001  (progress reaches a redirected log at once)
 TASKS = ["toy_topic", "toy_align", "toy_length", "toy_parity"]
 COUNTS = ("stages_trained", "stages_from_cache", "cache_seconds_saved")
 
@@ -96,6 +99,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--search", action="store_true", help="also the sweep through `itt search` (Ray)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the in-process sweeps (with --search)")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -110,13 +114,18 @@ def main() -> None:
           f"(hidden {cfg.model.tiny.hidden_size}, {cfg.model.tiny.num_layers} layers), {args.steps} steps per stage, "
           f"probe {args.probe_steps} steps, target {args.target_steps} steps, {args.threads} thread(s)")
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        if args.no_sweep:
+            if args.search:
+                run_search(raw, Path(tmp))
+            return
+        t0, c0 = time.perf_counter(), time.process_time()
         plain = sweep(cfg, p, None)
-        t_plain = time.perf_counter() - t0
+        t_plain, c_plain = time.perf_counter() - t0, time.process_time() - c0
+        print(f"  sweep without cache: {t_plain:.1f} s")
         cache = StageCache(str(Path(tmp) / "stage_cache"))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         cached = sweep(cfg, p, cache)
-        t_cache = time.perf_counter() - t0
+        t_cache, c_cache = time.perf_counter() - t0, time.process_time() - c0
         n_plain = sum(r[-1]["stages_trained"] for r in plain.values())
         n_cache = sum(r[-1]["stages_trained"] for r in cached.values())
         prefixes = len({tuple(o.split(">")[:k]) for o in plain for k in range(1, 5)})
@@ -126,6 +135,8 @@ def main() -> None:
               f"(hits {cache.stats.hits}, misses {cache.stats.misses})")
         print(f"wall time: without cache {t_plain:.1f} s, with cache {t_cache:.1f} s, ratio {t_cache / t_plain:.2f} "
               f"(cache size {cache.size() / 1e6:.1f} MB in {len(cache.entries())} entries)")
+        print(f"CPU time (robust to other load on the machine): without cache {c_plain:.1f} s, with cache "
+              f"{c_cache:.1f} s, ratio {c_cache / c_plain:.2f}")
         print(f"identical reports (stage losses, probes, final metrics) for {len(same)}/{len(plain)} orders")
         finals = sorted(((r[-1]["test_accuracy_mean"], o) for o, r in cached.items()), reverse=True)
         print(f"final test accuracy (mean over languages): best {finals[0][0]:.4f} ({finals[0][1]}), "
