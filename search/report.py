@@ -184,7 +184,9 @@ def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[di
 
 def _space_cmd(kind: str, exp: Experiment, singles: bool) -> str:
     frm = f" --from {exp.st.display}" if kind == "curriculum" and singles else ""
-    return (f"itt space CONFIG --heuristic {kind}{frm}   # then search with "
+    # the search's own resolved config, kept in the experiment (a local one can be passed as it is)
+    cfg = exp.st.path("tracking", "config.yaml") if not exp.st.remote and exp.config else "CONFIG"
+    return (f"itt space {cfg} --heuristic {kind}{frm}   # then search with "
             f"--set search.seed_points.heuristics=[{kind}]")
 
 
