@@ -192,6 +192,28 @@ class CacheStats:
         return dataclasses.asdict(self)
 
 
+def _holder() -> dict:
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _holder_dead(body: bytes) -> bool:
+    """A lease taken on this machine by a process that no longer exists (no need to wait for its TTL)."""
+    import socket
+
+    try:
+        d = json.loads(body)
+        if d.get("host") != socket.gethostname() or not d.get("pid"):
+            return False
+        os.kill(int(d["pid"]), 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except Exception:
+        return False
+
+
 @dataclass
 class Lease:
     """Held while a prefix is trained; a thread renews it so waiters know the holder is alive."""
@@ -380,11 +402,11 @@ class StageCache:
 
     # ------------------------------------------------------------------ leases
     def _write_lease(self, key: str, token: str, beat: int) -> None:
-        self._write(self._lease_path(key), canonical({"token": token, "beat": beat, "time": time.time()}).encode())
+        self._write(self._lease_path(key), canonical({"token": token, "beat": beat, "time": time.time(), **_holder()}).encode())
 
     def _try_lease(self, key: str) -> Lease | None:
         token = uuid.uuid4().hex
-        body = canonical({"token": token, "beat": 0, "time": time.time()}).encode()
+        body = canonical({"token": token, "beat": 0, "time": time.time(), **_holder()}).encode()
         path = self._lease_path(key)
         if self.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -443,6 +465,11 @@ class StageCache:
                     return entry, None
                 return None, lease
             body = self._read(self._lease_path(key))
+            if body is not None and _holder_dead(body):  # e.g. a search driver SIGKILLed on this machine
+                self.log(f"stage cache: lease on {key[:12]} was held by a process that is gone; taking over")
+                self._break_lease(key)
+                seen, since = None, time.monotonic()
+                continue
             if body != seen:
                 seen, since = body, time.monotonic()
             elif time.monotonic() - since > self.lease_ttl:

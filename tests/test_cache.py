@@ -200,6 +200,30 @@ def test_stale_lease_is_taken_over(tmp_path):
     live.release()
 
 
+def test_lease_of_a_dead_process_on_this_machine_is_taken_over_at_once(tmp_path):
+    """After a SIGKILLed search the resumed trial need not wait out the lease TTL: the lease names its
+    host and pid, and a pid that no longer exists on this host frees it at once."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = Path(StageCache(str(tmp_path / "c")).base) / "leases" / "k"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"token": "t", "beat": 3, "time": time.time(), "host": socket.gethostname(),
+                                "pid": int(gone.stdout)}))
+    msgs = []
+    c = StageCache(str(tmp_path / "c"), lease_ttl=600, poll_s=0.05, log=msgs.append)
+    t0 = time.monotonic()
+    entry, mine = c.claim("k")
+    assert entry is None and mine is not None and time.monotonic() - t0 < 5
+    assert any("gone" in m for m in msgs)
+    body = json.loads(path.read_text())
+    assert body["pid"] == os.getpid() and body["host"] == socket.gethostname()
+    mine.release()
+
+
 def test_keys_follow_what_determines_the_encoder(base):
     cfg, p = base
     acc = make_accelerator(cfg.hardware)
