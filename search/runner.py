@@ -24,7 +24,7 @@ from itt.errors import ConfigError, UserError
 from search.config import SearchConfig, load_search
 from search.searcher import DedupSearcher
 from search.space import order_key
-from search.storage import Storage
+from search.storage import Storage, echo
 from search.trial import TrialContext, chain_trial, define, release_train_resources, split_config
 
 SEARCHERS = ("tpe", "gp", "random", "exhaustive")
@@ -43,7 +43,7 @@ class Status:
 class ResultsWriter(Callback):
     """Keeps ``results.csv`` up to date and prints a progress line whenever a trial ends."""
 
-    def __init__(self, storage: Storage, scfg: SearchConfig, metric: str, languages: list[str], log=print,
+    def __init__(self, storage: Storage, scfg: SearchConfig, metric: str, languages: list[str], log=echo,
                  seeds: list[int] | None = None):
         self.storage, self.scfg, self.metric, self.languages, self.log = storage, scfg, metric, languages, log
         self.seeds = list(seeds or [])  # the chain's seeds (trial folders hold seed<S>/ for each)
@@ -73,6 +73,7 @@ class ResultsWriter(Callback):
             return  # finished before the driver stopped, after Tune's last snapshot: it replays, row stays
         if row["status"] != Status.RUNNING:  # a retried trial (errored, or its worker died) starts over
             row.update(status=Status.RUNNING, stopped_early="", score=None)
+        self._write()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         row = self._row(trial)
@@ -118,6 +119,18 @@ class ResultsWriter(Callback):
         row["status"], row["stopped_early"] = Status.ERRORED, "false"
         self._write()
         self._progress(trials)
+
+    def on_experiment_end(self, trials, **info):
+        """A trial that started after Ray Tune's last snapshot of a search whose driver was killed is
+        unknown to the restored Tuner (which proposes a new trial in its place): drop its row."""
+        known = {t.trial_id for t in trials}
+        lost = [tid for tid in self.rows if tid not in known]
+        for tid in lost:
+            del self.rows[tid]
+        if lost:
+            self.log(f"{len(lost)} trial(s) started after Ray Tune's last snapshot before the driver stopped "
+                     f"({', '.join(lost)}); Tune ran others in their place (their finished stages came from the stage cache)")
+            self._write()
 
     # helpers ---------------------------------------------------------------
     def _retain_checkpoints(self) -> None:
@@ -324,7 +337,7 @@ class SearchInterrupted(KeyboardInterrupt):
 
 
 def run_search(config: str, *, name: str | None = None, storage: str | None = None, address: str | None = None,
-               overrides: list[str] | None = None, tracking_uri: str | None = None, log=print) -> Path | str:
+               overrides: list[str] | None = None, tracking_uri: str | None = None, log=echo) -> Path | str:
     """Run a search; returns the experiment directory (a Path, or the URI on an object store). All
     config, storage and tracking-store checks happen before Ray starts."""
     import yaml
@@ -386,7 +399,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
 
 def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bool = False,
-                  tracking_uri: str | None = None, log=print) -> Path | str:
+                  tracking_uri: str | None = None, log=echo) -> Path | str:
     """``itt resume``: continue an interrupted search (driver killed, Ctrl-C, machine rebooted).
 
     Finished trials are not rerun (Ray Tune's own state, plus ``dedup/`` for trials that finished
@@ -487,7 +500,7 @@ def _check_no_driver(st: Storage) -> None:
                         f"(Ctrl-C) or wait for it to end")
 
 
-def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=print) -> Path | str:
+def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo) -> Path | str:
     """Run (or continue) the Tuner; end every MLflow run; print the best orders and the disk used.
     Raises SearchInterrupted after a Ctrl-C (Ray Tune's handler stops the trials and saves its state)."""
     import json

@@ -22,6 +22,13 @@ from pathlib import Path
 from itt.errors import UserError
 
 
+def echo(*args) -> None:
+    """The default ``log`` of the search's Tune callbacks. Tune pickles its callbacks with the
+    experiment; a reference to this function pickles by name, whereas ``print`` itself fails to
+    pickle once Ray Train has swapped ``builtins.print`` in the process."""
+    print(*args, flush=True)
+
+
 def is_uri(storage: str) -> bool:
     return "://" in storage and not storage.startswith("file://")
 
@@ -146,6 +153,16 @@ class Storage:
             self.fs.delete_dir(target)
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(target)
+
+    def listdir(self, *rel: str) -> list[str]:
+        """Names in a folder of the experiment ([] when it does not exist)."""
+        if not self.remote:
+            p = self.path(*rel)
+            return sorted(os.listdir(p)) if os.path.isdir(p) else []
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(*rel), allow_not_found=True))
+        return sorted(i.base_name for i in infos)
 
     def du(self, *rel: str) -> dict[str, int]:
         """Bytes used under the experiment directory (or ``rel`` in it), per top-level entry."""

@@ -43,7 +43,7 @@ from ray.tune import Callback
 
 from itt.errors import UserError
 from search.space import order_key
-from search.storage import Storage, is_uri
+from search.storage import Storage, echo, is_uri
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 F_NAME = "F (no intermediate task)"
@@ -407,7 +407,7 @@ class Tracker(Callback):
     every run, also on Ctrl-C."""
 
     def __init__(self, *, st: Storage, meta: dict, files: dict[str, str], uri: str | None, client, best_k: int,
-                 log=print):
+                 log=echo):
         self.st, self.meta, self.files, self.uri, self.best_k, self.log = st, meta, files, uri, best_k, log
         self.client = client
         self.ml: _Mlflow | None = None
@@ -419,7 +419,7 @@ class Tracker(Callback):
 
     @classmethod
     def create(cls, *, st: Storage, scfg, chain, name: str, n_orders: int, languages: list[str], target: str,
-               uri: str | None = None, log=print) -> Tracker:
+               uri: str | None = None, log=echo) -> Tracker:
         """Checks the MLflow store when tracking is on (a UserError before any Ray work when it fails)."""
         import yaml
 
@@ -573,7 +573,30 @@ class Tracker(Callback):
 
     # the end of the search ---------------------------------------------------------
     def on_experiment_end(self, trials, **info):
+        self._drop_lost({t.trial_id for t in trials})
         self.close()  # Tune ends a fit here, also after Ctrl-C (SIGINT) and after a restore
+
+    def _drop_lost(self, known: set[str]) -> None:
+        """Trials that started after Ray Tune's last snapshot of a killed search are unknown to the
+        restored Tuner, which runs others in their place: delete their MLflow runs and records, so
+        that no run stays RUNNING and every run is a trial of the search (as in results.csv)."""
+        try:
+            names = self.st.listdir("tracking", "trials")
+        except Exception:
+            return
+        for name in names:
+            tid = name[:-len(".json")]
+            if not name.endswith(".json") or tid in known or tid in self.records:
+                continue
+            if self.ml is not None:
+                run = self._mlflow(self.ml._find, f"tags.trial_id = '{tid}' and tags.search_id = '{self.meta['search_id']}'")
+                if run is not None:
+                    self._mlflow(self.ml.end, run.info.run_id, "KILLED", {"outcome": "lost: replaced after a resume"})
+                    self._mlflow(self.ml.client.delete_run, run.info.run_id)
+            try:
+                self.st.delete("tracking", "trials", name)
+            except Exception:
+                pass
 
     def close(self, *, interrupted: bool = False) -> None:
         """End every run still open (KILLED when the search did not finish), log the summary,
