@@ -280,10 +280,11 @@ def _simulated_results(order: list[str], rows: list[dict], metric: str) -> dict 
     from per-language table columns; None when the table has none."""
     from itt import metrics as M
 
-    cols = {split: {c.split("_", 1)[1]: c for c in rows[0] if c.startswith(prefix) and c.split("_", 1)[1]}
+    summary = {"", "mean", "std", "worst", "transfer_gap"}  # e.g. a table's test_mean column is no language
+    cols = {split: {c.split("_", 1)[1]: c for c in rows[0] if c.startswith(prefix) and c.split("_", 1)[1] not in summary}
             for split, prefix in (("test", "test_"), ("dev", "dev_"))}
     if not cols["test"]:
-        cols["test"] = {c.split("_", 1)[1]: c for c in rows[0] if c.startswith("final_")}
+        cols["test"] = {c.split("_", 1)[1]: c for c in rows[0] if c.startswith("final_") and c.split("_", 1)[1] not in summary}
     if not cols["test"]:
         return None
     per_seed = {}
