@@ -131,6 +131,8 @@ class ResultsWriter(Callback):
             self.log(f"{len(lost)} trial(s) started after Ray Tune's last snapshot before the driver stopped "
                      f"({', '.join(lost)}); Tune ran others in their place (their finished stages came from the stage cache)")
             self._write()
+        if self.scfg.cache.enabled and not self.scfg.simulate:
+            self.log(self.cache_line())
 
     # helpers ---------------------------------------------------------------
     def _retain_checkpoints(self) -> None:
@@ -178,10 +180,6 @@ class ResultsWriter(Callback):
         for r in self.rows.values():
             w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
         self.storage.write_text(buf.getvalue(), "results.csv")
-
-    def on_experiment_end(self, trials, **info):
-        if self.scfg.cache.enabled and not self.scfg.simulate:
-            self.log(self.cache_line())
 
     def cache_line(self) -> str:
         """``stage cache: H hits, M misses, ~X s of training saved`` over every trial's last report
