@@ -26,6 +26,7 @@ import pandas as pd
 from itt.errors import UserError
 from search import stats as S
 from search.stats import F, show
+from search.tracking import finite as _num
 
 PLOTS = ("leaderboard", "heatmap", "if_vs_f", "position", "probe_curves", "robustness")
 
@@ -44,14 +45,6 @@ class Experiment:
     trials: pd.DataFrame  # every trial: trial_id, order, status, stages_completed, score
     notes: list[str] = field(default_factory=list)
     config: dict | None = None
-
-
-def _num(v) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def load_experiment(exp_dir: str) -> Experiment:

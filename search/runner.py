@@ -57,9 +57,10 @@ class ResultsWriter(Callback):
         was when the search began, without rows: the rows come back from ``results.csv`` instead (it
         is rewritten on every report, so it is newer than any Tune snapshot, also after a SIGKILL)."""
         self.t0 = time.time()
-        text = self.storage.read_text("results.csv")
-        if text and not self.rows:
-            for r in csv.DictReader(io.StringIO(text)):
+        from search.tracking import read_rows
+
+        if not self.rows:
+            for r in read_rows(self.storage):
                 row = {k: (v if v != "" else None) for k, v in r.items()}
                 for k in ("order_length", "stages_completed"):
                     row[k] = int(row[k] or 0)
@@ -474,8 +475,9 @@ def _trainable(scfg: SearchConfig, chain, st: Storage, metric: str):
 
 
 def _count_status(st: Storage, status: str = Status.COMPLETED) -> int:
-    text = st.read_text("results.csv")
-    return sum(1 for r in csv.DictReader(io.StringIO(text)) if r["status"] == status) if text else 0
+    from search.tracking import read_rows
+
+    return sum(1 for r in read_rows(st) if r["status"] == status)
 
 
 def _check_no_driver(st: Storage) -> None:

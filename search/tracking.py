@@ -266,7 +266,8 @@ def read_rows(st: Storage) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text))) if text else []
 
 
-def _num(v) -> float | None:
+def finite(v) -> float | None:
+    """A results.csv cell as a finite float, else None (empty, text, nan, inf)."""
     try:
         x = float(v)
     except (TypeError, ValueError):
@@ -279,14 +280,14 @@ def summary(rows: list[dict]) -> tuple[dict[str, float], dict[str, str]]:
     count = lambda s: sum(1 for r in rows if r.get("status") == s)  # noqa: E731
     m = {"trials": len(rows), "trials_completed": count(Outcome.COMPLETED), "trials_stopped": count(Outcome.STOPPED),
          "trials_errored": count(Outcome.ERRORED)}
-    done = [r for r in rows if r.get("status") == Outcome.COMPLETED and _num(r.get("score")) is not None]
+    done = [r for r in rows if r.get("status") == Outcome.COMPLETED and finite(r.get("score")) is not None]
     tags = {}
     if done:
-        best = max(done, key=lambda r: _num(r["score"]))
-        m["best_score"] = _num(best["score"])
+        best = max(done, key=lambda r: finite(r["score"]))
+        m["best_score"] = finite(best["score"])
         for col in ("test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean", "perturbation_score"):
-            if _num(best.get(col)) is not None:
-                m[f"best_{col}"] = _num(best[col])
+            if finite(best.get(col)) is not None:
+                m[f"best_{col}"] = finite(best[col])
         tags = {"best_order": best.get("order") or "F", "best_trial_id": best["trial_id"]}
     return m, tags
 
@@ -294,9 +295,9 @@ def summary(rows: list[dict]) -> tuple[dict[str, float], dict[str, str]]:
 def best_with_checkpoints(st: Storage, rows: list[dict], k: int, seeds: list[int]) -> list[dict]:
     """The best ``k`` distinct configurations whose trial saved checkpoints (a replay has none: its
     original is taken instead)."""
-    done = [r for r in rows if r.get("status") == Outcome.COMPLETED and _num(r.get("score")) is not None]
+    done = [r for r in rows if r.get("status") == Outcome.COMPLETED and finite(r.get("score")) is not None]
     seen, out = set(), []
-    for r in sorted(done, key=lambda r: -_num(r["score"])):
+    for r in sorted(done, key=lambda r: -finite(r["score"])):
         key = (r.get("order"), tuple(sorted((c, r[c]) for c in r if c.startswith("hp:"))))
         if key in seen or len(out) >= k:
             continue
@@ -701,7 +702,7 @@ def _record_from_row(row: dict, meta: dict) -> dict:
     order = [t for t in (row.get("order") or "").split(">") if t]
     hp = {k[3:]: v for k, v in row.items() if k.startswith("hp:") and v not in ("", None)}
     skip = {"trial_id", "status", "order", "order_length", "stopped_early", "replayed", "stages_completed"}
-    metrics = {k: _num(v) for k, v in row.items() if k not in skip and not k.startswith("hp:") and _num(v) is not None}
+    metrics = {k: finite(v) for k, v in row.items() if k not in skip and not k.startswith("hp:") and finite(v) is not None}
     stages = int(row.get("stages_completed") or 0)
     return {"trial_id": row["trial_id"], "order": order, "hparams": hp, "seeds": meta.get("seeds") or [],
             "run_name": run_name(order, hp), "status": row.get("status"), "stages_completed": stages,
