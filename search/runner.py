@@ -405,9 +405,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     after its last snapshot); unfinished ones run again, their finished stages taken from the stage
     cache; errored ones only with ``retry_errored``. The searcher (Optuna) continues from its saved
     state; MLflow runs are found again by trial id."""
-    import yaml
-
-    from itt.config import ChainConfig, validate
+    from itt.config import ChainConfig, parse_yaml, validate
     from search.tracking import Tracker, connect, resolve_uri, storage_of
 
     st = storage_of(exp_dir)
@@ -417,9 +415,12 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
             raise UserError(f"itt resume: no experiment at {exp_dir}")
         raise UserError(f"itt resume: {exp_dir} is not an itt search (no {SEARCH_FILE}); give the experiment "
                         "directory `itt search` printed, e.g. runs/<name>")
-    raw = yaml.safe_load(text)
-    scfg: SearchConfig = validate(raw.pop("search"), f"{exp_dir}/{SEARCH_FILE}", SearchConfig, prefix="search.")
-    chain: ChainConfig = validate(raw, f"{exp_dir}/{SEARCH_FILE}", ChainConfig)
+    where = f"{exp_dir}/{SEARCH_FILE}"
+    raw = parse_yaml(text, where)
+    if not isinstance(raw.get("search"), dict):
+        raise ConfigError(f"{where}: no 'search:' block (the file `itt search` wrote was changed)")
+    scfg: SearchConfig = validate(raw.pop("search"), where, SearchConfig, prefix="search.")
+    chain: ChainConfig = validate(raw, where, ChainConfig)
     if not st.exists("tuner.pkl"):
         raise UserError(f"itt resume: {exp_dir} holds no Ray Tune state (tuner.pkl): the search stopped before "
                         f"its first trial. Remove it and start again with `itt search`")

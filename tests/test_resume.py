@@ -152,6 +152,14 @@ def test_resume_bad_input(tmp_path, capsys):
     (tmp_path / "other").mkdir()
     assert main(["resume", str(tmp_path / "other")]) == 2
     assert "is not an itt search" in capsys.readouterr().err
+    # a damaged search.yaml: one line naming the file, no traceback
+    (tmp_path / "other" / "search.yaml").write_text("garbage: [\n")
+    assert main(["resume", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "search.yaml line 2: not valid YAML" in err[0], err
+    (tmp_path / "other" / "search.yaml").write_text("name: x\n")
+    assert main(["resume", str(tmp_path / "other")]) == 2
+    assert "no 'search:' block" in capsys.readouterr().err
 
 
 def test_worker_death_and_node_loss_do_not_stop_the_search(tmp_path, write_config, monkeypatch):
