@@ -348,6 +348,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
                         f"{st.display}`, or pick another --name)")
     st.check_writable()
+    if scfg.cache.enabled and scfg.cache.dir and not scfg.simulate:  # a shared stage cache every trial writes to
+        Storage(scfg.cache.dir, "", label="search.cache.dir").check_writable()
     target, languages = _target(chain)
     from search.tracking import Tracker
 

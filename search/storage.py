@@ -15,7 +15,7 @@ atomic by itself (a reader sees the old object or the new one, never half of one
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class Storage:
 
     root: str
     name: str
+    label: str = field(default="--storage", compare=False)  # what error lines call it (a flag or config key)
 
     # ------------------------------------------------------------------ the filesystem
     @cached_property
@@ -51,7 +52,7 @@ class Storage:
         try:
             fs, base = pafs.FileSystem.from_uri(self.root)
         except Exception as e:  # unknown scheme, bad query option, missing credentials helper, ...
-            raise UserError(f"--storage {self.root}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"{self.label} {self.root}: {str(e).splitlines()[0]}") from None
         return fs, base.rstrip("/")
 
     @property
@@ -88,7 +89,7 @@ class Storage:
         try:
             return self.fs.get_file_info(self.path(*rel)).type != pafs.FileType.NotFound
         except OSError as e:  # unreachable endpoint, no credentials, no such bucket, ...
-            raise UserError(f"--storage {self.root}: cannot reach the store ({str(e).splitlines()[0][:300]})") from None
+            raise UserError(f"{self.label} {self.root}: cannot reach the store ({str(e).splitlines()[0][:300]})") from None
 
     def read_text(self, *rel: str) -> str | None:
         """The file's text, or None when it does not exist."""
@@ -184,7 +185,7 @@ class Storage:
     def check_writable(self) -> None:
         """Fail early (before Ray starts) when the store cannot be reached or written (the probe file
         goes to the storage root, so a failed start leaves no experiment directory behind)."""
-        probe = Storage(self.root, f".itt-write-check-{os.getpid()}")
+        probe = Storage(self.root, f".itt-write-check-{os.getpid()}", self.label)
         try:
             probe.write_text("ok", "x")
             if self.remote:
@@ -196,4 +197,4 @@ class Storage:
         except UserError:
             raise
         except Exception as e:
-            raise UserError(f"--storage {self.root}: cannot write there ({str(e).splitlines()[0][:200]})") from None
+            raise UserError(f"{self.label} {self.root}: cannot write there ({str(e).splitlines()[0][:200]})") from None

@@ -402,3 +402,17 @@ def test_trial_builds_the_search_cache(tmp_path):
     c = stage_cache(ctx({"max_bytes": 1000}))
     assert c.base == str(tmp_path / "runs" / "e" / "stage_cache") and c.max_bytes == 1000 and c.local
     assert stage_cache(ctx({"dir": str(tmp_path / "shared")})).base == str(tmp_path / "shared")
+
+
+def test_unwritable_shared_cache_dir_stops_the_search_before_ray(tmp_path, write_config, capsys):
+    """search.cache.dir that cannot be written: one error line before any trial (not N errored trials)."""
+    from search.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": 1,
+                                   "cache": {"dir": str(blocker / "cache")}, "tracking": {"enabled": False}}})
+    assert main(["search", str(cfg), "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: search.cache.dir {blocker / 'cache'}: cannot write there"), err
+    assert not any((tmp_path / "runs").iterdir())
