@@ -69,7 +69,7 @@ class Scheduler(_Strict):
     # bench/search_efficiency.py's tables, and grace 1 found their best order in 1 of 20 searches)
     grace_period: int | None = Field(None, ge=1)
     reduction_factor: float = Field(2, gt=1)
-    max_t: int | None = Field(None, ge=1)  # default: longest order + 1 (the final report)
+    max_t: int | None = Field(None, ge=1)  # default: SearchConfig.final_step (where every final report lands)
     brackets: int = Field(1, ge=1)
 
 
@@ -143,6 +143,16 @@ class SearchConfig(_Strict):
         if self.scheduler.grace_period is None:
             self.scheduler.grace_period = min(max(1, *self.lengths), self.scheduler.max_t or 10**9)
         return self
+
+    @property
+    def final_step(self) -> int:
+        """ASHA time of every trial's final report: the longest order + 1, whatever the trial's own length.
+
+        A final score (full target fine-tune) and a probe (a short one) are on different scales; were a
+        length-1 order's final reported at step 2, ASHA's rung 2 would rank it against longer orders'
+        stage-2 probes, and nearly every long order would lose there. At one common step, each rung
+        holds probes after the same number of stages, and finals meet only finals."""
+        return max(self.lengths) + 1
 
     @property
     def lengths(self) -> list[int]:

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from ray.tune import Callback
+from ray.tune.schedulers import ASHAScheduler
 
 from itt.errors import ConfigError, UserError
 from search.config import SearchConfig, load_search
@@ -80,7 +81,8 @@ class ResultsWriter(Callback):
         row = self._row(trial)
         if row.get("_restored") == Status.COMPLETED:
             return
-        row["stages_completed"] = max(row.get("stages_completed") or 0, int(result.get("step", 0)) - (1 if result.get("final") else 0))
+        done = int(row.get("order_length") or 0) if result.get("final") else int(result.get("step", 0))
+        row["stages_completed"] = max(row.get("stages_completed") or 0, done)
         for k in ("stages_trained", "stages_from_cache", "cache_seconds_saved"):  # running counts (stage cache)
             if k in result:
                 row[k] = result[k]
@@ -327,6 +329,21 @@ SEARCH_FILE = "search.yaml"  # the resolved config (chain + search block) a resu
 DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
 
 
+class OrderASHA(ASHAScheduler):
+    """Ray's ASHA, with rungs that hold probes only.
+
+    Ray records a trial's LAST result when it completes, in the highest rung it has not visited: a
+    length-1 order's final (a full target fine-tune) would land in rung 2 beside longer orders'
+    stage-2 probes (a 30-step probe fine-tune) and raise that rung's cutoff past every probe. A final
+    decides nothing anyway (the trial has ended); it is left out of the rungs. Finals are reported at
+    one common step, ``SearchConfig.final_step``, for the same reason (see search/trial.py)."""
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        if result and result.get("final"):
+            return
+        super().on_trial_complete(tune_controller, trial, result)
+
+
 class SearchInterrupted(KeyboardInterrupt):
     """The search stopped before it finished (Ctrl-C); ``itt resume`` continues it."""
 
@@ -369,14 +386,14 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         prepare(probe, log=lambda *a: None)
 
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     _init_ray(address, scfg)
     fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
     concurrency = scfg.resources.max_concurrent or fits
-    max_t = scfg.scheduler.max_t or (max(scfg.lengths) + 1)
-    scheduler = (ASHAScheduler(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
-                               reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)
+    max_t = scfg.scheduler.max_t or scfg.final_step
+    scheduler = (OrderASHA(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
+                           reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)
                  if scfg.scheduler.type == "asha" else FIFOScheduler())
     # what `itt resume` needs to rebuild the trainable (the Tuner's own state is Ray's tuner.pkl)
     config_text = yaml.safe_dump({**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")},

@@ -707,7 +707,9 @@ def _record_from_row(row: dict, meta: dict) -> dict:
     return {"trial_id": row["trial_id"], "order": order, "hparams": hp, "seeds": meta.get("seeds") or [],
             "run_name": run_name(order, hp), "status": row.get("status"), "stages_completed": stages,
             "replayed": row.get("replayed") == "true",
-            "reports": [{"step": len(order) + 1, "time": time.time(), "metrics": metrics}] if metrics else []}
+            # the final at the search's common final step (SearchConfig.final_step), as the trial reported it
+            "reports": [{"step": max(int(meta.get("max_length") or 0), len(order)) + 1, "time": time.time(),
+                         "metrics": metrics}] if metrics else []}
 
 
 # ------------------------------------------------------------------ itt ui

@@ -1,8 +1,8 @@
 """What one Ray Tune trial runs: a chain on a Ray Train ``TorchTrainer`` (Accelerate inside its
 workers), a replay of an earlier identical trial, or a lookup in a simulated-objective table.
 
-Every report carries ``step`` (ASHA's time attribute: the stage index, the final report at
-``len(order) + 1``) and ``objective`` (the metric the search optimises: the probe score after an
+Every report carries ``step`` (ASHA's time attribute: the stage index; the final report of every
+order at ``SearchConfig.final_step``, the longest order + 1, so finals never share a rung with probes) and ``objective`` (the metric the search optimises: the probe score after an
 intermediate stage, the final dev score at the end), plus ``final`` = 1 on the last report.
 """
 
@@ -182,7 +182,7 @@ def _worker_loop(loop_config: dict) -> None:
 
     def report(metrics: dict, step: int) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        m["step"] = step
+        m["step"] = ctx.search.final_step if m.get("final") else step
         m["objective"] = objective(m, ctx)
         reports.append(m)
         if rank == 0 and m.get("final"):
@@ -266,7 +266,7 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
         v = mean(f"probe_{i}")
         tune.report({"step": i, "objective": v, f"probe_{m}_mean": v, "simulated": 1})
     v = mean("final")
-    final = {"step": len(order) + 1, "objective": v, f"dev_{m}_mean": v, "final": 1, "simulated": 1}
+    final = {"step": ctx.search.final_step, "objective": v, f"dev_{m}_mean": v, "final": 1, "simulated": 1}
     res = _simulated_results(order, match, m)
     if res is not None:
         for fig, val in _flat_means(res, m).items():

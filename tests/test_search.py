@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import itertools
 import math
 import pickle
@@ -183,6 +184,43 @@ def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
     assert stopped and all(r["stopped_early"] == "true" and r["score"] == "" for o, r in rows.items() if o in stopped)
     assert rows["toy_topic>toy_align"]["status"] == "completed"
     assert any(o.startswith("toy_length") for o in stopped)
+
+
+def test_asha_rungs_never_rank_a_short_orders_final_against_longer_orders_probes(tmp_path, ray_local):
+    """Orders of lengths 1 and 2: single-task orders finish high (a full fine-tune), every pair's
+    stage-2 probe is lower (a short probe). Were a single's final reported at step 2 (its own length +
+    1), ASHA's rung 2 would hold those finals and stop every pair there; every final lands at the
+    common final step instead (longest + 1 = 3), so rung 2 ranks pairs' probes among themselves."""
+    from search.runner import run_search
+
+    space = OrderSpace(candidates=TOY3, lengths=[1, 2])
+    path = tmp_path / "table.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["order", "probe_1", "probe_2", "final"])
+        for i, o in enumerate(space.orders()):
+            if len(o) == 1:
+                w.writerow([order_key(o), 0.5, "", 0.9])
+            else:  # pairs: the same stage-1 probe; stage-2 probes 0.30..0.35, far below any final
+                w.writerow([order_key(o), 0.5, 0.30 + 0.01 * i, 0.6 + 0.01 * i])
+    search = {"candidates": TOY3, "length": [1, 2], "searcher": "exhaustive", "simulate": {"table": str(path)},
+              "seed_points": {"singles": True}, "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+              "resources": {"max_concurrent": 1}}
+    exp = run_search(str(_search_config(tmp_path, search)), name="mixed", storage=str(tmp_path / "runs"),
+                     log=lambda *a: None)
+    rows = _rows(exp)
+    assert len(rows) == 9 and [r["order_length"] for r in rows[:3]] == ["1", "1", "1"]
+    pairs = [r for r in rows if r["order_length"] == "2"]
+    done = [r for r in pairs if r["status"] == "completed"]
+    assert len(done) >= 2, [(r["order"], r["status"]) for r in pairs]  # the old steps stopped all six
+    # stages_completed counts intermediate stages, whatever step the final came at
+    assert all(r["stages_completed"] == r["order_length"] for r in rows if r["status"] == "completed")
+    assert all(r["stages_completed"] == "2" and r["stopped_early"] == "true"
+               for r in pairs if r["status"] == "stopped")
+    # what ASHA saw: every completed trial's last report at step 3 (tracking/ keeps each trial's reports)
+    recs = [json.loads(p.read_text()) for p in (exp / "tracking" / "trials").glob("*.json")]
+    finals = [rec["reports"][-1]["step"] for rec in recs if rec.get("final")]
+    assert len(finals) == sum(r["status"] == "completed" for r in rows) and set(finals) == {3}
 
 
 def test_asha_grace_period_defaults_to_the_longest_order():
