@@ -15,6 +15,7 @@ atomic by itself (a reader sees the old object or the new one, never half of one
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -119,22 +120,27 @@ class Storage:
         with self.fs.open_output_stream(target) as f:
             f.write(text.encode())
 
-    def upload_dir(self, local: str | Path, *rel: str) -> None:
+    def upload_dir(self, local: str | Path, *rel: str, sent: dict | None = None) -> dict:
         """Copy a local folder (a trial's outputs) into the experiment directory; a no-op locally
-        when the folder already is that directory."""
+        when the folder already is that directory. Returns what was sent (relative path -> size and
+        mtime); given the result of an earlier call as ``sent``, files unchanged since are skipped (a
+        trial uploads its checkpoint once, before its final report, and only what came after it)."""
+        local = Path(local).resolve()
+        files = {p.relative_to(local).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+                 for p in sorted(local.rglob("*")) if p.is_file()}
         if not self.remote:
             dest = Path(self.path(*rel))
-            if Path(local).resolve() != dest.resolve():
-                import shutil
-
+            if local != dest.resolve():
                 shutil.copytree(local, dest, dirs_exist_ok=True)
-            return
-        import pyarrow.fs as pafs
-
+            return files
+        todo = [f for f, sig in files.items() if (sent or {}).get(f) != sig]
         target = self.path(*rel)
-        self.fs.create_dir(target, recursive=True)
-        pafs.copy_files(str(Path(local).resolve()), target, source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=self.fs)
+        for f in todo:
+            dest = f"{target}/{f}"
+            self.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+            with open(local / f, "rb") as src, self.fs.open_output_stream(dest) as out:
+                shutil.copyfileobj(src, out)
+        return files
 
     def delete(self, *rel: str) -> None:
         """Remove a file or a folder (recursively) of the experiment; a missing one is no error."""

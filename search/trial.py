@@ -179,6 +179,7 @@ def _worker_loop(loop_config: dict) -> None:
     if rank == 0 and pg is not None:  # the driver removes it when the trial ends (see release_train_resources)
         st.write_text(pg.id.hex(), "trials", trial_id, PG_FILE)
     reports: list[dict] = []
+    sent: dict = {}  # files of out/ already uploaded (object stores), with their size and mtime
 
     def report(metrics: dict, step: int) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -187,15 +188,15 @@ def _worker_loop(loop_config: dict) -> None:
         reports.append(m)
         if rank == 0 and m.get("final"):
             if st.remote:  # outputs first: a dedup record must never point at missing files
-                st.upload_dir(out, "trials", trial_id)
+                sent.update(st.upload_dir(out, "trials", trial_id))
             st.write_text(json.dumps({"order": cfg.order, "reports": reports}), "dedup", f"{loop_config['key']}.json")
         ray.train.report(m)  # a barrier: every worker reports the same number of times
 
     log = print if rank == 0 else (lambda *a: None)
     try:
         run_chain(cfg, out_dir=out, report=report, log=log, cache=stage_cache(ctx, log=log))
-        if st.remote and rank == 0:  # results.json is written after the final report
-            st.upload_dir(out, "trials", trial_id)
+        if st.remote and rank == 0:  # results.json is written after the final report: only what is new
+            st.upload_dir(out, "trials", trial_id, sent=sent)
     finally:
         if st.remote:
             shutil.rmtree(out, ignore_errors=True)

@@ -72,8 +72,17 @@ def test_storage_roundtrip_on_s3(s3, tmp_path):
     assert st.exists() and st.read_text("results.csv") == "a,b\n3,4\n"
     (tmp_path / "out" / "seed0").mkdir(parents=True)
     (tmp_path / "out" / "seed0" / "results.json").write_text('{"x": 1}')
-    st.upload_dir(tmp_path / "out", "trials", "t1")
+    sent = st.upload_dir(tmp_path / "out", "trials", "t1")
     assert json.loads(st.read_text("trials", "t1", "seed0", "results.json")) == {"x": 1}
+    # a second upload sends only what is new or changed (a trial's checkpoint goes up once)
+    (tmp_path / "out" / "late.json").write_text("{}")
+    st.write_text("overwritten remotely", "trials", "t1", "seed0", "results.json")
+    st.upload_dir(tmp_path / "out", "trials", "t1", sent=sent)
+    assert st.read_text("trials", "t1", "late.json") == "{}"
+    assert st.read_text("trials", "t1", "seed0", "results.json") == "overwritten remotely"  # unchanged: skipped
+    (tmp_path / "out" / "seed0" / "results.json").write_text('{"x": 22}')
+    st.upload_dir(tmp_path / "out", "trials", "t1", sent=sent)
+    assert json.loads(st.read_text("trials", "t1", "seed0", "results.json")) == {"x": 22}  # changed: sent again
 
 
 def test_local_storage_is_a_plain_folder(tmp_path):
