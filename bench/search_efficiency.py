@@ -128,6 +128,9 @@ STRATEGIES = {
                      "search.scheduler.reduction_factor=3"],
     "tpe_asha_g3": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=3",
                     "search.scheduler.reduction_factor=2"],
+    "gp": ["search.searcher=gp", "search.scheduler.type=none"],
+    "gp_asha_g3": ["search.searcher=gp", "search.scheduler.type=asha", "search.scheduler.grace_period=3",
+                   "search.scheduler.reduction_factor=2"],
 }
 # strategies run with optuna's TPESampler built with extra keyword arguments (patched in while a search runs)
 TPE_KW = {"tpe_mv": ("tpe", {"multivariate": True}),

@@ -2,8 +2,9 @@
 workers), a replay of an earlier identical trial, or a lookup in a simulated-objective table.
 
 Every report carries ``step`` (ASHA's time attribute: the stage index; the final report of every
-order at ``SearchConfig.final_step``, the longest order + 1, so finals never share a rung with probes) and ``objective`` (the metric the search optimises: the probe score after an
-intermediate stage, the final dev score at the end), plus ``final`` = 1 on the last report.
+order at ``SearchConfig.final_step``, the longest order + 1, so finals never share a rung with
+probes) and ``objective`` (the metric the search optimises: the probe score after an intermediate
+stage, the final dev score at the end), plus ``final`` = 1 on the last report.
 """
 
 from __future__ import annotations
