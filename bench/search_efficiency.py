@@ -10,7 +10,8 @@ and final score from a CSV table instead of training:
         --strategies exhaustive,random,tpe,tpe_asha_g2,tpe_asha_g3
     python bench/search_efficiency.py --tables planted,toy3 --seeds 10 --no-enum --json b.json --strategies tpe_asha,gp,gp_asha_g3
     python bench/search_efficiency.py --tables planted,toy3 --seeds 10 --no-enum --json c.json --strategies gp_asha_g2
-    python bench/search_efficiency.py --merge a.json b.json c.json --json bench/data/search_efficiency.json
+    python bench/search_efficiency.py --tables planted,toy3 --seeds 10 --no-enum --json d.json --strategies tpe_asha_b3,tpe_asha_g2_b2
+    python bench/search_efficiency.py --merge a.json b.json c.json d.json --json bench/data/search_efficiency.json
     python bench/search_efficiency.py --tables planted --seeds 3 --strategies exhaustive,tpe,tpe_asha_g2
     python bench/search_efficiency.py --no-reuse-actors       # Ray's defaults (a new process per trial: slow)
 
@@ -30,7 +31,8 @@ ASHA only saves final fine-tunes; the library's default since this benchmark); `
 ``multivariate=True``: one joint density over the Lehmer digits instead of one per digit); ``tpe_dedup`` / ``tpe_asha_dedup`` / ``random_dedup`` (the library's searcher
 wrapped in ``DedupSearch`` below, a prototype of a library fix: repeats never become trials);
 ``tpe_asha_dedup_pruned`` (stopped trials told to Optuna as PRUNED, not COMPLETE with their probe
-score). One row more, ``exhaustive_enum``, is the library's grid in its plain enumeration order
+score); ``tpe_asha_b3`` / ``tpe_asha_g2_b2`` (ASHA with 3 / 2 brackets, grace 1 / 2); ``gp``,
+``gp_asha_g2``, ``gp_asha_g3`` (Optuna's GP sampler). One row more, ``exhaustive_enum``, is the library's grid in its plain enumeration order
 (deterministic, one run). Exhaustive rows aside, ratios are to the median of the shuffled exhaustive
 runs (``ratio_to_exhaustive``; 10 seeds make that denominator noisy) and to its expectation
 (k+1)(N+1)/2 (``ratio_to_exh_expected``). ``median_cost_top3``: the same count, to the first
@@ -77,6 +79,8 @@ the best three, / its expectation)::
              gp               10/10   64 (56-88)        0.23  0.26    51 (46-66)     0.29   0.46
              gp_asha_g2       10/10  135 (58-224)       0.48  0.56    82 (46-108)    0.47   0.50
              gp_asha_g3       10/10   85 (70-182)       0.30  0.35    61 (52-113)    0.35   0.59
+             tpe_asha_b3       2/10  inf                 inf   inf   inf              inf   0.48
+             tpe_asha_g2_b2   10/10   78 (50-102)       0.28  0.32    56 (39-73)     0.32   0.43
     toy3     exhaustive       30/30   98 (44-164)       1.00  0.80    70 (37-106)    1.00   0.59
     (60)     random           30/30  122 (64-168)       1.24  1.00    84 (50-109)    1.20   1.02
              tpe              30/30   74 (48-96)        0.76  0.61    56 (39-69)     0.81   0.79
@@ -86,6 +90,8 @@ the best three, / its expectation)::
              gp               10/10   64 (44-92)        0.65  0.52    50 (37-65)     0.71   0.89
              gp_asha_g2        4/10  inf                 inf   inf   inf              inf   1.10
              gp_asha_g3        9/10   86 (65-117)       0.88  0.70    58 (46-76)     0.83   1.34
+             tpe_asha_b3       1/10  inf                 inf   inf   inf              inf   1.73
+             tpe_asha_g2_b2    4/10  inf                 inf   inf   inf              inf   1.03
 
 (An earlier 10-seed run of the same code read planted TPE at 0.23 and TPE+ASHA grace 3 at 0.27: 10
 seeds were lucky for TPE; a plain-Optuna replay of TPE on planted over 40 seeds agrees with the 30-seed
@@ -101,6 +107,9 @@ TPE+ASHA setting comes near it. Why:
   vs final 0.26-0.28 after stage 1 against 0.75-0.90 after stage 3. A stopped order is never run
   again (the same configuration is not trained twice), so grace 1 finds planted's best in 0 of 10
   searches, and on toy3 grace 2 in 4 of 30 and even grace 3 misses it in 10 of 30.
+* Hyperband's hedge against misleading early rungs, several ASHA brackets (``tpe_asha_b3``: grace 1,
+  3 brackets; ``tpe_asha_g2_b2``), does not rescue it: most trials still land in the aggressive
+  bracket (Ray's weights e^(rungs - max)), and one stop of the best order is enough.
 * Grace 3 (the library default: one rung, after the last intermediate stage) keeps the best order
   reachable on planted but saves at most the final fine-tune of a stopped trial, one stage-training
   in four, so it cannot go far below TPE alone (0.37 vs 0.38).
@@ -153,6 +162,9 @@ STRATEGIES = {
                      "search.scheduler.reduction_factor=3"],
     "tpe_asha_g3": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=3",
                     "search.scheduler.reduction_factor=2"],
+    "tpe_asha_b3": ["search.searcher=tpe", *ASHA, "search.scheduler.brackets=3"],
+    "tpe_asha_g2_b2": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=2",
+                       "search.scheduler.reduction_factor=2", "search.scheduler.brackets=2"],
     "gp": ["search.searcher=gp", "search.scheduler.type=none"],
     "gp_asha_g2": ["search.searcher=gp", "search.scheduler.type=asha", "search.scheduler.grace_period=2",
                    "search.scheduler.reduction_factor=2"],

@@ -338,6 +338,17 @@ class OrderASHA(ASHAScheduler):
     decides nothing anyway (the trial has ended); it is left out of the rungs. Finals are reported at
     one common step, ``SearchConfig.final_step``, for the same reason (see search/trial.py)."""
 
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rng = random.Random(f"asha:{seed}")  # bracket draws: Ray's come from numpy's global state
+
+    def on_trial_add(self, tune_controller, trial):
+        super().on_trial_add(tune_controller, trial)  # (its checks; its draw is replaced below)
+        if len(self._brackets) > 1:  # Ray's bracket probabilities, from the search's seed
+            sizes = [len(b._rungs) for b in self._brackets]
+            weights = [math.e ** (n - max(sizes)) for n in sizes]
+            self._trial_info[trial.trial_id] = self._rng.choices(self._brackets, weights=weights)[0]
+
     def on_trial_complete(self, tune_controller, trial, result):
         if result and result.get("final"):
             return
@@ -393,7 +404,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     concurrency = scfg.resources.max_concurrent or fits
     max_t = scfg.scheduler.max_t or scfg.final_step
     scheduler = (OrderASHA(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
-                           reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets)
+                           reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets,
+                           seed=scfg.seed)
                  if scfg.scheduler.type == "asha" else FIFOScheduler())
     # what `itt resume` needs to rebuild the trainable (the Tuner's own state is Ray's tuner.pkl)
     config_text = yaml.safe_dump({**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")},
