@@ -336,7 +336,10 @@ class OrderASHA(ASHAScheduler):
     length-1 order's final (a full target fine-tune) would land in rung 2 beside longer orders'
     stage-2 probes (a 30-step probe fine-tune) and raise that rung's cutoff past every probe. A final
     decides nothing anyway (the trial has ended); it is left out of the rungs. Finals are reported at
-    one common step, ``SearchConfig.final_step``, for the same reason (see search/trial.py)."""
+    one common step, ``SearchConfig.final_step``, for the same reason (see search/trial.py).
+
+    With ``brackets`` > 1 each trial's bracket is drawn from the search seed (Ray draws it from
+    numpy's global state), with Ray's weights, so the same config and seed stop the same trials."""
 
     def __init__(self, *args, seed: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
