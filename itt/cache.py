@@ -187,6 +187,7 @@ class CacheStats:
     seconds_saved: float = 0.0  # training (and probe) seconds the hits did not spend
     corrupt: int = 0  # entries found damaged and discarded
     evicted: int = 0
+    swept: int = 0  # half-written entries removed
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -360,6 +361,7 @@ class StageCache:
                "files": {WEIGHTS: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}, "info": info or {}}
         self._write(self._entry(key, MANIFEST), canonical(man).encode())
         self.touch(key)
+        self.sweep()
         self.evict(protect={key})
 
     def get_probes(self, key: str, pkey: str) -> list[dict] | None:
@@ -485,14 +487,14 @@ class StageCache:
             time.sleep(self.poll_s)
 
     # ------------------------------------------------------------------ size and eviction
-    def entries(self) -> list[dict]:
-        """Every complete entry: key, bytes, last use (seconds since the epoch)."""
+    def _scan(self) -> dict[str, dict]:
+        """Every entry folder: key, bytes, last use, newest file time, complete (has a manifest)."""
         import pyarrow.fs as pafs
 
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self._p("entries"), recursive=True, allow_not_found=True))
         except (FileNotFoundError, OSError):
-            return []
+            return {}
         per: dict[str, dict] = {}
         root = self._p("entries") + "/"
         for fi in infos:
@@ -500,13 +502,42 @@ class StageCache:
                 continue
             rel = fi.path[len(root):]
             key, _, name = rel.partition("/")
-            e = per.setdefault(key, {"key": key, "bytes": 0, "used": 0.0, "complete": False})
+            e = per.setdefault(key, {"key": key, "bytes": 0, "used": 0.0, "newest": 0.0, "complete": False})
             e["bytes"] += fi.size or 0
             if name == MANIFEST:
                 e["complete"] = True
-            if fi.mtime is not None and name in (USED, MANIFEST):
-                e["used"] = max(e["used"], fi.mtime.timestamp())
-        return [e for e in per.values() if e["complete"]]
+            if fi.mtime is not None:
+                e["newest"] = max(e["newest"], fi.mtime.timestamp())
+                if name in (USED, MANIFEST):
+                    e["used"] = max(e["used"], fi.mtime.timestamp())
+        return per
+
+    def entries(self) -> list[dict]:
+        """Every complete entry: key, bytes, last use (seconds since the epoch)."""
+        return [e for e in self._scan().values() if e["complete"]]
+
+    def sweep(self) -> list[str]:
+        """Remove half-written entries: files without a manifest (a writer died inside ``put``),
+        untouched for longer than the lease TTL, and whose lease is gone, stale (no heartbeat for 3
+        TTLs) or held by a process that no longer exists on this machine. Runs after every ``put``."""
+        now, gone = time.time(), []
+        for e in self._scan().values():
+            if e["complete"] or now - e["newest"] < self.lease_ttl:
+                continue
+            body = self._read(self._lease_path(e["key"]))
+            if body is not None:
+                try:
+                    beat = float(json.loads(body).get("time", 0))
+                except (ValueError, TypeError, AttributeError):
+                    beat = 0.0
+                if not _holder_dead(body) and now - beat < 3 * self.lease_ttl:
+                    continue  # a live writer
+            self.remove(e["key"])
+            gone.append(e["key"])
+        self.stats.swept += len(gone)
+        if gone:
+            self.log(f"stage cache: removed {len(gone)} half-written entries (their writers are gone)")
+        return gone
 
     def size(self) -> int:
         return sum(e["bytes"] for e in self.entries())

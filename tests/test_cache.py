@@ -130,6 +130,40 @@ def test_half_written_entry_does_not_exist(tmp_path):
     assert cache.get("k2") is None and not _entry_dir(cache, "k2").exists()
 
 
+def test_half_written_entries_of_gone_writers_are_swept(tmp_path):
+    """Files without a manifest whose writer is gone are removed at the next publish; a fresh one, or
+    one whose writer still holds a live lease, stays (it may be mid-write)."""
+    import json
+    import os
+    import socket
+
+    cache = StageCache(str(tmp_path / "c"), lease_ttl=60.0)
+    old = time.time() - 600
+
+    def half(key):
+        d = _entry_dir(cache, key)
+        d.mkdir(parents=True)
+        (d / WEIGHTS).write_bytes(b"partial")
+        return d
+
+    def lease(key, body):
+        path = cache._lease_path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(json.dumps(body))
+
+    orphan, fresh, live, stale, dead = half("orphan"), half("fresh"), half("live"), half("stale"), half("dead")
+    for d in (orphan, live, stale, dead):
+        os.utime(d / WEIGHTS, (old, old))
+    lease("live", {"token": "x", "beat": 9, "time": time.time(), "host": socket.gethostname(), "pid": os.getpid()})
+    lease("stale", {"token": "y", "beat": 1, "time": old, "host": "elsewhere", "pid": 1})
+    lease("dead", {"token": "z", "beat": 1, "time": time.time(), "host": socket.gethostname(), "pid": 2**22 + 12345})
+    cache.put("k", {"w": torch.ones(3)}, stages=[], seconds=1.0)
+    assert not orphan.exists() and not stale.exists() and not dead.exists()
+    assert fresh.exists() and live.exists() and cache.stats.swept == 3
+    assert [e["key"] for e in cache.entries()] == ["k"]
+
+
 def test_lru_eviction_under_a_byte_limit(tmp_path):
     state = {"w": torch.arange(4000, dtype=torch.float32)}  # ~16 kB per entry
     cache = StageCache(str(tmp_path / "c"))
