@@ -361,8 +361,9 @@ class StageCache:
                "files": {WEIGHTS: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}, "info": info or {}}
         self._write(self._entry(key, MANIFEST), canonical(man).encode())
         self.touch(key)
-        self.sweep()
-        self.evict(protect={key})
+        scan = self._scan()  # one listing of the cache for both (an object store lists slowly)
+        self.sweep(scan)
+        self.evict(protect={key}, scan=scan)
 
     def get_probes(self, key: str, pkey: str) -> list[dict] | None:
         """Probe results after each stage of the prefix (``[{"probe": ..., "seconds": ...}, ...]``)."""
@@ -512,16 +513,16 @@ class StageCache:
                     e["used"] = max(e["used"], fi.mtime.timestamp())
         return per
 
-    def entries(self) -> list[dict]:
+    def entries(self, scan: dict[str, dict] | None = None) -> list[dict]:
         """Every complete entry: key, bytes, last use (seconds since the epoch)."""
-        return [e for e in self._scan().values() if e["complete"]]
+        return [e for e in (self._scan() if scan is None else scan).values() if e["complete"]]
 
-    def sweep(self) -> list[str]:
+    def sweep(self, scan: dict[str, dict] | None = None) -> list[str]:
         """Remove half-written entries: files without a manifest (a writer died inside ``put``),
         untouched for longer than the lease TTL, and whose lease is gone, stale (no heartbeat for 3
         TTLs) or held by a process that no longer exists on this machine. Runs after every ``put``."""
         now, gone = time.time(), []
-        for e in self._scan().values():
+        for e in (self._scan() if scan is None else scan).values():
             if e["complete"] or now - e["newest"] < self.lease_ttl:
                 continue
             body = self._read(self._lease_path(e["key"]))
@@ -542,12 +543,13 @@ class StageCache:
     def size(self) -> int:
         return sum(e["bytes"] for e in self.entries())
 
-    def evict(self, protect: set[str] = frozenset()) -> list[str]:
+    def evict(self, protect: set[str] = frozenset(), scan: dict[str, dict] | None = None) -> list[str]:
         """Least-recently-used complete entries go until the cache fits ``max_bytes``; an entry whose
-        lease is held (being re-published) or that is protected stays."""
+        lease is held (being re-published) or that is protected stays. (``scan``: a listing taken
+        after the last publish; ``sweep`` removes only incomplete entries, so its listing serves.)"""
         if self.max_bytes is None:
             return []
-        ents = self.entries()
+        ents = self.entries(scan)
         total = sum(e["bytes"] for e in ents)
         gone = []
         for e in sorted(ents, key=lambda e: (e["used"], e["key"])):
