@@ -148,28 +148,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
 TABLES = {"toy3": DATA / "sim_toy_3of5_s3.yaml", "planted": DATA / "sim_planted.yaml", "toy": DATA / "sim_toy_3of5.yaml"}
-ASHA = ["search.scheduler.type=asha", "search.scheduler.grace_period=1", "search.scheduler.reduction_factor=2"]
+def _plain(searcher: str) -> list[str]:
+    return [f"search.searcher={searcher}", "search.scheduler.type=none"]
+
+
+def _asha(searcher: str, grace: int, rf: int = 2, brackets: int = 1) -> list[str]:
+    return [f"search.searcher={searcher}", "search.scheduler.type=asha", f"search.scheduler.grace_period={grace}",
+            f"search.scheduler.reduction_factor={rf}"] + ([f"search.scheduler.brackets={brackets}"] if brackets > 1 else [])
+
+
 STRATEGIES = {
-    "exhaustive": ["search.searcher=exhaustive", "search.scheduler.type=none"],
-    "exhaustive_enum": ["search.searcher=exhaustive", "search.scheduler.type=none"],
-    "random": ["search.searcher=random", "search.scheduler.type=none"],
-    "tpe": ["search.searcher=tpe", "search.scheduler.type=none"],
-    "tpe_asha": ["search.searcher=tpe", *ASHA],
-    "random_asha": ["search.searcher=random", *ASHA],
-    "tpe_asha_g2": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=2",
-                    "search.scheduler.reduction_factor=2"],
-    "tpe_asha_rf3": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=1",
-                     "search.scheduler.reduction_factor=3"],
-    "tpe_asha_g3": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=3",
-                    "search.scheduler.reduction_factor=2"],
-    "tpe_asha_b3": ["search.searcher=tpe", *ASHA, "search.scheduler.brackets=3"],
-    "tpe_asha_g2_b2": ["search.searcher=tpe", "search.scheduler.type=asha", "search.scheduler.grace_period=2",
-                       "search.scheduler.reduction_factor=2", "search.scheduler.brackets=2"],
-    "gp": ["search.searcher=gp", "search.scheduler.type=none"],
-    "gp_asha_g2": ["search.searcher=gp", "search.scheduler.type=asha", "search.scheduler.grace_period=2",
-                   "search.scheduler.reduction_factor=2"],
-    "gp_asha_g3": ["search.searcher=gp", "search.scheduler.type=asha", "search.scheduler.grace_period=3",
-                   "search.scheduler.reduction_factor=2"],
+    "exhaustive": _plain("exhaustive"),
+    "exhaustive_enum": _plain("exhaustive"),
+    "random": _plain("random"),
+    "tpe": _plain("tpe"),
+    "tpe_asha": _asha("tpe", 1),
+    "random_asha": _asha("random", 1),
+    "tpe_asha_g2": _asha("tpe", 2),
+    "tpe_asha_rf3": _asha("tpe", 1, rf=3),
+    "tpe_asha_g3": _asha("tpe", 3),
+    "tpe_asha_b3": _asha("tpe", 1, brackets=3),
+    "tpe_asha_g2_b2": _asha("tpe", 2, brackets=2),
+    "gp": _plain("gp"),
+    "gp_asha_g2": _asha("gp", 2),
+    "gp_asha_g3": _asha("gp", 3),
 }
 # strategies run with optuna's TPESampler built with extra keyword arguments (patched in while a search runs)
 TPE_KW = {"tpe_mv": ("tpe", {"multivariate": True}),

@@ -122,17 +122,18 @@ class Storage:
 
     def upload_dir(self, local: str | Path, *rel: str, sent: dict | None = None) -> dict:
         """Copy a local folder (a trial's outputs) into the experiment directory; a no-op locally
-        when the folder already is that directory. Returns what was sent (relative path -> size and
-        mtime); given the result of an earlier call as ``sent``, files unchanged since are skipped (a
-        trial uploads its checkpoint once, before its final report, and only what came after it)."""
+        when the folder already is that directory. On an object store, returns what was sent
+        (relative path -> size and mtime); given the result of an earlier call as ``sent``, files
+        unchanged since are skipped (a trial uploads its checkpoint once, before its final report,
+        and only what came after it)."""
         local = Path(local).resolve()
-        files = {p.relative_to(local).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-                 for p in sorted(local.rglob("*")) if p.is_file()}
         if not self.remote:
             dest = Path(self.path(*rel))
             if local != dest.resolve():
                 shutil.copytree(local, dest, dirs_exist_ok=True)
-            return files
+            return {}
+        files = {p.relative_to(local).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+                 for p in sorted(local.rglob("*")) if p.is_file()}
         todo = [f for f, sig in files.items() if (sent or {}).get(f) != sig]
         target = self.path(*rel)
         for f in todo:
