@@ -86,6 +86,9 @@ class Simulate(_Strict):
 
     table: str  # CSV: order (names joined by '>'), probe_1..probe_K, final; optional hparam columns
     seconds_per_stage: float = Field(0.0, ge=0)  # sleep per stage, to mimic training time
+    # tables with one row per seed: report the mean over seeds (as a chain with those seeds), or one
+    # seed's row, drawn per order from the search seed (as a one-seed search sees it: noisy)
+    draw: Literal["mean", "one_seed"] = "mean"
 
 
 class Tracking(_Strict):
@@ -106,13 +109,27 @@ class Cache(_Strict):
     max_bytes: int | None = Field(None, ge=1)  # size limit; least-recently-used entries are evicted beyond it
 
 
+class OrderBO(_Strict):
+    """Options of the ``order_bo`` searcher (search/searchers/order_bo.py)."""
+
+    n_startup: int = Field(4, ge=1)  # orders drawn at random before the GP proposes (seed points count)
+    max_candidates: int = Field(10_000, ge=10)  # spaces up to this size are scored whole; larger ones sampled
+    cost_aware: bool = True  # expected improvement per stage-training still to pay (the stage cache)
+    use_probes: bool = True  # probes enter the GP as low-fidelity observations of their prefix
+
+
 class SearchConfig(_Strict):
     candidates: list[str]
     length: int | tuple[int, int] = Field(..., description="an order length k, or [min, max] (0 = F baseline)")
     include: list[str] = Field(default_factory=list)
     before: list[tuple[str, str]] = Field(default_factory=list)
     last: str | None = None
-    searcher: Literal["tpe", "gp", "random", "exhaustive"] = "tpe"
+    # auto = order_bo: a GP over order features, cost-aware, probes as evidence (bench/search_efficiency.py)
+    searcher: Literal["auto", "order_bo", "tpe", "gp", "random", "exhaustive"] = "auto"
+    order_bo: OrderBO = Field(default_factory=OrderBO)
+    # the Optuna study's database URL (optuna-dashboard opens it); default: <experiment>/optuna.db (sqlite)
+    # for an experiment in a local folder, in memory on an object store
+    optuna_storage: str | None = None
     num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
     seed: int = 0  # the searcher's own seed
     seeds: list[int] | None = None  # repeats of every trial's chain; default: the chain config's seeds

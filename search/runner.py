@@ -12,24 +12,19 @@ import csv
 import io
 import math
 import os
-import random
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 from ray.tune import Callback
-from ray.tune.schedulers import ASHAScheduler
 
 from itt.errors import ConfigError, UserError
 from search.config import SearchConfig, load_search
-from search.searcher import DedupSearcher
+from search.schedulers import make_scheduler
+from search.searchers import exhaustive_param_space, make_searcher, optuna_storage, seed_point_orders
 from search.space import order_key
 from search.storage import Storage, echo
-from search.trial import TrialContext, chain_trial, define, release_train_resources, split_config
-
-SEARCHERS = ("tpe", "gp", "random", "exhaustive")
-
+from search.trial import TrialContext, chain_trial, release_train_resources, split_config
 
 class Status:
     """Trial outcomes as written to results.csv."""
@@ -221,88 +216,6 @@ class ResultsWriter(Callback):
 
 
 # ------------------------------------------------------------------ building the Tuner
-def make_searcher(scfg: SearchConfig, seed_points: list[list[str]]):
-    """Optuna (TPE, GP, random) through Ray's OptunaSearch, or Ray's grid for exhaustive."""
-    if scfg.searcher == "exhaustive":
-        return None
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=scfg.seed),
-        "gp": lambda: optuna.samplers.GPSampler(seed=scfg.seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=scfg.seed),
-    }[scfg.searcher]()
-    space = scfg.space()
-    points = [space.encode(o) for o in seed_points]
-    if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
-        points = [{**p, **_hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
-    inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
-                         sampler=sampler, points_to_evaluate=points or None)
-    return DedupSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed)
-
-
-def _hparam_defaults(scfg: SearchConfig, order: list[str]) -> dict:
-    out = {}
-    for key, hp in scfg.hparams.items():
-        for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
-            if hp.choice is not None:
-                out[name] = hp.choice[0]
-            elif hp.int is not None:
-                out[name] = (hp.int[0] + hp.int[1]) // 2
-            else:
-                lo, hi = hp.float
-                out[name] = math.sqrt(lo * hi) if hp.log else (lo + hi) / 2
-    return out
-
-
-def seed_point_orders(scfg: SearchConfig, chain=None, log=print) -> list[list[str]]:
-    sp, space, out = scfg.seed_points, scfg.space(), []
-    if sp.baseline:
-        out.append([])
-    if sp.singles:
-        out += [[t] for t in scfg.candidates if space.is_valid([t])]
-    out += [list(o) for o in sp.orders]
-    if sp.heuristics and chain is None:
-        raise ConfigError("search.seed_points.heuristics: the chain config is needed to compute them")
-    for kind in sp.heuristics:  # curriculum / similarity orders (search/heuristics.py), one per length
-        from search.heuristics import heuristic
-
-        h = heuristic(kind, scfg, chain, from_exp=sp.heuristics_from, log=lambda *a: None)
-        log(f"seed points ({kind}, {h['source']}): {', '.join(order_key(o) for o in h['orders']) or 'none in the space'}")
-        out += h["orders"]
-    seen, uniq = set(), []
-    for o in out:
-        if tuple(o) not in seen:
-            seen.add(tuple(o))
-            uniq.append(o)
-    return uniq
-
-
-def _param_space(scfg: SearchConfig, seed_points: list[list[str]]) -> dict:
-    """Exhaustive: every order exactly once (seed points first); hparams sampled by Ray."""
-    from ray import tune
-
-    if scfg.searcher != "exhaustive":
-        return {}
-    if any("*" in k for k in scfg.hparams):
-        raise ConfigError("search: per-stage hparams ('stages.*.X') need an Optuna searcher, not 'exhaustive'")
-    rest = [o for o in scfg.space().orders() if o not in seed_points]
-    # shuffled by the search seed: a search cut short must not cover only the first tasks' orders
-    random.Random(scfg.seed).shuffle(rest)
-    orders = seed_points + rest
-    ps: dict = {"order": tune.grid_search([order_key(o) for o in orders])}
-    for k, hp in scfg.hparams.items():
-        if hp.choice is not None:
-            ps[k] = tune.choice(hp.choice)
-        elif hp.int is not None:
-            ps[k] = tune.randint(hp.int[0], hp.int[1] + 1)
-        else:
-            ps[k] = tune.loguniform(*hp.float) if hp.log else tune.uniform(*hp.float)
-    return ps
-
-
 def _check_resources(scfg: SearchConfig) -> int:
     """Trials that fit at once; a clear error when no node can hold one trial's workers."""
     import ray
@@ -325,37 +238,9 @@ def _check_resources(scfg: SearchConfig) -> int:
     return max(1, conc)
 
 
+SUMMARY_FILE = "summary.json"  # beside results.csv: the recommendation, the best observed, the searcher's trace
 SEARCH_FILE = "search.yaml"  # the resolved config (chain + search block) a resume rebuilds the search from
 DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
-
-
-class OrderASHA(ASHAScheduler):
-    """Ray's ASHA, with rungs that hold probes only.
-
-    Ray records a trial's LAST result when it completes, in the highest rung it has not visited: a
-    length-1 order's final (a full target fine-tune) would land in rung 2 beside longer orders'
-    stage-2 probes (a 30-step probe fine-tune) and raise that rung's cutoff past every probe. A final
-    decides nothing anyway (the trial has ended); it is left out of the rungs. Finals are reported at
-    one common step, ``SearchConfig.final_step``, for the same reason (see search/trial.py).
-
-    With ``brackets`` > 1 each trial's bracket is drawn from the search seed (Ray draws it from
-    numpy's global state), with Ray's weights, so the same config and seed stop the same trials."""
-
-    def __init__(self, *args, seed: int = 0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._rng = random.Random(f"asha:{seed}")  # bracket draws: Ray's come from numpy's global state
-
-    def on_trial_add(self, tune_controller, trial):
-        super().on_trial_add(tune_controller, trial)  # (its checks; its draw is replaced below)
-        if len(self._brackets) > 1:  # Ray's bracket probabilities, from the search's seed
-            sizes = [len(b._rungs) for b in self._brackets]
-            weights = [math.e ** (n - max(sizes)) for n in sizes]
-            self._trial_info[trial.trial_id] = self._rng.choices(self._brackets, weights=weights)[0]
-
-    def on_trial_complete(self, tune_controller, trial, result):
-        if result and result.get("final"):
-            return
-        super().on_trial_complete(tune_controller, trial, result)
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -390,7 +275,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     space = scfg.space()
     n_orders = space.count()
     num_samples = scfg.num_samples or (n_orders if scfg.searcher == "exhaustive" else 20)
-    param_space = _param_space(scfg, seed_points)
+    param_space = exhaustive_param_space(scfg, seed_points) if scfg.searcher == "exhaustive" else {}
     if scfg.searcher == "exhaustive":
         num_samples = 1  # the grid already lists every order once
     if not scfg.simulate:  # every trial's data and model must load: check once before any trial starts
@@ -400,29 +285,27 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         prepare(probe, log=lambda *a: None)
 
     from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
 
     _init_ray(address, scfg)
     fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
     concurrency = scfg.resources.max_concurrent or fits
-    max_t = scfg.scheduler.max_t or scfg.final_step
-    scheduler = (OrderASHA(time_attr="step", max_t=max_t, grace_period=scfg.scheduler.grace_period,
-                           reduction_factor=scfg.scheduler.reduction_factor, brackets=scfg.scheduler.brackets,
-                           seed=scfg.seed)
-                 if scfg.scheduler.type == "asha" else FIFOScheduler())
     # what `itt resume` needs to rebuild the trainable (the Tuner's own state is Ray's tuner.pkl)
     config_text = yaml.safe_dump({**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")},
                                  sort_keys=False, allow_unicode=True)
     st.write_text(config_text, SEARCH_FILE)
+    storage, study_url = optuna_storage(scfg, st, name) if scfg.searcher != "exhaustive" else (None, None)
+    searcher = make_searcher(scfg, seed_points, storage=storage, study_name=name)
     writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
         f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
+    if study_url:
+        log(f"Optuna study '{name}': {study_url}  (optuna-dashboard {study_url})")
     tuner = tune.Tuner(
         _trainable(scfg, chain, st, target.metric),
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
-                                    scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency,
+        tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=searcher,
+                                    scheduler=make_scheduler(scfg), num_samples=num_samples, max_concurrent_trials=concurrency,
                                     reuse_actors=bool(scfg.simulate)),
         run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
                                   callbacks=[writer, tracker], verbose=0,
@@ -563,16 +446,55 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         if main:
             signal.signal(signal.SIGINT, previous)
     interrupted = interrupted or any(r["status"] == Status.RUNNING for r in writer.rows.values())
+    summary = write_summary(st, scfg, writer, _searcher_of(tuner))
     tracker.close(interrupted=interrupted)
     _remove_driver_file(st)
-    log("best orders:")
+    log("best orders observed:")
     for i, r in enumerate(writer.best(5), 1):
         log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")
+    rec = summary.get("recommended")
+    if rec:
+        log(f"recommended (the searcher's model, not one lucky run): {rec['order'] or 'F'}  "
+            f"{rec['mean']:.4f} [{rec['lo']:.4f}, {rec['hi']:.4f}] (posterior mean, 95% interval; "
+            f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
     log(f"results: {st.display}/results.csv")
     log(disk_usage_line(st))
     if interrupted:
         raise SearchInterrupted(st.display)
     return st.display if st.remote else Path(st.path())
+
+
+def _searcher_of(tuner):
+    """The OrderSearcher the Tuner ran (after a restore: the one Ray restored the state into), or None."""
+    from search.searchers import OrderSearcher
+
+    alg = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    alg = getattr(alg, "search_alg", None)
+    while alg is not None and not isinstance(alg, OrderSearcher):  # (Ray may wrap it, e.g. in a limiter)
+        alg = getattr(alg, "searcher", None)
+    return alg
+
+
+def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, searcher) -> dict:
+    """``summary.json``: the searcher's recommended order (posterior mean and 95% interval, when its
+    sampler has a model: with one seed per trial the best observed score is biased upward, the winner's
+    curse), the best observed orders, and the trace of recommendations (one per proposal)."""
+    import json
+
+    rec = None
+    if searcher is not None:
+        try:
+            rec = searcher.recommend()
+        except Exception as e:  # a failed fit never costs the search its results
+            echo(f"warning: no recommendation ({type(e).__name__}: {e})")
+    best = [{"order": r["order"], "score": float(r["score"]), "trial_id": r["trial_id"]} for r in writer.best(5)]
+    out = {"searcher": scfg.searcher, "recommended": rec, "best_observed": best,
+           "counts": {s: sum(r["status"] == s for r in writer.rows.values())
+                      for s in (Status.COMPLETED, Status.STOPPED, Status.ERRORED, Status.RUNNING)},
+           "continuations": getattr(searcher, "continuations", 0),
+           "trace": getattr(searcher, "trace", [])}
+    st.write_text(json.dumps(out, indent=1, default=str), SUMMARY_FILE)
+    return out
 
 
 def _remove_driver_file(st: Storage) -> None:

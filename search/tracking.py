@@ -343,6 +343,7 @@ def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta
     ml.client.log_batch(parent_id, metrics=[Metric(k, v, now, 0) for k, v in figures.items() if have.get(k) != v],
                         tags=[RunTag(k, v) for k, v in tags.items()])
     _log_text(ml, parent_id, st.read_text("results.csv"), "results.csv")
+    _log_recommendation(ml, parent_id, st.read_text("summary.json"))
     seeds = meta.get("seeds") or []
     best = best_with_checkpoints(st, rows, best_k, seeds) if best_k and seeds else []
     for rank, r in enumerate(best, 1):
@@ -355,6 +356,23 @@ def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta
     if best:
         ml.client.set_tag(parent_id, "best_checkpoints", ",".join(r["trial_id"] for r in best))
     ml.client.set_terminated(parent_id, status=status)
+
+
+def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
+    """The searcher's recommended order on the parent run: tag ``recommended_order``, metrics
+    ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval), and summary.json itself."""
+    import json
+
+    from mlflow.entities import Metric, RunTag
+
+    rec = json.loads(text).get("recommended") if text else None
+    if not rec:
+        return
+    now = int(time.time() * 1000)
+    figures = {f"recommended_{k}": rec[k] for k in ("mean", "lo", "hi") if rec.get(k) is not None}
+    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()],
+                        tags=[RunTag("recommended_order", rec["order"] or "F")])
+    _log_text(ml, run_id, text, "summary.json")
 
 
 def _search_description(scfg, n_orders: int) -> dict:

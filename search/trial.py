@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from search.config import HParam, SearchConfig
+from search.searchers._base import CONTINUES
 from search.space import OrderSpace, order_key
 from search.storage import Storage
 
@@ -50,7 +51,7 @@ def split_config(config: dict, space: OrderSpace) -> tuple[list[str], dict]:
         order = [t for t in str(config["order"]).split(">") if t]
     else:
         order = space.decode(config)
-    hp = {k: v for k, v in config.items() if k != "order" and not _DIGIT.match(k)}
+    hp = {k: v for k, v in config.items() if k not in ("order", CONTINUES) and not _DIGIT.match(k)}
     return order, hp
 
 
@@ -259,6 +260,9 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     if "seed" in match[0]:  # one row per seed
         seeds = sorted({int(r["seed"]) for r in match})
         match = [next(r for r in match if int(r["seed"]) == s) for s in seeds]
+        if ctx.search.simulate.draw == "one_seed":  # what a one-seed search sees: one seed's row, not the mean
+            digest = hashlib.sha256(f"{ctx.search.seed}:{order_key(order)}".encode()).hexdigest()
+            match = [match[int(digest, 16) % len(match)]]
     else:
         match = match[:1]
     mean = lambda col: sum(float(r[col]) for r in match) / len(match)  # noqa: E731

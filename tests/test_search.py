@@ -141,7 +141,7 @@ def _rows(exp):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("searcher", ["tpe", "gp", "random", "exhaustive"])
+@pytest.mark.parametrize("searcher", ["order_bo", "tpe", "gp", "random", "exhaustive"])
 def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local):
     from search.runner import run_search
 
@@ -260,7 +260,7 @@ def test_dedup_searcher_answers_repeats_with_known_scores():
     from ray.tune.search import Searcher
 
     from search.config import SearchConfig
-    from search.runner import make_searcher
+    from search.searchers import make_searcher
 
     scfg = SearchConfig(candidates=TOY3, length=1, seed=0)
     space = scfg.space()
@@ -294,7 +294,7 @@ def test_dedup_searcher_answers_repeats_with_known_scores():
 def test_searcher_state_pickles(tmp_path):
     """Ray saves the searcher with the experiment (resume); it must round-trip."""
     from search.config import SearchConfig
-    from search.runner import make_searcher
+    from search.searchers import make_searcher
 
     scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True})
     s = make_searcher(scfg, [[t] for t in TOY3])
@@ -379,7 +379,7 @@ def test_asha_brackets_are_drawn_from_the_search_seed():
 
     import numpy as np
 
-    from search.runner import OrderASHA
+    from search.schedulers import OrderASHA
 
     calls = iter(range(100))
 

@@ -1,28 +1,26 @@
-"""``DedupSearcher``: every Tune trial gets a configuration this search has not run before.
+"""``OrderSearcher``: the Ray Tune searcher every search uses, around Ray's ``OptunaSearch``.
 
-Optuna's TPE re-proposes points it has already tried, often: on a space of 60 orders, plain TPE
-spends about half of its trials on repeats once it has converged. Ray's ``OptunaSearch`` turns each
-proposal into a Tune trial, so a repeat costs a trial slot (``num_samples``) even when the trial
-itself replays the earlier result from ``dedup/``. This wrapper answers a repeat inside the
-searcher instead, and asks Optuna again:
+It owns what is true whatever Optuna sampler proposes the orders:
 
-* a repeat of a **finished** configuration is told to Optuna as COMPLETE with the score it already
-  has (the model must see it again, or TPE keeps proposing the same point);
-* a repeat of one **stopped by ASHA** is told as PRUNED, like the original;
-* a repeat of one still **running** is told as FAIL (no score yet; Optuna may propose it again later).
+* **No configuration is trained twice.** Optuna's TPE re-proposes points it has tried (on 60 orders
+  about half of its trials, once converged). A repeat is answered inside the searcher and Optuna is
+  asked again: a repeat of a **finished** configuration is told COMPLETE with the score it has (the
+  model must see it again, or TPE keeps proposing it); one still **running** is told FAIL (no score
+  yet; Optuna may propose it later). After ``tries`` repeats in a row an order never proposed before
+  is drawn at random (seeded) and enqueued; once every order has run (and no hyperparameter could
+  still differ) the searcher says FINISHED.
+* **A stopped order can come back.** A trial the scheduler stopped is told to Optuna as PRUNED (its
+  probes are in the study as intermediate values; a probe and a final are on different scales). When
+  the sampler proposes that order again, it is not answered as PRUNED forever: it becomes a
+  *continuation* trial (config key ``CONTINUES`` = the stopped trial's id). The continuation takes
+  the finished stages from the stage cache, trains only what is left, and the scheduler lets it run
+  to its final report (search/schedulers/asha.py): the searcher's model, which has seen the probes of
+  every order, overrules one early rung.
+* **A recommendation, not only a maximum.** ``recommend()`` asks the sampler for the order its
+  model rates best (posterior mean and interval) when it has a model (``OrderBOSampler``); a trace
+  of recommendations, one per proposal, is kept for ``summary.json`` and the benchmark.
 
-After ``tries`` repeats in a row, an order never proposed before is drawn at random (seeded) and
-enqueued into the study, so the search keeps moving; once every order has been proposed (and the
-search has no hyperparameters that could still differ) the searcher says FINISHED and the search
-ends early instead of spinning.
-
-A trial that ASHA stopped is told to Optuna as PRUNED (its probe scores are already in the study as
-intermediate values), not as COMPLETE with its last probe score as ``OptunaSearch`` does on its own:
-a probe after stage 1 and a final score after a full fine-tune are on different scales, and TPE
-would read a stopped trial's probe as a final score.
-
-The wrapper pickles with its inner searcher (``save``/``restore``), so a resumed search keeps the
-set of seen configurations.
+It pickles with its inner searcher (``save``/``restore``), so a resumed search keeps all of this.
 """
 
 from __future__ import annotations
@@ -36,9 +34,10 @@ from ray.tune.search import Searcher
 from search.space import OrderSpace, order_key
 
 RUNNING, DONE, STOPPED = "running", "done", "stopped"
+CONTINUES = "continues"  # trial config key: the id of the stopped trial this one continues
 
 
-class DedupSearcher(Searcher):
+class OrderSearcher(Searcher):
     def __init__(self, inner, space: OrderSpace, has_hparams: bool, seed: int = 0, tries: int = 20):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner, self.space, self.has_hparams, self.tries = inner, space, has_hparams, tries
@@ -47,8 +46,11 @@ class DedupSearcher(Searcher):
         self.orders_seen: set[str] = set()
         self.inner_id: dict[str, str] = {}  # Tune trial id -> the inner searcher's trial id
         self.key_of: dict[str, str] = {}
+        self.stopped_by: dict[str, str] = {}  # config key -> the Tune trial id that was stopped
         self.repeats_answered = 0
         self.random_fallbacks = 0
+        self.continuations = 0
+        self.trace: list[dict] = []  # the sampler's recommendation at each proposal
 
     # ------------------------------------------------------------------ keys
     def _split(self, config: dict) -> tuple[str, dict]:
@@ -61,6 +63,14 @@ class DedupSearcher(Searcher):
     def _key(order: str, hp: dict) -> str:
         return json.dumps([order, sorted(hp.items())], default=str)
 
+    @property
+    def sampler(self):
+        return getattr(self.inner, "_sampler", None)
+
+    @property
+    def study(self):
+        return getattr(self.inner, "_ot_study", None)
+
     # ------------------------------------------------------------------ Searcher API
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         ok = self.inner.set_search_properties(metric, mode, config, **spec)
@@ -70,20 +80,23 @@ class DedupSearcher(Searcher):
     def suggest(self, trial_id: str):
         for attempt in range(self.tries + 1):
             iid = f"{trial_id}#{attempt}" if attempt else trial_id
-            if attempt == self.tries:
-                fallback = self._enqueue_unseen()
-                if fallback is Searcher.FINISHED:
-                    return Searcher.FINISHED
+            if attempt == self.tries and self._enqueue_unseen() is Searcher.FINISHED:
+                return Searcher.FINISHED
             cfg = self.inner.suggest(iid)
             if cfg is None or cfg is Searcher.FINISHED:
                 return cfg
             order, hp = self._split(cfg)
             key = self._key(order, hp)
-            if key not in self.seen or (attempt == self.tries and self.has_hparams):
+            state = self.seen.get(key, (None,))[0]
+            if state is None or state == STOPPED or (attempt == self.tries and self.has_hparams):
                 # (a repeat that gets through after every try becomes a trial; the trial replays it)
-                self.seen.setdefault(key, (RUNNING, None))
+                if state == STOPPED:  # the sampler wants a stopped order after all: continue it
+                    cfg = {**cfg, CONTINUES: self.stopped_by[key]}
+                    self.continuations += 1
+                self.seen[key] = (RUNNING, None) if state in (None, STOPPED) else self.seen[key]
                 self.orders_seen.add(order)
                 self.inner_id[trial_id], self.key_of[trial_id] = iid, key
+                self._trace(trial_id)
                 return cfg
             self._answer(iid, key)
         return None  # not reached
@@ -94,16 +107,17 @@ class DedupSearcher(Searcher):
         self.repeats_answered += 1
         if state == DONE:
             self.inner.on_trial_complete(iid, {self.inner.metric: score})
-        elif state == STOPPED:
-            self.inner.on_trial_complete(iid, None)  # PRUNED
         else:
             self.inner.on_trial_complete(iid, None, error=True)  # FAIL: no score yet
 
     def _enqueue_unseen(self):
+        """An order never proposed (or one stopped, which may continue), drawn at random, or FINISHED."""
         unseen = [o for o in self.space.orders() if order_key(o) not in self.orders_seen]
         if not unseen:
+            unseen = [o for o in self.space.orders() if self.seen.get(self._key(order_key(o), {}), (None,))[0] == STOPPED]
+        if not unseen:
             return None if self.has_hparams else Searcher.FINISHED
-        self.inner._ot_study.enqueue_trial(self.space.encode(self.rng.choice(unseen)), skip_if_exists=False)
+        self.study.enqueue_trial(self.space.encode(self.rng.choice(unseen)), skip_if_exists=False)
         self.random_fallbacks += 1
         return None
 
@@ -123,9 +137,21 @@ class DedupSearcher(Searcher):
         elif not result.get("final"):  # stopped by the scheduler before its final report
             self.inner.on_trial_complete(self.inner_id[trial_id], None)  # PRUNED
             self.seen[key] = (STOPPED, score)
+            self.stopped_by[key] = trial_id
         else:
             self.inner.on_trial_complete(self.inner_id[trial_id], result)
             self.seen[key] = (DONE, score)
+
+    # ------------------------------------------------------------------ the recommendation
+    def recommend(self) -> dict | None:
+        """The sampler's recommended order (a dict: order, mean, lo, hi, ...), or None without a model."""
+        rec = getattr(self.sampler, "recommend", None)
+        return rec(self.study) if rec is not None and self.study is not None else None
+
+    def _trace(self, trial_id: str) -> None:
+        last = getattr(self.sampler, "last_recommendation", None)
+        if last is not None:
+            self.trace.append({"trial_id": trial_id, "trials_started": len(self.inner_id) - 1, **last})
 
     # ------------------------------------------------------------------ checkpointing (resume)
     def save(self, checkpoint_path: str) -> None:

@@ -1,0 +1,55 @@
+"""``OrderASHA``: ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", MLSys 2020)
+over stages of an order, as Ray's ``ASHAScheduler`` runs it, with three changes:
+
+* **Rungs hold probes only.** Ray records a trial's LAST result when it completes, in the highest rung
+  it has not visited: a length-1 order's final (a full target fine-tune) would land in rung 2 beside
+  longer orders' stage-2 probes (a 30-step probe fine-tune) and raise that rung's cutoff past every
+  probe. A final decides nothing anyway (the trial has ended); it is left out of the rungs. Finals are
+  reported at one common step, ``SearchConfig.final_step``, for the same reason (see search/trial.py).
+* **Brackets from the search seed.** With ``brackets`` > 1 each trial's bracket is drawn from the search
+  seed (Ray draws it from numpy's global state), with Ray's weights: same config and seed, same stops.
+* **Stopped orders can come back.** A continuation trial (config key ``CONTINUES``: the searcher
+  proposed a stopped order again, its model having seen every probe since) runs to its final report
+  and is not recorded in the rungs a second time: a stop is low-fidelity evidence, not a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from search.searchers._base import CONTINUES
+
+
+class OrderASHA(ASHAScheduler):
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rng = random.Random(f"asha:{seed}")  # bracket draws: Ray's come from numpy's global state
+
+    def on_trial_add(self, tune_controller, trial):
+        super().on_trial_add(tune_controller, trial)  # (its checks; its draw is replaced below)
+        if len(self._brackets) > 1:  # Ray's bracket probabilities, from the search's seed
+            sizes = [len(b._rungs) for b in self._brackets]
+            weights = [math.e ** (n - max(sizes)) for n in sizes]
+            self._trial_info[trial.trial_id] = self._rng.choices(self._brackets, weights=weights)[0]
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if trial.config.get(CONTINUES):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        if (result and result.get("final")) or trial.config.get(CONTINUES):
+            return
+        super().on_trial_complete(tune_controller, trial, result)
+
+
+def make_scheduler(scfg):
+    """``search.scheduler``: OrderASHA on the stage index, or Ray's FIFO (no stopping)."""
+    if scfg.scheduler.type != "asha":
+        return FIFOScheduler()
+    return OrderASHA(time_attr="step", max_t=scfg.scheduler.max_t or scfg.final_step,
+                     grace_period=scfg.scheduler.grace_period, reduction_factor=scfg.scheduler.reduction_factor,
+                     brackets=scfg.scheduler.brackets, seed=scfg.seed)

@@ -1,0 +1,23 @@
+"""Searchers: who proposes the next order (and its hyperparameters).
+
+Every searcher is an Optuna sampler behind Ray Tune's ``OptunaSearch``, wrapped in ``OrderSearcher``
+(``_base.py``: no configuration twice, stopped orders may continue, the recommendation), except
+``exhaustive``, which is Ray's grid over every order (``exhaustive.py``). One module per searcher:
+
+* ``order_bo`` (``order_bo.py``, the default; ``auto`` names it): a GP over order features that knows which
+  tasks, where, and which precedes which; cost-aware (the stage cache), probes as low-fidelity evidence.
+* ``tpe``, ``gp``, ``random``: Optuna's own samplers over the Lehmer digits (``optuna_samplers.py``).
+* ``exhaustive``: every order once, shuffled by the search seed.
+"""
+
+from __future__ import annotations
+
+from search.searchers._base import CONTINUES, OrderSearcher
+from search.searchers.exhaustive import exhaustive_param_space
+from search.searchers.optuna_samplers import make_searcher, optuna_storage
+from search.searchers.seed_points import seed_point_orders
+
+SEARCHERS = ("order_bo", "tpe", "gp", "random", "exhaustive")  # "auto" = the default, order_bo
+
+__all__ = ["CONTINUES", "OrderSearcher", "SEARCHERS", "exhaustive_param_space", "make_searcher", "optuna_storage",
+           "seed_point_orders"]

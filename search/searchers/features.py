@@ -1,0 +1,89 @@
+"""What a surrogate sees of an order (and its hyperparameters): three groups of features, one kernel each.
+
+* ``which``: membership, one 0/1 per candidate task (which tasks the chain trains on at all).
+* ``where``: one-hot (task, depth from the end): the last stage is at depth 0. Later stages are
+  forgotten less, so *where* a task sits matters apart from *whether* it is there.
+* ``precedes``: one value per pair of tasks (a, b), a < b in candidate order: +1 if a comes before b,
+  -1 if after, 0 if not both are in the order. This is the Kendall embedding of an interleaved
+  partial ranking (Jiao & Vert, "The Kendall and Mallows kernels for permutations", ICML 2015, and
+  their kernels for partial rankings: a pair that is not observed contributes its expectation, 0);
+  an RBF kernel over it is the Mallows kernel, exp(-lambda * discordant pairs), as BOPS uses it for
+  permutation spaces (Deshwal et al., "Bayesian optimization over permutation spaces", AAAI 2022).
+* ``hparams``: the searched hyperparameters, each scaled to [0, 1] (log scale where searched so;
+  one-hot for choices); per-stage ones (``stages.*.lr``) get one feature per task (the middle of the
+  range where the task is absent).
+
+>>> f = OrderFeatures(["a", "b", "c"], max_length=2)
+>>> f.vector(["b", "a"], {}).tolist()
+[1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class OrderFeatures:
+    def __init__(self, tasks: list[str], max_length: int, hparams: dict | None = None):
+        self.tasks, self.L = list(tasks), max(1, max_length)
+        self.index = {t: i for i, t in enumerate(self.tasks)}
+        n = len(self.tasks)
+        self.pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+        self.hp_names = self._hp_names(hparams or {})
+        self.hparams = hparams or {}
+        sizes = {"which": n, "where": n * self.L, "precedes": len(self.pairs), "hparams": sum(w for _, _, w in self.hp_names)}
+        self.groups: dict[str, list[int]] = {}
+        at = 0
+        for name, size in sizes.items():
+            if size:
+                self.groups[name] = list(range(at, at + size))
+            at += size
+        self.dim = at
+
+    def _hp_names(self, hparams: dict) -> list[tuple[str, str, int]]:
+        """(feature name, config key, width): a per-stage key expands to one name per task."""
+        out = []
+        for key, hp in hparams.items():
+            width = len(hp.choice) if hp.choice is not None else 1
+            names = [key.replace("*", t) for t in self.tasks] if "*" in key else [key]
+            out += [(name, key, width) for name in names]
+        return out
+
+    def vector(self, order: list[str], hp: dict) -> np.ndarray:
+        n, L = len(self.tasks), self.L
+        x = np.zeros(self.dim)
+        pos = {self.index[t]: i for i, t in enumerate(order)}
+        for i, t in enumerate(order):
+            j = self.index[t]
+            x[j] = 1.0
+            depth = len(order) - 1 - i
+            if depth < L:
+                x[n + j * L + depth] = 1.0
+        base = n + n * L
+        for p, (a, b) in enumerate(self.pairs):
+            if a in pos and b in pos:
+                x[base + p] = 1.0 if pos[a] < pos[b] else -1.0
+        at = base + len(self.pairs)
+        for name, key, width in self.hp_names:
+            x[at:at + width] = self._scale(self.hparams[key], hp.get(name), width)
+            at += width
+        return x
+
+    def matrix(self, configs: list[tuple[list[str], dict]]) -> np.ndarray:
+        return np.stack([self.vector(o, hp) for o, hp in configs]) if configs else np.zeros((0, self.dim))
+
+    @staticmethod
+    def _scale(spec, value, width: int) -> np.ndarray:
+        if spec.choice is not None:
+            v = np.zeros(width)
+            if value in spec.choice:
+                v[spec.choice.index(value)] = 1.0
+            return v
+        if value is None:
+            return np.array([0.5])
+        lo, hi = spec.float if spec.float is not None else spec.int
+        if spec.log:
+            return np.array([(math.log(value) - math.log(lo)) / (math.log(hi) - math.log(lo))])
+        return np.array([(value - lo) / (hi - lo)])

@@ -1,0 +1,74 @@
+"""Optuna samplers behind Ray Tune's ``OptunaSearch``, wrapped in ``OrderSearcher``; the study's storage."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+
+def sampler_for(scfg):
+    """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``)."""
+    import optuna
+
+    name = "order_bo" if scfg.searcher == "auto" else scfg.searcher
+    if name == "order_bo":
+        from search.searchers.order_bo import OrderBOSampler
+
+        o = scfg.order_bo
+        return OrderBOSampler(scfg.space(), scfg.hparams, seed=scfg.seed, n_startup=o.n_startup,
+                              max_candidates=o.max_candidates, cost_aware=o.cost_aware, use_probes=o.use_probes)
+    return {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=scfg.seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=scfg.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=scfg.seed),
+    }[name]()
+
+
+def optuna_storage(scfg, st, name: str):
+    """Where the Optuna study lives, so ``optuna-dashboard <url>`` opens it during and after a search:
+    ``search.optuna_storage`` (a database URL) when given, else ``<experiment>/optuna.db`` (sqlite) for
+    an experiment in a local folder; None (in memory, saved with Ray's searcher state) on an object store."""
+    import optuna
+
+    url = scfg.optuna_storage or (None if st.remote else f"sqlite:///{st.path('optuna.db')}")
+    if url is None:
+        return None, None
+    # sqlite: wait for a lock instead of failing (optuna-dashboard may read while the search writes)
+    kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), url
+
+
+def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: str | None = None):
+    """The search's Ray Tune searcher: an Optuna sampler in ``OptunaSearch`` in ``OrderSearcher``;
+    None for ``exhaustive`` (Ray's grid, see exhaustive.py)."""
+    if scfg.searcher == "exhaustive":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.searchers._base import OrderSearcher
+    from search.trial import define
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = scfg.space()
+    points = [space.encode(o) for o in seed_points]
+    if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
+        points = [{**p, **hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
+    inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
+                         sampler=sampler_for(scfg), points_to_evaluate=points or None, storage=storage,
+                         study_name=study_name)
+    return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed)
+
+
+def hparam_defaults(scfg, order: list[str]) -> dict:
+    out = {}
+    for key, hp in scfg.hparams.items():
+        for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
+            if hp.choice is not None:
+                out[name] = hp.choice[0]
+            elif hp.int is not None:
+                out[name] = (hp.int[0] + hp.int[1]) // 2
+            else:
+                lo, hi = hp.float
+                out[name] = math.sqrt(lo * hi) if hp.log else (lo + hi) / 2
+    return out

@@ -1,0 +1,406 @@
+"""``OrderBOSampler``: an Optuna sampler that knows what an order is, what it costs, and what probes say.
+
+The surrogate is a Gaussian process fitted with BoTorch/GPyTorch (``MultiTaskGP``: per-fidelity means
+and noise, an inter-fidelity correlation learned from the data) over ``features.OrderFeatures``: an
+additive kernel of one RBF per feature group - which tasks (membership), where (task at depth from the
+end), which precedes which (Mallows kernel over the Kendall embedding of a partial ranking, as BOPS,
+Deshwal et al. AAAI 2022), and the searched hyperparameters.
+
+* **Probes are evidence.** The probe after stage i of an order is a *low-fidelity observation of its
+  prefix* (the encoder after those i stages, scored by a short target fine-tune): task 1 of the
+  multi-task GP, finals are task 0. Orders that share or resemble the prefix learn from it as much
+  as the fitted correlation says - early probes inform without deciding alone.
+* **Cost-aware.** The acquisition is expected improvement per unit of expected cost (EI/cost, as in
+  memoization-aware BO, EEIPU, arXiv 2411.03731): an order costs the prefix stages no trial has
+  trained (the stage cache makes the others free) plus its final fine-tune. A stopped order costs
+  only what is left, so continuing it competes fairly with starting a new one.
+* **Pending trials** (running, no final yet) enter as believers (their posterior mean, fixed
+  hyperparameters; "kriging believer", Ginsbourger et al. 2010), so concurrent proposals differ.
+* **Candidates**: every order of the space when it has at most ``max_candidates``; otherwise that
+  many drawn at random plus the neighbours (swap, replace, insert, drop a task) of the best ones.
+* **Recommendation**: the order with the best posterior mean among those with a final score, with
+  its 95% interval - not the best single observation, which the winner's curse biases upward.
+
+Optuna asks a sampler one parameter at a time; at a trial's first parameter this sampler decides the
+whole configuration (Lehmer digits from ``OrderSpace.encode`` and the hyperparameters) and answers
+every later parameter from it. The first ``n_startup`` orders are drawn at random (seeded).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+from optuna.samplers import BaseSampler
+from optuna.trial import TrialState
+
+from search.searchers.features import OrderFeatures
+from search.space import OrderSpace
+
+FINAL, PROBE = 0, 1  # the GP's tasks (fidelities)
+
+
+@dataclass
+class Observations:
+    """What the study knows, as (order, hparams) configurations."""
+
+    finals: list[tuple[list[str], dict, float]] = field(default_factory=list)
+    probes: list[tuple[list[str], dict, float]] = field(default_factory=list)  # (prefix, hparams, probe score)
+    done: set[str] = field(default_factory=set)  # configs with a final score
+    pending: list[tuple[list[str], dict]] = field(default_factory=list)
+    stopped: set[str] = field(default_factory=set)
+    trained: set[str] = field(default_factory=set)  # prefix keys trained (or being trained) by some trial
+
+
+def _hp_key(hp: dict) -> str:
+    return repr(sorted(hp.items()))
+
+
+def config_key(order: list[str], hp: dict) -> str:
+    return ">".join(order) + "|" + _hp_key(hp)
+
+
+def _is_digit(name: str) -> bool:
+    return name == "k" or (name[:1] == "l" and name[1:].isdigit())
+
+
+class OrderBOSampler(BaseSampler):
+    def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 4,
+                 max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 75):
+        self.space, self.hparams = space, dict(hparams or {})
+        self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams)
+        self.seed, self.n_startup, self.max_candidates = seed, n_startup, max_candidates
+        self.cost_aware, self.use_probes, self.fit_iters = cost_aware, use_probes, fit_iters
+        self._rng = np.random.default_rng(seed)
+        self._proposals: dict[int, dict] = {}  # Optuna trial number -> the configuration decided for it
+        self._warm: dict | None = None  # the last fit's hyperparameters (a warm start for the next)
+        self._fitted_at = 0  # training points at the last hyperparameter optimisation
+        self._cands: tuple | None = None  # enumerated candidate orders and their features (not pickled)
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+        self.last_recommendation: dict | None = None
+        _import_botorch()
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _import_botorch()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cands"] = None  # rebuilt on demand: large and derived
+        return state
+
+    # ------------------------------------------------------------------ Optuna's sampler API
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        params = self._proposals.get(trial.number)
+        if params is None:
+            params = self._proposals[trial.number] = self._propose(study)
+        if param_name in params:
+            value = params[param_name]
+            try:
+                if param_distribution._contains(param_distribution.to_internal_repr(value)):
+                    return value
+            except Exception:
+                pass
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._proposals.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        self._rng = np.random.default_rng(self._rng.integers(2**32))
+        self._fallback.reseed_rng()
+
+    # ------------------------------------------------------------------ what the study knows
+    def observations(self, study) -> Observations:
+        obs, seen_f, seen_p = Observations(), set(), set()
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.FAIL or not t.params:
+                continue
+            try:
+                order = self.space.decode(t.params)
+            except (KeyError, IndexError, ZeroDivisionError):
+                continue  # a trial still being asked: its digits are not all there
+            hp = {k: v for k, v in t.params.items() if not _is_digit(k)}
+            key = config_key(order, hp)
+            if t.state == TrialState.COMPLETE and t.value is not None and (key, t.value) not in seen_f:
+                seen_f.add((key, t.value))  # a repeat answered by the searcher carries the same value: once
+                obs.finals.append((order, hp, float(t.value)))
+                obs.done.add(key)
+            for step, v in t.intermediate_values.items():
+                if 1 <= step <= len(order):
+                    pk = config_key(order[:step], hp)
+                    obs.trained.add(pk)
+                    if (pk, v) not in seen_p:
+                        seen_p.add((pk, v))
+                        obs.probes.append((order[:step], hp, float(v)))
+            if t.state == TrialState.RUNNING:
+                obs.pending.append((order, hp))
+                obs.trained.update(config_key(order[:i], hp) for i in range(1, len(order) + 1))
+            elif t.state == TrialState.PRUNED:
+                obs.stopped.add(key)
+        return obs
+
+    def cost(self, order: list[str], hp: dict, trained: set[str]) -> int:
+        """Stage-trainings this configuration would cost now: untrained prefix stages + the final."""
+        return sum(config_key(order[:i], hp) not in trained for i in range(1, len(order) + 1)) + 1
+
+    # ------------------------------------------------------------------ one proposal
+    def _propose(self, study) -> dict:
+        obs = self.observations(study)
+        cands = self._candidates(obs)
+        busy = obs.done | {config_key(o, h) for o, h in obs.pending}
+        free = [c for c in cands if config_key(*c) not in busy] or cands
+        distinct = {config_key(o, h) for o, h, _ in obs.finals} | {config_key(o, h) for o, h in obs.pending} | obs.stopped
+        if len(distinct) < self.n_startup or not obs.finals:
+            order, hp = free[int(self._rng.integers(len(free)))]
+            return self._params(order, hp)
+        model = self._fit(obs)
+        if model is None:  # fitting failed (degenerate data): a random untried configuration
+            order, hp = free[int(self._rng.integers(len(free)))]
+            return self._params(order, hp)
+        self.last_recommendation = self._recommendation(model, obs)
+        model = self._with_believers(model, obs)
+        mu, sd = self._predict(model, free)
+        best = self.last_recommendation["mean"]
+        score = log_ei(mu, sd, best)
+        if self.cost_aware:
+            score = score - np.log([self.cost(o, h, obs.trained) for o, h in free])
+        order, hp = free[int(np.argmax(score))]
+        return self._params(order, hp)
+
+    def _params(self, order: list[str], hp: dict) -> dict:
+        return {**self.space.encode(order), **hp, **({"k": len(order)} if len(self.space.lengths) > 1 else {})}
+
+    # ------------------------------------------------------------------ candidates
+    def _candidates(self, obs: Observations) -> list[tuple[list[str], dict]]:
+        orders = self._orders(obs)
+        if not self.hparams:
+            return [(o, {}) for o in orders]
+        best_hp = max(obs.finals, key=lambda f: f[2])[1] if obs.finals else None
+        out = [(o, self._random_hp(o)) for o in orders]
+        if best_hp is not None:
+            out += [(o, self._fit_hp(best_hp, o)) for o in orders]
+        return out
+
+    def _orders(self, obs: Observations) -> list[list[str]]:
+        if self.space.count() <= self.max_candidates:
+            return [list(o) for o in self.space.orders()]
+        seen: set[tuple] = set()
+        out: list[list[str]] = []
+        ranked = sorted(obs.finals, key=lambda f: -f[2])[:5]
+        for o, _, _ in ranked:
+            for nb in self._neighbours(o):
+                if tuple(nb) not in seen and self.space.is_valid(nb):
+                    seen.add(tuple(nb))
+                    out.append(nb)
+        n_digits = max(self.space.lengths)
+        while len(out) < self.max_candidates:
+            k = int(self._rng.choice(self.space.lengths))
+            params = {"k": k, **{f"l{i}": int(self._rng.integers(len(self.space.candidates) - i)) for i in range(n_digits)}}
+            o = self.space.decode(params)
+            if tuple(o) not in seen:
+                seen.add(tuple(o))
+                out.append(o)
+        return out
+
+    def _neighbours(self, order: list[str]) -> list[list[str]]:
+        out = [order[:i] + [order[i + 1], order[i]] + order[i + 2:] for i in range(len(order) - 1)]  # swaps
+        rest = [t for t in self.space.candidates if t not in order]
+        out += [order[:i] + [t] + order[i + 1:] for i in range(len(order)) for t in rest]  # replace one
+        out += [order[:i] + [t] + order[i:] for i in range(len(order) + 1) for t in rest]  # insert one
+        out += [order[:i] + order[i + 1:] for i in range(len(order))]  # drop one
+        return out
+
+    def _random_hp(self, order: list[str]) -> dict:
+        out = {}
+        for key, spec in self.hparams.items():
+            for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
+                if spec.choice is not None:
+                    out[name] = spec.choice[int(self._rng.integers(len(spec.choice)))]
+                elif spec.int is not None:
+                    out[name] = int(self._rng.integers(spec.int[0], spec.int[1] + 1))
+                elif spec.log:
+                    out[name] = float(math.exp(self._rng.uniform(math.log(spec.float[0]), math.log(spec.float[1]))))
+                else:
+                    out[name] = float(self._rng.uniform(*spec.float))
+        return out
+
+    def _fit_hp(self, hp: dict, order: list[str]) -> dict:
+        """The incumbent's hyperparameters, carried over to another order (per-stage ones by task)."""
+        out = self._random_hp(order)
+        out.update({k: v for k, v in hp.items() if k in out})
+        return out
+
+    # ------------------------------------------------------------------ the surrogate
+    def _fit(self, obs: Observations):
+        """The GP on everything observed. Its hyperparameters are re-optimised (warm-started) only when
+        the data has grown by a fifth since the last optimisation; in between, the last ones are kept
+        and only the posterior is recomputed (one Cholesky): a proposal stays well under a second."""
+        import torch
+        from botorch.fit import fit_gpytorch_mll
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        X, Y = self._training_data(obs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small matrices: threads only add overhead (and the driver shares its cores)
+        try:
+            model = self._model(X, Y)
+            if self._warm is not None:
+                try:
+                    model.load_state_dict(self._warm, strict=False)
+                except Exception:
+                    self._warm = None
+            if self._warm is None or len(Y) >= 1.2 * self._fitted_at:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
+                                         optimizer_kwargs={"options": {"maxiter": self.fit_iters}})
+                except Exception:
+                    try:  # a warm start gone wrong: once more from the priors
+                        model = self._model(X, Y)
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+                    except Exception:
+                        return None
+                self._fitted_at = len(Y)
+                self._warm = {k: v.detach().clone() for k, v in model.state_dict().items()
+                              if "raw_" in k or k.endswith("constant") or "covar_factor" in k}
+            model.eval()
+            return model
+        finally:
+            torch.set_num_threads(threads)
+
+    def _training_data(self, obs: Observations):
+        import torch
+
+        rows = [(o, h, y, FINAL) for o, h, y in obs.finals]
+        if self.use_probes:
+            rows += [(o, h, y, PROBE) for o, h, y in obs.probes]
+        F = self.features.matrix([(o, h) for o, h, _, _ in rows])
+        task = np.array([[r[3]] for r in rows], dtype=float)
+        X = torch.tensor(np.hstack([F, task]), dtype=torch.float64)
+        Y = torch.tensor([[r[2]] for r in rows], dtype=torch.float64)
+        return X, Y
+
+    def _model(self, X, Y):
+        from botorch.models import MultiTaskGP, SingleTaskGP
+
+        tasks = set(X[:, -1].tolist())
+        if len(tasks) > 1:
+            return MultiTaskGP(X, Y, task_feature=-1, covar_module=self._kernel(), output_tasks=[FINAL])
+        return SingleTaskGP(X[:, :-1], Y, covar_module=self._kernel())
+
+    def _kernel(self):
+        import torch
+        from gpytorch.kernels import AdditiveKernel, RBFKernel, ScaleKernel
+        from gpytorch.priors import LogNormalPrior
+
+        parts = []
+        for name, dims in self.features.groups.items():
+            d = len(dims)
+            # BoTorch's dimension-scaled lengthscale prior (Hvarfner et al., 2024), one lengthscale per
+            # group (ARD only for hyperparameters: order features are many and data is scarce)
+            prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(d), scale=math.sqrt(3))
+            rbf = RBFKernel(ard_num_dims=d if name == "hparams" else None, active_dims=torch.tensor(dims),
+                            lengthscale_prior=prior)
+            parts.append(ScaleKernel(rbf))
+        return AdditiveKernel(*parts)
+
+    def _predict(self, model, configs: list[tuple[list[str], dict]]):
+        import torch
+
+        if not configs:
+            return np.zeros(0), np.zeros(0)
+        X = torch.tensor(self._features_of(configs), dtype=torch.float64)
+        with torch.no_grad():
+            post = model.posterior(X)
+            mu = post.mean.reshape(-1).numpy()
+            sd = post.variance.clamp_min(1e-12).sqrt().reshape(-1).numpy()
+        return mu, sd
+
+    def _features_of(self, configs) -> np.ndarray:
+        """Features of candidate configurations; the enumerated orders' are computed once."""
+        if self.hparams or self.space.count() > self.max_candidates:
+            return self.features.matrix(configs)
+        if self._cands is None:
+            orders = [list(o) for o in self.space.orders()]
+            self._cands = ({tuple(o): i for i, o in enumerate(orders)}, self.features.matrix([(o, {}) for o in orders]))
+        index, F = self._cands
+        return F[[index[tuple(o)] for o, _ in configs]]
+
+    def _with_believers(self, model, obs: Observations):
+        """Pending configurations as observed at their posterior mean (fixed hyperparameters)."""
+        import torch
+
+        if not obs.pending:
+            return model
+        mu, _ = self._predict(model, obs.pending)
+        F = self.features.matrix(obs.pending)
+        if hasattr(model, "_task_feature"):
+            F = np.hstack([F, np.full((len(F), 1), FINAL)])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return model.condition_on_observations(torch.tensor(F, dtype=torch.float64),
+                                                       torch.tensor(mu[:, None], dtype=torch.float64))
+        except Exception:
+            return model  # believers are a refinement; without them pending configs are still not re-proposed
+
+    def _recommendation(self, model, obs: Observations) -> dict:
+        configs, keys = [], set()
+        for o, h, _ in obs.finals:
+            if config_key(o, h) not in keys:
+                keys.add(config_key(o, h))
+                configs.append((o, h))
+        mu, sd = self._predict(model, configs)
+        i = int(np.argmax(mu))
+        o, h = configs[i]
+        observed = [y for oo, hh, y in obs.finals if config_key(oo, hh) == config_key(o, h)]
+        return {"order": ">".join(o), "hparams": h, "mean": float(mu[i]), "lo": float(mu[i] - 1.96 * sd[i]),
+                "hi": float(mu[i] + 1.96 * sd[i]), "observed": float(np.mean(observed)), "n_finals": len(obs.finals)}
+
+    def recommend(self, study) -> dict | None:
+        """The configuration the model rates best among those with a final score (posterior mean and
+        95% interval of its score), fitted on everything the study holds; None before any final."""
+        obs = self.observations(study)
+        if not obs.finals:
+            return None
+        model = self._fit(obs)
+        if model is None:
+            o, h, y = max(obs.finals, key=lambda f: f[2])
+            return {"order": ">".join(o), "hparams": h, "mean": y, "lo": None, "hi": None, "observed": y,
+                    "n_finals": len(obs.finals)}
+        self.last_recommendation = self._recommendation(model, obs)
+        return self.last_recommendation
+
+
+def _import_botorch() -> None:
+    """BoTorch takes seconds to import: once when the sampler is built, not inside the first proposal
+    (Ray warns about a define-by-run function that takes over a second)."""
+    import botorch.fit  # noqa: F401
+    import botorch.models  # noqa: F401
+
+
+def log_ei(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
+    """log of expected improvement over ``best`` (maximisation), stable far in the tail (LogEI, Ament et
+    al., NeurIPS 2023: log h(z) with h(z) = phi(z) + z Phi(z), asymptotic where it underflows)."""
+    from scipy.stats import norm
+
+    z = (mu - best) / sd
+    out = np.empty_like(z)
+    ok = z > -6
+    out[ok] = np.log(np.maximum(norm.pdf(z[ok]) + z[ok] * norm.cdf(z[ok]), 1e-300))
+    zt = z[~ok]  # h(z) ~ phi(z) / z^2 for z -> -inf
+    out[~ok] = norm.logpdf(zt) - 2 * np.log(-zt) + np.log1p(-3 / zt**2)
+    return out + np.log(sd)

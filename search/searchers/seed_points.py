@@ -1,0 +1,29 @@
+"""Orders a search evaluates first (``search.seed_points``): F, each single task, given orders, heuristics."""
+
+from __future__ import annotations
+
+from itt.errors import ConfigError
+from search.space import order_key
+
+
+def seed_point_orders(scfg, chain=None, log=print) -> list[list[str]]:
+    sp, space, out = scfg.seed_points, scfg.space(), []
+    if sp.baseline:
+        out.append([])
+    if sp.singles:
+        out += [[t] for t in scfg.candidates if space.is_valid([t])]
+    out += [list(o) for o in sp.orders]
+    if sp.heuristics and chain is None:
+        raise ConfigError("search.seed_points.heuristics: the chain config is needed to compute them")
+    for kind in sp.heuristics:  # curriculum / similarity orders (search/heuristics.py), one per length
+        from search.heuristics import heuristic
+
+        h = heuristic(kind, scfg, chain, from_exp=sp.heuristics_from, log=lambda *a: None)
+        log(f"seed points ({kind}, {h['source']}): {', '.join(order_key(o) for o in h['orders']) or 'none in the space'}")
+        out += h["orders"]
+    seen, uniq = set(), []
+    for o in out:
+        if tuple(o) not in seen:
+            seen.add(tuple(o))
+            uniq.append(o)
+    return uniq
