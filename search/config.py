@@ -71,6 +71,9 @@ class Scheduler(_Strict):
     reduction_factor: float = Field(2, gt=1)
     max_t: int | None = Field(None, ge=1)  # default: SearchConfig.final_step (where every final report lands)
     brackets: int = Field(1, ge=1)
+    # a stopped order proposed again by the searcher continues (finished stages from the stage cache)
+    # and runs to its final; false: it is answered as stopped, as before (a stop is final)
+    continue_stopped: bool = True
 
 
 class Resources(_Strict):

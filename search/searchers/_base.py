@@ -38,9 +38,11 @@ CONTINUES = "continues"  # trial config key: the id of the stopped trial this on
 
 
 class OrderSearcher(Searcher):
-    def __init__(self, inner, space: OrderSpace, has_hparams: bool, seed: int = 0, tries: int = 20):
+    def __init__(self, inner, space: OrderSpace, has_hparams: bool, seed: int = 0, tries: int = 20,
+                 continue_stopped: bool = True):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner, self.space, self.has_hparams, self.tries = inner, space, has_hparams, tries
+        self.continue_stopped = continue_stopped
         self.rng = random.Random(f"dedup:{seed}")
         self.seen: dict[str, tuple[str, float | None]] = {}  # config key -> (state, score)
         self.orders_seen: set[str] = set()
@@ -88,12 +90,14 @@ class OrderSearcher(Searcher):
             order, hp = self._split(cfg)
             key = self._key(order, hp)
             state = self.seen.get(key, (None,))[0]
-            if state is None or state == STOPPED or (attempt == self.tries and self.has_hparams):
+            runs = state is None or (state == STOPPED and self.continue_stopped)  # new, or a stopped one continued
+            if runs or (attempt == self.tries and self.has_hparams):
                 # (a repeat that gets through after every try becomes a trial; the trial replays it)
-                if state == STOPPED:  # the sampler wants a stopped order after all: continue it
+                if state == STOPPED and runs:  # the sampler wants a stopped order after all: continue it
                     cfg = {**cfg, CONTINUES: self.stopped_by[key]}
                     self.continuations += 1
-                self.seen[key] = (RUNNING, None) if state in (None, STOPPED) else self.seen[key]
+                if runs:
+                    self.seen[key] = (RUNNING, None)
                 self.orders_seen.add(order)
                 self.inner_id[trial_id], self.key_of[trial_id] = iid, key
                 self._trace(trial_id)
@@ -105,7 +109,9 @@ class OrderSearcher(Searcher):
         """Tell Optuna, for a repeated proposal, what the earlier identical trial gave."""
         state, score = self.seen[key]
         self.repeats_answered += 1
-        if state == DONE:
+        if state == STOPPED:
+            self.inner.on_trial_complete(iid, None)  # PRUNED, like the original
+        elif state == DONE:
             self.inner.on_trial_complete(iid, {self.inner.metric: score})
         else:
             self.inner.on_trial_complete(iid, None, error=True)  # FAIL: no score yet
@@ -113,7 +119,7 @@ class OrderSearcher(Searcher):
     def _enqueue_unseen(self):
         """An order never proposed (or one stopped, which may continue), drawn at random, or FINISHED."""
         unseen = [o for o in self.space.orders() if order_key(o) not in self.orders_seen]
-        if not unseen:
+        if not unseen and self.continue_stopped:
             unseen = [o for o in self.space.orders() if self.seen.get(self._key(order_key(o), {}), (None,))[0] == STOPPED]
         if not unseen:
             return None if self.has_hparams else Searcher.FINISHED

@@ -16,7 +16,8 @@ def sampler_for(scfg):
 
         o = scfg.order_bo
         return OrderBOSampler(scfg.space(), scfg.hparams, seed=scfg.seed, n_startup=o.n_startup,
-                              max_candidates=o.max_candidates, cost_aware=o.cost_aware, use_probes=o.use_probes)
+                              max_candidates=o.max_candidates, cost_aware=o.cost_aware, use_probes=o.use_probes,
+                              propose_stopped=scfg.scheduler.continue_stopped)
     return {
         "tpe": lambda: optuna.samplers.TPESampler(seed=scfg.seed),
         "gp": lambda: optuna.samplers.GPSampler(seed=scfg.seed),
@@ -57,7 +58,8 @@ def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: 
     inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
                          sampler=sampler_for(scfg), points_to_evaluate=points or None, storage=storage,
                          study_name=study_name)
-    return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed)
+    return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
+                         continue_stopped=scfg.scheduler.continue_stopped)
 
 
 def hparam_defaults(scfg, order: list[str]) -> dict:

@@ -69,11 +69,13 @@ def _is_digit(name: str) -> bool:
 
 class OrderBOSampler(BaseSampler):
     def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 4,
-                 max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 75):
+                 max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
+                 propose_stopped: bool = True):
         self.space, self.hparams = space, dict(hparams or {})
         self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams)
         self.seed, self.n_startup, self.max_candidates = seed, n_startup, max_candidates
         self.cost_aware, self.use_probes, self.fit_iters = cost_aware, use_probes, fit_iters
+        self.propose_stopped = propose_stopped  # False when the search answers a stopped order as stopped
         self._rng = np.random.default_rng(seed)
         self._proposals: dict[int, dict] = {}  # Optuna trial number -> the configuration decided for it
         self._warm: dict | None = None  # the last fit's hyperparameters (a warm start for the next)
@@ -157,7 +159,7 @@ class OrderBOSampler(BaseSampler):
     def _propose(self, study) -> dict:
         obs = self.observations(study)
         cands = self._candidates(obs)
-        busy = obs.done | {config_key(o, h) for o, h in obs.pending}
+        busy = obs.done | {config_key(o, h) for o, h in obs.pending} | (set() if self.propose_stopped else obs.stopped)
         free = [c for c in cands if config_key(*c) not in busy] or cands
         distinct = {config_key(o, h) for o, h, _ in obs.finals} | {config_key(o, h) for o, h in obs.pending} | obs.stopped
         if len(distinct) < self.n_startup or not obs.finals:
@@ -243,7 +245,7 @@ class OrderBOSampler(BaseSampler):
     # ------------------------------------------------------------------ the surrogate
     def _fit(self, obs: Observations):
         """The GP on everything observed. Its hyperparameters are re-optimised (warm-started) only when
-        the data has grown by a fifth since the last optimisation; in between, the last ones are kept
+        the data has grown by a quarter since the last optimisation; in between, the last ones are kept
         and only the posterior is recomputed (one Cholesky): a proposal stays well under a second."""
         import torch
         from botorch.fit import fit_gpytorch_mll
@@ -259,7 +261,7 @@ class OrderBOSampler(BaseSampler):
                     model.load_state_dict(self._warm, strict=False)
                 except Exception:
                     self._warm = None
-            if self._warm is None or len(Y) >= 1.2 * self._fitted_at:
+            if self._warm is None or len(Y) >= 1.25 * self._fitted_at:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
