@@ -60,7 +60,7 @@ def cmd_search(args) -> int:
 
     overrides = list(args.set) + (["search.tracking.enabled=false"] if args.no_tracking else [])
     run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=overrides,
-               tracking_uri=args.tracking_uri)
+               tracking_uri=args.tracking_uri, progress=args.progress)
     return 0
 
 
@@ -68,7 +68,7 @@ def cmd_resume(args) -> int:
     from search.runner import resume_search
 
     resume_search(args.experiment_dir, address=args.address, retry_errored=args.retry_errored,
-                  tracking_uri=args.tracking_uri)
+                  tracking_uri=args.tracking_uri, progress=args.progress)
     return 0
 
 
@@ -162,6 +162,12 @@ def _usage(msg: str) -> _UsageError:
     return _UsageError(msg)
 
 
+def _progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
+                   help="what the running trials are doing: live (a table redrawn in place), plain (timestamped "
+                        "lines), off; auto: live on a terminal, plain otherwise (default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="itt", description="Intermediate-task order search for zero-shot cross-lingual transfer.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "sqlite:///mlflow.db)")
     s.add_argument("--no-tracking", action="store_true", help="no MLflow runs (the experiment keeps tracking/ for "
                                                                "`itt mlflow-sync`)")
+    _progress_flag(s)
     s.set_defaults(fn=cmd_search)
     rs = sub.add_parser("resume", help="continue an interrupted search (driver killed, Ctrl-C, reboot): finished "
                                        "trials are kept, unfinished ones continue from their last finished stage")
@@ -189,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--retry-errored", action="store_true", help="run errored trials again too")
     rs.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     rs.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
+    _progress_flag(rs)
     rs.set_defaults(fn=cmd_resume)
     ms = sub.add_parser("mlflow-sync", help="backfill MLflow from an experiment directory (no duplicates)")
     ms.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
