@@ -296,6 +296,8 @@ class LiveProgress:
             self._live.update(table(running, self.writer.status_line()))
             return
         for r in running:
+            if r.event is None and r.elapsed < self.heartbeat:
+                continue  # its first event is on its way
             what = (r.event or {}).get("phase"), (r.event or {}).get("stage"), (r.event or {}).get("seed_index")
             last = self._printed.get(r.trial_id)
             if last is None or last[0] != what or now - last[1] >= self.heartbeat:
