@@ -400,7 +400,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     from search.tracking import Tracker
 
     tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
-                             target=target.name, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
+                             target=target.name, metric=target.metric, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
     seed_points = seed_point_orders(scfg, chain, log=log)
     space = scfg.space()
     n_orders = space.count()
