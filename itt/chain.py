@@ -34,10 +34,30 @@ from itt.tasks import Kind, Task, resolve_task
 from itt.train import make_accelerator, train_stage
 
 Report = Callable[[dict, int], None]
+# ``progress(event)``: where the chain is, as often as every optimizer step; ``event`` holds ``phase``
+# (stage | probe | target | eval), ``stage`` and ``stages`` (i of k, the target fine-tune being k),
+# ``task``, ``seed``, ``seed_index`` and ``seeds``, and while training ``step``, ``total`` and ``loss``
+# (a 0-d tensor: reading it waits for the device). Unlike ``report`` it decides nothing: a search
+# throttles it and shows it (search/progress.py).
+Progress = Callable[[dict], None]
 
 
 def _noop_report(metrics: dict, step: int) -> None:
     pass
+
+
+def _with_seed(progress: Progress | None, seed: int, index: int, n: int) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda ev: progress({**ev, "seed": seed, "seed_index": index, "seeds": n})
+
+
+def _phase(progress: Progress | None, **fields) -> Progress | None:
+    """``progress`` with the current phase's fields added to each event (None stays None)."""
+    if progress is None:
+        return None
+    progress(fields)  # the phase starts (an eval, or a cached stage, sends nothing else)
+    return lambda ev: progress({**fields, **ev})
 
 
 @dataclass
@@ -209,9 +229,10 @@ def xtreme_scores(task: Task, per_lang: dict[str, dict]) -> dict:
 
 
 def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop_report, out: Path | None = None,
-             log=print, cache=None) -> dict:
+             log=print, cache=None, progress: Progress | None = None) -> dict:
     """Train and evaluate the chain with one seed; returns its results (also reported at the end)."""
-    gen = _seed_steps(p, seed, accelerator=accelerator, out=out, log=log, cache=cache)
+    gen = _seed_steps(p, seed, accelerator=accelerator, out=out, log=log, cache=cache,
+                      progress=_with_seed(progress, seed, 0, 1))
     while True:
         try:
             metrics, step = next(gen)
@@ -220,7 +241,8 @@ def run_seed(p: Prepared, seed: int, *, accelerator=None, report: Report = _noop
         report(metrics, step)
 
 
-def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = None, log=print, cache=None):
+def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = None, log=print, cache=None,
+                progress: Progress | None = None):
     """The chain of one seed as a generator: yields ``(metrics, step)`` after every stage and at the
     end, and returns the seed's results. Several seeds can so advance in lockstep. With a
     :class:`itt.cache.StageCache`, a prefix trained before (by any chain) is loaded instead of trained,
@@ -237,6 +259,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
                             if not p.target.trains or p.also else max_len, sdpa=cfg.hardware.sdpa)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     stages = []
+    k_all = len(p.order) + 1  # the stages of a chain: its intermediate tasks and the target fine-tune
     sc = None
     if cache is not None and p.order:
         from itt.cache import SeedCache
@@ -255,10 +278,12 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
                 log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name}")
                 _trace("stage", prefix=[t.name for t in p.order[:i]], seed=seed)
                 st = train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name),
-                                 seed=stage_seed, hw=cfg.hardware, log=log)
+                                 seed=stage_seed, hw=cfg.hardware, log=log,
+                                 progress=_phase(progress, phase="stage", stage=i, stages=k_all, task=task.name))
                 stat, probe = st.as_dict(), None
             else:
                 log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name} (from the stage cache)")
+                _phase(progress, phase="stage", stage=i, stages=k_all, task=task.name, cached=True)
                 stat, probe = dict(cached[0]), cached[1]
             stages.append(stat)
             # running counts (summed over seeds in a report): the last report of a stopped trial has them too
@@ -269,7 +294,8 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
             if cfg.probe.enabled:
                 if probe is None:
                     t1 = time.perf_counter()
-                    probe = _probe(p, accelerator, encoder, pooling, hid, seed=seed * 1000 + 500 + i)
+                    probe = _probe(p, accelerator, encoder, pooling, hid, seed=seed * 1000 + 500 + i,
+                                   progress=_phase(progress, phase="probe", stage=i, stages=k_all, task=p.target.name))
                     probe_new, probe_secs = True, time.perf_counter() - t1
                 stages[-1] = {**stat, "probe": probe}
                 metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
@@ -292,9 +318,11 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
         log(f"[seed {seed}] stage {k}/{k} {p.target.name} (target fine-tune)")
         _trace("target", prefix=[t.name for t in p.order], seed=seed)
         st = train_stage(accelerator, model, p.train[p.target.name], p.tokenizer, p.target, cfg.stage_hparams(None),
-                         seed=stage_seed, hw=cfg.hardware, log=log)
+                         seed=stage_seed, hw=cfg.hardware, log=log,
+                         progress=_phase(progress, phase="target", stage=k, stages=k, task=p.target.name))
         stages.append(st.as_dict())
     # zero-shot evaluation in every language (and on noisy dev text if asked)
+    _phase(progress, phase="eval", stage=k, stages=k, task=p.target.name)
     res = _evaluate(p, accelerator, model, out)
     if also:
         res["also"] = also
@@ -330,7 +358,7 @@ def _trace(event: str, **fields) -> None:
             f.write(json.dumps({"event": event, "pid": os.getpid(), "time": time.time(), **fields}) + "\n")
 
 
-def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int) -> dict:
+def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int, progress: Progress | None = None) -> dict:
     """Fine-tune a copy of the encoder on the target for a fixed budget; zero-shot dev scores."""
     import copy
 
@@ -342,7 +370,8 @@ def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: i
     model = handler(task.kind).model(copy.deepcopy(encoder) if task.trains else encoder, task, hidden=hid,
                                      pooling=pooling, seed=seed)
     if task.trains:
-        train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware)
+        train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware,
+                    progress=progress)
     per = {lang: m[task.metric] for lang, m in _score(p, accelerator, model, p.probe, None, "probe").items()}
     s = M.summary(per)
     return {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
@@ -419,11 +448,11 @@ def _atomic_json(path: Path, obj) -> None:
 
 
 def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Report = _noop_report, log=print,
-              prepared: Prepared | None = None, cache=None) -> dict:
+              prepared: Prepared | None = None, cache=None, progress: Progress | None = None) -> dict:
     """Run the chain for every seed of ``cfg``; write ``results.json`` and predictions to ``out_dir``.
 
     ``cache``: an :class:`itt.cache.StageCache` shared with other chains (default: ``cfg.cache_dir``
-    when set, else none); each seed has its own entries."""
+    when set, else none); each seed has its own entries. ``progress``: see :data:`Progress`."""
     t0 = time.perf_counter()
     p = prepared or prepare(cfg, log=log)
     if cfg.hardware.num_threads:
@@ -440,7 +469,8 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Re
     # Seeds advance in lockstep, one stage at a time, so each report (a scheduler's signal) is the mean
     # over seeds at that stage. The cost: every seed's encoder is held in memory at once.
     gens = {s: _seed_steps(p, s, accelerator=accelerator, out=out / f"seed{s}" if out is not None else None, log=log,
-                           cache=cache) for s in cfg.seeds}
+                           cache=cache, progress=_with_seed(progress, s, i, len(cfg.seeds)))
+            for i, s in enumerate(cfg.seeds)}
     per_seed: dict = {}
     while gens:
         step, batch = None, []

@@ -159,8 +159,11 @@ def new_head(encoder_hidden: int, task: Task, seed: int) -> ClassificationHead:
 
 
 def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp: TrainDefaults, *, seed: int,
-                hw: HardwareConfig, log=None) -> StageStats:
-    """Train ``model`` (encoder + head) on one task; returns its statistics. Updates ``model`` in place."""
+                hw: HardwareConfig, log=None, progress=None) -> StageStats:
+    """Train ``model`` (encoder + head) on one task; returns its statistics. Updates ``model`` in place.
+
+    ``progress``: called after every optimizer step with ``{"step", "total", "loss"}``; the loss is the
+    step's 0-d tensor, so that nothing waits for the device unless the callback reads it."""
     on_gpu = accelerator.device.type == "cuda"
     group = hw.group_by_length if hw.group_by_length is not None else on_gpu
     fused = hw.fused_optimizer if hw.fused_optimizer is not None else on_gpu
@@ -176,6 +179,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     from transformers import get_linear_schedule_with_warmup
 
     sched = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
+    if progress is not None:
+        progress({"step": 0, "total": total})
     pmodel.train()
     step, micro, seen, losses = 0, 0, 0, []
     t0 = time.perf_counter()
@@ -202,6 +207,9 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
             sched.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            # progress: cheap (the callback keeps the latest event; reading the loss is up to it)
+            if progress is not None:
+                progress({"step": step, "total": total, "loss": losses[-1]})
             if step >= total:
                 break
     secs = time.perf_counter() - t0

@@ -60,7 +60,7 @@ def cmd_search(args) -> int:
 
     overrides = list(args.set) + (["search.tracking.enabled=false"] if args.no_tracking else [])
     run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=overrides,
-               tracking_uri=args.tracking_uri)
+               tracking_uri=args.tracking_uri, progress=args.progress)
     return 0
 
 
@@ -68,7 +68,7 @@ def cmd_resume(args) -> int:
     from search.runner import resume_search
 
     resume_search(args.experiment_dir, address=args.address, retry_errored=args.retry_errored,
-                  tracking_uri=args.tracking_uri)
+                  tracking_uri=args.tracking_uri, progress=args.progress)
     return 0
 
 
@@ -82,19 +82,37 @@ def cmd_mlflow_sync(args) -> int:
 def cmd_ui(args) -> int:
     import subprocess
 
-    from search.tracking import resolve_uri, ui_command
+    from search.tracking import resolve_uri, server_url, ui_command
 
     uri = resolve_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is an MLflow server already: open it in a browser")
+        _print_search_links(uri, server_url(uri))
         return 0
     db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
     if db is not None and not Path(db).is_file():
         raise _usage(f"no MLflow store at {db} (run `itt search` here first, or pass --tracking-uri)")
-    print(f"MLflow UI: http://{args.host}:{args.port}  (store {uri}; Ctrl-C stops it)", flush=True)
+    base = server_url(uri, host="127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host, port=args.port)
+    print(f"MLflow UI: {base}  (store {uri}; Ctrl-C stops it)", flush=True)
+    _print_search_links(uri, base)
     # the server's own background job runner serves GenAI features only: off, it starts in half the time
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     return subprocess.call(ui_command(uri, host=args.host, port=args.port), env=env)
+
+
+def _print_search_links(uri: str, base: str) -> None:
+    """Each search's trials on the runs page (Model training workspace, sorted by score)."""
+    from search.tracking import connect, search_links
+
+    try:
+        links = search_links(connect(uri), base)
+    except Exception as e:  # the links are a convenience: the UI starts anyway
+        print(f"(searches in the store not listed: {str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        return
+    if links:
+        print("the trials of each search, best score first:")
+    for name, link in links:
+        print(f"  {name}: {link}", flush=True)
 
 
 def cmd_space(args) -> int:
@@ -162,6 +180,12 @@ def _usage(msg: str) -> _UsageError:
     return _UsageError(msg)
 
 
+def _progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
+                   help="what the running trials are doing: live (a table redrawn in place), plain (timestamped "
+                        "lines), off; auto: live on a terminal, plain otherwise (default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="itt", description="Intermediate-task order search for zero-shot cross-lingual transfer.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "sqlite:///mlflow.db)")
     s.add_argument("--no-tracking", action="store_true", help="no MLflow runs (the experiment keeps tracking/ for "
                                                                "`itt mlflow-sync`)")
+    _progress_flag(s)
     s.set_defaults(fn=cmd_search)
     rs = sub.add_parser("resume", help="continue an interrupted search (driver killed, Ctrl-C, reboot): finished "
                                        "trials are kept, unfinished ones continue from their last finished stage")
@@ -189,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--retry-errored", action="store_true", help="run errored trials again too")
     rs.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     rs.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
+    _progress_flag(rs)
     rs.set_defaults(fn=cmd_resume)
     ms = sub.add_parser("mlflow-sync", help="backfill MLflow from an experiment directory (no duplicates)")
     ms.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")

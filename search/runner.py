@@ -46,6 +46,7 @@ class ResultsWriter(Callback):
         self.space = scfg.space()
         self.rows: dict[str, dict] = {}
         self.t0 = time.time()
+        self.pending = 0  # trials Tune holds but has not started (at the last trial start or end)
 
     # Tune hooks ----------------------------------------------------------
     def setup(self, **info):
@@ -70,6 +71,8 @@ class ResultsWriter(Callback):
             return  # finished before the driver stopped, after Tune's last snapshot: it replays, row stays
         if row["status"] != Status.RUNNING:  # a retried trial (errored, or its worker died) starts over
             row.update(status=Status.RUNNING, stopped_early="", score=None)
+        row["_started"] = time.time()  # the live view's elapsed time (search/progress.py)
+        self.pending = sum(1 for t in trials if t.status == "PENDING")
         self._write()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -90,7 +93,7 @@ class ResultsWriter(Callback):
         release_train_resources(self.storage, trial.trial_id)
         row = self._row(trial)
         if row.get("_restored") == Status.COMPLETED:
-            self._progress(trials)
+            self._progress(trials, row)
             return
         final = row.get("_final")
         row["status"] = Status.COMPLETED if final else Status.STOPPED
@@ -109,14 +112,14 @@ class ResultsWriter(Callback):
             row["replayed"] = "true" if final.get("replayed") else "false"
         self._write()
         self._retain_checkpoints()
-        self._progress(trials)
+        self._progress(trials, row)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         release_train_resources(self.storage, trial.trial_id)
         row = self._row(trial)
         row["status"], row["stopped_early"] = Status.ERRORED, "false"
         self._write()
-        self._progress(trials)
+        self._progress(trials, row)
 
     def on_experiment_end(self, trials, **info):
         """A trial that started after Ray Tune's last snapshot of a search whose driver was killed is
@@ -195,7 +198,7 @@ class ResultsWriter(Callback):
 
     def best(self, n: int = 5) -> list[dict]:
         """The best distinct configurations (a replayed repeat is the same result, listed once)."""
-        done = [r for r in self.rows.values() if r["status"] == Status.COMPLETED and r.get("score") is not None]
+        done = [r for r in list(self.rows.values()) if r["status"] == Status.COMPLETED and r.get("score") is not None]
         seen, out = set(), []
         for r in sorted(done, key=lambda r: -float(r["score"])):
             key = (r["order"], tuple(sorted((k, str(v)) for k, v in r.items() if k.startswith("hp:"))))
@@ -204,15 +207,25 @@ class ResultsWriter(Callback):
                 out.append(r)
         return out[:n]
 
-    def _progress(self, trials) -> None:
+    def status_line(self) -> str:
+        """``2 running, 3 pending, 5 finished, 1 stopped by ASHA, 0 errored; best 0.8123 (a>b)``"""
         c = {s: 0 for s in (Status.RUNNING, Status.COMPLETED, Status.STOPPED, Status.ERRORED)}
-        for r in self.rows.values():
-            c[r["status"]] += 1
-        pending = sum(1 for t in trials if t.status == "PENDING")
+        for r in list(self.rows.values()):
+            c[r["status"]] = c.get(r["status"], 0) + 1
         best = self.best(1)
         b = f"best {float(best[0]['score']):.4f} ({best[0]['order'] or 'F'})" if best else "best -"
-        self.log(f"[{time.time() - self.t0:6.0f}s] trials: {c[Status.RUNNING]} running, {pending} pending, "
-                 f"{c[Status.COMPLETED]} finished, {c[Status.STOPPED]} stopped by ASHA, {c[Status.ERRORED]} errored; {b}")
+        return (f"{c[Status.RUNNING]} running, {getattr(self, 'pending', 0)} pending, {c[Status.COMPLETED]} finished, "
+                f"{c[Status.STOPPED]} stopped by ASHA, {c[Status.ERRORED]} errored; {b}")
+
+    def _progress(self, trials, row: dict) -> None:
+        """One line per finished trial: its order, outcome and score, then the counts and the best."""
+        self.pending = sum(1 for t in trials if t.status == "PENDING")
+        outcome = row["status"]
+        if outcome == Status.STOPPED:
+            outcome = f"stopped by ASHA after stage {row.get('stages_completed') or 0}"
+        score = f", score {float(row['score']):.4f}" if row.get("score") not in (None, "") else ""
+        self.log(f"[{time.time() - self.t0:6.0f}s] trial {row['trial_id']} {row['order'] or 'F'}: {outcome}{score} | "
+                 f"trials: {self.status_line()}")
 
 
 # ------------------------------------------------------------------ building the Tuner
@@ -252,9 +265,11 @@ class SearchInterrupted(KeyboardInterrupt):
 
 
 def run_search(config: str, *, name: str | None = None, storage: str | None = None, address: str | None = None,
-               overrides: list[str] | None = None, tracking_uri: str | None = None, log=echo) -> Path | str:
+               overrides: list[str] | None = None, tracking_uri: str | None = None, log=echo,
+               progress: str = "auto") -> Path | str:
     """Run a search; returns the experiment directory (a Path, or the URI on an object store). All
-    config, storage and tracking-store checks happen before Ray starts."""
+    config, storage and tracking-store checks happen before Ray starts. ``progress``: the live view of
+    the running trials (search/progress.py): auto | live | plain | off."""
     import yaml
 
     scfg, chain, _ = load_search(config, overrides)
@@ -270,7 +285,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     from search.tracking import Tracker
 
     tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
-                             target=target.name, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
+                             target=target.name, metric=target.metric, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
     seed_points = seed_point_orders(scfg, chain, log=log)
     space = scfg.space()
     n_orders = space.count()
@@ -311,11 +326,11 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
                                   callbacks=[writer, tracker], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
     )
-    return _fit(tuner, st, writer, tracker, scfg, log=log)
+    return _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
 
 
 def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bool = False,
-                  tracking_uri: str | None = None, log=echo) -> Path | str:
+                  tracking_uri: str | None = None, log=echo, progress: str = "auto") -> Path | str:
     """``itt resume``: continue an interrupted search (driver killed, Ctrl-C, machine rebooted).
 
     Finished trials are not rerun (Ray Tune's own state, plus ``dedup/`` for trials that finished
@@ -363,7 +378,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     if tracking_uri and scfg.tracking.enabled:
         tracker.uri = resolve_uri(tracking_uri)
         tracker.meta["tracking_uri"] = tracker.uri
-    return _fit(tuner, st, writer, tracker, scfg, log=log)
+    return _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
 
 
 def _target(chain):
@@ -418,7 +433,8 @@ def _check_no_driver(st: Storage) -> None:
                         f"(Ctrl-C) or wait for it to end")
 
 
-def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo) -> Path | str:
+def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo,
+         progress: str = "auto") -> Path | str:
     """Run (or continue) the Tuner; end every MLflow run; print the best orders and the disk used.
     Raises SearchInterrupted after a Ctrl-C (Ray Tune's handler stops the trials and saves its state)."""
     import json
@@ -432,8 +448,11 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _second_interrupt) if main else None
+    from search.progress import LiveProgress
+
     try:
-        tuner.fit()
+        with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log):
+            tuner.fit()
         # Tune's handler, once it has seen a Ctrl-C, puts back the one installed before it: ours
         interrupted = main and signal.getsignal(signal.SIGINT) is _second_interrupt
     except BaseException as e:

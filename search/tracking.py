@@ -173,8 +173,13 @@ def trial_params(order: list[str], hparams: dict, seeds: list[int], max_length: 
     return p
 
 
-def report_metrics(result: dict) -> dict[str, float]:
-    """The chain's numeric figures in one Tune result (Tune's bookkeeping left out)."""
+SHORT_FIGURES = ("mean", "std", "worst", "transfer_gap")  # test_<metric>_<fig> also as test_<fig>, as in results.csv
+
+
+def report_metrics(result: dict, metric: str | None = None) -> dict[str, float]:
+    """The chain's numeric figures in one Tune result (Tune's bookkeeping left out). A final result
+    also gets ``test_mean``, ``test_worst``, ... (results.csv's names, whatever the target's metric),
+    so the runs page shows the same columns for every search."""
     out = {}
     for k, v in result.items():
         if k in _TUNE_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -184,6 +189,8 @@ def report_metrics(result: dict) -> dict[str, float]:
         out[k] = float(v)
     if result.get("final") and result.get("objective") is not None:
         out["score"] = float(result["objective"])  # the optimised dev metric (results.csv's score)
+    if result.get("final") and metric:
+        out.update({f"test_{f}": out[f"test_{metric}_{f}"] for f in SHORT_FIGURES if f"test_{metric}_{f}" in out})
     return out
 
 
@@ -209,6 +216,14 @@ class _Mlflow:
             self.exp_id = client.create_experiment(experiment, artifact_location=loc)
         else:
             self.exp_id = exp.experiment_id
+
+    def show_trials(self, meta: dict) -> None:
+        """The experiment opens on the runs page, in the Model training workspace, on this search's
+        trials (see :func:`view_state`): tags the UI reads, set on every start (idempotent)."""
+        key = view_key(meta["search_id"])
+        state = view_state(meta["search_id"], meta.get("languages") or [], meta.get("metric"))
+        for k, v in ((EXPERIMENT_KIND, MODEL_TRAINING), (VIEW_TAG + key, json.dumps(state)), (LATEST_VIEW, key)):
+            self.client.set_experiment_tag(self.exp_id, k, v)
 
     def _find(self, filt: str):
         runs = self.client.search_runs([self.exp_id], filter_string=filt, max_results=2,
@@ -438,7 +453,7 @@ class Tracker(Callback):
 
     @classmethod
     def create(cls, *, st: Storage, scfg, chain, name: str, n_orders: int, languages: list[str], target: str,
-               uri: str | None = None, log=echo) -> Tracker:
+               metric: str | None = None, uri: str | None = None, log=echo) -> Tracker:
         """Checks the MLflow store when tracking is on (a UserError before any Ray work when it fails)."""
         import yaml
 
@@ -447,7 +462,7 @@ class Tracker(Callback):
         client = connect(resolved) if resolved else None
         seeds = list(scfg.seeds or chain.seeds)
         meta = {"name": name, "experiment": tcfg.experiment or name, "tracking_uri": resolved, "seeds": seeds,
-                "max_length": max(scfg.lengths), "target": target, "languages": languages,
+                "max_length": max(scfg.lengths), "target": target, "metric": metric, "languages": languages,
                 "best_k": tcfg.best_k, "experiment_dir": st.display}
         config = {**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")}
         files = {"config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
@@ -496,6 +511,7 @@ class Tracker(Callback):
             try:
                 self.ml = _Mlflow(self.client, self.meta["experiment"], db.parent / "mlruns" if db else None)
                 self.parent_id = _open_parent(self.ml, self.st, self.meta)
+                self.ml.show_trials(self.meta)
             except Exception as e:
                 self._warn(e)
 
@@ -565,7 +581,7 @@ class Tracker(Callback):
             rec["stages_completed"] = max(rec["stages_completed"], step)
         if result.get("replayed"):
             rec["replayed"] = True
-        rec["reports"].append({"step": step, "time": time.time(), "metrics": report_metrics(result)})
+        rec["reports"].append({"step": step, "time": time.time(), "metrics": report_metrics(result, self.meta.get("metric"))})
         self._save(rec)
         self._push(rec)
 
@@ -638,8 +654,10 @@ class Tracker(Callback):
             self._mlflow(finish_parent, self.ml, self.st, self.parent_id, self.meta["search_id"], self.meta,
                          status="KILLED" if interrupted else "FINISHED", best_k=self.best_k)
             if self.ml is not None:
-                where = self.uri if not self.uri.startswith("sqlite:") else f"{self.uri} (`itt ui` shows it)"
-                self.log(f"MLflow: experiment '{self.meta['experiment']}', parent run {self.parent_id} in {where}")
+                self.log(f"MLflow: experiment '{self.meta['experiment']}', parent run {self.parent_id} in {self.uri}")
+                link = runs_url(server_url(self.uri), self.ml.exp_id, view_key(self.meta["search_id"]))
+                how = "" if self.uri.startswith(("http://", "https://")) else "`itt ui`, then open "
+                self.log(f"compare the trials: {how}{link}")
 
 
 def end_tags(rec: dict) -> dict:
@@ -681,6 +699,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     db = _sqlite_path(target_uri)
     ml = _Mlflow(client, meta["experiment"], db.parent / "mlruns" if db else None)
     parent_id = _open_parent(ml, st, meta)
+    ml.show_trials(meta)
     rows = read_rows(st)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     max_len = max([meta.get("max_length") or 0] + [int(r.get("order_length") or 0) for r in rows])
@@ -728,6 +747,54 @@ def _record_from_row(row: dict, meta: dict) -> dict:
             # the final at the search's common final step (SearchConfig.final_step), as the trial reported it
             "reports": [{"step": max(int(meta.get("max_length") or 0), len(order)) + 1, "time": time.time(),
                          "metrics": metrics}] if metrics else []}
+
+
+# ------------------------------------------------------------------ the runs page (MLflow 3.17's UI)
+# Read from the UI bundle of mlflow 3.17 (server/js/build/static/js) and checked in headless Chromium
+# (tests/test_tracking.py): the workspace comes from the URL's ``workflowType`` (else the browser's saved
+# choice, GenAI by default, whose experiment page is an empty traces overview); an experiment's
+# ``mlflow.experimentKind`` tag is what the UI infers its kind from; ``viewStateShareKey=K`` loads the
+# runs page's view (search filter, sort, columns, which runs charts draw) from the experiment tag
+# ``mlflow.sharedViewState.K``, as the UI's own "share view" does. Its filter keeps the search's trials
+# only: without their parent run in the result, the child runs are listed flat instead of collapsed
+# under it. (``runsExpanded`` is not taken from a shared view, so expanding the parent is no option.)
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+VIEW_TAG = "mlflow.sharedViewState."
+LATEST_VIEW = "itt.view"  # the view of the latest search tracked in the experiment
+
+
+def view_key(search_id: str) -> str:
+    return f"itt-{search_id[:12]}"
+
+
+def view_state(search_id: str, languages: list[str], metric: str | None) -> dict:
+    """The runs page of one search: its trials (not the parent), best score first, with the columns a
+    comparison needs (order, score, test mean and worst language, transfer gap, outcome, per-language
+    test scores), and every run drawn in the charts (the UI's default draws the first 10 only)."""
+    cols = ["params.`order`", "metrics.`score`", "metrics.`test_mean`", "metrics.`test_worst`",
+            "metrics.`test_transfer_gap`", "tags.`outcome`", "params.`order_length`"]
+    if metric:
+        cols += [f"metrics.`test_{metric}_{lang}`" for lang in languages[:12]]
+    return {"searchFilter": f"tags.itt_role = 'trial' and tags.search_id = '{search_id}'",
+            "orderByKey": "metrics.`score`", "orderByAsc": False,
+            "selectedColumns": cols, "runsHiddenMode": "SHOW_ALL"}
+
+
+def server_url(uri: str, *, host: str = "127.0.0.1", port: int = 5000) -> str:
+    """Where the UI of a store is: the server itself, or what ``itt ui`` starts for a sqlite store."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://{host}:{port}"
+
+
+def runs_url(base: str, experiment_id: str, key: str | None = None) -> str:
+    """The experiment's runs page in the Model training workspace (with the search's view)."""
+    q = (f"viewStateShareKey={key}&" if key else "") + "workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs?{q}"
+
+
+def search_links(client, base: str, limit: int = 20) -> list[tuple[str, str]]:
+    """(experiment name, runs-page link) of the experiments holding itt searches, newest first."""
+    exps = client.search_experiments(max_results=1000, order_by=["last_update_time DESC"])
+    return [(e.name, runs_url(base, e.experiment_id, e.tags[LATEST_VIEW])) for e in exps if LATEST_VIEW in e.tags][:limit]
 
 
 # ------------------------------------------------------------------ itt ui

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from search.config import HParam, SearchConfig
+from search.progress import Phase, trial_progress
 from search.searchers._base import CONTINUES
 from search.space import OrderSpace, order_key
 from search.storage import Storage
@@ -196,7 +197,8 @@ def _worker_loop(loop_config: dict) -> None:
 
     log = print if rank == 0 else (lambda *a: None)
     try:
-        run_chain(cfg, out_dir=out, report=report, log=log, cache=stage_cache(ctx, log=log))
+        with trial_progress(st.display, trial_id, enabled=rank == 0) as progress:  # the driver's live view
+            run_chain(cfg, out_dir=out, report=report, log=log, cache=stage_cache(ctx, log=log), progress=progress)
         if st.remote and rank == 0:  # results.json is written after the final report: only what is new
             st.upload_dir(out, "trials", trial_id, sent=sent)
     finally:
@@ -267,10 +269,14 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
         match = match[:1]
     mean = lambda col: sum(float(r[col]) for r in match) / len(match)  # noqa: E731
     m = ctx.metric
-    for i in range(1, len(order) + 1):
-        time.sleep(ctx.search.simulate.seconds_per_stage)
-        v = mean(f"probe_{i}")
-        tune.report({"step": i, "objective": v, f"probe_{m}_mean": v, "simulated": 1})
+    k = len(order) + 1
+    with trial_progress(ctx.storage.display, tune.get_context().get_trial_id()) as progress:
+        for i in range(1, k):
+            if progress is not None:  # the stages a real chain would be in, for the live view
+                progress({"phase": Phase.STAGE, "stage": i, "stages": k, "task": order[i - 1]})
+            time.sleep(ctx.search.simulate.seconds_per_stage)
+            v = mean(f"probe_{i}")
+            tune.report({"step": i, "objective": v, f"probe_{m}_mean": v, "simulated": 1})
     v = mean("final")
     final = {"step": ctx.search.final_step, "objective": v, f"dev_{m}_mean": v, "final": 1, "simulated": 1}
     res = _simulated_results(order, match, m)

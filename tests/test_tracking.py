@@ -4,8 +4,11 @@ and a real ``mlflow server`` process on 127.0.0.1 (started by ``itt ui``)."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -459,3 +462,50 @@ def test_replayed_trial_is_tagged(tmp_path):
     assert run.data.metrics == {"objective": 0.6, "probe_accuracy_mean": 0.4, "dev_accuracy_mean": 0.6, "score": 0.6}
     assert run.info.run_name == "toy_topic" and run.info.status == "FINISHED"
     assert json.loads((tmp_path / "runs" / "replay" / "tracking" / "trials" / "t_00001.json").read_text())["replayed"]
+
+
+# ------------------------------------------------------------------ the runs page, in headless Chromium
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _chromium(url: str, profile: Path, *, screenshot: Path | None = None) -> str:
+    """The page's DOM after its scripts ran (and a screenshot), from a fresh headless Chromium profile."""
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+            "--window-size=1600,900", "--virtual-time-budget=30000"]
+    if screenshot is not None:
+        subprocess.run(args + [f"--screenshot={screenshot}", url], capture_output=True, timeout=180)
+    return subprocess.run(args + ["--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_runs_page_opens_on_the_trials(tmp_path, ray_local, itt_ui):
+    """The link `itt search` prints opens MLflow's runs page (Model training workspace) on the search's
+    trials: one row per trial, flat (not collapsed under the parent), with the score column."""
+    from search.runner import run_search
+
+    url = itt_ui["url"]
+    p, _ = _sim_search(tmp_path, hparams=False, asha=False)
+    lines: list[str] = []
+    exp = run_search(str(p), name="ui-check", storage=str(tmp_path / "runs"), tracking_uri=url, log=lines.append,
+                     progress="off")
+    link = next(ln for ln in lines if ln.startswith("compare the trials: ")).split(": ", 1)[1]
+    client = MlflowClient(url)
+    e = client.get_experiment_by_name("ui-check")
+    assert link.startswith(f"{url}/#/experiments/{e.experiment_id}/runs?viewStateShareKey=itt-")
+    assert link.endswith("workflowType=machine_learning")
+    assert e.tags["mlflow.experimentKind"] == "custom_model_development"
+    rows = _rows(exp)
+    dom = _chromium(link, tmp_path / "chromium", screenshot=tmp_path / "runs_page.png")
+    (tmp_path / "runs_page.html").write_text(dom)
+    text = " ".join(re.sub(r"<[^>]+>", " ", dom).split())
+    assert f"{len(rows)} matching runs" in text, text[-2000:]  # the trials, without the parent run
+    for r in rows.values():  # every trial's run name is a row of the table
+        assert f">{html.escape(r['order'])}<" in dom, r["order"]
+    # the columns a comparison needs, in the header and in every trial's row
+    for col in ("metrics.`score`", "params.`order`", "tags.`outcome`"):
+        assert dom.count(f'col-id="{col}"') == len(rows) + 1, col
+    # `itt ui` lists the same link for the store's searches
+    out = subprocess.run([sys.executable, "-m", "search.cli", "ui", "--tracking-uri", url], capture_output=True,
+                         text=True, timeout=120).stdout
+    assert f"  ui-check: {link}" in out, out

@@ -1,0 +1,132 @@
+"""Live progress of a search (search/progress.py): the chain's progress events, the throttle at the
+source, the renderer, and the plain lines a simulated search prints while it runs."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import pytest
+
+from search.progress import Running, Throttle, plain_line, running_trials, table
+from tests.test_search import TOY3, _search_config, _table
+from search.space import OrderSpace
+
+
+# ------------------------------------------------------------------ the throttle (in the trial process)
+def test_throttle_sends_at_most_once_per_interval_and_the_latest_event():
+    sent: list[tuple[float, dict]] = []
+    th = Throttle(lambda ev: sent.append((time.monotonic(), ev)), interval=0.05)
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 0.5:  # a chain calling back on every step, as fast as it can
+        n += 1
+        th({"step": n, "total": 10**9})
+    time.sleep(0.15)
+    th.close()
+    assert n > 1000  # the hot path is cheap: thousands of events in half a second
+    assert 3 <= len(sent) <= 0.65 / 0.05 + 1, len(sent)  # one send per interval, no more
+    gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:])]
+    assert min(gaps) >= 0.04, gaps
+    assert sent[-1][1]["step"] == n  # the last event is delivered after the chain goes quiet
+    idle = len(sent)
+    time.sleep(0.15)
+    assert len(sent) == idle  # nothing new: nothing sent (and the thread is gone after close)
+
+
+def test_throttle_reads_a_tensor_loss_only_when_it_sends():
+    torch = pytest.importorskip("torch")
+    got = []
+    th = Throttle(got.append, interval=0.02)
+    th({"step": 1, "total": 2, "loss": torch.tensor(0.25)})
+    time.sleep(0.1)
+    th.close()
+    assert got == [{"step": 1, "total": 2, "loss": 0.25}] and isinstance(got[0]["loss"], float)
+
+
+# ------------------------------------------------------------------ the chain's events (itt/, no Ray)
+def test_chain_reports_its_phases_steps_and_loss(write_config):
+    from itt.chain import run_chain
+    from itt.config import load_config
+
+    cfg = load_config(str(write_config({"order": ["toy_topic"], "seeds": [0, 1], "probe": {"enabled": True, "steps": 2},
+                                        "eval": {"perturbation": {"enabled": False}}})))
+    events: list[dict] = []
+    run_chain(cfg, progress=events.append, log=lambda *a: None)
+    phases = [(e["phase"], e["seed_index"]) for e in events if "step" not in e]  # phase starts
+    assert phases == [("stage", 0), ("probe", 0), ("stage", 1), ("probe", 1), ("target", 0), ("eval", 0),
+                      ("target", 1), ("eval", 1)], phases
+    steps = [e for e in events if e["phase"] == "stage" and e["seed_index"] == 0 and "loss" in e]
+    assert [e["step"] for e in steps] == [1, 2, 3, 4] and all(e["total"] == 4 for e in steps)
+    assert all(e["stage"] == 1 and e["stages"] == 2 and e["task"] == "toy_topic" and e["seeds"] == 2 for e in steps)
+    assert float(steps[-1]["loss"]) > 0
+    target = [e for e in events if e["phase"] == "target"]
+    assert {(e["stage"], e["stages"], e["task"]) for e in target} == {(2, 2, "toy_xnli")}
+    assert max(e["step"] for e in [e for e in events if e["phase"] == "probe" and "step" in e]) == 2
+
+
+# ------------------------------------------------------------------ the renderer (pure)
+def test_renderer_names_each_running_trial_its_stage_steps_loss_and_elapsed():
+    now = 1000.0
+    rows = {"t1": {"status": "running", "order": "a>b", "_started": now - 75},
+            "t2": {"status": "running", "order": "", "_started": now - 5},
+            "t3": {"status": "completed", "order": "b", "_started": now - 50},
+            "t4": {"status": "running", "order": "c", "_started": now - 3}}
+    events = {"t1": {"phase": "stage", "stage": 2, "stages": 3, "task": "b", "step": 40, "total": 120, "loss": 0.69314,
+                     "seed_index": 1, "seeds": 3, "_at": now - 1},
+              "t2": {"phase": "eval", "stage": 1, "stages": 1, "task": "x", "_at": now - 1},
+              "t3": {"phase": "target", "stage": 2, "stages": 2, "_at": now - 1},
+              "t4": {"phase": "probe", "stage": 1, "stages": 2, "_at": now - 60}}  # an earlier attempt's event
+    running = running_trials(rows, events, now)
+    assert [r.trial_id for r in running] == ["t1", "t2", "t4"]  # finished trials are not shown
+    t1, t2, t4 = running
+    assert t1.phase() == "stage 2/3 b, seed 2/3" and t1.steps() == "40/120" and t1.loss() == "0.6931"
+    assert t2.phase() == "eval" and t2.order == "F" and t2.steps() == "-"
+    assert t4.phase() == "starting"  # the stale event of a retried trial is not shown as current
+    line = plain_line(t1, now)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d running t1 a>b \| stage 2/3 b, seed 2/3 \| step 40/120 \| loss 0\.6931 \| 1m15s",
+                        line), line
+    assert Running("x", "a", 3, {"phase": "target", "task": "xnli", "step": 3, "total": 9}).phase() == "target fine-tune xnli"
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=140, color_system=None).print(table(running, "2 running, 0 pending; best 0.7 (a)"))
+    out = buf.getvalue()
+    for needle in ("trial", "order", "doing", "steps", "loss", "elapsed", "a>b", "stage 2/3 b, seed 2/3", "40/120",
+                   "0.6931", "1m15s", "eval", "best 0.7 (a)"):
+        assert needle in out, (needle, out)
+
+
+# ------------------------------------------------------------------ a simulated search, non-TTY
+def test_simulated_search_prints_the_running_trials_stages(tmp_path, ray_local):
+    """Plain lines while trials run name their order and stage i of k; each finished trial leaves one
+    line with its order, outcome and score."""
+    from search.runner import run_search
+
+    space = OrderSpace(candidates=TOY3[:2], lengths=[2])  # two orders, run side by side
+    table_path = _table(tmp_path, space)
+    p = _search_config(tmp_path, {"candidates": TOY3[:2], "length": 2, "searcher": "exhaustive",
+                                  "simulate": {"table": str(table_path), "seconds_per_stage": 2.0},
+                                  "scheduler": {"type": "none"}, "resources": {"max_concurrent": 2},
+                                  "tracking": {"enabled": False}})
+    lines: list[str] = []  # (Tune pickles its callbacks, and with them this log: plain values only)
+    exp = run_search(str(p), name="live", storage=str(tmp_path / "runs"), log=lines.append, progress="plain")
+    import csv
+
+    rows = {r["trial_id"]: r for r in csv.DictReader(open(exp / "results.csv"))}
+    running = [ln for ln in lines if " running " in ln and "|" in ln]
+    stages = {(m.group(1), m.group(2), m.group(3)) for ln in running
+              if (m := re.search(r" running (\S+) (\S+) \| stage (\d)/3 ", ln))}
+    # every trial was seen in both of its stages, with its own order
+    for tid, r in rows.items():
+        assert (tid, r["order"], "1") in stages and (tid, r["order"], "2") in stages, (tid, running)
+    # the stage a line names is the task at that position of the trial's order
+    for ln in running:
+        m = re.search(r" (\S+) \| stage (\d)/3 (\S+)", ln)
+        assert m.group(1).split(">")[int(m.group(2)) - 1] == m.group(3).rstrip(","), ln
+    done = [ln for ln in lines if re.match(r"\[\s*\d+s\] trial ", ln)]
+    assert len(done) == len(rows)
+    for tid, r in rows.items():
+        ln = next(x for x in done if f" trial {tid} " in x)
+        assert f"{r['order']}: completed, score {float(r['score']):.4f} | trials: " in ln, ln
