@@ -28,6 +28,7 @@ every later parameter from it. The first ``n_startup`` orders are drawn at rando
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -104,7 +105,8 @@ class OrderBOSampler(BaseSampler):
     def sample_independent(self, study, trial, param_name, param_distribution):
         params = self._proposals.get(trial.number)
         if params is None:
-            params = self._proposals[trial.number] = self._propose(study)
+            with _one_thread():
+                params = self._proposals[trial.number] = self._propose(study)
         if param_name in params:
             value = params[param_name]
             try:
@@ -169,9 +171,11 @@ class OrderBOSampler(BaseSampler):
         if model is None:  # fitting failed (degenerate data): a random untried configuration
             order, hp = free[int(self._rng.integers(len(free)))]
             return self._params(order, hp)
-        self.last_recommendation = self._recommendation(model, obs)
+        observed = self._observed_configs(obs)
         model = self._with_believers(model, obs)
-        mu, sd = self._predict(model, free)
+        mu, sd = self._predict(model, observed + free)
+        self.last_recommendation = self._recommendation(observed, mu[:len(observed)], sd[:len(observed)], obs)
+        mu, sd = mu[len(observed):], sd[len(observed):]
         best = self.last_recommendation["mean"]
         score = log_ei(mu, sd, best)
         if self.cost_aware:
@@ -247,41 +251,39 @@ class OrderBOSampler(BaseSampler):
         """The GP on everything observed. Its hyperparameters are re-optimised (warm-started) only when
         the data has grown by a quarter since the last optimisation; in between, the last ones are kept
         and only the posterior is recomputed (one Cholesky): a proposal stays well under a second."""
-        import torch
+        X, Y = self._training_data(obs)
+        model = self._model(X, Y)
+        if self._warm is not None:
+            try:
+                model.load_state_dict(self._warm, strict=False)
+            except Exception:
+                self._warm = None
+        if self._warm is None or len(Y) >= 1.25 * self._fitted_at:
+            model = self._optimise(model, X, Y)
+            if model is None:
+                return None
+            self._fitted_at = len(Y)
+            self._warm = {k: v.detach().clone() for k, v in model.state_dict().items()
+                          if "raw_" in k or k.endswith("constant") or "covar_factor" in k}
+        model.eval()
+        return model
+
+    def _optimise(self, model, X, Y):
+        """Type-II maximum likelihood (BoTorch's fit_gpytorch_mll, L-BFGS-B); once more from the priors
+        when a warm start fails; None when that fails too."""
         from botorch.fit import fit_gpytorch_mll
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        X, Y = self._training_data(obs)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small matrices: threads only add overhead (and the driver shares its cores)
-        try:
-            model = self._model(X, Y)
-            if self._warm is not None:
-                try:
-                    model.load_state_dict(self._warm, strict=False)
-                except Exception:
-                    self._warm = None
-            if self._warm is None or len(Y) >= 1.25 * self._fitted_at:
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
-                                         optimizer_kwargs={"options": {"maxiter": self.fit_iters}})
-                except Exception:
-                    try:  # a warm start gone wrong: once more from the priors
-                        model = self._model(X, Y)
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-                    except Exception:
-                        return None
-                self._fitted_at = len(Y)
-                self._warm = {k: v.detach().clone() for k, v in model.state_dict().items()
-                              if "raw_" in k or k.endswith("constant") or "covar_factor" in k}
-            model.eval()
-            return model
-        finally:
-            torch.set_num_threads(threads)
+        for attempt in range(2):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
+                                     optimizer_kwargs={"options": {"maxiter": self.fit_iters}})
+                return model
+            except Exception:
+                model = self._model(X, Y)
+        return None
 
     def _training_data(self, obs: Observations):
         import torch
@@ -359,13 +361,18 @@ class OrderBOSampler(BaseSampler):
         except Exception:
             return model  # believers are a refinement; without them pending configs are still not re-proposed
 
-    def _recommendation(self, model, obs: Observations) -> dict:
+    @staticmethod
+    def _observed_configs(obs: Observations) -> list[tuple[list[str], dict]]:
         configs, keys = [], set()
         for o, h, _ in obs.finals:
             if config_key(o, h) not in keys:
                 keys.add(config_key(o, h))
                 configs.append((o, h))
-        mu, sd = self._predict(model, configs)
+        return configs
+
+    @staticmethod
+    def _recommendation(configs, mu, sd, obs: Observations) -> dict:
+        """The observed configuration with the best posterior mean, with its 95% interval."""
         i = int(np.argmax(mu))
         o, h = configs[i]
         observed = [y for oo, hh, y in obs.finals if config_key(oo, hh) == config_key(o, h)]
@@ -378,13 +385,29 @@ class OrderBOSampler(BaseSampler):
         obs = self.observations(study)
         if not obs.finals:
             return None
-        model = self._fit(obs)
+        with _one_thread():
+            model = self._fit(obs)
         if model is None:
             o, h, y = max(obs.finals, key=lambda f: f[2])
             return {"order": ">".join(o), "hparams": h, "mean": y, "lo": None, "hi": None, "observed": y,
                     "n_finals": len(obs.finals)}
-        self.last_recommendation = self._recommendation(model, obs)
+        configs = self._observed_configs(obs)
+        mu, sd = self._predict(model, configs)
+        self.last_recommendation = self._recommendation(configs, mu, sd, obs)
         return self.last_recommendation
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Small matrices: torch's threads only add overhead (and the driver shares its cores with trials)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _import_botorch() -> None:
