@@ -170,6 +170,18 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     # scores are the table's
     want = {r[0]: float(r[-1]) for r in csv.reader(open(table)) if r[0] != "order"}
     assert all(float(r["score"]) == pytest.approx(want[r["order"]]) for r in rows)
+    summary = json.loads((exp / "summary.json").read_text())
+    assert [b["order"] for b in summary["best_observed"]][0] == max(rows, key=lambda r: float(r["score"]))["order"]
+    if searcher == "exhaustive":
+        return
+    # the Optuna study is inspectable (optuna-dashboard sqlite:///<experiment>/optuna.db)
+    study = optuna.load_study(study_name=f"sim-{searcher}", storage=f"sqlite:///{exp / 'optuna.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {order_key(space.decode(t.params)) for t in done} == set(orders)
+    if searcher == "order_bo":  # a recommendation from the model: one of the orders run, with its interval
+        rec = summary["recommended"]
+        assert rec["order"] in orders and rec["lo"] <= rec["mean"] <= rec["hi"]
+        assert summary["trace"] and all(t["order"] in orders for t in summary["trace"])
 
 
 def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
@@ -379,22 +391,36 @@ def _dists(space: OrderSpace, key: str) -> dict:
     return {f"l{i}": optuna.distributions.CategoricalDistribution(list(range(n - i))) for i in range(len(key.split(">")))}
 
 
-def test_searcher_state_pickles(tmp_path):
-    """Ray saves the searcher with the experiment (resume); it must round-trip."""
+@pytest.mark.parametrize("searcher", ["order_bo", "tpe"])
+def test_searcher_state_pickles(searcher, tmp_path):
+    """Ray saves the searcher (and the scheduler) with the experiment (resume); they must round-trip,
+    with the Optuna study in its sqlite storage, and continue where they were."""
     from search.config import SearchConfig
+    from search.schedulers import make_scheduler
     from search.searchers import make_searcher
+    from search.searchers.optuna_samplers import optuna_storage
+    from search.storage import Storage
 
-    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True})
-    s = make_searcher(scfg, [[t] for t in TOY3])
+    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True}, searcher=searcher)
+    st = Storage(str(tmp_path), "exp")
+    st.write_text("x", "search.yaml")
+    storage, url = optuna_storage(scfg, st, "exp")
+    s = make_searcher(scfg, [[t] for t in TOY3], storage=storage, study_name="exp")
     s.set_search_properties("objective", "max", {})
     first = [s.suggest(f"t{i}") for i in range(3)]
     assert [scfg.space().decode(c) for c in first] == [[t] for t in TOY3]
+    for i, c in enumerate(first):
+        s.on_trial_result(f"t{i}", {"objective": 0.2 + 0.1 * i, "training_iteration": 1})
+        s.on_trial_complete(f"t{i}", {"objective": 0.5 + 0.1 * i, "final": 1})
     s.save(str(tmp_path / "searcher.pkl"))
     s2 = make_searcher(scfg, [])
     s2.restore(str(tmp_path / "searcher.pkl"))
     assert s2.orders_seen == set(TOY3)  # the dedup state comes back with the Optuna study
+    assert len(optuna.load_study(study_name="exp", storage=url).trials) == 3
     c = s2.suggest("t9")
     assert scfg.space().is_valid(scfg.space().decode(c)) and s2.space.decode(c) not in [[t] for t in TOY3]
+    sched = pickle.loads(pickle.dumps(make_scheduler(scfg)))
+    assert type(sched).__name__ == "OrderASHA" and sched._rng.random() == make_scheduler(scfg)._rng.random()
 
 
 # ------------------------------------------------------------------ one real search through Ray
