@@ -94,7 +94,7 @@ class LocalRayCluster:
                     pass
         return out
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self, grace_s: float = 2.0) -> None:
         """SIGTERM to this cluster's processes, SIGKILL to those left after ``grace_s``; remove the folder."""
         for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
             pids = self.pids()
