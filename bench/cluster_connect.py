@@ -59,11 +59,13 @@ CONFIG = {
 }
 
 
-def run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, list[str]]:
+def run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, list[str], dict | None]:
+    """Wall time, exit code, every non-empty line printed, and the JSON a probe script printed last."""
     t = time.time()
     r = subprocess.run(cmd, env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, capture_output=True, text=True, timeout=300)
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
-    return time.time() - t, r.returncode, lines
+    out = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    return time.time() - t, r.returncode, lines, (json.loads(out[-1]) if out else None)
 
 
 def main() -> None:
@@ -88,19 +90,18 @@ def main() -> None:
         ]
         for i, (name, address, env) in enumerate(cases):
             storage = work / f"runs{i}"
-            s_cli, rc, lines = run([sys.executable, "-m", "search.cli", "search", str(work / "cfg.yaml"), "--address",
+            s_cli, rc, lines, _ = run([sys.executable, "-m", "search.cli", "search", str(work / "cfg.yaml"), "--address",
                                     address, "--storage", str(storage), "--no-tracking"], env, work)
-            chk = json.loads(run([sys.executable, "-c", CHECK, address], env, work)[2][-1])
-            s_ray, _, ray_lines = run([sys.executable, "-c", RAY_INIT, address], env, work)
-            ray_res = json.loads(ray_lines[-1])
-            print(f"== {name} ({address})")
+            chk = run([sys.executable, "-c", CHECK, address], env, work)[3]
+            _, _, ray_lines, ray_res = run([sys.executable, "-c", RAY_INIT, address], env, work)
+            print(f"== {name} ({address})", flush=True)
             print(f"  itt search: {s_cli:5.1f} s wall, exit {rc}, {len(lines)} line(s), experiment folder written: "
                   f"{storage.exists()}")
             for ln in (lines if rc else lines[-1:]):
                 print(f"    | {ln}")
             print(f"  check alone: {chk['s']:5.2f} s -> {chk['out'][:160]}")
             print(f"  ray.init alone: {ray_res['s']:5.1f} s, {len(ray_lines) - 1} line(s) on stderr/stdout -> "
-                  f"{ray_res['out'][:160]}")
+                  f"{ray_res['out'][:160]}", flush=True)
     finally:
         auth.stop()
         noauth.stop()

@@ -66,7 +66,7 @@ def check(address: str | None) -> Target:
                         f"or `auto` on a cluster node")
     gcs = _resolve(address, where)
     _reachable(gcs, where)
-    if address.startswith("ray://"):  # Ray Client: its server authenticates the session itself
+    if address.startswith("ray://"):  # Ray Client (ray[client]): its own protocol; reachability only
         return Target(address)
     return _authenticate(gcs, where, address)
 
@@ -83,8 +83,7 @@ def connect(address: str | None, **init_kwargs) -> Target:
     except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:  # after a clean check: rare (versions)
         if target.address is None:
             raise
-        raise UserError(f"--address {address}: could not join the Ray cluster at {target.address}: "
-                        f"{_first_line(e)}") from None
+        raise UserError(f"could not join the Ray cluster at {target.address}: {_first_line(e)}") from None
     return target
 
 

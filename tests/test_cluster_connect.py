@@ -208,3 +208,24 @@ def test_search_on_two_nodes_with_token_auth(token_cluster, tmp_path):
     for path in (tmp_path / "runs").rglob("*"):
         if path.is_file():
             assert token_cluster.token.encode() not in path.read_bytes(), path
+
+
+def test_resume_checks_the_address_before_touching_the_experiment(tmp_path, monkeypatch, capsys):
+    """`itt resume --address` where nothing listens: one error line, exit 2, the experiment unchanged."""
+    from search.cli import main
+    from search.config import load_search
+
+    _no_ray(monkeypatch, tmp_path)
+    scfg, chain, _ = load_search(_sim_config(tmp_path))
+    exp = tmp_path / "runs" / "on_two_nodes"
+    exp.mkdir(parents=True)
+    (exp / "search.yaml").write_text(yaml.safe_dump({**chain.model_dump(mode="json"),
+                                                     "search": scfg.model_dump(mode="json")}))
+    (exp / "tuner.pkl").write_bytes(b"")
+    before = sorted(p.name for p in exp.iterdir())
+    port = free_port()
+    assert main(["resume", str(exp), "--address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --address 127.0.0.1:{port}: no Ray cluster listens there (connection refused); start the "
+                   f"head with `ray start --head --port {port}`, or check the address `ray start --head` printed"]
+    assert sorted(p.name for p in exp.iterdir()) == before
