@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ except BaseException as e:
     out = type(e).__name__ + ": " + (str(e).strip().splitlines() or [""])[0]
 print(json.dumps({"s": time.time() - t, "out": out}))
 """
+RAY_WAIT_S = 120  # Ray's ray.init towards a port where nothing listens was still retrying after 160 s here
 CONFIG = {
     "name": "bench_connect", "seeds": [0], "target": {"task": "toy_xnli"},
     "model": {"tiny": {"arch": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
@@ -59,10 +61,16 @@ CONFIG = {
 }
 
 
-def run(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, list[str], dict | None]:
-    """Wall time, exit code, every non-empty line printed, and the JSON a probe script printed last."""
+def run(cmd: list[str], env: dict, cwd: Path, timeout: float = 300) -> tuple[float, int | None, list[str], dict | None]:
+    """Wall time, exit code, every non-empty line printed, and the JSON a probe script printed last
+    (exit code None and no JSON: killed after ``timeout`` seconds)."""
     t = time.time()
-    r = subprocess.run(cmd, env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, capture_output=True, text=True, timeout=300)
+    try:
+        r = subprocess.run(cmd, env={**env, "PYTHONPATH": str(ROOT)}, cwd=cwd, capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        text = (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace")
+        return time.time() - t, None, [ln for ln in text.splitlines() if ln.strip()], None
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
     out = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     return time.time() - t, r.returncode, lines, (json.loads(out[-1]) if out else None)
@@ -93,18 +101,20 @@ def main() -> None:
             s_cli, rc, lines, _ = run([sys.executable, "-m", "search.cli", "search", str(work / "cfg.yaml"), "--address",
                                     address, "--storage", str(storage), "--no-tracking"], env, work)
             chk = run([sys.executable, "-c", CHECK, address], env, work)[3]
-            _, _, ray_lines, ray_res = run([sys.executable, "-c", RAY_INIT, address], env, work)
+            s_ray, _, ray_lines, ray_res = run([sys.executable, "-c", RAY_INIT, address], env, work, timeout=RAY_WAIT_S)
+            ray_res = ray_res or {"s": s_ray, "out": f"still connecting after {RAY_WAIT_S} s: killed"}
             print(f"== {name} ({address})", flush=True)
             print(f"  itt search: {s_cli:5.1f} s wall, exit {rc}, {len(lines)} line(s), experiment folder written: "
                   f"{storage.exists()}")
             for ln in (lines if rc else lines[-1:]):
                 print(f"    | {ln}")
             print(f"  check alone: {chk['s']:5.2f} s -> {chk['out'][:160]}")
-            print(f"  ray.init alone: {ray_res['s']:5.1f} s, {len(ray_lines) - 1} line(s) on stderr/stdout -> "
+            print(f"  ray.init alone: {ray_res['s']:5.1f} s, {len(ray_lines) - (ray_res.get('out') != f'still connecting after {RAY_WAIT_S} s: killed')} line(s) printed -> "
                   f"{ray_res['out'][:160]}", flush=True)
     finally:
         auth.stop()
         noauth.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -106,10 +106,12 @@ def _resolve(address: str, where: str) -> str:
 
 
 def _reachable(gcs: str, where: str) -> None:
+    """Something listens at ``gcs`` and speaks HTTP/2 (gRPC), as a Ray GCS does; a web server there (the
+    dashboard's port, MLflow's) is told apart at once, before Ray's client would wait for it."""
     host, _, port = gcs.rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT_S):
-            return
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT_S) as sock:
+            grpc = _speaks_http2(sock)
     except socket.gaierror:
         raise UserError(f"{where} {gcs}: unknown host '{host}'") from None
     except ConnectionRefusedError:
@@ -118,8 +120,32 @@ def _reachable(gcs: str, where: str) -> None:
         why = f"no answer within {TIMEOUT_S:g} s"
     except OSError as e:
         why = e.strerror or str(e)
+    else:
+        if grpc:
+            return
+        raise UserError(f"{where} {gcs}: something listens there but it is not a Ray cluster (it does not speak "
+                        f"gRPC: a web server, e.g. the dashboard?); give the port `ray start --head` printed "
+                        f"(6379 by default)")
     raise UserError(f"{where} {gcs}: no Ray cluster listens there ({why}); start the head with "
                     f"`ray start --head --port {port}`, or check the address `ray start --head` printed") from None
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+
+
+def _speaks_http2(sock: socket.socket) -> bool:
+    """Send HTTP/2's client preface; an HTTP/2 server answers with a SETTINGS frame (type 4)."""
+    try:
+        sock.sendall(_HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except OSError:
+        return False
+    return len(head) == 9 and head[3] == 4
 
 
 def _authenticate(gcs: str, where: str, given: str) -> Target:

@@ -53,6 +53,24 @@ def test_nothing_listening_is_one_line_at_once(tmp_path, monkeypatch):
     assert time.time() - t < 5  # Ray's own ray.init waits 40 s here
 
 
+def test_a_web_server_is_no_ray_cluster(tmp_path, monkeypatch):
+    """The dashboard's or MLflow's port given by mistake: told apart at once (HTTP/1, not gRPC)."""
+    import http.server
+    import threading
+
+    _no_ray(monkeypatch, tmp_path)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        t = time.time()
+        with pytest.raises(UserError, match="something listens there but it is not a Ray cluster"):
+            cluster.check(f"127.0.0.1:{srv.server_address[1]}")
+        assert time.time() - t < 5
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @pytest.mark.parametrize("address, problem", [
     ("http://127.0.0.1:8265", "that is the Ray dashboard"),
     ("10.0.0.5", "expected HOST:PORT"),
