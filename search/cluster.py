@@ -2,8 +2,9 @@
 
 Ray 2.59+ starts clusters with token authentication (``RAY_AUTH_MODE=token``). A driver that joins one
 needs the mode set and the head's token; without them ``ray.init(address=...)`` retries for ~20 s
-with ``InvalidAuthToken`` lines and ends in a traceback, and an address where nothing listens costs
-40 s. :func:`check` is a pre-flight run before anything is written: a TCP connect to the GCS, then one
+with ``InvalidAuthToken`` lines and ends in a traceback, and towards an address where nothing listens
+it was still retrying after 2 minutes (bench/cluster_connect.py). :func:`check` is a pre-flight run
+before anything is written: a TCP connect to the GCS and HTTP/2's preface (a GCS speaks gRPC), then one
 GCS request without a token (does the cluster require one?) and, if it does, one with the token found
 the way Ray looks for it (``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH``, else
 ``~/.ray/auth_token``). Each wrong case is one :class:`UserError` line naming what is missing and what
@@ -68,14 +69,19 @@ def check(address: str | None) -> Target:
     _reachable(gcs, where)
     if address.startswith("ray://"):  # Ray Client (ray[client]): its own protocol; reachability only
         return Target(address)
-    return _authenticate(gcs, where, address)
+    target = _authenticate(gcs, where, address)
+    _checked[address] = target
+    return target
+
+
+_checked: dict[str, Target] = {}  # check() -> connect() in one run: the second check is skipped
 
 
 def connect(address: str | None, **init_kwargs) -> Target:
     """:func:`check`, then ``ray.init`` on the checked address (a local Ray when there is none)."""
     import ray
 
-    target = check(address)
+    target = _checked.pop(address, None) or check(address)  # run_search checked it a moment ago
     if ray.is_initialized():
         return target
     try:

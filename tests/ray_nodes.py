@@ -83,30 +83,34 @@ class LocalRayCluster:
         self.node_ips.append(ip)
 
     def pids(self) -> list[int]:
-        """Every live process of the sessions this cluster started."""
+        """Every live process (zombies left out) of the sessions this cluster started."""
         out = []
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
                 try:
-                    if os.getsid(int(d.name)) in self.sessions:
+                    state = (d / "stat").read_text().rpartition(")")[2].split()[0]
+                    if os.getsid(int(d.name)) in self.sessions and state != "Z":
                         out.append(int(d.name))
-                except (ProcessLookupError, PermissionError):
+                except (OSError, IndexError):  # gone meanwhile
                     pass
         return out
 
-    def stop(self, grace_s: float = 2.0) -> None:
-        """SIGTERM to this cluster's processes, SIGKILL to those left after ``grace_s``; remove the folder."""
-        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
-            pids = self.pids()
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.time() + wait
-            while pids and time.time() < deadline:
-                time.sleep(0.2)
-                pids = self.pids()
-            if not pids:
-                break
+    def stop(self, grace_s: float = 2.0, timeout_s: float = 20.0) -> None:
+        """SIGTERM to this cluster's processes; after ``grace_s``, SIGKILL to whatever is left (again, for
+        processes a dying raylet started meanwhile) until none is; then remove the folder."""
+        self._signal(signal.SIGTERM)
+        deadline = time.time() + grace_s
+        while self.pids() and time.time() < deadline:
+            time.sleep(0.2)
+        deadline = time.time() + timeout_s
+        while self.pids() and time.time() < deadline:
+            self._signal(signal.SIGKILL)
+            time.sleep(0.3)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _signal(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass

@@ -334,6 +334,9 @@ def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
     rows = _rows(exp)
     assert len(rows) == 5 and "best orders:" in out and str(exp / "results.csv") in out
     assert "stopped by ASHA" in out and "trials:" in out  # live progress lines
+    import ray  # every trial (trained, stopped or replayed) records the node it ran on, as Ray registered it
+
+    assert {r["node_ip"] for r in rows} == {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     done = [r for r in rows if r["status"] == "completed"]
     stopped = [r for r in rows if r["status"] == "stopped"]
     assert done and stopped, [(r["order"], r["status"]) for r in rows]
