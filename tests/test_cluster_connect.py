@@ -222,8 +222,8 @@ def test_search_on_two_nodes_with_token_auth(token_cluster, tmp_path):
     children = [x for x in runs if x.data.tags.get("mlflow.parentRunId")]
     assert len(runs) == 5 and len(children) == 4 and all(x.info.status == "FINISHED" for x in runs)
     assert {x.data.tags["trial_id"] for x in children} == {r["trial_id"] for r in rows}
-    # nothing of the token in the experiment's files
-    for path in (tmp_path / "runs").rglob("*"):
+    # nothing of the token in the experiment's files nor in MLflow's store
+    for path in [tmp_path / "mlflow.db", *(tmp_path / "runs").rglob("*")]:
         if path.is_file():
             assert token_cluster.token.encode() not in path.read_bytes(), path
 
