@@ -98,10 +98,12 @@ def main() -> None:
         ]
         for i, (name, address, env) in enumerate(cases):
             storage = work / f"runs{i}"
-            s_cli, rc, lines, _ = run([sys.executable, "-m", "search.cli", "search", str(work / "cfg.yaml"), "--address",
-                                    address, "--storage", str(storage), "--no-tracking"], env, work)
+            cli = [sys.executable, "-m", "search.cli", "search", str(work / "cfg.yaml"), "--address", address,
+                   "--storage", str(storage), "--no-tracking"]
+            s_cli, rc, lines, _ = run(cli, env, work)
             chk = run([sys.executable, "-c", CHECK, address], env, work)[3]
             s_ray, _, ray_lines, ray_res = run([sys.executable, "-c", RAY_INIT, address], env, work, timeout=RAY_WAIT_S)
+            n_ray = len(ray_lines) - (ray_res is not None)  # the probe's own JSON line left out
             ray_res = ray_res or {"s": s_ray, "out": f"still connecting after {RAY_WAIT_S} s: killed"}
             print(f"== {name} ({address})", flush=True)
             print(f"  itt search: {s_cli:5.1f} s wall, exit {rc}, {len(lines)} line(s), experiment folder written: "
@@ -109,8 +111,8 @@ def main() -> None:
             for ln in (lines if rc else lines[-1:]):
                 print(f"    | {ln}")
             print(f"  check alone: {chk['s']:5.2f} s -> {chk['out'][:160]}")
-            print(f"  ray.init alone: {ray_res['s']:5.1f} s, {len(ray_lines) - (ray_res.get('out') != f'still connecting after {RAY_WAIT_S} s: killed')} line(s) printed -> "
-                  f"{ray_res['out'][:160]}", flush=True)
+            print(f"  ray.init alone: {ray_res['s']:5.1f} s, {n_ray} line(s) printed -> {ray_res['out'][:160]}",
+                  flush=True)
     finally:
         auth.stop()
         noauth.stop()
