@@ -19,12 +19,14 @@ from pathlib import Path
 from ray.tune import Callback
 
 from itt.errors import ConfigError, UserError
+from search.cluster import check as check_cluster
+from search.cluster import connect
 from search.config import SearchConfig, load_search
 from search.schedulers import make_scheduler
 from search.searchers import exhaustive_param_space, make_searcher, optuna_storage, seed_point_orders
 from search.space import order_key
 from search.storage import Storage, echo
-from search.trial import TrialContext, chain_trial, release_train_resources, split_config
+from search.trial import NODE_KEY, TrialContext, chain_trial, release_train_resources, split_config
 
 class Status:
     """Trial outcomes as written to results.csv."""
@@ -81,6 +83,9 @@ class ResultsWriter(Callback):
             return
         done = int(row.get("order_length") or 0) if result.get("final") else int(result.get("step", 0))
         row["stages_completed"] = max(row.get("stages_completed") or 0, done)
+        node = self._node_ip(result)
+        if node:  # where the trial trains (a retry may move it)
+            row["node_ip"] = node
         for k in ("stages_trained", "stages_from_cache", "cache_seconds_saved"):  # running counts (stage cache)
             if k in result:
                 row[k] = result[k]
@@ -136,6 +141,22 @@ class ResultsWriter(Callback):
             self.log(self.cache_line())
 
     # helpers ---------------------------------------------------------------
+    def _node_ip(self, result: dict) -> str | None:
+        """The address Ray registered the reporting node with (Tune's own ``node_ip`` is the address
+        of the default route, the same for every node of a machine); nodes are looked up once each."""
+        import ray
+
+        nid = result.get(NODE_KEY)
+        if not nid:
+            return result.get("node_ip")
+        self._nodes = getattr(self, "_nodes", {})
+        if nid not in self._nodes:
+            try:
+                self._nodes.update({n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()})
+            except Exception:
+                pass
+        return self._nodes.get(nid) or result.get("node_ip")
+
     def _retain_checkpoints(self) -> None:
         """Disk bound: final checkpoints only for the best K completed trials (K = keep_checkpoints,
         at least tracking.best_k, whose checkpoints go to MLflow at the end); the rest are removed."""
@@ -171,7 +192,7 @@ class ResultsWriter(Callback):
                 + list(self.languages) + ["test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean",
                                           "perturbation_score"]
                 + sorted({k for r in self.rows.values() for k in r if k.startswith("xtreme_")}) + ["replayed"]
-                + ["stages_trained", "stages_from_cache", "cache_seconds_saved"])
+                + ["stages_trained", "stages_from_cache", "cache_seconds_saved", "node_ip"])
 
     def _write(self) -> None:
         cols = self.columns()
@@ -273,6 +294,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     import yaml
 
     scfg, chain, _ = load_search(config, overrides)
+    check_cluster(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
     name = name or chain.name
     st = Storage(storage or str(Path("runs").resolve()), name)
     if st.exists():
@@ -395,9 +417,8 @@ def _init_ray(address: str | None, scfg: SearchConfig) -> None:
     if scfg.simulate:  # cheap trials: Ray's default per-trial loggers and fresh processes dominate
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 configure_logging=True)
+    if not ray.is_initialized():  # --address: checked first, with Ray's token authentication (search/cluster.py)
+        connect(address, include_dashboard=False, logging_level="ERROR", log_to_driver=False, configure_logging=True)
 
 
 def _trainable(scfg: SearchConfig, chain, st: Storage, metric: str):

@@ -116,7 +116,7 @@ def chain_trial(config: dict, ctx: TrialContext) -> None:
     record = ctx.storage.read_text("dedup", f"{key}.json")
     if record is not None:  # the same (order, hparams, seeds) ran before in this search: report it again
         for m in json.loads(record)["reports"]:  # it trained nothing, and took nothing from the stage cache
-            tune.report({**m, "replayed": 1, **({k: 0 for k in _CACHE_COUNTS if k in m})})
+            tune.report({**m, "replayed": 1, **({k: 0 for k in _CACHE_COUNTS if k in m}), NODE_KEY: node_id()})
         return
     _train(chain_raw, ctx, key)
 
@@ -143,6 +143,13 @@ def _train(chain_raw: dict, ctx: TrialContext, key: str) -> None:
 
 
 _CACHE_COUNTS = ("stages_trained", "stages_from_cache", "cache_seconds_saved")
+NODE_KEY = "node_id"  # in every report: the Ray node the reporting process runs on (results.csv's node_ip)
+
+
+def node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def stage_cache(ctx: TrialContext, log=print):
@@ -188,6 +195,7 @@ def _worker_loop(loop_config: dict) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         m["step"] = ctx.search.final_step if m.get("final") else step
         m["objective"] = objective(m, ctx)
+        m[NODE_KEY] = node
         reports.append(m)
         if rank == 0 and m.get("final"):
             if st.remote:  # outputs first: a dedup record must never point at missing files
@@ -196,6 +204,7 @@ def _worker_loop(loop_config: dict) -> None:
         ray.train.report(m)  # a barrier: every worker reports the same number of times
 
     log = print if rank == 0 else (lambda *a: None)
+    node = node_id()  # where rank 0 trains (Train keeps rank 0's reports)
     try:
         with trial_progress(st.display, trial_id, enabled=rank == 0) as progress:  # the driver's live view
             run_chain(cfg, out_dir=out, report=report, log=log, cache=stage_cache(ctx, log=log), progress=progress)
@@ -276,9 +285,10 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
                 progress({"phase": Phase.STAGE, "stage": i, "stages": k, "task": order[i - 1]})
             time.sleep(ctx.search.simulate.seconds_per_stage)
             v = mean(f"probe_{i}")
-            tune.report({"step": i, "objective": v, f"probe_{m}_mean": v, "simulated": 1})
+            tune.report({"step": i, "objective": v, f"probe_{m}_mean": v, "simulated": 1, NODE_KEY: node_id()})
     v = mean("final")
-    final = {"step": ctx.search.final_step, "objective": v, f"dev_{m}_mean": v, "final": 1, "simulated": 1}
+    final = {"step": ctx.search.final_step, "objective": v, f"dev_{m}_mean": v, "final": 1, "simulated": 1,
+             NODE_KEY: node_id()}
     res = _simulated_results(order, match, m)
     if res is not None:
         for fig, val in _flat_means(res, m).items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,23 @@ def test_cluster_layout():
     assert "--dashboard-host=127.0.0.1" in head_cmds
     assert "mlflow server" in head_cmds and "--artifacts-destination s3://" in head_cmds
     assert "security_group" not in cfg["provider"], "no extra inbound rules: only the cluster and SSH"
+
+
+def test_every_node_runs_with_token_auth_and_gets_the_token():
+    """Ray token authentication: RAY_AUTH_MODE=token for every `ray start`, the token file reaches every
+    node from outside the repository, and no token is written in the config."""
+    cfg = _load()
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in cfg[key] if "ray start" in c]
+        assert starts and all("RAY_AUTH_MODE=token ray start" in c for c in starts), key
+    src = cfg["file_mounts"].get("~/.ray/auth_token")
+    assert src and src.startswith(("~", "/")), "the token comes from the user's home, not from the project"
+    setup = " ".join(cfg["setup_commands"])
+    assert "chmod 600 ~/.ray/auth_token" in setup and "export RAY_AUTH_MODE=token" in setup
+    text = (ROOT / "cluster.yaml").read_text()
+    assert "RAY_AUTH_TOKEN=" not in text and not re.search(r"\b[0-9a-f]{32,}\b", text), "a token in cluster.yaml"
+    readme = (ROOT / "README.md").read_text()
+    assert "ray get-auth-token --generate" in readme and "export RAY_AUTH_MODE=token" in readme
 
 
 def test_readme_shows_the_cluster_workflow():

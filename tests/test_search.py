@@ -472,6 +472,12 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(tmp_path, r
     # a fourth trial repeats a completed order: replayed, not retrained
     assert len(rows) == 4 and rows[3]["replayed"] == "true" and rows[3]["score"] == {a: first, b: continued}[rows[3]["order"]]["score"]
     assert "best orders observed:" in out and str(exp / "results.csv") in out
+    # every trial (trained, stopped, continued or replayed) records the node it ran on, as Ray registered it
+    assert {r["node_ip"] for r in rows} == {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    # XTREME's score of an accuracy task is the mean accuracy over languages (test split)
+    done = [r for r in rows if r["status"] == "completed"]
+    assert all(r["en"] and r["xc"] and float(r["xtreme_average"]) == pytest.approx(float(r["test_mean"])) ==
+               pytest.approx(float(r["xtreme_toy_xnli"])) for r in done)
 
 
 def _events(log) -> list[dict]:
