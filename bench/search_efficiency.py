@@ -33,9 +33,10 @@ at a time (``--concurrency 1``: the proposals do not depend on timing) until the
 Figures per (table, strategy), median and IQR over seeds:
 * ``regret@f``: normalized regret (best - value) / (best - median order) of the RECOMMENDED order after
   spending a fraction f of exhaustive's compute; values are the table's means over seeds (the truth).
-  The recommended order is the searcher's own choice where it has a model (order_bo: its posterior mean,
-  from the trace in summary.json, one entry per proposal), else the best observed score (in noisy mode
-  that is the winner's curse at work). Before the first completed trial the regret counts as 1.
+  In mean mode a trial's score is that mean, so the recommended order is the best observed one, for
+  every strategy. In noisy mode it is the searcher's own choice where it has a model (order_bo: its
+  posterior mean, from the trace in summary.json, one entry per proposal), else the best observed
+  one-seed score (the winner's curse at work). Before the first completed trial the regret counts as 1.
 * ``area``: the mean of regret over f = 1%..50% (the area under the curve, normalized).
 * ``to_eps``: compute until the first completed order within eps of the best (eps = the table's standard
   error of an order's mean over seeds; planted: its final noise sd), as a fraction of exhaustive's.
@@ -236,13 +237,16 @@ def curve(info: dict, run: dict) -> dict:
                 to_eps = min(to_eps, spent / E)
             if r["order"] == info["best"]:
                 to_best = min(to_best, spent / E)
+    # noisy mode: the searcher's own choice where it has a model; mean mode: a trial's score is the mean
+    # over the table's seeds (the truth regret is measured on), so the best observed is the one to take
+    model = info["mode"] == "noisy" and bool(run["trace"])
     trace = {t["trials_started"]: t["order"] for t in run["trace"]}
     out = []
     for f in FRACTIONS:
         m = sum(a <= f * E for a in after)  # trials finished within the budget
-        if m == len(run["rows"]) and run["recommended"] and run["trace"]:
+        if model and m == len(run["rows"]) and run["recommended"]:
             rec = run["recommended"]  # the final recommendation, fitted on everything
-        elif m in trace:
+        elif model and m in trace:
             rec = trace[m]  # the model's choice when it proposed trial m, knowing trials 0..m-1
         else:
             done = [r for r in run["rows"][:m] if r["status"] == "completed" and r["score"] not in ("", None)]
