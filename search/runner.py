@@ -26,7 +26,8 @@ from search.config import SearchConfig, load_search
 from search.searcher import DedupSearcher
 from search.space import order_key
 from search.storage import Storage, echo
-from search.trial import TrialContext, chain_trial, define, release_train_resources, split_config
+from search.trial import (TrialContext, chain_trial, define, in_trial_process, release_train_resources, split_config,
+                          trial_resources)
 
 SEARCHERS = ("tpe", "gp", "random", "exhaustive")
 
@@ -311,11 +312,12 @@ def _check_resources(scfg: SearchConfig) -> int:
     if scfg.simulate:  # table lookups start no Ray Train workers: only the trial's own CPUs count
         return max(1, math.floor(ray.cluster_resources().get("CPU", 0) / max(r.trial_cpus, 1e-9) + 1e-9))
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    worker = {"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker}
+    one = in_trial_process(r)  # the chain in the trial's process: its CPUs and the worker's on one node
+    worker = {"CPU": r.cpus_per_worker + (r.trial_cpus if one else 0), "GPU": r.gpus_per_worker}
     fits = [min(math.floor(n["Resources"].get(k, 0) / v + 1e-9) for k, v in worker.items() if v > 0) for n in nodes]
     if not any(f >= 1 for f in fits):
         have = ", ".join(f"{n['Resources'].get('CPU', 0):g} CPU / {n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
-        raise UserError(f"search.resources: a worker needs {r.cpus_per_worker:g} CPU and {r.gpus_per_worker:g} GPU, "
+        raise UserError(f"search.resources: a {'trial' if one else 'worker'} needs {worker['CPU']:g} CPU and {r.gpus_per_worker:g} GPU, "
                         f"but no node has that (nodes: {have})")
     total = ray.cluster_resources()
     per_trial = {"CPU": r.trial_cpus + r.workers_per_trial * r.cpus_per_worker, "GPU": r.workers_per_trial * r.gpus_per_worker}
@@ -423,7 +425,9 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         param_space=param_space,
         tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=make_searcher(scfg, seed_points),
                                     scheduler=scheduler, num_samples=num_samples, max_concurrent_trials=concurrency,
-                                    reuse_actors=bool(scfg.simulate)),
+                                    # a trial's process runs the next trial (no new process per trial);
+                                    # a TorchTrainer's driver function is not reused (its worker group is new anyway)
+                                    reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),
         run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
                                   callbacks=[writer, tracker], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
@@ -506,7 +510,7 @@ def _trainable(scfg: SearchConfig, chain, st: Storage, metric: str):
     from ray import tune
 
     ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), storage=st, metric=metric)
-    return tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), {"cpu": scfg.resources.trial_cpus})
+    return tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), trial_resources(scfg))
 
 
 def _count_status(st: Storage, status: str = Status.COMPLETED) -> int:
@@ -572,7 +576,22 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     log(disk_usage_line(st))
     if interrupted:
         raise SearchInterrupted(st.display)
+    if scfg.report:
+        _final_report(st, scfg, tracker, log=log)
     return st.display if st.remote else Path(st.path())
+
+
+def _final_report(st: Storage, scfg: SearchConfig, tracker, *, log=echo) -> None:
+    """``search.report``: ``itt report`` on the finished search; its answer ends the console output. A
+    report that cannot be made (e.g. no completed trial) is one line: the search's results stand."""
+    from search.report import make_report
+
+    log("does order matter here? (itt report)")
+    try:
+        make_report(st.display if st.remote else st.path(), tracking_uri=getattr(tracker, "uri", None),
+                    mlflow=scfg.tracking.enabled, log=log)
+    except Exception as e:  # noqa: BLE001 - the search is done; say why the report is missing, and how to retry
+        log(f"report: not written ({e}); once fixed: itt report {st.display}")
 
 
 def _remove_driver_file(st: Storage) -> None:

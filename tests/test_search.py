@@ -309,9 +309,30 @@ def test_searcher_state_pickles(tmp_path):
     assert scfg.space().is_valid(scfg.space().decode(c)) and s2.space.decode(c) not in [[t] for t in TOY3]
 
 
+# ------------------------------------------------------------------ where a trial's chain runs
+def test_one_worker_trials_run_in_their_own_process_with_its_resources():
+    """One worker: the Tune trial itself holds the worker's CPUs and GPU fraction (no TorchTrainer);
+    more workers (or ``ray_train``): the trial holds its driver share, Ray Train the workers'."""
+    from search.config import SearchConfig
+    from search.trial import in_trial_process, trial_resources
+
+    def cfg(**res):
+        return SearchConfig(candidates=TOY3, length=1, resources={"cpus_per_worker": 0.75, "trial_cpus": 0.25, **res})
+
+    one = cfg(gpus_per_worker=0.5)
+    assert in_trial_process(one.resources) and trial_resources(one) == {"cpu": 1.0, "gpu": 0.5}
+    assert trial_resources(cfg()) == {"cpu": 1.0}
+    for train in (cfg(workers_per_trial=2, gpus_per_worker=1), cfg(ray_train=True)):
+        assert not in_trial_process(train.resources) and trial_resources(train) == {"cpu": 0.25}
+    sim = cfg().model_copy(update={"simulate": {"table": "t.csv"}})
+    assert trial_resources(sim) == {"cpu": 0.25}  # a table lookup: the cheapest trial
+
+
 # ------------------------------------------------------------------ one real search through Ray
-def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
-    """Trials train chains on Ray Train; ASHA stops at least one; a re-proposed order is replayed."""
+@pytest.mark.parametrize("ray_train", [False, True], ids=["own-process", "ray-train"])
+def test_real_tiny_search_with_asha_and_replay(ray_train, tmp_path, ray_local, capsys):
+    """Trials train chains (in the trial's own process, or on a Ray Train TorchTrainer); ASHA stops at
+    least one; a re-proposed order is replayed."""
     # quickstart-sized: big enough that probes carry signal (the probe after toy_topic beats the
     # others), so ASHA has something to stop; one seed point per task, then TPE re-proposes
     base = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
@@ -325,7 +346,8 @@ def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
               # trial (hparams could differ in general), and the trial replays the earlier result
               "hparams": {"train.lr": {"choice": [0.001]}},
               "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
-              "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.75, "trial_cpus": 0.25, "max_concurrent": 1}}
+              "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.75, "trial_cpus": 0.25, "max_concurrent": 1,
+                            "ray_train": ray_train}}
     p = _search_config(tmp_path, search, base)
     code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--name", "real"])
     out = capsys.readouterr().out
@@ -334,6 +356,9 @@ def test_real_tiny_search_with_asha_and_replay(tmp_path, ray_local, capsys):
     rows = _rows(exp)
     assert len(rows) == 5 and "best orders:" in out and str(exp / "results.csv") in out
     assert "stopped by ASHA" in out and "trials:" in out  # live progress lines
+    # a TorchTrainer keeps its runs under train/ and records its placement group; a trial's own process neither
+    assert (exp / "train").is_dir() == ray_train
+    assert any((exp / "trials").glob("*/placement_group")) == ray_train
     done = [r for r in rows if r["status"] == "completed"]
     stopped = [r for r in rows if r["status"] == "stopped"]
     assert done and stopped, [(r["order"], r["status"]) for r in rows]
