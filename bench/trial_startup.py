@@ -6,7 +6,8 @@
 Runs ``itt search`` in a subprocess (working directory: a fresh empty folder, so MLflow's store and
 ``runs/`` start empty; the environment as given, e.g. ``OMP_NUM_THREADS`` as the user has it) and prints:
 
-- the wall time of the whole command;
+- the wall time of the whole command, and the CPU time of its process tree (what it needs of the
+  cores, whatever else runs on the machine);
 - per-trial start-up: seconds from a trial's start (Ray Tune marks it RUNNING: its process is up) to
   its chain's first training starting (the first ``ITT_STAGE_LOG`` line of that trial: an intermediate
   stage, or the target fine-tune when every stage came from the stage cache); median, min, max. Trials
@@ -50,6 +51,30 @@ def first_trainings(log: Path) -> dict[str, float]:
     return out
 
 
+def tree_cpu_seconds(proc: subprocess.Popen, every: float = 0.5) -> float:
+    """Wait for ``proc``; the user+system CPU seconds of it and every descendant (Ray's daemons and
+    workers), sampled every ``every`` s (a process that ends between samples loses at most that much).
+    With other work on the machine, wall time stretches but CPU time does not: it says what the
+    command needs of the cores."""
+    import psutil
+
+    seen: dict[int, float] = {}
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            procs = []
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                seen[p.pid] = max(seen.get(p.pid, 0.0), t.user + t.system)
+            except psutil.Error:
+                pass
+        time.sleep(every)
+    return sum(seen.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
@@ -66,8 +91,11 @@ def main() -> None:
     for s in args.set:
         cmd += ["--set", s]
     t0 = time.time()
-    res = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    with open(work / "stdout.txt", "w") as out, open(work / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=err, text=True)
+        cpu = tree_cpu_seconds(proc)
     wall = time.time() - t0
+    res = subprocess.CompletedProcess(cmd, proc.returncode, (work / "stdout.txt").read_text(), (work / "stderr.txt").read_text())
     console = res.stdout + res.stderr
     (work / "console.txt").write_text(console)
     if res.returncode != 0:
@@ -76,7 +104,9 @@ def main() -> None:
     gaps = sorted(firsts[t] - starts[t] for t in starts if t in firsts)
     lines = [f"config: {args.config} {' '.join(args.set)}",
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}, {os.cpu_count()} CPUs",
-             f"wall time of `itt search`: {wall:.1f} s ({len(starts)} trials)",
+             f"wall time of `itt search`: {wall:.1f} s ({len(starts)} trials); CPU time of its process tree "
+             f"(driver, Ray, trials): {cpu:.0f} s = {cpu / (os.cpu_count() or 1):.0f} s per core; load average at the end "
+             f"{os.getloadavg()[0]:.1f}",
              f"raylet 'PYTHON worker processes have been started' warnings on the console: {len(WARNING.findall(console))}"]
     if gaps:
         lines.append(f"trial start -> first training: median {statistics.median(gaps):.1f} s, min {gaps[0]:.1f} s, "
