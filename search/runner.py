@@ -42,6 +42,9 @@ class Status:
 
 
 # ------------------------------------------------------------------ results.csv + progress
+WRITE_GAP = 20  # results.csv: the pause after a rewrite, in multiples of its duration (at most ~5% of the driver's time)
+
+
 class ResultsWriter(Callback):
     """Keeps ``results.csv`` up to date and prints a progress line whenever a trial ends."""
 
@@ -52,6 +55,7 @@ class ResultsWriter(Callback):
         self.space = scfg.space()
         self.rows: dict[str, dict] = {}
         self.t0 = time.time()
+        self._next_write, self._dirty = 0.0, False  # results.csv rewrites, throttled (see _write)
 
     # Tune hooks ----------------------------------------------------------
     def setup(self, **info):
@@ -59,6 +63,7 @@ class ResultsWriter(Callback):
         was when the search began, without rows: the rows come back from ``results.csv`` instead (it
         is rewritten on every report, so it is newer than any Tune snapshot, also after a SIGKILL)."""
         self.t0 = time.time()
+        self._next_write, self._dirty = 0.0, False  # an unpickled writer's clock was another process's
         from search.tracking import read_rows
 
         if not self.rows:
@@ -134,7 +139,8 @@ class ResultsWriter(Callback):
         if lost:
             self.log(f"{len(lost)} trial(s) started after Ray Tune's last snapshot before the driver stopped "
                      f"({', '.join(lost)}); Tune ran others in their place (their finished stages came from the stage cache)")
-            self._write()
+            self._dirty = True
+        self.flush()
         if self.scfg.cache.enabled and not self.scfg.simulate:
             self.log(self.cache_line())
 
@@ -176,7 +182,30 @@ class ResultsWriter(Callback):
                 + sorted({k for r in self.rows.values() for k in r if k.startswith("xtreme_")}) + ["replayed"]
                 + ["stages_trained", "stages_from_cache", "cache_seconds_saved"])
 
-    def _write(self) -> None:
+    def on_step_end(self, iteration, trials, **info):
+        """Every loop of Tune's controller: a rewrite that _write held back goes out once its time comes."""
+        if getattr(self, "_dirty", False) and time.monotonic() >= self._next_write:
+            self._write()
+
+    def _write(self, force: bool = False) -> None:
+        """Rewrite results.csv (whole, atomically). A rewrite costs O(trials), and a search of many short
+        trials reports several times a second: after one that took d seconds, the next waits
+        ``WRITE_GAP`` x d (~0.4 s at 1,000 rows here), and the events in between are written together
+        (on_step_end, the next event, or the end of the search: ``force``)."""
+        now = time.monotonic()
+        if not force and now < getattr(self, "_next_write", 0.0):
+            self._dirty = True
+            return
+        self._dirty = False
+        self._write_now()
+        self._next_write = now + WRITE_GAP * (time.monotonic() - now)
+
+    def flush(self) -> None:
+        """Write what a throttled rewrite held back (the end of a search, or an interrupted one)."""
+        if getattr(self, "_dirty", False):
+            self._write(force=True)
+
+    def _write_now(self) -> None:
         cols = self.columns()
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
@@ -558,6 +587,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         # Tune's handler, once it has seen a Ctrl-C, puts back the one installed before it: ours
         interrupted = main and signal.getsignal(signal.SIGINT) is _second_interrupt
     except BaseException as e:
+        writer.flush()
         tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops
         _remove_driver_file(st)
         if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
@@ -566,6 +596,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+    writer.flush()
     interrupted = interrupted or any(r["status"] == Status.RUNNING for r in writer.rows.values())
     tracker.close(interrupted=interrupted)
     _remove_driver_file(st)

@@ -309,6 +309,44 @@ def test_searcher_state_pickles(tmp_path):
     assert scfg.space().is_valid(scfg.space().decode(c)) and s2.space.decode(c) not in [[t] for t in TOY3]
 
 
+def test_results_csv_rewrites_are_throttled_then_flushed(tmp_path, monkeypatch):
+    """results.csv is rewritten whole (O(trials)): a burst of reports costs a few rewrites, not one
+    each, and nothing is lost: Tune's next controller step or the end of the search writes the rest."""
+    import time
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.runner import ResultsWriter
+    from search.storage import Storage
+
+    w = ResultsWriter(Storage(str(tmp_path / "runs"), "e"), SearchConfig(candidates=TOY3, length=1), "accuracy", ["en"],
+                      log=lambda *a: None)
+    writes = []
+    real = w._write_now
+
+    def slow_write():  # a rewrite that takes 5 ms (a large results.csv)
+        time.sleep(0.005)
+        writes.append(time.monotonic())
+        real()
+
+    monkeypatch.setattr(w, "_write_now", slow_write)
+    t = SimpleNamespace(trial_id="a", config={"order": "toy_topic"}, status="RUNNING")
+    w.on_trial_start(0, [t], t)
+    for step in range(1, 201):  # 200 reports in a burst
+        w.on_trial_result(0, [t], t, {"step": step})
+    assert len(writes) < 20, len(writes)
+    assert all(b - a >= 0.09 for a, b in zip(writes, writes[1:]))  # >= 20 x 5 ms apart (less the write itself)
+    rows = lambda: list(csv.DictReader((tmp_path / "runs" / "e" / "results.csv").open()))  # noqa: E731
+    assert rows()[0]["stages_completed"] != "200"  # held back ...
+    time.sleep(0.2)
+    w.on_step_end(0, [t])  # ... until Tune's next step after the pause
+    assert rows()[0]["stages_completed"] == "200"
+    w.on_trial_result(0, [t], t, {"step": 201})
+    w.on_trial_result(0, [t], t, {"step": 202})
+    w.flush()  # the end of a search (or an interrupted one)
+    assert rows()[0]["stages_completed"] == "202"
+
+
 # ------------------------------------------------------------------ where a trial's chain runs
 def test_one_worker_trials_run_in_their_own_process_with_its_resources():
     """One worker: the Tune trial itself holds the worker's CPUs and GPU fraction (no TorchTrainer);
