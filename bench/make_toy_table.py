@@ -75,6 +75,7 @@ LENGTH = 3
 # OVERRIDES_V1 below: 4 target epochs, 50-step probes)
 OVERRIDES = [
     "toy.n_train=2000",
+    "toy.n_eval=400",
     "train.epochs=1",  # 63 steps per intermediate stage
     "finetune.epochs=8",  # 500 target steps (the quickstart's): most orders learn the target
     "probe.enabled=true",

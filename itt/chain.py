@@ -351,11 +351,13 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
 
 def _trace(event: str, **fields) -> None:
     """``ITT_STAGE_LOG=<file>``: one JSON line per stage-training as it starts (an audit trail of what a
-    search really trained, across processes and restarts; the fault-tolerance tests count these)."""
+    search really trained, across processes and restarts; the fault-tolerance tests count these).
+    ``ITT_RUN_ID``, when set (a search sets the trial id), is written as ``run`` on each line."""
     path = os.environ.get("ITT_STAGE_LOG")
     if path:
+        run = {"run": os.environ["ITT_RUN_ID"]} if os.environ.get("ITT_RUN_ID") else {}
         with open(path, "a", encoding="utf-8") as f:  # O_APPEND: lines from many processes stay whole
-            f.write(json.dumps({"event": event, "pid": os.getpid(), "time": time.time(), **fields}) + "\n")
+            f.write(json.dumps({"event": event, "pid": os.getpid(), "time": time.time(), **run, **fields}) + "\n")
 
 
 def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int, progress: Progress | None = None) -> dict:

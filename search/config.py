@@ -77,10 +77,16 @@ class Scheduler(_Strict):
 
 
 class Resources(_Strict):
-    workers_per_trial: int = Field(1, ge=1)  # Ray Train workers (processes) per trial
+    """What a trial uses. One worker: the chain runs in the Tune trial's own process, which holds
+    ``trial_cpus + cpus_per_worker`` CPUs and ``gpus_per_worker`` GPU; more: a Ray Train TorchTrainer
+    whose workers each hold ``cpus_per_worker`` and ``gpus_per_worker``, beside the trial's ``trial_cpus``."""
+
+    workers_per_trial: int = Field(1, ge=1)  # processes training one chain (DDP through Ray Train when > 1)
     gpus_per_worker: float = Field(0, ge=0)
     cpus_per_worker: float = Field(1, gt=0)
     trial_cpus: float = Field(0.25, gt=0)  # the trial's driver function (Ray needs a nonzero share)
+    # a Ray Train TorchTrainer also for one worker (15-25 s of start-up per trial; to compare the paths)
+    ray_train: bool = False
     max_concurrent: int | None = Field(None, ge=1)  # default: as many as the cluster's resources fit
 
 
@@ -152,6 +158,8 @@ class SearchConfig(_Strict):
     keep_checkpoints: int | None = Field(3, ge=0)
     tracking: Tracking = Field(default_factory=Tracking)
     cache: Cache = Field(default_factory=Cache)
+    # at the end of the search, `itt report` on it: report.html in <experiment>/report/, its answer printed
+    report: bool = False
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -496,6 +496,33 @@ def headline_metrics(res: dict) -> dict[str, float]:
     return {k: float(v) for k, v in m.items() if v is not None and math.isfinite(v)}
 
 
+def answer(res: dict, where: str) -> list[str]:
+    """The report's answer in a few console lines: does order matter (the primary test, or why it was
+    not run), IF vs F, the best order with its interval, and where report.html is."""
+    board, iv = res["leaderboard"], res["if_vs_f"]
+    lines = [res["headline"]["text"]]
+    if iv.get("available"):
+        o = iv["overall"]
+        t = iv.get("test", {})
+        if "underpowered" in t:
+            tested = f"not tested: underpowered: {t['underpowered']}"
+        else:
+            sig = [r["language"] for r in iv["per_language"] if r.get("significant")]
+            tested = (f"best IF vs F significant in {len(sig)} of {len(iv['per_language'])} languages "
+                      f"({', '.join(sig) or 'none'}; Welch, Holm)")
+        lines.append(f"IF vs F: F {o['F']:.4f}, best IF ({show(iv['best_order'])}) {o['best_IF']:.4f}, "
+                     f"mean of {iv['n_if_orders']} IF orders {o['mean_IF']:.4f}; {tested}.")
+    else:
+        lines.append(f"IF vs F: not compared: {iv['reason']}.")
+    if board:
+        b = board[0]
+        ci = (f", {res['confidence']:.0%} interval [{b['ci_low']:.4f}, {b['ci_high']:.4f}]" if b.get("ci_low") is not None
+              else " (one seed: no interval)")
+        lines.append(f"Best order: {show(b['order'])}, mean {b['mean']:.4f} over {b['n_seeds']} seed(s){ci}.")
+    lines.append(f"Report: {where}/report.html")
+    return lines
+
+
 def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA, tracking_uri: str | None = None,
                 mlflow: bool = True, heuristics: bool = True, log=print) -> dict:
     """``itt report``: read, analyse, render, then write (local folder or the experiment's store) and
@@ -521,7 +548,8 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
             exp.st.upload_dir(tmp, "report")
             where = exp.st.display + "/report"
         log(f"report: {where}/report.html  (report.md, report.json, {len(pngs)} PNGs)")
-        log(res["headline"]["text"])
+        for line in answer(res, where)[:-1]:
+            log(line)
         if mlflow:
             from search.tracking import log_report
 

@@ -1,5 +1,6 @@
-"""What one Ray Tune trial runs: a chain on a Ray Train ``TorchTrainer`` (Accelerate inside its
-workers), a replay of an earlier identical trial, or a lookup in a simulated-objective table.
+"""What one Ray Tune trial runs: a chain (in the trial's own process with one worker; on a Ray Train
+``TorchTrainer`` with Accelerate inside its workers with more), a replay of an earlier identical
+trial, or a lookup in a simulated-objective table.
 
 Every report carries ``step`` (ASHA's time attribute: the stage index; the final report of every
 order at ``SearchConfig.final_step``, the longest order + 1, so finals never share a rung with
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -121,14 +123,38 @@ def chain_trial(config: dict, ctx: TrialContext) -> None:
     _train(chain_raw, ctx, key)
 
 
+def in_trial_process(res) -> bool:
+    """True when a trial runs its chain in its own process (one worker, unless ``resources.ray_train``
+    asks for a Ray Train ``TorchTrainer`` anyway); False: a ``TorchTrainer`` with its worker group."""
+    return res.workers_per_trial == 1 and not res.ray_train
+
+
+def trial_resources(scfg: SearchConfig) -> dict[str, float]:
+    """What a Tune trial reserves: a simulated trial or a TorchTrainer's driver function only
+    ``trial_cpus`` (Ray Train reserves its workers itself); a chain in the trial's own process also
+    its one worker's CPUs and GPU fraction."""
+    r = scfg.resources
+    if scfg.simulate is not None or not in_trial_process(r):
+        return {"cpu": r.trial_cpus}
+    return {"cpu": r.trial_cpus + r.cpus_per_worker, **({"gpu": r.gpus_per_worker} if r.gpus_per_worker else {})}
+
+
 def _train(chain_raw: dict, ctx: TrialContext, key: str) -> None:
-    import ray.train
+    """One worker: the chain here, in the trial's process (no Ray Train start-up: a controller, a
+    worker group and a placement group cost 15-25 s per trial). More: a ``TorchTrainer``."""
     from ray import tune
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     res = ctx.search.resources
     trial_id = tune.get_context().get_trial_id()
+    if in_trial_process(res):
+        run_trial_chain(chain_raw, ctx, key, trial_id, rank=0, send=tune.report,
+                        cpus=res.trial_cpus + res.cpus_per_worker)
+        return
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"chain": chain_raw, "ctx": ctx, "key": key, "trial_id": trial_id},
@@ -170,26 +196,34 @@ def _worker_loop(loop_config: dict) -> None:
     """Inside each Ray Train worker: the chain, with Accelerate (``Accelerator(cpu=True)`` on CPU so
     gradients sync across processes); every report goes to Tune through Ray Train."""
     import ray.train
+
+    ctx: TrialContext = loop_config["ctx"]
+    rank = ray.train.get_context().get_world_rank()
+    pg = ray.util.get_current_placement_group()
+    if rank == 0 and pg is not None:  # the driver removes it when the trial ends (see release_train_resources)
+        ctx.storage.write_text(pg.id.hex(), "trials", loop_config["trial_id"], PG_FILE)
+    run_trial_chain(loop_config["chain"], ctx, loop_config["key"], loop_config["trial_id"], rank=rank,
+                    send=ray.train.report, cpus=ctx.search.resources.cpus_per_worker)
+
+
+def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, rank: int, send, cpus: float) -> None:
+    """Run one trial's chain in this process (the trial's own, or a Ray Train worker's): outputs to
+    ``trials/<id>/``, every report through ``send`` (``tune.report`` or ``ray.train.report``), the final
+    one recorded in ``dedup/`` (rank 0). ``cpus``: this process's share, its torch threads on CPU."""
     import torch
 
     from itt.chain import run_chain
     from itt.config import ChainConfig
 
-    ctx: TrialContext = loop_config["ctx"]
-    raw = loop_config["chain"]
     cfg = ChainConfig.model_validate(raw)
     if cfg.hardware.num_threads is None and not torch.cuda.is_available():
-        torch.set_num_threads(max(1, int(ctx.search.resources.cpus_per_worker)))
-    rank = ray.train.get_context().get_world_rank()
-    st, trial_id = ctx.storage, loop_config["trial_id"]
+        torch.set_num_threads(max(1, int(cpus)))
+    os.environ["ITT_RUN_ID"] = trial_id  # the chain's ITT_STAGE_LOG lines name their trial
+    st = ctx.storage
     # chain outputs: straight into the experiment directory when it is a folder; on an object store,
     # into a local scratch folder uploaded to trials/<id>/ when the chain ends
     out = Path(st.path("trials", trial_id)) if not st.remote else Path(tempfile.mkdtemp(prefix=f"itt-{trial_id}-"))
-    pg = ray.util.get_current_placement_group()
-    if rank == 0 and pg is not None:  # the driver removes it when the trial ends (see release_train_resources)
-        st.write_text(pg.id.hex(), "trials", trial_id, PG_FILE)
     reports: list[dict] = []
-    sent: dict = {}  # files of out/ already uploaded (object stores), with their size and mtime
 
     def report(metrics: dict, step: int) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -197,19 +231,22 @@ def _worker_loop(loop_config: dict) -> None:
         m["objective"] = objective(m, ctx)
         m[NODE_KEY] = node
         reports.append(m)
-        if rank == 0 and m.get("final"):
-            if st.remote:  # outputs first: a dedup record must never point at missing files
-                sent.update(st.upload_dir(out, "trials", trial_id))
-            st.write_text(json.dumps({"order": cfg.order, "reports": reports}), "dedup", f"{loop_config['key']}.json")
-        ray.train.report(m)  # a barrier: every worker reports the same number of times
+        if not m.get("final"):  # the final report waits for the chain's outputs (below)
+            send(m)  # Ray Train: a barrier, every worker reports the same number of times
 
     log = print if rank == 0 else (lambda *a: None)
     node = node_id()  # where rank 0 trains (Train keeps rank 0's reports)
     try:
         with trial_progress(st.display, trial_id, enabled=rank == 0) as progress:  # the driver's live view
             run_chain(cfg, out_dir=out, report=report, log=log, cache=stage_cache(ctx, log=log), progress=progress)
-        if st.remote and rank == 0:  # results.json is written after the final report: only what is new
-            st.upload_dir(out, "trials", trial_id, sent=sent)
+        # The final report ends the trial (ASHA stops it at max_t: its process may go at once), so it
+        # goes out only once results.json and the rest are in place, and the dedup record after them
+        # (a dedup record must never point at missing files).
+        if rank == 0:
+            if st.remote:
+                st.upload_dir(out, "trials", trial_id)
+            st.write_text(json.dumps({"order": cfg.order, "reports": reports}), "dedup", f"{key}.json")
+        send(reports[-1])
     finally:
         if st.remote:
             shutil.rmtree(out, ignore_errors=True)
@@ -224,6 +261,7 @@ def release_train_resources(storage: Storage, trial_id: str) -> None:
     With Ray 2.60, a TorchTrainer run inside a Tune function trial leaves its worker group's
     placement group CREATED after the trial ends (completed or stopped by ASHA): its CPUs stay
     reserved and later trials wait forever. The trial's rank 0 records the group; this removes it.
+    A trial that ran its chain in its own process has no such group (Tune frees its own): a no-op.
     """
     try:
         pg_id = storage.read_text("trials", trial_id, PG_FILE)

@@ -412,6 +412,7 @@ def test_results_csv_columns_and_end_line(tmp_path):
     w.on_trial_result(0, [a, b], b, {"step": 1, "stages_trained": 0, "stages_from_cache": 1, "cache_seconds_saved": 12.5})
     w.on_trial_complete(0, [a, b], a)
     w.on_trial_complete(0, [a, b], b)  # stopped after stage 1: its counts so far still count
+    w.flush()  # (in a search, Tune's next controller step writes what a throttled rewrite held back)
     rows = {r["trial_id"]: r for r in csv.DictReader((tmp_path / "runs" / "e" / "results.csv").open())}
     assert (rows["a"]["stages_trained"], rows["a"]["stages_from_cache"]) == ("2", "0")
     assert (rows["b"]["stages_trained"], rows["b"]["stages_from_cache"], rows["b"]["status"]) == ("0", "1", "stopped")

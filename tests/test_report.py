@@ -259,12 +259,20 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "exhaustive", "seeds": [0, 1, 2],
                               "seed_points": {"baseline": True, "singles": True, "heuristics": ["similarity"]},
                               "scheduler": {"type": "none"}, "simulate": {"table": str(table)},
-                              "resources": {"max_concurrent": 2}}}
+                              "resources": {"max_concurrent": 2}, "report": True}}
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(cfg))
     lines: list[str] = []
     exp = run_search(str(p), name="rep", storage=str(tmp_path / "runs"), log=lines.append)
     seeded = next(x for x in lines if x.startswith("seed points (similarity"))
+    # search.report: the search ends with the report's answer (test, IF vs F, best order, report.html)
+    answer = lines[lines.index("does order matter here? (itt report)"):]
+    assert (exp / "report" / "report.html").is_file()
+    assert any(x.startswith(f"report: {exp}/report/report.html  (report.md, report.json") for x in answer), answer
+    assert any(x.startswith("Order matters for the mean score over languages: Kruskal–Wallis over 9 IF orders")
+               and "epsilon² = " in x for x in answer), answer
+    assert any(x.startswith("IF vs F: F 0.") and "best IF (toy_topic" in x and "significant in" in x for x in answer), answer
+    assert any(x.startswith("Best order: toy_topic") and "over 3 seed(s), 95% interval [" in x for x in answer), answer
     assert main(["report", str(exp)]) == 0
     out = capsys.readouterr().out
     res = json.loads((exp / "report" / "report.json").read_text())
@@ -291,6 +299,25 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/report.html", "report/report.json", "report/leaderboard.png"} <= arts
     assert run.data.metrics["report_order_effect_mean_p"] == pytest.approx(res["order_effect"]["tests"][0]["p_holm"])
+
+
+def test_search_report_that_cannot_be_made_is_one_line(tmp_path, ray_local):
+    """search.report on a search whose trials have no per-language results: the search ends normally,
+    and one line says why there is no report and how to make it later."""
+    from search.runner import run_search
+
+    table = tmp_path / "t.csv"
+    table.write_text("order,probe_1,final\ntoy_topic,0.4,0.5\ntoy_align,0.3,0.4\n")
+    cfg = {**TINY, "search": {"candidates": ["toy_topic", "toy_align"], "length": 1, "searcher": "exhaustive",
+                              "scheduler": {"type": "none"}, "simulate": {"table": str(table)},
+                              "tracking": {"enabled": False}, "report": True}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    lines: list[str] = []
+    exp = run_search(str(p), name="norep", storage=str(tmp_path / "runs"), log=lines.append)
+    assert lines[-2] == "does order matter here? (itt report)"
+    assert lines[-1].startswith("report: not written (") and lines[-1].endswith(f"once fixed: itt report {exp}"), lines
+    assert not (exp / "report").exists()
 
 
 # ------------------------------------------------------------------ the HTML, looked at

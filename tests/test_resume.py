@@ -162,11 +162,13 @@ def test_resume_bad_input(tmp_path, capsys):
     assert "no 'search:' block" in capsys.readouterr().err
 
 
-def test_worker_death_and_node_loss_do_not_stop_the_search(tmp_path, write_config, monkeypatch):
-    """A head and two worker nodes (ray.cluster_utils.Cluster). While trials run, one Train worker
-    process is SIGKILLed, then the node running another trial's worker is removed. The search ends
-    with every trial completed; the hit trials were retried (Tune's max_failures) and continued from
-    their finished stages (the stage cache): nothing but the stages in flight was trained twice."""
+@pytest.mark.parametrize("ray_train", [False, True], ids=["own-process", "ray-train"])
+def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, write_config, monkeypatch):
+    """A head and two worker nodes (ray.cluster_utils.Cluster). While trials run, one process training
+    a chain (the trial's own, or its Ray Train worker) is SIGKILLed, then the node running another
+    trial's chain is removed. The search ends with every trial completed; the hit trials were retried
+    (Tune's max_failures) and continued from their finished stages (the stage cache): nothing but the
+    stages in flight was trained twice."""
     import threading
 
     import ray
@@ -179,7 +181,8 @@ def test_worker_death_and_node_loss_do_not_stop_the_search(tmp_path, write_confi
     cfg = write_config({**SEARCH, "train": {"max_steps": 4},
                         "search": {**SEARCH["search"], "length": 2, "num_samples": 4, "max_failures": 3,
                                    "tracking": {"enabled": False},
-                                   "resources": {**SEARCH["search"]["resources"], "max_concurrent": 2}}})
+                                   "resources": {**SEARCH["search"]["resources"], "max_concurrent": 2,
+                                                 "ray_train": ray_train}}})
     if ray.is_initialized():
         ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

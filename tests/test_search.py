@@ -423,9 +423,67 @@ def test_searcher_state_pickles(searcher, tmp_path):
     assert type(sched).__name__ == "OrderASHA" and sched._rng.random() == make_scheduler(scfg)._rng.random()
 
 
+def test_results_csv_rewrites_are_throttled_then_flushed(tmp_path, monkeypatch):
+    """results.csv is rewritten whole (O(trials)): a burst of reports costs a few rewrites, not one
+    each, and nothing is lost: Tune's next controller step or the end of the search writes the rest."""
+    import time
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.runner import ResultsWriter
+    from search.storage import Storage
+
+    w = ResultsWriter(Storage(str(tmp_path / "runs"), "e"), SearchConfig(candidates=TOY3, length=1), "accuracy", ["en"],
+                      log=lambda *a: None)
+    writes = []
+    real = w._write_now
+
+    def slow_write():  # a rewrite that takes 5 ms (a large results.csv)
+        time.sleep(0.005)
+        writes.append(time.monotonic())
+        real()
+
+    monkeypatch.setattr(w, "_write_now", slow_write)
+    t = SimpleNamespace(trial_id="a", config={"order": "toy_topic"}, status="RUNNING")
+    w.on_trial_start(0, [t], t)
+    for step in range(1, 201):  # 200 reports in a burst
+        w.on_trial_result(0, [t], t, {"step": step})
+    assert len(writes) < 20, len(writes)
+    assert all(b - a >= 0.09 for a, b in zip(writes, writes[1:]))  # >= 20 x 5 ms apart (less the write itself)
+    rows = lambda: list(csv.DictReader((tmp_path / "runs" / "e" / "results.csv").open()))  # noqa: E731
+    assert rows()[0]["stages_completed"] != "200"  # held back ...
+    time.sleep(0.2)
+    w.on_step_end(0, [t])  # ... until Tune's next step after the pause
+    assert rows()[0]["stages_completed"] == "200"
+    w.on_trial_result(0, [t], t, {"step": 201})
+    w.on_trial_result(0, [t], t, {"step": 202})
+    w.flush()  # the end of a search (or an interrupted one)
+    assert rows()[0]["stages_completed"] == "202"
+
+
+# ------------------------------------------------------------------ where a trial's chain runs
+def test_one_worker_trials_run_in_their_own_process_with_its_resources():
+    """One worker: the Tune trial itself holds the worker's CPUs and GPU fraction (no TorchTrainer);
+    more workers (or ``ray_train``): the trial holds its driver share, Ray Train the workers'."""
+    from search.config import SearchConfig
+    from search.trial import in_trial_process, trial_resources
+
+    def cfg(**res):
+        return SearchConfig(candidates=TOY3, length=1, resources={"cpus_per_worker": 0.75, "trial_cpus": 0.25, **res})
+
+    one = cfg(gpus_per_worker=0.5)
+    assert in_trial_process(one.resources) and trial_resources(one) == {"cpu": 1.0, "gpu": 0.5}
+    assert trial_resources(cfg()) == {"cpu": 1.0}
+    for train in (cfg(workers_per_trial=2, gpus_per_worker=1), cfg(ray_train=True)):
+        assert not in_trial_process(train.resources) and trial_resources(train) == {"cpu": 0.25}
+    sim = cfg().model_copy(update={"simulate": {"table": "t.csv"}})
+    assert trial_resources(sim) == {"cpu": 0.25}  # a table lookup: the cheapest trial
+
+
 # ------------------------------------------------------------------ one real search through Ray
-def test_real_tiny_search_stopped_order_continues_and_repeat_replays(tmp_path, ray_local, capsys):
-    """Real chains through Ray: ASHA stops an order after its first stage; when the searcher proposes it
+@pytest.mark.parametrize("ray_train", [False, True], ids=["own-process", "ray-train"])
+def test_real_tiny_search_stopped_order_continues_and_repeat_replays(ray_train, tmp_path, ray_local, capsys):
+    """Real chains through Ray (in the trial's own process, or on a Ray Train TorchTrainer): ASHA stops an order after its first stage; when the searcher proposes it
     again it CONTINUES (stage 1 from the stage cache, only stage 2 trained, counted in ITT_STAGE_LOG) and
     runs to its final; a repeat of a completed order is replayed, not retrained."""
     import ray
@@ -449,7 +507,8 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(tmp_path, r
               # trial (hparams could differ in general), and the trial replays the earlier result
               "hparams": {"train.lr": {"choice": [0.001]}},
               "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
-              "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.75, "trial_cpus": 0.25, "max_concurrent": 1}}
+              "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.75, "trial_cpus": 0.25, "max_concurrent": 1,
+                            "ray_train": ray_train}}
     p = _search_config(tmp_path, search, base)
     code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--name", "real"])
     out = capsys.readouterr().out
@@ -474,6 +533,9 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(tmp_path, r
     assert "best orders observed:" in out and str(exp / "results.csv") in out
     # every trial (trained, stopped, continued or replayed) records the node it ran on, as Ray registered it
     assert {r["node_ip"] for r in rows} == {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    # a TorchTrainer keeps its runs under train/ and records its placement group; a trial's own process neither
+    assert (exp / "train").is_dir() == ray_train
+    assert any((exp / "trials").glob("*/placement_group")) == ray_train
     # XTREME's score of an accuracy task is the mean accuracy over languages (test split)
     done = [r for r in rows if r["status"] == "completed"]
     assert all(r["en"] and r["xc"] and float(r["xtreme_average"]) == pytest.approx(float(r["test_mean"])) ==
