@@ -7,7 +7,8 @@ probes and final score from a CSV table instead of training:
     python bench/search_efficiency.py --seeds 3                                  # a quick look (~15 min)
     python bench/search_efficiency.py --seeds 30 --json bench/data/search_efficiency.json \
         --plot bench/data/search_efficiency.png                                   # the committed figures
-    python bench/search_efficiency.py --merge a.json b.json --json all.json --plot all.png   # pool runs
+    python bench/search_efficiency.py --merge a.json b.jsonl --json all.json --plot all.png   # pool runs
+    (with --json X, every run is also appended to Xl as it ends: a run cut short keeps what it ran)
     python bench/search_efficiency.py --overhead                                  # proposal time only
 
 Tables (``--tables``; ``mode`` = how a trial reads a table with one row per seed):
@@ -363,13 +364,21 @@ def main(argv=None) -> int:
     if args.overhead:
         print(json.dumps(overhead()))
         return 0
-    if args.merge:
-        blobs = [json.loads(Path(f).read_text()) for f in args.merge]
+    if args.merge:  # --json files, or the .jsonl files written run by run
         pooled: dict[str, list] = {}
-        for b in blobs:
+        seconds = 0.0
+        for f in args.merge:
+            if f.endswith(".jsonl"):
+                for line in Path(f).read_text().splitlines():
+                    d = json.loads(line)
+                    pooled.setdefault(d["spec"], []).append(d["run"])
+                    seconds += d["run"]["wall_s"]
+                continue
+            b = json.loads(Path(f).read_text())
             for spec, runs in b["runs"].items():
                 pooled.setdefault(spec, []).extend(runs)
-        return finish(args, pooled, sum(b.get("seconds", 0) for b in blobs))
+            seconds += b.get("seconds", 0)
+        return finish(args, pooled, seconds)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     import ray
@@ -391,6 +400,9 @@ def main(argv=None) -> int:
                     r = one_search(info, s, seed, args, storage)
                     c = curve(info, r)
                     pooled.setdefault(spec, []).append(r)
+                    if args.json:  # every run as it ends (a long benchmark cut short keeps what it ran)
+                        with open(args.json + "l", "a") as f:
+                            f.write(json.dumps({"spec": spec, "run": r}) + "\n")
                     print(f"  {s:22s} seed {seed:2d}  area {c['area']:.3f}  regret@10% {c['regret'][9]:.3f} "
                           f"@25% {c['regret'][24]:.3f}  to_eps {fmt(c['to_eps'])}  trials {len(r['rows'])}  "
                           f"continued {r['continuations']}  {r['wall_s']:.0f}s", flush=True)

@@ -395,7 +395,7 @@ def test_results_csv_columns_and_end_line(tmp_path):
     from types import SimpleNamespace
 
     from search.config import SearchConfig
-    from search.runner import ResultsWriter
+    from search.results import ResultsWriter
     from search.storage import Storage
 
     scfg = SearchConfig(candidates=TOY3, length=2, searcher="exhaustive")

@@ -499,7 +499,7 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(ray_train, 
     base.pop("search")
     base.update({"train": {"lr": 1e-3, "batch_size": 32, "max_steps": 60, "max_length": 32},
                  "finetune": {"max_steps": 100}, "toy": {"n_train": 2000, "n_eval": 100}, "save_checkpoint": False,
-                 "eval": {"batch_size": 256}})
+                 "eval": {"batch_size": 256}, "seeds": [0]})
     a, b = "toy_topic>toy_length", "toy_parity>toy_length"
     search = {"candidates": ["toy_topic", "toy_parity", "toy_length"], "length": 2, "last": "toy_length",
               "searcher": "random", "num_samples": 4, "seed_points": {"orders": [a, b]}, "probe_steps": 100,
