@@ -10,7 +10,8 @@ over stages of an order, as Ray's ``ASHAScheduler`` runs it, with three changes:
   seed (Ray draws it from numpy's global state), with Ray's weights: same config and seed, same stops.
 * **Stopped orders can come back.** A continuation trial (config key ``CONTINUES``: the searcher
   proposed a stopped order again, its model having seen every probe since) runs to its final report
-  and is not recorded in the rungs a second time: a stop is low-fidelity evidence, not a verdict.
+  and is not recorded in the rungs a second time: a stop is low-fidelity evidence, not a verdict. A
+  replay (an identical trial's reports from ``dedup/``) is never stopped either: it trains nothing.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ class OrderASHA(ASHAScheduler):
             self._trial_info[trial.trial_id] = self._rng.choices(self._brackets, weights=weights)[0]
 
     def on_trial_result(self, tune_controller, trial, result):
-        if trial.config.get(CONTINUES):
-            return TrialScheduler.CONTINUE
+        if trial.config.get(CONTINUES) or result.get("replayed"):
+            return TrialScheduler.CONTINUE  # a continuation runs to its final; a replay costs nothing
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result):
-        if (result and result.get("final")) or trial.config.get(CONTINUES):
-            return
+        if (result and (result.get("final") or result.get("replayed"))) or trial.config.get(CONTINUES):
+            return  # (a replay's and a continuation's probes are in the rungs already, from the original)
         super().on_trial_complete(tune_controller, trial, result)
 
 
