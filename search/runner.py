@@ -26,8 +26,15 @@ from search.config import SearchConfig, load_search
 from search.searcher import DedupSearcher
 from search.space import order_key
 from search.storage import Storage, echo
-from search.trial import (TrialContext, chain_trial, define, in_trial_process, release_train_resources, split_config,
-                          trial_resources)
+from search.trial import (
+    TrialContext,
+    chain_trial,
+    define,
+    in_trial_process,
+    release_train_resources,
+    split_config,
+    trial_resources,
+)
 
 SEARCHERS = ("tpe", "gp", "random", "exhaustive")
 

@@ -336,7 +336,7 @@ def test_results_csv_rewrites_are_throttled_then_flushed(tmp_path, monkeypatch):
         w.on_trial_result(0, [t], t, {"step": step})
     assert len(writes) < 20, len(writes)
     assert all(b - a >= 0.09 for a, b in zip(writes, writes[1:]))  # >= 20 x 5 ms apart (less the write itself)
-    rows = lambda: list(csv.DictReader((tmp_path / "runs" / "e" / "results.csv").open()))  # noqa: E731
+    rows = lambda: list(csv.DictReader((tmp_path / "runs" / "e" / "results.csv").open()))
     assert rows()[0]["stages_completed"] != "200"  # held back ...
     time.sleep(0.2)
     w.on_step_end(0, [t])  # ... until Tune's next step after the pause
