@@ -129,15 +129,15 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--phase", phase, "--work", str(work), "--trials", str(args.trials),
                "--cpus", str(args.cpus), "--concurrency", str(args.concurrency), "--searcher", args.searcher]
         t0 = time.time()
-        p = subprocess.run(cmd + (["--tracking"] if args.tracking else []), capture_output=True, text=True,
+        p = subprocess.run(cmd + (["--tracking"] if args.tracking else []), capture_output=True, text=True, check=False,
                            env={**os.environ, "PYTHONPATH": str(ROOT)})
         wall = time.time() - t0
         if p.returncode != 0:
             sys.exit(f"{phase} run failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
         res[phase] = {**json.loads(p.stdout.strip().splitlines()[-1]), "wall_s": wall}
     a, b = res["itt"], res["plain"]
-    lines = [f"{args.trials} trials, {args.concurrency} at a time on {args.cpus} CPUs; itt: searcher {args.searcher}, "
-             f"no scheduler, tracking {'on (MLflow, sqlite)' if args.tracking else 'off'}"]
+    lines = [(f"{args.trials} trials, {args.concurrency} at a time on {args.cpus} CPUs; itt: searcher {args.searcher}, "
+              f"no scheduler, tracking {'on (MLflow, sqlite)' if args.tracking else 'off'}")]
     for r in (b, a):
         lines.append(f"  {r['phase']:5s}: {r['trials']} trials, wall {r['wall_s']:.1f} s, Tuner.fit {r['fit_s']:.1f} s, "
                      f"driver peak RSS {r['rss_mb']:.0f} MB")

@@ -104,9 +104,9 @@ def main() -> None:
     gaps = sorted(firsts[t] - starts[t] for t in starts if t in firsts)
     lines = [f"config: {args.config} {' '.join(args.set)}",
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}, {os.cpu_count()} CPUs",
-             f"wall time of `itt search`: {wall:.1f} s ({len(starts)} trials); CPU time of its process tree "
-             f"(driver, Ray, trials): {cpu:.0f} s = {cpu / (os.cpu_count() or 1):.0f} s per core; load average at the end "
-             f"{os.getloadavg()[0]:.1f}",
+             (f"wall time of `itt search`: {wall:.1f} s ({len(starts)} trials); CPU time of its process tree "
+              f"(driver, Ray, trials): {cpu:.0f} s = {cpu / (os.cpu_count() or 1):.0f} s per core; load average at the "
+              f"end {os.getloadavg()[0]:.1f}"),
              f"raylet 'PYTHON worker processes have been started' warnings on the console: {len(WARNING.findall(console))}"]
     if gaps:
         lines.append(f"trial start -> first training: median {statistics.median(gaps):.1f} s, min {gaps[0]:.1f} s, "
