@@ -277,7 +277,8 @@ def summarize(info: dict, runs: list[dict]) -> list[dict]:
     rnd = next((r for r in rows if r["strategy"] == "random"), None)
     for r in rows:
         r["area/random"] = r["area"][0] / rnd["area"][0] if rnd and rnd["area"][0] else math.nan
-        r["to_eps/random"] = r["to_eps"][0] / rnd["to_eps"][0] if rnd and rnd["to_eps"][0] else math.nan
+        r["to_eps/random"] = (r["to_eps"][0] / rnd["to_eps"][0] if rnd and 0 < rnd["to_eps"][0] < math.inf
+                              else math.nan)  # (random never within eps in the budget: no ratio)
     return rows
 
 
@@ -305,17 +306,21 @@ def plot(summary: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     tables = list(dict.fromkeys(r["table"] for r in summary))
+    names = list(dict.fromkeys(r["strategy"] for r in summary))
+    color = {s: f"C{i}" for i, s in enumerate(names)}  # one colour per strategy in every panel
     fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), sharey=True)
     for ax, t in zip(axes if len(tables) > 1 else [axes], tables):
         for r in (r for r in summary if r["table"] == t):
-            ax.plot([100 * f for f in FRACTIONS], r["curve"], label=r["strategy"],
+            ax.plot([100 * f for f in FRACTIONS], r["curve"], label=r["strategy"], color=color[r["strategy"]],
                     lw=2.2 if r["strategy"].startswith("order_bo") else 1.2)
         ax.set_title(t)
         ax.set_xlabel("% of exhaustive's compute (cached)")
         ax.set_ylim(-0.02, 1.05)
         ax.grid(alpha=0.3)
-    (axes[0] if len(tables) > 1 else axes).set_ylabel("normalized regret (median)")
-    (axes[-1] if len(tables) > 1 else axes).legend(fontsize=7)
+    first = axes[0] if len(tables) > 1 else axes
+    first.set_ylabel("normalized regret (median)")
+    handles = [plt.Line2D([], [], color=color[s], lw=2.2 if s.startswith("order_bo") else 1.2) for s in names]
+    first.legend(handles, names, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

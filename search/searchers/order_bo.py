@@ -42,6 +42,7 @@ from search.searchers.features import OrderFeatures
 from search.space import OrderSpace
 
 FINAL, PROBE = 0, 1  # the GP's tasks (fidelities)
+PREDICT_BATCH = 256  # candidates per posterior call
 
 
 @dataclass
@@ -327,11 +328,14 @@ class OrderBOSampler(BaseSampler):
         if not configs:
             return np.zeros(0), np.zeros(0)
         X = torch.tensor(self._features_of(configs), dtype=torch.float64)
+        mu, sd = [], []
         with torch.no_grad():
-            post = model.posterior(X)
-            mu = post.mean.reshape(-1).numpy()
-            sd = post.variance.clamp_min(1e-12).sqrt().reshape(-1).numpy()
-        return mu, sd
+            # in batches: a posterior over m points builds their m x m covariance (10^4 candidates: 0.8 GB)
+            for i in range(0, len(X), PREDICT_BATCH):
+                post = model.posterior(X[i:i + PREDICT_BATCH])
+                mu.append(post.mean.reshape(-1).numpy())
+                sd.append(post.variance.clamp_min(1e-12).sqrt().reshape(-1).numpy())
+        return np.concatenate(mu), np.concatenate(sd)
 
     def _features_of(self, configs) -> np.ndarray:
         """Features of candidate configurations; the enumerated orders' are computed once."""
