@@ -209,11 +209,17 @@ class OrderBOSampler(BaseSampler):
                 if tuple(nb) not in seen and self.space.is_valid(nb):
                     seen.add(tuple(nb))
                     out.append(nb)
+        free = not (self.space.include or self.space.before or self.space.last)
         n_digits = max(self.space.lengths)
-        while len(out) < self.max_candidates:
+        for _ in range(20 * self.max_candidates):  # (a bound: a constrained space may hold fewer)
+            if len(out) >= self.max_candidates:
+                break
             k = int(self._rng.choice(self.space.lengths))
-            params = {"k": k, **{f"l{i}": int(self._rng.integers(len(self.space.candidates) - i)) for i in range(n_digits)}}
-            o = self.space.decode(params)
+            if free:  # without constraints a random order is a prefix of a random permutation (fast)
+                o = [self.space.candidates[i] for i in self._rng.permutation(len(self.space.candidates))[:k]]
+            else:  # the constrained Lehmer decoding keeps every sample valid
+                o = self.space.decode({"k": k, **{f"l{i}": int(self._rng.integers(len(self.space.candidates) - i))
+                                                 for i in range(n_digits)}})
             if tuple(o) not in seen:
                 seen.add(tuple(o))
                 out.append(o)
