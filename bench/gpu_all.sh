@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Every GPU figure of issue 17 in one script: run it on the GPU machine, from the checkout's root.
+#
+#   bench/gpu_all.sh --stage-data              # HERE, before: copy the real data into .gpudata/ (ignored)
+#   bench/gpu_all.sh                           # on the GPU: all parts; figures in $OUT (or runs/gpu_all)
+#   bench/gpu_all.sh --only throughput,share   # some parts (a device call is limited to 10 minutes)
+#   bench/gpu_all.sh --smoke                   # anywhere, CPU ok: tiny models, few steps; tests the script
+#
+# Parts (each under its own time limit, each writing its JSON into the parts folder, so a part that
+# fails or times out leaves the others' figures):
+#   throughput   bench/gpu_throughput.py   one chain stage vs the Trainer, tokens/s and MFU
+#   share        bench/gpu_share.py        1, 2, 4, 8 concurrent chain processes on one GPU
+#   equivalence  bench/gpu_equivalence.py  CUDA fp32/bf16 vs CPU, stage cache bit-identical
+#   search       itt search configs/gpu_search_xnli_local.yaml, >= 8 trials with gpus_per_worker 0.25,
+#                with `nvidia-smi dmon` sampling GPU utilisation meanwhile
+# then bench/gpu_collect.py merges them into gpu.json (issue 17's schema): into the parts folder, and
+# into bench/data/gpu.json when not --smoke and not under $OUT (on the device only $OUT comes back:
+# copy $OUT/gpu.json to bench/data/gpu.json there, or collect parts of several calls with
+# `python bench/gpu_collect.py --parts DIR --out bench/data/gpu.json`).
+#
+# Options: --parts DIR (default: $OUT, else runs/gpu_all[_smoke]) --wheels DIR (default .whl: installed
+# first with pip --no-index into /tmp/itt-site when it holds wheels; see scripts/pack_offline.py)
+# --data DIR (default .gpudata) --python PY (default python3) --part-timeout SECONDS (default 540).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SMOKE=0; STAGE=0; ONLY="throughput,share,equivalence,search"
+PARTS=""; WHEELS=.whl; DATA=.gpudata; PY=${PYTHON:-python3}; PART_TIMEOUT=540
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --stage-data) STAGE=1 ;;
+    --only) ONLY=$2; shift ;;
+    --parts) PARTS=$2; shift ;;
+    --wheels) WHEELS=$2; shift ;;
+    --data) DATA=$2; shift ;;
+    --python) PY=$2; shift ;;
+    --part-timeout) PART_TIMEOUT=$2; shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "gpu_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for p in ${ONLY//,/ }; do
+  case "$p" in throughput|share|equivalence|search) ;; *) echo "gpu_all.sh: unknown part '$p'" >&2; exit 2 ;; esac
+done
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+# ---------------------------------------------------------------- staging (on the machine with ../shared)
+if [ $STAGE = 1 ]; then
+  SRC=${SHARED_DATA:-$ROOT/../shared/data}
+  [ -d "$SRC/xnli" ] || { echo "gpu_all.sh: no real data at $SRC" >&2; exit 2; }
+  rm -rf "$DATA" && mkdir -p "$DATA/intermediate" "$DATA/tokenizers"
+  cp -r "$SRC/xnli" "$DATA/"
+  for t in mnli anli snli sst2; do cp -r "$SRC/intermediate/$t" "$DATA/intermediate/"; done
+  cp -r "$SRC/tokenizers/bert-base-multilingual-cased" "$DATA/tokenizers/"
+  chmod -R u+w "$DATA"
+  echo "staged $(du -sh "$DATA" | cut -f1) of real data in $DATA (ignored by git; carry it to the device)"
+  exit 0
+fi
+
+if [ -z "$PARTS" ]; then
+  if [ -n "${OUT:-}" ]; then PARTS=$OUT; elif [ $SMOKE = 1 ]; then PARTS=runs/gpu_all_smoke; else PARTS=runs/gpu_all; fi
+fi
+mkdir -p "$PARTS"
+PARTS=$(cd "$PARTS" && pwd)
+LOG=$PARTS/gpu_all.log
+say() { echo "[gpu_all $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+
+# ---------------------------------------------------------------- wheels (an offline node)
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  say "installing $(ls "$WHEELS"/*.whl | wc -l) wheels from $WHEELS into /tmp/itt-site"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/itt-site "$WHEELS"/*.whl \
+    2>&1 | tail -3 | tee -a "$LOG"
+  export PYTHONPATH=/tmp/itt-site PATH=/tmp/itt-site/bin:$PATH
+fi
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}   # this checkout's itt/ and search/ first (Ray workers inherit it)
+"$PY" - <<'EOF' 2>&1 | tee -a "$LOG"
+import torch, transformers
+print(f"torch {torch.__version__}, transformers {transformers.__version__}, CUDA: "
+      f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+EOF
+HAVE_GPU=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+if [ "$HAVE_GPU" != 1 ] && [ $SMOKE = 0 ]; then
+  say "no CUDA device: run with --smoke to test the script on CPU"; exit 2
+fi
+SM=(); [ $SMOKE = 1 ] && SM=(--smoke)
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$LOG"
+
+run_part() {  # name, command...: a part under its time limit; its output in the log
+  local name=$1; shift
+  say "part $name: $*"
+  local t0=$SECONDS
+  timeout --kill-after=20 "$PART_TIMEOUT" "$@" 2>&1 | tee -a "$LOG" "$PARTS/$name.log" >/dev/null
+  local rc=${PIPESTATUS[0]}
+  say "part $name: rc $rc in $((SECONDS - t0)) s"
+  return 0
+}
+
+if want throughput; then
+  if [ $SMOKE = 1 ]; then A=(--smoke); else A=(--steps 150 --rounds 2 --warmup-steps 20); fi
+  run_part throughput "$PY" bench/gpu_throughput.py "${A[@]}" --json "$PARTS/throughput.json"
+fi
+if want share; then
+  if [ $SMOKE = 1 ]; then A=(--smoke); else A=(--procs 1 2 4 8 --steps 80 --warmup-steps 10); fi
+  run_part share "$PY" bench/gpu_share.py "${A[@]}" --json "$PARTS/share.json"
+fi
+if want equivalence; then
+  run_part equivalence "$PY" bench/gpu_equivalence.py --json "$PARTS/equivalence.json"
+fi
+if want search; then
+  CFG=configs/gpu_search_xnli_local.yaml
+  SET=()
+  if [ -d "$DATA/xnli" ]; then
+    D=$(cd "$DATA" && pwd)
+    SET+=(--set "data_root=$D" --set "model.tokenizer=$D/tokenizers/bert-base-multilingual-cased")
+  elif [ ! -d "$ROOT/../shared/data/xnli" ]; then
+    say "part search: no data (run bench/gpu_all.sh --stage-data where ../shared/data is, and carry $DATA)"
+  fi
+  if [ $SMOKE = 1 ]; then
+    SET+=(--set model.tiny.hidden_size=32 --set model.tiny.num_layers=1 --set model.tiny.num_heads=2
+          --set model.tiny.intermediate_size=64 --set train.max_examples=32 --set train.batch_size=16
+          --set train.max_length=32 --set finetune.max_examples=48 --set eval.max_examples=16
+          --set eval.batch_size=64 --set hardware.mixed_precision=no --set search.num_samples=8
+          --set search.probe_steps=2 --set search.resources.gpus_per_worker=0
+          --set search.resources.cpus_per_worker=1 --set search.resources.trial_cpus=0.25
+          --set search.tracking.enabled=false)
+  fi
+  DMON_PID=""
+  if [ "$HAVE_GPU" = 1 ] && command -v nvidia-smi >/dev/null; then
+    nvidia-smi dmon -s um -d 1 -o T > "$PARTS/dmon.txt" 2>&1 &
+    DMON_PID=$!
+  fi
+  rm -rf "$PARTS/search_runs"
+  t0=$(date +%s.%N)
+  run_part search "$PY" -m search.cli search "$CFG" --storage "$PARTS/search_runs" --progress plain \
+    --tracking-uri "sqlite:///$PARTS/mlflow.db" "${SET[@]}"
+  rc=$(grep -o "part search: rc [0-9]*" "$LOG" | tail -1 | grep -o "[0-9]*$")
+  t1=$(date +%s.%N)
+  [ -n "$DMON_PID" ] && kill "$DMON_PID" 2>/dev/null
+  "$PY" - "$PARTS" "$t0" "$t1" "$rc" <<'EOF'
+import json, sys
+from pathlib import Path
+parts, t0, t1, rc = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4] or -1)
+exp = next((p.parent for p in sorted(Path(parts, "search_runs").glob("*/results.csv"))), None)
+Path(parts, "search.json").write_text(json.dumps({"wall_s": t1 - t0, "rc": rc, "experiment": str(exp) if exp else None}))
+EOF
+fi
+
+say "collecting"
+"$PY" bench/gpu_collect.py --parts "$PARTS" --out "$PARTS/gpu.json" 2>&1 | tee -a "$LOG"
+if [ $SMOKE = 0 ] && [ -z "${OUT:-}" ]; then cp "$PARTS/gpu.json" bench/data/gpu.json && say "wrote bench/data/gpu.json"; fi
+say "done: $PARTS/gpu.json"
