@@ -123,7 +123,7 @@ if want search; then
     SET+=(--set model.tiny.hidden_size=32 --set model.tiny.num_layers=1 --set model.tiny.num_heads=2
           --set model.tiny.intermediate_size=64 --set train.max_examples=32 --set train.batch_size=16
           --set train.max_length=32 --set finetune.max_examples=48 --set eval.max_examples=16
-          --set eval.batch_size=64 --set hardware.mixed_precision=no --set search.num_samples=8
+          --set eval.batch_size=64 --set "hardware.mixed_precision='no'" --set search.num_samples=8
           --set search.probe_steps=2 --set search.resources.gpus_per_worker=0
           --set search.resources.cpus_per_worker=1 --set search.resources.trial_cpus=0.25
           --set search.tracking.enabled=false)
@@ -150,6 +150,6 @@ EOF
 fi
 
 say "collecting"
-"$PY" bench/gpu_collect.py --parts "$PARTS" --out "$PARTS/gpu.json" 2>&1 | tee -a "$LOG"
+"$PY" bench/gpu_collect.py --parts "$PARTS" --out "$PARTS/gpu.json" "${SM[@]}" 2>&1 | tee -a "$LOG"
 if [ $SMOKE = 0 ] && [ -z "${OUT:-}" ]; then cp "$PARTS/gpu.json" bench/data/gpu.json && say "wrote bench/data/gpu.json"; fi
 say "done: $PARTS/gpu.json"

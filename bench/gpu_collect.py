@@ -66,7 +66,7 @@ def search_figures(info: dict) -> dict:
     return out
 
 
-def collect(parts: Path) -> dict:
+def collect(parts: Path, smoke: bool = False) -> dict:
     tp, share = _load(parts / "throughput.json"), _load(parts / "share.json")
     eq, search = _load(parts / "equivalence.json"), _load(parts / "search.json")
     dmon = parse_dmon((parts / "dmon.txt").read_text()) if (parts / "dmon.txt").is_file() else None
@@ -75,7 +75,7 @@ def collect(parts: Path) -> dict:
     return {
         "gpu": device,
         "date": dt.date.today().isoformat(),
-        "smoke": any(d.get("smoke") for d in (tp, share) if d),
+        "smoke": smoke or any(d.get("smoke") for d in (tp, share) if d),
         "trainer_ratio": tp.get("ratio") if tp else None,
         "mfu": tp.get("mfu", {}).get("chain") if tp else None,
         "share_throughput": share.get("share_throughput") if share else None,
@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", required=True, help="folder with the parts gpu_all.sh wrote")
     ap.add_argument("--out", required=True, help="the merged JSON (bench/data/gpu.json)")
+    ap.add_argument("--smoke", action="store_true", help="mark the figures as a smoke run's (meaningless)")
     args = ap.parse_args(argv)
-    out = collect(Path(args.parts))
+    out = collect(Path(args.parts), args.smoke)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "details"}, indent=2))
