@@ -20,13 +20,13 @@
 #
 # Options: --parts DIR (default: $OUT, else runs/gpu_all[_smoke]) --wheels DIR (default .whl: installed
 # first with pip --no-index into /tmp/itt-site when it holds wheels; see scripts/pack_offline.py)
-# --data DIR (default .gpudata) --python PY (default python3) --part-timeout SECONDS (default 540).
+# --data DIR (default .gpudata) --python PY (default python3) --part-timeout SECONDS (default 540; 1800 with --smoke).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 SMOKE=0; STAGE=0; ONLY="throughput,share,equivalence,search"
-PARTS=""; WHEELS=.whl; DATA=.gpudata; PY=${PYTHON:-python3}; PART_TIMEOUT=540
+PARTS=""; WHEELS=.whl; DATA=.gpudata; PY=${PYTHON:-python3}; PART_TIMEOUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -65,6 +65,11 @@ if [ -z "$PARTS" ]; then
 fi
 mkdir -p "$PARTS"
 PARTS=$(cd "$PARTS" && pwd)
+# a smoke run on a busy CPU box needs minutes per part; on the GPU a device call has 600 s in all
+[ -z "$PART_TIMEOUT" ] && { [ $SMOKE = 1 ] && PART_TIMEOUT=1800 || PART_TIMEOUT=540; }
+# the search's experiment (stage cache: ~0.7 GB per XLM-R-base-sized encoder) stays out of $OUT, which
+# travels back; its results.csv and summary.json are copied into the parts folder
+if [ -n "${OUT:-}" ]; then SEARCH_STORE=/tmp/gpu_all_search; else SEARCH_STORE=$PARTS/search_runs; fi
 LOG=$PARTS/gpu_all.log
 say() { echo "[gpu_all $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -133,19 +138,25 @@ if want search; then
     nvidia-smi dmon -s um -d 1 -o T > "$PARTS/dmon.txt" 2>&1 &
     DMON_PID=$!
   fi
-  rm -rf "$PARTS/search_runs"
+  rm -rf "$SEARCH_STORE" "$PARTS/search"
   t0=$(date +%s.%N)
-  run_part search "$PY" -m search.cli search "$CFG" --storage "$PARTS/search_runs" --progress plain \
+  run_part search "$PY" -m search.cli search "$CFG" --storage "$SEARCH_STORE" --progress plain \
     --tracking-uri "sqlite:///$PARTS/mlflow.db" "${SET[@]}"
   rc=$(grep -o "part search: rc [0-9]*" "$LOG" | tail -1 | grep -o "[0-9]*$")
   t1=$(date +%s.%N)
   [ -n "$DMON_PID" ] && kill "$DMON_PID" 2>/dev/null
-  "$PY" - "$PARTS" "$t0" "$t1" "$rc" <<'EOF'
-import json, sys
+  "$PY" - "$PARTS" "$SEARCH_STORE" "$t0" "$t1" "$rc" <<'EOF'
+import json, shutil, sys
 from pathlib import Path
-parts, t0, t1, rc = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4] or -1)
-exp = next((p.parent for p in sorted(Path(parts, "search_runs").glob("*/results.csv"))), None)
-Path(parts, "search.json").write_text(json.dumps({"wall_s": t1 - t0, "rc": rc, "experiment": str(exp) if exp else None}))
+parts, store, t0, t1, rc = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+exp = next((p.parent for p in sorted(store.glob("*/results.csv"))), None)
+if exp is not None:  # the figures, without the stage cache and checkpoints
+    (parts / "search").mkdir(exist_ok=True)
+    for f in ("results.csv", "summary.json", "search.yaml"):
+        if (exp / f).is_file():
+            shutil.copy(exp / f, parts / "search" / f)
+(parts / "search.json").write_text(json.dumps({"wall_s": t1 - t0, "rc": int(rc) if rc else None,
+                                               "experiment": "search" if exp is not None else None}))
 EOF
 fi
 

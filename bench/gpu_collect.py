@@ -48,10 +48,11 @@ def parse_dmon(text: str) -> dict | None:
             "sm_mean_busy": statistics.fmean(busy) if busy else 0.0}
 
 
-def search_figures(info: dict) -> dict:
-    """Trials, outcomes and stage-cache reuse from the search's results.csv."""
+def search_figures(info: dict, parts: Path) -> dict:
+    """Trials, outcomes and stage-cache reuse from the search's results.csv (``experiment``: a folder,
+    relative to the parts folder unless absolute)."""
     out = {"wall_s": info.get("wall_s"), "rc": info.get("rc"), "experiment": info.get("experiment")}
-    path = Path(info.get("experiment") or "") / "results.csv"
+    path = parts / (info.get("experiment") or "-") / "results.csv"
     if path.is_file():
         rows = list(csv.DictReader(path.open()))
         status = [r["status"] for r in rows]
@@ -71,7 +72,7 @@ def collect(parts: Path, smoke: bool = False) -> dict:
     eq, search = _load(parts / "equivalence.json"), _load(parts / "search.json")
     dmon = parse_dmon((parts / "dmon.txt").read_text()) if (parts / "dmon.txt").is_file() else None
     device = next((d.get("device") for d in (tp, share, eq) if d and d.get("device")), None)
-    s = search_figures(search) if search else {}
+    s = search_figures(search, parts) if search else {}
     return {
         "gpu": device,
         "date": dt.date.today().isoformat(),

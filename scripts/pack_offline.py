@@ -95,7 +95,9 @@ def plan(args) -> dict:
     node = read_names(Path(args.node_packages)) | NODE_OWN
     upgrade = {norm(n) for n in args.upgrade}
     reqs = [r.split(";")[0].strip() for r in project_requirements()]
-    wanted = [pin(r) for r in reqs if req_name(r) not in NODE_OWN | SDIST_ONLY]
+    # the node's own packages are not resolved at all: several need torch (accelerate, botorch), whose
+    # resolution for another platform drags in (and can fail on) its CUDA wheels
+    wanted = [pin(r) for r in reqs if req_name(r) not in (node - upgrade) | SDIST_ONLY]
     wanted += [f"{n}=={local_version(n)}" if local_version(n) else n for n in sorted(upgrade - {req_name(r) for r in reqs})]
     sdists = [pin(r) for r in reqs if req_name(r) in SDIST_ONLY]
     return {"resolve": wanted, "sdists": sdists, "node": sorted(node - upgrade), "upgrade": sorted(upgrade)}
