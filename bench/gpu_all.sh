@@ -20,24 +20,27 @@
 #
 # Options: --parts DIR (default: $OUT, else runs/gpu_all[_smoke]) --wheels DIR (default .whl: installed
 # first with pip --no-index into /tmp/itt-site when it holds wheels; see scripts/pack_offline.py)
+# --site DIR (default /tmp/itt-site; kept between calls) --install-only (install the wheels, run nothing)
 # --data DIR (default .gpudata) --python PY (default python3) --part-timeout SECONDS (default 540; 1800 with --smoke).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-SMOKE=0; STAGE=0; ONLY="throughput,share,equivalence,search"
+SMOKE=0; STAGE=0; INSTALL_ONLY=0; SITE=/tmp/itt-site; ONLY="throughput,share,equivalence,search"
 PARTS=""; WHEELS=.whl; DATA=.gpudata; PY=${PYTHON:-python3}; PART_TIMEOUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
     --stage-data) STAGE=1 ;;
+    --install-only) INSTALL_ONLY=1 ;;
+    --site) SITE=$2; shift ;;
     --only) ONLY=$2; shift ;;
     --parts) PARTS=$2; shift ;;
     --wheels) WHEELS=$2; shift ;;
     --data) DATA=$2; shift ;;
     --python) PY=$2; shift ;;
     --part-timeout) PART_TIMEOUT=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "gpu_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -75,12 +78,17 @@ say() { echo "[gpu_all $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 # ---------------------------------------------------------------- wheels (an offline node)
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  say "installing $(ls "$WHEELS"/*.whl | wc -l) wheels from $WHEELS into /tmp/itt-site"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/itt-site "$WHEELS"/*.whl \
+# wheels in $WHEELS or its parts ($WHEELS/1, $WHEELS/2: pack_offline.py --split-mib) go into $SITE, which
+# keeps what earlier calls installed (a wheelhouse over a transfer limit arrives in several calls)
+WHL=$(find "$WHEELS" -maxdepth 2 -name '*.whl' 2>/dev/null | sort)
+if [ -n "$WHL" ]; then
+  say "installing $(echo "$WHL" | wc -l) wheels from $WHEELS into $SITE"
+  # shellcheck disable=SC2086
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" $WHL \
     2>&1 | tail -3 | tee -a "$LOG"
-  export PYTHONPATH=/tmp/itt-site PATH=/tmp/itt-site/bin:$PATH
 fi
+[ -d "$SITE" ] && export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH} PATH=$SITE/bin:$PATH
+[ $INSTALL_ONLY = 1 ] && { say "installed into $SITE"; exit 0; }
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}   # this checkout's itt/ and search/ first (Ray workers inherit it)
 "$PY" - <<'EOF' 2>&1 | tee -a "$LOG"
 import torch, transformers

@@ -142,6 +142,29 @@ def strip_wheel(path: Path, prefix: str) -> int:
     return before - path.stat().st_size
 
 
+def split_parts(dest: Path, max_mib: float) -> list[Path]:
+    """Move the wheels into dest/1, dest/2, ... of at most ``max_mib`` each (largest first, first fit),
+    for transfers with a size limit; installing every part into one --target gives the whole set."""
+    wheels = sorted(dest.glob("*.whl"), key=lambda w: -w.stat().st_size)
+    bins: list[list] = []
+    for w in wheels:
+        size = w.stat().st_size
+        home = next((b for b in bins if b[0] + size <= max_mib * 2**20), None)
+        if home is None:
+            home = [0, []]
+            bins.append(home)
+        home[0] += size
+        home[1].append(w)
+    parts = []
+    for i, (_, ws) in enumerate(bins, 1):
+        part = dest / str(i)
+        part.mkdir(exist_ok=True)
+        for w in ws:
+            os.replace(w, part / w.name)
+        parts.append(part)
+    return parts
+
+
 def install_line(dest: str, site: str = "/opt/itt-site") -> str:
     return (f"python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target {site} {dest}/*.whl && "
             f"export PYTHONPATH={site}${{PYTHONPATH:+:$PYTHONPATH}} PATH={site}/bin:$PATH")
@@ -157,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="pack these even though the node has them (the version installed here)")
     ap.add_argument("--no-project", action="store_true", help="leave out the project's own wheel")
     ap.add_argument("--max-mib", type=float, default=64.0, help="warn when the wheelhouse is larger")
+    ap.add_argument("--split-mib", type=float, default=None,
+                    help="then move the wheels into DEST/1, DEST/2, ... of at most this size each")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds for each pip call")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and the pip commands; no network")
     args = ap.parse_args(argv)
@@ -207,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(w.stat().st_size for w in wheels)
     print(f"{len(wheels)} wheels in {dest}, {total / 2**20:.1f} MiB"
           + (f"  WARNING: over {args.max_mib:g} MiB" if total > args.max_mib * 2**20 else ""))
+    if args.split_mib:
+        parts = split_parts(dest, args.split_mib)
+        for part in parts:
+            size = sum(w.stat().st_size for w in part.glob("*.whl"))
+            print(f"{part}: {len(list(part.glob('*.whl')))} wheels, {size / 2**20:.1f} MiB; install:", install_line(str(part)))
+        return 0
     print("install on the node:", install_line(str(dest)))
     return 0
 

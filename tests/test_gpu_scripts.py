@@ -168,7 +168,10 @@ def test_gpu_all_arguments(tmp_path):
     r = _run(["bash", "bench/gpu_all.sh", "--only", "bogus"], timeout=30)
     assert r.returncode == 2 and "unknown part 'bogus'" in r.stderr
     r = _run(["bash", "bench/gpu_all.sh", "--help"], timeout=30)
-    assert r.returncode == 0 and "--smoke" in r.stdout
+    assert r.returncode == 0 and "--smoke" in r.stdout and "--install-only" in r.stdout
+    r = _run(["bash", "bench/gpu_all.sh", "--install-only", "--wheels", str(tmp_path / "none"), "--site",
+              str(tmp_path / "site"), "--parts", str(tmp_path / "p")], timeout=30)
+    assert r.returncode == 0 and "installed into" in r.stdout
 
 
 def test_gpu_all_stage_data(tmp_path):
@@ -250,3 +253,17 @@ def test_pack_strip_wheel(tmp_path):
         names = z.namelist()
         assert "ray/jars/ray_dist.jar" not in names and z.read("ray/__init__.py") == b"x = 1\n"
         assert "ray/jars" not in z.read("ray-2.60.0.dist-info/RECORD").decode()
+
+
+def test_pack_split_parts(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import pack_offline as po
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    for name, mib in (("ray", 45), ("mlflow", 12), ("transformers", 13), ("a", 3), ("b", 1)):
+        (tmp_path / f"{name}-1.0-py3-none-any.whl").write_bytes(b"\0" * int(mib * 2**20))
+    parts = po.split_parts(tmp_path, 50)
+    sizes = [sum(w.stat().st_size for w in p.glob("*.whl")) / 2**20 for p in parts]
+    assert len(parts) == 2 and max(sizes) <= 50 and sum(sizes) == 74
+    assert not list(tmp_path.glob("*.whl")) and (tmp_path / "1" / "ray-1.0-py3-none-any.whl").is_file()
