@@ -95,6 +95,13 @@ import torch, transformers
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, CUDA: "
       f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
 EOF
+NEED="pydantic datasets transformers accelerate safetensors yaml"
+want search && NEED="$NEED ray optuna mlflow"
+MISSING=$("$PY" -c "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))" $NEED)
+if [ -n "$MISSING" ]; then
+  say "missing Python packages: $MISSING (carry the wheelhouse: scripts/pack_offline.py; its parts in one warm machine's calls)"
+  exit 3
+fi
 HAVE_GPU=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 if [ "$HAVE_GPU" != 1 ] && [ $SMOKE = 0 ]; then
   say "no CUDA device: run with --smoke to test the script on CPU"; exit 2
