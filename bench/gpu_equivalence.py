@@ -104,12 +104,22 @@ def final_logits(p, ckpt: Path):
 
 
 def run(cfg, p, device: str, mixed: str, out: Path, cache=None) -> dict:
+    import torch
+    from accelerate.state import AcceleratorState
+
     from itt.chain import run_chain
 
+    # Accelerate keeps one process-wide state: without a reset, the first run's device and precision
+    # would silently stay for every later Accelerator (a "cuda" run would train on the CPU)
+    AcceleratorState._reset_state(reset_partial_state=True)
     c = cfg.model_copy(update={"hardware": cfg.hardware.model_copy(update={"device": device, "mixed_precision": mixed})})
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     res = run_chain(c, prepared=replace(p, cfg=c), out_dir=out, log=lambda *a: None, cache=cache)
     res["_seconds"] = time.perf_counter() - t0
+    if device == "cuda" and torch.cuda.max_memory_allocated() == 0:
+        raise RuntimeError("the 'cuda' run allocated nothing on the GPU: it did not run there")
     return res
 
 
