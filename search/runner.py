@@ -107,7 +107,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
     concurrency = scfg.resources.max_concurrent or fits
     # what `itt resume` needs to rebuild the trainable (the Tuner's own state is Ray's tuner.pkl)
-    config_text = yaml.safe_dump({**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")},
+    config_text = yaml.safe_dump({**chain_dump(chain), "search": scfg.model_dump(mode="json")},
                                  sort_keys=False, allow_unicode=True)
     st.write_text(config_text, SEARCH_FILE)
     storage, study_url = optuna_storage(scfg, st, name) if scfg.searcher != "exhaustive" else (None, None)
@@ -203,10 +203,19 @@ def _init_ray(address: str | None, scfg: SearchConfig) -> None:
         connect(address, include_dashboard=False, logging_level="ERROR", log_to_driver=False, configure_logging=True)
 
 
+def chain_dump(chain) -> dict:
+    """The chain config as plain data that validates back to the same config. ``tasks.<name>`` blocks keep
+    only the keys the config set: a re-pointed built-in task (``tasks.xnli: {train: ...}``) dumped whole
+    would come back with ``kind: null``, ``test: null``, ... set, overriding the built-in's values."""
+    raw = chain.model_dump(mode="json")
+    raw["tasks"] = {k: v.model_dump(mode="json", exclude_unset=True) for k, v in chain.tasks.items()}
+    return raw
+
+
 def _trainable(scfg: SearchConfig, chain, st: Storage, metric: str):
     from ray import tune
 
-    ctx = TrialContext(search=scfg, chain_raw=chain.model_dump(mode="json"), storage=st, metric=metric)
+    ctx = TrialContext(search=scfg, chain_raw=chain_dump(chain), storage=st, metric=metric)
     return tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), trial_resources(scfg))
 
 

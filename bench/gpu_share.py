@@ -1,0 +1,206 @@
+"""Trials sharing one GPU: aggregate training throughput of 1, 2, 4, 8 concurrent chain stages.
+
+Ray runs fractional-GPU trials (``search.resources.gpus_per_worker: 0.25``) as separate processes on
+one device, each with its own CUDA context, allocator and optimizer. This benchmark does the same:
+for each concurrency N it spawns N fresh processes; each builds the XLM-R-base-sized random-init
+encoder + XNLI head of ``bench/gpu_throughput.py``, trains an untimed warm-up, waits at a barrier,
+then trains one timed stage through ``itt.train.train_stage`` (bf16, sdpa, length-grouped batches,
+fused AdamW: the chain's GPU defaults) on XNLI-like synthetic pairs.
+
+Figures per N: aggregate real (non-pad) tokens/s = all processes' tokens / (last end - first start),
+its ratio to one process alone, each process's own tokens/s, and peak GPU memory per process
+(``max_memory_reserved``, the allocator's high-water mark; the CUDA context's ~0.5 GB comes on top).
+From them: the largest N whose aggregate still grows by >= 10% over the previous N, as the
+``gpus_per_worker`` to advise (1/N) for this model size.
+
+    python bench/gpu_share.py                                  # N = 1 2 4 8, XLM-R base, on the GPU
+    python bench/gpu_share.py --procs 1 2 4 --steps 200 --json runs/bench/share.json
+    python bench/gpu_share.py --smoke                          # tiny model, CPU ok, N = 1 2: tests the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_throughput's model and data (also in spawned children)
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+GROWTH = 1.10  # a concurrency level is worth it when the aggregate grows by at least this factor
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4, 8], help="concurrency levels to measure")
+    ap.add_argument("--steps", type=int, default=150, help="timed optimizer steps per process")
+    ap.add_argument("--warmup-steps", type=int, default=15, help="untimed steps per process before the barrier")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--mean-len", type=float, default=50.0)
+    ap.add_argument("--max-len", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one concurrency level")
+    ap.add_argument("--json", metavar="PATH", default=None, help="write the figures here")
+    ap.add_argument("--smoke", action="store_true", help="tiny model, fp32, any device, N = 1 2; figures meaningless")
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.procs = sorted({min(p, 2) for p in a.procs} | {1})[:2]
+        a.steps, a.warmup_steps, a.batch_size = min(a.steps, 6), min(a.warmup_steps, 1), min(a.batch_size, 8)
+    if any(p < 1 for p in a.procs) or a.steps < 1 or a.warmup_steps < 0 or a.batch_size < 1:
+        ap.error("--procs, --steps and --batch-size must be >= 1 (--warmup-steps >= 0)")
+    a.procs = sorted(set(a.procs))
+    return a
+
+
+# --------------------------------------------------------------------------- one process (one "trial")
+def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
+    """Build, warm up, wait for the others, train one timed stage, report figures (or the error)."""
+    try:
+        import torch
+
+        from gpu_throughput import build_template, pad_tokenizer, synthetic_pairs
+        from itt.config import HardwareConfig, TrainDefaults
+        from itt.train import make_accelerator, train_stage
+
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        on_gpu = torch.cuda.is_available()
+        if not on_gpu:
+            torch.set_num_threads(1)  # N processes on a few cores: one thread each, no oversubscription
+        device = torch.device("cuda" if on_gpu else "cpu")
+        hw = HardwareConfig(device=device.type, mixed_precision="bf16" if on_gpu and not args.smoke else "no", sdpa=True,
+                            group_by_length=True, fused_optimizer=on_gpu)
+        model, task = build_template(args.smoke, device, args.seed + rank)
+        vocab = model.encoder.config.vocab_size
+        tok = pad_tokenizer()
+        ds = synthetic_pairs(args.steps * args.batch_size, args.mean_len, args.max_len, vocab, args.seed + 100 + rank)
+        tokens = sum(len(x) for x in ds["input_ids"])
+
+        def stage(data, steps):
+            hp = TrainDefaults(lr=args.lr, batch_size=args.batch_size, max_steps=steps, max_length=args.max_len,
+                               warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0)
+            return train_stage(make_accelerator(hw), model, data, tok, task, hp, seed=args.seed, hw=hw)
+
+        if args.warmup_steps:
+            warm = synthetic_pairs(args.warmup_steps * args.batch_size, args.mean_len, args.max_len, vocab, args.seed + 1)
+            stage(warm, args.warmup_steps)
+        if on_gpu:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        barrier.wait(timeout=args.timeout)
+        t0 = time.time()
+        st = stage(ds, args.steps)
+        if on_gpu:
+            torch.cuda.synchronize()
+        t1 = time.time()
+        assert st.steps == args.steps, (st.steps, args.steps)
+        queue.put({
+            "rank": rank, "start": t0, "end": t1, "tokens": tokens, "tokens_per_s": tokens / (t1 - t0),
+            "peak_gpu_reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if on_gpu else None,
+            "peak_gpu_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        })
+    except BaseException as e:  # noqa: BLE001 - the parent reports it and fails
+        try:
+            barrier.abort()
+        except Exception:  # noqa: BLE001
+            pass
+        queue.put({"rank": rank, "error": f"{type(e).__name__}: {e}"})
+
+
+def measure(n: int, args: argparse.Namespace) -> dict:
+    """N concurrent processes; the aggregate over the window in which they all trained."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # a fresh interpreter and CUDA context per process, as Ray's workers
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(r, n, args, barrier, queue), daemon=True) for r in range(n)]
+    for p in procs:
+        p.start()
+    rows, deadline = [], time.time() + args.timeout
+    while len(rows) < n and time.time() < deadline:
+        try:
+            rows.append(queue.get(timeout=5))
+        except Exception:  # noqa: BLE001 - queue.Empty: check that the children still live
+            if not any(p.is_alive() for p in procs) and queue.empty():
+                break
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()  # only our own children
+    errors = [r["error"] for r in rows if "error" in r]
+    if errors or len(rows) < n:
+        raise RuntimeError(f"{n} processes: {errors or f'only {len(rows)} of {n} reported'}")
+    rows.sort(key=lambda r: r["rank"])
+    window = max(r["end"] for r in rows) - min(r["start"] for r in rows)
+    mem = [r["peak_gpu_reserved_mib"] for r in rows if r["peak_gpu_reserved_mib"] is not None]
+    return {
+        "procs": n, "window_s": window, "aggregate_tokens_per_s": sum(r["tokens"] for r in rows) / window,
+        "per_process_tokens_per_s": [r["tokens_per_s"] for r in rows],
+        "median_process_tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows),
+        "peak_gpu_reserved_mib_max": max(mem) if mem else None, "peak_rss_mib_max": max(r["peak_rss_mib"] for r in rows),
+        "per_process": rows,
+    }
+
+
+def advise(levels: list[dict]) -> int:
+    """The largest N reached while each step up in concurrency still gained >= GROWTH x aggregate."""
+    best = levels[0]
+    for lv in levels[1:]:
+        if lv["aggregate_tokens_per_s"] < GROWTH * best["aggregate_tokens_per_s"]:
+            break
+        best = lv
+    return best["procs"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu and not args.smoke:
+        print("error: needs a CUDA GPU (or --smoke)", file=sys.stderr)
+        return 2
+    name = torch.cuda.get_device_name() if on_gpu else "cpu"
+    what = "SMOKE, tiny XLM-R (figures meaningless)" if args.smoke else "XLM-R-base-sized random init, bf16"
+    print(f"gpu share: {what}; processes {args.procs}; {args.steps} steps x batch {args.batch_size} each; on {name}",
+          flush=True)
+    levels = []
+    for n in args.procs:
+        lv = measure(n, args)
+        levels.append(lv)
+        mem = f"{lv['peak_gpu_reserved_mib_max']:.0f} MiB GPU" if lv["peak_gpu_reserved_mib_max"] is not None else \
+            f"{lv['peak_rss_mib_max']:.0f} MiB RSS"
+        print(f"  {n} process(es): aggregate {lv['aggregate_tokens_per_s']:10.0f} tok/s, "
+              f"per process {lv['median_process_tokens_per_s']:10.0f} tok/s, peak {mem} per process", flush=True)
+    one = next((lv for lv in levels if lv["procs"] == 1), levels[0])
+    ratios = {str(lv["procs"]): lv["aggregate_tokens_per_s"] / one["aggregate_tokens_per_s"] for lv in levels}
+    n_best = advise(levels)
+    print()
+    print(f"{'processes':>10}{'aggregate tok/s':>18}{'ratio to 1':>12}{'peak MiB/proc':>15}")
+    for lv in levels:
+        peak = lv["peak_gpu_reserved_mib_max"] if lv["peak_gpu_reserved_mib_max"] is not None else lv["peak_rss_mib_max"]
+        print(f"{lv['procs']:>10}{lv['aggregate_tokens_per_s']:>18.0f}{ratios[str(lv['procs'])]:>12.2f}{peak:>15.0f}")
+    print(f"advice: gpus_per_worker = {1 / n_best:g} ({n_best} trial(s) per GPU: the last level that still gained "
+          f">= {GROWTH:.2f}x aggregate)")
+    if args.json:
+        out = {"benchmark": "gpu_share", "smoke": args.smoke, "device": name, "torch": torch.__version__,
+               "steps": args.steps, "batch_size": args.batch_size, "share_throughput": ratios,
+               "advised_gpus_per_worker": 1 / n_best, "levels": levels}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
