@@ -118,7 +118,7 @@ def test_search_stopped_by_sigint_then_sigkill_resumes_to_completion(tmp_path, w
     assert "resuming search 't' (2 trials finished before)" in printed
     res = subprocess.run(_itt("resume", str(exp)), env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "best orders:" in res.stdout and "disk:" in res.stdout
+    assert "best orders observed:" in res.stdout and "disk:" in res.stdout
     _check_complete(tmp_path, exp, stop1 + stop2)
 
 
