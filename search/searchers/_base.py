@@ -128,8 +128,15 @@ class OrderSearcher(Searcher):
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
         if trial_id in self.inner_id:
-            self.inner.on_trial_result(self.inner_id[trial_id], result)
+            try:
+                self.inner.on_trial_result(self.inner_id[trial_id], result)
+            except UpdateFinishedTrialError:
+                # the study's database is newer than Ray's snapshot of this searcher (the driver was killed
+                # after the trial ended): the study has this trial's result already
+                pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.inner_id:
