@@ -136,8 +136,9 @@ class SearchConfig(_Strict):
     # auto = order_bo: a GP over order features, cost-aware, probes as evidence (bench/search_efficiency.py)
     searcher: Literal["auto", "order_bo", "tpe", "gp", "random", "exhaustive"] = "auto"
     order_bo: OrderBO = Field(default_factory=OrderBO)
-    # the Optuna study's database URL (optuna-dashboard opens it); default: <experiment>/optuna.db (sqlite)
-    # for an experiment in a local folder, in memory on an object store
+    # where the Optuna study lives so optuna-dashboard can open it: "experiment" = <experiment>/optuna.db
+    # (sqlite, a local experiment folder), or a database URL; null (default) = in memory, saved with Ray's
+    # searcher state (after a killed driver a database is newer than that state: see README)
     optuna_storage: str | None = None
     num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
     seed: int = 0  # the searcher's own seed

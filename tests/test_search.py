@@ -152,7 +152,7 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     space = OrderSpace(candidates=TOY3, lengths=[1, 2])
     table = _table(tmp_path, space)
     search = {"candidates": TOY3, "length": [1, 2], "searcher": searcher, "num_samples": 6, "seed": 1,
-              "seed_points": {"singles": True}, "scheduler": {"type": "none"},
+              "seed_points": {"singles": True}, "scheduler": {"type": "none"}, "optuna_storage": "experiment",
               "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}
     p = _search_config(tmp_path, search)
     exp = run_search(str(p), name=f"sim-{searcher}", storage=str(tmp_path / "runs"), log=lambda *a: None)
@@ -401,7 +401,8 @@ def test_searcher_state_pickles(searcher, tmp_path):
     from search.searchers.optuna_samplers import optuna_storage
     from search.storage import Storage
 
-    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True}, searcher=searcher)
+    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True}, searcher=searcher,
+                        optuna_storage="experiment")
     st = Storage(str(tmp_path), "exp")
     st.write_text("x", "search.yaml")
     storage, url = optuna_storage(scfg, st, "exp")

@@ -26,12 +26,19 @@ def sampler_for(scfg):
 
 
 def optuna_storage(scfg, st, name: str):
-    """Where the Optuna study lives, so ``optuna-dashboard <url>`` opens it during and after a search:
-    ``search.optuna_storage`` (a database URL) when given, else ``<experiment>/optuna.db`` (sqlite) for
-    an experiment in a local folder; None (in memory, saved with Ray's searcher state) on an object store."""
+    """Where the Optuna study lives: ``search.optuna_storage: experiment`` = ``<experiment>/optuna.db``
+    (sqlite) or a database URL, so ``optuna-dashboard <url>`` opens it during and after a search; null
+    (the default) = in memory, saved with Ray's searcher state. (A database outlives a killed driver and is
+    then newer than Ray's snapshot of the searcher; OrderSearcher tolerates that, but the in-memory
+    study is the one a resume restores exactly.)"""
     import optuna
 
-    url = scfg.optuna_storage or (None if st.remote else f"sqlite:///{st.path('optuna.db')}")
+    if scfg.optuna_storage is None:  # in memory, saved with Ray's searcher state (consistent with it on resume)
+        return None, None
+    if scfg.optuna_storage == "experiment":  # (an experiment on an object store: in memory)
+        url = None if st.remote else f"sqlite:///{st.path('optuna.db')}"
+    else:
+        url = scfg.optuna_storage
     if url is None:
         return None, None
     # sqlite: wait for a lock instead of failing (optuna-dashboard may read while the search writes)
