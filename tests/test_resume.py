@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,7 +116,9 @@ def test_search_stopped_by_sigint_then_sigkill_resumes_to_completion(tmp_path, w
     stop1, _ = _stop_after(_itt("search", str(cfg), "--name", "t", "--storage", str(tmp_path / "runs")), exp, env,
                            2, signal.SIGINT, tmp_path / "search.out")
     stop2, printed = _stop_after(_itt("resume", str(exp)), exp, env, 4, signal.SIGKILL, tmp_path / "resume1.out")
-    assert "resuming search 't' (2 trials finished before)" in printed
+    # (at least the 2 at the Ctrl-C: one more may finish while the driver stops its trials)
+    done_before = re.search(r"resuming search 't' \((\d+) trials finished before\)", printed)
+    assert done_before and int(done_before.group(1)) >= 2, printed
     res = subprocess.run(_itt("resume", str(exp)), env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "best orders observed:" in res.stdout and "disk:" in res.stdout
