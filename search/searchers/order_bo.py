@@ -165,11 +165,9 @@ class OrderBOSampler(BaseSampler):
         busy = obs.done | {config_key(o, h) for o, h in obs.pending} | (set() if self.propose_stopped else obs.stopped)
         free = [c for c in cands if config_key(*c) not in busy] or cands
         distinct = {config_key(o, h) for o, h, _ in obs.finals} | {config_key(o, h) for o, h in obs.pending} | obs.stopped
-        if len(distinct) < self.n_startup or not obs.finals:
-            order, hp = free[int(self._rng.integers(len(free)))]
-            return self._params(order, hp)
-        model = self._fit(obs)
-        if model is None:  # fitting failed (degenerate data): a random untried configuration
+        # the first orders, or a fit that failed (degenerate data): a random untried configuration
+        model = None if len(distinct) < self.n_startup or not obs.finals else self._fit(obs)
+        if model is None:
             order, hp = free[int(self._rng.integers(len(free)))]
             return self._params(order, hp)
         observed = self._observed_configs(obs)
@@ -185,7 +183,7 @@ class OrderBOSampler(BaseSampler):
         return self._params(order, hp)
 
     def _params(self, order: list[str], hp: dict) -> dict:
-        return {**self.space.encode(order), **hp, **({"k": len(order)} if len(self.space.lengths) > 1 else {})}
+        return {**self.space.encode(order), **hp}  # (encode gives "k" too where the length is searched)
 
     # ------------------------------------------------------------------ candidates
     def _candidates(self, obs: Observations) -> list[tuple[list[str], dict]]:
