@@ -386,6 +386,45 @@ def test_order_bo_every_proposal_valid_never_a_finished_order_and_resumes_identi
     assert rec["order"] in tried and rec["lo"] <= rec["mean"] <= rec["hi"]
 
 
+def test_fast_posterior_equals_botorch_posterior_with_and_without_believers():
+    """``FinalPosterior`` (the proposals' batched posterior) gives BoTorch's own numbers: the mean and
+    standard deviation of ``model.posterior`` at the final fidelity, and of the model conditioned on
+    pending configurations at their posterior mean (``condition_on_observations``)."""
+    import numpy as np
+    import torch
+
+    from search.searchers.order_bo import FINAL, Observations, OrderBOSampler, _one_thread
+    from search.searchers.posterior import FinalPosterior
+
+    space, table = _planted(n_tasks=5, length=3)
+    sampler = OrderBOSampler(space, seed=0, fit_iters=10)
+    keys = sorted(table)
+    obs = Observations()
+    for k in keys[:25]:  # finals, and their probes (repeated prefixes: shared kernel columns)
+        order = k.split(">")
+        obs.finals.append((order, {}, table[k][1]))
+        obs.probes += [(order[:i], {}, v) for i, v in enumerate(table[k][0], 1)]
+    configs = [(k.split(">"), {}) for k in keys[20:]]
+    pending = configs[10:13]
+    with _one_thread():
+        model = sampler._fit(obs)
+        F = sampler.features.matrix(configs)
+        task = np.full((len(F), 1), FINAL)
+        X = torch.tensor(np.hstack([F, task]))
+        for pend in (None, pending):
+            m = model
+            if pend:
+                Fp = sampler.features.matrix(pend)
+                mu_p = model.posterior(torch.tensor(np.hstack([Fp, task[:len(Fp)]]))).mean.detach()
+                m = model.condition_on_observations(torch.tensor(np.hstack([Fp, task[:len(Fp)]])), mu_p)
+            with torch.no_grad():
+                ref = m.posterior(X)
+            mu, sd = FinalPosterior(model, sampler.features.matrix(pend) if pend else None)(F)
+            assert len(FinalPosterior(model).inputs) < len(model.train_inputs[0])  # columns were shared
+            np.testing.assert_allclose(mu, ref.mean.reshape(-1).numpy(), atol=1e-9)
+            np.testing.assert_allclose(sd, ref.variance.reshape(-1).sqrt().numpy(), atol=1e-9)
+
+
 def _dists(space: OrderSpace, key: str) -> dict:
     n = len(space.candidates)
     return {f"l{i}": optuna.distributions.CategoricalDistribution(list(range(n - i))) for i in range(len(key.split(">")))}
