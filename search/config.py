@@ -136,10 +136,10 @@ class SearchConfig(_Strict):
     # auto = order_bo: a GP over order features, cost-aware, probes as evidence (bench/search_efficiency.py)
     searcher: Literal["auto", "order_bo", "tpe", "gp", "random", "exhaustive"] = "auto"
     order_bo: OrderBO = Field(default_factory=OrderBO)
-    # where the Optuna study lives so optuna-dashboard can open it: "experiment" = <experiment>/optuna.db
-    # (sqlite, a local experiment folder), or a database URL; null (default) = in memory, saved with Ray's
-    # searcher state (after a killed driver a database is newer than that state: see README)
-    optuna_storage: str | None = None
+    # a copy of the Optuna study for optuna-dashboard, updated as trials finish: "experiment" (default) =
+    # <experiment>/optuna.db (sqlite, a local experiment folder), a database URL, or null = none. The
+    # searcher's own study stays in memory, saved with Ray's searcher state (a resume restores it exactly)
+    optuna_storage: str | None = "experiment"
     num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
     seed: int = 0  # the searcher's own seed
     seeds: list[int] | None = None  # repeats of every trial's chain; default: the chain config's seeds

@@ -152,7 +152,7 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     space = OrderSpace(candidates=TOY3, lengths=[1, 2])
     table = _table(tmp_path, space)
     search = {"candidates": TOY3, "length": [1, 2], "searcher": searcher, "num_samples": 6, "seed": 1,
-              "seed_points": {"singles": True}, "scheduler": {"type": "none"}, "optuna_storage": "experiment",
+              "seed_points": {"singles": True}, "scheduler": {"type": "none"},
               "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}
     p = _search_config(tmp_path, search)
     exp = run_search(str(p), name=f"sim-{searcher}", storage=str(tmp_path / "runs"), log=lambda *a: None)
@@ -432,33 +432,44 @@ def _dists(space: OrderSpace, key: str) -> dict:
 
 @pytest.mark.parametrize("searcher", ["order_bo", "tpe"])
 def test_searcher_state_pickles(searcher, tmp_path):
-    """Ray saves the searcher (and the scheduler) with the experiment (resume); they must round-trip,
-    with the Optuna study in its sqlite storage, and continue where they were."""
+    """Ray saves the searcher (and the scheduler) with the experiment (resume); they must round-trip
+    and continue where they were. The study's copy in <experiment>/optuna.db follows the searcher: a
+    restored searcher rebuilds it from its snapshot (trials the killed driver finished after the
+    snapshot leave it, and run again)."""
     from search.config import SearchConfig
     from search.schedulers import make_scheduler
-    from search.searchers import make_searcher
-    from search.searchers.optuna_samplers import optuna_storage
+    from search.searchers import make_searcher, study_copy_url
     from search.storage import Storage
 
-    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True}, searcher=searcher,
-                        optuna_storage="experiment")
+    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True}, searcher=searcher)
     st = Storage(str(tmp_path), "exp")
     st.write_text("x", "search.yaml")
-    storage, url = optuna_storage(scfg, st, "exp")
-    s = make_searcher(scfg, [[t] for t in TOY3], storage=storage, study_name="exp")
+    url = study_copy_url(scfg, st)  # the default: a copy in the experiment folder
+    assert url == f"sqlite:///{st.path('optuna.db')}"
+    s = make_searcher(scfg, [[t] for t in TOY3], copy_url=url, study_name="exp")
     s.set_search_properties("objective", "max", {})
-    first = [s.suggest(f"t{i}") for i in range(3)]
-    assert [scfg.space().decode(c) for c in first] == [[t] for t in TOY3]
-    for i, c in enumerate(first):
-        s.on_trial_result(f"t{i}", {"objective": 0.2 + 0.1 * i, "training_iteration": 1})
-        s.on_trial_complete(f"t{i}", {"objective": 0.5 + 0.1 * i, "final": 1})
-    s.save(str(tmp_path / "searcher.pkl"))
+
+    def run(searcher, i, score):
+        c = searcher.suggest(f"t{i}")
+        searcher.on_trial_result(f"t{i}", {"objective": score - 0.3, "training_iteration": 1})
+        searcher.on_trial_complete(f"t{i}", {"objective": score, "final": 1})
+        return scfg.space().decode(c)
+
+    first = [run(s, i, 0.5 + 0.1 * i) for i in range(3)]
+    assert first == [[t] for t in TOY3]
+    s.save(str(tmp_path / "searcher.pkl"))  # (a save copies what is new at once)
+    copy = lambda: optuna.load_study(study_name="exp", storage=url).trials  # noqa: E731
+    assert len(copy()) == 3 and sorted(t.value for t in copy()) == pytest.approx([0.5, 0.6, 0.7])
+    ahead = run(s, 3, 0.9)  # finished after the snapshot, then the driver dies
+    s.sync_copy(force=True)
+    assert len(copy()) == 4
     s2 = make_searcher(scfg, [])
     s2.restore(str(tmp_path / "searcher.pkl"))
     assert s2.orders_seen == set(TOY3)  # the dedup state comes back with the Optuna study
-    assert len(optuna.load_study(study_name="exp", storage=url).trials) == 3
-    c = s2.suggest("t9")
-    assert scfg.space().is_valid(scfg.space().decode(c)) and s2.space.decode(c) not in [[t] for t in TOY3]
+    nxt = run(s2, 4, 0.8)
+    assert scfg.space().is_valid(nxt) and nxt not in first
+    s2.sync_copy(force=True)
+    assert sorted(t.value for t in copy()) == pytest.approx([0.5, 0.6, 0.7, 0.8]), ahead  # what s2 knows
     sched = pickle.loads(pickle.dumps(make_scheduler(scfg)))
     assert type(sched).__name__ == "OrderASHA" and sched._rng.random() == make_scheduler(scfg)._rng.random()
 
