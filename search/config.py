@@ -137,7 +137,7 @@ class SearchConfig(_Strict):
     searcher: Literal["auto", "order_bo", "tpe", "gp", "random", "exhaustive"] = "auto"
     order_bo: OrderBO = Field(default_factory=OrderBO)
     # a copy of the Optuna study for optuna-dashboard, updated as trials finish: "experiment" (default) =
-    # <experiment>/optuna.db (sqlite, a local experiment folder), a database URL, or null = none. The
+    # <experiment>/optuna.journal (a local experiment folder), a database URL, or null = none. The
     # searcher's own study stays in memory, saved with Ray's searcher state (a resume restores it exactly)
     optuna_storage: str | None = "experiment"
     num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
@@ -161,6 +161,13 @@ class SearchConfig(_Strict):
     cache: Cache = Field(default_factory=Cache)
     # at the end of the search, `itt report` on it: report.html in <experiment>/report/, its answer printed
     report: bool = False
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _storage(cls, v):
+        if v is not None and v != "experiment" and "://" not in v:
+            raise ValueError(f"'{v}' is neither 'experiment', null nor a database URL (e.g. postgresql://host/db)")
+        return v
 
     @field_validator("candidates", mode="before")
     @classmethod

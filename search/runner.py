@@ -6,7 +6,7 @@ function (search/trial.py), with results.csv (search/results.py) and MLflow (sea
 callbacks; at the end ``summary.json`` (the recommendation) and, when asked, ``itt report``.
 
 The experiment directory is ``<storage>/<name>/`` (Ray Tune's own layout), plus ``results.csv``,
-``summary.json``, ``optuna.db`` (the study), ``dedup/`` (finished trials by content key, replayed
+``summary.json``, ``optuna.journal`` (a copy of the study), ``dedup/`` (finished trials by content key, replayed
 instead of retrained) and ``trials/<trial_id>/`` (each chain's results.json, predictions, checkpoint).
 """
 

@@ -109,6 +109,7 @@ def _error(args, capsys, *needles):
     ({"candidates": TOY3, "length": 1, "order_bo": {"n_startup": "many"}}, ["search.order_bo.n_startup"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"cost_aware": "sometimes"}}, ["search.order_bo.cost_aware"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"kernel": "rbf"}}, ["unknown key 'search.order_bo.kernel'"]),
+    ({"candidates": TOY3, "length": 1, "optuna_storage": "runs/x.db"}, ["search.optuna_storage", "database URL"]),
 ])
 def test_bad_search_config(search, needles, tmp_path, capsys):
     p = _search_config(tmp_path, search)
@@ -174,10 +175,11 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     assert [b["order"] for b in summary["best_observed"]][0] == max(rows, key=lambda r: float(r["score"]))["order"]
     if searcher == "exhaustive":
         return
-    # the Optuna study is inspectable (optuna-dashboard sqlite:///<experiment>/optuna.db)
-    study = optuna.load_study(study_name=f"sim-{searcher}", storage=f"sqlite:///{exp / 'optuna.db'}")
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert {order_key(space.decode(t.params)) for t in done} == set(orders)
+    # the Optuna study is inspectable (optuna-dashboard <experiment>/optuna.journal): the trials Tune ran
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal")))
+    study = optuna.load_study(study_name=f"sim-{searcher}", storage=journal)
+    assert sorted(order_key(space.decode(t.params)) for t in study.trials) == sorted(orders)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     if searcher == "order_bo":  # a recommendation from the model: one of the orders run, with its interval
         rec = summary["recommended"]
         assert rec["order"] in orders and rec["lo"] <= rec["mean"] <= rec["hi"]
@@ -445,7 +447,7 @@ def test_searcher_state_pickles(searcher, tmp_path):
     st = Storage(str(tmp_path), "exp")
     st.write_text("x", "search.yaml")
     url = study_copy_url(scfg, st)  # the default: a copy in the experiment folder
-    assert url == f"sqlite:///{st.path('optuna.db')}"
+    assert url == st.path("optuna.journal")
     s = make_searcher(scfg, [[t] for t in TOY3], copy_url=url, study_name="exp")
     s.set_search_properties("objective", "max", {})
 
@@ -458,7 +460,8 @@ def test_searcher_state_pickles(searcher, tmp_path):
     first = [run(s, i, 0.5 + 0.1 * i) for i in range(3)]
     assert first == [[t] for t in TOY3]
     s.save(str(tmp_path / "searcher.pkl"))  # (a save copies what is new at once)
-    copy = lambda: optuna.load_study(study_name="exp", storage=url).trials  # noqa: E731
+    journal = lambda: optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))  # noqa: E731
+    copy = lambda: optuna.load_study(study_name="exp", storage=journal()).trials  # noqa: E731
     assert len(copy()) == 3 and sorted(t.value for t in copy()) == pytest.approx([0.5, 0.6, 0.7])
     ahead = run(s, 3, 0.9)  # finished after the snapshot, then the driver dies
     s.sync_copy(force=True)

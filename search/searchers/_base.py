@@ -55,7 +55,8 @@ class OrderSearcher(Searcher):
         self.random_fallbacks = 0
         self.continuations = 0
         self.trace: list[dict] = []  # the sampler's recommendation at each proposal
-        self.copy = copy  # a StudyCopy: the study in a database, for optuna-dashboard
+        self.copy = copy  # a StudyCopy: the study in a file or database, for optuna-dashboard
+        self.tune_numbers: set[int] = set()  # Optuna trial numbers of the trials Tune runs (not the repeats)
 
     # ------------------------------------------------------------------ keys
     def _split(self, config: dict) -> tuple[str, dict]:
@@ -103,6 +104,9 @@ class OrderSearcher(Searcher):
                     self.seen[key] = (RUNNING, None)
                 self.orders_seen.add(order)
                 self.inner_id[trial_id], self.key_of[trial_id] = iid, key
+                ot = getattr(self.inner, "_ot_trials", {}).get(iid)
+                if ot is not None:
+                    self.tune_numbers.add(ot.number)
                 self._trace(trial_id)
                 return cfg
             self._answer(iid, key)
@@ -161,7 +165,7 @@ class OrderSearcher(Searcher):
 
     def sync_copy(self, force: bool = False) -> None:
         if self.copy is not None:
-            self.copy.sync(self.study, force=force)
+            self.copy.sync(self.study, self.tune_numbers, force=force)
 
     # ------------------------------------------------------------------ the recommendation
     def recommend(self) -> dict | None:
@@ -182,4 +186,4 @@ class OrderSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__dict__.update({"tune_numbers": set(), "copy": None, **pickle.load(f)})

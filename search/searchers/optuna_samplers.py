@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from functools import partial
 
+STUDY_FILE = "optuna.journal"  # the study's copy in a local experiment folder (optuna-dashboard opens it)
+
 
 def sampler_for(scfg):
     """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``)."""
@@ -27,12 +29,12 @@ def sampler_for(scfg):
 
 def study_copy_url(scfg, st) -> str | None:
     """Where the study's copy for optuna-dashboard goes (``search.optuna_storage``): ``experiment`` (the
-    default) = ``<experiment>/optuna.db`` for a local experiment folder (none on an object store: name a
-    database URL there), a database URL, or null = no copy."""
+    default) = the journal file ``<experiment>/optuna.journal`` for a local experiment folder (none on an
+    object store: name a database URL there), a database URL, or null = no copy."""
     if scfg.optuna_storage is None or scfg.searcher == "exhaustive":
         return None
     if scfg.optuna_storage == "experiment":
-        return None if st.remote else f"sqlite:///{st.path('optuna.db')}"
+        return None if st.remote else st.path(STUDY_FILE)
     return scfg.optuna_storage
 
 
