@@ -359,6 +359,7 @@ def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta
                         tags=[RunTag(k, v) for k, v in tags.items()])
     _log_text(ml, parent_id, st.read_text("results.csv"), "results.csv")
     _log_recommendation(ml, parent_id, st.read_text("summary.json"))
+    _log_front(ml, parent_id, search_id, rows)
     seeds = meta.get("seeds") or []
     best = best_with_checkpoints(st, rows, best_k, seeds) if best_k and seeds else []
     for rank, r in enumerate(best, 1):
@@ -371,6 +372,34 @@ def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta
     if best:
         ml.client.set_tag(parent_id, "best_checkpoints", ",".join(r["trial_id"] for r in best))
     ml.client.set_terminated(parent_id, status=status)
+
+
+def _log_front(ml: _Mlflow, parent_id: str, search_id: str, rows: list[dict]) -> None:
+    """A multi-objective search's Pareto front (results.csv's ``pareto`` column): tag ``pareto=true`` on
+    the child runs on it (``false`` on the other completed ones, so a resume that moves the front
+    leaves no stale tag); on the parent run the tag ``pareto_front`` (its orders, ';'-joined), the
+    metric ``pareto_size`` and the artifact ``pareto_front.json`` (orders with every objective)."""
+    from mlflow.entities import Metric, RunTag
+
+    from search.pareto import PARETO_COLUMN
+
+    if not rows or PARETO_COLUMN not in rows[0]:
+        return
+    marked = {r["trial_id"]: r[PARETO_COLUMN] for r in rows if r.get(PARETO_COLUMN) in ("true", "false")}
+    front = [r for r in rows if r.get(PARETO_COLUMN) == "true"]
+    objectives = [c for c in rows[0] if c.startswith("objective_")]
+    runs = ml.client.search_runs([ml.exp_id], filter_string=f"tags.search_id = '{search_id}' and tags.itt_role = 'trial'",
+                                 max_results=50_000)
+    for run in runs:
+        tid = run.data.tags.get("trial_id")
+        if tid in marked and run.data.tags.get(PARETO_COLUMN) != marked[tid]:
+            ml.client.set_tag(run.info.run_id, PARETO_COLUMN, marked[tid])
+    orders = list(dict.fromkeys(r.get("order") or "F" for r in front))
+    ml.client.log_batch(parent_id, metrics=[Metric("pareto_size", float(len(orders)), int(time.time() * 1000), 0)],
+                        tags=[RunTag("pareto_front", "; ".join(orders)[:5000])])
+    doc = [{"order": r.get("order") or "", "trial_id": r["trial_id"],
+            **{c[len("objective_"):]: finite(r.get(c)) for c in objectives}} for r in front]
+    ml.client.log_text(parent_id, json.dumps(doc, indent=1), "pareto_front.json")
 
 
 def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
@@ -394,7 +423,8 @@ def _search_description(scfg, n_orders: int) -> dict:
     return {"candidates": list(scfg.candidates), "lengths": scfg.lengths, "include": list(scfg.include),
             "before": [list(p) for p in scfg.before], "last": scfg.last, "orders": n_orders,
             "hparams": {k: v.model_dump(exclude_none=True, exclude_defaults=True) for k, v in scfg.hparams.items()},
-            "searcher": scfg.searcher, "num_samples": scfg.num_samples, "metric": scfg.metric,
+            "searcher": scfg.searcher, "num_samples": scfg.num_samples,
+            "metric": scfg.metric if isinstance(scfg.metric, str) else ",".join(scfg.metric),
             "scheduler": scfg.scheduler.model_dump(), "probe_steps": scfg.probe_steps,
             "simulated": scfg.simulate is not None}
 

@@ -7,10 +7,15 @@ from functools import partial
 
 
 def sampler_for(scfg):
-    """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``)."""
+    """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``; with several objectives
+    ``auto`` = ``tpe``, Optuna's multi-objective TPE (Ozaki et al., 2020): order_bo's GP and its
+    expected improvement are single-objective, and the config check refuses it there). TPE, GP and
+    random sampling all take a study with several directions in Optuna 5."""
     import optuna
 
-    name = "order_bo" if scfg.searcher == "auto" else scfg.searcher
+    name = scfg.searcher
+    if name == "auto":
+        name = "tpe" if scfg.multi_objective else "order_bo"
     if name == "order_bo":
         from search.searchers.order_bo import OrderBOSampler
 
@@ -62,11 +67,22 @@ def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: 
     points = [space.encode(o) for o in seed_points]
     if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
         points = [{**p, **hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
-    inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
+    metric, mode = tune_metric(scfg)
+    inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric=metric, mode=mode,
                          sampler=sampler_for(scfg), points_to_evaluate=points or None, storage=storage,
                          study_name=study_name)
     return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
                          continue_stopped=scfg.scheduler.continue_stopped)
+
+
+def tune_metric(scfg) -> tuple[str | list[str], str | list[str]]:
+    """What the searcher optimises: ``objective`` (max) for one metric; one ``objective_<name>`` per
+    objective, each with its direction, for several (Ray's OptunaSearch takes lists)."""
+    from search.pareto import MAX, column, directions
+
+    if not scfg.multi_objective:
+        return "objective", "max"
+    return [column(n) for n in scfg.objectives], ["max" if d == MAX else "min" for d in directions(scfg.metric)]
 
 
 def hparam_defaults(scfg, order: list[str]) -> dict:
