@@ -270,10 +270,6 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         if not space.is_valid(o):
             raise ConfigError(f"{path}: search.seed_points.orders: '{'>'.join(o)}' is not in the search space")
     if scfg.multi_objective:
-        if scfg.searcher == "order_bo":
-            raise ConfigError(f"{path}: search.searcher: order_bo optimises one metric, and search.metric names "
-                              f"{len(scfg.objectives)} ({', '.join(scfg.objectives)}); use auto (= tpe: Optuna's "
-                              "multi-objective TPE), tpe, gp, random or exhaustive")
         if scfg.scheduler.type == "asha" and scfg.scheduler.brackets > 1:
             raise ConfigError(f"{path}: search.scheduler.brackets: a multi-objective search runs one bracket "
                               f"(ParetoASHA); got {scfg.scheduler.brackets}")

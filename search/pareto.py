@@ -2,8 +2,9 @@
 directions, and the Pareto front (the configurations no other one beats on every objective).
 
 ``search.metric: [mean, worst]`` makes a search multi-objective (search/config.py): each trial
-reports one ``objective_<name>`` per objective (search/trial.py), Optuna's multi-objective sampler
-proposes orders (search/searchers/), ``ParetoASHA`` stops only trials dominated by many others at a
+reports one ``objective_<name>`` per objective (search/trial.py), a multi-objective Optuna study
+behind Ray's OptunaSearch proposes orders (search/searchers/: order_bo by ParEGO scalarisations, or
+Optuna's own TPE, GP, random), ``ParetoASHA`` stops only trials dominated by many others at a
 rung (search/schedulers/pareto_asha.py), and the search ends with the front: on the console, in
 ``results.csv`` (column ``pareto``), ``summary.json``, MLflow and ``itt report``.
 """

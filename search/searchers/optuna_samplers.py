@@ -7,15 +7,15 @@ from functools import partial
 
 
 def sampler_for(scfg):
-    """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``; with several objectives
-    ``auto`` = ``tpe``, Optuna's multi-objective TPE (Ozaki et al., 2020): order_bo's GP and its
-    expected improvement are single-objective, and the config check refuses it there). TPE, GP and
-    random sampling all take a study with several directions in Optuna 5."""
+    """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``). Every one takes a study
+    with several directions (``search.metric: [mean, worst]``): order_bo by ParEGO's random
+    scalarisations (order_bo.py), TPE as Optuna's multi-objective TPE, GP by its expected hypervolume
+    improvement, random as it is. On the planted trade-off table (bench/make_pareto_table.py, 26 orders)
+    order_bo found the whole front in 20 trials for 5 of 5 searcher seeds; TPE found 4-5 of its 5 orders
+    in 20, random 2-4 in 16 (README)."""
     import optuna
 
-    name = scfg.searcher
-    if name == "auto":
-        name = "tpe" if scfg.multi_objective else "order_bo"
+    name = "order_bo" if scfg.searcher == "auto" else scfg.searcher
     if name == "order_bo":
         from search.searchers.order_bo import OrderBOSampler
 
