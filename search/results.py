@@ -102,7 +102,7 @@ class ResultsWriter(Callback):
         if final:
             m = self.metric
             row["score"] = final.get("objective")
-            for name in self.objectives if self.multi else []:  # every objective; `pareto` is set on write
+            for name in self.objectives if getattr(self, "multi", False) else []:  # each objective; `pareto`: on write
                 row[column(name)] = final.get(column(name))
             for lang in self.languages:
                 row[lang] = final.get(f"test_{m}_{lang}")
