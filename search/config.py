@@ -156,8 +156,9 @@ class SearchConfig(_Strict):
     # a trial whose process, worker or node dies runs again (its finished stages from the stage cache),
     # at most this many times; -1 = without limit
     max_failures: int = Field(2, ge=-1)
-    # final checkpoints (trials/<id>/seed<S>/checkpoint) kept for the best K completed trials only;
-    # the others' are removed as soon as K better ones exist. null = keep every trial's
+    # final checkpoints (trials/<id>/seed<S>/checkpoint) kept for the best K completed trials only (and,
+    # with several objectives, the Pareto front's); the others' are removed as soon as K better ones
+    # exist. null = keep every trial's
     keep_checkpoints: int | None = Field(3, ge=0)
     tracking: Tracking = Field(default_factory=Tracking)
     cache: Cache = Field(default_factory=Cache)

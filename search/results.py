@@ -158,17 +158,20 @@ class ResultsWriter(Callback):
 
     def _retain_checkpoints(self) -> None:
         """Disk bound: final checkpoints only for the best K completed trials (K = keep_checkpoints,
-        at least tracking.best_k, whose checkpoints go to MLflow at the end); the rest are removed."""
+        at least tracking.best_k, whose checkpoints go to MLflow at the end) and, with several
+        objectives, the trials on the Pareto front; the rest are removed."""
         k = self.scfg.keep_checkpoints
         if k is None or self.scfg.simulate:
             return
         k = max(k, self.scfg.tracking.best_k if self.scfg.tracking.enabled else 0)
+        self.front()  # a multi-objective search also keeps the front's checkpoints (an order off the front
+        #              never comes back on it: the front only loses the orders newer ones dominate)
         done = sorted((r for r in self.rows.values() if r["status"] == Status.COMPLETED and r.get("score") is not None),
                       key=lambda r: -float(r["score"]))
         self.pruned = getattr(self, "pruned", set())
         for r in done[k:]:
             tid = r["trial_id"]
-            if tid in self.pruned:
+            if tid in self.pruned or r.get(PARETO_COLUMN) == "true":
                 continue
             self.pruned.add(tid)
             for seed in self.scfg.seeds or self.seeds:
