@@ -145,7 +145,9 @@ class SearchConfig(_Strict):
     seeds: list[int] | None = None  # repeats of every trial's chain; default: the chain config's seeds
     seed_points: SeedPoints = Field(default_factory=SeedPoints)
     hparams: dict[str, HParam] = Field(default_factory=dict)  # dotted chain-config keys; "stages.*.lr" = per stage
-    metric: Literal["mean", "worst", "robust"] = "mean"  # over target languages, on dev
+    # over target languages, on dev: mean | worst | robust, or a list of 2-3 of mean, worst, robust, std,
+    # transfer_gap (std and transfer_gap: lower is better) for a multi-objective search (search/pareto.py)
+    metric: str | list[str] = "mean"
     robust_weight: float = Field(1.0, ge=0)  # robust = mean - weight * std over languages
     scheduler: Scheduler = Field(default_factory=Scheduler)
     resources: Resources = Field(default_factory=Resources)
@@ -154,8 +156,9 @@ class SearchConfig(_Strict):
     # a trial whose process, worker or node dies runs again (its finished stages from the stage cache),
     # at most this many times; -1 = without limit
     max_failures: int = Field(2, ge=-1)
-    # final checkpoints (trials/<id>/seed<S>/checkpoint) kept for the best K completed trials only;
-    # the others' are removed as soon as K better ones exist. null = keep every trial's
+    # final checkpoints (trials/<id>/seed<S>/checkpoint) kept for the best K completed trials only (and,
+    # with several objectives, the Pareto front's); the others' are removed as soon as K better ones
+    # exist. null = keep every trial's
     keep_checkpoints: int | None = Field(3, ge=0)
     tracking: Tracking = Field(default_factory=Tracking)
     cache: Cache = Field(default_factory=Cache)
@@ -173,6 +176,44 @@ class SearchConfig(_Strict):
     @classmethod
     def _csv(cls, v):
         return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _metric(cls, v):
+        from search.pareto import OBJECTIVES, SINGLE
+
+        if isinstance(v, str) and "," in v:  # --set search.metric=mean,worst
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        if isinstance(v, (list, tuple)) and len(v) == 1:
+            v = v[0]
+        if isinstance(v, str):
+            if v not in SINGLE:
+                hint = (f" ('{v}' is lower-is-better: optimise it beside another, e.g. [mean, {v}])"
+                        if v in OBJECTIVES else "")
+                raise ValueError(f"'{v}' is not a metric to optimise alone: use one of {', '.join(SINGLE)}, or a "
+                                 f"list of 2-3 of {', '.join(OBJECTIVES)} for a multi-objective search{hint}")
+            return v
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+            raise ValueError(f"give one metric name or a list of 2-3 names (got {v!r})")
+        unknown = [x for x in v if x not in OBJECTIVES]
+        if unknown:
+            raise ValueError(f"unknown metric '{unknown[0]}' (a trial reports {', '.join(OBJECTIVES)})")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{list(v)} names a metric twice")
+        if len(v) > 3:
+            raise ValueError(f"{list(v)}: at most 3 objectives (a front of 4+ holds most orders)")
+        return list(v)
+
+    @property
+    def objectives(self) -> list[str]:
+        """The optimised metrics, in order (one for a single-objective search)."""
+        from search.pareto import names
+
+        return names(self.metric)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @model_validator(mode="after")
     def _default_grace(self) -> SearchConfig:
@@ -236,6 +277,10 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     for o in scfg.seed_points.orders:
         if not space.is_valid(o):
             raise ConfigError(f"{path}: search.seed_points.orders: '{'>'.join(o)}' is not in the search space")
+    if scfg.multi_objective:
+        if scfg.scheduler.type == "asha" and scfg.scheduler.brackets > 1:
+            raise ConfigError(f"{path}: search.scheduler.brackets: a multi-objective search runs one bracket "
+                              f"(ParetoASHA); got {scfg.scheduler.brackets}")
     if scfg.seed_points.baseline and 0 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.baseline needs 0 among the lengths")
     if scfg.seed_points.singles and 1 not in scfg.lengths:
@@ -249,4 +294,11 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
             scfg.simulate.table = str((Path(path).resolve().parent / t).resolve())
         if not Path(scfg.simulate.table).is_file():
             raise ConfigError(f"{path}: search.simulate.table: file not found: {scfg.simulate.table}")
+        if scfg.multi_objective and any(n != "mean" for n in scfg.objectives):
+            with open(scfg.simulate.table, newline="") as f:
+                header = f.readline().strip().split(",")
+            langs = [c for c in header if c.startswith("dev_") and c[4:] not in ("mean", "std", "worst", "transfer_gap")]
+            if len(langs) < 2:
+                raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
+                                  f"and {scfg.simulate.table} has no dev_<language> columns")
     return scfg, chain, raw

@@ -183,6 +183,43 @@ def _space_cmd(kind: str, exp: Experiment, singles: bool) -> str:
             f"--set search.seed_points.heuristics=[{kind}]")
 
 
+# ------------------------------------------------------------------ a multi-objective search's front
+def pareto_analysis(exp: Experiment, board: list[dict]) -> dict | None:
+    """The Pareto front a multi-objective search marked in results.csv (``pareto``; chosen on dev, on the
+    objectives it optimised), each order on it with its dev objectives and its test mean and worst
+    language with their t intervals over seeds; whether it is also non-dominated on test (mean,
+    worst); and F. None for a single-objective search."""
+    from search.pareto import OBJECTIVES, PARETO_COLUMN, front
+
+    if not exp.rows or PARETO_COLUMN not in exp.rows[0]:
+        return None
+    objectives = [c[len("objective_"):] for c in exp.rows[0] if c.startswith("objective_")]
+    fig = S.seed_figures(exp.scores, exp.extra)
+    byo = {r["order"]: r for r in board}
+    on, seen = [], set()
+    for r in sorted((r for r in exp.rows if r.get(PARETO_COLUMN) == "true"), key=lambda r: -(_num(r.get("score")) or 0)):
+        order = r.get("order") or ""
+        if order in seen:
+            continue
+        seen.add(order)
+        worst = fig.loc[fig["order"] == order, "worst"].to_numpy(float)
+        lo, hi = S.t_interval(worst)
+        b = byo.get(order, {})
+        on.append({"order": order, "trial_id": r["trial_id"],
+                   "dev": {n: _num(r.get(f"objective_{n}")) for n in objectives},
+                   "test_mean": b.get("mean"), "test_mean_ci": [b.get("ci_low"), b.get("ci_high")],
+                   "test_worst": float(worst.mean()) if len(worst) else None, "test_worst_ci": [lo, hi],
+                   "n_seeds": b.get("n_seeds")})
+    pts = [r for r in board if r.get("worst") is not None]
+    test_front = [pts[i]["order"] for i in front([(r["mean"], r["worst"]) for r in pts], ["maximize", "maximize"])]
+    for r in on:
+        r["on_test_front"] = r["order"] in test_front
+    f = byo.get(F)
+    return {"objectives": [{"name": n, "direction": OBJECTIVES.get(n, ("maximize",))[0]} for n in objectives],
+            "front": on, "test_front": test_front,
+            "F": {"mean": f["mean"], "worst": f["worst"]} if f else None}
+
+
 # ------------------------------------------------------------------ plots
 def _fig_png(fig) -> bytes:
     import matplotlib.pyplot as plt
@@ -296,7 +333,42 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     ax.set_ylabel(f"worst-language {metric}")
     ax.set_title("Robustness: mean vs worst language")
     out["robustness"] = _fig_png(fig)
+    if res.get("pareto"):
+        out["pareto"] = _pareto_png(res, metric)
     return out
+
+
+def _pareto_png(res: dict, metric: str) -> bytes:
+    """Test mean against test worst language for every order; the search's Pareto front highlighted
+    (intervals over seeds, joined in order of the mean), F marked."""
+    import matplotlib.pyplot as plt
+
+    pa, board = res["pareto"], res["leaderboard"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    front = {r["order"] for r in pa["front"]}
+    rest = [r for r in board if r["order"] not in front and r["order"] != F and r.get("worst") is not None]
+    ax.scatter([r["mean"] for r in rest], [r["worst"] for r in rest], color="#bbbbbb", s=22, label="other orders")
+    pts = sorted((r for r in pa["front"] if r["test_mean"] is not None and r["test_worst"] is not None),
+                 key=lambda r: r["test_mean"])
+    if pts:
+        xs, ys = [r["test_mean"] for r in pts], [r["test_worst"] for r in pts]
+        ci = lambda r, k, v: [[v - (r[k][0] if r[k][0] is not None else v)], [(r[k][1] if r[k][1] is not None else v) - v]]  # noqa: E731
+        for r, x, y in zip(pts, xs, ys):
+            ax.errorbar([x], [y], xerr=ci(r, "test_mean_ci", x), yerr=ci(r, "test_worst_ci", y), color="#1b9e77",
+                        alpha=0.5, capsize=2, lw=1)
+            ax.annotate(show(r["order"]), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        ax.plot(xs, ys, "-o", color="#1b9e77", ms=7, lw=1.5, label="Pareto front (chosen on dev)")
+    if pa.get("F"):
+        ax.scatter([pa["F"]["mean"]], [pa["F"]["worst"]], marker="*", s=220, color="#d95f02", zorder=5,
+                   label="F (fine-tune only)")
+        ax.annotate("F", (pa["F"]["mean"], pa["F"]["worst"]), xytext=(6, -10), textcoords="offset points",
+                    fontsize=9, color="#d95f02")
+    ax.set_xlabel(f"test {metric}, mean over languages")
+    ax.set_ylabel(f"test {metric}, worst language")
+    names = ", ".join(o["name"] for o in pa["objectives"])
+    ax.set_title(f"Accuracy and robustness: the Pareto front ({names})")
+    ax.legend(fontsize=8, loc="best")
+    return _fig_png(fig)
 
 
 # ------------------------------------------------------------------ rendering
@@ -346,6 +418,8 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
                     rows, "if_vs_f"))
     else:
         out.append(("IF vs F", f"Not available: {iv['reason']}.", [], None))
+    if res.get("pareto"):
+        out.append(pareto_section(res))
     hm = res["heatmap"]
     out.append(("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"))
     oe = res["order_effect"]
@@ -408,6 +482,28 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     return out
 
 
+def pareto_section(res: dict) -> tuple[str, str, list[list[str]], str | None]:
+    pa = res["pareto"]
+    names = [o["name"] for o in pa["objectives"]]
+    arrows = ", ".join(f"{o['name']} {'↑' if o['direction'] == 'maximize' else '↓'}" for o in pa["objectives"])
+    ci = f"{int(res['confidence'] * 100)}% CI"
+    rows = [["order", *[f"dev {n}" for n in names], "test mean", ci, "test worst", ci, "seeds", "on the test front"]]
+    for r in pa["front"]:
+        rows.append([show(r["order"]), *[_x(r["dev"].get(n)) for n in names], _x(r["test_mean"]),
+                     f"[{_x(r['test_mean_ci'][0])}, {_x(r['test_mean_ci'][1])}]", _x(r["test_worst"]),
+                     f"[{_x(r['test_worst_ci'][0])}, {_x(r['test_worst_ci'][1])}]", _x(r["n_seeds"]),
+                     _x(r["on_test_front"])])
+    n_test = sum(r["on_test_front"] for r in pa["front"])
+    f = pa.get("F")
+    ftext = (f"F (fine-tune only, the orange star): mean {_x(f['mean'])}, worst {_x(f['worst'])}." if f
+             else "F was not run (add `seed_points: {baseline: true}`).")
+    text = (f"A multi-objective search ({arrows}, on dev): the {len(pa['front'])} order(s) on its Pareto front, "
+            f"those no other completed trial beats on every objective. The plot shows every order at its test mean "
+            f"and worst language (the front green, joined, with {ci.split()[0]} t intervals over seeds); {n_test} of "
+            f"the {len(pa['front'])} are also non-dominated on test (mean, worst). {ftext}")
+    return ("Accuracy and robustness: the Pareto front", text, rows, "pareto")
+
+
 def render_md(secs, title: str, pngs: dict[str, bytes]) -> str:
     lines = [f"# {title}", ""]
     for name, text, rows, plot in secs:
@@ -468,6 +564,9 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
         res["heuristics"] = compare_heuristics(exp, res["leaderboard"], log=log)
     for t in res["trials"]["stopped"]:  # where ASHA stopped it: the probe figures it reported (tracking/ log)
         t["probe"] = stopped_probes(exp, t["trial_id"])
+    pareto = pareto_analysis(exp, res["leaderboard"])
+    if pareto is not None:
+        res["pareto"] = pareto
     res = _json_safe(res)
     pngs = plots(res, exp.metric)
     title = f"Does order matter? — {exp.meta.get('name') or exp.st.name}"
@@ -489,6 +588,8 @@ def headline_metrics(res: dict) -> dict[str, float]:
     arr = res["order_effect"].get("arrangement", {})
     if "p" in arr:
         m["report_arrangement_p"] = arr["p"]
+    if res.get("pareto"):
+        m["report_pareto_size"] = len(res["pareto"]["front"])
     iv = res["if_vs_f"]
     if iv.get("available"):
         m["report_if_best_minus_f"] = iv["overall"]["best_IF"] - iv["overall"]["F"]
@@ -519,6 +620,11 @@ def answer(res: dict, where: str) -> list[str]:
         ci = (f", {res['confidence']:.0%} interval [{b['ci_low']:.4f}, {b['ci_high']:.4f}]" if b.get("ci_low") is not None
               else " (one seed: no interval)")
         lines.append(f"Best order: {show(b['order'])}, mean {b['mean']:.4f} over {b['n_seeds']} seed(s){ci}.")
+    pa = res.get("pareto")
+    if pa:
+        lines.append(f"Pareto front ({', '.join(o['name'] for o in pa['objectives'])}, dev): "
+                     + "; ".join(f"{show(r['order'])} (test mean {_x(r['test_mean'])}, worst {_x(r['test_worst'])})"
+                                 for r in pa["front"]) + ".")
     lines.append(f"Report: {where}/report.html")
     return lines
 

@@ -10,6 +10,8 @@ import time
 from ray.tune import Callback
 
 from search.config import SearchConfig
+from search.pareto import PARETO_COLUMN, column, directions
+from search.pareto import front as pareto_front
 from search.space import order_key
 from search.storage import Storage, echo
 from search.trial import NODE_KEY, release_train_resources, split_config
@@ -36,6 +38,8 @@ class ResultsWriter(Callback):
         self.storage, self.scfg, self.metric, self.languages, self.log = storage, scfg, metric, languages, log
         self.seeds = list(seeds or [])  # the chain's seeds (trial folders hold seed<S>/ for each)
         self.space = scfg.space()
+        self.objectives = list(getattr(scfg, "objectives", [scfg.metric]))  # (a writer pickled before issue 18)
+        self.multi = len(self.objectives) > 1
         self.rows: dict[str, dict] = {}
         self.t0 = time.time()
         self.pending = 0  # trials Tune holds but has not started (at the last trial start or end)
@@ -98,6 +102,8 @@ class ResultsWriter(Callback):
         if final:
             m = self.metric
             row["score"] = final.get("objective")
+            for name in self.objectives if getattr(self, "multi", False) else []:  # each objective; `pareto`: on write
+                row[column(name)] = final.get(column(name))
             for lang in self.languages:
                 row[lang] = final.get(f"test_{m}_{lang}")
             for fig in ("mean", "std", "worst", "transfer_gap"):
@@ -152,17 +158,20 @@ class ResultsWriter(Callback):
 
     def _retain_checkpoints(self) -> None:
         """Disk bound: final checkpoints only for the best K completed trials (K = keep_checkpoints,
-        at least tracking.best_k, whose checkpoints go to MLflow at the end); the rest are removed."""
+        at least tracking.best_k, whose checkpoints go to MLflow at the end) and, with several
+        objectives, the trials on the Pareto front; the rest are removed."""
         k = self.scfg.keep_checkpoints
         if k is None or self.scfg.simulate:
             return
         k = max(k, self.scfg.tracking.best_k if self.scfg.tracking.enabled else 0)
+        self.front()  # a multi-objective search also keeps the front's checkpoints (an order off the front
+        #              never comes back on it: the front only loses the orders newer ones dominate)
         done = sorted((r for r in self.rows.values() if r["status"] == Status.COMPLETED and r.get("score") is not None),
                       key=lambda r: -float(r["score"]))
         self.pruned = getattr(self, "pruned", set())
         for r in done[k:]:
             tid = r["trial_id"]
-            if tid in self.pruned:
+            if tid in self.pruned or r.get(PARETO_COLUMN) == "true":
                 continue
             self.pruned.add(tid)
             for seed in self.scfg.seeds or self.seeds:
@@ -181,7 +190,8 @@ class ResultsWriter(Callback):
 
     def columns(self) -> list[str]:
         hp_cols = sorted({k for r in self.rows.values() for k in r if k.startswith("hp:")})
-        return (["trial_id", "status", "order", "order_length", "stages_completed", "stopped_early", "score"] + hp_cols
+        mo = [*(column(n) for n in self.objectives), PARETO_COLUMN] if getattr(self, "multi", False) else []
+        return (["trial_id", "status", "order", "order_length", "stages_completed", "stopped_early", "score", *mo] + hp_cols
                 + list(self.languages) + ["test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean",
                                           "perturbation_score"]
                 + sorted({k for r in self.rows.values() for k in r if k.startswith("xtreme_")}) + ["replayed"]
@@ -210,7 +220,33 @@ class ResultsWriter(Callback):
         if getattr(self, "_dirty", False):
             self._write(force=True)
 
+    def front(self) -> list[dict]:
+        """The Pareto front of the completed trials on the search's objectives (a multi-objective search),
+        best first objective first; a replayed repeat (the same configuration) listed once. Also marks
+        every completed row's ``pareto`` (true/false)."""
+        if not getattr(self, "multi", False):
+            return []
+        done = [r for r in list(self.rows.values()) if r["status"] == Status.COMPLETED
+                and all(r.get(column(n)) not in (None, "") for n in self.objectives)]
+        points = [tuple(float(r[column(n)]) for n in self.objectives) for r in done]
+        dirs = directions(self.objectives)
+        on = set(pareto_front(points, dirs))
+        for r in self.rows.values():
+            r[PARETO_COLUMN] = None
+        for i, r in enumerate(done):
+            r[PARETO_COLUMN] = "true" if i in on else "false"
+        seen, out = set(), []
+        signed = lambda i: tuple(v if d == "maximize" else -v for v, d in zip(points[i], dirs))  # noqa: E731
+        for i in sorted(on, key=signed, reverse=True):
+            r = done[i]
+            key = (r["order"], tuple(sorted((k, str(v)) for k, v in r.items() if k.startswith("hp:"))))
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+        return out
+
     def _write_now(self) -> None:
+        self.front()  # (marks the `pareto` column of a multi-objective search)
         cols = self.columns()
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")

@@ -118,10 +118,12 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
     if study_url:
         log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")
+    # several objectives: the searcher and the scheduler carry their own metrics (Tune's must then be None)
+    metric, mode = (None, None) if scfg.multi_objective else ("objective", "max")
     tuner = tune.Tuner(
         _trainable(scfg, chain, st, target.metric),
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric="objective", mode="max", search_alg=searcher,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher,
                                     scheduler=make_scheduler(scfg), num_samples=num_samples, max_concurrent_trials=concurrency,
                                     # a trial's process runs the next trial (no new process per trial);
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
@@ -262,6 +264,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     previous = signal.signal(signal.SIGINT, _second_interrupt) if main else None
     from search.progress import LiveProgress
 
+    tracker.managed = True  # it closes the MLflow runs when told to, after summary.json (below)
     try:
         with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log):
             tuner.fit()
@@ -280,14 +283,20 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     writer.flush()
     interrupted = interrupted or any(r["status"] == Status.RUNNING for r in writer.rows.values())
     searcher = _searcher_of(tuner)
-    if searcher is not None:
-        searcher.sync_copy(force=True)
-    summary = write_summary(st, scfg, writer, searcher)
-    tracker.close(interrupted=interrupted)
+    try:
+        if searcher is not None:
+            searcher.sync_copy(force=True)
+        summary = write_summary(st, scfg, writer, searcher)
+    finally:
+        tracker.close(interrupted=interrupted)  # after summary.json: the parent run gets it
     _remove_driver_file(st)
-    log("best orders observed:")
+    log("best orders observed:" if not scfg.multi_objective else
+        f"best orders observed (by {scfg.objectives[0]}, the first objective):")
     for i, r in enumerate(writer.best(5), 1):
         log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")
+    if summary.get("pareto_front") is not None:
+        for line in front_lines(summary):
+            log(line)
     rec = summary.get("recommended")
     if rec:
         log(f"recommended (the searcher's model, not one lucky run): {rec['order'] or 'F'}  "
@@ -327,11 +336,37 @@ def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, search
             echo(f"warning: no recommendation ({type(e).__name__}: {e})")
     best = [{"order": r["order"], "score": float(r["score"]), "trial_id": r["trial_id"]} for r in writer.best(5)]
     out = {"searcher": scfg.searcher, "recommended": rec, "best_observed": best,
+           **(front_summary(scfg, writer) if scfg.multi_objective else {}),
            "counts": {s: sum(r["status"] == s for r in writer.rows.values())
                       for s in (Status.COMPLETED, Status.STOPPED, Status.ERRORED, Status.RUNNING)},
            "continuations": getattr(searcher, "continuations", 0),
            "trace": getattr(searcher, "trace", [])}
     st.write_text(json.dumps(out, indent=1, default=str), SUMMARY_FILE)
+    return out
+
+
+def front_summary(scfg: SearchConfig, writer: ResultsWriter) -> dict:
+    """summary.json's multi-objective part: the objectives with their directions and the Pareto front
+    (each order on it with every objective's dev value, its trial and hyperparameters)."""
+    from search.pareto import OBJECTIVES, column
+
+    front = [{"order": r["order"], "trial_id": r["trial_id"],
+              "values": {n: float(r[column(n)]) for n in scfg.objectives},
+              "hparams": {k[3:]: v for k, v in r.items() if k.startswith("hp:")}} for r in writer.front()]
+    return {"objectives": [{"name": n, "direction": OBJECTIVES[n][0], "column": column(n)} for n in scfg.objectives],
+            "pareto_front": front}
+
+
+def front_lines(summary: dict) -> list[str]:
+    """The console's Pareto front: one line per order on it, every objective's dev value."""
+    objs = summary["objectives"]
+    front = summary["pareto_front"]
+    arrows = ", ".join(f"{o['name']} {'↑' if o['direction'] == 'maximize' else '↓'}" for o in objs)
+    out = [f"Pareto front ({arrows}; dev): {len(front)} order(s) no other completed trial beats on every objective"]
+    for r in front:
+        hp = " ".join(f"{k}={v}" for k, v in r["hparams"].items())
+        figs = "  ".join(f"{n} {v:.4f}" for n, v in r["values"].items())
+        out.append(f"  {r['order'] or 'F (no intermediate task)'}  {figs}{'  ' + hp if hp else ''}  (trial {r['trial_id']})")
     return out
 
 

@@ -360,6 +360,7 @@ def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta
                         tags=[RunTag(k, v) for k, v in tags.items()])
     _log_text(ml, parent_id, st.read_text("results.csv"), "results.csv")
     _log_recommendation(ml, parent_id, st.read_text("summary.json"))
+    _log_front(ml, parent_id, search_id, rows)
     seeds = meta.get("seeds") or []
     best = best_with_checkpoints(st, rows, best_k, seeds) if best_k and seeds else []
     for rank, r in enumerate(best, 1):
@@ -374,28 +375,59 @@ def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta
     ml.client.set_terminated(parent_id, status=status)
 
 
+def _log_front(ml: _Mlflow, parent_id: str, search_id: str, rows: list[dict]) -> None:
+    """A multi-objective search's Pareto front (results.csv's ``pareto`` column): tag ``pareto=true`` on
+    the child runs on it (``false`` on the other completed ones, so a resume that moves the front
+    leaves no stale tag); on the parent run the tag ``pareto_front`` (its orders, ';'-joined), the
+    metric ``pareto_size`` and the artifact ``pareto_front.json`` (orders with every objective)."""
+    from mlflow.entities import Metric, RunTag
+
+    from search.pareto import PARETO_COLUMN
+
+    if not rows or PARETO_COLUMN not in rows[0]:
+        return
+    marked = {r["trial_id"]: r[PARETO_COLUMN] for r in rows if r.get(PARETO_COLUMN) in ("true", "false")}
+    front = [r for r in rows if r.get(PARETO_COLUMN) == "true"]
+    objectives = [c for c in rows[0] if c.startswith("objective_")]
+    runs = ml.client.search_runs([ml.exp_id], filter_string=f"tags.search_id = '{search_id}' and tags.itt_role = 'trial'",
+                                 max_results=50_000)
+    for run in runs:
+        tid = run.data.tags.get("trial_id")
+        if tid in marked and run.data.tags.get(PARETO_COLUMN) != marked[tid]:
+            ml.client.set_tag(run.info.run_id, PARETO_COLUMN, marked[tid])
+    orders = list(dict.fromkeys(r.get("order") or "F" for r in front))
+    ml.client.log_batch(parent_id, metrics=[Metric("pareto_size", float(len(orders)), int(time.time() * 1000), 0)],
+                        tags=[RunTag("pareto_front", "; ".join(orders)[:5000])])
+    doc = [{"order": r.get("order") or "", "trial_id": r["trial_id"],
+            **{c[len("objective_"):]: finite(r.get(c)) for c in objectives}} for r in front]
+    ml.client.log_text(parent_id, json.dumps(doc, indent=1), "pareto_front.json")
+
+
 def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
-    """The searcher's recommended order on the parent run: tag ``recommended_order``, metrics
-    ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval), and summary.json itself."""
+    """summary.json on the parent run, and the searcher's recommended order where it has one: tag
+    ``recommended_order``, metrics ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval)."""
     import json
 
     from mlflow.entities import Metric, RunTag
 
-    rec = json.loads(text).get("recommended") if text else None
+    if not text:
+        return
+    _log_text(ml, run_id, text, "summary.json")
+    rec = json.loads(text).get("recommended")
     if not rec:
         return
     now = int(time.time() * 1000)
     figures = {f"recommended_{k}": rec[k] for k in ("mean", "lo", "hi") if rec.get(k) is not None}
     ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()],
                         tags=[RunTag("recommended_order", rec["order"] or "F")])
-    _log_text(ml, run_id, text, "summary.json")
 
 
 def _search_description(scfg, n_orders: int) -> dict:
     return {"candidates": list(scfg.candidates), "lengths": scfg.lengths, "include": list(scfg.include),
             "before": [list(p) for p in scfg.before], "last": scfg.last, "orders": n_orders,
             "hparams": {k: v.model_dump(exclude_none=True, exclude_defaults=True) for k, v in scfg.hparams.items()},
-            "searcher": scfg.searcher, "num_samples": scfg.num_samples, "metric": scfg.metric,
+            "searcher": scfg.searcher, "num_samples": scfg.num_samples,
+            "metric": scfg.metric if isinstance(scfg.metric, str) else ",".join(scfg.metric),
             "scheduler": scfg.scheduler.model_dump(), "probe_steps": scfg.probe_steps,
             "simulated": scfg.simulate is not None}
 
@@ -438,8 +470,8 @@ class Tracker(Callback):
     """Ray Tune callback (driver side): the ``tracking/`` log always, MLflow runs when enabled.
 
     Build it with :meth:`create` before Ray starts (that checks the store); runs open when Tune calls
-    :meth:`setup`; :meth:`close` (from ``on_experiment_end``, and the runner on an exception) ends
-    every run, also on Ctrl-C."""
+    :meth:`setup`; :meth:`close` (from the runner after the fit and its summary, or on an exception; from
+    ``on_experiment_end`` when no runner manages it) ends every run, also on Ctrl-C."""
 
     def __init__(self, *, st: Storage, meta: dict, files: dict[str, str], uri: str | None, client, best_k: int,
                  log=echo):
@@ -451,6 +483,7 @@ class Tracker(Callback):
         self.runs: dict[str, tuple[str, int]] = {}  # trial id -> (run id, reports logged)
         self.warned = False
         self.closed = False
+        self.managed = False  # the runner closes the runs (after summary.json); else on_experiment_end does
 
     @classmethod
     def create(cls, *, st: Storage, scfg, chain, name: str, n_orders: int, languages: list[str], target: str,
@@ -471,8 +504,9 @@ class Tracker(Callback):
         return cls(st=st, meta=meta, files=files, uri=resolved, client=client, best_k=tcfg.best_k, log=log)
 
     def __getstate__(self):
-        """Tune pickles its callbacks with the experiment: the client (sockets, locks) stays behind."""
-        return {**self.__dict__, "client": None, "ml": None}
+        """Tune pickles its callbacks with the experiment: the client (sockets, locks) stays behind, and
+        a Tuner restored without the runner closes the runs itself (``managed`` off)."""
+        return {**self.__dict__, "client": None, "ml": None, "managed": False}
 
     # guarded MLflow calls ------------------------------------------------
     def _warn(self, e: BaseException) -> None:
@@ -617,7 +651,10 @@ class Tracker(Callback):
     # the end of the search ---------------------------------------------------------
     def on_experiment_end(self, trials, **info):
         self._drop_lost({t.trial_id for t in trials})
-        self.close()  # Tune ends a fit here, also after Ctrl-C (SIGINT) and after a restore
+        # Tune ends a fit here, also after Ctrl-C (SIGINT) and after a restore. Under the runner (``managed``)
+        # the runs are closed once it has flushed results.csv and written summary.json, which go to the parent
+        if not getattr(self, "managed", False):
+            self.close()
 
     def _drop_lost(self, known: set[str]) -> None:
         """Trials that started after Ray Tune's last snapshot of a killed search are unknown to the

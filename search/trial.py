@@ -67,18 +67,41 @@ class TrialContext:
     metric: str  # the target's primary metric (accuracy, pearson, ...)
 
 
-def objective(metrics: dict, ctx: TrialContext) -> float | None:
-    """The optimised value in one report: probe figures mid-chain, dev figures at the end."""
+def objective_values(metrics: dict, ctx: TrialContext) -> dict[str, float | None]:
+    """Every optimised figure in one report (``search.metric``: one name, or several for a
+    multi-objective search): probe figures mid-chain, dev figures at the end; None when missing."""
     m = ctx.metric
     prefix = f"dev_{m}" if metrics.get("final") else f"probe_{m}"
-    mean, worst, std = metrics.get(f"{prefix}_mean"), metrics.get(f"{prefix}_worst"), metrics.get(f"{prefix}_std")
-    if mean is None:
+    fig = lambda f: metrics.get(f"{prefix}_{f}")  # noqa: E731
+    out: dict[str, float | None] = {}
+    for name in ctx.search.objectives:
+        if name == "robust":
+            mean, std = fig("mean"), fig("std")
+            out[name] = None if mean is None else mean - ctx.search.robust_weight * (std or 0.0)
+        else:
+            out[name] = fig(name)
+    return out
+
+
+def objective(metrics: dict, ctx: TrialContext) -> float | None:
+    """The optimised value in one report (the first objective of a multi-objective search): probe
+    figures mid-chain, dev figures at the end."""
+    if metrics.get(f"{'dev' if metrics.get('final') else 'probe'}_{ctx.metric}_mean") is None:
         return None
-    if ctx.search.metric == "worst":
-        return worst
-    if ctx.search.metric == "robust":
-        return mean - ctx.search.robust_weight * (std or 0.0)
-    return mean
+    return objective_values(metrics, ctx)[ctx.search.objectives[0]]
+
+
+def set_objectives(m: dict, ctx: TrialContext, fallback: float | None = None) -> dict:
+    """``objective`` (the first objective, results.csv's ``score``) into a report, and for a
+    multi-objective search one ``objective_<name>`` per objective (what Optuna and ParetoASHA read)."""
+    from search.pareto import column
+
+    vals = objective_values(m, ctx)
+    first = vals[ctx.search.objectives[0]]
+    m["objective"] = fallback if first is None else first
+    if ctx.search.multi_objective:
+        m.update({column(n): v for n, v in vals.items() if v is not None})
+    return m
 
 
 def trial_chain_config(ctx: TrialContext, order: list[str], hp: dict) -> dict:
@@ -228,7 +251,7 @@ def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, ra
     def report(metrics: dict, step: int) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         m["step"] = ctx.search.final_step if m.get("final") else step
-        m["objective"] = objective(m, ctx)
+        set_objectives(m, ctx)
         m[NODE_KEY] = node
         reports.append(m)
         if not m.get("final"):  # the final report waits for the chain's outputs (below)
@@ -317,21 +340,30 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     mean = lambda col: sum(float(r[col]) for r in match) / len(match)  # noqa: E731
     m = ctx.metric
     k = len(order) + 1
+    row_figs = lambda col: {f: mean(f"{col}_{f}") for f in ("worst", "std", "transfer_gap") if f"{col}_{f}" in match[0]  # noqa: E731
+                            and match[0][f"{col}_{f}"] not in (None, "")}
     with trial_progress(ctx.storage.display, tune.get_context().get_trial_id()) as progress:
         for i in range(1, k):
             if progress is not None:  # the stages a real chain would be in, for the live view
                 progress({"phase": Phase.STAGE, "stage": i, "stages": k, "task": order[i - 1]})
             time.sleep(ctx.search.simulate.seconds_per_stage)
             v = mean(f"probe_{i}")
-            tune.report({"step": i, "objective": v, f"probe_{m}_mean": v, "simulated": 1, NODE_KEY: node_id()})
+            # optional probe_<i>_worst / _std / _transfer_gap columns: the other figures of the probe
+            probe = {"step": i, f"probe_{m}_mean": v, **{f"probe_{m}_{f}": x for f, x in row_figs(f"probe_{i}").items()}}
+            tune.report({**set_objectives(probe, ctx, fallback=v), "simulated": 1, NODE_KEY: node_id()})
     v = mean("final")
-    final = {"step": ctx.search.final_step, "objective": v, f"dev_{m}_mean": v, "final": 1, "simulated": 1,
-             NODE_KEY: node_id()}
+    final = {"step": ctx.search.final_step, f"dev_{m}_mean": v, "final": 1, "simulated": 1, NODE_KEY: node_id()}
     res = _simulated_results(order, match, m)
     if res is not None:
         for fig, val in _flat_means(res, m).items():
             final.setdefault(fig, val)
         ctx.storage.write_text(json.dumps(res, indent=1), "trials", tune.get_context().get_trial_id(), "results.json")
+    # (a table's score is its `final` column whatever search.metric names, unless the table has the figure)
+    set_objectives(final, ctx, fallback=v)
+    missing = [n for n in ctx.search.objectives if ctx.search.multi_objective and final.get(f"objective_{n}") is None]
+    if missing:
+        raise KeyError(f"simulated objective: {ctx.search.simulate.table} gives no '{missing[0]}' for order "
+                       f"'{order_key(order)}' (a multi-objective search needs dev_<language> columns)")
     tune.report(final)
 
 

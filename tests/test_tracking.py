@@ -137,6 +137,9 @@ def test_search_tracked_in_sqlite(tmp_path, ray_local):
     assert cfg["search"]["candidates"] == TOY3 and cfg["target"]["task"] == "toy_xnli"
     csv_art = client.download_artifacts(parent.info.run_id, "results.csv", str(tmp_path / "dl"))
     assert open(csv_art).read() == (exp / "results.csv").read_text()
+    # summary.json is written before the parent run ends, and goes with it
+    summary_art = client.download_artifacts(parent.info.run_id, "summary.json", str(tmp_path / "dl"))
+    assert open(summary_art).read() == (exp / "summary.json").read_text()
     # artifacts sit beside the database, not in the working directory
     assert client.get_experiment_by_name("tracked").artifact_location.startswith((tmp_path / "mlruns").as_uri())
 

@@ -1,7 +1,9 @@
-"""Schedulers: which running trials go on. ``OrderASHA`` (asha.py) or Ray's FIFO (``type: none``)."""
+"""Schedulers: which running trials go on. ``OrderASHA`` (asha.py), ``ParetoASHA`` with several
+objectives (pareto_asha.py), or Ray's FIFO (``type: none``)."""
 
 from __future__ import annotations
 
 from search.schedulers.asha import OrderASHA, make_scheduler
+from search.schedulers.pareto_asha import ParetoASHA
 
-__all__ = ["OrderASHA", "make_scheduler"]
+__all__ = ["OrderASHA", "ParetoASHA", "make_scheduler"]

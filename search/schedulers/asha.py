@@ -48,9 +48,18 @@ class OrderASHA(ASHAScheduler):
 
 
 def make_scheduler(scfg):
-    """``search.scheduler``: OrderASHA on the stage index, or Ray's FIFO (no stopping)."""
+    """``search.scheduler``: OrderASHA on the stage index (ParetoASHA with several objectives), or
+    Ray's FIFO (no stopping)."""
     if scfg.scheduler.type != "asha":
         return FIFOScheduler()
+    if scfg.multi_objective:
+        from search.schedulers.pareto_asha import ParetoASHA
+        from search.searchers.optuna_samplers import tune_metric
+
+        metrics, modes = tune_metric(scfg)
+        return ParetoASHA(metrics=metrics, directions=["maximize" if m == "max" else "minimize" for m in modes],
+                          time_attr="step", grace_period=scfg.scheduler.grace_period,
+                          max_t=scfg.scheduler.max_t or scfg.final_step, reduction_factor=scfg.scheduler.reduction_factor)
     return OrderASHA(time_attr="step", max_t=scfg.scheduler.max_t or scfg.final_step,
                      grace_period=scfg.scheduler.grace_period, reduction_factor=scfg.scheduler.reduction_factor,
                      brackets=scfg.scheduler.brackets, seed=scfg.seed)

@@ -22,6 +22,10 @@ It owns what is true whatever Optuna sampler proposes the orders:
   model rates best (posterior mean and interval) when it has a model (``OrderBOSampler``); a trace
   of recommendations, one per proposal, is kept for ``summary.json`` and the benchmark.
 
+With several objectives (``search.metric: [mean, worst]``) the inner searcher's ``metric`` is a list;
+a score is then the tuple of the objectives' values, and the rest works the same (a multi-objective
+study takes no intermediate values, so a stopped trial is PRUNED without them).
+
 It pickles with its inner searcher (``save``/``restore``), so a resumed search keeps all of this.
 """
 
@@ -119,7 +123,9 @@ class OrderSearcher(Searcher):
         if state == STOPPED:
             self.inner.on_trial_complete(iid, None)  # PRUNED, like the original
         elif state == DONE:
-            self.inner.on_trial_complete(iid, {self.inner.metric: score})
+            names = self.inner.metric if isinstance(self.inner.metric, list) else [self.inner.metric]
+            values = score if isinstance(self.inner.metric, list) else [score]
+            self.inner.on_trial_complete(iid, dict(zip(names, values)))
         else:
             self.inner.on_trial_complete(iid, None, error=True)  # FAIL: no score yet
 
@@ -149,8 +155,10 @@ class OrderSearcher(Searcher):
         if trial_id not in self.inner_id:
             return
         key = self.key_of[trial_id]
-        score = (result or {}).get(self.inner.metric)
-        if error or score is None:
+        score = self._score(result)
+        # (with several objectives a probe may lack one, e.g. a table without probe_<i>_worst: still a stop)
+        multi_stop = isinstance(self.inner.metric, list) and bool(result) and not result.get("final")
+        if error or (score is None and not multi_stop):
             self.inner.on_trial_complete(self.inner_id[trial_id], None, error=True)
             if self.seen.get(key, (RUNNING,))[0] == RUNNING:
                 del self.seen[key]  # an errored configuration may be proposed (and run) again
@@ -166,6 +174,13 @@ class OrderSearcher(Searcher):
     def sync_copy(self, force: bool = False) -> None:
         if self.copy is not None:
             self.copy.sync(self.study, self.tune_numbers, force=force)
+
+    def _score(self, result: dict | None):
+        """The optimised value in a result: a float, or a tuple with several objectives (None when one is missing)."""
+        if isinstance(self.inner.metric, list):
+            values = tuple((result or {}).get(m) for m in self.inner.metric)
+            return None if any(v is None for v in values) else values
+        return (result or {}).get(self.inner.metric)
 
     # ------------------------------------------------------------------ the recommendation
     def recommend(self) -> dict | None:

@@ -23,6 +23,14 @@ Deshwal et al. AAAI 2022), and the searched hyperparameters.
 * **Recommendation**: the order with the best posterior mean among those with a final score, with
   its 95% interval - not the best single observation, which the winner's curse biases upward.
 
+* **Several objectives** (a study with several directions, ``search.metric: [mean, worst]``): ParEGO
+  (Knowles, IEEE TEC 2006). At each proposal a weight vector is drawn from the simplex (seeded), each
+  objective is scaled to [0, 1] over the finals observed (minimised ones flipped), and the GP above
+  models their augmented Chebyshev scalarisation ``min_j w_j f_j + 0.05 sum_j w_j f_j``; its EI per cost
+  picks the next order. Over many proposals the weights sweep the front, and every point of the front
+  maximises the scalarisation for some weights. A multi-objective study holds no intermediate values,
+  so probes do not enter, and there is no single recommendation (the search reports the front).
+
 Optuna asks a sampler one parameter at a time; at a trial's first parameter this sampler decides the
 whole configuration (Lehmer digits from ``OrderSpace.encode`` and the hyperparameters) and answers
 every later parameter from it. The first ``n_startup`` orders are drawn at random (seeded).
@@ -132,7 +140,8 @@ class OrderBOSampler(BaseSampler):
         self._fallback.reseed_rng()
 
     # ------------------------------------------------------------------ what the study knows
-    def observations(self, study) -> Observations:
+    def observations(self, study, scalarise=None) -> Observations:
+        """The study as configurations; ``scalarise`` turns a multi-objective trial's values into one."""
         obs, seen_f, seen_p = Observations(), set(), set()
         for t in study.get_trials(deepcopy=False):
             if t.state == TrialState.FAIL or not t.params:
@@ -142,9 +151,10 @@ class OrderBOSampler(BaseSampler):
                 continue  # a trial still being asked: its digits are not all there
             order, hp = decoded
             key = config_key(order, hp)
-            if t.state == TrialState.COMPLETE and t.value is not None and (key, t.value) not in seen_f:
-                seen_f.add((key, t.value))  # a repeat answered by the searcher carries the same value: once
-                obs.finals.append((order, hp, float(t.value)))
+            value = None if t.values is None else (scalarise(t.values) if scalarise else t.values[0])
+            if t.state == TrialState.COMPLETE and value is not None and (key, value) not in seen_f:
+                seen_f.add((key, value))  # a repeat answered by the searcher carries the same value: once
+                obs.finals.append((order, hp, float(value)))
                 obs.done.add(key)
             for step, v in t.intermediate_values.items():
                 if 1 <= step <= len(order):
@@ -177,8 +187,28 @@ class OrderBOSampler(BaseSampler):
         return sum((stages[:i], hk) not in trained for i in range(1, len(stages) + 1)) + 1
 
     # ------------------------------------------------------------------ one proposal
+    def parego(self, study):
+        """A random augmented-Chebyshev scalarisation of a multi-objective study's values (ParEGO), or
+        None for a single objective. Weights from the sampler's seeded generator."""
+        dirs = study.directions
+        if len(dirs) < 2:
+            return None
+        w = self._rng.dirichlet(np.ones(len(dirs)))
+        sign = np.array([1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in dirs])
+        done = np.array([t.values for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                         if t.values is not None], dtype=float).reshape(-1, len(dirs)) * sign
+        lo, hi = (done.min(0), done.max(0)) if len(done) else (np.zeros(len(dirs)), np.ones(len(dirs)))
+        span = np.where(hi > lo, hi - lo, 1.0)
+
+        def scalarise(values) -> float:
+            f = (np.asarray(values, float) * sign - lo) / span
+            return float(np.min(w * f) + 0.05 * np.sum(w * f))
+
+        return scalarise
+
     def _propose(self, study) -> dict:
-        obs = self.observations(study)
+        scalarise = self.parego(study)
+        obs = self.observations(study, scalarise)
         cands = self._candidates(obs)
         busy = obs.done | {config_key(o, h) for o, h in obs.pending} | (set() if self.propose_stopped else obs.stopped)
         free = [c for c in cands if config_key(*c) not in busy] or cands
@@ -191,9 +221,11 @@ class OrderBOSampler(BaseSampler):
         observed = self._observed_configs(obs)
         posterior = FinalPosterior(model, self.features.matrix(obs.pending) if obs.pending else None)
         mu, sd = self._predict(posterior, observed + free)
-        self.last_recommendation = self._recommendation(observed, mu[:len(observed)], sd[:len(observed)], obs)
+        rec = self._recommendation(observed, mu[:len(observed)], sd[:len(observed)], obs)
+        if scalarise is None:  # (a scalarisation's best is no recommendation)
+            self.last_recommendation = rec
         mu, sd = mu[len(observed):], sd[len(observed):]
-        best = self.last_recommendation["mean"]
+        best = rec["mean"]
         score = log_ei(mu, sd, best)
         if self.cost_aware:
             score = score - np.log([self.cost(o, h, obs.trained) for o, h in free])
@@ -404,7 +436,10 @@ class OrderBOSampler(BaseSampler):
 
     def recommend(self, study) -> dict | None:
         """The configuration the model rates best among those with a final score (posterior mean and
-        95% interval of its score), fitted on everything the study holds; None before any final."""
+        95% interval of its score), fitted on everything the study holds; None before any final, and
+        with several objectives (the search reports their Pareto front instead)."""
+        if len(study.directions) > 1:
+            return None
         obs = self.observations(study)
         if not obs.finals:
             return None

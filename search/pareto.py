@@ -1,0 +1,77 @@
+"""Several objectives at once: the figures a trial reports that a search may optimise, their
+directions, and the Pareto front (the configurations no other one beats on every objective).
+
+``search.metric: [mean, worst]`` makes a search multi-objective (search/config.py): each trial
+reports one ``objective_<name>`` per objective (search/trial.py), a multi-objective Optuna study
+behind Ray's OptunaSearch proposes orders (search/searchers/: order_bo by ParEGO scalarisations, or
+Optuna's own TPE, GP, random), ``ParetoASHA`` stops only trials dominated by many others at a
+rung (search/schedulers/pareto_asha.py), and the search ends with the front: on the console, in
+``results.csv`` (column ``pareto``), ``summary.json``, MLflow and ``itt report``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+MAX, MIN = "maximize", "minimize"
+
+# what a trial reports over its target languages (dev split; probes the same after each stage):
+# name -> (direction, label). One metric alone must be one of SINGLE (a std alone rewards a model that
+# scores every language equally badly).
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "mean": (MAX, "mean over languages"),
+    "worst": (MAX, "worst language"),
+    "robust": (MAX, "mean - robust_weight * std over languages"),
+    "std": (MIN, "std over languages (lower is better)"),
+    "transfer_gap": (MIN, "English minus the mean of the other languages (lower is better)"),
+}
+SINGLE = ("mean", "worst", "robust")
+PARETO_COLUMN = "pareto"  # results.csv: true on the front, false for other completed trials
+
+
+def names(metric: str | Sequence[str]) -> list[str]:
+    """``search.metric`` as a list of objective names (one for a single-objective search)."""
+    return [metric] if isinstance(metric, str) else list(metric)
+
+
+def directions(metric: str | Sequence[str]) -> list[str]:
+    return [OBJECTIVES[n][0] for n in names(metric)]
+
+
+def is_multi(metric: str | Sequence[str]) -> bool:
+    return len(names(metric)) > 1
+
+
+def column(name: str) -> str:
+    """A trial report's (and results.csv's) key for one objective of a multi-objective search."""
+    return f"objective_{name}"
+
+
+def dominates(a: Sequence[float], b: Sequence[float], dirs: Sequence[str]) -> bool:
+    """True when ``a`` is at least as good as ``b`` on every objective and better on one."""
+    better = False
+    for x, y, d in zip(a, b, dirs):
+        if d == MIN:
+            x, y = -x, -y
+        if x < y:
+            return False
+        better = better or x > y
+    return better
+
+
+def front(points: Sequence[Sequence[float]], dirs: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated points, in input order. Equal points are all kept (neither
+    dominates the other). A sweep in lexicographic order (best first): a point can only be dominated
+    by one before it, and only a point already on the front needs checking, so O(n * front size)."""
+    sign = [1.0 if d == MAX else -1.0 for d in dirs]
+    key = [tuple(s * v for s, v in zip(sign, p)) for p in points]
+    kept: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: key[i], reverse=True):
+        if not any(dominates(points[j], points[i], dirs) for j in kept):
+            kept.append(i)
+    return sorted(kept)
+
+
+def describe(metric: str | Sequence[str]) -> str:
+    """``mean ↑, worst ↑`` for console lines."""
+    return ", ".join(f"{n} {'↑' if OBJECTIVES[n][0] == MAX else '↓'}" for n in names(metric))
