@@ -26,12 +26,12 @@ probes for the same seed, as in a real search with the stage cache.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import sys
 from pathlib import Path
 
 import numpy as np
+from _tables import write_rows  # (bench/ is on the path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS7 = ["toy_topic", "toy_align", "toy_length", "toy_parity", "toy_sim", "toy_extra", "toy_extra2"]
@@ -115,11 +115,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows, truth = make_table(TASKS7, args.seed)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out, rows)
     print(f"wrote {out} (seed {args.seed}); enabler {truth['enabler']}, interfering {', '.join(truth['interfering'])}")
     print(describe(rows))
     return 0

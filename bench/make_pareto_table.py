@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _tables import write_rows  # (bench/ is on the path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,11 +120,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if not args.print_front:
         rows = make_table(args.seed)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_rows(out, rows)
         print(f"wrote {out} (seed {args.seed}): {len(rows) // len(SEEDS)} orders x {len(SEEDS)} seeds")
     figs = order_figures(out)
     best_mean = max(figs, key=lambda o: figs[o]["mean"])

@@ -25,12 +25,12 @@ config ``bench/data/sim_planted.yaml`` defines as a task of its own (it is never
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import sys
 from pathlib import Path
 
 import numpy as np
+from _tables import write_rows  # (bench/ is on the path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS6 = ["toy_topic", "toy_align", "toy_length", "toy_parity", "toy_sim", "toy_extra"]
@@ -94,11 +94,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows, truth = make_table(TASKS6[: args.tasks], args.seed)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(out, rows)
     print(f"wrote {out} (seed {args.seed}); planted precedence bonuses: "
           + ", ".join(f"{k} +{v:.3f}" for k, v in truth["bonus"].items()))
     try:
