@@ -314,10 +314,20 @@ class OrderBOSampler(BaseSampler):
     def _fit(self, obs: Observations):
         """The GP on everything observed. Its hyperparameters are re-optimised (warm-started) only when
         the data has grown by a quarter since the last optimisation, on at most ``FIT_POINTS`` of the
-        observations (every final first, then a seeded sample of probes: the marginal likelihood costs
-        a Cholesky per step, cubic in the points); in between, the last ones are kept and only the
+        observations (a seeded sample of finals and probes: the marginal likelihood costs a Cholesky
+        per step, cubic in the points); in between, the last ones are kept and only the
         posterior is recomputed on all the data (one Cholesky): a proposal stays under a second."""
+        import torch
+
         X, Y = self._training_data(obs)
+        # BoTorch draws the task kernel's initial factors (and a failed fit's restarts) from torch's global
+        # generator: seeded here from the searcher's seed and the data, so the same search proposes the same
+        # orders whatever ran before it in the process (a benchmark runs many searches in one driver)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed * 1_000_003 + len(Y))
+            return self._fit_seeded(X, Y)
+
+    def _fit_seeded(self, X, Y):
         if self._warm is None or len(Y) >= 1.25 * self._fitted_at:
             Xs, Ys = self._fit_subset(X, Y)
             fitted = self._optimise(self._warm_started(Xs, Ys), Xs, Ys)
