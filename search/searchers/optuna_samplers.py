@@ -6,7 +6,7 @@ import math
 from functools import partial
 
 
-def sampler_for(scfg):
+def sampler_for(scfg, prior=None):
     """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``)."""
     import optuna
 
@@ -17,7 +17,7 @@ def sampler_for(scfg):
         o = scfg.order_bo
         return OrderBOSampler(scfg.space(), scfg.hparams, seed=scfg.seed, n_startup=o.n_startup,
                               max_candidates=o.max_candidates, cost_aware=o.cost_aware, use_probes=o.use_probes,
-                              propose_stopped=scfg.scheduler.continue_stopped)
+                              propose_stopped=scfg.scheduler.continue_stopped, prior=prior)
     return {
         "tpe": lambda: optuna.samplers.TPESampler(seed=scfg.seed),
         "gp": lambda: optuna.samplers.GPSampler(seed=scfg.seed),
@@ -46,9 +46,10 @@ def optuna_storage(scfg, st, name: str):
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), url
 
 
-def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: str | None = None):
+def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: str | None = None, prior=None):
     """The search's Ray Tune searcher: an Optuna sampler in ``OptunaSearch`` in ``OrderSearcher``;
-    None for ``exhaustive`` (Ray's grid, see exhaustive.py)."""
+    None for ``exhaustive`` (Ray's grid, see exhaustive.py). ``prior``: order_bo's transferability prior
+    (search.transfer.OrderPrior), computed once by the driver."""
     if scfg.searcher == "exhaustive":
         return None
     import optuna
@@ -63,7 +64,7 @@ def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: 
     if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
         points = [{**p, **hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
     inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
-                         sampler=sampler_for(scfg), points_to_evaluate=points or None, storage=storage,
+                         sampler=sampler_for(scfg, prior), points_to_evaluate=points or None, storage=storage,
                          study_name=study_name)
     return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
                          continue_stopped=scfg.scheduler.continue_stopped)
