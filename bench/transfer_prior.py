@@ -149,6 +149,7 @@ def regret(seeds: int, log=print) -> dict:
            "--budget", "0.12", "--num-cpus", "2", "--json", str(out)]
     log("  " + " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    Path(str(out) + "l").unlink(missing_ok=True)  # (the run-by-run copy; the json holds every run)
     blob = json.loads(out.read_text())
     rows = {}
     for r in blob["summary"]:
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
         if not SHARED.is_dir():
             print(f"  (no real data at {SHARED}: sweep skipped)")
         else:
-            print("== a real tiny chain sweep on ../shared/data (local_xnli_mbert_tiny)", flush=True)
+            print("== a real tiny chain sweep on ../shared/data (NLI and SST-2 slices -> PAN-X, tiny random-init BERT)", flush=True)
             blob["sweep"] = r = sweep()
             print(f"  Spearman (9 orders incl. F) {json.dumps({k: round(v, 3) for k, v in r['spearman'].items()})}")
             print(f"  Spearman (8 IF orders) {json.dumps({k: round(v, 3) for k, v in r['spearman_IF_only'].items()})}; "
