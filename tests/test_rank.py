@@ -243,3 +243,41 @@ def test_make_searcher_passes_the_prior_to_order_bo(write_config):
     scfg, _, _ = load_search(write_config(RANK_TINY), ["search.prior=transferability"])
     p = OrderPrior(tasks=list(scfg.candidates), unit={"toy_topic": 1.0}, link={})
     assert sampler_for(scfg, p).prior is p and sampler_for(scfg).prior is None
+
+
+# ------------------------------------------------------------------ every trainable kind gives LogME rows
+
+
+def test_units_for_tagging_qa_and_choice_on_real_files(shared_data):
+    """What LogME sees of a tagging, an extractive QA and a multiple-choice task (real ../shared/data
+    files, a tokenizer fitted to them, a tiny random-init encoder): one row per word, per context token
+    (1 inside the answer), per (question, option); finite scores."""
+    import torch
+
+    from itt.config import ModelConfig, TaskSpec
+    from itt.data import load_split
+    from itt.models import build_encoder, train_tokenizer
+    from itt.tasks import resolve_task
+    from search.transfer import Embedder, units
+
+    specs = {"udpos": TaskSpec(train={"files": "pos/en_ewt-ud-dev.conllu"}),
+             "squad": TaskSpec(train={"files": "xquad/xquad.en.json", "format": "squad"}, dev=None),
+             "commonsenseqa": TaskSpec(train={"files": "intermediate/commonsenseqa/commonsense_qa.llmfoundry.jsonl",
+                                              "columns": {"label": "gold"},
+                                              "extract": {"query": "(?s)^Question: (?P<question>.*?)\\nChoices:\\n(?P<choices>.*)\\nAnswer:\\s*$"}},
+                                       dev=None)}
+    data = {n: load_split(resolve_task(n, specs), "train", "en", data_root=str(shared_data), max_examples=24) for n in specs}
+    texts = [" ".join(w) for w in data["udpos"]["tokens"]] + list(data["squad"]["context"]) + list(data["commonsenseqa"]["question"])
+    tok = train_tokenizer(texts, arch="bert", vocab_size=800)
+    torch.manual_seed(0)
+    tiny = {"arch": "bert", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32}
+    enc = build_encoder(ModelConfig(tiny=tiny, train_tokenizer={"vocab_size": 800}), tok, max_length=64, sdpa=True)
+    emb = Embedder(enc, tok, max_length=64)
+    for name in specs:
+        u = units(resolve_task(name, specs), data[name], emb, max_rows=300)
+        assert u.features.shape[1] == 16 and len(u.features) == len(u.labels) <= 300
+        assert len(np.unique(u.labels)) > 1 and math.isfinite(logme(u.features, u.labels))
+        if name == "squad":
+            assert 0 < u.labels.mean() < 0.5  # answer tokens are a minority of the context
+        if name == "commonsenseqa":
+            assert u.labels.sum() == 24  # one right option per question
