@@ -142,10 +142,10 @@ class SearchConfig(_Strict):
     # the GP and the choice of its first orders. none (default): the prior is a heuristic that can be
     # wrong (bench/transfer_prior.py measures it), so a search uses it only when asked
     prior: Literal["none", "transferability"] = "none"
-    # where the Optuna study lives so optuna-dashboard can open it: "experiment" = <experiment>/optuna.db
-    # (sqlite, a local experiment folder), or a database URL; null (default) = in memory, saved with Ray's
-    # searcher state (after a killed driver a database is newer than that state: see README)
-    optuna_storage: str | None = None
+    # a copy of the Optuna study for optuna-dashboard, updated as trials finish: "experiment" (default) =
+    # <experiment>/optuna.journal (a local experiment folder), a database URL, or null = none. The
+    # searcher's own study stays in memory, saved with Ray's searcher state (a resume restores it exactly)
+    optuna_storage: str | None = "experiment"
     num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
     seed: int = 0  # the searcher's own seed
     seeds: list[int] | None = None  # repeats of every trial's chain; default: the chain config's seeds
@@ -167,6 +167,13 @@ class SearchConfig(_Strict):
     cache: Cache = Field(default_factory=Cache)
     # at the end of the search, `itt report` on it: report.html in <experiment>/report/, its answer printed
     report: bool = False
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _storage(cls, v):
+        if v is not None and v != "experiment" and "://" not in v:
+            raise ValueError(f"'{v}' is neither 'experiment', null nor a database URL (e.g. postgresql://host/db)")
+        return v
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -242,7 +242,9 @@ class ResultsWriter(Callback):
             if key not in seen:
                 seen.add(key)
                 out.append(r)
-        return out[:n]
+                if len(out) == n:
+                    break
+        return out
 
     def status_line(self) -> str:
         """``2 running, 3 pending, 5 finished, 1 stopped by ASHA, 0 errored; best 0.8123 (a>b)``"""

@@ -6,7 +6,7 @@ function (search/trial.py), with results.csv (search/results.py) and MLflow (sea
 callbacks; at the end ``summary.json`` (the recommendation) and, when asked, ``itt report``.
 
 The experiment directory is ``<storage>/<name>/`` (Ray Tune's own layout), plus ``results.csv``,
-``summary.json``, ``optuna.db`` (the study), ``dedup/`` (finished trials by content key, replayed
+``summary.json``, ``optuna.journal`` (a copy of the study), ``dedup/`` (finished trials by content key, replayed
 instead of retrained) and ``trials/<trial_id>/`` (each chain's results.json, predictions, checkpoint).
 """
 
@@ -24,7 +24,7 @@ from search.cluster import connect
 from search.config import SearchConfig, load_search
 from search.schedulers import make_scheduler
 from search.results import ResultsWriter, Status  # (also re-exported: older experiments pickled it from here)
-from search.searchers import exhaustive_param_space, make_searcher, optuna_storage, seed_point_orders
+from search.searchers import exhaustive_param_space, make_searcher, seed_point_orders, study_copy_url
 from search.storage import Storage, echo
 from search.trial import TrialContext, chain_trial, in_trial_process, trial_resources
 
@@ -115,14 +115,14 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     config_text = yaml.safe_dump({**chain_dump(chain), "search": scfg.model_dump(mode="json")},
                                  sort_keys=False, allow_unicode=True)
     st.write_text(config_text, SEARCH_FILE)
-    storage, study_url = optuna_storage(scfg, st, name) if scfg.searcher != "exhaustive" else (None, None)
-    searcher = make_searcher(scfg, seed_points, storage=storage, study_name=name, prior=prior)
+    study_url = study_copy_url(scfg, st)
+    searcher = make_searcher(scfg, seed_points, copy_url=study_url, study_name=name, log=log, prior=prior)
     writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
         f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
     if study_url:
-        log(f"Optuna study '{name}': {study_url}  (optuna-dashboard {study_url})")
+        log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")
     tuner = tune.Tuner(
         _trainable(scfg, chain, st, target.metric),
         param_space=param_space,
@@ -284,7 +284,10 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
             signal.signal(signal.SIGINT, previous)
     writer.flush()
     interrupted = interrupted or any(r["status"] == Status.RUNNING for r in writer.rows.values())
-    summary = write_summary(st, scfg, writer, _searcher_of(tuner))
+    searcher = _searcher_of(tuner)
+    if searcher is not None:
+        searcher.sync_copy(force=True)
+    summary = write_summary(st, scfg, writer, searcher)
     tracker.close(interrupted=interrupted)
     _remove_driver_file(st)
     log("best orders observed:")

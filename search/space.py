@@ -88,6 +88,8 @@ class OrderSpace:
 
     def feasible(self, prefix: list[str], k: int) -> list[str]:
         """Tasks that may come next after ``prefix`` in some valid order of length k (candidate order)."""
+        if not (self.include or self.before or self.last):  # no constraints: any task not used yet
+            return [t for t in self.candidates if t not in prefix] if len(prefix) < k else []
         return [t for t in self.candidates if t not in prefix and self._completable(prefix + [t], k)]
 
     # ------------------------------------------------------------------ encode / decode

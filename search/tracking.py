@@ -47,6 +47,7 @@ from search.storage import Storage, echo, is_uri
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 F_NAME = "F (no intermediate task)"
+SAVE_GAP = 2.0  # seconds between rewrites of a running trial's record in tracking/trials/ (its start and end always)
 
 
 class Outcome:
@@ -539,8 +540,15 @@ class Tracker(Callback):
                                            before=[tuple(p) for p in d["before"]], last=d["last"])
         return self._space_cache
 
-    def _save(self, rec: dict) -> None:
-        self.st.write_text(json.dumps(rec), "tracking", "trials", f"{rec['trial_id']}.json")
+    def _save(self, rec: dict, *, between: bool = False) -> None:
+        """Write the trial's record; ``between`` (a report inside a trial): at most every ``SAVE_GAP`` s
+        per trial (a record is rewritten whole; a resumed search restarts an unfinished trial's reports)."""
+        now = time.monotonic()
+        if between and now - rec.get("_saved", 0.0) < SAVE_GAP:
+            return
+        rec["_saved"] = now
+        self.st.write_text(json.dumps({k: v for k, v in rec.items() if k != "_saved"}), "tracking", "trials",
+                           f"{rec['trial_id']}.json")
 
     def _run(self, rec: dict, *, reopen: bool = False) -> tuple[str, int] | None:
         """(run id, reports logged) of the trial's child run, found or created on first use."""
@@ -582,7 +590,7 @@ class Tracker(Callback):
         if result.get("replayed"):
             rec["replayed"] = True
         rec["reports"].append({"step": step, "time": time.time(), "metrics": report_metrics(result, self.meta.get("metric"))})
-        self._save(rec)
+        self._save(rec, between=True)
         self._push(rec)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -109,6 +109,7 @@ def _error(args, capsys, *needles):
     ({"candidates": TOY3, "length": 1, "order_bo": {"n_startup": "many"}}, ["search.order_bo.n_startup"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"cost_aware": "sometimes"}}, ["search.order_bo.cost_aware"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"kernel": "rbf"}}, ["unknown key 'search.order_bo.kernel'"]),
+    ({"candidates": TOY3, "length": 1, "optuna_storage": "runs/x.db"}, ["search.optuna_storage", "database URL"]),
 ])
 def test_bad_search_config(search, needles, tmp_path, capsys):
     p = _search_config(tmp_path, search)
@@ -152,7 +153,7 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     space = OrderSpace(candidates=TOY3, lengths=[1, 2])
     table = _table(tmp_path, space)
     search = {"candidates": TOY3, "length": [1, 2], "searcher": searcher, "num_samples": 6, "seed": 1,
-              "seed_points": {"singles": True}, "scheduler": {"type": "none"}, "optuna_storage": "experiment",
+              "seed_points": {"singles": True}, "scheduler": {"type": "none"},
               "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}
     p = _search_config(tmp_path, search)
     exp = run_search(str(p), name=f"sim-{searcher}", storage=str(tmp_path / "runs"), log=lambda *a: None)
@@ -174,10 +175,11 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     assert [b["order"] for b in summary["best_observed"]][0] == max(rows, key=lambda r: float(r["score"]))["order"]
     if searcher == "exhaustive":
         return
-    # the Optuna study is inspectable (optuna-dashboard sqlite:///<experiment>/optuna.db)
-    study = optuna.load_study(study_name=f"sim-{searcher}", storage=f"sqlite:///{exp / 'optuna.db'}")
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert {order_key(space.decode(t.params)) for t in done} == set(orders)
+    # the Optuna study is inspectable (optuna-dashboard <experiment>/optuna.journal): the trials Tune ran
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal")))
+    study = optuna.load_study(study_name=f"sim-{searcher}", storage=journal)
+    assert sorted(order_key(space.decode(t.params)) for t in study.trials) == sorted(orders)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     if searcher == "order_bo":  # a recommendation from the model: one of the orders run, with its interval
         rec = summary["recommended"]
         assert rec["order"] in orders and rec["lo"] <= rec["mean"] <= rec["hi"]
@@ -386,6 +388,45 @@ def test_order_bo_every_proposal_valid_never_a_finished_order_and_resumes_identi
     assert rec["order"] in tried and rec["lo"] <= rec["mean"] <= rec["hi"]
 
 
+def test_fast_posterior_equals_botorch_posterior_with_and_without_believers():
+    """``FinalPosterior`` (the proposals' batched posterior) gives BoTorch's own numbers: the mean and
+    standard deviation of ``model.posterior`` at the final fidelity, and of the model conditioned on
+    pending configurations at their posterior mean (``condition_on_observations``)."""
+    import numpy as np
+    import torch
+
+    from search.searchers.order_bo import FINAL, Observations, OrderBOSampler, _one_thread
+    from search.searchers.posterior import FinalPosterior
+
+    space, table = _planted(n_tasks=5, length=3)
+    sampler = OrderBOSampler(space, seed=0, fit_iters=10)
+    keys = sorted(table)
+    obs = Observations()
+    for k in keys[:25]:  # finals, and their probes (repeated prefixes: shared kernel columns)
+        order = k.split(">")
+        obs.finals.append((order, {}, table[k][1]))
+        obs.probes += [(order[:i], {}, v) for i, v in enumerate(table[k][0], 1)]
+    configs = [(k.split(">"), {}) for k in keys[20:]]
+    pending = configs[10:13]
+    with _one_thread():
+        model = sampler._fit(obs)
+        F = sampler.features.matrix(configs)
+        task = np.full((len(F), 1), FINAL)
+        X = torch.tensor(np.hstack([F, task]))
+        for pend in (None, pending):
+            m = model
+            if pend:
+                Fp = sampler.features.matrix(pend)
+                mu_p = model.posterior(torch.tensor(np.hstack([Fp, task[:len(Fp)]]))).mean.detach()
+                m = model.condition_on_observations(torch.tensor(np.hstack([Fp, task[:len(Fp)]])), mu_p)
+            with torch.no_grad():
+                ref = m.posterior(X)
+            mu, sd = FinalPosterior(model, sampler.features.matrix(pend) if pend else None)(F)
+            assert len(FinalPosterior(model).inputs) < len(model.train_inputs[0])  # columns were shared
+            np.testing.assert_allclose(mu, ref.mean.reshape(-1).numpy(), atol=1e-9)
+            np.testing.assert_allclose(sd, ref.variance.reshape(-1).sqrt().numpy(), atol=1e-9)
+
+
 def _dists(space: OrderSpace, key: str) -> dict:
     n = len(space.candidates)
     return {f"l{i}": optuna.distributions.CategoricalDistribution(list(range(n - i))) for i in range(len(key.split(">")))}
@@ -393,33 +434,45 @@ def _dists(space: OrderSpace, key: str) -> dict:
 
 @pytest.mark.parametrize("searcher", ["order_bo", "tpe"])
 def test_searcher_state_pickles(searcher, tmp_path):
-    """Ray saves the searcher (and the scheduler) with the experiment (resume); they must round-trip,
-    with the Optuna study in its sqlite storage, and continue where they were."""
+    """Ray saves the searcher (and the scheduler) with the experiment (resume); they must round-trip
+    and continue where they were. The study's copy in <experiment>/optuna.db follows the searcher: a
+    restored searcher rebuilds it from its snapshot (trials the killed driver finished after the
+    snapshot leave it, and run again)."""
     from search.config import SearchConfig
     from search.schedulers import make_scheduler
-    from search.searchers import make_searcher
-    from search.searchers.optuna_samplers import optuna_storage
+    from search.searchers import make_searcher, study_copy_url
     from search.storage import Storage
 
-    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True}, searcher=searcher,
-                        optuna_storage="experiment")
+    scfg = SearchConfig(candidates=TOY3, length=(1, 2), seed_points={"singles": True}, searcher=searcher)
     st = Storage(str(tmp_path), "exp")
     st.write_text("x", "search.yaml")
-    storage, url = optuna_storage(scfg, st, "exp")
-    s = make_searcher(scfg, [[t] for t in TOY3], storage=storage, study_name="exp")
+    url = study_copy_url(scfg, st)  # the default: a copy in the experiment folder
+    assert url == st.path("optuna.journal")
+    s = make_searcher(scfg, [[t] for t in TOY3], copy_url=url, study_name="exp")
     s.set_search_properties("objective", "max", {})
-    first = [s.suggest(f"t{i}") for i in range(3)]
-    assert [scfg.space().decode(c) for c in first] == [[t] for t in TOY3]
-    for i, c in enumerate(first):
-        s.on_trial_result(f"t{i}", {"objective": 0.2 + 0.1 * i, "training_iteration": 1})
-        s.on_trial_complete(f"t{i}", {"objective": 0.5 + 0.1 * i, "final": 1})
-    s.save(str(tmp_path / "searcher.pkl"))
+
+    def run(searcher, i, score):
+        c = searcher.suggest(f"t{i}")
+        searcher.on_trial_result(f"t{i}", {"objective": score - 0.3, "training_iteration": 1})
+        searcher.on_trial_complete(f"t{i}", {"objective": score, "final": 1})
+        return scfg.space().decode(c)
+
+    first = [run(s, i, 0.5 + 0.1 * i) for i in range(3)]
+    assert first == [[t] for t in TOY3]
+    s.save(str(tmp_path / "searcher.pkl"))  # (a save copies what is new at once)
+    journal = lambda: optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))  # noqa: E731
+    copy = lambda: optuna.load_study(study_name="exp", storage=journal()).trials  # noqa: E731
+    assert len(copy()) == 3 and sorted(t.value for t in copy()) == pytest.approx([0.5, 0.6, 0.7])
+    ahead = run(s, 3, 0.9)  # finished after the snapshot, then the driver dies
+    s.sync_copy(force=True)
+    assert len(copy()) == 4
     s2 = make_searcher(scfg, [])
     s2.restore(str(tmp_path / "searcher.pkl"))
     assert s2.orders_seen == set(TOY3)  # the dedup state comes back with the Optuna study
-    assert len(optuna.load_study(study_name="exp", storage=url).trials) == 3
-    c = s2.suggest("t9")
-    assert scfg.space().is_valid(scfg.space().decode(c)) and s2.space.decode(c) not in [[t] for t in TOY3]
+    nxt = run(s2, 4, 0.8)
+    assert scfg.space().is_valid(nxt) and nxt not in first
+    s2.sync_copy(force=True)
+    assert sorted(t.value for t in copy()) == pytest.approx([0.5, 0.6, 0.7, 0.8]), ahead  # what s2 knows
     sched = pickle.loads(pickle.dumps(make_scheduler(scfg)))
     assert type(sched).__name__ == "OrderASHA" and sched._rng.random() == make_scheduler(scfg)._rng.random()
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from search.searchers._base import CONTINUES, OrderSearcher
 from search.searchers.exhaustive import exhaustive_param_space
-from search.searchers.optuna_samplers import make_searcher, optuna_storage
+from search.searchers.optuna_samplers import make_searcher, study_copy_url
 from search.searchers.seed_points import seed_point_orders
 
 SEARCHERS = ("order_bo", "tpe", "gp", "random", "exhaustive")  # "auto" = the default, order_bo
 
-__all__ = ["CONTINUES", "OrderSearcher", "SEARCHERS", "exhaustive_param_space", "make_searcher", "optuna_storage",
+__all__ = ["CONTINUES", "OrderSearcher", "SEARCHERS", "exhaustive_param_space", "make_searcher", "study_copy_url",
            "seed_point_orders"]

@@ -16,6 +16,8 @@ It owns what is true whatever Optuna sampler proposes the orders:
   the finished stages from the stage cache, trains only what is left, and the scheduler lets it run
   to its final report (search/schedulers/asha.py): the searcher's model, which has seen the probes of
   every order, overrules one early rung.
+* **The study can be looked at.** With a ``StudyCopy`` (study_copy.py), finished trials are copied
+  into a database for optuna-dashboard; the study itself stays in memory, saved with this searcher.
 * **A recommendation, not only a maximum.** ``recommend()`` asks the sampler for the order its
   model rates best (posterior mean and interval) when it has a model (``OrderBOSampler``); a trace
   of recommendations, one per proposal, is kept for ``summary.json`` and the benchmark.
@@ -39,7 +41,7 @@ CONTINUES = "continues"  # trial config key: the id of the stopped trial this on
 
 class OrderSearcher(Searcher):
     def __init__(self, inner, space: OrderSpace, has_hparams: bool, seed: int = 0, tries: int = 20,
-                 continue_stopped: bool = True):
+                 continue_stopped: bool = True, copy=None):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner, self.space, self.has_hparams, self.tries = inner, space, has_hparams, tries
         self.continue_stopped = continue_stopped
@@ -53,6 +55,8 @@ class OrderSearcher(Searcher):
         self.random_fallbacks = 0
         self.continuations = 0
         self.trace: list[dict] = []  # the sampler's recommendation at each proposal
+        self.copy = copy  # a StudyCopy: the study in a file or database, for optuna-dashboard
+        self.tune_numbers: set[int] = set()  # Optuna trial numbers of the trials Tune runs (not the repeats)
 
     # ------------------------------------------------------------------ keys
     def _split(self, config: dict) -> tuple[str, dict]:
@@ -100,6 +104,9 @@ class OrderSearcher(Searcher):
                     self.seen[key] = (RUNNING, None)
                 self.orders_seen.add(order)
                 self.inner_id[trial_id], self.key_of[trial_id] = iid, key
+                ot = getattr(self.inner, "_ot_trials", {}).get(iid)
+                if ot is not None:
+                    self.tune_numbers.add(ot.number)
                 self._trace(trial_id)
                 return cfg
             self._answer(iid, key)
@@ -154,6 +161,11 @@ class OrderSearcher(Searcher):
         else:
             self.inner.on_trial_complete(self.inner_id[trial_id], result)
             self.seen[key] = (DONE, score)
+        self.sync_copy()
+
+    def sync_copy(self, force: bool = False) -> None:
+        if self.copy is not None:
+            self.copy.sync(self.study, self.tune_numbers, force=force)
 
     # ------------------------------------------------------------------ the recommendation
     def recommend(self) -> dict | None:
@@ -168,9 +180,10 @@ class OrderSearcher(Searcher):
 
     # ------------------------------------------------------------------ checkpointing (resume)
     def save(self, checkpoint_path: str) -> None:
+        self.sync_copy(force=True)
         with open(checkpoint_path, "wb") as f:
             pickle.dump(self.__dict__, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__dict__.update({"tune_numbers": set(), "copy": None, **pickle.load(f)})

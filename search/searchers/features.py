@@ -18,7 +18,7 @@
 
 >>> f = OrderFeatures(["a", "b", "c"], max_length=2)
 >>> f.vector(["b", "a"], {}).tolist()
-[1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0]
+[1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, -1.0, 0.0, 0.0]
 """
 
 from __future__ import annotations
@@ -58,30 +58,41 @@ class OrderFeatures:
         return out
 
     def vector(self, order: list[str], hp: dict) -> np.ndarray:
-        n, L = len(self.tasks), self.L
-        x = np.zeros(self.dim)
-        pos = {self.index[t]: i for i, t in enumerate(order)}
-        for i, t in enumerate(order):
-            j = self.index[t]
-            x[j] = 1.0
-            depth = len(order) - 1 - i
-            if depth < L:
-                x[n + j * L + depth] = 1.0
-        base = n + n * L
-        for p, (a, b) in enumerate(self.pairs):
-            if a in pos and b in pos:
-                x[base + p] = 1.0 if pos[a] < pos[b] else -1.0
-        at = base + len(self.pairs)
-        if self.prior is not None:
-            x[at] = self.prior.score(order) / self.prior_scale
-            at += 1
-        for name, key, width in self.hp_names:
-            x[at:at + width] = self._scale(self.hparams[key], hp.get(name), width)
-            at += width
-        return x
+        return self.matrix([(order, hp)])[0]
 
     def matrix(self, configs: list[tuple[list[str], dict]]) -> np.ndarray:
-        return np.stack([self.vector(o, hp) for o, hp in configs]) if configs else np.zeros((0, self.dim))
+        """One row per configuration, built with array operations (10^4 candidates per proposal)."""
+        n, L, m = len(self.tasks), self.L, len(configs)
+        X = np.zeros((m, self.dim))
+        if not m:
+            return X
+        lens = np.array([len(o) for o, _ in configs])
+        task = np.array([self.index[t] for o, _ in configs for t in o], dtype=int)
+        row = np.repeat(np.arange(m), lens)
+        stage = np.arange(len(task)) - np.repeat(np.cumsum(lens) - lens, lens)
+        pos = np.full((m, n), -1)  # pos[r, j]: the stage index of task j in order r, -1 when absent
+        depth = np.full((m, n), -1)  # stages after it (0 = the last stage)
+        pos[row, task] = stage
+        depth[row, task] = lens[row] - 1 - stage
+        present = pos >= 0
+        X[:, :n] = present
+        rows, tasks = np.nonzero(present & (depth < L))
+        X[rows, n + tasks * L + depth[rows, tasks]] = 1.0
+        if self.pairs:
+            a, b = np.array(self.pairs).T
+            both = present[:, a] & present[:, b]
+            X[:, n + n * L:n + n * L + len(a)] = np.where(both, np.where(pos[:, a] < pos[:, b], 1.0, -1.0), 0.0)
+        at0 = n + n * L + len(self.pairs)
+        if self.prior is not None:
+            X[:, at0] = [self.prior.score(o) / self.prior_scale for o, _ in configs]
+            at0 += 1
+        if self.hp_names:
+            for r, (_, hp) in enumerate(configs):
+                at = at0
+                for name, key, w in self.hp_names:
+                    X[r, at:at + w] = self._scale(self.hparams[key], hp.get(name), w)
+                    at += w
+        return X
 
     @staticmethod
     def _scale(spec, value, width: int) -> np.ndarray:

@@ -1,9 +1,11 @@
-"""Optuna samplers behind Ray Tune's ``OptunaSearch``, wrapped in ``OrderSearcher``; the study's storage."""
+"""Optuna samplers behind Ray Tune's ``OptunaSearch``, wrapped in ``OrderSearcher``; where the study's copy goes."""
 
 from __future__ import annotations
 
 import math
 from functools import partial
+
+STUDY_FILE = "optuna.journal"  # the study's copy in a local experiment folder (optuna-dashboard opens it)
 
 
 def sampler_for(scfg, prior=None):
@@ -25,37 +27,30 @@ def sampler_for(scfg, prior=None):
     }[name]()
 
 
-def optuna_storage(scfg, st, name: str):
-    """Where the Optuna study lives: ``search.optuna_storage: experiment`` = ``<experiment>/optuna.db``
-    (sqlite) or a database URL, so ``optuna-dashboard <url>`` opens it during and after a search; null
-    (the default) = in memory, saved with Ray's searcher state. (A database outlives a killed driver and is
-    then newer than Ray's snapshot of the searcher; OrderSearcher tolerates that, but the in-memory
-    study is the one a resume restores exactly.)"""
-    import optuna
-
-    if scfg.optuna_storage is None:  # in memory, saved with Ray's searcher state (consistent with it on resume)
-        return None, None
-    if scfg.optuna_storage == "experiment":  # (an experiment on an object store: in memory)
-        url = None if st.remote else f"sqlite:///{st.path('optuna.db')}"
-    else:
-        url = scfg.optuna_storage
-    if url is None:
-        return None, None
-    # sqlite: wait for a lock instead of failing (optuna-dashboard may read while the search writes)
-    kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), url
+def study_copy_url(scfg, st) -> str | None:
+    """Where the study's copy for optuna-dashboard goes (``search.optuna_storage``): ``experiment`` (the
+    default) = the journal file ``<experiment>/optuna.journal`` for a local experiment folder (none on an
+    object store: name a database URL there), a database URL, or null = no copy."""
+    if scfg.optuna_storage is None or scfg.searcher == "exhaustive":
+        return None
+    if scfg.optuna_storage == "experiment":
+        return None if st.remote else st.path(STUDY_FILE)
+    return scfg.optuna_storage
 
 
-def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: str | None = None, prior=None):
-    """The search's Ray Tune searcher: an Optuna sampler in ``OptunaSearch`` in ``OrderSearcher``;
-    None for ``exhaustive`` (Ray's grid, see exhaustive.py). ``prior``: order_bo's transferability prior
-    (search.transfer.OrderPrior), computed once by the driver."""
+def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = None, study_name: str = "itt", log=print,
+                  prior=None):
+    """The search's Ray Tune searcher: an Optuna sampler in ``OptunaSearch`` in ``OrderSearcher``
+    (its study copied to ``copy_url`` for optuna-dashboard when given); None for ``exhaustive`` (Ray's
+    grid, see exhaustive.py). ``prior``: order_bo's transferability prior (search.transfer.OrderPrior),
+    computed once by the driver."""
     if scfg.searcher == "exhaustive":
         return None
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     from search.searchers._base import OrderSearcher
+    from search.searchers.study_copy import StudyCopy
     from search.trial import define
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -64,10 +59,10 @@ def make_searcher(scfg, seed_points: list[list[str]], storage=None, study_name: 
     if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
         points = [{**p, **hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
     inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric="objective", mode="max",
-                         sampler=sampler_for(scfg, prior), points_to_evaluate=points or None, storage=storage,
-                         study_name=study_name)
+                         sampler=sampler_for(scfg, prior), points_to_evaluate=points or None, study_name=study_name)
     return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
-                         continue_stopped=scfg.scheduler.continue_stopped)
+                         continue_stopped=scfg.scheduler.continue_stopped,
+                         copy=StudyCopy(copy_url, study_name, log=log) if copy_url else None)
 
 
 def hparam_defaults(scfg, order: list[str]) -> dict:

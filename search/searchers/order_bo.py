@@ -16,6 +16,8 @@ Deshwal et al. AAAI 2022), and the searched hyperparameters.
   only what is left, so continuing it competes fairly with starting a new one.
 * **Pending trials** (running, no final yet) enter as believers (their posterior mean, fixed
   hyperparameters; "kriging believer", Ginsbourger et al. 2010), so concurrent proposals differ.
+* **Fast**: the posterior over the candidates is ``posterior.FinalPosterior`` (the model's exact
+  mean and variance, computed for thousands of candidates at once).
 * **Candidates**: every order of the space when it has at most ``max_candidates``; otherwise that
   many drawn at random plus the neighbours (swap, replace, insert, drop a task) of the best ones.
 * **A prior** (``search.prior: transferability``, search/transfer.py): the prior's score of an order is
@@ -42,10 +44,14 @@ from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
 from search.searchers.features import OrderFeatures
+from search.searchers.posterior import FinalPosterior
 from search.space import OrderSpace
 
 FINAL, PROBE = 0, 1  # the GP's tasks (fidelities)
-PREDICT_BATCH = 256  # candidates per posterior call
+# exact Cholesky solves up to this many training points (GPyTorch's default switches to conjugate gradients
+# and Lanczos above 800, slower here and approximate: a search of 300 trials has ~1200 finals and probes)
+CHOLESKY_UP_TO = 5000
+FIT_POINTS = 600  # observations the hyperparameters are optimised on (the posterior uses all of them)
 
 
 @dataclass
@@ -61,11 +67,11 @@ class Observations:
 
 
 def _hp_key(hp: dict) -> str:
-    return repr(sorted(hp.items()))
+    return repr(sorted(hp.items())) if hp else ""
 
 
-def config_key(order: list[str], hp: dict) -> str:
-    return ">".join(order) + "|" + _hp_key(hp)
+def config_key(order: list[str], hp: dict) -> tuple:
+    return tuple(order), _hp_key(hp)
 
 
 def _is_digit(name: str) -> bool:
@@ -88,17 +94,18 @@ class OrderBOSampler(BaseSampler):
         self._warm: dict | None = None  # the last fit's hyperparameters (a warm start for the next)
         self._fitted_at = 0  # training points at the last hyperparameter optimisation
         self._cands: tuple | None = None  # enumerated candidate orders and their features (not pickled)
+        self._decoded: dict = {}  # trial params -> (order, hparams) (not pickled)
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
         self.last_recommendation: dict | None = None
         _import_botorch()
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({"_decoded": {}, **state})
         _import_botorch()
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_cands"] = None  # rebuilt on demand: large and derived
+        state["_cands"], state["_decoded"] = None, {}  # rebuilt on demand: large and derived
         return state
 
     # ------------------------------------------------------------------ Optuna's sampler API
@@ -135,11 +142,10 @@ class OrderBOSampler(BaseSampler):
         for t in study.get_trials(deepcopy=False):
             if t.state == TrialState.FAIL or not t.params:
                 continue
-            try:
-                order = self.space.decode(t.params)
-            except (KeyError, IndexError, ZeroDivisionError):
+            decoded = self._decode(t.params)
+            if decoded is None:
                 continue  # a trial still being asked: its digits are not all there
-            hp = {k: v for k, v in t.params.items() if not _is_digit(k)}
+            order, hp = decoded
             key = config_key(order, hp)
             if t.state == TrialState.COMPLETE and t.value is not None and (key, t.value) not in seen_f:
                 seen_f.add((key, t.value))  # a repeat answered by the searcher carries the same value: once
@@ -159,9 +165,21 @@ class OrderBOSampler(BaseSampler):
                 obs.stopped.add(key)
         return obs
 
-    def cost(self, order: list[str], hp: dict, trained: set[str]) -> int:
+    def _decode(self, params: dict) -> tuple[list[str], dict] | None:
+        """A trial's (order, hyperparameters), remembered: the study is read at every proposal."""
+        key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+        if key not in self._decoded:
+            try:
+                order = self.space.decode(params)
+            except (KeyError, IndexError, ZeroDivisionError):
+                return None
+            self._decoded[key] = (order, {k: v for k, v in params.items() if not _is_digit(k)})
+        return self._decoded[key]
+
+    def cost(self, order: list[str], hp: dict, trained: set[tuple]) -> int:
         """Stage-trainings this configuration would cost now: untrained prefix stages + the final."""
-        return sum(config_key(order[:i], hp) not in trained for i in range(1, len(order) + 1)) + 1
+        stages, hk = tuple(order), _hp_key(hp)
+        return sum((stages[:i], hk) not in trained for i in range(1, len(stages) + 1)) + 1
 
     # ------------------------------------------------------------------ one proposal
     def _propose(self, study) -> dict:
@@ -179,8 +197,8 @@ class OrderBOSampler(BaseSampler):
                 order, hp = free[int(self._rng.integers(len(free)))]
             return self._params(order, hp)
         observed = self._observed_configs(obs)
-        model = self._with_believers(model, obs)
-        mu, sd = self._predict(model, observed + free)
+        posterior = FinalPosterior(model, self.features.matrix(obs.pending) if obs.pending else None)
+        mu, sd = self._predict(posterior, observed + free)
         self.last_recommendation = self._recommendation(observed, mu[:len(observed)], sd[:len(observed)], obs)
         mu, sd = mu[len(observed):], sd[len(observed):]
         best = self.last_recommendation["mean"]
@@ -207,29 +225,38 @@ class OrderBOSampler(BaseSampler):
     def _orders(self, obs: Observations) -> list[list[str]]:
         if self.space.count() <= self.max_candidates:
             return [list(o) for o in self.space.orders()]
+        index = {t: i for i, t in enumerate(self.space.candidates)}
         seen: set[tuple] = set()
         out: list[list[str]] = []
         ranked = sorted(obs.finals, key=lambda f: -f[2])[:5]
         for o, _, _ in ranked:
             for nb in self._neighbours(o):
-                if tuple(nb) not in seen and self.space.is_valid(nb):
-                    seen.add(tuple(nb))
+                if tuple(index[t] for t in nb) not in seen and self.space.is_valid(nb):
+                    seen.add(tuple(index[t] for t in nb))
                     out.append(nb)
-        free = not (self.space.include or self.space.before or self.space.last)
-        n_digits = max(self.space.lengths)
-        for _ in range(20 * self.max_candidates):  # (a bound: a constrained space may hold fewer)
-            if len(out) >= self.max_candidates:
-                break
-            k = int(self._rng.choice(self.space.lengths))
-            if free:  # without constraints a random order is a prefix of a random permutation (fast)
-                o = [self.space.candidates[i] for i in self._rng.permutation(len(self.space.candidates))[:k]]
-            else:  # the constrained Lehmer decoding keeps every sample valid
-                o = self.space.decode({"k": k, **{f"l{i}": int(self._rng.integers(len(self.space.candidates) - i))
-                                                 for i in range(n_digits)}})
-            if tuple(o) not in seen:
-                seen.add(tuple(o))
-                out.append(o)
+        tasks = self.space.candidates
+        for _ in range(20):  # (a bound: a constrained space may hold fewer)
+            for o in self._random_orders(self.max_candidates):
+                if len(out) >= self.max_candidates:
+                    return out
+                if o not in seen:
+                    seen.add(o)
+                    out.append([tasks[i] for i in o])
         return out
+
+    def _random_orders(self, m: int) -> list[tuple[int, ...]]:
+        """``m`` random orders (seeded, as tuples of candidate indices), drawn as arrays."""
+        n, lengths = len(self.space.candidates), self.space.lengths
+        ks = self._rng.choice(lengths, size=m).tolist()
+        if not (self.space.include or self.space.before or self.space.last):
+            # without constraints a random order is a prefix of a random permutation
+            perms = np.argsort(self._rng.random((m, n)), axis=1).tolist()
+            return [tuple(p[:k]) for p, k in zip(perms, ks)]
+        # the constrained Lehmer decoding keeps every sample valid
+        index = {t: i for i, t in enumerate(self.space.candidates)}
+        digits = (self._rng.random((m, max(lengths))) * (n - np.arange(max(lengths)))).astype(int)
+        return [tuple(index[t] for t in self.space.decode({"k": k, **{f"l{i}": int(d) for i, d in enumerate(row)}}))
+                for k, row in zip(ks, digits)]
 
     def _neighbours(self, order: list[str]) -> list[list[str]]:
         out = [order[:i] + [order[i + 1], order[i]] + order[i + 2:] for i in range(len(order) - 1)]  # swaps
@@ -262,24 +289,42 @@ class OrderBOSampler(BaseSampler):
     # ------------------------------------------------------------------ the surrogate
     def _fit(self, obs: Observations):
         """The GP on everything observed. Its hyperparameters are re-optimised (warm-started) only when
-        the data has grown by a quarter since the last optimisation; in between, the last ones are kept
-        and only the posterior is recomputed (one Cholesky): a proposal stays well under a second."""
+        the data has grown by a quarter since the last optimisation, on at most ``FIT_POINTS`` of the
+        observations (every final first, then a seeded sample of probes: the marginal likelihood costs
+        a Cholesky per step, cubic in the points); in between, the last ones are kept and only the
+        posterior is recomputed on all the data (one Cholesky): a proposal stays under a second."""
         X, Y = self._training_data(obs)
+        if self._warm is None or len(Y) >= 1.25 * self._fitted_at:
+            Xs, Ys = self._fit_subset(X, Y)
+            fitted = self._optimise(self._warm_started(Xs, Ys), Xs, Ys)
+            if fitted is None:
+                return None
+            self._fitted_at = len(Y)
+            self._warm = {k: v.detach().clone() for k, v in fitted.state_dict().items()
+                          if "raw_" in k or k.endswith("constant") or "covar_factor" in k}
+        model = self._warm_started(X, Y)
+        model.eval()
+        return model
+
+    def _warm_started(self, X, Y):
         model = self._model(X, Y)
         if self._warm is not None:
             try:
                 model.load_state_dict(self._warm, strict=False)
             except Exception:
                 self._warm = None
-        if self._warm is None or len(Y) >= 1.25 * self._fitted_at:
-            model = self._optimise(model, X, Y)
-            if model is None:
-                return None
-            self._fitted_at = len(Y)
-            self._warm = {k: v.detach().clone() for k, v in model.state_dict().items()
-                          if "raw_" in k or k.endswith("constant") or "covar_factor" in k}
-        model.eval()
         return model
+
+    @staticmethod
+    def _fit_subset(X, Y):
+        if len(Y) <= FIT_POINTS:
+            return X, Y
+        finals = np.flatnonzero(X[:, -1].numpy() == FINAL)
+        probes = np.flatnonzero(X[:, -1].numpy() != FINAL)
+        rng = np.random.default_rng(len(Y))
+        n_probes = max(min(len(probes), FIT_POINTS // 3), FIT_POINTS - len(finals))  # both tasks stay in
+        keep = np.concatenate([rng.permutation(finals)[:FIT_POINTS - n_probes], rng.permutation(probes)[:n_probes]])
+        return X[np.sort(keep)], Y[np.sort(keep)]
 
     def _optimise(self, model, X, Y):
         """Type-II maximum likelihood (BoTorch's fit_gpytorch_mll, L-BFGS-B); once more from the priors
@@ -334,20 +379,8 @@ class OrderBOSampler(BaseSampler):
             parts.append(ScaleKernel(rbf))
         return AdditiveKernel(*parts)
 
-    def _predict(self, model, configs: list[tuple[list[str], dict]]):
-        import torch
-
-        if not configs:
-            return np.zeros(0), np.zeros(0)
-        X = torch.tensor(self._features_of(configs), dtype=torch.float64)
-        mu, sd = [], []
-        with torch.no_grad():
-            # in batches: a posterior over m points builds their m x m covariance (10^4 candidates: 0.8 GB)
-            for i in range(0, len(X), PREDICT_BATCH):
-                post = model.posterior(X[i:i + PREDICT_BATCH])
-                mu.append(post.mean.reshape(-1).numpy())
-                sd.append(post.variance.clamp_min(1e-12).sqrt().reshape(-1).numpy())
-        return np.concatenate(mu), np.concatenate(sd)
+    def _predict(self, posterior: FinalPosterior, configs: list[tuple[list[str], dict]]):
+        return posterior(self._features_of(configs))
 
     def _features_of(self, configs) -> np.ndarray:
         """Features of candidate configurations; the enumerated orders' are computed once."""
@@ -358,24 +391,6 @@ class OrderBOSampler(BaseSampler):
             self._cands = ({tuple(o): i for i, o in enumerate(orders)}, self.features.matrix([(o, {}) for o in orders]))
         index, F = self._cands
         return F[[index[tuple(o)] for o, _ in configs]]
-
-    def _with_believers(self, model, obs: Observations):
-        """Pending configurations as observed at their posterior mean (fixed hyperparameters)."""
-        import torch
-
-        if not obs.pending:
-            return model
-        mu, _ = self._predict(model, obs.pending)
-        F = self.features.matrix(obs.pending)
-        if hasattr(model, "_task_feature"):
-            F = np.hstack([F, np.full((len(F), 1), FINAL)])
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return model.condition_on_observations(torch.tensor(F, dtype=torch.float64),
-                                                       torch.tensor(mu[:, None], dtype=torch.float64))
-        except Exception:
-            return model  # believers are a refinement; without them pending configs are still not re-proposed
 
     @staticmethod
     def _observed_configs(obs: Observations) -> list[tuple[list[str], dict]]:
@@ -408,7 +423,7 @@ class OrderBOSampler(BaseSampler):
             return {"order": ">".join(o), "hparams": h, "mean": y, "lo": None, "hi": None, "observed": y,
                     "n_finals": len(obs.finals)}
         configs = self._observed_configs(obs)
-        mu, sd = self._predict(model, configs)
+        mu, sd = self._predict(FinalPosterior(model), configs)
         self.last_recommendation = self._recommendation(configs, mu, sd, obs)
         return self.last_recommendation
 
@@ -433,10 +448,13 @@ def _one_thread():
     """Small matrices: torch's threads only add overhead (and the driver shares its cores with trials)."""
     import torch
 
+    import gpytorch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with gpytorch.settings.max_cholesky_size(CHOLESKY_UP_TO):
+            yield
     finally:
         torch.set_num_threads(threads)
 
