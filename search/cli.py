@@ -174,7 +174,10 @@ def cmd_rank(args) -> int:
     print(f"transferability to {tgt['task']} ({', '.join(tgt['languages'])}; {tgt['split']} text), on the config's "
           f"initial encoder, {m['sample']} examples per task, seed {m['seed']}"
           + (f"; target LogME {tgt['logme']:.4f}" if tgt.get("logme") is not None else f"; {tgt.get('note', '')}"))
-    f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+
     w = max(len(t) for t in m["tasks"])
     print(f"  {'task':<{w}}  {'LogME':>8}  {'transfer':>9}  {'similarity':>10}  {'score':>7}")
     for t, v in sorted(m["tasks"].items(), key=lambda kv: -kv[1]["score"]):

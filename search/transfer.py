@@ -88,7 +88,7 @@ def logme_fit(features: np.ndarray, labels: np.ndarray, *, regression: bool = Fa
         Y = y.astype(np.float64).reshape(len(y), -1)
     else:
         Y = np.stack([(y == c).astype(np.float64) for c in np.unique(y)], axis=1)
-    N, D = f.shape
+    D = f.shape[1]
     # the SVD trick: F^T F = V diag(sigma) V^T once; every iteration is then O(D) per class
     _, s, vh = np.linalg.svd(f, full_matrices=False)
     sigma = np.zeros(D)
@@ -111,7 +111,7 @@ def _max_evidence(f, y, V, sigma, *, tol: float, max_iter: int) -> tuple[float, 
     gamma = sum(beta*sigma / (alpha + beta*sigma)), m = beta A^-1 F^T y (A = alpha I + beta F^T F),
     alpha = gamma / m^T m, beta = (N - gamma) / ||F m - y||^2; then the log evidence (their eq. 2)
     at the converged alpha, beta, divided by N."""
-    N, D = f.shape
+    N = f.shape[0]
     proj = V.T @ (f.T @ y)  # F^T y in the eigenbasis of F^T F
     alpha, beta = 1.0, 1.0
     for _ in range(max_iter):
@@ -225,7 +225,7 @@ def units(task, ds, emb: Embedder, *, max_rows: int = MAX_ROWS) -> Units:
                     seen.add(w)
                     first.append(pos)
                     ys.append(tags[i][w])
-            rows.append({key: enc[key][i] for key in enc.keys()})
+            rows.append({key: enc[key][i] for key in enc})
             pick.append(first)
         f = emb.tokens(rows, pick)
         y = np.asarray(ys, dtype=np.int64)
@@ -238,7 +238,7 @@ def units(task, ds, emb: Embedder, *, max_rows: int = MAX_ROWS) -> Units:
             s0 = int(ds[i]["answer_start"][0])
             s1 = s0 + len(ds[i]["answer_text"][0])
             ctx = [pos for pos, s in enumerate(enc.sequence_ids(i)) if s == 1]
-            rows.append({key: enc[key][i] for key in enc.keys() if key != "offset_mapping"})
+            rows.append({key: enc[key][i] for key in enc if key != "offset_mapping"})
             pick.append(ctx)
             ys += [int(enc["offset_mapping"][i][pos][0] < s1 and enc["offset_mapping"][i][pos][1] > s0) for pos in ctx]
         f = emb.tokens(rows, pick)
@@ -379,7 +379,7 @@ def measure(scfg, chain, *, sample: int = SAMPLE, eval_sample: int = EVAL_SAMPLE
         max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length])
         encoder = build_encoder(cfg.model, p.tokenizer, max_length=max_len, sdpa=cfg.hardware.sdpa)
         emb = Embedder(encoder, p.tokenizer, max_length=max_len)
-        kw = dict(data_root=cfg.data_root, toy_options=cfg.toy, seed=cfg.data_seed)
+        kw = {"data_root": cfg.data_root, "toy_options": cfg.toy, "seed": cfg.data_seed}
 
         def cap(name):
             c = cfg.stage_hparams(name).max_examples
@@ -422,7 +422,7 @@ def measure(scfg, chain, *, sample: int = SAMPLE, eval_sample: int = EVAL_SAMPLE
     zl, zt, zs = _z({t: fits[t][0] if t in fits else None for t in u}), _z(to_target), _z(sim)
     unit = {t: (zl[t] + zt[t] + zs[t]) / 3 for t in u}
     tasks = {t: {"logme": fits[t][0] if t in fits else None, "transfer": to_target[t], "similarity": sim[t],
-                 "score": unit[t], "units": int(len(u[t].features)) if u[t].features is not None else 0,
+                 "score": unit[t], "units": len(u[t].features) if u[t].features is not None else 0,
                  **({"note": u[t].why_none} if u[t].why_none else {})} for t in u}
     return {"tasks": tasks, "links": links, "link_z": _z_by_destination(links), "target": {"task": target.name, "logme": target_logme,
             "languages": list(p.languages), "split": split, **({"note": tu.why_none} if tu.why_none else {})},

@@ -178,7 +178,7 @@ def test_search_prior_config(write_config, capsys):
     assert scfg.prior == "transferability" and scfg.seed_points.heuristics == ["transferability"]
     for over, needle in [(["search.prior=logme"], "search.prior"),
                          (["search.prior=transferability", "search.searcher=tpe"], "needs searcher order_bo")]:
-        assert main(["space", str(write_config(RANK_TINY)), *sum([["--set", o] for o in over], [])]) == 2
+        assert main(["space", str(write_config(RANK_TINY)), *[x for o in over for x in ("--set", o)]]) == 2
         assert needle in capsys.readouterr().err
 
 
