@@ -24,7 +24,9 @@ RandomSampler; the search never runs a configuration twice, so it is random with
 ``gp`` (Optuna's TPE and GP samplers over Lehmer digits), ``tpe_asha`` (TPE + ASHA, the default before this
 benchmark), ``order_bo`` (the order-aware, cost-aware GP searcher, search/searchers/order_bo.py, no
 scheduler), ``order_bo_asha`` (with ASHA; stopped orders continue when proposed again: promotion),
-``order_bo_asha_nopromo`` (ASHA stops are final), ``order_bo_nocost`` / ``order_bo_noprobe`` (ablations).
+``order_bo_asha_nopromo`` (ASHA stops are final), ``order_bo_nocost`` / ``order_bo_noprobe`` (ablations),
+``order_bo_prior`` (``search.prior: transferability``) and ``order_bo_prior_seeds`` (the prior's best orders
+as seed points; bench/transfer_prior.py runs both).
 
 Compute = stage-trainings with the stage cache, in trial start order: a trial pays each prefix stage no
 earlier trial trained, plus its final fine-tune if it completes (a stopped trial pays no final). The unit
@@ -86,6 +88,9 @@ STRATEGIES = {
     "order_bo_asha_nopromo": _asha("order_bo", "search.scheduler.continue_stopped=false"),
     "order_bo_nocost": _plain("order_bo", "search.order_bo.cost_aware=false"),
     "order_bo_noprobe": _plain("order_bo", "search.order_bo.use_probes=false"),
+    # the transferability prior (search/transfer.py; bench/transfer_prior.py): as order_bo's prior, or as seed points
+    "order_bo_prior": _plain("order_bo", "search.prior=transferability"),
+    "order_bo_prior_seeds": _plain("order_bo", "search.seed_points.heuristics=[transferability]"),
 }
 DEFAULT_STRATEGIES = ["exhaustive", "random", "tpe", "gp", "tpe_asha", "order_bo", "order_bo_asha"]
 DEFAULT_TABLES = ["toy3", "planted", "curriculum", "toy3:noisy", "curriculum:noisy"]

@@ -1,7 +1,7 @@
 """The ``itt`` command line: thin wrappers over the library, one clear error line for user mistakes.
 
 Commands: ``itt run CONFIG`` (one chain), ``itt search CONFIG`` (the order search), ``itt space CONFIG``,
-``itt mlflow-sync EXPERIMENT_DIR`` (backfill MLflow), ``itt report EXPERIMENT_DIR`` (does order matter?), ``itt ui`` (the MLflow UI), ``itt tasks``.
+``itt mlflow-sync EXPERIMENT_DIR`` (backfill MLflow), ``itt rank CONFIG`` (the transferability prior), ``itt report EXPERIMENT_DIR`` (does order matter?), ``itt ui`` (the MLflow UI), ``itt tasks``.
 """
 
 from __future__ import annotations
@@ -153,6 +153,55 @@ def _print_heuristic(args, scfg, chain) -> None:
         print(f"  start a search from it: --set search.seed_points.heuristics=[{args.heuristic}]")
 
 
+def cmd_rank(args) -> int:
+    import json
+    import time
+
+    t0 = time.perf_counter()
+    from search.config import load_search
+    from search.transfer import rank, to_json
+
+    if args.top < 1:
+        raise _usage(f"--top {args.top}: give 1 or more")
+    if args.sample < 2:
+        raise _usage(f"--sample {args.sample}: give 2 or more")
+    if args.json and Path(args.json).is_dir():
+        raise _usage(f"--json {args.json}: is a folder; give a file path")
+    scfg, chain, _ = load_search(args.config, args.set)
+    res = rank(scfg, chain, from_exp=args.from_exp, sample=args.sample, top=args.top)
+    m = res["measurements"]
+    tgt = m["target"]
+    print(f"transferability to {tgt['task']} ({', '.join(tgt['languages'])}; {tgt['split']} text), on the config's "
+          f"initial encoder, {m['sample']} examples per task, seed {m['seed']}"
+          + (f"; target LogME {tgt['logme']:.4f}" if tgt.get("logme") is not None else f"; {tgt.get('note', '')}"))
+
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    w = max(len(t) for t in m["tasks"])
+    print(f"  {'task':<{w}}  {'LogME':>8}  {'transfer':>9}  {'similarity':>10}  {'score':>7}")
+    for t, v in sorted(m["tasks"].items(), key=lambda kv: -kv[1]["score"]):
+        note = f"  ({v['note']})" if v.get("note") else ""
+        print(f"  {t:<{w}}  {f(v['logme'], '8.4f')}  {f(v['transfer'], '+9.4f')}  {f(v['similarity'], '10.4f')}  "
+              f"{v['score']:+7.3f}{note}")
+    if res["from"]:
+        c = res["prior"].calib
+        print(f"calibrated on {res['measured']} measured order(s) of {res['from']}: score = {c['a']:.4f} + {c['b']:.4f} "
+              "x prior + per-task effects; measured orders keep their measured mean")
+    print(f"top {len(res['orders'])} of {res['count']} orders" + (" (score on the metric's scale)" if res["from"] else
+                                                                " (prior score: z units, F = 0)") + ":")
+    for i, o in enumerate(res["orders"], 1):
+        print(f"  {i:>3}. {o['order'] or '(F: empty order)'}  {o['score']:+.4f}" + ("  measured" if o["measured"] else ""))
+    print(f"cost: {time.perf_counter() - t0:.1f} s wall-clock, of which {m['seconds']:.1f} s measuring on the encoder "
+          "(data, tokenizer, forward passes, LogME)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(to_json(res), indent=1))
+        print(f"json: {args.json}")
+    print("use it in a search: --set search.prior=transferability  (and/or search.seed_points.heuristics=[transferability])")
+    return 0
+
+
 def cmd_report(args) -> int:
     from search.report import make_report
 
@@ -237,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="curriculum: task difficulty from this finished search's single-task orders "
                          "(default: a short single-task training run of each task)")
     sp.set_defaults(fn=cmd_space)
+    rk = sub.add_parser("rank", help="a transferability prior: LogME and text-embedding similarity of each candidate "
+                                     "task on the config's encoder, and the orders it rates best (seconds, no training)")
+    rk.add_argument("config", help="config with a `search:` block")
+    rk.add_argument("--from", dest="from_exp", metavar="EXPERIMENT",
+                    help="a finished search: calibrate the prior on its measured scores (measured orders keep theirs)")
+    rk.add_argument("--top", type=int, default=10, help="how many orders to print (default 10)")
+    rk.add_argument("--sample", type=int, default=256, help="examples per task (default 256)")
+    rk.add_argument("--json", metavar="PATH", help="also write everything to this JSON file")
+    rk.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    rk.set_defaults(fn=cmd_rank)
     rp = sub.add_parser("report", help="does order matter? statistics, plots and heuristics for a finished search "
                                        "(report.html, report.md, report.json, PNGs; logged to the search's MLflow run)")
     rp.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")

@@ -49,8 +49,9 @@ class SeedPoints(_Strict):
     baseline: bool = False  # F: the empty order (needs 0 among the lengths)
     singles: bool = False  # each single-task IF order (needs 1 among the lengths)
     orders: list[list[str]] = Field(default_factory=list)
-    # heuristic orders (search/heuristics.py): curriculum (easy to hard), similarity (least to most similar)
-    heuristics: list[Literal["curriculum", "similarity"]] = Field(default_factory=list)
+    # heuristic orders (search/heuristics.py): curriculum (easy to hard), similarity (least to most similar);
+    # transferability: the transferability prior's best order of each length (search/transfer.py, `itt rank`)
+    heuristics: list[Literal["curriculum", "similarity", "transferability"]] = Field(default_factory=list)
     heuristics_from: str | None = None  # a finished search whose single-task orders give the difficulty
 
     @field_validator("orders", mode="before")
@@ -136,6 +137,11 @@ class SearchConfig(_Strict):
     # auto = order_bo: a GP over order features, cost-aware, probes as evidence (bench/search_efficiency.py)
     searcher: Literal["auto", "order_bo", "tpe", "gp", "random", "exhaustive"] = "auto"
     order_bo: OrderBO = Field(default_factory=OrderBO)
+    # order_bo's prior (search/transfer.py, `itt rank`): transferability = LogME / text-embedding scores of
+    # each order on the config's encoder, measured once before the search (seconds), as one more input of
+    # the GP and the choice of its first orders. none (default): the prior is a heuristic that can be
+    # wrong (bench/transfer_prior.py measures it), so a search uses it only when asked
+    prior: Literal["none", "transferability"] = "none"
     # a copy of the Optuna study for optuna-dashboard, updated as trials finish: "experiment" (default) =
     # <experiment>/optuna.journal (a local experiment folder), a database URL, or null = none. The
     # searcher's own study stays in memory, saved with Ray's searcher state (a resume restores it exactly)
@@ -283,6 +289,9 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                               f"(ParetoASHA); got {scfg.scheduler.brackets}")
     if scfg.seed_points.baseline and 0 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.baseline needs 0 among the lengths")
+    if scfg.prior != "none" and scfg.searcher not in ("auto", "order_bo"):
+        raise ConfigError(f"{path}: search.prior: {scfg.prior} needs searcher order_bo (or auto), not {scfg.searcher} "
+                          "(start another searcher from the prior with seed_points.heuristics: [transferability])")
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
     d = scfg.cache.dir

@@ -88,7 +88,12 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
     tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
                              target=target.name, metric=target.metric, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
-    seed_points = seed_point_orders(scfg, chain, log=log)
+    prior = None
+    if scfg.prior == "transferability":  # once per search, here in the driver (search/transfer.py)
+        from search.transfer import order_prior
+
+        prior = order_prior(scfg, chain, st=st, log=log)
+    seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
     space = scfg.space()
     n_orders = space.count()
     num_samples = scfg.num_samples or (n_orders if scfg.searcher == "exhaustive" else 20)
@@ -111,7 +116,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
                                  sort_keys=False, allow_unicode=True)
     st.write_text(config_text, SEARCH_FILE)
     study_url = study_copy_url(scfg, st)
-    searcher = make_searcher(scfg, seed_points, copy_url=study_url, study_name=name, log=log)
+    searcher = make_searcher(scfg, seed_points, copy_url=study_url, study_name=name, log=log, prior=prior)
     writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "

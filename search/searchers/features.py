@@ -9,6 +9,9 @@
   their kernels for partial rankings: a pair that is not observed contributes its expectation, 0);
   an RBF kernel over it is the Mallows kernel, exp(-lambda * discordant pairs), as BOPS uses it for
   permutation spaces (Deshwal et al., "Bayesian optimization over permutation spaces", AAAI 2022).
+* ``prior``: with a transferability prior (search/transfer.py), its score of the order, scaled by
+  ``prior_scale`` (one dimension: orders the prior rates alike are alike to the GP, as far as the
+  fitted lengthscale says the data agrees).
 * ``hparams``: the searched hyperparameters, each scaled to [0, 1] (log scale where searched so;
   one-hot for choices); per-stage ones (``stages.*.lr``) get one feature per task (the middle of the
   range where the task is absent).
@@ -26,14 +29,17 @@ import numpy as np
 
 
 class OrderFeatures:
-    def __init__(self, tasks: list[str], max_length: int, hparams: dict | None = None):
+    def __init__(self, tasks: list[str], max_length: int, hparams: dict | None = None, prior=None,
+                 prior_scale: float = 1.0):
         self.tasks, self.L = list(tasks), max(1, max_length)
+        self.prior, self.prior_scale = prior, prior_scale or 1.0
         self.index = {t: i for i, t in enumerate(self.tasks)}
         n = len(self.tasks)
         self.pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
         self.hp_names = self._hp_names(hparams or {})
         self.hparams = hparams or {}
-        sizes = {"which": n, "where": n * self.L, "precedes": len(self.pairs), "hparams": sum(w for _, _, w in self.hp_names)}
+        sizes = {"which": n, "where": n * self.L, "precedes": len(self.pairs), "prior": 1 if prior is not None else 0,
+                 "hparams": sum(w for _, _, w in self.hp_names)}
         self.groups: dict[str, list[int]] = {}
         at = 0
         for name, size in sizes.items():
@@ -76,8 +82,11 @@ class OrderFeatures:
             a, b = np.array(self.pairs).T
             both = present[:, a] & present[:, b]
             X[:, n + n * L:n + n * L + len(a)] = np.where(both, np.where(pos[:, a] < pos[:, b], 1.0, -1.0), 0.0)
+        at0 = n + n * L + len(self.pairs)
+        if self.prior is not None:
+            X[:, at0] = [self.prior.score(o) / self.prior_scale for o, _ in configs]
+            at0 += 1
         if self.hp_names:
-            at0 = n + n * L + len(self.pairs)
             for r, (_, hp) in enumerate(configs):
                 at = at0
                 for name, key, w in self.hp_names:

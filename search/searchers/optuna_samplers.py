@@ -8,7 +8,7 @@ from functools import partial
 STUDY_FILE = "optuna.journal"  # the study's copy in a local experiment folder (optuna-dashboard opens it)
 
 
-def sampler_for(scfg):
+def sampler_for(scfg, prior=None):
     """The Optuna sampler ``search.searcher`` names (``auto`` = ``order_bo``). Every one takes a study
     with several directions (``search.metric: [mean, worst]``): order_bo by ParEGO's random
     scalarisations (order_bo.py), TPE as Optuna's multi-objective TPE, GP by its expected hypervolume
@@ -24,7 +24,7 @@ def sampler_for(scfg):
         o = scfg.order_bo
         return OrderBOSampler(scfg.space(), scfg.hparams, seed=scfg.seed, n_startup=o.n_startup,
                               max_candidates=o.max_candidates, cost_aware=o.cost_aware, use_probes=o.use_probes,
-                              propose_stopped=scfg.scheduler.continue_stopped)
+                              propose_stopped=scfg.scheduler.continue_stopped, prior=prior)
     return {
         "tpe": lambda: optuna.samplers.TPESampler(seed=scfg.seed),
         "gp": lambda: optuna.samplers.GPSampler(seed=scfg.seed),
@@ -43,10 +43,12 @@ def study_copy_url(scfg, st) -> str | None:
     return scfg.optuna_storage
 
 
-def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = None, study_name: str = "itt", log=print):
+def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = None, study_name: str = "itt", log=print,
+                  prior=None):
     """The search's Ray Tune searcher: an Optuna sampler in ``OptunaSearch`` in ``OrderSearcher``
     (its study copied to ``copy_url`` for optuna-dashboard when given); None for ``exhaustive`` (Ray's
-    grid, see exhaustive.py)."""
+    grid, see exhaustive.py). ``prior``: order_bo's transferability prior (search.transfer.OrderPrior),
+    computed once by the driver."""
     if scfg.searcher == "exhaustive":
         return None
     import optuna
@@ -63,7 +65,7 @@ def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = Non
         points = [{**p, **hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
     metric, mode = tune_metric(scfg)
     inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric=metric, mode=mode,
-                         sampler=sampler_for(scfg), points_to_evaluate=points or None, study_name=study_name)
+                         sampler=sampler_for(scfg, prior), points_to_evaluate=points or None, study_name=study_name)
     return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
                          continue_stopped=scfg.scheduler.continue_stopped,
                          copy=StudyCopy(copy_url, study_name, log=log) if copy_url else None)

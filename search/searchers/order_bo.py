@@ -20,6 +20,9 @@ Deshwal et al. AAAI 2022), and the searched hyperparameters.
   mean and variance, computed for thousands of candidates at once).
 * **Candidates**: every order of the space when it has at most ``max_candidates``; otherwise that
   many drawn at random plus the neighbours (swap, replace, insert, drop a task) of the best ones.
+* **A prior** (``search.prior: transferability``, search/transfer.py): the prior's score of an order is
+  one more feature group of the GP, and until the GP is fitted (the first ``n_startup`` orders, or a
+  fit that failed) the order proposed is the untried one the prior rates best, not a random one.
 * **Recommendation**: the order with the best posterior mean among those with a final score, with
   its 95% interval - not the best single observation, which the winner's curse biases upward.
 
@@ -86,9 +89,11 @@ def _is_digit(name: str) -> bool:
 class OrderBOSampler(BaseSampler):
     def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 4,
                  max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
-                 propose_stopped: bool = True):
+                 propose_stopped: bool = True, prior=None):
         self.space, self.hparams = space, dict(hparams or {})
-        self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams)
+        self.prior = prior  # search.transfer.OrderPrior or None
+        self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams, prior=prior,
+                                      prior_scale=_prior_scale(prior, space))
         self.seed, self.n_startup, self.max_candidates = seed, n_startup, max_candidates
         self.cost_aware, self.use_probes, self.fit_iters = cost_aware, use_probes, fit_iters
         self.propose_stopped = propose_stopped  # False when the search answers a stopped order as stopped
@@ -216,7 +221,10 @@ class OrderBOSampler(BaseSampler):
         # the first orders, or a fit that failed (degenerate data): a random untried configuration
         model = None if len(distinct) < self.n_startup or not obs.finals else self._fit(obs)
         if model is None:
-            order, hp = free[int(self._rng.integers(len(free)))]
+            if self.prior is not None:  # the prior's best untried configuration (first in candidate order on ties)
+                order, hp = free[int(np.argmax([self.prior.score(o) for o, _ in free]))]
+            else:
+                order, hp = free[int(self._rng.integers(len(free)))]
             return self._params(order, hp)
         observed = self._observed_configs(obs)
         posterior = FinalPosterior(model, self.features.matrix(obs.pending) if obs.pending else None)
@@ -463,6 +471,21 @@ class OrderBOSampler(BaseSampler):
         mu, sd = self._predict(FinalPosterior(model), configs)
         self.last_recommendation = self._recommendation(configs, mu, sd, obs)
         return self.last_recommendation
+
+
+def _prior_scale(prior, space: OrderSpace) -> float:
+    """The spread (sd) of the prior's scores over the space (a seeded sample of 2000 orders when larger),
+    so the prior feature has about unit scale whatever its units."""
+    if prior is None:
+        return 1.0
+    import itertools
+
+    orders = list(itertools.islice(space.orders(), 2000)) if space.count() <= 2000 else [
+        space.decode({"k": int(rng.choice(space.lengths)), **{f"l{i}": int(rng.integers(len(space.candidates) - i))
+                                                              for i in range(max(space.lengths))}})
+        for rng in [np.random.default_rng(0)] for _ in range(2000)]
+    sd = float(np.std([prior.score(o) for o in orders]))
+    return sd if sd > 1e-12 else 1.0
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ from itt.errors import ConfigError
 from search.space import order_key
 
 
-def seed_point_orders(scfg, chain=None, log=print) -> list[list[str]]:
+def seed_point_orders(scfg, chain=None, log=print, prior=None) -> list[list[str]]:
+    """``prior``: the transferability prior (search.transfer.OrderPrior) when the driver has one already."""
     sp, space, out = scfg.seed_points, scfg.space(), []
     if sp.baseline:
         out.append([])
@@ -18,6 +19,14 @@ def seed_point_orders(scfg, chain=None, log=print) -> list[list[str]]:
     for kind in sp.heuristics:  # curriculum / similarity orders (search/heuristics.py), one per length
         from search.heuristics import heuristic
 
+        if kind == "transferability":  # the prior's best order of each length (search/transfer.py)
+            from search.transfer import best_orders, order_prior
+
+            p = prior if prior is not None else order_prior(scfg, chain)
+            best = best_orders(p, space, 0, per_length=True)
+            log(f"seed points (transferability prior): {', '.join(order_key(o) for o in best) or 'none in the space'}")
+            out += best
+            continue
         h = heuristic(kind, scfg, chain, from_exp=sp.heuristics_from, log=lambda *a: None)
         log(f"seed points ({kind}, {h['source']}): {', '.join(order_key(o) for o in h['orders']) or 'none in the space'}")
         out += h["orders"]

@@ -1,0 +1,543 @@
+"""A transferability prior over orders: seconds of forward passes instead of GPU hours of chains.
+
+``itt rank CONFIG`` and ``search.prior: transferability`` use it. On the config's own encoder (the
+initial one every chain starts from, frozen, seeded, eval mode, no grad) it measures, per candidate
+intermediate task ``s`` and the target ``T``:
+
+* **LogME** (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer Learning",
+  ICML 2021, Algorithm 1): the log marginal evidence of a Bayesian linear model of the labels on the
+  frozen features, maximised over the prior precision alpha and the noise precision beta by the
+  paper's fixed-point iteration with one SVD; per class one-vs-rest for classification, averaged over
+  classes; per output for regression. ``logme`` below.
+* **forward transfer** ``s -> T``: the change in the target's LogME when the directions of s's LogME
+  model (its posterior mean weights) are amplified in the target's features (``forward_transfer``):
+  a linearised stand-in for the encoder after a stage on s. The same measure between consecutive
+  tasks ``a -> b`` gives the links of an order.
+* **text-embedding similarity** (Poth et al., "What to Pre-Train on? Efficient Intermediate Task
+  Selection", EMNLP 2021, TextEmb): the cosine between the mean of the encoder's mean-pooled
+  embeddings of s's training examples and that of the target's evaluation text in each target
+  language, averaged over the languages.
+
+Per task: ``u(s) = (z(LogME(s)) + z(transfer(s -> T)) + z(similarity(s))) / 3``, each z-scored over the
+candidates (a task whose LogME is undefined counts 0 in those thirds). LogME(s) is the paper's own
+use: how well the encoder's features already fit s (Nguyen et al.'s forward transferability into
+each task of a sequence, here from the initial encoder). Per order ``t_1 .. t_k`` (a forward sequence
+transferability as in Nguyen et al., "Sequence Transferability and Task Order Selection in Continual
+Learning", arXiv 2502.06544: a sum of the transfers along the sequence, here the link to the target
+last):
+
+    score(t_1..t_k) = sum_i w_i * (u(t_i) + LINK * z(transfer(t_{i-1} -> t_i)))    (no link for i = 1)
+    w_i = DECAY ** (k - i)        (the last stage, next to the target fine-tune, weighs 1)
+
+The F baseline scores 0 (an order of average tasks scores about 0 too: the prior ranks tasks and
+their arrangement, it cannot say whether intermediate training pays at all). With a finished search
+(``--from``), ``calibrate`` maps the prior to the metric's scale: a ridge fit of the measured scores on
+the prior score and a per-task effect (weighted by position like ``u``); measured orders keep their
+measured mean.
+
+What each kind gives LogME (one row of features per unit, a label per row): classification =
+the pooled example and its label (regression: the real target); tagging = the first subword of each
+word and its tag, flattened; extractive QA = each context token of the (question, context) window,
+label 1 inside the answer span (span detection as token classification); multiple choice = each
+(question, option) pair, label 1 for the right one; retrieval tasks have no labels (similarity only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from itt.errors import UserError
+
+SAMPLE = 256  # examples per task (a seeded sample of its capped training data)
+MAX_ROWS = 2048  # rows per task for token-level kinds (tokens, not examples)
+EVAL_SAMPLE = 128  # evaluation examples per target language (similarity)
+DECAY = 0.5  # weight of a stage relative to the one after it
+LINK = 0.5  # weight of the consecutive-task transfer relative to a task's own score
+AMPLIFY = 3.0  # forward transfer: the source's directions scaled by this in the target's features
+
+
+# ------------------------------------------------------------------ LogME (You et al., ICML 2021)
+def logme(features: np.ndarray, labels: np.ndarray, *, regression: bool = False, tol: float = 1e-7,
+          max_iter: int = 1000) -> float:
+    """LogME score: the maximised log evidence per example, mean over classes (or outputs).
+
+    >>> rng = np.random.default_rng(0); f = rng.normal(size=(100, 8))
+    >>> logme(f, (f[:, 0] > 0).astype(int)) > logme(f, rng.integers(0, 2, 100))
+    True
+    """
+    return logme_fit(features, labels, regression=regression, tol=tol, max_iter=max_iter)[0]
+
+
+def logme_fit(features: np.ndarray, labels: np.ndarray, *, regression: bool = False, tol: float = 1e-7,
+              max_iter: int = 1000) -> tuple[float, np.ndarray]:
+    """(LogME score, the posterior mean weights ``m`` per class or output, shape [C, D]).
+
+    Classification: one-vs-rest 0/1 targets for each class present in ``labels``; regression: each
+    column of ``labels`` (a vector is one column)."""
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    if f.ndim != 2 or len(f) != len(y) or len(f) < 2:
+        raise ValueError(f"logme: features {f.shape} and labels {y.shape} do not match")
+    if regression:
+        Y = y.astype(np.float64).reshape(len(y), -1)
+    else:
+        Y = np.stack([(y == c).astype(np.float64) for c in np.unique(y)], axis=1)
+    D = f.shape[1]
+    # the SVD trick: F^T F = V diag(sigma) V^T once; every iteration is then O(D) per class
+    _, s, vh = np.linalg.svd(f, full_matrices=False)
+    sigma = np.zeros(D)
+    sigma[:len(s)] = s ** 2
+    V = np.zeros((D, D))
+    V[:, :len(s)] = vh.T
+    if len(s) < D:  # rank-deficient (N < D): complete the basis; those directions have sigma = 0
+        q, _ = np.linalg.qr(np.hstack([vh.T, np.eye(D)]))
+        V[:, len(s):] = q[:, len(s):D]
+    evidences, ms = [], []
+    for j in range(Y.shape[1]):
+        e, m = _max_evidence(f, Y[:, j], V, sigma, tol=tol, max_iter=max_iter)
+        evidences.append(e)
+        ms.append(m)
+    return float(np.mean(evidences)), np.stack(ms)
+
+
+def _max_evidence(f, y, V, sigma, *, tol: float, max_iter: int) -> tuple[float, np.ndarray]:
+    """Algorithm 1 of You et al. (2021) for one target vector: the fixed point of
+    gamma = sum(beta*sigma / (alpha + beta*sigma)), m = beta A^-1 F^T y (A = alpha I + beta F^T F),
+    alpha = gamma / m^T m, beta = (N - gamma) / ||F m - y||^2; then the log evidence (their eq. 2)
+    at the converged alpha, beta, divided by N."""
+    N = f.shape[0]
+    proj = V.T @ (f.T @ y)  # F^T y in the eigenbasis of F^T F
+    alpha, beta = 1.0, 1.0
+    for _ in range(max_iter):
+        m = V @ (beta * proj / (alpha + beta * sigma))
+        gamma = float(np.sum(beta * sigma / (alpha + beta * sigma)))
+        new_alpha = gamma / max(float(m @ m), 1e-300)
+        new_beta = (N - gamma) / max(float(np.sum((f @ m - y) ** 2)), 1e-300)
+        done = abs(new_alpha / new_beta - alpha / beta) <= tol * (alpha / beta)
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    m = V @ (beta * proj / (alpha + beta * sigma))
+    return log_evidence(f, y, alpha, beta, V=V, sigma=sigma, m=m) / N, m
+
+
+def log_evidence(f, y, alpha: float, beta: float, *, V=None, sigma=None, m=None) -> float:
+    """log p(y | F, alpha, beta) of y = F w + noise, w ~ N(0, alpha^-1 I), noise ~ N(0, beta^-1 I)
+    (You et al. 2021, eq. 2), through the eigendecomposition of F^T F."""
+    N, D = f.shape
+    if V is None:
+        sigma, V = np.linalg.eigh(f.T @ f)
+        sigma = np.clip(sigma, 0, None)
+    if m is None:
+        m = V @ (beta * (V.T @ (f.T @ y)) / (alpha + beta * sigma))
+    return float(D / 2 * math.log(alpha) + N / 2 * math.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
+                 - beta / 2 * np.sum((f @ m - y) ** 2) - alpha / 2 * float(m @ m) - N / 2 * math.log(2 * math.pi))
+
+
+def forward_transfer(m_src: np.ndarray, f_tgt: np.ndarray, y_tgt: np.ndarray, *, regression: bool,
+                     gain: float = AMPLIFY) -> float:
+    """How much the source task's directions help a linear model of the target: LogME of the target
+    with the span of the source's LogME weights ``m_src`` amplified in its features (scaled by
+    ``gain``), minus LogME on the features as they are. Amplifying a subspace is LogME's isotropic
+    prior made anisotropic towards the source (w ~ N(0, alpha^-1 (I + (gain^2 - 1) U U^T)), U an
+    orthonormal basis of the source's directions): a linearised stand-in for the encoder after a
+    stage on the source, which moves its features towards what separates the source's labels."""
+    u, _ = np.linalg.qr(np.asarray(m_src, dtype=np.float64).T)  # D x C orthonormal basis
+    f = np.asarray(f_tgt, dtype=np.float64)
+    shaped = f + (gain - 1.0) * (f @ u) @ u.T
+    return logme(shaped, y_tgt, regression=regression) - logme(f, y_tgt, regression=regression)
+
+
+# ------------------------------------------------------------------ features from the config's encoder
+@dataclass
+class Units:
+    """One task's sample for LogME: features per unit (example, token or option) and their labels."""
+
+    features: np.ndarray | None
+    labels: np.ndarray | None
+    regression: bool = False
+    why_none: str = ""  # why LogME is not defined for this task
+    embedding: np.ndarray | None = None  # the mean pooled embedding of its examples (TextEmb)
+
+
+class Embedder:
+    """The config's initial encoder, frozen: mean-pooled and per-token hidden states, in batches."""
+
+    def __init__(self, encoder, tokenizer, *, max_length: int, batch_size: int = 64):
+        self.encoder, self.tok, self.max_length, self.bs = encoder.eval(), tokenizer, max_length, batch_size
+
+    def _run(self, enc: dict):
+        import torch
+
+        keep = {k: torch.tensor(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.no_grad():
+            return self.encoder(**keep).last_hidden_state, keep["attention_mask"]
+
+    def pooled(self, a: list[str], b: list[str] | None = None) -> np.ndarray:
+        out = []
+        for i in range(0, len(a), self.bs):
+            args = [a[i:i + self.bs]] + ([b[i:i + self.bs]] if b is not None else [])
+            enc = self.tok(*args, truncation=True, max_length=self.max_length, padding=True)
+            h, mask = self._run(dict(enc))
+            mk = mask.unsqueeze(-1).to(h.dtype)
+            out.append(((h * mk).sum(1) / mk.sum(1).clamp(min=1)).double().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
+    def tokens(self, enc_rows: list[dict], pick: list[list[int]]) -> np.ndarray:
+        """Hidden states at the positions ``pick[i]`` of the already tokenized rows."""
+        out = []
+        for i in range(0, len(enc_rows), self.bs):
+            rows = enc_rows[i:i + self.bs]
+            w = max(len(r["input_ids"]) for r in rows)
+            pad = {"input_ids": self.tok.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+            enc = {k: [list(r[k]) + [pad[k]] * (w - len(r[k])) for r in rows] for k in rows[0] if k in pad}
+            h, _ = self._run(enc)
+            for j, p in enumerate(pick[i:i + self.bs]):
+                if p:
+                    out.append(h[j, p].double().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def units(task, ds, emb: Embedder, *, max_rows: int = MAX_ROWS) -> Units:
+    """Features and labels of one task's sample (see the module docstring for each kind)."""
+    from itt.tasks import Kind
+
+    k = task.kind
+    if k in Kind.CLASSIFICATION:
+        cols = [list(ds[fld]) for fld in task.fields]
+        f = emb.pooled(cols[0], cols[1] if len(cols) > 1 else None)
+        y = np.asarray(ds["label"], dtype=np.float64 if task.is_regression else np.int64)
+        return Units(f, y, task.is_regression, embedding=f.mean(0))
+    if k == Kind.TOKEN:
+        words, tags = list(ds["tokens"]), list(ds["label"])
+        enc = emb.tok(words, is_split_into_words=True, truncation=True, max_length=emb.max_length)
+        rows, pick, ys = [], [], []
+        for i in range(len(words)):
+            first, seen = [], set()
+            for pos, w in enumerate(enc.word_ids(i)):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    first.append(pos)
+                    ys.append(tags[i][w])
+            rows.append({key: enc[key][i] for key in enc})
+            pick.append(first)
+        f = emb.tokens(rows, pick)
+        y = np.asarray(ys, dtype=np.int64)
+        return _cap(Units(f, y, embedding=emb.pooled([" ".join(w) for w in words]).mean(0)), max_rows, task.name)
+    if k == Kind.QA:
+        q, c = list(ds["question"]), list(ds["context"])
+        enc = emb.tok(q, c, truncation="only_second", max_length=emb.max_length, return_offsets_mapping=True)
+        rows, pick, ys = [], [], []
+        for i in range(len(q)):
+            s0 = int(ds[i]["answer_start"][0])
+            s1 = s0 + len(ds[i]["answer_text"][0])
+            ctx = [pos for pos, s in enumerate(enc.sequence_ids(i)) if s == 1]
+            rows.append({key: enc[key][i] for key in enc if key != "offset_mapping"})
+            pick.append(ctx)
+            ys += [int(enc["offset_mapping"][i][pos][0] < s1 and enc["offset_mapping"][i][pos][1] > s0) for pos in ctx]
+        f = emb.tokens(rows, pick)
+        return _cap(Units(f, np.asarray(ys, dtype=np.int64), embedding=emb.pooled(q, c).mean(0)), max_rows, task.name)
+    if k == Kind.CHOICE:
+        q, ch, lab = list(ds["question"]), list(ds["choices"]), list(ds["label"])
+        a = [qq for qq, opts in zip(q, ch) for _ in opts]
+        b = [o for opts in ch for o in opts]
+        y = np.asarray([int(j == g) for opts, g in zip(ch, lab) for j in range(len(opts))], dtype=np.int64)
+        f = emb.pooled(a, b)
+        return _cap(Units(f, y, embedding=f.mean(0)), max_rows, task.name)
+    # retrieval: parallel sentences, no labels
+    f = emb.pooled(list(ds["source"]))
+    return Units(None, None, why_none="a retrieval task has no labels", embedding=f.mean(0) if len(f) else None)
+
+
+def _cap(u: Units, max_rows: int, name: str) -> Units:
+    """At most ``max_rows`` rows, a seeded choice (tokens of long sentences would dominate the SVD cost)."""
+    if u.features is None or len(u.features) <= max_rows:
+        return u
+    idx = np.sort(np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)).choice(
+        len(u.features), max_rows, replace=False))
+    return Units(u.features[idx], u.labels[idx], u.regression, u.why_none, u.embedding)
+
+
+def eval_embedding(task, ds, emb: Embedder) -> np.ndarray:
+    """Mean pooled embedding of a target's evaluation text in one language (its model inputs)."""
+    from itt.tasks import Kind
+
+    if task.kind in Kind.CLASSIFICATION:
+        cols = [list(ds[fld]) for fld in task.fields]
+        return emb.pooled(cols[0], cols[1] if len(cols) > 1 else None).mean(0)
+    if task.kind == Kind.TOKEN:
+        return emb.pooled([" ".join(w) for w in ds["tokens"]]).mean(0)
+    if task.kind == Kind.QA:
+        return emb.pooled(list(ds["question"]), list(ds["context"])).mean(0)
+    if task.kind == Kind.CHOICE:
+        return emb.pooled(list(ds["question"]), [" ".join(c) for c in ds["choices"]]).mean(0)
+    side = [x for x in ds["source"] if x] or [x for x in ds["target"] if x]
+    return emb.pooled(side).mean(0)
+
+
+# ------------------------------------------------------------------ the prior
+@dataclass
+class OrderPrior:
+    """Per-task scores and consecutive-task links; ``score(order)`` is a pure function of them, so the
+    prior pickles with the searcher and scores any order of any space without enumerating it."""
+
+    tasks: list[str]
+    unit: dict[str, float]  # u(s): z(transfer to target) and z(similarity), averaged
+    link: dict[str, float]  # "a>b": z(transfer a -> b)
+    decay: float = DECAY
+    link_weight: float = LINK
+    measured: dict[str, float] = field(default_factory=dict)  # order key -> measured score (calibrated prior)
+    calib: dict | None = None  # {"a", "b", "effects": {task: delta}} (see calibrate)
+
+    def raw(self, order: list[str]) -> float:
+        k, out = len(order), 0.0
+        for i, t in enumerate(order):
+            w = self.decay ** (k - 1 - i)
+            out += w * (self.unit.get(t, 0.0) + (self.link_weight * self.link.get(f"{order[i - 1]}>{t}", 0.0) if i else 0.0))
+        return out
+
+    def score(self, order: list[str]) -> float:
+        key = ">".join(order)
+        if key in self.measured:
+            return self.measured[key]
+        s = self.raw(order)
+        if self.calib is None:
+            return s
+        c = self.calib
+        k = len(order)
+        return c["a"] + c["b"] * s + sum(self.decay ** (k - 1 - i) * c["effects"].get(t, 0.0) for i, t in enumerate(order))
+
+
+def calibrate(prior: OrderPrior, measured: dict[str, float], ridge: float = 1.0) -> OrderPrior:
+    """The prior on the metric's scale from a finished search's scores (orders -> mean score): least
+    squares of score on (1, raw prior score) plus ridge-shrunk per-task effects (position-weighted
+    membership); measured orders keep their measured value."""
+    orders = [o.split(">") if o else [] for o in measured]
+    y = np.array(list(measured.values()), dtype=float)
+    T = prior.tasks
+    X = np.zeros((len(orders), 2 + len(T)))
+    for r, o in enumerate(orders):
+        X[r, 0], X[r, 1] = 1.0, prior.raw(o)
+        for i, t in enumerate(o):
+            if t in T:
+                X[r, 2 + T.index(t)] += prior.decay ** (len(o) - 1 - i)
+    pen = np.diag([0.0, 1e-6] + [ridge * max(float(np.var(y)), 1e-12)] * len(T))
+    beta = np.linalg.solve(X.T @ X + pen, X.T @ y) if len(y) >= 2 else np.array([y.mean() if len(y) else 0.0, 0.0] + [0.0] * len(T))
+    return OrderPrior(tasks=T, unit=prior.unit, link=prior.link, decay=prior.decay, link_weight=prior.link_weight,
+                      measured=dict(measured), calib={"a": float(beta[0]), "b": float(beta[1]),
+                                                      "effects": {t: float(beta[2 + i]) for i, t in enumerate(T)}})
+
+
+def _z(values: dict[str, float | None]) -> dict[str, float]:
+    ok = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    if not ok:
+        return {k: 0.0 for k in values}
+    mu, sd = float(np.mean(list(ok.values()))), float(np.std(list(ok.values())))
+    flat = sd <= 1e-9 * (1.0 + abs(mu))  # equal up to rounding: no ranking to read from it
+    return {k: ((ok[k] - mu) / sd if not flat else 0.0) if k in ok else 0.0 for k in values}
+
+
+def _chain_for(chain, candidates: list[str]):
+    """The chain with every candidate in its order, its first seed, no probe and no noisy eval: what
+    ``prepare`` needs to load every candidate's data and build the tokenizer. (model_copy, not a
+    dump and re-validation: that would turn a partial override of a built-in task into a full one.)"""
+    ev = chain.eval.model_copy(update={"perturbation": chain.eval.perturbation.model_copy(update={"enabled": False})})
+    return chain.model_copy(update={"order": list(candidates), "seeds": [chain.seeds[0]],
+                                    "probe": chain.probe.model_copy(update={"enabled": False}), "eval": ev})
+
+
+def _z_by_destination(links: dict[str, float]) -> dict[str, float]:
+    """Links z-scored among the sources into each task (LogME's scale depends on the destination's labels)."""
+    out: dict[str, float] = {}
+    for b in {k.split(">")[1] for k in links}:
+        out.update(_z({k: v for k, v in links.items() if k.split(">")[1] == b}))
+    return out
+
+
+def measure(scfg, chain, *, sample: int = SAMPLE, eval_sample: int = EVAL_SAMPLE, log=lambda *a: None) -> dict:
+    """Every measurement of the prior on the config's initial encoder (seed = the chain's first seed)."""
+    import torch
+    from accelerate.utils import set_seed
+
+    from itt.chain import prepare
+    from itt.data import load_split
+    from itt.models import build_encoder
+    t0 = time.perf_counter()
+    cfg = _chain_for(chain, list(scfg.candidates))
+    p = prepare(cfg, log=lambda *a: None)
+    seed = cfg.seeds[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches on shared cores: more threads only wait on each other
+    try:
+        set_seed(seed)  # the encoder every chain of this config starts from
+        max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length])
+        encoder = build_encoder(cfg.model, p.tokenizer, max_length=max_len, sdpa=cfg.hardware.sdpa)
+        emb = Embedder(encoder, p.tokenizer, max_length=max_len)
+        kw = {"data_root": cfg.data_root, "toy_options": cfg.toy, "seed": cfg.data_seed}
+
+        def cap(name):
+            c = cfg.stage_hparams(name).max_examples
+            return min(sample, c) if c else sample
+
+        u: dict[str, Units] = {}
+        for task in p.order:
+            ds = load_split(task, "train", task.languages[0], max_examples=cap(task.name), **kw)
+            u[task.name] = units(task, ds, emb)
+        target = p.target
+        if target.trains:
+            ds = load_split(target, "train", target.languages[0], max_examples=cap(None), **kw)
+            tu = units(target, ds, emb)
+        else:
+            tu = Units(None, None, why_none=f"the target '{target.name}' is a retrieval task (no labels)")
+        split = cfg.eval.splits[0]
+        langs = {}
+        for lang in p.languages:
+            ds = load_split(target, split, lang, max_examples=min(eval_sample, cfg.eval.max_examples or eval_sample), **kw)
+            langs[lang] = eval_embedding(target, ds, emb)
+        fits = {name: logme_fit(x.features, x.labels, regression=x.regression) for name, x in u.items()
+                if x.features is not None and len(np.unique(x.labels)) > 1}
+        to_target = {}
+        for name, x in u.items():
+            ok = name in fits and tu.features is not None
+            to_target[name] = forward_transfer(fits[name][1], tu.features, tu.labels, regression=tu.regression) if ok else None
+        links = {}
+        for a in u:
+            for b, xb in u.items():
+                if a != b and a in fits and xb.features is not None and b in fits:
+                    links[f"{a}>{b}"] = forward_transfer(fits[a][1], xb.features, xb.labels, regression=xb.regression)
+        sim = {}
+        for name, x in u.items():
+            e = x.embedding
+            sim[name] = float(np.mean([e @ v / (np.linalg.norm(e) * np.linalg.norm(v) + 1e-300) for v in langs.values()]))
+        target_logme = (logme(tu.features, tu.labels, regression=tu.regression)
+                        if tu.features is not None and len(np.unique(tu.labels)) > 1 else None)
+    finally:
+        torch.set_num_threads(threads)
+    zl, zt, zs = _z({t: fits[t][0] if t in fits else None for t in u}), _z(to_target), _z(sim)
+    unit = {t: (zl[t] + zt[t] + zs[t]) / 3 for t in u}
+    tasks = {t: {"logme": fits[t][0] if t in fits else None, "transfer": to_target[t], "similarity": sim[t],
+                 "score": unit[t], "units": len(u[t].features) if u[t].features is not None else 0,
+                 **({"note": u[t].why_none} if u[t].why_none else {})} for t in u}
+    return {"tasks": tasks, "links": links, "link_z": _z_by_destination(links), "target": {"task": target.name, "logme": target_logme,
+            "languages": list(p.languages), "split": split, **({"note": tu.why_none} if tu.why_none else {})},
+            "seed": seed, "sample": sample, "eval_sample": eval_sample, "decay": DECAY, "link_weight": LINK,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def prior_from(m: dict) -> OrderPrior:
+    return OrderPrior(tasks=list(m["tasks"]), unit={t: v["score"] for t, v in m["tasks"].items()},
+                      link=dict(m["link_z"]), decay=m["decay"], link_weight=m["link_weight"])
+
+
+_MEMO: dict[str, dict] = {}  # in one process (a benchmark runs many searches): config -> measurements
+
+
+def _memo_key(scfg, chain, sample: int) -> str:
+    blob = json.dumps([chain.model_dump(mode="json"), list(scfg.candidates), sample], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def transferability(scfg, chain, *, sample: int = SAMPLE, log=lambda *a: None) -> dict:
+    """The measurements (``measure``), computed once per process for one config and sample size."""
+    key = _memo_key(scfg, chain, sample)
+    if key not in _MEMO:
+        _MEMO[key] = measure(scfg, chain, sample=sample, log=log)
+    return _MEMO[key]
+
+
+def measured_scores(exp_dir: str) -> tuple[dict[str, float], str]:
+    """Mean score per order of a finished search's completed trials (results.csv)."""
+    from search.tracking import read_rows, storage_of
+
+    st = storage_of(exp_dir)
+    if not st.exists("results.csv"):
+        raise UserError(f"--from {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
+    by: dict[str, list[float]] = {}
+    for r in read_rows(st):
+        if r.get("status") == "completed" and r.get("score") not in ("", None):
+            by.setdefault(r.get("order") or "", []).append(float(r["score"]))
+    if not by:
+        raise UserError(f"--from {exp_dir}: no completed trial with a score in results.csv")
+    return {o: float(np.mean(v)) for o, v in by.items()}, st.display
+
+
+def rank(scfg, chain, *, from_exp: str | None = None, sample: int = SAMPLE, top: int = 10, log=lambda *a: None) -> dict:
+    """Everything ``itt rank`` prints: per-task measurements, the best orders of the space, the cost."""
+    t0 = time.perf_counter()
+    space = scfg.space()
+    measured, src = ({}, None)
+    if from_exp:  # read (and check) first: a wrong --from fails before seconds of measuring
+        measured, src = measured_scores(from_exp)
+        measured = {o: v for o, v in measured.items() if space.is_valid(o.split(">") if o else [])}
+        if not measured:
+            raise UserError(f"--from {from_exp}: none of its completed orders is in this config's search space")
+    m = transferability(scfg, chain, sample=sample, log=log)
+    prior = prior_from(m)
+    if measured:
+        prior = calibrate(prior, measured)
+    orders = best_orders(prior, space, top)
+    return {"measurements": m, "prior": prior, "from": src, "measured": len(measured),
+            "orders": [{"order": ">".join(o), "score": prior.score(o), "raw": prior.raw(o),
+                        "measured": ">".join(o) in measured} for o in orders],
+            "count": space.count(), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def best_orders(prior: OrderPrior, space, top: int, per_length: bool = False) -> list[list[str]]:
+    """The ``top`` orders of ``space`` by prior score (ties: space order). ``per_length``: the best of each
+    nonzero length instead. Large spaces are searched greedily (a beam over prefixes), not enumerated."""
+    from search.space import MAX_ENUMERATE
+
+    n = len(space.candidates)
+    if sum(math.perm(n, k) for k in space.lengths) <= min(MAX_ENUMERATE, 200_000):
+        scored = [(prior.score(o), i, o) for i, o in enumerate(space.orders())]
+    else:  # a beam of width 200 per length over prefixes (constraints checked by the space)
+        scored, i = [], 0
+        for k in space.lengths:
+            beam = [[]]
+            for depth in range(k):
+                nxt = [b + [t] for b in beam for t in space.feasible(b, k)]
+                nxt.sort(key=lambda o: -prior.raw(o))
+                beam = nxt[:200]
+            for o in beam:
+                if space.is_valid(o):
+                    scored.append((prior.score(o), i, o))
+                    i += 1
+    scored.sort(key=lambda x: (-x[0], x[1]))
+    if per_length:
+        out, seen = [], set()
+        for _, _, o in scored:
+            if o and len(o) not in seen:
+                seen.add(len(o))
+                out.append(o)
+        return sorted(out, key=len)
+    return [o for _, _, o in scored[:top]]
+
+
+def to_json(res: dict) -> dict:
+    """What ``itt rank --json`` writes and a search keeps as ``<experiment>/prior.json``."""
+    p: OrderPrior = res["prior"]
+    return {"measurements": res["measurements"], "orders": res["orders"], "from": res["from"], "measured": res["measured"],
+            "calibration": p.calib, "count": res["count"], "seconds": res["seconds"]}
+
+
+PRIOR_FILE = "prior.json"
+
+
+def order_prior(scfg, chain, *, st=None, log=lambda *a: None) -> OrderPrior:
+    """The search's prior, measured once in the driver (memoised per process); with ``st`` (the
+    experiment's storage) written to ``<experiment>/prior.json`` with its best orders."""
+    m = transferability(scfg, chain)
+    prior = prior_from(m)
+    if st is not None:
+        best = best_orders(prior, scfg.space(), 10)
+        st.write_text(json.dumps({"measurements": m, "orders": [{"order": ">".join(o), "score": prior.score(o)} for o in best]},
+                                 indent=1), PRIOR_FILE)
+        log(f"transferability prior: {m['seconds']:.1f} s on the initial encoder; best order {'>'.join(best[0]) if best else '-'} "
+            f"({PRIOR_FILE} in the experiment)")
+    return prior
