@@ -397,7 +397,7 @@ def main(argv=None) -> int:
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         raise SystemExit(f"unknown strategy {bad[0]} (known: {', '.join(STRATEGIES)})")
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     storage = tempfile.mkdtemp(prefix="itt_search_eff_")
     t_all, pooled = time.perf_counter(), {}
     try:
