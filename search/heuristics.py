@@ -80,15 +80,13 @@ def difficulty_from_experiment(exp_dir: str, candidates: list[str], chain=None) 
     return out, f"{' / '.join(sorted(how))} of the single-task orders in {st.display}"
 
 
-def _chain_for(chain, candidates: list[str]):
-    from itt.config import ChainConfig
-
-    raw = chain.model_dump(mode="json")
-    raw["order"] = list(candidates)
-    raw["seeds"] = [chain.seeds[0]]
-    raw.setdefault("probe", {})["enabled"] = False
-    raw.setdefault("eval", {}).setdefault("perturbation", {})["enabled"] = False
-    return ChainConfig.model_validate(raw)
+def chain_for_candidates(chain, candidates: list[str]):
+    """The chain with every candidate in its order, its first seed, no probe and no noisy eval: what
+    ``prepare`` needs to load every candidate's data and build the tokenizer. (model_copy, not a
+    dump and re-validation: that would turn a partial override of a built-in task into a full one.)"""
+    ev = chain.eval.model_copy(update={"perturbation": chain.eval.perturbation.model_copy(update={"enabled": False})})
+    return chain.model_copy(update={"order": list(candidates), "seeds": [chain.seeds[0]],
+                                    "probe": chain.probe.model_copy(update={"enabled": False}), "eval": ev})
 
 
 def difficulty_by_training(chain, candidates: list[str], *, steps: int = TRAIN_STEPS, log=print) -> tuple[dict[str, float], str]:
@@ -100,7 +98,7 @@ def difficulty_by_training(chain, candidates: list[str], *, steps: int = TRAIN_S
     from itt.models import build_encoder, hidden_size, pooling_for
     from itt.train import make_accelerator, train_stage
 
-    cfg = _chain_for(chain, candidates)
+    cfg = chain_for_candidates(chain, candidates)
     p = prepare(cfg, log=lambda *a: None)
     acc = make_accelerator(cfg.hardware)
     seed, out = cfg.seeds[0], {}
@@ -137,7 +135,7 @@ def similarity(chain, candidates: list[str], log=print) -> tuple[dict[str, float
     from itt.chain import prepare
     from itt.data import load_split
 
-    cfg = _chain_for(chain, candidates)
+    cfg = chain_for_candidates(chain, candidates)
     p = prepare(cfg, log=lambda *a: None)
     tok = p.tokenizer
     skip = set(getattr(tok, "all_special_ids", []) or [])

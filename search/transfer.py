@@ -343,15 +343,6 @@ def _z(values: dict[str, float | None]) -> dict[str, float]:
     return {k: ((ok[k] - mu) / sd if not flat else 0.0) if k in ok else 0.0 for k in values}
 
 
-def _chain_for(chain, candidates: list[str]):
-    """The chain with every candidate in its order, its first seed, no probe and no noisy eval: what
-    ``prepare`` needs to load every candidate's data and build the tokenizer. (model_copy, not a
-    dump and re-validation: that would turn a partial override of a built-in task into a full one.)"""
-    ev = chain.eval.model_copy(update={"perturbation": chain.eval.perturbation.model_copy(update={"enabled": False})})
-    return chain.model_copy(update={"order": list(candidates), "seeds": [chain.seeds[0]],
-                                    "probe": chain.probe.model_copy(update={"enabled": False}), "eval": ev})
-
-
 def _z_by_destination(links: dict[str, float]) -> dict[str, float]:
     """Links z-scored among the sources into each task (LogME's scale depends on the destination's labels)."""
     out: dict[str, float] = {}
@@ -369,7 +360,9 @@ def measure(scfg, chain, *, sample: int = SAMPLE, eval_sample: int = EVAL_SAMPLE
     from itt.data import load_split
     from itt.models import build_encoder
     t0 = time.perf_counter()
-    cfg = _chain_for(chain, list(scfg.candidates))
+    from search.heuristics import chain_for_candidates
+
+    cfg = chain_for_candidates(chain, list(scfg.candidates))
     p = prepare(cfg, log=lambda *a: None)
     seed = cfg.seeds[0]
     threads = torch.get_num_threads()

@@ -118,6 +118,21 @@ def test_bad_search_config(search, needles, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_heuristic_chain_keeps_a_partial_override_of_a_built_in_task():
+    """The chain a heuristic (or the transferability prior) prepares for every candidate keeps the
+    config's partial override of a built-in task partial (a dump and re-validation had made it a full
+    task without a kind: `itt space --heuristic` failed on configs/gpu_search_xnli_local.yaml)."""
+    from itt.tasks import resolve_task
+    from search.config import load_search
+    from search.heuristics import chain_for_candidates
+    from tests.conftest import ROOT
+
+    scfg, chain, _ = load_search(str(ROOT / "configs" / "gpu_search_xnli_local.yaml"))
+    cfg = chain_for_candidates(chain, list(scfg.candidates))
+    assert cfg.order == list(scfg.candidates) and cfg.seeds == chain.seeds[:1] and not cfg.probe.enabled
+    assert resolve_task("mnli", cfg.tasks).kind == resolve_task("mnli", chain.tasks).kind == "pair_classification"
+
+
 def test_itt_space_prints_count_and_samples(tmp_path, capsys):
     p = _search_config(tmp_path, {"candidates": TOY3, "length": [0, 2]})
     assert main(["space", str(p), "--samples", "4"]) == 0
