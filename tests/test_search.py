@@ -194,6 +194,7 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal")))
     study = optuna.load_study(study_name=f"sim-{searcher}", storage=journal)
     assert sorted(order_key(space.decode(t.params)) for t in study.trials) == sorted(orders)
+    assert all(t.user_attrs["order"] == order_key(space.decode(t.params)) for t in study.trials)  # named there
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     if searcher == "order_bo":  # a recommendation from the model: one of the orders run, with its interval
         rec = summary["recommended"]

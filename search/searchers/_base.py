@@ -173,7 +173,13 @@ class OrderSearcher(Searcher):
 
     def sync_copy(self, force: bool = False) -> None:
         if self.copy is not None:
-            self.copy.sync(self.study, self.tune_numbers, force=force)
+            self.copy.sync(self.study, self.tune_numbers, force=force, order_of=self._order_of)
+
+    def _order_of(self, params: dict) -> str:
+        try:
+            return order_key(self.space.decode(params))
+        except (KeyError, IndexError, ZeroDivisionError):
+            return ""
 
     def _score(self, result: dict | None):
         """The optimised value in a result: a float, or a tuple with several objectives (None when one is missing)."""

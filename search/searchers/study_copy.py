@@ -39,8 +39,10 @@ class StudyCopy:
         self.__dict__.update(state)
         self.log, self.rebuild, self.copied, self._last = print, True, set(), 0.0
 
-    def sync(self, study, numbers: set[int], *, force: bool = False) -> None:
-        """Add the study's newly finished trials among ``numbers`` to the copy (throttled unless ``force``)."""
+    def sync(self, study, numbers: set[int], *, force: bool = False, order_of=None) -> None:
+        """Add the study's newly finished trials among ``numbers`` to the copy (throttled unless
+        ``force``); ``order_of(params)`` names each trial's order (user attribute ``order``: the
+        dashboard shows it beside the Lehmer digits)."""
         if self.failed or study is None or (not force and time.monotonic() - self._last < EVERY_S):
             return
         self._last = time.monotonic()
@@ -48,6 +50,8 @@ class StudyCopy:
             target = self._open(study)
             new = [t for t in study.get_trials(deepcopy=False)
                    if t.number in numbers and t.number not in self.copied and t.state.is_finished()]
+            if new and order_of is not None:
+                new = [_with_order(t, order_of(t.params)) for t in new]
             if new:
                 target.add_trials(new)
                 self.copied.update(t.number for t in new)
@@ -78,3 +82,11 @@ class StudyCopy:
             self._target = optuna.create_study(storage=storage, study_name=self.study_name,
                                                directions=study.directions, load_if_exists=True)
         return self._target
+
+
+def _with_order(trial, order: str):
+    import copy
+
+    out = copy.copy(trial)
+    out.user_attrs = {**trial.user_attrs, "order": order or "F (no intermediate task)"}
+    return out
