@@ -183,3 +183,37 @@ def test_search_finds_the_planted_front_and_marks_it_everywhere(tmp_path, ray_lo
     md = (exp / "report" / "report.md").read_text()
     section = md[md.index("## Accuracy and robustness: the Pareto front"):]
     assert "pareto.png" in section and all(f"| {o} |" in section for o in truth)
+
+
+@pytest.mark.parametrize("searcher", ["order_bo", "tpe"])
+def test_multi_objective_searcher_state_pickles_and_continues(searcher, tmp_path):
+    """A resumed multi-objective search: the searcher (its study with two directions, its dedup state,
+    the study's copy) round-trips through Ray's save/restore and goes on proposing new orders."""
+    import optuna
+
+    from search.config import SearchConfig
+    from search.pareto import column
+    from search.searchers import make_searcher, study_copy_url
+    from search.storage import Storage
+
+    scfg = SearchConfig(candidates=TOY3, length=(1, 2), metric=["mean", "worst"], searcher=searcher,
+                        seed_points={"singles": True})
+    st = Storage(str(tmp_path), "exp")
+    st.write_text("x", "search.yaml")
+    s = make_searcher(scfg, [[t] for t in TOY3], copy_url=study_copy_url(scfg, st), study_name="exp")
+
+    def run(searcher_, i):
+        c = searcher_.suggest(f"t{i}")
+        values = {column("mean"): 0.5 + 0.03 * i, column("worst"): 0.4 - 0.02 * i}
+        searcher_.on_trial_complete(f"t{i}", {**values, "final": 1})
+        return scfg.space().decode(c)
+
+    first = [run(s, i) for i in range(4)]
+    s.save(str(tmp_path / "searcher.pkl"))
+    s2 = make_searcher(scfg, [])
+    s2.restore(str(tmp_path / "searcher.pkl"))
+    assert s2.study.directions == [optuna.study.StudyDirection.MAXIMIZE] * 2
+    assert len(s2.study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 4
+    nxt = [run(s2, i) for i in range(4, 6)]
+    assert all(scfg.space().is_valid(o) for o in nxt) and not any(o in first for o in nxt)
+
