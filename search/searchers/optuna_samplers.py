@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 
 STUDY_FILE = "optuna.journal"  # the study's copy in a local experiment folder (optuna-dashboard opens it)
@@ -59,6 +60,9 @@ def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = Non
     from search.trial import define
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # order_bo decides the whole configuration at the first parameter Optuna asks for, inside the
+    # define-by-run function: a GP fit there is expected, not training in the wrong place
+    warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took")
     space = scfg.space()
     points = [space.encode(o) for o in seed_points]
     if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
