@@ -21,7 +21,6 @@ gives exactly the same results. On a machine without CUDA the CUDA runs are skip
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -29,6 +28,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from _outputs import write_json  # (bench/ is on the path when a script runs)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -226,9 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"equivalence: {'ok' if ok else 'FAILED'}" + (" (CUDA part skipped: no GPU)" if not cuda else ""))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 0 if ok else 1
 
 

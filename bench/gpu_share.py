@@ -21,7 +21,6 @@ From them: the largest N whose aggregate still grows by >= 10% over the previous
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_throughput's model and data (also in spawned children)
+from _outputs import write_json
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -65,12 +65,11 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
     """Build, warm up, wait for the others, train one timed stage, report figures (or the error)."""
     try:
         import torch
-
+        import transformers
         from gpu_throughput import build_template, pad_tokenizer, synthetic_pairs
+
         from itt.config import HardwareConfig, TrainDefaults
         from itt.train import make_accelerator, train_stage
-
-        import transformers
 
         transformers.logging.set_verbosity_error()
         on_gpu = torch.cuda.is_available()
@@ -109,10 +108,10 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
             "peak_gpu_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         })
-    except BaseException as e:  # noqa: BLE001 - the parent reports it and fails
+    except BaseException as e:
         try:
             barrier.abort()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         queue.put({"rank": rank, "error": f"{type(e).__name__}: {e}"})
 
@@ -130,7 +129,7 @@ def measure(n: int, args: argparse.Namespace) -> dict:
     while len(rows) < n and time.time() < deadline:
         try:
             rows.append(queue.get(timeout=5))
-        except Exception:  # noqa: BLE001 - queue.Empty: check that the children still live
+        except Exception:
             if not any(p.is_alive() for p in procs) and queue.empty():
                 break
     for p in procs:
@@ -196,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {"benchmark": "gpu_share", "smoke": args.smoke, "device": name, "torch": torch.__version__,
                "steps": args.steps, "batch_size": args.batch_size, "share_throughput": ratios,
                "advised_gpus_per_worker": 1 / n_best, "levels": levels}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 0
 
 

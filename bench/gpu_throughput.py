@@ -25,16 +25,15 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import json
 import math
 import os
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
+from _outputs import write_json  # (bench/ is on the path when a script runs)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -277,9 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             "median_tokens_per_s": tps, "mfu": mfu, "mfu_all_params": {s: 6 * n_all * tps[s] / peak for s in sides},
             "ratio": ratio, "ratio_paired": paired, "goal": GOAL, **info,
         }
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 0
 
 

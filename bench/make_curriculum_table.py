@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _tables import write_rows  # (bench/ is on the path when a script runs)
+from _outputs import write_rows  # (bench/ is on the path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS7 = ["toy_topic", "toy_align", "toy_length", "toy_parity", "toy_sim", "toy_extra", "toy_extra2"]

@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _tables import write_rows  # (bench/ is on the path when a script runs)
+from _outputs import write_rows  # (bench/ is on the path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

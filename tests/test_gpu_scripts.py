@@ -26,12 +26,13 @@ def _run(args: list[str], timeout: float = 300, **kw) -> subprocess.CompletedPro
                           timeout=timeout, **kw)
 
 
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
+def _load(name: str, folder: Path = BENCH):
+    """A script's module (bench/ by default; scripts/ for pack_offline), imported from its folder."""
+    sys.path.insert(0, str(folder))
     try:
         return __import__(name)
     finally:
-        sys.path.remove(str(BENCH))
+        sys.path.remove(str(folder))
 
 
 # --------------------------------------------------------------------------- gpu_share.py
@@ -221,11 +222,7 @@ def test_pack_dry_run():
 
 
 def test_pack_plan_leaves_node_packages_out(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import pack_offline as po
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    po = _load("pack_offline", ROOT / "scripts")
     node = tmp_path / "node.txt"
     node.write_text("# a node\nnumpy\nScipy\nscikit_learn==1.0\ntransformers\n")
     args = po.argparse.Namespace(node_packages=str(node), upgrade=["transformers"])
@@ -237,11 +234,7 @@ def test_pack_plan_leaves_node_packages_out(tmp_path):
 
 def test_pack_strip_wheel(tmp_path):
     """ray's wheel without ray/jars/: the files and their RECORD lines go, the rest is byte-identical."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import pack_offline as po
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    po = _load("pack_offline", ROOT / "scripts")
     whl = tmp_path / "ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl"
     files = {"ray/__init__.py": b"x = 1\n", "ray/jars/ray_dist.jar": os.urandom(200_000),
              "ray-2.60.0.dist-info/METADATA": b"Name: ray\n"}
@@ -259,11 +252,7 @@ def test_pack_strip_wheel(tmp_path):
 
 
 def test_pack_split_parts(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import pack_offline as po
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    po = _load("pack_offline", ROOT / "scripts")
     for name, mib in (("ray", 45), ("mlflow", 12), ("transformers", 13), ("a", 3), ("b", 1)):
         (tmp_path / f"{name}-1.0-py3-none-any.whl").write_bytes(b"\0" * int(mib * 2**20))
     parts = po.split_parts(tmp_path, 50)

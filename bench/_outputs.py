@@ -1,8 +1,9 @@
-"""What the simulated-table generators (make_*_table.py) share: writing a table's rows as CSV."""
+"""What bench scripts share: writing their outputs (a table's rows as CSV, figures as JSON)."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 
@@ -13,3 +14,11 @@ def write_rows(out: Path, rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def write_json(out: str | Path, blob: dict) -> None:
+    """The figures as indented JSON (the folder is made when missing), and a line saying where."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(blob, indent=2))
+    print(f"wrote {out}")
