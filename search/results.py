@@ -10,7 +10,7 @@ import time
 from ray.tune import Callback
 
 from search.config import SearchConfig
-from search.pareto import PARETO_COLUMN, column, directions
+from search.pareto import MAX, PARETO_COLUMN, column, directions
 from search.pareto import front as pareto_front
 from search.space import order_key
 from search.storage import Storage, echo
@@ -236,10 +236,10 @@ class ResultsWriter(Callback):
         for i, r in enumerate(done):
             r[PARETO_COLUMN] = "true" if i in on else "false"
         seen, out = set(), []
-        signed = lambda i: tuple(v if d == "maximize" else -v for v, d in zip(points[i], dirs))  # noqa: E731
+        signed = lambda i: tuple(v if d == MAX else -v for v, d in zip(points[i], dirs))  # noqa: E731
         for i in sorted(on, key=signed, reverse=True):
             r = done[i]
-            key = (r["order"], tuple(sorted((k, str(v)) for k, v in r.items() if k.startswith("hp:"))))
+            key = _config_of(r)
             if key not in seen:
                 seen.add(key)
                 out.append(r)
@@ -274,7 +274,7 @@ class ResultsWriter(Callback):
         done = [r for r in list(self.rows.values()) if r["status"] == Status.COMPLETED and r.get("score") is not None]
         seen, out = set(), []
         for r in sorted(done, key=lambda r: -float(r["score"])):
-            key = (r["order"], tuple(sorted((k, str(v)) for k, v in r.items() if k.startswith("hp:"))))
+            key = _config_of(r)
             if key not in seen:
                 seen.add(key)
                 out.append(r)
@@ -301,3 +301,8 @@ class ResultsWriter(Callback):
         score = f", score {float(row['score']):.4f}" if row.get("score") not in (None, "") else ""
         self.log(f"[{time.time() - self.t0:6.0f}s] trial {row['trial_id']} {row['order'] or 'F'}: {outcome}{score} | "
                  f"trials: {self.status_line()}")
+
+
+def _config_of(row: dict) -> tuple:
+    """A row's configuration (order and searched hyperparameters): a replayed repeat has the same one."""
+    return row["order"], tuple(sorted((k, str(v)) for k, v in row.items() if k.startswith("hp:")))

@@ -53,11 +53,10 @@ def make_scheduler(scfg):
     if scfg.scheduler.type != "asha":
         return FIFOScheduler()
     if scfg.multi_objective:
+        from search.pareto import column, directions
         from search.schedulers.pareto_asha import ParetoASHA
-        from search.searchers.optuna_samplers import tune_metric
 
-        metrics, modes = tune_metric(scfg)
-        return ParetoASHA(metrics=metrics, directions=["maximize" if m == "max" else "minimize" for m in modes],
+        return ParetoASHA(metrics=[column(n) for n in scfg.objectives], directions=directions(scfg.metric),
                           time_attr="step", grace_period=scfg.scheduler.grace_period,
                           max_t=scfg.scheduler.max_t or scfg.final_step, reduction_factor=scfg.scheduler.reduction_factor)
     return OrderASHA(time_attr="step", max_t=scfg.scheduler.max_t or scfg.final_step,
