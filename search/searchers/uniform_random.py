@@ -35,6 +35,7 @@ from optuna.trial import TrialState
 from search.space import MAX_ENUMERATE, OrderSpace
 
 REJECT_TRIES = 64  # random draws before the untried orders are listed instead
+REJECT_TRIES_UNLISTED = 20_000  # ... in a space too large to list (a draw costs microseconds)
 
 
 def _is_digit(name: str) -> bool:
@@ -133,7 +134,8 @@ class UniformOrderSampler(BaseSampler):
     # ------------------------------------------------------------------ drawing
     def _draw(self) -> tuple:
         """A uniformly random valid untried order; when none is left, a stopped one, else any."""
-        order = None if self._tight else self._reject()
+        listable = sum(self._weights) <= MAX_ENUMERATE
+        order = None if self._tight else self._reject(REJECT_TRIES if listable else REJECT_TRIES_UNLISTED)
         if order is not None:
             return order
         listed = self._all()
@@ -150,12 +152,12 @@ class UniformOrderSampler(BaseSampler):
         stopped = [o for o in listed if o in self._stopped and o not in self._done and o not in self._holders]
         return self._rng.choice(stopped or listed)
 
-    def _reject(self) -> tuple | None:
+    def _reject(self, tries: int) -> tuple | None:
         """Acceptance-rejection from uniform unconstrained orders (a length in proportion to its
-        k-permutations, then a random permutation's first k tasks); None after ``REJECT_TRIES`` misses
-        (a tight or nearly exhausted space: the valid orders are drawn from a list from then on)."""
+        k-permutations, then a random permutation's first k tasks); None after ``tries`` misses (a tight
+        or nearly exhausted space: the valid orders are drawn from a list from then on)."""
         cands, space = self.space.candidates, self.space
-        for _ in range(REJECT_TRIES):
+        for _ in range(tries):
             k = self._rng.choices(space.lengths, cum_weights=self._cum)[0]
             order = tuple(self._rng.sample(cands, k))
             if not self.tried(order) and space.is_valid(list(order)):
