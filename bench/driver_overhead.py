@@ -7,8 +7,9 @@ Two runs, each in a fresh Python process with its own local Ray (``--cpus`` CPUs
 
 - ``itt``: ``search.runner.run_search`` on a simulated objective (a table of every order of 1-4 of 8
   tasks: 2,080 orders; every trial reads its probes and final from it, as ``search.simulate`` does),
-  with the searcher given (default ``random``: Optuna's RandomSampler behind the DedupSearcher), no
-  scheduler, ``results.csv``, the trial records and MLflow tracking when ``--tracking``;
+  with the searcher given (default ``random``: uniform random orders without replacement behind the
+  OrderSearcher, search/searchers/uniform_random.py), no scheduler, ``results.csv``, the trial
+  records and MLflow tracking when ``--tracking``;
 - ``plain``: ``ray.tune.Tuner`` on a trivial function trainable that reports as many results per
   trial as the simulated trial (one per stage, plus the final), with Tune's own random search over
   the same orders, no scheduler, the same concurrency and the same Ray settings (auto-callback

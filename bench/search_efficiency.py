@@ -234,8 +234,8 @@ def one_search(info: dict, strategy: str, seed: int, args, storage: str) -> dict
 
 def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
     """One search without Ray: what ``run_search`` does at concurrency 1 with no scheduler, in-process.
-    ``random``/``exhaustive``: the table's orders shuffled by the seed (random without replacement);
-    an ``order_bo`` variant: its sampler in an Optuna study, each proposal answered from the table as a
+    ``exhaustive``: the table's orders shuffled by the seed; ``random`` and the ``order_bo`` variants:
+    the search's own sampler (``sampler_for``) in an Optuna study, each proposal answered from the table as a
     simulated trial answers it (``search.trial._simulated``: probes as intermediate values, then the
     final; ``one_seed`` draws the same seed's row). ``--check-offline`` compares it with the Ray path."""
     import optuna
@@ -249,7 +249,7 @@ def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
     space, table = scfg.space(), load_table(scfg.simulate.table)
     budget, t0 = Budget(args.budget * info["exhaustive_cost"]), time.perf_counter()
     rows, trace = [], []
-    if strategy in ("random", "exhaustive"):
+    if strategy == "exhaustive":
         orders = [o.split(">") for o in info["orders"]]
         random.Random(seed).shuffle(orders)
         ask, sampler = iter(orders).__next__, None

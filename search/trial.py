@@ -342,7 +342,9 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     k = len(order) + 1
     row_figs = lambda col: {f: mean(f"{col}_{f}") for f in ("worst", "std", "transfer_gap") if f"{col}_{f}" in match[0]  # noqa: E731
                             and match[0][f"{col}_{f}"] not in (None, "")}
-    with trial_progress(ctx.storage.display, tune.get_context().get_trial_id()) as progress:
+    # (a trial that takes no time shows no progress: the hub lookup and the sender thread cost ~4 ms a trial)
+    with trial_progress(ctx.storage.display, tune.get_context().get_trial_id(),
+                        enabled=ctx.search.simulate.seconds_per_stage > 0) as progress:
         for i in range(1, k):
             if progress is not None:  # the stages a real chain would be in, for the live view
                 progress({"phase": Phase.STAGE, "stage": i, "stages": k, "task": order[i - 1]})

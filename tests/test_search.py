@@ -482,7 +482,7 @@ def _dists(space: OrderSpace, key: str) -> dict:
     return {f"l{i}": optuna.distributions.CategoricalDistribution(list(range(n - i))) for i in range(len(key.split(">")))}
 
 
-@pytest.mark.parametrize("searcher", ["order_bo", "tpe"])
+@pytest.mark.parametrize("searcher", ["order_bo", "tpe", "random"])
 def test_searcher_state_pickles(searcher, tmp_path):
     """Ray saves the searcher (and the scheduler) with the experiment (resume); they must round-trip
     and continue where they were. The study's copy in <experiment>/optuna.db follows the searcher: a

@@ -6,7 +6,9 @@ Every searcher is an Optuna sampler behind Ray Tune's ``OptunaSearch``, wrapped 
 
 * ``order_bo`` (``order_bo.py``, the default; ``auto`` names it): a GP over order features that knows which
   tasks, where, and which precedes which; cost-aware (the stage cache), probes as low-fidelity evidence.
-* ``tpe``, ``gp``, ``random``: Optuna's own samplers over the Lehmer digits (``optuna_samplers.py``).
+* ``tpe``, ``gp``: Optuna's own samplers over the Lehmer digits (``optuna_samplers.py``).
+* ``random`` (``uniform_random.py``): a uniform random order without replacement (a length in proportion
+  to its number of orders), hyperparameters as Optuna's RandomSampler draws them.
 * ``exhaustive``: every order once, shuffled by the search seed.
 """
 

@@ -7,14 +7,16 @@ RUNNING forever, results told twice). So the database is a copy: the trials Tune
 they finish (in one batch every few seconds at most; the repeats the searcher answers itself are
 left out), and a resumed search rebuilds the copy from the restored study, so the dashboard always
 shows what the searcher knows. By default the copy is an Optuna journal file in the experiment
-(``JournalStorage``: appends, ~1 ms a trial; sqlite through Optuna's ORM costs ~30 ms a trial, which
-a simulated search of thousands of trials notices); a database URL puts it in that database.
+(``JournalStorage``: appends, ~0.5 ms a trial without the fsync Optuna does per trial; sqlite through
+Optuna's ORM costs ~30 ms a trial, which a simulated search of thousands of trials notices); a
+database URL puts it in that database.
 
     optuna-dashboard runs/<name>/optuna.journal
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -75,13 +77,27 @@ class StudyCopy:
             else:  # a journal file of this experiment's own
                 if self.rebuild and os.path.exists(self.url):
                     os.remove(self.url)
-                from optuna.storages.journal import JournalFileBackend
-
-                storage = optuna.storages.JournalStorage(JournalFileBackend(self.url))
+                storage = optuna.storages.JournalStorage(_journal_backend(self.url))
             self.rebuild = False
             self._target = optuna.create_study(storage=storage, study_name=self.study_name,
                                                directions=study.directions, load_if_exists=True)
         return self._target
+
+
+def _journal_backend(path: str):
+    """Optuna's journal file backend, without its ``fsync`` after every append (one per trial copied:
+    2 ms each, 2.1 s of a 1,000-trial simulated search's driver). The file is a copy the searcher's
+    study rebuilds on resume, so a write a crash loses costs nothing; the lock is kept."""
+    from optuna.storages.journal import JournalFileBackend
+
+    class CopyBackend(JournalFileBackend):
+        def append_logs(self, logs):
+            from optuna.storages.journal._file import get_lock_file
+
+            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+                f.write(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8"))
+
+    return CopyBackend(path)
 
 
 def _with_order(trial, order: str):
