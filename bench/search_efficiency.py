@@ -266,7 +266,7 @@ def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
             trial = study.ask()
             define(trial, space=space, hparams=scfg.hparams)
             order = space.decode(trial.params)
-            if sampler.last_recommendation and rows:
+            if getattr(sampler, "last_recommendation", None) and rows:
                 trace.append({"trials_started": len(rows), "order": sampler.last_recommendation["order"]})
         probes, final = _table_scores(table, order, seed, info["mode"] == "noisy")
         for i, v in enumerate(probes, 1):
@@ -277,7 +277,7 @@ def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
         if sampler is not None:
             study.tell(trial, final)
         rows.append({"order": ">".join(order), "status": "completed", "stages_completed": str(len(order)), "score": str(final)})
-    rec = sampler.recommend(study) if sampler is not None else None
+    rec = sampler.recommend(study) if hasattr(sampler, "recommend") else None
     return {"strategy": strategy, "seed": seed, "wall_s": round(time.perf_counter() - t0, 2), "rows": rows,
             "trace": trace, "recommended": rec and rec["order"], "continuations": 0, "offline": True}
 
