@@ -111,6 +111,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--num-cpus", type=int, default=4)
     ap.add_argument("--json", default=None, help="write every run and the summary here")
     ap.add_argument("--plot", default=None, help="regret against compute, one panel per table (PNG)")
+    ap.add_argument("--runs-of", default=None, metavar="STRATEGIES",
+                    help="--json keeps the trials of these strategies only (comma list; the others' curves and summary stay)")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="no search: pool these --json files")
     ap.add_argument("--offline", action="store_true",
                     help="replay searches without Ray (order_bo variants without a scheduler, random, exhaustive)")
@@ -534,7 +536,12 @@ def finish(args, pooled: dict[str, list], seconds: float) -> int:
     print(f"\n{seconds:.0f} s of searches")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        blob = {"summary": summary, "runs": pooled, "seconds": seconds, "args": vars(args)}
+        keep = set(args.runs_of.split(",")) if args.runs_of else None
+        runs = {spec: [r for r in rs if keep is None or r["strategy"] in keep] for spec, rs in pooled.items()}
+        infos = {spec: table_info(spec) for spec in pooled}
+        areas = {spec: [{"strategy": r["strategy"], "seed": r["seed"], "area": round(curve(infos[spec], r)["area"], 4)}
+                        for r in rs] for spec, rs in pooled.items()}  # every run's area, trials or not
+        blob = {"summary": summary, "runs": runs, "areas": areas, "seconds": seconds, "args": vars(args)}
         Path(args.json).write_text(json.dumps(blob, default=lambda x: None if isinstance(x, float) else str(x)))
     if args.plot:
         plot(summary, args.plot)

@@ -122,7 +122,7 @@ class Cache(_Strict):
 class OrderBO(_Strict):
     """Options of the ``order_bo`` searcher (search/searchers/order_bo.py)."""
 
-    n_startup: int = Field(3, ge=1)  # start-up orders before the GP proposes (seed points count)
+    n_startup: int = Field(2, ge=1)  # start-up orders before the GP proposes (seed points count)
     # the start-up orders: cover = each brings the most unseen tasks and (task, depth) cells per unit of
     # cost (cheap on cached prefixes; bench/search_efficiency.py); random = drawn at random
     startup: Literal["cover", "random"] = "cover"

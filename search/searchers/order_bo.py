@@ -2,9 +2,9 @@
 
 The surrogate is a Gaussian process fitted with BoTorch/GPyTorch (``MultiTaskGP``: per-fidelity means
 and noise, an inter-fidelity correlation learned from the data) over ``features.OrderFeatures``: an
-additive kernel of one RBF per feature group - which tasks (membership), where (task at depth from the
-end), which precedes which (Mallows kernel over the Kendall embedding of a partial ranking, as BOPS,
-Deshwal et al. AAAI 2022), and the searched hyperparameters.
+additive kernel of one RBF per feature group - which tasks (membership, one lengthscale per task),
+where (task at depth from the end), which precedes which (Mallows kernel over the ordered pairs of a
+partial ranking, as BOPS, Deshwal et al. AAAI 2022), and the searched hyperparameters (per dimension).
 
 * **Probes are evidence.** The probe after stage i of an order is a *low-fidelity observation of its
   prefix* (the encoder after those i stages, scored by a short target fine-tune): task 1 of the
@@ -90,7 +90,7 @@ def _is_digit(name: str) -> bool:
 
 
 class OrderBOSampler(BaseSampler):
-    def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 4,
+    def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 2,
                  max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
                  propose_stopped: bool = True, prior=None, startup: str = "cover"):
         self.space, self.hparams = space, dict(hparams or {})
