@@ -10,6 +10,10 @@ probes and final score from a CSV table instead of training:
     python bench/search_efficiency.py --merge a.json b.jsonl --json all.json --plot all.png   # pool runs
     (with --json X, every run is also appended to Xl as it ends: a run cut short keeps what it ran)
     python bench/search_efficiency.py --overhead                                  # proposal time only
+    python bench/search_efficiency.py --offline --seeds 30 --strategies order_bo,random   # the same accounting
+        without Ray: the sampler in an Optuna study, trials answered from the table in-process
+    python bench/search_efficiency.py --check-offline --seeds 3                   # the Ray path and the offline
+        replay give the same trials, seed for seed (concurrency 1, no scheduler)
 
 Tables (``--tables``; ``mode`` = how a trial reads a table with one row per seed):
 ``toy3`` (bench/data/toy_3of5_s3_runs.csv: 60 orders of 3 of 5 toy tasks, real chains, 3 seeds each;
@@ -107,7 +111,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--num-cpus", type=int, default=4)
     ap.add_argument("--json", default=None, help="write every run and the summary here")
     ap.add_argument("--plot", default=None, help="regret against compute, one panel per table (PNG)")
+    ap.add_argument("--runs-of", default=None, metavar="STRATEGIES",
+                    help="--json keeps the trials of these strategies only (comma list; the others' curves and summary stay)")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="no search: pool these --json files")
+    ap.add_argument("--offline", action="store_true",
+                    help="replay searches without Ray (order_bo variants without a scheduler, random, exhaustive)")
+    ap.add_argument("--check-offline", action="store_true", help="run each search both ways and compare their trials")
     ap.add_argument("--overhead", action="store_true", help="only: order_bo's proposal time, 300 trials, 10^4 candidates")
     return ap.parse_args(argv)
 
@@ -223,6 +232,72 @@ def one_search(info: dict, strategy: str, seed: int, args, storage: str) -> dict
     return {"strategy": strategy, "seed": seed, "wall_s": round(wall, 2), "rows": rows,
             "trace": [{"trials_started": t["trials_started"], "order": t["order"]} for t in summary.get("trace", [])],
             "recommended": (summary.get("recommended") or {}).get("order"), "continuations": summary.get("continuations", 0)}
+
+
+def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
+    """One search without Ray: what ``run_search`` does at concurrency 1 with no scheduler, in-process.
+    ``exhaustive``: the table's orders shuffled by the seed; ``random`` and the ``order_bo`` variants:
+    the search's own sampler (``sampler_for``) in an Optuna study, each proposal answered from the table as a
+    simulated trial answers it (``search.trial._simulated``: probes as intermediate values, then the
+    final; ``one_seed`` draws the same seed's row). ``--check-offline`` compares it with the Ray path."""
+    import optuna
+
+    from search.config import load_search
+    from search.searchers.optuna_samplers import sampler_for
+    from search.trial import define, load_table
+
+    over = list(STRATEGIES[strategy]) + [f"search.seed={seed}"]
+    scfg, _, _ = load_search(info["config"], over)
+    space, table = scfg.space(), load_table(scfg.simulate.table)
+    budget, t0 = Budget(args.budget * info["exhaustive_cost"]), time.perf_counter()
+    rows, trace = [], []
+    if strategy == "exhaustive":
+        orders = [o.split(">") for o in info["orders"]]
+        random.Random(seed).shuffle(orders)
+        ask, sampler = iter(orders).__next__, None
+    else:
+        if "scheduler.type=asha" in " ".join(over) or scfg.scheduler.type != "none":
+            raise SystemExit(f"--offline replays searches without a scheduler; {strategy} has one")
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        sampler = sampler_for(scfg)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+    while budget.spent < budget.limit:
+        if sampler is None:
+            order = ask()
+        else:
+            trial = study.ask()
+            define(trial, space=space, hparams=scfg.hparams)
+            order = space.decode(trial.params)
+            if getattr(sampler, "last_recommendation", None) and rows:
+                trace.append({"trials_started": len(rows), "order": sampler.last_recommendation["order"]})
+        probes, final = _table_scores(table, order, seed, info["mode"] == "noisy")
+        for i, v in enumerate(probes, 1):
+            budget.result(order, {"step": i})
+            if sampler is not None:
+                trial.report(v, i)
+        budget.result(order, {"final": 1})
+        if sampler is not None:
+            study.tell(trial, final)
+        rows.append({"order": ">".join(order), "status": "completed", "stages_completed": str(len(order)), "score": str(final)})
+    rec = sampler.recommend(study) if hasattr(sampler, "recommend") else None
+    return {"strategy": strategy, "seed": seed, "wall_s": round(time.perf_counter() - t0, 2), "rows": rows,
+            "trace": trace, "recommended": rec and rec["order"], "continuations": 0, "offline": True}
+
+
+def _table_scores(table: dict, order: list[str], seed: int, one_seed: bool) -> tuple[list[float], float]:
+    """Probes and final of an order as a simulated trial reports them (search/trial.py ``_simulated``)."""
+    import hashlib
+
+    key = ">".join(order)
+    rows = table[key]
+    if "seed" in rows[0]:
+        rows = sorted(rows, key=lambda r: int(r["seed"]))
+        if one_seed:
+            rows = [rows[int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest(), 16) % len(rows)]]
+    else:
+        rows = rows[:1]
+    mean = lambda col: sum(float(r[col]) for r in rows) / len(rows)  # noqa: E731
+    return [mean(f"probe_{i}") for i in range(1, len(order) + 1)], mean("final")
 
 
 # ------------------------------------------------------------------ figures of one run
@@ -389,37 +464,69 @@ def main(argv=None) -> int:
                 pooled.setdefault(spec, []).extend(runs)
             seconds += b.get("seconds", 0)
         return finish(args, pooled, seconds)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    import ray
-
     strategies = [s for s in args.strategies.split(",") if s]
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         raise SystemExit(f"unknown strategy {bad[0]} (known: {', '.join(STRATEGIES)})")
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    storage = tempfile.mkdtemp(prefix="itt_search_eff_")
-    t_all, pooled = time.perf_counter(), {}
-    try:
+    with ray_session(args) as storage:
+        t_all, pooled, mismatches = time.perf_counter(), {}, 0
         for spec in (s for s in args.tables.split(",") if s):
             info = table_info(spec)
             print(f"== {spec}: {info['n']} orders, best {info['best']} ({info['best_score']:.4f}), eps {info['eps']:.4f}, "
                   f"exhaustive's cached compute {info['exhaustive_cost']}", flush=True)
             for s in strategies:
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    r = one_search(info, s, seed, args, storage)
-                    c = curve(info, r)
-                    pooled.setdefault(spec, []).append(r)
-                    if args.json:  # every run as it ends (a long benchmark cut short keeps what it ran)
-                        with open(args.json + "l", "a") as f:
-                            f.write(json.dumps({"spec": spec, "run": r}) + "\n")
-                    print(f"  {s:22s} seed {seed:2d}  area {c['area']:.3f}  regret@10% {c['regret'][9]:.3f} "
-                          f"@25% {c['regret'][24]:.3f}  to_eps {fmt(c['to_eps'])}  trials {len(r['rows'])}  "
-                          f"continued {r['continuations']}  {r['wall_s']:.0f}s", flush=True)
+                    r = offline_search(info, s, seed, args) if args.offline else one_search(info, s, seed, args, storage)
+                    if args.check_offline:
+                        mismatches += compare_offline(info, s, seed, args, r)
+                    record(args, pooled, spec, info, s, seed, r)
+    if args.check_offline:
+        print(f"offline replay: {mismatches} mismatching search(es)")
+        return 1 if mismatches else 0
+    return finish(args, pooled, time.perf_counter() - t_all)
+
+
+@contextlib.contextmanager
+def ray_session(args):
+    """A local Ray and a scratch storage for the searches (nothing with ``--offline``)."""
+    if args.offline:
+        yield None
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    import ray
+
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    storage = tempfile.mkdtemp(prefix="itt_search_eff_")
+    try:
+        yield storage
     finally:
         ray.shutdown()
         shutil.rmtree(storage, ignore_errors=True)
-    return finish(args, pooled, time.perf_counter() - t_all)
+
+
+def compare_offline(info: dict, strategy: str, seed: int, args, ray_run: dict) -> int:
+    """1 when the offline replay of this search ran other trials than the Ray path did, else 0."""
+    off = offline_search(info, strategy, seed, args)
+    ours = [(r["order"], r["status"]) for r in ray_run["rows"]]
+    theirs = [(r["order"], r["status"]) for r in off["rows"]]
+    same = ours == theirs and ray_run["recommended"] == off["recommended"]
+    print(f"  {strategy} seed {seed}: Ray {len(ours)} trials, offline {len(theirs)}: "
+          f"{'same trials and recommendation' if same else 'DIFFERENT'}", flush=True)
+    if not same:
+        print(f"    Ray:     {ours} rec {ray_run['recommended']}\n    offline: {theirs} rec {off['recommended']}")
+    return 0 if same else 1
+
+
+def record(args, pooled: dict, spec: str, info: dict, strategy: str, seed: int, r: dict) -> None:
+    c = curve(info, r)
+    pooled.setdefault(spec, []).append(r)
+    if args.json:  # every run as it ends (a long benchmark cut short keeps what it ran)
+        with open(args.json + "l", "a") as f:
+            f.write(json.dumps({"spec": spec, "run": r}) + "\n")
+    print(f"  {strategy:22s} seed {seed:2d}  area {c['area']:.3f}  regret@10% {c['regret'][9]:.3f} "
+          f"@25% {c['regret'][24]:.3f}  to_eps {fmt(c['to_eps'])}  trials {len(r['rows'])}  "
+          f"continued {r['continuations']}  {r['wall_s']:.0f}s", flush=True)
 
 
 def finish(args, pooled: dict[str, list], seconds: float) -> int:
@@ -429,7 +536,12 @@ def finish(args, pooled: dict[str, list], seconds: float) -> int:
     print(f"\n{seconds:.0f} s of searches")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        blob = {"summary": summary, "runs": pooled, "seconds": seconds, "args": vars(args)}
+        keep = set(args.runs_of.split(",")) if args.runs_of else None
+        runs = {spec: [r for r in rs if keep is None or r["strategy"] in keep] for spec, rs in pooled.items()}
+        infos = {spec: table_info(spec) for spec in pooled}
+        areas = {spec: [{"strategy": r["strategy"], "seed": r["seed"], "area": round(curve(infos[spec], r)["area"], 4)}
+                        for r in rs] for spec, rs in pooled.items()}  # every run's area, trials or not
+        blob = {"summary": summary, "runs": runs, "areas": areas, "seconds": seconds, "args": vars(args)}
         Path(args.json).write_text(json.dumps(blob, default=lambda x: None if isinstance(x, float) else str(x)))
     if args.plot:
         plot(summary, args.plot)

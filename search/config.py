@@ -122,7 +122,10 @@ class Cache(_Strict):
 class OrderBO(_Strict):
     """Options of the ``order_bo`` searcher (search/searchers/order_bo.py)."""
 
-    n_startup: int = Field(4, ge=1)  # orders drawn at random before the GP proposes (seed points count)
+    n_startup: int = Field(2, ge=1)  # start-up orders before the GP proposes (seed points count)
+    # the start-up orders: cover = each brings the most unseen tasks and (task, depth) cells per unit of
+    # cost (cheap on cached prefixes; bench/search_efficiency.py); random = drawn at random
+    startup: Literal["cover", "random"] = "cover"
     max_candidates: int = Field(10_000, ge=10)  # spaces up to this size are scored whole; larger ones sampled
     cost_aware: bool = True  # expected improvement per stage-training still to pay (the stage cache)
     use_probes: bool = True  # probes enter the GP as low-fidelity observations of their prefix

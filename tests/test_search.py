@@ -108,6 +108,7 @@ def _error(args, capsys, *needles):
     ({"candidates": TOY3, "length": 1, "searcher": "bops"}, ["search.searcher", "order_bo"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"n_startup": "many"}}, ["search.order_bo.n_startup"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"cost_aware": "sometimes"}}, ["search.order_bo.cost_aware"]),
+    ({"candidates": TOY3, "length": 1, "order_bo": {"startup": "sobol"}}, ["search.order_bo.startup"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"kernel": "rbf"}}, ["unknown key 'search.order_bo.kernel'"]),
     ({"candidates": TOY3, "length": 1, "optuna_storage": "runs/x.db"}, ["search.optuna_storage", "database URL"]),
 ])
@@ -378,6 +379,23 @@ def test_order_bo_reaches_the_best_order_in_fewer_trials_than_random():
     to_best = [r.index(best) + 1 if best in r else cap + 1 for r in runs]
     assert sum(to_best) / len(to_best) < (len(table) + 1) / 2, to_best
     assert sum(best in r for r in runs) >= 2, to_best
+
+
+def test_order_bo_start_up_design_covers_every_task_on_cached_prefixes():
+    """The start-up design (startup: cover): the second order brings both tasks the first left out, on
+    the first order's cached first stage (coverage per cost), for every searcher seed; ``random``
+    draws orders that do not (in general)."""
+    from search.searchers.order_bo import OrderBOSampler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space, table = _planted(n_tasks=5, length=3)
+    for seed in range(4):
+        first, second = (k.split(">") for k in _replay(OrderBOSampler(space, seed=seed, n_startup=3), space, table, 2))
+        assert set(first) | set(second) == set(space.candidates), (first, second)
+        assert second[0] == first[0], (first, second)  # one stage of the three already paid
+    pairs = [[k.split(">") for k in _replay(OrderBOSampler(space, seed=s, n_startup=3, startup="random"), space, table, 2)]
+             for s in range(4)]
+    assert not all(set(a) | set(b) == set(space.candidates) and a[0] == b[0] for a, b in pairs)
 
 
 def test_order_bo_every_proposal_valid_never_a_finished_order_and_resumes_identically(tmp_path):

@@ -3,12 +3,14 @@
 * ``which``: membership, one 0/1 per candidate task (which tasks the chain trains on at all).
 * ``where``: one-hot (task, depth from the end): the last stage is at depth 0. Later stages are
   forgotten less, so *where* a task sits matters apart from *whether* it is there.
-* ``precedes``: one value per pair of tasks (a, b), a < b in candidate order: +1 if a comes before b,
-  -1 if after, 0 if not both are in the order. This is the Kendall embedding of an interleaved
-  partial ranking (Jiao & Vert, "The Kendall and Mallows kernels for permutations", ICML 2015, and
-  their kernels for partial rankings: a pair that is not observed contributes its expectation, 0);
-  an RBF kernel over it is the Mallows kernel, exp(-lambda * discordant pairs), as BOPS uses it for
-  permutation spaces (Deshwal et al., "Bayesian optimization over permutation spaces", AAAI 2022).
+* ``precedes``: one 0/1 per ordered pair of tasks (a, b): 1 if a comes before b in the order. For two
+  orders of the same tasks the squared distance between these vectors is twice the number of
+  discordant pairs, so an RBF kernel over them is the Mallows kernel, exp(-lambda * discordant pairs),
+  as BOPS uses it for permutation spaces (Deshwal et al., "Bayesian optimization over permutation
+  spaces", AAAI 2022); it is Jiao & Vert's Kendall embedding up to an affine map ("The Kendall and
+  Mallows kernels for permutations", ICML 2015). For partial rankings (orders over different tasks)
+  the pairs not both present are 0, and "a before b" and "b before a" are separate features, so a
+  pair can pay off in either order (a co-occurrence) as well as in one (a precedence).
 * ``prior``: with a transferability prior (search/transfer.py), its score of the order, scaled by
   ``prior_scale`` (one dimension: orders the prior rates alike are alike to the GP, as far as the
   fitted lengthscale says the data agrees).
@@ -18,7 +20,7 @@
 
 >>> f = OrderFeatures(["a", "b", "c"], max_length=2)
 >>> f.vector(["b", "a"], {}).tolist()
-[1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, -1.0, 0.0, 0.0]
+[1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class OrderFeatures:
         self.prior, self.prior_scale = prior, prior_scale or 1.0
         self.index = {t: i for i, t in enumerate(self.tasks)}
         n = len(self.tasks)
-        self.pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+        self.pairs = [(a, b) for a in range(n) for b in range(n) if a != b]  # ordered pairs
         self.hp_names = self._hp_names(hparams or {})
         self.hparams = hparams or {}
         sizes = {"which": n, "where": n * self.L, "precedes": len(self.pairs), "prior": 1 if prior is not None else 0,
@@ -81,7 +83,7 @@ class OrderFeatures:
         if self.pairs:
             a, b = np.array(self.pairs).T
             both = present[:, a] & present[:, b]
-            X[:, n + n * L:n + n * L + len(a)] = np.where(both, np.where(pos[:, a] < pos[:, b], 1.0, -1.0), 0.0)
+            X[:, n + n * L:n + n * L + len(a)] = both & (pos[:, a] < pos[:, b])
         at0 = n + n * L + len(self.pairs)
         if self.prior is not None:
             X[:, at0] = [self.prior.score(o) / self.prior_scale for o, _ in configs]

@@ -2,9 +2,9 @@
 
 The surrogate is a Gaussian process fitted with BoTorch/GPyTorch (``MultiTaskGP``: per-fidelity means
 and noise, an inter-fidelity correlation learned from the data) over ``features.OrderFeatures``: an
-additive kernel of one RBF per feature group - which tasks (membership), where (task at depth from the
-end), which precedes which (Mallows kernel over the Kendall embedding of a partial ranking, as BOPS,
-Deshwal et al. AAAI 2022), and the searched hyperparameters.
+additive kernel of one RBF per feature group - which tasks (membership, one lengthscale per task),
+where (task at depth from the end), which precedes which (Mallows kernel over the ordered pairs of a
+partial ranking, as BOPS, Deshwal et al. AAAI 2022), and the searched hyperparameters (per dimension).
 
 * **Probes are evidence.** The probe after stage i of an order is a *low-fidelity observation of its
   prefix* (the encoder after those i stages, scored by a short target fine-tune): task 1 of the
@@ -36,7 +36,10 @@ Deshwal et al. AAAI 2022), and the searched hyperparameters.
 
 Optuna asks a sampler one parameter at a time; at a trial's first parameter this sampler decides the
 whole configuration (Lehmer digits from ``OrderSpace.encode`` and the hyperparameters) and answers
-every later parameter from it. The first ``n_startup`` orders are drawn at random (seeded).
+every later parameter from it. The first ``n_startup`` orders are a cost-effective start-up design
+(``startup: cover``): each covers the most tasks and (task, depth) cells no earlier order showed, per
+unit of cost, so the GP's first fit has seen every task, mostly on cached prefixes (``random``: drawn
+at random, seeded).
 """
 
 from __future__ import annotations
@@ -87,15 +90,16 @@ def _is_digit(name: str) -> bool:
 
 
 class OrderBOSampler(BaseSampler):
-    def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 4,
+    def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 2,
                  max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
-                 propose_stopped: bool = True, prior=None):
+                 propose_stopped: bool = True, prior=None, startup: str = "cover"):
         self.space, self.hparams = space, dict(hparams or {})
         self.prior = prior  # search.transfer.OrderPrior or None
         self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams, prior=prior,
                                       prior_scale=_prior_scale(prior, space))
         self.seed, self.n_startup, self.max_candidates = seed, n_startup, max_candidates
         self.cost_aware, self.use_probes, self.fit_iters = cost_aware, use_probes, fit_iters
+        self.startup = startup  # the first n_startup orders: "cover" (coverage per cost) or "random"
         self.propose_stopped = propose_stopped  # False when the search answers a stopped order as stopped
         self._rng = np.random.default_rng(seed)
         self._proposals: dict[int, dict] = {}  # Optuna trial number -> the configuration decided for it
@@ -108,7 +112,7 @@ class OrderBOSampler(BaseSampler):
         _import_botorch()
 
     def __setstate__(self, state):
-        self.__dict__.update({"_decoded": {}, **state})
+        self.__dict__.update({"_decoded": {}, "startup": "random", **state})  # (pickled before start-up designs)
         _import_botorch()
 
     def __getstate__(self):
@@ -223,6 +227,8 @@ class OrderBOSampler(BaseSampler):
         if model is None:
             if self.prior is not None:  # the prior's best untried configuration (first in candidate order on ties)
                 order, hp = free[int(np.argmax([self.prior.score(o) for o, _ in free]))]
+            elif self.startup == "cover":
+                order, hp = self._covering(free, obs)
             else:
                 order, hp = free[int(self._rng.integers(len(free)))]
             return self._params(order, hp)
@@ -239,6 +245,23 @@ class OrderBOSampler(BaseSampler):
             score = score - np.log([self.cost(o, h, obs.trained) for o, h in free])
         order, hp = free[int(np.argmax(score))]
         return self._params(order, hp)
+
+    def _covering(self, free: list, obs: Observations) -> tuple[list[str], dict]:
+        """A start-up configuration that covers the most of what no order tried so far has shown, per
+        unit of cost: new tasks plus new (task, depth from the end) cells, divided by the stage-trainings
+        it would cost (a cost-effective initial design, as CArBO's, Lee et al. 2020, with coverage as
+        the value). The first order is a random one; the next ones bring the tasks not seen yet, on the
+        cached prefixes where they can. Ties are broken at random (seeded)."""
+        seen = [o for o, _, _ in obs.finals] + [o for o, _ in obs.pending] + [
+            list(k[0]) for k in obs.stopped]
+        tasks = {t for o in seen for t in o}
+        cells = {(t, len(o) - 1 - i) for o in seen for i, t in enumerate(o)}
+        gain = np.array([len(set(o) - tasks) + len({(t, len(o) - 1 - i) for i, t in enumerate(o)} - cells)
+                         for o, _ in free], dtype=float)
+        cost = np.array([self.cost(o, h, obs.trained) for o, h in free], dtype=float)
+        score = gain / cost
+        best = np.flatnonzero(score >= score.max() - 1e-12)
+        return free[int(best[self._rng.integers(len(best))])]
 
     def _params(self, order: list[str], hp: dict) -> dict:
         return {**self.space.encode(order), **hp}  # (encode gives "k" too where the length is searched)
@@ -414,9 +437,10 @@ class OrderBOSampler(BaseSampler):
         for name, dims in self.features.groups.items():
             d = len(dims)
             # BoTorch's dimension-scaled lengthscale prior (Hvarfner et al., 2024), one lengthscale per
-            # group (ARD only for hyperparameters: order features are many and data is scarce)
+            # group, except per dimension (ARD) for the hyperparameters and for membership: one task can
+            # matter wherever it sits (a task the target needs), and with that prior ARD is safe on few data
             prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(d), scale=math.sqrt(3))
-            rbf = RBFKernel(ard_num_dims=d if name == "hparams" else None, active_dims=torch.tensor(dims),
+            rbf = RBFKernel(ard_num_dims=d if name in ("hparams", "which") else None, active_dims=torch.tensor(dims),
                             lengthscale_prior=prior)
             parts.append(ScaleKernel(rbf))
         return AdditiveKernel(*parts)
