@@ -181,6 +181,10 @@ def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, 
 
     log = tmp_path / "stages.log"
     monkeypatch.setenv("ITT_STAGE_LOG", str(log))
+    # Ray Train's controller polls its workers every 2 s (health and completion): 0.5 s here, so each
+    # TorchTrainer run (six with the retries) ends, and a dead worker is noticed, sooner. The nodes'
+    # processes inherit it, as they do ITT_STAGE_LOG.
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     cfg = write_config({**SEARCH, "train": {"max_steps": 4},
                         "search": {**SEARCH["search"], "length": 2, "num_samples": 4, "max_failures": 3,
                                    "tracking": {"enabled": False},
