@@ -256,7 +256,7 @@ def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
         random.Random(seed).shuffle(orders)
         ask, sampler = iter(orders).__next__, None
     else:
-        if "scheduler.type=asha" in " ".join(over) or scfg.scheduler.type != "none":
+        if scfg.scheduler.type != "none":
             raise SystemExit(f"--offline replays searches without a scheduler; {strategy} has one")
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         sampler = sampler_for(scfg)
@@ -285,17 +285,11 @@ def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
 
 
 def _table_scores(table: dict, order: list[str], seed: int, one_seed: bool) -> tuple[list[float], float]:
-    """Probes and final of an order as a simulated trial reports them (search/trial.py ``_simulated``)."""
-    import hashlib
+    """Probes and final of an order as a simulated trial reports them (the rows ``search.trial._simulated``
+    takes the mean of, by the same function)."""
+    from search.trial import simulated_rows
 
-    key = ">".join(order)
-    rows = table[key]
-    if "seed" in rows[0]:
-        rows = sorted(rows, key=lambda r: int(r["seed"]))
-        if one_seed:
-            rows = [rows[int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest(), 16) % len(rows)]]
-    else:
-        rows = rows[:1]
+    rows = simulated_rows(table[">".join(order)], order, {}, seed, "one_seed" if one_seed else "mean")
     mean = lambda col: sum(float(r[col]) for r in rows) / len(rows)  # noqa: E731
     return [mean(f"probe_{i}") for i in range(1, len(order) + 1)], mean("final")
 
@@ -530,7 +524,8 @@ def record(args, pooled: dict, spec: str, info: dict, strategy: str, seed: int, 
 
 
 def finish(args, pooled: dict[str, list], seconds: float) -> int:
-    summary = [row for spec, runs in pooled.items() for row in summarize(table_info(spec), runs)]
+    infos = {spec: table_info(spec) for spec in pooled}
+    summary = [row for spec, runs in pooled.items() for row in summarize(infos[spec], runs)]
     print()
     print_table(summary)
     print(f"\n{seconds:.0f} s of searches")
@@ -538,7 +533,6 @@ def finish(args, pooled: dict[str, list], seconds: float) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         keep = set(args.runs_of.split(",")) if args.runs_of else None
         runs = {spec: [r for r in rs if keep is None or r["strategy"] in keep] for spec, rs in pooled.items()}
-        infos = {spec: table_info(spec) for spec in pooled}
         areas = {spec: [{"strategy": r["strategy"], "seed": r["seed"], "area": round(curve(infos[spec], r)["area"], 4)}
                         for r in rs] for spec, rs in pooled.items()}  # every run's area, trials or not
         blob = {"summary": summary, "runs": runs, "areas": areas, "seconds": seconds, "args": vars(args)}

@@ -315,6 +315,22 @@ def load_table(path: str) -> dict[str, list[dict]]:
     return table
 
 
+def simulated_rows(rows: list[dict], order: list[str], hp: dict, search_seed: int, draw: str) -> list[dict]:
+    """The table rows a simulated trial of ``order`` reports the mean of: those whose hparam columns
+    match the trial's values (tables without hparam columns: the first row), one per seed in seed order
+    where the table has a ``seed`` column, and with ``draw: one_seed`` the one seed a one-seed search
+    sees (fixed by the search seed and the order). bench/search_efficiency.py's offline replay uses it too."""
+    match = [r for r in rows if all(str(hp[k]) == r[k] for k in hp if k in r)] or rows[:1]
+    if "seed" not in match[0]:
+        return match[:1]
+    seeds = sorted({int(r["seed"]) for r in match})
+    match = [next(r for r in match if int(r["seed"]) == s) for s in seeds]
+    if draw == "one_seed":  # what a one-seed search sees: one seed's row, not the mean
+        digest = hashlib.sha256(f"{search_seed}:{order_key(order)}".encode()).hexdigest()
+        match = [match[int(digest, 16) % len(match)]]
+    return match
+
+
 def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     """Probe and final scores from the table. Optional columns make it per seed and per language:
     ``seed`` (one row per seed: reports are means over the seeds, as a real chain's), ``test_<lang>``
@@ -327,16 +343,7 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     rows = load_table(ctx.search.simulate.table).get(order_key(order))
     if not rows:
         raise KeyError(f"simulated objective: order '{order_key(order)}' is not in {ctx.search.simulate.table}")
-    # rows whose hparam columns match the trial's values (tables without hparam columns: the first row)
-    match = [r for r in rows if all(str(hp[k]) == r[k] for k in hp if k in r)] or rows[:1]
-    if "seed" in match[0]:  # one row per seed
-        seeds = sorted({int(r["seed"]) for r in match})
-        match = [next(r for r in match if int(r["seed"]) == s) for s in seeds]
-        if ctx.search.simulate.draw == "one_seed":  # what a one-seed search sees: one seed's row, not the mean
-            digest = hashlib.sha256(f"{ctx.search.seed}:{order_key(order)}".encode()).hexdigest()
-            match = [match[int(digest, 16) % len(match)]]
-    else:
-        match = match[:1]
+    match = simulated_rows(rows, order, hp, ctx.search.seed, ctx.search.simulate.draw)
     mean = lambda col: sum(float(r[col]) for r in match) / len(match)  # noqa: E731
     m = ctx.metric
     k = len(order) + 1

@@ -252,12 +252,12 @@ class OrderBOSampler(BaseSampler):
         it would cost (a cost-effective initial design, as CArBO's, Lee et al. 2020, with coverage as
         the value). The first order is a random one; the next ones bring the tasks not seen yet, on the
         cached prefixes where they can. Ties are broken at random (seeded)."""
-        seen = [o for o, _, _ in obs.finals] + [o for o, _ in obs.pending] + [
-            list(k[0]) for k in obs.stopped]
-        tasks = {t for o in seen for t in o}
-        cells = {(t, len(o) - 1 - i) for o in seen for i, t in enumerate(o)}
-        gain = np.array([len(set(o) - tasks) + len({(t, len(o) - 1 - i) for i, t in enumerate(o)} - cells)
-                         for o, _ in free], dtype=float)
+        def cells(o) -> set:  # (task, depth from the end)
+            return {(t, len(o) - 1 - i) for i, t in enumerate(o)}
+
+        seen = [o for o, _, _ in obs.finals] + [o for o, _ in obs.pending] + [list(k[0]) for k in obs.stopped]
+        seen_tasks, seen_cells = {t for o in seen for t in o}, set().union(*map(cells, seen))
+        gain = np.array([len(set(o) - seen_tasks) + len(cells(o) - seen_cells) for o, _ in free], dtype=float)
         cost = np.array([self.cost(o, h, obs.trained) for o, h in free], dtype=float)
         score = gain / cost
         best = np.flatnonzero(score >= score.max() - 1e-12)
