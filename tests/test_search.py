@@ -689,3 +689,20 @@ def test_asha_brackets_are_drawn_from_the_search_seed():
     assert a == b and len(set(a)) == 3  # reproducible, and every bracket is used
     assert draws(1) != a
     assert a.count(0) > a.count(2)  # Ray's weights: the bracket with the most rungs is the likeliest
+
+
+def test_simulated_rows_per_seed_one_seed_draw_and_hparams():
+    """A simulated trial's rows (search.trial.simulated_rows, shared with the benchmark's offline replay):
+    one per seed in seed order, the matching hparam rows only, and with ``one_seed`` one row fixed by the
+    search seed and the order (the same every time; different search seeds reach different rows)."""
+    from search.trial import simulated_rows
+
+    rows = [{"order": "a", "seed": str(s), "lr": lr, "final": str(s + (10 if lr == "0.1" else 0))}
+            for s in (2, 0, 1) for lr in ("0.1", "0.01")]
+    got = simulated_rows(rows, ["a"], {"lr": 0.1}, 0, "mean")
+    assert [r["seed"] for r in got] == ["0", "1", "2"] and all(r["lr"] == "0.1" for r in got)
+    drawn = {simulated_rows(rows, ["a"], {"lr": 0.1}, s, "one_seed")[0]["seed"] for s in range(20)}
+    assert len(drawn) > 1 and drawn <= {"0", "1", "2"}
+    assert simulated_rows(rows, ["a"], {"lr": 0.1}, 7, "one_seed") == simulated_rows(rows, ["a"], {"lr": 0.1}, 7, "one_seed")
+    assert simulated_rows([{"order": "a", "final": "1"}, {"order": "a", "final": "2"}], ["a"], {}, 0, "mean") == [
+        {"order": "a", "final": "1"}]  # no seed column: the first row
