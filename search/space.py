@@ -137,6 +137,12 @@ class OrderSpace:
                     yield list(perm)
 
 
+def is_order_param(name: str) -> bool:
+    """Whether a trial parameter is one of the order's digits (``k``, ``l0``, ``l1``, ...) rather than a
+    hyperparameter."""
+    return name == "k" or (name[:1] == "l" and name[1:].isdigit())
+
+
 def order_key(order: list[str]) -> str:
     """Orders as text: task names joined by '>', empty for the F baseline."""
     return ">".join(order)

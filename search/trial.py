@@ -14,7 +14,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,10 +23,9 @@ from pathlib import Path
 from search.config import HParam, SearchConfig
 from search.progress import Phase, trial_progress
 from search.searchers._base import CONTINUES
-from search.space import OrderSpace, order_key
+from search.space import OrderSpace, is_order_param, order_key
 from search.storage import Storage
 
-_DIGIT = re.compile(r"^(k|l\d+)$")
 
 
 # ------------------------------------------------------------------ the define-by-run space
@@ -54,7 +52,7 @@ def split_config(config: dict, space: OrderSpace) -> tuple[list[str], dict]:
         order = [t for t in str(config["order"]).split(">") if t]
     else:
         order = space.decode(config)
-    hp = {k: v for k, v in config.items() if k not in ("order", CONTINUES) and not _DIGIT.match(k)}
+    hp = {k: v for k, v in config.items() if k not in ("order", CONTINUES) and not is_order_param(k)}
     return order, hp
 
 

@@ -56,7 +56,7 @@ from optuna.trial import TrialState
 
 from search.searchers.features import OrderFeatures
 from search.searchers.posterior import FinalPosterior
-from search.space import OrderSpace
+from search.space import OrderSpace, is_order_param
 
 FINAL, PROBE = 0, 1  # the GP's tasks (fidelities)
 # exact Cholesky solves up to this many training points (GPyTorch's default switches to conjugate gradients
@@ -83,10 +83,6 @@ def _hp_key(hp: dict) -> str:
 
 def config_key(order: list[str], hp: dict) -> tuple:
     return tuple(order), _hp_key(hp)
-
-
-def _is_digit(name: str) -> bool:
-    return name == "k" or (name[:1] == "l" and name[1:].isdigit())
 
 
 class OrderBOSampler(BaseSampler):
@@ -187,7 +183,7 @@ class OrderBOSampler(BaseSampler):
                 order = self.space.decode(params)
             except (KeyError, IndexError, ZeroDivisionError):
                 return None
-            self._decoded[key] = (order, {k: v for k, v in params.items() if not _is_digit(k)})
+            self._decoded[key] = (order, {k: v for k, v in params.items() if not is_order_param(k)})
         return self._decoded[key]
 
     def cost(self, order: list[str], hp: dict, trained: set[tuple]) -> int:

@@ -32,14 +32,10 @@ import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
-from search.space import MAX_ENUMERATE, OrderSpace
+from search.space import MAX_ENUMERATE, OrderSpace, is_order_param
 
 REJECT_TRIES = 64  # random draws before the untried orders are listed instead
 REJECT_TRIES_UNLISTED = 20_000  # ... in a space too large to list (a draw costs microseconds)
-
-
-def _is_digit(name: str) -> bool:
-    return name == "k" or (name[:1] == "l" and name[1:].isdigit())
 
 
 class UniformOrderSampler(BaseSampler):
@@ -82,7 +78,7 @@ class UniformOrderSampler(BaseSampler):
             self._hold(order, trial.number)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        if not _is_digit(param_name):
+        if not is_order_param(param_name):
             return self._hp.sample_independent(study, trial, param_name, param_distribution)
         params = self._proposals.get(trial.number)
         if params is None:
