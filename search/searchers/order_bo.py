@@ -235,12 +235,15 @@ class OrderBOSampler(BaseSampler):
         if scalarise is None:  # (a scalarisation's best is no recommendation)
             self.last_recommendation = rec
         mu, sd = mu[len(observed):], sd[len(observed):]
-        best = rec["mean"]
+        order, hp = free[int(np.argmax(self._acquisition(mu, sd, rec["mean"], free, obs)))]
+        return self._params(order, hp)
+
+    def _acquisition(self, mu, sd, best: float, free: list, obs: Observations) -> np.ndarray:
+        """log EI over the best posterior mean among observed configurations, per unit of cost."""
         score = log_ei(mu, sd, best)
         if self.cost_aware:
             score = score - np.log([self.cost(o, h, obs.trained) for o, h in free])
-        order, hp = free[int(np.argmax(score))]
-        return self._params(order, hp)
+        return score
 
     def _covering(self, free: list, obs: Observations) -> tuple[list[str], dict]:
         """A start-up configuration that covers the most of what no order tried so far has shown, per

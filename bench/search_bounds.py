@@ -1,0 +1,133 @@
+"""How far can any searcher get on a table? Oracle searchers that are given the table's structure.
+
+    python bench/search_bounds.py                       # toy3, planted, curriculum; 50 draws each
+    python bench/search_bounds.py --out bench/data/search_bounds.txt
+
+``bench/search_efficiency.py`` asks a searcher for half of random search's regret area. Whether that is
+reachable depends on how much of a table is structure a searcher could learn and how much is noise no
+searcher can predict. Each oracle here is handed knowledge a real search does not have, then spends
+compute exactly as the benchmark counts it (the stage cache: a trial pays its untrained prefix stages
+plus its final; ``search_efficiency.curve`` computes the regret curve, area and compute to within eps):
+
+* ``structure:<features>``: ranks ALL orders by a ridge regression (scikit-learn's RidgeCV) of the
+  table's true scores on the order's features, each order's prediction from a 10-fold cross-validated
+  fit (the other 90% of the table: the structure that generalises, not the order's own noise), and
+  runs them greedily, best predicted first. Features: ``which`` (membership), ``where`` (task at depth
+  from the end), ``precedes`` (ordered pairs), the same groups order_bo's GP sees
+  (search/searchers/features.py). 50 draws of the folds.
+* ``membership-oracle random``: knows which task the table's best orders all contain (the task of the
+  largest membership effect in that ridge fit) and runs uniformly random orders containing it
+  (1,000 draws): a searcher that has found the dominant task, and nothing more.
+
+A goal below what ``structure:which+where+precedes`` reaches needs knowledge beyond the table's
+structure as those features see it; a goal between the membership oracle and the full-structure oracle
+needs the searcher to learn position and precedence effects from the few orders it can afford.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import search_efficiency as se  # noqa: E402  (bench/ on the path)
+
+FEATURES = ("which", "which+where", "which+where+precedes")
+
+
+def features(order: tuple[str, ...], tasks: list[str], L: int, kind: str) -> list[float]:
+    f = [float(t in order) for t in tasks]
+    if "where" in kind:
+        f += [float(t in order and len(order) - 1 - order.index(t) == d) for t in tasks for d in range(L)]
+    if "precedes" in kind:
+        f += [float(a in order and b in order and order.index(a) < order.index(b))
+              for a, b in itertools.permutations(tasks, 2)]
+    return f
+
+
+def run_orders(info: dict, ranked: list[str]) -> dict:
+    """Run orders in this sequence until half of exhaustive's compute is spent; the benchmark's figures."""
+    rows, trained, spent = [], set(), 0
+    for o in ranked:
+        if spent >= 0.5 * info["exhaustive_cost"]:
+            break
+        t = tuple(o.split(">"))
+        new = {t[:i] for i in range(1, len(t) + 1)} - trained
+        trained |= new
+        spent += len(new) + 1
+        rows.append({"order": o, "status": "completed", "stages_completed": str(len(t)), "score": str(info["truth"][o])})
+    return se.curve(info, {"rows": rows, "trace": [], "recommended": None})
+
+
+def structure_oracle(info: dict, kind: str, draws: int) -> list[dict]:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    orders = info["orders"]
+    split = [tuple(o.split(">")) for o in orders]
+    tasks = sorted({t for o in split for t in o})
+    L = max(map(len, split))
+    X = np.array([features(o, tasks, L, kind) for o in split])
+    y = np.array([info["truth"][o] for o in orders])
+    out = []
+    for d in range(draws):
+        pred = cross_val_predict(RidgeCV(alphas=np.logspace(-4, 2, 20)), X, y, cv=KFold(10, shuffle=True, random_state=d))
+        out.append(run_orders(info, [orders[i] for i in np.argsort(-pred, kind="stable")]))
+    return out
+
+
+def membership_oracle(info: dict, draws: int) -> tuple[str, list[dict]]:
+    from sklearn.linear_model import RidgeCV
+
+    orders = info["orders"]
+    split = [tuple(o.split(">")) for o in orders]
+    tasks = sorted({t for o in split for t in o})
+    X = np.array([[float(t in o) for t in tasks] for o in split])
+    fit = RidgeCV(alphas=np.logspace(-4, 2, 20)).fit(X, [info["truth"][o] for o in orders])
+    key = tasks[int(np.argmax(fit.coef_))]
+    pool = [o for o, s in zip(orders, split) if key in s]
+    out = []
+    for d in range(draws):
+        ranked = list(pool)
+        random.Random(d).shuffle(ranked)
+        out.append(run_orders(info, ranked))
+    return key, out
+
+
+def line(table: str, name: str, runs: list[dict], random_area: float | None) -> str:
+    area = statistics.median(r["area"] for r in runs)
+    eps = statistics.median(r["to_eps"] for r in runs)
+    ratio = f"{area / random_area:.2f}" if random_area else "-"
+    return f"{table:11s} {name:40s} area {area:.3f} (/ random {ratio})  to_eps {eps:.3f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tables", default="toy3,planted,curriculum")
+    ap.add_argument("--draws", type=int, default=50)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    lines = []
+    for table in args.tables.split(","):
+        info = se.table_info(table)
+        rand = [run_orders(info, random.Random(s).sample(info["orders"], len(info["orders"]))) for s in range(1000)]
+        random_area = statistics.median(r["area"] for r in rand)
+        lines.append(line(table, "random without replacement (1,000 draws)", rand, random_area))
+        key, runs = membership_oracle(info, 1000)
+        lines.append(line(table, f"membership-oracle random (orders with {key})", runs, random_area))
+        for kind in FEATURES:
+            lines.append(line(table, f"structure:{kind}", structure_oracle(info, kind, args.draws), random_area))
+        print("\n".join(lines[-2 - len(FEATURES):]), flush=True)
+    if args.out:
+        Path(args.out).write_text("# python bench/search_bounds.py --out " + args.out + "\n" + "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
