@@ -22,7 +22,7 @@ def _dense_evidence(f, y, alpha, beta):
     """log N(y | 0, beta^-1 I + alpha^-1 F F^T): the marginal likelihood of Bayesian linear regression,
     computed directly in N dimensions (no SVD, no posterior mean)."""
     N = len(y)
-    C = np.eye(N) / beta + f @ f.T / alpha
+    C = np.eye(N) / beta + f @ f.T / alpha  # (alpha = inf: y ~ N(0, I / beta))
     _, logdet = np.linalg.slogdet(C)
     return -0.5 * (N * math.log(2 * math.pi) + logdet + y @ np.linalg.solve(C, y))
 
@@ -43,6 +43,9 @@ def _plain_logme(f, labels, *, regression=False, iters=5000):
             m = b * Ainv @ f.T @ y
             g = D - a * np.trace(Ainv)
             a2, b2 = g / (m @ m), (N - g) / np.sum((f @ m - y) ** 2)
+            if a2 / b2 > 1e12:  # the features carry no evidence for y: alpha -> inf, m -> 0, beta -> N / y.y
+                a, b = math.inf, N / (y @ y)
+                break
             if abs(a2 / b2 - a / b) <= 1e-12 * (a / b):
                 a, b = a2, b2
                 break
