@@ -48,6 +48,7 @@ class Target:
     address: str | None
     auth: str = Auth.NONE
     token_source: str | None = None
+    running_here: bool = False  # no address given: the cluster `ray start` runs on this machine, joined
 
 
 def check(address: str | None) -> Target:
@@ -59,8 +60,11 @@ def check(address: str | None) -> Target:
         return Target(None)
     where = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None or address == "local":
-        return Target(None)
+    if address == "local":
+        return Target("local")  # ray.init(address="local"): a private Ray, even beside a `ray start` cluster
+    if address is None:
+        _checked[None] = _running_here()  # (connect() pops it)
+        return _checked[None]
     if address.startswith(("http://", "https://")):
         raise UserError(f"{where} {address}: that is the Ray dashboard (for `ray job submit`); give the cluster's "
                         f"GCS address instead, HOST:PORT (port 6379 unless `ray start --head --port` set another) "
@@ -74,7 +78,32 @@ def check(address: str | None) -> Target:
     return target
 
 
-_checked: dict[str, Target] = {}  # check() -> connect() in one run: the second check is skipped
+def _running_here() -> Target:
+    """No address: ``ray.init`` joins a cluster ``ray start`` runs on this machine, as Ray does, so it is
+    checked (token authentication included) and the console says so; none, or one that no longer
+    answers (its address file outlived it): a private local Ray."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        gcs = canonicalize_bootstrap_address(None)
+    except (ConnectionError, ValueError):
+        gcs = None
+    if gcs is None:
+        return Target(None)
+    where = "the Ray cluster running on this machine (`ray start`; --address local starts a private Ray)"
+    try:
+        _reachable(gcs, where)
+    except UserError:
+        return Target("local")
+    try:
+        target = _authenticate(gcs, where, gcs)
+    except UserError as e:
+        raise UserError(f"no --address given, so Ray joins the cluster `ray start` runs on this machine, and {e} "
+                        f"(or pass --address local for a private Ray)") from None
+    return Target(gcs, target.auth, target.token_source, running_here=True)
+
+
+_checked: dict[str | None, Target] = {}  # check() -> connect() in one run: the second check is skipped
 
 
 def connect(address: str | None, **init_kwargs) -> Target:

@@ -207,7 +207,11 @@ def _init_ray(address: str | None, scfg: SearchConfig) -> None:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if not ray.is_initialized():  # --address: checked first, with Ray's token authentication (search/cluster.py)
-        connect(address, include_dashboard=False, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+        target = connect(address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                         configure_logging=True)
+        if target.running_here:
+            echo(f"Ray: joined the cluster running on this machine at {target.address} (`ray start`); "
+                 f"--address local starts a private Ray instead")
 
 
 def chain_dump(chain) -> dict:

@@ -84,7 +84,18 @@ def test_malformed_addresses(address, problem, tmp_path, monkeypatch):
 
 def test_no_address_means_a_local_ray(tmp_path, monkeypatch):
     _no_ray(monkeypatch, tmp_path)
+    monkeypatch.setattr("ray._private.services.canonicalize_bootstrap_address", lambda addr, temp_dir=None: None)
     assert cluster.check(None) == cluster.Target(None)
+    assert cluster.check("local") == cluster.Target("local")  # a private Ray even beside a `ray start` one
+
+
+def test_no_address_and_a_stale_cluster_file_starts_a_private_ray(tmp_path, monkeypatch):
+    """Ray's address file outlived its cluster: nothing listens there, so ray.init must not try to join it."""
+    _no_ray(monkeypatch, tmp_path)
+    port = free_port()  # nothing listens there
+    monkeypatch.setattr("ray._private.services.canonicalize_bootstrap_address",
+                        lambda addr, temp_dir=None: f"127.0.0.1:{port}")
+    assert cluster.check(None) == cluster.Target("local")
 
 
 @pytest.mark.parametrize("mode, token, asks, expect", [
@@ -247,3 +258,18 @@ def test_resume_checks_the_address_before_touching_the_experiment(tmp_path, monk
     assert err == [f"error: --address 127.0.0.1:{port}: no Ray cluster listens there (connection refused); start the "
                    f"head with `ray start --head --port {port}`, or check the address `ray start --head` printed"]
     assert sorted(p.name for p in exp.iterdir()) == before
+
+
+def test_no_address_joins_the_cluster_running_here_checked_and_said(token_cluster, tmp_path, monkeypatch):
+    """Without --address, ray.init joins a `ray start` cluster of this machine (Ray's own rule): the same
+    pre-flight check runs on it (its token), and the target says so, for the console's line."""
+    _no_ray(monkeypatch, tmp_path)
+    # (the fixture's cluster keeps its address file in its own temp folder: point Ray's lookup at it)
+    monkeypatch.setattr("ray._private.services.canonicalize_bootstrap_address",
+                        lambda addr, temp_dir=None: token_cluster.address)
+    with pytest.raises(UserError, match=r"^no --address given, so Ray joins the cluster `ray start` runs on this machine, and the "
+                                        r"Ray cluster at .* no token was found.*--address local for a private Ray\)$"):
+        cluster.check(None)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token_cluster.token)
+    target = cluster.check(None)
+    assert target.running_here and target.address == token_cluster.address and target.auth == cluster.Auth.TOKEN
