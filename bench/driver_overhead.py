@@ -86,6 +86,8 @@ def run_phase(phase: str, work: Path, args) -> dict:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     t0 = time.time()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru.ru_utime + ru.ru_stime  # the driver's CPU time from here: its own work and Tune's, not Ray's start
     if phase == "itt":
         from search.runner import run_search
 
@@ -106,8 +108,10 @@ def run_phase(phase: str, work: Path, args) -> dict:
         )
         n = len(tuner.fit())
     fit = time.time() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     ray.shutdown()
-    return {"phase": phase, "trials": n, "fit_s": fit, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"phase": phase, "trials": n, "fit_s": fit, "rss_mb": ru.ru_maxrss / 1024,
+            "cpu_s": ru.ru_utime + ru.ru_stime - cpu0}
 
 
 def main() -> None:
@@ -141,7 +145,7 @@ def main() -> None:
               f"no scheduler, tracking {'on (MLflow, sqlite)' if args.tracking else 'off'}")]
     for r in (b, a):
         lines.append(f"  {r['phase']:5s}: {r['trials']} trials, wall {r['wall_s']:.1f} s, Tuner.fit {r['fit_s']:.1f} s, "
-                     f"driver peak RSS {r['rss_mb']:.0f} MB")
+                     f"driver CPU {r.get('cpu_s', float('nan')):.1f} s, driver peak RSS {r['rss_mb']:.0f} MB")
     lines.append(f"  ratio itt / plain: wall {a['wall_s'] / b['wall_s']:.2f}x, fit {a['fit_s'] / b['fit_s']:.2f}x, "
                  f"RSS {a['rss_mb'] / b['rss_mb']:.2f}x")
     print("\n".join(lines))

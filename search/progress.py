@@ -225,13 +225,15 @@ class LiveProgress:
     ``mode``: ``live`` (rich, redrawn in place), ``plain`` (a timestamped line when a trial changes
     phase, and every ``heartbeat`` seconds while it stays in one), ``off``; ``auto`` picks ``live``
     on a terminal and ``plain`` otherwise. ``writer`` is the search's ``ResultsWriter`` (its rows say
-    which trials run, since when, and the counts)."""
+    which trials run, since when, and the counts). ``events=False``: the trials send no progress (simulated
+    trials that take no time), so no hub is started and none is polled; the view shows the running rows."""
 
     def __init__(self, experiment: str, writer, *, mode: str = "auto", log=None, refresh: float = INTERVAL,
-                 heartbeat: float = HEARTBEAT):
+                 heartbeat: float = HEARTBEAT, events: bool = True):
         if mode == "auto":
             mode = "live" if log is None and sys.stdout.isatty() else "plain"
         self.experiment, self.writer, self.mode, self.refresh, self.heartbeat = experiment, writer, mode, refresh, heartbeat
+        self.events = events
         self.log = log or (lambda msg: print(msg, flush=True))
         self.hub = None
         self._stop = threading.Event()
@@ -241,6 +243,9 @@ class LiveProgress:
 
     def __enter__(self):
         if self.mode == "off":
+            return self
+        if not self.events:  # (a hub is an actor process of its own, and a call to it every refresh)
+            self._start_view()
             return self
         import ray
 
@@ -254,6 +259,10 @@ class LiveProgress:
         except Exception as e:  # progress is a view: the search runs without it
             self.log(f"warning: no live progress ({e})")
             return self
+        self._start_view()
+        return self
+
+    def _start_view(self) -> None:
         if self.mode == "live":
             from rich.console import Console
             from rich.live import Live
@@ -263,7 +272,6 @@ class LiveProgress:
             self._live.start()
         self._thread = threading.Thread(target=self._loop, name="itt-progress-view", daemon=True)
         self._thread.start()
-        return self
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -285,7 +293,7 @@ class LiveProgress:
 
         while not self._stop.wait(self.refresh):
             try:
-                events = ray.get(self.hub.snapshot.remote(), timeout=10)
+                events = ray.get(self.hub.snapshot.remote(), timeout=10) if self.hub is not None else {}
             except Exception:
                 continue
             self.draw(events, time.time())

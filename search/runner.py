@@ -275,7 +275,9 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
 
     tracker.managed = True  # it closes the MLflow runs when told to, after summary.json (below)
     try:
-        with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log):
+        # simulated trials that take no time send no progress (search/trial.py): no hub to start and poll
+        events = not (scfg.simulate is not None and scfg.simulate.seconds_per_stage <= 0)
+        with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log, events=events):
             tuner.fit()
         # Tune's handler, once it has seen a Ctrl-C, puts back the one installed before it: ours
         interrupted = main and signal.getsignal(signal.SIGINT) is _second_interrupt

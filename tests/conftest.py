@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -8,6 +9,14 @@ import pytest
 import yaml
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One torch (OpenMP) thread in this process and in every process it starts (Ray's included, which
+# inherit the environment): the tests' models are tiny, and on 2 shared cores two threads per process
+# wait on each other - a cache test's two-stage chain took 24-29 s with 2 threads beside one busy core,
+# 0.6 s with one. Settable from outside (OMP_NUM_THREADS=2 python -m pytest ...).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+if "torch" in sys.modules:  # (already imported by a plugin: the environment came too late for it)
+    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore")
 

@@ -130,3 +130,23 @@ def test_simulated_search_prints_the_running_trials_stages(tmp_path, ray_local):
     for tid, r in rows.items():
         ln = next(x for x in done if f" trial {tid} " in x)
         assert f"{r['order']}: completed, score {float(r['score']):.4f} | trials: " in ln, ln
+
+
+def test_view_without_a_hub_when_trials_send_no_progress():
+    """Simulated trials that take no time send no progress: no hub actor is started (no Ray call at all),
+    and the view still shows the running trials from results.csv's rows."""
+    from search.progress import LiveProgress
+
+    class Writer:
+        rows = {"t_00001": {"status": "running", "order": "toy_a>toy_b", "_started": time.time() - 60}}
+
+        def status_line(self):
+            return "1 running"
+
+    lines: list[str] = []
+    with LiveProgress("exp", Writer(), mode="plain", log=lines.append, refresh=0.05, heartbeat=1.0, events=False) as view:
+        deadline = time.time() + 10
+        while not lines and time.time() < deadline:
+            time.sleep(0.05)
+        assert view.hub is None
+    assert lines and "running t_00001 toy_a>toy_b | starting" in lines[0], lines
