@@ -27,7 +27,6 @@ needs the searcher to learn position and precedence effects from the few orders 
 from __future__ import annotations
 
 import argparse
-import itertools
 import random
 import statistics
 import sys
@@ -41,27 +40,29 @@ import search_efficiency as se  # noqa: E402  (bench/ on the path)
 FEATURES = ("which", "which+where", "which+where+precedes")
 
 
-def features(order: tuple[str, ...], tasks: list[str], L: int, kind: str) -> list[float]:
-    f = [float(t in order) for t in tasks]
-    if "where" in kind:
-        f += [float(t in order and len(order) - 1 - order.index(t) == d) for t in tasks for d in range(L)]
-    if "precedes" in kind:
-        f += [float(a in order and b in order and order.index(a) < order.index(b))
-              for a, b in itertools.permutations(tasks, 2)]
-    return f
+def design(info: dict, kind: str) -> np.ndarray:
+    """The table's orders as rows of order_bo's own features (search/searchers/features.py), only the
+    groups ``kind`` names (``+``-joined)."""
+    from search.searchers.features import OrderFeatures
+
+    split = [o.split(">") for o in info["orders"]]
+    f = OrderFeatures(sorted({t for o in split for t in o}), max(map(len, split)))
+    cols = [d for group in kind.split("+") for d in f.groups[group]]
+    return f.matrix([(o, {}) for o in split])[:, cols]
 
 
 def run_orders(info: dict, ranked: list[str]) -> dict:
-    """Run orders in this sequence until half of exhaustive's compute is spent; the benchmark's figures."""
-    rows, trained, spent = [], set(), 0
+    """Run orders in this sequence until half of exhaustive's compute is spent (the benchmark's
+    ``Budget``, as its offline replay runs it); the benchmark's figures."""
+    budget, rows = se.Budget(0.5 * info["exhaustive_cost"]), []
     for o in ranked:
-        if spent >= 0.5 * info["exhaustive_cost"]:
+        if budget.spent >= budget.limit:
             break
-        t = tuple(o.split(">"))
-        new = {t[:i] for i in range(1, len(t) + 1)} - trained
-        trained |= new
-        spent += len(new) + 1
-        rows.append({"order": o, "status": "completed", "stages_completed": str(len(t)), "score": str(info["truth"][o])})
+        order = o.split(">")
+        for i in range(1, len(order) + 1):
+            budget.result(order, {"step": i})
+        budget.result(order, {"final": 1})
+        rows.append({"order": o, "status": "completed", "stages_completed": str(len(order)), "score": str(info["truth"][o])})
     return se.curve(info, {"rows": rows, "trace": [], "recommended": None})
 
 
@@ -69,11 +70,7 @@ def structure_oracle(info: dict, kind: str, draws: int) -> list[dict]:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
 
-    orders = info["orders"]
-    split = [tuple(o.split(">")) for o in orders]
-    tasks = sorted({t for o in split for t in o})
-    L = max(map(len, split))
-    X = np.array([features(o, tasks, L, kind) for o in split])
+    orders, X = info["orders"], design(info, kind)
     y = np.array([info["truth"][o] for o in orders])
     out = []
     for d in range(draws):
@@ -86,12 +83,10 @@ def membership_oracle(info: dict, draws: int) -> tuple[str, list[dict]]:
     from sklearn.linear_model import RidgeCV
 
     orders = info["orders"]
-    split = [tuple(o.split(">")) for o in orders]
-    tasks = sorted({t for o in split for t in o})
-    X = np.array([[float(t in o) for t in tasks] for o in split])
-    fit = RidgeCV(alphas=np.logspace(-4, 2, 20)).fit(X, [info["truth"][o] for o in orders])
+    tasks = sorted({t for o in orders for t in o.split(">")})  # (the columns of the "which" group)
+    fit = RidgeCV(alphas=np.logspace(-4, 2, 20)).fit(design(info, "which"), [info["truth"][o] for o in orders])
     key = tasks[int(np.argmax(fit.coef_))]
-    pool = [o for o, s in zip(orders, split) if key in s]
+    pool = [o for o in orders if key in o.split(">")]
     out = []
     for d in range(draws):
         ranked = list(pool)
