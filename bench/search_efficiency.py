@@ -103,7 +103,8 @@ DEFAULT_TABLES = ["toy3", "planted", "curriculum", "toy3:noisy", "curriculum:noi
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", default=",".join(DEFAULT_TABLES))
-    ap.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help=f"comma list of {sorted(STRATEGIES)}")
+    ap.add_argument("--strategies", default=None,
+                    help=f"comma list of {sorted(STRATEGIES)} (default: {','.join(DEFAULT_STRATEGIES)}); with --merge: keep only these")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--budget", type=float, default=0.5, help="stop a search after this fraction of exhaustive's compute")
@@ -443,22 +444,9 @@ def main(argv=None) -> int:
     if args.overhead:
         print(json.dumps(overhead()))
         return 0
-    if args.merge:  # --json files, or the .jsonl files written run by run
-        pooled: dict[str, list] = {}
-        seconds = 0.0
-        for f in args.merge:
-            if f.endswith(".jsonl"):
-                for line in Path(f).read_text().splitlines():
-                    d = json.loads(line)
-                    pooled.setdefault(d["spec"], []).append(d["run"])
-                    seconds += d["run"]["wall_s"]
-                continue
-            b = json.loads(Path(f).read_text())
-            for spec, runs in b["runs"].items():
-                pooled.setdefault(spec, []).extend(runs)
-            seconds += b.get("seconds", 0)
-        return finish(args, pooled, seconds)
-    strategies = [s for s in args.strategies.split(",") if s]
+    if args.merge:
+        return merge(args)
+    strategies = [s for s in (args.strategies or ",".join(DEFAULT_STRATEGIES)).split(",") if s]
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         raise SystemExit(f"unknown strategy {bad[0]} (known: {', '.join(STRATEGIES)})")
@@ -523,9 +511,58 @@ def record(args, pooled: dict, spec: str, info: dict, strategy: str, seed: int, 
           f"continued {r['continuations']}  {r['wall_s']:.0f}s", flush=True)
 
 
-def finish(args, pooled: dict[str, list], seconds: float) -> int:
+def merge(args) -> int:
+    """Pool --json files and the .jsonl files written run by run. A --json file's summary rows (and
+    areas) of strategies whose trials it did not keep (``--runs-of``) are carried over as they are, so
+    a committed benchmark can be extended with new strategies without re-running the old ones. With
+    --strategies given, only those strategies are kept."""
+    pooled: dict[str, list] = {}
+    carried: dict[str, list] = {"summary": [], "areas": []}
+    seconds = 0.0
+    for f in args.merge:
+        if f.endswith(".jsonl"):
+            for line in Path(f).read_text().splitlines():
+                d = json.loads(line)
+                pooled.setdefault(d["spec"], []).append(d["run"])
+                seconds += d["run"]["wall_s"]
+            continue
+        b = json.loads(Path(f).read_text())
+        for spec, runs in b["runs"].items():
+            pooled.setdefault(spec, []).extend(runs)
+        with_runs = {(spec, r["strategy"]) for spec, runs in b["runs"].items() for r in runs}
+        carried["summary"] += [row for row in b["summary"] if (row["table"], row["strategy"]) not in with_runs]
+        carried["areas"] += [(spec, a) for spec, areas in b.get("areas", {}).items() for a in areas
+                             if (spec, a["strategy"]) not in with_runs]
+        seconds += b.get("seconds", 0)
+    if args.strategies:
+        keep = set(args.strategies.split(","))
+        pooled = {spec: [r for r in runs if r["strategy"] in keep] for spec, runs in pooled.items()}
+        carried["summary"] = [row for row in carried["summary"] if row["strategy"] in keep]
+        carried["areas"] = [(spec, a) for spec, a in carried["areas"] if a["strategy"] in keep]
+    for row in carried["summary"]:
+        pooled.setdefault(row["table"], [])
+    return finish(args, pooled, seconds, carried)
+
+
+def _with_carried(rows: list[dict], carried: list[dict]) -> list[dict]:
+    """A table's summary rows plus the carried ones it has no runs of, ratios to random recomputed."""
+    have = {r["strategy"] for r in rows}
+    for row in carried:
+        if row["strategy"] not in have:
+            rows.append({k: tuple(v) if isinstance(v, list) and k != "curve" else v for k, v in row.items()})
+            have.add(row["strategy"])
+    rnd = next((r for r in rows if r["strategy"] == "random"), None)
+    for r in rows:
+        r["area/random"] = r["area"][0] / rnd["area"][0] if rnd and rnd["area"][0] else math.nan
+        r["to_eps/random"] = (r["to_eps"][0] / rnd["to_eps"][0] if rnd and 0 < rnd["to_eps"][0] < math.inf else math.nan)
+    return rows
+
+
+def finish(args, pooled: dict[str, list], seconds: float, carried: dict | None = None) -> int:
+    carried = carried or {"summary": [], "areas": []}
     infos = {spec: table_info(spec) for spec in pooled}
-    summary = [row for spec, runs in pooled.items() for row in summarize(infos[spec], runs)]
+    summary = [row for spec, runs in pooled.items()
+               for row in _with_carried(summarize(infos[spec], runs), [c for c in carried["summary"] if c["table"] == spec])]
     print()
     print_table(summary)
     print(f"\n{seconds:.0f} s of searches")
@@ -535,6 +572,8 @@ def finish(args, pooled: dict[str, list], seconds: float) -> int:
         runs = {spec: [r for r in rs if keep is None or r["strategy"] in keep] for spec, rs in pooled.items()}
         areas = {spec: [{"strategy": r["strategy"], "seed": r["seed"], "area": round(curve(infos[spec], r)["area"], 4)}
                         for r in rs] for spec, rs in pooled.items()}  # every run's area, trials or not
+        for spec, a in carried["areas"]:
+            areas.setdefault(spec, []).append(a)
         blob = {"summary": summary, "runs": runs, "areas": areas, "seconds": seconds, "args": vars(args)}
         Path(args.json).write_text(json.dumps(blob, default=lambda x: None if isinstance(x, float) else str(x)))
     if args.plot:
