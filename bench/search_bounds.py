@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     lines = []
     for table in args.tables.split(","):
-        info = se.table_info(table)
+        info, first = se.table_info(table), len(lines)
         rand = [run_orders(info, random.Random(s).sample(info["orders"], len(info["orders"])), s) for s in range(1000)]
         random_area = statistics.median(r["area"] for r in rand)
         lines.append(line(table, "random without replacement (1,000 draws)", rand, random_area))
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         if info["mode"] == "noisy":
             med, mean = every_order_once(info, 1000)
             lines.append(f"{table:11s} {'every order once, best single-seed score':40s} regret median {med:.3f} mean {mean:.3f}")
-        print("\n".join(lines[-3 - len(FEATURES) if info["mode"] == "noisy" else -2 - len(FEATURES):]), flush=True)
+        print("\n".join(lines[first:]), flush=True)
     if args.out:
         Path(args.out).write_text("# python bench/search_bounds.py --out " + args.out + "\n" + "\n".join(lines) + "\n")
     return 0

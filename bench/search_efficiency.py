@@ -349,6 +349,11 @@ def summarize(info: dict, runs: list[dict]) -> list[dict]:
             row[k] = med_iqr([c[k] for c in cs])
         row["curve"] = [statistics.median(c["regret"][i] for c in cs) for i in range(len(FRACTIONS))]
         rows.append(row)
+    return with_ratios(rows)
+
+
+def with_ratios(rows: list[dict]) -> list[dict]:
+    """A table's summary rows with each one's area and compute to eps as fractions of random's."""
     rnd = next((r for r in rows if r["strategy"] == "random"), None)
     for r in rows:
         r["area/random"] = r["area"][0] / rnd["area"][0] if rnd and rnd["area"][0] else math.nan
@@ -551,11 +556,7 @@ def _with_carried(rows: list[dict], carried: list[dict]) -> list[dict]:
         if row["strategy"] not in have:
             rows.append({k: tuple(v) if isinstance(v, list) and k != "curve" else v for k, v in row.items()})
             have.add(row["strategy"])
-    rnd = next((r for r in rows if r["strategy"] == "random"), None)
-    for r in rows:
-        r["area/random"] = r["area"][0] / rnd["area"][0] if rnd and rnd["area"][0] else math.nan
-        r["to_eps/random"] = (r["to_eps"][0] / rnd["to_eps"][0] if rnd and 0 < rnd["to_eps"][0] < math.inf else math.nan)
-    return rows
+    return with_ratios(rows)
 
 
 def finish(args, pooled: dict[str, list], seconds: float, carried: dict | None = None) -> int:

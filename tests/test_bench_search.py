@@ -12,16 +12,21 @@ import pytest
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def se():
+def _bench(name: str):
+    """A bench script's module (bench/ is on the path while it imports, as when the script runs)."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        yield importlib.import_module("search_efficiency")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "bench"))
 
 
-def test_merge_carries_summary_rows_of_strategies_without_trials(se, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def se():
+    return _bench("search_efficiency")
+
+
+def test_merge_carries_summary_rows_of_strategies_without_trials(se, tmp_path):
     first = tmp_path / "first.json"
     assert se.main(["--offline", "--tables", "toy3", "--strategies", "random,exhaustive", "--seeds", "3",
                     "--json", str(first), "--runs-of", "random"]) == 0
@@ -45,11 +50,7 @@ def test_merge_carries_summary_rows_of_strategies_without_trials(se, tmp_path, c
 
 
 def test_noisy_oracle_observes_one_seed_rows_and_recommends_the_best_of_them(se):
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        sb = importlib.import_module("search_bounds")
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    sb = _bench("search_bounds")
     from search.config import load_search
     from search.trial import load_table, simulated_rows
 
