@@ -1,11 +1,13 @@
 """Merge the parts bench/gpu_all.sh measured into ``bench/data/gpu.json`` (issue 17's schema).
 
-    python bench/gpu_collect.py --parts DIR --out bench/data/gpu.json
+    python bench/gpu_collect.py --parts DIR [DIR ...] --out bench/data/gpu.json
 
 DIR holds what gpu_all.sh wrote: ``throughput.json`` (bench/gpu_throughput.py), ``share.json``
 (bench/gpu_share.py), ``equivalence.json`` (bench/gpu_equivalence.py), ``search.json`` (wall time and
 the experiment folder of the ``itt search``) and ``dmon.txt`` (``nvidia-smi dmon -s u``). A part that
-is missing leaves its fields null, so a partial run still gives a file.
+is missing leaves its fields null, so a partial run still gives a file. A DIR may instead hold
+``details.tar.gz`` (what gpu_all.sh returns from the device's $OUT: the same files, archived); with
+several DIRs (the $OUT of several device calls) a part comes from the last DIR that has it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import argparse
 import csv
 import datetime as dt
 import json
+import shutil
 import statistics
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 
@@ -96,17 +101,43 @@ def collect(parts: Path, smoke: bool = False) -> dict:
     }
 
 
+def merge_parts(dirs: list[Path], into: Path) -> Path:
+    """Copy the parts of ``dirs`` into one folder, later folders over earlier ones; a folder's
+    ``details.tar.gz`` is unpacked first, so its own loose files take precedence over the archive's."""
+    for d in dirs:
+        if not d.is_dir():
+            raise SystemExit(f"gpu_collect.py: --parts {d}: no such folder")
+        if (d / "details.tar.gz").is_file():
+            with tarfile.open(d / "details.tar.gz") as tar:
+                tar.extractall(into, filter="data")
+        for f in d.iterdir():
+            if f.name == "details.tar.gz":
+                continue
+            if f.is_dir():
+                shutil.copytree(f, into / f.name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(f, into / f.name)
+    return into
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", required=True, help="folder with the parts gpu_all.sh wrote")
+    ap.add_argument("--parts", required=True, nargs="+", help="folder(s) with the parts gpu_all.sh wrote")
     ap.add_argument("--out", required=True, help="the merged JSON (bench/data/gpu.json)")
     ap.add_argument("--smoke", action="store_true", help="mark the figures as a smoke run's (meaningless)")
+    ap.add_argument("--quiet", action="store_true", help="write the file, print nothing")
     args = ap.parse_args(argv)
-    out = collect(Path(args.parts), args.smoke)
+    dirs = [Path(d) for d in args.parts]
+    if len(dirs) == 1 and not (dirs[0] / "details.tar.gz").is_file():
+        out = collect(dirs[0], args.smoke)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = collect(merge_parts(dirs, Path(tmp)), args.smoke)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in out.items() if k != "details"}, indent=2))
-    print(f"wrote {args.out}")
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in out.items() if k != "details"}, indent=2))
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -129,6 +129,28 @@ def test_collect_schema(tmp_path):
     assert g["cpu_gpu_max_abs_diff"] is None  # no equivalence part: null, not a crash
 
 
+def test_collect_merges_the_outs_of_several_calls(tmp_path):
+    """Two device calls' $OUT folders: one returned its parts archived (details.tar.gz), the other loose;
+    a part both have comes from the later folder."""
+    import tarfile
+
+    col = _load("gpu_collect")
+    call1, call2, staged = tmp_path / "call1", tmp_path / "call2", tmp_path / "staged"
+    for d in (call1, call2, staged):
+        d.mkdir()
+    (staged / "throughput.json").write_text(json.dumps({"device": "NVIDIA H200", "ratio": 1.2, "mfu": {"chain": 0.3}}))
+    (staged / "share.json").write_text(json.dumps({"share_throughput": {"1": 1.0}, "levels": []}))
+    with tarfile.open(call1 / "details.tar.gz", "w:gz") as tar:
+        tar.add(staged, arcname=".")
+    (call2 / "share.json").write_text(json.dumps({"share_throughput": {"1": 1.0, "2": 1.7}, "levels": []}))
+    out = tmp_path / "gpu.json"
+    assert col.main(["--parts", str(call1), str(call2), "--out", str(out), "--quiet"]) == 0
+    g = json.loads(out.read_text())
+    assert g["trainer_ratio"] == 1.2 and g["gpu"] == "NVIDIA H200" and g["share_throughput"] == {"1": 1.0, "2": 1.7}
+    with pytest.raises(SystemExit, match="no such folder"):
+        col.main(["--parts", str(call1), str(tmp_path / "nope"), "--out", str(out)])
+
+
 # --------------------------------------------------------------------------- the search config
 def test_gpu_search_config_validates():
     r = _run([sys.executable, "-m", "search.cli", "space", "configs/gpu_search_xnli_local.yaml", "--samples", "3"],
@@ -173,6 +195,74 @@ def test_gpu_all_arguments(tmp_path):
     r = _run(["bash", "bench/gpu_all.sh", "--install-only", "--wheels", str(tmp_path / "none"), "--site",
               str(tmp_path / "site"), "--parts", str(tmp_path / "p")], timeout=30)
     assert r.returncode == 0 and "installed into" in r.stdout
+
+
+def _wheel(folder: Path, name: str, files: dict[str, bytes]) -> Path:
+    """A minimal pure-Python wheel pip can install (METADATA, WHEEL, RECORD)."""
+    dist = f"{name}-1.0.dist-info"
+    files = {**files, f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+             f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{n},,\n" for n in files) + f"{dist}/RECORD,,\n"
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+        z.writestr(f"{dist}/RECORD", record)
+    return path
+
+
+def test_gpu_all_carry_unpacks_data_and_installs_the_bundle(tmp_path):
+    """What one device call carries (bench/gpu_all.sh --prepare): data.tar.xz is unpacked into --data,
+    wheels.tar.xz (scripts/pack_offline.py --bundle) is installed into --site."""
+    import tarfile
+
+    po = _load("pack_offline", ROOT / "scripts")
+    wheels, carry = tmp_path / "whl", tmp_path / "carry"
+    wheels.mkdir()
+    carry.mkdir()
+    _wheel(wheels, "itt_probe_pkg", {"itt_probe_pkg/__init__.py": b"VALUE = 42\n"})
+    po.bundle(sorted(wheels.glob("*.whl")), carry / "wheels.tar.xz")
+    data = tmp_path / "staged"
+    (data / "xnli").mkdir(parents=True)
+    (data / "xnli" / "xnli.test.en.tsv").write_text("premise\thypothesis\tlabel\n")
+    with tarfile.open(carry / "data.tar.xz", "w:xz") as tar:
+        tar.add(data, arcname=".")
+    site, dest = tmp_path / "site", tmp_path / "data"
+    r = _run(["bash", "bench/gpu_all.sh", "--carry", str(carry), "--install-only", "--site", str(site), "--data",
+              str(dest), "--wheels", str(tmp_path / "none"), "--parts", str(tmp_path / "p")], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (dest / "xnli" / "xnli.test.en.tsv").is_file()
+    assert (site / "itt_probe_pkg" / "__init__.py").read_text() == "VALUE = 42\n"
+    r = _run(["bash", "bench/gpu_all.sh", "--carry", str(tmp_path / "nope"), "--install-only"], timeout=30)
+    assert r.returncode == 2 and "--carry" in r.stderr and "no such folder" in r.stderr
+    r = _run(["bash", "bench/gpu_all.sh", "--budget", "9m"], timeout=30)
+    assert r.returncode == 2 and "--budget takes whole seconds" in r.stderr
+
+
+def test_gpu_all_under_out_returns_three_files_and_keeps_to_its_budget(tmp_path):
+    """On the device only 8 files come back from $OUT: gpu_all.sh keeps its parts elsewhere and leaves
+    gpu.json, gpu_all.log and details.tar.gz there, which gpu_collect.py reads back. A part gets at most
+    its share of --budget, and is skipped when too little is left."""
+    import re
+
+    out, parts = tmp_path / "out", tmp_path / "parts"
+    out.mkdir()
+    common = ["bash", "bench/gpu_all.sh", "--smoke", "--wheels", str(tmp_path / "none"), "--site",
+              str(tmp_path / "site"), "--parts", str(parts)]
+    r = _run([*common, "--only", "throughput,equivalence", "--budget", "300"], env={"OUT": str(out)}, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    limits = dict(re.findall(r"part (\w+) \(at most (\d+) s\)", r.stdout))
+    # throughput: all that is left but equivalence's 10% (30 s) and 10 s for collecting; equivalence: the rest
+    assert 200 < int(limits["throughput"]) <= 260 and int(limits["equivalence"]) <= 290, limits
+    assert sorted(p.name for p in out.iterdir()) == ["details.tar.gz", "gpu.json", "gpu_all.log"]
+    assert json.loads((out / "gpu.json").read_text())["details"]["equivalence"]["ok"]
+    col = _load("gpu_collect")
+    assert col.main(["--parts", str(out), "--out", str(tmp_path / "back.json"), "--quiet"]) == 0
+    back = json.loads((tmp_path / "back.json").read_text())
+    assert back["details"]["equivalence"]["cuda_skipped"] and back["trainer_ratio"] > 0
+    r = _run([*common, "--only", "equivalence", "--budget", "25"], timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert re.search(r"part equivalence: skipped \(\d+ s of the --budget left\)", r.stdout), r.stdout[-2000:]
 
 
 def test_gpu_all_stage_data(tmp_path):
@@ -249,6 +339,30 @@ def test_pack_strip_wheel(tmp_path):
         names = z.namelist()
         assert "ray/jars/ray_dist.jar" not in names and z.read("ray/__init__.py") == b"x = 1\n"
         assert "ray/jars" not in z.read("ray-2.60.0.dist-info/RECORD").decode()
+
+
+def test_pack_bundle_restores_wheels_for_xz(tmp_path):
+    """--bundle: one tar.xz of the wheels, each re-stored uncompressed with the same files, so xz
+    compresses across them; smaller than the deflated wheels when they share content."""
+    import io
+    import tarfile
+
+    po = _load("pack_offline", ROOT / "scripts")
+    common = b"".join(f"def f{i}(x):\n    return x + {i}\n".encode() for i in range(3000))
+    paths = [_wheel(tmp_path, n, {f"{n}/__init__.py": common + n.encode(), f"{n}/data.bin": os.urandom(5000)})
+             for n in ("pkg_a", "pkg_b")]
+    out = tmp_path / "b" / "wheels.tar.xz"
+    size = po.bundle(paths, out)
+    assert size == out.stat().st_size and size < sum(p.stat().st_size for p in paths)
+    with tarfile.open(out) as tar:
+        assert sorted(tar.getnames()) == sorted(p.name for p in paths)
+        for p in paths:
+            with zipfile.ZipFile(io.BytesIO(tar.extractfile(p.name).read())) as z, zipfile.ZipFile(p) as orig:
+                assert z.namelist() == orig.namelist()
+                assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+                assert all(z.read(n) == orig.read(n) for n in orig.namelist())
+    r = _run([sys.executable, "scripts/pack_offline.py", "--dry-run", "--bundle", "x.zip"], timeout=60)
+    assert r.returncode == 2 and "should end in .tar.xz" in r.stderr
 
 
 def test_pack_split_parts(tmp_path):
