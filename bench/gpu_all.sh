@@ -9,7 +9,8 @@
 #
 # Parts (each under its own time limit, each writing its JSON into the parts folder, so a part that
 # fails or times out leaves the others' figures):
-#   throughput   bench/gpu_throughput.py   one chain stage vs the Trainer, tokens/s and MFU
+#   throughput   bench/gpu_throughput.py   one chain stage vs the Trainer, tokens/s and MFU, then a
+#                                          20-step torch.profiler run of each side (GPU busy share, syncs)
 #   share        bench/gpu_share.py        1, 2, 4, 8 concurrent chain processes on one GPU
 #   equivalence  bench/gpu_equivalence.py  CUDA fp32/bf16 vs CPU, stage cache bit-identical
 #   search       itt search configs/gpu_search_xnli_local.yaml, >= 8 trials with gpus_per_worker 0.25,
@@ -193,7 +194,7 @@ run_part() {  # name, command...: a part under its time limit; its output in the
 REST=""; for p in throughput share equivalence search; do want $p && REST="$REST $p"; done
 
 if want throughput; then
-  if [ $SMOKE = 1 ]; then A=(--smoke); else A=(--steps 150 --rounds 2 --warmup-steps 20); fi
+  if [ $SMOKE = 1 ]; then A=(--smoke --profile 2); else A=(--steps 150 --rounds 2 --warmup-steps 20 --profile 20); fi
   run_part throughput "$PY" bench/gpu_throughput.py "${A[@]}" --json "$PARTS/throughput.json"
 fi
 if want share; then

@@ -91,6 +91,9 @@ def collect(parts: Path, smoke: bool = False) -> dict:
         "cpu_gpu_max_abs_diff": eq.get("cpu_gpu_max_abs_diff") if eq else None,
         "details": {
             "trainer_mfu": tp.get("mfu", {}).get("trainer") if tp else None,
+            "throughput_profile": {side: {k: v for k, v in f.items() if k != "top_ops"}
+                                   for side, f in (tp.get("profile") or {}).items() if isinstance(f, dict)}
+            if tp else None,
             "tokens_per_s": tp.get("median_tokens_per_s") if tp else None,
             "share_peak_gpu_mib": {str(lv["procs"]): lv["peak_gpu_reserved_mib_max"] for lv in share["levels"]}
             if share else None,

@@ -18,6 +18,12 @@ a stage pays it), after an untimed warm-up of each side, interleaved with altern
     python bench/gpu_throughput.py                       # H100/H200 defaults
     python bench/gpu_throughput.py --batch-size 64 --steps 400 --json runs/bench/gpu.json
     python bench/gpu_throughput.py --smoke               # tiny model on any device: tests the script only
+
+The JSON is rewritten after every round, so a run cut off at a time limit keeps the rounds it finished.
+``--profile N`` then runs each side once more for N steps under ``torch.profiler`` and adds what tells
+where a side loses time: wall time against the time the GPU was busy (kernels), host syncs per step
+(``aten::_local_scalar_dense``: ``.item()`` and friends; ``cudaStreamSynchronize``), and the top ops by
+device time; the full tables go to ``--profile-table`` (default: the JSON's path with ``.profile.txt``).
 """
 
 from __future__ import annotations
@@ -57,9 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="PATH", default=None, help="write the figures here")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="then profile each side for this many steps (torch.profiler); 0: no profile")
+    ap.add_argument("--profile-table", metavar="PATH", default=None,
+                    help="the profiler's tables (default: the JSON's path with .profile.txt)")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny model, fp32, any device: checks the script runs; figures meaningless")
     a = ap.parse_args(argv)
+    if a.profile < 0:
+        ap.error("--profile must be >= 0")
     for name in ("steps", "batch_size", "rounds", "warmup_steps", "max_len"):
         if getattr(a, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -203,6 +215,63 @@ def run_trainer(template, ds, tok, args, steps: int, device, info: dict) -> floa
     return secs
 
 
+# --------------------------------------------------------------------------- figures
+def summarize(rows: list[dict], tokens: int, n_mm: int, n_all: int, peak_tflops: float) -> dict:
+    """Medians over the rounds so far: tokens/s, MFU (6 * non-embedding params * tokens/s / peak), ratio."""
+    peak = peak_tflops * 1e12
+    sides = ("chain", "trainer")
+    tps = {s: statistics.median(r[s]["tokens_per_s"] for r in rows) for s in sides}
+    return {"rounds_done": len(rows), "per_round": rows, "median_tokens_per_s": tps,
+            "mfu": {s: 6 * n_mm * tps[s] / peak for s in sides},
+            "mfu_all_params": {s: 6 * n_all * tps[s] / peak for s in sides},
+            "ratio": tps["chain"] / tps["trainer"],
+            "ratio_paired": statistics.median(r["chain"]["tokens_per_s"] / r["trainer"]["tokens_per_s"] for r in rows)}
+
+
+def print_summary(out: dict, n_examples: int, tokens: int, n_mm: int, n_all: int, args) -> None:
+    tps, mfu, ratio = out["median_tokens_per_s"], out["mfu"], out["ratio"]
+    print()
+    print(f"{'median of ' + str(out['rounds_done']) + ' rounds':24}{'chain':>12}{'Trainer':>12}{'chain/Trainer':>15}")
+    print(f"{'tokens/s (non-pad)':24}{tps['chain']:12.0f}{tps['trainer']:12.0f}{ratio:15.3f}")
+    print(f"{'examples/s':24}{tps['chain'] * n_examples / tokens:12.1f}{tps['trainer'] * n_examples / tokens:12.1f}")
+    print(f"{'MFU':24}{100 * mfu['chain']:11.1f}%{100 * mfu['trainer']:11.1f}%")
+    print(f"MFU = 6 * {n_mm / 1e6:.1f}M non-embedding params * tokens/s / {args.peak_tflops:g} TFLOP/s "
+          f"(counting all {n_all / 1e6:.1f}M params would read {n_all / n_mm:.2f}x higher)")
+    print(f"Trainer optimizer: {out.get('trainer_optim')}; paired ratio (median per round) {out['ratio_paired']:.3f}")
+    print(f"ratio chain/Trainer = {ratio:.3f} (goal >= {GOAL}): {'ok' if ratio >= GOAL else 'BELOW GOAL'}", flush=True)
+
+
+# --------------------------------------------------------------------------- profile
+SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+def profile_side(fn, ds, steps: int, device) -> tuple[dict, str]:
+    """One run of a side under torch.profiler: (figures, the op table as text)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        fn(ds, steps)
+    wall = time.perf_counter() - t0
+    avg = prof.key_averages()
+    by = {e.key: e for e in avg}
+    # kernels' own device time: the GPU's busy time (ops nest, so only self times add up)
+    busy_us = sum(getattr(e, "self_device_time_total", 0) for e in avg)
+    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    top = sorted(avg, key=lambda e: getattr(e, sort, 0), reverse=True)[:12]
+    figures = {
+        "steps": steps, "wall_s": wall, "device_busy_s": busy_us / 1e6,
+        "device_busy_share": busy_us / 1e6 / wall if device.type == "cuda" else None,
+        "local_scalar_dense_per_step": (by["aten::_local_scalar_dense"].count / steps
+                                        if "aten::_local_scalar_dense" in by else 0.0),
+        "stream_syncs_per_step": sum(by[k].count for k in SYNC_OPS if k in by) / steps,
+        "top_ops": [{"op": e.key, "count": e.count, "self_device_ms": getattr(e, "self_device_time_total", 0) / 1e3,
+                     "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in top],
+    }
+    return figures, avg.table(sort_by=sort, row_limit=30)
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -241,7 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     for fn in sides.values():  # warm-up: CUDA context, cuBLAS/cuDNN plans, allocator, lazy imports
         fn(warm, args.warmup_steps)
-    rows = []
+    meta = {"benchmark": "gpu_throughput", "smoke": args.smoke, "device": name, "torch": torch.__version__,
+            "transformers": transformers.__version__, "params": n_all, "matmul_params": n_mm, "examples": len(ds),
+            "tokens": tokens, "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
+            "mixed_precision": hw.mixed_precision, "peak_tflops": args.peak_tflops, "goal": GOAL}
+    rows: list[dict] = []
     for r in range(args.rounds):
         order = ["chain", "trainer"] if r % 2 == 0 else ["trainer", "chain"]
         row = {"round": r + 1, "order": order}
@@ -251,32 +324,30 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"  round {r + 1}: chain {row['chain']['tokens_per_s']:10.0f} tok/s   "
               f"trainer {row['trainer']['tokens_per_s']:10.0f} tok/s", flush=True)
+        out = {**meta, **summarize(rows, tokens, n_mm, n_all, args.peak_tflops), **info}
+        if args.json:  # after every round: a run cut off at a time limit keeps the rounds it finished
+            write_json(args.json, out)
+    print_summary(out, len(ds), tokens, n_mm, n_all, args)
 
-    peak = args.peak_tflops * 1e12
-    tps = {s: statistics.median(r[s]["tokens_per_s"] for r in rows) for s in sides}
-    mfu = {s: 6 * n_mm * tps[s] / peak for s in sides}
-    ratio = tps["chain"] / tps["trainer"]
-    paired = statistics.median(r["chain"]["tokens_per_s"] / r["trainer"]["tokens_per_s"] for r in rows)
-    print()
-    print(f"{'median of ' + str(args.rounds) + ' rounds':24}{'chain':>12}{'Trainer':>12}{'chain/Trainer':>15}")
-    print(f"{'tokens/s (non-pad)':24}{tps['chain']:12.0f}{tps['trainer']:12.0f}{ratio:15.3f}")
-    print(f"{'examples/s':24}{tps['chain'] * len(ds) / tokens:12.1f}{tps['trainer'] * len(ds) / tokens:12.1f}")
-    print(f"{'MFU':24}{100 * mfu['chain']:11.1f}%{100 * mfu['trainer']:11.1f}%")
-    print(f"MFU = 6 * {n_mm / 1e6:.1f}M non-embedding params * tokens/s / {args.peak_tflops:g} TFLOP/s "
-          f"(counting all {n_all / 1e6:.1f}M params would read {n_all / n_mm:.2f}x higher)")
-    print(f"Trainer optimizer: {info.get('trainer_optim')}; paired ratio (median per round) {paired:.3f}")
-    print(f"ratio chain/Trainer = {ratio:.3f} (goal >= {GOAL}): {'ok' if ratio >= GOAL else 'BELOW GOAL'}")
-
-    if args.json:
-        out = {
-            "benchmark": "gpu_throughput", "smoke": args.smoke, "device": name, "torch": torch.__version__,
-            "transformers": transformers.__version__, "params": n_all, "matmul_params": n_mm, "examples": len(ds),
-            "tokens": tokens, "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
-            "mixed_precision": hw.mixed_precision, "peak_tflops": args.peak_tflops, "per_round": rows,
-            "median_tokens_per_s": tps, "mfu": mfu, "mfu_all_params": {s: 6 * n_all * tps[s] / peak for s in sides},
-            "ratio": ratio, "ratio_paired": paired, "goal": GOAL, **info,
-        }
-        write_json(args.json, out)
+    if args.profile:
+        tables, out["profile"] = [], {}
+        for side, fn in sides.items():
+            out["profile"][side], table = profile_side(fn, warm if args.profile <= args.warmup_steps else ds,
+                                                       min(args.profile, args.steps), device)
+            tables.append(f"==== {side}: {args.profile} steps, sorted by self "
+                          f"{'device' if on_gpu else 'CPU'} time\n{table}\n")
+            f = out["profile"][side]
+            print(f"profile {side:8}: {f['wall_s']:.2f} s wall, "
+                  + (f"GPU busy {100 * f['device_busy_share']:.0f}%, " if on_gpu else "")
+                  + f"{f['local_scalar_dense_per_step']:.1f} .item()-style syncs/step, "
+                  f"{f['stream_syncs_per_step']:.1f} stream syncs/step", flush=True)
+        table_path = args.profile_table or (os.path.splitext(args.json)[0] + ".profile.txt" if args.json else None)
+        if table_path:
+            with open(table_path, "w") as fh:
+                fh.write("\n".join(tables))
+            out["profile"]["tables"] = os.path.basename(table_path)
+        if args.json:
+            write_json(args.json, out)
     return 0
 
 

@@ -35,6 +35,26 @@ def _load(name: str, folder: Path = BENCH):
         sys.path.remove(str(folder))
 
 
+# --------------------------------------------------------------------------- gpu_throughput.py
+def test_throughput_profile_counts_host_syncs():
+    """profile_side's per-step sync count, against a function that makes a known number of them."""
+    import torch
+
+    tp = _load("gpu_throughput")
+    x = torch.ones(4)
+
+    def steps(ds, n):
+        for _ in range(n):
+            for _ in range(3):
+                (x * 2).sum().item()  # one aten::_local_scalar_dense each
+
+    figures, table = tp.profile_side(steps, None, 5, torch.device("cpu"))
+    assert figures["local_scalar_dense_per_step"] == 3 and figures["steps"] == 5
+    assert figures["device_busy_share"] is None and "aten::sum" in table
+    assert any(o["op"] == "aten::_local_scalar_dense" and o["count"] == 15 for o in figures["top_ops"]) or \
+        "aten::_local_scalar_dense" in table
+
+
 # --------------------------------------------------------------------------- gpu_share.py
 def test_share_args_and_advice():
     share = _load("gpu_share")
@@ -244,6 +264,7 @@ def test_gpu_all_under_out_returns_three_files_and_keeps_to_its_budget(tmp_path)
     gpu.json, gpu_all.log and details.tar.gz there, which gpu_collect.py reads back. A part gets at most
     its share of --budget, and is skipped when too little is left."""
     import re
+    import tarfile
 
     out, parts = tmp_path / "out", tmp_path / "parts"
     out.mkdir()
@@ -260,6 +281,10 @@ def test_gpu_all_under_out_returns_three_files_and_keeps_to_its_budget(tmp_path)
     assert col.main(["--parts", str(out), "--out", str(tmp_path / "back.json"), "--quiet"]) == 0
     back = json.loads((tmp_path / "back.json").read_text())
     assert back["details"]["equivalence"]["cuda_skipped"] and back["trainer_ratio"] > 0
+    prof = back["details"]["throughput_profile"]  # the smoke's 2-step profile of each side
+    assert set(prof) == {"chain", "trainer"} and all(f["steps"] == 2 and f["wall_s"] > 0 for f in prof.values())
+    with tarfile.open(out / "details.tar.gz") as tar:
+        assert "./throughput.profile.txt" in tar.getnames()
     r = _run([*common, "--only", "equivalence", "--budget", "25"], timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
     assert re.search(r"part equivalence: skipped \(\d+ s of the --budget left\)", r.stdout), r.stdout[-2000:]
