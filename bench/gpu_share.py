@@ -161,6 +161,15 @@ def advise(levels: list[dict]) -> int:
     return best["procs"]
 
 
+def figures(levels: list[dict], args, device: str, torch_version: str) -> dict:
+    """The JSON of the levels measured so far: aggregate tokens/s of each level over one process's."""
+    one = next((lv for lv in levels if lv["procs"] == 1), levels[0])
+    ratios = {str(lv["procs"]): lv["aggregate_tokens_per_s"] / one["aggregate_tokens_per_s"] for lv in levels}
+    return {"benchmark": "gpu_share", "smoke": args.smoke, "device": device, "torch": torch_version,
+            "steps": args.steps, "batch_size": args.batch_size, "share_throughput": ratios,
+            "advised_gpus_per_worker": 1 / advise(levels), "levels": levels, "levels_done": len(levels)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     what = "SMOKE, tiny XLM-R (figures meaningless)" if args.smoke else "XLM-R-base-sized random init, bf16"
     print(f"gpu share: {what}; processes {args.procs}; {args.steps} steps x batch {args.batch_size} each; on {name}",
           flush=True)
-    levels = []
+    levels: list[dict] = []
     for n in args.procs:
         lv = measure(n, args)
         levels.append(lv)
@@ -181,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{lv['peak_rss_mib_max']:.0f} MiB RSS"
         print(f"  {n} process(es): aggregate {lv['aggregate_tokens_per_s']:10.0f} tok/s, "
               f"per process {lv['median_process_tokens_per_s']:10.0f} tok/s, peak {mem} per process", flush=True)
-    one = next((lv for lv in levels if lv["procs"] == 1), levels[0])
-    ratios = {str(lv["procs"]): lv["aggregate_tokens_per_s"] / one["aggregate_tokens_per_s"] for lv in levels}
-    n_best = advise(levels)
+        out = figures(levels, args, name, torch.__version__)
+        if args.json:  # after every level: a run cut off at a time limit keeps the levels it finished
+            write_json(args.json, out)
+    ratios, n_best = out["share_throughput"], advise(levels)
     print()
     print(f"{'processes':>10}{'aggregate tok/s':>18}{'ratio to 1':>12}{'peak MiB/proc':>15}")
     for lv in levels:
@@ -191,11 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{lv['procs']:>10}{lv['aggregate_tokens_per_s']:>18.0f}{ratios[str(lv['procs'])]:>12.2f}{peak:>15.0f}")
     print(f"advice: gpus_per_worker = {1 / n_best:g} ({n_best} trial(s) per GPU: the last level that still gained "
           f">= {GROWTH:.2f}x aggregate)")
-    if args.json:
-        out = {"benchmark": "gpu_share", "smoke": args.smoke, "device": name, "torch": torch.__version__,
-               "steps": args.steps, "batch_size": args.batch_size, "share_throughput": ratios,
-               "advised_gpus_per_worker": 1 / n_best, "levels": levels}
-        write_json(args.json, out)
     return 0
 
 

@@ -45,6 +45,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 GOAL = 1.3
+# dense bf16 peaks (TFLOP/s, no sparsity) from NVIDIA's data sheets, matched against the device name in
+# this order; an unlisted GPU needs --peak-tflops
+PEAK_TFLOPS = [("H200 NVL", 835.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H200", 989.0), ("H100", 989.0),
+               ("A100", 312.0)]
+
+
+def peak_tflops(device_name: str) -> float | None:
+    return next((v for key, v in PEAK_TFLOPS if key.lower() in device_name.lower()), None)
+
 XLMR_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=250002)
 SMOKE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=1000)
 PAD, BOS, EOS = 1, 0, 2  # XLM-R's special ids
@@ -58,8 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup-steps", type=int, default=30, help="steps of the untimed warm-up run of each side")
     ap.add_argument("--mean-len", type=float, default=50.0, help="mean pair length in tokens, specials included")
     ap.add_argument("--max-len", type=int, default=128, help="longest pair (XNLI's usual max_length)")
-    ap.add_argument("--peak-tflops", type=float, default=989.0,
-                    help="peak dense bf16 TFLOP/s of the GPU (H100/H200 SXM: 989)")
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="peak dense bf16 TFLOP/s of the GPU (default: from its name, see PEAK_TFLOPS)")
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="PATH", default=None, help="write the figures here")
@@ -72,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     if a.profile < 0:
         ap.error("--profile must be >= 0")
+    if a.peak_tflops is not None and a.peak_tflops <= 0:
+        ap.error("--peak-tflops must be > 0")
     for name in ("steps", "batch_size", "rounds", "warmup_steps", "max_len"):
         if getattr(a, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -216,9 +227,9 @@ def run_trainer(template, ds, tok, args, steps: int, device, info: dict) -> floa
 
 
 # --------------------------------------------------------------------------- figures
-def summarize(rows: list[dict], tokens: int, n_mm: int, n_all: int, peak_tflops: float) -> dict:
+def summarize(rows: list[dict], tokens: int, n_mm: int, n_all: int, peak_tf: float) -> dict:
     """Medians over the rounds so far: tokens/s, MFU (6 * non-embedding params * tokens/s / peak), ratio."""
-    peak = peak_tflops * 1e12
+    peak = peak_tf * 1e12
     sides = ("chain", "trainer")
     tps = {s: statistics.median(r[s]["tokens_per_s"] for r in rows) for s in sides}
     return {"rounds_done": len(rows), "per_round": rows, "median_tokens_per_s": tps,
@@ -256,8 +267,9 @@ def profile_side(fn, ds, steps: int, device) -> tuple[dict, str]:
     wall = time.perf_counter() - t0
     avg = prof.key_averages()
     by = {e.key: e for e in avg}
-    # kernels' own device time: the GPU's busy time (ops nest, so only self times add up)
-    busy_us = sum(getattr(e, "self_device_time_total", 0) for e in avg)
+    # the GPU's busy time: the kernels' rows only (a CPU op's row repeats the time of the kernels it
+    # launched; torch's own table sums the device rows the same way)
+    busy_us = sum(e.self_device_time_total for e in avg if e.device_type == torch.autograd.DeviceType.CUDA)
     sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     top = sorted(avg, key=lambda e: getattr(e, sort, 0), reverse=True)[:12]
     figures = {
@@ -297,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     tokens = sum(len(x) for x in ds["input_ids"])
     n_all, n_mm = sum(p.numel() for p in template.parameters()), matmul_params(template)
     name = torch.cuda.get_device_name() if on_gpu else "cpu"
+    if args.peak_tflops is None:
+        args.peak_tflops = peak_tflops(name) or 989.0
+        if on_gpu and peak_tflops(name) is None:
+            print(f"warning: no peak TFLOP/s known for {name}: MFU against 989 (H100/H200 SXM); "
+                  "give --peak-tflops", flush=True)
     what = "SMOKE, tiny XLM-R (figures meaningless)" if args.smoke else "XLM-R-base-sized random init"
     print(f"gpu throughput: {what} ({n_all / 1e6:.1f}M params, {n_mm / 1e6:.1f}M outside embeddings), "
           f"{len(ds)} XNLI-like pairs "

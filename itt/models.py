@@ -156,6 +156,17 @@ def hidden_size(encoder) -> int:
 
 
 # --------------------------------------------------------------------------- heads
+def head_dropout(encoder: nn.Module, default: float = 0.1) -> float:
+    """The dropout a task head uses: the encoder config's, as 🤗's own heads do (BertForSequenceClassification:
+    ``classifier_dropout``, else ``hidden_dropout_prob``; XLNet and others: ``dropout``)."""
+    cfg = getattr(encoder, "config", None)
+    for name in ("classifier_dropout", "hidden_dropout_prob", "dropout"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return default
+
+
 class ClassificationHead(nn.Module):
     """dropout → dense → tanh → dropout → projection, as in the RoBERTa/XLM-R classification head."""
 

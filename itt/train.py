@@ -151,11 +151,11 @@ class StageStats:
         return asdict(self)
 
 
-def new_head(encoder_hidden: int, task: Task, seed: int) -> ClassificationHead:
+def new_head(encoder_hidden: int, task: Task, seed: int, dropout: float = 0.1) -> ClassificationHead:
     # a fresh head per stage, initialised from the stage seed (the target head starts fresh too)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ClassificationHead(encoder_hidden, task.num_labels)
+        return ClassificationHead(encoder_hidden, task.num_labels, dropout)
 
 
 def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp: TrainDefaults, *, seed: int,
@@ -249,6 +249,9 @@ class _null:
 def _forward_batches(accelerator, model, tok_ds, tokenizer, batch_size: int):
     """The model's outputs batch by batch over an eval loader (eval mode, autocast; train mode after)."""
     loader = accelerator.prepare(eval_loader(tok_ds, tokenizer, batch_size=batch_size, on_gpu=accelerator.device.type == "cuda"))
+    # a model no train_stage prepared in this process (the F baseline of a retrieval target, every stage
+    # from the stage cache before `eval.also` or a retrieval probe) is still where it was loaded: the CPU
+    model.to(accelerator.device)
     model.eval()
     for batch in loader:
         batch.pop("labels", None)

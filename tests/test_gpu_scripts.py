@@ -55,6 +55,13 @@ def test_throughput_profile_counts_host_syncs():
         "aten::_local_scalar_dense" in table
 
 
+def test_throughput_peak_from_the_device_name():
+    tp = _load("gpu_throughput")
+    assert tp.peak_tflops("NVIDIA H200") == 989.0 and tp.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert tp.peak_tflops("NVIDIA H200 NVL") == 835.0 and tp.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert tp.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0 and tp.peak_tflops("NVIDIA A10G") is None
+
+
 # --------------------------------------------------------------------------- gpu_share.py
 def test_share_args_and_advice():
     share = _load("gpu_share")
@@ -90,17 +97,19 @@ def test_share_refuses_without_gpu_unless_smoke(capsys):
 
 # --------------------------------------------------------------------------- gpu_equivalence.py
 def test_equivalence_cpu_part(tmp_path):
-    """CPU vs CPU exactly equal, cache round trip bit-identical, a chain from the cache identical; the
-    CUDA part says it was skipped."""
+    """CPU vs CPU exactly equal, cache round trip bit-identical, a chain from the cache identical, the
+    reference predicting more than one class (else the prediction checks would be vacuous); the CUDA
+    part says it was skipped."""
     import torch
 
     out = tmp_path / "eq.json"
-    r = _run([sys.executable, "bench/gpu_equivalence.py", "--steps", "3", "--json", str(out)])
+    r = _run([sys.executable, "bench/gpu_equivalence.py", "--json", str(out)])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["ok"] and res["runs"]["cpu_repeat"]["max_abs_diff_logits"] == 0.0
     assert res["cache_round_trip"]["bit_identical"] and res["cache_round_trip"]["tensors"] > 10
     assert res["cache_chain"]["identical"] and res["cache_chain"]["hits"] == 2
+    assert res["reference_predicted_classes"] >= 2
     if not torch.cuda.is_available():
         assert res["cuda_skipped"] and res["cpu_gpu_max_abs_diff"] is None and "SKIPPED (no CUDA device)" in r.stdout
 
@@ -112,6 +121,22 @@ def test_equivalence_metric_diff_names_the_worst():
     d, where = eq.metric_diff(a, b)
     assert d == pytest.approx(0.0625) and where == "per_language.de.accuracy"
     assert eq.FP32_TOL["logits"] < eq.BF16_TOL["logits"]
+
+
+def test_equivalence_compares_like_for_like_and_counts_flips_per_language():
+    """Both devices get the same sampler, optimizer and no dropout (GPU-only defaults and device RNGs
+    would otherwise make the comparison measure them); flips are counted per language."""
+    import torch
+
+    eq = _load("gpu_equivalence")
+    raw = eq.chain_raw(12)
+    assert raw["hardware"] == {"group_by_length": False, "fused_optimizer": False}
+    assert raw["model"]["tiny"]["dropout"] == 0.0
+    a = {"en": torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]), "de": torch.tensor([[1.0, 0.0], [1.0, 0.0]])}
+    b = {"en": torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 2.5]]), "de": torch.tensor([[1.0, 0.0], [0.0, 1.0]])}
+    dl, flips = eq.logit_diff(a, b)
+    assert dl == 2.5 and flips == 2  # en: examples 0 and 2 flip; de: one
+    assert eq.predicted_classes(a) == 2 and eq.predicted_classes({"en": a["de"]}) == 1
 
 
 # --------------------------------------------------------------------------- gpu_collect.py

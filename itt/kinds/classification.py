@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itt import metrics as M
 from itt.kinds._base import KindHandler
-from itt.models import TaskModel
+from itt.models import TaskModel, head_dropout
 from itt.train import new_head, predict, tokenize
 
 
@@ -13,7 +13,7 @@ class ClassificationHandler(KindHandler):
         return tokenize(ds, task, tokenizer, hp.max_length)
 
     def model(self, encoder, task, *, hidden: int, pooling: str, seed: int):
-        return TaskModel(encoder, new_head(hidden, task, seed), pooling, task.is_regression)
+        return TaskModel(encoder, new_head(hidden, task, seed, head_dropout(encoder)), pooling, task.is_regression)
 
     def evaluate(self, ctx, model, ds, feats, lang):
         task = ctx.task
