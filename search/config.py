@@ -90,6 +90,16 @@ class Resources(_Strict):
     ray_train: bool = False
     max_concurrent: int | None = Field(None, ge=1)  # default: as many as the cluster's resources fit
 
+    @model_validator(mode="after")
+    def _whole_gpus_for_ddp(self) -> Resources:
+        # Ray Train's GPU workers talk NCCL, which cannot hold two ranks of one group on one GPU; with
+        # fractional GPUs Ray may pack a trial's workers onto the same one
+        if self.workers_per_trial > 1 and 0 < self.gpus_per_worker < 1:
+            raise ValueError(f"workers_per_trial {self.workers_per_trial} with gpus_per_worker {self.gpus_per_worker:g}: "
+                             "the workers of one trial need whole GPUs (NCCL cannot put two ranks on one GPU); "
+                             "share GPUs between trials with workers_per_trial: 1")
+        return self
+
 
 class Simulate(_Strict):
     """Take probe and final scores from a table instead of training (searcher/scheduler studies)."""
