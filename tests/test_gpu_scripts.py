@@ -83,7 +83,7 @@ def test_share_smoke_two_processes(tmp_path):
     assert res["smoke"] and set(res["share_throughput"]) == {"1", "2"} and res["share_throughput"]["1"] == 1.0
     two = next(lv for lv in res["levels"] if lv["procs"] == 2)
     assert len(two["per_process"]) == 2 and two["aggregate_tokens_per_s"] > 0 and two["peak_rss_mib_max"] > 0
-    assert "advice: gpus_per_worker" in r.stdout
+    assert "advice: gpus_per_worker" in r.stdout and res["levels_done"] == 2
 
 
 def test_share_refuses_without_gpu_unless_smoke(capsys):
@@ -96,24 +96,6 @@ def test_share_refuses_without_gpu_unless_smoke(capsys):
 
 
 # --------------------------------------------------------------------------- gpu_equivalence.py
-def test_equivalence_cpu_part(tmp_path):
-    """CPU vs CPU exactly equal, cache round trip bit-identical, a chain from the cache identical, the
-    reference predicting more than one class (else the prediction checks would be vacuous); the CUDA
-    part says it was skipped."""
-    import torch
-
-    out = tmp_path / "eq.json"
-    r = _run([sys.executable, "bench/gpu_equivalence.py", "--json", str(out)])
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    res = json.loads(out.read_text())
-    assert res["ok"] and res["runs"]["cpu_repeat"]["max_abs_diff_logits"] == 0.0
-    assert res["cache_round_trip"]["bit_identical"] and res["cache_round_trip"]["tensors"] > 10
-    assert res["cache_chain"]["identical"] and res["cache_chain"]["hits"] == 2
-    assert res["reference_predicted_classes"] >= 2
-    if not torch.cuda.is_available():
-        assert res["cuda_skipped"] and res["cpu_gpu_max_abs_diff"] is None and "SKIPPED (no CUDA device)" in r.stdout
-
-
 def test_equivalence_metric_diff_names_the_worst():
     eq = _load("gpu_equivalence")
     a = {"seeds": {"0": {"test": {"per_language": {"en": {"accuracy": 0.5}, "de": {"accuracy": 0.25}}}}}}
@@ -287,9 +269,12 @@ def test_gpu_all_carry_unpacks_data_and_installs_the_bundle(tmp_path):
 def test_gpu_all_under_out_returns_three_files_and_keeps_to_its_budget(tmp_path):
     """On the device only 8 files come back from $OUT: gpu_all.sh keeps its parts elsewhere and leaves
     gpu.json, gpu_all.log and details.tar.gz there, which gpu_collect.py reads back. A part gets at most
-    its share of --budget, and is skipped when too little is left."""
+    its share of --budget, and is skipped when too little is left. (Its throughput and equivalence parts
+    are those scripts' CPU tests.)"""
     import re
     import tarfile
+
+    import torch
 
     out, parts = tmp_path / "out", tmp_path / "parts"
     out.mkdir()
@@ -310,6 +295,17 @@ def test_gpu_all_under_out_returns_three_files_and_keeps_to_its_budget(tmp_path)
     assert set(prof) == {"chain", "trainer"} and all(f["steps"] == 2 and f["wall_s"] > 0 for f in prof.values())
     with tarfile.open(out / "details.tar.gz") as tar:
         assert "./throughput.profile.txt" in tar.getnames()
+        res = json.load(tar.extractfile("./equivalence.json"))
+    # the equivalence part on CPU: CPU vs CPU exactly equal, the cache round trip bit-identical, a chain
+    # from the cache identical, the reference predicting more than one class (else the prediction
+    # checks would be vacuous); the CUDA part says it was skipped
+    assert res["ok"] and res["runs"]["cpu_repeat"]["max_abs_diff_logits"] == 0.0
+    assert res["cache_round_trip"]["bit_identical"] and res["cache_round_trip"]["tensors"] > 10
+    assert res["cache_chain"]["identical"] and res["cache_chain"]["hits"] == 2
+    assert res["reference_predicted_classes"] >= 2
+    if not torch.cuda.is_available():
+        assert res["cuda_skipped"] and res["cpu_gpu_max_abs_diff"] is None
+        assert "SKIPPED (no CUDA device)" in (parts / "equivalence.log").read_text()
     r = _run([*common, "--only", "equivalence", "--budget", "25"], timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
     assert re.search(r"part equivalence: skipped \(\d+ s of the --budget left\)", r.stdout), r.stdout[-2000:]
