@@ -323,7 +323,7 @@ def test_gpu_all_stage_data(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("ITT_GPU_ALL_SMOKE"),
+@pytest.mark.skipif(not (os.environ.get("ITT_GPU_ALL_SMOKE") or os.environ.get("ITT_SLOW_TESTS")),
                     reason="7 to 15 min on 2 busy cores (a real 8-trial Ray search): set ITT_GPU_ALL_SMOKE=1 to run it")
 def test_gpu_all_smoke_end_to_end(tmp_path):
     """The one GPU script, every part, on CPU with tiny models: all parts write their JSON, and the
