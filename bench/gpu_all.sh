@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
     --data) DATA=$2; shift ;;
     --python) PY=$2; shift ;;
     --part-timeout) PART_TIMEOUT=$2; shift ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "gpu_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
