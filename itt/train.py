@@ -230,6 +230,13 @@ def _release(accelerator) -> None:
     if any(not isinstance(x, list) for x in lists):  # Accelerate changed its internals: take the slow path
         accelerator.free_memory()
         return
+    for model in lists[0]:
+        # mixed precision: prepare() put an autocast forward bound to the model into its __dict__, a
+        # reference cycle that keeps a probe's copy (and its GPU memory) until a full GC, and that the
+        # next stage's prepare() would wrap again; evaluation autocasts and casts its outputs itself
+        if "_original_forward" in getattr(model, "__dict__", {}):
+            model.__dict__.pop("forward", None)
+            model.__dict__.pop("_original_forward", None)
     for x in lists:
         x.clear()
     if accelerator.mixed_precision == "fp16":  # the grad-scaler patch puts the optimizer in a cycle

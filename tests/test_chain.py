@@ -122,3 +122,33 @@ def test_checkpoint_reloads_to_same_predictions(write_config, tmp_path):
     pred = predict(make_accelerator(cfg.hardware), model, tokenize(ds, task, tok, 24), tok, batch_size=8)
     rows = [json.loads(x) for x in (tmp_path / "seed0" / "predictions" / "dev.xa.jsonl").read_text().splitlines()]
     assert [task.labels[int(p)] for p in pred] == [r["pred"] for r in rows]
+
+
+def test_release_unwraps_the_mixed_precision_forward():
+    """Under mixed precision Accelerate's prepare() binds an autocast forward into the model's __dict__:
+    a reference cycle that kept each probe's copy (GPU memory on a GPU) alive until a full GC, and that
+    every later stage wrapped again. _release removes it: the model is freed by refcount alone."""
+    import gc
+    import weakref
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from itt.train import _release
+
+    gc.disable()
+    try:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        acc = Accelerator(cpu=True, mixed_precision="bf16")
+        model = torch.nn.Linear(4, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        model, opt = acc.prepare(model, opt)
+        assert "_original_forward" in model.__dict__  # what Accelerate does (else this test proves nothing)
+        _release(acc)
+        assert "forward" not in model.__dict__ and model(torch.ones(1, 4)).dtype == torch.float32
+        ref = weakref.ref(model)
+        del model, opt
+        assert ref() is None
+    finally:
+        gc.enable()
+        AcceleratorState._reset_state(reset_partial_state=True)
