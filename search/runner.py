@@ -134,7 +134,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
                                     reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),
         run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
-                                  callbacks=[writer, tracker], verbose=0,
+                                  callbacks=[writer, tracker, *_tune_loggers(scfg)], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
     )
     return _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
@@ -199,12 +199,24 @@ def _target(chain):
     return target, list(chain.target.languages or target.languages)
 
 
+def _tune_loggers(scfg: SearchConfig) -> list:
+    """Tune's CSV and JSON result files per trial (its ExperimentAnalysis reads them), for real searches."""
+    if scfg.simulate:
+        return []
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
+
+
 def _init_ray(address: str | None, scfg: SearchConfig) -> None:
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if scfg.simulate:  # cheap trials: Ray's default per-trial loggers and fresh processes dominate
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune's automatic per-trial loggers: none; a real search names CSV and JSON itself (_tune_loggers).
+    # Cheap simulated trials are dominated by them, and the TensorBoard one leaves, after a Ctrl-C on
+    # Python 3.12, an atexit traceback ("can't create new thread at interpreter shutdown") from the
+    # writers of the trials in flight; MLflow is where trials are compared.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if not ray.is_initialized():  # --address: checked first, with Ray's token authentication (search/cluster.py)
         target = connect(address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
