@@ -111,17 +111,16 @@ trap '[ -n "$PUBLISH" ] && cp "$LOG" "$PUBLISH/" 2>/dev/null' EXIT
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 # ---------------------------------------------------------------- carried data and wheels (an offline node)
-if [ -n "$CARRY" ] && [ -f "$CARRY/data.tar.xz" ] && [ ! -d "$DATA/xnli" ]; then
-  say "unpacking $CARRY/data.tar.xz into $DATA"
-  mkdir -p "$DATA" && "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" \
-    "$CARRY/data.tar.xz" "$DATA" || { say "could not unpack $CARRY/data.tar.xz"; exit 1; }
-fi
+unpack() {  # archive, folder (Python's tarfile: the node may lack xz)
+  say "unpacking $1 into $2"
+  mkdir -p "$2" && "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" \
+    "$1" "$2" || { say "could not unpack $1"; exit 1; }
+}
+if [ -n "$CARRY" ] && [ -f "$CARRY/data.tar.xz" ] && [ ! -d "$DATA/xnli" ]; then unpack "$CARRY/data.tar.xz" "$DATA"; fi
 WHL_DIRS=("$WHEELS")
 if [ -n "$CARRY" ] && [ -f "$CARRY/wheels.tar.xz" ]; then
   UNPACKED=$(mktemp -d /tmp/itt-wheels.XXXXXX)
-  say "unpacking $CARRY/wheels.tar.xz"
-  "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" \
-    "$CARRY/wheels.tar.xz" "$UNPACKED" || { say "could not unpack $CARRY/wheels.tar.xz"; exit 1; }
+  unpack "$CARRY/wheels.tar.xz" "$UNPACKED"
   WHL_DIRS=("$UNPACKED")
 fi
 # wheels in $WHEELS or its parts ($WHEELS/1, $WHEELS/2: pack_offline.py --split-mib) go into $SITE, which
@@ -159,7 +158,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 START=$SECONDS
 publish() {  # under $OUT: gpu.json, the log and one archive of the rest (a device call returns 8 files at most)
   [ -z "$PUBLISH" ] && return 0
-  "$PY" bench/gpu_collect.py --parts "$PARTS" --out "$PARTS/gpu.json" --quiet "${SM[@]}" >/dev/null 2>&1
+  [ "${1:-}" = collected ] || "$PY" bench/gpu_collect.py --parts "$PARTS" --out "$PARTS/gpu.json" --quiet "${SM[@]}" >/dev/null 2>&1
   cp "$PARTS/gpu.json" "$LOG" "$PUBLISH/" 2>/dev/null
   tar -czf "$PUBLISH/details.tar.gz.part" -C "$PARTS" --exclude=gpu.json . 2>/dev/null \
     && mv "$PUBLISH/details.tar.gz.part" "$PUBLISH/details.tar.gz"
@@ -251,7 +250,6 @@ fi
 
 say "collecting"
 "$PY" bench/gpu_collect.py --parts "$PARTS" --out "$PARTS/gpu.json" "${SM[@]}" 2>&1 | tee -a "$LOG"
-publish
 if [ $SMOKE = 0 ] && [ -z "${OUT:-}" ]; then cp "$PARTS/gpu.json" bench/data/gpu.json && say "wrote bench/data/gpu.json"; fi
 say "done: $PARTS/gpu.json${PUBLISH:+ (and $PUBLISH: gpu.json, gpu_all.log, details.tar.gz)}"
-publish
+publish collected

@@ -83,10 +83,13 @@ def _leaves(obj, prefix=""):
         yield prefix, float(obj)
 
 
+def _accuracies(res: dict) -> dict:
+    return {k: v for k, v in _leaves(res["seeds"]["0"]["test"]) if k.startswith("per_language.") and k.endswith(".accuracy")}
+
+
 def metric_diff(a: dict, b: dict) -> tuple[float, str]:
     """Max abs diff of the per-language test accuracies of seed 0; and where (1 / N_EVAL per flipped example)."""
-    la = {k: v for k, v in _leaves(a["seeds"]["0"]["test"]) if k.startswith("per_language.") and k.endswith(".accuracy")}
-    lb = {k: v for k, v in _leaves(b["seeds"]["0"]["test"]) if k.startswith("per_language.") and k.endswith(".accuracy")}
+    la, lb = _accuracies(a), _accuracies(b)
     assert la.keys() == lb.keys(), (sorted(la), sorted(lb))
     key = max(la, key=lambda k: abs(la[k] - lb[k]))
     return abs(la[key] - lb[key]), key
@@ -118,8 +121,6 @@ def final_logits(p, ckpt: Path) -> dict:
 
 def logit_diff(la: dict, lb: dict) -> tuple[float, int]:
     """Max abs logit diff, and the most test predictions (argmax) that differ in one language."""
-    import torch
-
     dl = max(float((la[k] - lb[k]).abs().max()) for k in la)
     flips = max(int((la[k].argmax(-1) != lb[k].argmax(-1)).sum()) for k in la)
     return dl, flips

@@ -310,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     n_all, n_mm = sum(p.numel() for p in template.parameters()), matmul_params(template)
     name = torch.cuda.get_device_name() if on_gpu else "cpu"
     if args.peak_tflops is None:
-        args.peak_tflops = peak_tflops(name) or 989.0
-        if on_gpu and peak_tflops(name) is None:
+        known = peak_tflops(name)
+        args.peak_tflops = known or 989.0
+        if on_gpu and known is None:
             print(f"warning: no peak TFLOP/s known for {name}: MFU against 989 (H100/H200 SXM); "
                   "give --peak-tflops", flush=True)
     what = "SMOKE, tiny XLM-R (figures meaningless)" if args.smoke else "XLM-R-base-sized random init"
