@@ -22,6 +22,11 @@ warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+# Every process a test starts (`python -m search.cli` in a temporary folder, Ray's workers, `ray start`
+# nodes) imports this checkout's code, not whatever `pip install -e` last pointed at: an editable
+# install of another checkout made the tests that run in tmp_path fail with "No module named 'search'"
+# (or, worse, would have tested the other checkout's code).
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
 
 # A chain small enough for a test: tiny model, few toy examples.
 TINY = {
