@@ -43,14 +43,14 @@ def spearman(a, b) -> float:
 
 def part_scores(m: dict, orders: list[list[str]]) -> dict[str, list[float]]:
     """The prior's order scores, and those of each of its parts alone (same order formula)."""
-    from search.transfer import _z, prior_from
+    from search.transfer import _z, prior_of_measurements
 
-    out = {"prior": [prior_from(m).score(o) for o in orders]}
+    out = {"prior": [prior_of_measurements(m).score(o) for o in orders]}
     for key in ("logme", "transfer", "similarity"):
-        p = prior_from(m)
+        p = prior_of_measurements(m)
         p.unit, p.link_weight = _z({t: v[key] for t, v in m["tasks"].items()}), 0.0
         out[key] = [p.score(o) for o in orders]
-    p = prior_from(m)
+    p = prior_of_measurements(m)
     p.link_weight = 0.0
     out["prior_without_links"] = [p.score(o) for o in orders]
     return out

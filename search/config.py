@@ -155,6 +155,11 @@ class SearchConfig(_Strict):
     # the GP and the choice of its first orders. none (default): the prior is a heuristic that can be
     # wrong (bench/transfer_prior.py measures it), so a search uses it only when asked
     prior: Literal["none", "transferability"] = "none"
+    # an earlier search (its experiment directory or URI; a path is relative to the working directory) whose measured
+    # scores become order_bo's prior: e.g. the XNLI search when searching orders for PAWS-X. Its completed
+    # orders keep their mean score, every other order gets a ridge fit of per-task effects (position-weighted
+    # like the prior) - fitted on the transferability prior when `prior: transferability` (as `itt rank --from`)
+    prior_from: str | None = None
     # a copy of the Optuna study for optuna-dashboard, updated as trials finish: "experiment" (default) =
     # <experiment>/optuna.journal (a local experiment folder), a database URL, or null = none. The
     # searcher's own study stays in memory, saved with Ray's searcher state (a resume restores it exactly)
@@ -305,6 +310,10 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     if scfg.prior != "none" and scfg.searcher not in ("auto", "order_bo"):
         raise ConfigError(f"{path}: search.prior: {scfg.prior} needs searcher order_bo (or auto), not {scfg.searcher} "
                           "(start another searcher from the prior with seed_points.heuristics: [transferability])")
+    if scfg.prior_from is not None and scfg.searcher not in ("auto", "order_bo"):
+        raise ConfigError(f"{path}: search.prior_from needs searcher order_bo (or auto), not {scfg.searcher}")
+    if scfg.prior_from is not None and "://" not in scfg.prior_from:  # an experiment directory: relative to the
+        scfg.prior_from = str(Path(scfg.prior_from).resolve())  # working directory, as itt search wrote it there
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
     d = scfg.cache.dir

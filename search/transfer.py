@@ -423,7 +423,7 @@ def measure(scfg, chain, *, sample: int = SAMPLE, eval_sample: int = EVAL_SAMPLE
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def prior_from(m: dict) -> OrderPrior:
+def prior_of_measurements(m: dict) -> OrderPrior:
     return OrderPrior(tasks=list(m["tasks"]), unit={t: v["score"] for t, v in m["tasks"].items()},
                       link=dict(m["link_z"]), decay=m["decay"], link_weight=m["link_weight"])
 
@@ -444,20 +444,29 @@ def transferability(scfg, chain, *, sample: int = SAMPLE, log=lambda *a: None) -
     return _MEMO[key]
 
 
-def measured_scores(exp_dir: str) -> tuple[dict[str, float], str]:
+def measured_scores(exp_dir: str, label: str = "--from") -> tuple[dict[str, float], str]:
     """Mean score per order of a finished search's completed trials (results.csv)."""
     from search.tracking import read_rows, storage_of
 
     st = storage_of(exp_dir)
     if not st.exists("results.csv"):
-        raise UserError(f"--from {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
+        raise UserError(f"{label} {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
     by: dict[str, list[float]] = {}
     for r in read_rows(st):
         if r.get("status") == "completed" and r.get("score") not in ("", None):
             by.setdefault(r.get("order") or "", []).append(float(r["score"]))
     if not by:
-        raise UserError(f"--from {exp_dir}: no completed trial with a score in results.csv")
+        raise UserError(f"{label} {exp_dir}: no completed trial with a score in results.csv")
     return {o: float(np.mean(v)) for o, v in by.items()}, st.display
+
+
+def measured_in_space(exp_dir: str, space, label: str = "--from") -> tuple[dict[str, float], str]:
+    """``measured_scores`` of the orders that are also in ``space`` (an error when none is)."""
+    measured, src = measured_scores(exp_dir, label)
+    measured = {o: v for o, v in measured.items() if space.is_valid(o.split(">") if o else [])}
+    if not measured:
+        raise UserError(f"{label} {exp_dir}: none of its completed orders is in this config's search space")
+    return measured, src
 
 
 def rank(scfg, chain, *, from_exp: str | None = None, sample: int = SAMPLE, top: int = 10, log=lambda *a: None) -> dict:
@@ -466,12 +475,9 @@ def rank(scfg, chain, *, from_exp: str | None = None, sample: int = SAMPLE, top:
     space = scfg.space()
     measured, src = ({}, None)
     if from_exp:  # read (and check) first: a wrong --from fails before seconds of measuring
-        measured, src = measured_scores(from_exp)
-        measured = {o: v for o, v in measured.items() if space.is_valid(o.split(">") if o else [])}
-        if not measured:
-            raise UserError(f"--from {from_exp}: none of its completed orders is in this config's search space")
+        measured, src = measured_in_space(from_exp, space)
     m = transferability(scfg, chain, sample=sample, log=log)
-    prior = prior_from(m)
+    prior = prior_of_measurements(m)
     if measured:
         prior = calibrate(prior, measured)
     orders = best_orders(prior, space, top)
@@ -523,14 +529,21 @@ PRIOR_FILE = "prior.json"
 
 
 def order_prior(scfg, chain, *, st=None, log=lambda *a: None) -> OrderPrior:
-    """The search's prior, measured once in the driver (memoised per process); with ``st`` (the
-    experiment's storage) written to ``<experiment>/prior.json`` with its best orders."""
-    m = transferability(scfg, chain)
-    prior = prior_from(m)
+    """The search's prior, built once in the driver (memoised measurements per process):
+    ``prior: transferability`` measures the encoder; ``prior_from`` calibrates it on an earlier search's
+    measured scores (``calibrate``; without the measurements, on per-task effects alone). With ``st``
+    (the experiment's storage) it is written to ``<experiment>/prior.json`` with its best orders."""
+    space = scfg.space()
+    measured, src = measured_in_space(scfg.prior_from, space, "search.prior_from") if scfg.prior_from else ({}, None)
+    m = transferability(scfg, chain) if scfg.prior == "transferability" else None
+    prior = prior_of_measurements(m) if m else OrderPrior(tasks=list(scfg.candidates), unit={}, link={})
+    if measured:
+        prior = calibrate(prior, measured)
     if st is not None:
-        best = best_orders(prior, scfg.space(), 10)
-        st.write_text(json.dumps({"measurements": m, "orders": [{"order": ">".join(o), "score": prior.score(o)} for o in best]},
-                                 indent=1), PRIOR_FILE)
-        log(f"transferability prior: {m['seconds']:.1f} s on the initial encoder; best order {'>'.join(best[0]) if best else '-'} "
-            f"({PRIOR_FILE} in the experiment)")
+        best = best_orders(prior, space, 10)
+        st.write_text(json.dumps({"measurements": m, "from": src, "measured": len(measured), "calibration": prior.calib,
+                                  "orders": [{"order": ">".join(o), "score": prior.score(o)} for o in best]}, indent=1), PRIOR_FILE)
+        parts = ([f"transferability {m['seconds']:.1f} s on the initial encoder"] if m else []) + \
+                ([f"{len(measured)} orders measured by {src}"] if measured else [])
+        log(f"order prior: {'; '.join(parts)}; best order {'>'.join(best[0]) if best else '-'} ({PRIOR_FILE} in the experiment)")
     return prior

@@ -271,6 +271,42 @@ def test_asha_grace_period_defaults_to_the_longest_order():
     assert SearchConfig(candidates=TOY3, length=3, scheduler={"grace_period": 1}).scheduler.grace_period == 1
 
 
+def test_prior_from_an_earlier_search_starts_from_its_best_orders(tmp_path, ray_local, capsys, monkeypatch):
+    """search.prior_from: an earlier search's measured scores are order_bo's prior. The earlier search ran
+    every order (exhaustive), so the prior of each order is its measured score and the new search's
+    start-up orders are the earlier table's best, best first (read from the table, not from the prior).
+    An unreadable earlier search is one error line naming the key, before anything is written."""
+    from search.runner import run_search
+
+    monkeypatch.chdir(tmp_path)  # prior_from is relative to the working directory
+    space = OrderSpace(candidates=TOY3, lengths=[1, 2])
+    table = tmp_path / "earlier.csv"
+    scores = {order_key(o): 0.40 + 0.03 * i for i, o in enumerate(reversed(list(space.orders())))}  # distinct
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["order", "probe_1", "probe_2", "final"])
+        for o, v in scores.items():
+            w.writerow([o, v - 0.1, (v - 0.05) if ">" in o else "", v])
+    earlier = {"candidates": TOY3, "length": [1, 2], "searcher": "exhaustive", "scheduler": {"type": "none"},
+               "simulate": {"table": str(table)}, "resources": {"max_concurrent": 1}}
+    run_search(str(_search_config(tmp_path, earlier, name="a.yaml")), name="earlier", storage="runs", log=lambda *a: None)
+    later = {**earlier, "searcher": "order_bo", "num_samples": 3, "order_bo": {"n_startup": 3}, "prior_from": "runs/earlier",
+             "simulate": {"table": str(_table(tmp_path, space))}}
+    cfg = _search_config(tmp_path, later, name="b.yaml")
+    exp = run_search(str(cfg), name="later", storage="runs", log=lambda *a: None)
+    top3 = sorted(scores, key=lambda o: -scores[o])[:3]
+    assert [r["order"] for r in _rows(exp)] == top3
+    prior = json.loads((exp / "prior.json").read_text())
+    assert prior["measured"] == space.count() and prior["from"].endswith("earlier") and prior["measurements"] is None
+    assert [o["order"] for o in prior["orders"][:3]] == top3
+    # bad input: one line naming the key; no experiment is left behind
+    _error(["search", str(cfg), "--name", "nope", "--storage", "runs", "--no-tracking", "--set", "search.prior_from=runs/none"],
+           capsys, "search.prior_from", "runs/none", "no results.csv")
+    assert not (tmp_path / "runs" / "nope").exists()
+    _error(["search", str(cfg), "--name", "nope", "--storage", "runs", "--set", "search.searcher=tpe"],
+           capsys, "search.prior_from needs searcher order_bo")
+
+
 @pytest.mark.parametrize("searcher", ["tpe", "random"])
 def test_dedup_every_order_once_then_finished(searcher, tmp_path, ray_local):
     """More samples than orders: each order runs once, then the searcher ends the search."""
