@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 from pathlib import Path
 
@@ -45,13 +46,20 @@ ENABLE_FOLLOWED, ENABLE_LAST = 0.035, 0.02
 SEED_SD, PROBE_SD = 0.008, 0.012
 
 
-def make_table(tasks: list[str], seed: int) -> tuple[list[dict], dict]:
+def make_table(tasks: list[str], seed: int, source: dict | None = None, rho: float = 0.0) -> tuple[list[dict], dict]:
+    """The table and its truth. ``source`` (another table's truth) makes a *related target*
+    (bench/prior_from.py): the properties of the tasks themselves (difficulty, interfering pairs, the
+    enabler) are the source's; their effect on the target is ``rho * source + sqrt(1 - rho^2) * fresh``."""
     rng = np.random.default_rng(seed)
     main = {t: float(rng.normal(0, MAIN_SD)) for t in tasks}
     diff = dict(zip(tasks, rng.permutation(len(tasks)) / (len(tasks) - 1)))
     pairs = [(a, b) for a in tasks for b in tasks if a != b]
     interf = {pairs[i] for i in rng.choice(len(pairs), size=N_INTERF, replace=False)}
     enabler = tasks[int(rng.integers(len(tasks)))]
+    if source is not None:
+        main = {t: rho * source["main"][t] + math.sqrt(1 - rho * rho) * main[t] for t in tasks}
+        diff, enabler = dict(source["difficulty"]), source["enabler"]
+        interf = {tuple(p.split(">")) for p in source["interfering"]}
 
     def true_final(o: tuple) -> float:
         k = len(o)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 from pathlib import Path
 
@@ -42,13 +43,21 @@ N_PAIRS, BONUS = 4, (0.015, 0.035)
 NOISE_FINAL, NOISE_PROBE, NOISE_TEST = 0.004, 0.012, 0.006
 
 
-def make_table(tasks: list[str], seed: int) -> tuple[list[dict], dict]:
+def make_table(tasks: list[str], seed: int, source: dict | None = None, rho: float = 0.0) -> tuple[list[dict], dict]:
+    """The table and its truth. ``source`` (another table's truth) makes a *related target*
+    (bench/prior_from.py): the precedence bonuses, a property of the task pairs, are the source's; the
+    effects on the target (main, pos) are ``rho * source + sqrt(1 - rho^2) * fresh`` (same spread)."""
     rng = np.random.default_rng(seed)
     main = {t: float(rng.normal(0, MAIN_SD)) for t in tasks}
     pos = {t: [float(rng.normal(0, POS_SD)) for _ in range(LENGTH)] for t in tasks}
     pairs_all = [(a, b) for a in tasks for b in tasks if a != b]
     idx = rng.choice(len(pairs_all), size=N_PAIRS, replace=False)
     bonus = {pairs_all[i]: float(rng.uniform(*BONUS)) for i in sorted(idx)}
+    if source is not None:
+        mix = lambda a, b: rho * a + math.sqrt(1 - rho * rho) * b  # noqa: E731
+        main = {t: mix(source["main"][t], main[t]) for t in tasks}
+        pos = {t: [mix(a, b) for a, b in zip(source["pos"][t], pos[t])] for t in tasks}
+        bonus = {tuple(k.split(">")): v for k, v in source["bonus"].items()}
     rows, prefix_noise = [], {}
     for order in itertools.permutations(tasks, LENGTH):
         stage = []  # the true gain of each stage

@@ -235,12 +235,13 @@ def one_search(info: dict, strategy: str, seed: int, args, storage: str) -> dict
             "recommended": (summary.get("recommended") or {}).get("order"), "continuations": summary.get("continuations", 0)}
 
 
-def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
+def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> dict:
     """One search without Ray: what ``run_search`` does at concurrency 1 with no scheduler, in-process.
     ``exhaustive``: the table's orders shuffled by the seed; ``random`` and the ``order_bo`` variants:
     the search's own sampler (``sampler_for``) in an Optuna study, each proposal answered from the table as a
     simulated trial answers it (``search.trial._simulated``: probes as intermediate values, then the
-    final; ``one_seed`` draws the same seed's row). ``--check-offline`` compares it with the Ray path."""
+    final; ``one_seed`` draws the same seed's row). ``--check-offline`` compares it with the Ray path.
+    ``prior``: order_bo's prior (search.transfer.OrderPrior), as the search's driver would build it."""
     import optuna
 
     from search.config import load_search
@@ -260,7 +261,7 @@ def offline_search(info: dict, strategy: str, seed: int, args) -> dict:
         if scfg.scheduler.type != "none":
             raise SystemExit(f"--offline replays searches without a scheduler; {strategy} has one")
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        sampler = sampler_for(scfg)
+        sampler = sampler_for(scfg, prior)
         study = optuna.create_study(direction="maximize", sampler=sampler)
     while budget.spent < budget.limit:
         if sampler is None:

@@ -429,7 +429,7 @@ def _search_description(scfg, n_orders: int) -> dict:
             "searcher": scfg.searcher, "num_samples": scfg.num_samples,
             "metric": scfg.metric if isinstance(scfg.metric, str) else ",".join(scfg.metric),
             "scheduler": scfg.scheduler.model_dump(), "probe_steps": scfg.probe_steps,
-            "simulated": scfg.simulate is not None}
+            "simulated": scfg.simulate is not None, "prior": scfg.prior, "prior_from": scfg.prior_from}
 
 
 def _parent_params(desc: dict, meta: dict) -> dict[str, str]:
@@ -443,6 +443,10 @@ def _parent_params(desc: dict, meta: dict) -> dict[str, str]:
     for k in ("include", "before", "last"):
         if desc[k]:
             p[k] = json.dumps(desc[k])
+    if desc.get("prior", "none") != "none":
+        p["prior"] = desc["prior"]
+    if desc.get("prior_from"):
+        p["prior_from"] = desc["prior_from"]  # the earlier search whose scores are the prior
     return p
 
 

@@ -76,3 +76,45 @@ def test_noisy_oracle_observes_one_seed_rows_and_recommends_the_best_of_them(se)
     best = max(budget_orders, key=lambda o: sb.score(info, o, 5))
     expect = (info["best_score"] - info["truth"][best]) / (info["best_score"] - info["median"])
     assert run["regret"][-1] == pytest.approx(expect)
+
+
+def test_related_targets_share_the_tasks_properties_and_mix_their_effects():
+    """bench/prior_from.py's new targets: rho = 1 reproduces the earlier target's effects, rho = 0 draws
+    them afresh; the tasks' own properties (planted: precedence bonuses; curriculum: difficulty,
+    interfering pairs, enabler) are the earlier target's either way; no source leaves the committed tables as they are."""
+    import csv
+
+    planted, curriculum = _bench("make_planted_table"), _bench("make_curriculum_table")
+    rows0, src = planted.make_table(planted.TASKS6, 0)
+    with open(ROOT / "bench" / "data" / "planted.csv", newline="") as f:
+        assert [r["final"] for r in csv.DictReader(f)] == [r["final"] for r in rows0]
+    _, same = planted.make_table(planted.TASKS6, 7, source=src, rho=1.0)
+    _, fresh = planted.make_table(planted.TASKS6, 7, source=src, rho=0.0)
+    assert same["main"] == pytest.approx(src["main"]) and same["pos"] == pytest.approx(src["pos"])
+    assert fresh["main"] != pytest.approx(src["main"]) and fresh["bonus"] == same["bonus"] == src["bonus"]
+    _, csrc = curriculum.make_table(curriculum.TASKS7, 0)
+    _, c1 = curriculum.make_table(curriculum.TASKS7, 7, source=csrc, rho=1.0)
+    _, c0 = curriculum.make_table(curriculum.TASKS7, 7, source=csrc, rho=0.0)
+    assert c1["main"] == pytest.approx(csrc["main"]) and c0["main"] != pytest.approx(csrc["main"])
+    for k in ("difficulty", "interfering", "enabler"):
+        assert c0[k] == csrc[k]
+
+
+def test_prior_from_bench_runs_one_seed(tmp_path):
+    """One seed of bench/prior_from.py (short budgets): the earlier search's results.csv, both new searches
+    on every new target, figures in range; the rho = 0.9 target is more related than the unrelated one."""
+    pf = _bench("prior_from")
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        configs = pf.write_targets("planted", tmp_path)
+        out = pf.one_seed(("planted", configs, 0, 0.05, 0.05, str(tmp_path)))
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert (tmp_path / "planted_earlier_s0" / "results.csv").is_file() and out["earlier_trials"] >= 2
+    assert set(out["targets"]) == {"unrelated", "rho=0.9", "rho=0.5", "rho=0.0"}
+    for fig in out["targets"].values():
+        assert set(fig) == {"order_bo", "order_bo+prior_from"}
+        assert all(0 <= f["area"] < 10 and 0 < f["to_eps"] for f in fig.values())  # (regret above 1: worse than the median)
+    se = _bench("search_efficiency")
+    info = {n: se.table_info(c) for n, c in configs.items()}
+    assert pf.relatedness(info["earlier"], info["rho=0.9"]) > pf.relatedness(info["earlier"], info["unrelated"])

@@ -299,6 +299,11 @@ def test_prior_from_an_earlier_search_starts_from_its_best_orders(tmp_path, ray_
     prior = json.loads((exp / "prior.json").read_text())
     assert prior["measured"] == space.count() and prior["from"].endswith("earlier") and prior["measurements"] is None
     assert [o["order"] for o in prior["orders"][:3]] == top3
+    from mlflow import MlflowClient  # the search's MLflow run names its prior's source
+
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("later").experiment_id])
+    assert [r.data.params.get("prior_from") for r in runs if "prior_from" in r.data.params] == [str(tmp_path / "runs" / "earlier")]
     # bad input: one line naming the key; no experiment is left behind
     _error(["search", str(cfg), "--name", "nope", "--storage", "runs", "--no-tracking", "--set", "search.prior_from=runs/none"],
            capsys, "search.prior_from", "runs/none", "no results.csv")
