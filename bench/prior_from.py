@@ -8,9 +8,10 @@ search start from what the first one measured?" It depends on how related the tw
 benchmark measures it over a range, on the two synthetic generators (bench/make_planted_table.py,
 bench/make_curriculum_table.py):
 
-* the *earlier* target is the committed table (planted.csv / curriculum.csv, seed 0); the earlier
-  search is order_bo (the default searcher) on it, stopped at ``--earlier-budget`` (25%) of exhaustive's
-  compute, its results.csv written as ``itt search`` writes it;
+* the *earlier* target is a draw of the generator (searcher seed 0: the committed planted.csv /
+  curriculum.csv; every seed draws its own earlier and new tables, so a median is over table draws too,
+  not one table's luck); the earlier search is order_bo (the default searcher) on it, stopped at
+  ``--earlier-budget`` (25%) of exhaustive's compute, its results.csv written as ``itt search`` writes it;
 * the *new* targets share the tasks' own properties with the earlier one (planted: the precedence
   bonuses; curriculum: difficulty, interfering pairs, the enabler) and mix their effects on the target:
   ``rho * earlier + sqrt(1 - rho^2) * fresh`` for rho = 0.9, 0.5 and 0; plus an *unrelated* target
@@ -48,7 +49,6 @@ sys.path.insert(0, str(ROOT))
 GENERATORS = {"planted": ("make_planted_table", "TASKS6", "sim_planted.yaml"),
               "curriculum": ("make_curriculum_table", "TASKS7", "sim_curriculum.yaml")}
 RHOS = (0.9, 0.5, 0.0)
-UNRELATED_SEED = 1
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,8 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------ tables
-def write_targets(gen: str, folder: Path) -> dict[str, str]:
-    """The earlier target's config and the new targets' (name -> bench config path), tables in ``folder``."""
+def write_targets(gen: str, folder: Path, draw: int) -> dict[str, str]:
+    """Draw ``draw`` of the earlier target and of its new targets (name -> bench config path; tables in
+    ``folder``). Draw 0's earlier target is the committed table; every draw has its own tables, so a
+    median over draws is not one table's luck (one unrelated table can favour or punish a prior by chance)."""
     import importlib
 
     from _outputs import write_rows
@@ -72,16 +74,17 @@ def write_targets(gen: str, folder: Path) -> dict[str, str]:
     module, tasks_name, config = GENERATORS[gen]
     mod = importlib.import_module(module)
     tasks = getattr(mod, tasks_name)
-    _, source = mod.make_table(tasks, 0)
-    tables = {"earlier": mod.make_table(tasks, 0)[0], "unrelated": mod.make_table(tasks, UNRELATED_SEED)[0]}
+    first = 0 if draw == 0 else 1000 + draw
+    rows, source = mod.make_table(tasks, first)
+    tables = {"earlier": rows, "unrelated": mod.make_table(tasks, 3000 + draw)[0]}
     for i, rho in enumerate(RHOS):
-        tables[f"rho={rho}"] = mod.make_table(tasks, 100 + i, source=source, rho=rho)[0]
+        tables[f"rho={rho}"] = mod.make_table(tasks, 2000 + 10 * draw + i, source=source, rho=rho)[0]
     text = (ROOT / "bench" / "data" / config).read_text()
     out = {}
     for name, rows in tables.items():
-        table = folder / f"{gen}_{name}.csv"
+        table = folder / f"{gen}_d{draw}_{name}.csv"
         write_rows(table, rows)
-        cfg = folder / f"{gen}_{name}.yaml"
+        cfg = folder / f"{gen}_d{draw}_{name}.yaml"
         cfg.write_text(text.replace(f"table: {gen}.csv", f"table: {table}"))
         out[name] = str(cfg)
     return out
@@ -96,13 +99,14 @@ def relatedness(earlier: dict, new: dict) -> float:
 
 # ------------------------------------------------------------------ searches
 def one_seed(job: tuple) -> dict:
-    """The earlier search and, on every new target, the two new searches, for one searcher seed."""
+    """For one searcher seed (and table draw): the earlier search and, on every new target, the two new searches."""
     import search_efficiency as se
 
     from search.config import load_search
     from search.transfer import order_prior
 
-    gen, configs, seed, budget, earlier_budget, folder = job
+    gen, seed, budget, earlier_budget, folder = job
+    configs = write_targets(gen, Path(folder), seed)
     infos = {name: se.table_info(cfg) for name, cfg in configs.items()}
     run = se.offline_search(infos["earlier"], "order_bo", seed, SimpleNamespace(budget=earlier_budget))
     exp = Path(folder) / f"{gen}_earlier_s{seed}"  # the earlier search's experiment, as results.csv has it
@@ -119,7 +123,8 @@ def one_seed(job: tuple) -> dict:
         prior = order_prior(scfg, chain)
         plain = se.offline_search(info, "order_bo", seed, SimpleNamespace(budget=budget))
         with_prior = se.offline_search(info, "order_bo", seed, SimpleNamespace(budget=budget), prior=prior)
-        out["targets"][name] = {"order_bo": figures(info, plain), "order_bo+prior_from": figures(info, with_prior)}
+        out["targets"][name] = {"relatedness": relatedness(infos["earlier"], info),
+                                "order_bo": figures(info, plain), "order_bo+prior_from": figures(info, with_prior)}
     return out
 
 
@@ -132,21 +137,18 @@ def figures(info: dict, run: dict) -> dict:
             "regret@5%": c["regret"][se.FRACTIONS.index(0.05)], "regret@10%": c["regret"][se.FRACTIONS.index(0.10)]}
 
 
-def summarize(gen: str, configs: dict, runs: list[dict]) -> list[dict]:
-    import search_efficiency as se
+def summarize(gen: str, runs: list[dict]) -> list[dict]:
     from scipy.stats import wilcoxon
 
-    earlier = se.table_info(configs["earlier"])
     rows = []
-    for name in [n for n in configs if n != "earlier"]:
-        info = se.table_info(configs[name])
+    for name in runs[0]["targets"]:
         per = {k: [r["targets"][name][k] for r in runs] for k in ("order_bo", "order_bo+prior_from")}
         a, b = [c["area"] for c in per["order_bo"]], [c["area"] for c in per["order_bo+prior_from"]]
         diff = [y - x for x, y in zip(a, b)]
         p = float(wilcoxon(a, b).pvalue) if any(diff) and len(diff) > 1 else math.nan
+        related = statistics.median(r["targets"][name]["relatedness"] for r in runs)
         for k, cs in per.items():
-            row = {"generator": gen, "target": name, "relatedness": round(relatedness(earlier, info), 3), "strategy": k,
-                   "runs": len(cs)}
+            row = {"generator": gen, "target": name, "relatedness": round(related, 3), "strategy": k, "runs": len(cs)}
             for m in ("area", "to_eps", "regret@5%", "regret@10%"):
                 xs = sorted(c[m] for c in cs)
                 row[m] = [statistics.median(xs), xs[len(xs) // 4], xs[(3 * len(xs)) // 4]]
@@ -181,12 +183,11 @@ def main(argv=None) -> int:
             if gen not in GENERATORS:
                 print(f"error: --generators: unknown '{gen}' (one of {', '.join(GENERATORS)})", file=sys.stderr)
                 return 2
-            configs = write_targets(gen, Path(tmp))
-            jobs = [(gen, configs, s, args.budget, args.earlier_budget, tmp) for s in range(args.seeds)]
+            jobs = [(gen, s, args.budget, args.earlier_budget, tmp) for s in range(args.seeds)]
             with ProcessPoolExecutor(max_workers=args.workers) as ex:
                 runs = list(ex.map(one_seed, jobs))
             out["runs"][gen] = runs
-            out["summary"] += summarize(gen, configs, runs)
+            out["summary"] += summarize(gen, runs)
             print(f"{gen}: {args.seeds} seeds, earlier search {statistics.median(r['earlier_trials'] for r in runs)} "
                   f"trials (median), {time.perf_counter() - t0:.0f} s so far", flush=True)
     print_table(out["summary"])
