@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"{out['seconds']:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=lambda x: None if x != x else x))
+        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 

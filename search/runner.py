@@ -83,10 +83,11 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     st.check_writable()
     if scfg.cache.enabled and scfg.cache.dir and not scfg.simulate:  # a shared stage cache every trial writes to
         Storage(scfg.cache.dir, "", label="search.cache.dir").check_writable()
+    measured = None
     if scfg.prior_from:  # an unreadable earlier search fails here, before MLflow or the experiment has a trace
         from search.transfer import measured_in_space
 
-        measured_in_space(scfg.prior_from, scfg.space(), "search.prior_from")
+        measured = measured_in_space(scfg.prior_from, scfg.space(), "search.prior_from")
     target, languages = _target(chain)
     from search.tracking import Tracker
 
@@ -96,7 +97,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     if scfg.prior == "transferability" or scfg.prior_from:  # once per search, here in the driver (search/transfer.py)
         from search.transfer import order_prior
 
-        prior = order_prior(scfg, chain, st=st, log=log)
+        prior = order_prior(scfg, chain, st=st, log=log, measured=measured)
     seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
     space = scfg.space()
     n_orders = space.count()

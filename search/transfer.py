@@ -528,13 +528,16 @@ def to_json(res: dict) -> dict:
 PRIOR_FILE = "prior.json"
 
 
-def order_prior(scfg, chain, *, st=None, log=lambda *a: None) -> OrderPrior:
+def order_prior(scfg, chain, *, st=None, log=lambda *a: None, measured: tuple | None = None) -> OrderPrior:
     """The search's prior, built once in the driver (memoised measurements per process):
     ``prior: transferability`` measures the encoder; ``prior_from`` calibrates it on an earlier search's
     measured scores (``calibrate``; without the measurements, on per-task effects alone). With ``st``
-    (the experiment's storage) it is written to ``<experiment>/prior.json`` with its best orders."""
+    (the experiment's storage) it is written to ``<experiment>/prior.json`` with its best orders.
+    ``measured``: ``measured_in_space``'s answer for ``prior_from`` where the caller has read it already."""
     space = scfg.space()
-    measured, src = measured_in_space(scfg.prior_from, space, "search.prior_from") if scfg.prior_from else ({}, None)
+    if measured is None:
+        measured = measured_in_space(scfg.prior_from, space, "search.prior_from") if scfg.prior_from else ({}, None)
+    measured, src = measured
     m = transferability(scfg, chain) if scfg.prior == "transferability" else None
     prior = prior_of_measurements(m) if m else OrderPrior(tasks=list(scfg.candidates), unit={}, link={})
     if measured:
