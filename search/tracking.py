@@ -720,15 +720,16 @@ def end_tags(rec: dict) -> dict:
 
 
 # ------------------------------------------------------------------ itt mlflow-sync
-def storage_of(exp_dir: str) -> Storage:
-    """An experiment directory (a folder or a store URI with its query) -> Storage(root, name)."""
+def storage_of(exp_dir: str, label: str = "--storage") -> Storage:
+    """An experiment directory (a folder or a store URI with its query) -> Storage(root, name); ``label``:
+    what its error lines call it."""
     if is_uri(exp_dir):
         base, _, query = exp_dir.partition("?")
         base = base.rstrip("/")
         root, _, name = base.rpartition("/")
-        return Storage(root + (f"?{query}" if query else ""), name)
+        return Storage(root + (f"?{query}" if query else ""), name, label)
     p = Path(exp_dir[len("file://"):] if exp_dir.startswith("file://") else exp_dir).resolve()
-    return Storage(str(p.parent), p.name)
+    return Storage(str(p.parent), p.name, label)
 
 
 def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:

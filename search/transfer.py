@@ -448,7 +448,7 @@ def measured_scores(exp_dir: str, label: str = "--from") -> tuple[dict[str, floa
     """Mean score per order of a finished search's completed trials (results.csv)."""
     from search.tracking import read_rows, storage_of
 
-    st = storage_of(exp_dir)
+    st = storage_of(exp_dir, label)
     if not st.exists("results.csv"):
         raise UserError(f"{label} {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
     by: dict[str, list[float]] = {}

@@ -308,6 +308,9 @@ def test_prior_from_an_earlier_search_starts_from_its_best_orders(tmp_path, ray_
     _error(["search", str(cfg), "--name", "nope", "--storage", "runs", "--no-tracking", "--set", "search.prior_from=runs/none"],
            capsys, "search.prior_from", "runs/none", "no results.csv")
     assert not (tmp_path / "runs" / "nope").exists()
+    unreachable = "s3://nobucket/x?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1"
+    _error(["search", str(cfg), "--name", "nope", "--storage", "runs", "--no-tracking", "--set", f"search.prior_from={unreachable}"],
+           capsys, "search.prior_from s3://nobucket", "cannot reach the store")
     _error(["search", str(cfg), "--name", "nope", "--storage", "runs", "--set", "search.searcher=tpe"],
            capsys, "search.prior_from needs searcher order_bo")
 
