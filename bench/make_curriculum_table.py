@@ -49,7 +49,8 @@ SEED_SD, PROBE_SD = 0.008, 0.012
 def make_table(tasks: list[str], seed: int, source: dict | None = None, rho: float = 0.0) -> tuple[list[dict], dict]:
     """The table and its truth. ``source`` (another table's truth) makes a *related target*
     (bench/prior_from.py): the properties of the tasks themselves (difficulty, interfering pairs, the
-    enabler) are the source's; their effect on the target is ``rho * source + sqrt(1 - rho^2) * fresh``."""
+    enabler) are the source's; their effect on the target is ``rho * source + sqrt(1 - rho^2) * fresh``
+    (several sources, a list with a list of rhos, as bench/make_planted_table.py mixes them)."""
     rng = np.random.default_rng(seed)
     main = {t: float(rng.normal(0, MAIN_SD)) for t in tasks}
     diff = dict(zip(tasks, rng.permutation(len(tasks)) / (len(tasks) - 1)))
@@ -57,9 +58,12 @@ def make_table(tasks: list[str], seed: int, source: dict | None = None, rho: flo
     interf = {pairs[i] for i in rng.choice(len(pairs), size=N_INTERF, replace=False)}
     enabler = tasks[int(rng.integers(len(tasks)))]
     if source is not None:
-        main = {t: rho * source["main"][t] + math.sqrt(1 - rho * rho) * main[t] for t in tasks}
-        diff, enabler = dict(source["difficulty"]), source["enabler"]
-        interf = {tuple(p.split(">")) for p in source["interfering"]}
+        from make_planted_table import _mix, _sources
+
+        sources, rhos = _sources(source, rho)
+        main = {t: _mix([s["main"][t] for s in sources], rhos, main[t]) for t in tasks}
+        diff, enabler = dict(sources[0]["difficulty"]), sources[0]["enabler"]
+        interf = {tuple(p.split(">")) for p in sources[0]["interfering"]}
 
     def true_final(o: tuple) -> float:
         k = len(o)

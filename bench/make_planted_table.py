@@ -46,7 +46,9 @@ NOISE_FINAL, NOISE_PROBE, NOISE_TEST = 0.004, 0.012, 0.006
 def make_table(tasks: list[str], seed: int, source: dict | None = None, rho: float = 0.0) -> tuple[list[dict], dict]:
     """The table and its truth. ``source`` (another table's truth) makes a *related target*
     (bench/prior_from.py): the precedence bonuses, a property of the task pairs, are the source's; the
-    effects on the target (main, pos) are ``rho * source + sqrt(1 - rho^2) * fresh`` (same spread)."""
+    effects on the target (main, pos) are ``rho * source + sqrt(1 - rho^2) * fresh`` (same spread).
+    Several sources (a list, with a list of rhos; the bonuses are the first's): ``sum rho_i * source_i
+    + sqrt(1 - sum rho_i^2) * fresh``."""
     rng = np.random.default_rng(seed)
     main = {t: float(rng.normal(0, MAIN_SD)) for t in tasks}
     pos = {t: [float(rng.normal(0, POS_SD)) for _ in range(LENGTH)] for t in tasks}
@@ -54,10 +56,10 @@ def make_table(tasks: list[str], seed: int, source: dict | None = None, rho: flo
     idx = rng.choice(len(pairs_all), size=N_PAIRS, replace=False)
     bonus = {pairs_all[i]: float(rng.uniform(*BONUS)) for i in sorted(idx)}
     if source is not None:
-        mix = lambda a, b: rho * a + math.sqrt(1 - rho * rho) * b  # noqa: E731
-        main = {t: mix(source["main"][t], main[t]) for t in tasks}
-        pos = {t: [mix(a, b) for a, b in zip(source["pos"][t], pos[t])] for t in tasks}
-        bonus = {tuple(k.split(">")): v for k, v in source["bonus"].items()}
+        sources, rhos = _sources(source, rho)
+        main = {t: _mix([s["main"][t] for s in sources], rhos, main[t]) for t in tasks}
+        pos = {t: [_mix([s["pos"][t][i] for s in sources], rhos, pos[t][i]) for i in range(LENGTH)] for t in tasks}
+        bonus = {tuple(k.split(">")): v for k, v in sources[0]["bonus"].items()}
     rows, prefix_noise = [], {}
     for order in itertools.permutations(tasks, LENGTH):
         stage = []  # the true gain of each stage
@@ -77,6 +79,19 @@ def make_table(tasks: list[str], seed: int, source: dict | None = None, rho: flo
                      "final": f"{final:.6f}", "test_mean": f"{test:.6f}", "seconds": "0"})
     truth = {"main": main, "pos": pos, "bonus": {f"{a}>{b}": v for (a, b), v in bonus.items()}}
     return rows, truth
+
+
+def _sources(source, rho) -> tuple[list[dict], list[float]]:
+    sources, rhos = (source, list(rho)) if isinstance(source, list) else ([source], [rho])
+    if len(sources) != len(rhos) or sum(r * r for r in rhos) > 1 + 1e-12:
+        raise ValueError(f"one rho per source, sum of squares <= 1: got {rhos} for {len(sources)} sources")
+    return sources, rhos
+
+
+def _mix(values: list[float], rhos: list[float], fresh: float) -> float:
+    """sum rho_i * value_i + sqrt(1 - sum rho_i^2) * fresh: the same spread as each input when they are
+    independent draws of it."""
+    return sum(r * v for r, v in zip(rhos, values)) + math.sqrt(max(0.0, 1 - sum(r * r for r in rhos))) * fresh
 
 
 def describe(rows: list[dict]) -> str:

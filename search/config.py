@@ -158,8 +158,9 @@ class SearchConfig(_Strict):
     # an earlier search (its experiment directory or URI; a path is relative to the working directory) whose measured
     # scores become order_bo's prior: e.g. the XNLI search when searching orders for PAWS-X. Its completed
     # orders keep their mean score, every other order gets a ridge fit of per-task effects (position-weighted
-    # like the prior) - fitted on the transferability prior when `prior: transferability` (as `itt rank --from`)
-    prior_from: str | None = None
+    # like the prior) - fitted on the transferability prior when `prior: transferability` (as `itt rank --from`).
+    # A list of earlier searches: their priors weighed by how well each ranks this search's scores (RGPE-style)
+    prior_from: list[str] | None = None
     # a copy of the Optuna study for optuna-dashboard, updated as trials finish: "experiment" (default) =
     # <experiment>/optuna.journal (a local experiment folder), a database URL, or null = none. The
     # searcher's own study stays in memory, saved with Ray's searcher state (a resume restores it exactly)
@@ -199,6 +200,11 @@ class SearchConfig(_Strict):
     @field_validator("candidates", mode="before")
     @classmethod
     def _csv(cls, v):
+        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+    @field_validator("prior_from", mode="before")
+    @classmethod
+    def _sources(cls, v):  # one earlier search, or several (a list, or --set search.prior_from=runs/a,runs/b)
         return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
 
     @field_validator("metric", mode="before")
@@ -312,8 +318,8 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                           "(start another searcher from the prior with seed_points.heuristics: [transferability])")
     if scfg.prior_from is not None and scfg.searcher not in ("auto", "order_bo"):
         raise ConfigError(f"{path}: search.prior_from needs searcher order_bo (or auto), not {scfg.searcher}")
-    if scfg.prior_from is not None and "://" not in scfg.prior_from:  # an experiment directory: relative to the
-        scfg.prior_from = str(Path(scfg.prior_from).resolve())  # working directory, as itt search wrote it there
+    if scfg.prior_from is not None:  # an experiment directory is relative to the working directory, as itt search wrote it there
+        scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
     d = scfg.cache.dir

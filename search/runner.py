@@ -85,9 +85,9 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         Storage(scfg.cache.dir, "", label="search.cache.dir").check_writable()
     measured = None
     if scfg.prior_from:  # an unreadable earlier search fails here, before MLflow or the experiment has a trace
-        from search.transfer import measured_in_space
+        from search.transfer import measured_sources
 
-        measured = measured_in_space(scfg.prior_from, scfg.space(), "search.prior_from")
+        measured = measured_sources(scfg.prior_from, scfg.space())
     target, languages = _target(chain)
     from search.tracking import Tracker
 
@@ -330,6 +330,9 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         log(f"recommended (the searcher's model, not one lucky run): {rec['order'] or 'F'}  "
             f"{rec['mean']:.4f} [{rec['lo']:.4f}, {rec['hi']:.4f}] (posterior mean, 95% interval; "
             f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
+    if summary.get("prior_weights"):
+        log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
+            f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
     log(f"results: {st.display}/results.csv")
     log(disk_usage_line(st))
     if interrupted:
@@ -368,9 +371,20 @@ def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, search
            "counts": {s: sum(r["status"] == s for r in writer.rows.values())
                       for s in (Status.COMPLETED, Status.STOPPED, Status.ERRORED, Status.RUNNING)},
            "continuations": getattr(searcher, "continuations", 0),
+           **prior_weights(searcher),
            "trace": getattr(searcher, "trace", [])}
     st.write_text(json.dumps(out, indent=1, default=str), SUMMARY_FILE)
     return out
+
+
+def prior_weights(searcher) -> dict:
+    """summary.json's ``prior_weights``: with several earlier searches as the prior (search.prior_from),
+    each one's final weight (how well it ranked this search's scores: search/transfer.py PriorEnsemble)."""
+    prior = getattr(getattr(searcher, "sampler", None), "prior", None)
+    if not hasattr(prior, "weights"):
+        return {}
+    return {"prior_weights": {src: round(w, 4) for src, w in zip(prior.sources, prior.weights)},
+            "prior_weights_from": prior.observed}
 
 
 def front_summary(scfg: SearchConfig, writer: ResultsWriter) -> dict:

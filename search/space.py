@@ -136,6 +136,18 @@ class OrderSpace:
                 if self.is_valid(list(perm)):
                     yield list(perm)
 
+    def sample(self, n: int = 2000) -> list[list[str]]:
+        """Every order when there are at most ``n``, else ``n`` seeded draws (seed 0: the same sample
+        every time), e.g. to put a prior's scores on a common scale."""
+        import numpy as np
+
+        if self.count() <= n:
+            return list(itertools.islice(self.orders(), n))
+        rng = np.random.default_rng(0)
+        return [self.decode({"k": int(rng.choice(self.lengths)),
+                             **{f"l{i}": int(rng.integers(len(self.candidates) - i)) for i in range(max(self.lengths))}})
+                for _ in range(n)]
+
 
 def is_order_param(name: str) -> bool:
     """Whether a trial parameter is one of the order's digits (``k``, ``l0``, ``l1``, ...) rather than a

@@ -446,7 +446,8 @@ def _parent_params(desc: dict, meta: dict) -> dict[str, str]:
     if desc.get("prior", "none") != "none":
         p["prior"] = desc["prior"]
     if desc.get("prior_from"):
-        p["prior_from"] = desc["prior_from"]  # the earlier search whose scores are the prior
+        src = desc["prior_from"]  # the earlier searches whose scores are the prior (one string before lists)
+        p["prior_from"] = src if isinstance(src, str) else ",".join(src)
     return p
 
 

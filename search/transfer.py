@@ -314,6 +314,101 @@ class OrderPrior:
         return c["a"] + c["b"] * s + sum(self.decay ** (k - 1 - i) * c["effects"].get(t, 0.0) for i, t in enumerate(order))
 
 
+@dataclass
+class PriorEnsemble:
+    """The prior from several earlier searches (``search.prior_from: [A, B, ...]``): a weighted sum of
+    their calibrated priors (``calibrate``), each standardised over the space (mean 0, sd 1 on
+    ``OrderSpace.sample``), rescaled to sd 1 again; the sampler sees it as it sees one prior.
+
+    Which earlier target resembles this one is not known before this search has scores, so the weights
+    start equal and follow this target's completed orders (``observe``), as the ranking-weighted
+    ensemble of Feurer, Letham, Hutter & Bakshy ("Scalable meta-learning for Bayesian optimization using
+    ranking-weighted Gaussian process ensembles", AutoML 2018, RGPE) weighs its base models: the weight of
+    an earlier search is the probability that it ranks this target's scores best, i.e. has the fewest
+    discordant pairs, estimated over bootstrap resamples of the observations (ties share the vote).
+    RGPE samples its base GPs' posteriors; an earlier search's prior is a point estimate here, so the
+    uncertainty comes from resampling this target's orders. An earlier search that ranks them no better
+    than chance (fewer than 10% of the resamples with under half the pairs discordant; RGPE drops a base
+    model that ranks worse than the target's own model) gets weight 0 - it comes back if later orders
+    say otherwise; when all are dropped, the prior is flat and the GP goes on without it.
+    The start-up orders (before the GP is fitted) are each earlier search's best in turn (``start_score``)."""
+
+    parts: list[OrderPrior]
+    sources: list[str]
+    center: list[float]
+    spread: list[float]
+    corr: list[list[float]]  # of the standardised parts over the sample (the weighted sum's spread)
+    weights: list[float] = field(default_factory=list)
+    observed: int = 0  # completed orders the weights were computed from
+
+    BOOTSTRAP = 200
+    USEFUL = 0.1  # an earlier search is dropped when it ranks better than chance in fewer resamples than this
+
+    @classmethod
+    def over(cls, parts: list[OrderPrior], sources: list[str], space) -> "PriorEnsemble":
+        cols = np.array([[p.score(o) for p in parts] for o in space.sample()], dtype=float)
+        sd = np.where(cols.std(0) > 1e-12, cols.std(0), 1.0)
+        z = (cols - cols.mean(0)) / sd
+        return cls(parts=parts, sources=sources, center=cols.mean(0).tolist(), spread=sd.tolist(),
+                   corr=(z.T @ z / len(z)).tolist(), weights=[1.0 / len(parts)] * len(parts))
+
+    def columns(self, order: list[str]) -> np.ndarray:
+        return np.array([(p.score(order) - c) / s for p, c, s in zip(self.parts, self.center, self.spread)])
+
+    def score(self, order: list[str]) -> float:
+        w = np.asarray(self.weights)
+        sd = math.sqrt(max(float(w @ np.asarray(self.corr) @ w), 0.0))
+        return float(w @ self.columns(order)) / sd if sd > 1e-12 else 0.0
+
+    raw = score  # (best_orders' beam over the prefixes of large spaces)
+
+    def start_score(self, order: list[str], k: int) -> float:
+        """What picks the ``k``-th start-up order (0-based, before the GP is fitted): while nothing says
+        which earlier search resembles this target, the earlier searches take turns, each proposing its own
+        best order not yet run (a portfolio: one related search is enough); then the weighted score."""
+        return float(self.columns(order)[k % len(self.parts)]) if not self.observed else self.score(order)
+
+    def observe(self, finals: list[tuple[list[str], float]], seed: int = 0) -> bool:
+        """Reweigh from this target's completed (order, score) pairs; True when the weights changed."""
+        if len(finals) < 3 or len(finals) == self.observed:
+            return False
+        cols = np.array([self.columns(o) for o, _ in finals])
+        y = np.array([v for _, v in finals], dtype=float)
+        rng = np.random.default_rng([seed, len(finals)])
+        counts = np.array([np.bincount(rng.integers(len(y), size=len(y)), minlength=len(y)) for _ in range(self.BOOTSTRAP)])
+        losses = _discordant(cols, y, counts)  # one row per resample
+        votes = np.zeros(len(self.parts))
+        for loss in losses[np.all(np.isfinite(losses), axis=1)]:
+            best = loss == loss.min()
+            votes[best] += 1.0 / best.sum()
+        useful = np.mean(losses < 0.5, axis=0) >= self.USEFUL
+        w = np.where(useful, votes, 0.0)
+        old = list(self.weights)
+        self.weights = (w / w.sum()).tolist() if w.sum() > 0 else [0.0] * len(self.parts)
+        self.observed = len(finals)
+        return self.weights != old
+
+
+def _discordant(cols: np.ndarray, y: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Per column: the share of pairs with different scores that the column orders the other way (RGPE's
+    ranking loss, as a share; a tie in the column counts half); NaN without such a pair. ``counts``
+    (resamples x observations: how often each is drawn) gives one row per bootstrap resample, its pairs
+    being the pairs of its draws (two draws of one observation have the same score: never a pair), as
+    ``counts^T M counts`` over the pair matrices - no resample is materialised."""
+    dy = np.sign(y[:, None] - y[None, :])
+    pairs = (dy != 0).astype(float)
+    C = np.ones((1, len(y))) if counts is None else np.asarray(counts, dtype=float)
+    n = ((C @ pairs) * C).sum(1)
+    out = np.empty((len(C), cols.shape[1]))
+    for j, c in enumerate(cols.T):
+        dc = np.sign(c[:, None] - c[None, :])
+        wrong = ((dc == -dy) + 0.5 * (dc == 0)) * pairs  # a tie is half wrong
+        out[:, j] = ((C @ wrong) * C).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(n[:, None] > 0, out / n[:, None], np.nan)
+    return out if counts is not None else out[0]
+
+
 def calibrate(prior: OrderPrior, measured: dict[str, float], ridge: float = 1.0) -> OrderPrior:
     """The prior on the metric's scale from a finished search's scores (orders -> mean score): least
     squares of score on (1, raw prior score) plus ridge-shrunk per-task effects (position-weighted
@@ -460,6 +555,16 @@ def measured_scores(exp_dir: str, label: str = "--from") -> tuple[dict[str, floa
     return {o: float(np.mean(v)) for o, v in by.items()}, st.display
 
 
+def measured_sources(exp_dirs: list[str], space, label: str = "search.prior_from") -> list[tuple[dict[str, float], str]]:
+    """``measured_in_space`` of each earlier search (an error names the one that fails, or one listed twice)."""
+    seen = set()
+    for d in exp_dirs:
+        if d in seen:
+            raise UserError(f"{label}: {d} is listed twice")
+        seen.add(d)
+    return [measured_in_space(d, space, label) for d in exp_dirs]
+
+
 def measured_in_space(exp_dir: str, space, label: str = "--from") -> tuple[dict[str, float], str]:
     """``measured_scores`` of the orders that are also in ``space`` (an error when none is)."""
     measured, src = measured_scores(exp_dir, label)
@@ -528,25 +633,30 @@ def to_json(res: dict) -> dict:
 PRIOR_FILE = "prior.json"
 
 
-def order_prior(scfg, chain, *, st=None, log=lambda *a: None, measured: tuple | None = None) -> OrderPrior:
+def order_prior(scfg, chain, *, st=None, log=lambda *a: None, measured: list | None = None):
     """The search's prior, built once in the driver (memoised measurements per process):
-    ``prior: transferability`` measures the encoder; ``prior_from`` calibrates it on an earlier search's
-    measured scores (``calibrate``; without the measurements, on per-task effects alone). With ``st``
-    (the experiment's storage) it is written to ``<experiment>/prior.json`` with its best orders.
-    ``measured``: ``measured_in_space``'s answer for ``prior_from`` where the caller has read it already."""
+    ``prior: transferability`` measures the encoder; ``prior_from`` calibrates it on each earlier search's
+    measured scores (``calibrate``; without the measurements, on per-task effects alone) - an
+    ``OrderPrior`` for one earlier search, a ``PriorEnsemble`` for several. With ``st`` (the experiment's
+    storage) it is written to ``<experiment>/prior.json`` with its best orders. ``measured``:
+    ``measured_sources``' answer for ``prior_from`` where the caller has read it already."""
     space = scfg.space()
     if measured is None:
-        measured = measured_in_space(scfg.prior_from, space, "search.prior_from") if scfg.prior_from else ({}, None)
-    measured, src = measured
+        measured = measured_sources(scfg.prior_from, space) if scfg.prior_from else []
     m = transferability(scfg, chain) if scfg.prior == "transferability" else None
-    prior = prior_of_measurements(m) if m else OrderPrior(tasks=list(scfg.candidates), unit={}, link={})
-    if measured:
-        prior = calibrate(prior, measured)
+    base = prior_of_measurements(m) if m else OrderPrior(tasks=list(scfg.candidates), unit={}, link={})
+    parts = [calibrate(base, scores) for scores, _ in measured]
+    sources = [src for _, src in measured]
+    prior = base if not parts else parts[0] if len(parts) == 1 else PriorEnsemble.over(parts, sources, space)
     if st is not None:
         best = best_orders(prior, space, 10)
-        st.write_text(json.dumps({"measurements": m, "from": src, "measured": len(measured), "calibration": prior.calib,
+        froms = [{"from": src, "measured": len(scores), "calibration": p.calib} for (scores, src), p in zip(measured, parts)]
+        st.write_text(json.dumps({"measurements": m, "from": sources[0] if len(sources) == 1 else sources,
+                                  "measured": sum(f["measured"] for f in froms),
+                                  "calibration": parts[0].calib if len(parts) == 1 else None,
+                                  **({"sources": froms} if len(froms) > 1 else {}),
                                   "orders": [{"order": ">".join(o), "score": prior.score(o)} for o in best]}, indent=1), PRIOR_FILE)
-        parts = ([f"transferability {m['seconds']:.1f} s on the initial encoder"] if m else []) + \
-                ([f"{len(measured)} orders measured by {src}"] if measured else [])
-        log(f"order prior: {'; '.join(parts)}; best order {'>'.join(best[0]) if best else '-'} ({PRIOR_FILE} in the experiment)")
+        parts_said = ([f"transferability {m['seconds']:.1f} s on the initial encoder"] if m else []) + \
+                     [f"{len(scores)} orders measured by {src}" for scores, src in measured]
+        log(f"order prior: {'; '.join(parts_said)}; best order {'>'.join(best[0]) if best else '-'} ({PRIOR_FILE} in the experiment)")
     return prior

@@ -117,3 +117,43 @@ def test_prior_from_bench_runs_one_seed(tmp_path):
         assert {"order_bo", "order_bo+prior_from"} <= set(fig)
         assert all(0 <= fig[k]["area"] < 10 and 0 < fig[k]["to_eps"] for k in ("order_bo", "order_bo+prior_from"))
     assert out["targets"]["rho=0.9"]["relatedness"] > 0.5 > out["targets"]["unrelated"]["relatedness"]
+
+
+def test_a_target_related_to_two_earlier_ones_mixes_both():
+    """make_table with several sources (bench/prior_from_several.py): sum rho_i * source_i +
+    sqrt(1 - sum rho_i^2) * fresh, the fresh part being what rho = 0 draws from the same seed; the
+    tasks' own properties are the first source's; rhos whose squares sum above 1 are refused."""
+    import math
+
+    for mod_name, tasks_name in (("make_planted_table", "TASKS6"), ("make_curriculum_table", "TASKS7")):
+        mod = _bench(mod_name)
+        tasks = getattr(mod, tasks_name)
+        _, a = mod.make_table(tasks, 0)
+        _, b = mod.make_table(tasks, 4000, source=a, rho=0.0)
+        _, fresh = mod.make_table(tasks, 5000, source=a, rho=0.0)
+        _, mixed = mod.make_table(tasks, 5000, source=[a, b], rho=[0.6, 0.6])
+        expect = {t: 0.6 * a["main"][t] + 0.6 * b["main"][t] + math.sqrt(1 - 0.72) * fresh["main"][t] for t in tasks}
+        assert mixed["main"] == pytest.approx(expect)
+        shared = "bonus" if "bonus" in a else "difficulty"
+        assert mixed[shared] == a[shared]
+        with pytest.raises(ValueError, match="sum of squares"):
+            mod.make_table(tasks, 1, source=[a, b], rho=[0.8, 0.8])
+
+
+def test_prior_from_several_bench_runs_one_seed(tmp_path):
+    """One seed of bench/prior_from_several.py (short budgets): three earlier searches, every strategy of
+    both cases with figures in range; the related earlier search is more related to its new target
+    than the unrelated one."""
+    pfs = _bench("prior_from_several")
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        out = pfs.one_seed(("planted", 0, 0.05, 0.05, str(tmp_path)))
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert all((tmp_path / f"planted_{s}_s0" / "results.csv").is_file() for s in ("A", "U", "B"))
+    assert set(out["cases"]["related+unrelated"]) == {"relatedness", "order_bo", "+A", "+U", "+A+U"}
+    assert set(out["cases"]["two halves"]) == {"relatedness", "order_bo", "+A", "+B", "+A+B"}
+    for case in out["cases"].values():
+        assert all(0 <= fig["area"] < 10 and 0 < fig["to_eps"] for k, fig in case.items() if k != "relatedness")
+    rel = out["cases"]["related+unrelated"]["relatedness"]
+    assert rel["A"] > 0.5 > rel["U"]

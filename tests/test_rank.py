@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -246,6 +247,129 @@ def test_make_searcher_passes_the_prior_to_order_bo(write_config):
     scfg, _, _ = load_search(write_config(RANK_TINY), ["search.prior=transferability"])
     p = OrderPrior(tasks=list(scfg.candidates), unit={"toy_topic": 1.0}, link={})
     assert sampler_for(scfg, p).prior is p and sampler_for(scfg).prior is None
+
+
+def _planted(space, seed, pair_sd=0.02):
+    """Scores of every order: per-task effects by position plus effects of consecutive pairs."""
+    r = np.random.default_rng(seed)
+    w = {t: r.normal(0, 0.05, max(space.lengths)) for t in space.candidates}
+    bonus = {(x, y): r.normal(0, pair_sd) for x in space.candidates for y in space.candidates if x != y}
+    return {order_key(o): 0.5 + sum(w[t][i] for i, t in enumerate(o)) + sum(bonus[p] for p in zip(o, o[1:]))
+            for o in space.orders()}
+
+
+def test_several_earlier_searches_are_weighed_by_how_well_they_rank_the_new_targets_scores():
+    """search.prior_from: [A, B] -> PriorEnsemble. Each calibrated prior is standardised over the space and
+    their weighted sum has sd 1 (checked with numpy); the ranking loss is the share of discordant pairs
+    ((1 - Kendall's tau) / 2 from scipy; a bootstrap resample counted = the resample itself); after 20 of the new target's scores the search that ranks them
+    (A: measured the same target) gets most of the weight in either position, an anti-related one none,
+    and when no search ranks them better than chance the prior goes flat."""
+    from scipy.stats import kendalltau
+
+    from search.transfer import PriorEnsemble, _discordant
+
+    space = OrderSpace(candidates=["a", "b", "c", "d", "e"], lengths=[3])
+    target, unrelated = _planted(space, 10), _planted(space, 11)
+    anti = {k: -v for k, v in target.items()}
+    orders = [order_key(o) for o in space.orders()]
+    rng = np.random.default_rng(1)
+    base = OrderPrior(tasks=list(space.candidates), unit={}, link={})
+
+    def earlier(table):  # an earlier search that measured 20 orders of its table
+        return calibrate(base, {o: table[o] for o in rng.choice(orders, 20, replace=False)})
+
+    rel, unr, ant = earlier(target), earlier(unrelated), earlier(anti)
+    tried = [orders[i].split(">") for i in np.random.default_rng(100).choice(len(orders), 20, replace=False)]
+    finals = [(o, target[order_key(o)]) for o in tried]
+    y = np.array([v for _, v in finals])
+    for parts, names, expect in (([rel, unr], ["A", "U"], "A"), ([unr, rel], ["U", "A"], "A")):
+        ens = PriorEnsemble.over(parts, names, space)
+        z = np.array([ens.columns(o) for o in space.sample()])
+        assert np.allclose(z.mean(0), 0, atol=1e-9) and np.allclose(z.std(0), 1)
+        assert ens.weights == [0.5, 0.5] and np.std([ens.score(o) for o in space.sample()]) == pytest.approx(1.0)
+        loss = _discordant(np.array([ens.columns(o) for o, _ in finals]), y)
+        tau = [kendalltau([ens.columns(o)[i] for o, _ in finals], y).statistic for i in range(2)]
+        assert loss == pytest.approx([(1 - t) / 2 for t in tau])
+        draws = np.random.default_rng(3).integers(len(y), size=(4, len(y)))  # bootstrap resamples, counted
+        counted = _discordant(np.array([ens.columns(o) for o, _ in finals]), y, np.array([np.bincount(d, minlength=len(y)) for d in draws]))
+        for d, row in zip(draws, counted):
+            assert row == pytest.approx(_discordant(np.array([ens.columns(finals[i][0]) for i in d]), y[d]))
+        assert ens.observe(finals[:2]) is False and ens.weights == [0.5, 0.5]  # no evidence yet
+        assert ens.observe(finals, seed=0) is True
+        w = dict(zip(names, ens.weights))
+        assert w[expect] > 0.8 and sum(ens.weights) == pytest.approx(1.0), w
+        assert np.std([ens.score(o) for o in space.sample()]) == pytest.approx(1.0)
+        assert ens.observe(finals, seed=0) is False  # nothing new
+    ens = PriorEnsemble.over([ant, rel], ["anti", "A"], space)
+    ens.observe(finals)
+    assert ens.weights[0] == 0.0
+    flat = PriorEnsemble.over([ant, earlier(anti)], ["anti", "anti2"], space)
+    flat.observe(finals)
+    assert flat.weights == [0.0, 0.0] and {flat.score(o) for o in space.sample()} == {0.0}
+
+
+def test_order_bo_follows_the_related_earlier_search():
+    """The start-up orders are each earlier search's best in turn; the sampler reweighs a PriorEnsemble
+    before each proposal (its candidates' prior feature follows) from the orders it has completed, and
+    the weights go to summary.json's prior_weights."""
+    from search.runner import prior_weights
+    from search.searchers.order_bo import OrderBOSampler
+    from search.transfer import PriorEnsemble
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = OrderSpace(candidates=["a", "b", "c", "d", "e"], lengths=[3])
+    target, unrelated = _planted(space, 20), _planted(space, 21)
+    orders = [order_key(o) for o in space.orders()]
+    rng = np.random.default_rng(2)
+    base = OrderPrior(tasks=list(space.candidates), unit={}, link={})
+    rel, unr = (calibrate(base, {o: t[o] for o in rng.choice(orders, 20, replace=False)}) for t in (target, unrelated))
+    s = OrderBOSampler(space, seed=0, prior=PriorEnsemble.over([unr, rel], ["runs/u", "runs/a"], space))
+    tried, study = _run(s, space, target, 12)
+    best_of = lambda p, skip=(): max((o for o in orders if o not in skip), key=lambda o: p.score(o.split(">")))  # noqa: E731
+    assert tried[:2] == [best_of(unr), best_of(rel, skip=tried[:1])]  # start-up: each earlier search's best in turn
+    w = s.prior.weights
+    assert s.prior.observed == 11 and w[1] > 0.9, w  # (reweighed before the 12th proposal)
+    assert s._cands[2] == tuple(w)  # the candidates' features were rebuilt with these weights
+    summary = prior_weights(SimpleNamespace(sampler=s))
+    assert summary["prior_weights"] == {"runs/u": round(w[0], 4), "runs/a": round(w[1], 4)}
+
+
+def test_prior_from_several_searches_config_files_and_errors(write_config, tmp_path, capsys, monkeypatch):
+    """One earlier search or several (a YAML list or comma-separated --set), relative to the working
+    directory; order_prior builds an ensemble for several and says where each came from in prior.json;
+    a search listed twice or one that fails is one error line naming it."""
+    from search.config import load_search
+    from search.storage import Storage
+    from search.transfer import OrderPrior as OP
+    from search.transfer import PriorEnsemble, order_prior
+
+    monkeypatch.chdir(tmp_path)
+    for name, best in (("xnli", "toy_topic"), ("pawsx", "toy_parity")):
+        (tmp_path / name).mkdir()
+        rows = ["order,status,score"] + [f"{t},completed,{0.6 if t == best else 0.4}" for t in ("toy_topic", "toy_length", "toy_parity")]
+        (tmp_path / name / "results.csv").write_text("\n".join(rows) + "\n")
+    cfg = write_config(RANK_TINY)
+    scfg, chain, _ = load_search(cfg, ["search.prior_from=xnli", "search.length=[1,2]"])
+    assert scfg.prior_from == [str(tmp_path / "xnli")] and isinstance(order_prior(scfg, chain), OP)
+    scfg, chain, _ = load_search(cfg, ["search.prior_from=xnli,pawsx", "search.length=[1,2]"])
+    assert scfg.prior_from == [str(tmp_path / "xnli"), str(tmp_path / "pawsx")]
+    lines = []
+    st = Storage(str(tmp_path), "exp")
+    prior = order_prior(scfg, chain, st=st, log=lines.append)
+    assert isinstance(prior, PriorEnsemble) and len(prior.parts) == 2
+    assert prior.score(["toy_topic"]) == pytest.approx(prior.score(["toy_parity"]))  # each best in one search
+    assert prior.score(["toy_topic"]) > prior.score(["toy_length"])
+    pj = json.loads((tmp_path / "exp" / "prior.json").read_text())
+    assert pj["from"] == [str(tmp_path / "xnli"), str(tmp_path / "pawsx")] and pj["measured"] == 6
+    assert [s["measured"] for s in pj["sources"]] == [3, 3]
+    assert "3 orders measured by" in lines[0] and lines[0].count("orders measured by") == 2
+    for sets, needle in ((["search.prior_from=xnli,xnli"], "listed twice"),
+                         (["search.prior_from=[xnli, nowhere]"], "nowhere: no results.csv")):
+        assert main(["search", str(cfg), "--name", "x", "--storage", "runs", "--no-tracking",
+                     *[a for s in sets for a in ("--set", s)]]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "search.prior_from" in err[0] and needle in err[0], err
+    assert not (tmp_path / "runs" / "x").exists()
 
 
 # ------------------------------------------------------------------ every trainable kind gives LogME rows

@@ -304,6 +304,16 @@ def test_prior_from_an_earlier_search_starts_from_its_best_orders(tmp_path, ray_
     client = MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("later").experiment_id])
     assert [r.data.params.get("prior_from") for r in runs if "prior_from" in r.data.params] == [str(tmp_path / "runs" / "earlier")]
+    # two earlier searches (the exhaustive one and the 3 orders just run): an ensemble, reweighed on this search's orders
+    lines = []
+    both = run_search(str(_search_config(tmp_path, {**later, "num_samples": 4, "prior_from": ["runs/earlier", "runs/later"]},
+                                         name="c.yaml")), name="both", storage="runs", log=lines.append)
+    summary = json.loads((both / "summary.json").read_text())
+    weights = summary["prior_weights"]
+    assert list(weights) == [str(tmp_path / "runs" / n) for n in ("earlier", "later")] and summary["prior_weights_from"] == 4
+    assert sum(weights.values()) == pytest.approx(1.0) or set(weights.values()) == {0.0}
+    assert [ln for ln in lines if ln.startswith("order prior:")][0].count("orders measured by") == 2
+    assert any(ln.startswith("earlier searches' weight in the prior") for ln in lines)
     # bad input: one line naming the key; no experiment is left behind
     _error(["search", str(cfg), "--name", "nope", "--storage", "runs", "--no-tracking", "--set", "search.prior_from=runs/none"],
            capsys, "search.prior_from", "runs/none", "no results.csv")

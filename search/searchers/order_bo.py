@@ -20,9 +20,11 @@ partial ranking, as BOPS, Deshwal et al. AAAI 2022), and the searched hyperparam
   mean and variance, computed for thousands of candidates at once).
 * **Candidates**: every order of the space when it has at most ``max_candidates``; otherwise that
   many drawn at random plus the neighbours (swap, replace, insert, drop a task) of the best ones.
-* **A prior** (``search.prior: transferability``, search/transfer.py): the prior's score of an order is
-  one more feature group of the GP, and until the GP is fitted (the first ``n_startup`` orders, or a
-  fit that failed) the order proposed is the untried one the prior rates best, not a random one.
+* **A prior** (``search.prior: transferability`` or ``search.prior_from``, search/transfer.py): the
+  prior's score of an order is one more feature group of the GP, and until the GP is fitted (the first
+  ``n_startup`` orders, or a fit that failed) the order proposed is the untried one the prior rates
+  best, not a random one. A prior from several earlier searches (``PriorEnsemble``) is reweighed
+  before each proposal by how well each ranks this search's completed orders.
 * **Recommendation**: the order with the best posterior mean among those with a final score, with
   its 95% interval - not the best single observation, which the winner's curse biases upward.
 
@@ -214,6 +216,8 @@ class OrderBOSampler(BaseSampler):
     def _propose(self, study) -> dict:
         scalarise = self.parego(study)
         obs = self.observations(study, scalarise)
+        if scalarise is None:
+            self._reweigh_prior(obs)
         cands = self._candidates(obs)
         busy = obs.done | {config_key(o, h) for o, h in obs.pending} | (set() if self.propose_stopped else obs.stopped)
         free = [c for c in cands if config_key(*c) not in busy] or cands
@@ -222,7 +226,9 @@ class OrderBOSampler(BaseSampler):
         model = None if len(distinct) < self.n_startup or not obs.finals else self._fit(obs)
         if model is None:
             if self.prior is not None:  # the prior's best untried configuration (first in candidate order on ties)
-                order, hp = free[int(np.argmax([self.prior.score(o) for o, _ in free]))]
+                at = getattr(self.prior, "start_score", None)  # several earlier searches: each proposes in turn
+                score = (lambda o: at(o, len(distinct))) if at is not None else self.prior.score
+                order, hp = free[int(np.argmax([score(o) for o, _ in free]))]
             elif self.startup == "cover":
                 order, hp = self._covering(free, obs)
             else:
@@ -451,10 +457,11 @@ class OrderBOSampler(BaseSampler):
         """Features of candidate configurations; the enumerated orders' are computed once."""
         if self.hparams or self.space.count() > self.max_candidates:
             return self.features.matrix(configs)
-        if self._cands is None:
+        weights = tuple(getattr(self.prior, "weights", ()))  # a PriorEnsemble's prior feature moves with its weights
+        if self._cands is None or self._cands[2] != weights:
             orders = [list(o) for o in self.space.orders()]
-            self._cands = ({tuple(o): i for i, o in enumerate(orders)}, self.features.matrix([(o, {}) for o in orders]))
-        index, F = self._cands
+            self._cands = ({tuple(o): i for i, o in enumerate(orders)}, self.features.matrix([(o, {}) for o in orders]), weights)
+        index, F, _ = self._cands
         return F[[index[tuple(o)] for o, _ in configs]]
 
     @staticmethod
@@ -465,6 +472,12 @@ class OrderBOSampler(BaseSampler):
                 keys.add(config_key(o, h))
                 configs.append((o, h))
         return configs
+
+    def _reweigh_prior(self, obs: Observations) -> None:
+        """A prior from several earlier searches (search.transfer.PriorEnsemble) follows the ones that rank
+        this search's completed orders best."""
+        if hasattr(self.prior, "observe"):
+            self.prior.observe([(o, y) for o, _, y in obs.finals], self.seed)
 
     @staticmethod
     def _recommendation(configs, mu, sd, obs: Observations) -> dict:
@@ -484,6 +497,7 @@ class OrderBOSampler(BaseSampler):
         obs = self.observations(study)
         if not obs.finals:
             return None
+        self._reweigh_prior(obs)
         with _one_thread():
             model = self._fit(obs)
         if model is None:
@@ -497,17 +511,11 @@ class OrderBOSampler(BaseSampler):
 
 
 def _prior_scale(prior, space: OrderSpace) -> float:
-    """The spread (sd) of the prior's scores over the space (a seeded sample of 2000 orders when larger),
-    so the prior feature has about unit scale whatever its units."""
+    """The spread (sd) of the prior's scores over the space (``OrderSpace.sample``), so the prior feature
+    has about unit scale whatever its units."""
     if prior is None:
         return 1.0
-    import itertools
-
-    orders = list(itertools.islice(space.orders(), 2000)) if space.count() <= 2000 else [
-        space.decode({"k": int(rng.choice(space.lengths)), **{f"l{i}": int(rng.integers(len(space.candidates) - i))
-                                                              for i in range(max(space.lengths))}})
-        for rng in [np.random.default_rng(0)] for _ in range(2000)]
-    sd = float(np.std([prior.score(o) for o in orders]))
+    sd = float(np.std([prior.score(o) for o in space.sample()]))
     return sd if sd > 1e-12 else 1.0
 
 

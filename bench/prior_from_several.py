@@ -1,0 +1,188 @@
+"""Several earlier searches as one prior (``search.prior_from: [A, B]``): does the GP follow the related one?
+
+    python bench/prior_from_several.py --seeds 20 --json bench/data/prior_from_several.json   # the committed figures
+    python bench/prior_from_several.py --seeds 2 --generators planted                         # a quick look
+
+A user who searched orders for XNLI and for PAWS-X now searches them for a third target and passes both
+earlier searches. Which of them resembles the new target is not known in advance; the prior
+(``search.transfer.PriorEnsemble``) gives the GP one input per earlier search and lets its marginal
+likelihood decide. Two cases, on both synthetic generators (bench/prior_from.py draws the tables the
+same way, per searcher seed):
+
+* **related + unrelated**: earlier searches on A (draw d of the generator) and on U (an unrelated draw:
+  nothing shared); the new target is related to A only (``rho`` 0.7 on A's effects, A's task properties).
+  Following both should be about as good as following A alone, and better than no prior.
+* **two halves**: earlier searches on A and on B (A's task properties, fresh effects); the new target
+  mixes both (``0.6 * A + 0.6 * B + 0.53 * fresh``). Both together should beat either alone.
+
+Per case: order_bo without a prior, with each earlier search alone, and with both; same searcher seeds.
+Each earlier search is order_bo at ``--earlier-budget`` (25%) of its own exhaustive compute; its compute
+is not counted. Figures as bench/prior_from.py computes them (regret area f = 1..50%, compute to eps,
+regret at 5% / 10%), medians and IQR over seeds; for each strategy with a prior, the share of seeds on
+which its area is lower than without one, and a paired Wilcoxon signed-rank test on the areas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from prior_from import GENERATORS, figures, fmt, relatedness  # noqa: E402
+
+CASES = {  # new target -> (its sources and rhos, the earlier searches passed)
+    "related+unrelated": ((("A", 0.7),), ("A", "U")),
+    "two halves": ((("A", 0.6), ("B", 0.6)), ("A", "B")),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--generators", default="planted,curriculum")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--earlier-budget", type=float, default=0.25, help="each earlier search's compute (fraction of exhaustive)")
+    ap.add_argument("--budget", type=float, default=0.5, help="each new search's compute (fraction of exhaustive)")
+    ap.add_argument("--workers", type=int, default=2, help="processes (one seed each at a time)")
+    ap.add_argument("--json", default=None)
+    return ap.parse_args(argv)
+
+
+# ------------------------------------------------------------------ tables
+def write_tables(gen: str, folder: Path, draw: int) -> dict[str, str]:
+    """Draw ``draw``'s earlier targets (A, U, B) and the new ones (name -> bench config path)."""
+    import importlib
+
+    from _outputs import write_rows
+
+    module, tasks_name, config = GENERATORS[gen]
+    mod = importlib.import_module(module)
+    tasks = getattr(mod, tasks_name)
+    rows_a, a = mod.make_table(tasks, 0 if draw == 0 else 1000 + draw)  # as bench/prior_from.py's earlier target
+    rows_b, b = mod.make_table(tasks, 4000 + draw, source=a, rho=0.0)
+    tables, truths = {"A": rows_a, "U": mod.make_table(tasks, 3000 + draw)[0], "B": rows_b}, {"A": a, "B": b}
+    for i, (case, (mix, _)) in enumerate(CASES.items()):
+        tables[case] = mod.make_table(tasks, 5000 + 10 * draw + i, source=[truths[s] for s, _ in mix],
+                                      rho=[r for _, r in mix])[0]
+    text = (ROOT / "bench" / "data" / config).read_text()
+    out = {}
+    for name, rows in tables.items():
+        stem = f"{gen}_d{draw}_{name.replace(' ', '_').replace('+', '_')}"
+        write_rows(folder / f"{stem}.csv", rows)
+        (folder / f"{stem}.yaml").write_text(text.replace(f"table: {gen}.csv", f"table: {folder / f'{stem}.csv'}"))
+        out[name] = str(folder / f"{stem}.yaml")
+    return out
+
+
+# ------------------------------------------------------------------ searches
+def earlier_search(info: dict, seed: int, budget: float, exp: Path) -> str:
+    """order_bo on an earlier target, its results.csv written as ``itt search`` writes it."""
+    import search_efficiency as se
+
+    run = se.offline_search(info, "order_bo", seed, SimpleNamespace(budget=budget))
+    exp.mkdir(parents=True, exist_ok=True)
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["order", "status", "score"])
+        w.writeheader()
+        w.writerows({k: r[k] for k in ("order", "status", "score")} for r in run["rows"])
+    return str(exp)
+
+
+def one_seed(job: tuple) -> dict:
+    """One searcher seed (and table draw): the earlier searches and, per case, the new searches."""
+    import search_efficiency as se
+
+    from search.config import load_search
+    from search.transfer import order_prior
+
+    gen, seed, budget, earlier_budget, folder = job
+    configs = write_tables(gen, Path(folder), seed)
+    infos = {name: se.table_info(cfg) for name, cfg in configs.items()}
+    exps = {s: earlier_search(infos[s], seed, earlier_budget, Path(folder) / f"{gen}_{s}_s{seed}") for s in ("A", "U", "B")}
+    out = {"seed": seed, "cases": {}}
+    for case, (_, passed) in CASES.items():
+        info = infos[case]
+        strategies = {"order_bo": None, **{f"+{s}": [s] for s in passed}, f"+{'+'.join(passed)}": list(passed)}
+        res = {"relatedness": {s: relatedness(infos[s], info) for s in passed}}
+        for name, sources in strategies.items():
+            prior = None
+            if sources:
+                scfg, chain, _ = load_search(info["config"], [f"search.prior_from={','.join(exps[s] for s in sources)}"])
+                prior = order_prior(scfg, chain)
+            res[name] = figures(info, se.offline_search(info, "order_bo", seed, SimpleNamespace(budget=budget), prior=prior))
+        out["cases"][case] = res
+    return out
+
+
+# ------------------------------------------------------------------ figures
+def summarize(gen: str, runs: list[dict]) -> list[dict]:
+    from scipy.stats import wilcoxon
+
+    rows = []
+    for case in runs[0]["cases"]:
+        names = [k for k in runs[0]["cases"][case] if k != "relatedness"]
+        base = [r["cases"][case]["order_bo"]["area"] for r in runs]
+        related = {s: round(statistics.median(r["cases"][case]["relatedness"][s] for r in runs), 3)
+                   for s in runs[0]["cases"][case]["relatedness"]}
+        for k in names:
+            cs = [r["cases"][case][k] for r in runs]
+            row = {"generator": gen, "case": case, "relatedness": " ".join(f"{s}:{v:.2f}" for s, v in related.items()),
+                   "strategy": k, "runs": len(cs)}
+            for m in ("area", "to_eps", "regret@5%", "regret@10%"):
+                xs = sorted(c[m] for c in cs)
+                row[m] = [statistics.median(xs), xs[len(xs) // 4], xs[(3 * len(xs)) // 4]]
+            if k != "order_bo":
+                diff = [c["area"] - b for c, b in zip(cs, base)]
+                row["lower_area_share"] = round(sum(d < 0 for d in diff) / len(diff), 3)
+                row["wilcoxon_p"] = float(wilcoxon(base, [c["area"] for c in cs]).pvalue) if any(diff) and len(diff) > 1 else math.nan
+            rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = ["generator", "case", "relatedness", "strategy", "runs", "area", "to_eps", "regret@5%", "regret@10%",
+            "lower_area_share", "wilcoxon_p"]
+    cells = [cols] + [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    for c in cells:
+        print("  ".join(x.ljust(w) for x, w in zip(c, widths)))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    out = {"seeds": args.seeds, "earlier_budget": args.earlier_budget, "budget": args.budget,
+           "cases": {k: {"target": [list(x) for x in mix], "passed": list(p)} for k, (mix, p) in CASES.items()},
+           "summary": [], "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="prior_from_several_") as tmp:
+        for gen in args.generators.split(","):
+            if gen not in GENERATORS:
+                print(f"error: --generators: unknown '{gen}' (one of {', '.join(GENERATORS)})", file=sys.stderr)
+                return 2
+            jobs = [(gen, s, args.budget, args.earlier_budget, tmp) for s in range(args.seeds)]
+            with ProcessPoolExecutor(max_workers=args.workers) as ex:
+                runs = list(ex.map(one_seed, jobs))
+            out["runs"][gen] = runs
+            out["summary"] += summarize(gen, runs)
+            print(f"{gen}: {args.seeds} seeds, {time.perf_counter() - t0:.0f} s so far", flush=True)
+    print_table(out["summary"])
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"{out['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
