@@ -658,5 +658,7 @@ def order_prior(scfg, chain, *, st=None, log=lambda *a: None, measured: list | N
                                   "orders": [{"order": ">".join(o), "score": prior.score(o)} for o in best]}, indent=1), PRIOR_FILE)
         parts_said = ([f"transferability {m['seconds']:.1f} s on the initial encoder"] if m else []) + \
                      [f"{len(scores)} orders measured by {src}" for scores, src in measured]
-        log(f"order prior: {'; '.join(parts_said)}; best order {'>'.join(best[0]) if best else '-'} ({PRIOR_FILE} in the experiment)")
+        first = ("first orders (each earlier search's best, in turn): " + ", ".join(">".join(best_orders(p, space, 1)[0]) for p in parts)
+                 if len(parts) > 1 else f"best order {'>'.join(best[0]) if best else '-'}")
+        log(f"order prior: {'; '.join(parts_said)}; {first} ({PRIOR_FILE} in the experiment)")
     return prior
