@@ -51,13 +51,13 @@ GENERATORS = {"planted": ("make_planted_table", "TASKS6", "sim_planted.yaml"),
 RHOS = (0.9, 0.5, 0.0)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None, description: str = __doc__) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=description.splitlines()[0])
     ap.add_argument("--generators", default="planted,curriculum")
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--earlier-budget", type=float, default=0.25, help="the earlier search's compute (fraction of exhaustive)")
+    ap.add_argument("--earlier-budget", type=float, default=0.25, help="each earlier search's compute (fraction of exhaustive)")
     ap.add_argument("--budget", type=float, default=0.5, help="each new search's compute (fraction of exhaustive)")
-    ap.add_argument("--workers", type=int, default=2, help="processes (one search each at a time)")
+    ap.add_argument("--workers", type=int, default=2, help="processes (one seed each at a time)")
     ap.add_argument("--json", default=None)
     return ap.parse_args(argv)
 
@@ -98,6 +98,19 @@ def relatedness(earlier: dict, new: dict) -> float:
 
 
 # ------------------------------------------------------------------ searches
+def earlier_search(info: dict, seed: int, budget: float, exp: Path) -> int:
+    """order_bo on an earlier target, its results.csv written in ``exp`` as ``itt search`` writes it; its trials."""
+    import search_efficiency as se
+
+    run = se.offline_search(info, "order_bo", seed, SimpleNamespace(budget=budget))
+    exp.mkdir(parents=True, exist_ok=True)
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["order", "status", "score"])
+        w.writeheader()
+        w.writerows({k: r[k] for k in ("order", "status", "score")} for r in run["rows"])
+    return len(run["rows"])
+
+
 def one_seed(job: tuple) -> dict:
     """For one searcher seed (and table draw): the earlier search and, on every new target, the two new searches."""
     import search_efficiency as se
@@ -108,14 +121,8 @@ def one_seed(job: tuple) -> dict:
     gen, seed, budget, earlier_budget, folder = job
     configs = write_targets(gen, Path(folder), seed)
     infos = {name: se.table_info(cfg) for name, cfg in configs.items()}
-    run = se.offline_search(infos["earlier"], "order_bo", seed, SimpleNamespace(budget=earlier_budget))
     exp = Path(folder) / f"{gen}_earlier_s{seed}"  # the earlier search's experiment, as results.csv has it
-    exp.mkdir(parents=True, exist_ok=True)
-    with open(exp / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["order", "status", "score"])
-        w.writeheader()
-        w.writerows({k: r[k] for k in ("order", "status", "score")} for r in run["rows"])
-    out = {"seed": seed, "earlier_trials": len(run["rows"]), "targets": {}}
+    out = {"seed": seed, "earlier_trials": earlier_search(infos["earlier"], seed, earlier_budget, exp), "targets": {}}
     for name, info in infos.items():
         if name == "earlier":
             continue
@@ -165,8 +172,8 @@ def fmt(v) -> str:
     return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
-def print_table(rows: list[dict]) -> None:
-    cols = ["generator", "target", "relatedness", "strategy", "runs", "area", "to_eps", "regret@5%", "regret@10%",
+def print_table(rows: list[dict], first: str = "target") -> None:
+    cols = ["generator", first, "relatedness", "strategy", "runs", "area", "to_eps", "regret@5%", "regret@10%",
             "lower_area_share", "wilcoxon_p"]
     cells = [cols] + [[fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]

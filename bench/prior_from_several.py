@@ -24,8 +24,6 @@ which its area is lower than without one, and a paired Wilcoxon signed-rank test
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
 import statistics
@@ -40,23 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from prior_from import GENERATORS, figures, fmt, relatedness  # noqa: E402
+from prior_from import GENERATORS, earlier_search, figures, parse_args, print_table, relatedness  # noqa: E402
 
 CASES = {  # new target -> (its sources and rhos, the earlier searches passed)
     "related+unrelated": ((("A", 0.7),), ("A", "U")),
     "two halves": ((("A", 0.6), ("B", 0.6)), ("A", "B")),
 }
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--generators", default="planted,curriculum")
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--earlier-budget", type=float, default=0.25, help="each earlier search's compute (fraction of exhaustive)")
-    ap.add_argument("--budget", type=float, default=0.5, help="each new search's compute (fraction of exhaustive)")
-    ap.add_argument("--workers", type=int, default=2, help="processes (one seed each at a time)")
-    ap.add_argument("--json", default=None)
-    return ap.parse_args(argv)
 
 
 # ------------------------------------------------------------------ tables
@@ -86,19 +73,6 @@ def write_tables(gen: str, folder: Path, draw: int) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ searches
-def earlier_search(info: dict, seed: int, budget: float, exp: Path) -> str:
-    """order_bo on an earlier target, its results.csv written as ``itt search`` writes it."""
-    import search_efficiency as se
-
-    run = se.offline_search(info, "order_bo", seed, SimpleNamespace(budget=budget))
-    exp.mkdir(parents=True, exist_ok=True)
-    with open(exp / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["order", "status", "score"])
-        w.writeheader()
-        w.writerows({k: r[k] for k in ("order", "status", "score")} for r in run["rows"])
-    return str(exp)
-
-
 def one_seed(job: tuple) -> dict:
     """One searcher seed (and table draw): the earlier searches and, per case, the new searches."""
     import search_efficiency as se
@@ -109,7 +83,10 @@ def one_seed(job: tuple) -> dict:
     gen, seed, budget, earlier_budget, folder = job
     configs = write_tables(gen, Path(folder), seed)
     infos = {name: se.table_info(cfg) for name, cfg in configs.items()}
-    exps = {s: earlier_search(infos[s], seed, earlier_budget, Path(folder) / f"{gen}_{s}_s{seed}") for s in ("A", "U", "B")}
+    exps = {}
+    for s in ("A", "U", "B"):
+        exps[s] = str(Path(folder) / f"{gen}_{s}_s{seed}")
+        earlier_search(infos[s], seed, earlier_budget, Path(exps[s]))
     out = {"seed": seed, "cases": {}}
     for case, (_, passed) in CASES.items():
         info = infos[case]
@@ -150,17 +127,8 @@ def summarize(gen: str, runs: list[dict]) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    cols = ["generator", "case", "relatedness", "strategy", "runs", "area", "to_eps", "regret@5%", "regret@10%",
-            "lower_area_share", "wilcoxon_p"]
-    cells = [cols] + [[fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
-    for c in cells:
-        print("  ".join(x.ljust(w) for x, w in zip(c, widths)))
-
-
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__)
     t0 = time.perf_counter()
     out = {"seeds": args.seeds, "earlier_budget": args.earlier_budget, "budget": args.budget,
            "cases": {k: {"target": [list(x) for x in mix], "passed": list(p)} for k, (mix, p) in CASES.items()},
@@ -176,7 +144,7 @@ def main(argv=None) -> int:
             out["runs"][gen] = runs
             out["summary"] += summarize(gen, runs)
             print(f"{gen}: {args.seeds} seeds, {time.perf_counter() - t0:.0f} s so far", flush=True)
-    print_table(out["summary"])
+    print_table(out["summary"], first="case")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"{out['seconds']:.0f} s")
     if args.json:
