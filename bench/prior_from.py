@@ -181,10 +181,11 @@ def print_table(rows: list[dict], first: str = "target") -> None:
         print("  ".join(x.ljust(w) for x, w in zip(c, widths)))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args, one_seed, summarize, out: dict, first: str = "target", progress=lambda runs: "") -> int:
+    """Every generator's seeds (``one_seed`` jobs in ``args.workers`` processes), summarised and printed;
+    ``out`` filled with the runs and the summary and written to ``args.json``."""
     t0 = time.perf_counter()
-    out = {"seeds": args.seeds, "earlier_budget": args.earlier_budget, "budget": args.budget, "summary": [], "runs": {}}
+    out.update({"seeds": args.seeds, "earlier_budget": args.earlier_budget, "budget": args.budget, "summary": [], "runs": {}})
     with tempfile.TemporaryDirectory(prefix="prior_from_") as tmp:
         for gen in args.generators.split(","):
             if gen not in GENERATORS:
@@ -195,14 +196,18 @@ def main(argv=None) -> int:
                 runs = list(ex.map(one_seed, jobs))
             out["runs"][gen] = runs
             out["summary"] += summarize(gen, runs)
-            print(f"{gen}: {args.seeds} seeds, earlier search {statistics.median(r['earlier_trials'] for r in runs)} "
-                  f"trials (median), {time.perf_counter() - t0:.0f} s so far", flush=True)
-    print_table(out["summary"])
+            print(f"{gen}: {args.seeds} seeds, {progress(runs)}{time.perf_counter() - t0:.0f} s so far", flush=True)
+    print_table(out["summary"], first)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"{out['seconds']:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv), one_seed, summarize, {},
+               progress=lambda runs: f"earlier search {statistics.median(r['earlier_trials'] for r in runs)} trials (median), ")
 
 
 if __name__ == "__main__":

@@ -24,13 +24,9 @@ which its area is lower than without one, and a paired Wilcoxon signed-rank test
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
-import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from prior_from import GENERATORS, earlier_search, figures, parse_args, print_table, relatedness  # noqa: E402
+from prior_from import GENERATORS, earlier_search, figures, parse_args, relatedness, run  # noqa: E402
 
 CASES = {  # new target -> (its sources and rhos, the earlier searches passed)
     "related+unrelated": ((("A", 0.7),), ("A", "U")),
@@ -128,28 +124,8 @@ def summarize(gen: str, runs: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, __doc__)
-    t0 = time.perf_counter()
-    out = {"seeds": args.seeds, "earlier_budget": args.earlier_budget, "budget": args.budget,
-           "cases": {k: {"target": [list(x) for x in mix], "passed": list(p)} for k, (mix, p) in CASES.items()},
-           "summary": [], "runs": {}}
-    with tempfile.TemporaryDirectory(prefix="prior_from_several_") as tmp:
-        for gen in args.generators.split(","):
-            if gen not in GENERATORS:
-                print(f"error: --generators: unknown '{gen}' (one of {', '.join(GENERATORS)})", file=sys.stderr)
-                return 2
-            jobs = [(gen, s, args.budget, args.earlier_budget, tmp) for s in range(args.seeds)]
-            with ProcessPoolExecutor(max_workers=args.workers) as ex:
-                runs = list(ex.map(one_seed, jobs))
-            out["runs"][gen] = runs
-            out["summary"] += summarize(gen, runs)
-            print(f"{gen}: {args.seeds} seeds, {time.perf_counter() - t0:.0f} s so far", flush=True)
-    print_table(out["summary"], first="case")
-    out["seconds"] = round(time.perf_counter() - t0, 1)
-    print(f"{out['seconds']:.0f} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
-    return 0
+    cases = {k: {"target": [list(x) for x in mix], "passed": list(p)} for k, (mix, p) in CASES.items()}
+    return run(parse_args(argv, __doc__), one_seed, summarize, {"cases": cases}, first="case")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ def _bench(name: str):
         sys.path.remove(str(ROOT / "bench"))
 
 
+def _one_seed(name: str, tmp_path):
+    """Seed 0 of a prior_from bench on the planted generator, short budgets (5% of exhaustive each)."""
+    mod = _bench(name)
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return mod.one_seed(("planted", 0, 0.05, 0.05, str(tmp_path)))
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
 @pytest.fixture(scope="module")
 def se():
     return _bench("search_efficiency")
@@ -104,12 +114,7 @@ def test_prior_from_bench_runs_one_seed(tmp_path):
     """One seed of bench/prior_from.py (short budgets): its tables (draw 0's earlier target is the committed
     one), the earlier search's results.csv, both new searches on every new target, figures in range; the
     rho = 0.9 target is more related to the earlier one than the unrelated draw."""
-    pf = _bench("prior_from")
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        out = pf.one_seed(("planted", 0, 0.05, 0.05, str(tmp_path)))
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    out = _one_seed("prior_from", tmp_path)
     assert (tmp_path / "planted_d0_earlier.csv").read_text() == (ROOT / "bench" / "data" / "planted.csv").read_text()
     assert (tmp_path / "planted_earlier_s0" / "results.csv").is_file() and out["earlier_trials"] >= 2
     assert set(out["targets"]) == {"unrelated", "rho=0.9", "rho=0.5", "rho=0.0"}
@@ -144,12 +149,7 @@ def test_prior_from_several_bench_runs_one_seed(tmp_path):
     """One seed of bench/prior_from_several.py (short budgets): three earlier searches, every strategy of
     both cases with figures in range; the related earlier search is more related to its new target
     than the unrelated one."""
-    pfs = _bench("prior_from_several")
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        out = pfs.one_seed(("planted", 0, 0.05, 0.05, str(tmp_path)))
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    out = _one_seed("prior_from_several", tmp_path)
     assert all((tmp_path / f"planted_{s}_s0" / "results.csv").is_file() for s in ("A", "U", "B"))
     assert set(out["cases"]["related+unrelated"]) == {"relatedness", "order_bo", "+A", "+U", "+A+U"}
     assert set(out["cases"]["two halves"]) == {"relatedness", "order_bo", "+A", "+B", "+A+B"}
