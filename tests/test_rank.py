@@ -310,8 +310,8 @@ def test_several_earlier_searches_are_weighed_by_how_well_they_rank_the_new_targ
 
 def test_order_bo_follows_the_related_earlier_search():
     """The start-up orders are each earlier search's best in turn; the sampler reweighs a PriorEnsemble
-    before each proposal (its candidates' prior feature follows) from the orders it has completed, and
-    the weights go to summary.json's prior_weights."""
+    before each proposal (its candidates' prior feature follows) from the orders it has completed, keeps
+    them through a pickle round trip (resume), and the weights go to summary.json's prior_weights."""
     from search.runner import prior_weights
     from search.searchers.order_bo import OrderBOSampler
     from search.transfer import PriorEnsemble
@@ -330,6 +330,8 @@ def test_order_bo_follows_the_related_earlier_search():
     w = s.prior.weights
     assert s.prior.observed == 11 and w[1] > 0.9, w  # (reweighed before the 12th proposal)
     assert s._cands[2] == tuple(w)  # the candidates' features were rebuilt with these weights
+    r = pickle.loads(pickle.dumps(s))  # Ray saves the searcher with its prior and weights: a resume proposes the same
+    assert r.prior.weights == w and OrderBOSampler._propose(r, study) == OrderBOSampler._propose(s, study)
     summary = prior_weights(SimpleNamespace(sampler=s))
     assert summary["prior_weights"] == {"runs/u": round(w[0], 4), "runs/a": round(w[1], 4)}
 
