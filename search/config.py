@@ -197,14 +197,9 @@ class SearchConfig(_Strict):
             raise ValueError(f"'{v}' is neither 'experiment', null nor a database URL (e.g. postgresql://host/db)")
         return v
 
-    @field_validator("candidates", mode="before")
+    @field_validator("candidates", "prior_from", mode="before")
     @classmethod
-    def _csv(cls, v):
-        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
-
-    @field_validator("prior_from", mode="before")
-    @classmethod
-    def _sources(cls, v):  # one earlier search, or several (a list, or --set search.prior_from=runs/a,runs/b)
+    def _csv(cls, v):  # a list, or comma-separated text (--set search.prior_from=runs/a,runs/b)
         return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
 
     @field_validator("metric", mode="before")
