@@ -145,25 +145,31 @@ def figures(info: dict, run: dict) -> dict:
 
 
 def summarize(gen: str, runs: list[dict]) -> list[dict]:
-    from scipy.stats import wilcoxon
-
     rows = []
     for name in runs[0]["targets"]:
         per = {k: [r["targets"][name][k] for r in runs] for k in ("order_bo", "order_bo+prior_from")}
-        a, b = [c["area"] for c in per["order_bo"]], [c["area"] for c in per["order_bo+prior_from"]]
-        diff = [y - x for x, y in zip(a, b)]
-        p = float(wilcoxon(a, b).pvalue) if any(diff) and len(diff) > 1 else math.nan
         related = statistics.median(r["targets"][name]["relatedness"] for r in runs)
         for k, cs in per.items():
-            row = {"generator": gen, "target": name, "relatedness": round(related, 3), "strategy": k, "runs": len(cs)}
-            for m in ("area", "to_eps", "regret@5%", "regret@10%"):
-                xs = sorted(c[m] for c in cs)
-                row[m] = [statistics.median(xs), xs[len(xs) // 4], xs[(3 * len(xs)) // 4]]
-            if k != "order_bo":
-                row["lower_area_share"] = round(sum(d < 0 for d in diff) / len(diff), 3)
-                row["wilcoxon_p"] = p
-            rows.append(row)
+            rows.append({"generator": gen, "target": name, "relatedness": round(related, 3), "strategy": k,
+                         **stats(cs, per["order_bo"] if k != "order_bo" else None)})
     return rows
+
+
+def stats(cs: list[dict], base: list[dict] | None) -> dict:
+    """A strategy's figures over seeds (median and IQR); against ``base`` (no prior, same seeds): the share
+    of seeds with a lower area and a paired Wilcoxon signed-rank test on the areas."""
+    from scipy.stats import wilcoxon
+
+    row = {"runs": len(cs)}
+    for m in ("area", "to_eps", "regret@5%", "regret@10%"):
+        xs = sorted(c[m] for c in cs)
+        row[m] = [statistics.median(xs), xs[len(xs) // 4], xs[(3 * len(xs)) // 4]]
+    if base is not None:
+        a, b = [c["area"] for c in base], [c["area"] for c in cs]
+        diff = [y - x for x, y in zip(a, b)]
+        row["lower_area_share"] = round(sum(d < 0 for d in diff) / len(diff), 3)
+        row["wilcoxon_p"] = float(wilcoxon(a, b).pvalue) if any(diff) and len(diff) > 1 else math.nan
+    return row
 
 
 def fmt(v) -> str:

@@ -24,7 +24,6 @@ which its area is lower than without one, and a paired Wilcoxon signed-rank test
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from prior_from import GENERATORS, earlier_search, figures, parse_args, relatedness, run  # noqa: E402
+from prior_from import GENERATORS, earlier_search, figures, parse_args, relatedness, run, stats  # noqa: E402
 
 CASES = {  # new target -> (its sources and rhos, the earlier searches passed)
     "related+unrelated": ((("A", 0.7),), ("A", "U")),
@@ -100,26 +99,14 @@ def one_seed(job: tuple) -> dict:
 
 # ------------------------------------------------------------------ figures
 def summarize(gen: str, runs: list[dict]) -> list[dict]:
-    from scipy.stats import wilcoxon
-
     rows = []
-    for case in runs[0]["cases"]:
-        names = [k for k in runs[0]["cases"][case] if k != "relatedness"]
-        base = [r["cases"][case]["order_bo"]["area"] for r in runs]
-        related = {s: round(statistics.median(r["cases"][case]["relatedness"][s] for r in runs), 3)
-                   for s in runs[0]["cases"][case]["relatedness"]}
-        for k in names:
-            cs = [r["cases"][case][k] for r in runs]
-            row = {"generator": gen, "case": case, "relatedness": " ".join(f"{s}:{v:.2f}" for s, v in related.items()),
-                   "strategy": k, "runs": len(cs)}
-            for m in ("area", "to_eps", "regret@5%", "regret@10%"):
-                xs = sorted(c[m] for c in cs)
-                row[m] = [statistics.median(xs), xs[len(xs) // 4], xs[(3 * len(xs)) // 4]]
-            if k != "order_bo":
-                diff = [c["area"] - b for c, b in zip(cs, base)]
-                row["lower_area_share"] = round(sum(d < 0 for d in diff) / len(diff), 3)
-                row["wilcoxon_p"] = float(wilcoxon(base, [c["area"] for c in cs]).pvalue) if any(diff) and len(diff) > 1 else math.nan
-            rows.append(row)
+    for case, first in runs[0]["cases"].items():
+        related = " ".join(f"{s}:{round(statistics.median(r['cases'][case]['relatedness'][s] for r in runs), 3):.2f}"
+                           for s in first["relatedness"])
+        base = [r["cases"][case]["order_bo"] for r in runs]
+        for k in (k for k in first if k != "relatedness"):
+            rows.append({"generator": gen, "case": case, "relatedness": related, "strategy": k,
+                         **stats([r["cases"][case][k] for r in runs], base if k != "order_bo" else None)})
     return rows
 
 
