@@ -210,6 +210,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from search.compare import make_compare
+
+    make_compare(args.experiment_dirs, out=args.out, figure=args.figure, alpha=args.alpha)
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from itt.tasks import registered
 
@@ -306,6 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-heuristics", action="store_true",
                     help="skip the heuristic orders (they load the config's data for the similarity measure)")
     rp.set_defaults(fn=cmd_report)
+    cp = sub.add_parser("compare", help="do orders hold up across searches (targets, encoders)? agreement of their "
+                                        "order rankings and the order to use for all of them (compare.html, .md, .json)")
+    cp.add_argument("experiment_dirs", nargs="+", metavar="EXPERIMENT_DIR",
+                    help="two or more finished searches (<storage>/<name>, or their URIs)")
+    cp.add_argument("--out", default="compare", help="write the comparison here (default: ./compare)")
+    cp.add_argument("--figure", default="mean", choices=["mean", "worst"],
+                    help="per-seed figure compared: mean over languages (default) or worst language")
+    cp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    cp.set_defaults(fn=cmd_compare)
     t = sub.add_parser("tasks", help="list every registered task with its kind, metric and languages")
     t.set_defaults(fn=cmd_tasks)
     return p

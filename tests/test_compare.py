@@ -1,0 +1,210 @@
+"""``itt compare``: do orders hold up across searches? The statistics against scipy and hand
+computations, planted agreement found and none found at the false-positive rate, and the command on
+experiment directories (files, console answer, bad input)."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from search import compare as C
+from search import stats as S
+from search.cli import main
+from tests.test_report import LANGS, _fake_experiment, _orders
+
+ORDERS = _orders()  # F, 4 singles, 12 pairs of 4 toy tasks
+
+
+def _tidy(rng, effects, *, seeds=3, seed_sd=0.01) -> pd.DataFrame:
+    """Per-seed, per-language scores: order i gets effects[i], each seed a shared shift."""
+    rows = []
+    for o, e in zip(ORDERS, effects):
+        for s in range(seeds):
+            shift = rng.normal(0, seed_sd)
+            rows += [(o, s, lang, 0.7 - 0.1 * i + e + shift + rng.normal(0, 0.002)) for i, lang in enumerate(LANGS)]
+    return pd.DataFrame(rows, columns=["order", "seed", "language", "score"])
+
+
+def _fig(t: pd.DataFrame) -> pd.DataFrame:
+    return S.seed_figures(t)
+
+
+# ------------------------------------------------------------------ the statistics
+def test_kendall_w_against_friedman_spearman_and_a_permutation_test():
+    rng = np.random.default_rng(0)
+    v = rng.integers(0, 6, size=(9, 4)).astype(float)  # ties in every column
+    w, _ = C.kendall_w(v)
+    chi2 = sps.friedmanchisquare(*v).statistic  # orders are the treatments, searches the blocks
+    assert chi2 == pytest.approx(4 * (9 - 1) * w)
+    # two searches without ties: W = (rho + 1) / 2, and the permutation p-value is the one-sided test of rho
+    x, y = rng.normal(size=10), rng.normal(size=10)
+    y = 0.6 * x + 0.8 * y
+    w, p = C.kendall_w(np.column_stack([x, y]))
+    rho = sps.spearmanr(x, y).statistic
+    assert w == pytest.approx((rho + 1) / 2)
+    ref = sps.permutation_test((x, y), lambda a, b: sps.spearmanr(a, b).statistic, permutation_type="pairings",
+                               alternative="greater", n_resamples=9999, rng=np.random.default_rng(1)).pvalue
+    assert abs(p - ref) < 0.02, (p, ref)
+    assert C.kendall_w(np.column_stack([x, y])) == (w, p)  # seeded
+    assert C.kendall_w(np.column_stack([x, x, x]))[0] == pytest.approx(1.0)
+
+
+def test_kendall_w_rejects_at_the_false_positive_rate_and_finds_planted_agreement():
+    rng = np.random.default_rng(1)
+    null = [C.kendall_w(rng.normal(size=(12, 3)), permutations=500)[1] for _ in range(200)]
+    rate = np.mean(np.array(null) < 0.05)
+    assert 0.01 <= rate <= 0.10, rate  # binomial(200, 0.05): 0.02-0.08 in 99% of draws
+    shared = rng.normal(size=12)
+    planted = [C.kendall_w(np.column_stack([shared + 0.5 * rng.normal(size=12) for _ in range(3)]),
+                           permutations=500)[1] for _ in range(20)]
+    assert np.mean(np.array(planted) < 0.05) >= 0.9
+
+
+def test_split_half_reliability_against_every_split_enumerated():
+    """With 2 seeds per order a split sends one seed of each order to each half: 2^n assignments. The
+    sampled mean rho matches the mean over all of them (Monte Carlo error), and Spearman–Brown steps it up."""
+    rng = np.random.default_rng(2)
+    orders = ORDERS[:6]
+    fig = _fig(_tidy(rng, rng.normal(0, 0.01, len(ORDERS)), seeds=2, seed_sd=0.01))
+    fig = fig[fig["order"].isin(orders)]
+    r = C.split_half(fig, splits=400)
+    wide = fig.pivot(index="order", columns="seed", values="mean").loc[orders].to_numpy()
+    every = [sps.spearmanr(wide[np.arange(6), bits], wide[np.arange(6), 1 - np.array(bits)]).statistic
+             for bits in itertools.product([0, 1], repeat=6)]
+    se = np.std(every) / np.sqrt(400)
+    assert abs(r["half_rho"] - np.mean(every)) < 4 * se, (r["half_rho"], np.mean(every), se)
+    assert r["reliability"] == pytest.approx(max(0.0, 2 * r["half_rho"] / (1 + r["half_rho"])))
+    # seed noise only: no reliability to speak of; strong effects: close to 1
+    noise = C.split_half(_fig(_tidy(rng, np.zeros(len(ORDERS)), seeds=4, seed_sd=0.02)))
+    strong = C.split_half(_fig(_tidy(rng, rng.normal(0, 0.05, len(ORDERS)), seeds=4, seed_sd=0.005)))
+    assert noise["reliability"] < 0.5 < 0.95 < strong["reliability"]
+    assert "underpowered" in C.split_half(_fig(_tidy(rng, np.zeros(len(ORDERS)), seeds=1)))
+
+
+def test_pair_against_scipy_and_by_hand():
+    a = pd.Series({"": 0.50, "x": 0.60, "y": 0.55, "z": 0.40, "only_a": 0.9})
+    b = pd.Series({"": 0.52, "x": 0.58, "y": 0.61, "z": 0.45, "only_b": 0.1})
+    p = C.pair("A", a, "B", b)
+    shared = ["", "x", "y", "z"]
+    assert p["n_shared"] == 4
+    assert p["tau"] == pytest.approx(sps.kendalltau(a[shared], b[shared]).statistic)
+    assert p["rho"] == pytest.approx(sps.spearmanr(a[shared], b[shared]).statistic)
+    # A's best shared order is x: 2nd of 4 in B, 0.61 - 0.58 below B's best (y); B's best y is 2nd in A
+    assert p["best_of_a"] == {"order": "x", "rank_in_other": 2, "of": 4, "shortfall": pytest.approx(0.03),
+                              "others_best": "y"}
+    assert p["best_of_b"]["order"] == "y" and p["best_of_b"]["rank_in_other"] == 2
+    assert p["best_of_b"]["shortfall"] == pytest.approx(0.05)
+    assert "underpowered" in C.pair("A", a[["x", "y"]], "B", b)
+
+
+def test_across_searches_the_robust_order_and_its_significance():
+    """Order 'ta' gains over F in both searches; 'tb' gains a lot in one and loses in the other: tb may
+    rank first somewhere, but ta is the robust choice. Gains and Holm-corrected Welch tests are
+    checked against an independent computation."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 0.005, len(ORDERS))
+    e1, e2 = base.copy(), base.copy()
+    ta, tb = ORDERS.index("ta"), ORDERS.index("tb")
+    e1[ta], e2[ta] = 0.05, 0.04
+    e1[tb], e2[tb] = 0.08, -0.05
+    t1, t2 = _tidy(rng, e1, seed_sd=0.005), _tidy(rng, e2, seed_sd=0.005)
+    res = C.analyse([{"name": "s1", "fig": _fig(t1)}, {"name": "s2", "fig": _fig(t2)}])
+    acr = res["across"]
+    assert acr["n_shared"] == len(ORDERS) and acr["most_robust"] == "ta"
+    rows = {r["order"]: r for r in acr["orders"]}
+    for name, t in (("s1", t1), ("s2", t2)):
+        per_seed = t.groupby(["order", "seed"])["score"].mean()
+        gain = per_seed["tb"].mean() - per_seed[""].mean()
+        assert rows["tb"]["per_search"][name]["gain_over_F"] == pytest.approx(gain)
+    ps = [sps.ttest_ind(t.groupby(["order", "seed"])["score"].mean()["ta"],
+                        t.groupby(["order", "seed"])["score"].mean()[""], equal_var=False).pvalue for t in (t1, t2)]
+    holm = S.holm(ps)
+    assert [rows["ta"]["per_search"][k]["p_vs_F_holm"] for k in ("s1", "s2")] == pytest.approx(holm)
+    assert rows["ta"]["helps_in"] == 2 and rows["tb"]["helps_in"] == 1 and rows["tb"]["hurts_in"] == 1
+    assert rows["ta"]["least_gain_over_F"] > 0 > rows["tb"]["least_gain_over_F"]
+    assert rows[""]["least_gain_over_F"] is None  # F against itself: no gain
+    mean_rank = np.mean([rows["ta"]["per_search"][k]["rank"] for k in ("s1", "s2")])
+    assert rows["ta"]["mean_rank"] == pytest.approx(mean_rank)
+    assert "most robust: ta" in res["headline"]
+
+
+# ------------------------------------------------------------------ the command
+def _three(tmp_path, seed=4):
+    """Searches a and b share their order effects (b = 0.9 a + noise); c's are mostly its own."""
+    rng = np.random.default_rng(seed)
+    ea = rng.normal(0, 0.03, len(ORDERS))
+    exps = [_fake_experiment(tmp_path, _tidy(rng, e), stopped=(), name=n)
+            for n, e in (("a", ea), ("b", 0.9 * ea + 0.4 * rng.normal(0, 0.03, len(ORDERS))),
+                         ("c", 0.3 * ea + rng.normal(0, 0.03, len(ORDERS))))]
+    return exps
+
+
+def test_compare_writes_the_comparison_and_answers_on_the_console(tmp_path, capsys):
+    a, b, c = _three(tmp_path)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), str(c), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for f in ("compare.html", "compare.md", "compare.json", "across.png", "ranks.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    res = json.loads((out / "compare.json").read_text())
+    # W over the three searches' order means, computed here from the tidy files' results.json
+    means = {}
+    for exp in (a, b, c):
+        rows = []
+        for tr in (exp / "trials").iterdir():
+            r = json.loads(tr.joinpath("results.json").read_text())
+            order = next(x["order"] for x in csv.DictReader(open(exp / "results.csv")) if x["trial_id"] == tr.name)
+            per_seed = [np.mean([v["accuracy"] for v in s["test"]["per_language"].values()]) for s in r["seeds"].values()]
+            rows.append((order, np.mean(per_seed)))
+        means[exp.name] = dict(rows)
+    v = np.array([[means[n][o] for n in "abc"] for o in sorted(ORDERS)])
+    w, p = C.kendall_w(v)
+    assert res["concordance"]["W"] == pytest.approx(w) and res["concordance"]["p"] == pytest.approx(p)
+    assert res["concordance"]["n_orders"] == len(ORDERS) and res["concordance"]["significant"]
+    ab = next(x for x in res["pairs"] if (x["a"], x["b"]) == ("a", "b"))
+    assert ab["tau"] == pytest.approx(sps.kendalltau([means["a"][o] for o in ORDERS],
+                                                     [means["b"][o] for o in ORDERS]).statistic)
+    assert ab["p_tau"] < 0.05 and 0 < ab["ceiling"] <= 1
+    assert "Orders rank alike across searches" in printed and "a vs b: Kendall tau" in printed
+    md = (out / "compare.md").read_text()
+    assert "![An order for every search](across.png)" in md and "| a / b |" in md
+    assert (out / "compare.html").read_text().count("data:image/png;base64,") == 2
+    # --figure worst compares the worst language instead
+    assert main(["compare", str(a), str(b), "--out", str(out), "--figure", "worst"]) == 0
+    res = json.loads((out / "compare.json").read_text())
+    assert res["figure"] == "worst" and len(res["searches"]) == 2 and len(res["pairs"]) == 1
+
+
+def test_compare_names_two_searches_of_one_name_by_their_folder(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    x = _fake_experiment(tmp_path / "one", _tidy(rng, rng.normal(0, 0.03, len(ORDERS))), stopped=(), name="xnli")
+    y = _fake_experiment(tmp_path / "two", _tidy(rng, rng.normal(0, 0.03, len(ORDERS))), stopped=(), name="xnli")
+    assert main(["compare", str(x), str(y), "--out", str(tmp_path / "cmp")]) == 0
+    names = [s["name"] for s in json.loads((tmp_path / "cmp" / "compare.json").read_text())["searches"]]
+    assert names[0] == "xnli" and names[1] != "xnli" and str(y) in names[1]
+
+
+def test_compare_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    a, b, _ = _three(tmp_path)
+    out = tmp_path / "cmp"
+
+    def err(args, *needles):
+        assert main(["compare", *map(str, args), "--out", str(out)]) == 2
+        e = capsys.readouterr().err.strip().splitlines()
+        assert len(e) == 1 and e[0].startswith("error: "), e
+        for n in needles:
+            assert n in e[0], e[0]
+        assert not out.exists()
+
+    err([a], "two or more")
+    err([a, tmp_path / "a"], "listed twice")
+    err([a, tmp_path / "nope"], "no such experiment directory")
+    err([a, b, "--alpha", "2"], "--alpha")
+    (tmp_path / "empty").mkdir()
+    err([a, tmp_path / "empty"], "no results.csv")
