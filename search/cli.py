@@ -109,10 +109,16 @@ def _print_search_links(uri: str, base: str) -> None:
     except Exception as e:  # the links are a convenience: the UI starts anyway
         print(f"(searches in the store not listed: {str(e).splitlines()[0] if str(e) else type(e).__name__})")
         return
-    if links:
+    from search.tracking import COMPARE_EXPERIMENT
+
+    searches = [(n, u) for n, u in links if n != COMPARE_EXPERIMENT]
+    if searches:
         print("the trials of each search, best score first:")
-    for name, link in links:
+    for name, link in searches:
         print(f"  {name}: {link}", flush=True)
+    for name, link in links:
+        if name == COMPARE_EXPERIMENT:
+            print(f"comparisons of searches (itt compare): {link}", flush=True)
 
 
 def cmd_space(args) -> int:
@@ -213,7 +219,8 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from search.compare import make_compare
 
-    make_compare(args.experiment_dirs, out=args.out, figure=args.figure, alpha=args.alpha)
+    make_compare(args.experiment_dirs, out=args.out, figure=args.figure, alpha=args.alpha,
+                 tracking_uri=args.tracking_uri, mlflow=not args.no_mlflow)
     return 0
 
 
@@ -321,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--figure", default="mean", choices=["mean", "worst"],
                     help="per-seed figure compared: mean over languages (default) or worst language")
     cp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    cp.add_argument("--tracking-uri", help="MLflow store (default: the one the searches used)")
+    cp.add_argument("--no-mlflow", action="store_true", help="do not log the comparison to MLflow")
     cp.set_defaults(fn=cmd_compare)
     t = sub.add_parser("tasks", help="list every registered task with its kind, metric and languages")
     t.set_defaults(fn=cmd_tasks)

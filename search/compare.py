@@ -25,8 +25,10 @@ renderers) and writes ``compare.html``, ``compare.md``, ``compare.json`` and the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import shutil
 import tempfile
 from itertools import combinations
@@ -247,7 +249,7 @@ def load(exp_dirs: list[str], *, figure: str = "mean") -> list[dict]:
         names.add(name)
         target = exp.meta.get("target") or ((exp.config or {}).get("target") or {}).get("task")
         out.append({"name": name, "experiment": exp.st.display, "target": target, "metric": exp.metric, "fig": fig,
-                    "notes": exp.notes})
+                    "notes": exp.notes, "tracking_uri": exp.meta.get("tracking_uri")})
     return out
 
 
@@ -390,9 +392,44 @@ def answer(res: dict) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------ MLflow
+def tracking_store(searches: list[dict], cli: str | None) -> tuple[str | None, str]:
+    """(store, '') for the comparison's MLflow run: --tracking-uri, else the one store the searches
+    tracked to; (None, why) when there is none to choose."""
+    from search.tracking import resolve_uri
+
+    if cli:
+        return resolve_uri(cli), ""
+    stores = list(dict.fromkeys(s["tracking_uri"] for s in searches if s.get("tracking_uri")))
+    if not stores:
+        return None, "the searches were not tracked; pass --tracking-uri"
+    if len(stores) > 1:
+        return None, f"the searches track to {len(stores)} different stores ({', '.join(stores)}); pass --tracking-uri"
+    return stores[0], ""
+
+
+def _metric_name(text: str) -> str:
+    return re.sub(r"[^\w\-. /]", "_", text)[:250]
+
+
+def run_figures(res: dict) -> tuple[str, dict[str, str], dict[str, float]]:
+    """The comparison's MLflow identity (the same searches and figure: the same key), params and metrics."""
+    exps = [s["experiment"] for s in res["searches"]]
+    key = hashlib.sha1(json.dumps([sorted(exps), res["figure"]]).encode()).hexdigest()[:16]
+    params = {"searches": ", ".join(exps), "figure": res["figure"], "alpha": str(res["alpha"])}
+    c = res["concordance"]
+    m = {"shared_orders": c["n_orders"], "kendall_w": c.get("W"), "kendall_w_p": c.get("p")}
+    for p in res["pairs"]:
+        m[_metric_name(f"tau {p['a']} vs {p['b']}")] = p.get("tau")
+        m[_metric_name(f"rho {p['a']} vs {p['b']}")] = p.get("rho")
+    return key, params, {k: float(v) for k, v in m.items() if v is not None and math.isfinite(v)}
+
+
 # ------------------------------------------------------------------ the command
-def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: float = S.ALPHA, log=print) -> dict:
-    """``itt compare``: read every search, analyse, render, then write into ``out``."""
+def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: float = S.ALPHA,
+                 tracking_uri: str | None = None, mlflow: bool = True, log=print) -> dict:
+    """``itt compare``: read every search, analyse, render, write into ``out``, then log the files and
+    figures to MLflow (experiment ``itt-compare``; one run per set of searches)."""
     from search.report import _json_safe, render_html, render_md
 
     if not 0 < alpha < 1:
@@ -420,9 +457,21 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
             (dest / f"{stale}.png").unlink(missing_ok=True)
         for f in tmp.iterdir():
             shutil.copy2(f, dest / f.name)
+        log(f"compare: {dest}/compare.html  (compare.md, compare.json, {len(pngs)} PNGs)")
+        for line in answer(res):
+            log(line)
+        log(_track(res, searches, tmp, tracking_uri) if mlflow else "MLflow: not logged (--no-mlflow)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"compare: {dest}/compare.html  (compare.md, compare.json, {len(pngs)} PNGs)")
-    for line in answer(res):
-        log(line)
     return res
+
+
+def _track(res: dict, searches: list[dict], folder: Path, cli_uri: str | None) -> str:
+    from search.tracking import log_compare
+
+    uri, why = tracking_store(searches, cli_uri)
+    if uri is None:
+        return f"MLflow: not logged ({why})"
+    key, params, metrics = run_figures(res)
+    name = "compare " + " vs ".join(s["name"] for s in res["searches"])
+    return log_compare(folder, key=key, name=name[:250], params=params, metrics=metrics, note=res["headline"], uri=uri)

@@ -46,6 +46,7 @@ from search.space import order_key
 from search.storage import Storage, echo, is_uri
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+COMPARE_EXPERIMENT = "itt-compare"  # where `itt compare` logs its comparisons
 F_NAME = "F (no intermediate task)"
 SAVE_GAP = 2.0  # seconds between rewrites of a running trial's record in tracking/trials/ (its start and end always)
 
@@ -891,5 +892,49 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         return f"MLflow: report logged to parent run {run_id} (artifacts report/, {len(metrics)} metrics) in {target}"
+    except Exception as e:  # the store went away, a permission problem, ...
+        return f"MLflow: not logged ({_first_line(e)})"
+
+
+
+def compare_view() -> dict:
+    """The runs page of the ``compare`` experiment: one row per comparison, with its agreement figures."""
+    return {"searchFilter": "tags.itt_role = 'compare'", "orderByKey": "attributes.start_time", "orderByAsc": False,
+            "selectedColumns": ["params.`searches`", "params.`figure`", "metrics.`kendall_w`", "metrics.`kendall_w_p`",
+                                "metrics.`shared_orders`"], "runsHiddenMode": "SHOW_ALL"}
+
+
+def log_compare(folder: str | Path, *, key: str, name: str, params: dict[str, str], metrics: dict[str, float],
+                note: str, uri: str) -> str:
+    """A comparison of searches (``itt compare``) as one run of the MLflow experiment ``itt-compare``: its
+    files as artifacts (``compare/``), its figures as metrics, its headline as the run's description.
+    The same searches compared again (``key``) update that run instead of adding one. Never raises:
+    returns one line saying what was done."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    db = _sqlite_path(uri)
+    try:
+        client = connect(uri)
+        ml = _Mlflow(client, COMPARE_EXPERIMENT, db.parent / "mlruns" if db else None)
+        view = "itt-compare"
+        for k, v in ((EXPERIMENT_KIND, MODEL_TRAINING), (VIEW_TAG + view, json.dumps(compare_view())), (LATEST_VIEW, view)):
+            client.set_experiment_tag(ml.exp_id, k, v)
+        run = ml._find(f"tags.compare_key = '{key}'")
+        if run is None:
+            run_id = client.create_run(ml.exp_id, run_name=name, tags={"itt_role": "compare", "compare_key": key}).info.run_id
+            client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+        else:
+            run_id = run.info.run_id
+        client.log_artifacts(run_id, str(folder), artifact_path="compare")
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                         tags=[RunTag("mlflow.note.content", note)])
+        client.set_terminated(run_id, status="FINISHED")
+        again = " (updated: these searches were compared before)" if run is not None else ""
+        return (f"MLflow: comparison logged to run {run_id} of experiment '{COMPARE_EXPERIMENT}' (artifacts compare/, "
+                f"{len(metrics)} metrics) in {uri}{again}; `itt ui`, then open "
+                f"{runs_url(server_url(uri), ml.exp_id, view)}")
+    except UserError as e:
+        return f"MLflow: not logged ({str(e).split('; start the server')[0]})"
     except Exception as e:  # the store went away, a permission problem, ...
         return f"MLflow: not logged ({_first_line(e)})"

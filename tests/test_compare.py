@@ -208,3 +208,45 @@ def test_compare_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     err([a, b, "--alpha", "2"], "--alpha")
     (tmp_path / "empty").mkdir()
     err([a, tmp_path / "empty"], "no results.csv")
+
+
+def test_compare_is_logged_to_mlflow_once_per_set_of_searches(tmp_path, capsys):
+    """The searches' store (tracking/search.json) gets one run in experiment itt-compare: the files as
+    artifacts, W and the pairs' tau as metrics; comparing the same searches again updates that run.
+    Searches in different stores are not logged (one line says why); --no-mlflow says so."""
+    from mlflow import MlflowClient
+
+    from search.tracking import COMPARE_EXPERIMENT
+
+    a, b, c = _three(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    for exp in (a, b, c):
+        (exp / "tracking").mkdir()
+        (exp / "tracking" / "search.json").write_text(json.dumps({"name": exp.name, "tracking_uri": uri}))
+    out = tmp_path / "cmp"
+    for _ in range(2):
+        assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert "these searches were compared before" in printed[-1] and "viewStateShareKey=itt-compare" in printed[-1]
+    client = MlflowClient(uri)
+    e = client.get_experiment_by_name(COMPARE_EXPERIMENT)
+    assert e.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert e.artifact_location == (tmp_path / "mlruns" / COMPARE_EXPERIMENT).as_uri()  # beside the store
+    runs = client.search_runs([e.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    res = json.loads((out / "compare.json").read_text())
+    m = runs[0].data.metrics
+    assert m["kendall_w"] == pytest.approx(res["concordance"]["W"]) and m["tau a vs b"] == pytest.approx(res["pairs"][0]["tau"])
+    assert runs[0].data.params["searches"] == f"{a}, {b}"
+    assert runs[0].data.tags["mlflow.note.content"] == res["headline"]
+    arts = {x.path for x in client.list_artifacts(runs[0].info.run_id, "compare")}
+    assert {"compare/compare.html", "compare/compare.json", "compare/across.png"} <= arts
+    # another set of searches: a second run
+    assert main(["compare", str(a), str(b), str(c), "--out", str(out)]) == 0
+    assert len(client.search_runs([e.experiment_id])) == 2
+    (c / "tracking" / "search.json").write_text(json.dumps({"name": "c", "tracking_uri": f"sqlite:///{tmp_path / 'other.db'}"}))
+    capsys.readouterr()
+    assert main(["compare", str(a), str(c), "--out", str(out)]) == 0
+    assert "MLflow: not logged (the searches track to 2 different stores" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--out", str(out), "--no-mlflow"]) == 0
+    assert capsys.readouterr().out.strip().endswith("MLflow: not logged (--no-mlflow)")
