@@ -213,7 +213,7 @@ def headline(res: dict) -> str:
                 f"rankings, 0: no agreement).")
     if acr.get("best_overall"):
         b = next(r for r in acr["orders"] if r["order"] == acr["best_overall"])
-        text += f" Best across searches: {show(b['order'])} (mean rank {b['mean_rank']:.1f} of {acr['n_shared']})"
+        text += f" Best IF order across searches: {show(b['order'])} (mean rank {b['mean_rank']:.1f} of {acr['n_shared']})"
         if acr.get("most_robust"):
             r = next(x for x in acr["orders"] if x["order"] == acr["most_robust"])
             lead = "most robust" if r["least_gain_over_F"] > 0 else "no IF order beats F in every search; closest"
