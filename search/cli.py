@@ -216,6 +216,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_confirm(args) -> int:
+    from search.confirm import run_confirm
+
+    seeds = _seeds(args.seeds) if args.seeds else None
+    run_confirm(args.experiment_dir, top=args.top, seeds=seeds, name=args.name, storage=args.storage,
+                address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,
+                progress=args.progress)
+    return 0
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise _usage(f"--seeds {text}: give integers separated by commas (e.g. 10,11,12)") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise _usage(f"--seeds {text}: give distinct integers separated by commas")
+    return seeds
+
+
 def cmd_compare(args) -> int:
     from search.compare import make_compare
 
@@ -320,6 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-heuristics", action="store_true",
                     help="skip the heuristic orders (they load the config's data for the similarity measure)")
     rp.set_defaults(fn=cmd_report)
+    cf = sub.add_parser("confirm", help="the search's best orders (and F) again on fresh seeds, in a new experiment "
+                                        "<name>-confirm: their scores without the winner's curse, and a report")
+    cf.add_argument("experiment_dir", help="a finished search (<storage>/<name>, or its URI)")
+    cf.add_argument("--top", type=int, default=3, help="how many of its best orders to confirm (default 3)")
+    cf.add_argument("--seeds", help="fresh seeds, comma-separated (default: as many as the search used, at least 5, "
+                                    "numbered after its largest)")
+    cf.add_argument("--name", help="experiment name (default: <name>-confirm)")
+    cf.add_argument("--storage", help="where the new experiment goes (default: beside the search)")
+    cf.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    cf.add_argument("--tracking-uri", help="MLflow store (default: the search config's, $MLFLOW_TRACKING_URI, "
+                                           "else sqlite:///mlflow.db)")
+    cf.add_argument("--no-tracking", action="store_true", help="no MLflow runs")
+    _progress_flag(cf)
+    cf.set_defaults(fn=cmd_confirm)
     cp = sub.add_parser("compare", help="do orders hold up across searches (targets, encoders)? agreement of their "
                                         "order rankings and the order to use for all of them (compare.html, .md, .json)")
     cp.add_argument("experiment_dirs", nargs="+", metavar="EXPERIMENT_DIR",

@@ -25,6 +25,9 @@ import pandas as pd
 
 from itt.errors import UserError
 from search import stats as S
+from search.confirm import CONFIRM_FILE
+from search.confirm import analyse as confirmation
+from search.confirm import headline as confirmation_headline
 from search.stats import F, show
 from search.tracking import finite as _num
 
@@ -567,11 +570,43 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     pareto = pareto_analysis(exp, res["leaderboard"])
     if pareto is not None:
         res["pareto"] = pareto
+    confirm = exp.st.read_text(CONFIRM_FILE)  # an `itt confirm` run: the search's picks on fresh seeds
+    if confirm:
+        res["confirmation"] = confirmation(json.loads(confirm), S.seed_figures(exp.scores.dropna(subset=["score"])), alpha)
     res = _json_safe(res)
     pngs = plots(res, exp.metric)
     title = f"Does order matter? — {exp.meta.get('name') or exp.st.name}"
     secs = sections(res, exp.st.name, exp.metric)
+    if confirm:
+        secs.insert(1, confirmation_section(res["confirmation"]))
     return res, pngs, render_md(secs, title, pngs), render_html(secs, title, pngs)
+
+
+def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None]:
+    """The confirmation run's section: each pick's search score against its fresh-seed score, and the
+    pre-registered comparisons of the search's pick."""
+    head = ["order", "fresh seeds", "mean", "95% CI", "search mean", "shift", "pick minus it", "p (Holm)"]
+    tests = {t["b"]: t for t in c["tests"]}
+    rows = [head]
+    for r in c["orders"]:
+        if r.get("missing"):
+            rows.append([show(r["order"]), "0", "not completed", "", "", "", "", ""])
+            continue
+        t = tests.get(r["order"])
+        rows.append([show(r["order"]), str(r["n_seeds"]), _x(r["mean"]),
+                     f"[{_x(r['ci_low'])}, {_x(r['ci_high'])}]" if r.get("ci_low") is not None else "–",
+                     _x(r["search_mean"]), _x(r["shift"]), _x(t["difference"]) if t else "–",
+                     (f"{t['p_holm']:.3g}" + (" *" if t["significant"] else "")) if t else "–"])
+    rep = c["replication"]
+    rep_text = (f"Spearman's rho between the search's and the fresh scores over {rep['n']} orders: {rep['rho']:.2f}."
+                if "rho" in rep else f"Replication of the ranking not measured: {rep['underpowered']}.")
+    text = (f"{confirmation_headline(c)} The search ({c['source']}, seeds {', '.join(map(str, c['search_seeds']))}) "
+            f"picked these orders; this run trained them again on seeds {', '.join(map(str, c['seeds']))}, which "
+            f"the search never used, so their scores carry no selection bias. Shift: fresh mean minus search mean "
+            f"(negative for a pick the search's seeds flattered: the winner's curse). The pick (first row) against "
+            f"each other order: Welch t-test on per-seed means over languages, Holm over these comparisons, fixed "
+            f"before the run. {rep_text}" + (" Notes: " + "; ".join(c["notes"]) + "." if c.get("notes") else ""))
+    return ("Confirmation on fresh seeds", text, rows, None)
 
 
 def headline_metrics(res: dict) -> dict[str, float]:
@@ -590,6 +625,14 @@ def headline_metrics(res: dict) -> dict[str, float]:
         m["report_arrangement_p"] = arr["p"]
     if res.get("pareto"):
         m["report_pareto_size"] = len(res["pareto"]["front"])
+    c = res.get("confirmation")
+    if c:
+        pick = next((r for r in c["orders"] if r["order"] == c["pick"] and not r.get("missing")), None)
+        if pick:
+            m["report_confirm_pick_mean"], m["report_confirm_pick_shift"] = pick["mean"], pick["shift"]
+        vs_f = next((t for t in c["tests"] if t["b"] == F), None)
+        if vs_f:
+            m["report_confirm_pick_minus_f"], m["report_confirm_pick_vs_f_p"] = vs_f["difference"], vs_f["p_holm"]
     iv = res["if_vs_f"]
     if iv.get("available"):
         m["report_if_best_minus_f"] = iv["overall"]["best_IF"] - iv["overall"]["F"]
@@ -602,6 +645,8 @@ def answer(res: dict, where: str) -> list[str]:
     not run), IF vs F, the best order with its interval, and where report.html is."""
     board, iv = res["leaderboard"], res["if_vs_f"]
     lines = [res["headline"]["text"]]
+    if res.get("confirmation"):
+        lines.insert(0, confirmation_headline(res["confirmation"]))
     if iv.get("available"):
         o = iv["overall"]
         t = iv.get("test", {})

@@ -313,15 +313,22 @@ def load_table(path: str) -> dict[str, list[dict]]:
     return table
 
 
-def simulated_rows(rows: list[dict], order: list[str], hp: dict, search_seed: int, draw: str) -> list[dict]:
+def simulated_rows(rows: list[dict], order: list[str], hp: dict, search_seed: int, draw: str,
+                   seeds: list[int] | None = None) -> list[dict]:
     """The table rows a simulated trial of ``order`` reports the mean of: those whose hparam columns
     match the trial's values (tables without hparam columns: the first row), one per seed in seed order
-    where the table has a ``seed`` column, and with ``draw: one_seed`` the one seed a one-seed search
-    sees (fixed by the search seed and the order). bench/search_efficiency.py's offline replay uses it too."""
+    where the table has a ``seed`` column (``seeds``: the search's ``search.seeds``, when it sets them;
+    else every seed of the table), and with ``draw: one_seed`` the one seed a one-seed search sees
+    (fixed by the search seed and the order). bench/search_efficiency.py's offline replay uses it too."""
     match = [r for r in rows if all(str(hp[k]) == r[k] for k in hp if k in r)] or rows[:1]
     if "seed" not in match[0]:
         return match[:1]
-    seeds = sorted({int(r["seed"]) for r in match})
+    have = sorted({int(r["seed"]) for r in match})
+    missing = [s for s in seeds or [] if s not in have]
+    if missing:
+        raise KeyError(f"simulated objective: order '{order_key(order)}' has no row for seed {missing[0]} "
+                       f"(search.seeds; the table's seeds: {have})")
+    seeds = sorted(seeds) if seeds else have
     match = [next(r for r in match if int(r["seed"]) == s) for s in seeds]
     if draw == "one_seed":  # what a one-seed search sees: one seed's row, not the mean
         digest = hashlib.sha256(f"{search_seed}:{order_key(order)}".encode()).hexdigest()
@@ -341,7 +348,7 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     rows = load_table(ctx.search.simulate.table).get(order_key(order))
     if not rows:
         raise KeyError(f"simulated objective: order '{order_key(order)}' is not in {ctx.search.simulate.table}")
-    match = simulated_rows(rows, order, hp, ctx.search.seed, ctx.search.simulate.draw)
+    match = simulated_rows(rows, order, hp, ctx.search.seed, ctx.search.simulate.draw, seeds=ctx.search.seeds)
     mean = lambda col: sum(float(r[col]) for r in match) / len(match)  # noqa: E731
     m = ctx.metric
     k = len(order) + 1

@@ -1,0 +1,221 @@
+"""``itt confirm EXPERIMENT_DIR``: the search's best orders again, on fresh seeds.
+
+A search picks its best order on the same seeds it reports, so the winner's score is biased upward
+(the winner's curse) and the report's p-values for it are optimistic. The remedy researchers use is a
+confirmation run: the top orders and F, fixed before it starts, trained again on seeds the search
+never used. This module turns a finished search into that run: a new experiment
+``<name>-confirm`` beside it (the same search machinery: Ray, the stage cache, MLflow, ``itt resume``)
+whose only trials are those orders, with one hyperparameter setting for all (the best trial's), and
+writes ``confirm.json`` (what was picked, and each order's score over the search's seeds) that
+``itt report`` reads to add its *Confirmation on fresh seeds* section: every order's search score
+against its fresh-seed score, the pre-registered comparisons of the search's pick (against F and the
+runners-up; Welch, Holm) and whether the search's ranking replicates (Spearman).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from itt.errors import UserError
+from search import stats as S
+from search.stats import F, show
+
+CONFIRM_FILE = "confirm.json"
+SUFFIX = "-confirm"
+
+
+def picks(rows: list[dict], recommended: dict | None, top: int) -> list[dict]:
+    """The ``top`` IF orders to confirm, best first: the searcher's recommendation (its model's best,
+    where it has one), then the completed trials by score; each with its trial's hyperparameters."""
+    done = [r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None]
+    done.sort(key=lambda r: -_num(r["score"]))
+    out: list[dict] = []
+
+    def add(order: str, hp: dict, why: str) -> None:
+        if order and order not in [p["order"] for p in out] and len(out) < top:
+            out.append({"order": order, "hparams": hp, "why": why})
+
+    if recommended and recommended.get("order"):
+        add(recommended["order"], dict(recommended.get("hparams") or {}), "the searcher's recommendation")
+    for r in done:
+        add(r.get("order") or "", {k[3:]: _value(v) for k, v in r.items() if k.startswith("hp:") and v not in ("", None)},
+            f"trial {r['trial_id']}, score {_num(r['score']):.4f}")
+    return out
+
+
+def _num(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _value(v):
+    """A results.csv cell back to the number (or text) it was (YAML would keep 3e-05 a string)."""
+    if not isinstance(v, str):
+        return v
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline: bool) -> tuple[dict, list[str]]:
+    """The search's own config (its ``tracking/config.yaml``) turned into the confirmation's: only the
+    picked orders (and F) as seed points, as many trials as orders, no scheduler and no prior, fresh
+    seeds, and the first pick's hyperparameters set in the chain config for every order. Returns the
+    config and notes on what could not be carried over."""
+    cfg = json.loads(json.dumps(config))  # a deep copy
+    s = cfg["search"]
+    notes: list[str] = []
+    hp = orders[0]["hparams"] if orders else {}
+    for key, v in hp.items():
+        if "*" in key:  # one value per stage of the order it was searched with: no single setting
+            notes.append(f"per-stage hyperparameter {key} keeps the config's default")
+            continue
+        node = cfg
+        *path, last = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = v
+    s.update(hparams={}, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",
+             prior_from=None, report=False, scheduler={"type": "none"},
+             seed_points={"baseline": baseline, "singles": False, "orders": [p["order"] for p in orders], "heuristics": []})
+    return cfg, notes
+
+
+def search_means(exp_dir: str) -> tuple[dict[str, dict], list[int]]:
+    """Each completed order's test mean over languages, per search seed (what the report counts)."""
+    from search.report import load_experiment
+
+    exp = load_experiment(exp_dir)
+    fig = S.seed_figures(exp.scores.dropna(subset=["score"]))
+    out = {o: {"mean": float(g["mean"].mean()), "per_seed": [float(x) for x in g["mean"]], "n_seeds": int(len(g))}
+           for o, g in fig.groupby("order", sort=False)}
+    return out, sorted({int(s) for s in fig["seed"] if int(s) >= 0})
+
+
+def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,
+                storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
+                no_tracking: bool = False, progress: str = "auto", log=print):
+    """``itt confirm``: check, build the confirmation's config, run it as a search, write confirm.json,
+    then report on it. Returns the new experiment directory."""
+    from itt.config import validate
+    from search.config import SearchConfig
+    from search.report import make_report
+    from search.runner import SEARCH_FILE, run_search
+    from search.storage import Storage
+    from search.tracking import read_rows, storage_of
+
+    if top < 1:
+        raise UserError(f"--top {top}: give 1 or more")
+    st = storage_of(exp_dir, "experiment")
+    if not st.exists():
+        raise UserError(f"{exp_dir}: no such experiment directory")
+    text = st.read_text(SEARCH_FILE)
+    if not text:
+        raise UserError(f"{exp_dir}: no {SEARCH_FILE} (not an `itt search` experiment directory)")
+    config = yaml.safe_load(text)
+    scfg = validate(config.get("search") or {}, f"{exp_dir}/{SEARCH_FILE}", SearchConfig, prefix="search.")
+    means, used = search_means(exp_dir)  # (a UserError when it holds no completed trial)
+    summary = json.loads(st.read_text("summary.json") or "{}")
+    chosen = picks(read_rows(st), summary.get("recommended"), top)
+    if not chosen:
+        raise UserError(f"{exp_dir}: no completed IF order to confirm")
+    seeds = seeds or [max(used + [-1]) + 1 + i for i in range(max(5, len(used)))]
+    again = sorted(set(seeds) & set(used))
+    if again:
+        raise UserError(f"--seeds: {', '.join(map(str, again))} already used by the search (its seeds: "
+                        f"{', '.join(map(str, used))}); a confirmation needs fresh seeds")
+    baseline = scfg.space().is_valid([])  # F, the reference, wherever the search's space holds it
+    cfg, notes = confirm_config(config, chosen, seeds, baseline)
+    name = name or f"{st.name}{SUFFIX}"
+    log(f"confirming {len(chosen)} order(s) of {st.display}{' and F' if baseline else ''} on fresh seeds "
+        f"{', '.join(map(str, seeds))} (the search used {', '.join(map(str, used))}): "
+        + "; ".join(f"{show(p['order'])} ({p['why']})" for p in chosen))
+    if chosen[0]["hparams"]:
+        log("every order runs with the first pick's hyperparameters: "
+            + ", ".join(f"{k}={v}" for k, v in chosen[0]["hparams"].items()))
+    for n in notes:
+        log(f"note: {n}")
+    new_st = Storage(storage or st.root, name)
+    if new_st.exists():  # (run_search refuses it too; checked here so that nothing below writes into it)
+        raise UserError(f"experiment '{name}' exists already in {new_st.root} (continue it with `itt resume "
+                        f"{new_st.display}`, or pick another --name)")
+    record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
+              "notes": notes, "search_means": {o: means[o] for o in [p["order"] for p in chosen] + [F] if o in means}}
+    try:
+        with tempfile.TemporaryDirectory(prefix="itt-confirm-") as tmp:
+            path = Path(tmp) / "confirm.yaml"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+            overrides = ["search.tracking.enabled=false"] if no_tracking else []
+            new = run_search(str(path), name=name, storage=storage or st.root, address=address, overrides=overrides,
+                             tracking_uri=tracking_uri, log=log, progress=progress)
+    finally:  # also when interrupted: `itt resume` finishes it, and `itt report` then finds what it confirms
+        if new_st.exists():
+            new_st.write_text(json.dumps(record, indent=1), CONFIRM_FILE)
+    log("did the search's best hold up? (itt report)")
+    try:
+        make_report(str(new), tracking_uri=tracking_uri, mlflow=not no_tracking, heuristics=False, log=log)
+    except UserError as e:
+        log(f"report: not written ({e}); once fixed: itt report {new}")
+    return new
+
+
+# ------------------------------------------------------------------ the report's section (pure)
+def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
+    """``confirm``: confirm.json; ``fig``: the confirmation's per-seed figures (stats.seed_figures).
+    Every picked order's search mean against its fresh-seed mean; the pick (first) against F and each
+    runner-up, Welch on per-seed means, Holm over these pre-registered comparisons; Spearman of the
+    search's means against the fresh ones."""
+    from scipy import stats
+
+    fresh = {o: g["mean"].to_numpy(float) for o, g in fig.groupby("order", sort=False)}
+    orders = [p["order"] for p in confirm["picks"]] + ([F] if confirm.get("baseline") else [])
+    rows = []
+    for o in orders:
+        if o not in fresh:
+            rows.append({"order": o, "missing": True})
+            continue
+        lo, hi = S.t_interval(fresh[o])
+        was = (confirm.get("search_means") or {}).get(o, {}).get("mean")
+        rows.append({"order": o, "n_seeds": int(len(fresh[o])), "mean": float(fresh[o].mean()), "ci_low": lo,
+                     "ci_high": hi, "search_mean": was, "shift": None if was is None else float(fresh[o].mean()) - was})
+    pick = orders[0]
+    tests = []
+    if pick in fresh:
+        for o in [x for x in orders[1:] if x in fresh]:
+            a, b = fresh[pick], fresh[o]
+            if min(len(a), len(b)) >= 2:
+                tests.append({"a": pick, "b": o, "difference": float(a.mean() - b.mean()), "p": S.welch(a, b)})
+    for t, pa in zip(tests, S.holm([t["p"] for t in tests])):
+        t["p_holm"], t["significant"] = pa, bool(pa < alpha)
+    both = [r for r in rows if not r.get("missing") and r["search_mean"] is not None]
+    rep = ({"rho": float(stats.spearmanr([r["search_mean"] for r in both], [r["mean"] for r in both]).statistic),
+            "n": len(both)} if len(both) >= 3 else {"underpowered": f"{len(both)} order(s) with both scores (need 3)"})
+    return {"source": confirm["source"], "seeds": confirm["seeds"], "search_seeds": confirm["search_seeds"],
+            "pick": pick, "orders": rows, "tests": tests, "replication": rep, "alpha": alpha,
+            "notes": confirm.get("notes", [])}
+
+
+def headline(c: dict) -> str:
+    """One line: the pick's fresh-seed score against its search score, and against F."""
+    r = next((x for x in c["orders"] if x["order"] == c["pick"] and not x.get("missing")), None)
+    if r is None:
+        return f"Confirmation: the search's pick {show(c['pick'])} has no completed fresh-seed trial."
+    was = f" (search {r['search_mean']:.4f}, {r['shift']:+.4f})" if r["search_mean"] is not None else ""
+    text = f"Confirmed on {r['n_seeds']} fresh seed(s): {show(c['pick'])} {r['mean']:.4f}{was}"
+    vs_f = next((t for t in c["tests"] if t["b"] == F), None)
+    if vs_f:
+        text += (f"; against F {vs_f['difference']:+.4f}, p = {vs_f['p_holm']:.3g}"
+                 f"{' (significant)' if vs_f['significant'] else ' (not significant)'}, Welch, Holm over "
+                 f"{len(c['tests'])} pre-registered comparison(s)")
+    return text + "."

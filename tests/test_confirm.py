@@ -1,0 +1,128 @@
+"""``itt confirm``: the search's picks, the confirmation's config, its statistics against scipy, and a
+simulated search confirmed end to end through Ray (fresh seeds only, the report's section); bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats as sps
+
+from search import confirm as C
+from search import stats as S
+from search.cli import main
+from tests.conftest import TINY
+from tests.test_report import _sim_table
+
+
+def test_picks_take_the_recommendation_first_then_the_best_scores_with_their_hyperparameters():
+    rows = [{"trial_id": "t1", "status": "completed", "order": "a>b", "score": "0.7", "hp:train.lr": "2e-05"},
+            {"trial_id": "t2", "status": "completed", "order": "b", "score": "0.8", "hp:train.lr": "3e-05"},
+            {"trial_id": "t3", "status": "stopped", "order": "c", "score": ""},
+            {"trial_id": "t4", "status": "completed", "order": "", "score": "0.9"},  # F is the reference, never a pick
+            {"trial_id": "t5", "status": "completed", "order": "b", "score": "0.75", "hp:train.lr": "1e-05"},
+            {"trial_id": "t6", "status": "completed", "order": "c>a", "score": "0.6", "hp:train.lr": "2e-05"}]
+    got = C.picks(rows, {"order": "a>b", "hparams": {"train.lr": 2e-5}}, top=3)
+    assert [p["order"] for p in got] == ["a>b", "b", "c>a"]
+    assert got[0]["why"] == "the searcher's recommendation" and got[1]["hparams"] == {"train.lr": 3e-5}
+    assert [p["order"] for p in C.picks(rows, None, top=2)] == ["b", "a>b"]
+
+
+def test_confirm_config_runs_only_the_picks_on_fresh_seeds_with_the_first_picks_hyperparameters():
+    config = {"train": {"lr": 1e-3}, "seeds": [0], "search": {
+        "candidates": ["a", "b", "c"], "length": [0, 2], "searcher": "auto", "num_samples": 40, "seeds": [0, 1, 2],
+        "hparams": {"train.lr": {"float": [1e-5, 1e-3]}, "stages.*.epochs": {"choice": [1, 2]}},
+        "scheduler": {"type": "asha"}, "prior_from": ["runs/x"], "seed_points": {"singles": True}}}
+    picks = [{"order": "a>b", "hparams": {"train.lr": 2e-5, "stages.*.epochs": 2}}, {"order": "c", "hparams": {}}]
+    cfg, notes = C.confirm_config(config, picks, [7, 8], baseline=True)
+    s = cfg["search"]
+    assert s["seed_points"] == {"baseline": True, "singles": False, "orders": ["a>b", "c"], "heuristics": []}
+    assert s["num_samples"] == 3 and s["seeds"] == [7, 8] and s["hparams"] == {} and s["scheduler"] == {"type": "none"}
+    assert s["prior_from"] is None and s["prior"] == "none" and s["report"] is False
+    assert cfg["train"]["lr"] == 2e-5 and notes == ["per-stage hyperparameter stages.*.epochs keeps the config's default"]
+    assert config["train"]["lr"] == 1e-3 and config["search"]["num_samples"] == 40  # the search's own is untouched
+
+
+def test_confirmation_statistics_against_scipy():
+    rng = np.random.default_rng(0)
+    fresh = {"a>b": rng.normal(0.70, 0.01, 5), "c": rng.normal(0.66, 0.01, 5), "": rng.normal(0.60, 0.01, 5)}
+    fig = pd.DataFrame([(o, s, v) for o, vs in fresh.items() for s, v in enumerate(vs)], columns=["order", "seed", "mean"])
+    confirm = {"source": "runs/x", "seeds": [3, 4, 5, 6, 7], "search_seeds": [0, 1, 2], "baseline": True,
+               "picks": [{"order": "a>b"}, {"order": "c"}],
+               "search_means": {"a>b": {"mean": 0.73}, "c": {"mean": 0.65}, "": {"mean": 0.61}}}
+    c = C.analyse(confirm, fig)
+    rows = {r["order"]: r for r in c["orders"]}
+    assert rows["a>b"]["shift"] == pytest.approx(fresh["a>b"].mean() - 0.73)
+    lo, hi = sps.t.interval(0.95, 4, loc=fresh["c"].mean(), scale=sps.sem(fresh["c"]))
+    assert (rows["c"]["ci_low"], rows["c"]["ci_high"]) == pytest.approx((lo, hi))
+    ps = [sps.ttest_ind(fresh["a>b"], fresh[o], equal_var=False).pvalue for o in ("c", "")]
+    assert [t["b"] for t in c["tests"]] == ["c", ""]
+    assert [t["p_holm"] for t in c["tests"]] == pytest.approx(S.holm(ps))
+    rho = sps.spearmanr([0.73, 0.65, 0.61], [fresh[o].mean() for o in ("a>b", "c", "")]).statistic
+    assert c["replication"] == {"rho": pytest.approx(rho), "n": 3}
+    assert C.headline(c).startswith("Confirmed on 5 fresh seed(s): a>b 0.")
+    assert "against F +0." in C.headline(c)
+
+
+def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
+    """A search on seeds 0-2 of a simulated table, then `itt confirm --top 2 --seeds 3,4,5`: the new
+    experiment runs exactly the 2 best orders and F, each on seeds 3-5 only, and its report's
+    confirmation figures are the table's."""
+    from search.runner import run_search
+
+    tasks = ["toy_topic", "toy_align", "toy_length"]
+    table = _sim_table(tmp_path / "table.csv", tasks, delta=0.06, seeds=range(6))
+    cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "exhaustive", "seeds": [0, 1, 2],
+                              "scheduler": {"type": "none"}, "simulate": {"table": str(table)},
+                              "tracking": {"enabled": False}, "resources": {"max_concurrent": 2}}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    exp = run_search(str(p), name="orders", storage=str(tmp_path / "runs"), log=lambda *a: None)
+    rows = pd.read_csv(exp / "results.csv", keep_default_na=False)
+    top2 = rows[rows["order"] != ""].sort_values("score", ascending=False)["order"].head(2).tolist()
+    capsys.readouterr()
+    assert main(["confirm", str(exp), "--top", "2", "--seeds", "3,4,5", "--no-tracking", "--progress", "off"]) == 0
+    out = capsys.readouterr().out
+    new = tmp_path / "runs" / "orders-confirm"
+    got = pd.read_csv(new / "results.csv", keep_default_na=False)
+    assert sorted(got["order"]) == sorted(top2 + [""]) and set(got["status"]) == {"completed"}
+    for tid in got["trial_id"]:
+        assert sorted(json.loads((new / "trials" / tid / "results.json").read_text())["seeds"]) == ["3", "4", "5"]
+    res = json.loads((new / "report" / "report.json").read_text())["confirmation"]
+    t = pd.read_csv(table, keep_default_na=False)
+    langs = ["test_en", "test_xa", "test_xb", "test_xc"]
+    t["m"] = t[langs].mean(axis=1)
+    pick = res["pick"]
+    assert pick == top2[0]
+    r = next(x for x in res["orders"] if x["order"] == pick)
+    fresh = t[(t["order"] == pick) & t["seed"].isin([3, 4, 5])]["m"]
+    assert r["mean"] == pytest.approx(fresh.mean())
+    assert r["search_mean"] == pytest.approx(t[(t["order"] == pick) & t["seed"].isin([0, 1, 2])]["m"].mean())
+    f = t[(t["order"] == "") & t["seed"].isin([3, 4, 5])]["m"]
+    vs_f = next(x for x in res["tests"] if x["b"] == "")
+    assert vs_f["p"] == pytest.approx(sps.ttest_ind(fresh, f, equal_var=False).pvalue)
+    assert out.index("confirming 2 order(s)") < out.index("Confirmed on 3 fresh seed(s): " + pick)
+    md = (new / "report" / "report.md").read_text()
+    assert "## Confirmation on fresh seeds" in md
+    # bad input: one line, exit 2, nothing new written
+    for args, needle in ((["--seeds", "2,9"], "2 already used by the search"), (["--top", "0"], "--top 0"),
+                         (["--seeds", "a,b"], "--seeds a,b"), (["--name", "other", "--seeds", "3,3"], "distinct"), (["--seeds", "6"], "'orders-confirm' exists already")):
+        assert main(["confirm", str(exp), *args, "--no-tracking"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    assert main(["confirm", str(tmp_path / "nope")]) == 2
+    assert "no such experiment directory" in capsys.readouterr().err
+    assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == ["orders", "orders-confirm"]
+
+
+def test_a_simulated_trial_takes_the_search_seeds_rows_and_names_a_missing_seed():
+    from search.trial import simulated_rows
+
+    rows = [{"order": "a", "seed": str(s), "final": str(0.1 * s)} for s in (2, 0, 1, 3)]
+    assert [r["seed"] for r in simulated_rows(rows, ["a"], {}, 0, "mean")] == ["0", "1", "2", "3"]
+    assert [r["seed"] for r in simulated_rows(rows, ["a"], {}, 0, "mean", seeds=[3, 1])] == ["1", "3"]
+    with pytest.raises(KeyError, match="no row for seed 9"):
+        simulated_rows(rows, ["a"], {}, 0, "mean", seeds=[1, 9])
