@@ -103,15 +103,12 @@ def search_means(exp_dir: str) -> tuple[dict[str, dict], list[int]]:
     return out, sorted({int(s) for s in fig["seed"] if int(s) >= 0})
 
 
-def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,
-                storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
-                no_tracking: bool = False, progress: str = "auto", log=print):
-    """``itt confirm``: check, build the confirmation's config, run it as a search, write confirm.json,
-    then report on it. Returns the new experiment directory."""
+def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, storage: str | None) -> dict:
+    """Every check before anything runs (UserErrors: nothing written): the search, its picks, fresh
+    seeds, the confirmation's config and where it goes."""
     from itt.config import validate
     from search.config import SearchConfig
-    from search.report import make_report
-    from search.runner import SEARCH_FILE, run_search
+    from search.runner import SEARCH_FILE
     from search.storage import Storage
     from search.tracking import read_rows, storage_of
 
@@ -126,8 +123,7 @@ def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, n
     config = yaml.safe_load(text)
     scfg = validate(config.get("search") or {}, f"{exp_dir}/{SEARCH_FILE}", SearchConfig, prefix="search.")
     means, used = search_means(exp_dir)  # (a UserError when it holds no completed trial)
-    summary = json.loads(st.read_text("summary.json") or "{}")
-    chosen = picks(read_rows(st), summary.get("recommended"), top)
+    chosen = picks(read_rows(st), json.loads(st.read_text("summary.json") or "{}").get("recommended"), top)
     if not chosen:
         raise UserError(f"{exp_dir}: no completed IF order to confirm")
     seeds = seeds or [max(used + [-1]) + 1 + i for i in range(max(5, len(used)))]
@@ -135,33 +131,48 @@ def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, n
     if again:
         raise UserError(f"--seeds: {', '.join(map(str, again))} already used by the search (its seeds: "
                         f"{', '.join(map(str, used))}); a confirmation needs fresh seeds")
+    new_st = Storage(storage or st.root, name or f"{st.name}{SUFFIX}")
+    if new_st.exists():
+        raise UserError(f"experiment '{new_st.name}' exists already in {new_st.root} (continue it with `itt resume "
+                        f"{new_st.display}`, or pick another --name)")
     baseline = scfg.space().is_valid([])  # F, the reference, wherever the search's space holds it
     cfg, notes = confirm_config(config, chosen, seeds, baseline)
-    name = name or f"{st.name}{SUFFIX}"
-    log(f"confirming {len(chosen)} order(s) of {st.display}{' and F' if baseline else ''} on fresh seeds "
-        f"{', '.join(map(str, seeds))} (the search used {', '.join(map(str, used))}): "
-        + "; ".join(f"{show(p['order'])} ({p['why']})" for p in chosen))
-    if chosen[0]["hparams"]:
-        log("every order runs with the first pick's hyperparameters: "
-            + ", ".join(f"{k}={v}" for k, v in chosen[0]["hparams"].items()))
-    for n in notes:
-        log(f"note: {n}")
-    new_st = Storage(storage or st.root, name)
-    if new_st.exists():  # (run_search refuses it too; checked here so that nothing below writes into it)
-        raise UserError(f"experiment '{name}' exists already in {new_st.root} (continue it with `itt resume "
-                        f"{new_st.display}`, or pick another --name)")
+    if scfg.multi_objective:  # nothing is searched: the first objective names the trials' score
+        cfg["search"]["metric"] = scfg.objectives[0]
+        notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]})")
     record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
               "notes": notes, "search_means": {o: means[o] for o in [p["order"] for p in chosen] + [F] if o in means}}
+    return {"config": cfg, "record": record, "st": new_st}
+
+
+def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,
+                storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
+                no_tracking: bool = False, progress: str = "auto", log=print):
+    """``itt confirm``: plan (every check), run the confirmation as a search, keep confirm.json in it,
+    then report on it. Returns the new experiment directory."""
+    from search.report import make_report
+    from search.runner import run_search
+
+    p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage)
+    rec, new_st = p["record"], p["st"]
+    log(f"confirming {len(rec['picks'])} order(s) of {rec['source']}{' and F' if rec['baseline'] else ''} on fresh "
+        f"seeds {', '.join(map(str, rec['seeds']))} (the search used {', '.join(map(str, rec['search_seeds']))}): "
+        + "; ".join(f"{show(x['order'])} ({x['why']})" for x in rec["picks"]))
+    if rec["picks"][0]["hparams"]:
+        log("every order runs with the first pick's hyperparameters: "
+            + ", ".join(f"{k}={v}" for k, v in rec["picks"][0]["hparams"].items()))
+    for n in rec["notes"]:
+        log(f"note: {n}")
     try:
         with tempfile.TemporaryDirectory(prefix="itt-confirm-") as tmp:
             path = Path(tmp) / "confirm.yaml"
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+            path.write_text(yaml.safe_dump(p["config"], sort_keys=False, allow_unicode=True))
             overrides = ["search.tracking.enabled=false"] if no_tracking else []
-            new = run_search(str(path), name=name, storage=storage or st.root, address=address, overrides=overrides,
+            new = run_search(str(path), name=new_st.name, storage=new_st.root, address=address, overrides=overrides,
                              tracking_uri=tracking_uri, log=log, progress=progress)
     finally:  # also when interrupted: `itt resume` finishes it, and `itt report` then finds what it confirms
         if new_st.exists():
-            new_st.write_text(json.dumps(record, indent=1), CONFIRM_FILE)
+            new_st.write_text(json.dumps(rec, indent=1), CONFIRM_FILE)
     log("did the search's best hold up? (itt report)")
     try:
         make_report(str(new), tracking_uri=tracking_uri, mlflow=not no_tracking, heuristics=False, log=log)
