@@ -15,7 +15,6 @@ runners-up; Welch, Holm) and whether the search's ranking replicates (Spearman).
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import yaml
 from itt.errors import UserError
 from search import stats as S
 from search.stats import F, show
+from search.tracking import finite as _num
 
 CONFIRM_FILE = "confirm.json"
 SUFFIX = "-confirm"
@@ -46,14 +46,6 @@ def picks(rows: list[dict], recommended: dict | None, top: int) -> list[dict]:
         add(r.get("order") or "", {k[3:]: _value(v) for k, v in r.items() if k.startswith("hp:") and v not in ("", None)},
             f"trial {r['trial_id']}, score {_num(r['score']):.4f}")
     return out
-
-
-def _num(v) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _value(v):
