@@ -56,7 +56,7 @@ def load_experiment(exp_dir: str) -> Experiment:
 
     from search.tracking import read_rows, storage_of
 
-    st = storage_of(exp_dir)
+    st = storage_of(exp_dir, "experiment")
     if not st.exists():
         raise UserError(f"{exp_dir}: no such experiment directory")
     if not st.exists("results.csv"):
