@@ -578,7 +578,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     title = f"Does order matter? — {exp.meta.get('name') or exp.st.name}"
     secs = sections(res, exp.st.name, exp.metric)
     if confirm:
-        secs.insert(1, confirmation_section(res["confirmation"]))
+        secs.insert(0, confirmation_section(res["confirmation"]))  # what this run is for, first
     return res, pngs, render_md(secs, title, pngs), render_html(secs, title, pngs)
 
 
