@@ -417,7 +417,9 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
         out.append(("IF vs F (the comparison of arXiv 2210.01091)",
                     f"F against the best IF order ({show(iv['best_order'])}) and the mean over {iv['n_if_orders']} IF "
                     f"orders, per language. " + (f"Test: {t['method']}." if "method" in t else f"No test: underpowered: "
-                                                                                                f"{t['underpowered']}."),
+                                                                                                f"{t['underpowered']}.")
+                    + ("" if res.get("confirmation") else f" Figures free of that selection: `itt confirm "
+                       f"{res.get('experiment', exp_name)}` trains the best orders and F again on fresh seeds."),
                     rows, "if_vs_f"))
     else:
         out.append(("IF vs F", f"Not available: {iv['reason']}.", [], None))
