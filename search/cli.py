@@ -222,7 +222,7 @@ def cmd_confirm(args) -> int:
     seeds = _seeds(args.seeds) if args.seeds else None
     run_confirm(args.experiment_dir, top=args.top, seeds=seeds, name=args.name, storage=args.storage,
                 address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,
-                progress=args.progress)
+                progress=args.progress, dry_run=args.dry_run)
     return 0
 
 
@@ -352,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--tracking-uri", help="MLflow store (default: the search config's, $MLFLOW_TRACKING_URI, "
                                            "else sqlite:///mlflow.db)")
     cf.add_argument("--no-tracking", action="store_true", help="no MLflow runs")
+    cf.add_argument("--dry-run", action="store_true", help="print what would run (orders, seeds, config) and stop")
     _progress_flag(cf)
     cf.set_defaults(fn=cmd_confirm)
     cp = sub.add_parser("compare", help="do orders hold up across searches (targets, encoders)? agreement of their "

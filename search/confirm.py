@@ -139,9 +139,10 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
 
 def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,
                 storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
-                no_tracking: bool = False, progress: str = "auto", log=print):
+                no_tracking: bool = False, progress: str = "auto", dry_run: bool = False, log=print):
     """``itt confirm``: plan (every check), run the confirmation as a search, keep confirm.json in it,
-    then report on it. Returns the new experiment directory."""
+    then report on it. Returns the new experiment directory (None for ``dry_run``: the plan and the
+    config it would run are printed, nothing else happens)."""
     from search.report import make_report
     from search.runner import run_search
 
@@ -155,6 +156,12 @@ def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, n
             + ", ".join(f"{k}={v}" for k, v in rec["picks"][0]["hparams"].items()))
     for n in rec["notes"]:
         log(f"note: {n}")
+    if dry_run:
+        n = len(rec["picks"]) + int(rec["baseline"])
+        log(f"dry run: {n} trial(s) x {len(rec['seeds'])} seed(s) = {n * len(rec['seeds'])} chains would run in "
+            f"{new_st.display}, with this config:")
+        log(yaml.safe_dump(p["config"], sort_keys=False, allow_unicode=True).rstrip())
+        return None
     try:
         with tempfile.TemporaryDirectory(prefix="itt-confirm-") as tmp:
             path = Path(tmp) / "confirm.yaml"

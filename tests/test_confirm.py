@@ -84,6 +84,10 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     rows = pd.read_csv(exp / "results.csv", keep_default_na=False)
     top2 = rows[rows["order"] != ""].sort_values("score", ascending=False)["order"].head(2).tolist()
     capsys.readouterr()
+    assert main(["confirm", str(exp), "--top", "2", "--seeds", "3,4,5", "--dry-run"]) == 0  # prints, runs nothing
+    dry = capsys.readouterr().out
+    assert "dry run: 3 trial(s) x 3 seed(s) = 9 chains would run in" in dry and "seed_points:" in dry
+    assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == ["orders"]
     assert main(["confirm", str(exp), "--top", "2", "--seeds", "3,4,5", "--no-tracking", "--progress", "off"]) == 0
     out = capsys.readouterr().out
     new = tmp_path / "runs" / "orders-confirm"
