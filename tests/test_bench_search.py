@@ -157,3 +157,21 @@ def test_prior_from_several_bench_runs_one_seed(tmp_path):
         assert all(0 <= fig["area"] < 10 and 0 < fig["to_eps"] for k, fig in case.items() if k != "relatedness")
     rel = out["cases"]["related+unrelated"]["relatedness"]
     assert rel["A"] > 0.5 > rel["U"]
+
+
+def test_winners_curse_bench_against_a_direct_computation(tmp_path, capsys):
+    """One split of the real toy table by hand: the pick of a seed-0 search, its seed-0 score minus its
+    mean on seeds 1 and 2; the committed figures are what the script prints now."""
+    import pandas as pd
+
+    wc = _bench("winners_curse")
+    res = wc.main(["--json", str(tmp_path / "w.json")])
+    t = pd.read_csv(ROOT / "bench" / "data" / "toy_3of5_s3_runs.csv", keep_default_na=False)
+    w = t.pivot_table(index="order", columns="seed", values="final")
+    pick = w[0].idxmax()
+    row = next(r for r in res["toy3 (real chains)"]["splits"] if r["search_seeds"] == [0])
+    assert row["pick"] == pick
+    assert row["final_search_minus_fresh"] == pytest.approx(w.loc[pick, 0] - w.loc[pick, [1, 2]].mean())
+    assert row["fresh_rank"] == int((w[[1, 2]].mean(axis=1) > w.loc[pick, [1, 2]].mean()).sum()) + 1
+    committed = json.loads((ROOT / "bench" / "data" / "winners_curse.json").read_text())
+    assert json.loads((tmp_path / "w.json").read_text()) == committed
