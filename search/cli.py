@@ -349,8 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--name", help="experiment name (default: <name>-confirm)")
     cf.add_argument("--storage", help="where the new experiment goes (default: beside the search)")
     cf.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    cf.add_argument("--tracking-uri", help="MLflow store (default: the search config's, $MLFLOW_TRACKING_URI, "
-                                           "else sqlite:///mlflow.db)")
+    cf.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
     cf.add_argument("--no-tracking", action="store_true", help="no MLflow runs")
     cf.add_argument("--dry-run", action="store_true", help="print what would run (orders, seeds, config) and stop")
     _progress_flag(cf)

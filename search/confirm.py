@@ -134,7 +134,8 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
         notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]})")
     record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
               "notes": notes, "search_means": {o: means[o] for o in [p["order"] for p in chosen] + [F] if o in means}}
-    return {"config": cfg, "record": record, "st": new_st}
+    meta = json.loads(st.read_text("tracking", "search.json") or "{}")
+    return {"config": cfg, "record": record, "st": new_st, "tracking_uri": meta.get("tracking_uri")}
 
 
 def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,
@@ -148,6 +149,7 @@ def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, n
 
     p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage)
     rec, new_st = p["record"], p["st"]
+    tracking_uri = tracking_uri or p["tracking_uri"]  # beside the search in MLflow too
     log(f"confirming {len(rec['picks'])} order(s) of {rec['source']}{' and F' if rec['baseline'] else ''} on fresh "
         f"seeds {', '.join(map(str, rec['seeds']))} (the search used {', '.join(map(str, rec['search_seeds']))}): "
         + "; ".join(f"{show(x['order'])} ({x['why']})" for x in rec["picks"]))
