@@ -78,6 +78,8 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
         for part in path:
             node = node.setdefault(part, {})
         node[last] = v
+    if isinstance(s.get("tracking"), dict):  # its own MLflow experiment, named as the run (<name>-confirm)
+        s["tracking"]["experiment"] = None
     s.update(hparams={}, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",
              prior_from=None, report=False, scheduler={"type": "none"},
              seed_points={"baseline": baseline, "singles": False, "orders": [p["order"] for p in orders], "heuristics": []})

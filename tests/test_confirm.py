@@ -35,13 +35,15 @@ def test_confirm_config_runs_only_the_picks_on_fresh_seeds_with_the_first_picks_
     config = {"train": {"lr": 1e-3}, "seeds": [0], "search": {
         "candidates": ["a", "b", "c"], "length": [0, 2], "searcher": "auto", "num_samples": 40, "seeds": [0, 1, 2],
         "hparams": {"train.lr": {"float": [1e-5, 1e-3]}, "stages.*.epochs": {"choice": [1, 2]}},
-        "scheduler": {"type": "asha"}, "prior_from": ["runs/x"], "seed_points": {"singles": True}}}
+        "scheduler": {"type": "asha"}, "prior_from": ["runs/x"], "seed_points": {"singles": True},
+        "tracking": {"enabled": True, "experiment": "orders-xnli"}}}
     picks = [{"order": "a>b", "hparams": {"train.lr": 2e-5, "stages.*.epochs": 2}}, {"order": "c", "hparams": {}}]
     cfg, notes = C.confirm_config(config, picks, [7, 8], baseline=True)
     s = cfg["search"]
     assert s["seed_points"] == {"baseline": True, "singles": False, "orders": ["a>b", "c"], "heuristics": []}
     assert s["num_samples"] == 3 and s["seeds"] == [7, 8] and s["hparams"] == {} and s["scheduler"] == {"type": "none"}
     assert s["prior_from"] is None and s["prior"] == "none" and s["report"] is False
+    assert s["tracking"] == {"enabled": True, "experiment": None}  # MLflow experiment: the run's name
     assert cfg["train"]["lr"] == 2e-5 and notes == ["per-stage hyperparameter stages.*.epochs keeps the config's default"]
     assert config["train"]["lr"] == 1e-3 and config["search"]["num_samples"] == 40  # the search's own is untouched
 
