@@ -318,8 +318,14 @@ def _f(v, nd: int = 4) -> str:
 
 def sections(res: dict) -> list[tuple[str, str, list[list[str]], str | None]]:
     """(title, text, table rows (first = header), plot name), for the report's renderers."""
-    secs = []
-    lab, n = res["label"], len(res["searches"])
+    secs = [_searches_section(res), *_across_sections(res), _pairs_section(res)]
+    notes = [f"{s['name']}: {n}" for s in res["searches"] for n in s.get("notes", [])]
+    if notes:
+        secs.append(("Notes", " ".join(notes), [], None))
+    return secs
+
+
+def _searches_section(res: dict):
     head = ["search", "experiment", "target", "metric", "orders", "seeds/order", "F", "best IF order", "best",
             "split-half reliability"]
     rows = [head] + [[s["name"], s["experiment"] or "–", s["target"] or "–", s["metric"] or "–", str(s["n_orders"]),
@@ -327,55 +333,55 @@ def sections(res: dict) -> list[tuple[str, str, list[list[str]], str | None]]:
                       _f(s["best_mean"]), _f(s["reliability"].get("reliability"), 2)
                       if "reliability" in s["reliability"] else s["reliability"]["underpowered"]]
                      for s in res["searches"]]
-    secs.append(("Do orders hold up across searches?",
-                 f"{res['headline']} Figure: test {lab}, per seed, averaged over each order's seeds; completed trials "
-                 f"only. Split-half reliability: how well a search's own seeds agree on its order ranking "
-                 f"(random halves of each order's seeds, Spearman–Brown); seed noise alone keeps two searches' "
-                 f"agreement below sqrt(rel_a × rel_b). Where a searcher chose which orders to complete (ASHA stopped "
-                 f"others), the shared orders are a selected, narrower set, which also lowers the agreement.", rows, None))
-    acr = res["across"]
+    text = (f"{res['headline']} Figure: test {res['label']}, per seed, averaged over each order's seeds; completed "
+            f"trials only. Split-half reliability: how well a search's own seeds agree on its order ranking (random "
+            f"halves of each order's seeds, Spearman–Brown); seed noise alone keeps two searches' agreement below "
+            f"sqrt(rel_a × rel_b). Where a searcher chose which orders to complete (ASHA stopped others), the shared "
+            f"orders are a selected, narrower set, which also lowers the agreement.")
+    return ("Do orders hold up across searches?", text, rows, None)
+
+
+def _across_sections(res: dict) -> list:
+    acr, n = res["across"], len(res["searches"])
     names = [s["name"] for s in res["searches"]]
-    if acr["orders"]:
-        head = ["mean rank", "order", *[f"{k}: mean (rank)" for k in names], *[f"{k}: gain over F" for k in names],
-                "least gain", "helps in", "hurts in"]
-        rows = [head]
-        for r in acr["orders"]:
-            ps = r["per_search"]
-            rows.append([f"{r['mean_rank']:.1f}", show(r["order"]),
-                         *[f"{_f(ps[k]['mean'])} ({ps[k]['rank']:g})" for k in names],
-                         *[_f(ps[k].get("gain_over_F")) + (" *" if ps[k].get("helps") or ps[k].get("hurts") else "")
-                           for k in names],
-                         _f(r["least_gain_over_F"]), f"{r['helps_in']} of {n}", f"{r['hurts_in']} of {n}"])
-        text = (f"The {acr['n_shared']} orders completed in {'both' if n == 2 else f'all {n}'} searches, by mean rank (1 = best in that search "
-                f"among these orders). Gain over F: the order's mean minus F's in that search (– where F was not "
-                f"run); * = Welch t-test on per-seed values against F, Holm over the searches (per order, not over orders), "
-                f"at α = {res['alpha']} ({res['min_seeds']}+ seeds each). Least gain: the worst case over searches — the order to pick when "
-                f"the target is not known in advance is the one whose least gain is highest.")
-        secs.append(("An order for every search", text, rows, "across"))
-        secs.append(("Ranks across searches", "Each of the 10 best shared orders: its rank in every search; flat "
-                     "lines are orders that hold their place.", [], "ranks"))
-    head = ["searches", "shared orders", "Kendall tau-b", "p", "Spearman rho", "noise ceiling", "A's best in B",
-            "B's best in A"]
-    rows = [head]
+    if not acr["orders"]:
+        return []
+    rows = [["mean rank", "order", *[f"{k}: mean (rank)" for k in names], *[f"{k}: gain over F" for k in names],
+             "least gain", "helps in", "hurts in"]]
+    for r in acr["orders"]:
+        ps = r["per_search"]
+        rows.append([f"{r['mean_rank']:.1f}", show(r["order"]), *[f"{_f(ps[k]['mean'])} ({ps[k]['rank']:g})" for k in names],
+                     *[_f(ps[k].get("gain_over_F")) + (" *" if ps[k].get("helps") or ps[k].get("hurts") else "")
+                       for k in names],
+                     _f(r["least_gain_over_F"]), f"{r['helps_in']} of {n}", f"{r['hurts_in']} of {n}"])
+    text = (f"The {acr['n_shared']} orders completed in {'both' if n == 2 else f'all {n}'} searches, by mean rank "
+            f"(1 = best in that search among these orders). Gain over F: the order's mean minus F's in that search "
+            f"(– where F was not run); * = Welch t-test on per-seed values against F, Holm over the searches (per "
+            f"order, not over orders), at α = {res['alpha']} ({res['min_seeds']}+ seeds each). Least gain: the worst "
+            f"case over searches — the order to pick when the target is not known in advance is the one whose least "
+            f"gain is highest.")
+    return [("An order for every search", text, rows, "across"),
+            ("Ranks across searches", "Each of the 10 best shared orders: its rank in every search; flat lines are "
+             "orders that hold their place.", [], "ranks")]
+
+
+def _pairs_section(res: dict):
+    def best(b: dict) -> str:
+        return f"{show(b['order'])}: rank {b['rank_in_other']} of {b['of']}, {b['shortfall']:.4f} below its best"
+
+    rows = [["searches", "shared orders", "Kendall tau-b", "p", "Spearman rho", "noise ceiling", "A's best in B",
+             "B's best in A"]]
     for p in res["pairs"]:
         if "underpowered" in p:
             rows.append([f"{p['a']} / {p['b']}", str(p["n_shared"]), p["underpowered"], "", "", "", "", ""])
-            continue
-
-        def best(k: str) -> str:
-            b = p[k]
-            return f"{show(b['order'])}: rank {b['rank_in_other']} of {b['of']}, {b['shortfall']:.4f} below its best"
-
-        rows.append([f"{p['a']} / {p['b']}", str(p["n_shared"]), f"{p['tau']:.2f}", _ptext(p["p_tau"]),
-                     f"{p['rho']:.2f}", _f(p.get("ceiling"), 2), best("best_of_a"), best("best_of_b")])
-    secs.append(("Pairs of searches", "Each pair on the orders both completed: rank correlation of the order means "
-                 "(scipy's tau-b and its p-value), the noise ceiling sqrt(rel_a × rel_b) from the searches' split-half "
-                 "reliabilities, and where one search's best order ranks in the other, with how much it scores below "
-                 "that search's own best (the cost of taking the order from the other search).", rows, None))
-    notes = [f"{s['name']}: {n_}" for s in res["searches"] for n_ in s.get("notes", [])]
-    if notes:
-        secs.append(("Notes", " ".join(notes), [], None))
-    return secs
+        else:
+            rows.append([f"{p['a']} / {p['b']}", str(p["n_shared"]), f"{p['tau']:.2f}", _ptext(p["p_tau"]),
+                         f"{p['rho']:.2f}", _f(p.get("ceiling"), 2), best(p["best_of_a"]), best(p["best_of_b"])])
+    text = ("Each pair on the orders both completed: rank correlation of the order means (scipy's tau-b and its "
+            "p-value), the noise ceiling sqrt(rel_a × rel_b) from the searches' split-half reliabilities, and where "
+            "one search's best order ranks in the other, with how much it scores below that search's own best (the "
+            "cost of taking the order from the other search).")
+    return ("Pairs of searches", text, rows, None)
 
 
 def answer(res: dict) -> list[str]:
