@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from itt.config import ChainConfig, ConfigError, apply_overrides, read_yaml, validate
+from itt.config import ChainConfig, ConfigError, _split_commas, apply_overrides, read_yaml, validate
 from search.space import OrderSpace
 
 
@@ -41,6 +41,22 @@ class HParam(_Strict):
         if self.choice is not None and not self.choice:
             raise ValueError("'choice' is empty")
         return self
+
+
+class Confirm(_Strict):
+    """``search.confirm``: ``itt confirm`` right after the search (search/confirm.py)."""
+
+    top: int = Field(3, ge=1)  # the best orders to train again (F comes with them)
+    seeds: list[int] | None = None  # fresh seeds; null: as many as the search's (at least 5), after its largest
+
+    _csv = field_validator("seeds", mode="before")(_split_commas)  # --set search.confirm.seeds=10,11,12
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v):
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError("give distinct seeds (or null)")
+        return v
 
 
 class SeedPoints(_Strict):
@@ -189,6 +205,8 @@ class SearchConfig(_Strict):
     cache: Cache = Field(default_factory=Cache)
     # at the end of the search, `itt report` on it: report.html in <experiment>/report/, its answer printed
     report: bool = False
+    # then `itt confirm` on it: its best orders and F again on fresh seeds, in <name>-confirm (null: not)
+    confirm: Confirm | None = None
 
     @field_validator("optuna_storage")
     @classmethod
@@ -197,7 +215,7 @@ class SearchConfig(_Strict):
             raise ValueError(f"'{v}' is neither 'experiment', null nor a database URL (e.g. postgresql://host/db)")
         return v
 
-    @field_validator("candidates", "prior_from", mode="before")
+    @field_validator("candidates", "prior_from", "seeds", mode="before")
     @classmethod
     def _csv(cls, v):  # a list, or comma-separated text (--set search.prior_from=runs/a,runs/b)
         return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
@@ -317,6 +335,10 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
+    again = sorted(set(scfg.confirm.seeds or []) & set(scfg.seeds or chain.seeds)) if scfg.confirm else []
+    if again:
+        raise ConfigError(f"{path}: search.confirm.seeds: {', '.join(map(str, again))} also seed the search; a "
+                          "confirmation needs fresh seeds")
     d = scfg.cache.dir
     if d is not None and "://" not in d and not Path(d).is_absolute():  # Ray workers run elsewhere: make it absolute
         scfg.cache.dir = str((Path(path).resolve().parent / d).resolve())

@@ -80,7 +80,7 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
         node[last] = v
     if isinstance(s.get("tracking"), dict):  # its own MLflow experiment, named as the run (<name>-confirm)
         s["tracking"]["experiment"] = None
-    s.update(hparams={}, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",
+    s.update(confirm=None, hparams={}, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",
              prior_from=None, report=False, scheduler={"type": "none"},
              seed_points={"baseline": baseline, "singles": False, "orders": [p["order"] for p in orders], "heuristics": []})
     return cfg, notes

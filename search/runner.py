@@ -142,7 +142,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
                                   callbacks=[writer, tracker, *_tune_loggers(scfg)], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
     )
-    return _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
+    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
+    return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
 
 
 def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bool = False,
@@ -194,7 +195,25 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     if tracking_uri and scfg.tracking.enabled:
         tracker.uri = resolve_uri(tracking_uri)
         tracker.meta["tracking_uri"] = tracker.uri
-    return _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
+    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
+    return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+
+
+def _then_confirm(scfg: SearchConfig, exp, *, address: str | None, tracking_uri: str | None, progress: str,
+                  log=echo):
+    """``search.confirm``: ``itt confirm`` on the finished search. One that cannot start (e.g. its
+    experiment exists from an earlier run) is one line; the search's results stand."""
+    if scfg.confirm is None:
+        return exp
+    from search.confirm import run_confirm
+
+    log("did its best orders hold up on fresh seeds? (itt confirm)")
+    try:
+        run_confirm(str(exp), top=scfg.confirm.top, seeds=scfg.confirm.seeds, address=address,
+                    tracking_uri=tracking_uri, no_tracking=not scfg.tracking.enabled, progress=progress, log=log)
+    except UserError as e:
+        log(f"confirm: not run ({e}); once fixed: itt confirm {exp}")
+    return exp
 
 
 def _target(chain):

@@ -70,28 +70,25 @@ def test_confirmation_statistics_against_scipy():
 
 
 def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
-    """A search on seeds 0-2 of a simulated table, then `itt confirm --top 2 --seeds 3,4,5`: the new
-    experiment runs exactly the 2 best orders and F, each on seeds 3-5 only, and its report's
-    confirmation figures are the table's."""
+    """A search on seeds 0-2 of a simulated table with `search.confirm: {top: 2, seeds: [3, 4, 5]}`: the
+    confirmation that follows it runs exactly the 2 best orders and F, each on seeds 3-5 only, and its
+    report's confirmation figures are the table's. Then `itt confirm` itself: --dry-run, bad input."""
     from search.runner import run_search
 
     tasks = ["toy_topic", "toy_align", "toy_length"]
     table = _sim_table(tmp_path / "table.csv", tasks, delta=0.06, seeds=range(6))
     cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "exhaustive", "seeds": [0, 1, 2],
                               "scheduler": {"type": "none"}, "simulate": {"table": str(table)},
-                              "tracking": {"enabled": False}, "resources": {"max_concurrent": 2}}}
+                              "tracking": {"enabled": False}, "resources": {"max_concurrent": 2},
+                              "confirm": {"top": 2, "seeds": [3, 4, 5]}}}
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(cfg))
-    exp = run_search(str(p), name="orders", storage=str(tmp_path / "runs"), log=lambda *a: None)
+    lines: list[str] = []
+    exp = run_search(str(p), name="orders", storage=str(tmp_path / "runs"), log=lines.append, progress="off")
     rows = pd.read_csv(exp / "results.csv", keep_default_na=False)
     top2 = rows[rows["order"] != ""].sort_values("score", ascending=False)["order"].head(2).tolist()
-    capsys.readouterr()
-    assert main(["confirm", str(exp), "--top", "2", "--seeds", "3,4,5", "--dry-run"]) == 0  # prints, runs nothing
-    dry = capsys.readouterr().out
-    assert "dry run: 3 trial(s) x 3 seed(s) = 9 chains would run in" in dry and "seed_points:" in dry
-    assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == ["orders"]
-    assert main(["confirm", str(exp), "--top", "2", "--seeds", "3,4,5", "--no-tracking", "--progress", "off"]) == 0
-    out = capsys.readouterr().out
+    out = "\n".join(lines)
+    assert out.index("did its best orders hold up on fresh seeds? (itt confirm)") < out.index("confirming 2 order(s)")
     new = tmp_path / "runs" / "orders-confirm"
     got = pd.read_csv(new / "results.csv", keep_default_na=False)
     assert sorted(got["order"]) == sorted(top2 + [""]) and set(got["status"]) == {"completed"}
@@ -113,6 +110,13 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     assert out.index("confirming 2 order(s)") < out.index("Confirmed on 3 fresh seed(s): " + pick)
     md = (new / "report" / "report.md").read_text()
     assert "## Confirmation on fresh seeds" in md
+    assert json.loads((new / "confirm.json").read_text())["seeds"] == [3, 4, 5]
+    assert yaml.safe_load((new / "search.yaml").read_text())["search"]["confirm"] is None  # no confirmation of it
+    capsys.readouterr()
+    assert main(["confirm", str(exp), "--top", "2", "--seeds", "6,7", "--name", "dry", "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "dry run: 3 trial(s) x 2 seed(s) = 6 chains would run in" in dry and "seed_points:" in dry
+    assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == ["orders", "orders-confirm"]
     # bad input: one line, exit 2, nothing new written
     for args, needle in ((["--seeds", "2,9"], "2 already used by the search"), (["--top", "0"], "--top 0"),
                          (["--seeds", "a,b"], "--seeds a,b"), (["--name", "other", "--seeds", "3,3"], "distinct"), (["--seeds", "6"], "'orders-confirm' exists already")):
@@ -132,3 +136,11 @@ def test_a_simulated_trial_takes_the_search_seeds_rows_and_names_a_missing_seed(
     assert [r["seed"] for r in simulated_rows(rows, ["a"], {}, 0, "mean", seeds=[3, 1])] == ["1", "3"]
     with pytest.raises(KeyError, match="no row for seed 9"):
         simulated_rows(rows, ["a"], {}, 0, "mean", seeds=[1, 9])
+
+
+def test_search_confirm_seeds_that_seed_the_search_are_a_config_error(write_config, capsys):
+    cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": [0, 1], "seeds": [0, 1],
+                                   "confirm": {"seeds": [1, 2]}}})
+    assert main(["search", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "search.confirm.seeds: 1 also seed the search" in err[0], err
