@@ -112,6 +112,12 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     assert "## Confirmation on fresh seeds" in md
     assert json.loads((new / "confirm.json").read_text())["seeds"] == [3, 4, 5]
     assert yaml.safe_load((new / "search.yaml").read_text())["search"]["confirm"] is None  # no confirmation of it
+    # `itt resume` of the finished search confirms too: here its confirmation exists already, which one line says
+    from search.runner import resume_search
+
+    lines.clear()
+    resume_search(str(exp), log=lines.append, progress="off")
+    assert lines[-1].startswith("confirm: not run (experiment 'orders-confirm' exists already"), lines[-3:]
     capsys.readouterr()
     assert main(["confirm", str(exp), "--top", "2", "--seeds", "6,7", "--name", "dry", "--dry-run"]) == 0
     dry = capsys.readouterr().out
