@@ -336,6 +336,32 @@ def test_order_bo_follows_the_related_earlier_search():
     assert summary["prior_weights"] == {"runs/u": round(w[0], 4), "runs/a": round(w[1], 4)}
 
 
+def test_a_multi_objective_search_weighs_earlier_searches_on_its_first_objective():
+    """With two objectives (ParEGO scalarises them anew at each proposal), the earlier searches' prior -
+    which predicts their score, the first objective - is weighed on this search's first objective: the
+    related search gets the weight, whatever the second objective does."""
+    from search.searchers.order_bo import OrderBOSampler
+    from search.transfer import PriorEnsemble
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = OrderSpace(candidates=["a", "b", "c", "d", "e"], lengths=[3])
+    target, unrelated, second = _planted(space, 20), _planted(space, 21), _planted(space, 22)
+    orders = [order_key(o) for o in space.orders()]
+    rng = np.random.default_rng(2)
+    base = OrderPrior(tasks=list(space.candidates), unit={}, link={})
+    rel, unr = (calibrate(base, {o: t[o] for o in rng.choice(orders, 20, replace=False)}) for t in (target, unrelated))
+    s = OrderBOSampler(space, seed=0, prior=PriorEnsemble.over([unr, rel], ["runs/u", "runs/a"], space))
+    from search.trial import define
+
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=s)
+    for _ in range(12):
+        t = study.ask()
+        define(t, space=space, hparams={})
+        o = order_key(space.decode(t.params))
+        study.tell(t, [target[o], second[o]])
+    assert s.prior.observed == 11 and s.prior.weights[1] > 0.9, s.prior.weights
+
+
 def test_prior_from_several_searches_config_files_and_errors(write_config, tmp_path, capsys, monkeypatch):
     """One earlier search or several (a YAML list or comma-separated --set), relative to the working
     directory; order_prior builds an ensemble for several and says where each came from in prior.json;

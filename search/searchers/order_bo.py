@@ -216,8 +216,8 @@ class OrderBOSampler(BaseSampler):
     def _propose(self, study) -> dict:
         scalarise = self.parego(study)
         obs = self.observations(study, scalarise)
-        if scalarise is None:
-            self._reweigh_prior(obs)
+        # the prior predicts the earlier searches' score, the first objective: its sources are weighed on that
+        self._reweigh_prior(obs if scalarise is None else self.observations(study))
         cands = self._candidates(obs)
         busy = obs.done | {config_key(o, h) for o, h in obs.pending} | (set() if self.propose_stopped else obs.stopped)
         free = [c for c in cands if config_key(*c) not in busy] or cands
