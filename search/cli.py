@@ -174,7 +174,8 @@ def cmd_rank(args) -> int:
     if args.json and Path(args.json).is_dir():
         raise _usage(f"--json {args.json}: is a folder; give a file path")
     scfg, chain, _ = load_search(args.config, args.set)
-    res = rank(scfg, chain, from_exp=args.from_exp, sample=args.sample, top=args.top)
+    froms = [d.strip() for a in args.from_exp or [] for d in a.split(",") if d.strip()]
+    res = rank(scfg, chain, from_exp=froms, sample=args.sample, top=args.top)
     m = res["measurements"]
     tgt = m["target"]
     print(f"transferability to {tgt['task']} ({', '.join(tgt['languages'])}; {tgt['split']} text), on the config's "
@@ -190,12 +191,20 @@ def cmd_rank(args) -> int:
         note = f"  ({v['note']})" if v.get("note") else ""
         print(f"  {t:<{w}}  {f(v['logme'], '8.4f')}  {f(v['transfer'], '+9.4f')}  {f(v['similarity'], '10.4f')}  "
               f"{v['score']:+7.3f}{note}")
-    if res["from"]:
+    several = "sources" in res
+    if several:
+        print("calibrated on " + "; ".join(f"{s['measured']} measured order(s) of {s['from']}" for s in res["sources"])
+              + ": each standardised over the space, at equal weights (a search reweighs them by how well each "
+              "ranks its own scores)")
+        print(f"a search with search.prior_from={','.join(res['from'])} and prior: transferability starts from: "
+              f"{', '.join(res['first_orders'])} (each earlier search's best, in turn)")
+    elif res["from"]:
         c = res["prior"].calib
         print(f"calibrated on {res['measured']} measured order(s) of {res['from']}: score = {c['a']:.4f} + {c['b']:.4f} "
               "x prior + per-task effects; measured orders keep their measured mean")
-    print(f"top {len(res['orders'])} of {res['count']} orders" + (" (score on the metric's scale)" if res["from"] else
-                                                                " (prior score: z units, F = 0)") + ":")
+    scale = (" (z units over the space)" if several else " (score on the metric's scale)" if res["from"] else
+             " (prior score: z units, F = 0)")
+    print(f"top {len(res['orders'])} of {res['count']} orders{scale}:")
     for i, o in enumerate(res["orders"], 1):
         print(f"  {i:>3}. {o['order'] or '(F: empty order)'}  {o['score']:+.4f}" + ("  measured" if o["measured"] else ""))
     print(f"cost: {time.perf_counter() - t0:.1f} s wall-clock, of which {m['seconds']:.1f} s measuring on the encoder "
@@ -323,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     rk = sub.add_parser("rank", help="a transferability prior: LogME and text-embedding similarity of each candidate "
                                      "task on the config's encoder, and the orders it rates best (seconds, no training)")
     rk.add_argument("config", help="config with a `search:` block")
-    rk.add_argument("--from", dest="from_exp", metavar="EXPERIMENT",
-                    help="a finished search: calibrate the prior on its measured scores (measured orders keep theirs)")
+    rk.add_argument("--from", dest="from_exp", metavar="EXPERIMENT", action="append",
+                    help="a finished search: calibrate the prior on its measured scores (measured orders keep theirs); "
+                         "several (--from A --from B, or A,B): each calibrated, combined as search.prior_from does")
     rk.add_argument("--top", type=int, default=10, help="how many orders to print (default 10)")
     rk.add_argument("--sample", type=int, default=256, help="examples per task (default 256)")
     rk.add_argument("--json", metavar="PATH", help="also write everything to this JSON file")

@@ -574,22 +574,40 @@ def measured_in_space(exp_dir: str, space, label: str = "--from") -> tuple[dict[
     return measured, src
 
 
-def rank(scfg, chain, *, from_exp: str | None = None, sample: int = SAMPLE, top: int = 10, log=lambda *a: None) -> dict:
-    """Everything ``itt rank`` prints: per-task measurements, the best orders of the space, the cost."""
+def rank(scfg, chain, *, from_exp: list[str] | str | None = None, sample: int = SAMPLE, top: int = 10,
+         log=lambda *a: None) -> dict:
+    """Everything ``itt rank`` prints: per-task measurements, the best orders of the space, the cost.
+    ``from_exp``: finished searches to calibrate on - one (scores on the metric's scale), or several
+    (a ``PriorEnsemble`` at equal weights, z units; with ``first_orders``, the start-up orders a search
+    with them as ``search.prior_from`` would run)."""
     t0 = time.perf_counter()
     space = scfg.space()
-    measured, src = ({}, None)
-    if from_exp:  # read (and check) first: a wrong --from fails before seconds of measuring
-        measured, src = measured_in_space(from_exp, space)
+    froms = [from_exp] if isinstance(from_exp, str) else list(from_exp or [])
+    measured = measured_sources(froms, space, "--from") if froms else []  # checked before seconds of measuring
     m = transferability(scfg, chain, sample=sample, log=log)
     prior = prior_of_measurements(m)
-    if measured:
-        prior = calibrate(prior, measured)
+    parts = [calibrate(prior, scores) for scores, _ in measured]
+    if parts:
+        prior = parts[0] if len(parts) == 1 else PriorEnsemble.over(parts, [src for _, src in measured], space)
+    seen = {o for scores, _ in measured for o in scores}
     orders = best_orders(prior, space, top)
-    return {"measurements": m, "prior": prior, "from": src, "measured": len(measured),
-            "orders": [{"order": ">".join(o), "score": prior.score(o), "raw": prior.raw(o),
-                        "measured": ">".join(o) in measured} for o in orders],
-            "count": space.count(), "seconds": round(time.perf_counter() - t0, 2)}
+    res = {"measurements": m, "prior": prior, "from": [src for _, src in measured] if len(measured) > 1 else
+           (measured[0][1] if measured else None), "measured": sum(len(sc) for sc, _ in measured),
+           "orders": [{"order": ">".join(o), "score": prior.score(o), "raw": prior.raw(o), "measured": ">".join(o) in seen}
+                      for o in orders], "count": space.count(), "seconds": round(time.perf_counter() - t0, 2)}
+    if len(parts) > 1:
+        res["sources"] = [{"from": src, "measured": len(sc), "calibration": p.calib} for (sc, src), p in zip(measured, parts)]
+        res["first_orders"] = [">".join(o) for o in start_orders(prior, space)]
+    return res
+
+
+def start_orders(prior: PriorEnsemble, space) -> list[list[str]]:
+    """The start-up orders of an order_bo search with several earlier searches as its prior: each one's
+    best order not already taken, in turn (PriorEnsemble.start_score, before any score of its own)."""
+    out: list[list[str]] = []
+    for part in prior.parts:
+        out.append(next(o for o in best_orders(part, space, len(prior.parts) + 1) if o not in out))
+    return out
 
 
 def best_orders(prior: OrderPrior, space, top: int, per_length: bool = False) -> list[list[str]]:
@@ -625,9 +643,10 @@ def best_orders(prior: OrderPrior, space, top: int, per_length: bool = False) ->
 
 def to_json(res: dict) -> dict:
     """What ``itt rank --json`` writes and a search keeps as ``<experiment>/prior.json``."""
-    p: OrderPrior = res["prior"]
+    p = res["prior"]
     return {"measurements": res["measurements"], "orders": res["orders"], "from": res["from"], "measured": res["measured"],
-            "calibration": p.calib, "count": res["count"], "seconds": res["seconds"]}
+            "calibration": getattr(p, "calib", None), "count": res["count"], "seconds": res["seconds"],
+            **{k: res[k] for k in ("sources", "first_orders") if k in res}}
 
 
 PRIOR_FILE = "prior.json"

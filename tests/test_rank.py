@@ -151,6 +151,39 @@ def test_itt_rank_from_a_finished_search_calibrates(write_config, capsys, tmp_pa
     assert "toy_topic  +0.6100  measured" in out
 
 
+def test_itt_rank_from_several_searches_shows_the_ensemble_and_a_searchs_first_orders(write_config, capsys, tmp_path):
+    """--from twice (or A,B): each search calibrated, an equal-weight ensemble, and the start-up orders
+    an order_bo search with that prior runs (checked against the sampler itself)."""
+    from search import transfer
+    from search.config import load_search
+    from search.searchers.order_bo import OrderBOSampler
+
+    path = write_config(RANK_TINY)
+    for name, best in (("xnli", "toy_topic"), ("pawsx", "toy_parity")):
+        (tmp_path / name).mkdir()
+        rows = ["order,status,score"] + [f"{t},completed,{0.6 if t == best else 0.4}" for t in ("toy_topic", "toy_length", "toy_parity")]
+        (tmp_path / name / "results.csv").write_text("\n".join(rows) + "\n")
+    a, b = str(tmp_path / "xnli"), str(tmp_path / "pawsx")
+    out_json = tmp_path / "r.json"
+    assert main(["rank", str(path), "--from", a, "--from", b, "--sample", "48", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert f"3 measured order(s) of {a}; 3 measured order(s) of {b}" in out and "(z units over the space)" in out
+    blob = json.loads(out_json.read_text())
+    assert blob["from"] == [a, b] and [s["measured"] for s in blob["sources"]] == [3, 3]
+    first = blob["first_orders"]
+    assert len(first) == 2 and first[0] != first[1] and f"starts from: {first[0]}, {first[1]}" in out
+    assert main(["rank", str(path), "--from", f"{a},{b}", "--sample", "48"]) == 0  # the comma form: the same
+    assert capsys.readouterr().out.split("cost:")[0] == out.split("cost:")[0]
+    scfg, chain, _ = load_search(path)
+    res = transfer.rank(scfg, chain, from_exp=[a, b], sample=48)
+    space = scfg.space()
+    tried, _ = _run(OrderBOSampler(space, seed=0, prior=res["prior"]), space, {o: 0.5 for o in map(order_key, space.orders())}, 2)
+    assert tried == res["first_orders"] == first  # what the sampler runs first
+    assert first[0] == order_key(transfer.best_orders(res["prior"].parts[0], space, 1)[0])  # xnli's best, then pawsx's
+    assert main(["rank", str(path), "--from", a, "--from", a]) == 2
+    assert "listed twice" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--top", "0"], "--top 0"),
     (["--sample", "1"], "--sample 1"),
