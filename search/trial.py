@@ -336,6 +336,20 @@ def simulated_rows(rows: list[dict], order: list[str], hp: dict, search_seed: in
     return match
 
 
+def config_hparams(row: dict, chain_raw: dict) -> dict:
+    """A table's hyperparameter columns (dotted config keys, e.g. ``train.lr``) that the chain config
+    itself sets: a simulated trial of a search that does not search them (``itt confirm`` fixes the best
+    trial's in the config) reads the rows of the config's values, as a real chain would train with them."""
+    out = {}
+    for col in row:
+        node = chain_raw
+        for part in col.split(".") if "." in col else ():
+            node = node.get(part) if isinstance(node, dict) else None
+        if "." in col and node is not None and not isinstance(node, dict):
+            out[col] = node
+    return out
+
+
 def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     """Probe and final scores from the table. Optional columns make it per seed and per language:
     ``seed`` (one row per seed: reports are means over the seeds, as a real chain's), ``test_<lang>``
@@ -348,6 +362,7 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     rows = load_table(ctx.search.simulate.table).get(order_key(order))
     if not rows:
         raise KeyError(f"simulated objective: order '{order_key(order)}' is not in {ctx.search.simulate.table}")
+    hp = {**config_hparams(rows[0], ctx.chain_raw), **hp}
     match = simulated_rows(rows, order, hp, ctx.search.seed, ctx.search.simulate.draw, seeds=ctx.search.seeds)
     mean = lambda col: sum(float(r[col]) for r in match) / len(match)  # noqa: E731
     m = ctx.metric

@@ -150,3 +150,15 @@ def test_search_confirm_seeds_that_seed_the_search_are_a_config_error(write_conf
     assert main(["search", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "search.confirm.seeds: 1 also seed the search" in err[0], err
+
+
+def test_a_simulated_trial_reads_the_rows_of_the_hyperparameters_its_config_sets():
+    """What `itt confirm` relies on in simulation: a table with a train.lr column, a search that does not
+    search it, a chain config that sets it (the best trial's value) - the rows of that value count."""
+    from search.trial import config_hparams, simulated_rows
+
+    rows = [{"order": "a", "seed": "0", "train.lr": lr, "final": f} for lr, f in (("0.001", "0.5"), ("0.002", "0.7"))]
+    hp = config_hparams(rows[0], {"train": {"lr": 0.002, "batch_size": 32}, "seeds": [0]})
+    assert hp == {"train.lr": 0.002}
+    assert [r["final"] for r in simulated_rows(rows, ["a"], hp, 0, "mean")] == ["0.7"]
+    assert config_hparams(rows[0], {"train": {}}) == {}  # not set: every row, as before
