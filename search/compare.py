@@ -113,18 +113,18 @@ def pair(name_a: str, a: pd.Series, name_b: str, b: pd.Series) -> dict:
     x, y = a[shared].to_numpy(float), b[shared].to_numpy(float)
     tau = stats.kendalltau(x, y)
     out.update(tau=float(tau.statistic), p_tau=float(tau.pvalue), rho=float(stats.spearmanr(x, y).statistic))
-    for (src, s), (dst, d) in (((name_a, a[shared]), (name_b, b[shared])), ((name_b, b[shared]), (name_a, a[shared]))):
+    for side, s, d in (("a", a[shared], b[shared]), ("b", b[shared], a[shared])):
         best = s.idxmax()
-        out[f"best_of_{'a' if src == name_a else 'b'}"] = {
-            "order": best, "rank_in_other": int((d > d[best]).sum()) + 1, "of": len(shared),
-            "shortfall": float(d.max() - d[best]), "others_best": d.idxmax()}
+        out[f"best_of_{side}"] = {"order": best, "rank_in_other": int((d > d[best]).sum()) + 1, "of": len(shared),
+                                  "shortfall": float(d.max() - d[best]), "others_best": d.idxmax()}
     return out
 
 
-def across(figs: dict[str, pd.DataFrame], figure: str, alpha: float, min_seeds: int = S.MIN_SEEDS) -> dict:
+def across(figs: dict[str, pd.DataFrame], means: dict[str, pd.Series], figure: str, alpha: float,
+           min_seeds: int = S.MIN_SEEDS) -> dict:
     """The orders every search completed, by mean rank over searches (rank 1 = best in that search,
-    among the shared orders), with each search's gain over F and whether it is significant."""
-    means = {k: order_means(f, figure) for k, f in figs.items()}
+    among the shared orders), with each search's gain over F and whether it is significant. ``means``:
+    each search's ``order_means``."""
     shared = [o for o in next(iter(means.values())).index if all(o in m.index for m in means.values())]
     names = list(figs)
     out: dict = {"n_shared": len(shared), "orders": []}
@@ -179,9 +179,9 @@ def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPH
                "seeds_per_order": float(s["fig"].groupby("order")["seed"].nunique().median()),
                "F": float(m[F]) if F in m.index else None,
                "best": ifs.idxmax() if len(ifs) else None, "best_mean": float(ifs.max()) if len(ifs) else None,
-               "reliability": split_half(s["fig"], figure)}
+               "reliability": split_half(s["fig"], figure), "notes": s.get("notes", [])}
         res["searches"].append(row)
-    res["across"] = across(figs, figure, alpha, min_seeds)
+    res["across"] = across(figs, means, figure, alpha, min_seeds)
     shared = sorted(r["order"] for r in res["across"]["orders"])  # a fixed row order: a fixed permutation p-value
     if len(shared) < MIN_ORDERS:
         res["concordance"] = {"n_orders": len(shared), "n_searches": len(figs),
@@ -443,10 +443,7 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
     if figure not in FIGURES:
         raise UserError(f"--figure {figure}: one of {', '.join(FIGURES)}")
     searches = load(exp_dirs, figure=figure)
-    res = analyse(searches, figure=figure, alpha=alpha)
-    for r, s in zip(res["searches"], searches):
-        r["notes"] = s["notes"]
-    res = _json_safe(res)
+    res = _json_safe(analyse(searches, figure=figure, alpha=alpha))
     pngs = plots(res)
     title = "Do orders hold up across searches? — " + ", ".join(s["name"] for s in res["searches"])
     secs = sections(res)
