@@ -585,10 +585,7 @@ def rank(scfg, chain, *, from_exp: list[str] | str | None = None, sample: int = 
     froms = [from_exp] if isinstance(from_exp, str) else list(from_exp or [])
     measured = measured_sources(froms, space, "--from") if froms else []  # checked before seconds of measuring
     m = transferability(scfg, chain, sample=sample, log=log)
-    prior = prior_of_measurements(m)
-    parts = [calibrate(prior, scores) for scores, _ in measured]
-    if parts:
-        prior = parts[0] if len(parts) == 1 else PriorEnsemble.over(parts, [src for _, src in measured], space)
+    prior, parts = calibrated(prior_of_measurements(m), measured, space)
     seen = {o for scores, _ in measured for o in scores}
     orders = best_orders(prior, space, top)
     res = {"measurements": m, "prior": prior, "from": [src for _, src in measured] if len(measured) > 1 else
@@ -596,9 +593,24 @@ def rank(scfg, chain, *, from_exp: list[str] | str | None = None, sample: int = 
            "orders": [{"order": ">".join(o), "score": prior.score(o), "raw": prior.raw(o), "measured": ">".join(o) in seen}
                       for o in orders], "count": space.count(), "seconds": round(time.perf_counter() - t0, 2)}
     if len(parts) > 1:
-        res["sources"] = [{"from": src, "measured": len(sc), "calibration": p.calib} for (sc, src), p in zip(measured, parts)]
+        res["sources"] = source_records(measured, parts)
         res["first_orders"] = [">".join(o) for o in start_orders(prior, space)]
     return res
+
+
+def calibrated(base: OrderPrior, measured: list[tuple[dict[str, float], str]], space):
+    """(the prior, its calibrated parts): ``base`` calibrated on each earlier search's measured scores
+    (``measured_sources``) - ``base`` itself for none, the calibrated ``OrderPrior`` for one, a
+    ``PriorEnsemble`` of them for several."""
+    parts = [calibrate(base, scores) for scores, _ in measured]
+    if len(parts) < 2:
+        return (parts[0] if parts else base), parts
+    return PriorEnsemble.over(parts, [src for _, src in measured], space), parts
+
+
+def source_records(measured: list[tuple[dict[str, float], str]], parts: list[OrderPrior]) -> list[dict]:
+    """Per earlier search: where it is, how many orders it measured, its calibration (prior.json, --json)."""
+    return [{"from": src, "measured": len(scores), "calibration": p.calib} for (scores, src), p in zip(measured, parts)]
 
 
 def start_orders(prior: PriorEnsemble, space) -> list[list[str]]:
@@ -664,12 +676,11 @@ def order_prior(scfg, chain, *, st=None, log=lambda *a: None, measured: list | N
         measured = measured_sources(scfg.prior_from, space) if scfg.prior_from else []
     m = transferability(scfg, chain) if scfg.prior == "transferability" else None
     base = prior_of_measurements(m) if m else OrderPrior(tasks=list(scfg.candidates), unit={}, link={})
-    parts = [calibrate(base, scores) for scores, _ in measured]
+    prior, parts = calibrated(base, measured, space)
     sources = [src for _, src in measured]
-    prior = base if not parts else parts[0] if len(parts) == 1 else PriorEnsemble.over(parts, sources, space)
     if st is not None:
         best = best_orders(prior, space, 10)
-        froms = [{"from": src, "measured": len(scores), "calibration": p.calib} for (scores, src), p in zip(measured, parts)]
+        froms = source_records(measured, parts)
         st.write_text(json.dumps({"measurements": m, "from": sources[0] if len(sources) == 1 else sources,
                                   "measured": sum(f["measured"] for f in froms),
                                   "calibration": parts[0].calib if len(parts) == 1 else None,
@@ -677,7 +688,7 @@ def order_prior(scfg, chain, *, st=None, log=lambda *a: None, measured: list | N
                                   "orders": [{"order": ">".join(o), "score": prior.score(o)} for o in best]}, indent=1), PRIOR_FILE)
         parts_said = ([f"transferability {m['seconds']:.1f} s on the initial encoder"] if m else []) + \
                      [f"{len(scores)} orders measured by {src}" for scores, src in measured]
-        first = ("first orders (each earlier search's best, in turn): " + ", ".join(">".join(best_orders(p, space, 1)[0]) for p in parts)
+        first = ("first orders (each earlier search's best, in turn): " + ", ".join(">".join(o) for o in start_orders(prior, space))
                  if len(parts) > 1 else f"best order {'>'.join(best[0]) if best else '-'}")
         log(f"order prior: {'; '.join(parts_said)}; {first} ({PRIOR_FILE} in the experiment)")
     return prior
