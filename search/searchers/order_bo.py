@@ -216,8 +216,7 @@ class OrderBOSampler(BaseSampler):
     def _propose(self, study) -> dict:
         scalarise = self.parego(study)
         obs = self.observations(study, scalarise)
-        # the prior predicts the earlier searches' score, the first objective: its sources are weighed on that
-        self._reweigh_prior(obs if scalarise is None else self.observations(study))
+        self._reweigh_prior(study, obs if scalarise is None else None)
         cands = self._candidates(obs)
         busy = obs.done | {config_key(o, h) for o, h in obs.pending} | (set() if self.propose_stopped else obs.stopped)
         free = [c for c in cands if config_key(*c) not in busy] or cands
@@ -473,10 +472,12 @@ class OrderBOSampler(BaseSampler):
                 configs.append((o, h))
         return configs
 
-    def _reweigh_prior(self, obs: Observations) -> None:
+    def _reweigh_prior(self, study, obs: Observations | None = None) -> None:
         """A prior from several earlier searches (search.transfer.PriorEnsemble) follows the ones that rank
-        this search's completed orders best."""
+        this search's completed orders best. It predicts their score, the first objective, so with several
+        objectives its sources are weighed on that (``obs``: the study's observations when unscalarised)."""
         if hasattr(self.prior, "observe"):
+            obs = obs if obs is not None else self.observations(study)
             self.prior.observe([(o, y) for o, _, y in obs.finals], self.seed)
 
     @staticmethod
@@ -497,7 +498,7 @@ class OrderBOSampler(BaseSampler):
         obs = self.observations(study)
         if not obs.finals:
             return None
-        self._reweigh_prior(obs)
+        self._reweigh_prior(study, obs)
         with _one_thread():
             model = self._fit(obs)
         if model is None:
