@@ -215,10 +215,8 @@ class SearchConfig(_Strict):
             raise ValueError(f"'{v}' is neither 'experiment', null nor a database URL (e.g. postgresql://host/db)")
         return v
 
-    @field_validator("candidates", "prior_from", "seeds", mode="before")
-    @classmethod
-    def _csv(cls, v):  # a list, or comma-separated text (--set search.prior_from=runs/a,runs/b)
-        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+    # a list, or comma-separated text (--set search.prior_from=runs/a,runs/b)
+    _csv = field_validator("candidates", "prior_from", "seeds", mode="before")(_split_commas)
 
     @field_validator("metric", mode="before")
     @classmethod

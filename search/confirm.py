@@ -65,6 +65,8 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
     picked orders (and F) as seed points, as many trials as orders, no scheduler and no prior, fresh
     seeds, and the first pick's hyperparameters set in the chain config for every order. Returns the
     config and notes on what could not be carried over."""
+    from itt.config import set_dotted
+
     cfg = json.loads(json.dumps(config))  # a deep copy
     s = cfg["search"]
     notes: list[str] = []
@@ -72,12 +74,8 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
     for key, v in hp.items():
         if "*" in key:  # one value per stage of the order it was searched with: no single setting
             notes.append(f"per-stage hyperparameter {key} keeps the config's default")
-            continue
-        node = cfg
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = v
+        else:
+            set_dotted(cfg, key, v, "search.hparams")
     if isinstance(s.get("tracking"), dict):  # its own MLflow experiment, named as the run (<name>-confirm)
         s["tracking"]["experiment"] = None
     s.update(confirm=None, hparams={}, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",

@@ -341,11 +341,11 @@ def config_hparams(row: dict, chain_raw: dict) -> dict:
     itself sets: a simulated trial of a search that does not search them (``itt confirm`` fixes the best
     trial's in the config) reads the rows of the config's values, as a real chain would train with them."""
     out = {}
-    for col in row:
+    for col in (c for c in row if "." in c):
         node = chain_raw
-        for part in col.split(".") if "." in col else ():
+        for part in col.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if "." in col and node is not None and not isinstance(node, dict):
+        if node is not None and not isinstance(node, dict):
             out[col] = node
     return out
 
