@@ -24,6 +24,7 @@ from itt.errors import UserError
 from search import stats as S
 from search.stats import F, show
 from search.tracking import finite as _num
+from search.tracking import row_hparams
 
 CONFIRM_FILE = "confirm.json"
 SUFFIX = "-confirm"
@@ -43,7 +44,7 @@ def picks(rows: list[dict], recommended: dict | None, top: int) -> list[dict]:
     if recommended and recommended.get("order"):
         add(recommended["order"], dict(recommended.get("hparams") or {}), "the searcher's recommendation")
     for r in done:
-        add(r.get("order") or "", {k[3:]: _value(v) for k, v in r.items() if k.startswith("hp:") and v not in ("", None)},
+        add(r.get("order") or "", {k: _value(v) for k, v in row_hparams(r).items()},
             f"trial {r['trial_id']}, score {_num(r['score']):.4f}")
     return out
 
@@ -84,11 +85,9 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
     return cfg, notes
 
 
-def search_means(exp_dir: str) -> tuple[dict[str, dict], list[int]]:
-    """Each completed order's test mean over languages, per search seed (what the report counts)."""
-    from search.report import load_experiment
-
-    exp = load_experiment(exp_dir)
+def search_means(exp) -> tuple[dict[str, dict], list[int]]:
+    """Each completed order's test mean over languages, per search seed (what the report counts), of an
+    ``Experiment`` (search.report.load_experiment), and the seeds they come from."""
     fig = S.seed_figures(exp.scores.dropna(subset=["score"]))
     out = {o: {"mean": float(g["mean"].mean()), "per_seed": [float(x) for x in g["mean"]], "n_seeds": int(len(g))}
            for o, g in fig.groupby("order", sort=False)}
@@ -100,9 +99,10 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
     seeds, the confirmation's config and where it goes."""
     from itt.config import validate
     from search.config import SearchConfig
+    from search.report import load_experiment
     from search.runner import SEARCH_FILE
     from search.storage import Storage
-    from search.tracking import read_rows, storage_of
+    from search.tracking import storage_of
 
     if top < 1:
         raise UserError(f"--top {top}: give 1 or more")
@@ -114,8 +114,9 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
         raise UserError(f"{exp_dir}: no {SEARCH_FILE} (not an `itt search` experiment directory)")
     config = yaml.safe_load(text)
     scfg = validate(config.get("search") or {}, f"{exp_dir}/{SEARCH_FILE}", SearchConfig, prefix="search.")
-    means, used = search_means(exp_dir)  # (a UserError when it holds no completed trial)
-    chosen = picks(read_rows(st), json.loads(st.read_text("summary.json") or "{}").get("recommended"), top)
+    exp = load_experiment(exp_dir)  # (a UserError when it holds no completed trial)
+    means, used = search_means(exp)
+    chosen = picks(exp.rows, json.loads(st.read_text("summary.json") or "{}").get("recommended"), top)
     if not chosen:
         raise UserError(f"{exp_dir}: no completed IF order to confirm")
     seeds = seeds or [max(used + [-1]) + 1 + i for i in range(max(5, len(used)))]
@@ -134,8 +135,7 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
         notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]})")
     record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
               "notes": notes, "search_means": {o: means[o] for o in [p["order"] for p in chosen] + [F] if o in means}}
-    meta = json.loads(st.read_text("tracking", "search.json") or "{}")
-    return {"config": cfg, "record": record, "st": new_st, "tracking_uri": meta.get("tracking_uri")}
+    return {"config": cfg, "record": record, "st": new_st, "tracking_uri": exp.meta.get("tracking_uri")}
 
 
 def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,

@@ -292,6 +292,11 @@ def finite(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def row_hparams(row: dict) -> dict:
+    """A results.csv row's hyperparameters: its set ``hp:<key>`` cells, as written."""
+    return {k[3:]: v for k, v in row.items() if k.startswith("hp:") and v not in ("", None)}
+
+
 def summary(rows: list[dict]) -> tuple[dict[str, float], dict[str, str]]:
     """The parent run's figures: trial counts, the best trial's scores; tags naming the best order."""
     count = lambda s: sum(1 for r in rows if r.get("status") == s)  # noqa: E731
@@ -789,7 +794,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
 def _record_from_row(row: dict, meta: dict) -> dict:
     """A trial without a tracking/ log: params and final figures from its results.csv row."""
     order = [t for t in (row.get("order") or "").split(">") if t]
-    hp = {k[3:]: v for k, v in row.items() if k.startswith("hp:") and v not in ("", None)}
+    hp = row_hparams(row)
     skip = {"trial_id", "status", "order", "order_length", "stopped_early", "replayed", "stages_completed"}
     metrics = {k: finite(v) for k, v in row.items() if k not in skip and not k.startswith("hp:") and finite(v) is not None}
     stages = int(row.get("stages_completed") or 0)
@@ -894,7 +899,6 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
         return f"MLflow: report logged to parent run {run_id} (artifacts report/, {len(metrics)} metrics) in {target}"
     except Exception as e:  # the store went away, a permission problem, ...
         return f"MLflow: not logged ({_first_line(e)})"
-
 
 
 def compare_view() -> dict:
