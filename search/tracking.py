@@ -112,8 +112,12 @@ def _first_line(e: BaseException) -> str:
     return (s.splitlines()[0] if s else type(e).__name__)[:300]
 
 
-def connect(uri: str):
-    """An ``MlflowClient`` on ``uri`` that answered one request, or a UserError naming the store.
+SEARCH_HINT = "start the server, pass another --tracking-uri, or set search.tracking.enabled: false"
+
+
+def connect(uri: str, hint: str = SEARCH_HINT):
+    """An ``MlflowClient`` on ``uri`` that answered one request, or a UserError naming the store (and
+    ``hint``: what to do about it).
 
     The check is quick (no retries, a short timeout); later requests retry a little, so a server
     that drops mid-search costs the driver seconds, not minutes, before tracking stops."""
@@ -131,8 +135,7 @@ def connect(uri: str):
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as e:
-        raise UserError(f"tracking: cannot reach the MLflow store {uri} ({_first_line(e)}); start the server, "
-                        "pass another --tracking-uri, or set search.tracking.enabled: false") from None
+        raise UserError(f"tracking: cannot reach the MLflow store {uri} ({_first_line(e)}); {hint}") from None
     return client
 
 
@@ -918,9 +921,9 @@ def log_compare(folder: str | Path, *, key: str, name: str, params: dict[str, st
 
     db = _sqlite_path(uri)
     try:
-        client = connect(uri)
+        client = connect(uri, hint="start the server, or pass another --tracking-uri or --no-mlflow")
         ml = _Mlflow(client, COMPARE_EXPERIMENT, db.parent / "mlruns" if db else None)
-        view = "itt-compare"
+        view = COMPARE_EXPERIMENT  # the runs page's shared view: every comparison
         for k, v in ((EXPERIMENT_KIND, MODEL_TRAINING), (VIEW_TAG + view, json.dumps(compare_view())), (LATEST_VIEW, view)):
             client.set_experiment_tag(ml.exp_id, k, v)
         run = ml._find(f"tags.compare_key = '{key}'")
@@ -939,6 +942,6 @@ def log_compare(folder: str | Path, *, key: str, name: str, params: dict[str, st
                 f"{len(metrics)} metrics) in {uri}{again}; `itt ui`, then open "
                 f"{runs_url(server_url(uri), ml.exp_id, view)}")
     except UserError as e:
-        return f"MLflow: not logged ({str(e).split('; start the server')[0]})"
+        return f"MLflow: not logged ({e})"
     except Exception as e:  # the store went away, a permission problem, ...
         return f"MLflow: not logged ({_first_line(e)})"
