@@ -40,10 +40,9 @@ from scipy import stats
 
 from itt.errors import UserError
 from search import stats as S
-from search.stats import F, show
+from search.stats import F, kendall_w, show
 
 FIGURES = ("mean", "worst")  # per-seed figures to compare on (higher is better)
-PERMUTATIONS = 2000
 SPLITS = 200  # random seed splits behind a split-half reliability
 MIN_ORDERS = 3  # shared orders before an agreement statistic is computed
 TOP = 25  # orders in the plots
@@ -54,27 +53,6 @@ PLOTS = {"across", "ranks"}
 def order_means(fig: pd.DataFrame, figure: str = "mean") -> pd.Series:
     """Per-seed figures (columns order, seed, <figure>) -> each order's mean over seeds."""
     return fig.groupby("order", sort=False)[figure].mean().dropna()
-
-
-def kendall_w(values: np.ndarray, *, permutations: int = PERMUTATIONS, seed: int = S.PERMUTATION_SEED) -> tuple[float, float]:
-    """Kendall's W of ``values`` (n orders x m searches; each column ranked on its own, ties averaged),
-    with the tie correction, and its permutation p-value (each column shuffled independently)."""
-    n, m = values.shape
-    ranks = np.column_stack([stats.rankdata(values[:, j]) for j in range(m)])
-    ties = sum(float(((c := np.unique(ranks[:, j], return_counts=True)[1]) ** 3 - c).sum()) for j in range(m))
-    denom = m ** 2 * (n ** 3 - n) - m * ties
-    if denom <= 0:  # every search ties every order: no ranking to agree on
-        return float("nan"), float("nan")
-
-    def w_of(r: np.ndarray) -> np.ndarray:  # r: (..., n, m)
-        s = r.sum(axis=-1)
-        return 12.0 * ((s - s.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1) / denom
-
-    w = float(w_of(ranks))
-    rng = np.random.default_rng(seed)
-    perm = rng.permuted(np.broadcast_to(ranks, (permutations, n, m)).copy(), axis=1)
-    p = (1 + int((w_of(perm) >= w - 1e-12).sum())) / (permutations + 1)
-    return w, p
 
 
 def split_half(fig: pd.DataFrame, figure: str = "mean", *, splits: int = SPLITS, seed: int = 0) -> dict:
@@ -209,7 +187,7 @@ def headline(res: dict) -> str:
     else:
         verdict = "Orders rank alike across searches" if c["significant"] else "No evidence that orders rank alike across searches"
         text = (f"{verdict} ({res['label']}): Kendall's W = {c['W']:.2f} over the {c['n_orders']} orders completed in "
-                f"{'both' if n == 2 else f'all {n}'} searches (permutation {_ptext(c['p'], PERMUTATIONS)}, α = {res['alpha']}; W = 1: identical "
+                f"{'both' if n == 2 else f'all {n}'} searches (permutation {_ptext(c['p'], S.PERMUTATIONS)}, α = {res['alpha']}; W = 1: identical "
                 f"rankings, 0: no agreement).")
     if acr.get("best_overall"):
         b = next(r for r in acr["orders"] if r["order"] == acr["best_overall"])

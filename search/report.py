@@ -425,6 +425,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
         out.append(("IF vs F", f"Not available: {iv['reason']}.", [], None))
     if res.get("pareto"):
         out.append(pareto_section(res))
+    out.append(language_section(res["by_language"]))
     hm = res["heatmap"]
     out.append(("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"))
     oe = res["order_effect"]
@@ -485,6 +486,60 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     if res.get("notes"):
         out.append(("Notes", " ".join(res["notes"]), [], None))
     return out
+
+
+def language_headline(la: dict) -> str:
+    """One line: does the best order depend on the language (the interaction test), and how far the
+    overall best falls below each language's own best."""
+    if "underpowered" in la:
+        return f"Whether order effects differ between languages is not tested: {la['underpowered']}."
+    it = la["interaction"]
+    if "p" in it:
+        verdict = "Order effects differ between languages" if it["significant"] else \
+            "No evidence that order effects differ between languages"
+        text = (f"{verdict}: order × language interaction F({it['df1']}, {it['df2']}) = {it['F']:.2f}, "
+                f"Greenhouse–Geisser ε = {it['epsilon']:.2f}, p = {it['p']:.3g}, partial η² = {it['partial_eta2']:.2f} "
+                f"({it['orders']} IF orders, {it['models']} trained models (orders × seeds), {it['languages']} languages).")
+    else:
+        text = f"Whether order effects differ between languages is not tested: {it['underpowered']}."
+    rows = la["per_language"]
+    elsewhere = [r for r in rows if r["best_order"] != la["overall_best"] and r["gap"] is not None]
+    text += f" {show(la['overall_best'])} is the best IF order in {la['best_in']} of {len(rows)} languages"
+    if elsewhere:
+        w = max(elsewhere, key=lambda r: r["gap"])
+        sig = [r for r in elsewhere if r.get("gap_significant")]
+        tested = "" if "p_gap_holm" not in w else (
+            f"; significantly better than {show(la['overall_best'])} in {len(sig)} of them" if sig else
+            "; not significantly better (Welch, Holm)" if len(elsewhere) == 1 else
+            "; none of them significantly better (Welch, Holm)")
+        text += (f"; elsewhere it falls at most {w['gap']:.4f} below the language's best ({w['language']}: "
+                 f"{show(w['best_order'])} {w['best']:.4f}){tested}")
+    return text + "."
+
+
+def language_section(la: dict) -> tuple[str, str, list[list[str]], str | None]:
+    """Per language: its best IF order, where the overall best ranks there and what it loses."""
+    title = "Does the best order depend on the language?"
+    if "underpowered" in la:
+        return (title, language_headline(la), [], None)
+    rows = [["language", "best IF order there", "its score", f"{show(la['overall_best'])} (overall best)", "its rank",
+             "below the language's best", "p (Welch, Holm)", "rho with the other languages"]]
+    rows += [[r["language"], show(r["best_order"]), _x(r["best"]), _x(r["overall_best"]), _x(r["overall_best_rank"]),
+              _x(r["gap"]), (f"{r['p_gap_holm']:.3g}" + (" *" if r["gap_significant"] else "")) if "p_gap_holm" in r else "–", _x(r["rho_with_others"], 2)]
+             for r in la["per_language"]]
+    w = (f" Kendall's W over languages = {la['W']:.2f} (average Spearman between two languages' rankings "
+         f"{la['mean_rho']:.2f}; descriptive, since a lucky seed lifts every language of its model)." if "W" in la else "")
+    text = (f"{language_headline(la)} Ranks and gaps among the {la['n_orders']} completed IF orders (means over "
+            f"seeds); p: where another order is best in a language, it against the overall best on that language's "
+            f"per-seed scores (Welch, Holm over those languages; optimistic, as the language's best was picked on the "
+            f"same scores); rho: Spearman between this language's ranking of the orders and the mean of the other "
+            f"languages' scores (a low rho marks a language that ranks orders its own way).{w} The test: a split-plot "
+            f"ANOVA (orders between seeds, languages within each seed's model), the interaction against the "
+            f"language × seed residual, its p-value Greenhouse–Geisser corrected; orders with {la['min_seeds']}+ "
+            f"seeds in every language. A significant interaction says the orders' effects differ in size between "
+            f"languages (often larger where transfer is easy); whether the ranking itself changes is what the best "
+            f"order per language and the gaps show.")
+    return (title, text, rows, None)
 
 
 def pareto_section(res: dict) -> tuple[str, str, list[list[str]], str | None]:
@@ -635,6 +690,13 @@ def headline_metrics(res: dict) -> dict[str, float]:
         vs_f = next((t for t in c["tests"] if t["b"] == F), None)
         if vs_f:
             m["report_confirm_pick_minus_f"], m["report_confirm_pick_vs_f_p"] = vs_f["difference"], vs_f["p_holm"]
+    la = res["by_language"]
+    if "per_language" in la:
+        m["report_language_best_in"] = la["best_in"] / len(la["per_language"])
+        m["report_language_max_gap"] = max((r["gap"] for r in la["per_language"] if r["gap"] is not None), default=None)
+        m["report_language_w"] = la.get("W")
+        m["report_language_interaction_p"] = la["interaction"].get("p")
+        m["report_language_interaction_eta2"] = la["interaction"].get("partial_eta2")
     iv = res["if_vs_f"]
     if iv.get("available"):
         m["report_if_best_minus_f"] = iv["overall"]["best_IF"] - iv["overall"]["F"]
@@ -662,6 +724,8 @@ def answer(res: dict, where: str) -> list[str]:
                      f"mean of {iv['n_if_orders']} IF orders {o['mean_IF']:.4f}; {tested}.")
     else:
         lines.append(f"IF vs F: not compared: {iv['reason']}.")
+    if "per_language" in res["by_language"]:
+        lines.append(language_headline(res["by_language"]))
     if board:
         b = board[0]
         ci = (f", {res['confidence']:.0%} interval [{b['ci_low']:.4f}, {b['ci_high']:.4f}]" if b.get("ci_low") is not None

@@ -187,6 +187,62 @@ def arrangement_effect(fig: pd.DataFrame, figure: str = "mean", *, min_seeds: in
     return {**out, "H": h_obs, "df": df, "p": p, "p_chi2": float(stats.chi2.sf(h_obs, df))}
 
 
+def order_language_interaction(y: np.ndarray, groups) -> dict:
+    """Does the effect of the order depend on the language? The order x language interaction of a
+    split-plot ANOVA: orders vary between models (one per seed), languages within (every model is
+    evaluated in every language), so the interaction is tested against the language x seed-within-order
+    residual (Kirk, *Experimental Design*, ch. 12; unequal seeds per order keep the within-model
+    partition exact). ``y``: one row per (order, seed) model, one column per language; ``groups``: each
+    row's order. The p-value is Greenhouse–Geisser corrected (Greenhouse & Geisser, 1959; epsilon from
+    the pooled within-order covariance of the languages, as SPSS and pingouin's ``mixed_anova`` do):
+    languages' scores are not equally correlated, and the uncorrected F test is then liberal."""
+    y = np.asarray(y, float)
+    g = pd.factorize(np.asarray(groups))[0]
+    n, n_lang = y.shape
+    k = int(g.max()) + 1
+    cell = np.stack([y[g == j].mean(axis=0) for j in range(k)])  # order x language means
+    sizes = np.bincount(g, minlength=k).astype(float)
+    lang = y.mean(axis=0)  # over models: the weights of the unequal seeds per order
+    inter = cell - cell.mean(axis=1, keepdims=True) - lang + y.mean()
+    resid = y - y.mean(axis=1, keepdims=True) - cell[g] + cell[g].mean(axis=1, keepdims=True)
+    ss_int, ss_err = float((sizes[:, None] * inter ** 2).sum()), float((resid ** 2).sum())
+    df_int, df_err = (k - 1) * (n_lang - 1), (n - k) * (n_lang - 1)
+    out = {"orders": k, "models": n, "languages": n_lang, "df1": df_int, "df2": df_err, "ss_interaction": ss_int,
+           "ss_error": ss_err, "partial_eta2": ss_int / (ss_int + ss_err) if ss_int + ss_err > 0 else 0.0}
+    if ss_err <= 0:
+        return {**out, "underpowered": "the orders' seeds agree exactly in every language: no error term"}
+    f_stat = (ss_int / df_int) / (ss_err / df_err)
+    dev = y - cell[g]
+    cov = dev.T @ dev / (n - k)
+    basis = np.linalg.svd(np.eye(n_lang) - 1.0 / n_lang)[0][:, : n_lang - 1]  # orthonormal contrasts of languages
+    m = basis.T @ cov @ basis
+    eps = float(np.trace(m) ** 2 / ((n_lang - 1) * np.trace(m @ m))) if np.trace(m @ m) > 0 else 1.0
+    eps = min(1.0, max(eps, 1.0 / (n_lang - 1)))
+    return {**out, "F": float(f_stat), "p_uncorrected": float(stats.f.sf(f_stat, df_int, df_err)), "epsilon": eps,
+            "p": float(stats.f.sf(f_stat, eps * df_int, eps * df_err))}
+
+
+def kendall_w(values: np.ndarray, *, permutations: int = PERMUTATIONS, seed: int = PERMUTATION_SEED) -> tuple[float, float]:
+    """Kendall's W of ``values`` (n orders x m raters: searches, languages; each column ranked on its own, ties averaged),
+    with the tie correction, and its permutation p-value (each column shuffled independently)."""
+    n, m = values.shape
+    ranks = np.column_stack([stats.rankdata(values[:, j]) for j in range(m)])
+    ties = sum(float(((c := np.unique(ranks[:, j], return_counts=True)[1]) ** 3 - c).sum()) for j in range(m))
+    denom = m ** 2 * (n ** 3 - n) - m * ties
+    if denom <= 0:  # every rater ties every order: no ranking to agree on
+        return float("nan"), float("nan")
+
+    def w_of(r: np.ndarray) -> np.ndarray:  # r: (..., n, m)
+        s = r.sum(axis=-1)
+        return 12.0 * ((s - s.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1) / denom
+
+    w = float(w_of(ranks))
+    rng = np.random.default_rng(seed)
+    perm = rng.permuted(np.broadcast_to(ranks, (permutations, n, m)).copy(), axis=1)
+    p = (1 + int((w_of(perm) >= w - 1e-12).sum())) / (permutations + 1)
+    return w, p
+
+
 def welch(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if np.ptp(np.concatenate([a, b])) == 0:
@@ -213,6 +269,7 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     res["leaderboard"] = _leaderboard(scores, fig)
     res["if_vs_f"] = _if_vs_f(scores, fig, res["leaderboard"], alpha, min_seeds)
     res["heatmap"] = _heatmap(scores, res["leaderboard"], top)
+    res["by_language"] = _languages(scores, res["leaderboard"], alpha, min_seeds)
     means = {r["order"]: r["mean"] for r in res["leaderboard"]}
     res["position"] = _positions(means, alpha)
     res["precedence"] = _precedence(means, alpha)
@@ -283,6 +340,72 @@ def _if_vs_f(scores: pd.DataFrame, fig: pd.DataFrame, board: list[dict], alpha: 
         out["test"] = {"method": "Welch t-test per language, best IF order vs F, Holm-corrected over languages; "
                                  "the best order was chosen on the same data, so these p-values are optimistic"}
     return out
+
+
+def _languages(scores: pd.DataFrame, board: list[dict], alpha: float, min_seeds: int) -> dict:
+    """Is the best order the best in every language? Per language, among the IF orders: the best order
+    there and how far the overall best falls below it; each language's ranking against the other
+    languages' mean (Spearman, leave one out) and Kendall's W over languages (descriptive: a seed's
+    luck lifts every language of its model, so languages agree more than independent raters would).
+    The test is the order x language interaction (:func:`order_language_interaction`)."""
+    ifs = [r for r in board if r["order"] != F]
+    langs = list(dict.fromkeys(scores["language"]))
+    out: dict = {"n_languages": len(langs), "n_orders": len(ifs), "min_seeds": min_seeds}
+    if len(langs) < 2 or len(ifs) < 2:
+        return {**out, "underpowered": f"{len(ifs)} completed IF order(s) in {len(langs)} language(s) (need 2 of each)"}
+    best = ifs[0]
+    table = pd.DataFrame([[r["per_language"].get(lg, np.nan) for lg in langs] for r in ifs],
+                         index=[r["order"] for r in ifs], columns=langs)
+    rows = []
+    for lg in langs:
+        col, others = table[lg].dropna(), table.drop(columns=lg).mean(axis=1)
+        top = col.idxmax()
+        rho = stats.spearmanr(col, others[col.index]).statistic if len(col) >= MIN_ORDERS else None
+        rows.append({"language": lg, "best_order": top, "best": float(col[top]), "overall_best": _f(col.get(best["order"])),
+                     "overall_best_rank": int(col.rank(ascending=False, method="min")[best["order"]])
+                     if best["order"] in col.index else None,
+                     "gap": _f(col[top] - col[best["order"]]) if best["order"] in col.index else None,
+                     "rho_with_others": _f(rho)})
+    out.update({"overall_best": best["order"], "per_language": rows,
+                "best_in": sum(r["best_order"] == best["order"] for r in rows)})
+    _gap_tests(scores, rows, best["order"], alpha, min_seeds)
+    full = table.dropna()
+    if len(full) >= MIN_ORDERS:
+        out["W"] = kendall_w(full.to_numpy(float), permutations=1)[0]
+        out["mean_rho"] = (len(langs) * out["W"] - 1) / (len(langs) - 1)  # average Spearman over language pairs
+    out["interaction"] = _interaction(scores, langs, min_seeds, alpha)
+    return out
+
+
+def _gap_tests(scores: pd.DataFrame, rows: list[dict], overall: str, alpha: float, min_seeds: int) -> None:
+    """Where another order is best in a language: is it better than the overall best there beyond seed
+    noise? Welch on that language's per-seed scores, Holm over those languages (optimistic: the
+    language's best was picked on the same scores)."""
+    s = scores.groupby(["order", "language", "seed"])["score"].mean()
+    tested = []
+    for r in rows:
+        if r["best_order"] == overall or r["gap"] is None:
+            continue
+        a, b = s.get((r["best_order"], r["language"])), s.get((overall, r["language"]))
+        if a is not None and b is not None and min(len(a), len(b)) >= min_seeds:
+            r["p_gap"] = welch(a, b)
+            tested.append(r)
+    for r, pa in zip(tested, holm([r["p_gap"] for r in tested])):
+        r["p_gap_holm"], r["gap_significant"] = pa, pa < alpha
+
+
+def _interaction(scores: pd.DataFrame, langs: list[str], min_seeds: int, alpha: float) -> dict:
+    wide = scores[scores["order"] != F].pivot_table(index=["order", "seed"], columns="language", values="score",
+                                                   aggfunc="mean")[langs].dropna()
+    sizes = wide.groupby(level="order").size()
+    ok = sizes[sizes >= min_seeds].index
+    if len(ok) < 2:
+        return {"underpowered": f"{len(ok)} IF order(s) with {min_seeds}+ seeds in every language (need 2 or more)"}
+    wide = wide[wide.index.get_level_values("order").isin(ok)]
+    res = order_language_interaction(wide.to_numpy(float), wide.index.get_level_values("order"))
+    if "p" in res:
+        res["significant"] = res["p"] < alpha
+    return res
 
 
 def _heatmap(scores: pd.DataFrame, board: list[dict], top: int) -> dict:
