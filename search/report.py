@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from itt.errors import UserError
+from search import latex
 from search import stats as S
 from search.confirm import CONFIRM_FILE
 from search.confirm import analyse as confirmation
@@ -753,6 +754,8 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
         (tmp / "report.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(page)
+        (tmp / "report.tex").write_text(latex.table(res, name=exp.meta.get("name") or exp.st.name,
+                                                    target=exp.meta.get("target")))
         for name, data in pngs.items():
             (tmp / f"{name}.png").write_bytes(data)
         if out:
@@ -764,7 +767,7 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
         else:
             exp.st.upload_dir(tmp, "report")
             where = exp.st.display + "/report"
-        log(f"report: {where}/report.html  (report.md, report.json, {len(pngs)} PNGs)")
+        log(f"report: {where}/report.html  (report.md, report.json, report.tex, {len(pngs)} PNGs)")
         for line in answer(res, where)[:-1]:
             log(line)
         if mlflow:

@@ -1,0 +1,102 @@
+"""``report.tex``: the report's leaderboard as a LaTeX table for a paper (booktabs).
+
+The layout follows the per-language result tables of the XTREME papers (Hu et al., 2020; the IF vs F
+tables of arXiv 2210.01091): one row per order, one column per target language, then the average and
+the worst language, scores x 100 with one decimal, the best per column in bold. F (fine-tune only) is
+the first row. A dagger marks the languages where the best IF order beats F significantly (the
+report's Welch tests, Holm over languages). Pure: it reads the report's ``res`` dict
+(:func:`search.stats.analyse`) and returns the file's text; the LaTeX needs ``\\usepackage{booktabs}``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from search.stats import F
+
+TOP = 10  # IF orders in the table (the best ones), besides F
+_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def escape(text: str) -> str:
+    """Text safe inside a LaTeX table cell (every special character of plain LaTeX escaped)."""
+    return "".join(_SPECIAL.get(c, c) for c in str(text))
+
+
+def order_cell(order: str) -> str:
+    """'a>b' -> 'a → b' in LaTeX; the empty order is F."""
+    return "F" if order == F else r" $\rightarrow$ ".join(escape(t) for t in order.split(">"))
+
+
+def _scale(res: dict) -> float:
+    """x 100 for scores in [0, 1] (accuracy, F1), as XTREME tables print them; otherwise as they are."""
+    vals = [v for r in res["leaderboard"] for v in r["per_language"].values() if v is not None]
+    return 100.0 if vals and max(abs(v) for v in vals) <= 1.0 else 1.0
+
+
+def _num(v, scale: float) -> str:
+    return "--" if v is None or not math.isfinite(v) else f"{v * scale:.1f}"
+
+
+def table(res: dict, *, name: str, target: str | None = None, top: int = TOP) -> str:
+    """The leaderboard of ``res`` as a complete ``table`` environment."""
+    board = res["leaderboard"]
+    langs = res["languages"]
+    ifs = [r for r in board if r["order"] != F]
+    rows = ([r for r in board if r["order"] == F] + ifs[:top])
+    scale = _scale(res)
+    cols = [[r["per_language"].get(lg) for lg in langs] + [r["mean"], r["worst"]] for r in rows]
+    best = [max((c[j] for c in cols if c[j] is not None), default=None) for j in range(len(langs) + 2)]
+    sig = _significant(res)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * (len(langs) + 2) + "}",
+             r"\toprule", "Order & " + " & ".join(escape(lg) for lg in langs) + r" & Avg. & Worst \\", r"\midrule"]
+    for r, c in zip(rows, cols):
+        cells = []
+        for j, v in enumerate(c):
+            s = _num(v, scale)
+            if v is not None and best[j] is not None and round(v * scale, 1) == round(best[j] * scale, 1):
+                s = rf"\textbf{{{s}}}"
+            if r["order"] == res["if_vs_f"].get("best_order") and j < len(langs) and langs[j] in sig:
+                s += r"$^\dagger$"
+            if j == len(langs) and r.get("std") is not None:
+                s += rf"\,{{\scriptsize$\pm${r['std'] * scale:.1f}}}"
+            cells.append(s)
+        lines.append(order_cell(r["order"]) + " & " + " & ".join(cells) + r" \\")
+        if r["order"] == F and len(rows) > 1:
+            lines.append(r"\midrule")
+    caption = _caption(res, target, len(ifs), min(top, len(ifs)), scale, bool(sig))
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}", r"\label{tab:itt-" + _label(name) + "}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _significant(res: dict) -> set[str]:
+    iv = res["if_vs_f"]
+    if not iv.get("available"):
+        return set()
+    return {r["language"] for r in iv["per_language"] if r.get("significant") and (r.get("delta_best") or 0) > 0}
+
+
+def _caption(res: dict, target: str | None, n_if: int, shown: int, scale: float, dagger: bool) -> str:
+    seeds = sorted({r["n_seeds"] for r in res["leaderboard"]})
+    seed_text = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}--{seeds[-1]}"
+    metric = escape(res.get("metric") or "score")
+    times = r" ($\times$100)" if scale == 100 else ""
+    of = f" of {escape(target)}" if target else ""
+    text = (f"Zero-shot {metric}{times} on the test split{of}, per language, mean over {seed_text} seed(s); Avg.: the "
+            f"mean over languages ($\\pm$ std over seeds), Worst: the worst language's score (per seed, then averaged). Orders list the intermediate "
+            f"tasks in training order, each followed by fine-tuning on the target's English data; F: that "
+            f"fine-tuning only. ")
+    text += (f"The {shown} best of {n_if} IF orders. " if shown < n_if else "")
+    text += "Best per column in bold."
+    if dagger:
+        alpha = res.get("alpha")
+        text += (f" $^\\dagger$: the best IF order above F in that language (Welch's t-test on per-seed scores, "
+                 f"Holm over languages, $\\alpha = {alpha}$).")
+    return text
+
+
+def _label(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9:-]+", "-", name).strip("-") or "search"

@@ -1,0 +1,90 @@
+"""report.tex: the leaderboard as a booktabs table — its numbers, bold cells and daggers against the
+report's own figures, and (where pdflatex is installed) that it compiles with awkward task names."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from search import latex
+from search import stats as S
+from tests.test_report import LANGS, _orders, _tidy
+
+
+def _rows(tex: str) -> dict[str, list[str]]:
+    """Order cell -> the other cells of its table row."""
+    body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule")[0]
+    out = {}
+    for line in body.splitlines():
+        if line.endswith(r"\\"):
+            cells = [c.strip() for c in line[:-2].split(" & ")]
+            out[cells[0]] = cells[1:]
+    return out
+
+
+def _value(cell: str) -> float:
+    return float(re.search(r"-?\d+\.\d", cell).group())
+
+
+def test_escape_every_special_character():
+    assert latex.escape(r"a_b&c%d$e#f{g}h~i^j\k") == (r"a\_b\&c\%d\$e\#f\{g\}h\textasciitilde{}i"
+                                                     r"\textasciicircum{}j\textbackslash{}k")
+    assert latex.order_cell("mnli>squad_v2") == r"mnli $\rightarrow$ squad\_v2" and latex.order_cell("") == "F"
+
+
+def test_table_numbers_bold_and_daggers_against_the_report():
+    rng = np.random.default_rng(2)
+    res = S.analyse(_tidy(rng, delta=0.1, seeds=4), alpha=0.05)
+    res["metric"] = "accuracy"
+    tex = latex.table(res, name="xnli run_1", target="xnli", top=5)
+    rows = _rows(tex)
+    board = res["leaderboard"]
+    shown = [r for r in board if r["order"] == S.F] + [r for r in board if r["order"] != S.F][:5]
+    assert list(rows) == [latex.order_cell(r["order"]) for r in shown]  # F first, then the 5 best IF orders
+    for r in shown:
+        cells = rows[latex.order_cell(r["order"])]
+        want = [r["per_language"][lg] for lg in LANGS] + [r["mean"], r["worst"]]
+        assert [_value(c) for c in cells] == pytest.approx([round(100 * v, 1) for v in want])
+        assert f"\\pm${100 * r['std']:.1f}" in cells[len(LANGS)]
+    for j in range(len(LANGS) + 2):  # bold = the column's best among the rows shown
+        col = [_value(rows[k][j]) for k in rows]
+        assert [r"\textbf" in rows[k][j] for k in rows] == [v == max(col) for v in col]
+    sig = {r["language"] for r in res["if_vs_f"]["per_language"] if r.get("significant") and r["delta_best"] > 0}
+    assert sig  # the planted effect: the best order beats F somewhere
+    best = rows[latex.order_cell(res["if_vs_f"]["best_order"])]
+    assert {lg for lg, c in zip(LANGS, best) if "dagger" in c} == sig
+    assert sum("dagger" in c for k in rows for c in rows[k]) == len(sig)  # nowhere else
+    assert f"The 5 best of {len(board) - 1} IF orders" in tex and r"\label{tab:itt-xnli-run-1}" in tex
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (Debian: apt-get install "
+                                                               "texlive-latex-base texlive-latex-recommended)")
+def test_table_compiles_with_awkward_task_names(tmp_path):
+    rng = np.random.default_rng(3)
+    names = ["mnli_m", "qa&b", "x%y", "s~t"]
+    orders = [">".join(o) for k in (0, 1, 2) for o in itertools.permutations(names, k)][:9]
+    res = S.analyse(_tidy(rng, delta=0.05, orders=orders))
+    res["metric"] = "f1_macro"
+    (tmp_path / "t.tex").write_text(latex.table(res, name="n", target="pan_x"))
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                                      "\\input{t.tex}\n\\end{document}\n")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_report_writes_report_tex(tmp_path, capsys):
+    from search.cli import main
+    from tests.test_report import _fake_experiment
+
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(5), delta=0.1, orders=_orders()[:8]), stopped=())
+    assert main(["report", str(exp), "--no-heuristics", "--no-mlflow"]) == 0
+    assert "report.tex" in capsys.readouterr().out
+    tex = (exp / "report" / "report.tex").read_text()
+    assert tex.startswith(r"\begin{table}") and tex.rstrip().endswith(r"\end{table}") and r"\toprule" in tex
