@@ -253,6 +253,14 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_power(args) -> int:
+    from search.power import SEEDS, make_power
+
+    make_power(args.experiment_dir, seeds=_seeds(args.seeds) if args.seeds else SEEDS, orders=args.orders,
+               figure=args.figure, reps=args.reps, alpha=args.alpha, json_out=args.json)
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from itt.tasks import registered
 
@@ -375,6 +383,17 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--tracking-uri", help="MLflow store (default: the one the searches used)")
     cp.add_argument("--no-mlflow", action="store_true", help="do not log the comparison to MLflow")
     cp.set_defaults(fn=cmd_compare)
+    pw = sub.add_parser("power", help="how many seeds does the next search need? power of the order test, the chance "
+                                      "of picking the truly best order and its regret, from a pilot search's noise")
+    pw.add_argument("experiment_dir", help="a finished pilot search with 2+ seeds on some IF orders")
+    pw.add_argument("--seeds", help="seed counts to plan for, comma-separated (default 3,5,8,10)")
+    pw.add_argument("--orders", type=int, help="IF orders the planned search completes (default: as many as the pilot)")
+    pw.add_argument("--figure", default="mean", choices=["mean", "worst"],
+                    help="per-seed figure: mean over languages (default; the report's primary test) or worst language")
+    pw.add_argument("--reps", type=int, default=1000, help="simulated searches per seed count (default 1000)")
+    pw.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    pw.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    pw.set_defaults(fn=cmd_power)
     t = sub.add_parser("tasks", help="list every registered task with its kind, metric and languages")
     t.set_defaults(fn=cmd_tasks)
     return p

@@ -1,0 +1,173 @@
+"""``itt power EXPERIMENT_DIR``: how many seeds does the next search need? Power from a pilot search.
+
+A pilot search (any finished search with 2+ seeds on some IF orders) estimates the two variance
+components behind every question the report asks: the seed noise of an order's score (sigma: the
+pooled within-order sd of the per-seed figure) and the spread of the orders' true scores (tau: the
+between-order sd of a one-way random-effects model, tau^2 = (MS_between - MS_within) / n0, the same
+mean squares as the report's ICC(1); Searle, Casella & McCulloch, *Variance Components*, ch. 3).
+Under that model (true order scores ~ N(0, tau^2), seeds ~ N(0, sigma^2)) this module simulates a search
+of k orders with n seeds each and gives, per n:
+
+* the power of the report's primary test (Kruskal–Wallis over IF orders at alpha, its p-value from
+  label permutations): the rank statistic depends on the data only through tau / sigma, and without
+  ties its permutation null depends only on (k, n), so one null sample per (k, n) serves every
+  simulated table (the report draws its own; same distribution);
+* the chance that the order with the best mean is the truly best order, and the expected regret of
+  picking it (true best minus the pick's true score; the winner's curse of ``itt confirm``);
+* the half-width of the best order's 95% t interval;
+* the smallest spread tau (as a fraction of sigma, and in score units) found with 80% power.
+
+Power is at the pilot's point estimate and at half of it (a pilot with few seeds estimates tau loosely
+and, reported after a significant result, tends to overstate it), so a plan should read both columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from itt.errors import UserError
+from search import stats as S
+
+SEEDS = (3, 5, 8, 10)
+REPS = 1000  # simulated searches per cell
+NULL_PERMUTATIONS = 4000
+TARGET_POWER = 0.8
+RATIOS = np.round(np.arange(0.05, 3.0001, 0.05), 2)  # tau / sigma grid for the smallest detectable spread
+
+
+def components(fig: pd.DataFrame, figure: str = "mean") -> dict:
+    """Variance components of a pilot's per-seed figures (IF orders with 2+ seeds)."""
+    d = fig[(fig["order"] != S.F) & fig[figure].notna()]
+    groups = [g.to_numpy(float) for _, g in d.groupby("order")[figure] if len(g) >= 2]
+    if len(groups) < 2:
+        raise UserError(f"{len(groups)} IF order(s) with 2+ seeds in the pilot: need 2 or more to estimate "
+                        f"seed noise and the spread of orders (run the pilot with search.seeds: [0, 1, 2])")
+    k, n = len(groups), sum(len(g) for g in groups)
+    grand = np.concatenate(groups).mean()
+    msb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (k - 1)
+    msw = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - k)
+    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
+    tau2 = max(0.0, (msb - msw) / n0)
+    if msw <= 0:
+        raise UserError("the pilot's seeds give identical scores for every order: no seed noise to plan with")
+    sigma = math.sqrt(msw)
+    return {"figure": figure, "orders": k, "seeds_per_order": float(np.median([len(g) for g in groups])),
+            "sigma": sigma, "tau": math.sqrt(tau2), "ratio": math.sqrt(tau2) / sigma,
+            "icc": tau2 / (tau2 + msw)}
+
+
+def _h(values: np.ndarray) -> np.ndarray:
+    """Kruskal–Wallis H of (reps, k, n) tables (no ties: continuous simulated scores)."""
+    reps, k, n = values.shape
+    big = k * n
+    ranks = stats.rankdata(values.reshape(reps, big), axis=1).reshape(reps, k, n)
+    return 12.0 / (big * (big + 1)) * (ranks.sum(axis=2) ** 2 / n).sum(axis=1) - 3 * (big + 1)
+
+
+def null_h(k: int, n: int, *, permutations: int = NULL_PERMUTATIONS, seed: int = S.PERMUTATION_SEED) -> np.ndarray:
+    """H of ``permutations`` random labellings of k groups of n: the permutation null of the report's test."""
+    rng = np.random.default_rng(seed)
+    return np.sort(_h(rng.permuted(np.broadcast_to(np.arange(k * n, dtype=float), (permutations, k * n)).copy(),
+                                   axis=1).reshape(permutations, k, n)))
+
+
+def simulate(k: int, n: int, ratio: float, *, reps: int = REPS, alpha: float = S.ALPHA, seed: int = 0,
+             null: np.ndarray | None = None) -> dict:
+    """Searches of k orders x n seeds under the random-effects model (sigma = 1, tau = ratio)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(0.0, ratio, (reps, k))
+    values = truth[:, :, None] + rng.normal(0.0, 1.0, (reps, k, n))
+    null = null_h(k, n) if null is None else null
+    exceed = len(null) - np.searchsorted(null, _h(values) - 1e-9, side="left")
+    p = (1 + exceed) / (len(null) + 1)
+    pick = values.mean(axis=2).argmax(axis=1)
+    best = truth.max(axis=1)
+    chosen = truth[np.arange(reps), pick]
+    return {"power": float((p < alpha).mean()), "p_best": float((chosen == best).mean()),
+            "regret": float((best - chosen).mean())}
+
+
+def smallest_spread(k: int, n: int, *, reps: int, alpha: float, null: np.ndarray) -> float | None:
+    """The smallest tau / sigma on the grid ``RATIOS`` whose power reaches ``TARGET_POWER`` (None above it)."""
+    for r in RATIOS:
+        if simulate(k, n, float(r), reps=reps, alpha=alpha, null=null)["power"] >= TARGET_POWER:
+            return float(r)
+    return None
+
+
+def plan(fig: pd.DataFrame, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean", reps: int = REPS,
+         alpha: float = S.ALPHA) -> dict:
+    """Every figure of ``itt power``: the pilot's components and one row per seed count."""
+    c = components(fig, figure)
+    k = orders or c["orders"]
+    if k < 2:
+        raise UserError(f"--orders {k}: the order test needs 2 or more orders")
+    rows = []
+    for n in seeds:
+        null = null_h(k, n)
+        at = simulate(k, n, c["ratio"], reps=reps, alpha=alpha, null=null)
+        half = simulate(k, n, c["ratio"] / 2, reps=reps, alpha=alpha, null=null, seed=1)
+        small = smallest_spread(k, n, reps=max(200, reps // 5), alpha=alpha, null=null)
+        rows.append({"seeds": n, "chains": k * n, "power": at["power"], "power_half": half["power"],
+                     "p_best": at["p_best"], "regret": at["regret"] * c["sigma"],
+                     "ci_half_width": float(stats.t.ppf(0.975, n - 1) * c["sigma"] / math.sqrt(n)),
+                     "smallest_ratio": small, "smallest_tau": None if small is None else small * c["sigma"]})
+    enough = [r["seeds"] for r in rows if r["power"] >= TARGET_POWER]
+    enough_half = [r["seeds"] for r in rows if r["power_half"] >= TARGET_POWER]
+    return {"pilot": c, "orders": k, "alpha": alpha, "reps": reps, "target_power": TARGET_POWER, "rows": rows,
+            "seeds_needed": enough[0] if enough else None, "seeds_needed_half": enough_half[0] if enough_half else None}
+
+
+def lines(res: dict, where: str) -> list[str]:
+    """The console table and the recommendation."""
+    c = res["pilot"]
+    label = S.FIGURES[c["figure"]][0]
+    out = [f"pilot: {where}: {c['orders']} IF orders with 2+ seeds (median {c['seeds_per_order']:g}); {label}: "
+           f"seed sd {c['sigma']:.4f}, spread of the orders' true scores {c['tau']:.4f} (ICC {c['icc']:.2f}, "
+           f"spread / seed sd {c['ratio']:.2f})",
+           f"a search of {res['orders']} IF orders, {res['reps']} simulated searches per row, alpha {res['alpha']}:",
+           f"{'seeds':>5} {'chains':>6} {'power':>6} {'at half':>7} {'P(best)':>7} {'regret':>7} {'95% CI ±':>8} "
+           f"{'80% power at spread':>21}"]
+    for r in res["rows"]:
+        small = "beyond 3 x sd" if r["smallest_tau"] is None else f"{r['smallest_tau']:.4f} ({r['smallest_ratio']:.2f} sd)"
+        out.append(f"{r['seeds']:>5} {r['chains']:>6} {r['power']:>6.2f} {r['power_half']:>7.2f} {r['p_best']:>7.2f} "
+                   f"{r['regret']:>7.4f} {r['ci_half_width']:>8.4f} {small:>21}")
+    need, half = res["seeds_needed"], res["seeds_needed_half"]
+    tried = ", ".join(str(r["seeds"]) for r in res["rows"])
+    if c["tau"] == 0:
+        out.append("The pilot shows no spread between orders beyond seed noise: at its estimate every seed count "
+                   "has power alpha. The last column is the spread each seed count can find.")
+    else:
+        most = f"more than {max(r['seeds'] for r in res['rows'])}"
+        out.append(f"{TARGET_POWER:.0%} power for the order test: {need or most} seeds at the pilot's spread, "
+                   f"{half or most} at half of it (tried {tried}).")
+    return out
+
+
+def make_power(exp_dir: str, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean", reps: int = REPS,
+               alpha: float = S.ALPHA, json_out: str | None = None, log=print) -> dict:
+    from search.report import load_experiment
+
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
+    if reps < 100:
+        raise UserError(f"--reps {reps}: use 100 or more simulated searches")
+    if any(n < S.MIN_SEEDS for n in seeds):
+        raise UserError(f"--seeds {','.join(map(str, seeds))}: each seed count must be {S.MIN_SEEDS} or more (the "
+                        f"report tests orders with {S.MIN_SEEDS}+ seeds)")
+    exp = load_experiment(exp_dir)
+    res = plan(S.seed_figures(exp.scores.dropna(subset=["score"]), exp.extra), seeds=sorted(seeds), orders=orders,
+               figure=figure, reps=reps, alpha=alpha)
+    res["experiment"] = exp.st.display
+    for line in lines(res, exp.st.display):
+        log(line)
+    if json_out:
+        Path(json_out).write_text(json.dumps(res, indent=2))
+        log(f"power: {json_out}")
+    return res

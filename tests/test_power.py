@@ -1,0 +1,104 @@
+"""itt power: the variance components of a pilot search against the report's own ICC, the simulated
+power against the report's test run on the same kind of tables, and the command's output and errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from search import power as P
+from search import stats as S
+from search.cli import main
+from tests.test_report import _fake_experiment
+
+
+def _fig(rng, *, k: int, n: int, ratio: float, sigma: float = 0.02) -> pd.DataFrame:
+    """Per-seed figures of k IF orders (and F) under the random-effects model."""
+    truth = rng.normal(0, ratio * sigma, k)
+    rows = [(f"t{i}", s, 0.6 + truth[i] + rng.normal(0, sigma)) for i in range(k) for s in range(n)]
+    rows += [(S.F, s, 0.5 + rng.normal(0, sigma)) for s in range(n)]
+    return pd.DataFrame(rows, columns=["order", "seed", "mean"])
+
+
+def test_h_matches_scipy_and_the_null_is_the_permutation_distribution():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(5, 4, 3))
+    assert P._h(v) == pytest.approx([sps.kruskal(*t).statistic for t in v])
+    null = P.null_h(4, 3, permutations=3000)
+    assert np.all(np.diff(null) >= 0)
+    # chi-square with k - 1 df is the large-sample null; with 4 x 3 the permutation null is close in the body
+    assert np.median(null) == pytest.approx(sps.chi2.median(3), rel=0.15)
+
+
+def test_components_agree_with_the_reports_icc():
+    rng = np.random.default_rng(1)
+    fig = _fig(rng, k=8, n=4, ratio=1.0)
+    c = P.components(fig)
+    ke = S.order_effect(fig.assign(worst=np.nan, lang_std=np.nan, transfer_gap=np.nan, perturbation=np.nan), "mean")
+    assert c["icc"] == pytest.approx(ke["variance_share"])
+    within = fig[fig["order"] != S.F].groupby("order")["mean"].var(ddof=1).mean()  # equal seeds: pooled variance
+    assert c["sigma"] == pytest.approx(np.sqrt(within))
+    assert c["orders"] == 8 and c["ratio"] == pytest.approx(c["tau"] / c["sigma"])
+
+
+def test_simulated_power_matches_the_reports_test_on_the_same_tables():
+    """The planner's shortcut (one permutation null per k x n) against S.order_effect, the report's
+    test with its own permutations, on independently drawn tables of the same model."""
+    k, n, ratio, reps = 5, 3, 0.9, 600
+    sim = P.simulate(k, n, ratio, reps=reps, seed=3)["power"]
+    rng = np.random.default_rng(4)
+    direct = np.mean([S.order_effect(_fig(rng, k=k, n=n, ratio=ratio, sigma=1.0), "mean")["p"] < S.ALPHA
+                      for _ in range(reps)])
+    assert abs(sim - direct) < 3 * np.sqrt(2 * 0.25 / reps)  # two binomial proportions, 3 standard errors
+    assert 0.2 < sim < 0.95  # a case where power is neither trivial nor saturated
+
+
+def test_power_size_monotonicity_and_selection():
+    null_rate = P.simulate(6, 3, 0.0, reps=2000)["power"]
+    assert null_rate <= sps.binom.ppf(0.99, 2000, S.ALPHA) / 2000  # the test's size at no spread
+    powers = [P.simulate(6, n, 0.6, reps=1000, seed=n)["power"] for n in (3, 5, 10)]
+    assert powers == sorted(powers) and powers[-1] > powers[0] + 0.2
+    big = P.simulate(6, 10, 3.0, reps=500)
+    assert big["p_best"] > 0.85 and big["regret"] < 0.1  # large spread, many seeds: the best is found
+    none = P.simulate(6, 3, 0.0, reps=500)
+    assert none["regret"] == 0.0  # all orders truly equal: nothing to lose
+
+
+def test_itt_power_on_a_pilot_experiment(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    fig = _fig(rng, k=7, n=3, ratio=1.2)
+    langs = ["en", "xa", "xb"]
+    tidy = pd.DataFrame([(r.order, r.seed, lg, r.mean + rng.normal(0, 0.002)) for r in fig.itertuples() for lg in langs],
+                        columns=["order", "seed", "language", "score"])
+    exp = _fake_experiment(tmp_path, tidy, stopped=())
+    out_json = tmp_path / "power.json"
+    assert main(["power", str(exp), "--seeds", "3,6", "--reps", "300", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    res = json.loads(out_json.read_text())
+    c = P.components(S.seed_figures(tidy))
+    assert res["pilot"]["sigma"] == pytest.approx(c["sigma"]) and res["orders"] == 7
+    assert [r["seeds"] for r in res["rows"]] == [3, 6] and [r["chains"] for r in res["rows"]] == [21, 42]
+    for r in res["rows"]:
+        assert r["ci_half_width"] == pytest.approx(sps.t.ppf(0.975, r["seeds"] - 1) * c["sigma"] / np.sqrt(r["seeds"]))
+        assert 0 <= r["power_half"] <= r["power"] + 0.08
+    assert "80% power for the order test" in out and f"{c['sigma']:.4f}" in out
+
+
+def test_bad_input_is_one_error_line(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    fig = _fig(rng, k=3, n=1, ratio=1.0)
+    tidy = pd.DataFrame([(r.order, r.seed, lg, r.mean) for r in fig.itertuples() for lg in ("en", "xa", "xb")],
+                        columns=["order", "seed", "language", "score"])
+    one_seed = _fake_experiment(tmp_path, tidy, stopped=(), name="one_seed")
+    for argv, needle in [([str(one_seed)], "IF order(s) with 2+ seeds"),
+                         ([str(tmp_path / "nope")], "no such experiment"),
+                         ([str(one_seed), "--seeds", "2,5"], "3 or more"),
+                         ([str(one_seed), "--reps", "10"], "--reps 10"),
+                         ([str(one_seed), "--alpha", "2"], "--alpha 2")]:
+        assert main(["power", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
