@@ -102,3 +102,15 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
         assert main(["power", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+
+
+def test_report_points_to_itt_power_when_order_effects_are_not_found(tmp_path):
+    from search.report import build, load_experiment
+    from tests.test_report import _tidy
+
+    rng = np.random.default_rng(8)
+    flat = _fake_experiment(tmp_path, _tidy(rng, delta=0.0, seeds=2), stopped=(), name="flat")
+    md = build(load_experiment(str(flat)), heuristics=False, log=lambda *_: None)[2]
+    assert f"`itt power {flat}`" in md
+    strong = _fake_experiment(tmp_path, _tidy(rng, delta=0.2), stopped=(), name="strong")
+    assert "itt power" not in build(load_experiment(str(strong)), heuristics=False, log=lambda *_: None)[2]
