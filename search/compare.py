@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from itt.errors import UserError
+from search import latex
 from search import stats as S
 from search.stats import F, kendall_w, show
 
@@ -430,6 +431,7 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
         (tmp / "compare.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
         (tmp / "compare.md").write_text(render_md(secs, title, pngs))
         (tmp / "compare.html").write_text(render_html(secs, title, pngs))
+        (tmp / "compare.tex").write_text(latex.compare_table(res))
         for name, data in pngs.items():
             (tmp / f"{name}.png").write_bytes(data)
         dest = Path(out)
@@ -438,7 +440,7 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
             (dest / f"{stale}.png").unlink(missing_ok=True)
         for f in tmp.iterdir():
             shutil.copy2(f, dest / f.name)
-        log(f"compare: {dest}/compare.html  (compare.md, compare.json, {len(pngs)} PNGs)")
+        log(f"compare: {dest}/compare.html  (compare.md, compare.json, compare.tex, {len(pngs)} PNGs)")
         for line in answer(res):
             log(line)
         log(_track(res, searches, tmp, tracking_uri) if mlflow else "MLflow: not logged (--no-mlflow)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from search.stats import F
+from search.stats import FIGURES, F
 
 TOP = 10  # IF orders in the table (the best ones), besides F
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -100,3 +100,42 @@ def _caption(res: dict, target: str | None, n_if: int, shown: int, scale: float,
 
 def _label(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9:-]+", "-", name).strip("-") or "search"
+
+
+def compare_table(res: dict, *, top: int = TOP) -> str:
+    """``itt compare``'s orders as a table: one column per search (its mean over seeds, x 100 where the
+    scores lie in [0, 1]), the mean rank over searches and the least gain over F; F first, then the
+    ``top`` IF orders by mean rank; the best per column in bold."""
+    names = [s["name"] for s in res["searches"]]
+    rows_all = res["across"]["orders"]
+    ifs = [r for r in rows_all if r["order"] != F]
+    rows = [r for r in rows_all if r["order"] == F] + ifs[:top]
+    vals = [c["mean"] for r in rows_all for c in r["per_search"].values()]
+    scale = 100.0 if vals and max(abs(v) for v in vals) <= 1.0 else 1.0
+    cols = [[r["per_search"][k]["mean"] for k in names] for r in rows]
+    best = [max(c[j] for c in cols) if cols else None for j in range(len(names))]
+    gains = [r["least_gain_over_F"] for r in rows if r.get("least_gain_over_F") is not None]
+    head = [escape(s["name"] + (f" ({s['target']})" if s.get("target") and s["target"] != s["name"] else ""))
+            for s in res["searches"]]
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * (len(names) + 2) + "}",
+             r"\toprule", "Order & " + " & ".join(head) + r" & Mean rank & Least gain over F \\", r"\midrule"]
+    for r, c in zip(rows, cols):
+        cells = [(rf"\textbf{{{_num(v, scale)}}}" if round(v * scale, 1) == round(best[j] * scale, 1) else _num(v, scale))
+                 for j, v in enumerate(c)]
+        g = r.get("least_gain_over_F")
+        gain = "--" if g is None else f"{g * scale:+.1f}"
+        if g is not None and gains and g == max(gains):
+            gain = rf"\textbf{{{gain}}}"
+        lines.append(order_cell(r["order"]) + " & " + " & ".join(cells) + f" & {r['mean_rank']:.1f} & {gain}" + r" \\")
+        if r["order"] == F and len(rows) > 1:
+            lines.append(r"\midrule")
+    label = f"score ({FIGURES[res['figure']][0]})" if res.get("figure") in FIGURES else "score"
+    times = r" ($\times$100)" if scale == 100 else ""
+    shown = f"the {len(ifs[:top])} best of {len(ifs)} IF orders completed in every search by mean rank" \
+        if len(ifs) > top else f"the {len(ifs)} IF orders completed in every search, by mean rank"
+    caption = (f"Zero-shot {escape(label)}{times} of each order in each search (mean over seeds; test split): "
+               f"F, then {shown}. Mean rank: over searches (1 = best). Least gain over F: the smallest gain over "
+               f"F in any search (the robust choice is the largest). Best per column in bold.")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}",
+              r"\label{tab:itt-compare-" + _label("-".join(names)) + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

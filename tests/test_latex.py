@@ -4,6 +4,7 @@ report's own figures, and (where pdflatex is installed) that it compiles with aw
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import shutil
 import subprocess
@@ -88,3 +89,33 @@ def test_report_writes_report_tex(tmp_path, capsys):
     assert "report.tex" in capsys.readouterr().out
     tex = (exp / "report" / "report.tex").read_text()
     assert tex.startswith(r"\begin{table}") and tex.rstrip().endswith(r"\end{table}") and r"\toprule" in tex
+
+
+def test_compare_tex_against_compare_json(tmp_path):
+    from search.cli import main
+    from tests.test_compare import _three
+
+    a, b, c = _three(tmp_path)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), str(c), "--out", str(out), "--no-mlflow"]) == 0
+    res = json.loads((out / "compare.json").read_text())
+    tex = (out / "compare.tex").read_text()
+    rows = _rows(tex)
+    orders = res["across"]["orders"]
+    shown = [r for r in orders if r["order"] == S.F] + [r for r in orders if r["order"] != S.F][:latex.TOP]
+    assert list(rows) == [latex.order_cell(r["order"]) for r in shown]
+    for r in shown:
+        cells = rows[latex.order_cell(r["order"])]
+        assert [_value(x) for x in cells[:3]] == pytest.approx([round(100 * r["per_search"][k]["mean"], 1) for k in "abc"])
+        assert float(cells[3]) == pytest.approx(round(r["mean_rank"], 1))
+        if r["least_gain_over_F"] is not None:
+            assert _value(cells[4]) == pytest.approx(round(100 * r["least_gain_over_F"], 1))
+    for j in range(3):  # bold: each search's best among the rows shown
+        col = [_value(rows[k][j]) for k in rows]
+        assert [r"\textbf" in rows[k][j] for k in rows] == [v == max(col) for v in col]
+    if shutil.which("pdflatex"):
+        (out / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                                     "\\input{compare.tex}\n\\end{document}\n")
+        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=out,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout[-2000:]
