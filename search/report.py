@@ -520,6 +520,12 @@ def language_headline(la: dict) -> str:
     return text + "."
 
 
+def _gap_p(r: dict) -> str:
+    if "p_gap_holm" not in r:
+        return "–"
+    return f"{r['p_gap_holm']:.3g}" + (" *" if r["gap_significant"] else "")
+
+
 def language_section(la: dict) -> tuple[str, str, list[list[str]], str | None]:
     """Per language: its best IF order, where the overall best ranks there and what it loses."""
     title = "Does the best order depend on the language?"
@@ -528,8 +534,7 @@ def language_section(la: dict) -> tuple[str, str, list[list[str]], str | None]:
     rows = [["language", "best IF order there", "its score", f"{show(la['overall_best'])} (overall best)", "its rank",
              "below the language's best", "p (Welch, Holm)", "rho with the other languages"]]
     rows += [[r["language"], show(r["best_order"]), _x(r["best"]), _x(r["overall_best"]), _x(r["overall_best_rank"]),
-              _x(r["gap"]), (f"{r['p_gap_holm']:.3g}" + (" *" if r["gap_significant"] else "")) if "p_gap_holm" in r else "–", _x(r["rho_with_others"], 2)]
-             for r in la["per_language"]]
+              _x(r["gap"]), _gap_p(r), _x(r["rho_with_others"], 2)] for r in la["per_language"]]
     w = (f" Kendall's W over languages = {la['W']:.2f} (average Spearman between two languages' rankings "
          f"{la['mean_rho']:.2f}; descriptive, since a lucky seed lifts every language of its model)." if "W" in la else "")
     text = (f"{language_headline(la)} Ranks and gaps among the {la['n_orders']} completed IF orders (means over "

@@ -356,16 +356,7 @@ def _languages(scores: pd.DataFrame, board: list[dict], alpha: float, min_seeds:
     best = ifs[0]
     table = pd.DataFrame([[r["per_language"].get(lg, np.nan) for lg in langs] for r in ifs],
                          index=[r["order"] for r in ifs], columns=langs)
-    rows = []
-    for lg in langs:
-        col, others = table[lg].dropna(), table.drop(columns=lg).mean(axis=1)
-        top = col.idxmax()
-        rho = stats.spearmanr(col, others[col.index]).statistic if len(col) >= MIN_ORDERS else None
-        rows.append({"language": lg, "best_order": top, "best": float(col[top]), "overall_best": _f(col.get(best["order"])),
-                     "overall_best_rank": int(col.rank(ascending=False, method="min")[best["order"]])
-                     if best["order"] in col.index else None,
-                     "gap": _f(col[top] - col[best["order"]]) if best["order"] in col.index else None,
-                     "rho_with_others": _f(rho)})
+    rows = [_language_row(table, lg, best["order"]) for lg in langs]
     out.update({"overall_best": best["order"], "per_language": rows,
                 "best_in": sum(r["best_order"] == best["order"] for r in rows)})
     _gap_tests(scores, rows, best["order"], alpha, min_seeds)
@@ -375,6 +366,18 @@ def _languages(scores: pd.DataFrame, board: list[dict], alpha: float, min_seeds:
         out["mean_rho"] = (len(langs) * out["W"] - 1) / (len(langs) - 1)  # average Spearman over language pairs
     out["interaction"] = _interaction(scores, langs, min_seeds, alpha)
     return out
+
+
+def _language_row(table: pd.DataFrame, lang: str, overall: str) -> dict:
+    """One language of ``table`` (IF orders x languages, means over seeds): its best order, the overall
+    best's rank and gap there, and its ranking against the other languages' mean (Spearman)."""
+    col, others = table[lang].dropna(), table.drop(columns=lang).mean(axis=1)
+    top = col.idxmax()
+    rho = stats.spearmanr(col, others[col.index]).statistic if len(col) >= MIN_ORDERS else None
+    here = overall in col.index
+    return {"language": lang, "best_order": top, "best": float(col[top]), "overall_best": _f(col.get(overall)),
+            "overall_best_rank": int(col.rank(ascending=False, method="min")[overall]) if here else None,
+            "gap": _f(col[top] - col[overall]) if here else None, "rho_with_others": _f(rho)}
 
 
 def _gap_tests(scores: pd.DataFrame, rows: list[dict], overall: str, alpha: float, min_seeds: int) -> None:
