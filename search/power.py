@@ -105,7 +105,7 @@ def plan(fig: pd.DataFrame, *, seeds=SEEDS, orders: int | None = None, figure: s
          alpha: float = S.ALPHA) -> dict:
     """Every figure of ``itt power``: the pilot's components and one row per seed count."""
     c = components(fig, figure)
-    k = orders or c["orders"]
+    k = c["orders"] if orders is None else orders
     if k < 2:
         raise UserError(f"--orders {k}: the order test needs 2 or more orders")
     rows = []
@@ -161,6 +161,10 @@ def make_power(exp_dir: str, *, seeds=SEEDS, orders: int | None = None, figure: 
     if any(n < S.MIN_SEEDS for n in seeds):
         raise UserError(f"--seeds {','.join(map(str, seeds))}: each seed count must be {S.MIN_SEEDS} or more (the "
                         f"report tests orders with {S.MIN_SEEDS}+ seeds)")
+    if orders is not None and orders < 2:
+        raise UserError(f"--orders {orders}: the order test needs 2 or more orders")
+    if json_out and not Path(json_out).resolve().parent.is_dir():
+        raise UserError(f"--json {json_out}: its folder does not exist")
     exp = load_experiment(exp_dir)
     res = plan(S.seed_figures(exp.scores.dropna(subset=["score"]), exp.extra), seeds=sorted(seeds), orders=orders,
                figure=figure, reps=reps, alpha=alpha)

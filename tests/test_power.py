@@ -98,7 +98,9 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
                          ([str(tmp_path / "nope")], "no such experiment"),
                          ([str(one_seed), "--seeds", "2,5"], "3 or more"),
                          ([str(one_seed), "--reps", "10"], "--reps 10"),
-                         ([str(one_seed), "--alpha", "2"], "--alpha 2")]:
+                         ([str(one_seed), "--alpha", "2"], "--alpha 2"),
+                         ([str(one_seed), "--orders", "0"], "--orders 0"),
+                         ([str(one_seed), "--json", str(tmp_path / "no" / "p.json")], "its folder does not exist")]:
         assert main(["power", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
