@@ -31,7 +31,7 @@ from itt.kinds import EvalContext, handler
 from itt.models import build_encoder, check_model, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer
 from itt.noise import perturb_dataset
 from itt.tasks import Kind, Task, resolve_task
-from itt.train import make_accelerator, train_stage
+from itt.train import hardware_record, make_accelerator, train_stage
 
 Report = Callable[[dict, int], None]
 # ``progress(event)``: where the chain is, as often as every optimizer step; ``event`` holds ``phase``
@@ -497,6 +497,7 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Re
         "seeds": {str(s): r for s, r in per_seed.items()},
         "aggregate": aggregate(per_seed, p.target.metrics),
         "wall_seconds": time.perf_counter() - t0,
+        "hardware": hardware_record(accelerator),
         "config": cfg.model_dump(mode="json"),
     }
     if out is not None and accelerator.is_main_process:

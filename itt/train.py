@@ -37,6 +37,25 @@ def make_accelerator(hw: HardwareConfig):
     return Accelerator(cpu=not on_gpu, mixed_precision=mp)
 
 
+def hardware_record(accelerator) -> dict:
+    """What a chain ran on, for results.json (a paper's compute statement): device type and name, the
+    processes training it, mixed precision and the torch version."""
+    dev = accelerator.device
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    return {"device": dev.type, "device_name": name, "processes": int(accelerator.num_processes),
+            "mixed_precision": str(accelerator.mixed_precision), "torch": torch.__version__}
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def tokenize(ds, task: Task, tokenizer, max_length: int):
     """Token ids per example (no padding: batches are padded dynamically by the collator)."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from itt.errors import UserError
-from search import latex
+from search import compute, latex
 from search import stats as S
 from search.confirm import CONFIRM_FILE
 from search.confirm import analyse as confirmation
@@ -49,6 +49,7 @@ class Experiment:
     trials: pd.DataFrame  # every trial: trial_id, order, status, stages_completed, score
     notes: list[str] = field(default_factory=list)
     config: dict | None = None
+    hardware: list[dict] = field(default_factory=list)  # each counted trial's results.json "hardware"
 
 
 def load_experiment(exp_dir: str) -> Experiment:
@@ -72,7 +73,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     config = yaml.safe_load(cfg_text) if cfg_text else None
     notes: list[str] = []
     metric, languages = None, list(meta.get("languages") or [])
-    sc, ex, sg = [], [], []
+    sc, ex, sg, hardware = [], [], [], []
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -104,6 +105,7 @@ def load_experiment(exp_dir: str) -> Experiment:
             continue
         metric = metric or res.get("metric")
         m = res.get("metric", metric)
+        hardware.append(res.get("hardware") or {})
         for seed, sr in res.get("seeds", {}).items():
             split = "test" if "test" in sr else "dev"
             for lang, v in sr.get(split, {}).get("per_language", {}).items():
@@ -122,7 +124,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     return Experiment(st=st, rows=rows, meta=meta, metric=metric or "score", languages=languages, scores=scores,
                       extra=pd.DataFrame(ex, columns=["order", "seed", "figure", "value"]),
                       stages=pd.DataFrame(sg, columns=["order", "seed", "stage", "task", "probe"]),
-                      trials=trials, notes=notes, config=config)
+                      trials=trials, notes=notes, config=config, hardware=hardware)
 
 
 def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
@@ -448,6 +450,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     out.append(("Order effect beyond seed noise", f"{oe['method']}. * = significant at α after correction. F is left "
                 f"out (that is IF vs F). Arrangement alone (the same tasks in another order; Kruskal–Wallis within "
                 f"each task set, H summed over sets, labels permuted within sets): {arr_text}.", rows, "robustness"))
+    out.append(composition_section(res))
     pos = res["position"]
     rows = [["task", "position", "orders", "mean", "95% CI"]] + [
         [c["task"], str(c["position"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]"]
@@ -486,9 +489,40 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     text += (f"{len(tr['stopped'])} trial(s) stopped by ASHA and {len(tr['errored'])} errored: shown here, never in "
              "the statistics above." if len(rows) > 1 else "No trial was stopped or errored.")
     out.append(("Probe curves; stopped and errored trials", text, rows if len(rows) > 1 else [], "probe_curves"))
+    if res.get("compute"):
+        out.append(("Compute", compute.text(res["compute"]) + " For a paper's compute statement; `report.json` holds "
+                    "every figure.", [], None))
     if res.get("notes"):
         out.append(("Notes", " ".join(res["notes"]), [], None))
     return out
+
+
+def composition_line(vp: dict) -> str:
+    """One line: how much of the spread over IF orders is task choice, arrangement, seeds."""
+    if "underpowered" in vp:
+        return f"Task choice vs arrangement: not computed: {vp['underpowered']}."
+    sh = vp["share"]
+    return (f"What the score varies with (share of the sum of squares over {vp['n_orders']} IF orders, per seed): "
+            f"task set {sh['sets']:.1%}, arrangement within a set {sh['arrangement']:.1%} "
+            f"({vp['sets_with_several_orders']} set(s) with several orders), seeds {sh['seeds']:.1%}.")
+
+
+def composition_section(res: dict) -> tuple[str, str, list[list[str]], str | None]:
+    """Task choice, arrangement or length: the nested decomposition and the scores by length."""
+    ln = res["lengths"]
+    rows = [["length", "orders", "mean of order means", "95% CI", "best order of this length", "its mean"]] + [
+        [str(c["length"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]",
+         show(c["best_order"]), _x(c["best"])] for c in ln["cells"]]
+    t = ln["test"]
+    test = (f"underpowered: {t['underpowered']}" if "underpowered" in t else
+            f"Kruskal–Wallis over {t['lengths']} lengths, H = {t['H']:.2f}, p = {t['p']:.3g}"
+            + (" *" if t["significant"] else "") + f"; Spearman's rho of length and score {_x(t['rho'], 2)}")
+    text = (f"{composition_line(res['variance_parts'])} The set of tasks fixes the order's length, so its share "
+            f"includes any effect of length; the arrangement share is what order alone adds (tested in the "
+            f"section above). Nested sum-of-squares decomposition of the per-seed mean over languages (exact with "
+            f"unequal seeds; descriptive: seed noise also lifts the between-terms). Length (orders as units; F, "
+            f"length 0, shown but not tested): {test}.")
+    return ("Task choice, arrangement or length?", text, rows, None)
 
 
 def language_headline(la: dict) -> str:
@@ -635,6 +669,8 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     pareto = pareto_analysis(exp, res["leaderboard"])
     if pareto is not None:
         res["pareto"] = pareto
+    seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
+    res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds)
     confirm = exp.st.read_text(CONFIRM_FILE)  # an `itt confirm` run: the search's picks on fresh seeds
     if confirm:
         res["confirmation"] = confirmation(json.loads(confirm), S.seed_figures(exp.scores.dropna(subset=["score"])), alpha)
@@ -698,6 +734,12 @@ def headline_metrics(res: dict) -> dict[str, float]:
         vs_f = next((t for t in c["tests"] if t["b"] == F), None)
         if vs_f:
             m["report_confirm_pick_minus_f"], m["report_confirm_pick_vs_f_p"] = vs_f["difference"], vs_f["p_holm"]
+    if res.get("compute"):
+        m.update(compute.metrics(res["compute"]))
+    for k, v in (res["variance_parts"].get("share") or {}).items():
+        m[f"report_share_{k}"] = v
+    if "rho" in res["lengths"]["test"]:
+        m["report_length_rho"], m["report_length_p"] = res["lengths"]["test"]["rho"], res["lengths"]["test"]["p"]
     la = res["by_language"]
     if "per_language" in la:
         m["report_language_best_in"] = la["best_in"] / len(la["per_language"])
@@ -732,6 +774,8 @@ def answer(res: dict, where: str) -> list[str]:
                      f"mean of {iv['n_if_orders']} IF orders {o['mean_IF']:.4f}; {tested}.")
     else:
         lines.append(f"IF vs F: not compared: {iv['reason']}.")
+    if "share" in res["variance_parts"]:
+        lines.append(composition_line(res["variance_parts"]))
     if "per_language" in res["by_language"]:
         lines.append(language_headline(res["by_language"]))
     if board:

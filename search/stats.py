@@ -273,6 +273,8 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     means = {r["order"]: r["mean"] for r in res["leaderboard"]}
     res["position"] = _positions(means, alpha)
     res["precedence"] = _precedence(means, alpha)
+    res["lengths"] = _lengths(means, alpha)
+    res["variance_parts"] = variance_parts(fig)
     res["order_effect"] = _order_effects(fig, alpha, min_seeds)
     res["probe_curves"] = _probe_curves(stages, res["leaderboard"]) if stages is not None else []
     res["headline"] = _headline(res)
@@ -449,6 +451,56 @@ def _positions(means: dict[str, float], alpha: float) -> dict:
             r["significant"] = r["p_holm"] < alpha
     return {"cells": cells, "tests": tests, "method": f"Kruskal–Wallis over positions (orders as units, positions "
                                                       f"with {MIN_ORDERS}+ orders), Holm over tasks"}
+
+
+def variance_parts(fig: pd.DataFrame, figure: str = "mean") -> dict:
+    """What the per-seed scores of the IF orders vary with: the set of tasks, their arrangement within
+    the set, or the seed. The nested (hierarchical) sum-of-squares decomposition, exact for unequal
+    sizes: SS_total = SS_sets + SS_arrangement-within-sets + SS_seeds-within-orders, each as a share of
+    the total (descriptive; seed noise also lifts the two between-terms). A set fixes the number of
+    tasks, so the set's share includes the effect of the order's length."""
+    d = fig[(fig["order"] != F) & fig[figure].notna()][["order", figure]].copy()
+    if d["order"].nunique() < 2:
+        return {"underpowered": f"{d['order'].nunique()} IF order(s) with this figure (need 2 or more)"}
+    d["set"] = d["order"].map(lambda o: ">".join(sorted(o.split(">"))))
+    y = d[figure].to_numpy(float)
+    order_mean = d.groupby("order")[figure].transform("mean").to_numpy(float)
+    set_mean = d.groupby("set")[figure].transform("mean").to_numpy(float)
+    parts = {"sets": float(((set_mean - y.mean()) ** 2).sum()), "arrangement": float(((order_mean - set_mean) ** 2).sum()),
+             "seeds": float(((y - order_mean) ** 2).sum())}
+    total = float(((y - y.mean()) ** 2).sum())
+    shares = {k: (v / total if total > 0 else 0.0) for k, v in parts.items()}
+    return {"figure": figure, "ss": parts, "ss_total": total, "share": shares, "n_orders": int(d["order"].nunique()),
+            "n_sets": int(d["set"].nunique()), "sets_with_several_orders": int((d.groupby("set")["order"].nunique() > 1).sum()),
+            "n_obs": int(len(y))}
+
+
+def _lengths(means: dict[str, float], alpha: float) -> dict:
+    """Is more intermediate training better? Order means by the number of intermediate tasks (orders
+    as units; F is length 0 where it ran, shown but left out of the test: that is IF vs F), t
+    intervals, Kruskal–Wallis over the lengths 1+ with ``MIN_ORDERS``+ orders, and Spearman's rho
+    between length and score over the IF orders."""
+    by: dict[int, list[tuple[str, float]]] = {}
+    for order, m in means.items():
+        by.setdefault(len([t for t in order.split(">") if t]), []).append((order, m))
+    cells = []
+    for n, v in sorted(by.items()):
+        vals = [m for _, m in v]
+        lo, hi = t_interval(vals)
+        best = max(v, key=lambda x: x[1])
+        cells.append({"length": n, "n_orders": len(v), "mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi,
+                      "best_order": best[0], "best": float(best[1])})
+    groups = [np.asarray([m for _, m in by[c["length"]]]) for c in cells if c["length"] > 0 and c["n_orders"] >= MIN_ORDERS]
+    if len(groups) < 2:
+        return {"cells": cells, "test": {"underpowered": f"fewer than 2 lengths with {MIN_ORDERS}+ IF orders"}}
+    allv = np.concatenate(groups)
+    h, p = (0.0, 1.0) if np.ptp(allv) == 0 else stats.kruskal(*groups)
+    ifs = [(n, m) for n, v in by.items() if n > 0 for _, m in v]
+    rho = stats.spearmanr([n for n, _ in ifs], [m for _, m in ifs]).statistic
+    return {"cells": cells, "test": {"H": float(h), "p": float(p), "lengths": len(groups), "significant": bool(p < alpha),
+                                     "rho": _f(rho), "method": f"Kruskal–Wallis over lengths 1+ with {MIN_ORDERS}+ "
+                                                               f"orders (orders as units); Spearman's rho of length "
+                                                               f"and score over IF orders"}}
 
 
 def _precedence(means: dict[str, float], alpha: float) -> dict:

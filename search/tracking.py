@@ -622,6 +622,8 @@ class Tracker(Callback):
         restarted = rec["status"] != Outcome.RUNNING or bool(rec["reports"])
         if restarted:  # a resumed search runs the trial again from its start
             rec.update(status=Outcome.RUNNING, stages_completed=0, reports=[], final=False)
+        rec["started"] = time.time()  # with "ended": the trial's run time (the report's compute section)
+        rec.pop("ended", None)
         self._save(rec)
         run = self._run(rec, reopen=True)
         if run is not None and run[1]:  # its reports start over (MLflow keeps the earlier points)
@@ -656,6 +658,7 @@ class Tracker(Callback):
 
     def _end(self, rec: dict, status: str) -> None:
         rec["status"] = status
+        rec["ended"] = time.time()
         self._save(rec)
         self._push(rec)
         run = self._run(rec)

@@ -73,6 +73,8 @@ def test_f_baseline_and_multi_seed_aggregate(write_config, tmp_path):
     assert agg["mean"] == pytest.approx(mean)
     assert agg["std"] == pytest.approx((sum((v - mean) ** 2 for v in vals) / 2) ** 0.5)
     assert json.loads((tmp_path / "results.json").read_text())["aggregate"] == json.loads(json.dumps(res["aggregate"]))
+    hw = json.loads((tmp_path / "results.json").read_text())["hardware"]  # for the report's compute section
+    assert hw["device"] == "cpu" and hw["processes"] == 1 and hw["device_name"] and hw["torch"] == torch.__version__
 
 
 def test_prediction_files_recompute_metrics(write_config, tmp_path):

@@ -299,6 +299,13 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/report.html", "report/report.json", "report/leaderboard.png"} <= arts
     assert run.data.metrics["report_order_effect_mean_p"] == pytest.approx(res["order_effect"]["tests"][0]["p_holm"])
+    # compute: every trial timed from Ray's own trial folders; the language test and report.tex logged too
+    rows = list(csv.DictReader(open(exp / "results.csv")))
+    c = res["compute"]
+    assert c["trials"] == c["timed_trials"] == len(rows) and c["trial_seconds"] > 0 and c["span_seconds"] > 0
+    assert run.data.metrics["report_compute_device_hours"] == pytest.approx(c["device_hours"])
+    assert run.data.metrics["report_language_interaction_p"] == pytest.approx(res["by_language"]["interaction"]["p"])
+    assert "report/report.tex" in arts
 
 
 def test_search_report_that_cannot_be_made_is_one_line(tmp_path, ray_local):

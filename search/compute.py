@@ -1,0 +1,114 @@
+"""What a search cost: the figures a paper's compute statement asks for (the ACL Responsible NLP
+checklist's "total computational budget, e.g. GPU hours, and computing infrastructure").
+
+Sources, all written by the search itself: each trial's record in ``tracking/trials`` (when the
+driver saw it start and end; Ray's per-trial ``result.json`` for searches made before those times were
+recorded), ``results.csv`` (status,
+stages, the stage cache's counts, the node) and each chain's ``results.json`` (``hardware``: device
+and its name). Device-hours are run time x the devices a trial holds (``search.resources``): GPUs
+where the search used them, else CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from search.stats import Status
+from search.tracking import finite as _num
+
+TRIAL_DIR_PREFIX = "chain_trial_"  # Ray Tune's folder of one trial: chain_trial_<id>_<n>_<params>_<time>
+
+
+def trial_times(st) -> dict[str, dict]:
+    """trial id -> {seconds, start, end}: from the search's own trial records (``tracking/trials``:
+    started and ended, as the driver saw them), else from Ray's ``result.json`` of the trial's folder
+    (the last line's ``time_total_s`` and timestamp; real searches of earlier versions)."""
+    out = {}
+    for name in st.listdir("tracking", "trials"):
+        rec = json.loads(st.read_text("tracking", "trials", name) or "{}")
+        start, end = _num(rec.get("started")), _num(rec.get("ended"))
+        if rec.get("trial_id") and start is not None and end is not None:
+            out[rec["trial_id"]] = {"seconds": end - start, "start": start, "end": end}
+    for name in st.listdir():
+        rest = name[len(TRIAL_DIR_PREFIX):]
+        if name.startswith(TRIAL_DIR_PREFIX) and not any(rest.startswith(t + "_") for t in out):
+            _from_ray(st, name, out)
+    return out
+
+
+def _from_ray(st, name: str, out: dict) -> None:
+    lines = [ln for ln in (st.read_text(name, "result.json") or "").splitlines() if ln.strip()]
+    if not lines:
+        return
+    last = json.loads(lines[-1])
+    seconds, end = _num(last.get("time_total_s")), _num(last.get("timestamp"))
+    if seconds is not None and end is not None:
+        tid = last.get("trial_id") or name[len(TRIAL_DIR_PREFIX):].split("_")[0]
+        out.setdefault(tid, {"seconds": seconds, "start": end - seconds, "end": end})
+
+
+def devices_per_trial(config: dict | None) -> tuple[float, str]:
+    """(devices one trial holds, their kind): GPUs when the search gave workers GPUs, else CPU cores."""
+    res = ((config or {}).get("search") or {}).get("resources") or {}
+    workers = res.get("workers_per_trial", 1)
+    gpus = res.get("gpus_per_worker", 0) or 0
+    if gpus > 0:
+        return workers * gpus, "GPU"
+    return workers * res.get("cpus_per_worker", 1) + res.get("trial_cpus", 0.25), "CPU core"
+
+
+def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, hardware: list[dict],
+              seeds: int) -> dict:
+    """Every figure of the report's compute section (pure)."""
+    per, kind = devices_per_trial(config)
+    timed = [times[r["trial_id"]] for r in rows if r["trial_id"] in times]
+    seconds = sum(t["seconds"] for t in timed)
+    span = (max(t["end"] for t in timed) - min(t["start"] for t in timed)) if timed else None
+    stopped = [r for r in rows if r.get("status") == Status.STOPPED]
+    count = {k: sum(int(_num(r.get(k)) or 0) for r in rows) for k in ("stages_trained", "stages_from_cache")}
+    names = sorted({f"{h.get('device_name') or h.get('device')} ({h.get('device')})" for h in hardware if h})
+    return {
+        "trials": len(rows), "timed_trials": len(timed), "seeds_per_trial": seeds, "chains": len(rows) * seeds,
+        "trial_seconds": seconds, "span_seconds": span,
+        "concurrency": seconds / span if span else None,
+        "devices_per_trial": per, "device_kind": kind, "device_hours": seconds * per / 3600.0,
+        "nodes": sorted({r["node_ip"] for r in rows if r.get("node_ip")}),
+        "hardware": names,
+        "stages_trained": count["stages_trained"], "stages_from_cache": count["stages_from_cache"],
+        "cache_seconds_saved": sum(_num(r.get("cache_seconds_saved")) or 0.0 for r in rows),
+        "stopped": len(stopped),
+        # ASHA's saving: the intermediate stages a stopped trial did not train, and its target fine-tune
+        "stages_skipped": sum(max(0, int(_num(r.get("order_length")) or 0) - int(_num(r.get("stages_completed")) or 0))
+                              for r in stopped) * seeds,
+        "finetunes_skipped": len(stopped) * seeds,
+    }
+
+
+def text(c: dict) -> str:
+    """The compute statement, in words."""
+    def dur(s):
+        return "–" if s is None else (f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
+
+    where = f"{len(c['nodes'])} node(s)" + (f", {'; '.join(c['hardware'])}" if c["hardware"] else "")
+    out = (f"{c['trials']} trials, {c['chains']} chains ({c['seeds_per_trial']} seed(s) per trial) on {where}. "
+           f"Run time {dur(c['trial_seconds'])} summed over {c['timed_trials']} timed trial(s): "
+           f"{c['device_hours']:.3g} {c['device_kind']}-hours at {c['devices_per_trial']:g} {c['device_kind']}(s) per trial")
+    if c["span_seconds"]:
+        out += (f"; {dur(c['span_seconds'])} from the first trial's start to the last one's end "
+                f"({c['concurrency']:.1f} trials at a time on average)")
+    out += (f". Intermediate stages (over seeds): {c['stages_trained']} trained, {c['stages_from_cache']} from the "
+            f"stage cache (saving about {dur(c['cache_seconds_saved'])}).")
+    if c["stopped"]:
+        out += (f" ASHA stopped {c['stopped']} trial(s) early, skipping {c['stages_skipped']} intermediate stage(s) "
+                f"and {c['finetunes_skipped']} target fine-tune(s) over seeds.")
+    return out
+
+
+def metrics(c: dict) -> dict[str, float]:
+    m = {"report_compute_trial_hours": c["trial_seconds"] / 3600.0, "report_compute_device_hours": c["device_hours"],
+         "report_compute_stages_trained": float(c["stages_trained"]),
+         "report_compute_stages_from_cache": float(c["stages_from_cache"])}
+    if c["span_seconds"]:
+        m["report_compute_span_hours"] = c["span_seconds"] / 3600.0
+    return {k: v for k, v in m.items() if math.isfinite(v)}

@@ -1,0 +1,66 @@
+"""The report's compute section: run times from Ray's trial folders, device-hours from the search's
+resources, the stage cache's and ASHA's savings — against hand computations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search import compute as C
+from search.tracking import storage_of
+
+
+def _rows():
+    return [
+        {"trial_id": "a1", "status": "completed", "order": "x>y", "order_length": "2", "stages_completed": "2",
+         "stages_trained": "4", "stages_from_cache": "2", "cache_seconds_saved": "10.5", "node_ip": "10.0.0.1"},
+        {"trial_id": "b2", "status": "stopped", "order": "y>x>z", "order_length": "3", "stages_completed": "1",
+         "stages_trained": "2", "stages_from_cache": "1", "cache_seconds_saved": "", "node_ip": "10.0.0.2"},
+        {"trial_id": "c3", "status": "completed", "order": "", "order_length": "0", "stages_completed": "0",
+         "stages_trained": "0", "stages_from_cache": "0", "cache_seconds_saved": "0", "node_ip": "10.0.0.1"},
+    ]
+
+
+def test_trial_times_read_the_last_line_of_rays_result_json(tmp_path):
+    for tid, lines in (("a1", [(5.0, 1005.0), (20.0, 1020.0)]), ("b2", [(30.0, 1040.0)])):
+        d = tmp_path / f"chain_trial_{tid}_1_k=2_2026-12-03_12-00-00"
+        d.mkdir()
+        (d / "result.json").write_text("".join(json.dumps({"trial_id": tid, "time_total_s": s, "timestamp": t}) + "\n"
+                                               for s, t in lines))
+    (tmp_path / "chain_trial_c3_3_k=0_2026-12-03_12-00-01").mkdir()  # a trial that never reported
+    (tmp_path / "trials").mkdir()
+    st = storage_of(str(tmp_path), "experiment")
+    times = C.trial_times(st)
+    assert times == {"a1": {"seconds": 20.0, "start": 1000.0, "end": 1020.0},
+                     "b2": {"seconds": 30.0, "start": 1010.0, "end": 1040.0}}
+    # the search's own records come first (started/ended as the driver saw them); Ray's files fill in
+    recs = tmp_path / "tracking" / "trials"
+    recs.mkdir(parents=True)
+    (recs / "a1.json").write_text(json.dumps({"trial_id": "a1", "started": 990.0, "ended": 1025.0}))
+    (recs / "c3.json").write_text(json.dumps({"trial_id": "c3", "started": 1000.0}))  # still running: no end
+    assert C.trial_times(st) == {"a1": {"seconds": 35.0, "start": 990.0, "end": 1025.0},
+                                 "b2": {"seconds": 30.0, "start": 1010.0, "end": 1040.0}}
+
+
+def test_summary_against_a_hand_computation():
+    times = {"a1": {"seconds": 20.0, "start": 1000.0, "end": 1020.0}, "b2": {"seconds": 30.0, "start": 1010.0, "end": 1040.0}}
+    gpu = {"search": {"resources": {"workers_per_trial": 2, "gpus_per_worker": 0.5}}}
+    hw = [{"device": "cuda", "device_name": "NVIDIA H200"}, {"device": "cuda", "device_name": "NVIDIA H200"}]
+    c = C.summarize(_rows(), times, gpu, hw, seeds=3)
+    assert c["trial_seconds"] == 50.0 and c["span_seconds"] == 40.0 and c["concurrency"] == pytest.approx(1.25)
+    assert (c["devices_per_trial"], c["device_kind"]) == (1.0, "GPU") and c["device_hours"] == pytest.approx(50 / 3600)
+    assert c["chains"] == 9 and c["timed_trials"] == 2 and c["nodes"] == ["10.0.0.1", "10.0.0.2"]
+    assert c["hardware"] == ["NVIDIA H200 (cuda)"]
+    assert (c["stages_trained"], c["stages_from_cache"], c["cache_seconds_saved"]) == (6, 3, 10.5)
+    # the stopped 3-stage order after stage 1: 2 intermediate stages and the fine-tune skipped, per seed
+    assert (c["stopped"], c["stages_skipped"], c["finetunes_skipped"]) == (1, 6, 3)
+    cpu = C.summarize(_rows(), times, {"search": {"resources": {"cpus_per_worker": 0.75, "trial_cpus": 0.25}}}, [], 3)
+    assert (cpu["devices_per_trial"], cpu["device_kind"]) == (1.0, "CPU core")
+    assert C.summarize(_rows(), {}, None, [], 1)["span_seconds"] is None  # no Ray folders: no times, no span
+    text = C.text(c)
+    assert "0.0139 GPU-hours at 1 GPU(s) per trial" in text and "1.2 trials at a time" in text
+    assert "skipping 6 intermediate stage(s) and 3 target fine-tune(s)" in text
+    m = C.metrics(c)
+    assert m["report_compute_device_hours"] == pytest.approx(50 / 3600)
+    assert m["report_compute_span_hours"] == pytest.approx(40 / 3600)
