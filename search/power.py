@@ -70,11 +70,27 @@ def _h(values: np.ndarray) -> np.ndarray:
     return 12.0 / (big * (big + 1)) * (ranks.sum(axis=2) ** 2 / n).sum(axis=1) - 3 * (big + 1)
 
 
+def _null_draws(k: int, n: int, permutations: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return _h(rng.permuted(np.broadcast_to(np.arange(k * n, dtype=float), (permutations, k * n)).copy(),
+                           axis=1).reshape(permutations, k, n))
+
+
 def null_h(k: int, n: int, *, permutations: int = NULL_PERMUTATIONS, seed: int = S.PERMUTATION_SEED) -> np.ndarray:
     """H of ``permutations`` random labellings of k groups of n: the permutation null of the report's test."""
-    rng = np.random.default_rng(seed)
-    return np.sort(_h(rng.permuted(np.broadcast_to(np.arange(k * n, dtype=float), (permutations, k * n)).copy(),
-                                   axis=1).reshape(permutations, k, n)))
+    return np.sort(_null_draws(k, n, permutations, seed))
+
+
+def null_arrangement(strata: list[int], n: int, *, permutations: int = NULL_PERMUTATIONS,
+                     seed: int = S.PERMUTATION_SEED) -> np.ndarray:
+    """The arrangement test's null: H summed over task sets (``strata``: orders per set), labels
+    permuted within each set independently."""
+    return np.sort(sum(_null_draws(k, n, permutations, seed + i) for i, k in enumerate(strata)))
+
+
+def _p_values(h: np.ndarray, null: np.ndarray) -> np.ndarray:
+    exceed = len(null) - np.searchsorted(null, h - 1e-9, side="left")
+    return (1 + exceed) / (len(null) + 1)
 
 
 def simulate(k: int, n: int, ratio: float, *, reps: int = REPS, alpha: float = S.ALPHA, seed: int = 0,
@@ -83,14 +99,42 @@ def simulate(k: int, n: int, ratio: float, *, reps: int = REPS, alpha: float = S
     rng = np.random.default_rng(seed)
     truth = rng.normal(0.0, ratio, (reps, k))
     values = truth[:, :, None] + rng.normal(0.0, 1.0, (reps, k, n))
-    null = null_h(k, n) if null is None else null
-    exceed = len(null) - np.searchsorted(null, _h(values) - 1e-9, side="left")
-    p = (1 + exceed) / (len(null) + 1)
+    p = _p_values(_h(values), null_h(k, n) if null is None else null)
     pick = values.mean(axis=2).argmax(axis=1)
     best = truth.max(axis=1)
     chosen = truth[np.arange(reps), pick]
-    return {"power": float((p < alpha).mean()), "p_best": float((chosen == best).mean()),
-            "regret": float((best - chosen).mean())}
+    return {"power": float((p < alpha).mean()),  # with no spread no order is best: P(best) is undefined
+            "p_best": float((chosen == best).mean()) if ratio > 0 else None, "regret": float((best - chosen).mean())}
+
+
+def simulate_arrangement(strata: list[int], n: int, ratio: float, *, reps: int = REPS, alpha: float = S.ALPHA,
+                         seed: int = 0, null: np.ndarray | None = None) -> float:
+    """Power of the report's arrangement test (order alone: Kruskal–Wallis within each task set, H summed)
+    when the orders of a set differ by N(0, ratio^2) in seed-sd units. A set's own effect shifts all its
+    orders alike and leaves the within-set ranks unchanged, so it is left out."""
+    rng = np.random.default_rng(seed)
+    h = sum(_h(rng.normal(0.0, ratio, (reps, k, 1)) + rng.normal(0.0, 1.0, (reps, k, n))) for k in strata)
+    return float((_p_values(h, null_arrangement(strata, n) if null is None else null) < alpha).mean())
+
+
+def arrangement_components(fig: pd.DataFrame, figure: str, sigma: float) -> dict:
+    """The pilot's task sets with 2+ orders (each with 2+ seeds) and the spread of the orders' true scores
+    within a set (tau_arr^2 = (MS_arrangement - sigma^2) / n0: the nested model's method of moments)."""
+    d = fig[(fig["order"] != S.F) & fig[figure].notna()]
+    sizes = d.groupby("order")[figure].size()
+    d = d[d["order"].isin(sizes[sizes >= 2].index)]
+    d = d.assign(set=d["order"].map(lambda o: ">".join(sorted(o.split(">")))))
+    per_set = d.groupby("set")["order"].nunique()
+    d = d[d["set"].isin(per_set[per_set >= 2].index)]
+    if d.empty:
+        return {"strata": [], "reason": "no set of tasks with 2 or more orders of 2+ seeds in the pilot"}
+    om = d.groupby("order")[figure].agg(["mean", "size"]).join(d.groupby("order")["set"].first())
+    set_mean = d.groupby("set")[figure].mean()
+    ss = float((om["size"] * (om["mean"] - om["set"].map(set_mean)) ** 2).sum())
+    strata = [int(v) for v in per_set[per_set >= 2].to_numpy()]
+    ms = ss / sum(k - 1 for k in strata)
+    tau2 = max(0.0, (ms - sigma ** 2) / float(om["size"].mean()))
+    return {"strata": strata, "tau": math.sqrt(tau2), "ratio": math.sqrt(tau2) / sigma}
 
 
 def smallest_spread(k: int, n: int, *, reps: int, alpha: float, null: np.ndarray) -> float | None:
@@ -108,6 +152,7 @@ def plan(fig: pd.DataFrame, *, seeds=SEEDS, orders: int | None = None, figure: s
     k = c["orders"] if orders is None else orders
     if k < 2:
         raise UserError(f"--orders {k}: the order test needs 2 or more orders")
+    arr = arrangement_components(fig, figure, c["sigma"])
     rows = []
     for n in seeds:
         null = null_h(k, n)
@@ -118,10 +163,16 @@ def plan(fig: pd.DataFrame, *, seeds=SEEDS, orders: int | None = None, figure: s
                      "p_best": at["p_best"], "regret": at["regret"] * c["sigma"],
                      "ci_half_width": float(stats.t.ppf(0.975, n - 1) * c["sigma"] / math.sqrt(n)),
                      "smallest_ratio": small, "smallest_tau": None if small is None else small * c["sigma"]})
-    enough = [r["seeds"] for r in rows if r["power"] >= TARGET_POWER]
-    enough_half = [r["seeds"] for r in rows if r["power_half"] >= TARGET_POWER]
-    return {"pilot": c, "orders": k, "alpha": alpha, "reps": reps, "target_power": TARGET_POWER, "rows": rows,
-            "seeds_needed": enough[0] if enough else None, "seeds_needed_half": enough_half[0] if enough_half else None}
+        if arr["strata"]:
+            rows[-1]["power_arrangement"] = simulate_arrangement(arr["strata"], n, arr["ratio"], reps=reps, alpha=alpha,
+                                                                 seed=2)
+
+    def first(key):
+        return next((r["seeds"] for r in rows if r.get(key, 0) >= TARGET_POWER), None)
+
+    return {"pilot": c, "arrangement": arr, "orders": k, "alpha": alpha, "reps": reps, "target_power": TARGET_POWER,
+            "rows": rows, "seeds_needed": first("power"), "seeds_needed_half": first("power_half"),
+            "seeds_needed_arrangement": first("power_arrangement") if arr["strata"] else None}
 
 
 def lines(res: dict, where: str) -> list[str]:
@@ -133,11 +184,13 @@ def lines(res: dict, where: str) -> list[str]:
            f"spread / seed sd {c['ratio']:.2f})",
            f"a search of {res['orders']} IF orders, {res['reps']} simulated searches per row, alpha {res['alpha']}:",
            f"{'seeds':>5} {'chains':>6} {'power':>6} {'at half':>7} {'P(best)':>7} {'regret':>7} {'95% CI ±':>8} "
-           f"{'80% power at spread':>21}"]
+           f"{'80% power at spread':>21} {'arrangement':>11}"]
     for r in res["rows"]:
         small = "beyond 3 x sd" if r["smallest_tau"] is None else f"{r['smallest_tau']:.4f} ({r['smallest_ratio']:.2f} sd)"
-        out.append(f"{r['seeds']:>5} {r['chains']:>6} {r['power']:>6.2f} {r['power_half']:>7.2f} {r['p_best']:>7.2f} "
-                   f"{r['regret']:>7.4f} {r['ci_half_width']:>8.4f} {small:>21}")
+        arr = f"{r['power_arrangement']:.2f}" if "power_arrangement" in r else "–"
+        p_best = "–" if r["p_best"] is None else f"{r['p_best']:.2f}"
+        out.append(f"{r['seeds']:>5} {r['chains']:>6} {r['power']:>6.2f} {r['power_half']:>7.2f} {p_best:>7} "
+                   f"{r['regret']:>7.4f} {r['ci_half_width']:>8.4f} {small:>21} {arr:>11}")
     need, half = res["seeds_needed"], res["seeds_needed_half"]
     tried = ", ".join(str(r["seeds"]) for r in res["rows"])
     if c["tau"] == 0:
@@ -147,7 +200,22 @@ def lines(res: dict, where: str) -> list[str]:
         most = f"more than {max(r['seeds'] for r in res['rows'])}"
         out.append(f"{TARGET_POWER:.0%} power for the order test: {need or most} seeds at the pilot's spread, "
                    f"{half or most} at half of it (tried {tried}).")
+    out.append(arrangement_line(res))
     return out
+
+
+def arrangement_line(res: dict) -> str:
+    """The arrangement test (order alone, task choice fixed): the pilot's within-set spread and the seeds."""
+    a = res["arrangement"]
+    if not a["strata"]:
+        return f"Arrangement (order alone): not planned: {a['reason']}."
+    head = (f"Arrangement (order alone; Kruskal–Wallis within {len(a['strata'])} task set(s) of the pilot): spread "
+            f"of the orders within a set {a['tau']:.4f} ({a['ratio']:.2f} seed sd)")
+    if a["tau"] == 0:
+        return head + ": none beyond seed noise, so its power is alpha at any seed count."
+    need = res["seeds_needed_arrangement"]
+    return head + (f": {TARGET_POWER:.0%} power from {need} seeds." if need else
+                   f": under {TARGET_POWER:.0%} power with up to {max(r['seeds'] for r in res['rows'])} seeds.")
 
 
 def make_power(exp_dir: str, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean", reps: int = REPS,

@@ -65,7 +65,7 @@ def test_power_size_monotonicity_and_selection():
     big = P.simulate(6, 10, 3.0, reps=500)
     assert big["p_best"] > 0.85 and big["regret"] < 0.1  # large spread, many seeds: the best is found
     none = P.simulate(6, 3, 0.0, reps=500)
-    assert none["regret"] == 0.0  # all orders truly equal: nothing to lose
+    assert none["regret"] == 0.0 and none["p_best"] is None  # all orders truly equal: nothing to lose or find
 
 
 def test_itt_power_on_a_pilot_experiment(tmp_path, capsys):
@@ -116,3 +116,37 @@ def test_report_points_to_itt_power_when_order_effects_are_not_found(tmp_path):
     assert f"`itt power {flat}`" in md
     strong = _fake_experiment(tmp_path, _tidy(rng, delta=0.2), stopped=(), name="strong")
     assert "itt power" not in build(load_experiment(str(strong)), heuristics=False, log=lambda *_: None)[2]
+
+
+def _arrangement_fig(rng, *, n: int, arr_ratio: float, sigma: float = 1.0) -> pd.DataFrame:
+    """Every order of 1-2 of three tasks; within each pair of tasks the two orders differ by the planted
+    N(0, (arr_ratio * sigma)^2) effects; each set has its own offset."""
+    rows = []
+    for tasks in (("ta", "tb"), ("ta", "tc"), ("tb", "tc")):
+        base = rng.normal(0, 3 * sigma)
+        for o in (">".join(tasks), ">".join(reversed(tasks))):
+            eff = base + rng.normal(0, arr_ratio * sigma)
+            rows += [(o, s, eff + rng.normal(0, sigma)) for s in range(n)]
+    rows += [(t, s, rng.normal(0, sigma)) for t in ("ta", "tb", "tc") for s in range(n)]
+    return pd.DataFrame(rows, columns=["order", "seed", "mean"])
+
+
+def test_arrangement_power_matches_the_reports_arrangement_test():
+    strata, n, ratio, reps = [2, 2, 2], 5, 1.5, 400
+    sim = P.simulate_arrangement(strata, n, ratio, reps=reps, seed=5)
+    rng = np.random.default_rng(6)
+    direct = np.mean([S.arrangement_effect(_arrangement_fig(rng, n=n, arr_ratio=ratio), "mean")["p"] < S.ALPHA
+                      for _ in range(reps)])
+    assert abs(sim - direct) < 3 * np.sqrt(2 * 0.25 / reps) and 0.2 < sim < 0.95
+    # one pair of orders with 3 seeds: 10 distinct labelings, p >= 0.1, the test can never reject
+    assert P.simulate_arrangement([2], 3, 5.0, reps=200) == 0.0
+    assert abs(P.simulate_arrangement([2, 2, 2], 5, 0.0, reps=2000) - S.ALPHA) < 0.02  # the test's size
+
+
+def test_arrangement_components_recover_the_planted_spread():
+    rng = np.random.default_rng(7)
+    est = [P.arrangement_components(_arrangement_fig(rng, n=20, arr_ratio=1.0), "mean", 1.0) for _ in range(40)]
+    assert all(e["strata"] == [2, 2, 2] for e in est)
+    assert np.median([e["ratio"] for e in est]) == pytest.approx(1.0, abs=0.35)  # 3 pairs: a loose estimate
+    none = P.arrangement_components(_fig(rng, k=4, n=3, ratio=1.0), "mean", 1.0)  # single-task orders only
+    assert none["strata"] == [] and "no set of tasks" in none["reason"]
