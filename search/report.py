@@ -446,8 +446,9 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     arr = oe.get("arrangement", {})
     arr_text = (f"underpowered: {arr['underpowered']}" if "underpowered" in arr else
                 f"H = {arr['H']:.2f} summed over {arr['task_sets']} task set(s) ({arr['orders']} orders), df = {arr['df']}, "
-                f"p = {arr['p']:.3g}" + (" *" if arr.get("significant") else "")) if arr else "–"
-    out.append(("Order effect beyond seed noise", f"{oe['method']}. * = significant at α after correction. F is left "
+                f"p = {arr['p']:.3g}" + (" *" if arr.get("significant") else "") + _floor(arr, res["alpha"])) if arr else "–"
+    floors = "".join(_floor(t, res["alpha"], t["label"]) for t in oe["tests"][:1] if "p" in t)
+    out.append(("Order effect beyond seed noise", f"{oe['method']}.{floors} * = significant at α after correction. F is left "
                 f"out (that is IF vs F). Arrangement alone (the same tasks in another order; Kruskal–Wallis within "
                 f"each task set, H summed over sets, labels permuted within sets): {arr_text}.", rows, "robustness"))
     out.append(composition_section(res))
@@ -495,6 +496,15 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     if res.get("notes"):
         out.append(("Notes", " ".join(res["notes"]), [], None))
     return out
+
+
+def _floor(t: dict, alpha: float, label: str = "") -> str:
+    """Says so when a permutation test could not reject at alpha whatever the data: too few seeds or
+    orders for any labelling to be rare enough."""
+    if (t.get("p_floor") or 0) <= alpha:
+        return ""
+    return (f" ({label + ': ' if label else ''}with these seeds and orders the smallest p any data could reach is "
+            f"{t['p_floor']:.2g} > α: this test cannot detect an effect here; `itt power` plans the seeds)")
 
 
 def composition_line(vp: dict) -> str:

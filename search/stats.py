@@ -109,9 +109,12 @@ def seed_figures(scores: pd.DataFrame, extra: pd.DataFrame | None = None, englis
 
 
 # ------------------------------------------------------------------ the tests
-def kw_permutation(strata: list[list[np.ndarray]], *, permutations: int = PERMUTATIONS) -> tuple[float, float]:
+def kw_permutation(strata: list[list[np.ndarray]], *, permutations: int = PERMUTATIONS,
+                   floor: bool = False) -> tuple[float, ...]:
     """(H summed over strata, its permutation p-value): group labels shuffled within each stratum
-    (seeded, so the same data give the same p); p = (1 + #{H_perm >= H}) / (1 + permutations)."""
+    (seeded, so the same data give the same p); p = (1 + #{H_perm >= H}) / (1 + permutations).
+    ``floor``: also the smallest p any data of these group sizes could reach (the p of the most extreme
+    permuted H): with few seeds and orders it can exceed alpha, and the test then cannot reject at all."""
     rng = np.random.default_rng(PERMUTATION_SEED)
     h_obs, h_perm = 0.0, np.zeros(permutations)
     for groups in strata:
@@ -124,7 +127,10 @@ def kw_permutation(strata: list[list[np.ndarray]], *, permutations: int = PERMUT
 
         h_obs += float(h(ranks))
         h_perm += h(ranks[np.argsort(rng.random((permutations, n)), axis=1)])
-    return h_obs, (1 + int((h_perm >= h_obs - 1e-9).sum())) / (permutations + 1)
+    p = (1 + int((h_perm >= h_obs - 1e-9).sum())) / (permutations + 1)
+    if not floor:
+        return h_obs, p
+    return h_obs, p, (1 + int((h_perm >= h_perm.max() - 1e-9).sum())) / (permutations + 1)
 
 
 def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS) -> dict:
@@ -135,10 +141,10 @@ def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS
     k = len(groups)
     allv = np.concatenate(groups)
     if np.ptp(allv) == 0:  # every value equal: no evidence of any difference
-        h, p, p_chi2 = 0.0, 1.0, 1.0
+        h, p, p_chi2, p_floor = 0.0, 1.0, 1.0, None
     else:
         h, p_chi2 = stats.kruskal(*groups)
-        p = kw_permutation([groups], permutations=permutations)[1]
+        _, p, p_floor = kw_permutation([groups], permutations=permutations, floor=True)
     # one-way random effects: MS between / within, n0 the adjusted group size
     grand = allv.mean()
     ssb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
@@ -147,7 +153,7 @@ def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS
     n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
     denom = msb + (n0 - 1) * msw
     icc = max(0.0, (msb - msw) / denom) if denom > 0 else 0.0
-    return {"H": float(h), "p": float(p), "p_chi2": float(p_chi2), "permutations": permutations,
+    return {"H": float(h), "p": float(p), "p_chi2": float(p_chi2), "p_floor": p_floor, "permutations": permutations,
             "epsilon2": float(h / (n - 1)), "variance_share": float(icc), "n_orders": k, "n_obs": n}
 
 
@@ -182,9 +188,9 @@ def arrangement_effect(fig: pd.DataFrame, figure: str = "mean", *, min_seeds: in
     if not strata:
         return {**out, "underpowered": f"no set of tasks has 2 or more orders with {min_seeds}+ seeds"}
     by = {o: g.to_numpy(float) for o, g in d.groupby("order")[figure]}
-    h_obs, p = kw_permutation([[by[o] for o in os_] for os_ in strata])  # labels permuted within each task set
+    h_obs, p, p_floor = kw_permutation([[by[o] for o in os_] for os_ in strata], floor=True)  # within each set
     df = sum(len(os_) - 1 for os_ in strata)
-    return {**out, "H": h_obs, "df": df, "p": p, "p_chi2": float(stats.chi2.sf(h_obs, df))}
+    return {**out, "H": h_obs, "df": df, "p": p, "p_chi2": float(stats.chi2.sf(h_obs, df)), "p_floor": p_floor}
 
 
 def order_language_interaction(y: np.ndarray, groups) -> dict:

@@ -150,3 +150,20 @@ def test_arrangement_components_recover_the_planted_spread():
     assert np.median([e["ratio"] for e in est]) == pytest.approx(1.0, abs=0.35)  # 3 pairs: a loose estimate
     none = P.arrangement_components(_fig(rng, k=4, n=3, ratio=1.0), "mean", 1.0)  # single-task orders only
     assert none["strata"] == [] and "no set of tasks" in none["reason"]
+
+
+def test_the_report_says_when_a_permutation_test_cannot_reject_at_all():
+    """Two orders with 3 seeds: 20 labelings, 2 of them the most extreme: p >= 0.1 whatever the data."""
+    rng = np.random.default_rng(9)
+    two = [rng.normal(0, 1, 3), rng.normal(5, 1, 3)]  # as separated as data can be
+    h, p, floor = S.kw_permutation([two], floor=True)
+    assert floor == pytest.approx(0.1, abs=0.02) and p == pytest.approx(floor)
+    assert S.kw_permutation([two]) == (h, p)  # the default keeps its two values
+    many = [rng.normal(i, 1, 3) for i in range(5)]
+    assert S.kw_permutation([many], floor=True)[2] < S.ALPHA
+    from search.report import _floor
+
+    assert "cannot detect an effect here" in _floor({"p_floor": floor}, S.ALPHA) and _floor({"p_floor": 0.001}, 0.05) == ""
+    fig = S.seed_figures(pd.DataFrame([(o, s, "en", v) for o, g in (("ta>tb", two[0]), ("tb>ta", two[1]))
+                                       for s, v in enumerate(g)], columns=["order", "seed", "language", "score"]))
+    assert S.arrangement_effect(fig)["p_floor"] == pytest.approx(0.1, abs=0.02)
