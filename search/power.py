@@ -12,10 +12,14 @@ of k orders with n seeds each and gives, per n:
   label permutations): the rank statistic depends on the data only through tau / sigma, and without
   ties its permutation null depends only on (k, n), so one null sample per (k, n) serves every
   simulated table (the report draws its own; same distribution);
-* the chance that the order with the best mean is the truly best order, and the expected regret of
-  picking it (true best minus the pick's true score; the winner's curse of ``itt confirm``);
+* the chance that the order with the best mean is the truly best order, the expected regret of
+  picking it (true best minus the pick's true score) and the winner's curse (how far the pick's mean
+  over its seeds overstates its true score: what ``itt confirm`` measures on fresh seeds);
 * the half-width of the best order's 95% t interval;
-* the smallest spread tau (as a fraction of sigma, and in score units) found with 80% power.
+* the smallest spread tau (as a fraction of sigma, and in score units) found with 80% power;
+* the power of the report's arrangement test (order alone: Kruskal–Wallis within each task set, H
+  summed over sets, labels permuted within sets) on the pilot's task sets with 2+ orders, at the
+  pilot's within-set spread (the nested model's method of moments).
 
 Power is at the pilot's point estimate and at half of it (a pilot with few seeds estimates tau loosely
 and, reported after a significant result, tends to overstate it), so a plan should read both columns.
@@ -100,11 +104,13 @@ def simulate(k: int, n: int, ratio: float, *, reps: int = REPS, alpha: float = S
     truth = rng.normal(0.0, ratio, (reps, k))
     values = truth[:, :, None] + rng.normal(0.0, 1.0, (reps, k, n))
     p = _p_values(_h(values), null_h(k, n) if null is None else null)
-    pick = values.mean(axis=2).argmax(axis=1)
+    means = values.mean(axis=2)
+    pick = means.argmax(axis=1)
     best = truth.max(axis=1)
     chosen = truth[np.arange(reps), pick]
     return {"power": float((p < alpha).mean()),  # with no spread no order is best: P(best) is undefined
-            "p_best": float((chosen == best).mean()) if ratio > 0 else None, "regret": float((best - chosen).mean())}
+            "p_best": float((chosen == best).mean()) if ratio > 0 else None, "regret": float((best - chosen).mean()),
+            "curse": float((means[np.arange(reps), pick] - chosen).mean())}
 
 
 def simulate_arrangement(strata: list[int], n: int, ratio: float, *, reps: int = REPS, alpha: float = S.ALPHA,
@@ -160,7 +166,7 @@ def plan(fig: pd.DataFrame, *, seeds=SEEDS, orders: int | None = None, figure: s
         half = simulate(k, n, c["ratio"] / 2, reps=reps, alpha=alpha, null=null, seed=1)
         small = smallest_spread(k, n, reps=max(200, reps // 5), alpha=alpha, null=null)
         rows.append({"seeds": n, "chains": k * n, "power": at["power"], "power_half": half["power"],
-                     "p_best": at["p_best"], "regret": at["regret"] * c["sigma"],
+                     "p_best": at["p_best"], "regret": at["regret"] * c["sigma"], "curse": at["curse"] * c["sigma"],
                      "ci_half_width": float(stats.t.ppf(0.975, n - 1) * c["sigma"] / math.sqrt(n)),
                      "smallest_ratio": small, "smallest_tau": None if small is None else small * c["sigma"]})
         if arr["strata"]:
@@ -183,14 +189,14 @@ def lines(res: dict, where: str) -> list[str]:
            f"seed sd {c['sigma']:.4f}, spread of the orders' true scores {c['tau']:.4f} (ICC {c['icc']:.2f}, "
            f"spread / seed sd {c['ratio']:.2f})",
            f"a search of {res['orders']} IF orders, {res['reps']} simulated searches per row, alpha {res['alpha']}:",
-           f"{'seeds':>5} {'chains':>6} {'power':>6} {'at half':>7} {'P(best)':>7} {'regret':>7} {'95% CI ±':>8} "
+           f"{'seeds':>5} {'chains':>6} {'power':>6} {'at half':>7} {'P(best)':>7} {'regret':>7} {'curse':>7} {'95% CI ±':>8} "
            f"{'80% power at spread':>21} {'arrangement':>11}"]
     for r in res["rows"]:
         small = "beyond 3 x sd" if r["smallest_tau"] is None else f"{r['smallest_tau']:.4f} ({r['smallest_ratio']:.2f} sd)"
         arr = f"{r['power_arrangement']:.2f}" if "power_arrangement" in r else "–"
         p_best = "–" if r["p_best"] is None else f"{r['p_best']:.2f}"
         out.append(f"{r['seeds']:>5} {r['chains']:>6} {r['power']:>6.2f} {r['power_half']:>7.2f} {p_best:>7} "
-                   f"{r['regret']:>7.4f} {r['ci_half_width']:>8.4f} {small:>21} {arr:>11}")
+                   f"{r['regret']:>7.4f} {r['curse']:>7.4f} {r['ci_half_width']:>8.4f} {small:>21} {arr:>11}")
     need, half = res["seeds_needed"], res["seeds_needed_half"]
     tried = ", ".join(str(r["seeds"]) for r in res["rows"])
     if c["tau"] == 0:

@@ -64,6 +64,11 @@ def test_power_size_monotonicity_and_selection():
     assert powers == sorted(powers) and powers[-1] > powers[0] + 0.2
     big = P.simulate(6, 10, 3.0, reps=500)
     assert big["p_best"] > 0.85 and big["regret"] < 0.1  # large spread, many seeds: the best is found
+    # the winner's curse: with no spread, the pick's mean overstates it by E[max of 6 N(0, 1/3)]
+    flat = P.simulate(6, 3, 0.0, reps=4000)
+    e_max6 = 1.2672  # expected maximum of 6 standard normals (Harter, 1961)
+    assert flat["curse"] == pytest.approx(e_max6 / np.sqrt(3), rel=0.05)
+    assert big["curse"] < flat["curse"]  # a clear best is overstated less
     none = P.simulate(6, 3, 0.0, reps=500)
     assert none["regret"] == 0.0 and none["p_best"] is None  # all orders truly equal: nothing to lose or find
 
