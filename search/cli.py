@@ -377,8 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("experiment_dirs", nargs="+", metavar="EXPERIMENT_DIR",
                     help="two or more finished searches (<storage>/<name>, or their URIs)")
     cp.add_argument("--out", default="compare", help="write the comparison here (default: ./compare)")
-    cp.add_argument("--figure", default="mean", choices=["mean", "worst"],
-                    help="per-seed figure compared: mean over languages (default) or worst language")
+    cp.add_argument("--figure", default="mean",
+                    help="per-seed figure compared: mean over languages (default), worst (the worst language), "
+                         "or lang:CODE (one language's score, e.g. lang:sw)")
     cp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     cp.add_argument("--tracking-uri", help="MLflow store (default: the one the searches used)")
     cp.add_argument("--no-mlflow", action="store_true", help="do not log the comparison to MLflow")

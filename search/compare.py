@@ -43,7 +43,8 @@ from search import latex
 from search import stats as S
 from search.stats import F, kendall_w, show
 
-FIGURES = ("mean", "worst")  # per-seed figures to compare on (higher is better)
+FIGURES = ("mean", "worst")  # per-seed figures to compare on (higher is better); or lang:<code>, one language
+LANG = "lang:"
 SPLITS = 200  # random seed splits behind a split-half reliability
 MIN_ORDERS = 3  # shared orders before an agreement statistic is computed
 TOP = 25  # orders in the plots
@@ -148,7 +149,7 @@ def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPH
     """``searches``: [{name, target, metric, fig (per-seed figures: order, seed, mean, worst, ...)}]."""
     figs = {s["name"]: s["fig"] for s in searches}
     means = {k: order_means(f, figure) for k, f in figs.items()}
-    res: dict = {"figure": figure, "label": S.FIGURES[figure][0], "alpha": alpha, "min_seeds": min_seeds,
+    res: dict = {"figure": figure, "label": figure_label(figure), "alpha": alpha, "min_seeds": min_seeds,
                  "searches": []}
     for s in searches:
         m = means[s["name"]]
@@ -219,9 +220,9 @@ def load(exp_dirs: list[str], *, figure: str = "mean") -> list[dict]:
     out, names = [], set()
     for d in exp_dirs:
         exp = load_experiment(d)
-        fig = S.seed_figures(exp.scores.dropna(subset=["score"]), exp.extra)
+        fig = _figures(exp, figure, d)
         if fig[figure].notna().sum() == 0:
-            raise UserError(f"{d}: no per-seed {S.FIGURES[figure][0]} in its completed trials")
+            raise UserError(f"{d}: no per-seed {figure_label(figure)} in its completed trials")
         name = exp.meta.get("name") or exp.st.name
         if name in names:  # two searches of one name (e.g. runs/a/xnli, runs/b/xnli): the folder tells them apart
             name = f"{name} ({exp.st.display})"
@@ -230,6 +231,23 @@ def load(exp_dirs: list[str], *, figure: str = "mean") -> list[dict]:
         out.append({"name": name, "experiment": exp.st.display, "target": target, "metric": exp.metric, "fig": fig,
                     "notes": exp.notes, "tracking_uri": exp.meta.get("tracking_uri")})
     return out
+
+
+def figure_label(figure: str) -> str:
+    return f"score in {figure[len(LANG):]}" if figure.startswith(LANG) else S.FIGURES[figure][0]
+
+
+def _figures(exp, figure: str, where: str) -> pd.DataFrame:
+    """The per-seed figures of one search; ``lang:<code>``: that language's own score per seed."""
+    scores = exp.scores.dropna(subset=["score"])
+    fig = S.seed_figures(scores, exp.extra)
+    if figure.startswith(LANG):
+        lang = figure[len(LANG):]
+        if lang not in set(scores["language"]):
+            raise UserError(f"{where}: no scores in language {lang!r} (it has {', '.join(sorted(set(scores['language'])))})")
+        one = scores[scores["language"] == lang].groupby(["order", "seed"])["score"].mean().rename(figure)
+        fig = fig.join(one, on=["order", "seed"])
+    return fig
 
 
 # ------------------------------------------------------------------ rendering
@@ -419,8 +437,8 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
 
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
-    if figure not in FIGURES:
-        raise UserError(f"--figure {figure}: one of {', '.join(FIGURES)}")
+    if figure not in FIGURES and not (figure.startswith(LANG) and len(figure) > len(LANG)):
+        raise UserError(f"--figure {figure}: one of {', '.join(FIGURES)}, or {LANG}<language code> (e.g. {LANG}sw)")
     searches = load(exp_dirs, figure=figure)
     res = _json_safe(analyse(searches, figure=figure, alpha=alpha))
     pngs = plots(res)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from search.stats import FIGURES, F
+from search.stats import F
 
 TOP = 10  # IF orders in the table (the best ones), besides F
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -129,7 +129,7 @@ def compare_table(res: dict, *, top: int = TOP) -> str:
         lines.append(order_cell(r["order"]) + " & " + " & ".join(cells) + f" & {r['mean_rank']:.1f} & {gain}" + r" \\")
         if r["order"] == F and len(rows) > 1:
             lines.append(r"\midrule")
-    label = f"score ({FIGURES[res['figure']][0]})" if res.get("figure") in FIGURES else "score"
+    label = f"score ({res['label']})" if res.get("label") else "score"
     times = r" ($\times$100)" if scale == 100 else ""
     shown = f"the {len(ifs[:top])} best of {len(ifs)} IF orders completed in every search by mean rank" \
         if len(ifs) > top else f"the {len(ifs)} IF orders completed in every search, by mean rank"

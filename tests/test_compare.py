@@ -250,3 +250,27 @@ def test_compare_is_logged_to_mlflow_once_per_set_of_searches(tmp_path, capsys):
     assert "MLflow: not logged (the searches track to 2 different stores" in capsys.readouterr().out
     assert main(["compare", str(a), str(b), "--out", str(out), "--no-mlflow"]) == 0
     assert capsys.readouterr().out.strip().endswith("MLflow: not logged (--no-mlflow)")
+
+
+def test_compare_on_one_language(tmp_path, capsys):
+    a, b, c = _three(tmp_path)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out), "--figure", "lang:xa", "--no-mlflow"]) == 0
+    res = json.loads((out / "compare.json").read_text())
+    means = {}
+    for exp in (a, b):  # xa's score per order, averaged over seeds, read here from the trials' results.json
+        ids = {x["trial_id"]: x["order"] for x in csv.DictReader(open(exp / "results.csv"))}
+        means[exp.name] = {ids[tr.name]: np.mean([s["test"]["per_language"]["xa"]["accuracy"] for s in
+                                                  json.loads((tr / "results.json").read_text())["seeds"].values()])
+                           for tr in (exp / "trials").iterdir()}
+    v = np.array([[means[n][o] for n in "ab"] for o in sorted(ORDERS)])
+    assert res["figure"] == "lang:xa" and res["label"] == "score in xa"
+    assert res["concordance"]["W"] == pytest.approx(C.kendall_w(v)[0])
+    assert "score in xa" in (out / "compare.md").read_text() and "score in xa" in (out / "compare.tex").read_text()
+    capsys.readouterr()
+    for fig, needle in (("lang:zz", "no scores in language 'zz' (it has en, xa, xb)"), ("lang:", "--figure lang:"),
+                        ("best", "--figure best: one of mean, worst, or lang:")):
+        assert main(["compare", str(a), str(b), "--out", str(tmp_path / "x"), "--figure", fig, "--no-mlflow"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "x").exists()
