@@ -30,11 +30,12 @@ CONFIRM_FILE = "confirm.json"
 SUFFIX = "-confirm"
 
 
-def picks(rows: list[dict], recommended: dict | None, top: int) -> list[dict]:
+def picks(rows: list[dict], recommended: dict | None, top: int, *, front: bool = False) -> list[dict]:
     """The ``top`` IF orders to confirm, best first: the searcher's recommendation (its model's best,
-    where it has one), then the completed trials by score; each with its trial's hyperparameters."""
+    where it has one), then the completed trials by score; each with its trial's hyperparameters.
+    ``front`` (a multi-objective search): the trials on its Pareto front first, by the first objective."""
     done = [r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None]
-    done.sort(key=lambda r: -_num(r["score"]))
+    done.sort(key=lambda r: (front and not _on_front(r), -_num(r["score"])))
     out: list[dict] = []
 
     def add(order: str, hp: dict, why: str) -> None:
@@ -45,8 +46,27 @@ def picks(rows: list[dict], recommended: dict | None, top: int) -> list[dict]:
         add(recommended["order"], dict(recommended.get("hparams") or {}), "the searcher's recommendation")
     for r in done:
         add(r.get("order") or "", {k: _value(v) for k, v in row_hparams(r).items()},
-            f"trial {r['trial_id']}, score {_num(r['score']):.4f}")
+            f"trial {r['trial_id']}, {'on the Pareto front, ' if front and _on_front(r) else ''}score "
+            f"{_num(r['score']):.4f}")
     return out
+
+
+def _on_front(row: dict) -> bool:
+    from search.pareto import PARETO_COLUMN
+
+    return str(row.get(PARETO_COLUMN)).lower() == "true"
+
+
+# a multi-objective search's objectives as per-seed test figures (search.stats.seed_figures' columns)
+FIGURE_OF = {"mean": "mean", "worst": "worst", "std": "lang_std", "transfer_gap": "transfer_gap"}
+
+
+def objective_values(fig, objectives: list[str], robust_weight: float = 1.0):
+    """``fig`` (per-seed figures) with one column per objective: ``robust`` is mean - weight * std."""
+    fig = fig.copy()
+    for n in objectives:
+        fig[f"objective_{n}"] = (fig["mean"] - robust_weight * fig["lang_std"]) if n == "robust" else fig[FIGURE_OF[n]]
+    return fig
 
 
 def _value(v):
@@ -85,11 +105,13 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
     return cfg, notes
 
 
-def search_means(exp) -> tuple[dict[str, dict], list[int]]:
+def search_means(exp, objectives: list[str] | None = None, robust_weight: float = 1.0) -> tuple[dict[str, dict], list[int]]:
     """Each completed order's test mean over languages, per search seed (what the report counts), of an
-    ``Experiment`` (search.report.load_experiment), and the seeds they come from."""
-    fig = S.seed_figures(exp.scores.dropna(subset=["score"]))
-    out = {o: {"mean": float(g["mean"].mean()), "per_seed": [float(x) for x in g["mean"]], "n_seeds": int(len(g))}
+    ``Experiment`` (search.report.load_experiment), and the seeds they come from; with ``objectives``
+    (a multi-objective search) also each objective's test value, averaged over seeds."""
+    fig = objective_values(S.seed_figures(exp.scores.dropna(subset=["score"])), objectives or [], robust_weight)
+    out = {o: {"mean": float(g["mean"].mean()), "per_seed": [float(x) for x in g["mean"]], "n_seeds": int(len(g)),
+               **({"objectives": {n: float(g[f"objective_{n}"].mean()) for n in objectives}} if objectives else {})}
            for o, g in fig.groupby("order", sort=False)}
     return out, sorted({int(s) for s in fig["seed"] if int(s) >= 0})
 
@@ -115,8 +137,10 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
     config = yaml.safe_load(text)
     scfg = validate(config.get("search") or {}, f"{exp_dir}/{SEARCH_FILE}", SearchConfig, prefix="search.")
     exp = load_experiment(exp_dir)  # (a UserError when it holds no completed trial)
-    means, used = search_means(exp)
-    chosen = picks(exp.rows, json.loads(st.read_text("summary.json") or "{}").get("recommended"), top)
+    objectives = scfg.objectives if scfg.multi_objective else None
+    means, used = search_means(exp, objectives, scfg.robust_weight)
+    chosen = picks(exp.rows, json.loads(st.read_text("summary.json") or "{}").get("recommended"), top,
+                   front=scfg.multi_objective)
     if not chosen:
         raise UserError(f"{exp_dir}: no completed IF order to confirm")
     seeds = seeds or [max(used + [-1]) + 1 + i for i in range(max(5, len(used)))]
@@ -132,9 +156,10 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
     cfg, notes = confirm_config(config, chosen, seeds, baseline)
     if scfg.multi_objective:  # nothing is searched: the first objective names the trials' score
         cfg["search"]["metric"] = scfg.objectives[0]
-        notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]})")
+        notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]}); the picks are "
+                     f"its Pareto front first, and the report compares them on every objective (test)")
     record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
-              "notes": notes, "search_means": {o: means[o] for o in [p["order"] for p in chosen] + [F] if o in means}}
+              "objectives": objectives, "robust_weight": scfg.robust_weight, "notes": notes, "search_means": {o: means[o] for o in [p["order"] for p in chosen] + [F] if o in means}}
     return {"config": cfg, "record": record, "st": new_st, "tracking_uri": exp.meta.get("tracking_uri")}
 
 
@@ -210,12 +235,30 @@ def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
                 tests.append({"a": pick, "b": o, "difference": float(a.mean() - b.mean()), "p": S.welch(a, b)})
     for t, pa in zip(tests, S.holm([t["p"] for t in tests])):
         t["p_holm"], t["significant"] = pa, bool(pa < alpha)
+    if confirm.get("objectives"):
+        _objectives(confirm, fig, rows)
     both = [r for r in rows if not r.get("missing") and r["search_mean"] is not None]
     rep = ({"rho": float(stats.spearmanr([r["search_mean"] for r in both], [r["mean"] for r in both]).statistic),
             "n": len(both)} if len(both) >= 3 else {"underpowered": f"{len(both)} order(s) with both scores (need 3)"})
     return {"source": confirm["source"], "seeds": confirm["seeds"], "search_seeds": confirm["search_seeds"],
             "pick": pick, "orders": rows, "tests": tests, "replication": rep, "alpha": alpha,
-            "notes": confirm.get("notes", [])}
+            "objectives": confirm.get("objectives"), "notes": confirm.get("notes", [])}
+
+
+def _objectives(confirm: dict, fig, rows: list[dict]) -> None:
+    """A multi-objective search's picks on every objective: fresh-seed test values, the search's, and
+    which orders (picks and F) are on the Pareto front again on the fresh seeds."""
+    from search.pareto import directions, front
+
+    names = confirm["objectives"]
+    fo = objective_values(fig, names, confirm.get("robust_weight", 1.0))
+    fresh = {o: {n: float(g[f"objective_{n}"].mean()) for n in names} for o, g in fo.groupby("order", sort=False)}
+    done = [r for r in rows if not r.get("missing")]
+    on = front([[fresh[r["order"]][n] for n in names] for r in done], directions(names))
+    for i, r in enumerate(done):
+        r["objectives"] = fresh[r["order"]]
+        r["search_objectives"] = (confirm.get("search_means") or {}).get(r["order"], {}).get("objectives")
+        r["on_fresh_front"] = i in on
 
 
 def headline(c: dict) -> str:
@@ -225,6 +268,10 @@ def headline(c: dict) -> str:
         return f"Confirmation: the search's pick {show(c['pick'])} has no completed fresh-seed trial."
     was = f" (search {r['search_mean']:.4f}, {r['shift']:+.4f})" if r["search_mean"] is not None else ""
     text = f"Confirmed on {r['n_seeds']} fresh seed(s): {show(c['pick'])} {r['mean']:.4f}{was}"
+    if c.get("objectives"):
+        ifs = [x for x in c["orders"] if x["order"] != F and "on_fresh_front" in x]
+        text += (f"; {sum(x['on_fresh_front'] for x in ifs)} of {len(ifs)} picked order(s) on the Pareto front "
+                 f"({', '.join(c['objectives'])}, test) again")
     vs_f = next((t for t in c["tests"] if t["b"] == F), None)
     if vs_f:
         text += (f"; against F {vs_f['difference']:+.4f}, p = {vs_f['p_holm']:.3g}"

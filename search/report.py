@@ -696,18 +696,23 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
 def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None]:
     """The confirmation run's section: each pick's search score against its fresh-seed score, and the
     pre-registered comparisons of the search's pick."""
+    objs = c.get("objectives") or []
     head = ["order", "fresh seeds", "mean", "95% CI", "search mean", "shift", "pick minus it", "p (Holm)"]
+    head += [f"{n}: fresh (search)" for n in objs] + (["on the fresh front"] if objs else [])
     tests = {t["b"]: t for t in c["tests"]}
     rows = [head]
     for r in c["orders"]:
         if r.get("missing"):
-            rows.append([show(r["order"]), "0", "not completed", "", "", "", "", ""])
+            rows.append([show(r["order"]), "0", "not completed"] + [""] * (len(head) - 3))
             continue
         t = tests.get(r["order"])
+        was = r.get("search_objectives") or {}
         rows.append([show(r["order"]), str(r["n_seeds"]), _x(r["mean"]),
                      f"[{_x(r['ci_low'])}, {_x(r['ci_high'])}]" if r.get("ci_low") is not None else "–",
                      _x(r["search_mean"]), _x(r["shift"]), _x(t["difference"]) if t else "–",
-                     (f"{t['p_holm']:.3g}" + (" *" if t["significant"] else "")) if t else "–"])
+                     (f"{t['p_holm']:.3g}" + (" *" if t["significant"] else "")) if t else "–"]
+                    + [f"{_x(r['objectives'][n])} ({_x(was.get(n))})" for n in objs]
+                    + ([_x(r["on_fresh_front"])] if objs else []))
     rep = c["replication"]
     rep_text = (f"Spearman's rho between the search's and the fresh scores over {rep['n']} orders: {rep['rho']:.2f}."
                 if "rho" in rep else f"Replication of the ranking not measured: {rep['underpowered']}.")

@@ -162,3 +162,37 @@ def test_a_simulated_trial_reads_the_rows_of_the_hyperparameters_its_config_sets
     assert hp == {"train.lr": 0.002}
     assert [r["final"] for r in simulated_rows(rows, ["a"], hp, 0, "mean")] == ["0.7"]
     assert config_hparams(rows[0], {"train": {}}) == {}  # not set: every row, as before
+
+
+def test_a_multi_objective_search_confirms_its_pareto_front_on_every_objective():
+    rows = [{"trial_id": "t1", "status": "completed", "order": "a", "score": "0.80", "pareto": "false"},
+            {"trial_id": "t2", "status": "completed", "order": "b", "score": "0.70", "pareto": "true"},
+            {"trial_id": "t3", "status": "completed", "order": "c", "score": "0.75", "pareto": "true"},
+            {"trial_id": "t4", "status": "completed", "order": "d", "score": "0.60", "pareto": "false"}]
+    got = C.picks(rows, None, top=3, front=True)
+    assert [p["order"] for p in got] == ["c", "b", "a"] and "on the Pareto front" in got[0]["why"]
+    assert "Pareto" not in got[2]["why"]
+    assert [p["order"] for p in C.picks(rows, None, top=2)] == ["a", "c"]  # single objective: by score
+    # fresh seeds: per-seed mean and worst language; b is dominated by c on both, F by everyone
+    rng = np.random.default_rng(1)
+    level = {"c": (0.75, 0.60), "b": (0.70, 0.55), "a": (0.72, 0.62), "": (0.50, 0.40)}
+    tidy = pd.DataFrame([(o, s, lg, (m if lg == "en" else w) + rng.normal(0, 0.002))
+                         for o, (m, w) in level.items() for s in range(4) for lg in ("en", "xa")],
+                        columns=["order", "seed", "language", "score"])
+    fig = S.seed_figures(tidy)
+    confirm = {"source": "runs/x", "seeds": [3, 4, 5, 6], "search_seeds": [0, 1, 2], "baseline": True,
+               "picks": got, "objectives": ["mean", "worst"],
+               "search_means": {"c": {"mean": 0.7, "objectives": {"mean": 0.7, "worst": 0.6}}}}
+    c = C.analyse(confirm, fig)
+    rows_ = {r["order"]: r for r in c["orders"]}
+    for o in level:
+        g = fig[fig["order"] == o]
+        assert rows_[o]["objectives"] == pytest.approx({"mean": g["mean"].mean(), "worst": g["worst"].mean()})
+    assert {o: r["on_fresh_front"] for o, r in rows_.items()} == {"c": True, "b": False, "a": True, "": False}
+    assert rows_["c"]["search_objectives"] == {"mean": 0.7, "worst": 0.6} and rows_["b"]["search_objectives"] is None
+    assert "2 of 3 picked order(s) on the Pareto front (mean, worst, test) again" in C.headline(c)
+    from search.report import confirmation_section
+
+    table = confirmation_section(c)[2]
+    assert table[0][-3:] == ["mean: fresh (search)", "worst: fresh (search)", "on the fresh front"]
+    assert all(len(r) == len(table[0]) for r in table)
