@@ -105,7 +105,8 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
     return cfg, notes
 
 
-def search_means(exp, objectives: list[str] | None = None, robust_weight: float = 1.0) -> tuple[dict[str, dict], list[int]]:
+def search_means(exp, objectives: list[str] | None = None,
+                 robust_weight: float = 1.0) -> tuple[dict[str, dict], list[int]]:
     """Each completed order's test mean over languages, per search seed (what the report counts), of an
     ``Experiment`` (search.report.load_experiment), and the seeds they come from; with ``objectives``
     (a multi-objective search) also each objective's test value, averaged over seeds."""
@@ -158,8 +159,10 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
         cfg["search"]["metric"] = scfg.objectives[0]
         notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]}); the picks are "
                      f"its Pareto front first, and the report compares them on every objective (test)")
+    kept = [p["order"] for p in chosen] + [F]
     record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
-              "objectives": objectives, "robust_weight": scfg.robust_weight, "notes": notes, "search_means": {o: means[o] for o in [p["order"] for p in chosen] + [F] if o in means}}
+              "objectives": objectives, "robust_weight": scfg.robust_weight, "notes": notes,
+              "search_means": {o: means[o] for o in kept if o in means}}
     return {"config": cfg, "record": record, "st": new_st, "tracking_uri": exp.meta.get("tracking_uri")}
 
 
