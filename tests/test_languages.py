@@ -11,8 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from search import stats as S
-from search.cli import main
-from tests.test_report import LANGS, _fake_experiment, _orders, _tidy
+from tests.test_report import LANGS, _orders, reported_fake
 
 
 def _pingouin_table():
@@ -134,11 +133,7 @@ def test_too_few_orders_seeds_or_languages_is_underpowered():
 
 
 def test_report_section_console_line_and_mlflow_figures(tmp_path, capsys):
-    rng = np.random.default_rng(5)
-    tidy = _tidy(rng, delta=0.1, orders=[o for o in _orders() if o != "tc>td"])
-    exp = _fake_experiment(tmp_path, tidy)
-    assert main(["report", str(exp), "--no-heuristics"]) == 0
-    out = capsys.readouterr().out
+    exp, _, out = reported_fake(tmp_path, capsys)
     res = json.loads((exp / "report" / "report.json").read_text())
     la = res["by_language"]
     it = la["interaction"]

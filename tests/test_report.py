@@ -170,12 +170,18 @@ def _fake_experiment(root, tidy: pd.DataFrame, *, stopped=("tc>td",), name="exp"
     return exp
 
 
-def test_report_from_an_experiment_directory(tmp_path, capsys):
+def reported_fake(tmp_path, capsys):
+    """A fake experiment with a planted effect (tc>td stopped by ASHA), reported: (its folder, the
+    tidy table, the console output)."""
     rng = np.random.default_rng(5)
     tidy = _tidy(rng, delta=0.1, orders=[o for o in _orders() if o != "tc>td"])
     exp = _fake_experiment(tmp_path, tidy)
     assert main(["report", str(exp), "--no-heuristics"]) == 0
-    out = capsys.readouterr().out
+    return exp, tidy, capsys.readouterr().out
+
+
+def test_report_from_an_experiment_directory(tmp_path, capsys):
+    exp, tidy, out = reported_fake(tmp_path, capsys)
     assert "Order matters" in out and "MLflow: not logged" in out  # no tracking/ in this directory
     rep = exp / "report"
     for f in ("report.html", "report.md", "report.json", "leaderboard.png", "heatmap.png", "if_vs_f.png",
