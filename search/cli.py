@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     rk.set_defaults(fn=cmd_rank)
     rp = sub.add_parser("report", help="does order matter? statistics, plots and heuristics for a finished search "
-                                       "(report.html, report.md, report.json, PNGs; logged to the search's MLflow run)")
+                                       "(report.html, report.md, report.json, report.tex, PNGs; logged to the search's MLflow run)")
     rp.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
     rp.add_argument("--out", help="write the report here (default: <experiment_dir>/report/)")
     rp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _progress_flag(cf)
     cf.set_defaults(fn=cmd_confirm)
     cp = sub.add_parser("compare", help="do orders hold up across searches (targets, encoders)? agreement of their "
-                                        "order rankings and the order to use for all of them (compare.html, .md, .json)")
+                                        "order rankings and the order to use for all of them (compare.html, .md, .json, .tex)")
     cp.add_argument("experiment_dirs", nargs="+", metavar="EXPERIMENT_DIR",
                     help="two or more finished searches (<storage>/<name>, or their URIs)")
     cp.add_argument("--out", default="compare", help="write the comparison here (default: ./compare)")
