@@ -32,7 +32,7 @@ from search.confirm import headline as confirmation_headline
 from search.stats import F, show
 from search.tracking import finite as _num
 
-PLOTS = ("leaderboard", "heatmap", "if_vs_f", "position", "probe_curves", "robustness")
+PLOTS = ("leaderboard", "heatmap", "if_vs_f", "position", "probe_curves", "robustness", "by_language")
 
 
 # ------------------------------------------------------------------ reading an experiment
@@ -341,7 +341,37 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     out["robustness"] = _fig_png(fig)
     if res.get("pareto"):
         out["pareto"] = _pareto_png(res, metric)
+    if "per_language" in res["by_language"]:
+        out["by_language"] = _languages_png(res, metric)
     return out
+
+
+def _languages_png(res: dict, metric: str, top: int = 20) -> bytes:
+    """The top IF orders x languages: each cell the order's rank in that language (among every
+    completed IF order) and its gap to that language's best; language difficulty drops out, so a
+    ranking that changes between languages shows as a column that differs."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from scipy import stats
+
+    ifs = [r for r in res["leaderboard"] if r["order"] != F]
+    langs = res["languages"]
+    allv = np.array([[r["per_language"].get(lg, np.nan) for lg in langs] for r in ifs], float)
+    gap = allv - np.nanmax(allv, axis=0)
+    rank = stats.rankdata(-np.nan_to_num(allv, nan=-np.inf), axis=0, method="min")  # ties share the better rank
+    n = min(top, len(ifs))
+    fig, ax = plt.subplots(figsize=(1.0 * len(langs) + 3, 0.3 * n + 1.6))
+    im = ax.imshow(gap[:n], aspect="auto", cmap="magma", vmax=0.0)
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_yticks(range(n), [show(r["order"]) for r in ifs[:n]], fontsize=8)
+    for i in range(n):
+        for j in range(len(langs)):
+            if np.isfinite(gap[i, j]):
+                ax.text(j, i, str(rank[i, j]), ha="center", va="center", fontsize=7,
+                        color="k" if gap[i, j] > 0.5 * np.nanmin(gap) else "w")
+    fig.colorbar(im, ax=ax, label=f"test {metric} minus the language's best IF order")
+    ax.set_title(f"Rank of each order in each language (top {n} of {len(ifs)} IF orders)")
+    return _fig_png(fig)
 
 
 def _pareto_png(res: dict, metric: str) -> bytes:
@@ -591,7 +621,7 @@ def language_section(la: dict) -> tuple[str, str, list[list[str]], str | None]:
             f"seeds in every language. A significant interaction says the orders' effects differ in size between "
             f"languages (often larger where transfer is easy); whether the ranking itself changes is what the best "
             f"order per language and the gaps show.")
-    return (title, text, rows, None)
+    return (title, text, rows, "by_language")
 
 
 def pareto_section(res: dict) -> tuple[str, str, list[list[str]], str | None]:

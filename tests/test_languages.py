@@ -144,6 +144,8 @@ def test_report_section_console_line_and_mlflow_figures(tmp_path, capsys):
     assert f"is the best IF order in {la['best_in']} of {len(LANGS)} languages" in out
     md = (exp / "report" / "report.md").read_text()
     assert "## Does the best order depend on the language?" in md
+    assert "![Does the best order depend on the language?](by_language.png)" in md
+    assert (exp / "report" / "by_language.png").stat().st_size > 5000  # each order's rank per language
     section = md.split("## Does the best order depend on the language?")[1].split("\n## ")[0]
     assert sum(line.startswith("|") for line in section.splitlines()) == 1 + 1 + len(LANGS)  # header, rule, rows
     from search.report import headline_metrics
