@@ -406,13 +406,18 @@ def main(argv: list[str] | None = None) -> int:
     from itt.errors import UserError
 
     try:
-        return args.fn(args)
+        rc = args.fn(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return rc
     except (UserError, _UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # a search says how to resume it (search.runner.SearchInterrupted)
         print(str(e) or "interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `itt report ... | head`: the reader left; no traceback (Python's signal docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

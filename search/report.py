@@ -837,6 +837,14 @@ def answer(res: dict, where: str) -> list[str]:
     return lines
 
 
+def tidy_scores(exp: Experiment) -> pd.DataFrame:
+    """Every score the statistics use, one row per (order, seed, language), for R, pandas or a
+    spreadsheet: the order (empty = F), its length, the seed, the language and the test metric."""
+    d = exp.scores.dropna(subset=["score"]).copy()
+    d.insert(1, "length", d["order"].map(lambda o: len([t for t in o.split(">") if t])))
+    return d.rename(columns={"score": exp.metric}).sort_values(["order", "seed", "language"], kind="stable")
+
+
 def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA, tracking_uri: str | None = None,
                 mlflow: bool = True, heuristics: bool = True, log=print) -> dict:
     """``itt report``: read, analyse, render, then write (local folder or the experiment's store) and
@@ -848,6 +856,7 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
     tmp = Path(tempfile.mkdtemp(prefix="itt-report-"))
     try:
         (tmp / "report.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
+        tidy_scores(exp).to_csv(tmp / "scores.csv", index=False)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(page)
         (tmp / "report.tex").write_text(latex.table(res, name=exp.meta.get("name") or exp.st.name,
@@ -863,7 +872,7 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
         else:
             exp.st.upload_dir(tmp, "report")
             where = exp.st.display + "/report"
-        log(f"report: {where}/report.html  (report.md, report.json, report.tex, {len(pngs)} PNGs)")
+        log(f"report: {where}/report.html  (report.md, report.json, report.tex, scores.csv, {len(pngs)} PNGs)")
         for line in answer(res, where)[:-1]:
             log(line)
         if mlflow:

@@ -182,6 +182,11 @@ def reported_fake(tmp_path, capsys):
 
 def test_report_from_an_experiment_directory(tmp_path, capsys):
     exp, tidy, out = reported_fake(tmp_path, capsys)
+    scores = pd.read_csv(exp / "report" / "scores.csv", keep_default_na=False)  # the tidy scores, as they went in
+    assert list(scores.columns) == ["order", "length", "seed", "language", "accuracy"] and len(scores) == len(tidy)
+    both = scores.merge(tidy, on=["order", "seed", "language"])
+    assert len(both) == len(tidy) and np.allclose(both["accuracy"], both["score"])
+    assert (both["length"] == both["order"].map(lambda o: len(o.split(">")) if o else 0)).all()
     assert "Order matters" in out and "MLflow: not logged" in out  # no tracking/ in this directory
     rep = exp / "report"
     for f in ("report.html", "report.md", "report.json", "leaderboard.png", "heatmap.png", "if_vs_f.png",
@@ -388,3 +393,16 @@ def test_report_not_logged_says_why(tmp_path):
     assert "no MLflow store" in log_report(st, {"search_id": "x"}, tmp_path, {}, uri=f"sqlite:///{tmp_path}/none.db")
     line = log_report(st, {"search_id": "x", "experiment": "e"}, tmp_path, {}, uri="http://127.0.0.1:9")
     assert line.startswith("MLflow: not logged (") and "\n" not in line
+
+
+def test_a_closed_pipe_ends_the_cli_quietly():
+    """`itt tasks | head -0`: the reader is gone before the first line; no traceback on stderr."""
+    import os
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    run = subprocess.run([sys.executable, "-m", "search.cli", "tasks"], stdout=w, stderr=subprocess.PIPE, text=True,
+                         timeout=120)
+    os.close(w)
+    assert run.returncode == 141 and "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr
