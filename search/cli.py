@@ -221,7 +221,7 @@ def cmd_report(args) -> int:
     from search.report import make_report
 
     make_report(args.experiment_dir, out=args.out, alpha=args.alpha, tracking_uri=args.tracking_uri,
-                mlflow=not args.no_mlflow, heuristics=not args.no_heuristics)
+                mlflow=not args.no_mlflow, heuristics=not args.no_heuristics, tex_top=args.tex_top)
     return 0
 
 
@@ -357,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
     rp.add_argument("--no-heuristics", action="store_true",
                     help="skip the heuristic orders (they load the config's data for the similarity measure)")
+    rp.add_argument("--tex-top", type=int, default=10, help="IF orders in report.tex's table, after F (default 10)")
     rp.set_defaults(fn=cmd_report)
     cf = sub.add_parser("confirm", help="the search's best orders (and F) again on fresh seeds, in a new experiment "
                                         "<name>-confirm: their scores without the winner's curse, and a report")

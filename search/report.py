@@ -846,11 +846,13 @@ def tidy_scores(exp: Experiment) -> pd.DataFrame:
 
 
 def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA, tracking_uri: str | None = None,
-                mlflow: bool = True, heuristics: bool = True, log=print) -> dict:
+                mlflow: bool = True, heuristics: bool = True, tex_top: int = latex.TOP, log=print) -> dict:
     """``itt report``: read, analyse, render, then write (local folder or the experiment's store) and
-    log to MLflow. Returns report.json's content."""
+    log to MLflow. Returns report.json's content. ``tex_top``: IF orders in report.tex's table."""
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
+    if tex_top < 1:
+        raise UserError(f"--tex-top {tex_top}: give 1 or more (IF orders in report.tex's table)")
     exp = load_experiment(exp_dir)
     res, pngs, md, page = build(exp, alpha=alpha, heuristics=heuristics, log=log)
     tmp = Path(tempfile.mkdtemp(prefix="itt-report-"))
@@ -860,7 +862,7 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(page)
         (tmp / "report.tex").write_text(latex.table(res, name=exp.meta.get("name") or exp.st.name,
-                                                    target=exp.meta.get("target")))
+                                                    target=exp.meta.get("target"), top=tex_top))
         for name, data in pngs.items():
             (tmp / f"{name}.png").write_bytes(data)
         if out:

@@ -85,10 +85,13 @@ def test_report_writes_report_tex(tmp_path, capsys):
     from tests.test_report import _fake_experiment
 
     exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(5), delta=0.1, orders=_orders()[:8]), stopped=())
-    assert main(["report", str(exp), "--no-heuristics", "--no-mlflow"]) == 0
+    assert main(["report", str(exp), "--no-heuristics", "--no-mlflow", "--tex-top", "3"]) == 0
     assert "report.tex" in capsys.readouterr().out
     tex = (exp / "report" / "report.tex").read_text()
     assert tex.startswith(r"\begin{table}") and tex.rstrip().endswith(r"\end{table}") and r"\toprule" in tex
+    assert len(_rows(tex)) == 1 + 3 and "The 3 best of 7 IF orders" in tex  # F, then --tex-top IF orders
+    assert main(["report", str(exp), "--no-heuristics", "--no-mlflow", "--tex-top", "0"]) == 2
+    assert "--tex-top 0" in capsys.readouterr().err
 
 
 def test_compare_tex_against_compare_json(tmp_path):
