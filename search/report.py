@@ -432,8 +432,12 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     counts = ", ".join(f"{v} {k}" for k, v in sorted(tr["counts"].items()))
     plan = ("" if h.get("order_matters") else f" How many seeds a search needs to find an order effect: `itt power "
             f"{res.get('experiment', exp_name)}` (from this search's seed noise; it needs 2+ seeds on 2+ IF orders).")
-    out.append(("Does order matter?", f"{h['text']} Trials: {counts}. Metric: test {metric} (zero-shot), "
-                f"per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}", [], None))
+    more = [composition_line(res["variance_parts"])] if "share" in res["variance_parts"] else []
+    if "per_language" in res["by_language"]:
+        more.append(language_headline(res["by_language"]))
+    out.append(("Does order matter?", f"{h['text']} {' '.join(more)} Trials: {counts}. Metric: test {metric} "
+                f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}",
+                [], None))
     head = ["rank", "order", "seeds", "mean ± std", f"{int(res['confidence'] * 100)}% CI", *res["languages"], "worst",
             "std (langs)", "transfer gap", "perturbation"]
     rows = [head] + [[str(r["rank"]), show(r["order"]), str(r["n_seeds"]), f"{_x(r['mean'])} ± {_x(r['std'])}",
