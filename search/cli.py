@@ -257,7 +257,8 @@ def cmd_power(args) -> int:
     from search.power import SEEDS, make_power
 
     make_power(args.experiment_dir, seeds=_seeds(args.seeds) if args.seeds else SEEDS, orders=args.orders,
-               figure=args.figure, reps=args.reps, alpha=args.alpha, json_out=args.json)
+               figure=args.figure, reps=args.reps, alpha=args.alpha, seed_sd=args.seed_sd, spread=args.spread,
+               json_out=args.json)
     return 0
 
 
@@ -387,7 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp.set_defaults(fn=cmd_compare)
     pw = sub.add_parser("power", help="how many seeds does the next search need? power of the order test, the chance "
                                       "of picking the truly best order and its regret, from a pilot search's noise")
-    pw.add_argument("experiment_dir", help="a finished pilot search with 2+ seeds on some IF orders")
+    pw.add_argument("experiment_dir", nargs="?", help="a finished pilot search with 2+ seeds on some IF orders "
+                                                       "(or give --seed-sd, --spread and --orders instead)")
+    pw.add_argument("--seed-sd", type=float, help="without a pilot: the sd of an order's score over seeds")
+    pw.add_argument("--spread", type=float, help="without a pilot: the sd of the orders' true scores")
     pw.add_argument("--seeds", help="seed counts to plan for, comma-separated (default 3,5,8,10)")
     pw.add_argument("--orders", type=int, help="IF orders the planned search completes (default: as many as the pilot)")
     pw.add_argument("--figure", default="mean", choices=["mean", "worst"],

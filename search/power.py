@@ -151,14 +151,22 @@ def smallest_spread(k: int, n: int, *, reps: int, alpha: float, null: np.ndarray
     return None
 
 
-def plan(fig: pd.DataFrame, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean", reps: int = REPS,
-         alpha: float = S.ALPHA) -> dict:
-    """Every figure of ``itt power``: the pilot's components and one row per seed count."""
-    c = components(fig, figure)
+def assumed(sigma: float, tau: float, orders: int, figure: str = "mean") -> tuple[dict, dict]:
+    """Components given by hand (no pilot search: numbers from a paper or an earlier study)."""
+    c = {"figure": figure, "orders": orders, "seeds_per_order": None, "sigma": sigma, "tau": tau,
+         "ratio": tau / sigma, "icc": tau ** 2 / (tau ** 2 + sigma ** 2), "assumed": True}
+    return c, {"strata": [], "reason": "no pilot search (its task sets name the arrangement test's sets)"}
+
+
+def plan(fig: pd.DataFrame | None = None, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean",
+         reps: int = REPS, alpha: float = S.ALPHA, given: tuple[dict, dict] | None = None) -> dict:
+    """Every figure of ``itt power``: the pilot's components (or ``given`` ones, :func:`assumed`) and
+    one row per seed count."""
+    c, arr = given or (components(fig, figure), None)
     k = c["orders"] if orders is None else orders
     if k < 2:
         raise UserError(f"--orders {k}: the order test needs 2 or more orders")
-    arr = arrangement_components(fig, figure, c["sigma"])
+    arr = arr or arrangement_components(fig, figure, c["sigma"])
     rows = []
     for n in seeds:
         null = null_h(k, n)
@@ -185,9 +193,10 @@ def lines(res: dict, where: str) -> list[str]:
     """The console table and the recommendation."""
     c = res["pilot"]
     label = S.FIGURES[c["figure"]][0]
-    out = [f"pilot: {where}: {c['orders']} IF orders with 2+ seeds (median {c['seeds_per_order']:g}); {label}: "
-           f"seed sd {c['sigma']:.4f}, spread of the orders' true scores {c['tau']:.4f} (ICC {c['icc']:.2f}, "
-           f"spread / seed sd {c['ratio']:.2f})",
+    source = ("assumed (no pilot search)" if c.get("assumed") else
+              f"pilot: {where}: {c['orders']} IF orders with 2+ seeds (median {c['seeds_per_order']:g})")
+    out = [f"{source}; {label}: seed sd {c['sigma']:.4f}, spread of the orders' true scores {c['tau']:.4f} "
+           f"(ICC {c['icc']:.2f}, spread / seed sd {c['ratio']:.2f})",
            f"a search of {res['orders']} IF orders, {res['reps']} simulated searches per row, alpha {res['alpha']}:",
            f"{'seeds':>5} {'chains':>6} {'power':>6} {'at half':>7} {'P(best)':>7} {'regret':>7} {'curse':>7} {'95% CI ±':>8} "
            f"{'80% power at spread':>21} {'arrangement':>11}"]
@@ -204,7 +213,8 @@ def lines(res: dict, where: str) -> list[str]:
                    "has power alpha. The last column is the spread each seed count can find.")
     else:
         most = f"more than {max(r['seeds'] for r in res['rows'])}"
-        out.append(f"{TARGET_POWER:.0%} power for the order test: {need or most} seeds at the pilot's spread, "
+        which = "the assumed" if c.get("assumed") else "the pilot's"
+        out.append(f"{TARGET_POWER:.0%} power for the order test: {need or most} seeds at {which} spread, "
                    f"{half or most} at half of it (tried {tried}).")
     out.append(arrangement_line(res))
     return out
@@ -224,8 +234,11 @@ def arrangement_line(res: dict) -> str:
                    f": under {TARGET_POWER:.0%} power with up to {max(r['seeds'] for r in res['rows'])} seeds.")
 
 
-def make_power(exp_dir: str, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean", reps: int = REPS,
-               alpha: float = S.ALPHA, json_out: str | None = None, log=print) -> dict:
+def make_power(exp_dir: str | None, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean",
+               reps: int = REPS, alpha: float = S.ALPHA, seed_sd: float | None = None, spread: float | None = None,
+               json_out: str | None = None, log=print) -> dict:
+    """``itt power``: from a pilot search (``exp_dir``), or from ``seed_sd`` and ``spread`` given by hand
+    (then ``orders`` is needed too)."""
     from search.report import load_experiment
 
     if not 0 < alpha < 1:
@@ -239,13 +252,28 @@ def make_power(exp_dir: str, *, seeds=SEEDS, orders: int | None = None, figure: 
         raise UserError(f"--orders {orders}: the order test needs 2 or more orders")
     if json_out and not Path(json_out).resolve().parent.is_dir():
         raise UserError(f"--json {json_out}: its folder does not exist")
-    exp = load_experiment(exp_dir)
-    res = plan(S.seed_figures(exp.scores.dropna(subset=["score"]), exp.extra), seeds=sorted(seeds), orders=orders,
-               figure=figure, reps=reps, alpha=alpha)
-    res["experiment"] = exp.st.display
-    for line in lines(res, exp.st.display):
+    if exp_dir is None:
+        given = _given(seed_sd, spread, orders, figure)
+        res = plan(seeds=sorted(seeds), orders=orders, figure=figure, reps=reps, alpha=alpha, given=given)
+        where = None
+    else:
+        if seed_sd is not None or spread is not None:
+            raise UserError("--seed-sd and --spread replace a pilot search: give them or EXPERIMENT_DIR, not both")
+        exp = load_experiment(exp_dir)
+        res = plan(S.seed_figures(exp.scores.dropna(subset=["score"]), exp.extra), seeds=sorted(seeds), orders=orders,
+                   figure=figure, reps=reps, alpha=alpha)
+        where = res["experiment"] = exp.st.display
+    for line in lines(res, where):
         log(line)
     if json_out:
         Path(json_out).write_text(json.dumps(res, indent=2))
         log(f"power: {json_out}")
     return res
+
+
+def _given(seed_sd: float | None, spread: float | None, orders: int | None, figure: str) -> tuple[dict, dict]:
+    if seed_sd is None or spread is None or orders is None:
+        raise UserError("without a pilot search give all of --seed-sd, --spread and --orders (or an EXPERIMENT_DIR)")
+    if not seed_sd > 0 or spread < 0:
+        raise UserError(f"--seed-sd {seed_sd} --spread {spread}: the seed sd must be positive, the spread 0 or more")
+    return assumed(seed_sd, spread, orders, figure)

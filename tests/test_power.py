@@ -172,3 +172,22 @@ def test_the_report_says_when_a_permutation_test_cannot_reject_at_all():
     fig = S.seed_figures(pd.DataFrame([(o, s, "en", v) for o, g in (("ta>tb", two[0]), ("tb>ta", two[1]))
                                        for s, v in enumerate(g)], columns=["order", "seed", "language", "score"]))
     assert S.arrangement_effect(fig)["p_floor"] == pytest.approx(0.1, abs=0.02)
+
+
+def test_planning_without_a_pilot(capsys, tmp_path):
+    out_json = tmp_path / "p.json"
+    argv = ["power", "--seed-sd", "0.02", "--spread", "0.01", "--orders", "16", "--seeds", "3,8", "--reps", "300"]
+    assert main([*argv, "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    res = json.loads(out_json.read_text())
+    assert res["pilot"]["assumed"] and res["pilot"]["ratio"] == pytest.approx(0.5) and res["orders"] == 16
+    for r in res["rows"]:  # the same simulation as from a pilot with that ratio
+        assert r["power"] == P.simulate(16, r["seeds"], 0.5, reps=300)["power"]
+        assert "power_arrangement" not in r
+    assert "assumed (no pilot search)" in out and "at the assumed spread" in out
+    for extra, needle in ((["--seed-sd", "0.02"], "give all of --seed-sd, --spread and --orders"),
+                          (["--seed-sd", "0", "--spread", "0.01", "--orders", "4"], "must be positive"),
+                          (["x", "--seed-sd", "0.02", "--spread", "0.01"], "not both")):
+        assert main(["power", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
