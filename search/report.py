@@ -548,7 +548,8 @@ def composition_line(vp: dict) -> str:
     sh = vp["share"]
     return (f"What the score varies with (share of the sum of squares over {vp['n_orders']} IF orders, per seed): "
             f"task set {sh['sets']:.1%}, arrangement within a set {sh['arrangement']:.1%} "
-            f"({vp['sets_with_several_orders']} set(s) with several orders), seeds {sh['seeds']:.1%}.")
+            f"({vp['sets_with_several_orders']} set(s) with several orders), seeds {sh['seeds']:.1%}"
+            + ("; one seed per order, so seed noise is counted in the other two shares." if vp.get("one_seed") else "."))
 
 
 def composition_section(res: dict) -> tuple[str, str, list[list[str]], str | None]:

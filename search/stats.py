@@ -476,7 +476,9 @@ def variance_parts(fig: pd.DataFrame, figure: str = "mean") -> dict:
              "seeds": float(((y - order_mean) ** 2).sum())}
     total = float(((y - y.mean()) ** 2).sum())
     shares = {k: (v / total if total > 0 else 0.0) for k, v in parts.items()}
-    return {"figure": figure, "ss": parts, "ss_total": total, "share": shares, "n_orders": int(d["order"].nunique()),
+    one_seed = bool(d.groupby("order").size().max() < 2)  # no within-order spread: seed noise hides in the orders'
+    return {"figure": figure, "ss": parts, "ss_total": total, "share": shares, "one_seed": one_seed,
+            "n_orders": int(d["order"].nunique()),
             "n_sets": int(d["set"].nunique()), "sets_with_several_orders": int((d.groupby("set")["order"].nunique() > 1).sum()),
             "n_obs": int(len(y))}
 

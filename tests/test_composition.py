@@ -93,3 +93,13 @@ def test_report_has_the_section_the_console_line_and_the_metrics(tmp_path, capsy
     m = headline_metrics(res)
     assert m["report_share_arrangement"] == pytest.approx(sh["arrangement"])
     assert m["report_length_rho"] == pytest.approx(res["lengths"]["test"]["rho"])
+
+
+def test_one_seed_per_order_says_seed_noise_hides_in_the_orders():
+    from search.report import composition_line
+
+    fig = _fig(np.random.default_rng(4), set_size=0.02, seeds=1)
+    vp = S.variance_parts(fig)
+    assert vp["one_seed"] and vp["share"]["seeds"] == 0.0
+    assert "one seed per order, so seed noise is counted in the other two shares" in composition_line(vp)
+    assert not S.variance_parts(_fig(np.random.default_rng(4)))["one_seed"]
