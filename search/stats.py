@@ -17,7 +17,11 @@ Tests and their guards:
   best and mean IF order against F, Holm over languages;
 * precedence (A before B vs B before A): Mann–Whitney U over orders, Holm over pairs;
 * position (task T at position p): t intervals over orders; Kruskal–Wallis over positions per task,
-  Holm over tasks.
+  Holm over tasks;
+* order x language interaction (does the best order depend on the language?): a split-plot ANOVA,
+  Greenhouse–Geisser corrected, with per-language best orders and gaps (Welch, Holm);
+* task choice, arrangement or length: the nested sum-of-squares shares of sets, arrangement within a
+  set and seeds; order means by length, Kruskal–Wallis over lengths.
 
 With too few seeds or orders a test is not run: its entry says ``underpowered: ...`` and carries no
 p-value.
