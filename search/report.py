@@ -615,7 +615,8 @@ def language_section(la: dict) -> tuple[str, str, list[list[str]], str | None]:
     rows += [[r["language"], show(r["best_order"]), _x(r["best"]), _x(r["overall_best"]), _x(r["overall_best_rank"]),
               _x(r["gap"]), _gap_p(r), _x(r["rho_with_others"], 2)] for r in la["per_language"]]
     w = (f" Kendall's W over languages = {la['W']:.2f} (average Spearman between two languages' rankings "
-         f"{la['mean_rho']:.2f}; descriptive, since a lucky seed lifts every language of its model)." if "W" in la else "")
+         f"{la['mean_rho']:.2f}; descriptive, since a lucky seed lifts every language of its model)."
+         if la.get("W") is not None else "")
     text = (f"{language_headline(la)} Ranks and gaps among the {la['n_orders']} completed IF orders (means over "
             f"seeds); p: where another order is best in a language, it against the overall best on that language's "
             f"per-seed scores (Welch, Holm over those languages; optimistic, as the language's best was picked on the "

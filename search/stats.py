@@ -156,7 +156,7 @@ def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS
     msb, msw = ssb / (k - 1), ssw / (n - k)
     n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
     denom = msb + (n0 - 1) * msw
-    icc = max(0.0, (msb - msw) / denom) if denom > 0 else 0.0
+    icc = max(0.0, (msb - msw) / denom) if denom > 0 and np.ptp(allv) > 0 else 0.0  # (equal values: float dust)
     return {"H": float(h), "p": float(p), "p_chi2": float(p_chi2), "p_floor": p_floor, "permutations": permutations,
             "epsilon2": float(h / (n - 1)), "variance_share": float(icc), "n_orders": k, "n_obs": n}
 
@@ -218,9 +218,10 @@ def order_language_interaction(y: np.ndarray, groups) -> dict:
     ss_int, ss_err = float((sizes[:, None] * inter ** 2).sum()), float((resid ** 2).sum())
     df_int, df_err = (k - 1) * (n_lang - 1), (n - k) * (n_lang - 1)
     out = {"orders": k, "models": n, "languages": n_lang, "df1": df_int, "df2": df_err, "ss_interaction": ss_int,
-           "ss_error": ss_err, "partial_eta2": ss_int / (ss_int + ss_err) if ss_int + ss_err > 0 else 0.0}
-    if ss_err <= 0:
+           "ss_error": ss_err}
+    if np.allclose(resid, 0.0, atol=1e-12):  # (exact agreement leaves float dust, not an error term)
         return {**out, "underpowered": "the orders' seeds agree exactly in every language: no error term"}
+    out["partial_eta2"] = ss_int / (ss_int + ss_err)
     f_stat = (ss_int / df_int) / (ss_err / df_err)
     dev = y - cell[g]
     cov = dev.T @ dev / (n - k)
@@ -373,9 +374,10 @@ def _languages(scores: pd.DataFrame, board: list[dict], alpha: float, min_seeds:
                 "best_in": sum(r["best_order"] == best["order"] for r in rows)})
     _gap_tests(scores, rows, best["order"], alpha, min_seeds)
     full = table.dropna()
-    if len(full) >= MIN_ORDERS:
-        out["W"] = kendall_w(full.to_numpy(float), permutations=1)[0]
-        out["mean_rho"] = (len(langs) * out["W"] - 1) / (len(langs) - 1)  # average Spearman over language pairs
+    w = kendall_w(full.to_numpy(float), permutations=1)[0] if len(full) >= MIN_ORDERS else float("nan")
+    if math.isfinite(w):  # (every language ties every order: no ranking, no W)
+        out["W"] = w
+        out["mean_rho"] = (len(langs) * w - 1) / (len(langs) - 1)  # average Spearman over language pairs
     out["interaction"] = _interaction(scores, langs, min_seeds, alpha)
     return out
 
@@ -385,7 +387,8 @@ def _language_row(table: pd.DataFrame, lang: str, overall: str) -> dict:
     best's rank and gap there, and its ranking against the other languages' mean (Spearman)."""
     col, others = table[lang].dropna(), table.drop(columns=lang).mean(axis=1)
     top = col.idxmax()
-    rho = stats.spearmanr(col, others[col.index]).statistic if len(col) >= MIN_ORDERS else None
+    ranked = len(col) >= MIN_ORDERS and np.ptp(col) > 0 and np.ptp(others[col.index]) > 0  # else rho is undefined
+    rho = stats.spearmanr(col, others[col.index]).statistic if ranked else None
     here = overall in col.index
     return {"language": lang, "best_order": top, "best": float(col[top]), "overall_best": _f(col.get(overall)),
             "overall_best_rank": int(col.rank(ascending=False, method="min")[overall]) if here else None,
@@ -474,6 +477,8 @@ def variance_parts(fig: pd.DataFrame, figure: str = "mean") -> dict:
         return {"underpowered": f"{d['order'].nunique()} IF order(s) with this figure (need 2 or more)"}
     d["set"] = d["order"].map(lambda o: ">".join(sorted(o.split(">"))))
     y = d[figure].to_numpy(float)
+    if np.ptp(y) == 0:
+        return {"underpowered": "every per-seed score of the IF orders is equal: no spread to split"}
     order_mean = d.groupby("order")[figure].transform("mean").to_numpy(float)
     set_mean = d.groupby("set")[figure].transform("mean").to_numpy(float)
     parts = {"sets": float(((set_mean - y.mean()) ** 2).sum()), "arrangement": float(((order_mean - set_mean) ** 2).sum()),

@@ -103,3 +103,27 @@ def test_one_seed_per_order_says_seed_noise_hides_in_the_orders():
     assert vp["one_seed"] and vp["share"]["seeds"] == 0.0
     assert "one seed per order, so seed noise is counted in the other two shares" in composition_line(vp)
     assert not S.variance_parts(_fig(np.random.default_rng(4)))["one_seed"]
+
+
+def test_a_model_at_chance_everywhere_reports_without_made_up_figures():
+    """A tiny model that predicts one class: every order scores the same in every language and seed. The
+    whole report renders, and no share, effect size or rho is made up from floating-point dust."""
+    import warnings
+
+    from search import latex
+    from search.report import _json_safe, answer, headline_metrics, plots, render_md, sections
+
+    rows = [(o, s, lg, 0.333) for o in ["", "a", "b", "c", "a>b", "b>a"] for s in range(3) for lg in ["en", "de", "sw"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no division by zero on the way
+        res = _json_safe(S.analyse(pd.DataFrame(rows, columns=["order", "seed", "language", "score"])))
+    res.update(experiment="x", metric="accuracy")
+    assert "underpowered" in res["variance_parts"] and "underpowered" in res["by_language"]["interaction"]
+    assert "partial_eta2" not in res["by_language"]["interaction"] and "W" not in res["by_language"]
+    assert all(r["rho_with_others"] is None for r in res["by_language"]["per_language"])
+    assert res["order_effect"]["tests"][0]["variance_share"] == 0.0
+    m = headline_metrics(res)
+    assert not any(k.startswith(("report_share_", "report_language_interaction")) for k in m)
+    text = render_md(sections(res, "x", "accuracy"), "t", plots(res, "accuracy"))
+    assert "not tested" in "\n".join(answer(res, "w")) and "no spread to split" in text
+    assert latex.table(res, name="x").count(r"\\") == 7  # header and six rows
