@@ -283,9 +283,10 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(1.2 * len(langs) + 3, 3.5))
         for k, (col, lab, c) in enumerate((("F", "F", "#d95f02"), ("best_IF", f"best IF ({show(iv['best_order'])})", "#1b9e77"),
                                            ("mean_IF", f"mean of {iv['n_if_orders']} IF orders", "#7570b3"))):
-            ax.bar(x + (k - 1) * 0.27, [r[col] for r in iv["per_language"]], width=0.27, label=lab, color=c)
+            ax.bar(x + (k - 1) * 0.27, [np.nan if r[col] is None else r[col] for r in iv["per_language"]], width=0.27,
+                   label=lab, color=c)  # (a language the best order was not scored in: no bar)
         ax.set_xticks(x, langs)
-        lo = min(min(r["F"], r["mean_IF"], r["best_IF"] or 1) for r in iv["per_language"])
+        lo = min(min(v for v in (r["F"], r["mean_IF"], r["best_IF"], 1.0) if v is not None) for r in iv["per_language"])
         ax.set_ylim(max(0.0, lo - 0.05), None)
         ax.set_ylabel(f"test {metric}")
         ax.legend(fontsize=8)

@@ -127,3 +127,31 @@ def test_a_model_at_chance_everywhere_reports_without_made_up_figures():
     text = render_md(sections(res, "x", "accuracy"), "t", plots(res, "accuracy"))
     assert "not tested" in "\n".join(answer(res, "w")) and "no spread to split" in text
     assert latex.table(res, name="x").count(r"\\") == 7  # header and six rows
+
+
+def test_the_report_renders_any_ragged_table():
+    """Random small tables — orders, seeds and languages missing at random, one seed or several, F or
+    not, ties at chance level: every statistic, section, plot and table renders (a trial that was not
+    scored in one language crashed the IF-vs-F plot before)."""
+    import warnings
+
+    from search import latex
+    from search.report import _json_safe, answer, headline_metrics, plots, render_md, sections
+
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        tasks = TASKS[: rng.integers(1, 4)]
+        orders = [""] * rng.integers(0, 2) + [">".join(p) for k in (1, 2) for p in itertools.permutations(tasks, k)]
+        orders = [o for o in orders if rng.random() < 0.8] or ["ta"]
+        langs = ["en", "de", "sw", "zh"][: rng.integers(1, 5)]
+        rows = [(o, s, lg, 0.333 if rng.random() < 0.3 else 0.5 + rng.normal(0, 0.05)) for o in orders
+                for s in range(rng.integers(1, 5)) for lg in langs if rng.random() < 0.9]
+        tidy = pd.DataFrame(rows, columns=["order", "seed", "language", "score"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy warns on constant inputs; the report says "not tested"
+            res = _json_safe(S.analyse(tidy))
+            res.update(experiment="x", metric="accuracy")
+            md = render_md(sections(res, "x", "accuracy"), "t", plots(res, "accuracy"))
+        assert md.startswith("# t") and answer(res, "w")[-1] == "Report: w/report.html"
+        assert all(np.isfinite(v) for v in headline_metrics(res).values())
+        assert latex.table(res, name="x").rstrip().endswith(r"\end{table}")
