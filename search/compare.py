@@ -326,7 +326,7 @@ def _searches_section(res: dict):
     head = ["search", "experiment", "target", "metric", "orders", "seeds/order", "F", "best IF order", "best",
             "split-half reliability"]
     rows = [head] + [[s["name"], s["experiment"] or "–", s["target"] or "–", s["metric"] or "–", str(s["n_orders"]),
-                      f"{s['seeds_per_order']:g}", _f(s["F"]), show(s["best"]) if s["best"] is not None else "–",
+                      "–" if s["seeds_per_order"] is None else f"{s['seeds_per_order']:g}", _f(s["F"]), show(s["best"]) if s["best"] is not None else "–",
                       _f(s["best_mean"]), _f(s["reliability"].get("reliability"), 2)
                       if "reliability" in s["reliability"] else s["reliability"]["underpowered"]]
                      for s in res["searches"]]
