@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 
+from search.space import order_tasks
 from search.stats import F
 
 TOP = 10  # IF orders in the table (the best ones), besides F
@@ -27,7 +28,7 @@ def escape(text: str) -> str:
 
 def order_cell(order: str) -> str:
     """'a>b' -> 'a → b' in LaTeX; the empty order is F."""
-    return "F" if order == F else r" $\rightarrow$ ".join(escape(t) for t in order.split(">"))
+    return "F" if order == F else r" $\rightarrow$ ".join(escape(t) for t in order_tasks(order))
 
 
 def _scale(res: dict) -> float:

@@ -37,6 +37,7 @@ from scipy import stats
 
 from itt.errors import UserError
 from search import stats as S
+from search.space import task_set
 
 SEEDS = (3, 5, 8, 10)
 REPS = 1000  # simulated searches per cell
@@ -52,16 +53,12 @@ def components(fig: pd.DataFrame, figure: str = "mean") -> dict:
     if len(groups) < 2:
         raise UserError(f"{len(groups)} IF order(s) with 2+ seeds in the pilot: need 2 or more to estimate "
                         f"seed noise and the spread of orders (run the pilot with search.seeds: [0, 1, 2])")
-    k, n = len(groups), sum(len(g) for g in groups)
-    grand = np.concatenate(groups).mean()
-    msb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (k - 1)
-    msw = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - k)
-    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
+    msb, msw, n0 = S.one_way_mean_squares(groups)
     tau2 = max(0.0, (msb - msw) / n0)
     if all(np.ptp(g) == 0 for g in groups):  # (equal values leave float dust in msw, not noise)
         raise UserError("the pilot's seeds give identical scores for every order: no seed noise to plan with")
     sigma = math.sqrt(msw)
-    return {"figure": figure, "orders": k, "seeds_per_order": float(np.median([len(g) for g in groups])),
+    return {"figure": figure, "orders": len(groups), "seeds_per_order": float(np.median([len(g) for g in groups])),
             "sigma": sigma, "tau": math.sqrt(tau2), "ratio": math.sqrt(tau2) / sigma,
             "icc": tau2 / (tau2 + msw)}
 
@@ -69,9 +66,7 @@ def components(fig: pd.DataFrame, figure: str = "mean") -> dict:
 def _h(values: np.ndarray) -> np.ndarray:
     """Kruskal–Wallis H of (reps, k, n) tables (no ties: continuous simulated scores)."""
     reps, k, n = values.shape
-    big = k * n
-    ranks = stats.rankdata(values.reshape(reps, big), axis=1).reshape(reps, k, n)
-    return 12.0 / (big * (big + 1)) * (ranks.sum(axis=2) ** 2 / n).sum(axis=1) - 3 * (big + 1)
+    return S.kw_h(stats.rankdata(values.reshape(reps, k * n), axis=1), [n] * k)
 
 
 def _null_draws(k: int, n: int, permutations: int, seed: int) -> np.ndarray:
@@ -129,17 +124,14 @@ def arrangement_components(fig: pd.DataFrame, figure: str, sigma: float) -> dict
     d = fig[(fig["order"] != S.F) & fig[figure].notna()]
     sizes = d.groupby("order")[figure].size()
     d = d[d["order"].isin(sizes[sizes >= 2].index)]
-    d = d.assign(set=d["order"].map(lambda o: ">".join(sorted(o.split(">")))))
-    per_set = d.groupby("set")["order"].nunique()
-    d = d[d["set"].isin(per_set[per_set >= 2].index)]
+    per_set = d.groupby(d["order"].map(task_set))["order"].nunique()
+    d = d[d["order"].map(task_set).isin(per_set[per_set >= 2].index)]
     if d.empty:
         return {"strata": [], "reason": "no set of tasks with 2 or more orders of 2+ seeds in the pilot"}
-    om = d.groupby("order")[figure].agg(["mean", "size"]).join(d.groupby("order")["set"].first())
-    set_mean = d.groupby("set")[figure].mean()
-    ss = float((om["size"] * (om["mean"] - om["set"].map(set_mean)) ** 2).sum())
+    ss = S.variance_parts(d, figure).get("ss", {}).get("arrangement", 0.0)  # ("underpowered": no spread at all)
     strata = [int(v) for v in per_set[per_set >= 2].to_numpy()]
     ms = ss / sum(k - 1 for k in strata)
-    tau2 = max(0.0, (ms - sigma ** 2) / float(om["size"].mean()))
+    tau2 = max(0.0, (ms - sigma ** 2) / float(d.groupby("order").size().mean()))
     return {"strata": strata, "tau": math.sqrt(tau2), "ratio": math.sqrt(tau2) / sigma}
 
 

@@ -29,6 +29,7 @@ from search import stats as S
 from search.confirm import CONFIRM_FILE
 from search.confirm import analyse as confirmation
 from search.confirm import headline as confirmation_headline
+from search.space import order_tasks
 from search.stats import F, show
 from search.tracking import finite as _num
 
@@ -848,7 +849,7 @@ def tidy_scores(exp: Experiment) -> pd.DataFrame:
     """Every score the statistics use, one row per (order, seed, language), for R, pandas or a
     spreadsheet: the order (empty = F), its length, the seed, the language and the test metric."""
     d = exp.scores.dropna(subset=["score"]).copy()
-    d.insert(1, "length", d["order"].map(lambda o: len([t for t in o.split(">") if t])))
+    d.insert(1, "length", d["order"].map(lambda o: len(order_tasks(o))))
     return d.rename(columns={"score": exp.metric}).sort_values(["order", "seed", "language"], kind="stable")
 
 

@@ -158,3 +158,13 @@ def is_order_param(name: str) -> bool:
 def order_key(order: list[str]) -> str:
     """Orders as text: task names joined by '>', empty for the F baseline."""
     return ">".join(order)
+
+
+def order_tasks(key: str | None) -> list[str]:
+    """The inverse of :func:`order_key`: an order's text back to its tasks ('' or None: F, [])."""
+    return [t for t in (key or "").split(">") if t]
+
+
+def task_set(key: str) -> str:
+    """The tasks of an order regardless of their arrangement ('b>a' and 'a>b' share 'a>b')."""
+    return order_key(sorted(order_tasks(key)))

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from search.space import order_tasks, task_set
+
 ALPHA = 0.05
 MIN_SEEDS = 3  # seeds per order before an order-effect test is run
 MIN_ORDERS = 3  # orders per side/position before a precedence or position test is run
@@ -113,6 +115,24 @@ def seed_figures(scores: pd.DataFrame, extra: pd.DataFrame | None = None, englis
 
 
 # ------------------------------------------------------------------ the tests
+def kw_h(ranks: np.ndarray, sizes) -> np.ndarray:
+    """Kruskal–Wallis H along the last axis of ``ranks`` (ranks 1..n laid out group by group, ``sizes``
+    long), without the tie correction: a constant of the pooled data, so permutations need none."""
+    sizes = np.asarray(sizes)
+    n, starts = int(sizes.sum()), np.r_[0, np.cumsum(sizes)[:-1]]
+    return 12.0 / (n * (n + 1)) * (np.add.reduceat(ranks, starts, axis=-1) ** 2 / sizes).sum(axis=-1) - 3 * (n + 1)
+
+
+def one_way_mean_squares(groups: list[np.ndarray]) -> tuple[float, float, float]:
+    """(MS between, MS within, n0) of a one-way layout; n0 is the adjusted group size of unequal groups
+    (the random-effects model behind ICC(1) and the variance components)."""
+    n, k = sum(len(g) for g in groups), len(groups)
+    grand = np.concatenate(groups).mean()
+    msb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (k - 1)
+    msw = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - k)
+    return float(msb), float(msw), (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
+
+
 def kw_permutation(strata: list[list[np.ndarray]], *, permutations: int = PERMUTATIONS,
                    floor: bool = False) -> tuple[float, ...]:
     """(H summed over strata, its permutation p-value): group labels shuffled within each stratum
@@ -124,13 +144,8 @@ def kw_permutation(strata: list[list[np.ndarray]], *, permutations: int = PERMUT
     for groups in strata:
         sizes = np.array([len(g) for g in groups])
         ranks = stats.rankdata(np.concatenate(groups))
-        n, starts = len(ranks), np.r_[0, np.cumsum(sizes)[:-1]]
-
-        def h(r):  # H without the tie correction (a constant of the pooled data), along the last axis
-            return 12.0 / (n * (n + 1)) * (np.add.reduceat(r, starts, axis=-1) ** 2 / sizes).sum(axis=-1) - 3 * (n + 1)
-
-        h_obs += float(h(ranks))
-        h_perm += h(ranks[np.argsort(rng.random((permutations, n)), axis=1)])
+        h_obs += float(kw_h(ranks, sizes))
+        h_perm += kw_h(ranks[np.argsort(rng.random((permutations, len(ranks))), axis=1)], sizes)
     p = (1 + int((h_perm >= h_obs - 1e-9).sum())) / (permutations + 1)
     if not floor:
         return h_obs, p
@@ -149,12 +164,7 @@ def kruskal_effect(groups: list[np.ndarray], *, permutations: int = PERMUTATIONS
     else:
         h, p_chi2 = stats.kruskal(*groups)
         _, p, p_floor = kw_permutation([groups], permutations=permutations, floor=True)
-    # one-way random effects: MS between / within, n0 the adjusted group size
-    grand = allv.mean()
-    ssb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
-    ssw = sum(((g - g.mean()) ** 2).sum() for g in groups)
-    msb, msw = ssb / (k - 1), ssw / (n - k)
-    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
+    msb, msw, n0 = one_way_mean_squares(groups)
     denom = msb + (n0 - 1) * msw
     icc = max(0.0, (msb - msw) / denom) if denom > 0 and np.ptp(allv) > 0 else 0.0  # (equal values: float dust)
     return {"H": float(h), "p": float(p), "p_chi2": float(p_chi2), "p_floor": p_floor, "permutations": permutations,
@@ -184,9 +194,9 @@ def arrangement_effect(fig: pd.DataFrame, figure: str = "mean", *, min_seeds: in
     d = fig[(fig["order"] != F) & fig[figure].notna()]
     sizes = d.groupby("order")[figure].size()
     ok = [o for o in sizes.index if sizes[o] >= min_seeds]
-    sets: dict[frozenset, list[str]] = {}
+    sets: dict[str, list[str]] = {}
     for o in ok:
-        sets.setdefault(frozenset(o.split(">")), []).append(o)
+        sets.setdefault(task_set(o), []).append(o)
     strata = [os_ for os_ in sets.values() if len(os_) >= 2]
     out = {"figure": figure, "task_sets": len(strata), "orders": sum(len(x) for x in strata)}
     if not strata:
@@ -309,7 +319,7 @@ def _leaderboard(scores: pd.DataFrame, fig: pd.DataFrame) -> list[dict]:
         m = g["mean"].to_numpy(float)
         lo, hi = t_interval(m)
         rows.append({
-            "order": order, "length": len([t for t in order.split(">") if t]), "n_seeds": int(len(m)),
+            "order": order, "length": len(order_tasks(order)), "n_seeds": int(len(m)),
             "mean": float(m.mean()), "std": float(m.std(ddof=1)) if len(m) > 1 else None, "ci_low": lo, "ci_high": hi,
             "per_language": {lang: float(v) for lang, v in per_lang[order].items()},
             **{k: _f(g[k].mean()) for k in ("worst", "lang_std", "transfer_gap", "perturbation")},
@@ -441,7 +451,7 @@ def _positions(means: dict[str, float], alpha: float) -> dict:
     """Score (order means) when task T stands at position p, with t intervals over orders."""
     at: dict[tuple[str, int], list[float]] = {}
     for order, m in means.items():
-        for p, t in enumerate([x for x in order.split(">") if x], 1):
+        for p, t in enumerate(order_tasks(order), 1):
             at.setdefault((t, p), []).append(m)
     cells = []
     for (t, p), v in sorted(at.items()):
@@ -475,7 +485,7 @@ def variance_parts(fig: pd.DataFrame, figure: str = "mean") -> dict:
     d = fig[(fig["order"] != F) & fig[figure].notna()][["order", figure]].copy()
     if d["order"].nunique() < 2:
         return {"underpowered": f"{d['order'].nunique()} IF order(s) with this figure (need 2 or more)"}
-    d["set"] = d["order"].map(lambda o: ">".join(sorted(o.split(">"))))
+    d["set"] = d["order"].map(task_set)
     y = d[figure].to_numpy(float)
     if np.ptp(y) == 0:
         return {"underpowered": "every per-seed score of the IF orders is equal: no spread to split"}
@@ -499,7 +509,7 @@ def _lengths(means: dict[str, float], alpha: float) -> dict:
     between length and score over the IF orders."""
     by: dict[int, list[tuple[str, float]]] = {}
     for order, m in means.items():
-        by.setdefault(len([t for t in order.split(">") if t]), []).append((order, m))
+        by.setdefault(len(order_tasks(order)), []).append((order, m))
     cells = []
     for n, v in sorted(by.items()):
         vals = [m for _, m in v]
@@ -522,7 +532,7 @@ def _lengths(means: dict[str, float], alpha: float) -> dict:
 
 def _precedence(means: dict[str, float], alpha: float) -> dict:
     """A before B vs B before A among orders holding both (order means as units; Mann–Whitney U)."""
-    orders = {o: [t for t in o.split(">") if t] for o in means}
+    orders = {o: order_tasks(o) for o in means}
     tasks = sorted({t for ts in orders.values() for t in ts})
     pairs, ps = [], []
     for a, b in combinations(tasks, 2):

@@ -42,7 +42,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from itt.errors import UserError
-from search.space import order_key
+from search.space import order_key, order_tasks
 from search.storage import Storage, echo, is_uri
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -799,7 +799,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
 
 def _record_from_row(row: dict, meta: dict) -> dict:
     """A trial without a tracking/ log: params and final figures from its results.csv row."""
-    order = [t for t in (row.get("order") or "").split(">") if t]
+    order = order_tasks(row.get("order"))
     hp = row_hparams(row)
     skip = {"trial_id", "status", "order", "order_length", "stopped_early", "replayed", "stages_completed"}
     metrics = {k: finite(v) for k, v in row.items() if k not in skip and not k.startswith("hp:") and finite(v) is not None}

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from itt.errors import UserError
+from search.space import order_tasks
 
 SAMPLE = 256  # examples per task (a seeded sample of its capped training data)
 MAX_ROWS = 2048  # rows per task for token-level kinds (tokens, not examples)
@@ -413,7 +414,7 @@ def calibrate(prior: OrderPrior, measured: dict[str, float], ridge: float = 1.0)
     """The prior on the metric's scale from a finished search's scores (orders -> mean score): least
     squares of score on (1, raw prior score) plus ridge-shrunk per-task effects (position-weighted
     membership); measured orders keep their measured value."""
-    orders = [o.split(">") if o else [] for o in measured]
+    orders = [order_tasks(o) for o in measured]
     y = np.array(list(measured.values()), dtype=float)
     T = prior.tasks
     X = np.zeros((len(orders), 2 + len(T)))
@@ -568,7 +569,7 @@ def measured_sources(exp_dirs: list[str], space, label: str = "search.prior_from
 def measured_in_space(exp_dir: str, space, label: str = "--from") -> tuple[dict[str, float], str]:
     """``measured_scores`` of the orders that are also in ``space`` (an error when none is)."""
     measured, src = measured_scores(exp_dir, label)
-    measured = {o: v for o, v in measured.items() if space.is_valid(o.split(">") if o else [])}
+    measured = {o: v for o, v in measured.items() if space.is_valid(order_tasks(o))}
     if not measured:
         raise UserError(f"{label} {exp_dir}: none of its completed orders is in this config's search space")
     return measured, src

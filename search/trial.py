@@ -23,7 +23,7 @@ from pathlib import Path
 from search.config import HParam, SearchConfig
 from search.progress import Phase, trial_progress
 from search.searchers._base import CONTINUES
-from search.space import OrderSpace, is_order_param, order_key
+from search.space import OrderSpace, is_order_param, order_key, order_tasks
 from search.storage import Storage
 
 
@@ -49,7 +49,7 @@ def suggest_hparam(trial, name: str, hp: HParam):
 def split_config(config: dict, space: OrderSpace) -> tuple[list[str], dict]:
     """A Tune trial config -> (order, hyperparameters)."""
     if "order" in config:  # exhaustive searcher: the order itself
-        order = [t for t in str(config["order"]).split(">") if t]
+        order = order_tasks(str(config["order"]))
     else:
         order = space.decode(config)
     hp = {k: v for k, v in config.items() if k not in ("order", CONTINUES) and not is_order_param(k)}
