@@ -31,10 +31,17 @@ def order_cell(order: str) -> str:
     return "F" if order == F else r" $\rightarrow$ ".join(escape(t) for t in order_tasks(order))
 
 
-def _scale(res: dict) -> float:
+def _scale(values) -> float:
     """x 100 for scores in [0, 1] (accuracy, F1), as XTREME tables print them; otherwise as they are."""
-    vals = [v for r in res["leaderboard"] for v in r["per_language"].values() if v is not None]
+    vals = [v for v in values if v is not None]
     return 100.0 if vals and max(abs(v) for v in vals) <= 1.0 else 1.0
+
+
+def _environment(columns: int, header: list[str], body: list[str], caption: str, label: str) -> str:
+    """A booktabs ``table``: an order column, then ``columns`` right-aligned ones (``label``: LaTeX-safe)."""
+    return "\n".join([r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * columns + "}",
+                      r"\toprule", " & ".join(header) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+                      r"\caption{" + caption + "}", r"\label{tab:itt-" + label + "}", r"\end{table}"]) + "\n"
 
 
 def _num(v, scale: float) -> str:
@@ -47,12 +54,11 @@ def table(res: dict, *, name: str, target: str | None = None, top: int = TOP) ->
     langs = res["languages"]
     ifs = [r for r in board if r["order"] != F]
     rows = ([r for r in board if r["order"] == F] + ifs[:top])
-    scale = _scale(res)
+    scale = _scale(v for r in board for v in r["per_language"].values())
     cols = [[r["per_language"].get(lg) for lg in langs] + [r["mean"], r["worst"]] for r in rows]
     best = [max((c[j] for c in cols if c[j] is not None), default=None) for j in range(len(langs) + 2)]
     sig = _significant(res)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * (len(langs) + 2) + "}",
-             r"\toprule", "Order & " + " & ".join(escape(lg) for lg in langs) + r" & Avg. & Worst \\", r"\midrule"]
+    lines = []
     for r, c in zip(rows, cols):
         cells = []
         for j, v in enumerate(c):
@@ -67,10 +73,9 @@ def table(res: dict, *, name: str, target: str | None = None, top: int = TOP) ->
         lines.append(order_cell(r["order"]) + " & " + " & ".join(cells) + r" \\")
         if r["order"] == F and len(rows) > 1:
             lines.append(r"\midrule")
-    caption = _caption(res, target, len(ifs), min(top, len(ifs)), scale, bool(sig))
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}", r"\label{tab:itt-" + _label(name) + "}",
-              r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    header = ["Order", *(escape(lg) for lg in langs), "Avg.", "Worst"]
+    return _environment(len(langs) + 2, header, lines, _caption(res, target, len(ifs), min(top, len(ifs)), scale,
+                                                                bool(sig)), _label(name))
 
 
 def _significant(res: dict) -> set[str]:
@@ -111,15 +116,13 @@ def compare_table(res: dict, *, top: int = TOP) -> str:
     rows_all = res["across"]["orders"]
     ifs = [r for r in rows_all if r["order"] != F]
     rows = [r for r in rows_all if r["order"] == F] + ifs[:top]
-    vals = [c["mean"] for r in rows_all for c in r["per_search"].values()]
-    scale = 100.0 if vals and max(abs(v) for v in vals) <= 1.0 else 1.0
+    scale = _scale(c["mean"] for r in rows_all for c in r["per_search"].values())
     cols = [[r["per_search"][k]["mean"] for k in names] for r in rows]
     best = [max(c[j] for c in cols) if cols else None for j in range(len(names))]
     gains = [r["least_gain_over_F"] for r in rows if r.get("least_gain_over_F") is not None]
     head = [escape(s["name"] + (f" ({s['target']})" if s.get("target") and s["target"] != s["name"] else ""))
             for s in res["searches"]]
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * (len(names) + 2) + "}",
-             r"\toprule", "Order & " + " & ".join(head) + r" & Mean rank & Least gain over F \\", r"\midrule"]
+    lines = []
     for r, c in zip(rows, cols):
         cells = [(rf"\textbf{{{_num(v, scale)}}}" if round(v * scale, 1) == round(best[j] * scale, 1) else _num(v, scale))
                  for j, v in enumerate(c)]
@@ -137,6 +140,5 @@ def compare_table(res: dict, *, top: int = TOP) -> str:
     caption = (f"Zero-shot {escape(label)}{times} of each order in each search (mean over seeds; test split): "
                f"F, then {shown}. Mean rank: over searches (1 = best). Least gain over F: the smallest gain over "
                f"F in any search (the robust choice is the largest). Best per column in bold.")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}",
-              r"\label{tab:itt-compare-" + _label("-".join(names)) + "}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    return _environment(len(names) + 2, ["Order", *head, "Mean rank", "Least gain over F"], lines, caption,
+                        "compare-" + _label("-".join(names)))
