@@ -50,12 +50,12 @@ def _from_ray(st, name: str, out: dict) -> None:
 
 def devices_per_trial(config: dict | None) -> tuple[float, str]:
     """(devices one trial holds, their kind): GPUs when the search gave workers GPUs, else CPU cores."""
-    res = ((config or {}).get("search") or {}).get("resources") or {}
-    workers = res.get("workers_per_trial", 1)
-    gpus = res.get("gpus_per_worker", 0) or 0
-    if gpus > 0:
-        return workers * gpus, "GPU"
-    return workers * res.get("cpus_per_worker", 1) + res.get("trial_cpus", 0.25), "CPU core"
+    from search.config import Resources
+
+    res = {**Resources().model_dump(), **(((config or {}).get("search") or {}).get("resources") or {})}  # its defaults
+    if res["gpus_per_worker"]:
+        return res["workers_per_trial"] * res["gpus_per_worker"], "GPU"
+    return res["workers_per_trial"] * res["cpus_per_worker"] + res["trial_cpus"], "CPU core"
 
 
 def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, hardware: list[dict],
