@@ -22,6 +22,7 @@ import yaml
 
 from itt.errors import UserError
 from search import stats as S
+from search.pareto import on_front
 from search.stats import F, show
 from search.tracking import finite as _num
 from search.tracking import row_hparams
@@ -35,7 +36,7 @@ def picks(rows: list[dict], recommended: dict | None, top: int, *, front: bool =
     where it has one), then the completed trials by score; each with its trial's hyperparameters.
     ``front`` (a multi-objective search): the trials on its Pareto front first, by the first objective."""
     done = [r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None]
-    done.sort(key=lambda r: (front and not _on_front(r), -_num(r["score"])))
+    done.sort(key=lambda r: (front and not on_front(r), -_num(r["score"])))
     out: list[dict] = []
 
     def add(order: str, hp: dict, why: str) -> None:
@@ -46,15 +47,9 @@ def picks(rows: list[dict], recommended: dict | None, top: int, *, front: bool =
         add(recommended["order"], dict(recommended.get("hparams") or {}), "the searcher's recommendation")
     for r in done:
         add(r.get("order") or "", {k: _value(v) for k, v in row_hparams(r).items()},
-            f"trial {r['trial_id']}, {'on the Pareto front, ' if front and _on_front(r) else ''}score "
+            f"trial {r['trial_id']}, {'on the Pareto front, ' if front and on_front(r) else ''}score "
             f"{_num(r['score']):.4f}")
     return out
-
-
-def _on_front(row: dict) -> bool:
-    from search.pareto import PARETO_COLUMN
-
-    return str(row.get(PARETO_COLUMN)).lower() == "true"
 
 
 # a multi-objective search's objectives as per-seed test figures (search.stats.seed_figures' columns)

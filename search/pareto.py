@@ -29,6 +29,11 @@ SINGLE = ("mean", "worst", "robust")
 PARETO_COLUMN = "pareto"  # results.csv: true on the front, false for other completed trials
 
 
+def on_front(row: dict) -> bool:
+    """Whether a results.csv row is on its search's Pareto front."""
+    return row.get(PARETO_COLUMN) == "true"
+
+
 def names(metric: str | Sequence[str]) -> list[str]:
     """``search.metric`` as a list of objective names (one for a single-objective search)."""
     return [metric] if isinstance(metric, str) else list(metric)

@@ -196,7 +196,7 @@ def pareto_analysis(exp: Experiment, board: list[dict]) -> dict | None:
     objectives it optimised), each order on it with its dev objectives and its test mean and worst
     language with their t intervals over seeds; whether it is also non-dominated on test (mean,
     worst); and F. None for a single-objective search."""
-    from search.pareto import OBJECTIVES, PARETO_COLUMN, front
+    from search.pareto import OBJECTIVES, PARETO_COLUMN, front, on_front
 
     if not exp.rows or PARETO_COLUMN not in exp.rows[0]:
         return None
@@ -204,7 +204,7 @@ def pareto_analysis(exp: Experiment, board: list[dict]) -> dict | None:
     fig = S.seed_figures(exp.scores, exp.extra)
     byo = {r["order"]: r for r in board}
     on, seen = [], set()
-    for r in sorted((r for r in exp.rows if r.get(PARETO_COLUMN) == "true"), key=lambda r: -(_num(r.get("score")) or 0)):
+    for r in sorted((r for r in exp.rows if on_front(r)), key=lambda r: -(_num(r.get("score")) or 0)):
         order = r.get("order") or ""
         if order in seen:
             continue

@@ -10,7 +10,7 @@ import time
 from ray.tune import Callback
 
 from search.config import SearchConfig
-from search.pareto import MAX, PARETO_COLUMN, column, directions
+from search.pareto import MAX, PARETO_COLUMN, column, directions, on_front
 from search.pareto import front as pareto_front
 from search.space import order_key
 from search.storage import Storage, echo
@@ -175,7 +175,7 @@ class ResultsWriter(Callback):
         self.pruned = getattr(self, "pruned", set())
         for r in done[k:]:
             tid = r["trial_id"]
-            if tid in self.pruned or r.get(PARETO_COLUMN) == "true":
+            if tid in self.pruned or on_front(r):
                 continue
             self.pruned.add(tid)
             for seed in self.scfg.seeds or self.seeds:
