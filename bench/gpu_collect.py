@@ -108,8 +108,6 @@ def merge_parts(dirs: list[Path], into: Path) -> Path:
     """Copy the parts of ``dirs`` into one folder, later folders over earlier ones; a folder's
     ``details.tar.gz`` is unpacked first, so its own loose files take precedence over the archive's."""
     for d in dirs:
-        if not d.is_dir():
-            raise SystemExit(f"gpu_collect.py: --parts {d}: no such folder")
         if (d / "details.tar.gz").is_file():
             with tarfile.open(d / "details.tar.gz") as tar:
                 tar.extractall(into, filter="data")
@@ -131,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="write the file, print nothing")
     args = ap.parse_args(argv)
     dirs = [Path(d) for d in args.parts]
+    missing = next((d for d in dirs if not d.is_dir()), None)
+    if missing is not None:  # (one folder alone skips the merge: check every path here, before either way)
+        raise SystemExit(f"gpu_collect.py: --parts {missing}: no such folder")
     if len(dirs) == 1 and not (dirs[0] / "details.tar.gz").is_file():
         out = collect(dirs[0], args.smoke)
     else:

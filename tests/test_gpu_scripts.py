@@ -176,6 +176,9 @@ def test_collect_merges_the_outs_of_several_calls(tmp_path):
     assert g["trainer_ratio"] == 1.2 and g["gpu"] == "NVIDIA H200" and g["share_throughput"] == {"1": 1.0, "2": 1.7}
     with pytest.raises(SystemExit, match="no such folder"):
         col.main(["--parts", str(call1), str(tmp_path / "nope"), "--out", str(out)])
+    with pytest.raises(SystemExit, match="no such folder"):  # one folder alone too (it skips the merge)
+        col.main(["--parts", str(tmp_path / "nope"), "--out", str(tmp_path / "none.json")])
+    assert not (tmp_path / "none.json").exists()
 
 
 # --------------------------------------------------------------------------- the search config
