@@ -231,7 +231,7 @@ def cmd_confirm(args) -> int:
     seeds = _seeds(args.seeds) if args.seeds else None
     run_confirm(args.experiment_dir, top=args.top, seeds=seeds, name=args.name, storage=args.storage,
                 address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,
-                progress=args.progress, dry_run=args.dry_run)
+                progress=args.progress, dry_run=args.dry_run, hparams=args.hparams)
     return 0
 
 
@@ -371,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     cf.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
     cf.add_argument("--no-tracking", action="store_true", help="no MLflow runs")
+    cf.add_argument("--hparams", choices=["own", "first"], default="own",
+                    help="a search that tuned hyperparameters: each order with its trial's (own, the default: the "
+                         "configurations the search found) or all with the first pick's (first: only the order differs)")
     cf.add_argument("--dry-run", action="store_true", help="print what would run (orders, seeds, config) and stop")
     _progress_flag(cf)
     cf.set_defaults(fn=cmd_confirm)

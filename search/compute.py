@@ -22,14 +22,15 @@ TRIAL_DIR_PREFIX = "chain_trial_"  # Ray Tune's folder of one trial: chain_trial
 
 def trial_times(st) -> dict[str, dict]:
     """trial id -> {seconds, start, end}: from the search's own trial records (``tracking/trials``:
-    started and ended, as the driver saw them), else from Ray's ``result.json`` of the trial's folder
+    started and ended, as the driver saw them, plus the runs before a resume), else from Ray's ``result.json`` of the trial's folder
     (the last line's ``time_total_s`` and timestamp; real searches of earlier versions)."""
     out = {}
     for name in st.listdir("tracking", "trials"):
         rec = json.loads(st.read_text("tracking", "trials", name) or "{}")
         start, end = _num(rec.get("started")), _num(rec.get("ended"))
-        if rec.get("trial_id") and start is not None and end is not None:
-            out[rec["trial_id"]] = {"seconds": end - start, "start": start, "end": end}
+        if rec.get("trial_id") and start is not None and end is not None:  # (+ its runs before a resume)
+            out[rec["trial_id"]] = {"seconds": end - start + (_num(rec.get("earlier_seconds")) or 0.0),
+                                    "start": _num(rec.get("first_started")) or start, "end": end}
     for name in st.listdir():
         rest = name[len(TRIAL_DIR_PREFIX):]
         if name.startswith(TRIAL_DIR_PREFIX) and not any(rest.startswith(t + "_") for t in out):

@@ -48,6 +48,8 @@ class Confirm(_Strict):
 
     top: int = Field(3, ge=1)  # the best orders to train again (F comes with them)
     seeds: list[int] | None = None  # fresh seeds; null: as many as the search's (at least 5), after its largest
+    # a search that tuned hyperparameters: each order with its trial's (own), or all with the first pick's (first)
+    hparams: Literal["own", "first"] = "own"
 
     _csv = field_validator("seeds", mode="before")(_split_commas)  # --set search.confirm.seeds=10,11,12
 
@@ -69,11 +71,18 @@ class SeedPoints(_Strict):
     # transferability: the transferability prior's best order of each length (search/transfer.py, `itt rank`)
     heuristics: list[Literal["curriculum", "similarity", "transferability"]] = Field(default_factory=list)
     heuristics_from: str | None = None  # a finished search whose single-task orders give the difficulty
+    # searched hyperparameters of given seed points, by order ("a>b"; "F" for the baseline), e.g.
+    # {"a>b": {train.lr: 3.0e-5}}; any a point does not give takes the middle of its range
+    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("orders", mode="before")
     @classmethod
     def _parse(cls, v):
         return [o.split(">") if isinstance(o, str) else o for o in (v or [])]
+
+    def hparams_of(self, order: list[str]) -> dict[str, Any]:
+        """The hyperparameters given for the seed point ``order`` (``{}``: none given)."""
+        return self.hparams.get(">".join(order) if order else "F", {})
 
 
 class Scheduler(_Strict):
@@ -318,6 +327,7 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     for o in scfg.seed_points.orders:
         if not space.is_valid(o):
             raise ConfigError(f"{path}: search.seed_points.orders: '{'>'.join(o)}' is not in the search space")
+    _check_point_hparams(scfg, path)
     if scfg.multi_objective:
         if scfg.scheduler.type == "asha" and scfg.scheduler.brackets > 1:
             raise ConfigError(f"{path}: search.scheduler.brackets: a multi-objective search runs one bracket "
@@ -354,3 +364,34 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                 raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
                                   f"and {scfg.simulate.table} has no dev_<language> columns")
     return scfg, chain, raw
+
+
+def _check_point_hparams(scfg: SearchConfig, path: str) -> None:
+    """``search.seed_points.hparams``: each key a given seed point, each value a searched hyperparameter
+    of that order (``stages.*.X`` as one ``stages.<task>.X`` per task) inside its range or choices."""
+    sp = scfg.seed_points
+    if sp.hparams and scfg.searcher == "exhaustive":
+        raise ConfigError(f"{path}: search.seed_points.hparams needs an Optuna searcher ('exhaustive' draws "
+                          f"hyperparameters through Ray)")
+    points = {">".join(o): o for o in sp.orders} | ({"F": []} if sp.baseline else {})
+    for key, given in sp.hparams.items():
+        where = f"{path}: search.seed_points.hparams.{key}"
+        if key not in points:
+            raise ConfigError(f"{where}: not a seed point (list the order in seed_points.orders, or set "
+                              f"seed_points.baseline for F)")
+        names = {n: hp for k, hp in scfg.hparams.items()
+                 for n in ([k.replace("*", t) for t in points[key]] if "*" in k else [k])}
+        for name, v in (given or {}).items():
+            if name not in names:
+                raise ConfigError(f"{where}: '{name}' is not a searched hyperparameter of this order (searched: "
+                                  f"{', '.join(names) or 'none, search.hparams is empty'})")
+            if not _in_range(names[name], v):
+                raise ConfigError(f"{where}.{name}: {v!r} is outside its search.hparams range or choices")
+
+
+def _in_range(hp: HParam, v) -> bool:
+    if hp.choice is not None:
+        return v in hp.choice
+    lo, hi = hp.float or hp.int
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+    return ok and (hp.int is None or float(v).is_integer())

@@ -76,28 +76,48 @@ def _value(v):
     return {"true": True, "false": False}.get(v.lower(), v)
 
 
-def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline: bool) -> tuple[dict, list[str]]:
+HPARAMS = ("own", "first")  # each pick as its trial ran it; or the first pick's for every order
+
+
+def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline: bool, *, hparams: str = "own",
+                   f_hparams: dict | None = None) -> tuple[dict, list[str]]:
     """The search's own config (its ``tracking/config.yaml``) turned into the confirmation's: only the
     picked orders (and F) as seed points, as many trials as orders, no scheduler and no prior, fresh
-    seeds, and the first pick's hyperparameters set in the chain config for every order. Returns the
+    seeds. ``hparams``: ``own`` (each pick with its trial's hyperparameters, per-stage ones too, and F
+    with ``f_hparams``, its search trial's: the configurations the search found, again) or ``first``
+    (the first pick's set in the chain config for every order: only the order differs). Returns the
     config and notes on what could not be carried over."""
-    from itt.config import set_dotted
-
     cfg = json.loads(json.dumps(config))  # a deep copy
     s = cfg["search"]
     notes: list[str] = []
-    hp = orders[0]["hparams"] if orders else {}
+    point_hparams: dict = {}
+    if hparams == "first" or not s.get("hparams"):
+        notes += _fix_first(cfg, orders[0]["hparams"] if orders else {})
+        s["hparams"] = {}
+    else:  # the search's hyperparameter space stays, so every trial records its values; the points fix them
+        point_hparams = {p["order"] or "F": dict(p["hparams"]) for p in orders if p["hparams"]}
+        if baseline and f_hparams:
+            point_hparams["F"] = dict(f_hparams)
+    if isinstance(s.get("tracking"), dict):  # its own MLflow experiment, named as the run (<name>-confirm)
+        s["tracking"]["experiment"] = None
+    s.update(confirm=None, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",
+             prior_from=None, report=False, scheduler={"type": "none"},
+             seed_points={"baseline": baseline, "singles": False, "orders": [p["order"] for p in orders],
+                          "heuristics": [], "hparams": point_hparams})
+    return cfg, notes
+
+
+def _fix_first(cfg: dict, hp: dict) -> list[str]:
+    """The first pick's hyperparameters set in the chain config (``hparams: first``)."""
+    from itt.config import set_dotted
+
+    notes = []
     for key, v in hp.items():
         if "*" in key:  # one value per stage of the order it was searched with: no single setting
             notes.append(f"per-stage hyperparameter {key} keeps the config's default")
         else:
             set_dotted(cfg, key, v, "search.hparams")
-    if isinstance(s.get("tracking"), dict):  # its own MLflow experiment, named as the run (<name>-confirm)
-        s["tracking"]["experiment"] = None
-    s.update(confirm=None, hparams={}, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",
-             prior_from=None, report=False, scheduler={"type": "none"},
-             seed_points={"baseline": baseline, "singles": False, "orders": [p["order"] for p in orders], "heuristics": []})
-    return cfg, notes
+    return notes
 
 
 def search_means(exp, objectives: list[str] | None = None,
@@ -112,7 +132,22 @@ def search_means(exp, objectives: list[str] | None = None,
     return out, sorted({int(s) for s in fig["seed"] if int(s) >= 0})
 
 
-def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, storage: str | None) -> dict:
+def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, str | None]:
+    """F's hyperparameters for ``hparams: own``: those of the search's best completed F trial; where the
+    search ran none, the first pick's that apply to F (not per-stage), with a note saying so."""
+    if not scfg.hparams:
+        return {}, None
+    f = [r for r in rows if r.get("order") == F and r.get("status") == S.Status.COMPLETED
+         and _num(r.get("score")) is not None]
+    if f:
+        return {k: _value(v) for k, v in row_hparams(max(f, key=lambda r: _num(r["score"]))).items()}, None
+    hp = {k: v for k, v in chosen[0]["hparams"].items() if not k.startswith("stages.")}
+    return hp, ("the search ran no F, so F takes the first pick's hyperparameters"
+                + (f" ({', '.join(f'{k}={v}' for k, v in hp.items())})" if hp else ""))
+
+
+def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, storage: str | None,
+         hparams: str = "own") -> dict:
     """Every check before anything runs (UserErrors: nothing written): the search, its picks, fresh
     seeds, the confirmation's config and where it goes."""
     from itt.config import validate
@@ -124,6 +159,8 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
 
     if top < 1:
         raise UserError(f"--top {top}: give 1 or more")
+    if hparams not in HPARAMS:
+        raise UserError(f"--hparams {hparams}: give one of {', '.join(HPARAMS)}")
     st = storage_of(exp_dir, "experiment")
     if not st.exists():
         raise UserError(f"{exp_dir}: no such experiment directory")
@@ -149,36 +186,47 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
         raise UserError(f"experiment '{new_st.name}' exists already in {new_st.root} (continue it with `itt resume "
                         f"{new_st.display}`, or pick another --name)")
     baseline = scfg.space().is_valid([])  # F, the reference, wherever the search's space holds it
-    cfg, notes = confirm_config(config, chosen, seeds, baseline)
+    f_hp, f_note = baseline_hparams(exp.rows, chosen, scfg) if baseline and hparams == "own" else ({}, None)
+    cfg, notes = confirm_config(config, chosen, seeds, baseline, hparams=hparams, f_hparams=f_hp)
+    notes += [f_note] if f_note else []
     if scfg.multi_objective:  # nothing is searched: the first objective names the trials' score
         cfg["search"]["metric"] = scfg.objectives[0]
         notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]}); the picks are "
                      f"its Pareto front first, and the report compares them on every objective (test)")
     kept = [p["order"] for p in chosen] + [F]
     record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
+              "hparams": hparams if scfg.hparams else None, "hparams_of": cfg["search"]["seed_points"]["hparams"],
               "objectives": objectives, "robust_weight": scfg.robust_weight, "notes": notes,
               "search_means": {o: means[o] for o in kept if o in means}}
     return {"config": cfg, "record": record, "st": new_st, "tracking_uri": exp.meta.get("tracking_uri")}
 
 
+def _hp_text(hp: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in hp.items()) or "the middle of each searched range"
+
+
 def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,
                 storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
-                no_tracking: bool = False, progress: str = "auto", dry_run: bool = False, log=print):
+                no_tracking: bool = False, progress: str = "auto", dry_run: bool = False, hparams: str = "own",
+                log=print):
     """``itt confirm``: plan (every check), run the confirmation as a search, keep confirm.json in it,
     then report on it. Returns the new experiment directory (None for ``dry_run``: the plan and the
     config it would run are printed, nothing else happens)."""
     from search.report import make_report
     from search.runner import run_search
 
-    p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage)
+    p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage, hparams=hparams)
     rec, new_st = p["record"], p["st"]
     tracking_uri = tracking_uri or p["tracking_uri"]  # beside the search in MLflow too
     log(f"confirming {len(rec['picks'])} order(s) of {rec['source']}{' and F' if rec['baseline'] else ''} on fresh "
         f"seeds {', '.join(map(str, rec['seeds']))} (the search used {', '.join(map(str, rec['search_seeds']))}): "
         + "; ".join(f"{show(x['order'])} ({x['why']})" for x in rec["picks"]))
-    if rec["picks"][0]["hparams"]:
-        log("every order runs with the first pick's hyperparameters: "
-            + ", ".join(f"{k}={v}" for k, v in rec["picks"][0]["hparams"].items()))
+    if rec.get("hparams") == "own":
+        f = [("F", p["config"]["search"]["seed_points"]["hparams"].get("F", {}))] if rec["baseline"] else []
+        log("each order runs with its trial's hyperparameters (--hparams first: the first pick's for all): "
+            + "; ".join(f"{o}: {_hp_text(hp)}" for o, hp in [(show(x["order"]), x["hparams"]) for x in rec["picks"]] + f))
+    elif rec["picks"][0]["hparams"]:
+        log("every order runs with the first pick's hyperparameters: " + _hp_text(rec["picks"][0]["hparams"]))
     for n in rec["notes"]:
         log(f"note: {n}")
     if dry_run:
@@ -223,7 +271,8 @@ def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
         lo, hi = S.t_interval(fresh[o])
         was = (confirm.get("search_means") or {}).get(o, {}).get("mean")
         rows.append({"order": o, "n_seeds": int(len(fresh[o])), "mean": float(fresh[o].mean()), "ci_low": lo,
-                     "ci_high": hi, "search_mean": was, "shift": None if was is None else float(fresh[o].mean()) - was})
+                     "ci_high": hi, "search_mean": was, "shift": None if was is None else float(fresh[o].mean()) - was,
+                     "hparams": (confirm.get("hparams_of") or {}).get(o or "F")})
     pick = orders[0]
     tests = []
     if pick in fresh:
@@ -240,7 +289,8 @@ def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
             "n": len(both)} if len(both) >= 3 else {"underpowered": f"{len(both)} order(s) with both scores (need 3)"})
     return {"source": confirm["source"], "seeds": confirm["seeds"], "search_seeds": confirm["search_seeds"],
             "pick": pick, "orders": rows, "tests": tests, "replication": rep, "alpha": alpha,
-            "objectives": confirm.get("objectives"), "notes": confirm.get("notes", [])}
+            "objectives": confirm.get("objectives"), "notes": confirm.get("notes", []), "hparams": confirm.get("hparams"),
+            "first_hparams": (confirm["picks"][0]["hparams"] if confirm.get("hparams") == "first" else {})}
 
 
 def _objectives(confirm: dict, fig, rows: list[dict]) -> None:

@@ -737,6 +737,8 @@ def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None
     objs = c.get("objectives") or []
     head = ["order", "fresh seeds", "mean", "95% CI", "search mean", "shift", "pick minus it", "p (Holm)"]
     head += [f"{n}: fresh (search)" for n in objs] + (["on the fresh front"] if objs else [])
+    own = c.get("hparams") == "own"
+    head += ["hyperparameters"] if own else []
     tests = {t["b"]: t for t in c["tests"]}
     rows = [head]
     for r in c["orders"]:
@@ -750,7 +752,8 @@ def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None
                      _x(r["search_mean"]), _x(r["shift"]), _x(t["difference"]) if t else "–",
                      (f"{t['p_holm']:.3g}" + (" *" if t["significant"] else "")) if t else "–"]
                     + [f"{_x(r['objectives'][n])} ({_x(was.get(n))})" for n in objs]
-                    + ([_x(r["on_fresh_front"])] if objs else []))
+                    + ([_x(r["on_fresh_front"])] if objs else [])
+                    + ([", ".join(f"{k}={v}" for k, v in (r.get("hparams") or {}).items()) or "–"] if own else []))
     rep = c["replication"]
     rep_text = (f"Spearman's rho between the search's and the fresh scores over {rep['n']} orders: {rep['rho']:.2f}."
                 if "rho" in rep else f"Replication of the ranking not measured: {rep['underpowered']}.")
@@ -759,8 +762,17 @@ def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None
             f"the search never used, so their scores carry no selection bias. Shift: fresh mean minus search mean "
             f"(negative for a pick the search's seeds flattered: the winner's curse). The pick (first row) against "
             f"each other order: Welch t-test on per-seed means over languages, Holm over these comparisons, fixed "
-            f"before the run. {rep_text}" + (" Notes: " + "; ".join(c["notes"]) + "." if c.get("notes") else ""))
+            f"before the run. {rep_text}{_confirm_hparams(c)}" + (" Notes: " + "; ".join(c["notes"]) + "." if c.get("notes") else ""))
     return ("Confirmation on fresh seeds", text, rows, None)
+
+
+def _confirm_hparams(c: dict) -> str:
+    if c.get("hparams") == "own":
+        return " Each order ran with its search trial's hyperparameters (last column): the configurations the search found."
+    if c.get("first_hparams"):
+        return (" Every order ran with the first pick's hyperparameters (" + ", ".join(
+            f"{k}={v}" for k, v in c["first_hparams"].items()) + "), so only the order differs.")
+    return ""
 
 
 def headline_metrics(res: dict) -> dict[str, float]:

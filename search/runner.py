@@ -24,7 +24,8 @@ from search.cluster import connect
 from search.config import SearchConfig, load_search
 from search.schedulers import make_scheduler
 from search.results import ResultsWriter, Status  # (also re-exported: older experiments pickled it from here)
-from search.searchers import exhaustive_param_space, make_searcher, seed_point_orders, study_copy_url
+from search.searchers import (exhaustive_param_space, exhaustive_search_alg, make_searcher, seed_point_orders,
+                              study_copy_url)
 from search.storage import Storage, echo
 from search.trial import TrialContext, chain_trial, in_trial_process, trial_resources
 
@@ -130,11 +131,13 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")
     # several objectives: the searcher and the scheduler carry their own metrics (Tune's must then be None)
     metric, mode = (None, None) if scfg.multi_objective else ("objective", "max")
+    grid = exhaustive_search_alg(scfg, concurrency) if searcher is None else None
     tuner = tune.Tuner(
         _trainable(scfg, chain, st, target.metric),
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher,
-                                    scheduler=make_scheduler(scfg), num_samples=num_samples, max_concurrent_trials=concurrency,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher or grid,
+                                    scheduler=make_scheduler(scfg), num_samples=num_samples,
+                                    max_concurrent_trials=concurrency if searcher else None,  # (the grid's: its own)
                                     # a trial's process runs the next trial (no new process per trial);
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
                                     reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),
@@ -209,8 +212,9 @@ def _then_confirm(scfg: SearchConfig, exp, *, address: str | None, tracking_uri:
 
     log("did its best orders hold up on fresh seeds? (itt confirm)")
     try:
-        run_confirm(str(exp), top=scfg.confirm.top, seeds=scfg.confirm.seeds, address=address,
-                    tracking_uri=tracking_uri, no_tracking=not scfg.tracking.enabled, progress=progress, log=log)
+        run_confirm(str(exp), top=scfg.confirm.top, seeds=scfg.confirm.seeds, hparams=scfg.confirm.hparams,
+                    address=address, tracking_uri=tracking_uri, no_tracking=not scfg.tracking.enabled,
+                    progress=progress, log=log)
     except UserError as e:
         log(f"confirm: not run ({e}); once fixed: itt confirm {exp}")
     return exp

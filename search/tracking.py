@@ -480,6 +480,18 @@ def _open_parent(ml: _Mlflow, st: Storage, meta: dict) -> str:
 
 
 # ------------------------------------------------------------------ the live tracker
+def _keep_earlier_run(rec: dict) -> None:
+    """A trial started again (``itt resume`` after the driver stopped, or an errored trial retried):
+    the time its earlier run took, to its end or its last report, still counts in its run time
+    (``earlier_seconds``), and ``first_started`` keeps when it first started."""
+    if rec.get("started") is None:
+        return
+    end = rec.get("ended") or (rec["reports"][-1]["time"] if rec.get("reports") else None)
+    if end is not None and end > rec["started"]:
+        rec["earlier_seconds"] = rec.get("earlier_seconds", 0.0) + (end - rec["started"])
+    rec.setdefault("first_started", rec["started"])
+
+
 class Tracker(Callback):
     """Ray Tune callback (driver side): the ``tracking/`` log always, MLflow runs when enabled.
 
@@ -619,6 +631,7 @@ class Tracker(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         rec = self._record(trial)
+        _keep_earlier_run(rec)
         restarted = rec["status"] != Outcome.RUNNING or bool(rec["reports"])
         if restarted:  # a resumed search runs the trial again from its start
             rec.update(status=Outcome.RUNNING, stages_completed=0, reports=[], final=False)

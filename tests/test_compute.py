@@ -41,6 +41,21 @@ def test_trial_times_read_the_last_line_of_rays_result_json(tmp_path):
     (recs / "c3.json").write_text(json.dumps({"trial_id": "c3", "started": 1000.0}))  # still running: no end
     assert C.trial_times(st) == {"a1": {"seconds": 35.0, "start": 990.0, "end": 1025.0},
                                  "b2": {"seconds": 30.0, "start": 1010.0, "end": 1040.0}}
+    # a trial `itt resume` ran again: its earlier run counts too, from when it first started
+    from search.tracking import _keep_earlier_run
+
+    rec = {"trial_id": "a1", "started": 900.0, "reports": [{"time": 930.0}, {"time": 950.0}]}  # killed after 950
+    _keep_earlier_run(rec)
+    assert (rec["earlier_seconds"], rec["first_started"]) == (50.0, 900.0)
+    rec.update(started=960.0, ended=965.0)  # errored at 965, then retried
+    _keep_earlier_run(rec)
+    assert (rec["earlier_seconds"], rec["first_started"]) == (55.0, 900.0)
+    rec.update(started=990.0, ended=1025.0)
+    (recs / "a1.json").write_text(json.dumps(rec))
+    assert C.trial_times(st)["a1"] == {"seconds": 90.0, "start": 900.0, "end": 1025.0}
+    never = {"trial_id": "x", "started": 5.0, "reports": []}  # killed before its first report: no end known
+    _keep_earlier_run(never)
+    assert "earlier_seconds" not in never and never["first_started"] == 5.0
 
 
 def test_summary_against_a_hand_computation():

@@ -3,6 +3,7 @@ simulated search confirmed end to end through Ray (fresh seeds only, the report'
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -31,21 +32,46 @@ def test_picks_take_the_recommendation_first_then_the_best_scores_with_their_hyp
     assert [p["order"] for p in C.picks(rows, None, top=2)] == ["b", "a>b"]
 
 
-def test_confirm_config_runs_only_the_picks_on_fresh_seeds_with_the_first_picks_hyperparameters():
+def test_confirm_config_runs_only_the_picks_on_fresh_seeds_with_their_own_or_the_first_picks_hyperparameters():
     config = {"train": {"lr": 1e-3}, "seeds": [0], "search": {
         "candidates": ["a", "b", "c"], "length": [0, 2], "searcher": "auto", "num_samples": 40, "seeds": [0, 1, 2],
         "hparams": {"train.lr": {"float": [1e-5, 1e-3]}, "stages.*.epochs": {"choice": [1, 2]}},
         "scheduler": {"type": "asha"}, "prior_from": ["runs/x"], "seed_points": {"singles": True},
         "tracking": {"enabled": True, "experiment": "orders-xnli"}}}
-    picks = [{"order": "a>b", "hparams": {"train.lr": 2e-5, "stages.*.epochs": 2}}, {"order": "c", "hparams": {}}]
-    cfg, notes = C.confirm_config(config, picks, [7, 8], baseline=True)
+    picks = [{"order": "a>b", "hparams": {"train.lr": 2e-5, "stages.a.epochs": 2, "stages.b.epochs": 1}},
+             {"order": "c", "hparams": {"train.lr": 5e-4, "stages.c.epochs": 1}}]
+    # own (the default): the search's hyperparameter space stays; each point fixes its trial's values
+    cfg, notes = C.confirm_config(config, picks, [7, 8], baseline=True, f_hparams={"train.lr": 1e-4})
     s = cfg["search"]
-    assert s["seed_points"] == {"baseline": True, "singles": False, "orders": ["a>b", "c"], "heuristics": []}
-    assert s["num_samples"] == 3 and s["seeds"] == [7, 8] and s["hparams"] == {} and s["scheduler"] == {"type": "none"}
-    assert s["prior_from"] is None and s["prior"] == "none" and s["report"] is False
+    assert s["seed_points"] == {"baseline": True, "singles": False, "orders": ["a>b", "c"], "heuristics": [],
+                                "hparams": {"a>b": picks[0]["hparams"], "c": picks[1]["hparams"],
+                                            "F": {"train.lr": 1e-4}}}
+    assert s["hparams"] == config["search"]["hparams"] and cfg["train"]["lr"] == 1e-3 and notes == []
+    assert s["num_samples"] == 3 and s["seeds"] == [7, 8] and s["scheduler"] == {"type": "none"}
+    assert s["prior_from"] is None and s["prior"] == "none" and s["report"] is False and s["searcher"] == "random"
     assert s["tracking"] == {"enabled": True, "experiment": None}  # MLflow experiment: the run's name
-    assert cfg["train"]["lr"] == 2e-5 and notes == ["per-stage hyperparameter stages.*.epochs keeps the config's default"]
+    # first: nothing searched, the first pick's set in the chain config (its per-stage values by task too)
+    picks[0]["hparams"]["stages.*.warmup"] = 0.1  # (an unexpanded key: no single setting)
+    cfg, notes = C.confirm_config(config, picks, [7, 8], baseline=True, hparams="first", f_hparams={"train.lr": 1e-4})
+    s = cfg["search"]
+    assert s["hparams"] == {} and s["seed_points"]["hparams"] == {}
+    assert cfg["train"]["lr"] == 2e-5 and cfg["stages"] == {"a": {"epochs": 2}, "b": {"epochs": 1}}
+    assert notes == ["per-stage hyperparameter stages.*.warmup keeps the config's default"]
     assert config["train"]["lr"] == 1e-3 and config["search"]["num_samples"] == 40  # the search's own is untouched
+
+
+def test_f_takes_the_searchs_f_trial_hyperparameters_or_the_first_picks():
+    from search.config import SearchConfig
+
+    scfg = SearchConfig(candidates=["a", "b"], length=[0, 2], hparams={"train.lr": {"float": [1e-5, 1e-3]}})
+    rows = [{"trial_id": "t1", "status": "completed", "order": "", "score": "0.5", "hp:train.lr": "0.0001"},
+            {"trial_id": "t2", "status": "completed", "order": "", "score": "0.6", "hp:train.lr": "0.0003"},
+            {"trial_id": "t3", "status": "stopped", "order": "", "score": "", "hp:train.lr": "0.0009"}]
+    chosen = [{"order": "a>b", "hparams": {"train.lr": 2e-5, "stages.a.epochs": 2}}]
+    assert C.baseline_hparams(rows, chosen, scfg) == ({"train.lr": 3e-4}, None)
+    hp, note = C.baseline_hparams(rows[:0], chosen, scfg)
+    assert hp == {"train.lr": 2e-5} and note.startswith("the search ran no F, so F takes the first pick's")
+    assert C.baseline_hparams(rows, chosen, SearchConfig(candidates=["a", "b"], length=[0, 2])) == ({}, None)
 
 
 def test_confirmation_statistics_against_scipy():
@@ -76,9 +102,14 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     from search.runner import run_search
 
     tasks = ["toy_topic", "toy_align", "toy_length"]
-    table = _sim_table(tmp_path / "table.csv", tasks, delta=0.06, seeds=range(6))
-    cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "exhaustive", "seeds": [0, 1, 2],
+    table = _with_lr(_sim_table(tmp_path / "table.csv", tasks, delta=0.06, seeds=range(6)), tasks)
+    # every order once, as seed points whose learning rate is given: 0.002 where tasks[1] leads, and for F
+    orders = [">".join(o) for k in (1, 2) for o in itertools.permutations(tasks, k)]
+    given = {o: {"train.lr": 0.002 if o.startswith(tasks[1]) else 0.001} for o in orders} | {"F": {"train.lr": 0.002}}
+    cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "random", "seeds": [0, 1, 2],
+                              "num_samples": 10, "seed_points": {"baseline": True, "orders": orders, "hparams": given},
                               "scheduler": {"type": "none"}, "simulate": {"table": str(table)},
+                              "hparams": {"train.lr": {"choice": [0.001, 0.002]}},
                               "tracking": {"enabled": False}, "resources": {"max_concurrent": 2},
                               "confirm": {"top": 2, "seeds": [3, 4, 5]}}}
     p = tmp_path / "s.yaml"
@@ -94,22 +125,31 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     assert sorted(got["order"]) == sorted(top2 + [""]) and set(got["status"]) == {"completed"}
     for tid in got["trial_id"]:
         assert sorted(json.loads((new / "trials" / tid / "results.json").read_text())["seeds"]) == ["3", "4", "5"]
+    # the search ran each seed point at its given rate; the confirmation each order at its search trial's
+    # rate (F too), so its figures are the table's rows at that rate
+    lr = dict(zip(rows["order"], rows["hp:train.lr"]))
+    assert len(rows) == 10 and lr == {(o if o != "F" else ""): v["train.lr"] for o, v in given.items()}
+    assert dict(zip(got["order"], got["hp:train.lr"])) == {o: lr[o] for o in top2 + [""]}
+    assert len({lr[o] for o in top2 + [""]}) == 2  # (not one rate for all, which --hparams first would give)
     res = json.loads((new / "report" / "report.json").read_text())["confirmation"]
     t = pd.read_csv(table, keep_default_na=False)
     langs = ["test_en", "test_xa", "test_xb", "test_xc"]
     t["m"] = t[langs].mean(axis=1)
+    at = lambda o, seeds: t[(t["order"] == o) & (t["train.lr"] == lr[o]) & t["seed"].isin(seeds)]["m"]  # noqa: E731
     pick = res["pick"]
     assert pick == top2[0]
     r = next(x for x in res["orders"] if x["order"] == pick)
-    fresh = t[(t["order"] == pick) & t["seed"].isin([3, 4, 5])]["m"]
-    assert r["mean"] == pytest.approx(fresh.mean())
-    assert r["search_mean"] == pytest.approx(t[(t["order"] == pick) & t["seed"].isin([0, 1, 2])]["m"].mean())
-    f = t[(t["order"] == "") & t["seed"].isin([3, 4, 5])]["m"]
+    fresh = at(pick, [3, 4, 5])
+    assert len(fresh) == 3 and r["mean"] == pytest.approx(fresh.mean())
+    assert r["search_mean"] == pytest.approx(at(pick, [0, 1, 2]).mean())
+    f = at("", [3, 4, 5])
     vs_f = next(x for x in res["tests"] if x["b"] == "")
     assert vs_f["p"] == pytest.approx(sps.ttest_ind(fresh, f, equal_var=False).pvalue)
     assert out.index("confirming 2 order(s)") < out.index("Confirmed on 3 fresh seed(s): " + pick)
     md = (new / "report" / "report.md").read_text()
-    assert "## Confirmation on fresh seeds" in md
+    assert "## Confirmation on fresh seeds" in md and "Each order ran with its search trial's hyperparameters" in md
+    pick_row = next(x for x in md.splitlines() if x.startswith(f"| {pick} |"))
+    assert pick_row.endswith(f"| train.lr={lr[pick]} |"), pick_row
     assert json.loads((new / "confirm.json").read_text())["seeds"] == [3, 4, 5]
     assert yaml.safe_load((new / "search.yaml").read_text())["search"]["confirm"] is None  # no confirmation of it
     # `itt resume` of the finished search confirms too: here its confirmation exists already, which one line says
@@ -132,6 +172,20 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     assert main(["confirm", str(tmp_path / "nope")]) == 2
     assert "no such experiment directory" in capsys.readouterr().err
     assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == ["orders", "orders-confirm"]
+
+
+def _with_lr(path, tasks):
+    """The table twice, at train.lr 0.001 and 0.002; 0.002 is better for orders that start with tasks[1],
+    worse for the rest: which learning rate each order ran with decides its scores."""
+    t = pd.read_csv(path, keep_default_na=False)
+    score = [c for c in t.columns if c.startswith(("test_", "probe_", "final", "perturbation"))]
+    high = t.copy()
+    sign = np.where(t["order"].str.startswith(tasks[1]), 1.0, -1.0)
+    for c in score:
+        high[c] = pd.to_numeric(t[c], errors="coerce") + 0.03 * sign
+    t["train.lr"], high["train.lr"] = 0.001, 0.002
+    pd.concat([t, high]).to_csv(path, index=False)
+    return path
 
 
 def test_a_simulated_trial_takes_the_search_seeds_rows_and_names_a_missing_seed():

@@ -94,6 +94,18 @@ def _check_complete(tmp_path: Path, exp: Path, at_stop: list[dict]) -> None:
     assert len(trained) <= len(prefixes) + in_flight, (len(trained), len(prefixes), in_flight)
     targets = [e for e in ev if e["event"] == "target"]
     assert len(targets) <= len(orders_run) + in_flight
+    # a trial in flight at a stop ran again: the run time the report's compute section counts keeps its
+    # earlier run (from when it first started)
+    from search.compute import trial_times
+    from search.tracking import storage_of
+
+    times = trial_times(storage_of(str(exp), "experiment"))
+    for r in rows:
+        rec = json.loads((exp / "tracking" / "trials" / f"{r['trial_id']}.json").read_text())
+        assert times[r["trial_id"]]["seconds"] >= rec["ended"] - rec["started"] > 0
+        if r["trial_id"] in {x["trial_id"] for x in at_stop if x["status"] == "running"}:
+            assert rec["first_started"] < rec["started"], rec
+            assert times[r["trial_id"]]["start"] == rec["first_started"]
     # MLflow: one child run per trial, none left RUNNING, the parent FINISHED
     from mlflow import MlflowClient
 

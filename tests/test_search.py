@@ -113,6 +113,16 @@ def _error(args, capsys, *needles):
     ({"candidates": TOY3, "length": 1, "optuna_storage": "runs/x.db"}, ["search.optuna_storage", "database URL"]),
     ({"candidates": TOY3, "length": 1, "resources": {"workers_per_trial": 2, "gpus_per_worker": 0.5}},
      ["search.resources", "need whole GPUs"]),
+    *[({"candidates": TOY3, "length": [0, 2], "searcher": searcher, "hparams": {"stages.*.lr": {"float": [1e-4, 1e-3]}},
+        "seed_points": {"orders": ["toy_topic>toy_align"], "hparams": hp}}, needles) for searcher, hp, needles in (
+        ("random", {"toy_align": {"stages.toy_align.lr": 5e-4}}, ["seed_points.hparams.toy_align: not a seed point"]),
+        ("random", {"F": {}}, ["seed_points.hparams.F: not a seed point", "seed_points.baseline"]),
+        ("random", {"toy_topic>toy_align": {"stages.toy_length.lr": 5e-4}},
+         ["'stages.toy_length.lr' is not a searched hyperparameter of this order", "stages.toy_topic.lr"]),
+        ("random", {"toy_topic>toy_align": {"stages.toy_topic.lr": 0.5}},
+         ["seed_points.hparams.toy_topic>toy_align.stages.toy_topic.lr: 0.5 is outside"]),
+        ("auto", {"toy_topic>toy_align": {"stages.toy_topic.lr": "fast"}}, ["'fast' is outside"]),
+        ("exhaustive", {"toy_topic>toy_align": {}}, ["seed_points.hparams needs an Optuna searcher"]))],
 ])
 def test_bad_search_config(search, needles, tmp_path, capsys):
     p = _search_config(tmp_path, search)
@@ -762,3 +772,32 @@ def test_simulated_rows_per_seed_one_seed_draw_and_hparams():
     assert simulated_rows(rows, ["a"], {"lr": 0.1}, 7, "one_seed") == simulated_rows(rows, ["a"], {"lr": 0.1}, 7, "one_seed")
     assert simulated_rows([{"order": "a", "final": "1"}, {"order": "a", "final": "2"}], ["a"], {}, 0, "mean") == [
         {"order": "a", "final": "1"}]  # no seed column: the first row
+
+
+def test_exhaustive_draws_its_hyperparameters_from_the_search_seed():
+    """Ray's grid draws the hyperparameters of each order; seeded by the search seed, not numpy's global
+    state (which whatever ran before in the process moves: a confirmation test saw other values)."""
+    import numpy as np
+
+    from search.config import SearchConfig
+    from search.searchers import exhaustive_param_space, exhaustive_search_alg
+
+    def draw(seed):
+        scfg = SearchConfig(candidates=TOY3, length=[1, 2], searcher="exhaustive", seed=seed,
+                            hparams={"train.lr": {"float": [1e-5, 1e-3], "log": True}})
+        grid = exhaustive_search_alg(scfg, 2)
+        grid.add_configurations({"x": {"run": _noop, "config": exhaustive_param_space(scfg, []), "num_samples": 1}})
+        out = []
+        while (t := grid.next_trial()) is not None:
+            out.append((t.config["order"], t.config["train.lr"]))
+            grid.on_trial_complete(t.trial_id)  # (2 at a time)
+        return out
+
+    first = draw(0)
+    np.random.seed(123)  # the global state a test before might leave
+    assert draw(0) == first and len(first) == 9 and len({lr for _, lr in first}) == 9
+    assert draw(1) != first
+
+
+def _noop(config):
+    pass

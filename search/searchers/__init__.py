@@ -15,11 +15,11 @@ Every searcher is an Optuna sampler behind Ray Tune's ``OptunaSearch``, wrapped 
 from __future__ import annotations
 
 from search.searchers._base import CONTINUES, OrderSearcher
-from search.searchers.exhaustive import exhaustive_param_space
+from search.searchers.exhaustive import exhaustive_param_space, exhaustive_search_alg
 from search.searchers.optuna_samplers import make_searcher, study_copy_url
 from search.searchers.seed_points import seed_point_orders
 
 SEARCHERS = ("order_bo", "tpe", "gp", "random", "exhaustive")  # "auto" = the default, order_bo
 
-__all__ = ["CONTINUES", "OrderSearcher", "SEARCHERS", "exhaustive_param_space", "make_searcher", "study_copy_url",
-           "seed_point_orders"]
+__all__ = ["CONTINUES", "OrderSearcher", "SEARCHERS", "exhaustive_param_space", "exhaustive_search_alg", "make_searcher",
+           "study_copy_url", "seed_point_orders"]

@@ -26,3 +26,12 @@ def exhaustive_param_space(scfg, seed_points: list[list[str]]) -> dict:
         else:
             ps[k] = tune.loguniform(*hp.float) if hp.log else tune.uniform(*hp.float)
     return ps
+
+
+def exhaustive_search_alg(scfg, max_concurrent: int):
+    """Ray's grid runner, seeded: the hyperparameters it draws for each order come from the search seed
+    (Ray's default draws from numpy's global state, so a search's values changed with whatever ran
+    before it in the process)."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(max_concurrent=max_concurrent, random_state=scfg.seed)

@@ -68,8 +68,8 @@ def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = Non
     warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took")
     space = scfg.space()
     points = [space.encode(o) for o in seed_points]
-    if points and scfg.hparams:  # a seed point fixes the order; its hparams take the middle of their range
-        points = [{**p, **hparam_defaults(scfg, o)} for p, o in zip(points, seed_points)]
+    if points and scfg.hparams:  # a seed point fixes the order; its hparams are given, or the middle of their range
+        points = [{**p, **hparam_defaults(scfg, o), **scfg.seed_points.hparams_of(o)} for p, o in zip(points, seed_points)]
     metric, mode = tune_metric(scfg)
     inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric=metric, mode=mode,
                          sampler=sampler_for(scfg, prior), points_to_evaluate=points or None, study_name=study_name)
