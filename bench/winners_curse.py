@@ -7,6 +7,10 @@ search seeds minus its score on the fresh seeds (the winner's curse, which `itt 
 the negative *shift*), on `final` and on `test_mean` where the table has it, and - for a simulated
 table with its `true` column - both against the true mean (the fresh seeds should be unbiased:
 their gap to the truth averages about 0). Averaged over every split; pure table arithmetic, seconds.
+With 2+ search seeds also what the report's *Which order is best, and how sure?* section
+(search/ranking.py) says from the search seeds alone: the pick's shrunk score minus its fresh score
+(the shrinkage should take out the curse: near 0), the pick's P(best), the size of the 95% set of
+orders that could be best, and whether the order best on the fresh seeds is in that set.
 
     python bench/winners_curse.py [--json bench/data/winners_curse.json]
 """
@@ -53,16 +57,36 @@ def replay(table: pd.DataFrame) -> list[dict]:
             row[f"{c}_search_minus_fresh"] = s - f
             if true is not None and c == "final":
                 row["search_minus_true"], row["fresh_minus_true"] = s - float(true[pick]), f - float(true[pick])
+        if len(search) >= 2:
+            row.update(ranked(wide["final"], search, fresh, pick, true))
         out.append(row)
     return out
 
 
+def ranked(final: pd.DataFrame, search: list, fresh: list, pick: str, true: pd.Series | None) -> dict:
+    """The ranking section's figures from the search seeds, against the fresh seeds (and the truth)."""
+    from search.ranking import analyse
+
+    fig = final[search].stack().rename("mean").reset_index()  # order, seed, mean
+    r = analyse(fig)
+    if "rows" not in r:
+        return {}
+    row = {x["order"]: x for x in r["rows"]}[pick]
+    fresh_best = final[fresh].mean(axis=1).idxmax()
+    out = {"shrunk_minus_fresh": row["shrunk"] - float(final.loc[pick, fresh].mean()), "p_best": row["p_best"],
+           "set_size": len(r["set"]), "fresh_best_in_set": float(fresh_best in r["set"])}
+    if true is not None:
+        out.update(shrunk_minus_true=row["shrunk"] - float(true[pick]), true_best_in_set=float(true.idxmax() in r["set"]))
+    return out
+
+
 def summarize(rows: list[dict]) -> dict:
-    keys = [k for k in rows[0] if k.endswith(("_minus_fresh", "_minus_true"))]
+    keys = sorted({k for r in rows for k in r if k.endswith(("_minus_fresh", "_minus_true"))
+                   or k in ("p_best", "set_size", "fresh_best_in_set", "true_best_in_set")})
     out = {}
     for n in sorted({len(r["search_seeds"]) for r in rows}):
         rs = [r for r in rows if len(r["search_seeds"]) == n]
-        out[str(n)] = {"splits": len(rs), **{k: float(np.mean([r[k] for r in rs])) for k in keys},
+        out[str(n)] = {"splits": len(rs), **{k: float(np.mean([r[k] for r in rs])) for k in keys if k in rs[0]},
                        "fresh_rank_median": float(np.median([r["fresh_rank"] for r in rs]))}
     return out
 
@@ -82,13 +106,17 @@ def main(argv: list[str] | None = None) -> dict:
           "search score, test = test mean over languages), and against the true mean where the table has it; seed sd: "
           "the median over orders of final's sd over seeds; pick fresh rank: where the pick ranks on the fresh seeds")
     print(f"{'table':<24} {'orders':>6} {'seed sd':>7} {'search seeds':>12} {'splits':>6} {'final':>8} {'test':>8} "
-          f"{'search-true':>11} {'fresh-true':>10} {'pick fresh rank':>15}")
+          f"{'search-true':>11} {'fresh-true':>10} {'pick fresh rank':>15} {'shrunk-fresh':>12} {'P(best)':>7} "
+          f"{'95% set':>7} {'fresh best in set':>17} {'shrunk-true':>11} {'true best in set':>16}")
     for name, r in res.items():
         for n, s in r["summary"].items():
             f = lambda k: f"{s[k]:+.4f}" if k in s else "-"  # noqa: E731
+            g = lambda k, fmt: format(s[k], fmt) if k in s else "-"  # noqa: E731
             print(f"{name:<24} {r['orders']:>6} {r['seed_sd']:>7.4f} {n:>12} {s['splits']:>6} {f('final_search_minus_fresh'):>8} "
                   f"{f('test_mean_search_minus_fresh'):>8} {f('search_minus_true'):>11} {f('fresh_minus_true'):>10} "
-                  f"{s['fresh_rank_median']:>15g}")
+                  f"{s['fresh_rank_median']:>15g} {f('shrunk_minus_fresh'):>12} {g('p_best', '.2f'):>7} "
+                  f"{g('set_size', '.1f'):>7} {g('fresh_best_in_set', '.0%'):>17} {f('shrunk_minus_true'):>11} "
+                  f"{g('true_best_in_set', '.0%'):>16}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return res

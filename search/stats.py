@@ -297,8 +297,22 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     res["lengths"] = _lengths(means, alpha)
     res["variance_parts"] = variance_parts(fig)
     res["order_effect"] = _order_effects(fig, alpha, min_seeds)
+    res["best_order"] = _best_order(fig, res["leaderboard"])
     res["probe_curves"] = _probe_curves(stages, res["leaderboard"]) if stages is not None else []
     res["headline"] = _headline(res)
+    return res
+
+
+def _best_order(fig: pd.DataFrame, board: list[dict]) -> dict:
+    """How sure the best IF order is (search/ranking.py); each IF order's P(best) and shrunk score also
+    go on its leaderboard row."""
+    from search import ranking
+
+    res = ranking.analyse(fig)
+    by_order = {r["order"]: r for r in res.get("rows", [])}
+    for row in board:
+        r = by_order.get(row["order"])
+        row["p_best"], row["shrunk"] = (r["p_best"], r["shrunk"]) if r else (None, None)
     return res
 
 

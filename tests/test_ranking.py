@@ -1,0 +1,150 @@
+"""Which order is best, and how sure (search/ranking.py): P(best) against Monte Carlo and quadrature,
+the posterior against its closed form on the report's variance components, calibration and the
+credible set's coverage on simulated searches, the degenerate cases, and the report's section."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate
+from scipy import stats as sps
+
+from search import ranking as R
+from search import stats as S
+from tests.test_power import _fig
+from tests.test_report import reported_fake
+
+
+def test_p_best_against_monte_carlo_and_quadrature():
+    rng = np.random.default_rng(3)
+    mean, sd = rng.normal(0.6, 0.01, 12), rng.uniform(0.002, 0.008, 12)
+    p = R.p_best(mean, sd)
+    assert p.sum() == pytest.approx(1.0, abs=1e-9) and (p >= 0).all()
+    draws = rng.normal(mean, sd, (300_000, 12))
+    mc = np.bincount(draws.argmax(axis=1), minlength=12) / len(draws)
+    assert np.abs(mc - p).max() < 5 * np.sqrt(p * (1 - p) / len(draws)).max()
+    i = int(np.argmax(p))
+    f = lambda x: sps.norm.pdf(x, mean[i], sd[i]) * np.prod(  # noqa: E731
+        [sps.norm.cdf(x, mean[j], sd[j]) for j in range(12) if j != i])
+    assert p[i] == pytest.approx(integrate.quad(f, 0.5, 0.7, points=[mean[i]], limit=200)[0], abs=1e-6)
+    # a posterior far narrower than the spread of means: the grid still resolves it
+    p = R.p_best(np.array([0.0, 1.0, 1.0 + 1e-4]), np.array([1e-5, 1e-5, 1e-5]))
+    assert p == pytest.approx([0.0, 0.0, 1.0], abs=1e-6)
+
+
+def test_posterior_given_sigma_and_tau_is_the_closed_form():
+    ybar, n = np.array([0.61, 0.64, 0.58, 0.66]), np.array([3.0, 2.0, 3.0, 1.0])
+    post = R.posterior(ybar, n, sigma=0.02, tau=0.03)
+    v = 0.02 ** 2 / n
+    w = 1 / (0.03 ** 2 + v)
+    mu = (w * ybar).sum() / w.sum()
+    b = 0.03 ** 2 / (0.03 ** 2 + v)
+    assert post["mu"] == pytest.approx(mu)
+    assert post["mean"] == pytest.approx(mu + b * (ybar - mu)) and post["sd"] == pytest.approx(np.sqrt(b * v))
+
+
+def test_hyperparameter_draws_follow_their_posterior():
+    """The grid's (sigma, tau) draws against the same posterior integrated by scipy: the posterior mean of
+    tau by quadrature over tau and sigma (an independent computation of BDA3 5.21 with sigma unknown)."""
+    rng = np.random.default_rng(2)
+    k, n_seeds = 6, 3
+    y = rng.normal(0, 0.02, k)[:, None] + rng.normal(0, 0.02, (k, n_seeds))
+    ybar, n = y.mean(axis=1), np.full(k, float(n_seeds))
+    ssw, dfw = float(((y - ybar[:, None]) ** 2).sum()), k * (n_seeds - 1)
+    sig, tau = R.hyper_draws(ybar, n, ssw, dfw, draws=400)
+    scale = np.sqrt(ssw / dfw) / np.sqrt(n_seeds)
+
+    def post(t, s):
+        w = 1 / (s ** 2 / n + t ** 2)
+        mu = (w * ybar).sum() / w.sum()
+        return (w.sum() ** -0.5 * np.prod(np.sqrt(w)) * np.exp(-0.5 * (w * (ybar - mu) ** 2).sum())
+                * s ** -(dfw + 1) * np.exp(-ssw / (2 * s ** 2)) / (1 + (t / scale) ** 2))
+
+    s_hat = np.sqrt(ssw / dfw)
+    box = dict(a=0.2 * s_hat, b=3 * s_hat, gfun=lambda s: 0.0, hfun=lambda s: 6 * max(ybar.std(ddof=1), s_hat / np.sqrt(3)))
+    z = integrate.dblquad(lambda t, s: post(t, s), box["a"], box["b"], box["gfun"], box["hfun"])[0]
+    e_tau = integrate.dblquad(lambda t, s: t * post(t, s), box["a"], box["b"], box["gfun"], box["hfun"])[0] / z
+    e_sig = integrate.dblquad(lambda t, s: s * post(t, s), box["a"], box["b"], box["gfun"], box["hfun"])[0] / z
+    assert tau.mean() == pytest.approx(e_tau, rel=0.03) and sig.mean() == pytest.approx(e_sig, rel=0.02)
+
+
+def test_analyse_leaves_f_out_and_its_set_and_curse_follow_from_the_rows():
+    rng = np.random.default_rng(4)
+    fig = _fig(rng, k=7, n=3, ratio=1.5).drop(index=[0, 4])  # unequal seeds: t0 and t1 keep 2
+    r = R.analyse(fig)
+    assert S.F not in {x["order"] for x in r["rows"]} and r["orders"] == 7
+    assert {x["order"]: x["n_seeds"] for x in r["rows"]}["t0"] == 2
+    ps = [x["p_best"] for x in r["rows"]]
+    assert ps == sorted(ps, reverse=True) and sum(ps) == pytest.approx(1.0)
+    k = len(r["set"])  # the fewest orders reaching 95%
+    assert sum(ps[:k]) >= 0.95 > sum(ps[:k - 1]) and r["set_p"] == pytest.approx(sum(ps[:k]))
+    top = max(r["rows"], key=lambda x: x["observed"])
+    assert r["top_observed"] == top["order"] and r["curse"] == pytest.approx(top["observed"] - top["shrunk"])
+    assert R.analyse(fig) == r  # deterministic: the same data, the same figures
+
+
+def test_calibrated_on_simulated_searches_and_the_set_covers_the_true_best():
+    """300 searches of 10 orders x 3 seeds under the model (tau = sigma): where P(best) says p, the order
+    is the true best about p of the time (the figures bench/ranking_calibration.py prints); the
+    95% set holds the true best in at least 95% of them; the shrunk score of the top order is nearer its
+    true score than its mean (the winner's curse removed)."""
+    rng = np.random.default_rng(11)
+    pred, hit, covered, used, raw, shrunk = [], [], 0, 0, [], []
+    for _ in range(300):
+        truth = rng.normal(0, 1, 10)
+        fig = pd.DataFrame([(f"o{i}", s, truth[i] + rng.normal()) for i in range(10) for s in range(3)],
+                           columns=["order", "seed", "mean"])
+        r = R.analyse(fig)
+        used += 1
+        best = f"o{int(truth.argmax())}"
+        pred += [x["p_best"] for x in r["rows"]]
+        hit += [x["order"] == best for x in r["rows"]]
+        covered += best in r["set"]
+        top = max(r["rows"], key=lambda x: x["observed"])
+        t = truth[int(top["order"][1:])]
+        raw.append((top["observed"] - t) ** 2)
+        shrunk.append((top["shrunk"] - t) ** 2)
+    pred, hit = np.array(pred), np.array(hit)
+    for lo, hi, tol in ((0, 0.2, 0.03), (0.2, 0.6, 0.05), (0.6, 1.01, 0.08)):
+        m = (pred >= lo) & (pred < hi)
+        assert m.sum() >= 50 and abs(hit[m].mean() - pred[m].mean()) < tol, (lo, hit[m].mean(), pred[m].mean())
+    # coverage: 95% nominal; the binomial 99% lower bound for 300 tables is about 0.92
+    assert covered / used >= sps.binom.ppf(0.01, used, 0.95) / used
+    assert np.mean(shrunk) < 0.8 * np.mean(raw)
+
+
+def test_one_seed_or_no_noise_claims_no_ranking_and_no_spread_claims_no_winner():
+    one = pd.DataFrame([(f"o{i}", 0, 0.5 + 0.01 * i) for i in range(5)], columns=["order", "seed", "mean"])
+    assert "2+ seeds" in R.analyse(one)["underpowered"]
+    flat = pd.DataFrame([(f"o{i}", s, 0.5 + 0.01 * i) for i in range(5) for s in range(3)], columns=["order", "seed", "mean"])
+    assert "identical scores" in R.analyse(flat)["underpowered"]
+    rng = np.random.default_rng(0)  # 8 orders alike but for seed noise: no order is likely the best
+    none = pd.DataFrame([(f"o{i}", s, 0.5 + rng.normal(0, 0.02)) for i in range(8) for s in range(3)],
+                        columns=["order", "seed", "mean"])
+    r = R.analyse(none)
+    assert r["rows"][0]["p_best"] < 0.4 and len(r["set"]) >= 6
+
+
+def test_report_section_leaderboard_console_and_metrics(tmp_path, capsys):
+    exp, tidy, out = reported_fake(tmp_path, capsys)
+    res = json.loads((exp / "report" / "report.json").read_text())
+    bo = res["best_order"]
+    fig = S.seed_figures(tidy)
+    again = R.analyse(fig)
+    assert [x["order"] for x in bo["rows"]] == [x["order"] for x in again["rows"]]
+    assert [x["p_best"] for x in bo["rows"]] == pytest.approx([x["p_best"] for x in again["rows"]])
+    board = {r["order"]: r for r in res["leaderboard"]}
+    for x in bo["rows"]:
+        assert (board[x["order"]]["p_best"], board[x["order"]]["shrunk"]) == pytest.approx((x["p_best"], x["shrunk"]))
+    assert board[S.F]["p_best"] is None
+    lead = bo["rows"][0]
+    assert f"{S.show(lead['order'])} is the best with probability {lead['p_best']:.2f}" in out
+    md = (exp / "report" / "report.md").read_text()
+    assert "## Which order is best, and how sure?" in md and "| P(best) |" in md
+    from search.report import headline_metrics
+
+    m = headline_metrics(res)
+    assert m["report_best_p_best"] == pytest.approx(lead["p_best"]) and m["report_best_set_size"] == len(bo["set"])
