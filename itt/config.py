@@ -330,7 +330,8 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
 def format_validation_error(err: ValidationError, where: str, prefix: str = "") -> str:
     """The first problem of a pydantic error as one line that names the key and the file."""
     e = err.errors()[0]
-    loc = prefix + ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "tagged-union")))
+    loc = prefix + ".".join(str(p) for p in e["loc"]
+                            if not str(p).startswith(("function-", "tagged-union", "constrained-", "literal[")))
     # Unions (DataSpec | dict) report every branch; keep the location readable.
     loc = loc.replace(".DataSpec", "").replace(".dict[str,DataSpec]", "")
     kind = e["type"]
@@ -339,7 +340,8 @@ def format_validation_error(err: ValidationError, where: str, prefix: str = "") 
     elif kind == "missing":
         msg = f"missing key '{loc}'"
     else:
-        msg = f"'{loc}': {e['msg']}" if loc else e["msg"]
+        text = e["msg"].removeprefix("Value error, ")  # (pydantic's prefix for a validator's own message)
+        msg = f"'{loc}': {text}" if loc else text
         if "input" in e and kind != "value_error" and not isinstance(e["input"], dict):
             msg += f" (got {e['input']!r})"
     return f"{where}: {msg}"

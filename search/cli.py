@@ -229,10 +229,20 @@ def cmd_confirm(args) -> int:
     from search.confirm import run_confirm
 
     seeds = _seeds(args.seeds) if args.seeds else None
-    run_confirm(args.experiment_dir, top=args.top, seeds=seeds, name=args.name, storage=args.storage,
+    run_confirm(args.experiment_dir, top=_top(args.top), seeds=seeds, name=args.name, storage=args.storage,
                 address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,
                 progress=args.progress, dry_run=args.dry_run, hparams=args.hparams)
     return 0
+
+
+def _top(text: str) -> int | str:
+    """``itt confirm --top``: a count, or ``set``."""
+    if text == "set":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise _usage(f"--top {text}: give a number of orders, or 'set' (the orders that could be best)") from None
 
 
 def _seeds(text: str) -> list[int]:
@@ -363,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     cf = sub.add_parser("confirm", help="the search's best orders (and F) again on fresh seeds, in a new experiment "
                                         "<name>-confirm: their scores without the winner's curse, and a report")
     cf.add_argument("experiment_dir", help="a finished search (<storage>/<name>, or its URI)")
-    cf.add_argument("--top", type=int, default=3, help="how many of its best orders to confirm (default 3)")
+    cf.add_argument("--top", default="3", help="how many of its best orders to confirm (default 3), or 'set': "
+                                                    "the orders that could be best (the report's 95%% credible set)")
     cf.add_argument("--seeds", help="fresh seeds, comma-separated (default: as many as the search used, at least 5, "
                                     "numbered after its largest)")
     cf.add_argument("--name", help="experiment name (default: <name>-confirm)")

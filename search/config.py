@@ -5,7 +5,7 @@ and resources. The rest of the file is the chain config every trial starts from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,12 +46,21 @@ class HParam(_Strict):
 class Confirm(_Strict):
     """``search.confirm``: ``itt confirm`` right after the search (search/confirm.py)."""
 
-    top: int = Field(3, ge=1)  # the best orders to train again (F comes with them)
+    # the best orders to train again (F comes with them); or "set": the orders that could be best (the
+    # report's 95% credible set, search/ranking.py)
+    top: Annotated[int, Field(ge=1)] | Literal["set"] = 3
     seeds: list[int] | None = None  # fresh seeds; null: as many as the search's (at least 5), after its largest
     # a search that tuned hyperparameters: each order with its trial's (own), or all with the first pick's (first)
     hparams: Literal["own", "first"] = "own"
 
     _csv = field_validator("seeds", mode="before")(_split_commas)  # --set search.confirm.seeds=10,11,12
+
+    @field_validator("top", mode="before")
+    @classmethod
+    def _count_or_set(cls, v):
+        if isinstance(v, str) and v != "set":
+            raise ValueError(f"give a number of orders or 'set' (the orders that could be best), not {v!r}")
+        return v
 
     @field_validator("seeds")
     @classmethod

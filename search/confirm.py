@@ -146,7 +146,42 @@ def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, 
                 + (f" ({', '.join(f'{k}={v}' for k, v in hp.items())})" if hp else ""))
 
 
-def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, storage: str | None,
+SET = "set"  # --top set: the orders that could be best (the report's 95% credible set)
+SET_CAP = 10  # ... at most this many of them
+
+
+def set_picks(rows: list[dict], ranked: dict) -> list[dict]:
+    """``--top set``: the orders in the report's credible set of possible best orders (search/ranking.py),
+    by P(best), each with its best completed trial's hyperparameters; at most ``SET_CAP``."""
+    by_order = {}
+    for r in sorted((r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None),
+                    key=lambda r: -_num(r["score"])):
+        by_order.setdefault(r.get("order") or "", r)
+    p_best = {x["order"]: x["p_best"] for x in ranked["rows"]}
+    return [{"order": o, "hparams": {k: _value(v) for k, v in row_hparams(by_order[o]).items()},
+             "why": f"P(best) {p_best[o]:.2f}, in the {ranked['level']:.0%} set of possible best orders"}
+            for o in ranked["set"][:SET_CAP] if o in by_order]
+
+
+def _chosen(exp, st, scfg, top) -> tuple[list[dict], list[str]]:
+    """The picks: the ``top`` best (int), or the credible set (``set``); notes on what was left out."""
+    if top != SET:
+        return picks(exp.rows, json.loads(st.read_text("summary.json") or "{}").get("recommended"), top,
+                     front=scfg.multi_objective), []
+    from search import ranking
+
+    if scfg.multi_objective:
+        raise UserError("--top set ranks orders by the mean; a multi-objective search confirms its Pareto front: "
+                        "give --top N")
+    ranked = ranking.analyse(S.seed_figures(exp.scores.dropna(subset=["score"])))
+    if "rows" not in ranked:
+        raise UserError(f"--top set: no set of possible best orders: {ranked['underpowered']}; give --top N")
+    more = len(ranked["set"]) - SET_CAP
+    return set_picks(exp.rows, ranked), ([f"the set holds {len(ranked['set'])} orders: the {SET_CAP} most likely "
+                                          f"are confirmed ({more} left out)"] if more > 0 else [])
+
+
+def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | None, storage: str | None,
          hparams: str = "own") -> dict:
     """Every check before anything runs (UserErrors: nothing written): the search, its picks, fresh
     seeds, the confirmation's config and where it goes."""
@@ -157,8 +192,8 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
     from search.storage import Storage
     from search.tracking import storage_of
 
-    if top < 1:
-        raise UserError(f"--top {top}: give 1 or more")
+    if top != SET and (not isinstance(top, int) or top < 1):
+        raise UserError(f"--top {top}: give 1 or more, or 'set' (the orders that could be best)")
     if hparams not in HPARAMS:
         raise UserError(f"--hparams {hparams}: give one of {', '.join(HPARAMS)}")
     st = storage_of(exp_dir, "experiment")
@@ -172,8 +207,7 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
     exp = load_experiment(exp_dir)  # (a UserError when it holds no completed trial)
     objectives = scfg.objectives if scfg.multi_objective else None
     means, used = search_means(exp, objectives, scfg.robust_weight)
-    chosen = picks(exp.rows, json.loads(st.read_text("summary.json") or "{}").get("recommended"), top,
-                   front=scfg.multi_objective)
+    chosen, set_notes = _chosen(exp, st, scfg, top)
     if not chosen:
         raise UserError(f"{exp_dir}: no completed IF order to confirm")
     seeds = seeds or [max(used + [-1]) + 1 + i for i in range(max(5, len(used)))]
@@ -188,7 +222,7 @@ def plan(exp_dir: str, *, top: int, seeds: list[int] | None, name: str | None, s
     baseline = scfg.space().is_valid([])  # F, the reference, wherever the search's space holds it
     f_hp, f_note = baseline_hparams(exp.rows, chosen, scfg) if baseline and hparams == "own" else ({}, None)
     cfg, notes = confirm_config(config, chosen, seeds, baseline, hparams=hparams, f_hparams=f_hp)
-    notes += [f_note] if f_note else []
+    notes += ([f_note] if f_note else []) + set_notes
     if scfg.multi_objective:  # nothing is searched: the first objective names the trials' score
         cfg["search"]["metric"] = scfg.objectives[0]
         notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]}); the picks are "
@@ -205,7 +239,7 @@ def _hp_text(hp: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in hp.items()) or "the middle of each searched range"
 
 
-def run_confirm(exp_dir: str, *, top: int = 3, seeds: list[int] | None = None, name: str | None = None,
+def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = None, name: str | None = None,
                 storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
                 no_tracking: bool = False, progress: str = "auto", dry_run: bool = False, hparams: str = "own",
                 log=print):

@@ -60,6 +60,19 @@ def test_confirm_config_runs_only_the_picks_on_fresh_seeds_with_their_own_or_the
     assert config["train"]["lr"] == 1e-3 and config["search"]["num_samples"] == 40  # the search's own is untouched
 
 
+def test_top_set_picks_the_credible_set_with_each_orders_best_trial():
+    rows = [{"trial_id": "t1", "status": "completed", "order": "a>b", "score": "0.7", "hp:train.lr": "2e-05"},
+            {"trial_id": "t2", "status": "completed", "order": "a>b", "score": "0.8", "hp:train.lr": "3e-05"},
+            {"trial_id": "t3", "status": "completed", "order": "c", "score": "0.6", "hp:train.lr": "1e-05"},
+            {"trial_id": "t4", "status": "stopped", "order": "b", "score": ""}]
+    ranked = {"level": 0.95, "set": ["c", "a>b", "b"], "rows": [{"order": "c", "p_best": 0.6},
+                                                                {"order": "a>b", "p_best": 0.38},
+                                                                {"order": "b", "p_best": 0.02}]}
+    got = C.set_picks(rows, ranked)  # (b has no completed trial: nothing to run it with)
+    assert [(p["order"], p["hparams"]) for p in got] == [("c", {"train.lr": 1e-5}), ("a>b", {"train.lr": 3e-5})]
+    assert got[0]["why"] == "P(best) 0.60, in the 95% set of possible best orders"
+
+
 def test_f_takes_the_searchs_f_trial_hyperparameters_or_the_first_picks():
     from search.config import SearchConfig
 
@@ -163,9 +176,19 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     dry = capsys.readouterr().out
     assert "dry run: 3 trial(s) x 2 seed(s) = 6 chains would run in" in dry and "seed_points:" in dry
     assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == ["orders", "orders-confirm"]
+    # --top set: the orders that could be best (the report's credible set), most likely first
+    from search import ranking
+    from search.report import load_experiment
+
+    ranked = ranking.analyse(S.seed_figures(load_experiment(str(exp)).scores.dropna(subset=["score"])))
+    assert main(["confirm", str(exp), "--top", "set", "--seeds", "6,7", "--name", "dry", "--dry-run"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"confirming {len(ranked['set'])} order(s) of ") and "95% set of possible best" in first
+    assert [x.split(" (")[0] for x in first.split("): ", 1)[1].split("; ")] == [S.show(o) for o in ranked["set"]]
     # bad input: one line, exit 2, nothing new written
     for args, needle in ((["--seeds", "2,9"], "2 already used by the search"), (["--top", "0"], "--top 0"),
-                         (["--seeds", "a,b"], "--seeds a,b"), (["--name", "other", "--seeds", "3,3"], "distinct"), (["--seeds", "6"], "'orders-confirm' exists already")):
+                         (["--seeds", "a,b"], "--seeds a,b"), (["--name", "other", "--seeds", "3,3"], "distinct"),
+                         (["--seeds", "6"], "'orders-confirm' exists already"), (["--top", "all"], "--top all")):
         assert main(["confirm", str(exp), *args, "--no-tracking"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
