@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from itt.errors import UserError
-from search import latex
+from search import latex, ranking
 from search import stats as S
 from search.stats import F, kendall_w, show
 
@@ -112,11 +112,12 @@ def across(figs: dict[str, pd.DataFrame], means: dict[str, pd.Series], figure: s
         return out
     ranks = {k: means[k][shared].rank(ascending=False, method="average") for k in names}
     has_f = {k: F in means[k].index for k in names}
+    p_best = {k: best_among(figs[k], shared, figure) for k in names}
     for o in shared:
         row = {"order": o, "mean_rank": float(np.mean([ranks[k][o] for k in names])),
                "per_search": {}}
         for k in names:
-            cell = {"mean": float(means[k][o]), "rank": float(ranks[k][o])}
+            cell = {"mean": float(means[k][o]), "rank": float(ranks[k][o]), "p_best": p_best[k].get(o)}
             if has_f[k] and o != F:
                 fo = figs[k]
                 x, f0 = fo[fo["order"] == o][figure].dropna(), fo[fo["order"] == F][figure].dropna()
@@ -131,6 +132,8 @@ def across(figs: dict[str, pd.DataFrame], means: dict[str, pd.Series], figure: s
             c["hurts"] = bool(pa < alpha and c["gain_over_F"] < 0)
         gains = [c.get("gain_over_F") for c in row["per_search"].values()]
         row["least_gain_over_F"] = min(gains) if o != F and all(g is not None for g in gains) else None
+        ps = [c["p_best"] for c in row["per_search"].values()]
+        row["p_best_everywhere"] = float(np.prod(ps)) if o != F and all(x is not None for x in ps) else None
         row["helps_in"] = sum(c.get("helps", False) for c in row["per_search"].values())
         row["hurts_in"] = sum(c.get("hurts", False) for c in row["per_search"].values())
         out["orders"].append(row)
@@ -141,7 +144,17 @@ def across(figs: dict[str, pd.DataFrame], means: dict[str, pd.Series], figure: s
         robust = [r for r in ifs if r["least_gain_over_F"] is not None]
         if robust:
             out["most_robust"] = max(robust, key=lambda r: (r["least_gain_over_F"], -r["mean_rank"]))["order"]
+        likely = [r for r in ifs if r["p_best_everywhere"] is not None]
+        if likely:
+            out["most_likely_everywhere"] = max(likely, key=lambda r: r["p_best_everywhere"])["order"]
     return out
+
+
+def best_among(fig: pd.DataFrame, orders: list[str], figure: str) -> dict[str, float]:
+    """Each IF order's P(best) among ``orders`` in one search (search/ranking.py: the report's model, on
+    these orders only); {} where the search cannot rank them (too few seeds)."""
+    r = ranking.analyse(fig[fig["order"].isin(orders)], figure)
+    return {x["order"]: x["p_best"] for x in r.get("rows", [])}
 
 
 def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPHA,
@@ -199,6 +212,10 @@ def headline(res: dict) -> str:
             lead = "most robust" if r["least_gain_over_F"] > 0 else "no IF order beats F in every search; closest"
             text += (f"; {lead}: {show(r['order'])} (least gain over F in any search "
                      f"{r['least_gain_over_F']:+.4f}, significant gain in {r['helps_in']} of {n})")
+        if acr.get("most_likely_everywhere"):
+            r = next(x for x in acr["orders"] if x["order"] == acr["most_likely_everywhere"])
+            text += (f"; most likely the best in every search: {show(r['order'])} (P = {r['p_best_everywhere']:.2f}, "
+                     f"the product of its P(best) among the shared orders in each)")
         text += "."
     return text
 
@@ -344,19 +361,23 @@ def _across_sections(res: dict) -> list:
     if not acr["orders"]:
         return []
     rows = [["mean rank", "order", *[f"{k}: mean (rank)" for k in names], *[f"{k}: gain over F" for k in names],
-             "least gain", "helps in", "hurts in"]]
+             "least gain", "helps in", "hurts in", *[f"{k}: P(best)" for k in names], "P(best everywhere)"]]
     for r in acr["orders"]:
         ps = r["per_search"]
         rows.append([f"{r['mean_rank']:.1f}", show(r["order"]), *[f"{_f(ps[k]['mean'])} ({ps[k]['rank']:g})" for k in names],
                      *[_f(ps[k].get("gain_over_F")) + (" *" if ps[k].get("helps") or ps[k].get("hurts") else "")
                        for k in names],
-                     _f(r["least_gain_over_F"]), f"{r['helps_in']} of {n}", f"{r['hurts_in']} of {n}"])
+                     _f(r["least_gain_over_F"]), f"{r['helps_in']} of {n}", f"{r['hurts_in']} of {n}",
+                     *[ranking.prob_text(ps[k].get("p_best")) for k in names],
+                     ranking.prob_text(r.get("p_best_everywhere"))])
     text = (f"The {acr['n_shared']} orders completed in {'both' if n == 2 else f'all {n}'} searches, by mean rank "
             f"(1 = best in that search among these orders). Gain over F: the order's mean minus F's in that search "
             f"(– where F was not run); * = Welch t-test on per-seed values against F, Holm over the searches (per "
             f"order, not over orders), at α = {res['alpha']} ({res['min_seeds']}+ seeds each). Least gain: the worst "
             f"case over searches — the order to pick when the target is not known in advance is the one whose least "
-            f"gain is highest.")
+            f"gain is highest. P(best): the chance that the order is the best of these orders in that search (the "
+            f"report's hierarchical model on them; – where a search has too few seeds); P(best everywhere): their "
+            f"product, the chance it is the best in every search (the searches are independent).")
     return [("An order for every search", text, rows, "across"),
             ("Ranks across searches", "Each of the 10 best shared orders: its rank in every search; flat lines are "
              "orders that hold their place.", [], "ranks")]

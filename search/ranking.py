@@ -59,7 +59,8 @@ def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws
 
     d = fig[(fig["order"] != F) & fig[figure].notna()]
     g = d.groupby("order", sort=False)[figure]
-    orders, n, ybar = list(g.groups), g.size().to_numpy(float), g.mean().to_numpy(float)
+    means = g.mean()
+    orders, n, ybar = list(means.index), g.size().reindex(means.index).to_numpy(float), means.to_numpy(float)
     replicated = int((n >= 2).sum())
     if replicated < 2:
         return {"underpowered": f"{replicated} IF order(s) with 2+ seeds; seed noise and the spread of orders are "
@@ -142,6 +143,11 @@ def credible_set(p_sorted: list[float], level: float) -> int:
     """How many of the orders (by P(best), descending) it takes for their P(best) to reach ``level``."""
     total = np.cumsum(p_sorted)
     return int(min(len(p_sorted), np.searchsorted(total, level - 1e-12) + 1))
+
+
+def prob_text(v: float | None) -> str:
+    """A probability for a table: three decimals, "<0.001" below, "–" for none."""
+    return "–" if v is None else ("<0.001" if v < 0.0005 else f"{v:.3f}")
 
 
 def text(r: dict, show) -> str:

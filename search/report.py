@@ -420,11 +420,6 @@ def _x(v, nd: int = 4) -> str:
     return str(v)
 
 
-def _prob(v) -> str:
-    """A probability for a table: three decimals, and "<0.001" below."""
-    return "–" if v is None else ("<0.001" if v < 0.0005 else f"{v:.3f}")
-
-
 def _p(r: dict, key: str = "p_holm") -> str:
     if "underpowered" in r:
         return f"underpowered: {r['underpowered']}"
@@ -449,7 +444,8 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     head = ["rank", "order", "seeds", "mean ± std", f"{int(res['confidence'] * 100)}% CI", "P(best)", "shrunk",
             *res["languages"], "worst", "std (langs)", "transfer gap", "perturbation"]
     rows = [head] + [[str(r["rank"]), show(r["order"]), str(r["n_seeds"]), f"{_x(r['mean'])} ± {_x(r['std'])}",
-                      f"[{_x(r['ci_low'])}, {_x(r['ci_high'])}]", _prob(r.get("p_best")), _x(r.get("shrunk")),
+                      f"[{_x(r['ci_low'])}, {_x(r['ci_high'])}]", ranking.prob_text(r.get("p_best")),
+                      _x(r.get("shrunk")),
                       *[_x(r["per_language"].get(lg)) for lg in res["languages"]],
                       _x(r["worst"]), _x(r["lang_std"]), _x(r["transfer_gap"]), _x(r["perturbation"])]
                      for r in res["leaderboard"]]
@@ -549,7 +545,8 @@ def best_order_section(r: dict, top: int = 20) -> tuple[str, str, list[list[str]
     if "rows" not in r:
         return (title, ranking.text(r, show), [], None)
     rows = [["order", "seeds", "mean", "shrunk", "posterior sd", "P(best)", "in the credible set"]] + [
-        [show(x["order"]), str(x["n_seeds"]), _x(x["observed"]), _x(x["shrunk"]), _x(x["sd"]), _prob(x["p_best"]),
+        [show(x["order"]), str(x["n_seeds"]), _x(x["observed"]), _x(x["shrunk"]), _x(x["sd"]),
+         ranking.prob_text(x["p_best"]),
          "yes" if x["order"] in r["set"] else ""] for x in r["rows"][:top]]
     text = (f"{ranking.text(r, show)} Model: each order's true score is drawn around a common mean with spread tau, "
             f"each seed's score around its order's with noise sigma (posterior medians {r['tau']:.4g} and "

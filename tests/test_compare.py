@@ -132,6 +132,18 @@ def test_across_searches_the_robust_order_and_its_significance():
     mean_rank = np.mean([rows["ta"]["per_search"][k]["rank"] for k in ("s1", "s2")])
     assert rows["ta"]["mean_rank"] == pytest.approx(mean_rank)
     assert "most robust: ta" in res["headline"]
+    # P(best) in each search: the report's model on the shared orders of that search alone; everywhere: the product
+    from search import ranking
+
+    for name, t in (("s1", t1), ("s2", t2)):
+        alone = {x["order"]: x["p_best"] for x in ranking.analyse(_fig(t))["rows"]}
+        assert {o: r["per_search"][name]["p_best"] for o, r in rows.items() if o} == pytest.approx(alone)
+    assert rows["ta"]["p_best_everywhere"] == pytest.approx(rows["ta"]["per_search"]["s1"]["p_best"]
+                                                            * rows["ta"]["per_search"]["s2"]["p_best"])
+    # tb is likely the best in s1 but not in s2; ta, second in s1 and first in s2, is the likelier everywhere
+    assert rows["tb"]["per_search"]["s1"]["p_best"] > 0.5 > rows["tb"]["per_search"]["s2"]["p_best"]
+    assert acr["most_likely_everywhere"] == "ta" and rows[""]["p_best_everywhere"] is None
+    assert "most likely the best in every search: ta (P = " in res["headline"]
 
 
 # ------------------------------------------------------------------ the command
