@@ -41,6 +41,7 @@ from search.space import task_set
 
 SEEDS = (3, 5, 8, 10)
 REPS = 1000  # simulated searches per cell
+RANKED_REPS = 60  # ... for what the report's ranking would say (a Bayesian fit per search: slower)
 NULL_PERMUTATIONS = 4000
 TARGET_POWER = 0.8
 RATIOS = np.round(np.arange(0.05, 3.0001, 0.05), 2)  # tau / sigma grid for the smallest detectable spread
@@ -108,6 +109,27 @@ def simulate(k: int, n: int, ratio: float, *, reps: int = REPS, alpha: float = S
             "curse": float((means[np.arange(reps), pick] - chosen).mean())}
 
 
+def ranked(k: int, n: int, ratio: float, *, reps: int = RANKED_REPS, seed: int = 3) -> dict:
+    """What the report's *Which order is best, and how sure?* would say (search/ranking.py) on searches of k
+    orders x n seeds under the model (sigma = 1): the median size of its 95% set of possible best orders,
+    the median P(best) of its most likely order, and how often the set holds the true best."""
+    from search import ranking
+
+    rng = np.random.default_rng(seed)
+    sizes, tops, covered = [], [], []
+    for _ in range(reps):
+        truth = rng.normal(0.0, ratio, k)
+        values = truth[:, None] + rng.normal(0.0, 1.0, (k, n))
+        fig = pd.DataFrame({"order": np.repeat([f"o{i}" for i in range(k)], n), "seed": np.tile(np.arange(n), k),
+                            "mean": values.ravel()})
+        r = ranking.analyse(fig, draws=20)
+        sizes.append(len(r["set"]))
+        tops.append(r["rows"][0]["p_best"])
+        covered.append(f"o{int(truth.argmax())}" in r["set"])
+    return {"set_size": float(np.median(sizes)), "p_best_said": float(np.median(tops)),
+            "set_covers": float(np.mean(covered)) if ratio > 0 else None}
+
+
 def simulate_arrangement(strata: list[int], n: int, ratio: float, *, reps: int = REPS, alpha: float = S.ALPHA,
                          seed: int = 0, null: np.ndarray | None = None) -> float:
     """Power of the report's arrangement test (order alone: Kruskal–Wallis within each task set, H summed)
@@ -168,7 +190,8 @@ def plan(fig: pd.DataFrame | None = None, *, seeds=SEEDS, orders: int | None = N
         rows.append({"seeds": n, "chains": k * n, "power": at["power"], "power_half": half["power"],
                      "p_best": at["p_best"], "regret": at["regret"] * c["sigma"], "curse": at["curse"] * c["sigma"],
                      "ci_half_width": float(stats.t.ppf(0.975, n - 1) * c["sigma"] / math.sqrt(n)),
-                     "smallest_ratio": small, "smallest_tau": None if small is None else small * c["sigma"]})
+                     "smallest_ratio": small, "smallest_tau": None if small is None else small * c["sigma"],
+                     **ranked(k, n, c["ratio"])})
         if arr["strata"]:
             rows[-1]["power_arrangement"] = simulate_arrangement(arr["strata"], n, arr["ratio"], reps=reps, alpha=alpha,
                                                                  seed=2)
@@ -191,13 +214,14 @@ def lines(res: dict, where: str) -> list[str]:
            f"(ICC {c['icc']:.2f}, spread / seed sd {c['ratio']:.2f})",
            f"a search of {res['orders']} IF orders, {res['reps']} simulated searches per row, alpha {res['alpha']}:",
            f"{'seeds':>5} {'chains':>6} {'power':>6} {'at half':>7} {'P(best)':>7} {'regret':>7} {'curse':>7} {'95% CI ±':>8} "
-           f"{'80% power at spread':>21} {'arrangement':>11}"]
+           f"{'80% power at spread':>21} {'arrangement':>11} {'95% set':>7} {'said P(best)':>12}"]
     for r in res["rows"]:
         small = "beyond 3 x sd" if r["smallest_tau"] is None else f"{r['smallest_tau']:.4f} ({r['smallest_ratio']:.2f} sd)"
         arr = f"{r['power_arrangement']:.2f}" if "power_arrangement" in r else "–"
         p_best = "–" if r["p_best"] is None else f"{r['p_best']:.2f}"
         out.append(f"{r['seeds']:>5} {r['chains']:>6} {r['power']:>6.2f} {r['power_half']:>7.2f} {p_best:>7} "
-                   f"{r['regret']:>7.4f} {r['curse']:>7.4f} {r['ci_half_width']:>8.4f} {small:>21} {arr:>11}")
+                   f"{r['regret']:>7.4f} {r['curse']:>7.4f} {r['ci_half_width']:>8.4f} {small:>21} {arr:>11} "
+                   f"{r['set_size']:>7g} {r['p_best_said']:>12.2f}")
     need, half = res["seeds_needed"], res["seeds_needed_half"]
     tried = ", ".join(str(r["seeds"]) for r in res["rows"])
     if c["tau"] == 0:

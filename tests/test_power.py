@@ -73,6 +73,15 @@ def test_power_size_monotonicity_and_selection():
     assert none["regret"] == 0.0 and none["p_best"] is None  # all orders truly equal: nothing to lose or find
 
 
+def test_what_the_reports_ranking_would_say_sharpens_with_seeds():
+    """The ranking columns: with more seeds the 95% set of possible best orders shrinks and the stated
+    P(best) rises, while the set keeps holding the true best (its coverage, bench/ranking_calibration.py)."""
+    few, many = P.ranked(8, 3, 1.0, reps=60), P.ranked(8, 12, 1.0, reps=60)
+    assert many["set_size"] < few["set_size"] and many["p_best_said"] > few["p_best_said"]
+    assert few["set_covers"] >= 0.9 and many["set_covers"] >= 0.9
+    assert P.ranked(8, 3, 0.0, reps=20)["set_covers"] is None  # no spread: no true best to cover
+
+
 def test_itt_power_on_a_pilot_experiment(tmp_path, capsys):
     rng = np.random.default_rng(6)
     fig = _fig(rng, k=7, n=3, ratio=1.2)
@@ -90,7 +99,8 @@ def test_itt_power_on_a_pilot_experiment(tmp_path, capsys):
     for r in res["rows"]:
         assert r["ci_half_width"] == pytest.approx(sps.t.ppf(0.975, r["seeds"] - 1) * c["sigma"] / np.sqrt(r["seeds"]))
         assert 0 <= r["power_half"] <= r["power"] + 0.08
-    assert "80% power for the order test" in out and f"{c['sigma']:.4f}" in out
+        assert 1 <= r["set_size"] <= 7 and 1 / 7 <= r["p_best_said"] <= 1
+    assert "80% power for the order test" in out and "95% set said P(best)" in out and f"{c['sigma']:.4f}" in out
 
 
 def test_bad_input_is_one_error_line(tmp_path, capsys):
