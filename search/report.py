@@ -51,6 +51,7 @@ class Experiment:
     notes: list[str] = field(default_factory=list)
     config: dict | None = None
     hardware: list[dict] = field(default_factory=list)  # each counted trial's results.json "hardware"
+    counted: dict[str, str] = field(default_factory=dict)  # order -> the trial id whose scores count
 
 
 def load_experiment(exp_dir: str) -> Experiment:
@@ -74,7 +75,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     config = yaml.safe_load(cfg_text) if cfg_text else None
     notes: list[str] = []
     metric, languages = None, list(meta.get("languages") or [])
-    sc, ex, sg, hardware = [], [], [], []
+    sc, ex, sg, hardware, counted = [], [], [], [], {}
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -101,11 +102,13 @@ def load_experiment(exp_dir: str) -> Experiment:
             notes.append(f"order {show(order)}: trial {r['trial_id']} has no results.json; its results.csv means "
                          "count as a single seed")
             sc += [(order, -1, lang, _num(r[lang])) for lang in langs]
+            counted[order] = r["trial_id"]
             if _num(r.get("perturbation_score")) is not None:
                 ex.append((order, -1, "perturbation", _num(r["perturbation_score"])))
             continue
         metric = metric or res.get("metric")
         m = res.get("metric", metric)
+        counted[order] = chosen["trial_id"]
         hardware.append(res.get("hardware") or {})
         for seed, sr in res.get("seeds", {}).items():
             split = "test" if "test" in sr else "dev"
@@ -125,7 +128,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     return Experiment(st=st, rows=rows, meta=meta, metric=metric or "score", languages=languages, scores=scores,
                       extra=pd.DataFrame(ex, columns=["order", "seed", "figure", "value"]),
                       stages=pd.DataFrame(sg, columns=["order", "seed", "stage", "task", "probe"]),
-                      trials=trials, notes=notes, config=config, hardware=hardware)
+                      trials=trials, notes=notes, config=config, hardware=hardware, counted=counted)
 
 
 def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
@@ -802,6 +805,13 @@ def _confirm_hparams(c: dict) -> str:
     return ""
 
 
+def trial_metrics(res: dict, counted: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Each counted trial's report figures for its MLflow run (sortable on the runs page): its order's
+    P(best) and shrunk score."""
+    return {counted[r["order"]]: {"report_p_best": r["p_best"], "report_shrunk": r["shrunk"]}
+            for r in res["leaderboard"] if r.get("p_best") is not None and r["order"] in counted}
+
+
 def headline_metrics(res: dict) -> dict[str, float]:
     """The parent run's report figures."""
     h = res["headline"]
@@ -933,7 +943,8 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
         if mlflow:
             from search.tracking import log_report
 
-            log(log_report(exp.st, exp.meta, tmp, headline_metrics(res), uri=tracking_uri))
+            log(log_report(exp.st, exp.meta, tmp, headline_metrics(res), uri=tracking_uri,
+                           per_trial=trial_metrics(res, exp.counted)))
         else:
             log("MLflow: not logged (--no-mlflow)")
     finally:

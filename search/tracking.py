@@ -225,10 +225,7 @@ class _Mlflow:
     def show_trials(self, meta: dict) -> None:
         """The experiment opens on the runs page, in the Model training workspace, on this search's
         trials (see :func:`view_state`): tags the UI reads, set on every start (idempotent)."""
-        key = view_key(meta["search_id"])
-        state = view_state(meta["search_id"], meta.get("languages") or [], meta.get("metric"))
-        for k, v in ((EXPERIMENT_KIND, MODEL_TRAINING), (VIEW_TAG + key, json.dumps(state)), (LATEST_VIEW, key)):
-            self.client.set_experiment_tag(self.exp_id, k, v)
+        show_trials(self.client, self.exp_id, meta)
 
     def _find(self, filt: str):
         runs = self.client.search_runs([self.exp_id], filter_string=filt, max_results=2,
@@ -839,16 +836,26 @@ VIEW_TAG = "mlflow.sharedViewState."
 LATEST_VIEW = "itt.view"  # the view of the latest search tracked in the experiment
 
 
+def show_trials(client, experiment_id: str, meta: dict) -> None:
+    """The tags that open the experiment on the runs page of this search's trials (see :func:`view_state`);
+    set at every start and by ``itt report`` (a search from before a column was added gets it)."""
+    key = view_key(meta["search_id"])
+    state = view_state(meta["search_id"], meta.get("languages") or [], meta.get("metric"))
+    for k, v in ((EXPERIMENT_KIND, MODEL_TRAINING), (VIEW_TAG + key, json.dumps(state)), (LATEST_VIEW, key)):
+        client.set_experiment_tag(experiment_id, k, v)
+
+
 def view_key(search_id: str) -> str:
     return f"itt-{search_id[:12]}"
 
 
 def view_state(search_id: str, languages: list[str], metric: str | None) -> dict:
     """The runs page of one search: its trials (not the parent), best score first, with the columns a
-    comparison needs (order, score, test mean and worst language, transfer gap, outcome, per-language
-    test scores), and every run drawn in the charts (the UI's default draws the first 10 only)."""
-    cols = ["params.`order`", "metrics.`score`", "metrics.`test_mean`", "metrics.`test_worst`",
-            "metrics.`test_transfer_gap`", "tags.`outcome`", "params.`order_length`"]
+    comparison needs (order, score, test mean, P(best) once `itt report` has run, worst language,
+    transfer gap, outcome, per-language test scores), and every run drawn in the charts (the UI's
+    default draws the first 10 only)."""
+    cols = ["params.`order`", "metrics.`score`", "metrics.`test_mean`", "metrics.`report_p_best`",
+            "metrics.`test_worst`", "metrics.`test_transfer_gap`", "tags.`outcome`", "params.`order_length`"]
     if metric:
         cols += [f"metrics.`test_{metric}_{lang}`" for lang in languages[:12]]
     return {"searchFilter": f"tags.itt_role = 'trial' and tags.search_id = '{search_id}'",
@@ -888,9 +895,11 @@ def ui_command(uri: str, *, host: str = "127.0.0.1", port: int = 5000) -> list[s
 
 
 # ------------------------------------------------------------------ itt report
-def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, float], uri: str | None = None) -> str:
+def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, float], uri: str | None = None,
+               per_trial: dict[str, dict[str, float]] | None = None) -> str:
     """The report's files as artifacts (``report/``) and its headline figures as metrics of the search's
-    parent run (found by ``search_id``). Never raises: returns one line saying what was done."""
+    parent run (found by ``search_id``); ``per_trial`` (trial id -> metrics) on each trial's run. Never
+    raises: returns one line saying what was done."""
     from mlflow.entities import Metric
 
     target = uri or meta.get("tracking_uri")
@@ -915,9 +924,31 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
         client.log_artifacts(run_id, str(folder), artifact_path="report")
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-        return f"MLflow: report logged to parent run {run_id} (artifacts report/, {len(metrics)} metrics) in {target}"
+        trials = _log_per_trial(client, exp.experiment_id, meta["search_id"], per_trial or {}, now)
+        if trials:  # the runs page's P(best) column
+            show_trials(client, exp.experiment_id, meta)
+        return (f"MLflow: report logged to parent run {run_id} (artifacts report/, {len(metrics)} metrics"
+                + (f"; P(best) on {trials} trial runs" if trials else "") + f") in {target}")
     except Exception as e:  # the store went away, a permission problem, ...
         return f"MLflow: not logged ({_first_line(e)})"
+
+
+def _log_per_trial(client, experiment_id: str, search_id: str, per_trial: dict[str, dict[str, float]],
+                   now: int) -> int:
+    """Report figures on the trials' own runs (one query for all of them); how many runs got them."""
+    from mlflow.entities import Metric
+
+    if not per_trial:
+        return 0
+    runs = client.search_runs([experiment_id], filter_string=f"tags.search_id = '{search_id}' and "
+                              "tags.itt_role = 'trial'", max_results=50_000)
+    done = 0
+    for run in runs:
+        figures = per_trial.get(run.data.tags.get("trial_id"))
+        if figures:
+            client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()])
+            done += 1
+    return done
 
 
 def compare_view() -> dict:

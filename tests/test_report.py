@@ -317,6 +317,16 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     assert run.data.metrics["report_compute_device_hours"] == pytest.approx(c["device_hours"])
     assert run.data.metrics["report_language_interaction_p"] == pytest.approx(res["by_language"]["interaction"]["p"])
     assert "report/report.tex" in arts
+    # each IF order's P(best) and shrunk score on its trial's own run (sortable on the runs page)
+    trial_runs = client.search_runs([run.info.experiment_id], filter_string=f"tags.search_id = '{meta['search_id']}' "
+                                    "and tags.itt_role = 'trial'")
+    order_of = {r["trial_id"]: r["order"] for r in rows}
+    board = {r["order"]: r for r in res["leaderboard"]}
+    ranked = [t for t in trial_runs if "report_p_best" in t.data.metrics]
+    assert len(ranked) == len([r for r in res["leaderboard"] if r["order"]]) and f"P(best) on {len(ranked)} trial runs" in out
+    for t in ranked:
+        b = board[order_of[t.data.tags["trial_id"]]]
+        assert (t.data.metrics["report_p_best"], t.data.metrics["report_shrunk"]) == pytest.approx((b["p_best"], b["shrunk"]))
 
 
 def test_search_report_that_cannot_be_made_is_one_line(tmp_path, ray_local):
