@@ -542,6 +542,28 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     return out
 
 
+def searcher_pick(exp: Experiment) -> dict | None:
+    """The searcher's own recommendation (summary.json) where its model gives one with an interval
+    (order_bo's GP: it shares evidence between orders with tasks in common); else None."""
+    summary = json.loads(exp.st.read_text("summary.json") or "{}")
+    rec = summary.get("recommended") or {}
+    if rec.get("lo") is None or rec.get("order") is None:
+        return None
+    name = {"auto": "order_bo"}.get(summary.get("searcher"), summary.get("searcher"))
+    return {"searcher": name, **{k: rec[k] for k in ("order", "mean", "lo", "hi")}}
+
+
+def _searcher_text(r: dict) -> str:
+    sp = r.get("searcher")
+    if not sp:
+        return ""
+    p = next((x["p_best"] for x in r["rows"] if x["order"] == sp["order"]), None)
+    same = sp["order"] == r["most_likely"]
+    return (f" The searcher's own model ({sp['searcher']}: a GP over order features, on the dev score it optimised) "
+            f"recommends {show(sp['order'])} (posterior mean {sp['mean']:.4f}, 95% [{sp['lo']:.4f}, {sp['hi']:.4f}])"
+            + (": the same order." if same else f"; here its P(best) is {ranking.prob_text(p)}."))
+
+
 def best_order_section(r: dict, top: int = 20) -> tuple[str, str, list[list[str]], str | None]:
     """Which IF order is best, and how sure: the hierarchical model's posterior (search/ranking.py)."""
     title = "Which order is best, and how sure?"
@@ -559,7 +581,7 @@ def best_order_section(r: dict, top: int = 20) -> tuple[str, str, list[list[str]
             f"{r['level']:.0%} (here {r['set_p']:.3f}). The normal hierarchical model of Gelman et al., Bayesian Data "
             f"Analysis, 5.4, with a half-Cauchy prior on tau (search/ranking.py); calibrated within about 0.05 on "
             f"simulated searches (bench/ranking_calibration.py), less so with a small spread between orders. "
-            f"`itt confirm` checks the pick on fresh seeds. The "
+            f"`itt confirm` checks the pick on fresh seeds.{_searcher_text(r)} The "
             f"{min(top, len(r['rows']))} most likely orders:")
     return (title, text, rows, None)
 
@@ -747,6 +769,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     pareto = pareto_analysis(exp, res["leaderboard"])
     if pareto is not None:
         res["pareto"] = pareto
+    res["best_order"]["searcher"] = searcher_pick(exp)
     seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
     res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds)
     confirm = exp.st.read_text(CONFIRM_FILE)  # an `itt confirm` run: the search's picks on fresh seeds

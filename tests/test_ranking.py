@@ -148,3 +148,15 @@ def test_report_section_leaderboard_console_and_metrics(tmp_path, capsys):
 
     m = headline_metrics(res)
     assert m["report_best_p_best"] == pytest.approx(lead["p_best"]) and m["report_best_set_size"] == len(bo["set"])
+    # the searcher's own recommendation (order_bo's GP, summary.json) beside it, with its P(best) here
+    other = bo["rows"][1]
+    (exp / "summary.json").write_text(json.dumps({"searcher": "auto", "recommended": {
+        "order": other["order"], "hparams": {}, "mean": 0.61, "lo": 0.6, "hi": 0.62}}))
+    from search.cli import main
+
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    capsys.readouterr()
+    md = (exp / "report" / "report.md").read_text()
+    assert (f"The searcher's own model (order_bo: a GP over order features, on the dev score it optimised) recommends "
+            f"{S.show(other['order'])} (posterior mean 0.6100, 95% [0.6000, 0.6200]); here its P(best) is "
+            f"{other['p_best']:.3f}.") in md
