@@ -664,15 +664,18 @@ def language_section(la: dict) -> tuple[str, str, list[list[str]], str | None]:
     title = "Does the best order depend on the language?"
     if "underpowered" in la:
         return (title, language_headline(la), [], None)
-    rows = [["language", "best IF order there", "its score", f"{show(la['overall_best'])} (overall best)", "its rank",
-             "below the language's best", "p (Welch, Holm)", "rho with the other languages"]]
-    rows += [[r["language"], show(r["best_order"]), _x(r["best"]), _x(r["overall_best"]), _x(r["overall_best_rank"]),
+    rows = [["language", "best IF order there", "its score", "its P(best)", f"{show(la['overall_best'])} (overall best)",
+             "its rank", "its P(best)", "below the language's best", "p (Welch, Holm)", "rho with the other languages"]]
+    rows += [[r["language"], show(r["best_order"]), _x(r["best"]), ranking.prob_text(r.get("p_best_there")),
+              _x(r["overall_best"]), _x(r["overall_best_rank"]), ranking.prob_text(r.get("overall_p_best_there")),
               _x(r["gap"]), _gap_p(r), _x(r["rho_with_others"], 2)] for r in la["per_language"]]
     w = (f" Kendall's W over languages = {la['W']:.2f} (average Spearman between two languages' rankings "
          f"{la['mean_rho']:.2f}; descriptive, since a lucky seed lifts every language of its model)."
          if la.get("W") is not None else "")
     text = (f"{language_headline(la)} Ranks and gaps among the {la['n_orders']} completed IF orders (means over "
-            f"seeds); p: where another order is best in a language, it against the overall best on that language's "
+            f"seeds); P(best): how sure it is that the order is the best in that language (the hierarchical model of "
+            f"*Which order is best, and how sure?* on that language's per-seed scores); p: where another order is best "
+            f"in a language, it against the overall best on that language's "
             f"per-seed scores (Welch, Holm over those languages; optimistic, as the language's best was picked on the "
             f"same scores); rho: Spearman between this language's ranking of the orders and the mean of the other "
             f"languages' scores (a low rho marks a language that ranks orders its own way).{w} The test: a split-plot "

@@ -397,6 +397,7 @@ def _languages(scores: pd.DataFrame, board: list[dict], alpha: float, min_seeds:
     out.update({"overall_best": best["order"], "per_language": rows,
                 "best_in": sum(r["best_order"] == best["order"] for r in rows)})
     _gap_tests(scores, rows, best["order"], alpha, min_seeds)
+    _language_p_best(scores, rows, best["order"])
     full = table.dropna()
     w = kendall_w(full.to_numpy(float), permutations=1)[0] if len(full) >= MIN_ORDERS else float("nan")
     if math.isfinite(w):  # (every language ties every order: no ranking, no W)
@@ -417,6 +418,17 @@ def _language_row(table: pd.DataFrame, lang: str, overall: str) -> dict:
     return {"language": lang, "best_order": top, "best": float(col[top]), "overall_best": _f(col.get(overall)),
             "overall_best_rank": int(col.rank(ascending=False, method="min")[overall]) if here else None,
             "gap": _f(col[top] - col[overall]) if here else None, "rho_with_others": _f(rho)}
+
+
+def _language_p_best(scores: pd.DataFrame, rows: list[dict], overall: str) -> None:
+    """Per language: how sure its best order is the best there, and the overall best's chance there (the
+    report's hierarchical model, search/ranking.py, on that language's per-seed scores)."""
+    from search import ranking
+
+    for r in rows:
+        one = scores[scores["language"] == r["language"]].rename(columns={"score": "mean"})
+        got = {x["order"]: x["p_best"] for x in ranking.analyse(one).get("rows", [])}
+        r["p_best_there"], r["overall_p_best_there"] = got.get(r["best_order"]), got.get(overall)
 
 
 def _gap_tests(scores: pd.DataFrame, rows: list[dict], overall: str, alpha: float, min_seeds: int) -> None:

@@ -148,6 +148,13 @@ def test_report_section_leaderboard_console_and_metrics(tmp_path, capsys):
 
     m = headline_metrics(res)
     assert m["report_best_p_best"] == pytest.approx(lead["p_best"]) and m["report_best_set_size"] == len(bo["set"])
+    # per language: the same model on that language's per-seed scores
+    for r in res["by_language"]["per_language"]:
+        one = tidy[tidy["language"] == r["language"]].rename(columns={"score": "mean"})
+        got = {x["order"]: x["p_best"] for x in R.analyse(one)["rows"]}
+        assert r["p_best_there"] == pytest.approx(got[r["best_order"]])
+        assert r["overall_p_best_there"] == pytest.approx(got[res["by_language"]["overall_best"]])
+    assert "| its P(best) |" in md
     # the searcher's own recommendation (order_bo's GP, summary.json) beside it, with its P(best) here
     other = bo["rows"][1]
     (exp / "summary.json").write_text(json.dumps({"searcher": "auto", "recommended": {
