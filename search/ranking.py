@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import integrate, stats
+from scipy import integrate, special, stats
 
 LEVEL = 0.95  # the credible set of possible best orders
 DRAWS = 40  # (sigma, tau) draws from their posterior (stratified over the grid)
@@ -132,9 +132,9 @@ def p_best(mean: np.ndarray, sd: np.ndarray, grid: int = GRID) -> np.ndarray:
     points = int(min(max(grid, math.ceil((hi - lo) / sd.min() * 20)), 200_001))
     x = np.linspace(lo, hi, points)
     z = (x[None, :] - mean[:, None]) / sd[:, None]
-    log_cdf = stats.norm.logcdf(z)
+    log_cdf = special.log_ndtr(z)  # (scipy.stats.norm.logcdf without its wrapper: twice as fast)
     others = log_cdf.sum(axis=0)[None, :] - log_cdf  # log prod_{j != i} Phi_j(x)
-    dens = stats.norm.pdf(z) / sd[:, None] * np.exp(others)
+    dens = np.exp(others - 0.5 * z * z) / (sd[:, None] * math.sqrt(2 * math.pi))
     p = integrate.trapezoid(dens, x, axis=1)
     return p / p.sum()  # (the trapezoid rule leaves the sum a hair off 1)
 
