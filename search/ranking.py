@@ -126,9 +126,10 @@ def posterior(ybar: np.ndarray, n: np.ndarray, sigma: float, tau: float) -> dict
 
 def p_best(mean: np.ndarray, sd: np.ndarray, grid: int = GRID) -> np.ndarray:
     """P(order i's true score is the largest) for independent normal posteriors: the integral of
-    phi_i(x) prod_{j != i} Phi_j(x) over a grid wide enough for every posterior and fine enough for
-    the narrowest (points added up to 20 per its sd); sums to 1."""
-    lo, hi = float((mean - 8 * sd).min()), float((mean + 8 * sd).max())
+    phi_i(x) prod_{j != i} Phi_j(x) over a grid fine enough for the narrowest posterior (points added
+    up to 20 per its sd). The grid starts where the likeliest-high order is 8 sd below its mean: lower
+    down, every integrand is below Phi(-8) (that order's Phi, or for that order itself its phi). Sums to 1."""
+    lo, hi = float((mean - 8 * sd).max()), float((mean + 8 * sd).max())
     points = int(min(max(grid, math.ceil((hi - lo) / sd.min() * 20)), 200_001))
     x = np.linspace(lo, hi, points)
     z = (x[None, :] - mean[:, None]) / sd[:, None]
