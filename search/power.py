@@ -41,7 +41,7 @@ from search.space import task_set
 
 SEEDS = (3, 5, 8, 10)
 REPS = 1000  # simulated searches per cell
-RANKED_REPS = 60  # ... for what the report's ranking would say (a Bayesian fit per search: slower)
+RANKED_REPS = 60  # ... for what the report's ranking would say, at --reps 1000 (a Bayesian fit per search: slower)
 NULL_PERMUTATIONS = 4000
 TARGET_POWER = 0.8
 RATIOS = np.round(np.arange(0.05, 3.0001, 0.05), 2)  # tau / sigma grid for the smallest detectable spread
@@ -191,7 +191,7 @@ def plan(fig: pd.DataFrame | None = None, *, seeds=SEEDS, orders: int | None = N
                      "p_best": at["p_best"], "regret": at["regret"] * c["sigma"], "curse": at["curse"] * c["sigma"],
                      "ci_half_width": float(stats.t.ppf(0.975, n - 1) * c["sigma"] / math.sqrt(n)),
                      "smallest_ratio": small, "smallest_tau": None if small is None else small * c["sigma"],
-                     **ranked(k, n, c["ratio"])})
+                     **ranked(k, n, c["ratio"], reps=max(20, round(RANKED_REPS * reps / REPS)))})
         if arr["strata"]:
             rows[-1]["power_arrangement"] = simulate_arrangement(arr["strata"], n, arr["ratio"], reps=reps, alpha=alpha,
                                                                  seed=2)
