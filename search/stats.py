@@ -427,7 +427,7 @@ def _language_p_best(scores: pd.DataFrame, rows: list[dict], overall: str) -> No
 
     for r in rows:
         one = scores[scores["language"] == r["language"]].rename(columns={"score": "mean"})
-        got = {x["order"]: x["p_best"] for x in ranking.analyse(one).get("rows", [])}
+        got = {x["order"]: x["p_best"] for x in ranking.analyse(one, draws=20).get("rows", [])}  # (one per language)
         r["p_best_there"], r["overall_p_best_there"] = got.get(r["best_order"]), got.get(overall)
 
 

@@ -151,19 +151,20 @@ def test_report_section_leaderboard_console_and_metrics(tmp_path, capsys):
     # per language: the same model on that language's per-seed scores
     for r in res["by_language"]["per_language"]:
         one = tidy[tidy["language"] == r["language"]].rename(columns={"score": "mean"})
-        got = {x["order"]: x["p_best"] for x in R.analyse(one)["rows"]}
+        got = {x["order"]: x["p_best"] for x in R.analyse(one, draws=20)["rows"]}
         assert r["p_best_there"] == pytest.approx(got[r["best_order"]])
         assert r["overall_p_best_there"] == pytest.approx(got[res["by_language"]["overall_best"]])
     assert "| its P(best) |" in md
     # the searcher's own recommendation (order_bo's GP, summary.json) beside it, with its P(best) here
+    from search.report import best_order_section, load_experiment, searcher_pick
+
     other = bo["rows"][1]
+    assert searcher_pick(load_experiment(str(exp))) is None  # no summary.json: no searcher's model
     (exp / "summary.json").write_text(json.dumps({"searcher": "auto", "recommended": {
         "order": other["order"], "hparams": {}, "mean": 0.61, "lo": 0.6, "hi": 0.62}}))
-    from search.cli import main
-
-    assert main(["report", str(exp), "--no-heuristics"]) == 0
-    capsys.readouterr()
-    md = (exp / "report" / "report.md").read_text()
+    bo["searcher"] = searcher_pick(load_experiment(str(exp)))
+    assert bo["searcher"] == {"searcher": "order_bo", "order": other["order"], "mean": 0.61, "lo": 0.6, "hi": 0.62}
+    md = best_order_section(bo)[1]
     assert (f"The searcher's own model (order_bo: a GP over order features, on the dev score it optimised) recommends "
             f"{S.show(other['order'])} (posterior mean 0.6100, 95% [0.6000, 0.6200]); here its P(best) is "
             f"{other['p_best']:.3f}.") in md
