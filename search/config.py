@@ -43,6 +43,12 @@ class HParam(_Strict):
         return self
 
 
+def hparam_names(key: str, order: list[str]) -> list[str]:
+    """The trial parameters of one searched hyperparameter for ``order``: ``stages.*.X`` gives one
+    ``stages.<task>.X`` per task of the order, any other key itself."""
+    return [key.replace("*", t) for t in order] if "*" in key else [key]
+
+
 class Confirm(_Strict):
     """``search.confirm``: ``itt confirm`` right after the search (search/confirm.py)."""
 
@@ -389,7 +395,7 @@ def _check_point_hparams(scfg: SearchConfig, path: str) -> None:
             raise ConfigError(f"{where}: not a seed point (list the order in seed_points.orders, or set "
                               f"seed_points.baseline for F)")
         names = {n: hp for k, hp in scfg.hparams.items()
-                 for n in ([k.replace("*", t) for t in points[key]] if "*" in k else [k])}
+                 for n in hparam_names(k, points[key])}
         for name, v in (given or {}).items():
             if name not in names:
                 raise ConfigError(f"{where}: '{name}' is not a searched hyperparameter of this order (searched: "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from search.config import HParam, SearchConfig
+from search.config import HParam, SearchConfig, hparam_names
 from search.progress import Phase, trial_progress
 from search.searchers._base import CONTINUES
 from search.space import OrderSpace, is_order_param, order_key, order_tasks
@@ -34,7 +34,7 @@ def define(trial, space: OrderSpace, hparams: dict[str, HParam]) -> None:
     searcher pickles for resume; ``stages.*.X`` gives one parameter per task of the sampled order."""
     order = space.suggest(trial)
     for key, hp in hparams.items():
-        for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
+        for name in hparam_names(key, order):
             suggest_hparam(trial, name, hp)
 
 

@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from search.config import hparam_names
+
 
 class OrderFeatures:
     def __init__(self, tasks: list[str], max_length: int, hparams: dict | None = None, prior=None,
@@ -55,7 +57,7 @@ class OrderFeatures:
         out = []
         for key, hp in hparams.items():
             width = len(hp.choice) if hp.choice is not None else 1
-            names = [key.replace("*", t) for t in self.tasks] if "*" in key else [key]
+            names = hparam_names(key, self.tasks)
             out += [(name, key, width) for name in names]
         return out
 

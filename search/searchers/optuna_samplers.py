@@ -6,6 +6,8 @@ import math
 import warnings
 from functools import partial
 
+from search.config import hparam_names
+
 STUDY_FILE = "optuna.journal"  # the study's copy in a local experiment folder (optuna-dashboard opens it)
 
 
@@ -91,7 +93,7 @@ def tune_metric(scfg) -> tuple[str | list[str], str | list[str]]:
 def hparam_defaults(scfg, order: list[str]) -> dict:
     out = {}
     for key, hp in scfg.hparams.items():
-        for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
+        for name in hparam_names(key, order):
             if hp.choice is not None:
                 out[name] = hp.choice[0]
             elif hp.int is not None:

@@ -56,6 +56,7 @@ import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
+from search.config import hparam_names
 from search.searchers.features import OrderFeatures
 from search.searchers.posterior import FinalPosterior
 from search.space import OrderSpace, is_order_param
@@ -328,7 +329,7 @@ class OrderBOSampler(BaseSampler):
     def _random_hp(self, order: list[str]) -> dict:
         out = {}
         for key, spec in self.hparams.items():
-            for name in ([key.replace("*", t) for t in order] if "*" in key else [key]):
+            for name in hparam_names(key, order):
                 if spec.choice is not None:
                     out[name] = spec.choice[int(self._rng.integers(len(spec.choice)))]
                 elif spec.int is not None:
