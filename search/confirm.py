@@ -31,12 +31,17 @@ CONFIRM_FILE = "confirm.json"
 SUFFIX = "-confirm"
 
 
+def _completed(rows: list[dict]) -> list[dict]:
+    """The completed trials with a score, best score first."""
+    return sorted((r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None),
+                  key=lambda r: -_num(r["score"]))
+
+
 def picks(rows: list[dict], recommended: dict | None, top: int, *, front: bool = False) -> list[dict]:
     """The ``top`` IF orders to confirm, best first: the searcher's recommendation (its model's best,
     where it has one), then the completed trials by score; each with its trial's hyperparameters.
     ``front`` (a multi-objective search): the trials on its Pareto front first, by the first objective."""
-    done = [r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None]
-    done.sort(key=lambda r: (front and not on_front(r), -_num(r["score"])))
+    done = sorted(_completed(rows), key=lambda r: front and not on_front(r))  # (stable: by score within)
     out: list[dict] = []
 
     def add(order: str, hp: dict, why: str) -> None:
@@ -137,10 +142,9 @@ def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, 
     search ran none, the first pick's that apply to F (not per-stage), with a note saying so."""
     if not scfg.hparams:
         return {}, None
-    f = [r for r in rows if r.get("order") == F and r.get("status") == S.Status.COMPLETED
-         and _num(r.get("score")) is not None]
+    f = [r for r in _completed(rows) if r.get("order") == F]
     if f:
-        return {k: _value(v) for k, v in row_hparams(max(f, key=lambda r: _num(r["score"]))).items()}, None
+        return {k: _value(v) for k, v in row_hparams(f[0]).items()}, None
     hp = {k: v for k, v in chosen[0]["hparams"].items() if not k.startswith("stages.")}
     return hp, ("the search ran no F, so F takes the first pick's hyperparameters"
                 + (f" ({', '.join(f'{k}={v}' for k, v in hp.items())})" if hp else ""))
@@ -154,8 +158,7 @@ def set_picks(rows: list[dict], ranked: dict) -> list[dict]:
     """``--top set``: the orders in the report's credible set of possible best orders (search/ranking.py),
     by P(best), each with its best completed trial's hyperparameters; at most ``SET_CAP``."""
     by_order = {}
-    for r in sorted((r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None),
-                    key=lambda r: -_num(r["score"])):
+    for r in _completed(rows):
         by_order.setdefault(r.get("order") or "", r)
     p_best = {x["order"]: x["p_best"] for x in ranked["rows"]}
     return [{"order": o, "hparams": {k: _value(v) for k, v in row_hparams(by_order[o]).items()},
