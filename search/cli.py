@@ -165,7 +165,7 @@ def cmd_rank(args) -> int:
 
     t0 = time.perf_counter()
     from search.config import load_search
-    from search.transfer import rank, to_json
+    from search.transfer import agreement_text, rank, to_json
 
     if args.top < 1:
         raise _usage(f"--top {args.top}: give 1 or more")
@@ -202,6 +202,8 @@ def cmd_rank(args) -> int:
         c = res["prior"].calib
         print(f"calibrated on {res['measured']} measured order(s) of {res['from']}: score = {c['a']:.4f} + {c['b']:.4f} "
               "x prior + per-task effects; measured orders keep their measured mean")
+    for a in res["agreement"]:  # the uncalibrated prior against what each earlier search measured
+        print(agreement_text(a, f"that {a['from']} completed (their searched score)"))
     scale = (" (z units over the space)" if several else " (score on the metric's scale)" if res["from"] else
              " (prior score: z units, F = 0)")
     print(f"top {len(res['orders'])} of {res['count']} orders{scale}:")
@@ -341,9 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", type=int, default=5)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    sp.add_argument("--heuristic", choices=["curriculum", "similarity"],
-                    help="also print the heuristic order per length: curriculum (easy to hard) or similarity "
-                         "(least to most similar to the target)")
+    sp.add_argument("--heuristic", choices=["curriculum", "similarity", "transferability"],
+                    help="also print the heuristic order per length: curriculum (easy to hard), similarity "
+                         "(least to most similar to the target) or transferability (the prior's best, as itt rank)")
     sp.add_argument("--from", dest="from_exp", metavar="EXPERIMENT_DIR",
                     help="curriculum: task difficulty from this finished search's single-task orders "
                          "(default: a short single-task training run of each task)")

@@ -11,8 +11,13 @@ target (least to most similar, so the most similar task comes last, next to the 
   subword-frequency vectors (the chain's tokenizer, special tokens left out) between the task's
   training text and the target's evaluation text in each target language, averaged over languages.
 
+* **transferability**: the prior of ``search/transfer.py`` (LogME, transfer to the target and
+  similarity on the initial encoder, per task, and links between consecutive tasks); its value of a
+  task is the per-task part of the prior, its orders the prior's best order of each length.
+
 A heuristic ranks every candidate; the order of length k takes the k easiest tasks (curriculum) or
-the k most similar (similarity), arranged by the heuristic. ``itt space CONFIG --heuristic KIND``
+the k most similar (similarity), arranged by the heuristic (transferability: the prior's best order
+of length k, which weighs the links too). ``itt space CONFIG --heuristic KIND``
 prints them; ``search.seed_points.heuristics`` makes a search start from them.
 """
 
@@ -24,7 +29,7 @@ import numpy as np
 
 from itt.errors import UserError
 
-KINDS = ("curriculum", "similarity")
+KINDS = ("curriculum", "similarity", "transferability")
 TRAIN_STEPS = 30
 
 
@@ -153,11 +158,21 @@ def similarity(chain, candidates: list[str], log=print) -> tuple[dict[str, float
                  f"{', '.join(p.languages)}")
 
 
-def heuristic(kind: str, scfg, chain, *, from_exp: str | None = None, log=print) -> dict:
-    """{kind, values (per task), source (how they were measured), orders (one per length)}."""
+def heuristic(kind: str, scfg, chain, *, from_exp: str | None = None, measurements: dict | None = None,
+              log=print) -> dict:
+    """{kind, values (per task), source (how they were measured), orders (one per length)}.
+    ``measurements``: transferability's, where they were taken already (a search's prior.json)."""
     if kind not in KINDS:
-        raise UserError(f"--heuristic {kind}: unknown (choose {' or '.join(KINDS)})")
+        raise UserError(f"--heuristic {kind}: unknown (choose {', '.join(KINDS)})")
     cands = list(scfg.candidates)
+    if kind == "transferability":
+        from search.transfer import best_orders, prior_of_measurements, transferability
+
+        m = measurements or transferability(scfg, chain, log=log)
+        return {"kind": kind, "values": {t: v["score"] for t, v in m["tasks"].items()},
+                "source": ("transferability prior on the initial encoder (LogME, transfer to the target and "
+                           "similarity, z units; higher transfers better)"),
+                "orders": best_orders(prior_of_measurements(m), scfg.space(), 0, per_length=True)}
     if kind == "curriculum":
         values, src = difficulty_from_experiment(from_exp, cands, chain) if from_exp else difficulty_by_training(chain, cands, log=log)
     else:

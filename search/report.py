@@ -31,6 +31,7 @@ from search.confirm import analyse as confirmation
 from search.confirm import headline as confirmation_headline
 from search.space import order_tasks
 from search.stats import F, show
+from search.transfer import agreement, agreement_text, prior_of_measurements
 from search.tracking import finite as _num
 
 PLOTS = ("leaderboard", "heatmap", "if_vs_f", "position", "probe_curves", "robustness", "by_language")
@@ -159,6 +160,7 @@ def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[di
         return [{"kind": k, "error": msg, "command": f"itt space CONFIG --heuristic {k}"} for k in KINDS]
     byo = {r["order"]: r for r in board}
     best = next((r for r in board if r["order"] != F), board[0])
+    measurements = _prior_measurements(exp)
     out = []
     for kind in KINDS:
         singles = all(byo.get(t) for t in scfg.candidates)
@@ -166,8 +168,11 @@ def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[di
             if kind == "curriculum" and not singles:
                 raise UserError("the search holds no completed single-task order for every candidate; with them "
                                 "(`seed_points: {singles: true}`) the difficulty is read from the search")
+            if kind == "transferability" and not measurements:
+                raise UserError("this search measured no transferability prior (search.prior: transferability "
+                                "does, into prior.json); measuring it here would load the encoder")
             h = heuristic(kind, scfg, chain, from_exp=exp.st.display if kind == "curriculum" else None,
-                          log=lambda *a: None)
+                          measurements=measurements if kind == "transferability" else None, log=lambda *a: None)
         except Exception as e:  # data not reachable here, a config from another version, ...
             out.append({"kind": kind, "error": str(e).splitlines()[0][:300],
                         "command": _space_cmd(kind, exp, singles)})
@@ -182,13 +187,30 @@ def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[di
         out.append({"kind": kind, "source": h["source"], "values": h["values"], "orders": rows,
                     "best": best["order"], "best_mean": best["mean"],
                     "command": None if all(x["evaluated"] for x in rows) else _space_cmd(kind, exp, singles)})
+        if kind == "transferability":  # how well the prior ranked what the search measured (test means)
+            out[-1]["agreement"] = agreement(prior_of_measurements(measurements),
+                                             {r["order"]: r["mean"] for r in board if r["order"] != F})
     return out
+
+
+def _prior_measurements(exp: Experiment) -> dict | None:
+    """The transferability measurements the search took before its first trial (prior.json), if any."""
+    from search.transfer import PRIOR_FILE
+
+    try:
+        m = json.loads(exp.st.read_text(PRIOR_FILE) or "null")
+    except ValueError:  # a half-written or foreign file: as if absent
+        return None
+    return m.get("measurements") if isinstance(m, dict) else None
 
 
 def _space_cmd(kind: str, exp: Experiment, singles: bool) -> str:
     frm = f" --from {exp.st.display}" if kind == "curriculum" and singles else ""
     # the search's own resolved config, kept in the experiment (a local one can be passed as it is)
     cfg = exp.st.path("tracking", "config.yaml") if not exp.st.remote and exp.config else "CONFIG"
+    if kind == "transferability" and not _prior_measurements(exp):
+        return (f"itt rank {cfg} --from {exp.st.display}   # the prior, and how well it ranks this search's "
+                "orders; then search with --set search.prior=transferability")
     return (f"itt space {cfg} --heuristic {kind}{frm}   # then search with "
             f"--set search.seed_points.heuristics=[{kind}]")
 
@@ -517,6 +539,8 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
                 continue
             text.append(f"{h['kind']}: {h['source']}; values " + ", ".join(f"{t} {v:.3f}" for t, v in h["values"].items())
                         + "." + (f" Orders not run in this search: add them with `{h['command']}`." if h["command"] else ""))
+            if "agreement" in h:
+                text.append(agreement_text(h["agreement"], "this search completed (test means)"))
             for o in h["orders"]:
                 rows.append([h["kind"], o["order"], _x(o["evaluated"]), _x(o["mean"]),
                              f"[{_x(o['ci_low'])}, {_x(o['ci_high'])}]" if o["evaluated"] else "not run", _x(o["rank"]),
@@ -858,6 +882,9 @@ def headline_metrics(res: dict) -> dict[str, float]:
                  report_best_curse=bo["curse"])
     if res.get("pareto"):
         m["report_pareto_size"] = len(res["pareto"]["front"])
+    prior = next((h["agreement"] for h in res.get("heuristics") or [] if "spearman" in h.get("agreement", {})), None)
+    if prior:
+        m.update(report_prior_spearman=prior["spearman"], report_prior_best_rank=float(prior["prior_best_rank"]))
     c = res.get("confirmation")
     if c:
         pick = next((r for r in c["orders"] if r["order"] == c["pick"] and not r.get("missing")), None)
@@ -917,6 +944,9 @@ def answer(res: dict, where: str) -> list[str]:
         lines.append(f"Best order: {show(b['order'])}, mean {b['mean']:.4f} over {b['n_seeds']} seed(s){ci}.")
     if "rows" in res["best_order"]:
         lines.append(ranking.text(res["best_order"], show))
+    prior = next((h["agreement"] for h in res.get("heuristics") or [] if "agreement" in h), None)
+    if prior:  # the search ran with search.prior: transferability
+        lines.append(agreement_text(prior, "this search completed (test means)"))
     pa = res.get("pareto")
     if pa:
         lines.append(f"Pareto front ({', '.join(o['name'] for o in pa['objectives'])}, dev): "

@@ -430,6 +430,41 @@ def calibrate(prior: OrderPrior, measured: dict[str, float], ridge: float = 1.0)
                                                       "effects": {t: float(beta[2 + i]) for i, t in enumerate(T)}})
 
 
+def agreement(prior: OrderPrior, measured: dict[str, float]) -> dict:
+    """How well the prior, before any calibration, ranks the IF orders a search measured (order key ->
+    mean score; F is left out: the prior scores it 0 by construction, not by a measurement): Spearman's
+    rho with scipy's two-sided p-value, Kendall's tau-b, where the prior's favourite among them ranks by
+    measured score, and where the measured best ranks by the prior (1 = first; a tie shares the better
+    rank). A search's completed orders are the ones its searcher and ASHA chose, not a random sample of
+    the space: this is the prior's ranking of those orders."""
+    from scipy import stats
+
+    keys = [k for k in measured if k]
+    out: dict = {"n": len(keys)}
+    if len(keys) < 3:
+        return {**out, "underpowered": f"{len(keys)} IF order(s) measured (need 3)"}
+    p = np.array([prior.raw(order_tasks(k)) for k in keys])
+    y = np.array([measured[k] for k in keys], dtype=float)
+    if np.ptp(p) <= 1e-12 or np.ptp(y) <= 1e-12:
+        return {**out, "underpowered": "the prior scores every measured order alike" if np.ptp(p) <= 1e-12
+                else "every measured order scored alike"}
+    rho, tau = stats.spearmanr(p, y), stats.kendalltau(p, y)
+    fav, best = int(np.argmax(p)), int(np.argmax(y))
+    return {**out, "spearman": float(rho.statistic), "p": float(rho.pvalue), "kendall": float(tau.statistic),
+            "prior_best": keys[fav], "prior_best_rank": int((y > y[fav]).sum()) + 1,
+            "measured_best": keys[best], "measured_best_prior_rank": int((p > p[best]).sum()) + 1}
+
+
+def agreement_text(a: dict, where: str) -> str:
+    """One sentence on ``agreement``'s answer for the orders measured ``where``."""
+    if "underpowered" in a:
+        return f"The prior against {where}: not measured ({a['underpowered']})."
+    return (f"The prior against the {a['n']} IF orders {where}: Spearman rho = {a['spearman']:+.2f} "
+            f"(p = {a['p']:.2g}), Kendall tau = {a['kendall']:+.2f}; its favourite among them, "
+            f"{a['prior_best']}, ranks {a['prior_best_rank']} of {a['n']} there, and the best measured, "
+            f"{a['measured_best']}, ranks {a['measured_best_prior_rank']} of {a['n']} by the prior.")
+
+
 def _z(values: dict[str, float | None]) -> dict[str, float]:
     ok = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
     if not ok:
@@ -586,13 +621,15 @@ def rank(scfg, chain, *, from_exp: list[str] | str | None = None, sample: int = 
     froms = [from_exp] if isinstance(from_exp, str) else list(from_exp or [])
     measured = measured_sources(froms, space, "--from") if froms else []  # checked before seconds of measuring
     m = transferability(scfg, chain, sample=sample, log=log)
-    prior, parts = calibrated(prior_of_measurements(m), measured, space)
+    base = prior_of_measurements(m)
+    prior, parts = calibrated(base, measured, space)
     seen = {o for scores, _ in measured for o in scores}
     orders = best_orders(prior, space, top)
     res = {"measurements": m, "prior": prior, "from": [src for _, src in measured] if len(measured) > 1 else
            (measured[0][1] if measured else None), "measured": sum(len(sc) for sc, _ in measured),
            "orders": [{"order": ">".join(o), "score": prior.score(o), "raw": prior.raw(o), "measured": ">".join(o) in seen}
                       for o in orders], "count": space.count(), "seconds": round(time.perf_counter() - t0, 2)}
+    res["agreement"] = [{"from": src, **agreement(base, scores)} for scores, src in measured]
     if len(parts) > 1:
         res["sources"] = source_records(measured, parts)
         res["first_orders"] = [">".join(o) for o in start_orders(prior, space)]
@@ -659,7 +696,8 @@ def to_json(res: dict) -> dict:
     p = res["prior"]
     return {"measurements": res["measurements"], "orders": res["orders"], "from": res["from"], "measured": res["measured"],
             "calibration": getattr(p, "calib", None), "count": res["count"], "seconds": res["seconds"],
-            **{k: res[k] for k in ("sources", "first_orders") if k in res}}
+            **{k: res[k] for k in ("sources", "first_orders") if k in res},
+            **({"agreement": res["agreement"]} if res.get("agreement") else {})}
 
 
 PRIOR_FILE = "prior.json"

@@ -114,6 +114,47 @@ def test_calibration_keeps_measured_orders_and_maps_to_the_metric_scale():
     assert c.score(["b", "a"]) > c.score(["b", "c"])  # a is the better task, at the end
 
 
+def _ranks(v):
+    """Average ranks (1 = smallest), ties sharing their mean rank, by counting."""
+    v = np.asarray(v, dtype=float)
+    return np.array([(v < x).sum() + ((v == x).sum() + 1) / 2 for x in v])
+
+
+def test_agreement_of_the_prior_with_measured_orders_against_a_hand_computation():
+    from search.transfer import agreement, agreement_text
+
+    p = _prior()
+    # raw scores: a 1, b 0, c -1, a>b 1.5, b>a 0, c>a 0.5; F left out (the prior scores it 0 by construction)
+    measured = {"": 0.9, "a": 0.60, "b": 0.55, "c": 0.40, "a>b": 0.58, "b>a": 0.62, "c>a": 0.50}
+    a = agreement(p, measured)
+    keys = [k for k in measured if k]
+    x = np.array([p.raw(k.split(">")) for k in keys])
+    y = np.array([measured[k] for k in keys])
+    assert a["n"] == 6
+    assert a["spearman"] == pytest.approx(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+    # Kendall's tau-b by counting pairs (x has one tie: b and b>a both score 0)
+    conc = disc = tx = ty = 0
+    for i in range(6):
+        for j in range(i + 1, 6):
+            dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+            conc += dx * dy > 0
+            disc += dx * dy < 0
+            tx += dx == 0
+            ty += dy == 0
+    n0 = 15
+    assert a["kendall"] == pytest.approx((conc - disc) / math.sqrt((n0 - tx) * (n0 - ty)))
+    # the prior's favourite (a>b, 1.5) is 3rd by measurement; the measured best (b>a, 0) ties 4th by the prior, with b
+    assert (a["prior_best"], a["prior_best_rank"]) == ("a>b", 3)
+    assert (a["measured_best"], a["measured_best_prior_rank"]) == ("b>a", 4)
+    assert 0 < a["p"] < 1
+    line = agreement_text(a, "of X")
+    assert line.startswith("The prior against the 6 IF orders of X: Spearman rho = ") and "a>b, ranks 3 of 6" in line
+    # too few, or nothing to rank: said, not computed
+    assert "underpowered" in agreement(p, {"": 0.3, "a": 0.5, "b": 0.4})
+    flat = OrderPrior(tasks=["a", "b", "c"], unit={}, link={})
+    assert agreement(flat, measured)["underpowered"] == "the prior scores every measured order alike"
+
+
 # ------------------------------------------------------------------ itt rank end to end
 
 RANK_TINY = {"search": {"candidates": ["toy_topic", "toy_length", "toy_parity"], "length": [0, 2]}}
@@ -144,11 +185,41 @@ def test_itt_rank_from_a_finished_search_calibrates(write_config, capsys, tmp_pa
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / "results.csv").write_text("trial_id,status,order,score\nt1,completed,toy_topic,0.61\n"
-                                     "t2,completed,toy_length,0.40\nt3,completed,,0.35\nt4,stopped,toy_parity,0.2\n")
+                                     "t2,completed,toy_length,0.40\nt3,completed,,0.35\nt4,stopped,toy_parity,0.2\n"
+                                     "t5,completed,toy_parity>toy_topic,0.57\nt6,completed,toy_length,0.42\n")
     assert main(["rank", str(path), "--from", str(exp), "--top", "10", "--sample", "48"]) == 0
     out = capsys.readouterr().out
-    assert "calibrated on 3 measured order(s)" in out
+    assert "calibrated on 4 measured order(s)" in out
     assert "toy_topic  +0.6100  measured" in out
+    # the uncalibrated prior against the 3 IF orders the search completed (toy_length: its 2 trials' mean)
+    from search import transfer
+    from search.config import load_search
+
+    scfg, chain, _ = load_search(path)
+    prior = transfer.prior_of_measurements(transfer.transferability(scfg, chain, sample=48))
+    x = [prior.raw(o.split(">")) for o in ("toy_topic", "toy_length", "toy_parity>toy_topic")]
+    rho = np.corrcoef(_ranks(x), _ranks([0.61, 0.41, 0.57]))[0, 1]
+    line = next(x for x in out.splitlines() if x.startswith("The prior against the 3 IF orders that "))
+    assert f"{exp} completed (their searched score): Spearman rho = {rho:+.2f} (p = " in line, line
+
+
+def test_itt_space_heuristic_transferability_prints_the_priors_best_order_of_each_length(write_config, capsys,
+                                                                                           monkeypatch):
+    from search import transfer
+    from search.config import load_search
+
+    path = write_config(RANK_TINY)
+    scfg, chain, _ = load_search(path)
+    m = transfer.transferability(scfg, chain, sample=48)  # the memo of the rank tests: no second measurement
+    monkeypatch.setattr(transfer, "transferability", lambda *a, **k: m)
+    assert main(["space", str(path), "--samples", "0", "--heuristic", "transferability"]) == 0
+    out = capsys.readouterr().out
+    prior = transfer.prior_of_measurements(m)
+    for k in (1, 2):  # brute force over the space's orders of length k
+        best = max((o for o in scfg.space().orders() if len(o) == k), key=prior.raw)
+        assert f"  order: {'>'.join(best)}\n" in out
+    assert "measured as: transferability prior on the initial encoder" in out
+    assert "--set search.seed_points.heuristics=[transferability]" in out
 
 
 def test_itt_rank_from_several_searches_shows_the_ensemble_and_a_searchs_first_orders(write_config, capsys, tmp_path):

@@ -284,6 +284,13 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
                and "epsilon² = " in x for x in answer), answer
     assert any(x.startswith("IF vs F: F 0.") and "best IF (toy_topic" in x and "significant in" in x for x in answer), answer
     assert any(x.startswith("Best order: toy_topic") and "over 3 seed(s), 95% interval [" in x for x in answer), answer
+    first = json.loads((exp / "report" / "report.json").read_text())
+    said = next(h for h in first["heuristics"] if h["kind"] == "transferability")  # no prior.json: not measured
+    assert "measured no transferability prior" in said["error"] and said["command"].startswith("itt rank ")
+    # as a search with search.prior: transferability leaves it (measurements made up: toy_length the best task)
+    units = {"toy_length": 1.0, "toy_align": 0.0, "toy_topic": -1.0}
+    (exp / "prior.json").write_text(json.dumps({"measurements": {
+        "tasks": {t: {"score": u} for t, u in units.items()}, "link_z": {}, "decay": 0.5, "link_weight": 0.5}}))
     assert main(["report", str(exp)]) == 0
     out = capsys.readouterr().out
     res = json.loads((exp / "report" / "report.json").read_text())
@@ -301,6 +308,15 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     assert all(o["evaluated"] for o in kinds["curriculum"]["orders"])  # length-2 orders all ran (exhaustive)
     assert "cosine" in kinds["similarity"]["source"]
     assert all(o["evaluated"] and o["order"] in seeded for o in kinds["similarity"]["orders"])  # the search started from them
+    # transferability from prior.json: the prior's best order per length, and its ranking of the IF orders
+    tr = kinds["transferability"]
+    assert [o["order"] for o in tr["orders"]] == ["toy_length", "toy_align>toy_length"]
+    ifs = [r for r in res["leaderboard"] if r["order"]]
+    raw = [sum(0.5 ** (len(o) - 1 - i) * units[t] for i, t in enumerate(o))
+           for o in (r["order"].split(">") for r in ifs)]
+    rho = pd.Series(raw).rank().corr(pd.Series([r["mean"] for r in ifs]).rank())
+    assert tr["agreement"]["n"] == 9 and tr["agreement"]["spearman"] == pytest.approx(rho)
+    assert f"The prior against the 9 IF orders this search completed (test means): Spearman rho = {rho:+.2f}" in out
     # logged to the search's MLflow parent run
     assert "report logged to parent run" in out
     client = MlflowClient(resolve_uri())
@@ -310,6 +326,7 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/report.html", "report/report.json", "report/leaderboard.png"} <= arts
     assert run.data.metrics["report_order_effect_mean_p"] == pytest.approx(res["order_effect"]["tests"][0]["p_holm"])
+    assert run.data.metrics["report_prior_spearman"] == pytest.approx(rho)
     # compute: every trial timed from Ray's own trial folders; the language test and report.tex logged too
     rows = list(csv.DictReader(open(exp / "results.csv")))
     c = res["compute"]
