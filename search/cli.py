@@ -228,12 +228,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_confirm(args) -> int:
-    from search.confirm import run_confirm
+    from search.confirm import parse_vary, run_confirm
 
     seeds = _seeds(args.seeds) if args.seeds else None
     run_confirm(args.experiment_dir, top=_top(args.top), seeds=seeds, name=args.name, storage=args.storage,
                 address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,
-                progress=args.progress, dry_run=args.dry_run, hparams=args.hparams)
+                progress=args.progress, dry_run=args.dry_run, hparams=args.hparams, vary=parse_vary(args.vary))
     return 0
 
 
@@ -387,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--hparams", choices=["own", "first"], default="own",
                     help="a search that tuned hyperparameters: each order with its trial's (own, the default: the "
                          "configurations the search found) or all with the first pick's (first: only the order differs)")
+    cf.add_argument("--vary", action="append", metavar="KEY=V1,V2",
+                    help="is the best order robust to a hyperparameter? the same orders and fresh seeds again at each "
+                         "value (one experiment <name>-confirm-KEY=V each), then itt compare over them; repeatable, "
+                         "one key varied at a time (e.g. --vary finetune.lr=1e-5,5e-5)")
     cf.add_argument("--dry-run", action="store_true", help="print what would run (orders, seeds, config) and stop")
     _progress_flag(cf)
     cf.set_defaults(fn=cmd_confirm)

@@ -58,6 +58,9 @@ class Confirm(_Strict):
     seeds: list[int] | None = None  # fresh seeds; null: as many as the search's (at least 5), after its largest
     # a search that tuned hyperparameters: each order with its trial's (own), or all with the first pick's (first)
     hparams: Literal["own", "first"] = "own"
+    # is the best order robust to a hyperparameter? the same orders and seeds at each other value, then
+    # `itt compare` over them (itt confirm --vary), e.g. {finetune.lr: [1.0e-5, 5.0e-5]}
+    vary: dict[str, list[Any]] = Field(default_factory=dict)
 
     _csv = field_validator("seeds", mode="before")(_split_commas)  # --set search.confirm.seeds=10,11,12
 
@@ -74,6 +77,19 @@ class Confirm(_Strict):
         if v is not None and (not v or len(set(v)) != len(v)):
             raise ValueError("give distinct seeds (or null)")
         return v
+
+    @field_validator("vary")
+    @classmethod
+    def _values(cls, v):
+        from search.confirm import _yaml_value
+
+        out = {}
+        for key, values in v.items():
+            values = [_yaml_value(x) if isinstance(x, str) else x for x in values]
+            if not values or len({repr(x) for x in values}) != len(values):
+                raise ValueError(f"{key}: give one or more distinct values")
+            out[key] = values
+        return out
 
 
 class SeedPoints(_Strict):

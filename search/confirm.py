@@ -10,6 +10,14 @@ writes ``confirm.json`` (what was picked, and each order's score over the search
 ``itt report`` reads to add its *Confirmation on fresh seeds* section: every order's search score
 against its fresh-seed score, the pre-registered comparisons of the search's pick (against F and the
 runners-up; Welch, Holm) and whether the search's ranking replicates (Spearman).
+
+``--vary KEY=V1,V2``: is the best order robust to a hyperparameter? The same picks and F on the same
+fresh seeds again at each other value of KEY (one experiment ``<name>-confirm-KEY=V`` per value, one
+key varied at a time from the confirmation's own setting, the stage cache shared where the value
+leaves a prefix's training unchanged), then ``itt compare`` over the confirmation and its variants:
+whether the orders rank alike at every value (Kendall's W), the order that gains most over F at
+every value, and the one most likely the best at every value - a sensitivity analysis as a reviewer
+asks for it ("does the winner depend on the learning rate?").
 """
 
 from __future__ import annotations
@@ -184,8 +192,69 @@ def _chosen(exp, st, scfg, top) -> tuple[list[dict], list[str]]:
                                           f"are confirmed ({more} left out)"] if more > 0 else [])
 
 
+def parse_vary(texts: list[str] | None) -> list[tuple[str, list]]:
+    """``--vary KEY=V1,V2`` (repeatable) -> [(key, [values])]; each value read as YAML (1e-5 a number)."""
+    out: list[tuple[str, list]] = []
+    for text in texts or []:
+        key, eq, vals = text.partition("=")
+        key = key.strip()
+        if not eq or not key or not vals.strip():
+            raise UserError(f"--vary {text}: give KEY=V1,V2 (e.g. finetune.lr=1e-5,5e-5)")
+        values = [_yaml_value(v.strip()) for v in vals.split(",") if v.strip()]
+        if len({repr(v) for v in values}) != len(values):
+            raise UserError(f"--vary {text}: a value is listed twice")
+        if key in [k for k, _ in out]:
+            raise UserError(f"--vary {key}: given twice (list its values once: {key}=V1,V2)")
+        out.append((key, values))
+    return out
+
+
+def _yaml_value(text: str):
+    """A value as YAML reads it, numbers in any notation as numbers (YAML 1.1 keeps 1e-5 a string)."""
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        v = text
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v if isinstance(v, (int, float, bool)) else text
+
+
+def variant_name(base: str, key: str, value) -> str:
+    return f"{base}-{key}={value}"
+
+
+def vary_config(cfg: dict, key: str, value, where: str, *, cache_dir: str | None) -> dict:
+    """The confirmation's config with ``key`` set to ``value`` for every order: in the chain config, and
+    out of the searched hyperparameters and the seed points' given values where the search searched it.
+    ``cache_dir``: the confirmation's own stage cache, shared (prefixes the value does not touch are
+    trained once for all values). A key the chain config does not have is a UserError."""
+    from itt.config import ChainConfig, set_dotted, validate
+
+    if key.split(".")[0] in ("search", "seeds", "order", "name"):
+        raise UserError(f"--vary {key}: the confirmation sets it; vary a training or model setting (e.g. finetune.lr)")
+    out = json.loads(json.dumps(cfg))
+    s = out["search"]
+    if any("*" in k and key.split(".")[-1] == k.split(".")[-1] and key.startswith("stages.") for k in s.get("hparams") or {}):
+        raise UserError(f"--vary {key}: the search searched it per stage (stages.*); vary a key of the chain "
+                        "config that holds for every order (e.g. finetune.lr)")
+    (s.get("hparams") or {}).pop(key, None)
+    for hp in (s.get("seed_points") or {}).get("hparams", {}).values():
+        hp.pop(key, None)
+    chain = {k: v for k, v in out.items() if k != "search"}
+    set_dotted(chain, key, value, f"--vary {key}")
+    validate(chain, f"--vary {key}={value}", ChainConfig)
+    set_dotted(out, key, value, f"--vary {key}")
+    if cache_dir and s.get("cache", {}).get("dir") is None:
+        s.setdefault("cache", {})["dir"] = cache_dir
+    return out
+
+
 def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | None, storage: str | None,
-         hparams: str = "own") -> dict:
+         hparams: str = "own", vary: list[tuple[str, list]] | None = None) -> dict:
     """Every check before anything runs (UserErrors: nothing written): the search, its picks, fresh
     seeds, the confirmation's config and where it goes."""
     from itt.config import validate
@@ -235,7 +304,31 @@ def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | N
               "hparams": hparams if scfg.hparams else None, "hparams_of": cfg["search"]["seed_points"]["hparams"],
               "objectives": objectives, "robust_weight": scfg.robust_weight, "notes": notes,
               "search_means": {o: means[o] for o in kept if o in means}}
-    return {"config": cfg, "record": record, "st": new_st, "tracking_uri": exp.meta.get("tracking_uri")}
+    variants = _variants(cfg, record, new_st, vary or [])
+    return {"config": cfg, "record": record, "st": new_st, "tracking_uri": exp.meta.get("tracking_uri"),
+            "variants": variants}
+
+
+def _variants(cfg: dict, record: dict, base_st, vary: list[tuple[str, list]]) -> list[dict]:
+    """One confirmation per other value of each varied key: {config, record (with its ``variant``), st};
+    UserErrors (nothing written) for a key the chain config lacks or an experiment that exists."""
+    from search.storage import Storage
+
+    if vary and record["objectives"]:
+        raise UserError("--vary: a multi-objective search's confirmation compares on every objective already; "
+                        "vary its hyperparameters with one objective")
+    cache = None if base_st.remote else base_st.path("stage_cache")  # (an object store's URI may carry options)
+    out = []
+    for key, values in vary:
+        for v in values:
+            st = Storage(base_st.root, variant_name(base_st.name, key, v))
+            if st.exists():
+                raise UserError(f"experiment '{st.name}' exists already in {st.root} (continue it with `itt resume "
+                                f"{st.display}`, or pick another --name)")
+            c = vary_config(cfg, key, v, f"--vary {key}", cache_dir=cache)
+            out.append({"config": c, "st": st, "record": {**record, "variant": {key: v},
+                                                          "hparams_of": c["search"]["seed_points"]["hparams"]}})
+    return out
 
 
 def _hp_text(hp: dict) -> str:
@@ -245,14 +338,12 @@ def _hp_text(hp: dict) -> str:
 def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = None, name: str | None = None,
                 storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
                 no_tracking: bool = False, progress: str = "auto", dry_run: bool = False, hparams: str = "own",
-                log=print):
+                vary: list[tuple[str, list]] | None = None, log=print):
     """``itt confirm``: plan (every check), run the confirmation as a search, keep confirm.json in it,
-    then report on it. Returns the new experiment directory (None for ``dry_run``: the plan and the
+    then report on it; with ``vary`` (``parse_vary``), the same for each other value, then ``itt compare``
+    over them all. Returns the new experiment directory (None for ``dry_run``: the plan and the
     config it would run are printed, nothing else happens)."""
-    from search.report import make_report
-    from search.runner import run_search
-
-    p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage, hparams=hparams)
+    p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage, hparams=hparams, vary=vary)
     rec, new_st = p["record"], p["st"]
     tracking_uri = tracking_uri or p["tracking_uri"]  # beside the search in MLflow too
     log(f"confirming {len(rec['picks'])} order(s) of {rec['source']}{' and F' if rec['baseline'] else ''} on fresh "
@@ -266,28 +357,75 @@ def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = N
         log("every order runs with the first pick's hyperparameters: " + _hp_text(rec["picks"][0]["hparams"]))
     for n in rec["notes"]:
         log(f"note: {n}")
+    for key in dict.fromkeys(k for v in p["variants"] for k in v["record"]["variant"]):
+        log(f"then at each other value of {key} (this confirmation: {_setting(p['config'], key)}; the same orders and "
+            "seeds): " + ", ".join(v["st"].name for v in p["variants"] if key in v["record"]["variant"]))
     if dry_run:
         n = len(rec["picks"]) + int(rec["baseline"])
+        runs = 1 + len(p["variants"])
         log(f"dry run: {n} trial(s) x {len(rec['seeds'])} seed(s) = {n * len(rec['seeds'])} chains would run in "
-            f"{new_st.display}, with this config:")
+            f"{new_st.display}" + (f" and as many in each of {len(p['variants'])} variant(s) ({runs * n * len(rec['seeds'])} "
+                                   "in all)" if p["variants"] else "") + ", with this config:")
         log(yaml.safe_dump(p["config"], sort_keys=False, allow_unicode=True).rstrip())
         return None
+    run = dict(address=address, tracking_uri=tracking_uri, no_tracking=no_tracking, progress=progress, log=log)
+    new = _run_one(p["config"], rec, new_st, **run)
+    for v in p["variants"]:
+        (key, value), = v["record"]["variant"].items()
+        log(f"the same orders and seeds at {key}={value} ({v['st'].name})")
+        _run_one(v["config"], v["record"], v["st"], **run)
+    if p["variants"]:
+        _compare_variants(new_st, p["variants"], tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+    return new
+
+
+def _setting(cfg: dict, key: str) -> str:
+    """What the confirmation itself runs ``key`` at: the config's value, or each order's searched one."""
+    if key in (cfg["search"].get("hparams") or {}):
+        return "each order's own, as searched"
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return f"{key} unset, its default"
+        node = node[part]
+    return f"{key}={node}"
+
+
+def _run_one(config: dict, rec: dict, st, *, address, tracking_uri, no_tracking, progress, log):
+    """One confirmation as a search, its confirm.json, then its report."""
+    from search.report import make_report
+    from search.runner import run_search
+
     try:
         with tempfile.TemporaryDirectory(prefix="itt-confirm-") as tmp:
             path = Path(tmp) / "confirm.yaml"
-            path.write_text(yaml.safe_dump(p["config"], sort_keys=False, allow_unicode=True))
+            path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
             overrides = ["search.tracking.enabled=false"] if no_tracking else []
-            new = run_search(str(path), name=new_st.name, storage=new_st.root, address=address, overrides=overrides,
+            new = run_search(str(path), name=st.name, storage=st.root, address=address, overrides=overrides,
                              tracking_uri=tracking_uri, log=log, progress=progress)
     finally:  # also when interrupted: `itt resume` finishes it, and `itt report` then finds what it confirms
-        if new_st.exists():
-            new_st.write_text(json.dumps(rec, indent=1), CONFIRM_FILE)
+        if st.exists():
+            st.write_text(json.dumps(rec, indent=1), CONFIRM_FILE)
     log("did the search's best hold up? (itt report)")
     try:
         make_report(str(new), tracking_uri=tracking_uri, mlflow=not no_tracking, heuristics=False, log=log)
     except UserError as e:
         log(f"report: not written ({e}); once fixed: itt report {new}")
     return new
+
+
+def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_tracking, log) -> None:
+    """``itt compare`` over the confirmation and its variants: do the same orders win at every value?"""
+    from search.compare import make_compare
+
+    dirs = [base_st.display] + [v["st"].display for v in variants]
+    out = base_st.path("vary") if not base_st.remote else f"{base_st.name}-vary"
+    log("is the best order robust to " + ", ".join(sorted({k for v in variants for k in v["record"]["variant"]}))
+        + "? (itt compare of the confirmation and its variants)")
+    try:
+        make_compare(dirs, out=out, tracking_uri=tracking_uri, mlflow=not no_tracking, log=log)
+    except UserError as e:
+        log(f"compare: not written ({e}); once fixed: itt compare {' '.join(dirs)} --out {out}")
 
 
 # ------------------------------------------------------------------ the report's section (pure)

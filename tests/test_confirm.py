@@ -115,7 +115,7 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     from search.runner import run_search
 
     tasks = ["toy_topic", "toy_align", "toy_length"]
-    table = _with_lr(_sim_table(tmp_path / "table.csv", tasks, delta=0.06, seeds=range(6)), tasks)
+    table = _with_lr(_sim_table(tmp_path / "table.csv", tasks, delta=0.06, seeds=range(8)), tasks)
     # every order once, as seed points whose learning rate is given: 0.002 where tasks[1] leads, and for F
     orders = [">".join(o) for k in (1, 2) for o in itertools.permutations(tasks, k)]
     given = {o: {"train.lr": 0.002 if o.startswith(tasks[1]) else 0.001} for o in orders} | {"F": {"train.lr": 0.002}}
@@ -195,6 +195,45 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     assert main(["confirm", str(tmp_path / "nope")]) == 2
     assert "no such experiment directory" in capsys.readouterr().err
     assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == ["orders", "orders-confirm"]
+    _vary(exp, tmp_path, t, lr, top2, capsys)
+
+
+def _vary(exp, tmp_path, t, lr, top2, capsys):
+    """--vary train.lr=0.002: the confirmation (each order at its own rate) and the same orders and fresh
+    seeds with every order at 0.002, then itt compare over the two; bad --vary input first."""
+    runs = tmp_path / "runs"
+    for arg, needle in (("train.lr", "give KEY=V1,V2"), ("train.lr=1,1", "listed twice"),
+                        ("train.lrr=0.1", "train.lrr"), ("search.seed=3", "the confirmation sets it")):
+        assert main(["confirm", str(exp), "--seeds", "6,7", "--name", "lrs", "--vary", arg, "--no-tracking"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], (arg, err)
+    assert sorted(x.name for x in runs.iterdir()) == ["orders", "orders-confirm"]
+    assert main(["confirm", str(exp), "--top", "2", "--seeds", "6,7", "--name", "lrs", "--vary", "train.lr=2e-3",
+                 "--no-tracking", "--progress", "off"]) == 0
+    out = capsys.readouterr().out
+    var = runs / "lrs-train.lr=0.002"
+    assert sorted(x.name for x in runs.iterdir()) == ["lrs", "lrs-train.lr=0.002", "orders", "orders-confirm"]
+    assert "then at each other value of train.lr (this confirmation: each order's own, as searched; " in out
+    cfg = yaml.safe_load((var / "search.yaml").read_text())
+    assert cfg["train"]["lr"] == 0.002 and "train.lr" not in cfg["search"]["hparams"]
+    assert cfg["search"]["cache"]["dir"] == str(runs / "lrs" / "stage_cache")  # prefixes shared where lr allows
+    assert json.loads((var / "confirm.json").read_text())["variant"] == {"train.lr": 0.002}
+    got = pd.read_csv(var / "results.csv", keep_default_na=False)
+    assert sorted(got["order"]) == sorted(top2 + [""]) and set(got["status"]) == {"completed"}
+    # each experiment's scores are the table's at its rates, on seeds 6 and 7
+    m = lambda o, rate: t[(t["order"] == o) & (t["train.lr"] == rate) & t["seed"].isin([6, 7])]["m"].mean()  # noqa: E731
+    comp = json.loads((runs / "lrs" / "vary" / "compare.json").read_text())
+    by = {x["name"]: x for x in comp["searches"]}
+    for name, rate in (("lrs", lambda o: lr[o]), ("lrs-train.lr=0.002", lambda o: 0.002)):
+        means = {o: m(o, rate(o)) for o in top2 + [""]}
+        assert by[name]["F"] == pytest.approx(means[""])
+        assert by[name]["best"] == max(top2, key=means.get) and by[name]["best_mean"] == pytest.approx(max(means[o] for o in top2))
+    assert "is the best order robust to train.lr? (itt compare of the confirmation and its variants)" in out
+    assert f"compare: {runs / 'lrs' / 'vary'}/compare.html" in out
+    # a variant's experiment that exists already is refused before anything runs (the confirmation's too)
+    (runs / "other-train.lr=0.002").mkdir()
+    assert main(["confirm", str(exp), "--seeds", "6,7", "--name", "other", "--vary", "train.lr=0.002", "--no-tracking"]) == 2
+    assert "'other-train.lr=0.002' exists already" in capsys.readouterr().err and not (runs / "other").exists()
 
 
 def _with_lr(path, tasks):
@@ -209,6 +248,18 @@ def _with_lr(path, tasks):
     t["train.lr"], high["train.lr"] = 0.001, 0.002
     pd.concat([t, high]).to_csv(path, index=False)
     return path
+
+
+def test_search_confirm_vary_reads_numbers_in_any_notation_and_refuses_a_repeated_value(write_config, capsys):
+    from search.config import load_search
+
+    path = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": [0, 1]}})
+    scfg, _, _ = load_search(path, ["search.confirm={vary: {finetune.lr: [1e-5, 5.0e-5]}}"])
+    assert scfg.confirm.vary == {"finetune.lr": [1e-5, 5e-5]}
+    assert C.parse_vary(["finetune.lr=1e-5,5e-5", "train.epochs=2"]) == [("finetune.lr", [1e-5, 5e-5]), ("train.epochs", [2])]
+    assert main(["space", str(path), "--set", "search.confirm={vary: {finetune.lr: [1e-5, 1.0e-5]}}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "search.confirm.vary" in err[0] and "distinct values" in err[0], err
 
 
 def test_a_simulated_trial_takes_the_search_seeds_rows_and_names_a_missing_seed():
