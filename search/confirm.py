@@ -26,6 +26,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from itt.errors import UserError
@@ -415,17 +416,60 @@ def _run_one(config: dict, rec: dict, st, *, address, tracking_uri, no_tracking,
 
 
 def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_tracking, log) -> None:
-    """``itt compare`` over the confirmation and its variants: do the same orders win at every value?"""
+    """``itt compare`` over the confirmation and its variants: do the same orders win at every value?
+    Then, per varied key, the order x value interaction (``value_interaction``), kept beside it."""
     from search.compare import make_compare
 
     dirs = [base_st.display] + [v["st"].display for v in variants]
     out = base_st.path("vary") if not base_st.remote else f"{base_st.name}-vary"
-    log("is the best order robust to " + ", ".join(sorted({k for v in variants for k in v["record"]["variant"]}))
-        + "? (itt compare of the confirmation and its variants)")
+    keys = list(dict.fromkeys(k for v in variants for k in v["record"]["variant"]))
+    log(f"is the best order robust to {', '.join(keys)}? (itt compare of the confirmation and its variants)")
     try:
         make_compare(dirs, out=out, tracking_uri=tracking_uri, mlflow=not no_tracking, log=log)
+        found = {}
+        for key in keys:
+            found[key] = value_interaction([base_st.display] + [v["st"].display for v in variants
+                                                                if key in v["record"]["variant"]])
+            log(interaction_text(found[key], key))
+        Path(out, "interaction.json").write_text(json.dumps(found, indent=1))
     except UserError as e:
         log(f"compare: not written ({e}); once fixed: itt compare {' '.join(dirs)} --out {out}")
+
+
+def value_interaction(dirs: list[str]) -> dict:
+    """Do the order effects depend on the varied value? ``dirs``: the confirmation, then its variants of
+    one key. Each (IF order, seed) is a unit measured at every value - the same seed, and where the value
+    leaves a prefix alone the same intermediate encoder - so this is a split-plot design like the
+    report's order x language test (``stats.order_language_interaction``, Greenhouse–Geisser corrected):
+    orders between units, values within, the order x value interaction against value x seed-within-order.
+    Figure: the per-seed test mean over languages."""
+    from search.report import load_experiment
+
+    tables = []
+    for d in dirs:
+        fig = S.seed_figures(load_experiment(d).scores.dropna(subset=["score"]))
+        tables.append(fig[fig["order"] != F].set_index(["order", "seed"])["mean"])
+    units = sorted(set.intersection(*(set(t.index) for t in tables)))
+    orders = sorted({o for o, _ in units})
+    out = {"values": len(dirs), "orders": len(orders), "units": len(units)}
+    if len(orders) < 2 or len(units) <= len(orders):
+        return {**out, "underpowered": f"{len(orders)} IF order(s) and {len(units)} (order, seed) unit(s) at every "
+                                       "value (need 2 orders, one of them with 2+ seeds)"}
+    y = np.column_stack([t.loc[units].to_numpy(float) for t in tables])
+    res = {**out, **S.order_language_interaction(y, [o for o, _ in units])}
+    res.pop("languages", None)
+    if "underpowered" in res:  # (its wording is the language test's)
+        res["underpowered"] = "every (order, seed) moves by the same amount between values: no error term"
+    return res
+
+
+def interaction_text(r: dict, key: str) -> str:
+    if "underpowered" in r:
+        return f"Order x {key}: not tested ({r['underpowered']})."
+    verdict = ("the order effects depend on" if r["p"] < S.ALPHA else "no evidence that the order effects depend on")
+    return (f"Order x {key}: {verdict} {key} (split-plot ANOVA, {r['orders']} IF orders x seeds as units, "
+            f"{r['values']} values within; F({r['df1']}, {r['df2']}) = {r['F']:.2f}, Greenhouse–Geisser "
+            f"epsilon = {r['epsilon']:.2f}, p = {r['p']:.3g}, partial eta² = {r['partial_eta2']:.2f}).")
 
 
 # ------------------------------------------------------------------ the report's section (pure)

@@ -229,6 +229,14 @@ def _vary(exp, tmp_path, t, lr, top2, capsys):
         assert by[name]["F"] == pytest.approx(means[""])
         assert by[name]["best"] == max(top2, key=means.get) and by[name]["best_mean"] == pytest.approx(max(means[o] for o in top2))
     assert "is the best order robust to train.lr? (itt compare of the confirmation and its variants)" in out
+    # the order x value interaction: each (order, seed) measured at both rates, built here from the table
+    one = lambda o, s, rate: t[(t["order"] == o) & (t["train.lr"] == rate) & (t["seed"] == s)]["m"].item()  # noqa: E731
+    units = [(o, s) for o in sorted(top2) for s in (6, 7)]
+    want = S.order_language_interaction(np.array([[one(o, s, lr[o]), one(o, s, 0.002)] for o, s in units]),
+                                        [o for o, _ in units])
+    got_i = json.loads((runs / "lrs" / "vary" / "interaction.json").read_text())["train.lr"]
+    assert (got_i["F"], got_i["p"], got_i["df1"], got_i["df2"]) == pytest.approx((want["F"], want["p"], 1, 2))
+    assert any(x.startswith("Order x train.lr: ") and f"F(1, 2) = {want['F']:.2f}" in x for x in out.splitlines()), out
     assert f"compare: {runs / 'lrs' / 'vary'}/compare.html" in out
     # a variant's experiment that exists already is refused before anything runs (the confirmation's too)
     (runs / "other-train.lr=0.002").mkdir()
@@ -238,13 +246,15 @@ def _vary(exp, tmp_path, t, lr, top2, capsys):
 
 def _with_lr(path, tasks):
     """The table twice, at train.lr 0.001 and 0.002; 0.002 is better for orders that start with tasks[1],
-    worse for the rest: which learning rate each order ran with decides its scores."""
+    worse for the rest (plus a little noise per row): which learning rate each order ran with decides
+    its scores."""
     t = pd.read_csv(path, keep_default_na=False)
     score = [c for c in t.columns if c.startswith(("test_", "probe_", "final", "perturbation"))]
     high = t.copy()
     sign = np.where(t["order"].str.startswith(tasks[1]), 1.0, -1.0)
+    jitter = np.random.default_rng(1).normal(0, 0.01, len(t))  # (each model responds a little differently)
     for c in score:
-        high[c] = pd.to_numeric(t[c], errors="coerce") + 0.03 * sign
+        high[c] = pd.to_numeric(t[c], errors="coerce") + 0.03 * sign + jitter
     t["train.lr"], high["train.lr"] = 0.001, 0.002
     pd.concat([t, high]).to_csv(path, index=False)
     return path
