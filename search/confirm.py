@@ -361,6 +361,9 @@ def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = N
     for key in dict.fromkeys(k for v in p["variants"] for k in v["record"]["variant"]):
         log(f"then at each other value of {key} (this confirmation: {_setting(p['config'], key)}; the same orders and "
             "seeds): " + ", ".join(v["st"].name for v in p["variants"] if key in v["record"]["variant"]))
+    if p["variants"]:
+        log(f"(each value is an experiment of its own: an interrupted one continues with `itt resume DIR`; then "
+            f"`itt compare {' '.join(_vary_dirs(new_st, p['variants']))} --out {_vary_out(new_st)}`)")
     if dry_run:
         n = len(rec["picks"]) + int(rec["baseline"])
         runs = 1 + len(p["variants"])
@@ -420,8 +423,7 @@ def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_trackin
     Then, per varied key, the order x value interaction (``value_interaction``), kept beside it."""
     from search.compare import make_compare
 
-    dirs = [base_st.display] + [v["st"].display for v in variants]
-    out = base_st.path("vary") if not base_st.remote else f"{base_st.name}-vary"
+    dirs, out = _vary_dirs(base_st, variants), _vary_out(base_st)
     keys = list(dict.fromkeys(k for v in variants for k in v["record"]["variant"]))
     log(f"is the best order robust to {', '.join(keys)}? (itt compare of the confirmation and its variants)")
     try:
@@ -434,6 +436,15 @@ def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_trackin
         Path(out, "interaction.json").write_text(json.dumps(found, indent=1))
     except UserError as e:
         log(f"compare: not written ({e}); once fixed: itt compare {' '.join(dirs)} --out {out}")
+
+
+def _vary_dirs(base_st, variants: list[dict]) -> list[str]:
+    return [base_st.display] + [v["st"].display for v in variants]
+
+
+def _vary_out(base_st) -> str:
+    """Where the comparison of the values goes: inside the confirmation (a local folder), else here."""
+    return base_st.path("vary") if not base_st.remote else f"{base_st.name}-vary"
 
 
 def value_interaction(dirs: list[str]) -> dict:
@@ -509,6 +520,7 @@ def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
     return {"source": confirm["source"], "seeds": confirm["seeds"], "search_seeds": confirm["search_seeds"],
             "pick": pick, "orders": rows, "tests": tests, "replication": rep, "alpha": alpha,
             "objectives": confirm.get("objectives"), "notes": confirm.get("notes", []), "hparams": confirm.get("hparams"),
+            "variant": confirm.get("variant"),
             "first_hparams": (confirm["picks"][0]["hparams"] if confirm.get("hparams") == "first" else {})}
 
 
@@ -534,7 +546,8 @@ def headline(c: dict) -> str:
     if r is None:
         return f"Confirmation: the search's pick {show(c['pick'])} has no completed fresh-seed trial."
     was = f" (search {r['search_mean']:.4f}, {r['shift']:+.4f})" if r["search_mean"] is not None else ""
-    text = f"Confirmed on {r['n_seeds']} fresh seed(s): {show(c['pick'])} {r['mean']:.4f}{was}"
+    at = "".join(f" at {k}={v}" for k, v in (c.get("variant") or {}).items())
+    text = f"Confirmed on {r['n_seeds']} fresh seed(s){at}: {show(c['pick'])} {r['mean']:.4f}{was}"
     if c.get("objectives"):
         ifs = [x for x in c["orders"] if x["order"] != F and "on_fresh_front" in x]
         text += (f"; {sum(x['on_fresh_front'] for x in ifs)} of {len(ifs)} picked order(s) on the Pareto front "

@@ -770,6 +770,14 @@ def render_html(secs, title: str, pngs: dict[str, bytes]) -> str:
     return "".join(parts)
 
 
+def _next_step(res: dict, where: str) -> None:
+    """Where too few seeds left the order test out (a one-seed search), the headline says what tests it."""
+    main = res["order_effect"]["tests"][0] if res["order_effect"].get("tests") else {}
+    if res["headline"].get("order_matters") is None and 0 < main.get("max_seeds", 0) < res["min_seeds"]:
+        res["headline"]["text"] += (f" To test the best orders: `itt confirm {where} --top 5` trains them and F again "
+                                    f"on 5 fresh seeds each (its report runs this test on them).")
+
+
 def _json_safe(o):
     if isinstance(o, dict):
         return {str(k): _json_safe(v) for k, v in o.items()}
@@ -787,6 +795,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     """(report.json content, PNGs, markdown, html) — nothing written."""
     res = S.analyse(exp.scores, extra=exp.extra, trials=exp.trials, stages=exp.stages, alpha=alpha)
     res["experiment"] = exp.st.display
+    _next_step(res, exp.st.display)
     res["metric"] = exp.metric
     res["notes"] = exp.notes
     if heuristics:
@@ -847,6 +856,11 @@ def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None
 
 
 def _confirm_hparams(c: dict) -> str:
+    if c.get("variant"):
+        (k, v), = c["variant"].items()
+        return (f" Every order ran at {k}={v} (itt confirm --vary), the search at its own setting: the shift mixes "
+                f"the winner's curse with the change of {k}; the confirmation at the search's setting and the "
+                "comparison over the values are beside this experiment.")
     if c.get("hparams") == "own":
         return " Each order ran with its search trial's hyperparameters (last column): the configurations the search found."
     if c.get("first_hparams"):

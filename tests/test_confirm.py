@@ -218,6 +218,8 @@ def _vary(exp, tmp_path, t, lr, top2, capsys):
     assert cfg["train"]["lr"] == 0.002 and "train.lr" not in cfg["search"]["hparams"]
     assert cfg["search"]["cache"]["dir"] == str(runs / "lrs" / "stage_cache")  # prefixes shared where lr allows
     assert json.loads((var / "confirm.json").read_text())["variant"] == {"train.lr": 0.002}
+    assert "Confirmed on 2 fresh seed(s) at train.lr=0.002: " in out
+    assert "Every order ran at train.lr=0.002 (itt confirm --vary)" in (var / "report" / "report.md").read_text()
     got = pd.read_csv(var / "results.csv", keep_default_na=False)
     assert sorted(got["order"]) == sorted(top2 + [""]) and set(got["status"]) == {"completed"}
     # each experiment's scores are the table's at its rates, on seeds 6 and 7

@@ -135,6 +135,15 @@ def test_too_few_seeds_or_orders_is_underpowered_not_a_p_value():
     assert "underpowered" in res["if_vs_f"]["test"]
     one = S.analyse(_tidy(rng, seeds=5, orders=["", "ta"]))
     assert "underpowered" in one["order_effect"]["tests"][0]  # a single IF order: nothing to compare
+    # the report's headline then says what would test it: a confirmation on enough fresh seeds (only where
+    # seeds, not orders, are missing)
+    from search.report import _next_step
+
+    _next_step(res, "runs/x")
+    assert res["headline"]["text"].endswith("To test the best orders: `itt confirm runs/x --top 5` trains them and F "
+                                            "again on 5 fresh seeds each (its report runs this test on them).")
+    _next_step(one, "runs/x")
+    assert "itt confirm" not in one["headline"]["text"]
 
 
 # ------------------------------------------------------------------ an experiment directory (no Ray)
