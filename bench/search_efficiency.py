@@ -283,7 +283,8 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
         rows.append({"order": ">".join(order), "status": "completed", "stages_completed": str(len(order)), "score": str(final)})
     rec = sampler.recommend(study) if hasattr(sampler, "recommend") else None
     return {"strategy": strategy, "seed": seed, "wall_s": round(time.perf_counter() - t0, 2), "rows": rows,
-            "trace": trace, "recommended": rec and rec["order"], "continuations": 0, "offline": True}
+            "trace": trace, "recommended": rec and rec["order"], "continuations": 0, "offline": True,
+            **({"unexplored": rec["unexplored"]} if rec and rec.get("unexplored") else {})}
 
 
 def _table_scores(table: dict, order: list[str], seed: int, one_seed: bool) -> tuple[list[float], float]:

@@ -574,7 +574,7 @@ def searcher_pick(exp: Experiment) -> dict | None:
     if rec.get("lo") is None or rec.get("order") is None:
         return None
     name = {"auto": "order_bo"}.get(summary.get("searcher"), summary.get("searcher"))
-    return {"searcher": name, **{k: rec[k] for k in ("order", "mean", "lo", "hi")}}
+    return {"searcher": name, **{k: rec[k] for k in ("order", "mean", "lo", "hi")}, "unexplored": rec.get("unexplored")}
 
 
 def _searcher_text(r: dict) -> str:
@@ -583,9 +583,15 @@ def _searcher_text(r: dict) -> str:
         return ""
     p = next((x["p_best"] for x in r["rows"] if x["order"] == sp["order"]), None)
     same = sp["order"] == r["most_likely"]
+    u = sp.get("unexplored")
+    left = ("" if not u or not u["orders"] else
+            f" The orders the search did not finish ({u['orders']} of {u['of']}) could hold a better one: under that "
+            f"model with probability {u['p_better']:.2f} (expected gain {u['expected_gain']:+.4f}; most likely "
+            f"{show(u['most_likely'])}, {u['p_most_likely']:.2f}), a figure the P(best) above, which ranks only "
+            "the orders run, cannot give.")
     return (f" The searcher's own model ({sp['searcher']}: a GP over order features, on the dev score it optimised) "
             f"recommends {show(sp['order'])} (posterior mean {sp['mean']:.4f}, 95% [{sp['lo']:.4f}, {sp['hi']:.4f}])"
-            + (": the same order." if same else f"; here its P(best) is {ranking.prob_text(p)}."))
+            + (": the same order." if same else f"; here its P(best) is {ranking.prob_text(p)}.") + left)
 
 
 def best_order_section(r: dict, top: int = 20) -> tuple[str, str, list[list[str]], str | None]:

@@ -353,6 +353,8 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         log(f"recommended (the searcher's model, not one lucky run): {rec['order'] or 'F'}  "
             f"{rec['mean']:.4f} [{rec['lo']:.4f}, {rec['hi']:.4f}] (posterior mean, 95% interval; "
             f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
+        if rec.get("unexplored"):
+            log(unexplored_text(rec["unexplored"], rec["order"]))
     if summary.get("prior_weights"):
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
@@ -363,6 +365,15 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     if scfg.report:
         _final_report(st, scfg, tracker, log=log)
     return st.display if st.remote else Path(st.path())
+
+
+def unexplored_text(u: dict, pick: str) -> str:
+    """One line on order_bo's answer to "could an order the search never finished beat its pick?"."""
+    if not u["orders"]:
+        return f"every order of the space finished: none left to beat {pick or 'F'}"
+    return (f"could an order the search did not finish ({u['orders']} of {u['of']}) beat {pick or 'F'}? under the "
+            f"searcher's model P = {u['p_better']:.2f}, expected gain {u['expected_gain']:+.4f} (most likely: "
+            f"{u['most_likely'] or 'F'}, P = {u['p_most_likely']:.2f}): a longer search pays if that gain is worth its trials")
 
 
 def _searcher_of(tuner):

@@ -411,7 +411,8 @@ def _log_front(ml: _Mlflow, parent_id: str, search_id: str, rows: list[dict]) ->
 
 def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     """summary.json on the parent run, and the searcher's recommended order where it has one: tag
-    ``recommended_order``, metrics ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval)."""
+    ``recommended_order``, metrics ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval) and
+    ``unfinished_p_better``/``unfinished_expected_gain`` (could an order not finished beat it?)."""
     import json
 
     from mlflow.entities import Metric, RunTag
@@ -423,9 +424,16 @@ def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     if not rec:
         return
     now = int(time.time() * 1000)
-    figures = {f"recommended_{k}": rec[k] for k in ("mean", "lo", "hi") if rec.get(k) is not None}
-    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()],
+    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in recommendation_figures(rec).items()],
                         tags=[RunTag("recommended_order", rec["order"] or "F")])
+
+
+def recommendation_figures(rec: dict) -> dict[str, float]:
+    """The parent run's metrics of summary.json's ``recommended``."""
+    figures = {f"recommended_{k}": rec[k] for k in ("mean", "lo", "hi") if rec.get(k) is not None}
+    u = rec.get("unexplored") or {}
+    figures.update({f"unfinished_{k}": u[k] for k in ("p_better", "expected_gain") if u.get(k) is not None})
+    return figures
 
 
 def _search_description(scfg, n_orders: int) -> dict:

@@ -175,3 +175,19 @@ def test_winners_curse_bench_against_a_direct_computation(tmp_path, capsys):
     assert row["fresh_rank"] == int((w[[1, 2]].mean(axis=1) > w.loc[pick, [1, 2]].mean()).sum()) + 1
     committed = json.loads((ROOT / "bench" / "data" / "winners_curse.json").read_text())
     assert json.loads((tmp_path / "w.json").read_text()) == committed
+
+
+def test_unexplored_calibration_scores_a_search_against_the_tables_truth(se):
+    """bench/unexplored_calibration.py: one offline order_bo search on planted to 5% of exhaustive's
+    compute; what it counts as truly beaten is recomputed from the table; the summary's figures by hand."""
+    uc = _bench("unexplored_calibration")
+    info = se.table_info("planted")
+    r = uc.one(info, 0.05, 0)
+    assert r["trials"] + r["left"] == info["n"] and 0 <= r["p_better"] <= 1
+    run = se.offline_search(info, "order_bo", 0, type("A", (), {"budget": 0.05}))
+    done = {x["order"] for x in run["rows"]}
+    gap = max(info["truth"][o] for o in info["orders"] if o not in done) - info["truth"][run["recommended"]]
+    assert r["better"] == (gap > 0) and r["gain"] == pytest.approx(max(gap, 0.0))
+    s = uc.summarize([r, {**r, "p_better": 0.2, "better": False, "gain": 0.0}])
+    assert s["said"] == pytest.approx((r["p_better"] + 0.2) / 2) and s["right"] == pytest.approx(r["better"] / 2)
+    assert s["brier"] == pytest.approx(((r["p_better"] - r["better"]) ** 2 + 0.04) / 2)

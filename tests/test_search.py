@@ -213,6 +213,14 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
         rec = summary["recommended"]
         assert rec["order"] in orders and rec["lo"] <= rec["mean"] <= rec["hi"]
         assert summary["trace"] and all(t["order"] in orders for t in summary["trace"])
+        u = rec["unexplored"]  # the 12 orders of the space that did not run: could one beat the pick?
+        assert (u["orders"], u["of"]) == (space.count() - 6, space.count()) and 0 <= u["p_better"] <= 1
+        assert u["most_likely"] not in orders and u["expected_gain"] >= 0
+        from search.tracking import recommendation_figures  # (the MLflow parent run's metrics)
+
+        assert recommendation_figures(rec) == {"recommended_mean": rec["mean"], "recommended_lo": rec["lo"],
+                                               "recommended_hi": rec["hi"], "unfinished_p_better": u["p_better"],
+                                               "unfinished_expected_gain": u["expected_gain"]}
 
 
 def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
@@ -541,6 +549,55 @@ def test_fast_posterior_equals_botorch_posterior_with_and_without_believers():
             assert len(FinalPosterior(model).inputs) < len(model.train_inputs[0])  # columns were shared
             np.testing.assert_allclose(mu, ref.mean.reshape(-1).numpy(), atol=1e-9)
             np.testing.assert_allclose(sd, ref.variance.reshape(-1).sqrt().numpy(), atol=1e-9)
+            jm, jc = FinalPosterior(model, sampler.features.matrix(pend) if pend else None).joint(F[:8])
+            np.testing.assert_allclose(jm, ref.mean.reshape(-1).numpy()[:8], atol=1e-9)  # ... and jointly
+            np.testing.assert_allclose(jc, ref.covariance_matrix.numpy()[:8, :8], atol=1e-9)
+
+
+def test_unexplored_orders_against_botorchs_joint_posterior_of_every_unfinished_order():
+    """order_bo's "could an order not finished beat the pick?": its probability and expected gain equal a
+    Monte Carlo of BoTorch's own joint posterior over the pick and every unfinished order (no truncation,
+    other draws), its single most likely order the exact pairwise probability; every order finished
+    leaves nothing; searched hyperparameters give no figure."""
+    import numpy as np
+    import torch
+    from scipy.stats import norm
+
+    from search.searchers.order_bo import FINAL, Observations, OrderBOSampler, _one_thread
+    from search.searchers.posterior import FinalPosterior
+
+    space, table = _planted(n_tasks=5, length=3)
+    sampler = OrderBOSampler(space, seed=0, fit_iters=10)
+    keys = sorted(table)
+    obs = Observations()
+    for k in keys[:25]:
+        order = k.split(">")
+        obs.finals.append((order, {}, table[k][1]))
+        obs.probes += [(order[:i], {}, v) for i, v in enumerate(table[k][0], 1)]
+    with _one_thread():
+        model = sampler._fit(obs)
+    post = FinalPosterior(model)
+    done = [(k.split(">"), {}) for k in keys[:25]]
+    pick = done[int(np.argmax(sampler._predict(post, done)[0]))]
+    u = sampler.unexplored(post, obs, pick)
+    left = [(list(o), {}) for o in space.orders() if ">".join(o) not in keys[:25]]
+    assert (u["orders"], u["of"], u["considered"]) == (len(left), 60, 35)
+    X = torch.tensor(np.hstack([sampler.features.matrix([pick] + left), np.full((1 + len(left), 1), FINAL)]))
+    with torch.no_grad():
+        ref = model.posterior(X)
+    m, C = ref.mean.reshape(-1).numpy(), ref.covariance_matrix.numpy()
+    draws = np.random.default_rng(123).multivariate_normal(m, C, size=40000, method="eigh")
+    gain = draws[:, 1:].max(1) - draws[:, 0]
+    assert abs(u["p_better"] - (gain > 0).mean()) < 0.02
+    assert u["expected_gain"] == pytest.approx(np.clip(gain, 0, None).mean(), rel=0.05, abs=1e-4)
+    pair = norm.cdf((m[1:] - m[0]) / np.sqrt(np.diag(C)[1:] + C[0, 0] - 2 * C[0, 1:]))
+    assert u["most_likely"] == ">".join(left[int(np.argmax(pair))][0])
+    assert u["p_most_likely"] == pytest.approx(pair.max(), abs=1e-6)
+    obs.finals += [(o, {}, 0.5) for o, _ in left]  # every order finished
+    assert sampler.unexplored(post, obs, pick) == {"orders": 0, "of": 60, "draws": 4000, "p_better": 0.0,
+                                                   "expected_gain": 0.0}
+    sampler.hparams = {"train.lr": None}
+    assert sampler.unexplored(post, obs, pick) is None
 
 
 def _dists(space: OrderSpace, key: str) -> dict:

@@ -88,6 +88,21 @@ class FinalPosterior:
     def _standard_mean(self, F: torch.Tensor) -> torch.Tensor:
         return self._standard(F)[0]
 
+    def joint(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and covariance at the final fidelity of a few configurations jointly (hundreds:
+        the covariance is dense), in the data's units; the diagonal is ``__call__``'s variance."""
+        with torch.no_grad():
+            F = torch.as_tensor(features, dtype=self.inputs.dtype)
+            kernel = self._data_kernel()
+            k = kernel(F, self.inputs).to_dense()
+            prior = kernel(F, F).to_dense() * self._task_weight(self._with_task(F[:1]))[0]
+            mu, cov = self.final_mean + k @ self.a, prior - k @ self.Q @ k.T
+            transform = getattr(self.model, "outcome_transform", None)
+            if transform is not None:
+                s = transform.stdvs.reshape(())
+                mu, cov = transform.means.reshape(()) + s * mu, s * s * cov
+        return mu.numpy(), cov.numpy()
+
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation at the final fidelity, in the data's units."""
         if len(features) == 0:
