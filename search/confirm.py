@@ -228,7 +228,7 @@ def variant_name(base: str, key: str, value) -> str:
     return f"{base}-{key}={value}"
 
 
-def vary_config(cfg: dict, key: str, value, where: str, *, cache_dir: str | None) -> dict:
+def vary_config(cfg: dict, key: str, value, *, cache_dir: str | None) -> dict:
     """The confirmation's config with ``key`` set to ``value`` for every order: in the chain config, and
     out of the searched hyperparameters and the seed points' given values where the search searched it.
     ``cache_dir``: the confirmation's own stage cache, shared (prefixes the value does not touch are
@@ -239,7 +239,8 @@ def vary_config(cfg: dict, key: str, value, where: str, *, cache_dir: str | None
         raise UserError(f"--vary {key}: the confirmation sets it; vary a training or model setting (e.g. finetune.lr)")
     out = json.loads(json.dumps(cfg))
     s = out["search"]
-    if any("*" in k and key.split(".")[-1] == k.split(".")[-1] and key.startswith("stages.") for k in s.get("hparams") or {}):
+    per_stage = [k for k in s.get("hparams") or {} if "*" in k]  # stages.*.X: one value per stage of each order
+    if key.startswith("stages.") and any(key.split(".")[-1] == k.split(".")[-1] for k in per_stage):
         raise UserError(f"--vary {key}: the search searched it per stage (stages.*); vary a key of the chain "
                         "config that holds for every order (e.g. finetune.lr)")
     (s.get("hparams") or {}).pop(key, None)
@@ -326,7 +327,7 @@ def _variants(cfg: dict, record: dict, base_st, vary: list[tuple[str, list]]) ->
             if st.exists():
                 raise UserError(f"experiment '{st.name}' exists already in {st.root} (continue it with `itt resume "
                                 f"{st.display}`, or pick another --name)")
-            c = vary_config(cfg, key, v, f"--vary {key}", cache_dir=cache)
+            c = vary_config(cfg, key, v, cache_dir=cache)
             out.append({"config": c, "st": st, "record": {**record, "variant": {key: v},
                                                           "hparams_of": c["search"]["seed_points"]["hparams"]}})
     return out
@@ -347,29 +348,14 @@ def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = N
     p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage, hparams=hparams, vary=vary)
     rec, new_st = p["record"], p["st"]
     tracking_uri = tracking_uri or p["tracking_uri"]  # beside the search in MLflow too
-    log(f"confirming {len(rec['picks'])} order(s) of {rec['source']}{' and F' if rec['baseline'] else ''} on fresh "
-        f"seeds {', '.join(map(str, rec['seeds']))} (the search used {', '.join(map(str, rec['search_seeds']))}): "
-        + "; ".join(f"{show(x['order'])} ({x['why']})" for x in rec["picks"]))
-    if rec.get("hparams") == "own":
-        f = [("F", p["config"]["search"]["seed_points"]["hparams"].get("F", {}))] if rec["baseline"] else []
-        log("each order runs with its trial's hyperparameters (--hparams first: the first pick's for all): "
-            + "; ".join(f"{o}: {_hp_text(hp)}" for o, hp in [(show(x["order"]), x["hparams"]) for x in rec["picks"]] + f))
-    elif rec["picks"][0]["hparams"]:
-        log("every order runs with the first pick's hyperparameters: " + _hp_text(rec["picks"][0]["hparams"]))
-    for n in rec["notes"]:
-        log(f"note: {n}")
-    for key in dict.fromkeys(k for v in p["variants"] for k in v["record"]["variant"]):
-        log(f"then at each other value of {key} (this confirmation: {_setting(p['config'], key)}; the same orders and "
-            "seeds): " + ", ".join(v["st"].name for v in p["variants"] if key in v["record"]["variant"]))
-    if p["variants"]:
-        log(f"(each value is an experiment of its own: an interrupted one continues with `itt resume DIR`; then "
-            f"`itt compare {' '.join(_vary_dirs(new_st, p['variants']))} --out {_vary_out(new_st)}`)")
+    _say_plan(p, log)
     if dry_run:
         n = len(rec["picks"]) + int(rec["baseline"])
         runs = 1 + len(p["variants"])
         log(f"dry run: {n} trial(s) x {len(rec['seeds'])} seed(s) = {n * len(rec['seeds'])} chains would run in "
-            f"{new_st.display}" + (f" and as many in each of {len(p['variants'])} variant(s) ({runs * n * len(rec['seeds'])} "
-                                   "in all)" if p["variants"] else "") + ", with this config:")
+            f"{new_st.display}" + (f" and as many in each of {len(p['variants'])} variant(s) "
+                                   f"({runs * n * len(rec['seeds'])} in all)" if p["variants"] else "")
+            + ", with this config:")
         log(yaml.safe_dump(p["config"], sort_keys=False, allow_unicode=True).rstrip())
         return None
     run = dict(address=address, tracking_uri=tracking_uri, no_tracking=no_tracking, progress=progress, log=log)
@@ -381,6 +367,28 @@ def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = N
     if p["variants"]:
         _compare_variants(new_st, p["variants"], tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
     return new
+
+
+def _say_plan(p: dict, log) -> None:
+    """What will run: the picks and seeds, their hyperparameters, notes, and the values to vary."""
+    rec, variants = p["record"], p["variants"]
+    log(f"confirming {len(rec['picks'])} order(s) of {rec['source']}{' and F' if rec['baseline'] else ''} on fresh "
+        f"seeds {', '.join(map(str, rec['seeds']))} (the search used {', '.join(map(str, rec['search_seeds']))}): "
+        + "; ".join(f"{show(x['order'])} ({x['why']})" for x in rec["picks"]))
+    if rec.get("hparams") == "own":
+        f = [("F", p["config"]["search"]["seed_points"]["hparams"].get("F", {}))] if rec["baseline"] else []
+        log("each order runs with its trial's hyperparameters (--hparams first: the first pick's for all): "
+            + "; ".join(f"{o}: {_hp_text(hp)}" for o, hp in [(show(x["order"]), x["hparams"]) for x in rec["picks"]] + f))
+    elif rec["picks"][0]["hparams"]:
+        log("every order runs with the first pick's hyperparameters: " + _hp_text(rec["picks"][0]["hparams"]))
+    for n in rec["notes"]:
+        log(f"note: {n}")
+    for key in dict.fromkeys(k for v in variants for k in v["record"]["variant"]):
+        log(f"then at each other value of {key} (this confirmation: {_setting(p['config'], key)}; the same orders and "
+            "seeds): " + ", ".join(v["st"].name for v in variants if key in v["record"]["variant"]))
+    if variants:
+        log(f"(each value is an experiment of its own: an interrupted one continues with `itt resume DIR`; then "
+            f"`itt compare {' '.join(_vary_dirs(p['st'], variants))} --out {_vary_out(p['st'])}`)")
 
 
 def _setting(cfg: dict, key: str) -> str:
@@ -430,8 +438,7 @@ def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_trackin
         make_compare(dirs, out=out, tracking_uri=tracking_uri, mlflow=not no_tracking, log=log)
         found = {}
         for key in keys:
-            found[key] = value_interaction([base_st.display] + [v["st"].display for v in variants
-                                                                if key in v["record"]["variant"]])
+            found[key] = value_interaction(_vary_dirs(base_st, [v for v in variants if key in v["record"]["variant"]]))
             log(interaction_text(found[key], key))
         Path(out, "interaction.json").write_text(json.dumps(found, indent=1))
     except UserError as e:

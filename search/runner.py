@@ -213,8 +213,8 @@ def _then_confirm(scfg: SearchConfig, exp, *, address: str | None, tracking_uri:
     log("did its best orders hold up on fresh seeds? (itt confirm)")
     try:
         run_confirm(str(exp), top=scfg.confirm.top, seeds=scfg.confirm.seeds, hparams=scfg.confirm.hparams,
-                    vary=list(scfg.confirm.vary.items()), address=address, tracking_uri=tracking_uri, no_tracking=not scfg.tracking.enabled,
-                    progress=progress, log=log)
+                    vary=list(scfg.confirm.vary.items()), address=address, tracking_uri=tracking_uri,
+                    no_tracking=not scfg.tracking.enabled, progress=progress, log=log)
     except UserError as e:
         log(f"confirm: not run ({e}); once fixed: itt confirm {exp}")
     return exp
