@@ -574,7 +574,8 @@ def searcher_pick(exp: Experiment) -> dict | None:
     if rec.get("lo") is None or rec.get("order") is None:
         return None
     name = {"auto": "order_bo"}.get(summary.get("searcher"), summary.get("searcher"))
-    return {"searcher": name, **{k: rec[k] for k in ("order", "mean", "lo", "hi")}, "unexplored": rec.get("unexplored")}
+    return {"searcher": name, **{k: rec[k] for k in ("order", "mean", "lo", "hi")},
+            **({"unexplored": rec["unexplored"]} if rec.get("unexplored") else {})}
 
 
 def _searcher_text(r: dict) -> str:
