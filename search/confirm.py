@@ -306,14 +306,16 @@ def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | N
               "hparams": hparams if scfg.hparams else None, "hparams_of": cfg["search"]["seed_points"]["hparams"],
               "objectives": objectives, "robust_weight": scfg.robust_weight, "notes": notes,
               "search_means": {o: means[o] for o in kept if o in means}}
+    record["vary"] = [[k, list(v)] for k, v in vary or []]  # (itt resume of the confirmation finishes them)
     variants = _variants(cfg, record, new_st, vary or [])
     return {"config": cfg, "record": record, "st": new_st, "tracking_uri": exp.meta.get("tracking_uri"),
             "variants": variants}
 
 
-def _variants(cfg: dict, record: dict, base_st, vary: list[tuple[str, list]]) -> list[dict]:
+def _variants(cfg: dict, record: dict, base_st, vary: list[tuple[str, list]], existing_ok: bool = False) -> list[dict]:
     """One confirmation per other value of each varied key: {config, record (with its ``variant``), st};
-    UserErrors (nothing written) for a key the chain config lacks or an experiment that exists."""
+    UserErrors (nothing written) for a key the chain config lacks or an experiment that exists (unless
+    ``existing_ok``: ``continue_variants`` resumes those)."""
     from search.storage import Storage
 
     if vary and record["objectives"]:
@@ -324,7 +326,7 @@ def _variants(cfg: dict, record: dict, base_st, vary: list[tuple[str, list]]) ->
     for key, values in vary:
         for v in values:
             st = Storage(base_st.root, variant_name(base_st.name, key, v))
-            if st.exists():
+            if st.exists() and not existing_ok:
                 raise UserError(f"experiment '{st.name}' exists already in {st.root} (continue it with `itt resume "
                                 f"{st.display}`, or pick another --name)")
             c = vary_config(cfg, key, v, cache_dir=cache)
@@ -387,8 +389,8 @@ def _say_plan(p: dict, log) -> None:
         log(f"then at each other value of {key} (this confirmation: {_setting(p['config'], key)}; the same orders and "
             "seeds): " + ", ".join(v["st"].name for v in variants if key in v["record"]["variant"]))
     if variants:
-        log(f"(each value is an experiment of its own: an interrupted one continues with `itt resume DIR`; then "
-            f"`itt compare {' '.join(_vary_dirs(p['st'], variants))} --out {_vary_out(p['st'])}`)")
+        log(f"(each value is an experiment of its own; interrupted, `itt resume {p['st'].display}` finishes the "
+            "confirmation, every value and their comparison)")
 
 
 def _setting(cfg: dict, key: str) -> str:
@@ -405,7 +407,6 @@ def _setting(cfg: dict, key: str) -> str:
 
 def _run_one(config: dict, rec: dict, st, *, address, tracking_uri, no_tracking, progress, log):
     """One confirmation as a search, its confirm.json, then its report."""
-    from search.report import make_report
     from search.runner import run_search
 
     try:
@@ -418,12 +419,46 @@ def _run_one(config: dict, rec: dict, st, *, address, tracking_uri, no_tracking,
     finally:  # also when interrupted: `itt resume` finishes it, and `itt report` then finds what it confirms
         if st.exists():
             st.write_text(json.dumps(rec, indent=1), CONFIRM_FILE)
+    _report(str(new), tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+    return new
+
+
+def _report(exp: str, *, tracking_uri, no_tracking, log) -> None:
+    from search.report import make_report
+
     log("did the search's best hold up? (itt report)")
     try:
-        make_report(str(new), tracking_uri=tracking_uri, mlflow=not no_tracking, heuristics=False, log=log)
+        make_report(exp, tracking_uri=tracking_uri, mlflow=not no_tracking, heuristics=False, log=log)
     except UserError as e:
-        log(f"report: not written ({e}); once fixed: itt report {new}")
-    return new
+        log(f"report: not written ({e}); once fixed: itt report {exp}")
+
+
+def continue_variants(base_st, *, address=None, tracking_uri=None, progress="auto", log=print) -> None:
+    """``itt resume`` of a confirmation run with ``--vary``: every value's experiment resumed (a finished
+    one only reports again) or, where it never started, run; then the comparison, as the first run would
+    have ended. Nothing for a confirmation without values, or for a value's own experiment."""
+    from search.runner import SEARCH_FILE, resume_search
+
+    rec = json.loads(base_st.read_text(CONFIRM_FILE) or "{}")
+    if not rec.get("vary") or rec.get("variant"):
+        return
+    config = yaml.safe_load(base_st.read_text(SEARCH_FILE))
+    variants = _variants(config, rec, base_st, [(k, v) for k, v in rec["vary"]], existing_ok=True)
+    no_tracking = not (config["search"].get("tracking") or {}).get("enabled", True)
+    _report(base_st.display, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+    for v in variants:
+        (key, value), = v["record"]["variant"].items()
+        log(f"the same orders and seeds at {key}={value} ({v['st'].name})")
+        try:
+            if v["st"].exists():
+                resume_search(v["st"].display, address=address, tracking_uri=tracking_uri, log=log, progress=progress)
+                _report(v["st"].display, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+            else:
+                _run_one(v["config"], v["record"], v["st"], address=address, tracking_uri=tracking_uri,
+                         no_tracking=no_tracking, progress=progress, log=log)
+        except UserError as e:
+            log(f"{v['st'].name}: not finished ({e})")
+    _compare_variants(base_st, variants, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
 
 
 def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_tracking, log) -> None:

@@ -199,7 +199,11 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
         tracker.uri = resolve_uri(tracking_uri)
         tracker.meta["tracking_uri"] = tracker.uri
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
-    return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+    _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+    from search.confirm import continue_variants  # a confirmation with --vary: its other values, then their comparison
+
+    continue_variants(st, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+    return exp
 
 
 def _then_confirm(scfg: SearchConfig, exp, *, address: str | None, tracking_uri: str | None, progress: str,

@@ -214,6 +214,7 @@ def _vary(exp, tmp_path, t, lr, top2, capsys):
     var = runs / "lrs-train.lr=0.002"
     assert sorted(x.name for x in runs.iterdir()) == ["lrs", "lrs-train.lr=0.002", "orders", "orders-confirm"]
     assert "then at each other value of train.lr (this confirmation: each order's own, as searched; " in out
+    assert f"interrupted, `itt resume {runs / 'lrs'}` finishes the confirmation, every value and their comparison" in out
     cfg = yaml.safe_load((var / "search.yaml").read_text())
     assert cfg["train"]["lr"] == 0.002 and "train.lr" not in cfg["search"]["hparams"]
     assert cfg["search"]["cache"]["dir"] == str(runs / "lrs" / "stage_cache")  # prefixes shared where lr allows
@@ -240,6 +241,20 @@ def _vary(exp, tmp_path, t, lr, top2, capsys):
     assert (got_i["F"], got_i["p"], got_i["df1"], got_i["df2"]) == pytest.approx((want["F"], want["p"], 1, 2))
     assert any(x.startswith("Order x train.lr: ") and f"F(1, 2) = {want['F']:.2f}" in x for x in out.splitlines()), out
     assert f"compare: {runs / 'lrs' / 'vary'}/compare.html" in out
+    # interrupted before a value started: `itt resume` of the confirmation runs it, then the comparison
+    import shutil
+
+    from search.runner import resume_search
+
+    shutil.rmtree(var)
+    shutil.rmtree(runs / "lrs" / "vary")
+    lines: list[str] = []
+    resume_search(str(runs / "lrs"), log=lines.append, progress="off")
+    again = pd.read_csv(var / "results.csv", keep_default_na=False)
+    assert sorted(again["order"]) == sorted(top2 + [""]) and set(again["status"]) == {"completed"}
+    assert json.loads((runs / "lrs" / "vary" / "compare.json").read_text())["searches"] == comp["searches"]
+    assert json.loads((runs / "lrs" / "vary" / "interaction.json").read_text())["train.lr"]["F"] == pytest.approx(want["F"])
+    assert "the same orders and seeds at train.lr=0.002 (lrs-train.lr=0.002)" in lines
     # a variant's experiment that exists already is refused before anything runs (the confirmation's too)
     (runs / "other-train.lr=0.002").mkdir()
     assert main(["confirm", str(exp), "--seeds", "6,7", "--name", "other", "--vary", "train.lr=0.002", "--no-tracking"]) == 2
