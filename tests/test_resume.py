@@ -209,7 +209,10 @@ def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, 
     # processes inherit it, as they do ITT_STAGE_LOG.
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     cfg = write_config({**SEARCH, "train": {"max_steps": 4},
-                        "search": {**SEARCH["search"], "length": 2, "num_samples": 4, "max_failures": 3,
+                        # max_failures 5: a trial hit by both faults can fail a third time when Tune retries it on
+                        # the removed node before Ray has marked it dead (seen twice in full suites on 2 cores:
+                        # ActorUnavailableError, nothing trained); the stage bound below still counts every retry
+                        "search": {**SEARCH["search"], "length": 2, "num_samples": 4, "max_failures": 5,
                                    "tracking": {"enabled": False},
                                    "resources": {**SEARCH["search"]["resources"], "max_concurrent": 2,
                                                  "ray_train": ray_train}}})
