@@ -433,32 +433,34 @@ def _report(exp: str, *, tracking_uri, no_tracking, log) -> None:
         log(f"report: not written ({e}); once fixed: itt report {exp}")
 
 
-def continue_variants(base_st, *, address=None, tracking_uri=None, progress="auto", log=print) -> None:
-    """``itt resume`` of a confirmation run with ``--vary``: every value's experiment resumed (a finished
-    one only reports again) or, where it never started, run; then the comparison, as the first run would
-    have ended. Nothing for a confirmation without values, or for a value's own experiment."""
+def continue_variants(st, *, address=None, tracking_uri=None, progress="auto", log=print) -> None:
+    """After ``itt resume`` of a confirmation: its report (a confirmation's search writes none itself);
+    for one run with ``--vary``, every value's experiment resumed (a finished one only reports again) or,
+    where it never started, run, then the comparison, as the first run would have ended. Nothing for an
+    experiment that is no confirmation."""
     from search.runner import SEARCH_FILE, resume_search
 
-    rec = json.loads(base_st.read_text(CONFIRM_FILE) or "{}")
+    rec = json.loads(st.read_text(CONFIRM_FILE) or "{}")
+    if not rec:
+        return
+    config = yaml.safe_load(st.read_text(SEARCH_FILE))
+    no_tracking = not (config["search"].get("tracking") or {}).get("enabled", True)
+    _report(st.display, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
     if not rec.get("vary") or rec.get("variant"):
         return
-    config = yaml.safe_load(base_st.read_text(SEARCH_FILE))
-    variants = _variants(config, rec, base_st, [(k, v) for k, v in rec["vary"]], existing_ok=True)
-    no_tracking = not (config["search"].get("tracking") or {}).get("enabled", True)
-    _report(base_st.display, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+    variants = _variants(config, rec, st, [(k, v) for k, v in rec["vary"]], existing_ok=True)
     for v in variants:
         (key, value), = v["record"]["variant"].items()
         log(f"the same orders and seeds at {key}={value} ({v['st'].name})")
         try:
-            if v["st"].exists():
+            if v["st"].exists():  # (its own resume reports it)
                 resume_search(v["st"].display, address=address, tracking_uri=tracking_uri, log=log, progress=progress)
-                _report(v["st"].display, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
             else:
                 _run_one(v["config"], v["record"], v["st"], address=address, tracking_uri=tracking_uri,
                          no_tracking=no_tracking, progress=progress, log=log)
         except UserError as e:
             log(f"{v['st'].name}: not finished ({e})")
-    _compare_variants(base_st, variants, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+    _compare_variants(st, variants, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
 
 
 def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_tracking, log) -> None:

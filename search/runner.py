@@ -200,7 +200,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
         tracker.meta["tracking_uri"] = tracker.uri
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
     _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
-    from search.confirm import continue_variants  # a confirmation with --vary: its other values, then their comparison
+    from search.confirm import continue_variants  # a confirmation: its report; with --vary its other values too
 
     continue_variants(st, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
     return exp

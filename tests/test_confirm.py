@@ -255,6 +255,8 @@ def _vary(exp, tmp_path, t, lr, top2, capsys):
     assert json.loads((runs / "lrs" / "vary" / "compare.json").read_text())["searches"] == comp["searches"]
     assert json.loads((runs / "lrs" / "vary" / "interaction.json").read_text())["train.lr"]["F"] == pytest.approx(want["F"])
     assert "the same orders and seeds at train.lr=0.002 (lrs-train.lr=0.002)" in lines
+    # the resumed confirmation is reported, and the value run afresh too
+    assert lines.count("did the search's best hold up? (itt report)") == 2, lines
     # a variant's experiment that exists already is refused before anything runs (the confirmation's too)
     (runs / "other-train.lr=0.002").mkdir()
     assert main(["confirm", str(exp), "--seeds", "6,7", "--name", "other", "--vary", "train.lr=0.002", "--no-tracking"]) == 2
