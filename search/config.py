@@ -81,11 +81,11 @@ class Confirm(_Strict):
     @field_validator("vary")
     @classmethod
     def _values(cls, v):
-        from search.confirm import _yaml_value
+        from search.confirm import _value
 
         out = {}
         for key, values in v.items():
-            values = [_yaml_value(x) if isinstance(x, str) else x for x in values]
+            values = [_value(x) for x in values]
             if not values or len({repr(x) for x in values}) != len(values):
                 raise ValueError(f"{key}: give one or more distinct values")
             out[key] = values

@@ -194,34 +194,20 @@ def _chosen(exp, st, scfg, top) -> tuple[list[dict], list[str]]:
 
 
 def parse_vary(texts: list[str] | None) -> list[tuple[str, list]]:
-    """``--vary KEY=V1,V2`` (repeatable) -> [(key, [values])]; each value read as YAML (1e-5 a number)."""
+    """``--vary KEY=V1,V2`` (repeatable) -> [(key, [values])]; numbers in any notation as numbers (``_value``)."""
     out: list[tuple[str, list]] = []
     for text in texts or []:
         key, eq, vals = text.partition("=")
         key = key.strip()
         if not eq or not key or not vals.strip():
             raise UserError(f"--vary {text}: give KEY=V1,V2 (e.g. finetune.lr=1e-5,5e-5)")
-        values = [_yaml_value(v.strip()) for v in vals.split(",") if v.strip()]
+        values = [_value(v.strip()) for v in vals.split(",") if v.strip()]
         if len({repr(v) for v in values}) != len(values):
             raise UserError(f"--vary {text}: a value is listed twice")
         if key in [k for k, _ in out]:
             raise UserError(f"--vary {key}: given twice (list its values once: {key}=V1,V2)")
         out.append((key, values))
     return out
-
-
-def _yaml_value(text: str):
-    """A value as YAML reads it, numbers in any notation as numbers (YAML 1.1 keeps 1e-5 a string)."""
-    try:
-        v = yaml.safe_load(text)
-    except yaml.YAMLError:
-        v = text
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v if isinstance(v, (int, float, bool)) else text
 
 
 def variant_name(base: str, key: str, value) -> str:
@@ -246,10 +232,8 @@ def vary_config(cfg: dict, key: str, value, *, cache_dir: str | None) -> dict:
     (s.get("hparams") or {}).pop(key, None)
     for hp in (s.get("seed_points") or {}).get("hparams", {}).values():
         hp.pop(key, None)
-    chain = {k: v for k, v in out.items() if k != "search"}
-    set_dotted(chain, key, value, f"--vary {key}")
-    validate(chain, f"--vary {key}={value}", ChainConfig)
     set_dotted(out, key, value, f"--vary {key}")
+    validate({k: v for k, v in out.items() if k != "search"}, f"--vary {key}={value}", ChainConfig)
     if cache_dir and s.get("cache", {}).get("dir") is None:
         s.setdefault("cache", {})["dir"] = cache_dir
     return out
@@ -362,12 +346,8 @@ def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = N
         return None
     run = dict(address=address, tracking_uri=tracking_uri, no_tracking=no_tracking, progress=progress, log=log)
     new = _run_one(p["config"], rec, new_st, **run)
-    for v in p["variants"]:
-        (key, value), = v["record"]["variant"].items()
-        log(f"the same orders and seeds at {key}={value} ({v['st'].name})")
-        _run_one(v["config"], v["record"], v["st"], **run)
     if p["variants"]:
-        _compare_variants(new_st, p["variants"], tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+        _run_variants(new_st, p["variants"], **run)
     return new
 
 
@@ -438,7 +418,7 @@ def continue_variants(st, *, address=None, tracking_uri=None, progress="auto", l
     for one run with ``--vary``, every value's experiment resumed (a finished one only reports again) or,
     where it never started, run, then the comparison, as the first run would have ended. Nothing for an
     experiment that is no confirmation."""
-    from search.runner import SEARCH_FILE, resume_search
+    from search.runner import SEARCH_FILE
 
     rec = json.loads(st.read_text(CONFIRM_FILE) or "{}")
     if not rec:
@@ -449,18 +429,27 @@ def continue_variants(st, *, address=None, tracking_uri=None, progress="auto", l
     if not rec.get("vary") or rec.get("variant"):
         return
     variants = _variants(config, rec, st, [(k, v) for k, v in rec["vary"]], existing_ok=True)
+    _run_variants(st, variants, address=address, tracking_uri=tracking_uri, no_tracking=no_tracking,
+                  progress=progress, log=log)
+
+
+def _run_variants(base_st, variants: list[dict], *, address, tracking_uri, no_tracking, progress, log) -> None:
+    """Each value's confirmation - resumed where its experiment exists (its resume reports it; one that
+    cannot resume is one line), else run - then their comparison."""
+    from search.runner import resume_search
+
     for v in variants:
         (key, value), = v["record"]["variant"].items()
         log(f"the same orders and seeds at {key}={value} ({v['st'].name})")
+        if not v["st"].exists():
+            _run_one(v["config"], v["record"], v["st"], address=address, tracking_uri=tracking_uri,
+                     no_tracking=no_tracking, progress=progress, log=log)
+            continue
         try:
-            if v["st"].exists():  # (its own resume reports it)
-                resume_search(v["st"].display, address=address, tracking_uri=tracking_uri, log=log, progress=progress)
-            else:
-                _run_one(v["config"], v["record"], v["st"], address=address, tracking_uri=tracking_uri,
-                         no_tracking=no_tracking, progress=progress, log=log)
+            resume_search(v["st"].display, address=address, tracking_uri=tracking_uri, log=log, progress=progress)
         except UserError as e:
             log(f"{v['st'].name}: not finished ({e})")
-    _compare_variants(st, variants, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
+    _compare_variants(base_st, variants, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
 
 
 def _compare_variants(base_st, variants: list[dict], *, tracking_uri, no_tracking, log) -> None:

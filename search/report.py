@@ -175,7 +175,7 @@ def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[di
                           measurements=measurements if kind == "transferability" else None, log=lambda *a: None)
         except Exception as e:  # data not reachable here, a config from another version, ...
             out.append({"kind": kind, "error": str(e).splitlines()[0][:300],
-                        "command": _space_cmd(kind, exp, singles)})
+                        "command": _space_cmd(kind, exp, singles, bool(measurements))})
             continue
         rows = []
         for o in h["orders"]:
@@ -186,7 +186,8 @@ def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[di
                          "delta_vs_best": (r["mean"] - best["mean"]) if r else None})
         out.append({"kind": kind, "source": h["source"], "values": h["values"], "orders": rows,
                     "best": best["order"], "best_mean": best["mean"],
-                    "command": None if all(x["evaluated"] for x in rows) else _space_cmd(kind, exp, singles)})
+                    "command": None if all(x["evaluated"] for x in rows) else _space_cmd(kind, exp, singles,
+                                                                                          bool(measurements))})
         if kind == "transferability":  # how well the prior ranked what the search measured (test means)
             out[-1]["agreement"] = agreement(prior_of_measurements(measurements),
                                              {r["order"]: r["mean"] for r in board if r["order"] != F})
@@ -204,11 +205,12 @@ def _prior_measurements(exp: Experiment) -> dict | None:
     return m.get("measurements") if isinstance(m, dict) else None
 
 
-def _space_cmd(kind: str, exp: Experiment, singles: bool) -> str:
+def _space_cmd(kind: str, exp: Experiment, singles: bool, measured: bool) -> str:
+    """The command that computes heuristic ``kind`` for this search (``measured``: it has prior.json)."""
     frm = f" --from {exp.st.display}" if kind == "curriculum" and singles else ""
     # the search's own resolved config, kept in the experiment (a local one can be passed as it is)
     cfg = exp.st.path("tracking", "config.yaml") if not exp.st.remote and exp.config else "CONFIG"
-    if kind == "transferability" and not _prior_measurements(exp):
+    if kind == "transferability" and not measured:
         return (f"itt rank {cfg} --from {exp.st.display}   # the prior, and how well it ranks this search's "
                 "orders; then search with --set search.prior=transferability")
     return (f"itt space {cfg} --heuristic {kind}{frm}   # then search with "
