@@ -10,7 +10,10 @@ their gap to the truth averages about 0). Averaged over every split; pure table 
 With 2+ search seeds also what the report's *Which order is best, and how sure?* section
 (search/ranking.py) says from the search seeds alone: the pick's shrunk score minus its fresh score
 (the shrinkage should take out the curse: near 0), the pick's P(best), the size of the 95% set of
-orders that could be best, and whether the order best on the fresh seeds is in that set.
+orders that could be best, whether the order best on the fresh seeds is in that set, and how much
+better the model's most likely order does on the fresh seeds (and truly) than the top mean's
+(likely - pick: above 0 where the model, which shares evidence between orders with tasks in common,
+picks better than the leaderboard).
 
     python bench/winners_curse.py [--json bench/data/winners_curse.json]
 """
@@ -73,16 +76,20 @@ def ranked(final: pd.DataFrame, search: list, fresh: list, pick: str, true: pd.S
         return {}
     row = {x["order"]: x for x in r["rows"]}[pick]
     fresh_best = final[fresh].mean(axis=1).idxmax()
+    likely = r["most_likely"]  # the model's pick, against the top mean's
     out = {"shrunk_minus_fresh": row["shrunk"] - float(final.loc[pick, fresh].mean()), "p_best": row["p_best"],
-           "set_size": len(r["set"]), "fresh_best_in_set": float(fresh_best in r["set"])}
+           "set_size": len(r["set"]), "fresh_best_in_set": float(fresh_best in r["set"]),
+           "likely_gain_fresh": float(final.loc[likely, fresh].mean() - final.loc[pick, fresh].mean())}
     if true is not None:
-        out.update(shrunk_minus_true=row["shrunk"] - float(true[pick]), true_best_in_set=float(true.idxmax() in r["set"]))
+        out.update(shrunk_minus_true=row["shrunk"] - float(true[pick]), true_best_in_set=float(true.idxmax() in r["set"]),
+                   likely_gain_true=float(true[likely] - true[pick]))
     return out
 
 
 def summarize(rows: list[dict]) -> dict:
     keys = sorted({k for r in rows for k in r if k.endswith(("_minus_fresh", "_minus_true"))
-                   or k in ("p_best", "set_size", "fresh_best_in_set", "true_best_in_set")})
+                   or k in ("p_best", "set_size", "fresh_best_in_set", "true_best_in_set", "likely_gain_fresh",
+                            "likely_gain_true")})
     out = {}
     for n in sorted({len(r["search_seeds"]) for r in rows}):
         rs = [r for r in rows if len(r["search_seeds"]) == n]
@@ -107,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
           "the median over orders of final's sd over seeds; pick fresh rank: where the pick ranks on the fresh seeds")
     print(f"{'table':<24} {'orders':>6} {'seed sd':>7} {'search seeds':>12} {'splits':>6} {'final':>8} {'test':>8} "
           f"{'search-true':>11} {'fresh-true':>10} {'pick fresh rank':>15} {'shrunk-fresh':>12} {'P(best)':>7} "
-          f"{'95% set':>7} {'fresh best in set':>17} {'shrunk-true':>11} {'true best in set':>16}")
+          f"{'95% set':>7} {'fresh best in set':>17} {'shrunk-true':>11} {'true best in set':>16} "
+          f"{'likely-pick fresh':>17} {'likely-pick true':>16}")
     for name, r in res.items():
         for n, s in r["summary"].items():
             f = lambda k: f"{s[k]:+.4f}" if k in s else "-"  # noqa: E731
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{f('test_mean_search_minus_fresh'):>8} {f('search_minus_true'):>11} {f('fresh_minus_true'):>10} "
                   f"{s['fresh_rank_median']:>15g} {f('shrunk_minus_fresh'):>12} {g('p_best', '.2f'):>7} "
                   f"{g('set_size', '.1f'):>7} {g('fresh_best_in_set', '.0%'):>17} {f('shrunk_minus_true'):>11} "
-                  f"{g('true_best_in_set', '.0%'):>16}")
+                  f"{g('true_best_in_set', '.0%'):>16} {f('likely_gain_fresh'):>17} {f('likely_gain_true'):>16}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return res

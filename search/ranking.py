@@ -5,7 +5,10 @@ partly luck: the order with the best mean is often not the truly best, and its m
 true score (the winner's curse, which ``itt confirm`` measures on fresh seeds). This module says, from
 the search's own seeds, how sure the ranking is.
 
-Model: the one-way random-effects model of ``itt power`` (search/power.py): an order's true score
+Two models. Where orders have tasks in common (what a search runs), the *structured* model (below)
+shares evidence between them; elsewhere, and for comparison, the *exchangeable* one.
+
+The exchangeable model: the one-way random-effects model of ``itt power`` (search/power.py): an order's true score
 theta_i ~ N(mu, tau^2), a seed's score ~ N(theta_i, sigma^2). The normal hierarchical model of Gelman
 et al., *Bayesian Data Analysis* (3rd ed.), section 5.4, with sigma unknown too: priors flat on mu,
 1/sigma on sigma, and half-Cauchy on tau with the scale of an order mean's seed noise (sigma_hat /
@@ -34,7 +37,18 @@ nearer its true score than its mean (RMSE 0.43-0.69 against 0.64-0.84, in units 
 committed real chains (``bench/winners_curse.py``, toy3, two search seeds) the shrunk score took a
 third of the curse out against the fresh seed (+0.037 against +0.053), and on the simulated curriculum
 table 90% of it against the true mean. Orders a searcher chose to run are not a random sample of the
-space, and orders sharing tasks are more alike than the model assumes.
+space, and orders sharing tasks are more alike than this model assumes.
+
+The structured model: an order's true score is mu plus random effects of its features - which tasks it
+trains, where each sits (depth from the end), which precedes which (search/searchers/features.py, the
+features order_bo's GP uses) - plus its own effect, one variance per component: a Gaussian process
+whose kernel is a sum of linear kernels, i.e. a linear mixed model with crossed random effects. Its
+four variances and sigma are integrated out: draws from their posterior (restricted likelihood of
+the order means, the seeds' spread, half-Cauchy priors as above) by importance sampling from a
+Student-t around the mode; given them the true scores are jointly normal (kriging with an unknown
+mean), and P(best) is counted over 4000 joint draws. The exchangeable model is its special case with
+only the order's own effect. bench/ranking_calibration.py (part 2) has both models on the same
+simulated searches over 5 tasks.
 """
 
 from __future__ import annotations
@@ -43,20 +57,26 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import integrate, special, stats
+from scipy import integrate, linalg, optimize, special, stats
 
 LEVEL = 0.95  # the credible set of possible best orders
 DRAWS = 40  # (sigma, tau) draws from their posterior (stratified over the grid)
 GRID = 2001  # points of each P(best) integral (more where a posterior is narrow, see p_best)
 HYPER_GRID = 120  # grid points per hyperparameter (sigma, tau)
+MODELS = ("auto", "structured", "exchangeable")
 
 
-def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws: int = DRAWS) -> dict:
+def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws: int = DRAWS,
+            model: str = "auto") -> dict:
     """``fig``: per-seed figures (search.stats.seed_figures), F's rows included or not (F is left out).
+    ``model``: "structured" (orders share evidence through their tasks, below), "exchangeable" (each
+    order on its own seeds), or "auto": structured where some task is in two or more of the orders.
     Returns the hyperparameters' posterior medians, each IF order's posterior and P(best), the credible
     set of possible best orders; or ``{"underpowered": reason}``."""
     from search.stats import F
 
+    if model not in MODELS:
+        raise ValueError(f"ranking model {model!r}: one of {', '.join(MODELS)}")
     d = fig[(fig["order"] != F) & fig[figure].notna()]
     g = d.groupby("order", sort=False)[figure]
     means = g.mean()
@@ -69,8 +89,33 @@ def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws
     dfw = int((n - 1).sum())
     if ssw <= 1e-12 * max(1.0, float((ybar ** 2).mean())) * dfw:  # (equal values leave float dust)
         return {"underpowered": "the seeds give identical scores for every order: no seed noise to model"}
+    alone = _exchangeable(ybar, n, ssw, dfw, draws)
+    fit = alone
+    if model == "structured" or (model == "auto" and shares_tasks(orders)):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # (hundreds of small solves: BLAS threads cost 5x more than they save)
+            fit = _structured(orders, ybar, n, ssw, dfw, draws)
+    rows = sorted(({"order": o, "n_seeds": int(k), "observed": float(y), "shrunk": float(m), "sd": float(s_),
+                    "p_best": float(pb)} for o, k, y, m, s_, pb in zip(orders, n, ybar, fit["mean"], fit["sd"], fit["p"])),
+                  key=lambda r: (-r["p_best"], -r["shrunk"]))
+    best = credible_set([r["p_best"] for r in rows], level)
+    top = max(rows, key=lambda r: r["observed"])  # the leaderboard's first IF order
+    out = {"figure": figure, "model": fit["model"], **fit["hyper"], "orders": len(orders), "level": level,
+           "draws": draws, "rows": rows, "set": [r["order"] for r in rows[:best]],
+           "set_p": float(sum(r["p_best"] for r in rows[:best])), "most_likely": rows[0]["order"],
+           "top_observed": top["order"], "curse": top["observed"] - top["shrunk"]}
+    if fit is not alone:  # what each order's own seeds say, for comparison
+        p = sorted(zip(alone["p"], orders), key=lambda x: -x[0])
+        out["exchangeable"] = {"most_likely": p[0][1], "p_best": float(p[0][0]),
+                               "set": [o for _, o in p[:credible_set([x for x, _ in p], level)]]}
+    return out
+
+
+def _exchangeable(ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, draws: int) -> dict:
+    """The one-way random-effects model: (sigma, tau) draws, each order's posterior given them, averaged."""
     sig, tau = hyper_draws(ybar, n, ssw, dfw, draws)
-    p, mean, second = np.zeros(len(orders)), np.zeros(len(orders)), np.zeros(len(orders))
+    p, mean, second = np.zeros(len(ybar)), np.zeros(len(ybar)), np.zeros(len(ybar))
     for s_, t_ in zip(sig, tau):
         post = posterior(ybar, n, s_, t_)
         p += p_best(post["mean"], post["sd"])
@@ -78,16 +123,9 @@ def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws
         second += post["sd"] ** 2 + post["mean"] ** 2
     p, mean = p / draws, mean / draws
     sd = np.sqrt(np.maximum(second / draws - mean ** 2, 0.0))
-    rows = sorted(({"order": o, "n_seeds": int(k), "observed": float(y), "shrunk": float(m), "sd": float(s_),
-                    "p_best": float(pb)} for o, k, y, m, s_, pb in zip(orders, n, ybar, mean, sd, p)),
-                  key=lambda r: (-r["p_best"], -r["shrunk"]))
-    best = credible_set([r["p_best"] for r in rows], level)
-    top = max(rows, key=lambda r: r["observed"])  # the leaderboard's first IF order
-    return {"figure": figure, "sigma": float(np.median(sig)), "tau": float(np.median(tau)),
-            "mu": float(posterior(ybar, n, float(np.median(sig)), float(np.median(tau)))["mu"]),
-            "orders": len(orders), "level": level, "draws": draws,
-            "rows": rows, "set": [r["order"] for r in rows[:best]], "set_p": float(sum(r["p_best"] for r in rows[:best])),
-            "most_likely": rows[0]["order"], "top_observed": top["order"], "curse": top["observed"] - top["shrunk"]}
+    s_med, t_med = float(np.median(sig)), float(np.median(tau))
+    return {"model": "exchangeable", "p": p, "mean": mean, "sd": sd,
+            "hyper": {"sigma": s_med, "tau": t_med, "mu": float(posterior(ybar, n, s_med, t_med)["mu"])}}
 
 
 def hyper_draws(ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, draws: int = DRAWS,
@@ -146,19 +184,188 @@ def credible_set(p_sorted: list[float], level: float) -> int:
     return int(min(len(p_sorted), np.searchsorted(total, level - 1e-12) + 1))
 
 
+# ---------------------------------------------------------------- the structured model
+BLOCKS = ("which", "where", "precedes")  # order features evidence is shared through (search/searchers/features.py)
+COMPONENTS = BLOCKS + ("order",)  # ... and what is each order's own
+PROPOSALS = 400  # importance draws of the hyperparameters
+PER_DRAW = 100  # joint draws of the orders' true scores per hyperparameter draw
+
+
+def shares_tasks(orders: list[str]) -> bool:
+    """Whether some task is in two or more of the orders (else there is no evidence to share)."""
+    seen: set[str] = set()
+    for o in orders:
+        tasks = set(o.split(">"))
+        if seen & tasks:
+            return True
+        seen |= tasks
+    return False
+
+
+def factors(orders: list[str]) -> list[np.ndarray]:
+    """One factor F per shared component, its kernel F F^T: the order features of each block (orders
+    sharing a task, a (task, depth from the end) or a precedence pair covary by one unit per shared
+    feature), features no order has left out. Each order's own effect is the identity, kept apart."""
+    from search.searchers.features import OrderFeatures
+
+    split = [o.split(">") for o in orders]
+    f = OrderFeatures(sorted({t for o in split for t in o}), max(len(o) for o in split))
+    X = f.matrix([(o, {}) for o in split])
+    return [X[:, [i for i in f.groups[b] if X[:, i].any()]] for b in BLOCKS]
+
+
+def kernels(orders: list[str]) -> list[np.ndarray]:
+    """Each component's covariance between the orders (the shared blocks', then the identity)."""
+    return [F @ F.T for F in factors(orders)] + [np.eye(len(orders))]
+
+
+def conditional(ybar: np.ndarray, n: np.ndarray, Ks: list[np.ndarray], s2: float, t2: np.ndarray):
+    """The orders' true scores given the variances: joint normal (mean, covariance), mu integrated out
+    under a flat prior (kriging with an unknown constant mean; Rasmussen & Williams, *Gaussian
+    Processes for Machine Learning*, 2.7)."""
+    K = sum(t * k for t, k in zip(t2, Ks))
+    Ci = np.linalg.inv(K + np.diag(s2 / n))
+    one = np.ones(len(ybar))
+    mu = float(one @ Ci @ ybar / (one @ Ci @ one))
+    KCi = K @ Ci
+    g = one - KCi @ one  # how much each theta leans on mu
+    return mu + KCi @ (ybar - mu), K - KCi @ K + np.outer(g, g) / float(one @ Ci @ one)
+
+
+def log_posterior(x: np.ndarray, ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, Fs: list[np.ndarray],
+                  scale: float) -> float:
+    """log p(log sigma^2, log tau_c^2 | data) up to a constant: the order means' likelihood with mu
+    integrated out (restricted likelihood), the seeds' spread around their order means, flat priors on
+    mu and log sigma^2, and a half-Cauchy prior of the exchangeable model's scale on each tau_c."""
+    s2, t2 = math.exp(x[0]), np.exp(x[1:])
+    G = np.hstack([F * math.sqrt(t) for F, t in zip(Fs, t2)])  # C = G G^T + diag(a)
+    logdet, q = _log_det_and_quad(t2[-1] + s2 / n, G, np.stack([np.ones(len(ybar)), ybar], axis=1))
+    rr = q[1, 1] - q[0, 1] ** 2 / q[0, 0]  # (y - mu_hat)^T C^-1 (y - mu_hat)
+    tau = np.sqrt(t2) / scale
+    return float(-0.5 * (logdet + rr + math.log(q[0, 0])) - 0.5 * (dfw * x[0] + ssw / s2)
+                 + np.sum(np.log(tau) - np.log1p(tau ** 2)))
+
+
+def _log_det_and_quad(a: np.ndarray, G: np.ndarray, V: np.ndarray) -> tuple[float, np.ndarray]:
+    """log|C| and V^T C^-1 V for C = G G^T + diag(a): through the Woodbury identity and the matrix
+    determinant lemma where G has fewer columns than rows (the features' rank, not the orders', sets the
+    cost: a search of hundreds of orders over a few tasks), else a Cholesky of C."""
+    m, r = G.shape
+    if r < m:
+        Ga = G / a[:, None]
+        L = np.linalg.cholesky(np.eye(r) + G.T @ Ga)
+        W = linalg.solve_triangular(L, Ga.T @ V, lower=True)
+        return float(np.log(a).sum() + 2 * np.log(np.diag(L)).sum()), (V / a[:, None]).T @ V - W.T @ W
+    L = np.linalg.cholesky(G @ G.T + np.diag(a))
+    W = linalg.solve_triangular(L, V, lower=True)
+    return float(2 * np.log(np.diag(L)).sum()), W.T @ W
+
+
+def _structured(orders: list[str], ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, draws: int) -> dict:
+    """Each order's true score theta = mu + the sum of random effects of its features (which tasks,
+    where each sits, which precedes which) + its own effect: a Gaussian process with a sum of linear
+    kernels, one variance per component (a linear mixed model with crossed random effects). The four
+    variances and sigma are integrated out (``_hyper_draws``); given them theta is jointly normal
+    (``conditional``), so P(best) is counted over joint draws of all orders."""
+    Fs = factors(orders)
+    Ks = [F @ F.T for F in Fs] + [np.eye(len(orders))]
+    logs, ess = _hyper_draws(ybar, n, ssw, dfw, Fs, draws)
+    rng = np.random.default_rng(0)  # (the same data give the same figures)
+    samples, shares, spread = [], [], []
+    for x in logs:
+        mean, cov = conditional(ybar, n, Ks, math.exp(x[0]), np.exp(x[1:]))
+        w, V = np.linalg.eigh(cov)  # (not Cholesky: rounding may leave a tiny negative eigenvalue)
+        samples.append(mean + (rng.standard_normal((PER_DRAW, len(ybar))) * np.sqrt(np.maximum(w, 0.0))) @ V.T)
+        v = np.exp(x[1:]) * np.array([_centred_trace(K) for K in Ks]) / max(len(ybar) - 1, 1)
+        shares.append(v / v.sum())
+        spread.append(math.sqrt(v.sum()))
+    z = np.concatenate(samples)
+    return {"model": "structured", "p": np.bincount(z.argmax(axis=1), minlength=len(ybar)) / len(z),
+            "mean": z.mean(axis=0), "sd": z.std(axis=0),
+            "hyper": {"sigma": float(np.median(np.exp(logs[:, 0] / 2))), "tau": float(np.median(spread)),
+                      "shares": dict(zip(COMPONENTS, np.mean(shares, axis=0).tolist())), "ess": ess}}
+
+
+def _hyper_draws(ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, Fs: list[np.ndarray],
+                 draws: int) -> tuple[np.ndarray, float]:
+    """``draws`` (log sigma^2, log tau_c^2 for each component) from their posterior: its mode, a
+    Student-t (4 df) proposal with the curvature there, importance weights, then systematic resampling
+    (seeded: deterministic). Also the effective sample size (Kish) of the weights: how well the
+    proposal matched the posterior."""
+    s2, k = ssw / dfw, len(Fs) + 1
+    scale = math.sqrt(s2 / float(n.mean()))  # the exchangeable model's: an order mean's seed noise
+    f = lambda x: -log_posterior(x, ybar, n, ssw, dfw, Fs, scale)  # noqa: E731
+    v = max(float(np.var(ybar)), s2)
+    bounds = [(math.log(s2) - 8, math.log(s2) + 8)] + [(math.log(v) - 20, math.log(v) + 8)] * k
+    per_unit = [max(float((F ** 2).sum(axis=1).mean()), 1e-12) for F in Fs] + [1.0]  # each kernel's mean diagonal
+    starts = [np.log([s2] + [v * share / u for u in per_unit]) for share in (0.05, 0.5)]
+    mode = min((optimize.minimize(f, x0, method="L-BFGS-B", bounds=bounds) for x0 in starts), key=lambda r: r.fun).x
+    w, V = np.linalg.eigh(_hessian(f, mode))
+    cov = V @ np.diag(1.0 / np.maximum(w, 0.5)) @ V.T  # (a flat direction: at most variance 2 in log)
+    proposal = stats.multivariate_t(loc=mode, shape=cov, df=4, seed=np.random.default_rng(0))
+    x = proposal.rvs(PROPOSALS)
+    logw = np.array([-f(xi) for xi in x]) - proposal.logpdf(x)
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
+    pick = np.minimum(np.searchsorted(np.cumsum(w), (np.arange(draws) + 0.5) / draws), PROPOSALS - 1)
+    return x[pick], float(1.0 / np.sum(w ** 2))
+
+
+def _hessian(f, x: np.ndarray, h: float = 1e-2) -> np.ndarray:
+    """Central differences (the posterior is smooth in the log variances)."""
+    d = len(x)
+    H = np.zeros((d, d))
+    e = np.eye(d) * h
+    for i in range(d):
+        for j in range(i, d):
+            H[i, j] = H[j, i] = (f(x + e[i] + e[j]) - f(x + e[i] - e[j]) - f(x - e[i] + e[j])
+                                 + f(x - e[i] - e[j])) / (4 * h * h)
+    return H
+
+
+def _centred_trace(K: np.ndarray) -> float:
+    """tr(H K H), H the centring matrix: (m - 1) times the expected spread a component puts between orders."""
+    return float(np.trace(K) - K.sum() / len(K))
+
+
 def prob_text(v: float | None) -> str:
     """A probability for a table: three decimals, "<0.001" below, "–" for none."""
     return "–" if v is None else ("<0.001" if v < 0.0005 else f"{v:.3f}")
 
 
 def text(r: dict, show) -> str:
-    """The report's line: the most likely best order and the credible set."""
+    """The report's line: the most likely best order and the credible set (and, with the structured model,
+    what each order's own seeds say where that differs)."""
     if "underpowered" in r:
         return f"How sure the best order is: not computed: {r['underpowered']}."
     top = next(x for x in r["rows"] if x["order"] == r["top_observed"])
     lead = r["rows"][0]
     names = ", ".join(show(o) for o in r["set"][:8]) + (f" and {len(r['set']) - 8} more" if len(r["set"]) > 8 else "")
-    return (f"How sure the best order is ({r['orders']} IF orders, a Bayesian hierarchical model): {show(lead['order'])} is the best "
+    model = ("a Bayesian model sharing evidence between orders with tasks in common" if r.get("model") == "structured"
+             else "a Bayesian hierarchical model")
+    return (f"How sure the best order is ({r['orders']} IF orders, {model}): {show(lead['order'])} is the best "
             f"with probability {lead['p_best']:.2f}; the orders that could be best ({r['level']:.0%} credible set): "
             f"{names} ({len(r['set'])} of {r['orders']}). The top mean, {show(top['order'])} {top['observed']:.4f}, "
-            f"shrinks to {top['shrunk']:.4f} (the winner's curse the seeds imply: {r['curse']:+.4f}).")
+            f"shrinks to {top['shrunk']:.4f} (the winner's curse the seeds imply: {r['curse']:+.4f}).{_alone_text(r, show)}")
+
+
+def _alone_text(r: dict, show) -> str:
+    """With the structured model: what each order's own seeds say (the exchangeable model)."""
+    ex = r.get("exchangeable")
+    if not ex:
+        return ""
+    same = ex["most_likely"] == r["most_likely"]
+    return (f" Each order on its own seeds (the exchangeable model) {'also names' if same else 'names'} "
+            f"{show(ex['most_likely'])}{'' if same else ' instead'} (P(best) {ex['p_best']:.2f}; {len(ex['set'])} "
+            f"orders could be best).")
+
+
+def shares_text(r: dict) -> str:
+    """The structured model's split of the true spread between orders."""
+    sh = r.get("shares")
+    if not sh:
+        return ""
+    names = {"which": "which tasks", "where": "where each sits", "precedes": "which precedes which",
+             "order": "each order's own"}
+    return ("The spread of the orders' true scores (sd " + f"{r['tau']:.4g}) comes from " +
+            ", ".join(f"{names[k]} {v:.0%}" for k, v in sh.items()) + " (posterior means).")
