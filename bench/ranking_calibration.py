@@ -16,7 +16,10 @@ orders of 1-3 of 5 tasks; recency, easy-to-hard steps, interference, an enabler:
 has a term for), each with a fresh truth per search, and orders of 1-3 of 5 tasks with independent true
 scores (no structure: the structured model should cost nothing there). Besides calibration and
 coverage: the regret of the order each model names most likely best (the true best's score minus
-its), and the RMSE of every order's posterior mean. A few minutes (--reps2 searches per setting).
+its), and the RMSE of every order's posterior mean. Part 3, on the same searches: the report's chance
+that an order the search did not finish (the rest of the space) beats the structured model's most
+likely order, against how often one truly did, and its expected gain against the true gain. A few
+minutes (--reps2 searches per setting).
 
     python bench/ranking_calibration.py [--reps 300] [--reps2 100] [--json bench/data/ranking_calibration.json]
 """
@@ -65,9 +68,9 @@ def run(k: int, n: int, ratio: float, reps: int, seed: int) -> dict:
             "rmse_top_shrunk": float(np.sqrt(np.mean(shrunk))), "bins": bins(np.array(pred), np.array(hit))}
 
 
-def bins(pred: np.ndarray, hit: np.ndarray) -> list[dict]:
+def bins(pred: np.ndarray, hit: np.ndarray, edges=BINS) -> list[dict]:
     out = []
-    for lo, hi in BINS:
+    for lo, hi in edges:
         m = (pred >= lo) & (pred < hi)
         out.append({"bin": [lo, min(hi, 1.0)], "n": int(m.sum()), "predicted": float(pred[m].mean()) if m.any() else None,
                     "observed": float(hit[m].mean()) if m.any() else None})
@@ -89,6 +92,7 @@ def run_shared(kind: str, m: int, n: int, sd: float, reps: int, seed: int) -> di
     rng = np.random.default_rng(seed)
     got = {model: {"pred": [], "hit": [], "covered": 0, "size": [], "regret": [], "rmse": []}
            for model in ("structured", "exchangeable")}
+    left = {"said": [], "happened": [], "gain_said": [], "gain": []}  # could an unfinished order beat the pick?
     for _ in range(reps):
         full = truth_of(kind, rng)
         truth = full.iloc[rng.choice(len(full), m, replace=False)]
@@ -96,14 +100,25 @@ def run_shared(kind: str, m: int, n: int, sd: float, reps: int, seed: int) -> di
                            columns=["order", "seed", "mean"])
         best = truth.idxmax()
         for model, g in got.items():
-            r = R.analyse(fig, model=model)
+            r = R.analyse(fig, model=model, space=list(full.index) if model == "structured" else None)
+            if model == "structured":
+                u, rest = r["unfinished"], full.drop(truth.index)
+                left["said"].append(u["p_better"])
+                left["happened"].append(float(rest.max() > truth[r["most_likely"]]))
+                left["gain_said"].append(u["expected_gain"])
+                left["gain"].append(max(0.0, rest.max() - truth[r["most_likely"]]))
             g["pred"] += [x["p_best"] for x in r["rows"]]
             g["hit"] += [x["order"] == best for x in r["rows"]]
             g["covered"] += best in r["set"]
             g["size"].append(len(r["set"]))
             g["regret"].append(truth.max() - truth[r["most_likely"]])
             g["rmse"].append(np.mean([(x["shrunk"] - truth[x["order"]]) ** 2 for x in r["rows"]]))
-    return {"truth": kind, "orders": m, "seeds": n, "seed_sd": sd, "reps": reps,
+    said, happened = np.array(left["said"]), np.array(left["happened"])
+    unfinished = {"space": len(full), "said": float(said.mean()), "happened": float(happened.mean()),
+                  "brier": float(np.mean((said - happened) ** 2)), "gain_said": float(np.mean(left["gain_said"])),
+                  "gain": float(np.mean(left["gain"])),
+                  "bins": bins(said, happened.astype(bool), ((0.0, 0.1), (0.1, 0.5), (0.5, 1.01)))}
+    return {"truth": kind, "orders": m, "seeds": n, "seed_sd": sd, "reps": reps, "unfinished": unfinished,
             **{model: {"coverage": g["covered"] / reps, "set_size": float(np.mean(g["size"])),
                        "regret": float(np.mean(g["regret"])), "picks_true_best": float(np.mean(np.array(g["regret"]) == 0)),
                        "rmse_all": float(np.sqrt(np.mean(g["rmse"]))),
@@ -138,6 +153,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{r['truth']:>11} {r['orders']:>6} {r['seeds']:>5} {model[0].upper():>5} {g['coverage']:>6.2f} "
                   f"{g['set_size']:>5.1f} {g['regret'] / r['seed_sd']:>6.3f} {g['picks_true_best']:>10.2f} "
                   f"{g['rmse_all'] / r['seed_sd']:>5.3f}  {cells}")
+    print("\nPart 3: could an order the search did not finish beat the structured model's most likely one? Its "
+          "P(better) against how often one truly did, and the expected gain against the true gain (in seed sds)")
+    print(f"{'truth':>11} {'orders':>6} {'of':>4} {'seeds':>5} {'P said':>6} {'happened':>8} {'Brier':>5} {'gain said':>9} "
+          f"{'gain':>5}  bins: predicted / observed (n)")
+    for r in shared:
+        u = r["unfinished"]
+        cells = "  ".join(f"[{b['bin'][0]:.1f},{b['bin'][1]:.1f}) {b['predicted']:.2f}/{b['observed']:.2f} ({b['n']})"
+                          for b in u["bins"] if b["n"])
+        print(f"{r['truth']:>11} {r['orders']:>6} {u['space']:>4} {r['seeds']:>5} {u['said']:>6.2f} {u['happened']:>8.2f} "
+              f"{u['brier']:>5.3f} {u['gain_said'] / r['seed_sd']:>9.3f} {u['gain'] / r['seed_sd']:>5.3f}  {cells}")
     if args.json:
         Path(args.json).write_text(json.dumps({"exchangeable": out, "shared": shared}, indent=1))
     return out + shared

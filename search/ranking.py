@@ -58,6 +58,7 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import integrate, linalg, optimize, special, stats
+from threadpoolctl import threadpool_limits
 
 LEVEL = 0.95  # the credible set of possible best orders
 DRAWS = 40  # (sigma, tau) draws from their posterior (stratified over the grid)
@@ -67,12 +68,14 @@ MODELS = ("auto", "structured", "exchangeable")
 
 
 def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws: int = DRAWS,
-            model: str = "auto") -> dict:
+            model: str = "auto", space: list[str] | None = None) -> dict:
     """``fig``: per-seed figures (search.stats.seed_figures), F's rows included or not (F is left out).
     ``model``: "structured" (orders share evidence through their tasks, below), "exchangeable" (each
     order on its own seeds), or "auto": structured where some task is in two or more of the orders.
-    Returns the hyperparameters' posterior medians, each IF order's posterior and P(best), the credible
-    set of possible best orders; or ``{"underpowered": reason}``."""
+    ``space``: every IF order of the search's space ('a>b'); with the structured model, also how likely an
+    order the search did not finish beats the most likely one (``unfinished``). Returns the
+    hyperparameters' posterior medians, each IF order's posterior and P(best), the credible set of
+    possible best orders; or ``{"underpowered": reason}``."""
     from search.stats import F
 
     if model not in MODELS:
@@ -92,8 +95,6 @@ def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws
     alone = _exchangeable(ybar, n, ssw, dfw, draws)
     fit = alone
     if model == "structured" or (model == "auto" and shares_tasks(orders)):
-        from threadpoolctl import threadpool_limits
-
         with threadpool_limits(1):  # (hundreds of small solves: BLAS threads cost 5x more than they save)
             fit = _structured(orders, ybar, n, ssw, dfw, draws)
     rows = sorted(({"order": o, "n_seeds": int(k), "observed": float(y), "shrunk": float(m), "sd": float(s_),
@@ -109,6 +110,9 @@ def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws
         p = sorted(zip(alone["p"], orders), key=lambda x: -x[0])
         out["exchangeable"] = {"most_likely": p[0][1], "p_best": float(p[0][0]),
                                "set": [o for _, o in p[:credible_set([x for x, _ in p], level)]]}
+        if space is not None:
+            with threadpool_limits(1):
+                out["unfinished"] = unfinished(orders, ybar, n, fit["logs"], space, orders.index(rows[0]["order"]))
     return out
 
 
@@ -281,7 +285,7 @@ def _structured(orders: list[str], ybar: np.ndarray, n: np.ndarray, ssw: float, 
         spread.append(math.sqrt(v.sum()))
     z = np.concatenate(samples)
     return {"model": "structured", "p": np.bincount(z.argmax(axis=1), minlength=len(ybar)) / len(z),
-            "mean": z.mean(axis=0), "sd": z.std(axis=0),
+            "mean": z.mean(axis=0), "sd": z.std(axis=0), "logs": logs,
             "hyper": {"sigma": float(np.median(np.exp(logs[:, 0] / 2))), "tau": float(np.median(spread)),
                       "shares": dict(zip(COMPONENTS, np.mean(shares, axis=0).tolist())), "ess": ess}}
 
@@ -326,6 +330,69 @@ def _hessian(f, x: np.ndarray, h: float = 1e-2) -> np.ndarray:
 def _centred_trace(K: np.ndarray) -> float:
     """tr(H K H), H the centring matrix: (m - 1) times the expected spread a component puts between orders."""
     return float(np.trace(K) - K.sum() / len(K))
+
+
+# ---------------------------------------------------------------- orders the search did not finish
+UNFINISHED_MAX = 20_000  # orders of a space the report predicts (beyond: the question is left open)
+
+
+def unfinished(orders: list[str], ybar: np.ndarray, n: np.ndarray, logs: np.ndarray, space: list[str],
+               pick: int) -> dict | None:
+    """Could an order the search did not finish beat the most likely best one (``orders[pick]``)? Under
+    the structured model (its hyperparameter draws ``logs``), the probability that the best unfinished
+    order's true score is above the pick's, the expected gain E[max(0, max_j theta_j - theta_pick)], and
+    the unfinished order most likely to beat it (alone). The question order_bo's ``unexplored`` asks of
+    its own GP, here for any searcher. Joint draws through the weight-space view (``weight_draws``):
+    an unfinished order shares the feature effects the finished ones estimate and has its own effect
+    from the prior. None where the space is too large to list."""
+    done = set(orders)
+    left = [o for o in space if o and o not in done]
+    out = {"orders": len(left), "of": len(left) + len(done & set(space)), "draws": len(logs) * PER_DRAW}
+    if len(left) > UNFINISHED_MAX:
+        return None
+    if not left:
+        return {**out, "p_better": 0.0, "expected_gain": 0.0}
+    X_run, X_new = _design(orders, left)
+    rng = np.random.default_rng(0)
+    gains, beats = [], np.zeros(len(left))
+    for x in logs:
+        pick_draws, new_draws = weight_draws(X_run, X_new, ybar, n, math.exp(x[0]), np.exp(x[1:]), pick, rng)
+        gains.append(new_draws.max(axis=1) - pick_draws)
+        beats += (new_draws > pick_draws[:, None]).sum(axis=0)
+    gain = np.concatenate(gains)
+    j = int(np.argmax(beats))
+    return {**out, "p_better": float((gain > 0).mean()), "expected_gain": float(np.clip(gain, 0.0, None).mean()),
+            "most_likely": left[j], "p_most_likely": float(beats[j] / len(gain))}
+
+
+def _design(orders: list[str], left: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each block's features for the finished and the unfinished orders, over the tasks of both."""
+    from search.searchers.features import OrderFeatures
+
+    split = [o.split(">") for o in orders + left]
+    f = OrderFeatures(sorted({t for o in split for t in o}), max(len(o) for o in split))
+    X = f.matrix([(o, {}) for o in split])
+    blocks = [X[:, f.groups[b]] for b in BLOCKS]
+    return [B[:len(orders)] for B in blocks], [B[len(orders):] for B in blocks]
+
+
+def weight_draws(X_run: list[np.ndarray], X_new: list[np.ndarray], ybar: np.ndarray, n: np.ndarray, s2: float,
+                 t2: np.ndarray, pick: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``PER_DRAW`` joint draws of the pick's true score and the unfinished orders', given the variances:
+    beta = (mu, the feature effects) has a normal posterior (flat prior on mu, N(0, tau_b^2) on block b's
+    effects; each finished order's own effect folded into its noise, a = tau_order^2 + sigma^2 / n); the
+    pick's own effect is then drawn given beta and its mean, an unfinished order's from its prior."""
+    G = np.hstack([np.ones((len(ybar), 1))] + X_run)
+    a = t2[-1] + s2 / n
+    prior = np.concatenate([[0.0]] + [np.full(B.shape[1], 1.0 / t) for B, t in zip(X_run, t2[:-1])])
+    L = np.linalg.cholesky((G / a[:, None]).T @ G + np.diag(prior))
+    m = linalg.cho_solve((L, True), G.T @ (ybar / a))
+    beta = m + linalg.solve_triangular(L.T, rng.standard_normal((len(m), PER_DRAW)), lower=False).T
+    fitted = beta @ G[pick]
+    k = t2[-1] / a[pick]  # the pick's own effect given beta: shrunk residual, reduced variance
+    own = k * (ybar[pick] - fitted) + math.sqrt(k * s2 / n[pick]) * rng.standard_normal(PER_DRAW)
+    new = beta @ np.hstack([np.ones((len(X_new[0]), 1))] + X_new).T
+    return fitted + own, new + math.sqrt(t2[-1]) * rng.standard_normal(new.shape)
 
 
 def prob_text(v: float | None) -> str:

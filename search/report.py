@@ -140,6 +140,21 @@ def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
             if key in r.get("metrics", {}) and not r["metrics"].get("final")]
 
 
+def space_orders(exp: Experiment) -> list[str] | None:
+    """Every IF order of the search's space ('a>b'), from its config; None where the config is missing,
+    does not validate, or the space is too large to list."""
+    from search.config import SearchConfig
+    from search.ranking import UNFINISHED_MAX
+
+    try:
+        space = SearchConfig.model_validate((exp.config or {})["search"]).space()
+        if space.count() > UNFINISHED_MAX:
+            return None
+        return [">".join(o) for o in space.orders() if o]
+    except Exception:  # no config, one from another version of itt: the question is left out
+        return None
+
+
 # ------------------------------------------------------------------ heuristic orders vs the searched best
 def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[dict]:
     """Each heuristic's order(s), with their scores where the search ran them."""
@@ -606,9 +621,21 @@ def best_order_section(r: dict, top: int = 20) -> tuple[str, str, list[list[str]
         [show(x["order"]), str(x["n_seeds"]), _x(x["observed"]), _x(x["shrunk"]), _x(x["sd"]),
          ranking.prob_text(x["p_best"]),
          "yes" if x["order"] in r["set"] else ""] for x in r["rows"][:top]]
-    text = f"{ranking.text(r, show)} {_model_text(r)} `itt confirm` checks the pick on fresh seeds.{_searcher_text(r)} The " \
-           f"{min(top, len(r['rows']))} most likely orders:"
+    text = f"{ranking.text(r, show)} {_model_text(r)} `itt confirm` checks the pick on fresh seeds.{_searcher_text(r)}" \
+           f"{unfinished_text(r)} The {min(top, len(r['rows']))} most likely orders:"
     return (title, text, rows, None)
+
+
+def unfinished_text(r: dict) -> str:
+    """The structured model's answer to: could an order the search did not finish beat the most likely one?"""
+    u = r.get("unfinished")
+    if not u or not u["orders"]:
+        return ""
+    return (f" Could an order the search did not finish beat {show(r['most_likely'])}? {u['orders']} of the space's "
+            f"{u['of']} IF orders were not finished (never proposed, stopped or errored); under this model the best "
+            f"of them beats it with probability {u['p_better']:.2f} (expected gain {u['expected_gain']:+.4f}); the "
+            f"likeliest to, {show(u['most_likely'])}, alone with {u['p_most_likely']:.2f}. A search can start from it: "
+            f"`search.seed_points.orders: [\"{u['most_likely']}\"]`.")
 
 
 def _model_text(r: dict) -> str:
@@ -816,7 +843,9 @@ def _json_safe(o):
 # ------------------------------------------------------------------ the command
 def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, log=print) -> tuple[dict, dict, str, str]:
     """(report.json content, PNGs, markdown, html) — nothing written."""
-    res = S.analyse(exp.scores, extra=exp.extra, trials=exp.trials, stages=exp.stages, alpha=alpha)
+    confirm = exp.st.read_text(CONFIRM_FILE)  # an `itt confirm` run: the search's picks on fresh seeds
+    res = S.analyse(exp.scores, extra=exp.extra, trials=exp.trials, stages=exp.stages, alpha=alpha,
+                    space=None if confirm else space_orders(exp))  # (a confirmation runs a chosen few on purpose)
     res["experiment"] = exp.st.display
     _next_step(res, exp.st.display)
     res["metric"] = exp.metric
@@ -831,7 +860,6 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     res["best_order"]["searcher"] = searcher_pick(exp)
     seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
     res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds)
-    confirm = exp.st.read_text(CONFIRM_FILE)  # an `itt confirm` run: the search's picks on fresh seeds
     if confirm:
         res["confirmation"] = confirmation(json.loads(confirm), S.seed_figures(exp.scores.dropna(subset=["score"])), alpha)
     res = _json_safe(res)
@@ -918,6 +946,9 @@ def headline_metrics(res: dict) -> dict[str, float]:
         m.update(report_best_p_best=bo["rows"][0]["p_best"], report_best_set_size=float(len(bo["set"])),
                  report_best_curse=bo["curse"])
         m.update({f"report_spread_share_{k}": v for k, v in (bo.get("shares") or {}).items()})  # structured model
+        if (bo.get("unfinished") or {}).get("orders"):
+            m.update(report_unfinished_p_better=bo["unfinished"]["p_better"],
+                     report_unfinished_expected_gain=bo["unfinished"]["expected_gain"])
     if res.get("pareto"):
         m["report_pareto_size"] = len(res["pareto"]["front"])
     prior = next((h["agreement"] for h in res.get("heuristics") or [] if "spearman" in h.get("agreement", {})), None)
@@ -981,7 +1012,7 @@ def answer(res: dict, where: str) -> list[str]:
               else " (one seed: no interval)")
         lines.append(f"Best order: {show(b['order'])}, mean {b['mean']:.4f} over {b['n_seeds']} seed(s){ci}.")
     if "rows" in res["best_order"]:
-        lines.append(ranking.text(res["best_order"], show))
+        lines.append(ranking.text(res["best_order"], show) + unfinished_text(res["best_order"]))
     prior = next((h["agreement"] for h in res.get("heuristics") or [] if "agreement" in h), None)
     if prior:  # the search ran with search.prior: transferability
         lines.append(agreement_text(prior, "this search completed (test means)"))

@@ -274,13 +274,14 @@ def welch(a, b) -> float:
 # ------------------------------------------------------------------ the whole analysis
 def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: pd.DataFrame | None = None,
             stages: pd.DataFrame | None = None, alpha: float = ALPHA, english: str = ENGLISH,
-            min_seeds: int = MIN_SEEDS, top: int = 30) -> dict:
+            min_seeds: int = MIN_SEEDS, top: int = 30, space: list[str] | None = None) -> dict:
     """Every statistic of the report, as plain JSON-able data.
 
     ``scores``: columns order ('a>b', '' = F), seed, language, score — completed trials only (one
     trial per order). ``extra``: order, seed, figure, value (e.g. perturbation). ``trials``: every
     trial (trial_id, order, status, stages_completed, score) for the status overview. ``stages``:
-    order, seed, stage, task, probe (probe curves)."""
+    order, seed, stage, task, probe (probe curves). ``space``: every IF order of the search's space, for
+    the chance that an order the search did not finish beats its best (search/ranking.py)."""
     scores = scores.dropna(subset=["score"])
     langs = list(dict.fromkeys(scores["language"]))
     fig = seed_figures(scores, extra, english)
@@ -297,18 +298,18 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     res["lengths"] = _lengths(means, alpha)
     res["variance_parts"] = variance_parts(fig)
     res["order_effect"] = _order_effects(fig, alpha, min_seeds)
-    res["best_order"] = _best_order(fig, res["leaderboard"])
+    res["best_order"] = _best_order(fig, res["leaderboard"], space)
     res["probe_curves"] = _probe_curves(stages, res["leaderboard"]) if stages is not None else []
     res["headline"] = _headline(res)
     return res
 
 
-def _best_order(fig: pd.DataFrame, board: list[dict]) -> dict:
+def _best_order(fig: pd.DataFrame, board: list[dict], space: list[str] | None = None) -> dict:
     """How sure the best IF order is (search/ranking.py); each IF order's P(best) and shrunk score also
     go on its leaderboard row."""
     from search import ranking
 
-    res = ranking.analyse(fig)
+    res = ranking.analyse(fig, space=space)
     by_order = {r["order"]: r for r in res.get("rows", [])}
     for row in board:
         r = by_order.get(row["order"])

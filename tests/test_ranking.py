@@ -281,3 +281,47 @@ def test_structured_model_finds_better_orders_with_sets_that_still_cover():
     assert np.mean(regret["structured"]) < 0.9 * np.mean(regret["exchangeable"])  # (0.37-0.78 over 6 rng seeds)
     assert np.mean(sizes["structured"]) < np.mean(sizes["exchangeable"])
     assert covered >= sps.binom.ppf(0.01, 20, 0.95)
+
+
+def test_weight_draws_match_the_function_space_posterior(monkeypatch):
+    """The pick's and two unfinished orders' joint draws (weight space: feature effects, then own
+    effects) against the function-space posterior over all three, the unfinished ones entered with no
+    data (seed noise 1e12 times larger): means and covariances within Monte Carlo error."""
+    rng = np.random.default_rng(10)
+    tasks = ["a", "b", "c", "d"]
+    space = [">".join(p) for k in (1, 2) for p in __import__("itertools").permutations(tasks, k)]
+    orders, left = space[:10], space[10:12]
+    n = rng.integers(1, 4, 10).astype(float)
+    ybar, s2, t2 = rng.normal(0.6, 0.03, 10), 3e-4, np.array([2e-4, 1e-4, 5e-5, 3e-5])
+    X_run, X_new = R._design(orders, left)
+    monkeypatch.setattr(R, "PER_DRAW", 200_000)
+    pick_d, new_d = R.weight_draws(X_run, X_new, ybar, n, s2, t2, 3, np.random.default_rng(0))
+    d = np.column_stack([pick_d, new_d])
+    Ks = [np.vstack([a, b]) @ np.vstack([a, b]).T for a, b in zip(X_run, X_new)] + [np.eye(12)]
+    mean, cov = R.conditional(np.r_[ybar, 0.6, 0.6], np.r_[n, 1e-12, 1e-12], Ks, s2, t2)
+    idx = [3, 10, 11]
+    se = np.sqrt(np.diag(cov)[idx] / len(d))
+    assert np.abs(d.mean(axis=0) - mean[idx]).max() < 5 * se.max()
+    c, v = cov[np.ix_(idx, idx)], np.diag(cov)[idx]
+    mc = 5 * np.sqrt((np.outer(v, v) + c ** 2) / len(d))  # 5 sds of a normal sample's covariance
+    assert np.all(np.abs(np.cov(d.T) - c) < mc)
+
+
+def test_unfinished_orders_the_space_leaves_and_its_probability_by_hand():
+    """The report's question for any searcher: with the space given, ``unfinished`` counts the orders the
+    search did not finish, its P(better) is the share of draws where their best beats the pick, and an
+    order with a strong task the search never ran alone (but in pairs) is the likeliest to beat it."""
+    rng = np.random.default_rng(12)
+    tasks = ["a", "b", "c", "d", "e"]
+    space = [">".join(p) for k in (1, 2) for p in __import__("itertools").permutations(tasks, k)]
+    run = [o for o in space if o != "e" and not o.startswith("e>")][:14]  # e never alone nor first
+    eff = {"a": 0.0, "b": 0.01, "c": 0.0, "d": -0.01, "e": 0.06}
+    fig = pd.DataFrame([(o, s, 0.6 + sum(eff[t] for t in o.split(">")) + rng.normal(0, 0.005)) for o in run
+                        for s in range(2)], columns=["order", "seed", "mean"])
+    r = R.analyse(fig, space=space)
+    u = r["unfinished"]
+    assert u["orders"] == len(space) - len(run) and u["of"] == len(space)
+    assert "e" in u["most_likely"].split(">") and 0 <= u["p_most_likely"] <= u["p_better"] <= 1
+    assert u["expected_gain"] >= 0 and r["rows"] == R.analyse(fig)["rows"]  # the ranking itself is unchanged
+    assert R.analyse(fig, space=run)["unfinished"] == {"orders": 0, "of": len(run), "draws": u["draws"],
+                                                       "p_better": 0.0, "expected_gain": 0.0}
