@@ -325,3 +325,25 @@ def test_unfinished_orders_the_space_leaves_and_its_probability_by_hand():
     assert u["expected_gain"] >= 0 and r["rows"] == R.analyse(fig)["rows"]  # the ranking itself is unchanged
     assert R.analyse(fig, space=run)["unfinished"] == {"orders": 0, "of": len(run), "draws": u["draws"],
                                                        "p_better": 0.0, "expected_gain": 0.0}
+
+
+def test_report_asks_whether_an_unfinished_order_beats_the_pick(tmp_path, capsys):
+    """With the search's config kept (tracking/config.yaml), the report predicts every order of its space:
+    orders of up to 3 of 4 tasks, the fake search finished 15 (one of length 2 stopped, none of length 3)."""
+    import yaml
+
+    from search.cli import main
+    from search.report import headline_metrics
+
+    exp, tidy, _ = reported_fake(tmp_path, capsys)
+    (exp / "tracking").mkdir(exist_ok=True)
+    (exp / "tracking" / "config.yaml").write_text(yaml.safe_dump(
+        {"search": {"candidates": ["ta", "tb", "tc", "td"], "length": [0, 3]}}))
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    out = capsys.readouterr().out
+    res = json.loads((exp / "report" / "report.json").read_text())
+    bo = res["best_order"]
+    u = bo["unfinished"]
+    assert (u["orders"], u["of"]) == (40 - 15, 40) and len(u["most_likely"].split(">")) >= 2
+    assert f"Could an order the search did not finish beat {S.show(bo['most_likely'])}? 25 of the space's 40" in out
+    assert headline_metrics(res)["report_unfinished_p_better"] == pytest.approx(u["p_better"])
