@@ -233,7 +233,8 @@ def cmd_confirm(args) -> int:
     seeds = _seeds(args.seeds) if args.seeds else None
     run_confirm(args.experiment_dir, top=_top(args.top), seeds=seeds, name=args.name, storage=args.storage,
                 address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,
-                progress=args.progress, dry_run=args.dry_run, hparams=args.hparams, vary=parse_vary(args.vary))
+                progress=args.progress, dry_run=args.dry_run, hparams=args.hparams, vary=parse_vary(args.vary),
+                add=args.add)
     return 0
 
 
@@ -391,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="is the best order robust to a hyperparameter? the same orders and fresh seeds again at each "
                          "value (one experiment <name>-confirm-KEY=V each), then itt compare over them; repeatable, "
                          "one key varied at a time (e.g. --vary finetune.lr=1e-5,5e-5)")
+    cf.add_argument("--add", action="append", metavar="ORDER",
+                    help="also confirm this order of the search's space, e.g. one it did not finish that the report "
+                         "says could beat the pick (a>b; repeatable; with the first pick's hyperparameters)")
     cf.add_argument("--dry-run", action="store_true", help="print what would run (orders, seeds, config) and stop")
     _progress_flag(cf)
     cf.set_defaults(fn=cmd_confirm)

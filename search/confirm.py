@@ -159,6 +159,22 @@ def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, 
                 + (f" ({', '.join(f'{k}={v}' for k, v in hp.items())})" if hp else ""))
 
 
+def added(orders: list[str] | None, scfg, chosen: list[dict]) -> list[dict]:
+    """``--add``: orders of the search's space confirmed beside its picks (e.g. one the search did not
+    finish that the report says could beat the pick), with the first pick's hyperparameters (no trial of
+    the search found theirs)."""
+    space, out = scfg.space(), []
+    for text in orders or []:
+        order = [t.strip() for t in text.split(">") if t.strip()]
+        if not order or not space.is_valid(order):
+            raise UserError(f"--add {text}: not an IF order of the search's space (tasks from "
+                            f"{', '.join(scfg.candidates)}, joined by '>', lengths {scfg.lengths})")
+        key = ">".join(order)
+        if key not in [p["order"] for p in chosen + out]:
+            out.append({"order": key, "hparams": dict(chosen[0]["hparams"]), "why": "added (--add)"})
+    return out
+
+
 SET = "set"  # --top set: the orders that could be best (the report's 95% credible set)
 SET_CAP = 10  # ... at most this many of them
 
@@ -240,7 +256,7 @@ def vary_config(cfg: dict, key: str, value, *, cache_dir: str | None) -> dict:
 
 
 def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | None, storage: str | None,
-         hparams: str = "own", vary: list[tuple[str, list]] | None = None) -> dict:
+         hparams: str = "own", vary: list[tuple[str, list]] | None = None, add: list[str] | None = None) -> dict:
     """Every check before anything runs (UserErrors: nothing written): the search, its picks, fresh
     seeds, the confirmation's config and where it goes."""
     from itt.config import validate
@@ -268,6 +284,7 @@ def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | N
     chosen, set_notes = _chosen(exp, st, scfg, top)
     if not chosen:
         raise UserError(f"{exp_dir}: no completed IF order to confirm")
+    chosen += added(add, scfg, chosen)
     seeds = seeds or [max(used + [-1]) + 1 + i for i in range(max(5, len(used)))]
     again = sorted(set(seeds) & set(used))
     if again:
@@ -326,12 +343,12 @@ def _hp_text(hp: dict) -> str:
 def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = None, name: str | None = None,
                 storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
                 no_tracking: bool = False, progress: str = "auto", dry_run: bool = False, hparams: str = "own",
-                vary: list[tuple[str, list]] | None = None, log=print):
+                vary: list[tuple[str, list]] | None = None, add: list[str] | None = None, log=print):
     """``itt confirm``: plan (every check), run the confirmation as a search, keep confirm.json in it,
     then report on it; with ``vary`` (``parse_vary``), the same for each other value, then ``itt compare``
     over them all. Returns the new experiment directory (None for ``dry_run``: the plan and the
     config it would run are printed, nothing else happens)."""
-    p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage, hparams=hparams, vary=vary)
+    p = plan(exp_dir, top=top, seeds=seeds, name=name, storage=storage, hparams=hparams, vary=vary, add=add)
     rec, new_st = p["record"], p["st"]
     tracking_uri = tracking_uri or p["tracking_uri"]  # beside the search in MLflow too
     _say_plan(p, log)

@@ -65,13 +65,15 @@ DRAWS = 40  # (sigma, tau) draws from their posterior (stratified over the grid)
 GRID = 2001  # points of each P(best) integral (more where a posterior is narrow, see p_best)
 HYPER_GRID = 120  # grid points per hyperparameter (sigma, tau)
 MODELS = ("auto", "structured", "exchangeable")
+MIN_STRUCTURED = 5  # IF orders "auto" needs for the structured model: more contrasts between them than its 4 variances
 
 
 def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws: int = DRAWS,
             model: str = "auto", space: list[str] | None = None) -> dict:
     """``fig``: per-seed figures (search.stats.seed_figures), F's rows included or not (F is left out).
     ``model``: "structured" (orders share evidence through their tasks, below), "exchangeable" (each
-    order on its own seeds), or "auto": structured where some task is in two or more of the orders.
+    order on its own seeds), or "auto": structured where some task is in two or more of the orders and
+    there are ``MIN_STRUCTURED`` or more.
     ``space``: every IF order of the search's space ('a>b'); with the structured model, also how likely an
     order the search did not finish beats the most likely one (``unfinished``). Returns the
     hyperparameters' posterior medians, each IF order's posterior and P(best), the credible set of
@@ -94,7 +96,7 @@ def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws
         return {"underpowered": "the seeds give identical scores for every order: no seed noise to model"}
     alone = _exchangeable(ybar, n, ssw, dfw, draws)
     fit = alone
-    if model == "structured" or (model == "auto" and shares_tasks(orders)):
+    if model == "structured" or (model == "auto" and len(orders) >= MIN_STRUCTURED and shares_tasks(orders)):
         with threadpool_limits(1):  # (hundreds of small solves: BLAS threads cost 5x more than they save)
             fit = _structured(orders, ybar, n, ssw, dfw, draws)
     rows = sorted(({"order": o, "n_seeds": int(k), "observed": float(y), "shrunk": float(m), "sd": float(s_),

@@ -494,7 +494,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     out.append(("Leaderboard of orders", "Completed trials only (ASHA-stopped trials are listed below and kept out of "
                 "every final-score statistic). Robustness figures are means over seeds. P(best) and shrunk: the "
                 "next section.", rows, "leaderboard"))
-    out.append(best_order_section(res["best_order"]))
+    out.append(best_order_section(res["best_order"], where=res.get("experiment")))
     iv = res["if_vs_f"]
     if iv.get("available"):
         rows = [["language", "F", "best IF", "mean IF", "Δ best", "Δ mean", "p (best vs F, Holm)"]]
@@ -612,7 +612,7 @@ def _searcher_text(r: dict) -> str:
             + (": the same order." if same else f"; here its P(best) is {ranking.prob_text(p)}.") + left)
 
 
-def best_order_section(r: dict, top: int = 20) -> tuple[str, str, list[list[str]], str | None]:
+def best_order_section(r: dict, top: int = 20, where: str | None = None) -> tuple[str, str, list[list[str]], str | None]:
     """Which IF order is best, and how sure: the hierarchical model's posterior (search/ranking.py)."""
     title = "Which order is best, and how sure?"
     if "rows" not in r:
@@ -622,20 +622,21 @@ def best_order_section(r: dict, top: int = 20) -> tuple[str, str, list[list[str]
          ranking.prob_text(x["p_best"]),
          "yes" if x["order"] in r["set"] else ""] for x in r["rows"][:top]]
     text = f"{ranking.text(r, show)} {_model_text(r)} `itt confirm` checks the pick on fresh seeds.{_searcher_text(r)}" \
-           f"{unfinished_text(r)} The {min(top, len(r['rows']))} most likely orders:"
+           f"{unfinished_text(r, where)} The {min(top, len(r['rows']))} most likely orders:"
     return (title, text, rows, None)
 
 
-def unfinished_text(r: dict) -> str:
-    """The structured model's answer to: could an order the search did not finish beat the most likely one?"""
+def unfinished_text(r: dict, where: str | None = None) -> str:
+    """The structured model's answer to: could an order the search did not finish beat the most likely one?
+    (and the confirmation that tests the two on fresh seeds: ``where`` the experiment is)"""
     u = r.get("unfinished")
     if not u or not u["orders"]:
         return ""
     return (f" Could an order the search did not finish beat {show(r['most_likely'])}? {u['orders']} of the space's "
             f"{u['of']} IF orders were not finished (never proposed, stopped or errored); under this model the best "
             f"of them beats it with probability {u['p_better']:.2f} (expected gain {u['expected_gain']:+.4f}); the "
-            f"likeliest to, {show(u['most_likely'])}, alone with {u['p_most_likely']:.2f}. A search can start from it: "
-            f"`search.seed_points.orders: [\"{u['most_likely']}\"]`.")
+            f"likeliest to, {show(u['most_likely'])}, alone with {u['p_most_likely']:.2f}. It and the orders that could "
+            f"be best on fresh seeds: `itt confirm {where or 'EXPERIMENT_DIR'} --top set --add '{u['most_likely']}'`.")
 
 
 def _model_text(r: dict) -> str:
@@ -1012,7 +1013,7 @@ def answer(res: dict, where: str) -> list[str]:
               else " (one seed: no interval)")
         lines.append(f"Best order: {show(b['order'])}, mean {b['mean']:.4f} over {b['n_seeds']} seed(s){ci}.")
     if "rows" in res["best_order"]:
-        lines.append(ranking.text(res["best_order"], show) + unfinished_text(res["best_order"]))
+        lines.append(ranking.text(res["best_order"], show) + unfinished_text(res["best_order"], res.get("experiment")))
     prior = next((h["agreement"] for h in res.get("heuristics") or [] if "agreement" in h), None)
     if prior:  # the search ran with search.prior: transferability
         lines.append(agreement_text(prior, "this search completed (test means)"))

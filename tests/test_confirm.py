@@ -185,8 +185,19 @@ def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"confirming {len(ranked['set'])} order(s) of ") and "95% set of possible best" in first
     assert [x.split(" (")[0] for x in first.split("): ", 1)[1].split("; ")] == [S.show(o) for o in ranked["set"]]
+    # --add: an order of the space the search did not pick (the report's unfinished one), with the first
+    # pick's hyperparameters; one already picked is not added twice
+    from search.confirm import plan
+
+    extra = next(o for o in orders if o not in top2)
+    p = plan(str(exp), top=1, seeds=[6, 7], name="dry", storage=None, add=[extra, top2[0]])
+    assert [(x["order"], x["why"]) for x in p["record"]["picks"]][1:] == [(extra, "added (--add)")]
+    assert p["config"]["search"]["seed_points"]["orders"] == [top2[0], extra]
+    assert p["config"]["search"]["seed_points"]["hparams"][extra] == {"train.lr": lr[top2[0]]}
     # bad input: one line, exit 2, nothing new written
     for args, needle in ((["--seeds", "2,9"], "2 already used by the search"), (["--top", "0"], "--top 0"),
+                         (["--add", "toy_topic>toy_nope"], "--add toy_topic>toy_nope: not an IF order"),
+                         (["--add", ">".join(tasks)], "lengths [0, 1, 2]"),
                          (["--seeds", "a,b"], "--seeds a,b"), (["--name", "other", "--seeds", "3,3"], "distinct"),
                          (["--seeds", "6"], "'orders-confirm' exists already"), (["--top", "all"], "--top all")):
         assert main(["confirm", str(exp), *args, "--no-tracking"]) == 2

@@ -253,6 +253,8 @@ def test_auto_uses_the_structured_model_where_orders_share_tasks_and_is_determin
     assert R.analyse(fig) == r
     solo = fig.assign(order=fig["order"].map({o: f"t{i}" for i, o in enumerate(orders)}))  # nothing shared
     assert R.analyse(solo)["model"] == "exchangeable"
+    few = fig[fig["order"].isin(orders[:R.MIN_STRUCTURED - 1])]  # too few orders to tell 4 variances apart
+    assert R.analyse(few)["model"] == "exchangeable" and R.analyse(few, model="structured")["model"] == "structured"
 
 
 def test_structured_model_finds_better_orders_with_sets_that_still_cover():
