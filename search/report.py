@@ -16,6 +16,7 @@ import html
 import io
 import json
 import math
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -621,8 +622,9 @@ def best_order_section(r: dict, top: int = 20, where: str | None = None) -> tupl
         [show(x["order"]), str(x["n_seeds"]), _x(x["observed"]), _x(x["shrunk"]), _x(x["sd"]),
          ranking.prob_text(x["p_best"]),
          "yes" if x["order"] in r["set"] else ""] for x in r["rows"][:top]]
-    text = f"{ranking.text(r, show)} {_model_text(r)} `itt confirm` checks the pick on fresh seeds.{_searcher_text(r)}" \
-           f"{unfinished_text(r, where)} The {min(top, len(r['rows']))} most likely orders:"
+    paras = [ranking.text(r, show), f"{_model_text(r)} `itt confirm` checks the pick on fresh seeds.",
+             f"{_searcher_text(r)}{unfinished_text(r, where)}".strip(), f"The {min(top, len(r['rows']))} most likely orders:"]
+    text = "\n\n".join(p for p in paras if p)  # (paragraphs: the answer, the model, what was not run)
     return (title, text, rows, None)
 
 
@@ -633,8 +635,8 @@ def unfinished_text(r: dict, where: str | None = None) -> str:
     if not u or not u["orders"]:
         return ""
     return (f" Could an order the search did not finish beat {show(r['most_likely'])}? {u['orders']} of the space's "
-            f"{u['of']} IF orders were not finished (never proposed, stopped or errored); under this model the best "
-            f"of them beats it with probability {u['p_better']:.2f} (expected gain {u['expected_gain']:+.4f}); the "
+            f"{u['of']} IF orders were not finished (never proposed, stopped or errored); under this section's model "
+            f"(test scores) the best of them beats it with probability {u['p_better']:.2f} (expected gain {u['expected_gain']:+.4f}); the "
             f"likeliest to, {show(u['most_likely'])}, alone with {u['p_most_likely']:.2f}. It and the orders that could "
             f"be best on fresh seeds: `itt confirm {where or 'EXPERIMENT_DIR'} --top set --add '{u['most_likely']}'`.")
 
@@ -801,7 +803,12 @@ def render_md(secs, title: str, pngs: dict[str, bytes]) -> str:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f0f0f0}td:nth-child(2),td:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}
-h2{border-bottom:2px solid #1b9e77;padding-bottom:3px}"""
+h2{border-bottom:2px solid #1b9e77;padding-bottom:3px}code{background:#f3f3f3;padding:0 3px;font-size:90%}"""
+
+
+def _code(escaped: str) -> str:
+    """`commands` in a section's text as <code> (the markdown shows them as such)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
 def render_html(secs, title: str, pngs: dict[str, bytes]) -> str:
@@ -809,7 +816,7 @@ def render_html(secs, title: str, pngs: dict[str, bytes]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style></head>"
              f"<body><h1>{e(title)}</h1>"]
     for name, text, rows, plot in secs:
-        parts.append(f"<h2>{e(name)}</h2><p>{e(text)}</p>")
+        parts.append(f"<h2>{e(name)}</h2>" + "".join(f"<p>{_code(e(para))}</p>" for para in text.split("\n\n")))
         if plot and plot in pngs:
             b64 = base64.b64encode(pngs[plot]).decode()
             parts.append(f"<img alt='{e(plot)}' src='data:image/png;base64,{b64}'>")
