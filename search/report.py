@@ -632,6 +632,8 @@ def unfinished_text(r: dict, where: str | None = None) -> str:
     """The structured model's answer to: could an order the search did not finish beat the most likely one?
     (and the confirmation that tests the two on fresh seeds: ``where`` the experiment is)"""
     u = r.get("unfinished")
+    if u and "underpowered" in u:
+        return f" Whether an order the search did not finish beats {show(r['most_likely'])}: not estimated ({u['underpowered']})."
     if not u or not u["orders"]:
         return ""
     return (f" Could an order the search did not finish beat {show(r['most_likely'])}? {u['orders']} of the space's "
@@ -954,7 +956,7 @@ def headline_metrics(res: dict) -> dict[str, float]:
         m.update(report_best_p_best=bo["rows"][0]["p_best"], report_best_set_size=float(len(bo["set"])),
                  report_best_curse=bo["curse"])
         m.update({f"report_spread_share_{k}": v for k, v in (bo.get("shares") or {}).items()})  # structured model
-        if (bo.get("unfinished") or {}).get("orders"):
+        if (bo.get("unfinished") or {}).get("orders"):  # (not where underpowered: no "orders" there)
             m.update(report_unfinished_p_better=bo["unfinished"]["p_better"],
                      report_unfinished_expected_gain=bo["unfinished"]["expected_gain"])
     if res.get("pareto"):

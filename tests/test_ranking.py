@@ -312,11 +312,12 @@ def test_weight_draws_match_the_function_space_posterior(monkeypatch):
 def test_unfinished_orders_the_space_leaves_and_its_probability_by_hand():
     """The report's question for any searcher: with the space given, ``unfinished`` counts the orders the
     search did not finish, its P(better) is the share of draws where their best beats the pick, and an
-    order with a strong task the search never ran alone (but in pairs) is the likeliest to beat it."""
+    order with a strong task the search never ran first (only later in orders) is the likeliest to beat
+    it; with fewer than 20 finished orders it is not estimated."""
     rng = np.random.default_rng(12)
     tasks = ["a", "b", "c", "d", "e"]
-    space = [">".join(p) for k in (1, 2) for p in __import__("itertools").permutations(tasks, k)]
-    run = [o for o in space if o != "e" and not o.startswith("e>")][:14]  # e never alone nor first
+    space = [">".join(p) for k in (1, 2, 3) for p in __import__("itertools").permutations(tasks, k)]
+    run = [o for o in space if o != "e" and not o.startswith("e>")][:24]
     eff = {"a": 0.0, "b": 0.01, "c": 0.0, "d": -0.01, "e": 0.06}
     fig = pd.DataFrame([(o, s, 0.6 + sum(eff[t] for t in o.split(">")) + rng.normal(0, 0.005)) for o in run
                         for s in range(2)], columns=["order", "seed", "mean"])
@@ -327,17 +328,21 @@ def test_unfinished_orders_the_space_leaves_and_its_probability_by_hand():
     assert u["expected_gain"] >= 0 and r["rows"] == R.analyse(fig)["rows"]  # the ranking itself is unchanged
     assert R.analyse(fig, space=run)["unfinished"] == {"orders": 0, "of": len(run), "draws": u["draws"],
                                                        "p_better": 0.0, "expected_gain": 0.0}
+    few = fig[fig["order"].isin(run[:R.UNFINISHED_MIN - 1])]
+    assert "19 finished IF orders" in R.analyse(few, space=space)["unfinished"]["underpowered"]
 
 
 def test_report_asks_whether_an_unfinished_order_beats_the_pick(tmp_path, capsys):
     """With the search's config kept (tracking/config.yaml), the report predicts every order of its space:
-    orders of up to 3 of 4 tasks, the fake search finished 15 (one of length 2 stopped, none of length 3)."""
+    orders of up to 3 of 4 tasks (40 IF orders); the fake search finished F and 25 of them."""
     import yaml
 
     from search.cli import main
     from search.report import headline_metrics
+    from tests.test_report import _fake_experiment, _orders as all_orders, _tidy
 
-    exp, tidy, _ = reported_fake(tmp_path, capsys)
+    done = [o for o in all_orders(lengths=(1, 2, 3)) if o != "tc>td"][:25]
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(5), delta=0.1, orders=[""] + done))
     (exp / "tracking").mkdir(exist_ok=True)
     (exp / "tracking" / "config.yaml").write_text(yaml.safe_dump(
         {"search": {"candidates": ["ta", "tb", "tc", "td"], "length": [0, 3]}}))
@@ -346,6 +351,7 @@ def test_report_asks_whether_an_unfinished_order_beats_the_pick(tmp_path, capsys
     res = json.loads((exp / "report" / "report.json").read_text())
     bo = res["best_order"]
     u = bo["unfinished"]
-    assert (u["orders"], u["of"]) == (40 - 15, 40) and len(u["most_likely"].split(">")) >= 2
-    assert f"Could an order the search did not finish beat {S.show(bo['most_likely'])}? 25 of the space's 40" in out
+    assert (u["orders"], u["of"]) == (40 - 25, 40) and u["most_likely"] not in done
+    assert f"Could an order the search did not finish beat {S.show(bo['most_likely'])}? 15 of the space's 40" in out
+    assert f"--top set --add '{u['most_likely']}'" in out
     assert headline_metrics(res)["report_unfinished_p_better"] == pytest.approx(u["p_better"])
