@@ -211,21 +211,26 @@ def shares_tasks(orders: list[str]) -> bool:
     return False
 
 
-def factors(orders: list[str]) -> list[np.ndarray]:
-    """One factor F per shared component, its kernel F F^T: the order features of each block (orders
-    sharing a task, a (task, depth from the end) or a precedence pair covary by one unit per shared
-    feature), features no order has left out. Each order's own effect is the identity, kept apart."""
+def _blocks(orders: list[str]) -> list[np.ndarray]:
+    """Each block's order features (search/searchers/features.py) for ``orders``, over their tasks."""
     from search.searchers.features import OrderFeatures
 
     split = [o.split(">") for o in orders]
     f = OrderFeatures(sorted({t for o in split for t in o}), max(len(o) for o in split))
     X = f.matrix([(o, {}) for o in split])
-    return [X[:, [i for i in f.groups[b] if X[:, i].any()]] for b in BLOCKS]
+    return [X[:, f.groups[b]] for b in BLOCKS]
 
 
-def kernels(orders: list[str]) -> list[np.ndarray]:
-    """Each component's covariance between the orders (the shared blocks', then the identity)."""
-    return [F @ F.T for F in factors(orders)] + [np.eye(len(orders))]
+def factors(orders: list[str]) -> list[np.ndarray]:
+    """One factor F per shared component, its kernel F F^T: the order features of each block (orders
+    sharing a task, a (task, depth from the end) or a precedence pair covary by one unit per shared
+    feature), features no order has left out. Each order's own effect is the identity, kept apart."""
+    return [B[:, B.any(axis=0)] for B in _blocks(orders)]
+
+
+def kernels(Fs: list[np.ndarray]) -> list[np.ndarray]:
+    """Each component's covariance between the orders: the shared blocks' (``factors``), then the identity."""
+    return [F @ F.T for F in Fs] + [np.eye(len(Fs[0]))]
 
 
 def conditional(ybar: np.ndarray, n: np.ndarray, Ks: list[np.ndarray], s2: float, t2: np.ndarray):
@@ -277,15 +282,16 @@ def _structured(orders: list[str], ybar: np.ndarray, n: np.ndarray, ssw: float, 
     variances and sigma are integrated out (``_hyper_draws``); given them theta is jointly normal
     (``conditional``), so P(best) is counted over joint draws of all orders."""
     Fs = factors(orders)
-    Ks = [F @ F.T for F in Fs] + [np.eye(len(orders))]
+    Ks = kernels(Fs)
     logs, ess = _hyper_draws(ybar, n, ssw, dfw, Fs, draws)
     rng = np.random.default_rng(0)  # (the same data give the same figures)
+    per_unit = np.array([_centred_trace(K) for K in Ks]) / max(len(ybar) - 1, 1)  # each component's spread per unit variance
     samples, shares, spread = [], [], []
     for x in logs:
         mean, cov = conditional(ybar, n, Ks, math.exp(x[0]), np.exp(x[1:]))
         w, V = np.linalg.eigh(cov)  # (not Cholesky: rounding may leave a tiny negative eigenvalue)
         samples.append(mean + (rng.standard_normal((PER_DRAW, len(ybar))) * np.sqrt(np.maximum(w, 0.0))) @ V.T)
-        v = np.exp(x[1:]) * np.array([_centred_trace(K) for K in Ks]) / max(len(ybar) - 1, 1)
+        v = np.exp(x[1:]) * per_unit
         shares.append(v / v.sum())
         spread.append(math.sqrt(v.sum()))
     z = np.concatenate(samples)
@@ -376,12 +382,7 @@ def unfinished(orders: list[str], ybar: np.ndarray, n: np.ndarray, logs: np.ndar
 
 def _design(orders: list[str], left: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each block's features for the finished and the unfinished orders, over the tasks of both."""
-    from search.searchers.features import OrderFeatures
-
-    split = [o.split(">") for o in orders + left]
-    f = OrderFeatures(sorted({t for o in split for t in o}), max(len(o) for o in split))
-    X = f.matrix([(o, {}) for o in split])
-    blocks = [X[:, f.groups[b]] for b in BLOCKS]
+    blocks = _blocks(orders + left)
     return [B[:len(orders)] for B in blocks], [B[len(orders):] for B in blocks]
 
 
