@@ -77,6 +77,12 @@ def bins(pred: np.ndarray, hit: np.ndarray, edges=BINS) -> list[dict]:
     return out
 
 
+def _cells(bs: list[dict]) -> str:
+    """The non-empty bins as printed: [lo,hi) predicted/observed (n)."""
+    return "  ".join(f"[{b['bin'][0]:.1f},{b['bin'][1]:.1f}) {b['predicted']:.2f}/{b['observed']:.2f} ({b['n']})"
+                     for b in bs if b["n"])
+
+
 def truth_of(kind: str, rng: np.random.Generator) -> pd.Series:
     """Every order's true score under a fresh draw of one generator."""
     if kind == "independent":
@@ -136,8 +142,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{'orders':>6} {'seeds':>5} {'tau/sigma':>9} {'95% set covers':>14} {'set size':>8} {'RMSE mean':>9} "
           f"{'RMSE shrunk':>11}  P(best) bins: predicted / observed (n)")
     for r in out:
-        cells = "  ".join(f"[{b['bin'][0]:.1f},{b['bin'][1]:.1f}) {b['predicted']:.2f}/{b['observed']:.2f} ({b['n']})"
-                          for b in r["bins"] if b["n"])
+        cells = _cells(r["bins"])
         print(f"{r['orders']:>6} {r['seeds']:>5} {r['tau_over_sigma']:>9} {r['coverage']:>14.3f} {r['set_size']:>8.1f} "
               f"{r['rmse_top_mean']:>9.3f} {r['rmse_top_shrunk']:>11.3f}  {cells}")
     shared = [run_shared(*setting, args.reps2, seed=31 + i) for i, setting in enumerate(SHARED)]
@@ -148,8 +153,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in shared:
         for model in ("structured", "exchangeable"):
             g = r[model]
-            cells = "  ".join(f"[{b['bin'][0]:.1f},{b['bin'][1]:.1f}) {b['predicted']:.2f}/{b['observed']:.2f} ({b['n']})"
-                              for b in g["bins"] if b["n"])
+            cells = _cells(g["bins"])
             print(f"{r['truth']:>11} {r['orders']:>6} {r['seeds']:>5} {model[0].upper():>5} {g['coverage']:>6.2f} "
                   f"{g['set_size']:>5.1f} {g['regret'] / r['seed_sd']:>6.3f} {g['picks_true_best']:>10.2f} "
                   f"{g['rmse_all'] / r['seed_sd']:>5.3f}  {cells}")
@@ -159,8 +163,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{'gain':>5}  bins: predicted / observed (n)")
     for r in shared:
         u = r["unfinished"]
-        cells = "  ".join(f"[{b['bin'][0]:.1f},{b['bin'][1]:.1f}) {b['predicted']:.2f}/{b['observed']:.2f} ({b['n']})"
-                          for b in u["bins"] if b["n"])
+        cells = _cells(u["bins"])
         print(f"{r['truth']:>11} {r['orders']:>6} {u['space']:>4} {r['seeds']:>5} {u['said']:>6.2f} {u['happened']:>8.2f} "
               f"{u['brier']:>5.3f} {u['gain_said'] / r['seed_sd']:>9.3f} {u['gain'] / r['seed_sd']:>5.3f}  {cells}")
     if args.json:
