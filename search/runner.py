@@ -55,6 +55,7 @@ def _check_resources(scfg: SearchConfig) -> int:
 
 SUMMARY_FILE = "summary.json"  # beside results.csv: the recommendation, the best observed, the searcher's trace
 SEARCH_FILE = "search.yaml"  # the resolved config (chain + search block) a resume rebuilds the search from
+DEFAULT_TRIALS = 20  # search.num_samples when a config leaves it out (exhaustive: every order once)
 DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
 
 
@@ -102,7 +103,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
     space = scfg.space()
     n_orders = space.count()
-    num_samples = scfg.num_samples or (n_orders if scfg.searcher == "exhaustive" else 20)
+    num_samples = scfg.num_samples or (n_orders if scfg.searcher == "exhaustive" else DEFAULT_TRIALS)
     param_space = exhaustive_param_space(scfg, seed_points) if scfg.searcher == "exhaustive" else {}
     if scfg.searcher == "exhaustive":
         num_samples = 1  # the grid already lists every order once

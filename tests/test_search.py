@@ -151,7 +151,8 @@ def test_itt_space_prints_count_and_samples(tmp_path, capsys):
     assert main(["space", str(p), "--samples", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("10 orders of 3 candidate tasks")  # 1 + 3 + 6
-    assert len(out) == 5
+    samples = [ln.strip() for ln in out[1:5]]
+    assert len(set(samples)) == 4 and out[5].startswith("compute, per seed")  # four different orders, then the plan
 
 
 # ------------------------------------------------------------------ searchers on the simulated objective
@@ -767,6 +768,16 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(ray_train, 
     done = [r for r in rows if r["status"] == "completed"]
     assert all(r["en"] and r["xc"] and float(r["xtreme_average"]) == pytest.approx(float(r["test_mean"])) ==
                pytest.approx(float(r["xtreme_toy_xnli"])) for r in done)
+    # the search as a pilot for `itt space`'s hours: its chains' seconds, its own settings (no difference)
+    from search import plan
+
+    timing = plan.timing_from(str(exp))
+    assert set(timing.stage) == {"toy_topic", "toy_parity", "toy_length"} and timing.finetune > 0
+    est, measured = timing.check()
+    assert 0.75 < est / measured < 1.33, (est, measured)
+    assert main(["space", str(p), "--samples", "0", "--from", str(exp)]) == 0
+    out = capsys.readouterr().out
+    assert "hours, at the seconds measured by" in out and "other settings" not in out and "not measured" not in out
 
 
 def _events(log) -> list[dict]:

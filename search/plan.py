@@ -1,0 +1,264 @@
+"""What a search will cost, before it runs (``itt space``).
+
+Units: a **stage-training** is one intermediate stage trained on one seed, with its probe (the short
+target fine-tune ASHA reads); with the stage cache each distinct prefix of the orders a search runs is
+trained once per seed, whichever trials share it. A **fine-tune** is one order's target fine-tune and
+evaluation on one seed. Every figure is per seed; a search runs each of its ``seeds``.
+
+* ``work``: those counts for a set of orders, with and without the stage cache.
+* ``exhaustive_work``: every order of the space once (a closed form where the space has no
+  constraints, so spaces too large to list are counted too).
+* ``budget``: this search's ``num_samples`` trials: its seed points first, and the stage-trainings its
+  other orders need if they were drawn at random (Monte Carlo over seeded draws of distinct orders).
+  A cost-aware searcher (order_bo) continues trained prefixes where it can, and ASHA's stops skip the
+  rest of an order, so a real search needs at most about that.
+* ``Timing`` / ``timing_from``: hours, from an earlier search on the same hardware and settings (a
+  pilot): each task's median seconds per stage (each prefix and seed once: a stage a chain took from the
+  cache carries the seconds of its training), the target fine-tune's, and per chain and per
+  stage-training what else a trial spends (loading, probes, evaluation: non-negative least squares over
+  the pilot's trials' wall times). ``Timing.check`` replays the pilot's own trials through the fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from itt.errors import UserError
+from search.space import OrderSpace
+
+DRAWS = 200  # Monte Carlo draws of the orders a search does not fix in advance
+LIST_UP_TO = 200_000  # spaces up to this size are listed to draw from; larger ones by rejection
+# the chain settings whose difference from the pilot's makes its seconds another search's
+COMPARED = ("model", "target", "tasks", "train", "stages", "finetune", "hardware", "toy", "probe", "eval")
+
+
+@dataclass
+class Work:
+    """Per seed: orders (= fine-tunes), stage-trainings with the stage cache, and without it."""
+
+    orders: int
+    stages: int
+    uncached: int
+
+
+def prefixes(orders) -> set[tuple]:
+    return {tuple(o[:i]) for o in orders for i in range(1, len(o) + 1)}
+
+
+def work(orders) -> Work:
+    orders = [list(o) for o in orders]
+    return Work(len(orders), len(prefixes(orders)), sum(map(len, orders)))
+
+
+def _unconstrained(space: OrderSpace) -> bool:
+    return not (space.include or space.before or space.last)
+
+
+def exhaustive_work(space: OrderSpace) -> Work:
+    if not _unconstrained(space):
+        return work(space.orders())
+    n, top = len(space.candidates), max(space.lengths)
+    # every permutation of j <= the longest length is a prefix of some order (it extends to that length)
+    return Work(space.count(), sum(math.perm(n, j) for j in range(1, top + 1)),
+                sum(k * math.perm(n, k) for k in space.lengths))
+
+
+def exhaustive_prefix_tasks(space: OrderSpace) -> dict[str, int]:
+    """How many distinct prefixes of the space end with each task (each is one stage-training of it)."""
+    if not _unconstrained(space):
+        out = dict.fromkeys(space.candidates, 0)
+        for p in prefixes(space.orders()):
+            out[p[-1]] += 1
+        return out
+    n, top = len(space.candidates), max(space.lengths)
+    each = sum(math.perm(n - 1, j - 1) for j in range(1, top + 1))  # the task last, any j-1 others before it
+    return dict.fromkeys(space.candidates, each)
+
+
+def uniform_orders(space: OrderSpace, m: int, rng: random.Random, exclude=(), listed: list | None = None) -> list[list[str]]:
+    """``m`` distinct orders drawn uniformly from the space (without ``exclude``): a draw from the list
+    (``listed``: the space's orders, listed once by the caller) where the space is small enough, else by
+    rejection (a random permutation's first k tasks, k in proportion to its number of orders, kept when
+    valid and new: exactly uniform)."""
+    skip = {tuple(o) for o in exclude}
+    if listed is not None or space.count() <= LIST_UP_TO:
+        pool = [o for o in (listed if listed is not None else space.orders()) if tuple(o) not in skip]
+        return [list(o) for o in rng.sample(pool, min(m, len(pool)))]
+    n, out, seen = len(space.candidates), [], set(skip)
+    weights = [math.perm(n, k) for k in space.lengths]
+    for _ in range(200 * m):
+        if len(out) >= m:
+            break
+        k = rng.choices(space.lengths, weights)[0]
+        o = tuple(rng.sample(space.candidates, k))
+        if o not in seen and space.is_valid(list(o)):
+            seen.add(o)
+            out.append(list(o))
+    return out
+
+
+def seed_orders(scfg) -> list[list[str]]:
+    """The seed points a search runs first that need no measurement (F, singles, given orders)."""
+    sp, space, out = scfg.seed_points, scfg.space(), []
+    if sp.baseline:
+        out.append([])
+    if sp.singles:
+        out += [[t] for t in scfg.candidates if space.is_valid([t])]
+    out += [list(o) for o in sp.orders if list(o) not in out]
+    return out
+
+
+def budget(scfg, trials: int, draws: int = DRAWS, seed: int = 0) -> dict:
+    """This search's ``trials`` orders: the fixed seed points, the rest drawn at random ``draws`` times.
+    The stage-trainings of each draw: median and 5th-95th percentile."""
+    space = scfg.space()
+    fixed = seed_orders(scfg)[:trials]
+    rng = random.Random(seed)
+    listed = list(space.orders()) if space.count() <= LIST_UP_TO else None
+    runs = [fixed + uniform_orders(space, trials - len(fixed), rng, exclude=fixed, listed=listed) for _ in range(draws)]
+    stages = np.array([work(r).stages for r in runs])
+    return {"trials": trials, "fixed": len(fixed), "orders": runs,
+            "stages": float(np.median(stages)), "stages_lo": float(np.percentile(stages, 5)),
+            "stages_hi": float(np.percentile(stages, 95)), "uncached": float(np.median([work(r).uncached for r in runs]))}
+
+
+# ------------------------------------------------------------------ hours, from a pilot
+@dataclass
+class Timing:
+    stage: dict[str, float]  # task -> median seconds of one trained stage (its training only)
+    finetune: float  # median seconds of the target fine-tune
+    per_chain: float  # everything else a chain (one seed of an order) spends once: loading, evaluation
+    per_stage: float  # ... and per stage-training: its probe, the cache's save
+    runs: list[dict]  # the pilot's trials: {"trained": [tasks over seeds], "chains", "finetunes", "seconds"}
+    source: str
+    config: dict | None = None
+
+    def stage_seconds(self, task: str) -> float:
+        return self.stage.get(task, float(np.median(list(self.stage.values()))) if self.stage else 0.0)
+
+    def seconds(self, stage_tasks: dict[str, int], finetunes: int) -> float:
+        """Seconds of ``stage_tasks`` (task -> stage-trainings of it) and ``finetunes`` chains."""
+        stages = sum(c * (self.stage_seconds(t) + self.per_stage) for t, c in stage_tasks.items())
+        return stages + finetunes * (self.finetune + self.per_chain)
+
+    def check(self) -> tuple[float, float]:
+        """(the fit's seconds for the pilot's own trials, their measured seconds)."""
+        est = sum(sum(self.stage_seconds(t) + self.per_stage for t in r["trained"]) + r["chains"] * self.per_chain
+                  + r["finetunes"] * self.finetune for r in self.runs)
+        return est, sum(r["seconds"] for r in self.runs)
+
+
+def stage_tasks(orders) -> dict[str, int]:
+    """task -> the stage-trainings of it that ``orders`` need with the stage cache."""
+    out: dict[str, int] = {}
+    for p in prefixes(orders):
+        out[p[-1]] = out.get(p[-1], 0) + 1
+    return out
+
+
+def task_counts(orders) -> dict[str, int]:
+    """task -> its stages in ``orders`` without the stage cache."""
+    out: dict[str, int] = {}
+    for o in orders:
+        for t in o:
+            out[t] = out.get(t, 0) + 1
+    return out
+
+
+def timing_from(exp_dir: str) -> Timing:
+    """Seconds measured by an earlier search's trials (``trials/<id>/results.json``: the chain's wall time,
+    each seed's stages). A trial's seeds advance in lockstep in one process, so its wall time is the sum
+    of their work; replays (an earlier result reported again) trained nothing and are left out."""
+    import yaml
+
+    from search.tracking import read_rows, storage_of
+
+    st = storage_of(exp_dir, "--from")
+    if not st.exists("results.csv"):
+        raise UserError(f"--from {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
+    stage_seconds: dict[tuple, float] = {}  # (prefix, seed) -> its training's seconds (a cached stage carries them too)
+    fine, runs, hardware = [], [], set()
+    for r in read_rows(st):
+        if not r.get("trial_id") or r.get("replayed") == "true":
+            continue
+        res = json.loads(st.read_text("trials", r["trial_id"], "results.json") or "null")
+        if not res or res.get("simulated") or res.get("wall_seconds") is None:
+            continue
+        hw = res.get("hardware") or {}
+        hardware.add(f"{hw.get('device_name') or '?'} ({hw.get('device') or '?'})")
+        runs.append(_run(res, stage_seconds, fine))
+    if not runs:
+        raise UserError(f"--from {exp_dir}: no trial with measured seconds (trials/<id>/results.json of real, "
+                        f"not simulated, trials)")
+    per_chain, per_stage = _overheads(runs)
+    per_task: dict[str, list[float]] = {}
+    for (prefix, _), secs in stage_seconds.items():
+        per_task.setdefault(prefix[-1], []).append(secs)
+    text = st.read_text("tracking", "config.yaml")
+    return Timing(stage={t: float(np.median(v)) for t, v in per_task.items()},
+                  finetune=float(np.median(fine)) if fine else 0.0, per_chain=per_chain, per_stage=per_stage,
+                  runs=runs, source=f"{st.display}: {len(runs)} trials on {'; '.join(sorted(hardware))}",
+                  config=yaml.safe_load(text) if text else None)
+
+
+def _run(res: dict, stage_seconds: dict, fine: list) -> dict:
+    """One trial's chains: the stages it trained (not from the cache), its fine-tunes, its wall time and
+    the seconds its stages and fine-tunes account for (the rest is what ``_overheads`` fits)."""
+    order, target = list(res.get("order") or []), res.get("target")
+    trained, known, finetunes = [], 0.0, 0
+    for seed, sr in res.get("seeds", {}).items():
+        stages = sr.get("stages") or []
+        for i, s in enumerate(stages[:len(order)]):
+            if s.get("seconds") is None:
+                continue
+            stage_seconds.setdefault((tuple(order[:i + 1]), seed), float(s["seconds"]))
+            if not s.get("from_cache"):
+                trained.append(s["task"])
+                known += float(s["seconds"])
+        for s in stages[len(order):]:
+            if s.get("task") == target and s.get("seconds") is not None:
+                fine.append(float(s["seconds"]))
+                known += float(s["seconds"])
+                finetunes += 1
+    return {"trained": trained, "chains": len(res.get("seeds", {})), "finetunes": finetunes,
+            "seconds": float(res["wall_seconds"]), "known": known}
+
+
+def _overheads(runs: list[dict]) -> tuple[float, float]:
+    """What a trial spends besides training, ``a * chains + b * stage-trainings``: non-negative least
+    squares over the pilot's trials (b is 0 where every trial trained as many stages per chain)."""
+    from scipy.optimize import nnls
+
+    A = np.array([[r["chains"], len(r["trained"])] for r in runs], dtype=float)
+    rest = np.array([r["seconds"] - r["known"] for r in runs])
+    (a, b), _ = nnls(A, rest)
+    return float(a), float(b)
+
+
+def differences(pilot: dict | None, chain) -> list[str]:
+    """Chain settings (dotted keys) where the pilot's config differs from this one's."""
+    if not pilot:
+        return []
+    mine = chain.model_dump(mode="json")
+    out: list[str] = []
+
+    def walk(a, b, key):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{key}.{k}")
+        elif a != b:
+            out.append(key)
+
+    for k in COMPARED:
+        walk(pilot.get(k), mine.get(k), k)
+    return out
+
+
+def hours(s: float) -> str:
+    """A duration as a person reads it: seconds, minutes or hours."""
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:,.1f} h"

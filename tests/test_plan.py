@@ -1,0 +1,152 @@
+"""`itt space`'s plan (search/plan.py): what a search will cost, counted and in hours from a pilot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import Counter
+
+import pytest
+import yaml
+from scipy import stats
+
+from search import plan
+from search.cli import main
+from search.space import OrderSpace
+from tests.conftest import TINY
+
+SPACES = [OrderSpace(["a", "b", "c", "d"], [0, 1, 2, 3]), OrderSpace(["a", "b", "c", "d", "e"], [2]),
+          OrderSpace(["a", "b", "c", "d"], [1, 2, 3], include=["a"], before=[("b", "c")]),
+          OrderSpace(["a", "b", "c", "d"], [2, 3], last="d")]
+
+
+@pytest.mark.parametrize("space", SPACES, ids=["plain", "one-length", "include-before", "last"])
+def test_exhaustive_counts_match_the_listed_orders(space):
+    """The closed forms (no constraints) and the enumeration agree with counting the orders' prefixes."""
+    orders = list(space.orders())
+    assert plan.exhaustive_work(space) == plan.work(orders)
+    assert plan.exhaustive_prefix_tasks(space) == {t: plan.stage_tasks(orders).get(t, 0) for t in space.candidates}
+    by_hand = {tuple(o[:i]) for o in orders for i in range(1, len(o) + 1)}
+    assert plan.exhaustive_work(space).stages == len(by_hand)
+    assert plan.exhaustive_work(space).uncached == sum(len(o) for o in orders)
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed", "rejection"])
+def test_uniform_orders_are_uniform_distinct_and_valid(listed, monkeypatch):
+    space = OrderSpace(["a", "b", "c", "d"], [1, 2], before=[("a", "b")])  # 4 + 11 = 15 orders
+    if not listed:
+        monkeypatch.setattr(plan, "LIST_UP_TO", 0)
+    valid = [tuple(o) for o in space.orders()]
+    rng = random.Random(0)
+    counts = Counter(tuple(plan.uniform_orders(space, 1, rng)[0]) for _ in range(6000))
+    assert set(counts) == set(valid)
+    assert stats.chisquare([counts[o] for o in valid]).pvalue > 1e-3  # each order equally likely
+    every = plan.uniform_orders(space, 20, random.Random(1), exclude=[["a"]])
+    assert len(every) == 14 and len({tuple(o) for o in every}) == 14 and ["a"] not in every
+
+
+def test_budget_keeps_seed_points_and_is_deterministic(tmp_path):
+    from search.config import load_search
+
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({**TINY, "search": {"candidates": ["toy_topic", "toy_align", "toy_length"],
+                                                     "length": [0, 2], "num_samples": 6,
+                                                     "seed_points": {"baseline": True, "singles": True}}}))
+    scfg, _, _ = load_search(p)
+    b = plan.budget(scfg, 6, draws=50)
+    assert b["fixed"] == 4 and all(r[:4] == [[], ["toy_topic"], ["toy_align"], ["toy_length"]] for r in b["orders"])
+    assert all(len({tuple(o) for o in r}) == 6 for r in b["orders"])
+    assert b == plan.budget(scfg, 6, draws=50)
+    # the two pairs on top of the singles: each adds exactly one new prefix
+    assert b["stages"] == b["stages_lo"] == b["stages_hi"] == 3 + 2
+    assert plan.budget(scfg, 10, draws=5)["stages"] == plan.exhaustive_work(scfg.space()).stages
+
+
+# ------------------------------------------------------------------ hours from a pilot
+STAGE = {"toy_topic": 10.0, "toy_align": 20.0, "toy_length": 40.0}
+FINETUNE, PER_CHAIN, PER_STAGE = 30.0, 5.0, 2.0
+
+
+def _pilot(tmp_path, config: dict | None = None):
+    """An experiment whose trials took planted seconds: each trained stage its task's plus PER_STAGE, each
+    chain (seed) PER_CHAIN plus the target fine-tune; stages from the cache cost nothing. A replay (an
+    earlier result reported again) is left out."""
+    exp = tmp_path / "pilot"
+    orders = [["toy_topic"], ["toy_topic", "toy_align"], ["toy_length", "toy_align"], ["toy_length"], []]
+    rows, trained = [], set()
+    for i, order in enumerate(orders):
+        tid = f"t{i}"
+        seeds = {}
+        for seed in (0, 1):
+            stages = []
+            for j, t in enumerate(order, 1):
+                cached = (tuple(order[:j]), seed) in trained
+                trained.add((tuple(order[:j]), seed))
+                stages.append({"task": t, "seconds": STAGE[t], "from_cache": cached})
+            stages.append({"task": "toy_xnli", "seconds": FINETUNE})
+            seeds[str(seed)] = {"stages": stages}
+        new = [s for sr in seeds.values() for s in sr["stages"][:-1] if not s["from_cache"]]
+        wall = 2 * (PER_CHAIN + FINETUNE) + sum(s["seconds"] + PER_STAGE for s in new)  # (seeds in lockstep: their sum)
+        (exp / "trials" / tid).mkdir(parents=True)
+        (exp / "trials" / tid / "results.json").write_text(json.dumps(
+            {"order": order, "target": "toy_xnli", "seeds": seeds, "wall_seconds": wall,
+             "hardware": {"device": "cpu", "device_name": "test"}}))
+        rows.append({"trial_id": tid, "order": ">".join(order), "status": "completed", "replayed": "false"})
+    (exp / "trials" / "t9").mkdir()  # a replay of t0: its record again, nothing trained
+    (exp / "trials" / "t9" / "results.json").write_text((exp / "trials" / "t0" / "results.json").read_text())
+    rows.append({"trial_id": "t9", "order": "toy_topic", "status": "completed", "replayed": "true"})
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    if config is not None:
+        (exp / "tracking").mkdir()
+        (exp / "tracking" / "config.yaml").write_text(yaml.safe_dump(config))
+    return exp
+
+
+def test_timing_recovers_planted_seconds_and_predicts_other_orders(tmp_path):
+    t = plan.timing_from(str(_pilot(tmp_path)))
+    assert t.stage == pytest.approx(STAGE) and t.finetune == pytest.approx(FINETUNE)
+    assert (t.per_chain, t.per_stage) == pytest.approx((PER_CHAIN, PER_STAGE))
+    est, measured = t.check()
+    assert est == pytest.approx(measured) and len(t.runs) == 5
+    # orders the pilot never ran, computed by hand: prefixes a, a>b, a>b>c, c (each trained once) + 3 chains
+    other = [["toy_align", "toy_topic"], ["toy_align", "toy_topic", "toy_length"], ["toy_length"]]
+    by_hand = (20 + 10 + 40 + 40) + 4 * PER_STAGE + 3 * (FINETUNE + PER_CHAIN)
+    assert t.seconds(plan.stage_tasks(other), len(other)) == pytest.approx(by_hand)
+
+
+def test_itt_space_prints_the_plan_and_hours_from_a_pilot(tmp_path, capsys):
+    search = {"candidates": ["toy_topic", "toy_align", "toy_length", "toy_parity"], "length": [0, 2], "num_samples": 8,
+              "seed_points": {"baseline": True, "singles": True}}
+    from itt.config import load_config
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "seeds": [0, 1], "search": search}))
+    settings = load_config(cfg).model_dump(mode="json")  # what a search keeps in tracking/config.yaml
+    pilot = _pilot(tmp_path, config={**settings, "train": {**settings["train"], "lr": 0.5}})
+    assert main(["space", str(cfg), "--samples", "2", "--from", str(pilot)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("17 orders of 4 candidate tasks") and "F, 4 of length 1, 12 of length 2" in lines[0]
+    assert "every order once: 16 stage-trainings (28 without the stage cache), 17 fine-tunes" in out
+    assert "this search, 8 trials (5 seed point(s) first; 47% of the orders): 7 stage-trainings" in out
+    assert "not measured there: toy_parity" in out  # a task the pilot did not train
+    assert "its trials ran other settings (train.lr)" in out  # ... and the one setting it ran otherwise
+    # every order once, by hand: 16 prefixes (4 ending in each task; toy_parity at the median stage, 20 s)
+    full = (4 * (10 + 20 + 40 + 20) + 16 * PER_STAGE + 17 * (FINETUNE + PER_CHAIN)) * 2  # seeds
+    assert f"every order once: about {plan.hours(full)} of trial time" in out
+
+
+def test_itt_space_bad_pilot_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "search": {"candidates": ["toy_topic", "toy_align"], "length": 1}}))
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "results.csv").write_text("trial_id,order,status\nt0,toy_topic,completed\n")
+    for where, needle in [(tmp_path / "nope", "no results.csv"), (tmp_path / "sim", "no trial with measured seconds")]:
+        assert main(["space", str(cfg), "--from", str(where)]) == 2
+        cap = capsys.readouterr()
+        err = cap.err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0] and str(where) in err[0] and not cap.out  # nothing printed before
