@@ -150,3 +150,16 @@ def test_itt_space_bad_pilot_is_one_line(tmp_path, capsys):
         cap = capsys.readouterr()
         err = cap.err.strip().splitlines()
         assert len(err) == 1 and needle in err[0] and str(where) in err[0] and not cap.out  # nothing printed before
+
+
+def test_curriculum_from_a_search_without_seconds_still_works(tmp_path, capsys):
+    """--from also gives --heuristic curriculum its task difficulty; a search without measured seconds (a
+    simulated one) then leaves the hours out instead of failing."""
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "search": {"candidates": ["toy_topic", "toy_align"], "length": [1, 2]}}))
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "results.csv").write_text("trial_id,order,status,score\nt0,toy_topic,completed,0.7\n"
+                                                  "t1,toy_align,completed,0.4\n")
+    assert main(["space", str(cfg), "--samples", "0", "--heuristic", "curriculum", "--from", str(tmp_path / "sim")]) == 0
+    out = capsys.readouterr().out
+    assert "order: toy_topic>toy_align" in out and "hours" not in out  # easy (high score) first
