@@ -131,14 +131,15 @@ def cmd_space(args) -> int:
     scfg, chain, _ = load_search(args.config, args.set)
     timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
-    n = space.count()
-    by_length = ", ".join("F" if k == 0 else f"{c:,} of length {k}" for k, c in _lengths(space))
-    print(f"{n:,} orders of {len(scfg.candidates)} candidate tasks ({', '.join(scfg.candidates)}), lengths {scfg.lengths}"
-          + (f"; include {scfg.include}" if scfg.include else "") + (f"; before {scfg.before}" if scfg.before else "")
-          + (f"; last {scfg.last}" if scfg.last else "") + f": {by_length}")
+    by_length = ", ".join("F" if k == 0 else f"{c:,} of length {k}" for k, c in plan.by_length(space))
+    print(f"{space.count():,} orders of {len(scfg.candidates)} candidate tasks ({', '.join(scfg.candidates)}), lengths "
+          f"{scfg.lengths}" + (f"; include {scfg.include}" if scfg.include else "")
+          + (f"; before {scfg.before}" if scfg.before else "") + (f"; last {scfg.last}" if scfg.last else "")
+          + f": {by_length}")
     for o in plan.uniform_orders(space, args.samples, random.Random(args.seed)):
         print("  " + (order_key(o) or "(F: empty order)"))
-    _print_plan(scfg, chain, space, timing)
+    p = plan.make(scfg, chain)
+    print("\n".join(plan.count_lines(p) + (plan.hour_lines(p, timing, chain) if timing else [])))
     if args.heuristic:
         _print_heuristic(args, scfg, chain)
     return 0
@@ -156,71 +157,6 @@ def _timing(args):
         if args.heuristic != "curriculum" or "no trial with measured seconds" not in str(e):
             raise
         return None
-
-
-def _lengths(space) -> list[tuple[int, int]]:
-    import math
-
-    from search.space import OrderSpace
-
-    if not (space.include or space.before or space.last):
-        return [(k, math.perm(len(space.candidates), k)) for k in space.lengths]
-    return [(k, OrderSpace(space.candidates, [k], space.include, space.before, space.last).count()) for k in space.lengths]
-
-
-def _print_plan(scfg, chain, space, timing) -> None:
-    """What the search will cost (search/plan.py): per seed, then in hours with an earlier search's seconds."""
-    from search import plan
-    from search.compute import devices_per_trial
-    from search.runner import DEFAULT_TRIALS
-
-    import numpy as np
-
-    seeds = len(scfg.seeds or chain.seeds)
-    every = plan.exhaustive_work(space)
-    trials = every.orders if scfg.searcher == "exhaustive" else scfg.num_samples or DEFAULT_TRIALS
-    if not scfg.hparams:
-        trials = min(trials, every.orders)  # (a search ends once every order has run)
-    b = plan.budget(scfg, min(trials, every.orders))
-    print(f"compute, per seed ({seeds} seed(s) per trial: x{seeds}), in stage-trainings (an intermediate stage on one "
-          f"seed, with its probe; the stage cache trains each prefix once) and target fine-tunes:")
-    print(f"  every order once: {every.stages:,} stage-trainings ({every.uncached:,} without the stage cache), "
-          f"{every.orders:,} fine-tunes")
-    spread = f"{b['stages_lo']:,.0f}-{b['stages_hi']:,.0f}" if b["stages_hi"] > b["stages_lo"] else f"{b['stages']:,.0f}"
-    head = f"  this search, {trials:,} trials ({b['fixed']} seed point(s) first"
-    if scfg.hparams:  # (a prefix is shared only between trials of the same stage hyperparameters)
-        print(f"{head}, searched hyperparameters): up to {b['uncached'] * trials / b['trials']:,.0f} stage-trainings "
-              f"(the stage cache shares a prefix between trials with the same stage hyperparameters only), "
-              f"{trials:,} fine-tunes")
-    else:
-        share = trials / every.orders
-        print(f"{head}; {f'{share:.0%}' if share >= 0.01 else f'{share:.2%}'} of the orders): {spread} stage-trainings if its other orders were "
-              f"drawn at random ({b['uncached']:,.0f} without the stage cache), {trials:,} fine-tunes; order_bo "
-              f"continues trained prefixes where it can and ASHA's stops skip the rest of an order, so a search "
-              f"needs at most about that")
-    if timing is None:
-        return
-    per, kind = devices_per_trial({"search": {"resources": scfg.resources.model_dump()}})
-    est, measured = timing.check()
-    shown = ", ".join(f"{t} {plan.hours(s)}" for t, s in sorted(timing.stage.items()))
-    print(f"hours, at the seconds measured by {timing.source}: a stage {shown}; the target fine-tune "
-          f"{plan.hours(timing.finetune)}; besides training {plan.hours(timing.per_chain)} per chain and "
-          f"{plan.hours(timing.per_stage)} per stage-training (the pilot's own trials: {plan.hours(est)} by this fit, "
-          f"{plan.hours(measured)} measured)")
-    unmeasured = [t for t in scfg.candidates if t not in timing.stage]
-    if unmeasured:
-        print(f"  not measured there: {', '.join(unmeasured)} (taken as the median stage)")
-    differ = plan.differences(timing.config, chain)
-    if differ:
-        print(f"  its trials ran other settings ({', '.join(differ[:6])}{', ...' if len(differ) > 6 else ''}): "
-              f"their seconds are another search's")
-    full = timing.seconds(plan.exhaustive_prefix_tasks(space), every.orders) * seeds
-    mine = float(np.median([timing.seconds(plan.stage_tasks(o) if not scfg.hparams else plan.task_counts(o), len(o))
-                            for o in b["orders"]])) * seeds * trials / b["trials"]
-    print(f"  every order once: about {plan.hours(full)} of trial time = {full * per / 3600:,.3g} {kind}-hours "
-          f"({per:g} {kind}(s) per trial)")
-    print(f"  this search: about {plan.hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders were "
-          f"drawn at random (the trials' chains: a trial's start-up and the searcher come on top)")
 
 
 def _print_heuristic(args, scfg, chain) -> None:

@@ -8,6 +8,7 @@ evaluation on one seed. Every figure is per seed; a search runs each of its ``se
 * ``work``: those counts for a set of orders, with and without the stage cache.
 * ``exhaustive_work``: every order of the space once (a closed form where the space has no
   constraints, so spaces too large to list are counted too).
+* ``make`` / ``count_lines`` / ``hour_lines``: the plan of one config, in words (``itt space``).
 * ``budget``: this search's ``num_samples`` trials: its seed points first, and the stage-trainings its
   other orders need if they were drawn at random (Monte Carlo over seeded draws of distinct orders).
   A cost-aware searcher (order_bo) continues trained prefixes where it can, and ASHA's stops skip the
@@ -102,6 +103,13 @@ def uniform_orders(space: OrderSpace, m: int, rng: random.Random, exclude=(), li
     return out
 
 
+def by_length(space: OrderSpace) -> list[tuple[int, int]]:
+    """(length, its number of orders) for each length of the space."""
+    if _unconstrained(space):
+        return [(k, math.perm(len(space.candidates), k)) for k in space.lengths]
+    return [(k, OrderSpace(space.candidates, [k], space.include, space.before, space.last).count()) for k in space.lengths]
+
+
 def seed_orders(scfg) -> list[list[str]]:
     """The seed points a search runs first that need no measurement (F, singles, given orders)."""
     sp, space, out = scfg.seed_points, scfg.space(), []
@@ -125,6 +133,73 @@ def budget(scfg, trials: int, draws: int = DRAWS, seed: int = 0) -> dict:
     return {"trials": trials, "fixed": len(fixed), "orders": runs,
             "stages": float(np.median(stages)), "stages_lo": float(np.percentile(stages, 5)),
             "stages_hi": float(np.percentile(stages, 95)), "uncached": float(np.median([work(r).uncached for r in runs]))}
+
+
+@dataclass
+class Plan:
+    scfg: object  # search.config.SearchConfig
+    seeds: int  # seeds per trial
+    every: Work  # every order once
+    trials: int  # this search's trials
+    budget: dict  # its orders' stage-trainings (``budget``), over at most every order once
+
+
+def make(scfg, chain) -> Plan:
+    from search.runner import DEFAULT_TRIALS
+
+    every = exhaustive_work(scfg.space())
+    trials = every.orders if scfg.searcher == "exhaustive" else scfg.num_samples or DEFAULT_TRIALS
+    if not scfg.hparams:
+        trials = min(trials, every.orders)  # (a search ends once every order has run)
+    return Plan(scfg, len(scfg.seeds or chain.seeds), every, trials, budget(scfg, min(trials, every.orders)))
+
+
+def count_lines(p: Plan) -> list[str]:
+    """The plan in stage-trainings and fine-tunes, as ``itt space`` prints it."""
+    b, every, trials = p.budget, p.every, p.trials
+    out = [f"compute, per seed ({p.seeds} seed(s) per trial: x{p.seeds}), in stage-trainings (an intermediate stage on "
+           f"one seed, with its probe; the stage cache trains each prefix once) and target fine-tunes:",
+           f"  every order once: {every.stages:,} stage-trainings ({every.uncached:,} without the stage cache), "
+           f"{every.orders:,} fine-tunes"]
+    head = f"  this search, {trials:,} trials ({b['fixed']} seed point(s) first"
+    if p.scfg.hparams:  # (a prefix is shared only between trials of the same stage hyperparameters)
+        return out + [f"{head}, searched hyperparameters): up to {b['uncached'] * trials / b['trials']:,.0f} "
+                      f"stage-trainings (the stage cache shares a prefix between trials with the same stage "
+                      f"hyperparameters only), {trials:,} fine-tunes"]
+    share = trials / every.orders
+    spread = f"{b['stages_lo']:,.0f}-{b['stages_hi']:,.0f}" if b["stages_hi"] > b["stages_lo"] else f"{b['stages']:,.0f}"
+    return out + [f"{head}; {f'{share:.0%}' if share >= 0.01 else f'{share:.2%}'} of the orders): {spread} "
+                  f"stage-trainings if its other orders were drawn at random ({b['uncached']:,.0f} without the stage "
+                  f"cache), {trials:,} fine-tunes; order_bo continues trained prefixes where it can and ASHA's stops "
+                  f"skip the rest of an order, so a search needs at most about that"]
+
+
+def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
+    """The plan in hours at a pilot's seconds, as ``itt space --from`` prints it."""
+    from search.compute import devices_per_trial
+
+    per, kind = devices_per_trial({"search": {"resources": p.scfg.resources.model_dump()}})
+    est, measured = timing.check()
+    shown = ", ".join(f"{t} {hours(s)}" for t, s in sorted(timing.stage.items()))
+    out = [f"hours, at the seconds measured by {timing.source}: a stage {shown}; the target fine-tune "
+           f"{hours(timing.finetune)}; besides training {hours(timing.per_chain)} per chain and "
+           f"{hours(timing.per_stage)} per stage-training (the pilot's own trials: {hours(est)} by this fit, "
+           f"{hours(measured)} measured)"]
+    unmeasured = [t for t in p.scfg.candidates if t not in timing.stage]
+    if unmeasured:
+        out.append(f"  not measured there: {', '.join(unmeasured)} (taken as the median stage)")
+    differ = differences(timing.config, chain)
+    if differ:
+        out.append(f"  its trials ran other settings ({', '.join(differ[:6])}{', ...' if len(differ) > 6 else ''}): "
+                   f"their seconds are another search's")
+    full = timing.seconds(exhaustive_prefix_tasks(p.scfg.space()), p.every.orders) * p.seeds
+    count = task_counts if p.scfg.hparams else stage_tasks  # (searched hyperparameters: no shared prefixes)
+    mine = float(np.median([timing.seconds(count(o), len(o)) for o in p.budget["orders"]]))
+    mine *= p.seeds * p.trials / p.budget["trials"]
+    return out + [f"  every order once: about {hours(full)} of trial time = {full * per / 3600:,.3g} {kind}-hours "
+                  f"({per:g} {kind}(s) per trial)",
+                  f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
+                  f"were drawn at random (the trials' chains: a trial's start-up and the searcher come on top)"]
 
 
 # ------------------------------------------------------------------ hours, from a pilot
