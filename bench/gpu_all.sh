@@ -18,7 +18,8 @@
 # then bench/gpu_collect.py merges them into gpu.json (issue 17's schema): into the parts folder, and
 # into bench/data/gpu.json when not --smoke and not under $OUT. Under $OUT (the device machine, where
 # at most 8 files come back) the parts are kept in /tmp and, after every part, $OUT gets three files:
-# gpu.json, gpu_all.log and details.tar.gz (every part's JSON and log, the search's results.csv and
+# gpu.json, gpu_all.log and details.tar.gz (every part's JSON and log, the search's results.csv, its
+# `itt space --from` hours (search/space.txt) and
 # summary.json, dmon.txt); a call cut off at its limit still returns the parts done so far. Back here:
 # `python bench/gpu_collect.py --parts DIR [DIR ...] --out bench/data/gpu.json` (DIRs of several calls).
 #
@@ -246,6 +247,12 @@ if exp is not None:  # the figures, without the stage cache and checkpoints
 (parts / "search.json").write_text(json.dumps({"wall_s": t1 - t0, "rc": int(rc) if rc else None,
                                                "experiment": "search" if exp is not None else None}))
 EOF
+  # the search as a pilot: `itt space --from` prints its per-stage seconds on this GPU and the hours of the
+  # full space at them (search/space.txt in details.tar.gz); a failure here costs nothing else
+  EXP=$(dirname "$(ls "$SEARCH_STORE"/*/results.csv 2>/dev/null | head -1)" 2>/dev/null)
+  if [ -d "$PARTS/search" ] && [ -f "$EXP/results.csv" ]; then
+    "$PY" -m search.cli space "$CFG" "${SET[@]}" --samples 0 --from "$EXP" > "$PARTS/search/space.txt" 2>&1 || true
+  fi
 fi
 
 say "collecting"

@@ -10,6 +10,7 @@ true score is above the recommended order's, and by how much.
 
     python bench/unexplored_calibration.py [--tables toy3,planted] [--budgets 0.1,0.25] [--seeds 15]
                                            [--json bench/data/unexplored_calibration.json]
+                                           [--report [--min-finished 1]]
 
 Printed per table and budget: the mean predicted probability against how often an unfinished order was
 truly better (calibration in the large), the Brier score (and the Brier score of always saying the
@@ -117,7 +118,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=15)
     ap.add_argument("--json")
     ap.add_argument("--report", action="store_true", help="also `itt report`'s figure on the same searches")
+    ap.add_argument("--min-finished", type=int, help="--report: ask the report's model with this many finished IF "
+                    "orders or more (default: search/ranking.py UNFINISHED_MIN, what the report uses)")
     args = ap.parse_args(argv)
+    if args.min_finished is not None:
+        from search import ranking
+
+        ranking.UNFINISHED_MIN = args.min_finished
     t0, out = time.perf_counter(), {}
     print("table     budget  searches  trials  P said  P right  Brier (base)    gain said  gain right  bins: said/right (n)")
     for spec in args.tables.split(","):
