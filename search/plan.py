@@ -81,14 +81,13 @@ def exhaustive_prefix_tasks(space: OrderSpace) -> dict[str, int]:
     return dict.fromkeys(space.candidates, each)
 
 
-def uniform_orders(space: OrderSpace, m: int, rng: random.Random, exclude=(), listed: list | None = None) -> list[list[str]]:
+def uniform_orders(space: OrderSpace, m: int, rng: random.Random, exclude=()) -> list[list[str]]:
     """``m`` distinct orders drawn uniformly from the space (without ``exclude``): a draw from the list
-    (``listed``: the space's orders, listed once by the caller) where the space is small enough, else by
-    rejection (a random permutation's first k tasks, k in proportion to its number of orders, kept when
-    valid and new: exactly uniform)."""
+    where the space is small enough, else by rejection (a random permutation's first k tasks, k in
+    proportion to its number of orders, kept when valid and new: exactly uniform)."""
     skip = {tuple(o) for o in exclude}
-    if listed is not None or space.count() <= LIST_UP_TO:
-        pool = [o for o in (listed if listed is not None else space.orders()) if tuple(o) not in skip]
+    if space.count() <= LIST_UP_TO:
+        pool = [o for o in space.orders() if tuple(o) not in skip]
         return [list(o) for o in rng.sample(pool, min(m, len(pool)))]
     n, out, seen = len(space.candidates), [], set(skip)
     weights = [math.perm(n, k) for k in space.lengths]
@@ -110,25 +109,20 @@ def by_length(space: OrderSpace) -> list[tuple[int, int]]:
     return [(k, OrderSpace(space.candidates, [k], space.include, space.before, space.last).count()) for k in space.lengths]
 
 
-def seed_orders(scfg) -> list[list[str]]:
-    """The seed points a search runs first that need no measurement (F, singles, given orders)."""
-    sp, space, out = scfg.seed_points, scfg.space(), []
-    if sp.baseline:
-        out.append([])
-    if sp.singles:
-        out += [[t] for t in scfg.candidates if space.is_valid([t])]
-    out += [list(o) for o in sp.orders if list(o) not in out]
-    return out
-
-
 def budget(scfg, trials: int, draws: int = DRAWS, seed: int = 0) -> dict:
-    """This search's ``trials`` orders: the fixed seed points, the rest drawn at random ``draws`` times.
-    The stage-trainings of each draw: median and 5th-95th percentile."""
+    """This search's ``trials`` orders: its seed points that need no measurement (F, singles, listed
+    orders; heuristic ones count among the drawn), the rest drawn at random ``draws`` times. The
+    stage-trainings of each draw: median and 5th-95th percentile."""
+    from search.searchers.seed_points import given_orders
+
     space = scfg.space()
-    fixed = seed_orders(scfg)[:trials]
-    rng = random.Random(seed)
-    listed = list(space.orders()) if space.count() <= LIST_UP_TO else None
-    runs = [fixed + uniform_orders(space, trials - len(fixed), rng, exclude=fixed, listed=listed) for _ in range(draws)]
+    fixed = list({tuple(o): o for o in given_orders(scfg)}.values())[:trials]
+    rng, taken = random.Random(seed), {tuple(o) for o in fixed}
+    if space.count() <= LIST_UP_TO:  # (listed once, not per draw)
+        pool = [o for o in space.orders() if tuple(o) not in taken]
+        runs = [fixed + rng.sample(pool, min(trials - len(fixed), len(pool))) for _ in range(draws)]
+    else:
+        runs = [fixed + uniform_orders(space, trials - len(fixed), rng, exclude=fixed) for _ in range(draws)]
     stages = np.array([work(r).stages for r in runs])
     return {"trials": trials, "fixed": len(fixed), "orders": runs,
             "stages": float(np.median(stages)), "stages_lo": float(np.percentile(stages, 5)),

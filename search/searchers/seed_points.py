@@ -6,14 +6,19 @@ from itt.errors import ConfigError
 from search.space import order_key
 
 
-def seed_point_orders(scfg, chain=None, log=print, prior=None) -> list[list[str]]:
-    """``prior``: the transferability prior (search.transfer.OrderPrior) when the driver has one already."""
+def given_orders(scfg) -> list[list[str]]:
+    """The seed points that need no measurement: F, each single task, the orders the config lists."""
     sp, space, out = scfg.seed_points, scfg.space(), []
     if sp.baseline:
         out.append([])
     if sp.singles:
         out += [[t] for t in scfg.candidates if space.is_valid([t])]
-    out += [list(o) for o in sp.orders]
+    return out + [list(o) for o in sp.orders]
+
+
+def seed_point_orders(scfg, chain=None, log=print, prior=None) -> list[list[str]]:
+    """``prior``: the transferability prior (search.transfer.OrderPrior) when the driver has one already."""
+    sp, space, out = scfg.seed_points, scfg.space(), given_orders(scfg)
     if sp.heuristics and chain is None:
         raise ConfigError("search.seed_points.heuristics: the chain config is needed to compute them")
     for kind in sp.heuristics:  # curriculum / similarity orders (search/heuristics.py), one per length
