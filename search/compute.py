@@ -60,8 +60,9 @@ def devices_per_trial(config: dict | None) -> tuple[float, str]:
 
 
 def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, hardware: list[dict],
-              seeds: int) -> dict:
-    """Every figure of the report's compute section (pure)."""
+              seeds: int, every=None) -> dict:
+    """Every figure of the report's compute section (pure). ``every``: the work of every order of the
+    search's space once (search/plan.py ``Work``, per seed), for the share of it the search spent."""
     per, kind = devices_per_trial(config)
     timed = [times[r["trial_id"]] for r in rows if r["trial_id"] in times]
     seconds = sum(t["seconds"] for t in timed)
@@ -83,7 +84,19 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
         "stages_skipped": sum(max(0, int(_num(r.get("order_length")) or 0) - int(_num(r.get("stages_completed")) or 0))
                               for r in stopped) * seeds,
         "finetunes_skipped": len(stopped) * seeds,
+        # fine-tunes trained: completed trials that ran their chains (a replay reports an earlier result)
+        "finetunes": sum(r.get("status") == Status.COMPLETED and r.get("replayed") != "true" for r in rows) * seeds,
+        **(_share(count["stages_trained"], rows, seeds, every) if every is not None else {}),
     }
+
+
+def _share(trained: int, rows: list[dict], seeds: int, every) -> dict:
+    """The search's stage-trainings and fine-tunes against every order once with the stage cache (the
+    compute axis of bench/search_efficiency.py)."""
+    done = trained + sum(r.get("status") == Status.COMPLETED and r.get("replayed") != "true" for r in rows) * seeds
+    return {"exhaustive_orders": every.orders, "exhaustive_stages": every.stages * seeds,
+            "exhaustive_finetunes": every.orders * seeds,
+            "share_of_exhaustive": done / ((every.stages + every.orders) * seeds) if every.orders else None}
 
 
 def text(c: dict) -> str:
@@ -103,6 +116,11 @@ def text(c: dict) -> str:
     if c["stopped"]:
         out += (f" ASHA stopped {c['stopped']} trial(s) early, skipping {c['stages_skipped']} intermediate stage(s) "
                 f"and {c['finetunes_skipped']} target fine-tune(s) over seeds.")
+    if c.get("share_of_exhaustive") is not None:
+        out += (f" Every order of the space once ({c['exhaustive_orders']:,} orders) would take "
+                f"{c['exhaustive_stages']:,} stage-trainings and {c['exhaustive_finetunes']:,} fine-tunes over seeds "
+                f"with the stage cache; the search spent {c['share_of_exhaustive']:.0%} of that "
+                f"({c['stages_trained']} and {c['finetunes']}).")
     return out
 
 
@@ -112,4 +130,6 @@ def metrics(c: dict) -> dict[str, float]:
          "report_compute_stages_from_cache": float(c["stages_from_cache"])}
     if c["span_seconds"]:
         m["report_compute_span_hours"] = c["span_seconds"] / 3600.0
+    if c.get("share_of_exhaustive") is not None:
+        m["report_compute_share_of_exhaustive"] = c["share_of_exhaustive"]
     return {k: v for k, v in m.items() if math.isfinite(v)}

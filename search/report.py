@@ -156,6 +156,18 @@ def space_orders(exp: Experiment) -> list[str] | None:
         return None
 
 
+def space_work(exp: Experiment):
+    """What every order of the search's space once takes (search/plan.py ``Work``, per seed); None where
+    the config is missing or does not validate, or a constrained space is too large to list."""
+    from search.config import SearchConfig
+    from search.plan import exhaustive_work
+
+    try:
+        return exhaustive_work(SearchConfig.model_validate((exp.config or {})["search"]).space())
+    except Exception:  # no config, one from another version of itt: the share is left out
+        return None
+
+
 # ------------------------------------------------------------------ heuristic orders vs the searched best
 def compare_heuristics(exp: Experiment, board: list[dict], log=print) -> list[dict]:
     """Each heuristic's order(s), with their scores where the search ran them."""
@@ -869,7 +881,8 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
         res["pareto"] = pareto
     res["best_order"]["searcher"] = searcher_pick(exp)
     seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
-    res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds)
+    res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds,
+                                       every=None if confirm else space_work(exp))
     if confirm:
         res["confirmation"] = confirmation(json.loads(confirm), S.seed_figures(exp.scores.dropna(subset=["score"])), alpha)
     res = _json_safe(res)

@@ -79,3 +79,19 @@ def test_summary_against_a_hand_computation():
     m = C.metrics(c)
     assert m["report_compute_device_hours"] == pytest.approx(50 / 3600)
     assert m["report_compute_span_hours"] == pytest.approx(40 / 3600)
+    assert "share_of_exhaustive" not in c and "report_compute_share_of_exhaustive" not in m  # (no space given)
+
+
+def test_share_of_every_order_once_against_a_hand_computation():
+    """The search's stage-trainings and fine-tunes over seeds against every order once with the stage
+    cache (the compute axis of bench/search_efficiency.py); a replay trained nothing."""
+    from search.plan import Work
+
+    replay = {"trial_id": "d4", "status": "completed", "order": "x>y", "order_length": "2", "stages_completed": "2",
+              "stages_trained": "0", "stages_from_cache": "0", "replayed": "true"}
+    c = C.summarize(_rows() + [replay], {}, None, [], seeds=3, every=Work(orders=10, stages=9, uncached=15))
+    assert c["finetunes"] == 2 * 3 and (c["exhaustive_stages"], c["exhaustive_finetunes"]) == (27, 30)
+    assert c["share_of_exhaustive"] == pytest.approx((6 + 6) / (27 + 30))
+    assert "would take 27 stage-trainings and 30 fine-tunes over seeds with the stage cache; the search spent 21% " \
+           "of that (6 and 6)" in C.text(c)
+    assert C.metrics(c)["report_compute_share_of_exhaustive"] == pytest.approx(12 / 57)
