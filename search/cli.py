@@ -128,6 +128,8 @@ def cmd_space(args) -> int:
     from search.config import load_search
     from search.space import order_key
 
+    if args.samples < 0:
+        raise _usage(f"--samples {args.samples}: give 0 or more (orders to print)")
     scfg, chain, _ = load_search(args.config, args.set)
     timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
@@ -356,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("space", help="the orders of a config's search space (how many, a few drawn at random) and what "
                                       "the search will cost (stage-trainings; hours with --from)")
     sp.add_argument("config")
-    sp.add_argument("--samples", type=int, default=5)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--samples", type=int, default=5, help="orders to print, drawn uniformly (default 5)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--heuristic", choices=["curriculum", "similarity", "transferability"],
                     help="also print the heuristic order per length: curriculum (easy to hard), similarity "

@@ -143,6 +143,9 @@ def test_itt_space_prints_the_plan_and_hours_from_a_pilot(tmp_path, capsys):
 def test_itt_space_bad_pilot_is_one_line(tmp_path, capsys):
     cfg = tmp_path / "s.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "search": {"candidates": ["toy_topic", "toy_align"], "length": 1}}))
+    assert main(["space", str(cfg), "--samples", "-1"]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.strip() == "error: --samples -1: give 0 or more (orders to print)" and not cap.out
     (tmp_path / "sim").mkdir()
     (tmp_path / "sim" / "results.csv").write_text("trial_id,order,status\nt0,toy_topic,completed\n")
     for where, needle in [(tmp_path / "nope", "no results.csv"), (tmp_path / "sim", "no trial with measured seconds")]:
