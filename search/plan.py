@@ -148,6 +148,17 @@ def make(scfg, chain) -> Plan:
     return Plan(scfg, len(scfg.seeds or chain.seeds), every, trials, budget(scfg, min(trials, every.orders)))
 
 
+def confirmation(p: Plan) -> dict | None:
+    """``search.confirm`` (``itt confirm`` after the search): its orders (None for "set": known after the
+    search), whether F comes too, its fresh seeds and its settings (the base and each ``vary`` value)."""
+    c = p.scfg.confirm
+    if c is None:
+        return None
+    top = c.top if isinstance(c.top, int) else None
+    return {"orders": top, "baseline": p.scfg.space().is_valid([]), "seeds": len(c.seeds or []) or max(5, p.seeds),
+            "settings": 1 + sum(len(v) for v in c.vary.values()), "longest": max(p.scfg.lengths)}
+
+
 def count_lines(p: Plan) -> list[str]:
     """The plan in stage-trainings and fine-tunes, as ``itt space`` prints it."""
     b, every, trials = p.budget, p.every, p.trials
@@ -157,15 +168,28 @@ def count_lines(p: Plan) -> list[str]:
            f"{every.orders:,} fine-tunes"]
     head = f"  this search, {trials:,} trials ({b['fixed']} seed point(s) first"
     if p.scfg.hparams:  # (a prefix is shared only between trials of the same stage hyperparameters)
-        return out + [f"{head}, searched hyperparameters): up to {b['uncached'] * trials / b['trials']:,.0f} "
-                      f"stage-trainings (the stage cache shares a prefix between trials with the same stage "
-                      f"hyperparameters only), {trials:,} fine-tunes"]
-    share = trials / every.orders
-    spread = f"{b['stages_lo']:,.0f}-{b['stages_hi']:,.0f}" if b["stages_hi"] > b["stages_lo"] else f"{b['stages']:,.0f}"
-    return out + [f"{head}; {f'{share:.0%}' if share >= 0.01 else f'{share:.2%}'} of the orders): {spread} "
-                  f"stage-trainings if its other orders were drawn at random ({b['uncached']:,.0f} without the stage "
-                  f"cache), {trials:,} fine-tunes; order_bo continues trained prefixes where it can and ASHA's stops "
-                  f"skip the rest of an order, so a search needs at most about that"]
+        out.append(f"{head}, searched hyperparameters): up to {b['uncached'] * trials / b['trials']:,.0f} "
+                   f"stage-trainings (the stage cache shares a prefix between trials with the same stage "
+                   f"hyperparameters only), {trials:,} fine-tunes")
+    else:
+        share = trials / every.orders
+        spread = f"{b['stages_lo']:,.0f}-{b['stages_hi']:,.0f}" if b["stages_hi"] > b["stages_lo"] else f"{b['stages']:,.0f}"
+        out.append(f"{head}; {f'{share:.0%}' if share >= 0.01 else f'{share:.2%}'} of the orders): {spread} "
+                   f"stage-trainings if its other orders were drawn at random ({b['uncached']:,.0f} without the stage "
+                   f"cache), {trials:,} fine-tunes; order_bo continues trained prefixes where it can and ASHA's stops "
+                   f"skip the rest of an order, so a search needs at most about that")
+    c = confirmation(p)
+    if c is not None:
+        what = f"its {c['orders']} best orders" if c["orders"] else "the orders that could be best (known after it)"
+        times = f" x {c['settings']} settings (search.confirm.vary)" if c["settings"] > 1 else ""
+        if c["orders"]:
+            stages, tunes = c["orders"] * c["longest"], c["orders"] + c["baseline"]
+            cost = f"at most {stages * c['seeds'] * c['settings']:,} stage-trainings and {tunes * c['seeds'] * c['settings']:,} fine-tunes in all"
+        else:
+            cost = f"at most {c['longest']} stage-trainings and 1 fine-tune per order and seed"
+        out.append(f"  then itt confirm (search.confirm): {what}{' and F' if c['baseline'] else ''} on "
+                   f"{c['seeds']} fresh seeds{times}: {cost} (fresh seeds share no prefix with the search)")
+    return out
 
 
 def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
@@ -190,10 +214,18 @@ def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
     count = task_counts if p.scfg.hparams else stage_tasks  # (searched hyperparameters: no shared prefixes)
     mine = float(np.median([timing.seconds(count(o), len(o)) for o in p.budget["orders"]]))
     mine *= p.seeds * p.trials / p.budget["trials"]
-    return out + [f"  every order once: about {hours(full)} of trial time = {full * per / 3600:,.3g} {kind}-hours "
-                  f"({per:g} {kind}(s) per trial)",
-                  f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
-                  f"were drawn at random (the trials' chains: a trial's start-up and the searcher come on top)"]
+    out += [f"  every order once: about {hours(full)} of trial time = {full * per / 3600:,.3g} {kind}-hours "
+            f"({per:g} {kind}(s) per trial)",
+            f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
+            f"were drawn at random (the trials' chains: a trial's start-up and the searcher come on top)"]
+    c = confirmation(p)
+    if c is not None and c["orders"]:  # (its orders at the longest length, each stage a median one)
+        stage = float(np.median(list(timing.stage.values()))) if timing.stage else 0.0
+        one = (c["orders"] * c["longest"] * (stage + timing.per_stage)
+               + (c["orders"] + c["baseline"]) * (timing.finetune + timing.per_chain))
+        most = one * c["seeds"] * c["settings"]
+        out.append(f"  then itt confirm: at most about {hours(most)} = {most * per / 3600:,.3g} {kind}-hours")
+    return out
 
 
 # ------------------------------------------------------------------ hours, from a pilot

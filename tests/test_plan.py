@@ -166,3 +166,19 @@ def test_curriculum_from_a_search_without_seconds_still_works(tmp_path, capsys):
     assert main(["space", str(cfg), "--samples", "0", "--heuristic", "curriculum", "--from", str(tmp_path / "sim")]) == 0
     out = capsys.readouterr().out
     assert "order: toy_topic>toy_align" in out and "hours" not in out  # easy (high score) first
+
+
+def test_the_plan_counts_the_confirmation_the_config_asks_for(tmp_path, capsys):
+    """search.confirm: its orders at the longest length and F, on its fresh seeds, per setting of vary."""
+    search = {"candidates": ["toy_topic", "toy_align", "toy_length"], "length": [0, 2], "num_samples": 6,
+              "confirm": {"top": 2, "seeds": [7, 8, 9], "vary": {"finetune.lr": [1e-4, 3e-4]}}}
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "search": search}))
+    assert main(["space", str(cfg), "--samples", "0", "--from", str(_pilot(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    # 2 orders x 2 stages, 3 fine-tunes (with F), 3 seeds, 3 settings (the base and two learning rates)
+    assert "its 2 best orders and F on 3 fresh seeds x 3 settings (search.confirm.vary): at most 36 " \
+           "stage-trainings and 27 fine-tunes in all" in out
+    median_stage = 20.0  # of the pilot's 10, 20 and 40 s
+    most = (2 * 2 * (median_stage + PER_STAGE) + 3 * (FINETUNE + PER_CHAIN)) * 3 * 3
+    assert f"then itt confirm: at most about {plan.hours(most)}" in out
