@@ -13,8 +13,8 @@ evaluation on one seed. Every figure is per seed; a search runs each of its ``se
   other orders need if they were drawn at random (Monte Carlo over seeded draws of distinct orders).
   A cost-aware searcher (order_bo) continues trained prefixes where it can, and ASHA's stops skip the
   rest of an order, so a real search needs at most about that.
-* ``Timing`` / ``timing_from``: hours, from an earlier search on the same hardware and settings (a
-  pilot): each task's median seconds per stage (each prefix and seed once: a stage a chain took from the
+* ``Timing`` / ``timing_from``: hours, from an earlier search on the same hardware and settings, or one
+  chain of ``itt run`` (a pilot): each task's median seconds per stage (each prefix and seed once: a stage a chain took from the
   cache carries the seconds of its training), the target fine-tune's, and per chain and per
   stage-training what else a trial spends (loading, probes, evaluation: non-negative least squares over
   the pilot's trials' wall times). ``Timing.check`` replays the pilot's own trials through the fit.
@@ -273,22 +273,17 @@ def task_counts(orders) -> dict[str, int]:
 
 def timing_from(exp_dir: str) -> Timing:
     """Seconds measured by an earlier search's trials (``trials/<id>/results.json``: the chain's wall time,
-    each seed's stages). A trial's seeds advance in lockstep in one process, so its wall time is the sum
-    of their work; replays (an earlier result reported again) trained nothing and are left out."""
-    import yaml
-
-    from search.tracking import read_rows, storage_of
+    each seed's stages), or by one chain (``itt run``'s folder). A trial's seeds advance in lockstep in one
+    process, so its wall time is the sum of their work; replays (an earlier result reported again)
+    trained nothing and are left out."""
+    from search.tracking import storage_of
 
     st = storage_of(exp_dir, "--from")
-    if not st.exists("results.csv"):
-        raise UserError(f"--from {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
+    records, config = _pilot_records(st, exp_dir)
     stage_seconds: dict[tuple, float] = {}  # (prefix, seed) -> its training's seconds (a cached stage carries them too)
     fine, runs, hardware = [], [], set()
-    for r in read_rows(st):
-        if not r.get("trial_id") or r.get("replayed") == "true":
-            continue
-        res = json.loads(st.read_text("trials", r["trial_id"], "results.json") or "null")
-        if not res or res.get("simulated") or res.get("wall_seconds") is None:
+    for res in records:
+        if res.get("simulated") or res.get("wall_seconds") is None:
             continue
         hw = res.get("hardware") or {}
         hardware.add(f"{hw.get('device_name') or '?'} ({hw.get('device') or '?'})")
@@ -300,11 +295,28 @@ def timing_from(exp_dir: str) -> Timing:
     per_task: dict[str, list[float]] = {}
     for (prefix, _), secs in stage_seconds.items():
         per_task.setdefault(prefix[-1], []).append(secs)
-    text = st.read_text("tracking", "config.yaml")
     return Timing(stage={t: float(np.median(v)) for t, v in per_task.items()},
                   finetune=float(np.median(fine)) if fine else 0.0, per_chain=per_chain, per_stage=per_stage,
-                  runs=runs, source=f"{st.display}: {len(runs)} trials on {'; '.join(sorted(hardware))}",
-                  config=yaml.safe_load(text) if text else None)
+                  runs=runs, source=f"{st.display}: {len(runs)} {'trials' if len(runs) > 1 else 'run'} on "
+                                    f"{'; '.join(sorted(hardware))}", config=config)
+
+
+def _pilot_records(st, exp_dir: str) -> tuple[list[dict], dict | None]:
+    """The pilot's chain records (results.json) and the config its chains ran."""
+    import yaml
+
+    from search.tracking import read_rows
+
+    if st.exists("results.csv"):  # a search: each trial's record, and the config it kept
+        rows = [r for r in read_rows(st) if r.get("trial_id") and r.get("replayed") != "true"]
+        records = [json.loads(st.read_text("trials", r["trial_id"], "results.json") or "null") for r in rows]
+        text = st.read_text("tracking", "config.yaml")
+        return [x for x in records if x], yaml.safe_load(text) if text else None
+    res = json.loads(st.read_text("results.json") or "null")
+    if res is None:
+        raise UserError(f"--from {exp_dir}: neither an `itt search` experiment (results.csv) nor an `itt run` "
+                        f"folder (results.json)")
+    return [res], res.get("config")
 
 
 def _run(res: dict, stage_seconds: dict, fine: list) -> dict:

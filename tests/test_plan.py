@@ -148,7 +148,7 @@ def test_itt_space_bad_pilot_is_one_line(tmp_path, capsys):
     assert cap.err.strip() == "error: --samples -1: give 0 or more (orders to print)" and not cap.out
     (tmp_path / "sim").mkdir()
     (tmp_path / "sim" / "results.csv").write_text("trial_id,order,status\nt0,toy_topic,completed\n")
-    for where, needle in [(tmp_path / "nope", "no results.csv"), (tmp_path / "sim", "no trial with measured seconds")]:
+    for where, needle in [(tmp_path / "nope", "neither an `itt search` experiment"), (tmp_path / "sim", "no trial with measured seconds")]:
         assert main(["space", str(cfg), "--from", str(where)]) == 2
         cap = capsys.readouterr()
         err = cap.err.strip().splitlines()
@@ -182,3 +182,25 @@ def test_the_plan_counts_the_confirmation_the_config_asks_for(tmp_path, capsys):
     median_stage = 20.0  # of the pilot's 10, 20 and 40 s
     most = (2 * 2 * (median_stage + PER_STAGE) + 3 * (FINETUNE + PER_CHAIN)) * 3 * 3
     assert f"then itt confirm: at most about {plan.hours(most)}" in out
+
+
+def test_one_chain_of_itt_run_is_a_pilot_too(tmp_path):
+    """An `itt run` folder (one results.json, its config inside) measures the seconds of one chain."""
+    from itt.config import load_config
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    chain = load_config(cfg)
+    seeds = {str(s): {"stages": [{"task": "toy_topic", "seconds": STAGE["toy_topic"]},
+                                 {"task": "toy_length", "seconds": STAGE["toy_length"]},
+                                 {"task": "toy_xnli", "seconds": FINETUNE}]} for s in (0, 1)}
+    wall = 2 * (STAGE["toy_topic"] + STAGE["toy_length"] + 2 * PER_STAGE + FINETUNE + PER_CHAIN)
+    run = tmp_path / "runs" / "one"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"order": ["toy_topic", "toy_length"], "target": "toy_xnli",
+                                                  "seeds": seeds, "wall_seconds": wall, "hardware": {"device": "cpu"},
+                                                  "config": chain.model_dump(mode="json")}))
+    t = plan.timing_from(str(run))
+    assert t.stage == {"toy_topic": 10.0, "toy_length": 40.0} and t.finetune == FINETUNE
+    assert t.check() == pytest.approx((wall, wall)) and "1 run on" in t.source
+    assert plan.differences(t.config, chain) == []
