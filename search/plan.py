@@ -201,8 +201,12 @@ def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
     shown = ", ".join(f"{t} {hours(s)}" for t, s in sorted(timing.stage.items()))
     out = [f"hours, at the seconds measured by {timing.source}: a stage {shown}; the target fine-tune "
            f"{hours(timing.finetune)}; besides training {hours(timing.per_chain)} per chain and "
-           f"{hours(timing.per_stage)} per stage-training (the pilot's own trials: {hours(est)} by this fit, "
+           f"{hours(timing.per_stage)} per stage-training (the pilot's own {'trials' if len(timing.runs) > 1 else 'run'}: "
+           f"{hours(est)} by this fit, "
            f"{hours(measured)} measured)"]
+    if len(timing.runs) == 1:
+        out.append("  one run: what it spent besides training does not split into per chain and per stage-training, "
+                   "so these hours are rougher; a pilot search of a few trials tells the two apart")
     unmeasured = [t for t in p.scfg.candidates if t not in timing.stage]
     if unmeasured:
         out.append(f"  not measured there: {', '.join(unmeasured)} (taken as the median stage)")
