@@ -1044,6 +1044,12 @@ def answer(res: dict, where: str) -> list[str]:
         lines.append(f"Pareto front ({', '.join(o['name'] for o in pa['objectives'])}, dev): "
                      + "; ".join(f"{show(r['order'])} (test mean {_x(r['test_mean'])}, worst {_x(r['test_worst'])})"
                                  for r in pa["front"]) + ".")
+    c = res.get("compute") or {}
+    if c.get("trials"):
+        share = (f"; {c['share_of_exhaustive']:.0%} of the stage-trainings and fine-tunes every order once would take"
+                 if c.get("share_of_exhaustive") is not None else "")
+        lines.append(f"Compute: {c['device_hours']:.3g} {c['device_kind']}-hours over {c['trials']} trials "
+                     f"({c['chains']} chains){share}.")
     lines.append(f"Report: {where}/report.html")
     return lines
 

@@ -293,6 +293,7 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
                and "epsilon² = " in x for x in answer), answer
     assert any(x.startswith("IF vs F: F 0.") and "best IF (toy_topic" in x and "significant in" in x for x in answer), answer
     assert any(x.startswith("Best order: toy_topic") and "over 3 seed(s), 95% interval [" in x for x in answer), answer
+    assert any(x.startswith("Compute: ") and "trials (" in x and "every order once would take" in x for x in answer), answer
     first = json.loads((exp / "report" / "report.json").read_text())
     said = next(h for h in first["heuristics"] if h["kind"] == "transferability")  # no prior.json: not measured
     assert "measured no transferability prior" in said["error"] and said["command"].startswith("itt rank ")
