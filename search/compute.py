@@ -69,6 +69,8 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
     span = (max(t["end"] for t in timed) - min(t["start"] for t in timed)) if timed else None
     stopped = [r for r in rows if r.get("status") == Status.STOPPED]
     count = {k: sum(int(_num(r.get(k)) or 0) for r in rows) for k in ("stages_trained", "stages_from_cache")}
+    # fine-tunes trained: completed trials that ran their chains (a replay reports an earlier result)
+    finetunes = sum(r.get("status") == Status.COMPLETED and r.get("replayed") != "true" for r in rows) * seeds
     names = sorted({f"{h.get('device_name') or h.get('device')} ({h.get('device')})" for h in hardware if h})
     return {
         "trials": len(rows), "timed_trials": len(timed), "seeds_per_trial": seeds, "chains": len(rows) * seeds,
@@ -84,16 +86,14 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
         "stages_skipped": sum(max(0, int(_num(r.get("order_length")) or 0) - int(_num(r.get("stages_completed")) or 0))
                               for r in stopped) * seeds,
         "finetunes_skipped": len(stopped) * seeds,
-        # fine-tunes trained: completed trials that ran their chains (a replay reports an earlier result)
-        "finetunes": sum(r.get("status") == Status.COMPLETED and r.get("replayed") != "true" for r in rows) * seeds,
-        **(_share(count["stages_trained"], rows, seeds, every) if every is not None else {}),
+        "finetunes": finetunes,
+        **(_share(count["stages_trained"] + finetunes, seeds, every) if every is not None else {}),
     }
 
 
-def _share(trained: int, rows: list[dict], seeds: int, every) -> dict:
-    """The search's stage-trainings and fine-tunes against every order once with the stage cache (the
-    compute axis of bench/search_efficiency.py)."""
-    done = trained + sum(r.get("status") == Status.COMPLETED and r.get("replayed") != "true" for r in rows) * seeds
+def _share(done: int, seeds: int, every) -> dict:
+    """The search's stage-trainings and fine-tunes (``done``, over seeds) against every order once with the
+    stage cache (the compute axis of bench/search_efficiency.py)."""
     return {"exhaustive_orders": every.orders, "exhaustive_stages": every.stages * seeds,
             "exhaustive_finetunes": every.orders * seeds,
             "share_of_exhaustive": done / ((every.stages + every.orders) * seeds) if every.orders else None}
