@@ -34,6 +34,8 @@ from search.space import OrderSpace
 
 DRAWS = 200  # Monte Carlo draws of the orders a search does not fix in advance
 LIST_UP_TO = 200_000  # spaces up to this size are listed to draw from; larger ones by rejection
+COVERS = {"trial": "trial time, start-up included; the searcher's own on top",  # what a pilot's seconds cover
+          "chain": "chain time: a trial's start-up and the searcher on top"}
 # the chain settings whose difference from the pilot's makes its seconds another search's
 COMPARED = ("model", "target", "tasks", "train", "stages", "finetune", "hardware", "toy", "probe", "eval")
 
@@ -221,7 +223,7 @@ def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
     out += [f"  every order once: about {hours(full)} of trial time = {full * per / 3600:,.3g} {kind}-hours "
             f"({per:g} {kind}(s) per trial)",
             f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
-            f"were drawn at random (the trials' chains: a trial's start-up and the searcher come on top)"]
+            f"were drawn at random ({COVERS[timing.clock]})"]
     c = confirmation(p)
     if c is not None and c["orders"]:  # (its orders at the longest length, each stage a median one)
         stage = float(np.median(list(timing.stage.values()))) if timing.stage else 0.0
@@ -251,6 +253,11 @@ class Timing:
         stages = sum(c * (self.stage_seconds(t) + self.per_stage) for t, c in stage_tasks.items())
         return stages + finetunes * (self.finetune + self.per_chain)
 
+    @property
+    def clock(self) -> str:
+        """What the seconds cover: a trial's start to end (a search pilot) or its chains only."""
+        return "trial" if self.runs and all(r.get("trial_clock") for r in self.runs) else "chain"
+
     def check(self) -> tuple[float, float]:
         """(the fit's seconds for the pilot's own trials, their measured seconds)."""
         est = sum(sum(self.stage_seconds(t) + self.per_stage for t in r["trained"]) + r["chains"] * self.per_chain
@@ -276,10 +283,11 @@ def task_counts(orders) -> dict[str, int]:
 
 
 def timing_from(exp_dir: str) -> Timing:
-    """Seconds measured by an earlier search's trials (``trials/<id>/results.json``: the chain's wall time,
-    each seed's stages), or by one chain (``itt run``'s folder). A trial's seeds advance in lockstep in one
-    process, so its wall time is the sum of their work; replays (an earlier result reported again)
-    trained nothing and are left out."""
+    """Seconds measured by an earlier search's trials (each trial's time from the search's records, from
+    start to end as its driver saw it; ``trials/<id>/results.json``: each seed's stages), or by one chain
+    (``itt run``'s folder: its wall time). A trial's seeds advance in lockstep in one process, so its
+    time is the sum of their work; replays (an earlier result reported again) trained nothing and are
+    left out."""
     from search.tracking import storage_of
 
     st = storage_of(exp_dir, "--from")
@@ -311,11 +319,18 @@ def _pilot_records(st, exp_dir: str) -> tuple[list[dict], dict | None]:
 
     from search.tracking import read_rows
 
-    if st.exists("results.csv"):  # a search: each trial's record, and the config it kept
+    if st.exists("results.csv"):  # a search: each trial's record with its time as the driver saw it
+        from search.compute import trial_times
+
+        times = trial_times(st)
         rows = [r for r in read_rows(st) if r.get("trial_id") and r.get("replayed") != "true"]
-        records = [json.loads(st.read_text("trials", r["trial_id"], "results.json") or "null") for r in rows]
+        records = []
+        for r in rows:
+            res = json.loads(st.read_text("trials", r["trial_id"], "results.json") or "null")
+            if res:
+                records.append({**res, "trial_seconds": (times.get(r["trial_id"]) or {}).get("seconds")})
         text = st.read_text("tracking", "config.yaml")
-        return [x for x in records if x], yaml.safe_load(text) if text else None
+        return records, yaml.safe_load(text) if text else None
     res = json.loads(st.read_text("results.json") or "null")
     if res is None:
         raise UserError(f"--from {exp_dir}: neither an `itt search` experiment (results.csv) nor an `itt run` "
@@ -324,8 +339,9 @@ def _pilot_records(st, exp_dir: str) -> tuple[list[dict], dict | None]:
 
 
 def _run(res: dict, stage_seconds: dict, fine: list) -> dict:
-    """One trial's chains: the stages it trained (not from the cache), its fine-tunes, its wall time and
-    the seconds its stages and fine-tunes account for (the rest is what ``_overheads`` fits)."""
+    """One trial's chains: the stages it trained (not from the cache), its fine-tunes, its time (the
+    trial's as the search's driver saw it, else its chains' wall time) and the seconds its stages and
+    fine-tunes account for (the rest is what ``_overheads`` fits)."""
     order, target = list(res.get("order") or []), res.get("target")
     trained, known, finetunes = [], 0.0, 0
     for seed, sr in res.get("seeds", {}).items():
@@ -342,8 +358,9 @@ def _run(res: dict, stage_seconds: dict, fine: list) -> dict:
                 fine.append(float(s["seconds"]))
                 known += float(s["seconds"])
                 finetunes += 1
-    return {"trained": trained, "chains": len(res.get("seeds", {})), "finetunes": finetunes,
-            "seconds": float(res["wall_seconds"]), "known": known}
+    trial = res.get("trial_seconds")  # (start-up and retries included; an `itt run` has its chains' only)
+    return {"trained": trained, "chains": len(res.get("seeds", {})), "finetunes": finetunes, "known": known,
+            "seconds": float(trial if trial is not None else res["wall_seconds"]), "trial_clock": trial is not None}
 
 
 def _overheads(runs: list[dict]) -> tuple[float, float]:
@@ -378,4 +395,4 @@ def differences(pilot: dict | None, chain) -> list[str]:
 
 def hours(s: float) -> str:
     """A duration as a person reads it: seconds, minutes or hours."""
-    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:,.1f} h"
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:,.1f} h"
