@@ -204,3 +204,19 @@ def test_one_chain_of_itt_run_is_a_pilot_too(tmp_path):
     assert t.stage == {"toy_topic": 10.0, "toy_length": 40.0} and t.finetune == FINETUNE
     assert t.check() == pytest.approx((wall, wall)) and "1 run on" in t.source
     assert plan.differences(t.config, chain) == []
+
+
+def test_a_search_pilot_counts_its_trials_start_up(tmp_path):
+    """Where the search recorded its trials' times (tracking/trials: start to end as the driver saw them),
+    those are the seconds fitted: a trial's start-up lands in its per-chain overhead."""
+    exp = _pilot(tmp_path)
+    (exp / "tracking" / "trials").mkdir(parents=True)
+    startup = 6.0
+    for tid in ("t0", "t1", "t2", "t3", "t4"):
+        wall = json.loads((exp / "trials" / tid / "results.json").read_text())["wall_seconds"]
+        (exp / "tracking" / "trials" / f"{tid}.json").write_text(
+            json.dumps({"trial_id": tid, "started": 100.0, "ended": 100.0 + wall + startup}))
+    t = plan.timing_from(str(exp))
+    assert t.clock == "trial" and t.per_chain == pytest.approx(PER_CHAIN + startup / 2)  # 2 seeds per trial
+    assert t.per_stage == pytest.approx(PER_STAGE) and t.check()[0] == pytest.approx(t.check()[1])
+    assert plan.timing_from(str(_pilot(tmp_path / "other"))).clock == "chain"  # (no records: the chains' wall time)
