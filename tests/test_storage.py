@@ -141,6 +141,12 @@ def test_itt_search_on_s3(s3, tmp_path):
     dedup = st.fs.get_file_info(pafs.FileSelector(st.path("dedup")))
     assert len(dedup) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
+    # the search in the bucket as `itt space --from`'s pilot: its trials' seconds read from there
+    from search import plan
+
+    base, _, query = uri.partition("?")
+    timing = plan.timing_from(f"{base}/s3demo?{query}")
+    assert len(timing.runs) == 2 and timing.clock == "trial" and set(timing.stage) == {"toy_topic", "toy_length"}
     # MLflow (the session's store, see conftest): the best trial's checkpoint, read from the bucket
     from mlflow.tracking import MlflowClient
 
