@@ -212,6 +212,10 @@ def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
     unmeasured = [t for t in p.scfg.candidates if t not in timing.stage]
     if unmeasured:
         out.append(f"  not measured there: {', '.join(unmeasured)} (taken as the median stage)")
+    on_gpu = p.scfg.resources.gpus_per_worker > 0
+    if timing.devices and (on_gpu == (timing.devices <= {"cpu"})):  # a CPU pilot for a GPU search, or the reverse
+        out.append(f"  the pilot ran on {', '.join(sorted(timing.devices))}; this search's trials hold "
+                   f"{'GPUs' if on_gpu else 'CPUs only'}: its seconds are another device's")
     differ = differences(timing.config, chain)
     if differ:
         out.append(f"  its trials ran other settings ({', '.join(differ[:6])}{', ...' if len(differ) > 6 else ''}): "
@@ -244,6 +248,7 @@ class Timing:
     runs: list[dict]  # the pilot's trials: {"trained": [tasks over seeds], "chains", "finetunes", "seconds"}
     source: str
     config: dict | None = None
+    devices: frozenset = frozenset()  # the kinds of device its chains ran on ("cpu", "cuda", ...)
 
     def stage_seconds(self, task: str) -> float:
         return self.stage.get(task, float(np.median(list(self.stage.values()))) if self.stage else 0.0)
@@ -293,12 +298,13 @@ def timing_from(exp_dir: str) -> Timing:
     st = storage_of(exp_dir, "--from")
     records, config = _pilot_records(st, exp_dir)
     stage_seconds: dict[tuple, float] = {}  # (prefix, seed) -> its training's seconds (a cached stage carries them too)
-    fine, runs, hardware = [], [], set()
+    fine, runs, hardware, devices = [], [], set(), set()
     for res in records:
         if res.get("simulated") or res.get("wall_seconds") is None:
             continue
         hw = res.get("hardware") or {}
         hardware.add(f"{hw.get('device_name') or '?'} ({hw.get('device') or '?'})")
+        devices.add(hw.get("device") or "?")
         runs.append(_run(res, stage_seconds, fine))
     if not runs:
         raise UserError(f"--from {exp_dir}: no trial with measured seconds (trials/<id>/results.json of real, "
@@ -310,7 +316,7 @@ def timing_from(exp_dir: str) -> Timing:
     return Timing(stage={t: float(np.median(v)) for t, v in per_task.items()},
                   finetune=float(np.median(fine)) if fine else 0.0, per_chain=per_chain, per_stage=per_stage,
                   runs=runs, source=f"{st.display}: {len(runs)} {'trials' if len(runs) > 1 else 'run'} on "
-                                    f"{'; '.join(sorted(hardware))}", config=config)
+                                    f"{'; '.join(sorted(hardware))}", config=config, devices=frozenset(devices))
 
 
 def _pilot_records(st, exp_dir: str) -> tuple[list[dict], dict | None]:

@@ -220,3 +220,15 @@ def test_a_search_pilot_counts_its_trials_start_up(tmp_path):
     assert t.clock == "trial" and t.per_chain == pytest.approx(PER_CHAIN + startup / 2)  # 2 seeds per trial
     assert t.per_stage == pytest.approx(PER_STAGE) and t.check()[0] == pytest.approx(t.check()[1])
     assert plan.timing_from(str(_pilot(tmp_path / "other"))).clock == "chain"  # (no records: the chains' wall time)
+
+
+def test_a_cpu_pilot_for_a_gpu_search_is_named(tmp_path, capsys):
+    search = {"candidates": ["toy_topic", "toy_align"], "length": 1}
+    pilot = _pilot(tmp_path)  # its chains ran on "cpu"
+    for gpus, said in ((0, False), (1, True)):
+        cfg = tmp_path / f"s{gpus}.yaml"
+        cfg.write_text(yaml.safe_dump({**TINY, "search": {**search, "resources": {"gpus_per_worker": gpus}}}))
+        assert main(["space", str(cfg), "--samples", "0", "--from", str(pilot)]) == 0
+        out = capsys.readouterr().out
+        assert ("the pilot ran on cpu; this search's trials hold GPUs" in out) == said
+        assert (" GPU-hours (1 GPU(s) per trial)" in out) == said
