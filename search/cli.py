@@ -130,6 +130,8 @@ def cmd_space(args) -> int:
 
     if args.samples < 0:
         raise _usage(f"--samples {args.samples}: give 0 or more (orders to print)")
+    if args.json and Path(args.json).is_dir():
+        raise _usage(f"--json {args.json}: is a folder; give a file path")
     scfg, chain, _ = load_search(args.config, args.set)
     timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
@@ -142,6 +144,12 @@ def cmd_space(args) -> int:
         print("  " + (order_key(o) or "(F: empty order)"))
     p = plan.make(scfg, chain)
     print("\n".join(plan.count_lines(p) + (plan.hour_lines(p, timing, chain) if timing else [])))
+    if args.json:
+        import json
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(plan.as_json(p, space, timing), indent=1))
+        print(f"json: {args.json}")
     if args.heuristic:
         _print_heuristic(args, scfg, chain)
     return 0
@@ -360,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("config")
     sp.add_argument("--samples", type=int, default=5, help="orders to print, drawn uniformly (default 5)")
     sp.add_argument("--seed", type=int, default=0, help="seed of that draw (default 0)")
+    sp.add_argument("--json", metavar="PATH", help="also write the plan's figures here (counts; seconds with --from)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--heuristic", choices=["curriculum", "similarity", "transferability"],
                     help="also print the heuristic order per length: curriculum (easy to hard), similarity "

@@ -8,7 +8,8 @@ evaluation on one seed. Every figure is per seed; a search runs each of its ``se
 * ``work``: those counts for a set of orders, with and without the stage cache.
 * ``exhaustive_work``: every order of the space once (a closed form where the space has no
   constraints, so spaces too large to list are counted too).
-* ``make`` / ``count_lines`` / ``hour_lines``: the plan of one config, in words (``itt space``).
+* ``make`` / ``count_lines`` / ``hour_lines``: the plan of one config, in words (``itt space``);
+  ``as_json``: its figures (``itt space --json``).
 * ``budget``: this search's ``num_samples`` trials: its seed points first, and the stage-trainings its
   other orders need if they were drawn at random (Monte Carlo over seeded draws of distinct orders).
   A cost-aware searcher (order_bo) continues trained prefixes where it can, and ASHA's stops skip the
@@ -194,21 +195,53 @@ def count_lines(p: Plan) -> list[str]:
     return out
 
 
-def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
-    """The plan in hours at a pilot's seconds, as ``itt space --from`` prints it."""
+def hour_figures(p: Plan, timing: "Timing") -> dict:
+    """The plan's seconds at a pilot's: every order once, this search (median over its draws), and the
+    confirmation's upper bound (None where its orders are known only after the search)."""
     from search.compute import devices_per_trial
 
     per, kind = devices_per_trial({"search": {"resources": p.scfg.resources.model_dump()}})
+    full = timing.seconds(exhaustive_prefix_tasks(p.scfg.space()), p.every.orders) * p.seeds
+    count = task_counts if p.scfg.hparams else stage_tasks  # (searched hyperparameters: no shared prefixes)
+    mine = float(np.median([timing.seconds(count(o), len(o)) for o in p.budget["orders"]]))
+    mine *= p.seeds * p.trials / p.budget["trials"]
+    c, most = confirmation(p), None
+    if c is not None and c["orders"]:  # (its orders at the longest length, each stage a median one)
+        stage = float(np.median(list(timing.stage.values()))) if timing.stage else 0.0
+        one = (c["orders"] * c["longest"] * (stage + timing.per_stage)
+               + (c["orders"] + c["baseline"]) * (timing.finetune + timing.per_chain))
+        most = one * c["seeds"] * c["settings"]
     est, measured = timing.check()
+    return {"devices_per_trial": per, "device_kind": kind, "clock": timing.clock, "every_seconds": full,
+            "search_seconds": mine, "confirm_seconds": most, "fit_seconds": est, "measured_seconds": measured}
+
+
+def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
+    """The plan in hours at a pilot's seconds, as ``itt space --from`` prints it."""
+    h = hour_figures(p, timing)
+    per, kind = h["devices_per_trial"], h["device_kind"]
     shown = ", ".join(f"{t} {hours(s)}" for t, s in sorted(timing.stage.items()))
     out = [f"hours, at the seconds measured by {timing.source}: a stage {shown}; the target fine-tune "
            f"{hours(timing.finetune)}; besides training {hours(timing.per_chain)} per chain and "
            f"{hours(timing.per_stage)} per stage-training (the pilot's own {'trials' if len(timing.runs) > 1 else 'run'}: "
-           f"{hours(est)} by this fit, "
-           f"{hours(measured)} measured)"]
+           f"{hours(h['fit_seconds'])} by this fit, {hours(h['measured_seconds'])} measured)"]
     if len(timing.runs) == 1:
         out.append("  one run: what it spent besides training does not split into per chain and per stage-training, "
                    "so these hours are rougher; a pilot search of a few trials tells the two apart")
+    out += _caveats(p, timing, chain)
+    full, mine, most = h["every_seconds"], h["search_seconds"], h["confirm_seconds"]
+    out += [f"  every order once: about {hours(full)} of trial time = {full * per / 3600:,.3g} {kind}-hours "
+            f"({per:g} {kind}(s) per trial)",
+            f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
+            f"were drawn at random ({COVERS[timing.clock]})"]
+    if most is not None:
+        out.append(f"  then itt confirm: at most about {hours(most)} = {most * per / 3600:,.3g} {kind}-hours")
+    return out
+
+
+def _caveats(p: Plan, timing: "Timing", chain) -> list[str]:
+    """Where the pilot's seconds are not this search's: tasks it did not train, another device, other settings."""
+    out = []
     unmeasured = [t for t in p.scfg.candidates if t not in timing.stage]
     if unmeasured:
         out.append(f"  not measured there: {', '.join(unmeasured)} (taken as the median stage)")
@@ -220,21 +253,20 @@ def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
     if differ:
         out.append(f"  its trials ran other settings ({', '.join(differ[:6])}{', ...' if len(differ) > 6 else ''}): "
                    f"their seconds are another search's")
-    full = timing.seconds(exhaustive_prefix_tasks(p.scfg.space()), p.every.orders) * p.seeds
-    count = task_counts if p.scfg.hparams else stage_tasks  # (searched hyperparameters: no shared prefixes)
-    mine = float(np.median([timing.seconds(count(o), len(o)) for o in p.budget["orders"]]))
-    mine *= p.seeds * p.trials / p.budget["trials"]
-    out += [f"  every order once: about {hours(full)} of trial time = {full * per / 3600:,.3g} {kind}-hours "
-            f"({per:g} {kind}(s) per trial)",
-            f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
-            f"were drawn at random ({COVERS[timing.clock]})"]
-    c = confirmation(p)
-    if c is not None and c["orders"]:  # (its orders at the longest length, each stage a median one)
-        stage = float(np.median(list(timing.stage.values()))) if timing.stage else 0.0
-        one = (c["orders"] * c["longest"] * (stage + timing.per_stage)
-               + (c["orders"] + c["baseline"]) * (timing.finetune + timing.per_chain))
-        most = one * c["seeds"] * c["settings"]
-        out.append(f"  then itt confirm: at most about {hours(most)} = {most * per / 3600:,.3g} {kind}-hours")
+    return out
+
+
+def as_json(p: Plan, space: OrderSpace, timing: "Timing | None" = None) -> dict:
+    """The plan's figures for scripts (``itt space --json``): counts per seed, and seconds with a pilot."""
+    b = {k: v for k, v in p.budget.items() if k != "orders"}
+    out = {"orders": space.count(), "by_length": {str(k): c for k, c in by_length(space)}, "seeds": p.seeds,
+           "every_order_once": vars(p.every), "search": {**b, "trials": p.trials, "searched_hparams": bool(p.scfg.hparams)},
+           "confirm": confirmation(p), "hours": None}
+    if timing is not None:
+        h = hour_figures(p, timing)
+        out["hours"] = {**h, "source": timing.source, "stage_seconds": timing.stage, "finetune_seconds": timing.finetune,
+                        "per_chain_seconds": timing.per_chain, "per_stage_seconds": timing.per_stage,
+                        "unmeasured": [t for t in p.scfg.candidates if t not in timing.stage]}
     return out
 
 

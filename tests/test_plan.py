@@ -232,3 +232,21 @@ def test_a_cpu_pilot_for_a_gpu_search_is_named(tmp_path, capsys):
         out = capsys.readouterr().out
         assert ("the pilot ran on cpu; this search's trials hold GPUs" in out) == said
         assert (" GPU-hours (1 GPU(s) per trial)" in out) == said
+
+
+def test_itt_space_json_holds_the_printed_figures(tmp_path, capsys):
+    search = {"candidates": ["toy_topic", "toy_align", "toy_length", "toy_parity"], "length": [0, 2], "num_samples": 8,
+              "seed_points": {"baseline": True, "singles": True}}
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "seeds": [0, 1], "search": search}))
+    out_json = tmp_path / "out" / "plan.json"
+    assert main(["space", str(cfg), "--samples", "0", "--from", str(_pilot(tmp_path)), "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    j = json.loads(out_json.read_text())
+    assert j["orders"] == 17 and j["by_length"] == {"0": 1, "1": 4, "2": 12} and j["seeds"] == 2
+    assert j["every_order_once"] == {"orders": 17, "stages": 16, "uncached": 28} and j["search"]["stages"] == 7
+    h = j["hours"]
+    assert h["stage_seconds"] == pytest.approx(STAGE) and h["unmeasured"] == ["toy_parity"]
+    assert f"every order once: about {plan.hours(h['every_seconds'])} of trial time" in out
+    assert main(["space", str(cfg), "--json", str(tmp_path)]) == 2  # a folder: one line, before anything
+    assert capsys.readouterr().err.startswith("error: --json ")
