@@ -143,12 +143,13 @@ def cmd_space(args) -> int:
     for o in plan.uniform_orders(space, args.samples, random.Random(args.seed)):
         print("  " + (order_key(o) or "(F: empty order)"))
     p = plan.make(scfg, chain)
-    print("\n".join(plan.count_lines(p) + (plan.hour_lines(p, timing, chain) if timing else [])))
+    h = plan.hour_figures(p, timing) if timing else None
+    print("\n".join(plan.count_lines(p) + (plan.hour_lines(p, timing, h, chain) if timing else [])))
     if args.json:
         import json
 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(plan.as_json(p, space, timing), indent=1))
+        Path(args.json).write_text(json.dumps(plan.as_json(p, space, timing, h), indent=1))
         print(f"json: {args.json}")
     if args.heuristic:
         _print_heuristic(args, scfg, chain)
@@ -158,13 +159,12 @@ def cmd_space(args) -> int:
 def _timing(args):
     """``--from``'s seconds; with ``--heuristic curriculum`` the experiment may be there for its difficulty
     alone (a simulated search has no seconds): then the hours are left out, not the command."""
-    from itt.errors import UserError
     from search import plan
 
     try:
         return plan.timing_from(args.from_exp)
-    except UserError as e:
-        if args.heuristic != "curriculum" or "no trial with measured seconds" not in str(e):
+    except plan.NoSeconds:
+        if args.heuristic != "curriculum":
             raise
         return None
 

@@ -41,6 +41,10 @@ COVERS = {"trial": "trial time, start-up included; the searcher's own on top",  
 COMPARED = ("model", "target", "tasks", "train", "stages", "finetune", "hardware", "toy", "probe", "eval")
 
 
+class NoSeconds(UserError):
+    """A pilot that measured no seconds (a simulated search): a curriculum's --from may still use it."""
+
+
 @dataclass
 class Work:
     """Per seed: orders (= fine-tunes), stage-trainings with the stage cache, and without it."""
@@ -59,12 +63,8 @@ def work(orders) -> Work:
     return Work(len(orders), len(prefixes(orders)), sum(map(len, orders)))
 
 
-def _unconstrained(space: OrderSpace) -> bool:
-    return not (space.include or space.before or space.last)
-
-
 def exhaustive_work(space: OrderSpace) -> Work:
-    if not _unconstrained(space):
+    if space.constrained:
         return work(space.orders())
     n, top = len(space.candidates), max(space.lengths)
     # every permutation of j <= the longest length is a prefix of some order (it extends to that length)
@@ -74,7 +74,7 @@ def exhaustive_work(space: OrderSpace) -> Work:
 
 def exhaustive_prefix_tasks(space: OrderSpace) -> dict[str, int]:
     """How many distinct prefixes of the space end with each task (each is one stage-training of it)."""
-    if not _unconstrained(space):
+    if space.constrained:
         out = dict.fromkeys(space.candidates, 0)
         for p in prefixes(space.orders()):
             out[p[-1]] += 1
@@ -86,28 +86,24 @@ def exhaustive_prefix_tasks(space: OrderSpace) -> dict[str, int]:
 
 def uniform_orders(space: OrderSpace, m: int, rng: random.Random, exclude=()) -> list[list[str]]:
     """``m`` distinct orders drawn uniformly from the space (without ``exclude``): a draw from the list
-    where the space is small enough, else by rejection (a random permutation's first k tasks, k in
-    proportion to its number of orders, kept when valid and new: exactly uniform)."""
+    where the space is small enough, else by rejection (``OrderSpace.draw``)."""
     skip = {tuple(o) for o in exclude}
     if space.count() <= LIST_UP_TO:
         pool = [o for o in space.orders() if tuple(o) not in skip]
         return [list(o) for o in rng.sample(pool, min(m, len(pool)))]
-    n, out, seen = len(space.candidates), [], set(skip)
-    weights = [math.perm(n, k) for k in space.lengths]
-    for _ in range(200 * m):
-        if len(out) >= m:
+    out = []
+    for _ in range(m):
+        o = space.draw(rng, skip.__contains__, 200)
+        if o is None:
             break
-        k = rng.choices(space.lengths, weights)[0]
-        o = tuple(rng.sample(space.candidates, k))
-        if o not in seen and space.is_valid(list(o)):
-            seen.add(o)
-            out.append(list(o))
+        skip.add(o)
+        out.append(list(o))
     return out
 
 
 def by_length(space: OrderSpace) -> list[tuple[int, int]]:
     """(length, its number of orders) for each length of the space."""
-    if _unconstrained(space):
+    if not space.constrained:
         return [(k, math.perm(len(space.candidates), k)) for k in space.lengths]
     return [(k, OrderSpace(space.candidates, [k], space.include, space.before, space.last).count()) for k in space.lengths]
 
@@ -216,9 +212,8 @@ def hour_figures(p: Plan, timing: "Timing") -> dict:
             "search_seconds": mine, "confirm_seconds": most, "fit_seconds": est, "measured_seconds": measured}
 
 
-def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
-    """The plan in hours at a pilot's seconds, as ``itt space --from`` prints it."""
-    h = hour_figures(p, timing)
+def hour_lines(p: Plan, timing: "Timing", h: dict, chain) -> list[str]:
+    """The plan in hours at a pilot's seconds (``h``: ``hour_figures``), as ``itt space --from`` prints it."""
     per, kind = h["devices_per_trial"], h["device_kind"]
     shown = ", ".join(f"{t} {hours(s)}" for t, s in sorted(timing.stage.items()))
     out = [f"hours, at the seconds measured by {timing.source}: a stage {shown}; the target fine-tune "
@@ -242,7 +237,7 @@ def hour_lines(p: Plan, timing: "Timing", chain) -> list[str]:
 def _caveats(p: Plan, timing: "Timing", chain) -> list[str]:
     """Where the pilot's seconds are not this search's: tasks it did not train, another device, other settings."""
     out = []
-    unmeasured = [t for t in p.scfg.candidates if t not in timing.stage]
+    unmeasured = timing.unmeasured(p.scfg.candidates)
     if unmeasured:
         out.append(f"  not measured there: {', '.join(unmeasured)} (taken as the median stage)")
     on_gpu = p.scfg.resources.gpus_per_worker > 0
@@ -256,17 +251,17 @@ def _caveats(p: Plan, timing: "Timing", chain) -> list[str]:
     return out
 
 
-def as_json(p: Plan, space: OrderSpace, timing: "Timing | None" = None) -> dict:
-    """The plan's figures for scripts (``itt space --json``): counts per seed, and seconds with a pilot."""
+def as_json(p: Plan, space: OrderSpace, timing: "Timing | None" = None, h: dict | None = None) -> dict:
+    """The plan's figures for scripts (``itt space --json``): counts per seed, and with a pilot its seconds
+    (``h``: ``hour_figures``)."""
     b = {k: v for k, v in p.budget.items() if k != "orders"}
     out = {"orders": space.count(), "by_length": {str(k): c for k, c in by_length(space)}, "seeds": p.seeds,
            "every_order_once": vars(p.every), "search": {**b, "trials": p.trials, "searched_hparams": bool(p.scfg.hparams)},
            "confirm": confirmation(p), "hours": None}
     if timing is not None:
-        h = hour_figures(p, timing)
         out["hours"] = {**h, "source": timing.source, "stage_seconds": timing.stage, "finetune_seconds": timing.finetune,
                         "per_chain_seconds": timing.per_chain, "per_stage_seconds": timing.per_stage,
-                        "unmeasured": [t for t in p.scfg.candidates if t not in timing.stage]}
+                        "unmeasured": timing.unmeasured(p.scfg.candidates)}
     return out
 
 
@@ -281,6 +276,10 @@ class Timing:
     source: str
     config: dict | None = None
     devices: frozenset = frozenset()  # the kinds of device its chains ran on ("cpu", "cuda", ...)
+
+    def unmeasured(self, tasks) -> list[str]:
+        """Of ``tasks``, those the pilot trained no stage of (their seconds are the median stage's)."""
+        return [t for t in tasks if t not in self.stage]
 
     def stage_seconds(self, task: str) -> float:
         return self.stage.get(task, float(np.median(list(self.stage.values()))) if self.stage else 0.0)
@@ -339,7 +338,7 @@ def timing_from(exp_dir: str) -> Timing:
         devices.add(hw.get("device") or "?")
         runs.append(_run(res, stage_seconds, fine))
     if not runs:
-        raise UserError(f"--from {exp_dir}: no trial with measured seconds (trials/<id>/results.json of real, "
+        raise NoSeconds(f"--from {exp_dir}: no trial with measured seconds (trials/<id>/results.json of real, "
                         f"not simulated, trials)")
     per_chain, per_stage = _overheads(runs)
     per_task: dict[str, list[float]] = {}

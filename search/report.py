@@ -141,30 +141,41 @@ def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
             if key in r.get("metrics", {}) and not r["metrics"].get("final")]
 
 
-def space_orders(exp: Experiment) -> list[str] | None:
-    """Every IF order of the search's space ('a>b'), from its config; None where the config is missing,
-    does not validate, or the space is too large to list."""
+def search_space(exp: Experiment):
+    """The search's order space (search/space.py), from the config it kept; None where that is missing or
+    does not validate (one from another version of itt): what needs it is left out."""
     from search.config import SearchConfig
-    from search.ranking import UNFINISHED_MAX
 
     try:
-        space = SearchConfig.model_validate((exp.config or {})["search"]).space()
-        if space.count() > UNFINISHED_MAX:
-            return None
-        return [">".join(o) for o in space.orders() if o]
-    except Exception:  # no config, one from another version of itt: the question is left out
+        return SearchConfig.model_validate((exp.config or {})["search"]).space()
+    except Exception:
         return None
 
 
+def space_orders(exp: Experiment) -> list[str] | None:
+    """Every IF order of the search's space ('a>b'); None without a space or where it is too large to list."""
+    from itt.errors import ConfigError
+    from search.ranking import UNFINISHED_MAX
+
+    space = search_space(exp)
+    try:
+        if space is None or space.count() > UNFINISHED_MAX:
+            return None
+    except ConfigError:  # (a constrained space too large to list, so to count)
+        return None
+    return [">".join(o) for o in space.orders() if o]
+
+
 def space_work(exp: Experiment):
-    """What every order of the search's space once takes (search/plan.py ``Work``, per seed); None where
-    the config is missing or does not validate, or a constrained space is too large to list."""
-    from search.config import SearchConfig
+    """What every order of the search's space once takes (search/plan.py ``Work``, per seed); None without
+    a space, or where a constrained one is too large to list."""
+    from itt.errors import ConfigError
     from search.plan import exhaustive_work
 
+    space = search_space(exp)
     try:
-        return exhaustive_work(SearchConfig.model_validate((exp.config or {})["search"]).space())
-    except Exception:  # no config, one from another version of itt: the share is left out
+        return exhaustive_work(space) if space is not None else None
+    except ConfigError:  # (too large to list)
         return None
 
 

@@ -16,6 +16,7 @@ searcher for resume.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -34,6 +35,11 @@ class OrderSpace:
     last: str | None = None  # every non-empty order ends with this task
 
     # ------------------------------------------------------------------ validity
+    @property
+    def constrained(self) -> bool:
+        """Whether an include, before or last constraint narrows the orders of k of n tasks."""
+        return bool(self.include or self.before or self.last)
+
     def problems(self) -> list[str]:
         n, out = len(self.candidates), []
         if not self.candidates:
@@ -88,7 +94,7 @@ class OrderSpace:
 
     def feasible(self, prefix: list[str], k: int) -> list[str]:
         """Tasks that may come next after ``prefix`` in some valid order of length k (candidate order)."""
-        if not (self.include or self.before or self.last):  # no constraints: any task not used yet
+        if not self.constrained:  # any task not used yet
             return [t for t in self.candidates if t not in prefix] if len(prefix) < k else []
         return [t for t in self.candidates if t not in prefix and self._completable(prefix + [t], k)]
 
@@ -121,10 +127,27 @@ class OrderSpace:
 
     # ------------------------------------------------------------------ listing
     def count(self) -> int:
-        if not (self.include or self.before or self.last):
+        return self._count
+
+    @functools.cached_property
+    def _count(self) -> int:  # (a constrained space is listed to count it: once per space)
+        if not self.constrained:
             n = len(self.candidates)
             return sum(math.perm(n, k) for k in self.lengths)
         return sum(1 for _ in self.orders())
+
+    def draw(self, rng, taken, tries: int) -> tuple | None:
+        """A uniformly random valid order for which ``taken(order)`` is false, by acceptance-rejection
+        from uniform unconstrained orders (a length in proportion to its k-permutations, then a random
+        permutation's first k tasks: exactly uniform over the valid untaken orders); None after ``tries``
+        misses (a tight or nearly exhausted space). ``rng``: a ``random.Random``."""
+        cum = list(itertools.accumulate(math.perm(len(self.candidates), k) for k in self.lengths))
+        for _ in range(tries):
+            k = rng.choices(self.lengths, cum_weights=cum)[0]
+            order = tuple(rng.sample(self.candidates, k))
+            if not taken(order) and self.is_valid(list(order)):
+                return order
+        return None
 
     def orders(self):
         """Every valid order, each exactly once (lengths ascending, then candidate order)."""

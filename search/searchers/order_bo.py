@@ -310,7 +310,7 @@ class OrderBOSampler(BaseSampler):
         """``m`` random orders (seeded, as tuples of candidate indices), drawn as arrays."""
         n, lengths = len(self.space.candidates), self.space.lengths
         ks = self._rng.choice(lengths, size=m).tolist()
-        if not (self.space.include or self.space.before or self.space.last):
+        if not self.space.constrained:
             # without constraints a random order is a prefix of a random permutation
             perms = np.argsort(self._rng.random((m, n)), axis=1).tolist()
             return [tuple(p[:k]) for p, k in zip(perms, ks)]

@@ -152,13 +152,7 @@ class UniformOrderSampler(BaseSampler):
         """Acceptance-rejection from uniform unconstrained orders (a length in proportion to its
         k-permutations, then a random permutation's first k tasks); None after ``tries`` misses (a tight
         or nearly exhausted space: the valid orders are drawn from a list from then on)."""
-        cands, space = self.space.candidates, self.space
-        for _ in range(tries):
-            k = self._rng.choices(space.lengths, cum_weights=self._cum)[0]
-            order = tuple(self._rng.sample(cands, k))
-            if not self.tried(order) and space.is_valid(list(order)):
-                return order
-        return None
+        return self.space.draw(self._rng, self.tried, tries)
 
     def _all(self) -> list[tuple] | None:
         """Every valid order (listed once, on demand), or None when there are too many to list."""
