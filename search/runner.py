@@ -146,7 +146,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
                                   callbacks=[writer, tracker, *_tune_loggers(scfg)], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
     )
-    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
+    restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
+    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
 
 
@@ -159,7 +160,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     cache; errored ones only with ``retry_errored``. The searcher (Optuna) continues from its saved
     state; MLflow runs are found again by trial id."""
     from itt.config import ChainConfig, parse_yaml, validate
-    from search.tracking import Tracker, connect, resolve_uri, storage_of
+    from search.tracking import connect, resolve_uri, storage_of
 
     st = storage_of(exp_dir)
     text = st.read_text(SEARCH_FILE)
@@ -181,15 +182,31 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     target, _ = _target(chain)
     if tracking_uri and scfg.tracking.enabled:
         connect(resolve_uri(tracking_uri))  # an unreachable store: one error line before Ray starts
-
-    from ray import tune
-
     _init_ray(address, scfg)
     _check_resources(scfg)
     n_done = _count_status(st)
     log(f"resuming search '{st.name}' ({n_done} trials finished before); experiment: {st.display}")
-    tuner = tune.Tuner.restore(st.display if st.remote else st.path(), _trainable(scfg, chain, st, target.metric),
-                               resume_unfinished=True, resume_errored=False, restart_errored=retry_errored,
+    tuner, writer, tracker = _restore(st, scfg, chain, target.metric, restart_errored=retry_errored,
+                                      tracking_uri=tracking_uri, log=log)
+    restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
+    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
+    _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+    from search.confirm import continue_variants  # a confirmation: its report; with --vary its other values too
+
+    continue_variants(st, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+    return exp
+
+
+def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_errored: bool,
+             tracking_uri: str | None, log=echo):
+    """Ray Tune's saved search as a Tuner again (finished trials kept, unfinished ones resumed, errored ones
+    started again when ``restart_errored``), with its results.csv writer and MLflow tracker."""
+    from ray import tune
+
+    from search.tracking import Tracker, resolve_uri
+
+    tuner = tune.Tuner.restore(st.display if st.remote else st.path(), _trainable(scfg, chain, st, metric),
+                               resume_unfinished=True, resume_errored=False, restart_errored=restart_errored,
                                storage_filesystem=st.fs)
     # the callbacks come back from Ray's pickle of the original Tuner; point them at this run
     callbacks = tuner._local_tuner.get_run_config().callbacks or []
@@ -199,12 +216,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     if tracking_uri and scfg.tracking.enabled:
         tracker.uri = resolve_uri(tracking_uri)
         tracker.meta["tracking_uri"] = tracker.uri
-    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress)
-    _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
-    from search.confirm import continue_variants  # a confirmation: its report; with --vary its other values too
-
-    continue_variants(st, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
-    return exp
+    return tuner, writer, tracker
 
 
 def _then_confirm(scfg: SearchConfig, exp, *, address: str | None, tracking_uri: str | None, progress: str,
@@ -302,40 +314,30 @@ def _check_no_driver(st: Storage) -> None:
 
 
 def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo,
-         progress: str = "auto") -> Path | str:
+         progress: str = "auto", restore=None) -> Path | str:
     """Run (or continue) the Tuner; end every MLflow run; print the best orders and the disk used.
-    Raises SearchInterrupted after a Ctrl-C (Ray Tune's handler stops the trials and saves its state)."""
+    Raises SearchInterrupted after a Ctrl-C (Ray Tune's handler stops the trials and saves its state).
+    ``restore()``: the saved search as (tuner, writer, tracker) with its errored trials started again,
+    for the trials Ray Tune gave up on before ``search.max_failures`` (see _gave_up_early)."""
     import json
-    import signal
     import socket
 
     st.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}), DRIVER_FILE)
-
-    def _second_interrupt(sig, frame):  # Tune restores this after its own handler took the first Ctrl-C
-        raise KeyboardInterrupt
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _second_interrupt) if main else None
-    from search.progress import LiveProgress
-
-    tracker.managed = True  # it closes the MLflow runs when told to, after summary.json (below)
-    try:
-        # simulated trials that take no time send no progress (search/trial.py): no hub to start and poll
-        events = not (scfg.simulate is not None and scfg.simulate.seconds_per_stage <= 0)
-        with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log, events=events):
-            tuner.fit()
-        # Tune's handler, once it has seen a Ctrl-C, puts back the one installed before it: ours
-        interrupted = main and signal.getsignal(signal.SIGINT) is _second_interrupt
-    except BaseException as e:
+    interrupted = _fit_once(tuner, st, writer, tracker, scfg, log=log, progress=progress)
+    for _ in range(RETRY_ROUNDS):
+        early, used_up = ([], []) if interrupted or restore is None else _gave_up_early(tuner, scfg)
+        if early and used_up:
+            log(f"{len(early)} trial(s) errored with retries left ({', '.join(early)}) and {len(used_up)} after using up "
+                f"search.max_failures: `itt resume {st.display} --retry-errored` runs them all again")
+        if not early or used_up:
+            break
+        log(f"{len(early)} trial(s) errored with retries left ({', '.join(early)}; failures within search.max_failures "
+            f"= {scfg.max_failures}: Ray Tune can give up on a trial when a lost node reports its failure twice): "
+            f"starting them again{', their finished stages from the stage cache' if scfg.cache.enabled else ''}")
         writer.flush()
-        tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops
-        _remove_driver_file(st)
-        if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
-            raise SearchInterrupted(st.display) from None
-        raise
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        tracker.close(interrupted=True)  # as a resume would find them; the restored tracker reopens the runs
+        tuner, writer, tracker = restore()
+        interrupted = _fit_once(tuner, st, writer, tracker, scfg, log=log, progress=progress)
     writer.flush()
     interrupted = interrupted or any(r["status"] == Status.RUNNING for r in writer.rows.values())
     searcher = _searcher_of(tuner)
@@ -370,6 +372,54 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     if scfg.report:
         _final_report(st, scfg, tracker, log=log)
     return st.display if st.remote else Path(st.path())
+
+
+RETRY_ROUNDS = 2  # restarts of trials Ray Tune errored before search.max_failures, in one itt search / resume
+
+
+def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo,
+              progress: str = "auto") -> bool:
+    """``tuner.fit()`` under the live progress view; True when a Ctrl-C stopped it (Tune saved its state).
+    A second Ctrl-C, or any error: MLflow runs closed, SearchInterrupted (or the error) raised."""
+    import signal
+
+    def _second_interrupt(sig, frame):  # Tune restores this after its own handler took the first Ctrl-C
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _second_interrupt) if main else None
+    from search.progress import LiveProgress
+
+    tracker.managed = True  # it closes the MLflow runs when told to, after summary.json (_fit)
+    try:
+        # simulated trials that take no time send no progress (search/trial.py): no hub to start and poll
+        events = not (scfg.simulate is not None and scfg.simulate.seconds_per_stage <= 0)
+        with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log, events=events):
+            tuner.fit()
+        # Tune's handler, once it has seen a Ctrl-C, puts back the one installed before it: ours
+        return main and signal.getsignal(signal.SIGINT) is _second_interrupt
+    except BaseException as e:
+        writer.flush()
+        tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops
+        _remove_driver_file(st)
+        if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
+            raise SearchInterrupted(st.display) from None
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _gave_up_early(tuner, scfg: SearchConfig) -> tuple[list[str], list[str]]:
+    """Ids of the errored trials: those Ray Tune ended with fewer failures than ``search.max_failures``
+    allows, and those that used them up (a restart would retry these too, so the runner restarts only
+    when there are none). Tune 2.60 retries a failed trial only while it is RUNNING: when a lost node's
+    actor reports two failed futures (ActorUnavailableError, ms apart), the first requeues the trial
+    (PENDING) and the second errors it, whatever retries were left (seen in 1 of ~12 runs of the
+    node-loss test in tests/test_resume.py: 3 failures of max_failures 5)."""
+    errored = [t for t in tuner.get_results()._experiment_analysis.trials if t.status == "ERROR"]
+    left = lambda t: scfg.max_failures < 0 or t.num_failures <= scfg.max_failures  # noqa: E731 (Tune's should_recover)
+    return [t.trial_id for t in errored if left(t)], [t.trial_id for t in errored if not left(t)]
 
 
 def unexplored_text(u: dict, pick: str) -> str:

@@ -210,8 +210,9 @@ def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, 
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     cfg = write_config({**SEARCH, "train": {"max_steps": 4},
                         # max_failures 5: Tune can count one node loss twice (two futures of the lost trial actor
-                        # fail 3 ms apart, ActorUnavailableError each), so a trial hit by both faults reached 3
-                        # failures in 2 of 4 full suites on 2 cores; the stage bound below is unchanged
+                        # fail ms apart, ActorUnavailableError each), so a trial hit by both faults can reach 3
+                        # failures; the second report may also error the requeued trial outright, which the
+                        # runner then starts again (runner._gave_up_early); the stage bound below is unchanged
                         "search": {**SEARCH["search"], "length": 2, "num_samples": 4, "max_failures": 5,
                                    "tracking": {"enabled": False},
                                    "resources": {**SEARCH["search"]["resources"], "max_concurrent": 2,
@@ -279,3 +280,60 @@ def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, 
     prefixes = {tuple(r["order"].split(">")[:i]) for r in rows for i in (1, 2)}
     trained = [tuple(e["prefix"]) for e in _events(log) if e["event"] == "stage"]
     assert set(trained) == prefixes and len(trained) <= len(prefixes) + 2, (trained, prefixes)
+
+
+def test_trials_tune_gave_up_on_with_retries_left_start_again(tmp_path, write_config, ray_local, monkeypatch):
+    """Ray Tune errors a trial that still had retries when a lost node reports its failure twice (seen in
+    the node-loss test above). Here Tune gives up on the first failure (Trial.should_recover patched in
+    this, the driver's, process) of a trial whose row is missing from the simulated table; the runner
+    restarts it in the same `itt search`, and with the row there it completes - under the TPE searcher,
+    which was told the trial errored - with one MLflow run per trial, none left open."""
+    from mlflow.tracking import MlflowClient
+    from ray.tune.experiment.trial import Trial
+
+    from search.runner import run_search
+
+    orders = ["toy_topic", "toy_align", "toy_length"]
+    table = tmp_path / "table.csv"
+    rows = [f"{o},{0.3 + 0.1 * i},{0.3 + 0.1 * i}" for i, o in enumerate(orders)]
+    table.write_text("order,probe_1,final\n" + "\n".join(rows[:2]) + "\n")  # toy_length is missing
+    gave_up = []
+
+    def should_recover(trial):
+        gave_up.append(trial.num_failures)
+        table.write_text("order,probe_1,final\n" + "\n".join(rows) + "\n")  # the retry finds its row
+        return False
+
+    monkeypatch.setattr(Trial, "should_recover", should_recover)
+    cfg = write_config({"search": {"candidates": orders, "length": 1, "searcher": "tpe", "num_samples": 3,
+                                   "max_failures": 2, "simulate": {"table": str(table)},
+                                   "scheduler": {"type": "none"}}})
+    printed, uri = [], f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = run_search(str(cfg), name="g", storage=str(tmp_path / "runs"), log=printed.append, tracking_uri=uri)
+    assert gave_up == [1], gave_up
+    assert any("1 trial(s) errored with retries left" in line and "search.max_failures = 2" in line
+               for line in printed), printed
+    after = {r["order"]: (r["status"], r["score"]) for r in _rows(Path(exp))}
+    assert len(after) == 3 and after["toy_length"] == ("completed", "0.5"), after
+    assert json.loads((Path(exp) / "summary.json").read_text())["counts"]["errored"] == 0
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("g").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("itt_role") == "trial"]
+    assert sorted(r.data.tags["trial_id"] for r in trials) == sorted(r["trial_id"] for r in _rows(Path(exp)))
+    assert all(r.info.status == "FINISHED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+
+    # beside a trial that used up its retries (toy_align, 2 failures of max_failures 1), no restart: a
+    # restart would rerun that one too; the console names the command that does, at the user's call
+    table.write_text("order,probe_1,final\n" + rows[0] + "\n")
+    monkeypatch.undo()
+    real = Trial.should_recover
+    monkeypatch.setattr(Trial, "should_recover", lambda t: False if t.config.get("order") == "toy_length" else real(t))
+    cfg = write_config({"search": {"candidates": orders, "length": 1, "searcher": "exhaustive", "max_failures": 1,
+                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
+                                   "tracking": {"enabled": False}}})
+    printed.clear()
+    exp = run_search(str(cfg), name="h", storage=str(tmp_path / "runs"), log=printed.append)
+    assert {r["order"]: r["status"] for r in _rows(Path(exp))} == {
+        "toy_topic": "completed", "toy_align": "errored", "toy_length": "errored"}
+    hint = [line for line in printed if "errored with retries left" in line]
+    assert len(hint) == 1 and "1 after using up search.max_failures" in hint[0] and "--retry-errored" in hint[0], printed
