@@ -1074,9 +1074,11 @@ def tidy_scores(exp: Experiment) -> pd.DataFrame:
 
 
 def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA, tracking_uri: str | None = None,
-                mlflow: bool = True, heuristics: bool = True, tex_top: int = latex.TOP, log=print) -> dict:
+                mlflow: bool = True, heuristics: bool = True, tex_top: int = latex.TOP, log=print,
+                mlflow_off: str = "--no-mlflow") -> dict:
     """``itt report``: read, analyse, render, then write (local folder or the experiment's store) and
-    log to MLflow. Returns report.json's content. ``tex_top``: IF orders in report.tex's table."""
+    log to MLflow. Returns report.json's content. ``tex_top``: IF orders in report.tex's table.
+    ``mlflow_off``: why MLflow is left out, as the user asked for it (the console's last line)."""
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
     if tex_top < 1:
@@ -1111,7 +1113,7 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
             log(log_report(exp.st, exp.meta, tmp, headline_metrics(res), uri=tracking_uri,
                            per_trial=trial_metrics(res, exp.counted)))
         else:
-            log("MLflow: not logged (--no-mlflow)")
+            log(f"MLflow: not logged ({mlflow_off})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res

@@ -509,7 +509,7 @@ def _final_report(st: Storage, scfg: SearchConfig, tracker, *, log=echo) -> None
     log("does order matter here? (itt report)")
     try:
         make_report(st.display if st.remote else st.path(), tracking_uri=getattr(tracker, "uri", None),
-                    mlflow=scfg.tracking.enabled, log=log)
+                    mlflow=scfg.tracking.enabled, log=log, mlflow_off="the search's tracking is off")
     except Exception as e:  # noqa: BLE001 - the search is done; say why the report is missing, and how to retry
         log(f"report: not written ({e}); once fixed: itt report {st.display}")
 
