@@ -57,6 +57,7 @@ SUMMARY_FILE = "summary.json"  # beside results.csv: the recommendation, the bes
 SEARCH_FILE = "search.yaml"  # the resolved config (chain + search block) a resume rebuilds the search from
 DEFAULT_TRIALS = 20  # search.num_samples when a config leaves it out (exhaustive: every order once)
 DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
+RETRY_ROUNDS = 2  # restarts of trials Ray Tune errored before search.max_failures, in one itt search / resume
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -374,9 +375,6 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     return st.display if st.remote else Path(st.path())
 
 
-RETRY_ROUNDS = 2  # restarts of trials Ray Tune errored before search.max_failures, in one itt search / resume
-
-
 def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo,
               progress: str = "auto") -> bool:
     """``tuner.fit()`` under the live progress view; True when a Ctrl-C stopped it (Tune saved its state).
@@ -415,8 +413,8 @@ def _gave_up_early(tuner, scfg: SearchConfig) -> tuple[list[str], list[str]]:
     allows, and those that used them up (a restart would retry these too, so the runner restarts only
     when there are none). Tune 2.60 retries a failed trial only while it is RUNNING: when a lost node's
     actor reports two failed futures (ActorUnavailableError, ms apart), the first requeues the trial
-    (PENDING) and the second errors it, whatever retries were left (seen in 1 of ~12 runs of the
-    node-loss test in tests/test_resume.py: 3 failures of max_failures 5)."""
+    (PENDING) and the second errors it, whatever retries were left (seen in 2 of 66 runs of the
+    node-loss test in tests/test_resume.py, e.g. 3 failures of max_failures 5)."""
     errored = [t for t in tuner.get_results()._experiment_analysis.trials if t.status == "ERROR"]
     left = lambda t: scfg.max_failures < 0 or t.num_failures <= scfg.max_failures  # noqa: E731 (Tune's should_recover)
     return [t.trial_id for t in errored if left(t)], [t.trial_id for t in errored if not left(t)]
