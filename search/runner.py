@@ -413,7 +413,7 @@ def _gave_up_early(tuner, scfg: SearchConfig) -> tuple[list[str], list[str]]:
     allows, and those that used them up (a restart would retry these too, so the runner restarts only
     when there are none). Tune 2.60 retries a failed trial only while it is RUNNING: when a lost node's
     actor reports two failed futures (ActorUnavailableError, ms apart), the first requeues the trial
-    (PENDING) and the second errors it, whatever retries were left (seen in 2 of 66 runs of the
+    (PENDING) and the second errors it, whatever retries were left (seen in 2 of 41 runs of the
     node-loss test in tests/test_resume.py, e.g. 3 failures of max_failures 5)."""
     errored = [t for t in tuner.get_results()._experiment_analysis.trials if t.status == "ERROR"]
     left = lambda t: scfg.max_failures < 0 or t.num_failures <= scfg.max_failures  # noqa: E731 (Tune's should_recover)
