@@ -55,12 +55,14 @@ def _mlflow_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """An embedded Ray for one test module (2 CPUs), unless one is already running."""
+    """An embedded Ray for one test module (2 CPUs), unless this process runs one already. ``address="local"``:
+    always a private instance - a cluster address file that outlived its cluster (a killed test run leaves
+    /tmp/ray/ray_current_cluster behind) made ``ray.init(num_cpus=2)`` try to join it and fail."""
     import ray
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     if started:
         ray.shutdown()

@@ -719,7 +719,7 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(ray_train, 
     log = tmp_path / "stages.log"
     if ray.is_initialized():  # trial processes must see ITT_STAGE_LOG: a Ray of our own with it set
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {"ITT_STAGE_LOG": str(log)}})
     # quickstart-sized: big enough that probes carry signal (the probe after toy_topic beats the one
     # after toy_parity), so ASHA stops the second order at its first rung
