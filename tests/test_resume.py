@@ -273,10 +273,11 @@ def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, 
     assert faults == ["worker", "node"]
     rows = _rows(Path(exp))
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows), rows
-    from ray.tune import ExperimentAnalysis
-
-    failures = [t.num_failures for t in ExperimentAnalysis(str(exp)).trials]
-    assert sum(failures) >= 2, failures
+    # the faults hit trials: Tune's own failure records. error.txt keeps them where Tune gave up on a trial
+    # with retries left and the runner restarted it (under a new trial id: runner._gave_up_early), whose
+    # num_failures then starts again at 0
+    failures = sum(p.read_text().count("Failure #") for p in Path(exp).glob("*/error.txt"))
+    assert failures >= 2, failures
     prefixes = {tuple(r["order"].split(">")[:i]) for r in rows for i in (1, 2)}
     trained = [tuple(e["prefix"]) for e in _events(log) if e["event"] == "stage"]
     assert set(trained) == prefixes and len(trained) <= len(prefixes) + 2, (trained, prefixes)
