@@ -203,8 +203,7 @@ def hour_figures(p: Plan, timing: "Timing") -> dict:
     mine *= p.seeds * p.trials / p.budget["trials"]
     c, most = confirmation(p), None
     if c is not None and c["orders"]:  # (its orders at the longest length, each stage a median one)
-        stage = float(np.median(list(timing.stage.values()))) if timing.stage else 0.0
-        one = (c["orders"] * c["longest"] * (stage + timing.per_stage)
+        one = (c["orders"] * c["longest"] * (timing.median_stage + timing.per_stage)
                + (c["orders"] + c["baseline"]) * (timing.finetune + timing.per_chain))
         most = one * c["seeds"] * c["settings"]
     est, measured = timing.check()
@@ -281,8 +280,13 @@ class Timing:
         """Of ``tasks``, those the pilot trained no stage of (their seconds are the median stage's)."""
         return [t for t in tasks if t not in self.stage]
 
+    @property
+    def median_stage(self) -> float:
+        """The median task's stage seconds (what a task the pilot did not train is taken to cost)."""
+        return float(np.median(list(self.stage.values()))) if self.stage else 0.0
+
     def stage_seconds(self, task: str) -> float:
-        return self.stage.get(task, float(np.median(list(self.stage.values()))) if self.stage else 0.0)
+        return self.stage[task] if task in self.stage else self.median_stage
 
     def seconds(self, stage_tasks: dict[str, int], finetunes: int) -> float:
         """Seconds of ``stage_tasks`` (task -> stage-trainings of it) and ``finetunes`` chains."""

@@ -136,14 +136,19 @@ class OrderSpace:
             return sum(math.perm(n, k) for k in self.lengths)
         return sum(1 for _ in self.orders())
 
+    @functools.cached_property
+    def length_cum_weights(self) -> list[int]:
+        """Cumulative unconstrained orders per length (k-permutations of n): a uniform random order picks
+        its length by these; the last is the number of unconstrained orders."""
+        return list(itertools.accumulate(math.perm(len(self.candidates), k) for k in self.lengths))
+
     def draw(self, rng, taken, tries: int) -> tuple | None:
         """A uniformly random valid order for which ``taken(order)`` is false, by acceptance-rejection
         from uniform unconstrained orders (a length in proportion to its k-permutations, then a random
         permutation's first k tasks: exactly uniform over the valid untaken orders); None after ``tries``
         misses (a tight or nearly exhausted space). ``rng``: a ``random.Random``."""
-        cum = list(itertools.accumulate(math.perm(len(self.candidates), k) for k in self.lengths))
         for _ in range(tries):
-            k = rng.choices(self.lengths, cum_weights=cum)[0]
+            k = rng.choices(self.lengths, cum_weights=self.length_cum_weights)[0]
             order = tuple(rng.sample(self.candidates, k))
             if not taken(order) and self.is_valid(list(order)):
                 return order

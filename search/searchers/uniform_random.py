@@ -24,8 +24,6 @@ another trial holds it. Seeded and picklable (Ray saves the searcher with the ex
 
 from __future__ import annotations
 
-import itertools
-import math
 import random
 
 import optuna
@@ -49,9 +47,6 @@ class UniformOrderSampler(BaseSampler):
         self.space, self.seed = space, seed
         self._rng = random.Random(f"uniform-order:{seed}")
         self._hp = optuna.samplers.RandomSampler(seed=seed)
-        n = len(space.candidates)
-        self._weights = [math.perm(n, k) for k in space.lengths]  # unconstrained orders per length
-        self._cum = list(itertools.accumulate(self._weights))
         self._holders: dict[tuple, set[int]] = {}  # order -> numbers of its trials not ended yet
         self._stopped: set[tuple] = set()  # orders whose trial the scheduler stopped (PRUNED)
         self._done: set[tuple] = set()  # orders with a COMPLETE trial
@@ -130,7 +125,7 @@ class UniformOrderSampler(BaseSampler):
     # ------------------------------------------------------------------ drawing
     def _draw(self) -> tuple:
         """A uniformly random valid untried order; when none is left, a stopped one, else any."""
-        listable = sum(self._weights) <= MAX_ENUMERATE
+        listable = self.space.length_cum_weights[-1] <= MAX_ENUMERATE
         order = None if self._tight else self._reject(REJECT_TRIES if listable else REJECT_TRIES_UNLISTED)
         if order is not None:
             return order
@@ -157,12 +152,12 @@ class UniformOrderSampler(BaseSampler):
     def _all(self) -> list[tuple] | None:
         """Every valid order (listed once, on demand), or None when there are too many to list."""
         if self._listed is None:
-            if sum(self._weights) > MAX_ENUMERATE:
+            if self.space.length_cum_weights[-1] > MAX_ENUMERATE:  # (unconstrained orders: a bound on the valid)
                 return None
             self._listed = [tuple(o) for o in self.space.orders()]
         return self._listed
 
     def _lehmer(self) -> tuple:
-        n, k = len(self.space.candidates), self._rng.choices(self.space.lengths, cum_weights=self._cum)[0]
+        n, k = len(self.space.candidates), self._rng.choices(self.space.lengths, cum_weights=self.space.length_cum_weights)[0]
         digits = {f"l{i}": self._rng.randrange(n - i) for i in range(k)}
         return tuple(self.space.decode({"k": k, **digits}))
