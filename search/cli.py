@@ -67,7 +67,7 @@ def cmd_search(args) -> int:
 def cmd_resume(args) -> int:
     from search.runner import resume_search
 
-    resume_search(args.experiment_dir, address=args.address, retry_errored=args.retry_errored,
+    resume_search(args.experiment_dir, address=args.address, retry_errored=args.retry_errored, more=args.more,
                   tracking_uri=args.tracking_uri, progress=args.progress)
     return 0
 
@@ -318,6 +318,16 @@ def _usage(msg: str) -> _UsageError:
     return _UsageError(msg)
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number of trials, 1 or more (got {text!r})")
+    return n
+
+
 def _progress_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
                    help="what the running trials are doing: live (a table redrawn in place), plain (timestamped "
@@ -350,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "trials are kept, unfinished ones continue from their last finished stage")
     rs.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
     rs.add_argument("--retry-errored", action="store_true", help="run errored trials again too")
+    rs.add_argument("--more", type=_at_least_one, default=0, metavar="N",
+                    help="N trials more than the search was to run, finished or not: the searcher goes on from "
+                         "everything it has seen")
     rs.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     rs.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
     _progress_flag(rs)

@@ -74,8 +74,6 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     """Run a search; returns the experiment directory (a Path, or the URI on an object store). All
     config, storage and tracking-store checks happen before Ray starts. ``progress``: the live view of
     the running trials (search/progress.py): auto | live | plain | off."""
-    import yaml
-
     scfg, chain, _ = load_search(config, overrides)
     check_cluster(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
     name = name or chain.name
@@ -119,10 +117,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     _init_ray(address, scfg)
     fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
     concurrency = scfg.resources.max_concurrent or fits
-    # what `itt resume` needs to rebuild the trainable (the Tuner's own state is Ray's tuner.pkl)
-    config_text = yaml.safe_dump({**chain_dump(chain), "search": scfg.model_dump(mode="json")},
-                                 sort_keys=False, allow_unicode=True)
-    st.write_text(config_text, SEARCH_FILE)
+    st.write_text(_search_file(chain, scfg), SEARCH_FILE)  # what `itt resume` rebuilds the trainable from
     study_url = study_copy_url(scfg, st)
     searcher = make_searcher(scfg, seed_points, copy_url=study_url, study_name=name, log=log, prior=prior)
     writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
@@ -152,14 +147,15 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
 
 
-def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bool = False,
+def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bool = False, more: int = 0,
                   tracking_uri: str | None = None, log=echo, progress: str = "auto") -> Path | str:
     """``itt resume``: continue an interrupted search (driver killed, Ctrl-C, machine rebooted).
 
     Finished trials are not rerun (Ray Tune's own state, plus ``dedup/`` for trials that finished
     after its last snapshot); unfinished ones run again, their finished stages taken from the stage
     cache; errored ones only with ``retry_errored``. The searcher (Optuna) continues from its saved
-    state; MLflow runs are found again by trial id."""
+    state; MLflow runs are found again by trial id. ``more``: that many trials more than the search
+    was to run, finished or not (``--more N``)."""
     from itt.config import ChainConfig, parse_yaml, validate
     from search.tracking import connect, resolve_uri, storage_of
 
@@ -183,12 +179,18 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     target, _ = _target(chain)
     if tracking_uri and scfg.tracking.enabled:
         connect(resolve_uri(tracking_uri))  # an unreachable store: one error line before Ray starts
+    if more:
+        _check_more(st, scfg, exp_dir)
     _init_ray(address, scfg)
     _check_resources(scfg)
     n_done = _count_status(st)
     log(f"resuming search '{st.name}' ({n_done} trials finished before); experiment: {st.display}")
+    if more:
+        scfg = _extend(st, scfg, chain, more, log=log)
     tuner, writer, tracker = _restore(st, scfg, chain, target.metric, restart_errored=retry_errored,
                                       tracking_uri=tracking_uri, log=log)
+    if more:
+        tracker.files = _tracking_files(tracker.files, scfg.num_samples)
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
@@ -196,6 +198,71 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
 
     continue_variants(st, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
     return exp
+
+
+def _check_more(st: Storage, scfg: SearchConfig, exp_dir: str) -> None:
+    """``--more``: a UserError, before anything is written, where more trials cannot add anything."""
+    from search.confirm import CONFIRM_FILE
+
+    if st.exists(CONFIRM_FILE):
+        raise UserError(f"itt resume --more: {exp_dir} is a confirmation (`itt confirm`); it trains the picks it "
+                        "was given. Confirm more orders with `itt confirm <search> --top N`")
+    if scfg.searcher == "exhaustive":
+        raise UserError(f"itt resume --more: {exp_dir} is an exhaustive search: it runs every order once, so there "
+                        "is no trial to add (`itt confirm` runs orders again on fresh seeds)")
+    if scfg.hparams:
+        return  # another configuration of a finished order can always be proposed
+    from search.tracking import read_rows
+
+    done = {r.get("order") or "" for r in read_rows(st) if r.get("status") == Status.COMPLETED}
+    if len(done) >= scfg.space().count():
+        raise UserError(f"itt resume --more: every order of the space ({scfg.space().count()}) has completed in "
+                        f"{exp_dir}; more trials would only repeat them (`itt confirm` runs orders on fresh seeds)")
+
+
+def _extend(st: Storage, scfg: SearchConfig, chain, more: int, *, log=echo) -> SearchConfig:
+    """``more`` trials on top of the search's own count. Ray Tune keeps that count in its search
+    generator's saved state and restores it over any new ``TuneConfig``, so that state's total is raised
+    (and its "finished" flag cleared); ``search.yaml`` records the new ``search.num_samples``."""
+    from ray import cloudpickle
+    from ray.tune.search.search_generator import SearchGenerator
+
+    prefix = SearchGenerator.CKPT_FILE_TMPL.split("{}")[0]
+    files = sorted(f for f in st.listdir() if f.startswith(prefix))
+    if not files:
+        raise UserError(f"itt resume --more: {st.display} holds no searcher state ({prefix}*): the search "
+                        "stopped before its first trial. Start it again with a larger search.num_samples")
+    state = cloudpickle.loads(st.read_bytes(files[-1]))  # the newest, as Ray picks it
+    before = int(state["total_samples"])
+    state.update(total_samples=before + more, finished=False)
+    st.write_bytes(cloudpickle.dumps(state), files[-1])
+    scfg = scfg.model_copy(update={"num_samples": before + more})
+    st.write_text(_search_file(chain, scfg), SEARCH_FILE)
+    log(f"{more} trial(s) more: {before + more} in all (the searcher goes on from what it has seen)")
+    return scfg
+
+
+def _search_file(chain, scfg: SearchConfig) -> str:
+    """``search.yaml``: the resolved chain and search config a resume rebuilds the trainable from (the
+    Tuner's own state is Ray's tuner.pkl)."""
+    import yaml
+
+    return yaml.safe_dump({**chain_dump(chain), "search": scfg.model_dump(mode="json")}, sort_keys=False,
+                          allow_unicode=True)
+
+
+def _tracking_files(files: dict[str, str], num_samples: int) -> dict[str, str]:
+    """The tracker's copies of the config (tracking/config.yaml, search_space.json) with a new trial count."""
+    import json
+
+    import yaml
+
+    config = yaml.safe_load(files["config.yaml"])
+    config["search"]["num_samples"] = num_samples
+    desc = json.loads(files["search_space.json"])
+    desc["num_samples"] = num_samples
+    return {**files, "config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+            "search_space.json": json.dumps(desc, indent=2)}
 
 
 def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_errored: bool,
@@ -362,7 +429,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
             f"{rec['mean']:.4f} [{rec['lo']:.4f}, {rec['hi']:.4f}] (posterior mean, 95% interval; "
             f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
         if rec.get("unexplored"):
-            log(unexplored_text(rec["unexplored"], rec["order"]))
+            log(unexplored_text(rec["unexplored"], rec["order"], st.display))
     if summary.get("prior_weights"):
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
@@ -420,13 +487,14 @@ def _gave_up_early(tuner, scfg: SearchConfig) -> tuple[list[str], list[str]]:
     return [t.trial_id for t in errored if left(t)], [t.trial_id for t in errored if not left(t)]
 
 
-def unexplored_text(u: dict, pick: str) -> str:
+def unexplored_text(u: dict, pick: str, exp: str) -> str:
     """One line on order_bo's answer to "could an order the search never finished beat its pick?"."""
     if not u["orders"]:
         return f"every order of the space finished: none left to beat {pick or 'F'}"
     return (f"could an order the search did not finish ({u['orders']} of {u['of']}) beat {pick or 'F'}? under the "
             f"searcher's model P = {u['p_better']:.2f}, expected gain {u['expected_gain']:+.4f} (most likely: "
-            f"{u['most_likely'] or 'F'}, P = {u['p_most_likely']:.2f}): a longer search pays if that gain is worth its trials")
+            f"{u['most_likely'] or 'F'}, P = {u['p_most_likely']:.2f}): a longer search pays if that gain is worth its "
+            f"trials (`itt resume {exp} --more N`)")
 
 
 def _searcher_of(tuner):
@@ -481,7 +549,8 @@ def front_summary(scfg: SearchConfig, writer: ResultsWriter) -> dict:
 
     front = [{"order": r["order"], "trial_id": r["trial_id"],
               "values": {n: float(r[column(n)]) for n in scfg.objectives},
-              "hparams": {k[3:]: v for k, v in r.items() if k.startswith("hp:")}} for r in writer.front()]
+              "hparams": {k[3:]: v for k, v in r.items() if k.startswith("hp:") and v not in (None, "")}}
+             for r in writer.front()]  # (rows read back from results.csv hold every hp: column, blank where unused)
     return {"objectives": [{"name": n, "direction": OBJECTIVES[n][0], "column": column(n)} for n in scfg.objectives],
             "pareto_front": front}
 

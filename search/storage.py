@@ -94,12 +94,17 @@ class Storage:
 
     def read_text(self, *rel: str) -> str | None:
         """The file's text, or None when it does not exist."""
+        data = self.read_bytes(*rel)
+        return None if data is None else data.decode()
+
+    def read_bytes(self, *rel: str) -> bytes | None:
+        """The file's bytes, or None when it does not exist."""
         if not self.remote:
             p = self.path(*rel)
-            return Path(p).read_text() if os.path.isfile(p) else None
+            return Path(p).read_bytes() if os.path.isfile(p) else None
         try:
             with self.fs.open_input_stream(self.path(*rel)) as f:
-                return f.read().decode()
+                return f.read()
         except FileNotFoundError:
             return None
         except OSError as e:  # pyarrow raises OSError for a missing object on some stores
@@ -108,17 +113,21 @@ class Storage:
             raise
 
     def write_text(self, text: str, *rel: str) -> None:
+        self.write_bytes(text.encode(), *rel)
+
+    def write_bytes(self, data: bytes, *rel: str) -> None:
+        """Write a file whole (locally through a temporary file and a rename: never half-written)."""
         if not self.remote:
             p = Path(self.path(*rel))
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
+            tmp.write_bytes(data)
             os.replace(tmp, p)
             return
         target = self.path(*rel)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(target) as f:
-            f.write(text.encode())
+            f.write(data)
 
     def upload_dir(self, local: str | Path, *rel: str, sent: dict | None = None) -> dict:
         """Copy a local folder (a trial's outputs) into the experiment directory; a no-op locally

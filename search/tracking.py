@@ -478,6 +478,9 @@ def _open_parent(ml: _Mlflow, st: Storage, meta: dict) -> str:
     params = [Param(k, v) for k, v in _parent_params(desc, meta).items() if k not in have] if desc else []
     if params:
         ml.client.log_batch(run.info.run_id, params=params)
+    if desc.get("num_samples") and have.get("num_samples", str(desc["num_samples"])) != str(desc["num_samples"]):
+        # `itt resume --more`: a param cannot change, so the trial count the search now runs to is a tag
+        ml.client.set_tag(run.info.run_id, "num_samples_now", str(desc["num_samples"]))
     if "config.yaml" not in {a.path for a in ml.client.list_artifacts(run.info.run_id)}:
         _log_text(ml, run.info.run_id, st.read_text("tracking", "config.yaml"), "config.yaml")
         _log_text(ml, run.info.run_id, st.read_text("tracking", "search_space.json"), "search_space.json")

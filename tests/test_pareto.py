@@ -224,3 +224,22 @@ def test_multi_objective_searcher_state_pickles_and_continues(searcher, tmp_path
     nxt = [run(s2, i) for i in range(4, 6)]
     assert all(scfg.space().is_valid(o) for o in nxt) and not any(o in first for o in nxt)
 
+
+
+def test_the_consoles_front_names_only_the_hyperparameters_a_trial_has():
+    """Rows read back from results.csv (after `itt resume`) hold every hp: column, blank where the trial's
+    order has no such stage: the front lists only the trial's own values."""
+    from search.config import load_search
+    from search.runner import front_lines, front_summary
+
+    scfg, _, _ = load_search(str(SIM))
+
+    class Writer:
+        def front(self):
+            return [{"order": "toy_topic", "trial_id": "t1", "objective_mean": "0.5", "objective_worst": "0.4",
+                     "hp:train.lr": 0.001, "hp:stages.toy_topic.epochs": 2, "hp:stages.toy_align.epochs": None,
+                     "hp:stages.toy_length.epochs": ""}]
+
+    summary = front_summary(scfg, Writer())
+    assert summary["pareto_front"][0]["hparams"] == {"train.lr": 0.001, "stages.toy_topic.epochs": 2}
+    assert front_lines(summary)[1].endswith("train.lr=0.001 stages.toy_topic.epochs=2  (trial t1)")

@@ -165,6 +165,62 @@ def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local,
     assert after["toy_length"] == ("completed", "0.5") and len(after) == 3
 
 
+def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ray_local, capsys):
+    """`itt resume --more N` on a finished order_bo search: N trials more, proposed by the searcher that saw
+    the first ones (no order runs twice), in the same results.csv and MLflow parent run; search.yaml records
+    the new count. Where more trials cannot add anything (an exhaustive search, every order completed), one
+    error line and nothing written."""
+    from mlflow.tracking import MlflowClient
+
+    from search.runner import resume_search, run_search
+
+    tasks = ["toy_topic", "toy_align", "toy_length", "toy_parity"]
+    table = tmp_path / "table.csv"
+    lines = [f"{a},{0.3 + 0.05 * i},{0.3 + 0.05 * i},{0.4 + 0.05 * i}" for i, a in enumerate(tasks)]
+    lines += [f"{a}>{b},{0.3 + 0.05 * i},{0.3 + 0.04 * j},{0.4 + 0.05 * i + 0.03 * j}"
+              for i, a in enumerate(tasks) for j, b in enumerate(tasks) if a != b]
+    table.write_text("order,probe_1,probe_2,final\n" + "\n".join(lines) + "\n")
+    cfg = write_config({"search": {"candidates": tasks, "length": [1, 2], "searcher": "order_bo", "num_samples": 4,
+                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"}}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = Path(run_search(str(cfg), name="m", storage=str(tmp_path / "runs"), tracking_uri=uri, log=lambda *a: None))
+    first = [r["trial_id"] for r in _rows(exp)]
+    printed: list[str] = []
+    resume_search(str(exp), more=3, log=printed.append)
+    rows = _rows(exp)
+    assert len(rows) == 7 and [r["trial_id"] for r in rows][:4] == first, rows
+    assert all(r["status"] == "completed" for r in rows)
+    assert len({r["order"] for r in rows}) == 7, [r["order"] for r in rows]  # the searcher knew the first four
+    assert any("3 trial(s) more: 7 in all" in line for line in printed), printed
+    assert "num_samples: 7" in (exp / "search.yaml").read_text()
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("m").experiment_id])
+    parent = [r for r in runs if r.data.tags.get("itt_role") != "trial"]
+    assert len(parent) == 1 and parent[0].data.params["num_samples"] == "4", parent
+    assert parent[0].data.tags["num_samples_now"] == "7"
+    assert sorted(r.data.tags["trial_id"] for r in runs if r.data.tags.get("itt_role") == "trial") == sorted(
+        r["trial_id"] for r in rows)
+
+    small = write_config({"search": {"candidates": tasks[:3], "length": 1, "searcher": "exhaustive",
+                                     "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
+                                     "tracking": {"enabled": False}}}, name="small.yaml")
+    ex = Path(run_search(str(small), name="x", storage=str(tmp_path / "runs"), log=lambda *a: None))
+    before = {f.name: f.read_bytes() for f in ex.iterdir() if f.is_file()}
+    capsys.readouterr()
+    assert main(["resume", str(ex), "--more", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is an exhaustive search" in err[0], err
+    (ex / "search.yaml").write_text((ex / "search.yaml").read_text().replace("searcher: exhaustive", "searcher: random"))
+    before["search.yaml"] = (ex / "search.yaml").read_bytes()
+    assert main(["resume", str(ex), "--more", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "every order of the space (3) has completed" in err[0], err
+    assert {f.name: f.read_bytes() for f in ex.iterdir() if f.is_file()} == before  # nothing written
+    with pytest.raises(SystemExit):
+        main(["resume", str(ex), "--more", "0"])
+    assert "give a whole number of trials, 1 or more" in capsys.readouterr().err
+
+
 def test_resume_bad_input(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "nope")]) == 2
     assert "no experiment at" in capsys.readouterr().err

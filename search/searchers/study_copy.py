@@ -79,6 +79,7 @@ class StudyCopy:
                     os.remove(self.url)
                 storage = optuna.storages.JournalStorage(_journal_backend(self.url))
             self.rebuild = False
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # (no "A new study created" line in a resume)
             self._target = optuna.create_study(storage=storage, study_name=self.study_name,
                                                directions=study.directions, load_if_exists=True)
         return self._target
