@@ -185,11 +185,10 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     _check_resources(scfg)
     n_done = _count_status(st)
     log(f"resuming search '{st.name}' ({n_done} trials finished before); experiment: {st.display}")
-    if more:
-        scfg = _extend(st, scfg, chain, more, log=log)
     tuner, writer, tracker = _restore(st, scfg, chain, target.metric, restart_errored=retry_errored,
                                       tracking_uri=tracking_uri, log=log)
-    if more:
+    if more:  # (after the restore, which reads Ray's state but leaves the search generator's to the fit)
+        scfg = _extend(st, scfg, chain, more, log=log)
         tracker.files = _tracking_files(tracker.files, scfg.num_samples)
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
@@ -273,7 +272,7 @@ def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_err
 
     from search.tracking import Tracker, resolve_uri
 
-    tuner = tune.Tuner.restore(st.display if st.remote else st.path(), _trainable(scfg, chain, st, metric),
+    tuner = tune.Tuner.restore(st.path(), _trainable(scfg, chain, st, metric),  # (a path of st.fs, also on a store)
                                resume_unfinished=True, resume_errored=False, restart_errored=restart_errored,
                                storage_filesystem=st.fs)
     # the callbacks come back from Ray's pickle of the original Tuner; point them at this run

@@ -161,6 +161,31 @@ def test_itt_search_on_s3(s3, tmp_path):
     assert r2.returncode == 2 and "exists already" in r2.stderr and "Traceback" not in r2.stderr
 
 
+def test_resume_on_s3(s3, tmp_path, write_config, ray_local):
+    """`itt resume` of a search whose experiment is in a bucket (Ray Tune's restore given the store's own
+    path, not the URI), with --more: its Ray state is rewritten in the bucket and the new trials' rows join."""
+    from search.runner import resume_search, run_search
+
+    tasks = ["toy_topic", "toy_align", "toy_length", "toy_parity"]
+    table = tmp_path / "table.csv"
+    table.write_text("order,probe_1,final\n" + "".join(f"{t},0.{i + 3},0.{i + 4}\n" for i, t in enumerate(tasks)))
+    cfg = write_config({"search": {"candidates": tasks, "length": 1, "searcher": "random", "num_samples": 2,
+                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
+                                   "tracking": {"enabled": False}}})
+    uri = s3("resumes")
+    exp = run_search(str(cfg), name="more", storage=uri, log=lambda *a: None, progress="off")
+    st = Storage(uri, "more")
+    first = list(csv.DictReader(io.StringIO(st.read_text("results.csv"))))
+    base, _, query = uri.partition("?")
+    assert exp == f"{base}/more"  # (the URI without the endpoint options moto needs)
+    resume_search(f"{base}/more?{query}", more=2, log=lambda *a: None, progress="off")
+    rows = list(csv.DictReader(io.StringIO(st.read_text("results.csv"))))
+    assert len(first) == 2 and rows[:2] == first and len(rows) == 4, rows
+    assert sorted(r["order"] for r in rows) == sorted(tasks) and all(r["status"] == "completed" for r in rows)
+    assert "num_samples: 4" in st.read_text("search.yaml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "table.csv"]  # nothing written here
+
+
 @pytest.mark.parametrize("storage, needle", [
     ("foo://bucket/x", "Unrecognized filesystem"),
     ("s3://nobucket/x?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1", "cannot reach the store"),
