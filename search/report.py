@@ -30,6 +30,7 @@ from search import stats as S
 from search.confirm import CONFIRM_FILE
 from search.confirm import analyse as confirmation
 from search.confirm import headline as confirmation_headline
+from search.results import config_of
 from search.space import order_tasks
 from search.stats import F, show
 from search.transfer import agreement, agreement_text, prior_of_measurements
@@ -861,6 +862,27 @@ def _next_step(res: dict, where: str) -> None:
                                     f"on 5 fresh seeds each (its report runs this test on them).")
 
 
+def _tuning(res: dict, exp: Experiment) -> None:
+    """Hyperparameters searched beside the orders: each order counts at its best dev setting
+    (``load_experiment``), so one tried at more settings had more chances to score high. report.json keeps
+    the settings per order; where they differ, the headline says so and what compares orders at one."""
+    settings: dict[str, set] = {}
+    for r in exp.rows:
+        if r.get("status") == S.Status.COMPLETED:
+            settings.setdefault(r.get("order") or "", set()).add(config_of(r)[1])
+    if not any(hp for s in settings.values() for hp in s):
+        return  # no searched hyperparameters
+    n = {o: len(s) for o, s in settings.items()}
+    res["tuning"] = {"settings": n}
+    if len(set(n.values())) > 1:
+        most = max(n, key=n.get)
+        res["headline"]["text"] += (
+            f" Hyperparameters were searched with the orders, and each order counts at its best dev setting: "
+            f"{min(n.values())} to {n[most]} settings per order ({show(most)}: {n[most]}), so an order tried more "
+            f"often had more chances; `itt confirm {exp.st.display} --top 5 --hparams first` compares the best "
+            f"orders at one setting, on fresh seeds.")
+
+
 def _json_safe(o):
     if isinstance(o, dict):
         return {str(k): _json_safe(v) for k, v in o.items()}
@@ -881,6 +903,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
                     space=None if confirm else space_orders(exp))  # (a confirmation runs a chosen few on purpose)
     res["experiment"] = exp.st.display
     _next_step(res, exp.st.display)
+    _tuning(res, exp)
     res["metric"] = exp.metric
     res["notes"] = exp.notes
     if heuristics:

@@ -261,7 +261,7 @@ class ResultsWriter(Callback):
         signed = lambda i: tuple(v if d == MAX else -v for v, d in zip(points[i], dirs))  # noqa: E731
         for i in sorted(on, key=signed, reverse=True):
             r = done[i]
-            key = _config_of(r)
+            key = config_of(r)
             if key not in seen:
                 seen.add(key)
                 out.append(r)
@@ -301,7 +301,7 @@ class ResultsWriter(Callback):
         done = [r for r in list(self.rows.values()) if r["status"] == Status.COMPLETED and r.get("score") is not None]
         seen, out = set(), []
         for r in sorted(done, key=lambda r: -float(r["score"])):
-            key = _config_of(r)
+            key = config_of(r)
             if key not in seen:
                 seen.add(key)
                 out.append(r)
@@ -342,6 +342,6 @@ def _csv_line(values: list) -> str:
     return buf.getvalue()
 
 
-def _config_of(row: dict) -> tuple:
+def config_of(row: dict) -> tuple:
     """A row's configuration (order and searched hyperparameters): a replayed repeat has the same one."""
     return row["order"], tuple(sorted((k, str(v)) for k, v in row.items() if k.startswith("hp:")))

@@ -211,6 +211,44 @@ def test_report_from_an_experiment_directory(tmp_path, capsys):
     assert "![Leaderboard of orders](leaderboard.png)" in md and "stopped by ASHA" in md
 
 
+def test_orders_tuned_at_unequal_numbers_of_settings_are_flagged(tmp_path, capsys):
+    """With searched hyperparameters each order counts at its best dev setting: the headline names orders
+    tried at more settings than others (they had more chances) and what compares them at one; report.json
+    keeps the settings per order. Orders tried at one setting each: no such sentence."""
+    rng = np.random.default_rng(5)
+    tidy = _tidy(rng, delta=0.1, orders=[o for o in _orders() if o != "tc>td"])
+    exp = _fake_experiment(tmp_path, tidy, stopped=())
+    with open(exp / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["hp:train.lr"] = "3e-05"
+    ta = next(r for r in rows if r["order"] == "ta")
+    for i, lr in enumerate(["1e-05", "5e-05"]):  # two more settings of ta, scoring lower (not the counted one)
+        tid = f"x{i}"
+        rows.append({**ta, "trial_id": tid, "score": str(float(ta["score"]) - 0.1), "hp:train.lr": lr})
+        shutil.copytree(exp / "trials" / ta["trial_id"], exp / "trials" / tid)
+    rows.append({**ta, "trial_id": "x2"})  # a replay of ta's first setting: no new setting
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    out = capsys.readouterr().out
+    assert "1 to 3 settings per order (ta: 3)" in out and f"itt confirm {exp} --top 5 --hparams first" in out
+    res = json.loads((exp / "report" / "report.json").read_text())
+    assert res["tuning"]["settings"]["ta"] == 3 and set(res["tuning"]["settings"].values()) == {1, 3}
+    assert "settings per order" in res["headline"]["text"]
+    for r in rows:
+        r["hp:train.lr"] = "3e-05"
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    assert "settings per order" not in capsys.readouterr().out
+    assert set(json.loads((exp / "report" / "report.json").read_text())["tuning"]["settings"].values()) == {1}
+
+
 def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, capsys):
     def err(path, *needles):
         assert main(["report", str(path), "--no-heuristics"]) == 2
