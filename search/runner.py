@@ -213,10 +213,12 @@ def _check_more(st: Storage, scfg: SearchConfig, exp_dir: str) -> None:
         return  # another configuration of a finished order can always be proposed
     from search.tracking import read_rows
 
-    done = {r.get("order") or "" for r in read_rows(st) if r.get("status") == Status.COMPLETED}
-    if len(done) >= scfg.space().count():
-        raise UserError(f"itt resume --more: every order of the space ({scfg.space().count()}) has completed in "
-                        f"{exp_dir}; more trials would only repeat them (`itt confirm` runs orders on fresh seeds)")
+    # (the searcher proposes neither a completed order nor an errored one again; a stopped one may continue)
+    ran = {r.get("order") or "" for r in read_rows(st) if r.get("status") in (Status.COMPLETED, Status.ERRORED)}
+    if len(ran) >= scfg.space().count():
+        raise UserError(f"itt resume --more: every order of the space ({scfg.space().count()}) has run in {exp_dir} "
+                        "(completed, or errored: `--retry-errored` runs those again); more trials would only repeat "
+                        "them (`itt confirm` runs orders on fresh seeds)")
 
 
 def _extend(st: Storage, scfg: SearchConfig, chain, more: int, *, log=echo) -> SearchConfig:

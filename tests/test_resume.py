@@ -214,7 +214,7 @@ def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ra
     before["search.yaml"] = (ex / "search.yaml").read_bytes()
     assert main(["resume", str(ex), "--more", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "every order of the space (3) has completed" in err[0], err
+    assert len(err) == 1 and "every order of the space (3) has run" in err[0], err
     assert {f.name: f.read_bytes() for f in ex.iterdir() if f.is_file()} == before  # nothing written
     with pytest.raises(SystemExit):
         main(["resume", str(ex), "--more", "0"])

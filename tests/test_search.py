@@ -359,6 +359,33 @@ def test_dedup_every_order_once_then_finished(searcher, tmp_path, ray_local):
     assert sorted(orders) == sorted(order_key(o) for o in space.orders())
 
 
+@pytest.mark.parametrize("searcher", ["order_bo", "random"])
+def test_an_errored_configuration_is_not_proposed_again(searcher):
+    """Tune gave up on a trial (its retries used up): the searcher does not propose that configuration again
+    in the search - a failure that repeats (out of memory on a long order) would take trial after trial;
+    `itt resume --retry-errored` and the runner restart errored trials through Ray. Once the other orders
+    have run, the search ends."""
+    from ray.tune.search import Searcher
+
+    from search.config import SearchConfig
+    from search.searchers import make_searcher
+
+    scfg = SearchConfig(candidates=TOY3, length=1, seed=0, searcher=searcher)
+    space = scfg.space()
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    got = {f"t{i}": space.decode(s.suggest(f"t{i}"))[0] for i in range(2)}
+    for tid, task in got.items():
+        if task == got["t0"]:
+            s.on_trial_complete(tid, None, error=True)
+        else:
+            s.on_trial_complete(tid, {"objective": 0.5, "final": 1})
+    last = space.decode(s.suggest("t2"))[0]
+    assert last not in got.values()  # the order neither trial ran
+    s.on_trial_complete("t2", {"objective": 0.4, "final": 1})
+    assert s.suggest("t3") is Searcher.FINISHED  # not the errored order again
+
+
 def _study_of(searcher):
     return searcher.inner._ot_study
 

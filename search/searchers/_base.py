@@ -6,7 +6,8 @@ It owns what is true whatever Optuna sampler proposes the orders:
   about half of its trials, once converged). A repeat is answered inside the searcher and Optuna is
   asked again: a repeat of a **finished** configuration is told COMPLETE with the score it has (the
   model must see it again, or TPE keeps proposing it); one still **running** is told FAIL (no score
-  yet; Optuna may propose it later). After ``tries`` repeats in a row an order never proposed before
+  yet; Optuna may propose it later), and so is one that **errored** (it is not run again in this search:
+  Tune retried it already; ``itt resume --retry-errored`` restarts it). After ``tries`` repeats in a row an order never proposed before
   is drawn at random (seeded) and enqueued; once every order has run (and no hyperparameter could
   still differ) the searcher says FINISHED.
 * **A stopped order can come back.** A trial the scheduler stopped is told to Optuna as PRUNED (its
@@ -39,7 +40,7 @@ from ray.tune.search import Searcher
 
 from search.space import OrderSpace, order_key
 
-RUNNING, DONE, STOPPED = "running", "done", "stopped"
+RUNNING, DONE, STOPPED, ERRORED = "running", "done", "stopped", "errored"
 CONTINUES = "continues"  # trial config key: the id of the stopped trial this one continues
 
 
@@ -127,7 +128,7 @@ class OrderSearcher(Searcher):
             values = score if isinstance(self.inner.metric, list) else [score]
             self.inner.on_trial_complete(iid, dict(zip(names, values)))
         else:
-            self.inner.on_trial_complete(iid, None, error=True)  # FAIL: no score yet
+            self.inner.on_trial_complete(iid, None, error=True)  # FAIL: no score (yet: running; or errored)
 
     def _enqueue_unseen(self):
         """An order never proposed (or one stopped, which may continue), drawn at random, or FINISHED."""
@@ -161,7 +162,10 @@ class OrderSearcher(Searcher):
         if error or (score is None and not multi_stop):
             self.inner.on_trial_complete(self.inner_id[trial_id], None, error=True)
             if self.seen.get(key, (RUNNING,))[0] == RUNNING:
-                del self.seen[key]  # an errored configuration may be proposed (and run) again
+                # not proposed again in this search: Tune retried it search.max_failures times already, a
+                # failure that repeats (e.g. out of memory on a long order) would take trial after trial, and
+                # the runner (or `itt resume --retry-errored`) restarts errored trials through Ray itself
+                self.seen[key] = (ERRORED, None)
         elif not result.get("final"):  # stopped by the scheduler before its final report
             self.inner.on_trial_complete(self.inner_id[trial_id], None)  # PRUNED
             self.seen[key] = (STOPPED, score)

@@ -79,6 +79,7 @@ class Observations:
     done: set[str] = field(default_factory=set)  # configs with a final score
     pending: list[tuple[list[str], dict]] = field(default_factory=list)
     stopped: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)  # configs a trial errored on (not proposed again)
     trained: set[str] = field(default_factory=set)  # prefix keys trained (or being trained) by some trial
 
 
@@ -152,15 +153,19 @@ class OrderBOSampler(BaseSampler):
     # ------------------------------------------------------------------ what the study knows
     def observations(self, study, scalarise=None) -> Observations:
         """The study as configurations; ``scalarise`` turns a multi-objective trial's values into one."""
-        obs, seen_f, seen_p = Observations(), set(), set()
+        obs, seen_f, seen_p, ran = Observations(), set(), set(), set()
         for t in study.get_trials(deepcopy=False):
-            if t.state == TrialState.FAIL or not t.params:
+            if not t.params:
                 continue
             decoded = self._decode(t.params)
             if decoded is None:
                 continue  # a trial still being asked: its digits are not all there
             order, hp = decoded
             key = config_key(order, hp)
+            if t.state == TrialState.FAIL:  # errored, or a repeat of a running one (told FAIL: no score yet)
+                obs.failed.add(key)
+                continue
+            ran.add(key)
             value = None if t.values is None else (scalarise(t.values) if scalarise else t.values[0])
             if t.state == TrialState.COMPLETE and value is not None and (key, value) not in seen_f:
                 seen_f.add((key, value))  # a repeat answered by the searcher carries the same value: once
@@ -178,6 +183,7 @@ class OrderBOSampler(BaseSampler):
                 obs.trained.update(config_key(order[:i], hp) for i in range(1, len(order) + 1))
             elif t.state == TrialState.PRUNED:
                 obs.stopped.add(key)
+        obs.failed -= ran  # a repeat's FAIL is no failure of its configuration (a stopped one may continue)
         return obs
 
     def _decode(self, params: dict) -> tuple[list[str], dict] | None:
@@ -221,7 +227,8 @@ class OrderBOSampler(BaseSampler):
         obs = self.observations(study, scalarise)
         self._reweigh_prior(study, obs if scalarise is None else None)
         cands = self._candidates(obs)
-        busy = obs.done | {config_key(o, h) for o, h in obs.pending} | (set() if self.propose_stopped else obs.stopped)
+        busy = (obs.done | obs.failed | {config_key(o, h) for o, h in obs.pending}
+                | (set() if self.propose_stopped else obs.stopped))
         free = [c for c in cands if config_key(*c) not in busy] or cands
         distinct = {config_key(o, h) for o, h, _ in obs.finals} | {config_key(o, h) for o, h in obs.pending} | obs.stopped
         # the first orders, or a fit that failed (degenerate data): a random untried configuration
