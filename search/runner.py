@@ -282,6 +282,12 @@ def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_err
     writer = next(c for c in callbacks if isinstance(c, ResultsWriter))
     tracker = next(c for c in callbacks if isinstance(c, Tracker))
     writer.log = tracker.log = log
+    # ... and at this experiment directory: it may have moved since (renamed, copied from the cluster)
+    writer.storage = tracker.st = st
+    tracker.meta["experiment_dir"] = st.display
+    searcher = _searcher_of(tuner)
+    if searcher is not None and scfg.optuna_storage == "experiment":
+        searcher.copy_here = study_copy_url(scfg, st)  # (applied when Ray restores the searcher's state)
     if tracking_uri and scfg.tracking.enabled:
         tracker.uri = resolve_uri(tracking_uri)
         tracker.meta["tracking_uri"] = tracker.uri

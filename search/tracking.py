@@ -475,6 +475,8 @@ def _open_parent(ml: _Mlflow, st: Storage, meta: dict) -> str:
     run = ml.parent(meta["search_id"], meta["name"], {"experiment_dir": meta["experiment_dir"],
                                                       "mlflow.note.content": note})
     have = run.data.params
+    if run.data.tags.get("experiment_dir", meta["experiment_dir"]) != meta["experiment_dir"]:
+        ml.client.set_tag(run.info.run_id, "experiment_dir", meta["experiment_dir"])  # the experiment moved
     params = [Param(k, v) for k, v in _parent_params(desc, meta).items() if k not in have] if desc else []
     if params:
         ml.client.log_batch(run.info.run_id, params=params)

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,19 +186,27 @@ def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ra
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = Path(run_search(str(cfg), name="m", storage=str(tmp_path / "runs"), tracking_uri=uri, log=lambda *a: None))
     first = [r["trial_id"] for r in _rows(exp)]
-    printed: list[str] = []
+    moved = tmp_path / "elsewhere" / "m"  # renamed, or fetched from a cluster: the resume writes where it is now
+    moved.parent.mkdir()
+    shutil.move(exp, moved)
+    exp, printed = moved, []
     resume_search(str(exp), more=3, log=printed.append)
+    assert not (tmp_path / "runs" / "m").exists()
     rows = _rows(exp)
     assert len(rows) == 7 and [r["trial_id"] for r in rows][:4] == first, rows
     assert all(r["status"] == "completed" for r in rows)
     assert len({r["order"] for r in rows}) == 7, [r["order"] for r in rows]  # the searcher knew the first four
     assert any("3 trial(s) more: 7 in all" in line for line in printed), printed
     assert "num_samples: 7" in (exp / "search.yaml").read_text()
+    import optuna
+
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal")))
+    assert len(optuna.load_study(study_name="m", storage=journal).trials) >= 7  # the study copy, here
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("m").experiment_id])
     parent = [r for r in runs if r.data.tags.get("itt_role") != "trial"]
     assert len(parent) == 1 and parent[0].data.params["num_samples"] == "4", parent
-    assert parent[0].data.tags["num_samples_now"] == "7"
+    assert parent[0].data.tags["num_samples_now"] == "7" and parent[0].data.tags["experiment_dir"] == str(exp)
     assert sorted(r.data.tags["trial_id"] for r in runs if r.data.tags.get("itt_role") == "trial") == sorted(
         r["trial_id"] for r in rows)
 

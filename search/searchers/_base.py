@@ -210,5 +210,8 @@ class OrderSearcher(Searcher):
             pickle.dump(self.__dict__, f)
 
     def restore(self, checkpoint_path: str) -> None:
+        here = self.__dict__.get("copy_here")  # the study copy's place in a moved experiment (the runner sets it)
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update({"tune_numbers": set(), "copy": None, **pickle.load(f)})
+        if here is not None and self.copy is not None:
+            self.copy.url = here
