@@ -197,6 +197,20 @@ class OrderBO(_Strict):
     use_probes: bool = True  # probes enter the GP as low-fidelity observations of their prefix
 
 
+class Stop(_Strict):
+    """``search.stop``: end the search once its model says a longer one would not pay (search/searchers/stopping.py)."""
+
+    p_better: float | None = Field(None, gt=0, lt=1)  # P(an unfinished order beats the pick) below this
+    gain: float | None = Field(None, gt=0)  # the expected gain of the best unfinished order below this (metric units)
+    min_trials: int = Field(10, ge=1)  # finished trials before the rule is asked
+
+    @model_validator(mode="after")
+    def _some(self) -> Stop:
+        if self.p_better is None and self.gain is None:
+            raise ValueError("give p_better, gain or both (when to stop)")
+        return self
+
+
 class SearchConfig(_Strict):
     candidates: list[str]
     length: int | tuple[int, int] = Field(..., description="an order length k, or [min, max] (0 = F baseline)")
@@ -247,6 +261,9 @@ class SearchConfig(_Strict):
     report: bool = False
     # then `itt confirm` on it: its best orders and F again on fresh seeds, in <name>-confirm (null: not)
     confirm: Confirm | None = None
+    # order_bo: no new trial once an unfinished order is unlikely to beat the pick, e.g. {p_better: 0.05}
+    # (search/searchers/stopping.py); null: num_samples trials
+    stop: Stop | None = None
 
     @field_validator("optuna_storage")
     @classmethod
@@ -370,6 +387,8 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                           "(start another searcher from the prior with seed_points.heuristics: [transferability])")
     if scfg.prior_from is not None and scfg.searcher not in ("auto", "order_bo"):
         raise ConfigError(f"{path}: search.prior_from needs searcher order_bo (or auto), not {scfg.searcher}")
+    if scfg.stop is not None:
+        _check_stop(scfg, space, path)
     if scfg.prior_from is not None:  # an experiment directory is relative to the working directory, as itt search wrote it there
         scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     if scfg.seed_points.singles and 1 not in scfg.lengths:
@@ -395,6 +414,23 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                 raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
                                   f"and {scfg.simulate.table} has no dev_<language> columns")
     return scfg, chain, raw
+
+
+def _check_stop(scfg: SearchConfig, space, path: str) -> None:
+    """``search.stop`` asks order_bo whether an unfinished order could beat its pick: a question with an
+    answer only for one objective, no searched hyperparameters and a space it scores whole."""
+    if scfg.searcher not in ("auto", "order_bo"):
+        why = f"needs searcher order_bo (or auto), not {scfg.searcher}"
+    elif scfg.multi_objective:
+        why = "needs one metric (a multi-objective search has a Pareto front, not one pick)"
+    elif scfg.hparams:
+        why = "cannot be asked with searched hyperparameters (every unfinished configuration is no finite set)"
+    elif space.count() > scfg.order_bo.max_candidates:
+        why = (f"needs a space of at most search.order_bo.max_candidates ({scfg.order_bo.max_candidates}) orders; "
+               f"this one has {space.count()}")
+    else:
+        return
+    raise ConfigError(f"{path}: search.stop {why}")
 
 
 def _check_point_hparams(scfg: SearchConfig, path: str) -> None:

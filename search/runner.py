@@ -25,7 +25,7 @@ from search.config import SearchConfig, load_search
 from search.schedulers import make_scheduler
 from search.results import ResultsWriter, Status  # (also re-exported: older experiments pickled it from here)
 from search.searchers import (exhaustive_param_space, exhaustive_search_alg, make_searcher, seed_point_orders,
-                              study_copy_url)
+                              stopping, study_copy_url)
 from search.storage import Storage, echo
 from search.trial import TrialContext, chain_trial, in_trial_process, trial_resources
 
@@ -190,6 +190,8 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     if more:  # (after the restore, which reads Ray's state but leaves the search generator's to the fit)
         scfg = _extend(st, scfg, chain, more, log=log)
         tracker.files = _tracking_files(tracker.files, scfg.num_samples)
+        if _searcher_of(tuner) is not None:
+            _searcher_of(tuner).lift_stop = True  # N more trials whatever search.stop said
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
@@ -222,9 +224,10 @@ def _check_more(st: Storage, scfg: SearchConfig, exp_dir: str) -> None:
 
 
 def _extend(st: Storage, scfg: SearchConfig, chain, more: int, *, log=echo) -> SearchConfig:
-    """``more`` trials on top of the search's own count. Ray Tune keeps that count in its search
-    generator's saved state and restores it over any new ``TuneConfig``, so that state's total is raised
-    (and its "finished" flag cleared); ``search.yaml`` records the new ``search.num_samples``."""
+    """``more`` trials on top of the search's own count (or of the trials it started, when it stopped
+    itself). Ray Tune keeps that count in its search generator's saved state and restores it over any new
+    ``TuneConfig``, so that state's total is raised (and its "finished" flag cleared); ``search.yaml``
+    records the new ``search.num_samples``."""
     from ray import cloudpickle
     from ray.tune.search.search_generator import SearchGenerator
 
@@ -234,7 +237,8 @@ def _extend(st: Storage, scfg: SearchConfig, chain, more: int, *, log=echo) -> S
         raise UserError(f"itt resume --more: {st.display} holds no searcher state ({prefix}*): the search "
                         "stopped before its first trial. Start it again with a larger search.num_samples")
     state = cloudpickle.loads(st.read_bytes(files[-1]))  # the newest, as Ray picks it
-    before = int(state["total_samples"])
+    # a searcher that said FINISHED (search.stop, or no order left) started its last trial: count from there
+    before = int(state["counter"] if state["finished"] else state["total_samples"])
     state.update(total_samples=before + more, finished=False)
     st.write_bytes(cloudpickle.dumps(state), files[-1])
     scfg = scfg.model_copy(update={"num_samples": before + more})
@@ -437,6 +441,8 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
             f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
         if rec.get("unexplored"):
             log(unexplored_text(rec["unexplored"], rec["order"], st.display))
+    if summary.get("stopped_itself"):
+        log(stopping.text(summary["stopped_itself"], summary["stopped_itself"]["pick"]))
     if summary.get("prior_weights"):
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
@@ -533,6 +539,7 @@ def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, search
            "counts": {s: sum(r["status"] == s for r in writer.rows.values())
                       for s in (Status.COMPLETED, Status.STOPPED, Status.ERRORED, Status.RUNNING)},
            "continuations": getattr(searcher, "continuations", 0),
+           **({"stopped_itself": searcher.ended} if getattr(searcher, "ended", None) else {}),
            **prior_weights(searcher),
            "trace": getattr(searcher, "trace", [])}
     st.write_text(json.dumps(out, indent=1, default=str), SUMMARY_FILE)

@@ -386,6 +386,61 @@ def test_an_errored_configuration_is_not_proposed_again(searcher):
     assert s.suggest("t3") is Searcher.FINISHED  # not the errored order again
 
 
+def test_stop_rule_reads_the_searchers_answer():
+    """search.stop holds only past min_trials, and only when every criterion given holds."""
+    from search.config import Stop
+    from search.searchers import stopping
+
+    u = {"p_better": 0.04, "expected_gain": 0.003, "orders": 12, "of": 40}
+    assert stopping.reason(Stop(p_better=0.05), u, 10)["p_better"] == 0.04
+    assert stopping.reason(Stop(p_better=0.05), u, 9) is None  # min_trials 10
+    assert stopping.reason(Stop(p_better=0.04), u, 10) is None  # strictly below
+    assert stopping.reason(Stop(p_better=0.05, gain=0.002), u, 10) is None  # the gain criterion fails
+    assert stopping.reason(Stop(p_better=0.05, gain=0.004, min_trials=3), u, 3)["rule"] == {"p_better": 0.05, "gain": 0.004}
+    assert stopping.reason(Stop(gain=0.01), None, 50) is None  # no answer (hyperparameters searched): never
+    line = stopping.text({**stopping.reason(Stop(gain=0.004), u, 10), "pick": "a>b"}, "a>b")
+    assert "after 10 finished trials" in line and "(12 of 40) beats a>b with expected gain 0.003 < 0.004" in line
+
+
+def test_search_stops_itself_then_more_goes_past_the_rule(tmp_path, ray_local, capsys):
+    """search.stop: the searcher proposes no new trial once its model says an unfinished order beats its pick
+    with P below the rule (past min_trials): fewer trials than num_samples, summary.json and the console say
+    why. `itt resume --more 2` then runs exactly 2 more, past the rule."""
+    from search.runner import resume_search, run_search
+
+    tasks = TOY3 + ["toy_parity"]
+    space = OrderSpace(candidates=tasks, lengths=[1, 2])
+    table = tmp_path / "table.csv"
+    eff = {"toy_topic": [0.3, 0.2], "toy_align": [0.1, 0.15], "toy_length": [0.0, -0.05], "toy_parity": [-0.1, 0.05]}
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["order", "probe_1", "probe_2", "final"])
+        for o in space.orders():
+            parts = [eff[t][i] for i, t in enumerate(o)]
+            w.writerow([order_key(o), *[0.3 + sum(parts[: i + 1]) for i in range(len(o))], *[""] * (2 - len(o)),
+                        0.31 + sum(parts)])
+    search = {"candidates": tasks, "length": [1, 2], "searcher": "order_bo", "num_samples": 16, "seed": 0,
+              "scheduler": {"type": "none"}, "simulate": {"table": str(table)}, "resources": {"max_concurrent": 1},
+              "stop": {"p_better": 0.2, "min_trials": 5}, "tracking": {"enabled": False}}
+    lines: list[str] = []
+    exp = run_search(str(_search_config(tmp_path, search)), name="stops", storage=str(tmp_path / "runs"), log=lines.append)
+    n = len(_rows(exp))
+    stop = json.loads((exp / "summary.json").read_text())["stopped_itself"]
+    assert 5 <= stop["finished"] == n < 16 and stop["p_better"] < 0.2 and stop["rule"] == {"p_better": 0.2}, stop
+    assert any(ln.startswith(f"the search stopped itself after {n} finished trials (search.stop)") for ln in lines), lines
+    resume_search(str(exp), more=2, log=lambda *a: None)
+    assert len(_rows(exp)) == n + 2 and len({r["order"] for r in _rows(exp)}) == n + 2
+    assert "stopped_itself" not in json.loads((exp / "summary.json").read_text())
+    # bad input: one line naming the key
+    for extra, needle in [({"searcher": "tpe"}, "search.stop needs searcher order_bo"),
+                          ({"hparams": {"train.lr": {"float": [1e-4, 1e-3]}}}, "search.stop cannot be asked with searched"),
+                          ({"stop": {"min_trials": 3}}, "give p_better, gain or both"),
+                          ({"stop": {"p_better": 1.5}}, "search.stop.p_better")]:
+        cfg = _search_config(tmp_path, {**search, **extra}, name="bad.yaml")
+        _error(["search", str(cfg), "--name", "bad", "--storage", str(tmp_path / "runs")], capsys, *[needle])
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
 def _study_of(searcher):
     return searcher.inner._ot_study
 

@@ -46,7 +46,7 @@ CONTINUES = "continues"  # trial config key: the id of the stopped trial this on
 
 class OrderSearcher(Searcher):
     def __init__(self, inner, space: OrderSpace, has_hparams: bool, seed: int = 0, tries: int = 20,
-                 continue_stopped: bool = True, copy=None):
+                 continue_stopped: bool = True, copy=None, stop=None):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner, self.space, self.has_hparams, self.tries = inner, space, has_hparams, tries
         self.continue_stopped = continue_stopped
@@ -62,6 +62,9 @@ class OrderSearcher(Searcher):
         self.trace: list[dict] = []  # the sampler's recommendation at each proposal
         self.copy = copy  # a StudyCopy: the study in a file or database, for optuna-dashboard
         self.tune_numbers: set[int] = set()  # Optuna trial numbers of the trials Tune runs (not the repeats)
+        self.stop = stop  # search.stop (search/searchers/stopping.py), or None
+        self.ended: dict | None = None  # what made the search stop itself (stopping.reason)
+        self._asked_at = -1  # finished trials when the rule was last asked
 
     # ------------------------------------------------------------------ keys
     def _split(self, config: dict) -> tuple[str, dict]:
@@ -89,6 +92,8 @@ class OrderSearcher(Searcher):
         return ok
 
     def suggest(self, trial_id: str):
+        if self._should_stop():
+            return Searcher.FINISHED
         for attempt in range(self.tries + 1):
             iid = f"{trial_id}#{attempt}" if attempt else trial_id
             if attempt == self.tries and self._enqueue_unseen() is Searcher.FINISHED:
@@ -192,6 +197,22 @@ class OrderSearcher(Searcher):
             return None if any(v is None for v in values) else values
         return (result or {}).get(self.inner.metric)
 
+    def _should_stop(self) -> bool:
+        """``search.stop``: asked once per newly finished trial; once it holds, the search proposes no more."""
+        from search.searchers import stopping
+
+        if self.ended is not None:
+            return True
+        finished = sum(state == DONE for state, _ in self.seen.values())
+        if self.stop is None or finished == self._asked_at or finished < self.stop.min_trials:
+            return False
+        self._asked_at = finished
+        rec = self.recommend()
+        self.ended = stopping.reason(self.stop, (rec or {}).get("unexplored"), finished)
+        if self.ended is not None:
+            self.ended["pick"] = rec["order"]
+        return self.ended is not None
+
     # ------------------------------------------------------------------ the recommendation
     def recommend(self) -> dict | None:
         """The sampler's recommended order (a dict: order, mean, lo, hi, ...), or None without a model."""
@@ -210,8 +231,13 @@ class OrderSearcher(Searcher):
             pickle.dump(self.__dict__, f)
 
     def restore(self, checkpoint_path: str) -> None:
-        here = self.__dict__.get("copy_here")  # the study copy's place in a moved experiment (the runner sets it)
+        # what the runner decided for this resume (set on the restored Tuner's searcher before Ray loads its
+        # state into it): the study copy's place in a moved experiment; `--more` lifts search.stop
+        here, more = self.__dict__.get("copy_here"), self.__dict__.get("lift_stop", False)
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update({"tune_numbers": set(), "copy": None, **pickle.load(f)})
+            self.__dict__.update({"tune_numbers": set(), "copy": None, "stop": None, "ended": None, "_asked_at": -1,
+                                  **pickle.load(f)})
         if here is not None and self.copy is not None:
             self.copy.url = here
+        if more:
+            self.stop = self.ended = None

@@ -76,7 +76,7 @@ def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = Non
     inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric=metric, mode=mode,
                          sampler=sampler_for(scfg, prior), points_to_evaluate=points or None, study_name=study_name)
     return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
-                         continue_stopped=scfg.scheduler.continue_stopped,
+                         continue_stopped=scfg.scheduler.continue_stopped, stop=scfg.stop,
                          copy=StudyCopy(copy_url, study_name, log=log) if copy_url else None)
 
 

@@ -1,0 +1,40 @@
+"""When a search should stop itself: its own model says a longer one would not pay.
+
+``order_bo`` answers "could an order the search did not finish beat its pick?" (``OrderBOSampler.unexplored``:
+under the GP's joint posterior, the probability ``p_better`` that the best unfinished order scores above
+the recommended one, and the expected gain of that best over it). ``search.stop`` turns that answer into
+a termination rule, as Makarova et al. ("Automatic termination for hyperparameter optimization", AutoML
+2022) stop Bayesian optimisation once the regret its model still allows is small: once ``min_trials``
+trials have finished, the searcher proposes no new trial when ``p_better`` is below ``search.stop.p_better``
+and/or the expected gain below ``search.stop.gain`` (every criterion given must hold). Trials already
+running finish; ``itt resume EXP --more N`` runs N more past the rule. ``bench/stop_rule.py`` measures
+where the rule stops on the benchmark tables and the regret it leaves.
+"""
+
+from __future__ import annotations
+
+
+def reason(rule, unexplored: dict | None, finished: int) -> dict | None:
+    """The rule's verdict on the searcher's latest answer: a dict (what held) when the search should stop,
+    else None. ``rule``: ``search.config.Stop``; ``finished``: trials with a final score so far."""
+    if rule is None or unexplored is None or finished < rule.min_trials:
+        return None
+    p, gain = unexplored["p_better"], unexplored["expected_gain"]
+    if rule.p_better is not None and not p < rule.p_better:
+        return None
+    if rule.gain is not None and not gain < rule.gain:
+        return None
+    return {"finished": finished, "p_better": p, "expected_gain": gain, "unfinished": unexplored["orders"],
+            "of": unexplored["of"], "rule": {k: v for k, v in (("p_better", rule.p_better), ("gain", rule.gain)) if v is not None}}
+
+
+def text(stop: dict, pick: str) -> str:
+    """One console line: why the search stopped itself."""
+    said = []
+    if "p_better" in stop["rule"]:
+        said.append(f"P = {stop['p_better']:.3g} < {stop['rule']['p_better']:g}")
+    if "gain" in stop["rule"]:
+        said.append(f"expected gain {stop['expected_gain']:.4g} < {stop['rule']['gain']:g}")
+    return (f"the search stopped itself after {stop['finished']} finished trials (search.stop): under the searcher's "
+            f"model an order it did not finish ({stop['unfinished']} of {stop['of']}) beats {pick or 'F'} with "
+            f"{' and '.join(said)}; trials already running finished, no new one started")
