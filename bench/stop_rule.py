@@ -82,8 +82,10 @@ def one_search(info: dict, seed: int, rules: dict, budget: float) -> dict:
         rec = sampler.recommend(study)
         for name, rule in rules.items():
             if name not in stops and stopping.reason(rule, rec.get("unexplored"), len(done)):
-                stops[name] = {"compute": spent.spent / E, "trials": len(done), "regret": regret(rec["order"]),
-                               "regret_observed": regret(max(scores, key=scores.get)),
+                best_seen = max(scores, key=scores.get)
+                stops[name] = {"compute": spent.spent / E, "trials": len(done), "pick": rec["order"],
+                               "regret": regret(rec["order"]), "best_observed": best_seen,
+                               "regret_observed": regret(best_seen),
                                "p_better": rec["unexplored"]["p_better"]}
     return {"seed": seed, "stops": stops, "to_best": to_best, "searched": spent.spent / E}
 

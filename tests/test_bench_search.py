@@ -191,3 +191,30 @@ def test_unexplored_calibration_scores_a_search_against_the_tables_truth(se):
     s = uc.summarize([r, {**r, "p_better": 0.2, "better": False, "gain": 0.0}])
     assert s["said"] == pytest.approx((r["p_better"] + 0.2) / 2) and s["right"] == pytest.approx(r["better"] / 2)
     assert s["brier"] == pytest.approx(((r["p_better"] - r["better"]) ** 2 + 0.04) / 2)
+
+
+def test_stop_rule_bench_records_where_each_rule_stops(tmp_path, capsys):
+    """bench/stop_rule.py on toy3, one seed: each rule's stop point is where the searcher's answer first fell
+    below it, and the regret there is the table's, recomputed here from its truth."""
+    mod = _bench("stop_rule")
+    out = tmp_path / "stop.json"
+    assert mod.main(["--tables", "toy3", "--seeds", "1", "--budget", "0.5", "--rules", "p=0.1,p=0.5",
+                     "--min-trials", "6", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    run = res["runs"]["toy3"][0]
+    loose, strict = run["stops"]["p=0.5"], run["stops"]["p=0.1"]
+    assert 6 <= loose["trials"] <= strict["trials"] and loose["compute"] <= strict["compute"] <= 0.5 + 0.05
+    assert loose["p_better"] < 0.5 and strict["p_better"] < 0.1
+    import csv
+    import statistics
+
+    means: dict[str, list[float]] = {}
+    with open(ROOT / "bench" / "data" / "toy_3of5_s3_runs.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            means.setdefault(r["order"], []).append(float(r["final"]))
+    truth = {o: statistics.mean(v) for o, v in means.items()}
+    top, mid = max(truth.values()), statistics.median(truth.values())
+    for s in (loose, strict):
+        assert s["regret"] == pytest.approx((top - truth[s["pick"]]) / (top - mid))
+        assert s["regret_observed"] == pytest.approx((top - truth[s["best_observed"]]) / (top - mid))
+    assert "p=0.5" in capsys.readouterr().out
