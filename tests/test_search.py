@@ -439,6 +439,8 @@ def test_search_stops_itself_then_more_goes_past_the_rule(tmp_path, ray_local, c
         cfg = _search_config(tmp_path, {**search, **extra}, name="bad.yaml")
         _error(["search", str(cfg), "--name", "bad", "--storage", str(tmp_path / "runs")], capsys, *[needle])
     assert not (tmp_path / "runs" / "bad").exists()
+    assert main(["space", str(_search_config(tmp_path, search))]) == 0  # the plan says the rule may end it earlier
+    assert "search.stop (p_better 0.2) may end it earlier, once 5 or more trials have finished" in capsys.readouterr().out
 
 
 def _study_of(searcher):
