@@ -617,7 +617,8 @@ def searcher_pick(exp: Experiment) -> dict | None:
         return None
     name = {"auto": "order_bo"}.get(summary.get("searcher"), summary.get("searcher"))
     return {"searcher": name, **{k: rec[k] for k in ("order", "mean", "lo", "hi")},
-            **({"unexplored": rec["unexplored"]} if rec.get("unexplored") else {})}
+            **({"unexplored": rec["unexplored"]} if rec.get("unexplored") else {}),
+            **({"stopped_itself": summary["stopped_itself"]} if summary.get("stopped_itself") else {})}
 
 
 def _searcher_text(r: dict) -> str:
@@ -632,6 +633,10 @@ def _searcher_text(r: dict) -> str:
             f"model with probability {u['p_better']:.2f} (expected gain {u['expected_gain']:+.4f}; most likely "
             f"{show(u['most_likely'])}, {u['p_most_likely']:.2f}), a figure the P(best) above, which ranks only "
             "the orders run, cannot give.")
+    if sp.get("stopped_itself"):
+        st = sp["stopped_itself"]
+        left += (f" The search stopped itself there (search.stop: {', '.join(f'{k} {v:g}' for k, v in st['rule'].items())}) "
+                 f"after {st['finished']} finished trials.")
     return (f" The searcher's own model ({sp['searcher']}: a GP over order features, on the dev score it optimised) "
             f"recommends {show(sp['order'])} (posterior mean {sp['mean']:.4f}, 95% [{sp['lo']:.4f}, {sp['hi']:.4f}])"
             + (": the same order." if same else f"; here its P(best) is {ranking.prob_text(p)}.") + left)

@@ -412,7 +412,8 @@ def _log_front(ml: _Mlflow, parent_id: str, search_id: str, rows: list[dict]) ->
 def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     """summary.json on the parent run, and the searcher's recommended order where it has one: tag
     ``recommended_order``, metrics ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval) and
-    ``unfinished_p_better``/``unfinished_expected_gain`` (could an order not finished beat it?)."""
+    ``unfinished_p_better``/``unfinished_expected_gain`` (could an order not finished beat it?); tag
+    ``stopped_itself_after`` (finished trials) where ``search.stop`` ended the search."""
     import json
 
     from mlflow.entities import Metric, RunTag
@@ -420,7 +421,12 @@ def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     if not text:
         return
     _log_text(ml, run_id, text, "summary.json")
-    rec = json.loads(text).get("recommended")
+    summary = json.loads(text)
+    if summary.get("stopped_itself"):  # search.stop ended it: after how many finished trials
+        ml.client.set_tag(run_id, "stopped_itself_after", str(summary["stopped_itself"]["finished"]))
+    elif "stopped_itself_after" in ml.client.get_run(run_id).data.tags:  # `itt resume --more` went past the rule
+        ml.client.delete_tag(run_id, "stopped_itself_after")
+    rec = summary.get("recommended")
     if not rec:
         return
     now = int(time.time() * 1000)

@@ -249,6 +249,20 @@ def test_orders_tuned_at_unequal_numbers_of_settings_are_flagged(tmp_path, capsy
     assert set(json.loads((exp / "report" / "report.json").read_text())["tuning"]["settings"].values()) == {1}
 
 
+def test_a_search_that_stopped_itself_says_so_in_the_report(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    tidy = _tidy(rng, delta=0.1, orders=[o for o in _orders() if o != "tc>td"])
+    exp = _fake_experiment(tmp_path, tidy, stopped=())
+    stop = {"finished": 12, "p_better": 0.03, "expected_gain": 0.0001, "unfinished": 4, "of": 16,
+            "rule": {"p_better": 0.05}, "pick": "ta"}
+    (exp / "summary.json").write_text(json.dumps({"searcher": "auto", "stopped_itself": stop, "recommended": {
+        "order": "ta", "mean": 0.6, "lo": 0.58, "hi": 0.62}}))
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    capsys.readouterr()
+    md = (exp / "report" / "report.md").read_text()
+    assert "The search stopped itself there (search.stop: p_better 0.05) after 12 finished trials." in md
+
+
 def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, capsys):
     def err(path, *needles):
         assert main(["report", str(path), "--no-heuristics"]) == 2

@@ -421,16 +421,25 @@ def test_search_stops_itself_then_more_goes_past_the_rule(tmp_path, ray_local, c
                         0.31 + sum(parts)])
     search = {"candidates": tasks, "length": [1, 2], "searcher": "order_bo", "num_samples": 16, "seed": 0,
               "scheduler": {"type": "none"}, "simulate": {"table": str(table)}, "resources": {"max_concurrent": 1},
-              "stop": {"p_better": 0.2, "min_trials": 5}, "tracking": {"enabled": False}}
+              "stop": {"p_better": 0.2, "min_trials": 5}}
     lines: list[str] = []
-    exp = run_search(str(_search_config(tmp_path, search)), name="stops", storage=str(tmp_path / "runs"), log=lines.append)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = run_search(str(_search_config(tmp_path, search)), name="stops", storage=str(tmp_path / "runs"), log=lines.append,
+                     tracking_uri=uri)
     n = len(_rows(exp))
     stop = json.loads((exp / "summary.json").read_text())["stopped_itself"]
     assert 5 <= stop["finished"] == n < 16 and stop["p_better"] < 0.2 and stop["rule"] == {"p_better": 0.2}, stop
     assert any(ln.startswith(f"the search stopped itself after {n} finished trials (search.stop)") for ln in lines), lines
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    parent = lambda: next(r for r in client.search_runs([client.get_experiment_by_name("stops").experiment_id])  # noqa: E731
+                          if r.data.tags.get("itt_role") == "search")
+    assert parent().data.tags["stopped_itself_after"] == str(n)
     resume_search(str(exp), more=2, log=lambda *a: None)
     assert len(_rows(exp)) == n + 2 and len({r["order"] for r in _rows(exp)}) == n + 2
     assert "stopped_itself" not in json.loads((exp / "summary.json").read_text())
+    assert "stopped_itself_after" not in parent().data.tags
     # bad input: one line naming the key
     for extra, needle in [({"searcher": "tpe"}, "search.stop needs searcher order_bo"),
                           ({"hparams": {"train.lr": {"float": [1e-4, 1e-3]}}}, "search.stop cannot be asked with searched"),
