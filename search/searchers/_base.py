@@ -17,6 +17,9 @@ It owns what is true whatever Optuna sampler proposes the orders:
   the finished stages from the stage cache, trains only what is left, and the scheduler lets it run
   to its final report (search/schedulers/asha.py): the searcher's model, which has seen the probes of
   every order, overrules one early rung.
+* **It can stop itself** (``search.stop``, stopping.py): before each proposal, once a trial more has
+  finished, it asks the sampler whether an unfinished order could still beat its pick; when the rule
+  holds it says FINISHED (running trials finish, none new starts).
 * **The study can be looked at.** With a ``StudyCopy`` (study_copy.py), finished trials are copied
   into a database for optuna-dashboard; the study itself stays in memory, saved with this searcher.
 * **A recommendation, not only a maximum.** ``recommend()`` asks the sampler for the order its
