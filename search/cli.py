@@ -361,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("experiment_dir", help="the search's experiment directory (<storage>/<name>, or its URI)")
     rs.add_argument("--retry-errored", action="store_true", help="run errored trials again too")
     rs.add_argument("--more", type=_at_least_one, default=0, metavar="N",
-                    help="N trials more than the search was to run, finished or not: the searcher goes on from "
-                         "everything it has seen")
+                    help="N trials more, finished search or not (beyond its num_samples, or beyond the trials it "
+                         "ran where it stopped itself): the searcher goes on from everything it has seen")
     rs.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     rs.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
     _progress_flag(rs)
