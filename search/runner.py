@@ -194,8 +194,13 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
             _searcher_of(tuner).lift_stop = True  # N more trials whatever search.stop said
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
-    _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
-    from search.confirm import continue_variants  # a confirmation: its report; with --vary its other values too
+    from search.confirm import SUFFIX, continue_variants  # a confirmation: its report; with --vary its other values too
+
+    if more and scfg.confirm is not None and Storage(st.root, st.name + SUFFIX).exists():
+        log(f"search.confirm: {st.name}{SUFFIX} confirmed this search before --more; the longer search's picks "
+            f"on fresh seeds: itt confirm {exp} --name {st.name}{SUFFIX}-2")
+    else:
+        _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
 
     continue_variants(st, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
     return exp

@@ -182,12 +182,14 @@ def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ra
               for i, a in enumerate(tasks) for j, b in enumerate(tasks) if a != b]
     table.write_text("order,probe_1,probe_2,final\n" + "\n".join(lines) + "\n")
     cfg = write_config({"search": {"candidates": tasks, "length": [1, 2], "searcher": "order_bo", "num_samples": 4,
-                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"}}})
+                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
+                                   "confirm": {"top": 1}}})
+    for where in ("runs", "elsewhere"):  # its confirmation exists (here: an empty stand-in, not run again)
+        (tmp_path / where / "m-confirm").mkdir(parents=True)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = Path(run_search(str(cfg), name="m", storage=str(tmp_path / "runs"), tracking_uri=uri, log=lambda *a: None))
     first = [r["trial_id"] for r in _rows(exp)]
     moved = tmp_path / "elsewhere" / "m"  # renamed, or fetched from a cluster: the resume writes where it is now
-    moved.parent.mkdir()
     shutil.move(exp, moved)
     exp, printed = moved, []
     resume_search(str(exp), more=3, log=printed.append)
@@ -197,6 +199,8 @@ def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ra
     assert all(r["status"] == "completed" for r in rows)
     assert len({r["order"] for r in rows}) == 7, [r["order"] for r in rows]  # the searcher knew the first four
     assert any("3 trial(s) more: 7 in all" in line for line in printed), printed
+    assert any(f"search.confirm: m-confirm confirmed this search before --more; the longer search's picks on fresh "
+               f"seeds: itt confirm {exp} --name m-confirm-2" in line for line in printed), printed
     assert "num_samples: 7" in (exp / "search.yaml").read_text()
     import optuna
 
