@@ -210,7 +210,10 @@ class OrderSearcher(Searcher):
         if self.stop is None or finished == self._asked_at or finished < self.stop.min_trials:
             return False
         self._asked_at = finished
-        rec = self.recommend()
+        try:
+            rec = self.recommend()
+        except Exception:  # a fit that fails (degenerate data) stops nothing; the next finished trial asks again
+            return False
         self.ended = stopping.reason(self.stop, (rec or {}).get("unexplored"), finished)
         if self.ended is not None:
             self.ended["pick"] = rec["order"]
