@@ -178,8 +178,9 @@ def count_lines(p: Plan) -> list[str]:
                    f"cache), {trials:,} fine-tunes; order_bo continues trained prefixes where it can and ASHA's stops "
                    f"skip the rest of an order, so a search needs at most about that")
     if p.scfg.stop is not None:
-        rule = ", ".join(f"{k} {v:g}" for k, v in (("p_better", p.scfg.stop.p_better), ("gain", p.scfg.stop.gain)) if v)
-        out.append(f"  search.stop ({rule}) may end it earlier, once {p.scfg.stop.min_trials} or more trials have finished")
+        from search.searchers import stopping
+
+        out.append(f"  search.stop ({stopping.describe(stopping.given(p.scfg.stop))}) may end it earlier, once {p.scfg.stop.min_trials} or more trials have finished")
     c = confirmation(p)
     if c is not None:
         what = f"its {c['orders']} best orders" if c["orders"] else "the orders that could be best (known after it)"

@@ -31,6 +31,7 @@ from search.confirm import CONFIRM_FILE
 from search.confirm import analyse as confirmation
 from search.confirm import headline as confirmation_headline
 from search.results import config_of
+from search.searchers import stopping
 from search.space import order_tasks
 from search.stats import F, show
 from search.transfer import agreement, agreement_text, prior_of_measurements
@@ -635,7 +636,7 @@ def _searcher_text(r: dict) -> str:
             "the orders run, cannot give.")
     if sp.get("stopped_itself"):
         st = sp["stopped_itself"]
-        left += (f" The search stopped itself there (search.stop: {', '.join(f'{k} {v:g}' for k, v in st['rule'].items())}) "
+        left += (f" The search stopped itself there (search.stop: {stopping.describe(st['rule'])}) "
                  f"after {st['finished']} finished trials.")
     return (f" The searcher's own model ({sp['searcher']}: a GP over order features, on the dev score it optimised) "
             f"recommends {show(sp['order'])} (posterior mean {sp['mean']:.4f}, 95% [{sp['lo']:.4f}, {sp['hi']:.4f}])"

@@ -157,7 +157,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     state; MLflow runs are found again by trial id. ``more``: that many trials more than the search
     was to run, finished or not (``--more N``)."""
     from itt.config import ChainConfig, parse_yaml, validate
-    from search.tracking import connect, resolve_uri, storage_of
+    from search.tracking import connect, resolve_uri, storage_of, tracked_files
 
     st = storage_of(exp_dir)
     text = st.read_text(SEARCH_FILE)
@@ -189,9 +189,10 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
                                       tracking_uri=tracking_uri, log=log)
     if more:  # (after the restore, which reads Ray's state but leaves the search generator's to the fit)
         scfg = _extend(st, scfg, chain, more, log=log)
-        tracker.files = _tracking_files(tracker.files, scfg.num_samples)
-        if _searcher_of(tuner) is not None:
-            _searcher_of(tuner).lift_stop = True  # N more trials whatever search.stop said
+        tracker.files = tracked_files(scfg, chain, scfg.space().count())  # (the new num_samples)
+        searcher = _searcher_of(tuner)
+        if searcher is not None:
+            searcher.lift_stop = True  # N more trials whatever search.stop said
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     from search.confirm import SUFFIX, continue_variants  # a confirmation: its report; with --vary its other values too
@@ -259,20 +260,6 @@ def _search_file(chain, scfg: SearchConfig) -> str:
 
     return yaml.safe_dump({**chain_dump(chain), "search": scfg.model_dump(mode="json")}, sort_keys=False,
                           allow_unicode=True)
-
-
-def _tracking_files(files: dict[str, str], num_samples: int) -> dict[str, str]:
-    """The tracker's copies of the config (tracking/config.yaml, search_space.json) with a new trial count."""
-    import json
-
-    import yaml
-
-    config = yaml.safe_load(files["config.yaml"])
-    config["search"]["num_samples"] = num_samples
-    desc = json.loads(files["search_space.json"])
-    desc["num_samples"] = num_samples
-    return {**files, "config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-            "search_space.json": json.dumps(desc, indent=2)}
 
 
 def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_errored: bool,
@@ -447,7 +434,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         if rec.get("unexplored"):
             log(unexplored_text(rec["unexplored"], rec["order"], st.display))
     if summary.get("stopped_itself"):
-        log(stopping.text(summary["stopped_itself"], summary["stopped_itself"]["pick"]))
+        log(stopping.text(summary["stopped_itself"]))
     if summary.get("prior_weights"):
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))

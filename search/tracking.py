@@ -442,6 +442,16 @@ def recommendation_figures(rec: dict) -> dict[str, float]:
     return figures
 
 
+def tracked_files(scfg, chain, n_orders: int) -> dict[str, str]:
+    """The search's config and space as ``tracking/`` keeps them (config.yaml, search_space.json) and the
+    parent run logs them."""
+    import yaml
+
+    config = {**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")}
+    return {"config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+            "search_space.json": json.dumps(_search_description(scfg, n_orders), indent=2)}
+
+
 def _search_description(scfg, n_orders: int) -> dict:
     return {"candidates": list(scfg.candidates), "lengths": scfg.lengths, "include": list(scfg.include),
             "before": [list(p) for p in scfg.before], "last": scfg.last, "orders": n_orders,
@@ -531,8 +541,6 @@ class Tracker(Callback):
     def create(cls, *, st: Storage, scfg, chain, name: str, n_orders: int, languages: list[str], target: str,
                metric: str | None = None, uri: str | None = None, log=echo) -> Tracker:
         """Checks the MLflow store when tracking is on (a UserError before any Ray work when it fails)."""
-        import yaml
-
         tcfg = scfg.tracking
         resolved = resolve_uri(uri, tcfg.tracking_uri) if tcfg.enabled else None
         client = connect(resolved) if resolved else None
@@ -540,10 +548,8 @@ class Tracker(Callback):
         meta = {"name": name, "experiment": tcfg.experiment or name, "tracking_uri": resolved, "seeds": seeds,
                 "max_length": max(scfg.lengths), "target": target, "metric": metric, "languages": languages,
                 "best_k": tcfg.best_k, "experiment_dir": st.display}
-        config = {**chain.model_dump(mode="json"), "search": scfg.model_dump(mode="json")}
-        files = {"config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-                 "search_space.json": json.dumps(_search_description(scfg, n_orders), indent=2)}
-        return cls(st=st, meta=meta, files=files, uri=resolved, client=client, best_k=tcfg.best_k, log=log)
+        return cls(st=st, meta=meta, files=tracked_files(scfg, chain, n_orders), uri=resolved, client=client,
+                   best_k=tcfg.best_k, log=log)
 
     def __getstate__(self):
         """Tune pickles its callbacks with the experiment: the client (sockets, locks) stays behind, and

@@ -398,7 +398,7 @@ def test_stop_rule_reads_the_searchers_answer():
     assert stopping.reason(Stop(p_better=0.05, gain=0.002), u, 10) is None  # the gain criterion fails
     assert stopping.reason(Stop(p_better=0.05, gain=0.004, min_trials=3), u, 3)["rule"] == {"p_better": 0.05, "gain": 0.004}
     assert stopping.reason(Stop(gain=0.01), None, 50) is None  # no answer (hyperparameters searched): never
-    line = stopping.text({**stopping.reason(Stop(gain=0.004), u, 10), "pick": "a>b"}, "a>b")
+    line = stopping.text({**stopping.reason(Stop(gain=0.004), u, 10), "pick": "a>b"})
     assert "after 10 finished trials" in line and "(12 of 40) beats a>b with expected gain 0.003 < 0.004" in line
 
 

@@ -14,6 +14,16 @@ where the rule stops on the benchmark tables and the regret it leaves.
 from __future__ import annotations
 
 
+def given(rule) -> dict:
+    """The criteria a ``search.stop`` sets (p_better, gain), without the unset one."""
+    return {k: v for k, v in (("p_better", rule.p_better), ("gain", rule.gain)) if v is not None}
+
+
+def describe(criteria: dict) -> str:
+    """``p_better 0.05, gain 0.002``: the criteria as the console, ``itt space`` and the report name them."""
+    return ", ".join(f"{k} {v:g}" for k, v in criteria.items())
+
+
 def reason(rule, unexplored: dict | None, finished: int) -> dict | None:
     """The rule's verdict on the searcher's latest answer: a dict (what held) when the search should stop,
     else None. ``rule``: ``search.config.Stop``; ``finished``: trials with a final score so far."""
@@ -25,16 +35,16 @@ def reason(rule, unexplored: dict | None, finished: int) -> dict | None:
     if rule.gain is not None and not gain < rule.gain:
         return None
     return {"finished": finished, "p_better": p, "expected_gain": gain, "unfinished": unexplored["orders"],
-            "of": unexplored["of"], "rule": {k: v for k, v in (("p_better", rule.p_better), ("gain", rule.gain)) if v is not None}}
+            "of": unexplored["of"], "rule": given(rule)}
 
 
-def text(stop: dict, pick: str) -> str:
-    """One console line: why the search stopped itself."""
+def text(stop: dict) -> str:
+    """One console line: why the search stopped itself (``stop``: ``reason``'s verdict with the ``pick``)."""
     said = []
     if "p_better" in stop["rule"]:
         said.append(f"P = {stop['p_better']:.3g} < {stop['rule']['p_better']:g}")
     if "gain" in stop["rule"]:
         said.append(f"expected gain {stop['expected_gain']:.4g} < {stop['rule']['gain']:g}")
     return (f"the search stopped itself after {stop['finished']} finished trials (search.stop): under the searcher's "
-            f"model an order it did not finish ({stop['unfinished']} of {stop['of']}) beats {pick or 'F'} with "
+            f"model an order it did not finish ({stop['unfinished']} of {stop['of']}) beats {stop['pick'] or 'F'} with "
             f"{' and '.join(said)}; trials already running finished, no new one started")
