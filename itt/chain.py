@@ -75,6 +75,8 @@ class Prepared:
     tokenizer: object = None
     probe: dict[str, tuple] = field(default_factory=dict)  # lang -> (dev dataset, tokenized)
     also: dict[str, tuple] = field(default_factory=dict)  # eval.also: task name -> (task, {(split, lang): dataset})
+    also_train: dict[str, object] = field(default_factory=dict)  # eval.also tasks that are fine-tuned: tokenized train
+    also_tok: dict[tuple[str, str, str], object] = field(default_factory=dict)  # (task, split, lang) -> eval features
     fingerprints: dict[str, str] = field(default_factory=dict)  # stage-cache key parts, computed once (itt/cache.py)
 
 
@@ -92,12 +94,11 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
                                             max_examples=cfg.stage_hparams(None).max_examples, **kw)
     ev = {(s, lang): load_split(target, s, lang, max_examples=cfg.eval.max_examples, **kw)
           for s in cfg.eval.splits for lang in languages}
-    also = {}
+    also, also_train = {}, {}
     for name, langs in cfg.eval.also.items():
         t = resolve_task(name, specs)
-        if t.trains:
-            raise UserError(f"eval.also: '{name}' is a {t.kind} task; only retrieval tasks (evaluated without "
-                            "fine-tuning, e.g. tatoeba, bucc) can be evaluated beside the target")
+        if t.name == target.name:
+            raise UserError(f"eval.also: '{name}' is the target itself (eval.also names the tasks beside it)")
         bad = [lang for lang in (langs or []) if lang not in t.languages]
         if bad:
             raise UserError(f"eval.also.{name}: unknown language '{bad[0]}' (known: {', '.join(t.languages)})")
@@ -106,6 +107,9 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
             raise UserError(f"eval.also.{name}: the task has none of the splits {cfg.eval.splits}")
         also[t.name] = (t, {(sp, lang): load_split(t, sp, lang, max_examples=cfg.eval.max_examples, **kw)
                             for sp in splits for lang in (langs or t.languages) if t.source(sp, lang)})
+        if t.trains:  # fine-tuned on its English train data, as the target is (the `finetune` hyperparameters)
+            also_train[t.name] = load_split(t, "train", t.languages[0],
+                                            max_examples=cfg.also_hparams(t.name).max_examples, **kw)
     pert = cfg.eval.perturbation
     if pert.enabled and "dev" not in cfg.eval.splits:
         raise UserError("eval.perturbation needs 'dev' in eval.splits")
@@ -120,12 +124,13 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     m = cfg.model
     if m.train_tokenizer is not None:
         tasks = [t for t in (*order, target) if t.name in raw_train]
-        if tasks and all(t.source("train", t.languages[0]).toy for t in tasks):
+        fine_tuned = [(also_train[n], also[n][0]) for n in also_train]
+        if tasks and all(t.source("train", t.languages[0]).toy for t in tasks + [t for _, t in fine_tuned]):
             texts = toy.corpus(cfg.toy)
         else:
             texts = []
             evals = [(d, target) for d in ev.values()] + [(d, t) for t, sets in also.values() for d in sets.values()]
-            for ds, task in [(raw_train[t.name], t) for t in tasks] + evals:
+            for ds, task in [(raw_train[t.name], t) for t in tasks] + fine_tuned + evals:
                 for f in task.fields:
                     # token lists and answer options are text too
                     texts.extend(" ".join(x) if isinstance(x, list) else x for x in ds[f])
@@ -150,6 +155,11 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
             p.train[t.name] = handler(t.kind).featurize(raw_train[t.name], t, tokenizer, hp, train=True)
     for key, ds in ev.items():
         p.eval_tok[key] = th.featurize(ds, target, tokenizer, hp_t, train=False)
+    for name, raw in also_train.items():  # eval.also tasks that are fine-tuned: featurized as the target is
+        t, sets = also[name]
+        h, hp = handler(t.kind), cfg.also_hparams(name)
+        p.also_train[name] = h.featurize(raw, t, tokenizer, hp, train=True)
+        p.also_tok.update({(name, *key): h.featurize(ds, t, tokenizer, hp, train=False) for key, ds in sets.items()})
     if pert.enabled:
         for lang in languages:
             ds = perturb_dataset(ev[("dev", lang)], target.fields, char_rate=pert.char_rate,
@@ -193,13 +203,37 @@ def _evaluate(p: Prepared, accelerator, model, out: Path | None) -> dict:
     return res
 
 
-def _evaluate_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, out: Path | None) -> dict:
-    """``eval.also``: each retrieval task on the bare encoder, per split and language; predictions go
-    to ``predictions/<task>.<split>.<lang>.jsonl``."""
+def _evaluate_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, out: Path | None, *, seed: int,
+                   log=print, progress: Progress | None = None) -> dict:
+    """``eval.also``: the tasks beside the target, on the encoder the intermediate stages produced. A
+    retrieval task is evaluated on the bare encoder (as Phang et al. do for BUCC and Tatoeba); any other
+    task fine-tunes a fresh head on a *copy* of it, on its English train data with the target's seed and
+    ``finetune`` hyperparameters (``stages.<task>`` on top), and is evaluated zero-shot per split and
+    language: the numbers a chain of the same order with that task as its target gives (as Phang et al. evaluate each
+    intermediate task on every XTREME task). The encoder itself is left as it was, so the target's
+    numbers do not depend on what else is evaluated. Predictions go to
+    ``predictions/<task>.<split>.<lang>.jsonl``."""
+    import copy
+
+    from accelerate.utils import set_seed
+
     res: dict = {}
+    k = len(p.order) + 1
     for name, (task, sets) in p.also.items():
         h = handler(task.kind)
-        model = h.model(encoder, task, hidden=hid, pooling=pooling, seed=0)
+        fit = None
+        if task.trains:
+            fine_seed = seed * 1000 + k  # the target fine-tune's seed: the numbers of a chain with this task as target
+            set_seed(fine_seed)
+            model = h.model(copy.deepcopy(encoder), task, hidden=hid, pooling=pooling, seed=fine_seed)
+            log(f"[seed {seed}] {name} (eval.also: fine-tuned beside the target)")
+            _trace("also", prefix=[t.name for t in p.order], task=name, seed=seed)
+            fit = train_stage(accelerator, model, p.also_train[name], p.tokenizer, task, p.cfg.also_hparams(name),
+                              seed=fine_seed, hw=p.cfg.hardware, log=log,
+                              progress=_phase(progress, phase="also", stage=k, stages=k, task=name)).as_dict()
+        else:
+            model = h.model(encoder, task, hidden=hid, pooling=pooling, seed=0)
+        _phase(progress, phase="eval", stage=k, stages=k, task=name)
         state: dict = {}  # BUCC: the dev threshold carries over to test
         for split in p.cfg.eval.splits:
             langs = [lang for (sp, lang) in sets if sp == split]
@@ -209,14 +243,17 @@ def _evaluate_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, ou
             per_lang = {}
             for lang in langs:
                 ds = sets[(split, lang)]
-                per_lang[lang], rows = h.evaluate(ctx, model, ds, h.featurize(ds, task, p.tokenizer, None, train=False),
-                                                  lang)
+                feats = p.also_tok.get((name, split, lang)) or h.featurize(ds, task, p.tokenizer, None, train=False)
+                per_lang[lang], rows = h.evaluate(ctx, model, ds, feats, lang)
                 if out is not None and accelerator.is_main_process:
                     _write_predictions(out / "predictions" / f"{name}.{split}.{lang}.jsonl", rows)
             res.setdefault(name, {})[split] = {
                 "per_language": per_lang,
                 "summary": {m: M.summary({lang: per_lang[lang][m] for lang in per_lang}) for m in task.metrics},
                 "xtreme": xtreme_scores(task, per_lang)}
+        if fit is not None:
+            res.setdefault(name, {})["fine_tune"] = fit
+        del model
     return res
 
 
@@ -254,9 +291,11 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     t0 = time.perf_counter()
     # model: the encoder is the only thing that passes from stage to stage
     set_seed(seed)
-    max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length])
+    max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length]
+                  + [cfg.also_hparams(name).max_length for name in p.also_train])
     encoder = build_encoder(cfg.model, p.tokenizer, max_length=max(max_len, cfg.eval.retrieval.max_length)
-                            if not p.target.trains or p.also else max_len, sdpa=cfg.hardware.sdpa)
+                            if not p.target.trains or any(not t.trains for t, _ in p.also.values()) else max_len,
+                            sdpa=cfg.hardware.sdpa)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     stages = []
     k_all = len(p.order) + 1  # the stages of a chain: its intermediate tasks and the target fine-tune
@@ -306,8 +345,8 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     finally:
         if sc is not None:
             sc.close()
-    # retrieval tasks beside the target: on the encoder the intermediate stages produced
-    also = _evaluate_also(p, accelerator, encoder, pooling, hid, out)
+    # eval.also, the tasks beside the target: on the encoder the intermediate stages produced
+    also = _evaluate_also(p, accelerator, encoder, pooling, hid, out, seed=seed, log=log, progress=progress)
     # target fine-tune: a fresh head on the encoder the chain produced (retrieval: none, the
     # encoder itself is evaluated, as Phang et al. do for BUCC and Tatoeba)
     k = len(p.order) + 1

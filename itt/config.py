@@ -209,8 +209,9 @@ class EvalConfig(_Strict):
     perturbation: Perturbation = Field(default_factory=Perturbation)
     qa: QAEval = Field(default_factory=QAEval)
     retrieval: RetrievalEval = Field(default_factory=RetrievalEval)
-    # retrieval tasks (tatoeba, bucc) also evaluated on the encoder the intermediate stages produced,
-    # before the target fine-tune (as Phang et al. do): task -> languages (null = all of the task's)
+    # tasks evaluated beside the target on the encoder the intermediate stages produced (as Phang et al.
+    # evaluate on every XTREME task): retrieval ones (tatoeba, bucc) as it is, the others each after a
+    # fine-tune of a copy of it (the `finetune` hyperparameters): task -> languages (null = all of the task's)
     also: dict[str, list[str] | None] = Field(default_factory=dict)
 
     _csv = field_validator("splits", mode="before")(_split_commas)
@@ -295,6 +296,14 @@ class ChainConfig(_Strict):
         over = self.finetune if task is None else self.stages.get(task, StageHParams())
         merged = self.train.model_dump()
         merged.update({k: v for k, v in over.model_dump().items() if v is not None})
+        return TrainDefaults(**merged)
+
+    def also_hparams(self, task: str) -> TrainDefaults:
+        """Hyperparameters of an ``eval.also`` task's fine-tune: the target fine-tune's (``finetune``),
+        with that task's ``stages.<task>`` on top (XTREME's recipes differ per task: PAWS-X 5 epochs, ...)."""
+        merged = self.stage_hparams(None).model_dump()
+        if task in self.stages:
+            merged.update({k: v for k, v in self.stages[task].model_dump().items() if v is not None})
         return TrainDefaults(**merged)
 
 

@@ -53,6 +53,11 @@ def _print_summary(results: dict) -> None:
         print(f"{split} {m}: {per}")
         print(f"  mean {s['mean']['mean']:.4f} ± {s['mean']['std']:.4f} (seeds)   std over languages {s['std']['mean']:.4f}"
               f"   worst {s['worst']['mean']:.4f}   transfer gap {'-' if gap is None else f'{gap:.4f}'}")
+        x = agg.get("xtreme") or {}
+        if len(x.get("tasks") or {}) > 1:  # eval.also: the tasks beside the target, and their XTREME average
+            tasks = "  ".join(f"{t} {v['mean']:.4f}" for t, v in x["tasks"].items() if v.get("mean") is not None)
+            print(f"  XTREME {split} (each task's metric over its languages): {tasks}   average {x['average']['mean']:.4f} "
+                  f"± {x['average']['std']:.4f} (seeds)")
 
 
 def cmd_search(args) -> int:

@@ -241,7 +241,8 @@ class SearchConfig(_Strict):
     seed_points: SeedPoints = Field(default_factory=SeedPoints)
     hparams: dict[str, HParam] = Field(default_factory=dict)  # dotted chain-config keys; "stages.*.lr" = per stage
     # over target languages, on dev: mean | worst | robust, or a list of 2-3 of mean, worst, robust, std,
-    # transfer_gap (std and transfer_gap: lower is better) for a multi-objective search (search/pareto.py)
+    # transfer_gap (std and transfer_gap: lower is better) for a multi-objective search (search/pareto.py);
+    # or xtreme: the XTREME average over the target and the chain's eval.also tasks (alone)
     metric: str | list[str] = "mean"
     robust_weight: float = Field(1.0, ge=0)  # robust = mean - weight * std over languages
     scheduler: Scheduler = Field(default_factory=Scheduler)
@@ -278,7 +279,7 @@ class SearchConfig(_Strict):
     @field_validator("metric", mode="before")
     @classmethod
     def _metric(cls, v):
-        from search.pareto import OBJECTIVES, SINGLE
+        from search.pareto import ALONE, OBJECTIVES, SINGLE
 
         if isinstance(v, str) and "," in v:  # --set search.metric=mean,worst
             v = [s.strip() for s in v.split(",") if s.strip()]
@@ -293,6 +294,9 @@ class SearchConfig(_Strict):
             return v
         if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
             raise ValueError(f"give one metric name or a list of 2-3 names (got {v!r})")
+        alone = [x for x in v if x in ALONE]
+        if alone:
+            raise ValueError(f"'{alone[0]}' is optimised alone (search.metric: {alone[0]}), not beside other metrics")
         unknown = [x for x in v if x not in OBJECTIVES]
         if unknown:
             raise ValueError(f"unknown metric '{unknown[0]}' (a trial reports {', '.join(OBJECTIVES)})")
@@ -389,6 +393,8 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         raise ConfigError(f"{path}: search.prior_from needs searcher order_bo (or auto), not {scfg.searcher}")
     if scfg.stop is not None:
         _check_stop(scfg, space, path)
+    if scfg.objectives == ["xtreme"] and scfg.simulate is None:
+        _check_xtreme(chain, path)
     if scfg.prior_from is not None:  # an experiment directory is relative to the working directory, as itt search wrote it there
         scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     if scfg.seed_points.singles and 1 not in scfg.lengths:
@@ -414,6 +420,20 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                 raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
                                   f"and {scfg.simulate.table} has no dev_<language> columns")
     return scfg, chain, raw
+
+
+def _check_xtreme(chain, path: str) -> None:
+    """``search.metric: xtreme`` scores a trial on the dev XTREME average over the target and every
+    ``eval.also`` task: each of them needs a dev split in each language it is evaluated in, or the
+    average would silently leave the task out."""
+    from itt.tasks import resolve_task
+
+    for name, langs in chain.eval.also.items():
+        task = resolve_task(name, chain.tasks, f"{path}: eval.also")
+        missing = [lang for lang in (langs or task.languages) if not task.source("dev", lang)]
+        if missing:
+            raise ConfigError(f"{path}: search.metric: xtreme scores trials on dev, and eval.also task '{name}' has "
+                              f"no dev split in {', '.join(missing)} (give it one, or evaluate it on fewer languages)")
 
 
 def _check_stop(scfg: SearchConfig, space, path: str) -> None:

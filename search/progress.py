@@ -37,6 +37,7 @@ class Phase:
     STAGE = "stage"  # training intermediate task i of the order
     PROBE = "probe"  # ASHA's probe after stage i: a short target fine-tune + zero-shot dev eval
     TARGET = "target"  # the target fine-tune
+    ALSO = "also"  # the fine-tune of an eval.also task beside the target (on a copy of the encoder)
     EVAL = "eval"  # zero-shot evaluation in every language
 
 
@@ -155,6 +156,7 @@ class Running:
         text = {Phase.STAGE: f"stage {i}/{k} {task}" + (" (from the stage cache)" if e.get("cached") else ""),
                 Phase.PROBE: f"probe after stage {i}/{k}",
                 Phase.TARGET: f"target fine-tune {task}".rstrip(),
+                Phase.ALSO: f"fine-tune {task} (eval.also)",
                 Phase.EVAL: "eval"}.get(ph, str(ph))
         if (e.get("seeds") or 1) > 1:
             text += f", seed {e.get('seed_index', 0) + 1}/{e['seeds']}"

@@ -73,7 +73,9 @@ def objective_values(metrics: dict, ctx: TrialContext) -> dict[str, float | None
     fig = lambda f: metrics.get(f"{prefix}_{f}")  # noqa: E731
     out: dict[str, float | None] = {}
     for name in ctx.search.objectives:
-        if name == "robust":
+        if name == "xtreme":  # the final's average over tasks; mid-chain the probe (the target's only signal)
+            out[name] = metrics.get("dev_xtreme_average") if metrics.get("final") else fig("mean")
+        elif name == "robust":
             mean, std = fig("mean"), fig("std")
             out[name] = None if mean is None else mean - ctx.search.robust_weight * (std or 0.0)
         else:

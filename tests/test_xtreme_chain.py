@@ -215,10 +215,47 @@ def test_eval_also_retrieval_beside_the_target_and_xtreme_average(write_config, 
             tat["per_language"][lang]["accuracy"])
 
 
-def test_eval_also_refuses_a_task_that_needs_fine_tuning(write_config, tmp_path):
+def test_eval_also_fine_tunes_other_targets_as_their_own_chains_would(write_config, tmp_path):
+    """``eval.also`` with tasks that need fine-tuning (PAN-X tagging, XNLI classification) beside an MLQA
+    target: each is fine-tuned on a copy of the encoder the intermediate stage produced (``finetune``, with
+    ``stages.<task>`` on top), so its numbers equal a chain of the same order with it as the target, and the
+    target's equal a chain without ``eval.also``; entity F1 recomputed from the prediction files; the XTREME average is the mean of the
+    three task scores."""
+    over = dict(order=["udpos"], train={"max_steps": 3})
+    ev = {"splits": ["test"], "max_examples": 16}
+    res = _run(_cfg(write_config, target={"task": "mlqa", "languages": ["en", "de"]}, stages={"panx": {"max_steps": 2}},
+                    eval={**ev, "also": {"panx": ["en", "de"], "xnli": None}}, **over), tmp_path / "x")
+    seed = res["seeds"]["0"]
+    assert [s["task"] for s in seed["stages"]] == ["udpos", "mlqa"]
+    also = seed["also"]
+    assert set(also) == {"panx", "xnli"} and also["panx"]["fine_tune"]["task"] == "panx"
+    # each fine-tune with `finetune` (here train's 3 steps), and stages.<task> on top of it for that task
+    assert also["panx"]["fine_tune"]["steps"] == 2 and also["xnli"]["fine_tune"]["steps"] == 3
+    rows = _rows(tmp_path / "x" / "seed0" / "predictions" / "panx.test.de.jsonl")
+    assert len(rows) == 16
+    assert also["panx"]["test"]["per_language"]["de"]["f1"] == pytest.approx(
+        M.tagging([r["gold"] for r in rows], [r["pred"] for r in rows], iob=True)["f1"])
+    x = seed["test"]["xtreme"]
+    assert set(x["tasks"]) == {"mlqa", "panx", "xnli"}
+    assert x["average"] == pytest.approx(np.mean(list(x["tasks"].values())))
+    flat = res["aggregate"]["test"]["xtreme"]
+    assert flat["average"]["mean"] == pytest.approx(x["average"])
+    # each task as the target of its own chain: the same numbers
+    for task, langs in (("panx", ["en", "de"]), ("xnli", ["en", "sw"])):
+        fine = {"finetune": {"max_steps": 2}} if task == "panx" else {}
+        ref = _run(_cfg(write_config, target={"task": task, "languages": langs}, eval=ev, **over, **fine), tmp_path / task)
+        got = also[task]["test"]["per_language"]
+        for lang in langs:
+            assert ref["seeds"]["0"]["test"]["per_language"][lang] == pytest.approx(got[lang]), (task, lang)
+    alone = _run(_cfg(write_config, target={"task": "mlqa", "languages": ["en", "de"]}, eval=ev, **over), tmp_path / "m")
+    for lang in ("en", "de"):
+        assert alone["seeds"]["0"]["test"]["per_language"][lang] == pytest.approx(seed["test"]["per_language"][lang])
+
+
+def test_eval_also_refuses_the_target_itself(write_config, tmp_path):
     from itt.errors import UserError
 
     cfg = _cfg(write_config, order=[], target={"task": "xnli", "languages": ["en"]},
-               eval={"splits": ["test"], "also": ["panx"]})
-    with pytest.raises(UserError, match="eval.also: 'panx'.*only retrieval"):
+               eval={"splits": ["test"], "also": ["xnli"]})
+    with pytest.raises(UserError, match="eval.also: 'xnli' is the target itself"):
         prepare(cfg, log=lambda *a: None)
