@@ -135,6 +135,7 @@ class Plan:
     every: Work  # every order once
     trials: int  # this search's trials
     budget: dict  # its orders' stage-trainings (``budget``), over at most every order once
+    fine_tuned: tuple[str, ...] = ()  # the tasks each chain fine-tunes: the target and the eval.also tasks that train
 
 
 def make(scfg, chain) -> Plan:
@@ -144,7 +145,17 @@ def make(scfg, chain) -> Plan:
     trials = every.orders if scfg.searcher == "exhaustive" else scfg.num_samples or DEFAULT_TRIALS
     if not scfg.hparams:
         trials = min(trials, every.orders)  # (a search ends once every order has run)
-    return Plan(scfg, len(scfg.seeds or chain.seeds), every, trials, budget(scfg, min(trials, every.orders)))
+    return Plan(scfg, len(scfg.seeds or chain.seeds), every, trials, budget(scfg, min(trials, every.orders)),
+                fine_tuned=fine_tuned(chain))
+
+
+def fine_tuned(chain) -> tuple[str, ...]:
+    """The tasks one chain fine-tunes: its target (unless a retrieval task) and each ``eval.also`` task
+    that trains (each on its own copy of the encoder after the intermediate stages)."""
+    from itt.tasks import resolve_task
+
+    tasks = [resolve_task(t, chain.tasks) for t in (chain.target.task, *chain.eval.also)]
+    return tuple(t.name for t in tasks if t.trains)
 
 
 def confirmation(p: Plan) -> dict | None:
@@ -177,6 +188,9 @@ def count_lines(p: Plan) -> list[str]:
                    f"stage-trainings if its other orders were drawn at random ({b['uncached']:,.0f} without the stage "
                    f"cache), {trials:,} fine-tunes; order_bo continues trained prefixes where it can and ASHA's stops "
                    f"skip the rest of an order, so a search needs at most about that")
+    if len(p.fine_tuned) > 1:
+        out.append(f"  a fine-tune here is {len(p.fine_tuned)} of them, one per target ({', '.join(p.fine_tuned)}: the "
+                   f"target and eval.also), each on its own copy of the encoder the order's stages produced")
     if p.scfg.stop is not None:
         from search.searchers import stopping
 

@@ -37,6 +37,22 @@ from search.stats import F, show
 from search.transfer import agreement, agreement_text, prior_of_measurements
 from search.tracking import finite as _num
 
+XTREME, XTREME_SCORE = "xtreme", "XTREME score"  # search.metric in task mode; the scores' name there
+_UNIT_WORDS = [(re.compile(r"\bLanguages\b"), "Tasks"), (re.compile(r"\bLanguage\b"), "Task"),
+               (re.compile(r"\blanguages\b"), "tasks"), (re.compile(r"\blanguage\b"), "task"),
+               (re.compile(r"\blangs\b"), "tasks")]
+
+
+def per_unit(text: str, unit: str | None) -> str:
+    """A report text written for columns that are languages, for columns that are tasks (task mode: a
+    search on the XTREME average, whose per-column statistics read the same over tasks)."""
+    if unit != "task" or not text:
+        return text
+    for pattern, word in _UNIT_WORDS:
+        text = pattern.sub(word, text)
+    return text
+
+
 PLOTS = ("leaderboard", "heatmap", "if_vs_f", "position", "probe_curves", "robustness", "by_language")
 
 
@@ -56,6 +72,10 @@ class Experiment:
     config: dict | None = None
     hardware: list[dict] = field(default_factory=list)  # each counted trial's results.json "hardware"
     counted: dict[str, str] = field(default_factory=dict)  # order -> the trial id whose scores count
+    # what the score columns are: the target's languages, or (a search on search.metric: xtreme) the tasks
+    # whose XTREME average it optimised, each task's XTREME score (the mean over its languages)
+    unit: str = "language"
+    probe_metric: str | None = None  # the probes' metric where it is not the scores' (the target's, in task mode)
 
 
 def load_experiment(exp_dir: str) -> Experiment:
@@ -79,6 +99,9 @@ def load_experiment(exp_dir: str) -> Experiment:
     config = yaml.safe_load(cfg_text) if cfg_text else None
     notes: list[str] = []
     metric, languages = None, list(meta.get("languages") or [])
+    per_task = ((config or {}).get("search") or {}).get("metric") == XTREME  # the columns are tasks, not languages
+    if per_task:
+        languages = [c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"]
     sc, ex, sg, hardware, counted = [], [], [], [], {}
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
@@ -116,23 +139,32 @@ def load_experiment(exp_dir: str) -> Experiment:
         hardware.append(res.get("hardware") or {})
         for seed, sr in res.get("seeds", {}).items():
             split = "test" if "test" in sr else "dev"
-            for lang, v in sr.get(split, {}).get("per_language", {}).items():
-                sc.append((order, int(seed), lang, _num(v.get(m))))
+            if per_task:  # each task's XTREME score: its metric's mean over its languages ((EM + F1) / 2 for QA)
+                sc += [(order, int(seed), task, _num(v))
+                       for task, v in sr.get(split, {}).get("xtreme", {}).get("tasks", {}).items()]
+            else:
+                sc += [(order, int(seed), lang, _num(v.get(m))) for lang, v in sr.get(split, {}).get("per_language", {}).items()]
             if "perturbation" in sr:
                 ex.append((order, int(seed), "perturbation", _num(sr["perturbation"].get("score"))))
             for i, stage in enumerate([s for s in sr.get("stages", []) if "probe" in s], 1):
                 sg.append((order, int(seed), i, stage.get("task"), _num(stage["probe"].get(f"{m}_mean"))))
         languages = languages or list(res.get("languages") or [])
+    if per_task:
+        target = (meta.get("target") or "")
+        languages = sorted(set(languages) | {lang for _, _, lang, _ in sc}, key=lambda t: (t != target, t))
     scores = pd.DataFrame(sc, columns=["order", "seed", "language", "score"])
     if scores["score"].notna().sum() == 0:
         raise UserError(f"{exp_dir}: the completed trials hold no per-language scores")
     trials = pd.DataFrame([{"trial_id": r["trial_id"], "order": r.get("order") or "", "status": r.get("status"),
                             "stages_completed": int(_num(r.get("stages_completed")) or 0), "score": _num(r.get("score"))}
                            for r in rows])
-    return Experiment(st=st, rows=rows, meta=meta, metric=metric or "score", languages=languages, scores=scores,
+    return Experiment(st=st, rows=rows, meta=meta, metric=XTREME_SCORE if per_task else metric or "score",
+                      languages=languages, scores=scores,
                       extra=pd.DataFrame(ex, columns=["order", "seed", "figure", "value"]),
                       stages=pd.DataFrame(sg, columns=["order", "seed", "stage", "task", "probe"]),
-                      trials=trials, notes=notes, config=config, hardware=hardware, counted=counted)
+                      trials=trials, notes=notes, config=config, hardware=hardware, counted=counted,
+                      unit="task" if per_task else "language",
+                      probe_metric=f"{meta.get('target') or 'target'} {metric}" if per_task and metric else None)
 
 
 def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
@@ -296,8 +328,13 @@ def pareto_analysis(exp: Experiment, board: list[dict]) -> dict | None:
 
 
 # ------------------------------------------------------------------ plots
-def _fig_png(fig) -> bytes:
+def _fig_png(fig, unit: str | None = None) -> bytes:
     import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    if unit == "task":  # the labels were written for language columns
+        for t in fig.findobj(Text):
+            t.set_text(per_unit(t.get_text(), unit))
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -327,7 +364,7 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     ax.set_xlim(max(0.0, lo - 0.05), None)
     ax.set_xlabel(f"test {metric}, mean over languages ({int(res['confidence'] * 100)}% t interval over seeds)")
     ax.set_title("Orders ranked (F in orange)")
-    out["leaderboard"] = _fig_png(fig)
+    out["leaderboard"] = _fig_png(fig, res.get("unit"))
     # heatmap: orders x languages
     hm = res["heatmap"]
     vals = np.array([[np.nan if v is None else v for v in row] for row in hm["values"]], float)
@@ -343,7 +380,7 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
                 ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=6, color="k" if bright else "w")
     fig.colorbar(im, ax=ax, label=f"test {metric}")
     ax.set_title("Orders x languages (mean over seeds)")
-    out["heatmap"] = _fig_png(fig)
+    out["heatmap"] = _fig_png(fig, res.get("unit"))
     # IF vs F per language
     iv = res["if_vs_f"]
     if iv.get("available"):
@@ -360,7 +397,7 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
         ax.set_ylabel(f"test {metric}")
         ax.legend(fontsize=8)
         ax.set_title("IF vs F per language")
-        out["if_vs_f"] = _fig_png(fig)
+        out["if_vs_f"] = _fig_png(fig, res.get("unit"))
     # position effects
     cells = res["position"]["cells"]
     if cells:
@@ -380,7 +417,7 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
         ax.set_ylabel(f"test {metric} (orders' means)")
         ax.legend(fontsize=8)
         ax.set_title("Score when task T stands at position p (95% t interval over orders)")
-        out["position"] = _fig_png(fig)
+        out["position"] = _fig_png(fig, res.get("unit"))
     # probe curves of the top orders
     stopped = [t for t in res["trials"]["stopped"] if t.get("probe")]
     if res["probe_curves"] or stopped:
@@ -395,10 +432,10 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("after intermediate stage")
-        ax.set_ylabel(f"probe dev {metric} (mean over seeds)")
+        ax.set_ylabel(f"probe dev {res.get('probe_metric') or metric} (mean over seeds)")
         ax.legend(fontsize=7)
         ax.set_title("Probe curves per stage, top orders")
-        out["probe_curves"] = _fig_png(fig)
+        out["probe_curves"] = _fig_png(fig, res.get("unit"))
     # robustness: mean vs worst language
     fig, ax = plt.subplots(figsize=(5.5, 4))
     rb = res["leaderboard"]
@@ -408,7 +445,7 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     ax.set_xlabel(f"mean {metric} over languages")
     ax.set_ylabel(f"worst-language {metric}")
     ax.set_title("Robustness: mean vs worst language")
-    out["robustness"] = _fig_png(fig)
+    out["robustness"] = _fig_png(fig, res.get("unit"))
     if res.get("pareto"):
         out["pareto"] = _pareto_png(res, metric)
     if "per_language" in res["by_language"]:
@@ -441,7 +478,7 @@ def _languages_png(res: dict, metric: str, top: int = 20) -> bytes:
                         color="k" if gap[i, j] > 0.5 * np.nanmin(gap) else "w")
     fig.colorbar(im, ax=ax, label=f"test {metric} minus the language's best IF order")
     ax.set_title(f"Rank of each order in each language (top {n} of {len(ifs)} IF orders)")
-    return _fig_png(fig)
+    return _fig_png(fig, res.get("unit"))
 
 
 def _pareto_png(res: dict, metric: str) -> bytes:
@@ -474,7 +511,7 @@ def _pareto_png(res: dict, metric: str) -> bytes:
     names = ", ".join(o["name"] for o in pa["objectives"])
     ax.set_title(f"Accuracy and robustness: the Pareto front ({names})")
     ax.legend(fontsize=8, loc="best")
-    return _fig_png(fig)
+    return _fig_png(fig, res.get("unit"))
 
 
 # ------------------------------------------------------------------ rendering
@@ -911,6 +948,9 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     _next_step(res, exp.st.display)
     _tuning(res, exp)
     res["metric"] = exp.metric
+    res["unit"] = exp.unit
+    if exp.probe_metric:
+        res["probe_metric"] = exp.probe_metric
     res["notes"] = exp.notes
     if heuristics:
         res["heuristics"] = compare_heuristics(exp, res["leaderboard"], log=log)
@@ -929,9 +969,26 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     pngs = plots(res, exp.metric)
     title = f"Does order matter? — {exp.meta.get('name') or exp.st.name}"
     secs = sections(res, exp.st.name, exp.metric)
+    if exp.unit == "task":
+        target = exp.meta.get("target") or "the target"  # (the perturbation score is the target's)
+        cell = lambda c: f"perturbation ({target})" if c == "perturbation" else per_unit(c, "task")  # noqa: E731
+        secs = [(per_unit(t, "task"), per_unit(x, "task"), [[cell(c) for c in row] for row in rows], plot)
+                for t, x, rows, plot in secs]
+        title0, text0, rows0, plot0 = secs[0]
+        secs[0] = (title0, f"{task_mode_text(exp)} {text0}", rows0, plot0)
     if confirm:
         secs.insert(0, confirmation_section(res["confirmation"]))  # what this run is for, first
     return res, pngs, render_md(secs, title, pngs), render_html(secs, title, pngs)
+
+
+def task_mode_text(exp: Experiment) -> str:
+    """What the columns are in task mode (a search on ``search.metric: xtreme``)."""
+    tasks = exp.languages
+    return (f"This search optimised the XTREME average over {len(tasks)} tasks ({', '.join(tasks)}: the target and "
+            f"eval.also). Every statistic below reads each task's XTREME score per seed (test; its metric's mean over "
+            f"its languages, (EM + F1) / 2 for QA) where a search on one target reads its languages, so the mean over "
+            f"tasks is the XTREME average and the worst task the weakest target; each task's per-language scores are "
+            f"in its trials' results.json (`also`).{' The probes are the ' + exp.probe_metric + '.' if exp.probe_metric else ''}")
 
 
 def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None]:
@@ -1091,7 +1148,7 @@ def answer(res: dict, where: str) -> list[str]:
         lines.append(f"Compute: {c['device_hours']:.3g} {c['device_kind']}-hours over {c['trials']} trials "
                      f"({c['chains']} chains){share}.")
     lines.append(f"Report: {where}/report.html")
-    return lines
+    return [per_unit(x, res.get("unit")) for x in lines]
 
 
 def tidy_scores(exp: Experiment) -> pd.DataFrame:
@@ -1099,7 +1156,8 @@ def tidy_scores(exp: Experiment) -> pd.DataFrame:
     spreadsheet: the order (empty = F), its length, the seed, the language and the test metric."""
     d = exp.scores.dropna(subset=["score"]).copy()
     d.insert(1, "length", d["order"].map(lambda o: len(order_tasks(o))))
-    return d.rename(columns={"score": exp.metric}).sort_values(["order", "seed", "language"], kind="stable")
+    d = d.rename(columns={"score": exp.metric}).sort_values(["order", "seed", "language"], kind="stable")
+    return d.rename(columns={"language": "task", XTREME_SCORE: "xtreme_score"}) if exp.unit == "task" else d
 
 
 def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA, tracking_uri: str | None = None,
@@ -1120,8 +1178,8 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
         tidy_scores(exp).to_csv(tmp / "scores.csv", index=False)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(page)
-        (tmp / "report.tex").write_text(latex.table(res, name=exp.meta.get("name") or exp.st.name,
-                                                    target=exp.meta.get("target"), top=tex_top))
+        (tmp / "report.tex").write_text(per_unit(latex.table(res, name=exp.meta.get("name") or exp.st.name,
+                                                             target=exp.meta.get("target"), top=tex_top), exp.unit))
         for name, data in pngs.items():
             (tmp / f"{name}.png").write_bytes(data)
         if out:

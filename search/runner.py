@@ -124,6 +124,9 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
         f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
+    if scfg.metric == "xtreme":
+        log(f"score: the dev XTREME average over {', '.join([target.name, *chain.eval.also])} (the target and "
+            f"eval.also); ASHA's probes are {target.name}'s")
     if study_url:
         log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")
     # several objectives: the searcher and the scheduler carry their own metrics (Tune's must then be None)

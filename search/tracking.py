@@ -548,6 +548,8 @@ class Tracker(Callback):
         meta = {"name": name, "experiment": tcfg.experiment or name, "tracking_uri": resolved, "seeds": seeds,
                 "max_length": max(scfg.lengths), "target": target, "metric": metric, "languages": languages,
                 "best_k": tcfg.best_k, "experiment_dir": st.display}
+        if scfg.metric == "xtreme":  # the XTREME average's tasks: the target's and eval.also's columns
+            meta["xtreme_tasks"] = [target, *chain.eval.also]
         return cls(st=st, meta=meta, files=tracked_files(scfg, chain, n_orders), uri=resolved, client=client,
                    best_k=tcfg.best_k, log=log)
 
@@ -865,7 +867,7 @@ def show_trials(client, experiment_id: str, meta: dict) -> None:
     """The tags that open the experiment on the runs page of this search's trials (see :func:`view_state`);
     set at every start and by ``itt report`` (a search from before a column was added gets it)."""
     key = view_key(meta["search_id"])
-    state = view_state(meta["search_id"], meta.get("languages") or [], meta.get("metric"))
+    state = view_state(meta["search_id"], meta.get("languages") or [], meta.get("metric"), meta.get("xtreme_tasks"))
     for k, v in ((EXPERIMENT_KIND, MODEL_TRAINING), (VIEW_TAG + key, json.dumps(state)), (LATEST_VIEW, key)):
         client.set_experiment_tag(experiment_id, k, v)
 
@@ -874,14 +876,17 @@ def view_key(search_id: str) -> str:
     return f"itt-{search_id[:12]}"
 
 
-def view_state(search_id: str, languages: list[str], metric: str | None) -> dict:
+def view_state(search_id: str, languages: list[str], metric: str | None, xtreme_tasks: list[str] | None = None) -> dict:
     """The runs page of one search: its trials (not the parent), best score first, with the columns a
     comparison needs (order, score, test mean, P(best) once `itt report` has run, worst language,
-    transfer gap, outcome, per-language test scores), and every run drawn in the charts (the UI's
-    default draws the first 10 only)."""
+    transfer gap, outcome, per-language test scores; a search on the XTREME average: that average and
+    each task's XTREME score instead of the target's figures), and every run drawn in the charts (the
+    UI's default draws the first 10 only)."""
     cols = ["params.`order`", "metrics.`score`", "metrics.`test_mean`", "metrics.`report_p_best`",
             "metrics.`test_worst`", "metrics.`test_transfer_gap`", "tags.`outcome`", "params.`order_length`"]
-    if metric:
+    if xtreme_tasks:
+        cols[2:3] = ["metrics.`test_xtreme_average`"] + [f"metrics.`test_xtreme_{t}`" for t in xtreme_tasks[:12]]
+    elif metric:
         cols += [f"metrics.`test_{metric}_{lang}`" for lang in languages[:12]]
     return {"searchFilter": f"tags.itt_role = 'trial' and tags.search_id = '{search_id}'",
             "orderByKey": "metrics.`score`", "orderByAsc": False,

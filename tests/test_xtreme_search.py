@@ -1,0 +1,105 @@
+"""A search on the XTREME average over several targets (``search.metric: xtreme`` with ``eval.also``):
+the config's checks, and one real search on the toy benchmark whose score, results.csv columns, MLflow
+runs and report (task mode: the statistics read each task's XTREME score where a one-target search
+reads languages) are recomputed from the trials' per-language results."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY
+from tests.test_search import TOY3, _error, _search_config
+
+# toy_topic evaluated zero-shot in the toy languages beside the toy_xnli target
+TOPIC_X = {"toy_topic": {"languages": ["en", "xa", "xb", "xc"], "dev": {"toy": True}, "test": {"toy": True}}}
+BASE = {**TINY, "tasks": TOPIC_X, "eval": {**TINY["eval"], "also": ["toy_topic"]}}
+
+
+@pytest.mark.parametrize("search, base, needles", [
+    ({"metric": ["xtreme", "mean"]}, BASE, ["search.metric", "'xtreme' is optimised alone"]),
+    ({"metric": "xtreme"}, {**BASE, "tasks": {"toy_topic": {"languages": ["en", "xa"], "dev": None, "test": {"toy": True}}}},
+     ["search.metric: xtreme scores trials on dev", "eval.also task 'toy_topic' has no dev split in en, xa"]),
+    ({"metric": "accuracy"}, BASE, ["search.metric", "xtreme"]),  # the message lists it among the choices
+])
+def test_bad_xtreme_search(search, base, needles, tmp_path, capsys):
+    p = _search_config(tmp_path, {"candidates": ["toy_align", "toy_length"], "length": 1, **search}, base=base)
+    _error(["space", str(p)], capsys, *needles, str(p))
+
+
+def test_search_on_the_xtreme_average_of_two_targets(tmp_path, ray_local, capsys):
+    import mlflow
+
+    from search.report import make_report
+    from search.runner import run_search
+
+    search = {"candidates": ["toy_align", "toy_length"], "length": [0, 1], "metric": "xtreme", "num_samples": 3,
+              "seed_points": {"baseline": True, "singles": True}, "scheduler": {"type": "none"}, "probe_steps": 2,
+              "resources": {"cpus_per_worker": 1, "trial_cpus": 0.25}, "tracking": {"enabled": True}}
+    p = _search_config(tmp_path, search, base={**BASE, "seeds": [0, 1]})
+    lines: list[str] = []
+    exp = run_search(str(p), name="xt", storage=str(tmp_path / "runs"), log=lines.append, progress="off")
+    with open(exp / "results.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "completed"]
+    assert sorted(r["order"] for r in rows) == ["", "toy_align", "toy_length"]
+    for r in rows:
+        res = json.loads((exp / "trials" / r["trial_id"] / "results.json").read_text())
+        seeds = list(res["seeds"].values())
+        # the score: each seed's dev XTREME average over the two tasks, each the mean over its languages
+        dev = [np.mean([np.mean([v["accuracy"] for v in s["dev"]["per_language"].values()]),
+                        np.mean([v["accuracy"] for v in s["also"]["toy_topic"]["dev"]["per_language"].values()])])
+               for s in seeds]
+        assert float(r["score"]) == pytest.approx(np.mean(dev))
+        # results.csv's test columns: each task's XTREME score and their average
+        topic = np.mean([np.mean([v["accuracy"] for v in s["also"]["toy_topic"]["test"]["per_language"].values()])
+                         for s in seeds])
+        xnli = np.mean([np.mean([v["accuracy"] for v in s["test"]["per_language"].values()]) for s in seeds])
+        assert float(r["xtreme_toy_topic"]) == pytest.approx(topic) and float(r["xtreme_toy_xnli"]) == pytest.approx(xnli)
+        assert float(r["xtreme_average"]) == pytest.approx((topic + xnli) / 2)
+        assert float(r["test_mean"]) == pytest.approx(xnli)  # the target's own figures stay as they were
+    # MLflow: each trial run has the task scores; the search's view shows them as columns
+    client = mlflow.MlflowClient()
+    e = client.get_experiment_by_name("xt")
+    runs = client.search_runs([e.experiment_id], "tags.itt_role = 'trial'")
+    assert len(runs) == 3 and all("test_xtreme_toy_topic" in run.data.metrics for run in runs)
+    view = json.loads(next(v for k, v in e.tags.items() if k.startswith("mlflow.sharedViewState.")))
+    assert "metrics.`test_xtreme_average`" in view["selectedColumns"]
+    assert "metrics.`test_xtreme_toy_topic`" in view["selectedColumns"]
+    # the report in task mode: its columns are the two tasks, its mean over them the XTREME average
+    out = tmp_path / "report"
+    res = make_report(str(exp), out=str(out), log=lines.append)
+    assert res["unit"] == "task" and res["languages"] == ["toy_xnli", "toy_topic"]
+    by_order = {r["order"]: r for r in rows}
+    for b in res["leaderboard"]:
+        r = by_order[b["order"]]
+        assert b["mean"] == pytest.approx(float(r["xtreme_average"]))
+        assert b["per_language"]["toy_topic"] == pytest.approx(float(r["xtreme_toy_topic"]))
+    with open(out / "scores.csv") as f:
+        scores = list(csv.DictReader(f))
+    assert {"task", "xtreme_score"} <= set(scores[0]) and {s["task"] for s in scores} == {"toy_xnli", "toy_topic"}
+    md = (out / "report.md").read_text()
+    assert "This search optimised the XTREME average over 2 tasks (toy_xnli, toy_topic" in md
+    assert "| toy_xnli | toy_topic | worst | std (tasks) | transfer gap | perturbation (toy_xnli) |" in md
+    assert "Does the best order depend on the task?" in md and "depend on the language" not in md
+
+
+def test_the_real_use_xtreme_search_config_validates():
+    """configs/search_xtreme_xlmr_base.yaml: every eval.also task has Hub train and dev sources in each
+    of its languages (what search.metric: xtreme needs), and `itt space` counts four fine-tunes a chain."""
+    from itt.tasks import resolve_task
+    from search.config import load_search
+    from search.plan import fine_tuned, make
+    from tests.conftest import ROOT
+
+    scfg, chain, _ = load_search(str(ROOT / "configs" / "search_xtreme_xlmr_base.yaml"))
+    assert scfg.metric == "xtreme" and fine_tuned(chain) == ("xnli", "pawsx", "panx", "mlqa")
+    for name in chain.eval.also:
+        task = resolve_task(name, chain.tasks)
+        assert task.source("train", task.languages[0]).hub
+        assert all(task.source("dev", lang).hub for lang in task.languages), name
+    assert chain.also_hparams("panx").epochs == 10 and chain.also_hparams("mlqa").max_length == 384
+    assert chain.also_hparams("pawsx").lr == chain.finetune.lr  # finetune's, where stages.<task> says nothing
+    assert make(scfg, chain).fine_tuned == ("xnli", "pawsx", "panx", "mlqa")
