@@ -25,9 +25,12 @@ class _Strict(BaseModel):
 
 
 def _split_commas(v: Any) -> Any:
-    """Accept ``a,b,c`` on the command line where a list is expected (``--set order=mnli,sst2``)."""
+    """Accept ``a,b,c`` on the command line where a list is expected (``--set order=mnli,sst2``), and one
+    number for a list of numbers (``--set seeds=0``)."""
     if isinstance(v, str):
         return [s.strip() for s in v.split(",") if s.strip()]
+    if isinstance(v, int) and not isinstance(v, bool):
+        return [v]
     return v
 
 

@@ -114,6 +114,7 @@ def test_set_order_override_and_comma_lists(write_config):
     cfg = load_config(path, ["order=toy_align,toy_parity", "seeds=1,2,3", "train.lr=3e-5"])
     assert cfg.order == ["toy_align", "toy_parity"] and cfg.seeds == [1, 2, 3] and cfg.train.lr == 3e-5
     assert load_config(path, ["order="]).order == []  # the F baseline
+    assert load_config(path, ["seeds=4"]).seeds == [4]  # one seed, as a number
 
 
 def test_stage_hparams_merge(write_config):
