@@ -205,14 +205,15 @@ def _evaluate(p: Prepared, accelerator, model, out: Path | None) -> dict:
 
 def _evaluate_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, out: Path | None, *, seed: int,
                    log=print, progress: Progress | None = None) -> dict:
-    """``eval.also``: the tasks beside the target, on the encoder the intermediate stages produced. A
-    retrieval task is evaluated on the bare encoder (as Phang et al. do for BUCC and Tatoeba); any other
-    task fine-tunes a fresh head on a *copy* of it, on its English train data with the target's seed and
-    ``finetune`` hyperparameters (``stages.<task>`` on top), and is evaluated zero-shot per split and
-    language: the numbers a chain of the same order with that task as its target gives (as Phang et al. evaluate each
-    intermediate task on every XTREME task). The encoder itself is left as it was, so the target's
-    numbers do not depend on what else is evaluated. Predictions go to
-    ``predictions/<task>.<split>.<lang>.jsonl``."""
+    """``eval.also``: the tasks beside the target, on the encoder the intermediate stages produced (as
+    Phang et al. evaluate each intermediate task on every XTREME task). A retrieval task is evaluated on
+    the bare encoder; any other task fine-tunes a fresh head on a *copy* of it, on its English train data
+    with the target's seed and ``finetune`` hyperparameters (``stages.<task>`` on top), and is evaluated
+    zero-shot per split and language: the numbers a chain of the same order with that task as its target
+    gives. The encoder itself is left as it was, so the target's numbers do not depend on what else is
+    evaluated. (A random-init ``tiny`` encoder sizes its position table to the longest ``max_length`` it
+    will see, which changes its initial weights: there both hold where the tasks' lengths agree.)
+    Predictions go to ``predictions/<task>.<split>.<lang>.jsonl``."""
     import copy
 
     from accelerate.utils import set_seed
@@ -243,7 +244,8 @@ def _evaluate_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, ou
             per_lang = {}
             for lang in langs:
                 ds = sets[(split, lang)]
-                feats = p.also_tok.get((name, split, lang)) or h.featurize(ds, task, p.tokenizer, None, train=False)
+                key = (name, split, lang)  # (retrieval: embedded at evaluation time, nothing prepared)
+                feats = p.also_tok[key] if key in p.also_tok else h.featurize(ds, task, p.tokenizer, None, train=False)
                 per_lang[lang], rows = h.evaluate(ctx, model, ds, feats, lang)
                 if out is not None and accelerator.is_main_process:
                     _write_predictions(out / "predictions" / f"{name}.{split}.{lang}.jsonl", rows)
