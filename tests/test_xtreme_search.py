@@ -103,3 +103,26 @@ def test_the_real_use_xtreme_search_config_validates():
     assert chain.also_hparams("panx").epochs == 10 and chain.also_hparams("mlqa").max_length == 384
     assert chain.also_hparams("pawsx").lr == chain.finetune.lr  # finetune's, where stages.<task> says nothing
     assert make(scfg, chain).fine_tuned == ("xnli", "pawsx", "panx", "mlqa")
+
+
+def test_the_offline_xtreme_config_loads_every_target_from_real_files():
+    """configs/local_xtreme_mbert_tiny.yaml: XNLI, PAN-X and UD-POS from ../shared/data, each with a dev
+    split in every language it is evaluated in (search.metric: xtreme's check passes), and the chain's
+    preparation loads each target's English training data and its dev and test sets."""
+    from itt.chain import prepare
+    from search.config import load_search
+    from tests.conftest import ROOT
+
+    if not (ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip("real data folder ../shared/data not found")
+    path = str(ROOT / "configs" / "local_xtreme_mbert_tiny.yaml")
+    scfg, chain, _ = load_search(path)
+    assert scfg.metric == "xtreme" and chain.eval.also == {"panx": ["de", "es", "nl", "pl", "ru"], "udpos": ["fr", "zh"]}
+    # one language each (the files are read whole: 10k sentences per WikiANN file)
+    _, chain, _ = load_search(path, ["eval.max_examples=8", "finetune.max_examples=16", "target.languages=de",
+                                     "eval.also={panx: [nl], udpos: [zh]}"])
+    p = prepare(chain.model_copy(update={"order": []}), log=lambda *a: None)
+    assert set(p.also) == {"panx", "udpos"} and set(p.also_train) == {"panx", "udpos"}
+    assert sorted(p.also["panx"][1]) == [("dev", "nl"), ("test", "nl")]
+    assert sorted(p.also["udpos"][1]) == [("dev", "zh"), ("test", "zh")]
+    assert len(p.also_train["panx"]) == 16 and all(len(ds) == 8 for ds in p.also["udpos"][1].values())
