@@ -76,6 +76,8 @@ class Experiment:
     # whose XTREME average it optimised, each task's XTREME score (the mean over its languages)
     unit: str = "language"
     probe_metric: str | None = None  # the probes' metric where it is not the scores' (the target's, in task mode)
+    # task mode: every task's per-language XTREME figure (order, seed, task, language, metric, score)
+    by_language: pd.DataFrame | None = None
 
 
 def load_experiment(exp_dir: str) -> Experiment:
@@ -102,7 +104,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     per_task = ((config or {}).get("search") or {}).get("metric") == XTREME  # the columns are tasks, not languages
     if per_task:
         languages = [c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"]
-    sc, ex, sg, hardware, counted = [], [], [], [], {}
+    sc, ex, sg, hardware, counted, bl = [], [], [], [], {}, []
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -142,6 +144,7 @@ def load_experiment(exp_dir: str) -> Experiment:
             if per_task:  # each task's XTREME score: its metric's mean over its languages ((EM + F1) / 2 for QA)
                 sc += [(order, int(seed), task, _num(v))
                        for task, v in sr.get(split, {}).get("xtreme", {}).get("tasks", {}).items()]
+                bl += _task_languages(order, int(seed), split, sr, res.get("target"))
             else:
                 sc += [(order, int(seed), lang, _num(v.get(m))) for lang, v in sr.get(split, {}).get("per_language", {}).items()]
             if "perturbation" in sr:
@@ -164,7 +167,18 @@ def load_experiment(exp_dir: str) -> Experiment:
                       stages=pd.DataFrame(sg, columns=["order", "seed", "stage", "task", "probe"]),
                       trials=trials, notes=notes, config=config, hardware=hardware, counted=counted,
                       unit="task" if per_task else "language",
+                      by_language=pd.DataFrame(bl, columns=["order", "seed", "task", "language", "metric", "score"])
+                      if per_task else None,
                       probe_metric=f"{meta.get('target') or 'target'} {metric}" if per_task and metric else None)
+
+
+def _task_languages(order: str, seed: int, split: str, sr: dict, target: str | None) -> list[tuple]:
+    """One seed's per-language XTREME figures of the target and each eval.also task (task mode's
+    ``scores_by_language.csv``): (order, seed, task, language, metric, score)."""
+    blocks = [(target, sr.get(split, {}).get("xtreme", {}))]
+    blocks += [(t, a.get(split, {}).get("xtreme", {})) for t, a in (sr.get("also") or {}).items()]
+    return [(order, seed, task, lang, x.get("metric"), _num(v))
+            for task, x in blocks for lang, v in (x.get("per_language") or {}).items()]
 
 
 def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
@@ -988,7 +1002,7 @@ def task_mode_text(exp: Experiment) -> str:
             f"eval.also). Every statistic below reads each task's XTREME score per seed (test; its metric's mean over "
             f"its languages, (EM + F1) / 2 for QA) where a search on one target reads its languages, so the mean over "
             f"tasks is the XTREME average and the worst task the weakest target; each task's per-language scores are "
-            f"in its trials' results.json (`also`).{' The probes are the ' + exp.probe_metric + '.' if exp.probe_metric else ''}")
+            f"in scores_by_language.csv.{' The probes are the ' + exp.probe_metric + '.' if exp.probe_metric else ''}")
 
 
 def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None]:
@@ -1176,6 +1190,9 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
     try:
         (tmp / "report.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
         tidy_scores(exp).to_csv(tmp / "scores.csv", index=False)
+        if exp.by_language is not None:  # task mode: each task's scores per language too
+            exp.by_language.sort_values(["order", "seed", "task", "language"], kind="stable").to_csv(
+                tmp / "scores_by_language.csv", index=False)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(page)
         (tmp / "report.tex").write_text(per_unit(latex.table(res, name=exp.meta.get("name") or exp.st.name,
@@ -1191,7 +1208,8 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
         else:
             exp.st.upload_dir(tmp, "report")
             where = exp.st.display + "/report"
-        log(f"report: {where}/report.html  (report.md, report.json, report.tex, scores.csv, {len(pngs)} PNGs)")
+        extra = ", scores_by_language.csv" if exp.by_language is not None else ""
+        log(f"report: {where}/report.html  (report.md, report.json, report.tex, scores.csv{extra}, {len(pngs)} PNGs)")
         for line in answer(res, where)[:-1]:
             log(line)
         if mlflow:

@@ -80,6 +80,13 @@ def test_search_on_the_xtreme_average_of_two_targets(tmp_path, ray_local, capsys
     with open(out / "scores.csv") as f:
         scores = list(csv.DictReader(f))
     assert {"task", "xtreme_score"} <= set(scores[0]) and {s["task"] for s in scores} == {"toy_xnli", "toy_topic"}
+    with open(out / "scores_by_language.csv") as f:  # every task's per-language figure, from the trials' results
+        per_lang = list(csv.DictReader(f))
+    assert len(per_lang) == 3 * 2 * 8  # orders x seeds x (4 toy_xnli + 4 toy_topic languages)
+    for s in per_lang:
+        seed = json.loads((exp / "trials" / by_order[s["order"]]["trial_id"] / "results.json").read_text())["seeds"][s["seed"]]
+        part = seed["test"] if s["task"] == "toy_xnli" else seed["also"][s["task"]]["test"]
+        assert float(s["score"]) == pytest.approx(part["per_language"][s["language"]]["accuracy"])
     md = (out / "report.md").read_text()
     assert "This search optimised the XTREME average over 2 tasks (toy_xnli, toy_topic" in md
     assert "| toy_xnli | toy_topic | worst | std (tasks) | transfer gap | perturbation (toy_xnli) |" in md
