@@ -96,7 +96,7 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
           for s in cfg.eval.splits for lang in languages}
     also, also_train = {}, {}
     for name, langs in cfg.eval.also.items():
-        t = resolve_task(name, specs)
+        t = resolve_task(name, specs, "eval.also")
         if t.name == target.name:
             raise UserError(f"eval.also: '{name}' is the target itself (eval.also names the tasks beside it)")
         bad = [lang for lang in (langs or []) if lang not in t.languages]
