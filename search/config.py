@@ -194,6 +194,9 @@ class OrderBO(_Strict):
     startup: Literal["cover", "random"] = "cover"
     max_candidates: int = Field(10_000, ge=10)  # spaces up to this size are scored whole; larger ones sampled
     cost_aware: bool = True  # expected improvement per stage-training still to pay (the stage cache)
+    # what a trial's final fine-tune(s) cost in stage-trainings; null = one per target it fine-tunes (the
+    # target and each eval.also task that trains: search.metric xtreme's several targets)
+    final_cost: float | None = Field(None, gt=0)
     use_probes: bool = True  # probes enter the GP as low-fidelity observations of their prefix
 
 
@@ -395,6 +398,10 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         _check_stop(scfg, space, path)
     if scfg.objectives == ["xtreme"] and scfg.simulate is None:
         _check_xtreme(chain, path)
+    if scfg.order_bo.final_cost is None:
+        from search.plan import fine_tuned
+
+        scfg.order_bo.final_cost = float(max(1, len(fine_tuned(chain))))
     if scfg.prior_from is not None:  # an experiment directory is relative to the working directory, as itt search wrote it there
         scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     if scfg.seed_points.singles and 1 not in scfg.lengths:

@@ -133,3 +133,23 @@ def test_the_offline_xtreme_config_loads_every_target_from_real_files():
     assert sorted(p.also["panx"][1]) == [("dev", "nl"), ("test", "nl")]
     assert sorted(p.also["udpos"][1]) == [("dev", "zh"), ("test", "zh")]
     assert len(p.also_train["panx"]) == 16 and all(len(ds) == 8 for ds in p.also["udpos"][1].values())
+
+
+def test_order_bo_prices_a_final_at_one_fine_tune_per_target(tmp_path):
+    """order_bo's cost of a configuration (EI per cost): its untrained stages plus one fine-tune per target
+    (search.order_bo.final_cost, default the targets a chain fine-tunes), so a cached prefix saves
+    relatively less where each final fine-tunes several targets."""
+    from search.config import load_search
+    from search.searchers.optuna_samplers import sampler_for
+
+    search = {"candidates": ["toy_align", "toy_length"], "length": [0, 2], "metric": "xtreme"}
+    several, _, _ = load_search(str(_search_config(tmp_path, search, base=BASE)))
+    one, _, _ = load_search(str(_search_config(tmp_path, {**search, "metric": "mean"}, name="one.yaml")))
+    set_, _, _ = load_search(str(_search_config(tmp_path, search, base=BASE)), ["search.order_bo.final_cost=0.5"])
+    assert (several.order_bo.final_cost, one.order_bo.final_cost, set_.order_bo.final_cost) == (2.0, 1.0, 0.5)
+    trained = {(("toy_align",), "")}  # the prefix toy_align is in the stage cache
+    for scfg, final in ((several, 2.0), (one, 1.0), (set_, 0.5)):
+        sampler = sampler_for(scfg)
+        assert sampler.cost(["toy_align", "toy_length"], {}, trained) == 1 + final
+        assert sampler.cost(["toy_length", "toy_align"], {}, trained) == 2 + final
+        assert sampler.cost([], {}, trained) == final

@@ -94,7 +94,7 @@ def config_key(order: list[str], hp: dict) -> tuple:
 class OrderBOSampler(BaseSampler):
     def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 2,
                  max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
-                 propose_stopped: bool = True, prior=None, startup: str = "cover"):
+                 propose_stopped: bool = True, prior=None, startup: str = "cover", final_cost: float = 1.0):
         self.space, self.hparams = space, dict(hparams or {})
         self.prior = prior  # search.transfer.OrderPrior or None
         self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams, prior=prior,
@@ -103,6 +103,7 @@ class OrderBOSampler(BaseSampler):
         self.cost_aware, self.use_probes, self.fit_iters = cost_aware, use_probes, fit_iters
         self.startup = startup  # the first n_startup orders: "cover" (coverage per cost) or "random"
         self.propose_stopped = propose_stopped  # False when the search answers a stopped order as stopped
+        self.final_cost = final_cost  # a trial's final fine-tune(s), in stage-trainings (one per target)
         self._rng = np.random.default_rng(seed)
         self._proposals: dict[int, dict] = {}  # Optuna trial number -> the configuration decided for it
         self._warm: dict | None = None  # the last fit's hyperparameters (a warm start for the next)
@@ -114,7 +115,8 @@ class OrderBOSampler(BaseSampler):
         _import_botorch()
 
     def __setstate__(self, state):
-        self.__dict__.update({"_decoded": {}, "startup": "random", **state})  # (pickled before start-up designs)
+        # (pickled before start-up designs, or before a final could cost more than one stage-training)
+        self.__dict__.update({"_decoded": {}, "startup": "random", "final_cost": 1.0, **state})
         _import_botorch()
 
     def __getstate__(self):
@@ -197,10 +199,11 @@ class OrderBOSampler(BaseSampler):
             self._decoded[key] = (order, {k: v for k, v in params.items() if not is_order_param(k)})
         return self._decoded[key]
 
-    def cost(self, order: list[str], hp: dict, trained: set[tuple]) -> int:
-        """Stage-trainings this configuration would cost now: untrained prefix stages + the final."""
+    def cost(self, order: list[str], hp: dict, trained: set[tuple]) -> float:
+        """Stage-trainings this configuration would cost now: untrained prefix stages + the final (one
+        fine-tune per target: ``final_cost``)."""
         stages, hk = tuple(order), _hp_key(hp)
-        return sum((stages[:i], hk) not in trained for i in range(1, len(stages) + 1)) + 1
+        return sum((stages[:i], hk) not in trained for i in range(1, len(stages) + 1)) + self.final_cost
 
     # ------------------------------------------------------------------ one proposal
     def parego(self, study):
