@@ -60,9 +60,10 @@ def devices_per_trial(config: dict | None) -> tuple[float, str]:
 
 
 def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, hardware: list[dict],
-              seeds: int, every=None) -> dict:
+              seeds: int, every=None, per_chain: int = 1) -> dict:
     """Every figure of the report's compute section (pure). ``every``: the work of every order of the
-    search's space once (search/plan.py ``Work``, per seed), for the share of it the search spent."""
+    search's space once (search/plan.py ``Work``, per seed), for the share of it the search spent;
+    ``per_chain``: the fine-tunes a chain runs (its target's, and one per eval.also task that trains)."""
     per, kind = devices_per_trial(config)
     timed = [times[r["trial_id"]] for r in rows if r["trial_id"] in times]
     seconds = sum(t["seconds"] for t in timed)
@@ -70,7 +71,7 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
     stopped = [r for r in rows if r.get("status") == Status.STOPPED]
     count = {k: sum(int(_num(r.get(k)) or 0) for r in rows) for k in ("stages_trained", "stages_from_cache")}
     # fine-tunes trained: completed trials that ran their chains (a replay reports an earlier result)
-    finetunes = sum(r.get("status") == Status.COMPLETED and r.get("replayed") != "true" for r in rows) * seeds
+    finetunes = sum(r.get("status") == Status.COMPLETED and r.get("replayed") != "true" for r in rows) * seeds * per_chain
     names = sorted({f"{h.get('device_name') or h.get('device')} ({h.get('device')})" for h in hardware if h})
     return {
         "trials": len(rows), "timed_trials": len(timed), "seeds_per_trial": seeds, "chains": len(rows) * seeds,
@@ -85,18 +86,19 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
         # ASHA's saving: the intermediate stages a stopped trial did not train, and its target fine-tune
         "stages_skipped": sum(max(0, int(_num(r.get("order_length")) or 0) - int(_num(r.get("stages_completed")) or 0))
                               for r in stopped) * seeds,
-        "finetunes_skipped": len(stopped) * seeds,
+        "finetunes_skipped": len(stopped) * seeds * per_chain,
         "finetunes": finetunes,
-        **(_share(count["stages_trained"] + finetunes, seeds, every) if every is not None else {}),
+        **(_share(count["stages_trained"] + finetunes, seeds, every, per_chain) if every is not None else {}),
     }
 
 
-def _share(done: int, seeds: int, every) -> dict:
+def _share(done: int, seeds: int, every, per_chain: int = 1) -> dict:
     """The search's stage-trainings and fine-tunes (``done``, over seeds) against every order once with the
     stage cache (the compute axis of bench/search_efficiency.py)."""
+    finals = every.orders * per_chain
     return {"exhaustive_orders": every.orders, "exhaustive_stages": every.stages * seeds,
-            "exhaustive_finetunes": every.orders * seeds,
-            "share_of_exhaustive": done / ((every.stages + every.orders) * seeds) if every.orders else None}
+            "exhaustive_finetunes": finals * seeds,
+            "share_of_exhaustive": done / ((every.stages + finals) * seeds) if every.orders else None}
 
 
 def text(c: dict) -> str:

@@ -78,6 +78,7 @@ class Experiment:
     probe_metric: str | None = None  # the probes' metric where it is not the scores' (the target's, in task mode)
     # task mode: every task's per-language XTREME figure (order, seed, task, language, metric, score)
     by_language: pd.DataFrame | None = None
+    finetunes_per_chain: int = 1  # the target's, and one per eval.also task that trains
 
 
 def load_experiment(exp_dir: str) -> Experiment:
@@ -104,7 +105,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     per_task = ((config or {}).get("search") or {}).get("metric") == XTREME  # the columns are tasks, not languages
     if per_task:
         languages = [c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"]
-    sc, ex, sg, hardware, counted, bl = [], [], [], [], {}, []
+    sc, ex, sg, hardware, counted, bl, per_chain = [], [], [], [], {}, [], 1
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -141,6 +142,7 @@ def load_experiment(exp_dir: str) -> Experiment:
         hardware.append(res.get("hardware") or {})
         for seed, sr in res.get("seeds", {}).items():
             split = "test" if "test" in sr else "dev"
+            per_chain = max(per_chain, 1 + sum("fine_tune" in a for a in (sr.get("also") or {}).values()))
             if per_task:  # each task's XTREME score: its metric's mean over its languages ((EM + F1) / 2 for QA)
                 sc += [(order, int(seed), task, _num(v))
                        for task, v in sr.get(split, {}).get("xtreme", {}).get("tasks", {}).items()]
@@ -168,7 +170,7 @@ def load_experiment(exp_dir: str) -> Experiment:
                       trials=trials, notes=notes, config=config, hardware=hardware, counted=counted,
                       unit="task" if per_task else "language",
                       by_language=pd.DataFrame(bl, columns=["order", "seed", "task", "language", "metric", "score"])
-                      if per_task else None,
+                      if per_task else None, finetunes_per_chain=per_chain,
                       probe_metric=f"{meta.get('target') or 'target'} {metric}" if per_task and metric else None)
 
 
@@ -976,7 +978,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     res["best_order"]["searcher"] = searcher_pick(exp)
     seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
     res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds,
-                                       every=None if confirm else space_work(exp))
+                                       every=None if confirm else space_work(exp), per_chain=exp.finetunes_per_chain)
     if confirm:
         res["confirmation"] = confirmation(json.loads(confirm), S.seed_figures(exp.scores.dropna(subset=["score"])), alpha)
     res = _json_safe(res)

@@ -95,3 +95,7 @@ def test_share_of_every_order_once_against_a_hand_computation():
     assert "would take 27 stage-trainings and 30 fine-tunes over seeds with the stage cache; the search spent 21% " \
            "of that (6 and 6)" in C.text(c)
     assert C.metrics(c)["report_compute_share_of_exhaustive"] == pytest.approx(12 / 57)
+    # chains that also fine-tune two eval.also targets: three fine-tunes each, on both sides
+    c = C.summarize(_rows() + [replay], {}, None, [], seeds=3, every=Work(orders=10, stages=9, uncached=15), per_chain=3)
+    assert c["finetunes"] == 2 * 3 * 3 and (c["exhaustive_stages"], c["exhaustive_finetunes"]) == (27, 90)
+    assert c["share_of_exhaustive"] == pytest.approx((6 + 18) / (27 + 90))
