@@ -103,8 +103,10 @@ def load_experiment(exp_dir: str) -> Experiment:
     notes: list[str] = []
     metric, languages = None, list(meta.get("languages") or [])
     per_task = ((config or {}).get("search") or {}).get("metric") == XTREME  # the columns are tasks, not languages
+    first = lambda t: (t != meta.get("target"), t)  # noqa: E731 (task mode: the target's column first)
     if per_task:
-        languages = [c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"]
+        languages = sorted((c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"),
+                           key=first)
     sc, ex, sg, hardware, counted, bl, per_chain = [], [], [], [], {}, [], 1
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
@@ -124,14 +126,15 @@ def load_experiment(exp_dir: str) -> Experiment:
                          f"trial {(chosen or rs[0])['trial_id']} is the one counted")
         if res is None:  # no per-seed results: the row's means count as one observation
             r = rs[0]
-            langs = [c for c in languages if _num(r.get(c)) is not None]
+            col = (lambda c: f"xtreme_{c}") if per_task else (lambda c: c)  # noqa: E731 (results.csv's column)
+            langs = [c for c in languages if _num(r.get(col(c))) is not None]
             if not langs:
                 notes.append(f"order {show(order)}: trial {r['trial_id']} has neither results.json nor per-language "
                              "scores; left out")
                 continue
             notes.append(f"order {show(order)}: trial {r['trial_id']} has no results.json; its results.csv means "
                          "count as a single seed")
-            sc += [(order, -1, lang, _num(r[lang])) for lang in langs]
+            sc += [(order, -1, lang, _num(r[col(lang)])) for lang in langs]
             counted[order] = r["trial_id"]
             if _num(r.get("perturbation_score")) is not None:
                 ex.append((order, -1, "perturbation", _num(r["perturbation_score"])))
@@ -155,8 +158,7 @@ def load_experiment(exp_dir: str) -> Experiment:
                 sg.append((order, int(seed), i, stage.get("task"), _num(stage["probe"].get(f"{m}_mean"))))
         languages = languages or list(res.get("languages") or [])
     if per_task:
-        target = (meta.get("target") or "")
-        languages = sorted(set(languages) | {lang for _, _, lang, _ in sc}, key=lambda t: (t != target, t))
+        languages = sorted(set(languages) | {lang for _, _, lang, _ in sc}, key=first)
     scores = pd.DataFrame(sc, columns=["order", "seed", "language", "score"])
     if scores["score"].notna().sum() == 0:
         raise UserError(f"{exp_dir}: the completed trials hold no per-language scores")

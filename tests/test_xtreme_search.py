@@ -91,6 +91,13 @@ def test_search_on_the_xtreme_average_of_two_targets(tmp_path, ray_local, capsys
     assert "This search optimised the XTREME average over 2 tasks (toy_xnli, toy_topic" in md
     assert "| toy_xnli | toy_topic | worst | std (tasks) | transfer gap | perturbation (toy_xnli) |" in md
     assert "Does the best order depend on the task?" in md and "depend on the language" not in md
+    # a trial whose results.json is gone counts with results.csv's task columns, as one seed
+    gone = by_order["toy_align"]["trial_id"]
+    (exp / "trials" / gone / "results.json").unlink()
+    res = make_report(str(exp), out=str(tmp_path / "report2"), log=lines.append, mlflow=False, heuristics=False)
+    assert res["languages"] == ["toy_xnli", "toy_topic"]
+    b = next(b for b in res["leaderboard"] if b["order"] == "toy_align")
+    assert b["n_seeds"] == 1 and b["mean"] == pytest.approx(float(by_order["toy_align"]["xtreme_average"]))
 
 
 def test_the_real_use_xtreme_search_config_validates():
