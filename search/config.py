@@ -401,7 +401,7 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     if scfg.order_bo.final_cost is None:
         from search.plan import fine_tuned
 
-        scfg.order_bo.final_cost = float(max(1, len(fine_tuned(chain))))
+        scfg.order_bo.final_cost = float(max(1, len(fine_tuned(chain, path))))
     if scfg.prior_from is not None:  # an experiment directory is relative to the working directory, as itt search wrote it there
         scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     if scfg.seed_points.singles and 1 not in scfg.lengths:

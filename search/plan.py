@@ -149,12 +149,13 @@ def make(scfg, chain) -> Plan:
                 fine_tuned=fine_tuned(chain))
 
 
-def fine_tuned(chain) -> tuple[str, ...]:
+def fine_tuned(chain, where: str = "config") -> tuple[str, ...]:
     """The tasks one chain fine-tunes: its target (unless a retrieval task) and each ``eval.also`` task
     that trains (each on its own copy of the encoder after the intermediate stages)."""
     from itt.tasks import resolve_task
 
-    tasks = [resolve_task(t, chain.tasks) for t in (chain.target.task, *chain.eval.also)]
+    tasks = [resolve_task(chain.target.task, chain.tasks, f"{where}: target.task")]
+    tasks += [resolve_task(t, chain.tasks, f"{where}: eval.also") for t in chain.eval.also]
     return tuple(t.name for t in tasks if t.trains)
 
 

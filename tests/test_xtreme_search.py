@@ -24,6 +24,7 @@ BASE = {**TINY, "tasks": TOPIC_X, "eval": {**TINY["eval"], "also": ["toy_topic"]
     ({"metric": "xtreme"}, {**BASE, "tasks": {"toy_topic": {"languages": ["en", "xa"], "dev": None, "test": {"toy": True}}}},
      ["search.metric: xtreme scores trials on dev", "eval.also task 'toy_topic' has no dev split in en, xa"]),
     ({"metric": "accuracy"}, BASE, ["search.metric", "xtreme"]),  # the message lists it among the choices
+    ({"metric": "mean"}, {**BASE, "eval": {"also": ["nope"]}}, ["eval.also: unknown task 'nope'"]),
 ])
 def test_bad_xtreme_search(search, base, needles, tmp_path, capsys):
     p = _search_config(tmp_path, {"candidates": ["toy_align", "toy_length"], "length": 1, **search}, base=base)
