@@ -987,6 +987,8 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     pngs = plots(res, exp.metric)
     title = f"Does order matter? — {exp.meta.get('name') or exp.st.name}"
     secs = sections(res, exp.st.name, exp.metric)
+    if confirm:
+        secs.insert(0, confirmation_section(res["confirmation"]))  # what this run is for, first
     if exp.unit == "task":
         target = exp.meta.get("target") or "the target"  # (the perturbation score is the target's)
         cell = lambda c: f"perturbation ({target})" if c == "perturbation" else per_unit(c, "task")  # noqa: E731
@@ -994,8 +996,6 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
                 for t, x, rows, plot in secs]
         title0, text0, rows0, plot0 = secs[0]
         secs[0] = (title0, f"{task_mode_text(exp)} {text0}", rows0, plot0)
-    if confirm:
-        secs.insert(0, confirmation_section(res["confirmation"]))  # what this run is for, first
     return res, pngs, render_md(secs, title, pngs), render_html(secs, title, pngs)
 
 
