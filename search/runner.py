@@ -126,7 +126,9 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
     if scfg.metric == "xtreme":
         log(f"score: the dev XTREME average over {', '.join([target.name, *chain.eval.also])} (the target and "
-            f"eval.also); the probe after each stage is {target.name}'s alone")
+            f"eval.also); the probe after each stage is {target.name}'s alone"
+            + (f", and search.prior: transferability rates transfer to {target.name} alone"
+               if scfg.prior == "transferability" else ""))
     if study_url:
         log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")
     # several objectives: the searcher and the scheduler carry their own metrics (Tune's must then be None)
