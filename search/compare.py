@@ -246,7 +246,7 @@ def load(exp_dirs: list[str], *, figure: str = "mean") -> list[dict]:
         names.add(name)
         target = exp.meta.get("target") or ((exp.config or {}).get("target") or {}).get("task")
         out.append({"name": name, "experiment": exp.st.display, "target": target, "metric": exp.metric, "fig": fig,
-                    "notes": exp.notes, "tracking_uri": exp.meta.get("tracking_uri")})
+                    "notes": exp.notes, "tracking_uri": exp.meta.get("tracking_uri"), "unit": exp.unit})
     return out
 
 
@@ -303,7 +303,7 @@ def plots(res: dict) -> dict[str, bytes]:
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_yticks(range(len(rows)), [show(r["order"]) for r in rows], fontsize=8)
     ax.set_title("Shared orders by mean rank" + (" (* Welch vs F, Holm over searches)" if gain else ""))
-    out["across"] = _fig_png(fig)
+    out["across"] = _fig_png(fig, res.get("unit"))
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(names), 1.0 + 0.32 * len(rows)))
     for r in rows[:10]:
         ax.plot(range(len(names)), [r["per_search"][k]["rank"] for k in names], marker="o", label=show(r["order"]))
@@ -312,7 +312,7 @@ def plots(res: dict) -> dict[str, bytes]:
     ax.set_ylabel(f"rank among the {res['across']['n_shared']} shared orders (1 = best)")
     ax.set_title("The 10 best orders across searches: their rank in each")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    out["ranks"] = _fig_png(fig)
+    out["ranks"] = _fig_png(fig, res.get("unit"))
     return out
 
 
@@ -454,7 +454,7 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
                  tracking_uri: str | None = None, mlflow: bool = True, log=print) -> dict:
     """``itt compare``: read every search, analyse, render, write into ``out``, then log the files and
     figures to MLflow (experiment ``itt-compare``; one run per set of searches)."""
-    from search.report import _json_safe, render_html, render_md
+    from search.report import _json_safe, per_unit, render_html, render_md
 
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
@@ -462,9 +462,16 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
         raise UserError(f"--figure {figure}: one of {', '.join(FIGURES)}, or {LANG}<language code> (e.g. {LANG}sw)")
     searches = load(exp_dirs, figure=figure)
     res = _json_safe(analyse(searches, figure=figure, alpha=alpha))
+    unit, mixed = units(searches)
+    res["unit"] = unit
     pngs = plots(res)
     title = "Do orders hold up across searches? — " + ", ".join(s["name"] for s in res["searches"])
     secs = sections(res)
+    lines = [per_unit(x, unit) for x in answer(res)] + ([mixed] if mixed else [])
+    secs = [(per_unit(t, unit), per_unit(x, unit), [[per_unit(c, unit) for c in row] for row in rows], plot)
+            for t, x, rows, plot in secs]
+    if mixed:
+        secs[0] = (secs[0][0], f"{mixed} {secs[0][1]}", secs[0][2], secs[0][3])
     tmp = Path(tempfile.mkdtemp(prefix="itt-compare-"))
     try:
         (tmp / "compare.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
@@ -480,12 +487,23 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
         for f in tmp.iterdir():
             shutil.copy2(f, dest / f.name)
         log(f"compare: {dest}/compare.html  (compare.md, compare.json, compare.tex, {len(pngs)} PNGs)")
-        for line in answer(res):
+        for line in lines:
             log(line)
         log(_track(res, searches, tmp, tracking_uri) if mlflow else "MLflow: not logged (--no-mlflow)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def units(searches: list[dict]) -> tuple[str, str | None]:
+    """What the searches' columns are (``report.per_unit``): tasks where every search optimised the XTREME
+    average (search.metric: xtreme), else languages; and, where they differ, a line that says which is which."""
+    task = [s["name"] for s in searches if s.get("unit") == "task"]
+    if not task or len(task) == len(searches):
+        return ("task" if task else "language"), None
+    other = [s["name"] for s in searches if s.get("unit") != "task"]
+    return "language", (f"Mixed figures: the XTREME average over tasks (search.metric: xtreme) for {', '.join(task)}; "
+                        f"the mean over the target's languages for {', '.join(other)}.")
 
 
 def _track(res: dict, searches: list[dict], folder: Path, cli_uri: str | None) -> str:

@@ -161,3 +161,17 @@ def test_order_bo_prices_a_final_at_one_fine_tune_per_target(tmp_path):
         assert sampler.cost(["toy_align", "toy_length"], {}, trained) == 1 + final
         assert sampler.cost(["toy_length", "toy_align"], {}, trained) == 2 + final
         assert sampler.cost([], {}, trained) == final
+
+
+def test_compare_says_what_its_searches_columns_are():
+    """itt compare: tasks where every search optimised the XTREME average, languages otherwise, and a line
+    naming which search reads which where they differ."""
+    from search.compare import units
+
+    task = lambda n: {"name": n, "unit": "task"}  # noqa: E731
+    lang = lambda n: {"name": n, "unit": "language"}  # noqa: E731
+    assert units([task("a"), task("b")]) == ("task", None)
+    assert units([lang("a"), lang("b")]) == ("language", None)
+    unit, line = units([task("xt"), lang("xnli"), lang("pawsx")])
+    assert unit == "language" and line == ("Mixed figures: the XTREME average over tasks (search.metric: xtreme) for "
+                                           "xt; the mean over the target's languages for xnli, pawsx.")
