@@ -215,7 +215,7 @@ def test_eval_also_retrieval_beside_the_target_and_xtreme_average(write_config, 
             tat["per_language"][lang]["accuracy"])
 
 
-def test_eval_also_fine_tunes_other_targets_as_their_own_chains_would(write_config, tmp_path):
+def test_eval_also_fine_tunes_other_targets_as_their_own_chains_would(write_config, tmp_path, capsys):
     """``eval.also`` with tasks that need fine-tuning (PAN-X tagging, XNLI classification) beside an MLQA
     target: each is fine-tuned on a copy of the encoder the intermediate stage produced (``finetune``, with
     ``stages.<task>`` on top), so its numbers equal a chain of the same order with it as the target, and the
@@ -240,6 +240,12 @@ def test_eval_also_fine_tunes_other_targets_as_their_own_chains_would(write_conf
     assert x["average"] == pytest.approx(np.mean(list(x["tasks"].values())))
     flat = res["aggregate"]["test"]["xtreme"]
     assert flat["average"]["mean"] == pytest.approx(x["average"])
+    # `itt run`'s console: one XTREME line per split with every task and the average
+    from search.cli import _print_summary
+
+    _print_summary(res)
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("XTREME test"))
+    assert all(f"{t} {v:.4f}" in line for t, v in x["tasks"].items()) and f"average {x['average']:.4f}" in line
     # each task as the target of its own chain: the same numbers
     for task, langs in (("panx", ["en", "de"]), ("xnli", ["en", "sw"])):
         fine = {"finetune": {"max_steps": 2}} if task == "panx" else {}
