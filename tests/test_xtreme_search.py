@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY
-from tests.test_search import TOY3, _error, _search_config
+from tests.test_search import _error, _search_config
 
 # toy_topic evaluated zero-shot in the toy languages beside the toy_xnli target
 TOPIC_X = {"toy_topic": {"languages": ["en", "xa", "xb", "xc"], "dev": {"toy": True}, "test": {"toy": True}}}
