@@ -991,7 +991,9 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
         secs.insert(0, confirmation_section(res["confirmation"]))  # what this run is for, first
     if exp.unit == "task":
         target = exp.meta.get("target") or "the target"  # (the perturbation score is the target's)
-        cell = lambda c: f"perturbation ({target})" if c == "perturbation" else per_unit(c, "task")  # noqa: E731
+        target_own = {"perturbation": f"perturbation ({target})",
+                      "perturbation score (noisy dev)": f"perturbation score ({target}, noisy dev)"}
+        cell = lambda c: target_own.get(c) or per_unit(c, "task")  # noqa: E731
         secs = [(per_unit(t, "task"), per_unit(x, "task"), [[cell(c) for c in row] for row in rows], plot)
                 for t, x, rows, plot in secs]
         title0, text0, rows0, plot0 = secs[0]
