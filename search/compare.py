@@ -454,7 +454,7 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
                  tracking_uri: str | None = None, mlflow: bool = True, log=print) -> dict:
     """``itt compare``: read every search, analyse, render, write into ``out``, then log the files and
     figures to MLflow (experiment ``itt-compare``; one run per set of searches)."""
-    from search.report import _json_safe, per_unit, render_html, render_md
+    from search.report import _json_safe, per_unit, per_unit_sections, render_html, render_md
 
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
@@ -468,8 +468,7 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
     title = "Do orders hold up across searches? — " + ", ".join(s["name"] for s in res["searches"])
     secs = sections(res)
     lines = [per_unit(x, unit) for x in answer(res)] + ([mixed] if mixed else [])
-    secs = [(per_unit(t, unit), per_unit(x, unit), [[per_unit(c, unit) for c in row] for row in rows], plot)
-            for t, x, rows, plot in secs]
+    secs = per_unit_sections(secs, unit)
     if mixed:
         secs[0] = (secs[0][0], f"{mixed} {secs[0][1]}", secs[0][2], secs[0][3])
     tmp = Path(tempfile.mkdtemp(prefix="itt-compare-"))

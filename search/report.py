@@ -53,6 +53,17 @@ def per_unit(text: str, unit: str | None) -> str:
     return text
 
 
+def per_unit_sections(secs: list[tuple], unit: str | None, own: dict[str, str] | None = None) -> list[tuple]:
+    """Rendered sections (title, text, table rows, plot) in ``per_unit``'s words; ``own``: table cells
+    that have their own wording there (e.g. a column that stays the target's)."""
+    if unit != "task":
+        return secs
+    own = own or {}
+    cell = lambda c: own.get(c) or per_unit(c, unit)  # noqa: E731
+    return [(per_unit(t, unit), per_unit(x, unit), [[cell(c) for c in row] for row in rows], plot)
+            for t, x, rows, plot in secs]
+
+
 PLOTS = ("leaderboard", "heatmap", "if_vs_f", "position", "probe_curves", "robustness", "by_language")
 
 
@@ -991,11 +1002,8 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
         secs.insert(0, confirmation_section(res["confirmation"]))  # what this run is for, first
     if exp.unit == "task":
         target = exp.meta.get("target") or "the target"  # (the perturbation score is the target's)
-        target_own = {"perturbation": f"perturbation ({target})",
-                      "perturbation score (noisy dev)": f"perturbation score ({target}, noisy dev)"}
-        cell = lambda c: target_own.get(c) or per_unit(c, "task")  # noqa: E731
-        secs = [(per_unit(t, "task"), per_unit(x, "task"), [[cell(c) for c in row] for row in rows], plot)
-                for t, x, rows, plot in secs]
+        secs = per_unit_sections(secs, "task", {"perturbation": f"perturbation ({target})",
+                                                "perturbation score (noisy dev)": f"perturbation score ({target}, noisy dev)"})
         title0, text0, rows0, plot0 = secs[0]
         secs[0] = (title0, f"{task_mode_text(exp)} {text0}", rows0, plot0)
     return res, pngs, render_md(secs, title, pngs), render_html(secs, title, pngs)
