@@ -34,7 +34,11 @@ as seed points; bench/transfer_prior.py runs both).
 
 Compute = stage-trainings with the stage cache, in trial start order: a trial pays each prefix stage no
 earlier trial trained, plus its final fine-tune if it completes (a stopped trial pays no final). The unit
-is exhaustive's cached compute: every distinct prefix once + one final per order. Searches run one trial
+is exhaustive's cached compute: every distinct prefix once + one final per order. With ``--costs logu10``
+a stage of each task costs its own seconds (log-uniform over [1, 10], drawn per seed; a final the median
+task's), the simulated trials report them as real ones measure them, and compute is counted in seconds:
+``order_bo`` counts stages as if they cost the same (``search.order_bo.cost: stages``, the default),
+``order_bo_measured`` prices orders at the seconds reported (``cost: measured``). Searches run one trial
 at a time (``--concurrency 1``: the proposals do not depend on timing) until they have spent 50% of it.
 
 Figures per (table, strategy), median and IQR over seeds:
@@ -91,6 +95,7 @@ STRATEGIES = {
     "order_bo_asha": _asha("order_bo"),
     "order_bo_asha_nopromo": _asha("order_bo", "search.scheduler.continue_stopped=false"),
     "order_bo_nocost": _plain("order_bo", "search.order_bo.cost_aware=false"),
+    "order_bo_measured": _plain("order_bo", "search.order_bo.cost=measured"),  # priced at each task's measured seconds
     "order_bo_noprobe": _plain("order_bo", "search.order_bo.use_probes=false"),
     # the transferability prior (search/transfer.py; bench/transfer_prior.py): as order_bo's prior, or as seed points
     "order_bo_prior": _plain("order_bo", "search.prior=transferability"),
@@ -118,6 +123,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--offline", action="store_true",
                     help="replay searches without Ray (order_bo variants without a scheduler, random, exhaustive)")
     ap.add_argument("--check-offline", action="store_true", help="run each search both ways and compare their trials")
+    ap.add_argument("--costs", choices=sorted(COSTS), default=None,
+                    help="stages of different tasks cost different seconds (drawn per seed); compute is counted in seconds")
     ap.add_argument("--overhead", action="store_true", help="only: order_bo's proposal time, 300 trials, 10^4 candidates")
     return ap.parse_args(argv)
 
@@ -148,22 +155,60 @@ def table_info(spec: str) -> dict:
             "eps": eps, "exhaustive_cost": len(prefixes) + len(orders), "n": len(orders)}
 
 
+# ------------------------------------------------------------------ what a stage costs
+# --costs: the seconds a stage of each task costs, drawn per bench seed (the seed also decides WHICH task
+# is expensive, so a table's good tasks are not systematically the cheap or the dear ones). Real
+# intermediate tasks differ by about a decade (SST-2's 67k short sentences against ANLI's 163k pairs or
+# SQuAD at 384 tokens): logu10 draws each task's cost log-uniformly over [1, 10]. A trial's fixed part
+# (its final fine-tune, data, evaluation) costs the median task's stage, as the unweighted count has it.
+# fixed4: every stage costs the same and a trial's fixed part four stages (a target fine-tune on MNLI's 393k
+# pairs against intermediate stages capped at 100k examples, as configs/search_xnli_xlmr_base.yaml has it).
+COSTS = {"logu10": (10.0, 1.0), "fixed4": (1.0, 4.0)}  # (span of a task's stage cost, fixed part in median stages)
+
+
+def task_costs(info: dict, seed: int, kind: str | None) -> dict | None:
+    """{task: stage seconds, "_fixed": a trial's fixed part}, or None: every stage and final one unit."""
+    if kind is None:
+        return None
+    span, fixed = COSTS[kind]
+    tasks = sorted({t for o in info["orders"] for t in o.split(">") if t})
+    rng = random.Random(f"costs:{kind}:{seed}")
+    out = {t: round(span ** rng.random(), 4) for t in tasks}
+    return {**out, "_fixed": fixed * statistics.median(out.values())}
+
+
+def stage_cost(costs: dict | None, prefix: tuple) -> float:
+    return costs[prefix[-1]] if costs else 1.0
+
+
+def fixed_cost(costs: dict | None) -> float:
+    return costs["_fixed"] if costs else 1.0
+
+
+def exhaustive_cost(info: dict, costs: dict | None) -> float:
+    """Every distinct prefix trained once and one final per order (the unit of compute)."""
+    if costs is None:
+        return info["exhaustive_cost"]
+    prefixes = {tuple(o.split(">"))[:i] for o in info["orders"] if o for i in range(1, o.count(">") + 2)}
+    return sum(stage_cost(costs, p) for p in prefixes) + len(info["orders"]) * fixed_cost(costs)
+
+
 # ------------------------------------------------------------------ one search
 class Budget:
     """Counts cached compute as trials report (start order = Tune's trial order at concurrency 1) and
-    ends the experiment once ``limit`` stage-trainings are spent."""
+    ends the experiment once ``limit`` is spent (stage-trainings, or seconds with ``costs``)."""
 
-    def __init__(self, limit: float):
-        self.limit, self.spent, self.trained, self.running = limit, 0, set(), 0
+    def __init__(self, limit: float, costs: dict | None = None):
+        self.limit, self.spent, self.trained, self.running, self.costs = limit, 0, set(), 0, costs
 
     def result(self, order: list[str], result: dict) -> None:
         if result.get("final"):
-            self.spent += 1
+            self.spent += fixed_cost(self.costs)
         else:
             p = tuple(order[: int(result.get("step", 0))])
             if p and p not in self.trained:
                 self.trained.add(p)
-                self.spent += 1
+                self.spent += stage_cost(self.costs, p)
 
 
 @contextlib.contextmanager
@@ -219,8 +264,12 @@ def one_search(info: dict, strategy: str, seed: int, args, storage: str) -> dict
         orders = list(info["orders"])
         random.Random(seed).shuffle(orders)
         over.append("search.seed_points.orders=[" + ",".join(orders) + "]")
+    costs = task_costs(info, seed, args.costs)
+    if costs:  # the simulated trials report them as a real trial measures them
+        over += [f"search.simulate.stage_seconds={json.dumps({t: c for t, c in costs.items() if t != '_fixed'})}",
+                 f"search.simulate.fixed_seconds={costs['_fixed']}"]
     scfg, _, _ = load_search(info["config"], over)
-    budget = Budget(args.budget * info["exhaustive_cost"])
+    budget = Budget(args.budget * exhaustive_cost(info, costs), costs)
     name = f"{info['spec'].replace(':', '_')}_{strategy}_s{seed}"
     t0 = time.perf_counter()
     with budget_stop(budget, scfg.space()):
@@ -232,7 +281,8 @@ def one_search(info: dict, strategy: str, seed: int, args, storage: str) -> dict
     shutil.rmtree(exp, ignore_errors=True)
     return {"strategy": strategy, "seed": seed, "wall_s": round(wall, 2), "rows": rows,
             "trace": [{"trials_started": t["trials_started"], "order": t["order"]} for t in summary.get("trace", [])],
-            "recommended": (summary.get("recommended") or {}).get("order"), "continuations": summary.get("continuations", 0)}
+            "recommended": (summary.get("recommended") or {}).get("order"), "continuations": summary.get("continuations", 0),
+            **({"costs": costs} if costs else {})}
 
 
 def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> dict:
@@ -251,7 +301,8 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
     over = list(STRATEGIES[strategy]) + [f"search.seed={seed}"]
     scfg, _, _ = load_search(info["config"], over)
     space, table = scfg.space(), load_table(scfg.simulate.table)
-    budget, t0 = Budget(args.budget * info["exhaustive_cost"]), time.perf_counter()
+    costs = task_costs(info, seed, getattr(args, "costs", None))
+    budget, t0 = Budget(args.budget * exhaustive_cost(info, costs), costs), time.perf_counter()
     rows, trace = [], []
     if strategy == "exhaustive":
         orders = [o.split(">") for o in info["orders"]]
@@ -277,13 +328,18 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
             budget.result(order, {"step": i})
             if sampler is not None:
                 trial.report(v, i)
+                if costs:  # what search.searchers._base.OrderSearcher records from a trial's reports
+                    trial.set_user_attr(f"stage_seconds_{i}", costs[order[i - 1]])
         budget.result(order, {"final": 1})
         if sampler is not None:
+            if costs:
+                trial.set_user_attr("fixed_seconds", costs["_fixed"])
             study.tell(trial, final)
         rows.append({"order": ">".join(order), "status": "completed", "stages_completed": str(len(order)), "score": str(final)})
     rec = sampler.recommend(study) if hasattr(sampler, "recommend") else None
     return {"strategy": strategy, "seed": seed, "wall_s": round(time.perf_counter() - t0, 2), "rows": rows,
             "trace": trace, "recommended": rec and rec["order"], "continuations": 0, "offline": True,
+            **({"costs": costs} if costs else {}),
             **({"unexplored": rec["unexplored"]} if rec and rec.get("unexplored") else {})}
 
 
@@ -300,15 +356,16 @@ def _table_scores(table: dict, order: list[str], seed: int, one_seed: bool) -> t
 # ------------------------------------------------------------------ figures of one run
 def curve(info: dict, run: dict) -> dict:
     """Regret of the recommendation at each fraction of exhaustive's compute; compute to eps and to best."""
-    truth, best, med, E = info["truth"], info["best_score"], info["median"], info["exhaustive_cost"]
+    costs = run.get("costs")  # --costs: compute in seconds
+    truth, best, med, E = info["truth"], info["best_score"], info["median"], exhaustive_cost(info, costs)
     regret = lambda o: (best - truth[o]) / (best - med)  # noqa: E731
     trained, spent, after = set(), 0, []  # after[j]: compute spent once trials 0..j have run
     to_eps = to_best = math.inf
     for r in run["rows"]:
-        o = tuple(r["order"].split(">"))
+        o = tuple(r["order"].split(">")) if r["order"] else ()
         new = {o[:i] for i in range(1, int(r["stages_completed"] or 0) + 1)} - trained
         trained |= new
-        spent += len(new) + (r["status"] == "completed")
+        spent += sum(stage_cost(costs, p) for p in new) + (r["status"] == "completed") * fixed_cost(costs)
         after.append(spent)
         if r["status"] == "completed":
             if truth[r["order"]] >= best - info["eps"]:

@@ -681,6 +681,7 @@ class SeedCache:
         self.trained_now = False
         self.from_cache += 1
         saved = float(stat.get("seconds", 0.0)) + (float(probe["seconds"]) if probe else 0.0)
+        self.last_hit_seconds = saved  # what the stage cost when it was trained (training + probe)
         self.seconds_saved += saved
         self.cache.stats.hits += 1
         self.cache.stats.seconds_saved += saved

@@ -301,6 +301,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     stages = []
     k_all = len(p.order) + 1  # the stages of a chain: its intermediate tasks and the target fine-tune
+    trained_secs = 0.0  # seconds of the stages this chain trained (not those it took from the cache)
     sc = None
     if cache is not None and p.order:
         from itt.cache import SeedCache
@@ -340,6 +341,11 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
                     probe_new, probe_secs = True, time.perf_counter() - t1
                 stages[-1] = {**stat, "probe": probe}
                 metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
+            # what this stage costs to train (and probe), measured now or carried by the cache entry: the
+            # searcher's cost model (order_bo's ``cost: measured``) learns each task's seconds from it
+            metrics["stage_seconds"] = (float(stat.get("seconds", 0.0)) + probe_secs if cached is None
+                                        else sc.last_hit_seconds)
+            trained_secs += metrics["stage_seconds"] if cached is None else 0.0
             if sc is not None:
                 sc.done(i, encoder, {k: v for k, v in stat.items() if k != "probe"}, probe, probe_secs, probe_new)
                 stages[-1]["from_cache"] = cached is not None
@@ -384,7 +390,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
         save_checkpoint(out / "checkpoint", accelerator.unwrap_model(encoder), p.tokenizer, getattr(model, "head", None),
                         meta={"order": cfg.order, "target": p.target.name, "seed": seed, "pooling": pooling})
     counts = {"stages_trained": sc.trained if sc else len(p.order), "stages_from_cache": sc.from_cache if sc else 0,
-              "cache_seconds_saved": sc.seconds_saved if sc else 0.0}
+              "cache_seconds_saved": sc.seconds_saved if sc else 0.0, "trained_seconds": trained_secs}
     res["cache"] = counts
     yield {**flat_final(res, p.target.metric), **counts, "final": 1}, k
     return res
@@ -421,7 +427,8 @@ def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: i
 
 
 # counts summed over seeds, not averaged: stage trainings a chain ran / took from the stage cache
-_SUMMED = ("stages_trained", "stages_from_cache", "cache_seconds_saved")
+# and seconds (a stage of a 3-seed chain is trained three times)
+_SUMMED = ("stages_trained", "stages_from_cache", "cache_seconds_saved", "stage_seconds", "trained_seconds")
 
 
 def _mean_metrics(batch: list[dict]) -> dict:

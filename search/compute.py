@@ -98,7 +98,7 @@ def _share(done: int, seeds: int, every, per_chain: int = 1) -> dict:
     finals = every.orders * per_chain
     return {"exhaustive_orders": every.orders, "exhaustive_stages": every.stages * seeds,
             "exhaustive_finetunes": finals * seeds,
-            "share_of_exhaustive": done / ((every.stages + finals) * seeds) if every.orders else None}
+            "share_of_exhaustive": done / ((every.stages + finals) * seeds) if every.stages + finals else None}
 
 
 def text(c: dict) -> str:

@@ -165,6 +165,10 @@ class Simulate(_Strict):
     # tables with one row per seed: report the mean over seeds (as a chain with those seeds), or one
     # seed's row, drawn per order from the search seed (as a one-seed search sees it: noisy)
     draw: Literal["mean", "one_seed"] = "mean"
+    # the seconds a trial reports each stage of a task (and the rest of it: data, fine-tune, evaluation)
+    # cost, as a real trial measures them: the searcher's cost model reads them (nothing is slept)
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    fixed_seconds: float | None = Field(None, ge=0)
 
 
 class Tracking(_Strict):
@@ -193,7 +197,12 @@ class OrderBO(_Strict):
     # cost (cheap on cached prefixes; bench/search_efficiency.py); random = drawn at random
     startup: Literal["cover", "random"] = "cover"
     max_candidates: int = Field(10_000, ge=10)  # spaces up to this size are scored whole; larger ones sampled
-    cost_aware: bool = True  # expected improvement per stage-training still to pay (the stage cache)
+    cost_aware: bool = True  # expected improvement per unit of cost still to pay (the stage cache)
+    # what a unit of cost is: stages = every stage-training one unit, whatever its task, a final final_cost;
+    # measured = the seconds trials report (each task's stage, training and probe; a trial's fixed part:
+    # data, fine-tune(s), evaluation). stages is the default: measured found the best order later on the
+    # benchmark where stages cost different seconds (bench/search_efficiency.py --costs; README)
+    cost: Literal["stages", "measured"] = "stages"
     # what a trial's final fine-tune(s) cost in stage-trainings; null = one per target it fine-tunes (the
     # target and each eval.also task that trains: search.metric xtreme's several targets)
     final_cost: float | None = Field(None, gt=0)
@@ -419,6 +428,10 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
             scfg.simulate.table = str((Path(path).resolve().parent / t).resolve())
         if not Path(scfg.simulate.table).is_file():
             raise ConfigError(f"{path}: search.simulate.table: file not found: {scfg.simulate.table}")
+        unknown = sorted(set(scfg.simulate.stage_seconds) - set(scfg.candidates))
+        if unknown:
+            raise ConfigError(f"{path}: search.simulate.stage_seconds: '{unknown[0]}' is not a candidate task "
+                              f"(candidates: {', '.join(scfg.candidates)})")
         if scfg.multi_objective and any(n != "mean" for n in scfg.objectives):
             with open(scfg.simulate.table, newline="") as f:
                 header = f.readline().strip().split(",")

@@ -118,7 +118,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     if per_task:
         languages = sorted((c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"),
                            key=first)
-    sc, ex, sg, hardware, counted, bl, per_chain = [], [], [], [], {}, [], 1
+    sc, ex, sg, hardware, counted, bl, per_chain = [], [], [], [], {}, [], None
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -156,7 +156,7 @@ def load_experiment(exp_dir: str) -> Experiment:
         hardware.append(res.get("hardware") or {})
         for seed, sr in res.get("seeds", {}).items():
             split = "test" if "test" in sr else "dev"
-            per_chain = max(per_chain, 1 + sum("fine_tune" in a for a in (sr.get("also") or {}).values()))
+            per_chain = max(per_chain or 0, _finetunes(res, sr))
             if per_task:  # each task's XTREME score: its metric's mean over its languages ((EM + F1) / 2 for QA)
                 sc += [(order, int(seed), task, _num(v))
                        for task, v in sr.get(split, {}).get("xtreme", {}).get("tasks", {}).items()]
@@ -183,8 +183,16 @@ def load_experiment(exp_dir: str) -> Experiment:
                       trials=trials, notes=notes, config=config, hardware=hardware, counted=counted,
                       unit="task" if per_task else "language",
                       by_language=pd.DataFrame(bl, columns=["order", "seed", "task", "language", "metric", "score"])
-                      if per_task else None, finetunes_per_chain=per_chain,
+                      if per_task else None, finetunes_per_chain=1 if per_chain is None else per_chain,
                       probe_metric=f"{meta.get('target') or 'target'} {metric}" if per_task and metric else None)
+
+
+def _finetunes(res: dict, sr: dict) -> int:
+    """The fine-tunes one seed's chain ran: its target's (none for a retrieval target such as Tatoeba, whose
+    bare encoder is evaluated: its stages list holds the intermediate stages only) and one per eval.also
+    task that trains. A results.json without stages (a simulated trial's) counts the target's."""
+    target = 1 if "stages" not in sr else int(len(sr["stages"]) > len(res.get("order") or []))
+    return target + sum("fine_tune" in a for a in (sr.get("also") or {}).values())
 
 
 def _task_languages(order: str, seed: int, split: str, sr: dict, target: str | None) -> list[tuple]:

@@ -440,6 +440,8 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
             log(unexplored_text(rec["unexplored"], rec["order"], st.display))
     if summary.get("stopped_itself"):
         log(stopping.text(summary["stopped_itself"]))
+    if summary.get("costs"):
+        log(costs_text(summary["costs"]))
     if summary.get("prior_weights"):
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
@@ -538,9 +540,35 @@ def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, search
            "continuations": getattr(searcher, "continuations", 0),
            **({"stopped_itself": searcher.ended} if getattr(searcher, "ended", None) else {}),
            **prior_weights(searcher),
+           **stage_costs(searcher),
            "trace": getattr(searcher, "trace", [])}
     st.write_text(json.dumps(out, indent=1, default=str), SUMMARY_FILE)
     return out
+
+
+def stage_costs(searcher) -> dict:
+    """summary.json's ``costs``: the median seconds trials reported for a stage of each task and for the rest
+    of a trial (what order_bo priced orders by, with ``cost: measured``: search/searchers/costs.py)."""
+    import statistics
+
+    sampler, study = getattr(searcher, "sampler", None), getattr(searcher, "study", None)
+    if not hasattr(sampler, "costs") or study is None:
+        return {}
+    sec = sampler.observations(study).seconds
+    if not sec.stage:
+        return {}
+    return {"costs": {"unit": sampler.cost_unit,
+                      "stage_seconds": {t: round(statistics.median(v), 3) for t, v in sorted(sec.stage.items())},
+                      "fixed_seconds": round(statistics.median(sec.fixed), 3) if sec.fixed else None}}
+
+
+def costs_text(c: dict) -> str:
+    """The console's line on what stages cost (summary.json's ``costs``)."""
+    stages = ", ".join(f"{t} {s:.1f}" for t, s in sorted(c["stage_seconds"].items(), key=lambda kv: -kv[1]))
+    fixed = f"; the rest of a trial (data, fine-tune, evaluation) {c['fixed_seconds']:.1f}" if c["fixed_seconds"] is not None else ""
+    how = ("the searcher priced orders by these" if c["unit"] == "measured"
+           else "the searcher counted stages instead (search.order_bo.cost: stages)")
+    return f"seconds a stage of each task cost (median, training and probe): {stages}{fixed} - {how}"
 
 
 def prior_weights(searcher) -> dict:

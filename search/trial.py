@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -238,6 +239,7 @@ def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, ra
     from itt.chain import run_chain
     from itt.config import ChainConfig
 
+    t_start = time.perf_counter()
     cfg = ChainConfig.model_validate(raw)
     if cfg.hardware.num_threads is None and not torch.cuda.is_available():
         torch.set_num_threads(max(1, int(cpus)))
@@ -251,6 +253,8 @@ def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, ra
     def report(metrics: dict, step: int) -> None:
         m = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         m["step"] = ctx.search.final_step if m.get("final") else step
+        if m.get("final"):  # what the trial cost besides the stages it trained: data, fine-tune(s), evaluation
+            m["fixed_seconds"] = max(0.0, time.perf_counter() - t_start - float(m.get("trained_seconds", 0.0)))
         set_objectives(m, ctx)
         m[NODE_KEY] = node
         reports.append(m)
@@ -356,12 +360,14 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     """Probe and final scores from the table. Optional columns make it per seed and per language:
     ``seed`` (one row per seed: reports are means over the seeds, as a real chain's), ``test_<lang>``
     (or ``final_<lang>``) and ``dev_<lang>`` (zero-shot scores), ``perturbation``. With per-language
-    columns the trial writes ``trials/<id>/results.json`` in a chain's schema (what ``itt report`` reads)."""
-    import time
-
+    columns the trial writes ``trials/<id>/results.json`` in a chain's schema (what ``itt report`` reads).
+    ``simulate.stage_seconds`` / ``fixed_seconds``: the seconds each stage and the rest of a trial report
+    having cost (not slept), as a real trial measures them, for the searcher's cost model."""
     from ray import tune
 
-    rows = load_table(ctx.search.simulate.table).get(order_key(order))
+    sim = ctx.search.simulate
+    stage_secs, fixed_secs = getattr(sim, "stage_seconds", {}), getattr(sim, "fixed_seconds", None)  # (older pickles)
+    rows = load_table(sim.table).get(order_key(order))
     if not rows:
         raise KeyError(f"simulated objective: order '{order_key(order)}' is not in {ctx.search.simulate.table}")
     hp = {**config_hparams(rows[0], ctx.chain_raw), **hp}
@@ -381,9 +387,13 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
             v = mean(f"probe_{i}")
             # optional probe_<i>_worst / _std / _transfer_gap columns: the other figures of the probe
             probe = {"step": i, f"probe_{m}_mean": v, **{f"probe_{m}_{f}": x for f, x in row_figs(f"probe_{i}").items()}}
+            if order[i - 1] in stage_secs:
+                probe["stage_seconds"] = stage_secs[order[i - 1]]
             tune.report({**set_objectives(probe, ctx, fallback=v), "simulated": 1, NODE_KEY: node_id()})
     v = mean("final")
     final = {"step": ctx.search.final_step, f"dev_{m}_mean": v, "final": 1, "simulated": 1, NODE_KEY: node_id()}
+    if fixed_secs is not None:
+        final["fixed_seconds"] = fixed_secs
     res = _simulated_results(order, match, m)
     if res is not None:
         for fig, val in _flat_means(res, m).items():

@@ -27,7 +27,7 @@ TOY3 = ["toy_topic", "toy_length", "toy_align"]
 # small, but the target learns something: final scores differ between orders, so "identical" means something
 RAW = _merge(TINY, {"order": TOY3, "train": {"lr": 3e-3, "max_steps": 5}, "finetune": {"max_steps": 40, "lr": 5e-3},
                     "probe": {"enabled": True, "steps": 4, "max_eval_examples": 24}, "toy": {"n_train": 96, "n_eval": 48}})
-COUNTS = ("stages_trained", "stages_from_cache", "cache_seconds_saved")
+COUNTS = ("stages_trained", "stages_from_cache", "cache_seconds_saved", "stage_seconds", "trained_seconds")  # and timings
 
 
 def quiet(*a):
@@ -82,6 +82,17 @@ def test_exhaustive_sweep_same_numbers_with_and_without_cache(base, tmp_path):
     # the longest prefix is taken directly: toy_topic>toy_length>toy_align loads the pair, trains one stage
     _, r = _chain(base, TOY3, again)
     assert r[-1]["stages_trained"] == 1 and r[-1]["stages_from_cache"] == 2
+    # a stage's seconds (what the searcher's cost model learns): measured when trained, carried by the entry
+    # when loaded, so every report of one prefix says the same; a chain's trained_seconds sums its own
+    secs = {}
+    for o in orders:
+        for i, m in enumerate(cached[o][1][:-1], start=1):
+            assert m["stage_seconds"] > 0
+            assert secs.setdefault(o[:i], m["stage_seconds"]) == m["stage_seconds"], o[:i]
+    assert r[0]["stage_seconds"] == secs[tuple(TOY3[:1])] and r[1]["stage_seconds"] == secs[tuple(TOY3[:2])]
+    assert r[-1]["trained_seconds"] == r[2]["stage_seconds"]  # the one stage it trained
+    assert sum(plain[o][1][-1]["trained_seconds"] for o in orders) == pytest.approx(
+        sum(m["stage_seconds"] for o in orders for m in plain[o][1][:-1]))
 
 
 def _entry_dir(cache: StageCache, key: str) -> Path:

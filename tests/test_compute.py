@@ -99,3 +99,19 @@ def test_share_of_every_order_once_against_a_hand_computation():
     c = C.summarize(_rows() + [replay], {}, None, [], seeds=3, every=Work(orders=10, stages=9, uncached=15), per_chain=3)
     assert c["finetunes"] == 2 * 3 * 3 and (c["exhaustive_stages"], c["exhaustive_finetunes"]) == (27, 90)
     assert c["share_of_exhaustive"] == pytest.approx((6 + 18) / (27 + 90))
+
+
+def test_fine_tunes_per_chain_read_from_results_json():
+    """The report's fine-tunes per chain: the target's (none for a retrieval target, whose stages list holds
+    the intermediate stages only) plus one per eval.also task that trains (has a fine_tune block)."""
+    from search.report import _finetunes
+
+    also = {"panx": {"fine_tune": {"seconds": 1.0}, "dev": {}}, "tatoeba": {"test": {}}}  # Tatoeba: no fine-tune
+    assert _finetunes({"order": ["a"]}, {"stages": [{}], "also": also}) == 1  # retrieval target + PAN-X
+    assert _finetunes({"order": ["a"]}, {"stages": [{}, {}], "also": also}) == 2  # a target that trains + PAN-X
+    assert _finetunes({"order": []}, {"stages": []}) == 0  # F on a retrieval target: no fine-tune at all
+    assert _finetunes({"order": ["a"]}, {}) == 1  # no stages recorded (a simulated trial): the target's
+    from search.plan import Work
+
+    c = C.summarize(_rows(), {}, None, [], seeds=1, every=Work(orders=1, stages=0, uncached=0), per_chain=0)
+    assert c["share_of_exhaustive"] is None  # nothing to train at all: no share, no division by zero

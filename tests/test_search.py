@@ -849,6 +849,14 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(ray_train, 
     assert trained.count(("toy_topic",)) == 1 and trained.count(("toy_topic", "toy_length")) == 1, trained
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["continuations"] == 1
+    # what each stage cost reaches the study (order_bo's cost model; optuna-dashboard shows it): measured by
+    # the trial that trained it, carried by the stage cache to the continuation that loaded it
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal")))
+    attrs = [t.user_attrs for t in sorted(optuna.load_study(study_name="real", storage=journal).trials,
+                                          key=lambda t: t.number)[:3]]
+    assert all(a["stage_seconds_1"] > 0 for a in attrs) and attrs[0]["stage_seconds_2"] > 0
+    assert attrs[2]["stage_seconds_1"] == attrs[1]["stage_seconds_1"] and "fixed_seconds" not in attrs[1]
+    assert attrs[0]["fixed_seconds"] > 0 and attrs[2]["fixed_seconds"] > 0
     # a fourth trial repeats a completed order: replayed, not retrained
     assert len(rows) == 4 and rows[3]["replayed"] == "true" and rows[3]["score"] == {a: first, b: continued}[rows[3]["order"]]["score"]
     assert "best orders observed:" in out and str(exp / "results.csv") in out

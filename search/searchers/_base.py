@@ -20,6 +20,8 @@ It owns what is true whatever Optuna sampler proposes the orders:
 * **It can stop itself** (``search.stop``, stopping.py): before each proposal, once a trial more has
   finished, it asks the sampler whether an unfinished order could still beat its pick; when the rule
   holds it says FINISHED (running trials finish, none new starts).
+* **What trials cost.** The seconds a trial reports for each stage and for the rest of it become user
+  attributes of its study trial (``stage_seconds_<i>``, ``fixed_seconds``): order_bo's cost model.
 * **The study can be looked at.** With a ``StudyCopy`` (study_copy.py), finished trials are copied
   into a database for optuna-dashboard; the study itself stays in memory, saved with this searcher.
 * **A recommendation, not only a maximum.** ``recommend()`` asks the sampler for the order its
@@ -153,6 +155,7 @@ class OrderSearcher(Searcher):
         from optuna.exceptions import UpdateFinishedTrialError
 
         if trial_id in self.inner_id:
+            self._record_seconds(trial_id, result)
             try:
                 self.inner.on_trial_result(self.inner_id[trial_id], result)
             except UpdateFinishedTrialError:
@@ -165,6 +168,7 @@ class OrderSearcher(Searcher):
             return
         key = self.key_of[trial_id]
         score = self._score(result)
+        self._record_seconds(trial_id, result)
         # (with several objectives a probe may lack one, e.g. a table without probe_<i>_worst: still a stop)
         multi_stop = isinstance(self.inner.metric, list) and bool(result) and not result.get("final")
         if error or (score is None and not multi_stop):
@@ -182,6 +186,22 @@ class OrderSearcher(Searcher):
             self.inner.on_trial_complete(self.inner_id[trial_id], result)
             self.seen[key] = (DONE, score)
         self.sync_copy()
+
+    def _record_seconds(self, trial_id: str, result: dict | None) -> None:
+        """What a trial reported its stages and the rest cost (``stage_seconds`` per stage, ``fixed_seconds``
+        with its final) as user attributes of its study trial: order_bo's cost model reads them
+        (searchers/costs.py), and optuna-dashboard shows them."""
+        ot = getattr(self.inner, "_ot_trials", {}).get(self.inner_id[trial_id])
+        if ot is None or not result:
+            return
+        try:
+            if result.get("final"):
+                if isinstance(result.get("fixed_seconds"), (int, float)):
+                    ot.set_user_attr("fixed_seconds", float(result["fixed_seconds"]))
+            elif isinstance(result.get("stage_seconds"), (int, float)) and result.get("step"):
+                ot.set_user_attr(f"stage_seconds_{int(result['step'])}", float(result["stage_seconds"]))
+        except Exception:  # (a finished trial's attributes are fixed: nothing more to record)
+            pass
 
     def sync_copy(self, force: bool = False) -> None:
         if self.copy is not None:

@@ -12,8 +12,9 @@ partial ranking, as BOPS, Deshwal et al. AAAI 2022), and the searched hyperparam
   as the fitted correlation says - early probes inform without deciding alone.
 * **Cost-aware.** The acquisition is expected improvement per unit of expected cost (EI/cost, as in
   memoization-aware BO, EEIPU, arXiv 2411.03731): an order costs the prefix stages no trial has
-  trained (the stage cache makes the others free) plus its final fine-tune. A stopped order costs
-  only what is left, so continuing it competes fairly with starting a new one.
+  trained (the stage cache makes the others free) plus its final fine-tune, counted in stage-trainings
+  (``cost: measured``: at the seconds trials have reported for each task; costs.py). A stopped
+  order costs only what is left, so continuing it competes fairly with starting a new one.
 * **Pending trials** (running, no final yet) enter as believers (their posterior mean, fixed
   hyperparameters; "kriging believer", Ginsbourger et al. 2010), so concurrent proposals differ.
 * **Fast**: the posterior over the candidates is ``posterior.FinalPosterior`` (the model's exact
@@ -57,6 +58,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
 from search.config import hparam_names
+from search.searchers.costs import CostModel, Seconds
 from search.searchers.features import OrderFeatures
 from search.searchers.posterior import FinalPosterior
 from search.space import OrderSpace, is_order_param
@@ -81,6 +83,7 @@ class Observations:
     stopped: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)  # configs a trial errored on (not proposed again)
     trained: set[str] = field(default_factory=set)  # prefix keys trained (or being trained) by some trial
+    seconds: Seconds = field(default_factory=Seconds)  # what trials reported their stages and the rest cost
 
 
 def _hp_key(hp: dict) -> str:
@@ -94,7 +97,8 @@ def config_key(order: list[str], hp: dict) -> tuple:
 class OrderBOSampler(BaseSampler):
     def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 2,
                  max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
-                 propose_stopped: bool = True, prior=None, startup: str = "cover", final_cost: float = 1.0):
+                 propose_stopped: bool = True, prior=None, startup: str = "cover", final_cost: float = 1.0,
+                 cost: str = "stages"):
         self.space, self.hparams = space, dict(hparams or {})
         self.prior = prior  # search.transfer.OrderPrior or None
         self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams, prior=prior,
@@ -104,6 +108,7 @@ class OrderBOSampler(BaseSampler):
         self.startup = startup  # the first n_startup orders: "cover" (coverage per cost) or "random"
         self.propose_stopped = propose_stopped  # False when the search answers a stopped order as stopped
         self.final_cost = final_cost  # a trial's final fine-tune(s), in stage-trainings (one per target)
+        self.cost_unit = cost  # "stages": stage-trainings; "measured": the seconds trials report (costs.py)
         self._rng = np.random.default_rng(seed)
         self._proposals: dict[int, dict] = {}  # Optuna trial number -> the configuration decided for it
         self._warm: dict | None = None  # the last fit's hyperparameters (a warm start for the next)
@@ -116,7 +121,8 @@ class OrderBOSampler(BaseSampler):
 
     def __setstate__(self, state):
         # (pickled before start-up designs, or before a final could cost more than one stage-training)
-        self.__dict__.update({"_decoded": {}, "startup": "random", "final_cost": 1.0, **state})
+        # (and before costs were measured: those count stages)
+        self.__dict__.update({"_decoded": {}, "startup": "random", "final_cost": 1.0, "cost_unit": "stages", **state})
         _import_botorch()
 
     def __getstate__(self):
@@ -168,6 +174,7 @@ class OrderBOSampler(BaseSampler):
                 obs.failed.add(key)
                 continue
             ran.add(key)
+            obs.seconds.add_trial(order, t.user_attrs)
             value = None if t.values is None else (scalarise(t.values) if scalarise else t.values[0])
             if t.state == TrialState.COMPLETE and value is not None and (key, value) not in seen_f:
                 seen_f.add((key, value))  # a repeat answered by the searcher carries the same value: once
@@ -199,11 +206,17 @@ class OrderBOSampler(BaseSampler):
             self._decoded[key] = (order, {k: v for k, v in params.items() if not is_order_param(k)})
         return self._decoded[key]
 
-    def cost(self, order: list[str], hp: dict, trained: set[tuple]) -> float:
-        """Stage-trainings this configuration would cost now: untrained prefix stages + the final (one
-        fine-tune per target: ``final_cost``)."""
+    def costs(self, obs: Observations | None = None) -> CostModel:
+        """The cost of a stage of each task and of a trial's fixed part (costs.py: ``cost`` = measured or stages)."""
+        return CostModel(self.cost_unit, self.final_cost, obs.seconds if obs is not None else None)
+
+    def cost(self, order: list[str], hp: dict, trained: set[tuple], costs: CostModel | None = None) -> float:
+        """What this configuration would cost now, in stages: its untrained prefix stages + the fixed part
+        (the final fine-tune per target, data, evaluation)."""
+        costs = costs or self.costs()
         stages, hk = tuple(order), _hp_key(hp)
-        return sum((stages[:i], hk) not in trained for i in range(1, len(stages) + 1)) + self.final_cost
+        return sum(costs.stage(stages[i - 1]) for i in range(1, len(stages) + 1)
+                   if (stages[:i], hk) not in trained) + costs.fixed
 
     # ------------------------------------------------------------------ one proposal
     def parego(self, study):
@@ -260,7 +273,8 @@ class OrderBOSampler(BaseSampler):
         """log EI over the best posterior mean among observed configurations, per unit of cost."""
         score = log_ei(mu, sd, best)
         if self.cost_aware:
-            score = score - np.log([self.cost(o, h, obs.trained) for o, h in free])
+            costs = self.costs(obs)
+            score = score - np.log([self.cost(o, h, obs.trained, costs) for o, h in free])
         return score
 
     def _covering(self, free: list, obs: Observations) -> tuple[list[str], dict]:
@@ -275,7 +289,8 @@ class OrderBOSampler(BaseSampler):
         seen = [o for o, _, _ in obs.finals] + [o for o, _ in obs.pending] + [list(k[0]) for k in obs.stopped]
         seen_tasks, seen_cells = {t for o in seen for t in o}, set().union(*map(cells, seen))
         gain = np.array([len(set(o) - seen_tasks) + len(cells(o) - seen_cells) for o, _ in free], dtype=float)
-        cost = np.array([self.cost(o, h, obs.trained) for o, h in free], dtype=float)
+        costs = self.costs(obs)
+        cost = np.array([self.cost(o, h, obs.trained, costs) for o, h in free], dtype=float)
         score = gain / cost
         best = np.flatnonzero(score >= score.max() - 1e-12)
         return free[int(best[self._rng.integers(len(best))])]
