@@ -19,13 +19,14 @@ Real tasks differ by an order of magnitude (SST-2's 67k short sentences against 
 in the order or on the rest of the order, so a median per task is the estimate. Searched hyperparameters
 that change a stage's length (epochs, max_length) are not modelled: their stages are pooled per task.
 
-Why ``stages`` stays the default (bench/search_efficiency.py --offline --costs, 30 seeds, compute counted
-in seconds): with each task's stage drawn log-uniformly over a decade, pricing by the measured seconds
-found good orders no sooner on curriculum and toy3 and later on planted, where EI per second put off
-orders whose best tasks happened to be the dear ones (a myopic acquisition's known bias against
-expensive regions; CArBO, Lee et al. 2020). With a fixed part four times a stage, pricing it at four
-was worse than counting it as one: the searcher reuses cached prefixes more when a final looks cheap,
-and on these tables that reuse pays.
+Why ``stages`` stays the default (bench/data/search_costs.txt: bench/search_efficiency.py --offline --costs,
+30 seeds, compute counted in seconds, area under the regret curve as a share of random's): with each
+task's stage drawn log-uniformly over a decade, pricing by the measured seconds was worse on planted
+(0.62 against 0.53), equal on curriculum (0.32 / 0.32) and toy3 (0.66 / 0.67, though sooner within eps
+there): EI per second puts off orders whose best tasks happen to be the dear ones (a myopic
+acquisition's known bias against expensive regions; CArBO, Lee et al. 2020). With a fixed part four
+stages long, pricing it at four was better on curriculum (0.22 / 0.29) and worse on planted (0.64 /
+0.53). Neither unit wins across tables, so the simpler one stays.
 """
 
 from __future__ import annotations
