@@ -200,8 +200,8 @@ class OrderBO(_Strict):
     cost_aware: bool = True  # expected improvement per unit of cost still to pay (the stage cache)
     # what a unit of cost is: stages = every stage-training one unit, whatever its task, a final final_cost;
     # measured = the seconds trials report (each task's stage, training and probe; a trial's fixed part:
-    # data, fine-tune(s), evaluation). stages is the default: measured found the best order later on the
-    # benchmark where stages cost different seconds (bench/search_efficiency.py --costs; README)
+    # data, fine-tune(s), evaluation). stages is the default: neither won across the benchmark's tables
+    # where stages cost different seconds (bench/data/search_costs.txt; costs.py)
     cost: Literal["stages", "measured"] = "stages"
     # what a trial's final fine-tune(s) cost in stage-trainings; null = one per target it fine-tunes (the
     # target and each eval.also task that trains: search.metric xtreme's several targets)

@@ -70,7 +70,3 @@ class CostModel:
 
     def stage(self, task: str) -> float:
         return self._stage.get(task, self._other)
-
-    def describe(self) -> dict:
-        """For a log line or summary: each measured task's stage and the fixed part, in median stages."""
-        return {"measured": self.measured, "stage": dict(self._stage), "fixed": self.fixed}
