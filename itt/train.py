@@ -165,6 +165,9 @@ class StageStats:
     train_loss: float  # mean loss over the last 10% of steps (at least one)
     seconds: float
     examples_per_s: float
+    # input tokens processed, padding included (all processes): the stage's work whatever the hardware and
+    # its load (a transformer's training FLOPs are about 6 x parameters x tokens; Kaplan et al. 2020)
+    tokens: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -201,7 +204,7 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     if progress is not None:
         progress({"step": 0, "total": total})
     pmodel.train()
-    step, micro, seen, losses = 0, 0, 0, []
+    step, micro, seen, tokens, losses = 0, 0, 0, 0, []
     t0 = time.perf_counter()
     while step < total:
         for batch in loader:
@@ -217,6 +220,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
                 accelerator.backward(loss / hp.grad_accum)
             micro += 1
             seen += labels.size(0) * accelerator.num_processes
+            ids = batch.get("input_ids")
+            tokens += ids.numel() * accelerator.num_processes if ids is not None else 0  # (a shape: no device sync)
             losses.append(loss.detach())
             if not sync:
                 continue
@@ -235,7 +240,7 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     tail = torch.stack(losses[-max(1, len(losses) // 10):]).float().mean()
     tail = accelerator.reduce(tail, reduction="mean").item()
     _release(accelerator)
-    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0)
+    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens)
     if log:
         log(f"  {task.name}: {step} steps, {seen} examples, loss {tail:.4f}, {secs:.1f}s ({stats.examples_per_s:.0f} ex/s)")
     return stats

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from itt.errors import UserError
-from search import compute, latex, ranking
+from search import compute, latex, ranking, training_cost
 from search import stats as S
 from search.confirm import CONFIRM_FILE
 from search.confirm import analyse as confirmation
@@ -90,6 +90,7 @@ class Experiment:
     # task mode: every task's per-language XTREME figure (order, seed, task, language, metric, score)
     by_language: pd.DataFrame | None = None
     finetunes_per_chain: int = 1  # the target's, and one per eval.also task that trains
+    seconds: pd.DataFrame | None = None  # order, seed, seconds, tokens: a chain's training (training_cost.py)
 
 
 def load_experiment(exp_dir: str) -> Experiment:
@@ -118,7 +119,7 @@ def load_experiment(exp_dir: str) -> Experiment:
     if per_task:
         languages = sorted((c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"),
                            key=first)
-    sc, ex, sg, hardware, counted, bl, per_chain = [], [], [], [], {}, [], None
+    sc, ex, sg, hardware, counted, bl, per_chain, secs = [], [], [], [], {}, [], None, []
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -157,6 +158,9 @@ def load_experiment(exp_dir: str) -> Experiment:
         for seed, sr in res.get("seeds", {}).items():
             split = "test" if "test" in sr else "dev"
             per_chain = max(per_chain or 0, _finetunes(res, sr))
+            work = training_cost.chain_work(sr)
+            if work["seconds"] is not None:
+                secs.append((order, int(seed), work["seconds"], work["tokens"]))
             if per_task:  # each task's XTREME score: its metric's mean over its languages ((EM + F1) / 2 for QA)
                 sc += [(order, int(seed), task, _num(v))
                        for task, v in sr.get(split, {}).get("xtreme", {}).get("tasks", {}).items()]
@@ -184,6 +188,7 @@ def load_experiment(exp_dir: str) -> Experiment:
                       unit="task" if per_task else "language",
                       by_language=pd.DataFrame(bl, columns=["order", "seed", "task", "language", "metric", "score"])
                       if per_task else None, finetunes_per_chain=1 if per_chain is None else per_chain,
+                      seconds=pd.DataFrame(secs, columns=["order", "seed", "seconds", "tokens"]),
                       probe_metric=f"{meta.get('target') or 'target'} {metric}" if per_task and metric else None)
 
 
@@ -487,6 +492,8 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
         out["pareto"] = _pareto_png(res, metric)
     if "per_language" in res["by_language"]:
         out["by_language"] = _languages_png(res, metric)
+    if (res.get("training_cost") or {}).get("available"):
+        out["training_cost"] = _fig_png(training_cost.plot(res["training_cost"], metric, show), res.get("unit"))
     return out
 
 
@@ -675,6 +682,8 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     text += (f"{len(tr['stopped'])} trial(s) stopped by ASHA and {len(tr['errored'])} errored: shown here, never in "
              "the statistics above." if len(rows) > 1 else "No trial was stopped or errored.")
     out.append(("Probe curves; stopped and errored trials", text, rows if len(rows) > 1 else [], "probe_curves"))
+    if res.get("training_cost"):
+        out.append(training_cost.section(res["training_cost"], show, _x))
     if res.get("compute"):
         out.append(("Compute", compute.text(res["compute"]) + " For a paper's compute statement; `report.json` holds "
                     "every figure.", [], None))
@@ -997,6 +1006,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     if pareto is not None:
         res["pareto"] = pareto
     res["best_order"]["searcher"] = searcher_pick(exp)
+    res["training_cost"] = training_cost.analyse(res["leaderboard"], exp.seconds, res["best_order"])
     seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
     res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds,
                                        every=None if confirm else space_work(exp), per_chain=exp.finetunes_per_chain)
@@ -1120,6 +1130,10 @@ def headline_metrics(res: dict) -> dict[str, float]:
             m["report_confirm_pick_minus_f"], m["report_confirm_pick_vs_f_p"] = vs_f["difference"], vs_f["p_holm"]
     if res.get("compute"):
         m.update(compute.metrics(res["compute"]))
+    tc = res.get("training_cost") or {}
+    if tc.get("available"):
+        m.update(report_best_training_seconds=tc["best_cost"]["seconds"], report_best_training_tokens=tc["best_cost"]["tokens"],
+                 report_cheapest_could_be_best_share=tc["cheapest_share"])
     for k, v in (res["variance_parts"].get("share") or {}).items():
         m[f"report_share_{k}"] = v
     if "rho" in res["lengths"]["test"]:
@@ -1177,6 +1191,9 @@ def answer(res: dict, where: str) -> list[str]:
         lines.append(f"Pareto front ({', '.join(o['name'] for o in pa['objectives'])}, dev): "
                      + "; ".join(f"{show(r['order'])} (test mean {_x(r['test_mean'])}, worst {_x(r['test_worst'])})"
                                  for r in pa["front"]) + ".")
+    tc = res.get("training_cost") or {}
+    if tc.get("available"):
+        lines.append(training_cost.headline(tc, show))
     c = res.get("compute") or {}
     if c.get("trials"):
         share = (f"; {c['share_of_exhaustive']:.0%} of the stage-trainings and fine-tunes every order once would take"
