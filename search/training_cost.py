@@ -149,6 +149,11 @@ def plot(tc: dict, metric: str, show):
     ax.set_xlabel("tokens trained per chain (stages + fine-tunes, mean over seeds)" if by == "tokens"
                   else "training seconds per chain (stages + fine-tunes, mean over seeds)")
     ax.set_ylabel(f"test {metric}, mean over languages")
+    if by == "tokens":
+        from matplotlib.ticker import EngFormatter
+
+        ax.xaxis.set_major_formatter(EngFormatter())
+    ax.margins(x=0.2)  # (room for the names of the orders at the right)
     ax.set_title("What each order costs to train")
     ax.legend(fontsize=8, loc="best")
     return fig
