@@ -223,6 +223,19 @@ class Stop(_Strict):
         return self
 
 
+class Budget(_Strict):
+    """``search.budget``: the search proposes no new trial once it has spent this much (running trials finish)."""
+
+    device_hours: float | None = Field(None, gt=0)  # trial time x the GPUs (or CPU cores) a trial holds
+    hours: float | None = Field(None, gt=0)  # wall-clock time of the search, over its sessions (itt resume)
+
+    @model_validator(mode="after")
+    def _some(self) -> Budget:
+        if self.device_hours is None and self.hours is None:
+            raise ValueError("give device_hours, hours or both (what the search may spend)")
+        return self
+
+
 class SearchConfig(_Strict):
     candidates: list[str]
     length: int | tuple[int, int] = Field(..., description="an order length k, or [min, max] (0 = F baseline)")
@@ -277,6 +290,9 @@ class SearchConfig(_Strict):
     # order_bo: no new trial once an unfinished order is unlikely to beat the pick, e.g. {p_better: 0.05}
     # (search/searchers/stopping.py); null: num_samples trials
     stop: Stop | None = None
+    # no new trial once the search has spent this much, e.g. {device_hours: 200} (trial time x the devices a
+    # trial holds) or {hours: 12} (wall clock); running trials finish. null: num_samples trials
+    budget: Budget | None = None
 
     @field_validator("optuna_storage")
     @classmethod
@@ -405,6 +421,9 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         raise ConfigError(f"{path}: search.prior_from needs searcher order_bo (or auto), not {scfg.searcher}")
     if scfg.stop is not None:
         _check_stop(scfg, space, path)
+    if scfg.budget is not None and scfg.searcher == "exhaustive":
+        raise ConfigError(f"{path}: search.budget needs a searcher that proposes orders one by one, not exhaustive "
+                          "(which runs every order once); give search.num_samples instead")
     if scfg.objectives == ["xtreme"] and scfg.simulate is None:
         _check_xtreme(chain, path)
     if scfg.order_bo.final_cost is None:

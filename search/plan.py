@@ -196,6 +196,10 @@ def count_lines(p: Plan) -> list[str]:
         from search.searchers import stopping
 
         out.append(f"  search.stop ({stopping.describe(stopping.given(p.scfg.stop))}) may end it earlier, once {p.scfg.stop.min_trials} or more trials have finished")
+    b = p.scfg.budget
+    if b is not None:
+        limits = [f"{v:g} {k.replace('_', '-')}" for k, v in (("device_hours", b.device_hours), ("hours", b.hours)) if v]
+        out.append(f"  search.budget ({' or '.join(limits)}) ends it once spent: no new trial starts, running ones finish")
     c = confirmation(p)
     if c is not None:
         what = f"its {c['orders']} best orders" if c["orders"] else "the orders that could be best (known after it)"
@@ -247,6 +251,12 @@ def hour_lines(p: Plan, timing: "Timing", h: dict, chain) -> list[str]:
             f"({per:g} {kind}(s) per trial)",
             f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
             f"were drawn at random ({COVERS[timing.clock]})"]
+    b = p.scfg.budget
+    if b is not None and b.device_hours and mine > 0:
+        need, trials = mine * per / 3600, p.budget["trials"]
+        fit = min(trials, int(trials * b.device_hours / need))
+        out.append(f"  search.budget {b.device_hours:g} {kind}-hours: {b.device_hours / need:.0%} of that, so about "
+                   f"{fit} of its {trials} trials{' (all)' if fit == trials else ''}")
     if most is not None:
         out.append(f"  then itt confirm: at most about {hours(most)} = {most * per / 3600:,.3g} {kind}-hours")
     return out

@@ -719,7 +719,7 @@ def _searcher_text(r: dict) -> str:
             "the orders run, cannot give.")
     if sp.get("stopped_itself"):
         st = sp["stopped_itself"]
-        left += (f" The search stopped itself there (search.stop: {stopping.describe(st['rule'])}) "
+        left += (f" The search stopped itself there (search.{st.get('by', 'stop')}: {stopping.describe(st['rule'])}) "
                  f"after {st['finished']} finished trials.")
     return (f" The searcher's own model ({sp['searcher']}: a GP over order features, on the dev score it optimised) "
             f"recommends {show(sp['order'])} (posterior mean {sp['mean']:.4f}, 95% [{sp['lo']:.4f}, {sp['hi']:.4f}])"

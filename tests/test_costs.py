@@ -68,3 +68,42 @@ def test_searcher_records_reported_seconds_and_order_bo_prices_orders_by_them():
             assert costs.measured and (topic, length) == (pytest.approx(1 + 10 + 2), pytest.approx(1 + 1 + 2))
         else:
             assert not costs.measured and topic == length == 2 + 1
+
+
+def test_budget_ends_the_search_once_its_device_hours_are_spent(tmp_path):
+    """search.budget, without Ray: the searcher sums the trials' time_total_s x the devices a trial holds (here
+    2 workers x 1 GPU); once that reaches the budget it proposes nothing more and says why. Its spending
+    survives a save/restore (itt resume), and ``--more`` lifts the budget."""
+    from ray.tune.search import Searcher
+
+    from search.config import SearchConfig
+    from search.searchers import make_searcher, stopping
+
+    scfg = SearchConfig(candidates=TASKS, length=[1, 2], seed=0, searcher="random",
+                        resources={"workers_per_trial": 2, "gpus_per_worker": 1},
+                        budget={"device_hours": 100 * 2 / 3600})  # 100 s of trial time on 2 GPUs
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    assert s.devices_per_trial == 2
+    for i, t in enumerate([30.0, 60.0]):  # 90 s: under the budget, a third trial starts
+        tid = f"t{i}"
+        assert isinstance(s.suggest(tid), dict)
+        s.on_trial_result(tid, {"objective": 0.3, "step": 1, "training_iteration": 1, "time_total_s": t / 2})
+        s.on_trial_complete(tid, {"objective": 0.5, "final": 1, "time_total_s": t})
+    assert isinstance(s.suggest("t2"), dict)
+    s.on_trial_result("t2", {"objective": 0.3, "step": 1, "training_iteration": 1, "time_total_s": 15.0})
+    assert s.spent()["device_hours"] == pytest.approx(105 * 2 / 3600)  # the running trial counts too
+    path = tmp_path / "searcher.pkl"
+    s.save(str(path))
+    again = make_searcher(scfg, [])
+    again.restore(str(path))
+    assert again.trial_seconds == s.trial_seconds and again.spent()["hours"] >= s.elapsed_before / 3600
+    assert again.suggest("t3") is Searcher.FINISHED
+    stop = again.ended
+    assert stop["by"] == "budget" and stop["finished"] == 2 and stop["spent"]["device_hours"] >= stop["rule"]["device_hours"]
+    assert stopping.text({**stop, "pick": None}).startswith(
+        "the search stopped itself after 2 finished trials (search.budget): 0.0583 of 0.0556 device-hours spent")
+    lifted = make_searcher(scfg, [])
+    lifted.lift_stop = True  # itt resume --more N: N more trials past the budget
+    lifted.restore(str(path))
+    assert lifted.budget is None and isinstance(lifted.suggest("t3"), dict)

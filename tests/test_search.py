@@ -452,6 +452,36 @@ def test_search_stops_itself_then_more_goes_past_the_rule(tmp_path, ray_local, c
     assert "search.stop (p_better 0.2) may end it earlier, once 5 or more trials have finished" in capsys.readouterr().out
 
 
+def test_search_stops_itself_once_its_budget_is_spent(tmp_path, ray_local, capsys):
+    """search.budget: a simulated search whose trials take real seconds (seconds_per_stage) proposes no new
+    trial once their device-hours reach the budget; summary.json, the console and `itt space` say so; a budget
+    with nothing in it, or with the exhaustive searcher, is one error line."""
+    from search.compute import devices_per_trial
+    from search.runner import run_search
+
+    search = {"candidates": TOY3, "length": [1, 2], "searcher": "random", "num_samples": 9, "seed": 0,
+              "scheduler": {"type": "none"}, "resources": {"max_concurrent": 1},
+              "simulate": {"table": str(_table(tmp_path, OrderSpace(candidates=TOY3, lengths=[1, 2]))),
+                           "seconds_per_stage": 0.4}}
+    per, _ = devices_per_trial({"search": search})
+    budget = 2.0 * per / 3600  # two seconds of trial time: a few trials of 0.4-0.8 s and their start-up
+    lines: list[str] = []
+    exp = run_search(str(_search_config(tmp_path, {**search, "budget": {"device_hours": budget}})), name="budget",
+                     storage=str(tmp_path / "runs"), log=lines.append)
+    n = len(_rows(exp))
+    stop = json.loads((exp / "summary.json").read_text())["stopped_itself"]
+    assert stop["by"] == "budget" and stop["spent"]["device_hours"] >= budget and 1 <= stop["finished"] == n < 9, (n, stop)
+    assert any(ln.startswith(f"the search stopped itself after {n} finished trials (search.budget)") for ln in lines)
+    for extra, needle in [({"budget": {}}, "give device_hours, hours or both"),
+                          ({"budget": {"hours": -1}}, "search.budget.hours"),
+                          ({"budget": {"hours": 1}, "searcher": "exhaustive"}, "search.budget needs a searcher")]:
+        _error(["search", str(_search_config(tmp_path, {**search, **extra}, name="bad.yaml")), "--name", "bad",
+                "--storage", str(tmp_path / "runs")], capsys, needle)
+    assert not (tmp_path / "runs" / "bad").exists()
+    assert main(["space", str(_search_config(tmp_path, {**search, "budget": {"hours": 12}}))]) == 0
+    assert "search.budget (12 hours) ends it once spent" in capsys.readouterr().out
+
+
 def _study_of(searcher):
     return searcher.inner._ot_study
 

@@ -19,7 +19,8 @@ It owns what is true whatever Optuna sampler proposes the orders:
   every order, overrules one early rung.
 * **It can stop itself** (``search.stop``, stopping.py): before each proposal, once a trial more has
   finished, it asks the sampler whether an unfinished order could still beat its pick; when the rule
-  holds it says FINISHED (running trials finish, none new starts).
+  holds it says FINISHED (running trials finish, none new starts). So it does once ``search.budget``
+  is spent (the trials' device-hours, from Tune's ``time_total_s``, or the search's wall-clock hours).
 * **What trials cost.** The seconds a trial reports for each stage and for the rest of it become user
   attributes of its study trial (``stage_seconds_<i>``, ``fixed_seconds``): order_bo's cost model.
 * **The study can be looked at.** With a ``StudyCopy`` (study_copy.py), finished trials are copied
@@ -40,6 +41,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import time
 
 from ray.tune.search import Searcher
 
@@ -51,7 +53,7 @@ CONTINUES = "continues"  # trial config key: the id of the stopped trial this on
 
 class OrderSearcher(Searcher):
     def __init__(self, inner, space: OrderSpace, has_hparams: bool, seed: int = 0, tries: int = 20,
-                 continue_stopped: bool = True, copy=None, stop=None):
+                 continue_stopped: bool = True, copy=None, stop=None, budget=None, devices_per_trial: float = 1.0):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner, self.space, self.has_hparams, self.tries = inner, space, has_hparams, tries
         self.continue_stopped = continue_stopped
@@ -70,6 +72,11 @@ class OrderSearcher(Searcher):
         self.stop = stop  # search.stop (search/searchers/stopping.py), or None
         self.ended: dict | None = None  # what made the search stop itself (stopping.reason)
         self._asked_at = -1  # finished trials when the rule was last asked
+        self.budget = budget  # search.budget (stopping.budget_reason), or None
+        self.devices_per_trial = devices_per_trial  # GPUs (or CPU cores) a trial holds: its device-hours
+        self.trial_seconds: dict[str, float] = {}  # Tune trial id -> its time so far (Tune's time_total_s)
+        self.elapsed_before = 0.0  # wall-clock seconds of the search's earlier sessions (itt resume)
+        self._session_start = time.time()
 
     # ------------------------------------------------------------------ keys
     def _split(self, config: dict) -> tuple[str, dict]:
@@ -156,6 +163,7 @@ class OrderSearcher(Searcher):
 
         if trial_id in self.inner_id:
             self._record_seconds(trial_id, result)
+            self._record_time(trial_id, result)
             try:
                 self.inner.on_trial_result(self.inner_id[trial_id], result)
             except UpdateFinishedTrialError:
@@ -169,6 +177,7 @@ class OrderSearcher(Searcher):
         key = self.key_of[trial_id]
         score = self._score(result)
         self._record_seconds(trial_id, result)
+        self._record_time(trial_id, result)
         # (with several objectives a probe may lack one, e.g. a table without probe_<i>_worst: still a stop)
         multi_stop = isinstance(self.inner.metric, list) and bool(result) and not result.get("final")
         if error or (score is None and not multi_stop):
@@ -203,6 +212,16 @@ class OrderSearcher(Searcher):
         except Exception:  # (a finished trial's attributes are fixed: nothing more to record)
             pass
 
+    def _record_time(self, trial_id: str, result: dict | None) -> None:
+        t = (result or {}).get("time_total_s")
+        if isinstance(t, (int, float)):
+            self.trial_seconds[trial_id] = float(t)
+
+    def spent(self) -> dict[str, float]:
+        """What the search has spent so far, running trials included: device-hours and wall-clock hours."""
+        return {"device_hours": sum(self.trial_seconds.values()) * self.devices_per_trial / 3600.0,
+                "hours": (self.elapsed_before + time.time() - self._session_start) / 3600.0}
+
     def sync_copy(self, force: bool = False) -> None:
         if self.copy is not None:
             self.copy.sync(self.study, self.tune_numbers, force=force, order_of=self._order_of)
@@ -227,6 +246,9 @@ class OrderSearcher(Searcher):
         if self.ended is not None:
             return True
         finished = sum(state == DONE for state, _ in self.seen.values())
+        self.ended = stopping.budget_reason(self.budget, self.spent(), finished)
+        if self.ended is not None:
+            return True
         if self.stop is None or finished == self._asked_at or finished < self.stop.min_trials:
             return False
         self._asked_at = finished
@@ -253,6 +275,7 @@ class OrderSearcher(Searcher):
     # ------------------------------------------------------------------ checkpointing (resume)
     def save(self, checkpoint_path: str) -> None:
         self.sync_copy(force=True)
+        self.elapsed_before, self._session_start = self.spent()["hours"] * 3600.0, time.time()
         with open(checkpoint_path, "wb") as f:
             pickle.dump(self.__dict__, f)
 
@@ -262,8 +285,10 @@ class OrderSearcher(Searcher):
         here, more = self.__dict__.get("copy_here"), self.__dict__.get("lift_stop", False)
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update({"tune_numbers": set(), "copy": None, "stop": None, "ended": None, "_asked_at": -1,
+                                  "budget": None, "devices_per_trial": 1.0, "trial_seconds": {}, "elapsed_before": 0.0,
                                   **pickle.load(f)})
+        self._session_start = time.time()  # (the time between sessions is no search's)
         if here is not None and self.copy is not None:
             self.copy.url = here
         if more:
-            self.stop = self.ended = None
+            self.stop = self.ended = self.budget = None

@@ -76,8 +76,12 @@ def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = Non
     metric, mode = tune_metric(scfg)
     inner = OptunaSearch(space=partial(define, space=space, hparams=scfg.hparams), metric=metric, mode=mode,
                          sampler=sampler_for(scfg, prior), points_to_evaluate=points or None, study_name=study_name)
+    from search.compute import devices_per_trial
+
+    per, _ = devices_per_trial({"search": {"resources": scfg.resources.model_dump()}})
     return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
-                         continue_stopped=scfg.scheduler.continue_stopped, stop=scfg.stop,
+                         continue_stopped=scfg.scheduler.continue_stopped, stop=scfg.stop, budget=scfg.budget,
+                         devices_per_trial=per,
                          copy=StudyCopy(copy_url, study_name, log=log) if copy_url else None)
 
 

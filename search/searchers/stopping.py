@@ -9,6 +9,11 @@ trials have finished, the searcher proposes no new trial when ``p_better`` is be
 and/or the expected gain below ``search.stop.gain`` (every criterion given must hold). Trials already
 running finish; ``itt resume EXP --more N`` runs N more past the rule. ``bench/stop_rule.py`` measures
 where the rule stops on the benchmark tables and the regret it leaves.
+
+``search.budget`` is the other way a search ends itself: once the trials' time (``device_hours``: each
+trial's seconds x the GPUs or CPU cores it holds) or the search's wall-clock time (``hours``, over its
+sessions) reaches the budget, no new trial starts; running ones finish, so the search overshoots by at
+most their remaining time.
 """
 
 from __future__ import annotations
@@ -38,8 +43,25 @@ def reason(rule, unexplored: dict | None, finished: int) -> dict | None:
             "of": unexplored["of"], "rule": given(rule)}
 
 
+def budget_reason(budget, spent: dict, finished: int) -> dict | None:
+    """``search.budget``'s verdict: a dict (what was spent of what) once any budget given is used up, else None.
+    ``spent``: {"device_hours": ..., "hours": ...} so far, running trials included."""
+    if budget is None:
+        return None
+    limits = {k: v for k, v in (("device_hours", budget.device_hours), ("hours", budget.hours)) if v is not None}
+    over = {k: v for k, v in limits.items() if spent[k] >= v}
+    if not over:
+        return None
+    return {"by": "budget", "finished": finished, "rule": limits, "spent": {k: round(spent[k], 4) for k in limits}}
+
+
 def text(stop: dict) -> str:
-    """One console line: why the search stopped itself (``stop``: ``reason``'s verdict with the ``pick``)."""
+    """One console line: why the search stopped itself (``stop``: ``reason``'s or ``budget_reason``'s verdict,
+    with the ``pick``)."""
+    if stop.get("by") == "budget":
+        used = ", ".join(f"{stop['spent'][k]:.3g} of {v:.3g} {k.replace('_', '-')}" for k, v in stop["rule"].items())
+        return (f"the search stopped itself after {stop['finished']} finished trials (search.budget): {used} spent; "
+                f"trials already running finished, no new one started")
     said = []
     if "p_better" in stop["rule"]:
         said.append(f"P = {stop['p_better']:.3g} < {stop['rule']['p_better']:g}")
