@@ -683,7 +683,8 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
              "the statistics above." if len(rows) > 1 else "No trial was stopped or errored.")
     out.append(("Probe curves; stopped and errored trials", text, rows if len(rows) > 1 else [], "probe_curves"))
     if res.get("training_cost"):
-        out.append(training_cost.section(res["training_cost"], show, _x))
+        out.append(training_cost.section(res["training_cost"], show, _x, where=None if res.get("confirmation")
+                                         else res.get("experiment")))
     if res.get("compute"):
         out.append(("Compute", compute.text(res["compute"]) + " For a paper's compute statement; `report.json` holds "
                     "every figure.", [], None))

@@ -106,7 +106,7 @@ def headline(tc: dict, show) -> str:
             f"{show(tc['cheapest'])} is the cheapest, {_cost(tc['cheapest_cost'])}: {tc['cheapest_share']:.0%} of it.")
 
 
-def section(tc: dict, show, fmt) -> tuple[str, str, list[list[str]], str | None]:
+def section(tc: dict, show, fmt, where: str | None = None) -> tuple[str, str, list[list[str]], str | None]:
     title = "What each order costs to train"
     if not tc.get("available"):
         return title, f"Not available: {tc['reason']}.", [], None
@@ -119,6 +119,9 @@ def section(tc: dict, show, fmt) -> tuple[str, str, list[list[str]], str | None]
             f"{by}. The seconds were measured during the search, where trials share the machine, and are as noisy as "
             f"its load. The cost-effectiveness front holds the orders no other order beats on both mean score and "
             f"cost: " + ", ".join(show(o) for o in tc["front"]) + ".")
+    if where and tc["cheapest"] != tc["best"]:
+        text += (f" Whether the cheaper order holds up on fresh seeds: `itt confirm {where} --top set` trains every "
+                 f"order that could be best again.")
     head = ["order", "length", "mean", "tokens", "seconds", "× best's", "could be best", "front"]
     rows = [head] + [[show(r["order"]), str(len(order_tasks(r["order"]))), fmt(r["mean"]), amount(r["tokens"]),
                       f"{r['seconds']:.1f}", f"{r['share_of_best']:.2f}" if r["share_of_best"] is not None else "–",
