@@ -321,8 +321,14 @@ class ResultsWriter(Callback):
                 if best is None or v > top:
                     best, top = r, v
         b = f"best {top:.4f} ({best['order'] or 'F'})" if best else "best -"
+        spent = self.budget_status() if getattr(self, "budget_status", None) else ""  # search.budget (runner.py)
         return (f"{c[Status.RUNNING]} running, {getattr(self, 'pending', 0)} pending, {c[Status.COMPLETED]} finished, "
-                f"{c[Status.STOPPED]} stopped by ASHA, {c[Status.ERRORED]} errored; {b}")
+                f"{c[Status.STOPPED]} stopped by ASHA, {c[Status.ERRORED]} errored; {b}" + (f"; {spent}" if spent else ""))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("budget_status", None)  # (the searcher's view, set again by the runner: not Tune's to pickle)
+        return state
 
     def _progress(self, trials, row: dict) -> None:
         """One line per finished trial: its order, outcome and score, then the counts and the best."""

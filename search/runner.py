@@ -121,6 +121,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     study_url = study_copy_url(scfg, st)
     searcher = make_searcher(scfg, seed_points, copy_url=study_url, study_name=name, log=log, prior=prior)
     writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
+    _show_budget(writer, scfg, searcher)
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
         f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
@@ -287,6 +288,7 @@ def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_err
     writer.storage = tracker.st = st
     tracker.meta["experiment_dir"] = st.display
     searcher = _searcher_of(tuner)
+    _show_budget(writer, scfg, searcher)
     if searcher is not None and scfg.optuna_storage == "experiment":
         searcher.copy_here = study_copy_url(scfg, st)  # (applied when Ray restores the searcher's state)
     if tracking_uri and scfg.tracking.enabled:
@@ -507,6 +509,12 @@ def unexplored_text(u: dict, pick: str, exp: str) -> str:
             f"searcher's model P = {u['p_better']:.2f}, expected gain {u['expected_gain']:+.4f} (most likely: "
             f"{u['most_likely'] or 'F'}, P = {u['p_most_likely']:.2f}): a longer search pays if that gain is worth its "
             f"trials (`itt resume {exp} --more N`)")
+
+
+def _show_budget(writer: ResultsWriter, scfg: SearchConfig, searcher) -> None:
+    """With ``search.budget``: the progress lines say how much of it the search has spent (the searcher's count)."""
+    if scfg.budget is not None and searcher is not None:
+        writer.budget_status = lambda: stopping.budget_text(searcher.budget, searcher.spent())
 
 
 def _searcher_of(tuner):

@@ -55,6 +55,15 @@ def budget_reason(budget, spent: dict, finished: int) -> dict | None:
     return {"by": "budget", "finished": finished, "rule": limits, "spent": {k: round(spent[k], 4) for k in limits}}
 
 
+def budget_text(budget, spent: dict) -> str:
+    """``budget: 3.2 of 200 device-hours``: the progress lines' view of ``search.budget`` (empty once lifted)."""
+    if budget is None:
+        return ""
+    parts = [f"{spent[k]:.3g} of {v:.3g} {k.replace('_', '-')}"
+             for k, v in (("device_hours", budget.device_hours), ("hours", budget.hours)) if v is not None]
+    return "budget: " + ", ".join(parts)
+
+
 def text(stop: dict) -> str:
     """One console line: why the search stopped itself (``stop``: ``reason``'s or ``budget_reason``'s verdict,
     with the ``pick``)."""
