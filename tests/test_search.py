@@ -473,7 +473,7 @@ def test_search_stops_itself_once_its_budget_is_spent(tmp_path, ray_local, capsy
     assert stop["by"] == "budget" and stop["spent"]["device_hours"] >= budget and 1 <= stop["finished"] == n < 9, (n, stop)
     assert any(ln.startswith(f"the search stopped itself after {n} finished trials (search.budget)") for ln in lines)
     ends = [ln for ln in lines if ln.startswith("[") and " trial " in ln]  # one per finished trial, with the spend
-    assert len(ends) == n and all(f"; budget: " in ln and f"of {budget:.3g} device-hours" in ln for ln in ends), ends
+    assert len(ends) == n and all("; budget: " in ln and f"of {budget:.3g} device-hours" in ln for ln in ends), ends
     for extra, needle in [({"budget": {}}, "give device_hours, hours or both"),
                           ({"budget": {"hours": -1}}, "search.budget.hours"),
                           ({"budget": {"hours": 1}, "searcher": "exhaustive"}, "search.budget needs a searcher")]:
