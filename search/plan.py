@@ -196,9 +196,10 @@ def count_lines(p: Plan) -> list[str]:
         from search.searchers import stopping
 
         out.append(f"  search.stop ({stopping.describe(stopping.given(p.scfg.stop))}) may end it earlier, once {p.scfg.stop.min_trials} or more trials have finished")
-    b = p.scfg.budget
-    if b is not None:
-        limits = [f"{v:g} {k.replace('_', '-')}" for k, v in (("device_hours", b.device_hours), ("hours", b.hours)) if v]
+    if p.scfg.budget is not None:
+        from search.searchers import stopping
+
+        limits = [f"{v:g} {k.replace('_', '-')}" for k, v in stopping.budget_limits(p.scfg.budget).items()]
         out.append(f"  search.budget ({' or '.join(limits)}) ends it once spent: no new trial starts, running ones finish")
     c = confirmation(p)
     if c is not None:

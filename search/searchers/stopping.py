@@ -48,28 +48,32 @@ def budget_reason(budget, spent: dict, finished: int) -> dict | None:
     ``spent``: {"device_hours": ..., "hours": ...} so far, running trials included."""
     if budget is None:
         return None
-    limits = {k: v for k, v in (("device_hours", budget.device_hours), ("hours", budget.hours)) if v is not None}
-    over = {k: v for k, v in limits.items() if spent[k] >= v}
-    if not over:
+    limits = budget_limits(budget)
+    if not any(spent[k] >= v for k, v in limits.items()):
         return None
     return {"by": "budget", "finished": finished, "rule": limits, "spent": {k: round(spent[k], 4) for k in limits}}
 
 
 def budget_text(budget, spent: dict) -> str:
     """``budget: 3.2 of 200 device-hours``: the progress lines' view of ``search.budget`` (empty once lifted)."""
-    if budget is None:
-        return ""
-    parts = [f"{spent[k]:.3g} of {v:.3g} {k.replace('_', '-')}"
-             for k, v in (("device_hours", budget.device_hours), ("hours", budget.hours)) if v is not None]
-    return "budget: " + ", ".join(parts)
+    return "" if budget is None else "budget: " + _used(budget_limits(budget), spent)
+
+
+def budget_limits(budget) -> dict[str, float]:
+    """The budgets a ``search.budget`` gives: {"device_hours": ..., "hours": ...} without the unset one."""
+    return {k: v for k, v in (("device_hours", budget.device_hours), ("hours", budget.hours)) if v is not None}
+
+
+def _used(limits: dict, spent: dict) -> str:
+    return ", ".join(f"{spent[k]:.3g} of {v:.3g} {k.replace('_', '-')}" for k, v in limits.items())
 
 
 def text(stop: dict) -> str:
     """One console line: why the search stopped itself (``stop``: ``reason``'s or ``budget_reason``'s verdict,
     with the ``pick``)."""
     if stop.get("by") == "budget":
-        used = ", ".join(f"{stop['spent'][k]:.3g} of {v:.3g} {k.replace('_', '-')}" for k, v in stop["rule"].items())
-        return (f"the search stopped itself after {stop['finished']} finished trials (search.budget): {used} spent; "
+        return (f"the search stopped itself after {stop['finished']} finished trials (search.budget): "
+                f"{_used(stop['rule'], stop['spent'])} spent; "
                 f"trials already running finished, no new one started")
     said = []
     if "p_better" in stop["rule"]:
