@@ -392,8 +392,17 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     counts = {"stages_trained": sc.trained if sc else len(p.order), "stages_from_cache": sc.from_cache if sc else 0,
               "cache_seconds_saved": sc.seconds_saved if sc else 0.0, "trained_seconds": trained_secs}
     res["cache"] = counts
-    yield {**flat_final(res, p.target.metric), **counts, "final": 1}, k
+    yield {**flat_final(res, p.target.metric), **counts, **_chain_tokens(stages, also or {}), "final": 1}, k
     return res
+
+
+def _chain_tokens(stages: list[dict], also: dict) -> dict:
+    """``chain_tokens``: the input tokens (padding included) of every stage and fine-tune of this chain, a stage
+    the cache supplied as it was trained: what training the order from scratch costs, on any hardware. None
+    where a stage predates the count (an older cache entry)."""
+    toks = [s.get("tokens") for s in stages] + [a["fine_tune"].get("tokens") for a in also.values() if "fine_tune" in a]
+    ok = toks and all(isinstance(t, (int, float)) and t > 0 for t in toks)
+    return {"chain_tokens": float(sum(toks))} if ok else {}
 
 
 def _trace(event: str, **fields) -> None:

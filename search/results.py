@@ -113,6 +113,7 @@ class ResultsWriter(Callback):
                 row[f"test_{fig}"] = final.get(f"test_{m}_{fig}")
             row["dev_mean"] = final.get(f"dev_{m}_mean")
             row["perturbation_score"] = final.get("perturbation_score")
+            row["chain_tokens"] = final.get("chain_tokens")  # what training this order costs (per chain)
             # XTREME's per-task scores and their average (test split), when the target has them
             row.update({k[len("test_"):]: v for k, v in final.items() if k.startswith("test_xtreme_")})
             row["replayed"] = "true" if final.get("replayed") else "false"
@@ -199,7 +200,7 @@ class ResultsWriter(Callback):
         return (["trial_id", "status", "order", "order_length", "stages_completed", "stopped_early", "score", *mo]
                 + sorted(k for k in keys if k.startswith("hp:"))
                 + list(self.languages) + ["test_mean", "test_std", "test_worst", "test_transfer_gap", "dev_mean",
-                                          "perturbation_score"]
+                                          "perturbation_score", "chain_tokens"]
                 + sorted(k for k in keys if k.startswith("xtreme_")) + ["replayed"]
                 + ["stages_trained", "stages_from_cache", "cache_seconds_saved", "node_ip"])
 

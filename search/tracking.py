@@ -879,11 +879,12 @@ def view_key(search_id: str) -> str:
 def view_state(search_id: str, languages: list[str], metric: str | None, xtreme_tasks: list[str] | None = None) -> dict:
     """The runs page of one search: its trials (not the parent), best score first, with the columns a
     comparison needs (order, score, test mean, P(best) once `itt report` has run, worst language,
-    transfer gap, outcome, per-language test scores; a search on the XTREME average: that average and
+    transfer gap, outcome, length, the tokens training the order costs, per-language test scores; a search on the XTREME average: that average and
     each task's XTREME score instead of the target's figures), and every run drawn in the charts (the
     UI's default draws the first 10 only)."""
     cols = ["params.`order`", "metrics.`score`", "metrics.`test_mean`", "metrics.`report_p_best`",
-            "metrics.`test_worst`", "metrics.`test_transfer_gap`", "tags.`outcome`", "params.`order_length`"]
+            "metrics.`test_worst`", "metrics.`test_transfer_gap`", "tags.`outcome`", "params.`order_length`",
+            "metrics.`chain_tokens`"]
     if xtreme_tasks:
         cols[2:3] = ["metrics.`test_xtreme_average`"] + [f"metrics.`test_xtreme_{t}`" for t in xtreme_tasks[:12]]
     elif metric:

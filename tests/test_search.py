@@ -901,6 +901,9 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(ray_train, 
     done = [r for r in rows if r["status"] == "completed"]
     assert all(r["en"] and r["xc"] and float(r["xtreme_average"]) == pytest.approx(float(r["test_mean"])) ==
                pytest.approx(float(r["xtreme_toy_xnli"])) for r in done)
+    # what training each order costs, in tokens: the same for the completed order and its replay
+    assert all(float(r["chain_tokens"]) > 0 for r in done) and rows[3]["chain_tokens"] == {a: first, b: continued}[
+        rows[3]["order"]]["chain_tokens"]
     # the search as a pilot for `itt space`'s hours: its chains' seconds, its own settings (no difference)
     from search import plan
 

@@ -84,8 +84,11 @@ def test_stage_tokens_count_every_batch_the_stage_trained_on():
 
     cfg = validate({**RAW, "order": ["toy_topic"]}, "test")
     p = prepare(cfg, log=lambda *a: None)
-    res = run_chain(cfg, prepared=replace(p), log=lambda *a: None)
+    reports = []
+    res = run_chain(cfg, prepared=replace(p), log=lambda *a: None, report=lambda m, s: reports.append(m))
     stage = res["seeds"]["0"]["stages"][0]
+    # the final report's chain_tokens (results.csv, MLflow): the stage's and the target fine-tune's
+    assert reports[-1]["chain_tokens"] == sum(s["tokens"] for s in res["seeds"]["0"]["stages"]) > stage["tokens"]
     hp = cfg.stage_hparams("toy_topic")
     loader = train_loader(p.train["toy_topic"], p.tokenizer, batch_size=hp.batch_size, seed=0 * 1000 + 1,
                           group_by_length=False, on_gpu=False, num_workers=cfg.hardware.num_workers)
