@@ -165,7 +165,7 @@ class StageStats:
     train_loss: float  # mean loss over the last 10% of steps (at least one)
     seconds: float
     examples_per_s: float
-    # input tokens processed, padding included (all processes): the stage's work whatever the hardware and
+    # input tokens processed, padding included (summed over processes): the stage's work whatever the hardware and
     # its load (a transformer's training FLOPs are about 6 x parameters x tokens; Kaplan et al. 2020)
     tokens: int = 0
 
@@ -221,7 +221,7 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
             micro += 1
             seen += labels.size(0) * accelerator.num_processes
             ids = batch.get("input_ids")
-            tokens += ids.numel() * accelerator.num_processes if ids is not None else 0  # (a shape: no device sync)
+            tokens += ids.numel() if ids is not None else 0  # this process's (a shape: no device sync)
             losses.append(loss.detach())
             if not sync:
                 continue
@@ -239,6 +239,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     secs = time.perf_counter() - t0
     tail = torch.stack(losses[-max(1, len(losses) // 10):]).float().mean()
     tail = accelerator.reduce(tail, reduction="mean").item()
+    # every process's tokens (their batches pad to their own lengths): one collective, at the stage's end
+    tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").item())
     _release(accelerator)
     stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens)
     if log:
