@@ -85,8 +85,6 @@ def cmd_mlflow_sync(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import subprocess
-
     from search.tracking import resolve_uri, server_url, ui_command
 
     uri = resolve_uri(args.tracking_uri)
@@ -102,7 +100,32 @@ def cmd_ui(args) -> int:
     _print_search_links(uri, base)
     # the server's own background job runner serves GenAI features only: off, it starts in half the time
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    return subprocess.call(ui_command(uri, host=args.host, port=args.port), env=env)
+    return _serve(ui_command(uri, host=args.host, port=args.port), env)
+
+
+def _serve(cmd: list[str], env: dict) -> int:
+    """Run the server in its own process group (mlflow server and its uvicorn) and take the whole group
+    down when this process is told to stop: Ctrl-C, SIGTERM (``kill``, a job scheduler) or SIGHUP (the
+    terminal closed). Otherwise a server outlives ``itt ui`` and holds its port."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(*_):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        stop()
+        proc.wait()
+        raise
 
 
 def _print_search_links(uri: str, base: str) -> None:

@@ -243,6 +243,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _kill(pids: list[int]) -> None:
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture
 def itt_ui(tmp_path):
     """``itt ui`` on a sqlite store in tmp_path: a real ``mlflow server`` on 127.0.0.1."""
@@ -269,15 +295,34 @@ def itt_ui(tmp_path):
 
     def stop():
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the UI's own process group (mlflow server + uvicorn)
+            below = _descendants(proc.pid)  # (the server runs in a process group of its own)
+            os.killpg(proc.pid, signal.SIGTERM)  # itt ui takes its server down with it
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
+                _kill(below)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
 
     yield {"url": url, "db": db, "stop": stop, "proc": proc}
     stop()
+
+
+def test_ui_stopped_by_sigterm_takes_its_server_down(itt_ui):
+    """`itt ui` told to stop by SIGTERM (`kill`, a job scheduler; SIGHUP when its terminal closes) stops the
+    mlflow server it started: the port is free again, no server outlives it."""
+    proc = itt_ui["proc"]
+    os.kill(proc.pid, signal.SIGTERM)  # the itt ui process alone, not its group
+    proc.wait(30)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{itt_ui['url']}/health", timeout=2)
+        except OSError:
+            break  # nothing answers there any more
+        time.sleep(0.5)
+    else:
+        pytest.fail("the mlflow server still answers after itt ui was stopped")
 
 
 def test_http_server_then_outage_then_sync(tmp_path, ray_local, itt_ui, capsys):
@@ -295,10 +340,12 @@ def test_http_server_then_outage_then_sync(tmp_path, ray_local, itt_ui, capsys):
     # with the Tune callbacks: it holds plain values only)
     lines: list[str] = []
     pgid, port = itt_ui["proc"].pid, int(url.rsplit(":", 1)[1])
+    below = _descendants(pgid)  # the mlflow server and its uvicorn (a process group of their own)
 
     def log(msg):
         lines.append(msg)
         if msg.startswith("[") and not any(ln.startswith("[") for ln in lines[:-1]):
+            _kill(below)  # a crash: no clean shutdown
             os.killpg(pgid, signal.SIGKILL)
             for _ in range(50):  # until the port refuses connections
                 try:
