@@ -218,3 +218,34 @@ def test_stop_rule_bench_records_where_each_rule_stops(tmp_path, capsys):
         assert s["regret"] == pytest.approx((top - truth[s["pick"]]) / (top - mid))
         assert s["regret_observed"] == pytest.approx((top - truth[s["best_observed"]]) / (top - mid))
     assert "p=0.5" in capsys.readouterr().out
+
+
+def test_costs_count_compute_in_seconds_and_reach_the_searcher(se):
+    """--costs: each task's stage seconds, drawn per seed, price the compute axis (a prefix pays its last task's
+    stage, a completed trial the fixed part), recomputed here from a run's trials."""
+    import statistics
+
+    info = se.table_info("toy3")
+    costs = se.task_costs(info, 4, "logu10")
+    tasks = sorted({t for o in info["orders"] for t in o.split(">")})
+    assert set(costs) == set(tasks) | {"_fixed"} and all(1 <= costs[t] <= 10 for t in tasks)
+    assert costs["_fixed"] == statistics.median(costs[t] for t in tasks) and costs == se.task_costs(info, 4, "logu10")
+    assert se.task_costs(info, 5, "logu10") != costs and se.task_costs(info, 4, None) is None
+    prefixes = {tuple(o.split(">"))[:i] for o in info["orders"] for i in range(1, o.count(">") + 2)}
+    every = sum(costs[p[-1]] for p in prefixes) + len(info["orders"]) * costs["_fixed"]
+    assert se.exhaustive_cost(info, costs) == pytest.approx(every)
+    args = se.parse_args(["--offline", "--costs", "logu10", "--budget", "0.1"])
+    run = se.offline_search(info, "order_bo_measured", 4, args)
+    assert run["costs"] == costs
+    trained, spent, after = set(), 0.0, []
+    for r in run["rows"]:
+        o = tuple(r["order"].split(">"))
+        new = {o[:i] for i in range(1, len(o) + 1)} - trained
+        trained |= new
+        spent += sum(costs[p[-1]] for p in new) + costs["_fixed"]
+        after.append(spent)
+    assert after[-2] < 0.1 * every <= after[-1]  # the search ran until it had spent its 10%, in seconds
+    c = se.curve(info, run)
+    first = next((i for i, r in enumerate(run["rows"]) if info["truth"][r["order"]] >= info["best_score"] - info["eps"]),
+                 None)
+    assert c["to_eps"] == (pytest.approx(after[first] / every) if first is not None else float("inf"))
