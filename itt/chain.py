@@ -392,17 +392,19 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     counts = {"stages_trained": sc.trained if sc else len(p.order), "stages_from_cache": sc.from_cache if sc else 0,
               "cache_seconds_saved": sc.seconds_saved if sc else 0.0, "trained_seconds": trained_secs}
     res["cache"] = counts
-    yield {**flat_final(res, p.target.metric), **counts, **_chain_tokens(stages, also or {}), "final": 1}, k
+    tokens = chain_tokens(stages, also or {})
+    yield {**flat_final(res, p.target.metric), **counts, **({"chain_tokens": tokens} if tokens else {}), "final": 1}, k
     return res
 
 
-def _chain_tokens(stages: list[dict], also: dict) -> dict:
-    """``chain_tokens``: the input tokens (padding included) of every stage and fine-tune of this chain, a stage
-    the cache supplied as it was trained: what training the order from scratch costs, on any hardware. None
-    where a stage predates the count (an older cache entry)."""
+def chain_tokens(stages: list[dict], also: dict) -> float | None:
+    """The input tokens (padding included) of every stage and fine-tune of one chain (``stages``: its stage
+    statistics, a stage the cache supplied as it was trained; ``also``: its eval.also results): what training
+    the order from scratch costs, on any hardware. None where a stage predates the count (an older cache
+    entry). The trial's ``chain_tokens`` and the report's training cost (search/training_cost.py)."""
     toks = [s.get("tokens") for s in stages] + [a["fine_tune"].get("tokens") for a in also.values() if "fine_tune" in a]
-    ok = toks and all(isinstance(t, (int, float)) and t > 0 for t in toks)
-    return {"chain_tokens": float(sum(toks))} if ok else {}
+    ok = toks and all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in toks)
+    return float(sum(toks)) if ok else None
 
 
 def _trace(event: str, **fields) -> None:

@@ -192,13 +192,11 @@ def count_lines(p: Plan) -> list[str]:
     if len(p.fine_tuned) > 1:
         out.append(f"  a fine-tune here is {len(p.fine_tuned)} of them, one per target ({', '.join(p.fine_tuned)}: the "
                    f"target and eval.also), each on its own copy of the encoder the order's stages produced")
-    if p.scfg.stop is not None:
-        from search.searchers import stopping
+    from search.searchers import stopping
 
+    if p.scfg.stop is not None:
         out.append(f"  search.stop ({stopping.describe(stopping.given(p.scfg.stop))}) may end it earlier, once {p.scfg.stop.min_trials} or more trials have finished")
     if p.scfg.budget is not None:
-        from search.searchers import stopping
-
         limits = [f"{v:g} {k.replace('_', '-')}" for k, v in stopping.budget_limits(p.scfg.budget).items()]
         out.append(f"  search.budget ({' or '.join(limits)}) ends it once spent: no new trial starts, running ones finish")
     c = confirmation(p)

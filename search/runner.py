@@ -557,17 +557,16 @@ def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, search
 def stage_costs(searcher) -> dict:
     """summary.json's ``costs``: the median seconds trials reported for a stage of each task and for the rest
     of a trial (what order_bo priced orders by, with ``cost: measured``: search/searchers/costs.py)."""
-    import statistics
-
     sampler, study = getattr(searcher, "sampler", None), getattr(searcher, "study", None)
     if not hasattr(sampler, "costs") or study is None:
         return {}
     sec = sampler.observations(study).seconds
     if not sec.stage:
         return {}
+    fixed = sec.fixed_median()
     return {"costs": {"unit": sampler.cost_unit,
-                      "stage_seconds": {t: round(statistics.median(v), 3) for t, v in sorted(sec.stage.items())},
-                      "fixed_seconds": round(statistics.median(sec.fixed), 3) if sec.fixed else None}}
+                      "stage_seconds": {t: round(s, 3) for t, s in sorted(sec.stage_medians().items())},
+                      "fixed_seconds": round(fixed, 3) if fixed is not None else None}}
 
 
 def costs_text(c: dict) -> str:

@@ -24,14 +24,12 @@ F = order_key([])
 def chain_work(sr: dict) -> dict[str, float | None]:
     """One seed's training ``seconds`` and ``tokens`` (its results.json ``seeds[s]``): each None when a stage
     lacks it (tokens: stages trained before they were counted, or taken from such a cache entry)."""
-    stats = list(sr.get("stages", [])) + [a["fine_tune"] for a in (sr.get("also") or {}).values() if "fine_tune" in a]
+    from itt.chain import chain_tokens
 
-    def total(key):
-        vals = [s.get(key) for s in stats]
-        ok = stats and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
-        return float(sum(vals)) if ok and (key != "tokens" or all(v > 0 for v in vals)) else None
-
-    return {"seconds": total("seconds"), "tokens": total("tokens")}
+    stages, also = sr.get("stages", []), sr.get("also") or {}
+    secs = [s.get("seconds") for s in stages] + [a["fine_tune"].get("seconds") for a in also.values() if "fine_tune" in a]
+    ok = secs and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in secs)
+    return {"seconds": float(sum(secs)) if ok else None, "tokens": chain_tokens(stages, also)}
 
 
 def analyse(board: list[dict], work: pd.DataFrame | None, best_order: dict) -> dict:

@@ -366,7 +366,6 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
     from ray import tune
 
     sim = ctx.search.simulate
-    stage_secs, fixed_secs = getattr(sim, "stage_seconds", {}), getattr(sim, "fixed_seconds", None)  # (older pickles)
     rows = load_table(sim.table).get(order_key(order))
     if not rows:
         raise KeyError(f"simulated objective: order '{order_key(order)}' is not in {ctx.search.simulate.table}")
@@ -387,13 +386,13 @@ def _simulated(order: list[str], hp: dict, ctx: TrialContext) -> None:
             v = mean(f"probe_{i}")
             # optional probe_<i>_worst / _std / _transfer_gap columns: the other figures of the probe
             probe = {"step": i, f"probe_{m}_mean": v, **{f"probe_{m}_{f}": x for f, x in row_figs(f"probe_{i}").items()}}
-            if order[i - 1] in stage_secs:
-                probe["stage_seconds"] = stage_secs[order[i - 1]]
+            if order[i - 1] in sim.stage_seconds:
+                probe["stage_seconds"] = sim.stage_seconds[order[i - 1]]
             tune.report({**set_objectives(probe, ctx, fallback=v), "simulated": 1, NODE_KEY: node_id()})
     v = mean("final")
     final = {"step": ctx.search.final_step, f"dev_{m}_mean": v, "final": 1, "simulated": 1, NODE_KEY: node_id()}
-    if fixed_secs is not None:
-        final["fixed_seconds"] = fixed_secs
+    if sim.fixed_seconds is not None:
+        final["fixed_seconds"] = sim.fixed_seconds
     res = _simulated_results(order, match, m)
     if res is not None:
         for fig, val in _flat_means(res, m).items():

@@ -162,8 +162,7 @@ class OrderSearcher(Searcher):
         from optuna.exceptions import UpdateFinishedTrialError
 
         if trial_id in self.inner_id:
-            self._record_seconds(trial_id, result)
-            self._record_time(trial_id, result)
+            self._record_costs(trial_id, result)
             try:
                 self.inner.on_trial_result(self.inner_id[trial_id], result)
             except UpdateFinishedTrialError:
@@ -176,8 +175,7 @@ class OrderSearcher(Searcher):
             return
         key = self.key_of[trial_id]
         score = self._score(result)
-        self._record_seconds(trial_id, result)
-        self._record_time(trial_id, result)
+        self._record_costs(trial_id, result)
         # (with several objectives a probe may lack one, e.g. a table without probe_<i>_worst: still a stop)
         multi_stop = isinstance(self.inner.metric, list) and bool(result) and not result.get("final")
         if error or (score is None and not multi_stop):
@@ -196,10 +194,14 @@ class OrderSearcher(Searcher):
             self.seen[key] = (DONE, score)
         self.sync_copy()
 
-    def _record_seconds(self, trial_id: str, result: dict | None) -> None:
-        """What a trial reported its stages and the rest cost (``stage_seconds`` per stage, ``fixed_seconds``
-        with its final) as user attributes of its study trial: order_bo's cost model reads them
-        (searchers/costs.py), and optuna-dashboard shows them."""
+    def _record_costs(self, trial_id: str, result: dict | None) -> None:
+        """What a result says the trial cost: its time so far (Tune's ``time_total_s``: search.budget), and
+        what it reported its stages and the rest cost (``stage_seconds`` per stage, ``fixed_seconds`` with its
+        final) as user attributes of its study trial: order_bo's cost model reads them (searchers/costs.py),
+        and optuna-dashboard shows them."""
+        t = (result or {}).get("time_total_s")
+        if isinstance(t, (int, float)):
+            self.trial_seconds[trial_id] = float(t)
         ot = getattr(self.inner, "_ot_trials", {}).get(self.inner_id[trial_id])
         if ot is None or not result:
             return
@@ -211,11 +213,6 @@ class OrderSearcher(Searcher):
                 ot.set_user_attr(f"stage_seconds_{int(result['step'])}", float(result["stage_seconds"]))
         except Exception:  # (a finished trial's attributes are fixed: nothing more to record)
             pass
-
-    def _record_time(self, trial_id: str, result: dict | None) -> None:
-        t = (result or {}).get("time_total_s")
-        if isinstance(t, (int, float)):
-            self.trial_seconds[trial_id] = float(t)
 
     def spent(self) -> dict[str, float]:
         """What the search has spent so far, running trials included: device-hours and wall-clock hours."""

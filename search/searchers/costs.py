@@ -52,6 +52,13 @@ class Seconds:
         if isinstance(v, (int, float)) and v >= 0:
             self.fixed.append(float(v))
 
+    def stage_medians(self) -> dict[str, float]:
+        """Each task's median stage seconds."""
+        return {t: statistics.median(v) for t, v in self.stage.items()}
+
+    def fixed_median(self) -> float | None:
+        return statistics.median(self.fixed) if self.fixed else None
+
 
 class CostModel:
     """``stage(task)`` and ``fixed``, in stage units (see the module docstring)."""
@@ -62,11 +69,12 @@ class CostModel:
         if not measured:
             self._stage, self._other, self.fixed = {}, 1.0, float(final_cost)
             return
-        per_task = {t: statistics.median(v) for t, v in seconds.stage.items()}
+        per_task = seconds.stage_medians()
         unit_s = statistics.median(per_task.values()) or 1.0
         self._stage = {t: s / unit_s for t, s in per_task.items()}
         self._other = 1.0  # a task no trial has reported: the median measured task
-        self.fixed = statistics.median(seconds.fixed) / unit_s if seconds.fixed else float(final_cost)
+        fixed = seconds.fixed_median()
+        self.fixed = fixed / unit_s if fixed is not None else float(final_cost)
 
     def stage(self, task: str) -> float:
         return self._stage.get(task, self._other)
