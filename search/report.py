@@ -587,8 +587,9 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     if "per_language" in res["by_language"]:
         more.append(language_headline(res["by_language"]))
     more.append(ranking.text(res["best_order"], show))
-    out.append(("Does order matter?", f"{h['text']} {' '.join(more)} Trials: {counts}. Metric: test {metric} "
-                f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}",
+    # one paragraph per finding (the console's lines), not one block a reader has to take apart
+    out.append(("Does order matter?", "\n\n".join([h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
+                f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}"]),
                 [], None))
     head = ["rank", "order", "seeds", "mean ± std", f"{int(res['confidence'] * 100)}% CI", "P(best)", "shrunk",
             *res["languages"], "worst", "std (langs)", "transfer gap", "perturbation"]
@@ -1024,7 +1025,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
         secs = per_unit_sections(secs, "task", {"perturbation": f"perturbation ({target})",
                                                 "perturbation score (noisy dev)": f"perturbation score ({target}, noisy dev)"})
         title0, text0, rows0, plot0 = secs[0]
-        secs[0] = (title0, f"{task_mode_text(exp)} {text0}", rows0, plot0)
+        secs[0] = (title0, f"{task_mode_text(exp)}\n\n{text0}", rows0, plot0)
     return res, pngs, render_md(secs, title, pngs), render_html(secs, title, pngs)
 
 

@@ -209,6 +209,11 @@ def test_report_from_an_experiment_directory(tmp_path, capsys):
     assert html.count("data:image/png;base64,") >= 5 and "<img" in html and "src='leaderboard.png'" not in html
     md = (rep / "report.md").read_text()
     assert "![Leaderboard of orders](leaderboard.png)" in md and "stopped by ASHA" in md
+    # the answer's findings are paragraphs of their own, as the console prints them on lines of their own
+    first = [p for p in md.split("## Does order matter?")[1].split("\n## ")[0].split("\n\n") if p.strip()]
+    assert first[0].startswith("Order matters") and first[-1].startswith("Trials: ") and len(first) >= 3, first
+    assert any(p.startswith("How sure the best order is") for p in first), first
+    assert "<p>Trials: " in html and "<p>Order matters" in html
 
 
 def test_orders_tuned_at_unequal_numbers_of_settings_are_flagged(tmp_path, capsys):
