@@ -262,6 +262,12 @@ class SearchConfig(_Strict):
     optuna_storage: str | None = "experiment"
     num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
     seed: int = 0  # the searcher's own seed
+    # true: the same config and seed run the same trials (orders, stops, scores) however fast each trial is.
+    # The searcher proposes max_concurrent trials at a time and waits for all of them before the next batch
+    # (slots idle while a batch's longest trial finishes); ASHA compares a trial's probe only with the trials
+    # that had ended when it started. false (default): a free slot gets a new trial at once, so which
+    # orders run depends on which trial finished first
+    reproducible: bool = False
     seeds: list[int] | None = None  # repeats of every trial's chain; default: the chain config's seeds
     seed_points: SeedPoints = Field(default_factory=SeedPoints)
     hparams: dict[str, HParam] = Field(default_factory=dict)  # dotted chain-config keys; "stages.*.lr" = per stage
@@ -373,6 +379,17 @@ class SearchConfig(_Strict):
                           before=[tuple(p) for p in self.before], last=self.last)
 
 
+def _check_reproducible(scfg: SearchConfig, path) -> None:
+    """What a reproducible search cannot hold: choices made from measured time."""
+    if scfg.order_bo.cost == "measured" and scfg.searcher in ("auto", "order_bo"):
+        raise ConfigError(f"{path}: search.reproducible: order_bo.cost measured prices orders by the seconds trials "
+                          "took, which differ from run to run; use cost: stages")
+    if scfg.searcher == "exhaustive" and scfg.scheduler.type == "asha":
+        raise ConfigError(f"{path}: search.reproducible: exhaustive runs every order whatever the timing, but its "
+                          "ASHA stops depend on which trial reports first (Ray's grid has no batches): set "
+                          "search.scheduler.type none, or use a searcher that proposes orders")
+
+
 def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[SearchConfig, ChainConfig, dict]:
     """(search settings, base chain config, the raw resolved mapping) from one YAML file."""
     from itt.config import load_config
@@ -419,6 +436,8 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                           "(start another searcher from the prior with seed_points.heuristics: [transferability])")
     if scfg.prior_from is not None and scfg.searcher not in ("auto", "order_bo"):
         raise ConfigError(f"{path}: search.prior_from needs searcher order_bo (or auto), not {scfg.searcher}")
+    if scfg.reproducible:
+        _check_reproducible(scfg, path)
     if scfg.stop is not None:
         _check_stop(scfg, space, path)
     if scfg.budget is not None and scfg.searcher == "exhaustive":

@@ -199,6 +199,10 @@ def count_lines(p: Plan) -> list[str]:
     if p.scfg.budget is not None:
         limits = [f"{v:g} {k.replace('_', '-')}" for k, v in stopping.budget_limits(p.scfg.budget).items()]
         out.append(f"  search.budget ({' or '.join(limits)}) ends it once spent: no new trial starts, running ones finish")
+    if p.scfg.reproducible:
+        size = p.scfg.resources.max_concurrent or "as many as the cluster fits"
+        out.append(f"  search.reproducible: trials in batches ({size} at a time), each batch proposed once the one "
+                   "before has ended (slots idle while a batch's longest trial finishes)")
     c = confirmation(p)
     if c is not None:
         what = f"its {c['orders']} best orders" if c["orders"] else "the orders that could be best (known after it)"

@@ -114,6 +114,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
     from ray import tune
 
+    from search.searchers.batches import Batches
+
     _init_ray(address, scfg)
     fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
     concurrency = scfg.resources.max_concurrent or fits
@@ -124,7 +126,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     _show_budget(writer, scfg, searcher)
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
-        f"scheduler {scfg.scheduler.type}, {concurrency} at a time; experiment: {st.display}")
+        f"scheduler {scfg.scheduler.type}, {concurrency} at a time"
+        f"{' in reproducible batches (search.reproducible)' if scfg.reproducible else ''}; experiment: {st.display}")
     if scfg.metric == "xtreme":
         log(f"score: the dev XTREME average over {', '.join([target.name, *chain.eval.also])} (the target and "
             f"eval.also); the probe after each stage is {target.name}'s alone"
@@ -135,12 +138,15 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     # several objectives: the searcher and the scheduler carry their own metrics (Tune's must then be None)
     metric, mode = (None, None) if scfg.multi_objective else ("objective", "max")
     grid = exhaustive_search_alg(scfg, concurrency) if searcher is None else None
+    batches = searcher is not None and scfg.reproducible  # (the batches hold the searcher to the concurrency)
     tuner = tune.Tuner(
         _trainable(scfg, chain, st, target.metric),
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher or grid,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode,
+                                    search_alg=Batches(searcher, concurrency) if batches else searcher or grid,
                                     scheduler=make_scheduler(scfg), num_samples=num_samples,
-                                    max_concurrent_trials=concurrency if searcher else None,  # (the grid's: its own)
+                                    # (the grid's: its own; the batches': theirs)
+                                    max_concurrent_trials=concurrency if searcher and not batches else None,
                                     # a trial's process runs the next trial (no new process per trial);
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
                                     reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),

@@ -1005,3 +1005,112 @@ def test_exhaustive_draws_its_hyperparameters_from_the_search_seed():
 
 def _noop(config):
     pass
+
+
+# ------------------------------------------------------------------ search.reproducible
+def test_reproducible_search_runs_the_same_trials_however_fast_they_run(tmp_path, ray_local, capsys):
+    """search.reproducible: the same simulated search (order_bo, ASHA, 3 trials at a time) with stages that
+    take 0.02 s and 0.3 s runs the same orders in the same batches, with the same stops and scores. (Without
+    it, 1 of 12 rows agreed on such a pair of runs: a free slot takes a trial proposed from whatever results
+    were in.) The trials start in batches: none before every trial of the batch before has ended."""
+    from search.runner import run_search
+
+    runs = []
+    for i, secs in enumerate((0.02, 0.3)):
+        search = {"candidates": list(TOY3) + ["toy_parity", "toy_sim"], "length": 3, "num_samples": 9, "seed": 3,
+                  "reproducible": True, "simulate": {"table": str(ROOT / "bench/data/toy_3of5.csv"),
+                                                     "seconds_per_stage": secs},
+                  "scheduler": {"type": "asha"}, "resources": {"max_concurrent": 3}, "tracking": {"enabled": False}}
+        lines: list[str] = []
+        exp = run_search(str(_search_config(tmp_path, search, name=f"r{i}.yaml")), name=f"r{i}",
+                         storage=str(tmp_path / "runs"), log=lines.append)
+        assert any("3 at a time in reproducible batches (search.reproducible)" in ln for ln in lines), lines[:5]
+        runs.append(_rows(exp))
+    # batch by batch (results.csv lists trials as they start, and a batch's trials start in any order)
+    seq = [[sorted((r["order"], r["status"], r["score"]) for r in rows[b:b + 3]) for b in (0, 3, 6)] for rows in runs]
+    assert sum(map(len, seq[0])) == 9 and seq[0] == seq[1], seq
+    for i, rows in enumerate(runs):  # batches of 3: each trial starts after every trial of the batch before ended
+        recs = {r["trial_id"]: r for r in (json.loads(p.read_text()) for p in
+                                           (tmp_path / "runs" / f"r{i}" / "tracking" / "trials").glob("*.json"))}
+        start, end = ([recs[r["trial_id"]][k] for r in rows] for k in ("started", "ended"))
+        for b in range(1, 3):
+            assert min(start[3 * b:3 * b + 3]) >= max(end[3 * b - 3:3 * b]) - 1e-6, (start, end)
+    assert main(["space", str(tmp_path / "r0.yaml")]) == 0  # `itt space` names the batches
+    assert "search.reproducible: trials in batches (3 at a time)" in capsys.readouterr().out
+
+
+def test_asha_in_a_reproducible_search_ranks_a_trial_among_those_that_had_ended_when_it_started():
+    """Without Ray: trials a and b start together, a probes 0.9 then b 0.1 at the one rung. Plain ASHA stops b
+    (below a); reproducible ASHA lets b go on (a had not ended when b started, so whether a reported first is
+    timing). c, started after both ended, is ranked among them: 0.2 < their median 0.5 stops it."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.schedulers import OrderASHA, ParetoASHA
+
+    def probe(s, t, v):
+        return s.on_trial_result(None, t, {"step": 3, "objective": v})
+
+    a, b, c = (SimpleNamespace(trial_id=x, config={}) for x in "abc")
+    plain, rep = (OrderASHA(time_attr="step", metric="objective", mode="max", max_t=4, grace_period=3,
+                            reduction_factor=2, reproducible=r) for r in (False, True))
+    for s in (plain, rep):
+        s.on_trial_add(None, a)
+        s.on_trial_add(None, b)
+        assert probe(s, a, 0.9) == TrialScheduler.CONTINUE
+    assert probe(plain, b, 0.1) == TrialScheduler.STOP
+    assert probe(rep, b, 0.1) == TrialScheduler.CONTINUE
+    for t in (a, b):
+        rep.on_trial_complete(None, t, {"step": 4, "objective": 0.5, "final": 1})
+    rep.on_trial_add(None, c)
+    assert rep.peers.of["c"] == {"a", "b"} and probe(rep, c, 0.2) == TrialScheduler.STOP
+    # ParetoASHA alike: b is dominated by a, but a is no peer of b
+    par = ParetoASHA(metrics=["m", "w"], directions=["max", "max"], grace_period=1, max_t=2, reproducible=True)
+    for t in (a, b):
+        par.on_trial_add(None, t)
+    assert par.decide("a", 1, (0.9, 0.9)) == TrialScheduler.CONTINUE
+    assert par.decide("b", 1, (0.1, 0.1)) == TrialScheduler.CONTINUE
+    par.on_trial_complete(None, a, {})
+    par.on_trial_complete(None, b, {})
+    par.on_trial_add(None, c)
+    assert par.decide("c", 1, (0.5, 0.05)) == TrialScheduler.STOP  # dominated by a, one of its 2 peers
+
+
+def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_from_before_a_resume():
+    from ray.tune.search import Searcher
+
+    from search.searchers.batches import Batches
+
+    class Told(Searcher):
+        def __init__(self):
+            super().__init__(metric="objective", mode="max")
+            self.told = []
+
+        def suggest(self, trial_id):
+            return {"x": trial_id}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.told.append(trial_id)
+
+    inner = Told()
+    b = Batches(inner, 2)
+    assert b.suggest("t1") and b.suggest("t2") and b.suggest("t3") is None
+    b.on_trial_complete("t2", {"objective": 1})
+    assert inner.told == [] and b.suggest("t3") is None  # half a batch: nothing told, nothing proposed
+    b.on_trial_complete("t1", {"objective": 1})
+    assert sorted(inner.told) == ["t1", "t2"] and b.suggest("t3")
+    b.on_trial_complete("t0", {"objective": 1})  # proposed before a resume: the limiter never saw it
+    assert inner.told[-1] == "t0"
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"order_bo": {"cost": "measured"}}, "search.reproducible: order_bo.cost measured"),
+    ({"searcher": "exhaustive", "scheduler": {"type": "asha"}}, "search.reproducible: exhaustive runs every order"),
+    ({"reproducible": "sometimes"}, "search.reproducible"),
+])
+def test_bad_reproducible_configs_are_one_error_line(tmp_path, capsys, extra, needle):
+    search = {"candidates": list(TOY3), "length": 1, "reproducible": True, **extra}
+    _error(["search", str(_search_config(tmp_path, search, name="bad.yaml")), "--name", "bad",
+            "--storage", str(tmp_path / "runs")], capsys, needle)
+    assert not (tmp_path / "runs" / "bad").exists()

@@ -8,6 +8,9 @@ over stages of an order, as Ray's ``ASHAScheduler`` runs it, with three changes:
   reported at one common step, ``SearchConfig.final_step``, for the same reason (see search/trial.py).
 * **Brackets from the search seed.** With ``brackets`` > 1 each trial's bracket is drawn from the search
   seed (Ray draws it from numpy's global state), with Ray's weights: same config and seed, same stops.
+* **Reproducible** (``search.reproducible``): a trial's probe is compared only with the probes of the
+  trials that had ended when it started (peers.py), so the same config and seed stop the same orders
+  however fast each trial runs.
 * **Stopped orders can come back.** A continuation trial (config key ``CONTINUES``: the searcher
   proposed a stopped order again, its model having seen every probe since) runs to its final report
   and is not recorded in the rungs a second time: a stop is low-fidelity evidence, not a verdict. A
@@ -21,13 +24,15 @@ import random
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from search.schedulers.peers import Peers
 from search.searchers._base import CONTINUES
 
 
 class OrderASHA(ASHAScheduler):
-    def __init__(self, *args, seed: int = 0, **kwargs):
+    def __init__(self, *args, seed: int = 0, reproducible: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._rng = random.Random(f"asha:{seed}")  # bracket draws: Ray's come from numpy's global state
+        self.peers = Peers() if reproducible else None
 
     def on_trial_add(self, tune_controller, trial):
         super().on_trial_add(tune_controller, trial)  # (its checks; its draw is replaced below)
@@ -35,16 +40,57 @@ class OrderASHA(ASHAScheduler):
             sizes = [len(b._rungs) for b in self._brackets]
             weights = [math.e ** (n - max(sizes)) for n in sizes]
             self._trial_info[trial.trial_id] = self._rng.choices(self._brackets, weights=weights)[0]
+        if self.peers is not None:
+            self.peers.started(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial, result):
         if trial.config.get(CONTINUES) or result.get("replayed"):
             return TrialScheduler.CONTINUE  # a continuation runs to its final; a replay costs nothing
-        return super().on_trial_result(tune_controller, trial, result)
+        if self.peers is None:
+            return super().on_trial_result(tune_controller, trial, result)
+        action = self._among_peers(trial, result)
+        if action == TrialScheduler.STOP:
+            self.peers.end(trial.trial_id)
+        return action
+
+    def _among_peers(self, trial, result) -> str:
+        """Ray's ``AsyncHyperBandScheduler.on_trial_result`` and ``_Bracket.on_result``, with the rung's
+        cutoff taken over the trial's peers only (the probe is still recorded for later trials)."""
+        if self._time_attr not in result or result.get(self._metric) is None:
+            return TrialScheduler.CONTINUE
+        t, reward = result[self._time_attr], self._metric_op * result[self._metric]
+        action = TrialScheduler.CONTINUE
+        if t >= self._max_t and self._stop_last_trials:
+            action = TrialScheduler.STOP
+        else:
+            bracket = self._trial_info[trial.trial_id]
+            for milestone, recorded in bracket._rungs:  # (highest rung first)
+                if t < milestone or trial.trial_id in recorded:
+                    continue
+                cutoff = bracket.cutoff(self.peers.only(trial.trial_id, recorded))
+                if cutoff is not None and reward < cutoff:
+                    action = TrialScheduler.STOP
+                recorded[trial.trial_id] = reward
+                break
+        self._num_stopped += action == TrialScheduler.STOP
+        return action
 
     def on_trial_complete(self, tune_controller, trial, result):
+        if self.peers is not None:
+            self.peers.end(trial.trial_id)
         if (result and (result.get("final") or result.get("replayed"))) or trial.config.get(CONTINUES):
             return  # (a replay's and a continuation's probes are in the rungs already, from the original)
         super().on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_error(self, tune_controller, trial):
+        if self.peers is not None:
+            self.peers.end(trial.trial_id)
+        super().on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial):
+        if self.peers is not None:
+            self.peers.end(trial.trial_id)
+        super().on_trial_remove(tune_controller, trial)
 
 
 def make_scheduler(scfg):
@@ -58,7 +104,8 @@ def make_scheduler(scfg):
 
         return ParetoASHA(metrics=[column(n) for n in scfg.objectives], directions=directions(scfg.metric),
                           time_attr="step", grace_period=scfg.scheduler.grace_period,
-                          max_t=scfg.scheduler.max_t or scfg.final_step, reduction_factor=scfg.scheduler.reduction_factor)
+                          max_t=scfg.scheduler.max_t or scfg.final_step, reduction_factor=scfg.scheduler.reduction_factor,
+                          reproducible=scfg.reproducible)
     return OrderASHA(time_attr="step", max_t=scfg.scheduler.max_t or scfg.final_step,
                      grace_period=scfg.scheduler.grace_period, reduction_factor=scfg.scheduler.reduction_factor,
-                     brackets=scfg.scheduler.brackets, seed=scfg.seed)
+                     brackets=scfg.scheduler.brackets, seed=scfg.seed, reproducible=scfg.reproducible)

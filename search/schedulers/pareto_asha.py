@@ -15,7 +15,8 @@ one does. So:
 As in ``OrderASHA`` (asha.py): rungs hold probes only (a final decides nothing; it ends the trial),
 the rungs are ``grace_period * reduction_factor**k`` below ``max_t`` (Ray's one bracket), a
 continuation (a stopped order the searcher proposed again) and a replay run to their final report.
-A probe that lacks one of the objectives is not recorded and goes on. One bracket only.
+A probe that lacks one of the objectives is not recorded and goes on. One bracket only. In a reproducible
+search (``search.reproducible``) a trial is ranked among the trials that had ended when it started (peers.py).
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ import math
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search.pareto import dominates
+from search.schedulers.peers import Peers
 from search.searchers._base import CONTINUES
 
 
 class ParetoASHA(FIFOScheduler):
     def __init__(self, *, metrics: list[str], directions: list[str], time_attr: str = "step", grace_period: int = 1,
-                 max_t: int = 100, reduction_factor: float = 2):
+                 max_t: int = 100, reduction_factor: float = 2, reproducible: bool = False):
         super().__init__()
+        self.peers = Peers() if reproducible else None
         self.metrics, self.directions, self.time_attr, self.rf = list(metrics), list(directions), time_attr, reduction_factor
         n = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)  # as Ray's _Bracket (s = 0)
         self.rungs: dict[float, dict[str, tuple[float, ...]]] = {grace_period * reduction_factor ** k: {} for k in range(n)}
@@ -48,8 +51,9 @@ class ParetoASHA(FIFOScheduler):
             recorded = self.rungs[milestone]
             if step < milestone or trial_id in recorded:
                 continue
-            beaten_by = sum(dominates(v, values, self.directions) for v in recorded.values())
-            stop = beaten_by >= 1 and beaten_by >= (1 - 1 / self.rf) * len(recorded)
+            peers = recorded if self.peers is None else self.peers.only(trial_id, recorded)
+            beaten_by = sum(dominates(v, values, self.directions) for v in peers.values())
+            stop = beaten_by >= 1 and beaten_by >= (1 - 1 / self.rf) * len(peers)
             recorded[trial_id] = values
             return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
         return TrialScheduler.CONTINUE
@@ -62,7 +66,29 @@ class ParetoASHA(FIFOScheduler):
             return TrialScheduler.CONTINUE
         action = self.decide(trial.trial_id, result[self.time_attr], values)
         self.num_stopped += action == TrialScheduler.STOP
+        if action == TrialScheduler.STOP and self.peers is not None:
+            self.peers.end(trial.trial_id)
         return action
+
+    def on_trial_add(self, tune_controller, trial):
+        super().on_trial_add(tune_controller, trial)
+        if self.peers is not None:
+            self.peers.started(trial.trial_id)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        super().on_trial_complete(tune_controller, trial, result)
+        if self.peers is not None:
+            self.peers.end(trial.trial_id)
+
+    def on_trial_error(self, tune_controller, trial):
+        super().on_trial_error(tune_controller, trial)
+        if self.peers is not None:
+            self.peers.end(trial.trial_id)
+
+    def on_trial_remove(self, tune_controller, trial):
+        super().on_trial_remove(tune_controller, trial)
+        if self.peers is not None:
+            self.peers.end(trial.trial_id)
 
     def debug_string(self) -> str:
         return f"ParetoASHA: {self.num_stopped} stopped; rungs " + ", ".join(

@@ -1,0 +1,27 @@
+"""``Batches``: the searcher of a reproducible search (``search.reproducible``) proposes ``size`` trials
+at a time and sees none of their results until all of them have ended.
+
+With trials running side by side, a searcher that proposes into each free slot at once proposes from
+whatever results happen to be in: which trial finished first, and so which orders run next, changes
+from run to run. In batches the searcher always proposes from the same results (every earlier batch),
+and with its seed, the same trials follow. The price: slots idle while a batch's longest trial finishes.
+Ray Tune's ``ConcurrencyLimiter(batch=True)`` does the waiting. It tells the searcher a batch's results
+in the order the trials ended, which order_bo does not depend on: it reads the study in trial order.
+"""
+
+from __future__ import annotations
+
+from ray.tune.search import ConcurrencyLimiter
+
+
+class Batches(ConcurrencyLimiter):
+    def __init__(self, searcher, size: int):
+        super().__init__(searcher, max_concurrent=size, batch=True)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live_trials:
+            # a trial proposed before `itt resume` (the limiter's own count is not saved with the searcher's
+            # state; Ray's limiter would drop it): its result goes to the searcher at once
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
