@@ -116,6 +116,7 @@ def confirm_config(config: dict, orders: list[dict], seeds: list[int], baseline:
         s["tracking"]["experiment"] = None
     s.update(confirm=None, searcher="random", num_samples=len(orders) + int(baseline), seeds=seeds, prior="none",
              prior_from=None, report=False, scheduler={"type": "none"},
+             reproducible=False,  # (every trial is a seed point, fixed before it starts: no batches to wait for)
              seed_points={"baseline": baseline, "singles": False, "orders": [p["order"] for p in orders],
                           "heuristics": [], "hparams": point_hparams})
     return cfg, notes
