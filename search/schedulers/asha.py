@@ -1,5 +1,5 @@
 """``OrderASHA``: ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", MLSys 2020)
-over stages of an order, as Ray's ``ASHAScheduler`` runs it, with three changes:
+over stages of an order, as Ray's ``ASHAScheduler`` runs it, with these changes:
 
 * **Rungs hold probes only.** Ray records a trial's LAST result when it completes, in the highest rung
   it has not visited: a length-1 order's final (a full target fine-tune) would land in rung 2 beside
