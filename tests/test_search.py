@@ -1075,6 +1075,11 @@ def test_asha_in_a_reproducible_search_ranks_a_trial_among_those_that_had_ended_
     par.on_trial_complete(None, b, {})
     par.on_trial_add(None, c)
     assert par.decide("c", 1, (0.5, 0.05)) == TrialScheduler.STOP  # dominated by a, one of its 2 peers
+    # a scheduler pickled before search.reproducible existed (itt resume of an older search) ranks as before
+    del plain.__dict__["peers"]
+    old = pickle.loads(pickle.dumps(plain))
+    old.on_trial_add(None, c)
+    assert old.peers is None and probe(old, c, 0.05) == TrialScheduler.STOP
 
 
 def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_from_before_a_resume():

@@ -29,6 +29,8 @@ from search.searchers._base import CONTINUES
 
 
 class OrderASHA(ASHAScheduler):
+    peers: Peers | None = None  # (also what one pickled before search.reproducible existed holds)
+
     def __init__(self, *args, seed: int = 0, reproducible: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._rng = random.Random(f"asha:{seed}")  # bracket draws: Ray's come from numpy's global state

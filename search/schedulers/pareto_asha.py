@@ -31,6 +31,8 @@ from search.searchers._base import CONTINUES
 
 
 class ParetoASHA(FIFOScheduler):
+    peers: Peers | None = None  # (also what one pickled before search.reproducible existed holds)
+
     def __init__(self, *, metrics: list[str], directions: list[str], time_attr: str = "step", grace_period: int = 1,
                  max_t: int = 100, reduction_factor: float = 2, reproducible: bool = False):
         super().__init__()
