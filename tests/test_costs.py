@@ -107,3 +107,28 @@ def test_budget_ends_the_search_once_its_device_hours_are_spent(tmp_path):
     lifted.lift_stop = True  # itt resume --more N: N more trials past the budget
     lifted.restore(str(path))
     assert lifted.budget is None and isinstance(lifted.suggest("t3"), dict)
+
+
+def test_a_restarted_trial_reporting_its_steps_again_reaches_optuna_once():
+    """Tune restarts a trial whose worker or node died; the new run reports steps 1, 2, ... again. The searcher
+    tells Optuna each step once (Optuna would warn "the reported value is ignored"), keeping the first value;
+    the restarted run's later steps and final still arrive."""
+    import warnings
+
+    from search.config import SearchConfig
+    from search.searchers import make_searcher
+
+    scfg = SearchConfig(candidates=TASKS, length=2, seed=0, searcher="order_bo")
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    s.suggest("t0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's warning would fail the test
+        s.on_trial_result("t0", {"objective": 0.3, "step": 1, "training_iteration": 1})
+        s.on_trial_result("t0", {"objective": 0.3, "step": 1, "training_iteration": 1})  # the restarted run
+        s.on_trial_result("t0", {"objective": 0.4, "step": 2, "training_iteration": 2})
+        final = {"objective": 0.5, "final": 1, "step": 3, "training_iteration": 3}
+        s.on_trial_result("t0", final)
+        s.on_trial_complete("t0", final)
+    t = s.study.trials[-1]
+    assert t.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5} and t.values == [0.5]

@@ -163,6 +163,11 @@ class OrderSearcher(Searcher):
 
         if trial_id in self.inner_id:
             self._record_costs(trial_id, result)
+            step = result.get("training_iteration")
+            steps = self.__dict__.setdefault("steps_told", {}).setdefault(trial_id, set())  # (older pickles: none)
+            if step is not None and step in steps:
+                return  # a trial Tune restarted (its worker or node died) reports its steps again: Optuna has them
+            steps.add(step)
             try:
                 self.inner.on_trial_result(self.inner_id[trial_id], result)
             except UpdateFinishedTrialError:
