@@ -387,7 +387,8 @@ def _check_reproducible(scfg: SearchConfig, path) -> None:
     if scfg.searcher == "exhaustive" and scfg.scheduler.type == "asha":
         raise ConfigError(f"{path}: search.reproducible: exhaustive runs every order whatever the timing, but its "
                           "ASHA stops depend on which trial reports first (Ray's grid has no batches): set "
-                          "search.scheduler.type none, or use a searcher that proposes orders")
+                          "search.scheduler.type none (or search.reproducible false), or use a searcher that "
+                          "proposes orders")
 
 
 def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[SearchConfig, ChainConfig, dict]:
