@@ -23,6 +23,7 @@ from search.cluster import check as check_cluster
 from search.cluster import connect
 from search.config import SearchConfig, load_search
 from search.schedulers import make_scheduler
+from search.schedulers.state import SchedulerState
 from search.results import ResultsWriter, Status  # (also re-exported: older experiments pickled it from here)
 from search.searchers import (exhaustive_param_space, exhaustive_search_alg, make_searcher, seed_point_orders,
                               stopping, study_copy_url)
@@ -139,19 +140,20 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     metric, mode = (None, None) if scfg.multi_objective else ("objective", "max")
     grid = exhaustive_search_alg(scfg, concurrency) if searcher is None else None
     batches = searcher is not None and scfg.reproducible  # (the batches hold the searcher to the concurrency)
+    scheduler = make_scheduler(scfg)
     tuner = tune.Tuner(
         _trainable(scfg, chain, st, target.metric),
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode,
                                     search_alg=Batches(searcher, concurrency) if batches else searcher or grid,
-                                    scheduler=make_scheduler(scfg), num_samples=num_samples,
+                                    scheduler=scheduler, num_samples=num_samples,
                                     # (the grid's: its own; the batches': theirs)
                                     max_concurrent_trials=concurrency if searcher and not batches else None,
                                     # a trial's process runs the next trial (no new process per trial);
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
                                     reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),
         run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
-                                  callbacks=[writer, tracker, *_tune_loggers(scfg)], verbose=0,
+                                  callbacks=[writer, tracker, SchedulerState(scheduler), *_tune_loggers(scfg)], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
     )
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
@@ -293,6 +295,9 @@ def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_err
     # ... and at this experiment directory: it may have moved since (renamed, copied from the cluster)
     writer.storage = tracker.st = st
     tracker.meta["experiment_dir"] = st.display
+    for c in callbacks:  # (a search started before SchedulerState existed has none: its rungs start empty)
+        if isinstance(c, SchedulerState):  # the rungs go into the scheduler the restored Tuner runs
+            c.scheduler = tuner._local_tuner._tune_config.scheduler
     searcher = _searcher_of(tuner)
     _show_budget(writer, scfg, searcher)
     if searcher is not None and scfg.optuna_storage == "experiment":

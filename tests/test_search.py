@@ -1008,28 +1008,50 @@ def _noop(config):
 
 
 # ------------------------------------------------------------------ search.reproducible
-def test_reproducible_search_runs_the_same_trials_however_fast_they_run(tmp_path, ray_local, capsys):
+def test_reproducible_search_runs_the_same_trials_however_fast_they_run(tmp_path, ray_local, capsys, monkeypatch):
     """search.reproducible: the same simulated search (order_bo, ASHA, 3 trials at a time) with stages that
     take 0.02 s and 0.3 s runs the same orders in the same batches, with the same stops and scores. (Without
     it, 1 of 12 rows agreed on such a pair of runs: a free slot takes a trial proposed from whatever results
-    were in.) The trials start in batches: none before every trial of the batch before has ended."""
-    from search.runner import run_search
+    were in.) The trials start in batches: none before every trial of the batch before has ended. A third
+    run, stopped by Ctrl-C in its second batch and resumed, runs the same trials too: the open batch and
+    ASHA's rungs are saved with the search (without them, 15-16 of 18 rows agreed on a longer search)."""
+    import os
+    import signal
+
+    from search.results import ResultsWriter
+    from search.runner import SearchInterrupted, resume_search, run_search
 
     runs = []
-    for i, secs in enumerate((0.02, 0.3)):
+    for i, secs in enumerate((0.02, 0.3, 0.1)):
+        if i == 2:  # Ctrl-C once the 4th trial has ended (Tune's handler saves the search and stops)
+            ended, count = ResultsWriter.on_trial_complete, itertools.count(1)
+
+            def stop_after_4(self, iteration, trials, trial, **info):
+                ended(self, iteration, trials, trial, **info)
+                if next(count) == 4:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            monkeypatch.setattr(ResultsWriter, "on_trial_complete", stop_after_4)
         search = {"candidates": list(TOY3) + ["toy_parity", "toy_sim"], "length": 3, "num_samples": 9, "seed": 3,
                   "reproducible": True, "simulate": {"table": str(ROOT / "bench/data/toy_3of5.csv"),
                                                      "seconds_per_stage": secs},
                   "scheduler": {"type": "asha"}, "resources": {"max_concurrent": 3}, "tracking": {"enabled": False}}
         lines: list[str] = []
-        exp = run_search(str(_search_config(tmp_path, search, name=f"r{i}.yaml")), name=f"r{i}",
-                         storage=str(tmp_path / "runs"), log=lines.append)
+        cfg = str(_search_config(tmp_path, search, name=f"r{i}.yaml"))
+        try:
+            exp = run_search(cfg, name=f"r{i}", storage=str(tmp_path / "runs"), log=lines.append)
+        except SearchInterrupted:
+            monkeypatch.undo()
+            stopped = _rows(tmp_path / "runs" / "r2")
+            assert 4 <= sum(r["status"] != "running" for r in stopped) < 9, stopped
+            exp = resume_search(str(tmp_path / "runs" / "r2"), log=lines.append)
         assert any("3 at a time in reproducible batches (search.reproducible)" in ln for ln in lines), lines[:5]
         runs.append(_rows(exp))
+    assert any(ln.startswith("resuming search 'r2'") for ln in lines)
     # batch by batch (results.csv lists trials as they start, and a batch's trials start in any order)
     seq = [[sorted((r["order"], r["status"], r["score"]) for r in rows[b:b + 3]) for b in (0, 3, 6)] for rows in runs]
-    assert sum(map(len, seq[0])) == 9 and seq[0] == seq[1], seq
-    for i, rows in enumerate(runs):  # batches of 3: each trial starts after every trial of the batch before ended
+    assert sum(map(len, seq[0])) == 9 and seq[0] == seq[1] == seq[2], seq
+    for i, rows in enumerate(runs[:2]):  # batches of 3: each trial starts after every trial of the batch before ended
         recs = {r["trial_id"]: r for r in (json.loads(p.read_text()) for p in
                                            (tmp_path / "runs" / f"r{i}" / "tracking" / "trials").glob("*.json"))}
         start, end = ([recs[r["trial_id"]][k] for r in rows] for k in ("started", "ended"))
@@ -1082,7 +1104,7 @@ def test_asha_in_a_reproducible_search_ranks_a_trial_among_those_that_had_ended_
     assert old.peers is None and probe(old, c, 0.05) == TrialScheduler.STOP
 
 
-def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_from_before_a_resume():
+def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_from_before_a_resume(tmp_path):
     from ray.tune.search import Searcher
 
     from search.searchers.batches import Batches
@@ -1098,6 +1120,14 @@ def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_fr
         def on_trial_complete(self, trial_id, result=None, error=False):
             self.told.append(trial_id)
 
+        def save(self, path):  # as OrderSearcher: its __dict__
+            with open(path, "wb") as f:
+                pickle.dump(vars(self), f)
+
+        def restore(self, path):
+            with open(path, "rb") as f:
+                vars(self).update(pickle.load(f))
+
     inner = Told()
     b = Batches(inner, 2)
     assert b.suggest("t1") and b.suggest("t2") and b.suggest("t3") is None
@@ -1105,8 +1135,61 @@ def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_fr
     assert inner.told == [] and b.suggest("t3") is None  # half a batch: nothing told, nothing proposed
     b.on_trial_complete("t1", {"objective": 1})
     assert sorted(inner.told) == ["t1", "t2"] and b.suggest("t3")
-    b.on_trial_complete("t0", {"objective": 1})  # proposed before a resume: the limiter never saw it
+    b.on_trial_complete("t0", {"objective": 1})  # not of a batch (a retried errored trial): passed on
     assert inner.told[-1] == "t0"
+    # `itt resume`: the open batch is saved with the searcher's state and the restored limiter waits for it
+    assert b.suggest("t4") and b.live_trials == {"t3", "t4"}
+    b.on_trial_complete("t3", {"objective": 1})  # half a batch at the Ctrl-C
+    b.save(str(tmp_path / "searcher.pkl"))
+    assert "_open_batch" not in vars(inner)  # (only in the saved state)
+    again = Batches(Told(), 2)
+    again.restore(str(tmp_path / "searcher.pkl"))
+    assert again.live_trials == {"t3", "t4"} and again.suggest("t5") is None
+    again.on_trial_complete("t4", {"objective": 1})
+    assert again.searcher.told[-2:] == ["t3", "t4"] and again.suggest("t5")
+
+
+def test_asha_rungs_and_bracket_draws_survive_a_resume():
+    """Ray Tune saves no scheduler state: a resumed search ran ASHA with empty rungs. SchedulerState saves it
+    with the callbacks' state; the restored scheduler then stops what the uninterrupted one stops, and the
+    trials Tune adds again (ended, or in flight) keep their brackets and draw none: later draws agree."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.schedulers import OrderASHA
+    from search.schedulers.state import SchedulerState
+
+    def asha():
+        return OrderASHA(time_attr="step", metric="objective", mode="max", max_t=9, grace_period=1,
+                         reduction_factor=3, brackets=3, seed=1, reproducible=True)
+
+    t = [SimpleNamespace(trial_id=f"t{i}", config={}, status="RUNNING") for i in range(12)]
+    a = asha()
+    for x in t[:8]:
+        a.on_trial_add(None, x)
+        a.on_trial_result(None, x, {"step": 1, "objective": 0.5 + 0.01 * int(x.trial_id[1:])})
+        a.on_trial_result(None, x, {"step": 3, "objective": 0.5 + 0.01 * int(x.trial_id[1:])})
+    for x in t[:6]:
+        a.on_trial_complete(None, x, {"step": 4, "objective": 0.6, "final": 1})
+        x.status = "TERMINATED"
+    saved = pickle.loads(pickle.dumps(SchedulerState(a).get_state()))  # (as Tune writes and reads it)
+    b, fresh = asha(), asha()  # what Tuner.restore unpickles: the scheduler as the search began
+    SchedulerState(b).set_state(saved)
+    for s in (b, fresh):
+        for x in t[:8]:  # Tune adds the restored trials again, the most recent first
+            s.on_trial_add(None, x)
+    brackets = lambda s, ids: [s._brackets.index(s._trial_info[i]) for i in ids]
+    assert brackets(b, ["t6", "t7"]) == brackets(a, ["t6", "t7"])
+    for s in (a, b, fresh):
+        for x in t[8:]:
+            s.on_trial_add(None, x)
+    assert brackets(b, [x.trial_id for x in t[8:]]) == brackets(a, [x.trial_id for x in t[8:]])
+    low = {"step": 1, "objective": 0.1}
+    decide = lambda s, x: s.on_trial_result(None, x, dict(low))
+    first = next(x for x in t[8:] if brackets(a, [x.trial_id]) == [0])  # (a bracket whose first rung is 1)
+    assert decide(a, first) == decide(b, first) == TrialScheduler.STOP
+    assert decide(fresh, first) == TrialScheduler.CONTINUE  # empty rungs: what a resume did before
 
 
 @pytest.mark.parametrize("extra, needle", [

@@ -1,5 +1,6 @@
 """Schedulers: which running trials go on. ``OrderASHA`` (asha.py), ``ParetoASHA`` with several
-objectives (pareto_asha.py), or Ray's FIFO (``type: none``)."""
+objectives (pareto_asha.py), or Ray's FIFO (``type: none``). ``SchedulerState`` (state.py) carries
+their rungs over an ``itt resume``; ``Peers`` (peers.py) is whom a reproducible search ranks a probe among."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ over stages of an order, as Ray's ``ASHAScheduler`` runs it, with these changes:
 * **Reproducible** (``search.reproducible``): a trial's probe is compared only with the probes of the
   trials that had ended when it started (peers.py), so the same config and seed stop the same orders
   however fast each trial runs.
+* **Resumed with its rungs.** Ray saves no scheduler state; ``SchedulerState`` (state.py) does, and a
+  trial Tune adds again at ``itt resume`` keeps its bracket and draws none.
 * **Stopped orders can come back.** A continuation trial (config key ``CONTINUES``: the searcher
   proposed a stopped order again, its model having seen every probe since) runs to its final report
   and is not recorded in the rungs a second time: a stop is low-fidelity evidence, not a verdict. A
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 import random
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search.schedulers.peers import Peers
@@ -37,8 +40,14 @@ class OrderASHA(ASHAScheduler):
         self.peers = Peers() if reproducible else None
 
     def on_trial_add(self, tune_controller, trial):
+        # a resumed search (state.py) adds its trials again: one in flight keeps its bracket, and neither it
+        # nor one that had ended draws, so the trials after the resume draw as they would have
+        restored = self._trial_info.get(trial.trial_id)
+        ended = getattr(trial, "status", None) in (Trial.TERMINATED, Trial.ERROR)
         super().on_trial_add(tune_controller, trial)  # (its checks; its draw is replaced below)
-        if len(self._brackets) > 1:  # Ray's bracket probabilities, from the search's seed
+        if restored is not None or ended:
+            self._trial_info[trial.trial_id] = restored or self._brackets[0]
+        elif len(self._brackets) > 1:  # Ray's bracket probabilities, from the search's seed
             sizes = [len(b._rungs) for b in self._brackets]
             weights = [math.e ** (n - max(sizes)) for n in sizes]
             self._trial_info[trial.trial_id] = self._rng.choices(self._brackets, weights=weights)[0]
