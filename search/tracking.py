@@ -68,7 +68,7 @@ _TUNE_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "ti
               "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
               "episodes_this_iter", "timesteps_this_iter", "episode_reward_mean", "should_checkpoint",
               # flags of a report, kept as tags or steps instead
-              "step", "final", "replayed", "simulated", "stage", "n_seeds"}
+              "step", "final", "replayed", "resumed", "simulated", "stage", "n_seeds"}
 
 
 # ------------------------------------------------------------------ the store

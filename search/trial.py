@@ -141,7 +141,15 @@ def chain_trial(config: dict, ctx: TrialContext) -> None:
     key = trial_key(chain_raw)
     record = ctx.storage.read_text("dedup", f"{key}.json")
     if record is not None:  # the same (order, hparams, seeds) ran before in this search: report it again
-        for m in json.loads(record)["reports"]:  # it trained nothing, and took nothing from the stage cache
+        record = json.loads(record)
+        if record.get("trial_id") == tune.get_context().get_trial_id():
+            # this trial's own run, which ended after Ray's last snapshot before the driver died (`itt
+            # resume`): its reports, training counts and all, as they would have arrived ("resumed": ASHA
+            # records its probes but does not stop a run that has ended)
+            for m in record["reports"]:
+                tune.report({**m, "resumed": 1, NODE_KEY: node_id()})
+            return
+        for m in record["reports"]:  # another trial's run: this one trained nothing, took nothing from the cache
             tune.report({**m, "replayed": 1, **({k: 0 for k in _CACHE_COUNTS if k in m}), NODE_KEY: node_id()})
         return
     _train(chain_raw, ctx, key)
@@ -272,7 +280,8 @@ def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, ra
         if rank == 0:
             if st.remote:
                 st.upload_dir(out, "trials", trial_id)
-            st.write_text(json.dumps({"order": cfg.order, "reports": reports}), "dedup", f"{key}.json")
+            st.write_text(json.dumps({"order": cfg.order, "reports": reports, "trial_id": trial_id}), "dedup",
+                          f"{key}.json")
         send(reports[-1])
     finally:
         if st.remote:

@@ -1192,6 +1192,55 @@ def test_asha_rungs_and_bracket_draws_survive_a_resume():
     assert decide(fresh, first) == TrialScheduler.CONTINUE  # empty rungs: what a resume did before
 
 
+
+def test_a_trial_whose_run_ended_after_the_last_snapshot_reports_that_run_as_its_own(tmp_path, monkeypatch):
+    """After a killed driver, `itt resume` runs a trial again whose run ended after Ray's last snapshot.
+    Its dedup record is its own: it reports that run as it was (training counts and all, flagged `resumed`),
+    not as a replay of another trial's (which trained nothing: counts 0, `replayed`). The schedulers record
+    a resumed run's probe and do not stop it."""
+    from types import SimpleNamespace
+
+    from ray import tune
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.config import SearchConfig
+    from search.schedulers import OrderASHA, ParetoASHA
+    from search.storage import Storage
+    from search.trial import TrialContext, chain_trial, trial_chain_config, trial_key
+
+    scfg = SearchConfig(candidates=TOY3, length=2)
+    ctx = TrialContext(search=scfg, chain_raw=yaml.safe_load(yaml.safe_dump(TINY)), storage=Storage(str(tmp_path), "e"),
+                       metric="accuracy")
+    order = ["toy_topic", "toy_align"]
+    key = trial_key(trial_chain_config(ctx, order, {}))
+    reports = [{"step": 1, "objective": 0.4, "stages_trained": 1}, {"step": 2, "objective": 0.6, "stages_trained": 1},
+               {"step": 3, "objective": 0.7, "final": 1}]
+    ctx.storage.write_text(json.dumps({"order": order, "reports": reports, "trial_id": "t1"}), "dedup", f"{key}.json")
+    sent: list[dict] = []
+    monkeypatch.setattr(tune, "report", sent.append)
+    for me in ("t1", "t2"):
+        monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: me))
+        chain_trial(scfg.space().encode(order), ctx)
+    own, other = sent[:3], sent[3:]
+    assert [m["stages_trained"] for m in own[:2]] == [1, 1] and all(m.get("resumed") and "replayed" not in m for m in own)
+    assert [m["stages_trained"] for m in other[:2]] == [0, 0] and all(m.get("replayed") for m in other)
+    # the schedulers: a resumed probe below the rung's cutoff is recorded, and its run goes on
+    a = OrderASHA(time_attr="step", metric="objective", mode="max", max_t=4, grace_period=1, reduction_factor=2)
+    par = ParetoASHA(metrics=["m", "w"], directions=["max", "max"], grace_period=1, max_t=4)
+    hi, lo, nxt = (SimpleNamespace(trial_id=x, config={}) for x in ("hi", "lo", "next"))
+    for x in (hi, lo, nxt):
+        a.on_trial_add(None, x)
+        par.on_trial_add(None, x)
+    assert a.on_trial_result(None, hi, {"step": 1, "objective": 0.9}) == TrialScheduler.CONTINUE
+    assert a.on_trial_result(None, lo, {"step": 1, "objective": 0.1, "resumed": 1}) == TrialScheduler.CONTINUE
+    assert a._brackets[0]._rungs[-1] == (1, {"hi": 0.9, "lo": 0.1}) and a._num_stopped == 0
+    assert par.on_trial_result(None, hi, {"step": 1, "m": 0.9, "w": 0.9}) == TrialScheduler.CONTINUE
+    assert par.on_trial_result(None, lo, {"step": 1, "m": 0.1, "w": 0.1, "resumed": 1}) == TrialScheduler.CONTINUE
+    assert set(par.rungs[1]) == {"hi", "lo"} and par.num_stopped == 0
+    # (a probe that is not a resumed run's is stopped there: ranked among hi and lo, lo's probe counting)
+    assert a.on_trial_result(None, nxt, {"step": 1, "objective": 0.05}) == TrialScheduler.STOP
+    assert par.on_trial_result(None, nxt, {"step": 1, "m": 0.05, "w": 0.05}) == TrialScheduler.STOP
+
 @pytest.mark.parametrize("extra, needle", [
     ({"order_bo": {"cost": "measured"}}, "search.reproducible: order_bo.cost measured"),
     ({"searcher": "exhaustive", "scheduler": {"type": "asha"}}, "search.reproducible: exhaustive runs every order"),

@@ -12,7 +12,8 @@ over stages of an order, as Ray's ``ASHAScheduler`` runs it, with these changes:
   trials that had ended when it started (peers.py), so the same config and seed stop the same orders
   however fast each trial runs.
 * **Resumed with its rungs.** Ray saves no scheduler state; ``SchedulerState`` (state.py) does, and a
-  trial Tune adds again at ``itt resume`` keeps its bracket and draws none.
+  trial Tune adds again at ``itt resume`` keeps its bracket and draws none. A trial whose run ended after
+  Ray's last snapshot reports that run again (``resumed``): its probes are recorded, and it is not stopped.
 * **Stopped orders can come back.** A continuation trial (config key ``CONTINUES``: the searcher
   proposed a stopped order again, its model having seen every probe since) runs to its final report
   and is not recorded in the rungs a second time: a stop is low-fidelity evidence, not a verdict. A
@@ -58,9 +59,13 @@ class OrderASHA(ASHAScheduler):
         if trial.config.get(CONTINUES) or result.get("replayed"):
             return TrialScheduler.CONTINUE  # a continuation runs to its final; a replay costs nothing
         if self.peers is None:
-            return super().on_trial_result(tune_controller, trial, result)
-        action = self._among_peers(trial, result)
-        if action == TrialScheduler.STOP:
+            action = super().on_trial_result(tune_controller, trial, result)
+        else:
+            action = self._among_peers(trial, result)
+        if action == TrialScheduler.STOP and result.get("resumed"):
+            self._num_stopped -= 1  # its run ended before an `itt resume` (trial.py): its probe is recorded
+            return TrialScheduler.CONTINUE
+        if action == TrialScheduler.STOP and self.peers is not None:
             self.peers.end(trial.trial_id)
         return action
 

@@ -67,6 +67,8 @@ class ParetoASHA(FIFOScheduler):
         if self.time_attr not in result or any(v is None for v in values):
             return TrialScheduler.CONTINUE
         action = self.decide(trial.trial_id, result[self.time_attr], values)
+        if result.get("resumed"):  # its run ended before an `itt resume` (trial.py): recorded, not stopped
+            return TrialScheduler.CONTINUE
         self.num_stopped += action == TrialScheduler.STOP
         if action == TrialScheduler.STOP and self.peers is not None:
             self.peers.end(trial.trial_id)
