@@ -588,7 +588,8 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
         more.append(language_headline(res["by_language"]))
     more.append(ranking.text(res["best_order"], show))
     # one paragraph per finding (the console's lines), not one block a reader has to take apart
-    out.append(("Does order matter?", "\n\n".join([h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
+    state = [state_line(res)] if state_line(res) else []
+    out.append(("Does order matter?", "\n\n".join([*state, h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
                 f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}"]),
                 [], None))
     head = ["rank", "order", "seeds", "mean ± std", f"{int(res['confidence'] * 100)}% CI", "P(best)", "shrunk",
@@ -986,6 +987,32 @@ def _json_safe(o):
     return o
 
 
+def search_state(exp: Experiment) -> dict:
+    """Is the search this report reads still running? ``running`` (its driver lives: the report covers the
+    trials completed so far), ``interrupted`` (trials were running when its driver stopped: ``itt resume``
+    continues it) or ``ended``."""
+    from search import driver
+
+    d = driver.live(exp.st)
+    if d is not None:
+        return {"state": "running", "host": d.get("host"), "pid": d.get("pid")}
+    running = sum(r.get("status") == S.Status.RUNNING for r in exp.rows)
+    return {"state": "interrupted", "running": running} if running else {"state": "ended"}
+
+
+def state_line(res: dict) -> str | None:
+    """The line that says a report reads a search that has not ended (None once it has)."""
+    s, counts = res["trials"].get("search") or {}, res["trials"]["counts"]
+    done = counts.get(S.Status.COMPLETED, 0)
+    if s.get("state") == "running":
+        return (f"The search is still running (driver pid {s.get('pid')} on {s.get('host')}): this report reads the "
+                f"{done} trial(s) completed so far; run `itt report {res['experiment']}` again when it ends.")
+    if s.get("state") == "interrupted":
+        return (f"The search was interrupted with {s['running']} trial(s) running: this report reads the {done} "
+                f"completed; `itt resume {res['experiment']}` continues it.")
+    return None
+
+
 # ------------------------------------------------------------------ the command
 def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, log=print) -> tuple[dict, dict, str, str]:
     """(report.json content, PNGs, markdown, html) — nothing written."""
@@ -993,6 +1020,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     res = S.analyse(exp.scores, extra=exp.extra, trials=exp.trials, stages=exp.stages, alpha=alpha,
                     space=None if confirm else space_orders(exp))  # (a confirmation runs a chosen few on purpose)
     res["experiment"] = exp.st.display
+    res["trials"]["search"] = search_state(exp)
     _next_step(res, exp.st.display)
     _tuning(res, exp)
     res["metric"] = exp.metric
@@ -1161,6 +1189,8 @@ def answer(res: dict, where: str) -> list[str]:
     lines = [res["headline"]["text"]]
     if res.get("confirmation"):
         lines.insert(0, confirmation_headline(res["confirmation"]))
+    if state_line(res):
+        lines.insert(0, state_line(res))
     if iv.get("available"):
         o = iv["overall"]
         t = iv.get("test", {})

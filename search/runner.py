@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import threading
-import time
 from pathlib import Path
 
 from itt.errors import ConfigError, UserError
+from search import driver
 from search.cluster import check as check_cluster
 from search.cluster import connect
 from search.config import SearchConfig, load_search
@@ -57,7 +58,6 @@ def _check_resources(scfg: SearchConfig) -> int:
 SUMMARY_FILE = "summary.json"  # beside results.csv: the recommendation, the best observed, the searcher's trace
 SEARCH_FILE = "search.yaml"  # the resolved config (chain + search block) a resume rebuilds the search from
 DEFAULT_TRIALS = 20  # search.num_samples when a config leaves it out (exhaustive: every order once)
-DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
 RETRY_ROUNDS = 2  # restarts of trials Ray Tune errored before search.max_failures, in one itt search / resume
 
 
@@ -384,20 +384,8 @@ def _count_status(st: Storage, status: str = Status.COMPLETED) -> int:
 
 def _check_no_driver(st: Storage) -> None:
     """Two drivers on one experiment corrupt it: refuse while the recorded driver still lives."""
-    import json
-    import socket
-
-    text = st.read_text(DRIVER_FILE)
-    if not text:
-        return
-    d = json.loads(text)
-    if d.get("host") == socket.gethostname():
-        try:
-            os.kill(int(d["pid"]), 0)
-        except (ProcessLookupError, ValueError):
-            return  # it died (SIGKILL, reboot): resuming is safe
-        except PermissionError:
-            pass
+    d = driver.live(st)
+    if d is not None and d.get("host") == socket.gethostname():  # (another host's: nothing tells from here)
         raise UserError(f"itt resume: a driver (pid {d['pid']}) is still running this search; stop it first "
                         f"(Ctrl-C) or wait for it to end")
 
@@ -408,10 +396,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     Raises SearchInterrupted after a Ctrl-C (Ray Tune's handler stops the trials and saves its state).
     ``restore()``: the saved search as (tuner, writer, tracker) with its errored trials started again,
     for the trials Ray Tune gave up on before ``search.max_failures`` (see _gave_up_early)."""
-    import json
-    import socket
-
-    st.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}), DRIVER_FILE)
+    driver.record(st)
     interrupted = _fit_once(tuner, st, writer, tracker, scfg, log=log, progress=progress)
     for _ in range(RETRY_ROUNDS):
         early, used_up = ([], []) if interrupted or restore is None else _gave_up_early(tuner, scfg)
@@ -436,7 +421,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         summary = write_summary(st, scfg, writer, searcher)
     finally:
         tracker.close(interrupted=interrupted)  # after summary.json: the parent run gets it
-    _remove_driver_file(st)
+    driver.remove(st)
     log("best orders observed:" if not scfg.multi_objective else
         f"best orders observed (by {scfg.objectives[0]}, the first objective):")
     for i, r in enumerate(writer.best(5), 1):
@@ -491,7 +476,7 @@ def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchCo
     except BaseException as e:
         writer.flush()
         tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops
-        _remove_driver_file(st)
+        driver.remove(st)
         if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
             raise SearchInterrupted(st.display) from None
         raise
@@ -636,13 +621,6 @@ def _final_report(st: Storage, scfg: SearchConfig, tracker, *, log=echo) -> None
                     mlflow=scfg.tracking.enabled, log=log, mlflow_off="the search's tracking is off")
     except Exception as e:  # noqa: BLE001 - the search is done; say why the report is missing, and how to retry
         log(f"report: not written ({e}); once fixed: itt report {st.display}")
-
-
-def _remove_driver_file(st: Storage) -> None:
-    try:
-        st.delete(DRIVER_FILE)
-    except Exception:
-        pass
 
 
 def disk_usage_line(st: Storage) -> str:

@@ -58,6 +58,7 @@ FIGURES = {
 
 
 class Status:
+    RUNNING = "running"
     COMPLETED = "completed"
     STOPPED = "stopped"
     ERRORED = "errored"

@@ -9,6 +9,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -267,6 +268,42 @@ def test_a_search_that_stopped_itself_says_so_in_the_report(tmp_path, capsys):
     md = (exp / "report" / "report.md").read_text()
     assert "The search stopped itself there (search.stop: p_better 0.05) after 12 finished trials." in md
 
+
+
+def test_a_report_on_a_search_that_has_not_ended_says_so(tmp_path, capsys):
+    """`itt report` on a search whose driver still runs (driver.json names a live process) says it reads the
+    trials completed so far, first in the console and the report; on one whose driver died with trials
+    running, that `itt resume` continues it; once ended, neither line."""
+    import os
+    import socket
+
+    rng = np.random.default_rng(5)
+    tidy = _tidy(rng, delta=0.1, orders=[o for o in _orders() if o != "tc>td"])
+    exp = _fake_experiment(tmp_path, tidy, stopped=())
+    done = len(tidy["order"].unique())
+    with open(exp / "results.csv", "a", newline="") as f:
+        f.write("r000,running,tc>td,2,1,false,,,,\n")
+    live = {"host": socket.gethostname(), "pid": os.getpid(), "started": 0}
+    (exp / "driver.json").write_text(json.dumps(live))
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    running = (f"The search is still running (driver pid {os.getpid()} on {socket.gethostname()}): this report reads "
+               f"the {done} trial(s) completed so far; run `itt report {exp}` again when it ends.")
+    assert out[1] == running, out[:3]
+    md = (exp / "report" / "report.md").read_text()
+    assert md.split("## Does order matter?\n\n")[1].startswith(running)
+    assert json.loads((exp / "report" / "report.json").read_text())["trials"]["search"]["state"] == "running"
+    # the driver is gone (killed): its file stays behind, its process does not
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (exp / "driver.json").write_text(json.dumps({**live, "pid": dead.pid}))
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"The search was interrupted with 1 trial(s) running: this report reads the {done} completed; "
+        f"`itt resume {exp}` continues it.")
+    _fake_experiment(tmp_path, tidy, stopped=(), name="ended")
+    assert main(["report", str(tmp_path / "ended"), "--no-heuristics"]) == 0
+    assert "The search" not in capsys.readouterr().out
 
 def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, capsys):
     def err(path, *needles):
