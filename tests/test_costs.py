@@ -91,7 +91,8 @@ def test_budget_ends_the_search_once_its_device_hours_are_spent(tmp_path):
         s.on_trial_result(tid, {"objective": 0.3, "step": 1, "training_iteration": 1, "time_total_s": t / 2})
         s.on_trial_complete(tid, {"objective": 0.5, "final": 1, "time_total_s": t})
     assert isinstance(s.suggest("t2"), dict)
-    s.on_trial_result("t2", {"objective": 0.3, "step": 1, "training_iteration": 1, "time_total_s": 15.0})
+    s.on_trial_result("t2", {"objective": 0.3, "step": 1, "training_iteration": 1, "time_total_s": 6.0})
+    s.on_trial_result("t2", {"objective": 0.3, "step": 2, "training_iteration": 2, "time_total_s": 15.0})
     assert s.spent()["device_hours"] == pytest.approx(105 * 2 / 3600)  # the running trial counts too
     path = tmp_path / "searcher.pkl"
     s.save(str(path))
@@ -103,6 +104,10 @@ def test_budget_ends_the_search_once_its_device_hours_are_spent(tmp_path):
     assert stop["by"] == "budget" and stop["finished"] == 2 and stop["spent"]["device_hours"] >= stop["rule"]["device_hours"]
     assert stopping.text({**stop, "pick": None}).startswith(
         "the search stopped itself after 2 finished trials (search.budget): 0.0583 of 0.0556 device-hours spent")
+    # t2 runs again after the resume (Tune counts its time from 0): its first run's 15 s still count
+    again.on_trial_result("t2", {"objective": 0.3, "step": 1, "training_iteration": 1, "time_total_s": 4.0})
+    again.on_trial_result("t2", {"objective": 0.4, "step": 2, "training_iteration": 2, "time_total_s": 9.0})
+    assert again.trial_seconds["t2"] == 15.0 + 9.0
     lifted = make_searcher(scfg, [])
     lifted.lift_stop = True  # itt resume --more N: N more trials past the budget
     lifted.restore(str(path))

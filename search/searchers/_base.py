@@ -204,9 +204,16 @@ class OrderSearcher(Searcher):
         what it reported its stages and the rest cost (``stage_seconds`` per stage, ``fixed_seconds`` with its
         final) as user attributes of its study trial: order_bo's cost model reads them (searchers/costs.py),
         and optuna-dashboard shows them."""
-        t = (result or {}).get("time_total_s")
+        t, it = (result or {}).get("time_total_s"), (result or {}).get("training_iteration")
         if isinstance(t, (int, float)):
-            self.trial_seconds[trial_id] = float(t)
+            # a run Tune restarted (a dead worker or node, `itt resume`) counts its time from 0 again: the
+            # earlier runs' time was spent all the same (search.budget)
+            runs = self.__dict__.setdefault("trial_runs", {})  # id -> (earlier runs' seconds, last t, last iteration)
+            before, last_t, last_it = runs.get(trial_id, (0.0, self.trial_seconds.get(trial_id, 0.0), 0))
+            if it is not None and (it < last_it or (it == last_it and t < last_t)):
+                before += last_t
+            runs[trial_id] = (before, float(t), last_it if it is None else it)
+            self.trial_seconds[trial_id] = before + float(t)
         ot = getattr(self.inner, "_ot_trials", {}).get(self.inner_id[trial_id])
         if ot is None or not result:
             return
