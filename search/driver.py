@@ -25,17 +25,18 @@ def remove(st) -> None:
 
 
 def live(st) -> dict | None:
-    """The recorded driver while it may still run (on this host: its process exists; on another host
-    nothing tells, so it may), else None."""
+    """The recorded driver while it may still run, else None. ``here``: it runs on this host, where its
+    process was found (on another host nothing tells, so it may run)."""
     text = st.read_text(DRIVER_FILE)
     if not text:
         return None
     try:
         d = json.loads(text)
-        if d.get("host") == socket.gethostname():
+        here = d.get("host") == socket.gethostname()
+        if here:
             os.kill(int(d["pid"]), 0)
-    except (ProcessLookupError, ValueError, TypeError, KeyError, json.JSONDecodeError):
+    except (ProcessLookupError, ValueError, TypeError, KeyError, AttributeError, json.JSONDecodeError):
         return None  # it died (SIGKILL, reboot), or the file is not one this module wrote
     except PermissionError:
         pass  # another user's process with that pid: alive
-    return d
+    return {**d, "here": here}

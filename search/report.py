@@ -989,13 +989,13 @@ def _json_safe(o):
 
 def search_state(exp: Experiment) -> dict:
     """Is the search this report reads still running? ``running`` (its driver lives: the report covers the
-    trials completed so far), ``interrupted`` (trials were running when its driver stopped: ``itt resume``
+    trials completed so far; ``maybe running`` where the driver is another host's), ``interrupted`` (trials were running when its driver stopped: ``itt resume``
     continues it) or ``ended``."""
     from search import driver
 
     d = driver.live(exp.st)
     if d is not None:
-        return {"state": "running", "host": d.get("host"), "pid": d.get("pid")}
+        return {"state": "running" if d["here"] else "maybe running", "host": d.get("host"), "pid": d.get("pid")}
     running = sum(r.get("status") == S.Status.RUNNING for r in exp.rows)
     return {"state": "interrupted", "running": running} if running else {"state": "ended"}
 
@@ -1007,6 +1007,9 @@ def state_line(res: dict) -> str | None:
     if s.get("state") == "running":
         return (f"The search is still running (driver pid {s.get('pid')} on {s.get('host')}): this report reads the "
                 f"{done} trial(s) completed so far; run `itt report {res['experiment']}` again when it ends.")
+    if s.get("state") == "maybe running":
+        return (f"The search may still be running: its driver (pid {s.get('pid')} on {s.get('host')}, not checked from "
+                f"here) has not ended it; this report reads the {done} trial(s) completed so far.")
     if s.get("state") == "interrupted":
         return (f"The search was interrupted with {s['running']} trial(s) running: this report reads the {done} "
                 f"completed; `itt resume {res['experiment']}` continues it.")

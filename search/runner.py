@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import threading
 from pathlib import Path
 
@@ -385,7 +384,7 @@ def _count_status(st: Storage, status: str = Status.COMPLETED) -> int:
 def _check_no_driver(st: Storage) -> None:
     """Two drivers on one experiment corrupt it: refuse while the recorded driver still lives."""
     d = driver.live(st)
-    if d is not None and d.get("host") == socket.gethostname():  # (another host's: nothing tells from here)
+    if d is not None and d["here"]:  # (another host's: nothing tells from here)
         raise UserError(f"itt resume: a driver (pid {d['pid']}) is still running this search; stop it first "
                         f"(Ctrl-C) or wait for it to end")
 

@@ -301,6 +301,14 @@ def test_a_report_on_a_search_that_has_not_ended_says_so(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[1] == (
         f"The search was interrupted with 1 trial(s) running: this report reads the {done} completed; "
         f"`itt resume {exp}` continues it.")
+    # a driver recorded on another host (a cluster's head, read from a laptop): nothing tells from here
+    (exp / "driver.json").write_text(json.dumps({**live, "host": "head-node-0"}))
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith(
+        f"The search may still be running: its driver (pid {os.getpid()} on head-node-0, not checked from here)")
+    (exp / "driver.json").write_text("{not json")  # a file this tool did not write: as if no driver
+    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("The search was interrupted with 1 trial(s) running")
     _fake_experiment(tmp_path, tidy, stopped=(), name="ended")
     assert main(["report", str(tmp_path / "ended"), "--no-heuristics"]) == 0
     assert "The search" not in capsys.readouterr().out

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from search.cli import main
 
@@ -248,6 +249,18 @@ def test_resume_bad_input(tmp_path, capsys):
     (tmp_path / "other" / "search.yaml").write_text("name: x\n")
     assert main(["resume", str(tmp_path / "other")]) == 2
     assert "no 'search:' block" in capsys.readouterr().err
+    # a search whose driver still runs here (driver.json names a live process): refused, nothing started
+    import socket
+
+    from tests.conftest import TINY
+
+    (tmp_path / "other" / "search.yaml").write_text(yaml.safe_dump({**TINY, **SEARCH}))
+    (tmp_path / "other" / "tuner.pkl").write_bytes(b"")
+    (tmp_path / "other" / "driver.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert main(["resume", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: itt resume: a driver (pid {os.getpid()}) is still running this search; stop it first "
+                   "(Ctrl-C) or wait for it to end"], err
 
 
 # The Ray Train variant takes 2 min on 2 cores (six TorchTrainer starts with the retries): opt-in, so that
