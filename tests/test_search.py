@@ -1086,7 +1086,7 @@ def test_asha_in_a_reproducible_search_ranks_a_trial_among_those_that_had_ended_
     for t in (a, b):
         rep.on_trial_complete(None, t, {"step": 4, "objective": 0.5, "final": 1})
     rep.on_trial_add(None, c)
-    assert rep.peers.of["c"] == {"a", "b"} and probe(rep, c, 0.2) == TrialScheduler.STOP
+    assert set(rep.peers.ended[:rep.peers.of["c"]]) == {"a", "b"} and probe(rep, c, 0.2) == TrialScheduler.STOP
     # ParetoASHA alike: b is dominated by a, but a is no peer of b
     par = ParetoASHA(metrics=["m", "w"], directions=["max", "max"], grace_period=1, max_t=2, reproducible=True)
     for t in (a, b):
@@ -1102,6 +1102,15 @@ def test_asha_in_a_reproducible_search_ranks_a_trial_among_those_that_had_ended_
     old = pickle.loads(pickle.dumps(plain))
     old.on_trial_add(None, c)
     assert old.peers is None and probe(old, c, 0.05) == TrialScheduler.STOP
+    # peers pickled when `ended` was a set (the scheduler in an older search's tuner.pkl): a list again
+    from search.schedulers.peers import Peers
+
+    before = Peers()
+    before.ended = {"x"}
+    after = pickle.loads(pickle.dumps(before))
+    after.end("y")
+    after.started("z")
+    assert after.ended == ["x", "y"] and after.only("z", {"x": 1, "y": 2, "w": 3}) == {"x": 1, "y": 2}
 
 
 def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_from_before_a_resume(tmp_path):

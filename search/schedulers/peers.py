@@ -5,7 +5,9 @@ several trials running at once, "so far" depends on which trial reported first, 
 seed can stop different orders from run to run. In a reproducible search the searcher proposes trials in
 batches and waits for a whole batch to end before the next (search/searchers/batches.py). There, "the
 trials that had ended when this one started" is the same set in every run: every trial of the earlier
-batches. A trial is compared with those trials' probes only.
+batches. A trial is compared with those trials' probes only. Kept as the order in which trials ended and,
+per trial, how many had ended when it started: the state saved with each snapshot (state.py) grows with
+the number of trials, not with its square.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ from __future__ import annotations
 
 class Peers:
     def __init__(self):
-        self.ended: set[str] = set()
-        self.of: dict[str, frozenset[str]] = {}  # trial id -> the trials that had ended when it started
+        self.ended: list[str] = []  # trial ids in the order they ended
+        self.of: dict[str, int] = {}  # trial id -> how many had ended when it started: its peers are those
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if isinstance(self.ended, set):  # pickled before the order was kept (a search begun then: empty)
+            self.ended = sorted(self.ended)
 
     def started(self, trial_id: str) -> None:
-        self.of.setdefault(trial_id, frozenset(self.ended))  # (a trial Tune restarts keeps its peers)
+        self.of.setdefault(trial_id, len(self.ended))  # (a trial Tune restarts keeps its peers)
 
     def end(self, trial_id: str) -> None:
-        self.ended.add(trial_id)
+        if trial_id not in self.ended:
+            self.ended.append(trial_id)
 
     def only(self, trial_id: str, recorded: dict) -> dict:
         """The part of a rung's ``recorded`` (trial id -> probe) that ``trial_id`` is compared with."""
-        peers = self.of.get(trial_id, frozenset())
+        peers = set(self.ended[:self.of.get(trial_id, 0)])
         return {k: v for k, v in recorded.items() if k in peers}
