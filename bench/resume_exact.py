@@ -6,8 +6,8 @@
 A simulated search (``bench/data/sim_planted.yaml``, ``search.reproducible: true``, order_bo, ASHA) runs
 once through. Then, for each stop point K, the same search runs again, gets Ctrl-C (SIGINT) once K of its
 trials have ended, and is resumed with ``itt resume``. Prints, per K, how many of the uninterrupted
-search's rows (order, status, score) the resumed one has, and which differ. With the open batch and
-ASHA's rungs saved (search/searchers/batches.py, search/schedulers/state.py) every row should agree.
+search's rows (order, status, score) the resumed one has, and which differ. With the open batch (Ray saves
+the limiter's state) and ASHA's rungs saved (search/schedulers/state.py) every row should agree.
 """
 
 from __future__ import annotations

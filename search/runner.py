@@ -197,7 +197,8 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     _init_ray(address, scfg)
     _check_resources(scfg)
     n_done = _count_status(st)
-    log(f"resuming search '{st.name}' ({n_done} trials finished before); experiment: {st.display}")
+    log(f"resuming search '{st.name}' ({n_done} trials finished before{_carried_over(st, scfg)}); "
+        f"experiment: {st.display}")
     tuner, writer, tracker = _restore(st, scfg, chain, target.metric, restart_errored=retry_errored,
                                       tracking_uri=tracking_uri, log=log)
     if more:  # (after the restore, which reads Ray's state but leaves the search generator's to the fit)
@@ -218,6 +219,34 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
 
     continue_variants(st, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
     return exp
+
+
+def _carried_over(st: Storage, scfg: SearchConfig) -> str:
+    """What a resume takes over besides the trials, from Ray's newest snapshot: the probes in ASHA's rungs
+    (schedulers/state.py) and a reproducible search's open batch (the limiter's state, which Ray saves)."""
+    from ray import cloudpickle
+    from ray.tune.callback import CallbackList
+    from ray.tune.search.search_generator import SearchGenerator
+
+    def newest(template: str) -> dict:
+        prefix = template.split("{}")[0]
+        files = sorted(f for f in st.listdir() if f.startswith(prefix))
+        return cloudpickle.loads(st.read_bytes(files[-1])) if files else {}
+
+    out = ""
+    if scfg.scheduler.type == "asha":
+        saved = next((s["state"] for s in newest(CallbackList.CKPT_FILE_TMPL).values()
+                      if isinstance(s, dict) and "class" in s), None)
+        if saved is None:
+            out += "; ASHA starts with empty rungs (a search begun before they were saved)"
+        else:
+            rungs = list((saved.get("rungs") or {}).values()) + [r for b in saved.get("_brackets", []) for _, r in b._rungs]
+            out += f"; ASHA goes on with the {sum(map(len, rungs))} probes recorded before"
+    batch = newest(SearchGenerator.CKPT_FILE_TMPL).get("name:Batches") if scfg.reproducible else None
+    if batch and batch.get("num_unfinished_live_trials"):
+        out += (f"; the open batch: {batch['num_unfinished_live_trials']} of its {len(batch['live_trials'])} "
+                "trial(s) to end first")
+    return out
 
 
 def _check_more(st: Storage, scfg: SearchConfig, exp_dir: str) -> None:
