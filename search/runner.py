@@ -231,14 +231,17 @@ def _carried_over(st: Storage, scfg: SearchConfig) -> str:
     def newest(template: str) -> dict:
         prefix = template.split("{}")[0]
         files = sorted(f for f in st.listdir() if f.startswith(prefix))
-        return cloudpickle.loads(st.read_bytes(files[-1])) if files else {}
+        try:
+            return cloudpickle.loads(st.read_bytes(files[-1])) if files else {}
+        except Exception:  # noqa: BLE001 - a damaged snapshot file: Ray's restore says so; this line only informs
+            return {}
 
     out = ""
     if scfg.scheduler.type == "asha":
         saved = next((s["state"] for s in newest(CallbackList.CKPT_FILE_TMPL).values()
                       if isinstance(s, dict) and "class" in s), None)
         if saved is None:
-            out += "; ASHA starts with empty rungs (a search begun before they were saved)"
+            out += "; ASHA starts with empty rungs (none saved in this experiment)"
         else:
             rungs = list((saved.get("rungs") or {}).values()) + [r for b in saved.get("_brackets", []) for _, r in b._rungs]
             out += f"; ASHA goes on with the {sum(map(len, rungs))} probes recorded before"
