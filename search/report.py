@@ -588,8 +588,8 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
         more.append(language_headline(res["by_language"]))
     more.append(ranking.text(res["best_order"], show))
     # one paragraph per finding (the console's lines), not one block a reader has to take apart
-    state = [state_line(res)] if state_line(res) else []
-    out.append(("Does order matter?", "\n\n".join([*state, h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
+    state = state_line(res)
+    out.append(("Does order matter?", "\n\n".join([*([state] if state else []), h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
                 f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}"]),
                 [], None))
     head = ["rank", "order", "seeds", "mean ± std", f"{int(res['confidence'] * 100)}% CI", "P(best)", "shrunk",
@@ -989,8 +989,8 @@ def _json_safe(o):
 
 def search_state(exp: Experiment) -> dict:
     """Is the search this report reads still running? ``running`` (its driver lives: the report covers the
-    trials completed so far; ``maybe running`` where the driver is another host's), ``interrupted`` (trials were running when its driver stopped: ``itt resume``
-    continues it) or ``ended``."""
+    trials completed so far; ``maybe running`` where the driver is another host's), ``interrupted``
+    (trials were running when its driver stopped: ``itt resume`` continues it) or ``ended``."""
     from search import driver
 
     d = driver.live(exp.st)
@@ -1192,8 +1192,9 @@ def answer(res: dict, where: str) -> list[str]:
     lines = [res["headline"]["text"]]
     if res.get("confirmation"):
         lines.insert(0, confirmation_headline(res["confirmation"]))
-    if state_line(res):
-        lines.insert(0, state_line(res))
+    state = state_line(res)
+    if state:
+        lines.insert(0, state)
     if iv.get("available"):
         o = iv["overall"]
         t = iv.get("test", {})

@@ -221,6 +221,13 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     return exp
 
 
+def _snapshots(st: Storage, template: str) -> tuple[str, list[str]]:
+    """Ray's snapshot files of one kind in the experiment (``template``: e.g. SearchGenerator.CKPT_FILE_TMPL):
+    their name prefix, and their names oldest first (Ray restores from the last)."""
+    prefix = template.split("{}")[0]
+    return prefix, sorted(f for f in st.listdir() if f.startswith(prefix))
+
+
 def _carried_over(st: Storage, scfg: SearchConfig) -> str:
     """What a resume takes over besides the trials, from Ray's newest snapshot: the probes in ASHA's rungs
     (schedulers/state.py) and a reproducible search's open batch (the limiter's state, which Ray saves)."""
@@ -229,8 +236,7 @@ def _carried_over(st: Storage, scfg: SearchConfig) -> str:
     from ray.tune.search.search_generator import SearchGenerator
 
     def newest(template: str) -> dict:
-        prefix = template.split("{}")[0]
-        files = sorted(f for f in st.listdir() if f.startswith(prefix))
+        _, files = _snapshots(st, template)
         try:
             return cloudpickle.loads(st.read_bytes(files[-1])) if files else {}
         except Exception:  # noqa: BLE001 - a damaged snapshot file: Ray's restore says so; this line only informs
@@ -282,8 +288,7 @@ def _extend(st: Storage, scfg: SearchConfig, chain, more: int, *, log=echo) -> S
     from ray import cloudpickle
     from ray.tune.search.search_generator import SearchGenerator
 
-    prefix = SearchGenerator.CKPT_FILE_TMPL.split("{}")[0]
-    files = sorted(f for f in st.listdir() if f.startswith(prefix))
+    prefix, files = _snapshots(st, SearchGenerator.CKPT_FILE_TMPL)
     if not files:
         raise UserError(f"itt resume --more: {st.display} holds no searcher state ({prefix}*): the search "
                         "stopped before its first trial. Start it again with a larger search.num_samples")
