@@ -5,7 +5,9 @@ one device, each with its own CUDA context, allocator and optimizer. This benchm
 for each concurrency N it spawns N fresh processes; each builds the XLM-R-base-sized random-init
 encoder + XNLI head of ``bench/gpu_throughput.py``, trains an untimed warm-up, waits at a barrier,
 then trains one timed stage through ``itt.train.train_stage`` (bf16, sdpa, length-grouped batches,
-fused AdamW: the chain's GPU defaults) on XNLI-like synthetic pairs.
+fused AdamW: the chain's GPU defaults) on XNLI-like synthetic pairs. Each of the N processes keeps to
+1/N of the GPU's memory, as a search's trials at ``gpus_per_worker: 1/N`` do (``search.trial.cap_gpu_memory``);
+a process that runs out of its share goes on in micro-batches, and the level says so.
 
 Figures per N: aggregate real (non-pad) tokens/s = all processes' tokens / (last end - first start),
 its ratio to one process alone, each process's own tokens/s, and peak GPU memory per process
@@ -71,8 +73,11 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
         from itt.config import HardwareConfig, TrainDefaults
         from itt.train import make_accelerator, train_stage
 
+        from search.trial import cap_gpu_memory
+
         transformers.logging.set_verbosity_error()
         on_gpu = torch.cuda.is_available()
+        cap_gpu_memory(1 / n)  # as a search's trials at gpus_per_worker 1/n keep to their share (no-op on CPU)
         if not on_gpu:
             torch.set_num_threads(1)  # N processes on a few cores: one thread each, no oversubscription
         device = torch.device("cuda" if on_gpu else "cpu")
@@ -107,6 +112,7 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
             "peak_gpu_reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if on_gpu else None,
             "peak_gpu_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "micro_batches": st.micro_batches,  # > 1: the process ran out of GPU memory and cut its batches
         })
     except BaseException as e:
         try:
@@ -147,6 +153,7 @@ def measure(n: int, args: argparse.Namespace) -> dict:
         "per_process_tokens_per_s": [r["tokens_per_s"] for r in rows],
         "median_process_tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows),
         "peak_gpu_reserved_mib_max": max(mem) if mem else None, "peak_rss_mib_max": max(r["peak_rss_mib"] for r in rows),
+        "micro_batches_max": max(r["micro_batches"] for r in rows),
         "per_process": rows,
     }
 
@@ -189,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         mem = f"{lv['peak_gpu_reserved_mib_max']:.0f} MiB GPU" if lv["peak_gpu_reserved_mib_max"] is not None else \
             f"{lv['peak_rss_mib_max']:.0f} MiB RSS"
         print(f"  {n} process(es): aggregate {lv['aggregate_tokens_per_s']:10.0f} tok/s, "
-              f"per process {lv['median_process_tokens_per_s']:10.0f} tok/s, peak {mem} per process", flush=True)
+              f"per process {lv['median_process_tokens_per_s']:10.0f} tok/s, peak {mem} per process"
+              + (f"; out of memory: batches cut into up to {lv['micro_batches_max']} micro-batches"
+                 if lv["micro_batches_max"] > 1 else ""), flush=True)
         out = figures(levels, args, name, torch.__version__)
         if args.json:  # after every level: a run cut off at a time limit keeps the levels it finished
             write_json(args.json, out)

@@ -28,7 +28,8 @@ from itt.config import ChainConfig
 from itt.data import load_split
 from itt.errors import UserError
 from itt.kinds import EvalContext, handler
-from itt.models import build_encoder, check_model, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer
+from itt.models import (build_encoder, check_model, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer,
+                        use_gradient_checkpointing)
 from itt.noise import perturb_dataset
 from itt.tasks import Kind, Task, resolve_task
 from itt.train import hardware_record, make_accelerator, train_stage
@@ -138,7 +139,7 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     else:
         tokenizer = load_tokenizer(m.tokenizer or m.name, revision=m.revision, trust_remote_code=m.trust_remote_code)
     if m.name is not None:
-        check_model(m)  # a wrong model name fails here, not after the first seed's output exists
+        check_model(m, cfg.hardware.gradient_checkpointing)  # a wrong model name fails here, not after the first seed's output exists
 
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer, also=also)
     hp_t = cfg.stage_hparams(None)
@@ -298,6 +299,7 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     encoder = build_encoder(cfg.model, p.tokenizer, max_length=max(max_len, cfg.eval.retrieval.max_length)
                             if not p.target.trains or any(not t.trains for t, _ in p.also.values()) else max_len,
                             sdpa=cfg.hardware.sdpa)
+    use_gradient_checkpointing(encoder, cfg.hardware.gradient_checkpointing)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     stages = []
     k_all = len(p.order) + 1  # the stages of a chain: its intermediate tasks and the target fine-tune

@@ -248,6 +248,12 @@ class HardwareConfig(_Strict):
     fused_optimizer: bool | None = None  # default: on GPU only
     num_workers: int = Field(0, ge=0)  # DataLoader workers
     num_threads: int | None = Field(None, gt=0)  # CPU threads for torch; default: torch's choice
+    # a CUDA out-of-memory error in a single-process stage: the step again in micro-batches half as large,
+    # the same update (itt.train.MicroBatches); false: the error ends the chain
+    split_on_oom: bool = True
+    # recompute each layer's activations in the backward pass (🤗's gradient checkpointing): far less
+    # activation memory (XLM-R large at 512 tokens) for about a third more compute; the same numbers
+    gradient_checkpointing: bool = False
 
 
 class TargetConfig(_Strict):
@@ -293,6 +299,12 @@ class ChainConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"a task appears twice in the order: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _checkpointing_supported(self) -> ChainConfig:
+        if self.hardware.gradient_checkpointing and self.model.tiny is not None and self.model.tiny.arch == "xlnet":
+            raise ValueError("hardware.gradient_checkpointing: transformers' XLNet does not support it; set it to false")
+        return self
 
     def stage_hparams(self, task: str | None) -> TrainDefaults:
         """Resolved hyperparameters of one stage (``None`` = the target fine-tune)."""

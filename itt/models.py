@@ -108,14 +108,21 @@ def tiny_config(tiny, tokenizer, max_length: int):
     return AutoConfig.for_model(tiny.arch, **common, **kw)
 
 
-def check_model(mcfg: ModelConfig) -> None:
-    """Fail early (one line) when a named model's config cannot be had."""
+def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False) -> None:
+    """Fail early (one line) when a named model's config cannot be had, or its architecture cannot do
+    the gradient checkpointing ``hardware`` asks for."""
+    import transformers
     from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
     try:
-        AutoConfig.from_pretrained(mcfg.name, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(mcfg.name, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
     except Exception as e:
         raise UserError(f"model '{mcfg.name}': cannot load its config ({_first_line(e)})") from None
+    cls = getattr(transformers, MODEL_MAPPING_NAMES.get(config.model_type, ""), None)
+    if gradient_checkpointing and cls is not None and not cls.supports_gradient_checkpointing:
+        raise UserError(f"hardware.gradient_checkpointing: model '{mcfg.name}' ({cls.__name__}) does not support it "
+                        "in transformers; set it to false")
 
 
 def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):
@@ -135,6 +142,21 @@ def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):
     except Exception as e:
         raise UserError(f"model '{mcfg.name}': cannot load its weights ({_first_line(e)})") from None
     return _drop_pooler(model)
+
+
+def use_gradient_checkpointing(encoder, on: bool) -> None:
+    """``hardware.gradient_checkpointing``: 🤗's activation checkpointing on the encoder (non-reentrant,
+    as PyTorch recommends; the RNG state is replayed, so dropout masks and the numbers stay the same)."""
+    if not on:
+        return
+    if not getattr(encoder, "supports_gradient_checkpointing", False):
+        raise UserError(f"hardware.gradient_checkpointing: {type(encoder).__name__} ({encoder.config.model_type}) "
+                        "does not support it in transformers; set it to false")
+    kwargs = {"use_reentrant": False}
+    if hasattr(encoder, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
+        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _drop_pooler(model):

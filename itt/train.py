@@ -168,6 +168,8 @@ class StageStats:
     # input tokens processed, padding included (summed over processes): the stage's work whatever the hardware and
     # its load (a transformer's training FLOPs are about 6 x parameters x tokens; Kaplan et al. 2020)
     tokens: int = 0
+    # micro-batches each batch was cut into by the stage's end: 1 unless it ran out of GPU memory (MicroBatches)
+    micro_batches: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -204,27 +206,21 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     if progress is not None:
         progress({"step": 0, "total": total})
     pmodel.train()
-    step, micro, seen, tokens, losses = 0, 0, 0, 0, []
+    micro = MicroBatches(hw.split_on_oom, accelerator.num_processes)
+    step, seen, tokens, losses, held = 0, 0, 0, [], []
     t0 = time.perf_counter()
     while step < total:
         for batch in loader:
-            labels = batch.pop("labels")
-            sync = (micro + 1) % hp.grad_accum == 0
-            # forward/backward; gradients sync across processes only on the accumulation boundary
-            ctx = accelerator.no_sync(pmodel) if not sync else _null()
-            with ctx:
-                with accelerator.autocast():
-                    logits = pmodel(**batch)
-                # each kind's model knows its loss (classification, tags, spans, options)
-                loss = model.loss(logits, labels) if hasattr(model, "loss") else loss_fn(logits, labels, model.regression)
-                accelerator.backward(loss / hp.grad_accum)
-            micro += 1
-            seen += labels.size(0) * accelerator.num_processes
-            ids = batch.get("input_ids")
-            tokens += ids.numel() if ids is not None else 0  # this process's (a shape: no device sync)
-            losses.append(loss.detach())
-            if not sync:
+            held.append(batch)
+            if len(held) < hp.grad_accum:
                 continue
+            # forward/backward over the step's batches (in micro-batches after an out-of-memory error)
+            losses += _backward(accelerator, pmodel, model, held, micro, optimizer, log)
+            for b in held:
+                seen += b["labels"].size(0) * accelerator.num_processes
+                ids = b.get("input_ids")
+                tokens += ids.numel() if ids is not None else 0  # this process's (a shape: no device sync)
+            held = []
             # step: clip, update, schedule
             accelerator.clip_grad_norm_(pmodel.parameters(), hp.max_grad_norm)
             optimizer.step()
@@ -242,10 +238,104 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     # every process's tokens (their batches pad to their own lengths): one collective, at the stage's end
     tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").item())
     _release(accelerator)
-    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens)
+    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens, micro.pieces)
     if log:
         log(f"  {task.name}: {step} steps, {seen} examples, loss {tail:.4f}, {secs:.1f}s ({stats.examples_per_s:.0f} ex/s)")
     return stats
+
+
+# --------------------------------------------------------------------------- out of memory: micro-batches
+class MicroBatches:
+    """How many micro-batches each batch is cut into: 1 until a CUDA out-of-memory error, then twice as
+    many at each error, for the rest of the stage. Each micro-batch's loss is weighted by its share of the
+    batch's loss terms (labels other than -100: examples, or tokens for tagging), so a step makes the
+    update the whole batch would (up to dropout masks and the order of float sums) at the memory of a
+    smaller one; the batch size, the learning-rate schedule and the data order stay as configured (the 🤗
+    Trainer's ``auto_find_batch_size`` and Accelerate's ``find_executable_batch_size`` halve the batch
+    itself, which changes the run). Trials sharing a GPU (fractional ``gpus_per_worker``) are where a long
+    stage runs out. Training cuts only in a single-process stage: a rank that repeats a step alone would
+    leave the others waiting in the gradient all-reduce."""
+
+    def __init__(self, enabled: bool = True, processes: int = 1):
+        self.pieces, self.enabled, self.processes = 1, enabled, processes
+
+    def check(self, rows: int, error: BaseException) -> None:
+        """Re-raise ``error`` (inside its ``except`` block) with a note when the batch cannot be cut further."""
+        why = ("hardware.split_on_oom is false" if not self.enabled else
+               f"a stage of {self.processes} processes is not cut" if self.processes > 1 else
+               "one example per micro-batch already" if self.pieces * 2 > rows else None)
+        if why is not None:
+            error.add_note(f"itt: out of memory at {rows} examples per batch ({why}): lower batch_size or max_length "
+                           "and raise grad_accum, or give each trial more of the GPU (search.resources.gpus_per_worker)")
+            raise error
+
+    def more(self, rows: int, say) -> None:
+        self.pieces *= 2
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        say(f"  out of GPU memory at {rows} examples per batch: going on in {self.pieces} micro-batches per batch "
+            "(the same update; hardware.split_on_oom)")
+
+
+def _rows(batch) -> int:
+    return len(next(iter(batch.values())))
+
+
+def _cut(batch, pieces: int) -> list[dict]:
+    """``batch`` (a dict of tensors, rows first) as ``pieces`` dicts of consecutive rows (no empty one)."""
+    if pieces == 1:
+        return [dict(batch)]
+    parts = {k: torch.tensor_split(v, pieces) for k, v in batch.items()}
+    return [{k: v[j] for k, v in parts.items()} for j in range(pieces) if len(next(iter(parts.values()))[j])]
+
+
+def _terms(labels: torch.Tensor) -> torch.Tensor:
+    """The loss terms a mean-reduced loss averages over: labels other than -100 (a device tensor: no sync)."""
+    return (labels != -100).sum()
+
+
+def _accumulate(accelerator, pmodel, model, batches: list, pieces: int) -> list[torch.Tensor]:
+    """Forward and backward over one optimizer step's batches, each in ``pieces`` micro-batches weighted
+    by their share of its loss terms; gradients sync across processes on the last only. Returns each
+    batch's loss."""
+    out, last = [], len(batches) - 1
+    for i, batch in enumerate(batches):
+        parts = _cut(batch, pieces)
+        terms = _terms(batch["labels"]) if pieces > 1 else None
+        batch_loss = None
+        for j, part in enumerate(parts):
+            labels = part.pop("labels")
+            sync = i == last and j == len(parts) - 1
+            with accelerator.no_sync(pmodel) if not sync else _null():
+                with accelerator.autocast():
+                    logits = pmodel(**part)
+                # each kind's model knows its loss (classification, tags, spans, options)
+                loss = model.loss(logits, labels) if hasattr(model, "loss") else loss_fn(logits, labels, model.regression)
+                if terms is not None:
+                    loss = loss * (_terms(labels) / terms)
+                accelerator.backward(loss / len(batches))
+            batch_loss = loss.detach() if batch_loss is None else batch_loss + loss.detach()
+        out.append(batch_loss)
+    return out
+
+
+def _backward(accelerator, pmodel, model, batches: list, micro: MicroBatches, optimizer, log) -> list[torch.Tensor]:
+    """:func:`_accumulate`; after a CUDA out-of-memory error, the step again in twice as many micro-batches."""
+    rows = max(_rows(b) for b in batches)
+    while True:
+        try:
+            return _accumulate(accelerator, pmodel, model, batches, micro.pieces)
+        except torch.OutOfMemoryError as e:
+            micro.check(rows, e)
+        # (outside the except block, whose traceback holds the failed step's activations)
+        optimizer.zero_grad(set_to_none=True)
+        micro.more(rows, log or _stderr)
+
+
+def _stderr(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _release(accelerator) -> None:
@@ -286,12 +376,26 @@ def _forward_batches(accelerator, model, tok_ds, tokenizer, batch_size: int):
     # from the stage cache before `eval.also` or a retrieval probe) is still where it was loaded: the CPU
     model.to(accelerator.device)
     model.eval()
+    micro = MicroBatches()
     for batch in loader:
         batch.pop("labels", None)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            yield model(**batch)
+        yield _outputs(accelerator, model, batch, micro)
     model.train()
+
+
+def _outputs(accelerator, model, batch: dict, micro: MicroBatches) -> torch.Tensor:
+    """The model's outputs for one eval batch; after a CUDA out-of-memory error, in twice as many parts,
+    concatenated (exact: a row's output does not depend on the other rows)."""
+    while True:
+        try:
+            with accelerator.autocast():
+                if micro.pieces == 1:
+                    return model(**batch)
+                return torch.cat([model(**part) for part in _cut(batch, micro.pieces)])
+        except torch.OutOfMemoryError as e:
+            micro.check(_rows(batch), e)
+        micro.more(_rows(batch), _stderr)
 
 
 @torch.no_grad()

@@ -83,6 +83,7 @@ def test_share_smoke_two_processes(tmp_path):
     assert res["smoke"] and set(res["share_throughput"]) == {"1", "2"} and res["share_throughput"]["1"] == 1.0
     two = next(lv for lv in res["levels"] if lv["procs"] == 2)
     assert len(two["per_process"]) == 2 and two["aggregate_tokens_per_s"] > 0 and two["peak_rss_mib_max"] > 0
+    assert two["micro_batches_max"] == 1  # nothing ran out of memory
     assert "advice: gpus_per_worker" in r.stdout and res["levels_done"] == 2
 
 
