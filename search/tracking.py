@@ -867,7 +867,8 @@ def show_trials(client, experiment_id: str, meta: dict) -> None:
     """The tags that open the experiment on the runs page of this search's trials (see :func:`view_state`);
     set at every start and by ``itt report`` (a search from before a column was added gets it)."""
     key = view_key(meta["search_id"])
-    state = view_state(meta["search_id"], meta.get("languages") or [], meta.get("metric"), meta.get("xtreme_tasks"))
+    state = view_state(meta["search_id"], meta.get("languages") or [], meta.get("metric"), meta.get("xtreme_tasks"),
+                       int(meta.get("max_length") or 0))
     for k, v in ((EXPERIMENT_KIND, MODEL_TRAINING), (VIEW_TAG + key, json.dumps(state)), (LATEST_VIEW, key)):
         client.set_experiment_tag(experiment_id, k, v)
 
@@ -876,12 +877,13 @@ def view_key(search_id: str) -> str:
     return f"itt-{search_id[:12]}"
 
 
-def view_state(search_id: str, languages: list[str], metric: str | None, xtreme_tasks: list[str] | None = None) -> dict:
+def view_state(search_id: str, languages: list[str], metric: str | None, xtreme_tasks: list[str] | None = None,
+               max_length: int = 0) -> dict:
     """The runs page of one search: its trials (not the parent), best score first, with the columns a
     comparison needs (order, score, test mean, P(best) once `itt report` has run, worst language,
     transfer gap, outcome, length, the tokens training the order costs, per-language test scores; a search on the XTREME average: that average and
-    each task's XTREME score instead of the target's figures), and every run drawn in the charts (the
-    UI's default draws the first 10 only)."""
+    each task's XTREME score instead of the target's figures), every run drawn in the charts (the
+    UI's default draws the first 10 only), and the charts of :func:`order_charts` first in the chart view."""
     cols = ["params.`order`", "metrics.`score`", "metrics.`test_mean`", "metrics.`report_p_best`",
             "metrics.`test_worst`", "metrics.`test_transfer_gap`", "tags.`outcome`", "params.`order_length`",
             "metrics.`chain_tokens`"]
@@ -891,7 +893,45 @@ def view_state(search_id: str, languages: list[str], metric: str | None, xtreme_
         cols += [f"metrics.`test_{metric}_{lang}`" for lang in languages[:12]]
     return {"searchFilter": f"tags.itt_role = 'trial' and tags.search_id = '{search_id}'",
             "orderByKey": "metrics.`score`", "orderByAsc": False,
-            "selectedColumns": cols, "runsHiddenMode": "SHOW_ALL"}
+            "selectedColumns": cols, "runsHiddenMode": "SHOW_ALL",
+            **order_charts(search_id, max_length, robust=not xtreme_tasks)}
+
+
+CHART_SECTION = "Orders (itt)"
+BEST_BARS = 20  # the bar chart's orders: the best ones (the runs page sorts by score)
+
+
+def order_charts(search_id: str, max_length: int, robust: bool = True) -> dict:
+    """The chart view's first section (MLflow 3.17's ``compareRunCharts``/``compareRunSections``, as its
+    UI serialises them): the best orders' scores as bars; a parallel-coordinates chart from the task at
+    each position (``pos_1``.. ``pos_<longest>``, '-' past an order's end) to the score, where an order's
+    path shows which task at which position goes with high scores; each trial's objective after each
+    stage (the probes ASHA ranks, then the final); and, with per-language test scores, each order's mean
+    against its worst language (accuracy against robustness). (A shared view's charts are the page's
+    charts: MLflow adds no per-metric ones of its own to them.)"""
+    sid = search_id[:12]
+    section = f"itt-{sid}-orders"
+
+    def card(name: str, kind: str, **fields) -> dict:
+        return {"uuid": f"itt-{sid}-{name}", "type": kind, "runsCountToCompare": BEST_BARS, "metricSectionId": section,
+                "deleted": False, "isGenerated": False, **fields}
+
+    charts = [card("score", "BAR", metricKey="score",
+                   selectedMetricKeys=None, datasetName=None, dataAccessKey=None)]
+    if max_length:
+        charts.append(card("positions", "PARALLEL", selectedParams=[f"pos_{i}" for i in range(1, max_length + 1)], selectedMetrics=["score"],
+                           showAllRuns=True, runsCountToCompare=10_000))
+    charts.append(card("probes", "LINE", metricKey="objective", selectedMetricKeys=["objective"], lineSmoothness=0, xAxisScaleType="linear",
+                       scaleType="linear", range={"xMin": None, "xMax": None, "yMin": None, "yMax": None},
+                       xAxisKey="step", selectedXAxisMetricKey="", yAxisKey="metric", yAxisExpressions=[],
+                       ignoreOutliers=False, useGlobalXaxisKey=False, useGlobalLineSmoothing=False,
+                       runsCountToCompare=10_000))
+    if robust:
+        charts.append(card("robust", "SCATTER", xaxis={"key": "test_mean", "type": "METRIC"}, yaxis={"key": "test_worst", "type": "METRIC"},
+                           runsCountToCompare=10_000))
+    return {"compareRunCharts": charts,
+            "compareRunSections": [{"uuid": section, "name": CHART_SECTION, "display": True, "isReordered": False,
+                                    "deleted": False, "isGenerated": False}]}
 
 
 def server_url(uri: str, *, host: str = "127.0.0.1", port: int = 5000) -> str:
