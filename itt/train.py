@@ -42,8 +42,9 @@ def hardware_record(accelerator) -> dict:
     processes training it, mixed precision and the torch version."""
     dev = accelerator.device
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    memory = {"gpu_memory_mib": torch.cuda.get_device_properties(dev).total_memory / 2**20} if dev.type == "cuda" else {}
     return {"device": dev.type, "device_name": name, "processes": int(accelerator.num_processes),
-            "mixed_precision": str(accelerator.mixed_precision), "torch": torch.__version__}
+            "mixed_precision": str(accelerator.mixed_precision), "torch": torch.__version__, **memory}
 
 
 def _cpu_name() -> str:
@@ -170,6 +171,9 @@ class StageStats:
     tokens: int = 0
     # micro-batches each batch was cut into by the stage's end: 1 unless it ran out of GPU memory (MicroBatches)
     micro_batches: int = 1
+    # on CUDA: the most GPU memory the process's allocator held during the stage (MiB; max_memory_reserved,
+    # what other trials sharing the GPU cannot have; the CUDA context's ~0.5 GiB comes on top)
+    peak_gpu_mib: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -206,6 +210,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     if progress is not None:
         progress({"step": 0, "total": total})
     pmodel.train()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
     micro = MicroBatches(hw.split_on_oom, accelerator.num_processes)
     step, seen, tokens, losses, held = 0, 0, 0, [], []
     t0 = time.perf_counter()
@@ -238,7 +244,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     # every process's tokens (their batches pad to their own lengths): one collective, at the stage's end
     tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").item())
     _release(accelerator)
-    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens, micro.pieces)
+    peak = torch.cuda.max_memory_reserved(accelerator.device) / 2**20 if on_gpu else None
+    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens, micro.pieces, peak)
     if log:
         log(f"  {task.name}: {step} steps, {seen} examples, loss {tail:.4f}, {secs:.1f}s ({stats.examples_per_s:.0f} ex/s)")
     return stats

@@ -172,7 +172,8 @@ def cmd_space(args) -> int:
         print("  " + (order_key(o) or "(F: empty order)"))
     p = plan.make(scfg, chain)
     h = plan.hour_figures(p, timing) if timing else None
-    print("\n".join(plan.count_lines(p) + (plan.hour_lines(p, timing, h, chain) if timing else [])))
+    print("\n".join(plan.count_lines(p) + (plan.hour_lines(p, timing, h, chain) + plan.memory_lines(p, timing)
+                                            if timing else [])))
     if args.json:
         import json
 

@@ -8,7 +8,7 @@ evaluation on one seed. Every figure is per seed; a search runs each of its ``se
 * ``work``: those counts for a set of orders, with and without the stage cache.
 * ``exhaustive_work``: every order of the space once (a closed form where the space has no
   constraints, so spaces too large to list are counted too).
-* ``make`` / ``count_lines`` / ``hour_lines``: the plan of one config, in words (``itt space``);
+* ``make`` / ``count_lines`` / ``hour_lines`` / ``memory_lines``: the plan of one config, in words (``itt space``);
   ``as_json``: its figures (``itt space --json``).
 * ``budget``: this search's ``num_samples`` trials: its seed points first, and the stage-trainings its
   other orders need if they were drawn at random (Monte Carlo over seeded draws of distinct orders).
@@ -34,6 +34,7 @@ from itt.errors import UserError
 from search.space import OrderSpace
 
 DRAWS = 200  # Monte Carlo draws of the orders a search does not fix in advance
+CUDA_CONTEXT_MIB = 512  # a process's CUDA context, outside the allocator's figures (about; it varies by GPU and driver)
 LIST_UP_TO = 200_000  # spaces up to this size are listed to draw from; larger ones by rejection
 COVERS = {"trial": "trial time, start-up included; the searcher's own on top",  # what a pilot's seconds cover
           "chain": "chain time: a trial's start-up and the searcher on top"}
@@ -265,6 +266,30 @@ def hour_lines(p: Plan, timing: "Timing", h: dict, chain) -> list[str]:
     return out
 
 
+def memory_lines(p: Plan, timing: "Timing") -> list[str]:
+    """How many of the pilot's trials one GPU holds, and whether this search's ``gpus_per_worker`` gives a
+    trial its peak (a trial keeps to its share of the GPU's memory: search.trial.cap_gpu_memory; a stage
+    beyond it runs in micro-batches, slower)."""
+    g = timing.gpu
+    if g is None:
+        return []
+    out = [f"GPU memory, as the pilot's stages held it: at most {gib(g.peak_mib)} (a {g.task} stage; the "
+           f"allocator's, a CUDA context of about {gib(CUDA_CONTEXT_MIB)} on top)"]
+    n = g.fits()
+    if n:
+        out.append(f"  its {g.device_name} ({gib(g.total_mib)}) holds {n} such trial(s): search.resources.gpus_per_worker "
+                   f"{1 / n:.3g} or more gives each one that much")
+    share = p.scfg.resources.gpus_per_worker
+    if n and 0 < share < 1 and share * g.total_mib < g.peak_mib + CUDA_CONTEXT_MIB:
+        out.append(f"  this search's gpus_per_worker {share:g} gives a trial {gib(share * g.total_mib)} of such a GPU: "
+                   f"its largest stages will run out and go on in micro-batches (slower); {1 / n:.3g} avoids that")
+    return out
+
+
+def gib(mib: float) -> str:
+    return f"{mib / 1024:.1f} GiB"
+
+
 def _caveats(p: Plan, timing: "Timing", chain) -> list[str]:
     """Where the pilot's seconds are not this search's: tasks it did not train, another device, other settings."""
     out = []
@@ -293,6 +318,9 @@ def as_json(p: Plan, space: OrderSpace, timing: "Timing | None" = None, h: dict 
         out["hours"] = {**h, "source": timing.source, "stage_seconds": timing.stage, "finetune_seconds": timing.finetune,
                         "per_chain_seconds": timing.per_chain, "per_stage_seconds": timing.per_stage,
                         "unmeasured": timing.unmeasured(p.scfg.candidates)}
+        g = timing.gpu
+        out["gpu_memory"] = None if g is None else {"peak_mib": g.peak_mib, "task": g.task, "total_mib": g.total_mib,
+                                                     "device_name": g.device_name, "trials_per_gpu": g.fits()}
     return out
 
 
@@ -307,6 +335,7 @@ class Timing:
     source: str
     config: dict | None = None
     devices: frozenset = frozenset()  # the kinds of device its chains ran on ("cpu", "cuda", ...)
+    gpu: "GpuMemory | None" = None  # on CUDA: the most memory a stage held, and the GPU's
 
     def unmeasured(self, tasks) -> list[str]:
         """Of ``tasks``, those the pilot trained no stage of (their seconds are the median stage's)."""
@@ -337,6 +366,21 @@ class Timing:
         return est, sum(r["seconds"] for r in self.runs)
 
 
+@dataclass
+class GpuMemory:
+    """The pilot's GPU memory: the most its allocator held in one stage it trained (``peak_gpu_mib`` of
+    results.json's stages), which stage, and the memory of the GPU it ran on."""
+
+    peak_mib: float
+    task: str
+    total_mib: float | None
+    device_name: str
+
+    def fits(self) -> int | None:
+        """Trials of the pilot's size one such GPU holds (each its peak plus a CUDA context)."""
+        return int(self.total_mib // (self.peak_mib + CUDA_CONTEXT_MIB)) if self.total_mib else None
+
+
 def stage_tasks(orders) -> dict[str, int]:
     """task -> the stage-trainings of it that ``orders`` need with the stage cache."""
     out: dict[str, int] = {}
@@ -365,7 +409,7 @@ def timing_from(exp_dir: str) -> Timing:
     st = storage_of(exp_dir, "--from")
     records, config = _pilot_records(st, exp_dir)
     stage_seconds: dict[tuple, float] = {}  # (prefix, seed) -> its training's seconds (a cached stage carries them too)
-    fine, runs, hardware, devices = [], [], set(), set()
+    fine, runs, hardware, devices, gpu = [], [], set(), set(), None
     for res in records:
         if res.get("simulated") or res.get("wall_seconds") is None:
             continue
@@ -373,6 +417,7 @@ def timing_from(exp_dir: str) -> Timing:
         hardware.add(f"{hw.get('device_name') or '?'} ({hw.get('device') or '?'})")
         devices.add(hw.get("device") or "?")
         runs.append(_run(res, stage_seconds, fine))
+        gpu = _gpu_memory(res, gpu)
     if not runs:
         raise NoSeconds(f"--from {exp_dir}: no trial with measured seconds (trials/<id>/results.json of real, "
                         f"not simulated, trials)")
@@ -383,7 +428,19 @@ def timing_from(exp_dir: str) -> Timing:
     return Timing(stage={t: float(np.median(v)) for t, v in per_task.items()},
                   finetune=float(np.median(fine)) if fine else 0.0, per_chain=per_chain, per_stage=per_stage,
                   runs=runs, source=f"{st.display}: {len(runs)} {'trials' if len(runs) > 1 else 'run'} on "
-                                    f"{'; '.join(sorted(hardware))}", config=config, devices=frozenset(devices))
+                                    f"{'; '.join(sorted(hardware))}", config=config, devices=frozenset(devices), gpu=gpu)
+
+
+def _gpu_memory(res: dict, best: "GpuMemory | None") -> "GpuMemory | None":
+    """``best`` or this chain record's stage that held more GPU memory (stages it trained; a cached stage
+    carries its trainer's figure, not this chain's)."""
+    hw = res.get("hardware") or {}
+    for sr in res.get("seeds", {}).values():
+        for st in sr.get("stages") or []:
+            peak = st.get("peak_gpu_mib")
+            if peak is not None and not st.get("from_cache") and (best is None or peak > best.peak_mib):
+                best = GpuMemory(float(peak), st.get("task") or "?", hw.get("gpu_memory_mib"), hw.get("device_name") or "?")
+    return best
 
 
 def _pilot_records(st, exp_dir: str) -> tuple[list[dict], dict | None]:

@@ -68,10 +68,15 @@ STAGE = {"toy_topic": 10.0, "toy_align": 20.0, "toy_length": 40.0}
 FINETUNE, PER_CHAIN, PER_STAGE = 30.0, 5.0, 2.0
 
 
-def _pilot(tmp_path, config: dict | None = None):
+GPU_PEAK = {"toy_topic": 6000.0, "toy_align": 9000.0, "toy_length": 21000.0, "toy_xnli": 7000.0}  # MiB
+H100 = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "gpu_memory_mib": 81559.0}
+
+
+def _pilot(tmp_path, config: dict | None = None, gpu: bool = False):
     """An experiment whose trials took planted seconds: each trained stage its task's plus PER_STAGE, each
     chain (seed) PER_CHAIN plus the target fine-tune; stages from the cache cost nothing. A replay (an
-    earlier result reported again) is left out."""
+    earlier result reported again) is left out. ``gpu``: on an H100, each stage holding its GPU_PEAK (a
+    stage from the cache with more, its trainer's figure, which is not this chain's)."""
     exp = tmp_path / "pilot"
     orders = [["toy_topic"], ["toy_topic", "toy_align"], ["toy_length", "toy_align"], ["toy_length"], []]
     rows, trained = [], set()
@@ -83,15 +88,16 @@ def _pilot(tmp_path, config: dict | None = None):
             for j, t in enumerate(order, 1):
                 cached = (tuple(order[:j]), seed) in trained
                 trained.add((tuple(order[:j]), seed))
-                stages.append({"task": t, "seconds": STAGE[t], "from_cache": cached})
-            stages.append({"task": "toy_xnli", "seconds": FINETUNE})
+                stages.append({"task": t, "seconds": STAGE[t], "from_cache": cached,
+                               **({"peak_gpu_mib": 50000.0 if cached else GPU_PEAK[t]} if gpu else {})})
+            stages.append({"task": "toy_xnli", "seconds": FINETUNE, **({"peak_gpu_mib": GPU_PEAK["toy_xnli"]} if gpu else {})})
             seeds[str(seed)] = {"stages": stages}
         new = [s for sr in seeds.values() for s in sr["stages"][:-1] if not s["from_cache"]]
         wall = 2 * (PER_CHAIN + FINETUNE) + sum(s["seconds"] + PER_STAGE for s in new)  # (seeds in lockstep: their sum)
         (exp / "trials" / tid).mkdir(parents=True)
         (exp / "trials" / tid / "results.json").write_text(json.dumps(
             {"order": order, "target": "toy_xnli", "seeds": seeds, "wall_seconds": wall,
-             "hardware": {"device": "cpu", "device_name": "test"}}))
+             "hardware": H100 if gpu else {"device": "cpu", "device_name": "test"}}))
         rows.append({"trial_id": tid, "order": ">".join(order), "status": "completed", "replayed": "false"})
     (exp / "trials" / "t9").mkdir()  # a replay of t0: its record again, nothing trained
     (exp / "trials" / "t9" / "results.json").write_text((exp / "trials" / "t0" / "results.json").read_text())
@@ -138,6 +144,31 @@ def test_itt_space_prints_the_plan_and_hours_from_a_pilot(tmp_path, capsys):
     # every order once, by hand: 16 prefixes (4 ending in each task; toy_parity at the median stage, 20 s)
     full = (4 * (10 + 20 + 40 + 20) + 16 * PER_STAGE + 17 * (FINETUNE + PER_CHAIN)) * 2  # seeds
     assert f"every order once: about {plan.hours(full)} of trial time" in out
+
+
+def test_itt_space_says_how_many_trials_of_the_pilots_size_share_a_gpu(tmp_path, capsys):
+    """From a pilot's peak GPU memory per stage: the largest (a stage it trained, not one from the cache), how
+    many such trials the GPU holds (each with a CUDA context), and whether this search's share covers it."""
+    t = plan.timing_from(str(_pilot(tmp_path, gpu=True)))
+    assert (t.gpu.peak_mib, t.gpu.task, t.gpu.total_mib) == (21000.0, "toy_length", 81559.0)
+    n = 81559 // (21000 + plan.CUDA_CONTEXT_MIB)
+    assert t.gpu.fits() == n == 3
+    cfg = tmp_path / "s.yaml"
+    search = {"candidates": ["toy_topic", "toy_align", "toy_length"], "length": [0, 2], "num_samples": 4}
+    for share, short in ((0.25, True), (0.5, False)):
+        cfg.write_text(yaml.safe_dump({**TINY, "search": {**search, "resources": {"gpus_per_worker": share}}}))
+        js = tmp_path / f"plan{share}.json"
+        assert main(["space", str(cfg), "--samples", "0", "--from", str(tmp_path / "pilot"), "--json", str(js)]) == 0
+        out = capsys.readouterr().out
+        assert "GPU memory, as the pilot's stages held it: at most 20.5 GiB (a toy_length stage;" in out
+        assert "its NVIDIA H100 80GB HBM3 (79.6 GiB) holds 3 such trial(s): search.resources.gpus_per_worker 0.333 or more" in out
+        assert ("this search's gpus_per_worker 0.25 gives a trial 19.9 GiB of such a GPU: its largest stages will run "
+                "out and go on in micro-batches" in out) == short
+        assert json.loads(js.read_text())["gpu_memory"] == {"peak_mib": 21000.0, "task": "toy_length", "total_mib": 81559.0,
+                                                            "device_name": "NVIDIA H100 80GB HBM3", "trials_per_gpu": 3}
+    # a CPU pilot: no GPU lines
+    t = plan.timing_from(str(_pilot(tmp_path / "cpu")))
+    assert t.gpu is None and plan.memory_lines(None, t) == []
 
 
 def test_itt_space_bad_pilot_is_one_line(tmp_path, capsys):
