@@ -13,7 +13,8 @@ Figures per N: aggregate real (non-pad) tokens/s = all processes' tokens / (last
 its ratio to one process alone, each process's own tokens/s, and peak GPU memory per process
 (``max_memory_reserved``, the allocator's high-water mark; the CUDA context's ~0.5 GB comes on top).
 From them: the largest N whose aggregate still grows by >= 10% over the previous N, as the
-``gpus_per_worker`` to advise (1/N) for this model size.
+``gpus_per_worker`` to advise (1/N) for this model size. Last, the out-of-memory check (``oom_check``):
+one process again with less memory than its stage held, which must go on in micro-batches and finish.
 
     python bench/gpu_share.py                                  # N = 1 2 4 8, XLM-R base, on the GPU
     python bench/gpu_share.py --procs 1 2 4 --steps 200 --json runs/bench/share.json
@@ -52,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one concurrency level")
     ap.add_argument("--json", metavar="PATH", default=None, help="write the figures here")
     ap.add_argument("--smoke", action="store_true", help="tiny model, fp32, any device, N = 1 2; figures meaningless")
+    ap.add_argument("--no-oom-check", dest="oom_check", action="store_false",
+                    help="skip the last run: one process with less GPU memory than its stage needs (micro-batches)")
     a = ap.parse_args(argv)
     if a.smoke:
         a.procs = sorted({min(p, 2) for p in a.procs} | {1})[:2]
@@ -77,13 +80,18 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
 
         transformers.logging.set_verbosity_error()
         on_gpu = torch.cuda.is_available()
-        cap_gpu_memory(1 / n)  # as a search's trials at gpus_per_worker 1/n keep to their share (no-op on CPU)
+        if getattr(args, "cap_mib", None) and on_gpu:  # the out-of-memory check: less than the stage needs
+            torch.cuda.set_per_process_memory_fraction(args.cap_mib * 2**20 / torch.cuda.get_device_properties(0).total_memory)
+        else:
+            cap_gpu_memory(1 / n)  # as a search's trials at gpus_per_worker 1/n keep to their share (no-op on CPU)
         if not on_gpu:
             torch.set_num_threads(1)  # N processes on a few cores: one thread each, no oversubscription
         device = torch.device("cuda" if on_gpu else "cpu")
         hw = HardwareConfig(device=device.type, mixed_precision="bf16" if on_gpu and not args.smoke else "no", sdpa=True,
                             group_by_length=True, fused_optimizer=on_gpu)
         model, task = build_template(args.smoke, device, args.seed + rank)
+        if getattr(args, "fake_oom_rows", None):  # (CPU: the error a capped GPU raises, from a forward hook)
+            model.register_forward_pre_hook(_fake_oom(args.fake_oom_rows), with_kwargs=True)
         vocab = model.encoder.config.vocab_size
         tok = pad_tokenizer()
         ds = synthetic_pairs(args.steps * args.batch_size, args.mean_len, args.max_len, vocab, args.seed + 100 + rank)
@@ -113,6 +121,7 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
             "peak_gpu_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "micro_batches": st.micro_batches,  # > 1: the process ran out of GPU memory and cut its batches
+            "train_loss": st.train_loss, "params": sum(p.numel() for p in model.parameters()),
         })
     except BaseException as e:
         try:
@@ -120,6 +129,17 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
         except Exception:
             pass
         queue.put({"rank": rank, "error": f"{type(e).__name__}: {e}"})
+
+
+def _fake_oom(rows: int):
+    def hook(module, a, kwargs):
+        import torch
+
+        ids = kwargs.get("input_ids", a[0] if a else None)
+        if ids is not None and ids.size(0) > rows:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (smoke: {ids.size(0)} rows > {rows})")
+
+    return hook
 
 
 def measure(n: int, args: argparse.Namespace) -> dict:
@@ -156,6 +176,32 @@ def measure(n: int, args: argparse.Namespace) -> dict:
         "micro_batches_max": max(r["micro_batches"] for r in rows),
         "per_process": rows,
     }
+
+
+def oom_check(levels: list[dict], args: argparse.Namespace, on_gpu: bool) -> dict:
+    """One process as the first level's, with less GPU memory than its stage held: its weights, gradients
+    and AdamW states (16 bytes a parameter) and half of what its activations took on top. The stage must
+    run out, go on in micro-batches (itt.train.MicroBatches) and finish; against the first level's
+    process: how many micro-batches, tokens/s as a share of the uncut stage's, and the train loss's
+    difference (the same batches; dropout masks and bf16 sums differ). On CPU (--smoke) a forward hook
+    raises the error above half the batch instead."""
+    ref = next(lv for lv in levels if lv["procs"] == 1)["per_process"][0]
+    check = argparse.Namespace(**vars(args))
+    if on_gpu:
+        static = 16 * ref["params"] / 2**20
+        peak = ref["peak_gpu_reserved_mib"]
+        if peak - static < 256:
+            return {"skipped": f"activations of {peak - static:.0f} MiB: too little to cut at batch {args.batch_size}"}
+        check.cap_mib = static + (peak - static) / 2
+    else:
+        check.fake_oom_rows = max(1, args.batch_size // 2)
+    try:
+        got = measure(1, check)["per_process"][0]
+    except RuntimeError as e:
+        return {"cap_mib": getattr(check, "cap_mib", None), "ok": False, "error": str(e)[:500]}
+    return {"cap_mib": getattr(check, "cap_mib", None), "reference_peak_mib": ref["peak_gpu_reserved_mib"],
+            "micro_batches": got["micro_batches"], "tokens_per_s_ratio": got["tokens_per_s"] / ref["tokens_per_s"],
+            "train_loss_diff": abs(got["train_loss"] - ref["train_loss"]), "ok": got["micro_batches"] > 1}
 
 
 def advise(levels: list[dict]) -> int:
@@ -201,6 +247,17 @@ def main(argv: list[str] | None = None) -> int:
                  if lv["micro_batches_max"] > 1 else ""), flush=True)
         out = figures(levels, args, name, torch.__version__)
         if args.json:  # after every level: a run cut off at a time limit keeps the levels it finished
+            write_json(args.json, out)
+    if args.oom_check and any(lv["procs"] == 1 for lv in levels):
+        out["oom_check"] = oom = oom_check(levels, args, on_gpu)
+        if "micro_batches" in oom:
+            cap = f"cap {oom['cap_mib']:.0f} MiB" if oom["cap_mib"] else "smoke: a forward hook above half the batch"
+            print(f"  out of memory on purpose ({cap}): the stage went on in {oom['micro_batches']} "
+                  f"micro-batches per batch at {oom['tokens_per_s_ratio']:.2f}x the uncut stage's tokens/s, train loss "
+                  f"{oom['train_loss_diff']:.2g} from it", flush=True)
+        else:
+            print(f"  out-of-memory check: {oom.get('skipped') or oom.get('error')}", flush=True)
+        if args.json:
             write_json(args.json, out)
     ratios, n_best = out["share_throughput"], advise(levels)
     print()

@@ -84,6 +84,9 @@ def test_share_smoke_two_processes(tmp_path):
     two = next(lv for lv in res["levels"] if lv["procs"] == 2)
     assert len(two["per_process"]) == 2 and two["aggregate_tokens_per_s"] > 0 and two["peak_rss_mib_max"] > 0
     assert two["micro_batches_max"] == 1  # nothing ran out of memory
+    # ... then one process ran out on purpose (on CPU: a forward hook above half the batch) and went on
+    oom = res["oom_check"]
+    assert oom["ok"] and oom["micro_batches"] == 2 and oom["tokens_per_s_ratio"] > 0 and "out of memory on purpose" in r.stdout
     assert "advice: gpus_per_worker" in r.stdout and res["levels_done"] == 2
 
 
