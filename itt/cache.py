@@ -116,7 +116,8 @@ def _memo(p, name: str, fn):
 
 def hardware_spec(cfg, accelerator) -> dict:
     """Settings that change the numbers: device kind, precision, fused attention, batching order,
-    optimizer kernel, DDP world size, and CPU threads (reductions are split by thread)."""
+    optimizer kernel, DDP world size, CPU threads (reductions are split by thread), and deterministic
+    kernels (other CUDA algorithms)."""
     import torch
 
     on_gpu = accelerator.device.type == "cuda"
@@ -124,7 +125,8 @@ def hardware_spec(cfg, accelerator) -> dict:
     return {"device": accelerator.device.type, "mixed_precision": str(accelerator.mixed_precision), "sdpa": hw.sdpa,
             "group_by_length": hw.group_by_length if hw.group_by_length is not None else on_gpu,
             "fused_optimizer": hw.fused_optimizer if hw.fused_optimizer is not None else on_gpu,
-            "world_size": accelerator.num_processes, "threads": None if on_gpu else torch.get_num_threads()}
+            "world_size": accelerator.num_processes, "threads": None if on_gpu else torch.get_num_threads(),
+            **({"deterministic": True} if hw.deterministic else {})}  # (absent when off: earlier keys stay valid)
 
 
 def stage_keys(p, seed: int, encoder, accelerator, pooling: str) -> list[str]:

@@ -32,7 +32,7 @@ from itt.models import (build_encoder, check_model, hidden_size, load_tokenizer,
                         use_gradient_checkpointing)
 from itt.noise import perturb_dataset
 from itt.tasks import Kind, Task, resolve_task
-from itt.train import hardware_record, make_accelerator, train_stage
+from itt.train import deterministic, hardware_record, make_accelerator, train_stage
 
 Report = Callable[[dict, int], None]
 # ``progress(event)``: where the chain is, as often as every optimizer step; ``event`` holds ``phase``
@@ -510,6 +510,24 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def _lockstep(gens: dict, report: Report) -> dict:
+    """Advance every seed's chain one stage at a time; each report is the mean over seeds at that stage.
+    Returns each seed's results."""
+    per_seed: dict = {}
+    while gens:
+        step, batch = None, []
+        for s, gen in list(gens.items()):
+            try:
+                metrics, step = next(gen)
+                batch.append(metrics)
+            except StopIteration as stop:
+                per_seed[s] = stop.value
+                del gens[s]
+        if batch:
+            report(_mean_metrics(batch), step)
+    return per_seed
+
+
 def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Report = _noop_report, log=print,
               prepared: Prepared | None = None, cache=None, progress: Progress | None = None) -> dict:
     """Run the chain for every seed of ``cfg``; write ``results.json`` and predictions to ``out_dir``.
@@ -534,18 +552,8 @@ def run_chain(cfg: ChainConfig, *, out_dir: str | Path | None = None, report: Re
     gens = {s: _seed_steps(p, s, accelerator=accelerator, out=out / f"seed{s}" if out is not None else None, log=log,
                            cache=cache, progress=_with_seed(progress, s, i, len(cfg.seeds)))
             for i, s in enumerate(cfg.seeds)}
-    per_seed: dict = {}
-    while gens:
-        step, batch = None, []
-        for s, gen in list(gens.items()):
-            try:
-                metrics, step = next(gen)
-                batch.append(metrics)
-            except StopIteration as stop:
-                per_seed[s] = stop.value
-                del gens[s]
-        if batch:
-            report(_mean_metrics(batch), step)
+    with deterministic(cfg.hardware.deterministic):
+        per_seed = _lockstep(gens, report)
     per_seed = {s: per_seed[s] for s in cfg.seeds}
     results = {
         "name": cfg.name,

@@ -254,6 +254,10 @@ class HardwareConfig(_Strict):
     # recompute each layer's activations in the backward pass (🤗's gradient checkpointing): far less
     # activation memory (XLM-R large at 512 tokens) for about a third more compute; the same numbers
     gradient_checkpointing: bool = False
+    # CUDA: deterministic kernels where torch has them (torch.use_deterministic_algorithms, warn-only; cuBLAS's
+    # fixed workspace; no cuDNN autotuning): the same config and seed give the same numbers on one GPU too, a
+    # little slower (itt.train.deterministic). A CPU chain is deterministic either way.
+    deterministic: bool = False
 
 
 class TargetConfig(_Strict):

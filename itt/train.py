@@ -6,7 +6,9 @@ The loop follows Accelerate's order (accelerator, seed, data, model, optimizer, 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -35,6 +37,28 @@ def make_accelerator(hw: HardwareConfig):
     if mp != "no" and not on_gpu:
         raise UserError(f"hardware.mixed_precision: '{mp}' needs a GPU; use 'no' or 'auto' on CPU")
     return Accelerator(cpu=not on_gpu, mixed_precision=mp)
+
+
+@contextlib.contextmanager
+def deterministic(on: bool):
+    """``hardware.deterministic``: deterministic kernels while a chain runs (``warn_only``: an op without
+    one warns instead of failing), cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, read when the
+    process first uses cuBLAS: a trial process sets it before its first chain), cuDNN without
+    autotuning; torch's previous settings come back afterwards."""
+    if not on:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              cudnn.deterministic, cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.deterministic, cudnn.benchmark = before[2], before[3]
 
 
 def hardware_record(accelerator) -> dict:

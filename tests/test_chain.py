@@ -154,3 +154,28 @@ def test_release_unwraps_the_mixed_precision_forward():
     finally:
         gc.enable()
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_deterministic_kernels_while_the_chain_runs(write_config, monkeypatch):
+    """hardware.deterministic: every stage trains with torch's deterministic algorithms on, which are off
+    again afterwards; on CPU the numbers are those of the default; the stage cache keeps them apart."""
+    import itt.chain as chain_mod
+    from itt.cache import hardware_spec
+    from itt.train import make_accelerator
+
+    seen = []
+    train_stage = chain_mod.train_stage
+
+    def spy(*a, **k):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return train_stage(*a, **k)
+
+    monkeypatch.setattr(chain_mod, "train_stage", spy)
+    quiet = lambda *a: None  # noqa: E731
+    on = _cfg(write_config, {"hardware": {"deterministic": True}})
+    off = _cfg(write_config)
+    a, b = run_chain(on, log=quiet)["seeds"]["0"], run_chain(off, log=quiet)["seeds"]["0"]
+    assert seen == [True] * 3 + [False] * 3 and not torch.are_deterministic_algorithms_enabled()
+    assert a["test"] == b["test"] and [s["train_loss"] for s in a["stages"]] == [s["train_loss"] for s in b["stages"]]
+    acc = make_accelerator(off.hardware)
+    assert hardware_spec(on, acc) == {**hardware_spec(off, acc), "deterministic": True}
