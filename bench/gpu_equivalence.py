@@ -11,7 +11,9 @@ flipped prediction shows:
 * ``cpu`` twice: the reference, and a repeat that must match it EXACTLY (CPU training is deterministic);
 * ``cuda-fp32`` (TF32 off): final logits within ``FP32_TOL`` of the CPU run, and at most that many
   test predictions per language different from the CPU run's;
-* ``cuda-bf16`` (autocast): within the looser ``BF16_TOL``.
+* ``cuda-bf16`` (autocast): within the looser ``BF16_TOL``;
+* ``cuda-fp32`` again with ``hardware.deterministic: true``: whether it repeats the first EXACTLY
+  (informational, ``cuda_repeat``: kernels without a deterministic form may make it differ).
 
 Logits are those of each run's final checkpoint (encoder + target head) on every test example, all
 computed on CPU in fp32, so the difference is what training on another device changed, not the
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(args.keep) if args.keep else Path(t)
         tmp.mkdir(parents=True, exist_ok=True)
         runs: dict = {}
+        cuda_repeat = None
         ref = run(cfg, p, "cpu", "no", tmp / "cpu")
         classes = predicted_classes(final_logits(p, tmp / "cpu" / "seed0" / "checkpoint"))
         print(f"  reference (cpu): predicts {classes} of {p.target.num_labels} classes on the test examples", flush=True)
@@ -228,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             fp32 = run(cfg, p, "cuda", "no", tmp / "cuda_fp32")
             runs["cuda_fp32"] = compare("cuda fp32 vs cpu", ref, tmp / "cpu", fp32, tmp / "cuda_fp32", p, FP32_TOL)
+            # informational (not in "ok"): does hardware.deterministic repeat a CUDA chain exactly?
+            det = cfg.model_copy(update={"hardware": cfg.hardware.model_copy(update={"deterministic": True})})
+            fp32b = run(det, p, "cuda", "no", tmp / "cuda_fp32_repeat")
+            repeat = compare("cuda fp32 repeat", fp32, tmp / "cuda_fp32", fp32b, tmp / "cuda_fp32_repeat", p, None)
+            exact = repeat.pop("ok")
+            cuda_repeat = {**repeat, "deterministic": True, "exact": exact}
             if torch.cuda.is_bf16_supported():
                 bf16 = run(cfg, p, "cuda", "bf16", tmp / "cuda_bf16")
                 runs["cuda_bf16"] = compare("cuda bf16 vs cpu", ref, tmp / "cpu", bf16, tmp / "cuda_bf16", p, BF16_TOL)
@@ -261,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "gpu_equivalence", "device": name, "cuda": cuda, "torch": torch.__version__,
         "steps": args.steps, "n_eval": N_EVAL, "fp32_tolerance": FP32_TOL, "bf16_tolerance": BF16_TOL, "runs": runs,
         "reference_predicted_classes": classes,
-        "cuda_skipped": not cuda, "cache_round_trip": rt,
+        "cuda_skipped": not cuda, "cache_round_trip": rt, "cuda_repeat": cuda_repeat,
         "cache_chain": {"device": dev, "hits": second_cache.stats.hits, "misses": second_cache.stats.misses,
                         "max_abs_diff_metrics": dm, "max_abs_diff_logits": cdl, "max_predictions_differing": cflips,
                         "identical": cdl == 0.0, "ok": chain_ok},
