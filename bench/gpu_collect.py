@@ -99,7 +99,8 @@ def collect(parts: Path, smoke: bool = False) -> dict:
             if share else None,
             "advised_gpus_per_worker": share.get("advised_gpus_per_worker") if share else None,
             "share_oom_check": share.get("oom_check") if share else None,  # a capped process going on in micro-batches
-            "equivalence": {k: eq.get(k) for k in ("runs", "cache_round_trip", "cache_chain", "cuda_repeat", "cuda_skipped", "ok")}
+            "equivalence": {k: eq.get(k) for k in ("runs", "cache_round_trip", "cache_chain", "cuda_repeat",
+                                                   "cuda_skipped", "ok")}
             if eq else None,
         },
     }

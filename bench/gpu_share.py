@@ -81,7 +81,8 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
         transformers.logging.set_verbosity_error()
         on_gpu = torch.cuda.is_available()
         if getattr(args, "cap_mib", None) and on_gpu:  # the out-of-memory check: less than the stage needs
-            torch.cuda.set_per_process_memory_fraction(args.cap_mib * 2**20 / torch.cuda.get_device_properties(0).total_memory)
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(args.cap_mib * 2**20 / total)
         else:
             cap_gpu_memory(1 / n)  # as a search's trials at gpus_per_worker 1/n keep to their share (no-op on CPU)
         if not on_gpu:

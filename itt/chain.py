@@ -139,7 +139,8 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     else:
         tokenizer = load_tokenizer(m.tokenizer or m.name, revision=m.revision, trust_remote_code=m.trust_remote_code)
     if m.name is not None:
-        check_model(m, cfg.hardware.gradient_checkpointing)  # a wrong model name fails here, not after the first seed's output exists
+        # a wrong model name (or one without the asked-for checkpointing) fails here, before any output exists
+        check_model(m, cfg.hardware.gradient_checkpointing)
 
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer, also=also)
     hp_t = cfg.stage_hparams(None)

@@ -255,8 +255,8 @@ class HardwareConfig(_Strict):
     # activation memory (XLM-R large at 512 tokens) for about a third more compute; the same numbers
     gradient_checkpointing: bool = False
     # CUDA: deterministic kernels where torch has them (torch.use_deterministic_algorithms, warn-only; cuBLAS's
-    # fixed workspace; no cuDNN autotuning): the same config and seed give the same numbers on one GPU too, a
-    # little slower (itt.train.deterministic). A CPU chain is deterministic either way.
+    # fixed workspace; no cuDNN autotuning), to repeat a chain's numbers on a GPU too, a little slower
+    # (itt.train.deterministic; bench/gpu_equivalence.py measures whether it does). CPU chains repeat anyway.
     deterministic: bool = False
 
 

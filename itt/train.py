@@ -269,7 +269,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum").item())
     _release(accelerator)
     peak = torch.cuda.max_memory_reserved(accelerator.device) / 2**20 if on_gpu else None
-    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens, micro.pieces, peak)
+    stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens,
+                       micro_batches=micro.pieces, peak_gpu_mib=peak)
     if log:
         log(f"  {task.name}: {step} steps, {seen} examples, loss {tail:.4f}, {secs:.1f}s ({stats.examples_per_s:.0f} ex/s)")
     return stats
@@ -341,7 +342,8 @@ def _accumulate(accelerator, pmodel, model, batches: list, pieces: int) -> list[
                 with accelerator.autocast():
                     logits = pmodel(**part)
                 # each kind's model knows its loss (classification, tags, spans, options)
-                loss = model.loss(logits, labels) if hasattr(model, "loss") else loss_fn(logits, labels, model.regression)
+                loss = (model.loss(logits, labels) if hasattr(model, "loss")
+                        else loss_fn(logits, labels, model.regression))
                 if terms is not None:
                     loss = loss * (_terms(labels) / terms)
                 accelerator.backward(loss / len(batches))
