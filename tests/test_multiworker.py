@@ -7,8 +7,10 @@ the stage to a shared folder. The two ranks train on DIFFERENT examples (each ge
 stage's data, and in a MULTI_CPU run Accelerate's ``prepare`` shards the loader again), so only gradient
 sync can leave them with identical weights.
 
-The negative control swaps in a plain ``Accelerator()``: on a CPU-only machine it sees one process, does
-not wrap the model in DDP and does not shard the data, so the ranks' weights must end up different.
+The negative control swaps in a plain ``Accelerator()`` (in the same worker group, after the library's
+variant, with Accelerate's process-wide state reset: one Ray Train start-up for both): on a CPU-only
+machine it sees one process, does not wrap the model in DDP and does not shard the data, so the ranks'
+weights must end up different.
 Without that control the positive test could pass for a wrong reason (e.g. both ranks seeing the same
 batches).
 """
@@ -34,6 +36,17 @@ CFG = _merge(TINY, {"order": ["toy_topic"], "model": {"tiny": {"dropout": 0.0}},
 
 # --------------------------------------------------------------------------- inside each Ray worker
 def _worker_loop(config: dict) -> dict:
+    """Both variants in one worker group (one Ray Train start-up): the library's accelerator, then a plain
+    one, with Accelerate's process-wide state reset in between (else the second would reuse the first's)."""
+    from accelerate.state import AcceleratorState
+
+    info = _variant({**config, "out": str(Path(config["out"]) / "lib")}, plain=False)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    _variant({**config, "out": str(Path(config["out"]) / "plain")}, plain=True)
+    return info
+
+
+def _variant(config: dict, plain: bool) -> dict:
     import hashlib
 
     import ray.train
@@ -53,7 +66,7 @@ def _worker_loop(config: dict) -> dict:
     out = Path(config["out"])
     cfg = ChainConfig.model_validate(config["chain"])
     p = prepare(cfg, log=lambda *a: None)
-    acc = Accelerator() if config["plain"] else make_accelerator(cfg.hardware)
+    acc = Accelerator() if plain else make_accelerator(cfg.hardware)
     task = p.order[0]
     hp = cfg.stage_hparams(task.name)
     full = p.train[task.name]
@@ -113,33 +126,44 @@ def local_ray():
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
-def _fit(tmp: Path, plain: bool) -> tuple[list[dict], list[dict], list[dict], dict | None]:
+@pytest.fixture(scope="module")
+def fitted(local_ray, tmp_path_factory) -> Path:
+    """One TorchTrainer run of two workers that trains both variants (``_worker_loop``)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
-    from safetensors.torch import load_file
 
-    out = tmp / ("plain" if plain else "lib")
-    out.mkdir(parents=True)
+    tmp = tmp_path_factory.mktemp("multiworker")
+    for name in ("lib", "plain"):
+        (tmp / name).mkdir()
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"chain": CFG, "out": str(out), "plain": plain},
+        train_loop_config={"chain": CFG, "out": str(tmp)},
         torch_config=TorchConfig(backend="gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=2, use_gpu=False, resources_per_worker={"CPU": 1}),
-        run_config=ray.train.RunConfig(name=out.name, storage_path=str(tmp / "ray_storage")),
+        run_config=ray.train.RunConfig(name="multiworker", storage_path=str(tmp / "ray_storage")),
     )
     result = trainer.fit()
+    (tmp / "rank0_return.json").write_text(json.dumps(result.return_value))
+    return tmp
+
+
+def _load(tmp: Path, variant: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Each rank's weights before and after the stage, and what it reported, for ``variant`` (lib or plain)."""
+    from safetensors.torch import load_file
+
+    out = tmp / variant
     before = [load_file(str(out / f"rank{r}_before.safetensors")) for r in (0, 1)]
     after = [load_file(str(out / f"rank{r}_after.safetensors")) for r in (0, 1)]
-    info = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    return before, after, info, result.return_value
+    return before, after, [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
 def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_two_cpu_workers_sync_gradients(local_ray, tmp_path):
-    before, after, info, rank0 = _fit(tmp_path, plain=False)
+def test_two_cpu_workers_sync_gradients(fitted):
+    before, after, info = _load(fitted, "lib")
+    rank0 = json.loads((fitted / "rank0_return.json").read_text())
     # the library's accelerator: two processes, MULTI_CPU (gloo), the model wrapped in DDP
     assert rank0 == info[0]
     for r, i in enumerate(info):
@@ -156,11 +180,10 @@ def test_two_cpu_workers_sync_gradients(local_ray, tmp_path):
     assert _same(after[0], after[1])
 
 
-def test_plain_accelerator_does_not_sync_negative_control(local_ray, tmp_path):
+def test_plain_accelerator_does_not_sync_negative_control(fitted):
     """Plain ``Accelerator()`` in a CPU Ray worker: one process, no DDP, no sync; the ranks diverge
     (the check above can fail, and make_accelerator's ``cpu=True`` is what makes it pass)."""
-    before, after, info, rank0 = _fit(tmp_path, plain=True)
-    assert rank0 == info[0]
+    before, after, info = _load(fitted, "plain")
     for i in info:
         assert i["num_processes"] == 1 and i["distributed_type"] == "NO" and i["ddp_wrapped"] == "Linear"
     assert info[0]["first_batch"] == info[1]["first_batch"]  # no sharding either: each rank sees all data
