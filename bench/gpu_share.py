@@ -6,7 +6,7 @@ for each concurrency N it spawns N fresh processes; each builds the XLM-R-base-s
 encoder + XNLI head of ``bench/gpu_throughput.py``, trains an untimed warm-up, waits at a barrier,
 then trains one timed stage through ``itt.train.train_stage`` (bf16, sdpa, length-grouped batches,
 fused AdamW: the chain's GPU defaults) on XNLI-like synthetic pairs. Each of the N processes keeps to
-1/N of the GPU's memory, as a search's trials at ``gpus_per_worker: 1/N`` do (``search.trial.cap_gpu_memory``);
+1/N of the GPU's memory, as a search's trials at ``gpus_per_worker: 1/N`` do (``itt.train.cap_gpu_memory``);
 a process that runs out of its share goes on in micro-batches, and the level says so.
 
 Figures per N: aggregate real (non-pad) tokens/s = all processes' tokens / (last end - first start),
@@ -74,9 +74,7 @@ def worker(rank: int, n: int, args: argparse.Namespace, barrier, queue) -> None:
         from gpu_throughput import build_template, pad_tokenizer, synthetic_pairs
 
         from itt.config import HardwareConfig, TrainDefaults
-        from itt.train import make_accelerator, train_stage
-
-        from search.trial import cap_gpu_memory
+        from itt.train import cap_gpu_memory, make_accelerator, train_stage
 
         transformers.logging.set_verbosity_error()
         on_gpu = torch.cuda.is_available()

@@ -309,6 +309,20 @@ class MicroBatches:
             "(the same update; hardware.split_on_oom)")
 
 
+def cap_gpu_memory(share: float, enabled: bool = True) -> float | None:
+    """A process holding ``share`` < 1 of a GPU keeps to that share of the GPU's memory
+    (``torch.cuda.set_per_process_memory_fraction``). Ray's resources are logical: a fractional GPU limits
+    how many trials Ray puts on it, not what each allocates, and Ray's GPU guide leaves keeping to the
+    share to the user. Without a cap, one trial's cached memory (a long stage's, kept for the next) can
+    starve the others on its GPU at a moment that depends on their timing; with it, a trial runs out
+    only of its own share, and its stage goes on in micro-batches (``itt.train.MicroBatches``).
+    Returns the fraction set, or None (no GPU, a whole GPU, or ``search.resources.cap_gpu_memory: false``)."""
+    if not enabled or not 0 < share < 1 or not torch.cuda.is_available():
+        return None
+    torch.cuda.set_per_process_memory_fraction(share)
+    return share
+
+
 def _rows(batch) -> int:
     return len(next(iter(batch.values())))
 

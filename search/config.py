@@ -145,7 +145,7 @@ class Resources(_Strict):
     # a Ray Train TorchTrainer also for one worker (15-25 s of start-up per trial; to compare the paths)
     ray_train: bool = False
     max_concurrent: int | None = Field(None, ge=1)  # default: as many as the cluster's resources fit
-    # a trial holding part of a GPU (gpus_per_worker < 1) keeps to that part of its memory (search/trial.py:
+    # a trial holding part of a GPU (gpus_per_worker < 1) keeps to that part of its memory (itt/train.py:
     # cap_gpu_memory); beyond it a stage goes on in micro-batches (hardware.split_on_oom)
     cap_gpu_memory: bool = True
 

@@ -268,7 +268,7 @@ def hour_lines(p: Plan, timing: "Timing", h: dict, chain) -> list[str]:
 
 def memory_lines(p: Plan, timing: "Timing") -> list[str]:
     """How many of the pilot's trials one GPU holds, and whether this search's ``gpus_per_worker`` gives a
-    trial its peak (a trial keeps to its share of the GPU's memory: search.trial.cap_gpu_memory; a stage
+    trial its peak (a trial keeps to its share of the GPU's memory: itt.train.cap_gpu_memory; a stage
     beyond it runs in micro-batches, slower)."""
     g = timing.gpu
     if g is None:

@@ -238,22 +238,6 @@ def _worker_loop(loop_config: dict) -> None:
                     send=ray.train.report, cpus=ctx.search.resources.cpus_per_worker)
 
 
-def cap_gpu_memory(share: float, enabled: bool = True) -> float | None:
-    """A process holding ``share`` < 1 of a GPU keeps to that share of the GPU's memory
-    (``torch.cuda.set_per_process_memory_fraction``). Ray's resources are logical: a fractional GPU limits
-    how many trials Ray puts on it, not what each allocates, and Ray's GPU guide leaves keeping to the
-    share to the user. Without a cap, one trial's cached memory (a long stage's, kept for the next) can
-    starve the others on its GPU at a moment that depends on their timing; with it, a trial runs out
-    only of its own share, and its stage goes on in micro-batches (``itt.train.MicroBatches``).
-    Returns the fraction set, or None (no GPU, a whole GPU, or ``search.resources.cap_gpu_memory: false``)."""
-    import torch
-
-    if not enabled or not 0 < share < 1 or not torch.cuda.is_available():
-        return None
-    torch.cuda.set_per_process_memory_fraction(share)
-    return share
-
-
 def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, rank: int, send, cpus: float) -> None:
     """Run one trial's chain in this process (the trial's own, or a Ray Train worker's): outputs to
     ``trials/<id>/``, every report through ``send`` (``tune.report`` or ``ray.train.report``), the final
@@ -267,6 +251,8 @@ def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, ra
     cfg = ChainConfig.model_validate(raw)
     if cfg.hardware.num_threads is None and not torch.cuda.is_available():
         torch.set_num_threads(max(1, int(cpus)))
+    from itt.train import cap_gpu_memory
+
     res = ctx.search.resources
     cap_gpu_memory(res.gpus_per_worker, res.cap_gpu_memory)
     os.environ["ITT_RUN_ID"] = trial_id  # the chain's ITT_STAGE_LOG lines name their trial

@@ -195,7 +195,7 @@ def test_gradient_checkpointing_on_an_architecture_without_it_is_refused(write_c
 
 def test_a_trial_on_part_of_a_gpu_keeps_to_that_part_of_its_memory(monkeypatch):
     from search.config import Resources
-    from search.trial import cap_gpu_memory
+    from itt.train import cap_gpu_memory
 
     set_to = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
