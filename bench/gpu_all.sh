@@ -11,8 +11,11 @@
 # fails or times out leaves the others' figures):
 #   throughput   bench/gpu_throughput.py   one chain stage vs the Trainer, tokens/s and MFU, then a
 #                                          20-step torch.profiler run of each side (GPU busy share, syncs)
-#   share        bench/gpu_share.py        1, 2, 4, 8 concurrent chain processes on one GPU
-#   equivalence  bench/gpu_equivalence.py  CUDA fp32/bf16 vs CPU, stage cache bit-identical
+#   share        bench/gpu_share.py        1, 2, 4, 8 concurrent chain processes on one GPU (each capped at
+#                                          1/N of its memory), then one capped below its stage's peak
+#                                          (it must go on in micro-batches: the out-of-memory check)
+#   equivalence  bench/gpu_equivalence.py  CUDA fp32/bf16 vs CPU, stage cache bit-identical, and whether
+#                                          hardware.deterministic repeats a CUDA chain exactly
 #   search       itt search configs/gpu_search_xnli_local.yaml, >= 8 trials with gpus_per_worker 0.25,
 #                with `nvidia-smi dmon` sampling GPU utilisation meanwhile
 # then bench/gpu_collect.py merges them into gpu.json (issue 17's schema): into the parts folder, and
