@@ -38,6 +38,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 GROWTH = 1.10  # a concurrency level is worth it when the aggregate grows by at least this factor
+OOM_CHECK_STEPS = 30  # timed steps of the out-of-memory check
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -181,11 +182,13 @@ def oom_check(levels: list[dict], args: argparse.Namespace, on_gpu: bool) -> dic
     """One process as the first level's, with less GPU memory than its stage held: its weights, gradients
     and AdamW states (16 bytes a parameter) and half of what its activations took on top. The stage must
     run out, go on in micro-batches (itt.train.MicroBatches) and finish; against the first level's
-    process: how many micro-batches, tokens/s as a share of the uncut stage's, and the train loss's
-    difference (the same batches; dropout masks and bf16 sums differ). On CPU (--smoke) a forward hook
-    raises the error above half the batch instead."""
+    process: how many micro-batches, tokens/s as a share of the uncut stage's, and, where it ran as many
+    steps (at most OOM_CHECK_STEPS), the train loss's difference (the same batches; dropout masks and
+    bf16 sums differ). On CPU (--smoke) a forward hook raises the error above half the batch instead."""
     ref = next(lv for lv in levels if lv["procs"] == 1)["per_process"][0]
-    check = argparse.Namespace(**vars(args))
+    # (short: it comes last, within the part's share of gpu_all.sh's budget; tokens/s is a rate either way)
+    check = argparse.Namespace(**{**vars(args), "steps": min(args.steps, OOM_CHECK_STEPS),
+                                  "warmup_steps": min(args.warmup_steps, 3)})
     if on_gpu:
         static = 16 * ref["params"] / 2**20
         peak = ref["peak_gpu_reserved_mib"]
@@ -200,7 +203,9 @@ def oom_check(levels: list[dict], args: argparse.Namespace, on_gpu: bool) -> dic
         return {"cap_mib": getattr(check, "cap_mib", None), "ok": False, "error": str(e)[:500]}
     return {"cap_mib": getattr(check, "cap_mib", None), "reference_peak_mib": ref["peak_gpu_reserved_mib"],
             "micro_batches": got["micro_batches"], "tokens_per_s_ratio": got["tokens_per_s"] / ref["tokens_per_s"],
-            "train_loss_diff": abs(got["train_loss"] - ref["train_loss"]), "ok": got["micro_batches"] > 1}
+            # the same batches only when it ran as many steps as the reference
+            "train_loss_diff": abs(got["train_loss"] - ref["train_loss"]) if check.steps == args.steps else None,
+            "steps": check.steps, "ok": got["micro_batches"] > 1}
 
 
 def advise(levels: list[dict]) -> int:
@@ -252,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         if "micro_batches" in oom:
             cap = f"cap {oom['cap_mib']:.0f} MiB" if oom["cap_mib"] else "smoke: a forward hook above half the batch"
             print(f"  out of memory on purpose ({cap}): the stage went on in {oom['micro_batches']} "
-                  f"micro-batches per batch at {oom['tokens_per_s_ratio']:.2f}x the uncut stage's tokens/s, train loss "
-                  f"{oom['train_loss_diff']:.2g} from it", flush=True)
+                  f"micro-batches per batch at {oom['tokens_per_s_ratio']:.2f}x the uncut stage's tokens/s"
+                  + (f", train loss {oom['train_loss_diff']:.2g} from it" if oom["train_loss_diff"] is not None else ""),
+                  flush=True)
         else:
             print(f"  out-of-memory check: {oom.get('skipped') or oom.get('error')}", flush=True)
         if args.json:
