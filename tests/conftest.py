@@ -42,6 +42,26 @@ TINY = {
 }
 
 
+# The suite runs on two pytest-xdist workers (pyproject's addopts: `-n 2 --dist loadgroup`; `-n 0` runs
+# it in one process). Each test module runs whole in one worker, so its module fixtures are built once.
+# The modules whose tests start Ray (a search, a resume, `ray start` nodes, Ray Train) all run in one
+# worker, one test at a time: two Ray instances at once would each run two trials on the 2 cores, and a
+# search started without an address joins a `ray start` cluster another test runs on this machine.
+# A module that starts Ray belongs here; one listed that does not only costs time.
+RAY_MODULES = {
+    "test_bench_search", "test_cache", "test_cluster", "test_cluster_connect", "test_compute", "test_confirm",
+    "test_gpu_scripts", "test_multiworker", "test_pareto", "test_plan", "test_progress", "test_rank",
+    "test_report", "test_resume", "test_search", "test_storage", "test_tracking", "test_xtreme_search",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _mlflow_store(tmp_path_factory):
     """Searches in tests track to a throwaway MLflow store, never to ./mlflow.db of the checkout."""
