@@ -43,23 +43,32 @@ TINY = {
 
 
 # The suite runs on two pytest-xdist workers (pyproject's addopts: `-n 2 --dist loadgroup`; `-n 0` runs
-# it in one process). Each test module runs whole in one worker, so its module fixtures are built once.
-# The modules whose tests start Ray (a search, a resume, `ray start` nodes, Ray Train) all run in one
-# worker, one test at a time: two Ray instances at once would each run two trials on the 2 cores, and a
-# search started without an address joins a `ray start` cluster another test runs on this machine.
-# A module that starts Ray belongs here; one listed that does not only costs time.
-RAY_MODULES = {
-    "test_bench_search", "test_cache", "test_cluster", "test_cluster_connect", "test_compute", "test_confirm",
-    "test_gpu_scripts", "test_multiworker", "test_pareto", "test_plan", "test_progress", "test_rank",
-    "test_report", "test_resume", "test_search", "test_storage", "test_tracking", "test_xtreme_search",
-}
+# it in one process). The tests that start Ray (a search, a resume, `ray start` nodes, Ray Train) all run
+# in one worker, one at a time: two Ray instances at once would each run two trials on the 2 cores, and
+# a search started without an address joins a `ray start` cluster another test runs on this machine.
+# Such a test is marked `ray` (or its module is: `pytestmark = pytest.mark.ray`), or uses `ray_local`;
+# tests/test_suite.py finds unmarked ones in the source, and `_no_ray_unmarked` below at run time. Every
+# other test runs with the rest of its module in one worker, so module fixtures are built once.
+def _starts_ray(item) -> bool:
+    return item.get_closest_marker("ray") is not None or "ray_local" in item.fixturenames
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+        item.add_marker(pytest.mark.xdist_group("ray" if _starts_ray(item) else item.path.stem))
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_unmarked(request):
+    """A test not marked `ray` that starts Ray in this process fails: it would run beside the Ray tests."""
+    if _starts_ray(request.node):
+        yield
+        return
+    before = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    yield
+    if not before and "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        pytest.fail("this test starts Ray: mark it `@pytest.mark.ray` (tests/conftest.py)")
 
 
 @pytest.fixture(autouse=True, scope="session")

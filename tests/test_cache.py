@@ -450,6 +450,7 @@ def test_trial_builds_the_search_cache(tmp_path):
     assert stage_cache(ctx({"dir": str(tmp_path / "shared")})).base == str(tmp_path / "shared")
 
 
+@pytest.mark.ray
 def test_unwritable_shared_cache_dir_stops_the_search_before_ray(tmp_path, write_config, capsys):
     """search.cache.dir that cannot be written: one error line before any trial (not N errored trials)."""
     from search.cli import main

@@ -19,6 +19,8 @@ from search import cluster
 from tests.conftest import ROOT
 from tests.ray_nodes import LocalRayCluster, free_port, ray_cli
 
+pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
+
 
 @pytest.fixture(autouse=True)
 def _resync_ray_auth_config():

@@ -18,6 +18,8 @@ from search.cli import main
 from tests.conftest import TINY
 from tests.test_report import _sim_table
 
+pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
+
 
 def test_picks_take_the_recommendation_first_then_the_best_scores_with_their_hyperparameters():
     rows = [{"trial_id": "t1", "status": "completed", "order": "a>b", "score": "0.7", "hp:train.lr": "2e-05"},

@@ -333,6 +333,7 @@ def test_gpu_all_stage_data(tmp_path):
 @pytest.mark.skipif(not (os.environ.get("ITT_GPU_ALL_SMOKE") or os.environ.get("ITT_SLOW_TESTS")),
                     reason="a real 8-trial Ray search on the real data (80 s on 2 idle cores, minutes more under load): "
                            "set ITT_GPU_ALL_SMOKE=1 to run it")
+@pytest.mark.ray
 def test_gpu_all_smoke_end_to_end(tmp_path):
     """The one GPU script, every part, on CPU with tiny models: all parts write their JSON, and the
     search runs >= 8 trials on the real data (78 s in all on 2 idle cores on 2026-12-05, 7-15 min on a busy

@@ -26,6 +26,8 @@ import torch
 
 from tests.conftest import TINY, _merge
 
+pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
+
 ray = pytest.importorskip("ray")
 
 # One intermediate stage of a few steps on the toy benchmark; a deterministic model (no dropout) so

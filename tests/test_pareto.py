@@ -15,6 +15,8 @@ from search.pareto import MAX, MIN, dominates, front
 from tests.conftest import ROOT
 from tests.test_search import TOY3, _error, _search_config
 
+pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
+
 sys.path.insert(0, str(ROOT / "bench"))
 from make_pareto_table import order_figures, true_front  # noqa: E402
 

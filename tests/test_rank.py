@@ -466,6 +466,7 @@ def test_a_multi_objective_search_weighs_earlier_searches_on_its_first_objective
     assert s.prior.observed == 11 and s.prior.weights[1] > 0.9, s.prior.weights
 
 
+@pytest.mark.ray
 def test_prior_from_several_searches_config_files_and_errors(write_config, tmp_path, capsys, monkeypatch):
     """One earlier search or several (a YAML list or comma-separated --set), relative to the working
     directory; order_prior builds an ensemble for several and says where each came from in prior.json;

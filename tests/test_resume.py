@@ -20,6 +20,8 @@ import yaml
 
 from search.cli import main
 
+pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
+
 SEARCH = {
     "order": ["toy_topic"],
     "seeds": [0],

@@ -17,6 +17,8 @@ from search.cli import main
 from search.space import OrderSpace, order_key
 from tests.conftest import ROOT, TINY
 
+pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
+
 TOY3 = ["toy_topic", "toy_align", "toy_length"]
 
 

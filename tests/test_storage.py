@@ -120,6 +120,7 @@ def _itt(args, cwd, timeout=400):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.ray
 def test_itt_search_on_s3(s3, tmp_path):
     """A real (tiny) search whose storage is an S3 bucket: results.csv, dedup records and every trial's
     outputs end up in the bucket; nothing is written to the working directory."""
@@ -190,6 +191,7 @@ def test_resume_on_s3(s3, tmp_path, write_config, ray_local):
     ("foo://bucket/x", "Unrecognized filesystem"),
     ("s3://nobucket/x?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1", "cannot reach the store"),
 ])
+@pytest.mark.ray
 def test_bad_storage_is_one_clear_error(storage, needle, tmp_path):
     (tmp_path / "cfg.yaml").write_text(TINY_SEARCH)
     r = _itt(["search", "cfg.yaml", "--storage", storage], tmp_path, timeout=120)

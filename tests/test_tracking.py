@@ -25,6 +25,8 @@ from search.space import OrderSpace
 from tests.conftest import TINY
 from tests.test_search import TOY3, _search_config, _table
 
+pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
+
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
