@@ -458,8 +458,8 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     finally:
         tracker.close(interrupted=interrupted)  # after summary.json: the parent run gets it
     driver.remove(st)
-    log("best orders observed:" if not scfg.multi_objective else
-        f"best orders observed (by {scfg.objectives[0]}, the first objective):")
+    log(f"best orders observed (score: {score_words(scfg)}; `itt report` reads the test split where there is one):"
+        if not scfg.multi_objective else f"best orders observed (by {scfg.objectives[0]}, the first objective):")
     for i, r in enumerate(writer.best(5), 1):
         log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")
     if summary.get("pareto_front") is not None:
@@ -558,6 +558,15 @@ def _searcher_of(tuner):
     while alg is not None and not isinstance(alg, OrderSearcher):  # (Ray may wrap it, e.g. in a limiter)
         alg = getattr(alg, "searcher", None)
     return alg
+
+
+SCORE_WORDS = {"mean": "the dev mean over the target's languages", "worst": "the worst target language's dev score",
+               "robust": "the dev mean - {w:g} x std over the target's languages", "xtreme": "the dev XTREME average"}
+
+
+def score_words(scfg: SearchConfig) -> str:
+    """What a one-objective search's score is, as the console's list of best orders names it."""
+    return f"search.metric {scfg.metric}, " + SCORE_WORDS[scfg.metric].format(w=scfg.robust_weight)
 
 
 def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, searcher) -> dict:

@@ -141,7 +141,7 @@ def test_search_stopped_by_sigint_then_sigkill_resumes_to_completion(tmp_path, w
     assert done_before and int(done_before.group(1)) >= 2, printed
     res = subprocess.run(_itt("resume", str(exp)), env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "best orders observed:" in res.stdout and "disk:" in res.stdout
+    assert "best orders observed (score: " in res.stdout and "disk:" in res.stdout
     _check_complete(tmp_path, exp, stop1 + stop2)
 
 

@@ -893,7 +893,9 @@ def test_real_tiny_search_stopped_order_continues_and_repeat_replays(ray_train, 
     assert attrs[0]["fixed_seconds"] > 0 and attrs[2]["fixed_seconds"] > 0
     # a fourth trial repeats a completed order: replayed, not retrained
     assert len(rows) == 4 and rows[3]["replayed"] == "true" and rows[3]["score"] == {a: first, b: continued}[rows[3]["order"]]["score"]
-    assert "best orders observed:" in out and str(exp / "results.csv") in out
+    assert ("best orders observed (score: search.metric mean, the dev mean over the target's languages; "
+            "`itt report` reads the test split where there is one):") in out
+    assert str(exp / "results.csv") in out
     # every trial (trained, stopped, continued or replayed) records the node it ran on, as Ray registered it
     assert {r["node_ip"] for r in rows} == {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     # a TorchTrainer keeps its runs under train/ and records its placement group; a trial's own process neither
