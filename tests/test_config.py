@@ -140,3 +140,17 @@ def test_real_use_configs_validate():
     assert p.target.task == "pawsx" and len(resolve_task("pawsx").languages) == 7
     for cfg in (x, p):
         assert 2e-5 <= cfg.train.lr <= 3e-5 and cfg.train.max_length == 128
+
+
+def test_every_single_metric_has_words_for_the_end_of_a_search():
+    """`itt search` ends with the best orders and what their score is: every metric a search optimises alone
+    has its words there (a KeyError would end a finished search with a traceback)."""
+    from types import SimpleNamespace
+
+    from search.pareto import SINGLE
+    from search.runner import score_words
+
+    for m in SINGLE:
+        words = score_words(SimpleNamespace(metric=m, robust_weight=0.5))
+        assert words.startswith(f"search.metric {m}, the ") and "dev" in words, words
+    assert "0.5 x std" in score_words(SimpleNamespace(metric="robust", robust_weight=0.5))
