@@ -5,8 +5,8 @@ A tiny BERT chain on the generated toy benchmark (two intermediate stages, a tar
 eval in four toy languages; data prepared once, so every run sees the same tokens) runs like for like
 on both devices: the same sampler (no length grouping, a GPU-only default), the same unfused AdamW, no
 dropout (CUDA and CPU draw different masks from the same seed), deterministic CUDA algorithms where
-torch has them (``hardware.deterministic: true``). It trains long enough that the reference predicts every class (checked), so that a
-flipped prediction shows:
+torch has them (``hardware.deterministic: true``). It trains long enough that the reference predicts
+every class (checked), so that a flipped prediction shows:
 
 * ``cpu`` twice: the reference, and a repeat that must match it EXACTLY (CPU training is deterministic);
 * ``cuda-fp32`` (TF32 off): final logits within ``FP32_TOL`` of the CPU run, and at most that many
