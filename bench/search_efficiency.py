@@ -97,6 +97,10 @@ STRATEGIES = {
     "order_bo_nocost": _plain("order_bo", "search.order_bo.cost_aware=false"),
     "order_bo_measured": _plain("order_bo", "search.order_bo.cost=measured"),  # priced at each task's measured seconds
     "order_bo_noprobe": _plain("order_bo", "search.order_bo.use_probes=false"),
+    # where a task sits (search.order_bo.from_start): depth from the end alone (the default before 2026-12),
+    # or with positions from the start alone; the default averages the two GPs
+    "order_bo_end": _plain("order_bo", "search.order_bo.from_start=never"),
+    "order_bo_start": _plain("order_bo", "search.order_bo.from_start=always"),
     # the transferability prior (search/transfer.py; bench/transfer_prior.py): as order_bo's prior, or as seed points
     "order_bo_prior": _plain("order_bo", "search.prior=transferability"),
     "order_bo_prior_seeds": _plain("order_bo", "search.seed_points.heuristics=[transferability]"),
@@ -467,7 +471,26 @@ def plot(summary: list[dict], path: str) -> None:
 # ------------------------------------------------------------------ proposal overhead
 def overhead() -> dict:
     """One proposal of order_bo with 300 trials observed (their finals and probes) over 10^4 candidate
-    orders (9 tasks, lengths 1-5: 18,729 orders, so 10^4 are sampled), on this machine."""
+    orders (9 tasks, lengths 1-5: 18,729 orders, so 10^4 are sampled), on this machine, side by side:
+    one GP (``from_start: never``), the default average of two, and the average with both posteriors
+    computed at every proposal (its worst case: neither GP's weight negligible; here the scores follow
+    depths from the end, so the second GP's weight is ~0 and its posterior is skipped)."""
+    from search.searchers import surrogate
+
+    out = {"trials": 300, "candidates": 10_000}
+    for name, from_start, negligible in (("one_gp", "never", surrogate.NEGLIGIBLE),
+                                         ("average", "average", surrogate.NEGLIGIBLE), ("average_both", "average", 0.0)):
+        kept, surrogate.NEGLIGIBLE = surrogate.NEGLIGIBLE, negligible
+        try:
+            out[name] = _proposal_times(from_start)
+        finally:
+            surrogate.NEGLIGIBLE = kept
+    out["median_ratio_average_to_one_gp"] = round(out["average"]["median_s"] / out["one_gp"]["median_s"], 2)
+    out["median_ratio_both_to_one_gp"] = round(out["average_both"]["median_s"] / out["one_gp"]["median_s"], 2)
+    return out
+
+
+def _proposal_times(from_start: str) -> dict:
     import numpy as np
     import optuna
 
@@ -481,7 +504,7 @@ def overhead() -> dict:
     rng = np.random.default_rng(0)
     w = {t: rng.normal(0, 0.03) for t in tasks}
     score = lambda o: 0.6 + sum(0.7 ** (len(o) - 1 - i) * w[t] for i, t in enumerate(o))  # noqa: E731
-    sampler = OrderBOSampler(space, seed=0, max_candidates=10_000)
+    sampler = OrderBOSampler(space, seed=0, max_candidates=10_000, from_start=from_start)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(300):  # 300 observed trials (random orders), probes after every stage
         t = study.ask()
@@ -498,15 +521,15 @@ def overhead() -> dict:
         define(t, space=space, hparams={})
         times.append(time.perf_counter() - t0)
         study.tell(t, score(space.decode(t.params)))
-    return {"trials": 300, "candidates": 10_000, "first_s": round(times[0], 2), "median_s": round(statistics.median(times), 2),
-            "max_s": round(max(times), 2), "times": [round(x, 2) for x in times]}
+    return {"first_s": round(times[0], 2), "median_s": round(statistics.median(times), 2), "max_s": round(max(times), 2),
+            "times": [round(x, 2) for x in times], "weights": sampler.surrogate_weights()}
 
 
 # ------------------------------------------------------------------ main
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.overhead:
-        print(json.dumps(overhead()))
+        print(json.dumps(overhead(), indent=1))
         return 0
     if args.merge:
         return merge(args)

@@ -210,6 +210,10 @@ class OrderBO(_Strict):
     # target and each eval.also task that trains: search.metric xtreme's several targets)
     final_cost: float | None = Field(None, gt=0)
     use_probes: bool = True  # probes enter the GP as low-fidelity observations of their prefix
+    # where a task sits: average = two GPs, one over its depth from the end and one that also sees its
+    # position from the start, averaged by their evidence (surrogate.py; bench/README.md); never = the
+    # first alone (the default before 2026-12); always = the second alone
+    from_start: Literal["average", "never", "always"] = "average"
 
 
 class Stop(_Strict):

@@ -705,6 +705,7 @@ def searcher_pick(exp: Experiment) -> dict | None:
     name = {"auto": "order_bo"}.get(summary.get("searcher"), summary.get("searcher"))
     return {"searcher": name, **{k: rec[k] for k in ("order", "mean", "lo", "hi")},
             **({"unexplored": rec["unexplored"]} if rec.get("unexplored") else {}),
+            **({"positions": rec["positions"]} if rec.get("positions") else {}),
             **({"stopped_itself": summary["stopped_itself"]} if summary.get("stopped_itself") else {})}
 
 
@@ -720,6 +721,11 @@ def _searcher_text(r: dict) -> str:
             f"model with probability {u['p_better']:.2f} (expected gain {u['expected_gain']:+.4f}; most likely "
             f"{show(u['most_likely'])}, {u['p_most_likely']:.2f}), a figure the P(best) above, which ranks only "
             "the orders run, cannot give.")
+    if sp.get("positions"):
+        w = sp["positions"]
+        left += (f" By their evidence, its GP over each task's depth from the end weighs {w['from_end']:.2f} and the "
+                 f"one that also sees each task's position from the start {w['from_start']:.2f} "
+                 "(search.order_bo.from_start: which of the two explains the dev scores and probes better).")
     if sp.get("stopped_itself"):
         st = sp["stopped_itself"]
         left += (f" The search stopped itself there (search.{st.get('by', 'stop')}: {stopping.describe(st['rule'])}) "

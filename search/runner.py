@@ -472,6 +472,8 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
             f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
         if rec.get("unexplored"):
             log(unexplored_text(rec["unexplored"], rec["order"], st.display))
+        if rec.get("positions"):
+            log(positions_text(rec["positions"]))
     if summary.get("stopped_itself"):
         log(stopping.text(summary["stopped_itself"]))
     if summary.get("costs"):
@@ -617,6 +619,12 @@ def costs_text(c: dict) -> str:
     how = ("the searcher priced orders by these" if c["unit"] == "measured"
            else "the searcher counted stages instead (search.order_bo.cost: stages)")
     return f"seconds a stage of each task cost (median, training and probe): {stages}{fixed} - {how}"
+
+
+def positions_text(w: dict) -> str:
+    """The console's line on order_bo's two surrogates (summary.json's ``recommended.positions``)."""
+    return (f"where a task sits, as the searcher's model weighs it (evidence of its two GPs): depth from the end "
+            f"{w['from_end']:.2f}, position from the start too {w['from_start']:.2f} (search.order_bo.from_start)")
 
 
 def prior_weights(searcher) -> dict:

@@ -439,6 +439,8 @@ def recommendation_figures(rec: dict) -> dict[str, float]:
     figures = {f"recommended_{k}": rec[k] for k in ("mean", "lo", "hi") if rec.get(k) is not None}
     u = rec.get("unexplored") or {}
     figures.update({f"unfinished_{k}": u[k] for k in ("p_better", "expected_gain") if u.get(k) is not None})
+    if rec.get("positions"):  # order_bo's evidence weight of its GP that also sees positions from the start
+        figures["from_start_weight"] = rec["positions"]["from_start"]
     return figures
 
 

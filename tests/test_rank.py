@@ -433,7 +433,7 @@ def test_order_bo_follows_the_related_earlier_search():
     assert tried[:2] == [best_of(unr), best_of(rel, skip=tried[:1])]  # start-up: each earlier search's best in turn
     w = s.prior.weights
     assert s.prior.observed == 11 and w[1] > 0.9, w  # (reweighed before the 12th proposal)
-    assert s._cands[2] == tuple(w)  # the candidates' features were rebuilt with these weights
+    assert all(g._cands[2] == tuple(w) for g in s.surrogates)  # the candidates' features were rebuilt with these weights
     r = pickle.loads(pickle.dumps(s))  # Ray saves the searcher with its prior and weights: a resume proposes the same
     assert r.prior.weights == w and OrderBOSampler._propose(r, study) == OrderBOSampler._propose(s, study)
     summary = prior_weights(SimpleNamespace(sampler=s))

@@ -170,12 +170,17 @@ def test_report_section_leaderboard_console_and_metrics(tmp_path, capsys):
             f"{S.show(other['order'])} (posterior mean 0.6100, 95% [0.6000, 0.6200]); here its P(best) is "
             f"{other['p_best']:.3f}.") in md
     assert "did not finish" not in md  # (summary.json without order_bo's unexplored figure: nothing said)
+    assert "By their evidence" not in md  # (no positions weights: nothing said)
     u = {"orders": 7, "of": 20, "p_better": 0.3, "expected_gain": 0.0042, "most_likely": "tb>ta", "p_most_likely": 0.12}
     (exp / "summary.json").write_text(json.dumps({"searcher": "auto", "recommended": {
-        "order": other["order"], "hparams": {}, "mean": 0.61, "lo": 0.6, "hi": 0.62, "unexplored": u}}))
+        "order": other["order"], "hparams": {}, "mean": 0.61, "lo": 0.6, "hi": 0.62, "unexplored": u,
+        "positions": {"from_end": 0.0312, "from_start": 0.9688}}}))
     bo["searcher"] = searcher_pick(load_experiment(str(exp)))
+    md = best_order_section(bo)[1]
     assert ("The orders the search did not finish (7 of 20) could hold a better one: under that model with "
-            "probability 0.30 (expected gain +0.0042; most likely tb>ta, 0.12)") in best_order_section(bo)[1]
+            "probability 0.30 (expected gain +0.0042; most likely tb>ta, 0.12)") in md
+    assert ("By their evidence, its GP over each task's depth from the end weighs 0.03 and the one that also sees "
+            "each task's position from the start 0.97") in md
 
 
 # ---------------------------------------------------------------- the structured model

@@ -187,7 +187,9 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
               "seed_points": {"singles": True}, "scheduler": {"type": "none"},
               "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}
     p = _search_config(tmp_path, search)
-    exp = run_search(str(p), name=f"sim-{searcher}", storage=str(tmp_path / "runs"), log=lambda *a: None)
+    lines = []
+    exp = run_search(str(p), name=f"sim-{searcher}", storage=str(tmp_path / "runs"),
+                     log=lambda *a: lines.append(" ".join(map(str, a))))
     rows = _rows(exp)
     orders = [r["order"] for r in rows]
     assert all(space.is_valid(o.split(">")) for o in orders)
@@ -221,9 +223,14 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
         assert u["most_likely"] not in orders and u["expected_gain"] >= 0
         from search.tracking import recommendation_figures  # (the MLflow parent run's metrics)
 
+        w = rec["positions"]  # the evidence weights of order_bo's two GPs (search.order_bo.from_start: average)
+        assert set(w) == {"from_end", "from_start"} and sum(w.values()) == pytest.approx(1.0, abs=1e-3)
         assert recommendation_figures(rec) == {"recommended_mean": rec["mean"], "recommended_lo": rec["lo"],
                                                "recommended_hi": rec["hi"], "unfinished_p_better": u["p_better"],
-                                               "unfinished_expected_gain": u["expected_gain"]}
+                                               "unfinished_expected_gain": u["expected_gain"],
+                                               "from_start_weight": w["from_start"]}
+        assert (f"where a task sits, as the searcher's model weighs it (evidence of its two GPs): depth from the end "
+                f"{w['from_end']:.2f}, position from the start too {w['from_start']:.2f}") in "\n".join(lines)
 
 
 def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
@@ -647,11 +654,12 @@ def test_fast_posterior_equals_botorch_posterior_with_and_without_believers():
     import numpy as np
     import torch
 
-    from search.searchers.order_bo import FINAL, Observations, OrderBOSampler, _one_thread
+    from search.searchers.order_bo import Observations, OrderBOSampler, _one_thread
     from search.searchers.posterior import FinalPosterior
+    from search.searchers.surrogate import FINAL
 
     space, table = _planted(n_tasks=5, length=3)
-    sampler = OrderBOSampler(space, seed=0, fit_iters=10)
+    sampler = OrderBOSampler(space, seed=0, fit_iters=10, from_start="never")
     keys = sorted(table)
     obs = Observations()
     for k in keys[:25]:  # finals, and their probes (repeated prefixes: shared kernel columns)
@@ -661,7 +669,7 @@ def test_fast_posterior_equals_botorch_posterior_with_and_without_believers():
     configs = [(k.split(">"), {}) for k in keys[20:]]
     pending = configs[10:13]
     with _one_thread():
-        model = sampler._fit(obs)
+        model = sampler.surrogates[0].fit(obs)
         F = sampler.features.matrix(configs)
         task = np.full((len(F), 1), FINAL)
         X = torch.tensor(np.hstack([F, task]))
@@ -691,11 +699,12 @@ def test_unexplored_orders_against_botorchs_joint_posterior_of_every_unfinished_
     import torch
     from scipy.stats import norm
 
-    from search.searchers.order_bo import FINAL, Observations, OrderBOSampler, _one_thread
+    from search.searchers.order_bo import Observations, OrderBOSampler, _one_thread
     from search.searchers.posterior import FinalPosterior
+    from search.searchers.surrogate import FINAL, Averaged
 
     space, table = _planted(n_tasks=5, length=3)
-    sampler = OrderBOSampler(space, seed=0, fit_iters=10)
+    sampler = OrderBOSampler(space, seed=0, fit_iters=10, from_start="never")
     keys = sorted(table)
     obs = Observations()
     for k in keys[:25]:
@@ -703,10 +712,10 @@ def test_unexplored_orders_against_botorchs_joint_posterior_of_every_unfinished_
         obs.finals.append((order, {}, table[k][1]))
         obs.probes += [(order[:i], {}, v) for i, v in enumerate(table[k][0], 1)]
     with _one_thread():
-        model = sampler._fit(obs)
-    post = FinalPosterior(model)
+        model = sampler.surrogates[0].fit(obs)
+    post = Averaged([(1.0, sampler.surrogates[0], FinalPosterior(model))])
     done = [(k.split(">"), {}) for k in keys[:25]]
-    pick = done[int(np.argmax(sampler._predict(post, done)[0]))]
+    pick = done[int(np.argmax(post(done)[0]))]
     u = sampler.unexplored(post, obs, pick)
     left = [(list(o), {}) for o in space.orders() if ">".join(o) not in keys[:25]]
     assert (u["orders"], u["of"], u["considered"]) == (len(left), 60, 35)
@@ -726,6 +735,122 @@ def test_unexplored_orders_against_botorchs_joint_posterior_of_every_unfinished_
                                                    "expected_gain": 0.0}
     sampler.hparams = {"train.lr": None}
     assert sampler.unexplored(post, obs, pick) is None
+
+
+
+def _effects_table(where: str, seed: int = 0):
+    """40 orders of lengths 1-3 of 5 tasks scored by one effect per (task, position): positions counted
+    from the start (``where="start"``) or as depths from the end (``"end"``)."""
+    import numpy as np
+
+    space = OrderSpace(candidates=list("abcde"), lengths=[1, 2, 3])
+    rng = np.random.default_rng(seed)
+    eff = {t: rng.normal(0, 0.05, 3) for t in space.candidates}
+    at = (lambda o, i: i) if where == "start" else (lambda o, i: len(o) - 1 - i)  # noqa: E731
+    orders = [list(o) for o in space.orders()]
+    picked = [orders[i] for i in rng.choice(len(orders), 40, replace=False)]
+    finals = [(o, {}, 0.6 + sum(eff[t][at(o, i)] for i, t in enumerate(o)) + rng.normal(0, 0.003)) for o in picked]
+    return space, finals
+
+
+@pytest.mark.parametrize("where", ["start", "end"])
+def test_order_bo_averages_its_surrogates_by_evidence_toward_the_positions_the_data_follows(where):
+    """search.order_bo.from_start: average (the default) fits a GP over depths from the end and one that
+    also sees positions from the start; their evidence (BIC-style, at the fit) weighs them. On orders of
+    mixed lengths scored by positions from the start the second takes the weight, scored by depths from
+    the end the first (less decisively: the second holds the first's features too, and pays only for
+    its two extra hyperparameters); where one takes it all, the averaged posterior is that surrogate's
+    alone (the other's is not computed)."""
+    import numpy as np
+
+    from search.searchers.order_bo import Observations, OrderBOSampler, _one_thread
+
+    winner = "from_start" if where == "start" else "from_end"
+    for seed in (0, 3):
+        space, finals = _effects_table(where, seed)
+        sampler = OrderBOSampler(space, seed=0)
+        assert [s.features.from_start for s in sampler.surrogates] == [False, True]
+        with _one_thread():
+            post = sampler._posterior(Observations(finals=finals))
+        w = sampler.surrogate_weights()
+        assert w[winner] > 0.95 and sum(w.values()) == pytest.approx(1.0, abs=1e-3), (seed, w)
+    assert len(post.parts) == 1 and post.parts[0][1].features.from_start == (where == "start")
+    configs = [(list(o), {}) for o in space.orders()][:30]
+    single = OrderBOSampler(space, seed=0, from_start="always" if where == "start" else "never")
+    with _one_thread():
+        np.testing.assert_allclose(post(configs), single._posterior(Observations(finals=finals))(configs), atol=1e-9)
+    assert [len(s.surrogates) for s in (single, OrderBOSampler(space, seed=0, from_start="never"))] == [1, 1]
+    assert single.surrogate_weights() is None  # (one surrogate: nothing averaged)
+
+
+def test_averaged_posterior_is_the_evidence_weighted_mixture_of_its_surrogates():
+    """``surrogate.Averaged``: the mixture's mean and variance from its components' own posteriors, the
+    pairwise P(above) as their weighted normal CDFs, and its joint draws with the mixture's moments and a
+    share of draws per component equal to its weight; weights follow exp(evidence), one below
+    ``NEGLIGIBLE`` is dropped."""
+    import numpy as np
+    from scipy.stats import norm
+
+    from search.searchers.order_bo import Observations, OrderBOSampler, _one_thread
+    from search.searchers.posterior import FinalPosterior
+    from search.searchers.surrogate import Averaged
+
+    space, finals = _effects_table("start", seed=3)
+    sampler = OrderBOSampler(space, seed=0)
+    obs = Observations(finals=finals)
+    with _one_thread():
+        models = [s.fit(obs) for s in sampler.surrogates]
+    posts = [FinalPosterior(m) for m in models]
+    parts = [(0.3, sampler.surrogates[0], posts[0]), (0.7, sampler.surrogates[1], posts[1])]
+    mix = Averaged(parts)
+    configs = [(list(o), {}) for o in space.orders()][:20]
+    (m0, s0), (m1, s1) = (p(s.features_of(configs)) for _, s, p in parts)
+    mean, sd = mix(configs)
+    np.testing.assert_allclose(mean, 0.3 * m0 + 0.7 * m1, atol=1e-12)
+    np.testing.assert_allclose(sd ** 2, 0.3 * (s0 ** 2 + m0 ** 2) + 0.7 * (s1 ** 2 + m1 ** 2) - mean ** 2, atol=1e-12)
+    pick, rest = configs[0], configs[1:]
+    ref = 0.0
+    for w, s, p in parts:
+        jm, jc = p.joint(s.features_of([pick] + rest))
+        ref = ref + w * norm.cdf((jm[1:] - jm[0]) / np.sqrt(np.diag(jc)[1:] + jc[0, 0] - 2 * jc[0, 1:]))
+    np.testing.assert_allclose(mix.p_above(rest, pick), ref, atol=1e-9)
+    draws = mix.draws(configs, 40_000, np.random.default_rng(0))
+    assert draws.shape == (40_000, 20)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=4 * sd.max() / np.sqrt(40_000) + 1e-6)
+    np.testing.assert_allclose(draws.std(0), sd, rtol=0.03)
+    for s, e in zip(sampler.surrogates, (0.0, np.log(3.0))):  # weights 1:3 by evidence
+        s.evidence = e
+    w = [x for x, _, _ in Averaged.of(list(zip(sampler.surrogates, models)), []).parts]
+    assert w == pytest.approx([0.25, 0.75])
+    sampler.surrogates[0].evidence = -20.0  # exp(-20) / (1 + ...) < NEGLIGIBLE: left out
+    assert [s for _, s, _ in Averaged.of(list(zip(sampler.surrogates, models)), []).parts] == sampler.surrogates[1:]
+    assert Averaged.of([(sampler.surrogates[0], None)], []) is None  # no fit: no posterior
+
+
+def test_order_bo_pickled_before_surrogates_were_averaged_resumes_with_its_one_gp():
+    """A search pickled by the version with one GP (its state in the sampler: features, _warm,
+    _fitted_at) resumes with that GP alone and proposes what it would have."""
+    from search.searchers.order_bo import OrderBOSampler
+    from search.trial import define
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space, table = _planted(n_tasks=5, length=2)
+    before = OrderBOSampler(space, seed=0, n_startup=2, from_start="never")
+    study = optuna.create_study(direction="maximize", sampler=before)
+    for _ in range(6):
+        t = study.ask()
+        define(t, space=space, hparams={})
+        probes, final = table[order_key(space.decode(t.params))]
+        for i, v in enumerate(probes, 1):
+            t.report(v, i)
+        study.tell(t, final)
+    state = before.__getstate__()
+    (g,) = state.pop("surrogates")
+    state.update(features=g.features, _warm=g.warm, _fitted_at=g.fitted_at, _cands=None)  # the old layout
+    old = OrderBOSampler.__new__(OrderBOSampler)
+    old.__setstate__(state)
+    assert len(old.surrogates) == 1 and not old.features.from_start and old.surrogates[0].fitted_at == g.fitted_at
+    assert OrderBOSampler._propose(old, study) == OrderBOSampler._propose(before, study)
 
 
 def _dists(space: OrderSpace, key: str) -> dict:

@@ -3,6 +3,10 @@
 * ``which``: membership, one 0/1 per candidate task (which tasks the chain trains on at all).
 * ``where``: one-hot (task, depth from the end): the last stage is at depth 0. Later stages are
   forgotten less, so *where* a task sits matters apart from *whether* it is there.
+* ``start`` (``from_start=True`` only): one-hot (task, position from the start): the first stage is at
+  position 0. A probe of a prefix shares these with every order that begins with it; an effect that
+  stays where its task was trained (a curriculum: the first stage shapes what the later ones learn)
+  shows here, one that follows it to the end of the chain (forgetting) under ``where``.
 * ``precedes``: one 0/1 per ordered pair of tasks (a, b): 1 if a comes before b in the order. For two
   orders of the same tasks the squared distance between these vectors is twice the number of
   discordant pairs, so an RBF kernel over them is the Mallows kernel, exp(-lambda * discordant pairs),
@@ -34,7 +38,7 @@ from search.config import hparam_names
 
 class OrderFeatures:
     def __init__(self, tasks: list[str], max_length: int, hparams: dict | None = None, prior=None,
-                 prior_scale: float = 1.0):
+                 prior_scale: float = 1.0, from_start: bool = False):
         self.tasks, self.L = list(tasks), max(1, max_length)
         self.prior, self.prior_scale = prior, prior_scale or 1.0
         self.index = {t: i for i, t in enumerate(self.tasks)}
@@ -42,8 +46,9 @@ class OrderFeatures:
         self.pairs = [(a, b) for a in range(n) for b in range(n) if a != b]  # ordered pairs
         self.hp_names = self._hp_names(hparams or {})
         self.hparams = hparams or {}
-        sizes = {"which": n, "where": n * self.L, "precedes": len(self.pairs), "prior": 1 if prior is not None else 0,
-                 "hparams": sum(w for _, _, w in self.hp_names)}
+        self.from_start = from_start
+        sizes = {"which": n, "where": n * self.L, "start": n * self.L if from_start else 0, "precedes": len(self.pairs),
+                 "prior": 1 if prior is not None else 0, "hparams": sum(w for _, _, w in self.hp_names)}
         self.groups: dict[str, list[int]] = {}
         at = 0
         for name, size in sizes.items():
@@ -82,17 +87,19 @@ class OrderFeatures:
         X[:, :n] = present
         rows, tasks = np.nonzero(present & (depth < L))
         X[rows, n + tasks * L + depth[rows, tasks]] = 1.0
+        if self.from_start:
+            rows, tasks = np.nonzero(present & (pos < L))
+            X[rows, self.groups["start"][0] + tasks * L + pos[rows, tasks]] = 1.0
         if self.pairs:
             a, b = np.array(self.pairs).T
             both = present[:, a] & present[:, b]
-            X[:, n + n * L:n + n * L + len(a)] = both & (pos[:, a] < pos[:, b])
-        at0 = n + n * L + len(self.pairs)
+            at = self.groups["precedes"][0]
+            X[:, at:at + len(a)] = both & (pos[:, a] < pos[:, b])
         if self.prior is not None:
-            X[:, at0] = [self.prior.score(o) / self.prior_scale for o, _ in configs]
-            at0 += 1
+            X[:, self.groups["prior"][0]] = [self.prior.score(o) / self.prior_scale for o, _ in configs]
         if self.hp_names:
             for r, (_, hp) in enumerate(configs):
-                at = at0
+                at = self.groups["hparams"][0]
                 for name, key, w in self.hp_names:
                     X[r, at:at + w] = self._scale(self.hparams[key], hp.get(name), w)
                     at += w

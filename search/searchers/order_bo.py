@@ -5,6 +5,9 @@ and noise, an inter-fidelity correlation learned from the data) over ``features.
 additive kernel of one RBF per feature group - which tasks (membership, one lengthscale per task),
 where (task at depth from the end), which precedes which (Mallows kernel over the ordered pairs of a
 partial ranking, as BOPS, Deshwal et al. AAAI 2022), and the searched hyperparameters (per dimension).
+By default two such GPs are averaged by their evidence (surrogate.py): one over those features, one
+that also sees each task's position from the *start* (``search.order_bo.from_start: average``), so the
+data decides whether a task's effect follows it to the end of the chain or stays where it was trained.
 
 * **Probes are evidence.** The probe after stage i of an order is a *low-fidelity observation of its
   prefix* (the encoder after those i stages, scored by a short target fine-tune): task 1 of the
@@ -49,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,14 +62,9 @@ from optuna.trial import TrialState
 from search.config import hparam_names
 from search.searchers.costs import CostModel, Seconds
 from search.searchers.features import OrderFeatures
-from search.searchers.posterior import FinalPosterior
+from search.searchers.surrogate import CHOLESKY_UP_TO, Averaged, Surrogate
 from search.space import OrderSpace, is_order_param
 
-FINAL, PROBE = 0, 1  # the GP's tasks (fidelities)
-# exact Cholesky solves up to this many training points (GPyTorch's default switches to conjugate gradients
-# and Lanczos above 800, slower here and approximate: a search of 300 trials has ~1200 finals and probes)
-CHOLESKY_UP_TO = 5000
-FIT_POINTS = 600  # observations the hyperparameters are optimised on (the posterior uses all of them)
 UNEXPLORED_DRAWS = 4000  # joint posterior draws behind "could an order the search never finished beat its pick?"
 UNEXPLORED_MAX = 300  # ... over the unfinished orders most likely to (the rest add nothing visible)
 
@@ -98,11 +95,17 @@ class OrderBOSampler(BaseSampler):
     def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 2,
                  max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
                  propose_stopped: bool = True, prior=None, startup: str = "cover", final_cost: float = 1.0,
-                 cost: str = "stages"):
+                 cost: str = "stages", from_start: str = "average"):
         self.space, self.hparams = space, dict(hparams or {})
         self.prior = prior  # search.transfer.OrderPrior or None
-        self.features = OrderFeatures(space.candidates, max(space.lengths), self.hparams, prior=prior,
-                                      prior_scale=_prior_scale(prior, space))
+        # the surrogate(s): the default features, and/or the same plus positions from the start (averaged)
+        scale = _prior_scale(prior, space)
+        enumerate_orders = space.orders if not self.hparams and space.count() <= max_candidates else None
+        self.surrogates = [
+            Surrogate(OrderFeatures(space.candidates, max(space.lengths), self.hparams, prior=prior, prior_scale=scale,
+                                    from_start=start), seed=seed, fit_iters=fit_iters, use_probes=use_probes,
+                      enumerate_orders=enumerate_orders)
+            for start in {"never": [False], "always": [True], "average": [False, True]}[from_start]]
         self.seed, self.n_startup, self.max_candidates = seed, n_startup, max_candidates
         self.cost_aware, self.use_probes, self.fit_iters = cost_aware, use_probes, fit_iters
         self.startup = startup  # the first n_startup orders: "cover" (coverage per cost) or "random"
@@ -111,9 +114,6 @@ class OrderBOSampler(BaseSampler):
         self.cost_unit = cost  # "stages": stage-trainings; "measured": the seconds trials report (costs.py)
         self._rng = np.random.default_rng(seed)
         self._proposals: dict[int, dict] = {}  # Optuna trial number -> the configuration decided for it
-        self._warm: dict | None = None  # the last fit's hyperparameters (a warm start for the next)
-        self._fitted_at = 0  # training points at the last hyperparameter optimisation
-        self._cands: tuple | None = None  # enumerated candidate orders and their features (not pickled)
         self._decoded: dict = {}  # trial params -> (order, hparams) (not pickled)
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
         self.last_recommendation: dict | None = None
@@ -122,13 +122,29 @@ class OrderBOSampler(BaseSampler):
     def __setstate__(self, state):
         # (pickled before start-up designs, or before a final could cost more than one stage-training)
         # (and before costs were measured: those count stages)
+        # (and before surrogates were averaged: one GP, its state in the sampler)
+        if "surrogates" not in state:
+            state = _one_surrogate(state)
         self.__dict__.update({"_decoded": {}, "startup": "random", "final_cost": 1.0, "cost_unit": "stages", **state})
         _import_botorch()
 
     def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_cands"], state["_decoded"] = None, {}  # rebuilt on demand: large and derived
-        return state
+        return {**self.__dict__, "_decoded": {}}  # rebuilt on demand: large and derived
+
+    @property
+    def features(self) -> OrderFeatures:
+        """The default surrogate's features (the first)."""
+        return self.surrogates[0].features
+
+    def surrogate_weights(self) -> dict[str, float] | None:
+        """Each surrogate's weight in the average at the last fit, by its feature set (``from_end``,
+        ``from_start``); None with one surrogate or before a fit."""
+        if len(self.surrogates) < 2 or any(s.evidence is None for s in self.surrogates):
+            return None
+        ev = np.array([s.evidence for s in self.surrogates])
+        w = np.exp(ev - ev.max())
+        return {("from_start" if s.features.from_start else "from_end"): round(float(x), 4)
+                for s, x in zip(self.surrogates, w / w.sum())}
 
     # ------------------------------------------------------------------ Optuna's sampler API
     def infer_relative_search_space(self, study, trial):
@@ -248,8 +264,8 @@ class OrderBOSampler(BaseSampler):
         free = [c for c in cands if config_key(*c) not in busy] or cands
         distinct = {config_key(o, h) for o, h, _ in obs.finals} | {config_key(o, h) for o, h in obs.pending} | obs.stopped
         # the first orders, or a fit that failed (degenerate data): a random untried configuration
-        model = None if len(distinct) < self.n_startup or not obs.finals else self._fit(obs)
-        if model is None:
+        posterior = None if len(distinct) < self.n_startup or not obs.finals else self._posterior(obs)
+        if posterior is None:
             if self.prior is not None:  # the prior's best untried configuration (first in candidate order on ties)
                 at = getattr(self.prior, "start_score", None)  # several earlier searches: each proposes in turn
                 score = (lambda o: at(o, len(distinct))) if at is not None else self.prior.score
@@ -260,8 +276,7 @@ class OrderBOSampler(BaseSampler):
                 order, hp = free[int(self._rng.integers(len(free)))]
             return self._params(order, hp)
         observed = self._observed_configs(obs)
-        posterior = FinalPosterior(model, self.features.matrix(obs.pending) if obs.pending else None)
-        mu, sd = self._predict(posterior, observed + free)
+        mu, sd = posterior(observed + free)
         rec = self._recommendation(observed, mu[:len(observed)], sd[:len(observed)], obs)
         if scalarise is None:  # (a scalarisation's best is no recommendation)
             self.last_recommendation = rec
@@ -374,122 +389,12 @@ class OrderBOSampler(BaseSampler):
         return out
 
     # ------------------------------------------------------------------ the surrogate
-    def _fit(self, obs: Observations):
-        """The GP on everything observed. Its hyperparameters are re-optimised (warm-started) only when
-        the data has grown by a quarter since the last optimisation, on at most ``FIT_POINTS`` of the
-        observations (a seeded sample of finals and probes: the marginal likelihood costs a Cholesky
-        per step, cubic in the points); in between, the last ones are kept and only the
-        posterior is recomputed on all the data (one Cholesky): a proposal stays under a second."""
-        import torch
-
-        X, Y = self._training_data(obs)
-        # BoTorch draws the task kernel's initial factors (and a failed fit's restarts) from torch's global
-        # generator: seeded here from the searcher's seed and the data, so the same search proposes the same
-        # orders whatever ran before it in the process (a benchmark runs many searches in one driver)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed * 1_000_003 + len(Y))
-            return self._fit_seeded(X, Y)
-
-    def _fit_seeded(self, X, Y):
-        if self._warm is None or len(Y) >= 1.25 * self._fitted_at:
-            Xs, Ys = self._fit_subset(X, Y)
-            fitted = self._optimise(self._warm_started(Xs, Ys), Xs, Ys)
-            if fitted is None:
-                return None
-            self._fitted_at = len(Y)
-            self._warm = {k: v.detach().clone() for k, v in fitted.state_dict().items()
-                          if "raw_" in k or k.endswith("constant") or "covar_factor" in k}
-        model = self._warm_started(X, Y)
-        model.eval()
-        return model
-
-    def _warm_started(self, X, Y):
-        model = self._model(X, Y)
-        if self._warm is not None:
-            try:
-                model.load_state_dict(self._warm, strict=False)
-            except Exception:
-                self._warm = None
-        return model
-
-    @staticmethod
-    def _fit_subset(X, Y):
-        if len(Y) <= FIT_POINTS:
-            return X, Y
-        finals = np.flatnonzero(X[:, -1].numpy() == FINAL)
-        probes = np.flatnonzero(X[:, -1].numpy() != FINAL)
-        rng = np.random.default_rng(len(Y))
-        n_probes = max(min(len(probes), FIT_POINTS // 3), FIT_POINTS - len(finals))  # both tasks stay in
-        keep = np.concatenate([rng.permutation(finals)[:FIT_POINTS - n_probes], rng.permutation(probes)[:n_probes]])
-        return X[np.sort(keep)], Y[np.sort(keep)]
-
-    def _optimise(self, model, X, Y):
-        """Type-II maximum likelihood (BoTorch's fit_gpytorch_mll, L-BFGS-B); once more from the priors
-        when a warm start fails; None when that fails too."""
-        from botorch.fit import fit_gpytorch_mll
-        from gpytorch.mlls import ExactMarginalLogLikelihood
-
-        for attempt in range(2):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
-                                     optimizer_kwargs={"options": {"maxiter": self.fit_iters}})
-                return model
-            except Exception:
-                model = self._model(X, Y)
-        return None
-
-    def _training_data(self, obs: Observations):
-        import torch
-
-        rows = [(o, h, y, FINAL) for o, h, y in obs.finals]
-        if self.use_probes:
-            rows += [(o, h, y, PROBE) for o, h, y in obs.probes]
-        F = self.features.matrix([(o, h) for o, h, _, _ in rows])
-        task = np.array([[r[3]] for r in rows], dtype=float)
-        X = torch.tensor(np.hstack([F, task]), dtype=torch.float64)
-        Y = torch.tensor([[r[2]] for r in rows], dtype=torch.float64)
-        return X, Y
-
-    def _model(self, X, Y):
-        from botorch.models import MultiTaskGP, SingleTaskGP
-
-        tasks = set(X[:, -1].tolist())
-        if len(tasks) > 1:
-            return MultiTaskGP(X, Y, task_feature=-1, covar_module=self._kernel(), output_tasks=[FINAL])
-        return SingleTaskGP(X[:, :-1], Y, covar_module=self._kernel())
-
-    def _kernel(self):
-        import torch
-        from gpytorch.kernels import AdditiveKernel, RBFKernel, ScaleKernel
-        from gpytorch.priors import LogNormalPrior
-
-        parts = []
-        for name, dims in self.features.groups.items():
-            d = len(dims)
-            # BoTorch's dimension-scaled lengthscale prior (Hvarfner et al., 2024), one lengthscale per
-            # group, except per dimension (ARD) for the hyperparameters and for membership: one task can
-            # matter wherever it sits (a task the target needs), and with that prior ARD is safe on few data
-            prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(d), scale=math.sqrt(3))
-            rbf = RBFKernel(ard_num_dims=d if name in ("hparams", "which") else None, active_dims=torch.tensor(dims),
-                            lengthscale_prior=prior)
-            parts.append(ScaleKernel(rbf))
-        return AdditiveKernel(*parts)
-
-    def _predict(self, posterior: FinalPosterior, configs: list[tuple[list[str], dict]]):
-        return posterior(self._features_of(configs))
-
-    def _features_of(self, configs) -> np.ndarray:
-        """Features of candidate configurations; the enumerated orders' are computed once."""
-        if self.hparams or self.space.count() > self.max_candidates:
-            return self.features.matrix(configs)
-        weights = tuple(getattr(self.prior, "weights", ()))  # a PriorEnsemble's prior feature moves with its weights
-        if self._cands is None or self._cands[2] != weights:
-            orders = [list(o) for o in self.space.orders()]
-            self._cands = ({tuple(o): i for i, o in enumerate(orders)}, self.features.matrix([(o, {}) for o in orders]), weights)
-        index, F, _ = self._cands
-        return F[[index[tuple(o)] for o, _ in configs]]
+    def _posterior(self, obs: Observations, pending: bool = True) -> Averaged | None:
+        """Every surrogate fitted on ``obs`` (surrogate.py), their posteriors averaged by evidence, the
+        pending configurations as believers; None when no fit succeeds (degenerate data)."""
+        refit = any(s.due(obs) for s in self.surrogates)  # (together: their evidence on the same data)
+        fitted = [(s, s.fit(obs, refit)) for s in self.surrogates]
+        return Averaged.of(fitted, obs.pending if pending else [])
 
     @staticmethod
     def _observed_configs(obs: Observations) -> list[tuple[list[str], dict]]:
@@ -528,20 +433,21 @@ class OrderBOSampler(BaseSampler):
             return None
         self._reweigh_prior(study, obs)
         with _one_thread():
-            model = self._fit(obs)
-        if model is None:
+            posterior = self._posterior(obs, pending=False)
+        if posterior is None:
             o, h, y = max(obs.finals, key=lambda f: f[2])
             return {"order": ">".join(o), "hparams": h, "mean": y, "lo": None, "hi": None, "observed": y,
                     "n_finals": len(obs.finals)}
         configs = self._observed_configs(obs)
-        posterior = FinalPosterior(model)
-        mu, sd = self._predict(posterior, configs)
+        mu, sd = posterior(configs)
         rec = self._recommendation(configs, mu, sd, obs)
         rec["unexplored"] = self.unexplored(posterior, obs, configs[int(np.argmax(mu))])
+        if self.surrogate_weights() is not None:  # which positions explain the scores better (surrogate.py)
+            rec["positions"] = self.surrogate_weights()
         self.last_recommendation = rec
         return rec
 
-    def unexplored(self, posterior: FinalPosterior, obs: "Observations", pick: tuple) -> dict | None:
+    def unexplored(self, posterior: Averaged, obs: "Observations", pick: tuple) -> dict | None:
         """Could an order the search never finished beat its pick? Under the surrogate's joint posterior of
         the true final scores (the GP over order features: orders with tasks in common move together), the
         probability that the best unfinished order scores above the pick, and the expected gain of that
@@ -551,8 +457,6 @@ class OrderBOSampler(BaseSampler):
         ``UNEXPLORED_DRAWS`` seeded draws of the pick and the ``UNEXPLORED_MAX`` unfinished orders most
         likely to beat it (each alone). None where "every unfinished configuration" is no finite set
         (searched hyperparameters, a space too large to enumerate)."""
-        from scipy.stats import norm
-
         if self.hparams or self.space.count() > self.max_candidates:
             return None
         done = {config_key(o, h) for o, h, _ in obs.finals}
@@ -560,15 +464,13 @@ class OrderBOSampler(BaseSampler):
         out = {"orders": len(left), "of": self.space.count(), "draws": UNEXPLORED_DRAWS}
         if not left:
             return {**out, "p_better": 0.0, "expected_gain": 0.0}
-        mu, sd = self._predict(posterior, left)
-        (pmu,), (psd,) = self._predict(posterior, [pick])
+        mu, sd = posterior(left)
+        (pmu,), (psd,) = posterior([pick])
         keep = np.argsort(-(mu - pmu) / np.sqrt(sd ** 2 + psd ** 2), kind="stable")[:UNEXPLORED_MAX]
-        m, C = posterior.joint(self._features_of([pick] + [left[i] for i in keep]))
-        w, V = np.linalg.eigh((C + C.T) / 2)  # (a square root that survives a semi-definite covariance)
-        root = V * np.sqrt(np.clip(w, 0.0, None))
-        draws = m + np.random.default_rng(self.seed).standard_normal((UNEXPLORED_DRAWS, len(m))) @ root.T
+        likely = [left[i] for i in keep]
+        draws = posterior.draws([pick] + likely, UNEXPLORED_DRAWS, np.random.default_rng(self.seed))
         gain = draws[:, 1:].max(axis=1) - draws[:, 0]
-        pair = norm.cdf((m[1:] - m[0]) / np.sqrt(np.clip(np.diag(C)[1:] + C[0, 0] - 2 * C[0, 1:], 1e-24, None)))
+        pair = posterior.p_above(likely, pick)
         j = int(np.argmax(pair))
         return {**out, "considered": len(keep), "p_better": float((gain > 0).mean()),
                 "expected_gain": float(np.clip(gain, 0.0, None).mean()), "most_likely": ">".join(left[keep[j]][0]),
@@ -582,6 +484,19 @@ def _prior_scale(prior, space: OrderSpace) -> float:
         return 1.0
     sd = float(np.std([prior.score(o) for o in space.sample()]))
     return sd if sd > 1e-12 else 1.0
+
+
+def _one_surrogate(state: dict) -> dict:
+    """A sampler pickled before surrogates were averaged (its one GP's state in the sampler) as one that
+    goes on with that GP alone: a resumed search proposes as it did."""
+    state = dict(state)
+    s = Surrogate(state.pop("features"), seed=state["seed"], fit_iters=state.get("fit_iters", 40),
+                  use_probes=state.get("use_probes", True),
+                  enumerate_orders=(state["space"].orders if not state.get("hparams")
+                                    and state["space"].count() <= state["max_candidates"] else None))
+    s.warm, s.fitted_at = state.pop("_warm", None), state.pop("_fitted_at", 0)
+    state.pop("_cands", None)
+    return {**state, "surrogates": [s]}
 
 
 @contextlib.contextmanager
