@@ -11,6 +11,7 @@ within ``--budget`` is counted as not stopped.
 
     python bench/stop_rule.py [--tables planted,curriculum,toy3] [--seeds 8] [--budget 0.6]
                               [--rules p=0.05,p=0.1,gain=0.002] [--min-trials 10] [--json PATH]
+                              [--set search.order_bo.from_start=never ...]   (config overrides, as itt search's)
 
 Printed per table and rule: how many searches stopped, the median (and IQR) compute at the stop and the
 regret there (of the searcher's recommendation; and of the best observed score), how many stopped with
@@ -45,7 +46,7 @@ def parse_rules(text: str, min_trials: int) -> dict:
     return rules
 
 
-def one_search(info: dict, seed: int, rules: dict, budget: float) -> dict:
+def one_search(info: dict, seed: int, rules: dict, budget: float, sets: tuple = ()) -> dict:
     """An offline order_bo search, the rules asked after every finished trial; where each would stop."""
     import optuna
 
@@ -56,7 +57,7 @@ def one_search(info: dict, seed: int, rules: dict, budget: float) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     scfg, _, _ = load_search(info["config"], ["search.searcher=order_bo", "search.scheduler.type=none",
-                                              f"search.seed={seed}"])
+                                              f"search.seed={seed}", *sets])
     space = scfg.space()
     sampler = sampler_for(scfg)
     study = optuna.create_study(direction="maximize", sampler=sampler)
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rules", default="p=0.05,p=0.1,gain=0.002")
     ap.add_argument("--min-trials", type=int, default=10)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override (repeatable)")
     args = ap.parse_args(argv)
     from search.trial import load_table
 
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
         from search.config import load_search
 
         info["table"] = load_table(load_search(info["config"])[0].simulate.table)
-        runs = [one_search(info, s, rules, args.budget) for s in range(args.seeds)]
+        runs = [one_search(info, s, rules, args.budget, tuple(args.set)) for s in range(args.seeds)]
         all_runs[spec] = runs
         rows += summarize(info, runs, rules)
     print(f"stop rules over {args.seeds} offline order_bo searches per table (min_trials {args.min_trials}, "

@@ -111,6 +111,8 @@ def _error(args, capsys, *needles):
     ({"candidates": TOY3, "length": 1, "order_bo": {"n_startup": "many"}}, ["search.order_bo.n_startup"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"cost_aware": "sometimes"}}, ["search.order_bo.cost_aware"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"startup": "sobol"}}, ["search.order_bo.startup"]),
+    ({"candidates": TOY3, "length": 1, "order_bo": {"from_start": True}},
+     ["search.order_bo.from_start", "'average', 'never' or 'always'"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"kernel": "rbf"}}, ["unknown key 'search.order_bo.kernel'"]),
     ({"candidates": TOY3, "length": 1, "optuna_storage": "runs/x.db"}, ["search.optuna_storage", "database URL"]),
     ({"candidates": TOY3, "length": 1, "resources": {"workers_per_trial": 2, "gpus_per_worker": 0.5}},
