@@ -827,6 +827,10 @@ def test_averaged_posterior_is_the_evidence_weighted_mixture_of_its_surrogates()
     sampler.surrogates[0].evidence = -20.0  # exp(-20) / (1 + ...) < NEGLIGIBLE: left out
     assert [s for _, s, _ in Averaged.of(list(zip(sampler.surrogates, models)), []).parts] == sampler.surrogates[1:]
     assert Averaged.of([(sampler.surrogates[0], None)], []) is None  # no fit: no posterior
+    for s in sampler.surrogates:  # (restored from before averaging: no evidence yet) the first alone
+        s.evidence = None
+    assert [(w, s) for w, s, _ in Averaged.of(list(zip(sampler.surrogates, models)), []).parts] == [
+        (1.0, sampler.surrogates[0])]
 
 
 def test_order_bo_pickled_before_surrogates_were_averaged_resumes_with_its_one_gp():

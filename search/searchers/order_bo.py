@@ -62,6 +62,7 @@ from optuna.trial import TrialState
 from search.config import hparam_names
 from search.searchers.costs import CostModel, Seconds
 from search.searchers.features import OrderFeatures
+from search.searchers import surrogate
 from search.searchers.surrogate import CHOLESKY_UP_TO, Averaged, Surrogate
 from search.space import OrderSpace, is_order_param
 
@@ -141,10 +142,9 @@ class OrderBOSampler(BaseSampler):
         ``from_start``); None with one surrogate or before a fit."""
         if len(self.surrogates) < 2 or any(s.evidence is None for s in self.surrogates):
             return None
-        ev = np.array([s.evidence for s in self.surrogates])
-        w = np.exp(ev - ev.max())
+        w = surrogate.weights([s.evidence for s in self.surrogates])
         return {("from_start" if s.features.from_start else "from_end"): round(float(x), 4)
-                for s, x in zip(self.surrogates, w / w.sum())}
+                for s, x in zip(self.surrogates, w)}
 
     # ------------------------------------------------------------------ Optuna's sampler API
     def infer_relative_search_space(self, study, trial):

@@ -201,6 +201,16 @@ def bic(model) -> float:
     return value - 0.5 * k * math.log(len(Y))
 
 
+def weights(evidence: list[float | None]) -> np.ndarray:
+    """Posterior model probabilities from log evidences (equal priors): exp(e_i - max) normalised; a
+    missing or non-finite evidence weighs 0 unless no surrogate has one (then the first weighs 1)."""
+    ev = np.array([e if e is not None and math.isfinite(e) else -np.inf for e in evidence], dtype=float)
+    if not np.isfinite(ev).any():
+        return np.eye(len(ev))[0]
+    w = np.exp(ev - ev.max())
+    return w / w.sum()
+
+
 class Averaged:
     """The posterior of several fitted surrogates, each weighed by its evidence: ``parts`` are
     (weight, surrogate, FinalPosterior), weights summing to 1. Means and variances are the mixture's
@@ -212,20 +222,16 @@ class Averaged:
     @classmethod
     def of(cls, fitted: list[tuple[Surrogate, object]], pending: list) -> Averaged | None:
         """The average of the surrogates whose fit succeeded (``fitted``: (surrogate, model or None)),
-        weighed by their last evidence, those below ``NEGLIGIBLE`` left out; None when none is fitted."""
-        ok = [(s, m) for s, m in fitted if m is not None and s.evidence is not None and math.isfinite(s.evidence)]
+        weighed by their evidence at the last fit (``weights``), those below ``NEGLIGIBLE`` left out;
+        None when none is fitted. (A surrogate restored from before averaging has no evidence yet: alone,
+        it weighs 1.)"""
+        ok = [(s, m) for s, m in fitted if m is not None]
         if not ok:
-            ok = [(s, m) for s, m in fitted if m is not None][:1]
-            return cls([(1.0, ok[0][0], ok[0][0].posterior(ok[0][1], pending))]) if ok else None
-        ev = np.array([s.evidence for s, _ in ok])
-        w = np.exp(ev - ev.max())
-        w /= w.sum()
+            return None
+        w = weights([s.evidence for s, _ in ok])
         keep = [i for i in range(len(ok)) if w[i] >= NEGLIGIBLE]
         total = float(w[keep].sum())
         return cls([(float(w[i]) / total, ok[i][0], ok[i][0].posterior(ok[i][1], pending)) for i in keep])
-
-    def weights(self) -> dict[int, float]:
-        return {id(s): w for w, s, _ in self.parts}
 
     def __call__(self, configs) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of each configuration's final score."""
