@@ -852,6 +852,7 @@ def test_order_bo_pickled_before_surrogates_were_averaged_resumes_with_its_one_g
         study.tell(t, final)
     state = before.__getstate__()
     (g,) = state.pop("surrogates")
+    del g.features.__dict__["from_start"]  # (features pickled then had no such attribute)
     state.update(features=g.features, _warm=g.warm, _fitted_at=g.fitted_at, _cands=None)  # the old layout
     old = OrderBOSampler.__new__(OrderBOSampler)
     old.__setstate__(state)

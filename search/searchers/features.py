@@ -37,6 +37,8 @@ from search.config import hparam_names
 
 
 class OrderFeatures:
+    from_start = False  # (a class default: features pickled before the ``start`` group have no attribute)
+
     def __init__(self, tasks: list[str], max_length: int, hparams: dict | None = None, prior=None,
                  prior_scale: float = 1.0, from_start: bool = False):
         self.tasks, self.L = list(tasks), max(1, max_length)
