@@ -29,6 +29,8 @@ RandomSampler; the search never runs a configuration twice, so it is random with
 benchmark), ``order_bo`` (the order-aware, cost-aware GP searcher, search/searchers/order_bo.py, no
 scheduler), ``order_bo_asha`` (with ASHA; stopped orders continue when proposed again: promotion),
 ``order_bo_asha_nopromo`` (ASHA stops are final), ``order_bo_nocost`` / ``order_bo_noprobe`` (ablations),
+``order_bo_end`` / ``order_bo_start`` (one GP instead of the default's two: ``search.order_bo.from_start``
+``never``, the default before 2026-12-06, or ``always``),
 ``order_bo_prior`` (``search.prior: transferability``) and ``order_bo_prior_seeds`` (the prior's best orders
 as seed points; bench/transfer_prior.py runs both).
 
