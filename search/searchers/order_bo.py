@@ -101,7 +101,7 @@ class OrderBOSampler(BaseSampler):
         self.prior = prior  # search.transfer.OrderPrior or None
         # the surrogate(s): the default features, and/or the same plus positions from the start (averaged)
         scale = _prior_scale(prior, space)
-        enumerate_orders = space.orders if not self.hparams and space.count() <= max_candidates else None
+        enumerate_orders = space.orders if _enumerable(space, self.hparams, max_candidates) else None
         self.surrogates = [
             Surrogate(OrderFeatures(space.candidates, max(space.lengths), self.hparams, prior=prior, prior_scale=scale,
                                     from_start=start), seed=seed, fit_iters=fit_iters, use_probes=use_probes,
@@ -442,8 +442,9 @@ class OrderBOSampler(BaseSampler):
         mu, sd = posterior(configs)
         rec = self._recommendation(configs, mu, sd, obs)
         rec["unexplored"] = self.unexplored(posterior, obs, configs[int(np.argmax(mu))])
-        if self.surrogate_weights() is not None:  # which positions explain the scores better (surrogate.py)
-            rec["positions"] = self.surrogate_weights()
+        positions = self.surrogate_weights()  # which positions explain the scores better (surrogate.py)
+        if positions is not None:
+            rec["positions"] = positions
         self.last_recommendation = rec
         return rec
 
@@ -457,7 +458,7 @@ class OrderBOSampler(BaseSampler):
         ``UNEXPLORED_DRAWS`` seeded draws of the pick and the ``UNEXPLORED_MAX`` unfinished orders most
         likely to beat it (each alone). None where "every unfinished configuration" is no finite set
         (searched hyperparameters, a space too large to enumerate)."""
-        if self.hparams or self.space.count() > self.max_candidates:
+        if not _enumerable(self.space, self.hparams, self.max_candidates):
             return None
         done = {config_key(o, h) for o, h, _ in obs.finals}
         left = [(list(o), {}) for o in self.space.orders() if config_key(list(o), {}) not in done]
@@ -486,14 +487,20 @@ def _prior_scale(prior, space: OrderSpace) -> float:
     return sd if sd > 1e-12 else 1.0
 
 
+def _enumerable(space: OrderSpace, hparams: dict | None, max_candidates: int) -> bool:
+    """Whether the candidates are every order of the space (no searched hyperparameters, at most
+    ``max_candidates`` orders): scored whole, their features computed once, "every unfinished one" finite."""
+    return not hparams and space.count() <= max_candidates
+
+
 def _one_surrogate(state: dict) -> dict:
     """A sampler pickled before surrogates were averaged (its one GP's state in the sampler) as one that
     goes on with that GP alone: a resumed search proposes as it did."""
     state = dict(state)
     s = Surrogate(state.pop("features"), seed=state["seed"], fit_iters=state.get("fit_iters", 40),
                   use_probes=state.get("use_probes", True),
-                  enumerate_orders=(state["space"].orders if not state.get("hparams")
-                                    and state["space"].count() <= state["max_candidates"] else None))
+                  enumerate_orders=(state["space"].orders
+                                    if _enumerable(state["space"], state.get("hparams"), state["max_candidates"]) else None))
     s.warm, s.fitted_at = state.pop("_warm", None), state.pop("_fitted_at", 0)
     state.pop("_cands", None)
     return {**state, "surrogates": [s]}
