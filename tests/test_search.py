@@ -787,7 +787,7 @@ def test_order_bo_averages_its_surrogates_by_evidence_toward_the_positions_the_d
 
 def test_averaged_posterior_is_the_evidence_weighted_mixture_of_its_surrogates():
     """``surrogate.Averaged``: the mixture's mean and variance from its components' own posteriors, the
-    pairwise P(above) as their weighted normal CDFs, and its joint draws with the mixture's moments and a
+    pairwise P(above) as their weighted normal CDFs and its joint draws (``rivals``) with the mixture's moments and a
     share of draws per component equal to its weight; weights follow exp(evidence), one below
     ``NEGLIGIBLE`` is dropped."""
     import numpy as np
@@ -815,8 +815,8 @@ def test_averaged_posterior_is_the_evidence_weighted_mixture_of_its_surrogates()
     for w, s, p in parts:
         jm, jc = p.joint(s.features_of([pick] + rest))
         ref = ref + w * norm.cdf((jm[1:] - jm[0]) / np.sqrt(np.diag(jc)[1:] + jc[0, 0] - 2 * jc[0, 1:]))
-    np.testing.assert_allclose(mix.p_above(rest, pick), ref, atol=1e-9)
-    draws = mix.draws(configs, 40_000, np.random.default_rng(0))
+    draws, above = mix.rivals(pick, rest, 40_000, np.random.default_rng(0))
+    np.testing.assert_allclose(above, ref, atol=1e-9)
     assert draws.shape == (40_000, 20)
     np.testing.assert_allclose(draws.mean(0), mean, atol=4 * sd.max() / np.sqrt(40_000) + 1e-6)
     np.testing.assert_allclose(draws.std(0), sd, rtol=0.03)

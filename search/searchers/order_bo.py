@@ -469,9 +469,8 @@ class OrderBOSampler(BaseSampler):
         (pmu,), (psd,) = posterior([pick])
         keep = np.argsort(-(mu - pmu) / np.sqrt(sd ** 2 + psd ** 2), kind="stable")[:UNEXPLORED_MAX]
         likely = [left[i] for i in keep]
-        draws = posterior.draws([pick] + likely, UNEXPLORED_DRAWS, np.random.default_rng(self.seed))
+        draws, pair = posterior.rivals(pick, likely, UNEXPLORED_DRAWS, np.random.default_rng(self.seed))
         gain = draws[:, 1:].max(axis=1) - draws[:, 0]
-        pair = posterior.p_above(likely, pick)
         j = int(np.argmax(pair))
         return {**out, "considered": len(keep), "p_better": float((gain > 0).mean()),
                 "expected_gain": float(np.clip(gain, 0.0, None).mean()), "most_likely": ">".join(left[keep[j]][0]),

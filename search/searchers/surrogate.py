@@ -214,7 +214,7 @@ def weights(evidence: list[float | None]) -> np.ndarray:
 class Averaged:
     """The posterior of several fitted surrogates, each weighed by its evidence: ``parts`` are
     (weight, surrogate, FinalPosterior), weights summing to 1. Means and variances are the mixture's
-    (its first two moments); ``draws`` samples the mixture jointly."""
+    (its first two moments); ``rivals`` samples the mixture jointly."""
 
     def __init__(self, parts: list[tuple[float, Surrogate, FinalPosterior]]):
         self.parts = parts
@@ -244,25 +244,19 @@ class Averaged:
             mean, second = mean + w * mu, second + w * (sd ** 2 + mu ** 2)
         return mean, np.sqrt(np.maximum(second - mean ** 2, 1e-24))
 
-    def draws(self, configs, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` joint draws of the configurations' final scores (rows), each from one surrogate chosen
-        by its weight."""
-        counts = rng.multinomial(n, [w for w, _, _ in self.parts]) if len(self.parts) > 1 else [n]
-        out = []
-        for (_, s, post), k in zip(self.parts, counts):
-            m, C = post.joint(s.features_of(configs))
-            w, V = np.linalg.eigh((C + C.T) / 2)  # (a square root that survives a semi-definite covariance)
-            out.append(m + rng.standard_normal((k, len(m))) @ (V * np.sqrt(np.clip(w, 0.0, None))).T)
-        return np.concatenate(out)
-
-    def p_above(self, configs, first) -> np.ndarray:
-        """P(configuration j scores above ``first``) for each of ``configs``, each pair exactly (Gaussian
-        per surrogate, mixed by weight)."""
+    def rivals(self, first, configs, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``first`` against its rivals ``configs``, from one joint posterior per surrogate: ``n`` joint
+        draws of their final scores (rows; column 0 is ``first``'s), each row from one surrogate chosen by
+        its weight, and each rival's P(scoring above ``first``), each pair exactly (Gaussian per surrogate,
+        mixed by weight)."""
         from scipy.stats import norm
 
-        out = 0.0
-        for w, s, post in self.parts:
+        counts = rng.multinomial(n, [w for w, _, _ in self.parts]) if len(self.parts) > 1 else [n]
+        draws, above = [], 0.0
+        for (w, s, post), k in zip(self.parts, counts):
             m, C = post.joint(s.features_of([first] + list(configs)))
+            e, V = np.linalg.eigh((C + C.T) / 2)  # (a square root that survives a semi-definite covariance)
+            draws.append(m + rng.standard_normal((k, len(m))) @ (V * np.sqrt(np.clip(e, 0.0, None))).T)
             var = np.clip(np.diag(C)[1:] + C[0, 0] - 2 * C[0, 1:], 1e-24, None)
-            out = out + w * norm.cdf((m[1:] - m[0]) / np.sqrt(var))
-        return out
+            above = above + w * norm.cdf((m[1:] - m[0]) / np.sqrt(var))
+        return np.concatenate(draws), above
