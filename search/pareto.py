@@ -16,14 +16,14 @@ from collections.abc import Sequence
 MAX, MIN = "maximize", "minimize"
 
 # what a trial reports over its target languages (dev split; probes the same after each stage):
-# name -> (direction, label). One metric alone must be one of SINGLE (a std alone rewards a model that
-# scores every language equally badly).
+# name -> (direction, words: what the score is, after "the dev "; {w} is search.robust_weight). One metric
+# alone must be one of SINGLE (a std alone rewards a model that scores every language equally badly).
 OBJECTIVES: dict[str, tuple[str, str]] = {
-    "mean": (MAX, "mean over languages"),
-    "worst": (MAX, "worst language"),
-    "robust": (MAX, "mean - robust_weight * std over languages"),
-    "std": (MIN, "std over languages (lower is better)"),
-    "transfer_gap": (MIN, "English minus the mean of the other languages (lower is better)"),
+    "mean": (MAX, "mean over the target's languages"),
+    "worst": (MAX, "score of the worst target language"),
+    "robust": (MAX, "mean - {w:g} x std over the target's languages"),
+    "std": (MIN, "std over the target's languages (lower is better)"),
+    "transfer_gap": (MIN, "English minus the mean of the target's other languages (lower is better)"),
     # not over the target's languages but over tasks: the target and every eval.also task, each task's
     # XTREME score the mean over its languages (optimised alone: a front against the target's own figures
     # would mix what the report reads per task with what it reads per language)
@@ -80,6 +80,11 @@ def front(points: Sequence[Sequence[float]], dirs: Sequence[str]) -> list[int]:
         if not any(dominates(points[j], points[i], dirs) for j in kept):
             kept.append(i)
     return sorted(kept)
+
+
+def words(name: str, robust_weight: float) -> str:
+    """What one objective is, for console lines: ``the dev mean over the target's languages``."""
+    return "the dev " + OBJECTIVES[name][1].format(w=robust_weight)
 
 
 def describe(metric: str | Sequence[str]) -> str:

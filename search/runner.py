@@ -562,13 +562,11 @@ def _searcher_of(tuner):
     return alg
 
 
-SCORE_WORDS = {"mean": "the dev mean over the target's languages", "worst": "the worst target language's dev score",
-               "robust": "the dev mean - {w:g} x std over the target's languages", "xtreme": "the dev XTREME average"}
-
-
 def score_words(scfg: SearchConfig) -> str:
     """What a one-objective search's score is, as the console's list of best orders names it."""
-    return f"search.metric {scfg.metric}, " + SCORE_WORDS[scfg.metric].format(w=scfg.robust_weight)
+    from search.pareto import words
+
+    return f"search.metric {scfg.metric}, " + words(scfg.metric, scfg.robust_weight)
 
 
 def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, searcher) -> dict:

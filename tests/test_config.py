@@ -154,3 +154,5 @@ def test_every_single_metric_has_words_for_the_end_of_a_search():
         words = score_words(SimpleNamespace(metric=m, robust_weight=0.5))
         assert words.startswith(f"search.metric {m}, the ") and "dev" in words, words
     assert "0.5 x std" in score_words(SimpleNamespace(metric="robust", robust_weight=0.5))
+    assert score_words(SimpleNamespace(metric="worst", robust_weight=0.5)) == (
+        "search.metric worst, the dev score of the worst target language")
