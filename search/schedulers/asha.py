@@ -58,38 +58,32 @@ class OrderASHA(ASHAScheduler):
     def on_trial_result(self, tune_controller, trial, result):
         if trial.config.get(CONTINUES) or result.get("replayed"):
             return TrialScheduler.CONTINUE  # a continuation runs to its final; a replay costs nothing
-        if self.peers is None:
-            action = super().on_trial_result(tune_controller, trial, result)
-        else:
-            action = self._among_peers(trial, result)
-        if action == TrialScheduler.STOP and result.get("resumed"):
-            self._num_stopped -= 1  # its run ended before an `itt resume` (trial.py): its probe is recorded
-            return TrialScheduler.CONTINUE
+        action = self._decide(trial, result)  # (records the probe in its rung)
+        if result.get("resumed"):
+            return TrialScheduler.CONTINUE  # its run ended before an `itt resume` (trial.py): recorded, not stopped
+        self._num_stopped += action == TrialScheduler.STOP
         if action == TrialScheduler.STOP and self.peers is not None:
             self.peers.end(trial.trial_id)
         return action
 
-    def _among_peers(self, trial, result) -> str:
-        """Ray's ``AsyncHyperBandScheduler.on_trial_result`` and ``_Bracket.on_result``, with the rung's
-        cutoff taken over the trial's peers only (the probe is still recorded for later trials)."""
+    def _decide(self, trial, result) -> str:
+        """Ray's ``AsyncHyperBandScheduler.on_trial_result`` and ``_Bracket.on_result`` (with Ray's default
+        ``stop_last_trials``), the stop counted by the caller; with ``search.reproducible`` the rung's
+        cutoff is taken over the trial's peers only (the probe is still recorded for later trials)."""
         if self._time_attr not in result or result.get(self._metric) is None:
             return TrialScheduler.CONTINUE
         t, reward = result[self._time_attr], self._metric_op * result[self._metric]
-        action = TrialScheduler.CONTINUE
         if t >= self._max_t and self._stop_last_trials:
-            action = TrialScheduler.STOP
-        else:
-            bracket = self._trial_info[trial.trial_id]
-            for milestone, recorded in bracket._rungs:  # (highest rung first)
-                if t < milestone or trial.trial_id in recorded:
-                    continue
-                cutoff = bracket.cutoff(self.peers.only(trial.trial_id, recorded))
-                if cutoff is not None and reward < cutoff:
-                    action = TrialScheduler.STOP
-                recorded[trial.trial_id] = reward
-                break
-        self._num_stopped += action == TrialScheduler.STOP
-        return action
+            return TrialScheduler.STOP
+        bracket = self._trial_info[trial.trial_id]
+        for milestone, recorded in bracket._rungs:  # (highest rung first)
+            if t < milestone or trial.trial_id in recorded:
+                continue
+            peers = recorded if self.peers is None else self.peers.only(trial.trial_id, recorded)
+            cutoff = bracket.cutoff(peers)
+            recorded[trial.trial_id] = reward
+            return TrialScheduler.STOP if cutoff is not None and reward < cutoff else TrialScheduler.CONTINUE
+        return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result):
         if self.peers is not None:
