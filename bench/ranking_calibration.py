@@ -136,7 +136,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--reps", type=int, default=300, help="simulated searches per setting (default 300)")
     ap.add_argument("--reps2", type=int, default=100, help="simulated searches per setting of part 2 (default 100)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--no-start", action="store_true",
+                    help="the structured model without its position-from-the-start block (as before 2026-12-06)")
     args = ap.parse_args(argv)
+    if args.no_start:
+        full = R.blocks_of
+        R.blocks_of = lambda orders: tuple(b for b in full(orders) if b != "start")
     out = [run(k, n, r, args.reps, seed=11 + i) for i, (k, n, r) in enumerate(SETTINGS)]
     print("Part 1: orders without tasks in common (the exchangeable model)")
     print(f"{'orders':>6} {'seeds':>5} {'tau/sigma':>9} {'95% set covers':>14} {'set size':>8} {'RMSE mean':>9} "

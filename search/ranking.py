@@ -40,10 +40,10 @@ table 90% of it against the true mean. Orders a searcher chose to run are not a 
 space, and orders sharing tasks are more alike than this model assumes.
 
 The structured model: an order's true score is mu plus random effects of its features - which tasks it
-trains, where each sits (depth from the end), which precedes which (search/searchers/features.py, the
-features order_bo's GP uses) - plus its own effect, one variance per component: a Gaussian process
-whose kernel is a sum of linear kernels, i.e. a linear mixed model with crossed random effects. Its
-four variances and sigma are integrated out: draws from their posterior (restricted likelihood of
+trains, where each sits (depth from the end; and position from the start where orders differ in length:
+the two order_bo's averaged GPs use), which precedes which (search/searchers/features.py) - plus its own
+effect, one variance per component: a Gaussian process whose kernel is a sum of linear kernels, i.e. a
+linear mixed model with crossed random effects. Its four or five variances and sigma are integrated out: draws from their posterior (restricted likelihood of
 the order means, the seeds' spread, half-Cauchy priors as above) by importance sampling from a
 Student-t around the mode; given them the true scores are jointly normal (kriging with an unknown
 mean), and P(best) is counted over 4000 joint draws. The exchangeable model is its special case with
@@ -65,7 +65,9 @@ DRAWS = 40  # (sigma, tau) draws from their posterior (stratified over the grid)
 GRID = 2001  # points of each P(best) integral (more where a posterior is narrow, see p_best)
 HYPER_GRID = 120  # grid points per hyperparameter (sigma, tau)
 MODELS = ("auto", "structured", "exchangeable")
-MIN_STRUCTURED = 5  # IF orders "auto" needs for the structured model: more contrasts between them than its 4 variances
+# IF orders "auto" needs for the structured model: as many contrasts between them as its 4 shared variances
+# (5 with orders of several lengths; the half-Cauchy priors hold the variances the data cannot tell apart)
+MIN_STRUCTURED = 5
 
 
 def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws: int = DRAWS,
@@ -117,7 +119,8 @@ def analyse(fig: pd.DataFrame, figure: str = "mean", level: float = LEVEL, draws
                                                  f"ones from {UNFINISHED_MIN} or more"}
         elif space is not None:
             with threadpool_limits(1):
-                out["unfinished"] = unfinished(orders, ybar, n, fit["logs"], space, orders.index(rows[0]["order"]))
+                out["unfinished"] = unfinished(orders, ybar, n, fit["logs"], space, orders.index(rows[0]["order"]),
+                                               fit["blocks"])
     return out
 
 
@@ -194,7 +197,10 @@ def credible_set(p_sorted: list[float], level: float) -> int:
 
 
 # ---------------------------------------------------------------- the structured model
-BLOCKS = ("which", "where", "precedes")  # order features evidence is shared through (search/searchers/features.py)
+# order features evidence is shared through (search/searchers/features.py): which tasks, where each sits counted
+# from the end (forgetting follows a task to the end of the chain) and from the start (a curriculum stays where
+# its task was trained), which precedes which
+BLOCKS = ("which", "where", "start", "precedes")
 COMPONENTS = BLOCKS + ("order",)  # ... and what is each order's own
 PROPOSALS = 400  # importance draws of the hyperparameters
 PER_DRAW = 100  # joint draws of the orders' true scores per hyperparameter draw
@@ -211,21 +217,30 @@ def shares_tasks(orders: list[str]) -> bool:
     return False
 
 
-def _blocks(orders: list[str]) -> list[np.ndarray]:
-    """Each block's order features (search/searchers/features.py) for ``orders``, over their tasks."""
+def _blocks(orders: list[str], names: tuple[str, ...] = BLOCKS) -> list[np.ndarray]:
+    """Each named block's order features (search/searchers/features.py) for ``orders``, over their tasks."""
     from search.searchers.features import OrderFeatures
 
     split = [o.split(">") for o in orders]
-    f = OrderFeatures(sorted({t for o in split for t in o}), max(len(o) for o in split))
+    f = OrderFeatures(sorted({t for o in split for t in o}), max(len(o) for o in split), from_start=True)
     X = f.matrix([(o, {}) for o in split])
-    return [X[:, f.groups[b]] for b in BLOCKS]
+    return [X[:, f.groups[b]] for b in names]
 
 
-def factors(orders: list[str]) -> list[np.ndarray]:
-    """One factor F per shared component, its kernel F F^T: the order features of each block (orders
-    sharing a task, a (task, depth from the end) or a precedence pair covary by one unit per shared
-    feature), features no order has left out. Each order's own effect is the identity, kept apart."""
-    return [B[:, B.any(axis=0)] for B in _blocks(orders)]
+def blocks_of(orders: list[str]) -> tuple[str, ...]:
+    """The blocks the structured model has for these orders: all of ``BLOCKS``, less ``start`` where it
+    would covary the orders exactly as ``where`` does (orders all of one length: a position from the start
+    is then a depth from the end read backwards, and the two variances could not be told apart)."""
+    where, start = (B @ B.T for B in _blocks(orders, ("where", "start")))
+    return tuple(b for b in BLOCKS if b != "start" or not np.array_equal(where, start))
+
+
+def factors(orders: list[str], names: tuple[str, ...] | None = None) -> list[np.ndarray]:
+    """One factor F per shared component (``names``, by default ``blocks_of(orders)``), its kernel F F^T:
+    the order features of each block (orders sharing a task, a (task, depth from the end), a (task,
+    position from the start) or a precedence pair covary by one unit per shared feature), features no
+    order has left out. Each order's own effect is the identity, kept apart."""
+    return [B[:, B.any(axis=0)] for B in _blocks(orders, names or blocks_of(orders))]
 
 
 def kernels(Fs: list[np.ndarray]) -> list[np.ndarray]:
@@ -277,11 +292,12 @@ def _log_det_and_quad(a: np.ndarray, G: np.ndarray, V: np.ndarray) -> tuple[floa
 
 def _structured(orders: list[str], ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, draws: int) -> dict:
     """Each order's true score theta = mu + the sum of random effects of its features (which tasks,
-    where each sits, which precedes which) + its own effect: a Gaussian process with a sum of linear
-    kernels, one variance per component (a linear mixed model with crossed random effects). The four
-    variances and sigma are integrated out (``_hyper_draws``); given them theta is jointly normal
+    where each sits, from the end and from the start (``blocks_of``), which precedes which) + its own
+    effect: a Gaussian process with a sum of linear kernels, one variance per component (a linear mixed
+    model with crossed random effects). The variances and sigma are integrated out (``_hyper_draws``); given them theta is jointly normal
     (``conditional``), so P(best) is counted over joint draws of all orders."""
-    Fs = factors(orders)
+    names = blocks_of(orders)
+    Fs = factors(orders, names)
     Ks = kernels(Fs)
     logs, ess = _hyper_draws(ybar, n, ssw, dfw, Fs, draws)
     rng = np.random.default_rng(0)  # (the same data give the same figures)
@@ -296,9 +312,9 @@ def _structured(orders: list[str], ybar: np.ndarray, n: np.ndarray, ssw: float, 
         spread.append(math.sqrt(v.sum()))
     z = np.concatenate(samples)
     return {"model": "structured", "p": np.bincount(z.argmax(axis=1), minlength=len(ybar)) / len(z),
-            "mean": z.mean(axis=0), "sd": z.std(axis=0), "logs": logs,
+            "mean": z.mean(axis=0), "sd": z.std(axis=0), "logs": logs, "blocks": names,
             "hyper": {"sigma": float(np.median(np.exp(logs[:, 0] / 2))), "tau": float(np.median(spread)),
-                      "shares": dict(zip(COMPONENTS, np.mean(shares, axis=0).tolist())), "ess": ess}}
+                      "shares": dict(zip(names + ("order",), np.mean(shares, axis=0).tolist())), "ess": ess}}
 
 
 def _hyper_draws(ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, Fs: list[np.ndarray],
@@ -352,14 +368,15 @@ UNFINISHED_MIN = 20
 
 
 def unfinished(orders: list[str], ybar: np.ndarray, n: np.ndarray, logs: np.ndarray, space: list[str],
-               pick: int) -> dict | None:
+               pick: int, names: tuple[str, ...] | None = None) -> dict | None:
     """Could an order the search did not finish beat the most likely best one (``orders[pick]``)? Under
     the structured model (its hyperparameter draws ``logs``), the probability that the best unfinished
     order's true score is above the pick's, the expected gain E[max(0, max_j theta_j - theta_pick)], and
     the unfinished order most likely to beat it (alone). The question order_bo's ``unexplored`` asks of
     its own GP, here for any searcher. Joint draws through the weight-space view (``weight_draws``):
     an unfinished order shares the feature effects the finished ones estimate and has its own effect
-    from the prior. None where the space is too large to list."""
+    from the prior. ``names``: the model's blocks (``blocks_of(orders)``: the finished orders decide).
+    None where the space is too large to list."""
     done = set(orders)
     left = [o for o in space if o and o not in done]
     out = {"orders": len(left), "of": len(left) + len(done & set(space)), "draws": len(logs) * PER_DRAW}
@@ -367,7 +384,7 @@ def unfinished(orders: list[str], ybar: np.ndarray, n: np.ndarray, logs: np.ndar
         return None
     if not left:
         return {**out, "p_better": 0.0, "expected_gain": 0.0}
-    X_run, X_new = _design(orders, left)
+    X_run, X_new = _design(orders, left, names)
     rng = np.random.default_rng(0)
     gains, beats = [], np.zeros(len(left))
     for x in logs:
@@ -380,9 +397,11 @@ def unfinished(orders: list[str], ybar: np.ndarray, n: np.ndarray, logs: np.ndar
             "most_likely": left[j], "p_most_likely": float(beats[j] / len(gain))}
 
 
-def _design(orders: list[str], left: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each block's features for the finished and the unfinished orders, over the tasks of both."""
-    blocks = _blocks(orders + left)
+def _design(orders: list[str], left: list[str], names: tuple[str, ...] | None = None
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each block's features (``names``, by default ``blocks_of(orders)``) for the finished and the
+    unfinished orders, over the tasks of both."""
+    blocks = _blocks(orders + left, names or blocks_of(orders))
     return [B[:len(orders)] for B in blocks], [B[len(orders):] for B in blocks]
 
 
@@ -444,5 +463,7 @@ def shares_text(r: dict) -> str:
         return ""
     names = {"which": "which tasks", "where": "where each sits", "precedes": "which precedes which",
              "order": "each order's own"}
+    if "start" in sh:  # (orders of several lengths: the two positions are told apart)
+        names.update(where="where each sits counted from the end", start="counted from the start")
     return ("The spread of the orders' true scores (sd " + f"{r['tau']:.4g}) comes from " +
             ", ".join(f"{names[k]} {v:.0%}" for k, v in sh.items()) + " (posterior means).")

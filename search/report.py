@@ -771,14 +771,16 @@ def _model_text(r: dict) -> str:
               f"orders; the credible set holds the fewest orders whose P(best) adds up to {r['level']:.0%} (here "
               f"{r['set_p']:.3f}).")
     if r.get("model") == "structured":
-        return ("Model: each order's true score is a common mean plus random effects of which tasks it trains, where "
-                "each sits (depth from the end) and which precedes which, plus its own; seeds scatter around it with "
+        where = ("where each sits (depth from the end, and position from the start: the orders differ in length)"
+                 if "start" in (r.get("shares") or {}) else "where each sits (depth from the end)")
+        return ("Model: each order's true score is a common mean plus random effects of which tasks it trains, "
+                f"{where} and which precedes which, plus its own; seeds scatter around it with "
                 f"noise sigma ({r['sigma']:.4g}). Orders with tasks in common thus share evidence, and an order's "
                 "posterior (shrunk) leans on theirs. " + ranking.shares_text(r) + " The variances are integrated "
                 "out (search/ranking.py). " + common + " On simulated searches over 5 tasks (bench/ranking_calibration.py) "
                 "its most likely order was truly better than the exchangeable model's where orders shared structure "
-                "(regret 8-53% lower; no worse with independent true scores), with smaller sets that held the true best "
-                "93-100% of the time.")
+                "(regret 14-50% lower; about as good with independent true scores), with smaller sets that held the "
+                "true best 94-100% of the time.")
     return (f"Model: each order's true score is drawn around a common mean with spread tau, each seed's score around "
             f"its order's with noise sigma (posterior medians {r['tau']:.4g} and {r['sigma']:.4g}); an order's "
             f"posterior shrinks its mean toward the grand mean ({r['mu']:.4f}), more so with fewer seeds (shrunk). "

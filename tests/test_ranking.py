@@ -207,7 +207,8 @@ def test_log_posterior_is_the_restricted_likelihood_with_mu_integrated_numerical
     within-order likelihood and the priors (constants cancel in the difference)."""
     rng = np.random.default_rng(6)
     orders = _orders(rng, 10)
-    Fs = R.factors(orders)
+    Fs = R.factors(orders)  # (all of length 3: three blocks, ``start`` being ``where`` read backwards)
+    assert len(Fs) == 3
     Ks = R.kernels(Fs)
     n = rng.integers(2, 4, 10).astype(float)
     ybar, ssw, dfw, scale = rng.normal(0.6, 0.03, 10), 0.004, int((n - 1).sum()), 0.02
@@ -292,6 +293,33 @@ def test_structured_model_finds_better_orders_with_sets_that_still_cover():
     assert covered >= sps.binom.ppf(0.01, 20, 0.95)
 
 
+def test_structured_model_tells_position_from_the_start_from_depth_from_the_end():
+    """Orders of 1-3 of 5 tasks whose true scores are the sum of (task, position) effects, the position
+    counted from the start (a curriculum) or from the end (forgetting): the posterior share of the spread
+    goes to the block that was planted, and the report's sentence names both; orders all of one length
+    have no ``start`` block (a position from the start is then a depth from the end read backwards)."""
+    tasks = ["a", "b", "c", "d", "e"]
+    for seed, planted in ((0, "start"), (1, "where")):
+        rng = np.random.default_rng(seed)
+        eff = {(t, p): rng.normal(0, 0.03) for t in tasks for p in range(3)}
+
+        def truth(o: str) -> float:
+            ts = o.split(">")
+            return 0.6 + sum(eff[(t, i if planted == "start" else len(ts) - 1 - i)] for i, t in enumerate(ts))
+
+        orders = _orders(rng, 40, tasks)
+        fig = pd.DataFrame([(o, s, truth(o) + rng.normal(0, 0.01)) for o in orders for s in range(2)],
+                           columns=["order", "seed", "mean"])
+        r = R.analyse(fig, model="structured")
+        other = "where" if planted == "start" else "start"
+        assert r["shares"][planted] > 0.5 and r["shares"][other] < 0.1, (planted, r["shares"])
+        assert "counted from the end" in R.shares_text(r) and "counted from the start" in R.shares_text(r)
+    three = [o for o in orders if o.count(">") == 2]
+    r = R.analyse(fig[fig["order"].isin(three)], model="structured")
+    assert set(r["shares"]) == {"which", "where", "precedes", "order"}
+    assert "where each sits " in R.shares_text(r) and "counted from" not in R.shares_text(r)
+
+
 def test_weight_draws_match_the_function_space_posterior(monkeypatch):
     """The pick's and two unfinished orders' joint draws (weight space: feature effects, then own
     effects) against the function-space posterior over all three, the unfinished ones entered with no
@@ -301,7 +329,8 @@ def test_weight_draws_match_the_function_space_posterior(monkeypatch):
     space = [">".join(p) for k in (1, 2) for p in itertools.permutations(tasks, k)]
     orders, left = space[:10], space[10:12]
     n = rng.integers(1, 4, 10).astype(float)
-    ybar, s2, t2 = rng.normal(0.6, 0.03, 10), 3e-4, np.array([2e-4, 1e-4, 5e-5, 3e-5])
+    ybar, s2, t2 = rng.normal(0.6, 0.03, 10), 3e-4, np.array([2e-4, 1e-4, 8e-5, 5e-5, 3e-5])
+    assert R.blocks_of(orders) == R.BLOCKS  # (orders of lengths 1 and 2: both positions, five variances)
     X_run, X_new = R._design(orders, left)
     monkeypatch.setattr(R, "PER_DRAW", 200_000)
     pick_d, new_d = R.weight_draws(X_run, X_new, ybar, n, s2, t2, 3, np.random.default_rng(0))
