@@ -40,13 +40,14 @@ table 90% of it against the true mean. Orders a searcher chose to run are not a 
 space, and orders sharing tasks are more alike than this model assumes.
 
 The structured model: an order's true score is mu plus random effects of its features - which tasks it
-trains, where each sits (depth from the end; and position from the start where orders differ in length:
-the two order_bo's averaged GPs use), which precedes which (search/searchers/features.py) - plus its own
-effect, one variance per component: a Gaussian process whose kernel is a sum of linear kernels, i.e. a
-linear mixed model with crossed random effects. Its four or five variances and sigma are integrated out: draws from their posterior (restricted likelihood of
-the order means, the seeds' spread, half-Cauchy priors as above) by importance sampling from a
-Student-t around the mode; given them the true scores are jointly normal (kriging with an unknown
-mean), and P(best) is counted over 4000 joint draws. The exchangeable model is its special case with
+trains, where each sits (its depth from the end; where the orders differ in length, also its position
+from the start: what order_bo's two averaged GPs see), which precedes which (search/searchers/features.py)
+- plus its own effect, one variance per component: a Gaussian process whose kernel is a sum of linear
+kernels, i.e. a linear mixed model with crossed random effects. Its four or five variances and sigma are
+integrated out: draws from their posterior (restricted likelihood of the order means, the seeds'
+spread, half-Cauchy priors as above) by importance sampling from a Student-t around the mode; given
+them the true scores are jointly normal (kriging with an unknown mean), and P(best) is counted over
+4000 joint draws. The exchangeable model is its special case with
 only the order's own effect. bench/ranking_calibration.py (part 2) has both models on the same
 simulated searches over 5 tasks.
 """
@@ -294,8 +295,9 @@ def _structured(orders: list[str], ybar: np.ndarray, n: np.ndarray, ssw: float, 
     """Each order's true score theta = mu + the sum of random effects of its features (which tasks,
     where each sits, from the end and from the start (``blocks_of``), which precedes which) + its own
     effect: a Gaussian process with a sum of linear kernels, one variance per component (a linear mixed
-    model with crossed random effects). The variances and sigma are integrated out (``_hyper_draws``); given them theta is jointly normal
-    (``conditional``), so P(best) is counted over joint draws of all orders."""
+    model with crossed random effects). The variances and sigma are integrated out (``_hyper_draws``);
+    given them theta is jointly normal (``conditional``), so P(best) is counted over joint draws of all
+    orders."""
     names = blocks_of(orders)
     Fs = factors(orders, names)
     Ks = kernels(Fs)
