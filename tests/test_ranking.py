@@ -313,7 +313,12 @@ def test_structured_model_tells_position_from_the_start_from_depth_from_the_end(
         r = R.analyse(fig, model="structured")
         other = "where" if planted == "start" else "start"
         assert r["shares"][planted] > 0.5 and r["shares"][other] < 0.1, (planted, r["shares"])
+        lo, hi = r["share_intervals"][planted]
+        assert lo > r["share_intervals"][other][1] and lo <= r["shares"][planted] <= hi  # told apart, not by the prior
         assert "counted from the end" in R.shares_text(r) and "counted from the start" in R.shares_text(r)
+    width = lambda r: np.mean([hi - lo for lo, hi in r["share_intervals"].values()])  # noqa: E731
+    few = R.analyse(fig[fig["order"].isin(orders[:6])], model="structured")  # 6 orders: the prior speaks
+    assert width(few) > 1.5 * width(r) and "90% intervals" in R.shares_text(few)
     three = [o for o in orders if o.count(">") == 2]
     r = R.analyse(fig[fig["order"].isin(three)], model="structured")
     assert set(r["shares"]) == {"which", "where", "precedes", "order"}
