@@ -313,11 +313,12 @@ def _structured(orders: list[str], ybar: np.ndarray, n: np.ndarray, ssw: float, 
         shares.append(v / v.sum())
         spread.append(math.sqrt(v.sum()))
     z = np.concatenate(samples)
+    components = names + ("order",)
     return {"model": "structured", "p": np.bincount(z.argmax(axis=1), minlength=len(ybar)) / len(z),
             "mean": z.mean(axis=0), "sd": z.std(axis=0), "logs": logs, "blocks": names,
             "hyper": {"sigma": float(np.median(np.exp(logs[:, 0] / 2))), "tau": float(np.median(spread)),
-                      "shares": dict(zip(names + ("order",), np.mean(shares, axis=0).tolist())),
-                      "share_intervals": dict(zip(names + ("order",), np.percentile(shares, [5, 95], axis=0).T.tolist())),
+                      "shares": dict(zip(components, np.mean(shares, axis=0).tolist())),
+                      "share_intervals": dict(zip(components, np.percentile(shares, [5, 95], axis=0).T.tolist())),
                       "ess": ess}}
 
 
@@ -469,8 +470,7 @@ def shares_text(r: dict) -> str:
              "order": "each order's own"}
     if "start" in sh:  # (orders of several lengths: the two positions are told apart)
         names.update(where="where each sits counted from the end", start="counted from the start")
-    iv = r.get("share_intervals") or {}
-    parts = [f"{names[k]} {v:.0%}" + (f" ({iv[k][0]:.0%}-{iv[k][1]:.0%})" if k in iv else "") for k, v in sh.items()]
+    iv = r["share_intervals"]
+    parts = [f"{names[k]} {v:.0%} ({iv[k][0]:.0%}-{iv[k][1]:.0%})" for k, v in sh.items()]
     return ("The spread of the orders' true scores (sd " + f"{r['tau']:.4g}) comes from " + ", ".join(parts) +
-            (" (posterior means and 90% intervals; a wide interval: the data do not pin that share down)." if iv else
-             " (posterior means)."))
+            " (posterior means and 90% intervals; a wide interval: the data do not pin that share down).")
