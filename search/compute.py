@@ -60,10 +60,11 @@ def devices_per_trial(config: dict | None) -> tuple[float, str]:
 
 
 def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, hardware: list[dict],
-              seeds: int, every=None, per_chain: int = 1) -> dict:
+              seeds: int, every=None, per_chain: int = 1, searcher: dict | None = None) -> dict:
     """Every figure of the report's compute section (pure). ``every``: the work of every order of the
     search's space once (search/plan.py ``Work``, per seed), for the share of it the search spent;
-    ``per_chain``: the fine-tunes a chain runs (its target's, and one per eval.also task that trains)."""
+    ``per_chain``: the fine-tunes a chain runs (its target's, and one per eval.also task that trains);
+    ``searcher``: summary.json's ``searcher_time`` (the searcher's own seconds on the driver)."""
     per, kind = devices_per_trial(config)
     timed = [times[r["trial_id"]] for r in rows if r["trial_id"] in times]
     seconds = sum(t["seconds"] for t in timed)
@@ -89,6 +90,9 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
         "finetunes_skipped": len(stopped) * seeds * per_chain,
         "finetunes": finetunes,
         **(_share(count["stages_trained"] + finetunes, seeds, every, per_chain) if every is not None else {}),
+        **({"searcher_seconds": searcher["propose_seconds"] + searcher["told_seconds"],
+            "searcher_proposals": searcher["proposals"], "search_seconds": searcher["search_seconds"]}
+           if searcher and searcher.get("proposals") else {}),
     }
 
 
@@ -104,7 +108,9 @@ def _share(done: int, seeds: int, every, per_chain: int = 1) -> dict:
 def text(c: dict) -> str:
     """The compute statement, in words."""
     def dur(s):
-        return "–" if s is None else (f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
+        from search.plan import hours
+
+        return "–" if s is None else hours(s)
 
     where = f"{len(c['nodes'])} node(s)" + (f", {'; '.join(c['hardware'])}" if c["hardware"] else "")
     out = (f"{c['trials']} trials, {c['chains']} chains ({c['seeds_per_trial']} seed(s) per trial) on {where}. "
@@ -123,6 +129,10 @@ def text(c: dict) -> str:
                 f"{c['exhaustive_stages']:,} stage-trainings and {c['exhaustive_finetunes']:,} fine-tunes over seeds "
                 f"with the stage cache; the search spent {c['share_of_exhaustive']:.0%} of that "
                 f"({c['stages_trained']} and {c['finetunes']}).")
+    if c.get("searcher_seconds") is not None:
+        out += (f" The searcher's own time on the driver (its {c['searcher_proposals']} proposals and taking in results): "
+                f"{dur(c['searcher_seconds'])}" + (f", {c['searcher_seconds'] / c['search_seconds']:.1%} of the search's "
+                                                  f"{dur(c['search_seconds'])}." if c["search_seconds"] else "."))
     return out
 
 
@@ -132,6 +142,8 @@ def metrics(c: dict) -> dict[str, float]:
          "report_compute_stages_from_cache": float(c["stages_from_cache"])}
     if c["span_seconds"]:
         m["report_compute_span_hours"] = c["span_seconds"] / 3600.0
+    if c.get("searcher_seconds") is not None:
+        m["report_compute_searcher_seconds"] = c["searcher_seconds"]
     if c.get("share_of_exhaustive") is not None:
         m["report_compute_share_of_exhaustive"] = c["share_of_exhaustive"]
     return {k: v for k, v in m.items() if math.isfinite(v)}

@@ -234,8 +234,11 @@ def hour_figures(p: Plan, timing: "Timing") -> dict:
                + (c["orders"] + c["baseline"]) * (timing.finetune + timing.per_chain))
         most = one * c["seeds"] * c["settings"]
     est, measured = timing.check()
+    t = timing.searcher  # (the searcher's own time: this search's trials at the pilot's mean per proposal)
+    own = p.trials * (t["propose_seconds"] + t["told_seconds"]) / t["proposals"] if t else None
     return {"devices_per_trial": per, "device_kind": kind, "clock": timing.clock, "every_seconds": full,
-            "search_seconds": mine, "confirm_seconds": most, "fit_seconds": est, "measured_seconds": measured}
+            "search_seconds": mine, "confirm_seconds": most, "fit_seconds": est, "measured_seconds": measured,
+            "searcher_seconds": own}
 
 
 def hour_lines(p: Plan, timing: "Timing", h: dict, chain) -> list[str]:
@@ -255,6 +258,8 @@ def hour_lines(p: Plan, timing: "Timing", h: dict, chain) -> list[str]:
             f"({per:g} {kind}(s) per trial)",
             f"  this search: about {hours(mine)} = {mine * per / 3600:,.3g} {kind}-hours, if its other orders "
             f"were drawn at random ({COVERS[timing.clock]})"]
+    if h["searcher_seconds"] is not None:
+        out.append(searcher_line(p, timing.searcher, h["searcher_seconds"]))
     b = p.scfg.budget
     if b is not None and b.device_hours and mine > 0:
         need, trials = mine * per / 3600, p.budget["trials"]
@@ -263,6 +268,21 @@ def hour_lines(p: Plan, timing: "Timing", h: dict, chain) -> list[str]:
                    f"{fit} of its {trials} trials{' (all)' if fit == trials else ''}")
     if most is not None:
         out.append(f"  then itt confirm: at most about {hours(most)} = {most * per / 3600:,.3g} {kind}-hours")
+    return out
+
+
+def searcher_line(p: Plan, t: dict, own: float) -> str:
+    """The searcher's own time on top of the trials', at the pilot search's mean per proposal (``t``:
+    its summary.json ``searcher_time`` and searcher)."""
+    mine = p.scfg.searcher if p.scfg.searcher != "auto" else "order_bo"
+    mean = (t["propose_seconds"] + t["told_seconds"]) / t["proposals"]
+    out = (f"  the searcher's own time on the driver, on top: about {hours(own)} ({p.trials} proposals at the pilot's "
+           f"{mean:.2g} s each on average, longest {t['longest_proposal_seconds']:.2g} s; a slot waits while it proposes)")
+    if t["searcher"] != mine:
+        out += f"; the pilot's searcher was {t['searcher']}, this search's is {mine}: another searcher's time"
+    elif mine == "order_bo" and p.trials > t["proposals"]:
+        out += (f"; order_bo's proposals take longer as the trials it has seen grow, and the pilot ran {t['proposals']}: "
+                f"expect more")
     return out
 
 
@@ -336,6 +356,7 @@ class Timing:
     config: dict | None = None
     devices: frozenset = frozenset()  # the kinds of device its chains ran on ("cpu", "cuda", ...)
     gpu: "GpuMemory | None" = None  # on CUDA: the most memory a stage held, and the GPU's
+    searcher: dict | None = None  # a pilot search's own time (summary.json's searcher_time) and its searcher's name
 
     def unmeasured(self, tasks) -> list[str]:
         """Of ``tasks``, those the pilot trained no stage of (their seconds are the median stage's)."""
@@ -428,7 +449,18 @@ def timing_from(exp_dir: str) -> Timing:
     return Timing(stage={t: float(np.median(v)) for t, v in per_task.items()},
                   finetune=float(np.median(fine)) if fine else 0.0, per_chain=per_chain, per_stage=per_stage,
                   runs=runs, source=f"{st.display}: {len(runs)} {'trials' if len(runs) > 1 else 'run'} on "
-                                    f"{'; '.join(sorted(hardware))}", config=config, devices=frozenset(devices), gpu=gpu)
+                                    f"{'; '.join(sorted(hardware))}", config=config, devices=frozenset(devices), gpu=gpu,
+                  searcher=_searcher_time(st, config))
+
+
+def _searcher_time(st, config: dict | None) -> dict | None:
+    """A pilot search's own time on the driver (summary.json's ``searcher_time``) with its searcher's name;
+    None for an ``itt run`` folder or a search that recorded none (made before it did, or ``exhaustive``)."""
+    t = json.loads(st.read_text("summary.json") or "{}").get("searcher_time") if st.exists("results.csv") else None
+    if not t or not t.get("proposals"):
+        return None
+    name = ((config or {}).get("search") or {}).get("searcher") or "auto"
+    return {**t, "searcher": "order_bo" if name == "auto" else name}
 
 
 def _gpu_memory(res: dict, best: "GpuMemory | None") -> "GpuMemory | None":

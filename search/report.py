@@ -1050,7 +1050,8 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     res["training_cost"] = training_cost.analyse(res["leaderboard"], exp.seconds, res["best_order"])
     seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
     res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds,
-                                       every=None if confirm else space_work(exp), per_chain=exp.finetunes_per_chain)
+                                       every=None if confirm else space_work(exp), per_chain=exp.finetunes_per_chain,
+                                       searcher=json.loads(exp.st.read_text("summary.json") or "{}").get("searcher_time"))
     if confirm:
         res["confirmation"] = confirmation(json.loads(confirm), S.seed_figures(exp.scores.dropna(subset=["score"])), alpha)
     res = _json_safe(res)

@@ -478,6 +478,8 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         log(stopping.text(summary["stopped_itself"]))
     if summary.get("costs"):
         log(costs_text(summary["costs"]))
+    if summary.get("searcher_time", {}).get("proposals"):
+        log(searcher_time_text(summary["searcher_time"]))
     if summary.get("prior_weights"):
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
@@ -590,6 +592,7 @@ def write_summary(st: Storage, scfg: SearchConfig, writer: ResultsWriter, search
            **({"stopped_itself": searcher.ended} if getattr(searcher, "ended", None) else {}),
            **prior_weights(searcher),
            **stage_costs(searcher),
+           **({"searcher_time": searcher.own_time()} if hasattr(searcher, "own_time") else {}),
            "trace": getattr(searcher, "trace", [])}
     st.write_text(json.dumps(out, indent=1, default=str), SUMMARY_FILE)
     return out
@@ -617,6 +620,17 @@ def costs_text(c: dict) -> str:
     how = ("the searcher priced orders by these" if c["unit"] == "measured"
            else "the searcher counted stages instead (search.order_bo.cost: stages)")
     return f"seconds a stage of each task cost (median, training and probe): {stages}{fixed} - {how}"
+
+
+def searcher_time_text(t: dict) -> str:
+    """The console's line on the searcher's own time (summary.json's ``searcher_time``)."""
+    from search.plan import hours
+
+    own = t["propose_seconds"] + t["told_seconds"]
+    share = f": {own / t['search_seconds']:.1%} of the search's {hours(t['search_seconds'])}" if t["search_seconds"] else ""
+    return (f"the searcher's own time on the driver: {t['proposals']} proposals took {hours(t['propose_seconds'])} "
+            f"(median {t['median_proposal_seconds']:.2g} s, longest {t['longest_proposal_seconds']:.2g} s), taking in "
+            f"results {hours(t['told_seconds'])}{share}")
 
 
 def positions_text(w: dict) -> str:

@@ -413,7 +413,8 @@ def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     """summary.json on the parent run, and the searcher's recommended order where it has one: tag
     ``recommended_order``, metrics ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval) and
     ``unfinished_p_better``/``unfinished_expected_gain`` (could an order not finished beat it?); tag
-    ``stopped_itself_after`` (finished trials) where ``search.stop`` ended the search."""
+    ``stopped_itself_after`` (finished trials) where ``search.stop`` ended the search; metrics
+    ``searcher_seconds`` and ``searcher_median_proposal_seconds`` (the searcher's own time)."""
     import json
 
     from mlflow.entities import Metric, RunTag
@@ -427,11 +428,20 @@ def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     elif "stopped_itself_after" in ml.client.get_run(run_id).data.tags:  # `itt resume --more` went past the rule
         ml.client.delete_tag(run_id, "stopped_itself_after")
     rec = summary.get("recommended")
-    if not rec:
+    figures = {**(recommendation_figures(rec) if rec else {}), **searcher_time_figures(summary.get("searcher_time"))}
+    if not figures and not rec:
         return
     now = int(time.time() * 1000)
-    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in recommendation_figures(rec).items()],
-                        tags=[RunTag("recommended_order", rec["order"] or "F")])
+    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()],
+                        tags=[RunTag("recommended_order", rec["order"] or "F")] if rec else [])
+
+
+def searcher_time_figures(t: dict | None) -> dict[str, float]:
+    """The parent run's metrics of summary.json's ``searcher_time`` (the searcher's own seconds on the driver)."""
+    if not t or not t.get("proposals"):
+        return {}
+    return {"searcher_seconds": t["propose_seconds"] + t["told_seconds"],
+            "searcher_median_proposal_seconds": t["median_proposal_seconds"]}
 
 
 def recommendation_figures(rec: dict) -> dict[str, float]:

@@ -101,6 +101,21 @@ def test_share_of_every_order_once_against_a_hand_computation():
     assert c["share_of_exhaustive"] == pytest.approx((6 + 18) / (27 + 90))
 
 
+def test_the_searchers_own_time_in_the_compute_statement():
+    """summary.json's searcher_time (proposals and taking in results) joins the compute statement, as a share
+    of the search's wall-clock time; a search without it (older, or `exhaustive`) says nothing of it."""
+    t = {"proposals": 8, "propose_seconds": 4.0, "told_seconds": 1.0, "median_proposal_seconds": 0.3,
+         "longest_proposal_seconds": 2.0, "search_seconds": 200.0, "per_proposal": []}
+    c = C.summarize(_rows(), {}, None, [], seeds=3, searcher=t)
+    assert c["searcher_seconds"] == 5.0 and c["searcher_proposals"] == 8
+    assert "The searcher's own time on the driver (its 8 proposals and taking in results): 5.0 s, 2.5% of the " \
+           "search's 3.3 min." in C.text(c)
+    assert C.metrics(c)["report_compute_searcher_seconds"] == 5.0
+    plain = C.summarize(_rows(), {}, None, [], seeds=3)
+    assert "searcher_seconds" not in plain and "searcher's own time" not in C.text(plain)
+    assert "report_compute_searcher_seconds" not in C.metrics(plain)
+
+
 def test_fine_tunes_per_chain_read_from_results_json():
     """The report's fine-tunes per chain: the target's (none for a retrieval target, whose stages list holds
     the intermediate stages only) plus one per eval.also task that trains (has a fine_tune block)."""

@@ -137,3 +137,41 @@ def test_a_restarted_trial_reporting_its_steps_again_reaches_optuna_once():
         s.on_trial_complete("t0", final)
     t = s.study.trials[-1]
     assert t.intermediate_values == {1: 0.3, 2: 0.4, 3: 0.5} and t.values == [0.5]
+
+
+def test_the_searcher_times_its_own_proposals_and_keeps_them_over_a_resume(tmp_path, monkeypatch):
+    """``own_time``: each proposal's seconds (the sampler's work inside it: here a planted 50 ms sleep) and
+    the time taking in results; a save/restore (itt resume) keeps them; a pickle of a searcher made before
+    these were kept restores with none."""
+    import pickle
+    import time
+
+    from search.config import SearchConfig
+    from search.searchers import make_searcher
+
+    scfg = SearchConfig(candidates=TASKS, length=[1, 2], seed=0, searcher="random")
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    slow = s.inner.suggest
+    monkeypatch.setattr(s.inner, "suggest", lambda tid: (time.sleep(0.05), slow(tid))[1])
+    for i in range(3):
+        assert isinstance(s.suggest(f"t{i}"), dict)
+        s.on_trial_complete(f"t{i}", {"objective": 0.1 * i, "final": 1})
+    t = s.own_time()
+    assert t["proposals"] == 3 and len(t["per_proposal"]) == 3 and min(t["per_proposal"]) >= 0.05
+    assert t["propose_seconds"] == pytest.approx(sum(s.proposal_seconds), abs=1e-3) and t["propose_seconds"] < 10
+    assert t["median_proposal_seconds"] >= 0.05 and t["longest_proposal_seconds"] >= t["median_proposal_seconds"]
+    assert 0 < s.told_seconds < t["propose_seconds"] and t["search_seconds"] >= t["propose_seconds"]
+    monkeypatch.undo()  # (the sleeping stand-in does not pickle)
+    path = tmp_path / "searcher.pkl"
+    s.save(str(path))
+    again = make_searcher(scfg, [])
+    again.restore(str(path))
+    assert again.proposal_seconds == s.proposal_seconds and again.told_seconds == s.told_seconds
+    state = pickle.loads(path.read_bytes())
+    for k in ("proposal_seconds", "told_seconds"):
+        del state[k]
+    path.write_bytes(pickle.dumps(state))
+    old = make_searcher(scfg, [])
+    old.restore(str(path))
+    assert old.own_time()["proposals"] == 0 and old.own_time()["median_proposal_seconds"] is None

@@ -281,3 +281,28 @@ def test_itt_space_json_holds_the_printed_figures(tmp_path, capsys):
     assert f"every order once: about {plan.hours(h['every_seconds'])} of trial time" in out
     assert main(["space", str(cfg), "--json", str(tmp_path)]) == 2  # a folder: one line, before anything
     assert capsys.readouterr().err.startswith("error: --json ")
+
+
+def test_itt_space_adds_the_searchers_own_time_from_a_search_pilot(tmp_path, capsys):
+    """A pilot search's summary.json says what its searcher spent per proposal (searcher_time): this
+    search's trials at that mean, with a caveat where order_bo runs more trials than the pilot did, or
+    where the searchers differ; an `itt run` pilot or an older search (no searcher_time) gives no line."""
+    search = {"candidates": ["toy_topic", "toy_align", "toy_length"], "length": [1, 2], "num_samples": 8}
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "search": search}))
+    pilot = _pilot(tmp_path, config={"search": {"searcher": "auto"}})
+    assert main(["space", str(cfg), "--samples", "0", "--from", str(pilot)]) == 0
+    assert "searcher's own time" not in capsys.readouterr().out.replace("the searcher's own on top", "")
+    t = {"proposals": 5, "propose_seconds": 2.0, "told_seconds": 0.5, "median_proposal_seconds": 0.1,
+         "longest_proposal_seconds": 1.5, "search_seconds": 300.0, "per_proposal": [0.1] * 4 + [1.6]}
+    (pilot / "summary.json").write_text(json.dumps({"searcher": "auto", "searcher_time": t}))
+    out_json = tmp_path / "plan.json"
+    assert main(["space", str(cfg), "--samples", "0", "--from", str(pilot), "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out_json.read_text())["hours"]["searcher_seconds"] == pytest.approx(8 * 2.5 / 5)
+    line = next(ln for ln in out.splitlines() if "the searcher's own time on the driver" in ln)
+    assert f"about {plan.hours(4.0)} (8 proposals at the pilot's 0.5 s each on average, longest 1.5 s" in line
+    assert "the pilot ran 5: expect more" in line
+    cfg.write_text(yaml.safe_dump({**TINY, "search": {**search, "searcher": "random"}}))
+    assert main(["space", str(cfg), "--samples", "0", "--from", str(pilot)]) == 0
+    assert "the pilot's searcher was order_bo, this search's is random" in capsys.readouterr().out

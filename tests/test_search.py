@@ -209,7 +209,11 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     summary = json.loads((exp / "summary.json").read_text())
     assert [b["order"] for b in summary["best_observed"]][0] == max(rows, key=lambda r: float(r["score"]))["order"]
     if searcher == "exhaustive":
+        assert "searcher_time" not in summary  # (Ray's grid: no searcher of ours to time)
         return
+    own = summary["searcher_time"]  # each proposal's seconds on the driver, and the console's line on them
+    assert own["proposals"] == len(own["per_proposal"]) == 6 and 0 < own["propose_seconds"] < own["search_seconds"]
+    assert "the searcher's own time on the driver: 6 proposals took " in "\n".join(lines)
     # the Optuna study is inspectable (optuna-dashboard <experiment>/optuna.journal): the trials Tune ran
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal")))
     study = optuna.load_study(study_name=f"sim-{searcher}", storage=journal)
@@ -451,6 +455,9 @@ def test_search_stops_itself_then_more_goes_past_the_rule(tmp_path, ray_local, c
     assert len(_rows(exp)) == n + 2 and len({r["order"] for r in _rows(exp)}) == n + 2
     assert "stopped_itself" not in json.loads((exp / "summary.json").read_text())
     assert "stopped_itself_after" not in parent().data.tags
+    own = json.loads((exp / "summary.json").read_text())["searcher_time"]  # kept over the resume, and in MLflow
+    assert own["proposals"] == n + 2 and own["search_seconds"] > own["propose_seconds"] > 0
+    assert parent().data.metrics["searcher_seconds"] == pytest.approx(own["propose_seconds"] + own["told_seconds"])
     # bad input: one line naming the key
     for extra, needle in [({"searcher": "tpe"}, "search.stop needs searcher order_bo"),
                           ({"hparams": {"train.lr": {"float": [1e-4, 1e-3]}}}, "search.stop cannot be asked with searched"),

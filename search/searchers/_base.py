@@ -25,6 +25,9 @@ It owns what is true whatever Optuna sampler proposes the orders:
   attributes of its study trial (``stage_seconds_<i>``, ``fixed_seconds``): order_bo's cost model.
 * **The study can be looked at.** With a ``StudyCopy`` (study_copy.py), finished trials are copied
   into a database for optuna-dashboard; the study itself stays in memory, saved with this searcher.
+* **Its own time.** Each proposal's seconds on the driver (the sampler's fit and scoring included), and
+  what taking in results costs, are kept (``own_time``): ``summary.json``'s ``searcher_time``, the
+  console's last lines, the report's compute statement and ``itt space --from`` read them.
 * **A recommendation, not only a maximum.** ``recommend()`` asks the sampler for the order its
   model rates best (posterior mean and interval) when it has a model (``OrderBOSampler``); a trace
   of recommendations, one per proposal, is kept for ``summary.json`` and the benchmark.
@@ -41,6 +44,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import statistics
 import time
 
 from ray.tune.search import Searcher
@@ -77,6 +81,8 @@ class OrderSearcher(Searcher):
         self.trial_seconds: dict[str, float] = {}  # Tune trial id -> its time so far (Tune's time_total_s)
         self.elapsed_before = 0.0  # wall-clock seconds of the search's earlier sessions (itt resume)
         self._session_start = time.time()
+        self.proposal_seconds: list[float] = []  # each proposal's seconds on the driver (own_time)
+        self.told_seconds = 0.0  # ... and the rest: calls that proposed nothing, results and ends told
 
     # ------------------------------------------------------------------ keys
     def _split(self, config: dict) -> tuple[str, dict]:
@@ -104,6 +110,12 @@ class OrderSearcher(Searcher):
         return ok
 
     def suggest(self, trial_id: str):
+        t0 = time.perf_counter()
+        cfg = self._suggest(trial_id)
+        self._timed(t0, proposal=isinstance(cfg, dict))
+        return cfg
+
+    def _suggest(self, trial_id: str):
         if self._should_stop():
             return Searcher.FINISHED
         for attempt in range(self.tries + 1):
@@ -159,25 +171,34 @@ class OrderSearcher(Searcher):
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.inner_id:
+            t0 = time.perf_counter()
+            self._tell_result(trial_id, result)
+            self._timed(t0)
+
+    def _tell_result(self, trial_id: str, result: dict) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
 
-        if trial_id in self.inner_id:
-            self._record_costs(trial_id, result)
-            step = result.get("training_iteration")
-            steps = self.__dict__.setdefault("steps_told", {}).setdefault(trial_id, set())  # (older pickles: none)
-            if step is not None and step in steps:
-                return  # a trial Tune restarted (its worker or node died) reports its steps again: Optuna has them
-            steps.add(step)
-            try:
-                self.inner.on_trial_result(self.inner_id[trial_id], result)
-            except UpdateFinishedTrialError:
-                # the study's database is newer than Ray's snapshot of this searcher (the driver was killed
-                # after the trial ended): the study has this trial's result already
-                pass
+        self._record_costs(trial_id, result)
+        step = result.get("training_iteration")
+        steps = self.__dict__.setdefault("steps_told", {}).setdefault(trial_id, set())  # (older pickles: none)
+        if step is not None and step in steps:
+            return  # a trial Tune restarted (its worker or node died) reports its steps again: Optuna has them
+        steps.add(step)
+        try:
+            self.inner.on_trial_result(self.inner_id[trial_id], result)
+        except UpdateFinishedTrialError:
+            # the study's database is newer than Ray's snapshot of this searcher (the driver was killed
+            # after the trial ended): the study has this trial's result already
+            pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id not in self.inner_id:
-            return
+        if trial_id in self.inner_id:
+            t0 = time.perf_counter()
+            self._tell_end(trial_id, result, error)
+            self._timed(t0)
+
+    def _tell_end(self, trial_id: str, result: dict | None, error: bool) -> None:
         key = self.key_of[trial_id]
         score = self._score(result)
         self._record_costs(trial_id, result)
@@ -225,6 +246,25 @@ class OrderSearcher(Searcher):
                 ot.set_user_attr(f"stage_seconds_{int(result['step'])}", float(result["stage_seconds"]))
         except Exception:  # (a finished trial's attributes are fixed: nothing more to record)
             pass
+
+    def _timed(self, t0: float, proposal: bool = False) -> None:
+        """Count the seconds since ``t0`` as one proposal's, or as the rest of the searcher's own time."""
+        seconds = time.perf_counter() - t0
+        if proposal:
+            self.proposal_seconds.append(seconds)
+        else:
+            self.told_seconds += seconds
+
+    def own_time(self) -> dict:
+        """summary.json's ``searcher_time``: the searcher's own seconds on the driver (each proposal's, and
+        taking in results), beside the search's wall-clock time. While it proposes, the slot the proposal
+        is for waits: Ray Tune's driver loop does one thing at a time."""
+        p = self.proposal_seconds
+        return {"proposals": len(p), "propose_seconds": round(sum(p), 3),
+                "median_proposal_seconds": round(statistics.median(p), 4) if p else None,
+                "longest_proposal_seconds": round(max(p), 3) if p else None,
+                "told_seconds": round(self.told_seconds, 3), "search_seconds": round(self.spent()["hours"] * 3600.0, 1),
+                "per_proposal": [round(s, 4) for s in p]}
 
     def spent(self) -> dict[str, float]:
         """What the search has spent so far, running trials included: device-hours and wall-clock hours."""
@@ -295,6 +335,7 @@ class OrderSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update({"tune_numbers": set(), "copy": None, "stop": None, "ended": None, "_asked_at": -1,
                                   "budget": None, "devices_per_trial": 1.0, "trial_seconds": {}, "elapsed_before": 0.0,
+                                  "proposal_seconds": [], "told_seconds": 0.0,
                                   **pickle.load(f)})
         self._session_start = time.time()  # (the time between sessions is no search's)
         if here is not None and self.copy is not None:
