@@ -456,8 +456,11 @@ def timing_from(exp_dir: str) -> Timing:
 def _searcher_time(st, config: dict | None) -> dict | None:
     """A pilot search's own time on the driver (summary.json's ``searcher_time``) with its searcher's name;
     None for an ``itt run`` folder or a search that recorded none (made before it did, or ``exhaustive``)."""
-    t = json.loads(st.read_text("summary.json") or "{}").get("searcher_time") if st.exists("results.csv") else None
-    if not t or not t.get("proposals"):
+    try:
+        t = json.loads(st.read_text("summary.json") or "{}").get("searcher_time") if st.exists("results.csv") else None
+    except (ValueError, AttributeError):  # (a summary.json cut short: the hours stand without this line)
+        t = None
+    if not isinstance(t, dict) or not t.get("proposals"):
         return None
     name = ((config or {}).get("search") or {}).get("searcher") or "auto"
     return {**t, "searcher": "order_bo" if name == "auto" else name}
