@@ -657,8 +657,9 @@ def finish(args, pooled: dict[str, list], seconds: float, carried: dict | None =
         runs = {spec: [r for r in rs if keep is None or r["strategy"] in keep] for spec, rs in pooled.items()}
         areas = {spec: [{"strategy": r["strategy"], "seed": r["seed"], "area": round(curve(infos[spec], r)["area"], 4)}
                         for r in rs] for spec, rs in pooled.items()}  # every run's area, trials or not
-        for spec, a in carried["areas"]:
-            areas.setdefault(spec, []).append(a)
+        for spec, a in carried["areas"]:  # (a strategy run again here replaces its carried areas)
+            if not any(r["strategy"] == a["strategy"] for r in pooled.get(spec, [])):
+                areas.setdefault(spec, []).append(a)
         blob = {"summary": summary, "runs": runs, "areas": areas, "seconds": seconds, "args": vars(args)}
         Path(args.json).write_text(json.dumps(blob, default=lambda x: None if isinstance(x, float) else str(x)))
     if args.plot:
