@@ -288,12 +288,60 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
     end, and returns the seed's results. Several seeds can so advance in lockstep. With a
     :class:`itt.cache.StageCache`, a prefix trained before (by any chain) is loaded instead of trained,
     and reported with the figures it had then, so a scheduler sees the same numbers."""
+    accelerator = accelerator or make_accelerator(p.cfg.hardware)
+    t0 = time.perf_counter()
+    r = _start_seed(p, seed, accelerator, cache, log, progress)
+    stages, trained_secs = [], 0.0  # (the seconds of the stages this chain trained, not those from the cache)
+    try:
+        for i, task in enumerate(p.order, start=1):  # intermediate stages, in order; each with a fresh head
+            stage, metrics, trained = _intermediate_stage(r, i, task)
+            stages.append(stage)
+            trained_secs += metrics["stage_seconds"] if trained else 0.0
+            yield metrics, i
+    finally:
+        if r.sc is not None:
+            r.sc.close()
+    res, model, also = _target_stage(r, stages, out)
+    res["seconds"] = time.perf_counter() - t0
+    if out is not None and p.cfg.save_checkpoint and r.accelerator.is_main_process:
+        save_checkpoint(out / "checkpoint", r.accelerator.unwrap_model(r.encoder), p.tokenizer, getattr(model, "head", None),
+                        meta={"order": p.cfg.order, "target": p.target.name, "seed": seed, "pooling": r.pooling})
+    sc = r.sc
+    counts = {"stages_trained": sc.trained if sc else len(p.order), "stages_from_cache": sc.from_cache if sc else 0,
+              "cache_seconds_saved": sc.seconds_saved if sc else 0.0, "trained_seconds": trained_secs}
+    res["cache"] = counts
+    tokens = chain_tokens(stages, also or {})
+    yield {**flat_final(res, p.target.metric), **counts, **({"chain_tokens": tokens} if tokens else {}), "final": 1}, r.k
+    return res
+
+
+@dataclass
+class _SeedRun:
+    """One seed's chain between its steps: the encoder (the only thing that passes from stage to stage),
+    how it pools, and the stage cache as this seed uses it (None without a cache, or for F)."""
+
+    p: Prepared
+    seed: int
+    accelerator: object
+    encoder: torch.nn.Module
+    pooling: str
+    hid: int
+    sc: object
+    log: Callable
+    progress: Progress | None
+
+    @property
+    def k(self) -> int:
+        """The chain's stages: its intermediate tasks and the target fine-tune."""
+        return len(self.p.order) + 1
+
+
+def _start_seed(p: Prepared, seed: int, accelerator, cache, log, progress) -> _SeedRun:
+    """A fresh encoder for ``seed`` (its position table sized for the longest input any stage, fine-tune or
+    retrieval evaluation of the chain will feed it), and the stage cache's view of this seed."""
     from accelerate.utils import set_seed
 
     cfg = p.cfg
-    accelerator = accelerator or make_accelerator(cfg.hardware)
-    t0 = time.perf_counter()
-    # model: the encoder is the only thing that passes from stage to stage
     set_seed(seed)
     max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length]
                   + [cfg.also_hparams(name).max_length for name in p.also_train])
@@ -302,78 +350,80 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
                             sdpa=cfg.hardware.sdpa)
     use_gradient_checkpointing(encoder, cfg.hardware.gradient_checkpointing)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
-    stages = []
-    k_all = len(p.order) + 1  # the stages of a chain: its intermediate tasks and the target fine-tune
-    trained_secs = 0.0  # seconds of the stages this chain trained (not those it took from the cache)
     sc = None
     if cache is not None and p.order:
         from itt.cache import SeedCache
 
         sc = SeedCache(cache, p, seed, encoder, accelerator, pooling, log=log)
-    # intermediate stages, in order; each with a fresh head of its own
-    try:
-        for i, task in enumerate(p.order, start=1):
-            stage_seed = seed * 1000 + i
-            # the stage cache: the encoder after this prefix, if any chain trained it before (loaded in place)
-            cached = sc.stage(i, encoder) if sc is not None else None
-            if cached is None:
-                set_seed(stage_seed)
-                # a fresh head of the task's kind on the shared encoder (only the encoder passes on)
-                model = handler(task.kind).model(encoder, task, hidden=hid, pooling=pooling, seed=stage_seed)
-                log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name}")
-                _trace("stage", prefix=[t.name for t in p.order[:i]], seed=seed)
-                st = train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, cfg.stage_hparams(task.name),
-                                 seed=stage_seed, hw=cfg.hardware, log=log,
-                                 progress=_phase(progress, phase="stage", stage=i, stages=k_all, task=task.name))
-                stat, probe = st.as_dict(), None
-            else:
-                log(f"[seed {seed}] stage {i}/{len(p.order) + 1} {task.name} (from the stage cache)")
-                _phase(progress, phase="stage", stage=i, stages=k_all, task=task.name, cached=True)
-                stat, probe = dict(cached[0]), cached[1]
-            stages.append(stat)
-            # running counts (summed over seeds in a report): the last report of a stopped trial has them too
-            metrics = {"stage": i, "task": task.name, "train_loss": stat["train_loss"],
-                       "stages_trained": sc.trained + (cached is None) if sc else i,
-                       "stages_from_cache": sc.from_cache if sc else 0, "cache_seconds_saved": sc.seconds_saved if sc else 0.0}
-            probe_new, probe_secs = False, 0.0
-            if cfg.probe.enabled:
-                if probe is None:
-                    t1 = time.perf_counter()
-                    probe = _probe(p, accelerator, encoder, pooling, hid, seed=seed * 1000 + 500 + i,
-                                   progress=_phase(progress, phase="probe", stage=i, stages=k_all, task=p.target.name))
-                    probe_new, probe_secs = True, time.perf_counter() - t1
-                stages[-1] = {**stat, "probe": probe}
-                metrics.update({f"probe_{k}": v for k, v in probe.items() if not isinstance(v, dict)})
-            # what this stage costs to train (and probe), measured now or carried by the cache entry: the
-            # searcher's cost model (order_bo's ``cost: measured``) learns each task's seconds from it
-            metrics["stage_seconds"] = (float(stat.get("seconds", 0.0)) + probe_secs if cached is None
-                                        else sc.last_hit_seconds)
-            trained_secs += metrics["stage_seconds"] if cached is None else 0.0
-            if sc is not None:
-                sc.done(i, encoder, {k: v for k, v in stat.items() if k != "probe"}, probe, probe_secs, probe_new)
-                stages[-1]["from_cache"] = cached is not None
-            yield metrics, i
-    finally:
-        if sc is not None:
-            sc.close()
-    # eval.also, the tasks beside the target: on the encoder the intermediate stages produced
-    also = _evaluate_also(p, accelerator, encoder, pooling, hid, out, seed=seed, log=log, progress=progress)
-    # target fine-tune: a fresh head on the encoder the chain produced (retrieval: none, the
-    # encoder itself is evaluated, as Phang et al. do for BUCC and Tatoeba)
-    k = len(p.order) + 1
-    stage_seed = seed * 1000 + k
+    return _SeedRun(p, seed, accelerator, encoder, pooling, hid, sc, log, progress)
+
+
+def _intermediate_stage(r: _SeedRun, i: int, task: Task) -> tuple[dict, dict, bool]:
+    """Stage ``i`` of the chain: trained on ``task`` (a fresh head on the shared encoder), or the encoder
+    after this prefix loaded in place from the stage cache, if any chain trained it before; then its
+    probe. Returns the stage's record, the metrics it reports, and whether it was trained here."""
+    from accelerate.utils import set_seed
+
+    p, sc, seed, k = r.p, r.sc, r.seed, r.k
+    stage_seed = seed * 1000 + i
+    cached = sc.stage(i, r.encoder) if sc is not None else None
+    if cached is None:
+        set_seed(stage_seed)
+        model = handler(task.kind).model(r.encoder, task, hidden=r.hid, pooling=r.pooling, seed=stage_seed)
+        r.log(f"[seed {seed}] stage {i}/{k} {task.name}")
+        _trace("stage", prefix=[t.name for t in p.order[:i]], seed=seed)
+        st = train_stage(r.accelerator, model, p.train[task.name], p.tokenizer, task, p.cfg.stage_hparams(task.name),
+                         seed=stage_seed, hw=p.cfg.hardware, log=r.log,
+                         progress=_phase(r.progress, phase="stage", stage=i, stages=k, task=task.name))
+        stat, probe = st.as_dict(), None
+    else:
+        r.log(f"[seed {seed}] stage {i}/{k} {task.name} (from the stage cache)")
+        _phase(r.progress, phase="stage", stage=i, stages=k, task=task.name, cached=True)
+        stat, probe = dict(cached[0]), cached[1]
+    stage = stat
+    # running counts (summed over seeds in a report): the last report of a stopped trial has them too
+    metrics = {"stage": i, "task": task.name, "train_loss": stat["train_loss"],
+               "stages_trained": sc.trained + (cached is None) if sc else i,
+               "stages_from_cache": sc.from_cache if sc else 0, "cache_seconds_saved": sc.seconds_saved if sc else 0.0}
+    probe_new, probe_secs = False, 0.0
+    if p.cfg.probe.enabled:
+        if probe is None:
+            t1 = time.perf_counter()
+            probe = _probe(p, r.accelerator, r.encoder, r.pooling, r.hid, seed=seed * 1000 + 500 + i,
+                           progress=_phase(r.progress, phase="probe", stage=i, stages=k, task=p.target.name))
+            probe_new, probe_secs = True, time.perf_counter() - t1
+        stage = {**stat, "probe": probe}
+        metrics.update({f"probe_{name}": v for name, v in probe.items() if not isinstance(v, dict)})
+    # what this stage costs to train (and probe), measured now or carried by the cache entry: the
+    # searcher's cost model (order_bo's ``cost: measured``) learns each task's seconds from it
+    metrics["stage_seconds"] = float(stat.get("seconds", 0.0)) + probe_secs if cached is None else sc.last_hit_seconds
+    if sc is not None:
+        sc.done(i, r.encoder, {name: v for name, v in stat.items() if name != "probe"}, probe, probe_secs, probe_new)
+        stage["from_cache"] = cached is not None
+    return stage, metrics, cached is None
+
+
+def _target_stage(r: _SeedRun, stages: list[dict], out: Path | None) -> tuple[dict, torch.nn.Module, dict]:
+    """After the intermediate stages: the eval.also tasks on the encoder they produced, the target
+    fine-tune (a fresh head; retrieval: none, the encoder itself is evaluated, as Phang et al. do for
+    BUCC and Tatoeba; its record appended to ``stages``), and the zero-shot evaluation in every
+    language (and on noisy dev text if asked). Returns the results, the target's model and eval.also's."""
+    from accelerate.utils import set_seed
+
+    p, cfg, k = r.p, r.p.cfg, r.k
+    also = _evaluate_also(p, r.accelerator, r.encoder, r.pooling, r.hid, out, seed=r.seed, log=r.log, progress=r.progress)
+    stage_seed = r.seed * 1000 + k
     set_seed(stage_seed)
-    model = handler(p.target.kind).model(encoder, p.target, hidden=hid, pooling=pooling, seed=stage_seed)
+    model = handler(p.target.kind).model(r.encoder, p.target, hidden=r.hid, pooling=r.pooling, seed=stage_seed)
     if p.target.trains:
-        log(f"[seed {seed}] stage {k}/{k} {p.target.name} (target fine-tune)")
-        _trace("target", prefix=[t.name for t in p.order], seed=seed)
-        st = train_stage(accelerator, model, p.train[p.target.name], p.tokenizer, p.target, cfg.stage_hparams(None),
-                         seed=stage_seed, hw=cfg.hardware, log=log,
-                         progress=_phase(progress, phase="target", stage=k, stages=k, task=p.target.name))
+        r.log(f"[seed {r.seed}] stage {k}/{k} {p.target.name} (target fine-tune)")
+        _trace("target", prefix=[t.name for t in p.order], seed=r.seed)
+        st = train_stage(r.accelerator, model, p.train[p.target.name], p.tokenizer, p.target, cfg.stage_hparams(None),
+                         seed=stage_seed, hw=cfg.hardware, log=r.log,
+                         progress=_phase(r.progress, phase="target", stage=k, stages=k, task=p.target.name))
         stages.append(st.as_dict())
-    # zero-shot evaluation in every language (and on noisy dev text if asked)
-    _phase(progress, phase="eval", stage=k, stages=k, task=p.target.name)
-    res = _evaluate(p, accelerator, model, out)
+    _phase(r.progress, phase="eval", stage=k, stages=k, task=p.target.name)
+    res = _evaluate(p, r.accelerator, model, out)
     if also:
         res["also"] = also
         for split in cfg.eval.splits:  # the XTREME average over every task this chain evaluated
@@ -383,21 +433,12 @@ def _seed_steps(p: Prepared, seed: int, *, accelerator=None, out: Path | None = 
             x["average"] = float(np.mean(vals)) if vals else None
     if cfg.eval.perturbation.enabled:
         pm = p.target.metric
-        noisy = _score(p, accelerator, model, p.noisy, out, "dev-noisy")
+        noisy = _score(p, r.accelerator, model, p.noisy, out, "dev-noisy")
         clean = res["dev"]["summary"][pm]["mean"]
         score = float(np.mean([noisy[lang][pm] for lang in p.languages]))
         res["perturbation"] = {"per_language": noisy, "metric": pm, "score": score, "drop": clean - score}
     res["stages"] = stages
-    res["seconds"] = time.perf_counter() - t0
-    if out is not None and cfg.save_checkpoint and accelerator.is_main_process:
-        save_checkpoint(out / "checkpoint", accelerator.unwrap_model(encoder), p.tokenizer, getattr(model, "head", None),
-                        meta={"order": cfg.order, "target": p.target.name, "seed": seed, "pooling": pooling})
-    counts = {"stages_trained": sc.trained if sc else len(p.order), "stages_from_cache": sc.from_cache if sc else 0,
-              "cache_seconds_saved": sc.seconds_saved if sc else 0.0, "trained_seconds": trained_secs}
-    res["cache"] = counts
-    tokens = chain_tokens(stages, also or {})
-    yield {**flat_final(res, p.target.metric), **counts, **({"chain_tokens": tokens} if tokens else {}), "final": 1}, k
-    return res
+    return res, model, also
 
 
 def chain_tokens(stages: list[dict], also: dict) -> float | None:
