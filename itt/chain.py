@@ -95,22 +95,7 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
                                             max_examples=cfg.stage_hparams(None).max_examples, **kw)
     ev = {(s, lang): load_split(target, s, lang, max_examples=cfg.eval.max_examples, **kw)
           for s in cfg.eval.splits for lang in languages}
-    also, also_train = {}, {}
-    for name, langs in cfg.eval.also.items():
-        t = resolve_task(name, specs, "eval.also")
-        if t.name == target.name:
-            raise UserError(f"eval.also: '{name}' is the target itself (eval.also names the tasks beside it)")
-        bad = [lang for lang in (langs or []) if lang not in t.languages]
-        if bad:
-            raise UserError(f"eval.also.{name}: unknown language '{bad[0]}' (known: {', '.join(t.languages)})")
-        splits = [sp for sp in cfg.eval.splits if any(t.source(sp, lang) for lang in (langs or t.languages))]
-        if not splits:
-            raise UserError(f"eval.also.{name}: the task has none of the splits {cfg.eval.splits}")
-        also[t.name] = (t, {(sp, lang): load_split(t, sp, lang, max_examples=cfg.eval.max_examples, **kw)
-                            for sp in splits for lang in (langs or t.languages) if t.source(sp, lang)})
-        if t.trains:  # fine-tuned on its English train data, as the target is (the `finetune` hyperparameters)
-            also_train[t.name] = load_split(t, "train", t.languages[0],
-                                            max_examples=cfg.also_hparams(t.name).max_examples, **kw)
+    also, also_train = _load_also(cfg, target, kw)
     pert = cfg.eval.perturbation
     if pert.enabled and "dev" not in cfg.eval.splits:
         raise UserError("eval.perturbation needs 'dev' in eval.splits")
@@ -118,26 +103,9 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         raise UserError(f"eval.perturbation: noisy text is defined for classification targets only, not "
                         f"'{target.kind}' (noise would move answer spans and word/tag alignments)")
 
-    # tokenizer: pretrained, or fitted on the fly. The toy benchmark fits it to its lexicon (its
-    # stand-in for a multilingual pretraining corpus), so the vocabulary never depends on which
-    # splits or caps a config picks; other data fits it to all loaded text (train and eval: the
-    # only text there is in the target languages, much as mBERT's vocabulary saw every language).
     m = cfg.model
-    if m.train_tokenizer is not None:
-        tasks = [t for t in (*order, target) if t.name in raw_train]
-        fine_tuned = [(also_train[n], also[n][0]) for n in also_train]
-        if tasks and all(t.source("train", t.languages[0]).toy for t in tasks + [t for _, t in fine_tuned]):
-            texts = toy.corpus(cfg.toy)
-        else:
-            texts = []
-            evals = [(d, target) for d in ev.values()] + [(d, t) for t, sets in also.values() for d in sets.values()]
-            for ds, task in [(raw_train[t.name], t) for t in tasks] + fine_tuned + evals:
-                for f in task.fields:
-                    # token lists and answer options are text too
-                    texts.extend(" ".join(x) if isinstance(x, list) else x for x in ds[f])
-        tokenizer = train_tokenizer(texts, arch=m.tiny.arch, vocab_size=m.train_tokenizer.vocab_size)
-    else:
-        tokenizer = load_tokenizer(m.tokenizer or m.name, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    tokenizer = _tokenizer(cfg, [t for t in (*order, target) if t.name in raw_train], raw_train, ev, target, also,
+                           also_train)
     if m.name is not None:
         # a wrong model name (or one without the asked-for checkpointing) fails here, before any output exists
         check_model(m, cfg.hardware.gradient_checkpointing)
@@ -168,6 +136,51 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
                                  word_rate=pert.word_rate, seed=pert.seed)
             p.noisy[lang] = (ds, th.featurize(ds, target, tokenizer, hp_t, train=False))
     return p
+
+
+def _load_also(cfg: ChainConfig, target: Task, kw: dict) -> tuple[dict, dict]:
+    """eval.also's tasks, checked and loaded: name -> (task, {(split, language): dataset}) for every split
+    of eval.splits it has in its languages, and name -> its English train data for those it fine-tunes
+    (as the target is, with the ``finetune`` hyperparameters)."""
+    also, also_train = {}, {}
+    for name, langs in cfg.eval.also.items():
+        t = resolve_task(name, cfg.tasks, "eval.also")
+        if t.name == target.name:
+            raise UserError(f"eval.also: '{name}' is the target itself (eval.also names the tasks beside it)")
+        bad = [lang for lang in (langs or []) if lang not in t.languages]
+        if bad:
+            raise UserError(f"eval.also.{name}: unknown language '{bad[0]}' (known: {', '.join(t.languages)})")
+        splits = [sp for sp in cfg.eval.splits if any(t.source(sp, lang) for lang in (langs or t.languages))]
+        if not splits:
+            raise UserError(f"eval.also.{name}: the task has none of the splits {cfg.eval.splits}")
+        also[t.name] = (t, {(sp, lang): load_split(t, sp, lang, max_examples=cfg.eval.max_examples, **kw)
+                            for sp in splits for lang in (langs or t.languages) if t.source(sp, lang)})
+        if t.trains:
+            also_train[t.name] = load_split(t, "train", t.languages[0],
+                                            max_examples=cfg.also_hparams(t.name).max_examples, **kw)
+    return also, also_train
+
+
+def _tokenizer(cfg: ChainConfig, tasks: list[Task], raw_train: dict, ev: dict, target: Task, also: dict,
+               also_train: dict):
+    """The chain's tokenizer: pretrained, or fitted on the fly. The toy benchmark fits it to its lexicon
+    (its stand-in for a multilingual pretraining corpus), so the vocabulary never depends on which
+    splits or caps a config picks; other data fits it to all loaded text (``tasks``' train data and
+    every evaluation set: the only text there is in the target languages, much as mBERT's vocabulary
+    saw every language)."""
+    m = cfg.model
+    if m.train_tokenizer is None:
+        return load_tokenizer(m.tokenizer or m.name, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    fine_tuned = [(also_train[n], also[n][0]) for n in also_train]
+    if tasks and all(t.source("train", t.languages[0]).toy for t in tasks + [t for _, t in fine_tuned]):
+        texts = toy.corpus(cfg.toy)
+    else:
+        texts = []
+        evals = [(d, target) for d in ev.values()] + [(d, t) for t, sets in also.values() for d in sets.values()]
+        for ds, task in [(raw_train[t.name], t) for t in tasks] + fine_tuned + evals:
+            for f in task.fields:  # (token lists and answer options are text too)
+                texts.extend(" ".join(x) if isinstance(x, list) else x for x in ds[f])
+    return train_tokenizer(texts, arch=m.tiny.arch, vocab_size=m.train_tokenizer.vocab_size)
 
 
 def _write_predictions(path: Path, rows: list[dict]) -> None:
