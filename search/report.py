@@ -119,7 +119,8 @@ def load_experiment(exp_dir: str) -> Experiment:
     if per_task:
         languages = sorted((c[len("xtreme_"):] for c in rows[0] if c.startswith("xtreme_") and c != "xtreme_average"),
                            key=first)
-    sc, ex, sg, hardware, counted, bl, per_chain, secs = [], [], [], [], {}, [], None, []
+    t = _Tables()
+    counted: dict[str, str] = {}
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -127,54 +128,27 @@ def load_experiment(exp_dir: str) -> Experiment:
         by_order.setdefault(r.get("order") or "", []).append(r)
     for order, rs in by_order.items():
         rs = sorted(rs, key=lambda r: -(_num(r.get("score")) or -math.inf))
-        chosen, res = None, None
-        for r in rs:
-            text = st.read_text("trials", r["trial_id"], "results.json")
-            if text:
-                chosen, res = r, json.loads(text)
-                break
+        chosen, res = _with_results(st, rs)
         if len(rs) > 1:
             notes.append(f"order {show(order)}: {len(rs)} completed trials (replays or other hyperparameters); "
                          f"trial {(chosen or rs[0])['trial_id']} is the one counted")
         if res is None:  # no per-seed results: the row's means count as one observation
             r = rs[0]
-            col = (lambda c: f"xtreme_{c}") if per_task else (lambda c: c)  # noqa: E731 (results.csv's column)
-            langs = [c for c in languages if _num(r.get(col(c))) is not None]
-            if not langs:
+            if not t.add_means(order, r, languages, per_task):
                 notes.append(f"order {show(order)}: trial {r['trial_id']} has neither results.json nor per-language "
                              "scores; left out")
                 continue
             notes.append(f"order {show(order)}: trial {r['trial_id']} has no results.json; its results.csv means "
                          "count as a single seed")
-            sc += [(order, -1, lang, _num(r[col(lang)])) for lang in langs]
             counted[order] = r["trial_id"]
-            if _num(r.get("perturbation_score")) is not None:
-                ex.append((order, -1, "perturbation", _num(r["perturbation_score"])))
             continue
         metric = metric or res.get("metric")
-        m = res.get("metric", metric)
         counted[order] = chosen["trial_id"]
-        hardware.append(res.get("hardware") or {})
-        for seed, sr in res.get("seeds", {}).items():
-            split = "test" if "test" in sr else "dev"
-            per_chain = max(per_chain or 0, _finetunes(res, sr))
-            work = training_cost.chain_work(sr)
-            if work["seconds"] is not None:
-                secs.append((order, int(seed), work["seconds"], work["tokens"]))
-            if per_task:  # each task's XTREME score: its metric's mean over its languages ((EM + F1) / 2 for QA)
-                sc += [(order, int(seed), task, _num(v))
-                       for task, v in sr.get(split, {}).get("xtreme", {}).get("tasks", {}).items()]
-                bl += _task_languages(order, int(seed), split, sr, res.get("target"))
-            else:
-                sc += [(order, int(seed), lang, _num(v.get(m))) for lang, v in sr.get(split, {}).get("per_language", {}).items()]
-            if "perturbation" in sr:
-                ex.append((order, int(seed), "perturbation", _num(sr["perturbation"].get("score"))))
-            for i, stage in enumerate([s for s in sr.get("stages", []) if "probe" in s], 1):
-                sg.append((order, int(seed), i, stage.get("task"), _num(stage["probe"].get(f"{m}_mean"))))
+        t.add_results(order, res, res.get("metric", metric), per_task)
         languages = languages or list(res.get("languages") or [])
     if per_task:
-        languages = sorted(set(languages) | {lang for _, _, lang, _ in sc}, key=first)
-    scores = pd.DataFrame(sc, columns=["order", "seed", "language", "score"])
+        languages = sorted(set(languages) | {lang for _, _, lang, _ in t.scores}, key=first)
+    scores = pd.DataFrame(t.scores, columns=["order", "seed", "language", "score"])
     if scores["score"].notna().sum() == 0:
         raise UserError(f"{exp_dir}: the completed trials hold no per-language scores")
     trials = pd.DataFrame([{"trial_id": r["trial_id"], "order": r.get("order") or "", "status": r.get("status"),
@@ -182,14 +156,68 @@ def load_experiment(exp_dir: str) -> Experiment:
                            for r in rows])
     return Experiment(st=st, rows=rows, meta=meta, metric=XTREME_SCORE if per_task else metric or "score",
                       languages=languages, scores=scores,
-                      extra=pd.DataFrame(ex, columns=["order", "seed", "figure", "value"]),
-                      stages=pd.DataFrame(sg, columns=["order", "seed", "stage", "task", "probe"]),
-                      trials=trials, notes=notes, config=config, hardware=hardware, counted=counted,
+                      extra=pd.DataFrame(t.extra, columns=["order", "seed", "figure", "value"]),
+                      stages=pd.DataFrame(t.stages, columns=["order", "seed", "stage", "task", "probe"]),
+                      trials=trials, notes=notes, config=config, hardware=t.hardware, counted=counted,
                       unit="task" if per_task else "language",
-                      by_language=pd.DataFrame(bl, columns=["order", "seed", "task", "language", "metric", "score"])
-                      if per_task else None, finetunes_per_chain=1 if per_chain is None else per_chain,
-                      seconds=pd.DataFrame(secs, columns=["order", "seed", "seconds", "tokens"]),
+                      by_language=pd.DataFrame(t.by_language, columns=["order", "seed", "task", "language", "metric", "score"])
+                      if per_task else None, finetunes_per_chain=1 if t.per_chain is None else t.per_chain,
+                      seconds=pd.DataFrame(t.seconds, columns=["order", "seed", "seconds", "tokens"]),
                       probe_metric=f"{meta.get('target') or 'target'} {metric}" if per_task and metric else None)
+
+
+def _with_results(st, rs: list[dict]) -> tuple[dict | None, dict | None]:
+    """The first of an order's trials (best score first) whose results.json exists, and that record."""
+    for r in rs:
+        text = st.read_text("trials", r["trial_id"], "results.json")
+        if text:
+            return r, json.loads(text)
+    return None, None
+
+
+@dataclass
+class _Tables:
+    """The rows of load_experiment's tables, gathered trial by trial (one counted trial per order)."""
+
+    scores: list = field(default_factory=list)  # (order, seed, language - or task, with search.metric xtreme - score)
+    extra: list = field(default_factory=list)  # (order, seed, figure, value): the score on noisy input
+    stages: list = field(default_factory=list)  # (order, seed, stage, task, probe score)
+    by_language: list = field(default_factory=list)  # (order, seed, task, language, metric, score): xtreme only
+    seconds: list = field(default_factory=list)  # (order, seed, seconds, tokens) of each chain's training
+    hardware: list = field(default_factory=list)  # each counted trial's results.json "hardware"
+    per_chain: int | None = None  # the most fine-tunes a chain ran
+
+    def add_means(self, order: str, r: dict, columns: list[str], per_task: bool) -> bool:
+        """A trial without results.json: its results.csv means (``columns``: languages, or tasks) as seed -1;
+        False when it has none of them."""
+        col = (lambda c: f"xtreme_{c}") if per_task else (lambda c: c)  # noqa: E731 (results.csv's column)
+        have = [c for c in columns if _num(r.get(col(c))) is not None]
+        self.scores += [(order, -1, c, _num(r[col(c)])) for c in have]
+        if have and _num(r.get("perturbation_score")) is not None:
+            self.extra.append((order, -1, "perturbation", _num(r["perturbation_score"])))
+        return bool(have)
+
+    def add_results(self, order: str, res: dict, m: str, per_task: bool) -> None:
+        """A trial's results.json: each seed's scores (test where there is a test split, else dev), its score
+        on noisy input, probes, training seconds and tokens, and fine-tunes per chain."""
+        self.hardware.append(res.get("hardware") or {})
+        for seed, sr in res.get("seeds", {}).items():
+            seed, split = int(seed), "test" if "test" in sr else "dev"
+            self.per_chain = max(self.per_chain or 0, _finetunes(res, sr))
+            work = training_cost.chain_work(sr)
+            if work["seconds"] is not None:
+                self.seconds.append((order, seed, work["seconds"], work["tokens"]))
+            if per_task:  # each task's XTREME score: its metric's mean over its languages ((EM + F1) / 2 for QA)
+                self.scores += [(order, seed, task, _num(v))
+                                for task, v in sr.get(split, {}).get("xtreme", {}).get("tasks", {}).items()]
+                self.by_language += _task_languages(order, seed, split, sr, res.get("target"))
+            else:
+                self.scores += [(order, seed, lang, _num(v.get(m)))
+                                for lang, v in sr.get(split, {}).get("per_language", {}).items()]
+            if "perturbation" in sr:
+                self.extra.append((order, seed, "perturbation", _num(sr["perturbation"].get("score"))))
+            for i, stage in enumerate([s for s in sr.get("stages", []) if "probe" in s], 1):
+                self.stages.append((order, seed, i, stage.get("task"), _num(stage["probe"].get(f"{m}_mean"))))
 
 
 def _finetunes(res: dict, sr: dict) -> int:
