@@ -217,6 +217,38 @@ def test_report_from_an_experiment_directory(tmp_path, capsys):
     assert "<p>Trials: " in html and "<p>Order matters" in html
 
 
+def test_a_trial_without_results_json_counts_its_results_csv_means_as_one_seed(tmp_path):
+    """A completed trial whose results.json is gone (a copy without trials/, a disk that filled): its
+    results.csv means per language are one observation (seed -1), with a note; one with neither is left
+    out, with a note; the other orders keep every seed."""
+    from search.report import load_experiment
+
+    rng = np.random.default_rng(3)
+    tidy = _tidy(rng, orders=_orders(lengths=(0, 1)))
+    exp = _fake_experiment(tmp_path, tidy, stopped=())
+    rows = list(csv.DictReader(open(exp / "results.csv")))
+    gone, blank = rows[1], rows[2]
+    for r in (gone, blank):
+        (exp / "trials" / r["trial_id"] / "results.json").unlink()
+    for lang in LANGS:
+        blank[lang] = ""
+    with open(exp / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    e = load_experiment(str(exp))
+    mine = e.scores[e.scores["order"] == gone["order"]]
+    assert set(mine["seed"]) == {-1} and len(mine) == len(LANGS)
+    assert np.allclose(mine.set_index("language")["score"][LANGS], [float(gone[lang]) for lang in LANGS])
+    assert blank["order"] not in set(e.scores["order"]) and blank["order"] not in e.counted
+    assert e.counted[gone["order"]] == gone["trial_id"]
+    assert any(f"trial {gone['trial_id']} has no results.json" in n for n in e.notes)
+    assert any(f"trial {blank['trial_id']} has neither results.json" in n for n in e.notes)
+    other = rows[3]["order"]
+    assert sorted(set(e.scores[e.scores["order"] == other]["seed"])) == sorted(set(tidy["seed"]))
+    assert len(e.stages[e.stages["order"] == other]) > 0 and e.finetunes_per_chain == 1
+
+
 def test_orders_tuned_at_unequal_numbers_of_settings_are_flagged(tmp_path, capsys):
     """With searched hyperparameters each order counts at its best dev setting: the headline names orders
     tried at more settings than others (they had more chances) and what compares them at one; report.json
