@@ -257,92 +257,106 @@ def _kind_rows(task: Task, ds, spec: DataSpec, where: str, head: str, lang: str)
     get = lambda f: _column(ds, spec.columns.get(f, f), where, f, head)  # noqa: E731
     id_col = spec.columns.get("id", "id")
     ids = [str(x) for x in ds[id_col]] if isinstance(id_col, str) and id_col in ds.column_names else [f"{lang}-{i}" for i in range(len(ds))]
-    lines = list(ds["lines"]) if "lines" in ds.column_names else None
-
-    if task.kind == Kind.TOKEN:
-        tokens = get("tokens")
-        label_col = spec.columns.get("label", "tags" if "tags" in ds.column_names else "label")
-        tags = _column(ds, label_col, where, "label", head)
-        names = _hub_names(ds, label_col) if isinstance(label_col, str) else None
-        index = {t: i for i, t in enumerate(task.labels)}
-        out_tags = []
-        for r, (toks, row_tags) in enumerate(zip(tokens, tags)):
-            if len(toks) != len(row_tags):
-                raise DataError(f"{where}: row {r + 1}: {len(toks)} tokens but {len(row_tags)} tags")
-            ids_r = []
-            for j, tag in enumerate(row_tags):
-                if names is not None and isinstance(tag, int):
-                    tag = names[tag]
-                tag = spec.label_map.get(str(tag), tag)
-                if isinstance(tag, int) and not isinstance(tag, bool) and 0 <= tag < len(task.labels) and names is None:
-                    ids_r.append(tag)
-                    continue
-                if str(tag) not in index:
-                    at = f"line {lines[r][j]}" if lines is not None else f"row {r + 1}, token {j + 1}"
-                    raise DataError(f"{where}: {at}: tag {tag!r} is not in the label set {list(task.labels)}")
-                ids_r.append(index[str(tag)])
-            out_tags.append(ids_r)
-        keep = [i for i, t in enumerate(tokens) if len(t)]
-        rows = {"id": [ids[i] for i in keep], "tokens": [[str(x) for x in tokens[i]] for i in keep],
-                "label": [out_tags[i] for i in keep]}
-        features = datasets.Features({"id": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")),
-                                      "label": datasets.Sequence(datasets.ClassLabel(names=list(task.labels)))})
-    elif task.kind == Kind.QA:
-        q, ctx = get("question"), get("context")
-        answers = _column(ds, spec.columns.get("answers", "answers"), where, "answers", head)
-        rows = {"id": [], "question": [], "context": [], "answer_text": [], "answer_start": []}
-        for i, (qq, cc, aa) in enumerate(zip(q, ctx, answers)):
-            texts, starts = list(aa.get("text", [])), [int(x) for x in aa.get("answer_start", [])]
-            if len(texts) != len(starts):
-                raise DataError(f"{where}: question '{ids[i]}': {len(texts)} answer texts but {len(starts)} answer_start values")
-            for t, s0 in zip(texts, starts):
-                if s0 < 0 or cc[s0:s0 + len(t)] != t:
-                    raise DataError(f"{where}: question '{ids[i]}': answer {t!r} at {s0} does not match the context "
-                                    f"(there: {cc[max(s0, 0):max(s0, 0) + len(t)]!r})")
-            if not texts:
-                raise DataError(f"{where}: question '{ids[i]}' has no answer (SQuAD v1.1 format: every question has one)")
-            rows["id"].append(ids[i])
-            rows["question"].append(str(qq).strip())  # XTREME strips questions (leading spaces break windows)
-            rows["context"].append(str(cc))
-            rows["answer_text"].append(texts)
-            rows["answer_start"].append(starts)
-        features = datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
-                                      "context": datasets.Value("string"),
-                                      "answer_text": datasets.Sequence(datasets.Value("string")),
-                                      "answer_start": datasets.Sequence(datasets.Value("int32"))})
-    elif task.kind == Kind.CHOICE:
-        q = get("question")
-        q = [" ".join(str(x) for x in v) if isinstance(v, list) else str(v) for v in q]
-        choices = []
-        for i, c in enumerate(get("choices")):
-            if isinstance(c, str):  # one text block: one option per line, "A. " prefixes dropped
-                c = [_CHOICE_PREFIX.sub("", x).strip() for x in c.splitlines() if x.strip()]
-            choices.append([str(x) for x in c])
-        labels = []
-        n = len(choices[0]) if choices else 0
-        for i, raw in enumerate(get("label")):
-            if len(choices[i]) != n or n < 2:
-                raise DataError(f"{where}: row {i + 1}: {len(choices[i])} answer options (this split has {n}; "
-                                f"every example needs the same number, at least 2)")
-            v = spec.label_map.get(str(raw), raw)
-            if isinstance(v, str) and v.strip().isdigit():
-                v = int(v)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
-                raise DataError(f"{where}: row {i + 1}: label {raw!r} is not an option index 0..{n - 1}"
-                                + (" (map letters with label_map)" if isinstance(raw, str) else ""))
-            labels.append(v)
-        rows = {"id": ids, "question": q, "choices": choices, "label": labels}
-        features = datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
-                                      "choices": datasets.Sequence(datasets.Value("string")),
-                                      "label": datasets.Value("int64")})
-    else:  # retrieval: parallel sentences; an empty side is an unpaired (distractor) sentence
-        src, tgt = get("source"), get("target")
-        rows = {"id": ids, "source": ["" if x is None else str(x) for x in src],
-                "target": ["" if x is None else str(x) for x in tgt]}
-        features = datasets.Features({k: datasets.Value("string") for k in rows})
+    kind_rows = {Kind.TOKEN: _token_rows, Kind.QA: _qa_rows, Kind.CHOICE: _choice_rows}.get(task.kind, _retrieval_rows)
+    rows, features = kind_rows(task, ds, spec, where, head, get, ids)
     if not rows["id"]:
         raise DataError(f"{where}: {head} is empty")
     return datasets.Dataset.from_dict(rows, features=features)
+
+
+def _token_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids: list[str]) -> tuple[dict, datasets.Features]:
+    """Token classification: each word's tag mapped to the task's label set (Hub ClassLabel ids by name;
+    ``label_map``); a tag outside it is an error naming its line (CoNLL files) or row and token."""
+    lines = list(ds["lines"]) if "lines" in ds.column_names else None
+    tokens = get("tokens")
+    label_col = spec.columns.get("label", "tags" if "tags" in ds.column_names else "label")
+    tags = _column(ds, label_col, where, "label", head)
+    names = _hub_names(ds, label_col) if isinstance(label_col, str) else None
+    index = {t: i for i, t in enumerate(task.labels)}
+    out_tags = []
+    for r, (toks, row_tags) in enumerate(zip(tokens, tags)):
+        if len(toks) != len(row_tags):
+            raise DataError(f"{where}: row {r + 1}: {len(toks)} tokens but {len(row_tags)} tags")
+        ids_r = []
+        for j, tag in enumerate(row_tags):
+            if names is not None and isinstance(tag, int):
+                tag = names[tag]
+            tag = spec.label_map.get(str(tag), tag)
+            if isinstance(tag, int) and not isinstance(tag, bool) and 0 <= tag < len(task.labels) and names is None:
+                ids_r.append(tag)
+                continue
+            if str(tag) not in index:
+                at = f"line {lines[r][j]}" if lines is not None else f"row {r + 1}, token {j + 1}"
+                raise DataError(f"{where}: {at}: tag {tag!r} is not in the label set {list(task.labels)}")
+            ids_r.append(index[str(tag)])
+        out_tags.append(ids_r)
+    keep = [i for i, t in enumerate(tokens) if len(t)]
+    rows = {"id": [ids[i] for i in keep], "tokens": [[str(x) for x in tokens[i]] for i in keep],
+            "label": [out_tags[i] for i in keep]}
+    return rows, datasets.Features({"id": datasets.Value("string"), "tokens": datasets.Sequence(datasets.Value("string")),
+                                    "label": datasets.Sequence(datasets.ClassLabel(names=list(task.labels)))})
+
+
+def _qa_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids: list[str]) -> tuple[dict, datasets.Features]:
+    """Extractive QA (SQuAD v1.1): every question has an answer, each answer where its start says."""
+    q, ctx = get("question"), get("context")
+    answers = _column(ds, spec.columns.get("answers", "answers"), where, "answers", head)
+    rows = {"id": [], "question": [], "context": [], "answer_text": [], "answer_start": []}
+    for i, (qq, cc, aa) in enumerate(zip(q, ctx, answers)):
+        texts, starts = list(aa.get("text", [])), [int(x) for x in aa.get("answer_start", [])]
+        if len(texts) != len(starts):
+            raise DataError(f"{where}: question '{ids[i]}': {len(texts)} answer texts but {len(starts)} answer_start values")
+        for t, s0 in zip(texts, starts):
+            if s0 < 0 or cc[s0:s0 + len(t)] != t:
+                raise DataError(f"{where}: question '{ids[i]}': answer {t!r} at {s0} does not match the context "
+                                f"(there: {cc[max(s0, 0):max(s0, 0) + len(t)]!r})")
+        if not texts:
+            raise DataError(f"{where}: question '{ids[i]}' has no answer (SQuAD v1.1 format: every question has one)")
+        rows["id"].append(ids[i])
+        rows["question"].append(str(qq).strip())  # XTREME strips questions (leading spaces break windows)
+        rows["context"].append(str(cc))
+        rows["answer_text"].append(texts)
+        rows["answer_start"].append(starts)
+    return rows, datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
+                                    "context": datasets.Value("string"),
+                                    "answer_text": datasets.Sequence(datasets.Value("string")),
+                                    "answer_start": datasets.Sequence(datasets.Value("int32"))})
+
+
+def _choice_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids: list[str]) -> tuple[dict, datasets.Features]:
+    """Multiple choice: the same number of options (2+) for every example, the label an option index."""
+    q = get("question")
+    q = [" ".join(str(x) for x in v) if isinstance(v, list) else str(v) for v in q]
+    choices = []
+    for i, c in enumerate(get("choices")):
+        if isinstance(c, str):  # one text block: one option per line, "A. " prefixes dropped
+            c = [_CHOICE_PREFIX.sub("", x).strip() for x in c.splitlines() if x.strip()]
+        choices.append([str(x) for x in c])
+    labels = []
+    n = len(choices[0]) if choices else 0
+    for i, raw in enumerate(get("label")):
+        if len(choices[i]) != n or n < 2:
+            raise DataError(f"{where}: row {i + 1}: {len(choices[i])} answer options (this split has {n}; "
+                            f"every example needs the same number, at least 2)")
+        v = spec.label_map.get(str(raw), raw)
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
+            raise DataError(f"{where}: row {i + 1}: label {raw!r} is not an option index 0..{n - 1}"
+                            + (" (map letters with label_map)" if isinstance(raw, str) else ""))
+        labels.append(v)
+    rows = {"id": ids, "question": q, "choices": choices, "label": labels}
+    return rows, datasets.Features({"id": datasets.Value("string"), "question": datasets.Value("string"),
+                                    "choices": datasets.Sequence(datasets.Value("string")),
+                                    "label": datasets.Value("int64")})
+
+
+def _retrieval_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids: list[str]) -> tuple[dict, datasets.Features]:
+    """Retrieval: parallel sentences; an empty side is an unpaired (distractor) sentence."""
+    src, tgt = get("source"), get("target")
+    rows = {"id": ids, "source": ["" if x is None else str(x) for x in src],
+            "target": ["" if x is None else str(x) for x in tgt]}
+    return rows, datasets.Features({k: datasets.Value("string") for k in rows})
 
 
 def _load_hub(spec: DataSpec, lang: str) -> datasets.Dataset:
