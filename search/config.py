@@ -399,7 +399,9 @@ def _check_reproducible(scfg: SearchConfig, path) -> None:
 
 
 def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[SearchConfig, ChainConfig, dict]:
-    """(search settings, base chain config, the raw resolved mapping) from one YAML file."""
+    """(search settings, base chain config, the raw resolved mapping) from one YAML file: validated (one
+    ConfigError naming the key at the first problem), defaults that depend on the chain filled in, and
+    paths made absolute (Ray's workers run elsewhere)."""
     from itt.config import load_config
 
     raw = apply_overrides(read_yaml(path), overrides)
@@ -410,6 +412,18 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         raise ConfigError(f"{path}: search.length: min {scfg.length[0]} is above max {scfg.length[1]}")
     # the chain config the trials start from (its own `order` is ignored: the search sets it)
     chain = load_config(path, [o for o in overrides or [] if not o.startswith("search.")])
+    space = _check_space(scfg, chain, path)
+    _check_settings(scfg, chain, space, path)
+    _resolve(scfg, chain, path)
+    if scfg.simulate is not None:
+        _check_simulate(scfg, path)
+    return scfg, chain, raw
+
+
+def _check_space(scfg: SearchConfig, chain, path) -> OrderSpace:
+    """The order space: known candidate tasks, satisfiable constraints, training hyperparameters that
+    exist, seed points inside it. Returns it."""
+    from itt.config import StageHParams
     from itt.tasks import resolve_task
 
     for t in scfg.candidates:
@@ -423,8 +437,6 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
             raise ConfigError(f"{path}: search.hparams: '{key}' is not a training hyperparameter "
                               "(use train.*, finetune.* or stages.*.<name>)")
         field_name = key.rsplit(".", 1)[-1]
-        from itt.config import StageHParams
-
         if field_name not in StageHParams.model_fields:
             raise ConfigError(f"{path}: search.hparams: unknown hyperparameter '{field_name}' in '{key}'")
     if space.count() == 0:
@@ -433,10 +445,14 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
         if not space.is_valid(o):
             raise ConfigError(f"{path}: search.seed_points.orders: '{'>'.join(o)}' is not in the search space")
     _check_point_hparams(scfg, path)
-    if scfg.multi_objective:
-        if scfg.scheduler.type == "asha" and scfg.scheduler.brackets > 1:
-            raise ConfigError(f"{path}: search.scheduler.brackets: a multi-objective search runs one bracket "
-                              f"(ParetoASHA); got {scfg.scheduler.brackets}")
+    return space
+
+
+def _check_settings(scfg: SearchConfig, chain, space: OrderSpace, path) -> None:
+    """Settings that only some searchers, schedulers or spaces allow together."""
+    if scfg.multi_objective and scfg.scheduler.type == "asha" and scfg.scheduler.brackets > 1:
+        raise ConfigError(f"{path}: search.scheduler.brackets: a multi-objective search runs one bracket "
+                          f"(ParetoASHA); got {scfg.scheduler.brackets}")
     if scfg.seed_points.baseline and 0 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.baseline needs 0 among the lengths")
     if scfg.prior != "none" and scfg.searcher not in ("auto", "order_bo"):
@@ -453,39 +469,47 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
                           "(which runs every order once); give search.num_samples instead")
     if scfg.objectives == ["xtreme"] and scfg.simulate is None:
         _check_xtreme(chain, path)
-    if scfg.order_bo.final_cost is None:
-        from search.plan import fine_tuned
-
-        scfg.order_bo.final_cost = float(max(1, len(fine_tuned(chain, path))))
-    if scfg.prior_from is not None:  # an experiment directory is relative to the working directory, as itt search wrote it there
-        scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
     again = sorted(set(scfg.confirm.seeds or []) & set(scfg.seeds or chain.seeds)) if scfg.confirm else []
     if again:
         raise ConfigError(f"{path}: search.confirm.seeds: {', '.join(map(str, again))} also seed the search; a "
                           "confirmation needs fresh seeds")
+
+
+def _resolve(scfg: SearchConfig, chain, path) -> None:
+    """Defaults that depend on the chain, and paths made absolute: an earlier search (search.prior_from)
+    relative to the working directory, as `itt search` wrote it there; the stage cache and a simulated
+    table relative to the config's folder."""
+    if scfg.order_bo.final_cost is None:
+        from search.plan import fine_tuned
+
+        scfg.order_bo.final_cost = float(max(1, len(fine_tuned(chain, path))))
+    if scfg.prior_from is not None:
+        scfg.prior_from = [d if "://" in d else str(Path(d).resolve()) for d in scfg.prior_from] or None
     d = scfg.cache.dir
-    if d is not None and "://" not in d and not Path(d).is_absolute():  # Ray workers run elsewhere: make it absolute
+    if d is not None and "://" not in d and not Path(d).is_absolute():
         scfg.cache.dir = str((Path(path).resolve().parent / d).resolve())
-    if scfg.simulate is not None:
-        t = Path(scfg.simulate.table)
-        if not t.is_absolute():
-            scfg.simulate.table = str((Path(path).resolve().parent / t).resolve())
-        if not Path(scfg.simulate.table).is_file():
-            raise ConfigError(f"{path}: search.simulate.table: file not found: {scfg.simulate.table}")
-        unknown = sorted(set(scfg.simulate.stage_seconds) - set(scfg.candidates))
-        if unknown:
-            raise ConfigError(f"{path}: search.simulate.stage_seconds: '{unknown[0]}' is not a candidate task "
-                              f"(candidates: {', '.join(scfg.candidates)})")
-        if scfg.multi_objective and any(n != "mean" for n in scfg.objectives):
-            with open(scfg.simulate.table, newline="") as f:
-                header = f.readline().strip().split(",")
-            langs = [c for c in header if c.startswith("dev_") and c[4:] not in ("mean", "std", "worst", "transfer_gap")]
-            if len(langs) < 2:
-                raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
-                                  f"and {scfg.simulate.table} has no dev_<language> columns")
-    return scfg, chain, raw
+    if scfg.simulate is not None and not Path(scfg.simulate.table).is_absolute():
+        scfg.simulate.table = str((Path(path).resolve().parent / scfg.simulate.table).resolve())
+
+
+def _check_simulate(scfg: SearchConfig, path) -> None:
+    """A simulated search's table: there, its stage seconds for candidate tasks, per-language columns
+    where the objectives need them."""
+    if not Path(scfg.simulate.table).is_file():
+        raise ConfigError(f"{path}: search.simulate.table: file not found: {scfg.simulate.table}")
+    unknown = sorted(set(scfg.simulate.stage_seconds) - set(scfg.candidates))
+    if unknown:
+        raise ConfigError(f"{path}: search.simulate.stage_seconds: '{unknown[0]}' is not a candidate task "
+                          f"(candidates: {', '.join(scfg.candidates)})")
+    if scfg.multi_objective and any(n != "mean" for n in scfg.objectives):
+        with open(scfg.simulate.table, newline="") as f:
+            header = f.readline().strip().split(",")
+        langs = [c for c in header if c.startswith("dev_") and c[4:] not in ("mean", "std", "worst", "transfer_gap")]
+        if len(langs) < 2:
+            raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
+                              f"and {scfg.simulate.table} has no dev_<language> columns")
 
 
 def _check_xtreme(chain, path: str) -> None:
