@@ -90,7 +90,7 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
         "finetunes_skipped": len(stopped) * seeds * per_chain,
         "finetunes": finetunes,
         **(_share(count["stages_trained"] + finetunes, seeds, every, per_chain) if every is not None else {}),
-        **({"searcher_seconds": searcher["propose_seconds"] + searcher["told_seconds"],
+        **({"searcher_seconds": searcher["propose_seconds"] + searcher["results_seconds"],
             "searcher_proposals": searcher["proposals"], "search_seconds": searcher["search_seconds"]}
            if searcher and searcher.get("proposals") else {}),
     }

@@ -235,7 +235,7 @@ def hour_figures(p: Plan, timing: "Timing") -> dict:
         most = one * c["seeds"] * c["settings"]
     est, measured = timing.check()
     t = timing.searcher  # (the searcher's own time: this search's trials at the pilot's mean per proposal)
-    own = p.trials * (t["propose_seconds"] + t["told_seconds"]) / t["proposals"] if t else None
+    own = p.trials * (t["propose_seconds"] + t["results_seconds"]) / t["proposals"] if t else None
     return {"devices_per_trial": per, "device_kind": kind, "clock": timing.clock, "every_seconds": full,
             "search_seconds": mine, "confirm_seconds": most, "fit_seconds": est, "measured_seconds": measured,
             "searcher_seconds": own}
@@ -275,7 +275,7 @@ def searcher_line(p: Plan, t: dict, own: float) -> str:
     """The searcher's own time on top of the trials', at the pilot search's mean per proposal (``t``:
     its summary.json ``searcher_time`` and searcher)."""
     mine = p.scfg.searcher if p.scfg.searcher != "auto" else "order_bo"
-    mean = (t["propose_seconds"] + t["told_seconds"]) / t["proposals"]
+    mean = (t["propose_seconds"] + t["results_seconds"]) / t["proposals"]
     out = (f"  the searcher's own time on the driver, on top: about {hours(own)} ({p.trials} proposals at the pilot's "
            f"{mean:.2g} s each on average, longest {t['longest_proposal_seconds']:.2g} s; a slot waits while it proposes)")
     if t["searcher"] != mine:

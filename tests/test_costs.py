@@ -161,15 +161,15 @@ def test_the_searcher_times_its_own_proposals_and_keeps_them_over_a_resume(tmp_p
     assert t["proposals"] == 3 and len(t["per_proposal"]) == 3 and min(t["per_proposal"]) >= 0.05
     assert t["propose_seconds"] == pytest.approx(sum(s.proposal_seconds), abs=1e-3) and t["propose_seconds"] < 10
     assert t["median_proposal_seconds"] >= 0.05 and t["longest_proposal_seconds"] >= t["median_proposal_seconds"]
-    assert 0 < s.told_seconds < t["propose_seconds"] and t["search_seconds"] >= t["propose_seconds"]
+    assert 0 < s.results_seconds < t["propose_seconds"] and t["search_seconds"] >= t["propose_seconds"]
     monkeypatch.undo()  # (the sleeping stand-in does not pickle)
     path = tmp_path / "searcher.pkl"
     s.save(str(path))
     again = make_searcher(scfg, [])
     again.restore(str(path))
-    assert again.proposal_seconds == s.proposal_seconds and again.told_seconds == s.told_seconds
+    assert again.proposal_seconds == s.proposal_seconds and again.results_seconds == s.results_seconds
     state = pickle.loads(path.read_bytes())
-    for k in ("proposal_seconds", "told_seconds"):
+    for k in ("proposal_seconds", "results_seconds"):
         del state[k]
     path.write_bytes(pickle.dumps(state))
     old = make_searcher(scfg, [])

@@ -82,7 +82,7 @@ class OrderSearcher(Searcher):
         self.elapsed_before = 0.0  # wall-clock seconds of the search's earlier sessions (itt resume)
         self._session_start = time.time()
         self.proposal_seconds: list[float] = []  # each proposal's seconds on the driver (own_time)
-        self.told_seconds = 0.0  # ... and the rest: calls that proposed nothing, results and ends told
+        self.results_seconds = 0.0  # ... and the rest: calls that proposed nothing, results and ends told
 
     # ------------------------------------------------------------------ keys
     def _split(self, config: dict) -> tuple[str, dict]:
@@ -253,7 +253,7 @@ class OrderSearcher(Searcher):
         if proposal:
             self.proposal_seconds.append(seconds)
         else:
-            self.told_seconds += seconds
+            self.results_seconds += seconds
 
     def own_time(self) -> dict:
         """summary.json's ``searcher_time``: the searcher's own seconds on the driver (each proposal's, and
@@ -263,7 +263,7 @@ class OrderSearcher(Searcher):
         return {"proposals": len(p), "propose_seconds": round(sum(p), 3),
                 "median_proposal_seconds": round(statistics.median(p), 4) if p else None,
                 "longest_proposal_seconds": round(max(p), 3) if p else None,
-                "told_seconds": round(self.told_seconds, 3), "search_seconds": round(self.spent()["hours"] * 3600.0, 1),
+                "results_seconds": round(self.results_seconds, 3), "search_seconds": round(self.spent()["hours"] * 3600.0, 1),
                 "per_proposal": [round(s, 4) for s in p]}
 
     def spent(self) -> dict[str, float]:
@@ -335,7 +335,7 @@ class OrderSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update({"tune_numbers": set(), "copy": None, "stop": None, "ended": None, "_asked_at": -1,
                                   "budget": None, "devices_per_trial": 1.0, "trial_seconds": {}, "elapsed_before": 0.0,
-                                  "proposal_seconds": [], "told_seconds": 0.0,
+                                  "proposal_seconds": [], "results_seconds": 0.0,
                                   **pickle.load(f)})
         self._session_start = time.time()  # (the time between sessions is no search's)
         if here is not None and self.copy is not None:
