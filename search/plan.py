@@ -460,7 +460,8 @@ def _searcher_time(st, config: dict | None) -> dict | None:
         t = json.loads(st.read_text("summary.json") or "{}").get("searcher_time") if st.exists("results.csv") else None
     except (ValueError, AttributeError):  # (a summary.json cut short: the hours stand without this line)
         t = None
-    if not isinstance(t, dict) or not t.get("proposals"):
+    need = ("proposals", "propose_seconds", "results_seconds", "longest_proposal_seconds")
+    if not isinstance(t, dict) or not t.get("proposals") or not all(isinstance(t.get(k), (int, float)) for k in need):
         return None
     name = ((config or {}).get("search") or {}).get("searcher") or "auto"
     return {**t, "searcher": "order_bo" if name == "auto" else name}
