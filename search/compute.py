@@ -90,7 +90,7 @@ def summarize(rows: list[dict], times: dict[str, dict], config: dict | None, har
         "finetunes_skipped": len(stopped) * seeds * per_chain,
         "finetunes": finetunes,
         **(_share(count["stages_trained"] + finetunes, seeds, every, per_chain) if every is not None else {}),
-        **({"searcher_seconds": searcher["propose_seconds"] + searcher["results_seconds"],
+        **({"searcher_seconds": searcher["seconds"],
             "searcher_proposals": searcher["proposals"], "search_seconds": searcher["search_seconds"]}
            if searcher and searcher.get("proposals") else {}),
     }
@@ -107,9 +107,9 @@ def _share(done: int, seeds: int, every, per_chain: int = 1) -> dict:
 
 def text(c: dict) -> str:
     """The compute statement, in words."""
-    def dur(s):
-        from search.plan import hours
+    from search.plan import hours
 
+    def dur(s):
         return "–" if s is None else hours(s)
 
     where = f"{len(c['nodes'])} node(s)" + (f", {'; '.join(c['hardware'])}" if c["hardware"] else "")

@@ -235,7 +235,7 @@ def hour_figures(p: Plan, timing: "Timing") -> dict:
         most = one * c["seeds"] * c["settings"]
     est, measured = timing.check()
     t = timing.searcher  # (the searcher's own time: this search's trials at the pilot's mean per proposal)
-    own = p.trials * (t["propose_seconds"] + t["results_seconds"]) / t["proposals"] if t else None
+    own = p.trials * t["mean_seconds"] if t else None
     return {"devices_per_trial": per, "device_kind": kind, "clock": timing.clock, "every_seconds": full,
             "search_seconds": mine, "confirm_seconds": most, "fit_seconds": est, "measured_seconds": measured,
             "searcher_seconds": own}
@@ -275,9 +275,8 @@ def searcher_line(p: Plan, t: dict, own: float) -> str:
     """The searcher's own time on top of the trials', at the pilot search's mean per proposal (``t``:
     its summary.json ``searcher_time`` and searcher)."""
     mine = p.scfg.searcher if p.scfg.searcher != "auto" else "order_bo"
-    mean = (t["propose_seconds"] + t["results_seconds"]) / t["proposals"]
     out = (f"  the searcher's own time on the driver, on top: about {hours(own)} ({p.trials} proposals at the pilot's "
-           f"{mean:.2g} s each on average, longest {t['longest_proposal_seconds']:.2g} s; a slot waits while it proposes)")
+           f"{t['mean_seconds']:.2g} s each on average, longest {t['longest_proposal_seconds']:.2g} s; a slot waits while it proposes)")
     if t["searcher"] != mine:
         out += f"; the pilot's searcher was {t['searcher']}, this search's is {mine}: another searcher's time"
     elif mine == "order_bo" and p.trials > t["proposals"]:
@@ -454,17 +453,18 @@ def timing_from(exp_dir: str) -> Timing:
 
 
 def _searcher_time(st, config: dict | None) -> dict | None:
-    """A pilot search's own time on the driver (summary.json's ``searcher_time``) with its searcher's name;
-    None for an ``itt run`` folder or a search that recorded none (made before it did, or ``exhaustive``)."""
+    """A pilot search's own time on the driver (summary.json's ``searcher_time``) with its searcher's name
+    and its mean per proposal; None for an ``itt run`` folder or a search that recorded none (made before
+    it did, or ``exhaustive``)."""
     try:
         t = json.loads(st.read_text("summary.json") or "{}").get("searcher_time") if st.exists("results.csv") else None
     except (ValueError, AttributeError):  # (a summary.json cut short: the hours stand without this line)
         t = None
-    need = ("proposals", "propose_seconds", "results_seconds", "longest_proposal_seconds")
+    need = ("proposals", "seconds", "longest_proposal_seconds")
     if not isinstance(t, dict) or not t.get("proposals") or not all(isinstance(t.get(k), (int, float)) for k in need):
         return None
     name = ((config or {}).get("search") or {}).get("searcher") or "auto"
-    return {**t, "searcher": "order_bo" if name == "auto" else name}
+    return {**t, "searcher": "order_bo" if name == "auto" else name, "mean_seconds": t["seconds"] / t["proposals"]}
 
 
 def _gpu_memory(res: dict, best: "GpuMemory | None") -> "GpuMemory | None":

@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -91,6 +92,11 @@ class Experiment:
     by_language: pd.DataFrame | None = None
     finetunes_per_chain: int = 1  # the target's, and one per eval.also task that trains
     seconds: pd.DataFrame | None = None  # order, seed, seconds, tokens: a chain's training (training_cost.py)
+
+    @cached_property
+    def summary(self) -> dict:
+        """The search's summary.json (the searcher's pick, its own time), read once when first asked for."""
+        return json.loads(self.st.read_text("summary.json") or "{}")
 
 
 def load_experiment(exp_dir: str) -> Experiment:
@@ -726,7 +732,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
 def searcher_pick(exp: Experiment) -> dict | None:
     """The searcher's own recommendation (summary.json) where its model gives one with an interval
     (order_bo's GP: it shares evidence between orders with tasks in common); else None."""
-    summary = json.loads(exp.st.read_text("summary.json") or "{}")
+    summary = exp.summary
     rec = summary.get("recommended") or {}
     if rec.get("lo") is None or rec.get("order") is None:
         return None
@@ -1079,7 +1085,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     seeds = len(exp.meta.get("seeds") or (exp.config or {}).get("seeds") or [0])
     res["compute"] = compute.summarize(exp.rows, compute.trial_times(exp.st), exp.config, exp.hardware, seeds,
                                        every=None if confirm else space_work(exp), per_chain=exp.finetunes_per_chain,
-                                       searcher=json.loads(exp.st.read_text("summary.json") or "{}").get("searcher_time"))
+                                       searcher=exp.summary.get("searcher_time"))
     if confirm:
         res["confirmation"] = confirmation(json.loads(confirm), S.seed_figures(exp.scores.dropna(subset=["score"])), alpha)
     res = _json_safe(res)

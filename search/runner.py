@@ -626,8 +626,7 @@ def searcher_time_text(t: dict) -> str:
     """The console's line on the searcher's own time (summary.json's ``searcher_time``)."""
     from search.plan import hours
 
-    own = t["propose_seconds"] + t["results_seconds"]
-    share = f": {own / t['search_seconds']:.1%} of the search's {hours(t['search_seconds'])}" if t["search_seconds"] else ""
+    share = f": {t['seconds'] / t['search_seconds']:.1%} of the search's {hours(t['search_seconds'])}" if t["search_seconds"] else ""
     return (f"the searcher's own time on the driver: {t['proposals']} proposals took {hours(t['propose_seconds'])} "
             f"(median {t['median_proposal_seconds']:.2g} s, longest {t['longest_proposal_seconds']:.2g} s), taking in "
             f"results {hours(t['results_seconds'])}{share}")

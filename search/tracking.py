@@ -440,7 +440,7 @@ def searcher_time_figures(t: dict | None) -> dict[str, float]:
     """The parent run's metrics of summary.json's ``searcher_time`` (the searcher's own seconds on the driver)."""
     if not t or not t.get("proposals"):
         return {}
-    return {"searcher_seconds": t["propose_seconds"] + t["results_seconds"],
+    return {"searcher_seconds": t["seconds"],
             "searcher_median_proposal_seconds": t["median_proposal_seconds"]}
 
 

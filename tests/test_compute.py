@@ -104,7 +104,7 @@ def test_share_of_every_order_once_against_a_hand_computation():
 def test_the_searchers_own_time_in_the_compute_statement():
     """summary.json's searcher_time (proposals and taking in results) joins the compute statement, as a share
     of the search's wall-clock time; a search without it (older, or `exhaustive`) says nothing of it."""
-    t = {"proposals": 8, "propose_seconds": 4.0, "results_seconds": 1.0, "median_proposal_seconds": 0.3,
+    t = {"proposals": 8, "seconds": 5.0, "propose_seconds": 4.0, "results_seconds": 1.0, "median_proposal_seconds": 0.3,
          "longest_proposal_seconds": 2.0, "search_seconds": 200.0, "per_proposal": []}
     c = C.summarize(_rows(), {}, None, [], seeds=3, searcher=t)
     assert c["searcher_seconds"] == 5.0 and c["searcher_proposals"] == 8

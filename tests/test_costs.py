@@ -162,6 +162,7 @@ def test_the_searcher_times_its_own_proposals_and_keeps_them_over_a_resume(tmp_p
     assert t["propose_seconds"] == pytest.approx(sum(s.proposal_seconds), abs=1e-3) and t["propose_seconds"] < 10
     assert t["median_proposal_seconds"] >= 0.05 and t["longest_proposal_seconds"] >= t["median_proposal_seconds"]
     assert 0 < s.results_seconds < t["propose_seconds"] and t["search_seconds"] >= t["propose_seconds"]
+    assert t["seconds"] == pytest.approx(sum(s.proposal_seconds) + s.results_seconds, abs=2e-3)
     monkeypatch.undo()  # (the sleeping stand-in does not pickle)
     path = tmp_path / "searcher.pkl"
     s.save(str(path))

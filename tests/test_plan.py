@@ -293,7 +293,7 @@ def test_itt_space_adds_the_searchers_own_time_from_a_search_pilot(tmp_path, cap
     pilot = _pilot(tmp_path, config={"search": {"searcher": "auto"}})
     assert main(["space", str(cfg), "--samples", "0", "--from", str(pilot)]) == 0
     assert "searcher's own time" not in capsys.readouterr().out.replace("the searcher's own on top", "")
-    t = {"proposals": 5, "propose_seconds": 2.0, "results_seconds": 0.5, "median_proposal_seconds": 0.1,
+    t = {"proposals": 5, "seconds": 2.5, "propose_seconds": 2.0, "results_seconds": 0.5, "median_proposal_seconds": 0.1,
          "longest_proposal_seconds": 1.5, "search_seconds": 300.0, "per_proposal": [0.1] * 4 + [1.6]}
     (pilot / "summary.json").write_text(json.dumps({"searcher": "auto", "searcher_time": t}))
     out_json = tmp_path / "plan.json"

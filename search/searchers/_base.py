@@ -256,11 +256,11 @@ class OrderSearcher(Searcher):
             self.results_seconds += seconds
 
     def own_time(self) -> dict:
-        """summary.json's ``searcher_time``: the searcher's own seconds on the driver (each proposal's, and
-        taking in results), beside the search's wall-clock time. While it proposes, the slot the proposal
+        """summary.json's ``searcher_time``: the searcher's own seconds on the driver (``seconds``: each
+        proposal's, and taking in results), beside the search's wall-clock time. While it proposes, the slot the proposal
         is for waits: Ray Tune's driver loop does one thing at a time."""
         p = self.proposal_seconds
-        return {"proposals": len(p), "propose_seconds": round(sum(p), 3),
+        return {"proposals": len(p), "seconds": round(sum(p) + self.results_seconds, 3), "propose_seconds": round(sum(p), 3),
                 "median_proposal_seconds": round(statistics.median(p), 4) if p else None,
                 "longest_proposal_seconds": round(max(p), 3) if p else None,
                 "results_seconds": round(self.results_seconds, 3), "search_seconds": round(self.spent()["hours"] * 3600.0, 1),
