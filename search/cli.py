@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import logging
 import os
 import sys
@@ -95,12 +96,37 @@ def cmd_ui(args) -> int:
     db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
     if db is not None and not Path(db).is_file():
         raise _usage(f"no MLflow store at {db} (run `itt search` here first, or pass --tracking-uri)")
+    _check_bind(args.host, args.port)
     base = server_url(uri, host="127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host, port=args.port)
     print(f"MLflow UI: {base}  (store {uri}; Ctrl-C stops it)", flush=True)
     _print_search_links(uri, base)
     # the server's own background job runner serves GenAI features only: off, it starts in half the time
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     return _serve(ui_command(uri, host=args.host, port=args.port), env)
+
+
+def _check_bind(host: str, port: int) -> None:
+    """The address the server will listen on, bound and released here first: a port out of range, one
+    in use or a host this machine does not have is one error line instead of the server's traceback or
+    its log lines (with exit status 0) after the UI's address was already printed."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise _usage(f"--port {port}: give a port from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise _usage(f"--host {host}: not an address of this machine ({e.strerror})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds (a port in TIME_WAIT is free)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise _usage(f"--port {port}: {host}:{port} is in use (another `itt ui` or server?): "
+                             "stop it, or pick another port with --port") from None
+            raise _usage(f"--host {host}: cannot listen there ({e.strerror})") from None
 
 
 def _serve(cmd: list[str], env: dict) -> int:

@@ -238,6 +238,25 @@ def test_itt_ui_without_a_store_is_one_error_line(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and err[0].startswith("error: no MLflow store at"), err
 
 
+def test_itt_ui_on_a_bad_address_is_one_error_line(tmp_path, capsys):
+    """A port out of range, one in use, or a host this machine does not have: one error line, exit 2,
+    before the UI's address is printed (the server itself would log the error and exit 0)."""
+    db = tmp_path / "mlflow.db"
+    db.touch()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases = {("--port", "70000"): "error: --port 70000: give a port from 1 to 65535",
+                 ("--port", str(port)): f"error: --port {port}: 127.0.0.1:{port} is in use",
+                 ("--host", "192.0.2.1"): "error: --host 192.0.2.1: cannot listen there"}
+        for extra, want in cases.items():
+            code = main(["ui", "--tracking-uri", f"sqlite:///{db}", *extra])
+            out, err = capsys.readouterr()
+            lines = err.strip().splitlines()
+            assert code == 2 and len(lines) == 1 and lines[0].startswith(want) and not out, (extra, out, err)
+
+
 # ------------------------------------------------------------------ a real mlflow server (itt ui), an outage
 def _free_port() -> int:
     with socket.socket() as s:
