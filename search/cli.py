@@ -36,10 +36,26 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{stamp}"
     if (out / "results.json").exists() and not args.overwrite:
         raise _usage(f"--out {out}: holds results.json already (pass --overwrite to replace it)")
+    _writable_folder(out, "--out")
     results = run_chain(cfg, out_dir=out, prepared=prepared)
     _print_summary(results)
     print(f"results: {out / 'results.json'}  (predictions and checkpoint under {out}/seed*/)")
     return 0
+
+
+def _writable_folder(folder: Path, flag: str) -> None:
+    """``folder`` made (with its parents) and written to once, or one error line: a chain's outputs
+    come minutes after its start, and an unwritable place would then be a traceback."""
+    import tempfile
+
+    if folder.exists() and not folder.is_dir():
+        raise _usage(f"{flag} {folder}: a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise _usage(f"{flag} {folder}: cannot write there ({e.strerror or e})") from None
 
 
 def _print_summary(results: dict) -> None:

@@ -60,6 +60,15 @@ def test_bad_set_override(write_config, capsys):
     expect_error(["run", str(path), "--set", "train.bogus=1"], capsys, "unknown key 'train.bogus'")
 
 
+def test_out_that_cannot_be_written(write_config, capsys, tmp_path):
+    """--out on a file, or under one: one error line before the chain trains (its outputs come minutes later)."""
+    path, afile = write_config(), tmp_path / "afile"
+    afile.write_text("keep")
+    expect_error(["run", str(path), "--out", str(afile)], capsys, f"--out {afile}: a file, not a folder")
+    expect_error(["run", str(path), "--out", str(afile / "sub")], capsys, f"--out {afile / 'sub'}: cannot write there")
+    assert afile.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", path.name])
+
+
 def _nli_task(tmp_path, rows, header="premise\thypothesis\tlabel"):
     f = tmp_path / "nli.tsv"
     f.write_text(header + "\n" + "\n".join(rows) + ("\n" if rows else ""))
