@@ -260,6 +260,16 @@ class HardwareConfig(_Strict):
     deterministic: bool = False
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run or an experiment (it becomes a folder under runs/ or --storage, and
+    an MLflow experiment), or None: a path would put the outputs somewhere else."""
+    if not name.strip():
+        return "give a name (it names the output folder)"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return f"'{name}' is a path, not a name: the outputs go to a folder of this name (use --storage or --out for where)"
+    return None
+
+
 class TargetConfig(_Strict):
     task: str
     languages: list[str] | None = None  # default: all languages of the task
@@ -287,6 +297,14 @@ class ChainConfig(_Strict):
     cache_dir: str | None = None  # stage cache (itt/cache.py): reuse encoders of prefixes trained before; a path or URI
 
     _csv = field_validator("order", "seeds", mode="before")(_split_commas)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_name(cls, v: str) -> str:
+        problem = name_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("seeds")
     @classmethod

@@ -29,6 +29,7 @@ def _quiet() -> None:
 def cmd_run(args) -> int:
     from itt.chain import prepare, run_chain
     from itt.config import load_config
+    from search.storage import writable_folder
 
     cfg = load_config(args.config, args.set)
     prepared = prepare(cfg)  # every input is checked here, before any output folder exists
@@ -36,26 +37,29 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{stamp}"
     if (out / "results.json").exists() and not args.overwrite:
         raise _usage(f"--out {out}: holds results.json already (pass --overwrite to replace it)")
-    _writable_folder(out, "--out")
+    writable_folder(out, f"--out {out}")
     results = run_chain(cfg, out_dir=out, prepared=prepared)
     _print_summary(results)
     print(f"results: {out / 'results.json'}  (predictions and checkpoint under {out}/seed*/)")
     return 0
 
 
-def _writable_folder(folder: Path, flag: str) -> None:
-    """``folder`` made (with its parents) and written to once, or one error line: a chain's outputs
-    come minutes after its start, and an unwritable place would then be a traceback."""
-    import tempfile
+def _json_path(path: str | None) -> None:
+    """``--json PATH``: a file path whose folder can be written (checked before the work)."""
+    from search.storage import writable_folder
 
-    if folder.exists() and not folder.is_dir():
-        raise _usage(f"{flag} {folder}: a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise _usage(f"{flag} {folder}: cannot write there ({e.strerror or e})") from None
+    if path and Path(path).is_dir():
+        raise _usage(f"--json {path}: is a folder; give a file path")
+    if path:
+        writable_folder(Path(path).parent, f"--json {path}")
+
+
+def _check_name(name: str | None) -> None:
+    from itt.config import name_problem
+
+    problem = name_problem(name) if name is not None else None
+    if problem:
+        raise _usage(f"--name {name}: {problem}")
 
 
 def _print_summary(results: dict) -> None:
@@ -80,6 +84,7 @@ def _print_summary(results: dict) -> None:
 def cmd_search(args) -> int:
     from search.runner import run_search
 
+    _check_name(args.name)
     overrides = list(args.set) + (["search.tracking.enabled=false"] if args.no_tracking else [])
     run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=overrides,
                tracking_uri=args.tracking_uri, progress=args.progress)
@@ -200,8 +205,7 @@ def cmd_space(args) -> int:
 
     if args.samples < 0:
         raise _usage(f"--samples {args.samples}: give 0 or more (orders to print)")
-    if args.json and Path(args.json).is_dir():
-        raise _usage(f"--json {args.json}: is a folder; give a file path")
+    _json_path(args.json)
     scfg, chain, _ = load_search(args.config, args.set)
     timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
@@ -266,8 +270,7 @@ def cmd_rank(args) -> int:
         raise _usage(f"--top {args.top}: give 1 or more")
     if args.sample < 2:
         raise _usage(f"--sample {args.sample}: give 2 or more")
-    if args.json and Path(args.json).is_dir():
-        raise _usage(f"--json {args.json}: is a folder; give a file path")
+    _json_path(args.json)
     scfg, chain, _ = load_search(args.config, args.set)
     froms = [d.strip() for a in args.from_exp or [] for d in a.split(",") if d.strip()]
     res = rank(scfg, chain, from_exp=froms, sample=args.sample, top=args.top)
@@ -325,6 +328,7 @@ def cmd_report(args) -> int:
 def cmd_confirm(args) -> int:
     from search.confirm import parse_vary, run_confirm
 
+    _check_name(args.name)
     seeds = _seeds(args.seeds) if args.seeds else None
     run_confirm(args.experiment_dir, top=_top(args.top), seeds=seeds, name=args.name, storage=args.storage,
                 address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,

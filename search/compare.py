@@ -455,12 +455,14 @@ def make_compare(exp_dirs: list[str], *, out: str, figure: str = "mean", alpha: 
     """``itt compare``: read every search, analyse, render, write into ``out``, then log the files and
     figures to MLflow (experiment ``itt-compare``; one run per set of searches)."""
     from search.report import _json_safe, per_unit, per_unit_sections, render_html, render_md
+    from search.storage import writable_folder
 
     if not 0 < alpha < 1:
         raise UserError(f"--alpha {alpha}: must lie between 0 and 1")
     if figure not in FIGURES and not (figure.startswith(LANG) and len(figure) > len(LANG)):
         raise UserError(f"--figure {figure}: one of {', '.join(FIGURES)}, or {LANG}<language code> (e.g. {LANG}sw)")
     searches = load(exp_dirs, figure=figure)
+    writable_folder(out, f"--out {out}")
     res = _json_safe(analyse(searches, figure=figure, alpha=alpha))
     unit, mixed = units(searches)
     res["unit"] = unit

@@ -35,6 +35,7 @@ from search.results import config_of
 from search.searchers import stopping
 from search.space import order_tasks
 from search.stats import F, show
+from search.storage import writable_folder
 from search.transfer import agreement, agreement_text, prior_of_measurements
 from search.tracking import finite as _num
 
@@ -1303,6 +1304,8 @@ def make_report(exp_dir: str, *, out: str | None = None, alpha: float = S.ALPHA,
     if tex_top < 1:
         raise UserError(f"--tex-top {tex_top}: give 1 or more (IF orders in report.tex's table)")
     exp = load_experiment(exp_dir)
+    if out:
+        writable_folder(out, f"--out {out}")
     res, pngs, md, page = build(exp, alpha=alpha, heuristics=heuristics, log=log)
     tmp = Path(tempfile.mkdtemp(prefix="itt-report-"))
     try:

@@ -23,6 +23,30 @@ from pathlib import Path
 from itt.errors import UserError
 
 
+def writable_folder(folder: Path | str, label: str) -> None:
+    """Raise one UserError line unless ``folder`` (a local path) can be made and written to: checked
+    before the work whose outputs go there, and left as it was (folders made for the check are removed).
+    ``label``: how the user named it, e.g. ``--out runs/x``."""
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{label}: {folder} is a file, not a folder")
+    missing = folder
+    while not missing.parent.exists() and missing.parent != missing:
+        missing = missing.parent
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"{label}: cannot write to {folder} ({e.strerror or e})") from None
+    finally:
+        if made and missing.exists():
+            shutil.rmtree(missing, ignore_errors=True)
+
+
 def echo(*args) -> None:
     """The default ``log`` of the search's Tune callbacks. Tune pickles its callbacks with the
     experiment; a reference to this function pickles by name, whereas ``print`` itself fails to

@@ -64,9 +64,20 @@ def test_out_that_cannot_be_written(write_config, capsys, tmp_path):
     """--out on a file, or under one: one error line before the chain trains (its outputs come minutes later)."""
     path, afile = write_config(), tmp_path / "afile"
     afile.write_text("keep")
-    expect_error(["run", str(path), "--out", str(afile)], capsys, f"--out {afile}: a file, not a folder")
-    expect_error(["run", str(path), "--out", str(afile / "sub")], capsys, f"--out {afile / 'sub'}: cannot write there")
+    expect_error(["run", str(path), "--out", str(afile)], capsys, f"--out {afile}: {afile} is a file, not a folder")
+    expect_error(["run", str(path), "--out", str(afile / "sub")], capsys, f"--out {afile / 'sub'}: cannot write to")
     assert afile.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", path.name])
+
+
+def test_a_name_that_is_a_path_is_refused(write_config, capsys, tmp_path):
+    """A run's or a search's name becomes a folder (runs/<name>, <storage>/<name>) and an MLflow experiment:
+    '../x' or 'a/b' would put the outputs elsewhere, so it is one error line, before anything is written."""
+    path = write_config()
+    expect_error(["run", str(path), "--set", "name=../x"], capsys, "'name'", "'../x' is a path, not a name")
+    for cmd in (["search", str(path)], ["confirm", str(tmp_path / "exp"), "--dry-run"]):
+        for name in ("a/b", "..", " "):
+            expect_error([*cmd, "--name", name], capsys, f"--name {name}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 def _nli_task(tmp_path, rows, header="premise\thypothesis\tlabel"):

@@ -184,6 +184,11 @@ def test_itt_space_bad_pilot_is_one_line(tmp_path, capsys):
         cap = capsys.readouterr()
         err = cap.err.strip().splitlines()
         assert len(err) == 1 and needle in err[0] and str(where) in err[0] and not cap.out  # nothing printed before
+    (tmp_path / "afile").write_text("keep")
+    js = tmp_path / "afile" / "plan.json"
+    assert main(["space", str(cfg), "--json", str(js)]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.strip() == f"error: --json {js}: {tmp_path / 'afile'} is a file, not a folder" and not cap.out
 
 
 def test_curriculum_from_a_search_without_seconds_still_works(tmp_path, capsys):

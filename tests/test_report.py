@@ -361,6 +361,18 @@ def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, cap
     assert not (tmp_path / "empty" / "report").exists() and not (exp / "report").exists()
 
 
+def test_an_out_folder_that_cannot_be_written_is_one_line_before_the_analysis(tmp_path, capsys):
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(0)))
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for out, needle in [(afile, "afile is a file, not a folder"), (afile / "sub", "cannot write to")]:
+        assert main(["report", str(exp), "--no-heuristics", "--no-mlflow", "--out", str(out)]) == 2
+        cap = capsys.readouterr()
+        err = cap.err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: --out {out}: ") and needle in err[0] and not cap.out, cap
+    assert afile.read_text() == "keep" and not (exp / "report").exists()
+
+
 def test_heuristic_orders_from_rankings():
     from search.heuristics import orders_from_ranking
     from search.space import OrderSpace

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from search.storage import Storage
+from itt.errors import UserError
+from search.storage import Storage, writable_folder
 
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
 
@@ -83,6 +84,24 @@ def test_storage_roundtrip_on_s3(s3, tmp_path):
     (tmp_path / "out" / "seed0" / "results.json").write_text('{"x": 22}')
     st.upload_dir(tmp_path / "out", "trials", "t1", sent=sent)
     assert json.loads(st.read_text("trials", "t1", "seed0", "results.json")) == {"x": 22}  # changed: sent again
+
+
+def test_writable_folder_checks_and_leaves_the_place_as_it_was(tmp_path):
+    writable_folder(tmp_path / "a" / "b" / "c", "--out x")  # writable: nothing made stays
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "there").mkdir()
+    writable_folder(tmp_path / "there", "--out there")
+    assert list((tmp_path / "there").iterdir()) == []  # (the probe file is gone too)
+    (tmp_path / "f").write_text("keep")
+    for folder, needle in [(tmp_path / "f", "is a file, not a folder"), (tmp_path / "f" / "g", "cannot write to")]:
+        with pytest.raises(UserError, match=needle) as e:
+            writable_folder(folder, "--out y")
+        assert str(e.value).startswith("--out y: ") and "\n" not in str(e.value)
+    assert (tmp_path / "f").read_text() == "keep"
+    if os.geteuid() != 0:  # (root writes anywhere)
+        (tmp_path / "ro").mkdir(mode=0o500)
+        with pytest.raises(UserError, match="cannot write to"):
+            writable_folder(tmp_path / "ro" / "new", "--out z")
 
 
 def test_local_storage_is_a_plain_folder(tmp_path):
