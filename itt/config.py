@@ -260,6 +260,15 @@ class HardwareConfig(_Strict):
     deterministic: bool = False
 
 
+MAX_SEED = 999_999  # a stage's seed is seed x 1000 + its index: torch, numpy and 🤗 set_seed take it below 2**32
+
+
+def seed_problem(seeds) -> str | None:
+    """Why these chain seeds cannot be used, or None."""
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    return f"seed {bad[0]} is out of range: give seeds from 0 to {MAX_SEED}" if bad else None
+
+
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a run or an experiment (it becomes a folder under runs/ or --storage, and
     an MLflow experiment), or None: a path would put the outputs somewhere else."""
@@ -313,6 +322,8 @@ class ChainConfig(_Strict):
             raise ValueError("give at least one seed")
         if len(set(v)) != len(v):
             raise ValueError("seeds must be distinct")
+        if seed_problem(v):
+            raise ValueError(seed_problem(v))
         return v
 
     @field_validator("order")

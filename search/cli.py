@@ -354,6 +354,10 @@ def _seeds(text: str) -> list[int]:
         raise _usage(f"--seeds {text}: give integers separated by commas (e.g. 10,11,12)") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise _usage(f"--seeds {text}: give distinct integers separated by commas")
+    from itt.config import seed_problem
+
+    if seed_problem(seeds):
+        raise _usage(f"--seeds {text}: {seed_problem(seeds)}")
     return seeds
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from itt.config import ChainConfig, ConfigError, _split_commas, apply_overrides, read_yaml, validate
+from itt.config import ChainConfig, ConfigError, _split_commas, apply_overrides, read_yaml, seed_problem, validate
 from search.space import OrderSpace
 
 
@@ -76,6 +76,8 @@ class Confirm(_Strict):
     def _distinct(cls, v):
         if v is not None and (not v or len(set(v)) != len(v)):
             raise ValueError("give distinct seeds (or null)")
+        if v is not None and seed_problem(v):
+            raise ValueError(seed_problem(v))
         return v
 
     @field_validator("vary")
@@ -268,7 +270,7 @@ class SearchConfig(_Strict):
     # searcher's own study stays in memory, saved with Ray's searcher state (a resume restores it exactly)
     optuna_storage: str | None = "experiment"
     num_samples: int | None = Field(None, ge=1)  # trials; default: every order once for exhaustive
-    seed: int = 0  # the searcher's own seed
+    seed: int = Field(0, ge=0, lt=2**32)  # the searcher's own seed
     # true: the same config and seed run the same trials (orders, stops, scores) however fast each trial is.
     # The searcher proposes max_concurrent trials at a time and waits for all of them before the next batch
     # (slots idle while a batch's longest trial finishes); ASHA compares a trial's probe only with the trials
@@ -316,6 +318,13 @@ class SearchConfig(_Strict):
 
     # a list, or comma-separated text (--set search.prior_from=runs/a,runs/b)
     _csv = field_validator("candidates", "prior_from", "seeds", mode="before")(_split_commas)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_in_range(cls, v):
+        if v is not None and seed_problem(v):
+            raise ValueError(seed_problem(v))
+        return v
 
     @field_validator("metric", mode="before")
     @classmethod

@@ -38,6 +38,8 @@ def expect_error(args, capsys, *needles):
         ({"tasks": {"my": {"kind": "pair_classification", "fields": ["a"], "labels": ["x", "y"],
                            "train": {"files": "x.tsv"}}}, "order": ["my"]}, ["needs 2 text field"]),
         ({"seeds": []}, ["seeds"]),
+        ({"seeds": [0, -1]}, ["'seeds'", "seed -1 is out of range", "0 to 999999"]),
+        ({"seeds": [1_000_000]}, ["seed 1000000 is out of range"]),
         ({"order": ["toy_topic", "toy_topic"]}, ["twice"]),
     ],
 )

@@ -115,6 +115,8 @@ def _error(args, capsys, *needles):
      ["search.order_bo.from_start", "'average', 'never' or 'always'"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"kernel": "rbf"}}, ["unknown key 'search.order_bo.kernel'"]),
     ({"candidates": TOY3, "length": 1, "optuna_storage": "runs/x.db"}, ["search.optuna_storage", "database URL"]),
+    ({"candidates": TOY3, "length": 1, "seed": -1}, ["'search.seed'", "greater than or equal to 0"]),
+    ({"candidates": TOY3, "length": 1, "seeds": [0, -2]}, ["'search.seeds'", "seed -2 is out of range"]),
     ({"candidates": TOY3, "length": 1, "resources": {"workers_per_trial": 2, "gpus_per_worker": 0.5}},
      ["search.resources", "need whole GPUs"]),
     *[({"candidates": TOY3, "length": [0, 2], "searcher": searcher, "hparams": {"stages.*.lr": {"float": [1e-4, 1e-3]}},
