@@ -8,6 +8,7 @@ the task, split, language and file (and row, for labels).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import re
@@ -48,6 +49,26 @@ def _format(spec: DataSpec, files: list[str]) -> str:
     if fmt is None or fmt == "text":
         raise DataError(f"{files[0]}: cannot tell the format from the file name; set 'format' (tsv, csv, jsonl, json, parquet, text, conll, conllu, squad, parallel, bucc)")
     return fmt
+
+
+@contextlib.contextmanager
+def _datasets_quiet():
+    before = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(before)
+
+
+def _reason(e: BaseException) -> str:
+    """What went wrong reading a file: 🤗 datasets wraps the parser's error ("An error occurred while
+    generating the dataset"); the cause says which row or byte."""
+    while type(e).__name__ == "DatasetGenerationError" and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    text = str(e).strip()
+    msg = text.splitlines()[-1] if text else type(e).__name__
+    return msg + (" (save the file as UTF-8)" if isinstance(e, UnicodeDecodeError) else "")
 
 
 def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
@@ -383,6 +404,9 @@ def _label_index(task: Task, value, where: str, row: int, spec: DataSpec):
             return task.labels.index(value)
         if value.strip().lstrip("-").isdigit():
             value = int(value)
+        elif not value.strip():
+            raise DataError(f"{where}: row {row}: no label (a row with fewer fields than the header?); "
+                            f"the label set is {list(task.labels)}")
         else:
             raise DataError(f"{where}: row {row}: label {value!r} is not in the label set {list(task.labels)}")
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(task.labels):
@@ -445,12 +469,12 @@ def load_split(task: Task, split: str, lang: str, *, data_root: str | None = Non
             raise DataError(f"{head}: {e}") from None
         where = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
         try:
-            ds = _load_local(spec, files)
+            with _datasets_quiet():  # (it logs the reason too: the error line below says it once)
+                ds = _load_local(spec, files)
         except DataError:
             raise
         except Exception as e:
-            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            raise DataError(f"{where}: cannot read as {_format(spec, files)}: {msg[:300]}") from None
+            raise DataError(f"{where}: cannot read as {_format(spec, files)}: {_reason(e)[:300]}") from None
 
     ds = _prefilter(ds, spec, where, lang)
     if task.kind not in _CLASSIC:

@@ -113,6 +113,36 @@ def test_label_outside_label_set(write_config, capsys, tmp_path):
     expect_error(["run", str(write_config(cfg))], capsys, "7", "row 2", "label set")
 
 
+def test_a_short_row_says_it_has_no_label(write_config, capsys, tmp_path):
+    cfg, f = _nli_task(tmp_path, ["a\tb\tneutral", "c\tneutral"])
+    expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys, str(f), "row 2: no label",
+                 "fewer fields than the header")
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    ("bad.jsonl", '{"premise": "a", "hypothesis": "b", "label": "neutral"}\n{"premise": "c", \n',
+     "cannot read as jsonl: JSON parse error"),
+    ("latin1.tsv", "premise\thypothesis\tlabel\nça\tb\tneutral\n".encode("latin-1"),
+     "cannot read as tsv: 'utf-8' codec can't decode byte 0xe7"),
+    ("quote.csv", 'premise,hypothesis,label\n"a,b,neutral\nc,d,neutral\n', "cannot read as csv: Error tokenizing data"),
+    ("empty.tsv", "", "cannot read as tsv: No columns to parse"),
+])
+def test_a_file_that_cannot_be_parsed_says_why_once(name, content, needle, write_config, capfd, tmp_path):
+    """🤗 datasets wraps the parser's error ("An error occurred while generating the dataset") and logs the
+    cause itself: the one error line carries the cause, and nothing else is printed (capfd: the logger's
+    handler writes to the process's stderr)."""
+    f = tmp_path / name
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
+    cfg = {"tasks": {"my_nli": {"kind": "pair_classification", "fields": ["premise", "hypothesis"],
+                                "labels": ["entailment", "neutral", "contradiction"], "train": {"files": str(f)}}},
+           "order": ["my_nli"]}
+    assert main(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")]) == 2
+    out, err = capfd.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {f}: {needle}"), err
+    assert not (tmp_path / "o").exists()
+
+
 def test_empty_split(write_config, capsys, tmp_path):
     cfg, f = _nli_task(tmp_path, [])
     expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys, str(f), "empty")
