@@ -16,7 +16,7 @@ from pathlib import Path
 
 import datasets
 
-from itt import toy
+from itt import hub, toy
 from itt.config import DataSpec
 from itt.errors import DataError
 from itt.tasks import Task
@@ -383,11 +383,15 @@ def _retrieval_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, 
 def _load_hub(spec: DataSpec, lang: str) -> datasets.Dataset:
     config = spec.config.replace("{lang}", lang) if spec.config else None
     split = spec.split.replace("{lang}", lang)
+    offline = False
     try:
-        return datasets.load_dataset(spec.hub, config, split=split, revision=spec.revision)
+        with hub.offline_unless_reachable() as offline:  # (no network: at once, from the cache or not at all)
+            return datasets.load_dataset(spec.hub, config, split=split, revision=spec.revision)
     except Exception as e:  # offline, unknown ID, gated dataset: one line, not a traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"could not load Hub dataset '{spec.hub}' (config {config!r}, split {split!r}): {first[:300]}") from None
+        why = (hub.not_cached("it", datasets.config.HF_DATASETS_CACHE, "point the task at local files (README: "
+                              "Real models and data)") if offline else first[:300])
+        raise DataError(f"could not load Hub dataset '{spec.hub}' (config {config!r}, split {split!r}): {why}") from None
 
 
 def _label_index(task: Task, value, where: str, row: int, spec: DataSpec):

@@ -7,6 +7,7 @@ representation, so the hand-off between stages is explicit: only encoder weights
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from itt import hub
 from itt.config import ModelConfig
 from itt.errors import UserError
 
@@ -68,10 +70,26 @@ def train_tokenizer(texts, *, arch: str, vocab_size: int):
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    try:
+    with _from_hub(f"tokenizer '{name_or_path}'", "cannot load", name_or_path):
         return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+
+
+@contextlib.contextmanager
+def _from_hub(what: str, failed: str, name_or_path: str):
+    """A load from the 🤗 Hub (or a local folder): offline at once where the Hub cannot be reached
+    (itt/hub.py); any failure is one line, ``<what>: <failed> (<why>)``."""
+    offline = False
+    try:
+        if hub.is_local(name_or_path):
+            yield
+        else:
+            with hub.offline_unless_reachable() as offline:
+                yield
+    except UserError:
+        raise
     except Exception as e:
-        raise UserError(f"tokenizer '{name_or_path}': cannot load ({_first_line(e)})") from None
+        why = hub.not_cached(f"'{name_or_path}'") if offline else _first_line(e)
+        raise UserError(f"{what}: {failed} ({why})") from None
 
 
 def _first_line(e: Exception) -> str:
@@ -115,10 +133,8 @@ def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False) -> None
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
-    try:
+    with _from_hub(f"model '{mcfg.name}'", "cannot load its config", mcfg.name):
         config = AutoConfig.from_pretrained(mcfg.name, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
-    except Exception as e:
-        raise UserError(f"model '{mcfg.name}': cannot load its config ({_first_line(e)})") from None
     cls = getattr(transformers, MODEL_MAPPING_NAMES.get(config.model_type, ""), None)
     if gradient_checkpointing and cls is not None and not cls.supports_gradient_checkpointing:
         raise UserError(f"hardware.gradient_checkpointing: model '{mcfg.name}' ({cls.__name__}) does not support it "
@@ -133,14 +149,10 @@ def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):
         config = tiny_config(mcfg.tiny, tokenizer, max_length)
         return _drop_pooler(AutoModel.from_config(config, attn_implementation=_attn_impl(config, sdpa)))
     kw = dict(revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
-    try:
+    with _from_hub(f"model '{mcfg.name}'", "cannot load its config", mcfg.name):
         config = AutoConfig.from_pretrained(mcfg.name, **kw)
-    except Exception as e:
-        raise UserError(f"model '{mcfg.name}': cannot load its config ({_first_line(e)})") from None
-    try:
+    with _from_hub(f"model '{mcfg.name}'", "cannot load its weights", mcfg.name):
         model = AutoModel.from_pretrained(mcfg.name, config=config, attn_implementation=_attn_impl(config, sdpa), **kw)
-    except Exception as e:
-        raise UserError(f"model '{mcfg.name}': cannot load its weights ({_first_line(e)})") from None
     return _drop_pooler(model)
 
 

@@ -1,0 +1,67 @@
+"""Loading from the 🤗 Hub without a network (itt/hub.py): a cached model loads at once, a missing one or a
+Hub dataset fails at once in one line. Each case runs in a fresh process whose Hub is a closed local port
+(``HF_ENDPOINT``) and whose 🤗 cache is a temporary folder, so nothing here touches the network."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # (closed when the block ends: a connection there is refused)
+
+
+@pytest.fixture
+def offline_env(tmp_path):
+    """A 🤗 cache holding one tokenizer snapshot (itt-test/tiny, as `hf download` leaves it) and no network."""
+    from itt.models import train_tokenizer
+
+    repo = tmp_path / "hub" / "models--itt-test--tiny"
+    snap = repo / "snapshots" / COMMIT
+    tok = train_tokenizer(["a small corpus of words", "more words here"], vocab_size=60, arch="bert")
+    tok.save_pretrained(snap)
+    (snap / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": len(tok)}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+           and not k.lower().endswith("_proxy")}
+    return {**env, "ITT_TEST_VOCAB": str(len(tok)), "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}", "HF_HUB_CACHE": str(tmp_path / "hub"),
+            "HF_DATASETS_CACHE": str(tmp_path / "datasets"), "HF_HOME": str(tmp_path / "home")}
+
+
+def _python(code: str, env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    return out, time.perf_counter() - t0
+
+
+def test_a_cached_model_loads_at_once_without_the_hub(offline_env):
+    out, secs = _python("from itt.models import load_tokenizer; print(len(load_tokenizer('itt-test/tiny')))", offline_env)
+    assert out.returncode == 0 and out.stdout.strip() == offline_env["ITT_TEST_VOCAB"], out.stderr
+    assert "Retrying" not in out.stderr and secs < 30, (secs, out.stderr)  # (🤗's backoff alone: 5 tries, 23 s)
+
+
+@pytest.mark.parametrize("code, needle", [
+    ("from itt.models import load_tokenizer; load_tokenizer('itt-test/absent')",
+     "tokenizer 'itt-test/absent': cannot load (the 🤗 Hub (http://127.0.0.1:"),
+    ("from itt.data import _load_hub; from itt.config import DataSpec; _load_hub(DataSpec(hub='itt-test/absent'), 'en')",
+     "could not load Hub dataset 'itt-test/absent' (config None, split 'train'): the 🤗 Hub (http://127.0.0.1:"),
+])
+def test_what_is_not_cached_fails_at_once_in_one_line(offline_env, code, needle):
+    code = f"from itt.errors import UserError\ntry:\n    {code}\nexcept UserError as e:\n    print(e)"
+    out, secs = _python(code, offline_env)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 0 and len(lines) == 1 and lines[0].startswith(needle), (out.stdout, out.stderr)
+    assert "cannot be reached from here" in lines[0] and "is not in the 🤗 cache" in lines[0]
+    assert "Retrying" not in out.stderr and not out.stderr.strip() and secs < 30, (secs, out.stderr)
