@@ -418,7 +418,8 @@ def parse_yaml(text: str, where: str) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{where}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        why = str(getattr(e, "problem", None) or e).strip().splitlines()[0]  # (a ReaderError has no problem)
+        raise ConfigError(f"{where}{line}: not valid YAML ({why})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     return raw

@@ -195,7 +195,7 @@ def set_picks(rows: list[dict], ranked: dict) -> list[dict]:
 def _chosen(exp, st, scfg, top) -> tuple[list[dict], list[str]]:
     """The picks: the ``top`` best (int), or the credible set (``set``); notes on what was left out."""
     if top != SET:
-        return picks(exp.rows, json.loads(st.read_text("summary.json") or "{}").get("recommended"), top,
+        return picks(exp.rows, st.read_json("summary.json", default={}).get("recommended"), top,
                      front=scfg.multi_objective), []
     from search import ranking
 
@@ -260,7 +260,7 @@ def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | N
          hparams: str = "own", vary: list[tuple[str, list]] | None = None, add: list[str] | None = None) -> dict:
     """Every check before anything runs (UserErrors: nothing written): the search, its picks, fresh
     seeds, the confirmation's config and where it goes."""
-    from itt.config import validate
+    from itt.config import parse_yaml, validate
     from search.config import SearchConfig
     from search.report import load_experiment
     from search.runner import SEARCH_FILE
@@ -277,7 +277,7 @@ def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | N
     text = st.read_text(SEARCH_FILE)
     if not text:
         raise UserError(f"{exp_dir}: no {SEARCH_FILE} (not an `itt search` experiment directory)")
-    config = yaml.safe_load(text)
+    config = parse_yaml(text, f"{exp_dir}/{SEARCH_FILE}")
     scfg = validate(config.get("search") or {}, f"{exp_dir}/{SEARCH_FILE}", SearchConfig, prefix="search.")
     exp = load_experiment(exp_dir)  # (a UserError when it holds no completed trial)
     objectives = scfg.objectives if scfg.multi_objective else None
@@ -438,10 +438,10 @@ def continue_variants(st, *, address=None, tracking_uri=None, progress="auto", l
     experiment that is no confirmation."""
     from search.runner import SEARCH_FILE
 
-    rec = json.loads(st.read_text(CONFIRM_FILE) or "{}")
+    rec = st.read_json(CONFIRM_FILE, default={})
     if not rec:
         return
-    config = yaml.safe_load(st.read_text(SEARCH_FILE))
+    config = st.read_yaml(SEARCH_FILE)
     no_tracking = not (config["search"].get("tracking") or {}).get("enabled", True)
     _report(st.display, tracking_uri=tracking_uri, no_tracking=no_tracking, log=log)
     if not rec.get("vary") or rec.get("variant"):

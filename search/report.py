@@ -97,13 +97,11 @@ class Experiment:
     @cached_property
     def summary(self) -> dict:
         """The search's summary.json (the searcher's pick, its own time), read once when first asked for."""
-        return json.loads(self.st.read_text("summary.json") or "{}")
+        return self.st.read_json("summary.json", default={})
 
 
 def load_experiment(exp_dir: str) -> Experiment:
     """An experiment directory -> tidy tables; a UserError (nothing written) when it is none."""
-    import yaml
-
     from search.tracking import read_rows, storage_of
 
     st = storage_of(exp_dir, "experiment")
@@ -116,9 +114,8 @@ def load_experiment(exp_dir: str) -> Experiment:
     if not done:
         counts = ", ".join(f"{sum(r.get('status') == s for r in rows)} {s}" for s in ("running", "stopped", "errored"))
         raise UserError(f"{exp_dir}: no completed trial in results.csv ({len(rows)} trials: {counts})")
-    meta = json.loads(st.read_text("tracking", "search.json") or "{}")
-    cfg_text = st.read_text("tracking", "config.yaml")
-    config = yaml.safe_load(cfg_text) if cfg_text else None
+    meta = st.read_json("tracking", "search.json", default={})
+    config = st.read_yaml("tracking", "config.yaml")
     notes: list[str] = []
     metric, languages = None, list(meta.get("languages") or [])
     per_task = ((config or {}).get("search") or {}).get("metric") == XTREME  # the columns are tasks, not languages

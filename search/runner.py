@@ -189,6 +189,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
         raise UserError(f"itt resume: {exp_dir} holds no Ray Tune state (tuner.pkl): the search stopped before "
                         f"its first trial. Remove it and start again with `itt search`")
     _check_no_driver(st)
+    st.read_json("tracking", "search.json")  # (the tracker's, read inside Ray: unreadable, one error line here)
     target, _ = _target(chain)
     if tracking_uri and scfg.tracking.enabled:
         connect(resolve_uri(tracking_uri))  # an unreachable store: one error line before Ray starts

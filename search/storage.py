@@ -14,6 +14,7 @@ atomic by itself (a reader sees the old object or the new one, never half of one
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -120,6 +121,25 @@ class Storage:
         """The file's text, or None when it does not exist."""
         data = self.read_bytes(*rel)
         return None if data is None else data.decode()
+
+    def read_json(self, *rel: str, default=None):
+        """The file's JSON (``default`` when it does not exist); a UserError naming it when it is not JSON
+        (cut short by a kill, or edited by hand)."""
+        text = self.read_text(*rel)
+        if text is None or not text.strip():
+            return default
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise UserError(f"{self.display}/{'/'.join(rel)}: not valid JSON ({str(e).splitlines()[0]}): cut short "
+                            "or edited? restore or remove it") from None
+
+    def read_yaml(self, *rel: str) -> dict | None:
+        """The file's YAML mapping (None when it does not exist); a UserError naming it when it is not one."""
+        from itt.config import parse_yaml
+
+        text = self.read_text(*rel)
+        return None if text is None else parse_yaml(text, f"{self.display}/{'/'.join(rel)}")
 
     def read_bytes(self, *rel: str) -> bytes | None:
         """The file's bytes, or None when it does not exist."""

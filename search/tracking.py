@@ -801,7 +801,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     st = storage_of(exp_dir)
     if not st.exists("results.csv"):
         raise UserError(f"{exp_dir}: no results.csv here (not an `itt search` experiment directory)")
-    meta = json.loads(st.read_text("tracking", "search.json") or "{}")
+    meta = st.read_json("tracking", "search.json", default={})
     if not meta:  # an experiment from before tracking/ existed: what results.csv holds is enough
         meta = {"name": st.name, "experiment": st.name, "search_id": f"dir-{st.name}", "seeds": [],
                 "max_length": 0, "best_k": 1, "experiment_dir": st.display}

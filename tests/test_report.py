@@ -361,6 +361,24 @@ def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, cap
     assert not (tmp_path / "empty" / "report").exists() and not (exp / "report").exists()
 
 
+@pytest.mark.parametrize("rel, kind", [("summary.json", "JSON"), ("tracking/search.json", "JSON"),
+                                       ("tracking/config.yaml", "YAML")])
+def test_a_file_of_the_search_that_is_cut_short_is_one_line(tmp_path, capsys, rel, kind):
+    """summary.json, tracking/search.json and tracking/config.yaml are written by the search; one cut short
+    by a kill, or edited by hand, is one line naming it (itt report and itt mlflow-sync), not a traceback."""
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(0)))
+    (exp / rel).parent.mkdir(exist_ok=True)
+    (exp / rel).write_bytes(b'{"cut short\n\x00')
+    for cmd in (["report", str(exp), "--no-heuristics", "--no-mlflow"], ["mlflow-sync", str(exp)]):
+        if cmd[0] == "mlflow-sync" and rel != "tracking/search.json":
+            continue  # (mlflow-sync reads only that one)
+        assert main(cmd) == 2
+        cap = capsys.readouterr()
+        err = cap.err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {exp}/{rel}: not valid {kind} ("), (cmd, cap.err)
+    assert not (exp / "report").exists()
+
+
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_the_analysis(tmp_path, capsys):
     exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(0)))
     afile = tmp_path / "afile"
