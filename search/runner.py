@@ -77,13 +77,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     scfg, chain, _ = load_search(config, overrides)
     check_cluster(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
     name = name or chain.name
-    st = Storage(storage or str(Path("runs").resolve()), name)
-    if st.exists():
-        raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
-                        f"{st.display}`, or pick another --name)")
-    st.check_writable()
-    if scfg.cache.enabled and scfg.cache.dir and not scfg.simulate:  # a shared stage cache every trial writes to
-        Storage(scfg.cache.dir, "", label="search.cache.dir").check_writable()
+    st = _new_experiment(storage, name, scfg)
     measured = None
     if scfg.prior_from:  # an unreadable earlier search fails here, before MLflow or the experiment has a trace
         from search.transfer import measured_sources
@@ -100,22 +94,12 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
         prior = order_prior(scfg, chain, st=st, log=log, measured=measured)
     seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
-    space = scfg.space()
-    n_orders = space.count()
-    num_samples = scfg.num_samples or (n_orders if scfg.searcher == "exhaustive" else DEFAULT_TRIALS)
-    param_space = exhaustive_param_space(scfg, seed_points) if scfg.searcher == "exhaustive" else {}
-    if scfg.searcher == "exhaustive":
-        num_samples = 1  # the grid already lists every order once
     if not scfg.simulate:  # every trial's data and model must load: check once before any trial starts
         from itt.chain import prepare
 
         probe = chain.model_copy(update={"order": list(scfg.candidates), "seeds": [chain.seeds[0]]})
         prepare(probe, log=lambda *a: None)
-
-    from ray import tune
-
-    from search.searchers.batches import Batches
-
+    # Ray: the cluster, then what runs on it
     _init_ray(address, scfg)
     fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
     concurrency = scfg.resources.max_concurrent or fits
@@ -124,9 +108,41 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     searcher = make_searcher(scfg, seed_points, copy_url=study_url, study_name=name, log=log, prior=prior)
     writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
     _show_budget(writer, scfg, searcher)
+    num_samples, param_space = _trials(scfg, seed_points)
+    _start_lines(scfg, chain, name, st, concurrency, study_url, log)
+    tuner = _tuner(scfg, chain, st, target.metric, name, searcher, num_samples, param_space, concurrency,
+                   [writer, tracker])
+    restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
+    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
+    return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+
+
+def _new_experiment(storage: str | None, name: str, scfg: SearchConfig) -> Storage:
+    """The experiment's folder: not there yet, and writable (with the shared stage cache, if any)."""
+    st = Storage(storage or str(Path("runs").resolve()), name)
+    if st.exists():
+        raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
+                        f"{st.display}`, or pick another --name)")
+    st.check_writable()
+    if scfg.cache.enabled and scfg.cache.dir and not scfg.simulate:  # a shared stage cache every trial writes to
+        Storage(scfg.cache.dir, "", label="search.cache.dir").check_writable()
+    return st
+
+
+def _trials(scfg: SearchConfig, seed_points) -> tuple[int, dict]:
+    """Tune's ``num_samples`` and ``param_space``: the grid of ``exhaustive`` lists every order once."""
+    if scfg.searcher == "exhaustive":
+        return 1, exhaustive_param_space(scfg, seed_points)
+    return scfg.num_samples or DEFAULT_TRIALS, {}
+
+
+def _start_lines(scfg: SearchConfig, chain, name: str, st: Storage, concurrency: int, study_url: str | None, log) -> None:
+    """What the search will do, as it starts."""
+    n_orders = scfg.space().count()
+    target, _ = _target(chain)
+    trials = n_orders if scfg.searcher == "exhaustive" else scfg.num_samples or DEFAULT_TRIALS
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
-        f"searcher {scfg.searcher}, {num_samples if scfg.searcher != 'exhaustive' else n_orders} trials, "
-        f"scheduler {scfg.scheduler.type}, {concurrency} at a time"
+        f"searcher {scfg.searcher}, {trials} trials, scheduler {scfg.scheduler.type}, {concurrency} at a time"
         f"{' in reproducible batches (search.reproducible)' if scfg.reproducible else ''}; experiment: {st.display}")
     if scfg.metric == "xtreme":
         log(f"score: the dev XTREME average over {', '.join([target.name, *chain.eval.also])} (the target and "
@@ -135,13 +151,22 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
                if scfg.prior == "transferability" else ""))
     if study_url:
         log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")
+
+
+def _tuner(scfg: SearchConfig, chain, st: Storage, metric_name: str, name: str, searcher, num_samples: int,
+           param_space: dict, concurrency: int, callbacks: list):
+    """The Ray Tune run of the search: its trainable, searcher (or grid), scheduler and callbacks."""
+    from ray import tune
+
+    from search.searchers.batches import Batches
+
     # several objectives: the searcher and the scheduler carry their own metrics (Tune's must then be None)
     metric, mode = (None, None) if scfg.multi_objective else ("objective", "max")
     grid = exhaustive_search_alg(scfg, concurrency) if searcher is None else None
     batches = searcher is not None and scfg.reproducible  # (the batches hold the searcher to the concurrency)
     scheduler = make_scheduler(scfg)
-    tuner = tune.Tuner(
-        _trainable(scfg, chain, st, target.metric),
+    return tune.Tuner(
+        _trainable(scfg, chain, st, metric_name),
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode,
                                     search_alg=Batches(searcher, concurrency) if batches else searcher or grid,
@@ -152,12 +177,9 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
                                     reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),
         run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
-                                  callbacks=[writer, tracker, SchedulerState(scheduler), *_tune_loggers(scfg)], verbose=0,
+                                  callbacks=[*callbacks, SchedulerState(scheduler), *_tune_loggers(scfg)], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
     )
-    restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
-    exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
-    return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
 
 
 def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bool = False, more: int = 0,
