@@ -78,3 +78,8 @@ def not_cached(what: str, cache: str | None = None, instead: str = "give a local
 
 def is_local(name_or_path: str) -> bool:
     return os.path.isdir(os.path.expanduser(name_or_path))
+
+
+def looks_like_a_path(name_or_path: str) -> bool:
+    """A folder's path rather than a Hub ID (``org/name``, or ``name``): absolute, ./ ../ ~, or deeper."""
+    return name_or_path.startswith(("/", "./", "../", "~", "\\")) or name_or_path.count("/") > 1

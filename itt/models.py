@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
 def _from_hub(what: str, failed: str, name_or_path: str):
     """A load from the 🤗 Hub (or a local folder): offline at once where the Hub cannot be reached
     (itt/hub.py); any failure is one line, ``<what>: <failed> (<why>)``."""
+    if hub.looks_like_a_path(name_or_path) and not hub.is_local(name_or_path):
+        raise UserError(f"{what}: {failed} (no such folder: {os.path.expanduser(name_or_path)})")
     offline = False
     try:
         if hub.is_local(name_or_path):

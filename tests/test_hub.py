@@ -65,3 +65,13 @@ def test_what_is_not_cached_fails_at_once_in_one_line(offline_env, code, needle)
     assert out.returncode == 0 and len(lines) == 1 and lines[0].startswith(needle), (out.stdout, out.stderr)
     assert "cannot be reached from here" in lines[0] and "is not in the 🤗 cache" in lines[0]
     assert "Retrying" not in out.stderr and not out.stderr.strip() and secs < 30, (secs, out.stderr)
+
+
+def test_a_missing_folder_is_said_to_be_one_not_looked_for_on_the_hub(tmp_path):
+    """A path (absolute, ./, ~, or deeper than org/name) that is not there: a typo, not a Hub ID."""
+    from itt.errors import UserError
+    from itt.models import load_tokenizer
+
+    for name in (str(tmp_path / "no-model"), "./no/such", "a/b/c"):
+        with pytest.raises(UserError, match=r"cannot load \(no such folder: "):
+            load_tokenizer(name)
