@@ -71,6 +71,7 @@ def test_out_that_cannot_be_written(write_config, capsys, tmp_path):
     assert afile.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", path.name])
 
 
+@pytest.mark.ray  # (stops at the error, before Ray: tests/test_suite.py counts it)
 def test_a_search_yaml_that_is_not_yaml_is_one_line(tmp_path, capsys):
     """itt resume and itt confirm read the search.yaml the search wrote; bytes YAML refuses (here a NUL:
     a ReaderError, whose message spans two lines) are one line naming the file."""
@@ -81,6 +82,7 @@ def test_a_search_yaml_that_is_not_yaml_is_one_line(tmp_path, capsys):
         expect_error(cmd, capsys, f"{exp}/search.yaml", "not valid YAML (unacceptable character #x0000")
 
 
+@pytest.mark.ray  # (stops at the error, before Ray: tests/test_suite.py counts it)
 def test_a_name_that_is_a_path_is_refused(write_config, capsys, tmp_path):
     """A run's or a search's name becomes a folder (runs/<name>, <storage>/<name>) and an MLflow experiment:
     '../x' or 'a/b' would put the outputs elsewhere, so it is one error line, before anything is written."""
