@@ -417,15 +417,28 @@ def _fig_png(fig, unit: str | None = None) -> bytes:
 
 
 def plots(res: dict, metric: str) -> dict[str, bytes]:
+    """The report's PNGs by name (the sections name the one they show); a plot without data is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
+    drawers = {"leaderboard": _leaderboard_png, "heatmap": _heatmap_png, "if_vs_f": _if_vs_f_png,
+               "position": _position_png, "probe_curves": _probe_curves_png, "robustness": _robustness_png}
+    out = {name: png for name, draw in drawers.items() if (png := draw(res, metric)) is not None}
+    if res.get("pareto"):
+        out["pareto"] = _pareto_png(res, metric)
+    if "per_language" in res["by_language"]:
+        out["by_language"] = _languages_png(res, metric)
+    if (res.get("training_cost") or {}).get("available"):
+        out["training_cost"] = _fig_png(training_cost.plot(res["training_cost"], metric, show), res.get("unit"))
+    return out
+
+
+def _leaderboard_png(res: dict, metric: str) -> bytes:
+    """Each order's mean with its t interval over seeds (the best 25; F in orange)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    out: dict[str, bytes] = {}
     board = res["leaderboard"][:25]
-    # leaderboard: mean with its t interval over seeds
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(board) + 1.2))
     y = np.arange(len(board))[::-1]
     means = [r["mean"] for r in board]
@@ -438,8 +451,14 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     ax.set_xlim(max(0.0, lo - 0.05), None)
     ax.set_xlabel(f"test {metric}, mean over languages ({int(res['confidence'] * 100)}% t interval over seeds)")
     ax.set_title("Orders ranked (F in orange)")
-    out["leaderboard"] = _fig_png(fig, res.get("unit"))
-    # heatmap: orders x languages
+    return _fig_png(fig, res.get("unit"))
+
+
+def _heatmap_png(res: dict, metric: str) -> bytes:
+    """Orders x languages, each cell its mean over seeds."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     hm = res["heatmap"]
     vals = np.array([[np.nan if v is None else v for v in row] for row in hm["values"]], float)
     fig, ax = plt.subplots(figsize=(1.1 * len(hm["languages"]) + 3, 0.3 * len(hm["orders"]) + 1.5))
@@ -454,63 +473,86 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
                 ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=6, color="k" if bright else "w")
     fig.colorbar(im, ax=ax, label=f"test {metric}")
     ax.set_title("Orders x languages (mean over seeds)")
-    out["heatmap"] = _fig_png(fig, res.get("unit"))
-    # IF vs F per language
-    iv = res["if_vs_f"]
-    if iv.get("available"):
-        langs = [r["language"] for r in iv["per_language"]]
-        x = np.arange(len(langs))
-        fig, ax = plt.subplots(figsize=(1.2 * len(langs) + 3, 3.5))
-        for k, (col, lab, c) in enumerate((("F", "F", "#d95f02"), ("best_IF", f"best IF ({show(iv['best_order'])})", "#1b9e77"),
-                                           ("mean_IF", f"mean of {iv['n_if_orders']} IF orders", "#7570b3"))):
-            ax.bar(x + (k - 1) * 0.27, [np.nan if r[col] is None else r[col] for r in iv["per_language"]], width=0.27,
-                   label=lab, color=c)  # (a language the best order was not scored in: no bar)
-        ax.set_xticks(x, langs)
-        lo = min(min(v for v in (r["F"], r["mean_IF"], r["best_IF"], 1.0) if v is not None) for r in iv["per_language"])
-        ax.set_ylim(max(0.0, lo - 0.05), None)
-        ax.set_ylabel(f"test {metric}")
-        ax.legend(fontsize=8)
-        ax.set_title("IF vs F per language")
-        out["if_vs_f"] = _fig_png(fig, res.get("unit"))
-    # position effects
-    cells = res["position"]["cells"]
-    if cells:
-        tasks = sorted({c["task"] for c in cells})
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-        for k, t in enumerate(tasks):
-            cs = [c for c in cells if c["task"] == t]
-            xs = [c["position"] + (k - len(tasks) / 2) * 0.06 for c in cs]
-            ys = [c["mean"] for c in cs]
-            e = [[c["mean"] - (c["ci_low"] if c["ci_low"] is not None else c["mean"]) for c in cs],
-                 [(c["ci_high"] if c["ci_high"] is not None else c["mean"]) - c["mean"] for c in cs]]
-            ax.errorbar(xs, ys, yerr=e, marker="o", capsize=3, label=t)
-        ms = [c["mean"] for c in cells]  # wide intervals (2 orders) are cut at the window, not the means
-        ax.set_ylim(min(ms) - 0.1, max(ms) + 0.1)
-        ax.set_xticks(sorted({c["position"] for c in cells}))
-        ax.set_xlabel("position in the order")
-        ax.set_ylabel(f"test {metric} (orders' means)")
-        ax.legend(fontsize=8)
-        ax.set_title("Score when task T stands at position p (95% t interval over orders)")
-        out["position"] = _fig_png(fig, res.get("unit"))
-    # probe curves of the top orders
-    stopped = [t for t in res["trials"]["stopped"] if t.get("probe")]
-    if res["probe_curves"] or stopped:
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-        for c in res["probe_curves"]:
-            xs = [p["stage"] for p in c["points"]]
-            ax.plot(xs, [p["probe"] for p in c["points"]], marker="o", label=show(c["order"]))
-        for i, t in enumerate(stopped):
-            ax.plot([p["stage"] for p in t["probe"]], [p["probe"] for p in t["probe"]], ls="--", marker="x", color="grey",
-                    alpha=0.7, label="stopped by ASHA" if i == 0 else None)
-        from matplotlib.ticker import MaxNLocator
+    return _fig_png(fig, res.get("unit"))
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("after intermediate stage")
-        ax.set_ylabel(f"probe dev {res.get('probe_metric') or metric} (mean over seeds)")
-        ax.legend(fontsize=7)
-        ax.set_title("Probe curves per stage, top orders")
-        out["probe_curves"] = _fig_png(fig, res.get("unit"))
-    # robustness: mean vs worst language
+
+def _if_vs_f_png(res: dict, metric: str) -> bytes | None:
+    """F, the best IF order and the mean IF order per language (None where IF vs F is not available)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    iv = res["if_vs_f"]
+    if not iv.get("available"):
+        return None
+    langs = [r["language"] for r in iv["per_language"]]
+    x = np.arange(len(langs))
+    fig, ax = plt.subplots(figsize=(1.2 * len(langs) + 3, 3.5))
+    for k, (col, lab, c) in enumerate((("F", "F", "#d95f02"), ("best_IF", f"best IF ({show(iv['best_order'])})", "#1b9e77"),
+                                       ("mean_IF", f"mean of {iv['n_if_orders']} IF orders", "#7570b3"))):
+        ax.bar(x + (k - 1) * 0.27, [np.nan if r[col] is None else r[col] for r in iv["per_language"]], width=0.27,
+               label=lab, color=c)  # (a language the best order was not scored in: no bar)
+    ax.set_xticks(x, langs)
+    lo = min(min(v for v in (r["F"], r["mean_IF"], r["best_IF"], 1.0) if v is not None) for r in iv["per_language"])
+    ax.set_ylim(max(0.0, lo - 0.05), None)
+    ax.set_ylabel(f"test {metric}")
+    ax.legend(fontsize=8)
+    ax.set_title("IF vs F per language")
+    return _fig_png(fig, res.get("unit"))
+
+
+def _position_png(res: dict, metric: str) -> bytes | None:
+    """The score when task T stands at position p, with its interval over orders (None: no cells)."""
+    import matplotlib.pyplot as plt
+
+    cells = res["position"]["cells"]
+    if not cells:
+        return None
+    tasks = sorted({c["task"] for c in cells})
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, t in enumerate(tasks):
+        cs = [c for c in cells if c["task"] == t]
+        xs = [c["position"] + (k - len(tasks) / 2) * 0.06 for c in cs]
+        ys = [c["mean"] for c in cs]
+        e = [[c["mean"] - (c["ci_low"] if c["ci_low"] is not None else c["mean"]) for c in cs],
+             [(c["ci_high"] if c["ci_high"] is not None else c["mean"]) - c["mean"] for c in cs]]
+        ax.errorbar(xs, ys, yerr=e, marker="o", capsize=3, label=t)
+    ms = [c["mean"] for c in cells]  # wide intervals (2 orders) are cut at the window, not the means
+    ax.set_ylim(min(ms) - 0.1, max(ms) + 0.1)
+    ax.set_xticks(sorted({c["position"] for c in cells}))
+    ax.set_xlabel("position in the order")
+    ax.set_ylabel(f"test {metric} (orders' means)")
+    ax.legend(fontsize=8)
+    ax.set_title("Score when task T stands at position p (95% t interval over orders)")
+    return _fig_png(fig, res.get("unit"))
+
+
+def _probe_curves_png(res: dict, metric: str) -> bytes | None:
+    """The probe after each stage for the top orders, stopped trials dashed (None: no probes)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    stopped = [t for t in res["trials"]["stopped"] if t.get("probe")]
+    if not (res["probe_curves"] or stopped):
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for c in res["probe_curves"]:
+        xs = [p["stage"] for p in c["points"]]
+        ax.plot(xs, [p["probe"] for p in c["points"]], marker="o", label=show(c["order"]))
+    for i, t in enumerate(stopped):
+        ax.plot([p["stage"] for p in t["probe"]], [p["probe"] for p in t["probe"]], ls="--", marker="x", color="grey",
+                alpha=0.7, label="stopped by ASHA" if i == 0 else None)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("after intermediate stage")
+    ax.set_ylabel(f"probe dev {res.get('probe_metric') or metric} (mean over seeds)")
+    ax.legend(fontsize=7)
+    ax.set_title("Probe curves per stage, top orders")
+    return _fig_png(fig, res.get("unit"))
+
+
+def _robustness_png(res: dict, metric: str) -> bytes:
+    """Each order's mean against its worst language."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.5, 4))
     rb = res["leaderboard"]
     ax.scatter([r["mean"] for r in rb], [r["worst"] for r in rb], c=["#d95f02" if r["order"] == F else "#1b9e77" for r in rb])
@@ -519,14 +561,7 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     ax.set_xlabel(f"mean {metric} over languages")
     ax.set_ylabel(f"worst-language {metric}")
     ax.set_title("Robustness: mean vs worst language")
-    out["robustness"] = _fig_png(fig, res.get("unit"))
-    if res.get("pareto"):
-        out["pareto"] = _pareto_png(res, metric)
-    if "per_language" in res["by_language"]:
-        out["by_language"] = _languages_png(res, metric)
-    if (res.get("training_cost") or {}).get("available"):
-        out["training_cost"] = _fig_png(training_cost.plot(res["training_cost"], metric, show), res.get("unit"))
-    return out
+    return _fig_png(fig, res.get("unit"))
 
 
 def _languages_png(res: dict, metric: str, top: int = 20) -> bytes:
@@ -609,9 +644,31 @@ def _p(r: dict, key: str = "p_holm") -> str:
 
 def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list[list[str]], str | None]]:
     """(title, text, table rows (first = header), plot name) — one list both renderers use."""
-    out = []
-    h = res["headline"]
-    tr = res["trials"]
+    hm = res["heatmap"]
+    out = [_answer_section(res, exp_name, metric), _leaderboard_section(res),
+           best_order_section(res["best_order"], where=res.get("experiment")), _if_vs_f_section(res, exp_name)]
+    if res.get("pareto"):
+        out.append(pareto_section(res))
+    out += [language_section(res["by_language"]),
+            ("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"),
+            _order_effect_section(res), composition_section(res), _position_section(res), _precedence_section(res)]
+    if res.get("heuristics"):
+        out.append(_heuristics_section(res["heuristics"]))
+    out.append(_stopped_section(res["trials"]))
+    if res.get("training_cost"):
+        out.append(training_cost.section(res["training_cost"], show, _x, where=None if res.get("confirmation")
+                                         else res.get("experiment")))
+    if res.get("compute"):
+        out.append(("Compute", compute.text(res["compute"]) + " For a paper's compute statement; `report.json` holds "
+                    "every figure.", [], None))
+    if res.get("notes"):
+        out.append(("Notes", " ".join(res["notes"]), [], None))
+    return out
+
+
+def _answer_section(res: dict, exp_name: str, metric: str) -> tuple:
+    """The answer ("Does order matter?"): a paragraph per finding (the console's lines), not one block to take apart."""
+    h, tr = res["headline"], res["trials"]
     counts = ", ".join(f"{v} {k}" for k, v in sorted(tr["counts"].items()))
     plan = ("" if h.get("order_matters") else f" How many seeds a search needs to find an order effect: `itt power "
             f"{res.get('experiment', exp_name)}` (from this search's seed noise; it needs 2+ seeds on 2+ IF orders).")
@@ -619,11 +676,13 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
     if "per_language" in res["by_language"]:
         more.append(language_headline(res["by_language"]))
     more.append(ranking.text(res["best_order"], show))
-    # one paragraph per finding (the console's lines), not one block a reader has to take apart
     state = state_line(res)
-    out.append(("Does order matter?", "\n\n".join([*([state] if state else []), h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
-                f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}"]),
-                [], None))
+    return ("Does order matter?", "\n\n".join([*([state] if state else []), h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
+            f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}"]),
+            [], None)
+
+
+def _leaderboard_section(res: dict) -> tuple:
     head = ["rank", "order", "seeds", "mean ± std", f"{int(res['confidence'] * 100)}% CI", "P(best)", "shrunk",
             *res["languages"], "worst", "std (langs)", "transfer gap", "perturbation"]
     rows = [head] + [[str(r["rank"]), show(r["order"]), str(r["n_seeds"]), f"{_x(r['mean'])} ± {_x(r['std'])}",
@@ -632,31 +691,30 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
                       *[_x(r["per_language"].get(lg)) for lg in res["languages"]],
                       _x(r["worst"]), _x(r["lang_std"]), _x(r["transfer_gap"]), _x(r["perturbation"])]
                      for r in res["leaderboard"]]
-    out.append(("Leaderboard of orders", "Completed trials only (ASHA-stopped trials are listed below and kept out of "
-                "every final-score statistic). Robustness figures are means over seeds. P(best) and shrunk: the "
-                "next section.", rows, "leaderboard"))
-    out.append(best_order_section(res["best_order"], where=res.get("experiment")))
+    return ("Leaderboard of orders", "Completed trials only (ASHA-stopped trials are listed below and kept out of "
+            "every final-score statistic). Robustness figures are means over seeds. P(best) and shrunk: the "
+            "next section.", rows, "leaderboard")
+
+
+def _if_vs_f_section(res: dict, exp_name: str) -> tuple:
     iv = res["if_vs_f"]
-    if iv.get("available"):
-        rows = [["language", "F", "best IF", "mean IF", "Δ best", "Δ mean", "p (best vs F, Holm)"]]
-        for r in iv["per_language"]:
-            rows.append([r["language"], _x(r["F"]), _x(r["best_IF"]), _x(r["mean_IF"]), _x(r["delta_best"]),
-                         _x(r["delta_mean"]), _x(r.get("p_best_vs_F_holm")) + (" *" if r.get("significant") else "")])
-        t = iv["test"]
-        out.append(("IF vs F (the comparison of arXiv 2210.01091)",
-                    f"F against the best IF order ({show(iv['best_order'])}) and the mean over {iv['n_if_orders']} IF "
-                    f"orders, per language. " + (f"Test: {t['method']}." if "method" in t else f"No test: underpowered: "
-                                                                                                f"{t['underpowered']}.")
-                    + ("" if res.get("confirmation") else f" Figures free of that selection: `itt confirm "
-                       f"{res.get('experiment', exp_name)}` trains the best orders and F again on fresh seeds."),
-                    rows, "if_vs_f"))
-    else:
-        out.append(("IF vs F", f"Not available: {iv['reason']}.", [], None))
-    if res.get("pareto"):
-        out.append(pareto_section(res))
-    out.append(language_section(res["by_language"]))
-    hm = res["heatmap"]
-    out.append(("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"))
+    if not iv.get("available"):
+        return ("IF vs F", f"Not available: {iv['reason']}.", [], None)
+    rows = [["language", "F", "best IF", "mean IF", "Δ best", "Δ mean", "p (best vs F, Holm)"]]
+    for r in iv["per_language"]:
+        rows.append([r["language"], _x(r["F"]), _x(r["best_IF"]), _x(r["mean_IF"]), _x(r["delta_best"]),
+                     _x(r["delta_mean"]), _x(r.get("p_best_vs_F_holm")) + (" *" if r.get("significant") else "")])
+    t = iv["test"]
+    return ("IF vs F (the comparison of arXiv 2210.01091)",
+            f"F against the best IF order ({show(iv['best_order'])}) and the mean over {iv['n_if_orders']} IF "
+            f"orders, per language. " + (f"Test: {t['method']}." if "method" in t else f"No test: underpowered: "
+                                                                                        f"{t['underpowered']}.")
+            + ("" if res.get("confirmation") else f" Figures free of that selection: `itt confirm "
+               f"{res.get('experiment', exp_name)}` trains the best orders and F again on fresh seeds."),
+            rows, "if_vs_f")
+
+
+def _order_effect_section(res: dict) -> tuple:
     oe = res["order_effect"]
     rows = [["figure", "orders (3+ seeds)", "H", "p", "p (Holm, secondary)", "epsilon²", "share of variance between orders"]]
     for t in oe["tests"]:
@@ -672,41 +730,50 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
                 f"H = {arr['H']:.2f} summed over {arr['task_sets']} task set(s) ({arr['orders']} orders), df = {arr['df']}, "
                 f"p = {arr['p']:.3g}" + (" *" if arr.get("significant") else "") + _floor(arr, res["alpha"])) if arr else "–"
     floors = "".join(_floor(t, res["alpha"], t["label"]) for t in oe["tests"][:1] if "p" in t)
-    out.append(("Order effect beyond seed noise", f"{oe['method']}.{floors} * = significant at α after correction. F is left "
-                f"out (that is IF vs F). Arrangement alone (the same tasks in another order; Kruskal–Wallis within "
-                f"each task set, H summed over sets, labels permuted within sets): {arr_text}.", rows, "robustness"))
-    out.append(composition_section(res))
+    return ("Order effect beyond seed noise", f"{oe['method']}.{floors} * = significant at α after correction. F is left "
+            f"out (that is IF vs F). Arrangement alone (the same tasks in another order; Kruskal–Wallis within "
+            f"each task set, H summed over sets, labels permuted within sets): {arr_text}.", rows, "robustness")
+
+
+def _position_section(res: dict) -> tuple:
     pos = res["position"]
     rows = [["task", "position", "orders", "mean", "95% CI"]] + [
         [c["task"], str(c["position"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]"]
         for c in pos["cells"]]
     tests = "; ".join(f"{t['task']}: {_p(t)}" for t in pos["tests"])
-    out.append(("Position effects", f"Does it matter where a task stands? {pos['method']}: {tests}.", rows, "position"))
+    return ("Position effects", f"Does it matter where a task stands? {pos['method']}: {tests}.", rows, "position")
+
+
+def _precedence_section(res: dict) -> tuple:
     pr = res["precedence"]
     rows = [["A", "B", "orders A first", "orders B first", "mean A first", "mean B first", "diff", "p (Holm)"]] + [
         [r["a"], r["b"], str(r["n_a_first"]), str(r["n_b_first"]), _x(r["mean_a_first"]), _x(r["mean_b_first"]),
          _x(r["diff"]), _p(r)] for r in pr["pairs"]]
-    out.append(("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}.", rows, None))
-    hs = res.get("heuristics") or []
-    if hs:
-        rows = [["heuristic", "order", "evaluated", "mean", "95% CI", "rank", "Δ vs searched best"]]
-        text = []
-        for h in hs:
-            if "error" in h:
-                text.append(f"{h['kind']}: not computed ({h['error']}); compute it with `{h['command']}`.")
-                continue
-            text.append(f"{h['kind']}: {h['source']}; values " + ", ".join(f"{t} {v:.3f}" for t, v in h["values"].items())
-                        + "." + (f" Orders not run in this search: add them with `{h['command']}`." if h["command"] else ""))
-            if "agreement" in h:
-                text.append(agreement_text(h["agreement"], "this search completed (test means)"))
-            for o in h["orders"]:
-                rows.append([h["kind"], o["order"], _x(o["evaluated"]), _x(o["mean"]),
-                             f"[{_x(o['ci_low'])}, {_x(o['ci_high'])}]" if o["evaluated"] else "not run", _x(o["rank"]),
-                             _x(o["delta_vs_best"])])
-        best = next((h for h in hs if "best" in h), None)
-        out.append(("Heuristic orders vs the searched best",
-                    (f"Searched best: {show(best['best'])} ({_x(best['best_mean'])}). " if best else "") + " ".join(text),
-                    rows if len(rows) > 1 else [], None))
+    return ("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}.", rows, None)
+
+
+def _heuristics_section(hs: list[dict]) -> tuple:
+    rows = [["heuristic", "order", "evaluated", "mean", "95% CI", "rank", "Δ vs searched best"]]
+    text = []
+    for h in hs:
+        if "error" in h:
+            text.append(f"{h['kind']}: not computed ({h['error']}); compute it with `{h['command']}`.")
+            continue
+        text.append(f"{h['kind']}: {h['source']}; values " + ", ".join(f"{t} {v:.3f}" for t, v in h["values"].items())
+                    + "." + (f" Orders not run in this search: add them with `{h['command']}`." if h["command"] else ""))
+        if "agreement" in h:
+            text.append(agreement_text(h["agreement"], "this search completed (test means)"))
+        for o in h["orders"]:
+            rows.append([h["kind"], o["order"], _x(o["evaluated"]), _x(o["mean"]),
+                         f"[{_x(o['ci_low'])}, {_x(o['ci_high'])}]" if o["evaluated"] else "not run", _x(o["rank"]),
+                         _x(o["delta_vs_best"])])
+    best = next((h for h in hs if "best" in h), None)
+    return ("Heuristic orders vs the searched best",
+            (f"Searched best: {show(best['best'])} ({_x(best['best_mean'])}). " if best else "") + " ".join(text),
+            rows if len(rows) > 1 else [], None)
+
+
+def _stopped_section(tr: dict) -> tuple:
     rows = [["trial", "order", "status", "stages completed", "probe per stage"]] + [
         [t["trial_id"], show(t["order"]), "stopped by ASHA", str(t["stages_completed"]),
          ", ".join(f"{p['probe']:.4f}" for p in t.get("probe") or []) or "–"] for t in tr["stopped"]] + [
@@ -715,16 +782,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
             "stopped trials dashed. ")
     text += (f"{len(tr['stopped'])} trial(s) stopped by ASHA and {len(tr['errored'])} errored: shown here, never in "
              "the statistics above." if len(rows) > 1 else "No trial was stopped or errored.")
-    out.append(("Probe curves; stopped and errored trials", text, rows if len(rows) > 1 else [], "probe_curves"))
-    if res.get("training_cost"):
-        out.append(training_cost.section(res["training_cost"], show, _x, where=None if res.get("confirmation")
-                                         else res.get("experiment")))
-    if res.get("compute"):
-        out.append(("Compute", compute.text(res["compute"]) + " For a paper's compute statement; `report.json` holds "
-                    "every figure.", [], None))
-    if res.get("notes"):
-        out.append(("Notes", " ".join(res["notes"]), [], None))
-    return out
+    return ("Probe curves; stopped and errored trials", text, rows if len(rows) > 1 else [], "probe_curves")
 
 
 def searcher_pick(exp: Experiment) -> dict | None:
