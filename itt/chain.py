@@ -113,10 +113,11 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer, also=also)
     hp_t = cfg.stage_hparams(None)
     th = handler(target.kind)
+    for lang in cfg.probe.languages or []:  # (checked with the probe off too: a search turns it on)
+        if lang not in target.languages:
+            raise UserError(f"probe.languages: unknown language '{lang}' for task '{target.name}'")
     if cfg.probe.enabled:
         for lang in cfg.probe.languages or languages:
-            if lang not in target.languages:
-                raise UserError(f"probe.languages: unknown language '{lang}' for task '{target.name}'")
             ds = load_split(target, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
             p.probe[lang] = (ds, th.featurize(ds, target, tokenizer, hp_t, train=False))
     for t in [*order, target]:

@@ -390,7 +390,7 @@ def _load_hub(spec: DataSpec, lang: str) -> datasets.Dataset:
     except Exception as e:  # offline, unknown ID, gated dataset: one line, not a traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         why = (hub.not_cached("it", datasets.config.HF_DATASETS_CACHE, "point the task at local files (README: "
-                              "Real models and data)") if offline else first[:300])
+                              "Real models and data)") if offline and isinstance(e, OSError) else first[:300])
         raise DataError(f"could not load Hub dataset '{spec.hub}' (config {config!r}, split {split!r}): {why}") from None
 
 

@@ -91,7 +91,8 @@ def _from_hub(what: str, failed: str, name_or_path: str):
     except UserError:
         raise
     except Exception as e:
-        why = hub.not_cached(f"'{name_or_path}'") if offline else _first_line(e)
+        # (offline, a missing file is an OSError; anything else, e.g. a damaged cached file, says itself)
+        why = hub.not_cached(f"'{name_or_path}'") if offline and isinstance(e, OSError) else _first_line(e)
         raise UserError(f"{what}: {failed} ({why})") from None
 
 

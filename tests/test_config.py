@@ -125,6 +125,12 @@ def test_label_outside_label_set(write_config, capsys, tmp_path):
     expect_error(["run", str(write_config(cfg))], capsys, "7", "row 2", "label set")
 
 
+def test_probe_languages_are_checked_with_the_probe_off(write_config, capsys, tmp_path):
+    expect_error(["run", str(write_config({"probe": {"enabled": False, "languages": ["zz"]}})), "--out", str(tmp_path / "o")],
+                 capsys, "probe.languages: unknown language 'zz'")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_short_row_says_it_has_no_label(write_config, capsys, tmp_path):
     cfg, f = _nli_task(tmp_path, ["a\tb\tneutral", "c\tneutral"])
     expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys, str(f), "row 2: no label",
