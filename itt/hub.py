@@ -3,22 +3,23 @@
 Without a network, ``from_pretrained`` and ``load_dataset`` retry each request with backoff (5 tries,
 1-8 s apart) and log every try: a model took 46 s and 23 lines to fail, a dataset 26 s and 12 lines,
 and a model already in the 🤗 cache waited as long before it was used. Here the Hub's address is tried
-once (a TCP connection, 3 s at most); where nothing answers, the load runs in 🤗's offline mode (what
-``HF_HUB_OFFLINE=1`` does), so a cached model or dataset loads at once and a missing one fails at once,
-with a line that says why. Behind a proxy (``HTTPS_PROXY`` and the like) the address is not tried: the
+once (a TCP connection, 3 s at most; again after 10 minutes); where nothing answers, the load runs in
+🤗's offline mode (what ``HF_HUB_OFFLINE=1`` does), so a cached model or dataset loads at once and a
+missing one fails at once, with a line that says why. Behind a proxy (``HTTPS_PROXY`` and the like) the address is not tried: the
 proxy may reach what this machine cannot.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import socket
+import time
 from urllib.parse import urlparse
 
 PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 TIMEOUT_S = 3.0
+RECHECK_S = 600.0
 
 
 def endpoint() -> str:
@@ -27,18 +28,26 @@ def endpoint() -> str:
     return constants.ENDPOINT
 
 
-@functools.cache
+_last: tuple[float, bool] | None = None  # (when, the answer): asked again after RECHECK_S
+
+
 def reachable() -> bool:
-    """Whether the Hub's host accepts a connection (once per process). True behind a proxy."""
+    """Whether the Hub's host accepts a connection (asked at most every RECHECK_S in a process: a trial
+    process Ray reuses sees a network that came back). True behind a proxy."""
+    global _last
     if any(os.environ.get(k) or os.environ.get(k.lower()) for k in PROXIES):
         return True
+    if _last is not None and time.monotonic() - _last[0] < RECHECK_S:
+        return _last[1]
     url = urlparse(endpoint())
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=TIMEOUT_S).close()
-        return True
+        ok = True
     except OSError:
-        return False
+        ok = False
+    _last = (time.monotonic(), ok)
+    return ok
 
 
 def offline_by_choice() -> bool:

@@ -75,3 +75,27 @@ def test_a_missing_folder_is_said_to_be_one_not_looked_for_on_the_hub(tmp_path):
     for name in (str(tmp_path / "no-model"), "./no/such", "a/b/c"):
         with pytest.raises(UserError, match=r"cannot load \(no such folder: "):
             load_tokenizer(name)
+
+
+def test_the_answer_is_kept_ten_minutes_then_asked_again(monkeypatch):
+    """One connection attempt per 10 minutes in a process: a reused trial process sees the network come back."""
+    from itt import hub
+
+    tries, now = [], [1000.0]
+    def refuse(*a, **kw):
+        tries.append(a[0])
+        raise ConnectionRefusedError
+
+    for k in hub.PROXIES:
+        monkeypatch.delenv(k, raising=False)
+        monkeypatch.delenv(k.lower(), raising=False)
+    monkeypatch.setattr(hub, "_last", None)
+    monkeypatch.setattr(hub.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(hub.socket, "create_connection", refuse)
+    assert hub.reachable() is False and hub.reachable() is False and len(tries) == 1
+    now[0] += hub.RECHECK_S + 1
+    monkeypatch.setattr(hub.socket, "create_connection", lambda *a, **kw: socket.socket())
+    assert hub.reachable() is True and len(tries) == 1
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setattr(hub, "_last", (now[0], False))
+    assert hub.reachable() is True  # (behind a proxy: never tried)
