@@ -5,8 +5,8 @@ Without a network, ``from_pretrained`` and ``load_dataset`` retry each request w
 and a model already in the 🤗 cache waited as long before it was used. Here the Hub's address is tried
 once (a TCP connection, 3 s at most; again after 10 minutes); where nothing answers, the load runs in
 🤗's offline mode (what ``HF_HUB_OFFLINE=1`` does), so a cached model or dataset loads at once and a
-missing one fails at once, with a line that says why. Behind a proxy (``HTTPS_PROXY`` and the like) the address is not tried: the
-proxy may reach what this machine cannot.
+missing one fails at once, with a line that says why. Behind a proxy (``HTTPS_PROXY`` and the like)
+the address is not tried: the proxy may reach what this machine cannot.
 """
 
 from __future__ import annotations
