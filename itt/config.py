@@ -263,10 +263,12 @@ class HardwareConfig(_Strict):
 MAX_SEED = 999_999  # a stage's seed is seed x 1000 + its index: torch, numpy and 🤗 set_seed take it below 2**32
 
 
-def seed_problem(seeds) -> str | None:
-    """Why these chain seeds cannot be used, or None."""
+def checked_seeds(seeds):
+    """``seeds`` (chain seeds) when each lies in 0..MAX_SEED; else a ValueError naming one that does not."""
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
-    return f"seed {bad[0]} is out of range: give seeds from 0 to {MAX_SEED}" if bad else None
+    if bad:
+        raise ValueError(f"seed {bad[0]} is out of range: give seeds from 0 to {MAX_SEED}")
+    return seeds
 
 
 def name_problem(name: str) -> str | None:
@@ -322,9 +324,7 @@ class ChainConfig(_Strict):
             raise ValueError("give at least one seed")
         if len(set(v)) != len(v):
             raise ValueError("seeds must be distinct")
-        if seed_problem(v):
-            raise ValueError(seed_problem(v))
-        return v
+        return checked_seeds(v)
 
     @field_validator("order")
     @classmethod

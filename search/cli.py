@@ -46,12 +46,10 @@ def cmd_run(args) -> int:
 
 def _json_path(path: str | None) -> None:
     """``--json PATH``: a file path whose folder can be written (checked before the work)."""
-    from search.storage import writable_folder
+    from search.storage import writable_file
 
-    if path and Path(path).is_dir():
-        raise _usage(f"--json {path}: is a folder; give a file path")
     if path:
-        writable_folder(Path(path).parent, f"--json {path}")
+        writable_file(path, f"--json {path}")
 
 
 def _check_name(name: str | None) -> None:
@@ -354,11 +352,12 @@ def _seeds(text: str) -> list[int]:
         raise _usage(f"--seeds {text}: give integers separated by commas (e.g. 10,11,12)") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise _usage(f"--seeds {text}: give distinct integers separated by commas")
-    from itt.config import seed_problem
+    from itt.config import checked_seeds
 
-    if seed_problem(seeds):
-        raise _usage(f"--seeds {text}: {seed_problem(seeds)}")
-    return seeds
+    try:
+        return checked_seeds(seeds)
+    except ValueError as e:
+        raise _usage(f"--seeds {text}: {e}") from None
 
 
 def cmd_compare(args) -> int:

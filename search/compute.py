@@ -26,7 +26,7 @@ def trial_times(st) -> dict[str, dict]:
     (the last line's ``time_total_s`` and timestamp; real searches of earlier versions)."""
     out = {}
     for name in st.listdir("tracking", "trials"):
-        rec = json.loads(st.read_text("tracking", "trials", name) or "{}")
+        rec = st.read_json("tracking", "trials", name, default={})
         start, end = _num(rec.get("started")), _num(rec.get("ended"))
         if rec.get("trial_id") and start is not None and end is not None:  # (+ its runs before a resume)
             out[rec["trial_id"]] = {"seconds": end - start + (_num(rec.get("earlier_seconds")) or 0.0),

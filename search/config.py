@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from itt.config import ChainConfig, ConfigError, _split_commas, apply_overrides, read_yaml, seed_problem, validate
+from itt.config import ChainConfig, ConfigError, _split_commas, apply_overrides, read_yaml, checked_seeds, validate
 from search.space import OrderSpace
 
 
@@ -76,9 +76,7 @@ class Confirm(_Strict):
     def _distinct(cls, v):
         if v is not None and (not v or len(set(v)) != len(v)):
             raise ValueError("give distinct seeds (or null)")
-        if v is not None and seed_problem(v):
-            raise ValueError(seed_problem(v))
-        return v
+        return v if v is None else checked_seeds(v)
 
     @field_validator("vary")
     @classmethod
@@ -322,9 +320,7 @@ class SearchConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds_in_range(cls, v):
-        if v is not None and seed_problem(v):
-            raise ValueError(seed_problem(v))
-        return v
+        return v if v is None else checked_seeds(v)
 
     @field_validator("metric", mode="before")
     @classmethod

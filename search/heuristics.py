@@ -23,8 +23,6 @@ prints them; ``search.seed_points.heuristics`` makes a search start from them.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from itt.errors import UserError
@@ -70,7 +68,7 @@ def difficulty_from_experiment(exp_dir: str, candidates: list[str], chain=None) 
         t = r.get("order") or ""
         if r.get("status") != "completed" or ">" in t or t not in candidates or t in out:
             continue
-        res = json.loads(st.read_text("trials", r["trial_id"], "results.json") or "null")
+        res = st.read_json("trials", r["trial_id"], "results.json")
         losses = [s["stages"][0].get("train_loss") for s in (res or {}).get("seeds", {}).values() if s.get("stages")]
         losses = [x for x in losses if x is not None]
         if losses:

@@ -481,8 +481,6 @@ def _gpu_memory(res: dict, best: "GpuMemory | None") -> "GpuMemory | None":
 
 def _pilot_records(st, exp_dir: str) -> tuple[list[dict], dict | None]:
     """The pilot's chain records (results.json) and the config its chains ran."""
-    import yaml
-
     from search.tracking import read_rows
 
     if st.exists("results.csv"):  # a search: each trial's record with its time as the driver saw it
@@ -492,12 +490,11 @@ def _pilot_records(st, exp_dir: str) -> tuple[list[dict], dict | None]:
         rows = [r for r in read_rows(st) if r.get("trial_id") and r.get("replayed") != "true"]
         records = []
         for r in rows:
-            res = json.loads(st.read_text("trials", r["trial_id"], "results.json") or "null")
+            res = st.read_json("trials", r["trial_id"], "results.json")
             if res:
                 records.append({**res, "trial_seconds": (times.get(r["trial_id"]) or {}).get("seconds")})
-        text = st.read_text("tracking", "config.yaml")
-        return records, yaml.safe_load(text) if text else None
-    res = json.loads(st.read_text("results.json") or "null")
+        return records, st.read_yaml("tracking", "config.yaml")
+    res = st.read_json("results.json")
     if res is None:
         raise UserError(f"--from {exp_dir}: neither an `itt search` experiment (results.csv) nor an `itt run` "
                         f"folder (results.json)")

@@ -38,6 +38,7 @@ from scipy import stats
 from itt.errors import UserError
 from search import stats as S
 from search.space import task_set
+from search.storage import writable_file
 
 SEEDS = (3, 5, 8, 10)
 REPS = 1000  # simulated searches per cell
@@ -270,6 +271,8 @@ def make_power(exp_dir: str | None, *, seeds=SEEDS, orders: int | None = None, f
         raise UserError(f"--orders {orders}: the order test needs 2 or more orders")
     if json_out and not Path(json_out).resolve().parent.is_dir():
         raise UserError(f"--json {json_out}: its folder does not exist")
+    if json_out:
+        writable_file(json_out, f"--json {json_out}")
     if exp_dir is None:
         given = _given(seed_sd, spread, orders, figure)
         res = plan(seeds=sorted(seeds), orders=orders, figure=figure, reps=reps, alpha=alpha, given=given)

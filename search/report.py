@@ -173,9 +173,9 @@ def load_experiment(exp_dir: str) -> Experiment:
 def _with_results(st, rs: list[dict]) -> tuple[dict | None, dict | None]:
     """The first of an order's trials (best score first) whose results.json exists, and that record."""
     for r in rs:
-        text = st.read_text("trials", r["trial_id"], "results.json")
-        if text:
-            return r, json.loads(text)
+        res = st.read_json("trials", r["trial_id"], "results.json")
+        if res is not None:
+            return r, res
     return None, None
 
 
@@ -243,7 +243,7 @@ def _task_languages(order: str, seed: int, split: str, sr: dict, target: str | N
 
 def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
     """A stopped trial's probe score per stage (mean over seeds), from the search's tracking/ log."""
-    rec = json.loads(exp.st.read_text("tracking", "trials", f"{trial_id}.json") or "null") or {}
+    rec = exp.st.read_json("tracking", "trials", f"{trial_id}.json") or {}
     key = f"probe_{exp.metric}_mean"
     return [{"stage": int(r["step"]), "probe": r["metrics"][key]} for r in rec.get("reports", [])
             if key in r.get("metrics", {}) and not r["metrics"].get("final")]

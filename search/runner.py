@@ -109,7 +109,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     writer = ResultsWriter(st, scfg, target.metric, languages, log=log, seeds=list(chain.seeds))
     _show_budget(writer, scfg, searcher)
     num_samples, param_space = _trials(scfg, seed_points)
-    _start_lines(scfg, chain, name, st, concurrency, study_url, log)
+    _start_lines(scfg, chain, target.name, name, st, num_samples, concurrency, study_url, log)
     tuner = _tuner(scfg, chain, st, target.metric, name, searcher, num_samples, param_space, concurrency,
                    [writer, tracker])
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
@@ -136,18 +136,18 @@ def _trials(scfg: SearchConfig, seed_points) -> tuple[int, dict]:
     return scfg.num_samples or DEFAULT_TRIALS, {}
 
 
-def _start_lines(scfg: SearchConfig, chain, name: str, st: Storage, concurrency: int, study_url: str | None, log) -> None:
-    """What the search will do, as it starts."""
+def _start_lines(scfg: SearchConfig, chain, target: str, name: str, st: Storage, num_samples: int, concurrency: int,
+                 study_url: str | None, log) -> None:
+    """What the search will do, as it starts (``num_samples``: Tune's, one for the grid of ``exhaustive``)."""
     n_orders = scfg.space().count()
-    target, _ = _target(chain)
-    trials = n_orders if scfg.searcher == "exhaustive" else scfg.num_samples or DEFAULT_TRIALS
+    trials = n_orders if scfg.searcher == "exhaustive" else num_samples
     log(f"search '{name}': {n_orders} orders of {len(scfg.candidates)} tasks (lengths {scfg.lengths}), "
         f"searcher {scfg.searcher}, {trials} trials, scheduler {scfg.scheduler.type}, {concurrency} at a time"
         f"{' in reproducible batches (search.reproducible)' if scfg.reproducible else ''}; experiment: {st.display}")
     if scfg.metric == "xtreme":
-        log(f"score: the dev XTREME average over {', '.join([target.name, *chain.eval.also])} (the target and "
-            f"eval.also); the probe after each stage is {target.name}'s alone"
-            + (f", and search.prior: transferability rates transfer to {target.name} alone"
+        log(f"score: the dev XTREME average over {', '.join([target, *chain.eval.also])} (the target and "
+            f"eval.also); the probe after each stage is {target}'s alone"
+            + (f", and search.prior: transferability rates transfer to {target} alone"
                if scfg.prior == "transferability" else ""))
     if study_url:
         log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")

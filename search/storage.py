@@ -24,6 +24,14 @@ from pathlib import Path
 from itt.errors import UserError
 
 
+def writable_file(path: Path | str, label: str) -> None:
+    """Raise one UserError line unless ``path`` can be written later: not a folder, and in a folder that
+    can be made and written to (:func:`writable_folder`)."""
+    if Path(path).is_dir():
+        raise UserError(f"{label}: is a folder; give a file path")
+    writable_folder(Path(path).parent, label)
+
+
 def writable_folder(folder: Path | str, label: str) -> None:
     """Raise one UserError line unless ``folder`` (a local path) can be made and written to: checked
     before the work whose outputs go there, and left as it was (folders made for the check are removed).
@@ -126,7 +134,7 @@ class Storage:
         """The file's JSON (``default`` when it does not exist); a UserError naming it when it is not JSON
         (cut short by a kill, or edited by hand)."""
         text = self.read_text(*rel)
-        if text is None or not text.strip():
+        if not text:
             return default
         try:
             return json.loads(text)

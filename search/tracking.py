@@ -496,7 +496,7 @@ def _parent_params(desc: dict, meta: dict) -> dict[str, str]:
 def _open_parent(ml: _Mlflow, st: Storage, meta: dict) -> str:
     from mlflow.entities import Param
 
-    desc = json.loads(st.read_text("tracking", "search_space.json") or "{}")
+    desc = st.read_json("tracking", "search_space.json", default={})
     note = (f"Order search **{meta['name']}** over {desc.get('orders', '?')} orders of "
             f"{', '.join(desc.get('candidates', []))} (lengths {desc.get('lengths')}); searcher {desc.get('searcher')}, "
             f"scheduler {desc.get('scheduler', {}).get('type')}. Experiment directory: `{meta['experiment_dir']}`.")
@@ -591,9 +591,9 @@ class Tracker(Callback):
 
     # Tune hooks ----------------------------------------------------------
     def setup(self, **info):
-        prev = self.st.read_text("tracking", "search.json")
+        prev = self.st.read_json("tracking", "search.json")
         # a restored search keeps its id: its MLflow runs are found again, not duplicated
-        self.meta["search_id"] = json.loads(prev)["search_id"] if prev else uuid.uuid4().hex
+        self.meta["search_id"] = prev["search_id"] if prev else uuid.uuid4().hex
         self.st.write_text(json.dumps(self.meta, indent=2), "tracking", "search.json")
         for fname, text in self.files.items():
             self.st.write_text(text, "tracking", fname)
@@ -817,7 +817,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     max_len = max([meta.get("max_length") or 0] + [int(r.get("order_length") or 0) for r in rows])
     for row in rows:
         tid = row["trial_id"]
-        rec = json.loads(st.read_text("tracking", "trials", f"{tid}.json") or "null") or _record_from_row(row, meta)
+        rec = st.read_json("tracking", "trials", f"{tid}.json") or _record_from_row(row, meta)
         status = row.get("status") or rec["status"]
         if status == Outcome.RUNNING:  # the driver stopped before the trial ended (a resume continues it)
             status = Outcome.INTERRUPTED

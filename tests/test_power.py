@@ -115,7 +115,8 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
                          ([str(one_seed), "--reps", "10"], "--reps 10"),
                          ([str(one_seed), "--alpha", "2"], "--alpha 2"),
                          ([str(one_seed), "--orders", "0"], "--orders 0"),
-                         ([str(one_seed), "--json", str(tmp_path / "no" / "p.json")], "its folder does not exist")]:
+                         ([str(one_seed), "--json", str(tmp_path / "no" / "p.json")], "its folder does not exist"),
+                         ([str(one_seed), "--json", str(tmp_path)], "is a folder; give a file path")]:
         assert main(["power", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
