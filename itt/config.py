@@ -1,6 +1,6 @@
 """Typed chain configuration, validated at the door.
 
-A config is YAML (read with ``yaml.safe_load``) grouped by concern: what is trained (``model``,
+A config is YAML (read with ``yaml.safe_load``'s loader, a key given twice in one mapping refused) grouped by concern: what is trained (``model``,
 ``order``, ``target``, ``tasks``), how (``train``, ``stages``, ``finetune``), how it is judged
 (``eval``) and on what hardware (``hardware``). Unknown keys and wrong types are errors that name the
 key and the file. ``--set key=value`` overrides are applied to the raw mapping before validation, so
@@ -18,6 +18,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from itt.errors import ConfigError
+
+
+def distinct_names(v: list[str] | None, what: str) -> list[str] | None:
+    """A list of languages (or tasks) a config gives: null means "all", so an empty list is refused rather
+    than read as all, and a name given twice would count twice in a mean."""
+    if v is None:
+        return v
+    if not v:
+        raise ValueError(f"give at least one {what} (or leave the key out)")
+    twice = sorted({x for x in v if v.count(x) > 1})
+    if twice:
+        raise ValueError(f"{what} '{twice[0]}' is given twice")
+    return v
+
+
+def _languages(cls, v):
+    return distinct_names(v, "language")
 
 
 class _Strict(BaseModel):
@@ -103,6 +120,8 @@ class TaskSpec(_Strict):
     test: SplitSource | None = None
     description: str | None = None
     options: dict[str, Any] | None = None  # kind-specific: qa_normalization (squad|mlqa), xtreme_metric
+
+    _langs = field_validator("languages")(_languages)
 
 
 # --------------------------------------------------------------------------- model
@@ -224,6 +243,16 @@ class EvalConfig(_Strict):
     def _also_list(cls, v):
         return {t: None for t in v} if isinstance(v, (list, tuple)) else v
 
+    @field_validator("also")
+    @classmethod
+    def _also_languages(cls, v):
+        for task, langs in v.items():
+            try:
+                distinct_names(langs, "language")
+            except ValueError as e:
+                raise ValueError(f"{task}: {e}") from None
+        return v
+
 
 class ProbeConfig(_Strict):
     """After each intermediate stage: a short fixed-budget target fine-tune on a *copy* of the encoder,
@@ -236,6 +265,7 @@ class ProbeConfig(_Strict):
     max_eval_examples: int | None = Field(200, gt=0)  # per language, from the dev split
 
     _csv = field_validator("languages", mode="before")(_split_commas)
+    _langs = field_validator("languages")(_languages)
 
 
 class HardwareConfig(_Strict):
@@ -258,6 +288,15 @@ class HardwareConfig(_Strict):
     # fixed workspace; no cuDNN autotuning), to repeat a chain's numbers on a GPU too, a little slower
     # (itt.train.deterministic; bench/gpu_equivalence.py measures whether it does). CPU chains repeat anyway.
     deterministic: bool = False
+
+
+def distinct_seeds(v: list[int]) -> list[int]:
+    """Chain seeds: at least one, none twice (a seed run twice is not a replicate), each in range."""
+    if not v:
+        raise ValueError("give at least one seed")
+    if len(set(v)) != len(v):
+        raise ValueError("seeds must be distinct")
+    return checked_seeds(v)
 
 
 MAX_SEED = 999_999  # a stage's seed is seed x 1000 + its index: torch, numpy and 🤗 set_seed take it below 2**32
@@ -286,6 +325,7 @@ class TargetConfig(_Strict):
     languages: list[str] | None = None  # default: all languages of the task
 
     _csv = field_validator("languages", mode="before")(_split_commas)
+    _langs = field_validator("languages")(_languages)
 
 
 class ChainConfig(_Strict):
@@ -320,11 +360,7 @@ class ChainConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds_nonempty(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("give at least one seed")
-        if len(set(v)) != len(v):
-            raise ValueError("seeds must be distinct")
-        return checked_seeds(v)
+        return distinct_seeds(v)
 
     @field_validator("order")
     @classmethod
@@ -398,7 +434,10 @@ def format_validation_error(err: ValidationError, where: str, prefix: str = "") 
         msg = f"missing key '{loc}'"
     else:
         text = e["msg"].removeprefix("Value error, ")  # (pydantic's prefix for a validator's own message)
-        msg = f"'{loc}': {text}" if loc else text
+        if loc == prefix:  # (a model validator's own message, about several keys of the block)
+            msg = f"{prefix.rstrip('.')}: {text}" if prefix else text
+        else:
+            msg = f"'{loc}': {text}" if loc else text
         if "input" in e and kind != "value_error" and not isinstance(e["input"], dict):
             msg += f" (got {e['input']!r})"
     return f"{where}: {msg}"
@@ -411,10 +450,31 @@ def read_yaml(path: str | Path) -> dict:
     return parse_yaml(path.read_text(encoding="utf-8"), str(path))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a key given twice in one mapping is an error (YAML says keys
+    are unique; PyYAML keeps the last silently, so a second ``seeds:`` or a task block pasted twice would
+    change the run unseen). Keys merged in with ``<<:`` may still be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # (an unhashable key: the base class says so)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' given twice in one mapping, first on line {seen[key] + 1}",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str, where: str) -> dict:
     """YAML text (a file's, or one read from a store) -> a mapping; a ConfigError naming ``where``."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from itt.config import ChainConfig, ConfigError, _split_commas, apply_overrides, read_yaml, checked_seeds, validate
+from itt.config import ChainConfig, ConfigError, _split_commas, apply_overrides, read_yaml, checked_seeds, distinct_seeds, validate
 from search.space import OrderSpace
 
 
@@ -320,7 +320,14 @@ class SearchConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds_in_range(cls, v):
-        return v if v is None else checked_seeds(v)
+        return v if v is None else distinct_seeds(v)
+
+    @field_validator("length")
+    @classmethod
+    def _min_max(cls, v):
+        if isinstance(v, tuple) and v[0] > v[1]:
+            raise ValueError(f"min {v[0]} is above max {v[1]}")
+        return v
 
     @field_validator("metric", mode="before")
     @classmethod
@@ -338,7 +345,7 @@ class SearchConfig(_Strict):
                 raise ValueError(f"'{v}' is not a metric to optimise alone: use one of {', '.join(SINGLE)}, or a "
                                  f"list of 2-3 of {', '.join(OBJECTIVES)} for a multi-objective search{hint}")
             return v
-        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v):
             raise ValueError(f"give one metric name or a list of 2-3 names (got {v!r})")
         alone = [x for x in v if x in ALONE]
         if alone:
@@ -365,8 +372,13 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _default_grace(self) -> SearchConfig:
+        longest = max(self.lengths)
         if self.scheduler.grace_period is None:
-            self.scheduler.grace_period = min(max(1, *self.lengths), self.scheduler.max_t or 10**9)
+            self.scheduler.grace_period = min(max(1, longest), self.scheduler.max_t or 10**9)
+        elif self.scheduler.type == "asha" and longest >= 1 and self.scheduler.grace_period > longest:
+            # (Ray's ASHA then has no rung: it would never stop a trial, silently)
+            raise ValueError(f"scheduler.grace_period {self.scheduler.grace_period} is beyond the longest order "
+                             f"({longest} stage(s)), so ASHA would never stop a trial: give 1 to {longest}")
         return self
 
     @property
@@ -413,8 +425,6 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     if "search" not in raw or not isinstance(raw["search"], dict):
         raise ConfigError(f"{path}: no 'search:' block (the order space to search)")
     scfg: SearchConfig = validate(raw["search"], str(path), SearchConfig, prefix="search.")
-    if isinstance(scfg.length, tuple) and scfg.length[0] > scfg.length[1]:
-        raise ConfigError(f"{path}: search.length: min {scfg.length[0]} is above max {scfg.length[1]}")
     # the chain config the trials start from (its own `order` is ignored: the search sets it)
     chain = load_config(path, [o for o in overrides or [] if not o.startswith("search.")])
     space = _check_space(scfg, chain, path)
@@ -444,6 +454,9 @@ def _check_space(scfg: SearchConfig, chain, path) -> OrderSpace:
         field_name = key.rsplit(".", 1)[-1]
         if field_name not in StageHParams.model_fields:
             raise ConfigError(f"{path}: search.hparams: unknown hyperparameter '{field_name}' in '{key}'")
+        problem = _value_problem(field_name, scfg.hparams[key])
+        if problem:  # (a trial would fail on it, each time the searcher drew it)
+            raise ConfigError(f"{path}: search.hparams.{key}: {problem}")
     if space.count() == 0:
         raise ConfigError(f"{path}: search: no order satisfies the constraints")
     for o in scfg.seed_points.orders:
@@ -451,6 +464,23 @@ def _check_space(scfg: SearchConfig, chain, path) -> OrderSpace:
             raise ConfigError(f"{path}: search.seed_points.orders: '{'>'.join(o)}' is not in the search space")
     _check_point_hparams(scfg, path)
     return space
+
+
+def _value_problem(field_name: str, hp: HParam) -> str | None:
+    """Why a value ``hp`` can take (a choice, or an end of its range) is not one the chain's setting
+    ``field_name`` accepts (its type and bounds in itt.config.StageHParams), or None."""
+    from pydantic import ValidationError
+
+    from itt.config import StageHParams
+
+    if hp.float is not None and StageHParams.model_fields[field_name].annotation == (int | None):
+        return f"a float range for a whole number: give int: [{hp.float[0]:g}, {hp.float[1]:g}]"
+    for value in hp.choice if hp.choice is not None else (hp.float or hp.int):
+        try:
+            StageHParams.model_validate({field_name: value})
+        except ValidationError as e:
+            return f"{value!r}: {e.errors()[0]['msg']}"
+    return None
 
 
 def _check_settings(scfg: SearchConfig, chain, space: OrderSpace, path) -> None:

@@ -41,6 +41,10 @@ def expect_error(args, capsys, *needles):
         ({"seeds": [0, -1]}, ["'seeds'", "seed -1 is out of range", "0 to 999999"]),
         ({"seeds": [1_000_000]}, ["seed 1000000 is out of range"]),
         ({"order": ["toy_topic", "toy_topic"]}, ["twice"]),
+        ({"target": {"languages": []}}, ["'target.languages'", "give at least one language"]),
+        ({"target": {"languages": ["xa", "en", "xa"]}}, ["'target.languages'", "language 'xa' is given twice"]),
+        ({"probe": {"languages": ["xb", "xb"]}}, ["'probe.languages'", "'xb' is given twice"]),
+        ({"eval": {"also": {"toy_xnli": []}}}, ["'eval.also'", "toy_xnli: give at least one language"]),
     ],
 )
 def test_bad_config(overrides, needles, write_config, capsys, tmp_path):
@@ -54,6 +58,26 @@ def test_missing_config_and_bad_yaml(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("order: [a, b\ntarget: x\n")
     expect_error(["run", str(bad)], capsys, "bad.yaml", "not valid YAML")
+
+
+def test_a_key_given_twice_is_refused_and_merge_keys_still_work(write_config, capsys, tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a second `seeds:` (or a task block pasted twice)
+    would change the run unseen. A YAML merge key (`<<: *base`) may still be overridden."""
+    from itt.config import parse_yaml
+
+    path = write_config({"seeds": [0]})
+    text = path.read_text()
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text + "seeds: [7]\n")
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("seeds:"))
+    last = len(text.splitlines()) + 1
+    expect_error(["run", str(twice), "--out", str(tmp_path / "out")], capsys,
+                 f"twice.yaml line {last}: not valid YAML (key 'seeds' given twice in one mapping, first on line {first})")
+    assert not (tmp_path / "out").exists()
+    nested = parse_yaml("a: {x: 1}\nb:\n  x: 2\n  y: 3\n", "t")  # the same key in different mappings: fine
+    assert nested == {"a": {"x": 1}, "b": {"x": 2, "y": 3}}
+    merged = parse_yaml("base: &b {lr: 1, epochs: 2}\nstage:\n  <<: *b\n  lr: 3\n", "t")
+    assert merged["stage"] == {"lr": 3, "epochs": 2}
 
 
 def test_bad_set_override(write_config, capsys):
