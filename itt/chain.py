@@ -107,8 +107,9 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     tokenizer = _tokenizer(cfg, [t for t in (*order, target) if t.name in raw_train], raw_train, ev, target, also,
                            also_train)
     if m.name is not None:
-        # a wrong model name (or one without the asked-for checkpointing) fails here, before any output exists
-        check_model(m, cfg.hardware.gradient_checkpointing)
+        # a wrong model name (or one without the asked-for checkpointing, or shorter inputs than the config's
+        # max_length) fails here, before any output exists
+        check_model(m, cfg.hardware.gradient_checkpointing, longest=_longest_input(cfg, order, target, also))
 
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer, also=also)
     hp_t = cfg.stage_hparams(None)
@@ -350,6 +351,22 @@ class _SeedRun:
         return len(self.p.order) + 1
 
 
+def _longest_input(cfg, order: list[Task], target: Task, also: dict) -> tuple[int, str]:
+    """The longest input (tokens) the chain feeds its encoder, and the setting that asks for it: any stage,
+    the target fine-tune, an eval.also fine-tune, or a retrieval evaluation (of the bare encoder)."""
+    def key(task: str | None) -> str:  # where that stage's max_length is set
+        if task in cfg.stages and cfg.stages[task].max_length is not None:
+            return f"stages.{task}.max_length"
+        return "finetune.max_length" if task not in [t.name for t in order] and cfg.finetune.max_length else "train.max_length"
+
+    lens = [(cfg.stage_hparams(t.name).max_length, key(t.name)) for t in order]
+    lens.append((cfg.stage_hparams(None).max_length, key(None)))
+    lens += [(cfg.also_hparams(name).max_length, key(name)) for name, (t, _) in also.items() if t.trains]
+    if not target.trains or any(not t.trains for t, _ in also.values()):
+        lens.append((cfg.eval.retrieval.max_length, "eval.retrieval.max_length"))
+    return max(lens, key=lambda x: x[0])
+
+
 def _start_seed(p: Prepared, seed: int, accelerator, cache, log, progress) -> _SeedRun:
     """A fresh encoder for ``seed`` (its position table sized for the longest input any stage, fine-tune or
     retrieval evaluation of the chain will feed it), and the stage cache's view of this seed."""
@@ -357,11 +374,8 @@ def _start_seed(p: Prepared, seed: int, accelerator, cache, log, progress) -> _S
 
     cfg = p.cfg
     set_seed(seed)
-    max_len = max([cfg.stage_hparams(t.name).max_length for t in p.order] + [cfg.stage_hparams(None).max_length]
-                  + [cfg.also_hparams(name).max_length for name in p.also_train])
-    encoder = build_encoder(cfg.model, p.tokenizer, max_length=max(max_len, cfg.eval.retrieval.max_length)
-                            if not p.target.trains or any(not t.trains for t, _ in p.also.values()) else max_len,
-                            sdpa=cfg.hardware.sdpa)
+    longest, _ = _longest_input(cfg, p.order, p.target, p.also)
+    encoder = build_encoder(cfg.model, p.tokenizer, max_length=longest, sdpa=cfg.hardware.sdpa)
     use_gradient_checkpointing(encoder, cfg.hardware.gradient_checkpointing)
     pooling, hid = pooling_for(cfg.model, encoder), hidden_size(encoder)
     sc = None

@@ -130,9 +130,22 @@ def tiny_config(tiny, tokenizer, max_length: int):
     return AutoConfig.for_model(tiny.arch, **common, **kw)
 
 
-def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False) -> None:
-    """Fail early (one line) when a named model's config cannot be had, or its architecture cannot do
-    the gradient checkpointing ``hardware`` asks for."""
+def input_limit(config) -> int | None:
+    """The most tokens a pretrained encoder takes in one input: its absolute position table (RoBERTa and
+    XLM-R number positions from padding_idx + 1: 514 embeddings, 512 tokens); None where positions are
+    relative (XLNet)."""
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None or config.model_type == "xlnet":
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"):
+        n -= (config.pad_token_id or 0) + 1
+    return n
+
+
+def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest: tuple[int, str] | None = None) -> None:
+    """Fail early (one line) when a named model's config cannot be had, its architecture cannot do the
+    gradient checkpointing ``hardware`` asks for, or ``longest`` = (tokens, the setting asking for them) is
+    beyond its position table (an index error mid-chain on CPU, a device-side assert on a GPU)."""
     import transformers
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
@@ -140,6 +153,10 @@ def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False) -> None
     with _from_hub(f"model '{mcfg.name}'", "cannot load its config", mcfg.name):
         config = AutoConfig.from_pretrained(mcfg.name, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
     cls = getattr(transformers, MODEL_MAPPING_NAMES.get(config.model_type, ""), None)
+    limit = input_limit(config)
+    if longest is not None and limit is not None and longest[0] > limit:
+        raise UserError(f"{longest[1]}: {longest[0]} tokens, but model '{mcfg.name}' takes at most {limit} "
+                        f"(its position table); give {limit} or less")
     if gradient_checkpointing and cls is not None and not cls.supports_gradient_checkpointing:
         raise UserError(f"hardware.gradient_checkpointing: model '{mcfg.name}' ({cls.__name__}) does not support it "
                         "in transformers; set it to false")

@@ -179,3 +179,30 @@ def test_deterministic_kernels_while_the_chain_runs(write_config, monkeypatch):
     assert a["test"] == b["test"] and [s["train_loss"] for s in a["stages"]] == [s["train_loss"] for s in b["stages"]]
     acc = make_accelerator(off.hardware)
     assert hardware_spec(on, acc) == {**hardware_spec(off, acc), "deterministic": True}
+
+
+def test_a_max_length_beyond_a_pretrained_models_position_table_is_one_error_line(write_config, tmp_path, capsys):
+    """A pretrained encoder takes at most its position table's tokens (XLM-R: 514 embeddings numbered from
+    padding_idx + 1, so 512). A longer max_length ran until the first long input and then failed with an
+    index error (on a GPU a device-side assert); now the chain refuses it before any output, naming the
+    setting. The encoder here is a tiny XLM-R a chain saved (24 tokens + 2 slots of slack: 25)."""
+    from itt.config import ModelConfig
+    from itt.errors import UserError
+    from itt.models import check_model
+    from search.cli import main
+    from tests.conftest import TINY
+
+    cfg = _cfg(write_config, {"model": {"tiny": {"arch": "xlm-roberta"}}, "save_checkpoint": True, "seeds": [0]})
+    run_chain(cfg, out_dir=tmp_path / "first", log=lambda *a: None)
+    ck = str(tmp_path / "first" / "seed0" / "checkpoint")
+    capsys.readouterr()
+    check_model(ModelConfig(name=ck), longest=(25, "train.max_length"))  # at the limit: fine
+    with pytest.raises(UserError, match="finetune.max_length: 26 tokens, but model .* takes at most 25"):
+        check_model(ModelConfig(name=ck), longest=(26, "finetune.max_length"))
+    named = {**TINY, "model": {"name": ck}, "stages": {"toy_length": {"max_length": 40}}}
+    path = write_config(base=named, name="named.yaml")
+    code = main(["run", str(path), "--out", str(tmp_path / "second")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == f"error: stages.toy_length.max_length: 40 tokens, but model '{ck}' takes at most 25 (its position table); give 25 or less"
+    assert not (tmp_path / "second").exists()
