@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from itt.errors import ConfigError
 
@@ -90,10 +90,18 @@ class DataSpec(_Strict):
             raise ValueError("give exactly one of 'hub', 'files' or 'toy'")
         if self.format == "text" and not self.line_pattern:
             raise ValueError("format 'text' needs a 'line_pattern' regex with named groups")
+        if self.files is not None and not self.files:
+            raise ValueError("'files' is empty: give a file (or a list of them)")
         n_files = 1 if isinstance(self.files, str) else len(self.files or [])
         need = {"parallel": 2, "bucc": 3}.get(self.format)
         if need and self.files is not None and n_files != need:
             raise ValueError(f"format '{self.format}' needs {need} files in order (got {n_files})")
+        if self.line_pattern is not None:
+            try:
+                if not re.compile(self.line_pattern).groupindex:
+                    raise ValueError("line_pattern: the regex has no named group (one per column, e.g. (?P<label>...))")
+            except re.error as e:
+                raise ValueError(f"line_pattern: not a valid regex ({e})") from None
         for col, pattern in self.extract.items():
             try:
                 if not re.compile(pattern).groupindex:
@@ -103,7 +111,19 @@ class DataSpec(_Strict):
         return self
 
 
-SplitSource = DataSpec | dict[str, DataSpec]  # one template, or one spec per language
+def _split_source_kind(v: Any) -> str:
+    """A mapping none of whose keys is a DataSpec setting is one spec per language; anything else is one
+    template. (Chosen before validation, so that a mistake is reported against the form it was meant as,
+    not as "unknown key 'en'" from the other.)"""
+    if isinstance(v, dict) and v and not set(v) & set(DataSpec.model_fields):
+        return "dict[str,DataSpec]"
+    return "DataSpec"
+
+
+# one template, or one spec per language (the tags are the names format_validation_error leaves out)
+SplitSource = Annotated[Union[Annotated[DataSpec, Tag("DataSpec")],  # noqa: UP007 (Tag needs the Union form)
+                              Annotated[dict[str, DataSpec], Tag("dict[str,DataSpec]")]],
+                        Discriminator(_split_source_kind)]
 
 
 class TaskSpec(_Strict):
@@ -122,6 +142,14 @@ class TaskSpec(_Strict):
     options: dict[str, Any] | None = None  # kind-specific: qa_normalization (squad|mlqa), xtreme_metric
 
     _langs = field_validator("languages")(_languages)
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, v):
+        twice = sorted({x for x in v or [] if v.count(x) > 1})
+        if twice:
+            raise ValueError(f"label '{twice[0]}' is given twice")
+        return v
 
 
 # --------------------------------------------------------------------------- model
