@@ -354,10 +354,11 @@ class _SeedRun:
 def _longest_input(cfg, order: list[Task], target: Task, also: dict) -> tuple[int, str]:
     """The longest input (tokens) the chain feeds its encoder, and the setting that asks for it: any stage,
     the target fine-tune, an eval.also fine-tune, or a retrieval evaluation (of the bare encoder)."""
-    def key(task: str | None) -> str:  # where that stage's max_length is set
+    def key(task: str | None) -> str:  # where that stage's max_length is set (None: the target fine-tune)
         if task in cfg.stages and cfg.stages[task].max_length is not None:
             return f"stages.{task}.max_length"
-        return "finetune.max_length" if task not in [t.name for t in order] and cfg.finetune.max_length else "train.max_length"
+        fine_tuned = task not in [t.name for t in order]  # (the target, or an eval.also task)
+        return "finetune.max_length" if fine_tuned and cfg.finetune.max_length else "train.max_length"
 
     lens = [(cfg.stage_hparams(t.name).max_length, key(t.name)) for t in order]
     lens.append((cfg.stage_hparams(None).max_length, key(None)))

@@ -1,9 +1,9 @@
 """Typed chain configuration, validated at the door.
 
-A config is YAML (read with ``yaml.safe_load``'s loader, a key given twice in one mapping refused) grouped by concern: what is trained (``model``,
+A config is YAML (read with ``yaml.safe_load``'s loader) grouped by concern: what is trained (``model``,
 ``order``, ``target``, ``tasks``), how (``train``, ``stages``, ``finetune``), how it is judged
-(``eval``) and on what hardware (``hardware``). Unknown keys and wrong types are errors that name the
-key and the file. ``--set key=value`` overrides are applied to the raw mapping before validation, so
+(``eval``) and on what hardware (``hardware``). Unknown keys, a key given twice in one mapping and wrong
+types are errors that name the key and the file. ``--set key=value`` overrides are applied to the raw mapping before validation, so
 they are checked exactly like the file.
 """
 

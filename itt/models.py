@@ -133,9 +133,9 @@ def tiny_config(tiny, tokenizer, max_length: int):
 def input_limit(config) -> int | None:
     """The most tokens a pretrained encoder takes in one input: its absolute position table (RoBERTa and
     XLM-R number positions from padding_idx + 1: 514 embeddings, 512 tokens); None where positions are
-    relative (XLNet)."""
+    relative (XLNet; DeBERTa-v2/v3, whose ``position_biased_input`` is false)."""
     n = getattr(config, "max_position_embeddings", None)
-    if n is None or config.model_type == "xlnet":
+    if n is None or config.model_type == "xlnet" or getattr(config, "position_biased_input", True) is False:
         return None
     if config.model_type in ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"):
         n -= (config.pad_token_id or 0) + 1
