@@ -558,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     except (UserError, _UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
+        from search.storage import abandoned_requests
+
+        if abandoned_requests():  # an object store that did not answer: exit now, not after its client's retries
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt as e:  # a search says how to resume it (search.runner.SearchInterrupted)
         print(str(e) or "interrupted", file=sys.stderr)

@@ -63,6 +63,58 @@ def echo(*args) -> None:
     print(*args, flush=True)
 
 
+_ABANDONED: list = []  # threads still blocked in a store's call after _within gave up on them
+
+
+def abandoned_requests() -> bool:
+    """Whether a request to an object store is still blocked in this process: its client's exit handler
+    (pyarrow's S3 finalizer) would wait for it, minutes, after the error line was printed."""
+    return any(t.is_alive() for t in _ABANDONED)
+
+
+def _within(fn, seconds: float):
+    """``fn()`` in a daemon thread, its exception re-raised; TimeoutError(seconds) if it has not ended by
+    then (the thread is left to the process's exit: a blocked object-store call cannot be cancelled)."""
+    import threading
+
+    out: dict = {}
+
+    def run():
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 (handed to the caller)
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True, name="itt-storage-check")
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        _ABANDONED.append(t)
+        raise TimeoutError(f"{seconds:g}")
+    if "error" in out:
+        raise out["error"]
+
+
+_REACHED: set[str] = set()  # object stores this process has had an answer from
+
+
+def _reach(fs, base: str, root: str, label: str) -> None:
+    """One request to an object store, once per process and store, within ``ITT_STORAGE_CHECK_S`` seconds
+    (default 60): without network or credentials a GCS client retries for 15 minutes before it gives up,
+    so the first ``exists()`` of a search or a report would hang that long. A store that does not answer
+    is one error line."""
+    if root in _REACHED:
+        return
+    seconds = float(os.environ.get("ITT_STORAGE_CHECK_S", 60))
+    try:
+        _within(lambda: fs.get_file_info(base), seconds)
+    except TimeoutError:
+        raise UserError(f"{label} {root}: cannot reach the store (no answer in {seconds:g} s: network? credentials?)") from None
+    except Exception as e:  # unreachable endpoint, no credentials, ... (as Storage.exists says it)
+        raise UserError(f"{label} {root}: cannot reach the store ({str(e).splitlines()[0][:300]})") from None
+    _REACHED.add(root)
+
+
 def is_uri(storage: str) -> bool:
     return "://" in storage and not storage.startswith("file://")
 
@@ -87,6 +139,7 @@ class Storage:
             fs, base = pafs.FileSystem.from_uri(self.root)
         except Exception as e:  # unknown scheme, bad query option, missing credentials helper, ...
             raise UserError(f"{self.label} {self.root}: {str(e).splitlines()[0]}") from None
+        _reach(fs, base, self.root, self.label)
         return fs, base.rstrip("/")
 
     @property
@@ -259,8 +312,6 @@ class Storage:
             if self.remote:
                 self.fs.delete_dir(probe.path())
             else:
-                import shutil
-
                 shutil.rmtree(probe.path())
         except UserError:
             raise

@@ -88,6 +88,14 @@ def _sqlite_path(uri: str) -> Path | None:
     return None
 
 
+def _file_store(uri: str) -> bool:
+    """Whether MLflow reads ``uri`` as a folder (its file store): a path or file: URI, not a database, a
+    server or Databricks (``databricks``, ``databricks-uc``, ``uc``, ``databricks://profile``)."""
+    if uri.startswith("file:"):
+        return True
+    return "://" not in uri and uri.split(":")[0] not in ("databricks", "databricks-uc", "uc")
+
+
 @contextmanager
 def _env(**values: str):
     old = {k: os.environ.get(k) for k in values}
@@ -127,6 +135,14 @@ def connect(uri: str, hint: str = SEARCH_HINT):
     db = _sqlite_path(uri)
     if db is not None and not db.parent.is_dir():
         raise UserError(f"tracking: MLflow store {uri}: folder {db.parent} does not exist")
+    if db is not None and not db.exists():  # (MLflow retried a file it could not create for 100 s)
+        from search.storage import writable_folder
+
+        writable_folder(db.parent, f"tracking: MLflow store {uri}")
+    if _file_store(uri) and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+        raise UserError(f"tracking: MLflow store {uri}: a folder is MLflow's file store, which MLflow 3 no longer "
+                        "writes; give a database (sqlite:///path/mlflow.db) or a server (http://host:5000), or set "
+                        "MLFLOW_ALLOW_FILE_STORE=true")
     try:
         from mlflow.tracking import MlflowClient
 

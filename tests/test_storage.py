@@ -133,8 +133,8 @@ search:
 """
 
 
-def _itt(args, cwd, timeout=400):
-    env = {**os.environ, **CREDS, "OMP_NUM_THREADS": "1"}
+def _itt(args, cwd, timeout=400, env=None):
+    env = {**os.environ, **CREDS, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -216,4 +216,27 @@ def test_bad_storage_is_one_clear_error(storage, needle, tmp_path):
     r = _itt(["search", "cfg.yaml", "--storage", storage], tmp_path, timeout=120)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: --storage") and needle in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]
+
+
+@pytest.mark.ray
+def test_a_store_that_does_not_answer_is_one_error_line_within_the_check_time(tmp_path):
+    """A store that accepts the connection and never answers (as a GCS client without network or
+    credentials retries for 15 minutes): the first request gets ITT_STORAGE_CHECK_S seconds, then one
+    error line and exit 2 at once (S3's exit handler would otherwise wait for the blocked request: 100 s
+    here). The same for `itt search --storage` and `itt report` on such an experiment."""
+    (tmp_path / "cfg.yaml").write_text(TINY_SEARCH)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        opts = f"endpoint_override=127.0.0.1:{silent.getsockname()[1]}&scheme=http&region=us-east-1"
+        env = {**CREDS, "ITT_STORAGE_CHECK_S": "2"}
+        for args, label in ((["search", "cfg.yaml", "--storage", f"s3://bucket/x?{opts}"], "--storage"),
+                            (["report", f"s3://bucket/x/exp?{opts}"], "experiment")):
+            t0 = time.time()
+            r = _itt(args, tmp_path, timeout=120, env=env)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2 and len(lines) == 1, r.stderr
+            assert lines[0].startswith(f"error: {label} s3://bucket") and "no answer in 2 s" in lines[0], lines[0]
+            assert time.time() - t0 < 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]

@@ -210,6 +210,19 @@ def test_unreachable_tracking_server_stops_before_ray(tmp_path, capsys):
                  f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "does not exist" in err[0] and not _experiments(tmp_path / "runs")
+    # a folder that cannot be written (MLflow retried creating the file for 100 s before its error)
+    t0 = time.time()
+    code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--tracking-uri", "sqlite:////proc/itt.db"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: tracking: MLflow store sqlite:////proc/itt.db: cannot write to /proc "
+                                 "(No such file or directory)"], err
+    assert time.time() - t0 < 20 and not _experiments(tmp_path / "runs")
+    # a folder (or a word MLflow reads as one): its file store, which MLflow 3 refuses in a long paragraph
+    for uri in ("mlruns", f"file://{tmp_path / 'mlruns'}"):
+        code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--tracking-uri", uri])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "a folder is MLflow's file store" in err[0], err
+        assert "sqlite:///path/mlflow.db" in err[0] and not (tmp_path / "mlruns").exists()
 
 
 def _experiments(storage) -> list:
