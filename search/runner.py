@@ -78,6 +78,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     check_cluster(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
     name = name or chain.name
     st = _new_experiment(storage, name, scfg)
+    _check_chain_loads(scfg, chain)
     measured = None
     if scfg.prior_from:  # an unreadable earlier search fails here, before MLflow or the experiment has a trace
         from search.transfer import measured_sources
@@ -94,11 +95,6 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
         prior = order_prior(scfg, chain, st=st, log=log, measured=measured)
     seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
-    if not scfg.simulate:  # every trial's data and model must load: check once before any trial starts
-        from itt.chain import prepare
-
-        probe = chain.model_copy(update={"order": list(scfg.candidates), "seeds": [chain.seeds[0]]})
-        prepare(probe, log=lambda *a: None)
     # Ray: the cluster, then what runs on it
     _init_ray(address, scfg)
     fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
@@ -115,6 +111,16 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+
+
+def _check_chain_loads(scfg: SearchConfig, chain) -> None:
+    """Every trial's data and model must load (a moved file, a model the Hub does not have): checked once in
+    the driver, before anything is written or Ray starts, instead of in each trial as it fails."""
+    if scfg.simulate:
+        return
+    from itt.chain import prepare
+
+    prepare(chain.model_copy(update={"order": list(scfg.candidates), "seeds": [chain.seeds[0]]}), log=lambda *a: None)
 
 
 def _new_experiment(storage: str | None, name: str, scfg: SearchConfig) -> Storage:
@@ -212,6 +218,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
                         f"its first trial. Remove it and start again with `itt search`")
     _check_no_driver(st)
     st.read_json("tracking", "search.json")  # (the tracker's, read inside Ray: unreadable, one error line here)
+    _check_chain_loads(scfg, chain)  # (the data may have moved since the search started)
     target, _ = _target(chain)
     if tracking_uri and scfg.tracking.enabled:
         connect(resolve_uri(tracking_uri))  # an unreachable store: one error line before Ray starts

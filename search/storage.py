@@ -41,10 +41,7 @@ def writable_folder(folder: Path | str, label: str) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{label}: {folder} is a file, not a folder")
-    missing = folder
-    while not missing.parent.exists() and missing.parent != missing:
-        missing = missing.parent
-    made = not folder.exists()
+    missing = _first_missing(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -52,8 +49,34 @@ def writable_folder(folder: Path | str, label: str) -> None:
     except OSError as e:
         raise UserError(f"{label}: cannot write to {folder} ({e.strerror or e})") from None
     finally:
-        if made and missing.exists():
-            shutil.rmtree(missing, ignore_errors=True)
+        _remove_made(folder, missing)
+
+
+def _remove_made(folder: Path, missing: Path | None) -> None:
+    """Remove the folders a check made, from ``folder`` up to ``missing`` (see :func:`_first_missing`), each
+    only while empty: another process may have started to write there meanwhile."""
+    if missing is None:
+        return
+    p = folder
+    while True:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == missing or p.parent == p:
+            return
+        p = p.parent
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (what making it would create), or
+    None when it exists."""
+    if folder.exists():
+        return None
+    missing = folder
+    while not missing.parent.exists() and missing.parent != missing:
+        missing = missing.parent
+    return missing
 
 
 def echo(*args) -> None:
@@ -305,8 +328,10 @@ class Storage:
 
     def check_writable(self) -> None:
         """Fail early (before Ray starts) when the store cannot be reached or written (the probe file
-        goes to the storage root, so a failed start leaves no experiment directory behind)."""
+        goes to the storage root, so a failed start leaves no experiment directory behind; a local root
+        the check had to make is removed again, so a check that passes leaves nothing either)."""
         probe = Storage(self.root, f".itt-write-check-{os.getpid()}", self.label)
+        made = None if self.remote else _first_missing(Path(self.base))
         try:
             probe.write_text("ok", "x")
             if self.remote:
@@ -317,3 +342,5 @@ class Storage:
             raise
         except Exception as e:
             raise UserError(f"{self.label} {self.root}: cannot write there ({str(e).splitlines()[0][:200]})") from None
+        finally:
+            _remove_made(Path(self.base), made)

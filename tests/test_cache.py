@@ -462,4 +462,4 @@ def test_unwritable_shared_cache_dir_stops_the_search_before_ray(tmp_path, write
     assert main(["search", str(cfg), "--storage", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: search.cache.dir {blocker / 'cache'}: cannot write there"), err
-    assert not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists()  # (the storage check removes the root it made)

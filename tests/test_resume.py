@@ -263,6 +263,15 @@ def test_resume_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: itt resume: a driver (pid {os.getpid()}) is still running this search; stop it first "
                    "(Ctrl-C) or wait for it to end"], err
+    # data that moved since the search started: one line before Ray starts (each trial failed on it before)
+    (tmp_path / "other" / "driver.json").unlink()
+    moved = {**TINY, **SEARCH, "tasks": {"mine": {"kind": "single_classification", "fields": ["s"], "labels": ["a", "b"],
+                                                 "train": {"files": str(tmp_path / "moved.tsv")}}}}
+    moved["search"] = {**SEARCH["search"], "candidates": ["toy_topic", "mine"]}
+    (tmp_path / "other" / "search.yaml").write_text(yaml.safe_dump(moved))
+    assert main(["resume", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: task 'mine', split 'train', language 'en': file not found: {tmp_path / 'moved.tsv'}"], err
 
 
 # The Ray Train variant takes 2 min on 2 cores (six TorchTrainer starts with the retries): opt-in, so that

@@ -151,6 +151,18 @@ def test_bad_search_config(search, needles, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_data_error_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    """A candidate whose data cannot be read stops `itt search` with one line before anything is written:
+    no runs/ folder (the storage check made it and left it) and no mlflow.db (the tracking check had
+    created it before the data was checked)."""
+    base = {**TINY, "tasks": {"mine": {"kind": "single_classification", "fields": ["s"], "labels": ["a", "b"],
+                                       "train": {"files": "missing.tsv"}}}}
+    p = _search_config(tmp_path, {"candidates": ["toy_topic", "mine"], "length": 1}, base=base)
+    monkeypatch.chdir(tmp_path)
+    _error(["search", str(p)], capsys, "task 'mine', split 'train'", "file not found")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["s.yaml"]
+
+
 def test_heuristic_chain_keeps_a_partial_override_of_a_built_in_task():
     """The chain a heuristic (or the transferability prior) prepares for every candidate keeps the
     config's partial override of a built-in task partial (a dump and re-validation had made it a full
