@@ -225,7 +225,7 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     # optimizer and one prepare (the scheduler is stepped by hand: a prepared one steps once per process)
     optimizer = _optimizer(model, hp, fused)
     pmodel, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    # lr: linear warmup then linear decay to 0 over the stage's optimizer steps
+    # lr: linear warmup then linear decay to 0 over the stage's optimizer steps (an epoch's remainder is a step)
     per_epoch = math.ceil(len(loader) / hp.grad_accum)
     total = hp.max_steps if hp.max_steps else max(1, math.ceil(hp.epochs * per_epoch))
     from transformers import get_linear_schedule_with_warmup
@@ -240,9 +240,11 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     step, seen, tokens, losses, held = 0, 0, 0, [], []
     t0 = time.perf_counter()
     while step < total:
-        for batch in loader:
+        for i, batch in enumerate(loader):
             held.append(batch)
-            if len(held) < hp.grad_accum:
+            # an epoch's last batches make a step of their own, as 🤗's Trainer does: carried into the next
+            # epoch, a grad_accum above the epoch's batches made one step of several epochs ("epochs: 1")
+            if len(held) < hp.grad_accum and i < len(loader) - 1:
                 continue
             # forward/backward over the step's batches (in micro-batches after an out-of-memory error)
             losses += _backward(accelerator, pmodel, model, held, micro, optimizer, log)

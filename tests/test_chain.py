@@ -101,6 +101,17 @@ def test_regression_stage_grad_accum_and_length_grouping(write_config):
     assert st[0]["task"] == "toy_sim" and st[0]["steps"] == 2 and st[0]["examples"] == 64
 
 
+def test_an_epochs_remainder_is_a_step_of_its_own(write_config):
+    """grad_accum 3 over an epoch of 4 batches: 2 steps (3 batches, then 1), one epoch's 64 examples, as
+    🤗's Trainer does. The remainder was carried into the next epoch, so `epochs: 1` trained on 96, and a
+    grad_accum above an epoch's batches made one step of several epochs."""
+    for accum, steps, examples in ((3, 2, 64), (10, 1, 64), (4, 1, 64)):
+        cfg = _cfg(write_config, {"order": ["toy_sim"], "train": {"max_steps": None, "epochs": 1, "grad_accum": accum},
+                                  "seeds": [0]})
+        st = run_chain(cfg, log=lambda *a: None)["seeds"]["0"]["stages"][0]
+        assert (st["steps"], st["examples"]) == (steps, examples), (accum, st)
+
+
 def test_checkpoint_reloads_to_same_predictions(write_config, tmp_path):
     """The saved encoder + head (safetensors) reproduce the chain's dev predictions exactly."""
     from safetensors.torch import load_file
