@@ -439,10 +439,13 @@ def _check_space(scfg: SearchConfig, chain, path) -> OrderSpace:
     """The order space: known candidate tasks, satisfiable constraints, training hyperparameters that
     exist, seed points inside it. Returns it."""
     from itt.config import StageHParams
-    from itt.tasks import resolve_task
+    from itt.tasks import intermediate_problem, resolve_task
 
+    target = resolve_task(chain.target.task, chain.tasks, f"{path}: target.task").name
     for t in scfg.candidates:
-        resolve_task(t, chain.tasks, f"{path}: search.candidates")
+        problem = intermediate_problem(resolve_task(t, chain.tasks, f"{path}: search.candidates"), target)
+        if problem:
+            raise ConfigError(f"{path}: search.candidates: {problem}")
     space = scfg.space()
     problems = space.problems()
     if problems:

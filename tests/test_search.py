@@ -117,6 +117,10 @@ def _error(args, capsys, *needles):
     ({"candidates": TOY3, "length": 1, "optuna_storage": "runs/x.db"}, ["search.optuna_storage", "database URL"]),
     ({"candidates": TOY3, "length": 1, "seed": -1}, ["'search.seed'", "greater than or equal to 0"]),
     ({"candidates": TOY3, "length": 1, "seeds": [0, -2]}, ["'search.seeds'", "seed -2 is out of range"]),
+    # the target as a candidate ran a whole search (itt run refused it); a retrieval task failed on "no data source"
+    ({"candidates": ["toy_topic", "toy_xnli"], "length": 1}, ["search.candidates: 'toy_xnli' is the target task"]),
+    ({"candidates": ["toy_topic", "tatoeba"], "length": 1},
+     ["search.candidates: 'tatoeba' is a retrieval task", "not an intermediate task"]),
     ({"candidates": TOY3, "length": 1, "seeds": []}, ["'search.seeds'", "give at least one seed"]),
     ({"candidates": TOY3, "length": 1, "seeds": [3, 3]}, ["'search.seeds'", "distinct"]),
     ({"candidates": TOY3, "length": [2, 1]}, ["'search.length'", "min 2 is above max 1"]),

@@ -66,18 +66,24 @@ def resolve_task(name: str, specs: dict | None = None, where: str = "config") ->
     return task
 
 
+def intermediate_problem(t: Task, target: str) -> str | None:
+    """Why task ``t`` cannot be an intermediate stage of a chain whose target is ``target``, or None."""
+    if t.name == target:
+        return f"'{t.name}' is the target task (every chain fine-tunes on it after its intermediate stages)"
+    if not t.trains:
+        return f"'{t.name}' is a {t.kind} task (evaluated without training); it can be a target, not an intermediate task"
+    if t.train is None:
+        return f"task '{t.name}' has no 'train' data source"
+    return None
+
+
 def check_config_tasks(cfg, where: str) -> None:
     """Every task the config names exists and fits its role; raises ConfigError naming the key."""
-    for name in cfg.order:
-        t = resolve_task(name, cfg.tasks, f"{where}: order")
-        if not t.trains:
-            raise ConfigError(f"{where}: order: '{name}' is a {t.kind} task (evaluated without training); "
-                              "it can be a target, not an intermediate task")
-        if t.train is None:
-            raise ConfigError(f"{where}: order: task '{name}' has no 'train' data source")
     tgt = resolve_task(cfg.target.task, cfg.tasks, f"{where}: target.task")
-    if cfg.target.task in cfg.order:
-        raise ConfigError(f"{where}: target task '{tgt.name}' is also in the intermediate order")
+    for name in cfg.order:
+        problem = intermediate_problem(resolve_task(name, cfg.tasks, f"{where}: order"), tgt.name)
+        if problem:
+            raise ConfigError(f"{where}: order: {problem}")
     if tgt.train is None and tgt.trains:
         raise ConfigError(f"{where}: target.task '{tgt.name}' has no 'train' data source")
     for lang in cfg.target.languages or ():
