@@ -207,7 +207,7 @@ def cmd_space(args) -> int:
     scfg, chain, _ = load_search(args.config, args.set)
     timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
-    by_length = ", ".join("F" if k == 0 else f"{c:,} of length {k}" for k, c in plan.by_length(space))
+    by_length = ", ".join("F" if k == 0 else f"{c:,} of length {k}" for k, c in plan.by_length(space) if c)
     print(f"{space.count():,} orders of {len(scfg.candidates)} candidate tasks ({', '.join(scfg.candidates)}), lengths "
           f"{scfg.lengths}" + (f"; include {scfg.include}" if scfg.include else "")
           + (f"; before {scfg.before}" if scfg.before else "") + (f"; last {scfg.last}" if scfg.last else "")
