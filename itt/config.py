@@ -420,8 +420,24 @@ class ChainConfig(_Strict):
 
 
 # --------------------------------------------------------------------------- loading
-def set_dotted(raw: dict, key: str, value: Any, where: str) -> None:
+# mappings whose keys are dotted config keys themselves (``search.hparams: {train.lr: ...}``): after such a
+# prefix (and, for seed_points.hparams, an order), the rest of a --set key is one key, not a path
+_DOTTED_KEYS = ((("search", "hparams"), 0), (("search", "confirm", "vary"), 0), (("search", "seed_points", "hparams"), 1))
+
+
+def _key_parts(key: str) -> list[str]:
+    """``key`` split at its dots, except inside a key that is itself a dotted config key:
+    ``search.hparams.train.lr`` -> ``search``, ``hparams``, ``train.lr``."""
     parts = key.split(".")
+    for prefix, plain in _DOTTED_KEYS:
+        n = len(prefix) + plain
+        if tuple(parts[:len(prefix)]) == prefix and len(parts) > n + 1:
+            return parts[:n] + [".".join(parts[n:])]
+    return parts
+
+
+def set_dotted(raw: dict, key: str, value: Any, where: str) -> None:
+    parts = _key_parts(key)
     node = raw
     for p in parts[:-1]:
         if not isinstance(node.get(p, {}), dict):

@@ -102,6 +102,27 @@ def test_bad_set_override(write_config, capsys):
     expect_error(["run", str(path), "--set", "train.bogus=1"], capsys, "unknown key 'train.bogus'")
 
 
+def test_set_reaches_keys_that_are_dotted_config_keys():
+    """search.hparams (and confirm.vary, seed_points.hparams.<order>) are keyed by dotted config keys, so
+    `--set search.hparams.train.lr=...` adds the key 'train.lr' (it was split into train: {lr: ...}: an
+    "unknown key" error, with no way to search a hyperparameter from the command line)."""
+    from itt.config import apply_overrides
+
+    raw = apply_overrides({"search": {"hparams": {"finetune.lr": {"choice": [1]}}}}, [
+        "search.hparams.train.lr={float: [1.0e-5, 5.0e-5], log: true}",
+        "search.hparams.stages.*.epochs={choice: [1, 2]}",
+        "search.confirm.vary.finetune.lr=[1.0e-5, 3.0e-5]",
+        "search.seed_points.hparams.mnli>anli.stages.mnli.lr=2.0e-5",
+        "train.lr=0.1",
+    ])
+    assert raw == {"search": {"hparams": {"finetune.lr": {"choice": [1]},
+                                          "train.lr": {"float": [1.0e-5, 5.0e-5], "log": True},
+                                          "stages.*.epochs": {"choice": [1, 2]}},
+                              "confirm": {"vary": {"finetune.lr": [1.0e-5, 3.0e-5]}},
+                              "seed_points": {"hparams": {"mnli>anli": {"stages.mnli.lr": 2.0e-5}}}},
+                   "train": {"lr": 0.1}}
+
+
 def test_out_that_cannot_be_written(write_config, capsys, tmp_path):
     """--out on a file, or under one: one error line before the chain trains (its outputs come minutes later)."""
     path, afile = write_config(), tmp_path / "afile"
