@@ -295,6 +295,7 @@ def make_power(exp_dir: str | None, *, seeds=SEEDS, orders: int | None = None, f
 def _given(seed_sd: float | None, spread: float | None, orders: int | None, figure: str) -> tuple[dict, dict]:
     if seed_sd is None or spread is None or orders is None:
         raise UserError("without a pilot search give all of --seed-sd, --spread and --orders (or an EXPERIMENT_DIR)")
-    if not seed_sd > 0 or spread < 0:
-        raise UserError(f"--seed-sd {seed_sd} --spread {spread}: the seed sd must be positive, the spread 0 or more")
+    if not 0 < seed_sd < math.inf or not 0 <= spread < math.inf:
+        raise UserError(f"--seed-sd {seed_sd} --spread {spread}: the seed sd must be positive, the spread 0 or more "
+                        "(both finite)")
     return assumed(seed_sd, spread, orders, figure)

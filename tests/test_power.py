@@ -198,6 +198,8 @@ def test_planning_without_a_pilot(capsys, tmp_path):
     assert "assumed (no pilot search)" in out and "at the assumed spread" in out
     for extra, needle in ((["--seed-sd", "0.02"], "give all of --seed-sd, --spread and --orders"),
                           (["--seed-sd", "0", "--spread", "0.01", "--orders", "4"], "must be positive"),
+                          (["--seed-sd", "inf", "--spread", "0.01", "--orders", "4"], "(both finite)"),
+                          (["--seed-sd", "0.02", "--spread", "nan", "--orders", "4"], "(both finite)"),
                           (["x", "--seed-sd", "0.02", "--spread", "0.01"], "not both")):
         assert main(["power", *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
