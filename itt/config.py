@@ -38,7 +38,8 @@ def _languages(cls, v):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # inf and nan are no setting's value (train.lr: .inf trained to NaN; epochs: .inf overflowed at the stage)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 def _split_commas(v: Any) -> Any:

@@ -14,7 +14,7 @@ from search.space import OrderSpace
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # (as itt.config's: inf and nan are no value)
 
 
 _Float, _Int = float, int  # the field names below shadow the builtins inside the class
@@ -429,6 +429,7 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     chain = load_config(path, [o for o in overrides or [] if not o.startswith("search.")])
     space = _check_space(scfg, chain, path)
     _check_settings(scfg, chain, space, path)
+    _check_vary(scfg, raw, path)
     _resolve(scfg, chain, path)
     if scfg.simulate is not None:
         _check_simulate(scfg, path)
@@ -467,6 +468,20 @@ def _check_space(scfg: SearchConfig, chain, path) -> OrderSpace:
             raise ConfigError(f"{path}: search.seed_points.orders: '{'>'.join(o)}' is not in the search space")
     _check_point_hparams(scfg, path)
     return space
+
+
+def _check_vary(scfg: SearchConfig, raw: dict, path) -> None:
+    """``search.confirm.vary``: each value is one the chain config takes, as ``itt confirm --vary`` checks it
+    (here, before the search: the confirmation would fail on it only after the whole search)."""
+    from itt.errors import UserError
+    from search.confirm import vary_config
+
+    for key, values in (scfg.confirm.vary if scfg.confirm else {}).items():
+        for value in values:
+            try:
+                vary_config(raw, key, value, cache_dir=None, label=f"search.confirm.vary.{key}")
+            except UserError as e:
+                raise ConfigError(f"{path}: {e}") from None
 
 
 def _value_problem(field_name: str, hp: HParam) -> str | None:

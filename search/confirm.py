@@ -231,26 +231,28 @@ def variant_name(base: str, key: str, value) -> str:
     return f"{base}-{key}={value}"
 
 
-def vary_config(cfg: dict, key: str, value, *, cache_dir: str | None) -> dict:
+def vary_config(cfg: dict, key: str, value, *, cache_dir: str | None, label: str | None = None) -> dict:
     """The confirmation's config with ``key`` set to ``value`` for every order: in the chain config, and
     out of the searched hyperparameters and the seed points' given values where the search searched it.
     ``cache_dir``: the confirmation's own stage cache, shared (prefixes the value does not touch are
-    trained once for all values). A key the chain config does not have is a UserError."""
+    trained once for all values). A key the chain config does not have is a UserError naming ``label``
+    (default ``--vary KEY``)."""
     from itt.config import ChainConfig, set_dotted, validate
 
+    label = label or f"--vary {key}"
     if key.split(".")[0] in ("search", "seeds", "order", "name"):
-        raise UserError(f"--vary {key}: the confirmation sets it; vary a training or model setting (e.g. finetune.lr)")
+        raise UserError(f"{label}: the confirmation sets it; vary a training or model setting (e.g. finetune.lr)")
     out = json.loads(json.dumps(cfg))
     s = out["search"]
     per_stage = [k for k in s.get("hparams") or {} if "*" in k]  # stages.*.X: one value per stage of each order
     if key.startswith("stages.") and any(key.split(".")[-1] == k.split(".")[-1] for k in per_stage):
-        raise UserError(f"--vary {key}: the search searched it per stage (stages.*); vary a key of the chain "
+        raise UserError(f"{label}: the search searched it per stage (stages.*); vary a key of the chain "
                         "config that holds for every order (e.g. finetune.lr)")
     (s.get("hparams") or {}).pop(key, None)
     for hp in (s.get("seed_points") or {}).get("hparams", {}).values():
         hp.pop(key, None)
-    set_dotted(out, key, value, f"--vary {key}")
-    validate({k: v for k, v in out.items() if k != "search"}, f"--vary {key}={value}", ChainConfig)
+    set_dotted(out, key, value, label)
+    validate({k: v for k, v in out.items() if k != "search"}, f"{label}={value}", ChainConfig)
     if cache_dir and s.get("cache", {}).get("dir") is None:
         s.setdefault("cache", {})["dir"] = cache_dir
     return out

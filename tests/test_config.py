@@ -53,6 +53,8 @@ def expect_error(args, capsys, *needles):
          ["unknown key 'tasks.my.train.en.formt'"]),
         ({"tasks": {"my": {"kind": "single_classification", "fields": ["s"], "labels": ["a", "b"],
                            "train": {"en": {"files": []}}}}, "order": ["my"]}, ["'tasks.my.train.en'", "'files' is empty"]),
+        ({"train": {"lr": float("inf")}}, ["'train.lr'", "finite number"]),
+        ({"train": {"epochs": float("inf")}}, ["'train.epochs'", "finite number"]),
         ({"seeds": []}, ["seeds"]),
         ({"seeds": [0, -1]}, ["'seeds'", "seed -1 is out of range", "0 to 999999"]),
         ({"seeds": [1_000_000]}, ["seed 1000000 is out of range"]),
