@@ -556,6 +556,9 @@ def _check_simulate(scfg: SearchConfig, path) -> None:
     if unknown:
         raise ConfigError(f"{path}: search.simulate.stage_seconds: '{unknown[0]}' is not a candidate task "
                           f"(candidates: {', '.join(scfg.candidates)})")
+    problem = _table_problem(scfg.simulate.table, scfg.simulate.draw)
+    if problem:  # (each trial would fail on it)
+        raise ConfigError(f"{path}: search.simulate.table {scfg.simulate.table}: {problem}")
     if scfg.multi_objective and any(n != "mean" for n in scfg.objectives):
         with open(scfg.simulate.table, newline="") as f:
             header = f.readline().strip().split(",")
@@ -563,6 +566,31 @@ def _check_simulate(scfg: SearchConfig, path) -> None:
         if len(langs) < 2:
             raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
                               f"and {scfg.simulate.table} has no dev_<language> columns")
+
+
+def _table_problem(table: str, draw: str) -> str | None:
+    """Why a simulated table cannot answer trials (search/trial.py reads it), or None: it needs an ``order``
+    and a ``final`` column, numbers in ``final`` and the ``probe_<i>`` columns, and a ``seed`` column for
+    ``draw: one_seed``."""
+    import csv
+
+    try:
+        with open(table, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            missing = [c for c in ("order", "final", *(["seed"] if draw == "one_seed" else [])) if c not in columns]
+            if missing:
+                return f"no '{missing[0]}' column (columns: {', '.join(columns) or 'none'})"
+            scores = [c for c in columns if c == "final" or c.startswith("probe_")]
+            for i, row in enumerate(reader, 2):
+                for c in scores:
+                    try:
+                        float(row[c] or "nan")
+                    except (TypeError, ValueError):
+                        return f"line {i}: {c} '{row[c]}' is not a number"
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        return f"cannot read it ({e})"
+    return None
 
 
 def _check_xtreme(chain, path: str) -> None:

@@ -159,6 +159,17 @@ def test_bad_search_config(search, needles, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_simulated_table_trials_cannot_read_is_one_error_line(tmp_path, capsys):
+    """Each trial of a simulated search reads the table: a missing column, a score that is not a number or
+    draw: one_seed without seeds made every trial error (or, for the last, read the mean silently)."""
+    for text, draw, needle in (("ordr,final\ntoy_topic,0.5\n", "mean", "no 'order' column (columns: ordr, final)"),
+                               ("order,probe_1,final\ntoy_topic,high,0.5\n", "mean", "line 2: probe_1 'high' is not a number"),
+                               ("order,probe_1,final\ntoy_topic,0.4,0.5\n", "one_seed", "no 'seed' column")):
+        (tmp_path / "t.csv").write_text(text)
+        p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "simulate": {"table": "t.csv", "draw": draw}})
+        _error(["space", str(p)], capsys, f"search.simulate.table {tmp_path / 't.csv'}: {needle}")
+
+
 def test_a_data_error_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
     """A candidate whose data cannot be read stops `itt search` with one line before anything is written:
     no runs/ folder (the storage check made it and left it) and no mlflow.db (the tracking check had
