@@ -207,6 +207,10 @@ def cmd_space(args) -> int:
     scfg, chain, _ = load_search(args.config, args.set)
     timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
+    if scfg.prior_from:  # (as itt search reads them first: an earlier search it cannot use is an error here too)
+        from search.transfer import measured_sources
+
+        measured_sources(scfg.prior_from, space)
     by_length = ", ".join("F" if k == 0 else f"{c:,} of length {k}" for k, c in plan.by_length(space) if c)
     print(f"{space.count():,} orders of {len(scfg.candidates)} candidate tasks ({', '.join(scfg.candidates)}), lengths "
           f"{scfg.lengths}" + (f"; include {scfg.include}" if scfg.include else "")

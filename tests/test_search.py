@@ -170,6 +170,13 @@ def test_a_simulated_table_trials_cannot_read_is_one_error_line(tmp_path, capsys
         _error(["space", str(p)], capsys, f"search.simulate.table {tmp_path / 't.csv'}: {needle}")
 
 
+def test_itt_space_reads_prior_from_as_the_search_does(tmp_path, capsys):
+    """search.prior_from that is not a search: `itt space` said nothing of it, `itt search` refused it."""
+    (tmp_path / "notasearch").mkdir()
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "prior_from": str(tmp_path / "notasearch")})
+    _error(["space", str(p)], capsys, f"search.prior_from {tmp_path / 'notasearch'}: no results.csv here")
+
+
 def test_a_data_error_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
     """A candidate whose data cannot be read stops `itt search` with one line before anything is written:
     no runs/ folder (the storage check made it and left it) and no mlflow.db (the tracking check had
