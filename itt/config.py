@@ -370,7 +370,7 @@ class ChainConfig(_Strict):
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     seeds: list[int] = Field(default_factory=lambda: [0])  # repeats of the whole chain
-    data_seed: int = 0  # which examples a cap keeps; fixed across seeds so seeds vary only training
+    data_seed: int = Field(0, ge=0, lt=2**32)  # which examples a cap keeps; fixed across seeds so seeds vary only training
     data_root: str | None = None  # relative `files` paths resolve against this (default: the config's folder)
     toy: dict[str, Any] = Field(default_factory=dict)  # options of the generated toy benchmark
     save_checkpoint: bool = True  # final encoder + tokenizer as safetensors in the output folder
@@ -390,6 +390,21 @@ class ChainConfig(_Strict):
     @classmethod
     def _seeds_nonempty(cls, v: list[int]) -> list[int]:
         return distinct_seeds(v)
+
+    @field_validator("toy")
+    @classmethod
+    def _toy_options(cls, v: dict) -> dict:
+        """The generated benchmark's options (itt/toy.py's DEFAULTS): a typo was ignored, and n_train: 0
+        failed later as "missing column 'sentence'"."""
+        from itt.toy import DEFAULTS
+
+        for key, value in v.items():
+            if key not in DEFAULTS:
+                raise ValueError(f"unknown option '{key}' (known: {', '.join(DEFAULTS)})")
+            least = 0 if key == "seed" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{key}: give a whole number, {least} or more (got {value!r})")
+        return v
 
     @field_validator("order")
     @classmethod
