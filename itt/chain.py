@@ -106,10 +106,16 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     m = cfg.model
     tokenizer = _tokenizer(cfg, [t for t in (*order, target) if t.name in raw_train], raw_train, ev, target, also,
                            also_train)
+    config = None
     if m.name is not None:
         # a wrong model name (or one without the asked-for checkpointing, or shorter inputs than the config's
         # max_length) fails here, before any output exists
-        check_model(m, cfg.hardware.gradient_checkpointing, longest=_longest_input(cfg, order, target, also))
+        config = check_model(m, cfg.hardware.gradient_checkpointing, longest=_longest_input(cfg, order, target, also))
+    if cfg.eval.retrieval.layer is not None and (not target.trains or any(not t.trains for t, _ in also.values())):
+        from itt.kinds.retrieval import layer_index, n_layers
+
+        # (checked after the chain's training, it failed each chain -- each trial of a search -- at its end)
+        layer_index(m.tiny.num_layers if config is None else n_layers(config), cfg.eval.retrieval.layer)
 
     p = Prepared(cfg, order, target, languages, train={}, eval=ev, tokenizer=tokenizer, also=also)
     hp_t = cfg.stage_hparams(None)

@@ -142,10 +142,11 @@ def input_limit(config) -> int | None:
     return n
 
 
-def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest: tuple[int, str] | None = None) -> None:
+def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest: tuple[int, str] | None = None):
     """Fail early (one line) when a named model's config cannot be had, its architecture cannot do the
     gradient checkpointing ``hardware`` asks for, or ``longest`` = (tokens, the setting asking for them) is
-    beyond its position table (an index error mid-chain on CPU, a device-side assert on a GPU)."""
+    beyond its position table (an index error mid-chain on CPU, a device-side assert on a GPU). Returns
+    the model's config."""
     import transformers
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
@@ -160,6 +161,7 @@ def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest
     if gradient_checkpointing and cls is not None and not cls.supports_gradient_checkpointing:
         raise UserError(f"hardware.gradient_checkpointing: model '{mcfg.name}' ({cls.__name__}) does not support it "
                         "in transformers; set it to false")
+    return config
 
 
 def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):

@@ -258,6 +258,19 @@ def test_eval_also_fine_tunes_other_targets_as_their_own_chains_would(write_conf
         assert alone["seeds"]["0"]["test"]["per_language"][lang] == pytest.approx(seed["test"]["per_language"][lang])
 
 
+def test_a_retrieval_layer_out_of_range_is_refused_before_training(write_config):
+    """eval.retrieval.layer beyond the encoder (2 layers here): the error came when the retrieval task was
+    evaluated, after the chain's training (in a search with tatoeba in eval.also: at the end of every trial)."""
+    from itt.errors import ConfigError
+
+    for target, also in (({"task": "tatoeba", "languages": ["de"]}, {}), ({"task": "xnli", "languages": ["en"]},
+                                                                        {"tatoeba": ["de"]})):
+        cfg = _cfg(write_config, order=["udpos"], target=target,
+                   eval={"splits": ["test"], "max_examples": 10, "also": also, "retrieval": {"layer": 3}})
+        with pytest.raises(ConfigError, match=r"eval.retrieval.layer: 3 is out of range for a 2-layer encoder"):
+            prepare(cfg, log=lambda *a: None)
+
+
 def test_eval_also_refuses_the_target_itself(write_config, tmp_path):
     from itt.errors import UserError
 

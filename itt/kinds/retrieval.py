@@ -42,9 +42,18 @@ class EncoderOnly(torch.nn.Module):
         self.encoder = encoder
 
 
+def n_layers(config) -> int:
+    """An encoder config's number of layers (BERT/RoBERTa/XLM-R, XLNet, DistilBERT name it differently)."""
+    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or config.n_layers)
+
+
 def resolve_layer(encoder, layer: int | None) -> int:
-    c = encoder.config
-    n = int(getattr(c, "num_hidden_layers", None) or getattr(c, "n_layer", None) or c.n_layers)
+    return layer_index(n_layers(encoder.config), layer)
+
+
+def layer_index(n: int, layer: int | None) -> int:
+    """``eval.retrieval.layer`` as an index into the hidden states of an ``n``-layer encoder (0 = the
+    embeddings; negative counts from the last); a ConfigError when it is out of range."""
     idx = n // 2 + 1 if layer is None else layer
     if idx < 0:
         idx += n + 1
