@@ -111,7 +111,7 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         # a wrong model name (or one without the asked-for checkpointing, or shorter inputs than the config's
         # max_length) fails here, before any output exists
         config = check_model(m, cfg.hardware.gradient_checkpointing, longest=_longest_input(cfg, order, target, also))
-    if cfg.eval.retrieval.layer is not None and (not target.trains or any(not t.trains for t, _ in also.values())):
+    if cfg.eval.retrieval.layer is not None and _evaluates_retrieval(target, also):
         from itt.kinds.retrieval import layer_index, n_layers
 
         # (checked after the chain's training, it failed each chain -- each trial of a search -- at its end)
@@ -369,9 +369,14 @@ def _longest_input(cfg, order: list[Task], target: Task, also: dict) -> tuple[in
     lens = [(cfg.stage_hparams(t.name).max_length, key(t.name)) for t in order]
     lens.append((cfg.stage_hparams(None).max_length, key(None)))
     lens += [(cfg.also_hparams(name).max_length, key(name)) for name, (t, _) in also.items() if t.trains]
-    if not target.trains or any(not t.trains for t, _ in also.values()):
+    if _evaluates_retrieval(target, also):
         lens.append((cfg.eval.retrieval.max_length, "eval.retrieval.max_length"))
     return max(lens, key=lambda x: x[0])
+
+
+def _evaluates_retrieval(target: Task, also: dict) -> bool:
+    """Whether the chain evaluates a retrieval task (the target, or one of eval.also's) on its bare encoder."""
+    return not target.trains or any(not t.trains for t, _ in also.values())
 
 
 def _start_seed(p: Prepared, seed: int, accelerator, cache, log, progress) -> _SeedRun:

@@ -27,10 +27,15 @@ def distinct_names(v: list[str] | None, what: str) -> list[str] | None:
         return v
     if not v:
         raise ValueError(f"give at least one {what} (or leave the key out)")
+    _once_each(v, what)
+    return v
+
+
+def _once_each(v: list, what: str) -> None:
+    """A ValueError naming the first (in sorted order) of ``v``'s values given twice, if any."""
     twice = sorted({x for x in v if v.count(x) > 1})
     if twice:
         raise ValueError(f"{what} '{twice[0]}' is given twice")
-    return v
 
 
 def _languages(cls, v):
@@ -147,9 +152,7 @@ class TaskSpec(_Strict):
     @field_validator("labels")
     @classmethod
     def _distinct_labels(cls, v):
-        twice = sorted({x for x in v or [] if v.count(x) > 1})
-        if twice:
-            raise ValueError(f"label '{twice[0]}' is given twice")
+        _once_each(v or [], "label")
         return v
 
 
