@@ -13,3 +13,8 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     pass
+
+
+class RunFailed(Exception):
+    """The command ran, but produced nothing to report (every trial of a search errored): one line too,
+    with exit status 1 rather than a user mistake's 2."""

@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet()
     args = build_parser().parse_args(argv)
-    from itt.errors import UserError
+    from itt.errors import RunFailed, UserError
 
     try:
         rc = args.fn(args)
@@ -569,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(2)
         return 2
+    except RunFailed as e:  # it ran, but no trial finished (not a usage error: exit status 1)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:  # a search says how to resume it (search.runner.SearchInterrupted)
         print(str(e) or "interrupted", file=sys.stderr)
         return 130

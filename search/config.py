@@ -24,7 +24,7 @@ class HParam(_Strict):
     """One searched hyperparameter: exactly one of a float range, an int range or choices."""
 
     float: tuple[_Float, _Float] | None = None
-    log: bool = False  # sample the float range on a log scale (learning rates)
+    log: bool = False  # sample the range on a log scale (learning rates; batch sizes as an int range)
     int: tuple[_Int, _Int] | None = None
     choice: list[Any] | None = None
 
@@ -36,8 +36,8 @@ class HParam(_Strict):
         rng = self.float or self.int
         if rng is not None and not rng[0] < rng[1]:
             raise ValueError("low must be below high")
-        if self.log and (self.float is None or self.float[0] <= 0):
-            raise ValueError("'log' needs a positive float range")
+        if self.log and (rng is None or rng[0] <= 0):
+            raise ValueError("'log' needs a range whose low is above 0 ('float: [low, high]' or 'int: [low, high]')")
         if self.choice is not None and not self.choice:
             raise ValueError("'choice' is empty")
         return self
@@ -556,7 +556,7 @@ def _check_simulate(scfg: SearchConfig, path) -> None:
     if unknown:
         raise ConfigError(f"{path}: search.simulate.stage_seconds: '{unknown[0]}' is not a candidate task "
                           f"(candidates: {', '.join(scfg.candidates)})")
-    problem = _table_problem(scfg.simulate.table, scfg.simulate.draw)
+    problem = _table_problem(scfg.simulate.table, scfg.simulate.draw, scfg.space())
     if problem:  # (each trial would fail on it)
         raise ConfigError(f"{path}: search.simulate.table {scfg.simulate.table}: {problem}")
     if scfg.multi_objective and any(n != "mean" for n in scfg.objectives):
@@ -568,12 +568,18 @@ def _check_simulate(scfg: SearchConfig, path) -> None:
                               f"and {scfg.simulate.table} has no dev_<language> columns")
 
 
-def _table_problem(table: str, draw: str) -> str | None:
+TABLE_SPACE_CHECKED = 200_000  # a simulated table must hold every order of a space up to this size
+
+
+def _table_problem(table: str, draw: str, space) -> str | None:
     """Why a simulated table cannot answer trials (search/trial.py reads it), or None: it needs an ``order``
-    and a ``final`` column, numbers in ``final`` and the ``probe_<i>`` columns, and a ``seed`` column for
-    ``draw: one_seed``."""
+    and a ``final`` column, numbers in ``final`` and the ``probe_<i>`` columns, a ``seed`` column for
+    ``draw: one_seed``, and a row for every order of the search's space (any of them may be proposed)."""
     import csv
 
+    from search.space import order_key
+
+    orders = set()
     try:
         with open(table, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -583,6 +589,7 @@ def _table_problem(table: str, draw: str) -> str | None:
                 return f"no '{missing[0]}' column (columns: {', '.join(columns) or 'none'})"
             scores = [c for c in columns if c == "final" or c.startswith("probe_")]
             for i, row in enumerate(reader, 2):
+                orders.add(row["order"] or "")
                 for c in scores:
                     try:
                         float(row[c] or "nan")
@@ -590,6 +597,13 @@ def _table_problem(table: str, draw: str) -> str | None:
                         return f"line {i}: {c} '{row[c]}' is not a number"
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         return f"cannot read it ({e})"
+    if space.count() <= TABLE_SPACE_CHECKED:
+        absent = [k for k in map(order_key, space.orders()) if k not in orders]
+        if absent:
+            return (f"no row for order '{absent[0] or 'F'}'" + (f" nor {len(absent) - 1} other(s)" if len(absent) > 1
+                                                                else "")
+                    + f" of the search's {space.count()} orders (search.candidates, length and constraints): "
+                    "a simulated search may propose any of them")
     return None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from pathlib import Path
 
 from ray.tune import Callback
 
@@ -125,6 +126,7 @@ class ResultsWriter(Callback):
         release_train_resources(self.storage, trial.trial_id)
         row = self._row(trial)
         row["status"], row["stopped_early"] = Status.ERRORED, "false"
+        row["_error"] = error_line(trial.error_file)
         self._write()
         self._progress(trials, row)
 
@@ -297,6 +299,9 @@ class ResultsWriter(Callback):
                     pass
         return stats_line(tot)
 
+    def errored(self) -> list[dict]:
+        return [r for r in list(self.rows.values()) if r["status"] == Status.ERRORED]
+
     def best(self, n: int = 5) -> list[dict]:
         """The best distinct configurations (a replayed repeat is the same result, listed once)."""
         done = [r for r in list(self.rows.values()) if r["status"] == Status.COMPLETED and r.get("score") is not None]
@@ -352,3 +357,24 @@ def _csv_line(values: list) -> str:
 def config_of(row: dict) -> tuple:
     """A row's configuration (order and searched hyperparameters): a replayed repeat has the same one."""
     return row["order"], tuple(sorted((k, str(v)) for k, v in row.items() if k.startswith("hp:")))
+
+
+def error_line(error_file: str | None, limit: int = 300) -> str:
+    """The last line of a trial's ``error.txt`` (Ray Tune writes the traceback there; its last line is the
+    exception and its message), shortened to ``limit`` characters; "" when there is none to read."""
+    try:
+        lines = [ln.strip() for ln in Path(error_file).read_text(errors="replace").splitlines() if ln.strip()]
+    except (OSError, TypeError):
+        return ""
+    last = lines[-1] if lines else ""
+    return last if len(last) <= limit else last[:limit - 3] + "..."
+
+
+def errored_text(errored: list[dict], exp: str, every: bool = False) -> str:
+    """What the end of a search says about its errored trials (``every``: all of its trials): how many, the
+    first one's error, where the rest are, and how to run them again once the cause is mended."""
+    first = next((r for r in errored if r.get("_error")), None)
+    said = f"; the first, trial {first['trial_id']} ({first['order'] or 'F'}): {first['_error']}" if first else ""
+    return (f"{f'all {len(errored)} trials of the search' if every else f'{len(errored)} trial(s)'} errored{said}. Each trial's error is in error.txt of its folder in {exp}; "
+            f"once mended, `itt resume {exp} --retry-errored` runs them again")
+

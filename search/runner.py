@@ -17,14 +17,14 @@ import os
 import threading
 from pathlib import Path
 
-from itt.errors import ConfigError, UserError
+from itt.errors import ConfigError, RunFailed, UserError
 from search import driver
 from search.cluster import check as check_cluster
 from search.cluster import connect
 from search.config import SearchConfig, load_search
 from search.schedulers import make_scheduler
 from search.schedulers.state import SchedulerState
-from search.results import ResultsWriter, Status  # (also re-exported: older experiments pickled it from here)
+from search.results import ResultsWriter, Status, errored_text  # (also re-exported: older experiments pickled it from here)
 from search.searchers import (exhaustive_param_space, exhaustive_search_alg, make_searcher, seed_point_orders,
                               stopping, study_copy_url)
 from search.storage import Storage, echo
@@ -488,6 +488,9 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     finally:
         tracker.close(interrupted=interrupted)  # after summary.json: the parent run gets it
     driver.remove(st)
+    errored = writer.errored()
+    if errored and not interrupted and not writer.best(1):
+        raise RunFailed(errored_text(errored, st.display, every=True))
     log(f"best orders observed (score: {score_words(scfg)}; `itt report` reads the test split where there is one):"
         if not scfg.multi_objective else f"best orders observed (by {scfg.objectives[0]}, the first objective):")
     for i, r in enumerate(writer.best(5), 1):
@@ -513,6 +516,8 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     if summary.get("prior_weights"):
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
+    if errored:
+        log(f"warning: {errored_text(errored, st.display)}")
     log(f"results: {st.display}/results.csv")
     log(disk_usage_line(st))
     if interrupted:

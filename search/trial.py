@@ -43,7 +43,7 @@ def suggest_hparam(trial, name: str, hp: HParam):
     if hp.float is not None:
         return trial.suggest_float(name, hp.float[0], hp.float[1], log=hp.log)
     if hp.int is not None:
-        return trial.suggest_int(name, hp.int[0], hp.int[1])
+        return trial.suggest_int(name, hp.int[0], hp.int[1], log=hp.log)
     return trial.suggest_categorical(name, hp.choice)
 
 

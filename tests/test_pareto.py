@@ -79,7 +79,7 @@ def test_multi_objective_config(tmp_path, capsys):
     _error(["space", str(p)], capsys, "search.scheduler.brackets", "one bracket")
     # a simulated table without per-language dev scores cannot give `worst`
     t = tmp_path / "t.csv"
-    t.write_text("order,probe_1,final\ntoy_topic,0.5,0.6\n")
+    t.write_text("order,probe_1,final\n" + "".join(f"{o},0.5,0.6\n" for o in TOY3))
     p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "metric": ["mean", "worst"],
                                   "simulate": {"table": str(t)}})
     _error(["space", str(p)], capsys, "search.metric", "dev_<language>")

@@ -145,7 +145,7 @@ def test_search_stopped_by_sigint_then_sigkill_resumes_to_completion(tmp_path, w
     _check_complete(tmp_path, exp, stop1 + stop2)
 
 
-def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local, capsys):
+def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local, capsys, table_may_lack_orders):
     """A simulated table that lacks some orders: those trials error. `itt resume` keeps them errored;
     with --retry-errored, after the table is fixed, they run again and complete."""
     from search.runner import resume_search, run_search
@@ -161,12 +161,31 @@ def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local,
     exp = tmp_path / "runs" / "e"
     status = {r["order"]: r["status"] for r in _rows(exp)}
     assert status == {"toy_topic": "completed", "toy_align": "completed", "toy_length": "errored"}
+    # the end of the search says so, with the trial's error and what runs it again
+    said = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("warning: 1 trial(s) errored")]
+    assert len(said) == 1 and "(toy_length): KeyError: \"simulated objective: order 'toy_length' is not in" in said[0]
+    assert f"itt resume {exp} --retry-errored" in said[0]
     resume_search(str(exp))
     assert {r["order"]: r["status"] for r in _rows(exp)} == status  # not retried without the flag
     table.write_text("order,probe_1,final\n" + "\n".join(rows) + "\n")
     resume_search(str(exp), retry_errored=True)
     after = {r["order"]: (r["status"], r["score"]) for r in _rows(exp)}
     assert after["toy_length"] == ("completed", "0.5") and len(after) == 3
+
+
+def test_a_search_whose_every_trial_errored_is_one_error_line_and_exit_status_1(tmp_path, write_config, ray_local,
+                                                                                  capsys, table_may_lack_orders):
+    """It ended with exit status 0 and an empty list of best orders; the errors were only in Ray's log."""
+    from search.cli import main
+
+    (tmp_path / "table.csv").write_text("order,probe_1,final\ntoy_parity,0.5,0.5\n")  # none of the space's orders
+    cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": 1, "searcher": "exhaustive",
+                                   "max_failures": 0, "simulate": {"table": str(tmp_path / "table.csv")},
+                                   "scheduler": {"type": "none"}, "tracking": {"enabled": False}}})
+    assert main(["search", str(cfg), "--storage", str(tmp_path / "runs"), "--name", "e", "--progress", "plain"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and err[0].startswith("error: all 2 trials of the search errored; the first, trial "), err
+    assert "KeyError: \"simulated objective: order 'toy_" in err[0] and "--retry-errored" in err[0]
 
 
 def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ray_local, capsys):
@@ -376,7 +395,8 @@ def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, 
     assert set(trained) == prefixes and len(trained) <= len(prefixes) + 2, (trained, prefixes)
 
 
-def test_trials_tune_gave_up_on_with_retries_left_start_again(tmp_path, write_config, ray_local, monkeypatch):
+def test_trials_tune_gave_up_on_with_retries_left_start_again(tmp_path, write_config, ray_local, monkeypatch,
+                                                              table_may_lack_orders):
     """Ray Tune errors a trial that still had retries when a lost node reports its failure twice (seen in
     the node-loss test above). Here Tune gives up on the first failure (Trial.should_recover patched in
     this, the driver's, process) of a trial whose row is missing from the simulated table; the runner
@@ -420,6 +440,7 @@ def test_trials_tune_gave_up_on_with_retries_left_start_again(tmp_path, write_co
     # restart would rerun that one too; the console names the command that does, at the user's call
     table.write_text("order,probe_1,final\n" + rows[0] + "\n")
     monkeypatch.undo()
+    monkeypatch.setattr("search.config.TABLE_SPACE_CHECKED", -1)  # (undone too: table_may_lack_orders's)
     real = Trial.should_recover
     monkeypatch.setattr(Trial, "should_recover", lambda t: False if t.config.get("order") == "toy_length" else real(t))
     cfg = write_config({"search": {"candidates": orders, "length": 1, "searcher": "exhaustive", "max_failures": 1,

@@ -8,6 +8,7 @@ import itertools
 import math
 import pickle
 from functools import partial
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -60,6 +61,34 @@ def test_constrained_space_every_sample_valid_every_order_reachable():
         assert space.decode(space.encode(list(o))) == list(o)
 
 
+def test_an_int_range_on_a_log_scale_is_drawn_log_uniformly_by_every_searcher():
+    """batch sizes as {int: [1, 64], log: true}: uniform draws have a median near 32, log-uniform near 8."""
+    import statistics
+
+    from ray import tune
+
+    from search.config import HParam
+    from search.searchers.exhaustive import exhaustive_param_space
+    from search.searchers.order_bo import OrderBOSampler
+    from search.trial import suggest_hparam
+
+    hp = HParam(int=(1, 64), log=True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    tpe = [suggest_hparam(study.ask(), "b", hp) for _ in range(400)]
+    bo = OrderBOSampler(OrderSpace(candidates=TOY3, lengths=[1]), seed=0, hparams={"train.batch_size": hp})
+    ours = [bo._random_hp(["toy_topic"])["train.batch_size"] for _ in range(400)]
+    space = exhaustive_param_space(SimpleNamespace(hparams={"train.batch_size": hp}, seed=0,
+                                        space=lambda: OrderSpace(candidates=TOY3, lengths=[1])), [])
+    assert isinstance(space["train.batch_size"].get_sampler(), tune.search.sample.LogUniform)
+    grid = space["train.batch_size"].sample(size=400)
+    for draws in (tpe, ours, list(grid)):
+        assert all(isinstance(v, (int,)) or float(v).is_integer() for v in draws)
+        assert min(draws) >= 1 and max(draws) <= 64
+        assert 5 <= statistics.median(draws) <= 12, statistics.median(draws)
+    uniform = [suggest_hparam(study.ask(), "u", HParam(int=(1, 64))) for _ in range(400)]
+    assert statistics.median(uniform) > 20  # (the test tells the two scales apart)
+
+
 def test_space_and_define_by_run_pickle():
     from search.config import HParam
     from search.trial import define
@@ -106,6 +135,10 @@ def _error(args, capsys, *needles):
     ({"candidates": TOY3, "length": 1, "include": ["toy_parity"]}, ["not a candidate"]),
     ({"candidates": TOY3, "length": 1, "hparams": {"model.tiny.hidden_size": {"choice": [32]}}}, ["not a training hyperparameter"]),
     ({"candidates": TOY3, "length": 1, "hparams": {"train.lr": {"float": [0.1, 0.01]}}}, ["low must be below high"]),
+    ({"candidates": TOY3, "length": 1, "hparams": {"train.batch_size": {"int": [0, 64], "log": True}}},
+     ["'log' needs a range whose low is above 0"]),
+    ({"candidates": TOY3, "length": 1, "hparams": {"train.lr": {"choice": [1e-5, 1e-4], "log": True}}},
+     ["'log' needs a range"]),
     ({"candidates": TOY3, "length": 1, "bogus": 1}, ["unknown key 'search.bogus'"]),
     ({"candidates": TOY3, "length": 1, "searcher": "bops"}, ["search.searcher", "order_bo"]),
     ({"candidates": TOY3, "length": 1, "order_bo": {"n_startup": "many"}}, ["search.order_bo.n_startup"]),
@@ -164,7 +197,12 @@ def test_a_simulated_table_trials_cannot_read_is_one_error_line(tmp_path, capsys
     draw: one_seed without seeds made every trial error (or, for the last, read the mean silently)."""
     for text, draw, needle in (("ordr,final\ntoy_topic,0.5\n", "mean", "no 'order' column (columns: ordr, final)"),
                                ("order,probe_1,final\ntoy_topic,high,0.5\n", "mean", "line 2: probe_1 'high' is not a number"),
-                               ("order,probe_1,final\ntoy_topic,0.4,0.5\n", "one_seed", "no 'seed' column")):
+                               ("order,probe_1,final\ntoy_topic,0.4,0.5\n", "one_seed", "no 'seed' column"),
+                               # every trial of an order the table lacks errored, and the search ended with exit 0
+                               ("order,probe_1,final\ntoy_topic,0.4,0.5\ntoy_align,0.4,0.5\n", "mean",
+                                f"no row for order '{TOY3[2]}' of the search's 3 orders"),
+                               ("order,probe_1,final\ntoy_topic,0.4,0.5\n", "mean",
+                                f"no row for order '{TOY3[1]}' nor 1 other(s) of the search's 3 orders")):
         (tmp_path / "t.csv").write_text(text)
         p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "simulate": {"table": "t.csv", "draw": draw}})
         _error(["space", str(p)], capsys, f"search.simulate.table {tmp_path / 't.csv'}: {needle}")

@@ -115,7 +115,7 @@ def _check_search(client, experiment: str, exp, *, hparams: bool = True) -> tupl
 
 
 # ------------------------------------------------------------------ simulated searches on a sqlite store
-def test_search_tracked_in_sqlite(tmp_path, ray_local):
+def test_search_tracked_in_sqlite(tmp_path, ray_local, table_may_lack_orders):
     """ASHA stops some orders, one trial errors: every trial has its child run, statuses agree with
     results.csv, probe curves are logged per stage, the parent carries the summary and results.csv."""
     from search.runner import run_search
@@ -146,7 +146,7 @@ def test_search_tracked_in_sqlite(tmp_path, ray_local):
     assert client.get_experiment_by_name("tracked").artifact_location.startswith((tmp_path / "mlruns").as_uri())
 
 
-def test_sync_backfills_a_search_run_without_tracking(tmp_path, ray_local, capsys):
+def test_sync_backfills_a_search_run_without_tracking(tmp_path, ray_local, capsys, table_may_lack_orders):
     """`--no-tracking`: nothing in MLflow; `itt mlflow-sync` then builds the same runs from the experiment
     directory (probe curves included); a second sync adds nothing."""
     p, _ = _sim_search(tmp_path, missing="toy_length>toy_topic")

@@ -22,7 +22,7 @@ def exhaustive_param_space(scfg, seed_points: list[list[str]]) -> dict:
         if hp.choice is not None:
             ps[k] = tune.choice(hp.choice)
         elif hp.int is not None:
-            ps[k] = tune.randint(hp.int[0], hp.int[1] + 1)
+            ps[k] = (tune.lograndint if hp.log else tune.randint)(hp.int[0], hp.int[1] + 1)
         else:
             ps[k] = tune.loguniform(*hp.float) if hp.log else tune.uniform(*hp.float)
     return ps

@@ -102,7 +102,8 @@ def hparam_defaults(scfg, order: list[str]) -> dict:
             if hp.choice is not None:
                 out[name] = hp.choice[0]
             elif hp.int is not None:
-                out[name] = (hp.int[0] + hp.int[1]) // 2
+                lo, hi = hp.int
+                out[name] = round(math.sqrt(lo * hi)) if hp.log else (lo + hi) // 2
             else:
                 lo, hi = hp.float
                 out[name] = math.sqrt(lo * hi) if hp.log else (lo + hi) / 2

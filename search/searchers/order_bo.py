@@ -374,6 +374,10 @@ class OrderBOSampler(BaseSampler):
             for name in hparam_names(key, order):
                 if spec.choice is not None:
                     out[name] = spec.choice[int(self._rng.integers(len(spec.choice)))]
+                elif spec.int is not None and spec.log:  # as Optuna: log-uniform over [low - 0.5, high + 0.5]
+                    lo, hi = spec.int
+                    x = math.exp(self._rng.uniform(math.log(lo - 0.5), math.log(hi + 0.5)))
+                    out[name] = min(max(int(round(x)), lo), hi)
                 elif spec.int is not None:
                     out[name] = int(self._rng.integers(spec.int[0], spec.int[1] + 1))
                 elif spec.log:
