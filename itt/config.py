@@ -185,7 +185,7 @@ class ModelConfig(_Strict):
     tokenizer: str | None = None  # Hub ID or local path; default: `name`
     train_tokenizer: TokenizerTrain | None = None  # train a WordPiece tokenizer on the chain's data
     trust_remote_code: bool = False  # never on unless a config asks for it
-    pooling: Literal["auto", "first", "last", "mean"] = "auto"  # auto: last token for XLNet, else first
+    pooling: Literal["auto", "first", "last", "mean"] = "auto"  # auto: last token for XLNet and decoders, else first
 
     @model_validator(mode="after")
     def _one_model(self) -> ModelConfig:

@@ -154,6 +154,12 @@ def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest
     with _from_hub(f"model '{mcfg.name}'", "cannot load its config", mcfg.name):
         config = AutoConfig.from_pretrained(mcfg.name, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
     cls = getattr(transformers, MODEL_MAPPING_NAMES.get(config.model_type, ""), None)
+    if getattr(config, "is_encoder_decoder", False):
+        raise UserError(f"model.name: '{mcfg.name}' is an encoder-decoder ({config.model_type}); itt trains encoders "
+                        "(XLM-R, mBERT, BERT, RoBERTa, XLNet, ...): give one")
+    if is_decoder_only(config) and mcfg.pooling == "first":
+        raise UserError(f"model.pooling: first, but '{mcfg.name}' is a decoder ({config.model_type}: each token sees "
+                        "only those before it, so the first sees nothing of the input); give last or mean (auto: last)")
     limit = input_limit(config)
     if longest is not None and limit is not None and longest[0] > limit:
         raise UserError(f"{longest[1]}: {longest[0]} tokens, but model '{mcfg.name}' takes at most {limit} "
@@ -202,9 +208,21 @@ def _drop_pooler(model):
 
 
 def pooling_for(mcfg: ModelConfig, encoder) -> str:
+    """``model.pooling``; auto: the token that has seen the whole input, the last for XLNet and decoders
+    (as 🤗's XLNet and GPT-2 sequence classifiers pool), else the first ([CLS], <s>)."""
     if mcfg.pooling != "auto":
         return mcfg.pooling
-    return "last" if encoder.config.model_type == "xlnet" else "first"
+    return "last" if encoder.config.model_type == "xlnet" or is_decoder_only(encoder.config) else "first"
+
+
+def is_decoder_only(config) -> bool:
+    """A causal language model (GPT-2, Llama, BLOOM, XGLM, ...): each token attends only to those before it.
+    Told by transformers' mappings: a causal-LM head and no masked-LM head; XLNet, in that mapping too,
+    reads both sides. An architecture the mappings do not know (remote code) counts as an encoder."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    t = config.model_type
+    return t in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and t not in MODEL_FOR_MASKED_LM_MAPPING_NAMES and t != "xlnet"
 
 
 def hidden_size(encoder) -> int:

@@ -206,3 +206,35 @@ def test_a_trial_on_part_of_a_gpu_keeps_to_that_part_of_its_memory(monkeypatch):
     assert cap_gpu_memory(0.5, enabled=False) is None and set_to == [0.25]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cap_gpu_memory(0.25) is None and set_to == [0.25]
+
+
+def test_a_decoder_pools_its_last_token_and_an_encoder_decoder_is_refused(write_config, tmp_path, capsys):
+    """GPT-2 as model.name trained with first-token pooling (its first token sees only itself: the heads
+    learned from nothing of the input); T5 failed in its forward for want of decoder inputs."""
+    from transformers import GPT2Config, GPT2Model, T5Config, T5Model
+
+    from itt.config import ModelConfig
+    from itt.errors import UserError
+    from itt.models import check_model, is_decoder_only, pooling_for
+    from search.cli import main
+    from tests.conftest import TINY
+
+    GPT2Model(GPT2Config(vocab_size=30, n_embd=8, n_layer=1, n_head=2, n_positions=32)).save_pretrained(tmp_path / "gpt2")
+    gpt2 = GPT2Model.from_pretrained(tmp_path / "gpt2")
+    assert is_decoder_only(gpt2.config)
+    assert pooling_for(ModelConfig(name=str(tmp_path / "gpt2")), gpt2) == "last"
+    assert pooling_for(ModelConfig(name=str(tmp_path / "gpt2"), pooling="mean"), gpt2) == "mean"
+    check_model(ModelConfig(name=str(tmp_path / "gpt2")))  # auto: fine
+    with pytest.raises(UserError, match=r"model.pooling: first, but '.*gpt2' is a decoder \(gpt2: each token sees"):
+        check_model(ModelConfig(name=str(tmp_path / "gpt2"), pooling="first"))
+    from transformers import BertConfig, XLNetConfig  # encoders (XLNet sits in the causal-LM mapping too)
+    assert not is_decoder_only(BertConfig()) and not is_decoder_only(XLNetConfig())
+
+    T5Model(T5Config(vocab_size=30, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)).save_pretrained(tmp_path / "t5")
+    path = write_config(base={**TINY, "model": {"name": str(tmp_path / "t5")}}, name="t5.yaml")
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"error: model.name: '{tmp_path / 't5'}' is an encoder-decoder (t5); itt trains encoders "
+                   "(XLM-R, mBERT, BERT, RoBERTa, XLNet, ...): give one"], err
+    assert not (tmp_path / "out").exists()
