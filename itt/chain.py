@@ -87,7 +87,9 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     order = [resolve_task(n, specs) for n in cfg.order]
     target = resolve_task(cfg.target.task, specs)
     languages = list(cfg.target.languages or target.languages)
-    kw = dict(data_root=cfg.data_root, toy_options=cfg.toy, seed=cfg.data_seed)
+    said: set[str] = set()  # (the probe reloads a dev split eval also loads: each warning once)
+    warn = lambda line: None if line in said else (said.add(line), log(line))  # noqa: E731
+    kw = dict(data_root=cfg.data_root, toy_options=cfg.toy, seed=cfg.data_seed, warn=warn)
     raw_train = {t.name: load_split(t, "train", t.languages[0], max_examples=cfg.stage_hparams(t.name).max_examples, **kw)
                  for t in order}
     if target.trains:

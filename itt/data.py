@@ -446,12 +446,23 @@ def _prefilter(ds, spec: DataSpec, where: str, lang: str):
     return ds
 
 
+def _warn_empty(rows: dict, fields, where: str, warn) -> None:
+    """A text field that is empty (a blank TSV/CSV cell, a JSON null) is read as "" and trained on as such:
+    said once per split and field, with the first such row, so that a broken column does not go unseen."""
+    n = len(rows["id"])
+    for f in fields:
+        empty = [i for i, t in enumerate(rows[f]) if not t.strip()]
+        if empty:
+            warn(f"warning: {where}: {len(empty)} of {n} rows have an empty '{f}' (the first: id "
+                 f"{rows['id'][empty[0]]}); they are kept, as empty text")
+
+
 def load_split(task: Task, split: str, lang: str, *, data_root: str | None = None, toy_options: dict | None = None,
-               max_examples: int | None = None, seed: int = 0) -> datasets.Dataset:
+               max_examples: int | None = None, seed: int = 0, warn=None) -> datasets.Dataset:
     """One split of one task in one language, validated, with columns ``id``, fields..., ``label``.
 
     ``max_examples`` keeps the first N after a shuffle seeded by ``seed`` (the same cap and seed
-    always give the same examples).
+    always give the same examples). ``warn(line)`` hears of rows with an empty text field.
     """
     spec = task.source(split, lang)
     head = f"task '{task.name}', split '{split}', language '{lang}'"
@@ -509,6 +520,8 @@ def load_split(task: Task, split: str, lang: str, *, data_root: str | None = Non
             rows[f].append("" if t is None else str(t))
     if not rows["label"]:
         raise DataError(f"{where}: {head} is empty")
+    if warn is not None:
+        _warn_empty(rows, task.fields, where, warn)
     features = datasets.Features({
         "id": datasets.Value("string"), **{f: datasets.Value("string") for f in task.fields},
         "label": datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.labels)),

@@ -104,3 +104,28 @@ def test_caps_are_seeded_and_stable():
     b = load_split(t, "train", "en", toy_options={"n_train": 100}, max_examples=10, seed=3)
     c = load_split(t, "train", "en", toy_options={"n_train": 100}, max_examples=10, seed=4)
     assert len(a) == 10 and a["id"] == b["id"] and a["id"] != c["id"]
+
+
+def test_rows_with_an_empty_text_field_are_kept_and_said(tmp_path):
+    """A blank TSV cell or a JSON null was trained on as "" without a word (a column mapped wrong looks
+    like that too). Kept as empty text, and the loader says how many, in which field, and the first id."""
+    f = tmp_path / "nli.tsv"
+    f.write_text("id\tpremise\thypothesis\tlabel\na1\tthe cat sat\t\tentailment\na2\tdogs bark\tdogs are loud\tneutral\n"
+                 "a3\t  \tnothing\tcontradiction\n")
+    spec = TaskSpec(train=DataSpec(files=str(f), format="tsv"))
+    said = []
+    ds = load_split(resolve_task("mnli", {"mnli": spec}), "train", "en", warn=said.append)
+    assert ds["hypothesis"] == ["", "dogs are loud", "nothing"] and len(ds) == 3  # kept
+    assert said == [f"warning: {f}: 1 of 3 rows have an empty 'premise' (the first: id a3); they are kept, as empty text",
+                    f"warning: {f}: 1 of 3 rows have an empty 'hypothesis' (the first: id a1); they are kept, as empty text"]
+    j = tmp_path / "reviews.jsonl"
+    j.write_text('{"review": null, "stars": "pos"}\n{"review": "awful", "stars": "neg"}\n')
+    spec = TaskSpec(kind="single_classification", fields=["text"], labels=["negative", "positive"],
+                    train=DataSpec(files=str(j), columns={"text": "review", "label": "stars"},
+                                   label_map={"pos": "positive", "neg": "negative"}))
+    said.clear()
+    load_split(resolve_task("reviews", {"reviews": spec}), "train", "en", warn=said.append)
+    assert said == [f"warning: {j}: 1 of 2 rows have an empty 'text' (the first: id en-0); they are kept, as empty text"]
+    said.clear()
+    load_split(resolve_task("reviews", {"reviews": spec}), "train", "en")  # (no warn: nothing said, nothing fails)
+    assert said == []
