@@ -72,7 +72,12 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     from transformers import AutoTokenizer
 
     with _from_hub(f"tokenizer '{name_or_path}'", "cannot load", name_or_path):
-        return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:  # a decoder's (GPT-2, Llama): pad with its end-of-text token, as 🤗's docs for
+        if tok.eos_token is None:  # GPT2ForSequenceClassification do (the attention mask hides the padding)
+            raise UserError(f"tokenizer '{name_or_path}' has neither a padding nor an end-of-text token to pad with")
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 @contextlib.contextmanager

@@ -600,10 +600,9 @@ def _table_problem(table: str, draw: str, space) -> str | None:
     if space.count() <= TABLE_SPACE_CHECKED:
         absent = [k for k in map(order_key, space.orders()) if k not in orders]
         if absent:
-            return (f"no row for order '{absent[0] or 'F'}'" + (f" nor {len(absent) - 1} other(s)" if len(absent) > 1
-                                                                else "")
-                    + f" of the search's {space.count()} orders (search.candidates, length and constraints): "
-                    "a simulated search may propose any of them")
+            more = f" nor {len(absent) - 1} other(s)" if len(absent) > 1 else ""
+            return (f"no row for order '{absent[0] or 'F'}'{more} of the search's {space.count()} orders "
+                    "(search.candidates, length and constraints): a simulated search may propose any of them")
     return None
 
 

@@ -238,3 +238,23 @@ def test_a_decoder_pools_its_last_token_and_an_encoder_decoder_is_refused(write_
     assert err == [f"error: model.name: '{tmp_path / 't5'}' is an encoder-decoder (t5); itt trains encoders "
                    "(XLM-R, mBERT, BERT, RoBERTa, XLNet, ...): give one"], err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_without_a_padding_token_pads_with_its_end_of_text_token(tmp_path):
+    """GPT-2's and Llama's tokenizers have no padding token: the first padded batch was a traceback."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from itt.errors import UserError
+    from itt.models import load_tokenizer
+
+    vocab = {"<eos>": 0, "<unk>": 1, "a": 2, "b": 3}
+    for name, eos in (("with_eos", "<eos>"), ("without", None)):
+        words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        PreTrainedTokenizerFast(tokenizer_object=words, eos_token=eos, unk_token="<unk>").save_pretrained(tmp_path / name)
+    tok = load_tokenizer(str(tmp_path / "with_eos"))
+    assert tok.pad_token == "<eos>" and tok.pad_token_id == 0
+    assert tok(["a", "a b"], padding=True)["attention_mask"] == [[1, 0], [1, 1]]
+    with pytest.raises(UserError, match="has neither a padding nor an end-of-text token"):
+        load_tokenizer(str(tmp_path / "without"))
