@@ -73,6 +73,18 @@ def data_fingerprint(ds) -> str:
     return h.hexdigest()
 
 
+def eval_fingerprint(ds, feats) -> str:
+    """An eval set's: its model inputs where they are a dataset (classification); for kinds whose inputs
+    come as EvalFeatures (windows of tagging and QA, options, retrieval's none), the examples and the
+    inputs both (the windows follow from the examples and the tokenizer, both in the key)."""
+    from itt.kinds._base import EvalFeatures
+
+    if not isinstance(feats, EvalFeatures):
+        return data_fingerprint(feats)
+    return digest({"examples": data_fingerprint(ds),
+                   "inputs": data_fingerprint(feats.inputs) if feats.inputs is not None else None})
+
+
 def tokenizer_fingerprint(tok) -> str:
     """A tokenizer trained on the fly is deterministic from its texts: hash what it became."""
     parts = {"class": type(tok).__name__, "padding_side": getattr(tok, "padding_side", None),
@@ -164,11 +176,24 @@ def probe_key(p) -> str:
                        "target": _task_spec(t), "metric": t.metric,
                        "train": data_fingerprint(p.train[t.name]) if t.name in p.train else None,
                        "hparams": cfg.stage_hparams(None).model_dump(mode="json"),
-                       "dev": {lang: data_fingerprint(feats) for lang, (_, feats) in sorted(p.probe.items())},
+                       "dev": {lang: eval_fingerprint(ds, feats) for lang, (ds, feats) in sorted(p.probe.items())},
                        "eval": {"batch_size": cfg.eval.batch_size, "qa": cfg.eval.qa.model_dump(),
-                                "retrieval": cfg.eval.retrieval.model_dump()}})
+                                "retrieval": cfg.eval.retrieval.model_dump()},
+                       **({"also": _probe_also_part(p)} if p.probe_also else {})})
 
     return _memo(p, "probe", compute)
+
+
+def _probe_also_part(p) -> dict:
+    """``probe.also``: each eval.also task, its train data and hyperparameters, and its probe dev sets."""
+    out = {}
+    for name, sets in sorted(p.probe_also.items()):
+        t = p.also[name][0]
+        out[name] = {"task": _task_spec(t), "xtreme_metric": t.xtreme_metric,
+                     "train": data_fingerprint(p.also_train[name]) if name in p.also_train else None,
+                     "hparams": p.cfg.also_hparams(name).model_dump(mode="json"),
+                     "dev": {lang: eval_fingerprint(ds, feats) for lang, (ds, feats) in sorted(sets.items())}}
+    return out
 
 
 # --------------------------------------------------------------------------- the store

@@ -75,6 +75,7 @@ class Prepared:
     noisy: dict[str, tuple] = field(default_factory=dict)  # lang -> (noisy dev dataset, tokenized)
     tokenizer: object = None
     probe: dict[str, tuple] = field(default_factory=dict)  # lang -> (dev dataset, tokenized)
+    probe_also: dict[str, dict] = field(default_factory=dict)  # probe.also: task -> {lang: (dev dataset, tokenized)}
     also: dict[str, tuple] = field(default_factory=dict)  # eval.also: task name -> (task, {(split, lang): dataset})
     also_train: dict[str, object] = field(default_factory=dict)  # eval.also tasks that are fine-tuned: tokenized train
     also_tok: dict[tuple[str, str, str], object] = field(default_factory=dict)  # (task, split, lang) -> eval features
@@ -129,6 +130,8 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         for lang in cfg.probe.languages or languages:
             ds = load_split(target, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
             p.probe[lang] = (ds, th.featurize(ds, target, tokenizer, hp_t, train=False))
+        if cfg.probe.also:
+            p.probe_also = _probe_also_sets(cfg, also, tokenizer, kw)
     for t in [*order, target]:
         if t.name in raw_train:  # each kind its own features (windows, first subwords, options)
             hp = cfg.stage_hparams(t.name if t is not target else None)
@@ -146,6 +149,22 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
                                  word_rate=pert.word_rate, seed=pert.seed)
             p.noisy[lang] = (ds, th.featurize(ds, target, tokenizer, hp_t, train=False))
     return p
+
+
+def _probe_also_sets(cfg: ChainConfig, also: dict, tokenizer, kw: dict) -> dict[str, dict]:
+    """``probe.also``: each eval.also task's dev split in its eval languages, capped as the target's probe
+    sets are; a task without a dev split in any of them is an error (the probe's average would drop it)."""
+    out = {}
+    for name, (t, _sets) in also.items():
+        langs = [lang for lang in (cfg.eval.also[name] or t.languages) if t.source("dev", lang)]
+        if not langs:
+            raise UserError(f"probe.also: eval.also task '{name}' has no dev split to probe on")
+        h = handler(t.kind)
+        out[name] = {}
+        for lang in langs:
+            ds = load_split(t, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
+            out[name][lang] = (ds, h.featurize(ds, t, tokenizer, cfg.also_hparams(name), train=False))
+    return out
 
 
 def _load_also(cfg: ChainConfig, target: Task, kw: dict) -> tuple[dict, dict]:
@@ -436,6 +455,7 @@ def _intermediate_stage(r: _SeedRun, i: int, task: Task) -> tuple[dict, dict, bo
             probe_new, probe_secs = True, time.perf_counter() - t1
         stage = {**stat, "probe": probe}
         metrics.update({f"probe_{name}": v for name, v in probe.items() if not isinstance(v, dict)})
+        metrics.update({f"probe_xtreme_{t}": v for t, v in probe.get("xtreme_tasks", {}).items()})  # (probe.also)
     # what this stage costs to train (and probe), measured now or carried by the cache entry: the
     # searcher's cost model (order_bo's ``cost: measured``) learns each task's seconds from it
     metrics["stage_seconds"] = float(stat.get("seconds", 0.0)) + probe_secs if cached is None else sc.last_hit_seconds
@@ -518,9 +538,40 @@ def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: i
     if task.trains:
         train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware,
                     progress=progress)
-    per = {lang: m[task.metric] for lang, m in _score(p, accelerator, model, p.probe, None, "probe").items()}
+    scored = _score(p, accelerator, model, p.probe, None, "probe")
+    per = {lang: m[task.metric] for lang, m in scored.items()}
     s = M.summary(per)
-    return {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
+    out = {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
+    if p.probe_also:
+        del model
+        tasks = {task.name: xtreme_scores(task, scored)["average"]}
+        tasks.update(_probe_also(p, accelerator, encoder, pooling, hid, seed=seed, progress=progress))
+        out |= {"xtreme_average": sum(tasks.values()) / len(tasks), "xtreme_tasks": tasks}
+    return out
+
+
+def _probe_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int, progress=None) -> dict:
+    """``probe.also``: each eval.also task's XTREME score after the same short fine-tune as the target's probe
+    (on its own copy of the encoder, with its ``also`` hyperparameters; retrieval: the encoder as it is)."""
+    import copy
+
+    from accelerate.utils import set_seed
+
+    out = {}
+    for name, sets in p.probe_also.items():
+        task = p.also[name][0]
+        h = handler(task.kind)
+        set_seed(seed)
+        model = h.model(copy.deepcopy(encoder) if task.trains else encoder, task, hidden=hid, pooling=pooling, seed=seed)
+        if task.trains:
+            hp = p.cfg.also_hparams(name).model_copy(update={"max_steps": p.cfg.probe.steps})
+            train_stage(accelerator, model, p.also_train[name], p.tokenizer, task, hp, seed=seed, hw=p.cfg.hardware,
+                        progress=progress)
+        ctx = EvalContext(accelerator, p.tokenizer, p.cfg, task, "dev", {})
+        per = {lang: h.evaluate(ctx, model, ds, feats, lang)[0] for lang, (ds, feats) in sets.items()}
+        out[name] = xtreme_scores(task, per)["average"]
+        del model
+    return out
 
 
 # counts summed over seeds, not averaged: stage trainings a chain ran / took from the stage cache

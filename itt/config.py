@@ -295,6 +295,10 @@ class ProbeConfig(_Strict):
     steps: int = Field(50, gt=0)  # optimizer steps of the probe fine-tune (target hparams otherwise)
     languages: list[str] | None = None  # default: the target languages
     max_eval_examples: int | None = Field(200, gt=0)  # per language, from the dev split
+    # eval.also's tasks too (each fine-tuned for `steps` on its own copy where it trains; its dev split in
+    # its eval languages): the probe then gives the XTREME average over the target and them. null: on in
+    # a search that optimises that average (search.metric: xtreme), off otherwise
+    also: bool | None = None
 
     _csv = field_validator("languages", mode="before")(_split_commas)
     _langs = field_validator("languages")(_languages)

@@ -151,8 +151,11 @@ def _start_lines(scfg: SearchConfig, chain, target: str, name: str, st: Storage,
         f"searcher {scfg.searcher}, {trials} trials, scheduler {scfg.scheduler.type}, {concurrency} at a time"
         f"{' in reproducible batches (search.reproducible)' if scfg.reproducible else ''}; experiment: {st.display}")
     if scfg.metric == "xtreme":
+        alone = chain.probe.also is False  # (null: the trials turn it on)
         log(f"score: the dev XTREME average over {', '.join([target, *chain.eval.also])} (the target and "
-            f"eval.also); the probe after each stage is {target}'s alone"
+            f"eval.also); the probe after each stage "
+            + (f"is {target}'s alone (probe.also: false)" if alone else
+               f"too (each task fine-tuned for {scfg.probe_steps} steps; probe.also)")
             + (f", and search.prior: transferability rates transfer to {target} alone"
                if scfg.prior == "transferability" else ""))
     if study_url:

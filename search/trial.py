@@ -74,8 +74,9 @@ def objective_values(metrics: dict, ctx: TrialContext) -> dict[str, float | None
     fig = lambda f: metrics.get(f"{prefix}_{f}")  # noqa: E731
     out: dict[str, float | None] = {}
     for name in ctx.search.objectives:
-        if name == "xtreme":  # the final's average over tasks; mid-chain the probe (the target's only signal)
-            out[name] = metrics.get("dev_xtreme_average") if metrics.get("final") else fig("mean")
+        if name == "xtreme":  # the final's average over tasks; mid-chain the probe's (probe.also), else the target's
+            out[name] = (metrics.get("dev_xtreme_average") if metrics.get("final")
+                         else metrics.get("probe_xtreme_average", fig("mean")))
         elif name == "robust":
             mean, std = fig("mean"), fig("std")
             out[name] = None if mean is None else mean - ctx.search.robust_weight * (std or 0.0)
@@ -117,6 +118,8 @@ def trial_chain_config(ctx: TrialContext, order: list[str], hp: dict) -> dict:
     splits = raw["eval"].get("splits") or ["dev", "test"]
     raw["eval"]["splits"] = splits if "dev" in splits else ["dev", *splits]  # the objective is on dev
     raw["probe"] = {**raw.get("probe", {}), "enabled": True, "steps": ctx.search.probe_steps}
+    if raw["probe"].get("also") is None:  # the probe covers what the search optimises
+        raw["probe"]["also"] = "xtreme" in ctx.search.objectives
     for k, v in hp.items():
         set_dotted(raw, k, v, "search.hparams")
     return raw

@@ -278,3 +278,29 @@ def test_eval_also_refuses_the_target_itself(write_config, tmp_path):
                eval={"splits": ["test"], "also": ["xnli"]})
     with pytest.raises(UserError, match="eval.also: 'xnli' is the target itself"):
         prepare(cfg, log=lambda *a: None)
+
+def test_probes_on_tagging_targets_with_the_stage_cache_and_probe_also(write_config, tmp_path):
+    """A probe on a target whose eval inputs are windows (tagging, QA) failed at the stage cache's probe key
+    (every trial of such a search). probe.also adds eval.also's tasks to the probe: its XTREME average is the
+    mean of their probe scores, the chain's own results stay as they are, and the cache keeps the two apart."""
+    tasks = {"panx": {"dev": {"files": "panx_wikiann/wikiann.{lang}.val.conllu", **WIKIANN}},
+             "udpos": {"dev": {"files": "pos/{lang}_*-ud-dev.conllu"}}}
+
+    def run(name, also):
+        cfg = _cfg(write_config, order=["xnli"], target={"task": "panx", "languages": ["de", "es"]}, tasks=tasks,
+                   eval={"splits": ["test"], "also": {"udpos": ["fr", "zh"]}}, cache_dir=str(tmp_path / "cache"),
+                   probe={"enabled": True, "steps": 2, "max_eval_examples": 16, "also": also})
+        res = _run(cfg, tmp_path / name)["seeds"]["0"]
+        return res["stages"][0], res["test"]
+
+    stage, test = run("a", True)
+    probe = stage["probe"]
+    assert stage["from_cache"] is False
+    assert set(probe["xtreme_tasks"]) == {"panx", "udpos"} and 0 <= probe["xtreme_tasks"]["udpos"] <= 1
+    assert probe["xtreme_tasks"]["panx"] == pytest.approx(np.mean(list(probe["per_language"].values())))  # (f1)
+    assert probe["xtreme_average"] == pytest.approx(np.mean(list(probe["xtreme_tasks"].values())))
+    again, test_again = run("b", True)
+    assert again["from_cache"] is True and again["probe"] == probe and test_again == test
+    alone, test_alone = run("c", False)  # the stage from the cache, the probe not (another probe key)
+    assert alone["from_cache"] is True and "xtreme_tasks" not in alone["probe"]
+    assert alone["probe"]["per_language"] == pytest.approx(probe["per_language"]) and test_alone == test

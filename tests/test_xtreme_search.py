@@ -63,6 +63,11 @@ def test_search_on_the_xtreme_average_of_two_targets(tmp_path, ray_local, capsys
         assert float(r["xtreme_toy_topic"]) == pytest.approx(topic) and float(r["xtreme_toy_xnli"]) == pytest.approx(xnli)
         assert float(r["xtreme_average"]) == pytest.approx((topic + xnli) / 2)
         assert float(r["test_mean"]) == pytest.approx(xnli)  # the target's own figures stay as they were
+        for s in seeds if r["order"] else []:  # the probe after the stage covers both tasks too (probe.also)
+            probe = s["stages"][0]["probe"]
+            assert set(probe["xtreme_tasks"]) == {"toy_xnli", "toy_topic"}
+            assert probe["xtreme_average"] == pytest.approx(np.mean(list(probe["xtreme_tasks"].values())))
+    assert any("the probe after each stage too (each task fine-tuned for 2 steps; probe.also)" in ln for ln in lines)
     # MLflow: each trial run has the task scores; the search's view shows them as columns
     client = mlflow.MlflowClient()
     e = client.get_experiment_by_name("xt")
@@ -178,3 +183,23 @@ def test_compare_says_what_its_searches_columns_are():
     unit, line = units([task("xt"), lang("xnli"), lang("pawsx")])
     assert unit == "language" and line == ("Mixed figures: the XTREME average over tasks (search.metric: xtreme) for "
                                            "xt; the mean over the target's languages for xnli, pawsx.")
+
+
+def test_an_xtreme_search_stops_on_the_probes_xtreme_average():
+    """ASHA's signal mid-chain in a search.metric: xtreme search: the probe's average over the tasks where the
+    trial probed them all (probe.also, on by default there), the target's probe where it did not."""
+    from search.config import SearchConfig
+    from search.trial import TrialContext, objective_values, trial_chain_config
+
+    scfg = SearchConfig(candidates=["toy_align"], length=1, metric="xtreme")
+    ctx = TrialContext(search=scfg, chain_raw={}, storage=None, metric="accuracy")
+    assert objective_values({"probe_accuracy_mean": 0.5, "probe_xtreme_average": 0.4}, ctx) == {"xtreme": 0.4}
+    assert objective_values({"probe_accuracy_mean": 0.5}, ctx) == {"xtreme": 0.5}
+    assert objective_values({"final": True, "dev_accuracy_mean": 0.5, "dev_xtreme_average": 0.3}, ctx) == {"xtreme": 0.3}
+    assert trial_chain_config(ctx, ["toy_align"], {})["probe"]["also"] is True
+    off = TrialContext(search=scfg, chain_raw={"probe": {"also": False}}, storage=None, metric="accuracy")
+    assert trial_chain_config(off, ["toy_align"], {})["probe"]["also"] is False  # the config's word stands
+    mean = TrialContext(search=SearchConfig(candidates=["toy_align"], length=1), chain_raw={}, storage=None,
+                        metric="accuracy")
+    assert trial_chain_config(mean, ["toy_align"], {})["probe"]["also"] is False
+
