@@ -40,6 +40,7 @@ from search.transfer import agreement, agreement_text, prior_of_measurements
 from search.tracking import finite as _num
 
 XTREME, XTREME_SCORE = "xtreme", "XTREME score"  # search.metric in task mode; the scores' name there
+XTREME_PROBES = "XTREME average of every task's probe"  # task mode's probes with probe.also
 _UNIT_WORDS = [(re.compile(r"\bLanguages\b"), "Tasks"), (re.compile(r"\bLanguage\b"), "Task"),
                (re.compile(r"\blanguages\b"), "tasks"), (re.compile(r"\blanguage\b"), "task"),
                (re.compile(r"\blangs\b"), "tasks")]
@@ -89,6 +90,7 @@ class Experiment:
     # whose XTREME average it optimised, each task's XTREME score (the mean over its languages)
     unit: str = "language"
     probe_metric: str | None = None  # the probes' metric where it is not the scores' (the target's, in task mode)
+    probe_key: str | None = None  # a probe's metric as trials report it, where not probe_<metric>_mean (task mode)
     # task mode: every task's per-language XTREME figure (order, seed, task, language, metric, score)
     by_language: pd.DataFrame | None = None
     finetunes_per_chain: int = 1  # the target's, and one per eval.also task that trains
@@ -167,7 +169,10 @@ def load_experiment(exp_dir: str) -> Experiment:
                       by_language=pd.DataFrame(t.by_language, columns=["order", "seed", "task", "language", "metric", "score"])
                       if per_task else None, finetunes_per_chain=1 if t.per_chain is None else t.per_chain,
                       seconds=pd.DataFrame(t.seconds, columns=["order", "seed", "seconds", "tokens"]),
-                      probe_metric=f"{meta.get('target') or 'target'} {metric}" if per_task and metric else None)
+                      probe_metric=(XTREME_PROBES if t.xtreme_probes else f"{meta.get('target') or 'target'} {metric}")
+                      if per_task and metric else None,
+                      probe_key=("probe_xtreme_average" if t.xtreme_probes else f"probe_{metric}_mean")
+                      if per_task and metric else None)
 
 
 def _with_results(st, rs: list[dict]) -> tuple[dict | None, dict | None]:
@@ -188,6 +193,7 @@ class _Tables:
     stages: list = field(default_factory=list)  # (order, seed, stage, task, probe score)
     by_language: list = field(default_factory=list)  # (order, seed, task, language, metric, score): xtreme only
     seconds: list = field(default_factory=list)  # (order, seed, seconds, tokens) of each chain's training
+    xtreme_probes: bool = False  # task mode: the probes are XTREME averages over the tasks (probe.also)
     hardware: list = field(default_factory=list)  # each counted trial's results.json "hardware"
     per_chain: int | None = None  # the most fine-tunes a chain ran
 
@@ -221,7 +227,11 @@ class _Tables:
             if "perturbation" in sr:
                 self.extra.append((order, seed, "perturbation", _num(sr["perturbation"].get("score"))))
             for i, stage in enumerate([s for s in sr.get("stages", []) if "probe" in s], 1):
-                self.stages.append((order, seed, i, stage.get("task"), _num(stage["probe"].get(f"{m}_mean"))))
+                probe = stage["probe"]  # task mode: the probe's XTREME average where every task was probed (probe.also)
+                xtreme = per_task and "xtreme_average" in probe
+                self.xtreme_probes |= xtreme
+                self.stages.append((order, seed, i, stage.get("task"),
+                                    _num(probe["xtreme_average"] if xtreme else probe.get(f"{m}_mean"))))
 
 
 def _finetunes(res: dict, sr: dict) -> int:
@@ -244,7 +254,7 @@ def _task_languages(order: str, seed: int, split: str, sr: dict, target: str | N
 def stopped_probes(exp: Experiment, trial_id: str) -> list[dict]:
     """A stopped trial's probe score per stage (mean over seeds), from the search's tracking/ log."""
     rec = exp.st.read_json("tracking", "trials", f"{trial_id}.json") or {}
-    key = f"probe_{exp.metric}_mean"
+    key = exp.probe_key or f"probe_{exp.metric}_mean"
     return [{"stage": int(r["step"]), "probe": r["metrics"][key]} for r in rec.get("reports", [])
             if key in r.get("metrics", {}) and not r["metrics"].get("final")]
 

@@ -81,6 +81,17 @@ def test_search_on_the_xtreme_average_of_two_targets(tmp_path, ray_local, capsys
     res = make_report(str(exp), out=str(out), log=lines.append)
     assert res["unit"] == "task" and res["languages"] == ["toy_xnli", "toy_topic"]
     by_order = {r["order"]: r for r in rows}
+    # its probe curves are the probes' XTREME averages (probe.also), from results.json and from the trials' reports
+    from search.report import load_experiment, stopped_probes
+
+    assert res["probe_metric"] == "XTREME average of every task's probe" and res["probe_curves"]
+    exp_t = load_experiment(str(exp))
+    for c in res["probe_curves"]:
+        tid = by_order[c["order"]]["trial_id"]
+        seeds = json.loads((exp / "trials" / tid / "results.json").read_text())["seeds"].values()
+        want = np.mean([s["stages"][0]["probe"]["xtreme_average"] for s in seeds])
+        assert c["points"][0]["probe"] == pytest.approx(want)
+        assert [p["probe"] for p in stopped_probes(exp_t, tid)] == pytest.approx([want])  # (as a stopped trial's)
     for b in res["leaderboard"]:
         r = by_order[b["order"]]
         assert b["mean"] == pytest.approx(float(r["xtreme_average"]))
