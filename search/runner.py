@@ -51,7 +51,12 @@ def _check_resources(scfg: SearchConfig) -> int:
     if sum(fits) < r.workers_per_trial:
         raise UserError(f"search.resources: a trial needs {r.workers_per_trial} workers but the cluster holds {sum(fits)}")
     conc = min(math.floor(total.get(k, 0) / v + 1e-9) for k, v in per_trial.items() if v > 0)
-    return max(1, conc)
+    if conc < 1:  # (each worker fits somewhere, but not all of them beside the trial's own CPUs: Ray Train waits)
+        raise UserError(f"search.resources: a trial needs {per_trial['CPU']:g} CPU (trial_cpus {r.trial_cpus:g} + "
+                        f"{r.workers_per_trial} workers x cpus_per_worker {r.cpus_per_worker:g}) and "
+                        f"{per_trial['GPU']:g} GPU, but the cluster has {total.get('CPU', 0):g} CPU and "
+                        f"{total.get('GPU', 0):g} GPU in all")
+    return conc
 
 
 SUMMARY_FILE = "summary.json"  # beside results.csv: the recommendation, the best observed, the searcher's trace
@@ -89,15 +94,16 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
     tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
                              target=target.name, metric=target.metric, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
-    prior = None
-    if scfg.prior == "transferability" or scfg.prior_from:  # once per search, here in the driver (search/transfer.py)
-        from search.transfer import order_prior
+    with tracker.removed_if_refused():
+        prior = None
+        if scfg.prior == "transferability" or scfg.prior_from:  # once per search, in the driver (search/transfer.py)
+            from search.transfer import order_prior
 
-        prior = order_prior(scfg, chain, st=st, log=log, measured=measured)
-    seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
-    # Ray: the cluster, then what runs on it
-    _init_ray(address, scfg)
-    fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
+            prior = order_prior(scfg, chain, st=st, log=log, measured=measured)
+        seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
+        # Ray: the cluster, then what runs on it
+        _init_ray(address, scfg)
+        fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
     concurrency = scfg.resources.max_concurrent or fits
     st.write_text(_search_file(chain, scfg), SEARCH_FILE)  # what `itt resume` rebuilds the trainable from
     study_url = study_copy_url(scfg, st)

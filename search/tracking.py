@@ -564,6 +564,7 @@ class Tracker(Callback):
         self.warned = False
         self.closed = False
         self.managed = False  # the runner closes the runs (after summary.json); else on_experiment_end does
+        self.made_store: Path | None = None  # a sqlite store the store check created (removed_if_refused)
 
     @classmethod
     def create(cls, *, st: Storage, scfg, chain, name: str, n_orders: int, languages: list[str], target: str,
@@ -571,6 +572,8 @@ class Tracker(Callback):
         """Checks the MLflow store when tracking is on (a UserError before any Ray work when it fails)."""
         tcfg = scfg.tracking
         resolved = resolve_uri(uri, tcfg.tracking_uri) if tcfg.enabled else None
+        db = _sqlite_path(resolved) if resolved else None
+        new_db = db is not None and not db.exists()
         client = connect(resolved) if resolved else None
         seeds = list(scfg.seeds or chain.seeds)
         meta = {"name": name, "experiment": tcfg.experiment or name, "tracking_uri": resolved, "seeds": seeds,
@@ -578,8 +581,23 @@ class Tracker(Callback):
                 "best_k": tcfg.best_k, "experiment_dir": st.display}
         if scfg.metric == "xtreme":  # the XTREME average's tasks: the target's and eval.also's columns
             meta["xtreme_tasks"] = [target, *chain.eval.also]
-        return cls(st=st, meta=meta, files=tracked_files(scfg, chain, n_orders), uri=resolved, client=client,
-                   best_k=tcfg.best_k, log=log)
+        tracker = cls(st=st, meta=meta, files=tracked_files(scfg, chain, n_orders), uri=resolved, client=client,
+                      best_k=tcfg.best_k, log=log)
+        tracker.made_store = db if new_db else None
+        return tracker
+
+    @contextmanager
+    def removed_if_refused(self):
+        """A search refused after the store check (its resources, its seed points) leaves no store behind:
+        the sqlite file the check created goes again, while no run is in it (another search may use it)."""
+        try:
+            yield
+        except UserError:
+            db = self.made_store
+            if db is not None and self.client is not None and not self.client.search_runs(
+                    [e.experiment_id for e in self.client.search_experiments()], max_results=1):
+                db.unlink(missing_ok=True)
+            raise
 
     def __getstate__(self):
         """Tune pickles its callbacks with the experiment: the client (sockets, locks) stays behind, and

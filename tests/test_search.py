@@ -1167,6 +1167,20 @@ def test_resources_no_node_can_hold(tmp_path, ray_local, capsys):
     _error(["search", str(p), "--storage", str(tmp_path / "runs")], capsys, "search.resources", "no node has that")
     p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"workers_per_trial": 9}}, name="w.yaml")
     _error(["search", str(p), "--storage", str(tmp_path / "runs2")], capsys, "9 workers")
+    # each worker fits, but not both beside the trial's own CPUs: Ray Train waited for them forever
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"workers_per_trial": 2}}, name="x.yaml")
+    db = tmp_path / "new.db"  # the store check creates it: a refused search leaves no store behind
+    _error(["search", str(p), "--storage", str(tmp_path / "runs3"), "--tracking-uri", f"sqlite:///{db}"], capsys,
+           "search.resources: a trial needs 2.25 CPU (trial_cpus 0.25 + 2 workers x cpus_per_worker 1) and 0 GPU, "
+           "but the cluster has 2 CPU and 0 GPU in all")
+    assert not db.exists() and not (tmp_path / "runs3").exists()
+    from mlflow.tracking import MlflowClient
+
+    old = tmp_path / "old.db"  # a store that was there before stays, whatever it holds
+    MlflowClient(f"sqlite:///{old}").search_experiments()
+    _error(["search", str(p), "--storage", str(tmp_path / "runs3"), "--tracking-uri", f"sqlite:///{old}"], capsys,
+           "search.resources: a trial needs 2.25 CPU")
+    assert old.exists()
 
 
 def test_asha_brackets_are_drawn_from_the_search_seed():
