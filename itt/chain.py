@@ -566,7 +566,7 @@ def _probe_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, se
         if task.trains:
             hp = p.cfg.also_hparams(name).model_copy(update={"max_steps": p.cfg.probe.steps})
             train_stage(accelerator, model, p.also_train[name], p.tokenizer, task, hp, seed=seed, hw=p.cfg.hardware,
-                        progress=progress)
+                        progress=_phase(progress, task=name))  # (the live view names the task probed)
         ctx = EvalContext(accelerator, p.tokenizer, p.cfg, task, "dev", {})
         per = {lang: h.evaluate(ctx, model, ds, feats, lang)[0] for lang, (ds, feats) in sets.items()}
         out[name] = xtreme_scores(task, per)["average"]
