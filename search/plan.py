@@ -137,6 +137,7 @@ class Plan:
     trials: int  # this search's trials
     budget: dict  # its orders' stage-trainings (``budget``), over at most every order once
     fine_tuned: tuple[str, ...] = ()  # the tasks each chain fine-tunes: the target and the eval.also tasks that train
+    probes_all: bool = False  # each stage's probe fine-tunes every one of them (probe.also), not the target alone
 
 
 def make(scfg, chain) -> Plan:
@@ -147,7 +148,7 @@ def make(scfg, chain) -> Plan:
     if not scfg.hparams:
         trials = min(trials, every.orders)  # (a search ends once every order has run)
     return Plan(scfg, len(scfg.seeds or chain.seeds), every, trials, budget(scfg, min(trials, every.orders)),
-                fine_tuned=fine_tuned(chain))
+                fine_tuned=fine_tuned(chain), probes_all=scfg.metric == "xtreme" and chain.probe.also is not False)
 
 
 def fine_tuned(chain, where: str = "config") -> tuple[str, ...]:
@@ -193,6 +194,9 @@ def count_lines(p: Plan) -> list[str]:
     if len(p.fine_tuned) > 1:
         out.append(f"  a fine-tune here is {len(p.fine_tuned)} of them, one per target ({', '.join(p.fine_tuned)}: the "
                    f"target and eval.also), each on its own copy of the encoder the order's stages produced")
+        if p.probes_all:
+            out.append(f"  a stage-training's probe fine-tunes each of them for {p.scfg.probe_steps} steps (probe.also: "
+                       "the probe is their XTREME average), not the target alone")
     from search.searchers import stopping
 
     if p.scfg.stop is not None:

@@ -137,6 +137,12 @@ def test_the_real_use_xtreme_search_config_validates():
     assert chain.also_hparams("panx").epochs == 10 and chain.also_hparams("mlqa").max_length == 384
     assert chain.also_hparams("pawsx").lr == chain.finetune.lr  # finetune's, where stages.<task> says nothing
     assert make(scfg, chain).fine_tuned == ("xnli", "pawsx", "panx", "mlqa")
+    from search.plan import count_lines
+
+    said = "\n".join(count_lines(make(scfg, chain)))  # the probes, each of the four tasks (probe.also)
+    assert "a stage-training's probe fine-tunes each of them for 300 steps (probe.also" in said
+    off = make(scfg, chain.model_copy(update={"probe": chain.probe.model_copy(update={"also": False})}))
+    assert "probe.also" not in "\n".join(count_lines(off))
 
 
 def test_the_offline_xtreme_config_loads_every_target_from_real_files():
