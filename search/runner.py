@@ -81,6 +81,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     the running trials (search/progress.py): auto | live | plain | off."""
     scfg, chain, _ = load_search(config, overrides)
     check_cluster(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
+    _probe_what_is_optimised(scfg, chain)
     name = name or chain.name
     st = _new_experiment(storage, name, scfg)
     _check_chain_loads(scfg, chain)
@@ -117,6 +118,14 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
+
+
+def _probe_what_is_optimised(scfg: SearchConfig, chain) -> None:
+    """``probe.also`` left open (null): ASHA's probe measures the XTREME average when the search optimises
+    it. Settled here, in the chain config the search saves, so that a resume probes as the search began
+    (a search saved before probe.also existed keeps its target-only probe)."""
+    if chain.probe.also is None:
+        chain.probe.also = scfg.metric == "xtreme"
 
 
 def _check_chain_loads(scfg: SearchConfig, chain) -> None:

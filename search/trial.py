@@ -118,8 +118,6 @@ def trial_chain_config(ctx: TrialContext, order: list[str], hp: dict) -> dict:
     splits = raw["eval"].get("splits") or ["dev", "test"]
     raw["eval"]["splits"] = splits if "dev" in splits else ["dev", *splits]  # the objective is on dev
     raw["probe"] = {**raw.get("probe", {}), "enabled": True, "steps": ctx.search.probe_steps}
-    if raw["probe"].get("also") is None:  # the probe covers what the search optimises
-        raw["probe"]["also"] = "xtreme" in ctx.search.objectives
     for k, v in hp.items():
         set_dotted(raw, k, v, "search.hparams")
     return raw

@@ -204,8 +204,11 @@ def test_compare_says_what_its_searches_columns_are():
 
 def test_an_xtreme_search_stops_on_the_probes_xtreme_average():
     """ASHA's signal mid-chain in a search.metric: xtreme search: the probe's average over the tasks where the
-    trial probed them all (probe.also, on by default there), the target's probe where it did not."""
+    trial probed them all (probe.also, settled on when such a search starts), the target's probe where it did
+    not (probe: {also: false}, or a search saved before probe.also, resumed)."""
+    from itt.config import ChainConfig
     from search.config import SearchConfig
+    from search.runner import _probe_what_is_optimised
     from search.trial import TrialContext, objective_values, trial_chain_config
 
     scfg = SearchConfig(candidates=["toy_align"], length=1, metric="xtreme")
@@ -213,10 +216,10 @@ def test_an_xtreme_search_stops_on_the_probes_xtreme_average():
     assert objective_values({"probe_accuracy_mean": 0.5, "probe_xtreme_average": 0.4}, ctx) == {"xtreme": 0.4}
     assert objective_values({"probe_accuracy_mean": 0.5}, ctx) == {"xtreme": 0.5}
     assert objective_values({"final": True, "dev_accuracy_mean": 0.5, "dev_xtreme_average": 0.3}, ctx) == {"xtreme": 0.3}
-    assert trial_chain_config(ctx, ["toy_align"], {})["probe"]["also"] is True
-    off = TrialContext(search=scfg, chain_raw={"probe": {"also": False}}, storage=None, metric="accuracy")
-    assert trial_chain_config(off, ["toy_align"], {})["probe"]["also"] is False  # the config's word stands
-    mean = TrialContext(search=SearchConfig(candidates=["toy_align"], length=1), chain_raw={}, storage=None,
-                        metric="accuracy")
-    assert trial_chain_config(mean, ["toy_align"], {})["probe"]["also"] is False
-
+    for metric, given, settled in (("xtreme", None, True), ("xtreme", False, False), ("mean", None, False),
+                                   ("mean", True, True)):
+        chain = ChainConfig.model_validate({**TINY, "probe": {"also": given}})
+        _probe_what_is_optimised(SearchConfig(candidates=["toy_align"], length=1, metric=metric), chain)
+        assert chain.probe.also is settled
+    old = TrialContext(search=scfg, chain_raw={"probe": {"also": None}}, storage=None, metric="accuracy")
+    assert not trial_chain_config(old, ["toy_align"], {})["probe"]["also"]  # (a resumed search as it began)
