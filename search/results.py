@@ -375,6 +375,7 @@ def errored_text(errored: list[dict], exp: str, every: bool = False) -> str:
     first one's error, where the rest are, and how to run them again once the cause is mended."""
     first = next((r for r in errored if r.get("_error")), None)
     said = f"; the first, trial {first['trial_id']} ({first['order'] or 'F'}): {first['_error']}" if first else ""
-    return (f"{f'all {len(errored)} trials of the search' if every else f'{len(errored)} trial(s)'} errored{said}. Each trial's error is in error.txt of its folder in {exp}; "
-            f"once mended, `itt resume {exp} --retry-errored` runs them again")
+    how_many = f"all {len(errored)} trials of the search" if every else f"{len(errored)} trial(s)"
+    return (f"{how_many} errored{said}. Each trial's error is in error.txt of its folder in {exp}; once mended, "
+            f"`itt resume {exp} --retry-errored` runs them again")
 
