@@ -198,13 +198,14 @@ def cmd_space(args) -> int:
     import random
 
     from search import plan
-    from search.config import load_search
+    from search.config import load_search, settle_probe_also
     from search.space import order_key
 
     if args.samples < 0:
         raise _usage(f"--samples {args.samples}: give 0 or more (orders to print)")
     _json_path(args.json)
     scfg, chain, _ = load_search(args.config, args.set)
+    settle_probe_also(scfg, chain)  # (as the search will: the pilot's settings are compared with these)
     timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
     if scfg.prior_from:  # (as itt search reads them first: an earlier search it cannot use is an error here too)

@@ -547,6 +547,15 @@ def _resolve(scfg: SearchConfig, chain, path) -> None:
         scfg.simulate.table = str((Path(path).resolve().parent / scfg.simulate.table).resolve())
 
 
+def settle_probe_also(scfg: SearchConfig, chain) -> None:
+    """``probe.also`` left open (null): ASHA's probe measures the XTREME average when the search optimises
+    it. Settled when a search starts (and for ``itt space``, which describes that search), in the chain
+    config the search saves, so that a resume probes as the search began (a search saved before
+    probe.also existed keeps its target-only probe)."""
+    if chain.probe.also is None:
+        chain.probe.also = scfg.metric == "xtreme"
+
+
 def _check_simulate(scfg: SearchConfig, path) -> None:
     """A simulated search's table: there, its stage seconds for candidate tasks, per-language columns
     where the objectives need them."""

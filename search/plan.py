@@ -148,7 +148,7 @@ def make(scfg, chain) -> Plan:
     if not scfg.hparams:
         trials = min(trials, every.orders)  # (a search ends once every order has run)
     return Plan(scfg, len(scfg.seeds or chain.seeds), every, trials, budget(scfg, min(trials, every.orders)),
-                fine_tuned=fine_tuned(chain), probes_all=scfg.metric == "xtreme" and chain.probe.also is not False)
+                fine_tuned=fine_tuned(chain), probes_all=scfg.metric == "xtreme" and bool(chain.probe.also))
 
 
 def fine_tuned(chain, where: str = "config") -> tuple[str, ...]:
@@ -541,11 +541,17 @@ def _overheads(runs: list[dict]) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _also_settled(config: dict) -> dict:
+    probe = config.get("probe") or {}
+    return {**config, "probe": {**probe, "also": bool(probe.get("also"))}}
+
+
 def differences(pilot: dict | None, chain) -> list[str]:
     """Chain settings (dotted keys) where the pilot's config differs from this one's."""
     if not pilot:
         return []
-    mine = chain.model_dump(mode="json")
+    # probe.also null (a pilot saved before it was settled, an itt run) is the target's probe alone
+    mine, pilot = (_also_settled(c) for c in (chain.model_dump(mode="json"), pilot))
     out: list[str] = []
 
     def walk(a, b, key):

@@ -21,7 +21,7 @@ from itt.errors import ConfigError, RunFailed, UserError
 from search import driver
 from search.cluster import check as check_cluster
 from search.cluster import connect
-from search.config import SearchConfig, load_search
+from search.config import SearchConfig, load_search, settle_probe_also
 from search.schedulers import make_scheduler
 from search.schedulers.state import SchedulerState
 from search.results import ResultsWriter, Status, errored_text  # (also re-exported: older experiments pickled it from here)
@@ -81,7 +81,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     the running trials (search/progress.py): auto | live | plain | off."""
     scfg, chain, _ = load_search(config, overrides)
     check_cluster(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
-    _probe_what_is_optimised(scfg, chain)
+    settle_probe_also(scfg, chain)  # (in the chain config the search saves: a resume probes as it began)
     name = name or chain.name
     st = _new_experiment(storage, name, scfg)
     _check_chain_loads(scfg, chain)
@@ -118,14 +118,6 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
-
-
-def _probe_what_is_optimised(scfg: SearchConfig, chain) -> None:
-    """``probe.also`` left open (null): ASHA's probe measures the XTREME average when the search optimises
-    it. Settled here, in the chain config the search saves, so that a resume probes as the search began
-    (a search saved before probe.also existed keeps its target-only probe)."""
-    if chain.probe.also is None:
-        chain.probe.also = scfg.metric == "xtreme"
 
 
 def _check_chain_loads(scfg: SearchConfig, chain) -> None:

@@ -240,6 +240,11 @@ def test_one_chain_of_itt_run_is_a_pilot_too(tmp_path):
     assert t.stage == {"toy_topic": 10.0, "toy_length": 40.0} and t.finetune == FINETUNE
     assert t.check() == pytest.approx((wall, wall)) and "1 run on" in t.source
     assert plan.differences(t.config, chain) == []
+    # probe.also: null in a config saved before it was settled, meaning the target's probe alone
+    settled = chain.model_copy(update={"probe": chain.probe.model_copy(update={"also": False})})
+    assert plan.differences(t.config, settled) == []
+    every = chain.model_copy(update={"probe": chain.probe.model_copy(update={"also": True})})
+    assert plan.differences(t.config, every) == ["probe.also"]
 
 
 def test_a_search_pilot_counts_its_trials_start_up(tmp_path):

@@ -139,6 +139,9 @@ def test_the_real_use_xtreme_search_config_validates():
     assert make(scfg, chain).fine_tuned == ("xnli", "pawsx", "panx", "mlqa")
     from search.plan import count_lines
 
+    from search.config import settle_probe_also
+
+    settle_probe_also(scfg, chain)  # (as itt space and itt search do)
     said = "\n".join(count_lines(make(scfg, chain)))  # the probes, each of the four tasks (probe.also)
     assert "a stage-training's probe fine-tunes each of them for 300 steps (probe.also" in said
     off = make(scfg, chain.model_copy(update={"probe": chain.probe.model_copy(update={"also": False})}))
@@ -208,7 +211,7 @@ def test_an_xtreme_search_stops_on_the_probes_xtreme_average():
     not (probe: {also: false}, or a search saved before probe.also, resumed)."""
     from itt.config import ChainConfig
     from search.config import SearchConfig
-    from search.runner import _probe_what_is_optimised
+    from search.config import settle_probe_also
     from search.trial import TrialContext, objective_values, trial_chain_config
 
     scfg = SearchConfig(candidates=["toy_align"], length=1, metric="xtreme")
@@ -219,7 +222,7 @@ def test_an_xtreme_search_stops_on_the_probes_xtreme_average():
     for metric, given, settled in (("xtreme", None, True), ("xtreme", False, False), ("mean", None, False),
                                    ("mean", True, True)):
         chain = ChainConfig.model_validate({**TINY, "probe": {"also": given}})
-        _probe_what_is_optimised(SearchConfig(candidates=["toy_align"], length=1, metric=metric), chain)
+        settle_probe_also(SearchConfig(candidates=["toy_align"], length=1, metric=metric), chain)
         assert chain.probe.also is settled
     old = TrialContext(search=scfg, chain_raw={"probe": {"also": None}}, storage=None, metric="accuracy")
     assert not trial_chain_config(old, ["toy_align"], {})["probe"]["also"]  # (a resumed search as it began)
