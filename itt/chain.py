@@ -525,53 +525,41 @@ def _trace(event: str, **fields) -> None:
 
 
 def _probe(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int, progress: Progress | None = None) -> dict:
-    """Fine-tune a copy of the encoder on the target for a fixed budget; zero-shot dev scores."""
-    import copy
-
-    from accelerate.utils import set_seed
-
+    """The target's probe: its zero-shot dev scores after a short fine-tune (``_probe_task``); with
+    ``probe.also`` each eval.also task probed the same way, and the XTREME average over them all."""
     cfg, task = p.cfg, p.target
-    hp = cfg.stage_hparams(None).model_copy(update={"max_steps": cfg.probe.steps})
-    set_seed(seed)
-    model = handler(task.kind).model(copy.deepcopy(encoder) if task.trains else encoder, task, hidden=hid,
-                                     pooling=pooling, seed=seed)
-    if task.trains:
-        train_stage(accelerator, model, p.train[task.name], p.tokenizer, task, hp, seed=seed, hw=cfg.hardware,
-                    progress=progress)
-    scored = _score(p, accelerator, model, p.probe, None, "probe")
+    scored = _probe_task(p, accelerator, encoder, pooling, hid, task, cfg.stage_hparams(None), p.train.get(task.name),
+                         p.probe, seed=seed, progress=progress)
     per = {lang: m[task.metric] for lang, m in scored.items()}
     s = M.summary(per)
     out = {f"{task.metric}_{k}": v for k, v in s.items() if isinstance(v, float)} | {"per_language": per}
     if p.probe_also:
-        del model
         tasks = {task.name: xtreme_scores(task, scored)["average"]}
-        tasks.update(_probe_also(p, accelerator, encoder, pooling, hid, seed=seed, progress=progress))
+        for name, sets in p.probe_also.items():
+            t = p.also[name][0]
+            tasks[name] = xtreme_scores(t, _probe_task(
+                p, accelerator, encoder, pooling, hid, t, cfg.also_hparams(name), p.also_train.get(name), sets,
+                seed=seed, progress=_phase(progress, task=name)))["average"]  # (the live view names the task probed)
         out |= {"xtreme_average": sum(tasks.values()) / len(tasks), "xtreme_tasks": tasks}
     return out
 
 
-def _probe_also(p: Prepared, accelerator, encoder, pooling: str, hid: int, *, seed: int, progress=None) -> dict:
-    """``probe.also``: each eval.also task's XTREME score after the same short fine-tune as the target's probe
-    (on its own copy of the encoder, with its ``also`` hyperparameters; retrieval: the encoder as it is)."""
+def _probe_task(p: Prepared, accelerator, encoder, pooling: str, hid: int, task: Task, hp, train, sets: dict, *,
+                seed: int, progress: Progress | None = None) -> dict[str, dict]:
+    """One task's probe: ``probe.steps`` of fine-tuning with ``hp`` on ``train``, on a copy of the encoder
+    (a retrieval task: the encoder as it is), then its metrics per language on the dev ``sets``."""
     import copy
 
     from accelerate.utils import set_seed
 
-    out = {}
-    for name, sets in p.probe_also.items():
-        task = p.also[name][0]
-        h = handler(task.kind)
-        set_seed(seed)
-        model = h.model(copy.deepcopy(encoder) if task.trains else encoder, task, hidden=hid, pooling=pooling, seed=seed)
-        if task.trains:
-            hp = p.cfg.also_hparams(name).model_copy(update={"max_steps": p.cfg.probe.steps})
-            train_stage(accelerator, model, p.also_train[name], p.tokenizer, task, hp, seed=seed, hw=p.cfg.hardware,
-                        progress=_phase(progress, task=name))  # (the live view names the task probed)
-        ctx = EvalContext(accelerator, p.tokenizer, p.cfg, task, "dev", {})
-        per = {lang: h.evaluate(ctx, model, ds, feats, lang)[0] for lang, (ds, feats) in sets.items()}
-        out[name] = xtreme_scores(task, per)["average"]
-        del model
-    return out
+    h = handler(task.kind)
+    set_seed(seed)
+    model = h.model(copy.deepcopy(encoder) if task.trains else encoder, task, hidden=hid, pooling=pooling, seed=seed)
+    if task.trains:
+        short = hp.model_copy(update={"max_steps": p.cfg.probe.steps})
+        train_stage(accelerator, model, train, p.tokenizer, task, short, seed=seed, hw=p.cfg.hardware, progress=progress)
+    ctx = EvalContext(accelerator, p.tokenizer, p.cfg, task, "dev", {})
+    return {lang: h.evaluate(ctx, model, ds, feats, lang)[0] for lang, (ds, feats) in sets.items()}
 
 
 # counts summed over seeds, not averaged: stage trainings a chain ran / took from the stage cache

@@ -378,4 +378,3 @@ def errored_text(errored: list[dict], exp: str, every: bool = False) -> str:
     how_many = f"all {len(errored)} trials of the search" if every else f"{len(errored)} trial(s)"
     return (f"{how_many} errored{said}. Each trial's error is in error.txt of its folder in {exp}; once mended, "
             f"`itt resume {exp} --retry-errored` runs them again")
-

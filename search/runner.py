@@ -158,7 +158,7 @@ def _start_lines(scfg: SearchConfig, chain, target: str, name: str, st: Storage,
         f"searcher {scfg.searcher}, {trials} trials, scheduler {scfg.scheduler.type}, {concurrency} at a time"
         f"{' in reproducible batches (search.reproducible)' if scfg.reproducible else ''}; experiment: {st.display}")
     if scfg.metric == "xtreme":
-        alone = not chain.probe.also  # (settled by _probe_what_is_optimised)
+        alone = not chain.probe.also  # (settled by settle_probe_also)
         log(f"score: the dev XTREME average over {', '.join([target, *chain.eval.also])} (the target and "
             f"eval.also); the probe after each stage "
             + (f"is {target}'s alone (probe.also: false)" if alone else
