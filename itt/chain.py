@@ -127,9 +127,7 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
         if lang not in target.languages:
             raise UserError(f"probe.languages: unknown language '{lang}' for task '{target.name}'")
     if cfg.probe.enabled:
-        for lang in cfg.probe.languages or languages:
-            ds = load_split(target, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
-            p.probe[lang] = (ds, th.featurize(ds, target, tokenizer, hp_t, train=False))
+        p.probe = _probe_sets(cfg, target, cfg.probe.languages or languages, hp_t, tokenizer, kw)
         if cfg.probe.also:
             p.probe_also = _probe_also_sets(cfg, also, tokenizer, kw)
     for t in [*order, target]:
@@ -159,11 +157,16 @@ def _probe_also_sets(cfg: ChainConfig, also: dict, tokenizer, kw: dict) -> dict[
         langs = [lang for lang in (cfg.eval.also[name] or t.languages) if t.source("dev", lang)]
         if not langs:
             raise UserError(f"probe.also: eval.also task '{name}' has no dev split to probe on")
-        h = handler(t.kind)
-        out[name] = {}
-        for lang in langs:
-            ds = load_split(t, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
-            out[name][lang] = (ds, h.featurize(ds, t, tokenizer, cfg.also_hparams(name), train=False))
+        out[name] = _probe_sets(cfg, t, langs, cfg.also_hparams(name), tokenizer, kw)
+    return out
+
+
+def _probe_sets(cfg: ChainConfig, task: Task, langs, hp, tokenizer, kw: dict) -> dict[str, tuple]:
+    """A task's probe sets: its dev split in each of ``langs`` (capped at probe.max_eval_examples), featurized."""
+    h, out = handler(task.kind), {}
+    for lang in langs:
+        ds = load_split(task, "dev", lang, max_examples=cfg.probe.max_eval_examples, **kw)
+        out[lang] = (ds, h.featurize(ds, task, tokenizer, hp, train=False))
     return out
 
 
