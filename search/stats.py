@@ -182,8 +182,8 @@ def order_effect(fig: pd.DataFrame, figure: str, *, min_seeds: int = MIN_SEEDS) 
     if len(sizes) == 0:
         return {**out, "underpowered": "no IF order has this figure"}
     if len(ok) < 2:
-        return {**out, "underpowered": f"{len(ok)} IF order(s) with at least {min_seeds} seeds (need 2 or more; "
-                                       f"seeds per order here: at most {out['max_seeds']})"}
+        return {**out, "underpowered": f"the test needs 2 or more IF orders with {min_seeds}+ seeds each; here "
+                                       f"{len(ok)} (seeds per order: at most {out['max_seeds']})"}
     by = {o: g.to_numpy(float) for o, g in d.groupby("order")[figure]}
     return {**out, **kruskal_effect([by[o] for o in ok])}
 
@@ -456,7 +456,7 @@ def _interaction(scores: pd.DataFrame, langs: list[str], min_seeds: int, alpha: 
     sizes = wide.groupby(level="order").size()
     ok = sizes[sizes >= min_seeds].index
     if len(ok) < 2:
-        return {"underpowered": f"{len(ok)} IF order(s) with {min_seeds}+ seeds in every language (need 2 or more)"}
+        return {"underpowered": f"the test needs 2 or more IF orders with {min_seeds}+ seeds in every language; here {len(ok)}"}
     wide = wide[wide.index.get_level_values("order").isin(ok)]
     res = order_language_interaction(wide.to_numpy(float), wide.index.get_level_values("order"))
     if "p" in res:

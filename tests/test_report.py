@@ -132,6 +132,8 @@ def test_too_few_seeds_or_orders_is_underpowered_not_a_p_value():
     res = S.analyse(_tidy(rng, seeds=2, delta=0.3))
     for t in res["order_effect"]["tests"]:
         assert "underpowered" in t and "p" not in t and "H" not in t
+    assert res["order_effect"]["tests"][0]["underpowered"] == ("the test needs 2 or more IF orders with 3+ seeds "
+                                                              "each; here 0 (seeds per order: at most 2)")
     assert res["headline"]["order_matters"] is None and "underpowered" in res["headline"]["text"]
     assert "underpowered" in res["if_vs_f"]["test"]
     one = S.analyse(_tidy(rng, seeds=5, orders=["", "ta"]))

@@ -88,6 +88,13 @@ def test_new_kind_config_mistakes(write_config):
     with pytest.raises(ConfigError, match="kind 'token_classification' uses the fields \\['tokens'\\]"):
         load_config(_local(write_config, order=["ner2"], tasks={"ner2": {"kind": "token_classification", "fields": ["words"],
                                                                          "labels": ["O", "B-X"], "train": {"files": "x.conll"}}}))
+    with pytest.raises(ConfigError, match=r"tasks.ner2: a token_classification task needs 'labels', its label set of "
+                                          r"two or more \(e.g. labels: \[O, B-PER, I-PER\]; none given\)"):
+        load_config(_local(write_config, order=["ner2"], tasks={"ner2": {"kind": "token_classification",
+                                                                         "train": {"files": "x.conll"}}}))
+    with pytest.raises(ConfigError, match=r"a single_classification task needs 'labels'.*; got \['pos'\]\)"):
+        load_config(_local(write_config, order=["sent"], tasks={"sent": {"kind": "single_classification", "labels": ["pos"], "fields": ["text"],
+                                                                         "train": {"files": "x.tsv"}}}))
     with pytest.raises(ConfigError, match="format 'parallel' needs 2 files"):
         load_config(_local(write_config, tasks={"tatoeba": {"test": {"files": "a.txt", "format": "parallel"}}}))
 

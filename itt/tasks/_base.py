@@ -118,7 +118,10 @@ class Task:
         if self.kind not in Kind.LABELLED and self.labels:
             out.append(f"a {self.kind} task has no label set")
         if self.kind in Kind.LABELLED and (not self.labels or len(self.labels) < 2):
-            out.append(f"a {self.kind} task needs at least two labels")
+            example = "[O, B-PER, I-PER]" if self.kind == Kind.TOKEN else "[negative, positive]"
+            got = f"got {list(self.labels)}" if self.labels else "none given"
+            out.append(f"a {self.kind} task needs 'labels', its label set of two or more (e.g. labels: "
+                       f"{example}; {got})")
         if self.metric not in Kind.METRICS[self.kind] or self.metric not in self.metrics:
             ok = self.metrics if self.kind != Kind.RETRIEVAL else Kind.METRICS[self.kind]
             out.append(f"metric '{self.metric}' does not fit kind '{self.kind}' (use one of {', '.join(ok)})")
