@@ -542,7 +542,6 @@ def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
     Every picked order's search mean against its fresh-seed mean; the pick (first) against F and each
     runner-up, Welch on per-seed means, Holm over these pre-registered comparisons; Spearman of the
     search's means against the fresh ones."""
-    from scipy import stats
 
     fresh = {o: g["mean"].to_numpy(float) for o, g in fig.groupby("order", sort=False)}
     orders = [p["order"] for p in confirm["picks"]] + ([F] if confirm.get("baseline") else [])
@@ -567,14 +566,26 @@ def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
         t["p_holm"], t["significant"] = pa, bool(pa < alpha)
     if confirm.get("objectives"):
         _objectives(confirm, fig, rows)
-    both = [r for r in rows if not r.get("missing") and r["search_mean"] is not None]
-    rep = ({"rho": float(stats.spearmanr([r["search_mean"] for r in both], [r["mean"] for r in both]).statistic),
-            "n": len(both)} if len(both) >= 3 else {"underpowered": f"{len(both)} order(s) with both scores (need 3)"})
     return {"source": confirm["source"], "seeds": confirm["seeds"], "search_seeds": confirm["search_seeds"],
-            "pick": pick, "orders": rows, "tests": tests, "replication": rep, "alpha": alpha,
+            "pick": pick, "orders": rows, "tests": tests, "replication": _replication(rows), "alpha": alpha,
             "objectives": confirm.get("objectives"), "notes": confirm.get("notes", []), "hparams": confirm.get("hparams"),
             "variant": confirm.get("variant"),
             "first_hparams": (confirm["picks"][0]["hparams"] if confirm.get("hparams") == "first" else {})}
+
+
+def _replication(rows: list[dict]) -> dict:
+    """Spearman's rho between the search's and the fresh means of the orders that have both; where either
+    side scores every order alike there is no ranking to compare (scipy's rho would be nan)."""
+    from scipy import stats
+
+    both = [r for r in rows if not r.get("missing") and r["search_mean"] is not None]
+    if len(both) < 3:
+        return {"underpowered": f"{len(both)} order(s) with both scores (need 3)"}
+    for side, key in (("the search", "search_mean"), ("the fresh seeds", "mean")):
+        if len({r[key] for r in both}) == 1:
+            return {"underpowered": f"{side} scored all {len(both)} orders alike ({both[0][key]:.4f}): no ranking to compare"}
+    rho = stats.spearmanr([r["search_mean"] for r in both], [r["mean"] for r in both]).statistic
+    return {"rho": float(rho), "n": len(both)}
 
 
 def _objectives(confirm: dict, fig, rows: list[dict]) -> None:

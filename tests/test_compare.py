@@ -101,6 +101,8 @@ def test_pair_against_scipy_and_by_hand():
     assert p["best_of_b"]["order"] == "y" and p["best_of_b"]["rank_in_other"] == 2
     assert p["best_of_b"]["shortfall"] == pytest.approx(0.05)
     assert "underpowered" in C.pair("A", a[["x", "y"]], "B", b)
+    flat = C.pair("A", a, "B", b * 0 + 0.34)  # B scores every order alike: no ranking (scipy: nan)
+    assert flat["underpowered"] == "B scores all 4 shared orders alike (0.3400)" and "tau" not in flat
 
 
 def test_across_searches_the_robust_order_and_its_significance():

@@ -108,6 +108,14 @@ def test_confirmation_statistics_against_scipy():
     assert c["replication"] == {"rho": pytest.approx(rho), "n": 3}
     assert C.headline(c).startswith("Confirmed on 5 fresh seed(s): a>b 0.")
     assert "against F +0." in C.headline(c)
+    # every order scoring alike on the fresh seeds (a fine-tune that collapsed to one class): no ranking to
+    # compare, said as such (scipy's rho is nan there; the report's section formatted it and crashed)
+    flat = fig.assign(mean=lambda d: d["seed"] * 0.01 + 0.34)
+    c = C.analyse(confirm, flat)
+    assert c["replication"] == {"underpowered": "the fresh seeds scored all 3 orders alike (0.3600): no ranking to compare"}
+    from search.report import confirmation_section
+
+    assert "Replication of the ranking not measured: the fresh seeds scored all 3" in confirmation_section(c)[1]
 
 
 def test_confirm_a_simulated_search_on_fresh_seeds(tmp_path, ray_local, capsys):
