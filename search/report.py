@@ -686,8 +686,8 @@ def _answer_section(res: dict, exp_name: str, metric: str) -> tuple:
     if "per_language" in res["by_language"]:
         more.append(language_headline(res["by_language"]))
     more.append(ranking.text(res["best_order"], show))
-    state = state_line(res)
-    return ("Does order matter?", "\n\n".join([*([state] if state else []), h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
+    notes = [x for x in (state_line(res), res.get("alike")) if x]
+    return ("Does order matter?", "\n\n".join([*notes, h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
             f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}"]),
             [], None)
 
@@ -1301,9 +1301,9 @@ def answer(res: dict, where: str) -> list[str]:
     lines = [res["headline"]["text"]]
     if res.get("confirmation"):
         lines.insert(0, confirmation_headline(res["confirmation"]))
-    state = state_line(res)
-    if state:
-        lines.insert(0, state)
+    for note in (res.get("alike"), state_line(res)):
+        if note:
+            lines.insert(0, note)
     if iv.get("available"):
         o = iv["overall"]
         t = iv.get("test", {})

@@ -505,6 +505,11 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         if not scfg.multi_objective else f"best orders observed (by {scfg.objectives[0]}, the first objective):")
     for i, r in enumerate(writer.best(5), 1):
         log(f"  {i}. {r['order'] or '(F: no intermediate task)'}  score {float(r['score']):.4f}  (trial {r['trial_id']})")
+    from search.stats import alike_text
+
+    alike = alike_text({r["order"]: float(r["score"]) for r in writer.best(len(writer.rows))})
+    if alike:
+        log(alike)
     if summary.get("pareto_front") is not None:
         for line in front_lines(summary):
             log(line)

@@ -265,6 +265,17 @@ def kendall_w(values: np.ndarray, *, permutations: int = PERMUTATIONS, seed: int
     return w, p
 
 
+def alike_text(scores: dict[str, float]) -> str | None:
+    """A warning where 3 or more orders (F among them or not) all scored the same: no test or search can tell
+    them apart, and the usual cause is a chain that learned nothing (every model predicts one class)."""
+    v = [float(x) for x in scores.values() if x is not None and np.isfinite(x)]
+    if len(v) < 3 or max(v) - min(v) > 1e-9:
+        return None
+    return (f"warning: all {len(v)} orders{' (F too)' if F in scores else ''} scored {v[0]:.4f}: nothing tells them "
+            f"apart. A chain that learns nothing (a fine-tune too short for its learning rate, every prediction "
+            f"one class) scores like this; `itt run CONFIG` prints a chain's stage losses and per-language scores")
+
+
 def welch(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if np.ptp(np.concatenate([a, b])) == 0:
@@ -298,6 +309,7 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     res["precedence"] = _precedence(means, alpha)
     res["lengths"] = _lengths(means, alpha)
     res["variance_parts"] = variance_parts(fig)
+    res["alike"] = alike_text(means)
     res["order_effect"] = _order_effects(fig, alpha, min_seeds)
     res["best_order"] = _best_order(fig, res["leaderboard"], space)
     res["probe_curves"] = _probe_curves(stages, res["leaderboard"]) if stages is not None else []

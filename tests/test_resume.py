@@ -188,6 +188,31 @@ def test_a_search_whose_every_trial_errored_is_one_error_line_and_exit_status_1(
     assert "KeyError: \"simulated objective: order 'toy_" in err[0] and "--retry-errored" in err[0]
 
 
+def test_a_search_whose_orders_all_scored_alike_says_so_at_its_end_and_in_its_report(tmp_path, write_config,
+                                                                                       ray_local):
+    """Every order (F too) scoring the same, as when every chain's fine-tune collapses to one class: the search
+    and the report warn that nothing tells the orders apart, and what to check."""
+    from search.report import make_report
+    from search.runner import run_search
+
+    orders = ["", "toy_topic", "toy_align", "toy_length"]
+    (tmp_path / "table.csv").write_text("order,seed,probe_1,final,test_en,test_de\n"
+                                        + "".join(f"{o},{s},0.25,0.3364,0.3364,0.3364\n" for o in orders for s in (0, 1, 2)))
+    cfg = write_config({"search": {"candidates": orders[1:], "length": [0, 1], "searcher": "exhaustive",
+                                   "simulate": {"table": str(tmp_path / "table.csv")}, "scheduler": {"type": "none"},
+                                   "tracking": {"enabled": False}}})
+    lines = []
+    exp = run_search(str(cfg), name="e", storage=str(tmp_path / "runs"), log=lambda *a: lines.append(" ".join(map(str, a))))
+    said = [ln for ln in lines if ln.startswith("warning: all ")]
+    assert said == ["warning: all 4 orders (F too) scored 0.3364: nothing tells them apart. A chain that learns nothing "
+                    "(a fine-tune too short for its learning rate, every prediction one class) scores like this; "
+                    "`itt run CONFIG` prints a chain's stage losses and per-language scores"]
+    report = []
+    make_report(str(exp), mlflow=False, log=lambda *a: report.append(" ".join(map(str, a))))
+    assert sum(ln.startswith("warning: all 4 orders (F too) scored 0.3364") for ln in report) == 1
+    assert "warning: all 4 orders (F too)" in (Path(exp) / "report" / "report.md").read_text()
+
+
 def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ray_local, capsys):
     """`itt resume --more N` on a finished order_bo search: N trials more, proposed by the searcher that saw
     the first ones (no order runs twice), in the same results.csv and MLflow parent run; search.yaml records
