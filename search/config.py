@@ -49,6 +49,12 @@ def hparam_names(key: str, order: list[str]) -> list[str]:
     return [key.replace("*", t) for t in order] if "*" in key else [key]
 
 
+def hparams_text(hp: dict, sep: str = ", ") -> str:
+    """``train.lr=0.0009487, stages.mnli.epochs=2``: searched values as a person reads them (a float drawn from
+    a continuous range to 4 significant digits; results.csv and summary.json keep every digit)."""
+    return sep.join(f"{k}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in hp.items())
+
+
 class Confirm(_Strict):
     """``search.confirm``: ``itt confirm`` right after the search (search/confirm.py)."""
 

@@ -31,6 +31,7 @@ import yaml
 
 from itt.errors import UserError
 from search import stats as S
+from search.config import hparams_text
 from search.pareto import on_front
 from search.stats import F, show
 from search.tracking import finite as _num
@@ -157,7 +158,7 @@ def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, 
         return {k: _value(v) for k, v in row_hparams(f[0]).items()}, None
     hp = {k: v for k, v in chosen[0]["hparams"].items() if not k.startswith("stages.")}
     return hp, ("the search ran no F, so F takes the first pick's hyperparameters"
-                + (f" ({', '.join(f'{k}={v}' for k, v in hp.items())})" if hp else ""))
+                + (f" ({hparams_text(hp)})" if hp else ""))
 
 
 def added(orders: list[str] | None, scfg, chosen: list[dict]) -> list[dict]:
@@ -340,7 +341,7 @@ def _variants(cfg: dict, record: dict, base_st, vary: list[tuple[str, list]], ex
 
 
 def _hp_text(hp: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in hp.items()) or "the middle of each searched range"
+    return hparams_text(hp) or "the middle of each searched range"
 
 
 def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = None, name: str | None = None,
@@ -610,7 +611,7 @@ def headline(c: dict) -> str:
     if r is None:
         return f"Confirmation: the search's pick {show(c['pick'])} has no completed fresh-seed trial."
     was = f" (search {r['search_mean']:.4f}, {r['shift']:+.4f})" if r["search_mean"] is not None else ""
-    at = "".join(f" at {k}={v}" for k, v in (c.get("variant") or {}).items())
+    at = f" at {hparams_text(c['variant'], ' at ')}" if c.get("variant") else ""
     text = f"Confirmed on {r['n_seeds']} fresh seed(s){at}: {show(c['pick'])} {r['mean']:.4f}{was}"
     if c.get("objectives"):
         ifs = [x for x in c["orders"] if x["order"] != F and "on_fresh_front" in x]

@@ -28,6 +28,7 @@ import pandas as pd
 from itt.errors import UserError
 from search import compute, latex, ranking, training_cost
 from search import stats as S
+from search.config import hparams_text
 from search.confirm import CONFIRM_FILE
 from search.confirm import analyse as confirmation
 from search.confirm import headline as confirmation_headline
@@ -1201,7 +1202,7 @@ def confirmation_section(c: dict) -> tuple[str, str, list[list[str]], str | None
                      (f"{t['p_holm']:.3g}" + (" *" if t["significant"] else "")) if t else "–"]
                     + [f"{_x(r['objectives'][n])} ({_x(was.get(n))})" for n in objs]
                     + ([_x(r["on_fresh_front"])] if objs else [])
-                    + ([", ".join(f"{k}={v}" for k, v in (r.get("hparams") or {}).items()) or "–"] if own else []))
+                    + ([hparams_text(r.get("hparams") or {}) or "–"] if own else []))
     rep = c["replication"]
     rep_text = (f"Spearman's rho between the search's and the fresh scores over {rep['n']} orders: {rep['rho']:.2f}."
                 if "rho" in rep else f"Replication of the ranking not measured: {rep['underpowered']}.")
@@ -1223,8 +1224,7 @@ def _confirm_hparams(c: dict) -> str:
     if c.get("hparams") == "own":
         return " Each order ran with its search trial's hyperparameters (last column): the configurations the search found."
     if c.get("first_hparams"):
-        return (" Every order ran with the first pick's hyperparameters (" + ", ".join(
-            f"{k}={v}" for k, v in c["first_hparams"].items()) + "), so only the order differs.")
+        return f" Every order ran with the first pick's hyperparameters ({hparams_text(c['first_hparams'])}), so only the order differs."
     return ""
 
 

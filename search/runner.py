@@ -21,7 +21,7 @@ from itt.errors import ConfigError, RunFailed, UserError
 from search import driver
 from search.cluster import check as check_cluster
 from search.cluster import connect
-from search.config import SearchConfig, load_search, settle_probe_also
+from search.config import SearchConfig, hparams_text, load_search, settle_probe_also
 from search.schedulers import make_scheduler
 from search.schedulers.state import SchedulerState
 from search.results import ResultsWriter, Status, errored_text  # (also re-exported: older experiments pickled it from here)
@@ -718,7 +718,7 @@ def front_lines(summary: dict) -> list[str]:
     arrows = ", ".join(f"{o['name']} {'↑' if o['direction'] == 'maximize' else '↓'}" for o in objs)
     out = [f"Pareto front ({arrows}; dev): {len(front)} order(s) no other completed trial beats on every objective"]
     for r in front:
-        hp = " ".join(f"{k}={v}" for k, v in r["hparams"].items())
+        hp = hparams_text(r["hparams"], " ")
         figs = "  ".join(f"{n} {v:.4f}" for n, v in r["values"].items())
         out.append(f"  {r['order'] or 'F (no intermediate task)'}  {figs}{'  ' + hp if hp else ''}  (trial {r['trial_id']})")
     return out

@@ -245,3 +245,6 @@ def test_the_consoles_front_names_only_the_hyperparameters_a_trial_has():
     summary = front_summary(scfg, Writer())
     assert summary["pareto_front"][0]["hparams"] == {"train.lr": 0.001, "stages.toy_topic.epochs": 2}
     assert front_lines(summary)[1].endswith("train.lr=0.001 stages.toy_topic.epochs=2  (trial t1)")
+    summary["pareto_front"][0]["hparams"]["train.lr"] = 0.0009486832980505138  # a draw from a log range
+    assert front_lines(summary)[1].endswith("train.lr=0.0009487 stages.toy_topic.epochs=2  (trial t1)")
+    assert summary["pareto_front"][0]["hparams"]["train.lr"] == 0.0009486832980505138  # (summary.json: every digit)
