@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from itt.config import HardwareConfig, TrainDefaults
 from itt.errors import UserError
 from itt.models import ClassificationHead, TaskModel
-from itt.tasks import Task
+from itt.tasks import Kind, Task
 
 
 def make_accelerator(hw: HardwareConfig):
@@ -274,7 +274,9 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     stats = StageStats(task.name, step, seen, float(tail), secs, seen / secs if secs else 0.0, tokens,
                        micro_batches=micro.pieces, peak_gpu_mib=peak)
     if log:
-        log(f"  {task.name}: {step} steps, {seen} examples, loss {tail:.4f}, {secs:.1f}s ({stats.examples_per_s:.0f} ex/s)")
+        # QA and tagging train on windows of their examples (a context doc_stride apart, a long sentence cut)
+        unit = "windows" if task.kind in (Kind.QA, Kind.TOKEN) else "examples"
+        log(f"  {task.name}: {step} steps, {seen} {unit}, loss {tail:.4f}, {secs:.1f}s ({stats.examples_per_s:.0f} {unit}/s)")
     return stats
 
 

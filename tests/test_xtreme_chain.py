@@ -65,9 +65,14 @@ def test_squad_then_panx_tagging_chain(write_config, tmp_path):
     """QA → NER hand-off; entity F1 recomputed from the prediction files; long sentences fully predicted."""
     cfg = _cfg(write_config, order=["squad"], target={"task": "panx", "languages": ["en", "de"]},
                eval={"splits": ["test"]}, train={"max_length": 12})  # 12: many sentences need several windows
-    res = _run(cfg, tmp_path)
+    lines = []
+    res = run_chain(cfg, out_dir=tmp_path, log=lambda *a: lines.append(" ".join(map(str, a))))
     seed = res["seeds"]["0"]
     assert [s["task"] for s in seed["stages"]] == ["squad", "panx"]
+    # QA and tagging train on windows of their examples, and the stage's line says so
+    for s in seed["stages"]:
+        assert sum(ln.strip().startswith(f"{s['task']}: {s['steps']} steps, {s['examples']} windows, loss ")
+                   for ln in lines) == 1, lines
     per = seed["test"]["per_language"]
     for lang in ("en", "de"):
         rows = _rows(tmp_path / "seed0" / "predictions" / f"test.{lang}.jsonl")
