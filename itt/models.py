@@ -120,6 +120,9 @@ def tiny_config(tiny, tokenizer, max_length: int):
 
     pad = tokenizer.pad_token_id
     common = dict(vocab_size=len(tokenizer), pad_token_id=pad)
+    # on a GPU, batches pad to a multiple of 8 (itt/train.py _collator): a batch whose longest input has
+    # max_length tokens is that much wider, so the position table covers max_length rounded up to 8
+    max_length = -(-max_length // 8) * 8
     if tiny.arch == "xlnet":
         kw = dict(d_model=tiny.hidden_size, n_layer=tiny.num_layers, n_head=tiny.num_heads, d_inner=tiny.intermediate_size,
                   dropout=tiny.dropout)
@@ -181,13 +184,13 @@ def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):
 
     if mcfg.tiny is not None:
         config = tiny_config(mcfg.tiny, tokenizer, max_length)
-        return _drop_pooler(AutoModel.from_config(config, attn_implementation=_attn_impl(config, sdpa)))
+        return _drop_unused(AutoModel.from_config(config, attn_implementation=_attn_impl(config, sdpa)))
     kw = dict(revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
     with _from_hub(f"model '{mcfg.name}'", "cannot load its config", mcfg.name):
         config = AutoConfig.from_pretrained(mcfg.name, **kw)
     with _from_hub(f"model '{mcfg.name}'", "cannot load its weights", mcfg.name):
         model = AutoModel.from_pretrained(mcfg.name, config=config, attn_implementation=_attn_impl(config, sdpa), **kw)
-    return _drop_pooler(model)
+    return _drop_unused(model)
 
 
 def use_gradient_checkpointing(encoder, on: bool) -> None:
@@ -205,10 +208,14 @@ def use_gradient_checkpointing(encoder, on: bool) -> None:
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _drop_pooler(model):
-    """Heads pool the hidden states themselves; an unused pooler has no gradient, which DDP rejects."""
+def _drop_unused(model):
+    """Heads pool the hidden states themselves; an unused pooler has no gradient, which DDP rejects (with
+    several workers per trial). XLNet's ``mask_emb`` serves only its permutation-LM targets (``target_mapping``):
+    frozen, so that DDP does not wait for its gradient either (the optimizer skips it; it had none before)."""
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
+    if isinstance(getattr(model, "mask_emb", None), torch.nn.Parameter):
+        model.mask_emb.requires_grad_(False)
     return model
 
 
@@ -345,6 +352,9 @@ class TokenModel(nn.Module):
 
     @staticmethod
     def loss(logits, labels):
+        # labels are padded to the longest row, the inputs (on a GPU) to a multiple of 8 beyond it: the positions
+        # past the labels' are padding (align_left put every real token first)
+        logits = logits[:, :labels.size(1)]
         return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1).long(),
                                                  ignore_index=-100)
 

@@ -256,7 +256,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
             # step: clip, update, schedule
             accelerator.clip_grad_norm_(pmodel.parameters(), hp.max_grad_norm)
             optimizer.step()
-            sched.step()
+            if not accelerator.optimizer_step_was_skipped:  # fp16: the loss scaler skipped it (🤗 Trainer's rule)
+                sched.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             # progress: cheap (the callback keeps the latest event; reading the loss is up to it)
@@ -320,11 +321,21 @@ def cap_gpu_memory(share: float, enabled: bool = True) -> float | None:
     share to the user. Without a cap, one trial's cached memory (a long stage's, kept for the next) can
     starve the others on its GPU at a moment that depends on their timing; with it, a trial runs out
     only of its own share, and its stage goes on in micro-batches (``itt.train.MicroBatches``).
+    The fraction is the share less the memory each process holds outside the caching allocator (its CUDA
+    context and library workspaces, ``CONTEXT_MIB``): N trials' caps and their N contexts then fit the GPU
+    together, so a trial runs out of its own cap (and cuts its batches) before the device runs out.
     Returns the fraction set, or None (no GPU, a whole GPU, or ``search.resources.cap_gpu_memory: false``)."""
     if not enabled or not 0 < share < 1 or not torch.cuda.is_available():
         return None
-    torch.cuda.set_per_process_memory_fraction(share)
-    return share
+    total_mib = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**20
+    fraction = max(share / 2, share - CONTEXT_MIB / total_mib)
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    return fraction
+
+
+# what a CUDA process holds outside PyTorch's caching allocator: the context (about 500 MiB with CUDA 12's
+# lazy module loading) plus cuBLAS/cuDNN workspaces; the caps of trials sharing a GPU leave it free
+CONTEXT_MIB = 1024
 
 
 def _rows(batch) -> int:

@@ -32,6 +32,28 @@ def test_chain_runs_on_each_architecture(arch, write_config, tmp_path):
     assert json.loads((ck / "config.json").read_text())["model_type"] == arch
 
 
+@pytest.mark.parametrize("arch", ["bert", "roberta", "xlm-roberta", "xlnet", "distilbert"])
+def test_every_trainable_encoder_weight_gets_a_gradient(arch, write_config):
+    """With several workers per trial (DDP), a trainable parameter without a gradient stalls the next step
+    ("Expected to have finished reduction in the prior iteration"): XLNet's mask_emb (permutation-LM
+    targets only) did, as the pooler does where it is not dropped. One step of a classification and a
+    tagging head on a toy batch, with the inputs the chain's tokenizer gives."""
+    from itt.models import TaskModel, TokenModel, build_encoder, pooling_for
+    from itt.train import new_head
+
+    cfg = _cfg(write_config, {"model": {"tiny": {"arch": arch}}})
+    p = prepare(cfg, log=lambda *a: None)
+    enc = build_encoder(cfg.model, p.tokenizer, max_length=24, sdpa=True)
+    batch = dict(p.tokenizer(["a short one", "and a somewhat longer second sentence"], ["x", "y z"], padding=True,
+                             return_tensors="pt"))
+    for model in (TaskModel(enc, new_head(32, p.target, 0), pooling_for(cfg.model, enc), False),
+                  TokenModel(enc, 3)):
+        model.zero_grad(set_to_none=True)
+        model(**batch).float().square().mean().backward()
+        missing = [n for n, w in enc.named_parameters() if w.requires_grad and w.grad is None]
+        assert not missing, missing
+
+
 def test_encoder_passes_between_stages_and_target_head_is_fresh(write_config):
     """Only encoder weights carry over; the target head's init does not depend on earlier stages."""
     from accelerate.utils import set_seed

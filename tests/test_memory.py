@@ -5,6 +5,8 @@ fits. ``hardware.gradient_checkpointing`` recomputes activations in the backward
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -200,12 +202,20 @@ def test_a_trial_on_part_of_a_gpu_keeps_to_that_part_of_its_memory(monkeypatch):
     set_to = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, device=None: set_to.append(f))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=80 * 2**30))
     assert Resources().cap_gpu_memory is True
-    assert cap_gpu_memory(0.25) == 0.25 and set_to == [0.25]
+    # a quarter of an 80 GiB GPU, less the 1 GiB its CUDA context holds outside the allocator: 4 trials' caps
+    # and contexts fit together (a cap of exactly 0.25 each overcommitted the card by 4 contexts)
+    want = 0.25 - 1 / 80
+    assert cap_gpu_memory(0.25) == pytest.approx(want) and set_to == [pytest.approx(want)]
+    assert 4 * (cap_gpu_memory(0.25) * 80 + 1) <= 80
+    assert cap_gpu_memory(0.01) == pytest.approx(0.005)  # a tiny share keeps half of itself, not nothing
+    set_to.clear()
     assert cap_gpu_memory(1.0) is None and cap_gpu_memory(2) is None and cap_gpu_memory(0) is None
-    assert cap_gpu_memory(0.5, enabled=False) is None and set_to == [0.25]
+    assert cap_gpu_memory(0.5, enabled=False) is None and set_to == []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert cap_gpu_memory(0.25) is None and set_to == [0.25]
+    assert cap_gpu_memory(0.25) is None and set_to == []
 
 
 def test_a_decoder_pools_its_last_token_and_an_encoder_decoder_is_refused(write_config, tmp_path, capsys):

@@ -309,3 +309,24 @@ def test_probes_on_tagging_targets_with_the_stage_cache_and_probe_also(write_con
     alone, test_alone = run("c", False)  # the stage from the cache, the probe not (another probe key)
     assert alone["from_cache"] is True and "xtreme_tasks" not in alone["probe"]
     assert alone["probe"]["per_language"] == pytest.approx(probe["per_language"]) and test_alone == test
+
+
+def test_gpu_padding_to_multiples_of_8_changes_nothing(write_config, tmp_path, monkeypatch):
+    """On a GPU every batch pads to a multiple of 8 (tensor cores). Forced here on CPU: a tagging target's
+    loss (labels padded only to the longest row) and a tiny BERT's position table (sized from max_length,
+    here 13 -> 16 wide) crashed on the first such batch; a QA and a classification stage come before it. With the padding (and no dropout, whose masks are
+    drawn over the padded width), the same losses and scores."""
+    import itt.train as T
+
+    tiny = {**BASE["model"]["tiny"], "dropout": 0.0}  # (the heads take the encoder's dropout)
+    cfg = _cfg(write_config, order=["squad", "xnli"], target={"task": "panx", "languages": ["en", "de"]},
+               model={**BASE["model"], "tiny": tiny}, eval={"splits": ["test"], "max_examples": 24},
+               train={"max_length": 13})
+    plain = run_chain(cfg, out_dir=tmp_path / "plain", log=lambda *a: None)["seeds"]["0"]
+    collator = T._collator
+    monkeypatch.setattr(T, "_collator", lambda tok, on_gpu, ds=None: collator(tok, True, ds))
+    padded = run_chain(cfg, out_dir=tmp_path / "padded", log=lambda *a: None)["seeds"]["0"]
+    for a, b in zip(plain["stages"], padded["stages"]):
+        assert b["tokens"] > a["tokens"] and b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
+    for lang in ("en", "de"):
+        assert padded["test"]["per_language"][lang] == pytest.approx(plain["test"]["per_language"][lang], abs=1e-6)

@@ -15,7 +15,7 @@ import torch
 from itt import metrics as M
 from itt.errors import UserError
 from itt.kinds._base import EvalFeatures, KindHandler
-from itt.models import TokenModel
+from itt.models import TokenModel, head_dropout
 
 
 def windows(counts: list[int], capacity: int) -> list[tuple[int, int]]:
@@ -78,7 +78,7 @@ class TaggingHandler(KindHandler):
     def model(self, encoder, task, *, hidden: int, pooling: str, seed: int):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return TokenModel(encoder, task.num_labels)
+            return TokenModel(encoder, task.num_labels, head_dropout(encoder))  # the encoder's, as 🤗's own head
 
     def evaluate(self, ctx, model, ds, feats, lang):
         from itt.train import predict_raw
