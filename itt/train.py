@@ -190,8 +190,9 @@ class StageStats:
     train_loss: float  # mean loss over the last 10% of steps (at least one)
     seconds: float
     examples_per_s: float
-    # input tokens processed, padding included (summed over processes): the stage's work whatever the hardware and
-    # its load (a transformer's training FLOPs are about 6 x parameters x tokens; Kaplan et al. 2020)
+    # input tokens processed, padding included (summed over processes): the stage's work whatever the load of the
+    # machine (a transformer's training FLOPs are about 6 x parameters x tokens; Kaplan et al. 2020); the padding
+    # depends on the device's batching (on a GPU: length-grouped batches, padded to multiples of 8)
     tokens: int = 0
     # micro-batches each batch was cut into by the stage's end: 1 unless it ran out of GPU memory (MicroBatches)
     micro_batches: int = 1
