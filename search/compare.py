@@ -91,9 +91,9 @@ def pair(name_a: str, a: pd.Series, name_b: str, b: pd.Series) -> dict:
         out["underpowered"] = f"{len(shared)} order(s) completed in both (need {MIN_ORDERS})"
         return out
     x, y = a[shared].to_numpy(float), b[shared].to_numpy(float)
-    alike = [n for n, v in ((name_a, x), (name_b, y)) if np.ptp(v) == 0]
-    if alike:  # no ranking to compare (scipy's tau and rho would be nan)
-        out["underpowered"] = f"{alike[0]} scores all {len(shared)} shared orders alike ({x[0] if alike[0] == name_a else y[0]:.4f})"
+    flat = next(((n, v) for n, v in ((name_a, x), (name_b, y)) if np.ptp(v) == 0), None)
+    if flat:  # no ranking to compare (scipy's tau and rho would be nan)
+        out["underpowered"] = f"{flat[0]} scores all {len(shared)} shared orders alike ({flat[1][0]:.4f})"
         return out
     tau = stats.kendalltau(x, y)
     out.update(tau=float(tau.statistic), p_tau=float(tau.pvalue), rho=float(stats.spearmanr(x, y).statistic))
