@@ -12,14 +12,14 @@ from itt.models import ChoiceModel
 
 
 def featurize_choices(ds, tokenizer, max_length: int):
-    questions, choices = list(ds["question"]), list(ds["choices"])
+    questions, choices = ds["question"][:], ds["choices"][:]
     k = len(choices[0]) if choices else 0
     flat_q = [q for q, cs in zip(questions, choices) for _ in cs]
     flat_c = [c for cs in choices for c in cs]
     enc = tokenizer(flat_q, flat_c, truncation=True, max_length=max_length)
     keep = [c for c in tokenizer.model_input_names if c in enc]
     cols = {c: [enc[c][i * k:(i + 1) * k] for i in range(len(questions))] for c in keep}
-    cols["labels"] = list(ds["label"])
+    cols["labels"] = ds["label"][:]
     return datasets.Dataset.from_dict(cols)
 
 
@@ -38,7 +38,7 @@ class ChoiceHandler(KindHandler):
 
         out = predict_raw(ctx.accelerator, model, feats.inputs, ctx.tokenizer, batch_size=ctx.cfg.eval.batch_size)
         pred = [int(np.argmax(o)) for o in out]
-        gold = list(ds["label"])
+        gold = ds["label"][:]
         acc = float(np.mean([p == g for p, g in zip(pred, gold)])) if gold else 0.0
         rows = [{"id": i, "gold": g, "pred": p} for i, g, p in zip(ds["id"], gold, pred)]
         return {"accuracy": acc}, rows

@@ -36,7 +36,7 @@ def featurize_qa(ds, tokenizer, max_length: int, doc_stride: int | None, *, trai
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("extractive QA needs a fast tokenizer (character offsets)")
     q_cap, stride = strides(max_length, doc_stride)
-    questions, contexts = list(ds["question"]), list(ds["context"])
+    questions, contexts = ds["question"][:], ds["context"][:]
     # cut questions to q_cap tokens (at a character offset, so the text stays the question's own)
     qenc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
     questions = [q if len(o) <= q_cap else q[:o[q_cap - 1][1]] for q, o in zip(questions, qenc["offset_mapping"])]
@@ -58,7 +58,7 @@ def featurize_qa(ds, tokenizer, max_length: int, doc_stride: int | None, *, trai
     keep = [c for c in tokenizer.model_input_names if c in enc]
     cols = {c: enc[c] for c in keep}
     if train:
-        a_start, a_text = list(ds["answer_start"]), list(ds["answer_text"])
+        a_start, a_text = ds["answer_start"][:], ds["answer_text"][:]
         labels = []
         for i, offsets in enumerate(offsets_out):
             cls, first, last = starts[i]
@@ -109,7 +109,7 @@ class QAHandler(KindHandler):
 
         opt = ctx.cfg.eval.qa
         out = predict_raw(ctx.accelerator, model, feats.inputs, ctx.tokenizer, batch_size=ctx.cfg.eval.batch_size)
-        contexts = list(ds["context"])
+        contexts = ds["context"][:]
         best: dict[int, tuple] = {}
         for logits, ex, offsets in zip(out, feats.meta["example"], feats.meta["offsets"]):
             b = decode(logits[:, 0], logits[:, 1], offsets, contexts[ex], n_best=opt.n_best,

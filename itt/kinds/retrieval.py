@@ -90,10 +90,10 @@ class RetrievalHandler(KindHandler):
         encoder = model.encoder
         src_rows = [i for i, s in enumerate(ds["source"]) if s]
         tgt_rows = [i for i, t in enumerate(ds["target"]) if t]
-        sources, targets = list(ds["source"]), list(ds["target"])
+        sources, targets = ds["source"][:], ds["target"][:]
         x = _embed(ctx, encoder, [sources[i] for i in src_rows])
         y = _embed(ctx, encoder, [targets[i] for i in tgt_rows])
-        ids = list(ds["id"])
+        ids = ds["id"][:]
         if ctx.task.metric == "accuracy":  # Tatoeba: every row a translation pair
             if len(src_rows) != len(ds) or len(tgt_rows) != len(ds):
                 raise ConfigError(f"task '{ctx.task.name}' ({lang}): Tatoeba-style retrieval needs a source and a "

@@ -72,7 +72,7 @@ def featurize_words(tokens: list[list[str]], labels: list[list[int]] | None, tok
 
 class TaggingHandler(KindHandler):
     def featurize(self, ds, task, tokenizer, hp, *, train: bool):
-        feats, meta = featurize_words(list(ds["tokens"]), list(ds["label"]), tokenizer, hp.max_length)
+        feats, meta = featurize_words(ds["tokens"][:], ds["label"][:], tokenizer, hp.max_length)
         return feats if train else EvalFeatures(feats, {"windows": meta})
 
     def model(self, encoder, task, *, hidden: int, pooling: str, seed: int):
@@ -85,7 +85,7 @@ class TaggingHandler(KindHandler):
 
         task = ctx.task
         out = predict_raw(ctx.accelerator, model, feats.inputs, ctx.tokenizer, batch_size=ctx.cfg.eval.batch_size)
-        gold_ids = list(ds["label"])
+        gold_ids = ds["label"][:]
         pred_ids = [[None] * len(g) for g in gold_ids]
         for logits, labels, (ex, first) in zip(out, feats.inputs["labels"], feats.meta["windows"]):
             pos = [j for j, lab in enumerate(labels) if lab != -100]
