@@ -126,8 +126,12 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     for lang in cfg.probe.languages or []:  # (checked with the probe off too: a search turns it on)
         if lang not in target.languages:
             raise UserError(f"probe.languages: unknown language '{lang}' for task '{target.name}'")
-    if cfg.probe.enabled:
-        p.probe = _probe_sets(cfg, target, cfg.probe.languages or languages, hp_t, tokenizer, kw)
+    if cfg.probe.enabled:  # (in the target's languages that have a dev split: XTREME's UD-POS lacks 4)
+        langs = [lang for lang in cfg.probe.languages or languages if target.source("dev", lang)]
+        if not langs:
+            raise UserError(f"probe: target task '{target.name}' has no dev split in "
+                            f"{', '.join(cfg.probe.languages or languages)} to probe on (probe.languages)")
+        p.probe = _probe_sets(cfg, target, langs, hp_t, tokenizer, kw)
         if cfg.probe.also:
             p.probe_also = _probe_also_sets(cfg, also, tokenizer, kw)
     for t in [*order, target]:

@@ -330,3 +330,24 @@ def test_gpu_padding_to_multiples_of_8_changes_nothing(write_config, tmp_path, m
         assert b["tokens"] > a["tokens"] and b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
     for lang in ("en", "de"):
         assert padded["test"]["per_language"][lang] == pytest.approx(plain["test"]["per_language"][lang], abs=1e-6)
+
+
+def test_the_probe_reads_the_target_languages_that_have_a_dev_split(write_config):
+    """XTREME's UD-POS has no dev split in 4 languages (Hub google/xtreme): a default target there is one
+    config line naming the way out, and the probe (a search turns it on) keeps to the languages with dev."""
+    from itt.errors import ConfigError, UserError
+    from itt.tasks import resolve_task
+
+    ud = resolve_task("udpos")
+    assert [x for x in ud.languages if ud.source("dev", x) is None] == ["kk", "th", "tl", "yo"]
+    with pytest.raises(ConfigError, match=r"target task 'udpos' has no 'dev' data for language 'kk' \(it has in 29 of "
+                                          r"its 33 languages; choose them in target.languages, or leave 'dev' out"):
+        _cfg(write_config, order=[], target={"task": "udpos"}, eval={"splits": ["dev", "test"]})
+    dev_de = {"de": {"files": "panx_wikiann/wikiann.de.val.conllu", **WIKIANN}}
+    cfg = _cfg(write_config, order=[], target={"task": "panx", "languages": ["en", "de"]}, eval={"splits": ["test"]},
+               probe={"enabled": True}, tasks={"panx": {**BASE["tasks"]["panx"], "dev": dev_de}})
+    assert list(prepare(cfg, log=lambda *a: None).probe) == ["de"]
+    with pytest.raises(UserError, match=r"probe: target task 'panx' has no dev split in en to probe on"):
+        prepare(_cfg(write_config, order=[], target={"task": "panx", "languages": ["en", "de"]},
+                     eval={"splits": ["test"]}, probe={"enabled": True, "languages": ["en"]},
+                     tasks={"panx": {**BASE["tasks"]["panx"], "dev": dev_de}}), log=lambda *a: None)

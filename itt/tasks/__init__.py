@@ -1,8 +1,8 @@
 """Task registry: built-in tasks by name, plus tasks defined (or re-pointed) in a config.
 
->>> from itt.tasks import get_task
->>> get_task("xnli").languages[:3]
-('ar', 'bg', 'de')
+>>> from itt.tasks import resolve_task
+>>> resolve_task("xnli").languages[:3]
+('en', 'ar', 'bg')
 """
 
 from __future__ import annotations
@@ -95,7 +95,10 @@ def check_config_tasks(cfg, where: str) -> None:
     for split in cfg.eval.splits:
         for lang in cfg.target.languages or tgt.languages:
             if tgt.source(split, lang) is None:
-                raise ConfigError(f"{where}: target task '{tgt.name}' has no '{split}' data for language '{lang}'")
+                have = [x for x in tgt.languages if tgt.source(split, x) is not None]
+                raise ConfigError(f"{where}: target task '{tgt.name}' has no '{split}' data for language '{lang}' (it "
+                                  f"has in {len(have)} of its {len(tgt.languages)} languages; choose them in "
+                                  f"target.languages, or leave '{split}' out of eval.splits)")
     for name in cfg.stages:  # may name tasks outside this order: a search shares one config
         resolve_task(name, cfg.tasks, f"{where}: stages")
     for name in cfg.tasks:
