@@ -30,6 +30,9 @@ def test_real_use_configs_validate_with_hub_sources(name):
             splits += [(s, lang) for s in cfg.eval.splits for lang in tgt.languages]
         for split, lang in splits:
             spec = t.source(split, lang)
+            if t.name == "bucc2018" and split != "train":  # its own files: the Hub's hold the gold pairs alone
+                assert spec is not None and spec.format == "bucc" and len(spec.files) == 3, (split, lang)
+                continue
             assert spec is not None and spec.hub in HUB, (t.name, split, lang)
     if tgt.kind == Kind.RETRIEVAL:
         assert cfg.eval.retrieval.layer == 7

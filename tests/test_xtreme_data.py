@@ -132,6 +132,36 @@ def test_qa_answer_not_in_context_names_file_and_question(tmp_path):
         _load("squad", "train", "en", files=str(f), format="squad")
 
 
+def test_qa_answer_a_few_chars_off_is_found_where_it_is(tmp_path):
+    """google/xtreme's loader strips each XQuAD/MLQA/TyDiQA context without moving answer_start: an answer
+    found within 20 characters of its start is taken there; one farther off is still an error."""
+    f = tmp_path / "qa.json"
+    ctx = "Paris is the capital of France."
+    data = {"data": [{"title": "t", "paragraphs": [{"context": ctx, "qas": [
+        {"id": "a", "question": "Country?", "answers": [{"text": "France", "answer_start": 26}]},
+        {"id": "b", "question": "What?", "answers": [{"text": "capital", "answer_start": 11},
+                                                      {"text": "the capital", "answer_start": 9}]}]}]}]}
+    f.write_text(json.dumps(data))
+    ds = _load("squad", "train", "en", files=str(f), format="squad")
+    assert ds["answer_start"][:] == [[24], [13, 9]] and ctx[24:30] == "France" and ctx[13:20] == "capital"
+    data["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 2  # 22 away
+    f.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"question 'a': answer 'France' at 2 does not match the context"):
+        _load("squad", "train", "en", files=str(f), format="squad")
+
+
+def test_bucc_from_the_hub_is_refused_and_retrieval_text_is_stripped(tmp_path):
+    """The Hub's bucc18 configs hold the gold pairs alone (no sentences to mine among): F1 there is not BUCC's,
+    so it is one error line before any download; Tatoeba from the Hub keeps each line's newline: stripped."""
+    with pytest.raises(DataError, match=r"task 'bucc2018', split 'test', language 'de': the Hub's google/xtreme "
+                                        r"bucc18 configs hold only the gold pairs"):
+        load_split(resolve_task("bucc2018"), "test", "de")
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps({"source_sentence": "Hallo Welt\n", "target_sentence": " Hello world\n"}) + "\n")
+    ds = _load("tatoeba", "test", "de", files=str(f), columns={"source": "source_sentence", "target": "target_sentence"})
+    assert (ds["source"][:], ds["target"][:]) == (["Hallo Welt"], ["Hello world"])
+
+
 def test_choice_label_out_of_range_and_parallel_mismatch(tmp_path):
     f = tmp_path / "mc.jsonl"
     f.write_text('{"q": "x?", "a": ["yes", "no"], "y": 0}\n{"q": "y?", "a": ["yes", "no"], "y": 2}\n')

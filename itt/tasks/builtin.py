@@ -32,10 +32,12 @@ register(Task(
 register(Task(
     name="pawsx", kind=Kind.PAIR, fields=("sentence1", "sentence2"), labels=("not_paraphrase", "paraphrase"),
     metric="accuracy", languages=("en",) + tuple(sorted(set(PAWSX_LANGS) - {"en"})),
-    train=_hub("google-research-datasets/paws-x", "train", "en"),
-    dev=_hub("google-research-datasets/paws-x", "validation", "{lang}"),
-    test=_hub("google-research-datasets/paws-x", "test", "{lang}"),
-    description="PAWS-X (Yang et al., 2019): adversarial paraphrase identification in 7 languages.",
+    # (the Hub's PAWS-X and PAWS mark a missing or unreadable label -1, as SNLI does: such rows are dropped)
+    train=_hub("google-research-datasets/paws-x", "train", "en", drop_labels=[-1]),
+    dev=_hub("google-research-datasets/paws-x", "validation", "{lang}", drop_labels=[-1]),
+    test=_hub("google-research-datasets/paws-x", "test", "{lang}", drop_labels=[-1]),
+    description="PAWS-X (Yang et al., 2019): adversarial paraphrase identification in 7 languages; rows "
+                "without a label (-1), if any, are dropped.",
 ))
 register(Task(
     name="mnli", kind=Kind.PAIR, fields=("premise", "hypothesis"), labels=NLI_LABELS, metric="accuracy",
@@ -61,9 +63,9 @@ register(Task(
 ))
 register(Task(
     name="paws", kind=Kind.PAIR, fields=("sentence1", "sentence2"), labels=("not_paraphrase", "paraphrase"),
-    metric="accuracy", train=_hub("google-research-datasets/paws", "train", "labeled_final"),
-    dev=_hub("google-research-datasets/paws", "validation", "labeled_final"),
-    description="PAWS (Zhang et al., 2019), English Wikipedia, labeled_final.",
+    metric="accuracy", train=_hub("google-research-datasets/paws", "train", "labeled_final", drop_labels=[-1]),
+    dev=_hub("google-research-datasets/paws", "validation", "labeled_final", drop_labels=[-1]),
+    description="PAWS (Zhang et al., 2019), English Wikipedia, labeled_final; rows without a label (-1) are dropped.",
 ))
 register(Task(
     name="sst2", kind=Kind.SINGLE, fields=("sentence",), labels=("negative", "positive"), metric="accuracy",

@@ -120,6 +120,11 @@ register(Task(
     train=None, dev=_hub("bucc18.{lang}", "validation", columns=_pairs), test=_hub("bucc18.{lang}", "test", columns=_pairs),
     description="BUCC 2018 bitext mining (Zweigenbaum et al., 2018): ratio-margin mining, F1 at the threshold "
                 "chosen on dev gold; no fine-tuning.",
+    # google/xtreme's bucc18 configs hold the gold pairs alone, not the corpora they are mined from
+    metadata={"hub_unusable": "the Hub's google/xtreme bucc18 configs hold only the gold pairs, without the "
+                              "sentences they are mined from, so F1 there is not BUCC's: point tasks.bucc2018.dev "
+                              "and .test at the BUCC 2018 files (format: bucc: source, target and gold files; "
+                              "configs/bucc_xlmr_base.yaml)"},
 ))
 
 # --------------------------------------------------------------------------- multiple choice (intermediate)
@@ -139,8 +144,11 @@ register(Task(
     description="HellaSwag (Zellers et al., 2019): pick the ending of a context, 4-way.",
 ))
 _cq = {"question": ["context", "question"], "choices": ["answer0", "answer1", "answer2", "answer3"]}
+# allenai/cosmos_qa's main branch holds only its loading script, which datasets 4+ no longer runs: the Hub's
+# Parquet conversion of it (refs/convert/parquet, as for other script-only datasets such as ybisk/piqa)
+_cq_hub = dict(columns=_cq, revision="refs/convert/parquet")
 register(Task(
     name="cosmosqa", kind=Kind.CHOICE, fields=("question", "choices"), labels=None, metric="accuracy",
-    train=_hub(None, "train", "allenai/cosmos_qa", columns=_cq), dev=_hub(None, "validation", "allenai/cosmos_qa", columns=_cq),
+    train=_hub(None, "train", "allenai/cosmos_qa", **_cq_hub), dev=_hub(None, "validation", "allenai/cosmos_qa", **_cq_hub),
     description="Cosmos QA (Huang et al., 2019): commonsense reading comprehension, 4-way.",
 ))
