@@ -444,12 +444,17 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     return out
 
 
+def leaderboard_rows(board: list[dict], top: int = 25) -> list[dict]:
+    """The leaderboard plot's rows: the best ``top`` orders, and F below them wherever it ranks."""
+    return board[:top] + [r for r in board[top:] if r["order"] == F]
+
+
 def _leaderboard_png(res: dict, metric: str) -> bytes:
-    """Each order's mean with its t interval over seeds (the best 25; F in orange)."""
+    """Each order's mean with its t interval over seeds (the best 25, and F, in orange, wherever it ranks)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    board = res["leaderboard"][:25]
+    board = leaderboard_rows(res["leaderboard"])
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(board) + 1.2))
     y = np.arange(len(board))[::-1]
     means = [r["mean"] for r in board]
@@ -457,7 +462,8 @@ def _leaderboard_png(res: dict, metric: str) -> bytes:
            [(r["ci_high"] if r["ci_high"] is not None else r["mean"]) - r["mean"] for r in board]]
     colors = ["#d95f02" if r["order"] == F else "#1b9e77" for r in board]
     ax.barh(y, means, xerr=err, color=colors, alpha=0.85, capsize=3)
-    ax.set_yticks(y, [f"{show(r['order'])} (n={r['n_seeds']})" for r in board], fontsize=8)
+    rank = lambda r: "" if r["rank"] <= 25 else f"#{r['rank']} "  # noqa: E731 (F below the best 25: its rank)
+    ax.set_yticks(y, [f"{rank(r)}{show(r['order'])} (n={r['n_seeds']})" for r in board], fontsize=8)
     lo = min(r["ci_low"] if r["ci_low"] is not None else r["mean"] for r in board)
     ax.set_xlim(max(0.0, lo - 0.05), None)
     ax.set_xlabel(f"test {metric}, mean over languages ({int(res['confidence'] * 100)}% t interval over seeds)")

@@ -89,6 +89,13 @@ def test_leaderboard_figures_against_independent_computation():
         assert row["lang_std"] == pytest.approx(g.std(axis=1, ddof=0).mean())
     means = [r["mean"] for r in res["leaderboard"]]
     assert means == sorted(means, reverse=True)
+    # the plot: the best orders, and F below them wherever it ranks (it was cut with the rest below 25)
+    from search.report import leaderboard_rows
+
+    assert [r["order"] for r in leaderboard_rows(res["leaderboard"], top=3)] == [r["order"] for r in res["leaderboard"]]
+    f_rank = next(r["rank"] for r in res["leaderboard"] if r["order"] == "")
+    shown = [r["order"] for r in leaderboard_rows(res["leaderboard"], top=1)]
+    assert shown == ([""] if f_rank == 1 else [res["leaderboard"][0]["order"], ""])
     iv = res["if_vs_f"]
     f = t[t["order"] == ""].groupby("language")["score"].mean()
     for r in iv["per_language"]:
