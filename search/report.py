@@ -599,11 +599,12 @@ def _languages_png(res: dict, metric: str, top: int = 20) -> bytes:
     im = ax.imshow(gap[:n], aspect="auto", cmap="magma", vmax=0.0)
     ax.set_xticks(range(len(langs)), langs)
     ax.set_yticks(range(n), [show(r["order"]) for r in ifs[:n]], fontsize=8)
+    dark = 0.5 * np.nanmin(gap[:n])  # the lower half of the colour scale, which is the shown rows' range
     for i in range(n):
         for j in range(len(langs)):
             if np.isfinite(gap[i, j]):
                 ax.text(j, i, str(rank[i, j]), ha="center", va="center", fontsize=7,
-                        color="k" if gap[i, j] > 0.5 * np.nanmin(gap) else "w")
+                        color="k" if gap[i, j] > dark else "w")
     fig.colorbar(im, ax=ax, label=f"test {metric} minus the language's best IF order")
     ax.set_title(f"Rank of each order in each language (top {n} of {len(ifs)} IF orders)")
     return _fig_png(fig, res.get("unit"))
