@@ -255,8 +255,7 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
                 tokens += ids.numel() if ids is not None else 0  # this process's (a shape: no device sync)
             held = []
             # step: clip, update, schedule
-            accelerator.clip_grad_norm_(pmodel.parameters(), hp.max_grad_norm)
-            optimizer.step()
+            _update(accelerator, pmodel, optimizer, hp.max_grad_norm)
             if not accelerator.optimizer_step_was_skipped:  # fp16: the loss scaler skipped it (🤗 Trainer's rule)
                 sched.step()
             optimizer.zero_grad(set_to_none=True)
@@ -393,6 +392,20 @@ def _backward(accelerator, pmodel, model, batches: list, micro: MicroBatches, op
         # (outside the except block, whose traceback holds the failed step's activations)
         optimizer.zero_grad(set_to_none=True)
         micro.more(rows, log or _stderr)
+
+
+def _update(accelerator, pmodel, optimizer, max_grad_norm: float) -> None:
+    """Clip and step. Out of GPU memory here (AdamW's state, 2 fp32 values per parameter, is allocated at the
+    first step) the step cannot be redone in micro-batches: an update half applied cannot be repeated, so the
+    error ends the stage, with a note saying what to change."""
+    try:
+        accelerator.clip_grad_norm_(pmodel.parameters(), max_grad_norm)
+        optimizer.step()
+    except torch.OutOfMemoryError as e:
+        e.add_note("itt: out of memory in the optimizer step (AdamW keeps 2 fp32 values per parameter, allocated at "
+                   "the first step; micro-batches do not shrink them): give each trial more of the GPU "
+                   "(search.resources.gpus_per_worker) or train a smaller model")
+        raise
 
 
 def _stderr(msg: str) -> None:

@@ -100,7 +100,7 @@ def load_hw():
     return HardwareConfig(device="cpu")
 
 
-def test_out_of_memory_that_cannot_be_cut_says_what_to_do(write_config):
+def test_out_of_memory_that_cannot_be_cut_says_what_to_do(write_config, monkeypatch):
     cfg = load_config(write_config(NO_DROPOUT))
     p = prepare(cfg, log=lambda *a: None)
     task, hp = p.order[0], cfg.stage_hparams(p.order[0].name)
@@ -119,6 +119,19 @@ def test_out_of_memory_that_cannot_be_cut_says_what_to_do(write_config):
         except torch.OutOfMemoryError as err:
             MicroBatches(True, 2).check(8, err)
     assert "a stage of 2 processes is not cut" in e.value.__notes__[0]
+    # out of memory in the optimizer step (its state comes at the first step): not redone, said as such
+    model = _stage_model(cfg, p, task)
+
+    def step(self, *a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory (test: optimizer state)")
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    with pytest.raises(torch.OutOfMemoryError) as e:
+        train_stage(make_accelerator(cfg.hardware), model, p.train[task.name], p.tokenizer, task, hp, seed=3,
+                    hw=cfg.hardware, log=lambda *a: None)
+    assert e.value.__notes__ == ["itt: out of memory in the optimizer step (AdamW keeps 2 fp32 values per parameter, "
+                                 "allocated at the first step; micro-batches do not shrink them): give each trial more "
+                                 "of the GPU (search.resources.gpus_per_worker) or train a smaller model"]
 
 
 def test_prediction_that_runs_out_of_memory_is_cut_and_exact(write_config):
