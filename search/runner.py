@@ -17,6 +17,8 @@ import os
 import threading
 from pathlib import Path
 
+import yaml
+
 from itt.errors import ConfigError, RunFailed, UserError
 from search import driver
 from search.cluster import check as check_cluster
@@ -31,8 +33,45 @@ from search.storage import Storage, echo
 from search.trial import TrialContext, chain_trial, in_trial_process, trial_resources
 
 # ------------------------------------------------------------------ building the Tuner
-def _check_resources(scfg: SearchConfig) -> int:
-    """Trials that fit at once; a clear error when no node can hold one trial's workers."""
+# where `ray up` (the cluster launcher, cluster.yaml) leaves the autoscaler's config on the head node
+AUTOSCALER_CONFIG = "~/ray_bootstrap_config.yaml"
+
+
+def autoscaler_workers(address: str | None) -> int | None:
+    """The most worker nodes the cluster's autoscaler may start (``max_workers`` of the config ``ray up`` left
+    on the head), where the search joins such a cluster from its head (``ray job submit``); else None."""
+    path = Path(AUTOSCALER_CONFIG).expanduser()
+    if address is None or not path.is_file():
+        return None
+    try:
+        n = (yaml.safe_load(path.read_text()) or {}).get("max_workers")
+    except (OSError, yaml.YAMLError):
+        return None
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def _warn_local_storage(st: Storage, scfg: SearchConfig, address: str | None, log=echo) -> None:
+    """On a cluster of several nodes (or one that autoscales) trials write their results, dedup records and
+    stage cache into the experiment from whichever node they run on: a local folder there is that node's own
+    disk unless it is a shared mount, and the driver would not see them. Said once, before the trials."""
+    import ray
+
+    nodes = sum(bool(n.get("Alive")) for n in ray.nodes())
+    if scfg.simulate or (nodes < 2 and not autoscaler_workers(address)):
+        return
+    local = [f"--storage {st.display}"] if not st.remote else []
+    if scfg.cache.enabled and scfg.cache.dir and "://" not in str(scfg.cache.dir):
+        local.append(f"search.cache.dir {scfg.cache.dir}")
+    if local:
+        log(f"warning: {' and '.join(local)} on a cluster of {nodes} node(s){' that autoscales' if autoscaler_workers(address) else ''}: "
+            f"a trial on another node writes there on its own disk unless it is a mount every node shares; "
+            f"give an s3://... (or gs://) URI otherwise")
+
+
+def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo) -> int:
+    """Trials that fit at once; a clear error when no node can hold one trial's workers. On a cluster whose
+    autoscaler may start ``autoscale`` workers (cluster.yaml's start from none), a trial no live node holds
+    yet is what makes it start one: then a warning, and as many trials at once as it may start workers."""
     import ray
 
     r = scfg.resources
@@ -44,13 +83,21 @@ def _check_resources(scfg: SearchConfig) -> int:
     fits = [min(math.floor(n["Resources"].get(k, 0) / v + 1e-9) for k, v in worker.items() if v > 0) for n in nodes]
     if not any(f >= 1 for f in fits):
         have = ", ".join(f"{n['Resources'].get('CPU', 0):g} CPU / {n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
-        raise UserError(f"search.resources: a {'trial' if one else 'worker'} needs {worker['CPU']:g} CPU and {r.gpus_per_worker:g} GPU, "
-                        f"but no node has that (nodes: {have})")
+        need = (f"a {'trial' if one else 'worker'} needs {worker['CPU']:g} CPU and {r.gpus_per_worker:g} GPU, but no node "
+                f"has that (nodes: {have})")
+        if autoscale:
+            log(f"search.resources: {need} yet: the autoscaler ({AUTOSCALER_CONFIG}, max_workers {autoscale}) starts "
+                f"nodes as trials ask for them; up to {r.max_concurrent or autoscale} trial(s) at once "
+                f"(search.resources.max_concurrent)")
+            return autoscale
+        raise UserError(f"search.resources: {need}")
     total = ray.cluster_resources()
     per_trial = {"CPU": r.trial_cpus + r.workers_per_trial * r.cpus_per_worker, "GPU": r.workers_per_trial * r.gpus_per_worker}
+    conc = min(math.floor(total.get(k, 0) / v + 1e-9) for k, v in per_trial.items() if v > 0)
+    if autoscale:  # more nodes come as trials ask for them
+        return max(conc, autoscale)
     if sum(fits) < r.workers_per_trial:
         raise UserError(f"search.resources: a trial needs {r.workers_per_trial} workers but the cluster holds {sum(fits)}")
-    conc = min(math.floor(total.get(k, 0) / v + 1e-9) for k, v in per_trial.items() if v > 0)
     if conc < 1:  # (each worker fits somewhere, but not all of them beside the trial's own CPUs: Ray Train waits)
         raise UserError(f"search.resources: a trial needs {per_trial['CPU']:g} CPU (trial_cpus {r.trial_cpus:g} + "
                         f"{r.workers_per_trial} workers x cpus_per_worker {r.cpus_per_worker:g}) and "
@@ -104,7 +151,8 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
         # Ray: the cluster, then what runs on it
         _init_ray(address, scfg)
-        fits = _check_resources(scfg)  # fails here, clearly, when no node can hold a trial's workers
+        fits = _check_resources(scfg, autoscaler_workers(address), log=log)  # fails here when no node can hold a trial
+        _warn_local_storage(st, scfg, address, log)
     concurrency = scfg.resources.max_concurrent or fits
     st.write_text(_search_file(chain, scfg), SEARCH_FILE)  # what `itt resume` rebuilds the trainable from
     study_url = study_copy_url(scfg, st)
@@ -235,7 +283,8 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     if more:
         _check_more(st, scfg, exp_dir)
     _init_ray(address, scfg)
-    _check_resources(scfg)
+    _check_resources(scfg, autoscaler_workers(address), log=log)
+    _warn_local_storage(st, scfg, address, log)
     n_done = _count_status(st)
     log(f"resuming search '{st.name}' ({n_done} trials finished before{_carried_over(st, scfg)}); "
         f"experiment: {st.display}")

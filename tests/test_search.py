@@ -1183,6 +1183,53 @@ def test_resources_no_node_can_hold(tmp_path, ray_local, capsys):
     assert old.exists()
 
 
+def test_an_autoscaling_cluster_with_no_worker_yet_is_not_refused(tmp_path, monkeypatch):
+    """cluster.yaml's workers start from none: a search joining it from the head saw 0 CPU / 0 GPU and refused
+    every GPU search. Where `ray up` left the autoscaler's config on the head, the missing node is what the
+    trials ask the autoscaler for: a warning, and as many trials at once as it may start workers. Without
+    such a config (a local Ray, a fixed cluster) it is still one error line. (Ray itself is mocked.)"""
+    import ray
+
+    from itt.errors import UserError
+    from search import runner
+    from search.config import load_search
+
+    head = [{"Alive": True, "Resources": {"CPU": 0.0}}]
+    monkeypatch.setattr(ray, "nodes", lambda: head)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 0.0})
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 1, "cpus_per_worker": 6}})
+    scfg, _, _ = load_search(str(p))
+    boot = tmp_path / "ray_bootstrap_config.yaml"
+    monkeypatch.setattr(runner, "AUTOSCALER_CONFIG", str(boot))
+    assert runner.autoscaler_workers("auto") is None  # no launcher config here
+    with pytest.raises(UserError, match=r"a trial needs 6.25 CPU and 1 GPU, but no node has that \(nodes: 0 CPU / 0 GPU\)"):
+        runner._check_resources(scfg, runner.autoscaler_workers("auto"))
+    boot.write_text("cluster_name: itt\nmax_workers: 8\navailable_node_types: {}\n")
+    assert runner.autoscaler_workers(None) is None  # a local Ray started by the search: nothing autoscales it
+    assert runner.autoscaler_workers("auto") == 8
+    said = []
+    assert runner._check_resources(scfg, 8, log=said.append) == 8
+    assert said == ["search.resources: a trial needs 6.25 CPU and 1 GPU, but no node has that (nodes: 0 CPU / 0 GPU) yet: "
+                    f"the autoscaler ({boot}, max_workers 8) starts nodes as trials ask for them; up to 8 trial(s) at once "
+                    "(search.resources.max_concurrent)"]
+    head.append({"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}})  # one worker up: still up to 8 at once
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 1.0})
+    assert runner._check_resources(scfg, 8, log=said.append) == 8 and len(said) == 1
+    # trials on other nodes write into the experiment from there: a local --storage is said to be theirs
+    from search.storage import Storage
+
+    said.clear()
+    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, "auto", said.append)
+    assert said == [f"warning: --storage {tmp_path / 'runs' / 'e'} on a cluster of 2 node(s) that autoscales: a trial on "
+                    "another node writes there on its own disk unless it is a mount every node shares; give an "
+                    "s3://... (or gs://) URI otherwise"]
+    head.pop()
+    boot.unlink()
+    said.clear()
+    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, "auto", said.append)
+    assert said == []  # one machine
+
+
 def test_asha_brackets_are_drawn_from_the_search_seed():
     """With brackets > 1, Ray's ASHA picks each trial's bracket from numpy's global state; ours from
     the search seed, so the same config and seed stop the same trials."""
