@@ -249,6 +249,10 @@ def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, ra
     from itt.config import ChainConfig
 
     t_start = time.perf_counter()
+    # the driver's quiet settings (search/cli.py _quiet): a trial on another node of a `ray start` cluster
+    # does not inherit the driver's environment
+    for k, v in (("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(k, v)
     cfg = ChainConfig.model_validate(raw)
     if cfg.hardware.num_threads is None and not torch.cuda.is_available():
         torch.set_num_threads(max(1, int(cpus)))
