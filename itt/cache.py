@@ -34,7 +34,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-FORMAT = 1  # bump when the entry layout or the key's contents change
+# bump when the entry layout or the key's contents change, and when the code computes different numbers from
+# the same key (a stage's training loop, a head, a probe): the old entries are then never found again.
+# 2: an epoch's remainder makes its own step (d11ce61), fp16 skipped steps keep the LR schedule, a tagging
+# head takes the encoder's dropout, probe keys hold the task options (xtreme_metric, qa_normalization)
+FORMAT = 2
 
 MANIFEST, WEIGHTS, USED = "manifest.json", "model.safetensors", "used"
 DIST_WAIT_S = 20 * 60  # longest wait for another chain's lease in a multi-worker trial (then train it too)
@@ -119,6 +123,12 @@ def _task_spec(task) -> dict:
             "train": dump(task.train)}
 
 
+def _options(task) -> dict:
+    """A task's options (xtreme_metric, qa_normalization): they change its scores, so a probe's, but not what
+    a stage trains (kept out of the stage key: entries stay shared)."""
+    return {k: task.metadata[k] for k in sorted(task.metadata)}
+
+
 def _memo(p, name: str, fn):
     memo = p.fingerprints
     if name not in memo:
@@ -134,7 +144,11 @@ def hardware_spec(cfg, accelerator) -> dict:
 
     on_gpu = accelerator.device.type == "cuda"
     hw = cfg.hardware
-    return {"device": accelerator.device.type, "mixed_precision": str(accelerator.mixed_precision), "sdpa": hw.sdpa,
+    # on a GPU, which one and its libraries (bf16 and attention kernels differ between A100 and H100; a
+    # cluster that autoscales may mix them)
+    gpu = ({"gpu": torch.cuda.get_device_name(accelerator.device), "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version()} if on_gpu else {})
+    return {**gpu, "device": accelerator.device.type, "mixed_precision": str(accelerator.mixed_precision), "sdpa": hw.sdpa,
             "group_by_length": hw.group_by_length if hw.group_by_length is not None else on_gpu,
             "fused_optimizer": hw.fused_optimizer if hw.fused_optimizer is not None else on_gpu,
             "world_size": accelerator.num_processes, "threads": None if on_gpu else torch.get_num_threads(),
@@ -154,7 +168,10 @@ def stage_keys(p, seed: int, encoder, accelerator, pooling: str) -> list[str]:
     model["config"].pop("transformers_version", None)
     if m.name is not None:  # pretrained weights: a local folder or a moved Hub revision may change under one name
         model["weights"] = _memo(p, "init", lambda: state_fingerprint(encoder.state_dict()))
-    base = {"format": FORMAT, "torch": torch.__version__, "transformers": transformers.__version__, "model": model,
+    import accelerate
+
+    base = {"format": FORMAT, "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__, "model": model,
             "tokenizer": _memo(p, "tokenizer", lambda: tokenizer_fingerprint(p.tokenizer)),
             "hardware": hardware_spec(cfg, accelerator), "seed": seed, "data_seed": cfg.data_seed}
     stages, keys = [], []
@@ -173,7 +190,7 @@ def probe_key(p) -> str:
 
     def compute():
         return digest({"format": FORMAT, "steps": cfg.probe.steps, "max_eval_examples": cfg.probe.max_eval_examples,
-                       "target": _task_spec(t), "metric": t.metric,
+                       "target": _task_spec(t), "metric": t.metric, "options": _options(t),
                        "train": data_fingerprint(p.train[t.name]) if t.name in p.train else None,
                        "hparams": cfg.stage_hparams(None).model_dump(mode="json"),
                        "dev": {lang: eval_fingerprint(ds, feats) for lang, (ds, feats) in sorted(p.probe.items())},
@@ -189,7 +206,7 @@ def _probe_also_part(p) -> dict:
     out = {}
     for name, sets in sorted(p.probe_also.items()):
         t = p.also[name][0]
-        out[name] = {"task": _task_spec(t), "xtreme_metric": t.xtreme_metric,
+        out[name] = {"task": _task_spec(t), "xtreme_metric": t.xtreme_metric, "options": _options(t),
                      "train": data_fingerprint(p.also_train[name]) if name in p.also_train else None,
                      "hparams": p.cfg.also_hparams(name).model_dump(mode="json"),
                      "dev": {lang: eval_fingerprint(ds, feats) for lang, (ds, feats) in sorted(sets.items())}}

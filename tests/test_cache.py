@@ -269,7 +269,7 @@ def test_lease_of_a_dead_process_on_this_machine_is_taken_over_at_once(tmp_path)
     mine.release()
 
 
-def test_keys_follow_what_determines_the_encoder(base):
+def test_keys_follow_what_determines_the_encoder(base, monkeypatch):
     cfg, p = base
     acc = make_accelerator(cfg.hardware)
 
@@ -298,6 +298,23 @@ def test_keys_follow_what_determines_the_encoder(base):
     assert k == k0 and probe_key(q) != probe_key(p)
     k, q = keys({"probe": {"steps": 5}})
     assert k == k0 and probe_key(q) != probe_key(p)
+    # a task option changes the target's scores (so a probe's), not what a stage trains: the probe kept the
+    # old metric's value from the cache before
+    k, q = keys({"tasks": {"toy_xnli": {"options": {"xtreme_metric": "macro_f1"}}}})
+    assert k == k0 and probe_key(q) != probe_key(p)
+    # on a GPU, which GPU and CUDA build trained it (bf16 and attention kernels differ between them)
+    from types import SimpleNamespace
+
+    from itt.cache import hardware_spec
+
+    gpu = SimpleNamespace(device=torch.device("cuda", 0), mixed_precision="bf16", num_processes=1)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
+    h100 = hardware_spec(cfg, gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA A100-SXM4-80GB")
+    assert hardware_spec(cfg, gpu) != h100 and h100["gpu"] == "NVIDIA H100 80GB HBM3" and h100["cuda"] == "12.8"
+    assert "gpu" not in hardware_spec(cfg, acc)  # on CPU: as before
 
 
 def test_stage_cache_on_s3(s3, tmp_path):
