@@ -158,6 +158,7 @@ def hardware_spec(cfg, accelerator) -> dict:
 def stage_keys(p, seed: int, encoder, accelerator, pooling: str) -> list[str]:
     """Key of the encoder after each prefix ``order[:i]`` (i = 1..n) for this seed, before any
     stage ran (``encoder`` is the freshly built one)."""
+    import accelerate
     import torch
     import transformers
 
@@ -168,8 +169,6 @@ def stage_keys(p, seed: int, encoder, accelerator, pooling: str) -> list[str]:
     model["config"].pop("transformers_version", None)
     if m.name is not None:  # pretrained weights: a local folder or a moved Hub revision may change under one name
         model["weights"] = _memo(p, "init", lambda: state_fingerprint(encoder.state_dict()))
-    import accelerate
-
     base = {"format": FORMAT, "torch": torch.__version__, "transformers": transformers.__version__,
             "accelerate": accelerate.__version__, "model": model,
             "tokenizer": _memo(p, "tokenizer", lambda: tokenizer_fingerprint(p.tokenizer)),
