@@ -50,22 +50,47 @@ def autoscaler_workers(address: str | None) -> int | None:
     return int(n) if isinstance(n, int) and n > 0 else None
 
 
-def _warn_local_storage(st: Storage, scfg: SearchConfig, address: str | None, log=echo) -> None:
+JOB_WORKING_DIR = "/runtime_resources/working_dir_files/"  # where Ray unpacks a job's --working-dir on a node
+
+
+def _warn_local_storage(st: Storage, scfg: SearchConfig, address: str | None, log=echo, chain=None) -> None:
     """On a cluster of several nodes (or one that autoscales) trials write their results, dedup records and
     stage cache into the experiment from whichever node they run on: a local folder there is that node's own
-    disk unless it is a shared mount, and the driver would not see them. Said once, before the trials."""
+    disk unless it is a shared mount, and the driver would not see them. Likewise the local files trials
+    read: inside the job's --working-dir they resolve to this node's unpacked copy, which a node started
+    later, or a resume submitted again, does not have. Said once, before the trials."""
     import ray
 
     nodes = sum(bool(n.get("Alive")) for n in ray.nodes())
     if scfg.simulate or (nodes < 2 and not autoscaler_workers(address)):
         return
+    where = f"on a cluster of {nodes} node(s){' that autoscales' if autoscaler_workers(address) else ''}"
     local = [f"--storage {st.display}"] if not st.remote else []
     if scfg.cache.enabled and scfg.cache.dir and "://" not in str(scfg.cache.dir):
         local.append(f"search.cache.dir {scfg.cache.dir}")
     if local:
-        log(f"warning: {' and '.join(local)} on a cluster of {nodes} node(s){' that autoscales' if autoscaler_workers(address) else ''}: "
-            f"a trial on another node writes there on its own disk unless it is a mount every node shares; "
-            f"give an s3://... (or gs://) URI otherwise")
+        log(f"warning: {' and '.join(local)} {where}: a trial on another node writes there on its own disk unless it "
+            f"is a mount every node shares; give an s3://... (or gs://) URI otherwise")
+    job = [f"{k} {v}" for k, v in _local_inputs(chain).items() if JOB_WORKING_DIR in v]
+    if job:
+        log(f"warning: {', '.join(job)} {where}: inside this job's --working-dir, which Ray unpacks per node and per "
+            f"submit; nodes started later and a resume submitted again may not have it: put the files at a path "
+            f"every node has, or load them from the Hub")
+
+
+def _local_inputs(chain) -> dict[str, str]:
+    """The local paths a trial reads: data_root where a task reads local files, a local model or tokenizer."""
+    if chain is None:
+        return {}
+    out = {}
+    files = any(getattr(src, "files", None) or (isinstance(src, dict) and any(x.files for x in src.values()))
+                for spec in chain.tasks.values() for src in (spec.train, spec.dev, spec.test) if src is not None)
+    if files and chain.data_root:
+        out["data_root"] = str(chain.data_root)
+    for key, value in (("model.name", chain.model.name), ("model.tokenizer", chain.model.tokenizer)):
+        if value and Path(value).exists():
+            out[key] = str(value)
+    return out
 
 
 def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo) -> int:
@@ -152,7 +177,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         # Ray: the cluster, then what runs on it
         _init_ray(address, scfg)
         fits = _check_resources(scfg, autoscaler_workers(address), log=log)  # fails here when no node can hold a trial
-        _warn_local_storage(st, scfg, address, log)
+        _warn_local_storage(st, scfg, address, log, chain)
     concurrency = scfg.resources.max_concurrent or fits
     st.write_text(_search_file(chain, scfg), SEARCH_FILE)  # what `itt resume` rebuilds the trainable from
     study_url = study_copy_url(scfg, st)
@@ -284,7 +309,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
         _check_more(st, scfg, exp_dir)
     _init_ray(address, scfg)
     _check_resources(scfg, autoscaler_workers(address), log=log)
-    _warn_local_storage(st, scfg, address, log)
+    _warn_local_storage(st, scfg, address, log, chain)
     n_done = _count_status(st)
     log(f"resuming search '{st.name}' ({n_done} trials finished before{_carried_over(st, scfg)}); "
         f"experiment: {st.display}")
