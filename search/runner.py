@@ -53,7 +53,7 @@ def autoscaler_workers(address: str | None) -> int | None:
 JOB_WORKING_DIR = "/runtime_resources/working_dir_files/"  # where Ray unpacks a job's --working-dir on a node
 
 
-def _warn_local_storage(st: Storage, scfg: SearchConfig, address: str | None, log=echo, chain=None) -> None:
+def _warn_local_storage(st: Storage, scfg: SearchConfig, autoscale: int | None, log=echo, chain=None) -> None:
     """On a cluster of several nodes (or one that autoscales) trials write their results, dedup records and
     stage cache into the experiment from whichever node they run on: a local folder there is that node's own
     disk unless it is a shared mount, and the driver would not see them. Likewise the local files trials
@@ -62,9 +62,9 @@ def _warn_local_storage(st: Storage, scfg: SearchConfig, address: str | None, lo
     import ray
 
     nodes = sum(bool(n.get("Alive")) for n in ray.nodes())
-    if scfg.simulate or (nodes < 2 and not autoscaler_workers(address)):
+    if scfg.simulate or (nodes < 2 and not autoscale):
         return
-    where = f"on a cluster of {nodes} node(s){' that autoscales' if autoscaler_workers(address) else ''}"
+    where = f"on a cluster of {nodes} node(s){' that autoscales' if autoscale else ''}"
     local = [f"--storage {st.display}"] if not st.remote else []
     if scfg.cache.enabled and scfg.cache.dir and "://" not in str(scfg.cache.dir):
         local.append(f"search.cache.dir {scfg.cache.dir}")
@@ -176,8 +176,9 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
         # Ray: the cluster, then what runs on it
         _init_ray(address, scfg)
-        fits = _check_resources(scfg, autoscaler_workers(address), log=log)  # fails here when no node can hold a trial
-        _warn_local_storage(st, scfg, address, log, chain)
+        autoscale = autoscaler_workers(address)
+        fits = _check_resources(scfg, autoscale, log=log)  # fails here when no node can hold a trial
+        _warn_local_storage(st, scfg, autoscale, log, chain)
     concurrency = scfg.resources.max_concurrent or fits
     st.write_text(_search_file(chain, scfg), SEARCH_FILE)  # what `itt resume` rebuilds the trainable from
     study_url = study_copy_url(scfg, st)
@@ -308,8 +309,9 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     if more:
         _check_more(st, scfg, exp_dir)
     _init_ray(address, scfg)
-    _check_resources(scfg, autoscaler_workers(address), log=log)
-    _warn_local_storage(st, scfg, address, log, chain)
+    autoscale = autoscaler_workers(address)
+    _check_resources(scfg, autoscale, log=log)
+    _warn_local_storage(st, scfg, autoscale, log, chain)
     n_done = _count_status(st)
     log(f"resuming search '{st.name}' ({n_done} trials finished before{_carried_over(st, scfg)}); "
         f"experiment: {st.display}")

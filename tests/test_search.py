@@ -1219,7 +1219,7 @@ def test_an_autoscaling_cluster_with_no_worker_yet_is_not_refused(tmp_path, monk
     from search.storage import Storage
 
     said.clear()
-    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, "auto", said.append)
+    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, runner.autoscaler_workers("auto"), said.append)
     assert said == [f"warning: --storage {tmp_path / 'runs' / 'e'} on a cluster of 2 node(s) that autoscales: a trial on "
                     "another node writes there on its own disk unless it is a mount every node shares; give an "
                     "s3://... (or gs://) URI otherwise"]
@@ -1233,17 +1233,17 @@ def test_an_autoscaling_cluster_with_no_worker_yet_is_not_refused(tmp_path, monk
                             tasks={"panx": SimpleNamespace(train=DataSpec(files="panx/en.conll"), dev=None, test=None)})
     on_s3 = SimpleNamespace(remote=True, display="s3://bucket/runs/e")  # (no network here: only what it reads)
     said.clear()
-    runner._warn_local_storage(on_s3, scfg, "auto", said.append, chain)
+    runner._warn_local_storage(on_s3, scfg, 8, said.append, chain)
     assert said == [f"warning: data_root {job} on a cluster of 2 node(s) that autoscales: inside this job's --working-dir, "
                     "which Ray unpacks per node and per submit; nodes started later and a resume submitted again may "
                     "not have it: put the files at a path every node has, or load them from the Hub"]
     chain.tasks = {}  # Hub data only: data_root is never read
     said.clear()
-    runner._warn_local_storage(on_s3, scfg, "auto", said.append, chain)
+    runner._warn_local_storage(on_s3, scfg, 8, said.append, chain)
     assert said == []
     head.pop()
     boot.unlink()
-    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, "auto", said.append)
+    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, runner.autoscaler_workers("auto"), said.append)
     assert said == []  # one machine
 
 
