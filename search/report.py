@@ -698,8 +698,7 @@ def _answer_section(res: dict, exp_name: str, metric: str) -> tuple:
     if "per_language" in res["by_language"]:
         more.append(language_headline(res["by_language"]))
     more.append(ranking.text(res["best_order"], show))
-    notes = [x for x in (state_line(res), res.get("alike")) if x]
-    return ("Does order matter?", "\n\n".join([*notes, h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
+    return ("Does order matter?", "\n\n".join([*answer_notes(res), h["text"], *more, f"Trials: {counts}. Metric: test {metric} "
             f"(zero-shot), per seed; α = {res['alpha']}; tests need {res['min_seeds']}+ seeds per order.{plan}"]),
             [], None)
 
@@ -1120,6 +1119,12 @@ def search_state(exp: Experiment) -> dict:
     return {"state": "interrupted", "running": running} if running else {"state": "ended"}
 
 
+def answer_notes(res: dict) -> list[str]:
+    """What the answer says before anything else: a search still running or interrupted, and orders that
+    all scored the same."""
+    return [x for x in (state_line(res), res.get("alike")) if x]
+
+
 def state_line(res: dict) -> str | None:
     """The line that says a report reads a search that has not ended (None once it has)."""
     s, counts = res["trials"].get("search") or {}, res["trials"]["counts"]
@@ -1312,9 +1317,7 @@ def answer(res: dict, where: str) -> list[str]:
     lines = [res["headline"]["text"]]
     if res.get("confirmation"):
         lines.insert(0, confirmation_headline(res["confirmation"]))
-    for note in (res.get("alike"), state_line(res)):
-        if note:
-            lines.insert(0, note)
+    lines[:0] = answer_notes(res)
     if iv.get("available"):
         o = iv["overall"]
         t = iv.get("test", {})
