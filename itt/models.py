@@ -114,15 +114,19 @@ def _attn_impl(config, want_sdpa: bool) -> str:
     return "sdpa" if want_sdpa and getattr(cls, "_supports_sdpa", False) else "eager"
 
 
+# on a GPU, batches pad to a multiple of this (tensor cores; itt/train.py _collator)
+GPU_PAD_MULTIPLE = 8
+
+
 def tiny_config(tiny, tokenizer, max_length: int):
     """A random-init architecture config sized by ``tiny`` and matched to ``tokenizer``."""
     from transformers import AutoConfig
 
     pad = tokenizer.pad_token_id
     common = dict(vocab_size=len(tokenizer), pad_token_id=pad)
-    # on a GPU, batches pad to a multiple of 8 (itt/train.py _collator): a batch whose longest input has
-    # max_length tokens is that much wider, so the position table covers max_length rounded up to 8
-    max_length = -(-max_length // 8) * 8
+    # a GPU batch whose longest input has max_length tokens is padded wider: the position table covers
+    # max_length rounded up to GPU_PAD_MULTIPLE
+    max_length = -(-max_length // GPU_PAD_MULTIPLE) * GPU_PAD_MULTIPLE
     if tiny.arch == "xlnet":
         kw = dict(d_model=tiny.hidden_size, n_layer=tiny.num_layers, n_head=tiny.num_heads, d_inner=tiny.intermediate_size,
                   dropout=tiny.dropout)

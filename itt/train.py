@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from itt.config import HardwareConfig, TrainDefaults
 from itt.errors import UserError
-from itt.models import ClassificationHead, TaskModel
+from itt.models import GPU_PAD_MULTIPLE, ClassificationHead, TaskModel
 from itt.tasks import Kind, Task
 
 
@@ -132,9 +132,10 @@ def _collator(tokenizer, on_gpu: bool, tok_ds=None):
     from transformers import DataCollatorWithPadding
 
     # multiples of 8 let tensor cores work on GPU; on CPU they only add padding
+    multiple = GPU_PAD_MULTIPLE if on_gpu else None
     if tok_ds is not None and _needs_pad_collator(tok_ds):
-        return PadCollator(tokenizer, 8 if on_gpu else None)
-    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if on_gpu else None)
+        return PadCollator(tokenizer, multiple)
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
 
 def _needs_pad_collator(tok_ds) -> bool:
