@@ -16,11 +16,15 @@ import warnings
 from pathlib import Path
 
 
+# the libraries' chatter (tokenizers' fork warning, Hub progress bars, transformers' warnings) off: here, and
+# in every trial (search/trial.py: one on another node does not inherit the driver's environment)
+QUIET_ENV = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
 def _quiet() -> None:
     """Library chatter (HF warnings, progress bars) hides the lines a researcher reads."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
     warnings.filterwarnings("ignore")
     for name in ("transformers", "huggingface_hub", "datasets", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)

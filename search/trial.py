@@ -249,9 +249,9 @@ def run_trial_chain(raw: dict, ctx: TrialContext, key: str, trial_id: str, *, ra
     from itt.config import ChainConfig
 
     t_start = time.perf_counter()
-    # the driver's quiet settings (search/cli.py _quiet): a trial on another node of a `ray start` cluster
-    # does not inherit the driver's environment
-    for k, v in (("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error")):
+    from search.cli import QUIET_ENV  # (the driver's: a trial on another node does not inherit its environment)
+
+    for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     cfg = ChainConfig.model_validate(raw)
     if cfg.hardware.num_threads is None and not torch.cuda.is_available():
