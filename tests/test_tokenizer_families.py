@@ -1,0 +1,116 @@
+"""The tokenizer families of the real models, on real XQuAD / WikiANN files: answers and words line up.
+
+Every other test tokenizes with WordPiece (the real mBERT vocabulary or one trained on the fly). The
+models users run mostly do not: XLM-R and XLNet use a SentencePiece unigram model behind a Metaspace
+pre-tokenizer ("▁" marks a word start; XLNet also strips accents and pads on the left with [CLS] last),
+RoBERTa byte-level BPE. No Hub here, so each is built the way 🤗 builds it, from a vocabulary trained on
+the XQuAD contexts, through the model's own tokenizer class, saved, and loaded through
+``itt.models.load_tokenizer`` (AutoTokenizer) as a Hub tokenizer would be.
+
+Checked: a QA training window's answer tokens, read back through the evaluation's character offsets,
+give the gold answer (as XQuAD's official evaluation, the SQuAD script, normalises it; a token may carry a comma
+past the answer's end, as with any subword tokenizer); a tagging window labels each word once, on its
+first subword.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from itt import metrics as M
+from itt.data import load_split
+from itt.config import DataSpec, TaskSpec
+from itt.kinds.qa import featurize_qa
+from itt.kinds.tagging import featurize_words
+from itt.models import load_tokenizer
+from itt.tasks import resolve_task
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.is_dir():
+    pytest.skip(f"real data folder not found: {SHARED}", allow_module_level=True)
+
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's and RoBERTa's ids 0-4
+
+
+def _texts() -> list[str]:
+    out = []
+    for lang in ("en", "de", "zh", "ru"):
+        for art in json.loads((SHARED / "xquad" / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"][:12]:
+            for p in art["paragraphs"]:
+                out += [p["context"]] + [q["question"] for q in p["qas"]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory) -> dict[str, str]:
+    """{family: saved tokenizer folder}: XLM-R-, XLNet- and RoBERTa-style, plus the real mBERT vocabulary."""
+    from tokenizers import SentencePieceUnigramTokenizer, Tokenizer, models, pre_tokenizers, trainers
+    from transformers import RobertaTokenizer, XLMRobertaTokenizer, XLNetTokenizer
+
+    root, texts = tmp_path_factory.mktemp("tokenizers"), _texts()
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator(texts, vocab_size=3000, special_tokens=SPECIALS, unk_token="<unk>")
+    pieces = [tuple(p) for p in json.loads(sp.to_str())["model"]["vocab"]]
+    XLMRobertaTokenizer(vocab=pieces).save_pretrained(root / "xlmr")
+    xlnet_specials = [(t, 0.0) for t in ("<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>")]
+    XLNetTokenizer(vocab=xlnet_specials + [p for p in pieces if p[0] not in SPECIALS]).save_pretrained(root / "xlnet")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=3000, special_tokens=SPECIALS,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    RobertaTokenizer(vocab=model["vocab"], merges=merges).save_pretrained(root / "roberta")
+    return {"xlmr": str(root / "xlmr"), "xlnet": str(root / "xlnet"), "roberta": str(root / "roberta"),
+            "mbert": str(SHARED / "tokenizers" / "bert-base-multilingual-cased")}
+
+
+def _load(task: str, split: str, lang: str, **spec):
+    t = resolve_task(task, {task: TaskSpec(**{split: {lang: DataSpec(**spec)}})})
+    return load_split(t, split, lang, data_root=str(SHARED))
+
+
+@pytest.mark.parametrize("family", ["xlmr", "xlnet", "roberta", "mbert"])
+def test_qa_answer_tokens_read_back_as_the_gold_answer(families, family):
+    tok = load_tokenizer(families[family])
+    assert tok.is_fast and (tok.padding_side == "left") == (family == "xlnet")
+    for lang in ("en", "de", "ru"):  # not zh: a vocabulary trained on this little text keeps whole
+        ds = _load("xquad", "test", lang, files=f"xquad/xquad.{lang}.json", format="squad").select(range(150))
+        # Chinese clauses as one piece, so the answer's end falls inside a token (mBERT: one per character)
+        train = featurize_qa(ds, tok, 128, None, train=True)
+        ev = featurize_qa(ds, tok, 128, None, train=False)  # the same windows, with the context offsets
+        assert len(ev.meta["example"]) == len(train)
+        read, em = 0, 0.0
+        for i, (s, e) in enumerate(train["labels"]):
+            if s == e and train["input_ids"][i][s] == tok.cls_token_id:
+                continue  # a window without the whole answer
+            offsets, ex = ev.meta["offsets"][i], ev.meta["example"][i]
+            assert offsets[s] is not None and offsets[e] is not None, "an answer label outside the context"
+            text = ds[ex]["context"][offsets[s][0]:offsets[e][1]]
+            em += M.qa([ds[ex]["answer_text"]], [text], lang, "squad")["exact_match"]
+            read += 1
+        assert read >= 100, f"{family} {lang}: only {read} windows hold their answer"
+        assert em / read >= 0.99, f"{family} {lang}: {em / read:.3f} of answers read back"
+
+
+@pytest.mark.parametrize("family", ["xlmr", "xlnet", "roberta"])
+def test_tagging_labels_every_word_once_on_its_first_subword(families, family):
+    tok = load_tokenizer(families[family])
+    for lang in ("de", "ru"):
+        ds = _load("panx", "test", lang, files=f"panx_wikiann/wikiann.{lang}.test.conllu", format="conll",
+                   conll_columns=(1, 2)).select(range(200))
+        words, tags = ds["tokens"][:], ds["label"][:]
+        feats, meta = featurize_words(words, tags, tok, 24)  # short windows: long sentences are split
+        got = [[None] * len(w) for w in words]
+        for ids, labels, (ex, first) in zip(feats["input_ids"], feats["labels"], meta):
+            assert len(ids) <= 24
+            pos = [j for j, lab in enumerate(labels) if lab != -100]
+            for n, j in enumerate(pos):
+                assert got[ex][first + n] is None, "a word labelled twice"
+                got[ex][first + n] = labels[j]
+                assert ids[j] not in tok.all_special_ids
+        assert got == tags
+        assert len(feats) > len(ds)  # some sentences did not fit one window
