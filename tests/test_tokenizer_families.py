@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from itt import metrics as M
-from itt.data import load_split
 from itt.config import DataSpec, TaskSpec
+from itt.data import load_split
 from itt.kinds.qa import featurize_qa
 from itt.kinds.tagging import featurize_words
 from itt.models import load_tokenizer
