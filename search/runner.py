@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -312,9 +313,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     autoscale = autoscaler_workers(address)
     _check_resources(scfg, autoscale, log=log)
     _warn_local_storage(st, scfg, autoscale, log, chain)
-    n_done = _count_status(st)
-    log(f"resuming search '{st.name}' ({n_done} trials finished before{_carried_over(st, scfg)}); "
-        f"experiment: {st.display}")
+    log(_resume_line(st, scfg, more=more, retry_errored=retry_errored))
     tuner, writer, tracker = _restore(st, scfg, chain, target.metric, restart_errored=retry_errored,
                                       tracking_uri=tracking_uri, log=log)
     if more:  # (after the restore, which reads Ray's state but leaves the search generator's to the fit)
@@ -342,6 +341,40 @@ def _snapshots(st: Storage, template: str) -> tuple[str, list[str]]:
     their name prefix, and their names oldest first (Ray restores from the last)."""
     prefix = template.split("{}")[0]
     return prefix, sorted(f for f in st.listdir() if f.startswith(prefix))
+
+
+def _resume_line(st: Storage, scfg: SearchConfig, *, more: int, retry_errored: bool) -> str:
+    """What a resume finds (results.csv): the trials that ended and how, and whether anything is left to run."""
+    from search.tracking import read_rows
+
+    counts = Counter(r["status"] for r in read_rows(st))
+    how = ", ".join(f"{counts[s]} {words}" for s, words in ((Status.COMPLETED, "completed"),
+                    (Status.STOPPED, "stopped by ASHA"), (Status.ERRORED, "errored")) if counts[s])
+    ended = counts[Status.COMPLETED] + counts[Status.STOPPED] + counts[Status.ERRORED]
+    if not more and not (retry_errored and counts[Status.ERRORED]) and _all_ended(st, scfg, counts, ended):
+        errored = " (`--retry-errored` runs the errored ones again)" if counts[Status.ERRORED] else ""
+        return (f"search '{st.name}' had ended ({ended} trials: {how}): no trial is left to run, its end is "
+                f"printed again{errored}; `itt resume {st.display} --more N` runs N trials more")
+    return (f"resuming search '{st.name}' ({ended} trials ended before{': ' + how if how else ''}"
+            f"{_carried_over(st, scfg)}); experiment: {st.display}")
+
+
+def _all_ended(st: Storage, scfg: SearchConfig, counts: Counter, ended: int) -> bool:
+    """Did the search end (its searcher done, every trial it made ended)? Ray's search-generator snapshot
+    counts the trials made and says whether the searcher finished; the grid of ``exhaustive`` has none."""
+    from ray import cloudpickle
+    from ray.tune.search.search_generator import SearchGenerator
+
+    if counts[Status.RUNNING]:
+        return False
+    _, files = _snapshots(st, SearchGenerator.CKPT_FILE_TMPL)
+    if not files:
+        return scfg.searcher == "exhaustive" and ended >= scfg.space().count()
+    try:
+        state = cloudpickle.loads(st.read_bytes(files[-1]))
+    except Exception:  # noqa: BLE001 - a damaged snapshot: Ray's restore says so; this only words a line
+        return False
+    return (state["finished"] or state["counter"] >= state["total_samples"]) and ended >= state["counter"]
 
 
 def _carried_over(st: Storage, scfg: SearchConfig) -> str:
@@ -526,12 +559,6 @@ def _trainable(scfg: SearchConfig, chain, st: Storage, metric: str):
 
     ctx = TrialContext(search=scfg, chain_raw=chain_dump(chain), storage=st, metric=metric)
     return tune.with_resources(tune.with_parameters(chain_trial, ctx=ctx), trial_resources(scfg))
-
-
-def _count_status(st: Storage, status: str = Status.COMPLETED) -> int:
-    from search.tracking import read_rows
-
-    return sum(1 for r in read_rows(st) if r["status"] == status)
 
 
 def _check_no_driver(st: Storage) -> None:

@@ -137,7 +137,7 @@ def test_search_stopped_by_sigint_then_sigkill_resumes_to_completion(tmp_path, w
     stop2, printed = _stop_after(_itt("resume", str(exp)), exp, env, min(done1 + 1, SEARCH["search"]["num_samples"] - 1),
                                  signal.SIGKILL, tmp_path / "resume1.out")
     # (at least the 2 at the Ctrl-C: one more may finish while the driver stops its trials)
-    done_before = re.search(r"resuming search 't' \((\d+) trials finished before\)", printed)
+    done_before = re.search(r"resuming search 't' \((\d+) trials ended before[:;)]", printed)
     assert done_before and int(done_before.group(1)) >= 2, printed
     res = subprocess.run(_itt("resume", str(exp)), env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -167,6 +167,9 @@ def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local,
     assert f"itt resume {exp} --retry-errored" in said[0]
     resume_search(str(exp))
     assert {r["order"]: r["status"] for r in _rows(exp)} == status  # not retried without the flag
+    assert capsys.readouterr().out.startswith(
+        "search 'e' had ended (3 trials: 2 completed, 1 errored): no trial is left to run, its end is printed again "
+        f"(`--retry-errored` runs the errored ones again); `itt resume {exp} --more N` runs N trials more\n")
     table.write_text("order,probe_1,final\n" + "\n".join(rows) + "\n")
     resume_search(str(exp), retry_errored=True)
     after = {r["order"]: (r["status"], r["score"]) for r in _rows(exp)}
@@ -245,6 +248,7 @@ def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ra
     assert len(rows) == 7 and [r["trial_id"] for r in rows][:4] == first, rows
     assert all(r["status"] == "completed" for r in rows)
     assert len({r["order"] for r in rows}) == 7, [r["order"] for r in rows]  # the searcher knew the first four
+    assert printed[0].startswith("resuming search 'm' (4 trials ended before: 4 completed); experiment: "), printed
     assert any("3 trial(s) more: 7 in all" in line for line in printed), printed
     assert any(f"search.confirm: m-confirm confirmed this search before --more; the longer search's picks on fresh "
                f"seeds: itt confirm {exp} --name m-confirm-2" in line for line in printed), printed
