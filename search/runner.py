@@ -353,8 +353,9 @@ def _resume_line(st: Storage, scfg: SearchConfig, *, more: int, retry_errored: b
     ended = counts[Status.COMPLETED] + counts[Status.STOPPED] + counts[Status.ERRORED]
     if not more and not (retry_errored and counts[Status.ERRORED]) and _all_ended(st, scfg, counts, ended):
         errored = " (`--retry-errored` runs the errored ones again)" if counts[Status.ERRORED] else ""
+        more_ = "" if _no_more(st, scfg, st.display) else f"; `itt resume {st.display} --more N` runs N trials more"
         return (f"search '{st.name}' had ended ({ended} trials: {how}): no trial is left to run, its end is "
-                f"printed again{errored}; `itt resume {st.display} --more N` runs N trials more")
+                f"printed again{errored}{more_}")
     return (f"resuming search '{st.name}' ({ended} trials ended before{': ' + how if how else ''}"
             f"{_carried_over(st, scfg)}); experiment: {st.display}")
 
@@ -409,24 +410,32 @@ def _carried_over(st: Storage, scfg: SearchConfig) -> str:
 
 def _check_more(st: Storage, scfg: SearchConfig, exp_dir: str) -> None:
     """``--more``: a UserError, before anything is written, where more trials cannot add anything."""
+    why = _no_more(st, scfg, exp_dir)
+    if why:
+        raise UserError(f"itt resume --more: {why}")
+
+
+def _no_more(st: Storage, scfg: SearchConfig, exp_dir: str) -> str | None:
+    """Why more trials cannot add anything to the search (None where they can)."""
     from search.confirm import CONFIRM_FILE
 
     if st.exists(CONFIRM_FILE):
-        raise UserError(f"itt resume --more: {exp_dir} is a confirmation (`itt confirm`); it trains the picks it "
-                        "was given. Confirm more orders with `itt confirm <search> --top N`")
+        return (f"{exp_dir} is a confirmation (`itt confirm`); it trains the picks it was given. Confirm more "
+                "orders with `itt confirm <search> --top N`")
     if scfg.searcher == "exhaustive":
-        raise UserError(f"itt resume --more: {exp_dir} is an exhaustive search: it runs every order once, so there "
-                        "is no trial to add (`itt confirm` runs orders again on fresh seeds)")
+        return (f"{exp_dir} is an exhaustive search: it runs every order once, so there is no trial to add "
+                "(`itt confirm` runs orders again on fresh seeds)")
     if scfg.hparams:
-        return  # another configuration of a finished order can always be proposed
+        return None  # another configuration of a finished order can always be proposed
     from search.tracking import read_rows
 
     # (the searcher proposes neither a completed order nor an errored one again; a stopped one may continue)
     ran = {r.get("order") or "" for r in read_rows(st) if r.get("status") in (Status.COMPLETED, Status.ERRORED)}
     if len(ran) >= scfg.space().count():
-        raise UserError(f"itt resume --more: every order of the space ({scfg.space().count()}) has run in {exp_dir} "
-                        "(completed, or errored: `--retry-errored` runs those again); more trials would only repeat "
-                        "them (`itt confirm` runs orders on fresh seeds)")
+        return (f"every order of the space ({scfg.space().count()}) has run in {exp_dir} (completed, or errored: "
+                "`--retry-errored` runs those again); more trials would only repeat them (`itt confirm` runs "
+                "orders on fresh seeds)")
+    return None
 
 
 def _extend(st: Storage, scfg: SearchConfig, chain, more: int, *, log=echo) -> SearchConfig:

@@ -639,18 +639,34 @@ def _p_text(p: float) -> str:
 
 
 def _headline(res: dict) -> dict:
+    """The answer's first sentence. The primary test compares IF orders that differ in their tasks as well as
+    in their arrangement, so it says "which tasks, in which order"; the arrangement test (the same tasks
+    rearranged) says whether order alone matters."""
     main = res["order_effect"]["tests"][0]
     board = res["leaderboard"]
     h = {"n_orders": len(board), "best_order": board[0]["order"] if board else None,
          "best_mean": board[0]["mean"] if board else None}
+    arr = res["order_effect"].get("arrangement") or {}
+    h["arrangement_matters"] = bool(arr["significant"]) if "p" in arr else None
     if "p" in main:
         h.update({"order_matters": bool(main["significant"]), "p_holm": main["p_holm"], "epsilon2": main["epsilon2"],
                   "variance_share": main["variance_share"]})
-        h["text"] = (f"Order {'matters' if main['significant'] else 'has no detectable effect'} for the mean score "
-                     f"over languages: Kruskal–Wallis over {main['n_orders']} IF orders, H = {main['H']:.2f}, "
-                     f"{_p_text(main['p'])} (α = {res['alpha']}), epsilon² = {main['epsilon2']:.2f}, "
-                     f"between-order share of variance {main['variance_share']:.0%}.")
+        verdict = ("The intermediate tasks chosen and their order matter for the mean score over languages"
+                   if main["significant"] else
+                   "No detectable effect of the intermediate tasks chosen and their order on the mean score over languages")
+        h["text"] = (f"{verdict}: Kruskal–Wallis over {main['n_orders']} IF orders, H = {main['H']:.2f}, {_p_text(main['p'])} "
+                     f"(α = {res['alpha']}), epsilon² = {main['epsilon2']:.2f}, between-order share of variance "
+                     f"{main['variance_share']:.0%}. {_arrangement_text(arr)}")
     else:
         h["order_matters"] = None
         h["text"] = f"Does order matter? Not tested: underpowered: {main['underpowered']}."
     return h
+
+
+def _arrangement_text(arr: dict) -> str:
+    """The headline's second sentence: order alone, the same tasks rearranged."""
+    if "p" not in arr:
+        return f"Order alone (the same tasks rearranged): not tested: {arr.get('underpowered', 'no orders')}."
+    verdict = "matters" if arr["significant"] else "no detectable effect"
+    return (f"Order alone (the same tasks rearranged): {verdict}, H = {arr['H']:.2f} within {arr['task_sets']} task "
+            f"set(s) ({arr['orders']} orders), {_p_text(arr['p'])}.")

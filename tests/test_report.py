@@ -104,6 +104,26 @@ def test_leaderboard_figures_against_independent_computation():
                                              .xs(r["language"], level="language").mean())
 
 
+def test_task_choice_alone_is_not_called_an_order_effect():
+    """Each task adds the same wherever it stands (ta>tb scores as tb>ta): the primary test over IF orders
+    finds the task choice, and the headline says so ("the intermediate tasks chosen and their order"), then
+    that order alone (the same tasks rearranged) has no detectable effect."""
+    rng = np.random.default_rng(0)
+    tasks, adds = ["ta", "tb", "tc", "td"], {"ta": 0.06, "tb": 0.0, "tc": 0.0, "td": -0.03}
+    orders = [""] + [">".join(p) for k in (1, 2) for p in itertools.permutations(tasks, k)]
+    rows = []
+    for o in orders:
+        for s in range(3):
+            shift = sum(adds[t] for t in S.order_tasks(o)) + rng.normal(0, 0.02)
+            rows += [(o, s, lg, 0.7 - 0.1 * i + shift + rng.normal(0, 0.01)) for i, lg in enumerate(LANGS)]
+    res = S.analyse(pd.DataFrame(rows, columns=["order", "seed", "language", "score"]))
+    h = res["headline"]
+    assert h["order_matters"] is True and h["arrangement_matters"] is False
+    assert h["text"].startswith("The intermediate tasks chosen and their order matter for the mean score over languages: ")
+    assert "Order alone (the same tasks rearranged): no detectable effect, H = " in h["text"]
+    assert "within 6 task set(s) (12 orders)" in h["text"]
+
+
 def test_planted_order_effect_is_detected():
     rng = np.random.default_rng(0)
     res = S.analyse(_tidy(rng, delta=0.08))
@@ -206,7 +226,7 @@ def test_report_from_an_experiment_directory(tmp_path, capsys):
     both = scores.merge(tidy, on=["order", "seed", "language"])
     assert len(both) == len(tidy) and np.allclose(both["accuracy"], both["score"])
     assert (both["length"] == both["order"].map(lambda o: len(o.split(">")) if o else 0)).all()
-    assert "Order matters" in out and "MLflow: not logged" in out  # no tracking/ in this directory
+    assert "The intermediate tasks chosen and their order matter" in out and "MLflow: not logged" in out  # no tracking/ in this directory
     rep = exp / "report"
     for f in ("report.html", "report.md", "report.json", "leaderboard.png", "heatmap.png", "if_vs_f.png",
               "position.png", "probe_curves.png"):
@@ -221,9 +241,9 @@ def test_report_from_an_experiment_directory(tmp_path, capsys):
     assert "![Leaderboard of orders](leaderboard.png)" in md and "stopped by ASHA" in md
     # the answer's findings are paragraphs of their own, as the console prints them on lines of their own
     first = [p for p in md.split("## Does order matter?")[1].split("\n## ")[0].split("\n\n") if p.strip()]
-    assert first[0].startswith("Order matters") and first[-1].startswith("Trials: ") and len(first) >= 3, first
+    assert first[0].startswith("The intermediate tasks chosen and their order matter") and first[-1].startswith("Trials: ") and len(first) >= 3, first
     assert any(p.startswith("How sure the best order is") for p in first), first
-    assert "<p>Trials: " in html and "<p>Order matters" in html
+    assert "<p>Trials: " in html and "<p>The intermediate tasks chosen and their order matter" in html
 
 
 def test_a_trial_without_results_json_counts_its_results_csv_means_as_one_seed(tmp_path):
@@ -462,7 +482,7 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
     answer = lines[lines.index("does order matter here? (itt report)"):]
     assert (exp / "report" / "report.html").is_file()
     assert any(x.startswith(f"report: {exp}/report/report.html  (report.md, report.json") for x in answer), answer
-    assert any(x.startswith("Order matters for the mean score over languages: Kruskal–Wallis over 9 IF orders")
+    assert any(x.startswith("The intermediate tasks chosen and their order matter for the mean score over languages: Kruskal–Wallis over 9 IF orders")
                and "epsilon² = " in x for x in answer), answer
     assert any(x.startswith("IF vs F: F 0.") and "best IF (toy_topic" in x and "significant in" in x for x in answer), answer
     assert any(x.startswith("Best order: toy_topic") and "over 3 seed(s), 95% interval [" in x for x in answer), answer
