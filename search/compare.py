@@ -176,21 +176,24 @@ def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPH
                "seeds_per_order": float(s["fig"].groupby("order")["seed"].nunique().median()),
                "F": float(m[F]) if F in m.index else None,
                "best": ifs.idxmax() if len(ifs) else None, "best_mean": float(ifs.max()) if len(ifs) else None,
-               "reliability": split_half(s["fig"], figure), "notes": s.get("notes", [])}
+               "reliability": split_half(s["fig"][s["fig"]["order"] != F], figure), "notes": s.get("notes", [])}
         res["searches"].append(row)
     res["across"] = across(figs, means, figure, alpha, min_seeds)
-    shared = sorted(r["order"] for r in res["across"]["orders"])  # a fixed row order: a fixed permutation p-value
+    # IF orders only: F, far below every IF order in most searches, would rank last everywhere and make
+    # unrelated rankings agree (the gain over F is its own question, in `across`)
+    shared = sorted(r["order"] for r in res["across"]["orders"] if r["order"] != F)  # (fixed: a fixed permutation p)
     if len(shared) < MIN_ORDERS:
         res["concordance"] = {"n_orders": len(shared), "n_searches": len(figs),
-                              "underpowered": f"{len(shared)} order(s) completed in every search (need {MIN_ORDERS})"}
+                              "underpowered": f"{len(shared)} IF order(s) completed in every search (need {MIN_ORDERS})"}
     else:
         w, p = kendall_w(np.column_stack([means[k][shared].to_numpy(float) for k in figs]))
-        res["concordance"] = {"n_orders": len(shared), "n_searches": len(figs), "W": w, "p": p,
+        m = len(figs)  # W's chance level is 1/m; (m W - 1) / (m - 1) is the mean Spearman rho over pairs of searches
+        res["concordance"] = {"n_orders": len(shared), "n_searches": m, "W": w, "p": p, "mean_rho": (m * w - 1) / (m - 1),
                               "significant": bool(p < alpha) if math.isfinite(p) else False}
     rel = {r["name"]: r["reliability"].get("reliability") for r in res["searches"]}
     res["pairs"] = []
     for a, b in combinations(figs, 2):
-        pr = pair(a, means[a], b, means[b])
+        pr = pair(a, means[a].drop(F, errors="ignore"), b, means[b].drop(F, errors="ignore"))  # (IF orders: see W)
         if rel[a] is not None and rel[b] is not None:
             pr["ceiling"] = math.sqrt(rel[a] * rel[b])
         res["pairs"].append(pr)
@@ -204,10 +207,12 @@ def headline(res: dict) -> str:
     if "underpowered" in c:
         text = f"Agreement across the {n} searches not tested: {c['underpowered']}."
     else:
-        verdict = "Orders rank alike across searches" if c["significant"] else "No evidence that orders rank alike across searches"
-        text = (f"{verdict} ({res['label']}): Kendall's W = {c['W']:.2f} over the {c['n_orders']} orders completed in "
-                f"{'both' if n == 2 else f'all {n}'} searches (permutation {_ptext(c['p'], S.PERMUTATIONS)}, α = {res['alpha']}; W = 1: identical "
-                f"rankings, 0: no agreement).")
+        verdict = ("The searches rank IF orders alike more than chance would" if c["significant"] else
+                   "No evidence that the searches rank IF orders alike")
+        text = (f"{verdict} ({res['label']}): Kendall's W = {c['W']:.2f} over the {c['n_orders']} IF orders completed in "
+                f"{'both' if n == 2 else f'all {n}'} searches (permutation {_ptext(c['p'], S.PERMUTATIONS)}, α = {res['alpha']}; "
+                f"W = 1: identical rankings, 1/{n} = {1 / n:.2f}: chance; mean Spearman rho between searches "
+                f"{c['mean_rho']:+.2f}).")
     if acr.get("best_overall"):
         b = next(r for r in acr["orders"] if r["order"] == acr["best_overall"])
         text += f" Best IF order across searches: {show(b['order'])} (mean rank {b['mean_rank']:.1f} of {acr['n_shared']})"

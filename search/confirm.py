@@ -575,13 +575,14 @@ def analyse(confirm: dict, fig, alpha: float = S.ALPHA) -> dict:
 
 
 def _replication(rows: list[dict]) -> dict:
-    """Spearman's rho between the search's and the fresh means of the orders that have both; where either
-    side scores every order alike there is no ranking to compare (scipy's rho would be nan)."""
+    """Spearman's rho between the search's and the fresh means of the IF orders that have both (F, below
+    every pick in most searches, would rank last on both sides and make any ranking look replicated);
+    where either side scores every order alike there is no ranking to compare (scipy's rho would be nan)."""
     from scipy import stats
 
-    both = [r for r in rows if not r.get("missing") and r["search_mean"] is not None]
+    both = [r for r in rows if not r.get("missing") and r["search_mean"] is not None and r["order"] != F]
     if len(both) < 3:
-        return {"underpowered": f"{len(both)} order(s) with both scores (need 3)"}
+        return {"underpowered": f"{len(both)} IF order(s) with both scores (need 3)"}
     for side, key in (("the search", "search_mean"), ("the fresh seeds", "mean")):
         if len({r[key] for r in both}) == 1:
             return {"underpowered": f"{side} scored all {len(both)} orders alike ({both[0][key]:.4f}): no ranking to compare"}

@@ -91,21 +91,25 @@ def test_f_takes_the_searchs_f_trial_hyperparameters_or_the_first_picks():
 
 def test_confirmation_statistics_against_scipy():
     rng = np.random.default_rng(0)
-    fresh = {"a>b": rng.normal(0.70, 0.01, 5), "c": rng.normal(0.66, 0.01, 5), "": rng.normal(0.60, 0.01, 5)}
+    fresh = {"a>b": rng.normal(0.70, 0.01, 5), "c": rng.normal(0.66, 0.01, 5), "d": rng.normal(0.67, 0.01, 5),
+             "": rng.normal(0.60, 0.01, 5)}
     fig = pd.DataFrame([(o, s, v) for o, vs in fresh.items() for s, v in enumerate(vs)], columns=["order", "seed", "mean"])
     confirm = {"source": "runs/x", "seeds": [3, 4, 5, 6, 7], "search_seeds": [0, 1, 2], "baseline": True,
-               "picks": [{"order": "a>b"}, {"order": "c"}],
-               "search_means": {"a>b": {"mean": 0.73}, "c": {"mean": 0.65}, "": {"mean": 0.61}}}
+               "picks": [{"order": "a>b"}, {"order": "c"}, {"order": "d"}],
+               "search_means": {"a>b": {"mean": 0.73}, "c": {"mean": 0.65}, "d": {"mean": 0.64}, "": {"mean": 0.61}}}
     c = C.analyse(confirm, fig)
     rows = {r["order"]: r for r in c["orders"]}
     assert rows["a>b"]["shift"] == pytest.approx(fresh["a>b"].mean() - 0.73)
     lo, hi = sps.t.interval(0.95, 4, loc=fresh["c"].mean(), scale=sps.sem(fresh["c"]))
     assert (rows["c"]["ci_low"], rows["c"]["ci_high"]) == pytest.approx((lo, hi))
-    ps = [sps.ttest_ind(fresh["a>b"], fresh[o], equal_var=False).pvalue for o in ("c", "")]
-    assert [t["b"] for t in c["tests"]] == ["c", ""]
+    ps = [sps.ttest_ind(fresh["a>b"], fresh[o], equal_var=False).pvalue for o in ("c", "d", "")]
+    assert [t["b"] for t in c["tests"]] == ["c", "d", ""]
     assert [t["p_holm"] for t in c["tests"]] == pytest.approx(S.holm(ps))
-    rho = sps.spearmanr([0.73, 0.65, 0.61], [fresh[o].mean() for o in ("a>b", "c", "")]).statistic
+    # the picks only: F, last on both sides, would count as a replicated rank
+    rho = sps.spearmanr([0.73, 0.65, 0.64], [fresh[o].mean() for o in ("a>b", "c", "d")]).statistic
     assert c["replication"] == {"rho": pytest.approx(rho), "n": 3}
+    two = C.analyse({**confirm, "picks": confirm["picks"][:2]}, fig[fig["order"] != "d"])
+    assert two["replication"] == {"underpowered": "2 IF order(s) with both scores (need 3)"}
     assert C.headline(c).startswith("Confirmed on 5 fresh seed(s): a>b 0.")
     assert "against F +0." in C.headline(c)
     # every order scoring alike on the fresh seeds (a fine-tune that collapsed to one class): no ranking to
