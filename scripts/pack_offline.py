@@ -52,7 +52,7 @@ EXTRAS = ("search",)  # optional-dependency groups a search node needs
 SDIST_ONLY = {"seqeval"}  # no wheel on PyPI: built here, pure Python
 NODE_OWN = {"torch"}  # the node's own CUDA build; never packed
 # packed even when the node has the name: the version this project is checked against (STACK.md);
-# the H200 image has transformers 5.17, the project is checked on 5.24
+# the H200 image has transformers 5.17, the project is checked on 5.25
 UPGRADE = ("transformers",)
 STRIP = {"ray": "ray/jars/"}  # wheel name -> folder left out of it
 

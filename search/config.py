@@ -514,6 +514,9 @@ def _check_settings(scfg: SearchConfig, chain, space: OrderSpace, path) -> None:
                           f"(ParetoASHA); got {scfg.scheduler.brackets}")
     if scfg.seed_points.baseline and 0 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.baseline needs 0 among the lengths")
+    if scfg.seed_points.baseline and not space.is_valid([]):
+        raise ConfigError(f"{path}: search.seed_points.baseline: F (the empty order) is not in the search space "
+                          f"(search.include or search.last asks for a task in every order); set baseline: false")
     if scfg.prior != "none" and scfg.searcher not in ("auto", "order_bo"):
         raise ConfigError(f"{path}: search.prior: {scfg.prior} needs searcher order_bo (or auto), not {scfg.searcher} "
                           "(start another searcher from the prior with seed_points.heuristics: [transferability])")

@@ -172,6 +172,9 @@ def _error(args, capsys, *needles):
      ["search.hparams.train.warmup_ratio: 1.5"]),
     ({"candidates": TOY3, "length": 1, "hparams": {"train.batch_size": {"float": [8, 32]}}},
      ["a float range for a whole number", "int: [8, 32]"]),
+    # the README's example search block had include: [mnli] with baseline: true: it loaded, then the searcher failed
+    ({"candidates": TOY3, "length": [0, 2], "include": ["toy_topic"], "seed_points": {"baseline": True}},
+     ["search.seed_points.baseline: F (the empty order) is not in the search space", "set baseline: false"]),
     ({"candidates": TOY3, "length": 1, "resources": {"workers_per_trial": 2, "gpus_per_worker": 0.5}},
      ["search.resources", "need whole GPUs"]),
     *[({"candidates": TOY3, "length": [0, 2], "searcher": searcher, "hparams": {"stages.*.lr": {"float": [1e-4, 1e-3]}},
