@@ -76,8 +76,13 @@ def run(cmd: list[str], env: dict, cwd: Path, timeout: float = 300) -> tuple[flo
     return time.time() - t, r.returncode, lines, (json.loads(out[-1]) if out else None)
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import argparse
+
     import yaml
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="Takes no options; starts two local Ray heads for about 3 minutes.").parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="itt-bench-connect-"))
     (work / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
