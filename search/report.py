@@ -1325,8 +1325,10 @@ def answer(res: dict, where: str) -> list[str]:
             tested = f"not tested: underpowered: {t['underpowered']}"
         else:
             sig = [r["language"] for r in iv["per_language"] if r.get("significant")]
+            caveat = ("" if res.get("confirmation") or iv["n_if_orders"] < 2 else
+                      "; optimistic, as the best was picked on these seeds: `itt confirm` tests it on fresh ones")
             tested = (f"best IF vs F significant in {len(sig)} of {len(iv['per_language'])} languages "
-                      f"({', '.join(sig) or 'none'}; Welch, Holm)")
+                      f"({', '.join(sig) or 'none'}; Welch, Holm{caveat})")
         lines.append(f"IF vs F: F {o['F']:.4f}, best IF ({show(iv['best_order'])}) {o['best_IF']:.4f}, "
                      f"mean of {iv['n_if_orders']} IF orders {o['mean_IF']:.4f}; {tested}.")
     else:
@@ -1337,8 +1339,11 @@ def answer(res: dict, where: str) -> list[str]:
         lines.append(language_headline(res["by_language"]))
     if board:
         b = board[0]
-        ci = (f", {res['confidence']:.0%} interval [{b['ci_low']:.4f}, {b['ci_high']:.4f}]" if b.get("ci_low") is not None
-              else " (one seed: no interval)")
+        picked = sum(r["order"] != S.F for r in board)
+        ci = (f", {res['confidence']:.0%} interval [{b['ci_low']:.4f}, {b['ci_high']:.4f}]"
+              + (f" (over its own seeds, not adjusted for being the top of {picked}: the shrunk score below is)"
+                 if picked > 1 and "rows" in res["best_order"] else "")
+              if b.get("ci_low") is not None else " (one seed: no interval)")
         lines.append(f"Best order: {show(b['order'])}, mean {b['mean']:.4f} over {b['n_seeds']} seed(s){ci}.")
     if "rows" in res["best_order"]:
         lines.append(ranking.text(res["best_order"], show) + unfinished_text(res["best_order"], res.get("experiment")))
