@@ -762,7 +762,8 @@ def _position_section(res: dict) -> tuple:
         [c["task"], str(c["position"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]"]
         for c in pos["cells"]]
     tests = "; ".join(f"{t['task']}: {_p(t)}" for t in pos["tests"])
-    return ("Position effects", f"Does it matter where a task stands? {pos['method']}: {tests}.", rows, "position")
+    return ("Position effects", f"Does it matter where a task stands? {pos['method']}: {tests}. {pos['caveat']}.", rows,
+            "position")
 
 
 def _precedence_section(res: dict) -> tuple:
@@ -770,7 +771,8 @@ def _precedence_section(res: dict) -> tuple:
     rows = [["A", "B", "orders A first", "orders B first", "mean A first", "mean B first", "diff", "p (Holm)"]] + [
         [r["a"], r["b"], str(r["n_a_first"]), str(r["n_b_first"]), _x(r["mean_a_first"]), _x(r["mean_b_first"]),
          _x(r["diff"]), _p(r)] for r in pr["pairs"]]
-    return ("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}.", rows, None)
+    return ("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}. {pr['caveat']}.",
+            rows, None)
 
 
 def _heuristics_section(hs: list[dict]) -> tuple:
