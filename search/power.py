@@ -175,6 +175,15 @@ def assumed(sigma: float, tau: float, orders: int, figure: str = "mean") -> tupl
     return c, {"strata": [], "reason": "no pilot search (its task sets name the arrangement test's sets)"}
 
 
+
+def ci_half_width(n: int, sigma: float) -> float:
+    """The expected half-width of a 95% t interval over ``n`` seeds: t(0.975, n-1) E[s] / sqrt(n), where the
+    sample sd's mean is c4(n) sigma, below sigma (c4 = sqrt(2/(n-1)) Gamma(n/2) / Gamma((n-1)/2))."""
+    from scipy.special import gammaln
+
+    c4 = math.sqrt(2 / (n - 1)) * math.exp(gammaln(n / 2) - gammaln((n - 1) / 2))
+    return float(stats.t.ppf(0.975, n - 1) * c4 * sigma / math.sqrt(n))
+
 def plan(fig: pd.DataFrame | None = None, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean",
          reps: int = REPS, alpha: float = S.ALPHA, given: tuple[dict, dict] | None = None) -> dict:
     """Every figure of ``itt power``: the pilot's components (or ``given`` ones, :func:`assumed`) and
@@ -192,7 +201,7 @@ def plan(fig: pd.DataFrame | None = None, *, seeds=SEEDS, orders: int | None = N
         small = smallest_spread(k, n, reps=max(200, reps // 5), alpha=alpha, null=null)
         rows.append({"seeds": n, "chains": k * n, "power": at["power"], "power_half": half["power"],
                      "p_best": at["p_best"], "regret": at["regret"] * c["sigma"], "curse": at["curse"] * c["sigma"],
-                     "ci_half_width": float(stats.t.ppf(0.975, n - 1) * c["sigma"] / math.sqrt(n)),
+                     "ci_half_width": ci_half_width(n, c["sigma"]),
                      "smallest_ratio": small, "smallest_tau": None if small is None else small * c["sigma"],
                      **ranked(k, n, c["ratio"], reps=max(20, round(RANKED_REPS * reps / REPS)))})
         if arr["strata"]:
