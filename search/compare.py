@@ -215,7 +215,8 @@ def headline(res: dict) -> str:
                 f"{c['mean_rho']:+.2f}).")
     if acr.get("best_overall"):
         b = next(r for r in acr["orders"] if r["order"] == acr["best_overall"])
-        text += f" Best IF order across searches: {show(b['order'])} (mean rank {b['mean_rank']:.1f} of {acr['n_shared']})"
+        with_f = " shared orders, F among them" if any(r["order"] == F for r in acr["orders"]) else ""
+        text += f" Best IF order across searches: {show(b['order'])} (mean rank {b['mean_rank']:.1f} of {acr['n_shared']}{with_f})"
         if acr.get("most_robust"):
             r = next(x for x in acr["orders"] if x["order"] == acr["most_robust"])
             lead = "most robust" if r["least_gain_over_F"] > 0 else "no IF order beats F in every search; closest"
