@@ -4,7 +4,7 @@ The layout follows the per-language result tables of the XTREME papers (Hu et al
 tables of arXiv 2210.01091): one row per order, one column per target language, then the average and
 the worst language, scores x 100 with one decimal, the best per column in bold. F (fine-tune only) is
 the first row. A dagger marks the languages where the best IF order beats F significantly (the
-report's Welch tests, Holm over languages). Pure: it reads the report's ``res`` dict
+report's permutation tests, the pick of the best order accounted for, Holm over languages). Pure: it reads the report's ``res`` dict
 (:func:`search.stats.analyse`) and returns the file's text; the LaTeX needs ``\\usepackage{booktabs}``.
 """
 
@@ -99,8 +99,9 @@ def _caption(res: dict, target: str | None, n_if: int, shown: int, scale: float,
     text += "Best per column in bold."
     if dagger:
         alpha = res.get("alpha")
-        text += (f" $^\\dagger$: the best IF order above F in that language (Welch's t-test on per-seed scores, "
-                 f"Holm over languages, $\\alpha = {alpha}$).")
+        text += (f" $^\\dagger$: the best IF order above F in that language (the difference of means, its "
+                 f"p-value from permutations of the orders' labels over their seeds with the best order picked again "
+                 f"in each, Holm over languages, $\\alpha = {alpha}$).")
     return text
 
 

@@ -393,12 +393,46 @@ def _if_vs_f(scores: pd.DataFrame, fig: pd.DataFrame, board: list[dict], alpha: 
     else:
         ps = [welch(s[(s["order"] == best) & (s["language"] == r["language"])]["score"],
                     s[(s["order"] == F) & (s["language"] == r["language"])]["score"]) for r in rows]
-        adj = holm(ps)
-        for r, p, pa in zip(rows, ps, adj):
-            r["p_best_vs_F"], r["p_best_vs_F_holm"], r["significant"] = p, pa, pa < alpha
-        out["test"] = {"method": "Welch t-test per language, best IF order vs F, Holm-corrected over languages; "
-                                 "the best order was chosen on the same data, so these p-values are optimistic"}
+        wide = s.pivot_table(index=["order", "seed"], columns="language", values="score").dropna()
+        wide = wide[[r["language"] for r in rows]]
+        orders = wide.index.get_level_values("order").to_numpy()
+        picked = best_vs_f_permutation(wide.to_numpy(float), orders, best)
+        for r, p, pp, pa in zip(rows, ps, picked, holm(picked)):
+            r["p_best_vs_F"], r["p_best_vs_F_picked"], r["p_best_vs_F_holm"], r["significant"] = p, pp, pa, pa < alpha
+        out["test"] = {"method": f"best IF order vs F per language: the difference of their means, its p-value from "
+                                 f"{PERMUTATIONS} permutations of the orders' labels over their seeds with the best of "
+                                 f"the {len(ifs)} IF orders picked again in each (so picking it on these seeds is "
+                                 f"accounted for; Westfall & Young's max-statistic), Holm over languages; Welch's "
+                                 f"p without that (optimistic) beside it"}
     return out
+
+
+def best_vs_f_permutation(y: np.ndarray, orders: np.ndarray, best: str, *, permutations: int = PERMUTATIONS,
+                          seed: int = PERMUTATION_SEED) -> list[float]:
+    """Per language (``y``'s columns; rows: one model per (order, seed), ``orders`` their labels), the p-value
+    of ``best``'s difference from F in mean score, where ``best`` was picked as the IF order with the highest
+    mean over languages. Under the null that no order differs from F the labels are exchangeable, so each
+    permutation shuffles them over the models, picks its own best IF order and takes its |difference| from
+    its F; p = (1 + #{|d*| >= |d|}) / (1 + permutations): Westfall & Young's (1993) max-statistic over the IF
+    orders. A plain Welch p of the picked order is optimistic (a statistics review: with no order better than
+    F, some language came out significant in 5% of searches of 16 IF orders x 3 seeds, 17% of 40 x 5); the
+    difference of means, not t, as the statistic: with 3 seeds a t's variance estimate makes it erratic."""
+    labels, g = np.unique(orders, return_inverse=True)
+    f = int(np.flatnonzero(labels == F)[0])
+    row_mean, sizes = y.mean(axis=1), np.bincount(g)
+
+    def diffs(groups: np.ndarray, b: int) -> np.ndarray:
+        return np.abs(y[groups == b].mean(axis=0) - y[groups == f].mean(axis=0))
+
+    d_obs = diffs(g, int(np.flatnonzero(labels == best)[0]))
+    rng = np.random.default_rng(seed)
+    hits = np.zeros(y.shape[1])
+    for _ in range(permutations):
+        gp = rng.permutation(g)
+        means = np.bincount(gp, weights=row_mean, minlength=len(labels)) / sizes
+        means[f] = -np.inf
+        hits += diffs(gp, int(np.argmax(means))) >= d_obs - 1e-12
+    return [float(x) for x in (1 + hits) / (1 + permutations)]
 
 
 def _languages(scores: pd.DataFrame, board: list[dict], alpha: float, min_seeds: int) -> dict:
