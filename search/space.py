@@ -137,6 +137,14 @@ class OrderSpace:
         return sum(1 for _ in self.orders())
 
     @functools.cached_property
+    def possible_lengths(self) -> list[int]:
+        """The lengths that hold a valid order: a constraint can leave none at some (F with an include; a
+        length below the number of included tasks), where a Lehmer decoding has no task to pick."""
+        if not self.constrained:
+            return list(self.lengths)
+        return [k for k in self.lengths if (self.feasible([], k) if k else self.is_valid([]))]
+
+    @functools.cached_property
     def length_cum_weights(self) -> list[int]:
         """Cumulative unconstrained orders per length (k-permutations of n): a uniform random order picks
         its length by these; the last is the number of unconstrained orders."""
@@ -172,7 +180,7 @@ class OrderSpace:
         if self.count() <= n:
             return list(itertools.islice(self.orders(), n))
         rng = np.random.default_rng(0)
-        return [self.decode({"k": int(rng.choice(self.lengths)),
+        return [self.decode({"k": int(rng.choice(self.possible_lengths)),
                              **{f"l{i}": int(rng.integers(len(self.candidates) - i)) for i in range(max(self.lengths))}})
                 for _ in range(n)]
 

@@ -176,3 +176,67 @@ def test_the_searcher_times_its_own_proposals_and_keeps_them_over_a_resume(tmp_p
     old = make_searcher(scfg, [])
     old.restore(str(path))
     assert old.own_time()["proposals"] == 0 and old.own_time()["median_proposal_seconds"] is None
+
+
+def _order_bo_study(over: dict, hparams: dict | None = None):
+    """An order_bo sampler on its own Optuna study (no Ray) over four toy tasks, lengths 1-3."""
+    import optuna
+
+    from search.config import SearchConfig
+    from search.searchers.optuna_samplers import sampler_for
+
+    scfg = SearchConfig(candidates=TASKS + ["toy_parity"], length=[1, 3], seed=0, searcher="order_bo",
+                        hparams=hparams or {}, **over)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sampler = sampler_for(scfg)
+    return scfg.space(), sampler, optuna.create_study(direction="maximize", sampler=sampler)
+
+
+def _run_order(study, space, order, hp=None, *, probes=(0.3, 0.3, 0.3), final=0.5, fail=False):
+    """One trial of ``order`` (and hyperparameters ``hp``) through the study: its probes, then its final or an error."""
+    from optuna.trial import TrialState
+
+    from search.trial import define
+
+    study.enqueue_trial({**space.encode(order), **(hp or {})})
+    t = study.ask()
+    define(t, space=space, hparams=study.sampler.hparams)
+    assert space.decode(t.params) == order
+    for step, v in zip(range(1, len(order) + 1), probes):
+        t.report(v, step)
+    if fail:
+        study.tell(t, state=TrialState.FAIL)
+    else:
+        study.tell(t, final)
+    return t
+
+
+def test_order_bo_prices_the_prefixes_the_stage_cache_holds():
+    """What order_bo counts as trained follows the stage cache: an errored trial's finished stages are there
+    (published as each ends) and its probes were measured; nothing is, with search.cache.enabled false; a
+    prefix is keyed by its own stages' hyperparameters (itt/cache.py stage_keys), not by a later stage's or
+    the target fine-tune's, and its probe carries only those and the fine-tune's."""
+    space, s, study = _order_bo_study({})
+    _run_order(study, space, ["toy_topic", "toy_length", "toy_align"], probes=(0.31, 0.32), fail=True)
+    obs = s.observations(study)
+    assert [(tuple(p), v) for p, _, v in obs.probes] == [(("toy_topic",), 0.31), (("toy_topic", "toy_length"), 0.32)]
+    assert s.cost(["toy_topic", "toy_length", "toy_parity"], {}, obs.trained, s.costs(obs)) == 1 + 1  # 3rd + final
+    space, s, study = _order_bo_study({"cache": {"enabled": False}})
+    _run_order(study, space, ["toy_topic", "toy_length"])
+    obs = s.observations(study)
+    assert s.cost(["toy_topic", "toy_length", "toy_align"], {}, obs.trained, s.costs(obs)) == 3 + 1  # no cache
+    hp = {"stages.*.epochs": {"choice": [1, 2]}, "finetune.lr": {"float": [1e-5, 1e-4], "log": True}}
+    space, s, study = _order_bo_study({}, hp)
+    order = ["toy_topic", "toy_length", "toy_align"]
+    params = {"stages.toy_topic.epochs": 1, "stages.toy_length.epochs": 2, "stages.toy_align.epochs": 1,
+              "finetune.lr": 3e-5}
+    _run_order(study, space, order, params)
+    obs = s.observations(study)
+    first = next(h for p, h, _ in obs.probes if p == ["toy_topic"])
+    assert first == {"stages.toy_topic.epochs": 1, "finetune.lr": 3e-5}  # not toy_length's or toy_align's epochs
+    other_lr = {**params, "finetune.lr": 9e-5}
+    assert s.cost(order, other_lr, obs.trained, s.costs(obs)) == 1  # every stage cached: only the final
+    later = {"stages.toy_topic.epochs": 1, "stages.toy_length.epochs": 2, "stages.toy_parity.epochs": 2, "finetune.lr": 3e-5}
+    assert s.cost(["toy_topic", "toy_length", "toy_parity"], later, obs.trained, s.costs(obs)) == 1 + 1
+    changed = {**later, "stages.toy_topic.epochs": 2}  # the first stage trained otherwise: nothing cached
+    assert s.cost(["toy_topic", "toy_length", "toy_parity"], changed, obs.trained, s.costs(obs)) == 3 + 1

@@ -61,6 +61,40 @@ def test_constrained_space_every_sample_valid_every_order_reachable():
         assert space.decode(space.encode(list(o))) == list(o)
 
 
+def test_order_bo_samples_valid_candidates_where_a_constraint_leaves_a_length_empty():
+    """A constrained space above max_candidates is sampled, not enumerated: a length with no valid order (1,
+    with two tasks included; 0, the F of a space that must hold a task) made the first proposal divide by
+    zero or offered F, which the space refuses; space.sample (the prior's scale) drew them too."""
+    from search.searchers.order_bo import Observations, OrderBOSampler
+    from search.trial import define
+
+    tasks = [f"t{i}" for i in range(12)]
+    for space, possible in ((OrderSpace(tasks, [1, 2, 3, 4, 5], include=["t0", "t1"]), [2, 3, 4, 5]),
+                            (OrderSpace(tasks, [0, 1, 2, 3, 4], include=["t0"]), [1, 2, 3, 4])):
+        assert space.count() > 2000 and space.possible_lengths == possible
+        s = OrderBOSampler(space, seed=0, max_candidates=2000)
+        assert all(space.is_valid(o) for o in s._orders(Observations()))
+        study = optuna.create_study(direction="maximize", sampler=s)
+        t = study.ask()
+        define(t, space=space, hparams={})
+        assert space.is_valid(space.decode(t.params))
+        assert all(space.is_valid(o) for o in space.sample(300))
+
+
+def test_log_ei_against_an_exact_computation():
+    """log EI of a unit-sd posterior, log(phi(z) + z Phi(z)), against mpmath at 50 digits, through the switch to
+    the tail forms (the asymptotic series alone was 1% off at z = -6)."""
+    import numpy as np
+
+    mpmath = pytest.importorskip("mpmath")
+    from search.searchers.order_bo import log_ei
+
+    mpmath.mp.dps = 50
+    z = np.array([-3.0, -5.999, -6.0, -6.001, -8.0, -20.0, -999.0, -1001.0, -1e5])
+    exact = [float(mpmath.log(mpmath.npdf(mpmath.mpf(x)) + mpmath.mpf(x) * mpmath.ncdf(mpmath.mpf(x)))) for x in z]
+    assert log_ei(z, np.ones_like(z), 0.0) == pytest.approx(exact, abs=1e-9)
+
+
 def test_an_int_range_on_a_log_scale_is_drawn_log_uniformly_by_every_searcher():
     """batch sizes as {int: [1, 64], log: true}: uniform draws have a median near 32, log-uniform near 8."""
     import statistics

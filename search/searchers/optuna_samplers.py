@@ -28,7 +28,8 @@ def sampler_for(scfg, prior=None):
         return OrderBOSampler(scfg.space(), scfg.hparams, seed=scfg.seed, n_startup=o.n_startup,
                               max_candidates=o.max_candidates, cost_aware=o.cost_aware, use_probes=o.use_probes,
                               propose_stopped=scfg.scheduler.continue_stopped, prior=prior, startup=o.startup,
-                              final_cost=o.final_cost or 1.0, cost=o.cost, from_start=o.from_start)
+                              final_cost=o.final_cost or 1.0, cost=o.cost, from_start=o.from_start,
+                              cached=scfg.cache.enabled)
     if name == "random":
         from search.searchers.uniform_random import UniformOrderSampler
 

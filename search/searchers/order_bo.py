@@ -96,7 +96,7 @@ class OrderBOSampler(BaseSampler):
     def __init__(self, space: OrderSpace, hparams: dict | None = None, *, seed: int = 0, n_startup: int = 2,
                  max_candidates: int = 10_000, cost_aware: bool = True, use_probes: bool = True, fit_iters: int = 40,
                  propose_stopped: bool = True, prior=None, startup: str = "cover", final_cost: float = 1.0,
-                 cost: str = "stages", from_start: str = "average"):
+                 cost: str = "stages", from_start: str = "average", cached: bool = True):
         self.space, self.hparams = space, dict(hparams or {})
         self.prior = prior  # search.transfer.OrderPrior or None
         # the surrogate(s): the default features, and/or the same plus positions from the start (averaged)
@@ -113,6 +113,7 @@ class OrderBOSampler(BaseSampler):
         self.propose_stopped = propose_stopped  # False when the search answers a stopped order as stopped
         self.final_cost = final_cost  # a trial's final fine-tune(s), in stage-trainings (one per target)
         self.cost_unit = cost  # "stages": stage-trainings; "measured": the seconds trials report (costs.py)
+        self.cached = cached  # False (search.cache.enabled: false): every trial trains all its stages
         self._rng = np.random.default_rng(seed)
         self._proposals: dict[int, dict] = {}  # Optuna trial number -> the configuration decided for it
         self._decoded: dict = {}  # trial params -> (order, hparams) (not pickled)
@@ -126,7 +127,8 @@ class OrderBOSampler(BaseSampler):
         # (and before surrogates were averaged: one GP, its state in the sampler)
         if "surrogates" not in state:
             state = _one_surrogate(state)
-        self.__dict__.update({"_decoded": {}, "startup": "random", "final_cost": 1.0, "cost_unit": "stages", **state})
+        self.__dict__.update({"_decoded": {}, "startup": "random", "final_cost": 1.0, "cost_unit": "stages", "cached": True,
+                              **state})
         _import_botorch()
 
     def __getstate__(self):
@@ -186,6 +188,16 @@ class OrderBOSampler(BaseSampler):
                 continue  # a trial still being asked: its digits are not all there
             order, hp = decoded
             key = config_key(order, hp)
+            # (before an error too: the stages an errored trial finished are in the stage cache, their probes measured)
+            for step, v in t.intermediate_values.items():
+                if 1 <= step <= len(order):
+                    prefix = order[:step]
+                    obs.trained.add(config_key(prefix, self._prefix_hp(prefix, hp, stages_only=True)))
+                    ph = self._prefix_hp(prefix, hp)  # (the probe: its stages' hparams and the target's)
+                    pk = config_key(prefix, ph)
+                    if (pk, v) not in seen_p:
+                        seen_p.add((pk, v))
+                        obs.probes.append((prefix, ph, float(v)))
             if t.state == TrialState.FAIL:  # errored, or a repeat of a running one (told FAIL: no score yet)
                 obs.failed.add(key)
                 continue
@@ -196,16 +208,10 @@ class OrderBOSampler(BaseSampler):
                 seen_f.add((key, value))  # a repeat answered by the searcher carries the same value: once
                 obs.finals.append((order, hp, float(value)))
                 obs.done.add(key)
-            for step, v in t.intermediate_values.items():
-                if 1 <= step <= len(order):
-                    pk = config_key(order[:step], hp)
-                    obs.trained.add(pk)
-                    if (pk, v) not in seen_p:
-                        seen_p.add((pk, v))
-                        obs.probes.append((order[:step], hp, float(v)))
             if t.state == TrialState.RUNNING:
                 obs.pending.append((order, hp))
-                obs.trained.update(config_key(order[:i], hp) for i in range(1, len(order) + 1))
+                obs.trained.update(config_key(order[:i], self._prefix_hp(order[:i], hp, stages_only=True))
+                                   for i in range(1, len(order) + 1))
             elif t.state == TrialState.PRUNED:
                 obs.stopped.add(key)
         obs.failed -= ran  # a repeat's FAIL is no failure of its configuration (a stopped one may continue)
@@ -222,6 +228,18 @@ class OrderBOSampler(BaseSampler):
             self._decoded[key] = (order, {k: v for k, v in params.items() if not is_order_param(k)})
         return self._decoded[key]
 
+    def _prefix_hp(self, prefix: list[str], hp: dict, stages_only: bool = False) -> dict:
+        """An order's hyperparameters as its prefix ``prefix`` has them: without the per-stage ones
+        (``stages.*.X``) of tasks not in it (stages it did not train: the features say such a task is
+        absent). ``stages_only``: also without the target fine-tune's (``finetune.*``), which the probe
+        uses but the stage cache does not key a prefix's encoder on (itt/cache.py ``stage_keys``: each
+        stage's resolved ``train`` + ``stages.<task>``), so a prefix trained with other ones is cached."""
+        if not hp:
+            return hp
+        later = [t for t in self.space.candidates if t not in prefix]
+        drop = {name for key in self.hparams if "*" in key for name in hparam_names(key, later)}
+        return {k: v for k, v in hp.items() if k not in drop and not (stages_only and k.startswith("finetune."))}
+
     def costs(self, obs: Observations | None = None) -> CostModel:
         """The cost of a stage of each task and of a trial's fixed part (costs.py: ``cost`` = measured or stages)."""
         return CostModel(self.cost_unit, self.final_cost, obs.seconds if obs is not None else None)
@@ -230,9 +248,10 @@ class OrderBOSampler(BaseSampler):
         """What this configuration would cost now, in stages: its untrained prefix stages + the fixed part
         (the final fine-tune per target, data, evaluation)."""
         costs = costs or self.costs()
-        stages, hk = tuple(order), _hp_key(hp)
+        trained = trained if self.cached else set()  # (no stage cache: no prefix is free)
+        stages = tuple(order)
         return sum(costs.stage(stages[i - 1]) for i in range(1, len(stages) + 1)
-                   if (stages[:i], hk) not in trained) + costs.fixed
+                   if (stages[:i], _hp_key(self._prefix_hp(order[:i], hp, stages_only=True))) not in trained) + costs.fixed
 
     # ------------------------------------------------------------------ one proposal
     def parego(self, study):
@@ -348,7 +367,7 @@ class OrderBOSampler(BaseSampler):
 
     def _random_orders(self, m: int) -> list[tuple[int, ...]]:
         """``m`` random orders (seeded, as tuples of candidate indices), drawn as arrays."""
-        n, lengths = len(self.space.candidates), self.space.lengths
+        n, lengths = len(self.space.candidates), self.space.possible_lengths  # (a constraint may leave a length none)
         ks = self._rng.choice(lengths, size=m).tolist()
         if not self.space.constrained:
             # without constraints a random order is a prefix of a random permutation
@@ -535,12 +554,17 @@ def _import_botorch() -> None:
 def log_ei(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
     """log of expected improvement over ``best`` (maximisation), stable far in the tail (LogEI, Ament et
     al., NeurIPS 2023: log h(z) with h(z) = phi(z) + z Phi(z), asymptotic where it underflows)."""
+    from scipy.special import erfcx
     from scipy.stats import norm
 
     z = (mu - best) / sd
     out = np.empty_like(z)
     ok = z > -6
     out[ok] = np.log(np.maximum(norm.pdf(z[ok]) + z[ok] * norm.cdf(z[ok]), 1e-300))
-    zt = z[~ok]  # h(z) ~ phi(z) / z^2 for z -> -inf
-    out[~ok] = norm.logpdf(zt) - 2 * np.log(-zt) + np.log1p(-3 / zt**2)
+    mid = ~ok & (z > -1e3)  # h(z) = phi(z) (1 + z Phi(z) / phi(z)), Mills' ratio Phi/phi through erfcx (exact)
+    zm = z[mid]
+    out[mid] = norm.logpdf(zm) + np.log1p(zm * math.sqrt(math.pi / 2) * erfcx(-zm / math.sqrt(2)))
+    far = z <= -1e3  # h(z) ~ phi(z) / z^2 (1 - 3 / z^2) for z -> -inf (next term 15 / z^4: < 2e-11)
+    zt = z[far]
+    out[far] = norm.logpdf(zt) - 2 * np.log(-zt) + np.log1p(-3 / zt**2)
     return out + np.log(sd)
