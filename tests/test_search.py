@@ -59,6 +59,8 @@ def test_constrained_space_every_sample_valid_every_order_reachable():
     assert reached == valid
     for o in valid:
         assert space.decode(space.encode(list(o))) == list(o)
+    rows = [{"k": k, **{f"l{i}": d for i, d in enumerate(digits)}} for k in space.lengths for digits in _all_digit_vectors(5, k)]
+    assert space.decode_many(rows) == [space.decode(r) for r in rows]  # (the feasible tasks of a prefix computed once)
 
 
 def test_order_bo_samples_valid_candidates_where_a_constraint_leaves_a_length_empty():

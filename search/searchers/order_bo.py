@@ -376,8 +376,8 @@ class OrderBOSampler(BaseSampler):
         # the constrained Lehmer decoding keeps every sample valid
         index = {t: i for i, t in enumerate(self.space.candidates)}
         digits = (self._rng.random((m, max(lengths))) * (n - np.arange(max(lengths)))).astype(int)
-        return [tuple(index[t] for t in self.space.decode({"k": k, **{f"l{i}": int(d) for i, d in enumerate(row)}}))
-                for k, row in zip(ks, digits)]
+        rows = [{"k": k, **{f"l{i}": int(d) for i, d in enumerate(row)}} for k, row in zip(ks, digits)]
+        return [tuple(index[t] for t in order) for order in self.space.decode_many(rows)]
 
     def _neighbours(self, order: list[str]) -> list[list[str]]:
         out = [order[:i] + [order[i + 1], order[i]] + order[i + 2:] for i in range(len(order) - 1)]  # swaps
