@@ -190,12 +190,14 @@ def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPH
         m = len(figs)  # W's chance level is 1/m; (m W - 1) / (m - 1) is the mean Spearman rho over pairs of searches
         res["concordance"] = {"n_orders": len(shared), "n_searches": m, "W": w, "p": p, "mean_rho": (m * w - 1) / (m - 1),
                               "significant": bool(p < alpha) if math.isfinite(p) else False}
-    rel = {r["name"]: r["reliability"].get("reliability") for r in res["searches"]}
     res["pairs"] = []
     for a, b in combinations(figs, 2):
         pr = pair(a, means[a].drop(F, errors="ignore"), b, means[b].drop(F, errors="ignore"))  # (IF orders: see W)
-        if rel[a] is not None and rel[b] is not None:
-            pr["ceiling"] = math.sqrt(rel[a] * rel[b])
+        if "rho" in pr:  # each search's reliability on the orders the pair's rho is over
+            shared = set(means[a].index) & set(means[b].index) - {F}
+            rel = [split_half(figs[k][figs[k]["order"].isin(shared)], figure).get("reliability") for k in (a, b)]
+            if None not in rel:
+                pr["ceiling"] = math.sqrt(rel[0] * rel[1])
         res["pairs"].append(pr)
     res["headline"] = headline(res)
     return res

@@ -134,6 +134,11 @@ def test_across_searches_the_robust_order_and_its_significance():
     mean_rank = np.mean([rows["ta"]["per_search"][k]["rank"] for k in ("s1", "s2")])
     assert rows["ta"]["mean_rank"] == pytest.approx(mean_rank)
     assert "most robust: ta" in res["headline"]
+    # the noise ceiling of a pair's rho: each search's split-half reliability on the IF orders the rho is over
+    part = C.analyse([{"name": "s1", "fig": _fig(t1)}, {"name": "s2", "fig": _fig(t2[t2["order"].isin(ORDERS[:9])])}])
+    shared = [o for o in ORDERS[:9] if o != ""]
+    rel = [C.split_half(_fig(t[t["order"].isin(shared)]))["reliability"] for t in (t1, t2)]
+    assert part["pairs"][0]["n_shared"] == len(shared) and part["pairs"][0]["ceiling"] == pytest.approx(np.sqrt(rel[0] * rel[1]))
     # P(best) in each search: the report's model on the shared orders of that search alone; everywhere: the product
     from search import ranking
 
