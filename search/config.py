@@ -379,6 +379,13 @@ class SearchConfig(_Strict):
     @model_validator(mode="after")
     def _default_grace(self) -> SearchConfig:
         longest = max(self.lengths)
+        max_t = self.scheduler.max_t
+        if self.scheduler.type == "asha" and max_t is not None and max_t < longest + 1:
+            # (OrderASHA stops every trial whose report reaches max_t: an order of max_t stages or more would be
+            # stopped at its probe after stage max_t, whatever its score, and never reach its final)
+            raise ValueError(f"scheduler.max_t {max_t} is below the step of every final report ({longest + 1}: the "
+                             f"longest order + 1), so ASHA would stop every order of {max_t}+ stage(s) before its "
+                             f"final: leave it out (or give {longest + 1} or more)")
         if self.scheduler.grace_period is None:
             self.scheduler.grace_period = min(max(1, longest), self.scheduler.max_t or 10**9)
         elif self.scheduler.type == "asha" and longest >= 1 and self.scheduler.grace_period > longest:

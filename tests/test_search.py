@@ -432,7 +432,9 @@ def test_asha_grace_period_defaults_to_the_longest_order():
     assert SearchConfig(candidates=TOY3, length=3).scheduler.grace_period == 3
     assert SearchConfig(candidates=TOY3, length=(0, 2)).scheduler.grace_period == 2
     assert SearchConfig(candidates=TOY3, length=0).scheduler.grace_period == 1
-    assert SearchConfig(candidates=TOY3, length=3, scheduler={"max_t": 2}).scheduler.grace_period == 2
+    assert SearchConfig(candidates=TOY3, length=3, scheduler={"max_t": 4}).scheduler.grace_period == 3
+    with pytest.raises(ValueError, match="scheduler.max_t 3 is below the step of every final report"):
+        SearchConfig(candidates=TOY3, length=3, scheduler={"max_t": 3})  # every 3-stage order stopped at stage 3
     assert SearchConfig(candidates=TOY3, length=3, scheduler={"grace_period": 1}).scheduler.grace_period == 1
 
 
@@ -632,6 +634,25 @@ def test_search_stops_itself_once_its_budget_is_spent(tmp_path, ray_local, capsy
     assert not (tmp_path / "runs" / "bad").exists()
     assert main(["space", str(_search_config(tmp_path, {**search, "budget": {"hours": 12}}))]) == 0
     assert "search.budget (12 hours) ends it once spent" in capsys.readouterr().out
+
+
+def test_the_probe_asha_stops_a_trial_on_reaches_the_study():
+    """Tune passes the result a scheduler answers STOP on to the searcher's on_trial_complete only, never to
+    on_trial_result (TuneController._process_trial_result): the searcher puts that probe into the study itself,
+    so a stopped order keeps the probe it was stopped on (order_bo's evidence, and its stage counted as cached)."""
+    import optuna
+
+    from search.config import SearchConfig
+    from search.searchers import make_searcher
+
+    scfg = SearchConfig(candidates=TOY3, length=2, seed=0)
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    s.suggest("t0")
+    s.on_trial_result("t0", {"objective": 0.4, "step": 1, "training_iteration": 1})
+    s.on_trial_complete("t0", {"objective": 0.3, "step": 2, "training_iteration": 2})  # as Tune: the stop probe
+    (t,) = _study_of(s).trials
+    assert t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values == {1: 0.4, 2: 0.3}
 
 
 def _study_of(searcher):

@@ -55,7 +55,8 @@ class ParetoASHA(FIFOScheduler):
                 continue
             peers = recorded if self.peers is None else self.peers.only(trial_id, recorded)
             beaten_by = sum(dominates(v, values, self.directions) for v in peers.values())
-            stop = beaten_by >= 1 and beaten_by >= (1 - 1 / self.rf) * len(peers)
+            # (a tolerance: (1 - 1/3) * 9 is 6.000000000000001 in floating point, and 6 of 9 is the share)
+            stop = beaten_by >= 1 and beaten_by >= (1 - 1 / self.rf) * len(peers) - 1e-9
             recorded[trial_id] = values
             return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
         return TrialScheduler.CONTINUE

@@ -212,6 +212,10 @@ class OrderSearcher(Searcher):
                 # the runner (or `itt resume --retry-errored`) restarts errored trials through Ray itself
                 self.seen[key] = (ERRORED, None)
         elif not result.get("final"):  # stopped by the scheduler before its final report
+            if score is not None and result.get("training_iteration") is not None:
+                # Tune gives the result a scheduler stops a trial on to on_trial_complete only (never to
+                # on_trial_result): that probe goes into the study here, like the trial's earlier ones
+                self._tell_result(trial_id, result)
             self.inner.on_trial_complete(self.inner_id[trial_id], None)  # PRUNED
             self.seen[key] = (STOPPED, score)
             self.stopped_by[key] = trial_id
