@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 # the same key (a stage's training loop, a head, a probe): the old entries are then never found again.
 # 2: an epoch's remainder makes its own step (d11ce61), fp16 skipped steps keep the LR schedule, a tagging
 # head takes the encoder's dropout, probe keys hold the task options (xtreme_metric, qa_normalization)
-FORMAT = 2
+# 3: no weight decay on bias-named parameters (XLNet's r_*_bias), a multiple-choice head takes the encoder's dropout
+FORMAT = 3
 
 MANIFEST, WEIGHTS, USED = "manifest.json", "model.safetensors", "used"
 DIST_WAIT_S = 20 * 60  # longest wait for another chain's lease in a multi-worker trial (then train it too)

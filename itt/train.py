@@ -172,7 +172,10 @@ def _optimizer(model: torch.nn.Module, hp: TrainDefaults, fused: bool):
     for n, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in n or "layer_norm" in n else decay).append(p)
+        # as the 🤗 Trainer (get_decay_parameter_names): no decay on biases, by name too (XLNet's 2-D
+        # r_w_bias / r_r_bias / r_s_bias), nor on norm weights
+        name = n.lower()
+        (no_decay if p.ndim < 2 or "bias" in name or "layernorm" in name or "layer_norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=hp.lr, fused=fused or None)
 
@@ -232,6 +235,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     total = hp.max_steps if hp.max_steps else max(1, math.ceil(hp.epochs * per_epoch))
     from transformers import get_linear_schedule_with_warmup
 
+    # warmup int(ratio x total) steps; the 🤗 Trainer takes ceil(total x ratio) (one more where the product is not
+    # whole): kept, since every committed result and cached stage was trained with it
     sched = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
     if progress is not None:
         progress({"step": 0, "total": total})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -52,6 +53,22 @@ def test_every_trainable_encoder_weight_gets_a_gradient(arch, write_config):
         model(**batch).float().square().mean().backward()
         missing = [n for n, w in enc.named_parameters() if w.requires_grad and w.grad is None]
         assert not missing, missing
+    # weight decay on the parameters the 🤗 Trainer decays (get_decay_parameter_names): not biases, by name too
+    # (XLNet's 2-D r_w_bias / r_r_bias / r_s_bias were decayed), nor norm weights
+    from transformers import Trainer
+
+    from itt.train import _optimizer
+
+    from itt.kinds import handler
+
+    enc.config.hidden_dropout_prob = 0.3  # every kind's head takes the encoder's dropout (multiple choice kept 0.1)
+    for kind in ("pair_classification", "token_classification", "multiple_choice"):
+        task = SimpleNamespace(kind=kind, num_labels=3, is_regression=False)
+        head_model = handler(kind).model(enc, task, hidden=32, pooling="first", seed=0)
+        assert {m.p for m in head_model.modules() if isinstance(m, torch.nn.Dropout) and m not in set(enc.modules())} == {0.3}
+    decayed = {id(w) for w in _optimizer(model, cfg.train, False).param_groups[0]["params"]}
+    trained = {n for n, w in model.named_parameters() if w.requires_grad}
+    assert {n for n, w in model.named_parameters() if id(w) in decayed} == set(Trainer.get_decay_parameter_names(None, model)) & trained
 
 
 def test_encoder_passes_between_stages_and_target_head_is_fresh(write_config):

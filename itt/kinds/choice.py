@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from itt.kinds._base import EvalFeatures, KindHandler
-from itt.models import ChoiceModel
+from itt.models import ChoiceModel, head_dropout
 
 
 def featurize_choices(ds, tokenizer, max_length: int):
@@ -31,7 +31,7 @@ class ChoiceHandler(KindHandler):
     def model(self, encoder, task, *, hidden: int, pooling: str, seed: int):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return ChoiceModel(encoder, pooling)
+            return ChoiceModel(encoder, pooling, head_dropout(encoder))  # the encoder's, as the other heads
 
     def evaluate(self, ctx, model, ds, feats, lang):
         from itt.train import predict_raw
