@@ -236,9 +236,8 @@ class OrderBOSampler(BaseSampler):
         stage's resolved ``train`` + ``stages.<task>``), so a prefix trained with other ones is cached."""
         if not hp:
             return hp
-        later = [t for t in self.space.candidates if t not in prefix]
-        drop = {name for key in self.hparams if "*" in key for name in hparam_names(key, later)}
-        return {k: v for k, v in hp.items() if k not in drop and not (stages_only and k.startswith("finetune."))}
+        absent = lambda k: k.startswith("stages.") and k.split(".")[1] not in prefix  # noqa: E731 (stages.<task>.X)
+        return {k: v for k, v in hp.items() if not absent(k) and not (stages_only and k.startswith("finetune."))}
 
     def costs(self, obs: Observations | None = None) -> CostModel:
         """The cost of a stage of each task and of a trial's fixed part (costs.py: ``cost`` = measured or stages)."""
