@@ -249,7 +249,7 @@ def _tuner(scfg: SearchConfig, chain, st: Storage, metric_name: str, name: str, 
     """The Ray Tune run of the search: its trainable, searcher (or grid), scheduler and callbacks."""
     from ray import tune
 
-    from search.searchers.batches import Batches
+    from search.searchers.batches import Batches, Limiter
 
     # several objectives: the searcher and the scheduler carry their own metrics (Tune's must then be None)
     metric, mode = (None, None) if scfg.multi_objective else ("objective", "max")
@@ -260,10 +260,10 @@ def _tuner(scfg: SearchConfig, chain, st: Storage, metric_name: str, name: str, 
         _trainable(scfg, chain, st, metric_name),
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode,
-                                    search_alg=Batches(searcher, concurrency) if batches else searcher or grid,
+                                    # (the grid limits itself; a searcher is limited by Limiter or Batches)
+                                    search_alg=(Batches(searcher, concurrency) if batches else
+                                                Limiter(searcher, concurrency) if searcher else grid),
                                     scheduler=scheduler, num_samples=num_samples,
-                                    # (the grid's: its own; the batches': theirs)
-                                    max_concurrent_trials=concurrency if searcher and not batches else None,
                                     # a trial's process runs the next trial (no new process per trial);
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
                                     reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),

@@ -145,17 +145,19 @@ def test_search_stopped_by_sigint_then_sigkill_resumes_to_completion(tmp_path, w
     _check_complete(tmp_path, exp, stop1 + stop2)
 
 
-def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local, capsys, table_may_lack_orders):
+@pytest.mark.parametrize("searcher", ["exhaustive", "order_bo"])
+def test_errored_trials_rerun_only_when_asked(searcher, tmp_path, write_config, ray_local, capsys, table_may_lack_orders):
     """A simulated table that lacks some orders: those trials error. `itt resume` keeps them errored;
-    with --retry-errored, after the table is fixed, they run again and complete."""
+    with --retry-errored, after the table is fixed, they run again and complete; an Optuna searcher's study
+    gets the restart's score (Ray restarts it under a new trial id, which its limiter dropped)."""
     from search.runner import resume_search, run_search
 
     orders = ["toy_topic", "toy_align", "toy_length"]
     table = tmp_path / "table.csv"
     rows = [f"{o},{0.3 + 0.1 * i},{0.3 + 0.1 * i}" for i, o in enumerate(orders)]
     table.write_text("order,probe_1,final\n" + "\n".join(rows[:2]) + "\n")  # toy_length is missing
-    cfg = write_config({"search": {"candidates": orders, "length": 1, "searcher": "exhaustive", "max_failures": 0,
-                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
+    cfg = write_config({"search": {"candidates": orders, "length": 1, "searcher": searcher, "max_failures": 0,
+                                   "num_samples": 3, "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
                                    "tracking": {"enabled": False}}})
     run_search(str(cfg), name="e", storage=str(tmp_path / "runs"))
     exp = tmp_path / "runs" / "e"
@@ -169,11 +171,18 @@ def test_errored_trials_rerun_only_when_asked(tmp_path, write_config, ray_local,
     assert {r["order"]: r["status"] for r in _rows(exp)} == status  # not retried without the flag
     assert capsys.readouterr().out.startswith(
         "search 'e' had ended (3 trials: 2 completed, 1 errored): no trial is left to run, its end is printed again "
-        "(`--retry-errored` runs the errored ones again)\n")  # (no --more: an exhaustive search has no trial to add)
+        "(`--retry-errored` runs the errored ones again)\n")  # (no --more: every order has run, or the search is exhaustive)
     table.write_text("order,probe_1,final\n" + "\n".join(rows) + "\n")
     resume_search(str(exp), retry_errored=True)
     after = {r["order"]: (r["status"], r["score"]) for r in _rows(exp)}
     assert after["toy_length"] == ("completed", "0.5") and len(after) == 3
+    if searcher == "order_bo":
+        import optuna
+
+        journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal")))
+        told = [(t.state.name, t.value) for t in optuna.load_study(study_name="e", storage=journal).trials
+                if t.user_attrs.get("order") == "toy_length"]
+        assert told == [("FAIL", None), ("COMPLETE", 0.5)], told
 
 
 def test_a_search_whose_every_trial_errored_is_one_error_line_and_exit_status_1(tmp_path, write_config, ray_local,

@@ -655,6 +655,31 @@ def test_the_probe_asha_stops_a_trial_on_reaches_the_study():
     assert t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values == {1: 0.4, 2: 0.3}
 
 
+def test_a_restarted_errored_trial_reaches_the_study_under_its_new_id():
+    """`itt resume --retry-errored` restarts an errored trial through Ray's Trial.reset, which gives it a new id
+    the searcher never suggested: its probes and final go to a new study trial of the same order (they were
+    dropped: the searcher kept the order as failed). Results of an unknown id whose order did not error stay out."""
+    import optuna
+
+    from search.config import SearchConfig
+    from search.searchers import make_searcher
+
+    scfg = SearchConfig(candidates=TOY3, length=2, seed=0)
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    cfg = s.suggest("t0")
+    s.on_trial_complete("t0", None, error=True)
+    flat = {f"config/{k}": v for k, v in cfg.items()}
+    s.on_trial_result("t0b", {"objective": 0.4, "step": 1, "training_iteration": 1, **flat})
+    s.on_trial_complete("t0b", {"objective": 0.6, "final": 1, "step": 3, "training_iteration": 3, **flat})
+    first, retry = _study_of(s).trials
+    assert first.state == optuna.trial.TrialState.FAIL and first.params == retry.params
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.value == 0.6 and retry.intermediate_values == {1: 0.4}
+    other, n = s.suggest("t1"), len(_study_of(s).trials)
+    s.on_trial_result("t9", {"objective": 0.5, "training_iteration": 1, **{f"config/{k}": v for k, v in other.items()}})
+    assert len(_study_of(s).trials) == n and "t9" not in s.inner_id  # t1's order is running, not errored
+
+
 def _study_of(searcher):
     return searcher.inner._ot_study
 

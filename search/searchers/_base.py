@@ -49,7 +49,7 @@ import time
 
 from ray.tune.search import Searcher
 
-from search.space import OrderSpace, order_key
+from search.space import OrderSpace, is_order_param, order_key
 
 RUNNING, DONE, STOPPED, ERRORED = "running", "done", "stopped", "errored"
 CONTINUES = "continues"  # trial config key: the id of the stopped trial this one continues
@@ -171,10 +171,32 @@ class OrderSearcher(Searcher):
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.inner_id:
+        if trial_id in self.inner_id or self._adopt(trial_id, result):
             t0 = time.perf_counter()
             self._tell_result(trial_id, result)
             self._timed(t0)
+
+    def _adopt(self, trial_id: str, result: dict | None) -> bool:
+        """A trial this searcher did not suggest, of a configuration that errored: Tune restarted the errored
+        trial (`itt resume --retry-errored`, the runner's retry of trials Ray gave up on early), and Ray's
+        ``Trial.reset`` gives the restart a new id. Its results go to a new study trial of the same parameters
+        (the errored one stays FAIL), so the searcher learns what the retry scores. Tune's results carry the
+        trial's config, flattened as ``config/<key>``."""
+        cfg = {k[len("config/"):]: v for k, v in (result or {}).items() if k.startswith("config/")}
+        if not cfg or self.study is None:
+            return False
+        order, hp = self._split(cfg)
+        key = self._key(order, hp)
+        if self.seen.get(key, (None,))[0] != ERRORED:
+            return False
+        iid = f"{trial_id}#retry"
+        self.study.enqueue_trial({k: v for k, v in cfg.items() if is_order_param(k) or k in hp}, skip_if_exists=False)
+        if not isinstance(self.inner.suggest(iid), dict):
+            return False
+        self.inner_id[trial_id], self.key_of[trial_id] = iid, key
+        self.tune_numbers.add(self.inner._ot_trials[iid].number)  # (a trial Tune runs: the study copy takes it)
+        self.seen[key] = (RUNNING, None)
+        return True
 
     def _tell_result(self, trial_id: str, result: dict) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -193,7 +215,7 @@ class OrderSearcher(Searcher):
             pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self.inner_id:
+        if trial_id in self.inner_id or (not error and self._adopt(trial_id, result)):
             t0 = time.perf_counter()
             self._tell_end(trial_id, result, error)
             self._timed(t0)

@@ -16,14 +16,19 @@ from __future__ import annotations
 from ray.tune.search import ConcurrencyLimiter
 
 
-class Batches(ConcurrencyLimiter):
-    def __init__(self, searcher, size: int):
-        super().__init__(searcher, max_concurrent=size, batch=True)
+class Limiter(ConcurrencyLimiter):
+    """Ray Tune's limiter of trials at once (what ``TuneConfig.max_concurrent_trials`` wraps a searcher in),
+    except for the end of a trial it did not suggest: an errored trial started again under a new id (`itt
+    resume --retry-errored`, or the runner's restart of trials Tune gave up on; Ray's ``Trial.reset``). Ray's
+    limiter drops it; the searcher gets it (OrderSearcher takes the restart's results into its study)."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live_trials:
-            # not of a batch: an errored trial started again under a new id (`itt resume --retry-errored`, or
-            # the runner's restart of trials Tune gave up on): Ray's limiter would drop it; the searcher gets it
             self.searcher.on_trial_complete(trial_id, result=result, error=error)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class Batches(Limiter):
+    def __init__(self, searcher, size: int):
+        super().__init__(searcher, max_concurrent=size, batch=True)
