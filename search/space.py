@@ -100,12 +100,7 @@ class OrderSpace:
 
     # ------------------------------------------------------------------ encode / decode
     def decode(self, params: dict) -> list[str]:
-        k = int(params.get("k", self.lengths[0]))
-        order: list[str] = []
-        for i in range(k):
-            choices = self.feasible(order, k)
-            order.append(choices[int(params[f"l{i}"]) % len(choices)])
-        return order
+        return self.decode_many([params])[0]
 
     def decode_many(self, rows: list[dict]) -> list[list[str]]:
         """``decode`` of many parameter sets at once: the feasible tasks after each prefix are computed once
