@@ -14,8 +14,9 @@ Tests and their guards:
   variance between orders, ICC(1) of a one-way random-effects model. The mean over languages is the
   primary test; the same test for each robustness figure forms a secondary family, Holm-corrected;
 * IF vs F (Phang et al., 2020; the comparison of arXiv 2210.01091): per language, F beside the best and
-  the mean IF order; Welch's t-test of the best IF order against F, Holm over languages (optimistic: the
-  best was picked on the same seeds);
+  the mean IF order; the best IF order against F by a max-statistic permutation test that picks the best
+  again in each permutation (it was picked on the same seeds; Westfall & Young, 1993), Holm over languages,
+  with Welch's p of the pick beside it;
 * precedence (A before B vs B before A): Mann–Whitney U over orders, Holm over pairs;
 * position (task T at position p): t intervals over orders; Kruskal–Wallis over positions per task,
   Holm over tasks;
@@ -415,7 +416,8 @@ def best_vs_f_permutation(y: np.ndarray, orders: np.ndarray, best: str, *, permu
     permutation shuffles them over the models, picks its own best IF order and takes its |difference| from
     its F; p = (1 + #{|d*| >= |d|}) / (1 + permutations): Westfall & Young's (1993) max-statistic over the IF
     orders. A plain Welch p of the picked order is optimistic (a statistics review: with no order better than
-    F, some language came out significant in 5% of searches of 16 IF orders x 3 seeds, 17% of 40 x 5); the
+    F, some language came out significant in 5.5% of searches of 16 IF orders x 3 seeds, 16% of 40 x 5:
+    bench/if_vs_f_calibration.py); the
     difference of means, not t, as the statistic: with 3 seeds a t's variance estimate makes it erratic."""
     labels, g = np.unique(orders, return_inverse=True)
     f = int(np.flatnonzero(labels == F)[0])
