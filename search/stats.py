@@ -417,8 +417,8 @@ def best_vs_f_permutation(y: np.ndarray, orders: np.ndarray, best: str, *, permu
     its F; p = (1 + #{|d*| >= |d|}) / (1 + permutations): Westfall & Young's (1993) max-statistic over the IF
     orders. A plain Welch p of the picked order is optimistic (a statistics review: with no order better than
     F, some language came out significant in 5.5% of searches of 16 IF orders x 3 seeds, 16% of 40 x 5:
-    bench/if_vs_f_calibration.py); the
-    difference of means, not t, as the statistic: with 3 seeds a t's variance estimate makes it erratic."""
+    bench/if_vs_f_calibration.py). The difference of means, not t, is the statistic: with 3 seeds a t's
+    variance estimate makes it erratic."""
     labels, g = np.unique(orders, return_inverse=True)
     f = int(np.flatnonzero(labels == F)[0])
     row_mean, sizes = y.mean(axis=1), np.bincount(g)
