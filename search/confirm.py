@@ -34,6 +34,7 @@ from search import stats as S
 from search.config import hparams_text
 from search.pareto import on_front
 from search.stats import F, show
+from search.storage import echo
 from search.tracking import finite as _num
 from search.tracking import row_hparams
 
@@ -347,7 +348,7 @@ def _hp_text(hp: dict) -> str:
 def run_confirm(exp_dir: str, *, top: int | str = 3, seeds: list[int] | None = None, name: str | None = None,
                 storage: str | None = None, address: str | None = None, tracking_uri: str | None = None,
                 no_tracking: bool = False, progress: str = "auto", dry_run: bool = False, hparams: str = "own",
-                vary: list[tuple[str, list]] | None = None, add: list[str] | None = None, log=print):
+                vary: list[tuple[str, list]] | None = None, add: list[str] | None = None, log=echo):
     """``itt confirm``: plan (every check), run the confirmation as a search, keep confirm.json in it,
     then report on it; with ``vary`` (``parse_vary``), the same for each other value, then ``itt compare``
     over them all. Returns the new experiment directory (None for ``dry_run``: the plan and the
@@ -434,7 +435,7 @@ def _report(exp: str, *, tracking_uri, no_tracking, log) -> None:
         log(f"report: not written ({e}); once fixed: itt report {exp}")
 
 
-def continue_variants(st, *, address=None, tracking_uri=None, progress="auto", log=print) -> None:
+def continue_variants(st, *, address=None, tracking_uri=None, progress="auto", log=echo) -> None:
     """After ``itt resume`` of a confirmation: its report (a confirmation's search writes none itself);
     for one run with ``--vary``, every value's experiment resumed (a finished one only reports again) or,
     where it never started, run, then the comparison, as the first run would have ended. Nothing for an
