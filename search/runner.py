@@ -363,45 +363,44 @@ def _resume_line(st: Storage, scfg: SearchConfig, *, more: int, retry_errored: b
 def _all_ended(st: Storage, scfg: SearchConfig, counts: Counter, ended: int) -> bool:
     """Did the search end (its searcher done, every trial it made ended)? Ray's search-generator snapshot
     counts the trials made and says whether the searcher finished; the grid of ``exhaustive`` has none."""
-    from ray import cloudpickle
     from ray.tune.search.search_generator import SearchGenerator
 
     if counts[Status.RUNNING]:
         return False
-    _, files = _snapshots(st, SearchGenerator.CKPT_FILE_TMPL)
-    if not files:
+    state = _newest(st, SearchGenerator.CKPT_FILE_TMPL)
+    if "counter" not in state:  # (none, or damaged)
         return scfg.searcher == "exhaustive" and ended >= scfg.space().count()
-    try:
-        state = cloudpickle.loads(st.read_bytes(files[-1]))
-    except Exception:  # noqa: BLE001 - a damaged snapshot: Ray's restore says so; this only words a line
-        return False
     return (state["finished"] or state["counter"] >= state["total_samples"]) and ended >= state["counter"]
+
+
+def _newest(st: Storage, template: str) -> dict:
+    """Ray's newest snapshot of one kind (``template``, e.g. SearchGenerator.CKPT_FILE_TMPL), as Ray restores it;
+    {} where there is none or it is damaged (Ray's restore says so; the resume's first line only informs)."""
+    from ray import cloudpickle
+
+    _, files = _snapshots(st, template)
+    try:
+        return cloudpickle.loads(st.read_bytes(files[-1])) if files else {}
+    except Exception:  # noqa: BLE001
+        return {}
 
 
 def _carried_over(st: Storage, scfg: SearchConfig) -> str:
     """What a resume takes over besides the trials, from Ray's newest snapshot: the probes in ASHA's rungs
     (schedulers/state.py) and a reproducible search's open batch (the limiter's state, which Ray saves)."""
-    from ray import cloudpickle
     from ray.tune.callback import CallbackList
     from ray.tune.search.search_generator import SearchGenerator
 
-    def newest(template: str) -> dict:
-        _, files = _snapshots(st, template)
-        try:
-            return cloudpickle.loads(st.read_bytes(files[-1])) if files else {}
-        except Exception:  # noqa: BLE001 - a damaged snapshot file: Ray's restore says so; this line only informs
-            return {}
-
     out = ""
     if scfg.scheduler.type == "asha":
-        saved = next((s["state"] for s in newest(CallbackList.CKPT_FILE_TMPL).values()
+        saved = next((s["state"] for s in _newest(st, CallbackList.CKPT_FILE_TMPL).values()
                       if isinstance(s, dict) and "class" in s), None)
         if saved is None:
             out += "; ASHA starts with empty rungs (none saved in this experiment)"
         else:
             rungs = list((saved.get("rungs") or {}).values()) + [r for b in saved.get("_brackets", []) for _, r in b._rungs]
             out += f"; ASHA goes on with the {sum(map(len, rungs))} probes recorded before"
-    batch = newest(SearchGenerator.CKPT_FILE_TMPL).get("name:Batches") if scfg.reproducible else None
+    batch = _newest(st, SearchGenerator.CKPT_FILE_TMPL).get("name:Batches") if scfg.reproducible else None
     if batch and batch.get("num_unfinished_live_trials"):
         out += (f"; the open batch: {batch['num_unfinished_live_trials']} of its {len(batch['live_trials'])} "
                 "trial(s) to end first")
