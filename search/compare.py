@@ -191,11 +191,12 @@ def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPH
         res["concordance"] = {"n_orders": len(shared), "n_searches": m, "W": w, "p": p, "mean_rho": (m * w - 1) / (m - 1),
                               "significant": bool(p < alpha) if math.isfinite(p) else False}
     res["pairs"] = []
+    if_means = {k: m.drop(F, errors="ignore") for k, m in means.items()}  # (IF orders: see W)
     for a, b in combinations(figs, 2):
-        pr = pair(a, means[a].drop(F, errors="ignore"), b, means[b].drop(F, errors="ignore"))  # (IF orders: see W)
+        pr = pair(a, if_means[a], b, if_means[b])
         if "rho" in pr:  # each search's reliability on the orders the pair's rho is over
-            shared = set(means[a].index) & set(means[b].index) - {F}
-            rel = [split_half(figs[k][figs[k]["order"].isin(shared)], figure).get("reliability") for k in (a, b)]
+            both = set(if_means[a].index) & set(if_means[b].index)
+            rel = [split_half(figs[k][figs[k]["order"].isin(both)], figure).get("reliability") for k in (a, b)]
             if None not in rel:
                 pr["ceiling"] = math.sqrt(rel[0] * rel[1])
         res["pairs"].append(pr)

@@ -175,7 +175,6 @@ def assumed(sigma: float, tau: float, orders: int, figure: str = "mean") -> tupl
     return c, {"strata": [], "reason": "no pilot search (its task sets name the arrangement test's sets)"}
 
 
-
 def ci_half_width(n: int, sigma: float) -> float:
     """The expected half-width of a 95% t interval over ``n`` seeds: t(0.975, n-1) E[s] / sqrt(n), where the
     sample sd's mean is c4(n) sigma, below sigma (c4 = sqrt(2/(n-1)) Gamma(n/2) / Gamma((n-1)/2))."""
@@ -183,6 +182,7 @@ def ci_half_width(n: int, sigma: float) -> float:
 
     c4 = math.sqrt(2 / (n - 1)) * math.exp(gammaln(n / 2) - gammaln((n - 1) / 2))
     return float(stats.t.ppf(0.975, n - 1) * c4 * sigma / math.sqrt(n))
+
 
 def plan(fig: pd.DataFrame | None = None, *, seeds=SEEDS, orders: int | None = None, figure: str = "mean",
          reps: int = REPS, alpha: float = S.ALPHA, given: tuple[dict, dict] | None = None) -> dict:

@@ -444,7 +444,10 @@ def plots(res: dict, metric: str) -> dict[str, bytes]:
     return out
 
 
-def leaderboard_rows(board: list[dict], top: int = 25) -> list[dict]:
+LEADERBOARD_TOP = 25  # orders the leaderboard plot shows (and F wherever it ranks)
+
+
+def leaderboard_rows(board: list[dict], top: int = LEADERBOARD_TOP) -> list[dict]:
     """The leaderboard plot's rows: the best ``top`` orders, and F below them wherever it ranks."""
     return board[:top] + [r for r in board[top:] if r["order"] == F]
 
@@ -462,7 +465,7 @@ def _leaderboard_png(res: dict, metric: str) -> bytes:
            [(r["ci_high"] if r["ci_high"] is not None else r["mean"]) - r["mean"] for r in board]]
     colors = ["#d95f02" if r["order"] == F else "#1b9e77" for r in board]
     ax.barh(y, means, xerr=err, color=colors, alpha=0.85, capsize=3)
-    rank = lambda r: "" if r["rank"] <= 25 else f"#{r['rank']} "  # noqa: E731 (F below the best 25: its rank)
+    rank = lambda r: "" if r["rank"] <= LEADERBOARD_TOP else f"#{r['rank']} "  # noqa: E731 (F below them: its rank)
     ax.set_yticks(y, [f"{rank(r)}{show(r['order'])} (n={r['n_seeds']})" for r in board], fontsize=8)
     lo = min(r["ci_low"] if r["ci_low"] is not None else r["mean"] for r in board)
     ax.set_xlim(max(0.0, lo - 0.05), None)
