@@ -767,16 +767,31 @@ def _position_section(res: dict) -> tuple:
         [c["task"], str(c["position"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]"]
         for c in pos["cells"]]
     tests = "; ".join(f"{t['task']}: {_p(t)}" for t in pos["tests"])
-    return ("Position effects", f"Does it matter where a task stands? {pos['method']}: {tests}. {pos['caveat']}.", rows,
+    return ("Position effects", f"Does it matter where a task stands? {pos['method']}: {tests}. {_dependence(pos)}", rows,
             "position")
+
+
+def _dependence(block: dict) -> str:
+    """How the position and precedence tests treat orders that share a trained prefix."""
+    if block.get("caveat"):
+        return f"{block['caveat']}."
+    pc = block.get("prefix_covariance")
+    if not pc or not pc["correlation"]:
+        return ""
+    stages = lambda k: "none" if k == 0 else f"{k} stage{'s' * (k > 1)}"  # noqa: E731
+    return ("Correlation of two different orders' scores on one seed, by the stages they share from the start "
+            "(estimated from the seeds): " + ", ".join(f"{stages(k)} {r:.2f}" for k, r in zip(pc["shared_stages"], pc["correlation"]))
+            + ".")
 
 
 def _precedence_section(res: dict) -> tuple:
     pr = res["precedence"]
-    rows = [["A", "B", "orders A first", "orders B first", "mean A first", "mean B first", "diff", "p (Holm)"]] + [
+    rows = [["A", "B", "orders A first", "orders B first", "mean A first", "mean B first", "diff", "diff (adjusted)",
+             "p (Holm)"]] + [
         [r["a"], r["b"], str(r["n_a_first"]), str(r["n_b_first"]), _x(r["mean_a_first"]), _x(r["mean_b_first"]),
-         _x(r["diff"]), _p(r)] for r in pr["pairs"]]
-    return ("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}. {pr['caveat']}.",
+         _x(r["diff"]), _x(r.get("diff_adjusted")), _p(r)] for r in pr["pairs"]]
+    return ("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}. "
+            f"diff (adjusted): A first minus B first, the other tasks the orders hold accounted for. {_dependence(pr)}",
             rows, None)
 
 

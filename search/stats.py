@@ -3,8 +3,8 @@
 A pure function (:func:`analyse`) over a tidy table — one row per (order, seed, language) with the
 target metric on the test split — so it is testable without Ray or training. Units: a *seed* is one
 replicate of an order (the statistics use per-seed values, never means of means where seeds exist);
-for position and precedence effects the unit is an *order* (its mean over seeds), since those
-compare different orders.
+position and precedence effects compare groups of different orders, on their means over seeds, with the
+covariance of orders that share a trained prefix estimated from the seeds (search/shared_prefix.py).
 
 Tests and their guards:
 
@@ -17,9 +17,11 @@ Tests and their guards:
   the mean IF order; the best IF order against F by a max-statistic permutation test that picks the best
   again in each permutation (it was picked on the same seeds; Westfall & Young, 1993), Holm over languages,
   with Welch's p of the pick beside it;
-* precedence (A before B vs B before A): Mann–Whitney U over orders, Holm over pairs;
-* position (task T at position p): t intervals over orders; Kruskal–Wallis over positions per task,
-  Holm over tasks;
+* precedence (A before B vs B before A) and position (task T at position p; t intervals over orders
+  for each cell): GLS of the order means with the other tasks an order holds as fixed effects and the
+  shared-prefix covariance (a mixed model, its variance components by the method of moments), a Wald F
+  test per pair or task, Holm over them; with one seed per order, Mann–Whitney U or Kruskal–Wallis over
+  order means as independent units, with a caveat;
 * order x language interaction (does the best order depend on the language?): a split-plot ANOVA,
   Greenhouse–Geisser corrected, with per-language best orders and gaps (Welch, Holm);
 * task choice, arrangement or length: the nested sum-of-squares shares of sets, arrangement within a
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from search import shared_prefix
 from search.space import order_tasks, task_set
 
 ALPHA = 0.05
@@ -49,12 +52,13 @@ PERMUTATION_SEED = 0
 ENGLISH = "en"
 F = ""  # the empty order (fine-tune only)
 # Orders as units are not independent where they share a prefix: the stage cache trains a prefix once per
-# seed, so every order starting with T shares stage T's model (a statistics review simulated 60 orders of
-# 3 of 5 tasks with no effect: any position test significant in 3% with independent orders, 9-14% at
-# prefix correlations like the toy chains', 34% at 0.15/0.30). A mixed model with a random effect per
-# (trained prefix, seed) would account for it; until then the tests say so.
+# seed, so every order starting with T shares stage T's model. With 2+ seeds per order the position and
+# precedence tests estimate that covariance (search/shared_prefix.py); with one seed they cannot, and say so
+# (bench/prefix_tests_calibration.py: rank tests over orders as units call some position significant in up
+# to a fifth of null searches).
 SHARED_PREFIX = ("Orders that share a trained prefix share its model on each seed (the stage cache), so they are "
-                 "not independent units: these p-values are optimistic")
+                 "not independent units, and with one seed per order that cannot be accounted for: these p-values "
+                 "are optimistic")
 
 # per-(order, seed) figures: name -> (label, higher is better)
 FIGURES = {
@@ -314,8 +318,8 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     res["heatmap"] = _heatmap(scores, res["leaderboard"], top)
     res["by_language"] = _languages(scores, res["leaderboard"], alpha, min_seeds)
     means = {r["order"]: r["mean"] for r in res["leaderboard"]}
-    res["position"] = _positions(means, alpha)
-    res["precedence"] = _precedence(means, alpha)
+    res["position"] = _positions(fig, means, alpha)
+    res["precedence"] = _precedence(fig, means, alpha)
     res["lengths"] = _lengths(means, alpha)
     res["variance_parts"] = variance_parts(fig)
     res["alike"] = alike_text(means)
@@ -531,33 +535,83 @@ def _heatmap(scores: pd.DataFrame, board: list[dict], top: int) -> dict:
             "shown": len(orders), "total": len(board)}
 
 
-def _positions(means: dict[str, float], alpha: float) -> dict:
-    """Score (order means) when task T stands at position p, with t intervals over orders."""
-    at: dict[tuple[str, int], list[float]] = {}
-    for order, m in means.items():
+def _positions(fig: pd.DataFrame, means: dict[str, float], alpha: float, rank_only: bool = False) -> dict:
+    """Score (order means) when task T stands at position p, with t intervals over orders; per task, a
+    test that the positions with ``MIN_ORDERS``+ orders score alike (``_group_tests``), Holm over tasks."""
+    at: dict[tuple[str, int], list[str]] = {}
+    for order in means:
         for p, t in enumerate(order_tasks(order), 1):
-            at.setdefault((t, p), []).append(m)
+            at.setdefault((t, p), []).append(order)
     cells = []
     for (t, p), v in sorted(at.items()):
-        lo, hi = t_interval(v)
-        cells.append({"task": t, "position": p, "n_orders": len(v), "mean": float(np.mean(v)), "ci_low": lo, "ci_high": hi})
-    tests, ps = [], []
+        vals = [means[o] for o in v]
+        lo, hi = t_interval(vals)
+        cells.append({"task": t, "position": p, "n_orders": len(v), "mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi})
+    wanted = {}
     for t in sorted({c["task"] for c in cells}):
-        groups = [np.asarray(at[(t, c["position"])]) for c in cells if c["task"] == t and c["n_orders"] >= MIN_ORDERS]
-        if len(groups) < 2:
-            tests.append({"task": t, "underpowered": f"fewer than 2 positions with {MIN_ORDERS}+ orders holding {t}"})
+        groups = [at[(t, c["position"])] for c in cells if c["task"] == t and c["n_orders"] >= MIN_ORDERS]
+        wanted[t] = (groups, f"fewer than 2 positions with {MIN_ORDERS}+ orders holding {t}", (t,))
+    tests, method = _group_tests(fig, means, wanted, alpha, rank_only)
+    for t in tests:
+        t["task"] = t.pop("key")
+        if "diffs" in t:  # each position's adjusted effect against the first tested one
+            t["positions"] = len(t["diffs"]) + 1
+    return {"cells": cells, "tests": tests, **method}
+
+
+def _group_tests(fig: pd.DataFrame, means: dict[str, float], wanted: dict, alpha: float,
+                 rank_only: bool = False) -> tuple[list[dict], dict]:
+    """For each key of ``wanted`` ((groups of orders, why too few, the tasks the groups are defined by)):
+    are the groups equal in mean score? Where orders have 2+ seeds, by GLS with the other tasks an order
+    holds as fixed effects and the covariance of orders sharing a trained prefix (search/shared_prefix.py);
+    with one seed per order that covariance cannot be estimated, and Kruskal-Wallis (Mann-Whitney U for
+    two groups) over order means runs, with a caveat (``rank_only``: that test whatever the seeds; the
+    calibration benchmark compares the two). Holm over the keys tested."""
+    names, Y = shared_prefix.per_seed_matrix(fig)
+    pc = shared_prefix.PrefixCovariance([tuple(order_tasks(o)) for o in names], Y)
+    pc.ok = pc.ok and not rank_only
+    row = {o: i for i, o in enumerate(names)}
+    tasks = sorted({t for o in names for t in order_tasks(o)})
+    holds = np.array([[t in order_tasks(o) for t in tasks] for o in names], dtype=float).reshape(len(names), len(tasks))
+    tests, ps = [], []
+    for key, (groups, too_few, defined_by) in wanted.items():
+        groups = [[o for o in g if o in row] for g in groups]
+        if len(groups) < 2 or min(len(g) for g in groups) < MIN_ORDERS:
+            tests.append({"key": key, "underpowered": too_few})
             continue
-        allv = np.concatenate(groups)
-        h, p = (0.0, 1.0) if np.ptp(allv) == 0 else stats.kruskal(*groups)
-        tests.append({"task": t, "H": float(h), "p": float(p), "positions": len(groups)})
-        ps.append(float(p))
+        if pc.ok:
+            adjust = holds[:, [j for j, t in enumerate(tasks) if t not in defined_by]]
+            r = shared_prefix.groups_test(pc, [[row[o] for o in g] for g in groups], adjust)
+        else:
+            r = _rank_test([np.asarray([means[o] for o in g]) for g in groups])
+        tests.append({"key": key, **r})
+        if "p" in r:
+            ps.append(r["p"])
     adj = iter(holm(ps))
     for r in tests:
         if "p" in r:
             r["p_holm"] = next(adj)
             r["significant"] = r["p_holm"] < alpha
-    return {"cells": cells, "tests": tests, "caveat": SHARED_PREFIX,
-            "method": f"Kruskal–Wallis over positions (orders as units, positions with {MIN_ORDERS}+ orders), Holm over tasks"}
+    if pc.ok:
+        method = {"method": "GLS over the orders' mean scores with the other tasks an order holds as fixed effects and the "
+                            "covariance of orders that share a trained prefix estimated from the seeds (a mixed model, "
+                            f"method of moments), Wald F test (groups with {MIN_ORDERS}+ orders), Holm",
+                  "prefix_covariance": pc.figures(), "caveat": None}
+    else:
+        method = {"method": f"rank test over orders' mean scores (groups with {MIN_ORDERS}+ orders), Holm",
+                  "caveat": SHARED_PREFIX}
+    return tests, method
+
+
+def _rank_test(groups: list[np.ndarray]) -> dict:
+    """Kruskal-Wallis, or Mann-Whitney U for two groups, over order means (orders as independent units)."""
+    allv = np.concatenate(groups)
+    if np.ptp(allv) == 0:
+        return {"p": 1.0}
+    if len(groups) == 2:
+        return {"p": float(stats.mannwhitneyu(*groups, alternative="two-sided").pvalue)}
+    h, p = stats.kruskal(*groups)
+    return {"H": float(h), "p": float(p)}
 
 
 def variance_parts(fig: pd.DataFrame, figure: str = "mean") -> dict:
@@ -614,33 +668,29 @@ def _lengths(means: dict[str, float], alpha: float) -> dict:
                                                                f"and score over IF orders"}}
 
 
-def _precedence(means: dict[str, float], alpha: float) -> dict:
-    """A before B vs B before A among orders holding both (order means as units; Mann–Whitney U)."""
-    orders = {o: order_tasks(o) for o in means}
+def _precedence(fig: pd.DataFrame, means: dict[str, float], alpha: float, rank_only: bool = False) -> dict:
+    """A before B vs B before A among orders holding both (order means; ``_group_tests``, Holm over pairs)."""
+    orders = {o: order_tasks(o) for o in means if o != F}
     tasks = sorted({t for ts in orders.values() for t in ts})
-    pairs, ps = [], []
+    pairs, wanted = [], {}
     for a, b in combinations(tasks, 2):
-        ab = [means[o] for o, ts in orders.items() if a in ts and b in ts and ts.index(a) < ts.index(b)]
-        ba = [means[o] for o, ts in orders.items() if a in ts and b in ts and ts.index(a) > ts.index(b)]
+        ab = [o for o, ts in orders.items() if a in ts and b in ts and ts.index(a) < ts.index(b)]
+        ba = [o for o, ts in orders.items() if a in ts and b in ts and ts.index(a) > ts.index(b)]
         if not ab and not ba:
             continue
         r = {"a": a, "b": b, "n_a_first": len(ab), "n_b_first": len(ba),
-             "mean_a_first": float(np.mean(ab)) if ab else None, "mean_b_first": float(np.mean(ba)) if ba else None}
+             "mean_a_first": float(np.mean([means[o] for o in ab])) if ab else None,
+             "mean_b_first": float(np.mean([means[o] for o in ba])) if ba else None}
         r["diff"] = r["mean_a_first"] - r["mean_b_first"] if ab and ba else None
-        if min(len(ab), len(ba)) < MIN_ORDERS:
-            r["underpowered"] = f"{len(ab)} vs {len(ba)} orders (need {MIN_ORDERS} each)"
-        else:
-            allv = np.asarray(ab + ba)
-            r["p"] = 1.0 if np.ptp(allv) == 0 else float(stats.mannwhitneyu(ab, ba, alternative="two-sided").pvalue)
-            ps.append(r["p"])
         pairs.append(r)
-    adj = iter(holm(ps))
-    for r in pairs:
-        if "p" in r:
-            r["p_holm"] = next(adj)
-            r["significant"] = r["p_holm"] < alpha
-    return {"pairs": pairs, "caveat": SHARED_PREFIX,
-            "method": f"Mann–Whitney U over orders' mean scores, Holm over {len(ps)} pair(s)"}
+        wanted[(a, b)] = ([ab, ba], f"{len(ab)} vs {len(ba)} orders (need {MIN_ORDERS} each)", (a, b))
+    tests, method = _group_tests(fig, means, wanted, alpha, rank_only)
+    for r, t in zip(pairs, tests):
+        t.pop("key")
+        if "diffs" in t:  # B first minus A first, adjusted: the pair's difference is A first minus B first
+            t["diff_adjusted"] = -t.pop("diffs")[0]
+        r.update(t)
+    return {"pairs": pairs, **method}
 
 
 def _order_effects(fig: pd.DataFrame, alpha: float, min_seeds: int) -> dict:
