@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 # 2: an epoch's remainder makes its own step (d11ce61), fp16 skipped steps keep the LR schedule, a tagging
 # head takes the encoder's dropout, probe keys hold the task options (xtreme_metric, qa_normalization)
 # 3: no weight decay on bias-named parameters (XLNet's r_*_bias), a multiple-choice head takes the encoder's dropout
-FORMAT = 3
+# 4: QA windows start doc_stride context tokens apart (XTREME's), QA decoding keeps a start where it has its most
+# context, retrieval's default layer is XTREME's (probes of QA and retrieval targets change)
+FORMAT = 4
 
 MANIFEST, WEIGHTS, USED = "manifest.json", "model.safetensors", "used"
 DIST_WAIT_S = 20 * 60  # longest wait for another chain's lease in a multi-worker trial (then train it too)

@@ -212,7 +212,7 @@ class StageHParams(_Strict):
     weight_decay: float | None = Field(None, ge=0)
     max_length: int | None = Field(None, gt=4)
     max_grad_norm: float | None = Field(None, gt=0)
-    doc_stride: int | None = Field(None, gt=0)  # QA: overlap of context windows (default max_length // 3)
+    doc_stride: int | None = Field(None, gt=0)  # QA: context tokens between window starts (XTREME's; default max_length // 3)
 
 
 class TrainDefaults(StageHParams):
@@ -247,8 +247,9 @@ class QAEval(_Strict):
 class RetrievalEval(_Strict):
     """Sentence embeddings for Tatoeba/BUCC: pooled hidden states of one layer, no fine-tuning.
 
-    ``layer`` indexes the hidden states (0 = embeddings); default n_layers // 2 + 1, which is layer 7
-    of a 12-layer encoder, the layer XTREME uses for mBERT and XLM-R base."""
+    ``layer`` indexes the hidden states (0 = embeddings); default n_layers // 2 + 2 = hidden_states[8]
+    of a 12-layer encoder and [14] of a 24-layer one: XTREME's run_tatoeba.sh (--specific_layer 7 and 13,
+    indexing the transformer layers' outputs without the embeddings)."""
 
     layer: int | None = None
     pooling: Literal["mean", "first"] = "mean"

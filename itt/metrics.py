@@ -185,6 +185,21 @@ def tatoeba(src: np.ndarray, tgt: np.ndarray) -> tuple[dict[str, float], np.ndar
     return {"accuracy": float((pred == np.arange(len(pred))).mean()) if len(pred) else 0.0}, pred
 
 
+def distinct(texts: list[str]) -> tuple[list[int], set[str]]:
+    """BUCC's sentences as XTREME mines them (third_party/utils_retrieve.py, from LASER's bucc.py): each
+    distinct sentence once (``text_load_unify``): the index of its first occurrence; and the sentences
+    that occur more than once, which map back to no sentence id (``read_sent2id``), so a candidate pair
+    holding one is not extracted."""
+    first, seen, repeated = [], set(), set()
+    for i, t in enumerate(texts):
+        if t in seen:
+            repeated.add(t)
+        else:
+            seen.add(t)
+            first.append(i)
+    return first, repeated
+
+
 def bucc_mine(src: np.ndarray, tgt: np.ndarray, k: int = 4) -> dict[tuple[int, int], float]:
     """Candidate pairs with their ratio-margin scores (Artetxe & Schwenk, 2019), as LASER/XTREME's
     ``mine_bitext(mode='mine', retrieval='max', margin='ratio')``: each sentence's best partner by margin

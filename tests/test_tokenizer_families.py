@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from itt import metrics as M
@@ -94,6 +95,54 @@ def test_qa_answer_tokens_read_back_as_the_gold_answer(families, family):
             read += 1
         assert read >= 100, f"{family} {lang}: only {read} windows hold their answer"
         assert em / read >= 0.99, f"{family} {lang}: {em / read:.3f} of answers read back"
+
+
+@pytest.mark.parametrize("family", ["xlmr", "xlnet", "mbert"])
+def test_qa_windows_start_doc_stride_apart_and_each_token_has_one_max_context_window(families, family):
+    """As XTREME's run_squad.py (squad_convert_example_to_features): a window starts ``doc_stride`` context
+    tokens after the previous one, and at decoding a span's start token counts only in the window where it
+    has the most context, min(left, right) + 0.01 x the window's context length (the first such window on
+    a tie): written out here over every window of every question, against ``max_context``."""
+    from itt.kinds.qa import decode, max_context
+
+    tok = load_tokenizer(families[family])
+    ds = _load("xquad", "test", "el", files="xquad/xquad.el.json", format="squad").select(range(60))
+    ev = featurize_qa(ds, tok, 96, 24, train=False)
+    examples, offsets = ev.meta["example"], ev.meta["offsets"]
+    by_example: dict[int, list[int]] = {}
+    for w, ex in enumerate(examples):
+        by_example.setdefault(ex, []).append(w)
+    several = 0
+    first = {}  # window -> index of its first context token in the context tokenized alone
+    for ex, windows in by_example.items():
+        alone = [tuple(o) for o in tok(ds[ex]["context"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+        for w in windows:
+            ctx = [tuple(o) for o in offsets[w] if o is not None]
+            first[w] = next(i for i in range(len(alone)) if alone[i:i + len(ctx)] == ctx)  # (a window is a run of them)
+        assert [first[w] for w in windows] == [24 * i for i in range(len(windows))], (family, ex)
+        several += len(windows) > 1
+    assert several >= 20  # most Greek contexts need several windows of 96 tokens
+    assert ev.meta["context_start"] == [first[w] for w in range(len(examples))]
+    mc = max_context(examples, offsets, ev.meta["context_start"])
+    best: dict[tuple, tuple] = {}  # (example, context token) -> (score, window)
+    for w, (ex, offs) in enumerate(zip(examples, offsets)):
+        n = sum(o is not None for o in offs)
+        for k in range(n):
+            score = min(k, n - 1 - k) + 0.01 * n
+            if (ex, first[w] + k) not in best or score > best[(ex, first[w] + k)][0]:
+                best[(ex, first[w] + k)] = (score, w)
+    for w, (ex, offs) in enumerate(zip(examples, offsets)):
+        ctx_k = [i for i, o in enumerate(offs) if o is not None]
+        assert [j for j, m in enumerate(mc[w]) if m] == [j for k, j in enumerate(ctx_k) if best[(ex, first[w] + k)][1] == w]
+    # a start the window holds without its most context is passed over for the best one it has
+    w = next(w for w in range(len(offsets)) if not all(m for m, o in zip(mc[w], offsets[w]) if o is not None))
+    s = next(j for j, (m, o) in enumerate(zip(mc[w], offsets[w])) if o is not None and not m)
+    start, end = np.zeros(len(offsets[w])), np.zeros(len(offsets[w]))
+    start[s], end[s] = 10.0, 10.0
+    assert decode(start, end, offsets[w], ds[examples[w]]["context"], n_best=20, max_answer_length=30)[0] == 20.0
+    kept = decode(start, end, offsets[w], ds[examples[w]]["context"], n_best=20, max_answer_length=30,
+                  is_max_context=mc[w])
+    assert kept is None or kept[0] < 20.0
 
 
 @pytest.mark.parametrize("family", ["xlmr", "xlnet", "roberta"])

@@ -35,7 +35,7 @@ def test_real_use_configs_validate_with_hub_sources(name):
                 continue
             assert spec is not None and spec.hub in HUB, (t.name, split, lang)
     if tgt.kind == Kind.RETRIEVAL:
-        assert cfg.eval.retrieval.layer == 7
+        assert cfg.eval.retrieval.layer == 8
 
 
 def test_xtreme_tasks_registered_with_xtreme_languages():
@@ -82,7 +82,7 @@ def test_new_kind_config_mistakes(write_config):
 
     with pytest.raises(ConfigError, match="order: 'tatoeba' is a retrieval task"):
         load_config(_local(write_config, order=["tatoeba"]))
-    with pytest.raises(ConfigError, match="doc_stride 40 leaves no new context per window"):
+    with pytest.raises(ConfigError, match=r"doc_stride 40 \(context tokens between window starts\) leaves the windows no overlap"):
         prepare(load_config(_local(write_config, train={"doc_stride": 40})), log=lambda *a: None)
     with pytest.raises(UserError, match="noisy text is defined for classification targets only"):
         prepare(load_config(_local(write_config, eval={"splits": ["dev", "test"], "perturbation": {"enabled": True}},

@@ -128,6 +128,25 @@ def test_bucc_ratio_margin_mining_by_hand():
     assert cand[(1, 1)] == pytest.approx(0.8 / 0.55)
 
 
+def test_bucc_mines_each_distinct_sentence_once_and_drops_repeated_ones():
+    """XTREME's BUCC mining (utils_retrieve.py, from LASER): a sentence is embedded and mined once however
+    often it occurs, and one that occurs twice maps back to no sentence id."""
+    first, repeated = M.distinct(["a b", "c", "a b", "d", "c", "e"])
+    assert first == [0, 1, 3, 5] and repeated == {"a b", "c"}
+    assert M.distinct([]) == ([], set())
+
+
+def test_retrieval_default_layer_is_xtremes():
+    """XTREME's run_tatoeba.sh embeds with --specific_layer 7 (12-layer models) or 13 (XLM-R large, 24),
+    indexing the transformer layers' outputs without the embeddings (evaluate_retrieval.py:
+    all_layer_outputs[-num_layers:]): hidden states 8 and 14, counting the embeddings as 0."""
+    from itt.kinds.retrieval import layer_index
+
+    assert layer_index(12, None) == 8 and layer_index(24, None) == 14
+    assert layer_index(2, None) == 2 and layer_index(1, None) == 1  # tiny encoders: the last layer
+    assert layer_index(12, 7) == 7 and layer_index(12, -1) == 12  # (an explicit layer is the hidden state asked for)
+
+
 def test_bucc_threshold_of_the_official_procedure_by_hand():
     cand = {(0, 0): 0.9, (1, 1): 0.8, (2, 5): 0.7, (3, 3): 0.6, (5, 6): 0.5}
     gold = {(0, 0), (1, 1), (3, 3), (4, 4)}

@@ -1,7 +1,9 @@
 """Sentence retrieval without fine-tuning (Tatoeba, BUCC 2018), on the encoder as the chain left it.
 
 Sentences are embedded by pooling (mean over real tokens by default) the hidden states of one layer
-(``eval.retrieval.layer``; default n_layers // 2 + 1 = layer 7 of a 12-layer encoder, as XTREME).
+(``eval.retrieval.layer``; default n_layers // 2 + 2 = hidden_states[8], the output of transformer layer 8 of
+a 12-layer encoder: XTREME's evaluate_retrieval.py takes all_layer_outputs[-num_layers:][7], i.e. it drops
+the embeddings before indexing with --specific_layer 7).
 Tatoeba: every English sentence's nearest source sentence by cosine (accuracy). BUCC: ratio-margin
 mining, then the threshold of the official procedure: chosen on the dev gold pairs to maximise F1,
 and applied to test (a test split evaluated without a dev split in the same run optimises its own).
@@ -54,7 +56,7 @@ def resolve_layer(encoder, layer: int | None) -> int:
 def layer_index(n: int, layer: int | None) -> int:
     """``eval.retrieval.layer`` as an index into the hidden states of an ``n``-layer encoder (0 = the
     embeddings; negative counts from the last); a ConfigError when it is out of range."""
-    idx = n // 2 + 1 if layer is None else layer
+    idx = min(n // 2 + 2, n) if layer is None else layer
     if idx < 0:
         idx += n + 1
     if not 0 <= idx <= n:
@@ -101,9 +103,13 @@ class RetrievalHandler(KindHandler):
             scores, pred = M.tatoeba(x, y)
             # each English sentence (row i) and the id of the source sentence it retrieved
             return scores, [{"id": ids[i], "gold": ids[i], "pred": ids[int(p)]} for i, p in enumerate(pred)]
-        # BUCC: mine over all sentences (pairs and distractors); gold = the rows holding both sides
-        cand_idx = M.bucc_mine(x, y, k=ctx.cfg.eval.retrieval.bucc_neighbors)
-        cand = {(src_rows[i], tgt_rows[j]): s for (i, j), s in cand_idx.items()}
+        # BUCC: mine over all sentences (pairs and distractors); gold = the rows holding both sides. Each
+        # distinct sentence is mined once, and a candidate with a sentence that occurs twice is dropped (M.distinct)
+        ux, rep_s = M.distinct([sources[i] for i in src_rows])
+        uy, rep_t = M.distinct([targets[j] for j in tgt_rows])
+        cand_idx = M.bucc_mine(x[ux], y[uy], k=ctx.cfg.eval.retrieval.bucc_neighbors)
+        cand = {(src_rows[ux[i]], tgt_rows[uy[j]]): s for (i, j), s in cand_idx.items()
+                if sources[src_rows[ux[i]]] not in rep_s and targets[tgt_rows[uy[j]]] not in rep_t}
         gold = {(i, i) for i in range(len(ds)) if sources[i] and targets[i]}
         key = ("bucc_threshold", ctx.task.name, lang)
         if ctx.split == "test" and key in ctx.state:
