@@ -133,7 +133,7 @@ def _exchangeable(ybar: np.ndarray, n: np.ndarray, ssw: float, dfw: int, draws: 
         post = posterior(ybar, n, s_, t_)
         p += p_best(post["mean"], post["sd"])
         mean += post["mean"]
-        second += post["sd"] ** 2 + post["mean"] ** 2
+        second += post["sd_total"] ** 2 + post["mean"] ** 2  # (mu's uncertainty too: the report's posterior sd)
     p, mean = p / draws, mean / draws
     sd = np.sqrt(np.maximum(second / draws - mean ** 2, 0.0))
     s_med, t_med = float(np.median(sig)), float(np.median(tau))
@@ -172,7 +172,10 @@ def posterior(ybar: np.ndarray, n: np.ndarray, sigma: float, tau: float) -> dict
     w = 1.0 / (tau ** 2 + v)
     mu = float((w * ybar).sum() / w.sum())  # the grand mean, each order weighted by its precision
     b = tau ** 2 / (tau ** 2 + v)
-    return {"mu": mu, "mean": mu + b * (ybar - mu), "sd": np.sqrt(b * v)}
+    # "sd" given mu (what p_best's independent posteriors take: mu is a shift shared by every order);
+    # "sd_total" with mu integrated out too (its posterior variance 1 / sum w, weighing 1 - b on each order)
+    return {"mu": mu, "mean": mu + b * (ybar - mu), "sd": np.sqrt(b * v),
+            "sd_total": np.sqrt(b * v + (1 - b) ** 2 / w.sum())}
 
 
 def p_best(mean: np.ndarray, sd: np.ndarray, grid: int = GRID) -> np.ndarray:

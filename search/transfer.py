@@ -414,8 +414,9 @@ def calibrate(prior: OrderPrior, measured: dict[str, float], ridge: float = 1.0)
     """The prior on the metric's scale from a finished search's scores (orders -> mean score): least
     squares of score on (1, raw prior score) plus ridge-shrunk per-task effects (position-weighted
     membership); measured orders keep their measured value."""
-    orders = [order_tasks(o) for o in measured]
-    y = np.array(list(measured.values()), dtype=float)
+    fit = {o: v for o, v in measured.items() if o}  # F (no task, raw 0) is no "average" IF order: kept, not fitted
+    orders = [order_tasks(o) for o in fit]
+    y = np.array(list(fit.values()), dtype=float)
     T = prior.tasks
     X = np.zeros((len(orders), 2 + len(T)))
     for r, o in enumerate(orders):
@@ -424,7 +425,7 @@ def calibrate(prior: OrderPrior, measured: dict[str, float], ridge: float = 1.0)
             if t in T:
                 X[r, 2 + T.index(t)] += prior.decay ** (len(o) - 1 - i)
     pen = np.diag([0.0, 1e-6] + [ridge * max(float(np.var(y)), 1e-12)] * len(T))
-    beta = np.linalg.solve(X.T @ X + pen, X.T @ y) if len(y) >= 2 else np.array([y.mean() if len(y) else 0.0, 0.0] + [0.0] * len(T))
+    beta = np.linalg.solve(X.T @ X + pen, X.T @ y) if len(y) >= 2 else np.array([y.mean() if len(y) else 0.0, 1e-9] + [0.0] * len(T))  # (one order: the prior's ranking kept)
     return OrderPrior(tasks=T, unit=prior.unit, link=prior.link, decay=prior.decay, link_weight=prior.link_weight,
                       measured=dict(measured), calib={"a": float(beta[0]), "b": float(beta[1]),
                                                       "effects": {t: float(beta[2 + i]) for i, t in enumerate(T)}})
@@ -519,11 +520,14 @@ def measure(scfg, chain, *, sample: int = SAMPLE, eval_sample: int = EVAL_SAMPLE
             tu = units(target, ds, emb)
         else:
             tu = Units(None, None, why_none=f"the target '{target.name}' is a retrieval task (no labels)")
-        split = cfg.eval.splits[0]
+        split = "dev"  # the split the search's objective is on (search/trial.py), never the test inputs
         langs = {}
-        for lang in p.languages:
+        for lang in (g for g in p.languages if target.source(split, g) is not None):  # (a language with no dev: none)
             ds = load_split(target, split, lang, max_examples=min(eval_sample, cfg.eval.max_examples or eval_sample), **kw)
             langs[lang] = eval_embedding(target, ds, emb)
+        if not langs:
+            raise UserError(f"the transferability prior compares tasks with the target's dev inputs, and target "
+                            f"'{target.name}' has no dev split in {', '.join(p.languages)}")
         fits = {name: logme_fit(x.features, x.labels, regression=x.regression) for name, x in u.items()
                 if x.features is not None and len(np.unique(x.labels)) > 1}
         to_target = {}
@@ -584,7 +588,7 @@ def measured_scores(exp_dir: str, label: str = "--from") -> tuple[dict[str, floa
         raise UserError(f"{label} {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
     by: dict[str, list[float]] = {}
     for r in read_rows(st):
-        if r.get("status") == "completed" and r.get("score") not in ("", None):
+        if r.get("status") == "completed" and r.get("score") not in ("", None) and math.isfinite(float(r["score"])):
             by.setdefault(r.get("order") or "", []).append(float(r["score"]))
     if not by:
         raise UserError(f"{label} {exp_dir}: no completed trial with a score in results.csv")
@@ -674,7 +678,7 @@ def best_orders(prior: OrderPrior, space, top: int, per_length: bool = False) ->
             beam = [[]]
             for depth in range(k):
                 nxt = [b + [t] for b in beam for t in space.feasible(b, k)]
-                nxt.sort(key=lambda o: -prior.raw(o))
+                nxt.sort(key=lambda o: -prior.score(o))  # (calibrated: a + b raw + effects; b may be < 0)
                 beam = nxt[:200]
             for o in beam:
                 if space.is_valid(o):
