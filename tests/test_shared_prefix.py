@@ -123,3 +123,23 @@ def test_one_seed_per_order_falls_back_to_rank_tests_and_says_so():
     assert pre["caveat"] is None and "GLS" in pre["method"]
     assert all("diff_adjusted" in p and "p_holm" in p for p in pre["pairs"])
     assert _dependence(pre).startswith("Correlation of two different orders' scores on one seed")
+
+
+def test_the_calibration_bench_runs_every_scenario(capsys):
+    """bench/prefix_tests_calibration.py on two searches per scenario: a row for each of its 20 scenarios,
+    four shares in [0, 1] each."""
+    import importlib
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        importlib.import_module("prefix_tests_calibration").main(["--searches", "2"])
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    rows = [line for line in capsys.readouterr().out.splitlines() if "| position:" in line and "gls" not in line]
+    assert len(rows) == 20
+    for line in rows:
+        shares = [float(x) for part in line.split("|")[1:] for x in part.split(":")[1].split()]
+        assert len(shares) == 4 and all(0.0 <= x <= 1.0 for x in shares), line
