@@ -951,14 +951,15 @@ def composition_section(res: dict) -> tuple[str, str, list[list[str]], str | Non
         [str(c["length"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]",
          show(c["best_order"]), _x(c["best"])] for c in ln["cells"]]
     t = ln["test"]
+    stat = (f"F({t['df'][0]}, {t['df'][1]}) = {t['F']:.2f}" if "F" in t else f"H = {t['H']:.2f}" if "H" in t else "")
     test = (f"underpowered: {t['underpowered']}" if "underpowered" in t else
-            f"Kruskal–Wallis over {t['lengths']} lengths, H = {t['H']:.2f}, p = {t['p']:.3g}"
-            + (" *" if t["significant"] else "") + f"; Spearman's rho of length and score {_x(t['rho'], 2)}")
+            f"{t['method']}: {t['lengths']} lengths, {stat}, p = {t['p']:.3g}"
+            + (" *" if t["significant"] else "") + f"; rho {_x(t['rho'], 2)}")
     text = (f"{composition_line(res['variance_parts'])} The set of tasks fixes the order's length, so its share "
             f"includes any effect of length; the arrangement share is what order alone adds (tested in the "
             f"section above). Nested sum-of-squares decomposition of the per-seed mean over languages (exact with "
-            f"unequal seeds; descriptive: seed noise also lifts the between-terms). Length (orders as units; F, "
-            f"length 0, shown but not tested): {test}.")
+            f"unequal seeds; descriptive: seed noise also lifts the between-terms). Length (F, length 0, shown but "
+            f"not tested): {test}." + (f" {ln['caveat']}." if ln.get("caveat") else ""))
     return ("Task choice, arrangement or length?", text, rows, None)
 
 

@@ -320,7 +320,7 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     means = {r["order"]: r["mean"] for r in res["leaderboard"]}
     res["position"] = _positions(fig, means, alpha)
     res["precedence"] = _precedence(fig, means, alpha)
-    res["lengths"] = _lengths(means, alpha)
+    res["lengths"] = _lengths(fig, means, alpha)
     res["variance_parts"] = variance_parts(fig)
     res["alike"] = alike_text(means)
     res["order_effect"] = _order_effects(fig, alpha, min_seeds)
@@ -579,8 +579,8 @@ def _group_tests(fig: pd.DataFrame, means: dict[str, float], wanted: dict, alpha
         if len(groups) < 2 or min(len(g) for g in groups) < MIN_ORDERS:
             tests.append({"key": key, "underpowered": too_few})
             continue
-        if pc.ok:
-            adjust = holds[:, [j for j, t in enumerate(tasks) if t not in defined_by]]
+        if pc.ok:  # (defined_by None: nothing to adjust for)
+            adjust = holds[:, [j for j, t in enumerate(tasks) if defined_by is not None and t not in defined_by]]
             r = shared_prefix.groups_test(pc, [[row[o] for o in g] for g in groups], adjust)
         else:
             r = _rank_test([np.asarray([means[o] for o in g]) for g in groups])
@@ -640,11 +640,14 @@ def variance_parts(fig: pd.DataFrame, figure: str = "mean") -> dict:
             "n_obs": int(len(y))}
 
 
-def _lengths(means: dict[str, float], alpha: float) -> dict:
-    """Is more intermediate training better? Order means by the number of intermediate tasks (orders
-    as units; F is length 0 where it ran, shown but left out of the test: that is IF vs F), t
-    intervals, Kruskal–Wallis over the lengths 1+ with ``MIN_ORDERS``+ orders, and Spearman's rho
-    between length and score over the IF orders."""
+def _lengths(fig: pd.DataFrame, means: dict[str, float], alpha: float) -> dict:
+    """Is more intermediate training better? Order means by the number of intermediate tasks, t
+    intervals (F is length 0 where it ran, shown but left out of the test: that is IF vs F); a test that
+    the lengths 1+ with ``MIN_ORDERS``+ orders score alike: GLS with the shared-prefix covariance
+    (an order of length 2 and the one of length 3 it begins share their first two stages' models;
+    search/shared_prefix.py; nothing to adjust for: which tasks an order holds fixes its length), or
+    Kruskal-Wallis over order means with one seed per order; Spearman's rho between length and score
+    over the IF orders (descriptive)."""
     by: dict[int, list[tuple[str, float]]] = {}
     for order, m in means.items():
         by.setdefault(len(order_tasks(order)), []).append((order, m))
@@ -655,17 +658,21 @@ def _lengths(means: dict[str, float], alpha: float) -> dict:
         best = max(v, key=lambda x: x[1])
         cells.append({"length": n, "n_orders": len(v), "mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi,
                       "best_order": best[0], "best": float(best[1])})
-    groups = [np.asarray([m for _, m in by[c["length"]]]) for c in cells if c["length"] > 0 and c["n_orders"] >= MIN_ORDERS]
-    if len(groups) < 2:
-        return {"cells": cells, "test": {"underpowered": f"fewer than 2 lengths with {MIN_ORDERS}+ IF orders"}}
-    allv = np.concatenate(groups)
-    h, p = (0.0, 1.0) if np.ptp(allv) == 0 else stats.kruskal(*groups)
+    groups = [[o for o, _ in by[c["length"]]] for c in cells if c["length"] > 0 and c["n_orders"] >= MIN_ORDERS]
+    too_few = f"fewer than 2 lengths with {MIN_ORDERS}+ IF orders"
+    tests, method = _group_tests(fig, means, {"length": (groups, too_few, None)}, alpha)
+    t = tests[0]
+    if "underpowered" in t:
+        return {"cells": cells, "test": {"underpowered": too_few}}
     ifs = [(n, m) for n, v in by.items() if n > 0 for _, m in v]
     rho = stats.spearmanr([n for n, _ in ifs], [m for _, m in ifs]).statistic
-    return {"cells": cells, "test": {"H": float(h), "p": float(p), "lengths": len(groups), "significant": bool(p < alpha),
-                                     "rho": _f(rho), "method": f"Kruskal–Wallis over lengths 1+ with {MIN_ORDERS}+ "
-                                                               f"orders (orders as units); Spearman's rho of length "
-                                                               f"and score over IF orders"}}
+    test = {k: v for k, v in t.items() if k not in ("key", "p_holm", "significant")}
+    how = ("GLS over the orders' mean scores with the covariance of orders that share a trained prefix estimated "
+           "from the seeds (a mixed model, method of moments), Wald F test" if method["caveat"] is None else
+           "rank test over orders' mean scores (orders as units)")
+    test.update(lengths=len(groups), significant=bool(t["p"] < alpha), rho=_f(rho),
+                method=f"{how} over lengths with {MIN_ORDERS}+ orders; Spearman's rho of length and score over IF orders")
+    return {"cells": cells, "test": test, **{k: v for k, v in method.items() if k != "method"}}
 
 
 def _precedence(fig: pd.DataFrame, means: dict[str, float], alpha: float, rank_only: bool = False) -> dict:

@@ -63,17 +63,31 @@ def test_lengths_against_pandas_and_scipy():
     rng = np.random.default_rng(2)
     fig = _fig(rng, set_size=0.02)
     means = fig.groupby("order", sort=False)["mean"].mean().to_dict()
-    ln = S._lengths(means, S.ALPHA)
+    ln = S._lengths(fig, means, S.ALPHA)
     length = {o: len([t for t in o.split(">") if t]) for o in means}
     for c in ln["cells"]:
         vals = [m for o, m in means.items() if length[o] == c["length"]]
         assert c["n_orders"] == len(vals) and c["mean"] == pytest.approx(np.mean(vals)) and c["best"] == max(vals)
     ones = [m for o, m in means.items() if length[o] == 1]
     twos = [m for o, m in means.items() if length[o] == 2]
-    assert ln["test"]["H"] == pytest.approx(sps.kruskal(ones, twos).statistic)
-    assert ln["test"]["p"] == pytest.approx(sps.kruskal(ones, twos).pvalue)
     assert ln["test"]["rho"] == pytest.approx(sps.spearmanr([1] * 3 + [2] * 6, ones + twos).statistic)
-    assert "underpowered" in S._lengths({"ta": 0.5, "tb": 0.6, "ta>tb": 0.7}, S.ALPHA)["test"]
+    # with seeds: GLS with the shared-prefix covariance (search/shared_prefix.py, tested there), nothing adjusted
+    from search import shared_prefix
+
+    names, Y = shared_prefix.per_seed_matrix(fig)
+    pc = shared_prefix.PrefixCovariance([tuple(o.split(">")) for o in names], Y)
+    groups = [[i for i, o in enumerate(names) if length[o] == n] for n in (1, 2)]
+    assert ln["test"]["p"] == pytest.approx(shared_prefix.groups_test(pc, groups, np.zeros((len(names), 0)))["p"])
+    assert ln["test"]["df"] == [1, 7] and ln["caveat"] is None
+    # one seed per order: the rank test over order means (Mann-Whitney U for two lengths), with the caveat
+    one = fig[fig["seed"] == fig["seed"].min()]
+    m1 = one.groupby("order", sort=False)["mean"].mean().to_dict()
+    ln1 = S._lengths(one, m1, S.ALPHA)
+    ones1, twos1 = ([m for o, m in m1.items() if length[o] == n] for n in (1, 2))
+    assert ln1["test"]["p"] == pytest.approx(sps.mannwhitneyu(ones1, twos1, alternative="two-sided").pvalue)
+    assert ln1["caveat"] == S.SHARED_PREFIX
+    tiny = pd.DataFrame({"order": ["ta", "tb", "ta>tb"], "seed": 0, "mean": [0.5, 0.6, 0.7]})
+    assert "underpowered" in S._lengths(tiny, {"ta": 0.5, "tb": 0.6, "ta>tb": 0.7}, S.ALPHA)["test"]
 
 
 def test_report_has_the_section_the_console_line_and_the_metrics(tmp_path, capsys):
