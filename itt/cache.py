@@ -25,6 +25,7 @@ nodes does not matter) belongs to a dead holder and is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,7 +42,12 @@ from dataclasses import dataclass, field
 # 3: no weight decay on bias-named parameters (XLNet's r_*_bias), a multiple-choice head takes the encoder's dropout
 # 4: QA windows start doc_stride context tokens apart (XTREME's), QA decoding keeps a start where it has its most
 # context, retrieval's default layer is XTREME's (probes of QA and retrieval targets change)
-FORMAT = 4
+# 5: settings that only shape the data (max_examples, doc_stride, max_length, data_seed) leave the stage key, which hashes
+# the data they give; the tokenizer's fingerprint leaves out the truncation and padding state its last call
+# left in it
+FORMAT = 5
+DATA_ONLY = ("max_examples", "doc_stride", "max_length")  # only shape the training data (its fingerprint; a tiny
+# encoder's position table is in its config)
 
 MANIFEST, WEIGHTS, USED = "manifest.json", "model.safetensors", "used"
 DIST_WAIT_S = 20 * 60  # longest wait for another chain's lease in a multi-worker trial (then train it too)
@@ -98,7 +104,12 @@ def tokenizer_fingerprint(tok) -> str:
              "inputs": list(getattr(tok, "model_input_names", [])),
              "special": {k: str(v) for k, v in sorted(getattr(tok, "special_tokens_map", {}).items())}}
     backend = getattr(tok, "backend_tokenizer", None)
-    parts["body"] = backend.to_str() if backend is not None else canonical(sorted(tok.get_vocab().items()))
+    if backend is not None:  # less the truncation/padding the last call left in it (each call sets its own)
+        body = json.loads(backend.to_str())
+        body.pop("truncation", None), body.pop("padding", None)
+        parts["body"] = canonical(body)
+    else:
+        parts["body"] = canonical(sorted(tok.get_vocab().items()))
     return digest(parts)
 
 
@@ -111,6 +122,20 @@ def state_fingerprint(state: dict) -> str:
         h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def code_fingerprint(encoder) -> dict:
+    """sha256 of every .py file beside the modules that define the encoder and its config (remote code is
+    copied into one folder per model, its relative imports beside it)."""
+    import sys
+    from pathlib import Path
+
+    out = {}
+    for name in sorted({type(encoder).__module__, type(encoder.config).__module__}):
+        f = getattr(sys.modules.get(name), "__file__", None)
+        for py in sorted(Path(f).parent.glob("*.py")) if f else []:
+            out[f"{name}:{py.name}"] = hashlib.sha256(py.read_bytes()).hexdigest()
+    return out
 
 
 def _task_spec(task) -> dict:
@@ -172,14 +197,16 @@ def stage_keys(p, seed: int, encoder, accelerator, pooling: str) -> list[str]:
     model["config"].pop("transformers_version", None)
     if m.name is not None:  # pretrained weights: a local folder or a moved Hub revision may change under one name
         model["weights"] = _memo(p, "init", lambda: state_fingerprint(encoder.state_dict()))
+    if m.trust_remote_code:  # the model's own code (not transformers'): it changes under one name and revision too
+        model["code"] = _memo(p, "code", lambda: code_fingerprint(encoder))
     base = {"format": FORMAT, "torch": torch.__version__, "transformers": transformers.__version__,
             "accelerate": accelerate.__version__, "model": model,
             "tokenizer": _memo(p, "tokenizer", lambda: tokenizer_fingerprint(p.tokenizer)),
-            "hardware": hardware_spec(cfg, accelerator), "seed": seed, "data_seed": cfg.data_seed}
+            "hardware": hardware_spec(cfg, accelerator), "seed": seed}  # (data_seed: in the data's fingerprint)
     stages, keys = [], []
     for task in p.order:
         stages.append({"task": _task_spec(task), "data": _memo(p, f"train:{task.name}", lambda: data_fingerprint(p.train[task.name])),
-                       "hparams": cfg.stage_hparams(task.name).model_dump(mode="json")})
+                       "hparams": cfg.stage_hparams(task.name).model_dump(mode="json", exclude=set(DATA_ONLY))})
         keys.append(digest({**base, "prefix": stages}))
     return keys
 
@@ -352,9 +379,14 @@ class StageCache:
         self.fs.create_dir(parent, recursive=True)
         if self.local:
             tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-            with open(tmp, "wb") as f:  # no fsync: after a crash, a torn file fails its checksum
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:  # no fsync: after a crash, a torn file fails its checksum
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)  # (a full disk: the partial file goes at once)
+                raise
             return
         with self.fs.open_output_stream(path) as f:
             f.write(data)
@@ -387,7 +419,9 @@ class StageCache:
 
         spec = entry.manifest["files"][WEIGHTS]
         data = self._read(self._entry(entry.key, WEIGHTS))
-        if data is None:
+        if data is None:  # a manifest without its weights (a writer's overwrite raced a reader's discard, a file
+            # deleted by hand): discarded, or SeedCache._claim finds the same entry again, forever
+            self._discard(entry.key, "weights missing")
             raise CacheMiss(f"{entry.key[:12]}: weights missing")
         if len(data) != spec["size"] or hashlib.sha256(data).hexdigest() != spec["sha256"]:
             self._discard(entry.key, f"checksum mismatch ({len(data)} bytes, {spec['size']} expected)")
@@ -748,6 +782,8 @@ class SeedCache:
                                info={"task": stat.get("task"), "stage": i})
             if self.main and self.pkey and (self.trained_now or probe_new):
                 self.cache.put_probes(key, self.pkey, list(self.probes))
+        except OSError as e:  # the cache is an optimisation: a full or unwritable store must not end the chain
+            self.log(f"  stage cache: could not publish stage {i} ({key[:12]}): {e}; the chain goes on without it")
         finally:
             if self.lease is not None:
                 self.lease.release()

@@ -315,6 +315,98 @@ def test_keys_follow_what_determines_the_encoder(base, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA A100-SXM4-80GB")
     assert hardware_spec(cfg, gpu) != h100 and h100["gpu"] == "NVIDIA H100 80GB HBM3" and h100["cuda"] == "12.8"
     assert "gpu" not in hardware_spec(cfg, acc)  # on CPU: as before
+    # settings that only shape the data leave the key where the data they give is the same: a data seed
+    # with no cap, a QA window stride on a classification stage, a cap above the data's size
+    assert keys({"data_seed": 7})[0] == k0
+    assert keys({"stages": {"toy_topic": {"doc_stride": 8}}})[0] == k0
+    assert keys({"stages": {"toy_topic": {"max_examples": 10**6}}})[0] == k0
+    # nor does a target-only setting through the tokenizer (its last call's truncation state was hashed)
+    assert keys({"finetune": {"max_length": 20}})[0] == k0
+
+
+def test_tokenizer_fingerprint_leaves_out_the_last_calls_truncation():
+    from itt.cache import tokenizer_fingerprint
+    from itt.models import train_tokenizer
+
+    tok = train_tokenizer(["a b c d e f g"], arch="bert", vocab_size=100)
+    before = tokenizer_fingerprint(tok)
+    tok(["a b c"], truncation=True, max_length=24)
+    assert tokenizer_fingerprint(tok) == before
+    tok(["a b c"], truncation=True, max_length=64, padding="max_length")
+    assert tokenizer_fingerprint(tok) == before
+    assert tokenizer_fingerprint(train_tokenizer(["a b c d e f h"], arch="bert", vocab_size=100)) != before
+
+
+def test_remote_code_is_in_the_key_with_trust_remote_code(tmp_path, monkeypatch):
+    """With ``model.trust_remote_code`` the model's own code (files beside its modules) is fingerprinted: an
+    edited modelling file under the same name and weights gives another key."""
+    import importlib
+    import sys
+
+    from itt.cache import code_fingerprint
+
+    pkg = tmp_path / "remote_model"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "modeling.py").write_text("from transformers import BertConfig, BertModel\n"
+                                     "class MyConfig(BertConfig):\n    pass\n"
+                                     "class MyModel(BertModel):\n    config_class = MyConfig\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("remote_model.modeling")
+    enc = mod.MyModel(mod.MyConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=8))
+    first = code_fingerprint(enc)
+    assert "remote_model.modeling:modeling.py" in first
+    (pkg / "modeling.py").write_text((pkg / "modeling.py").read_text() + "# scaled attention changed\n")
+    assert code_fingerprint(enc) != first
+    sys.modules.pop("remote_model.modeling", None)
+    sys.modules.pop("remote_model", None)
+
+
+def test_an_entry_without_its_weights_is_discarded_not_looped_on(tmp_path):
+    """A manifest whose weights file is gone (deleted by hand, or a writer's overwrite racing a reader's
+    discard) is a miss that removes the entry: otherwise a chain claiming the prefix finds it again, forever."""
+    from itt.cache import CacheMiss
+
+    cache = StageCache(str(tmp_path / "c"))
+    cache.put("k1", {"w": torch.ones(3)}, stages=[{"task": "t", "seconds": 1.0}], seconds=1.0)
+    (_entry_dir(cache, "k1") / WEIGHTS).unlink()
+    entry = cache.get("k1")
+    assert entry is not None
+    with pytest.raises(CacheMiss, match="weights missing"):
+        cache.load(entry)
+    assert cache.get("k1") is None
+
+
+def test_a_full_disk_leaves_no_partial_file_and_the_chain_goes_on(tmp_path, monkeypatch):
+    """The cache is an optimisation: a write that fails (ENOSPC) removes its temporary file, and the stage
+    that trained is kept by the chain, which logs that it could not publish it."""
+    import builtins
+    import errno
+
+    from itt.cache import SeedCache
+
+    cache = StageCache(str(tmp_path / "c"))
+    real_open = builtins.open
+
+    def full(path, mode="r", *a, **k):
+        if "wb" in mode and str(path).endswith(".tmp"):
+            f = real_open(path, mode, *a, **k)
+            f.write(b"part")
+            f.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full)
+    with pytest.raises(OSError):
+        cache.put("k1", {"w": torch.ones(3)}, stages=[{"task": "t", "seconds": 1.0}], seconds=1.0)
+    assert not list((tmp_path / "c").rglob("*.tmp")) and cache.get("k1") is None
+    logs = []
+    sc = SeedCache.__new__(SeedCache)
+    sc.__dict__.update(cache=cache, keys=["k2"], history=[], pkey=None, probes=[], trained_now=True, trained=0, main=True,
+                       lease=None, log=logs.append)
+    sc.done(1, torch.nn.Linear(2, 2), {"task": "t", "seconds": 1.0}, None, 0.0, False)
+    assert any("could not publish stage 1" in m and "goes on without it" in m for m in logs)
 
 
 def test_stage_cache_on_s3(s3, tmp_path):
