@@ -113,6 +113,8 @@ def _env(**values: str):
 def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # its SQLAlchemy errors come as a logged traceback before the exception the tracker reports in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _first_line(e: BaseException) -> str:
@@ -151,8 +153,33 @@ def connect(uri: str, hint: str = SEARCH_HINT):
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as e:
-        raise UserError(f"tracking: cannot reach the MLflow store {uri} ({_first_line(e)}); {hint}") from None
+        raise UserError(f"tracking: cannot reach the MLflow store {redact(uri)} ({_first_line(e)}); {hint}") from None
     return client
+
+
+def check_store(client, uri: str, experiment: str) -> None:
+    """What tracking will write can be written, checked before Ray starts (a UserError line): an experiment
+    name MLflow takes, a sqlite store's folder (sqlite writes its journal beside the database, also when the
+    file exists) and the folder the experiment's artifacts go to."""
+    from urllib.parse import unquote, urlparse
+
+    from mlflow.utils.validation import _validate_experiment_name
+
+    from search.storage import writable_folder
+
+    try:
+        _validate_experiment_name(experiment)
+    except Exception as e:
+        raise UserError(f"search.tracking.experiment {experiment[:40]!r}...: {_first_line(e)}" if len(experiment) > 40
+                        else f"search.tracking.experiment {experiment!r}: {_first_line(e)}") from None
+    db = _sqlite_path(uri)
+    if db is None:
+        return
+    writable_folder(db.parent, f"tracking: MLflow store {uri}")
+    exp = client.get_experiment_by_name(experiment)
+    loc = exp.artifact_location if exp is not None else (db.parent / "mlruns").as_uri()
+    if loc.startswith("file:"):
+        writable_folder(Path(unquote(urlparse(loc).path)), f"tracking: artifacts of MLflow experiment '{experiment}'")
 
 
 # ------------------------------------------------------------------ names, params, metrics
@@ -190,7 +217,7 @@ def trial_params(order: list[str], hparams: dict, seeds: list[int], max_length: 
          "seeds": ",".join(str(s) for s in seeds)}
     for i in range(1, max(max_length, len(order)) + 1):
         p[f"pos_{i}"] = order[i - 1] if i <= len(order) else "-"
-    p.update({k: _fmt(v) for k, v in hparams.items()})
+    p.update({k: str(v) for k, v in hparams.items()})  # exact, as results.csv's hp:<key> (run_name shortens them)
     return p
 
 
@@ -276,13 +303,17 @@ class _Mlflow:
             self.client.log_batch(run.info.run_id, params=missing[i:i + 100])
         return run.info.run_id, logged
 
-    def log_reports(self, run_id: str, reports: list[dict], start: int) -> None:
-        """Reports ``start..`` (each ``{"step", "time", "metrics"}``), and ``reports_logged`` in the same batch."""
+    def log_reports(self, run_id: str, reports: list[dict], start: int, skip_upto: int = 0) -> None:
+        """Reports ``start..`` (each ``{"step", "time", "metrics"}``), and ``reports_logged`` in the same batch.
+        A report at a step up to ``skip_upto`` (a restarted trial's step that its earlier run logged) only counts."""
         from mlflow.entities import Metric, RunTag
 
         for n, rep in enumerate(reports[start:], start=start + 1):
-            ms = [Metric(k, v, int(rep.get("time", time.time()) * 1000), int(rep["step"])) for k, v in rep["metrics"].items()]
             tags = [RunTag("reports_logged", str(n))]
+            if int(rep["step"]) <= skip_upto:
+                self.client.log_batch(run_id, tags=tags)
+                continue
+            ms = [Metric(k, v, int(rep.get("time", time.time()) * 1000), int(rep["step"])) for k, v in rep["metrics"].items()]
             for i in range(0, max(len(ms), 1), 900):
                 self.client.log_batch(run_id, metrics=ms[i:i + 900], tags=tags if i + 900 >= len(ms) else [])
 
@@ -364,9 +395,17 @@ def _log_checkpoint(ml: _Mlflow, st: Storage, run_id: str, trial_id: str, seeds:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
+
+
+def redact(text: str) -> str:
+    """URLs with their password masked (``postgresql://user:***@host/db``): what MLflow and the console get."""
+    return _USERINFO.sub(r"\1:***@", text)
+
+
 def _log_text(ml: _Mlflow, run_id: str, text: str | None, name: str) -> None:
     if text is not None:
-        ml.client.log_text(run_id, text, name)
+        ml.client.log_text(run_id, redact(text), name)
 
 
 def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta: dict, *, status: str,
@@ -448,7 +487,8 @@ def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     if not figures and not rec:
         return
     now = int(time.time() * 1000)
-    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()],
+    have = ml.client.get_run(run_id).data.metrics  # a resume or a second sync logs no second point of the same figure
+    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items() if have.get(k) != float(v)],
                         tags=[RunTag("recommended_order", rec["order"] or "F")] if rec else [])
 
 
@@ -561,6 +601,7 @@ class Tracker(Callback):
         self.parent_id: str | None = None
         self.records: dict[str, dict] = {}
         self.runs: dict[str, tuple[str, int]] = {}  # trial id -> (run id, reports logged)
+        self.skip: dict[str, int] = {}  # trial id -> the last step its run holds from before a restart
         self.warned = False
         self.closed = False
         self.managed = False  # the runner closes the runs (after summary.json); else on_experiment_end does
@@ -575,6 +616,13 @@ class Tracker(Callback):
         db = _sqlite_path(resolved) if resolved else None
         new_db = db is not None and not db.exists()
         client = connect(resolved) if resolved else None
+        if client is not None:
+            try:
+                check_store(client, resolved, tcfg.experiment or name)
+            except UserError:
+                if new_db:  # the store check made it: nothing stays behind
+                    db.unlink(missing_ok=True)
+                raise
         seeds = list(scfg.seeds or chain.seeds)
         meta = {"name": name, "experiment": tcfg.experiment or name, "tracking_uri": resolved, "seeds": seeds,
                 "max_length": max(scfg.lengths), "target": target, "metric": metric, "languages": languages,
@@ -609,7 +657,7 @@ class Tracker(Callback):
         self.ml = None
         if not self.warned:
             self.warned = True
-            self.log(f"warning: MLflow at {self.uri} failed ({_first_line(e)}); tracking stops for this search. "
+            self.log(f"warning: MLflow at {redact(self.uri)} failed ({_first_line(e)}); tracking stops for this search. "
                      f"Results stay in {self.st.display}; backfill with `itt mlflow-sync {self.st.display}`")
 
     def _mlflow(self, fn, *args, **kw):
@@ -631,7 +679,7 @@ class Tracker(Callback):
         self.st.write_text(json.dumps(self.meta, indent=2), "tracking", "search.json")
         for fname, text in self.files.items():
             self.st.write_text(text, "tracking", fname)
-        self.closed, self.runs, self.records = False, {}, {}
+        self.closed, self.runs, self.records, self.skip = False, {}, {}, {}
         if self.client is None and self.uri:  # unpickled by Tuner.restore: connect again
             try:
                 self.client = connect(self.uri)
@@ -695,7 +743,7 @@ class Tracker(Callback):
         run = self._run(rec)
         if run is None or len(rec["reports"]) <= run[1]:
             return
-        self._mlflow(self.ml.log_reports, run[0], rec["reports"], run[1])
+        self._mlflow(self.ml.log_reports, run[0], rec["reports"], run[1], self.skip.get(rec["trial_id"], 0))
         if self.ml is not None:
             self.runs[rec["trial_id"]] = (run[0], len(rec["reports"]))
 
@@ -709,6 +757,9 @@ class Tracker(Callback):
         rec.pop("ended", None)
         self._save(rec)
         run = self._run(rec, reopen=True)
+        if run is not None and restarted:  # the steps its earlier run logged are not logged a second time
+            hist = self._mlflow(self.ml.client.get_metric_history, run[0], "objective") or []
+            self.skip[rec["trial_id"]] = max((h.step for h in hist), default=0)
         if run is not None and run[1]:  # its reports start over (MLflow keeps the earlier points)
             self._mlflow(self.ml.client.set_tag, run[0], "reports_logged", "0")
             self.runs[rec["trial_id"]] = (run[0], 0)
@@ -732,11 +783,9 @@ class Tracker(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         rec = self._record(trial)
-        try:
-            err = trial.get_error()
-            rec["error"] = _first_line(err) if err is not None else None
-        except Exception:
-            pass
+        from search.results import error_line
+
+        rec["error"] = error_line(getattr(trial, "error_file", None)) or None  # (trial.get_error() reads the storage copy: not there yet)
         self._end(rec, Outcome.ERRORED)
 
     def _end(self, rec: dict, status: str) -> None:
@@ -799,8 +848,8 @@ class Tracker(Callback):
             self._mlflow(finish_parent, self.ml, self.st, self.parent_id, self.meta["search_id"], self.meta,
                          status="KILLED" if interrupted else "FINISHED", best_k=self.best_k)
             if self.ml is not None:
-                self.log(f"MLflow: experiment '{self.meta['experiment']}', parent run {self.parent_id} in {self.uri}")
-                link = runs_url(server_url(self.uri), self.ml.exp_id, view_key(self.meta["search_id"]))
+                self.log(f"MLflow: experiment '{self.meta['experiment']}', parent run {self.parent_id} in {redact(self.uri)}")
+                link = runs_url(server_url(redact(self.uri)), self.ml.exp_id, view_key(self.meta["search_id"]))
                 how = "" if self.uri.startswith(("http://", "https://")) else "`itt ui`, then open "
                 self.log(f"compare the trials: {how}{link}")
 
@@ -875,7 +924,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
                   status="FINISHED" if all(r.get("status") in Outcome.RUN_STATUS and r.get("status") != Outcome.RUNNING
                                            for r in rows) else "KILLED",
                   best_k=meta.get("best_k", 1))
-    log(f"mlflow-sync: {len(rows)} trials -> experiment '{meta['experiment']}' in {target_uri}: "
+    log(f"mlflow-sync: {len(rows)} trials -> experiment '{meta['experiment']}' in {redact(target_uri)}: "
         f"{counts['created']} runs created, {counts['updated']} updated, {counts['unchanged']} already complete")
     return {**counts, "parent_run_id": parent_id}
 
@@ -1040,12 +1089,13 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
         run_id = runs[0].info.run_id
         client.log_artifacts(run_id, str(folder), artifact_path="report")
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        have = runs[0].data.metrics  # a report run again logs no second point of an unchanged figure
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if have.get(k) != float(v)])
         trials = _log_per_trial(client, exp.experiment_id, meta["search_id"], per_trial or {}, now)
         if trials:  # the runs page's P(best) column
             show_trials(client, exp.experiment_id, meta)
         return (f"MLflow: report logged to parent run {run_id} (artifacts report/, {len(metrics)} metrics"
-                + (f"; P(best) on {trials} trial runs" if trials else "") + f") in {target}")
+                + (f"; P(best) on {trials} trial runs" if trials else "") + f") in {redact(target)}")
     except Exception as e:  # the store went away, a permission problem, ...
         return f"MLflow: not logged ({_first_line(e)})"
 
@@ -1063,7 +1113,9 @@ def _log_per_trial(client, experiment_id: str, search_id: str, per_trial: dict[s
     for run in runs:
         figures = per_trial.get(run.data.tags.get("trial_id"))
         if figures:
-            client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()])
+            new = [Metric(k, float(v), now, 0) for k, v in figures.items() if run.data.metrics.get(k) != float(v)]
+            if new:
+                client.log_batch(run.info.run_id, metrics=new)
             done += 1
     return done
 
@@ -1103,8 +1155,8 @@ def log_compare(folder: str | Path, *, key: str, name: str, params: dict[str, st
         client.set_terminated(run_id, status="FINISHED")
         again = " (updated: these searches were compared before)" if run is not None else ""
         return (f"MLflow: comparison logged to run {run_id} of experiment '{COMPARE_EXPERIMENT}' (artifacts compare/, "
-                f"{len(metrics)} metrics) in {uri}{again}; `itt ui`, then open "
-                f"{runs_url(server_url(uri), ml.exp_id, view)}")
+                f"{len(metrics)} metrics) in {redact(uri)}{again}; `itt ui`, then open "
+                f"{runs_url(server_url(redact(uri)), ml.exp_id, view)}")
     except UserError as e:
         return f"MLflow: not logged ({e})"
     except Exception as e:  # the store went away, a permission problem, ...

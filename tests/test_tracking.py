@@ -548,6 +548,86 @@ def test_replayed_trial_is_tagged(tmp_path):
     assert json.loads((tmp_path / "runs" / "replay" / "tracking" / "trials" / "t_00001.json").read_text())["replayed"]
 
 
+def test_restarted_trial_logs_each_step_once_and_errors_carry_their_line(tmp_path):
+    """The tracker on its own: a trial that a resumed search runs again from its start reports its steps
+    again; its run keeps one point per step (it had [1, 2, 1, 2, 3]); an errored trial's run is tagged with
+    the last line of its error file (Ray's ``get_error`` reads a storage copy not yet written then)."""
+    from types import SimpleNamespace
+
+    from search.config import load_search
+    from search.storage import Storage
+    from search.tracking import Tracker
+
+    p, _ = _sim_search(tmp_path, hparams=False)
+    scfg, chain, _ = load_search(str(p))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    st = Storage(str(tmp_path / "runs"), "restart")
+    tr = Tracker.create(st=st, scfg=scfg, chain=chain, name="restart", n_orders=9, languages=LANGS,
+                        target="toy_xnli", uri=uri, log=lambda *a: None)
+    tr.setup()
+    trial = SimpleNamespace(trial_id="t_00001", config={"order": "toy_topic>toy_align"})
+    probe = lambda step, v: {"step": step, "objective": v, "probe_accuracy_mean": v, "training_iteration": step}  # noqa: E731
+    tr.on_trial_start(0, [], trial)
+    tr.on_trial_result(0, [], trial, probe(1, 0.4))
+    tr.on_trial_result(0, [], trial, probe(2, 0.5))
+    tr.on_trial_start(0, [], trial)  # run again from its start (stages from the stage cache: the same reports)
+    tr.on_trial_result(0, [], trial, probe(1, 0.4))
+    tr.on_trial_result(0, [], trial, probe(2, 0.5))
+    tr.on_trial_result(0, [], trial, {"step": 3, "objective": 0.6, "dev_accuracy_mean": 0.6, "final": 1, "training_iteration": 3})
+    tr.on_trial_complete(0, [], trial)
+    err = tmp_path / "error.txt"
+    err.write_text("Traceback (most recent call last):\n  ...\nKeyError: 'toy_align>toy_topic' is not in the table\n")
+    bad = SimpleNamespace(trial_id="t_00002", config={"order": "toy_align>toy_topic"}, error_file=str(err))
+    tr.on_trial_start(0, [], bad)
+    tr.on_trial_error(0, [], bad)
+    tr.close()
+    client = MlflowClient(uri)
+    _, runs = _runs(client, "restart")
+    steps = [m.step for m in client.get_metric_history(runs["t_00001"].info.run_id, "objective")]
+    assert sorted(steps) == [1, 2, 3]
+    assert runs["t_00002"].data.tags["error"] == "KeyError: 'toy_align>toy_topic' is not in the table"
+    assert runs["t_00002"].info.status == "FAILED"
+
+
+def test_hparams_exact_and_passwords_kept_out_of_mlflow_and_the_console():
+    """A trial's hyperparameters are MLflow params as results.csv has them (they were rounded to 3 figures,
+    so close values looked the same); a URL's password is masked wherever a store address is shown."""
+    from search.tracking import redact, trial_params
+
+    p = trial_params(["a"], {"train.lr": 0.0018789852661499496, "train.epochs": 3}, [0], 1)
+    assert p["train.lr"] == "0.0018789852661499496" and p["train.epochs"] == "3"
+    assert redact("tracking: http://alice:s3cr3t@127.0.0.1:5079 and postgresql://u:pw@db:5432/optuna") == \
+        "tracking: http://alice:***@127.0.0.1:5079 and postgresql://u:***@db:5432/optuna"
+    for plain in ("sqlite:////tmp/mlflow.db", "http://127.0.0.1:5000/#/experiments/1", "http://user@host/x"):
+        assert redact(plain) == plain
+
+
+def test_a_name_mlflow_refuses_is_one_error_line_before_ray(tmp_path, capsys):
+    """An experiment name over MLflow's 500 characters failed after Ray started, and the search ran untracked."""
+    p, _ = _sim_search(tmp_path)
+    code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'mlflow.db'}", "--set", f"search.tracking.experiment={'x' * 501}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: search.tracking.experiment 'xxxx"), err
+    assert "500" in err[0] and not _experiments(tmp_path / "runs") and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_figure_logged_again_unchanged_adds_no_point(tmp_path):
+    """A second ``itt report`` or ``itt mlflow-sync`` logs no second point of an unchanged figure (every
+    report metric had two points after two reports); a changed one is logged."""
+    import time as _time
+
+    from search.tracking import _log_per_trial
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("again", artifact_location=(tmp_path / "mlruns").as_uri())
+    run = client.create_run(exp, tags={"itt_role": "trial", "search_id": "s1", "trial_id": "t1"})
+    for value in (0.5, 0.5, 0.7):
+        assert _log_per_trial(client, exp, "s1", {"t1": {"report_p_best": value}}, int(_time.time() * 1000)) == 1
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "report_p_best")] == [0.5, 0.7]
+
+
 # ------------------------------------------------------------------ the runs page, in headless Chromium
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
