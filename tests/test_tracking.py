@@ -516,11 +516,8 @@ def test_resumed_search_continues_the_same_runs(tmp_path, ray_local):
         assert after[t].data.tags["outcome"] == "completed" and "score" in after[t].data.metrics
 
 
-def test_replayed_trial_is_tagged(tmp_path):
-    """The tracker on its own (no Ray run): a trial whose reports are replays of an identical earlier
-    trial gets the tag `replayed`; its metrics and outcome are those reports'."""
-    from types import SimpleNamespace
-
+def _standalone_tracker(tmp_path, name: str):
+    """The tracker on its own (no Ray run), set up on a sqlite store, and that store's URI."""
     from search.config import load_search
     from search.storage import Storage
     from search.tracking import Tracker
@@ -528,10 +525,18 @@ def test_replayed_trial_is_tagged(tmp_path):
     p, _ = _sim_search(tmp_path, hparams=False)
     scfg, chain, _ = load_search(str(p))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    st = Storage(str(tmp_path / "runs"), "replay")
-    tr = Tracker.create(st=st, scfg=scfg, chain=chain, name="replay", n_orders=9, languages=LANGS,
-                        target="toy_xnli", uri=uri, log=lambda *a: None)
+    tr = Tracker.create(st=Storage(str(tmp_path / "runs"), name), scfg=scfg, chain=chain, name=name, n_orders=9,
+                        languages=LANGS, target="toy_xnli", uri=uri, log=lambda *a: None)
     tr.setup()
+    return tr, uri
+
+
+def test_replayed_trial_is_tagged(tmp_path):
+    """The tracker on its own (no Ray run): a trial whose reports are replays of an identical earlier
+    trial gets the tag `replayed`; its metrics and outcome are those reports'."""
+    from types import SimpleNamespace
+
+    tr, uri = _standalone_tracker(tmp_path, "replay")
     trial = SimpleNamespace(trial_id="t_00001", config={"order": "toy_topic"})
     tr.on_trial_start(0, [], trial)
     tr.on_trial_result(0, [], trial, {"step": 1, "objective": 0.4, "probe_accuracy_mean": 0.4, "replayed": 1,
@@ -554,17 +559,7 @@ def test_restarted_trial_logs_each_step_once_and_errors_carry_their_line(tmp_pat
     the last line of its error file (Ray's ``get_error`` reads a storage copy not yet written then)."""
     from types import SimpleNamespace
 
-    from search.config import load_search
-    from search.storage import Storage
-    from search.tracking import Tracker
-
-    p, _ = _sim_search(tmp_path, hparams=False)
-    scfg, chain, _ = load_search(str(p))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    st = Storage(str(tmp_path / "runs"), "restart")
-    tr = Tracker.create(st=st, scfg=scfg, chain=chain, name="restart", n_orders=9, languages=LANGS,
-                        target="toy_xnli", uri=uri, log=lambda *a: None)
-    tr.setup()
+    tr, uri = _standalone_tracker(tmp_path, "restart")
     trial = SimpleNamespace(trial_id="t_00001", config={"order": "toy_topic>toy_align"})
     probe = lambda step, v: {"step": step, "objective": v, "probe_accuracy_mean": v, "training_iteration": step}  # noqa: E731
     tr.on_trial_start(0, [], trial)
