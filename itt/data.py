@@ -530,9 +530,15 @@ def load_split(task: Task, split: str, lang: str, *, data_root: str | None = Non
     rows = {"id": [], **{f: [] for f in task.fields}, "label": []}
     # plain lists, each read at once (iterating a datasets Column formats it cell by cell, 10-70x slower)
     texts = {f: ds[wanted[f]][:] for f in task.fields}
+    # a ClassLabel source whose names are the task's own labels is mapped by name, as token tasks are
+    # (its order may differ); other names ("0"/"1", "different"/"same") keep the ints as indices
+    names = None if task.is_regression else _hub_names(ds, wanted["label"])
+    by_name = names is not None and set(names) <= set(task.labels) and not spec.label_map
     for i, raw in enumerate(ds[wanted["label"]][:]):
         if str(raw) in drop:
             continue
+        if by_name and isinstance(raw, int) and 0 <= raw < len(names):
+            raw = names[raw]
         rows["label"].append(_label_index(task, raw, where, i + 1, spec))
         rows["id"].append(ids[i])
         for f in task.fields:

@@ -208,3 +208,39 @@ def test_long_sentence_split_into_windows_not_truncated():
         for t, lab in zip(ids, labs):
             if lab != -100:
                 assert not tok.convert_ids_to_tokens(t).startswith("##")
+
+
+def test_a_classlabel_source_is_read_by_name_where_its_names_are_the_tasks_labels(tmp_path):
+    """A parquet (or Hub) source listing the task's own label names in another order is mapped by name, as
+    token tasks are: its ints were taken as indices into the task's labels, so [entailment, neutral,
+    contradiction] loaded as [neutral, contradiction, entailment]; names that are not the task's ("0"/"1")
+    keep the ints."""
+    import datasets
+
+    names, gold = ["contradiction", "entailment", "neutral"], ["entailment", "neutral", "contradiction"]
+    ds = datasets.Dataset.from_dict(
+        {"premise": ["p1", "p2", "p3"], "hypothesis": ["h1", "h2", "h3"], "label": [names.index(g) for g in gold]},
+        features=datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+                                    "label": datasets.ClassLabel(names=names)}))
+    ds.to_parquet(tmp_path / "nli.parquet")
+    out = _load("xnli", "test", "de", files=str(tmp_path / "nli.parquet"))
+    assert [out.features["label"].names[i] for i in out["label"]] == gold
+    paws = datasets.Dataset.from_dict(
+        {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1, 0]},
+        features=datasets.Features({"sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
+                                    "label": datasets.ClassLabel(names=["0", "1"])}))
+    paws.to_parquet(tmp_path / "paws.parquet")
+    out = _load("pawsx", "test", "de", files=str(tmp_path / "paws.parquet"))
+    assert out["label"] == [1, 0]
+
+
+def test_hellaswag_reads_the_hubs_parquet_conversion():
+    """Rowan/hellaswag's main branch holds only its loading script, which datasets 4+ refuses: the task
+    reads the Hub's Parquet conversion (refs/convert/parquet), as Cosmos QA does."""
+    from itt.tasks import resolve_task
+
+    t = resolve_task("hellaswag")
+    for split in ("train", "dev"):
+        spec = t.source(split, "en")
+        assert spec.hub == "Rowan/hellaswag" and spec.revision == "refs/convert/parquet"
+    assert resolve_task("cosmosqa").source("train", "en").revision == "refs/convert/parquet"

@@ -137,10 +137,12 @@ register(Task(
              label_map=_letters),
     description="CommonsenseQA (Talmor et al., 2019): 5-way multiple choice.",
 ))
-_hs = {"question": "ctx", "choices": "endings"}
+# Rowan/hellaswag's main branch holds only its loading script too (its Parquet PR #7 is unmerged): the Hub's
+# Parquet conversion of it, as for Cosmos QA below
+_hs = dict(columns={"question": "ctx", "choices": "endings"}, revision="refs/convert/parquet")
 register(Task(
     name="hellaswag", kind=Kind.CHOICE, fields=("question", "choices"), labels=None, metric="accuracy",
-    train=_hub(None, "train", "Rowan/hellaswag", columns=_hs), dev=_hub(None, "validation", "Rowan/hellaswag", columns=_hs),
+    train=_hub(None, "train", "Rowan/hellaswag", **_hs), dev=_hub(None, "validation", "Rowan/hellaswag", **_hs),
     description="HellaSwag (Zellers et al., 2019): pick the ending of a context, 4-way.",
 ))
 _cq = {"question": ["context", "question"], "choices": ["answer0", "answer1", "answer2", "answer3"]}
