@@ -170,8 +170,8 @@ def check_store(client, uri: str, experiment: str) -> None:
     try:
         _validate_experiment_name(experiment)
     except Exception as e:
-        raise UserError(f"search.tracking.experiment {experiment[:40]!r}...: {_first_line(e)}" if len(experiment) > 40
-                        else f"search.tracking.experiment {experiment!r}: {_first_line(e)}") from None
+        shown = f"{experiment[:40]!r}..." if len(experiment) > 40 else repr(experiment)
+        raise UserError(f"search.tracking.experiment {shown}: {_first_line(e)}") from None
     db = _sqlite_path(uri)
     if db is None:
         return
@@ -411,13 +411,11 @@ def _log_text(ml: _Mlflow, run_id: str, text: str | None, name: str) -> None:
 def finish_parent(ml: _Mlflow, st: Storage, parent_id: str, search_id: str, meta: dict, *, status: str,
                   best_k: int) -> None:
     """Summary metrics, results.csv and the best K checkpoints on the parent run, then end it."""
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import RunTag
 
     rows = read_rows(st)
     figures, tags = summary(rows)
-    now = int(time.time() * 1000)
-    have = ml.client.get_run(parent_id).data.metrics  # a second sync logs no second point
-    ml.client.log_batch(parent_id, metrics=[Metric(k, v, now, 0) for k, v in figures.items() if have.get(k) != v],
+    ml.client.log_batch(parent_id, metrics=_changed(figures, ml.client.get_run(parent_id).data.metrics, int(time.time() * 1000)),
                         tags=[RunTag(k, v) for k, v in tags.items()])
     _log_text(ml, parent_id, st.read_text("results.csv"), "results.csv")
     _log_recommendation(ml, parent_id, st.read_text("summary.json"))
@@ -464,6 +462,14 @@ def _log_front(ml: _Mlflow, parent_id: str, search_id: str, rows: list[dict]) ->
     ml.client.log_text(parent_id, json.dumps(doc, indent=1), "pareto_front.json")
 
 
+def _changed(figures: dict, have: dict, now: int) -> list:
+    """``figures`` as metrics at step 0, less those a run already holds at the same value: a resume, a second
+    ``itt mlflow-sync`` or ``itt report`` adds no second point to a figure that did not change."""
+    from mlflow.entities import Metric
+
+    return [Metric(k, float(v), now, 0) for k, v in figures.items() if have.get(k) != float(v)]
+
+
 def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     """summary.json on the parent run, and the searcher's recommended order where it has one: tag
     ``recommended_order``, metrics ``recommended_mean/_lo/_hi`` (posterior mean and 95% interval) and
@@ -472,7 +478,7 @@ def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     ``searcher_seconds`` and ``searcher_median_proposal_seconds`` (the searcher's own time)."""
     import json
 
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import RunTag
 
     if not text:
         return
@@ -487,8 +493,7 @@ def _log_recommendation(ml: _Mlflow, run_id: str, text: str | None) -> None:
     if not figures and not rec:
         return
     now = int(time.time() * 1000)
-    have = ml.client.get_run(run_id).data.metrics  # a resume or a second sync logs no second point of the same figure
-    ml.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items() if have.get(k) != float(v)],
+    ml.client.log_batch(run_id, metrics=_changed(figures, ml.client.get_run(run_id).data.metrics, now),
                         tags=[RunTag("recommended_order", rec["order"] or "F")] if rec else [])
 
 
@@ -1066,8 +1071,6 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
     """The report's files as artifacts (``report/``) and its headline figures as metrics of the search's
     parent run (found by ``search_id``); ``per_trial`` (trial id -> metrics) on each trial's run. Never
     raises: returns one line saying what was done."""
-    from mlflow.entities import Metric
-
     target = uri or meta.get("tracking_uri")
     if not target:
         return (f"MLflow: not logged (tracking was off for this search; `itt mlflow-sync {st.display}` creates its "
@@ -1089,8 +1092,7 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
         run_id = runs[0].info.run_id
         client.log_artifacts(run_id, str(folder), artifact_path="report")
         now = int(time.time() * 1000)
-        have = runs[0].data.metrics  # a report run again logs no second point of an unchanged figure
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if have.get(k) != float(v)])
+        client.log_batch(run_id, metrics=_changed(metrics, runs[0].data.metrics, now))
         trials = _log_per_trial(client, exp.experiment_id, meta["search_id"], per_trial or {}, now)
         if trials:  # the runs page's P(best) column
             show_trials(client, exp.experiment_id, meta)
@@ -1103,8 +1105,6 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
 def _log_per_trial(client, experiment_id: str, search_id: str, per_trial: dict[str, dict[str, float]],
                    now: int) -> int:
     """Report figures on the trials' own runs (one query for all of them); how many runs got them."""
-    from mlflow.entities import Metric
-
     if not per_trial:
         return 0
     runs = client.search_runs([experiment_id], filter_string=f"tags.search_id = '{search_id}' and "
@@ -1113,7 +1113,7 @@ def _log_per_trial(client, experiment_id: str, search_id: str, per_trial: dict[s
     for run in runs:
         figures = per_trial.get(run.data.tags.get("trial_id"))
         if figures:
-            new = [Metric(k, float(v), now, 0) for k, v in figures.items() if run.data.metrics.get(k) != float(v)]
+            new = _changed(figures, run.data.metrics, now)
             if new:
                 client.log_batch(run.info.run_id, metrics=new)
             done += 1

@@ -65,9 +65,8 @@ def featurize_qa(ds, tokenizer, max_length: int, doc_stride: int | None, *, trai
     ctx_seq = 1 if right else 0
     cls_id = tokenizer.cls_token_id
     starts, offsets_out = [], []
-    for i, offsets in enumerate([r[2] for r in rows]):
-        seq = rows[i][3]
-        ids = enc["input_ids"][i]
+    for _, fields, offsets, seq in rows:
+        ids = fields["input_ids"]
         cls = ids.index(cls_id) if cls_id in ids else 0
         ctx_tokens = [j for j, s in enumerate(seq) if s == ctx_seq]
         offsets_out.append([o if seq[j] == ctx_seq else None for j, o in enumerate(offsets)])
