@@ -134,11 +134,14 @@ def tiny_config(tiny, tokenizer, max_length: int):
         kw = dict(dim=tiny.hidden_size, n_layers=tiny.num_layers, n_heads=tiny.num_heads, hidden_dim=tiny.intermediate_size,
                   dropout=tiny.dropout, attention_dropout=tiny.dropout, max_position_embeddings=max_length + 2)
     else:
-        # RoBERTa/XLM-R number positions from padding_idx + 1, so they need pad + 1 extra slots.
+        # RoBERTa/XLM-R number positions from padding_idx + 1, so they need pad + 1 extra slots. Their size-1
+        # type vocabulary only where the tokenizer gives no token_type_ids: a BERT-style one (mBERT's, with a
+        # tiny RoBERTa) returns 0 and 1 for a pair, an IndexError at the chain's first pair batch
+        types = 1 if tiny.arch in _NO_TYPE_IDS and "token_type_ids" not in tokenizer.model_input_names else 2
         kw = dict(hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_layers, num_attention_heads=tiny.num_heads,
                   intermediate_size=tiny.intermediate_size, hidden_dropout_prob=tiny.dropout,
                   attention_probs_dropout_prob=tiny.dropout, max_position_embeddings=max_length + pad + 2,
-                  type_vocab_size=1 if tiny.arch in _NO_TYPE_IDS else 2)
+                  type_vocab_size=types)
     return AutoConfig.for_model(tiny.arch, **common, **kw)
 
 

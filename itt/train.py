@@ -230,6 +230,8 @@ def train_stage(accelerator, model: TaskModel, tok_ds, tokenizer, task: Task, hp
     # optimizer and one prepare (the scheduler is stepped by hand: a prepared one steps once per process)
     optimizer = _optimizer(model, hp, fused)
     pmodel, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # fp16: the loss scaler starts where it starts in a fresh process, whatever trained before in this one
+    _fresh_scaler(accelerator)
     # lr: linear warmup then linear decay to 0 over the stage's optimizer steps (an epoch's remainder is a step)
     per_epoch = math.ceil(len(loader) / hp.grad_accum)
     total = hp.max_steps if hp.max_steps else max(1, math.ceil(hp.epochs * per_epoch))
@@ -412,6 +414,21 @@ def _update(accelerator, pmodel, optimizer, max_grad_norm: float) -> None:
                    "the first step; micro-batches do not shrink them): give each trial more of the GPU "
                    "(search.resources.gpus_per_worker) or train a smaller model")
         raise
+
+
+def _fresh_scaler(accelerator) -> None:
+    """fp16: put the Accelerator's one GradScaler back to its initial state (scale, growth tracker). A chain
+    trains every stage, probe, eval.also fine-tune and seed with one Accelerator; its scaler's state carried
+    over, so which of a stage's first steps were skipped (the scale calibrating on overflows) depended on what
+    had trained before it: a prefix from the stage cache, the probe, the seeds beside it in lockstep changed
+    a stage's numbers. The initial state is read at the first stage, before any step."""
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is None or not scaler.is_enabled():
+        return
+    init = getattr(accelerator, "_itt_scaler_init", None)
+    if init is None:
+        init = accelerator._itt_scaler_init = scaler.state_dict()
+    scaler.load_state_dict(init)
 
 
 def _stderr(msg: str) -> None:

@@ -188,8 +188,13 @@ def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPH
     else:
         w, p = kendall_w(np.column_stack([means[k][shared].to_numpy(float) for k in figs]))
         m = len(figs)  # W's chance level is 1/m; (m W - 1) / (m - 1) is the mean Spearman rho over pairs of searches
-        res["concordance"] = {"n_orders": len(shared), "n_searches": m, "W": w, "p": p, "mean_rho": (m * w - 1) / (m - 1),
-                              "significant": bool(p < alpha) if math.isfinite(p) else False}
+        if not math.isfinite(w):  # every search ties every shared order: no ranking to agree on (as `pair` says)
+            res["concordance"] = {"n_orders": len(shared), "n_searches": m,
+                                  "underpowered": f"every search scores all {len(shared)} IF orders completed in "
+                                                  f"{'both' if m == 2 else f'all {m}'} alike: no ranking to agree on"}
+        else:
+            res["concordance"] = {"n_orders": len(shared), "n_searches": m, "W": w, "p": p,
+                                  "mean_rho": (m * w - 1) / (m - 1), "significant": bool(p < alpha) if math.isfinite(p) else False}
     res["pairs"] = []
     if_means = {k: m.drop(F, errors="ignore") for k, m in means.items()}  # (IF orders: see W)
     for a, b in combinations(figs, 2):
@@ -227,8 +232,9 @@ def headline(res: dict) -> str:
                      f"{r['least_gain_over_F']:+.4f}, significant gain in {r['helps_in']} of {n})")
         if acr.get("most_likely_everywhere"):
             r = next(x for x in acr["orders"] if x["order"] == acr["most_likely_everywhere"])
-            text += (f"; most likely the best in every search: {show(r['order'])} (P = {r['p_best_everywhere']:.2f}, "
-                     f"the product of its P(best) among the shared orders in each)")
+            text += (f"; most likely the best in every search: {show(r['order'])} (P = {r['p_best_everywhere']:.2f} if the "
+                     f"searches' order effects were unrelated: the product of its P(best) among the shared orders in "
+                     f"each; more where they rank orders alike)")
         text += "."
     return text
 
@@ -390,7 +396,11 @@ def _across_sections(res: dict) -> list:
             f"case over searches — the order to pick when the target is not known in advance is the one whose least "
             f"gain is highest. P(best): the chance that the order is the best of these orders in that search (the "
             f"report's hierarchical model on them; – where a search has too few seeds); P(best everywhere): their "
-            f"product, the chance it is the best in every search (the searches are independent).")
+            f"product, the chance it is the best in every search if the orders' effects in one search said nothing "
+            f"about those in another. Independent seeds are not enough: where the searches rank orders alike (W "
+            f"above; the values of one hyperparameter in `itt confirm --vary`) the product understates that chance "
+            f"(simulated searches with the same order effects: orders it put at 0.1-0.3 were the best in both about "
+            f"half the time).")
     return [("An order for every search", text, rows, "across"),
             ("Ranks across searches", "Each of the 10 best shared orders: its rank in every search; flat lines are "
              "orders that hold their place.", [], "ranks")]

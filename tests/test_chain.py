@@ -256,3 +256,37 @@ def test_a_max_length_beyond_a_pretrained_models_position_table_is_one_error_lin
     assert code == 2 and len(err) == 1, err
     assert err[0] == f"error: stages.toy_length.max_length: 40 tokens, but model '{ck}' takes at most 25 (its position table); give 25 or less"
     assert not (tmp_path / "second").exists()
+
+
+def test_fp16_loss_scaler_starts_fresh_in_each_stage(write_config, tmp_path, monkeypatch):
+    """fp16 (on a GPU: Accelerate's native AMP and one GradScaler per Accelerator, rebuilt here on the CPU): the
+    chain's one Accelerator trains every stage, so the scaler's state (scale, growth tracker) carried over and
+    a stage's skipped first steps depended on what trained before it. A prefix from the stage cache gave another
+    target fine-tune than the same chain trained from scratch, and a seed other numbers beside another seed."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    import itt.chain as chain
+
+    def fp16_cpu(hw):
+        AcceleratorState._reset_state(reset_partial_state=True)  # (a process's first Accelerator fixes its precision)
+        acc = Accelerator(cpu=True, mixed_precision="fp16")
+        acc.native_amp = True
+        # a tiny model's gradients are small: a higher initial scale meets the overflows a real encoder meets at 2**16
+        acc.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 20)
+        return acc
+
+    monkeypatch.setattr(chain, "make_accelerator", fp16_cpu)
+    over = {"model": {"tiny": {"dropout": 0.1}}, "train": {"max_steps": 6}, "eval": {"splits": ["test"]},
+            "cache_dir": str(tmp_path / "cache")}
+    losses = lambda res, s="0": [st["train_loss"] for st in res["seeds"][s]["stages"]]  # noqa: E731
+    try:
+        trained = run_chain(_cfg(write_config, over), log=lambda *a: None)
+        cached = run_chain(_cfg(write_config, over), log=lambda *a: None)
+        beside = run_chain(_cfg(write_config, {**over, "seeds": [1, 0], "cache_dir": None}), log=lambda *a: None)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert cached["seeds"]["0"]["cache"]["stages_from_cache"] == 2
+    assert losses(cached) == losses(trained)
+    assert cached["seeds"]["0"]["test"] == trained["seeds"]["0"]["test"]
+    assert losses(beside, "0") == losses(trained)

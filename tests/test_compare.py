@@ -105,6 +105,23 @@ def test_pair_against_scipy_and_by_hand():
     assert flat["underpowered"] == "B scores all 4 shared orders alike (0.3400)" and "tau" not in flat
 
 
+def test_concordance_where_every_search_scores_the_shared_orders_alike_is_not_a_nan_w():
+    """Chains that learned nothing score every order alike in every search: Kendall's W is 0/0. The
+    comparison says there is no ranking to agree on (as a pair does), not 'W = nan ... rho +nan'."""
+    orders = [S.F, "a", "b", "c", "d"]
+
+    def fig(vals):
+        return pd.DataFrame({"order": np.repeat(orders, 3), "seed": np.tile(range(3), 5), "mean": np.repeat(vals, 3)})
+
+    flat = [0.3, 1 / 3, 1 / 3, 1 / 3, 1 / 3]
+    res = C.analyse([{"name": n, "experiment": n, "fig": fig(flat)} for n in ("s1", "s2")])
+    assert "nan" not in res["headline"], res["headline"]
+    assert res["concordance"]["underpowered"] == "every search scores all 4 IF orders completed in both alike: no ranking to agree on"
+    assert "W" not in res["concordance"]
+    _, _, metrics = C.run_figures(res)
+    assert "kendall_w" not in metrics
+
+
 def test_across_searches_the_robust_order_and_its_significance():
     """Order 'ta' gains over F in both searches; 'tb' gains a lot in one and loses in the other: tb may
     rank first somewhere, but ta is the robust choice. Gains and Holm-corrected Welch tests are
@@ -296,3 +313,19 @@ def test_compare_on_one_language(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "x").exists()
+
+
+def test_p_best_everywhere_says_it_assumes_unrelated_order_effects():
+    """P(best everywhere) is the product of each search's P(best): the chance that an order is the best in
+    every search only where the searches' order effects are unrelated. With the same effects in two
+    searches of independent seeds (what `itt confirm --vary` hopes to find), orders it put at 0.1-0.3 were
+    the best in both about half the time (/tmp/review_stats/sim_pbest_everywhere.py): the text says so
+    and does not call it the chance for independent searches."""
+    rng = np.random.default_rng(5)
+    effects = rng.normal(0, 0.01, len(ORDERS))
+    res = C.analyse([{"name": n, "experiment": n, "fig": _fig(_tidy(rng, effects))} for n in ("s1", "s2")])
+    assert res["across"].get("most_likely_everywhere")
+    assert "if the searches' order effects were unrelated" in res["headline"]
+    (_, text, _, _), _ = C._across_sections(res)
+    assert "(the searches are independent)" not in text
+    assert "understates" in text and "Independent seeds are not enough" in text

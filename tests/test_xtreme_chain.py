@@ -351,3 +351,15 @@ def test_the_probe_reads_the_target_languages_that_have_a_dev_split(write_config
         prepare(_cfg(write_config, order=[], target={"task": "panx", "languages": ["en", "de"]},
                      eval={"splits": ["test"]}, probe={"enabled": True, "languages": ["en"]},
                      tasks={"panx": {**BASE["tasks"]["panx"], "dev": dev_de}}), log=lambda *a: None)
+
+
+@pytest.mark.parametrize("arch", ["roberta", "xlm-roberta"])
+def test_a_tiny_roberta_with_a_bert_style_tokenizer_runs_a_pair_task(arch, write_config, tmp_path):
+    """model.tiny RoBERTa / XLM-R with mBERT's tokenizer (model.tokenizer): the tokenizer returns token_type_ids
+    0 and 1 for a pair, and the size-1 type vocabulary these archs get with their own tokenizers failed with an
+    IndexError at the first pair batch (a QA stage, an XNLI target), after prepare() had accepted the config."""
+    cfg = _cfg(write_config, model={**BASE["model"], "tiny": {**BASE["model"]["tiny"], "arch": arch}}, order=["squad"],
+               target={"task": "xnli", "languages": ["en"]}, train={**BASE["train"], "max_steps": 1},
+               eval={"splits": ["test"], "max_examples": 8})
+    res = _run(cfg, tmp_path)
+    assert [s["task"] for s in res["seeds"]["0"]["stages"]] == ["squad", "xnli"]
