@@ -10,6 +10,8 @@ they are checked exactly like the file.
 from __future__ import annotations
 
 import copy
+import types
+import typing
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -42,9 +44,36 @@ def _languages(cls, v):
     return distinct_names(v, "language")
 
 
+def _numeric_only(annotation) -> bool:
+    """Whether a field's type takes an int or a float but no bool (``int | None``, ``int | tuple[int, int]``)."""
+    args, todo = set(), [annotation]
+    while todo:
+        a = todo.pop()
+        origin = typing.get_origin(a)
+        if origin is typing.Annotated:
+            todo.append(typing.get_args(a)[0])
+        elif origin in (typing.Union, types.UnionType):
+            todo.extend(typing.get_args(a))
+        else:
+            args.add(a)
+    return bool(args & {int, float}) and bool not in args and Any not in args
+
+
+def no_bool_for_a_number(cls, v, info):
+    """YAML reads yes/no/on/off/true/false as booleans, and pydantic takes a boolean for a number (true = 1):
+    ``train.batch_size: on`` trained with batch size 1, ``search.num_samples: yes`` ran one trial."""
+    if isinstance(v, bool):
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _numeric_only(field.annotation):
+            raise ValueError(f"give a number, not {v!r} (YAML reads yes/no/on/off/true/false as true or false)")
+    return v
+
+
 class _Strict(BaseModel):
     # inf and nan are no setting's value (train.lr: .inf trained to NaN; epochs: .inf overflowed at the stage)
     model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
+
+    _no_bool = field_validator("*", mode="before")(classmethod(no_bool_for_a_number))
 
 
 def _split_commas(v: Any) -> Any:
@@ -515,7 +544,14 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    return parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start}): "
+                          "save the config as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return parse_yaml(text, str(path))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

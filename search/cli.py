@@ -83,10 +83,18 @@ def _print_summary(results: dict) -> None:
                   f"± {x['average']['std']:.4f} (seeds)")
 
 
+def _tracking_flags(args) -> None:
+    """--no-tracking with --tracking-uri: the store was ignored without a word (no MLflow run anywhere)."""
+    if args.no_tracking and args.tracking_uri:
+        raise _usage(f"--no-tracking and --tracking-uri {args.tracking_uri}: give one of them (no MLflow runs, or "
+                     "the store to track to)")
+
+
 def cmd_search(args) -> int:
     from search.runner import run_search
 
     _check_name(args.name)
+    _tracking_flags(args)
     overrides = list(args.set) + (["search.tracking.enabled=false"] if args.no_tracking else [])
     run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=overrides,
                tracking_uri=args.tracking_uri, progress=args.progress)
@@ -336,6 +344,7 @@ def cmd_confirm(args) -> int:
     from search.confirm import parse_vary, run_confirm
 
     _check_name(args.name)
+    _tracking_flags(args)
     seeds = _seeds(args.seeds) if args.seeds else None
     run_confirm(args.experiment_dir, top=_top(args.top), seeds=seeds, name=args.name, storage=args.storage,
                 address=args.address, tracking_uri=args.tracking_uri, no_tracking=args.no_tracking,

@@ -56,6 +56,9 @@ def check(address: str | None) -> Target:
     driver could not connect. Sets ``RAY_AUTH_MODE=token`` in this process when the cluster needs it."""
     import ray
 
+    if address is not None and not address.strip():  # (`--address "$HEAD"` with HEAD unset: not "start a local Ray")
+        raise UserError(f"--address {address!r}: empty; give HOST:PORT, auto, or local (a private Ray), or leave "
+                        "--address out")
     if ray.is_initialized():  # connected already (a test's or a notebook's Ray): nothing to check
         return Target(None)
     where = "--address" if address else "RAY_ADDRESS"

@@ -298,6 +298,10 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
         raise ConfigError(f"{where}: no 'search:' block (the file `itt search` wrote was changed)")
     scfg: SearchConfig = validate(raw.pop("search"), where, SearchConfig, prefix="search.")
     chain: ChainConfig = validate(raw, where, ChainConfig)
+    if tracking_uri and not scfg.tracking.enabled:  # (it was ignored: the resumed search tracked nothing there)
+        raise UserError(f"itt resume --tracking-uri {tracking_uri}: this search runs without MLflow tracking "
+                        f"(--no-tracking); leave --tracking-uri out, and backfill that store afterwards with "
+                        f"`itt mlflow-sync {exp_dir} --tracking-uri {tracking_uri}`")
     if not st.exists("tuner.pkl"):
         raise UserError(f"itt resume: {exp_dir} holds no Ray Tune state (tuner.pkl): the search stopped before "
                         f"its first trial. Remove it and start again with `itt search`")

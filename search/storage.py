@@ -204,7 +204,13 @@ class Storage:
     def read_text(self, *rel: str) -> str | None:
         """The file's text, or None when it does not exist."""
         data = self.read_bytes(*rel)
-        return None if data is None else data.decode()
+        if data is None:
+            return None
+        try:
+            return data.decode()
+        except UnicodeDecodeError as e:  # (edited in another encoding, or damaged)
+            raise UserError(f"{self.display}/{'/'.join(rel)}: not UTF-8 text (byte {data[e.start:e.start + 1]!r} at "
+                            f"offset {e.start}): edited or damaged? restore or remove it") from None
 
     def read_json(self, *rel: str, default=None):
         """The file's JSON (``default`` when it does not exist); a UserError naming it when it is not JSON

@@ -894,18 +894,21 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
         meta = {"name": st.name, "experiment": st.name, "search_id": f"dir-{st.name}", "seeds": [],
                 "max_length": 0, "best_k": 1, "experiment_dir": st.display}
     meta["experiment_dir"] = st.display
+    # everything read from the experiment first: a damaged file is one error line before MLflow holds a
+    # trace of it (a parent run left RUNNING, a store made for nothing)
+    rows = read_rows(st)
+    records = {r["trial_id"]: st.read_json("tracking", "trials", f"{r['trial_id']}.json") for r in rows}
     target_uri = resolve_uri(uri, meta.get("tracking_uri"))
     client = connect(target_uri)
     db = _sqlite_path(target_uri)
     ml = _Mlflow(client, meta["experiment"], db.parent / "mlruns" if db else None)
     parent_id = _open_parent(ml, st, meta)
     ml.show_trials(meta)
-    rows = read_rows(st)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     max_len = max([meta.get("max_length") or 0] + [int(r.get("order_length") or 0) for r in rows])
     for row in rows:
         tid = row["trial_id"]
-        rec = st.read_json("tracking", "trials", f"{tid}.json") or _record_from_row(row, meta)
+        rec = records[tid] or _record_from_row(row, meta)
         status = row.get("status") or rec["status"]
         if status == Outcome.RUNNING:  # the driver stopped before the trial ended (a resume continues it)
             status = Outcome.INTERRUPTED

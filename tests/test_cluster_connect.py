@@ -77,6 +77,8 @@ def test_a_web_server_is_no_ray_cluster(tmp_path, monkeypatch):
     ("http://127.0.0.1:8265", "that is the Ray dashboard"),
     ("10.0.0.5", "expected HOST:PORT"),
     ("no-such-host.invalid:6379", "unknown host 'no-such-host.invalid'"),
+    ("", "--address '': empty"),  # (it started a local Ray and ran the whole search there)
+    (" ", "--address ' ': empty"),
 ])
 def test_malformed_addresses(address, problem, tmp_path, monkeypatch):
     _no_ray(monkeypatch, tmp_path)

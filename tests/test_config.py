@@ -74,11 +74,44 @@ def test_bad_config(overrides, needles, write_config, capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_boolean_is_no_number(write_config, capsys, tmp_path):
+    """YAML reads on/yes/true as a boolean and pydantic took it for 1: `batch_size: on` trained with batch size
+    1, `num_samples: yes` ran one trial, `length: true` searched orders of one task. A number is asked for."""
+    path = write_config({"train": {"batch_size": "on"}})
+    path.write_text(path.read_text().replace("batch_size: 'on'", "batch_size: on"))
+    expect_error(["run", str(path), "--out", str(tmp_path / "out")], capsys, "'train.batch_size': give a number, not True")
+    assert not (tmp_path / "out").exists()
+    search = {"candidates": ["toy_topic", "toy_align"], "length": [1, 2]}
+    for key, value in (("num_samples", True), ("length", True), ("probe_steps", False)):
+        path = write_config({"search": {**search, key: value}}, name=f"{key}.yaml")
+        expect_error(["space", str(path)], capsys, f"'search.{key}': give a number, not {value}")
+    path = write_config({"search": {**search, "report": True, "cache": {"enabled": False}}}, name="flags.yaml")
+    assert main(["space", str(path)]) == 0  # (a boolean setting still takes one)
+    capsys.readouterr()
+
+
 def test_missing_config_and_bad_yaml(tmp_path, capsys):
     expect_error(["run", str(tmp_path / "nope.yaml")], capsys, "config file not found")
     bad = tmp_path / "bad.yaml"
     bad.write_text("order: [a, b\ntarget: x\n")
     expect_error(["run", str(bad)], capsys, "bad.yaml", "not valid YAML")
+
+
+@pytest.mark.ray  # (`itt search` stops at the error, before Ray: tests/test_suite.py counts it)
+def test_a_config_that_is_not_utf8_or_cannot_be_read_is_one_line(tmp_path, capsys, monkeypatch):
+    """A config saved in Latin-1 (or one this user may not read) is one error line, not a traceback."""
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\norder: []\n".encode("latin-1"))
+    for cmd in (["run", str(bad), "--out", str(tmp_path / "out")], ["space", str(bad)], ["search", str(bad)]):
+        expect_error(cmd, capsys, "latin1.yaml", "not UTF-8")
+    assert not (tmp_path / "out").exists()
+    from pathlib import Path
+
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    expect_error(["space", str(bad)], capsys, "latin1.yaml", "cannot read it (Permission denied)")
 
 
 def test_a_key_given_twice_is_refused_and_merge_keys_still_work(write_config, capsys, tmp_path):
@@ -148,6 +181,22 @@ def test_a_search_yaml_that_is_not_yaml_is_one_line(tmp_path, capsys):
         expect_error(cmd, capsys, f"{exp}/search.yaml", "not valid YAML (unacceptable character #x0000")
 
 
+@pytest.mark.ray  # (resume and confirm stop at the error, before Ray: tests/test_suite.py counts it)
+def test_experiment_files_that_are_not_utf8_are_one_line(tmp_path, capsys):
+    """search.yaml or results.csv saved in another encoding (or damaged): one line naming the file, not a
+    UnicodeDecodeError traceback, from every command that reads an experiment directory."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "search.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    for cmd in (["resume", str(exp)], ["confirm", str(exp), "--dry-run"]):
+        expect_error(cmd, capsys, f"{exp}/search.yaml: not UTF-8 text")
+    (exp / "results.csv").write_bytes("trial_id,status,order\nab,completed,caf\xe9\n".encode("latin-1"))
+    for cmd in (["report", str(exp), "--no-mlflow"], ["power", str(exp)],
+                ["mlflow-sync", str(exp), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]):
+        expect_error(cmd, capsys, f"{exp}/results.csv: not UTF-8 text")
+    assert sorted(p.name for p in exp.iterdir()) == ["results.csv", "search.yaml"]
+
+
 @pytest.mark.ray  # (stops at the error, before Ray: tests/test_suite.py counts it)
 def test_a_name_that_is_a_path_is_refused(write_config, capsys, tmp_path):
     """A run's or a search's name becomes a folder (runs/<name>, <storage>/<name>) and an MLflow experiment:
@@ -166,6 +215,30 @@ def _nli_task(tmp_path, rows, header="premise\thypothesis\tlabel"):
     return {"tasks": {"my_nli": {"kind": "pair_classification", "fields": ["premise", "hypothesis"],
                                  "labels": ["entailment", "neutral", "contradiction"], "train": {"files": str(f)}}},
             "order": ["my_nli"]}, f
+
+
+@pytest.mark.ray  # (each stops at the error, before Ray: tests/test_suite.py counts it)
+def test_no_tracking_with_a_tracking_uri_is_refused(write_config, capsys, tmp_path):
+    """--no-tracking beside --tracking-uri (or --tracking-uri on resuming a search without tracking): the store
+    was silently ignored, the user found no runs in it. One line, before anything starts."""
+    import yaml
+
+    from tests.conftest import TINY
+    from tests.ray_nodes import free_port
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    path = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": 1}})
+    expect_error(["search", str(path), "--no-tracking", "--tracking-uri", uri, "--storage", str(tmp_path / "runs"),
+                  "--address", f"127.0.0.1:{free_port()}"], capsys, "--no-tracking and --tracking-uri")
+    expect_error(["confirm", str(tmp_path / "nope"), "--no-tracking", "--tracking-uri", uri, "--dry-run"], capsys,
+                 "--no-tracking and --tracking-uri")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "search.yaml").write_text(yaml.safe_dump({**TINY, "search": {"candidates": ["toy_topic", "toy_align"],
+                                                                        "length": 1, "tracking": {"enabled": False}}}))
+    expect_error(["resume", str(exp), "--tracking-uri", uri], capsys, "this search runs without MLflow tracking",
+                 f"itt mlflow-sync {exp} --tracking-uri {uri}")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
 
 
 def test_missing_file(write_config, capsys, tmp_path):

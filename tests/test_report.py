@@ -4,6 +4,7 @@ bad input, the heuristics, one simulated Ray search end to end, and the HTML in 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
@@ -442,6 +443,20 @@ def test_a_file_of_the_search_that_is_cut_short_is_one_line(tmp_path, capsys, re
         err = cap.err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: {exp}/{rel}: not valid {kind} ("), (cmd, cap.err)
     assert not (exp / "report").exists()
+
+
+def test_mlflow_sync_of_a_damaged_trial_record_leaves_mlflow_as_it_was(tmp_path, capsys):
+    """A trial's tracking record cut short: `itt mlflow-sync` says so in one line and writes nothing to
+    MLflow (it made the store and left the search's parent run RUNNING there)."""
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(0)))
+    tid = next(csv.DictReader(io.StringIO((exp / "results.csv").read_text())))["trial_id"]
+    (exp / "tracking" / "trials").mkdir(parents=True, exist_ok=True)
+    (exp / "tracking" / "trials" / f"{tid}.json").write_text('{"reports": [')
+    db = tmp_path / "sync.db"
+    assert main(["mlflow-sync", str(exp), "--tracking-uri", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {exp}/tracking/trials/{tid}.json: not valid JSON"), err
+    assert not db.exists() and not (tmp_path / "mlruns").exists()
 
 
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_the_analysis(tmp_path, capsys):

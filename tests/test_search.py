@@ -231,6 +231,20 @@ def test_bad_search_config(search, needles, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_task_before_itself_is_refused():
+    """`before: [[a, a]]` can hold in no order that has a: the space silently lost every such order (a
+    candidate that could never run), and `itt space` counted the rest as if nothing were wrong."""
+    space = OrderSpace(candidates=TOY3, lengths=[1, 2], before=[("toy_topic", "toy_topic")])
+    assert space.problems() == ["before: 'toy_topic' before itself would leave 'toy_topic' out of every order; "
+                                "name two different tasks"]
+    assert OrderSpace(candidates=TOY3, lengths=[1, 2], before=[("toy_topic", "toy_align")]).problems() == []
+
+
+def test_itt_space_refuses_a_task_before_itself(tmp_path, capsys):
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": [1, 2], "before": [["toy_align", "toy_align"]]})
+    _error(["space", str(p)], capsys, "search: before: 'toy_align' before itself")
+
+
 def test_a_simulated_table_trials_cannot_read_is_one_error_line(tmp_path, capsys):
     """Each trial of a simulated search reads the table: a missing column, a score that is not a number or
     draw: one_seed without seeds made every trial error (or, for the last, read the mean silently)."""
