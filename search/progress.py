@@ -186,9 +186,9 @@ def running_trials(rows: dict[str, dict], events: dict[str, dict], now: float) -
     """The running rows of results.csv (``ResultsWriter.rows``) joined with their latest events."""
     out = []
     for tid, r in list(rows.items()):
-        if r.get("status") != "running" or r.get("_restored") == "completed":
-            continue
-        started = r.get("_started") or now
+        if r.get("status") != "running" or r.get("_restored") == "completed" or not r.get("_started"):
+            continue  # (no start: a row read back at `itt resume` whose trial waits, PENDING, or is gone)
+        started = r["_started"]
         ev = events.get(tid)
         if ev is not None and ev.get("_at", now) < started - 1:  # from an earlier attempt of the trial
             ev = None

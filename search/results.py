@@ -11,7 +11,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from search.config import SearchConfig
-from search.pareto import MAX, PARETO_COLUMN, column, directions, on_front
+from search.pareto import MAX, MIN, PARETO_COLUMN, column, directions, on_front
 from search.pareto import front as pareto_front
 from search.space import order_key
 from search.storage import Storage, echo
@@ -68,6 +68,7 @@ class ResultsWriter(Callback):
                 self.rows[r["trial_id"]] = row
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._forget_restarted(trials)
         row = self._row(trial)
         if row.get("_restored") == Status.COMPLETED:
             return  # finished before the driver stopped, after Tune's last snapshot: it replays, row stays
@@ -133,6 +134,7 @@ class ResultsWriter(Callback):
     def on_experiment_end(self, trials, **info):
         """A trial that started after Ray Tune's last snapshot of a search whose driver was killed is
         unknown to the restored Tuner (which proposes a new trial in its place): drop its row."""
+        self._forget_restarted(trials)
         known = {t.trial_id for t in trials}
         lost = [tid for tid in self.rows if tid not in known]
         for tid in lost:
@@ -147,6 +149,21 @@ class ResultsWriter(Callback):
             self.log(self.cache_line())
 
     # helpers ---------------------------------------------------------------
+    def _forget_restarted(self, trials) -> None:
+        """Rows read back from results.csv of errored trials Ray Tune started again under a new id (`itt resume
+        --retry-errored`, the runner's restart: ``Trial.reset``, the same config): the restart has its own row,
+        and the errored one is no trial of the search any more (not counted as errored, not 'lost')."""
+        known = {t.trial_id for t in trials}
+        old = {tid for tid, r in self.rows.items() if r.get("_restored") == Status.ERRORED and tid not in known}
+        if not old:
+            return
+        restarts = {_config_key(t.config, self.space) for t in trials if t.trial_id not in self.rows
+                    or not self.rows[t.trial_id].get("_restored")}
+        for tid in old:
+            if config_of(self.rows[tid]) in restarts:
+                del self.rows[tid]
+                self._keys, self._dirty = None, True
+
     def _node_ip(self, result: dict) -> str | None:
         """The address Ray registered the reporting node with (Tune's own ``node_ip`` is the address
         of the default route, the same for every node of a machine); nodes are looked up once each."""
@@ -174,7 +191,7 @@ class ResultsWriter(Callback):
         self.front()  # a multi-objective search also keeps the front's checkpoints (an order off the front
         #              never comes back on it: the front only loses the orders newer ones dominate)
         done = sorted((r for r in self.rows.values() if r["status"] == Status.COMPLETED and r.get("score") is not None),
-                      key=lambda r: -float(r["score"]))
+                      key=lambda r: -self._better(r))
         self.pruned = getattr(self, "pruned", set())
         for r in done[k:]:
             tid = r["trial_id"]
@@ -299,6 +316,16 @@ class ResultsWriter(Callback):
                     pass
         return stats_line(tot)
 
+    def _lower_is_better(self) -> bool:
+        """Whether the score (the first objective) is lower-is-better: ``search.metric: [std, mean]`` and the like."""
+        first = (getattr(self, "objectives", None) or self.scfg.objectives)[0]
+        return directions(first)[0] == MIN
+
+    def _better(self, row: dict) -> float:
+        """A completed row's score, signed so that higher is better (the first objective may be std or transfer_gap)."""
+        v = float(row["score"])
+        return -v if self._lower_is_better() else v
+
     def errored(self) -> list[dict]:
         return [r for r in list(self.rows.values()) if r["status"] == Status.ERRORED]
 
@@ -306,7 +333,7 @@ class ResultsWriter(Callback):
         """The best distinct configurations (a replayed repeat is the same result, listed once)."""
         done = [r for r in list(self.rows.values()) if r["status"] == Status.COMPLETED and r.get("score") is not None]
         seen, out = set(), []
-        for r in sorted(done, key=lambda r: -float(r["score"])):
+        for r in sorted(done, key=lambda r: -self._better(r)):
             key = config_of(r)
             if key not in seen:
                 seen.add(key)
@@ -321,12 +348,14 @@ class ResultsWriter(Callback):
         c = {s: 0 for s in (Status.RUNNING, Status.COMPLETED, Status.STOPPED, Status.ERRORED)}
         best, top = None, 0.0
         for r in list(self.rows.values()):
+            if r["status"] == Status.RUNNING and "_started" not in r:
+                continue  # read back from results.csv at `itt resume`, not started again yet: Tune's pending count has it
             c[r["status"]] = c.get(r["status"], 0) + 1
             if r["status"] == Status.COMPLETED and r.get("score") is not None:
-                v = float(r["score"])
+                v = self._better(r)
                 if best is None or v > top:
                     best, top = r, v
-        b = f"best {top:.4f} ({best['order'] or 'F'})" if best else "best -"
+        b = f"best {float(best['score']):.4f} ({best['order'] or 'F'})" if best else "best -"
         spent = self.budget_status() if getattr(self, "budget_status", None) else ""  # search.budget (runner.py)
         return (f"{c[Status.RUNNING]} running, {getattr(self, 'pending', 0)} pending, {c[Status.COMPLETED]} finished, "
                 f"{c[Status.STOPPED]} stopped by ASHA, {c[Status.ERRORED]} errored; {b}" + (f"; {spent}" if spent else ""))
@@ -354,9 +383,17 @@ def _csv_line(values: list) -> str:
     return buf.getvalue()
 
 
+def _config_key(config: dict, space) -> tuple:
+    """A Tune trial config's configuration, as ``config_of`` reads it from the trial's row."""
+    order, hp = split_config(config, space)
+    return order_key(order), tuple(sorted((f"hp:{k}", str(v)) for k, v in hp.items()))
+
+
 def config_of(row: dict) -> tuple:
     """A row's configuration (order and searched hyperparameters): a replayed repeat has the same one."""
-    return row["order"], tuple(sorted((k, str(v)) for k, v in row.items() if k.startswith("hp:")))
+    # (a row read back from results.csv at `itt resume` has every hp: column, blank where its trial has no such
+    # hyperparameter, e.g. stages.<task>.lr of a task not in its order: the same configuration as a live row's)
+    return row["order"], tuple(sorted((k, str(v)) for k, v in row.items() if k.startswith("hp:") and v not in (None, "")))
 
 
 def error_line(error_file: str | None, limit: int = 300) -> str:

@@ -344,7 +344,7 @@ def simulated_rows(rows: list[dict], order: list[str], hp: dict, search_seed: in
     where the table has a ``seed`` column (``seeds``: the search's ``search.seeds``, when it sets them;
     else every seed of the table), and with ``draw: one_seed`` the one seed a one-seed search sees
     (fixed by the search seed and the order). bench/search_efficiency.py's offline replay uses it too."""
-    match = [r for r in rows if all(str(hp[k]) == r[k] for k in hp if k in r)] or rows[:1]
+    match = [r for r in rows if all(_same_value(hp[k], r[k]) for k in hp if k in r)] or rows[:1]
     if "seed" not in match[0]:
         return match[:1]
     have = sorted({int(r["seed"]) for r in match})
@@ -358,6 +358,19 @@ def simulated_rows(rows: list[dict], order: list[str], hp: dict, search_seed: in
         digest = hashlib.sha256(f"{search_seed}:{order_key(order)}".encode()).hexdigest()
         match = [match[int(digest, 16) % len(match)]]
     return match
+
+
+def _same_value(value, cell) -> bool:
+    """A trial's hyperparameter value and a table cell: the same text, or the same number however written
+    (2e-3, 0.002, 0.0020)."""
+    if str(value) == cell:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return float(value) == float(cell)
+    except (TypeError, ValueError):
+        return False
 
 
 def config_hparams(row: dict, chain_raw: dict) -> dict:

@@ -1147,6 +1147,109 @@ def test_results_csv_rewrites_are_throttled_then_flushed(tmp_path, monkeypatch):
     assert rows()[0]["stages_completed"] == "202"
 
 
+def test_best_orders_follow_the_first_objectives_direction(tmp_path):
+    """search.metric: [std, mean]: the score is the first objective, std, lower is better. The best orders
+    (console, summary.json's best_observed) and the progress line's best are the lowest std, not the highest."""
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.results import ResultsWriter
+    from search.storage import Storage
+
+    lines: list[str] = []
+    w = ResultsWriter(Storage(str(tmp_path), "e"), SearchConfig(candidates=TOY3, length=1, metric=["std", "mean"]),
+                      "accuracy", ["en", "de"], log=lines.append)
+    for tid, task, std, mean in (("t1", "toy_topic", 0.02, 0.7), ("t2", "toy_align", 0.3, 0.6)):
+        t = SimpleNamespace(trial_id=tid, config={"order": task}, status="RUNNING")
+        w.on_trial_start(0, [t], t)
+        w.on_trial_result(0, [t], t, {"step": 2, "final": 1, "objective": std, "objective_std": std, "objective_mean": mean})
+        t.status = "TERMINATED"
+        w.on_trial_complete(0, [t], t)
+    assert [r["order"] for r in w.front()] == ["toy_topic"]  # toy_align: higher std and lower mean
+    assert [r["order"] for r in w.best(2)] == ["toy_topic", "toy_align"]
+    assert lines[-1].endswith("best 0.0200 (toy_topic)"), lines[-1]
+
+
+def test_a_replayed_repeat_after_a_resume_is_listed_once_among_the_best(tmp_path):
+    """stages.*.lr: a row has an hp: column per task, blank for the tasks not in its order. After `itt resume` the
+    rows come back from results.csv with every column; a repeat of a finished configuration (a trial that replays
+    it) is still the same configuration: listed once among the best orders (summary.json's best_observed)."""
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.results import ResultsWriter
+    from search.storage import Storage
+
+    scfg = SearchConfig(candidates=TOY3, length=1, hparams={"stages.*.lr": {"choice": [1e-3, 1e-4]}})
+    st = Storage(str(tmp_path), "e")
+    trial = lambda tid, task, lr: SimpleNamespace(trial_id=tid, config={"order": task, f"stages.{task}.lr": lr},  # noqa: E731
+                                                  status="RUNNING")
+
+    def run(w, trials, t, score, **extra):
+        w.on_trial_start(0, trials, t)
+        w.on_trial_result(0, trials, t, {"step": 2, "final": 1, "objective": score, **extra})
+        t.status = "TERMINATED"
+        w.on_trial_complete(0, trials, t)
+
+    w = ResultsWriter(st, scfg, "accuracy", ["en"], log=lambda *a: None)
+    ts = [trial("t1", "toy_topic", 1e-3), trial("t2", "toy_align", 1e-4)]
+    run(w, ts, ts[0], 0.7)
+    run(w, ts, ts[1], 0.5)
+    w.flush()
+    w2 = ResultsWriter(st, scfg, "accuracy", ["en"], log=lambda *a: None)  # `itt resume`: rows from results.csv
+    w2.setup()
+    t3 = trial("t3", "toy_topic", 1e-3)
+    run(w2, [*ts, t3], t3, 0.7, replayed=1)
+    assert [(r["order"], float(r["score"])) for r in w2.best(5)] == [("toy_topic", 0.7), ("toy_align", 0.5)]
+
+
+def test_resumed_search_counts_its_waiting_and_restarted_trials_as_tune_runs_them(tmp_path):
+    """`itt resume --retry-errored` of a search whose driver died: results.csv says t2 running and t3 errored. Ray
+    Tune puts t2 back in its queue (PENDING) and starts t3 again as a new trial (Trial.reset: a new id, t3's config).
+    Until t2 starts it is pending, not also running (nor in the live view); t3 is no errored trial any more, and
+    at the end it is not one that 'started after Ray Tune's last snapshot'."""
+    import time
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.progress import running_trials
+    from search.results import ResultsWriter
+    from search.storage import Storage
+
+    scfg = SearchConfig(candidates=TOY3, length=1)
+    st = Storage(str(tmp_path), "e")
+    trial = lambda tid, task, status: SimpleNamespace(trial_id=tid, config={"order": task}, status=status,  # noqa: E731
+                                                      error_file=None)
+    w = ResultsWriter(st, scfg, "accuracy", ["en"], log=lambda *a: None)
+    ts = [trial("t1", "toy_topic", "RUNNING"), trial("t2", "toy_align", "RUNNING"), trial("t3", "toy_length", "RUNNING")]
+    for t in ts:
+        w.on_trial_start(0, ts, t)
+    w.on_trial_result(0, ts, ts[0], {"step": 2, "final": 1, "objective": 0.7})
+    w.on_trial_complete(0, ts, ts[0])
+    w.on_trial_error(0, ts, ts[2])
+    w.flush()  # (the driver dies here)
+    lines: list[str] = []
+    w2 = ResultsWriter(st, scfg, "accuracy", ["en"], log=lines.append)
+    w2.setup()
+    again = [trial("t1", "toy_topic", "TERMINATED"), trial("t2", "toy_align", "PENDING"), trial("t3b", "toy_length", "RUNNING")]
+    w2.on_trial_start(0, again, again[2])
+    assert [r.trial_id for r in running_trials(w2.rows, {}, time.time())] == ["t3b"]
+    w2.on_trial_result(0, again, again[2], {"step": 2, "final": 1, "objective": 0.5})
+    again[2].status = "TERMINATED"
+    w2.on_trial_complete(0, again, again[2])
+    assert "trials: 0 running, 1 pending, 2 finished, 0 stopped by ASHA, 0 errored;" in lines[-1], lines[-1]
+    again[1].status = "RUNNING"
+    w2.on_trial_start(0, again, again[1])
+    assert "1 running, 0 pending" in w2.status_line()
+    w2.on_trial_result(0, again, again[1], {"step": 2, "final": 1, "objective": 0.6})
+    again[1].status = "TERMINATED"
+    w2.on_trial_complete(0, again, again[1])
+    w2.on_experiment_end(again)
+    assert not any("last snapshot" in ln for ln in lines), lines
+    assert {r["trial_id"]: r["status"] for r in csv.DictReader((tmp_path / "e" / "results.csv").open())} == {
+        "t1": "completed", "t2": "completed", "t3b": "completed"}
+
+
 # ------------------------------------------------------------------ where a trial's chain runs
 def test_one_worker_trials_run_in_their_own_process_with_its_resources():
     """One worker: the Tune trial itself holds the worker's CPUs and GPU fraction (no TorchTrainer);
@@ -1389,6 +1492,18 @@ def test_simulated_rows_per_seed_one_seed_draw_and_hparams():
     assert simulated_rows(rows, ["a"], {"lr": 0.1}, 7, "one_seed") == simulated_rows(rows, ["a"], {"lr": 0.1}, 7, "one_seed")
     assert simulated_rows([{"order": "a", "final": "1"}, {"order": "a", "final": "2"}], ["a"], {}, 0, "mean") == [
         {"order": "a", "final": "1"}]  # no seed column: the first row
+
+
+def test_simulated_rows_match_a_hyperparameter_written_another_way():
+    """A table's hyperparameter column holds numbers as a person writes them (2e-3): a trial of train.lr 0.002
+    reads the 2e-3 rows, not the table's first row (another learning rate's scores)."""
+    from search.trial import simulated_rows
+
+    rows = [{"order": "a", "train.lr": "1e-3", "final": "0.5"}, {"order": "a", "train.lr": "2e-3", "final": "0.9"},
+            {"order": "a", "train.lr": "2e-3", "train.batch_size": "16", "final": "0.9"}]
+    assert [r["final"] for r in simulated_rows(rows, ["a"], {"train.lr": 0.002}, 0, "mean")] == ["0.9"]
+    assert [r["final"] for r in simulated_rows(rows, ["a"], {"train.lr": 0.001}, 0, "mean")] == ["0.5"]
+    assert simulated_rows(rows[:1], ["a"], {"train.lr": True}, 0, "mean") == rows[:1]  # (no match: the first row)
 
 
 def test_exhaustive_draws_its_hyperparameters_from_the_search_seed():
