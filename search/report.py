@@ -87,6 +87,8 @@ class Experiment:
     config: dict | None = None
     hardware: list[dict] = field(default_factory=list)  # each counted trial's results.json "hardware"
     counted: dict[str, str] = field(default_factory=dict)  # order -> the trial id whose scores count
+    # models (order, seed) without a score in some language: left out of the statistics (stats.complete_models)
+    incomplete: list[dict] = field(default_factory=list)
     # what the score columns are: the target's languages, or (a search on search.metric: xtreme) the tasks
     # whose XTREME average it optimised, each task's XTREME score (the mean over its languages)
     unit: str = "language"
@@ -158,6 +160,14 @@ def load_experiment(exp_dir: str) -> Experiment:
     scores = pd.DataFrame(t.scores, columns=["order", "seed", "language", "score"])
     if scores["score"].notna().sum() == 0:
         raise UserError(f"{exp_dir}: the completed trials hold no per-language scores")
+    scores, incomplete = S.complete_models(scores)
+    if scores.empty:
+        raise UserError(f"{exp_dir}: no trained model has a score in every language")
+    if incomplete:
+        notes.append(f"{len(incomplete)} model(s) (order x seed) lack a score in some language and are left out of "
+                     "every statistic (a mean over fewer languages would compare them on other languages): "
+                     + "; ".join(f"{show(m['order'])} seed {m['seed']}: no {', '.join(m['missing'])}"
+                                 for m in incomplete[:10]) + ("; ..." if len(incomplete) > 10 else ""))
     trials = pd.DataFrame([{"trial_id": r["trial_id"], "order": r.get("order") or "", "status": r.get("status"),
                             "stages_completed": int(_num(r.get("stages_completed")) or 0), "score": _num(r.get("score"))}
                            for r in rows])
@@ -166,6 +176,7 @@ def load_experiment(exp_dir: str) -> Experiment:
                       extra=pd.DataFrame(t.extra, columns=["order", "seed", "figure", "value"]),
                       stages=pd.DataFrame(t.stages, columns=["order", "seed", "stage", "task", "probe"]),
                       trials=trials, notes=notes, config=config, hardware=t.hardware, counted=counted,
+                      incomplete=incomplete,
                       unit="task" if per_task else "language",
                       by_language=pd.DataFrame(t.by_language, columns=["order", "seed", "task", "language", "metric", "score"])
                       if per_task else None, finetunes_per_chain=1 if t.per_chain is None else t.per_chain,
@@ -1147,7 +1158,10 @@ def search_state(exp: Experiment) -> dict:
 def answer_notes(res: dict) -> list[str]:
     """What the answer says before anything else: a search still running or interrupted, and orders that
     all scored the same."""
-    return [x for x in (state_line(res), res.get("alike")) if x]
+    inc = res.get("incomplete_models") or []
+    missing = (f"note: {len(inc)} model(s) (order x seed) lack a score in some language and are left out of every "
+               f"statistic (see Notes)." if inc else None)
+    return [x for x in (state_line(res), res.get("alike"), missing) if x]
 
 
 def state_line(res: dict) -> str | None:
@@ -1181,6 +1195,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     if exp.probe_metric:
         res["probe_metric"] = exp.probe_metric
     res["notes"] = exp.notes
+    res["incomplete_models"] = exp.incomplete
     if heuristics:
         res["heuristics"] = compare_heuristics(exp, res["leaderboard"], log=log)
     for t in res["trials"]["stopped"]:  # where ASHA stopped it: the probe figures it reported (tracking/ log)
@@ -1349,10 +1364,13 @@ def answer(res: dict, where: str) -> list[str]:
         if "underpowered" in t:
             tested = f"not tested: underpowered: {t['underpowered']}"
         else:
-            sig = [r["language"] for r in iv["per_language"] if r.get("significant")]
+            sig = [r for r in iv["per_language"] if r.get("significant")]
+            below = [r["language"] for r in sig if (r.get("delta_best") or 0) < 0]  # (the test is two-sided)
+            above = [r["language"] for r in sig if r["language"] not in below]
+            which = (", ".join(above) or "none") if not below else \
+                f"above F: {', '.join(above) or 'none'}; below F: {', '.join(below)}"
             tested = (f"best IF vs F significant in {len(sig)} of {len(iv['per_language'])} languages "
-                      f"({', '.join(sig) or 'none'}; permutations with the best of {iv['n_if_orders']} picked "
-                      f"again in each, Holm)")
+                      f"({which}; permutations with the best of {iv['n_if_orders']} picked again in each, Holm)")
         lines.append(f"IF vs F: F {o['F']:.4f}, best IF ({show(iv['best_order'])}) {o['best_IF']:.4f}, "
                      f"mean of {iv['n_if_orders']} IF orders {o['mean_IF']:.4f}; {tested}.")
     else:
@@ -1364,9 +1382,11 @@ def answer(res: dict, where: str) -> list[str]:
     if board:
         b = board[0]
         picked = sum(r["order"] != S.F for r in board)
-        ci = (f", {res['confidence']:.0%} interval [{b['ci_low']:.4f}, {b['ci_high']:.4f}]"
-              + (f" (over its own seeds, not adjusted for being the top of {picked}: the shrunk score below is)"
-                 if picked > 1 and "rows" in res["best_order"] else "")
+        why = ("" if picked < 2 or "rows" not in res["best_order"] else
+               f" (over its own seeds, not adjusted for being the top of {picked}: the shrunk score below is)"
+               if b["order"] != S.F else
+               f" (fine-tuning alone scored above all {picked} IF orders; the shrunk score below is the best IF order's)")
+        ci = (f", {res['confidence']:.0%} interval [{b['ci_low']:.4f}, {b['ci_high']:.4f}]{why}"
               if b.get("ci_low") is not None else " (one seed: no interval)")
         lines.append(f"Best order: {show(b['order'])}, mean {b['mean']:.4f} over {b['n_seeds']} seed(s){ci}.")
     if "rows" in res["best_order"]:

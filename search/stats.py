@@ -109,6 +109,21 @@ def _f(x) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
+def complete_models(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """The scores of the models (order, seed) that have a score in every language some model has, and the
+    models left out, each with the languages it lacks. A model's mean, worst language and transfer gap over
+    fewer languages are figures over easier (or harder) languages than the others': an order without its
+    hardest language would rank above the rest (and the tests that read every language drop it anyway)."""
+    s = scores.dropna(subset=["score"])
+    langs = list(dict.fromkeys(s["language"]))
+    have = s.groupby(["order", "seed"], sort=False)["language"].agg(set)
+    short = {k: [lg for lg in langs if lg not in v] for k, v in have.items() if len(v) < len(langs)}
+    if not short:
+        return s, []
+    keep = ~pd.MultiIndex.from_frame(s[["order", "seed"]]).isin(list(short))
+    return s[keep], [{"order": o, "seed": int(sd), "missing": m} for (o, sd), m in short.items()]
+
+
 def seed_figures(scores: pd.DataFrame, extra: pd.DataFrame | None = None, english: str = ENGLISH) -> pd.DataFrame:
     """One row per (order, seed): the robustness figures of that seed's per-language scores
     (mean, worst, population std over languages, English minus the mean of the others), plus
@@ -307,12 +322,13 @@ def analyse(scores: pd.DataFrame, *, extra: pd.DataFrame | None = None, trials: 
     trial (trial_id, order, status, stages_completed, score) for the status overview. ``stages``:
     order, seed, stage, task, probe (probe curves). ``space``: every IF order of the search's space, for
     the chance that an order the search did not finish beats its best (search/ranking.py)."""
-    scores = scores.dropna(subset=["score"])
+    scores, incomplete = complete_models(scores)  # (itt report leaves them out when it reads the search, saying so)
     langs = list(dict.fromkeys(scores["language"]))
     fig = seed_figures(scores, extra, english)
     res: dict = {"alpha": alpha, "min_seeds": min_seeds, "confidence": CONFIDENCE, "languages": langs,
                  "figures": {k: {"label": v[0], "higher_is_better": v[1]} for k, v in FIGURES.items()}}
     res["trials"] = _trial_overview(trials)
+    res["incomplete_models"] = incomplete
     res["leaderboard"] = _leaderboard(scores, fig)
     res["if_vs_f"] = _if_vs_f(scores, fig, res["leaderboard"], alpha, min_seeds)
     res["heatmap"] = _heatmap(scores, res["leaderboard"], top)
@@ -758,17 +774,26 @@ def _headline(res: dict) -> dict:
                    "No detectable effect of the intermediate tasks chosen and their order on the mean score over languages")
         h["text"] = (f"{verdict}: Kruskal–Wallis over {main['n_orders']} IF orders, H = {main['H']:.2f}, {_p_text(main['p'])} "
                      f"(α = {res['alpha']}), epsilon² = {main['epsilon2']:.2f}, between-order share of variance "
-                     f"{main['variance_share']:.0%}. {_arrangement_text(arr)}")
+                     f"{main['variance_share']:.0%}{floor_text(main, res['alpha'])}. {_arrangement_text(arr, res['alpha'])}")
     else:
         h["order_matters"] = None
         h["text"] = f"Does order matter? Not tested: underpowered: {main['underpowered']}."
     return h
 
 
-def _arrangement_text(arr: dict) -> str:
+def floor_text(t: dict, alpha: float) -> str:
+    """Beside a permutation p-value: where no data of these group sizes could reach p <= alpha (too few seeds
+    and orders for any labelling to be rare enough), say so; "no detectable effect" alone reads as evidence."""
+    if (t.get("p_floor") or 0) <= alpha:
+        return ""
+    return (f" (with these seeds and orders the smallest p any data could reach is {t['p_floor']:.2g} > α, so this "
+            f"test cannot detect an effect here, however large)")
+
+
+def _arrangement_text(arr: dict, alpha: float = ALPHA) -> str:
     """The headline's second sentence: order alone, the same tasks rearranged."""
     if "p" not in arr:
         return f"Order alone (the same tasks rearranged): not tested: {arr.get('underpowered', 'no orders')}."
     verdict = "matters" if arr["significant"] else "no detectable effect"
     return (f"Order alone (the same tasks rearranged): {verdict}, H = {arr['H']:.2f} within {arr['task_sets']} task "
-            f"set(s) ({arr['orders']} orders), {_p_text(arr['p'])}.")
+            f"set(s) ({arr['orders']} orders), {_p_text(arr['p'])}{floor_text(arr, alpha)}.")

@@ -50,9 +50,12 @@ def analyse(board: list[dict], work: pd.DataFrame | None, best_order: dict) -> d
         return {"available": False, "reason": "no completed order recorded its training seconds"}
     cost = {r["order"]: r[by] for r in rows}
     ranked = best_order.get("rows") or []
-    best = ranked[0]["order"] if ranked and ranked[0]["order"] in cost else rows[0]["order"]
-    could = [o for o in best_order.get("set") or [] if o in cost] or [best]
-    cheapest = min(could, key=lambda o: (cost[o], o))
+    ifs = [r["order"] for r in rows if r["order"] != F]  # (board order: the top IF mean first)
+    best = ranked[0]["order"] if ranked and ranked[0]["order"] in cost else (ifs or [rows[0]["order"]])[0]
+    # the credible set of possible best IF orders; none where the ranking model was not fitted (one seed per
+    # order, say): then no order is called one that could be best
+    could = ([o for o in best_order["set"] if o in cost] or [best]) if best_order.get("set") else []
+    cheapest = min(could, key=lambda o: (cost[o], o)) if could else best
     front = _front(rows, by)
     for r in rows:
         r.update(front=r["order"] in front, could_be_best=r["order"] in could,
@@ -62,7 +65,7 @@ def analyse(board: list[dict], work: pd.DataFrame | None, best_order: dict) -> d
             "best": best, "could_be_best": could, "cheapest": cheapest,
             "best_cost": {k: next(r[k] for r in rows if r["order"] == best) for k in ("seconds", "tokens")},
             "cheapest_cost": {k: next(r[k] for r in rows if r["order"] == cheapest) for k in ("seconds", "tokens")},
-            "cheapest_share": cost[cheapest] / cost[best] if cost[best] else None}
+            "cheapest_share": cost[cheapest] / cost[best] if cost[best] and could else None}
 
 
 def _front(rows: list[dict], by: str) -> set[str]:
@@ -98,6 +101,9 @@ def _cost(c: dict, verb: bool = False) -> str:
 def headline(tc: dict, show) -> str:
     """One sentence: the most likely best order's training cost, and the cheapest order that could be best."""
     best = f"{show(tc['best'])} trains {_cost(tc['best_cost'], verb=True)} per chain"
+    if not tc["could_be_best"]:  # no credible set (the ranking was not fitted): the top mean alone
+        return (f"Training cost: {best} (the top IF mean; which orders could be best is not estimated here, "
+                f"so there is no cheaper alternative to name).")
     if tc["cheapest"] == tc["best"]:
         return f"Training cost: {best}, the least of the {len(tc['could_be_best'])} order(s) that could be best."
     return (f"Training cost: {best}; of the {len(tc['could_be_best'])} orders that could be best, "

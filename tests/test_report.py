@@ -161,6 +161,24 @@ def test_best_if_vs_f_accounts_for_picking_the_best():
     assert null / 120 <= 0.08 and welch / 120 >= 0.1, (null, welch)
 
 
+def test_the_if_vs_f_line_says_where_the_best_order_is_below_f():
+    """The best IF order's test against F is two-sided: in a language where it is significantly below F, the
+    console's IF-vs-F line said "significant in 3 of 3 languages (en, xa, xb)" as if it gained in each (and
+    report.tex's dagger, "above F", marks only en and xa). It names the languages where it falls below."""
+    from search.report import answer
+
+    rng = np.random.default_rng(4)
+    orders = [""] + [">".join(p) for k in (1, 2) for p in itertools.permutations(["ta", "tb", "tc"], k)]
+    t = _tidy(rng, orders=orders, seeds=4, seed_sd=0.01, lang_sd=0.005)
+    m = t["order"] == "ta"
+    t.loc[m, "score"] += t.loc[m, "language"].map({"en": 0.12, "xa": 0.12, "xb": -0.08})
+    res = S.analyse(t)
+    res["experiment"], res["trials"]["search"] = "runs/x", {}
+    assert res["if_vs_f"]["best_order"] == "ta" and all(r["significant"] for r in res["if_vs_f"]["per_language"])
+    line = next(x for x in answer(res, "runs/x") if x.startswith("IF vs F"))
+    assert "significant in 3 of 3 languages (above F: en, xa; below F: xb; permutations" in line, line
+
+
 def test_planted_order_effect_is_detected():
     rng = np.random.default_rng(0)
     res = S.analyse(_tidy(rng, delta=0.08))
@@ -176,6 +194,25 @@ def test_planted_order_effect_is_detected():
     assert all("underpowered" in p and "p" not in p for p in res["precedence"]["pairs"])
 
 
+def test_the_headline_says_when_the_order_test_cannot_reject_whatever_the_data():
+    """Two IF orders x 3 seeds have 20 labelings: the permutation p cannot fall below 0.1. With one order 0.3
+    above the other (between-order share 100%) the headline said only "No detectable effect ..., p = 0.0875";
+    the report's section carried the caveat, the headline (console, first paragraph) did not."""
+    rows, rng = [], np.random.default_rng(0)
+    for o, eff in (("", 0.0), ("ta", 0.30), ("tb", 0.0)):
+        for s in range(3):
+            sh = rng.normal(0, 0.01)
+            rows += [(o, s, lg, 0.6 - 0.05 * i + eff + sh) for i, lg in enumerate(LANGS)]
+    res = S.analyse(pd.DataFrame(rows, columns=["order", "seed", "language", "score"]))
+    main_test = res["order_effect"]["tests"][0]
+    assert main_test["p_floor"] > S.ALPHA and not main_test["significant"]
+    assert f"the smallest p any data could reach is {main_test['p_floor']:.2g} > α, so this test cannot detect an " \
+           "effect here" in res["headline"]["text"], res["headline"]["text"]
+    # where the floor is below alpha, the headline carries no such clause
+    res = S.analyse(_tidy(np.random.default_rng(0), delta=0.08))
+    assert "smallest p any data could reach" not in res["headline"]["text"].split("Order alone")[0]
+
+
 def test_false_positive_rate_stays_at_alpha():
     """No effect (scores = noise): over 200 replicate tables, the order test rejects at most α of
     the time, plus binomial slack (the 99th percentile of Binomial(200, α))."""
@@ -189,6 +226,22 @@ def test_false_positive_rate_stays_at_alpha():
         rejections["arrangement"] += S.arrangement_effect(fig, "mean")["p"] < alpha
     slack = sps.binom.ppf(0.99, n, alpha)
     assert all(r <= slack for r in rejections.values()), rejections
+
+
+def test_where_f_tops_the_leaderboard_the_best_order_line_does_not_call_it_a_pick_of_the_if_orders():
+    """F above every IF order: the console said F's interval was "not adjusted for being the top of 9: the shrunk
+    score below is", but F is none of the 9 IF orders and the shrunk score below is the top IF order's."""
+    from search.report import answer
+
+    orders = [""] + [">".join(p) for k in (1, 2) for p in itertools.permutations(["ta", "tb", "tc"], k)]
+    t = _tidy(np.random.default_rng(3), orders=orders)
+    t.loc[t["order"] == "", "score"] += 0.05
+    res = S.analyse(t)
+    res["experiment"], res["trials"]["search"] = "runs/x", {}
+    assert res["leaderboard"][0]["order"] == "" and "rows" in res["best_order"]
+    line = next(x for x in answer(res, "runs/x") if x.startswith("Best order: F"))
+    assert "not adjusted for being the top of" not in line
+    assert line.endswith("(fine-tuning alone scored above all 9 IF orders; the shrunk score below is the best IF order's).")
 
 
 def test_too_few_seeds_or_orders_is_underpowered_not_a_p_value():
@@ -234,7 +287,7 @@ def _fake_experiment(root, tidy: pd.DataFrame, *, stopped=("tc>td",), name="exp"
         lang_means = g.groupby("language")["score"].mean()
         rows.append({"trial_id": tid, "status": "completed", "order": order, "order_length": len(order.split(">")) if order else 0,
                      "stages_completed": 0, "stopped_early": "false", "score": float(g["score"].mean()),
-                     **{lang: float(lang_means[lang]) for lang in LANGS}})
+                     **{lang: float(lang_means[lang]) for lang in LANGS if lang in lang_means}})
     for j, o in enumerate(stopped):
         rows.append({"trial_id": f"s{j:03d}", "status": "stopped", "order": o, "order_length": 2, "stages_completed": 1,
                      "stopped_early": "true", "score": ""})
@@ -313,6 +366,32 @@ def test_a_trial_without_results_json_counts_its_results_csv_means_as_one_seed(t
     other = rows[3]["order"]
     assert sorted(set(e.scores[e.scores["order"] == other]["seed"])) == sorted(set(tidy["seed"]))
     assert len(e.stages[e.stages["order"] == other]) > 0 and e.finetunes_per_chain == 1
+
+
+def test_a_model_without_a_score_in_some_language_is_left_out_not_averaged_over_fewer(tmp_path, capsys):
+    """No order differs from another, but tb has no score in xb (the hardest language): on one seed, its
+    mean over the two easier languages put tb on top of the leaderboard; on every seed, the report crashed
+    (IndexError: the IF-vs-F permutation's table drops incomplete models, the best order with them). Such a
+    model is left out of every statistic, and the report says so."""
+    rng = np.random.default_rng(1)
+    orders = [""] + [">".join(p) for k in (1, 2) for p in itertools.permutations(["ta", "tb", "tc"], k)]
+    tidy = _tidy(rng, orders=orders)
+    one = tidy[~((tidy["order"] == "tb") & (tidy["language"] == "xb") & (tidy["seed"] == 0))]
+    res = S.analyse(one)
+    tb = next(r for r in res["leaderboard"] if r["order"] == "tb")
+    full = tidy[(tidy["order"] == "tb") & (tidy["seed"] > 0)].groupby("seed")["score"].mean()
+    assert tb["n_seeds"] == 2 and tb["mean"] == pytest.approx(full.mean())
+    assert tb["mean"] == pytest.approx(np.mean(list(tb["per_language"].values())))  # the row agrees with itself
+    assert res["incomplete_models"] == [{"order": "tb", "seed": 0, "missing": ["xb"]}]
+    every = tidy[~((tidy["order"] == "tb") & (tidy["language"] == "xb"))]
+    exp = _fake_experiment(tmp_path, every, stopped=())
+    assert main(["report", str(exp), "--no-heuristics", "--no-mlflow"]) == 0
+    out = capsys.readouterr().out
+    rep = json.loads((exp / "report" / "report.json").read_text())
+    assert "tb" not in {r["order"] for r in rep["leaderboard"]} and len(rep["incomplete_models"]) == 3
+    assert "note: 3 model(s) (order x seed) lack a score in some language" in out
+    assert any("tb seed 0: no xb" in n for n in rep["notes"])
+    assert "tb" not in set(pd.read_csv(exp / "report" / "scores.csv", keep_default_na=False)["order"])
 
 
 def test_orders_tuned_at_unequal_numbers_of_settings_are_flagged(tmp_path, capsys):

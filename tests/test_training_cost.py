@@ -44,6 +44,22 @@ def test_front_and_cheapest_possible_best_against_a_hand_computation():
     assert T.analyse(_board(means), work.iloc[0:0], best)["available"] is False
 
 
+def test_without_a_credible_set_no_order_is_called_one_that_could_be_best():
+    """With one seed per order the ranking model is not fitted (no credible set): the line said the top mean
+    was "the least of the 1 order(s) that could be best" (a set of one, as if it were certainly the best),
+    and named F where F had the top mean. It names the top IF mean and claims no set."""
+    from search import training_cost as T
+
+    means = {"": 0.70, "a": 0.50, "b": 0.60, "a>b": 0.61, "b>a": 0.55}
+    tokens = {"": 100, "a": 200, "b": 300, "a>b": 500, "b>a": 500}
+    work = pd.DataFrame([(o, 0, tokens[o] / 10, tokens[o]) for o in means], columns=["order", "seed", "seconds", "tokens"])
+    tc = T.analyse(_board(means), work, {"underpowered": "0 IF order(s) with 2+ seeds"})
+    assert tc["best"] == "a>b" and tc["could_be_best"] == [] and tc["cheapest_share"] is None
+    line = T.headline(tc, show)
+    assert line.startswith("Training cost: a>b trains on 500 tokens") and "could be best" in line
+    assert "the least of" not in line and "of the 1" not in line, line
+
+
 def test_report_section_reads_every_stage_and_fine_tune_from_results_json(tmp_path, capsys):
     """A search directory whose results.json stages carry seconds and tokens (and an eval.also fine-tune):
     the report's per-order tokens equal the sums over the files, recomputed here; section, plot, console line."""
