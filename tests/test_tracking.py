@@ -146,16 +146,17 @@ def test_search_tracked_in_sqlite(tmp_path, ray_local, table_may_lack_orders):
     assert client.get_experiment_by_name("tracked").artifact_location.startswith((tmp_path / "mlruns").as_uri())
 
 
-def test_sync_backfills_a_search_run_without_tracking(tmp_path, ray_local, capsys, table_may_lack_orders):
-    """`--no-tracking`: nothing in MLflow; `itt mlflow-sync` then builds the same runs from the experiment
-    directory (probe curves included); a second sync adds nothing."""
+def test_sync_backfills_a_search_run_without_tracking(tmp_path, ray_local, capsys, table_may_lack_orders, monkeypatch):
+    """`--no-tracking`: nothing in MLflow (not in the default store, mlflow.db in the working directory);
+    `itt mlflow-sync` then builds the same runs from the experiment directory (probe curves included); a
+    second sync adds nothing."""
     p, _ = _sim_search(tmp_path, missing="toy_length>toy_topic")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs_dir = tmp_path / "runs"
-    assert main(["search", str(p), "--storage", str(runs_dir), "--name", "offline", "--no-tracking",
-                 "--tracking-uri", uri]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", str(p), "--storage", str(runs_dir), "--name", "offline", "--no-tracking"]) == 0
     exp = runs_dir / "offline"
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
     capsys.readouterr()
     assert main(["mlflow-sync", str(exp), "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out
