@@ -132,7 +132,9 @@ class OrderSpace:
     def suggest(self, trial) -> list[str]:
         """Define-by-run: sample an order through an Optuna trial (fixed ranges per parameter)."""
         n = len(self.candidates)
-        k = trial.suggest_categorical("k", self.lengths) if len(self.lengths) > 1 else self.lengths[0]
+        # (only the lengths that hold a valid order: under a constraint another has no task to pick, or gives F
+        # where the space refuses it; "k" stays a parameter wherever the config gives several lengths, as encode)
+        k = trial.suggest_categorical("k", self.possible_lengths) if len(self.lengths) > 1 else self.lengths[0]
         # categorical, not int: a digit names a task among those left, it has no order or distance
         # (TPE's int kernel would smooth between neighbouring task indices)
         digits = {f"l{i}": trial.suggest_categorical(f"l{i}", list(range(n - i))) for i in range(k)}

@@ -83,6 +83,31 @@ def test_order_bo_samples_valid_candidates_where_a_constraint_leaves_a_length_em
         assert all(space.is_valid(o) for o in space.sample(300))
 
 
+def test_suggest_draws_only_lengths_that_hold_a_valid_order():
+    """The TPE and GP searchers (and any Optuna sampler) draw ``k`` through ``OrderSpace.suggest``: a length
+    with no valid order (0 when a task must be included; 1 with two included) gave F, which the space
+    refuses, or divided by zero in the decoding."""
+    from search.trial import define
+
+    for space, possible in ((OrderSpace(["a", "b", "c"], [0, 1, 2], include=["a"]), [1, 2]),
+                            (OrderSpace(["a", "b", "c"], [1, 2, 3], include=["a", "b"]), [2, 3]),
+                            (OrderSpace(["a", "b", "c"], [0, 1, 2], last="c", before=[("c", "a"), ("c", "b")]), [0, 1])):
+        assert space.possible_lengths == possible
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+        drawn = set()
+        for _ in range(40):
+            t = study.ask()
+            define(t, space=space, hparams={})
+            order = space.decode(t.params)
+            assert space.is_valid(order), order
+            drawn.add(len(order))
+            study.tell(t, 0.0)
+        assert drawn == set(possible)
+        for o in space.orders():  # a seed point's parameters still decode to it
+            assert space.decode(space.encode(o)) == o
+            assert space.suggest(optuna.trial.FixedTrial(space.encode(o))) == o
+
+
 def test_log_ei_against_an_exact_computation():
     """log EI of a unit-sd posterior, log(phi(z) + z Phi(z)), against mpmath at 50 digits, through the switch to
     the tail forms (the asymptotic series alone was 1% off at z = -6)."""
