@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from itt.errors import ConfigError
+from itt.errors import ConfigError, not_utf8
 
 
 def distinct_names(v: list[str] | None, what: str) -> list[str] | None:
@@ -547,8 +547,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start}): "
-                          "save the config as UTF-8") from None
+        raise ConfigError(f"{path}: {not_utf8(e)}: save the config as UTF-8") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
     return parse_yaml(text, str(path))

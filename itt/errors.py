@@ -15,6 +15,11 @@ class DataError(UserError):
     pass
 
 
+def not_utf8(e: UnicodeDecodeError) -> str:
+    """What is wrong with a file whose bytes are not UTF-8: the first bad byte and where it is."""
+    return f"not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start})"
+
+
 class RunFailed(Exception):
     """The command ran, but produced nothing to report (every trial of a search errored): one line too,
     with exit status 1 rather than a user mistake's 2."""

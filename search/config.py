@@ -7,17 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from itt.config import (ChainConfig, ConfigError, _split_commas, apply_overrides, checked_seeds, distinct_seeds,
-                        no_bool_for_a_number, read_yaml, validate)
+from itt.config import (ChainConfig, ConfigError, _split_commas, _Strict, apply_overrides, checked_seeds, distinct_seeds,
+                        read_yaml, validate)
 from search.space import OrderSpace
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # (as itt.config's: inf and nan are no value)
-
-    _no_bool = field_validator("*", mode="before")(classmethod(no_bool_for_a_number))  # (as itt.config's)
 
 
 _Float, _Int = float, int  # the field names below shadow the builtins inside the class

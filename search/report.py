@@ -936,12 +936,8 @@ def _model_text(r: dict) -> str:
 
 
 def _floor(t: dict, alpha: float, label: str = "") -> str:
-    """Says so when a permutation test could not reject at alpha whatever the data: too few seeds or
-    orders for any labelling to be rare enough."""
-    if (t.get("p_floor") or 0) <= alpha:
-        return ""
-    return (f" ({label + ': ' if label else ''}with these seeds and orders the smallest p any data could reach is "
-            f"{t['p_floor']:.2g} > α: this test cannot detect an effect here; `itt power` plans the seeds)")
+    """The order-effect section's floor clause (stats.floor_text), pointing to `itt power`."""
+    return S.floor_text(t, alpha, label, then=": this test cannot detect an effect here; `itt power` plans the seeds")
 
 
 def composition_line(vp: dict) -> str:

@@ -157,7 +157,7 @@ class ResultsWriter(Callback):
         old = {tid for tid, r in self.rows.items() if r.get("_restored") == Status.ERRORED and tid not in known}
         if not old:
             return
-        restarts = {_config_key(t.config, self.space) for t in trials if t.trial_id not in self.rows
+        restarts = {config_of(_config_columns(t.config, self.space)) for t in trials if t.trial_id not in self.rows
                     or not self.rows[t.trial_id].get("_restored")}
         for tid in old:
             if config_of(self.rows[tid]) in restarts:
@@ -206,10 +206,8 @@ class ResultsWriter(Callback):
 
     def _row(self, trial) -> dict:
         if trial.trial_id not in self.rows:
-            order, hp = split_config(trial.config, self.space)
-            self.rows[trial.trial_id] = {"trial_id": trial.trial_id, "status": Status.RUNNING, "order": order_key(order),
-                                         "order_length": len(order), "stages_completed": 0, "stopped_early": "",
-                                         "score": None, **{f"hp:{k}": v for k, v in sorted(hp.items())}}
+            self.rows[trial.trial_id] = {"trial_id": trial.trial_id, "status": Status.RUNNING, "stages_completed": 0,
+                                         "stopped_early": "", "score": None, **_config_columns(trial.config, self.space)}
         self._stale.add(trial.trial_id)  # every hook changes its trial's row through here: its line is redone
         return self.rows[trial.trial_id]
 
@@ -383,10 +381,10 @@ def _csv_line(values: list) -> str:
     return buf.getvalue()
 
 
-def _config_key(config: dict, space) -> tuple:
-    """A Tune trial config's configuration, as ``config_of`` reads it from the trial's row."""
+def _config_columns(config: dict, space) -> dict:
+    """A Tune trial config as its row's columns: the order, its length and the searched hyperparameters (``hp:*``)."""
     order, hp = split_config(config, space)
-    return order_key(order), tuple(sorted((f"hp:{k}", str(v)) for k, v in hp.items()))
+    return {"order": order_key(order), "order_length": len(order), **{f"hp:{k}": v for k, v in sorted(hp.items())}}
 
 
 def config_of(row: dict) -> tuple:

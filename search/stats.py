@@ -781,13 +781,14 @@ def _headline(res: dict) -> dict:
     return h
 
 
-def floor_text(t: dict, alpha: float) -> str:
+def floor_text(t: dict, alpha: float, label: str = "",
+               then: str = ", so this test cannot detect an effect here, however large") -> str:
     """Beside a permutation p-value: where no data of these group sizes could reach p <= alpha (too few seeds
     and orders for any labelling to be rare enough), say so; "no detectable effect" alone reads as evidence."""
     if (t.get("p_floor") or 0) <= alpha:
         return ""
-    return (f" (with these seeds and orders the smallest p any data could reach is {t['p_floor']:.2g} > α, so this "
-            f"test cannot detect an effect here, however large)")
+    return (f" ({label + ': ' if label else ''}with these seeds and orders the smallest p any data could reach is "
+            f"{t['p_floor']:.2g} > α{then})")
 
 
 def _arrangement_text(arr: dict, alpha: float = ALPHA) -> str:

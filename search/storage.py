@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from itt.errors import UserError
+from itt.errors import UserError, not_utf8
 
 
 def writable_file(path: Path | str, label: str) -> None:
@@ -209,8 +209,7 @@ class Storage:
         try:
             return data.decode()
         except UnicodeDecodeError as e:  # (edited in another encoding, or damaged)
-            raise UserError(f"{self.display}/{'/'.join(rel)}: not UTF-8 text (byte {data[e.start:e.start + 1]!r} at "
-                            f"offset {e.start}): edited or damaged? restore or remove it") from None
+            raise UserError(f"{self.display}/{'/'.join(rel)}: {not_utf8(e)}: edited or damaged? restore or remove it") from None
 
     def read_json(self, *rel: str, default=None):
         """The file's JSON (``default`` when it does not exist); a UserError naming it when it is not JSON
