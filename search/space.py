@@ -52,6 +52,8 @@ class OrderSpace:
         for t in [*self.include, *(x for p in self.before for x in p), *([self.last] if self.last else [])]:
             if t not in self.candidates:
                 out.append(f"constraint names '{t}', which is not a candidate")
+        if len(set(self.include)) != len(self.include):
+            out.append("include: a task is listed twice")
         for a, b in self.before:  # (a task cannot precede itself: every order holding it was left out, silently)
             if a == b:
                 out.append(f"before: '{a}' before itself would leave '{a}' out of every order; name two different tasks")

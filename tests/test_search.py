@@ -265,6 +265,15 @@ def test_a_task_before_itself_is_refused():
     assert OrderSpace(candidates=TOY3, lengths=[1, 2], before=[("toy_topic", "toy_align")]).problems() == []
 
 
+def test_a_task_included_twice_is_refused(tmp_path, capsys):
+    """`include: [a, a]` is a typo (the second name was meant to be another task); the space accepted it
+    and counted its orders as if only one task had been named."""
+    assert OrderSpace(candidates=TOY3, lengths=[2], include=["toy_topic", "toy_topic"]).problems() == [
+        "include: a task is listed twice"]
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 2, "include": ["toy_align", "toy_align"]})
+    _error(["space", str(p)], capsys, "search: include: a task is listed twice")
+
+
 def test_itt_space_refuses_a_task_before_itself(tmp_path, capsys):
     p = _search_config(tmp_path, {"candidates": TOY3, "length": [1, 2], "before": [["toy_align", "toy_align"]]})
     _error(["space", str(p)], capsys, "search: before: 'toy_align' before itself")
