@@ -887,8 +887,8 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     (found by trial id, created when missing), the reports MLflow lacks, its final status; the parent
     gets its summary, results.csv and the best K checkpoints. Running it twice changes nothing."""
     st = storage_of(exp_dir)
-    if not st.exists("results.csv"):
-        raise UserError(f"{exp_dir}: no results.csv here (not an `itt search` experiment directory)")
+    if st.read_bytes("results.csv") is None:  # (missing, or a folder of that name: nothing to sync)
+        raise UserError(f"{exp_dir}: no results.csv file here (not an `itt search` experiment directory)")
     meta = st.read_json("tracking", "search.json", default={})
     if not meta:  # an experiment from before tracking/ existed: what results.csv holds is enough
         meta = {"name": st.name, "experiment": st.name, "search_id": f"dir-{st.name}", "seeds": [],

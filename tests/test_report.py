@@ -538,6 +538,17 @@ def test_mlflow_sync_of_a_damaged_trial_record_leaves_mlflow_as_it_was(tmp_path,
     assert not db.exists() and not (tmp_path / "mlruns").exists()
 
 
+def test_mlflow_sync_of_a_folder_named_results_csv_is_one_line(tmp_path, capsys):
+    """A folder named results.csv (not the search's file) was synced as "0 trials": the store made and a
+    parent run opened for nothing."""
+    (tmp_path / "exp" / "results.csv").mkdir(parents=True)
+    db = tmp_path / "sync.db"
+    assert main(["mlflow-sync", str(tmp_path / "exp"), "--tracking-uri", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'exp'}: no results.csv file here"), err
+    assert not db.exists()
+
+
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_the_analysis(tmp_path, capsys):
     exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(0)))
     afile = tmp_path / "afile"
