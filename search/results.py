@@ -72,8 +72,11 @@ class ResultsWriter(Callback):
         row = self._row(trial)
         if row.get("_restored") == Status.COMPLETED:
             return  # finished before the driver stopped, after Tune's last snapshot: it replays, row stays
-        if row["status"] != Status.RUNNING:  # a retried trial (errored, or its worker died) starts over
-            row.update(status=Status.RUNNING, stopped_early="", score=None)
+        if row["status"] != Status.RUNNING or row.get("stages_completed"):  # a retried or resumed trial starts
+            # over (its worker died, or the driver did): its stages count again from 0, as its MLflow run's do
+            row.update(status=Status.RUNNING, stopped_early="", score=None, stages_completed=0)
+            for k in ("_final", "_last"):
+                row.pop(k, None)
         row["_started"] = time.time()  # the live view's elapsed time (search/progress.py)
         self.pending = sum(1 for t in trials if t.status == "PENDING")
         self._write()

@@ -1181,6 +1181,31 @@ def test_results_csv_rewrites_are_throttled_then_flushed(tmp_path, monkeypatch):
     assert rows()[0]["stages_completed"] == "202"
 
 
+def test_a_trial_that_starts_again_counts_its_stages_from_zero(tmp_path):
+    """A trial whose worker died runs again from its first stage (Tune starts it again, the same id). Its row
+    kept the stages of the first try: stopped by ASHA after stage 1 of the second, results.csv (and the report)
+    said "stopped by ASHA after stage 2", where its MLflow run said after stage 1."""
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.results import ResultsWriter
+    from search.storage import Storage
+
+    w = ResultsWriter(Storage(str(tmp_path), "e"), SearchConfig(candidates=TOY3, length=3), "accuracy", ["en"],
+                      log=lambda *a: None)
+    t = SimpleNamespace(trial_id="t1", config={"order": "toy_topic>toy_align>toy_length"}, status="RUNNING")
+    w.on_trial_start(0, [t], t)
+    w.on_trial_result(0, [t], t, {"step": 1, "objective": 0.5})
+    w.on_trial_result(0, [t], t, {"step": 2, "objective": 0.6})
+    w.on_trial_start(0, [t], t)  # (the worker died: the same trial again, from its start)
+    w.on_trial_result(0, [t], t, {"step": 1, "objective": 0.5})
+    t.status = "TERMINATED"
+    w.on_trial_complete(0, [t], t)  # stopped by ASHA at its first rung
+    w.flush()
+    row = next(csv.DictReader((tmp_path / "e" / "results.csv").open()))
+    assert (row["status"], row["stages_completed"]) == ("stopped", "1"), row
+
+
 def test_best_orders_follow_the_first_objectives_direction(tmp_path):
     """search.metric: [std, mean]: the score is the first objective, std, lower is better. The best orders
     (console, summary.json's best_observed) and the progress line's best are the lowest std, not the highest."""
