@@ -424,6 +424,10 @@ def _at_least_one(text: str) -> int:
     return n
 
 
+ADDRESS_HELP = ("Ray cluster: HOST:PORT of the head, auto (on a cluster node), ray://HOST:PORT, or local (a private "
+                "Ray); default: $RAY_ADDRESS, else the cluster `ray start` runs on this machine, else a private Ray")
+
+
 def _progress_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
                    help="what the running trials are doing: live (a table redrawn in place), plain (timestamped "
@@ -444,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="config with a `search:` block")
     s.add_argument("--name", help="experiment name (default: the config's name)")
     s.add_argument("--storage", help="folder or shared path holding experiments (default: ./runs)")
-    s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--address", help=ADDRESS_HELP)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--tracking-uri", help="MLflow store (default: search.tracking.tracking_uri, $MLFLOW_TRACKING_URI, "
                                           "sqlite:///mlflow.db)")
@@ -459,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--more", type=_at_least_one, default=0, metavar="N",
                     help="N trials more, finished search or not (beyond its num_samples, or beyond the trials it "
                          "ran where it stopped itself): the searcher goes on from everything it has seen")
-    rs.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    rs.add_argument("--address", help=ADDRESS_HELP)
     rs.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
     _progress_flag(rs)
     rs.set_defaults(fn=cmd_resume)
@@ -518,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "numbered after its largest)")
     cf.add_argument("--name", help="experiment name (default: <name>-confirm)")
     cf.add_argument("--storage", help="where the new experiment goes (default: beside the search)")
-    cf.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    cf.add_argument("--address", help=ADDRESS_HELP)
     cf.add_argument("--tracking-uri", help="MLflow store (default: the one the search used)")
     cf.add_argument("--no-tracking", action="store_true", help="no MLflow runs")
     cf.add_argument("--hparams", choices=["own", "first"], default="own",

@@ -1,6 +1,7 @@
 """Connecting the search driver to a running Ray cluster (``--address``), token authentication included.
 
-Ray 2.59+ starts clusters with token authentication (``RAY_AUTH_MODE=token``). A driver that joins one
+A Ray cluster may require token authentication (``RAY_AUTH_MODE=token``; ``ray start`` in Ray 2.60 turns it on
+with that variable or an existing ``~/.ray/auth_token``, Ray 2.61 by default). A driver that joins one
 needs the mode set and the head's token; without them ``ray.init(address=...)`` retries for ~20 s
 with ``InvalidAuthToken`` lines and ends in a traceback, and towards an address where nothing listens
 it was still retrying after 2 minutes (bench/cluster_connect.py). :func:`check` is a pre-flight run
@@ -138,8 +139,10 @@ def _resolve(address: str, where: str) -> str:
                             f"HOST:PORT)") from None
     hostport = address[len("ray://"):] if address.startswith("ray://") else address
     host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not (port.isascii() and port.isdigit()):  # ('²'.isdigit(): int() refuses it)
         raise UserError(f"{where} {address}: expected HOST:PORT (e.g. 10.0.0.5:6379) or auto")
+    if not 0 < int(port) < 65536:  # (the OS would take port % 65536: 6379 + 65536 reached the cluster at 6379)
+        raise UserError(f"{where} {address}: port {port} is out of range (1 to 65535)")
     return f"{host}:{port}"
 
 

@@ -306,6 +306,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
         raise UserError(f"itt resume: {exp_dir} holds no Ray Tune state (tuner.pkl): the search stopped before "
                         f"its first trial. Remove it and start again with `itt search`")
     _check_no_driver(st)
+    check_cluster(address)  # a wrong address or Ray token: one error line before the MLflow store is touched
     st.read_json("tracking", "search.json")  # (the tracker's, read inside Ray: unreadable, one error line here)
     _check_chain_loads(scfg, chain)  # (the data may have moved since the search started)
     target, _ = _target(chain)

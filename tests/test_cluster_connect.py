@@ -77,6 +77,9 @@ def test_a_web_server_is_no_ray_cluster(tmp_path, monkeypatch):
     ("http://127.0.0.1:8265", "that is the Ray dashboard"),
     ("10.0.0.5", "expected HOST:PORT"),
     ("no-such-host.invalid:6379", "unknown host 'no-such-host.invalid'"),
+    ("127.0.0.1:\u00b2", "expected HOST:PORT"),  # a digit to str.isdigit, not to int(): a ValueError traceback
+    ("127.0.0.1:71915", r"port 71915 is out of range \(1 to 65535\)"),  # (the OS took it as 6379: joined that)
+    ("ray://127.0.0.1:0", "port 0 is out of range"),
     ("", "--address '': empty"),  # (it started a local Ray and ran the whole search there)
     (" ", "--address ' ': empty"),
 ])
@@ -84,6 +87,19 @@ def test_malformed_addresses(address, problem, tmp_path, monkeypatch):
     _no_ray(monkeypatch, tmp_path)
     with pytest.raises(UserError, match=problem):
         cluster.check(address)
+
+
+def test_address_help_says_what_no_address_does(capsys):
+    """`itt search --help` said "default: start a local Ray", but without --address a `ray start` cluster of
+    this machine is joined (Ray's rule, README); `local` is the private Ray."""
+    from search.cli import main
+
+    for cmd in (["search", "c.yaml"], ["resume", "runs/x"], ["confirm", "runs/x"]):
+        with pytest.raises(SystemExit):
+            main([cmd[0], "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "default: start a local Ray" not in text, cmd[0]
+        assert "`ray start` runs on this machine" in text and "local (a private Ray)" in text, cmd[0]
 
 
 def test_no_address_means_a_local_ray(tmp_path, monkeypatch):
@@ -257,11 +273,13 @@ def test_resume_checks_the_address_before_touching_the_experiment(tmp_path, monk
     (exp / "tuner.pkl").write_bytes(b"")
     before = sorted(p.name for p in exp.iterdir())
     port = free_port()
-    assert main(["resume", str(exp), "--address", f"127.0.0.1:{port}"]) == 2
+    db = tmp_path / "mlflow.db"
+    assert main(["resume", str(exp), "--address", f"127.0.0.1:{port}", "--tracking-uri", f"sqlite:///{db}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --address 127.0.0.1:{port}: no Ray cluster listens there (connection refused); start the "
                    f"head with `ray start --head --port {port}`, or check the address `ray start --head` printed"]
     assert sorted(p.name for p in exp.iterdir()) == before
+    assert not db.exists()  # (the store's check created it, then the address failed)
 
 
 def test_no_address_joins_the_cluster_running_here_checked_and_said(token_cluster, tmp_path, monkeypatch):
