@@ -24,6 +24,10 @@ from itt.tasks import Task
 datasets.disable_progress_bars()
 datasets.logging.set_verbosity_error()
 
+# "utf-8-sig": a UTF-8 file saved with a byte-order mark (Notepad, Excel) reads as without one, as 🤗 datasets
+# reads tsv/csv/json; with "utf-8" the mark stays on the first line (a CoNLL-U comment, a gold id, a token)
+UTF8 = "utf-8-sig"
+
 _EXT = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".txt": "text"}
 
 
@@ -32,9 +36,17 @@ def _files(spec: DataSpec, lang: str, root: str | None) -> list[str]:
     out = []
     for item in items:
         p = Path(item.replace("{lang}", lang)).expanduser()
-        if not p.is_absolute() and root:
-            p = Path(root) / p
-        matches = sorted(glob.glob(str(p))) if any(c in str(p) for c in "*?[") else ([str(p)] if p.is_file() else [])
+        base = Path(root) if root and not p.is_absolute() else None
+        # a file that is there is read as named ("data [v2]/x.tsv"); only the item's own * ? [ are a pattern,
+        # not those of data_root (the config's folder)
+        full = base / p if base else p
+        if full.is_file():
+            matches = [str(full)]
+        elif any(c in str(p) for c in "*?["):
+            matches = sorted(glob.glob(str(Path(glob.escape(str(base))) / p if base else p)))
+        else:
+            matches = []
+        p = full
         if not matches:
             raise DataError(f"file not found: {p}")
         out.extend(matches)
@@ -73,6 +85,7 @@ def _reason(e: BaseException) -> str:
 
 def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
     fmt = _format(spec, files)
+    named = [glob.escape(f) for f in files]  # 🤗 datasets reads data_files as patterns: these are the files themselves
     if fmt in ("tsv", "csv"):
         kw = dict(
             sep="\t" if fmt == "tsv" else ",",
@@ -85,7 +98,9 @@ def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
             kw.update(header=0 if spec.header else None, column_names=spec.column_names)
         elif not spec.header:
             raise DataError(f"{files[0]}: 'header: false' needs 'column_names'")
-        ds = datasets.load_dataset("csv", data_files=files, split="train", **kw)
+        for f in files:
+            _check_first_row(f, fmt, spec)
+        ds = datasets.load_dataset("csv", data_files=named, split="train", **kw)
     elif fmt in ("conll", "conllu"):
         ds = datasets.Dataset.from_list([r for f in files for r in read_conll(f, fmt, spec.conll_columns)])
     elif fmt == "squad":
@@ -95,22 +110,42 @@ def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
     elif fmt == "bucc":
         ds = datasets.Dataset.from_list(read_bucc(*files))
     elif fmt in ("jsonl", "json"):
-        ds = datasets.load_dataset("json", data_files=files, split="train")
+        ds = datasets.load_dataset("json", data_files=named, split="train")
     elif fmt == "parquet":
-        ds = datasets.load_dataset("parquet", data_files=files, split="train")
+        ds = datasets.load_dataset("parquet", data_files=named, split="train")
     else:  # text: one example per line, fields from a regex with named groups
-        ds = datasets.load_dataset("text", data_files=files, split="train")
         pattern = re.compile(spec.line_pattern)
         rows = []
-        for i, line in enumerate(ds["text"]):
-            if not line.strip():
-                continue
-            m = pattern.match(line)
-            if m is None:
-                raise DataError(f"{files[0]}: line {i + 1} does not match line_pattern {spec.line_pattern!r}")
-            rows.append(m.groupdict())
+        for path in files:  # (one at a time: a bad line is named in its own file, numbered from its start)
+            ds = datasets.load_dataset("text", data_files=[glob.escape(path)], split="train", encoding=UTF8)
+            for i, line in enumerate(ds["text"]):
+                if not line.strip():
+                    continue
+                m = pattern.match(line)
+                if m is None:
+                    raise DataError(f"{path}: line {i + 1} does not match line_pattern {spec.line_pattern!r}")
+                rows.append(m.groupdict())
         ds = datasets.Dataset.from_list(rows)
     return ds
+
+
+def _check_first_row(path: str, fmt: str, spec: DataSpec) -> None:
+    """pandas (under 🤗 datasets' csv reader) takes a first row with more fields than the header as the sign of
+    an index column: every row's fields then moved one column left, silently (the label read from a text
+    column). Such a first row is one error line instead; a later row is the parser's own error."""
+    dialect = dict(delimiter="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+    try:
+        with open(path, encoding=UTF8, newline="") as f:
+            reader = csv.reader(f, **dialect)
+            records = (r for r in reader if r)  # (blank lines: skipped, as pandas does)
+            header = next(records, []) if spec.header else []
+            names = list(spec.column_names or header)
+            first, line = next(records, []), reader.line_num
+    except (UnicodeDecodeError, csv.Error):  # (the load says what is wrong with the file)
+        return
+    if names and len(first) > len(names):
+        raise DataError(f"{path}: line {line} has {len(first)} fields, the header {len(names)} ({', '.join(names)}): "
+                        f"a stray {'tab' if fmt == 'tsv' else 'comma'}?")
 
 
 # --------------------------------------------------------------------------- structured formats
@@ -133,7 +168,7 @@ def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None) -> l
                         "lines": list(lines)})
             tokens.clear(), tags.clear(), lines.clear()
 
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=UTF8) as f:
         for n, raw in enumerate(f, start=1):
             line = raw.rstrip("\n").rstrip("\r")
             if not line.strip():
@@ -166,7 +201,7 @@ def read_squad(path: str) -> list[dict]:
     import json
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding=UTF8) as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
@@ -190,7 +225,7 @@ def read_squad(path: str) -> list[dict]:
 
 
 def _text_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=UTF8) as f:
         return [ln.rstrip("\n").rstrip("\r") for ln in f]
 
 
@@ -286,6 +321,11 @@ def _kind_rows(task: Task, ds, spec: DataSpec, where: str, head: str, lang: str)
     return datasets.Dataset.from_dict(rows, features=features)
 
 
+def _what(v) -> str:
+    """A cell's type in an error line (JSON's word for None)."""
+    return "null" if v is None else type(v).__name__
+
+
 def _token_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids: list[str]) -> tuple[dict, datasets.Features]:
     """Token classification: each word's tag mapped to the task's label set (Hub ClassLabel ids by name;
     ``label_map``); a tag outside it is an error naming its line (CoNLL files) or row and token."""
@@ -297,6 +337,9 @@ def _token_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids:
     index = {t: i for i, t in enumerate(task.labels)}
     out_tags = []
     for r, (toks, row_tags) in enumerate(zip(tokens, tags)):
+        if not isinstance(toks, list) or not isinstance(row_tags, list):
+            raise DataError(f"{where}: row {r + 1}: tokens and tags must each be a list (got {_what(toks)} and "
+                            f"{_what(row_tags)})")
         if len(toks) != len(row_tags):
             raise DataError(f"{where}: row {r + 1}: {len(toks)} tokens but {len(row_tags)} tags")
         ids_r = []
@@ -325,7 +368,15 @@ def _qa_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids: li
     answers = _column(ds, spec.columns.get("answers", "answers"), where, "answers", head)
     rows = {"id": [], "question": [], "context": [], "answer_text": [], "answer_start": []}
     for i, (qq, cc, aa) in enumerate(zip(q, ctx, answers)):
-        texts, starts = list(aa.get("text", [])), [int(x) for x in aa.get("answer_start", [])]
+        if qq is None or not isinstance(cc, str) or not isinstance(aa, dict) \
+                or not all(isinstance(aa.get(k, []), list) for k in ("text", "answer_start")):
+            raise DataError(f"{where}: question '{ids[i]}': expected a text question and context and answers as "
+                            f"{{text: [...], answer_start: [...]}} (got {_what(qq)}, {_what(cc)} and {_what(aa)})")
+        try:
+            texts, starts = [str(x) for x in aa.get("text", [])], [int(x) for x in aa.get("answer_start", [])]
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: question '{ids[i]}': answer_start {aa.get('answer_start')!r} is not a list of "
+                            "character offsets") from None
         if len(texts) != len(starts):
             raise DataError(f"{where}: question '{ids[i]}': {len(texts)} answer texts but {len(starts)} answer_start values")
         for k, (t, s0) in enumerate(zip(texts, starts)):
@@ -367,6 +418,8 @@ def _choice_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, ids
     q = [" ".join(str(x) for x in v) if isinstance(v, list) else str(v) for v in q]
     choices = []
     for i, c in enumerate(get("choices")):
+        if not isinstance(c, (str, list)):
+            raise DataError(f"{where}: row {i + 1}: the answer options are {_what(c)}, not a list (or one text)")
         if isinstance(c, str):  # one text block: one option per line, "A. " prefixes dropped
             c = [_CHOICE_PREFIX.sub("", x).strip() for x in c.splitlines() if x.strip()]
         choices.append([str(x) for x in c])
@@ -395,6 +448,11 @@ def _retrieval_rows(task: Task, ds, spec: DataSpec, where: str, head: str, get, 
     # (stripped: google/xtreme's Tatoeba keeps each line's newline)
     rows = {"id": ids, "source": ["" if x is None else str(x).strip() for x in src],
             "target": ["" if x is None else str(x).strip() for x in tgt]}
+    if task.metric == "accuracy":  # Tatoeba: every row a translation pair (checked here, not after the training)
+        for i, (s, t) in enumerate(zip(rows["source"], rows["target"])):
+            if not s or not t:
+                raise DataError(f"{where}: row {i + 1} (id {ids[i]}): an empty {'source' if not s else 'target'} "
+                                f"sentence; Tatoeba-style retrieval needs a translation pair in every row")
     return rows, datasets.Features({k: datasets.Value("string") for k in rows})
 
 
@@ -464,6 +522,20 @@ def _prefilter(ds, spec: DataSpec, where: str, lang: str):
     return ds
 
 
+def _blank(path: str, fmt: str, probe: int = 1 << 16) -> bool:
+    """A file with no row: a Parquet file of none, a text file of whitespace (read no further than ``probe`` bytes)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows == 0
+        except Exception:  # not Parquet: the load says so
+            return False
+    with open(path, "rb") as f:
+        head = f.read(probe)
+    return len(head) < probe and not head.strip()
+
+
 def _warn_empty(rows: dict, fields, where: str, warn) -> None:
     """A text field that is empty (a blank TSV/CSV cell, a JSON null) is read as "" and trained on as such:
     said once per split and field, with the first such row, so that a broken column does not go unseen."""
@@ -503,13 +575,22 @@ def load_split(task: Task, split: str, lang: str, *, data_root: str | None = Non
         except DataError as e:
             raise DataError(f"{head}: {e}") from None
         where = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
+        for f in files:
+            if _blank(f, _format(spec, files)):
+                raise DataError(f"{f}: the file is empty ({head})")
         try:
             with _datasets_quiet():  # (it logs the reason too: the error line below says it once)
                 ds = _load_local(spec, files)
         except DataError:
             raise
+        except ValueError as e:  # 🤗 datasets' words for a file with no row (a header alone, `[]`)
+            if "corresponds to no data" not in str(e):
+                raise DataError(f"{where}: cannot read as {_format(spec, files)}: {_reason(e)[:300]}") from None
+            ds = datasets.Dataset.from_list([])
         except Exception as e:
             raise DataError(f"{where}: cannot read as {_format(spec, files)}: {_reason(e)[:300]}") from None
+        if not len(ds):  # (a header alone, blank lines, comments: no column either, so say it before the columns)
+            raise DataError(f"{where}: no rows: {head} is empty")
 
     ds = _prefilter(ds, spec, where, lang)
     if task.kind not in _CLASSIC:

@@ -185,6 +185,117 @@ def test_bucc_files(tmp_path):
         _load("bucc2018", "test", "de", files=[str(tmp_path / n) for n in ("de", "en", "gold")], format="bucc")
 
 
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    """A UTF-8 file saved with a BOM (Notepad, Excel) reads as without it in every local format, as tsv, csv
+    and jsonl already did through 🤗 datasets: not a first token or sentence with U+FEFF glued on, nor an
+    error naming a first line that looks right."""
+    bom = "\ufeff"
+    (tmp_path / "x.conllu").write_text(bom + "# text = Hi\n1\tHi\thi\tINTJ\t_\t_\t0\troot\t_\t_\n\n", encoding="utf-8")
+    assert _load("udpos", "test", "en", files=str(tmp_path / "x.conllu"))["tokens"][:] == [["Hi"]]
+    (tmp_path / "x.conll").write_text(bom + "0\tHu\tB-LOC\n\n", encoding="utf-8")
+    assert _load("panx", "test", "de", files=str(tmp_path / "x.conll"), **WIKIANN)["tokens"][:] == [["Hu"]]
+    (tmp_path / "de.txt").write_text(bom + "Hallo\n", encoding="utf-8")
+    (tmp_path / "en.txt").write_text(bom + "Hello\n", encoding="utf-8")
+    ds = _load("tatoeba", "test", "de", files=[str(tmp_path / "de.txt"), str(tmp_path / "en.txt")], format="parallel")
+    assert (ds["source"][:], ds["target"][:]) == (["Hallo"], ["Hello"])
+    (tmp_path / "de").write_text(bom + "de-1\tHallo\n", encoding="utf-8")
+    (tmp_path / "en").write_text("en-1\tHello\n", encoding="utf-8")
+    (tmp_path / "gold").write_text(bom + "de-1\ten-1\n", encoding="utf-8")
+    ds = _load("bucc2018", "test", "de", files=[str(tmp_path / n) for n in ("de", "en", "gold")], format="bucc")
+    assert ds["id"][:] == ["de-1\ten-1"] and ds["source"][:] == ["Hallo"]
+    qa = {"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "1", "question": "q",
+                                                              "answers": [{"text": "a", "answer_start": 0}]}]}]}]}
+    (tmp_path / "qa.json").write_text(bom + json.dumps(qa), encoding="utf-8")
+    assert len(_load("squad", "train", "en", files=str(tmp_path / "qa.json"), format="squad")) == 1
+    (tmp_path / "sst.txt").write_text(bom + "1 a good film\n", encoding="utf-8")
+    ds = _load("sst2", "train", "en", files=str(tmp_path / "sst.txt"), format="text",
+               line_pattern=r"^(?P<label>[01]) (?P<sentence>.*)$", label_map={"0": "negative", "1": "positive"})
+    assert ds["sentence"][:] == ["a good film"]
+@pytest.mark.parametrize("name, text, spec", [
+    ("e.jsonl", "", {}),                                           # was "cannot read as jsonl: StopIteration"
+    ("e.tsv", "\n", {}),                                           # was "No columns to parse from file"
+    ("h.tsv", "premise\thypothesis\tlabel\n", {}),                 # was 'Instruction "train" corresponds to no data!'
+    ("e.txt", "", dict(format="text", line_pattern=r"^(?P<label>\S+) (?P<premise>.*)$")),
+    ("e.conllu", "# only a comment\n\n", {}),                     # was "missing column 'tokens' ... (columns: )"
+    ("e.json", '{"data": []}', dict(format="squad")),
+    ("e.parquet", None, {}),
+])
+def test_an_empty_file_is_one_line_that_says_so(tmp_path, name, text, spec):
+    f = tmp_path / name
+    if text is None:
+        import pandas as pd
+
+        pd.DataFrame({"premise": [], "hypothesis": [], "label": []}, dtype=str).to_parquet(f)
+    else:
+        f.write_text(text)
+    task = {"e.conllu": "udpos", "e.json": "xquad"}.get(name, "xnli")
+    lang = "en" if task == "udpos" else "de"
+    with pytest.raises(DataError, match=rf"{name}: (the file is empty|no rows: task '{task}', split 'test', "
+                                        rf"language '{lang}' is empty)"):
+        _load(task, "test", lang, files=str(f), **spec)
+QA_OK = {"id": "1", "question": "q", "context": "abc", "answers": {"text": ["a"], "answer_start": [0]}}
+
+
+@pytest.mark.parametrize("task, lang, good, bad, error", [
+    ("panx", "de", {"tokens": ["Hu"], "tags": ["B-LOC"]}, {"tokens": ["a"], "tags": None},
+     r"row 2: tokens and tags must each be a list \(got list and null\)"),
+    ("panx", "de", {"tokens": ["Hu"], "tags": ["B-LOC"]}, {"tokens": None, "tags": ["O"]},
+     r"row 2: tokens and tags must each be a list \(got null and list\)"),
+    ("xquad", "de", QA_OK, {"id": "2", "question": "q", "context": "abc", "answers": None},
+     r"question '2': expected a text question and context and answers as \{text: \[...\], answer_start: \[...\]\}"),
+    ("xquad", "de", QA_OK, {"id": "2", "question": "q", "context": None, "answers": QA_OK["answers"]},
+     r"question '2': expected a text question and context"),
+    ("xquad", "de", QA_OK, {"id": "2", "question": "q", "context": "abc", "answers": [{"text": "a", "answer_start": 0}]},
+     r"question '2': expected a text question and context"),  # SQuAD's own layout in a jsonl: format squad reads it
+    ("xquad", "de", QA_OK, {"id": "2", "question": "q", "context": "abc", "answers": {"text": ["a"], "answer_start": [None]}},
+     r"question '2': answer_start \[None\] is not a list of character offsets"),
+    ("hellaswag", "en", {"question": "q", "choices": ["a", "b"], "label": 0}, {"question": "q", "choices": None, "label": 0},
+     r"row 2: the answer options are null, not a list"),
+])
+def test_a_null_or_misshapen_cell_of_a_tagging_qa_or_choice_file_is_one_error_line(tmp_path, task, lang, good, bad, error):
+    """A JSON null (or a cell of the wrong shape) where a list or a text belongs: one DataError naming the file and
+    the row or question, not a TypeError or AttributeError traceback from deep in the loader."""
+    f = tmp_path / "rows.jsonl"
+    f.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError, match=r"rows\.jsonl: " + error):
+        _load(task, "test" if task != "hellaswag" else "train", lang, files=str(f))
+def test_a_tatoeba_row_without_a_translation_is_an_error_when_loaded(tmp_path):
+    """Tatoeba scores every row as a pair: a blank line on one side was loaded as an empty sentence and failed
+    the chain only at its evaluation, after the intermediate stages had trained (each trial of a search),
+    without naming the file. BUCC's unpaired sentences stay allowed."""
+    (tmp_path / "de.txt").write_text("Hallo\n\nTschuess\n")
+    (tmp_path / "en.txt").write_text("Hello\nThanks\nBye\n")
+    with pytest.raises(DataError, match=r"de\.txt \(\+1 more\): row 2 \(id 1\): an empty source sentence; "
+                                        r"Tatoeba-style retrieval needs a translation pair in every row"):
+        _load("tatoeba", "test", "de", files=[str(tmp_path / "de.txt"), str(tmp_path / "en.txt")], format="parallel")
+    (tmp_path / "de").write_text("de-1\tHallo\nde-2\tAllein\n")
+    (tmp_path / "en").write_text("en-1\tHello\n")
+    (tmp_path / "gold").write_text("de-1\ten-1\n")
+    ds = _load("bucc2018", "test", "de", files=[str(tmp_path / n) for n in ("de", "en", "gold")], format="bucc")
+    assert ds["target"][:] == ["Hello", ""]
+def test_a_bad_line_of_the_second_text_file_is_named_in_that_file(tmp_path):
+    """`format: text` over several files named the first file and a line counted across all of them."""
+    (tmp_path / "a.txt").write_text("1 good\n0 bad\n1 fine\n")
+    (tmp_path / "b.txt").write_text("1 ok\nGARBAGE\n")
+    spec = dict(format="text", line_pattern=r"^(?P<label>[01]) (?P<sentence>.*)$", label_map={"0": "negative", "1": "positive"})
+    with pytest.raises(DataError, match=r"b\.txt: line 2 does not match line_pattern"):
+        _load("sst2", "train", "en", files=[str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], **spec)
+    (tmp_path / "b.txt").write_text("1 ok\n")
+    ds = _load("sst2", "train", "en", files=[str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], **spec)
+    assert ds["sentence"][:] == ["good", "bad", "fine", "ok"] and ds["label"][:] == [1, 0, 1, 1]
+def test_a_data_root_with_brackets_in_its_name_finds_its_files(tmp_path):
+    """data_root (by default the config's folder) was globbed with the file's name: "run [v2]" matched "run v"
+    or "run 2", so a file that is there was "not found", and 🤗 datasets read data_files as patterns too."""
+    root = tmp_path / "run [v2]"
+    root.mkdir()
+    (root / "de.tsv").write_text("premise\thypothesis\tlabel\nEin Hund\tEin Tier\tentailment\n")
+    (root / "de.jsonl").write_text(json.dumps({"premise": "a", "hypothesis": "b", "label": "neutral"}) + "\n")
+    assert _load("xnli", "test", "de", root=root, files="de.tsv")["premise"][:] == ["Ein Hund"]
+    assert _load("xnli", "test", "de", root=root, files="de.jsonl")["label"][:] == [1]
+    assert _load("xnli", "test", "de", root=root, files="*.tsv")["hypothesis"][:] == ["Ein Tier"]  # the item's own *
+    assert _load("xnli", "test", "de", files=str(root / "de.tsv"))["label"][:] == [0]  # an absolute path, too
+
+
 # --------------------------------------------------------------------------- long sentences: windows
 def test_long_sentence_split_into_windows_not_truncated():
     from transformers import AutoTokenizer
@@ -244,3 +355,19 @@ def test_hellaswag_reads_the_hubs_parquet_conversion():
         spec = t.source(split, "en")
         assert spec.hub == "Rowan/hellaswag" and spec.revision == "refs/convert/parquet"
     assert resolve_task("cosmosqa").source("train", "en").revision == "refs/convert/parquet"
+
+
+@pytest.mark.parametrize("name, text, spec, line", [
+    ("x.tsv", "premise\thypothesis\tlabel\nA man\tA person\tentailment\tx\nB\tC\tneutral\n", {}, 2),
+    ("x.csv", 'premise,hypothesis,label\n\n"A, man",A person,entailment,\nB,C,neutral\n', {}, 3),
+    ("n.tsv", "A man\tA person\tentailment\tx\nB\tC\tneutral\n", dict(header=False, column_names=["premise", "hypothesis", "label"]), 1),
+])
+def test_a_first_row_with_a_stray_field_is_one_error_line(tmp_path, name, text, spec, line):
+    """pandas takes a first row with one field more than the header for an index column: every row's fields
+    moved one column left, silently (XNLI's label read from the hypothesis, the premise lost)."""
+    f = tmp_path / name
+    f.write_text(text)
+    with pytest.raises(DataError, match=rf"{name}: line {line} has 4 fields, the header 3 \(premise, hypothesis, label\)"):
+        _load("xnli", "test", "de", files=str(f), **spec)
+    f.write_text(text.replace("\tx\n", "\n").replace("entailment,\n", "entailment\n"))  # (the stray field gone)
+    assert _load("xnli", "test", "de", files=str(f), **spec)["label"][:2] == [0, 1]
