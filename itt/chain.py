@@ -113,7 +113,8 @@ def prepare(cfg: ChainConfig, log=print) -> Prepared:
     if m.name is not None:
         # a wrong model name (or one without the asked-for checkpointing, or shorter inputs than the config's
         # max_length) fails here, before any output exists
-        config = check_model(m, cfg.hardware.gradient_checkpointing, longest=_longest_input(cfg, order, target, also))
+        config = check_model(m, cfg.hardware.gradient_checkpointing, longest=_longest_input(cfg, order, target, also),
+                             tokenizer=tokenizer)
     if cfg.eval.retrieval.layer is not None and _evaluates_retrieval(target, also):
         from itt.kinds.retrieval import layer_index, n_layers
 

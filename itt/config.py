@@ -216,6 +216,13 @@ class ModelConfig(_Strict):
     trust_remote_code: bool = False  # never on unless a config asks for it
     pooling: Literal["auto", "first", "last", "mean"] = "auto"  # auto: last token for XLNet and decoders, else first
 
+    @field_validator("name", "tokenizer")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():  # ("" was read as the config's own folder)
+            raise ValueError("give a 🤗 Hub ID or a local folder, not an empty string")
+        return v
+
     @model_validator(mode="after")
     def _one_model(self) -> ModelConfig:
         if (self.name is None) == (self.tiny is None):
@@ -224,6 +231,9 @@ class ModelConfig(_Strict):
             raise ValueError("a 'tiny' model needs 'tokenizer' (Hub ID or path) or 'train_tokenizer'")
         if self.tokenizer is not None and self.train_tokenizer is not None:
             raise ValueError("give 'tokenizer' or 'train_tokenizer', not both")
+        if self.name is not None and self.train_tokenizer is not None:  # (it failed in prepare: no tiny.arch)
+            raise ValueError("'train_tokenizer' fits a tokenizer for a 'tiny' model; a pretrained 'name' has its own "
+                             "(remove 'train_tokenizer', or give 'tokenizer')")
         return self
 
 
@@ -610,7 +620,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainCo
     if isinstance(model, dict):
         for key in ("name", "tokenizer"):  # a local model path, like data, is relative to the config
             v = model.get(key)
-            if isinstance(v, str) and not Path(v).is_absolute() and (here / v).exists():
+            if isinstance(v, str) and v.strip() and not Path(v).is_absolute() and (here / v).exists():
                 model[key] = str((here / v).resolve())
     cfg = validate(raw, str(path))
     from itt.tasks import check_config_tasks  # late: the registry imports this module

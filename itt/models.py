@@ -72,7 +72,7 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     from transformers import AutoTokenizer
 
     with _from_hub(f"tokenizer '{name_or_path}'", "cannot load", name_or_path):
-        tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(_local(name_or_path), revision=revision, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:  # a decoder's (GPT-2, Llama): pad with its end-of-text token, as 🤗's docs for
         if tok.eos_token is None:  # GPT2ForSequenceClassification do (the attention mask hides the padding)
             raise UserError(f"tokenizer '{name_or_path}' has neither a padding nor an end-of-text token to pad with")
@@ -99,6 +99,12 @@ def _from_hub(what: str, failed: str, name_or_path: str):
         # (offline, a missing file is an OSError; anything else, e.g. a damaged cached file, says itself)
         why = hub.not_cached(f"'{name_or_path}'") if offline and isinstance(e, OSError) else _first_line(e)
         raise UserError(f"{what}: {failed} ({why})") from None
+
+
+def _local(name_or_path: str) -> str:
+    """A local folder's path as 🤗 can open it (``~`` expanded: from_pretrained took ``~/model`` for a Hub ID);
+    a Hub ID as it is."""
+    return os.path.expanduser(name_or_path) if hub.is_local(name_or_path) else name_or_path
 
 
 def _first_line(e: Exception) -> str:
@@ -157,17 +163,19 @@ def input_limit(config) -> int | None:
     return n
 
 
-def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest: tuple[int, str] | None = None):
+def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest: tuple[int, str] | None = None,
+                tokenizer=None):
     """Fail early (one line) when a named model's config cannot be had, its architecture cannot do the
-    gradient checkpointing ``hardware`` asks for, or ``longest`` = (tokens, the setting asking for them) is
-    beyond its position table (an index error mid-chain on CPU, a device-side assert on a GPU). Returns
-    the model's config."""
+    gradient checkpointing ``hardware`` asks for, ``longest`` = (tokens, the setting asking for them) is
+    beyond its position table, or ``model.tokenizer`` (``tokenizer``, loaded) has more tokens than its
+    embedding table (each an index error mid-chain on CPU, a device-side assert on a GPU). Returns the
+    model's config."""
     import transformers
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
     with _from_hub(f"model '{mcfg.name}'", "cannot load its config", mcfg.name):
-        config = AutoConfig.from_pretrained(mcfg.name, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(_local(mcfg.name), revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
     cls = getattr(transformers, MODEL_MAPPING_NAMES.get(config.model_type, ""), None)
     if getattr(config, "is_encoder_decoder", False):
         raise UserError(f"model.name: '{mcfg.name}' is an encoder-decoder ({config.model_type}); itt trains encoders "
@@ -175,6 +183,10 @@ def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest
     if is_decoder_only(config) and mcfg.pooling == "first":
         raise UserError(f"model.pooling: first, but '{mcfg.name}' is a decoder ({config.model_type}: each token sees "
                         "only those before it, so the first sees nothing of the input); give last or mean (auto: last)")
+    vocab = getattr(config, "vocab_size", None)
+    if mcfg.tokenizer is not None and tokenizer is not None and isinstance(vocab, int) and len(tokenizer) > vocab:
+        raise UserError(f"model.tokenizer: '{mcfg.tokenizer}' has {len(tokenizer)} tokens, but model '{mcfg.name}' "
+                        f"embeds {vocab} (its vocab_size); give the model's own tokenizer")
     limit = input_limit(config)
     if longest is not None and limit is not None and longest[0] > limit:
         raise UserError(f"{longest[1]}: {longest[0]} tokens, but model '{mcfg.name}' takes at most {limit} "
@@ -194,9 +206,9 @@ def build_encoder(mcfg: ModelConfig, tokenizer, *, max_length: int, sdpa: bool):
         return _drop_unused(AutoModel.from_config(config, attn_implementation=_attn_impl(config, sdpa)))
     kw = dict(revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
     with _from_hub(f"model '{mcfg.name}'", "cannot load its config", mcfg.name):
-        config = AutoConfig.from_pretrained(mcfg.name, **kw)
+        config = AutoConfig.from_pretrained(_local(mcfg.name), **kw)
     with _from_hub(f"model '{mcfg.name}'", "cannot load its weights", mcfg.name):
-        model = AutoModel.from_pretrained(mcfg.name, config=config, attn_implementation=_attn_impl(config, sdpa), **kw)
+        model = AutoModel.from_pretrained(_local(mcfg.name), config=config, attn_implementation=_attn_impl(config, sdpa), **kw)
     return _drop_unused(model)
 
 

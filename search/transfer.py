@@ -217,7 +217,9 @@ def units(task, ds, emb: Embedder, *, max_rows: int = MAX_ROWS) -> Units:
         return Units(f, y, task.is_regression, embedding=f.mean(0))
     if k == Kind.TOKEN:
         words, tags = list(ds["tokens"]), list(ds["label"])
-        enc = emb.tok(words, is_split_into_words=True, truncation=True, max_length=emb.max_length)
+        from itt.kinds.tagging import word_start_marked  # (RoBERTa's words as in running text, as the chain's)
+
+        enc = word_start_marked(emb.tok)(words, is_split_into_words=True, truncation=True, max_length=emb.max_length)
         rows, pick, ys = [], [], []
         for i in range(len(words)):
             first, seen = [], set()

@@ -258,6 +258,43 @@ def test_a_max_length_beyond_a_pretrained_models_position_table_is_one_error_lin
     assert not (tmp_path / "second").exists()
 
 
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_one_error_line(write_config, tmp_path, capsys):
+    """``model.tokenizer`` beside ``model.name``: a tokenizer with more tokens than the model's embedding table
+    (mBERT's 119,547 on a model of 400) ran into an IndexError traceback at the first batch; now one line."""
+    from search.cli import main
+    from tests.conftest import SHARED, TINY
+
+    mbert = SHARED / "tokenizers" / "bert-base-multilingual-cased"
+    if not mbert.is_dir():
+        pytest.skip(f"real data folder not found: {mbert}")
+    cfg = _cfg(write_config, {"save_checkpoint": True, "seeds": [0]})
+    run_chain(cfg, out_dir=tmp_path / "first", log=lambda *a: None)
+    ck = str(tmp_path / "first" / "seed0" / "checkpoint")
+    capsys.readouterr()
+    path = write_config(base={**TINY, "model": {"name": ck, "tokenizer": str(mbert)}}, name="named.yaml")
+    code = main(["run", str(path), "--out", str(tmp_path / "second")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: model.tokenizer: '{mbert}' has 119547 tokens, but model '{ck}' embeds "), err
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_model_folder_under_home_loads(write_config, tmp_path, monkeypatch):
+    """``model.name: ~/models/x`` (a path, as itt/hub.py and the "no such folder" line read it): 🤗's
+    from_pretrained does not expand ``~`` and took it for a Hub ID ("Repo id must use alphanumeric chars")."""
+    from itt.config import ModelConfig
+    from itt.models import build_encoder, check_model, load_tokenizer
+
+    cfg = _cfg(write_config, {"save_checkpoint": True, "seeds": [0]})
+    run_chain(cfg, out_dir=tmp_path / "home" / "models", log=lambda *a: None)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    name = "~/models/seed0/checkpoint"
+    tok = load_tokenizer(name)
+    mcfg = ModelConfig(name=name)
+    assert check_model(mcfg).model_type == "bert"
+    assert build_encoder(mcfg, tok, max_length=24, sdpa=True).config.vocab_size == len(tok)
+
+
 def test_fp16_loss_scaler_starts_fresh_in_each_stage(write_config, tmp_path, monkeypatch):
     """fp16 (on a GPU: Accelerate's native AMP and one GradScaler per Accelerator, rebuilt here on the CPU): the
     chain's one Accelerator trains every stage, so the scaler's state (scale, growth tracker) carried over and

@@ -282,7 +282,7 @@ def test_a_short_row_says_it_has_no_label(write_config, capsys, tmp_path):
     ("latin1.tsv", "premise\thypothesis\tlabel\nça\tb\tneutral\n".encode("latin-1"),
      "cannot read as tsv: 'utf-8' codec can't decode byte 0xe7"),
     ("quote.csv", 'premise,hypothesis,label\n"a,b,neutral\nc,d,neutral\n', "cannot read as csv: Error tokenizing data"),
-    ("empty.tsv", "", "cannot read as tsv: No columns to parse"),
+    ("empty.tsv", "", "the file is empty"),
 ])
 def test_a_file_that_cannot_be_parsed_says_why_once(name, content, needle, write_config, capfd, tmp_path):
     """🤗 datasets wraps the parser's error ("An error occurred while generating the dataset") and logs the
@@ -311,9 +311,27 @@ def test_unknown_model(write_config, capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("key", ["name", "tokenizer"])
+def test_an_empty_model_name_or_tokenizer_is_one_error_line(write_config, capsys, tmp_path, key):
+    """`model.name: ""` was resolved to the config's own folder: "tokenizer '<that folder>': cannot load
+    (Couldn't instantiate the backend tokenizer from one of: )", a folder the config never named."""
+    model = {"name": "", "tiny": None, "train_tokenizer": None} if key == "name" else {"tokenizer": "", "train_tokenizer": None}
+    path = write_config({"model": model})
+    line = expect_error(["run", str(path), "--out", str(tmp_path / "o")], capsys, f"model.{key}", "empty string")
+    assert str(path.parent) + "'" not in line
+
+
 def test_model_needs_one_source(write_config, capsys):
     path = write_config({"model": {"name": "bert-base-cased"}})
     expect_error(["run", str(path)], capsys, "exactly one of 'name'", "model")
+
+
+def test_a_pretrained_model_with_train_tokenizer_is_one_error_line(write_config, capsys, tmp_path):
+    """`--set model.name=... model.tiny=null` on a tiny config kept its train_tokenizer: an AttributeError
+    traceback in prepare (the fitted tokenizer takes tiny.arch)."""
+    path = write_config({"model": {"name": "bert-base-cased", "tiny": None}})
+    expect_error(["run", str(path), "--out", str(tmp_path / "o")], capsys, "'train_tokenizer' fits a tokenizer", "model")
+    assert not (tmp_path / "o").exists()
 
 
 def test_set_order_override_and_comma_lists(write_config):

@@ -163,3 +163,77 @@ def test_tagging_labels_every_word_once_on_its_first_subword(families, family):
                 assert ids[j] not in tok.all_special_ids
         assert got == tags
         assert len(feats) > len(ds)  # some sentences did not fit one window
+
+
+@pytest.mark.parametrize("family", ["xlmr", "xlnet", "roberta", "mbert"])
+def test_tagging_words_get_the_pieces_of_running_text(families, family):
+    """A sentence's words, given one by one, are split into the pieces the same words get in running text
+    (what the encoder was trained on). RoBERTa's byte-level BPE marks a word start by the space before it:
+    words given without one came out as word-inside pieces ("world" -> 'w', 'orld' instead of 'Ġworld')."""
+    tok = load_tokenizer(families[family])
+    ds = _load("panx", "test", "de", files="panx_wikiann/wikiann.de.test.conllu", format="conll",
+               conll_columns=(1, 2)).select(range(1000))
+    # (sentences of ASCII letters only: punctuation and characters outside this small vocabulary are
+    # normalised differently word by word)
+    words = [ws for ws in ds["tokens"][:] if all(w.isascii() and w.isalpha() for w in ws)]
+    assert len(words) >= 30
+    before = tok("Ernst von Reichenbach")["input_ids"]
+    feats, meta = featurize_words(words, None, tok, 512)
+    assert tok("Ernst von Reichenbach")["input_ids"] == before  # (the chain's tokenizer itself is left as it was)
+    assert [m[1] for m in meta] == [0] * len(words)  # one window each
+    special = set(tok.all_special_ids)
+    for ids, ws in zip(feats["input_ids"], words):
+        running = tok(" " + " ".join(ws), add_special_tokens=False)["input_ids"]
+        assert [i for i in ids if i not in special] == running, (family, ws)
+
+
+@pytest.mark.parametrize("family", ["xlmr", "mbert"])
+def test_qa_doc_stride_check_counts_the_tokenizers_special_tokens(families, family):
+    """A window holds max_length less the question and the pair's special tokens: XLM-R/RoBERTa put 4 in a pair
+    (<s> q </s></s> c </s>), BERT 3. The check counted 3 for every tokenizer, so an XLM-R doc_stride one below
+    its limit passed and made windows that did not overlap (an answer across their border unfindable)."""
+    from itt.errors import ConfigError
+
+    tok = load_tokenizer(families[family])
+    special = tok.num_special_tokens_to_add(pair=True)
+    assert special == {"xlmr": 4, "mbert": 3}[family]
+    ds = _load("xquad", "test", "el", files="xquad/xquad.el.json", format="squad").select(range(40))
+    limit = 96 - 24 - special  # max_length 96: questions cut to 24 tokens
+    with pytest.raises(ConfigError, match=rf"doc_stride {limit} .* no overlap: .* give less than {limit}"):
+        featurize_qa(ds, tok, 96, limit, train=False)
+    ev = featurize_qa(ds, tok, 96, limit - 1, train=False)
+    ex, starts, offsets = ev.meta["example"], ev.meta["context_start"], ev.meta["offsets"]
+    pairs = [(w, w + 1) for w in range(len(ex) - 1) if ex[w] == ex[w + 1]]
+    assert len(pairs) >= 20  # Greek contexts need several windows
+    for a, b in pairs:  # the next window starts inside this one: they overlap
+        assert starts[b] < starts[a] + sum(o is not None for o in offsets[a]), (family, a)
+
+
+def test_itt_rank_embeds_tagging_words_as_running_text(families):
+    """`itt rank`'s token features (search/transfer.py) tokenize a tagging task's words as the chain does:
+    with RoBERTa's byte-level BPE a word is the piece of running text ('Ġworld'), not a word-inside one."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from search.transfer import Embedder, units
+
+    tok = load_tokenizer(families["roberta"])
+    seen = []
+
+    class Encoder:  # records what it is given
+        def eval(self):
+            return self
+
+        def __call__(self, input_ids, attention_mask, **kw):
+            seen.extend(input_ids.tolist())
+            return SimpleNamespace(last_hidden_state=torch.zeros(*input_ids.shape, 4))
+
+    ds = _load("panx", "test", "de", files="panx_wikiann/wikiann.de.test.conllu", format="conll",
+               conll_columns=(1, 2)).select(range(300))
+    ds = ds.select([i for i, ws in enumerate(ds["tokens"]) if all(w.isascii() and w.isalpha() for w in ws)][:20])
+    assert len(ds) >= 10
+    units(resolve_task("panx"), ds, Embedder(Encoder(), tok, max_length=128))
+    special = set(tok.all_special_ids) | {tok.pad_token_id}
+    got = [[i for i in ids if i not in special] for ids in seen[:len(ds)]]
+    assert got == [tok(" " + " ".join(ws), add_special_tokens=False)["input_ids"] for ws in ds["tokens"]]

@@ -23,27 +23,40 @@ from itt.models import SpanModel
 MAX_QUERY = 64  # question tokens kept (XTREME's max_query_length), at most a quarter of the window
 
 
-def strides(max_length: int, doc_stride: int | None) -> tuple[int, int]:
+def strides(max_length: int, doc_stride: int | None, special: int = 3) -> tuple[int, int]:
     """(question token cap, stride) for a window size; the stride (context tokens between window starts)
     must be below a window's context room, or windows would not overlap and an answer across their
-    border could not be found."""
+    border could not be found. ``special``: the tokenizer's special tokens in a pair (BERT 3, RoBERTa/XLM-R 4)."""
     q_cap = max(1, min(MAX_QUERY, max_length // 4))
     stride = doc_stride if doc_stride is not None else max_length // 3
-    room = max_length - q_cap - 3
+    room = max_length - q_cap - special
     if stride >= room:
         raise ConfigError(f"doc_stride {stride} (context tokens between window starts) leaves the windows no overlap: "
                           f"with max_length {max_length} a window holds at least {room} context tokens; give less than {room}")
     return q_cap, stride
 
 
+def _cut(question: str, offsets, q_cap: int, tokenizer) -> str:
+    """The question's first ``q_cap`` tokens as text. Cut inside a word, the rest of the word can split into
+    more pieces than it had (sentencepiece): fewer tokens are kept until the cut text is ``q_cap`` at most, or
+    the window's context room (and so the windows' overlap) would be one short of what the stride check allowed."""
+    k = q_cap
+    while k > 1:
+        cut = question[:offsets[k - 1][1]]
+        if len(tokenizer(cut, add_special_tokens=False)["input_ids"]) <= q_cap:
+            return cut
+        k -= 1
+    return question[:offsets[0][1]]
+
+
 def featurize_qa(ds, tokenizer, max_length: int, doc_stride: int | None, *, train: bool):
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("extractive QA needs a fast tokenizer (character offsets)")
-    q_cap, stride = strides(max_length, doc_stride)
+    q_cap, stride = strides(max_length, doc_stride, tokenizer.num_special_tokens_to_add(pair=True))
     questions, contexts = ds["question"][:], ds["context"][:]
     # cut questions to q_cap tokens (at a character offset, so the text stays the question's own)
     qenc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
-    questions = [q if len(o) <= q_cap else q[:o[q_cap - 1][1]] for q, o in zip(questions, qenc["offset_mapping"])]
+    questions = [q if len(o) <= q_cap else _cut(q, o, q_cap, tokenizer) for q, o in zip(questions, qenc["offset_mapping"])]
     right = tokenizer.padding_side == "right"  # XLNet: context first, padding on the left
     # XTREME/SQuAD: windows start `stride` context tokens apart, so the tokenizer's overlap is the window's
     # context room less the stride; the room depends on the question's length: one call per overlap value

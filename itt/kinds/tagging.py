@@ -32,10 +32,28 @@ def windows(counts: list[int], capacity: int) -> list[tuple[int, int]]:
     return out
 
 
+def word_start_marked(tokenizer):
+    """The tokenizer for words given one by one. Byte-level BPE (RoBERTa, GPT-2) marks a word's start by the
+    space before it ("Ġworld"): without one, each word was split as inside a word ('w', 'orld'), pieces the
+    model never saw in running text. A copy with ``add_prefix_space`` (🤗's rule for pre-split words)."""
+    import copy
+
+    from tokenizers import pre_tokenizers
+
+    pre = tokenizer.backend_tokenizer.pre_tokenizer
+    if not isinstance(pre, pre_tokenizers.ByteLevel) or pre.add_prefix_space:
+        return tokenizer
+    tok = copy.deepcopy(tokenizer)
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, trim_offsets=pre.trim_offsets,
+                                                                   use_regex=pre.use_regex)
+    return tok
+
+
 def featurize_words(tokens: list[list[str]], labels: list[list[int]] | None, tokenizer, max_length: int):
     """Windows of words → model inputs with first-subword labels; also (example, first word) per window."""
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("token classification needs a fast tokenizer (word alignment)")
+    tokenizer = word_start_marked(tokenizer)
     capacity = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     enc = tokenizer(tokens, is_split_into_words=True, add_special_tokens=False)
     fixed = []
