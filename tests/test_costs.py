@@ -34,6 +34,17 @@ def test_cost_model_counts_stages_or_measured_seconds():
     assert CostModel("measured", 2.0, sec2).fixed == 2.0
 
 
+def test_a_fixed_part_measured_at_zero_seconds_leaves_an_order_a_cost():
+    """A simulation with fixed_seconds: 0 reports trials whose fixed part took no time: an order whose stages
+    are all cached then cost 0, and its EI per cost was infinite whatever its EI (it took every choice)."""
+    from search.searchers.costs import MIN_FIXED, CostModel, Seconds
+
+    sec = Seconds()
+    sec.add_trial(["toy_topic"], {"stage_seconds_1": 5.0, "fixed_seconds": 0.0})
+    m = CostModel("measured", 1.0, sec)
+    assert m.measured and m.fixed == MIN_FIXED > 0
+
+
 def test_searcher_records_reported_seconds_and_order_bo_prices_orders_by_them():
     """Without Ray: OrderSearcher writes a trial's stage_seconds / fixed_seconds into its study trial; order_bo
     reads them back and prices an order's untrained stages by them (toy_topic ten times toy_length's); with

@@ -825,6 +825,31 @@ def test_order_bo_reaches_the_best_order_in_fewer_trials_than_random():
     assert sum(best in r for r in runs) >= 2, to_best
 
 
+@pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
+def test_order_bo_prices_a_finished_trials_stages_as_cached_with_one_or_several_objectives(directions):
+    """A finished trial trained every stage of its order (the stage cache holds them): its order and
+    every prefix cost only the fixed part now, also in a multi-objective study, where Ray's OptunaSearch
+    reports no probes (intermediate values) - a prefix known from them alone was priced in full there."""
+    from search.searchers.order_bo import OrderBOSampler
+    from search.trial import define
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = OrderSpace(candidates=["a", "b", "c", "d"], lengths=[2])
+    sampler = OrderBOSampler(space, seed=0)
+    study = optuna.create_study(directions=directions, sampler=sampler)
+    t = study.ask()
+    define(t, space=space, hparams={})
+    order = space.decode(t.params)
+    if len(directions) == 1:  # (as Ray's OptunaSearch: probes only with one objective)
+        t.report(0.4, 1)
+        t.report(0.5, 2)
+    study.tell(t, [0.5] * len(directions))
+    obs = sampler.observations(study)
+    other = next(x for x in space.candidates if x not in order)
+    assert sampler.cost(order, {}, obs.trained) == 1.0  # the final fine-tune only
+    assert sampler.cost([order[0], other], {}, obs.trained) == 2.0  # one new stage
+
+
 def test_order_bo_start_up_design_covers_every_task_on_cached_prefixes():
     """The start-up design (startup: cover): the second order brings both tasks the first left out, on
     the first order's cached first stage (coverage per cost), for every searcher seed; ``random``
@@ -864,6 +889,37 @@ def test_order_bo_every_proposal_valid_never_a_finished_order_and_resumes_identi
     assert order_key(space.decode(nxt[0])) not in tried
     rec = restored.recommend(study)
     assert rec["order"] in tried and rec["lo"] <= rec["mean"] <= rec["hi"]
+
+
+@pytest.mark.parametrize("bad", ["probe", "inf", "-inf"])
+def test_order_bo_keeps_its_model_after_a_non_finite_score(bad):
+    """A NaN probe (Optuna stores it as an intermediate value) or an infinite final (Optuna keeps it
+    COMPLETE) is no evidence the GP can take: it is left out, so the GP still fits (the recommendation has
+    its interval) instead of every later proposal falling back to the start-up design, and an infinite
+    final is never the recommendation."""
+    from search.searchers.order_bo import OrderBOSampler
+    from search.trial import define
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space, table = _planted(n_tasks=4, length=2)
+    sampler = OrderBOSampler(space, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    poisoned = None
+    for n in range(6):
+        t = study.ask()
+        define(t, space=space, hparams={})
+        key = order_key(space.decode(t.params))
+        probes, final = table[key]
+        for i, v in enumerate(probes, 1):
+            t.report(float("nan") if (n, i, bad) == (1, 1, "probe") else v, i)
+        study.tell(t, float(bad) if n == 1 and bad != "probe" else final)
+        if n == 1:
+            poisoned = key
+    rec = sampler.recommend(study)
+    assert rec["lo"] is not None and math.isfinite(rec["mean"]), rec  # the GP was fitted
+    assert bad == "probe" or rec["order"] != poisoned
+    nxt = order_key(space.decode(sampler._propose(study)))
+    assert nxt != poisoned and nxt not in [order_key(space.decode(t.params)) for t in study.trials]
 
 
 def test_order_bo_proposes_the_same_orders_whatever_torch_generator_state():

@@ -35,6 +35,9 @@ import statistics
 from dataclasses import dataclass, field
 
 
+MIN_FIXED = 0.01  # the least a trial's fixed part costs, in median stages
+
+
 @dataclass
 class Seconds:
     """The seconds trials reported: per task, each stage's; per finished trial, its fixed part."""
@@ -74,7 +77,9 @@ class CostModel:
         self._stage = {t: s / unit_s for t, s in per_task.items()}
         self._other = 1.0  # a task no trial has reported: the median measured task
         fixed = seconds.fixed_median()
-        self.fixed = fixed / unit_s if fixed is not None else float(final_cost)
+        # (a trial always costs something: a fixed part measured at 0 s, as a simulation with fixed_seconds: 0
+        # reports, made every fully cached order free, its EI per cost infinite whatever its EI)
+        self.fixed = max(fixed / unit_s, MIN_FIXED) if fixed is not None else float(final_cost)
 
     def stage(self, task: str) -> float:
         return self._stage.get(task, self._other)

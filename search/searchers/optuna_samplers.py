@@ -16,8 +16,8 @@ def sampler_for(scfg, prior=None):
     with several directions (``search.metric: [mean, worst]``): order_bo by ParEGO's random
     scalarisations (order_bo.py), TPE as Optuna's multi-objective TPE, GP by its expected hypervolume
     improvement, random (uniform over the untried orders, uniform_random.py) as it is. On the planted trade-off table (bench/make_pareto_table.py, 26 orders)
-    order_bo found the whole front in 20 trials for 4 of 5 searcher seeds (4 of its 5 orders for the
-    fifth); TPE found 4-5 of them in 20, random 2-4 in 16 (README)."""
+    order_bo found the whole front in 20 trials for 2 of 5 searcher seeds (4 of its 5 orders for the
+    others); TPE found 4-5 of them in 20, random 2-4 in 16 (README)."""
     import optuna
 
     name = "order_bo" if scfg.searcher == "auto" else scfg.searcher

@@ -195,10 +195,12 @@ class OrderBOSampler(BaseSampler):
                     obs.trained.add(config_key(prefix, self._prefix_hp(prefix, hp, stages_only=True)))
                     ph = self._prefix_hp(prefix, hp)  # (the probe: its stages' hparams and the target's)
                     pk = config_key(prefix, ph)
-                    if (pk, v) not in seen_p:
+                    if (pk, v) not in seen_p and math.isfinite(v):  # (a NaN probe: no evidence, the GP fails on it)
                         seen_p.add((pk, v))
                         obs.probes.append((prefix, ph, float(v)))
-            if t.state == TrialState.FAIL:  # errored, or a repeat of a running one (told FAIL: no score yet)
+            if t.state == TrialState.FAIL or not all(map(math.isfinite, t.values or ())):
+                # errored, or a repeat of a running one (told FAIL: no score yet); or a final Optuna kept that is
+                # no score (inf: the GP's fit fails on it, and it would be the best): not proposed again either
                 obs.failed.add(key)
                 continue
             ran.add(key)
@@ -208,10 +210,12 @@ class OrderBOSampler(BaseSampler):
                 seen_f.add((key, value))  # a repeat answered by the searcher carries the same value: once
                 obs.finals.append((order, hp, float(value)))
                 obs.done.add(key)
-            if t.state == TrialState.RUNNING:
-                obs.pending.append((order, hp))
+            if t.state in (TrialState.RUNNING, TrialState.COMPLETE):
+                # every stage is trained or being trained (known from probes too, but a multi-objective study has none)
                 obs.trained.update(config_key(order[:i], self._prefix_hp(order[:i], hp, stages_only=True))
                                    for i in range(1, len(order) + 1))
+            if t.state == TrialState.RUNNING:
+                obs.pending.append((order, hp))
             elif t.state == TrialState.PRUNED:
                 obs.stopped.add(key)
         obs.failed -= ran  # a repeat's FAIL is no failure of its configuration (a stopped one may continue)
@@ -262,7 +266,8 @@ class OrderBOSampler(BaseSampler):
         w = self._rng.dirichlet(np.ones(len(dirs)))
         sign = np.array([1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in dirs])
         done = np.array([t.values for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                         if t.values is not None], dtype=float).reshape(-1, len(dirs)) * sign
+                         if t.values is not None and all(map(math.isfinite, t.values))],
+                        dtype=float).reshape(-1, len(dirs)) * sign
         lo, hi = (done.min(0), done.max(0)) if len(done) else (np.zeros(len(dirs)), np.ones(len(dirs)))
         span = np.where(hi > lo, hi - lo, 1.0)
 
