@@ -482,10 +482,17 @@ def _check_space(scfg: SearchConfig, chain, path) -> OrderSpace:
 
 def _check_vary(scfg: SearchConfig, raw: dict, path) -> None:
     """``search.confirm.vary``: each value is one the chain config takes, as ``itt confirm --vary`` checks it
-    (here, before the search: the confirmation would fail on it only after the whole search)."""
+    (here, before the search: the confirmation would fail on it only after the whole search); and none,
+    nor ``top: set``, for a multi-objective search (``itt confirm`` refuses both for it)."""
     from itt.errors import UserError
     from search.confirm import vary_config
 
+    if scfg.confirm and scfg.multi_objective and scfg.confirm.vary:
+        raise ConfigError(f"{path}: search.confirm.vary: a multi-objective search's confirmation compares on every "
+                          "objective already; vary its hyperparameters with one objective")
+    if scfg.confirm and scfg.multi_objective and scfg.confirm.top == "set":
+        raise ConfigError(f"{path}: search.confirm.top: set ranks orders by the mean; a multi-objective search "
+                          "confirms its Pareto front: give a number")
     for key, values in (scfg.confirm.vary if scfg.confirm else {}).items():
         for value in values:
             try:
@@ -588,6 +595,13 @@ def _check_simulate(scfg: SearchConfig, path) -> None:
         if len(langs) < 2:
             raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
                               f"and {scfg.simulate.table} has no dev_<language> columns")
+        # every report carries every objective (Ray Tune refuses a probe without one): probe_<i>_<objective>
+        need = [f"probe_{i}_{n}" for i in range(1, max(scfg.space().lengths) + 1) for n in scfg.objectives
+                if n in ("worst", "std", "transfer_gap")]
+        absent = [c for c in need if c not in header]
+        if absent:
+            raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)}: every probe reports each objective, "
+                              f"and {scfg.simulate.table} has no '{absent[0]}' column")
 
 
 TABLE_SPACE_CHECKED = 200_000  # a simulated table must hold every order of a space up to this size

@@ -32,7 +32,7 @@ import yaml
 from itt.errors import UserError
 from search import stats as S
 from search.config import hparams_text
-from search.pareto import on_front
+from search.pareto import MIN, SINGLE, directions, on_front
 from search.stats import F, show
 from search.storage import echo
 from search.tracking import finite as _num
@@ -42,17 +42,24 @@ CONFIRM_FILE = "confirm.json"
 SUFFIX = "-confirm"
 
 
-def _completed(rows: list[dict]) -> list[dict]:
-    """The completed trials with a score, best score first."""
+def _completed(rows: list[dict], lower: bool = False) -> list[dict]:
+    """The completed trials with a score, best score first (``lower``: the score is lower-is-better)."""
     return sorted((r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None),
-                  key=lambda r: -_num(r["score"]))
+                  key=lambda r: _num(r["score"]) if lower else -_num(r["score"]))
 
 
-def picks(rows: list[dict], recommended: dict | None, top: int, *, front: bool = False) -> list[dict]:
+def lower_is_better(scfg) -> bool:
+    """Whether results.csv's score (the first objective) is lower-is-better: ``search.metric: [std, mean]``."""
+    return directions(scfg.objectives[0])[0] == MIN
+
+
+def picks(rows: list[dict], recommended: dict | None, top: int, *, front: bool = False,
+          lower: bool = False) -> list[dict]:
     """The ``top`` IF orders to confirm, best first: the searcher's recommendation (its model's best,
     where it has one), then the completed trials by score; each with its trial's hyperparameters.
-    ``front`` (a multi-objective search): the trials on its Pareto front first, by the first objective."""
-    done = sorted(_completed(rows), key=lambda r: front and not on_front(r))  # (stable: by score within)
+    ``front`` (a multi-objective search): the trials on its Pareto front first, by the first objective
+    (``lower``: a lower-is-better one, such as std)."""
+    done = sorted(_completed(rows, lower), key=lambda r: front and not on_front(r))  # (stable: by score within)
     out: list[dict] = []
 
     def add(order: str, hp: dict, why: str) -> None:
@@ -154,7 +161,7 @@ def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, 
     search ran none, the first pick's that apply to F (not per-stage), with a note saying so."""
     if not scfg.hparams:
         return {}, None
-    f = [r for r in _completed(rows) if r.get("order") == F]
+    f = [r for r in _completed(rows, lower_is_better(scfg)) if r.get("order") == F]
     if f:
         return {k: _value(v) for k, v in row_hparams(f[0]).items()}, None
     hp = {k: v for k, v in chosen[0]["hparams"].items() if not k.startswith("stages.")}
@@ -164,8 +171,10 @@ def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, 
 
 def added(orders: list[str] | None, scfg, chosen: list[dict]) -> list[dict]:
     """``--add``: orders of the search's space confirmed beside its picks (e.g. one the search did not
-    finish that the report says could beat the pick), with the first pick's hyperparameters (no trial of
-    the search found theirs)."""
+    finish that the report says could beat the pick), with the first pick's hyperparameters that apply to
+    them (no trial of the search found theirs; a per-stage value of a task the order lacks does not)."""
+    from search.config import hparam_names
+
     space, out = scfg.space(), []
     for text in orders or []:
         order = [t.strip() for t in text.split(">") if t.strip()]
@@ -174,7 +183,9 @@ def added(orders: list[str] | None, scfg, chosen: list[dict]) -> list[dict]:
                             f"{', '.join(scfg.candidates)}, joined by '>', lengths {scfg.lengths})")
         key = ">".join(order)
         if key not in [p["order"] for p in chosen + out]:
-            out.append({"order": key, "hparams": dict(chosen[0]["hparams"]), "why": "added (--add)"})
+            names = {n for k in scfg.hparams for n in hparam_names(k, order)}
+            out.append({"order": key, "hparams": {k: v for k, v in chosen[0]["hparams"].items() if k in names},
+                        "why": "added (--add)"})
     return out
 
 
@@ -198,7 +209,7 @@ def _chosen(exp, st, scfg, top) -> tuple[list[dict], list[str]]:
     """The picks: the ``top`` best (int), or the credible set (``set``); notes on what was left out."""
     if top != SET:
         return picks(exp.rows, st.read_json("summary.json", default={}).get("recommended"), top,
-                     front=scfg.multi_objective), []
+                     front=scfg.multi_objective, lower=lower_is_better(scfg)), []
     from search import ranking
 
     if scfg.multi_objective:
@@ -230,7 +241,9 @@ def parse_vary(texts: list[str] | None) -> list[tuple[str, list]]:
 
 
 def variant_name(base: str, key: str, value) -> str:
-    return f"{base}-{key}={value}"
+    """``<name>-confirm-KEY=V``: a folder beside the confirmation, so a value with a path separator (a Hub ID
+    such as FacebookAI/xlm-roberta-large, a local model path) has it as ``_``, not a folder inside another."""
+    return f"{base}-{key}={str(value).replace('/', '_').replace(chr(92), '_')}"
 
 
 def vary_config(cfg: dict, key: str, value, *, cache_dir: str | None, label: str | None = None) -> dict:
@@ -303,10 +316,12 @@ def plan(exp_dir: str, *, top: int | str, seeds: list[int] | None, name: str | N
     f_hp, f_note = baseline_hparams(exp.rows, chosen, scfg) if baseline and hparams == "own" else ({}, None)
     cfg, notes = confirm_config(config, chosen, seeds, baseline, hparams=hparams, f_hparams=f_hp)
     notes += ([f_note] if f_note else []) + set_notes
-    if scfg.multi_objective:  # nothing is searched: the first objective names the trials' score
-        cfg["search"]["metric"] = scfg.objectives[0]
-        notes.append(f"the trials' score is the search's first objective ({scfg.objectives[0]}); the picks are "
-                     f"its Pareto front first, and the report compares them on every objective (test)")
+    if scfg.multi_objective:  # nothing is searched: one objective names the trials' score
+        score = next((n for n in scfg.objectives if n in SINGLE), "mean")  # (std or transfer_gap is no score alone)
+        cfg["search"]["metric"] = score
+        which = "the search's first objective" if score == scfg.objectives[0] else "a score one can optimise alone"
+        notes.append(f"the trials' score is {which} ({score}); the picks are its Pareto front first, and the report "
+                     f"compares them on every objective (test)")
     kept = [p["order"] for p in chosen] + [F]
     record = {"source": st.display, "search_seeds": used, "seeds": seeds, "baseline": baseline, "picks": chosen,
               "hparams": hparams if scfg.hparams else None, "hparams_of": cfg["search"]["seed_points"]["hparams"],

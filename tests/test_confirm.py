@@ -89,6 +89,25 @@ def test_f_takes_the_searchs_f_trial_hyperparameters_or_the_first_picks():
     assert C.baseline_hparams(rows, chosen, SearchConfig(candidates=["a", "b"], length=[0, 2])) == ({}, None)
 
 
+def test_an_added_order_takes_the_first_picks_hyperparameters_that_apply_to_it(write_config):
+    """--add beside a pick of a search that searched per-stage values (stages.*.epochs): the pick's value for a
+    task the added order lacks is no hyperparameter of that order; given anyway, the confirmation's own
+    config was refused (an error naming a temporary file) and the confirmation never ran."""
+    from search.config import SearchConfig, load_search
+
+    tasks = ["toy_topic", "toy_align", "toy_length"]
+    search = {"candidates": tasks, "length": [0, 2], "searcher": "random", "seeds": [0, 1],
+              "hparams": {"train.lr": {"float": [1e-5, 1e-3]}, "stages.*.epochs": {"choice": [1, 2]}}}
+    scfg = SearchConfig(**search)
+    chosen = [{"order": "toy_topic>toy_align", "why": "trial t1",
+               "hparams": {"train.lr": 2e-5, "stages.toy_topic.epochs": 2, "stages.toy_align.epochs": 1}}]
+    got = C.added(["toy_length", "toy_topic>toy_length"], scfg, chosen)
+    assert [p["hparams"] for p in got] == [{"train.lr": 2e-5}, {"train.lr": 2e-5, "stages.toy_topic.epochs": 2}]
+    config = yaml.safe_load(write_config({"search": search}).read_text())
+    cfg, _ = C.confirm_config(config, chosen + got, [5, 6], baseline=True, f_hparams={"train.lr": 1e-4})
+    assert load_search(write_config(cfg, base=None, name="confirm.yaml"))[0].seed_points.hparams["toy_length"] == {"train.lr": 2e-5}
+
+
 def test_confirmation_statistics_against_scipy():
     rng = np.random.default_rng(0)
     fresh = {"a>b": rng.normal(0.70, 0.01, 5), "c": rng.normal(0.66, 0.01, 5), "d": rng.normal(0.67, 0.01, 5),
@@ -316,6 +335,19 @@ def test_search_confirm_vary_reads_numbers_in_any_notation_and_refuses_a_repeate
     assert len(err) == 1 and "search.confirm.vary" in err[0] and "distinct values" in err[0], err
 
 
+def test_a_variant_of_a_value_with_a_path_separator_is_one_folder_beside_the_confirmation():
+    """--vary model.name=FacebookAI/xlm-roberta-large: the variant's experiment name was a path
+    (runs/x-confirm-model.name=FacebookAI/ holding the experiment), against the rule that names are no paths."""
+    from itt.config import name_problem
+
+    for value in ("FacebookAI/xlm-roberta-large", "../models/xlmr", "C:\\models\\xlmr", 2e-5):
+        name = C.variant_name("orders-confirm", "model.name", value)
+        assert name.startswith("orders-confirm-model.name=") and name_problem(name) is None, name
+    assert C.variant_name("orders-confirm", "model.name", "FacebookAI/xlm-roberta-large") == \
+        "orders-confirm-model.name=FacebookAI_xlm-roberta-large"
+    assert C.variant_name("orders-confirm", "finetune.lr", 1e-5) == "orders-confirm-finetune.lr=1e-05"
+
+
 def test_a_simulated_trial_takes_the_search_seeds_rows_and_names_a_missing_seed():
     from search.trial import simulated_rows
 
@@ -332,6 +364,21 @@ def test_search_confirm_seeds_that_seed_the_search_are_a_config_error(write_conf
     assert main(["search", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "search.confirm.seeds: 1 also seed the search" in err[0], err
+
+
+def test_search_confirm_that_itt_confirm_refuses_for_a_multi_objective_search_is_a_config_error(write_config, capsys):
+    """search.confirm.vary or top: set with search.metric: [mean, worst]: itt confirm refuses both for a
+    multi-objective search, which was one line after the whole search ("confirm: not run"), not before it."""
+    for confirm, needle in (({"vary": {"train.lr": [1e-4]}}, "search.confirm.vary: a multi-objective search's"),
+                            ({"top": "set"}, "search.confirm.top: set ranks orders by the mean")):
+        cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": [0, 1],
+                                       "metric": ["mean", "worst"], "confirm": confirm}})
+        assert main(["space", str(cfg)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": [0, 1], "metric": ["mean", "worst"],
+                                   "confirm": {"top": 2}}})
+    assert main(["space", str(cfg)]) == 0  # (its Pareto front: fine)
 
 
 def test_a_simulated_trial_reads_the_rows_of_the_hyperparameters_its_config_sets():
@@ -378,3 +425,43 @@ def test_a_multi_objective_search_confirms_its_pareto_front_on_every_objective()
     table = confirmation_section(c)[2]
     assert table[0][-3:] == ["mean: fresh (search)", "worst: fresh (search)", "on the fresh front"]
     assert all(len(r) == len(table[0]) for r in table)
+
+
+def test_a_search_on_std_first_confirms_its_lowest_std_orders_with_a_score_it_can_run(tmp_path, ray_local, write_config):
+    """search.metric: [std, mean]: results.csv's score is std, lower is better. The runners-up after the front
+    are the lowest std (not the highest: the worst orders), and the confirmation's own config scores its
+    trials on an objective one can optimise alone (std alone was refused, an error naming a temporary file)."""
+    import csv
+
+    from search.config import load_search
+    from search.runner import run_search
+
+    tasks = ["toy_topic", "toy_align", "toy_length"]
+    langs = ["en", "xa", "xb", "xc"]
+    orders = [">".join(o) for k in (0, 1, 2) for o in itertools.permutations(tasks, k)]
+    spread = {o: 0.01 * (i + 1) for i, o in enumerate(orders)}  # each order its own spread over languages
+    with open(tmp_path / "table.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["order", "seed", "probe_1", "probe_2", "probe_1_std", "probe_2_std", "final",
+                    *[f"dev_{x}" for x in langs], *[f"test_{x}" for x in langs]])
+        for o in orders:
+            k = len(o.split(">")) if o else 0
+            for s in range(6):
+                sc = [0.7 - spread[o] * j + 0.001 * s for j in range(len(langs))]
+                w.writerow([o, s, *([0.5] * k + [""] * (2 - k)), *([0.05] * k + [""] * (2 - k)), float(np.mean(sc)),
+                            *sc, *sc])
+    run = ["toy_length", "toy_topic", "toy_align>toy_topic", "toy_topic>toy_length"]
+    cfg = {**TINY, "search": {"candidates": tasks, "length": [0, 2], "searcher": "random", "seeds": [0, 1, 2],
+                              "num_samples": 5, "metric": ["std", "mean"], "seed_points": {"baseline": True, "orders": run},
+                              "scheduler": {"type": "none"}, "simulate": {"table": str(tmp_path / "table.csv")},
+                              "tracking": {"enabled": False}, "resources": {"max_concurrent": 2}}}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    exp = run_search(str(p), name="mo", storage=str(tmp_path / "runs"), log=lambda *a: None, progress="off")
+    got = C.plan(str(exp), top=3, seeds=[3, 4], name=None, storage=None)
+    lowest = sorted(run, key=spread.get)  # (spread orders the std; every order's mean falls with it)
+    assert [x["order"] for x in got["record"]["picks"]] == lowest[:3]
+    assert got["config"]["search"]["metric"] == "mean"
+    assert "the trials' score is a score one can optimise alone (mean)" in got["record"]["notes"][-1]
+    scfg, _, _ = load_search(write_config(got["config"], base=None, name="confirm.yaml"))
+    assert scfg.metric == "mean" and scfg.seed_points.orders == [o.split(">") for o in lowest[:3]]
