@@ -185,6 +185,9 @@ def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None) -> l
             if len(cols) < need:
                 raise DataError(f"{path}: line {n}: expected at least {need} columns (token and tag), got "
                                 f"{len(cols)}: {line[:80]!r}")
+            if tok_col % len(cols) == tag_col % len(cols):  # (columns [1, -1] on a line of two: the token as its tag)
+                raise DataError(f"{path}: line {n}: the token and tag columns ({tok_col}, {tag_col}) are the same column "
+                                f"of its {len(cols)}: {line[:80]!r}")
             token, tag = cols[tok_col], cols[tag_col]
             if not token or not tag:
                 raise DataError(f"{path}: line {n}: empty token or tag: {line[:80]!r}")
@@ -210,17 +213,27 @@ def read_squad(path: str) -> list[dict]:
         raise DataError(f"{path}: not SQuAD format (expected a top-level 'data' list of articles)")
     rows = []
     for a, art in enumerate(articles):
-        for p, para in enumerate(art.get("paragraphs", [])):
-            if "context" not in para or "qas" not in para:
-                raise DataError(f"{path}: data[{a}].paragraphs[{p}]: missing 'context' or 'qas'")
-            for q in para["qas"]:
-                if "id" not in q or "question" not in q:
-                    raise DataError(f"{path}: data[{a}].paragraphs[{p}]: a question without 'id' or 'question'")
-                ans = q.get("answers", [])
-                rows.append({"id": str(q["id"]), "title": art.get("title", ""), "context": para["context"],
-                             "question": q["question"],
-                             "answers": {"text": [x.get("text", "") for x in ans],
-                                         "answer_start": [int(x.get("answer_start", -1)) for x in ans]}})
+        try:
+            rows += _squad_article(art, path, a)
+        except (AttributeError, TypeError, ValueError) as e:  # (an article, paragraph or answer of another shape)
+            raise DataError(f"{path}: data[{a}]: not SQuAD format: articles hold 'paragraphs' of 'context' and 'qas', "
+                            f"answers of 'text' and 'answer_start' ({type(e).__name__}: {str(e)[:120]})") from None
+    return rows
+
+
+def _squad_article(art: dict, path: str, a: int) -> list[dict]:
+    rows = []
+    for p, para in enumerate(art.get("paragraphs", [])):
+        if "context" not in para or "qas" not in para:
+            raise DataError(f"{path}: data[{a}].paragraphs[{p}]: missing 'context' or 'qas'")
+        for q in para["qas"]:
+            if "id" not in q or "question" not in q:
+                raise DataError(f"{path}: data[{a}].paragraphs[{p}]: a question without 'id' or 'question'")
+            ans = q.get("answers", [])
+            rows.append({"id": str(q["id"]), "title": art.get("title", ""), "context": para["context"],
+                         "question": q["question"],
+                         "answers": {"text": [x.get("text", "") for x in ans],
+                                     "answer_start": [int(x.get("answer_start", -1)) for x in ans]}})
     return rows
 
 

@@ -371,3 +371,27 @@ def test_a_first_row_with_a_stray_field_is_one_error_line(tmp_path, name, text, 
         _load("xnli", "test", "de", files=str(f), **spec)
     f.write_text(text.replace("\tx\n", "\n").replace("entailment,\n", "entailment\n"))  # (the stray field gone)
     assert _load("xnli", "test", "de", files=str(f), **spec)["label"][:2] == [0, 1]
+
+
+def test_conll_columns_that_meet_on_a_short_line_are_one_error_line(tmp_path):
+    """conll_columns [1, -1] on a line of two columns read the token as its own tag (column 1 twice), silently."""
+    f = tmp_path / "x.conll"
+    f.write_text("1\tHu\tB-LOC\n2\tDa\n\n")
+    with pytest.raises(DataError, match=r"x.conll: line 2: the token and tag columns \(1, -1\) are the same column of its 2"):
+        _load("panx", "test", "de", files=str(f), format="conll", conll_columns=(1, -1))
+    f.write_text("1\tHu\tB-LOC\n2\tDa\tO\n\n")
+    assert _load("panx", "test", "de", files=str(f), format="conll", conll_columns=(1, -1))["tokens"][:] == [["Hu", "Da"]]
+
+
+@pytest.mark.parametrize("data", [["an article"], [{"paragraphs": ["a paragraph"]}],
+                                  [{"paragraphs": [{"context": "abc", "qas": [{"id": "1", "question": "q", "answers": ["a"]}]}]}],
+                                  [{"paragraphs": [{"context": "abc", "qas": [{"id": "1", "question": "q",
+                                                                               "answers": [{"text": "a", "answer_start": "x"}]}]}]}]])
+def test_a_squad_file_of_another_shape_is_one_error_line_naming_its_article(tmp_path, data):
+    """An article, paragraph or answer that is not a mapping (or an offset that is no number) was a Python message
+    ("'str' object has no attribute 'get'") naming nothing; the line names the file and the article."""
+    f = tmp_path / "qa.json"
+    f.write_text(json.dumps({"data": [{"paragraphs": []}, *data]}))
+    with pytest.raises(DataError, match=r"qa.json: data\[1\](: not SQuAD format: articles hold 'paragraphs'|"
+                                        r"\.paragraphs\[0\]: missing 'context' or 'qas')"):
+        _load("xquad", "test", "de", files=str(f), format="squad")
