@@ -135,8 +135,9 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=50)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    se.check_counts(ap, draws=args.draws)
     lines = []
-    for table in args.tables.split(","):
+    for table in se.check_tables(ap, args.tables):
         info, first = se.table_info(table), len(lines)
         rand = [run_orders(info, random.Random(s).sample(info["orders"], len(info["orders"])), s) for s in range(1000)]
         random_area = statistics.median(r["area"] for r in rand)

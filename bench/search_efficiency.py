@@ -132,7 +132,49 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--costs", choices=sorted(COSTS), default=None,
                     help="stages of different tasks cost different seconds (drawn per seed); compute is counted in seconds")
     ap.add_argument("--overhead", action="store_true", help="only: order_bo's proposal time, 300 trials, 10^4 candidates")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    if a.overhead or a.merge:
+        return a
+    check_counts(ap, seeds=a.seeds, concurrency=a.concurrency, num_cpus=a.num_cpus)
+    check_budget(ap, a.budget)
+    bad = [s for s in (a.strategies or ",".join(DEFAULT_STRATEGIES)).split(",") if s and s not in STRATEGIES]
+    if bad:
+        ap.error(f"--strategies: unknown '{bad[0]}' (one of {', '.join(STRATEGIES)})")
+    check_tables(ap, a.tables)
+    return a
+
+
+def check_counts(ap: argparse.ArgumentParser, **counts: int) -> None:
+    """Each of these options at least 1 (else one error line, exit 2)."""
+    for name, v in counts.items():
+        if v < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
+
+
+def check_budget(ap: argparse.ArgumentParser, budget: float, option: str = "--budget") -> None:
+    if not 0 < budget <= 1:
+        ap.error(f"{option} must lie in (0, 1], a fraction of exhaustive's compute (got {budget})")
+
+
+def check_tables(ap: argparse.ArgumentParser, text: str) -> list[str]:
+    """``--tables`` as a list, every table read before any search runs: a bad name or mode is one error
+    line (exit 2) at once, not a traceback after the tables before it have run."""
+    from itt.errors import UserError
+
+    specs = [s for s in text.split(",") if s]
+    if not specs:
+        ap.error("--tables: no table given")
+    for spec in specs:
+        name, _, mode = spec.partition(":")
+        if mode not in ("", "noisy"):
+            ap.error(f"--tables: {spec}: unknown mode '{mode}' (none, or ':noisy')")
+        if name not in TABLES and not Path(name).is_file():
+            ap.error(f"--tables: unknown table '{name}' (one of {', '.join(TABLES)}, or a bench config's path)")
+        try:
+            table_info(spec)
+        except (UserError, ValueError) as e:
+            ap.error(f"--tables: {e}")
+    return specs
 
 
 # ------------------------------------------------------------------ the table's truth
@@ -151,7 +193,7 @@ def table_info(spec: str) -> dict:
     truth = {o: statistics.mean(by[o]) for o in orders}
     seeded = all(len(v) > 1 for v in by.values())
     if mode == "noisy" and not seeded:
-        raise SystemExit(f"{spec}: the table has one row per order; noisy mode needs one row per seed")
+        raise ValueError(f"{spec}: the table has one row per order; noisy mode needs one row per seed")
     # eps: the standard error of an order's mean over seeds (planted: its documented final noise sd, 0.004)
     eps = statistics.mean(statistics.stdev(v) for v in by.values()) / math.sqrt(len(next(iter(by.values())))) if seeded else 0.004
     prefixes = {tuple(o.split(">"))[:i] for o in orders for i in range(1, o.count(">") + 2)}
@@ -313,7 +355,7 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
     if strategy == "exhaustive":
         orders = [o.split(">") for o in info["orders"]]
         random.Random(seed).shuffle(orders)
-        ask, sampler = iter(orders).__next__, None
+        ask, sampler = iter(orders + [None]).__next__, None  # None: every order has run
     else:
         if scfg.scheduler.type != "none":
             raise SystemExit(f"--offline replays searches without a scheduler; {strategy} has one")
@@ -323,6 +365,8 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
     while budget.spent < budget.limit:
         if sampler is None:
             order = ask()
+            if order is None:
+                break
         else:
             trial = study.ask()
             define(trial, space=space, hparams=scfg.hparams)
@@ -536,9 +580,6 @@ def main(argv=None) -> int:
     if args.merge:
         return merge(args)
     strategies = [s for s in (args.strategies or ",".join(DEFAULT_STRATEGIES)).split(",") if s]
-    bad = [s for s in strategies if s not in STRATEGIES]
-    if bad:
-        raise SystemExit(f"unknown strategy {bad[0]} (known: {', '.join(STRATEGIES)})")
     with ray_session(args) as storage:
         t_all, pooled, mismatches = time.perf_counter(), {}, 0
         for spec in (s for s in args.tables.split(",") if s):

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search_efficiency import Budget, _table_scores, table_info  # noqa: E402
+from search_efficiency import Budget, _table_scores, check_budget, check_counts, check_tables, table_info  # noqa: E402
 
 
 def parse_rules(text: str, min_trials: int) -> dict:
@@ -119,11 +119,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override (repeatable)")
     args = ap.parse_args(argv)
+    check_counts(ap, seeds=args.seeds, min_trials=args.min_trials)
+    check_budget(ap, args.budget)
+    specs = check_tables(ap, args.tables)
     from search.trial import load_table
 
-    rules = parse_rules(args.rules, args.min_trials)
+    try:
+        rules = parse_rules(args.rules, args.min_trials)
+    except (KeyError, ValueError) as e:
+        ap.error(f"--rules: '{args.rules}' is not a comma list of p=P or gain=G ({e})")
     rows, all_runs, t0 = [], {}, time.perf_counter()
-    for spec in args.tables.split(","):
+    for spec in specs:
         info = table_info(spec)
         from search.config import load_search
 

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_efficiency import offline_search, table_info  # noqa: E402
+from search_efficiency import check_budget, check_counts, check_tables, offline_search, table_info  # noqa: E402
 
 BINS = ((0.0, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 1.01))
 
@@ -121,16 +121,24 @@ def main(argv=None) -> int:
     ap.add_argument("--min-finished", type=int, help="--report: ask the report's model with this many finished IF "
                     "orders or more (default: search/ranking.py UNFINISHED_MIN, what the report uses)")
     args = ap.parse_args(argv)
+    check_counts(ap, seeds=args.seeds)
+    try:
+        budgets = [float(x) for x in args.budgets.split(",")]
+    except ValueError:
+        ap.error(f"--budgets: '{args.budgets}' is not a comma list of numbers")
+    for b in budgets:
+        check_budget(ap, b, "--budgets")
+    specs = check_tables(ap, args.tables)
     if args.min_finished is not None:
         from search import ranking
 
         ranking.UNFINISHED_MIN = args.min_finished
     t0, out = time.perf_counter(), {}
     print("table     budget  searches  trials  P said  P right  Brier (base)    gain said  gain right  bins: said/right (n)")
-    for spec in args.tables.split(","):
+    for spec in specs:
         info = table_info(spec)
         seeds = seed_rows(info) if args.report else None
-        for b in (float(x) for x in args.budgets.split(",")):
+        for b in budgets:
             runs = [one(info, b, s, seeds) for s in range(args.seeds)]
             s = summarize(runs)
             out[f"{spec}@{b}"] = {**s, "runs": runs}

@@ -249,3 +249,81 @@ def test_costs_count_compute_in_seconds_and_reach_the_searcher(se):
     first = next((i for i, r in enumerate(run["rows"]) if info["truth"][r["order"]] >= info["best_score"] - info["eps"]),
                  None)
     assert c["to_eps"] == (pytest.approx(after[first] / every) if first is not None else float("inf"))
+
+
+def test_paired_counts_the_same_searches_as_ties_at_the_logs_precision(tmp_path):
+    """bench/data/screened/paired.py: a variant's log prints areas to 3 decimals, the committed JSON keeps
+    4; the same 10 searches in both are 10 ties (not better or worse by the rounding), and a real
+    difference still counts."""
+    import subprocess
+
+    areas = [0.2614 + 0.0123 * s for s in range(10)]
+    (tmp_path / "c.json").write_text(json.dumps({"areas": {"toy3": [
+        {"strategy": "order_bo", "seed": s, "area": round(a, 4)} for s, a in enumerate(areas)]}}))
+    log = ["== toy3: 60 orders"] + [f"  {'same':22s} seed {s:2d}  area {a:.3f}  regret@10% 0.5" for s, a in enumerate(areas)]
+    log += [f"  {'worse':22s} seed {s:2d}  area {a + 0.01 * (s + 1):.3f}  regret@10% 0.5" for s, a in enumerate(areas)]
+    (tmp_path / "v.log").write_text("\n".join(log) + "\n")
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "data" / "screened" / "paired.py"), str(tmp_path / "c.json"),
+                          str(tmp_path / "v.log")], capture_output=True, text=True, check=True).stdout
+    same = next(line for line in out.splitlines() if line.split()[1] == "same")
+    assert "mean diff +0.0000 better in 0, worse in 0 p=1.000" in same, same
+    worse = next(line for line in out.splitlines() if line.split()[1] == "worse")
+    assert "better in 0, worse in 10" in worse, worse
+
+
+@pytest.mark.parametrize("script,argv,says", [
+    ("search_efficiency", ["--offline", "--tables", "toy3,nope", "--strategies", "random", "--seeds", "1"], "--tables: unknown table 'nope'"),
+    ("search_efficiency", ["--offline", "--tables", "toy3,planted:noisy", "--seeds", "1"], "noisy mode needs one row per seed"),
+    ("search_efficiency", ["--offline", "--tables", "toy3:nosy"], "unknown mode 'nosy'"),
+    ("search_efficiency", ["--offline", "--tables", "toy3", "--strategies", "random,nope"], "--strategies: unknown 'nope'"),
+    ("search_efficiency", ["--offline", "--tables", "toy3", "--seeds", "0"], "--seeds must be >= 1"),
+    ("search_efficiency", ["--offline", "--tables", "toy3", "--budget", "2"], "--budget must lie in (0, 1]"),
+    ("stop_rule", ["--tables", "planted,nope", "--seeds", "1"], "--tables: unknown table 'nope'"),
+    ("stop_rule", ["--tables", "planted", "--rules", "q=0.1"], "--rules: 'q=0.1'"),
+    ("unexplored_calibration", ["--tables", "toy3,nope", "--seeds", "1"], "--tables: unknown table 'nope'"),
+    ("unexplored_calibration", ["--budgets", "0.1,x"], "--budgets: '0.1,x'"),
+    ("search_bounds", ["--tables", "toy3,nope"], "--tables: unknown table 'nope'"),
+    ("search_bounds", ["--draws", "0"], "--draws must be >= 1"),
+])
+def test_table_benches_refuse_bad_arguments_before_any_search(script, argv, says, capsys):
+    """A bad table, mode, strategy, count or budget is one error line and exit 2 before the first search (a bad
+    name last in --tables used to end a long run with a traceback after the tables before it had run)."""
+    mod = _bench(script)
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        with pytest.raises(SystemExit) as e:
+            mod.main(argv)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    err = capsys.readouterr()
+    assert e.value.code == 2 and says in err.err and not err.out, err
+    assert [line for line in err.err.splitlines() if "error:" in line] == [err.err.splitlines()[-1]]
+
+
+def test_offline_exhaustive_stops_when_every_order_has_run(se):
+    """With stage costs in seconds, exhaustive's spent compute can fall short of the whole budget by float
+    rounding; the replay then ends with the last order instead of asking for one more (StopIteration)."""
+    info = se.table_info("toy3")
+    args = type("A", (), {"budget": 1.0, "costs": "logu10"})
+    runs = [se.offline_search(info, "exhaustive", seed, args) for seed in range(3)]
+    assert all(sorted(r["order"] for r in run["rows"]) == sorted(info["orders"]) for run in runs)
+
+
+def test_paired_keeps_the_parts_of_a_log_on_one_table_apart(tmp_path):
+    """bench/data/screened/paired.py on a log of two runs on toy3 (a variant at two settings, as
+    screened/gittins_index.log has three): one comparison per part, not the last part's seeds over the first's."""
+    import subprocess
+
+    (tmp_path / "c.json").write_text(json.dumps({"areas": {"toy3": [
+        {"strategy": "order_bo", "seed": s, "area": 0.3} for s in range(6)]}}))
+    log = []
+    for area in (0.2, 0.4):
+        log += ["== toy3: 60 orders"] + [f"  {'variant':22s} seed {s:2d}  area {area + 0.001 * s:.3f}  regret@10% 0.5"
+                                        for s in range(6)]
+    (tmp_path / "v.log").write_text("\n".join(log) + "\n")
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "data" / "screened" / "paired.py"), str(tmp_path / "c.json"),
+                          str(tmp_path / "v.log")], capture_output=True, text=True, check=True).stdout
+    lines = [line for line in out.splitlines() if line.split()[1] == "variant"]
+    assert len(lines) == 2, out
+    assert "median 0.203 " in lines[0] and "better in 6, worse in 0" in lines[0], lines[0]
+    assert "median 0.403 " in lines[1] and "better in 0, worse in 6" in lines[1], lines[1]
