@@ -31,7 +31,7 @@ from itt.kinds import EvalContext, handler
 from itt.models import (build_encoder, check_model, hidden_size, load_tokenizer, pooling_for, save_checkpoint, train_tokenizer,
                         use_gradient_checkpointing)
 from itt.noise import perturb_dataset
-from itt.tasks import Kind, Task, resolve_task
+from itt.tasks import Kind, Task, normalization_problem, resolve_task
 from itt.train import deterministic, hardware_record, make_accelerator, train_stage
 
 Report = Callable[[dict, int], None]
@@ -187,6 +187,9 @@ def _load_also(cfg: ChainConfig, target: Task, kw: dict) -> tuple[dict, dict]:
         bad = [lang for lang in (langs or []) if lang not in t.languages]
         if bad:
             raise UserError(f"eval.also.{name}: unknown language '{bad[0]}' (known: {', '.join(t.languages)})")
+        problem = normalization_problem(t, langs or t.languages)
+        if problem:
+            raise UserError(f"eval.also.{name}: {problem}")
         splits = [sp for sp in cfg.eval.splits if any(t.source(sp, lang) for lang in (langs or t.languages))]
         if not splits:
             raise UserError(f"eval.also.{name}: the task has none of the splits {cfg.eval.splits}")

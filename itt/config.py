@@ -310,6 +310,13 @@ class EvalConfig(_Strict):
 
     _csv = field_validator("splits", mode="before")(_split_commas)
 
+    @field_validator("splits")
+    @classmethod
+    def _dev_first(cls, v):
+        # dev before test whatever the order given: BUCC's test F1 takes the threshold chosen on dev, so dev
+        # must be scored first (test first optimised the threshold on test's own gold pairs)
+        return sorted(v, key=("dev", "test").index)
+
     @field_validator("also", mode="before")
     @classmethod
     def _also_list(cls, v):

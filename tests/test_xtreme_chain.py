@@ -140,8 +140,10 @@ def test_tatoeba_on_the_encoder_after_the_chain(write_config, tmp_path):
     assert a != b
 
 
-def test_bucc_dev_threshold_applies_to_test(write_config, tmp_path):
-    """BUCC files (synthetic, in the official layout): the test split uses the threshold chosen on dev."""
+@pytest.mark.parametrize("splits", [["dev", "test"], ["test", "dev"]])
+def test_bucc_dev_threshold_applies_to_test(write_config, tmp_path, splits):
+    """BUCC files (synthetic, in the official layout): the test split uses the threshold chosen on dev, whatever
+    the order eval.splits names them in (test first optimised the threshold on test's own gold pairs)."""
     src = [x.rstrip("\n") for x in (SHARED / "tatoeba" / "tatoeba.deu-eng.deu").open(encoding="utf-8")][:30]
     tgt = [x.rstrip("\n") for x in (SHARED / "tatoeba" / "tatoeba.deu-eng.eng").open(encoding="utf-8")][:30]
     for split, rng in (("dev", range(0, 15)), ("test", range(15, 30))):
@@ -151,7 +153,7 @@ def test_bucc_dev_threshold_applies_to_test(write_config, tmp_path):
     spec = lambda s: {"files": [str(tmp_path / f"{s}.{x}") for x in ("de", "en", "gold")], "format": "bucc"}  # noqa: E731
     cfg = _cfg(write_config, order=[], target={"task": "bucc2018", "languages": ["de"]},
                tasks={"bucc2018": {"dev": {"de": spec("dev")}, "test": {"de": spec("test")}}},
-               eval={"splits": ["dev", "test"], "max_examples": None})
+               eval={"splits": splits, "max_examples": None})
     res = _run(cfg, tmp_path / "o")
     dev, test = (res["seeds"]["0"][s]["per_language"]["de"] for s in ("dev", "test"))
     assert dev["threshold_from_dev"] == 0.0 and test["threshold_from_dev"] == 1.0
@@ -274,6 +276,24 @@ def test_a_retrieval_layer_out_of_range_is_refused_before_training(write_config)
                    eval={"splits": ["test"], "max_examples": 10, "also": also, "retrieval": {"layer": 3}})
         with pytest.raises(ConfigError, match=r"eval.retrieval.layer: 3 is out of range for a 2-layer encoder"):
             prepare(cfg, log=lambda *a: None)
+
+
+def test_mlqa_normalisation_outside_its_languages_is_refused_before_training(write_config):
+    """qa_normalization: mlqa on a language MLQA's script has no rules for (el): the error came when the
+    target was scored, after its training and with the other languages' predictions already written."""
+    from itt.errors import ConfigError, UserError
+
+    mlqa = {"languages": ["en", "el"], "test": {lang: {"files": f"xquad/xquad.{lang}.json", "format": "squad"}
+                                               for lang in ("en", "el", "de", "zh")}}
+    with pytest.raises(ConfigError, match=r"target.languages: task 'mlqa': MLQA normalisation .* no language 'el'"):
+        _cfg(write_config, order=[], target={"task": "mlqa", "languages": ["en", "el"]}, tasks={"mlqa": mlqa},
+             eval={"splits": ["test"]})
+    _cfg(write_config, order=[], target={"task": "mlqa", "languages": ["en"]}, tasks={"mlqa": mlqa},
+         eval={"splits": ["test"]})  # its own languages are fine
+    cfg = _cfg(write_config, order=[], target={"task": "xnli", "languages": ["en"]}, tasks={"mlqa": mlqa},
+               eval={"splits": ["test"], "max_examples": 4, "also": {"mlqa": ["el"]}})
+    with pytest.raises(UserError, match=r"eval.also.mlqa: task 'mlqa': MLQA normalisation .* no language 'el'"):
+        prepare(cfg, log=lambda *a: None)
 
 
 def test_eval_also_refuses_the_target_itself(write_config, tmp_path):

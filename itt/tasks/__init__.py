@@ -77,6 +77,20 @@ def intermediate_problem(t: Task, target: str) -> str | None:
     return None
 
 
+def normalization_problem(t: Task, languages) -> str | None:
+    """Why ``t``'s QA scoring cannot score one of ``languages``, or None: MLQA's normalisation knows the
+    articles and segmentation of its own seven languages only (a chain found out after its training)."""
+    if t.kind != Kind.QA or t.metadata.get("qa_normalization") != "mlqa":
+        return None
+    from itt.metrics import MLQA_LANGS
+
+    bad = [lang for lang in languages if lang not in MLQA_LANGS]
+    if not bad:
+        return None
+    return (f"task '{t.name}': MLQA normalisation (qa_normalization: mlqa) knows no language '{bad[0]}' "
+            f"(known: {', '.join(MLQA_LANGS)}); leave it out, or score the task with qa_normalization: squad")
+
+
 def check_config_tasks(cfg, where: str) -> None:
     """Every task the config names exists and fits its role; raises ConfigError naming the key."""
     tgt = resolve_task(cfg.target.task, cfg.tasks, f"{where}: target.task")
@@ -92,6 +106,9 @@ def check_config_tasks(cfg, where: str) -> None:
                 f"{where}: target.languages: unknown language '{lang}' for task '{tgt.name}' "
                 f"(known: {', '.join(tgt.languages)})"
             )
+    problem = normalization_problem(tgt, cfg.target.languages or tgt.languages)
+    if problem:
+        raise ConfigError(f"{where}: target.languages: {problem}")
     for split in cfg.eval.splits:
         for lang in cfg.target.languages or tgt.languages:
             if tgt.source(split, lang) is None:
@@ -110,4 +127,5 @@ from itt.tasks import builtin as _builtin  # noqa: E402,F401
 from itt.tasks import toy as _toy  # noqa: E402,F401
 from itt.tasks import xtreme as _xtreme  # noqa: E402,F401
 
-__all__ = ["Kind", "Task", "SPLITS", "register", "registered", "resolve_task", "check_config_tasks"]
+__all__ = ["Kind", "Task", "SPLITS", "register", "registered", "resolve_task", "check_config_tasks",
+           "normalization_problem"]
