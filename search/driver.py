@@ -9,12 +9,47 @@ import json
 import os
 import socket
 import time
+from contextlib import suppress
+from pathlib import Path
 
 DRIVER_FILE = "driver.json"  # host and pid of the driver running the search now (removed when it stops)
 
 
+def _text() -> str:
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+
+
 def record(st) -> None:
-    st.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}), DRIVER_FILE)
+    st.write_text(_text(), DRIVER_FILE)
+
+
+def claim(st) -> dict | None:
+    """Record this process as the search's driver, unless a live driver on this host is recorded: then that
+    one, and nothing is written. In a local folder the record appears whole or not at all (a hard link, which
+    fails where the file exists), so of two drivers started together only one gets the search; a dead
+    driver's record is taken over."""
+    d = live(st)
+    if d is not None and d["here"]:
+        return d
+    if not st.remote and not st.exists(DRIVER_FILE):
+        path = Path(st.path(DRIVER_FILE))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(_text())
+            os.link(tmp, path)
+            return None
+        except FileExistsError:  # another driver recorded itself since
+            d = live(st)
+            if d is not None and d["here"]:
+                return d
+        except OSError:  # (a filesystem without hard links, or one that cannot be written: recorded as below)
+            pass
+        finally:
+            with suppress(OSError):
+                tmp.unlink()
+    record(st)
+    return None
 
 
 def remove(st) -> None:

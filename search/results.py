@@ -7,6 +7,7 @@ import csv
 import io
 import time
 from pathlib import Path
+from shlex import quote
 
 from ray.tune import Callback
 
@@ -415,4 +416,4 @@ def errored_text(errored: list[dict], exp: str, every: bool = False) -> str:
     said = f"; the first, trial {first['trial_id']} ({first['order'] or 'F'}): {first['_error']}" if first else ""
     how_many = f"all {len(errored)} trials of the search" if every else f"{len(errored)} trial(s)"
     return (f"{how_many} errored{said}. Each trial's error is in error.txt of its folder in {exp}; once mended, "
-            f"`itt resume {exp} --retry-errored` runs them again")
+            f"`itt resume {quote(str(exp))} --retry-errored` runs them again")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 import os
 import threading
+from shlex import quote
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -30,7 +32,7 @@ from search.schedulers.state import SchedulerState
 from search.results import ResultsWriter, Status, errored_text  # (also re-exported: older experiments pickled it from here)
 from search.searchers import (exhaustive_param_space, exhaustive_search_alg, make_searcher, seed_point_orders,
                               stopping, study_copy_url)
-from search.storage import Storage, echo
+from search.storage import Storage, first_missing, remove_made, echo
 from search.trial import TrialContext, chain_trial, in_trial_process, trial_resources
 
 # ------------------------------------------------------------------ building the Tuner
@@ -142,7 +144,7 @@ class SearchInterrupted(KeyboardInterrupt):
     """The search stopped before it finished (Ctrl-C); ``itt resume`` continues it."""
 
     def __init__(self, exp: str):
-        super().__init__(f"search interrupted; finished trials are kept. Continue it with:  itt resume {exp}")
+        super().__init__(f"search interrupted; finished trials are kept. Continue it with:  itt resume {quote(str(exp))}")
         self.exp = exp
 
 
@@ -168,7 +170,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
 
     tracker = Tracker.create(st=st, scfg=scfg, chain=chain, name=name, n_orders=scfg.space().count(), languages=languages,
                              target=target.name, metric=target.metric, uri=tracking_uri, log=log)  # an unreachable MLflow store stops here
-    with tracker.removed_if_refused():
+    with tracker.removed_if_refused(), _claimed(st, name):
         prior = None
         if scfg.prior == "transferability" or scfg.prior_from:  # once per search, in the driver (search/transfer.py)
             from search.transfer import order_prior
@@ -210,11 +212,34 @@ def _new_experiment(storage: str | None, name: str, scfg: SearchConfig) -> Stora
     st = Storage(storage or str(Path("runs").resolve()), name)
     if st.exists():
         raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
-                        f"{st.display}`, or pick another --name)")
+                        f"{quote(st.display)}`, or pick another --name)")
     st.check_writable()
     if scfg.cache.enabled and scfg.cache.dir and not scfg.simulate:  # a shared stage cache every trial writes to
         Storage(scfg.cache.dir, "", label="search.cache.dir").check_writable()
     return st
+
+
+@contextmanager
+def _claimed(st: Storage, name: str):
+    """The new experiment as this driver's (driver.json, before anything is written there): a second search
+    of the same name started meanwhile is refused; a start refused or interrupted before its trials leaves no
+    experiment directory behind."""
+    exp = None if st.remote else Path(st.path())
+    made = None if exp is None else first_missing(exp)  # (the folders this start makes: gone again if it fails)
+    other = driver.claim(st)
+    if other is not None or set(st.listdir()) - {driver.DRIVER_FILE}:
+        if other is None:
+            driver.remove(st)
+        by = f" by another driver (pid {other['pid']}) just now" if other is not None else " meanwhile"
+        raise UserError(f"experiment '{name}' was started in {st.root}{by} (continue it with `itt resume "
+                        f"{quote(st.display)}` once it stops, or pick another --name)")
+    try:
+        yield
+    except BaseException:
+        st.delete()
+        if made is not None and made != exp:  # (the storage folder too, where this start made it)
+            remove_made(exp.parent, made)
+        raise
 
 
 def _trials(scfg: SearchConfig, seed_points) -> tuple[int, dict]:
@@ -241,7 +266,9 @@ def _start_lines(scfg: SearchConfig, chain, target: str, name: str, st: Storage,
             + (f", and search.prior: transferability rates transfer to {target} alone"
                if scfg.prior == "transferability" else ""))
     if study_url:
-        log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {study_url}")
+        from search.tracking import redact
+
+        log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {redact(study_url)}")
 
 
 def _tuner(scfg: SearchConfig, chain, st: Storage, metric_name: str, name: str, searcher, num_samples: int,
@@ -283,7 +310,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     state; MLflow runs are found again by trial id. ``more``: that many trials more than the search
     was to run, finished or not (``--more N``)."""
     from itt.config import ChainConfig, parse_yaml, validate
-    from search.tracking import connect, resolve_uri, storage_of, tracked_files
+    from search.tracking import storage_of
 
     st = storage_of(exp_dir)
     text = st.read_text(SEARCH_FILE)
@@ -305,7 +332,19 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
     if not st.exists("tuner.pkl"):
         raise UserError(f"itt resume: {exp_dir} holds no Ray Tune state (tuner.pkl): the search stopped before "
                         f"its first trial. Remove it and start again with `itt search`")
-    _check_no_driver(st)
+    _check_snapshots(st)
+    _check_no_driver(st)  # (and this process recorded as its driver, until the resume stops)
+    try:
+        return _resume(st, scfg, chain, exp_dir, address=address, retry_errored=retry_errored, more=more,
+                       tracking_uri=tracking_uri, log=log, progress=progress)
+    finally:
+        driver.remove(st)
+
+
+def _resume(st: Storage, scfg: SearchConfig, chain, exp_dir: str, *, address: str | None, retry_errored: bool,
+            more: int, tracking_uri: str | None, log, progress: str) -> Path | str:
+    from search.tracking import connect, resolve_uri, tracked_files
+
     check_cluster(address)  # a wrong address or Ray token: one error line before the MLflow store is touched
     st.read_json("tracking", "search.json")  # (the tracker's, read inside Ray: unreadable, one error line here)
     _check_chain_loads(scfg, chain)  # (the data may have moved since the search started)
@@ -333,7 +372,7 @@ def resume_search(exp_dir: str, *, address: str | None = None, retry_errored: bo
 
     if more and scfg.confirm is not None and Storage(st.root, st.name + SUFFIX).exists():
         log(f"search.confirm: {st.name}{SUFFIX} confirmed this search before --more; the longer search's picks "
-            f"on fresh seeds: itt confirm {exp} --name {st.name}{SUFFIX}-2")
+            f"on fresh seeds: itt confirm {quote(str(exp))} --name {quote(st.name + SUFFIX)}-2")
     else:
         _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
 
@@ -348,6 +387,32 @@ def _snapshots(st: Storage, template: str) -> tuple[str, list[str]]:
     return prefix, sorted(f for f in st.listdir() if f.startswith(prefix))
 
 
+def _check_snapshots(st: Storage) -> None:
+    """Ray Tune's newest snapshots must load: where one is damaged (cut short by a full disk), Ray's restore logs
+    it and starts the search over, and the finished trials leave results.csv. One error line instead, before
+    anything is written."""
+    import json
+
+    from ray import cloudpickle
+    from ray.tune.callback import CallbackList
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.search.search_generator import SearchGenerator
+    from ray.tune.search.searcher import Searcher
+
+    for template, load in ((TuneController.CKPT_FILE_TMPL, json.loads), (SearchGenerator.CKPT_FILE_TMPL, cloudpickle.loads),
+                           (Searcher.CKPT_FILE_TMPL, cloudpickle.loads), (CallbackList.CKPT_FILE_TMPL, cloudpickle.loads)):
+        _, files = _snapshots(st, template)
+        if not files:
+            continue
+        try:
+            load(st.read_bytes(files[-1]))
+        except Exception:  # noqa: BLE001 (truncated JSON or pickle)
+            before = (f"remove it to go on from Ray's snapshot before it ({files[-2]})" if len(files) > 1 else
+                      "no earlier one to go on from; results.csv and the trials' folders are kept (`itt report` reads them)")
+            raise UserError(f"itt resume: {st.display}/{files[-1]}: Ray Tune's last snapshot of the search is damaged "
+                            f"(cut short: a full disk?), and Ray would start the search over from it; {before}") from None
+
+
 def _resume_line(st: Storage, scfg: SearchConfig, *, more: int, retry_errored: bool) -> str:
     """What a resume finds (results.csv): the trials that ended and how, and whether anything is left to run."""
     from search.tracking import read_rows
@@ -358,7 +423,7 @@ def _resume_line(st: Storage, scfg: SearchConfig, *, more: int, retry_errored: b
     ended = counts[Status.COMPLETED] + counts[Status.STOPPED] + counts[Status.ERRORED]
     if not more and not (retry_errored and counts[Status.ERRORED]) and _all_ended(st, scfg, counts, ended):
         errored = " (`--retry-errored` runs the errored ones again)" if counts[Status.ERRORED] else ""
-        more_ = "" if _no_more(st, scfg, st.display) else f"; `itt resume {st.display} --more N` runs N trials more"
+        more_ = "" if _no_more(st, scfg, st.display) else f"; `itt resume {quote(st.display)} --more N` runs N trials more"
         return (f"search '{st.name}' had ended ({ended} trials: {how}): no trial is left to run, its end is "
                 f"printed again{errored}{more_}")
     return (f"resuming search '{st.name}' ({ended} trials ended before{': ' + how if how else ''}"
@@ -520,7 +585,7 @@ def _then_confirm(scfg: SearchConfig, exp, *, address: str | None, tracking_uri:
                     vary=list(scfg.confirm.vary.items()), address=address, tracking_uri=tracking_uri,
                     no_tracking=not scfg.tracking.enabled, progress=progress, log=log)
     except UserError as e:
-        log(f"confirm: not run ({e}); once fixed: itt confirm {exp}")
+        log(f"confirm: not run ({e}); once fixed: itt confirm {quote(str(exp))}")
     return exp
 
 
@@ -575,9 +640,10 @@ def _trainable(scfg: SearchConfig, chain, st: Storage, metric: str):
 
 
 def _check_no_driver(st: Storage) -> None:
-    """Two drivers on one experiment corrupt it: refuse while the recorded driver still lives."""
-    d = driver.live(st)
-    if d is not None and d["here"]:  # (another host's: nothing tells from here)
+    """Two drivers on one experiment corrupt it: refuse while the recorded driver still lives; else this process
+    is recorded as the driver (driver.claim: of two resumes started at once, one goes on)."""
+    d = driver.claim(st)
+    if d is not None:  # (a driver on another host: nothing tells from here, so it is not refused)
         raise UserError(f"itt resume: a driver (pid {d['pid']}) is still running this search; stop it first "
                         f"(Ctrl-C) or wait for it to end")
 
@@ -594,7 +660,7 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         early, used_up = ([], []) if interrupted or restore is None else _gave_up_early(tuner, scfg)
         if early and used_up:
             log(f"{len(early)} trial(s) errored with retries left ({', '.join(early)}) and {len(used_up)} after using up "
-                f"search.max_failures: `itt resume {st.display} --retry-errored` runs them all again")
+                f"search.max_failures: `itt resume {quote(st.display)} --retry-errored` runs them all again")
         if not early or used_up:
             break
         log(f"{len(early)} trial(s) errored with retries left ({', '.join(early)}; failures within search.max_failures "
@@ -710,7 +776,7 @@ def unexplored_text(u: dict, pick: str, exp: str) -> str:
     return (f"could an order the search did not finish ({u['orders']} of {u['of']}) beat {pick or 'F'}? under the "
             f"searcher's model P = {u['p_better']:.2f}, expected gain {u['expected_gain']:+.4f} (most likely: "
             f"{u['most_likely'] or 'F'}, P = {u['p_most_likely']:.2f}): a longer search pays if that gain is worth its "
-            f"trials (`itt resume {exp} --more N`)")
+            f"trials (`itt resume {quote(exp)} --more N`)")
 
 
 def _show_budget(writer: ResultsWriter, scfg: SearchConfig, searcher) -> None:
@@ -850,7 +916,7 @@ def _final_report(st: Storage, scfg: SearchConfig, tracker, *, log=echo) -> None
         make_report(st.display if st.remote else st.path(), tracking_uri=getattr(tracker, "uri", None),
                     mlflow=scfg.tracking.enabled, log=log, mlflow_off="the search's tracking is off")
     except Exception as e:  # noqa: BLE001 - the search is done; say why the report is missing, and how to retry
-        log(f"report: not written ({e}); once fixed: itt report {st.display}")
+        log(f"report: not written ({e}); once fixed: itt report {quote(st.display)}")
 
 
 def disk_usage_line(st: Storage) -> str:

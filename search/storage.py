@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -41,7 +42,7 @@ def writable_folder(folder: Path | str, label: str) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{label}: {folder} is a file, not a folder")
-    missing = _first_missing(folder)
+    missing = first_missing(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -49,11 +50,11 @@ def writable_folder(folder: Path | str, label: str) -> None:
     except OSError as e:
         raise UserError(f"{label}: cannot write to {folder} ({e.strerror or e})") from None
     finally:
-        _remove_made(folder, missing)
+        remove_made(folder, missing)
 
 
-def _remove_made(folder: Path, missing: Path | None) -> None:
-    """Remove the folders a check made, from ``folder`` up to ``missing`` (see :func:`_first_missing`), each
+def remove_made(folder: Path, missing: Path | None) -> None:
+    """Remove the folders a check made, from ``folder`` up to ``missing`` (see :func:`first_missing`), each
     only while empty: another process may have started to write there meanwhile."""
     if missing is None:
         return
@@ -68,7 +69,7 @@ def _remove_made(folder: Path, missing: Path | None) -> None:
         p = p.parent
 
 
-def _first_missing(folder: Path) -> Path | None:
+def first_missing(folder: Path) -> Path | None:
     """The outermost folder of ``folder``'s path that does not exist yet (what making it would create), or
     None when it exists."""
     if folder.exists():
@@ -138,6 +139,33 @@ def _reach(fs, base: str, root: str, label: str) -> None:
     _REACHED.add(root)
 
 
+def _write_whole(p: Path, data: bytes) -> None:
+    """Write a local file through a temporary file and a rename: the whole file or, where the write fails
+    (an OSError), the file as it was and no temporary file left."""
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+    except OSError:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def local_path(root: str, label: str = "--storage") -> str:
+    """A local folder as given: a path, or a file:// URI read as pyarrow reads it (file:///runs%20x is the folder
+    "/runs x"; a host other than none is one error line)."""
+    if not root.startswith("file://"):
+        return root
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(root)[1]
+    except Exception as e:  # (file://host/path)
+        raise UserError(f"{label} {root}: {str(e).splitlines()[0]}; a local folder is file:///path") from None
+
+
 def is_uri(storage: str) -> bool:
     return "://" in storage and not storage.startswith("file://")
 
@@ -154,8 +182,7 @@ class Storage:
     @cached_property
     def _fs_and_base(self):
         if not is_uri(self.root):
-            local = self.root[len("file://"):] if self.root.startswith("file://") else self.root
-            return None, str(Path(local).resolve())
+            return None, str(Path(local_path(self.root, self.label)).resolve())
         import pyarrow.fs as pafs
 
         try:
@@ -252,10 +279,10 @@ class Storage:
         """Write a file whole (locally through a temporary file and a rename: never half-written)."""
         if not self.remote:
             p = Path(self.path(*rel))
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, p)
+            try:
+                _write_whole(p, data)
+            except OSError as e:  # a full disk, a folder made read-only
+                raise UserError(f"{p}: cannot write ({e.strerror or e}); it was left as it was") from None
             return
         target = self.path(*rel)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
@@ -336,9 +363,12 @@ class Storage:
         goes to the storage root, so a failed start leaves no experiment directory behind; a local root
         the check had to make is removed again, so a check that passes leaves nothing either)."""
         probe = Storage(self.root, f".itt-write-check-{os.getpid()}", self.label)
-        made = None if self.remote else _first_missing(Path(self.base))
+        made = None if self.remote else first_missing(Path(self.base))
         try:
-            probe.write_text("ok", "x")
+            if self.remote:
+                probe.write_text("ok", "x")
+            else:
+                _write_whole(Path(probe.path("x")), b"ok")
             if self.remote:
                 self.fs.delete_dir(probe.path())
             else:
@@ -348,4 +378,4 @@ class Storage:
         except Exception as e:
             raise UserError(f"{self.label} {self.root}: cannot write there ({str(e).splitlines()[0][:200]})") from None
         finally:
-            _remove_made(Path(self.base), made)
+            remove_made(Path(self.base), made)

@@ -43,7 +43,7 @@ from ray.tune import Callback
 
 from itt.errors import UserError
 from search.space import order_key, order_tasks
-from search.storage import Storage, echo, is_uri
+from search.storage import Storage, echo, is_uri, local_path
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 COMPARE_EXPERIMENT = "itt-compare"  # where `itt compare` logs its comparisons
@@ -118,7 +118,9 @@ def _quiet_mlflow() -> None:
 
 
 def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
+    """An exception's first line for one console line, a URL's password masked (MLflow's own messages
+    quote the request URL, userinfo included)."""
+    s = redact(str(e).strip())
     return (s.splitlines()[0] if s else type(e).__name__)[:300]
 
 
@@ -620,14 +622,14 @@ class Tracker(Callback):
         resolved = resolve_uri(uri, tcfg.tracking_uri) if tcfg.enabled else None
         db = _sqlite_path(resolved) if resolved else None
         new_db = db is not None and not db.exists()
-        client = connect(resolved) if resolved else None
-        if client is not None:
-            try:
+        try:
+            client = connect(resolved) if resolved else None
+            if client is not None:
                 check_store(client, resolved, tcfg.experiment or name)
-            except UserError:
-                if new_db:  # the store check made it: nothing stays behind
-                    db.unlink(missing_ok=True)
-                raise
+        except BaseException:  # (also Ctrl-C while MLflow creates its tables: a half-made store fails every later search)
+            if new_db:  # the store check made it: nothing stays behind
+                db.unlink(missing_ok=True)
+            raise
         seeds = list(scfg.seeds or chain.seeds)
         meta = {"name": name, "experiment": tcfg.experiment or name, "tracking_uri": resolved, "seeds": seeds,
                 "max_length": max(scfg.lengths), "target": target, "metric": metric, "languages": languages,
@@ -878,7 +880,7 @@ def storage_of(exp_dir: str, label: str = "--storage") -> Storage:
         base = base.rstrip("/")
         root, _, name = base.rpartition("/")
         return Storage(root + (f"?{query}" if query else ""), name, label)
-    p = Path(exp_dir[len("file://"):] if exp_dir.startswith("file://") else exp_dir).resolve()
+    p = Path(local_path(exp_dir, label)).resolve()
     return Storage(str(p.parent), p.name, label)
 
 

@@ -294,6 +294,53 @@ def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ra
     assert "give a whole number of trials, 1 or more" in capsys.readouterr().err
 
 
+def test_a_damaged_ray_snapshot_is_one_error_line_not_a_search_started_over(tmp_path, write_config, ray_local, capsys):
+    """A full disk cut Ray Tune's experiment_state-*.json short (its write is not atomic): `itt resume` let Ray
+    log "Failed to restore the run state" and start the search over, and the finished trials left results.csv
+    (5 completed rows became 1 in a real run on a full tmpfs). Now one error line naming the file, nothing
+    written."""
+    from search.runner import run_search
+
+    tasks = ["toy_topic", "toy_align", "toy_length"]
+    table = tmp_path / "table.csv"
+    table.write_text("order,probe_1,probe_2,final\n" + "\n".join(f"{a},0.3,0.3,{0.4 + 0.05 * i}" for i, a in enumerate(tasks))
+                     + "\n")
+    cfg = write_config({"search": {"candidates": tasks, "length": 1, "searcher": "random", "num_samples": 3,
+                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"}}})
+    exp = Path(run_search(str(cfg), name="d", storage=str(tmp_path / "runs"), log=lambda *a: None))
+    capsys.readouterr()
+    before = (exp / "results.csv").read_text()
+    assert len(_rows(exp)) == 3
+    state = sorted(exp.glob("experiment_state-*.json"))[-1]
+    state.write_bytes(state.read_bytes()[:200])  # cut short
+    listing = sorted(p.name for p in exp.iterdir())
+    assert main(["resume", str(exp)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: itt resume: {exp}/{state.name}: Ray Tune's last snapshot of the search is damaged (cut short: "
+                   "a full disk?), and Ray would start the search over from it; no earlier one to go on from; results.csv "
+                   "and the trials' folders are kept (`itt report` reads them)"], err
+    assert (exp / "results.csv").read_text() == before
+    assert sorted(p.name for p in exp.iterdir()) == listing
+
+
+def test_the_commands_a_search_prints_work_for_a_folder_with_a_space():
+    """`itt search --storage "my runs"`: the Ctrl-C line (README: "prints the exact command"), --more and
+    --retry-errored hints printed `itt resume /x/my runs/q`, which the shell splits into two arguments."""
+    import shlex
+
+    from search.results import errored_text
+    from search.runner import SearchInterrupted, unexplored_text
+
+    exp = "/x/my runs é/q"
+    said = str(SearchInterrupted(exp)).split("Continue it with:  ", 1)[1]
+    assert shlex.split(said) == ["itt", "resume", exp]
+    said = errored_text([{"trial_id": "t1", "order": "a", "_error": "boom"}], exp).rsplit("`", 2)[1]
+    assert shlex.split(said) == ["itt", "resume", exp, "--retry-errored"]
+    u = {"orders": 3, "of": 6, "p_better": 0.5, "expected_gain": 0.01, "most_likely": "a", "p_most_likely": 0.2}
+    said = unexplored_text(u, "b", exp).rsplit("`", 2)[1]
+    assert shlex.split(said) == ["itt", "resume", exp, "--more", "N"]
+
+
 def test_resume_bad_input(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "nope")]) == 2
     assert "no experiment at" in capsys.readouterr().err
@@ -329,6 +376,46 @@ def test_resume_bad_input(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: task 'mine', split 'train', language 'en': file not found: {tmp_path / 'moved.tsv'}"], err
+
+
+def test_two_drivers_started_at_once_one_is_refused(tmp_path):
+    """Two `itt resume` of one experiment, or two `itt search` of one name, started within seconds: each looked
+    for a live driver (or for the experiment) before either recorded itself, seconds later (data checks, Ray's
+    start), so both drove the experiment (two searches of one name: 12 trials run, 6 rows in results.csv, the
+    study copy holding all 12). A driver now records itself at its check; the second is refused."""
+    from itt.errors import UserError
+    from search import driver, runner
+    from search.storage import Storage
+
+    st = Storage(str(tmp_path), "exp")
+    (tmp_path / "exp").mkdir()
+    runner._check_no_driver(st)  # the first resume
+    with pytest.raises(UserError, match=f"a driver \\(pid {os.getpid()}\\) is still running"):
+        runner._check_no_driver(st)  # the second, before the first reached its trials
+    driver.remove(st)
+    # a resume refused after its check (here: its data moved) leaves no record behind
+    from tests.conftest import TINY
+
+    moved = {**TINY, **SEARCH, "tasks": {"mine": {"kind": "single_classification", "fields": ["s"], "labels": ["a", "b"],
+                                                 "train": {"files": str(tmp_path / "moved.tsv")}}}}
+    moved["search"] = {**SEARCH["search"], "candidates": ["toy_topic", "mine"]}
+    (tmp_path / "exp" / "search.yaml").write_text(yaml.safe_dump(moved))
+    (tmp_path / "exp" / "tuner.pkl").write_bytes(b"")
+    assert main(["resume", str(tmp_path / "exp")]) == 2
+    assert not (tmp_path / "exp" / "driver.json").exists()
+    # two new searches of one name: the second to record itself is refused, the first's record stays
+    new = Storage(str(tmp_path), "new")
+    with runner._claimed(new, "new"):
+        with pytest.raises(UserError, match="experiment 'new' was started .* by another driver"):
+            with runner._claimed(new, "new"):
+                pass
+        assert driver.live(new)["pid"] == os.getpid()
+    driver.remove(new)  # (as the first search's end does)
+    # a start interrupted before its trials (Ctrl-C while Ray starts) leaves no experiment directory
+    with pytest.raises(KeyboardInterrupt):
+        with runner._claimed(new, "new"):
+            raise KeyboardInterrupt
+    assert not (tmp_path / "new").exists()
 
 
 # The Ray Train variant takes 2 min on 2 cores (six TorchTrainer starts with the retries): opt-in, so that

@@ -418,6 +418,25 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
                 f"{w['from_end']:.2f}, position from the start too {w['from_start']:.2f}") in "\n".join(lines)
 
 
+def test_a_study_copy_databases_password_stays_off_the_console(tmp_path, ray_local, capsys):
+    """search.optuna_storage names a database (postgresql://user:password@host/db): the start line and the
+    copy's failure warning printed the URL as given, password included."""
+    from search.runner import run_search
+
+    space = OrderSpace(candidates=TOY3, lengths=[1])
+    search = {"candidates": TOY3, "length": 1, "searcher": "random", "num_samples": 2, "seed": 1,
+              "scheduler": {"type": "none"}, "simulate": {"table": str(_table(tmp_path, space))},
+              "resources": {"max_concurrent": 2}, "tracking": {"enabled": False},
+              "optuna_storage": "postgresql://alice:s3cr3t@127.0.0.1:1/optuna"}
+    lines = []
+    run_search(str(_search_config(tmp_path, search)), name="pw", storage=str(tmp_path / "runs"),
+               log=lambda *a: lines.append(" ".join(map(str, a))))
+    shown = "\n".join(lines) + capsys.readouterr().out
+    assert "optuna-dashboard postgresql://alice:***@127.0.0.1:1/optuna" in shown
+    assert "the Optuna study copy at postgresql://alice:***@127.0.0.1:1/optuna failed" in shown
+    assert "s3cr3t" not in shown
+
+
 def test_asha_stops_bad_prefixes_on_simulated_objective(tmp_path, ray_local):
     from search.runner import run_search
 
@@ -682,6 +701,31 @@ def test_search_stops_itself_once_its_budget_is_spent(tmp_path, ray_local, capsy
     assert not (tmp_path / "runs" / "bad").exists()
     assert main(["space", str(_search_config(tmp_path, {**search, "budget": {"hours": 12}}))]) == 0
     assert "search.budget (12 hours) ends it once spent" in capsys.readouterr().out
+
+
+def test_the_budget_a_reproducible_search_shows_counts_a_trial_that_ended_in_the_open_batch():
+    """search.reproducible's batches tell the searcher a batch's ends only once all of them have ended: the
+    line of a trial that ended first said `budget: ...` without that trial's time (the quickstart's F:
+    0.00349 device-hours where its own 24 s were 0.0067)."""
+    from search.config import SearchConfig
+    from search.searchers import make_searcher, stopping
+    from search.searchers.batches import Batches
+
+    scfg = SearchConfig(candidates=TOY3, length=1, searcher="random", seed_points={"singles": True},
+                        budget={"device_hours": 1.0})
+    inner = make_searcher(scfg, [[t] for t in TOY3])
+    inner.budget = scfg.budget
+    s = Batches(inner, 2)
+    s.set_search_properties("objective", "max", {})
+    s.suggest("a"), s.suggest("b")
+    s.on_trial_result("b", {"objective": 0.4, "training_iteration": 1, "time_total_s": 18.0})
+    s.on_trial_complete("a", {"objective": 0.5, "final": 1, "training_iteration": 1, "time_total_s": 36.0})
+    per = inner.devices_per_trial
+    assert "a" in s.cached_results  # the searcher has not been told a's end: the batch is open
+    assert inner.spent()["device_hours"] == pytest.approx(54.0 * per / 3600)  # a's time counts already
+    assert stopping.budget_text(inner.budget, inner.spent()) == f"budget: {54.0 * per / 3600:.3g} of 1 device-hours"
+    s.on_trial_complete("b", {"objective": 0.6, "final": 1, "training_iteration": 2, "time_total_s": 40.0})
+    assert not s.cached_results and inner.spent()["device_hours"] == pytest.approx(76.0 * per / 3600)  # (a once)
 
 
 def test_the_probe_asha_stops_a_trial_on_reaches_the_study():

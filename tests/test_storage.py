@@ -139,6 +139,41 @@ def _itt(args, cwd, timeout=400, env=None):
                           text=True, timeout=timeout)
 
 
+def test_a_write_that_fails_leaves_the_file_as_it_was_and_is_one_error_line(tmp_path, monkeypatch):
+    """A full disk while results.csv (or any experiment file) is rewritten: the search ended in a traceback
+    (OSError from a Ray callback) and left the half-written temporary file behind. Now: one error line naming
+    the file and why, the file as it was, no temporary file."""
+    import errno
+    from pathlib import Path
+
+    st = Storage(str(tmp_path), "exp")
+    st.write_text("old\n", "results.csv")
+    real = Path.write_bytes
+
+    def full(self, data):
+        real(self, data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(UserError, match=r"exp/results.csv: cannot write \(No space left on device\)"):
+        st.write_text("new rows\n", "results.csv")
+    monkeypatch.undo()
+    assert (tmp_path / "exp" / "results.csv").read_text() == "old\n"
+    assert os.listdir(tmp_path / "exp") == ["results.csv"]  # no temporary file left behind
+
+
+def test_a_file_uri_is_the_folder_pyarrow_and_ray_read(tmp_path):
+    """--storage file:///.../my%20runs (a space, as a file URI writes it) went to a folder literally named
+    'my%20runs', and file://localhost/... to a folder 'localhost' in the working directory; pyarrow (which
+    every object-store path goes through) reads the first as 'my runs' and refuses the second."""
+    from search.tracking import storage_of
+
+    assert Storage(f"file://{tmp_path}/my%20runs", "x").display == f"{tmp_path}/my runs/x"
+    assert storage_of(f"file://{tmp_path}/my%20runs/x").display == f"{tmp_path}/my runs/x"
+    with pytest.raises(UserError, match="^--storage file://localhost/tmp/x: .*; a local folder is file:///path$"):
+        Storage("file://localhost/tmp/x", "x").display
+
+
 @pytest.mark.ray
 def test_itt_search_on_s3(s3, tmp_path):
     """A real (tiny) search whose storage is an S3 bucket: results.csv, dedup records and every trial's

@@ -246,6 +246,35 @@ def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path, monkeypat
 
 
 
+def test_a_search_interrupted_while_mlflow_makes_its_store_leaves_no_store(tmp_path, write_config, monkeypatch):
+    """Ctrl-C in the first seconds of the first `itt search` in a folder, while MLflow creates mlflow.db's
+    tables: the half-made store stayed, and every later search there failed with "cannot reach the MLflow
+    store ((sqlite3.OperationalError) table evaluation_datasets already exists); start the server, ..." until
+    the user removed it. The store the check was making goes with the interrupted search."""
+    import sqlite3
+
+    import mlflow.tracking
+
+    from search.runner import run_search
+
+    db = tmp_path / "mlflow.db"
+
+    class Interrupted:  # MLflow's client, stopped by Ctrl-C halfway through its schema
+        def __init__(self, tracking_uri=None):
+            sqlite3.connect(db).execute("create table experiments (id integer)").connection.commit()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", Interrupted)
+    table = tmp_path / "table.csv"
+    table.write_text("order,probe_1,final\ntoy_topic,0.3,0.5\ntoy_align,0.3,0.4\n")
+    cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": 1, "num_samples": 1,
+                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"}}})
+    with pytest.raises(KeyboardInterrupt):
+        run_search(str(cfg), name="i", storage=str(tmp_path / "runs"), tracking_uri=f"sqlite:///{db}", log=lambda *a: None)
+    assert not db.exists()
+    assert not (tmp_path / "runs" / "i").exists()
+
+
 def test_itt_ui_without_a_store_is_one_error_line(tmp_path, capsys):
     code = main(["ui", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -596,6 +625,20 @@ def test_hparams_exact_and_passwords_kept_out_of_mlflow_and_the_console():
         "tracking: http://alice:***@127.0.0.1:5079 and postgresql://u:***@db:5432/optuna"
     for plain in ("sqlite:////tmp/mlflow.db", "http://127.0.0.1:5000/#/experiments/1", "http://user@host/x"):
         assert redact(plain) == plain
+
+
+def test_an_unreachable_store_keeps_its_password_out_of_the_error_line(tmp_path, capsys):
+    """MLflow's own exception quotes the request URL, password included: the error line named the store
+    masked, then printed the password in the reason after it."""
+    p, _ = _sim_search(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(["search", str(p), "--storage", str(tmp_path / "runs"), "--tracking-uri",
+                 f"http://alice:s3cr3t@127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: tracking: cannot reach the MLflow store"), err
+    assert "s3cr3t" not in err[0] and "alice:***@" in err[0], err
 
 
 def test_a_name_mlflow_refuses_is_one_error_line_before_ray(tmp_path, capsys):

@@ -251,16 +251,7 @@ class OrderSearcher(Searcher):
         what it reported its stages and the rest cost (``stage_seconds`` per stage, ``fixed_seconds`` with its
         final) as user attributes of its study trial: order_bo's cost model reads them (searchers/costs.py),
         and optuna-dashboard shows them."""
-        t, it = (result or {}).get("time_total_s"), (result or {}).get("training_iteration")
-        if isinstance(t, (int, float)):
-            # a run Tune restarted (a dead worker or node, `itt resume`) counts its time from 0 again: the
-            # earlier runs' time was spent all the same (search.budget)
-            runs = self.__dict__.setdefault("trial_runs", {})  # id -> (earlier runs' seconds, last t, last iteration)
-            before, last_t, last_it = runs.get(trial_id, (0.0, self.trial_seconds.get(trial_id, 0.0), 0))
-            if it is not None and (it < last_it or (it == last_it and t < last_t)):
-                before += last_t
-            runs[trial_id] = (before, float(t), last_it if it is None else it)
-            self.trial_seconds[trial_id] = before + float(t)
+        self.record_time(trial_id, result)
         ot = getattr(self.inner, "_ot_trials", {}).get(self.inner_id[trial_id])
         if ot is None or not result:
             return
@@ -272,6 +263,21 @@ class OrderSearcher(Searcher):
                 ot.set_user_attr(f"stage_seconds_{int(result['step'])}", float(result["stage_seconds"]))
         except Exception:  # (a finished trial's attributes are fixed: nothing more to record)
             pass
+
+    def record_time(self, trial_id: str, result: dict | None) -> None:
+        """A result's time so far (Tune's ``time_total_s``), counted towards search.budget. Also called by
+        ``Batches`` when a trial ends in an open batch, whose end the searcher is told only with the batch's:
+        the progress lines' `budget: ...` counts it from its end."""
+        t, it = (result or {}).get("time_total_s"), (result or {}).get("training_iteration")
+        if isinstance(t, (int, float)):
+            # a run Tune restarted (a dead worker or node, `itt resume`) counts its time from 0 again: the
+            # earlier runs' time was spent all the same (search.budget)
+            runs = self.__dict__.setdefault("trial_runs", {})  # id -> (earlier runs' seconds, last t, last iteration)
+            before, last_t, last_it = runs.get(trial_id, (0.0, self.trial_seconds.get(trial_id, 0.0), 0))
+            if it is not None and (it < last_it or (it == last_it and t < last_t)):
+                before += last_t
+            runs[trial_id] = (before, float(t), last_it if it is None else it)
+            self.trial_seconds[trial_id] = before + float(t)
 
     def _timed(self, t0: float, proposal: bool = False) -> None:
         """Count the seconds since ``t0`` as one proposal's, or as the rest of the searcher's own time."""

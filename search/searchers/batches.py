@@ -32,3 +32,10 @@ class Limiter(ConcurrencyLimiter):
 class Batches(Limiter):
     def __init__(self, searcher, size: int):
         super().__init__(searcher, max_concurrent=size, batch=True)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # the searcher hears of this end with the batch's, but its time is spent now (search.budget's
+        # `budget: ...` on the trial's line and in the live view; the stop is decided at the next batch)
+        if result and trial_id in self.live_trials and hasattr(self.searcher, "record_time"):
+            self.searcher.record_time(trial_id, result)
+        super().on_trial_complete(trial_id, result=result, error=error)

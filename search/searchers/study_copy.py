@@ -58,9 +58,11 @@ class StudyCopy:
                 target.add_trials(new)
                 self.copied.update(t.number for t in new)
         except Exception as e:  # the copy is for looking at; the search goes on without it
+            from search.tracking import redact  # (a database URL's password stays off the console)
+
             self.failed = True
-            (self.log or print)(f"warning: the Optuna study copy at {self.url} failed ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else ''}); the search goes on without it")
+            (self.log or print)(redact(f"warning: the Optuna study copy at {self.url} failed ({type(e).__name__}: "
+                                       f"{str(e).splitlines()[0] if str(e) else ''}); the search goes on without it"))
 
     def _open(self, study):
         import optuna
