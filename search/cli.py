@@ -434,8 +434,17 @@ def _progress_flag(p: argparse.ArgumentParser) -> None:
                         "lines), off; auto: live on a terminal, plain otherwise (default)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line, as every other bad input: ``error: itt resume: argument --more:
+    ... (itt resume --help says more)``, exit 2 (argparse printed its usage block before the error). Its
+    subcommands' parsers are of this class too (add_subparsers takes the parser's own)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} ({self.prog} --help says more)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="itt", description="Intermediate-task order search for zero-shot cross-lingual transfer.")
+    p = _Parser(prog="itt", description="Intermediate-task order search for zero-shot cross-lingual transfer.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run one chain: intermediate tasks in order, target fine-tune, zero-shot eval")
     r.add_argument("config", help="chain config (YAML)")

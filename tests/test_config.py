@@ -383,3 +383,20 @@ def test_every_single_metric_has_words_for_the_end_of_a_search():
     assert "0.5 x std" in score_words(SimpleNamespace(metric="robust", robust_weight=0.5))
     assert score_words(SimpleNamespace(metric="worst", robust_weight=0.5)) == (
         "search.metric worst, the dev score of the worst target language")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["nosuch"], "error: itt: argument command: invalid choice: 'nosuch'"),
+    (["search"], "error: itt search: the following arguments are required: config"),
+    (["space", "c.yaml", "--samples", "x"], "error: itt space: argument --samples: invalid int value: 'x'"),
+])
+def test_a_command_line_mistake_is_one_error_line(argv, says, capsys):
+    """argparse printed its usage block before the error: several lines, where every other bad input is one."""
+    from search.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith(says) and not cap.out, cap
+    assert err[0].endswith("--help says more)"), err

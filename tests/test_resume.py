@@ -289,9 +289,11 @@ def test_resume_more_goes_on_with_the_searchers_state(tmp_path, write_config, ra
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "every order of the space (3) has run" in err[0], err
     assert {f.name: f.read_bytes() for f in ex.iterdir() if f.is_file()} == before  # nothing written
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         main(["resume", str(ex), "--more", "0"])
-    assert "give a whole number of trials, 1 or more" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()  # (one line: argparse printed its usage block first)
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: itt resume: argument --more: give a whole number of trials, 1 or more"), err
 
 
 def test_a_damaged_ray_snapshot_is_one_error_line_not_a_search_started_over(tmp_path, write_config, ray_local, capsys):
