@@ -733,8 +733,12 @@ def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchCo
     def _second_interrupt(sig, frame):  # Tune restores this after its own handler took the first Ctrl-C
         raise KeyboardInterrupt
 
+    def _terminate(sig, frame):  # SIGTERM (a job scheduler's time limit, `kill`): stop as after a Ctrl-C (Ray
+        signal.raise_signal(signal.SIGINT)  # Tune's own handler saves the search); it ended in a stack dump
+
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _second_interrupt) if main else None
+    previous_term = signal.signal(signal.SIGTERM, _terminate) if main else None
     from search.progress import LiveProgress
 
     tracker.managed = True  # it closes the MLflow runs when told to, after summary.json (_fit)
@@ -755,6 +759,7 @@ def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchCo
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 def _gave_up_early(tuner, scfg: SearchConfig) -> tuple[list[str], list[str]]:

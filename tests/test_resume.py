@@ -579,3 +579,36 @@ def test_trials_tune_gave_up_on_with_retries_left_start_again(tmp_path, write_co
         "toy_topic": "completed", "toy_align": "errored", "toy_length": "errored"}
     hint = [line for line in printed if "errored with retries left" in line]
     assert len(hint) == 1 and "1 after using up search.max_failures" in hint[0] and "--retry-errored" in hint[0], printed
+
+
+def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, write_config, ray_local, monkeypatch, capsys):
+    """SIGTERM (a job scheduler's time limit, `kill`) ended the driver in Ray's stack dump, exit 1, with no
+    `itt resume` line; now it stops as Ctrl-C does: Ray Tune saves the search, the finished trials are kept,
+    the line says how to go on, and `itt resume` finishes it."""
+    import itertools
+
+    from search.results import ResultsWriter
+
+    tasks = ["toy_topic", "toy_align", "toy_length"]
+    table = tmp_path / "table.csv"
+    table.write_text("order,probe_1,final\n" + "\n".join(f"{a},0.3,{0.4 + 0.05 * i}" for i, a in enumerate(tasks)) + "\n")
+    cfg = write_config({"search": {"candidates": tasks, "length": 1, "num_samples": 3, "searcher": "random",
+                                   "simulate": {"table": str(table), "seconds_per_stage": 0.2},
+                                   "scheduler": {"type": "none"}, "resources": {"max_concurrent": 1},
+                                   "tracking": {"enabled": False}}})
+    ended, count = ResultsWriter.on_trial_complete, itertools.count(1)
+
+    def term_after_1(self, iteration, trials, trial, **info):
+        ended(self, iteration, trials, trial, **info)
+        if next(count) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(ResultsWriter, "on_trial_complete", term_after_1)
+    exp = tmp_path / "runs" / "t"
+    assert main(["search", str(cfg), "--name", "t", "--storage", str(tmp_path / "runs"), "--progress", "off"]) == 130
+    assert f"Continue it with:  itt resume {exp}" in capsys.readouterr().err
+    assert 1 <= sum(r["status"] == "completed" for r in _rows(exp)) < 3
+    assert getattr(signal.getsignal(signal.SIGTERM), "__name__", "") != "_terminate"  # (put back as it was: Ray's)
+    monkeypatch.undo()
+    assert main(["resume", str(exp), "--progress", "off"]) == 0
+    assert sorted(r["status"] for r in _rows(exp)) == ["completed"] * 3
