@@ -130,3 +130,20 @@ def _merge(a: dict, b: dict) -> dict:
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def signal_after_trials(monkeypatch, n: int, sig: int) -> None:
+    """Send ``sig`` to this process (the search's driver) once its ``n``-th trial has ended: a Ctrl-C
+    (SIGINT) or a job scheduler's SIGTERM at a known point of an in-process search."""
+    import itertools
+
+    from search.results import ResultsWriter
+
+    ended, count = ResultsWriter.on_trial_complete, itertools.count(1)
+
+    def then_signal(self, iteration, trials, trial, **info):
+        ended(self, iteration, trials, trial, **info)
+        if next(count) == n:
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(ResultsWriter, "on_trial_complete", then_signal)

@@ -585,9 +585,7 @@ def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, write_config, ray_local
     """SIGTERM (a job scheduler's time limit, `kill`) ended the driver in Ray's stack dump, exit 1, with no
     `itt resume` line; now it stops as Ctrl-C does: Ray Tune saves the search, the finished trials are kept,
     the line says how to go on, and `itt resume` finishes it."""
-    import itertools
-
-    from search.results import ResultsWriter
+    from tests.conftest import signal_after_trials
 
     tasks = ["toy_topic", "toy_align", "toy_length"]
     table = tmp_path / "table.csv"
@@ -596,14 +594,7 @@ def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, write_config, ray_local
                                    "simulate": {"table": str(table), "seconds_per_stage": 0.2},
                                    "scheduler": {"type": "none"}, "resources": {"max_concurrent": 1},
                                    "tracking": {"enabled": False}}})
-    ended, count = ResultsWriter.on_trial_complete, itertools.count(1)
-
-    def term_after_1(self, iteration, trials, trial, **info):
-        ended(self, iteration, trials, trial, **info)
-        if next(count) == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(ResultsWriter, "on_trial_complete", term_after_1)
+    signal_after_trials(monkeypatch, 1, signal.SIGTERM)
     exp = tmp_path / "runs" / "t"
     assert main(["search", str(cfg), "--name", "t", "--storage", str(tmp_path / "runs"), "--progress", "off"]) == 130
     assert f"Continue it with:  itt resume {exp}" in capsys.readouterr().err

@@ -1703,23 +1703,15 @@ def test_reproducible_search_runs_the_same_trials_however_fast_they_run(tmp_path
     run, stopped by Ctrl-C in its second batch and resumed, runs the same trials too: Ray saves the open
     batch, and ASHA's rungs are saved with the search (with empty rungs after a resume, 15-16 of 18 rows
     agreed on a longer search)."""
-    import os
     import signal
 
-    from search.results import ResultsWriter
     from search.runner import SearchInterrupted, resume_search, run_search
+    from tests.conftest import signal_after_trials
 
     runs = []
     for i, secs in enumerate((0.02, 0.3, 0.1)):
         if i == 2:  # Ctrl-C once the 4th trial has ended (Tune's handler saves the search and stops)
-            ended, count = ResultsWriter.on_trial_complete, itertools.count(1)
-
-            def stop_after_4(self, iteration, trials, trial, **info):
-                ended(self, iteration, trials, trial, **info)
-                if next(count) == 4:
-                    os.kill(os.getpid(), signal.SIGINT)
-
-            monkeypatch.setattr(ResultsWriter, "on_trial_complete", stop_after_4)
+            signal_after_trials(monkeypatch, 4, signal.SIGINT)
         search = {"candidates": list(TOY3) + ["toy_parity", "toy_sim"], "length": 3, "num_samples": 9, "seed": 3,
                   "reproducible": True, "simulate": {"table": str(ROOT / "bench/data/toy_3of5.csv"),
                                                      "seconds_per_stage": secs},
