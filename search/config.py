@@ -596,7 +596,7 @@ def _check_simulate(scfg: SearchConfig, path) -> None:
             raise ConfigError(f"{path}: search.metric: {', '.join(scfg.objectives)} need per-language dev scores, "
                               f"and {scfg.simulate.table} has no dev_<language> columns")
         # every report carries every objective (Ray Tune refuses a probe without one): probe_<i>_<objective>
-        need = [f"probe_{i}_{n}" for i in range(1, max(scfg.space().lengths) + 1) for n in scfg.objectives
+        need = [f"probe_{i}_{n}" for i in range(1, max(scfg.lengths) + 1) for n in scfg.objectives
                 if n in ("worst", "std", "transfer_gap")]
         absent = [c for c in need if c not in header]
         if absent:

@@ -32,7 +32,7 @@ import yaml
 from itt.errors import UserError
 from search import stats as S
 from search.config import hparams_text
-from search.pareto import MIN, SINGLE, directions, on_front
+from search.pareto import SINGLE, lower_is_better, on_front
 from search.stats import F, show
 from search.storage import echo
 from search.tracking import finite as _num
@@ -46,11 +46,6 @@ def _completed(rows: list[dict], lower: bool = False) -> list[dict]:
     """The completed trials with a score, best score first (``lower``: the score is lower-is-better)."""
     return sorted((r for r in rows if r.get("status") == S.Status.COMPLETED and _num(r.get("score")) is not None),
                   key=lambda r: _num(r["score"]) if lower else -_num(r["score"]))
-
-
-def lower_is_better(scfg) -> bool:
-    """Whether results.csv's score (the first objective) is lower-is-better: ``search.metric: [std, mean]``."""
-    return directions(scfg.objectives[0])[0] == MIN
 
 
 def picks(rows: list[dict], recommended: dict | None, top: int, *, front: bool = False,
@@ -161,7 +156,7 @@ def baseline_hparams(rows: list[dict], chosen: list[dict], scfg) -> tuple[dict, 
     search ran none, the first pick's that apply to F (not per-stage), with a note saying so."""
     if not scfg.hparams:
         return {}, None
-    f = [r for r in _completed(rows, lower_is_better(scfg)) if r.get("order") == F]
+    f = [r for r in _completed(rows, lower_is_better(scfg.objectives)) if r.get("order") == F]
     if f:
         return {k: _value(v) for k, v in row_hparams(f[0]).items()}, None
     hp = {k: v for k, v in chosen[0]["hparams"].items() if not k.startswith("stages.")}
@@ -209,7 +204,7 @@ def _chosen(exp, st, scfg, top) -> tuple[list[dict], list[str]]:
     """The picks: the ``top`` best (int), or the credible set (``set``); notes on what was left out."""
     if top != SET:
         return picks(exp.rows, st.read_json("summary.json", default={}).get("recommended"), top,
-                     front=scfg.multi_objective, lower=lower_is_better(scfg)), []
+                     front=scfg.multi_objective, lower=lower_is_better(scfg.objectives)), []
     from search import ranking
 
     if scfg.multi_objective:

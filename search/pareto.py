@@ -48,6 +48,11 @@ def directions(metric: str | Sequence[str]) -> list[str]:
     return [OBJECTIVES[n][0] for n in names(metric)]
 
 
+def lower_is_better(metric: str | Sequence[str]) -> bool:
+    """Whether the first objective (results.csv's score) is lower-is-better: std or transfer_gap first."""
+    return directions(metric)[0] == MIN
+
+
 def is_multi(metric: str | Sequence[str]) -> bool:
     return len(names(metric)) > 1
 

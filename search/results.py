@@ -12,7 +12,7 @@ from shlex import quote
 from ray.tune import Callback
 
 from search.config import SearchConfig
-from search.pareto import MAX, MIN, PARETO_COLUMN, column, directions, on_front
+from search.pareto import MAX, PARETO_COLUMN, column, directions, lower_is_better, on_front
 from search.pareto import front as pareto_front
 from search.space import order_key
 from search.storage import Storage, echo
@@ -318,15 +318,10 @@ class ResultsWriter(Callback):
                     pass
         return stats_line(tot)
 
-    def _lower_is_better(self) -> bool:
-        """Whether the score (the first objective) is lower-is-better: ``search.metric: [std, mean]`` and the like."""
-        first = (getattr(self, "objectives", None) or self.scfg.objectives)[0]
-        return directions(first)[0] == MIN
-
     def _better(self, row: dict) -> float:
         """A completed row's score, signed so that higher is better (the first objective may be std or transfer_gap)."""
         v = float(row["score"])
-        return -v if self._lower_is_better() else v
+        return -v if lower_is_better(getattr(self, "objectives", None) or self.scfg.objectives) else v
 
     def errored(self) -> list[dict]:
         return [r for r in list(self.rows.values()) if r["status"] == Status.ERRORED]

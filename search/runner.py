@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import os
 import threading
-from shlex import quote
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from shlex import quote
 
 import yaml
 
@@ -32,7 +32,7 @@ from search.schedulers.state import SchedulerState
 from search.results import ResultsWriter, Status, errored_text  # (also re-exported: older experiments pickled it from here)
 from search.searchers import (exhaustive_param_space, exhaustive_search_alg, make_searcher, seed_point_orders,
                               stopping, study_copy_url)
-from search.storage import Storage, first_missing, remove_made, echo
+from search.storage import Storage, echo, first_missing, remove_made
 from search.trial import TrialContext, chain_trial, in_trial_process, trial_resources
 
 # ------------------------------------------------------------------ building the Tuner

@@ -328,7 +328,11 @@ class _Mlflow:
 
 # ------------------------------------------------------------------ what both the live tracker and sync use
 def read_rows(st: Storage) -> list[dict]:
-    text = st.read_text("results.csv")
+    return rows_of(st.read_text("results.csv"))
+
+
+def rows_of(text: str | None) -> list[dict]:
+    """results.csv's text as its rows (none for no text)."""
     return list(csv.DictReader(io.StringIO(text))) if text else []
 
 
@@ -889,7 +893,8 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     (found by trial id, created when missing), the reports MLflow lacks, its final status; the parent
     gets its summary, results.csv and the best K checkpoints. Running it twice changes nothing."""
     st = storage_of(exp_dir)
-    if st.read_bytes("results.csv") is None:  # (missing, or a folder of that name: nothing to sync)
+    results = st.read_text("results.csv")
+    if results is None:  # (missing, or a folder of that name: nothing to sync)
         raise UserError(f"{exp_dir}: no results.csv file here (not an `itt search` experiment directory)")
     meta = st.read_json("tracking", "search.json", default={})
     if not meta:  # an experiment from before tracking/ existed: what results.csv holds is enough
@@ -898,7 +903,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     meta["experiment_dir"] = st.display
     # everything read from the experiment first: a damaged file is one error line before MLflow holds a
     # trace of it (a parent run left RUNNING, a store made for nothing)
-    rows = read_rows(st)
+    rows = rows_of(results)
     records = {r["trial_id"]: st.read_json("tracking", "trials", f"{r['trial_id']}.json") for r in rows}
     target_uri = resolve_uri(uri, meta.get("tracking_uri"))
     client = connect(target_uri)
