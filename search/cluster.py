@@ -311,3 +311,40 @@ def _quiet_stderr():
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+NODE_CHECK_S = 30.0  # for every node's answer: a task needs a worker process started there (about a second)
+
+
+def missing_on_nodes(paths: dict[str, str], timeout_s: float = NODE_CHECK_S) -> tuple[dict[str, list[str]], list[str]]:
+    """Which of ``paths`` (label -> a local path) each live node of the connected Ray cluster does not see.
+
+    One zero-CPU task pinned on every node looks (nodes of a cluster are separate machines: a folder on
+    the driver's disk is not on theirs unless it is a mount they share). Returns (node IP -> the labels it
+    lacks, for nodes lacking any; the IPs of nodes that did not answer within ``timeout_s``)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    look = ray.remote(num_cpus=0, max_retries=0)(_exists)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = {look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+        list(paths.values())): n["NodeManagerAddress"] for n in nodes}
+    done, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    missing = {}
+    for ref in done:
+        try:
+            seen = ray.get(ref)
+        except Exception:  # (the node died meanwhile: as good as not answering)
+            late.append(ref)
+            continue
+        lacks = [label for label, ok in zip(paths, seen) if not ok]
+        if lacks:
+            missing[refs[ref]] = lacks
+    for ref in late:
+        with contextlib.suppress(Exception):  # (already ended, or its node gone)
+            ray.cancel(ref, force=True)
+    return missing, sorted(refs[r] for r in late)
+
+
+def _exists(paths: list[str]) -> list[bool]:
+    return [os.path.exists(p) for p in paths]

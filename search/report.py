@@ -87,6 +87,9 @@ class Experiment:
     config: dict | None = None
     hardware: list[dict] = field(default_factory=list)  # each counted trial's results.json "hardware"
     counted: dict[str, str] = field(default_factory=dict)  # order -> the trial id whose scores count
+    # orders of a real (not simulated) search whose counted trial has no results.json: only its results.csv
+    # means count (one observation); e.g. a trial that wrote its outputs on another node's own disk
+    means_only: list[str] = field(default_factory=list)
     # models (order, seed) without a score in some language: left out of the statistics (stats.complete_models)
     incomplete: list[dict] = field(default_factory=list)
     # what the score columns are: the target's languages, or (a search on search.metric: xtreme) the tasks
@@ -130,6 +133,7 @@ def load_experiment(exp_dir: str) -> Experiment:
                            key=first)
     t = _Tables()
     counted: dict[str, str] = {}
+    means_only: list[str] = []
     # one trial per order: the best-scoring completed trial with per-seed results (replays and other
     # hyperparameters of the same order are listed in the notes, not counted twice)
     by_order: dict[str, list[dict]] = {}
@@ -149,6 +153,8 @@ def load_experiment(exp_dir: str) -> Experiment:
                 continue
             notes.append(f"order {show(order)}: trial {r['trial_id']} has no results.json; its results.csv means "
                          "count as a single seed")
+            if not ((config or {}).get("search") or {}).get("simulate"):  # (a table's trials may write none)
+                means_only.append(order)
             counted[order] = r["trial_id"]
             continue
         metric = metric or res.get("metric")
@@ -176,6 +182,7 @@ def load_experiment(exp_dir: str) -> Experiment:
                       extra=pd.DataFrame(t.extra, columns=["order", "seed", "figure", "value"]),
                       stages=pd.DataFrame(t.stages, columns=["order", "seed", "stage", "task", "probe"]),
                       trials=trials, notes=notes, config=config, hardware=t.hardware, counted=counted,
+                      means_only=means_only,
                       incomplete=incomplete,
                       unit="task" if per_task else "language",
                       by_language=pd.DataFrame(t.by_language, columns=["order", "seed", "task", "language", "metric", "score"])
@@ -698,7 +705,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
         out.append(("Compute", compute.text(res["compute"]) + " For a paper's compute statement; `report.json` holds "
                     "every figure.", [], None))
     if res.get("notes"):
-        out.append(("Notes", " ".join(res["notes"]), [], None))
+        out.append(("Notes", "\n\n".join(res["notes"]), [], None))
     return out
 
 
@@ -1152,12 +1159,16 @@ def search_state(exp: Experiment) -> dict:
 
 
 def answer_notes(res: dict) -> list[str]:
-    """What the answer says before anything else: a search still running or interrupted, and orders that
-    all scored the same."""
+    """What the answer says before anything else: a search still running or interrupted, orders that all
+    scored the same, models left out, and orders whose trials' results.json the experiment lacks."""
     inc = res.get("incomplete_models") or []
     missing = (f"note: {len(inc)} model(s) (order x seed) lack a score in some language and are left out of every "
                f"statistic (see Notes)." if inc else None)
-    return [x for x in (state_line(res), res.get("alike"), missing) if x]
+    lost = res.get("means_only") or []
+    lost = (f"note: {len(lost)} order(s) have no results.json in the experiment ({', '.join(lost[:5])}"
+            f"{', ...' if len(lost) > 5 else ''}; e.g. trials that wrote their outputs on another node's own disk): "
+            f"only their results.csv means count, as one seed each (see Notes)." if lost else None)
+    return [x for x in (state_line(res), res.get("alike"), missing, lost) if x]
 
 
 def state_line(res: dict) -> str | None:
@@ -1192,6 +1203,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
         res["probe_metric"] = exp.probe_metric
     res["notes"] = exp.notes
     res["incomplete_models"] = exp.incomplete
+    res["means_only"] = [show(o) for o in exp.means_only]
     if heuristics:
         res["heuristics"] = compare_heuristics(exp, res["leaderboard"], log=log)
     for t in res["trials"]["stopped"]:  # where ASHA stopped it: the probe figures it reported (tracking/ log)

@@ -24,7 +24,7 @@ import yaml
 
 from itt.errors import ConfigError, RunFailed, UserError
 from search import driver
-from search.cluster import check as check_cluster
+from search.cluster import check as check_cluster, missing_on_nodes
 from search.cluster import connect
 from search.config import SearchConfig, hparams_text, load_search, settle_probe_also
 from search.schedulers import make_scheduler
@@ -56,29 +56,58 @@ def autoscaler_workers(address: str | None) -> int | None:
 JOB_WORKING_DIR = "/runtime_resources/working_dir_files/"  # where Ray unpacks a job's --working-dir on a node
 
 
-def _warn_local_storage(st: Storage, scfg: SearchConfig, autoscale: int | None, log=echo, chain=None) -> None:
+def _check_nodes_see(st: Storage, scfg: SearchConfig, autoscale: int | None, log=echo, chain=None, *,
+                     marker: str) -> None:
     """On a cluster of several nodes (or one that autoscales) trials write their results, dedup records and
-    stage cache into the experiment from whichever node they run on: a local folder there is that node's own
-    disk unless it is a shared mount, and the driver would not see them. Likewise the local files trials
-    read: inside the job's --working-dir they resolve to this node's unpacked copy, which a node started
-    later, or a resume submitted again, does not have. Said once, before the trials."""
+    stage cache into the experiment from whichever node they run on, and read the config's local files
+    (data_root, a local model) there. Every live node is asked whether it sees the experiment (``marker``,
+    a file of it the driver wrote) and those files (search.cluster.missing_on_nodes): a node that does not
+    is an error, before any trial (on a node's own disk, its trials' results.json, predictions and cached
+    stages would stay where the driver, the report and a resume never read them). What cannot be asked
+    (nodes the autoscaler starts later, a node that does not answer) and a local search.cache.dir (made by
+    the trials) are warnings; so are local files inside the job's --working-dir, which Ray unpacks per
+    node and per submit."""
     import ray
 
     nodes = sum(bool(n.get("Alive")) for n in ray.nodes())
-    if scfg.simulate or (nodes < 2 and not autoscale):
+    if nodes < 2 and not autoscale:
         return
     where = f"on a cluster of {nodes} node(s){' that autoscales' if autoscale else ''}"
-    local = [f"--storage {st.display}"] if not st.remote else []
-    if scfg.cache.enabled and scfg.cache.dir and "://" not in str(scfg.cache.dir):
-        local.append(f"search.cache.dir {scfg.cache.dir}")
-    if local:
-        log(f"warning: {' and '.join(local)} {where}: a trial on another node writes there on its own disk unless it "
-            f"is a mount every node shares; give an s3://... (or gs://) URI otherwise")
-    job = [f"{k} {v}" for k, v in _local_inputs(chain).items() if JOB_WORKING_DIR in v]
+    inputs = {} if scfg.simulate else _local_inputs(chain)
+    paths = {} if st.remote else {f"--storage {st.display}": st.path(marker)}
+    paths.update({f"{k} {v}": v for k, v in inputs.items() if JOB_WORKING_DIR not in v})
+    missing, late = missing_on_nodes(paths) if paths and nodes > 1 else ({}, [])
+    if missing:
+        raise UserError(_not_seen_line(missing, where))
+    unasked = [f"node(s) {', '.join(late)} did not answer whether they see it"] if late else []
+    unasked += ["nodes the autoscaler starts later are not asked"] if autoscale else []
+    if paths and unasked:
+        log(f"warning: {', '.join(paths)} {where}: {'; '.join(unasked)}: trials there need the same folder (a "
+            f"mount every node shares; an s3://... or gs://... --storage otherwise)")
+    if scfg.cache.enabled and scfg.cache.dir and "://" not in str(scfg.cache.dir) and not scfg.simulate:
+        log(f"warning: search.cache.dir {scfg.cache.dir} {where}: a trial on another node writes there on its own "
+            f"disk unless it is a mount every node shares, and the stage cache is then shared less; give an s3://... "
+            f"(or gs://) URI otherwise")
+    job = [f"{k} {v}" for k, v in inputs.items() if JOB_WORKING_DIR in v]
     if job:
         log(f"warning: {', '.join(job)} {where}: inside this job's --working-dir, which Ray unpacks per node and per "
             f"submit; nodes started later and a resume submitted again may not have it: put the files at a path "
             f"every node has, or load them from the Hub")
+
+
+def _not_seen_line(missing: dict[str, list[str]], where: str) -> str:
+    """One error line: which node lacks what, and what to do about it."""
+    lacks = {label: [ip for ip, ls in missing.items() if label in ls] for ls in missing.values() for label in ls}
+    what = "; ".join(f"{label} is not on node(s) {', '.join(ips)}" for label, ips in lacks.items())
+    todo = []
+    if any(label.startswith("--storage") for label in lacks):
+        todo.append("give --storage a folder every node mounts at the same path (a shared file system), or an "
+                    "s3://... (or gs://) URI: on a node's own disk its trials' results stay where this driver "
+                    "cannot read them")
+    if any(not label.startswith("--storage") for label in lacks):
+        todo.append("put the files at that path on every node (or load them from the Hub): trials there cannot "
+                    "read them")
+    return f"{where}, {what} (asked on each node): {'; '.join(todo)}"
 
 
 def _local_inputs(chain) -> dict[str, str]:
@@ -181,7 +210,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         _init_ray(address, scfg)
         autoscale = autoscaler_workers(address)
         fits = _check_resources(scfg, autoscale, log=log)  # fails here when no node can hold a trial
-        _warn_local_storage(st, scfg, autoscale, log, chain)
+        _check_nodes_see(st, scfg, autoscale, log, chain, marker=driver.DRIVER_FILE)
     concurrency = scfg.resources.max_concurrent or fits
     st.write_text(_search_file(chain, scfg), SEARCH_FILE)  # what `itt resume` rebuilds the trainable from
     study_url = study_copy_url(scfg, st)
@@ -356,7 +385,7 @@ def _resume(st: Storage, scfg: SearchConfig, chain, exp_dir: str, *, address: st
     _init_ray(address, scfg)
     autoscale = autoscaler_workers(address)
     _check_resources(scfg, autoscale, log=log)
-    _warn_local_storage(st, scfg, autoscale, log, chain)
+    _check_nodes_see(st, scfg, autoscale, log, chain, marker=SEARCH_FILE)
     log(_resume_line(st, scfg, more=more, retry_errored=retry_errored))
     tuner, writer, tracker = _restore(st, scfg, chain, target.metric, restart_errored=retry_errored,
                                       tracking_uri=tracking_uri, log=log)

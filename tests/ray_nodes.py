@@ -114,3 +114,101 @@ class LocalRayCluster:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+
+
+HEAD_IP, WORKER_IP = "10.77.0.1", "10.77.0.2"  # (each namespace pair has its own link: no clash between clusters)
+
+
+def two_hosts_unavailable() -> str | None:
+    """Why :class:`TwoHostRayCluster` cannot run here (None when it can)."""
+    if os.geteuid() != 0:
+        return "needs root (network and mount namespaces)"
+    for tool in ("ip", "unshare", "mount"):
+        if not shutil.which(tool):
+            return f"needs the `{tool}` command (iproute2 / util-linux)"
+    if not ray_cli():
+        return "needs the `ray` command"
+    name = f"ittprobe{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"`ip netns add` fails here: {(r.stderr.strip().splitlines() or ['?'])[0]}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
+
+
+class TwoHostRayCluster(LocalRayCluster):
+    """A head and a worker node as on two machines: each in a network namespace of its own (its own IP; a
+    veth pair is the only link between them), the worker also in a mount namespace of its own in which
+    ``head_only`` (a folder of the temp folder: the head's Ray folder and HOME, and whatever a test puts
+    there) is an empty tmpfs: a folder on the head's own disk, which the worker does not see. ``shared``
+    is seen by both, as a shared mount would be. Commands for the head's machine (the search driver) run
+    with :meth:`on_head`. Needs root: see :func:`two_hosts_unavailable`."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.head_only, self.shared = self.dir / "head_only", self.dir / "shared"
+        self.head_only.mkdir()
+        self.shared.mkdir()
+        if self.home.exists():  # the head's HOME (and token) on the head's disk only
+            shutil.move(str(self.home), str(self.head_only / "home"))
+        self.home = self.head_only / "home"
+        self.token_file = self.home / ".ray" / "auth_token"
+        self.ns = {"head": f"itt{os.getpid()}h", "worker": f"itt{os.getpid()}w"}
+        self.port = 6379
+        self.address = f"{HEAD_IP}:{self.port}"
+        self._link()
+
+    def _link(self) -> None:
+        h, w = self.ns["head"], self.ns["worker"]
+        for ns in (h, w):  # (left by a run of this pid that died before its stop)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        steps = [["netns", "add", h], ["netns", "add", w],
+                 ["link", "add", f"{h}v", "type", "veth", "peer", "name", f"{w}v"],
+                 ["link", "set", f"{h}v", "netns", h], ["link", "set", f"{w}v", "netns", w],
+                 ["-n", h, "addr", "add", f"{HEAD_IP}/24", "dev", f"{h}v"],
+                 ["-n", w, "addr", "add", f"{WORKER_IP}/24", "dev", f"{w}v"],
+                 *[["-n", n, "link", "set", dev, "up"] for n in (h, w) for dev in ("lo", f"{n}v")]]
+        for step in steps:
+            subprocess.run(["ip", *step], check=True, capture_output=True)
+
+    def on_head(self, cmd: list[str]) -> list[str]:
+        """``cmd`` run on the head's machine (its network namespace)."""
+        return ["ip", "netns", "exec", self.ns["head"], *cmd]
+
+    def start_head(self) -> None:
+        self._run(self.on_head([ray_cli(), "start", "--head", "--port", str(self.port), "--include-dashboard=false",
+                                *self._common(HEAD_IP)]))
+        self.node_ips.append(HEAD_IP)
+
+    def add_worker(self) -> None:
+        """The worker's machine: ``head_only`` hidden under an empty tmpfs; its own HOME (with the cluster's
+        token) and Ray folder there."""
+        import shlex
+
+        start = shlex.join([ray_cli(), "start", "--address", self.address, *self._common(WORKER_IP)])
+        home = shlex.quote(str(self.home))
+        script = (f"set -e; T=$(cat {home}/.ray/auth_token 2>/dev/null || true); "
+                  f"mount -t tmpfs -o size=1g itt-worker-disk {shlex.quote(str(self.head_only))}; "
+                  f"mkdir -p {home}/.ray; if [ -n \"$T\" ]; then printf %s \"$T\" > {home}/.ray/auth_token; "
+                  f"chmod 600 {home}/.ray/auth_token; fi; exec {start}")
+        self._run(["ip", "netns", "exec", self.ns["worker"], "unshare", "-m", "--propagation", "private",
+                   "sh", "-c", script])
+        self.node_ips.append(WORKER_IP)
+
+    def _common(self, ip: str) -> list[str]:
+        return ["--node-ip-address", ip, "--num-cpus", str(self.cpus), "--object-store-memory", str(80 * 1024 ** 2),
+                "--temp-dir", str(self.head_only / "ray"), "--disable-usage-stats"]
+
+    def _run(self, cmd: list[str]) -> None:
+        p = subprocess.Popen(cmd, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        self.sessions.append(p.pid)
+        out, _ = p.communicate(timeout=90)
+        if p.returncode != 0:
+            raise RuntimeError(f"ray start failed ({p.returncode}):\n{out[-3000:]}")
+
+    def stop(self, grace_s: float = 2.0, timeout_s: float = 20.0) -> None:
+        """As :meth:`LocalRayCluster.stop`, then the namespaces (the link goes with them)."""
+        super().stop(grace_s, timeout_s)
+        for ns in self.ns.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)

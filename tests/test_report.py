@@ -336,7 +336,7 @@ def test_report_from_an_experiment_directory(tmp_path, capsys):
     assert "<p>Trials: " in html and "<p>The intermediate tasks chosen and their order matter" in html
 
 
-def test_a_trial_without_results_json_counts_its_results_csv_means_as_one_seed(tmp_path):
+def test_a_trial_without_results_json_counts_its_results_csv_means_as_one_seed(tmp_path, capsys):
     """A completed trial whose results.json is gone (a copy without trials/, a disk that filled): its
     results.csv means per language are one observation (seed -1), with a note; one with neither is left
     out, with a note; the other orders keep every seed."""
@@ -366,6 +366,15 @@ def test_a_trial_without_results_json_counts_its_results_csv_means_as_one_seed(t
     other = rows[3]["order"]
     assert sorted(set(e.scores[e.scores["order"] == other]["seed"])) == sorted(set(tidy["seed"]))
     assert len(e.stages[e.stages["order"] == other]) > 0 and e.finetunes_per_chain == 1
+    # the console says so before the answer (a real search's trial outputs lost, e.g. on another node's disk);
+    # report.md's notes are paragraphs of their own
+    assert e.means_only == [gone["order"]]
+    assert main(["report", str(exp), "--no-heuristics", "--no-mlflow"]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: 1 order(s) have no results.json in the experiment ({gone['order']}; e.g. trials that wrote "
+            "their outputs on another node's own disk): only their results.csv means count, as one seed each") in out
+    notes = (exp / "report" / "report.md").read_text().split("## Notes\n\n")[1].split("\n## ")[0]
+    assert [p.split(":")[0] for p in notes.strip().split("\n\n")] == [f"order {gone['order']}", f"order {blank['order']}"]
 
 
 def test_a_model_without_a_score_in_some_language_is_left_out_not_averaged_over_fewer(tmp_path, capsys):

@@ -1,0 +1,109 @@
+"""A search on a Ray cluster of two machines: a head and a worker in network namespaces of their own (own IPs,
+token authentication over the link between them), the worker with its own view of the disk (a folder on
+the head's disk is not on the worker's). A --storage or data_root the worker does not see is one error line
+before any trial; a shared one runs trials on both machines, every trial's results where the driver reads
+them (tests/ray_nodes.py: TwoHostRayCluster)."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.ray_nodes import WORKER_IP, TwoHostRayCluster, two_hosts_unavailable
+
+pytestmark = pytest.mark.ray  # (starts Ray: one at a time, in one worker; tests/conftest.py)
+
+WHY_NOT = two_hosts_unavailable()
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    if WHY_NOT:
+        pytest.skip(WHY_NOT)
+    c = TwoHostRayCluster()
+    try:
+        c.start_head()
+        c.add_worker()
+        yield c
+    finally:
+        c.stop()
+        assert not c.pids(), "the cluster's processes outlived stop()"
+
+
+def _search(hosts, cfg: dict, storage, tmp_path, *extra) -> subprocess.CompletedProcess:
+    """``itt search`` on the head's machine, the head's token in its ~/.ray (the README's way)."""
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAY_AUTH_MODE")
+    cmd = [sys.executable, "-m", "search.cli", "search", str(path), "--address", hosts.address, "--storage",
+           str(storage), "--tracking-uri", f"sqlite:///{storage.parent / 'mlflow.db'}", *extra]
+    return subprocess.run(hosts.on_head(cmd), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def _sim(name: str) -> dict:
+    """Table lookups with per-language columns: each trial writes a results.json, as a chain does."""
+    cfg = yaml.safe_load((ROOT / "bench" / "data" / "sim_toy_3of5.yaml").read_text())
+    cfg["name"] = name
+    cfg["search"].update(searcher="random", num_samples=4, seed=0,
+                         simulate={"table": str(ROOT / "bench" / "data" / "toy_3of5_s3.csv"), "seconds_per_stage": 1.0},
+                         resources={"workers_per_trial": 1, "cpus_per_worker": 1, "trial_cpus": 1})
+    return cfg
+
+
+def _one_error_line(r: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (r.returncode, lines[-20:])
+    return lines[0]
+
+
+def test_storage_on_the_heads_disk_only_is_one_line_nothing_written(hosts, tmp_path):
+    storage = hosts.head_only / "runs"
+    line = _one_error_line(_search(hosts, _sim("on_the_head_only"), storage, tmp_path))
+    assert line.startswith(f"error: on a cluster of 2 node(s), --storage {storage}/on_the_head_only is not on "
+                           f"node(s) {WORKER_IP} (asked on each node): give --storage a folder every node mounts"), line
+    assert not storage.exists() and not (storage.parent / "mlflow.db").exists()
+
+
+def test_data_root_on_the_heads_disk_only_is_one_line(hosts, tmp_path):
+    """A real chain's local data (here a link on the head's disk to ../shared/data): the worker lacks it."""
+    data = ROOT.parent / "shared" / "data"
+    if not data.is_dir():
+        pytest.skip("needs ../shared/data")
+    link = hosts.head_only / "data"
+    link.symlink_to(data)
+    cfg = yaml.safe_load((ROOT / "configs" / "local_xtreme_mbert_tiny.yaml").read_text())
+    cfg.update(data_root=str(link), name="data_on_the_head_only")
+    cfg["model"]["tokenizer"] = str(data / "tokenizers" / "bert-base-multilingual-cased")
+    cfg["search"] = {"candidates": ["mnli", "anli"], "length": [1, 1], "searcher": "random", "num_samples": 2,
+                     "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.5, "trial_cpus": 0.5}}
+    storage = hosts.shared / "runs"
+    line = _one_error_line(_search(hosts, cfg, storage, tmp_path))
+    assert f"data_root {link} is not on node(s) {WORKER_IP}" in line and "--storage" not in line, line
+    assert "put the files at that path on every node" in line
+    assert not (storage / "data_on_the_head_only").exists()
+
+
+def test_search_on_two_machines_with_shared_storage(hosts, tmp_path):
+    storage = hosts.shared / "runs"
+    r = _search(hosts, _sim("on_two_machines"), storage, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "Traceback" not in out and "warning: --storage" not in out and hosts.token not in out
+    exp = storage / "on_two_machines"
+    rows = list(csv.DictReader(open(exp / "results.csv")))
+    assert len(rows) == 4 and all(r["status"] == "completed" and r["score"] for r in rows)
+    spread = collections.Counter(r["node_ip"] for r in rows)
+    assert set(spread) == {"10.77.0.1", WORKER_IP}, spread  # both machines ran trials
+    for row in rows:  # every trial's own results where the driver (and the report) read them
+        res = json.loads((exp / "trials" / row["trial_id"] / "results.json").read_text())
+        assert res["order"] == (row["order"].split(">") if row["order"] else []), (res["order"], row)
+    print(f"trials per machine: {dict(spread)}")
