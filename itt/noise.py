@@ -16,8 +16,8 @@ def perturb(text: str, *, char_rate: float, word_rate: float, rng: random.Random
     i = 0
     while i < len(words):
         r = rng.random()
-        if r < word_rate / 2 and len(words) > 1:
-            i += 1  # drop
+        if r < word_rate / 2 and (out or i + 1 < len(words)):
+            i += 1  # drop (never the last word left: "a b" lost both, "a" none)
             continue
         if r < word_rate and i + 1 < len(words):
             out += [words[i + 1], words[i]]  # swap

@@ -18,11 +18,14 @@ from search.stats import F
 
 TOP = 10  # IF orders in the table (the best ones), besides F
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+            # (not special to TeX, but the default OT1 text fonts print ¡ ¿ and a dash in their places)
+            "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
 
 
 def escape(text: str) -> str:
-    """Text safe inside a LaTeX table cell (every special character of plain LaTeX escaped)."""
+    """Text safe inside a LaTeX table cell (every special character of plain LaTeX escaped, and < > |,
+    which the default OT1 fonts print as other glyphs)."""
     return "".join(_SPECIAL.get(c, c) for c in str(text))
 
 
@@ -91,7 +94,10 @@ def _caption(res: dict, target: str | None, n_if: int, shown: int, scale: float,
     metric = escape(res.get("metric") or "score")
     times = r" ($\times$100)" if scale == 100 else ""
     of = f" of {escape(target)}" if target else ""
-    text = (f"Zero-shot {metric}{times} on the test split{of}, per language, mean over {seed_text} seed(s); Avg.: the "
+    splits = res.get("splits") or ["test"]  # (dev where the chains had no test split: eval.splits [dev])
+    split = ("test split" if splits == ["test"] else "dev split" if splits == ["dev"]
+             else "test split (dev where a chain had none)")
+    text = (f"Zero-shot {metric}{times} on the {split}{of}, per language, mean over {seed_text} seed(s); Avg.: the "
             f"mean over languages ($\\pm$ std over seeds), Worst: the worst language's score (per seed, then averaged). Orders list the intermediate "
             f"tasks in training order, each followed by fine-tuning on the target's English data; F: that "
             f"fine-tuning only. ")

@@ -101,6 +101,7 @@ class Experiment:
     by_language: pd.DataFrame | None = None
     finetunes_per_chain: int = 1  # the target's, and one per eval.also task that trains
     seconds: pd.DataFrame | None = None  # order, seed, seconds, tokens: a chain's training (training_cost.py)
+    splits: list[str] = field(default_factory=lambda: ["test"])  # the split(s) the scores come from
 
     @cached_property
     def summary(self) -> dict:
@@ -188,6 +189,7 @@ def load_experiment(exp_dir: str) -> Experiment:
                       by_language=pd.DataFrame(t.by_language, columns=["order", "seed", "task", "language", "metric", "score"])
                       if per_task else None, finetunes_per_chain=1 if t.per_chain is None else t.per_chain,
                       seconds=pd.DataFrame(t.seconds, columns=["order", "seed", "seconds", "tokens"]),
+                      splits=sorted(t.splits, key=("test", "dev").index) or ["test"],
                       probe_metric=(XTREME_PROBES if t.xtreme_probes else f"{meta.get('target') or 'target'} {metric}")
                       if per_task and metric else None,
                       probe_key=("probe_xtreme_average" if t.xtreme_probes else f"probe_{metric}_mean")
@@ -215,6 +217,7 @@ class _Tables:
     xtreme_probes: bool = False  # task mode: the probes are XTREME averages over the tasks (probe.also)
     hardware: list = field(default_factory=list)  # each counted trial's results.json "hardware"
     per_chain: int | None = None  # the most fine-tunes a chain ran
+    splits: set = field(default_factory=set)  # the split each seed's scores were read from (test, else dev)
 
     def add_means(self, order: str, r: dict, columns: list[str], per_task: bool) -> bool:
         """A trial without results.json: its results.csv means (``columns``: languages, or tasks) as seed -1;
@@ -232,6 +235,7 @@ class _Tables:
         self.hardware.append(res.get("hardware") or {})
         for seed, sr in res.get("seeds", {}).items():
             seed, split = int(seed), "test" if "test" in sr else "dev"
+            self.splits.add(split)
             self.per_chain = max(self.per_chain or 0, _finetunes(res, sr))
             work = training_cost.chain_work(sr)
             if work["seconds"] is not None:
@@ -1199,6 +1203,7 @@ def build(exp: Experiment, *, alpha: float = S.ALPHA, heuristics: bool = True, l
     _tuning(res, exp)
     res["metric"] = exp.metric
     res["unit"] = exp.unit
+    res["splits"] = exp.splits
     if exp.probe_metric:
         res["probe_metric"] = exp.probe_metric
     res["notes"] = exp.notes

@@ -38,6 +38,12 @@ def test_escape_every_special_character():
     assert latex.order_cell("mnli>squad_v2") == r"mnli $\rightarrow$ squad\_v2" and latex.order_cell("") == "F"
 
 
+def test_escape_angle_brackets_and_bar():
+    """< > | are no TeX specials, but pdflatex's default (OT1) text fonts print them as ¡ ¿ and a dash: a
+    search named 'mbert->xnli' headed compare.tex's column 'mbert-¿xnli'."""
+    assert latex.escape("mbert->xnli|a<b") == r"mbert-\textgreater{}xnli\textbar{}a\textless{}b"
+
+
 def test_table_numbers_bold_and_daggers_against_the_report():
     rng = np.random.default_rng(2)
     res = S.analyse(_tidy(rng, delta=0.1, seeds=4), alpha=0.05)
@@ -71,7 +77,7 @@ def test_table_compiles_with_awkward_task_names(tmp_path):
     orders = [">".join(o) for k in (0, 1, 2) for o in itertools.permutations(names, k)][:9]
     res = S.analyse(_tidy(rng, delta=0.05, orders=orders))
     res["metric"] = "f1_macro"
-    (tmp_path / "t.tex").write_text(latex.table(res, name="n", target="pan_x"))
+    (tmp_path / "t.tex").write_text(latex.table(res, name="n", target="pan_x<a>|b"))
     (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
                                       "\\input{t.tex}\n\\end{document}\n")
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
@@ -122,3 +128,20 @@ def test_compare_tex_against_compare_json(tmp_path):
         run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=out,
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stdout[-2000:]
+
+
+def test_report_tex_names_the_split_its_scores_come_from(tmp_path, capsys):
+    """A search evaluated on dev only (eval.splits: [dev]): the report reads dev, and report.tex says so (its
+    caption said 'on the test split' whatever the split)."""
+    from search.cli import main
+    from tests.test_report import _fake_experiment
+
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(5), delta=0.1, orders=_orders()[:6]), stopped=())
+    for f in exp.glob("trials/*/results.json"):
+        r = json.loads(f.read_text())
+        for s in r["seeds"].values():
+            s["dev"] = s.pop("test")
+        f.write_text(json.dumps(r))
+    assert main(["report", str(exp), "--no-heuristics", "--no-mlflow"]) == 0
+    tex = (exp / "report" / "report.tex").read_text()
+    assert "on the dev split" in tex and "test split" not in tex
