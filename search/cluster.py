@@ -78,6 +78,7 @@ def check(address: str | None) -> Target:
     if address.startswith("ray://"):  # Ray Client (ray[client]): its own protocol; reachability only
         return Target(address)
     target = _authenticate(gcs, where, address)
+    _on_a_node(gcs, where, address)
     _checked[address] = target
     return target
 
@@ -231,6 +232,31 @@ def _decide(gcs: str, where: str, given: str, original: str | None) -> Target:
                         f"token): use the head's token ({HOW_TO_GET})")
     _set_mode(Auth.TOKEN)  # ray.init (and `ray.util` calls after it) send the token from here on
     return Target(gcs, Auth.TOKEN, source)
+
+
+def _on_a_node(gcs: str, where: str, given: str) -> None:
+    """The driver must run on a node of the cluster: ``ray.init`` joins through a raylet of its own machine
+    (Ray 2.60's ``get_node_to_connect_for_driver`` looks for raylet processes here). From elsewhere (a
+    laptop) it waited a minute and failed with "Failed to connect to Ray cluster" (tests/test_two_hosts.py).
+    Here: do this machine's raylets include a live node of that cluster? A GCS that cannot be asked is let
+    through (``ray.init`` says what is wrong)."""
+    from ray._private.services import find_node_ids
+    from ray._raylet import GcsClient
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
+    here = set(find_node_ids())
+    try:
+        with _quiet_stderr():
+            alive = GcsClient(address=gcs).get_all_node_info(timeout=TIMEOUT_S,
+                                                             state_filter=GcsNodeInfo.GcsNodeState.ALIVE)
+    except Exception:
+        return
+    if here & {n.node_id.hex() for n in alive.values()} or not alive:
+        return
+    raise UserError(f"{where} {given}: this machine is not a node of that cluster (no raylet of it runs here), and a "
+                    f"search's driver runs on one: run `itt search` on the head (ssh, or `ray job submit --address "
+                    f"http://HEAD:8265 --working-dir . -- itt search ...`), or join this machine first (`ray start "
+                    f"--address {gcs}`)")
 
 
 def _token_source() -> str | None:

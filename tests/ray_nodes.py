@@ -117,6 +117,7 @@ class LocalRayCluster:
 
 
 HEAD_IP, WORKER_IP = "10.77.0.1", "10.77.0.2"  # (each namespace pair has its own link: no clash between clusters)
+LAPTOP_IP = "10.78.0.2"  # a third machine, no node of the cluster, routed to it through the head
 
 
 def two_hosts_unavailable() -> str | None:
@@ -170,6 +171,32 @@ class TwoHostRayCluster(LocalRayCluster):
                  *[["-n", n, "link", "set", dev, "up"] for n in (h, w) for dev in ("lo", f"{n}v")]]
         for step in steps:
             subprocess.run(["ip", *step], check=True, capture_output=True)
+
+    def on_laptop(self, cmd: list[str]) -> list[str]:
+        """``cmd`` run on a third machine that is no node of the cluster (a user's laptop): a network namespace
+        routed to the cluster through the head, its own disk view (``head_only`` hidden) and its own process
+        table (the nodes' raylets are not its processes), the cluster's token in its HOME."""
+        import shlex
+
+        ns = self.ns.setdefault("laptop", f"itt{os.getpid()}c")
+        if not Path(f"/run/netns/{ns}").exists():
+            h, w = self.ns["head"], self.ns["worker"]
+            for step in (["netns", "add", ns], ["link", "add", f"{ns}v", "type", "veth", "peer", "name", f"{h}c"],
+                         ["link", "set", f"{ns}v", "netns", ns], ["link", "set", f"{h}c", "netns", h],
+                         ["-n", ns, "addr", "add", f"{LAPTOP_IP}/24", "dev", f"{ns}v"],
+                         ["-n", h, "addr", "add", "10.78.0.1/24", "dev", f"{h}c"],
+                         ["-n", ns, "link", "set", "lo", "up"], ["-n", ns, "link", "set", f"{ns}v", "up"],
+                         ["-n", h, "link", "set", f"{h}c", "up"], ["-n", ns, "route", "add", "10.77.0.0/24", "via", "10.78.0.1"],
+                         ["-n", w, "route", "add", "10.78.0.0/24", "via", HEAD_IP]):
+                subprocess.run(["ip", *step], check=True, capture_output=True)
+            subprocess.run(["ip", "netns", "exec", h, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+        home = shlex.quote(str(self.home))
+        script = (f"set -e; T=$(cat {home}/.ray/auth_token 2>/dev/null || true); "
+                  f"mount -t tmpfs -o size=64m itt-laptop-disk {shlex.quote(str(self.head_only))}; "
+                  f"mkdir -p {home}/.ray; if [ -n \"$T\" ]; then printf %s \"$T\" > {home}/.ray/auth_token; fi; "
+                  f"exec {shlex.join(cmd)}")
+        return ["ip", "netns", "exec", ns, "unshare", "-m", "-p", "-f", "--mount-proc", "--propagation", "private",
+                "sh", "-c", script]
 
     def on_head(self, cmd: list[str]) -> list[str]:
         """``cmd`` run on the head's machine (its network namespace)."""

@@ -38,15 +38,16 @@ def hosts():
         assert not c.pids(), "the cluster's processes outlived stop()"
 
 
-def _search(hosts, cfg: dict, storage, tmp_path, *extra) -> subprocess.CompletedProcess:
-    """``itt search`` on the head's machine, the head's token in its ~/.ray (the README's way)."""
+def _search(hosts, cfg: dict, storage, tmp_path, *extra, on=None) -> subprocess.CompletedProcess:
+    """``itt search`` on the head's machine (or ``on``: hosts.on_laptop), the head's token in its ~/.ray (the
+    README's way)."""
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("RAY_AUTH_MODE")
     cmd = [sys.executable, "-m", "search.cli", "search", str(path), "--address", hosts.address, "--storage",
            str(storage), "--tracking-uri", f"sqlite:///{storage.parent / 'mlflow.db'}", *extra]
-    return subprocess.run(hosts.on_head(cmd), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return subprocess.run((on or hosts.on_head)(cmd), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
 def _sim(name: str) -> dict:
@@ -107,3 +108,16 @@ def test_search_on_two_machines_with_shared_storage(hosts, tmp_path):
         res = json.loads((exp / "trials" / row["trial_id"] / "results.json").read_text())
         assert res["order"] == (row["order"].split(">") if row["order"] else []), (res["order"], row)
     print(f"trials per machine: {dict(spread)}")
+
+
+def test_a_driver_on_no_node_of_the_cluster_is_one_line_at_once(hosts, tmp_path):
+    """From a machine that is no node (a laptop that reaches the head): Ray waited a minute, then "Failed to
+    connect to Ray cluster" (or, where another cluster's raylets ran, aborted with a C++ stack trace)."""
+    import time
+
+    storage = hosts.shared / "runs"
+    t = time.time()
+    line = _one_error_line(_search(hosts, _sim("from_a_laptop"), storage, tmp_path, on=hosts.on_laptop))
+    assert line.startswith(f"error: --address {hosts.address}: this machine is not a node of that cluster (no raylet "
+                           "of it runs here), and a search's driver runs on one: run `itt search` on the head"), line
+    assert time.time() - t < 30 and not (storage / "from_a_laptop").exists()
