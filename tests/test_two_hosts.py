@@ -108,6 +108,16 @@ def test_search_on_two_machines_with_shared_storage(hosts, tmp_path):
         res = json.loads((exp / "trials" / row["trial_id"] / "results.json").read_text())
         assert res["order"] == (row["order"].split(">") if row["order"] else []), (res["order"], row)
     print(f"trials per machine: {dict(spread)}")
+    # `itt resume --more 2` from the head: the nodes are asked again (the experiment's search.yaml), 2 more trials
+    env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAY_AUTH_MODE")
+    r = subprocess.run(hosts.on_head([sys.executable, "-m", "search.cli", "resume", str(exp), "--address", hosts.address,
+                                      "--more", "2", "--tracking-uri", f"sqlite:///{storage.parent / 'mlflow.db'}"]),
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rows = list(csv.DictReader(open(exp / "results.csv")))
+    assert len(rows) == 6 and all(r["status"] == "completed" for r in rows)
+    assert all((exp / "trials" / row["trial_id"] / "results.json").exists() for row in rows)
 
 
 def test_a_driver_on_no_node_of_the_cluster_is_one_line_at_once(hosts, tmp_path):
