@@ -135,6 +135,18 @@ class ResultsWriter(Callback):
         self._write()
         self._progress(trials, row)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A trial that failed and runs again (within search.max_failures): where it failed and why, in one
+        line (Ray Tune's traceback is in its error.txt; TUNE_PRINT_ALL_TRIAL_ERRORS=1 prints it too)."""
+        row = self._row(trial)
+        cap = self.scfg.max_failures
+        of = f"failure {trial.num_failures} of search.max_failures = {cap}" if cap >= 0 else f"failure {trial.num_failures}"
+        node = f" on node {row['node_ip']}" if row.get("node_ip") else ""
+        self.log(f"[{time.time() - self.t0:6.0f}s] trial {row['trial_id']} {row['order'] or 'F'}: failed{node} "
+                 f"({error_line(trial.error_file, 200) or 'no error recorded'}); running it again"
+                 f"{', its finished stages from the stage cache' if self.scfg.cache.enabled and not self.scfg.simulate else ''}"
+                 f" ({of})")
+
     def on_experiment_end(self, trials, **info):
         """A trial that started after Ray Tune's last snapshot of a search whose driver was killed is
         unknown to the restored Tuner (which proposes a new trial in its place): drop its row."""
@@ -366,6 +378,8 @@ class ResultsWriter(Callback):
         """One line per finished trial: its order, outcome and score, then the counts and the best."""
         self.pending = sum(1 for t in trials if t.status == "PENDING")
         outcome = row["status"]
+        if outcome == Status.ERRORED and row.get("_error"):
+            outcome = f"errored ({row['_error'][:200]}; the traceback: error.txt in its trial folder)"
         if outcome == Status.STOPPED:
             outcome = f"stopped by ASHA after stage {row.get('stages_completed') or 0}"
         score = f", score {float(row['score']):.4f}" if row.get("score") not in (None, "") else ""

@@ -644,12 +644,37 @@ def _init_ray(address: str | None, scfg: SearchConfig) -> None:
     # writers of the trials in flight; MLflow is where trials are compared.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # a trial's failure: itt's one line (results.py: on_trial_recover, on_trial_error) instead of Tune's traceback
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    _short_cluster_errors()
     if not ray.is_initialized():  # --address: checked first, with Ray's token authentication (search/cluster.py)
         target = connect(address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                          configure_logging=True)
         if target.running_here:
             echo(f"Ray: joined the cluster running on this machine at {target.address} (`ray start`); "
                  f"--address local starts a private Ray instead")
+
+
+def _short_cluster_errors() -> None:
+    """Ray prints the errors a cluster publishes to the driver (a node marked dead, a raylet killed) whatever
+    ``log_to_driver`` says, each with the last 20 lines of that raylet's log: on a lost spot node, 25 lines
+    of state dump (bench: tests/test_two_hosts.py's machine loss). Each keeps its first line; what became of
+    the trials is the search's own line. (Ray 2.60's ``ray._private.worker.print_to_stdstream``, which
+    ``listen_error_messages`` calls; left as it is where Ray has none.)"""
+    from ray._private import worker
+
+    plain = getattr(worker, "print_to_stdstream", None)
+    if plain is None or getattr(plain, "itt_short", False):
+        return
+
+    def short(data, ignore_prefix):
+        if data.get("pid") == "raylet":
+            first = str((data.get("lines") or [""])[0]).split("\n", 1)[0].split(" Last 20 lines", 1)[0]
+            data = {**data, "lines": [first.rstrip()]}
+        return plain(data, ignore_prefix)
+
+    short.itt_short = True
+    worker.print_to_stdstream = short
 
 
 def chain_dump(chain) -> dict:

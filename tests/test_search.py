@@ -1943,3 +1943,54 @@ def test_bad_reproducible_configs_are_one_error_line(tmp_path, capsys, extra, ne
     _error(["search", str(_search_config(tmp_path, search, name="bad.yaml")), "--name", "bad",
             "--storage", str(tmp_path / "runs")], capsys, needle)
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_a_trial_that_fails_and_runs_again_is_one_line_with_its_node_and_error(tmp_path):
+    """A trial Ray Tune retries (its node lost, its process killed): one console line with the node, the error
+    (error.txt's last line) and how many failures it has used; an errored trial's line says why. Tune's own
+    traceback is off (TUNE_PRINT_ALL_TRIAL_ERRORS=0 in the driver)."""
+    from types import SimpleNamespace
+
+    from search.config import SearchConfig
+    from search.results import ResultsWriter
+    from search.storage import Storage
+
+    lines = []
+    w = ResultsWriter(Storage(str(tmp_path), "e"), SearchConfig(candidates=TOY3, length=2, max_failures=3), "accuracy",
+                      ["en"], log=lines.append)
+    err = tmp_path / "error.txt"
+    err.write_text("Failure # 1\nTraceback (most recent call last):\n  ...\nray.exceptions.ActorDiedError: the node died\n")
+    t = SimpleNamespace(trial_id="t1", config={"order": "toy_topic>toy_align"}, status="RUNNING", num_failures=1,
+                        error_file=str(err))
+    w.on_trial_start(0, [t], t)
+    w.on_trial_result(0, [t], t, {"step": 1, "objective": 0.5, "node_ip": "10.0.0.7"})
+    w.on_trial_recover(0, [t], t)
+    assert lines[-1].endswith("] trial t1 toy_topic>toy_align: failed on node 10.0.0.7 (ray.exceptions.ActorDiedError: "
+                              "the node died); running it again, its finished stages from the stage cache (failure 1 "
+                              "of search.max_failures = 3)"), lines[-1]
+    t.status = "ERROR"
+    w.on_trial_error(0, [t], t)
+    assert "trial t1 toy_topic>toy_align: errored (ray.exceptions.ActorDiedError: the node died; the traceback: " \
+           "error.txt in its trial folder) | trials:" in lines[-1], lines[-1]
+
+
+def test_cluster_errors_keep_their_first_line(monkeypatch, capsys):
+    """Ray prints a lost node's errors on the driver with the last 20 lines of its raylet's log (a state dump):
+    the search keeps each one's first line; other output passes as it was."""
+    from ray._private import worker
+
+    from search.runner import _short_cluster_errors
+
+    monkeypatch.setattr(worker, "print_to_stdstream", worker.print_to_stdstream)  # (restored after the test)
+    _short_cluster_errors()
+    _short_cluster_errors()  # (twice: wrapped once)
+    msg = ("Raylet is terminated. Termination is unexpected. Possible reasons include: (1) SIGKILL. Last 20 lines of "
+           "the Raylet logs:\n    [state-dump] NodeManager:\n    [state-dump] DebugString() time ms: 0")
+    worker.print_to_stdstream({"lines": [msg], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    worker.print_to_stdstream({"lines": ["a trial's own line", "and its next"], "pid": 42, "ip": "10.0.0.7",
+                               "is_err": False, "task_name": "t"}, ignore_prefix=True)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "Raylet is terminated. Termination is unexpected. Possible reasons include: (1) SIGKILL." in text
+    assert "state-dump" not in text and "Last 20 lines" not in text
+    assert "a trial's own line" in text and "and its next" in text

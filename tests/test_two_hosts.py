@@ -131,3 +131,49 @@ def test_a_driver_on_no_node_of_the_cluster_is_one_line_at_once(hosts, tmp_path)
     assert line.startswith(f"error: --address {hosts.address}: this machine is not a node of that cluster (no raylet "
                            "of it runs here), and a search's driver runs on one: run `itt search` on the head"), line
     assert time.time() - t < 30 and not (storage / "from_a_laptop").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("ITT_SLOW_TESTS"), reason="70 s (Ray marks a lost node dead after its "
+                    "heartbeats stop): set ITT_SLOW_TESTS=1 to run it")
+def test_a_machine_lost_mid_search(tmp_path):
+    """The worker machine goes (every process on it killed, as a spot preemption): its trial fails there, runs
+    again on the head, and the search ends with every trial completed; the console says it in one line, with
+    no traceback and no raylet state dump."""
+    import signal
+    import time
+
+    if WHY_NOT:
+        pytest.skip(WHY_NOT)
+    c = TwoHostRayCluster()
+    try:
+        c.start_head()
+        c.add_worker()
+        cfg = _sim("machine_lost")
+        cfg["search"]["num_samples"] = 6
+        cfg["search"]["simulate"]["seconds_per_stage"] = 4.0
+        path = tmp_path / "search.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        env = {**c.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env.pop("RAY_AUTH_MODE")
+        out = tmp_path / "out.txt"
+        p = subprocess.Popen(c.on_head([sys.executable, "-m", "search.cli", "search", str(path), "--address", c.address,
+                                        "--storage", str(c.shared / "runs"), "--no-tracking"]),
+                             env=env, cwd=tmp_path, stdout=out.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while "running" not in out.read_text() and time.time() < deadline:  # (its first trials are under way)
+            time.sleep(0.5)
+        time.sleep(6)
+        pids = subprocess.run(["ip", "netns", "pids", c.ns["worker"]], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert p.wait(timeout=400) == 0, out.read_text()[-3000:]
+        text = out.read_text()
+        rows = list(csv.DictReader(open(c.shared / "runs" / "machine_lost" / "results.csv")))
+    finally:
+        c.stop()
+    assert len(rows) == 6 and all(r["status"] == "completed" for r in rows), rows
+    assert f"failed on node {WORKER_IP} (" in text and "running it again" in text, text[-3000:]
+    assert "Traceback" not in text and "state-dump" not in text, text[-3000:]
