@@ -129,12 +129,21 @@ def two_hosts_unavailable() -> str | None:
             return f"needs the `{tool}` command (iproute2 / util-linux)"
     if not ray_cli():
         return "needs the `ray` command"
-    name = f"ittprobe{os.getpid()}"
-    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"`ip netns add` fails here: {(r.stderr.strip().splitlines() or ['?'])[0]}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    return None
+    name, d = f"itp{os.getpid()}", tempfile.mkdtemp(prefix="itt-probe-", dir="/tmp")
+    steps = [["ip", "netns", "add", name], ["ip", "link", "add", f"{name}a", "type", "veth", "peer", "name", f"{name}b"],
+             ["ip", "link", "set", f"{name}b", "netns", name],
+             ["ip", "netns", "exec", name, "unshare", "-m", "-p", "-f", "--mount-proc", "--propagation", "private",
+              "sh", "-c", f"mount -t tmpfs itt-probe {d} && touch {d}/x"]]
+    try:
+        for step in steps:  # (everything TwoHostRayCluster does, once)
+            r = subprocess.run(step, capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                return f"`{' '.join(step[:4])} ...` fails here: {(r.stderr.strip().splitlines() or ['?'])[0]}"
+        return None
+    finally:
+        subprocess.run(["ip", "link", "del", f"{name}a"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class TwoHostRayCluster(LocalRayCluster):
