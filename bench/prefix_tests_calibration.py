@@ -15,7 +15,7 @@ no effect a false positive rate (at most 0.05 is right), under an effect the pow
 report: ``gls`` (search/shared_prefix.py: the default where orders have 2+ seeds) and ``rank`` (the
 rank tests over order means it replaced, which take orders as independent units).
 
-    python bench/prefix_tests_calibration.py [--searches 300]    # about 4 min
+    python bench/prefix_tests_calibration.py [--searches 300]    # about 18 min on 2 shared cores
 """
 
 from __future__ import annotations

@@ -969,7 +969,8 @@ def composition_section(res: dict) -> tuple[str, str, list[list[str]], str | Non
         [str(c["length"]), str(c["n_orders"]), _x(c["mean"]), f"[{_x(c['ci_low'])}, {_x(c['ci_high'])}]",
          show(c["best_order"]), _x(c["best"])] for c in ln["cells"]]
     t = ln["test"]
-    stat = (f"F({t['df'][0]}, {t['df'][1]}) = {t['F']:.2f}" if "F" in t else f"H = {t['H']:.2f}" if "H" in t else "")
+    stat = (f"F({t['df'][0]}, {t['df'][1]:.1f}{'' if t.get('df_by', 'Satterthwaite') == 'Satterthwaite' else ', residual df'})"
+            f" = {t['F']:.2f}" if "F" in t else f"H = {t['H']:.2f}" if "H" in t else "")
     test = (f"underpowered: {t['underpowered']}" if "underpowered" in t else
             f"{t['method']}: {t['lengths']} lengths, {stat}, p = {t['p']:.3g}"
             + (" *" if t["significant"] else "") + f"; rho {_x(t['rho'], 2)}")

@@ -611,7 +611,7 @@ def _group_tests(fig: pd.DataFrame, means: dict[str, float], wanted: dict, alpha
     if pc.ok:
         method = {"method": "GLS over the orders' mean scores with the other tasks an order holds as fixed effects and the "
                             "covariance of orders that share a trained prefix estimated from the seeds (a mixed model, "
-                            f"method of moments), Wald F test (groups with {MIN_ORDERS}+ orders), Holm",
+                            f"method of moments), Wald F test (Satterthwaite's denominator df; groups with {MIN_ORDERS}+ orders), Holm",
                   "prefix_covariance": pc.figures(), "caveat": None}
     else:
         method = {"method": f"rank test over orders' mean scores (groups with {MIN_ORDERS}+ orders), Holm",
