@@ -40,9 +40,15 @@ def trial_times(st) -> dict[str, dict]:
 
 def _from_ray(st, name: str, out: dict) -> None:
     lines = [ln for ln in (st.read_text(name, "result.json") or "").splitlines() if ln.strip()]
-    if not lines:
+    last = None
+    for line in reversed(lines):  # the last whole line (a driver killed mid-write cuts the last one short)
+        try:
+            last = json.loads(line)
+            break
+        except json.JSONDecodeError:
+            continue
+    if not isinstance(last, dict):
         return
-    last = json.loads(lines[-1])
     seconds, end = _num(last.get("time_total_s")), _num(last.get("timestamp"))
     if seconds is not None and end is not None:
         tid = last.get("trial_id") or name[len(TRIAL_DIR_PREFIX):].split("_")[0]

@@ -2,7 +2,8 @@
 target (least to most similar, so the most similar task comes last, next to the target fine-tune).
 
 * **difficulty** of a task: the final training loss of its single-task stage relative to the loss
-  at chance, ln(number of labels) for classification (higher = harder; raw loss for other kinds).
+  at chance, ln(number of labels) for classification, ln(number of options) for the built-in multiple
+  choice tasks (higher = harder; raw loss for other kinds).
   From a finished search when one is given (its single-task orders, mean over seeds; where a
   simulated search has no loss, 1 - the single-task order's final score), else from a short
   single-task training run of each task from the config's initial encoder (``steps`` steps, first
@@ -47,12 +48,16 @@ def orders_from_ranking(kind: str, values: dict[str, float], lengths: list[int],
 
 # ------------------------------------------------------------------ difficulty
 def chance_loss(chain, name: str) -> float:
-    """ln(number of labels) of a classification task (the loss of a uniform guess); 1 otherwise."""
+    """The loss of a uniform guess: ln(number of labels) of a classification task, ln(number of options) of
+    a multiple-choice one (a built-in's ``metadata["choices"]``); 1 otherwise (raw loss)."""
     import math
 
     from itt.tasks import resolve_task
 
-    n = getattr(resolve_task(name, chain.tasks), "num_labels", 0) or 0
+    from itt.tasks import Kind
+
+    task = resolve_task(name, chain.tasks)
+    n = (task.metadata.get("choices") if getattr(task, "kind", None) == Kind.CHOICE else getattr(task, "num_labels", 0)) or 0
     return math.log(n) if n >= 2 else 1.0
 
 

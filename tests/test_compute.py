@@ -29,6 +29,8 @@ def test_trial_times_read_the_last_line_of_rays_result_json(tmp_path):
         (d / "result.json").write_text("".join(json.dumps({"trial_id": tid, "time_total_s": s, "timestamp": t}) + "\n"
                                                for s, t in lines))
     (tmp_path / "chain_trial_c3_3_k=0_2026-12-03_12-00-01").mkdir()  # a trial that never reported
+    b2 = tmp_path / "chain_trial_b2_1_k=2_2026-12-03_12-00-00" / "result.json"
+    b2.write_text(b2.read_text() + '{"trial_id": "b2", "time_total_s": 4')  # a driver killed mid-write: cut short
     (tmp_path / "trials").mkdir()
     st = storage_of(str(tmp_path), "experiment")
     times = C.trial_times(st)

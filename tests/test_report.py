@@ -582,6 +582,20 @@ def test_heuristic_orders_from_rankings():
     assert orders_from_ranking("similarity", sim, [2], space) == []  # outside the constraints: dropped
 
 
+def test_chance_loss_of_each_kind():
+    """The curriculum's scale: a uniform guess's loss, ln #labels for classification and ln #options for the
+    built-in multiple-choice tasks (they had 1, raw loss, beside classification's ln #labels), 1 else."""
+    from types import SimpleNamespace
+
+    from search.heuristics import chance_loss
+
+    chain = SimpleNamespace(tasks={})  # (the built-in tasks only)
+    assert chance_loss(chain, "mnli") == pytest.approx(math.log(3)) and chance_loss(chain, "sst2") == pytest.approx(math.log(2))
+    assert chance_loss(chain, "commonsenseqa") == pytest.approx(math.log(5))
+    assert chance_loss(chain, "hellaswag") == chance_loss(chain, "cosmosqa") == pytest.approx(math.log(4))
+    assert chance_loss(chain, "stsb") == 1.0 and chance_loss(chain, "squad") == 1.0
+
+
 def test_itt_space_heuristic_similarity(write_config, capsys):
     cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align", "toy_length"], "length": [1, 2]}})
     assert main(["space", str(cfg), "--samples", "0", "--heuristic", "similarity"]) == 0

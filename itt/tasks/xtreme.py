@@ -135,7 +135,7 @@ register(Task(
                label_map=_letters),
     dev=_hub(None, "validation", "tau/commonsense_qa", columns={"choices": "choices.text", "label": "answerKey"},
              label_map=_letters),
-    description="CommonsenseQA (Talmor et al., 2019): 5-way multiple choice.",
+    description="CommonsenseQA (Talmor et al., 2019): 5-way multiple choice.", metadata={"choices": 5},
 ))
 # Rowan/hellaswag's main branch holds only its loading script too (its Parquet PR #7 is unmerged): the Hub's
 # Parquet conversion of it, as for Cosmos QA below
@@ -143,7 +143,7 @@ _hs = dict(columns={"question": "ctx", "choices": "endings"}, revision="refs/con
 register(Task(
     name="hellaswag", kind=Kind.CHOICE, fields=("question", "choices"), labels=None, metric="accuracy",
     train=_hub(None, "train", "Rowan/hellaswag", **_hs), dev=_hub(None, "validation", "Rowan/hellaswag", **_hs),
-    description="HellaSwag (Zellers et al., 2019): pick the ending of a context, 4-way.",
+    description="HellaSwag (Zellers et al., 2019): pick the ending of a context, 4-way.", metadata={"choices": 4},
 ))
 _cq = {"question": ["context", "question"], "choices": ["answer0", "answer1", "answer2", "answer3"]}
 # allenai/cosmos_qa's main branch holds only its loading script, which datasets 4+ no longer runs: the Hub's
@@ -152,5 +152,5 @@ _cq_hub = dict(columns=_cq, revision="refs/convert/parquet")
 register(Task(
     name="cosmosqa", kind=Kind.CHOICE, fields=("question", "choices"), labels=None, metric="accuracy",
     train=_hub(None, "train", "allenai/cosmos_qa", **_cq_hub), dev=_hub(None, "validation", "allenai/cosmos_qa", **_cq_hub),
-    description="Cosmos QA (Huang et al., 2019): commonsense reading comprehension, 4-way.",
+    description="Cosmos QA (Huang et al., 2019): commonsense reading comprehension, 4-way.", metadata={"choices": 4},
 ))
