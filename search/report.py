@@ -700,7 +700,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
             ("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"),
             _order_effect_section(res), composition_section(res), _position_section(res), _precedence_section(res)]
     if res.get("heuristics"):
-        out.append(_heuristics_section(res["heuristics"]))
+        out.append(_heuristics_section(res["heuristics"], _means_word(res)))
     out.append(_stopped_section(res["trials"]))
     if res.get("training_cost"):
         out.append(training_cost.section(res["training_cost"], show, _x, where=None if res.get("confirmation")
@@ -817,7 +817,13 @@ def _precedence_section(res: dict) -> tuple:
             rows, None)
 
 
-def _heuristics_section(hs: list[dict]) -> tuple:
+def _means_word(res: dict) -> str:
+    """What the leaderboard's means are of: "test means", or "dev means" where the chains had no test split."""
+    splits = res.get("splits") or ["test"]
+    return "test means" if splits == ["test"] else "dev means" if splits == ["dev"] else "test means (dev where a chain had none)"
+
+
+def _heuristics_section(hs: list[dict], means: str = "test means") -> tuple:
     rows = [["heuristic", "order", "evaluated", "mean", "95% CI", "rank", "Δ vs searched best"]]
     text = []
     for h in hs:
@@ -827,7 +833,7 @@ def _heuristics_section(hs: list[dict]) -> tuple:
         text.append(f"{h['kind']}: {h['source']}; values " + ", ".join(f"{t} {v:.3f}" for t, v in h["values"].items())
                     + "." + (f" Orders not run in this search: add them with `{h['command']}`." if h["command"] else ""))
         if "agreement" in h:
-            text.append(agreement_text(h["agreement"], "this search completed (test means)"))
+            text.append(agreement_text(h["agreement"], f"this search completed ({means})"))
         for o in h["orders"]:
             rows.append([h["kind"], o["order"], _x(o["evaluated"]), _x(o["mean"]),
                          f"[{_x(o['ci_low'])}, {_x(o['ci_high'])}]" if o["evaluated"] else "not run", _x(o["rank"]),
@@ -1407,7 +1413,7 @@ def answer(res: dict, where: str) -> list[str]:
         lines.append(ranking.text(res["best_order"], show) + unfinished_text(res["best_order"], res.get("experiment")))
     prior = next((h["agreement"] for h in res.get("heuristics") or [] if "agreement" in h), None)
     if prior:  # the search ran with search.prior: transferability
-        lines.append(agreement_text(prior, "this search completed (test means)"))
+        lines.append(agreement_text(prior, f"this search completed ({_means_word(res)})"))
     pa = res.get("pareto")
     if pa:
         lines.append(f"Pareto front ({', '.join(o['name'] for o in pa['objectives'])}, dev): "
