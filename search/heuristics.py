@@ -131,8 +131,12 @@ def _counts(texts, tokenizer, skip: set[int]) -> np.ndarray:
 
 
 def _texts(task, ds) -> list[str]:
+    """A task's text: every field's, but of a retrieval task (Tatoeba, BUCC: source in the language, target in
+    English) only the source side, the language's own text (the English side made every language alike)."""
+    from itt.tasks import Kind
+
     out = []
-    for f in task.fields:
+    for f in task.fields[:1] if task.kind == Kind.RETRIEVAL else task.fields:
         out.extend(" ".join(x) if isinstance(x, list) else str(x) for x in ds[f])
     return out
 

@@ -596,6 +596,21 @@ def test_chance_loss_of_each_kind():
     assert chance_loss(chain, "stsb") == 1.0 and chance_loss(chain, "squad") == 1.0
 
 
+def test_similarity_reads_a_retrieval_targets_own_language_side():
+    """Tatoeba's and BUCC's rows pair a sentence in the language (source) with its English translation
+    (target): the target text of the similarity heuristic is the language's side, not both."""
+    from types import SimpleNamespace
+
+    from itt.tasks import resolve_task
+    from search.heuristics import _texts
+
+    ds = {"source": ["Das ist gut"], "target": ["That is good"]}
+    assert _texts(resolve_task("tatoeba", {}), ds) == ["Das ist gut"]
+    assert _texts(resolve_task("bucc2018", {}), ds) == ["Das ist gut"]
+    pair = SimpleNamespace(kind="pair", fields=("premise", "hypothesis"))
+    assert _texts(pair, {"premise": ["a b"], "hypothesis": ["c"]}) == ["a b", "c"]
+
+
 def test_itt_space_heuristic_similarity(write_config, capsys):
     cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align", "toy_length"], "length": [1, 2]}})
     assert main(["space", str(cfg), "--samples", "0", "--heuristic", "similarity"]) == 0
