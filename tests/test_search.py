@@ -1576,14 +1576,23 @@ def test_an_autoscaling_cluster_with_no_worker_yet_is_not_refused(tmp_path, monk
     head.append({"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}})  # one worker up: still up to 8 at once
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 1.0})
     assert runner._check_resources(scfg, 8, log=said.append) == 8 and len(said) == 1
-    # trials on other nodes write into the experiment from there: a local --storage is said to be theirs
+    # trials on other nodes write into the experiment from there: each live node is asked whether it sees a
+    # local --storage (tests/test_two_hosts.py asks real ones); the nodes the autoscaler starts later cannot be
     from search.storage import Storage
 
+    asked = []
+    monkeypatch.setattr(runner, "missing_on_nodes", lambda paths: (asked.append(paths), ({}, []))[1])
     said.clear()
-    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, runner.autoscaler_workers("auto"), said.append)
-    assert said == [f"warning: --storage {tmp_path / 'runs' / 'e'} on a cluster of 2 node(s) that autoscales: a trial on "
-                    "another node writes there on its own disk unless it is a mount every node shares; give an "
-                    "s3://... (or gs://) URI otherwise"]
+    local = Storage(str(tmp_path / "runs"), "e")
+    runner._check_nodes_see(local, scfg, runner.autoscaler_workers("auto"), said.append, marker="driver.json")
+    assert asked == [{f"--storage {tmp_path / 'runs' / 'e'}": str(tmp_path / "runs" / "e" / "driver.json")}]
+    assert said == [f"warning: --storage {tmp_path / 'runs' / 'e'} on a cluster of 2 node(s) that autoscales: nodes the "
+                    "autoscaler starts later are not asked: trials there need the same folder (a mount every node "
+                    "shares; an s3://... or gs://... --storage otherwise)"]
+    monkeypatch.setattr(runner, "missing_on_nodes", lambda paths: ({"10.0.0.7": list(paths)}, []))
+    with pytest.raises(UserError, match=rf"^on a cluster of 2 node\(s\) that autoscales, --storage {tmp_path / 'runs' / 'e'} "
+                                        r"is not on node\(s\) 10.0.0.7 \(asked on each node\): give --storage a folder"):
+        runner._check_nodes_see(local, scfg, 8, said.append, marker="driver.json")
     # local files a trial reads, inside the job's --working-dir (Ray unpacks it per node and per submit)
     from types import SimpleNamespace
 
@@ -1594,17 +1603,17 @@ def test_an_autoscaling_cluster_with_no_worker_yet_is_not_refused(tmp_path, monk
                             tasks={"panx": SimpleNamespace(train=DataSpec(files="panx/en.conll"), dev=None, test=None)})
     on_s3 = SimpleNamespace(remote=True, display="s3://bucket/runs/e")  # (no network here: only what it reads)
     said.clear()
-    runner._warn_local_storage(on_s3, scfg, 8, said.append, chain)
+    runner._check_nodes_see(on_s3, scfg, 8, said.append, chain, marker="driver.json")
     assert said == [f"warning: data_root {job} on a cluster of 2 node(s) that autoscales: inside this job's --working-dir, "
                     "which Ray unpacks per node and per submit; nodes started later and a resume submitted again may "
                     "not have it: put the files at a path every node has, or load them from the Hub"]
     chain.tasks = {}  # Hub data only: data_root is never read
     said.clear()
-    runner._warn_local_storage(on_s3, scfg, 8, said.append, chain)
+    runner._check_nodes_see(on_s3, scfg, 8, said.append, chain, marker="driver.json")
     assert said == []
     head.pop()
     boot.unlink()
-    runner._warn_local_storage(Storage(str(tmp_path / "runs"), "e"), scfg, runner.autoscaler_workers("auto"), said.append)
+    runner._check_nodes_see(local, scfg, runner.autoscaler_workers("auto"), said.append, marker="driver.json")
     assert said == []  # one machine
 
 
