@@ -17,7 +17,7 @@ import yaml
 from itt.errors import UserError
 from search import cluster
 from tests.conftest import ROOT
-from tests.ray_nodes import LocalRayCluster, free_port, ray_cli
+from tests.ray_nodes import LocalRayCluster, free_port, ray_cli, two_hosts_unavailable
 
 pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
 
@@ -229,6 +229,8 @@ def test_cli_without_a_token_one_line_nothing_written(token_cluster, tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.skipif(two_hosts_unavailable() is None, reason="tests/test_two_hosts.py runs it on two machines (own "
+                    "IPs and disks): the same search, these checks included")
 def test_search_on_two_nodes_with_token_auth(token_cluster, tmp_path):
     """The README's way: the head's token in ~/.ray/auth_token, no RAY_AUTH_MODE set; trials on both nodes."""
     import mlflow

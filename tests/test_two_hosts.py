@@ -75,20 +75,22 @@ def test_storage_on_the_heads_disk_only_is_one_line_nothing_written(hosts, tmp_p
 
 
 def test_data_root_on_the_heads_disk_only_is_one_line(hosts, tmp_path):
-    """A real chain's local data (here a link on the head's disk to ../shared/data): the worker lacks it."""
-    data = ROOT.parent / "shared" / "data"
-    if not data.is_dir():
-        pytest.skip("needs ../shared/data")
-    link = hosts.head_only / "data"
-    link.symlink_to(data)
-    cfg = yaml.safe_load((ROOT / "configs" / "local_xtreme_mbert_tiny.yaml").read_text())
-    cfg.update(data_root=str(link), name="data_on_the_head_only")
-    cfg["model"]["tokenizer"] = str(data / "tokenizers" / "bert-base-multilingual-cased")
-    cfg["search"] = {"candidates": ["mnli", "anli"], "length": [1, 1], "searcher": "random", "num_samples": 2,
-                     "resources": {"workers_per_trial": 1, "cpus_per_worker": 0.5, "trial_cpus": 0.5}}
+    """A real chain's local data (an intermediate task's jsonl files on the head's disk): the worker lacks it."""
+    import json as js
+
+    data = hosts.head_only / "data"
+    data.mkdir()
+    rows = [{"sentence": f"word{i} word{i % 3}", "label": ["a", "b"][i % 2]} for i in range(40)]
+    (data / "mini.jsonl").write_text("".join(js.dumps(r) + "\n" for r in rows))
+    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    cfg.update(data_root=str(data), name="data_on_the_head_only", order=["mini"])
+    cfg["tasks"] = {"mini": {"kind": "single_classification", "fields": ["sentence"], "labels": ["a", "b"],
+                             "train": {"files": "mini.jsonl"}, "dev": {"files": "mini.jsonl"}}}
+    cfg["search"].update(candidates=["mini", "toy_topic"], length=[1, 1], num_samples=2, searcher="random",
+                         seed_points={}, report=False)
     storage = hosts.shared / "runs"
     line = _one_error_line(_search(hosts, cfg, storage, tmp_path))
-    assert f"data_root {link} is not on node(s) {WORKER_IP}" in line and "--storage" not in line, line
+    assert f"data_root {data} is not on node(s) {WORKER_IP}" in line and "--storage" not in line, line
     assert "put the files at that path on every node" in line
     assert not (storage / "data_on_the_head_only").exists()
 
@@ -108,6 +110,17 @@ def test_search_on_two_machines_with_shared_storage(hosts, tmp_path):
         res = json.loads((exp / "trials" / row["trial_id"] / "results.json").read_text())
         assert res["order"] == (row["order"].split(">") if row["order"] else []), (res["order"], row)
     print(f"trials per machine: {dict(spread)}")
+    # MLflow (the driver's): the parent run and one finished child run per trial; the token nowhere on disk
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{storage.parent / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("on_two_machines").experiment_id])
+    children = [x for x in runs if x.data.tags.get("mlflow.parentRunId")]
+    assert len(runs) == 5 and len(children) == 4 and all(x.info.status == "FINISHED" for x in runs)
+    assert {x.data.tags["trial_id"] for x in children} == {r["trial_id"] for r in rows}
+    for path in [storage.parent / "mlflow.db", *exp.rglob("*")]:
+        if path.is_file():
+            assert hosts.token.encode() not in path.read_bytes(), path
     # `itt resume --more 2` from the head: the nodes are asked again (the experiment's search.yaml), 2 more trials
     env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("RAY_AUTH_MODE")
