@@ -55,7 +55,7 @@ def _sim(name: str) -> dict:
     cfg = yaml.safe_load((ROOT / "bench" / "data" / "sim_toy_3of5.yaml").read_text())
     cfg["name"] = name
     cfg["search"].update(searcher="random", num_samples=4, seed=0,
-                         simulate={"table": str(ROOT / "bench" / "data" / "toy_3of5_s3.csv"), "seconds_per_stage": 1.0},
+                         simulate={"table": str(ROOT / "bench" / "data" / "toy_3of5_s3.csv"), "seconds_per_stage": 0.3},
                          resources={"workers_per_trial": 1, "cpus_per_worker": 1, "trial_cpus": 1})
     return cfg
 
@@ -66,16 +66,9 @@ def _one_error_line(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_storage_on_the_heads_disk_only_is_one_line_nothing_written(hosts, tmp_path):
-    storage = hosts.head_only / "runs"
-    line = _one_error_line(_search(hosts, _sim("on_the_head_only"), storage, tmp_path))
-    assert line.startswith(f"error: on a cluster of 2 node(s), --storage {storage}/on_the_head_only is not on "
-                           f"node(s) {WORKER_IP} (asked on each node): give --storage a folder every node mounts"), line
-    assert not storage.exists() and not (storage.parent / "mlflow.db").exists()
-
-
-def test_data_root_on_the_heads_disk_only_is_one_line(hosts, tmp_path):
-    """A real chain's local data (an intermediate task's jsonl files on the head's disk): the worker lacks it."""
+def test_storage_and_data_on_the_heads_disk_only_are_one_line_nothing_written(hosts, tmp_path):
+    """A --storage and a real chain's local data (an intermediate task's jsonl file) on the head's disk: the
+    worker sees neither; one line names both, before any trial, and nothing is written."""
     import json as js
 
     data = hosts.head_only / "data"
@@ -83,16 +76,18 @@ def test_data_root_on_the_heads_disk_only_is_one_line(hosts, tmp_path):
     rows = [{"sentence": f"word{i} word{i % 3}", "label": ["a", "b"][i % 2]} for i in range(40)]
     (data / "mini.jsonl").write_text("".join(js.dumps(r) + "\n" for r in rows))
     cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
-    cfg.update(data_root=str(data), name="data_on_the_head_only", order=["mini"])
+    cfg.update(data_root=str(data), name="on_the_head_only", order=["mini"])
     cfg["tasks"] = {"mini": {"kind": "single_classification", "fields": ["sentence"], "labels": ["a", "b"],
                              "train": {"files": "mini.jsonl"}, "dev": {"files": "mini.jsonl"}}}
     cfg["search"].update(candidates=["mini", "toy_topic"], length=[1, 1], num_samples=2, searcher="random",
                          seed_points={}, report=False)
-    storage = hosts.shared / "runs"
+    storage = hosts.head_only / "runs"
     line = _one_error_line(_search(hosts, cfg, storage, tmp_path))
-    assert f"data_root {data} is not on node(s) {WORKER_IP}" in line and "--storage" not in line, line
+    assert line.startswith(f"error: on a cluster of 2 node(s), --storage {storage}/on_the_head_only is not on node(s) "
+                           f"{WORKER_IP}; data_root {data} is not on node(s) {WORKER_IP} (asked on each node): give "
+                           "--storage a folder every node mounts"), line
     assert "put the files at that path on every node" in line
-    assert not (storage / "data_on_the_head_only").exists()
+    assert not storage.exists() and not (storage.parent / "mlflow.db").exists()
 
 
 def test_search_on_two_machines_with_shared_storage(hosts, tmp_path):
@@ -121,15 +116,15 @@ def test_search_on_two_machines_with_shared_storage(hosts, tmp_path):
     for path in [storage.parent / "mlflow.db", *exp.rglob("*")]:
         if path.is_file():
             assert hosts.token.encode() not in path.read_bytes(), path
-    # `itt resume --more 2` from the head: the nodes are asked again (the experiment's search.yaml), 2 more trials
+    # `itt resume --more 1` from the head: the nodes are asked again (the experiment's search.yaml), 1 more trial
     env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("RAY_AUTH_MODE")
     r = subprocess.run(hosts.on_head([sys.executable, "-m", "search.cli", "resume", str(exp), "--address", hosts.address,
-                                      "--more", "2", "--tracking-uri", f"sqlite:///{storage.parent / 'mlflow.db'}"]),
+                                      "--more", "1", "--tracking-uri", f"sqlite:///{storage.parent / 'mlflow.db'}"]),
                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     rows = list(csv.DictReader(open(exp / "results.csv")))
-    assert len(rows) == 6 and all(r["status"] == "completed" for r in rows)
+    assert len(rows) == 5 and all(r["status"] == "completed" for r in rows)
     assert all((exp / "trials" / row["trial_id"] / "results.json").exists() for row in rows)
 
 
@@ -187,6 +182,6 @@ def test_a_machine_lost_mid_search(tmp_path):
         rows = list(csv.DictReader(open(c.shared / "runs" / "machine_lost" / "results.csv")))
     finally:
         c.stop()
-    assert len(rows) == 6 and all(r["status"] == "completed" for r in rows), rows
+    assert len(rows) == 5 and all(r["status"] == "completed" for r in rows), rows
     assert f"failed on node {WORKER_IP} (" in text and "running it again" in text, text[-3000:]
     assert "Traceback" not in text and "state-dump" not in text, text[-3000:]
