@@ -74,13 +74,17 @@ class LocalRayCluster:
         cmd = [ray_cli(), "start", *args, "--node-ip-address", ip, "--num-cpus", str(self.cpus),
                "--object-store-memory", str(80 * 1024 ** 2), "--dashboard-agent-listen-port", str(free_port()),
                "--temp-dir", str(self.dir / "ray"), "--disable-usage-stats"]
+        self._run(cmd)
+        self.node_ips.append(ip)
+
+    def _run(self, cmd: list[str]) -> None:
+        """A `ray start` command in a process session of its own (what stop() ends)."""
         p = subprocess.Popen(cmd, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
         self.sessions.append(p.pid)
         out, _ = p.communicate(timeout=90)
         if p.returncode != 0:
             raise RuntimeError(f"ray start failed ({p.returncode}):\n{out[-3000:]}")
-        self.node_ips.append(ip)
 
     def pids(self) -> list[int]:
         """Every live process (zombies left out) of the sessions this cluster started."""
@@ -234,14 +238,6 @@ class TwoHostRayCluster(LocalRayCluster):
     def _common(self, ip: str) -> list[str]:
         return ["--node-ip-address", ip, "--num-cpus", str(self.cpus), "--object-store-memory", str(80 * 1024 ** 2),
                 "--temp-dir", str(self.head_only / "ray"), "--disable-usage-stats"]
-
-    def _run(self, cmd: list[str]) -> None:
-        p = subprocess.Popen(cmd, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-        self.sessions.append(p.pid)
-        out, _ = p.communicate(timeout=90)
-        if p.returncode != 0:
-            raise RuntimeError(f"ray start failed ({p.returncode}):\n{out[-3000:]}")
 
     def stop(self, grace_s: float = 2.0, timeout_s: float = 20.0) -> None:
         """As :meth:`LocalRayCluster.stop`, then the namespaces (the link goes with them)."""

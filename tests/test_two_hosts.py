@@ -7,6 +7,7 @@ them (tests/ray_nodes.py: TwoHostRayCluster)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import json
 import os
@@ -24,8 +25,9 @@ pytestmark = pytest.mark.ray  # (starts Ray: one at a time, in one worker; tests
 WHY_NOT = two_hosts_unavailable()
 
 
-@pytest.fixture(scope="module")
-def hosts():
+@contextlib.contextmanager
+def _two_machines():
+    """A head and a worker machine (skips where they cannot be made); stopped, every process, at the end."""
     if WHY_NOT:
         pytest.skip(WHY_NOT)
     c = TwoHostRayCluster()
@@ -36,6 +38,12 @@ def hosts():
     finally:
         c.stop()
         assert not c.pids(), "the cluster's processes outlived stop()"
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    with _two_machines() as c:
+        yield c
 
 
 def _search(hosts, cfg: dict, storage, tmp_path, *extra, on=None) -> subprocess.CompletedProcess:
@@ -150,12 +158,7 @@ def test_a_machine_lost_mid_search(tmp_path):
     import signal
     import time
 
-    if WHY_NOT:
-        pytest.skip(WHY_NOT)
-    c = TwoHostRayCluster()
-    try:
-        c.start_head()
-        c.add_worker()
+    with _two_machines() as c:
         cfg = _sim("machine_lost")
         cfg["search"]["num_samples"] = 6
         cfg["search"]["simulate"]["seconds_per_stage"] = 4.0
@@ -180,8 +183,6 @@ def test_a_machine_lost_mid_search(tmp_path):
         assert p.wait(timeout=400) == 0, out.read_text()[-3000:]
         text = out.read_text()
         rows = list(csv.DictReader(open(c.shared / "runs" / "machine_lost" / "results.csv")))
-    finally:
-        c.stop()
-    assert len(rows) == 5 and all(r["status"] == "completed" for r in rows), rows
+    assert len(rows) == 6 and all(r["status"] == "completed" for r in rows), rows
     assert f"failed on node {WORKER_IP} (" in text and "running it again" in text, text[-3000:]
     assert "Traceback" not in text and "state-dump" not in text, text[-3000:]
