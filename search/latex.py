@@ -88,16 +88,21 @@ def _significant(res: dict) -> set[str]:
     return {r["language"] for r in iv["per_language"] if r.get("significant") and (r.get("delta_best") or 0) > 0}
 
 
+def split_words(res: dict, noun: str) -> str:
+    """What the report's scores are of, e.g. "test split" or "dev means": the split(s) it read (dev where the
+    chains had no test split: eval.splits [dev])."""
+    splits = res.get("splits") or ["test"]
+    return f"test {noun}" if splits == ["test"] else f"dev {noun}" if splits == ["dev"] else \
+        f"test {noun} (dev where a chain had none)"
+
+
 def _caption(res: dict, target: str | None, n_if: int, shown: int, scale: float, dagger: bool) -> str:
     seeds = sorted({r["n_seeds"] for r in res["leaderboard"]})
     seed_text = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}--{seeds[-1]}"
     metric = escape(res.get("metric") or "score")
     times = r" ($\times$100)" if scale == 100 else ""
     of = f" of {escape(target)}" if target else ""
-    splits = res.get("splits") or ["test"]  # (dev where the chains had no test split: eval.splits [dev])
-    split = ("test split" if splits == ["test"] else "dev split" if splits == ["dev"]
-             else "test split (dev where a chain had none)")
-    text = (f"Zero-shot {metric}{times} on the {split}{of}, per language, mean over {seed_text} seed(s); Avg.: the "
+    text = (f"Zero-shot {metric}{times} on the {split_words(res, 'split')}{of}, per language, mean over {seed_text} seed(s); Avg.: the "
             f"mean over languages ($\\pm$ std over seeds), Worst: the worst language's score (per seed, then averaged). Orders list the intermediate "
             f"tasks in training order, each followed by fine-tuning on the target's English data; F: that "
             f"fine-tuning only. ")

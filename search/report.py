@@ -700,7 +700,7 @@ def sections(res: dict, exp_name: str, metric: str) -> list[tuple[str, str, list
             ("Orders × languages", f"{hm['shown']} of {hm['total']} orders (the best, and F).", [], "heatmap"),
             _order_effect_section(res), composition_section(res), _position_section(res), _precedence_section(res)]
     if res.get("heuristics"):
-        out.append(_heuristics_section(res["heuristics"], _means_word(res)))
+        out.append(_heuristics_section(res["heuristics"], latex.split_words(res, "means")))
     out.append(_stopped_section(res["trials"]))
     if res.get("training_cost"):
         out.append(training_cost.section(res["training_cost"], show, _x, where=None if res.get("confirmation")
@@ -815,12 +815,6 @@ def _precedence_section(res: dict) -> tuple:
     return ("Precedence effects (A before B vs B before A)", f"Among orders holding both. {pr['method']}. "
             f"diff (adjusted): A first minus B first, the other tasks the orders hold accounted for. {_dependence(pr)}",
             rows, None)
-
-
-def _means_word(res: dict) -> str:
-    """What the leaderboard's means are of: "test means", or "dev means" where the chains had no test split."""
-    splits = res.get("splits") or ["test"]
-    return "test means" if splits == ["test"] else "dev means" if splits == ["dev"] else "test means (dev where a chain had none)"
 
 
 def _heuristics_section(hs: list[dict], means: str = "test means") -> tuple:
@@ -1413,7 +1407,7 @@ def answer(res: dict, where: str) -> list[str]:
         lines.append(ranking.text(res["best_order"], show) + unfinished_text(res["best_order"], res.get("experiment")))
     prior = next((h["agreement"] for h in res.get("heuristics") or [] if "agreement" in h), None)
     if prior:  # the search ran with search.prior: transferability
-        lines.append(agreement_text(prior, f"this search completed ({_means_word(res)})"))
+        lines.append(agreement_text(prior, f"this search completed ({latex.split_words(res, 'means')})"))
     pa = res.get("pareto")
     if pa:
         lines.append(f"Pareto front ({', '.join(o['name'] for o in pa['objectives'])}, dev): "

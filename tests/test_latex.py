@@ -145,6 +145,6 @@ def test_report_tex_names_the_split_its_scores_come_from(tmp_path, capsys):
     assert main(["report", str(exp), "--no-heuristics", "--no-mlflow"]) == 0
     tex = (exp / "report" / "report.tex").read_text()
     assert "on the dev split" in tex and "test split" not in tex
-    from search.report import _means_word  # (the prior's agreement line names the means it compared with)
+    from search.latex import split_words  # (the prior's agreement line names the means it compared with)
 
-    assert _means_word(json.loads((exp / "report" / "report.json").read_text())) == "dev means"
+    assert split_words(json.loads((exp / "report" / "report.json").read_text()), "means") == "dev means"
