@@ -142,9 +142,10 @@ def _task_spec(task) -> dict:
     def dump(src):
         if src is None:
             return None
+        # (conllu_multiword: what it changes is in the data's fingerprint; left out, earlier keys stay valid)
         if isinstance(src, dict):
-            return {k: v.model_dump(mode="json") for k, v in sorted(src.items())}
-        return src.model_dump(mode="json")
+            return {k: v.model_dump(mode="json", exclude={"conllu_multiword"}) for k, v in sorted(src.items())}
+        return src.model_dump(mode="json", exclude={"conllu_multiword"})
 
     return {"name": task.name, "kind": task.kind, "fields": list(task.fields),
             "labels": list(task.labels) if task.labels is not None else None, "language": task.languages[0],

@@ -100,8 +100,8 @@ class DataSpec(_Strict):
     split: str = "train"  # Hub split name (datasets slicing/concatenation syntax allowed)
     revision: str | None = None
     files: str | list[str] | None = None
-    # conll: one token per line, blank line between sentences; conllu: CoNLL-U (comments, multiword
-    # ranges and empty nodes skipped); squad: SQuAD v1.1 JSON; parallel: two line-parallel text
+    # conll: one token per line, blank line between sentences; conllu: CoNLL-U (comments and empty nodes
+    # skipped, multiword tokens as conllu_multiword says); squad: SQuAD v1.1 JSON; parallel: two line-parallel text
     # files (source, target); bucc: BUCC 2018 files `source (id\tsentence)`, `target`, `gold (id\tid)`.
     format: Literal["auto", "tsv", "csv", "jsonl", "json", "parquet", "text", "conll", "conllu", "squad", "parallel",
                     "bucc"] = "auto"
@@ -109,6 +109,9 @@ class DataSpec(_Strict):
     column_names: list[str] | None = None  # tsv/csv without header
     line_pattern: str | None = None  # text format: regex with named groups, one line = one example
     conll_columns: tuple[int, int] | None = None  # conll/conllu: (token, tag) column; default (0, -1) / (1, 3) = UPOS
+    # conllu: a multiword token (French "du" = "de le") as XTREME's UD-POS has it ("xtreme": the surface form,
+    # tagged as its head word, the Hub's google/xtreme udpos too) or as its syntactic words, each tagged ("words")
+    conllu_multiword: Literal["xtreme", "words"] = "xtreme"
     # task field -> source column; a list joins several text columns with a space (a context and a
     # question), or collects them as the answer options of a multiple-choice task
     columns: dict[str, str | list[str]] = Field(default_factory=dict)

@@ -83,7 +83,7 @@ def _reason(e: BaseException) -> str:
     return msg + (" (save the file as UTF-8)" if isinstance(e, UnicodeDecodeError) else "")
 
 
-def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
+def _load_local(spec: DataSpec, files: list[str], lang: str) -> datasets.Dataset:
     fmt = _format(spec, files)
     named = [glob.escape(f) for f in files]  # 🤗 datasets reads data_files as patterns: these are the files themselves
     if fmt in ("tsv", "csv"):
@@ -102,7 +102,8 @@ def _load_local(spec: DataSpec, files: list[str]) -> datasets.Dataset:
             _check_first_row(f, fmt, spec)
         ds = datasets.load_dataset("csv", data_files=named, split="train", **kw)
     elif fmt in ("conll", "conllu"):
-        ds = datasets.Dataset.from_list([r for f in files for r in read_conll(f, fmt, spec.conll_columns)])
+        ds = datasets.Dataset.from_list([r for f in files for r in read_conll(f, fmt, spec.conll_columns,
+                                                                          multiword=spec.conllu_multiword, lang=lang)])
     elif fmt == "squad":
         ds = datasets.Dataset.from_list([r for f in files for r in read_squad(f)])
     elif fmt == "parallel":
@@ -149,30 +150,34 @@ def _check_first_row(path: str, fmt: str, spec: DataSpec) -> None:
 
 
 # --------------------------------------------------------------------------- structured formats
-def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None) -> list[dict]:
+def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None, *, multiword: str = "xtreme",
+               lang: str | None = None) -> list[dict]:
     """Sentences of a CoNLL-style file: ``{"id", "tokens", "tags", "lines"}`` (1-based line of each token).
 
     ``conll``: one token per line, columns split on tabs (or, without tabs, on whitespace), a blank line
     between sentences; default token column 0, tag column -1. ``conllu``: CoNLL-U, 10 tab-separated
-    columns; comments, multiword ranges (``3-4``) and empty nodes (``5.1``) are skipped; default
-    FORM and UPOS. A line with too few columns is a DataError naming the file and line.
+    columns, default FORM and UPOS; comments and empty nodes (``5.1``) are skipped, and a multiword token
+    (``3-4 du``) is read as XTREME reads UD-POS (``multiword="xtreme"``, see ``_xtreme_tokens``) or as its
+    syntactic words, each with its own tag (``"words"``: ``de`` ADP, ``le`` DET). A line with too few columns
+    is a DataError naming the file and line.
     """
     tok_col, tag_col = columns or ((1, 3) if fmt == "conllu" else (0, -1))
     need = max(tok_col, tag_col) + 1 if min(tok_col, tag_col) >= 0 else max(abs(tok_col), abs(tag_col), 2)
-    out, tokens, tags, lines = [], [], [], []
+    out, words, ranges = [], [], []  # words: (token, tag, line, id, head); ranges: (first, last, form, line)
     name = Path(path).name
 
-    def flush(end: int) -> None:
-        if tokens:
-            out.append({"id": f"{name}:{lines[0]}", "tokens": list(tokens), "tags": list(tags),
-                        "lines": list(lines)})
-            tokens.clear(), tags.clear(), lines.clear()
+    def flush() -> None:
+        sent = _xtreme_tokens(words, ranges, lang) if fmt == "conllu" and multiword == "xtreme" else words
+        if sent:
+            out.append({"id": f"{name}:{words[0][2]}", "tokens": [w[0] for w in sent], "tags": [w[1] for w in sent],
+                        "lines": [w[2] for w in sent]})
+        words.clear(), ranges.clear()
 
     with open(path, encoding=UTF8) as f:
         for n, raw in enumerate(f, start=1):
             line = raw.rstrip("\n").rstrip("\r")
             if not line.strip():
-                flush(n)
+                flush()
                 continue
             if fmt == "conllu" and line.startswith("#"):
                 continue
@@ -180,8 +185,13 @@ def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None) -> l
             if fmt == "conllu":
                 if len(cols) != 10:
                     raise DataError(f"{path}: line {n}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}: {line[:80]!r}")
-                if "-" in cols[0] or "." in cols[0]:
-                    continue  # multiword token range or empty node: the words themselves carry the tags
+                if "." in cols[0]:
+                    continue  # empty node: not a word of the text
+                if "-" in cols[0]:
+                    first, _, last = cols[0].partition("-")
+                    if first.isdigit() and last.isdigit():
+                        ranges.append((int(first), int(last), cols[1], n))
+                    continue
             if len(cols) < need:
                 raise DataError(f"{path}: line {n}: expected at least {need} columns (token and tag), got "
                                 f"{len(cols)}: {line[:80]!r}")
@@ -191,11 +201,57 @@ def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None) -> l
             token, tag = cols[tok_col], cols[tag_col]
             if not token or not tag:
                 raise DataError(f"{path}: line {n}: empty token or tag: {line[:80]!r}")
-            tokens.append(token)
-            tags.append(tag)
-            lines.append(n)
-    flush(-1)
+            if fmt == "conllu":
+                words.append((token, tag, n, cols[0], cols[6]))
+            else:
+                words.append((token, tag, n, None, None))
+    flush()
     return out
+
+
+# ud-conversion-tools' POS ranks (XTREME's third_party/ud-conversion-tools/conllu_to_conll.py): which word of a
+# multiword token gives the fused form its tag when several are equally high in the tree
+_POS_RANK = {"default": "VERB NOUN PROPN PRON ADJ NUM ADV INTJ AUX ADP DET PART CCONJ SCONJ X PUNCT".split(),
+             "es": "VERB AUX PRON ADP DET".split(),
+             "fr": "VERB AUX PRON NOUN ADJ ADV ADP DET PART SCONJ CONJ".split(),
+             "it": "VERB AUX ADV PRON ADP DET INTJ".split()}
+
+
+def _xtreme_tokens(words: list[tuple], ranges: list[tuple], lang: str | None) -> list[tuple]:
+    """One sentence's words as XTREME's UD-POS has them (its scripts/download_data.sh runs ud-conversion-tools'
+    ``conllu_to_conll.py --replace_subtokens_with_fused_forms``, then utils_preprocess.py's udpos_preprocess).
+
+    A multiword token's words give way to its surface form (French ``du`` for ``de le``), tagged as the
+    span's head: its one word highest in the dependency tree, or, among several equally high, the first of
+    the best POS rank of the language (``_POS_RANK``; a tag the list lacks ranks last, where the original
+    stops with an error). Then, as udpos_preprocess does, zero-width non-joiners and spaces inside a token
+    are removed, and a sentence whose forms are all "_" but at most one (a treebank distributed without its
+    text) is dropped.
+    """
+    heads = {w[3]: w[4] for w in words}
+    rank = _POS_RANK.get(lang or "", _POS_RANK["default"])
+
+    def depth(i: str) -> int:
+        d, seen = 0, set()
+        while i in heads and i not in seen:  # (a malformed head column ends the climb rather than looping)
+            seen.add(i)
+            i, d = heads[i], d + 1
+        return d
+
+    drop, fused = set(), {}
+    for first, last, form, line in ranges:
+        span = [w for w in words if w[3].isdigit() and first <= int(w[3]) <= last]
+        if not span:
+            continue
+        top = min(depth(w[3]) for w in span)
+        highest = [w for w in span if depth(w[3]) == top]
+        head = min(highest, key=lambda w: rank.index(w[1]) if w[1] in rank else len(rank))  # (first of the best)
+        fused[head[3]] = (form, head[1], line, head[3], head[4])
+        drop.update(w[3] for w in span if w is not head)
+    sent = [fused.get(w[3], w) for w in words if w[3] not in drop]
+    sent = [("".join(w[0].replace("\u200c", "").split(" ")) or w[0],) + tuple(w[1:]) for w in sent]
+    blank = sum(w[0] == "_" for w in sent)
+    return sent if blank == 0 or blank < len(sent) - 1 else []
 
 
 def read_squad(path: str) -> list[dict]:
@@ -593,7 +649,7 @@ def load_split(task: Task, split: str, lang: str, *, data_root: str | None = Non
                 raise DataError(f"{f}: the file is empty ({head})")
         try:
             with _datasets_quiet():  # (it logs the reason too: the error line below says it once)
-                ds = _load_local(spec, files)
+                ds = _load_local(spec, files, lang)
         except DataError:
             raise
         except ValueError as e:  # 🤗 datasets' words for a file with no row (a header alone, `[]`)

@@ -58,9 +58,9 @@ def test_wikiann_conll_sentences_and_tags(lang):
 
 @needs_data
 @pytest.mark.parametrize("name, n", [("en_ewt-ud-dev", 2001), ("fr_gsd-ud-test", 416), ("zh_gsd-ud-test", 500)])
-def test_ud_conllu_skips_ranges_and_reads_upos(name, n):
+def test_ud_conllu_words_skips_ranges_and_reads_upos(name, n):
     path = SHARED / "pos" / f"{name}.conllu"
-    ds = _load("udpos", "test", "en", files=str(path))
+    ds = _load("udpos", "test", "en", files=str(path), conllu_multiword="words")
     assert len(ds) == n
     words = [[c for c in b if c[0].isdigit()] for b in _blocks(path)]  # no "3-4" ranges, no "5.1" nodes
     names = ds.features["label"].feature.names
@@ -69,6 +69,48 @@ def test_ud_conllu_skips_ranges_and_reads_upos(name, n):
     assert [names[t] for t in ds[0]["label"]] == [c[3] for c in words[0]]
     if name.startswith("en"):  # EWT has multiword tokens ("don't" = do + n't): the words are kept, not the range
         assert any(any("-" in c[0] for c in b) for b in _blocks(path))
+
+
+def _conllu(rows: list[tuple]) -> str:
+    """A CoNLL-U sentence from (id, form, upos, head) rows; a range row has upos and head None."""
+    return "".join(f"{i}\t{f}\t_\t{u or '_'}\t_\t_\t{h if h is not None else '_'}\t_\t_\t_\n" for i, f, u, h in rows) + "\n"
+
+
+@pytest.mark.parametrize("lang, tag", [("en", "PRON"), ("es", "AUX")])
+def test_conllu_multiword_as_xtreme(tmp_path, lang, tag):
+    """ud-conversion-tools' --replace_subtokens_with_fused_forms, worked by hand: "du" = de (ADP) + le (DET), le
+    the head of de, gives "du" DET though ADP ranks first in French; "dámelo" = da (VERB, the root) + me + lo
+    gives VERB; "x" = a PRON and an AUX equally deep gives PRON by the default rank (en), AUX by the Spanish."""
+    f = tmp_path / "x.conllu"
+    f.write_text(_conllu([("1-2", "du", None, None), (1, "de", "ADP", 2), (2, "le", "DET", 3), (3, "pain", "NOUN", 0)])
+                 + _conllu([("1-3", "dámelo", None, None), (1, "da", "VERB", 0), (2, "me", "PRON", 1), (3, "lo", "PRON", 1),
+                            (4, "ya", "ADV", 1)])
+                 + _conllu([(1, "Ha", "VERB", 0), ("2-3", "x", None, None), (2, "y", "PRON", 1), (3, "z", "AUX", 1),
+                            (4, "Hà Nội", "PROPN", 1), (5, "a\u200cb", "NOUN", 1)])
+                 + _conllu([(1, "_", "NOUN", 0), (2, "_", "VERB", 1), (3, "x", "PUNCT", 1)]), encoding="utf-8")
+    ds = _load("udpos", "test", lang, files=str(f))
+    names = ds.features["label"].feature.names
+    got = [(r["tokens"], [names[t] for t in r["label"]]) for r in ds]
+    assert got == [(["du", "pain"], ["DET", "NOUN"]), (["dámelo", "ya"], ["VERB", "ADV"]),
+                   (["Ha", "x", "HàNội", "ab"], ["VERB", tag, "PROPN", "NOUN"])]  # (all "_" but one: dropped)
+    words = _load("udpos", "test", lang, files=str(f), conllu_multiword="words")
+    assert [r["tokens"] for r in words][0] == ["de", "le", "pain"] and len(words) == 4
+
+
+@needs_data
+def test_ud_conllu_fused_forms_replace_their_words():
+    """French GSD: each multiword token's words give way to its one surface form (independent count)."""
+    path = SHARED / "pos" / "fr_gsd-ud-test.conllu"
+    ds = _load("udpos", "test", "fr", files=str(path))
+    blocks = _blocks(path)
+    spans = [[tuple(map(int, c[0].split("-"))) for c in b if "-" in c[0]] for b in blocks]
+    words = [[c for c in b if c[0].isdigit()] for b in blocks]
+    expect = sum(len(w) - sum(b - a for a, b in s) for w, s in zip(words, spans))
+    assert sum(len(x) for x in ds["tokens"]) == expect < sum(len(w) for w in words)
+    i = next(k for k, s in enumerate(spans) if s)
+    fused = {c[1] for c in blocks[i] if "-" in c[0]}
+    assert fused <= set(ds[i]["tokens"])
+    assert {t for x in ds["tokens"] for t in x} >= {"du", "au", "des", "aux"}
 
 
 @needs_data
