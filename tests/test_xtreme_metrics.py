@@ -158,3 +158,31 @@ def test_bucc_threshold_of_the_official_procedure_by_hand():
     # kept: 4 candidates, 3 correct; 4 gold pairs: P = R = F1 = .75
     assert m == {"f1": pytest.approx(0.75), "precision": pytest.approx(0.75), "recall": pytest.approx(0.75)}
     assert M.bucc_f1(cand, gold, 0.95) == {"f1": 0.0, "precision": 0.0, "recall": 0.0}
+
+
+def test_bucc_gold_that_is_not_one_to_one(tmp_path, monkeypatch):
+    """A source sentence in two gold pairs (BUCC's gold need not be one-to-one) is one sentence, mined once:
+    it was two rows with the same text, taken for a repeated sentence and never extracted. Embeddings by hand:
+    de-0 is nearest en-0 (then en-1), de-1 nearest en-2; de-2 and en-3 are orthogonal to all (margin 0, never
+    a candidate). Mined one-to-one: (de-0, en-0), (de-1, en-2), both gold; gold holds 3 pairs, so the best cut
+    keeps both: P 1, R 2/3, F1 0.8 (before: only (de-1, en-2) could be right, F1 0.5)."""
+    from types import SimpleNamespace
+
+    import datasets
+
+    from itt.data import read_bucc
+    from itt.kinds import retrieval
+
+    for name, text in (("de", "de-0\ta\nde-1\tb\nde-2\tc\n"), ("en", "en-0\tA\nen-1\tA2\nen-2\tB\nen-3\tz\n"),
+                       ("gold", "de-0\ten-0\nde-0\ten-1\nde-1\ten-2\n")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    ds = datasets.Dataset.from_list(read_bucc(*(str(tmp_path / n) for n in ("de", "en", "gold"))))
+    vec = {"a": [1, 0, 0, 0], "A": [1, 0.05, 0, 0], "A2": [1, 0.2, 0, 0], "b": [0, 1, 0, 0], "B": [0, 1, 0.05, 0],
+           "c": [0, 0, 1, 0], "z": [0, 0, 0, 1]}
+    monkeypatch.setattr(retrieval, "_embed", lambda ctx, enc, texts: np.array([vec[t] for t in texts], dtype=float))
+    ctx = SimpleNamespace(cfg=SimpleNamespace(eval=SimpleNamespace(retrieval=SimpleNamespace(bucc_neighbors=2))),
+                          task=SimpleNamespace(name="bucc2018", metric="f1"), split="test", state={})
+    scores, rows = retrieval.RetrievalHandler().evaluate(ctx, SimpleNamespace(encoder=None), ds, None, "de")
+    assert scores["f1"] == pytest.approx(0.8) and scores["recall"] == pytest.approx(2 / 3)
+    assert {(r["id"], r["pred"]) for r in rows if r["kept"]} == {("de-0", "en-0"), ("de-1", "en-2")}
+    assert all(r["gold"] for r in rows if r["kept"])

@@ -79,6 +79,16 @@ def _embed(ctx, encoder, texts: list[str]) -> np.ndarray:
     return np.stack(predict_raw(ctx.accelerator, model, ds, ctx.tokenizer, batch_size=ctx.cfg.eval.batch_size))
 
 
+def _bucc_ids(ids: list[str]) -> tuple[list[str], list[str]]:
+    """Each row's source and target sentence id: BUCC files' rows are ``source_id\ttarget_id`` (one side empty
+    for a sentence in no gold pair: itt.data.read_bucc); other rows pair their own id (or index) with itself."""
+    if ids and all(str(i).count("\t") == 1 for i in ids):
+        pairs = [str(i).split("\t") for i in ids]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    own = [str(i) for i in ids] if len(set(ids)) == len(ids) else [str(n) for n in range(len(ids))]
+    return own, own
+
+
 class RetrievalHandler(KindHandler):
     trains = False
 
@@ -103,14 +113,20 @@ class RetrievalHandler(KindHandler):
             scores, pred = M.tatoeba(x, y)
             # each English sentence (row i) and the id of the source sentence it retrieved
             return scores, [{"id": ids[i], "gold": ids[i], "pred": ids[int(p)]} for i, p in enumerate(pred)]
-        # BUCC: mine over all sentences (pairs and distractors); gold = the rows holding both sides. Each
-        # distinct sentence is mined once, and a candidate with a sentence that occurs twice is dropped (M.distinct)
-        ux, rep_s = M.distinct([sources[i] for i in src_rows])
-        uy, rep_t = M.distinct([targets[j] for j in tgt_rows])
-        cand_idx = M.bucc_mine(x[ux], y[uy], k=ctx.cfg.eval.retrieval.bucc_neighbors)
-        cand = {(src_rows[ux[i]], tgt_rows[uy[j]]): s for (i, j), s in cand_idx.items()
-                if sources[src_rows[ux[i]]] not in rep_s and targets[tgt_rows[uy[j]]] not in rep_t}
-        gold = {(i, i) for i in range(len(ds)) if sources[i] and targets[i]}
+        # BUCC: mine over all sentences (pairs and distractors); gold = the (source id, target id) pairs of the rows
+        # holding both sides. Each sentence is mined once however many gold pairs hold it (a source with two
+        # targets is two rows), each distinct text once, and a candidate with a text that two ids share is dropped
+        # (M.distinct, as XTREME's read_sent2id)
+        sid, tid = _bucc_ids(ids)
+        ps, _ = M.distinct([sid[i] for i in src_rows])  # (positions in src_rows / x of each source id's first row)
+        pt, _ = M.distinct([tid[j] for j in tgt_rows])
+        ux, rep_s = M.distinct([sources[src_rows[p]] for p in ps])
+        uy, rep_t = M.distinct([targets[tgt_rows[p]] for p in pt])
+        xs, ys = [src_rows[ps[u]] for u in ux], [tgt_rows[pt[u]] for u in uy]
+        cand_idx = M.bucc_mine(x[[ps[u] for u in ux]], y[[pt[u] for u in uy]], k=ctx.cfg.eval.retrieval.bucc_neighbors)
+        cand = {(sid[xs[i]], tid[ys[j]]): s for (i, j), s in cand_idx.items()
+                if sources[xs[i]] not in rep_s and targets[ys[j]] not in rep_t}
+        gold = {(sid[i], tid[i]) for i in range(len(ds)) if sources[i] and targets[i]}
         key = ("bucc_threshold", ctx.task.name, lang)
         if ctx.split == "test" and key in ctx.state:
             threshold, from_dev = ctx.state[key], 1.0
@@ -120,6 +136,6 @@ class RetrievalHandler(KindHandler):
                 ctx.state[key] = threshold
         scores = M.bucc_f1(cand, gold, threshold)
         scores.update(threshold=float(threshold), threshold_from_dev=from_dev)
-        rows = [{"id": ids[i], "pred": ids[j], "score": float(s), "kept": bool(s >= threshold), "gold": (i, j) in gold}
+        rows = [{"id": i, "pred": j, "score": float(s), "kept": bool(s >= threshold), "gold": (i, j) in gold}
                 for (i, j), s in sorted(cand.items())]
         return scores, rows
