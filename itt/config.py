@@ -273,8 +273,8 @@ class Perturbation(_Strict):
     """Seeded character/word noise on the dev text: how much does the score drop?"""
 
     enabled: bool = False
-    char_rate: float = Field(0.05, ge=0, le=1)  # per character: substitute/delete/insert/swap
-    word_rate: float = Field(0.1, ge=0, le=1)  # per word: drop or swap with the next
+    char_rate: float = Field(0.05, ge=0, le=1)  # edits per letter: substitute/delete/insert/swap
+    word_rate: float = Field(0.1, ge=0, le=1)  # edits per word: drop or swap with the next
     seed: int = 1234
 
 

@@ -55,6 +55,24 @@ def test_perturbation_is_seeded_and_changes_text():
     assert perturb(text, char_rate=0, word_rate=0, rng=random.Random(1)) == text
 
 
+def test_noise_edits_change_the_text_at_the_rate_asked():
+    """Every drawn edit changes the text (a substitution by the same letter, or a swap of equal neighbours, was
+    drawn and changed nothing), and a swap no longer skips the next word's draw: at word_rate 0.3, drops plus
+    swapped pairs (inversions among the words kept, counted independently of the code) come to 0.3 per word,
+    less a swapped word then dropped (0.15 * 0.15): 0.2775; it was 0.26."""
+    import random
+
+    for k in range(200):
+        assert perturb("a", char_rate=1.0, word_rate=0, rng=random.Random(k)) in ("", "aa"), k  # (drop, insert)
+        assert perturb("a a", char_rate=0, word_rate=1.0, rng=random.Random(k)) == "a", k  # (a drop: no swap offered)
+    edits = 0
+    for k in range(40):
+        out = perturb(" ".join(f"w{i}" for i in range(1000)), char_rate=0, word_rate=0.3, rng=random.Random(k)).split()
+        idx = [int(w[1:]) for w in out]
+        edits += (1000 - len(out)) + sum(a > b for i, a in enumerate(idx) for b in idx[i + 1:i + 6])
+    assert 0.27 < edits / 40000 < 0.29
+
+
 def test_word_noise_never_drops_every_word():
     """A one-word text kept its word, but a two-word one lost both at word_rate 1 for 24% of the seeds
     (every word dropped; the drop's guard looked at the text's length, not at what was left)."""
