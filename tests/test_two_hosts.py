@@ -46,13 +46,20 @@ def hosts():
         yield c
 
 
+def _driver_env(hosts) -> dict:
+    """A driver's environment on the head's machine: this checkout importable, HOME with the head's token in
+    ~/.ray, and no RAY_AUTH_MODE (a user's shell has none)."""
+    env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAY_AUTH_MODE")
+    return env
+
+
 def _search(hosts, cfg: dict, storage, tmp_path, *extra, on=None) -> subprocess.CompletedProcess:
     """``itt search`` on the head's machine (or ``on``: hosts.on_laptop), the head's token in its ~/.ray (the
     README's way)."""
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RAY_AUTH_MODE")
+    env = _driver_env(hosts)
     cmd = [sys.executable, "-m", "search.cli", "search", str(path), "--address", hosts.address, "--storage",
            str(storage), "--tracking-uri", f"sqlite:///{storage.parent / 'mlflow.db'}", *extra]
     return subprocess.run((on or hosts.on_head)(cmd), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -125,8 +132,7 @@ def test_search_on_two_machines_with_shared_storage(hosts, tmp_path):
         if path.is_file():
             assert hosts.token.encode() not in path.read_bytes(), path
     # `itt resume --more 1` from the head: the nodes are asked again (the experiment's search.yaml), 1 more trial
-    env = {**hosts.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RAY_AUTH_MODE")
+    env = _driver_env(hosts)
     r = subprocess.run(hosts.on_head([sys.executable, "-m", "search.cli", "resume", str(exp), "--address", hosts.address,
                                       "--more", "1", "--tracking-uri", f"sqlite:///{storage.parent / 'mlflow.db'}"]),
                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -164,8 +170,7 @@ def test_a_machine_lost_mid_search(tmp_path):
         cfg["search"]["simulate"]["seconds_per_stage"] = 4.0
         path = tmp_path / "search.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        env = {**c.env(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        env.pop("RAY_AUTH_MODE")
+        env = _driver_env(c)
         out = tmp_path / "out.txt"
         p = subprocess.Popen(c.on_head([sys.executable, "-m", "search.cli", "search", str(path), "--address", c.address,
                                         "--storage", str(c.shared / "runs"), "--no-tracking"]),
