@@ -201,8 +201,9 @@ def read_conll(path: str, fmt: str, columns: tuple[int, int] | None = None, *, m
             token, tag = cols[tok_col], cols[tag_col]
             if not token or not tag:
                 raise DataError(f"{path}: line {n}: empty token or tag: {line[:80]!r}")
-            if fmt == "conllu":
-                words.append((token, tag, n, cols[0], cols[6]))
+            if fmt == "conllu":  # (the word's heads: its basic one, then those of its enhanced dependencies)
+                deps = [d.split(":", 1)[0] for d in cols[8].split("|")] if cols[8] != "_" else []
+                words.append((token, tag, n, cols[0], (cols[6], *(d for d in deps if d.isdigit()))))
             else:
                 words.append((token, tag, n, None, None))
     flush()
@@ -222,21 +223,24 @@ def _xtreme_tokens(words: list[tuple], ranges: list[tuple], lang: str | None) ->
     ``conllu_to_conll.py --replace_subtokens_with_fused_forms``, then utils_preprocess.py's udpos_preprocess).
 
     A multiword token's words give way to its surface form (French ``du`` for ``de le``), tagged as the
-    span's head: its one word highest in the dependency tree, or, among several equally high, the first of
-    the best POS rank of the language (``_POS_RANK``; a tag the list lacks ranks last, where the original
-    stops with an error). Then, as udpos_preprocess does, zero-width non-joiners and spaces inside a token
+    span's head: its one word with the fewest ancestors in the dependency graph (basic and enhanced
+    dependencies, as ud-conversion-tools reads them), or, among several with the fewest, the first of the
+    best POS rank of the language (``_POS_RANK``; a tag the list lacks ranks last, where the original stops
+    with an error). Then, as udpos_preprocess does, zero-width non-joiners and spaces inside a token
     are removed, and a sentence whose forms are all "_" but at most one (a treebank distributed without its
     text) is dropped.
     """
     heads = {w[3]: w[4] for w in words}
     rank = _POS_RANK.get(lang or "", _POS_RANK["default"])
 
-    def depth(i: str) -> int:
-        d, seen = 0, set()
-        while i in heads and i not in seen:  # (a malformed head column ends the climb rather than looping)
-            seen.add(i)
-            i, d = heads[i], d + 1
-        return d
+    def depth(i: str) -> int:  # (networkx's len(ancestors(graph, i)): every node with a path to i, the root too)
+        seen, todo = set(), list(heads.get(i, ()))
+        while todo:
+            h = todo.pop()
+            if h not in seen:
+                seen.add(h)
+                todo.extend(heads.get(h, ()))
+        return len(seen - {i})
 
     drop, fused = set(), {}
     for first, last, form, line in ranges:

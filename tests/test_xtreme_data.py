@@ -72,29 +72,35 @@ def test_ud_conllu_words_skips_ranges_and_reads_upos(name, n):
 
 
 def _conllu(rows: list[tuple]) -> str:
-    """A CoNLL-U sentence from (id, form, upos, head) rows; a range row has upos and head None."""
-    return "".join(f"{i}\t{f}\t_\t{u or '_'}\t_\t_\t{h if h is not None else '_'}\t_\t_\t_\n" for i, f, u, h in rows) + "\n"
+    """A CoNLL-U sentence from (id, form, upos, head[, deps]) rows; a range row has upos and head None."""
+    return "".join(f"{r[0]}\t{r[1]}\t_\t{r[2] or '_'}\t_\t_\t{r[3] if r[3] is not None else '_'}\t_\t"
+                   f"{r[4] if len(r) > 4 else '_'}\t_\n" for r in rows) + "\n"
 
 
 @pytest.mark.parametrize("lang, tag", [("en", "PRON"), ("es", "AUX")])
 def test_conllu_multiword_as_xtreme(tmp_path, lang, tag):
     """ud-conversion-tools' --replace_subtokens_with_fused_forms, worked by hand: "du" = de (ADP) + le (DET), le
     the head of de, gives "du" DET though ADP ranks first in French; "dámelo" = da (VERB, the root) + me + lo
-    gives VERB; "x" = a PRON and an AUX equally deep gives PRON by the default rank (en), AUX by the Spanish."""
+    gives VERB; "x" = a PRON and an AUX equally deep gives PRON by the default rank (en), AUX by the Spanish;
+    "w" = the same two, the PRON with a second head among its enhanced dependencies (one more ancestor, as
+    the converter counts them), gives AUX in both."""
     f = tmp_path / "x.conllu"
     f.write_text(_conllu([("1-2", "du", None, None), (1, "de", "ADP", 2), (2, "le", "DET", 3), (3, "pain", "NOUN", 0)])
                  + _conllu([("1-3", "dámelo", None, None), (1, "da", "VERB", 0), (2, "me", "PRON", 1), (3, "lo", "PRON", 1),
                             (4, "ya", "ADV", 1)])
                  + _conllu([(1, "Ha", "VERB", 0), ("2-3", "x", None, None), (2, "y", "PRON", 1), (3, "z", "AUX", 1),
                             (4, "Hà Nội", "PROPN", 1), (5, "a\u200cb", "NOUN", 1)])
-                 + _conllu([(1, "_", "NOUN", 0), (2, "_", "VERB", 1), (3, "x", "PUNCT", 1)]), encoding="utf-8")
+                 + _conllu([(1, "_", "NOUN", 0), (2, "_", "VERB", 1), (3, "x", "PUNCT", 1)])
+                 + _conllu([(1, "Ha", "VERB", 0, "0:root"), ("2-3", "w", None, None), (2, "y", "PRON", 1, "1:nsubj|4:nsubj:xsubj"),
+                            (3, "z", "AUX", 1, "1:aux"), (4, "go", "VERB", 1, "1:xcomp")]), encoding="utf-8")
     ds = _load("udpos", "test", lang, files=str(f))
     names = ds.features["label"].feature.names
     got = [(r["tokens"], [names[t] for t in r["label"]]) for r in ds]
     assert got == [(["du", "pain"], ["DET", "NOUN"]), (["dámelo", "ya"], ["VERB", "ADV"]),
-                   (["Ha", "x", "HàNội", "ab"], ["VERB", tag, "PROPN", "NOUN"])]  # (all "_" but one: dropped)
+                   (["Ha", "x", "HàNội", "ab"], ["VERB", tag, "PROPN", "NOUN"]),  # (all "_" but one: dropped)
+                   (["Ha", "w", "go"], ["VERB", "AUX", "VERB"])]
     words = _load("udpos", "test", lang, files=str(f), conllu_multiword="words")
-    assert [r["tokens"] for r in words][0] == ["de", "le", "pain"] and len(words) == 4
+    assert [r["tokens"] for r in words][0] == ["de", "le", "pain"] and len(words) == 5
 
 
 @needs_data
