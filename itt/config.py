@@ -294,7 +294,9 @@ class RetrievalEval(_Strict):
     indexing the transformer layers' outputs without the embeddings)."""
 
     layer: int | None = None
-    pooling: Literal["mean", "first"] = "mean"
+    # auto: as XTREME's script for the task: BUCC the summary token ([CLS]; run_bucc2018.sh --pool_type cls, the
+    # last token for XLNet and decoders, as model.pooling: auto), Tatoeba and others the mean (run_tatoeba.sh)
+    pooling: Literal["auto", "mean", "first", "last"] = "auto"
     max_length: int = Field(128, gt=4)
     bucc_neighbors: int = Field(4, gt=0)  # k of the ratio margin (LASER/XTREME mining)
 

@@ -243,7 +243,12 @@ def pooling_for(mcfg: ModelConfig, encoder) -> str:
     (as 🤗's XLNet and GPT-2 sequence classifiers pool), else the first ([CLS], <s>)."""
     if mcfg.pooling != "auto":
         return mcfg.pooling
-    return "last" if encoder.config.model_type == "xlnet" or is_decoder_only(encoder.config) else "first"
+    return summary_token(encoder.config)
+
+
+def summary_token(config) -> str:
+    """Where an encoder's whole-input token is: "last" for XLNet and decoders, else "first" ([CLS], <s>)."""
+    return "last" if config.model_type == "xlnet" or is_decoder_only(config) else "first"
 
 
 def is_decoder_only(config) -> bool:

@@ -104,6 +104,21 @@ def test_conllu_multiword_as_xtreme(tmp_path, lang, tag):
 
 
 @needs_data
+def test_ud_conllu_fused_forms_tagged_as_xtremes_conversion_in_ewt():
+    """English EWT (enhanced DEPS), as XTREME's conllu_to_conll.py tags it (its lib/conll.py run on this file, both
+    files of each of en_ewt, fr_gsd and zh_gsd give the same tokens and tags as itt): "I'll" in "I'll probably start
+    looking" is an AUX (I: 3 ancestors by its xsubj edge, 'll 2), and of the two "it's" in "Folks, if it's Islamic,
+    and fascist, it's an Islamic fascist." the first (it: nsubj of Islamic and, enhanced, of fascist) is an AUX, the
+    second a PRON (the root's nsubj and cop tie; the default rank puts PRON first)."""
+    ds = _load("udpos", "test", "en", files=str(SHARED / "pos" / "en_ewt-ud-test.conllu"))
+    names = ds.features["label"].feature.names
+    tagged = {" ".join(r["tokens"]): [names[t] for t in r["label"]] for r in ds}
+    assert tagged["I'll probably start looking next weekend ."][0] == "AUX"
+    folks = "Folks , if it's Islamic , and fascist , it's an Islamic fascist ."
+    assert [t for w, t in zip(folks.split(), tagged[folks]) if w == "it's"] == ["AUX", "PRON"]
+
+
+@needs_data
 def test_ud_conllu_fused_forms_replace_their_words():
     """French GSD: each multiword token's words give way to its one surface form (independent count)."""
     path = SHARED / "pos" / "fr_gsd-ud-test.conllu"

@@ -147,6 +147,26 @@ def test_retrieval_default_layer_is_xtremes():
     assert layer_index(12, 7) == 7 and layer_index(12, -1) == 12  # (an explicit layer is the hidden state asked for)
 
 
+@pytest.mark.parametrize("task, pooling, arch, expect", [
+    ("bucc2018", "auto", "bert", "first"),      # run_bucc2018.sh: --pool_type cls
+    ("bucc2018", "auto", "xlnet", "last"),      # (XLNet's summary token is its last, as model.pooling: auto)
+    ("tatoeba", "auto", "bert", "mean"),        # run_tatoeba.sh: evaluate_retrieval.py's default, mean
+    ("bucc2018", "mean", "bert", "mean"),       # (asked for: kept)
+])
+def test_retrieval_pooling_is_xtremes_per_task(task, pooling, arch, expect):
+    from types import SimpleNamespace
+
+    import transformers
+
+    from itt.kinds.retrieval import retrieval_pooling
+    from itt.tasks import resolve_task
+
+    config = transformers.AutoConfig.for_model(arch)
+    ctx = SimpleNamespace(cfg=SimpleNamespace(eval=SimpleNamespace(retrieval=SimpleNamespace(pooling=pooling))),
+                          task=resolve_task(task))
+    assert retrieval_pooling(ctx, SimpleNamespace(config=config)) == expect
+
+
 def test_bucc_threshold_of_the_official_procedure_by_hand():
     cand = {(0, 0): 0.9, (1, 1): 0.8, (2, 5): 0.7, (3, 3): 0.6, (5, 6): 0.5}
     gold = {(0, 0), (1, 1), (3, 3), (4, 4)}

@@ -64,6 +64,17 @@ def layer_index(n: int, layer: int | None) -> int:
     return min(idx, n)
 
 
+def retrieval_pooling(ctx, encoder) -> str:
+    """eval.retrieval.pooling; auto: the task's (``metadata["retrieval_pooling"]``; BUCC's "summary": the token
+    that has seen the whole input, as model.pooling: auto picks it), else the mean."""
+    from itt.models import summary_token
+
+    how = ctx.cfg.eval.retrieval.pooling
+    if how == "auto":
+        how = ctx.task.metadata.get("retrieval_pooling", "mean")
+    return summary_token(encoder.config) if how == "summary" else how
+
+
 def _embed(ctx, encoder, texts: list[str]) -> np.ndarray:
     import datasets
 
@@ -75,7 +86,7 @@ def _embed(ctx, encoder, texts: list[str]) -> np.ndarray:
     enc = ctx.tokenizer(texts, truncation=True, max_length=opt.max_length)
     keep = [c for c in ctx.tokenizer.model_input_names if c in enc]
     ds = datasets.Dataset.from_dict({c: enc[c] for c in keep})
-    model = Embedder(encoder, resolve_layer(encoder, opt.layer), opt.pooling)
+    model = Embedder(encoder, resolve_layer(encoder, opt.layer), retrieval_pooling(ctx, encoder))
     return np.stack(predict_raw(ctx.accelerator, model, ds, ctx.tokenizer, batch_size=ctx.cfg.eval.batch_size))
 
 

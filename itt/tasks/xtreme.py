@@ -121,7 +121,8 @@ register(Task(
     description="BUCC 2018 bitext mining (Zweigenbaum et al., 2018): ratio-margin mining, F1 at the threshold "
                 "chosen on dev gold; no fine-tuning.",
     # google/xtreme's bucc18 configs hold the gold pairs alone, not the corpora they are mined from
-    metadata={"hub_unusable": "the Hub's google/xtreme bucc18 configs hold only the gold pairs, without the "
+    metadata={"retrieval_pooling": "summary",  # XTREME's run_bucc2018.sh: --pool_type cls (Tatoeba's: mean)
+              "hub_unusable": "the Hub's google/xtreme bucc18 configs hold only the gold pairs, without the "
                               "sentences they are mined from, so F1 there is not BUCC's: point tasks.bucc2018.dev "
                               "and .test at the BUCC 2018 files (format: bucc: source, target and gold files; "
                               "configs/bucc_xlmr_base.yaml)"},
