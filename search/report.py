@@ -1082,8 +1082,8 @@ def render_md(secs, title: str, pngs: dict[str, bytes]) -> str:
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f0f0f0}td:nth-child(2),td:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 5px;text-align:right}
+th{background:#f0f0f0}td:nth-child(2),td:first-child,th:nth-child(2),th:first-child{text-align:left}td{white-space:nowrap}td:nth-child(2){white-space:normal}img{max-width:100%;display:block;margin:.5em 0}
 h2{border-bottom:2px solid #1b9e77;padding-bottom:3px}code{background:#f3f3f3;padding:0 3px;font-size:90%}"""
 
 

@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -771,6 +772,28 @@ def test_report_html_renders_with_visible_plots_in_headless_chromium(tmp_path):
     assert non_white > 0.08 and colours > 200, (non_white, colours)
     green = ((img[..., 1] > 120) & (img[..., 0] < 80) & (img[..., 2] < 160)).mean()  # the leaderboard's bars
     assert green > 0.005
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_report_html_numbers_stay_on_one_line(tmp_path):
+    """In a 900 px window, a number cell of the leaderboard ("0.6529 ± 0.0563", "[0.5130, 0.7928]") is one line
+    (they broke into three); the report with a script appended measures each cell's height in the browser."""
+    from search.report import make_report
+
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(2), delta=0.05))
+    make_report(str(exp), heuristics=False, mlflow=False, log=lambda *a: None)
+    page = tmp_path / "measured.html"
+    probe = ("<script>document.addEventListener('DOMContentLoaded', () => { const t = document.querySelector('table');"
+             "const lines = c => { const r = document.createRange(); r.selectNodeContents(c);"
+             "return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; };"  # (a cell's lines of text)
+             "const n = [...t.querySelectorAll('td')].filter(c => c.cellIndex !== 1).map(lines);"
+             "document.body.setAttribute('data-wrapped', n.filter(k => k > 1).length + '/' + n.length); });</script>")
+    page.write_text((exp / "report" / "report.html").read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
+                    encoding="utf-8")
+    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=900,2000",
+                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, check=True)
+    wrapped, cells = re.search(r'data-wrapped="(\d+)/(\d+)"', r.stdout).groups()
+    assert int(cells) > 20 and int(wrapped) == 0, (wrapped, cells)
 
 
 # ------------------------------------------------------------------ an experiment on an object store
