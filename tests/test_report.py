@@ -777,7 +777,7 @@ def test_report_html_renders_with_visible_plots_in_headless_chromium(tmp_path):
 @pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
 def test_report_html_numbers_stay_on_one_line(tmp_path):
     """In a 900 px window, a number cell of the leaderboard ("0.6529 ± 0.0563", "[0.5130, 0.7928]") is one line
-    (they broke into three); the report with a script appended measures each cell's height in the browser."""
+    (they broke into three); the report with a script appended counts each cell's lines of text in the browser."""
     from search.report import make_report
 
     exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(2), delta=0.05))
