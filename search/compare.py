@@ -192,7 +192,9 @@ def analyse(searches: list[dict], *, figure: str = "mean", alpha: float = S.ALPH
                                   "underpowered": f"every search scores all {len(shared)} IF orders completed in "
                                                   f"{'both' if m == 2 else f'all {m}'} alike: no ranking to agree on"}
         else:
-            res["concordance"] = {"n_orders": len(shared), "n_searches": m, "W": w, "p": p,
+            # the smallest p any data could reach: every search ranking the orders alike (3 orders, 2 searches: 1/6)
+            floor = kendall_w(np.tile(np.arange(len(shared), dtype=float)[:, None], (1, m)))[1]
+            res["concordance"] = {"n_orders": len(shared), "n_searches": m, "W": w, "p": p, "p_floor": floor,
                                   "mean_rho": (m * w - 1) / (m - 1), "significant": bool(p < alpha) if math.isfinite(p) else False}
     res["pairs"] = []
     if_means = {k: m.drop(F, errors="ignore") for k, m in means.items()}  # (IF orders: see W)
@@ -219,7 +221,7 @@ def headline(res: dict) -> str:
         text = (f"{verdict} ({res['label']}): Kendall's W = {c['W']:.2f} over the {c['n_orders']} IF orders completed in "
                 f"{'both' if n == 2 else f'all {n}'} searches (permutation {_ptext(c['p'], S.PERMUTATIONS)}, α = {res['alpha']}; "
                 f"W = 1: identical rankings, 1/{n} = {1 / n:.2f}: chance; mean Spearman rho between searches "
-                f"{c['mean_rho']:+.2f}).")
+                f"{c['mean_rho']:+.2f}){_floor_text(c, res['alpha'])}.")
     if acr.get("best_overall"):
         b = next(r for r in acr["orders"] if r["order"] == acr["best_overall"])
         with_f = " shared orders, F among them" if any(r["order"] == F for r in acr["orders"]) else ""
@@ -236,6 +238,15 @@ def headline(res: dict) -> str:
                      f"each; more where they rank orders alike)")
         text += "."
     return text
+
+
+def _floor_text(c: dict, alpha: float) -> str:
+    """Where no rankings of these orders could make W significant (3 orders, 2 searches: p >= 1/6), say so;
+    "no evidence" beside W = 1 reads as evidence of disagreement."""
+    if c["p_floor"] <= alpha:
+        return ""
+    return (f" (with {c['n_orders']} orders and {c['n_searches']} searches the smallest p any rankings could reach is "
+            f"{c['p_floor']:.2g} > α, so this test cannot detect agreement here, however close)")
 
 
 # ------------------------------------------------------------------ reading and naming

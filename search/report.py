@@ -755,11 +755,17 @@ def _if_vs_f_section(res: dict, exp_name: str) -> tuple:
     t = iv["test"]
     return ("IF vs F (the comparison of arXiv 2210.01091)",
             f"F against the best IF order ({show(iv['best_order'])}) and the mean over {iv['n_if_orders']} IF "
-            f"orders, per language. " + (f"Test: {t['method']}." if "method" in t else f"No test: underpowered: "
-                                                                                        f"{t['underpowered']}.")
+            f"orders, per language. " + (f"Test: {t['method']}{if_vs_f_floor(t, res['alpha'])}." if "method" in t
+                                         else f"No test: underpowered: {t['underpowered']}.")
             + ("" if res.get("confirmation") else f" Figures free of that selection: `itt confirm "
                f"{res.get('experiment', exp_name)}` trains the best orders and F again on fresh seeds."),
             rows, "if_vs_f")
+
+
+def if_vs_f_floor(t: dict, alpha: float) -> str:
+    """Beside the IF vs F verdict: where no data could be significant (F and one IF order on few seeds, Holm over
+    many languages), say so; "significant in 0 of N languages" alone reads as evidence that IF does not help."""
+    return S.floor_text(t, alpha, f"after Holm over {t.get('languages')} languages")
 
 
 def _order_effect_section(res: dict) -> tuple:
@@ -1384,7 +1390,8 @@ def answer(res: dict, where: str) -> list[str]:
             which = (", ".join(above) or "none") if not below else \
                 f"above F: {', '.join(above) or 'none'}; below F: {', '.join(below)}"
             tested = (f"best IF vs F significant in {len(sig)} of {len(iv['per_language'])} languages "
-                      f"({which}; permutations with the best of {iv['n_if_orders']} picked again in each, Holm)")
+                      f"({which}; permutations with the best of {iv['n_if_orders']} picked again in each, Holm)"
+                      f"{if_vs_f_floor(t, res['alpha'])}")
         lines.append(f"IF vs F: F {o['F']:.4f}, best IF ({show(iv['best_order'])}) {o['best_IF']:.4f}, "
                      f"mean of {iv['n_if_orders']} IF orders {o['mean_IF']:.4f}; {tested}.")
     else:

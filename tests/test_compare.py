@@ -122,6 +122,30 @@ def test_concordance_where_every_search_scores_the_shared_orders_alike_is_not_a_
     assert "kendall_w" not in metrics
 
 
+def test_concordance_says_when_no_rankings_could_be_significant():
+    """Three IF orders in two searches: 3! = 6 ways to rank them, so W's permutation p cannot fall below 1/6.
+    With identical rankings (W = 1) the headline said only "No evidence that the searches rank IF orders
+    alike", as if they disagreed."""
+    orders = [S.F, "a", "b", "c"]
+
+    def fig(vals):
+        return pd.DataFrame({"order": np.repeat(orders, 3), "seed": np.tile(range(3), 4),
+                             "mean": np.repeat(vals, 3) + np.tile([0.0, 0.001, 0.002], 4)})
+
+    res = C.analyse([{"name": "s1", "experiment": "s1", "fig": fig([0.5, 0.6, 0.7, 0.8])},
+                     {"name": "s2", "experiment": "s2", "fig": fig([0.4, 0.62, 0.65, 0.9])}])
+    c = res["concordance"]
+    assert c["W"] == pytest.approx(1.0) and not c["significant"]
+    assert c["p_floor"] == pytest.approx(1 / 6, abs=0.03) and c["p"] >= c["p_floor"] - 1e-12
+    assert (f"(with 3 orders and 2 searches the smallest p any rankings could reach is {c['p_floor']:.2g} > α, so "
+            f"this test cannot detect agreement here, however close)") in res["headline"], res["headline"]
+    # four orders: 1/24 < 0.05, the test can reject, and the headline says nothing of a floor
+    res = C.analyse([{"name": n, "experiment": n, "fig": pd.DataFrame(
+        {"order": np.repeat(["a", "b", "c", "d"], 2), "seed": np.tile(range(2), 4),
+         "mean": np.repeat([0.6, 0.7, 0.8, 0.9], 2) + k * np.tile([0.0, 0.01], 4)})} for k, n in enumerate(("s1", "s2"))])
+    assert res["concordance"]["p_floor"] < 0.05 and "smallest p" not in res["headline"]
+
+
 def test_across_searches_the_robust_order_and_its_significance():
     """Order 'ta' gains over F in both searches; 'tb' gains a lot in one and loses in the other: tb may
     rank first somewhere, but ta is the robust choice. Gains and Holm-corrected Welch tests are

@@ -180,6 +180,36 @@ def test_the_if_vs_f_line_says_where_the_best_order_is_below_f():
     assert "significant in 3 of 3 languages (above F: en, xa; below F: xb; permutations" in line, line
 
 
+def test_the_if_vs_f_line_says_when_no_data_could_be_significant():
+    """F and one IF order, 3 seeds each (does this task help?): the 20 labelings of 6 models give a permutation
+    p of at least 2/20 = 0.1, 0.3 after Holm over 3 languages. With the IF order 0.3 above F in every language
+    (Welch p < 0.001) the line said only "significant in 0 of 3 languages", as if it did not help."""
+    from search.report import answer
+
+    rows, rng = [], np.random.default_rng(0)
+    for o, eff in (("", 0.0), ("ta", 0.30)):
+        for s in range(3):
+            sh = rng.normal(0, 0.01)
+            rows += [(o, s, lg, 0.6 - 0.05 * i + eff + sh) for i, lg in enumerate(LANGS)]
+    res = S.analyse(pd.DataFrame(rows, columns=["order", "seed", "language", "score"]))
+    res["experiment"], res["trials"]["search"] = "runs/x", {}
+    iv = res["if_vs_f"]
+    assert all(r["p_best_vs_F"] < 0.001 and not r["significant"] for r in iv["per_language"])
+    floor = iv["test"]["p_floor"]  # exact: 3 x 2/20; Monte Carlo over 2000 permutations
+    assert floor == pytest.approx(0.3, abs=0.05)
+    assert min(r["p_best_vs_F_holm"] for r in iv["per_language"]) >= floor - 1e-12
+    line = next(x for x in answer(res, "runs/x") if x.startswith("IF vs F"))
+    assert (f"significant in 0 of 3 languages (none; permutations with the best of 1 picked again in each, Holm) "
+            f"(after Holm over 3 languages: with these seeds and orders the smallest p any data could reach is "
+            f"{floor:.2g} > α, so this test cannot detect an effect here, however large)") in line, line
+    # with three IF orders the floor lies far below alpha, and the line says nothing of it
+    rows += [(o, s, lg, 0.6 - 0.05 * i + rng.normal(0, 0.01)) for o in ("tb", "tc") for s in range(3)
+             for i, lg in enumerate(LANGS)]
+    res = S.analyse(pd.DataFrame(rows, columns=["order", "seed", "language", "score"]))
+    assert res["if_vs_f"]["test"]["p_floor"] < 0.01
+    assert "smallest p" not in next(x for x in answer(res, "runs/x") if x.startswith("IF vs F"))
+
+
 def test_planted_order_effect_is_detected():
     rng = np.random.default_rng(0)
     res = S.analyse(_tidy(rng, delta=0.08))
