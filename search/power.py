@@ -244,8 +244,10 @@ def lines(res: dict, where: str) -> list[str]:
     need, half = res["seeds_needed"], res["seeds_needed_half"]
     tried = ", ".join(str(r["seeds"]) for r in res["rows"])
     if c["tau"] == 0:
-        out.append("The pilot shows no spread between orders beyond seed noise: at its estimate every seed count "
-                   "has power alpha. The last column is the spread each seed count can find.")
+        given = ("The spread assumed is 0" if c.get("assumed") else
+                 "The pilot shows no spread between orders beyond seed noise")
+        out.append(f"{given}: at it, the order test's power is at most alpha (its false positives; 0 where so few orders "
+                   f"and seeds cannot reach p <= alpha). '80% power at spread' is the spread each seed count can find.")
     else:
         most = f"more than {max(r['seeds'] for r in res['rows'])}"
         which = "the assumed" if c.get("assumed") else "the pilot's"

@@ -187,6 +187,16 @@ def test_the_report_says_when_a_permutation_test_cannot_reject_at_all():
     assert S.arrangement_effect(fig)["p_floor"] == pytest.approx(0.1, abs=0.02)
 
 
+def test_planning_at_no_spread_says_what_power_is(capsys):
+    """A spread of 0 assumed (no pilot): the text said "The pilot shows no spread ... every seed count has power
+    alpha" beside a power of 0.00 (2 orders x 3 seeds cannot reach p <= 0.05)."""
+    assert main(["power", "--seed-sd", "0.02", "--spread", "0", "--orders", "2", "--seeds", "3", "--reps", "200"]) == 0
+    out = capsys.readouterr().out
+    row = next(line.split() for line in out.splitlines() if line.split()[:2] == ["3", "6"])
+    assert float(row[2]) == 0.0
+    assert "The spread assumed is 0: at it, the order test's power is at most alpha" in out and "pilot shows" not in out
+
+
 def test_planning_without_a_pilot(capsys, tmp_path):
     out_json = tmp_path / "p.json"
     argv = ["power", "--seed-sd", "0.02", "--spread", "0.01", "--orders", "16", "--seeds", "3,8", "--reps", "300"]
