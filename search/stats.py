@@ -305,9 +305,14 @@ def alike_text(scores: dict[str, float]) -> str | None:
 
 
 def welch(a, b) -> float:
+    """Welch's t-test p. Where both groups are constant (a model that predicts one class on every seed) t is
+    infinite and scipy's p 0; the exact permutation p of the difference of means is then the share of the
+    relabelings that keep the two groups (or swap them, at equal sizes): 0.1 for 3 seeds against 3."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if np.ptp(np.concatenate([a, b])) == 0:
         return 1.0
+    if len(a) and len(b) and np.ptp(a) == 0 and np.ptp(b) == 0:
+        return float((1 + (len(a) == len(b))) / math.comb(len(a) + len(b), len(a)))
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 

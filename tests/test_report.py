@@ -44,6 +44,24 @@ def _tidy(rng, *, delta=0.0, seeds=3, orders=None, seed_sd=0.02, lang_sd=0.01) -
 
 
 # ------------------------------------------------------------------ the statistics core (pure)
+def test_welch_on_constant_groups_is_the_exact_permutation_p():
+    """Two groups constant over their seeds (a tiny model predicting one class): t is infinite and scipy's p 0, which
+    called the difference significant; the exact permutation p, enumerated here: of the 20 ways to split 6 models
+    3/3, the observed and the swapped split reach the largest difference, p = 2/20; 3 against 2: 1/10."""
+    from itertools import combinations
+
+    def exact(a, b):
+        y, n = np.array(a + b, float), len(a)
+        obs = abs(np.mean(a) - np.mean(b))
+        splits = list(combinations(range(len(y)), n))
+        return sum(abs(y[list(c)].mean() - np.delete(y, list(c)).mean()) >= obs - 1e-12 for c in splits) / len(splits)
+
+    for a, b in (([0.3, 0.3, 0.3], [0.4, 0.4, 0.4]), ([0.3, 0.3, 0.3], [0.4, 0.4])):
+        assert S.welch(a, b) == pytest.approx(exact(a, b)) and S.welch(a, b) >= 0.1
+    assert S.welch([0.3, 0.3, 0.3], [0.3, 0.3, 0.3]) == 1.0
+    assert S.welch([0.3, 0.3, 0.3], [0.4, 0.41, 0.39]) < 0.01  # (one group varies: Welch's t as before)
+
+
 def test_holm_against_hand_computation():
     # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone: 0.02 0.03 0.06 0.06
     assert S.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
