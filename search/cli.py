@@ -117,19 +117,19 @@ def cmd_mlflow_sync(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from search.tracking import resolve_uri, server_url, ui_command
+    from search.tracking import redact, resolve_uri, server_url, ui_command
 
     uri = resolve_uri(args.tracking_uri)
-    if uri.startswith(("http://", "https://")):
-        print(f"{uri} is an MLflow server already: open it in a browser")
-        _print_search_links(uri, server_url(uri))
+    if uri.startswith(("http://", "https://")):  # (its password masked, as wherever the console shows a store)
+        print(f"{redact(uri)} is an MLflow server already: open it in a browser")
+        _print_search_links(uri, server_url(redact(uri)))
         return 0
     db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
     if db is not None and not Path(db).is_file():
         raise _usage(f"no MLflow store at {db} (run `itt search` here first, or pass --tracking-uri)")
     _check_bind(args.host, args.port)
     base = server_url(uri, host="127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host, port=args.port)
-    print(f"MLflow UI: {base}  (store {uri}; Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI: {base}  (store {redact(uri)}; Ctrl-C stops it)", flush=True)
     _print_search_links(uri, base)
     # the server's own background job runner serves GenAI features only: off, it starts in half the time
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
@@ -187,12 +187,12 @@ def _serve(cmd: list[str], env: dict) -> int:
 
 def _print_search_links(uri: str, base: str) -> None:
     """Each search's trials on the runs page (Model training workspace, sorted by score)."""
-    from search.tracking import connect, search_links
+    from search.tracking import _first_line, connect, search_links
 
     try:
         links = search_links(connect(uri), base)
     except Exception as e:  # the links are a convenience: the UI starts anyway
-        print(f"(searches in the store not listed: {str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        print(f"(searches in the store not listed: {_first_line(e)})")
         return
     from search.tracking import COMPARE_EXPERIMENT
 

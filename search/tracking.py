@@ -572,7 +572,8 @@ def _open_parent(ml: _Mlflow, st: Storage, meta: dict) -> str:
     have = run.data.params
     if run.data.tags.get("experiment_dir", meta["experiment_dir"]) != meta["experiment_dir"]:
         ml.client.set_tag(run.info.run_id, "experiment_dir", meta["experiment_dir"])  # the experiment moved
-    params = [Param(k, v) for k, v in _parent_params(desc, meta).items() if k not in have] if desc else []
+    # (masked: search.prior_from may name an earlier search by a URI with its store's key, s3://KEY:SECRET@bucket/x)
+    params = [Param(k, redact(v)) for k, v in _parent_params(desc, meta).items() if k not in have] if desc else []
     if params:
         ml.client.log_batch(run.info.run_id, params=params)
     if desc.get("num_samples") and have.get("num_samples", str(desc["num_samples"])) != str(desc["num_samples"]):
@@ -897,6 +898,7 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     if results is None:  # (missing, or a folder of that name: nothing to sync)
         raise UserError(f"{exp_dir}: no results.csv file here (not an `itt search` experiment directory)")
     meta = st.read_json("tracking", "search.json", default={})
+    records_kept = bool(meta)
     if not meta:  # an experiment from before tracking/ existed: what results.csv holds is enough
         meta = {"name": st.name, "experiment": st.name, "search_id": f"dir-{st.name}", "seeds": [],
                 "max_length": 0, "best_k": 1, "experiment_dir": st.display}
@@ -939,6 +941,9 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
                   status="FINISHED" if all(r.get("status") in Outcome.RUN_STATUS and r.get("status") != Outcome.RUNNING
                                            for r in rows) else "KILLED",
                   best_k=meta.get("best_k", 1))
+    if records_kept and not meta.get("tracking_uri"):  # a search run with --no-tracking: `itt report` (and `itt
+        # confirm`, `itt compare`) now find its runs in this store, as for a search tracked from its start
+        st.write_text(json.dumps({**meta, "tracking_uri": target_uri}, indent=2), "tracking", "search.json")
     log(f"mlflow-sync: {len(rows)} trials -> experiment '{meta['experiment']}' in {redact(target_uri)}: "
         f"{counts['created']} runs created, {counts['updated']} updated, {counts['unchanged']} already complete")
     return {**counts, "parent_run_id": parent_id}
@@ -949,7 +954,8 @@ def _record_from_row(row: dict, meta: dict) -> dict:
     order = order_tasks(row.get("order"))
     hp = row_hparams(row)
     skip = {"trial_id", "status", "order", "order_length", "stopped_early", "replayed", "stages_completed"}
-    metrics = {k: finite(v) for k, v in row.items() if k not in skip and not k.startswith("hp:") and finite(v) is not None}
+    metrics = _live_names({k: finite(v) for k, v in row.items() if k not in skip and not k.startswith("hp:")
+                           and finite(v) is not None}, meta)
     stages = int(row.get("stages_completed") or 0)
     return {"trial_id": row["trial_id"], "order": order, "hparams": hp, "seeds": meta.get("seeds") or [],
             "run_name": run_name(order, hp), "status": row.get("status"), "stages_completed": stages,
@@ -957,6 +963,31 @@ def _record_from_row(row: dict, meta: dict) -> dict:
             # the final at the search's common final step (SearchConfig.final_step), as the trial reported it
             "reports": [{"step": max(int(meta.get("max_length") or 0), len(order)) + 1, "time": time.time(),
                          "metrics": metrics}] if metrics else []}
+
+
+def _live_names(figures: dict[str, float], meta: dict) -> dict[str, float]:
+    """results.csv's columns under the names a tracked trial's final report logs (``en`` ->
+    ``test_<metric>_en``, ``dev_mean`` -> ``dev_<metric>_mean``, ``xtreme_*`` -> ``test_xtreme_*``; ``objective``
+    = ``score``), so that a run synced from its row fills the same columns of the runs page as the others."""
+    m = meta.get("metric")
+    if not m:  # (an experiment from before tracking/ existed: the metric's name is unknown)
+        return figures
+    langs = set(meta.get("languages") or [])
+    out = {}
+    for k, v in figures.items():
+        if k in langs:
+            out[f"test_{m}_{k}"] = v
+        elif k == "dev_mean":
+            out[f"dev_{m}_mean"] = v
+        elif k.startswith("xtreme_"):
+            out[f"test_{k}"] = v
+        else:
+            out[k] = v
+            if k in {f"test_{f}" for f in SHORT_FIGURES}:
+                out[f"test_{m}_{k[len('test_'):]}"] = v
+    if "score" in out:
+        out["objective"] = out["score"]
+    return out
 
 
 # ------------------------------------------------------------------ the runs page (MLflow 3.17's UI)

@@ -627,6 +627,92 @@ def test_hparams_exact_and_passwords_kept_out_of_mlflow_and_the_console():
         assert redact(plain) == plain
 
 
+def test_a_key_in_an_earlier_search_uri_is_kept_out_of_the_parent_params(tmp_path):
+    """search.prior_from may name an earlier search on an object store with its key in the URI (pyarrow
+    reads s3://KEY:SECRET@bucket/path): the parent run's param ``prior_from`` held the secret verbatim."""
+    from search.config import load_search
+    from search.storage import Storage
+    from search.tracking import Tracker
+
+    p, _ = _sim_search(tmp_path, hparams=False)
+    scfg, chain, _ = load_search(str(p), ["search.searcher=order_bo",
+                                          "search.prior_from=s3://AKIDEXAMPLE:wJalrSECRET@bucket/searches/xnli"])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tr = Tracker.create(st=Storage(str(tmp_path / "runs"), "keyed"), scfg=scfg, chain=chain, name="keyed", n_orders=9,
+                        languages=LANGS, target="toy_xnli", uri=uri, log=lambda *a: None)
+    tr.setup()
+    tr.close()
+    parent, _ = _runs(MlflowClient(uri), "keyed")
+    assert parent.data.params["prior_from"] == "s3://AKIDEXAMPLE:***@bucket/searches/xnli"
+    assert not any("wJalrSECRET" in v for v in [*parent.data.params.values(), *parent.data.tags.values()])
+
+
+def test_itt_ui_on_a_server_keeps_its_password_out_of_the_console(tmp_path, capsys):
+    """`itt ui --tracking-uri http://user:password@host` printed the password (the server's address, then
+    each search's link), where every other command masks it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["ui", "--tracking-uri", f"http://alice:s3cr3t@127.0.0.1:{port}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"http://alice:***@127.0.0.1:{port} is an MLflow server already") and "s3cr3t" not in out, out
+
+
+def test_report_after_syncing_a_search_run_without_tracking_is_logged(tmp_path):
+    """`--no-tracking`, then `itt mlflow-sync`, then `itt report` (as the report's own line asks): the report
+    still said "not logged (tracking was off for this search; `itt mlflow-sync ...` creates its runs, then
+    run `itt report` again" however often it was done. The sync records its store for the search."""
+    from types import SimpleNamespace
+
+    from search.config import load_search
+    from search.storage import Storage
+    from search.tracking import Tracker, log_report, sync
+
+    p, _ = _sim_search(tmp_path, hparams=False)
+    scfg, chain, _ = load_search(str(p), ["search.tracking.enabled=false"])
+    st = Storage(str(tmp_path / "runs"), "offline")
+    tr = Tracker.create(st=st, scfg=scfg, chain=chain, name="offline", n_orders=9, languages=LANGS, target="toy_xnli",
+                        log=lambda *a: None)
+    tr.setup()
+    trial = SimpleNamespace(trial_id="t_00001", config={"order": "toy_topic"})
+    tr.on_trial_start(0, [], trial)
+    tr.on_trial_result(0, [], trial, {"step": 3, "objective": 0.6, "dev_accuracy_mean": 0.6, "final": 1})
+    tr.on_trial_complete(0, [], trial)
+    tr.close()
+    st.write_text("trial_id,status,order,order_length,stages_completed,stopped_early,score\n"
+                  "t_00001,completed,toy_topic,1,1,false,0.6\n", "results.csv")
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# does order matter?\n")
+    meta = st.read_json("tracking", "search.json")
+    assert log_report(st, meta, report, {"report_best_mean": 0.6}).startswith("MLflow: not logged (tracking was off")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sync(st.display, uri, log=lambda *a: None)
+    line = log_report(st, st.read_json("tracking", "search.json"), report, {"report_best_mean": 0.6})
+    assert line.startswith("MLflow: report logged to parent run"), line
+    client = MlflowClient(uri)
+    parent, runs = _runs(client, "offline")
+    assert parent.data.metrics["report_best_mean"] == 0.6 and set(runs) == {"t_00001"}
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "report")] == ["report/report.md"]
+
+
+def test_a_trial_synced_from_its_results_row_logs_the_names_of_a_tracked_one():
+    """A trial without its tracking/ record (lost, or never written) is synced from its results.csv row: its
+    figures went to MLflow under the CSV's names (``en``, ``dev_mean``, ``xtreme_average``), so the runs
+    page's columns ``test_accuracy_en``.. and the charts left it blank beside the other trials."""
+    from search.tracking import _record_from_row
+
+    row = {"trial_id": "t_00001", "status": "completed", "order": "toy_topic", "order_length": "1",
+           "stages_completed": "1", "stopped_early": "false", "score": "0.64", "en": "0.9", "xa": "0.5",
+           "test_mean": "0.7", "test_worst": "0.5", "dev_mean": "0.64", "xtreme_average": "0.7",
+           "xtreme_toy_xnli": "0.7", "chain_tokens": "1000", "replayed": "false", "node_ip": "10.0.0.7"}
+    rec = _record_from_row(row, {"metric": "accuracy", "languages": ["en", "xa"], "max_length": 2, "seeds": [0]})
+    assert rec["reports"][0]["step"] == 3 and rec["reports"][0]["metrics"] == {
+        "score": 0.64, "objective": 0.64, "test_accuracy_en": 0.9, "test_accuracy_xa": 0.5, "test_mean": 0.7,
+        "test_accuracy_mean": 0.7, "test_worst": 0.5, "test_accuracy_worst": 0.5, "dev_accuracy_mean": 0.64,
+        "test_xtreme_average": 0.7, "test_xtreme_toy_xnli": 0.7, "chain_tokens": 1000.0}
+
+
 def test_an_unreachable_store_keeps_its_password_out_of_the_error_line(tmp_path, capsys):
     """MLflow's own exception quotes the request URL, password included: the error line named the store
     masked, then printed the password in the reason after it."""
