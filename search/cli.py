@@ -190,7 +190,7 @@ def _print_search_links(uri: str, base: str) -> None:
     from search.tracking import _first_line, connect, search_links
 
     try:
-        links = search_links(connect(uri), base)
+        links = search_links(connect(uri, hint="start the server, or pass another --tracking-uri"), base)
     except Exception as e:  # the links are a convenience: the UI starts anyway
         print(f"(searches in the store not listed: {_first_line(e)})")
         return
