@@ -564,6 +564,8 @@ def format_validation_error(err: ValidationError, where: str, prefix: str = "") 
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file (give the YAML file)")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -48,7 +48,7 @@ def _files(spec: DataSpec, lang: str, root: str | None) -> list[str]:
             matches = []
         p = full
         if not matches:
-            raise DataError(f"file not found: {p}")
+            raise DataError(f"{p}: a folder, not a data file" if p.is_dir() else f"file not found: {p}")
         out.extend(matches)
     return out
 

@@ -117,7 +117,7 @@ def cmd_mlflow_sync(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from search.tracking import redact, resolve_uri, server_url, ui_command
+    from search.tracking import connect, redact, resolve_uri, server_url, ui_command
 
     uri = resolve_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):  # (its password masked, as wherever the console shows a store)
@@ -128,6 +128,9 @@ def cmd_ui(args) -> int:
     if db is not None and not Path(db).is_file():
         raise _usage(f"no MLflow store at {db} (run `itt search` here first, or pass --tracking-uri)")
     _check_bind(args.host, args.port)
+    # a store the server cannot open (a path without sqlite:///, a file that is no database, an unknown scheme):
+    # one line here, not the UI's address and then the server's traceback with exit status 1
+    connect(uri, hint="pass the store `itt search` tracked to, e.g. --tracking-uri sqlite:///mlflow.db")
     base = server_url(uri, host="127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host, port=args.port)
     print(f"MLflow UI: {base}  (store {redact(uri)}; Ctrl-C stops it)", flush=True)
     _print_search_links(uri, base)

@@ -63,13 +63,13 @@ def chance_loss(chain, name: str) -> float:
 
 def difficulty_from_experiment(exp_dir: str, candidates: list[str], chain=None) -> tuple[dict[str, float], str]:
     """Each candidate's difficulty from the single-task orders of a finished search."""
-    from search.tracking import read_rows, storage_of
+    from search.tracking import TRIAL_COLUMNS, read_rows, storage_of
 
     st = storage_of(exp_dir)
     if not st.exists("results.csv"):
         raise UserError(f"--from {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
     out, how = {}, set()
-    for r in read_rows(st):
+    for r in read_rows(st, TRIAL_COLUMNS):
         t = r.get("order") or ""
         if r.get("status") != "completed" or ">" in t or t not in candidates or t in out:
             continue

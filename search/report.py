@@ -111,14 +111,14 @@ class Experiment:
 
 def load_experiment(exp_dir: str) -> Experiment:
     """An experiment directory -> tidy tables; a UserError (nothing written) when it is none."""
-    from search.tracking import read_rows, storage_of
+    from search.tracking import TRIAL_COLUMNS, read_rows, storage_of
 
     st = storage_of(exp_dir, "experiment")
     if not st.exists():
         raise UserError(f"{exp_dir}: no such experiment directory")
     if not st.exists("results.csv"):
         raise UserError(f"{exp_dir}: no results.csv here (not an `itt search` experiment directory)")
-    rows = read_rows(st)
+    rows = read_rows(st, TRIAL_COLUMNS)
     done = [r for r in rows if r.get("status") == S.Status.COMPLETED]
     if not done:
         counts = ", ".join(f"{sum(r.get('status') == s for r in rows)} {s}" for s in ("running", "stopped", "errored"))

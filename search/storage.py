@@ -259,10 +259,10 @@ class Storage:
 
     def read_bytes(self, *rel: str) -> bytes | None:
         """The file's bytes, or None when it does not exist."""
-        if not self.remote:
-            p = self.path(*rel)
-            return Path(p).read_bytes() if os.path.isfile(p) else None
         try:
+            if not self.remote:
+                p = self.path(*rel)
+                return Path(p).read_bytes() if os.path.isfile(p) else None
             with self.fs.open_input_stream(self.path(*rel)) as f:
                 return f.read()
         except FileNotFoundError:
@@ -270,7 +270,9 @@ class Storage:
         except OSError as e:  # pyarrow raises OSError for a missing object on some stores
             if "not found" in str(e).lower() or "does not exist" in str(e).lower():
                 return None
-            raise
+            # (a file this user may not read: one line naming it, not a traceback)
+            why = e.strerror or str(e).splitlines()[0][:300]
+            raise UserError(f"{self.display}/{'/'.join(rel)}: cannot read it ({why})") from None
 
     def write_text(self, text: str, *rel: str) -> None:
         self.write_bytes(text.encode(), *rel)

@@ -327,13 +327,31 @@ class _Mlflow:
 
 
 # ------------------------------------------------------------------ what both the live tracker and sync use
-def read_rows(st: Storage) -> list[dict]:
-    return rows_of(st.read_text("results.csv"))
+TRIAL_COLUMNS = ("trial_id", "status", "order")  # what a reader of each trial's files needs of results.csv
 
 
-def rows_of(text: str | None) -> list[dict]:
-    """results.csv's text as its rows (none for no text)."""
-    return list(csv.DictReader(io.StringIO(text))) if text else []
+def read_rows(st: Storage, need: tuple[str, ...] = ("status", "order")) -> list[dict]:
+    return rows_of(st.read_text("results.csv"), f"{st.display}/results.csv", need)
+
+
+def rows_of(text: str | None, where: str = "results.csv", need: tuple[str, ...] = ("status", "order")) -> list[dict]:
+    """results.csv's text as its rows (none for no text); a UserError naming ``where`` for a file the search did
+    not write so: another table (without the columns ``need``), or one cut short or edited (a KeyError, or a
+    row read as half a trial)."""
+    if not text:
+        return []
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [k for k in need if k not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{where}: no {', '.join(missing)} column (header: {', '.join(reader.fieldnames or [])[:200]}): "
+                        "not the results.csv `itt search` writes; restore it")
+    rows = list(reader)
+    for i, row in enumerate(rows, 2):
+        if None in row or None in row.values():  # (DictReader: more fields than the header, or fewer)
+            more = "more" if None in row else "fewer"
+            raise UserError(f"{where}: line {i} (trial {row.get('trial_id')}) has {more} fields than the header: "
+                            "cut short or edited? restore it")
+    return rows
 
 
 def finite(v) -> float | None:
@@ -905,7 +923,9 @@ def sync(exp_dir: str, uri: str | None = None, log=print) -> dict:
     meta["experiment_dir"] = st.display
     # everything read from the experiment first: a damaged file is one error line before MLflow holds a
     # trace of it (a parent run left RUNNING, a store made for nothing)
-    rows = rows_of(results)
+    rows = rows_of(results, f"{st.display}/results.csv", TRIAL_COLUMNS)
+    if not rows:  # (an empty file, or its header alone: a store made and a parent run opened for nothing)
+        raise UserError(f"{st.display}/results.csv: no trial in it (nothing to sync)")
     records = {r["trial_id"]: st.read_json("tracking", "trials", f"{r['trial_id']}.json") for r in rows}
     target_uri = resolve_uri(uri, meta.get("tracking_uri"))
     client = connect(target_uri)

@@ -590,8 +590,15 @@ def measured_scores(exp_dir: str, label: str = "--from") -> tuple[dict[str, floa
         raise UserError(f"{label} {exp_dir}: no results.csv here (not an `itt search` experiment directory)")
     by: dict[str, list[float]] = {}
     for r in read_rows(st):
-        if r.get("status") == "completed" and r.get("score") not in ("", None) and math.isfinite(float(r["score"])):
-            by.setdefault(r.get("order") or "", []).append(float(r["score"]))
+        if r.get("status") != "completed" or r.get("score") in ("", None):
+            continue
+        try:
+            score = float(r["score"])
+        except ValueError:  # (a cell edited by hand)
+            raise UserError(f"{label} {exp_dir}: results.csv: trial {r.get('trial_id') or '?'} ({r.get('order') or 'F'}) "
+                            f"has score {r['score']!r}, not a number: edited? restore it") from None
+        if math.isfinite(score):
+            by.setdefault(r.get("order") or "", []).append(score)
     if not by:
         raise UserError(f"{label} {exp_dir}: no completed trial with a score in results.csv")
     return {o: float(np.mean(v)) for o, v in by.items()}, st.display

@@ -249,6 +249,19 @@ def test_missing_file(write_config, capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_folder_given_as_the_config_or_a_data_file_is_said_to_be_one(write_config, capsys, tmp_path):
+    """A folder where a file is expected was "file not found", though it is there."""
+    (tmp_path / "cfg.yaml.d").mkdir()
+    expect_error(["run", str(tmp_path / "cfg.yaml.d")], capsys, f"error: {tmp_path / 'cfg.yaml.d'}: a folder, not a config file")
+    (tmp_path / "nli.tsv").mkdir()
+    path = write_config({"tasks": {"my_nli": {"kind": "pair_classification", "fields": ["premise", "hypothesis"],
+                                              "labels": ["e", "n"], "train": {"files": str(tmp_path / "nli.tsv")}}},
+                         "order": ["my_nli"]})
+    expect_error(["run", str(path), "--out", str(tmp_path / "o")], capsys, "my_nli",
+                 f"{tmp_path / 'nli.tsv'}: a folder, not a data file")
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_column(write_config, capsys, tmp_path):
     cfg, f = _nli_task(tmp_path, ["a\tb\tneutral"], header="premise\thypo\tlabel")
     expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys,

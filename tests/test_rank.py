@@ -240,6 +240,25 @@ def test_itt_rank_prints_tasks_orders_and_cost_and_is_deterministic(write_config
     assert again["target"]["split"] == "dev" and transfer.measure(scfg, chain, sample=48)["target"]["split"] == "dev"
 
 
+def test_a_score_edited_to_text_in_an_earlier_search_is_one_error_line(write_config, capsys, tmp_path):
+    """A results.csv score cell that is no number (edited by hand) ended `itt rank --from` and a search with
+    search.prior_from in ValueError: could not convert string to float. One line naming the trial; an empty or
+    non-finite score is still a trial without a score."""
+    from search.transfer import measured_scores
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "results.csv").write_text("trial_id,status,order,score\nt1,completed,toy_topic,0.61\nt2,completed,,nan\n"
+                                     "t3,completed,toy_length,\n")
+    assert measured_scores(str(exp))[0] == {"toy_topic": 0.61}
+    with open(exp / "results.csv", "a") as f:
+        f.write("t4,completed,toy_parity,0.5x\n")
+    line = f"error: --from {exp}: results.csv: trial t4 (toy_parity) has score '0.5x', not a number"
+    assert main(["rank", str(write_config(RANK_TINY)), "--from", str(exp)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(line), err
+
+
 def test_itt_rank_from_a_finished_search_calibrates(write_config, capsys, tmp_path):
     path = write_config(RANK_TINY)
     exp = tmp_path / "exp"

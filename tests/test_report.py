@@ -564,6 +564,53 @@ def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, cap
     assert not (tmp_path / "empty" / "report").exists() and not (exp / "report").exists()
 
 
+@pytest.mark.parametrize("text, says", [
+    ("a,b\n1,2\n", "results.csv: no trial_id, status, order column (header: a, b): not the results.csv `itt search` writes"),
+    (None, "line 4 (trial t002) has fewer fields than the header: cut short or edited?"),  # cut in the middle of a row
+    ("", "results.csv: no trial in it (nothing to sync)"),
+    ("trial_id,status,order,score\n", "results.csv: no trial in it (nothing to sync)"),
+])
+def test_a_results_csv_of_another_shape_is_one_line_and_writes_nothing(tmp_path, capsys, text, says):
+    """Another table saved as results.csv made `itt mlflow-sync` end in KeyError: 'trial_id' (and `itt report` say
+    "no completed trial (1 trials: 0 running, ...)"); one cut mid-row was read as a trial of status 'complete'; an
+    empty one was synced as "0 trials", a store made and a parent run opened for nothing."""
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(0)))
+    full = (exp / "results.csv").read_text()
+    (exp / "results.csv").write_text(full[:full.index("\n", full.index("t002")) - 30] if text is None else text)
+    db = tmp_path / "sync.db"
+    cmds = [["mlflow-sync", str(exp), "--tracking-uri", f"sqlite:///{db}"]]
+    if "nothing to sync" not in says:  # (report and power say "no completed trial" there, as before)
+        cmds += [["report", str(exp), "--no-heuristics", "--no-mlflow"], ["power", str(exp)]]
+    for cmd in cmds:
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {exp}/results.csv: ") and says in err[0], (cmd, err)
+    assert not db.exists() and not (tmp_path / "mlruns").exists() and not (exp / "report").exists()
+
+
+def test_a_file_of_the_search_this_user_may_not_read_is_one_line(tmp_path, capsys, monkeypatch):
+    """results.csv (or any file of the experiment) the user may not read: a PermissionError traceback from
+    itt report, power, compare, mlflow-sync, resume ..."""
+    from pathlib import Path
+
+    exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(0)))
+    read = Path.read_bytes
+
+    def denied(self):
+        if self.name == "results.csv":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    db = tmp_path / "sync.db"
+    for cmd in (["report", str(exp), "--no-heuristics", "--no-mlflow"], ["power", str(exp)],
+                ["mlflow-sync", str(exp), "--tracking-uri", f"sqlite:///{db}"]):
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: {exp}/results.csv: cannot read it (Permission denied)"], (cmd, err)
+    assert not db.exists() and not (exp / "report").exists()
+
+
 @pytest.mark.parametrize("rel, kind", [("summary.json", "JSON"), ("tracking/search.json", "JSON"),
                                        ("tracking/config.yaml", "YAML")])
 def test_a_file_of_the_search_that_is_cut_short_is_one_line(tmp_path, capsys, rel, kind):

@@ -281,6 +281,24 @@ def test_itt_ui_without_a_store_is_one_error_line(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and err[0].startswith("error: no MLflow store at"), err
 
 
+def test_itt_ui_on_a_store_mlflow_cannot_open_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """A database path without sqlite:/// (MLflow's retired file store), a file that is no database, an unknown
+    scheme: the UI's address was printed, then the server's traceback with exit status 1. One line, no server."""
+    monkeypatch.setattr("search.cli._serve", lambda *a, **k: pytest.fail("the server was started"))
+    junk = tmp_path / "notes.db"
+    junk.write_text("not a database\n")
+    cases = {str(tmp_path / "mlflow.db"): "a folder is MLflow's file store",
+             f"sqlite:///{junk}": "file is not a database",
+             "bogus://x": "unsupported URI 'bogus://x'"}
+    for uri, says in cases.items():
+        code = main(["ui", "--tracking-uri", uri])
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: tracking: ") and says in lines[0], (uri, err)
+        assert not out, out
+    assert junk.read_text() == "not a database\n" and not (tmp_path / "mlflow.db").exists()
+
+
 def test_itt_ui_on_a_bad_address_is_one_error_line(tmp_path, capsys):
     """A port out of range, one in use, or a host this machine does not have: one error line, exit 2,
     before the UI's address is printed (the server itself would log the error and exit 0)."""
