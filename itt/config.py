@@ -539,8 +539,9 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     return raw
 
 
-def format_validation_error(err: ValidationError, where: str, prefix: str = "") -> str:
-    """The first problem of a pydantic error as one line that names the key and the file."""
+def format_validation_error(err: ValidationError, where: str, prefix: str = "", overrides: list[str] | None = None) -> str:
+    """The first problem of a pydantic error as one line that names the key and the file (or the ``--set``
+    override that put the key there: ``trian.lr=1`` is not in the file)."""
     e = err.errors()[0]
     loc = prefix + ".".join(str(p) for p in e["loc"]
                             if not str(p).startswith(("function-", "tagged-union", "constrained-", "literal[")))
@@ -559,7 +560,13 @@ def format_validation_error(err: ValidationError, where: str, prefix: str = "") 
             msg = f"'{loc}': {text}" if loc else text
         if "input" in e and kind != "value_error" and not isinstance(e["input"], dict):
             msg += f" (got {e['input']!r})"
-    return f"{where}: {msg}"
+    given = [o for o in overrides or [] if _same_key(o.partition("=")[0].strip(), loc)]
+    return f"{where} --set {given[-1]!r}: {msg}" if given else f"{where}: {msg}"
+
+
+def _same_key(key: str, loc: str) -> bool:
+    """A --set key and an error's location name the same setting, or one holds the other."""
+    return bool(key and loc) and (key == loc or loc.startswith(key + ".") or key.startswith(loc + "."))
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -612,11 +619,12 @@ def parse_yaml(text: str, where: str) -> dict:
     return raw
 
 
-def validate(raw: dict, where: str, model: type[BaseModel] = ChainConfig, prefix: str = "") -> Any:
+def validate(raw: dict, where: str, model: type[BaseModel] = ChainConfig, prefix: str = "",
+             overrides: list[str] | None = None) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, where, prefix)) from None
+        raise ConfigError(format_validation_error(e, where, prefix, overrides)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainConfig:
@@ -636,7 +644,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainCo
             v = model.get(key)
             if isinstance(v, str) and v.strip() and not Path(v).is_absolute() and (here / v).exists():
                 model[key] = str((here / v).resolve())
-    cfg = validate(raw, str(path))
+    cfg = validate(raw, str(path), overrides=overrides)
     from itt.tasks import check_config_tasks  # late: the registry imports this module
 
     check_config_tasks(cfg, str(path))

@@ -88,6 +88,9 @@ def _tracking_flags(args) -> None:
     if args.no_tracking and args.tracking_uri:
         raise _usage(f"--no-tracking and --tracking-uri {args.tracking_uri}: give one of them (no MLflow runs, or "
                      "the store to track to)")
+    on = [o for o in getattr(args, "set", None) or [] if o.partition("=")[0].strip() in ("search.tracking", "search.tracking.enabled")]
+    if args.no_tracking and on:
+        raise _usage(f"--no-tracking and --set {on[-1]!r}: give one of them")
 
 
 def cmd_search(args) -> int:
@@ -95,7 +98,8 @@ def cmd_search(args) -> int:
 
     _check_name(args.name)
     _tracking_flags(args)
-    overrides = list(args.set) + (["search.tracking.enabled=false"] if args.no_tracking else [])
+    # (--no-tracking first: a --set that breaks the search block is then named as the user's, not as this one)
+    overrides = (["search.tracking.enabled=false"] if args.no_tracking else []) + list(args.set)
     run_search(args.config, name=args.name, storage=args.storage, address=args.address, overrides=overrides,
                tracking_uri=args.tracking_uri, progress=args.progress)
     return 0

@@ -434,7 +434,7 @@ def load_search(path: str | Path, overrides: list[str] | None = None) -> tuple[S
     raw = apply_overrides(read_yaml(path), overrides)
     if "search" not in raw or not isinstance(raw["search"], dict):
         raise ConfigError(f"{path}: no 'search:' block (the order space to search)")
-    scfg: SearchConfig = validate(raw["search"], str(path), SearchConfig, prefix="search.")
+    scfg: SearchConfig = validate(raw["search"], str(path), SearchConfig, prefix="search.", overrides=overrides)
     # the chain config the trials start from (its own `order` is ignored: the search sets it)
     chain = load_config(path, [o for o in overrides or [] if not o.startswith("search.")])
     space = _check_space(scfg, chain, path)

@@ -138,6 +138,25 @@ def test_bad_set_override(write_config, capsys):
     path = write_config()
     expect_error(["run", str(path), "--set", "train.lr"], capsys, "expected key=value")
     expect_error(["run", str(path), "--set", "train.bogus=1"], capsys, "unknown key 'train.bogus'")
+    # a key the file does not hold is the override's, not the file's (it said "x.yaml: unknown key 'trian'")
+    line = expect_error(["run", str(path), "--set", "train.lr=1e-4", "--set", "trian.lr=1"], capsys, "unknown key 'trian'")
+    assert line.startswith(f"error: {path} --set 'trian.lr=1': "), line
+    line = expect_error(["run", str(path), "--set", "train.lr=abc"], capsys, "'train.lr'", "(got 'abc')")
+    assert f"{path} --set 'train.lr=abc': " in line
+
+
+@pytest.mark.ray  # (`itt search`: the errors come before Ray, but test_suite counts the command)
+def test_no_tracking_and_a_set_of_the_tracking_block(write_config, capsys, tmp_path):
+    """`itt search --no-tracking` adds its own override: a --set that breaks the search block was blamed on it
+    ("--set 'search.tracking.enabled=false': cannot set ..."), and one that turns tracking on went unnoticed."""
+    path = write_config({"search": {"candidates": ["mnli"], "length": 1}})
+    for given in ("search.tracking.enabled=true", "search.tracking=x"):
+        expect_error(["search", str(path), "--no-tracking", "--storage", str(tmp_path / "runs"), "--set", given],
+                     capsys, f"--no-tracking and --set '{given}': give one of them")
+    line = expect_error(["search", str(path), "--no-tracking", "--storage", str(tmp_path / "runs"), "--set", "search="],
+                        capsys, "no 'search:' block")
+    assert "tracking.enabled" not in line
+    assert not (tmp_path / "runs").exists()
 
 
 def test_set_reaches_keys_that_are_dotted_config_keys():
