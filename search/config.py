@@ -317,8 +317,8 @@ class SearchConfig(_Strict):
             raise ValueError(f"'{v}' is neither 'experiment', null nor a database URL (e.g. postgresql://host/db)")
         return v
 
-    # a list, or comma-separated text (--set search.prior_from=runs/a,runs/b)
-    _csv = field_validator("candidates", "prior_from", "seeds", mode="before")(_split_commas)
+    # a list, or comma-separated text (--set search.prior_from=runs/a,runs/b; --set search.include=mnli,sst2)
+    _csv = field_validator("candidates", "include", "prior_from", "seeds", mode="before")(_split_commas)
 
     @field_validator("seeds")
     @classmethod

@@ -432,3 +432,10 @@ def test_a_command_line_mistake_is_one_error_line(argv, says, capsys):
     err = cap.err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith(says) and not cap.out, cap
     assert err[0].endswith("--help says more)"), err
+
+
+def test_search_include_takes_comma_separated_text():
+    """--set search.include=mnli,sst2 (as candidates and order take it) was 'Input should be a valid list'."""
+    from search.config import SearchConfig
+
+    assert SearchConfig(candidates="mnli,sst2,qqp", length=2, include="mnli,sst2").include == ["mnli", "sst2"]
