@@ -247,8 +247,8 @@ def _xtreme_tokens(words: list[tuple], ranges: list[tuple], lang: str | None) ->
         span = [w for w in words if w[3].isdigit() and first <= int(w[3]) <= last]
         if not span:
             continue
-        top = min(depth(w[3]) for w in span)
-        highest = [w for w in span if depth(w[3]) == top]
+        d = [depth(w[3]) for w in span]
+        highest = [w for w, k in zip(span, d) if k == min(d)]
         head = min(highest, key=lambda w: rank.index(w[1]) if w[1] in rank else len(rank))  # (first of the best)
         fused[head[3]] = (form, head[1], line, head[3], head[4])
         drop.update(w[3] for w in span if w is not head)

@@ -134,10 +134,10 @@ def cmd_ui(args) -> int:
     _check_bind(args.host, args.port)
     # a store the server cannot open (a path without sqlite:///, a file that is no database, an unknown scheme):
     # one line here, not the UI's address and then the server's traceback with exit status 1
-    connect(uri, hint="pass the store `itt search` tracked to, e.g. --tracking-uri sqlite:///mlflow.db")
+    client = connect(uri, hint="pass the store `itt search` tracked to, e.g. --tracking-uri sqlite:///mlflow.db")
     base = server_url(uri, host="127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host, port=args.port)
     print(f"MLflow UI: {base}  (store {redact(uri)}; Ctrl-C stops it)", flush=True)
-    _print_search_links(uri, base)
+    _print_search_links(uri, base, client)
     # the server's own background job runner serves GenAI features only: off, it starts in half the time
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     return _serve(ui_command(uri, host=args.host, port=args.port), env)
@@ -192,12 +192,13 @@ def _serve(cmd: list[str], env: dict) -> int:
         raise
 
 
-def _print_search_links(uri: str, base: str) -> None:
-    """Each search's trials on the runs page (Model training workspace, sorted by score)."""
+def _print_search_links(uri: str, base: str, client=None) -> None:
+    """Each search's trials on the runs page (Model training workspace, sorted by score); ``client``: one
+    already connected to ``uri``."""
     from search.tracking import _first_line, connect, search_links
 
     try:
-        links = search_links(connect(uri, hint="start the server, or pass another --tracking-uri"), base)
+        links = search_links(client or connect(uri, hint="start the server, or pass another --tracking-uri"), base)
     except Exception as e:  # the links are a convenience: the UI starts anyway
         print(f"(searches in the store not listed: {_first_line(e)})")
         return

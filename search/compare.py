@@ -243,10 +243,9 @@ def headline(res: dict) -> str:
 def _floor_text(c: dict, alpha: float) -> str:
     """Where no rankings of these orders could make W significant (3 orders, 2 searches: p >= 1/6), say so;
     "no evidence" beside W = 1 reads as evidence of disagreement."""
-    if c["p_floor"] <= alpha:
-        return ""
-    return (f" (with {c['n_orders']} orders and {c['n_searches']} searches the smallest p any rankings could reach is "
-            f"{c['p_floor']:.2g} > α, so this test cannot detect agreement here, however close)")
+    return S.floor_text(c, alpha, then=", so this test cannot detect agreement here, however close",
+                        given=f"with {c['n_orders']} orders and {c['n_searches']} searches the smallest p any rankings "
+                              f"could reach")
 
 
 # ------------------------------------------------------------------ reading and naming

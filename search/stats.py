@@ -795,13 +795,13 @@ def _headline(res: dict) -> dict:
 
 
 def floor_text(t: dict, alpha: float, label: str = "",
-               then: str = ", so this test cannot detect an effect here, however large") -> str:
+               then: str = ", so this test cannot detect an effect here, however large",
+               given: str = "with these seeds and orders the smallest p any data could reach") -> str:
     """Beside a permutation p-value: where no data of these group sizes could reach p <= alpha (too few seeds
     and orders for any labelling to be rare enough), say so; "no detectable effect" alone reads as evidence."""
     if (t.get("p_floor") or 0) <= alpha:
         return ""
-    return (f" ({label + ': ' if label else ''}with these seeds and orders the smallest p any data could reach is "
-            f"{t['p_floor']:.2g} > α{then})")
+    return f" ({label + ': ' if label else ''}{given} is {t['p_floor']:.2g} > α{then})"
 
 
 def _arrangement_text(arr: dict, alpha: float = ALPHA) -> str:
