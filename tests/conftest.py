@@ -43,20 +43,26 @@ TINY = {
 
 
 # The suite runs on two pytest-xdist workers (pyproject's addopts: `-n 2 --dist loadgroup`; `-n 0` runs
-# it in one process). The tests that start Ray (a search, a resume, `ray start` nodes, Ray Train) all run
-# in one worker, one at a time: two Ray instances at once would each run two trials on the 2 cores, and
-# a search started without an address joins a `ray start` cluster another test runs on this machine.
-# Such a test is marked `ray` (or its module is: `pytestmark = pytest.mark.ray`), or uses `ray_local`;
-# tests/test_suite.py finds unmarked ones in the source, and `_no_ray_unmarked` below at run time. Every
-# other test runs with the rest of its module in one worker, so module fixtures are built once.
+# it in one process). A test that starts a private Ray in its own process (the `ray_local` fixture:
+# ``address="local"``, which joins no other cluster) runs with the rest of its module, beside the other
+# worker's tests. The tests that need the machine's one Ray lane - `ray start` nodes, a search or resume
+# driver in its own process or started without `ray_local` (Ray joins a `ray start` cluster running on
+# the machine), Ray Train on its own Ray - are marked `ray` and run in one worker, one at a time.
+# tests/test_suite.py finds unmarked ones in the source, and `_no_ray_unmarked` below fails a test that
+# starts Ray in its own process with neither the mark nor `ray_local`. Every other test runs with the rest
+# of its module in one worker, so module fixtures are built once.
 def _starts_ray(item) -> bool:
-    return item.get_closest_marker("ray") is not None or "ray_local" in item.fixturenames
+    return _serial(item) or "ray_local" in item.fixturenames
+
+
+def _serial(item) -> bool:
+    return item.get_closest_marker("ray") is not None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        item.add_marker(pytest.mark.xdist_group("ray" if _starts_ray(item) else item.path.stem))
+        item.add_marker(pytest.mark.xdist_group("ray" if _serial(item) else item.path.stem))
 
 
 @pytest.fixture(autouse=True)

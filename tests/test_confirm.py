@@ -18,8 +18,6 @@ from search.cli import main
 from tests.conftest import TINY
 from tests.test_report import _sim_table
 
-pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
-
 
 def test_picks_take_the_recommendation_first_then_the_best_scores_with_their_hyperparameters():
     rows = [{"trial_id": "t1", "status": "completed", "order": "a>b", "score": "0.7", "hp:train.lr": "2e-05"},
@@ -358,6 +356,7 @@ def test_a_simulated_trial_takes_the_search_seeds_rows_and_names_a_missing_seed(
         simulated_rows(rows, ["a"], {}, 0, "mean", seeds=[1, 9])
 
 
+@pytest.mark.ray
 def test_search_confirm_seeds_that_seed_the_search_are_a_config_error(write_config, capsys):
     cfg = write_config({"search": {"candidates": ["toy_topic", "toy_align"], "length": [0, 1], "seeds": [0, 1],
                                    "confirm": {"seeds": [1, 2]}}})

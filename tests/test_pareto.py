@@ -15,7 +15,6 @@ from search.pareto import MAX, MIN, dominates, front
 from tests.conftest import ROOT
 from tests.test_search import TOY3, _error, _search_config
 
-pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
 
 sys.path.insert(0, str(ROOT / "bench"))
 from make_pareto_table import order_figures, true_front  # noqa: E402
@@ -233,7 +232,6 @@ def test_multi_objective_searcher_state_pickles_and_continues(searcher, tmp_path
     assert len(s2.study.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 4
     nxt = [run(s2, i) for i in range(4, 6)]
     assert all(scfg.space().is_valid(o) for o in nxt) and not any(o in first for o in nxt)
-
 
 
 def test_the_consoles_front_names_only_the_hyperparameters_a_trial_has():

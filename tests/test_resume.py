@@ -20,7 +20,6 @@ import yaml
 
 from search.cli import main
 
-pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
 
 SEARCH = {
     "order": ["toy_topic"],
@@ -122,6 +121,7 @@ def _check_complete(tmp_path: Path, exp: Path, at_stop: list[dict]) -> None:
     assert len(runs) == n + 1
 
 
+@pytest.mark.ray
 def test_search_stopped_by_sigint_then_sigkill_resumes_to_completion(tmp_path, write_config):
     """`itt search` gets Ctrl-C (SIGINT) after 2 finished trials; `itt resume` continues and is SIGKILLed
     after 4; a second `itt resume` finishes the search. Checked: the configured number of trials, each
@@ -325,6 +325,7 @@ def test_a_damaged_ray_snapshot_is_one_error_line_not_a_search_started_over(tmp_
     assert sorted(p.name for p in exp.iterdir()) == listing
 
 
+@pytest.mark.ray
 def test_the_commands_a_search_prints_work_for_a_folder_with_a_space():
     """`itt search --storage "my runs"`: the Ctrl-C line (README: "prints the exact command"), --more and
     --retry-errored hints printed `itt resume /x/my runs/q`, which the shell splits into two arguments."""
@@ -343,6 +344,7 @@ def test_the_commands_a_search_prints_work_for_a_folder_with_a_space():
     assert shlex.split(said) == ["itt", "resume", exp, "--more", "N"]
 
 
+@pytest.mark.ray
 def test_resume_bad_input(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "nope")]) == 2
     assert "no experiment at" in capsys.readouterr().err
@@ -380,6 +382,7 @@ def test_resume_bad_input(tmp_path, capsys):
     assert err == [f"error: task 'mine', split 'train', language 'en': file not found: {tmp_path / 'moved.tsv'}"], err
 
 
+@pytest.mark.ray
 def test_two_drivers_started_at_once_one_is_refused(tmp_path):
     """Two `itt resume` of one experiment, or two `itt search` of one name, started within seconds: each looked
     for a live driver (or for the experiment) before either recorded itself, seconds later (data checks, Ray's
@@ -427,6 +430,7 @@ RAY_TRAIN_FAULTS = pytest.param(True, id="ray-train", marks=[pytest.mark.slow, p
     not os.environ.get("ITT_SLOW_TESTS"), reason="2 min on 2 cores (Ray Train restarts): set ITT_SLOW_TESTS=1 to run it")])
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("ray_train", [pytest.param(False, id="own-process"), RAY_TRAIN_FAULTS])
 def test_worker_death_and_node_loss_do_not_stop_the_search(ray_train, tmp_path, write_config, monkeypatch):
     """A head and two worker nodes (ray.cluster_utils.Cluster). While trials run, one process training

@@ -18,7 +18,6 @@ from search.cli import main
 from search.space import OrderSpace, order_key
 from tests.conftest import ROOT, TINY
 
-pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
 
 TOY3 = ["toy_topic", "toy_align", "toy_length"]
 
@@ -185,6 +184,7 @@ def _error(args, capsys, *needles):
         assert n in err[0], err[0]
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("search, needles", [
     ({"candidates": [], "length": 1}, ["no candidate tasks"]),
     ({"candidates": TOY3, "length": 4}, ["order length 4 is impossible with 3"]),
@@ -302,6 +302,7 @@ def test_itt_space_reads_prior_from_as_the_search_does(tmp_path, capsys):
     _error(["space", str(p)], capsys, f"search.prior_from {tmp_path / 'notasearch'}: no results.csv here")
 
 
+@pytest.mark.ray
 def test_a_data_error_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
     """A candidate whose data cannot be read stops `itt search` with one line before anything is written:
     no runs/ folder (the storage check made it and left it) and no mlflow.db (the tracking check had
@@ -1072,7 +1073,6 @@ def test_unexplored_orders_against_botorchs_joint_posterior_of_every_unfinished_
     assert sampler.unexplored(post, obs, pick) is None
 
 
-
 def _effects_table(where: str, seed: int = 0):
     """40 orders of lengths 1-3 of 5 tasks scored by one effect per (task, position): positions counted
     from the start (``where="start"``) or as depths from the end (``"end"``)."""
@@ -1410,6 +1410,7 @@ def test_resumed_search_counts_its_waiting_and_restarted_trials_as_tune_runs_the
 
 
 # ------------------------------------------------------------------ where a trial's chain runs
+@pytest.mark.ray
 def test_one_worker_trials_run_in_their_own_process_with_its_resources():
     """One worker: the Tune trial itself holds the worker's CPUs and GPU fraction (no TorchTrainer);
     more workers (or ``ray_train``): the trial holds its driver share, Ray Train the workers'."""
@@ -1517,6 +1518,7 @@ def _events(log) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
 
 
+@pytest.mark.ray
 def test_existing_experiment_is_refused(tmp_path, capsys):
     p = _search_config(tmp_path, {"candidates": TOY3, "length": 1})
     (tmp_path / "runs" / "taken").mkdir(parents=True)
@@ -1850,6 +1852,7 @@ def test_batches_hold_the_searcher_until_a_batch_has_ended_and_pass_on_trials_fr
     assert again.searcher.told[-2:] == ["t3", "t4"] and again.suggest("t5")
 
 
+@pytest.mark.ray
 def test_asha_rungs_and_bracket_draws_survive_a_resume():
     """Ray Tune saves no scheduler state: a resumed search ran ASHA with empty rungs. SchedulerState saves it
     with the callbacks' state; the restored scheduler then stops what the uninterrupted one stops, and the
@@ -1891,7 +1894,6 @@ def test_asha_rungs_and_bracket_draws_survive_a_resume():
     first = next(x for x in t[8:] if brackets(a, [x.trial_id]) == [0])  # (a bracket whose first rung is 1)
     assert decide(a, first) == decide(b, first) == TrialScheduler.STOP
     assert decide(fresh, first) == TrialScheduler.CONTINUE  # empty rungs: what a resume did before
-
 
 
 def test_a_trial_whose_run_ended_after_the_last_snapshot_reports_that_run_as_its_own(tmp_path, monkeypatch):
@@ -1942,6 +1944,7 @@ def test_a_trial_whose_run_ended_after_the_last_snapshot_reports_that_run_as_its
     assert a.on_trial_result(None, nxt, {"step": 1, "objective": 0.05}) == TrialScheduler.STOP
     assert par.on_trial_result(None, nxt, {"step": 1, "m": 0.05, "w": 0.05}) == TrialScheduler.STOP
 
+@pytest.mark.ray
 @pytest.mark.parametrize("extra, needle", [
     ({"order_bo": {"cost": "measured"}}, "search.reproducible: order_bo.cost measured"),
     ({"searcher": "exhaustive", "scheduler": {"type": "asha"}}, "search.reproducible: exhaustive runs every order"),

@@ -25,7 +25,6 @@ from search.space import OrderSpace
 from tests.conftest import TINY
 from tests.test_search import TOY3, _search_config, _table
 
-pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -196,6 +195,7 @@ def test_interrupted_search_leaves_no_run_running(tmp_path, ray_local):
     assert killed and all(r.data.tags["outcome"] == "interrupted" for r in killed)
 
 
+@pytest.mark.ray
 def test_unreachable_tracking_server_stops_before_ray(tmp_path, capsys):
     p, _ = _sim_search(tmp_path)
     with socket.socket() as s:
@@ -245,7 +245,7 @@ def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path, monkeypat
     assert run_name([], {}) == "F (no intermediate task)"
 
 
-
+@pytest.mark.ray
 def test_a_search_interrupted_while_mlflow_makes_its_store_leaves_no_store(tmp_path, write_config, monkeypatch):
     """Ctrl-C in the first seconds of the first `itt search` in a folder, while MLflow creates mlflow.db's
     tables: the half-made store stayed, and every later search there failed with "cannot reach the MLflow
@@ -731,6 +731,7 @@ def test_a_trial_synced_from_its_results_row_logs_the_names_of_a_tracked_one():
         "test_xtreme_average": 0.7, "test_xtreme_toy_xnli": 0.7, "chain_tokens": 1000.0}
 
 
+@pytest.mark.ray
 def test_an_unreachable_store_keeps_its_password_out_of_the_error_line(tmp_path, capsys):
     """MLflow's own exception quotes the request URL, password included: the error line named the store
     masked, then printed the password in the reason after it."""
@@ -745,6 +746,7 @@ def test_an_unreachable_store_keeps_its_password_out_of_the_error_line(tmp_path,
     assert "s3cr3t" not in err[0] and "alice:***@" in err[0], err
 
 
+@pytest.mark.ray
 def test_a_name_mlflow_refuses_is_one_error_line_before_ray(tmp_path, capsys):
     """An experiment name over MLflow's 500 characters failed after Ray started, and the search ran untracked."""
     p, _ = _sim_search(tmp_path)

@@ -14,7 +14,6 @@ import pytest
 from tests.conftest import TINY
 from tests.test_search import _error, _search_config
 
-pytestmark = pytest.mark.ray  # its tests start Ray: they run one at a time, in one worker (tests/conftest.py)
 
 # toy_topic evaluated zero-shot in the toy languages beside the toy_xnli target
 TOPIC_X = {"toy_topic": {"languages": ["en", "xa", "xb", "xc"], "dev": {"toy": True}, "test": {"toy": True}}}
