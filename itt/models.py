@@ -18,7 +18,7 @@ from torch import nn
 
 from itt import hub
 from itt.config import ModelConfig
-from itt.errors import UserError
+from itt.errors import UserError, first_line
 
 SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 # Archs whose real tokenizers return no token_type_ids (a size-1 type vocabulary).
@@ -97,7 +97,7 @@ def _from_hub(what: str, failed: str, name_or_path: str):
         raise
     except Exception as e:
         # (offline, a missing file is an OSError; anything else, e.g. a damaged cached file, says itself)
-        why = hub.not_cached(f"'{name_or_path}'") if offline and isinstance(e, OSError) else _first_line(e)
+        why = hub.not_cached(f"'{name_or_path}'") if offline and isinstance(e, OSError) else first_line(e)
         raise UserError(f"{what}: {failed} ({why})") from None
 
 
@@ -105,11 +105,6 @@ def _local(name_or_path: str) -> str:
     """A local folder's path as 🤗 can open it (``~`` expanded: from_pretrained took ``~/model`` for a Hub ID);
     a Hub ID as it is."""
     return os.path.expanduser(name_or_path) if hub.is_local(name_or_path) else name_or_path
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return (s.splitlines()[0] if s else type(e).__name__)[:300]
 
 
 # --------------------------------------------------------------------------- encoders

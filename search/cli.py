@@ -195,12 +195,12 @@ def _serve(cmd: list[str], env: dict) -> int:
 def _print_search_links(uri: str, base: str, client=None) -> None:
     """Each search's trials on the runs page (Model training workspace, sorted by score); ``client``: one
     already connected to ``uri``."""
-    from search.tracking import _first_line, connect, search_links
+    from search.tracking import connect, error_line, search_links
 
     try:
         links = search_links(client or connect(uri, hint="start the server, or pass another --tracking-uri"), base)
     except Exception as e:  # the links are a convenience: the UI starts anyway
-        print(f"(searches in the store not listed: {_first_line(e)})")
+        print(f"(searches in the store not listed: {error_line(e)})")
         return
     from search.tracking import COMPARE_EXPERIMENT
 

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from itt.errors import UserError
+from itt.errors import UserError, first_line
 
 MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 DEFAULT_TOKEN = "~/.ray/auth_token"
@@ -123,7 +123,7 @@ def connect(address: str | None, **init_kwargs) -> Target:
     except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:  # after a clean check: rare (versions)
         if target.address is None:
             raise
-        raise UserError(f"could not join the Ray cluster at {target.address}: {_first_line(e)}") from None
+        raise UserError(f"could not join the Ray cluster at {target.address}: {first_line(e)}") from None
     return target
 
 
@@ -136,7 +136,7 @@ def _resolve(address: str, where: str) -> str:
         try:
             return canonicalize_bootstrap_address_or_die("auto")
         except (ConnectionError, ValueError) as e:
-            raise UserError(f"{where} auto: {_first_line(e)} (start one with `ray start --head`, or give "
+            raise UserError(f"{where} auto: {first_line(e)} (start one with `ray start --head`, or give "
                             f"HOST:PORT)") from None
     hostport = address[len("ray://"):] if address.startswith("ray://") else address
     host, sep, port = hostport.rpartition(":")
@@ -332,11 +332,6 @@ def _quiet_stderr():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 NODE_CHECK_S = 30.0  # for every node's answer: a task needs a worker process started there (about a second)

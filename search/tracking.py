@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from itt.errors import UserError
+from itt.errors import UserError, first_line
 from search.space import order_key, order_tasks
 from search.storage import Storage, echo, is_uri, local_path
 
@@ -117,11 +117,10 @@ def _quiet_mlflow() -> None:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
-def _first_line(e: BaseException) -> str:
+def error_line(e: BaseException) -> str:
     """An exception's first line for one console line, a URL's password masked (MLflow's own messages
     quote the request URL, userinfo included)."""
-    s = redact(str(e).strip())
-    return (s.splitlines()[0] if s else type(e).__name__)[:300]
+    return first_line(e, clean=redact)
 
 
 SEARCH_HINT = "start the server, pass another --tracking-uri, or set search.tracking.enabled: false"
@@ -155,7 +154,7 @@ def connect(uri: str, hint: str = SEARCH_HINT):
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as e:
-        raise UserError(f"tracking: cannot reach the MLflow store {redact(uri)} ({_first_line(e)}); {hint}") from None
+        raise UserError(f"tracking: cannot reach the MLflow store {redact(uri)} ({error_line(e)}); {hint}") from None
     return client
 
 
@@ -173,7 +172,7 @@ def check_store(client, uri: str, experiment: str) -> None:
         _validate_experiment_name(experiment)
     except Exception as e:
         shown = f"{experiment[:40]!r}..." if len(experiment) > 40 else repr(experiment)
-        raise UserError(f"search.tracking.experiment {shown}: {_first_line(e)}") from None
+        raise UserError(f"search.tracking.experiment {shown}: {error_line(e)}") from None
     db = _sqlite_path(uri)
     if db is None:
         return
@@ -687,7 +686,7 @@ class Tracker(Callback):
         self.ml = None
         if not self.warned:
             self.warned = True
-            self.log(f"warning: MLflow at {redact(self.uri)} failed ({_first_line(e)}); tracking stops for this search. "
+            self.log(f"warning: MLflow at {redact(self.uri)} failed ({error_line(e)}); tracking stops for this search. "
                      f"Results stay in {self.st.display}; backfill with `itt mlflow-sync {self.st.display}`")
 
     def _mlflow(self, fn, *args, **kw):
@@ -1160,7 +1159,7 @@ def log_report(st: Storage, meta: dict, folder: str | Path, metrics: dict[str, f
         return (f"MLflow: report logged to parent run {run_id} (artifacts report/, {len(metrics)} metrics"
                 + (f"; P(best) on {trials} trial runs" if trials else "") + f") in {redact(target)}")
     except Exception as e:  # the store went away, a permission problem, ...
-        return f"MLflow: not logged ({_first_line(e)})"
+        return f"MLflow: not logged ({error_line(e)})"
 
 
 def _log_per_trial(client, experiment_id: str, search_id: str, per_trial: dict[str, dict[str, float]],
@@ -1221,4 +1220,4 @@ def log_compare(folder: str | Path, *, key: str, name: str, params: dict[str, st
     except UserError as e:
         return f"MLflow: not logged ({e})"
     except Exception as e:  # the store went away, a permission problem, ...
-        return f"MLflow: not logged ({_first_line(e)})"
+        return f"MLflow: not logged ({error_line(e)})"
