@@ -84,6 +84,10 @@ def test_new_kind_config_mistakes(write_config):
         load_config(_local(write_config, order=["tatoeba"]))
     with pytest.raises(ConfigError, match=r"doc_stride 40 \(context tokens between window starts\) leaves the windows no overlap"):
         prepare(load_config(_local(write_config, train={"doc_stride": 40})), log=lambda *a: None)
+    with pytest.raises(ConfigError, match=r"^max_length 6 is too short for QA windows: .* holds 2 context tokens, and the "
+                                          r"default doc_stride \(max_length // 3 = 2\) .*; give a larger max_length or a "
+                                          r"doc_stride below 2$"):  # (it blamed "doc_stride 2", a value never set)
+        prepare(load_config(_local(write_config, train={"max_length": 6})), log=lambda *a: None)
     with pytest.raises(UserError, match="noisy text is defined for classification targets only"):
         prepare(load_config(_local(write_config, eval={"splits": ["dev", "test"], "perturbation": {"enabled": True}},
                                    tasks={"mlqa": {"dev": {"de": {"files": "mlqa/dev-context-de-question-de.squadfmt.json",

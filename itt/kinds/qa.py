@@ -30,6 +30,11 @@ def strides(max_length: int, doc_stride: int | None, special: int = 3) -> tuple[
     q_cap = max(1, min(MAX_QUERY, max_length // 4))
     stride = doc_stride if doc_stride is not None else max_length // 3
     room = max_length - q_cap - special
+    if stride >= room and doc_stride is None:  # the user set max_length alone: name it, not a stride they never gave
+        raise ConfigError(f"max_length {max_length} is too short for QA windows: after the question (up to {q_cap} "
+                          f"tokens) and {special} special tokens a window holds {room} context tokens, and the default "
+                          f"doc_stride (max_length // 3 = {stride}) leaves the windows no overlap; give a larger max_length"
+                          + (f" or a doc_stride below {room}" if room > 1 else ""))
     if stride >= room:
         raise ConfigError(f"doc_stride {stride} (context tokens between window starts) leaves the windows no overlap: "
                           f"with max_length {max_length} a window holds at least {room} context tokens; give less than {room}")
