@@ -74,4 +74,18 @@ def live(st) -> dict | None:
         return None  # it died (SIGKILL, reboot), or the file is not one this module wrote
     except PermissionError:
         pass  # another user's process with that pid: alive
+    if here and _reused(int(d["pid"]), d.get("started")):
+        return None  # the driver died and its pid went to a newer process (a reboot; a restarted container)
     return {**d, "here": here}
+
+
+def _reused(pid: int, started) -> bool:
+    """Did process ``pid`` start after the driver recorded itself (``started``)? Then it is another process with
+    the dead driver's pid: after a reboot, or in a restarted container, whose first processes get the same pids
+    (a resume there was refused as the driver itself)."""
+    import psutil  # (accelerate's dependency)
+
+    try:
+        return psutil.Process(pid).create_time() > float(started) + 1.0
+    except (psutil.Error, TypeError, ValueError):
+        return False  # (no such process now, or no time recorded: as before)

@@ -809,6 +809,10 @@ def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchCo
         driver.remove(st)
         if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
             raise SearchInterrupted(st.display) from None
+        if isinstance(e, UserError):  # the driver's own write failed (a full disk, a folder made read-only): Tune's
+            # state is that of its last snapshot, so the search goes on once the storage is mended
+            raise UserError(f"{e}; the search stopped, finished trials are kept. Once it can be written, continue it "
+                            f"with:  itt resume {quote(st.display)}") from None
         raise
     finally:
         if main:

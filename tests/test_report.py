@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -518,7 +519,7 @@ def test_a_report_on_a_search_that_has_not_ended_says_so(tmp_path, capsys):
     done = len(tidy["order"].unique())
     with open(exp / "results.csv", "a", newline="") as f:
         f.write("r000,running,tc>td,2,1,false,,,,\n")
-    live = {"host": socket.gethostname(), "pid": os.getpid(), "started": 0}
+    live = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
     (exp / "driver.json").write_text(json.dumps(live))
     assert main(["report", str(exp), "--no-heuristics"]) == 0
     out = capsys.readouterr().out.splitlines()

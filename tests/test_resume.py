@@ -423,6 +423,36 @@ def test_two_drivers_started_at_once_one_is_refused(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_dead_drivers_pid_taken_by_a_newer_process_does_not_block_the_resume(tmp_path):
+    """A driver killed by a reboot, or in a container that restarts (its first processes get the same pids each
+    time), leaves driver.json naming a pid that a newer process holds now, perhaps the resume itself: it was
+    taken for the live driver and every `itt resume` refused. A process started after the record is another."""
+    import socket
+
+    from itt.errors import UserError
+    from search import driver, runner
+    from search.storage import Storage
+
+    st = Storage(str(tmp_path), "exp")
+    (tmp_path / "exp").mkdir()
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        record = {"host": socket.gethostname(), "pid": other.pid, "started": time.time() - 3600}
+        (tmp_path / "exp" / "driver.json").write_text(json.dumps(record))  # the killed driver's, an hour ago
+        assert driver.live(st) is None
+        (tmp_path / "exp" / "driver.json").write_text(json.dumps({**record, "pid": os.getpid()}))  # this very process
+        assert driver.live(st) is None
+        runner._check_no_driver(st)  # not refused: this process is recorded as the driver now
+        assert driver.live(st)["pid"] == os.getpid()
+        # the recorded driver itself, alive: still refused (it recorded itself after it started)
+        (tmp_path / "exp" / "driver.json").write_text(json.dumps({**record, "started": time.time()}))
+        with pytest.raises(UserError, match=f"a driver \\(pid {other.pid}\\) is still running"):
+            runner._check_no_driver(st)
+    finally:
+        other.kill()
+        other.wait()
+
+
 # The Ray Train variant takes 2 min on 2 cores (six TorchTrainer starts with the retries): opt-in, so that
 # the suite stays under 15 minutes; the same faults on the trial's own process run always, and the Ray
 # Train path itself is tested by tests/test_multiworker.py.
@@ -607,3 +637,43 @@ def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, write_config, ray_local
     monkeypatch.undo()
     assert main(["resume", str(exp), "--progress", "off"]) == 0
     assert sorted(r["status"] for r in _rows(exp)) == ["completed"] * 3
+
+
+def test_a_full_disk_under_the_driver_is_one_error_line_that_says_how_to_go_on(tmp_path, write_config, ray_local,
+                                                                                monkeypatch, capsys):
+    """The disk under the experiment fills mid-search: the driver's rewrite of results.csv fails. The search ended
+    with `error: .../results.csv: cannot write (No space left on device)` and nothing on how to go on (a week-long
+    search: was it lost?); now the line says the finished trials are kept and gives the `itt resume` that, once
+    there is room, finishes the search: every trial once, completed."""
+    import errno
+
+    from search import storage
+
+    tasks = ["toy_topic", "toy_align", "toy_length"]
+    table = tmp_path / "table.csv"
+    table.write_text("order,probe_1,final\n" + "\n".join(f"{a},0.3,{0.4 + 0.05 * i}" for i, a in enumerate(tasks)) + "\n")
+    cfg = write_config({"search": {"candidates": tasks, "length": 1, "num_samples": 3, "searcher": "random",
+                                   "simulate": {"table": str(table), "seconds_per_stage": 0.2},
+                                   "scheduler": {"type": "none"}, "resources": {"max_concurrent": 1},
+                                   "tracking": {"enabled": False}}})
+    whole, writes = storage._write_whole, []
+
+    def full_disk(p, data):
+        if p.name == "results.csv":
+            writes.append(p)
+            if len(writes) > 2:  # (the first trial's end went out)
+                raise OSError(errno.ENOSPC, "No space left on device")
+        whole(p, data)
+
+    monkeypatch.setattr(storage, "_write_whole", full_disk)
+    exp = tmp_path / "runs" / "t"
+    assert main(["search", str(cfg), "--name", "t", "--storage", str(tmp_path / "runs"), "--progress", "off"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: {exp / 'results.csv'}: cannot write (No space left on device); it was left as it was; "
+                       f"the search stopped, finished trials are kept. Once it can be written, continue it with:  "
+                       f"itt resume {exp}"), err
+    assert [r["status"] for r in _rows(exp)][:1] == ["completed"] and len(_rows(exp)) < 3, _rows(exp)
+    monkeypatch.undo()  # room again
+    assert main(["resume", str(exp), "--progress", "off"]) == 0
+    rows = _rows(exp)
+    assert sorted(r["order"] for r in rows) == sorted(tasks) and {r["status"] for r in rows} == {"completed"}, rows
