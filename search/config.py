@@ -542,6 +542,8 @@ def _check_settings(scfg: SearchConfig, chain, space: OrderSpace, path) -> None:
                           "(which runs every order once); give search.num_samples instead")
     if scfg.objectives == ["xtreme"] and scfg.simulate is None:
         _check_xtreme(chain, path)
+    if scfg.simulate is None:
+        _check_language_figures(scfg, chain, path)
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
     again = sorted(set(scfg.confirm.seeds or []) & set(scfg.seeds or chain.seeds)) if scfg.confirm else []
@@ -654,6 +656,26 @@ def _check_xtreme(chain, path: str) -> None:
         if missing:
             raise ConfigError(f"{path}: search.metric: xtreme scores trials on dev, and eval.also task '{name}' has "
                               f"no dev split in {', '.join(missing)} (give it one, or evaluate it on fewer languages)")
+
+
+def _check_language_figures(scfg: SearchConfig, chain, path: str) -> None:
+    """worst, robust and std are figures over the target's languages, transfer_gap English less the mean of
+    the others (itt/metrics.py summary): on one language they are the mean, or 0, for every order (or, for
+    the gap, missing), and a search on them ranks nothing it claims to."""
+    from itt.tasks import resolve_task
+
+    figures = [n for n in scfg.objectives if n in ("worst", "robust", "std", "transfer_gap")]
+    if not figures:
+        return
+    target = resolve_task(chain.target.task, chain.tasks, f"{path}: target.task")
+    langs = list(chain.target.languages or target.languages)
+    if len(langs) < 2:
+        raise ConfigError(f"{path}: search.metric: {figures[0]} is a figure over the target's languages, and "
+                          f"{target.name} is evaluated in one ({', '.join(langs)}): give target.languages two or more, "
+                          "or search.metric: mean")
+    if "transfer_gap" in figures and "en" not in langs:
+        raise ConfigError(f"{path}: search.metric: transfer_gap is English less the mean of the other languages, and "
+                          f"target.languages ({', '.join(langs)}) has no en: add it (with a dev split), or drop transfer_gap")
 
 
 def _check_stop(scfg: SearchConfig, space, path: str) -> None:

@@ -92,6 +92,24 @@ def test_multi_objective_config(tmp_path, capsys):
     assert main(["space", str(p)]) == 0
 
 
+def test_figures_over_languages_on_one_language_are_one_error_line(tmp_path, capsys):
+    """worst, robust and std over ONE target language are the mean, the mean and 0 for every order, and
+    transfer_gap needs English and another: such a search ran to its end ranking nothing it claimed to
+    (a mean/std front of std 0 everywhere)."""
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "metric": ["mean", "std"]})
+    one = ["--set", "target.languages=xa"]
+    for metric, fig in (("mean,std", "std"), ("worst", "worst"), ("robust", "robust"), ("mean,transfer_gap", "transfer_gap")):
+        _error(["space", str(p), "--set", f"search.metric={metric}", *one], capsys,
+               f"search.metric: {fig} is a figure over the target's languages, and toy_xnli is evaluated in one (xa): "
+               "give target.languages two or more")
+    _error(["space", str(p), "--set", "search.metric=mean,transfer_gap", "--set", "target.languages=xa,xb"], capsys,
+           "transfer_gap is English less the mean of the other languages", "has no en")
+    from search.cli import main
+
+    assert main(["space", str(p), "--set", "search.metric=mean,transfer_gap", "--set", "target.languages=en,xb"]) == 0
+    assert main(["space", str(p), "--set", "target.languages=xa", "--set", "search.metric=mean"]) == 0
+
+
 # ------------------------------------------------------------------ ParetoASHA (pure)
 def test_pareto_asha_stops_only_trials_dominated_by_enough_others():
     from ray.tune.schedulers import TrialScheduler
