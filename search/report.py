@@ -16,6 +16,7 @@ import html
 import io
 import json
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -1163,7 +1164,7 @@ def search_state(exp: Experiment) -> dict:
     from search import driver
 
     d = driver.live(exp.st)
-    if d is not None:
+    if d is not None and not (d["here"] and int(d["pid"]) == os.getpid()):  # (not the search's own report at its end)
         return {"state": "running" if d["here"] else "maybe running", "host": d.get("host"), "pid": d.get("pid")}
     running = sum(r.get("status") == S.Status.RUNNING for r in exp.rows)
     return {"state": "interrupted", "running": running} if running else {"state": "ended"}

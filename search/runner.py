@@ -709,6 +709,14 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
     ``restore()``: the saved search as (tuner, writer, tracker) with its errored trials started again,
     for the trials Ray Tune gave up on before ``search.max_failures`` (see _gave_up_early)."""
     driver.record(st)
+    try:  # recorded until the search's end is written, its report too: a resume started meanwhile is refused
+        return _fit_and_end(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
+    finally:
+        driver.remove(st)
+
+
+def _fit_and_end(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log, progress,
+                 restore) -> Path | str:
     interrupted = _fit_once(tuner, st, writer, tracker, scfg, log=log, progress=progress)
     for _ in range(RETRY_ROUNDS):
         early, used_up = ([], []) if interrupted or restore is None else _gave_up_early(tuner, scfg)
@@ -733,7 +741,6 @@ def _fit(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig,
         summary = write_summary(st, scfg, writer, searcher)
     finally:
         tracker.close(interrupted=interrupted)  # after summary.json: the parent run gets it
-    driver.remove(st)
     errored = writer.errored()
     if errored and not interrupted and not writer.best(1):
         raise RunFailed(errored_text(errored, st.display, every=True))

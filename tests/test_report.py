@@ -519,11 +519,16 @@ def test_a_report_on_a_search_that_has_not_ended_says_so(tmp_path, capsys):
     done = len(tidy["order"].unique())
     with open(exp / "results.csv", "a", newline="") as f:
         f.write("r000,running,tc>td,2,1,false,,,,\n")
-    live = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
-    (exp / "driver.json").write_text(json.dumps(live))
-    assert main(["report", str(exp), "--no-heuristics"]) == 0
+    driver = subprocess.Popen(["sleep", "60"])  # the search's driver, alive
+    try:
+        live = {"host": socket.gethostname(), "pid": driver.pid, "started": time.time()}
+        (exp / "driver.json").write_text(json.dumps(live))
+        assert main(["report", str(exp), "--no-heuristics"]) == 0
+    finally:
+        driver.kill()
+        driver.wait()
     out = capsys.readouterr().out.splitlines()
-    running = (f"The search is still running (driver pid {os.getpid()} on {socket.gethostname()}): this report reads "
+    running = (f"The search is still running (driver pid {driver.pid} on {socket.gethostname()}): this report reads "
                f"the {done} trial(s) completed so far; run `itt report {exp}` again when it ends.")
     assert out[1] == running, out[:3]
     md = (exp / "report" / "report.md").read_text()
@@ -541,13 +546,20 @@ def test_a_report_on_a_search_that_has_not_ended_says_so(tmp_path, capsys):
     (exp / "driver.json").write_text(json.dumps({**live, "host": "head-node-0"}))
     assert main(["report", str(exp), "--no-heuristics"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith(
-        f"The search may still be running: its driver (pid {os.getpid()} on head-node-0, not checked from here)")
+        f"The search may still be running: its driver (pid {driver.pid} on head-node-0, not checked from here)")
     (exp / "driver.json").write_text("{not json")  # a file this tool did not write: as if no driver
     assert main(["report", str(exp), "--no-heuristics"]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith("The search was interrupted with 1 trial(s) running")
     _fake_experiment(tmp_path, tidy, stopped=(), name="ended")
     assert main(["report", str(tmp_path / "ended"), "--no-heuristics"]) == 0
     assert "The search" not in capsys.readouterr().out
+    # the report the driver itself makes at the search's end (search.report), its record still there (a resume
+    # started meanwhile is refused): the search has ended
+    (tmp_path / "ended" / "driver.json").write_text(json.dumps({**live, "pid": os.getpid()}))
+    assert main(["report", str(tmp_path / "ended"), "--no-heuristics"]) == 0
+    assert "The search" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "ended" / "report" / "report.json").read_text())["trials"]["search"]["state"] == "ended"
+
 
 def test_bad_experiment_dirs_give_one_error_line_and_write_nothing(tmp_path, capsys):
     def err(path, *needles):
@@ -825,10 +837,23 @@ def test_report_end_to_end_on_a_simulated_search(tmp_path, ray_local, capsys):
         assert (t.data.metrics["report_p_best"], t.data.metrics["report_shrunk"]) == pytest.approx((b["p_best"], b["shrunk"]))
 
 
-def test_search_report_that_cannot_be_made_is_one_line(tmp_path, ray_local):
+def test_search_report_that_cannot_be_made_is_one_line(tmp_path, ray_local, monkeypatch):
     """search.report on a search whose trials have no per-language results: the search ends normally,
-    and one line says why there is no report and how to make it later."""
+    and one line says why there is no report and how to make it later. The driver stays recorded while it
+    makes the report (a resume started then was not refused, and wrote the report beside it), not after."""
+    import os
+
+    from search import driver, report
     from search.runner import run_search
+    from search.storage import Storage
+
+    recorded, make = [], report.make_report
+
+    def make_report(path, **kw):
+        recorded.append(driver.live(Storage(str(tmp_path / "runs"), "norep")))
+        return make(path, **kw)
+
+    monkeypatch.setattr(report, "make_report", make_report)
 
     table = tmp_path / "t.csv"
     table.write_text("order,probe_1,final\ntoy_topic,0.4,0.5\ntoy_align,0.3,0.4\n")
@@ -842,6 +867,7 @@ def test_search_report_that_cannot_be_made_is_one_line(tmp_path, ray_local):
     assert lines[-2] == "does order matter here? (itt report)"
     assert lines[-1].startswith("report: not written (") and lines[-1].endswith(f"once fixed: itt report {exp}"), lines
     assert not (exp / "report").exists()
+    assert len(recorded) == 1 and recorded[0]["pid"] == os.getpid() and not (exp / "driver.json").exists()
 
 
 # ------------------------------------------------------------------ the HTML, looked at
