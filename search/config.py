@@ -539,7 +539,8 @@ def _check_settings(scfg: SearchConfig, chain, space: OrderSpace, path) -> None:
         _check_stop(scfg, space, path)
     if scfg.budget is not None and scfg.searcher == "exhaustive":
         raise ConfigError(f"{path}: search.budget needs a searcher that proposes orders one by one, not exhaustive "
-                          "(which runs every order once); give search.num_samples instead")
+                          "(which runs every order once, whatever search.num_samples); for part of the space give "
+                          "searcher random (or order_bo) and search.num_samples")
     if scfg.objectives == ["xtreme"] and scfg.simulate is None:
         _check_xtreme(chain, path)
     if scfg.simulate is None:

@@ -137,7 +137,6 @@ def test_pareto_asha_stops_only_trials_dominated_by_enough_others():
 # ------------------------------------------------------------------ the searcher with several objectives (pure)
 def test_searcher_with_two_objectives_answers_repeats_and_prunes_stops():
     import optuna
-    from ray.tune.search import Searcher
 
     from search.config import SearchConfig
     from search.searchers import make_searcher
@@ -148,7 +147,7 @@ def test_searcher_with_two_objectives_answers_repeats_and_prunes_stops():
     assert s.metric == ["objective_mean", "objective_worst"] and s.mode == ["max", "max"]
     s.set_search_properties(None, None, {})
     got = {f"t{i}": space.decode(s.suggest(f"t{i}"))[0] for i in range(3)}
-    assert sorted(got.values()) == sorted(TOY3) and s.suggest("t3") is Searcher.FINISHED
+    assert sorted(got.values()) == sorted(TOY3) and s.suggest("t3") is None  # (all running: ASHA may stop one)
     for tid, task in got.items():
         if task == "toy_length":  # stopped at a rung: its probe lacks `worst` (a table without probe worst)
             s.on_trial_complete(tid, {"objective": 0.3, "objective_mean": 0.3, "step": 1})

@@ -274,6 +274,19 @@ def test_a_task_included_twice_is_refused(tmp_path, capsys):
     _error(["space", str(p)], capsys, "search: include: a task is listed twice")
 
 
+def test_a_budget_for_exhaustive_points_to_a_searcher_that_num_samples_caps(tmp_path, capsys):
+    """exhaustive runs every order whatever search.num_samples (Ray's grid, every order once): the refusal of
+    search.budget there told the user to give num_samples instead, which exhaustive ignores."""
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": [1, 2], "searcher": "exhaustive",
+                                  "scheduler": {"type": "none"}, "budget": {"hours": 1}})
+    _error(["space", str(p)], capsys, "search.budget needs a searcher that proposes orders one by one",
+           "whatever search.num_samples", "give searcher random (or order_bo) and search.num_samples")
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": [1, 2], "searcher": "exhaustive", "num_samples": 3,
+                                  "scheduler": {"type": "none"}}, name="n.yaml")
+    assert main(["space", str(p)]) == 0
+    assert "this search, 9 trials" in capsys.readouterr().out  # (every order: num_samples caps no grid)
+
+
 def test_itt_space_refuses_a_task_before_itself(tmp_path, capsys):
     p = _search_config(tmp_path, {"candidates": TOY3, "length": [1, 2], "before": [["toy_align", "toy_align"]]})
     _error(["space", str(p)], capsys, "search: before: 'toy_align' before itself")
@@ -602,6 +615,32 @@ def test_an_errored_configuration_is_not_proposed_again(searcher):
     assert s.suggest("t3") is Searcher.FINISHED  # not the errored order again
 
 
+@pytest.mark.parametrize("searcher", ["order_bo", "random"])
+def test_a_running_trial_the_scheduler_may_stop_keeps_the_search_open_once_every_order_was_proposed(searcher):
+    """Every order proposed, one still running: the searcher proposes nothing yet (None: Tune asks again)
+    instead of FINISHED, which ends Ray's search for good - ASHA may still stop that trial, and its order
+    is then continued (scheduler.continue_stopped) before the search ends."""
+    from ray.tune.search import Searcher
+
+    from search.config import SearchConfig
+    from search.searchers import CONTINUES, make_searcher
+
+    scfg = SearchConfig(candidates=TOY3[:2], length=1, seed=0, searcher=searcher)
+    space = scfg.space()
+    s = make_searcher(scfg, [])
+    s.set_search_properties("objective", "max", {})
+    got = {f"t{i}": space.decode(s.suggest(f"t{i}")) for i in range(2)}
+    assert sorted(o[0] for o in got.values()) == sorted(TOY3[:2])  # both orders proposed, both running
+    s.on_trial_complete("t0", {"objective": 0.5, "final": 1, "training_iteration": 2})
+    assert s.suggest("t2") is None  # t1 runs on: not FINISHED
+    s.on_trial_result("t1", {"objective": 0.2, "training_iteration": 1, "step": 1})
+    s.on_trial_complete("t1", {"objective": 0.2, "training_iteration": 1, "step": 1})  # ASHA stopped it
+    cont = s.suggest("t3")
+    assert space.decode(cont) == got["t1"] and cont[CONTINUES] == "t1"  # its order continues
+    s.on_trial_complete("t3", {"objective": 0.4, "final": 1, "training_iteration": 2})
+    assert s.suggest("t4") is Searcher.FINISHED
+
+
 def test_stop_rule_reads_the_searchers_answer():
     """search.stop holds only past min_trials, and only when every criterion given holds."""
     from search.config import Stop
@@ -781,7 +820,6 @@ def test_dedup_searcher_answers_repeats_with_known_scores():
     """A repeat never becomes a trial: Optuna is told the earlier score (COMPLETE), PRUNED for a trial
     ASHA stopped, FAIL while the original still runs; a trial ASHA stops is PRUNED, not COMPLETE."""
     import optuna
-    from ray.tune.search import Searcher
 
     from search.config import SearchConfig
     from search.searchers import make_searcher
@@ -796,7 +834,7 @@ def test_dedup_searcher_answers_repeats_with_known_scores():
         cfg = s.suggest(f"t{i}")
         got[f"t{i}"] = space.decode(cfg)[0]
     assert sorted(got.values()) == sorted(TOY3)  # three distinct orders
-    assert s.suggest("t3") is Searcher.FINISHED  # every order proposed, no hparams: the search ends
+    assert s.suggest("t3") is None  # every order proposed, no hparams: nothing new, and ASHA may stop one yet
     for tid, task in got.items():
         s.on_trial_result(tid, {"objective": 0.3, "training_iteration": 1})
         if task == "toy_length":  # stopped by ASHA after its probe: no final report

@@ -9,7 +9,8 @@ It owns what is true whatever Optuna sampler proposes the orders:
   yet; Optuna may propose it later), and so is one that **errored** (it is not run again in this search:
   Tune retried it already; ``itt resume --retry-errored`` restarts it). After ``tries`` repeats in a row an order never proposed before
   is drawn at random (seeded) and enqueued; once every order has run (and no hyperparameter could
-  still differ) the searcher says FINISHED.
+  still differ) the searcher says FINISHED - not while one still runs that the scheduler may stop: it
+  waits (no proposal), so that a stop there can still be continued.
 * **A stopped order can come back.** A trial the scheduler stopped is told to Optuna as PRUNED (its
   probes are in the study as intermediate values; a probe and a final are on different scales). When
   the sampler proposes that order again, it is not answered as PRUNED forever: it becomes a
@@ -118,6 +119,8 @@ class OrderSearcher(Searcher):
     def _suggest(self, trial_id: str):
         if self._should_stop():
             return Searcher.FINISHED
+        if self._waiting():
+            return None
         for attempt in range(self.tries + 1):
             iid = f"{trial_id}#{attempt}" if attempt else trial_id
             if attempt == self.tries and self._enqueue_unseen() is Searcher.FINISHED:
@@ -159,13 +162,22 @@ class OrderSearcher(Searcher):
         else:
             self.inner.on_trial_complete(iid, None, error=True)  # FAIL: no score (yet: running; or errored)
 
+    def _waiting(self) -> bool:
+        """Every order proposed, none stopped, and some still running: no proposal now (Tune asks again), not
+        FINISHED - Ray ends a searcher's search at FINISHED for good, and a running trial the scheduler stops
+        would not be continued (search.scheduler.continue_stopped)."""
+        if self.has_hparams or not self.continue_stopped or len(self.orders_seen) < self.space.count():
+            return False
+        states = {state for state, _ in self.seen.values()}
+        return RUNNING in states and STOPPED not in states
+
     def _enqueue_unseen(self):
         """An order never proposed (or one stopped, which may continue), drawn at random, or FINISHED."""
         unseen = [o for o in self.space.orders() if order_key(o) not in self.orders_seen]
         if not unseen and self.continue_stopped:
             unseen = [o for o in self.space.orders() if self.seen.get(self._key(order_key(o), {}), (None,))[0] == STOPPED]
         if not unseen:
-            return None if self.has_hparams else Searcher.FINISHED
+            return None if self.has_hparams or self._waiting() else Searcher.FINISHED
         self.study.enqueue_trial(self.space.encode(self.rng.choice(unseen)), skip_if_exists=False)
         self.random_fallbacks += 1
         return None

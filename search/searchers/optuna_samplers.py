@@ -80,8 +80,10 @@ def make_searcher(scfg, seed_points: list[list[str]], copy_url: str | None = Non
     from search.compute import devices_per_trial
 
     per, _ = devices_per_trial({"search": {"resources": scfg.resources.model_dump()}})
+    # (without a scheduler no trial is stopped: none to continue, nor to wait for at the end)
     return OrderSearcher(inner, space, has_hparams=bool(scfg.hparams), seed=scfg.seed,
-                         continue_stopped=scfg.scheduler.continue_stopped, stop=scfg.stop, budget=scfg.budget,
+                         continue_stopped=scfg.scheduler.continue_stopped and scfg.scheduler.type == "asha",
+                         stop=scfg.stop, budget=scfg.budget,
                          devices_per_trial=per,
                          copy=StudyCopy(copy_url, study_name, log=log) if copy_url else None)
 
