@@ -545,6 +545,8 @@ def _check_settings(scfg: SearchConfig, chain, space: OrderSpace, path) -> None:
         _check_xtreme(chain, path)
     if scfg.simulate is None:
         _check_language_figures(scfg, chain, path)
+    if scfg.scheduler.type == "asha" and scfg.scheduler.brackets > 1:
+        _check_brackets(scfg, path)
     if scfg.seed_points.singles and 1 not in scfg.lengths:
         raise ConfigError(f"{path}: search.seed_points.singles needs 1 among the lengths")
     again = sorted(set(scfg.confirm.seeds or []) & set(scfg.seeds or chain.seeds)) if scfg.confirm else []
@@ -657,6 +659,24 @@ def _check_xtreme(chain, path: str) -> None:
         if missing:
             raise ConfigError(f"{path}: search.metric: xtreme scores trials on dev, and eval.also task '{name}' has "
                               f"no dev split in {', '.join(missing)} (give it one, or evaluate it on fewer languages)")
+
+
+def _check_brackets(scfg: SearchConfig, path: str) -> None:
+    """Each bracket ASHA adds needs a rung before the final: Ray's bracket s has its rungs at grace_period x
+    reduction_factor^(k+s) below max_t (its own _Bracket, used here), and OrderASHA records no final in a
+    rung. With the default grace_period (the longest order) a second bracket has none: a share of the trials
+    (Ray's bracket weights) would never be stopped, without a word."""
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    sch = scfg.scheduler
+    max_t = sch.max_t or scfg.final_step
+    idle = [b for b in range(1, sch.brackets) if not any(
+        t < scfg.final_step for t, _ in _Bracket(sch.grace_period, max_t, sch.reduction_factor, b)._rungs)]
+    if idle:
+        raise ConfigError(f"{path}: search.scheduler.brackets: {sch.brackets}, and with grace_period {sch.grace_period}, "
+                          f"reduction_factor {sch.reduction_factor:g} and max_t {max_t} bracket {idle[0]} (counting from "
+                          f"0) has no rung before the final (bracket s stops trials at grace_period x reduction_factor^(k+s) "
+                          f"stages): its trials would never be stopped; give brackets: {idle[0]}, or a smaller grace_period")
 
 
 def _check_language_figures(scfg: SearchConfig, chain, path: str) -> None:

@@ -1685,6 +1685,22 @@ def test_asha_brackets_are_drawn_from_the_search_seed():
     assert a.count(0) > a.count(2)  # Ray's weights: the bracket with the most rungs is the likeliest
 
 
+def test_a_bracket_with_no_rung_before_the_final_is_one_error_line(tmp_path, capsys):
+    """brackets: 2 with the default grace_period (the longest order, 2 here; max_t 3): Ray's bracket 1 has
+    its first rung at 2 x 2 = 4 stages, past the final, so about a quarter of the trials (Ray's weights)
+    were never stopped, without a word. The rungs are Ray's own (_Bracket)."""
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    assert [t for t, _ in _Bracket(2, 3, 2, 1)._rungs] == []  # (what the check reads)
+    p = _search_config(tmp_path, {"candidates": TOY3, "length": [1, 2], "scheduler": {"brackets": 2}})
+    _error(["space", str(p)], capsys, "search.scheduler.brackets: 2, and with grace_period 2, reduction_factor 2 and "
+           "max_t 3 bracket 1 (counting from 0) has no rung before the final", "give brackets: 1, or a smaller grace_period")
+    assert main(["space", str(p), "--set", "search.scheduler.grace_period=1"]) == 0  # bracket 1 stops at stage 2
+    _error(["space", str(p), "--set", "search.scheduler.grace_period=1", "--set", "search.scheduler.brackets=3"],
+           capsys, "bracket 2 (counting from 0) has no rung", "give brackets: 2")
+    capsys.readouterr()
+
+
 def test_simulated_rows_per_seed_one_seed_draw_and_hparams():
     """A simulated trial's rows (search.trial.simulated_rows, shared with the benchmark's offline replay):
     one per seed in seed order, the matching hparam rows only, and with ``one_seed`` one row fixed by the
