@@ -541,6 +541,10 @@ def _check_settings(scfg: SearchConfig, chain, space: OrderSpace, path) -> None:
         raise ConfigError(f"{path}: search.budget needs a searcher that proposes orders one by one, not exhaustive "
                           "(which runs every order once, whatever search.num_samples); for part of the space give "
                           "searcher random (or order_bo) and search.num_samples")
+    if scfg.num_samples is not None and scfg.searcher == "exhaustive":  # (a 1000-order space ran 1000 trials)
+        raise ConfigError(f"{path}: search.num_samples: {scfg.num_samples}, but searcher exhaustive runs every order "
+                          f"once ({space.count()} trials here) whatever it says; leave num_samples out (--set "
+                          f"search.num_samples=null), or give searcher random for {scfg.num_samples} orders without repeats")
     if scfg.objectives == ["xtreme"] and scfg.simulate is None:
         _check_xtreme(chain, path)
     if scfg.simulate is None:

@@ -281,10 +281,13 @@ def test_a_budget_for_exhaustive_points_to_a_searcher_that_num_samples_caps(tmp_
                                   "scheduler": {"type": "none"}, "budget": {"hours": 1}})
     _error(["space", str(p)], capsys, "search.budget needs a searcher that proposes orders one by one",
            "whatever search.num_samples", "give searcher random (or order_bo) and search.num_samples")
+    # num_samples with exhaustive was ignored without a word (a 1000-order space ran 1000 trials): one line now
     p = _search_config(tmp_path, {"candidates": TOY3, "length": [1, 2], "searcher": "exhaustive", "num_samples": 3,
                                   "scheduler": {"type": "none"}}, name="n.yaml")
-    assert main(["space", str(p)]) == 0
-    assert "this search, 9 trials" in capsys.readouterr().out  # (every order: num_samples caps no grid)
+    _error(["space", str(p)], capsys, "search.num_samples: 3, but searcher exhaustive runs every order once (9 trials "
+           "here)", "--set search.num_samples=null", "give searcher random for 3 orders")
+    assert main(["space", str(p), "--set", "search.num_samples=null"]) == 0
+    assert "this search, 9 trials" in capsys.readouterr().out
 
 
 def test_itt_space_refuses_a_task_before_itself(tmp_path, capsys):
@@ -381,6 +384,8 @@ def test_searcher_contract_on_simulated_objective(searcher, tmp_path, ray_local)
     search = {"candidates": TOY3, "length": [1, 2], "searcher": searcher, "num_samples": 6, "seed": 1,
               "seed_points": {"singles": True}, "scheduler": {"type": "none"},
               "simulate": {"table": str(table)}, "resources": {"max_concurrent": 2}}
+    if searcher == "exhaustive":  # (every order once: a num_samples there is a config error)
+        del search["num_samples"]
     p = _search_config(tmp_path, search)
     lines = []
     exp = run_search(str(p), name=f"sim-{searcher}", storage=str(tmp_path / "runs"),
