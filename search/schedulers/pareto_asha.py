@@ -7,7 +7,9 @@ reaching a rung is stopped when at least a ``1 - 1/reduction_factor`` share of t
 at that rung dominate its probe (at least as good on every objective, better on one), and at least
 one does. So:
 
-* with one objective it is ASHA's own rule (stopped when below the rung's quantile);
+* with one objective it is close to ASHA's rule: stopped when that share of the rung's trials scored
+  better, where Ray's ASHA compares with the rung's interpolated quantile (rung [1, 3], probe 2.5: ASHA's
+  cutoff 2 lets it go on, here half the rung is better and it stops);
 * a trial that no recorded trial dominates (on the rung's front so far) is never stopped, whatever
   its rank on any single objective: the trade-off orders the search is after survive;
 * the first trial at a rung always goes on, as in ASHA.
