@@ -180,6 +180,27 @@ def test_set_reaches_keys_that_are_dotted_config_keys():
                    "train": {"lr": 0.1}}
 
 
+def _readme_yaml_block(after: str) -> str:
+    """The first ```yaml block of README.md after the line ``after``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    return text[text.index(after):].split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_config_at_a_glance_and_search_block_state_the_defaults(tmp_path):
+    """README's *Config at a glance* gives `train:` as its defaults (it said epochs: 2; the default is 1), and
+    the search block says what `num_samples` is when a config leaves it out (20, search/runner.py)."""
+    from itt.config import TrainDefaults, load_config
+    from search.runner import DEFAULT_TRIALS
+
+    glance = tmp_path / "glance.yaml"
+    glance.write_text(_readme_yaml_block("## Config at a glance"))
+    assert load_config(glance).train == TrainDefaults()
+    line = next(ln for ln in _readme_yaml_block("## Searching orders").splitlines() if "num_samples:" in ln)
+    assert f"default {DEFAULT_TRIALS};" in line
+
+
 def test_out_that_cannot_be_written(write_config, capsys, tmp_path):
     """--out on a file, or under one: one error line before the chain trains (its outputs come minutes later)."""
     path, afile = write_config(), tmp_path / "afile"
