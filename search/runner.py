@@ -761,7 +761,7 @@ def _fit_and_end(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: Searc
         log(f"recommended (the searcher's model, not one lucky run): {rec['order'] or 'F'}  "
             f"{rec['mean']:.4f} [{rec['lo']:.4f}, {rec['hi']:.4f}] (posterior mean, 95% interval; "
             f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
-        if rec.get("unexplored"):
+        if rec.get("unexplored") and not interrupted:  # (stopped short: plain `itt resume` goes on, not --more)
             log(unexplored_text(rec["unexplored"], rec["order"], st.display))
         if rec.get("positions"):
             log(positions_text(rec["positions"]))
