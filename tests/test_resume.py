@@ -616,19 +616,26 @@ def test_trials_tune_gave_up_on_with_retries_left_start_again(tmp_path, write_co
     assert len(hint) == 1 and "1 after using up search.max_failures" in hint[0] and "--retry-errored" in hint[0], printed
 
 
+TASKS3 = ["toy_topic", "toy_align", "toy_length"]
+
+
+def _three_trials(tmp_path: Path, write_config) -> Path:
+    """A simulated search of the 3 single-task orders, one at a time, 0.2 s a stage, no tracking."""
+    table = tmp_path / "table.csv"
+    table.write_text("order,probe_1,final\n" + "\n".join(f"{a},0.3,{0.4 + 0.05 * i}" for i, a in enumerate(TASKS3)) + "\n")
+    return write_config({"search": {"candidates": TASKS3, "length": 1, "num_samples": 3, "searcher": "random",
+                                    "simulate": {"table": str(table), "seconds_per_stage": 0.2},
+                                    "scheduler": {"type": "none"}, "resources": {"max_concurrent": 1},
+                                    "tracking": {"enabled": False}}})
+
+
 def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, write_config, ray_local, monkeypatch, capsys):
     """SIGTERM (a job scheduler's time limit, `kill`) ended the driver in Ray's stack dump, exit 1, with no
     `itt resume` line; now it stops as Ctrl-C does: Ray Tune saves the search, the finished trials are kept,
     the line says how to go on, and `itt resume` finishes it."""
     from tests.conftest import signal_after_trials
 
-    tasks = ["toy_topic", "toy_align", "toy_length"]
-    table = tmp_path / "table.csv"
-    table.write_text("order,probe_1,final\n" + "\n".join(f"{a},0.3,{0.4 + 0.05 * i}" for i, a in enumerate(tasks)) + "\n")
-    cfg = write_config({"search": {"candidates": tasks, "length": 1, "num_samples": 3, "searcher": "random",
-                                   "simulate": {"table": str(table), "seconds_per_stage": 0.2},
-                                   "scheduler": {"type": "none"}, "resources": {"max_concurrent": 1},
-                                   "tracking": {"enabled": False}}})
+    cfg = _three_trials(tmp_path, write_config)
     signal_after_trials(monkeypatch, 1, signal.SIGTERM)
     exp = tmp_path / "runs" / "t"
     assert main(["search", str(cfg), "--name", "t", "--storage", str(tmp_path / "runs"), "--progress", "off"]) == 130
@@ -650,13 +657,7 @@ def test_a_full_disk_under_the_driver_is_one_error_line_that_says_how_to_go_on(t
 
     from search import storage
 
-    tasks = ["toy_topic", "toy_align", "toy_length"]
-    table = tmp_path / "table.csv"
-    table.write_text("order,probe_1,final\n" + "\n".join(f"{a},0.3,{0.4 + 0.05 * i}" for i, a in enumerate(tasks)) + "\n")
-    cfg = write_config({"search": {"candidates": tasks, "length": 1, "num_samples": 3, "searcher": "random",
-                                   "simulate": {"table": str(table), "seconds_per_stage": 0.2},
-                                   "scheduler": {"type": "none"}, "resources": {"max_concurrent": 1},
-                                   "tracking": {"enabled": False}}})
+    cfg = _three_trials(tmp_path, write_config)
     whole, writes = storage._write_whole, []
 
     def full_disk(p, data):
@@ -677,4 +678,4 @@ def test_a_full_disk_under_the_driver_is_one_error_line_that_says_how_to_go_on(t
     monkeypatch.undo()  # room again
     assert main(["resume", str(exp), "--progress", "off"]) == 0
     rows = _rows(exp)
-    assert sorted(r["order"] for r in rows) == sorted(tasks) and {r["status"] for r in rows} == {"completed"}, rows
+    assert sorted(r["order"] for r in rows) == sorted(TASKS3) and {r["status"] for r in rows} == {"completed"}, rows
