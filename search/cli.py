@@ -39,6 +39,9 @@ def cmd_run(args) -> int:
     prepared = prepare(cfg)  # every input is checked here, before any output folder exists
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{stamp}"
+    if (out / "search.yaml").is_file() and (out / "results.csv").is_file():  # (search/runner.py's files)
+        raise _usage(f"--out {out}: a search's experiment folder (`itt search` wrote search.yaml and results.csv "
+                     f"there; a chain's files would sit among its trials'): give another --out")
     if (out / "results.json").exists() and not args.overwrite:
         raise _usage(f"--out {out}: holds results.json already (pass --overwrite to replace it)")
     writable_folder(out, f"--out {out}")

@@ -353,6 +353,25 @@ def test_a_file_that_cannot_be_parsed_says_why_once(name, content, needle, write
     assert not (tmp_path / "o").exists()
 
 
+def test_itt_run_into_a_search_experiment_folder_is_one_error_line(write_config, tmp_path, capsys):
+    """`itt run --out runs/quickstart` (a search's experiment) trained a chain among the search's trials without a
+    word (only a results.json there was refused), --overwrite or not."""
+    from search.cli import main
+    from tests.conftest import TINY
+
+    exp = tmp_path / "runs" / "quickstart"
+    exp.mkdir(parents=True)
+    (exp / "search.yaml").write_text("search: {}\n")
+    (exp / "results.csv").write_text("trial_id,status,order\n")
+    before = sorted(p.name for p in exp.iterdir())
+    for extra in ([], ["--overwrite"]):
+        assert main(["run", str(write_config(base=TINY)), "--out", str(exp), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --out {exp}: a search's experiment folder (`itt search` wrote search.yaml and results.csv "
+                       "there; a chain's files would sit among its trials'): give another --out"], err
+    assert sorted(p.name for p in exp.iterdir()) == before
+
+
 def test_empty_split(write_config, capsys, tmp_path):
     cfg, f = _nli_task(tmp_path, [])
     expect_error(["run", str(write_config(cfg)), "--out", str(tmp_path / "o")], capsys, str(f), "empty")
