@@ -812,8 +812,7 @@ def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchCo
         return main and signal.getsignal(signal.SIGINT) is _second_interrupt
     except BaseException as e:
         writer.flush()
-        tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops
-        driver.remove(st)
+        tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops (_fit removes driver.json)
         if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
             raise SearchInterrupted(st.display) from None
         if isinstance(e, UserError):  # the driver's own write failed (a full disk, a folder made read-only): Tune's

@@ -177,7 +177,7 @@ class OrderSearcher(Searcher):
         if not unseen and self.continue_stopped:
             unseen = [o for o in self.space.orders() if self.seen.get(self._key(order_key(o), {}), (None,))[0] == STOPPED]
         if not unseen:
-            return None if self.has_hparams or self._waiting() else Searcher.FINISHED
+            return None if self.has_hparams else Searcher.FINISHED  # (_suggest waited first where trials may stop)
         self.study.enqueue_trial(self.space.encode(self.rng.choice(unseen)), skip_if_exists=False)
         self.random_fallbacks += 1
         return None
