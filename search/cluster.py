@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -123,8 +124,20 @@ def connect(address: str | None, **init_kwargs) -> Target:
     except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:  # after a clean check: rare (versions)
         if target.address is None:
             raise
-        raise UserError(f"could not join the Ray cluster at {target.address}: {first_line(e)}") from None
+        raise UserError(f"could not join the Ray cluster at {target.address}: {_join_error(e)}") from None
     return target
+
+
+def _join_error(e: BaseException) -> str:
+    """Ray's reason in one line. Its version mismatch names the versions on the lines after the first
+    ("Version mismatch: The cluster was started with:"): they are the line here."""
+    found = re.findall(r"Ray: (\S+)\s+Python: (\S+)", str(e))
+    if not str(e).startswith("Version mismatch") or len(found) != 2:
+        return first_line(e)
+    (ray_there, py_there), (ray_here, py_here) = found
+    return (f"the cluster runs Ray {ray_there} on Python {py_there}, this process Ray {ray_here} on Python {py_here} "
+            f"(Ray requires both to match): run itt in the Python environment the cluster's `ray start` ran in, or "
+            f"install Ray {ray_there} on Python {py_there} here")
 
 
 # ------------------------------------------------------------------ the steps

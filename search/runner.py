@@ -42,15 +42,37 @@ AUTOSCALER_CONFIG = "~/ray_bootstrap_config.yaml"
 
 def autoscaler_workers(address: str | None) -> int | None:
     """The most worker nodes the cluster's autoscaler may start (``max_workers`` of the config ``ray up`` left
-    on the head), where the search joins such a cluster from its head (``ray job submit``); else None."""
+    on the head), where the search joins such a cluster from its head (``ray job submit``); else None.
+    ``address``: the cluster joined (:func:`joined`); None or ``local``: a private Ray, which nothing autoscales."""
     path = Path(AUTOSCALER_CONFIG).expanduser()
-    if address is None or not path.is_file():
+    if address in (None, "local") or not path.is_file():
         return None
     try:
         n = (yaml.safe_load(path.read_text()) or {}).get("max_workers")
     except (OSError, yaml.YAMLError):
         return None
     return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def autoscaler_node_types() -> dict[str, dict] | None:
+    """The resources of each worker node type the autoscaler may start (``ray up`` fills them in from the
+    instance type when it writes AUTOSCALER_CONFIG); None where the file or any type's resources are unknown."""
+    try:
+        cfg = yaml.safe_load(Path(AUTOSCALER_CONFIG).expanduser().read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    types = cfg.get("available_node_types")
+    if not isinstance(types, dict):
+        return None
+    out = {name: t.get("resources") for name, t in types.items()
+           if name != cfg.get("head_node_type") and isinstance(t, dict) and t.get("max_workers", 1) != 0}
+    return out if out and all(isinstance(r, dict) and r for r in out.values()) else None
+
+
+def joined(address: str | None) -> str | None:
+    """The cluster a search joins: ``--address``, else ``RAY_ADDRESS`` (which `ray job submit` sets for its
+    driver), else one `ray start` runs on this machine (search.cluster.check); None: a private Ray."""
+    return check_cluster(address).address or address
 
 
 JOB_WORKING_DIR = "/runtime_resources/working_dir_files/"  # where Ray unpacks a job's --working-dir on a node
@@ -142,6 +164,11 @@ def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo)
         have = ", ".join(f"{n['Resources'].get('CPU', 0):g} CPU / {n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
         need = (f"a {'trial' if one else 'worker'} needs {worker['CPU']:g} CPU and {r.gpus_per_worker:g} GPU, but no node "
                 f"has that (nodes: {have})")
+        types = autoscaler_node_types() if autoscale else None
+        if types and not any(all(res.get(k, 0) + 1e-9 >= v for k, v in worker.items() if v > 0) for res in types.values()):
+            kinds = ", ".join(f"{name} {res.get('CPU', 0):g} CPU / {res.get('GPU', 0):g} GPU" for name, res in types.items())
+            raise UserError(f"search.resources: {need}, nor does any node type the autoscaler may start ({kinds}; "
+                            f"{AUTOSCALER_CONFIG}): its trials would wait forever")
         if autoscale:
             log(f"search.resources: {need} yet: the autoscaler ({AUTOSCALER_CONFIG}, max_workers {autoscale}) starts "
                 f"nodes as trials ask for them; up to {r.max_concurrent or autoscale} trial(s) at once "
@@ -184,7 +211,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     config, storage and tracking-store checks happen before Ray starts. ``progress``: the live view of
     the running trials (search/progress.py): auto | live | plain | off."""
     scfg, chain, _ = load_search(config, overrides)
-    check_cluster(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
+    cluster = joined(address)  # a wrong address or a missing/wrong Ray token: one error line, nothing written
     settle_probe_also(scfg, chain)  # (in the chain config the search saves: a resume probes as it began)
     name = name or chain.name
     st = _new_experiment(storage, name, scfg)
@@ -208,7 +235,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         seed_points = seed_point_orders(scfg, chain, log=log, prior=prior)
         # Ray: the cluster, then what runs on it
         _init_ray(address, scfg)
-        autoscale = autoscaler_workers(address)
+        autoscale = autoscaler_workers(cluster)
         fits = _check_resources(scfg, autoscale, log=log)  # fails here when no node can hold a trial
         _check_nodes_see(st, scfg, autoscale, log, chain, marker=driver.DRIVER_FILE)
     concurrency = scfg.resources.max_concurrent or fits
@@ -374,7 +401,7 @@ def _resume(st: Storage, scfg: SearchConfig, chain, exp_dir: str, *, address: st
             more: int, tracking_uri: str | None, log, progress: str) -> Path | str:
     from search.tracking import connect, resolve_uri, tracked_files
 
-    check_cluster(address)  # a wrong address or Ray token: one error line before the MLflow store is touched
+    cluster = joined(address)  # a wrong address or Ray token: one error line before the MLflow store is touched
     st.read_json("tracking", "search.json")  # (the tracker's, read inside Ray: unreadable, one error line here)
     _check_chain_loads(scfg, chain)  # (the data may have moved since the search started)
     target, _ = _target(chain)
@@ -383,7 +410,7 @@ def _resume(st: Storage, scfg: SearchConfig, chain, exp_dir: str, *, address: st
     if more:
         _check_more(st, scfg, exp_dir)
     _init_ray(address, scfg)
-    autoscale = autoscaler_workers(address)
+    autoscale = autoscaler_workers(cluster)
     _check_resources(scfg, autoscale, log=log)
     _check_nodes_see(st, scfg, autoscale, log, chain, marker=SEARCH_FILE)
     log(_resume_line(st, scfg, more=more, retry_errored=retry_errored))

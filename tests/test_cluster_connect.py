@@ -299,3 +299,41 @@ def test_no_address_joins_the_cluster_running_here_checked_and_said(token_cluste
     monkeypatch.setenv("RAY_AUTH_TOKEN", token_cluster.token)
     target = cluster.check(None)
     assert target.running_here and target.address == token_cluster.address and target.auth == cluster.Auth.TOKEN
+
+
+def test_a_head_of_another_ray_version_is_one_line_with_both_versions(token_cluster, tmp_path):
+    """Ray's version mismatch: its first line ("Version mismatch: The cluster was started with:") was the error
+    line, without the versions; now both versions in the line, exit 2, nothing written. (This process plays
+    the other version: Ray compares what the head recorded with compute_version_info here.)"""
+    env = {**token_cluster.env(RAY_AUTH_TOKEN=token_cluster.token), "HOME": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys, ray._private.utils as u; mine = u.compute_version_info(); "
+            "u.compute_version_info = lambda: ('2.59.0', mine[1]); "
+            "from search.cli import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "search", _sim_config(tmp_path), "--address", token_cluster.address,
+                        "--storage", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    import platform
+    import ray
+    assert r.returncode == 2 and lines == [
+        f"error: could not join the Ray cluster at {token_cluster.address}: the cluster runs Ray {ray.__version__} on "
+        f"Python {platform.python_version()}, this process Ray 2.59.0 on Python {platform.python_version()} (Ray "
+        f"requires both to match): run itt in the Python environment the cluster's `ray start` ran in, or install Ray "
+        f"{ray.__version__} on Python {platform.python_version()} here"], lines
+    assert not (tmp_path / "runs" / "on_two_nodes").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_ray_address_joins_an_autoscaling_cluster_as_address_does(token_cluster, tmp_path):
+    """`ray job submit` gives its driver RAY_ADDRESS: without --address the search joined the cluster but not
+    its autoscaler's config (~/ray_bootstrap_config.yaml, what `ray up` leaves on the head), so it refused
+    trials no worker holds yet where --address auto starts them; now both ways read it (here: the warning
+    that nodes started later are not asked about a local --storage)."""
+    (tmp_path / "ray_bootstrap_config.yaml").write_text("max_workers: 3\n")
+    env = {**token_cluster.env(RAY_AUTH_TOKEN=token_cluster.token, RAY_ADDRESS=token_cluster.address), "HOME": str(tmp_path)}
+    r = _itt(["search", _sim_config(tmp_path), "--storage", str(tmp_path / "runs"), "--progress", "off",
+              "--set", "search.num_samples=1", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"], env, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert (f"warning: --storage {tmp_path / 'runs' / 'on_two_nodes'} on a cluster of "
+            f"{len(token_cluster.node_ips)} node(s) that autoscales: nodes the autoscaler starts later are not asked") in out, out

@@ -1662,6 +1662,40 @@ def test_an_autoscaling_cluster_with_no_worker_yet_is_not_refused(tmp_path, monk
     assert said == []  # one machine
 
 
+def test_a_trial_no_autoscaler_node_type_can_hold_is_one_line(tmp_path, monkeypatch):
+    """`ray up` writes the workers' resources (from the instance type) into the autoscaler's config on the
+    head: a trial that asks more than any node type has (2 GPUs of a g5.2xlarge's 1) was a warning and
+    trials pending forever (Ray's autoscaler cannot start a node for them); now one error line. A private Ray
+    (--address local) beside that config is not autoscaled."""
+    import ray
+
+    from itt.errors import UserError
+    from search import runner
+    from search.config import load_search
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 0.0}}])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 0.0})
+    boot = tmp_path / "ray_bootstrap_config.yaml"
+    monkeypatch.setattr(runner, "AUTOSCALER_CONFIG", str(boot))
+    boot.write_text(yaml.safe_dump({  # (as `ray up cluster.yaml` leaves it: resources filled in)
+        "max_workers": 8, "head_node_type": "head",
+        "available_node_types": {"head": {"resources": {"CPU": 0}, "node_config": {}},
+                                 "gpu_worker": {"min_workers": 0, "max_workers": 8, "node_config": {},
+                                                "resources": {"CPU": 8, "GPU": 1, "memory": 2.5e10}}}}))
+    assert runner.autoscaler_workers("local") is None
+    assert runner.autoscaler_node_types() == {"gpu_worker": {"CPU": 8, "GPU": 1, "memory": 2.5e10}}
+    two = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 2}})
+    with pytest.raises(UserError, match=r"^search.resources: a trial needs 1.25 CPU and 2 GPU, but no node has that "
+                                        r"\(nodes: 0 CPU / 0 GPU\), nor does any node type the autoscaler may start "
+                                        r"\(gpu_worker 8 CPU / 1 GPU; .*\): its trials would wait forever$"):
+        runner._check_resources(load_search(str(two))[0], runner.autoscaler_workers("auto"))
+    one = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 1, "cpus_per_worker": 7}})
+    said = []
+    assert runner._check_resources(load_search(str(one))[0], 8, log=said.append) == 8 and len(said) == 1
+    boot.write_text("max_workers: 8\navailable_node_types: {w: {resources: {}}}\n")  # not filled in: not judged
+    assert runner.autoscaler_node_types() is None
+    assert runner._check_resources(load_search(str(two))[0], 8, log=said.append) == 8
+
 def test_asha_brackets_are_drawn_from_the_search_seed():
     """With brackets > 1, Ray's ASHA picks each trial's bracket from numpy's global state; ours from
     the search seed, so the same config and seed stop the same trials."""
