@@ -56,7 +56,8 @@ def autoscaler_workers(address: str | None) -> int | None:
 
 def autoscaler_node_types() -> dict[str, dict] | None:
     """The resources of each worker node type the autoscaler may start (``ray up`` fills them in from the
-    instance type when it writes AUTOSCALER_CONFIG); None where the file or any type's resources are unknown."""
+    instance type when it writes AUTOSCALER_CONFIG), with the most nodes of that type (its ``max_workers``,
+    else the cluster's); None where the file or any type's resources are unknown."""
     try:
         cfg = yaml.safe_load(Path(AUTOSCALER_CONFIG).expanduser().read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -64,9 +65,27 @@ def autoscaler_node_types() -> dict[str, dict] | None:
     types = cfg.get("available_node_types")
     if not isinstance(types, dict):
         return None
-    out = {name: t.get("resources") for name, t in types.items()
+    out = {name: {"resources": t.get("resources"), "max_workers": t.get("max_workers", cfg.get("max_workers"))}
+           for name, t in types.items()
            if name != cfg.get("head_node_type") and isinstance(t, dict) and t.get("max_workers", 1) != 0}
-    return out if out and all(isinstance(r, dict) and r for r in out.values()) else None
+    ok = all(isinstance(t["resources"], dict) and t["resources"] and isinstance(t["max_workers"], int)
+             for t in out.values())
+    return out if out and ok else None
+
+
+def _per_node(resources: dict, worker: dict) -> int:
+    """How many of a trial's workers (``worker``: its CPU and GPU) a node of these resources holds."""
+    return min(math.floor(resources.get(k, 0) / v + 1e-9) for k, v in worker.items() if v > 0)
+
+
+def autoscaled_trials(types: dict[str, dict], max_workers: int, worker: dict, workers_per_trial: int) -> int:
+    """Trials at once on the nodes the autoscaler may start: its ``max_workers`` nodes, the types holding the
+    most workers first (each type up to its own max_workers), every trial's workers on them."""
+    slots, left = 0, max_workers
+    for t in sorted(types.values(), key=lambda t: -_per_node(t["resources"], worker)):
+        n = min(left, t["max_workers"])
+        slots, left = slots + n * _per_node(t["resources"], worker), left - n
+    return slots // max(workers_per_trial, 1)
 
 
 def joined(address: str | None) -> str | None:
@@ -159,27 +178,29 @@ def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     one = in_trial_process(r)  # the chain in the trial's process: its CPUs and the worker's on one node
     worker = {"CPU": r.cpus_per_worker + (r.trial_cpus if one else 0), "GPU": r.gpus_per_worker}
-    fits = [min(math.floor(n["Resources"].get(k, 0) / v + 1e-9) for k, v in worker.items() if v > 0) for n in nodes]
+    fits = [_per_node(n["Resources"], worker) for n in nodes]
     if not any(f >= 1 for f in fits):
         have = ", ".join(f"{n['Resources'].get('CPU', 0):g} CPU / {n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
         need = (f"a {'trial' if one else 'worker'} needs {worker['CPU']:g} CPU and {r.gpus_per_worker:g} GPU, but no node "
                 f"has that (nodes: {have})")
         types = autoscaler_node_types() if autoscale else None
-        if types and not any(all(res.get(k, 0) + 1e-9 >= v for k, v in worker.items() if v > 0) for res in types.values()):
-            kinds = ", ".join(f"{name} {res.get('CPU', 0):g} CPU / {res.get('GPU', 0):g} GPU" for name, res in types.items())
+        if types and not any(_per_node(t["resources"], worker) >= 1 for t in types.values()):
+            kinds = ", ".join(f"{name} {t['resources'].get('CPU', 0):g} CPU / {t['resources'].get('GPU', 0):g} GPU"
+                              for name, t in types.items())
             raise UserError(f"search.resources: {need}, nor does any node type the autoscaler may start ({kinds}; "
                             f"{AUTOSCALER_CONFIG}): its trials would wait forever")
         if autoscale:
+            most = _autoscaled(autoscale, types, worker, r.workers_per_trial)
             log(f"search.resources: {need} yet: the autoscaler ({AUTOSCALER_CONFIG}, max_workers {autoscale}) starts "
-                f"nodes as trials ask for them; up to {r.max_concurrent or autoscale} trial(s) at once "
+                f"nodes as trials ask for them; up to {r.max_concurrent or most} trial(s) at once "
                 f"(search.resources.max_concurrent)")
-            return autoscale
+            return most
         raise UserError(f"search.resources: {need}")
     total = ray.cluster_resources()
     per_trial = {"CPU": r.trial_cpus + r.workers_per_trial * r.cpus_per_worker, "GPU": r.workers_per_trial * r.gpus_per_worker}
     conc = min(math.floor(total.get(k, 0) / v + 1e-9) for k, v in per_trial.items() if v > 0)
     if autoscale:  # more nodes come as trials ask for them
-        return max(conc, autoscale)
+        return max(conc, _autoscaled(autoscale, autoscaler_node_types(), worker, r.workers_per_trial))
     if sum(fits) < r.workers_per_trial:
         raise UserError(f"search.resources: a trial needs {r.workers_per_trial} workers but the cluster holds {sum(fits)}")
     if conc < 1:  # (each worker fits somewhere, but not all of them beside the trial's own CPUs: Ray Train waits)
@@ -188,6 +209,12 @@ def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo)
                         f"{per_trial['GPU']:g} GPU, but the cluster has {total.get('CPU', 0):g} CPU and "
                         f"{total.get('GPU', 0):g} GPU in all")
     return conc
+
+
+def _autoscaled(autoscale: int, types: dict | None, worker: dict, workers_per_trial: int) -> int:
+    """Trials at once the autoscaler's nodes hold: from its node types where `ray up` filled in their
+    resources, else one per node it may start."""
+    return max(1, autoscaled_trials(types, autoscale, worker, workers_per_trial)) if types else autoscale
 
 
 SUMMARY_FILE = "summary.json"  # beside results.csv: the recommendation, the best observed, the searcher's trace

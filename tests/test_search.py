@@ -1683,7 +1683,8 @@ def test_a_trial_no_autoscaler_node_type_can_hold_is_one_line(tmp_path, monkeypa
                                  "gpu_worker": {"min_workers": 0, "max_workers": 8, "node_config": {},
                                                 "resources": {"CPU": 8, "GPU": 1, "memory": 2.5e10}}}}))
     assert runner.autoscaler_workers("local") is None
-    assert runner.autoscaler_node_types() == {"gpu_worker": {"CPU": 8, "GPU": 1, "memory": 2.5e10}}
+    assert runner.autoscaler_node_types() == {"gpu_worker": {"resources": {"CPU": 8, "GPU": 1, "memory": 2.5e10},
+                                                             "max_workers": 8}}
     two = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 2}})
     with pytest.raises(UserError, match=r"^search.resources: a trial needs 1.25 CPU and 2 GPU, but no node has that "
                                         r"\(nodes: 0 CPU / 0 GPU\), nor does any node type the autoscaler may start "
@@ -1692,6 +1693,17 @@ def test_a_trial_no_autoscaler_node_type_can_hold_is_one_line(tmp_path, monkeypa
     one = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 1, "cpus_per_worker": 7}})
     said = []
     assert runner._check_resources(load_search(str(one))[0], 8, log=said.append) == 8 and len(said) == 1
+    # trials at once: what the 8 nodes it may start hold (it was max_workers, 8, whatever a node holds)
+    half = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 0.5}})
+    assert runner._check_resources(load_search(str(half))[0], 8, log=said.append) == 16  # 2 a node (GPU 1 / 0.5)
+    assert said[-1].endswith("up to 16 trial(s) at once (search.resources.max_concurrent)"), said[-1]
+    pair = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 1, "workers_per_trial": 2}})
+    assert runner._check_resources(load_search(str(pair))[0], 8, log=said.append) == 4  # 8 GPUs, 2 a trial
+    boot.write_text(yaml.safe_dump({"max_workers": 3, "available_node_types": {  # the cluster's cap, big nodes first
+        "small": {"max_workers": 5, "resources": {"CPU": 4, "GPU": 1}},
+        "big": {"max_workers": 2, "resources": {"CPU": 32, "GPU": 4}}}}))
+    assert runner.autoscaled_trials(runner.autoscaler_node_types(), 3, {"CPU": 1, "GPU": 1}, 1) == 4 + 4 + 1
+    assert runner.autoscaled_trials(runner.autoscaler_node_types(), 3, {"CPU": 1, "GPU": 1}, 2) == 4
     boot.write_text("max_workers: 8\navailable_node_types: {w: {resources: {}}}\n")  # not filled in: not judged
     assert runner.autoscaler_node_types() is None
     assert runner._check_resources(load_search(str(two))[0], 8, log=said.append) == 8
