@@ -295,7 +295,7 @@ def _new_experiment(storage: str | None, name: str, scfg: SearchConfig) -> Stora
     st = Storage(storage or str(Path("runs").resolve()), name)
     if st.exists():
         raise UserError(f"experiment '{name}' exists already in {st.root} (continue it with `itt resume "
-                        f"{quote(st.display)}`, or pick another --name)")
+                        f"{quote(st.arg)}`, or pick another --name)")
     st.check_writable()
     if scfg.cache.enabled and scfg.cache.dir and not scfg.simulate:  # a shared stage cache every trial writes to
         Storage(scfg.cache.dir, "", label="search.cache.dir").check_writable()
@@ -315,7 +315,7 @@ def _claimed(st: Storage, name: str):
             driver.remove(st)
         by = f" by another driver (pid {other['pid']}) just now" if other is not None else " meanwhile"
         raise UserError(f"experiment '{name}' was started in {st.root}{by} (continue it with `itt resume "
-                        f"{quote(st.display)}` once it stops, or pick another --name)")
+                        f"{quote(st.arg)}` once it stops, or pick another --name)")
     try:
         yield
     except BaseException:
@@ -506,7 +506,7 @@ def _resume_line(st: Storage, scfg: SearchConfig, *, more: int, retry_errored: b
     ended = counts[Status.COMPLETED] + counts[Status.STOPPED] + counts[Status.ERRORED]
     if not more and not (retry_errored and counts[Status.ERRORED]) and _all_ended(st, scfg, counts, ended):
         errored = " (`--retry-errored` runs the errored ones again)" if counts[Status.ERRORED] else ""
-        more_ = "" if _no_more(st, scfg, st.display) else f"; `itt resume {quote(st.display)} --more N` runs N trials more"
+        more_ = "" if _no_more(st, scfg, st.display) else f"; `itt resume {quote(st.arg)} --more N` runs N trials more"
         return (f"search '{st.name}' had ended ({ended} trials: {how}): no trial is left to run, its end is "
                 f"printed again{errored}{more_}")
     return (f"resuming search '{st.name}' ({ended} trials ended before{': ' + how if how else ''}"
@@ -776,7 +776,7 @@ def _fit_and_end(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: Searc
         early, used_up = ([], []) if interrupted or restore is None else _gave_up_early(tuner, scfg)
         if early and used_up:
             log(f"{len(early)} trial(s) errored with retries left ({', '.join(early)}) and {len(used_up)} after using up "
-                f"search.max_failures: `itt resume {quote(st.display)} --retry-errored` runs them all again")
+                f"search.max_failures: `itt resume {quote(st.arg)} --retry-errored` runs them all again")
         if not early or used_up:
             break
         log(f"{len(early)} trial(s) errored with retries left ({', '.join(early)}; failures within search.max_failures "
@@ -797,7 +797,7 @@ def _fit_and_end(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: Searc
         tracker.close(interrupted=interrupted)  # after summary.json: the parent run gets it
     errored = writer.errored()
     if errored and not interrupted and not writer.best(1):
-        raise RunFailed(errored_text(errored, st.display, every=True))
+        raise RunFailed(errored_text(errored, st.arg, every=True))
     log(f"best orders observed (score: {score_words(scfg)}; `itt report` reads the test split where there is one):"
         if not scfg.multi_objective else f"best orders observed (by {scfg.objectives[0]}, the first objective):")
     for i, r in enumerate(writer.best(5), 1):
@@ -816,7 +816,7 @@ def _fit_and_end(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: Searc
             f"{rec['mean']:.4f} [{rec['lo']:.4f}, {rec['hi']:.4f}] (posterior mean, 95% interval; "
             f"observed {rec['observed']:.4f}) -> {SUMMARY_FILE}")
         if rec.get("unexplored") and not interrupted:  # (stopped short: plain `itt resume` goes on, not --more)
-            log(unexplored_text(rec["unexplored"], rec["order"], st.display))
+            log(unexplored_text(rec["unexplored"], rec["order"], st.arg))
         if rec.get("positions"):
             log(positions_text(rec["positions"]))
     if summary.get("stopped_itself"):
@@ -829,14 +829,14 @@ def _fit_and_end(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: Searc
         log(f"earlier searches' weight in the prior (how well each ranked this search's {summary['prior_weights_from']} "
             f"completed orders): " + ", ".join(f"{src} {w:.2f}" for src, w in summary["prior_weights"].items()))
     if errored:
-        log(f"warning: {errored_text(errored, st.display)}")
+        log(f"warning: {errored_text(errored, st.arg)}")
     log(f"results: {st.display}/results.csv")
     log(disk_usage_line(st))
     if interrupted:
-        raise SearchInterrupted(st.display)
+        raise SearchInterrupted(st.arg)
     if scfg.report:
         _final_report(st, scfg, tracker, log=log)
-    return st.display if st.remote else Path(st.path())
+    return st.arg if st.remote else Path(st.path())  # (an S3-compatible store's options kept: `itt confirm` reports on it)
 
 
 def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo,
@@ -868,11 +868,11 @@ def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchCo
         writer.flush()
         tracker.close(interrupted=True)  # no MLflow run stays RUNNING when the driver stops (_fit removes driver.json)
         if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: Tune's state is that of its last snapshot
-            raise SearchInterrupted(st.display) from None
+            raise SearchInterrupted(st.arg) from None
         if isinstance(e, UserError):  # the driver's own write failed (a full disk, a folder made read-only): Tune's
             # state is that of its last snapshot, so the search goes on once the storage is mended
             raise UserError(f"{e}; the search stopped, finished trials are kept. Once it can be written, continue it "
-                            f"with:  itt resume {quote(st.display)}") from None
+                            f"with:  itt resume {quote(st.arg)}") from None
         raise
     finally:
         if main:
@@ -1036,10 +1036,10 @@ def _final_report(st: Storage, scfg: SearchConfig, tracker, *, log=echo) -> None
 
     log("does order matter here? (itt report)")
     try:
-        make_report(st.display if st.remote else st.path(), tracking_uri=getattr(tracker, "uri", None),
+        make_report(st.arg if st.remote else st.path(), tracking_uri=getattr(tracker, "uri", None),
                     mlflow=scfg.tracking.enabled, log=log, mlflow_off="the search's tracking is off")
     except Exception as e:  # noqa: BLE001 - the search is done; say why the report is missing, and how to retry
-        log(f"report: not written ({e}); once fixed: itt report {quote(st.display)}")
+        log(f"report: not written ({e}); once fixed: itt report {quote(st.arg)}")
 
 
 def disk_usage_line(st: Storage) -> str:

@@ -217,6 +217,15 @@ class Storage:
         scheme = self.root.split("://", 1)[0]
         return f"{scheme}://{self.path()}"
 
+    @property
+    def arg(self) -> str:
+        """The experiment directory as the commands a search prints take it (``itt resume``, ``itt report``):
+        ``display`` with the store's options (``?endpoint_override=...&scheme=http`` of an S3-compatible
+        store), without which the command reached AWS instead. (pyarrow takes no credentials in the query:
+        those are in the URI's user part, which neither shows.)"""
+        query = self.root.partition("?")[2] if self.remote else ""
+        return f"{self.display}?{query}" if query else self.display
+
     # ------------------------------------------------------------------ file operations
     def exists(self, *rel: str) -> bool:
         if not self.remote:

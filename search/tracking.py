@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import time
@@ -879,8 +880,7 @@ class Tracker(Callback):
             if self.ml is not None:
                 self.log(f"MLflow: experiment '{self.meta['experiment']}', parent run {self.parent_id} in {redact(self.uri)}")
                 link = runs_url(server_url(redact(self.uri)), self.ml.exp_id, view_key(self.meta["search_id"]))
-                how = "" if self.uri.startswith(("http://", "https://")) else "`itt ui`, then open "
-                self.log(f"compare the trials: {how}{link}")
+                self.log(f"compare the trials: {ui_hint(self.uri)}{link}")
 
 
 def end_tags(rec: dict) -> dict:
@@ -1099,6 +1099,16 @@ def server_url(uri: str, *, host: str = "127.0.0.1", port: int = 5000) -> str:
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://{host}:{port}"
 
 
+def ui_hint(uri: str) -> str:
+    """What opens a store's runs page before its link: nothing for a server; for a database, ``itt ui`` with the
+    store named when it is not the one ``itt ui`` opens by default here ($MLFLOW_TRACKING_URI, else mlflow.db in
+    the working directory): a bare ``itt ui`` opened another store, or none ("no MLflow store at ...")."""
+    if uri.startswith(("http://", "https://")):
+        return ""
+    flag = "" if uri == resolve_uri() else f" --tracking-uri {shlex.quote(redact(uri))}"
+    return f"`itt ui{flag}`, then open "
+
+
 def runs_url(base: str, experiment_id: str, key: str | None = None) -> str:
     """The experiment's runs page in the Model training workspace (with the search's view)."""
     q = (f"viewStateShareKey={key}&" if key else "") + "workflowType=machine_learning"
@@ -1215,7 +1225,7 @@ def log_compare(folder: str | Path, *, key: str, name: str, params: dict[str, st
         client.set_terminated(run_id, status="FINISHED")
         again = " (updated: these searches were compared before)" if run is not None else ""
         return (f"MLflow: comparison logged to run {run_id} of experiment '{COMPARE_EXPERIMENT}' (artifacts compare/, "
-                f"{len(metrics)} metrics) in {redact(uri)}{again}; `itt ui`, then open "
+                f"{len(metrics)} metrics) in {redact(uri)}{again}; {ui_hint(uri)}"
                 f"{runs_url(server_url(redact(uri)), ml.exp_id, view)}")
     except UserError as e:
         return f"MLflow: not logged ({e})"

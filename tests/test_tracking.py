@@ -579,6 +579,34 @@ def _standalone_tracker(tmp_path, name: str):
     return tr, uri
 
 
+def test_the_ui_line_names_a_store_that_itt_ui_would_not_open(tmp_path, monkeypatch):
+    """The search's last MLflow line says how to open its trials: `itt ui`, then the link. On a store other
+    than the one `itt ui` opens by default (--tracking-uri, search.tracking.tracking_uri), a bare `itt ui`
+    opened another store or none ("no MLflow store at <cwd>/mlflow.db"): the line names the store."""
+    from search.tracking import resolve_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    tr, uri = _standalone_tracker(tmp_path, "where")  # (its store: tmp_path/mlflow.db, not ./mlflow.db)
+    lines: list[str] = []
+    tr.log = lines.append
+    tr.close()
+    said = next(ln for ln in lines if ln.startswith("compare the trials: "))
+    hint = re.fullmatch(r"compare the trials: `itt ui --tracking-uri (\S+)`, then open http://127\.0\.0\.1:5000/#/"
+                        r"experiments/\d+/runs\?viewStateShareKey=itt-\w+&workflowType=machine_learning", said)
+    assert hint and resolve_uri(hint.group(1)) == uri, said
+    # on the default store (mlflow.db in the working directory), `itt ui` alone opens it
+    monkeypatch.chdir(tmp_path)
+    tr, uri = _standalone_tracker(tmp_path, "here")
+    assert uri == resolve_uri()
+    lines.clear()
+    tr.log = lines.append
+    tr.close()
+    assert next(ln for ln in lines if ln.startswith("compare the trials: ")).startswith(
+        "compare the trials: `itt ui`, then open http://127.0.0.1:5000/#/experiments/"), lines
+
+
 def test_replayed_trial_is_tagged(tmp_path):
     """The tracker on its own (no Ray run): a trial whose reports are replays of an identical earlier
     trial gets the tag `replayed`; its metrics and outcome are those reports'."""
