@@ -59,7 +59,20 @@ def parse_args(argv=None, description: str = __doc__) -> argparse.Namespace:
     ap.add_argument("--budget", type=float, default=0.5, help="each new search's compute (fraction of exhaustive)")
     ap.add_argument("--workers", type=int, default=2, help="processes (one seed each at a time)")
     ap.add_argument("--json", default=None)
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    # every argument checked before the first search: one error line (exit 2), not a traceback or an error
+    # after the generators before a bad one have run
+    bad = [g for g in a.generators.split(",") if g not in GENERATORS]
+    if bad or not a.generators.strip(","):
+        ap.error(f"--generators: unknown '{bad[0] if bad else ''}' (one of {', '.join(GENERATORS)})")
+    for name in ("seeds", "workers"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name} must be >= 1 (got {getattr(a, name)})")
+    for name in ("budget", "earlier_budget"):
+        if not 0 < getattr(a, name) <= 1:
+            ap.error(f"--{name.replace('_', '-')} must lie in (0, 1], a fraction of exhaustive's compute "
+                     f"(got {getattr(a, name)})")
+    return a
 
 
 # ------------------------------------------------------------------ tables
@@ -193,10 +206,7 @@ def run(args, one_seed, summarize, out: dict, first: str = "target", progress=la
     t0 = time.perf_counter()
     out.update({"seeds": args.seeds, "earlier_budget": args.earlier_budget, "budget": args.budget, "summary": [], "runs": {}})
     with tempfile.TemporaryDirectory(prefix="prior_from_") as tmp:
-        for gen in args.generators.split(","):
-            if gen not in GENERATORS:
-                print(f"error: --generators: unknown '{gen}' (one of {', '.join(GENERATORS)})", file=sys.stderr)
-                return 2
+        for gen in (g for g in args.generators.split(",") if g):
             jobs = [(gen, s, args.budget, args.earlier_budget, tmp) for s in range(args.seeds)]
             with ProcessPoolExecutor(max_workers=args.workers) as ex:
                 runs = list(ex.map(one_seed, jobs))

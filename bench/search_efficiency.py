@@ -23,9 +23,9 @@ additive + precedence structure; bench/make_planted_table.py), ``curriculum`` (b
 enabler task; bench/make_curriculum_table.py). ``toy3:noisy`` and ``curriculum:noisy``: each trial reads
 ONE seed's row (``search.simulate.draw: one_seed``), as a one-seed search sees it; planted has no seeds.
 
-Strategies (``--strategies``): ``exhaustive`` (every order once, shuffled per seed), ``random`` (Optuna's
-RandomSampler; the search never runs a configuration twice, so it is random without replacement), ``tpe``,
-``gp`` (Optuna's TPE and GP samplers over Lehmer digits), ``tpe_asha`` (TPE + ASHA, the default before this
+Strategies (``--strategies``): ``exhaustive`` (every order once, shuffled per seed), ``random`` (uniform over the
+orders not run yet, search/searchers/uniform_random.py), ``tpe``, ``gp`` (Optuna's TPE and GP samplers over
+Lehmer digits; a repeat they propose is told its earlier score and not run, as the search's searcher does), ``tpe_asha`` (TPE + ASHA, the default before this
 benchmark), ``order_bo`` (the order-aware, cost-aware GP searcher, search/searchers/order_bo.py, no
 scheduler), ``order_bo_asha`` (with ASHA; stopped orders continue when proposed again: promotion),
 ``order_bo_asha_nopromo`` (ASHA stops are final), ``order_bo_nocost`` / ``order_bo_noprobe`` (ablations),
@@ -77,6 +77,7 @@ DATA = ROOT / "bench" / "data"
 TABLES = {"toy3": DATA / "sim_toy3_seeds.yaml", "planted": DATA / "sim_planted.yaml", "curriculum": DATA / "sim_curriculum.yaml"}
 FRACTIONS = [i / 100 for i in range(1, 51)]
 REPORT_AT = (0.05, 0.10, 0.25, 0.50)
+TRIES = 20  # repeats in a row before the searcher enqueues an order not run yet (OrderSearcher's tries)
 
 
 def _plain(searcher: str, *extra: str) -> list[str]:
@@ -352,6 +353,9 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
     costs = task_costs(info, seed, getattr(args, "costs", None))
     budget, t0 = Budget(args.budget * exhaustive_cost(info, costs), costs), time.perf_counter()
     rows, trace = [], []
+    # a repeat is answered as search.searchers._base.OrderSearcher answers it: told its earlier score, not run
+    # (no compute, no row); after TRIES repeats in a row an order not run yet is enqueued (its seeded draw)
+    scores, repeats, dedup = {}, 0, random.Random(f"dedup:{seed}")
     if strategy == "exhaustive":
         orders = [o.split(">") for o in info["orders"]]
         random.Random(seed).shuffle(orders)
@@ -371,6 +375,17 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
             trial = study.ask()
             define(trial, space=space, hparams=scfg.hparams)
             order = space.decode(trial.params)
+            if ">".join(order) in scores:  # (TPE and GP re-propose orders they have run)
+                study.tell(trial, scores[">".join(order)])
+                repeats += 1
+                if repeats == TRIES:
+                    unseen = [o for o in space.orders() if ">".join(o) not in scores]
+                    if not unseen:
+                        break
+                    study.enqueue_trial(space.encode(dedup.choice(unseen)), skip_if_exists=False)
+                    repeats = 0
+                continue
+            repeats = 0
             if getattr(sampler, "last_recommendation", None) and rows:
                 trace.append({"trials_started": len(rows), "order": sampler.last_recommendation["order"]})
         probes, final = _table_scores(table, order, seed, info["mode"] == "noisy")
@@ -385,6 +400,7 @@ def offline_search(info: dict, strategy: str, seed: int, args, prior=None) -> di
             if costs:
                 trial.set_user_attr("fixed_seconds", costs["_fixed"])
             study.tell(trial, final)
+            scores[">".join(order)] = final
         rows.append({"order": ">".join(order), "status": "completed", "stages_completed": str(len(order)), "score": str(final)})
     rec = sampler.recommend(study) if hasattr(sampler, "recommend") else None
     return {"strategy": strategy, "seed": seed, "wall_s": round(time.perf_counter() - t0, 2), "rows": rows,

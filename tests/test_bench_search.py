@@ -284,6 +284,10 @@ def test_paired_counts_the_same_searches_as_ties_at_the_logs_precision(tmp_path)
     ("unexplored_calibration", ["--budgets", "0.1,x"], "--budgets: '0.1,x'"),
     ("search_bounds", ["--tables", "toy3,nope"], "--tables: unknown table 'nope'"),
     ("search_bounds", ["--draws", "0"], "--draws must be >= 1"),
+    ("prior_from", ["--seeds", "0"], "--seeds must be >= 1 (got 0)"),
+    ("prior_from", ["--generators", "planted,nope", "--seeds", "1"], "--generators: unknown 'nope'"),
+    ("prior_from", ["--budget", "0"], "--budget must lie in (0, 1]"),
+    ("prior_from_several", ["--workers", "0"], "--workers must be >= 1 (got 0)"),
 ])
 def test_table_benches_refuse_bad_arguments_before_any_search(script, argv, says, capsys):
     """A bad table, mode, strategy, count or budget is one error line and exit 2 before the first search (a bad
@@ -353,3 +357,22 @@ def test_stage_cache_bench_finds_the_reports_identical(tmp_path, monkeypatch):
     assert all("stage_seconds" in m for m in cached["toy_topic>toy_align>toy_parity"][:3])
     for order in plain:
         assert mod.strip(plain[order]) == mod.strip(cached[order]), order
+
+
+def test_offline_tpe_answers_repeats_as_the_search_does(se):
+    """TPE re-proposes orders it has run; `itt search`'s searcher (search/searchers/_base.py) tells Optuna the
+    earlier score and runs nothing. The offline replay ran each repeat as a trial again and charged it a final
+    fine-tune: on planted seed 0, 60 trials (14 repeats, the 10th a repeat of the 6th) where the Ray path ran
+    52 distinct orders, its 10th toy_topic>toy_sim>toy_align (`--check-offline --strategies tpe`)."""
+    info = se.table_info("planted")
+    run = se.offline_search(info, "tpe", 0, type("A", (), {"budget": 0.5}))
+    orders = [r["order"] for r in run["rows"]]
+    assert len(orders) == len(set(orders)) == 52
+    assert orders[5] == "toy_extra>toy_length>toy_sim" and orders[9] == "toy_topic>toy_sim>toy_align"
+    assert orders[-1] == "toy_extra>toy_align>toy_length"  # the Ray path's last trial
+    # the compute: one final per trial and each distinct prefix once; exhaustive's is 6 + 30 + 120 prefixes and
+    # 120 finals, and the search stops with the trial that crosses half of it
+    prefixes = {tuple(o.split(">"))[:i] for o in orders for i in (1, 2, 3)}
+    spent = len(prefixes) + len(orders)
+    assert info["exhaustive_cost"] == 6 + 30 + 120 + 120
+    assert spent >= 0.5 * 276 > spent - 4  # (the last trial crosses the budget; one trial costs at most 4)
