@@ -70,6 +70,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--searches", type=int, default=300)
     args = ap.parse_args(argv)
+    if args.searches < 1:
+        ap.error(f"--searches must be >= 1 (got {args.searches})")
     print(f"share of {args.searches} simulated searches with any test significant (Holm, alpha 0.05); "
           "effect 0: false positives, effect 0.03: power")
     print(f"{'prefix':7s} {'member sd':9s} {'seeds':5s} {'orders':6s} {'effect':6s} | position: gls  rank | precedence: gls  rank")

@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--no-start", action="store_true",
                     help="the structured model without its position-from-the-start block (as before 2026-12-06)")
     args = ap.parse_args(argv)
+    for name in ("reps", "reps2"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1 (got {getattr(args, name)})")
     if args.no_start:
         full = R.blocks_of
         R.blocks_of = lambda orders: tuple(b for b in full(orders) if b != "start")

@@ -134,6 +134,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="stages of different tasks cost different seconds (drawn per seed); compute is counted in seconds")
     ap.add_argument("--overhead", action="store_true", help="only: order_bo's proposal time, 300 trials, 10^4 candidates")
     a = ap.parse_args(argv)
+    missing = [f for f in a.merge or [] if not Path(f).is_file()]
+    if missing:
+        ap.error(f"--merge: no file {missing[0]}")
     if a.overhead or a.merge:
         return a
     check_counts(ap, seeds=a.seeds, concurrency=a.concurrency, num_cpus=a.num_cpus)

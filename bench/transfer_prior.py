@@ -163,12 +163,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="searches per strategy and table (regret)")
     ap.add_argument("--json", default=str(DATA / "transfer_prior.json"))
     args = ap.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    bad = [p for p in parts if p not in ("corr", "sweep", "regret")]
+    if bad or not parts:
+        ap.error(f"--parts: unknown '{bad[0] if bad else args.parts}' (a comma list of corr, sweep, regret)")
+    if args.seeds < 1:
+        ap.error(f"--seeds must be >= 1 (got {args.seeds})")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
 
     warnings.filterwarnings("ignore")
     blob = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
-    parts = [p for p in args.parts.split(",") if p]
     if "corr" in parts:
         print("== toy3: the prior against the table's final scores", flush=True)
         blob["toy3"] = r = corr_toy3()

@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{g('set_size', '.1f'):>7} {g('fresh_best_in_set', '.0%'):>17} {f('shrunk_minus_true'):>11} "
                   f"{g('true_best_in_set', '.0%'):>16} {f('likely_gain_fresh'):>17} {f('likely_gain_true'):>16}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=1))
     return res
 

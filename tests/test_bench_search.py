@@ -288,6 +288,11 @@ def test_paired_counts_the_same_searches_as_ties_at_the_logs_precision(tmp_path)
     ("prior_from", ["--generators", "planted,nope", "--seeds", "1"], "--generators: unknown 'nope'"),
     ("prior_from", ["--budget", "0"], "--budget must lie in (0, 1]"),
     ("prior_from_several", ["--workers", "0"], "--workers must be >= 1 (got 0)"),
+    ("search_efficiency", ["--merge", "committed.json", "nowhere.jsonl"], "--merge: no file committed.json"),
+    ("ranking_calibration", ["--reps", "0"], "--reps must be >= 1 (got 0)"),
+    ("prefix_tests_calibration", ["--searches", "0"], "--searches must be >= 1 (got 0)"),
+    ("transfer_prior", ["--parts", "corr,bogus"], "--parts: unknown 'bogus'"),
+    ("transfer_prior", ["--seeds", "0"], "--seeds must be >= 1 (got 0)"),
 ])
 def test_table_benches_refuse_bad_arguments_before_any_search(script, argv, says, capsys):
     """A bad table, mode, strategy, count or budget is one error line and exit 2 before the first search (a bad
