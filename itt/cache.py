@@ -688,6 +688,7 @@ class SeedCache:
         self.resumed: list[tuple[dict, dict | None]] = []  # the longest cached prefix's stages
         self.lease: Lease | None = None
         self.trained_now = False
+        self.last_hit_probe_seconds = 0.0  # the cached probe's seconds of the stage last loaded (hit)
         self.trained, self.from_cache, self.seconds_saved = 0, 0, 0.0
 
     # rank 0's side ------------------------------------------------------------------
@@ -763,6 +764,7 @@ class SeedCache:
         self.from_cache += 1
         saved = float(stat.get("seconds", 0.0)) + (float(probe["seconds"]) if probe else 0.0)
         self.last_hit_seconds = saved  # what the stage cost when it was trained (training + probe)
+        self.last_hit_probe_seconds = float(probe["seconds"]) if probe else 0.0
         self.seconds_saved += saved
         self.cache.stats.hits += 1
         self.cache.stats.seconds_saved += saved
@@ -771,8 +773,9 @@ class SeedCache:
     def done(self, i: int, encoder, stat: dict, probe: dict | None, probe_seconds: float, probe_new: bool) -> None:
         """After stage i (and its probe): publish what this chain computed; release the lease."""
         self.history.append(stat)
-        if self.pkey:
-            self.probes.append({"probe": probe, "seconds": probe_seconds})
+        if self.pkey:  # (a probe from the cache keeps the seconds it took: a longer prefix's entry carries them)
+            seconds = probe_seconds if self.trained_now or probe_new else self.last_hit_probe_seconds
+            self.probes.append({"probe": probe, "seconds": seconds})
         key = self.keys[i - 1]
         if self.trained_now:
             self.trained += 1

@@ -8,6 +8,7 @@ representation, so the hand-off between stages is explicit: only encoder weights
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 from collections import Counter
@@ -73,6 +74,10 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
 
     with _from_hub(f"tokenizer '{name_or_path}'", "cannot load", name_or_path):
         tok = AutoTokenizer.from_pretrained(_local(name_or_path), revision=revision, trust_remote_code=trust_remote_code)
+    if set(tok.get_vocab()) <= set(tok.all_special_tokens):  # transformers 5 builds one from a config alone: every
+        # word became [UNK] and a chain ran on (no vocab.txt, tokenizer.json, sentencepiece model in the folder)
+        raise UserError(f"tokenizer '{name_or_path}': cannot load (no vocabulary there, only its "
+                        f"{len(tok.get_vocab())} special tokens: its tokenizer files are missing)")
     if tok.pad_token is None:  # a decoder's (GPT-2, Llama): pad with its end-of-text token, as 🤗's docs for
         if tok.eos_token is None:  # GPT2ForSequenceClassification do (the attention mask hides the padding)
             raise UserError(f"tokenizer '{name_or_path}' has neither a padding nor an end-of-text token to pad with")
@@ -175,6 +180,10 @@ def check_model(mcfg: ModelConfig, gradient_checkpointing: bool = False, longest
     if getattr(config, "is_encoder_decoder", False):
         raise UserError(f"model.name: '{mcfg.name}' is an encoder-decoder ({config.model_type}); itt trains encoders "
                         "(XLM-R, mBERT, BERT, RoBERTa, XLNet, ...): give one")
+    if cls is not None and "input_ids" not in inspect.signature(cls.forward).parameters:  # (ViT, Wav2Vec2: a traceback
+        # at the first training step)
+        raise UserError(f"model.name: '{mcfg.name}' ({config.model_type}, {cls.__name__}) does not take text (no "
+                        "input_ids); itt trains text encoders (XLM-R, mBERT, BERT, RoBERTa, XLNet, ...): give one")
     if is_decoder_only(config) and mcfg.pooling == "first":
         raise UserError(f"model.pooling: first, but '{mcfg.name}' is a decoder ({config.model_type}: each token sees "
                         "only those before it, so the first sees nothing of the input); give last or mean (auto: last)")

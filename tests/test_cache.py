@@ -95,6 +95,21 @@ def test_exhaustive_sweep_same_numbers_with_and_without_cache(base, tmp_path):
         sum(m["stage_seconds"] for o in orders for m in plain[o][1][:-1]))
 
 
+
+def test_a_probe_from_the_cache_keeps_its_seconds_in_a_longer_prefixs_entry(base, tmp_path):
+    """A stage taken from the cache and then extended: the longer prefix's entry recorded that stage's probe at
+    0 s, so a chain loading it reported stage 1 at its training seconds alone (0.04 s for 1.27 s with its probe):
+    stage_seconds, what the searcher's cost model learns, and cache_seconds_saved were too low."""
+    cache = StageCache(str(tmp_path / "c"))
+    _, first = _chain(base, ("toy_topic", "toy_length"), cache)  # trains and probes toy_topic
+    _, second = _chain(base, ("toy_topic", "toy_align"), cache)  # toy_topic from the cache, toy_align trained
+    _, third = _chain(base, ("toy_topic", "toy_align", "toy_length"), cache)  # loads the (toy_topic, toy_align) entry
+    assert third[-1]["stages_from_cache"] == 2
+    topic, align = first[0]["stage_seconds"], second[1]["stage_seconds"]
+    assert topic > 0 and align > 0 and second[0]["stage_seconds"] == topic
+    assert third[0]["stage_seconds"] == topic and third[1]["stage_seconds"] == align
+    assert third[1]["cache_seconds_saved"] == pytest.approx(topic + align)
+
 def _entry_dir(cache: StageCache, key: str) -> Path:
     return Path(cache.base) / "entries" / key
 

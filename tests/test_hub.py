@@ -1,6 +1,7 @@
 """Loading from the 🤗 Hub without a network (itt/hub.py): a cached model loads at once, a missing one or a
 Hub dataset fails at once in one line. Each case runs in a fresh process whose Hub is a closed local port
-(``HF_ENDPOINT``) and whose 🤗 cache is a temporary folder, so nothing here touches the network."""
+(``HF_ENDPOINT``) and whose 🤗 cache is a temporary folder, so nothing here touches the network.
+A local folder that cannot serve (no tokenizer files, a model that takes no text) is one error line."""
 
 from __future__ import annotations
 
@@ -99,3 +100,54 @@ def test_the_answer_is_kept_ten_minutes_then_asked_again(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     monkeypatch.setattr(hub, "_last", (now[0], False))
     assert hub.reachable() is True  # (behind a proxy: never tried)
+
+
+def _run_refused(write_config, tmp_path, capsys, model_dir) -> list[str]:
+    """`itt run` of a tiny chain on ``model_dir``: its error lines (it must exit 2 before any output)."""
+    from search.cli import main
+    from tests.conftest import TINY
+
+    path = write_config(base={**TINY, "model": {"name": str(model_dir)}}, name="named.yaml")
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_a_model_folder_without_tokenizer_files_is_an_error_not_an_empty_vocabulary(write_config, tmp_path, capsys):
+    """transformers 5 builds a BertTokenizer from config.json alone: 5 special tokens, every word [UNK], and the
+    chain trained and scored on [CLS] [UNK] ... [SEP] (chance accuracy, exit 0)."""
+    from transformers import BertConfig, BertModel
+
+    from itt.errors import UserError
+    from itt.models import load_tokenizer, train_tokenizer
+
+    BertModel(BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).save_pretrained(tmp_path / "bert")  # weights and config, no tokenizer
+    with pytest.raises(UserError, match=r"tokenizer '.*bert': cannot load \(no vocabulary there, only its 5 special"):
+        load_tokenizer(str(tmp_path / "bert"))
+    assert _run_refused(write_config, tmp_path, capsys, tmp_path / "bert") == [
+        f"error: tokenizer '{tmp_path / 'bert'}': cannot load (no vocabulary there, only its 5 special tokens: "
+        "its tokenizer files are missing)"]
+    # with its tokenizer files beside it, the same folder loads: the vocabulary is the one saved
+    tok = train_tokenizer(["a small corpus of words"], arch="bert", vocab_size=40)
+    tok.save_pretrained(tmp_path / "bert")
+    assert load_tokenizer(str(tmp_path / "bert")).get_vocab() == tok.get_vocab()
+
+
+def test_a_model_that_takes_no_text_is_refused_in_one_line(write_config, tmp_path, capsys):
+    """A vision model (ViT) as model.name: an AttributeError traceback at the first training step before."""
+    from transformers import ViTConfig, ViTModel
+
+    from itt.config import ModelConfig
+    from itt.errors import UserError
+    from itt.models import check_model, train_tokenizer
+
+    ViTModel(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                       image_size=8, patch_size=4)).save_pretrained(tmp_path / "vit")
+    train_tokenizer(["a small corpus of words"], arch="bert", vocab_size=40).save_pretrained(tmp_path / "vit")
+    with pytest.raises(UserError, match=r"'.*vit' \(vit, ViTModel\) does not take text"):
+        check_model(ModelConfig(name=str(tmp_path / "vit")))
+    assert _run_refused(write_config, tmp_path, capsys, tmp_path / "vit") == [
+        f"error: model.name: '{tmp_path / 'vit'}' (vit, ViTModel) does not take text (no input_ids); itt trains "
+        "text encoders (XLM-R, mBERT, BERT, RoBERTa, XLNet, ...): give one"]
