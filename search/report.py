@@ -1088,14 +1088,19 @@ def render_md(secs, title: str, pngs: dict[str, bytes]) -> str:
     return "\n".join(lines)
 
 
+# Plots and tables keep their size in a box that scrolls sideways: an XTREME target of 40 languages (PAN-X) makes
+# figures 3000-4500 px wide, whose text shrunk to the page width was 2 px high, and tables that widened the page.
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 5px;text-align:right}
-th{background:#f0f0f0}td:nth-child(2),td:first-child,th:nth-child(2),th:first-child{text-align:left}td{white-space:nowrap}td:nth-child(2){white-space:normal}img{max-width:100%;display:block;margin:.5em 0}
+th{background:#f0f0f0}td:nth-child(2),td:first-child,th:nth-child(2),th:first-child{text-align:left}td{white-space:nowrap}td:nth-child(2){white-space:normal}img{display:block;margin:.5em 0}
+.wide{overflow-x:auto;max-width:100%}
 h2{border-bottom:2px solid #1b9e77;padding-bottom:3px}code{background:#f3f3f3;padding:0 3px;font-size:90%}"""
 
 
 def _code(escaped: str) -> str:
-    """`commands` in a section's text as <code> (the markdown shows them as such)."""
+    """`commands` in a section's text as <code>, and *a title* it names as <em> (the markdown shows them as
+    such; a significance star, "0.001 *;", stays a star)."""
+    escaped = re.sub(r"(?<=[\s(])\*([A-Za-z][^*]*?[^\s*])\*(?=[\s.,;:)]|$)", r"<em>\1</em>", escaped)
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
@@ -1107,11 +1112,11 @@ def render_html(secs, title: str, pngs: dict[str, bytes]) -> str:
         parts.append(f"<h2>{e(name)}</h2>" + "".join(f"<p>{_code(e(para))}</p>" for para in text.split("\n\n")))
         if plot and plot in pngs:
             b64 = base64.b64encode(pngs[plot]).decode()
-            parts.append(f"<img alt='{e(plot)}' src='data:image/png;base64,{b64}'>")
+            parts.append(f"<div class='wide'><img alt='{e(plot)}' src='data:image/png;base64,{b64}'></div>")
         if len(rows) > 1:
-            parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in rows[0]) + "</tr>")
+            parts.append("<div class='wide'><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in rows[0]) + "</tr>")
             parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
-            parts.append("</table>")
+            parts.append("</table></div>")
     parts.append("</body></html>")
     return "".join(parts)
 

@@ -875,6 +875,17 @@ def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def test_report_html_shows_no_raw_markdown_stars(tmp_path, capsys):
+    """The language section names *Which order is best, and how sure?*: italic in report.md, and in report.html an
+    <em>, not two asterisks; a significance star in a paragraph ("ta: 5.6e-08 *;") stays as it is."""
+    exp, _, _ = reported_fake(tmp_path, capsys)
+    page = re.sub(r"src='data:[^']*'", "", (exp / "report" / "report.html").read_text(encoding="utf-8"))
+    paras = " ".join(re.findall(r"<p>(.*?)</p>", page))
+    assert "<em>Which order is best, and how sure?</em>" in paras and "*Which" not in paras
+    assert re.search(r"Holm: ta: [0-9.e-]+ \*;", paras)
+    assert "*Which order is best, and how sure?*" in (exp / "report" / "report.md").read_text(encoding="utf-8")
+
+
 @pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
 def test_report_html_renders_with_visible_plots_in_headless_chromium(tmp_path):
     from PIL import Image
@@ -916,6 +927,38 @@ def test_report_html_numbers_stay_on_one_line(tmp_path):
                         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, check=True)
     wrapped, cells = re.search(r'data-wrapped="(\d+)/(\d+)"', r.stdout).groups()
     assert int(cells) > 20 and int(wrapped) == 0, (wrapped, cells)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_report_html_on_40_languages_keeps_figures_legible_and_the_page_its_width(tmp_path, monkeypatch):
+    """PAN-X has 40 languages: the IF vs F figure is then ~4400 px wide and was shrunk to the 1100 px page (its text
+    2 px high), and the leaderboard table widened the whole page. Each figure shows at its own size and each wide
+    figure or table scrolls in its own box; the page itself does not scroll sideways."""
+    from search.report import make_report
+
+    langs = ["en"] + [f"l{i:02d}" for i in range(39)]
+    monkeypatch.setattr(sys.modules[__name__], "LANGS", langs)
+    orders = _orders(TASKS[:3])
+    rng = np.random.default_rng(4)
+    o, s, lg = (a.ravel() for a in np.meshgrid(np.arange(len(orders)), np.arange(3), np.arange(len(langs)), indexing="ij"))
+    tidy = pd.DataFrame({"order": np.asarray(orders, object)[o], "seed": s, "language": np.asarray(langs)[lg],
+                         "score": 0.8 - 0.01 * lg + rng.normal(0, 0.02, len(o))})
+    exp = _fake_experiment(tmp_path, tidy, stopped=())
+    make_report(str(exp), heuristics=False, mlflow=False, log=lambda *a: None)
+    page = tmp_path / "measured.html"
+    probe = ("<script>window.addEventListener('load', () => { const d = document.documentElement;"
+             "document.body.setAttribute('data-page', d.scrollWidth + '/' + window.innerWidth);"
+             "document.body.setAttribute('data-scale', [...document.images].map(i => i.alt + ':' +"
+             "(i.getBoundingClientRect().width / i.naturalWidth).toFixed(2)).join(',')); });</script>")
+    page.write_text((exp / "report" / "report.html").read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
+                    encoding="utf-8")
+    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,2000",
+                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, check=True)
+    wide, window = map(int, re.search(r'data-page="(\d+)/(\d+)"', r.stdout).groups())
+    scale = dict(x.split(":") for x in re.search(r'data-scale="([^"]*)"', r.stdout).group(1).split(","))
+    assert {"if_vs_f", "heatmap", "by_language", "leaderboard"} <= set(scale)
+    assert all(float(v) == 1.0 for v in scale.values()), scale  # (if_vs_f was drawn at 0.25 of its size)
+    assert wide <= window, (wide, window)
 
 
 # ------------------------------------------------------------------ an experiment on an object store
