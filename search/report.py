@@ -508,6 +508,7 @@ def _heatmap_png(res: dict, metric: str) -> bytes:
     im = ax.imshow(vals, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(hm["languages"])), hm["languages"])
     ax.set_yticks(range(len(hm["orders"])), [show(o) for o in hm["orders"]], fontsize=8)
+    ax.set_xlabel("language")
     lo_v, hi_v = np.nanmin(vals), np.nanmax(vals)
     for i in range(vals.shape[0]):
         for j in range(vals.shape[1]):
@@ -535,6 +536,7 @@ def _if_vs_f_png(res: dict, metric: str) -> bytes | None:
         ax.bar(x + (k - 1) * 0.27, [np.nan if r[col] is None else r[col] for r in iv["per_language"]], width=0.27,
                label=lab, color=c)  # (a language the best order was not scored in: no bar)
     ax.set_xticks(x, langs)
+    ax.set_xlabel("language")
     lo = min(min(v for v in (r["F"], r["mean_IF"], r["best_IF"], 1.0) if v is not None) for r in iv["per_language"])
     ax.set_ylim(max(0.0, lo - 0.05), None)
     ax.set_ylabel(f"test {metric}")
