@@ -148,8 +148,12 @@ def plot(tc: dict, metric: str, show):
     front = [r for r in rows if r["front"]]  # (rows are sorted by cost)
     ax.plot([r[by] for r in front], [r["mean"] for r in front], "-", color="#1b9e77", lw=1.2,
             label="cost-effectiveness front")
-    for r in front + [r for r in could if not r["front"]]:
-        ax.annotate(show(r["order"]), (r[by], r["mean"]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    xs = [r[by] for r in rows]
+    mid = (min(xs) + max(xs)) / 2 if xs else 0
+    for r in front + [r for r in could if not r["front"]]:  # (names of the dearer half to the left: long orders
+        left = r[by] > mid  # ran past the right edge of the axes)
+        ax.annotate(show(r["order"]), (r[by], r["mean"]), xytext=(-4 if left else 4, 4), textcoords="offset points",
+                    fontsize=7, ha="right" if left else "left")
     f = next((r for r in rows if r["order"] == F), None)
     if f:
         ax.scatter([f[by]], [f["mean"]], marker="*", s=200, color="#d95f02", zorder=5, label="F (fine-tune only)")
