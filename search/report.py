@@ -604,6 +604,7 @@ def _robustness_png(res: dict, metric: str) -> bytes:
     # the 3 best orders and F named in a column at the top left, a line to each point: mean and worst rise
     # together, so that corner is empty, and labels next to their points overlapped or ran off the edge
     named = rb[:3] + [r for r in rb[3:] if r["order"] == F]
+    named.sort(key=lambda r: -r["worst"])  # (top to bottom as their points: the lines to them do not cross)
     for k, r in enumerate(named):
         ax.annotate(show(r["order"]), (r["mean"], r["worst"]), xytext=(0.03, 0.94 - 0.07 * k), textcoords="axes fraction",
                     ha="left", va="center", fontsize=7, arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"})
