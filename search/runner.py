@@ -839,6 +839,23 @@ def _fit_and_end(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: Searc
     return st.arg if st.remote else Path(st.path())  # (an S3-compatible store's options kept: `itt confirm` reports on it)
 
 
+@contextmanager
+def _without_tune_line(start: str):
+    """Ray Tune's ERROR log lines that begin with ``start`` kept off the console while the block runs."""
+    import logging
+
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.msg).startswith(start)
+
+    tune_log, drop = logging.getLogger("ray.tune.tune"), Drop()
+    tune_log.addFilter(drop)
+    try:
+        yield
+    finally:
+        tune_log.removeFilter(drop)
+
+
 def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchConfig, *, log=echo,
               progress: str = "auto") -> bool:
     """``tuner.fit()`` under the live progress view; True when a Ctrl-C stopped it (Tune saved its state).
@@ -860,7 +877,8 @@ def _fit_once(tuner, st: Storage, writer: ResultsWriter, tracker, scfg: SearchCo
     try:
         # simulated trials that take no time send no progress (search/trial.py): no hub to start and poll
         events = not (scfg.simulate is not None and scfg.simulate.seconds_per_stage <= 0)
-        with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log, events=events):
+        with LiveProgress(st.display, writer, mode=progress, log=None if log is echo else log, events=events), \
+                _without_tune_line("Trials did not complete"):  # (the search's own end names the errored trials)
             tuner.fit()
         # Tune's handler, once it has seen a Ctrl-C, puts back the one installed before it: ours
         return main and signal.getsignal(signal.SIGINT) is _second_interrupt

@@ -679,3 +679,29 @@ def test_a_full_disk_under_the_driver_is_one_error_line_that_says_how_to_go_on(t
     assert main(["resume", str(exp), "--progress", "off"]) == 0
     rows = _rows(exp)
     assert sorted(r["order"] for r in rows) == sorted(TASKS3) and {r["status"] for r in rows} == {"completed"}, rows
+
+
+def test_tunes_trials_did_not_complete_line_is_kept_off_the_console():
+    """After errored trials Ray Tune logged `ERROR tune.py:1035 -- Trials did not complete: [chain_trial_...]`
+    beside the search's own warning naming them (seen in `itt search` on a table lacking an order); its other
+    lines still pass, and the filter goes with the block."""
+    import logging
+
+    from search.runner import _without_tune_line
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    log, keep = logging.getLogger("ray.tune.tune"), Keep()
+    log.addHandler(keep)
+    try:
+        with _without_tune_line("Trials did not complete"):
+            log.error("Trials did not complete: %s", ["chain_trial_73f8b_00001"])
+            log.error("another Tune error")
+        log.error("Trials did not complete: after the block")
+    finally:
+        log.removeHandler(keep)
+    assert seen == ["another Tune error", "Trials did not complete: after the block"]
