@@ -265,6 +265,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
         autoscale = autoscaler_workers(cluster)
         fits = _check_resources(scfg, autoscale, log=log)  # fails here when no node can hold a trial
         _check_nodes_see(st, scfg, autoscale, log, chain, marker=driver.DRIVER_FILE)
+        reuse = _reuse_actors(scfg, autoscale)
     concurrency = scfg.resources.max_concurrent or fits
     st.write_text(_search_file(chain, scfg), SEARCH_FILE)  # what `itt resume` rebuilds the trainable from
     study_url = study_copy_url(scfg, st)
@@ -274,7 +275,7 @@ def run_search(config: str, *, name: str | None = None, storage: str | None = No
     num_samples, param_space = _trials(scfg, seed_points)
     _start_lines(scfg, chain, target.name, name, st, num_samples, concurrency, study_url, log)
     tuner = _tuner(scfg, chain, st, target.metric, name, searcher, num_samples, param_space, concurrency,
-                   [writer, tracker])
+                   [writer, tracker], reuse_actors=reuse)
     restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     return _then_confirm(scfg, exp, address=address, tracking_uri=tracking_uri, progress=progress, log=log)
@@ -354,9 +355,26 @@ def _start_lines(scfg: SearchConfig, chain, target: str, name: str, st: Storage,
         log(f"Optuna study '{name}' (copied as trials finish): optuna-dashboard {redact(study_url)}")
 
 
+def _reuse_actors(scfg: SearchConfig, autoscale: int | None) -> bool:
+    """Ray Tune's ``reuse_actors``: a trial's process runs the next trial. A chain in the trial's own process:
+    yes (no new process, no imports of torch and the model code, per trial). Simulated trials: only on a
+    Ray of one node. Tune hands a finished trial's process to a trial whose own is still starting, on
+    whatever node that one is, and drops the starting one; a table lookup ends before a new process is up
+    (seconds of imports), so on a cluster each next trial ran where the last one ended and the other nodes
+    ran none: all 4 trials on the head of two 1-CPU machines, 2 at a time (tests/test_two_hosts.py). A
+    simulated search on a cluster is there to try its nodes: there each trial gets a process of its own, on
+    the node its placement group is on (trials at once on different nodes where one node holds one)."""
+    import ray
+
+    if not scfg.simulate:
+        return in_trial_process(scfg.resources)
+    return not autoscale and sum(bool(n.get("Alive")) for n in ray.nodes()) < 2
+
+
 def _tuner(scfg: SearchConfig, chain, st: Storage, metric_name: str, name: str, searcher, num_samples: int,
-           param_space: dict, concurrency: int, callbacks: list):
-    """The Ray Tune run of the search: its trainable, searcher (or grid), scheduler and callbacks."""
+           param_space: dict, concurrency: int, callbacks: list, *, reuse_actors: bool):
+    """The Ray Tune run of the search: its trainable, searcher (or grid), scheduler and callbacks;
+    ``reuse_actors``: :func:`_reuse_actors`."""
     from ray import tune
 
     from search.searchers.batches import Batches, Limiter
@@ -376,7 +394,7 @@ def _tuner(scfg: SearchConfig, chain, st: Storage, metric_name: str, name: str, 
                                     scheduler=scheduler, num_samples=num_samples,
                                     # a trial's process runs the next trial (no new process per trial);
                                     # a TorchTrainer's driver function is not reused (its worker group is new anyway)
-                                    reuse_actors=bool(scfg.simulate) or in_trial_process(scfg.resources)),
+                                    reuse_actors=reuse_actors),
         run_config=tune.RunConfig(name=name, storage_path=st.base, storage_filesystem=st.fs,
                                   callbacks=[*callbacks, SchedulerState(scheduler), *_tune_loggers(scfg)], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=scfg.max_failures)),
@@ -440,16 +458,18 @@ def _resume(st: Storage, scfg: SearchConfig, chain, exp_dir: str, *, address: st
     autoscale = autoscaler_workers(cluster)
     _check_resources(scfg, autoscale, log=log)
     _check_nodes_see(st, scfg, autoscale, log, chain, marker=SEARCH_FILE)
+    reuse = _reuse_actors(scfg, autoscale)  # (for the Ray it runs on now: the search's may have been another)
     log(_resume_line(st, scfg, more=more, retry_errored=retry_errored))
     tuner, writer, tracker = _restore(st, scfg, chain, target.metric, restart_errored=retry_errored,
-                                      tracking_uri=tracking_uri, log=log)
+                                      tracking_uri=tracking_uri, log=log, reuse_actors=reuse)
     if more:  # (after the restore, which reads Ray's state but leaves the search generator's to the fit)
         scfg = _extend(st, scfg, chain, more, log=log)
         tracker.files = tracked_files(scfg, chain, scfg.space().count())  # (the new num_samples)
         searcher = _searcher_of(tuner)
         if searcher is not None:
             searcher.lift_stop = True  # N more trials whatever search.stop said
-    restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log)
+    restore = lambda: _restore(st, scfg, chain, target.metric, restart_errored=True, tracking_uri=tracking_uri, log=log,
+                               reuse_actors=reuse)
     exp = _fit(tuner, st, writer, tracker, scfg, log=log, progress=progress, restore=restore)
     from search.confirm import SUFFIX, continue_variants  # a confirmation: its report; with --vary its other values too
 
@@ -623,9 +643,10 @@ def _search_file(chain, scfg: SearchConfig) -> str:
 
 
 def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_errored: bool,
-             tracking_uri: str | None, log=echo):
+             tracking_uri: str | None, log=echo, reuse_actors: bool | None = None):
     """Ray Tune's saved search as a Tuner again (finished trials kept, unfinished ones resumed, errored ones
-    started again when ``restart_errored``), with its results.csv writer and MLflow tracker."""
+    started again when ``restart_errored``), with its results.csv writer and MLflow tracker; ``reuse_actors``
+    (:func:`_reuse_actors`) replaces the saved Tuner's where given."""
     from ray import tune
 
     from search.tracking import Tracker, resolve_uri
@@ -641,6 +662,8 @@ def _restore(st: Storage, scfg: SearchConfig, chain, metric: str, *, restart_err
     # ... and at this experiment directory: it may have moved since (renamed, copied from the cluster)
     writer.storage = tracker.st = st
     tracker.meta["experiment_dir"] = st.display
+    if reuse_actors is not None:
+        tuner._local_tuner._tune_config.reuse_actors = reuse_actors
     for c in callbacks:  # (a search started before SchedulerState existed has none: its rungs start empty)
         if isinstance(c, SchedulerState):  # the rungs go into the scheduler the restored Tuner runs
             c.scheduler = tuner._local_tuner._tune_config.scheduler

@@ -1454,9 +1454,15 @@ def test_resumed_search_counts_its_waiting_and_restarted_trials_as_tune_runs_the
 
 # ------------------------------------------------------------------ where a trial's chain runs
 @pytest.mark.ray
-def test_one_worker_trials_run_in_their_own_process_with_its_resources():
+def test_one_worker_trials_run_in_their_own_process_with_its_resources(monkeypatch):
     """One worker: the Tune trial itself holds the worker's CPUs and GPU fraction (no TorchTrainer);
-    more workers (or ``ray_train``): the trial holds its driver share, Ray Train the workers'."""
+    more workers (or ``ray_train``): the trial holds its driver share, Ray Train the workers'. A trial's
+    process runs the next trial (Tune's reuse_actors) for a chain in it, on any Ray; for a simulated one
+    only on one node: on a cluster Tune handed the process of the trial just ended to the next one, and the
+    other nodes' processes, still starting, were dropped (tests/test_two_hosts.py: all 4 trials on the head)."""
+    import ray
+
+    from search import runner
     from search.config import SearchConfig
     from search.trial import in_trial_process, trial_resources
 
@@ -1470,6 +1476,11 @@ def test_one_worker_trials_run_in_their_own_process_with_its_resources():
         assert not in_trial_process(train.resources) and trial_resources(train) == {"cpu": 0.25}
     sim = cfg().model_copy(update={"simulate": {"table": "t.csv"}})
     assert trial_resources(sim) == {"cpu": 0.25}  # a table lookup: the cheapest trial
+    for alive, autoscale, sim_reuses in (([True], None, True), ([True, False], None, True), ([True, True], None, False),
+                                         ([True], 4, False)):
+        monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": a} for a in alive])
+        assert runner._reuse_actors(sim, autoscale) is sim_reuses, (alive, autoscale)
+        assert runner._reuse_actors(one, autoscale) and not runner._reuse_actors(cfg(ray_train=True), autoscale)
 
 
 # ------------------------------------------------------------------ one real search through Ray

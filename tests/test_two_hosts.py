@@ -66,11 +66,14 @@ def _search(hosts, cfg: dict, storage, tmp_path, *extra, on=None) -> subprocess.
 
 
 def _sim(name: str) -> dict:
-    """Table lookups with per-language columns: each trial writes a results.json, as a chain does."""
+    """Table lookups with per-language columns: each trial writes a results.json, as a chain does. Trials at
+    once run on both machines however short they are: on a cluster each simulated trial has a process of its
+    own (search.runner._reuse_actors; with Tune's actor reuse, the head's trial of 1 s ended before the
+    worker's process was up, the next trials took the head's process, and all 4 ran on the head)."""
     cfg = yaml.safe_load((ROOT / "bench" / "data" / "sim_toy_3of5.yaml").read_text())
     cfg["name"] = name
     cfg["search"].update(searcher="random", num_samples=4, seed=0,
-                         simulate={"table": str(ROOT / "bench" / "data" / "toy_3of5_s3.csv"), "seconds_per_stage": 1.0},
+                         simulate={"table": str(ROOT / "bench" / "data" / "toy_3of5_s3.csv"), "seconds_per_stage": 0.3},
                          resources={"workers_per_trial": 1, "cpus_per_worker": 1, "trial_cpus": 1})
     return cfg
 
