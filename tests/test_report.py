@@ -915,18 +915,24 @@ def test_report_html_numbers_stay_on_one_line(tmp_path):
 
     exp = _fake_experiment(tmp_path, _tidy(np.random.default_rng(2), delta=0.05))
     make_report(str(exp), heuristics=False, mlflow=False, log=lambda *a: None)
-    page = tmp_path / "measured.html"
     probe = ("<script>document.addEventListener('DOMContentLoaded', () => { const t = document.querySelector('table');"
              "const lines = c => { const r = document.createRange(); r.selectNodeContents(c);"
              "return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; };"  # (a cell's lines of text)
              "const n = [...t.querySelectorAll('td')].filter(c => c.cellIndex !== 1).map(lines);"
              "document.body.setAttribute('data-wrapped', n.filter(k => k > 1).length + '/' + n.length); });</script>")
+    dom = _dom_with(exp, probe, tmp_path, "900,2000")
+    wrapped, cells = re.search(r'data-wrapped="(\d+)/(\d+)"', dom).groups()
+    assert int(cells) > 20 and int(wrapped) == 0, (wrapped, cells)
+
+
+def _dom_with(exp, probe: str, tmp_path, window: str) -> str:
+    """The report page's DOM as headless Chromium leaves it, ``probe`` (a script writing what it measured into
+    attributes of <body>) run in it at that window size."""
+    page = tmp_path / "measured.html"
     page.write_text((exp / "report" / "report.html").read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
                     encoding="utf-8")
-    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=900,2000",
-                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, check=True)
-    wrapped, cells = re.search(r'data-wrapped="(\d+)/(\d+)"', r.stdout).groups()
-    assert int(cells) > 20 and int(wrapped) == 0, (wrapped, cells)
+    return subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={window}",
+                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, check=True).stdout
 
 
 @pytest.mark.skipif(_chromium() is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
@@ -945,17 +951,13 @@ def test_report_html_on_40_languages_keeps_figures_legible_and_the_page_its_widt
                          "score": 0.8 - 0.01 * lg + rng.normal(0, 0.02, len(o))})
     exp = _fake_experiment(tmp_path, tidy, stopped=())
     make_report(str(exp), heuristics=False, mlflow=False, log=lambda *a: None)
-    page = tmp_path / "measured.html"
     probe = ("<script>window.addEventListener('load', () => { const d = document.documentElement;"
              "document.body.setAttribute('data-page', d.scrollWidth + '/' + window.innerWidth);"
              "document.body.setAttribute('data-scale', [...document.images].map(i => i.alt + ':' +"
              "(i.getBoundingClientRect().width / i.naturalWidth).toFixed(2)).join(',')); });</script>")
-    page.write_text((exp / "report" / "report.html").read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
-                    encoding="utf-8")
-    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,2000",
-                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90, check=True)
-    wide, window = map(int, re.search(r'data-page="(\d+)/(\d+)"', r.stdout).groups())
-    scale = dict(x.split(":") for x in re.search(r'data-scale="([^"]*)"', r.stdout).group(1).split(","))
+    dom = _dom_with(exp, probe, tmp_path, "1400,2000")
+    wide, window = map(int, re.search(r'data-page="(\d+)/(\d+)"', dom).groups())
+    scale = dict(x.split(":") for x in re.search(r'data-scale="([^"]*)"', dom).group(1).split(","))
     assert {"if_vs_f", "heatmap", "by_language", "leaderboard"} <= set(scale)
     assert all(float(v) == 1.0 for v in scale.values()), scale  # (if_vs_f was drawn at 0.25 of its size)
     assert wide <= window, (wide, window)
