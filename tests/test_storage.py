@@ -216,36 +216,13 @@ def test_itt_search_on_s3(s3, tmp_path):
     assert r2.returncode == 2 and "exists already" in r2.stderr and "Traceback" not in r2.stderr
 
 
-def test_resume_on_s3(s3, tmp_path, write_config, ray_local):
+def test_resume_on_s3_with_the_command_the_search_printed(s3, tmp_path, write_config, ray_local):
     """`itt resume` of a search whose experiment is in a bucket (Ray Tune's restore given the store's own
-    path, not the URI), with --more: its Ray state is rewritten in the bucket and the new trials' rows join."""
-    from search.runner import resume_search, run_search
-
-    tasks = ["toy_topic", "toy_align", "toy_length", "toy_parity"]
-    table = tmp_path / "table.csv"
-    table.write_text("order,probe_1,final\n" + "".join(f"{t},0.{i + 3},0.{i + 4}\n" for i, t in enumerate(tasks)))
-    cfg = write_config({"search": {"candidates": tasks, "length": 1, "searcher": "random", "num_samples": 2,
-                                   "simulate": {"table": str(table)}, "scheduler": {"type": "none"},
-                                   "tracking": {"enabled": False}}})
-    uri = s3("resumes")
-    exp = run_search(str(cfg), name="more", storage=uri, log=lambda *a: None, progress="off")
-    st = Storage(uri, "more")
-    first = list(csv.DictReader(io.StringIO(st.read_text("results.csv"))))
-    base, _, query = uri.partition("?")
-    assert exp == f"{base}/more?{query}"  # (with the endpoint options moto needs: what `itt confirm` reports on)
-    resume_search(exp, more=2, log=lambda *a: None, progress="off")
-    rows = list(csv.DictReader(io.StringIO(st.read_text("results.csv"))))
-    assert len(first) == 2 and rows[:2] == first and len(rows) == 4, rows
-    assert sorted(r["order"] for r in rows) == sorted(tasks) and all(r["status"] == "completed" for r in rows)
-    assert "num_samples: 4" in st.read_text("search.yaml")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "table.csv"]  # nothing written here
-
-
-def test_the_commands_a_search_on_an_s3_compatible_store_prints_reach_that_store(s3, tmp_path, write_config,
-                                                                                   ray_local):
-    """A search on an S3-compatible store (--storage s3://bucket/x?endpoint_override=...) printed `itt resume
-    s3://bucket/x/<name> --more N`: without the endpoint, that command (and its `itt report` at the end,
-    search.report) went to AWS ("Could not resolve host: <bucket>.s3.us-east-1.amazonaws.com")."""
+    path, not the URI), with --more: its Ray state is rewritten in the bucket and the new trials' rows join.
+    The command is the one the search printed: on an S3-compatible store (--storage
+    s3://bucket/x?endpoint_override=...) it was `itt resume s3://bucket/x/<name> --more N`, and without the
+    endpoint that command (and its `itt report` at the end, search.report) went to AWS ("Could not resolve
+    host: <bucket>.s3.us-east-1.amazonaws.com")."""
     import re
 
     from search.runner import resume_search, run_search
@@ -260,14 +237,20 @@ def test_the_commands_a_search_on_an_s3_compatible_store_prints_reach_that_store
                                    "tracking": {"enabled": False}, "report": True}})
     uri = s3("printed")
     lines: list[str] = []
-    run_search(str(cfg), name="p", storage=uri, log=lambda *a: lines.append(" ".join(map(str, a))), progress="off")
+    exp = run_search(str(cfg), name="p", storage=uri, log=lambda *a: lines.append(" ".join(map(str, a))), progress="off")
+    st = Storage(uri, "p")
+    first = list(csv.DictReader(io.StringIO(st.read_text("results.csv"))))
     base, _, query = uri.partition("?")
+    assert exp == f"{base}/p?{query}"  # (with the endpoint options moto needs: what `itt confirm` reports on)
     said = next((ln for ln in lines if "--more N`" in ln), None)
     printed = re.search(r"`itt resume (\S+) --more N`", said or "")
     assert printed and printed.group(1) == f"'{base}/p?{query}'", lines  # (quoted: the shell reads & and ?)
     assert any(ln.startswith(f"report: {base}/p/report/report.html") for ln in lines), lines  # not "not written"
     resume_search(printed.group(1).strip("'"), more=1, log=lambda *a: None, progress="off")  # the printed command
-    assert len(list(csv.DictReader(io.StringIO(Storage(uri, "p").read_text("results.csv"))))) == 4
+    rows = list(csv.DictReader(io.StringIO(st.read_text("results.csv"))))
+    assert len(first) == 3 and rows[:3] == first and len(rows) == 4, rows
+    assert sorted(r["order"] for r in rows) == sorted(tasks) and all(r["status"] == "completed" for r in rows)
+    assert "num_samples: 4" in st.read_text("search.yaml")
 
 
 @pytest.mark.parametrize("storage, needle", [
