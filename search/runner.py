@@ -44,24 +44,26 @@ def autoscaler_workers(address: str | None) -> int | None:
     """The most worker nodes the cluster's autoscaler may start (``max_workers`` of the config ``ray up`` left
     on the head), where the search joins such a cluster from its head (``ray job submit``); else None.
     ``address``: the cluster joined (:func:`joined`); None or ``local``: a private Ray, which nothing autoscales."""
-    path = Path(AUTOSCALER_CONFIG).expanduser()
-    if address in (None, "local") or not path.is_file():
+    if address in (None, "local"):
         return None
-    try:
-        n = (yaml.safe_load(path.read_text()) or {}).get("max_workers")
-    except (OSError, yaml.YAMLError):
-        return None
+    n = _autoscaler_config().get("max_workers")
     return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def _autoscaler_config() -> dict:
+    """The autoscaler's config `ray up` left on this machine (AUTOSCALER_CONFIG); {} where there is none."""
+    try:
+        cfg = yaml.safe_load(Path(AUTOSCALER_CONFIG).expanduser().read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def autoscaler_node_types() -> dict[str, dict] | None:
     """The resources of each worker node type the autoscaler may start (``ray up`` fills them in from the
     instance type when it writes AUTOSCALER_CONFIG), with the most nodes of that type (its ``max_workers``,
     else the cluster's); None where the file or any type's resources are unknown."""
-    try:
-        cfg = yaml.safe_load(Path(AUTOSCALER_CONFIG).expanduser().read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
+    cfg = _autoscaler_config()
     types = cfg.get("available_node_types")
     if not isinstance(types, dict):
         return None
@@ -82,9 +84,10 @@ def autoscaled_trials(types: dict[str, dict], max_workers: int, worker: dict, wo
     """Trials at once on the nodes the autoscaler may start: its ``max_workers`` nodes, the types holding the
     most workers first (each type up to its own max_workers), every trial's workers on them."""
     slots, left = 0, max_workers
-    for t in sorted(types.values(), key=lambda t: -_per_node(t["resources"], worker)):
-        n = min(left, t["max_workers"])
-        slots, left = slots + n * _per_node(t["resources"], worker), left - n
+    for per_node, most in sorted(((_per_node(t["resources"], worker), t["max_workers"]) for t in types.values()),
+                                 reverse=True):
+        n = min(left, most)
+        slots, left = slots + n * per_node, left - n
     return slots // max(workers_per_trial, 1)
 
 
