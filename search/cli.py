@@ -45,7 +45,10 @@ def cmd_run(args) -> int:
     if (out / "results.json").exists() and not args.overwrite:
         raise _usage(f"--out {out}: holds results.json already (pass --overwrite to replace it)")
     writable_folder(out, f"--out {out}")
-    results = run_chain(cfg, out_dir=out, prepared=prepared)
+    from search.progress import ChainView
+
+    with ChainView(args.progress) as view:
+        results = run_chain(cfg, out_dir=out, prepared=prepared, progress=view.progress)
     _print_summary(results)
     print(f"results: {out / 'results.json'}  (predictions and checkpoint under {out}/seed*/)")
     return 0
@@ -463,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set order=mnli,sst2 --set train.lr=3e-5")
     r.add_argument("--overwrite", action="store_true", help="replace results in an existing --out folder")
+    r.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
+                   help="where the chain is within a stage: live (a bar with steps, loss, steps/s and time left), "
+                        "plain (a timestamped line every 30 s of a stage), off; auto: live on a terminal, plain "
+                        "otherwise (default)")
     r.set_defaults(fn=cmd_run)
     s = sub.add_parser("search", help="search the order space on Ray Tune (Optuna proposes, ASHA stops early)")
     s.add_argument("config", help="config with a `search:` block")

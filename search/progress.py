@@ -14,6 +14,10 @@ result to ASHA and to the searcher, and both would act on it):
 * the driver polls the hub (one call per refresh) and draws :class:`LiveProgress`: a rich table
   redrawn in place on a TTY, plain timestamped lines otherwise (CI, ``ray job logs``). Finished
   trials leave one line each (``ResultsWriter`` in search/runner.py prints it).
+
+``itt run`` shows its one chain the same way without Ray (:class:`ChainView`): the chain's events,
+throttled, drive a rich progress bar of the current phase (steps, loss, steps/s, time left) on a
+TTY, and a line every ``heartbeat`` seconds while a phase lasts longer otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NAMESPACE = "itt"
 INTERVAL = 0.5  # seconds between two updates of one trial (at most 2 per second)
@@ -313,3 +317,132 @@ class LiveProgress:
             if last is None or last[0] != what or now - last[1] >= self.heartbeat:
                 self._printed[r.trial_id] = (what, now)
                 self.log(plain_line(r, now))
+
+
+# ------------------------------------------------------------------ one chain (itt run)
+@dataclass
+class PhaseRate:
+    """Where one chain is in its current phase, its steps per second and the time that phase has left,
+    from its progress events (the rate counts from the first step event seen in the phase)."""
+
+    what: str = ""  # Running.phase()'s text: "stage 1/2 mnli, seed 1/3"
+    since: float = 0.0  # when the phase's first event came
+    first: tuple[float, int] | None = None  # (time, step) of the phase's first event with a step count
+    event: dict = field(default_factory=dict)
+    at: float = 0.0
+
+    def observe(self, event: dict, now: float) -> bool:
+        """Take an event; True when it starts a new phase."""
+        what = Running("", "", 0.0, event).phase()
+        new = what != self.what
+        if new:
+            self.what, self.since, self.first = what, now, None
+        if event.get("total") and self.first is None:
+            self.first = (now, int(event.get("step") or 0))
+        self.event, self.at = event, now
+        return new
+
+    def step(self) -> tuple[int, int] | None:
+        e = self.event
+        return (int(e.get("step") or 0), int(e["total"])) if e.get("total") else None
+
+    def rate(self) -> float | None:
+        st = self.step()
+        if st is None or self.first is None:
+            return None
+        steps, secs = st[0] - self.first[1], self.at - self.first[0]
+        return steps / secs if steps > 0 and secs > 0 else None
+
+    def left(self) -> float | None:
+        st, r = self.step(), self.rate()
+        return (st[1] - st[0]) / r if st is not None and r else None
+
+    def fields(self) -> dict[str, str]:
+        """The loss, rate and time left as text ("" where not known yet)."""
+        loss, r, left = self.event.get("loss"), self.rate(), self.left()
+        return {"loss": f"loss {loss:.4f}" if isinstance(loss, (int, float)) else "",
+                "rate": (f"{r:.1f} steps/s" if r >= 1 else f"{1 / r:.1f} s/step") if r else "",
+                "left": ("<1s left" if left < 1 else f"~{duration(left)} left") if left is not None else ""}
+
+    def line(self, now: float) -> str:
+        """``stage 1/2 mnli | step 120/630 (19%) | loss 0.7035 | 8.2 steps/s | ~1m02s left | 15s``"""
+        parts = [self.what]
+        st = self.step()
+        if st is not None:
+            parts.append(f"step {st[0]}/{st[1]} ({100 * st[0] / max(st[1], 1):.0f}%)")
+        parts += [v for v in self.fields().values() if v]
+        parts.append(duration(now - self.since))
+        return " | ".join(parts)
+
+
+class ChainView:
+    """``itt run``'s view of its chain. ``progress`` is the chain's callback (None when ``off``): a
+    :class:`Throttle` that passes the latest event to :meth:`update` at most twice a second, so the
+    training loop never waits on the view. ``live`` (a terminal): a rich bar of the current phase,
+    redrawn in place above nothing but itself (the chain's own lines print above it); ``plain``: a
+    timestamped line once a phase has run ``heartbeat`` seconds, and every ``heartbeat`` seconds after
+    (the chain's log already names each phase as it starts); ``auto``: live on a terminal."""
+
+    def __init__(self, mode: str = "auto", *, log=None, heartbeat: float = HEARTBEAT, clock=time.time,
+                 console=None, interval: float = INTERVAL):
+        if mode == "auto":
+            mode = "live" if log is None and sys.stdout.isatty() else "plain"
+        self.mode, self.heartbeat, self.clock, self.console, self.interval = mode, heartbeat, clock, console, interval
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.state = PhaseRate()
+        self.progress: Throttle | None = None
+        self._printed = 0.0
+        self._bar = self._task = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self):
+        if self.mode == "off":
+            return self
+        if self.mode == "live":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+                                 TextColumn("{task.fields[left]}"), console=self.console, transient=True,
+                                 refresh_per_second=2, redirect_stdout=True, redirect_stderr=False)
+            self._bar.start()
+            self._task = self._bar.add_task("starting", total=None, loss="", rate="", left="")
+        else:  # (a phase that sends no events, an evaluation, still gets its heartbeat lines)
+            self._ticker = threading.Thread(target=self._tick_loop, name="itt-chain-view", daemon=True)
+            self._ticker.start()
+        self.progress = Throttle(self.update, interval=self.interval)
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.close()
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+        if self._bar is not None:
+            self._bar.stop()
+        return False
+
+    def update(self, event: dict) -> None:
+        """A chain event (from the throttle's thread)."""
+        now = self.clock()
+        new = self.state.observe(event, now)
+        if new:
+            self._printed = now
+        if self._bar is not None:
+            st = self.state.step()
+            if new:  # a fresh bar (an update cannot take a phase's step count back to none: an eval has none)
+                self._bar.remove_task(self._task)
+                self._task = self._bar.add_task(self.state.what, total=st[1] if st else None, **self.state.fields())
+            self._bar.update(self._task, completed=st[0] if st else 0, **self.state.fields())
+
+    def tick(self, now: float) -> None:
+        """Plain mode: a line when the current phase has gone ``heartbeat`` seconds without one."""
+        if self.state.what and now - self._printed >= self.heartbeat:
+            self._printed = now
+            self.log(f"{time.strftime('%H:%M:%S', time.localtime(now))} {self.state.line(now)}")
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.tick(self.clock())

@@ -150,3 +150,92 @@ def test_view_without_a_hub_when_trials_send_no_progress():
             time.sleep(0.05)
         assert view.hub is None
     assert lines and "running t_00001 toy_a>toy_b | starting" in lines[0], lines
+
+
+# ------------------------------------------------------------------ one chain: itt run's view
+def test_phase_rate_counts_steps_per_second_and_the_time_left_from_the_phases_first_event():
+    from search.progress import PhaseRate
+
+    st = PhaseRate()
+    assert st.observe({"phase": "stage", "stage": 1, "stages": 2, "task": "mnli", "step": 0, "total": 100}, 10.0)
+    assert st.rate() is None and st.left() is None  # one event: no rate yet
+    assert not st.observe({"phase": "stage", "stage": 1, "stages": 2, "task": "mnli", "step": 40, "total": 100,
+                           "loss": 0.75}, 30.0)
+    assert st.rate() == pytest.approx(40 / 20) and st.left() == pytest.approx(60 / 2)
+    assert st.line(35.0) == "stage 1/2 mnli | step 40/100 (40%) | loss 0.7500 | 2.0 steps/s | ~30s left | 25s"
+    # a slow phase reads in seconds per step; a new phase (the next seed) counts from its own first event
+    assert st.observe({"phase": "stage", "stage": 1, "stages": 2, "task": "mnli", "seed_index": 1, "seeds": 2,
+                       "step": 5, "total": 100}, 100.0)
+    st.observe({"phase": "stage", "stage": 1, "stages": 2, "task": "mnli", "seed_index": 1, "seeds": 2,
+                "step": 7, "total": 100}, 110.0)
+    assert st.what == "stage 1/2 mnli, seed 2/2" and st.rate() == pytest.approx(0.2)
+    assert st.fields()["rate"] == "5.0 s/step" and st.fields()["left"] == f"~{(100 - 7) * 5 // 60}m{(100 - 7) * 5 % 60:02d}s left"
+    st.observe({"phase": "eval", "stage": 2, "stages": 2, "task": "xnli"}, 200.0)  # no steps: only the phase and its time
+    assert st.line(260.0) == "eval | 1m00s"
+
+
+def test_chain_view_plain_prints_a_line_per_heartbeat_of_a_phase_even_one_without_events():
+    from search.progress import ChainView
+
+    lines: list[str] = []
+    view = ChainView("plain", log=lines.append, heartbeat=30.0, clock=lambda: 0.0)
+    view.update({"phase": "stage", "stage": 1, "stages": 1, "task": "mnli", "step": 0, "total": 90})
+    view.tick(29.0)
+    assert lines == []  # shorter than a heartbeat: the chain's own line named the stage already
+    view.clock = lambda: 30.0
+    view.update({"phase": "stage", "stage": 1, "stages": 1, "task": "mnli", "step": 30, "total": 90, "loss": 0.5})
+    view.tick(30.0)
+    view.tick(45.0)
+    assert len(lines) == 1 and lines[0].endswith("stage 1/1 mnli | step 30/90 (33%) | loss 0.5000 | 1.0 steps/s | ~1m00s left | 30s")
+    view.clock = lambda: 50.0
+    view.update({"phase": "eval", "stage": 1, "stages": 1, "task": "xnli"})  # one event, then a long evaluation
+    view.tick(79.0)
+    view.tick(80.0)
+    view.tick(110.0)
+    assert [ln.split(" ", 1)[1] for ln in lines[1:]] == ["eval | 30s", "eval | 1m00s"]
+
+
+def test_itt_run_shows_where_its_chain_is_and_trains_the_same_with_and_without(write_config, tmp_path):
+    """The chain's events drive the view: a live bar on a terminal (rich, here into a string), timed lines
+    otherwise; the chain's results are the same as without a view."""
+    import json
+
+    from rich.console import Console
+
+    from itt.chain import run_chain
+    from itt.config import load_config
+    from search.progress import ChainView
+
+    cfg = load_config(str(write_config({"order": ["toy_topic"], "seeds": [0], "eval": {"perturbation": {"enabled": False}}})))
+    plain: list[str] = []
+    with ChainView("plain", log=plain.append, heartbeat=0.0, interval=0.01) as view:
+        with_view = run_chain(cfg, progress=view.progress, log=lambda *a: None)
+    out = io.StringIO()
+    with ChainView("live", console=Console(file=out, force_terminal=True, width=140), interval=0.01) as view:
+        run_chain(cfg, progress=view.progress, log=lambda *a: None)
+    without = run_chain(cfg, log=lambda *a: None)
+    assert json.dumps(with_view["aggregate"], sort_keys=True) == json.dumps(without["aggregate"], sort_keys=True)
+    assert any(re.search(r"stage 1/2 toy_topic \| step \d+/4 \(\d+%\)", ln) for ln in plain), plain
+    assert any("target fine-tune toy_xnli | step" in ln for ln in plain), plain
+    drawn = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
+    assert re.search(r"stage 1/2 toy_topic \S+ \d/4", drawn) and re.search(r"target fine-tune toy_xnli \S+ \d/4", drawn), drawn
+
+
+def test_chain_view_live_draws_the_phase_its_steps_loss_rate_and_time_left():
+    from rich.console import Console
+
+    from search.progress import ChainView
+
+    out = io.StringIO()
+    now = [0.0]
+    with ChainView("live", console=Console(file=out, force_terminal=True, width=140), clock=lambda: now[0]) as view:
+        view.update({"phase": "target", "stage": 2, "stages": 2, "task": "xnli", "step": 0, "total": 1000})
+        now[0] = 50.0
+        view.update({"phase": "target", "stage": 2, "stages": 2, "task": "xnli", "step": 100, "total": 1000, "loss": 0.6})
+        view._bar.refresh()
+        first = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
+        view.update({"phase": "eval", "stage": 2, "stages": 2, "task": "xnli"})
+        view._bar.refresh()
+    assert re.search(r"target fine-tune xnli \S+ +100/1000 loss 0.6000 2.0 steps/s ~7m30s left", first), first
+    last = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())[len(first):]
+    assert "eval" in last and "/1000" not in last, last  # a phase without steps: no stale count
