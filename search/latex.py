@@ -5,7 +5,9 @@ tables of arXiv 2210.01091): one row per order, one column per target language, 
 the worst language, scores x 100 with one decimal, the best per column in bold. F (fine-tune only) is
 the first row. A dagger marks the languages where the best IF order beats F significantly (the
 report's permutation tests, the pick of the best order accounted for, Holm over languages). Pure: it reads the report's ``res`` dict
-(:func:`search.stats.analyse`) and returns the file's text; the LaTeX needs ``\\usepackage{booktabs}``.
+(:func:`search.stats.analyse`) and returns the file's text; the LaTeX needs ``\\usepackage{booktabs}`` and
+``graphicx``. Many languages (XNLI's 15, PAN-X's 40) make a ``table*`` across the page with the languages
+split over stacked tabulars, as the XTREME paper's appendix tables are; :func:`layout` says where.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from search.space import order_tasks
 from search.stats import F
 
 TOP = 10  # IF orders in the table (the best ones), besides F
+# Widths in pt, for a table that fits the paper it goes into: an ACL-style two-column page (a column 7.7 cm,
+# the text 16 cm) and, at \small in Computer Modern, what pdflatex measured for report.tex's cells (a
+# character of an order's names, a number column of "72.3" with bold and daggers, the extra of "± 0.2").
+COLUMN_PT, TEXT_PT = 219.0, 455.0
+CHAR_PT, NUMBER_PT, PM_PT = 4.9, 20.0, 15.0
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
             # (not special to TeX, but the default OT1 text fonts print ¡ ¿ and a dash in their places)
@@ -40,11 +47,58 @@ def _scale(values) -> float:
     return 100.0 if vals and max(abs(v) for v in vals) <= 1.0 else 1.0
 
 
-def _environment(columns: int, header: list[str], body: list[str], caption: str, label: str) -> str:
+def _environment(columns: int, header: list[str], body: list[str], caption: str, label: str,
+                 order_chars: int = 0) -> str:
     """A booktabs ``table``: an order column, then ``columns`` right-aligned ones (``label``: LaTeX-safe)."""
-    return "\n".join([r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * columns + "}",
-                      r"\toprule", " & ".join(header) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
-                      r"\caption{" + caption + "}", r"\label{tab:itt-" + label + "}", r"\end{table}"]) + "\n"
+    wide = _width(order_chars, columns, gap=12.0) > COLUMN_PT
+    return _float([_tabular(columns, header, body)], caption, label, wide=wide)
+
+
+def _width(order_chars: int, columns: int, *, gap: float, pm: bool = False) -> float:
+    """A tabular's width, roughly: the order column and ``columns`` number columns, ``gap`` between each two."""
+    return CHAR_PT * order_chars + gap + columns * (NUMBER_PT + gap) + (PM_PT if pm else 0.0)
+
+
+def _tabular(columns: int, header: list[str], body: list[str]) -> str:
+    """One tabular, shrunk to the line's width only where it is still wider (graphicx: ``\width`` is its own
+    width inside ``\resizebox``)."""
+    return "\n".join([r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+                      r"\begin{tabular}{l" + "r" * columns + "}", r"\toprule", " & ".join(header) + r" \\",
+                      r"\midrule", *body, r"\bottomrule", r"\end{tabular}}"])
+
+
+def _float(tabulars: list[str], caption: str, label: str, *, wide: bool) -> str:
+    """The ``table`` around one or more tabulars (stacked); ``wide``: ``table*`` (both columns of a two-column
+    paper; the same as ``table`` in a one-column one) with narrower column gaps."""
+    env = "table*" if wide else "table"
+    head = [rf"\begin{{{env}}}[t]", r"\centering", r"\small"] + ([r"\setlength{\tabcolsep}{4pt}"] if wide else [])
+    body = "\n\\par\\medskip\n".join(tabulars).splitlines()
+    return "\n".join([*head, *body, r"\caption{" + caption + "}", r"\label{tab:itt-" + label + "}",
+                      rf"\end{{{env}}}"]) + "\n"
+
+
+def order_chars(orders) -> int:
+    """The longest order's length as printed (an arrow about two characters wide)."""
+    return max((len(" -> ".join(order_tasks(o))) if o != F else 1 for o in orders), default=1)
+
+
+def blocks(n: int, most: int) -> list[range]:
+    """``n`` number columns in as few stacked blocks of at most ``most`` as will do, of even sizes (15 XNLI
+    languages with Avg. and Worst, 12 at most: 9 and 8 columns)."""
+    k = max(1, math.ceil(n / max(most, 1)))
+    size, extra = divmod(n, k)
+    starts = [j * size + min(j, extra) for j in range(k + 1)]
+    return [range(a, b) for a, b in zip(starts, starts[1:])]
+
+
+def layout(order_chars_: int, n: int) -> tuple[bool, list[range]]:
+    """Where ``n`` number columns go: one tabular in a column of the page where it fits there; else a
+    ``table*`` across the page, its columns split over as few stacked tabulars as keep each within the
+    text's width (each repeats the order column)."""
+    if _width(order_chars_, n, gap=12.0, pm=True) <= COLUMN_PT:
+        return False, [range(n)]
+    most = max(3, int((TEXT_PT - CHAR_PT * order_chars_ - 8.0 - PM_PT) // (NUMBER_PT + 8.0)))
+    return True, blocks(n, most)
 
 
 def _num(v, scale: float) -> str:
@@ -73,12 +127,19 @@ def table(res: dict, *, name: str, target: str | None = None, top: int = TOP) ->
             if j == len(langs) and r.get("std") is not None:
                 s += rf"\,{{\scriptsize$\pm${r['std'] * scale:.1f}}}"
             cells.append(s)
-        lines.append(order_cell(r["order"]) + " & " + " & ".join(cells) + r" \\")
-        if r["order"] == F and len(rows) > 1:
-            lines.append(r"\midrule")
-    header = ["Order", *(escape(lg) for lg in langs), "Avg.", "Worst"]
-    return _environment(len(langs) + 2, header, lines, _caption(res, target, len(ifs), min(top, len(ifs)), scale,
-                                                                bool(sig)), _label(name))
+        lines.append(cells)
+    header = [*(escape(lg) for lg in langs), "Avg.", "Worst"]
+    wide, parts = layout(order_chars(r["order"] for r in rows), len(header))
+    tabulars = []
+    for cols_ in parts:  # (many languages: stacked tabulars, each with the order column)
+        body = []
+        for r, cells in zip(rows, lines):
+            body.append(order_cell(r["order"]) + " & " + " & ".join(cells[j] for j in cols_) + r" \\")
+            if r["order"] == F and len(rows) > 1:
+                body.append(r"\midrule")
+        tabulars.append(_tabular(len(cols_), ["Order", *(header[j] for j in cols_)], body))
+    caption = _caption(res, target, len(ifs), min(top, len(ifs)), scale, bool(sig))
+    return _float(tabulars, caption, _label(name), wide=wide)
 
 
 def _significant(res: dict) -> set[str]:
@@ -153,4 +214,4 @@ def compare_table(res: dict, *, top: int = TOP) -> str:
                f"F, then {shown}. Mean rank: over searches (1 = best). Least gain over F: the smallest gain over "
                f"F in any search (the robust choice is the largest). Best per column in bold.")
     return _environment(len(names) + 2, ["Order", *head, "Mean rank", "Least gain over F"], lines, caption,
-                        "compare-" + _label("-".join(names)))
+                        "compare-" + _label("-".join(names)), order_chars(r["order"] for r in rows))

@@ -78,12 +78,72 @@ def test_table_compiles_with_awkward_task_names(tmp_path):
     res = S.analyse(_tidy(rng, delta=0.05, orders=orders))
     res["metric"] = "f1_macro"
     (tmp_path / "t.tex").write_text(latex.table(res, name="n", target="pan_x<a>|b"))
-    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
                                       "\\input{t.tex}\n\\end{document}\n")
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+XNLI = "en ar bg de el es fr hi ru sw th tr ur vi zh".split()
+PANX = ("af ar bg bn de el en es et eu fa fi fr he hi hu id it ja jv ka kk ko ml mr ms my nl pt ru sw ta te th tl tr "
+        "ur vi yo zh").split()
+
+
+def _many(langs: list[str]) -> dict:
+    """A report's res over ``langs`` with orders of three real task names (the widest order cells)."""
+    import pandas as pd
+
+    tasks = ["mnli", "anli", "qqp", "squad_v2", "sst2"]
+    orders = [""] + [">".join(o) for o in itertools.permutations(tasks, 3)][:8]
+    rng = np.random.default_rng(4)
+    rows = [{"order": o, "seed": s, "language": lg, "score": 0.7 - 0.004 * j + (0.03 if i == 1 else 0) + rng.normal(0, 0.01)}
+            for i, o in enumerate(orders) for s in range(3) for j, lg in enumerate(langs)]
+    res = S.analyse(pd.DataFrame(rows), alpha=0.05)
+    res["metric"] = "accuracy"
+    return res
+
+
+def test_many_languages_split_over_stacked_tabulars_across_the_page():
+    """XNLI's 15 languages made one tabular of 18 columns, about 1.5 times an ACL page's text width; now a
+    table* with two stacked tabulars (9 and 8 number columns), each row's cells in order across them, F and the
+    same orders in each, Avg. and Worst in the last. Three languages stay one tabular in a column of the page."""
+    res = _many(XNLI)
+    tex = latex.table(res, name="xnli", target="xnli")
+    parts = tex.split(r"\end{tabular}")[:-1]
+    assert tex.startswith(r"\begin{table*}") and len(parts) == 2
+    heads = [p.split(r"\toprule")[1].split(r"\\")[0].split(" & ") for p in parts]
+    assert [len(h) - 1 for h in heads] == [9, 8] and [h[0].strip() for h in heads] == ["Order", "Order"]
+    assert [c.strip() for h in heads for c in h[1:]] == [*XNLI, "Avg.", "Worst"]
+    rows = [_rows(p + r"\bottomrule") for p in parts]
+    assert list(rows[0]) == list(rows[1]) and list(rows[0])[0] == "F"
+    for r in res["leaderboard"][:3]:
+        cells = rows[0][latex.order_cell(r["order"])] + rows[1][latex.order_cell(r["order"])]
+        want = [r["per_language"][lg] for lg in XNLI] + [r["mean"], r["worst"]]
+        assert [_value(c) for c in cells] == pytest.approx([round(100 * v, 1) for v in want])
+    assert [len(b) for b in latex.layout(latex.order_chars(["mnli>squad_v2>sst2"]), 42)[1]] == [11, 11, 10, 10]
+    assert latex.layout(latex.order_chars(["mnli>squad_v2>sst2"]), 5)[0]  # too wide for a column (6 columns measured 329 pt)
+    two = latex.table({**res, "languages": XNLI[:2]}, name="x", target="x", top=3)  # orders as long
+    assert two.startswith(r"\begin{table*}") and two.count(r"\begin{tabular}") == 1
+    short = latex.layout(latex.order_chars(["mnli", "qqp"]), 4)  # (measured: 183 pt of the 219)
+    assert short == (False, [range(4)])
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (Debian: apt-get install "
+                                                               "texlive-latex-base texlive-latex-recommended)")
+def test_many_languages_fit_an_acl_page(tmp_path):
+    """On an ACL-sized two-column page (16 cm text, 7.7 cm columns), XNLI's and PAN-X's tables and a
+    4-language one fit without an overfull line (XNLI's was 1.5 times the text width)."""
+    pre = ("\\documentclass[11pt,twocolumn]{article}\n\\usepackage[a4paper,textwidth=16cm,columnsep=0.6cm]{geometry}\n"
+           "\\usepackage{booktabs,graphicx}\n\\begin{document}\n")
+    for name, langs in (("xnli", XNLI), ("panx", PANX), ("four", XNLI[:4])):
+        (tmp_path / f"{name}.tex").write_text(latex.table(_many(langs), name=name, target=name))
+        (tmp_path / "doc.tex").write_text(pre + f"\\input{{{name}.tex}}\nText.\n\\end{{document}}\n")
+        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout[-2000:]
+        assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text(errors="replace"), name
 
 
 def test_report_writes_report_tex(tmp_path, capsys):
@@ -94,7 +154,7 @@ def test_report_writes_report_tex(tmp_path, capsys):
     assert main(["report", str(exp), "--no-heuristics", "--no-mlflow", "--tex-top", "3"]) == 0
     assert "report.tex" in capsys.readouterr().out
     tex = (exp / "report" / "report.tex").read_text()
-    assert tex.startswith(r"\begin{table}") and tex.rstrip().endswith(r"\end{table}") and r"\toprule" in tex
+    assert tex.startswith(r"\begin{table*}") and tex.rstrip().endswith(r"\end{table*}") and r"\toprule" in tex
     assert len(_rows(tex)) == 1 + 3 and "The 3 best of 7 IF orders" in tex  # F, then --tex-top IF orders
     assert main(["report", str(exp), "--no-heuristics", "--no-mlflow", "--tex-top", "0"]) == 2
     assert "--tex-top 0" in capsys.readouterr().err
@@ -123,7 +183,7 @@ def test_compare_tex_against_compare_json(tmp_path):
         col = [_value(rows[k][j]) for k in rows]
         assert [r"\textbf" in rows[k][j] for k in rows] == [v == max(col) for v in col]
     if shutil.which("pdflatex"):
-        (out / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        (out / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
                                      "\\input{compare.tex}\n\\end{document}\n")
         run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=out,
                              capture_output=True, text=True, timeout=120)
