@@ -103,6 +103,9 @@ def _from_hub(what: str, failed: str, name_or_path: str):
     except Exception as e:
         # (offline, a missing file is an OSError; anything else, e.g. a damaged cached file, says itself)
         why = hub.not_cached(f"'{name_or_path}'") if offline and isinstance(e, OSError) else first_line(e)
+        if "custom code" in str(e) or "trust_remote_code" in str(e):  # (transformers names its own argument)
+            why = ("its repository's own Python code must run to load it: set model.trust_remote_code: true "
+                   "if you trust that code (read it first)")
         raise UserError(f"{what}: {failed} ({why})") from None
 
 

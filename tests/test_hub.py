@@ -151,3 +151,19 @@ def test_a_model_that_takes_no_text_is_refused_in_one_line(write_config, tmp_pat
     assert _run_refused(write_config, tmp_path, capsys, tmp_path / "vit") == [
         f"error: model.name: '{tmp_path / 'vit'}' (vit, ViTModel) does not take text (no input_ids); itt trains "
         "text encoders (XLM-R, mBERT, BERT, RoBERTa, XLNet, ...): give one"]
+
+
+def test_a_model_with_its_own_code_names_the_setting_that_allows_it(write_config, tmp_path, capsys):
+    """A model whose config is the repository's own Python (auto_map): transformers' refusal named neither
+    model.trust_remote_code nor what to do ("... contains custom code which must be executed ... You can
+    inspect the repository content at ..."); the chain's line now does, and the code never runs."""
+    from itt.models import train_tokenizer
+
+    folder = tmp_path / "own"
+    folder.mkdir()
+    (folder / "configuration_own.py").write_text("raise SystemExit('the repository code ran')\n")
+    (folder / "config.json").write_text('{"model_type": "own_enc", "auto_map": {"AutoConfig": "configuration_own.OwnConfig"}}')
+    train_tokenizer(["a small corpus of words"], arch="bert", vocab_size=40).save_pretrained(folder)
+    assert _run_refused(write_config, tmp_path, capsys, folder) == [
+        f"error: model '{folder}': cannot load its config (its repository's own Python code must run to load it: "
+        "set model.trust_remote_code: true if you trust that code (read it first))"]
