@@ -326,6 +326,8 @@ def read_bucc(src: str, tgt: str, gold: str) -> list[dict]:
             if "\t" not in line:
                 raise DataError(f"{path}: line {n}: expected 'id<TAB>sentence'")
             i, text = line.split("\t", 1)
+            if not text.strip():  # (an empty side is how a row says "no partner": a gold pair would vanish from gold)
+                raise DataError(f"{path}: line {n}: sentence {i!r} is empty")
             out[i] = text
         return out
 

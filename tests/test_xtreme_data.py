@@ -246,6 +246,11 @@ def test_bucc_files(tmp_path):
     (tmp_path / "gold").write_text("de-1\ten-9\n")
     with pytest.raises(DataError, match=r"gold: line 1: expected 'source_id<TAB>target_id'"):
         _load("bucc2018", "test", "de", files=[str(tmp_path / n) for n in ("de", "en", "gold")], format="bucc")
+    # an empty sentence read as "no partner": its gold pair left the gold set (recall over fewer pairs)
+    (tmp_path / "gold").write_text("de-1\ten-1\nde-2\ten-2\n")
+    (tmp_path / "en").write_text("en-1\tHello world\nen-2\t \n")
+    with pytest.raises(DataError, match=r"en: line 2: sentence 'en-2' is empty"):
+        _load("bucc2018", "test", "de", files=[str(tmp_path / n) for n in ("de", "en", "gold")], format="bucc")
 
 
 def test_a_utf8_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
