@@ -200,6 +200,12 @@ def running_trials(rows: dict[str, dict], events: dict[str, dict], now: float) -
     return sorted(out, key=lambda x: x.trial_id)
 
 
+def ended(events: dict[str, dict], rows: dict[str, dict]) -> list[str]:
+    """The trials with an event whose row says they are no longer running (finished, stopped, errored): the
+    hub forgets them (a long search's snapshot grew by one trial per trial run)."""
+    return [t for t in events if t in rows and rows[t].get("status") != "running"]
+
+
 def plain_line(r: Running, clock: float) -> str:
     """``12:03:07 running 3f2a_00003 toy_a>toy_b | stage 2/3 toy_b | step 40/120 | loss 0.6931 | 1m12s``"""
     parts = [r.phase()]
@@ -303,6 +309,11 @@ class LiveProgress:
             except Exception:
                 continue
             self.draw(events, time.time())
+            done = ended(events, self.writer.rows)
+            if done:  # (the hub and the snapshot it sends each refresh stay as small as the running trials)
+                self.hub.drop.remote(done)
+                for t in done:
+                    self._printed.pop(t, None)
 
     def draw(self, events: dict[str, dict], now: float) -> None:
         running = running_trials(self.writer.rows, events, now)

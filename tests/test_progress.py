@@ -239,3 +239,41 @@ def test_chain_view_live_draws_the_phase_its_steps_loss_rate_and_time_left():
     assert re.search(r"target fine-tune xnli \S+ +100/1000 loss 0.6000 2.0 steps/s ~7m30s left", first), first
     last = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())[len(first):]
     assert "eval" in last and "/1000" not in last, last  # a phase without steps: no stale count
+
+
+def test_the_hub_forgets_trials_that_ended(monkeypatch):
+    """Each refresh the driver fetched every event the hub had held since the search began (one per trial
+    ever run, finished ones too); trials whose row ended are now dropped from the hub after each draw."""
+    import ray
+
+    from search.progress import LiveProgress, ProgressHub
+
+    hub = ProgressHub()
+
+    class Remote:  # the actor's methods as `.remote` calls, answered in this process
+        def __init__(self, fn):
+            self.remote = fn
+
+    class Handle:
+        snapshot, drop = Remote(lambda: dict(hub.snapshot())), Remote(hub.drop)
+
+    class Writer:
+        rows = {"t1": {"status": "completed", "order": "a", "_started": 1.0},
+                "t2": {"status": "running", "order": "b", "_started": time.time()},
+                "t3": {"status": "errored", "order": "c", "_started": 1.0}}
+
+        def status_line(self):
+            return ""
+
+    for t in ("t1", "t2", "t3", "t4"):  # t4: an event before its row (a trial just started)
+        hub.update(t, {"phase": "stage", "stage": 1, "stages": 2, "task": "x"})
+    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: ref)
+    view = LiveProgress("exp", Writer(), mode="plain", log=lambda msg: None, refresh=0.01)
+    view.hub = Handle()
+    view._start_view()
+    deadline = time.time() + 10
+    while len(hub.events) > 2 and time.time() < deadline:
+        time.sleep(0.02)
+    view._stop.set()
+    view._thread.join(timeout=5)
+    assert sorted(hub.events) == ["t2", "t4"]
