@@ -446,7 +446,8 @@ class ChainView:
             if new:  # a fresh bar (an update cannot take a phase's step count back to none: an eval has none)
                 self._bar.remove_task(self._task)
                 self._task = self._bar.add_task(self.state.what, total=st[1] if st else None, **self.state.fields())
-            self._bar.update(self._task, completed=st[0] if st else 0, **self.state.fields())
+            counts = {"total": st[1], "completed": st[0]} if st else {"completed": 0}  # (a phase's first event
+            self._bar.update(self._task, **counts, **self.state.fields())  # names it; its steps come after)
 
     def tick(self, now: float) -> None:
         """Plain mode: a line when the current phase has gone ``heartbeat`` seconds without one."""
