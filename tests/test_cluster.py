@@ -51,6 +51,13 @@ def test_cluster_layout():
     assert "." in cfg["file_mounts"].values()
     setup = " ".join(cfg["setup_commands"])
     assert "pip install" in setup and "[search]" in setup
+    # into a virtual environment every later command runs in: Ubuntu 24.04's python3 refuses pip installs
+    # (PEP 668, "externally-managed-environment") and its plain AMI has no pip
+    installs = [c for c in cfg["setup_commands"] if "pip install" in c]
+    assert installs and all(c.startswith("~/itt-venv/bin/python -m pip install") for c in installs), installs
+    assert "python3 -m venv ~/itt-venv" in setup and "source ~/itt-venv/bin/activate' >> ~/.bashrc" in setup
+    amis = [n["node_config"]["ImageId"] for n in nodes.values()]
+    assert all(a.startswith("REPLACE_ME") for a in amis), "an AMI of the user's region (3.11+; 22.04's is 3.10)"
     head_cmds = " ".join(cfg["head_start_ray_commands"])
     # the dashboard stays on loopback; MLflow runs on the head with its artifacts on the shared store
     assert "--dashboard-host=127.0.0.1" in head_cmds
