@@ -48,20 +48,21 @@ def _scale(values) -> float:
 
 
 def _environment(columns: int, header: list[str], body: list[str], caption: str, label: str,
-                 order_chars: int = 0) -> str:
-    """A booktabs ``table``: an order column, then ``columns`` right-aligned ones (``label``: LaTeX-safe)."""
-    wide = _width(order_chars, columns, gap=12.0) > COLUMN_PT
+                 chars: int = 0) -> str:
+    """A booktabs ``table``: an order column (``chars`` wide), then ``columns`` right-aligned ones (``label``:
+    LaTeX-safe); a ``table*`` where too wide for a column of the page."""
+    wide = _width(chars, columns, gap=12.0) > COLUMN_PT
     return _float([_tabular(columns, header, body)], caption, label, wide=wide)
 
 
-def _width(order_chars: int, columns: int, *, gap: float, pm: bool = False) -> float:
+def _width(chars: int, columns: int, *, gap: float, pm: bool = False) -> float:
     """A tabular's width, roughly: the order column and ``columns`` number columns, ``gap`` between each two."""
-    return CHAR_PT * order_chars + gap + columns * (NUMBER_PT + gap) + (PM_PT if pm else 0.0)
+    return CHAR_PT * chars + gap + columns * (NUMBER_PT + gap) + (PM_PT if pm else 0.0)
 
 
 def _tabular(columns: int, header: list[str], body: list[str]) -> str:
-    """One tabular, shrunk to the line's width only where it is still wider (graphicx: ``\width`` is its own
-    width inside ``\resizebox``)."""
+    """One tabular, shrunk to the line's width only where it is still wider (graphicx: ``\\width`` is its own
+    width inside ``\\resizebox``)."""
     return "\n".join([r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
                       r"\begin{tabular}{l" + "r" * columns + "}", r"\toprule", " & ".join(header) + r" \\",
                       r"\midrule", *body, r"\bottomrule", r"\end{tabular}}"])
@@ -91,13 +92,13 @@ def blocks(n: int, most: int) -> list[range]:
     return [range(a, b) for a, b in zip(starts, starts[1:])]
 
 
-def layout(order_chars_: int, n: int) -> tuple[bool, list[range]]:
+def layout(chars: int, n: int) -> tuple[bool, list[range]]:
     """Where ``n`` number columns go: one tabular in a column of the page where it fits there; else a
     ``table*`` across the page, its columns split over as few stacked tabulars as keep each within the
     text's width (each repeats the order column)."""
-    if _width(order_chars_, n, gap=12.0, pm=True) <= COLUMN_PT:
+    if _width(chars, n, gap=12.0, pm=True) <= COLUMN_PT:
         return False, [range(n)]
-    most = max(3, int((TEXT_PT - CHAR_PT * order_chars_ - 8.0 - PM_PT) // (NUMBER_PT + 8.0)))
+    most = max(3, int((TEXT_PT - CHAR_PT * chars - 8.0 - PM_PT) // (NUMBER_PT + 8.0)))
     return True, blocks(n, most)
 
 
@@ -115,7 +116,7 @@ def table(res: dict, *, name: str, target: str | None = None, top: int = TOP) ->
     cols = [[r["per_language"].get(lg) for lg in langs] + [r["mean"], r["worst"]] for r in rows]
     best = [max((c[j] for c in cols if c[j] is not None), default=None) for j in range(len(langs) + 2)]
     sig = _significant(res)
-    lines = []
+    row_cells = []
     for r, c in zip(rows, cols):
         cells = []
         for j, v in enumerate(c):
@@ -127,13 +128,13 @@ def table(res: dict, *, name: str, target: str | None = None, top: int = TOP) ->
             if j == len(langs) and r.get("std") is not None:
                 s += rf"\,{{\scriptsize$\pm${r['std'] * scale:.1f}}}"
             cells.append(s)
-        lines.append(cells)
+        row_cells.append(cells)
     header = [*(escape(lg) for lg in langs), "Avg.", "Worst"]
     wide, parts = layout(order_chars(r["order"] for r in rows), len(header))
     tabulars = []
     for cols_ in parts:  # (many languages: stacked tabulars, each with the order column)
         body = []
-        for r, cells in zip(rows, lines):
+        for r, cells in zip(rows, row_cells):
             body.append(order_cell(r["order"]) + " & " + " & ".join(cells[j] for j in cols_) + r" \\")
             if r["order"] == F and len(rows) > 1:
                 body.append(r"\midrule")
