@@ -390,7 +390,7 @@ class ChainView:
     """``itt run``'s view of its chain. ``progress`` is the chain's callback (None when ``off``): a
     :class:`Throttle` that passes the latest event to :meth:`update` at most twice a second, so the
     training loop never waits on the view. ``live`` (a terminal): a rich bar of the current phase,
-    redrawn in place above nothing but itself (the chain's own lines print above it); ``plain``: a
+    redrawn in place under the chain's own lines (they print above it); ``plain``: a
     timestamped line once a phase has run ``heartbeat`` seconds, and every ``heartbeat`` seconds after
     (the chain's log already names each phase as it starts); ``auto``: live on a terminal."""
 
