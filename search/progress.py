@@ -150,6 +150,7 @@ class Running:
     order: str
     elapsed: float
     event: dict | None
+    left: str = ""  # the current phase's time left, "~4m10s left" (PhaseRate), where known
 
     def phase(self) -> str:
         """``stage 2/3 mnli``, ``probe after stage 2/3``, ``target fine-tune``, ``eval``, ``starting``."""
@@ -186,8 +187,10 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def running_trials(rows: dict[str, dict], events: dict[str, dict], now: float) -> list[Running]:
-    """The running rows of results.csv (``ResultsWriter.rows``) joined with their latest events."""
+def running_trials(rows: dict[str, dict], events: dict[str, dict], now: float,
+                   rates: dict[str, PhaseRate] | None = None) -> list[Running]:
+    """The running rows of results.csv (``ResultsWriter.rows``) joined with their latest events; ``rates``
+    (kept by the caller between calls, one per trial) times each phase by its events' arrival times."""
     out = []
     for tid, r in list(rows.items()):
         if r.get("status") != "running" or r.get("_restored") == "completed" or not r.get("_started"):
@@ -196,7 +199,12 @@ def running_trials(rows: dict[str, dict], events: dict[str, dict], now: float) -
         ev = events.get(tid)
         if ev is not None and ev.get("_at", now) < started - 1:  # from an earlier attempt of the trial
             ev = None
-        out.append(Running(tid, r.get("order") or "F", now - started, ev))
+        left = ""
+        if rates is not None and ev is not None:
+            rate = rates.setdefault(tid, PhaseRate())
+            rate.observe(ev, ev.get("_at", now))
+            left = rate.fields()["left"]
+        out.append(Running(tid, r.get("order") or "F", now - started, ev, left))
     return sorted(out, key=lambda x: x.trial_id)
 
 
@@ -213,6 +221,8 @@ def plain_line(r: Running, clock: float) -> str:
         parts.append(f"step {r.steps()}")
     if r.loss() != "-":
         parts.append(f"loss {r.loss()}")
+    if r.left:
+        parts.append(r.left)
     parts.append(duration(r.elapsed))
     return f"{time.strftime('%H:%M:%S', time.localtime(clock))} running {r.trial_id} {r.order} | " + " | ".join(parts)
 
@@ -223,10 +233,12 @@ def table(running: list[Running], caption: str):
 
     t = Table(title="running trials", caption=caption, caption_justify="left", expand=False)
     for col, kw in (("trial", {}), ("order", {}), ("doing", {}), ("steps", {"justify": "right"}),
-                    ("loss", {"justify": "right"}), ("elapsed", {"justify": "right"})):
+                    ("loss", {"justify": "right"}), ("phase left", {"justify": "right"}),
+                    ("elapsed", {"justify": "right"})):
         t.add_column(col, **kw)
     for r in running:
-        t.add_row(r.trial_id, r.order, r.phase(), r.steps(), r.loss(), duration(r.elapsed))
+        t.add_row(r.trial_id, r.order, r.phase(), r.steps(), r.loss(), r.left.removesuffix(" left") or "-",
+                  duration(r.elapsed))
     return t
 
 
@@ -251,6 +263,7 @@ class LiveProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._printed: dict[str, tuple] = {}  # plain mode: trial -> (what it was doing, when printed)
+        self._rates: dict[str, PhaseRate] = {}  # trial -> its current phase's rate (the time left)
         self._live = None
 
     def __enter__(self):
@@ -314,9 +327,10 @@ class LiveProgress:
                 self.hub.drop.remote(done)
                 for t in done:
                     self._printed.pop(t, None)
+                    self._rates.pop(t, None)
 
     def draw(self, events: dict[str, dict], now: float) -> None:
-        running = running_trials(self.writer.rows, events, now)
+        running = running_trials(self.writer.rows, events, now, self._rates)
         if self.mode == "live" and self._live is not None:
             self._live.update(table(running, self.writer.status_line()))
             return

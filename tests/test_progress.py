@@ -88,13 +88,19 @@ def test_renderer_names_each_running_trial_its_stage_steps_loss_and_elapsed():
     assert re.fullmatch(r"\d\d:\d\d:\d\d running t1 a>b \| stage 2/3 b, seed 2/3 \| step 40/120 \| loss 0\.6931 \| 1m15s",
                         line), line
     assert Running("x", "a", 3, {"phase": "target", "task": "xnli", "step": 3, "total": 9}).phase() == "target fine-tune xnli"
+    # the time the phase has left, from two refreshes' events (their arrival times): 20 steps in 10 s, 60 to go
+    rates: dict = {}
+    running_trials(rows, {**events, "t1": {**events["t1"], "_at": now - 11}}, now - 10, rates)
+    t1 = running_trials(rows, {**events, "t1": {**events["t1"], "step": 60, "_at": now - 1}}, now, rates)[0]
+    assert t1.left == "~30s left" and plain_line(t1, now).endswith("| loss 0.6931 | ~30s left | 1m15s")
+    running[0] = t1
     from rich.console import Console
 
     buf = io.StringIO()
     Console(file=buf, width=140, color_system=None).print(table(running, "2 running, 0 pending; best 0.7 (a)"))
     out = buf.getvalue()
-    for needle in ("trial", "order", "doing", "steps", "loss", "elapsed", "a>b", "stage 2/3 b, seed 2/3", "40/120",
-                   "0.6931", "1m15s", "eval", "best 0.7 (a)"):
+    for needle in ("trial", "order", "doing", "steps", "loss", "phase left", "elapsed", "a>b", "stage 2/3 b, seed 2/3",
+                   "60/120", "0.6931", "~30s", "1m15s", "eval", "best 0.7 (a)"):
         assert needle in out, (needle, out)
 
 
