@@ -153,13 +153,15 @@ class Running:
     left: str = ""  # the current phase's time left, "~4m10s left" (PhaseRate), where known
 
     def phase(self) -> str:
-        """``stage 2/3 mnli``, ``probe after stage 2/3``, ``target fine-tune``, ``eval``, ``starting``."""
+        """``stage 2/3 mnli``, ``probe after stage 2/3 xnli``, ``target fine-tune``, ``eval``, ``starting``."""
         e = self.event
         if not e:
             return "starting"
         ph, i, k, task = e.get("phase"), e.get("stage"), e.get("stages"), e.get("task") or ""
         text = {Phase.STAGE: f"stage {i}/{k} {task}" + (" (from the stage cache)" if e.get("cached") else ""),
-                Phase.PROBE: f"probe after stage {i}/{k}",
+                # (the task probed: with probe.also each eval.also task is probed after the target, and their
+                # steps are a phase of their own, not the target's counting again from 0)
+                Phase.PROBE: f"probe after stage {i}/{k} {task}".rstrip(),
                 Phase.TARGET: f"target fine-tune {task}".rstrip(),
                 Phase.ALSO: f"fine-tune {task} (eval.also)",
                 Phase.EVAL: "eval"}.get(ph, str(ph))

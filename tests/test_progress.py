@@ -180,6 +180,38 @@ def test_phase_rate_counts_steps_per_second_and_the_time_left_from_the_phases_fi
     assert st.line(260.0) == "eval | 1m00s"
 
 
+def test_probe_also_each_task_probed_is_a_phase_of_its_own(write_config):
+    """probe.also probes each eval.also task after the target's probe: the phases were both 'probe after stage
+    1/2', so the second task's steps, from 0 again, counted their rate from the first task's first step (50
+    steps in 10 s, 15 s after the first task's step 0, read 3.3 steps/s and ~15s left, not 5.0 and ~10s) on a
+    bar whose count went back. Each probe names its task and is a phase of its own."""
+    from itt.chain import run_chain
+    from itt.config import load_config
+    from search.progress import PhaseRate
+
+    cfg = load_config(str(write_config({"order": ["toy_topic"], "seeds": [0], "probe": {"enabled": True, "steps": 3,
+                                                                                        "also": True},
+                                        "eval": {"also": ["toy_sim"], "perturbation": {"enabled": False}}})))
+    events: list[dict] = []
+    run_chain(cfg, progress=events.append, log=lambda *a: None)
+    probes = [Running("", "", 0.0, e).phase() for e in events if e["phase"] == "probe" and e.get("step")]
+    assert sorted(set(probes)) == ["probe after stage 1/2 toy_sim", "probe after stage 1/2 toy_xnli"], probes
+    st = PhaseRate()
+    probe = {"phase": "probe", "stage": 1, "stages": 2}
+    assert st.observe({**probe, "task": "toy_xnli", "step": 0, "total": 100}, 0.0)
+    st.observe({**probe, "task": "toy_xnli", "step": 100, "total": 100}, 2.0)
+    assert st.rate() == pytest.approx(50.0)
+    assert st.observe({**probe, "task": "toy_sim", "step": 0, "total": 100}, 5.0)  # (after the target's dev eval)
+    st.observe({**probe, "task": "toy_sim", "step": 50, "total": 100}, 15.0)
+    assert st.rate() == pytest.approx(50 / 10) and st.left() == pytest.approx(50 / 5)
+    assert st.line(15.0) == "probe after stage 1/2 toy_sim | step 50/100 (50%) | 5.0 steps/s | ~10s left | 10s"
+    rates: dict = {}  # a search's live view times each trial's phase the same way
+    rows = {"t": {"status": "running", "order": "toy_topic", "_started": 100.0}}
+    for task, step, at in (("toy_xnli", 0, 100.0), ("toy_xnli", 100, 102.0), ("toy_sim", 0, 105.0), ("toy_sim", 50, 115.0)):
+        (r,) = running_trials(rows, {"t": {**probe, "task": task, "step": step, "total": 100, "_at": at}}, at, rates)
+    assert r.left == "~10s left" and r.phase() == "probe after stage 1/2 toy_sim"
+
+
 def test_chain_view_plain_prints_a_line_per_heartbeat_of_a_phase_even_one_without_events():
     from search.progress import ChainView
 
