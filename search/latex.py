@@ -47,17 +47,9 @@ def _scale(values) -> float:
     return 100.0 if vals and max(abs(v) for v in vals) <= 1.0 else 1.0
 
 
-def _environment(columns: int, header: list[str], body: list[str], caption: str, label: str,
-                 chars: int = 0) -> str:
-    """A booktabs ``table``: an order column (``chars`` wide), then ``columns`` right-aligned ones (``label``:
-    LaTeX-safe); a ``table*`` where too wide for a column of the page."""
-    wide = _width(chars, columns, gap=12.0) > COLUMN_PT
-    return _float([_tabular(columns, header, body)], caption, label, wide=wide)
-
-
-def _width(chars: int, columns: int, *, gap: float, pm: bool = False) -> float:
-    """A tabular's width, roughly: the order column and ``columns`` number columns, ``gap`` between each two."""
-    return CHAR_PT * chars + gap + columns * (NUMBER_PT + gap) + (PM_PT if pm else 0.0)
+def _column_pt(header: str, extra: float = 0.0) -> float:
+    """A number column's width: its numbers (``extra``: the ± part) or its header, the wider."""
+    return max(NUMBER_PT + extra, CHAR_PT * len(header))
 
 
 def _tabular(columns: int, header: list[str], body: list[str]) -> str:
@@ -92,14 +84,35 @@ def blocks(n: int, most: int) -> list[range]:
     return [range(a, b) for a, b in zip(starts, starts[1:])]
 
 
-def layout(chars: int, n: int) -> tuple[bool, list[range]]:
-    """Where ``n`` number columns go: one tabular in a column of the page where it fits there; else a
-    ``table*`` across the page, its columns split over as few stacked tabulars as keep each within the
-    text's width (each repeats the order column)."""
-    if _width(chars, n, gap=12.0, pm=True) <= COLUMN_PT:
+def layout(chars: int, widths: list[float]) -> tuple[bool, list[range]]:
+    """Where number columns of these widths go (pt, :func:`_column_pt`), after an order column ``chars``
+    characters wide: one tabular in a column of the page where it fits there; else a ``table*`` across the
+    page, the columns split over as few stacked tabulars of even size as keep each within the text's width
+    (each repeats the order column; a single column wider than the text stays alone, shrunk to it)."""
+    n, order = len(widths), CHAR_PT * chars
+    if order + 12.0 + sum(w + 12.0 for w in widths) <= COLUMN_PT:
         return False, [range(n)]
-    most = max(3, int((TEXT_PT - CHAR_PT * chars - 8.0 - PM_PT) // (NUMBER_PT + 8.0)))
-    return True, blocks(n, most)
+    room = TEXT_PT - order - 8.0
+    k = 1
+    while k < n and any(sum(widths[j] + 8.0 for j in b) > room for b in blocks(n, math.ceil(n / k))):
+        k += 1
+    return True, blocks(n, math.ceil(n / k))
+
+
+def _stacked(rows: list[dict], cells: list[list[str]], header: list[str], widths: list[float], caption: str,
+             label: str) -> str:
+    """The table: each row's order cell, then its ``cells`` under ``header``, over the tabulars
+    :func:`layout` says (F's row first and ruled off)."""
+    wide, parts = layout(order_chars(r["order"] for r in rows), widths)
+    tabulars = []
+    for cols in parts:
+        body = []
+        for r, c in zip(rows, cells):
+            body.append(order_cell(r["order"]) + " & " + " & ".join(c[j] for j in cols) + r" \\")
+            if r["order"] == F and len(rows) > 1:
+                body.append(r"\midrule")
+        tabulars.append(_tabular(len(cols), ["Order", *(header[j] for j in cols)], body))
+    return _float(tabulars, caption, label, wide=wide)
 
 
 def _num(v, scale: float) -> str:
@@ -130,17 +143,9 @@ def table(res: dict, *, name: str, target: str | None = None, top: int = TOP) ->
             cells.append(s)
         row_cells.append(cells)
     header = [*(escape(lg) for lg in langs), "Avg.", "Worst"]
-    wide, parts = layout(order_chars(r["order"] for r in rows), len(header))
-    tabulars = []
-    for cols_ in parts:  # (many languages: stacked tabulars, each with the order column)
-        body = []
-        for r, cells in zip(rows, row_cells):
-            body.append(order_cell(r["order"]) + " & " + " & ".join(cells[j] for j in cols_) + r" \\")
-            if r["order"] == F and len(rows) > 1:
-                body.append(r"\midrule")
-        tabulars.append(_tabular(len(cols_), ["Order", *(header[j] for j in cols_)], body))
+    widths = [*(_column_pt(lg) for lg in langs), _column_pt("Avg.", PM_PT), _column_pt("Worst")]
     caption = _caption(res, target, len(ifs), min(top, len(ifs)), scale, bool(sig))
-    return _float(tabulars, caption, _label(name), wide=wide)
+    return _stacked(rows, row_cells, header, widths, caption, _label(name))
 
 
 def _significant(res: dict) -> set[str]:
@@ -194,9 +199,9 @@ def compare_table(res: dict, *, top: int = TOP) -> str:
     cols = [[r["per_search"][k]["mean"] for k in names] for r in rows]
     best = [max(c[j] for c in cols) if cols else None for j in range(len(names))]
     gains = [r["least_gain_over_F"] for r in rows if r.get("least_gain_over_F") is not None]
-    head = [escape(s["name"] + (f" ({s['target']})" if s.get("target") and s["target"] != s["name"] else ""))
-            for s in res["searches"]]
-    lines = []
+    raw = [s["name"] + (f" ({s['target']})" if s.get("target") and s["target"] != s["name"] else "")
+           for s in res["searches"]]
+    row_cells = []
     for r, c in zip(rows, cols):
         cells = [(rf"\textbf{{{_num(v, scale)}}}" if round(v * scale, 1) == round(best[j] * scale, 1) else _num(v, scale))
                  for j, v in enumerate(c)]
@@ -204,9 +209,7 @@ def compare_table(res: dict, *, top: int = TOP) -> str:
         gain = "--" if g is None else f"{g * scale:+.1f}"
         if g is not None and gains and g == max(gains):
             gain = rf"\textbf{{{gain}}}"
-        lines.append(order_cell(r["order"]) + " & " + " & ".join(cells) + f" & {r['mean_rank']:.1f} & {gain}" + r" \\")
-        if r["order"] == F and len(rows) > 1:
-            lines.append(r"\midrule")
+        row_cells.append([*cells, f"{r['mean_rank']:.1f}", gain])
     label = f"score ({res['label']})" if res.get("label") else "score"
     times = r" ($\times$100)" if scale == 100 else ""
     shown = f"the {len(ifs[:top])} best of {len(ifs)} IF orders completed in every search by mean rank" \
@@ -214,5 +217,6 @@ def compare_table(res: dict, *, top: int = TOP) -> str:
     caption = (f"Zero-shot {escape(label)}{times} of each order in each search (mean over seeds; test split): "
                f"F, then {shown}. Mean rank: over searches (1 = best). Least gain over F: the smallest gain over "
                f"F in any search (the robust choice is the largest). Best per column in bold.")
-    return _environment(len(names) + 2, ["Order", *head, "Mean rank", "Least gain over F"], lines, caption,
-                        "compare-" + _label("-".join(names)), order_chars(r["order"] for r in rows))
+    header = [*raw, "Mean rank", "Least gain over F"]
+    return _stacked(rows, row_cells, [escape(h) for h in header], [_column_pt(h) for h in header], caption,
+                    "compare-" + _label("-".join(names)))

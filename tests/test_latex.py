@@ -122,28 +122,70 @@ def test_many_languages_split_over_stacked_tabulars_across_the_page():
         cells = rows[0][latex.order_cell(r["order"])] + rows[1][latex.order_cell(r["order"])]
         want = [r["per_language"][lg] for lg in XNLI] + [r["mean"], r["worst"]]
         assert [_value(c) for c in cells] == pytest.approx([round(100 * v, 1) for v in want])
-    assert [len(b) for b in latex.layout(latex.order_chars(["mnli>squad_v2>sst2"]), 42)[1]] == [11, 11, 10, 10]
-    assert latex.layout(latex.order_chars(["mnli>squad_v2>sst2"]), 5)[0]  # too wide for a column (6 columns measured 329 pt)
+    numbers = [latex.NUMBER_PT] * 42
+    assert [len(b) for b in latex.layout(latex.order_chars(["mnli>squad_v2>sst2"]), numbers)[1]] == [11, 11, 10, 10]
+    assert latex.layout(latex.order_chars(["mnli>squad_v2>sst2"]), numbers[:5])[0]  # too wide for a column (6
+    # columns measured 329 pt)
     two = latex.table({**res, "languages": XNLI[:2]}, name="x", target="x", top=3)  # orders as long
     assert two.startswith(r"\begin{table*}") and two.count(r"\begin{tabular}") == 1
-    short = latex.layout(latex.order_chars(["mnli", "qqp"]), 4)  # (measured: 183 pt of the 219)
+    short = latex.layout(latex.order_chars(["mnli", "qqp"]), numbers[:4])  # (measured: 183 pt of the 219)
     assert short == (False, [range(4)])
+
+
+def _many_searches(n: int) -> dict:
+    """compare.json's fields that compare.tex reads: ``n`` searches with long names (XTREME's tasks x models)."""
+    rng = np.random.default_rng(6)
+    searches = [{"name": f"xlmr-large-run{i}", "target": "udpos"} for i in range(n)]
+    orders = [{"order": o, "mean_rank": float(i + 1), "least_gain_over_F": None if o == S.F else float(rng.normal(0, 0.01)),
+               "per_search": {s["name"]: {"mean": float(0.7 + rng.normal(0, 0.01))} for s in searches}}
+              for i, o in enumerate([S.F, "mnli", "qqp>mnli", "mnli>qqp"])]
+    return {"searches": searches, "across": {"orders": orders}, "label": "mean over languages"}
+
+
+def test_many_searches_split_over_stacked_tabulars():
+    """compare.tex with 20 searches headed 'xlmr-large-run0 (udpos)' was one tabular of 2569 pt, shrunk to a
+    page's 455 (to 0.18: unreadable); its columns are now split by their headers' widths too, each search's
+    scores in its own column in order, Mean rank and Least gain over F last."""
+    res = _many_searches(20)
+    tex = latex.compare_table(res)
+    parts = tex.split(r"\end{tabular}")[:-1]
+    heads = [p.split(r"\toprule")[1].split(r"\\")[0].split(" & ")[1:] for p in parts]
+    assert len(parts) >= 4 and all(len(h) <= 4 for h in heads), [len(h) for h in heads]
+    names = [f"xlmr-large-run{i} (udpos)" for i in range(20)]
+    assert [c.strip() for h in heads for c in h] == [*names, "Mean rank", "Least gain over F"]
+    rows = [_rows(p + r"\bottomrule") for p in parts]
+    mnli = [c for r in rows for c in r["mnli"]]
+    want = [round(100 * res["across"]["orders"][1]["per_search"][f"xlmr-large-run{i}"]["mean"], 1) for i in range(20)]
+    assert [_value(c) for c in mnli[:20]] == pytest.approx(want) and float(mnli[20]) == 2.0
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (Debian: apt-get install "
                                                                "texlive-latex-base texlive-latex-recommended)")
 def test_many_languages_fit_an_acl_page(tmp_path):
-    """On an ACL-sized two-column page (16 cm text, 7.7 cm columns), XNLI's and PAN-X's tables and a
-    4-language one fit without an overfull line (XNLI's was 1.5 times the text width)."""
+    """On an ACL-sized two-column page (16 cm text, 7.7 cm columns), XNLI's and PAN-X's tables, a 4-language
+    one and a comparison of 20 searches fit without an overfull line (XNLI's was 1.5 times the text width),
+    and the stacked tabulars are not shrunk: each is at most the text's width as it is."""
     pre = ("\\documentclass[11pt,twocolumn]{article}\n\\usepackage[a4paper,textwidth=16cm,columnsep=0.6cm]{geometry}\n"
            "\\usepackage{booktabs,graphicx}\n\\begin{document}\n")
-    for name, langs in (("xnli", XNLI), ("panx", PANX), ("four", XNLI[:4])):
-        (tmp_path / f"{name}.tex").write_text(latex.table(_many(langs), name=name, target=name))
+    tables = {name: latex.table(_many(langs), name=name, target=name)
+              for name, langs in (("xnli", XNLI), ("panx", PANX), ("four", XNLI[:4]))}
+    tables["compare20"] = latex.compare_table(_many_searches(20))
+    for name, tex in tables.items():
+        (tmp_path / f"{name}.tex").write_text(tex)
         (tmp_path / "doc.tex").write_text(pre + f"\\input{{{name}.tex}}\nText.\n\\end{{document}}\n")
         run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stdout[-2000:]
         assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text(errors="replace"), name
+        # each tabular's own width, as set in the table (\small, its column gap): within the text's 455 pt
+        gap = r"\setlength{\tabcolsep}{4pt}" if "table*" in tex else ""
+        boxes = "".join(r"\sbox0{\small" + gap + t + r"}\typeout{W=\the\wd0}"
+                        for t in re.findall(r"(\\begin\{tabular\}.*?\\end\{tabular\})", tex, re.S))
+        (tmp_path / "w.tex").write_text(pre + boxes + "\n\\end{document}\n")
+        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "w.tex"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+        widths = [float(w) for w in re.findall(r"W=([\d.]+)pt", run.stdout)]
+        assert len(widths) == tex.count(r"\begin{tabular}") and max(widths) <= 455.24, (name, widths)
 
 
 def test_report_writes_report_tex(tmp_path, capsys):
