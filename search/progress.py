@@ -153,7 +153,8 @@ class Running:
     left: str = ""  # the current phase's time left, "~4m10s left" (PhaseRate), where known
 
     def phase(self) -> str:
-        """``stage 2/3 mnli``, ``probe after stage 2/3 xnli``, ``target fine-tune``, ``eval``, ``starting``."""
+        """``stage 2/3 mnli``, ``probe after stage 2/3 xnli``, ``target fine-tune xnli``, ``eval xnli``,
+        ``starting``."""
         e = self.event
         if not e:
             return "starting"
@@ -164,7 +165,7 @@ class Running:
                 Phase.PROBE: f"probe after stage {i}/{k} {task}".rstrip(),
                 Phase.TARGET: f"target fine-tune {task}".rstrip(),
                 Phase.ALSO: f"fine-tune {task} (eval.also)",
-                Phase.EVAL: "eval"}.get(ph, str(ph))
+                Phase.EVAL: f"eval {task}".rstrip()}.get(ph, str(ph))  # (the target's, or an eval.also task's)
         if (e.get("seeds") or 1) > 1:
             text += f", seed {e.get('seed_index', 0) + 1}/{e['seeds']}"
         return text

@@ -82,7 +82,7 @@ def test_renderer_names_each_running_trial_its_stage_steps_loss_and_elapsed():
     assert [r.trial_id for r in running] == ["t1", "t2", "t4"]  # finished trials are not shown
     t1, t2, t4 = running
     assert t1.phase() == "stage 2/3 b, seed 2/3" and t1.steps() == "40/120" and t1.loss() == "0.6931"
-    assert t2.phase() == "eval" and t2.order == "F" and t2.steps() == "-"
+    assert t2.phase() == "eval x" and t2.order == "F" and t2.steps() == "-"
     assert t4.phase() == "starting"  # the stale event of a retried trial is not shown as current
     line = plain_line(t1, now)
     assert re.fullmatch(r"\d\d:\d\d:\d\d running t1 a>b \| stage 2/3 b, seed 2/3 \| step 40/120 \| loss 0\.6931 \| 1m15s",
@@ -177,7 +177,7 @@ def test_phase_rate_counts_steps_per_second_and_the_time_left_from_the_phases_fi
     assert st.what == "stage 1/2 mnli, seed 2/2" and st.rate() == pytest.approx(0.2)
     assert st.fields()["rate"] == "5.0 s/step" and st.fields()["left"] == f"~{(100 - 7) * 5 // 60}m{(100 - 7) * 5 % 60:02d}s left"
     st.observe({"phase": "eval", "stage": 2, "stages": 2, "task": "xnli"}, 200.0)  # no steps: only the phase and its time
-    assert st.line(260.0) == "eval | 1m00s"
+    assert st.line(260.0) == "eval xnli | 1m00s"
 
 
 def test_probe_also_each_task_probed_is_a_phase_of_its_own(write_config):
@@ -196,6 +196,8 @@ def test_probe_also_each_task_probed_is_a_phase_of_its_own(write_config):
     run_chain(cfg, progress=events.append, log=lambda *a: None)
     probes = [Running("", "", 0.0, e).phase() for e in events if e["phase"] == "probe" and e.get("step")]
     assert sorted(set(probes)) == ["probe after stage 1/2 toy_sim", "probe after stage 1/2 toy_xnli"], probes
+    evals = {Running("", "", 0.0, e).phase() for e in events if e["phase"] == "eval"}
+    assert evals == {"eval toy_sim", "eval toy_xnli"}, evals  # (each evaluation names its task too)
     st = PhaseRate()
     probe = {"phase": "probe", "stage": 1, "stages": 2}
     assert st.observe({**probe, "task": "toy_xnli", "step": 0, "total": 100}, 0.0)
@@ -230,7 +232,7 @@ def test_chain_view_plain_prints_a_line_per_heartbeat_of_a_phase_even_one_withou
     view.tick(79.0)
     view.tick(80.0)
     view.tick(110.0)
-    assert [ln.split(" ", 1)[1] for ln in lines[1:]] == ["eval | 30s", "eval | 1m00s"]
+    assert [ln.split(" ", 1)[1] for ln in lines[1:]] == ["eval xnli | 30s", "eval xnli | 1m00s"]
 
 
 def test_itt_run_shows_where_its_chain_is_and_trains_the_same_with_and_without(write_config, tmp_path):
@@ -264,7 +266,7 @@ def test_itt_run_shows_where_its_chain_is_and_trains_the_same_with_and_without(w
     assert any(re.search(r"stage 1/2 toy_topic \| step \d+/4 \(\d+%\)", ln) for ln in plain), plain
     assert any("target fine-tune toy_xnli | step" in ln for ln in plain), plain
     assert {(d, total) for d, total, _ in bars} >= {("stage 1/2 toy_topic", 4), ("target fine-tune toy_xnli", 4)}, bars
-    assert bars[-1][:2] == ("eval", None) and "starting" in out.getvalue()  # (drawn from its start)
+    assert bars[-1][:2] == ("eval toy_xnli", None) and "starting" in out.getvalue()  # (drawn from its start)
 
 
 def test_chain_view_live_draws_the_phase_its_steps_loss_rate_and_time_left():
