@@ -80,15 +80,22 @@ def _per_node(resources: dict, worker: dict) -> int:
     return min(math.floor(resources.get(k, 0) / v + 1e-9) for k, v in worker.items() if v > 0)
 
 
-def autoscaled_trials(types: dict[str, dict], max_workers: int, worker: dict, workers_per_trial: int) -> int:
+def autoscaled_trials(types: dict[str, dict], max_workers: int, worker: dict, workers_per_trial: int,
+                      driver_cpus: float = 0.0) -> int:
     """Trials at once on the nodes the autoscaler may start: its ``max_workers`` nodes, the types holding the
-    most workers first (each type up to its own max_workers), every trial's workers on them."""
-    slots, left = 0, max_workers
-    for per_node, most in sorted(((_per_node(t["resources"], worker), t["max_workers"]) for t in types.values()),
-                                 reverse=True):
+    most workers first (each type up to its own max_workers), every trial's workers on them. ``driver_cpus``:
+    a Ray Train trial's own share (``trial_cpus``, beside its workers; the head holds no trials), which the
+    nodes' CPUs must hold too."""
+    slots, left, cpus = 0, max_workers, 0.0
+    for per_node, most, node_cpus in sorted(((_per_node(t["resources"], worker), t["max_workers"],
+                                              float(t["resources"].get("CPU", 0))) for t in types.values()),
+                                            reverse=True):
         n = min(left, most)
-        slots, left = slots + n * per_node, left - n
-    return slots // max(workers_per_trial, 1)
+        slots, left, cpus = slots + n * per_node, left - n, cpus + n * node_cpus
+    trials = slots // max(workers_per_trial, 1)
+    if driver_cpus > 0:  # (8 one-GPU 8-CPU nodes, 2 workers of 8 CPUs a trial: 3 trials, not 4)
+        trials = min(trials, math.floor(cpus / (workers_per_trial * worker.get("CPU", 0) + driver_cpus) + 1e-9))
+    return trials
 
 
 def joined(address: str | None) -> str | None:
@@ -193,7 +200,7 @@ def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo)
             raise UserError(f"search.resources: {need}, nor does any node type the autoscaler may start ({kinds}; "
                             f"{AUTOSCALER_CONFIG}): its trials would wait forever")
         if autoscale:
-            most = _autoscaled(autoscale, types, worker, r.workers_per_trial)
+            most = _autoscaled(autoscale, types, worker, r.workers_per_trial, 0.0 if one else r.trial_cpus)
             log(f"search.resources: {need} yet: the autoscaler ({AUTOSCALER_CONFIG}, max_workers {autoscale}) starts "
                 f"nodes as trials ask for them; up to {r.max_concurrent or most} trial(s) at once "
                 f"(search.resources.max_concurrent)")
@@ -203,7 +210,8 @@ def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo)
     per_trial = {"CPU": r.trial_cpus + r.workers_per_trial * r.cpus_per_worker, "GPU": r.workers_per_trial * r.gpus_per_worker}
     conc = min(math.floor(total.get(k, 0) / v + 1e-9) for k, v in per_trial.items() if v > 0)
     if autoscale:  # more nodes come as trials ask for them
-        return max(conc, _autoscaled(autoscale, autoscaler_node_types(), worker, r.workers_per_trial))
+        return max(conc, _autoscaled(autoscale, autoscaler_node_types(), worker, r.workers_per_trial,
+                                     0.0 if one else r.trial_cpus))
     if sum(fits) < r.workers_per_trial:
         raise UserError(f"search.resources: a trial needs {r.workers_per_trial} workers but the cluster holds {sum(fits)}")
     if conc < 1:  # (each worker fits somewhere, but not all of them beside the trial's own CPUs: Ray Train waits)
@@ -214,10 +222,11 @@ def _check_resources(scfg: SearchConfig, autoscale: int | None = None, log=echo)
     return conc
 
 
-def _autoscaled(autoscale: int, types: dict | None, worker: dict, workers_per_trial: int) -> int:
+def _autoscaled(autoscale: int, types: dict | None, worker: dict, workers_per_trial: int,
+                driver_cpus: float = 0.0) -> int:
     """Trials at once the autoscaler's nodes hold: from its node types where `ray up` filled in their
     resources, else one per node it may start."""
-    return max(1, autoscaled_trials(types, autoscale, worker, workers_per_trial)) if types else autoscale
+    return max(1, autoscaled_trials(types, autoscale, worker, workers_per_trial, driver_cpus)) if types else autoscale
 
 
 SUMMARY_FILE = "summary.json"  # beside results.csv: the recommendation, the best observed, the searcher's trace

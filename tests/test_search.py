@@ -1710,6 +1710,11 @@ def test_a_trial_no_autoscaler_node_type_can_hold_is_one_line(tmp_path, monkeypa
     assert said[-1].endswith("up to 16 trial(s) at once (search.resources.max_concurrent)"), said[-1]
     pair = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {"gpus_per_worker": 1, "workers_per_trial": 2}})
     assert runner._check_resources(load_search(str(pair))[0], 8, log=said.append) == 4  # 8 GPUs, 2 a trial
+    # a Ray Train trial's own CPUs (trial_cpus 0.25) beside its workers: a worker of 8 CPUs fills a node, the 8
+    # nodes hold 4 trials' workers, but their 64 CPUs only 3 trials of 16.25 (a 4th waits for one to end)
+    full = _search_config(tmp_path, {"candidates": TOY3, "length": 1, "resources": {
+        "gpus_per_worker": 1, "cpus_per_worker": 8, "workers_per_trial": 2}})
+    assert runner._check_resources(load_search(str(full))[0], 8, log=said.append) == 3
     boot.write_text(yaml.safe_dump({"max_workers": 3, "available_node_types": {  # the cluster's cap, big nodes first
         "small": {"max_workers": 5, "resources": {"CPU": 4, "GPU": 1}},
         "big": {"max_workers": 2, "resources": {"CPU": 32, "GPU": 4}}}}))
