@@ -433,8 +433,8 @@ class ChainView:
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                                  TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
                                  TextColumn("{task.fields[left]}"), console=self.console, transient=True,
-                                 refresh_per_second=2, redirect_stdout=True, redirect_stderr=False)
-            self._bar.start()
+                                 refresh_per_second=2, redirect_stdout=True, redirect_stderr=True)
+            self._bar.start()  # (a warning on stderr prints above the bar too, not through it)
             self._task = self._bar.add_task("starting", total=None, loss="", rate="", left="")
         else:  # (a phase that sends no events, an evaluation, still gets its heartbeat lines)
             self._ticker = threading.Thread(target=self._tick_loop, name="itt-chain-view", daemon=True)
