@@ -232,7 +232,7 @@ def cmd_space(args) -> int:
     _json_path(args.json)
     scfg, chain, _ = load_search(args.config, args.set)
     settle_probe_also(scfg, chain)  # (as the search will: the pilot's settings are compared with these)
-    timing = _timing(args) if args.from_exp else None  # (read first: a bad --from prints nothing)
+    timing = _timing(args, scfg) if args.from_exp else None  # (read first: a bad --from prints nothing)
     space = scfg.space()
     if scfg.prior_from:  # (as itt search reads them first: an earlier search it cannot use is an error here too)
         from search.transfer import measured_sources
@@ -260,13 +260,18 @@ def cmd_space(args) -> int:
     return 0
 
 
-def _timing(args):
+def _timing(args, scfg):
     """``--from``'s seconds; with ``--heuristic curriculum`` the experiment may be there for its difficulty
     alone (a simulated search has no seconds): then the hours are left out, not the command."""
     from search import plan
 
     try:
-        return plan.timing_from(args.from_exp)
+        timing = plan.timing_from(args.from_exp)
+        if not timing.stage and max(scfg.lengths) > 0:  # (an F pilot: each unmeasured task's "median stage" is 0 s)
+            raise plan.NoSeconds(f"--from {args.from_exp}: its chains trained no intermediate stage (F only), so "
+                                 f"a stage's seconds are unknown: time a chain with one, e.g. `itt run CONFIG --set "
+                                 f"order={scfg.candidates[0]}`, or a pilot search")
+        return timing
     except plan.NoSeconds:
         if args.heuristic != "curriculum":
             raise

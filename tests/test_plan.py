@@ -247,6 +247,37 @@ def test_one_chain_of_itt_run_is_a_pilot_too(tmp_path):
     assert plan.differences(t.config, every) == ["probe.also"]
 
 
+def test_an_f_pilot_times_no_stage_so_its_hours_are_refused(tmp_path, capsys):
+    """`itt run CONFIG --set order=` (the F baseline) trains no intermediate stage: its "median stage" would be
+    0 s for every task, hours without any stage-training in them. One line instead, nothing printed; a space
+    of F alone needs no stage, and the F pilot times it."""
+    from itt.config import load_config
+
+    run = tmp_path / "runs" / "f"
+    run.mkdir(parents=True)
+    chain = load_config(_write(tmp_path / "chain.yaml", {**TINY, "order": []}))
+    seeds = {str(s): {"stages": [{"task": "toy_xnli", "seconds": FINETUNE}]} for s in (0, 1)}
+    (run / "results.json").write_text(json.dumps({"order": [], "target": "toy_xnli", "seeds": seeds,
+                                                  "wall_seconds": 2 * (FINETUNE + PER_CHAIN),
+                                                  "hardware": {"device": "cpu"}, "config": chain.model_dump(mode="json")}))
+    search = {"candidates": ["toy_topic", "toy_align"], "length": [0, 2], "num_samples": 4}
+    cfg = _write(tmp_path / "s.yaml", {**TINY, "seeds": [0, 1], "search": search})
+    assert main(["space", str(cfg), "--samples", "0", "--from", str(run)]) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --from {run}: its chains trained no intermediate stage")
+    assert not cap.out
+    only_f = _write(tmp_path / "f.yaml", {**TINY, "seeds": [0, 1], "search": {**search, "length": 0}})
+    assert main(["space", str(only_f), "--samples", "0", "--from", str(run)]) == 0
+    # 1 order x 2 seeds x (fine-tune + per chain: one run puts all its overhead per chain)
+    assert f"every order once: about {plan.hours(2 * (FINETUNE + PER_CHAIN))} of trial time" in capsys.readouterr().out
+
+
+def _write(path, doc):
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 def test_a_search_pilot_counts_its_trials_start_up(tmp_path):
     """Where the search recorded its trials' times (tracking/trials: start to end as the driver saw them),
     those are the seconds fitted: a trial's start-up lands in its per-chain overhead."""
