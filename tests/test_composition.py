@@ -169,4 +169,4 @@ def test_the_report_renders_any_ragged_table():
             md = render_md(sections(res, "x", "accuracy"), "t", plots(res, "accuracy"))
         assert md.startswith("# t") and answer(res, "w")[-1] == "Report: w/report.html"
         assert all(np.isfinite(v) for v in headline_metrics(res).values())
-        assert latex.table(res, name="x").rstrip().endswith(r"\end{table}")
+        assert latex.table(res, name="x").rstrip().endswith((r"\end{table}", r"\end{table*}"))
