@@ -217,6 +217,18 @@ def ended(events: dict[str, dict], rows: dict[str, dict]) -> list[str]:
     return [t for t in events if t in rows and rows[t].get("status") != "running"]
 
 
+def hms(clock: float) -> str:
+    """A plain line's timestamp, ``12:03:07``."""
+    return time.strftime("%H:%M:%S", time.localtime(clock))
+
+
+def pick_mode(mode: str, log) -> str:
+    """``auto``: ``live`` on a terminal (and no ``log`` given), else ``plain``; other modes as they are."""
+    if mode != "auto":
+        return mode
+    return "live" if log is None and sys.stdout.isatty() else "plain"
+
+
 def plain_line(r: Running, clock: float) -> str:
     """``12:03:07 running 3f2a_00003 toy_a>toy_b | stage 2/3 toy_b | step 40/120 | loss 0.6931 | 1m12s``"""
     parts = [r.phase()]
@@ -227,7 +239,7 @@ def plain_line(r: Running, clock: float) -> str:
     if r.left:
         parts.append(r.left)
     parts.append(duration(r.elapsed))
-    return f"{time.strftime('%H:%M:%S', time.localtime(clock))} running {r.trial_id} {r.order} | " + " | ".join(parts)
+    return f"{hms(clock)} running {r.trial_id} {r.order} | " + " | ".join(parts)
 
 
 def table(running: list[Running], caption: str):
@@ -257,8 +269,7 @@ class LiveProgress:
 
     def __init__(self, experiment: str, writer, *, mode: str = "auto", log=None, refresh: float = INTERVAL,
                  heartbeat: float = HEARTBEAT, events: bool = True):
-        if mode == "auto":
-            mode = "live" if log is None and sys.stdout.isatty() else "plain"
+        mode = pick_mode(mode, log)
         self.experiment, self.writer, self.mode, self.refresh, self.heartbeat = experiment, writer, mode, refresh, heartbeat
         self.events = events
         self.log = log or (lambda msg: print(msg, flush=True))
@@ -413,8 +424,7 @@ class ChainView:
 
     def __init__(self, mode: str = "auto", *, log=None, heartbeat: float = HEARTBEAT, clock=time.time,
                  console=None, interval: float = INTERVAL):
-        if mode == "auto":
-            mode = "live" if log is None and sys.stdout.isatty() else "plain"
+        mode = pick_mode(mode, log)
         self.mode, self.heartbeat, self.clock, self.console, self.interval = mode, heartbeat, clock, console, interval
         self.log = log or (lambda msg: print(msg, flush=True))
         self.state = PhaseRate()
@@ -470,7 +480,7 @@ class ChainView:
         """Plain mode: a line when the current phase has gone ``heartbeat`` seconds without one."""
         if self.state.what and now - self._printed >= self.heartbeat:
             self._printed = now
-            self.log(f"{time.strftime('%H:%M:%S', time.localtime(now))} {self.state.line(now)}")
+            self.log(f"{hms(now)} {self.state.line(now)}")
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.interval):
